@@ -1,0 +1,118 @@
+"""Ingest benchmark: 10 million native rows from one Parquet file, validated and loaded by
+`sageserve ingest`, against DuckDB's bare ``CREATE TABLE … AS SELECT * FROM read_parquet(…)`` of
+the same file in the same run. Each side runs in a fresh subprocess (fresh warehouse file) so
+peak memory is that process's own; runs alternate to share the machine's noise.
+
+    .venv/bin/python bench/ingest.py [--rows 10000000] [--repeat 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+BASELINE = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1], config={"memory_limit": "1GB"})
+con.execute("CREATE TABLE requests AS SELECT * FROM read_parquet(?)", [sys.argv[2]])
+con.close()
+"""
+
+
+def make_input(rows: int) -> Path:
+    """A Parquet file of ``rows`` valid native rows (synthetic workload, fixed seed)."""
+    path = OUT / f"native-{rows}.parquet"
+    if path.exists():
+        return path
+    import duckdb
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    start = datetime(2024, 6, 3, tzinfo=UTC).replace(tzinfo=None)
+    con = duckdb.connect()
+    con.sql(
+        """
+            SELECT
+                'req-' || lpad(CAST(i AS VARCHAR), 10, '0') AS request_id,
+                ? + to_milliseconds(i * 86400000 // ?) AS arrival_time,
+                (['us-east', 'us-central', 'us-west'])[CAST(1 + hash(i) % 3 AS BIGINT)] AS region,
+                (['llama2-70b', 'bloom-176b', 'llama3.1-8b', 'llama3.2-3b'])
+                    [CAST(1 + hash(i + 1) % 4 AS BIGINT)] AS model,
+                (['IW-F', 'IW-N', 'NIW'])[CAST(1 + hash(i + 2) % 3 AS BIGINT)] AS tier,
+                CAST(1 + hash(i + 3) % 4000 AS BIGINT) AS input_tokens,
+                CAST(1 + hash(i + 4) % 600 AS BIGINT) AS output_tokens
+            FROM range(?) AS r(i)
+        """,
+        params=[start, rows, rows],
+    ).write_parquet(str(path))
+    return path
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of one subprocess."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise RuntimeError(f"{cmd[:3]} failed: {err[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    data = make_input(args.rows)
+    sageserve = str(Path(sys.executable).with_name("sageserve"))
+    results: dict[str, list[tuple[float, float]]] = {"baseline": [], "ingest": []}
+    env = os.environ | {"SAGESERVE_LOG_LEVEL": "WARNING"}
+    for _ in range(args.repeat):
+        with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+            db = str(Path(tmp) / "baseline.duckdb")
+            results["baseline"].append(timed([sys.executable, "-c", BASELINE, db, str(data)]))
+        with tempfile.TemporaryDirectory(dir=OUT) as tmp:
+            wh = str(Path(tmp) / "warehouse.duckdb")
+            cmd = [sageserve, "--warehouse", wh, "ingest", str(data), "--no-marts", "--json"]
+            results["ingest"].append(timed(cmd, env))
+    base_wall = statistics.median(w for w, _ in results["baseline"])
+    ours_wall = statistics.median(w for w, _ in results["ingest"])
+    summary = {
+        "rows": args.rows,
+        "file_mb": round(data.stat().st_size / 1e6, 1),
+        "baseline_ctas_s": round(base_wall, 2),
+        "ingest_s": round(ours_wall, 2),
+        "ratio": round(ours_wall / base_wall, 2),
+        "ingest_rows_per_s": round(args.rows / ours_wall),
+        "baseline_peak_rss_mb": round(max(m for _, m in results["baseline"])),
+        "ingest_peak_rss_mb": round(max(m for _, m in results["ingest"])),
+        "runs": {k: [[round(w, 2), round(m)] for w, m in v] for k, v in results.items()},
+        "goal": "ratio <= 2.0, ingest peak RSS <= 2048 MB",
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"ingest benchmark: {args.rows:,} native rows, Parquet {summary['file_mb']} MB")
+    print(
+        f"  bare CTAS (baseline) : {base_wall:6.2f} s   peak {summary['baseline_peak_rss_mb']} MB"
+    )
+    print(f"  sageserve ingest     : {ours_wall:6.2f} s   peak {summary['ingest_peak_rss_mb']} MB")
+    print(f"  ratio ingest/CTAS    : {summary['ratio']:.2f}x   (goal <= 2.0x, <= 2 GB)")
+    print(f"  runs (wall s, MB)    : {summary['runs']}")
+
+
+if __name__ == "__main__":
+    main()

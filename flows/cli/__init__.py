@@ -1,0 +1,44 @@
+"""The `sageserve` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.cli import config_cmd, data, demo
+from flows.cli.common import STATE, setup_logging
+
+app = typer.Typer(
+    name="sageserve",
+    help="SageServe capacity planner: ingest request logs, forecast, plan, publish.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option(envvar="SAGESERVE_CONFIG", help="fleet YAML (default configs/default.yaml)"),
+    ] = None,
+    warehouse: Annotated[
+        Path | None,
+        typer.Option(envvar="SAGESERVE_WAREHOUSE", help="DuckDB file (default from config)"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    STATE.reset(config, warehouse, verbose)
+    setup_logging(verbose)
+
+
+app.command("synth")(data.synth)
+app.command("synth-servegen")(data.synth_servegen)
+app.command("ingest")(data.ingest)
+app.command("status")(data.status)
+app.command("refresh-marts")(data.refresh_marts)
+app.command("summary")(data.summary)
+app.command("demo")(demo.demo)
+app.add_typer(config_cmd.app, name="config")

@@ -1,0 +1,87 @@
+"""Shared CLI plumbing: global options, logging, JSON output, friendly fatal errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from planner.config import ConfigError, FleetConfig, load_config
+
+log = logging.getLogger("sageserve")
+console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+
+
+@dataclass
+class Globals:
+    config_path: Path | None = None
+    warehouse: Path | None = None
+    verbose: bool = False
+    _config: FleetConfig | None = None
+
+    def reset(self, config_path: Path | None, warehouse: Path | None, verbose: bool) -> None:
+        self.config_path, self.warehouse, self.verbose = config_path, warehouse, verbose
+        self._config = None
+
+    def config(self) -> FleetConfig:
+        if self._config is None:
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                fail(str(exc), code=2)
+        return self._config
+
+    def warehouse_path(self) -> Path:
+        return self.warehouse or Path(self.config().paths.warehouse)
+
+
+STATE = Globals()
+
+
+def setup_logging(verbose: bool) -> None:
+    level = os.environ.get("SAGESERVE_LOG_LEVEL", "DEBUG" if verbose else "INFO").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    for noisy in ("httpx", "httpcore", "numba", "matplotlib", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def emit_json(payload: Any) -> None:
+    """Machine-readable output on stdout (logs go to stderr)."""
+    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def parse_time(text: str, option: str) -> datetime:
+    """An ISO-8601 time from the command line, as aware UTC (naive means UTC)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{option}: not an ISO-8601 time: {text!r} (e.g. 2024-06-17T00:00Z)", code=2)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

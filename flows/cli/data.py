@@ -1,0 +1,316 @@
+"""Data commands: synthesise logs, ingest them, refresh marts, show what the warehouse holds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from flows.cli.common import STATE, console, emit_json, fail, parse_time
+from flows.warehouse import requests_contract
+from flows.warehouse.connection import WarehouseError, connect
+from flows.warehouse.ingest import FileReport, IngestReport, SourceSpec, ingest_paths
+from flows.warehouse.marts import refresh_demand
+from flows.warehouse.status import demand_summary, warehouse_status
+from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
+from planner.workload.synth import SynthSpec, synthesize
+from planner.workload.tokens import TokenSampler
+
+log = logging.getLogger(__name__)
+DEFAULT_AZURE = Path("../shared/data/azure2023")
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        Path(tmp).replace(path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def synth(
+    out: Annotated[Path, typer.Option(help="folder for one Parquet file per day")],
+    days: Annotated[int, typer.Option(min=1, max=366)] = 14,
+    seed: Annotated[int, typer.Option()] = 7,
+    requests_per_day: Annotated[int, typer.Option(min=1)] = 2_000_000,
+    start: Annotated[str, typer.Option(help="UTC start (a Monday keeps weekdays aligned)")] = (
+        "2024-06-03T00:00Z"
+    ),
+    azure: Annotated[Path, typer.Option(help="Azure 2023 trace folder (token lengths)")] = (
+        DEFAULT_AZURE
+    ),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Generate a deterministic multi-day, multi-region request log (native Parquet)."""
+    cfg = STATE.config()
+    spec = SynthSpec(days, seed, parse_time(start, "--start"), requests_per_day)
+    try:
+        tokens = TokenSampler.from_azure(azure)
+    except FileNotFoundError as exc:
+        fail(str(exc), code=2)
+    files, total = [], 0
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("synthesising days", total=days)
+        for day, frame in synthesize(cfg, spec, tokens):
+            path = out / f"requests-{day:%Y-%m-%d}.parquet"
+            write_parquet_atomic(frame, path)
+            files.append(str(path))
+            total += len(frame)
+            bar.advance(task)
+    log.info("wrote %d rows in %d files under %s", total, len(files), out)
+    if as_json:
+        emit_json({"files": files, "rows": total, "seed": seed, "days": days})
+
+
+def synth_servegen(
+    source: Annotated[list[Path], typer.Option(help="ServeGen folder, e.g. .../language/m-mid")],
+    out: Annotated[Path, typer.Option(help="folder for one Parquet file per UTC day")],
+    model: Annotated[
+        list[str] | None, typer.Option(help="model id per --source (default: by folder name)")
+    ] = None,
+    scale: Annotated[float, typer.Option(min=1e-7, max=1.0, help="volume scale")] = 0.001,
+    seed: Annotated[int, typer.Option()] = 7,
+    start: Annotated[str, typer.Option(help="local date of ServeGen day 0")] = "2024-06-03",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Turn ServeGen per-client rate series into native request rows."""
+    cfg = STATE.config()
+    models = model or [_default_model(s) for s in source]
+    if len(models) != len(source):
+        fail(f"--model given {len(models)} times for {len(source)} --source folders", code=2)
+    for m in models:
+        if m not in cfg.model_ids:
+            fail(f"--model: unknown model {m!r}; known: {cfg.model_ids}", code=2)
+    start_date = parse_time(start, "--start").date()
+    frames = []
+    for src, model_id in zip(source, models, strict=True):
+        try:
+            clients = load_source(src)
+        except FileNotFoundError as exc:
+            fail(str(exc), code=2)
+        spec = ServeGenSpec(model_id, scale, seed, start_date)
+        frames.extend(synthesize_servegen(cfg, clients, spec))
+    if not frames:
+        fail("no requests generated (scale too small?)")
+    rows = pd.concat(frames, ignore_index=True).sort_values("arrival_time", kind="stable")
+    rows.insert(0, "request_id", [f"sg{seed}-{i:09d}" for i in range(len(rows))])
+    files = []
+    for day, frame in rows.groupby(rows["arrival_time"].dt.floor("D"), sort=True):
+        path = out / f"servegen-{day:%Y-%m-%d}.parquet"
+        write_parquet_atomic(frame.reset_index(drop=True), path)
+        files.append(str(path))
+    log.info("wrote %d rows in %d files under %s", len(rows), len(files), out)
+    if as_json:
+        emit_json({"files": files, "rows": len(rows), "seed": seed, "scale": scale})
+
+
+def _default_model(source: Path) -> str:
+    return {"m-large": "llama2-70b", "m-mid": "llama3.1-8b"}.get(source.name, "llama3.1-8b")
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="files or folders (every file inside)")],
+    fmt: Annotated[str, typer.Option("--format", help="native | azure2023 | mooncake")] = "native",
+    region: Annotated[
+        str | None, typer.Option(help="adapters: region the trace stands for")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="adapters: model id")] = None,
+    tier: Annotated[str | None, typer.Option(help="adapters: tier id")] = None,
+    tenant: Annotated[str | None, typer.Option(help="adapters: tenant label")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="mooncake: UTC time of the trace's timestamp 0")
+    ] = None,
+    marts: Annotated[bool, typer.Option(help="refresh the demand marts afterwards")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Load request-log files (CSV, Parquet, JSONL; gzip too) into the warehouse."""
+    cfg = STATE.config()
+    spec = _source_spec(fmt, region, model, tier, tenant, start)
+    now = datetime.now(UTC)
+    try:
+        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
+    except WarehouseError as exc:
+        fail(str(exc))
+    with con, Progress(console=console, transient=True) as bar:
+        task = bar.add_task("ingesting", total=None)
+        report = ingest_paths(
+            con, paths, spec, requests_contract(cfg, now), now, on_file=lambda _: bar.advance(task)
+        )
+        refreshed = refresh_demand(con) if marts else None
+    if as_json:
+        payload = report.as_dict()
+        if refreshed:
+            payload["marts"] = {"hours": refreshed.hours, "rows": refreshed.rows}
+        emit_json(payload)
+    else:
+        _print_ingest(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _source_spec(
+    fmt: str,
+    region: str | None,
+    model: str | None,
+    tier: str | None,
+    tenant: str | None,
+    start: str | None,
+) -> SourceSpec:
+    cfg = STATE.config()
+    if fmt not in ("native", "azure2023", "mooncake"):
+        fail(f"--format: expected native, azure2023 or mooncake, got {fmt!r}", code=2)
+    if fmt == "native":
+        if any(v is not None for v in (region, model, tier, start)):
+            fail("--region/--model/--tier/--start apply to --format azure2023|mooncake", code=2)
+        return SourceSpec()
+    for flag, value, known in (
+        ("--region", region, cfg.region_ids),
+        ("--model", model, cfg.model_ids),
+        ("--tier", tier, cfg.tier_ids),
+    ):
+        if value is None:
+            fail(f"{flag} is required with --format {fmt} (known: {known})", code=2)
+        if value not in known:
+            fail(f"{flag}: unknown id {value!r}; known: {known}", code=2)
+    start_time = None
+    if fmt == "mooncake":
+        if start is None:
+            fail("--start is required with --format mooncake (the trace has relative times)", 2)
+        start_time = parse_time(start, "--start")
+    return SourceSpec(fmt, region, model, tier, tenant, start_time)  # type: ignore[arg-type]
+
+
+def _print_ingest(report: IngestReport) -> None:
+    table = Table("file", "status", "read", "loaded", "quarantined", "duplicates", "note")
+    for f in report.files:
+        table.add_row(
+            f.path,
+            _status_style(f),
+            str(f.rows_read),
+            str(f.rows_loaded),
+            str(f.rows_quarantined),
+            str(f.duplicates_skipped),
+            f.message or "; ".join(f.problems[:2]),
+        )
+    t = report.totals
+    table.add_row(
+        "total",
+        "",
+        *(str(t[k]) for k in ("rows_read", "rows_loaded", "rows_quarantined")),
+        str(t["duplicates_skipped"]),
+        "",
+    )
+    console.print(table)
+
+
+def _status_style(report: FileReport) -> str:
+    colour = {"loaded": "green", "skipped": "yellow", "rejected": "red"}[report.status]
+    return f"[{colour}]{report.status}[/]"
+
+
+def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What the warehouse holds: rows per series, time span, files, quarantine."""
+    cfg = STATE.config()
+    try:
+        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
+    except WarehouseError as exc:
+        fail(str(exc))
+    with con:
+        info = warehouse_status(con)
+    info["warehouse"] = str(STATE.warehouse_path())
+    if as_json:
+        emit_json(info)
+        return
+    o = info["overview"]
+    console.print(
+        f"warehouse {info['warehouse']} (schema v{o['schema_version']}): {o['requests']:,} "
+        f"requests from {o['first_arrival']} to {o['last_arrival']}, {o['files']} files, "
+        f"{o['quarantined']:,} quarantined rows"
+    )
+    table = Table("region", "model", "tier", "requests", "first", "last")
+    for s in info["series"]:
+        table.add_row(
+            s["region"],
+            s["model"],
+            s["tier"],
+            f"{s['requests']:,}",
+            f"{s['first_arrival']:%Y-%m-%d %H:%M}",
+            f"{s['last_arrival']:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+    for q in info["quarantine"]:
+        console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
+
+
+def refresh_marts(
+    full: Annotated[bool, typer.Option(help="recompute every hour, not only pending ones")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recompute the hourly demand mart."""
+    cfg = STATE.config()
+    try:
+        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
+    except WarehouseError as exc:
+        fail(str(exc))
+    with con:
+        result = refresh_demand(con, full=full)
+    payload = {"start_hour": result.start_hour, "end_hour": result.end_hour, "rows": result.rows}
+    if as_json:
+        emit_json(payload)
+    else:
+        console.print(f"demand_hourly: {result.hours} hours recomputed, {result.rows} rows")
+
+
+def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Demand per series from the marts: volume, mean and peak token rates."""
+    cfg = STATE.config()
+    try:
+        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
+    except WarehouseError as exc:
+        fail(str(exc))
+    with con:
+        rows = demand_summary(con)
+    if as_json:
+        emit_json(rows)
+    else:
+        print_summary(rows)
+
+
+def print_summary(rows: list[dict[str, object]]) -> None:
+    table = Table(
+        "region",
+        "model",
+        "tier",
+        "requests",
+        "hours",
+        "gaps",
+        "mean tok/s",
+        "peak-min tok/s",
+        "peak/mean",
+        title="demand by series (demand_hourly)",
+    )
+    for r in rows:
+        table.add_row(
+            str(r["region"]),
+            str(r["model"]),
+            str(r["tier"]),
+            f"{r['requests']:,}",
+            str(r["observed_hours"]),
+            str(r["gap_hours"]),
+            f"{r['mean_token_rate'] or 0:,.0f}",
+            f"{r['peak_minute_token_rate'] or 0:,.0f}",
+            f"{r['peak_to_mean'] or 0:.2f}",
+        )
+    console.print(table)

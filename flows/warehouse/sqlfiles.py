@@ -1,0 +1,64 @@
+"""Named SQL files under ``sql/`` and a helper that binds exactly the parameters a file uses.
+
+Values are always bound parameters (``$name``). A few ingest files also have a structural slot,
+``{{ checked }}`` or ``{{ source }}``, that takes a generated SELECT (the staging reader, or the
+pandera schema compiled to SQL): that is composition of trusted query text, never of values.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_SLOT = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of ``sql/<name>.sql`` (one statement)."""
+    path = SQL_DIR / f"{name}.sql"
+    return path.read_text(encoding="utf-8").rstrip().rstrip(";") + "\n"
+
+
+def params_used(text: str) -> set[str]:
+    return set(_PARAM.findall(_strip_comments(text)))
+
+
+def render(text: str, slots: dict[str, str]) -> str:
+    """Fill the structural ``{{ slot }}`` markers; every marker must be filled and vice versa."""
+    wanted = set(_SLOT.findall(text))
+    if wanted != set(slots):
+        raise KeyError(f"SQL slots {sorted(wanted)} but given {sorted(slots)}")
+    return _SLOT.sub(lambda m: slots[m.group(1)], text)
+
+
+def run(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    slots: dict[str, str] | None = None,
+    **params: Any,
+) -> duckdb.DuckDBPyConnection:
+    """Execute ``sql/<name>.sql`` binding the named parameters it references."""
+    text = render(sql(name), slots or {})
+    return execute(con, text, params)
+
+
+def execute(
+    con: duckdb.DuckDBPyConnection, text: str, params: dict[str, Any]
+) -> duckdb.DuckDBPyConnection:
+    used = params_used(text)
+    missing = used - params.keys()
+    if missing:
+        raise KeyError(f"SQL needs parameters {sorted(missing)}")
+    bound = {k: v for k, v in params.items() if k in used}
+    return con.execute(text, bound) if bound else con.execute(text)
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())

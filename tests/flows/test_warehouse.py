@@ -1,0 +1,100 @@
+"""Warehouse lifecycle: migrations, a killed ingest leaves nothing behind, a locked file."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.warehouse.connection import WarehouseError, connect
+from flows.warehouse.migrations import MigrationError, migration_files, schema_version
+
+SAGESERVE = str(Path(sys.executable).with_name("sageserve"))
+
+
+def test_migrations_record_the_schema_version(tmp_path: Path) -> None:
+    con = connect(tmp_path / "w.duckdb")
+    latest = migration_files()[-1][0]
+    assert schema_version(con) == latest
+    con.close()
+    again = connect(tmp_path / "w.duckdb")  # re-opening applies nothing new
+    rows = again.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    assert rows == (len(migration_files()),)
+    again.close()
+
+
+def test_an_edited_applied_migration_is_refused(tmp_path: Path) -> None:
+    con = connect(tmp_path / "w.duckdb")
+    con.execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = 3")
+    con.close()
+    with pytest.raises(MigrationError, match=r"0003_create_requests\.sql was changed"):
+        connect(tmp_path / "w.duckdb")
+
+
+def test_read_only_open_of_a_missing_warehouse(tmp_path: Path) -> None:
+    with pytest.raises(WarehouseError, match="no warehouse at"):
+        connect(tmp_path / "none.duckdb", read_only=True)
+
+
+def _big_csv(path: Path, rows: int) -> None:
+    duckdb.sql(
+        f"""
+        SELECT 'k' || i AS request_id,
+               TIMESTAMP '2024-06-03' + to_milliseconds(i) AS arrival_time,
+               'us-east' AS region, 'llama2-70b' AS model, 'IW-F' AS tier,
+               i % 4000 AS input_tokens, i % 300 AS output_tokens
+        FROM range({int(rows)}) AS r(i)
+        """
+    ).write_csv(str(path))
+
+
+@pytest.mark.slow
+def test_kill_mid_file_leaves_the_warehouse_as_before(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    small = tmp_path / "small.csv"
+    small.write_text(
+        "request_id,arrival_time,region,model,tier,input_tokens,output_tokens\n"
+        "s1,2024-06-02T10:00:00Z,us-west,llama3.2-3b,NIW,10,1\n"
+    )
+    big = tmp_path / "big.csv"
+    _big_csv(big, 5_000_000)
+    base = [SAGESERVE, "--warehouse", str(warehouse), "ingest"]
+    subprocess.run([*base, str(small)], check=True, capture_output=True)
+
+    proc = subprocess.Popen(
+        [*base, str(big)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "loading" in line and "big.csv" in line:
+            break
+    time.sleep(1.5)  # well inside the transaction: the file takes several seconds
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the ingest finished before it could be killed"
+
+    con = connect(warehouse)
+    assert con.execute("SELECT request_id FROM requests").fetchall() == [("s1",)]
+    assert con.execute("SELECT count(*) FROM ingested_files").fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM requests_quarantine").fetchone() == (0,)
+    con.close()
+    done = subprocess.run([*base, str(big), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert '"rows_loaded": 5000000' in done.stdout
+
+
+def test_a_locked_warehouse_gives_a_clear_error(tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    holder = connect(warehouse)
+    try:
+        out = subprocess.run(
+            [SAGESERVE, "--warehouse", str(warehouse), "status"], capture_output=True, text=True
+        )
+    finally:
+        holder.close()
+    assert out.returncode == 1
+    assert "in use by another process" in out.stderr
