@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import config_cmd, data, demo
+from flows.cli import config_cmd, data, demo, forecast_cmd
 from flows.cli.common import STATE, setup_logging
 
 app = typer.Typer(
@@ -40,5 +40,8 @@ app.command("ingest")(data.ingest)
 app.command("status")(data.status)
 app.command("refresh-marts")(data.refresh_marts)
 app.command("summary")(data.summary)
+app.command("backtest")(forecast_cmd.backtest)
+app.command("forecast")(forecast_cmd.forecast)
+app.command("characterize")(forecast_cmd.characterize)
 app.command("demo")(demo.demo)
 app.add_typer(config_cmd.app, name="config")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 
 from flows.cli.common import STATE, console, emit_json, fail
 from flows.cli.data import print_summary, write_parquet_atomic
+from flows.forecasting import load_models, run_forecast, run_selection
 from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
@@ -19,6 +21,7 @@ from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary
 from planner.workload.synth import SynthSpec, synthesize
 from planner.workload.tokens import TokenSampler
+from reports import backtest as backtest_report
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,8 @@ def demo(
     seed: Annotated[int, typer.Option()] = 7,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Synthesise a 2-week log, ingest and validate it, build the demand marts, summarise."""
+    """Synthesise a 2-week log, ingest and validate it, build the demand marts, select and fit
+    forecasters (daily job), forecast the next 24 h (hourly job), report."""
     cfg = STATE.config()
     logs_dir = workdir / "logs" / f"synth-seed{seed}"
     warehouse = STATE.warehouse or workdir / "warehouse.duckdb"
@@ -41,30 +45,51 @@ def demo(
     except FileNotFoundError as exc:
         fail(f"{exc}; pass --shared with the folder that holds data/azure2023", code=2)
     spec = SynthSpec(days=days, seed=seed, requests_per_day=requests_per_day)
-    console.print(f"[bold]1/4[/] synthesising {days} days into {logs_dir}")
+    console.print(f"[bold]1/5[/] synthesising {days} days into {logs_dir}")
     for day, frame in synthesize(cfg, spec, tokens):
         path = logs_dir / f"requests-{day:%Y-%m-%d}.parquet"
         if not path.exists():  # deterministic: an existing day file has the same rows
             write_parquet_atomic(frame, path)
-    console.print(f"[bold]2/4[/] ingesting into {warehouse}")
+    console.print(f"[bold]2/5[/] ingesting into {warehouse}")
     now = datetime.now(UTC)
     with connect(warehouse, memory_limit=cfg.warehouse.memory_limit) as con:
         report = ingest_paths(con, [logs_dir], SourceSpec(), requests_contract(cfg, now), now)
-        console.print("[bold]3/4[/] refreshing demand marts")
+        console.print("[bold]3/5[/] refreshing demand marts")
         refreshed = refresh_demand(con)
         rows = demand_summary(con)
+        as_of = spec.start + timedelta(days=days)
+        console.print(f"[bold]4/5[/] daily job: backtest and choose forecasters at {as_of}")
+        selected_at, _ = load_models(con, as_of)
+        backtest_dir = workdir / "out" / f"backtest-{as_of:%Y%m%dT%H%M}"
+        if selected_at != pd.Timestamp(as_of).tz_localize(None):
+            selection = run_selection(con, cfg, as_of)
+            backtest_report.write_report(selection, backtest_dir)
+        console.print(f"[bold]5/5[/] hourly job: forecast the next {cfg.forecast.horizon_h} h")
+        forecasts, info = run_forecast(con, cfg, as_of)
     totals = report.totals
     elapsed = time.perf_counter() - started
-    console.print("[bold]4/4[/] demand summary")
     if as_json:
-        emit_json({"ingest": totals, "mart_rows": refreshed.rows, "summary": rows})
+        emit_json(
+            {
+                "ingest": totals,
+                "mart_rows": refreshed.rows,
+                "summary": rows,
+                "forecast_rows": len(forecasts),
+                "backtest_report": str(backtest_dir / "backtest.md"),
+            }
+        )
     else:
         print_summary(rows)
+        chosen = forecasts.drop_duplicates(["region", "model", "tier", "metric"])
         console.print(
             f"loaded {totals['rows_loaded']:,} rows ({totals['files_skipped']} files already "
-            f"loaded), quarantined {totals['rows_quarantined']:,}; {elapsed:.0f} s\n"
+            f"loaded), quarantined {totals['rows_quarantined']:,}; forecasters chosen: "
+            f"{chosen['forecaster'].value_counts().to_dict()}; {len(forecasts):,} forecast rows "
+            f"from {info['origin']}; {elapsed:.0f} s\n"
             f"outputs: request logs {logs_dir}, warehouse {warehouse} "
-            f"(tables requests, requests_quarantine, ingested_files, demand_hourly)"
+            "(tables requests, requests_quarantine, ingested_files, demand_hourly, "
+            "forecast_backtests, forecast_models, forecasts), backtest report "
+            f"{backtest_dir / 'backtest.md'}"
         )
     if not report.ok:
         raise typer.Exit(1)

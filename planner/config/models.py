@@ -102,6 +102,29 @@ class Tier(_Strict):
     planning_quantile: float = Field(
         default=0.5, gt=0, lt=1, description="demand quantile the planner covers"
     )
+    planning_metric: Literal["token_rate", "peak_token_rate"] = Field(
+        default="peak_token_rate",
+        description="forecast the planner sizes capacity on: the hour's mean token rate, or "
+        "its busiest minute (interactive tiers must absorb the peak; deferrable ones need not)",
+    )
+
+
+class ForecastSettingsConfig(_Strict):
+    """How demand is forecast (see planner.forecast)."""
+
+    horizon_h: int = Field(default=24, ge=1, le=168)
+    history_days: int = Field(default=28, ge=3, description="history the models see")
+    candidates: list[str] = Field(
+        default_factory=lambda: ["snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl"],
+        description="registry names; 'arima' is registered but off by default (cost)",
+    )
+    champion: str = Field(default="ets_theta", description="default choice for every series")
+    challenger_margin: float = Field(default=0.05, ge=0, lt=1)
+    min_folds: int = Field(default=3, ge=1)
+    backtest_days: int = Field(default=14, ge=2, description="daily origins looked back")
+    screen_origins: int = Field(default=3, ge=1)
+    finalist_margin: float = Field(default=0.10, ge=0)
+    workers: int = Field(default=2, ge=1, description="processes for the daily selection")
 
 
 class Paths(_Strict):
@@ -129,6 +152,7 @@ class FleetConfig(_Strict):
     tiers: list[Tier] = Field(min_length=1)
     paths: Paths = Field(default_factory=Paths)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property

@@ -32,6 +32,7 @@ def semantic_issues(cfg: FleetConfig) -> list[ConfigIssue]:
         *_fleet_checks(cfg),
         *_model_checks(cfg),
         *_tier_checks(cfg),
+        *_forecast_checks(cfg),
     ]
 
 
@@ -164,3 +165,18 @@ def _tier_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
             yield ConfigIssue(
                 ("tiers", i, "spot_allowed"), "interactive tiers cannot run on spot", True
             )
+
+
+KNOWN_FORECASTERS = ("snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl", "arima")
+
+
+def _forecast_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
+    for i, name in enumerate(cfg.forecast.candidates):
+        if name not in KNOWN_FORECASTERS:
+            yield ConfigIssue(("forecast", "candidates", i), "unknown forecaster", name)
+    if "snaive24" not in cfg.forecast.candidates:
+        yield ConfigIssue(("forecast", "candidates"), "must include the snaive24 baseline", None)
+    if cfg.forecast.champion not in cfg.forecast.candidates:
+        yield ConfigIssue(
+            ("forecast", "champion"), "must be one of the candidates", cfg.forecast.champion
+        )

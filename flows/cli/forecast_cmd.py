@@ -1,0 +1,192 @@
+"""Forecast commands: `backtest` (daily model selection), `forecast`, `characterize`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from flows.cli.common import STATE, console, emit_json, fail, parse_time
+from flows.forecasting import run_forecast, run_selection, timezones
+from flows.warehouse.connection import WarehouseError, connect
+from flows.warehouse.sqlfiles import run
+from reports import backtest as backtest_report
+from reports import characterize as characterize_report
+
+log = logging.getLogger(__name__)
+
+
+def _as_of(text: str | None, con: Any) -> datetime:
+    if text:
+        return parse_time(text, "--as-of")
+    row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
+    if not row or row[0] is None:
+        fail("the demand mart is empty: ingest request logs first (`sageserve ingest`)")
+    return (pd.Timestamp(row[0]) + pd.Timedelta(hours=1)).to_pydatetime().replace(tzinfo=UTC)
+
+
+def _connect() -> Any:
+    cfg = STATE.config()
+    try:
+        return connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
+    except WarehouseError as exc:
+        fail(str(exc))
+
+
+def _out_dir(out: Path | None, name: str) -> Path:
+    return out or Path(STATE.config().paths.outputs) / name
+
+
+def backtest(
+    as_of: Annotated[
+        str | None, typer.Option(help="selection time (default: end of the demand mart)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="processes")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Backtest every candidate per series, choose, fit and store (the daily retrain)."""
+    cfg = STATE.config()
+    with _connect() as con:
+        when = _as_of(as_of, con)
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("backtesting series groups", total=None)
+            try:
+                selection = run_selection(
+                    con, cfg, when, workers, on_done=lambda _: bar.advance(task)
+                )
+            except ValueError as exc:
+                fail(str(exc))
+    folder = _out_dir(out, f"backtest-{selection.as_of:%Y%m%dT%H%M}")
+    agg = backtest_report.write_report(selection, folder)
+    if as_json:
+        scores = selection.scores()
+        agg["series"] = scores[scores["chosen"]].to_dict("records")
+        emit_json(agg)
+        return
+    table = Table(
+        "metric",
+        "folds",
+        "MASE",
+        "snaive24 MASE",
+        "better by",
+        "95% band",
+        "≤ p95",
+        title=f"deployed choice vs seasonal naive ({len(selection.origins)} origins)",
+    )
+    for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]:
+        if s:
+            table.add_row(
+                name,
+                f"{s['folds']:.0f}",
+                f"{s['mase']:.3f}",
+                f"{s['snaive24_mase']:.3f}",
+                f"{s['improvement_vs_snaive24']:.1%}",
+                f"{s['band95_coverage']:.1%}",
+                f"{s['p95_coverage']:.1%}",
+            )
+    console.print(table)
+    console.print(f"chosen: {agg.get('chosen')}\nreport: {agg['report']}\nplot: {agg['plot']}")
+
+
+def forecast(
+    as_of: Annotated[str, typer.Option(help="forecast origin (UTC); hours before it are used")],
+    horizon: Annotated[int | None, typer.Option(min=1, max=168)] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Forecast every series for the hours from --as-of (stored in `forecasts`)."""
+    cfg = STATE.config()
+    when = parse_time(as_of, "--as-of")
+    with _connect() as con:
+        try:
+            frame, info = run_forecast(con, cfg, when, horizon)
+        except ValueError as exc:
+            fail(str(exc))
+    if frame.empty:
+        fail("no series to forecast at this origin")
+    tier_q = {t.id: (t.planning_metric, t.planning_quantile) for t in cfg.tiers}
+    summary = _summary(frame, tier_q)
+    if as_json:
+        emit_json({**info, "series": summary})
+        return
+    table = Table(
+        "region",
+        "model",
+        "tier",
+        "metric",
+        "forecaster",
+        "next h point",
+        "planning q",
+        "fallback",
+        title=f"forecasts from {info['origin']}",
+    )
+    for row in summary:
+        table.add_row(
+            row["region"],
+            row["model"],
+            row["tier"],
+            row["metric"],
+            row["forecaster"],
+            f"{row['point_h1']:,.1f}",
+            f"{row['planning_value_h1']:,.1f}",
+            row["fallback"] or "",
+        )
+    console.print(table)
+    console.print(f"{info['rows']} rows stored in `forecasts` (selection of {info['selected_at']})")
+
+
+def _summary(frame: pd.DataFrame, tier_q: dict[str, tuple[str, float]]) -> list[dict[str, Any]]:
+    first = frame[frame["h"] == 1]
+    rows = []
+    for r in first.itertuples():
+        metric, q = tier_q.get(r.tier, ("token_rate", 0.5))
+        col = f"q_{str(q).replace('.', '_')}"
+        rows.append(
+            {
+                "region": r.region,
+                "model": r.model,
+                "tier": r.tier,
+                "metric": r.metric,
+                "forecaster": r.forecaster,
+                "point_h1": float(r.point),
+                "planning_quantile": q if r.metric == metric else None,
+                "planning_value_h1": float(getattr(r, col, r.point))
+                if r.metric == metric
+                else float(r.point),
+                "fallback": r.fallback,
+            }
+        )
+    return rows
+
+
+def characterize(
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write the workload characterisation report (markdown + PNGs) from the warehouse."""
+    cfg = STATE.config()
+    with _connect() as con:
+        demand = run(con, "characterize/demand").df()
+        if demand.empty:
+            fail("the demand mart is empty: ingest request logs first")
+        tokens = run(con, "characterize/token_distribution").df()
+        histogram = run(con, "characterize/token_histogram").df()
+        hardest = run(con, "characterize/latest_backtests").df()
+    folder = _out_dir(out, "characterization")
+    kinds = {t.id: t.kind for t in cfg.tiers}
+    figures = characterize_report.write_report(
+        demand, tokens, histogram, hardest, timezones(cfg), kinds, folder
+    )
+    if as_json:
+        emit_json(figures)
+    else:
+        console.print(f"report: {figures['report']}")
+        console.print(
+            f"busiest hour UTC {figures['peak_hour_utc']}, local {figures['peak_hour_local']}"
+        )

@@ -1,0 +1,363 @@
+"""Rolling-origin backtests with sktime's splitter and ``evaluate``, and their scores.
+
+Origins are every ``step_h`` hours (a day) over the last ``max_origins`` days the history
+allows, the last one ``horizon`` hours before the end so every fold is scored on known hours.
+Each candidate runs as one panel through ``evaluate(strategy="no-update_params")``: parameters
+are fitted on data before the first origin, the state is re-conditioned on data before each
+origin (see :mod:`planner.forecast.models`). Nothing after an origin reaches its forecast.
+
+Scores per series, forecaster and fold:
+
+* MASE: MAE over the fold's known hours ÷ the in-sample MAE of seasonal naive (sp = 24) over
+  the training hours before that origin;
+* pinball loss averaged over the quantile levels, divided by the same scale;
+* coverage of the central 95 % band [q0.025, q0.975] and of the one-sided q0.95.
+
+Quantiles of fold k are conformal from the residuals of folds before k
+(:mod:`planner.forecast.calibration`) once at least ``min_residuals`` exist; before that the
+model's own intervals (``predict_quantiles``) are used and the row says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import numpy as np
+import pandas as pd
+from sktime.forecasting.model_evaluation import evaluate
+from sktime.performance_metrics.forecasting import MeanAbsoluteError
+from sktime.performance_metrics.forecasting.probabilistic import PinballLoss
+from sktime.split import ExpandingWindowSplitter
+
+from planner.forecast.calibration import (
+    QUANTILES,
+    ResidualQuantiles,
+    log_residuals,
+    offset_for,
+)
+from planner.forecast.models import (
+    BASELINES,
+    DEFAULT_CANDIDATES,
+    REGISTRY,
+    PanelStatsForecaster,
+)
+from planner.forecast.series import Panel, SeriesKey, freq_index, to_sktime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    """``screen_origins``/``finalist_margin``: racing. Every candidate is scored at its first
+    ``screen_origins`` origins; only candidates within ``finalist_margin`` of a series' best
+    screening MASE (and always the baselines and ``keep``) go on to the later origins. The
+    screen comes first in time, so a choice replayed at a later origin never depends on folds
+    after it."""
+
+    horizon: int = 24
+    max_origins: int = 14
+    step_h: int = 24
+    min_train_h: int = 72
+    min_residuals: int = 48
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    quantiles: tuple[float, ...] = QUANTILES
+    screen_origins: int = 3
+    finalist_margin: float = 0.10
+    keep: tuple[str, ...] = ("ets_theta",)
+
+
+@dataclass
+class BacktestResult:
+    """``hours``: one row per series × forecaster × origin × step with actual, point and
+    quantiles; ``folds``: one row per series × forecaster × origin with the scores."""
+
+    hours: pd.DataFrame
+    folds: pd.DataFrame
+    origins: list[pd.Timestamp]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def origins_for(panel: Panel, settings: BacktestSettings) -> list[pd.Timestamp]:
+    index = panel.filled.index
+    if len(index) == 0:
+        return []
+    end = index[-1] + pd.Timedelta(hours=1)
+    last = end - pd.Timedelta(hours=settings.horizon)
+    earliest = index[0] + pd.Timedelta(hours=settings.min_train_h)
+    origins = [last - pd.Timedelta(hours=settings.step_h * k) for k in range(settings.max_origins)]
+    return sorted(o for o in origins if o >= earliest)
+
+
+def run_backtest(
+    panel: Panel,
+    settings: BacktestSettings,
+    progress: Callable[[str], None] | None = None,
+) -> BacktestResult:
+    """Backtest every candidate on every series with enough history; score every fold."""
+    origins = origins_for(panel, settings)
+    if not origins:
+        empty = pd.DataFrame()
+        return BacktestResult(empty, empty, [], {"*": "not enough history for one origin"})
+    singles, skipped = _expand_candidates(settings.candidates)
+    usable, skipped_now = _usable_origins(panel, origins, singles)
+    skipped |= skipped_now
+    # stage 1: every candidate at its first origins
+    frames = []
+    for name, (model_origins, series) in usable.items():
+        if progress:
+            progress(name)
+        screen = model_origins[: settings.screen_origins]
+        frames.append(_evaluate(panel.subset(series), name, screen, settings))
+    screened = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
+    finalists = _finalists(screened, panel, settings)
+    # stage 2: finalists at the remaining origins
+    for name, (model_origins, series) in usable.items():
+        later = model_origins[settings.screen_origins :]
+        keep = [s for s in series if (s, name) in finalists]
+        if later and keep:
+            frames.append(_evaluate(panel.subset(keep), name, later, settings))
+    hours = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
+    hours = _calibrate(hours, panel, settings)
+    return BacktestResult(hours, _score(hours, panel, settings), origins, skipped)
+
+
+def _expand_candidates(candidates: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """Single models to run (ensembles run as their members)."""
+    singles: list[str] = []
+    for name in candidates:
+        for member in REGISTRY[name].members or (name,):
+            if member not in singles:
+                singles.append(member)
+    return singles, {}
+
+
+def _usable_origins(
+    panel: Panel, origins: list[pd.Timestamp], names: list[str]
+) -> tuple[dict[str, tuple[list[pd.Timestamp], list[str]]], dict[str, str]]:
+    """Per model: the origins from the first one where some series has the history it needs,
+    and those series."""
+    counts = {o: panel.until(o).observed_hours() for o in origins}
+    usable: dict[str, tuple[list[pd.Timestamp], list[str]]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        need = REGISTRY[name].min_history_h
+        first, series = len(origins), []
+        for i, o in enumerate(origins):
+            series = [str(s) for s, n in counts[o].items() if n >= need]
+            if series:
+                first = i
+                break
+        if len(origins) - first < 2:
+            skipped[name] = f"fewer than 2 origins with {need} h of history"
+            continue
+        usable[name] = (origins[first:], series)
+    return usable, skipped
+
+
+def _with_ensembles(hours: pd.DataFrame, candidates: tuple[str, ...]) -> pd.DataFrame:
+    """Add rows of each ensemble candidate: the mean of its members' points and quantiles on
+    the (series, origin, hour) they share. Identical to running the ensemble, without fitting
+    the members twice."""
+    hours = hours[~hours["forecaster"].isin([c for c in candidates if REGISTRY[c].members])]
+    extra = []
+    for name in candidates:
+        members = REGISTRY[name].members
+        if not members:
+            continue
+        parts = [
+            hours[hours["forecaster"] == m].set_index(["series", "origin", "hour"]) for m in members
+        ]
+        shared = parts[0].index
+        for p in parts[1:]:
+            shared = shared.intersection(p.index)
+        if len(shared) == 0:
+            continue
+        numeric = [c for c in parts[0].columns if c == "point" or c.startswith("native_")]
+        mean = sum(p.loc[shared, numeric] for p in parts) / len(parts)
+        frame = parts[0].loc[shared].copy()
+        frame[numeric] = mean
+        frame["forecaster"] = name
+        extra.append(frame.reset_index())
+    return pd.concat([hours, *extra], ignore_index=True) if extra else hours
+
+
+def _finalists(
+    screened: pd.DataFrame, panel: Panel, settings: BacktestSettings
+) -> set[tuple[str, str]]:
+    """(series, single model) pairs that continue past the screen."""
+    folds = _score(_calibrate(screened.copy(), panel, settings), panel, settings)
+    if folds.empty:
+        return set()
+    mase = folds.groupby(["series", "forecaster"])["mase"].mean().unstack()
+    best = mase.min(axis=1)
+    always = {*BASELINES, *settings.keep}
+    keep: set[tuple[str, str]] = set()
+    for name in mase.columns:
+        good = mase[name] <= (1 + settings.finalist_margin) * best
+        for series in mase.index[good | (name in always)]:
+            for member in REGISTRY[name].members or (name,):
+                keep.add((series, member))
+    return keep
+
+
+def _evaluate(
+    panel: Panel, name: str, origins: list[pd.Timestamp], settings: BacktestSettings
+) -> pd.DataFrame:
+    y = to_sktime(freq_index(panel.filled))
+    # only what is known at the last origin reaches the splitter
+    y = y[y.index.get_level_values("hour") < origins[-1] + pd.Timedelta(hours=settings.horizon)]
+    first = panel.filled.index.get_loc(origins[0])
+    assert isinstance(first, int)
+    cv = ExpandingWindowSplitter(
+        fh=list(range(1, settings.horizon + 1)), initial_window=first, step_length=settings.step_h
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate(
+            PanelStatsForecaster(name, refit_every_h="spec"),
+            cv=cv,
+            y=y,
+            strategy="no-update_params",
+            return_data=True,
+            # the scores are computed in _score; these only make evaluate return the point
+            # forecasts and the quantiles (pooled over series: no per-series loop)
+            scoring=[
+                MeanAbsoluteError(multilevel="uniform_average_time"),
+                PinballLoss(alpha=list(settings.quantiles)),
+            ],
+            error_score="raise",
+        )
+    rows = []
+    for _, fold in result.iterrows():
+        origin = fold["cutoff"] + pd.Timedelta(hours=1)
+        pred = fold["y_pred"]["y"]
+        quant = fold["y_pred_quantiles"]
+        frame = pd.DataFrame(
+            {
+                "series": pred.index.get_level_values(0),
+                "hour": pred.index.get_level_values(1),
+                "point": pred.to_numpy(),
+            }
+        )
+        for tau in settings.quantiles:
+            frame[f"native_{tau}"] = quant[("y", tau)].to_numpy()
+        frame["forecaster"] = name
+        frame["origin"] = origin
+        rows.append(frame)
+    hours = pd.concat(rows, ignore_index=True)
+    delta = pd.to_datetime(hours["hour"]) - pd.to_datetime(hours["origin"])
+    hours["h"] = (delta.dt.total_seconds() // 3600).astype(int) + 1
+    actual = panel.observed.stack(future_stack=True)
+    actual.index.names = ["hour", "series"]
+    hours["actual"] = actual.reindex(pd.MultiIndex.from_frame(hours[["hour", "series"]])).to_numpy()
+    return hours
+
+
+def peer_group(series_id: str) -> str:
+    """Series that share tier and metric calibrate together (see calibration)."""
+    key = SeriesKey.parse(series_id)
+    return f"{key.tier}|{key.metric}"
+
+
+def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
+    """Add q_<τ> columns: conformal from earlier folds (own and peer residuals) once at least
+    ``min_residuals`` own residuals exist, else the model's native intervals."""
+    if hours.empty:
+        return hours
+    hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
+    levels = panel.observed.mean()
+    taus = settings.quantiles
+    q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in taus])
+    conformal = np.zeros(len(hours), dtype=bool)
+    point = hours["point"].to_numpy(dtype=float)
+    actual = hours["actual"].to_numpy(dtype=float)
+    own: dict[tuple[str, str], list[np.ndarray]] = {}
+    group: dict[tuple[str, str], list[np.ndarray]] = {}
+    for _origin, at_origin in hours.groupby("origin", sort=True):
+        pending: list[tuple[str, str, np.ndarray]] = []
+        groups = at_origin.groupby(["series", "forecaster"], sort=False).indices
+        for key, rows in groups.items():
+            series, name = cast(tuple[str, str], key)
+            idx = at_origin.index[rows]
+            offset = offset_for(levels.get(series, 0.0))
+            mine = np.concatenate(own.get((series, name), [np.empty(0)]))
+            if len(mine) >= settings.min_residuals:
+                peers = np.concatenate(group.get((peer_group(series), name), [np.empty(0)]))
+                rq = ResidualQuantiles.fit(mine, offset, taus, peers)
+                widened = rq.apply(point[idx])
+                q[idx] = np.column_stack([widened[t] for t in taus])
+                conformal[idx] = True
+            pending.append((series, name, log_residuals(actual[idx], point[idx], offset)))
+        for series, name, res in pending:  # known only after this origin's fold is over
+            own.setdefault((series, name), []).append(res)
+            group.setdefault((peer_group(series), name), []).append(res)
+    for i, tau in enumerate(taus):
+        hours[f"q_{tau}"] = q[:, i]
+    hours["quantile_method"] = np.where(conformal, "conformal", "native")
+    offsets = hours["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
+    hours["log_residual"] = np.log(
+        (hours["actual"] + offsets) / (hours["point"].clip(lower=0) + offsets)
+    )
+    return hours
+
+
+def _scales(panel: Panel, origins: list[pd.Timestamp]) -> pd.DataFrame:
+    """In-sample MAE of seasonal naive (sp = 24) over known hours before each origin
+    (rows: origins, columns: series); NaN where undefined or zero."""
+    y = panel.observed
+    diff = (y - y.shift(24)).abs()
+    total = diff.fillna(0.0).cumsum()
+    count = diff.notna().cumsum()
+    before = [o - pd.Timedelta(hours=1) for o in origins]
+    scale = total.reindex(before) / count.reindex(before)
+    scale.index = pd.DatetimeIndex(origins, name="origin")
+    return scale.where(scale > 0)
+
+
+def _pinball(actual: np.ndarray, q: np.ndarray, tau: float) -> np.ndarray:
+    diff = actual - q
+    loss: np.ndarray = np.maximum(tau * diff, (tau - 1) * diff)
+    return loss
+
+
+def _score(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
+    if hours.empty:
+        return pd.DataFrame()
+    known = hours[hours["actual"].notna()].copy()
+    scales = _scales(panel, sorted(known["origin"].unique())).stack(future_stack=True)
+    scales.index.names = ["origin", "series"]
+    known["scale"] = scales.reindex(
+        pd.MultiIndex.from_frame(known[["origin", "series"]])
+    ).to_numpy()
+    known["abs_err"] = (known["actual"] - known["point"]).abs()
+    pin = np.mean(
+        [
+            _pinball(known["actual"].to_numpy(), known[f"q_{t}"].to_numpy(), t)
+            for t in settings.quantiles
+        ],
+        axis=0,
+    )
+    known["pinball"] = pin
+    known["in_band"] = (known["actual"] >= known["q_0.025"]) & (known["actual"] <= known["q_0.975"])
+    known["below_p95"] = known["actual"] <= known["q_0.95"]
+    known["conformal"] = known["quantile_method"] == "conformal"
+    folds = (
+        known.groupby(["series", "forecaster", "origin"], sort=False)
+        .agg(
+            hours=("abs_err", "size"),
+            mae=("abs_err", "mean"),
+            scale=("scale", "first"),
+            pinball=("pinball", "mean"),
+            in_band=("in_band", "mean"),
+            below_p95=("below_p95", "mean"),
+            conformal=("conformal", "all"),
+        )
+        .reset_index()
+    )
+    folds["mase"] = folds["mae"] / folds["scale"]
+    folds["scaled_pinball"] = folds["pinball"] / folds["scale"]
+    return folds

@@ -1,0 +1,177 @@
+"""The two jobs of forecasting, as pure functions over the demand mart:
+
+* :func:`select_models` (daily): backtest every candidate, choose per series, fit the chosen
+  model on the full history, and keep the residual quantiles. Work is split into chunks of
+  series that calibrate together (same tier and metric); :func:`select_chunk` is pure and
+  picklable, so a process pool, Prefect's task map or a Dask cluster can run the chunks.
+* :func:`forecast` (hourly): re-condition each stored model on the latest history and produce
+  the point forecast and quantiles for the next ``horizon`` hours.
+
+Neither reads anything after its ``as_of``: the panel is cut there first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from planner.forecast.backtest import BacktestResult, BacktestSettings, peer_group, run_backtest
+from planner.forecast.forecast import FittedSeries, fit_series, forecast_frame, residuals_for
+from planner.forecast.select import SelectionSettings, choose, deployed_scores
+from planner.forecast.series import METRICS, Panel, build_panel
+
+Mapper = Callable[
+    [Callable[["ChunkTask"], "ChunkSelection"], list["ChunkTask"]], list["ChunkSelection"]
+]
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    horizon: int = 24
+    history_h: int = 28 * 24
+    metrics: tuple[str, ...] = METRICS
+    backtest: BacktestSettings = field(default_factory=BacktestSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    group: str
+    panel: Panel
+    settings: ForecastSettings
+
+
+@dataclass
+class ChunkSelection:
+    group: str
+    backtest: BacktestResult
+    chosen: pd.DataFrame
+    fitted: dict[str, FittedSeries]
+
+
+@dataclass
+class Selection:
+    """Everything a daily selection produced."""
+
+    as_of: pd.Timestamp
+    fitted: dict[str, FittedSeries]
+    chosen: pd.DataFrame  # series, forecaster, reason, champion
+    folds: pd.DataFrame  # per series × forecaster × origin scores
+    hours: pd.DataFrame  # per series × forecaster × origin × step (actual, point, quantiles)
+    deployed: pd.DataFrame  # the rule replayed through time (see select.deployed_scores)
+    origins: list[pd.Timestamp]
+
+    def scores(self) -> pd.DataFrame:
+        """Per series × forecaster: mean scores over its folds and whether it was chosen."""
+        if self.folds.empty:
+            return pd.DataFrame()
+        agg = (
+            self.folds.groupby(["series", "forecaster"])
+            .agg(
+                folds=("origin", "nunique"),
+                mase=("mase", "mean"),
+                scaled_pinball=("scaled_pinball", "mean"),
+                band95_coverage=("in_band", "mean"),
+                p95_coverage=("below_p95", "mean"),
+            )
+            .reset_index()
+        )
+        chosen = self.chosen.set_index("series")
+        agg["chosen"] = agg["forecaster"] == agg["series"].map(chosen["forecaster"])
+        agg["reason"] = agg["series"].map(chosen["reason"]).where(agg["chosen"])
+        return agg
+
+
+def chunk_tasks(panel: Panel, settings: ForecastSettings) -> list[ChunkTask]:
+    groups: dict[str, list[str]] = {}
+    for series in panel.series:
+        groups.setdefault(peer_group(series), []).append(series)
+    return [ChunkTask(g, panel.subset(cols), settings) for g, cols in sorted(groups.items())]
+
+
+def select_chunk(task: ChunkTask) -> ChunkSelection:
+    """Backtest, choose and fit one chunk (pure; safe to run in another process)."""
+    settings = task.settings
+    result = run_backtest(task.panel, settings.backtest)
+    chosen = choose(result.folds, task.panel.series, settings.selection)
+    levels = task.panel.observed.mean()
+    fitted = {}
+    for series, forecaster, reason in chosen[["series", "forecaster", "reason"]].itertuples(
+        index=False
+    ):
+        residuals = residuals_for(
+            result.hours, series, forecaster, task.panel.series, float(levels.get(series, 0.0))
+        )
+        fitted[series] = fit_series(series, forecaster, task.panel, residuals, reason)
+    return ChunkSelection(task.group, result, chosen, fitted)
+
+
+def _serial(
+    fn: Callable[[ChunkTask], ChunkSelection], tasks: list[ChunkTask]
+) -> list[ChunkSelection]:
+    return [fn(t) for t in tasks]
+
+
+def select_models(
+    demand: pd.DataFrame,
+    as_of: pd.Timestamp,
+    settings: ForecastSettings,
+    mapper: Mapper | None = None,
+) -> Selection:
+    """The daily selection over every series known at ``as_of``."""
+    panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
+    tasks = chunk_tasks(panel, settings)
+    results = (mapper or _serial)(select_chunk, tasks)
+    return merge(as_of, results, settings)
+
+
+def merge(
+    as_of: pd.Timestamp, results: Iterable[ChunkSelection], settings: ForecastSettings
+) -> Selection:
+    results = list(results)
+    folds = _concat([r.backtest.folds for r in results])
+    hours = _concat([r.backtest.hours for r in results])
+    origins = sorted({o for r in results for o in r.backtest.origins})
+    return Selection(
+        as_of=pd.Timestamp(as_of),
+        fitted={k: v for r in results for k, v in r.fitted.items()},
+        chosen=_concat([r.chosen for r in results]),
+        folds=folds,
+        hours=hours,
+        deployed=deployed_scores(folds, settings.selection),
+        origins=origins,
+    )
+
+
+def forecast(
+    demand: pd.DataFrame,
+    fitted: dict[str, FittedSeries],
+    as_of: pd.Timestamp,
+    settings: ForecastSettings,
+    timezones: dict[str, str],
+) -> pd.DataFrame:
+    """Forecasts for the ``horizon`` hours starting at ``as_of`` (floored to the hour), from
+    data before it only."""
+    origin = pd.Timestamp(as_of).floor("h")
+    panel = build_panel(demand, origin, settings.history_h, settings.metrics)
+    known = {s: f for s, f in fitted.items() if s in panel.observed}
+    for series in panel.series:  # series that appeared after the selection
+        if series not in known:
+            known[series] = FittedSeries(
+                series,
+                "peer_profile",
+                None,
+                None,
+                None,
+                None,
+                "appeared after selection",
+                "new_series: not in the last selection",
+            )
+    return forecast_frame(known, panel, origin, settings.horizon, timezones)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,26 @@
+-- Forecasts per origin, series and target hour: point and quantiles, the model behind them,
+-- its training window and any fallback with its reason.
+CREATE TABLE forecasts (
+    origin TIMESTAMP NOT NULL,
+    hour TIMESTAMP NOT NULL,
+    h INTEGER NOT NULL,
+    region VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    tier VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    point DOUBLE NOT NULL,
+    q_0_025 DOUBLE NOT NULL,
+    q_0_05 DOUBLE NOT NULL,
+    q_0_5 DOUBLE NOT NULL,
+    q_0_9 DOUBLE NOT NULL,
+    q_0_95 DOUBLE NOT NULL,
+    q_0_975 DOUBLE NOT NULL,
+    q_0_99 DOUBLE NOT NULL,
+    forecaster VARCHAR NOT NULL,
+    train_start TIMESTAMP,
+    train_end TIMESTAMP,
+    fallback VARCHAR,
+    selected_at TIMESTAMP,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (origin, region, model, tier, metric, hour)
+);
