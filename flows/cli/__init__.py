@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import config_cmd, data, demo, forecast_cmd
+from flows.cli import config_cmd, data, demo, forecast_cmd, plan_cmd
 from flows.cli.common import STATE, setup_logging
 
 app = typer.Typer(
@@ -43,5 +43,7 @@ app.command("summary")(data.summary)
 app.command("backtest")(forecast_cmd.backtest)
 app.command("forecast")(forecast_cmd.forecast)
 app.command("characterize")(forecast_cmd.characterize)
+app.command("plan")(plan_cmd.plan)
+app.command("explain")(plan_cmd.explain)
 app.command("demo")(demo.demo)
 app.add_typer(config_cmd.app, name="config")

@@ -127,6 +127,39 @@ class ForecastSettingsConfig(_Strict):
     workers: int = Field(default=2, ge=1, description="processes for the daily selection")
 
 
+class PlannerSettings(_Strict):
+    """The integer program (see planner.ilp): horizon, solver limits, penalties."""
+
+    horizon_h: int = Field(default=24, ge=1, le=168)
+    time_limit_s: float = Field(default=10.0, gt=0, description="SCIP limits/time")
+    mip_gap: float = Field(default=0.005, ge=0, lt=1, description="SCIP limits/gap")
+    integer_placement_h: int = Field(
+        default=2,
+        ge=0,
+        le=168,
+        description="hours whose model instances are integer; later hours plan instance "
+        "capacity as continuous (VMs stay integer for every hour)",
+    )
+    threads: int = Field(default=1, ge=1, description="SCIP solves on one thread; kept for form")
+    seed: int = Field(default=0, ge=0, description="SCIP randomization/randomseedshift")
+    unmet_penalty: dict[str, float] = Field(
+        default_factory=lambda: {"IW-F": 100.0, "IW-N": 50.0, "NIW": 20.0},
+        description="$ per (token/s)·h of demand left unserved, per tier",
+    )
+    churn_cost_per_vm: float = Field(
+        default=1.0, ge=0, description="$ per VM added or released (operational risk)"
+    )
+    latency_penalty_per_ms: float = Field(
+        default=1e-4, ge=0, description="$ per (token/s)·h routed per ms of network latency"
+    )
+    max_vm_change_per_hour: int | None = Field(
+        default=None, ge=0, description="cap on VMs added + released per region, type and hour"
+    )
+    default_input_share: float = Field(
+        default=0.85, gt=0, lt=1, description="input share of tokens when history has none"
+    )
+
+
 class Paths(_Strict):
     warehouse: str = Field(default=".sageserve/warehouse.duckdb")
     outputs: str = Field(default=".sageserve/out")
@@ -153,6 +186,7 @@ class FleetConfig(_Strict):
     paths: Paths = Field(default_factory=Paths)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property

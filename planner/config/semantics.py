@@ -33,6 +33,7 @@ def semantic_issues(cfg: FleetConfig) -> list[ConfigIssue]:
         *_model_checks(cfg),
         *_tier_checks(cfg),
         *_forecast_checks(cfg),
+        *_planner_checks(cfg),
     ]
 
 
@@ -180,3 +181,27 @@ def _forecast_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
         yield ConfigIssue(
             ("forecast", "champion"), "must be one of the candidates", cfg.forecast.champion
         )
+
+
+STORED_QUANTILES = (0.025, 0.05, 0.5, 0.9, 0.95, 0.975, 0.99)
+
+
+def _planner_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
+    for i, tier in enumerate(cfg.tiers):
+        if tier.planning_quantile not in STORED_QUANTILES:
+            yield ConfigIssue(
+                ("tiers", i, "planning_quantile"),
+                f"must be one of the stored forecast quantiles {list(STORED_QUANTILES)}",
+                tier.planning_quantile,
+            )
+        if tier.id not in cfg.planner.unmet_penalty:
+            yield ConfigIssue(("planner", "unmet_penalty"), f"tier '{tier.id}' missing", None)
+        if tier.kind == "deferrable":
+            # the planner pools deferrable backlog globally: every region must reach every other
+            worst = max(max(r.latency_ms.values()) for r in cfg.regions)
+            if worst > tier.routing_budget_ms:
+                yield ConfigIssue(
+                    ("tiers", i, "routing_budget_ms"),
+                    f"a deferrable tier must reach every region (worst latency {worst:g} ms)",
+                    tier.routing_budget_ms,
+                )

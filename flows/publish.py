@@ -1,0 +1,130 @@
+"""Publishing a plan for ops: Parquet, CSV and JSON per table plus a manifest with checksums,
+written into a folder per plan hour, atomically (a temp folder renamed into place), and a
+``latest`` pointer moved only once the folder is complete. A crash at any point leaves the
+previously published plans and pointer as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from planner.ilp.plan import Plan
+from planner.ilp.verify import Verification
+
+TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
+
+
+def folder_name(plan: Plan) -> str:
+    return f"{plan.start:%Y%m%dT%H%M}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
+    """Write the plan under ``root/<plan hour>/`` and point ``root/latest`` at it."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / folder_name(plan)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        files = {}
+        for name in TABLES:
+            frame: pd.DataFrame = getattr(plan, name)
+            frame.to_parquet(tmp / f"{name}.parquet", index=False)
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+            files[f"{name}.parquet"] = tmp / f"{name}.parquet"
+            files[f"{name}.csv"] = tmp / f"{name}.csv"
+        document = {
+            "plan": plan.summary(),
+            "verification": {
+                "ok": check.ok,
+                "violations": check.violations,
+                "warnings": check.warnings,
+            },
+            "notes": list(plan.notes),
+            **{name: getattr(plan, name).to_dict(orient="records") for name in TABLES},
+        }
+        (tmp / "plan.json").write_text(json.dumps(document, indent=1, default=_json_default))
+        files["plan.json"] = tmp / "plan.json"
+        manifest = {
+            "plan_id": plan.plan_id,
+            "plan_hour": plan.start.isoformat(),
+            "as_of": plan.as_of.isoformat(),
+            "forecast_origin": plan.forecast_origin.isoformat() if plan.forecast_origin else None,
+            "config_hash": plan.solver.config_hash,
+            "solver": plan.solver.as_dict(),
+            "verified": check.ok,
+            "written_at": datetime.now(UTC).isoformat(),
+            "files": {
+                name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                for name, path in sorted(files.items())
+            },
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))
+        tmp.chmod(0o755)
+        _swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    point_latest(root, final.name)
+    return final
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished folder into place; a re-publish of the same hour replaces it."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+
+
+def point_latest(root: Path, name: str) -> None:
+    """``latest`` (a symlink) and ``LATEST`` (a file naming the folder), each replaced
+    atomically by rename."""
+    link_tmp = root / f".latest.{os.getpid()}"
+    link_tmp.unlink(missing_ok=True)
+    link_tmp.symlink_to(name)
+    link_tmp.replace(root / "latest")
+    text_tmp = root / f".LATEST.{os.getpid()}"
+    text_tmp.write_text(name + "\n")
+    text_tmp.replace(root / "LATEST")
+
+
+def verify_manifest(folder: Path) -> list[str]:
+    """Files whose checksum or size differs from the manifest (empty when intact)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    bad = []
+    for name, meta in manifest["files"].items():
+        path = folder / name
+        if (
+            not path.exists()
+            or path.stat().st_size != meta["bytes"]
+            or _sha256(path) != meta["sha256"]
+        ):
+            bad.append(name)
+    return bad

@@ -1,0 +1,46 @@
+"""Building the SCIP model: a flat, ordered list of variable and constraint families."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from pyscipopt import Model
+
+from planner.ilp import constraints as c
+from planner.ilp.data import PlanningData
+from planner.ilp.objective import set_objective
+from planner.ilp.variables import Vars, add_variables
+
+
+@dataclass
+class BuiltModel:
+    model: Model
+    vars: Vars
+    data: PlanningData
+    constraints: dict[str, int] = field(default_factory=dict)
+    build_seconds: float = 0.0
+    relaxed: bool = False
+
+
+def create_model(data: PlanningData, relax: bool = False) -> BuiltModel:
+    """The planning program for ``data`` (``relax``: LP relaxation, for bounds)."""
+    started = time.perf_counter()
+    model = Model("sageserve-plan")
+    model.hideOutput()
+    v = add_variables(model, data, relax=relax)
+    families = {
+        "demand_cover": c.add_demand_cover(model, data, v),
+        "interactive_assign": c.add_interactive_assignment(model, data, v),
+        "capacity": c.add_serving_capacity(model, data, v),
+        "vm_packing": c.add_vm_packing(model, data, v),
+        "quota": c.add_quota(model, data, v),
+        "vm_lead_time": c.add_vm_lead_time(model, data, v),
+        "model_load_lead_time": c.add_model_load_lead_time(model, data, v),
+        "niw_backlog": c.add_niw_backlog(model, data, v),
+        "niw_deadline": c.add_niw_deadline(model, data, v),
+        "availability": c.add_availability(model, data, v),
+        "stability": c.add_stability(model, data, v),
+    }
+    set_objective(model, data, v)
+    return BuiltModel(model, v, data, families, time.perf_counter() - started, relax)

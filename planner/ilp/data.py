@@ -1,0 +1,256 @@
+"""The planning problem's data: sets and parameters, built from the fleet configuration, the
+demand to cover and the state of the fleet now. A frozen value; the model builder reads only
+this.
+
+Units: demand in tokens/s (input + output) averaged over the hour at the tier's planning
+quantile; NIW arrivals and backlog in (tokens/s)·h, i.e. tokens ÷ 3600; money in $.
+
+Per-instance throughput for a tier is the configured input/output throughput combined at the
+series' token mix φ (share of input tokens) and derated by the tier's headroom h:
+
+    θ[m,g,k] = (1 − h_k) / (φ[m,k] / θ_in[m,g,k] + (1 − φ[m,k]) / θ_out[m,g,k])
+
+(an instance time-shares prefill and decode; see planner.config.throughput).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from planner.config import FleetConfig, config_hash
+from planner.ilp.frames import rows
+
+RG = tuple[str, str]
+RMG = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """What runs at the moment of planning (before hour 1)."""
+
+    vms: Mapping[RG, int]
+    spot_vms: Mapping[RG, int] = field(default_factory=dict)
+    instances: Mapping[RMG, int] = field(default_factory=dict)
+    spot_instances: Mapping[RMG, int] = field(default_factory=dict)
+    niw_backlog: Mapping[str, float] = field(default_factory=dict)  # model -> (tokens/s)·h
+
+
+def state_from_config(cfg: FleetConfig) -> FleetState:
+    """The running VMs and instances the configuration declares (no spot, no backlog)."""
+    vms = {(e.region, e.vm_type): e.running for e in cfg.fleet}
+    instances = {
+        (e.region, m, e.vm_type): n for e in cfg.fleet for m, n in e.instances.items() if n
+    }
+    return FleetState(vms=vms, instances=instances)
+
+
+@dataclass(frozen=True)
+class PlanningData:
+    as_of: datetime
+    start: datetime  # start of hour 1
+    hours: tuple[datetime, ...]
+    minutes_to_start: float  # Δ0: minutes from as_of to the start of hour 1
+    regions: tuple[str, ...]
+    vm_types: tuple[str, ...]
+    models: tuple[str, ...]
+    interactive: tuple[str, ...]
+    deferrable: str | None
+    demand: Mapping[tuple[str, str, str, int], float]  # (r, m, k, t) interactive tokens/s
+    niw_arrivals: Mapping[tuple[str, int], float]  # (m, t) (tokens/s)·h
+    routes: Mapping[tuple[str, str], tuple[str, ...]]  # (r0, k) -> allowed serving regions
+    latency: Mapping[RG, float]
+    theta: Mapping[tuple[str, str, str], float]  # (m, g, k) effective tokens/s per instance
+    instances_per_vm: Mapping[tuple[str, str], int]  # (m, g)
+    load_minutes: Mapping[tuple[str, str], float]  # (m, g)
+    offered: frozenset[tuple[str, str]]  # (r, m)
+    min_instances: Mapping[str, int]
+    price: Mapping[RG, float]
+    spot_price: Mapping[RG, float]
+    quota: Mapping[RG, int]
+    spot_cap: Mapping[RG, int]
+    lead_minutes: Mapping[str, float]  # g
+    deadline_h: int
+    unmet_penalty: Mapping[str, float]
+    churn_cost: float
+    latency_penalty: float
+    max_vm_change: int | None
+    integer_placement_h: int
+    state: FleetState
+    config_hash: str
+    forecast_origin: datetime | None = None
+
+    @property
+    def T(self) -> range:  # noqa: N802 - the set's name in the model's algebra
+        return range(1, len(self.hours) + 1)
+
+    def committed(self, t: int) -> bool:
+        """Hour t's model placement is integer (see PlannerSettings.integer_placement_h)."""
+        return t <= self.integer_placement_h
+
+    def runs_on(self, m: str, g: str) -> bool:
+        return (m, g) in self.instances_per_vm
+
+    def placements(self) -> list[RMG]:
+        """(r, m, g) where an instance can exist: model offered in r, runnable on g, quota."""
+        return [
+            (r, m, g)
+            for r in self.regions
+            for m in self.models
+            for g in self.vm_types
+            if (r, m) in self.offered and self.runs_on(m, g) and self.quota.get((r, g), 0) > 0
+        ]
+
+    def can_add_vm(self, g: str, t: int) -> bool:
+        """A VM serving in hour t must be requested lead-time minutes before the hour starts."""
+        return (t - 1) * 60 + self.minutes_to_start >= self.lead_minutes[g]
+
+    def load_loss(self, m: str, g: str, t: int) -> float:
+        """Share of hour t an instance started for it spends loading instead of serving.
+
+        A start for hour t loads in the first ℓ minutes of the hour (on the VM it will run
+        on); for hour 1 the minutes between now and the hour, Δ0, can be used first. So a
+        redeploy onto a running VM costs ℓ of that VM's time, and a new VM costs L before
+        the hour (provisioning) plus ℓ into it."""
+        ahead = self.minutes_to_start if t == 1 else 0.0
+        return min(1.0, max(0.0, self.load_minutes[(m, g)] - ahead) / 60.0)
+
+    def niw_window(self, m: str, t: int) -> float:
+        """The NIW backlog allowed at the end of hour t: work that arrived in hour τ must be
+        done by the end of hour τ + W − 1 (conservative at hourly resolution: a request of
+        10:30 with a 1-hour deadline is served within hour 10), so only arrivals of hours
+        t − W + 2 … t may still wait. The carried-in backlog counts as arriving at hour 0."""
+        first = max(1, t - self.deadline_h + 2)
+        window = sum(self.niw_arrivals.get((m, tau), 0.0) for tau in range(first, t + 1))
+        if t <= self.deadline_h - 2:
+            window += self.state.niw_backlog.get(m, 0.0)
+        return window
+
+
+def effective_throughput(
+    cfg: FleetConfig, model: str, vm_type: str, tier: str, input_share: float
+) -> float:
+    """θ[m,g,k] of the module docstring (tokens/s per instance, headroom applied)."""
+    placement = cfg.model(model).vm_types[vm_type]
+    tp = placement.throughput[tier]
+    per_token = input_share / tp.input + (1 - input_share) / tp.output
+    return (1 - cfg.tier(tier).headroom) / per_token
+
+
+def build_data(
+    cfg: FleetConfig,
+    demand: pd.DataFrame,
+    state: FleetState,
+    as_of: datetime,
+    input_share: Mapping[tuple[str, str], float] | None = None,
+    horizon: int | None = None,
+    forecast_origin: datetime | None = None,
+) -> PlanningData:
+    """Assemble the planning data.
+
+    ``demand``: rows (hour, region, model, tier, value) with value in tokens/s for the hours to
+    plan (missing rows are zero demand). ``as_of``: when the plan is made; hour 1 starts at the
+    next full hour (or at ``as_of`` if it is on the hour). ``input_share``: φ per (model, tier).
+    """
+    as_of = _naive_utc(as_of)
+    start = as_of if as_of == _floor_hour(as_of) else _floor_hour(as_of) + timedelta(hours=1)
+    H = horizon or cfg.planner.horizon_h
+    hours = tuple(start + timedelta(hours=i) for i in range(H))
+    index = {h: i + 1 for i, h in enumerate(hours)}
+    interactive = tuple(t.id for t in cfg.tiers if t.kind == "interactive")
+    deferrable = next((t.id for t in cfg.tiers if t.kind == "deferrable"), None)
+    share = dict(input_share or {})
+    default_share = cfg.planner.default_input_share
+
+    dem: dict[tuple[str, str, str, int], float] = {}
+    niw: dict[tuple[str, int], float] = {}
+    for row in rows(demand):
+        t = index.get(_naive_utc(pd.Timestamp(row.hour).to_pydatetime()))
+        if t is None or row.value <= 0 or not math.isfinite(row.value):
+            continue
+        if row.tier == deferrable:
+            niw[(row.model, t)] = niw.get((row.model, t), 0.0) + float(row.value)
+        elif row.tier in interactive:
+            key = (row.region, row.model, row.tier, t)
+            dem[key] = dem.get(key, 0.0) + float(row.value)
+
+    routes = {
+        (r0.id, k): tuple(
+            r for r in cfg.region_ids if r0.latency_ms[r] <= cfg.tier(k).routing_budget_ms
+        )
+        for r0 in cfg.regions
+        for k in interactive
+    }
+    theta = {
+        (m.id, g, k.id): effective_throughput(
+            cfg, m.id, g, k.id, share.get((m.id, k.id), default_share)
+        )
+        for m in cfg.models
+        for g in m.vm_types
+        for k in cfg.tiers
+    }
+    entries = {(e.region, e.vm_type): e for e in cfg.fleet}
+    price = {
+        key: e.price_per_hour or cfg.vm_type(e.vm_type).price_per_hour for key, e in entries.items()
+    }
+    spot_price = {
+        key: e.spot_price_per_hour
+        if e.spot_price_per_hour is not None
+        else cfg.vm_type(e.vm_type).spot_price_per_hour
+        for key, e in entries.items()
+    }
+    niw_tier = cfg.tier(deferrable) if deferrable else None
+    spot_ok = bool(niw_tier and niw_tier.spot_allowed)
+    return PlanningData(
+        as_of=as_of,
+        start=start,
+        hours=hours,
+        minutes_to_start=(start - as_of).total_seconds() / 60.0,
+        regions=tuple(cfg.region_ids),
+        vm_types=tuple(cfg.vm_type_ids),
+        models=tuple(cfg.model_ids),
+        interactive=interactive,
+        deferrable=deferrable,
+        demand=dem,
+        niw_arrivals=niw,
+        routes=routes,
+        latency={(r.id, o): ms for r in cfg.regions for o, ms in r.latency_ms.items()},
+        theta=theta,
+        instances_per_vm={
+            (m.id, g): p.instances_per_vm for m in cfg.models for g, p in m.vm_types.items()
+        },
+        load_minutes={
+            (m.id, g): p.load_time_min for m in cfg.models for g, p in m.vm_types.items()
+        },
+        offered=frozenset((r, m.id) for m in cfg.models for r in (m.regions or cfg.region_ids)),
+        min_instances={m.id: m.min_instances for m in cfg.models},
+        price=price,
+        spot_price=spot_price,
+        quota={key: e.quota for key, e in entries.items()},
+        spot_cap={key: e.spot_available if spot_ok else 0 for key, e in entries.items()},
+        lead_minutes={v.id: v.lead_time_min for v in cfg.vm_types},
+        deadline_h=int(niw_tier.deadline_h or 24) if niw_tier else 24,
+        unmet_penalty=dict(cfg.planner.unmet_penalty),
+        churn_cost=cfg.planner.churn_cost_per_vm,
+        latency_penalty=cfg.planner.latency_penalty_per_ms,
+        max_vm_change=cfg.planner.max_vm_change_per_hour,
+        integer_placement_h=cfg.planner.integer_placement_h,
+        state=state,
+        config_hash=config_hash(cfg),
+        forecast_origin=_naive_utc(forecast_origin) if forecast_origin else None,
+    )
+
+
+def _naive_utc(t: datetime) -> datetime:
+    ts = pd.Timestamp(t)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.to_pydatetime()
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)

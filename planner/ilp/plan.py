@@ -1,0 +1,380 @@
+"""The Plan: what to run, where to send traffic and what to do, hour by hour, with the solver
+facts behind it. A value: built from solution values (or by the greedy fallback), never None,
+and checked by :mod:`planner.ilp.verify` without the solver."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from planner.ilp.data import PlanningData
+from planner.ilp.frames import rows
+
+
+@dataclass(frozen=True)
+class SolverFacts:
+    status: str
+    objective: float
+    gap: float
+    dual_bound: float
+    solve_seconds: float
+    build_seconds: float
+    scip_version: str
+    config_hash: str
+    fallback: bool = False
+    fallback_reason: str | None = None
+    warm_start: str = "none"
+    variables: int = 0
+    constraints: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        for key in ("objective", "gap", "dual_bound"):
+            if not math.isfinite(out[key]):
+                out[key] = None
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Frames, one row per hour and key (hours are UTC starts of the planned hours):
+
+    vms: hour, region, vm_type, on_demand, spot
+    instances: hour, region, model, vm_type, on_demand, spot, committed (integer placement;
+               after the committed hours: instance capacity, re-planned before it is used)
+    assignments: hour, region, model, vm_type, tier, tokens_per_s, spot
+    routing: hour, source_region, model, tier, target_region, weight, tokens_per_s
+    niw: hour, model, served, backlog, late      ((tokens/s)·h; × 3600 for tokens)
+    actions: kind, region, vm_type, model, count, hour, start_by, ready_at
+    costs: hour, component, dollars
+    unmet: hour, region, model, tier, tokens_per_s
+    """
+
+    plan_id: str
+    as_of: datetime
+    start: datetime
+    hours: tuple[datetime, ...]
+    forecast_origin: datetime | None
+    vms: pd.DataFrame
+    instances: pd.DataFrame
+    assignments: pd.DataFrame
+    routing: pd.DataFrame
+    niw: pd.DataFrame
+    actions: pd.DataFrame
+    costs: pd.DataFrame
+    unmet: pd.DataFrame
+    solver: SolverFacts
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total_cost(self) -> float:
+        return float(self.costs["dollars"].sum()) if len(self.costs) else 0.0
+
+    def gpu_hours(self, gpus_per_vm: dict[str, int]) -> float:
+        vm = self.vms.assign(g=self.vms["vm_type"].map(gpus_per_vm))
+        return float(((vm["on_demand"] + vm["spot"]) * vm["g"]).sum())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id,
+            "as_of": self.as_of,
+            "start": self.start,
+            "hours": len(self.hours),
+            "total_cost": round(self.total_cost, 2),
+            "vm_hours": float((self.vms["on_demand"] + self.vms["spot"]).sum()),
+            "unmet_tokens": float(self.unmet["tokens_per_s"].sum() * 3600),
+            "niw_late_tokens": float(self.niw["late"].sum() * 3600) if len(self.niw) else 0.0,
+            "actions": len(self.actions),
+            **self.solver.as_dict(),
+        }
+
+
+def plan_id(data: PlanningData) -> str:
+    digest = hashlib.sha256(
+        f"{data.config_hash}|{data.as_of.isoformat()}|{sorted(data.demand.items())}".encode()
+    ).hexdigest()[:8]
+    return f"plan-{data.start:%Y%m%dT%H%M}-{digest}"
+
+
+def from_values(
+    data: PlanningData,
+    values: dict[str, dict[tuple[Any, ...], float]],
+    solver: SolverFacts,
+    notes: tuple[str, ...] = (),
+) -> Plan:
+    """The Plan of a solution (integers rounded; tiny negatives from the LP clipped)."""
+    hour = {t: data.hours[t - 1] for t in data.T}
+    vals = {fam: {k: max(0.0, float(val)) for k, val in d.items()} for fam, d in values.items()}
+
+    vm_rows: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+    for (r, g, t), y in vals.get("y", {}).items():
+        vm_rows[(t, r, g)][0] = round(y)
+    for (r, g, t), z in vals.get("z", {}).items():
+        vm_rows[(t, r, g)][1] = round(z)
+    vms = pd.DataFrame(
+        [(hour[t], r, g, a, b) for (t, r, g), (a, b) in sorted(vm_rows.items())],
+        columns=["hour", "region", "vm_type", "on_demand", "spot"],
+    )
+
+    def count(x: float, t: int) -> float:
+        # committed hours hold integers; later hours instance capacity
+        return float(round(x)) if data.committed(t) else x
+
+    inst_rows: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for (r, m, g, t), x in vals.get("x", {}).items():
+        inst_rows[(t, r, m, g)][0] = count(x, t)
+    for (r, m, g, t), x in vals.get("xs", {}).items():
+        inst_rows[(t, r, m, g)][1] = count(x, t)
+    instances = pd.DataFrame(
+        [
+            (hour[t], r, m, g, a, b, data.committed(t))
+            for (t, r, m, g), (a, b) in sorted(inst_rows.items())
+        ],
+        columns=["hour", "region", "model", "vm_type", "on_demand", "spot", "committed"],
+    )
+    assignments = _assignments(data, vals, hour)
+    routing = _routing(data, vals, hour)
+    niw = _niw(data, vals, hour)
+    unmet = pd.DataFrame(
+        [
+            (hour[t], r, m, k, e)
+            for (r, m, k, t), e in sorted(vals.get("e", {}).items())
+            if e > 1e-6
+        ],
+        columns=["hour", "region", "model", "tier", "tokens_per_s"],
+    )
+    actions = derive_actions(data, vms, instances)
+    costs = cost_frame(data, vals, hour)
+    return Plan(
+        plan_id=plan_id(data),
+        as_of=data.as_of,
+        start=data.start,
+        hours=data.hours,
+        forecast_origin=data.forecast_origin,
+        vms=vms,
+        instances=instances,
+        assignments=assignments,
+        routing=routing,
+        niw=niw,
+        actions=actions,
+        costs=costs,
+        unmet=unmet,
+        solver=solver,
+        notes=notes,
+    )
+
+
+def _assignments(
+    data: PlanningData, vals: dict[str, dict[tuple[Any, ...], float]], hour: dict[int, datetime]
+) -> pd.DataFrame:
+    records = [
+        (hour[t], r, m, g, k, w, False)
+        for (r, m, g, k, t), w in vals.get("w", {}).items()
+        if w > 1e-9
+    ]
+    niw = data.deferrable or "NIW"
+    records += [
+        (hour[t], r, m, g, niw, v, False)
+        for (r, m, g, t), v in vals.get("v", {}).items()
+        if v > 1e-9
+    ]
+    records += [
+        (hour[t], r, m, g, niw, v, True)
+        for (r, m, g, t), v in vals.get("vs", {}).items()
+        if v > 1e-9
+    ]
+    return pd.DataFrame(
+        sorted(records, key=lambda rec: (*(str(part) for part in rec[:5]), str(rec[-1]))),
+        columns=["hour", "region", "model", "vm_type", "tier", "tokens_per_s", "spot"],
+    )
+
+
+def _routing(
+    data: PlanningData, vals: dict[str, dict[tuple[Any, ...], float]], hour: dict[int, datetime]
+) -> pd.DataFrame:
+    """Fractions per (source region, model, tier, hour) → serving region, summing to 1 over
+    the served part. Sources with no served demand keep their traffic home (weight 1)."""
+    flows: dict[tuple[Any, ...], dict[str, float]] = defaultdict(dict)
+    for (r0, r, m, k, t), f in vals.get("f", {}).items():
+        flows[(t, r0, m, k)][r] = f
+    records = []
+    for t in data.T:
+        for r0 in data.regions:
+            for m in data.models:
+                if (r0, m) not in data.offered:
+                    continue
+                for k in data.interactive:
+                    out = flows.get((t, r0, m, k), {})
+                    total = sum(out.values())
+                    if total <= 1e-9:
+                        records.append((hour[t], r0, m, k, r0, 1.0, 0.0))
+                        continue
+                    for r, f in sorted(out.items()):
+                        if f > 1e-9:
+                            records.append((hour[t], r0, m, k, r, f / total, f))
+    served: dict[tuple[Any, ...], float] = defaultdict(float)
+    for (r, m, _g, t), v in [*vals.get("v", {}).items(), *vals.get("vs", {}).items()]:
+        served[(t, m, r)] += v
+    if data.deferrable:
+        for t in data.T:
+            for m in data.models:
+                total = sum(served[(t, m, r)] for r in data.regions)
+                for r0 in data.regions:
+                    if (r0, m) not in data.offered:
+                        continue
+                    if total <= 1e-9:
+                        records.append((hour[t], r0, m, data.deferrable, r0, 1.0, 0.0))
+                        continue
+                    for r in data.regions:
+                        if served[(t, m, r)] > 1e-9:
+                            share = served[(t, m, r)] / total
+                            records.append((hour[t], r0, m, data.deferrable, r, share, 0.0))
+    return pd.DataFrame(
+        records,
+        columns=[
+            "hour",
+            "source_region",
+            "model",
+            "tier",
+            "target_region",
+            "weight",
+            "tokens_per_s",
+        ],
+    )
+
+
+def _niw(
+    data: PlanningData, vals: dict[str, dict[tuple[Any, ...], float]], hour: dict[int, datetime]
+) -> pd.DataFrame:
+    served: dict[tuple[Any, ...], float] = defaultdict(float)
+    for (_r, m, _g, t), v in [*vals.get("v", {}).items(), *vals.get("vs", {}).items()]:
+        served[(m, t)] += v
+    records = [
+        (
+            hour[t],
+            m,
+            data.niw_arrivals.get((m, t), 0.0),
+            served[(m, t)],
+            b,
+            vals.get("en", {}).get((m, t), 0.0),
+        )
+        for (m, t), b in sorted(vals.get("b", {}).items())
+    ]
+    return pd.DataFrame(records, columns=["hour", "model", "arrivals", "served", "backlog", "late"])
+
+
+def derive_actions(data: PlanningData, vms: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
+    """What operations must do and by when: VMs to request (lead time before the hour: ready
+    at the hour) or release (at the hour), models to load (at the hour, or earlier for hour 1
+    when there is time; ready ℓ later) or unload (at the hour). Compared hour by hour with the
+    state now for hour 1."""
+    records: list[tuple[Any, ...]] = []
+    prev_vm = {
+        (r, g): (n, data.state.spot_vms.get((r, g), 0)) for (r, g), n in data.state.vms.items()
+    }
+    for t, when in enumerate(data.hours, start=1):
+        now = vms[vms["hour"] == when]
+        for row in rows(now):
+            before = prev_vm.get((row.region, row.vm_type), (0, 0))
+            for kind, after, was in (
+                ("vm", row.on_demand, before[0]),
+                ("spot_vm", row.spot, before[1]),
+            ):
+                delta = int(after - was)
+                lead = timedelta(minutes=data.lead_minutes[row.vm_type])
+                if delta > 0:
+                    records.append(
+                        (
+                            f"add_{kind}",
+                            row.region,
+                            row.vm_type,
+                            None,
+                            delta,
+                            when,
+                            when - lead,
+                            when,
+                        )
+                    )
+                elif delta < 0:
+                    records.append(
+                        (f"release_{kind}", row.region, row.vm_type, None, -delta, when, when, when)
+                    )
+            prev_vm[(row.region, row.vm_type)] = (row.on_demand, row.spot)
+        del t
+    prev_inst = {
+        key: (n, data.state.spot_instances.get(key, 0)) for key, n in data.state.instances.items()
+    }
+    for t, when in enumerate(data.hours, start=1):
+        if not data.committed(t):
+            break  # later placement is indicative: no load/unload actions from it
+        now = instances[instances["hour"] == when]
+        for row in rows(now):
+            key = (row.region, row.model, row.vm_type)
+            before = prev_inst.get(key, (0, 0))
+            for suffix, after, was in (
+                ("", row.on_demand, before[0]),
+                ("_spot", row.spot, before[1]),
+            ):
+                delta = int(after - was)
+                minutes = data.load_minutes[(row.model, row.vm_type)]
+                early = timedelta(minutes=min(minutes, data.minutes_to_start) if t == 1 else 0)
+                if delta > 0:
+                    start = when - early
+                    records.append(
+                        (
+                            f"load_model{suffix}",
+                            row.region,
+                            row.vm_type,
+                            row.model,
+                            delta,
+                            when,
+                            start,
+                            start + timedelta(minutes=minutes),
+                        )
+                    )
+                elif delta < 0:
+                    records.append(
+                        (
+                            f"unload_model{suffix}",
+                            row.region,
+                            row.vm_type,
+                            row.model,
+                            -delta,
+                            when,
+                            when,
+                            when,
+                        )
+                    )
+            prev_inst[key] = (row.on_demand, row.spot)
+    frame = pd.DataFrame(
+        records,
+        columns=["kind", "region", "vm_type", "model", "count", "hour", "start_by", "ready_at"],
+    )
+    return frame.sort_values(["start_by", "kind", "region"], ignore_index=True)
+
+
+def cost_frame(
+    data: PlanningData, vals: dict[str, dict[tuple[Any, ...], float]], hour: dict[int, datetime]
+) -> pd.DataFrame:
+    """$ per hour and component (the objective's money terms; penalties excluded)."""
+    cost: dict[tuple[datetime, str], float] = defaultdict(float)
+    for (r, g, t), y in vals.get("y", {}).items():
+        cost[(hour[t], "vm_hours")] += data.price[(r, g)] * round(y)
+    for (r, g, t), z in vals.get("z", {}).items():
+        cost[(hour[t], "spot_vm_hours")] += data.spot_price[(r, g)] * round(z)
+    for (r, g, t), a in vals.get("ay", {}).items():
+        cost[(hour[t], "provisioning")] += data.price[(r, g)] * data.lead_minutes[g] / 60 * a
+    for (r, g, t), a in vals.get("az", {}).items():
+        cost[(hour[t], "provisioning")] += data.spot_price[(r, g)] * data.lead_minutes[g] / 60 * a
+    for fam, prices in (("u", data.price), ("us", data.spot_price)):
+        for (r, m, g, t), u in vals.get(fam, {}).items():
+            share = data.load_loss(m, g, t) / data.instances_per_vm[(m, g)]
+            cost[(hour[t], "model_loads")] += prices[(r, g)] * share * u
+    records = [(h, comp, d) for (h, comp), d in sorted(cost.items()) if abs(d) > 1e-9]
+    return pd.DataFrame(records, columns=["hour", "component", "dollars"])

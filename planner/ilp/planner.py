@@ -1,0 +1,100 @@
+"""One planning run: build the program, solve it (warm-started from the previous plan), read
+the Plan back, fall back to the greedy plan when SCIP has no incumbent, verify."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import replace
+from typing import Any
+
+from planner.config import FleetConfig
+from planner.ilp.build import create_model
+from planner.ilp.data import PlanningData
+from planner.ilp.frames import rows
+from planner.ilp.greedy import greedy_values
+from planner.ilp.plan import Plan, SolverFacts, from_values
+from planner.ilp.rounding import lp_rounding_start
+from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.verify import Verification, verify
+
+log = logging.getLogger(__name__)
+# share of the time limit the LP-rounding start may take; the rest is SCIP's
+ROUNDING_SHARE = 0.4
+
+
+def solver_settings(cfg: FleetConfig) -> SolverSettings:
+    p = cfg.planner
+    return SolverSettings(p.time_limit_s, p.mip_gap, p.threads, p.seed)
+
+
+def warm_start_from(previous: Plan, data: PlanningData) -> dict[str, dict[tuple[Any, ...], float]]:
+    """The previous plan's VMs and instances for the hours both plans cover."""
+    t_of = {h: t for t, h in enumerate(data.hours, start=1)}
+    out: dict[str, dict[tuple[Any, ...], float]] = {"y": {}, "z": {}, "x": {}, "xs": {}}
+    for v in rows(previous.vms):
+        t = t_of.get(v.hour)
+        if t:
+            out["y"][(v.region, v.vm_type, t)] = v.on_demand
+            out["z"][(v.region, v.vm_type, t)] = v.spot
+    for i in rows(previous.instances):
+        t = t_of.get(i.hour)
+        if t:
+            out["x"][(i.region, i.model, i.vm_type, t)] = i.on_demand
+            out["xs"][(i.region, i.model, i.vm_type, t)] = i.spot
+    return out
+
+
+def make_plan(
+    data: PlanningData,
+    settings: SolverSettings,
+    previous: Plan | None = None,
+    primal_starts: bool = True,
+) -> tuple[Plan, Verification]:
+    """The plan for ``data``. ``primal_starts`` hands SCIP the LP-rounding and greedy plans as
+    first incumbents (see planner.ilp.rounding); without them SCIP may end its time limit
+    without a solution, and the greedy plan is then the (flagged) fallback."""
+    started = time.perf_counter()
+    built = create_model(data)
+    warm = warm_start_from(previous, data) if previous is not None else None
+    greedy = greedy_values(data)
+    starts: list[tuple[str, dict[str, dict[tuple[Any, ...], float]]]] = []
+    if primal_starts:
+        rounded = lp_rounding_start(data, ROUNDING_SHARE * settings.time_limit_s)
+        if rounded is not None:
+            starts.append(("LP rounding", rounded))
+        starts.append(("greedy plan", greedy))
+    # the time limit is the planning budget: SCIP gets what building and the starts left
+    spent = time.perf_counter() - started
+    budget = replace(settings, time_limit_s=max(settings.time_limit_s - spent, 0.0))
+    result = solve(built, budget, warm, starts)
+    facts = SolverFacts(
+        status=result.status,
+        objective=result.objective,
+        gap=result.gap,
+        dual_bound=result.dual_bound,
+        solve_seconds=result.solve_seconds,
+        build_seconds=built.build_seconds,
+        scip_version=result.scip_version,
+        config_hash=data.config_hash,
+        warm_start=result.warm_start,
+        variables=built.model.getNVars(),
+        constraints=built.model.getNConss(),
+    )
+    if result.has_solution:
+        plan = from_values(data, result.values, facts)
+    else:
+        reason = f"SCIP returned no solution (status {result.status}); greedy plan"
+        log.warning(reason)
+        facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
+        plan = from_values(data, greedy, facts)
+    check = verify(plan, data)
+    if not check.ok:
+        log.error(
+            "plan %s violates %d constraints: %s",
+            plan.plan_id,
+            len(check.violations),
+            check.violations[:5],
+        )
+    return plan, check

@@ -1,0 +1,150 @@
+"""Solving: SCIP parameters from the configuration, an optional warm start from the previous
+plan, and the solution read back into plain values (the model is not needed afterwards)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from planner.ilp.build import BuiltModel
+from planner.ilp.variables import FLOW_FAMILIES, FLOW_UNIT
+
+log = logging.getLogger(__name__)
+FAMILIES = (
+    "y",
+    "z",
+    "x",
+    "xs",
+    "f",
+    "w",
+    "v",
+    "vs",
+    "b",
+    "e",
+    "en",
+    "u",
+    "us",
+    "ay",
+    "ry",
+    "az",
+    "rz",
+    "sa",
+)
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    time_limit_s: float = 10.0
+    mip_gap: float = 0.005
+    threads: int = 1
+    seed: int = 0
+
+
+@dataclass
+class SolveResult:
+    status: str  # optimal, gaplimit, timelimit, infeasible, ... (SCIP's words)
+    has_solution: bool
+    objective: float
+    dual_bound: float
+    gap: float
+    solve_seconds: float
+    scip_version: str
+    values: dict[str, dict[tuple[Any, ...], float]] = field(default_factory=dict)
+    warm_start: str = "none"
+
+
+def scip_version(model: Any) -> str:
+    return f"{model.getMajorVersion()}.{model.getMinorVersion()}.{model.getTechVersion()}"
+
+
+def solve(
+    built: BuiltModel,
+    settings: SolverSettings,
+    warm_start: Mapping[str, Mapping[tuple[Any, ...], float]] | None = None,
+    complete_starts: Sequence[tuple[str, Mapping[str, Mapping[tuple[Any, ...], float]]]] = (),
+) -> SolveResult:
+    """Optimise within the time limit; always returns, with the best incumbent if any.
+
+    ``warm_start``: integer values (e.g. the previous plan's) SCIP completes itself;
+    ``complete_starts``: named full assignments (LP rounding, the greedy plan), each checked
+    and kept as an incumbent if feasible."""
+    model = built.model
+    model.setParam("limits/time", settings.time_limit_s)
+    model.setParam("limits/gap", settings.mip_gap)
+    model.setParam("randomization/randomseedshift", settings.seed)
+    model.setParam("parallel/maxnthreads", settings.threads)
+    notes = []
+    for label, start in complete_starts:
+        notes.append(_add_complete_start(built, label, start))
+    if warm_start:
+        notes.append(_add_warm_start(built, warm_start))
+    used = "; ".join(notes) or "none"
+    model.optimize()
+    status = model.getStatus()
+    has = model.getNSols() > 0
+    values: dict[str, dict[tuple[Any, ...], float]] = {}
+    if has:
+        for family in FAMILIES:
+            scale = FLOW_UNIT if family in FLOW_FAMILIES else 1.0
+            values[family] = {
+                k: scale * model.getVal(var) for k, var in getattr(built.vars, family).items()
+            }
+    objective = model.getObjVal() if has else math.inf
+    dual = model.getDualbound()
+    gap = model.getGap() if has else math.inf
+    result = SolveResult(
+        status=status,
+        has_solution=has,
+        objective=objective,
+        dual_bound=dual,
+        gap=gap,
+        solve_seconds=model.getSolvingTime(),
+        scip_version=scip_version(model),
+        values=values,
+        warm_start=used,
+    )
+    log.info(
+        "SCIP %s: status %s, objective %.2f, gap %.3f%%, %.2f s (warm start: %s)",
+        result.scip_version,
+        status,
+        objective,
+        100 * gap if math.isfinite(gap) else float("nan"),
+        result.solve_seconds,
+        used,
+    )
+    return result
+
+
+def _add_complete_start(
+    built: BuiltModel, label: str, start: Mapping[str, Mapping[tuple[Any, ...], float]]
+) -> str:
+    model = built.model
+    sol = model.createSol()
+    for family in FAMILIES:
+        values = start.get(family, {})
+        scale = FLOW_UNIT if family in FLOW_FAMILIES else 1.0
+        for key, var in getattr(built.vars, family).items():
+            model.setSolVal(sol, var, float(values.get(key, 0.0)) / scale)
+    accepted = model.addSol(sol)
+    return f"{label} ({'accepted' if accepted else 'rejected: infeasible'})"
+
+
+def _add_warm_start(built: BuiltModel, start: Mapping[str, Mapping[tuple[Any, ...], float]]) -> str:
+    """A partial solution (the integer families) for SCIP to complete and try first."""
+    model = built.model
+    sol = model.createPartialSol()
+    n = 0
+    for family in ("y", "z", "x", "xs"):
+        variables = getattr(built.vars, family)
+        for key, value in start.get(family, {}).items():
+            var = variables.get(key)
+            if var is not None:
+                model.setSolVal(sol, var, float(round(value)))
+                n += 1
+    if n == 0:
+        return "none"
+    accepted = model.addSol(sol)
+    return f"previous plan, {n} values ({'accepted' if accepted else 'rejected'})"

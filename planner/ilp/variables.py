@@ -1,0 +1,134 @@
+"""Decision variables, created only where they can be non-zero (a variable SCIP never sees is
+cheaper than one it must prove zero). Names are structured: ``x[us-east,llama2-70b,a100x8,3]``.
+
+    y[r,g,t] ∈ ℤ₊      on-demand VMs                 z[r,g,t] ∈ ℤ₊   spot VMs (NIW only)
+    x[r,m,g,t] ∈ ℤ₊    on-demand model instances     xs[r,m,g,t] ∈ ℤ₊ spot instances
+                       (integer for committed hours, t ≤ integer_placement_h; instance
+                       capacity ≥ 0 after that, re-planned before it is carried out)
+    f[r0,r,m,k,t] ≥ 0  interactive tokens/s from r0 served in r (allowed routes only)
+    w[r,m,g,k,t] ≥ 0   interactive tokens/s served in r on VM type g
+    v[r,m,g,t] ≥ 0     NIW tokens/s served on on-demand instances; vs[...] on spot
+    (all token flows in units of FLOW_UNIT tokens/s inside the model)
+    b[m,t] ≥ 0         NIW backlog at the end of hour t, (tokens/s)·h
+    e[r0,m,k,t] ≥ 0    unmet interactive demand;  en[m,t] ≥ 0 NIW backlog past its deadline
+    sa[r,m,t] ≥ 0      availability shortfall (instances below the minimum, penalised)
+    u[r,m,g,t] ≥ 0     instance starts (model loads); us[...] on spot
+    ay, ry[r,g,t] ≥ 0  VM additions, releases;       az, rz[r,g,t] spot additions, releases
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyscipopt import Model
+
+from planner.ilp.data import PlanningData
+
+Key = tuple[Any, ...]
+
+# Token flows (f, w, v, vs, b, e, en) live in the model in kilotokens/s: with tokens/s the
+# capacity rows carry 1/θ ≈ 1e-5 next to instance counts of 1, which left SCIP's heuristics
+# unable to improve a greedy start. Data and Plans stay in tokens/s; build and read-back scale.
+FLOW_UNIT = 1000.0
+FLOW_FAMILIES = ("f", "w", "v", "vs", "b", "e", "en")
+
+
+@dataclass
+class Vars:
+    y: dict[Key, Any] = field(default_factory=dict)
+    z: dict[Key, Any] = field(default_factory=dict)
+    x: dict[Key, Any] = field(default_factory=dict)
+    xs: dict[Key, Any] = field(default_factory=dict)
+    f: dict[Key, Any] = field(default_factory=dict)
+    w: dict[Key, Any] = field(default_factory=dict)
+    v: dict[Key, Any] = field(default_factory=dict)
+    vs: dict[Key, Any] = field(default_factory=dict)
+    b: dict[Key, Any] = field(default_factory=dict)
+    e: dict[Key, Any] = field(default_factory=dict)
+    en: dict[Key, Any] = field(default_factory=dict)
+    u: dict[Key, Any] = field(default_factory=dict)
+    us: dict[Key, Any] = field(default_factory=dict)
+    ay: dict[Key, Any] = field(default_factory=dict)
+    ry: dict[Key, Any] = field(default_factory=dict)
+    az: dict[Key, Any] = field(default_factory=dict)
+    rz: dict[Key, Any] = field(default_factory=dict)
+    sa: dict[Key, Any] = field(default_factory=dict)
+
+    def count(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
+
+
+def _name(family: str, key: Key) -> str:
+    return f"{family}[{','.join(str(k) for k in key)}]"
+
+
+def routes(data: PlanningData) -> list[tuple[str, str, str, str, int]]:
+    """Allowed interactive flows (r0, r, m, k, t): demand exists at (r0, m, k, t), the latency
+    from r0 to r fits the tier's budget, lat(r0, r) ≤ budget_k, and m is offered in r. This is
+    the routing-budget constraint family, enforced as the domain of f."""
+    out = []
+    for (r0, m, k, t), d in data.demand.items():
+        if d <= 0:
+            continue
+        for r in data.routes[(r0, k)]:
+            if (r, m) in data.offered:
+                out.append((r0, r, m, k, t))
+    return out
+
+
+def add_variables(model: Model, data: PlanningData, relax: bool = False) -> Vars:
+    """Every variable family; ``relax`` makes the integers continuous (LP relaxation)."""
+    v = Vars()
+    integer = "C" if relax else "I"
+    niw = data.deferrable is not None
+    for (r, g), q in data.quota.items():
+        if q <= 0:
+            continue
+        for t in data.T:
+            v.y[(r, g, t)] = model.addVar(_name("y", (r, g, t)), vtype=integer, lb=0, ub=q)
+            v.ay[(r, g, t)] = model.addVar(_name("ay", (r, g, t)), lb=0)
+            v.ry[(r, g, t)] = model.addVar(_name("ry", (r, g, t)), lb=0)
+            if niw and data.spot_cap.get((r, g), 0) > 0:
+                cap = min(data.spot_cap[(r, g)], q)
+                v.z[(r, g, t)] = model.addVar(_name("z", (r, g, t)), vtype=integer, lb=0, ub=cap)
+                v.az[(r, g, t)] = model.addVar(_name("az", (r, g, t)), lb=0)
+                v.rz[(r, g, t)] = model.addVar(_name("rz", (r, g, t)), lb=0)
+    served = _served_interactive(data)
+    niw_models = {m for (m, _), a in data.niw_arrivals.items() if a > 0}
+    niw_models |= {m for m, b in data.state.niw_backlog.items() if b > 0}
+    for r, m, g in data.placements():
+        for t in data.T:
+            key = (r, m, g, t)
+            placement = integer if data.committed(t) else "C"
+            v.x[key] = model.addVar(_name("x", key), vtype=placement, lb=0)
+            v.u[key] = model.addVar(_name("u", key), lb=0)
+            for k in data.interactive:
+                if (r, m, k, t) in served:
+                    v.w[(r, m, g, k, t)] = model.addVar(_name("w", (r, m, g, k, t)), lb=0)
+            if m in niw_models:
+                v.v[key] = model.addVar(_name("v", key), lb=0)
+                if (r, g, t) in v.z:
+                    v.xs[key] = model.addVar(_name("xs", key), vtype=placement, lb=0)
+                    v.us[key] = model.addVar(_name("us", key), lb=0)
+                    v.vs[key] = model.addVar(_name("vs", key), lb=0)
+    for route in routes(data):
+        v.f[route] = model.addVar(_name("f", route), lb=0)
+    for (r0, m, k, t), d in data.demand.items():
+        if d > 0:
+            v.e[(r0, m, k, t)] = model.addVar(_name("e", (r0, m, k, t)), lb=0)
+    offered_here = {(r, m) for r, m, _g in data.placements()}
+    for r, m in sorted(offered_here):
+        if data.min_instances.get(m, 0) > 0:
+            for t in data.T:
+                v.sa[(r, m, t)] = model.addVar(_name("sa", (r, m, t)), lb=0)
+    for m in sorted(niw_models):
+        for t in data.T:
+            v.b[(m, t)] = model.addVar(_name("b", (m, t)), lb=0)
+            v.en[(m, t)] = model.addVar(_name("en", (m, t)), lb=0)
+    return v
+
+
+def _served_interactive(data: PlanningData) -> set[tuple[str, str, str, int]]:
+    """(r, m, k, t) that some allowed flow can reach."""
+    return {(r, m, k, t) for (_r0, r, m, k, t) in routes(data)}

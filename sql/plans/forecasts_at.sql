@@ -1,0 +1,2 @@
+-- The forecasts made at $origin.
+SELECT * FROM forecasts WHERE origin = $origin

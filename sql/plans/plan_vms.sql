@@ -1,0 +1,2 @@
+-- One plan's vms rows.
+SELECT * EXCLUDE (plan_id) FROM plan_vms WHERE plan_id = $plan_id

@@ -1,0 +1,2 @@
+-- Where a stored plan was published.
+UPDATE plans SET export_path = $path WHERE plan_id = $plan_id
