@@ -177,7 +177,8 @@ def rung(name: str, cfg: FleetConfig, requests_per_day: float, limit: float) -> 
         "wall_s": round(wall, 1),
         "limit_s": limit,
         "status": s["status"],
-        "gap": None if s["gap"] is None else round(s["gap"], 5),
+        # SCIP reports 1e20 when it has no dual bound (root LP unfinished): no gap known
+        "gap": None if s["gap"] is None or s["gap"] >= 1e10 else round(s["gap"], 5),
         "objective": round(s["objective"], 1) if s["objective"] else None,
         "lp_bound": None if lp is None else round(lp, 1),
         "lp_s": round(lp_s, 2),
@@ -213,7 +214,7 @@ def ladder(only: str | None) -> list[dict[str, Any]]:
             continue
         out.append(rung(name, make(), volume, limit))
         r = out[-1]
-        gap = "n/a" if r["gap"] is None else f"{r['gap']:.2%}"
+        gap = "n/a" if r["gap"] is None or r["gap"] >= 1e10 else f"{r['gap']:.2%}"
         print(
             f"{r['rung']:40s} vars {r['variables']:>7} build {r['build_s']:6.2f} s "
             f"solve {r['solve_s']:6.1f}/{r['limit_s']:.0f} s {r['status']:>9} gap {gap:>6} "

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import config_cmd, data, demo, forecast_cmd, plan_cmd
+from flows.cli import config_cmd, data, demo, evaluate_cmd, forecast_cmd, plan_cmd
 from flows.cli.common import STATE, setup_logging
 
 app = typer.Typer(
@@ -45,5 +45,6 @@ app.command("forecast")(forecast_cmd.forecast)
 app.command("characterize")(forecast_cmd.characterize)
 app.command("plan")(plan_cmd.plan)
 app.command("explain")(plan_cmd.explain)
+app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo.demo)
 app.add_typer(config_cmd.app, name="config")

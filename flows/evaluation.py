@@ -1,0 +1,247 @@
+"""The policy comparison: replay a window of the warehouse's request log through the simulator
+under each policy, with the hourly plans the product would have made at the time.
+
+Plans for ``lt-i``/``lt-u``/``lt-ua`` are made exactly as the hourly job makes them: at
+``plan_lead_min`` before each hour, on forecasts from origin = the hour before (data before it
+only; the daily selection runs at the window start and every 24 h, never later than the
+origin), warm-started from the previous plan, with the state the previous plan left. One plan
+sequence serves the three (they differ in how the plan is carried out). The oracle's plans see
+the true demand of the window: each tier's planning metric measured from the log (beyond the
+window end: the value 24 h earlier).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flows.planning import ensure_forecasts, state_from_plan
+from flows.warehouse.sqlfiles import run
+from planner.config import FleetConfig
+from planner.ilp.data import build_data, state_from_config
+from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.plan import Plan
+from planner.ilp.planner import make_plan, solver_settings
+from planner.sim.demand import MinuteDemand, from_buckets
+from planner.sim.fleet import FleetParams, Targets, params_from_config
+from planner.sim.fluid import Policy, SimResult, simulate
+from planner.sim.plans import targets_of
+from planner.sim.policies import PlanFollowing, Reactive, Siloed
+
+log = logging.getLogger(__name__)
+POLICIES = ("reactive", "siloed", "lt-i", "lt-u", "lt-ua", "oracle")
+PLAN_LEAD_MIN = 20
+
+
+@dataclass
+class Evaluation:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    results: list[SimResult]
+    plans: dict[str, list[Plan]]
+    config_hash: str
+    seed: int
+
+    def table(self) -> pd.DataFrame:
+        frame = pd.DataFrame([r.summary() for r in self.results])
+        if "reactive" in set(frame["policy"]):
+            base = float(frame.loc[frame["policy"] == "reactive", "gpu_hours"].iloc[0])
+            scale = float(frame.loc[frame["policy"] == "reactive", "gpu_hours_scaling"].iloc[0])
+            frame["gpu_hours_vs_reactive"] = (frame["gpu_hours"] / base - 1).round(4)
+            frame["scaling_waste_vs_reactive"] = (
+                (frame["gpu_hours_scaling"] / scale - 1).round(4) if scale else np.nan
+            )
+        if "oracle" in set(frame["policy"]):
+            base = float(frame.loc[frame["policy"] == "oracle", "gpu_hours"].iloc[0])
+            frame["gpu_hours_vs_oracle"] = (frame["gpu_hours"] / base - 1).round(4)
+        return frame
+
+
+def window(
+    con: duckdb.DuckDBPyConnection, hours: int, end: datetime | None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The replay window: ``hours`` whole hours ending at ``end`` (default: the hour the
+    log's last arrival falls in, exclusive)."""
+    first, last = run(con, "sim/log_span").fetchone() or (None, None)
+    if last is None:
+        raise ValueError("the warehouse holds no requests to replay; ingest a log first")
+    stop = pd.Timestamp(end) if end else pd.Timestamp(last).floor("h")
+    if stop.tzinfo:
+        stop = stop.tz_convert("UTC").tz_localize(None)
+    start = stop - pd.Timedelta(hours=hours)
+    if start < pd.Timestamp(first).floor("h"):
+        raise ValueError(
+            f"a {hours} h window ending {stop} starts before the log does ({first}); "
+            "pass fewer --hours"
+        )
+    return start, stop
+
+
+def load_demand(
+    con: duckdb.DuckDBPyConnection, p: FleetParams, start: pd.Timestamp, end: pd.Timestamp
+) -> MinuteDemand:
+    frame = run(con, "sim/minute_buckets", start=start, end=end).df()
+    return from_buckets(frame, p, start, end)
+
+
+def truth_demand(cfg: FleetConfig, demand: MinuteDemand, p: FleetParams) -> pd.DataFrame:
+    """Rows (hour, region, model, tier, value): each tier's planning metric measured from the
+    log, extended 2 days past its end with the value 24 h earlier (the oracle's horizon)."""
+    peak, mean = demand.hourly_tokens_per_s("peak"), demand.hourly_tokens_per_s("mean")
+    records = []
+    hours = peak.shape[0]
+    for q, tier in enumerate(p.tiers):
+        source = peak if cfg.tier(tier).planning_metric == "peak_token_rate" else mean
+        for h in range(hours + 48):
+            src_h = h if h < hours else hours - 24 + (h - hours) % 24
+            for a, r in enumerate(p.regions):
+                for i, m in enumerate(p.models):
+                    value = float(source[max(src_h, 0), a, i, q])
+                    hour = demand.start + pd.Timedelta(hours=h)
+                    records.append((hour, r, m, tier, value))
+    return pd.DataFrame(records, columns=["hour", "region", "model", "tier", "value"])
+
+
+def plan_sequence(
+    con: duckdb.DuckDBPyConnection,
+    cfg: FleetConfig,
+    start: pd.Timestamp,
+    hours: int,
+    truth: pd.DataFrame | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Plan]:
+    """One plan per hour of the window, made ``PLAN_LEAD_MIN`` before the hour, rolling: each
+    starts from the placement the previous one committed. ``truth``: plan on it instead of
+    forecasts (the oracle)."""
+    plans: list[Plan] = []
+    settings = solver_settings(cfg)
+    for h in range(hours):
+        hour = start + pd.Timedelta(hours=h)
+        as_of = hour - pd.Timedelta(minutes=PLAN_LEAD_MIN)
+        origin = as_of.floor("h")
+        if truth is None:
+            forecasts, _ = ensure_forecasts(con, cfg, origin, cfg.planner.horizon_h + 1)
+            demand = planning_demand(forecasts, cfg)
+        else:
+            demand = truth
+        shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
+        previous = plans[-1] if plans else None
+        state = state_from_plan(previous, origin) if previous else state_from_config(cfg)
+        data = build_data(cfg, demand, state, as_of.to_pydatetime(), shares, forecast_origin=origin)
+        plan, check = make_plan(data, settings, previous)
+        if not check.ok:
+            log.warning("plan for %s violates: %s", hour, check.violations[:3])
+        plans.append(plan)
+        if progress:
+            progress(1)
+    return plans
+
+
+def _targets(plans: Sequence[Plan], p: FleetParams) -> tuple[list[Targets], np.ndarray]:
+    pairs = [targets_of(plan, p) for plan in plans]
+    return [t for t, _ in pairs], np.stack([e for _, e in pairs])
+
+
+def make_policies(
+    names: Sequence[str],
+    p: FleetParams,
+    demand: MinuteDemand,
+    plans: dict[str, list[Plan]],
+) -> list[Policy]:
+    first_hour = demand.tokens[:60].mean(axis=0) / 60.0  # [r, m, k] tokens/s
+    peak_min = demand.tokens.max(axis=0) / 60.0
+    out: list[Policy] = []
+    for name in names:
+        if name == "reactive":
+            out.append(Reactive(p, first_hour))
+        elif name == "siloed":
+            inter = peak_min.copy()
+            inter[:, :, p.deferrable] = 0.0
+            niw_hours = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable]
+            out.append(Siloed(p, inter, niw_hours.max(axis=0)))
+        elif name in ("lt-i", "lt-u", "lt-ua"):
+            hourly, expected = _targets(plans["forecast"], p)
+            out.append(PlanFollowing(p, hourly, expected, mode=name, name=name))
+        elif name == "oracle":
+            hourly, expected = _targets(plans["oracle"], p)
+            out.append(PlanFollowing(p, hourly, expected, mode="lt-i", name="oracle"))
+        else:
+            raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+    return out
+
+
+def config_hash(cfg: FleetConfig) -> str:
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+
+
+def run_evaluation(
+    con: duckdb.DuckDBPyConnection,
+    cfg: FleetConfig,
+    policies: Sequence[str],
+    hours: int,
+    end: datetime | None = None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Replay the window through every policy (see the module docstring)."""
+    unknown = [n for n in policies if n not in POLICIES]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}")
+    if time_limit_s is not None:
+        cfg = cfg.model_copy(
+            update={"planner": cfg.planner.model_copy(update={"time_limit_s": time_limit_s})}
+        )
+    cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update={"seed": seed})})
+    start, stop = window(con, hours, end)
+    base = params_from_config(cfg)
+    demand = load_demand(con, base, start, stop)
+    p = params_from_config(cfg, demand.input_share(base))
+    plans: dict[str, list[Plan]] = {}
+    if any(n.startswith("lt-") for n in policies):
+        plans["forecast"] = plan_sequence(con, cfg, start, hours, progress=progress)
+    if "oracle" in policies:
+        truth = truth_demand(cfg, demand, p)
+        plans["oracle"] = plan_sequence(con, cfg, start, hours, truth, progress)
+    results = [simulate(p, demand, policy) for policy in make_policies(policies, p, demand, plans)]
+    return Evaluation(start, stop, results, plans, config_hash(cfg), seed)
+
+
+def write_outputs(evaluation: Evaluation, out: Path) -> dict[str, Path]:
+    """comparison.csv / comparison.md / evaluation.json and the plots, into ``out``."""
+    from reports.evaluation import markdown_table, write_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = evaluation.table()
+    paths = {
+        "csv": out / "comparison.csv",
+        "md": out / "comparison.md",
+        "json": out / "evaluation.json",
+    }
+    table.to_csv(paths["csv"], index=False)
+    meta = {
+        "window": [str(evaluation.start), str(evaluation.end)],
+        "config_hash": evaluation.config_hash,
+        "seed": evaluation.seed,
+        "plans": {k: [p.plan_id for p in v] for k, v in evaluation.plans.items()},
+    }
+    paths["md"].write_text(
+        f"# Policy comparison {evaluation.start} .. {evaluation.end}\n\n"
+        f"config {evaluation.config_hash}, seed {evaluation.seed}\n\n"
+        + markdown_table(table)
+        + "\n"
+    )
+    paths["json"].write_text(
+        json.dumps({**meta, "results": table.to_dict(orient="records")}, indent=1, default=str)
+    )
+    paths.update(write_plots(evaluation.results, out))
+    return paths

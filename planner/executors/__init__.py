@@ -1,0 +1,14 @@
+"""Executors carry out a plan's next hour: the simulator, or a real ops target."""
+
+from planner.executors.protocol import AppliedState, Executor, desired_states
+from planner.executors.simulated import SimulatedExecutor
+from planner.executors.webhook import WebhookError, WebhookExecutor
+
+__all__ = [
+    "AppliedState",
+    "Executor",
+    "SimulatedExecutor",
+    "WebhookError",
+    "WebhookExecutor",
+    "desired_states",
+]

@@ -1,0 +1,130 @@
+"""The executor interface and the per-region desired-state document both executors use.
+
+A desired-state document says what one region should run in the plan's first hour:
+
+    {"plan_id": …, "hour": "2024-06-17T00:00:00", "region": "us-east", "config_hash": …,
+     "vms": {"a100x8": {"on_demand": 6, "spot": 1}, …},
+     "instances": {"llama2-70b": {"a100x8": {"on_demand": 4, "spot": 0}}, …},
+     "routing": [{"model": …, "tier": …, "target_region": …, "weight": 0.8}, …],
+     "actions": [{"kind": "buy_vm", "vm_type": …, "count": 2, "start_by": …}, …]}
+
+``routing`` holds the weights for traffic *originating* in the region (summing to 1 per model
+and tier); ``actions`` are the plan's actions for the region and hour, with their start times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import pandas as pd
+
+from planner.ilp.frames import rows
+from planner.ilp.plan import Plan
+
+
+@dataclass(frozen=True)
+class AppliedState:
+    """What an executor reports back: per region, what runs (or what the target accepted)."""
+
+    plan_id: str
+    hour: datetime
+    regions: dict[str, dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+class Executor(Protocol):
+    def apply(self, plan: Plan) -> AppliedState:
+        """Carry out the plan's first hour (its actions and routing weights)."""
+        ...
+
+
+def _iso(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return None
+    return pd.Timestamp(value).isoformat()
+
+
+def desired_states(plan: Plan, config_hash: str | None = None) -> dict[str, dict[str, Any]]:
+    """One desired-state document per region for the plan's first hour (see above)."""
+    hour = plan.start
+    regions = sorted(
+        set(plan.vms["region"]) | set(plan.instances["region"]) | set(plan.routing["source_region"])
+    )
+    docs: dict[str, dict[str, Any]] = {
+        r: {
+            "plan_id": plan.plan_id,
+            "hour": _iso(hour),
+            "region": r,
+            "config_hash": config_hash or plan.solver.config_hash,
+            "vms": {},
+            "instances": {},
+            "routing": [],
+            "actions": [],
+        }
+        for r in regions
+    }
+    for v in rows(plan.vms[plan.vms["hour"] == hour]):
+        docs[v.region]["vms"][v.vm_type] = {"on_demand": int(v.on_demand), "spot": int(v.spot)}
+    for i in rows(plan.instances[plan.instances["hour"] == hour]):
+        if i.on_demand or i.spot:
+            docs[i.region]["instances"].setdefault(i.model, {})[i.vm_type] = {
+                "on_demand": round(i.on_demand),
+                "spot": round(i.spot),
+            }
+    for w in rows(plan.routing[plan.routing["hour"] == hour]):
+        docs[w.source_region]["routing"].append(
+            {
+                "model": w.model,
+                "tier": w.tier,
+                "target_region": w.target_region,
+                "weight": round(float(w.weight), 6),
+            }
+        )
+    for a in rows(plan.actions[plan.actions["hour"] == hour]):
+        if a.region in docs:
+            docs[a.region]["actions"].append(
+                {
+                    "kind": a.kind,
+                    "vm_type": a.vm_type,
+                    "model": None if pd.isna(a.model) else a.model,
+                    "count": int(a.count),
+                    "start_by": _iso(a.start_by),
+                    "ready_at": _iso(a.ready_at),
+                }
+            )
+    return docs
+
+
+def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    """Human-readable changes from ``old`` to ``new`` (VM and instance counts, routing)."""
+    if old is None:
+        return [f"{new['region']}: first desired state (plan {new['plan_id']})"]
+    out: list[str] = []
+    region = new["region"]
+    for g in sorted(set(old["vms"]) | set(new["vms"])):
+        for kind in ("on_demand", "spot"):
+            a = old["vms"].get(g, {}).get(kind, 0)
+            b = new["vms"].get(g, {}).get(kind, 0)
+            if a != b:
+                out.append(f"{region}: {g} {kind} VMs {a} → {b}")
+    models = sorted(set(old["instances"]) | set(new["instances"]))
+    for m in models:
+        types = set(old["instances"].get(m, {})) | set(new["instances"].get(m, {}))
+        for g in sorted(types):
+            for kind in ("on_demand", "spot"):
+                a = old["instances"].get(m, {}).get(g, {}).get(kind, 0)
+                b = new["instances"].get(m, {}).get(g, {}).get(kind, 0)
+                if a != b:
+                    out.append(f"{region}: {m} on {g} {kind} instances {a} → {b}")
+
+    def weights(doc: dict[str, Any]) -> dict[tuple[str, str, str], float]:
+        return {(w["model"], w["tier"], w["target_region"]): w["weight"] for w in doc["routing"]}
+
+    before, after = weights(old), weights(new)
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key, 0.0), after.get(key, 0.0)
+        if abs(a - b) > 1e-6:
+            out.append(f"{region}: route {key[0]}/{key[1]} → {key[2]} weight {a:.3f} → {b:.3f}")
+    return out

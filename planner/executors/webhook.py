@@ -1,0 +1,127 @@
+"""The real-target executor: per-region desired-state documents written to a folder and,
+when a webhook URL is configured, POSTed to it.
+
+Delivery per region: HTTP POST, JSON body, header ``Idempotency-Key: <plan_id>:<region>``
+(the same document always carries the same key, so a target that saw it already can answer
+without applying it twice), a per-attempt timeout, and retries with exponential backoff on
+what may pass (connection errors, timeouts, 408, 425, 429, 5xx). Any other 4xx is the
+target refusing the document: no retry, a ``WebhookError`` naming region, status and body.
+
+The folder holds ``desired/<region>.json`` (what was sent last) and ``applied/<region>.json``
+(what the target accepted last). ``applied`` moves only after a 2xx, atomically. Dry run
+writes nothing and sends nothing: it logs, and returns, the diff against ``applied``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.executors.protocol import AppliedState, desired_states, diff
+from planner.ilp.plan import Plan
+
+log = logging.getLogger(__name__)
+RETRYABLE = {408, 425, 429}
+
+
+class WebhookError(RuntimeError):
+    """The target refused a document, or every retry failed."""
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, sort_keys=True)
+    Path(tmp).replace(path)
+
+
+@dataclass
+class WebhookExecutor:
+    folder: Path
+    url: str | None = None
+    timeout_s: float = 10.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    dry_run: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+    attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
+
+    def last_applied(self, region: str) -> dict[str, Any] | None:
+        path = self.folder / "applied" / f"{region}.json"
+        if not path.exists():
+            return None
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        return loaded
+
+    def apply(self, plan: Plan) -> AppliedState:
+        docs = desired_states(plan)
+        notes: list[str] = []
+        accepted: dict[str, dict[str, Any]] = {}
+        for region, doc in docs.items():
+            changes = diff(self.last_applied(region), doc)
+            if self.dry_run:
+                for line in changes or [f"{region}: no change"]:
+                    log.info("dry run: %s", line)
+                notes.extend(changes)
+                continue
+            _write_json(self.folder / "desired" / f"{region}.json", doc)
+            if self.url:
+                self._post(region, doc)
+            _write_json(self.folder / "applied" / f"{region}.json", doc)
+            accepted[region] = doc
+            notes.extend(changes)
+        return AppliedState(plan.plan_id, plan.start, accepted, notes)
+
+    def _post(self, region: str, doc: dict[str, Any]) -> None:
+        assert self.url is not None
+        body = json.dumps(doc, sort_keys=True).encode()
+        key = f"{doc['plan_id']}:{region}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(
+                self.url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": key,
+                    **self.headers,
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    status = response.status
+                    self.attempts.append((region, str(status)))
+                    log.info("%s: %s accepted (HTTP %s, key %s)", self.url, region, status, key)
+                    return
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:300]
+                self.attempts.append((region, str(exc.code)))
+                if exc.code in RETRYABLE or exc.code >= 500:
+                    last = f"HTTP {exc.code}: {detail}"
+                    log.warning("%s: %s attempt %d: %s", self.url, region, attempt + 1, last)
+                    continue
+                raise WebhookError(
+                    f"{self.url} refused the desired state of {region} (plan "
+                    f"{doc['plan_id']}): HTTP {exc.code}: {detail}"
+                ) from exc
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last = f"{type(exc).__name__}: {reason}"
+                self.attempts.append((region, "error"))
+                log.warning("%s: %s attempt %d: %s", self.url, region, attempt + 1, last)
+        raise WebhookError(
+            f"{self.url}: desired state of {region} (plan {doc['plan_id']}) not delivered "
+            f"after {self.retries + 1} attempts; last: {last}"
+        )

@@ -1,0 +1,330 @@
+"""The simulated fleet: VMs that serve only after their lead time, model instances that serve
+only after their load time, and the bookkeeping of what both cost.
+
+Indices: r region, g VM type, m model, k tier (positions in ``FleetParams``' id lists).
+A policy sets ``Targets``; ``Fleet.reconcile`` moves the fleet toward them once per minute:
+
+* VMs (on-demand and spot separately): more wanted → requested now, usable ``lead[g]``
+  minutes later; fewer wanted → pending requests cancelled first (newest first), then running
+  VMs released. Released VMs take their instances with them (the instances whose model is most
+  above its target first).
+* Instances: fewer wanted → loading ones stopped first, then serving ones; more wanted → loads
+  start on free slots of *usable* VMs (an instance takes 1/ipv[m,g] of a VM) and serve
+  ``load[m,g]`` minutes later. Loads that find no free slot retry every minute.
+
+Costs per minute: every VM requested, pending or usable, is paid for (on-demand or spot
+price); GPU time lost to scaling is a pending VM's GPUs plus a loading instance's GPUs (the
+paper's "scaling overhead").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from planner.config import FleetConfig
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class FleetParams:
+    """The numbers of a ``FleetConfig`` as arrays over (r, m, g, k)."""
+
+    regions: list[str]
+    models: list[str]
+    vm_types: list[str]
+    tiers: list[str]
+    ipv: Array  # [m, g] instances per VM (0: cannot run there)
+    gpus_per_vm: Array  # [g]
+    price: Array  # [g] $/VM-hour on demand
+    spot_price: Array  # [g]
+    lead_min: npt.NDArray[np.int64]  # [g]
+    load_min: npt.NDArray[np.int64]  # [m, g]
+    theta: Array  # [m, g, k] effective tokens/s per instance (headroom NOT applied)
+    theta_in: Array  # [m, g, k] prefill tokens/s per instance
+    quota: Array  # [r, g]
+    spot_cap: Array  # [r, g]
+    latency_ms: Array  # [r, r']
+    interactive: list[int]  # tier positions in priority order
+    deferrable: int
+    ttft_s: Array  # [k] TTFT target (inf for the deferrable tier)
+    tpot_s: Array  # [k] time per output token
+    deadline_min: float
+    drop_after_s: Array  # [k] an interactive request waiting longer is dropped
+
+    @property
+    def gpus_per_instance(self) -> Array:  # [m, g]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.ipv > 0, self.gpus_per_vm[None, :] / self.ipv, 0.0)
+
+    @property
+    def shape_rmg(self) -> tuple[int, int, int]:
+        return len(self.regions), len(self.models), len(self.vm_types)
+
+
+def params_from_config(
+    cfg: FleetConfig,
+    input_share: dict[tuple[str, str], float] | None = None,
+    drop_factor: float = 30.0,
+) -> FleetParams:
+    """Arrays of ``cfg``. ``input_share[(m, k)]``: the share of input tokens in the tier's
+    token mix (from the log); θ blends input and output rates with it. A request of an
+    interactive tier waiting ``drop_factor`` × its TTFT target is dropped (the client gave up)."""
+    regions, models, vms, tiers = cfg.region_ids, cfg.model_ids, cfg.vm_type_ids, cfg.tier_ids
+    share = input_share or {}
+    nm, ng, nk = len(models), len(vms), len(tiers)
+    ipv = np.zeros((nm, ng))
+    load = np.zeros((nm, ng), dtype=np.int64)
+    theta = np.zeros((nm, ng, nk))
+    theta_in = np.zeros((nm, ng, nk))
+    for i, m in enumerate(models):
+        for j, g in enumerate(vms):
+            placement = cfg.model(m).vm_types.get(g)
+            if placement is None:
+                continue
+            ipv[i, j] = placement.instances_per_vm
+            load[i, j] = round(placement.load_time_min)
+            for q, k in enumerate(tiers):
+                tp = placement.throughput[k]
+                phi = share.get((m, k), cfg.planner.default_input_share)
+                theta[i, j, q] = 1.0 / (phi / tp.input + (1 - phi) / tp.output)
+                theta_in[i, j, q] = tp.input
+    quota = np.zeros((len(regions), ng))
+    spot = np.zeros((len(regions), ng))
+    for a, r in enumerate(regions):
+        for j, g in enumerate(vms):
+            entry = cfg.fleet_entry(r, g)
+            if entry is not None:
+                quota[a, j] = entry.quota
+                spot[a, j] = entry.spot_available
+    tier_objs = [cfg.tier(k) for k in tiers]
+    interactive = [q for q, t in enumerate(tier_objs) if t.kind == "interactive"]
+    interactive.sort(key=lambda q: tier_objs[q].ttft_p95_s or 0.0)
+    deferrable = next(q for q, t in enumerate(tier_objs) if t.kind == "deferrable")
+    ttft = np.array([t.ttft_p95_s if t.ttft_p95_s else np.inf for t in tier_objs])
+    return FleetParams(
+        regions=regions,
+        models=models,
+        vm_types=vms,
+        tiers=tiers,
+        ipv=ipv,
+        gpus_per_vm=np.array([cfg.vm_type(g).gpus_per_vm for g in vms], dtype=float),
+        price=np.array([cfg.vm_type(g).price_per_hour for g in vms]),
+        spot_price=np.array([cfg.vm_type(g).spot_price_per_hour for g in vms]),
+        lead_min=np.array([round(cfg.vm_type(g).lead_time_min) for g in vms]),
+        load_min=load,
+        theta=theta,
+        theta_in=theta_in,
+        quota=quota,
+        spot_cap=spot,
+        latency_ms=np.array(
+            [[cfg.region(a).latency_ms.get(b, 0.0) for b in regions] for a in regions]
+        ),
+        interactive=interactive,
+        deferrable=deferrable,
+        ttft_s=ttft,
+        tpot_s=np.array([(t.tpot_ms or 100.0) / 1000.0 for t in tier_objs]),
+        deadline_min=60.0 * float(tier_objs[deferrable].deadline_h or 24.0),
+        drop_after_s=np.where(np.isfinite(ttft), drop_factor * ttft, np.inf),
+    )
+
+
+@dataclass
+class Targets:
+    """What a policy wants running. Arrays: vms/spot_vms [r, g]; instances/spot_instances
+    [r, m, g] (spot instances serve NIW only); ``niw_reserved`` [r, m, g]: on-demand
+    instances kept for NIW alone (siloed pools); routing [src r, dst r, m, k] weights summing
+    to 1 over dst."""
+
+    vms: Array
+    spot_vms: Array
+    instances: Array
+    spot_instances: Array
+    routing: Array
+    niw_reserved: Array | None = None
+
+    def copy(self) -> Targets:
+        return Targets(
+            self.vms.copy(),
+            self.spot_vms.copy(),
+            self.instances.copy(),
+            self.spot_instances.copy(),
+            self.routing.copy(),
+            None if self.niw_reserved is None else self.niw_reserved.copy(),
+        )
+
+
+def home_routing(p: FleetParams) -> Array:
+    """Every request served in its own region."""
+    nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)
+    eye = np.eye(nr)[:, :, None, None]
+    return np.broadcast_to(eye, (nr, nr, nm, nk)).copy()
+
+
+def vms_for(p: FleetParams, instances: Array) -> Array:
+    """The fewest VMs [r, g] that hold ``instances`` [r, m, g]."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_vm = np.where(p.ipv[None] > 0, instances / p.ipv[None], 0.0)
+    return np.asarray(np.ceil(per_vm.sum(axis=1) - 1e-9), dtype=float)
+
+
+@dataclass
+class _Pool:
+    """One kind of VM (on-demand or spot) and the instances on it."""
+
+    ready: Array  # [r, g] usable VMs
+    pending: dict[int, Array] = field(default_factory=dict)  # minute usable → [r, g]
+    inst: Array = field(default_factory=lambda: np.zeros(0))  # [r, m, g] serving
+    loading: dict[int, Array] = field(default_factory=dict)  # minute serving → [r, m, g]
+
+    def pending_total(self) -> Array:
+        return sum(self.pending.values(), np.zeros_like(self.ready))
+
+    def loading_total(self) -> Array:
+        return sum(self.loading.values(), np.zeros_like(self.inst))
+
+
+@dataclass
+class ScalingCounts:
+    vm_added: float = 0.0
+    vm_released: float = 0.0
+    loads: float = 0.0
+    unloads: float = 0.0
+
+    @property
+    def actions(self) -> float:
+        return self.vm_added + self.vm_released + self.loads + self.unloads
+
+
+class Fleet:
+    """VMs and instances of one simulated run (see the module docstring)."""
+
+    def __init__(self, p: FleetParams, start: Targets) -> None:
+        """The fleet at minute 0 runs ``start`` already (every policy starts warm)."""
+        self.p = p
+        self.targets = start.copy()
+        self.od = _Pool(ready=start.vms.copy(), inst=start.instances.copy())
+        self.spot = _Pool(ready=start.spot_vms.copy(), inst=start.spot_instances.copy())
+        self.counts = ScalingCounts()
+
+    # --- what serves -------------------------------------------------------------------
+    def serving(self) -> tuple[Array, Array]:
+        """Serving instances [r, m, g]: on-demand, spot."""
+        return self.od.inst, self.spot.inst
+
+    def allocated_vms(self) -> tuple[Array, Array]:
+        """VMs paid for [r, g]: on-demand, spot (usable + pending)."""
+        return (
+            self.od.ready + self.od.pending_total(),
+            self.spot.ready + self.spot.pending_total(),
+        )
+
+    def scaling_gpus(self) -> float:
+        """GPUs not serving because their VM is provisioning or their model loading."""
+        g = self.p.gpus_per_vm
+        gi = self.p.gpus_per_instance
+        pend = (self.od.pending_total() + self.spot.pending_total()) * g[None, :]
+        load = (self.od.loading_total() + self.spot.loading_total()) * gi[None]
+        return float(pend.sum() + load.sum())
+
+    # --- the minute step ------------------------------------------------------------------
+    def set_targets(self, targets: Targets) -> None:
+        self.targets = targets.copy()
+
+    def step(self, minute: int) -> None:
+        """Bring pending VMs and loads due at ``minute`` into service, then reconcile."""
+        for pool in (self.od, self.spot):
+            due = pool.pending.pop(minute, None)
+            if due is not None:
+                pool.ready += due
+            done = pool.loading.pop(minute, None)
+            if done is not None:
+                pool.inst += done
+        t = self.targets
+        self._reconcile(self.od, t.vms, t.instances, minute)
+        self._reconcile(self.spot, t.spot_vms, t.spot_instances, minute)
+
+    def _reconcile(self, pool: _Pool, vms: Array, inst: Array, minute: int) -> None:
+        p = self.p
+        # VMs
+        have = pool.ready + pool.pending_total()
+        more = np.maximum(vms - have, 0.0)
+        if more.any():
+            for j, lead in enumerate(p.lead_min):
+                col = np.zeros_like(pool.ready)
+                col[:, j] = more[:, j]
+                if col.any():
+                    due = minute + max(int(lead), 0)
+                    if due <= minute:
+                        pool.ready += col
+                    else:
+                        pool.pending[due] = pool.pending.get(due, np.zeros_like(col)) + col
+            self.counts.vm_added += float(more.sum())
+        fewer = np.maximum(have - vms, 0.0)
+        if fewer.any():
+            self.counts.vm_released += float(fewer.sum())
+            for due in sorted(pool.pending, reverse=True):  # newest requests first
+                cut = np.minimum(pool.pending[due], fewer)
+                pool.pending[due] -= cut
+                fewer -= cut
+            pool.pending = {d: a for d, a in pool.pending.items() if a.any()}
+            pool.ready -= np.minimum(pool.ready, fewer)
+        # instances over their target, or beyond what the usable VMs hold
+        loading = pool.loading_total()
+        excess = np.maximum(pool.inst + loading - inst, 0.0)
+        if excess.any():
+            self.counts.unloads += float(excess.sum())
+            for due in sorted(pool.loading, reverse=True):
+                cut = np.minimum(pool.loading[due], excess)
+                pool.loading[due] -= cut
+                excess -= cut
+            pool.loading = {d: a for d, a in pool.loading.items() if a.any()}
+            pool.inst -= np.minimum(pool.inst, excess)
+        self._evict_overflow(pool, inst)
+        # loads onto free slots
+        want = np.maximum(inst - pool.inst - pool.loading_total(), 0.0)
+        if not want.any():
+            return
+        free = pool.ready - self._slots_used(pool)
+        started: dict[int, Array] = defaultdict(lambda: np.zeros_like(pool.inst))
+        for a, j in zip(*np.nonzero(free > 1e-9), strict=True):
+            room = free[a, j]
+            for i in np.argsort(-want[a, :, j]):
+                n = want[a, i, j]
+                if n <= 0 or p.ipv[i, j] <= 0:
+                    continue
+                fit = min(n, np.floor(room * p.ipv[i, j] + 1e-9))
+                if fit <= 0:
+                    continue
+                room -= fit / p.ipv[i, j]
+                started[minute + int(p.load_min[i, j])][a, i, j] += fit
+                self.counts.loads += fit
+        for due, arr in started.items():
+            if due <= minute:
+                pool.inst += arr
+            else:
+                pool.loading[due] = pool.loading.get(due, np.zeros_like(arr)) + arr
+
+    def _slots_used(self, pool: _Pool) -> Array:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(self.p.ipv[None] > 0, 1.0 / self.p.ipv[None], 0.0)
+        return np.asarray(((pool.inst + pool.loading_total()) * share).sum(axis=1), dtype=float)
+
+    def _evict_overflow(self, pool: _Pool, target: Array) -> None:
+        """Instances beyond what the usable VMs hold go, most-above-target models first."""
+        over = self._slots_used(pool) - pool.ready
+        for a, j in zip(*np.nonzero(over > 1e-9), strict=True):
+            for i in np.argsort(-(pool.inst[a, :, j] - target[a, :, j])):
+                if over[a, j] <= 1e-9:
+                    break
+                if self.p.ipv[i, j] <= 0:
+                    continue
+                for holder in [*(pool.loading[d] for d in pool.loading), pool.inst]:
+                    n = min(holder[a, i, j], np.ceil(over[a, j] * self.p.ipv[i, j] - 1e-9))
+                    holder[a, i, j] -= n
+                    over[a, j] -= n / self.p.ipv[i, j]
+                    self.counts.unloads += n

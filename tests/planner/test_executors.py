@@ -1,0 +1,182 @@
+"""Executors: desired-state documents, the webhook executor against a real HTTP server on
+127.0.0.1 (accepting, failing, timing out, answering twice, refusing), dry run, and the
+simulated executor's lead times."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from planner.executors import SimulatedExecutor, WebhookError, WebhookExecutor, desired_states
+from planner.executors.protocol import diff
+from planner.ilp.plan import Plan
+from planner.ilp.planner import make_plan
+from planner.ilp.solve import SolverSettings
+from planner.sim.fleet import params_from_config
+from tests.planner.ilp_fixtures import tiny_config, tiny_data
+
+
+class Target:
+    """A real HTTP ops target. ``script``: per request, what to do: an int status to answer,
+    or ("sleep", seconds, status) to answer late. It applies each Idempotency-Key once."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = list(script)
+        self.seen: list[str] = []  # idempotency keys, one per request received
+        self.applied: dict[str, dict[str, Any]] = {}
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = self.headers["Idempotency-Key"]
+                target.seen.append(key)
+                step = target.script.pop(0) if target.script else 200
+                if isinstance(step, tuple):
+                    _, seconds, step = step
+                    target.applied.setdefault(key, body)  # applied, but the answer is late
+                    time.sleep(seconds)
+                elif step < 300:
+                    target.applied.setdefault(key, body)
+                self.send_response(step)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"key": key}).encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/desired-state"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Target:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def plans() -> list[Plan]:
+    cfg = tiny_config()
+    first, _ = make_plan(tiny_data(cfg, [(1, "a", "IW-F", 150.0)]), SolverSettings(20, 0.0))
+    second, _ = make_plan(
+        tiny_data(cfg, [(1, "a", "IW-F", 350.0), (1, "b", "IW-N", 150.0)], minutes_before=30),
+        SolverSettings(20, 0.0),
+    )
+    return [first, second]
+
+
+def test_desired_state_documents_hold_the_first_hour(plans: list[Plan]) -> None:
+    docs = desired_states(plans[1])
+    assert set(docs) == {"a", "b"}
+    a = docs["a"]
+    assert a["plan_id"] == plans[1].plan_id and a["region"] == "a"
+    # 350 tokens/s of IW-F in a at 100 per instance: 4 instances on 2 VMs
+    assert a["instances"]["m"]["v8"]["on_demand"] == 4
+    assert a["vms"]["v8"]["on_demand"] == 2
+    for doc in docs.values():
+        sums: dict[tuple[str, str], float] = {}
+        for w in doc["routing"]:
+            sums[(w["model"], w["tier"])] = sums.get((w["model"], w["tier"]), 0) + w["weight"]
+        assert all(abs(v - 1) < 1e-6 for v in sums.values())
+    changes = diff(desired_states(plans[0])["a"], a)
+    assert any("instances 2 → 4" in c for c in changes)
+
+
+def test_webhook_delivers_with_idempotency_keys(tmp_path: Path, plans: list[Plan]) -> None:
+    with Target([200, 200]) as target:
+        ex = WebhookExecutor(tmp_path, target.url, timeout_s=5, backoff_s=0.01)
+        state = ex.apply(plans[0])
+    keys = {f"{plans[0].plan_id}:a", f"{plans[0].plan_id}:b"}
+    assert set(target.seen) == keys
+    assert set(state.regions) == {"a", "b"}
+    applied = json.loads((tmp_path / "applied" / "a.json").read_text())
+    assert applied == target.applied[f"{plans[0].plan_id}:a"]
+
+
+def test_webhook_retries_server_errors_then_succeeds(tmp_path: Path, plans: list[Plan]) -> None:
+    with Target([503, 500, 200, 200]) as target:
+        ex = WebhookExecutor(tmp_path, target.url, timeout_s=5, backoff_s=0.01)
+        ex.apply(plans[0])
+    assert [o for _, o in ex.attempts] == ["503", "500", "200", "200"]
+    assert len(target.applied) == 2
+
+
+def test_webhook_timeout_is_retried_and_the_target_applies_once(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    """The first answer comes after our timeout: we retry with the same key, so the target
+    receives the document twice, answers twice, and applies it once."""
+    with Target([("sleep", 1.5, 200), 200, 200]) as target:
+        ex = WebhookExecutor(tmp_path, target.url, timeout_s=0.5, backoff_s=0.01)
+        ex.apply(plans[0])
+    first = f"{plans[0].plan_id}:a"
+    assert target.seen.count(first) == 2
+    assert len(target.applied) == 2
+    assert ex.attempts[0] == ("a", "error")
+
+
+def test_webhook_refusal_fails_fast_and_keeps_the_last_applied_state(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    with Target([200, 200]) as target:
+        WebhookExecutor(tmp_path, target.url, backoff_s=0.01).apply(plans[0])
+    before = (tmp_path / "applied" / "a.json").read_text()
+    with Target([422]) as target:
+        ex = WebhookExecutor(tmp_path, target.url, backoff_s=0.01)
+        with pytest.raises(WebhookError, match=r"refused the desired state of a .*HTTP 422"):
+            ex.apply(plans[1])
+    assert target.seen == [f"{plans[1].plan_id}:a"]  # no retry of a refusal
+    assert (tmp_path / "applied" / "a.json").read_text() == before
+
+
+def test_webhook_gives_up_after_retries_naming_the_region(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    with Target([503] * 10) as target:
+        ex = WebhookExecutor(tmp_path, target.url, retries=2, backoff_s=0.01)
+        with pytest.raises(WebhookError, match=r"of a .*after 3 attempts; last: HTTP 503"):
+            ex.apply(plans[0])
+    assert len(target.seen) == 3
+    assert not (tmp_path / "applied" / "a.json").exists()
+
+
+def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path: Path, plans: list[Plan]) -> None:
+    with Target([200, 200]) as target:
+        WebhookExecutor(tmp_path, target.url).apply(plans[0])
+        before = sorted(p.read_text() for p in tmp_path.rglob("*.json"))
+        dry = WebhookExecutor(tmp_path, target.url, dry_run=True).apply(plans[1])
+        assert len(target.seen) == 2  # nothing sent by the dry run
+    assert any("a: m on v8 on_demand instances 2 → 4" in n for n in dry.notes)
+    assert sorted(p.read_text() for p in tmp_path.rglob("*.json")) == before
+
+
+def test_without_a_url_documents_are_written_only(tmp_path: Path, plans: list[Plan]) -> None:
+    state = WebhookExecutor(tmp_path).apply(plans[0])
+    assert (tmp_path / "desired" / "a.json").exists() and set(state.regions) == {"a", "b"}
+
+
+def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan]) -> None:
+    p = params_from_config(tiny_config())
+    ex = SimulatedExecutor(p, lead_min=20)
+    first = ex.apply(plans[0])
+    assert first.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
+    second = ex.apply(plans[1])  # 2 more VMs in a and b: 15 min + 6 min load < 80 min
+    assert second.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 4
+    assert second.notes == []
+    # VMs that take 90 min to provision cannot serve within the hour: short, and said so
+    slow = SimulatedExecutor(params_from_config(tiny_config(**{"vm_types.0.lead_time_min": 90})))
+    slow.apply(plans[0])
+    partial = slow.apply(plans[1])
+    assert partial.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
+    assert any("a: m on v8 short of the plan" in n for n in partial.notes)
