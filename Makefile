@@ -44,6 +44,14 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/forecast.py
+	$(BIN)/python bench/ilp_scale.py --only sageserve
+	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/hourly.py
+
+## A local Prefect server with the deployments and a worker: UI at http://127.0.0.1:4200.
+serve: $(STAMP)
+	$(BIN)/python -m flows.serve
 
 clean:
 	rm -rf .sageserve out .pytest_cache .mypy_cache .ruff_cache

@@ -30,7 +30,7 @@ from planner.sim.events import Requests, simulate_pool
 from planner.sim.fleet import params_from_config
 from planner.sim.fluid import simulate
 from planner.sim.policies import Reactive, Siloed
-from planner.workload.synth import SynthSpec, synthesize
+from planner.workload.synth import SynthSpec, hourly_rates, synthesize
 from planner.workload.tokens import TokenSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +45,11 @@ def generate(path: Path, requests: int, days: int, shared: Path) -> None:
     """The synthetic log as one Parquet file (day by day through DuckDB)."""
     cfg = load_config()
     spec = SynthSpec(days=days, seed=3, requests_per_day=requests // days)
+    # the nominal daily volume is a weekday's; scale it so the week totals ``requests``
+    expected = float(hourly_rates(cfg, spec)["rate"].sum())
+    spec = SynthSpec(
+        days=days, seed=3, requests_per_day=round(spec.requests_per_day * requests / expected)
+    )
     tokens = TokenSampler.from_azure(shared / "data" / "azure2023")
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()

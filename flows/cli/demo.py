@@ -13,8 +13,7 @@ import typer
 
 from flows.cli.common import STATE, console, emit_json, fail
 from flows.cli.data import print_summary, write_parquet_atomic
-from flows.forecasting import load_models, run_forecast, run_selection
-from flows.planning import run_plan
+from flows.forecasting import load_models, run_selection
 from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
@@ -36,7 +35,8 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Synthesise a 2-week log, ingest and validate it, build the demand marts, select and fit
-    forecasters (daily job), forecast the next 24 h and plan them (hourly job), report."""
+    forecasters (daily job), then run the hourly-plan flow: quality gate, forecast, plan,
+    publish, report."""
     cfg = STATE.config()
     logs_dir = workdir / "logs" / f"synth-seed{seed}"
     warehouse = STATE.warehouse or workdir / "warehouse.duckdb"
@@ -46,67 +46,70 @@ def demo(
     except FileNotFoundError as exc:
         fail(f"{exc}; pass --shared with the folder that holds data/azure2023", code=2)
     spec = SynthSpec(days=days, seed=seed, requests_per_day=requests_per_day)
-    console.print(f"[bold]1/6[/] synthesising {days} days into {logs_dir}")
+    console.print(f"[bold]1/5[/] synthesising {days} days into {logs_dir}")
     for day, frame in synthesize(cfg, spec, tokens):
         path = logs_dir / f"requests-{day:%Y-%m-%d}.parquet"
         if not path.exists():  # deterministic: an existing day file has the same rows
             write_parquet_atomic(frame, path)
-    console.print(f"[bold]2/6[/] ingesting into {warehouse}")
+    console.print(f"[bold]2/5[/] ingesting into {warehouse}")
     now = datetime.now(UTC)
     with connect(warehouse, memory_limit=cfg.warehouse.memory_limit) as con:
         report = ingest_paths(con, [logs_dir], SourceSpec(), requests_contract(cfg, now), now)
-        console.print("[bold]3/6[/] refreshing demand marts")
+        console.print("[bold]3/5[/] refreshing demand marts")
         refreshed = refresh_demand(con)
         rows = demand_summary(con)
         as_of = spec.start + timedelta(days=days)
-        console.print(f"[bold]4/6[/] daily job: backtest and choose forecasters at {as_of}")
+        console.print(f"[bold]4/5[/] daily job: backtest and choose forecasters at {as_of}")
         selected_at, _ = load_models(con, as_of)
         backtest_dir = workdir / "out" / f"backtest-{as_of:%Y%m%dT%H%M}"
         if selected_at != pd.Timestamp(as_of).tz_localize(None):
             selection = run_selection(con, cfg, as_of)
             backtest_report.write_report(selection, backtest_dir)
-        console.print(f"[bold]5/6[/] hourly job: forecast the next {cfg.forecast.horizon_h} h")
-        forecasts, info = run_forecast(con, cfg, as_of)
-        console.print("[bold]6/6[/] hourly job: plan the next hours (SCIP)")
-        plans_root = workdir / "out" / "plans"
-        planned = run_plan(con, cfg, as_of, plans_root)
+    console.print(
+        "[bold]5/5[/] hourly job: the hourly-plan Prefect flow (ephemeral API): quality gate, "
+        "forecast, SCIP plan, verify, publish, executor, report"
+    )
+    from flows.hourly_plan import hourly_plan
+
+    run = hourly_plan(
+        inbox=str(workdir / "inbox"),
+        config_path=str(STATE.config_path) if STATE.config_path else None,
+        warehouse=str(warehouse),
+        out=str(workdir / "out"),
+        as_of=as_of.isoformat(),
+        on_quality_failure="warn",
+    )
     totals = report.totals
     elapsed = time.perf_counter() - started
+    ps = run["summary"]
     if as_json:
         emit_json(
             {
                 "ingest": totals,
                 "mart_rows": refreshed.rows,
                 "summary": rows,
-                "forecast_rows": len(forecasts),
                 "backtest_report": str(backtest_dir / "backtest.md"),
-                "plan": {
-                    **planned.plan.summary(),
-                    "verified": planned.check.ok,
-                    "export_path": str(planned.export_path) if planned.export_path else None,
-                },
+                "plan": {**ps, "export_path": run["export_path"]},
+                "plan_report": run["report"],
+                "quality": run["quality"],
             }
         )
     else:
         print_summary(rows)
-        chosen = forecasts.drop_duplicates(["region", "model", "tier", "metric"])
+        gap = "n/a" if ps["gap"] is None else f"{ps['gap']:.2%}"
+        quality = run["quality"]
         console.print(
             f"loaded {totals['rows_loaded']:,} rows ({totals['files_skipped']} files already "
-            f"loaded), quarantined {totals['rows_quarantined']:,}; forecasters chosen: "
-            f"{chosen['forecaster'].value_counts().to_dict()}; {len(forecasts):,} forecast rows "
-            f"from {info['origin']}; {elapsed:.0f} s\n"
-            f"outputs: request logs {logs_dir}, warehouse {warehouse} "
-            "(tables requests, requests_quarantine, ingested_files, demand_hourly, "
-            "forecast_backtests, forecast_models, forecasts), backtest report "
-            f"{backtest_dir / 'backtest.md'}"
-        )
-        ps = planned.plan.summary()
-        gap = "n/a" if ps["gap"] is None else f"{ps['gap']:.2%}"
-        console.print(
+            f"loaded), quarantined {totals['rows_quarantined']:,}; data quality "
+            f"{'passed' if quality['success'] else 'FAILED: ' + '; '.join(quality['failed'])}; "
+            f"{elapsed:.0f} s\n"
             f"plan {ps['plan_id']} for {ps['hours']} h from {ps['start']}: "
             f"${ps['total_cost']:,.0f}, {ps['vm_hours']:,.0f} VM-hours, SCIP {ps['status']} "
-            f"gap {gap}, verified {planned.check.ok}; plan files {planned.export_path} "
-            f"(latest: {plans_root / 'latest'})"
+            f"gap {gap}, verified True\n"
+            f"outputs: request logs {logs_dir}, warehouse {warehouse}, backtest report "
+            f"{backtest_dir / 'backtest.md'}, plan files {run['export_path']}, Data Docs "
+            f"{quality['docs_index']}\n"
+            f"plan report: {run['report']}"
         )
-    if not report.ok or not planned.check.ok:
+    if not report.ok:
         raise typer.Exit(1)

@@ -13,14 +13,11 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
-from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
-from flows.warehouse.ingest import SourceSpec, ingest_paths
-from flows.warehouse.marts import refresh_demand
 from planner.config import FleetConfig
 from planner.config.loader import parse_config
-from planner.workload.synth import SynthSpec, synthesize
-from planner.workload.tokens import TokenSampler
+from planner.workload.synth import SynthSpec
+from tests.flows.warehouses import synth_warehouse
 
 pytestmark = pytest.mark.slow
 END = datetime(2024, 6, 10, 3, 0, tzinfo=UTC)
@@ -43,16 +40,8 @@ def warehouse_path(
     tmp_path_factory: pytest.TempPathFactory, quick_cfg: FleetConfig, shared_data: Path
 ) -> Path:
     root = tmp_path_factory.mktemp("eval")
-    tokens = TokenSampler.from_azure(shared_data / "azure2023")
     spec = SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    for day, frame in synthesize(quick_cfg, spec, tokens):
-        frame.to_parquet(root / f"day-{day:%Y%m%d}.parquet", index=False)
-    path = root / "wh.duckdb"
-    now = datetime(2024, 7, 1, tzinfo=UTC)
-    with connect(path) as con:
-        ingest_paths(con, [root], SourceSpec(), requests_contract(quick_cfg, now), now)
-        refresh_demand(con)
-    return path
+    return synth_warehouse(root, quick_cfg, shared_data, spec)
 
 
 def test_every_policy_replays_the_window_and_counts_every_request(

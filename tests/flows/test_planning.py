@@ -15,13 +15,10 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.planning import run_plan
 from flows.publish import verify_manifest
-from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
-from flows.warehouse.ingest import SourceSpec, ingest_paths
-from flows.warehouse.marts import refresh_demand
 from planner.config import FleetConfig
-from planner.workload.synth import SynthSpec, synthesize
-from planner.workload.tokens import TokenSampler
+from planner.workload.synth import SynthSpec
+from tests.flows.warehouses import synth_warehouse
 
 pytestmark = pytest.mark.slow
 AS_OF = datetime(2024, 6, 11, 0, 5, tzinfo=UTC)
@@ -32,15 +29,9 @@ def warehouse_path(
     tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
 ) -> Path:
     root = tmp_path_factory.mktemp("plan")
-    tokens = TokenSampler.from_azure(shared_data / "azure2023")
-    for day, frame in synthesize(cfg, SynthSpec(days=8, seed=5, requests_per_day=40_000), tokens):
-        frame.to_parquet(root / f"day-{day:%Y%m%d}.parquet", index=False)
-    path = root / "wh.duckdb"
-    now = datetime(2024, 7, 1, tzinfo=UTC)
-    with connect(path) as con:
-        ingest_paths(con, [root], SourceSpec(), requests_contract(cfg, now), now)
-        refresh_demand(con)
-    return path
+    return synth_warehouse(
+        root, cfg, shared_data, SynthSpec(days=8, seed=5, requests_per_day=40_000)
+    )
 
 
 def test_plan_is_stored_published_and_rerun_safely(

@@ -1,0 +1,337 @@
+"""Prefect flow `hourly-plan`: ingest → data quality (GX) → demand marts → forecast (fan-out
+over models) → ILP → verify → publish → executor → what operators see.
+
+Thin by design: every step calls the functions the CLI calls. Tasks get the warehouse *path*
+and open it themselves (one writer at a time: the whole run holds the `sageserve-warehouse`
+global concurrency slot when the server has that limit, and every deployment has a
+concurrency limit of 1). A failing step fails the run before anything is published, so the
+last good plan stays published (`latest` moves only after a complete, verified export).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.concurrency.sync import concurrency
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.forecasting import (
+    load_demand,
+    load_models,
+    run_selection,
+    settings_from_config,
+    store_forecasts,
+    timezones,
+)
+from flows.ingest_flow import ingest_folder
+from flows.planning import run_plan
+from flows.warehouse.connection import connect
+from flows.warehouse.sqlfiles import run
+from planner.config import FleetConfig, load_config
+from planner.executors import WebhookExecutor
+from planner.forecast.pipeline import forecast
+from planner.forecast.series import SeriesKey
+from validation.quality import QualityResult, learn_bands, run_checkpoint
+
+log = logging.getLogger(__name__)
+WAREHOUSE_LIMIT = "sageserve-warehouse"
+
+
+def _now(as_of: str | None) -> pd.Timestamp:
+    t = pd.Timestamp(as_of) if as_of else pd.Timestamp(datetime.now(UTC))
+    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
+
+
+def _cfg(config_path: str | None) -> FleetConfig:
+    return load_config(config_path)
+
+
+def _warehouse(cfg: FleetConfig, warehouse: str | None) -> str:
+    return warehouse or cfg.paths.warehouse
+
+
+@task(name="data-quality", timeout_seconds=600)
+def check_quality(
+    config_path: str | None,
+    warehouse: str | None,
+    as_of: str,
+    ingested: list[dict[str, Any]],
+    docs_dir: str,
+) -> dict[str, Any]:
+    """The GX checkpoint over the last complete hour (see validation/quality.py)."""
+    cfg = _cfg(config_path)
+    now = _now(as_of)
+    hour = now.floor("h") - pd.Timedelta(hours=1)
+    with connect(_warehouse(cfg, warehouse), read_only=True) as con:
+        rows = run(
+            con, "quality/requests_in_window", start=hour, end=hour + pd.Timedelta(hours=1)
+        ).df()
+        history = run(
+            con,
+            "quality/hourly_tier_requests",
+            start=hour - pd.Timedelta(days=7),
+            end=hour + pd.Timedelta(hours=1),
+        ).df()
+    past = history[pd.to_datetime(history["hour"]) < hour]
+    bands = learn_bands(
+        past,
+        hour,
+        regions=cfg.region_ids,
+        models=cfg.model_ids,
+        tiers=cfg.tier_ids,
+        max_input_tokens=cfg.warehouse.max_tokens,
+        max_output_tokens=cfg.warehouse.max_tokens,
+    )
+    counts = rows.groupby("tier").size()
+    total = max(int(counts.sum()), 1)
+    shares = pd.DataFrame([{f"share_{t}": float(counts.get(t, 0)) / total for t in cfg.tier_ids}])
+    files = pd.DataFrame(
+        ingested or [], columns=["path", "status", "rows_read", "duplicates_skipped"]
+    )
+    result: QualityResult = run_checkpoint(
+        {"requests_last_hour": rows, "tier_shares": shares, "ingested_files": files},
+        bands,
+        Path(docs_dir),
+        f"hourly-{hour:%Y%m%dT%H%M}",
+    )
+    return {
+        "success": result.success,
+        "failed": result.failed,
+        "checked": result.checked,
+        "docs_index": str(result.docs_index) if result.docs_index else None,
+        "hour": str(hour),
+        "rows": len(rows),
+        "volume_band": list(bands.volume),
+    }
+
+
+# One model's series per task (peers travel together: the peer fallback needs them). The
+# function is pure, so the same call runs on a thread or on a Dask worker.
+forecast_model = task(name="forecast-model", retries=1, retry_delay_seconds=5)(forecast)
+
+
+@flow(name="forecast-fanout", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def forecast_fanout(
+    config_path: str | None, warehouse: str | None, as_of: str, horizon: int
+) -> dict[str, Any]:
+    """The hourly forecast mapped over models as tasks; stored at origin = the hour of
+    ``as_of``. Runs the daily selection first when none was made in the day before."""
+    logger = get_run_logger()
+    cfg = _cfg(config_path)
+    origin = _now(as_of).floor("h")
+    settings = settings_from_config(cfg)
+    settings = replace(settings, horizon=horizon)
+    with connect(_warehouse(cfg, warehouse)) as con:
+        selected_at, models = load_models(con, origin.to_pydatetime())
+        if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
+            logger.warning("no selection in the day before %s: selecting now", origin)
+            selection = run_selection(con, cfg, origin.to_pydatetime())
+            selected_at, models = selection.as_of, selection.fitted
+        demand = load_demand(con, origin.to_pydatetime(), settings.history_h)
+    progress = create_progress_artifact(0.0, description="forecast fan-out over models")
+    futures = []
+    for m in cfg.model_ids:
+        fitted = {s: f for s, f in models.items() if SeriesKey.parse(s).model == m}
+        part = demand[demand["model"] == m]
+        futures.append(forecast_model.submit(part, fitted, origin, settings, timezones(cfg)))
+    frames = []
+    for i, future in enumerate(futures, start=1):
+        frames.append(future.result())
+        update_progress_artifact(progress, 100.0 * i / len(futures))
+    frame = pd.concat([f for f in frames if not f.empty], ignore_index=True)
+    with connect(_warehouse(cfg, warehouse)) as con:
+        stored = store_forecasts(con, frame, selected_at)
+    return {"origin": str(origin), "rows": len(stored), "selected_at": str(selected_at)}
+
+
+def fanout_flow(dask_address: str | None = None) -> Any:
+    """The fan-out subflow on threads, or on a Dask cluster when an address is given."""
+    address = dask_address or os.environ.get("SAGESERVE_DASK_ADDRESS")
+    if not address:
+        return forecast_fanout
+    from prefect_dask import DaskTaskRunner
+
+    return forecast_fanout.with_options(task_runner=DaskTaskRunner(address=address))
+
+
+@task(name="plan", retries=1, retry_delay_seconds=10, timeout_seconds=900)
+def make_hourly_plan(
+    config_path: str | None, warehouse: str | None, as_of: str, out: str
+) -> dict[str, Any]:
+    """Solve, verify, store and publish (publishing only a verified plan)."""
+    cfg = _cfg(config_path)
+    with connect(_warehouse(cfg, warehouse)) as con:
+        result = run_plan(con, cfg, _now(as_of).to_pydatetime(), Path(out))
+        hour = result.plan.start - pd.Timedelta(hours=1)
+        versus = run(con, "quality/demand_vs_forecast", hour=hour).df()
+    if not result.check.ok:
+        raise RuntimeError(
+            f"plan {result.plan.plan_id} failed verification, not published: "
+            + "; ".join(result.check.violations[:5])
+        )
+    return {
+        "plan": result.plan,
+        "summary": result.plan.summary(),
+        "export_path": str(result.export_path) if result.export_path else None,
+        "versus": versus,
+    }
+
+
+@task(name="apply-plan", retries=2, retry_delay_seconds=[10, 60], timeout_seconds=300)
+def apply_plan(plan: Any, folder: str, webhook_url: str | None, dry_run: bool) -> dict[str, Any]:
+    executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run)
+    state = executor.apply(plan)
+    return {"regions": sorted(state.regions), "changes": state.notes}
+
+
+@task(name="plan-report")
+def plan_report(config_path: str | None, warehouse: str | None, plan: Any, out: str) -> str:
+    from reports.plan_report import write_plan_report
+
+    cfg = _cfg(config_path)
+    with connect(_warehouse(cfg, warehouse), read_only=True) as con:
+        recent = run(
+            con,
+            "reports/recent_demand",
+            start=plan.start - pd.Timedelta(hours=48),
+            end=plan.start,
+        ).df()
+        forecasts = run(con, "plans/forecasts_at", origin=plan.forecast_origin).df()
+    folder = Path(out) / "reports" / f"{plan.start:%Y%m%dT%H%M}"
+    return str(write_plan_report(plan, recent, forecasts, folder))
+
+
+def _markdown(
+    quality: dict[str, Any], policy: str, planned: dict[str, Any], applied: dict[str, Any]
+) -> str:
+    from reports.evaluation import markdown_table
+
+    s = planned["summary"]
+    plan = planned["plan"]
+    first = plan.vms[plan.vms["hour"] == plan.start]
+    gap = "n/a" if s["gap"] is None else f"{s['gap']:.2%}"
+    actions = plan.actions[plan.actions["hour"] == plan.start][
+        ["kind", "region", "vm_type", "model", "count", "start_by", "ready_at"]
+    ]
+    unmet = plan.unmet.groupby("tier")["tokens_per_s"].sum()
+    if quality["success"]:
+        gate = "passed"
+    else:
+        effect = "planning stopped" if policy == "stop" else "planning went ahead (warn)"
+        gate = f"**FAILED**, {effect}"
+    lines = [
+        f"# Plan {s['plan_id']} for {s['hours']} h from {s['start']}",
+        "",
+        f"- data quality: {gate}; {quality['checked']} expectations on {quality['rows']:,} "
+        f"request rows of {quality['hour']}",
+        *[f"  - {f}" for f in quality["failed"]],
+        f"- cost over the horizon: ${s['total_cost']:,.0f}; VM-hours {s['vm_hours']:,.0f}",
+        f"- solver: SCIP {s['scip_version']} {s['status']}, gap {gap}, "
+        f"{s['solve_seconds']:.1f} s" + (" (GREEDY FALLBACK)" if s["fallback"] else ""),
+        "- SLA risk: "
+        + (
+            "none (no unmet demand planned)"
+            if unmet.empty
+            else ", ".join(f"{t}: {v:,.0f} tokens/s unmet" for t, v in unmet.items())
+        ),
+        f"- executor: {len(applied['changes'])} changes across {len(applied['regions'])} regions",
+        "",
+        "## Demand in the last hour vs forecast (mean tokens/s)",
+        "",
+        markdown_table(planned["versus"]) if not planned["versus"].empty else "(no data)",
+        "",
+        "## VMs in the first hour",
+        "",
+        markdown_table(first[["region", "vm_type", "on_demand", "spot"]]),
+        "",
+        "## Actions for the first hour",
+        "",
+        markdown_table(actions) if not actions.empty else "(none)",
+    ]
+    return "\n".join(lines)
+
+
+@flow(name="hourly-plan", log_prints=False, timeout_seconds=3600, persist_result=True)
+def hourly_plan(
+    inbox: str = ".sageserve/inbox",
+    config_path: str | None = None,
+    warehouse: str | None = None,
+    out: str | None = None,
+    as_of: str | None = None,
+    on_quality_failure: str = "warn",
+    webhook_url: str | None = None,
+    dry_run: bool = False,
+    dask_address: str | None = None,
+) -> dict[str, Any]:
+    """One hourly planning run. ``on_quality_failure``: 'stop' fails the run before planning
+    when an expectation fails (the last good plan stays published); 'warn' plans anyway and
+    says so in the run's artifact. ``as_of`` defaults to now (UTC). ``dask_address`` (or
+    SAGESERVE_DASK_ADDRESS): run the forecast fan-out on that Dask scheduler."""
+    if on_quality_failure not in ("stop", "warn"):
+        raise ValueError(f"on_quality_failure must be 'stop' or 'warn', got {on_quality_failure!r}")
+    logger = get_run_logger()
+    cfg = _cfg(config_path)
+    stamp = _now(as_of).isoformat()
+    root = Path(out or cfg.paths.outputs)
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
+        ingest = ingest_folder(inbox, config_path, warehouse) if Path(inbox).exists() else None
+        files = [f for f in (ingest or {}).get("files", [])]
+        quality = check_quality(config_path, warehouse, stamp, files, str(root / "data_docs"))
+        if quality["docs_index"]:
+            create_link_artifact(
+                f"file://{Path(quality['docs_index']).resolve()}",
+                "Data Docs (Great Expectations)",
+                key="data-docs",
+            )
+        if not quality["success"] and on_quality_failure == "stop":
+            create_markdown_artifact(
+                "# Planning stopped by the data-quality gate\n\n"
+                + "\n".join(f"- {f}" for f in quality["failed"]),
+                key="hourly-plan",
+            )
+            raise RuntimeError(
+                f"data quality failed ({len(quality['failed'])} expectations); policy 'stop': "
+                "no plan published, the last good plan stays"
+            )
+        horizon = cfg.planner.horizon_h + 1
+        fanout_flow(dask_address)(config_path, warehouse, stamp, horizon)
+        planned = make_hourly_plan(config_path, warehouse, stamp, str(root / "plans"))
+        applied = apply_plan(planned["plan"], str(root / "executor"), webhook_url, dry_run)
+        report = plan_report(config_path, warehouse, planned["plan"], str(root))
+    plan = planned["plan"]
+    create_markdown_artifact(
+        _markdown(quality, on_quality_failure, planned, applied), key="hourly-plan"
+    )
+    first = plan.instances[plan.instances["hour"] == plan.start]
+    create_table_artifact(
+        first[["region", "model", "vm_type", "on_demand", "spot"]].to_dict(orient="records"),
+        key="plan-instances",
+        description=f"instances in {plan.start} of plan {plan.plan_id}",
+    )
+    if planned["export_path"]:
+        create_link_artifact(
+            f"file://{Path(planned['export_path']).resolve()}", "plan files", key="plan-files"
+        )
+    create_link_artifact(f"file://{Path(report).resolve()}", "plan report", key="plan-report")
+    logger.info("plan %s published to %s", plan.plan_id, planned["export_path"])
+    return {
+        "plan_id": plan.plan_id,
+        "export_path": planned["export_path"],
+        "report": report,
+        "quality": {k: v for k, v in quality.items() if k != "volume_band"},
+        "summary": planned["summary"],
+    }

@@ -1,0 +1,149 @@
+"""Prefect flows `daily-retrain`, `evaluate` and `backfill` (the hourly one is in
+flows/hourly_plan.py). Thin: each calls the functions the CLI calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
+from prefect.concurrency.sync import concurrency
+
+from flows.evaluation import POLICIES, run_evaluation, write_outputs
+from flows.forecasting import run_selection
+from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
+from flows.planning import run_plan
+from flows.warehouse.connection import connect
+from reports import backtest as backtest_report
+from reports.evaluation import markdown_table
+
+
+@task(name="select-forecasters", retries=1, retry_delay_seconds=60, timeout_seconds=3600)
+def select_forecasters(
+    config_path: str | None, warehouse: str | None, as_of: str, out: str
+) -> dict[str, Any]:
+    cfg = _cfg(config_path)
+    when = _now(as_of).floor("D")
+    with connect(_warehouse(cfg, warehouse)) as con:
+        selection = run_selection(con, cfg, when.to_pydatetime())
+    folder = Path(out) / f"backtest-{when:%Y%m%dT%H%M}"
+    backtest_report.write_report(selection, folder)
+    chosen = pd.Series([f.forecaster for f in selection.fitted.values()]).value_counts()
+    return {
+        "as_of": str(when),
+        "series": len(selection.fitted),
+        "chosen": chosen.to_dict(),
+        "report": str(folder / "backtest.md"),
+    }
+
+
+@flow(name="daily-retrain", timeout_seconds=4 * 3600, persist_result=True)
+def daily_retrain(
+    config_path: str | None = None,
+    warehouse: str | None = None,
+    out: str | None = None,
+    as_of: str | None = None,
+) -> dict[str, Any]:
+    """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default now)."""
+    cfg = _cfg(config_path)
+    root = str(Path(out or cfg.paths.outputs))
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
+        result = select_forecasters(config_path, warehouse, _now(as_of).isoformat(), root)
+    create_markdown_artifact(
+        f"# Forecaster selection at {result['as_of']}\n\n{result['series']} series; chosen: "
+        + ", ".join(f"{k} × {v}" for k, v in result["chosen"].items())
+        + f"\n\nreport: `{result['report']}`",
+        key="daily-retrain",
+    )
+    return result
+
+
+@flow(name="evaluate", timeout_seconds=6 * 3600)
+def evaluate(
+    config_path: str | None = None,
+    warehouse: str | None = None,
+    out: str | None = None,
+    policies: list[str] | None = None,
+    hours: int = 24,
+    end: str | None = None,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The simulator comparison over the last ``hours`` of the log (see flows/evaluation.py)."""
+    cfg = _cfg(config_path)
+    names = policies or list(POLICIES)
+    plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
+    progress = create_progress_artifact(0.0, description="hourly plans made for the replay")
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        update_progress_artifact(progress, 100.0 * done[0] / max(plans, 1))
+
+    with (
+        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
+        connect(_warehouse(cfg, warehouse)) as con,
+    ):
+        evaluation = run_evaluation(
+            con, cfg, names, hours, _now(end) if end else None, time_limit_s, seed, advance
+        )
+    folder = Path(out or cfg.paths.outputs) / (
+        f"evaluation-{evaluation.start:%Y%m%dT%H%M}-{hours}h-{evaluation.config_hash}"
+    )
+    paths = write_outputs(evaluation, folder)
+    table = evaluation.table()
+    create_markdown_artifact(
+        f"# Policy comparison {evaluation.start} .. {evaluation.end}\n\n" + markdown_table(table),
+        key="evaluation",
+    )
+    create_link_artifact(f"file://{paths['md'].resolve()}", "comparison", key="evaluation-files")
+    return {"folder": str(folder), "results": table.to_dict(orient="records")}
+
+
+@flow(name="backfill", timeout_seconds=12 * 3600, persist_result=True)
+def backfill(
+    start: str,
+    end: str,
+    config_path: str | None = None,
+    warehouse: str | None = None,
+    out: str | None = None,
+) -> dict[str, Any]:
+    """Plans for every hour in [start, end), each made at 5 minutes past the hour before (as
+    the hourly schedule would have), published under ``out``/backfill for audits."""
+    logger = get_run_logger()
+    cfg = _cfg(config_path)
+    first, stop = _now(start).floor("h"), _now(end).floor("h")
+    if stop <= first:
+        raise ValueError(f"backfill: end {end} is not after start {start}")
+    root = Path(out or cfg.paths.outputs) / "backfill"
+    hours = pd.date_range(first, stop, freq="h", inclusive="left")
+    progress = create_progress_artifact(0.0, description="backfilled hours")
+    made = []
+    with (
+        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
+        connect(_warehouse(cfg, warehouse)) as con,
+    ):
+        for i, hour in enumerate(hours, start=1):
+            as_of = hour - pd.Timedelta(minutes=55)
+            result = run_plan(con, cfg, as_of.to_pydatetime(), root)
+            made.append(
+                {
+                    "hour": str(hour),
+                    "plan_id": result.plan.plan_id,
+                    "verified": result.check.ok,
+                    "cost": round(result.plan.total_cost, 2),
+                }
+            )
+            update_progress_artifact(progress, 100.0 * i / len(hours))
+    logger.info("backfilled %d hours into %s", len(made), root)
+    create_markdown_artifact(
+        f"# Backfill {first} .. {stop}\n\n" + markdown_table(pd.DataFrame(made)), key="backfill"
+    )
+    return {"plans": made, "folder": str(root)}

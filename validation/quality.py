@@ -1,0 +1,213 @@
+"""Data-quality gate of the hourly run: Great Expectations (GX Core 1.x) suites over the
+warehouse's recent data, run through one checkpoint that writes Data Docs as static HTML.
+
+GX validates pandas frames the flow pulls from DuckDB (GX's SQL datasource fails on DuckDB
+here: see ../shared/ECOSYSTEM-NOTES.md). Three batches:
+
+* ``requests_last_hour``: the last hour's request rows: no null keys, unique ``request_id``,
+  token counts within bounds, known regions/models/tiers, the row count within a band learned
+  from history (the same hour of the past days: [low × min, high × max]), and freshness: the
+  newest arrival no older than ``freshness_h`` at the run's time;
+* ``tier_shares``: one row, each tier's share of the last hour's requests, each within a band
+  learned from the same hours of the past days (± ``share_slack`` around their min and max);
+* ``ingested_files``: the files this run ingested: none rejected and no duplicate rows (a file
+  delivered twice under another name shows up here).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+
+@dataclass(frozen=True)
+class Bands:
+    """What 'normal' is, learned from history."""
+
+    volume: tuple[float, float]  # requests in the hour
+    tier_share: dict[str, tuple[float, float]]
+    max_input_tokens: int
+    max_output_tokens: int
+    regions: list[str]
+    models: list[str]
+    tiers: list[str]
+    newest_after: pd.Timestamp  # the freshness bound
+
+
+@dataclass
+class QualityResult:
+    success: bool
+    failed: list[str] = field(default_factory=list)  # "batch: expectation(column): observed"
+    checked: int = 0
+    docs_index: Path | None = None
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+
+def learn_bands(
+    history: pd.DataFrame,
+    hour: pd.Timestamp,
+    *,
+    regions: list[str],
+    models: list[str],
+    tiers: list[str],
+    max_input_tokens: int,
+    max_output_tokens: int,
+    freshness_h: float = 2.0,
+    low: float = 0.5,
+    high: float = 1.5,
+    share_slack: float = 0.05,
+) -> Bands:
+    """Bands from ``history`` rows (hour, tier, requests) of past days. With no history of
+    the hour of day, the bands are wide open (nothing to learn from yet)."""
+    same = history[pd.to_datetime(history["hour"]).dt.hour == hour.hour]
+    totals = same.groupby("hour")["requests"].sum()
+    if totals.empty:
+        volume = (0.0, float("inf"))
+        shares: dict[str, tuple[float, float]] = {t: (0.0, 1.0) for t in tiers}
+    else:
+        volume = (low * float(totals.min()), high * float(totals.max()))
+        by_tier = same.pivot_table(index="hour", columns="tier", values="requests", aggfunc="sum")
+        frac = by_tier.div(by_tier.sum(axis=1), axis=0).fillna(0.0)
+        shares = {
+            t: (
+                max(float(frac[t].min()) - share_slack, 0.0),
+                min(float(frac[t].max()) + share_slack, 1.0),
+            )
+            if t in frac
+            else (0.0, 1.0)
+            for t in tiers
+        }
+    return Bands(
+        volume,
+        shares,
+        max_input_tokens,
+        max_output_tokens,
+        regions,
+        models,
+        tiers,
+        hour + pd.Timedelta(hours=1) - pd.Timedelta(hours=freshness_h),
+    )
+
+
+def _suites(gx: Any, bands: Bands) -> dict[str, list[Any]]:
+    e = gx.expectations
+    keys = ["request_id", "arrival_time", "region", "model", "tier"]
+    requests = [e.ExpectColumnValuesToNotBeNull(column=c) for c in keys]
+    requests += [
+        e.ExpectColumnValuesToBeUnique(column="request_id"),
+        e.ExpectColumnValuesToBeBetween(
+            column="input_tokens", min_value=0, max_value=bands.max_input_tokens
+        ),
+        e.ExpectColumnValuesToBeBetween(
+            column="output_tokens", min_value=0, max_value=bands.max_output_tokens
+        ),
+        e.ExpectColumnValuesToBeInSet(column="region", value_set=bands.regions),
+        e.ExpectColumnValuesToBeInSet(column="model", value_set=bands.models),
+        e.ExpectColumnValuesToBeInSet(column="tier", value_set=bands.tiers),
+        e.ExpectTableRowCountToBeBetween(
+            min_value=int(bands.volume[0]),
+            max_value=None if bands.volume[1] == float("inf") else int(bands.volume[1]),
+        ),
+        e.ExpectColumnMaxToBeBetween(
+            column="arrival_time", min_value=bands.newest_after.to_pydatetime()
+        ),
+    ]
+    shares = [
+        e.ExpectColumnValuesToBeBetween(column=f"share_{t}", min_value=lo, max_value=hi)
+        for t, (lo, hi) in bands.tier_share.items()
+    ]
+    files = [
+        e.ExpectColumnValuesToBeBetween(column="duplicates_skipped", min_value=0, max_value=0),
+        e.ExpectColumnValuesToBeInSet(column="status", value_set=["loaded", "skipped"]),
+    ]
+    return {"requests_last_hour": requests, "tier_shares": shares, "ingested_files": files}
+
+
+def run_checkpoint(
+    frames: dict[str, pd.DataFrame], bands: Bands, docs_dir: Path, run_name: str
+) -> QualityResult:
+    """Validate ``frames`` (keys as in the module docstring) and write Data Docs into
+    ``docs_dir`` (``index.html``)."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(
+        site_name="sageserve",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    source = context.data_sources.add_pandas("warehouse")
+    definitions, batches = [], {}
+    for name, expectations in _suites(gx, bands).items():
+        frame = frames.get(name)
+        if frame is None:
+            continue
+        asset = source.add_dataframe_asset(name)
+        batch = asset.add_batch_definition_whole_dataframe(name)
+        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definitions.append(
+            context.validation_definitions.add(
+                gx.ValidationDefinition(data=batch, suite=suite, name=name)
+            )
+        )
+        batches[name] = frame
+    result = QualityResult(success=True)
+    for definition in definitions:
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"hourly-{definition.name}",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="docs", site_names=["sageserve"])],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": batches[definition.name]}, run_id=None
+        )
+        for run in outcome.run_results.values():
+            for r in run.results:
+                cfg = r.expectation_config
+                column = cfg.kwargs.get("column", "")
+                observed = r.result.get("observed_value", r.result.get("unexpected_count"))
+                result.checked += 1
+                result.details.append(
+                    {
+                        "batch": definition.name,
+                        "expectation": cfg.type,
+                        "column": column,
+                        "success": bool(r.success),
+                        "observed": str(observed),
+                    }
+                )
+                if not r.success:
+                    result.success = False
+                    result.failed.append(
+                        f"{definition.name}: {cfg.type}({column}): observed {observed}"
+                    )
+    index = docs_dir / "index.html"
+    result.docs_index = index if index.exists() else None
+    if result.failed:
+        log.warning(
+            "data quality: %d of %d failed: %s", len(result.failed), result.checked, result.failed
+        )
+    return result
