@@ -40,7 +40,20 @@ PEAK_FACTOR = 1.6  # peak minute over hourly mean for interactive tiers (as in t
 def demand_for(cfg: FleetConfig, requests_per_day: float, seed: int = 11) -> pd.DataFrame:
     """Planning demand (tokens/s) for the 24 h from START, shaped like the synthetic log."""
     first = START - pd.Timedelta(days=1)
-    spec = SynthSpec(days=3, seed=seed, start=first, requests_per_day=int(requests_per_day))
+    base = SynthSpec().shares
+    # shares over this fleet's own ids (the synthesiser's defaults name the demo fleet's only;
+    # unknown ids would each get a default share and inflate the volume many times over)
+    shares = {
+        "region": {r: base["region"].get(r, 1.0) for r in cfg.region_ids},
+        "model": {
+            m: base["model"].get(m, base["model"][list(base["model"])[i % 4]])
+            for i, m in enumerate(cfg.model_ids)
+        },
+        "tier": base["tier"],
+    }
+    spec = SynthSpec(
+        days=3, seed=seed, start=first, requests_per_day=int(requests_per_day), shares=shares
+    )
     rates = hourly_rates(cfg, spec)
     window = (rates["hour"] >= START - pd.Timedelta(hours=1)) & (
         rates["hour"] < START + pd.Timedelta(hours=24)
