@@ -140,6 +140,7 @@ def run_checkpoint(
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    docs_dir = docs_dir.resolve()  # GX's filesystem store wants an absolute path
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     docs_dir.mkdir(parents=True, exist_ok=True)
