@@ -136,22 +136,7 @@ def warm_state(cfg: FleetConfig, demand: pd.DataFrame, solved: bool = True) -> F
             SolverFacts("greedy", math.nan, math.nan, math.nan, 0.0, 0.0, "", earlier.config_hash),
         )
     at = START.replace(tzinfo=None)
-    vms = plan.vms[plan.vms["hour"] == at]
-    inst = plan.instances[plan.instances["hour"] == at]
-    niw = plan.niw[plan.niw["hour"] == at - pd.Timedelta(hours=1)]
-    return FleetState(
-        vms={(r.region, r.vm_type): int(r.on_demand) for r in vms.itertuples()},
-        spot_vms={(r.region, r.vm_type): int(r.spot) for r in vms.itertuples() if r.spot},
-        instances={
-            (r.region, r.model, r.vm_type): round(r.on_demand)
-            for r in inst.itertuples()
-            if r.on_demand
-        },
-        spot_instances={
-            (r.region, r.model, r.vm_type): round(r.spot) for r in inst.itertuples() if r.spot
-        },
-        niw_backlog={r.model: float(r.backlog) for r in niw.itertuples()},
-    )
+    return plan.state_at(at, backlog_hour=at - pd.Timedelta(hours=1))
 
 
 def lp_bound(data: PlanningData, limit: float) -> tuple[float | None, float]:

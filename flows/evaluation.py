@@ -24,11 +24,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from flows.planning import ensure_forecasts, state_from_plan
+from flows.planning import planning_data
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
-from planner.ilp.data import build_data, state_from_config
-from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.data import state_from_config
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.demand import MinuteDemand, from_buckets
@@ -127,16 +126,9 @@ def plan_sequence(
     for h in range(hours):
         hour = start + pd.Timedelta(hours=h)
         as_of = hour - pd.Timedelta(minutes=PLAN_LEAD_MIN)
-        origin = as_of.floor("h")
-        if truth is None:
-            forecasts, _ = ensure_forecasts(con, cfg, origin, cfg.planner.horizon_h + 1)
-            demand = planning_demand(forecasts, cfg)
-        else:
-            demand = truth
-        shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
         previous = plans[-1] if plans else None
-        state = state_from_plan(previous, origin) if previous else state_from_config(cfg)
-        data = build_data(cfg, demand, state, as_of.to_pydatetime(), shares, forecast_origin=origin)
+        state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
+        data, _ = planning_data(con, cfg, as_of, state, truth)
         plan, check = make_plan(data, settings, previous)
         if not check.ok:
             log.warning("plan for %s violates: %s", hour, check.violations[:3])

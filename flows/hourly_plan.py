@@ -289,7 +289,7 @@ def hourly_plan(
     root = Path(out or cfg.paths.outputs)
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
         ingest = ingest_folder(inbox, config_path, warehouse) if Path(inbox).exists() else None
-        files = [f for f in (ingest or {}).get("files", [])]
+        files = (ingest or {}).get("files", [])
         quality = check_quality(config_path, warehouse, stamp, files, str(root / "data_docs"))
         if quality["docs_index"]:
             create_link_artifact(

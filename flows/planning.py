@@ -80,26 +80,6 @@ def previous_plan(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> Plan |
     return load_plan(con, row[0]) if row else None
 
 
-def state_from_plan(plan: Plan, hour: pd.Timestamp) -> FleetState:
-    """What the previous plan has running in ``hour`` (its committed placement)."""
-    vms = plan.vms[plan.vms["hour"] == hour]
-    inst = plan.instances[plan.instances["hour"] == hour]
-    niw = plan.niw[plan.niw["hour"] == hour]
-    return FleetState(
-        vms={(r.region, r.vm_type): int(r.on_demand) for r in vms.itertuples()},
-        spot_vms={(r.region, r.vm_type): int(r.spot) for r in vms.itertuples() if r.spot},
-        instances={
-            (r.region, r.model, r.vm_type): round(r.on_demand)
-            for r in inst.itertuples()
-            if r.on_demand
-        },
-        spot_instances={
-            (r.region, r.model, r.vm_type): round(r.spot) for r in inst.itertuples() if r.spot
-        },
-        niw_backlog={r.model: float(r.backlog) for r in niw.itertuples()},
-    )
-
-
 def ensure_forecasts(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp, horizon: int
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -108,6 +88,26 @@ def ensure_forecasts(
         return frame, {"origin": origin, "reused": True}
     stored, info = run_forecast(con, cfg, origin.to_pydatetime(), horizon)
     return stored, info
+
+
+def planning_data(
+    con: duckdb.DuckDBPyConnection,
+    cfg: FleetConfig,
+    as_of: pd.Timestamp,
+    state: FleetState,
+    demand: pd.DataFrame | None = None,
+) -> tuple[PlanningData, dict[str, Any]]:
+    """What a plan made at ``as_of`` is built from: the forecasts from origin = its hour (made
+    now if missing) unless ``demand`` is given, the week's token mix, and ``state``."""
+    origin = as_of.floor("h")
+    info: dict[str, Any] = {"origin": origin}
+    if demand is None:
+        horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
+        forecasts, info = ensure_forecasts(con, cfg, origin, horizon)
+        demand = planning_demand(forecasts, cfg)
+    shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
+    data = build_data(cfg, demand, state, as_of.to_pydatetime(), shares, forecast_origin=origin)
+    return data, info
 
 
 def run_plan(
@@ -119,17 +119,12 @@ def run_plan(
 ) -> PlanRun:
     """Plan the hours from the next full hour after ``as_of``; store, verify and publish."""
     now = _naive(as_of)
-    origin = now.floor("h")
-    horizon = cfg.planner.horizon_h + (1 if now > origin else 0)
-    forecasts, finfo = ensure_forecasts(con, cfg, origin, horizon)
-    demand = planning_demand(forecasts, cfg)
-    shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
     previous = previous_plan(con, now)
     if state is None:
         state = (
-            state_from_plan(previous, origin) if previous is not None else state_from_config(cfg)
+            previous.state_at(now.floor("h")) if previous is not None else state_from_config(cfg)
         )
-    data = build_data(cfg, demand, state, now.to_pydatetime(), shares, forecast_origin=origin)
+    data, finfo = planning_data(con, cfg, now, state)
     plan, check = make_plan(data, solver_settings(cfg), previous)
     published: list[Path] = []
 

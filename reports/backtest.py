@@ -50,30 +50,26 @@ def plot_series(selection: Selection, series: str, path: Path) -> Path:
     ].sort_values(["origin", "hour"])
     fig, ax = plt.subplots(figsize=(12, 4))
     for origin, fold in rows.groupby("origin"):
-        ax.fill_between(
-            fold["hour"],
-            fold["q_0.025"],
-            fold["q_0.975"],
-            color="tab:blue",
-            alpha=0.15,
-            lw=0,
-            label="95 % band" if origin == rows["origin"].iloc[0] else None,
-        )
-        ax.fill_between(
-            fold["hour"],
-            fold["q_0.05"],
-            fold["q_0.95"],
-            color="tab:blue",
-            alpha=0.2,
-            lw=0,
-            label="90 % band" if origin == rows["origin"].iloc[0] else None,
-        )
+        first = origin == rows["origin"].iloc[0]
+        for lo, hi, alpha, label in (
+            ("0.025", "0.975", 0.15, "95 %"),
+            ("0.05", "0.95", 0.2, "90 %"),
+        ):
+            ax.fill_between(
+                fold["hour"],
+                fold[f"q_{lo}"],
+                fold[f"q_{hi}"],
+                color="tab:blue",
+                alpha=alpha,
+                lw=0,
+                label=f"{label} band" if first else None,
+            )
         ax.plot(
             fold["hour"],
             fold["point"],
             color="tab:blue",
             lw=1.2,
-            label="forecast (24 h from each origin)" if origin == rows["origin"].iloc[0] else None,
+            label="forecast (24 h from each origin)" if first else None,
         )
         ax.axvline(origin, color="grey", lw=0.5, alpha=0.5)
     ax.plot(rows["hour"], rows["actual"], color="black", lw=1, label="actual")

@@ -11,9 +11,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+import duckdb
 import typer
 from rich.console import Console
 
+from flows.warehouse.connection import WarehouseError, connect
 from planner.config import ConfigError, FleetConfig, load_config
 
 log = logging.getLogger("sageserve")
@@ -44,6 +46,14 @@ class Globals:
 
 
 STATE = Globals()
+
+
+def open_warehouse() -> duckdb.DuckDBPyConnection:
+    """The configured warehouse, or a friendly fatal error saying why it cannot be opened."""
+    try:
+        return connect(STATE.warehouse_path(), memory_limit=STATE.config().warehouse.memory_limit)
+    except WarehouseError as exc:
+        fail(str(exc))
 
 
 def setup_logging(verbose: bool) -> None:

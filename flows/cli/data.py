@@ -14,9 +14,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, parse_time
+from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.warehouse import requests_contract
-from flows.warehouse.connection import WarehouseError, connect
 from flows.warehouse.ingest import FileReport, IngestReport, SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary, warehouse_status
@@ -139,10 +138,7 @@ def ingest(
     cfg = STATE.config()
     spec = _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
-    try:
-        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
+    con = open_warehouse()
     with con, Progress(console=console, transient=True) as bar:
         task = bar.add_task("ingesting", total=None)
         report = ingest_paths(
@@ -222,12 +218,7 @@ def _status_style(report: FileReport) -> str:
 
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the warehouse holds: rows per series, time span, files, quarantine."""
-    cfg = STATE.config()
-    try:
-        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
-    with con:
+    with open_warehouse() as con:
         info = warehouse_status(con)
     info["warehouse"] = str(STATE.warehouse_path())
     if as_json:
@@ -259,12 +250,7 @@ def refresh_marts(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recompute the hourly demand mart."""
-    cfg = STATE.config()
-    try:
-        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
-    with con:
+    with open_warehouse() as con:
         result = refresh_demand(con, full=full)
     payload = {"start_hour": result.start_hour, "end_hour": result.end_hour, "rows": result.rows}
     if as_json:
@@ -275,12 +261,7 @@ def refresh_marts(
 
 def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Demand per series from the marts: volume, mean and peak token rates."""
-    cfg = STATE.config()
-    try:
-        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
-    with con:
+    with open_warehouse() as con:
         rows = demand_summary(con)
     if as_json:
         emit_json(rows)

@@ -10,9 +10,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, parse_time
+from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
-from flows.warehouse.connection import WarehouseError, connect
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,7 @@ def evaluate(
         fail(f"--policies: unknown {bad or 'empty list'}; choose from {', '.join(POLICIES)}")
     stop = parse_time(end, "--end") if end else None
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
-    try:
-        con = connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
+    con = open_warehouse()
     with con, Progress(console=console, transient=True) as bar:
         task = bar.add_task("hourly plans", total=plans or None)
         try:

@@ -12,9 +12,8 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, parse_time
+from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.forecasting import run_forecast, run_selection, timezones
-from flows.warehouse.connection import WarehouseError, connect
 from flows.warehouse.sqlfiles import run
 from reports import backtest as backtest_report
 from reports import characterize as characterize_report
@@ -31,14 +30,6 @@ def _as_of(text: str | None, con: Any) -> datetime:
     return (pd.Timestamp(row[0]) + pd.Timedelta(hours=1)).to_pydatetime().replace(tzinfo=UTC)
 
 
-def _connect() -> Any:
-    cfg = STATE.config()
-    try:
-        return connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
-
-
 def _out_dir(out: Path | None, name: str) -> Path:
     return out or Path(STATE.config().paths.outputs) / name
 
@@ -53,7 +44,7 @@ def backtest(
 ) -> None:
     """Backtest every candidate per series, choose, fit and store (the daily retrain)."""
     cfg = STATE.config()
-    with _connect() as con:
+    with open_warehouse() as con:
         when = _as_of(as_of, con)
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("backtesting series groups", total=None)
@@ -103,7 +94,7 @@ def forecast(
     """Forecast every series for the hours from --as-of (stored in `forecasts`)."""
     cfg = STATE.config()
     when = parse_time(as_of, "--as-of")
-    with _connect() as con:
+    with open_warehouse() as con:
         try:
             frame, info = run_forecast(con, cfg, when, horizon)
         except ValueError as exc:
@@ -171,7 +162,7 @@ def characterize(
 ) -> None:
     """Write the workload characterisation report (markdown + PNGs) from the warehouse."""
     cfg = STATE.config()
-    with _connect() as con:
+    with open_warehouse() as con:
         demand = run(con, "characterize/demand").df()
         if demand.empty:
             fail("the demand mart is empty: ingest request logs first")

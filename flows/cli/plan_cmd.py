@@ -9,19 +9,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, parse_time
+from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.planning import load_plan, run_plan
-from flows.warehouse.connection import WarehouseError, connect
 
 log = logging.getLogger(__name__)
-
-
-def _connect() -> Any:
-    cfg = STATE.config()
-    try:
-        return connect(STATE.warehouse_path(), memory_limit=cfg.warehouse.memory_limit)
-    except WarehouseError as exc:
-        fail(str(exc))
 
 
 def plan(
@@ -37,7 +28,7 @@ def plan(
     cfg = STATE.config()
     when = parse_time(as_of, "--as-of")
     root = out or Path(cfg.paths.outputs) / "plans"
-    with _connect() as con:
+    with open_warehouse() as con:
         try:
             result = run_plan(con, cfg, when, root)
         except ValueError as exc:
@@ -90,7 +81,7 @@ def explain(
     from flows.planning import rebuild_data
 
     cfg = STATE.config()
-    with _connect() as con:
+    with open_warehouse() as con:
         try:
             stored = load_plan(con, plan_id)
         except IndexError:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from planner.ilp.data import PlanningData
+from planner.ilp.data import FleetState, PlanningData
 from planner.ilp.frames import rows
 
 
@@ -79,6 +79,27 @@ class Plan:
     def gpu_hours(self, gpus_per_vm: dict[str, int]) -> float:
         vm = self.vms.assign(g=self.vms["vm_type"].map(gpus_per_vm))
         return float(((vm["on_demand"] + vm["spot"]) * vm["g"]).sum())
+
+    def state_at(self, hour: datetime, backlog_hour: datetime | None = None) -> FleetState:
+        """The fleet this plan has running in ``hour`` (its committed placement) and the NIW
+        backlog it leaves at the end of ``backlog_hour`` (default: the same hour): the state
+        the next plan starts from."""
+        vms = self.vms[self.vms["hour"] == hour]
+        inst = self.instances[self.instances["hour"] == hour]
+        niw = self.niw[self.niw["hour"] == (hour if backlog_hour is None else backlog_hour)]
+        return FleetState(
+            vms={(r.region, r.vm_type): int(r.on_demand) for r in rows(vms)},
+            spot_vms={(r.region, r.vm_type): int(r.spot) for r in rows(vms) if r.spot},
+            instances={
+                (r.region, r.model, r.vm_type): round(r.on_demand)
+                for r in rows(inst)
+                if r.on_demand
+            },
+            spot_instances={
+                (r.region, r.model, r.vm_type): round(r.spot) for r in rows(inst) if r.spot
+            },
+            niw_backlog={r.model: float(r.backlog) for r in rows(niw)},
+        )
 
     def summary(self) -> dict[str, Any]:
         return {
