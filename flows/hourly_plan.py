@@ -78,6 +78,7 @@ def check_quality(
     cfg = _cfg(config_path)
     now = _now(as_of)
     hour = now.floor("h") - pd.Timedelta(hours=1)
+    plan_hour = now.ceil("h")  # the plan's first hour (planner.ilp.data: as_of rounded up)
     with connect(_warehouse(cfg, warehouse), read_only=True) as con:
         rows = run(
             con, "quality/requests_in_window", start=hour, end=hour + pd.Timedelta(hours=1)
@@ -108,7 +109,8 @@ def check_quality(
         {"requests_last_hour": rows, "tier_shares": shares, "ingested_files": files},
         bands,
         Path(docs_dir),
-        f"hourly-{hour:%Y%m%dT%H%M}",
+        f"plan-{plan_hour:%Y%m%dT%H%M}",  # pages named by the hour the run plans for
+        plan_hour,
     )
     return {
         "success": result.success,
