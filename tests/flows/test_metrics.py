@@ -171,3 +171,9 @@ def test_run_status_is_written_atomically_and_readable(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outcome must be one of"):
         record_run(tmp_path, flow="hourly-plan", started=NOW, outcome="weird")
     assert read_run(tmp_path / "nowhere") is None
+
+
+def test_every_metric_is_documented_in_the_readme() -> None:
+    readme = (DASHBOARD.parents[2] / "README.md").read_text()
+    missing = [n for n in METRIC_NAMES if f"`{n}`" not in readme]
+    assert missing == []
