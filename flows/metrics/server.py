@@ -22,6 +22,7 @@ from planner.config import load_config
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 9731
+QUIET_S = 30.0  # the warehouse is re-read once it has been left alone this long
 
 
 def default_port() -> int:
@@ -32,7 +33,9 @@ def source_from_config(
     config: str | Path | None = None, warehouse: Path | None = None
 ) -> WarehouseSource:
     cfg = load_config(config)
-    return WarehouseSource(Path(warehouse or cfg.paths.warehouse), Path(cfg.paths.outputs))
+    return WarehouseSource(
+        Path(warehouse or cfg.paths.warehouse), Path(cfg.paths.outputs), quiet_s=QUIET_S
+    )
 
 
 def start(

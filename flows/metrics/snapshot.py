@@ -11,6 +11,7 @@ good read and says so (``sageserve_metrics_source_up{source="warehouse"} 0``).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,25 +153,48 @@ def _ts(value: Any) -> pd.Timestamp | None:
 
 @dataclass
 class WarehouseSource:
-    """Reads a :class:`Snapshot` per scrape; keeps the last good warehouse read for scrapes
-    that find the warehouse busy (a DuckDB writer in another process holds its lock)."""
+    """Reads a :class:`Snapshot` per scrape.
+
+    DuckDB lets one process write *or* several read: a scrape holding the file read-only
+    would make a flow's write fail. So the warehouse is opened only when it changed (its
+    files' modification times) and has then been quiet for ``quiet_s`` seconds (a run's steps
+    follow each other within seconds); otherwise the last read is served. A scrape that
+    finds a writer anyway serves the last read too, with ``up["warehouse"]`` False. The status
+    file is read every time (a small JSON file, written atomically)."""
 
     warehouse: Path
     outputs: Path
     memory_limit: str = "256MB"
+    quiet_s: float = 0.0  # the endpoint uses 30 s; a one-off read (the CLI) none
     _last: WarehouseView | None = field(default=None, repr=False)
+    _read_stamp: tuple[int, ...] | None = field(default=None, repr=False)
+    _up: bool = field(default=False, repr=False)
+
+    def _stamp(self) -> tuple[int, ...]:
+        files = (self.warehouse, self.warehouse.with_name(self.warehouse.name + ".wal"))
+        return tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in files)
+
+    def _due(self, stamp: tuple[int, ...], now_ns: int) -> bool:
+        if self._last is None:
+            return True
+        if stamp == self._read_stamp and self._up:
+            return False
+        return (now_ns - max(stamp)) / 1e9 >= self.quiet_s
 
     def load(self, now: datetime | None = None) -> Snapshot:
         taken = now or datetime.now(UTC)
         errors: dict[str, str] = {}
-        up = {"warehouse": False, "run_status": False}
-        try:
-            with connect(self.warehouse, memory_limit=self.memory_limit, read_only=True) as con:
-                self._last = read_warehouse(con)
-            up["warehouse"] = True
-        except (WarehouseError, duckdb.Error) as exc:
-            errors["warehouse"] = str(exc)
-            log.warning("metrics: warehouse not read (%s); serving the last read", exc)
+        stamp = self._stamp()
+        if self._due(stamp, time.time_ns()):
+            try:
+                with connect(self.warehouse, memory_limit=self.memory_limit, read_only=True) as con:
+                    self._last = read_warehouse(con)
+                self._read_stamp, self._up = stamp, True
+            except (WarehouseError, duckdb.Error) as exc:
+                self._up = False
+                errors["warehouse"] = str(exc)
+                log.warning("metrics: warehouse not read (%s); serving the last read", exc)
+        up = {"warehouse": self._up, "run_status": False}
         try:
             status = read_run(self.outputs)
             up["run_status"] = status is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import shutil
 import socket
 import subprocess
@@ -107,10 +108,26 @@ def test_busy_warehouse_serves_the_last_read(planned: tuple[Path, Path, PlanRun]
     source = WarehouseSource(warehouse, out)
     first = source.load()
     assert first.up["warehouse"] and first.warehouse.plan is not None
-    with connect(warehouse):  # a writer in this process: a read-only open conflicts
+    with connect(warehouse) as con:  # a writer in this process: a read-only open conflicts
+        unchanged = source.load()  # nothing changed: not even opened
+        assert unchanged.up["warehouse"] and not unchanged.errors
+        con.execute("CHECKPOINT")
+        os.utime(warehouse)  # a write happened
         again = source.load()
     assert not again.up["warehouse"] and "warehouse" in again.errors
     assert again.warehouse.plan == first.warehouse.plan
+    assert source.load().up["warehouse"]  # the writer is gone: read again
+
+
+def test_the_endpoint_waits_for_a_quiet_warehouse(planned: tuple[Path, Path, PlanRun]) -> None:
+    warehouse, out, _ = planned
+    source = WarehouseSource(warehouse, out, quiet_s=3600)
+    first = source.load()
+    with connect(warehouse):  # a writer is active and the file just changed
+        os.utime(warehouse)
+        during = source.load()
+    assert during.up["warehouse"] and not during.errors  # no open attempted: no conflict
+    assert during.warehouse is first.warehouse
 
 
 def query(port: int, promql: str) -> list[dict[str, Any]]:
