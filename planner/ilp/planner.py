@@ -81,6 +81,8 @@ def make_plan(
         warm_start=result.warm_start,
         variables=built.model.getNVars(),
         constraints=built.model.getNConss(),
+        bound_source=result.bound_source,
+        nodes=result.nodes,
     )
     if result.has_solution:
         plan = from_values(data, result.values, facts)

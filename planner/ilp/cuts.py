@@ -1,0 +1,163 @@
+"""Valid inequalities that tighten the LP relaxation of the planning program. They cut off
+fractional points only: every integer-feasible plan satisfies them (tests check that the
+known optimum of small instances survives them). Notation as in :mod:`planner.ilp.constraints`.
+
+Why they are needed. After the committed hours the instance counts x are continuous and only
+the VM counts y are integer, so the relaxation buys exactly the fraction of a VM the load
+needs (y = 2.10) where a plan must buy three. Unmet demand e is the only way around buying
+the VM, and it is priced far above a VM-hour, so the rounding is what an integer plan pays,
+but SCIP's own mixed-integer rounding cannot see it: the VM row, the capacity row, the
+assignment row and the demand row must be added up first, across models and VM types.
+:func:`add_region_vm_rounding` does that sum once, in closed form, and applies the
+mixed-integer rounding (MIR) of it.
+
+The aggregated row. For a set S of regions and an hour t, the demand that must be served
+inside S is the interactive demand from r0 whose allowed regions A_k(r0) ⊆ S. Weighting each
+VM type g by κ_g (κ = 1 for the reference type g*, the one with the lowest price;
+κ_g = max_{m,k} a[m,g*,k] / a[m,g,k] otherwise, a[m,g,k] = 1/(ipv[m,g]·θ[m,g,k]) the VMs one
+token/s needs), the VMs of model m in S weigh
+
+    U_m = Σ_{r∈S,g} κ_g·x[r,m,g,t]/ipv[m,g]
+        ≥ ρ[m,k]·Σ_{r∈S,g} w[r,m,g,k,t]   with ρ[m,k] = min_g κ_g·a[m,g,k]     (load)
+        ≥ ρ[m,k]·Σ_{r0: A_k(r0)⊆S} (D[r0,m,k,t] − e[r0,m,k,t])                   (routing)
+    U_m ≥ σ_m·Σ_{r∈S offering m} (n_min[m] − sa[r,m,t]),  σ_m = min_g κ_g/ipv[m,g]  (availability)
+
+and Σ_{r∈S,g} κ_g·y[r,g,t] ≥ Σ_m U_m by the packing rows. Per model the larger of the two
+bounds (at e = sa = 0) is used, so with β the sum of those constants and s ≥ 0 the matching
+sum of ρ·e or σ·sa terms:
+
+    Σ_{r∈S,g} κ_g·y[r,g,t] + s ≥ β.
+
+Its MIR (y integer ≥ 0, s continuous ≥ 0), with φ = β − ⌊β⌋ > 0:
+
+    Σ_{r∈S,g} c_g·y[r,g,t] + s/φ ≥ ⌈β⌉,   c_g = κ_g if κ_g is integer, else
+                                          ⌈κ_g⌉ − max(0, φ − frac(κ_g))/φ.
+
+It says: buy ⌈β⌉ weighted VMs, or pay for the shortfall in unmet demand at 1/φ times its
+VM-equivalent. S ranges over every single region (the demand pinned there by the latency
+budget) and over all regions together (every interactive tier).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from pyscipopt import Model, quicksum
+
+from planner.ilp.data import PlanningData
+from planner.ilp.variables import FLOW_UNIT, Vars
+
+EPS = 1e-6
+
+
+def vm_weights(data: PlanningData) -> dict[str, float]:
+    """κ_g of the module docstring: how many reference VMs one VM of type g can replace."""
+    used = sorted({g for _r, _m, g in data.placements()})
+    if not used:
+        return {}
+    ref = min(used, key=lambda g: min(p for (r, gg), p in data.price.items() if gg == g))
+    weights = {ref: 1.0}
+    for g in used:
+        if g == ref:
+            continue
+        ratios = [
+            _vm_need(data, m, ref, k) / _vm_need(data, m, g, k)
+            for m in data.models
+            for k in data.interactive
+            if data.runs_on(m, ref) and data.runs_on(m, g)
+        ]
+        weights[g] = max(ratios) if ratios else 1.0
+    return weights
+
+
+def _vm_need(data: PlanningData, m: str, g: str, k: str) -> float:
+    """a[m,g,k]: VMs of type g per token/s of tier k for model m."""
+    return 1.0 / (data.instances_per_vm[(m, g)] * data.theta[(m, g, k)])
+
+
+def mir_coefficient(a: float, phi: float) -> float:
+    """The MIR coefficient of an integer variable with coefficient ``a`` in a ≥-row whose
+    right-hand side has fractional part ``phi`` (module docstring)."""
+    frac = a - math.floor(a)
+    if frac < EPS or frac > 1 - EPS:
+        return float(round(a))
+    return math.ceil(a) - max(0.0, phi - frac) / phi
+
+
+def add_region_vm_rounding(model: Model, data: PlanningData, v: Vars) -> int:
+    """The MIR cuts of the module docstring, one per region set S and hour t where the
+    aggregated right-hand side β is fractional:
+    Σ_{r∈S,g} c_g·y[r,g,t] + (Σ ρ·e + Σ σ·sa)/φ ≥ ⌈β⌉."""
+    kappa = vm_weights(data)
+    if not kappa:
+        return 0
+    offering: dict[str, list[str]] = defaultdict(list)
+    for r, m in sorted(data.offered):
+        if any((r, m, g) in set(data.placements()) for g in kappa):
+            offering[m].append(r)
+    sets = [frozenset([r]) for r in data.regions]
+    if len(data.regions) > 1:
+        sets.append(frozenset(data.regions))
+    count = 0
+    for S in sets:
+        for t in data.T:
+            beta, slack = _aggregated_row(data, v, kappa, offering, S, t)
+            phi = beta - math.floor(beta)
+            if beta <= EPS or phi < 1e-4 or phi > 1 - 1e-4:
+                continue
+            vms = [
+                mir_coefficient(kappa[g], phi) * y
+                for (r, g, tt), y in v.y.items()
+                if tt == t and r in S and g in kappa
+            ]
+            if not vms:
+                continue
+            name = f"vm_rounding[{'+'.join(sorted(S))},{t}]"
+            model.addCons(
+                quicksum(vms) + quicksum(c / phi * s for c, s in slack) >= math.ceil(beta),
+                name=name,
+            )
+            count += 1
+    return count
+
+
+def _aggregated_row(
+    data: PlanningData,
+    v: Vars,
+    kappa: dict[str, float],
+    offering: dict[str, list[str]],
+    S: frozenset[str],
+    t: int,
+) -> tuple[float, list[tuple[float, Any]]]:
+    """β and the slack terms (coefficient, variable) of the aggregated row for S and t."""
+    beta = 0.0
+    slack: list[tuple[float, Any]] = []
+    for m in data.models:
+        load, load_slack = 0.0, []
+        for k in data.interactive:
+            rho = min(
+                (kappa[g] * _vm_need(data, m, g, k) for g in kappa if data.runs_on(m, g)),
+                default=0.0,
+            )
+            for r0 in data.regions:
+                d = data.demand.get((r0, m, k, t), 0.0)
+                allowed = [r for r in data.routes[(r0, k)] if (r, m) in data.offered]
+                if d <= 0 or not allowed or not set(allowed) <= S:
+                    continue
+                load += rho * d
+                # e is in FLOW_UNIT tokens/s inside the model
+                load_slack.append((rho * FLOW_UNIT, v.e[(r0, m, k, t)]))
+        sigma = min((kappa[g] / data.instances_per_vm[(m, g)] for g in kappa if data.runs_on(m, g)),
+                    default=0.0)
+        # only where the availability row exists (it is what makes the floor valid)
+        regions = [r for r in offering.get(m, []) if r in S and (r, m, t) in v.sa]
+        floor = sigma * data.min_instances.get(m, 0) * len(regions)
+        if load >= floor and load > 0:
+            beta += load
+            slack += load_slack
+        elif floor > 0:
+            beta += floor
+            slack += [(sigma, v.sa[(r, m, t)]) for r in regions]
+    return beta, slack
