@@ -149,8 +149,10 @@ def _aggregated_row(
                 load += rho * d
                 # e is in FLOW_UNIT tokens/s inside the model
                 load_slack.append((rho * FLOW_UNIT, v.e[(r0, m, k, t)]))
-        sigma = min((kappa[g] / data.instances_per_vm[(m, g)] for g in kappa if data.runs_on(m, g)),
-                    default=0.0)
+        sigma = min(
+            (kappa[g] / data.instances_per_vm[(m, g)] for g in kappa if data.runs_on(m, g)),
+            default=0.0,
+        )
         # only where the availability row exists (it is what makes the floor valid)
         regions = [r for r in offering.get(m, []) if r in S and (r, m, t) in v.sa]
         floor = sigma * data.min_instances.get(m, 0) * len(regions)

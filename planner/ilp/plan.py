@@ -40,9 +40,8 @@ class SolverFacts:
 
     @property
     def gap_known(self) -> bool:
-        return (
-            math.isfinite(self.gap) and math.isfinite(self.dual_bound) and self.bound_source != "none"
-        )
+        finite = math.isfinite(self.gap) and math.isfinite(self.dual_bound)
+        return finite and self.bound_source != "none"
 
     def gap_text(self) -> str:
         """The gap and its bound's source in words, also when there is no gap."""
