@@ -52,6 +52,24 @@ def test_the_cut_on_a_hand_solvable_instance() -> None:
     assert lhs == pytest.approx(2.0)
     assert coefs == pytest.approx({"y[a,v8,1]": 1.0, "y[b,v8,1]": 1.0, "e[a,m,IW-F,1]": 20.0})
     assert built.constraints["vm_rounding"] == 2
+    assert built.constraints["vm_rounding_home"] == 0  # IW-F cannot leave a: same rows
+
+
+def test_the_home_cut_counts_traffic_routed_away_as_slack() -> None:
+    # 250 tok/s of IW-N from a (its 50 ms budget allows b): not pinned to a, so no
+    # vm_rounding row for {a}; the home row says a buys 2 VMs unless the excess is unmet or
+    # routed to b: y[a] + 20·e + 20·f[a→b] ≥ 2
+    cfg = tiny_config(**{"planner.horizon_h": 1, "planner.integer_placement_h": 0})
+    built = create_model(tiny_data(cfg, [(1, "a", "IW-N", 250.0)], minutes_before=30))
+    assert "vm_rounding[a,1]" not in {c.name for c in built.model.getConss()}
+    coefs, lhs = _coefficients(built, "vm_rounding_home[a,1]")
+    assert lhs == pytest.approx(2.0)
+    assert coefs == pytest.approx(
+        {"y[a,v8,1]": 1.0, "e[a,m,IW-N,1]": 20.0, "f[a,b,m,IW-N,1]": 20.0}
+    )
+    coefs, _ = _coefficients(built, "vm_rounding[a+b,1]")
+    assert coefs == pytest.approx({"y[a,v8,1]": 1.0, "y[b,v8,1]": 1.0, "e[a,m,IW-N,1]": 20.0})
+    assert built.constraints["vm_rounding_home"] == 1
 
 
 def test_the_cut_closes_the_tiny_relaxation_gap() -> None:
@@ -107,6 +125,7 @@ def test_cuts_never_remove_the_optimum(seed: int) -> None:
     data = tiny_data(cfg, rows, minutes_before=rng.choice([0, 30]))
     with_cuts = create_model(data)
     assert with_cuts.constraints["vm_rounding"] > 0
+    assert with_cuts.constraints["vm_rounding_home"] > 0
     tight = solve(with_cuts, EXACT)
     plain = solve(create_model(data, valid_cuts=False), EXACT)
     assert tight.status == plain.status == "optimal"
