@@ -50,5 +50,6 @@ def create_model(data: PlanningData, relax: bool = False, valid_cuts: bool = Tru
     if valid_cuts:
         families["vm_rounding"] = cuts.add_region_vm_rounding(model, data, v)
         families["vm_rounding_home"] = cuts.add_home_vm_rounding(model, data, v)
+        families["instance_rounding"] = cuts.add_instance_rounding(model, data, v)
     set_objective(model, data, v)
     return BuiltModel(model, v, data, families, time.perf_counter() - started, relax)

@@ -38,10 +38,11 @@ VM-equivalent. S ranges over every single region (the demand pinned there by the
 budget) and over all regions together (every interactive tier): :func:`add_region_vm_rounding`.
 :func:`add_home_vm_rounding` adds, per region, the row that also counts the region's own
 routable demand, with what is routed away as slack (routing away is what an integer plan does
-instead of buying a VM, and it pays latency).
+instead of buying a VM, and it pays latency). :func:`add_instance_rounding` does the same one
+level down, for the instance counts of the committed hours.
 
-On the demo's plan hours the two families lift the relaxation from 3.5-4.5 % under the plans
-to about 0.4-0.7 % (bench/ilp_scale.py; README, "Benchmarks").
+On the demo's plan hours the three families lift the relaxation from about 4-5 % under the
+plans to about 0.4-0.7 % (bench/ilp_scale.py; README, "Benchmarks").
 """
 
 from __future__ import annotations
@@ -205,3 +206,57 @@ def _aggregated_row(
             beta += floor
             slack += [(sigma, v.sa[(r, m, t)]) for r in regions]
     return beta, slack
+
+
+def add_instance_rounding(model: Model, data: PlanningData, v: Vars) -> int:
+    """In the committed hours (instances integer) the same rounding one level down, per
+    region r, model m and hour t: with λ_g = max_k θ[m,g,k]/θ[m,g*,k] (instances of the
+    reference type one instance on g can replace) the instances weigh
+
+        Σ_g λ_g·x[r,m,g,t] ≥ Σ_k ρ'[m,k]·(D[r,m,k,t] − e[r,m,k,t] − Σ_{r'≠r} f[r,r',m,k,t]),
+        ρ'[m,k] = min_g λ_g/θ[m,g,k]        (capacity rows; demand from r kept at home)
+        Σ_g λ_g·x[r,m,g,t] ≥ min_g λ_g·(n_min[m] − sa[r,m,t])            (availability)
+
+    and with the larger bound's constant β and slack s the MIR is
+    Σ_g c_g·x[r,m,g,t] + s/φ ≥ ⌈β⌉ (c_g from λ_g as for VMs)."""
+    kappa = vm_weights(data)
+    count = 0
+    for r, m in sorted({(r, m) for r, m, _g in data.placements()}):
+        types = [g for g in kappa if (r, m, g, 1) in v.x]
+        if not types:
+            continue
+        ref = next((g for g in kappa if kappa[g] == 1.0 and g in types), types[0])
+        lam = {
+            g: max(data.theta[(m, g, k)] / data.theta[(m, ref, k)] for k in data.interactive)
+            for g in types
+        }
+        for t in data.T:
+            if not data.committed(t):
+                continue
+            beta, slack = 0.0, []
+            for k in data.interactive:
+                rho = min(lam[g] / data.theta[(m, g, k)] for g in types)
+                d = data.demand.get((r, m, k, t), 0.0)
+                if d <= 0 or (r, r, m, k, t) not in v.f:
+                    continue
+                beta += rho * d
+                slack.append((rho * FLOW_UNIT, v.e[(r, m, k, t)]))
+                slack += [
+                    (rho * FLOW_UNIT, f)
+                    for (r0, r1, mm, kk, tt), f in v.f.items()
+                    if (r0, mm, kk, tt) == (r, m, k, t) and r1 != r
+                ]
+            floor = min(lam.values()) * data.min_instances.get(m, 0)
+            if (r, m, t) in v.sa and floor > beta:
+                beta, slack = floor, [(min(lam.values()), v.sa[(r, m, t)])]
+            phi = beta - math.floor(beta)
+            if beta <= EPS or phi < 1e-4 or phi > 1 - 1e-4:
+                continue
+            model.addCons(
+                quicksum(mir_coefficient(lam[g], phi) * v.x[(r, m, g, t)] for g in types)
+                + quicksum(c / phi * s for c, s in slack)
+                >= math.ceil(beta),
+                name=f"instance_rounding[{r},{m},{t}]",
+            )
+            count += 1
+    return count

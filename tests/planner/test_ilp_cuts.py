@@ -87,6 +87,21 @@ def test_the_cut_closes_the_tiny_relaxation_gap() -> None:
     assert result.status == "optimal" and result.objective == pytest.approx(22.5)
 
 
+def test_instance_rounding_in_committed_hours() -> None:
+    # instances integer in hour 1: 250 tok/s of IW-F at 100 tok/s per instance is 2.5
+    # instances, φ = 0.5: x + (0.01 × 1000 / 0.5)·e ≥ 3; none in hour 2 (capacity hours)
+    cfg = tiny_config(**{"planner.horizon_h": 2, "planner.integer_placement_h": 1})
+    rows = [(1, "a", "IW-F", 250.0), (2, "a", "IW-F", 250.0)]
+    built = create_model(tiny_data(cfg, rows, minutes_before=30))
+    coefs, lhs = _coefficients(built, "instance_rounding[a,m,1]")
+    assert lhs == pytest.approx(3.0)
+    assert coefs == pytest.approx({"x[a,m,v8,1]": 1.0, "e[a,m,IW-F,1]": 20.0})
+    assert built.constraints["instance_rounding"] == 1
+    relaxed = create_model(tiny_data(cfg, rows, minutes_before=30), relax=True)
+    relaxed.model.optimize()
+    assert relaxed.model.getVal(relaxed.vars.x[("a", "m", "v8", 1)]) == pytest.approx(3.0)
+
+
 def _two_type_config(seed: int) -> Any:
     """The tiny fleet plus a faster, dearer VM type (κ not integer), availability floors,
     NIW and three hours, for the validity check."""
@@ -126,6 +141,7 @@ def test_cuts_never_remove_the_optimum(seed: int) -> None:
     with_cuts = create_model(data)
     assert with_cuts.constraints["vm_rounding"] > 0
     assert with_cuts.constraints["vm_rounding_home"] > 0
+    assert with_cuts.constraints["instance_rounding"] > 0
     tight = solve(with_cuts, EXACT)
     plain = solve(create_model(data, valid_cuts=False), EXACT)
     assert tight.status == plain.status == "optimal"
