@@ -220,6 +220,10 @@ def add_instance_rounding(model: Model, data: PlanningData, v: Vars) -> int:
     and with the larger bound's constant β and slack s the MIR is
     Σ_g c_g·x[r,m,g,t] + s/φ ≥ ⌈β⌉ (c_g from λ_g as for VMs)."""
     kappa = vm_weights(data)
+    away: dict[tuple[Any, ...], list[Any]] = defaultdict(list)  # flows leaving their region
+    for (r0, r1, m, k, t), f in v.f.items():
+        if r1 != r0 and data.committed(t):
+            away[(r0, m, k, t)].append(f)
     count = 0
     for r, m in sorted({(r, m) for r, m, _g in data.placements()}):
         types = [g for g in kappa if (r, m, g, 1) in v.x]
@@ -241,11 +245,7 @@ def add_instance_rounding(model: Model, data: PlanningData, v: Vars) -> int:
                     continue
                 beta += rho * d
                 slack.append((rho * FLOW_UNIT, v.e[(r, m, k, t)]))
-                slack += [
-                    (rho * FLOW_UNIT, f)
-                    for (r0, r1, mm, kk, tt), f in v.f.items()
-                    if (r0, mm, kk, tt) == (r, m, k, t) and r1 != r
-                ]
+                slack += [(rho * FLOW_UNIT, f) for f in away[(r, m, k, t)]]
             floor = min(lam.values()) * data.min_instances.get(m, 0)
             if (r, m, t) in v.sa and floor > beta:
                 beta, slack = floor, [(min(lam.values()), v.sa[(r, m, t)])]
