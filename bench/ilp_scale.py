@@ -234,7 +234,8 @@ def demo_hours(con: Any) -> list[pd.Timestamp]:
     from flows.warehouse.sqlfiles import run
 
     _first, last = run(con, "marts/full_range").fetchone()
-    day = pd.Timestamp(last).floor("D")
+    # the hour of the newest arrival; a log ending at midnight has its last full day before it
+    day = (pd.Timestamp(last) - pd.Timedelta(hours=1)).floor("D")
     return [day + pd.Timedelta(hours=h) for h in (0, 6, 14, 20, 24)]
 
 
