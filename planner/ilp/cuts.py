@@ -133,23 +133,28 @@ def _add_rounding(
     for r, m in sorted(data.offered):
         if any((r, m, g) in placements for g in kappa):
             offering[m].append(r)
+    allowed = {
+        (r0, m, k): frozenset(r for r in data.routes[(r0, k)] if (r, m) in data.offered)
+        for r0 in data.regions
+        for m in data.models
+        for k in data.interactive
+    }
+    vms_at: dict[int, list[tuple[str, str, Any]]] = defaultdict(list)
+    for (r, g, t), y in v.y.items():
+        if g in kappa:
+            vms_at[t].append((r, g, y))
     count = 0
     for S in sets:
         for t in data.T:
-            beta, slack = _aggregated_row(data, v, kappa, offering, S, t, leaving)
+            beta, slack = _aggregated_row(data, v, kappa, offering, allowed, S, t, leaving)
             phi = beta - math.floor(beta)
             if beta <= EPS or phi < 1e-4 or phi > 1 - 1e-4:
                 continue
-            if (
-                leaving
-                and abs(beta - _aggregated_row(data, v, kappa, offering, S, t, False)[0]) < EPS
-            ):
-                continue
-            vms = [
-                mir_coefficient(kappa[g], phi) * y
-                for (r, g, tt), y in v.y.items()
-                if tt == t and r in S and g in kappa
-            ]
+            if leaving:
+                pinned, _ = _aggregated_row(data, v, kappa, offering, allowed, S, t, False)
+                if abs(beta - pinned) < EPS:
+                    continue
+            vms = [mir_coefficient(kappa[g], phi) * y for r, g, y in vms_at[t] if r in S]
             if not vms:
                 continue
             model.addCons(
@@ -165,6 +170,7 @@ def _aggregated_row(
     v: Vars,
     kappa: dict[str, float],
     offering: dict[str, list[str]],
+    allowed: dict[tuple[str, str, str], frozenset[str]],
     S: frozenset[str],
     t: int,
     leaving: bool,
@@ -182,16 +188,15 @@ def _aggregated_row(
             )
             for r0 in data.regions:
                 d = data.demand.get((r0, m, k, t), 0.0)
-                allowed = [r for r in data.routes[(r0, k)] if (r, m) in data.offered]
-                pinned = set(allowed) <= S
-                if d <= 0 or not set(allowed) & S or not (pinned or (leaving and r0 in S)):
+                if d <= 0:
+                    continue
+                to = allowed[(r0, m, k)]
+                if not to & S or not (to <= S or (leaving and r0 in S)):
                     continue
                 load += rho * d
                 # e and f are in FLOW_UNIT tokens/s inside the model
                 load_slack.append((rho * FLOW_UNIT, v.e[(r0, m, k, t)]))
-                load_slack += [
-                    (rho * FLOW_UNIT, v.f[(r0, r, m, k, t)]) for r in allowed if r not in S
-                ]
+                load_slack += [(rho * FLOW_UNIT, v.f[(r0, r, m, k, t)]) for r in to - S]
         sigma = min(
             (kappa[g] / data.instances_per_vm[(m, g)] for g in kappa if data.runs_on(m, g)),
             default=0.0,
