@@ -135,12 +135,13 @@ def _num(v: Any) -> float:
 
 
 def bound_source(plan: dict[str, Any]) -> str:
-    """Where the gap's bound comes from: the plan's own column when the warehouse has one,
-    else SCIP's dual bound when there is one, else none."""
+    """Where the gap's bound comes from, as the published plan's manifest says ("root
+    relaxation", "search tree", "none"); without it "none" when there is no dual bound,
+    else "unknown"."""
     given = plan.get("bound_source")
     if isinstance(given, str) and given:
         return given
-    return "scip_dual" if not pd.isna(plan.get("dual_bound")) else "none"
+    return "unknown" if not pd.isna(plan.get("dual_bound")) else "none"
 
 
 class SageServeCollector(Collector):

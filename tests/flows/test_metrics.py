@@ -37,6 +37,7 @@ def view() -> WarehouseView:
         "solve_seconds": 8.5,
         "fallback": False,
         "verified": True,
+        "bound_source": "root relaxation",
     }
     return WarehouseView(
         plan=plan,
@@ -100,7 +101,9 @@ def test_exposition_parses_and_carries_the_snapshot() -> None:
     gaps = [n for n, f in families.items() if f.type == "gauge" and n.endswith("gap")]
     assert gaps == ["sageserve_plan_gap"]
     got = samples(text)
-    assert got[("sageserve_plan_gap", (("bound_source", "scip_dual"),))] == pytest.approx(0.0042)
+    assert got[("sageserve_plan_gap", (("bound_source", "root relaxation"),))] == pytest.approx(
+        0.0042
+    )
     key = (("kind", "on_demand"), ("region", "a"), ("vm_type", "g1"))
     assert got[("sageserve_planned_vms", key)] == 3
     assert got[("sageserve_running_vms", key)] == 2
@@ -134,11 +137,14 @@ def test_no_plan_and_no_run_still_exposes_what_there_is() -> None:
 def test_greedy_fallback_has_a_nan_gap_and_no_bound() -> None:
     v = view()
     assert v.plan is not None
-    v.plan.update(gap=None, dual_bound=None, fallback=True)
+    v.plan.update(gap=None, dual_bound=None, fallback=True, bound_source=None)
     snap = Snapshot(NOW, v, None, {"warehouse": True})
     got = samples(generate_latest(build_registry(Fixed(snap))).decode())
     assert math.isnan(got[("sageserve_plan_gap", (("bound_source", "none"),))])
     assert got[("sageserve_plan_fallback", ())] == 1
+    v.plan.update(gap=0.01, dual_bound=99.0, fallback=False)  # no manifest to say where from
+    got = samples(generate_latest(build_registry(Fixed(snap))).decode())
+    assert got[("sageserve_plan_gap", (("bound_source", "unknown"),))] == 0.01
 
 
 def test_grafana_dashboard_parses_and_uses_only_exported_metrics() -> None:

@@ -80,8 +80,10 @@ def test_cli_metrics_parses_and_holds_the_plan(planned: tuple[Path, Path, PlanRu
     families = {f.name: f for f in text_string_to_metric_families(done.stdout)}
     gap = families["sageserve_plan_gap"]
     assert gap.type == "gauge" and gap.name.endswith("gap")
-    expected = result.plan.solver.gap
+    expected = result.plan.solver.as_dict()["gap"]  # as published (None: gap unknown)
     value = gap.samples[0].value
+    assert gap.samples[0].labels["bound_source"] == result.plan.solver.bound_source
+    assert result.plan.solver.bound_source in ("root relaxation", "search tree", "none")
     assert math.isnan(value) if expected is None else value == pytest.approx(expected)
     planned_vms = sum(s.value for s in families["sageserve_planned_vms"].samples)
     assert planned_vms == first_hour_vms(result)
@@ -183,7 +185,8 @@ def test_real_prometheus_scrapes_the_endpoint(
         assert sample["metric"]["job"] == "sageserve"
         assert sample["metric"]["instance"] == target
         value = float(sample["value"][1])
-        expected = result.plan.solver.gap
+        assert sample["metric"]["bound_source"] == result.plan.solver.bound_source
+        expected = result.plan.solver.as_dict()["gap"]
         assert math.isnan(value) if expected is None else value == pytest.approx(expected)
         vms = query(prom_port, "sum(sageserve_planned_vms)")
         assert float(vms[0]["value"][1]) == first_hour_vms(result)
