@@ -44,7 +44,13 @@ def start(
     """Serve ``/metrics`` (any path) on ``host:port`` in a daemon thread; returns the server
     (``shutdown()`` stops it) and its thread."""
     port = default_port() if port is None else port
-    server, thread = start_http_server(port, addr=host, registry=build_registry(source))
+    try:
+        server, thread = start_http_server(port, addr=host, registry=build_registry(source))
+    except OSError as exc:
+        raise RuntimeError(
+            f"metrics endpoint: cannot listen on {host}:{port} ({exc}); "
+            "set SAGESERVE_METRICS_PORT to a free port"
+        ) from exc
     log.info("metrics (OpenMetrics) at http://%s:%d/metrics", host, server.server_port)
     return server, thread
 

@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
@@ -153,6 +156,13 @@ def test_real_prometheus_scrapes_the_endpoint(
     warehouse, out, result = planned
     server, _ = start(WarehouseSource(warehouse, out), port=0)
     target = f"127.0.0.1:{server.server_port}"
+    asked = urllib.request.Request(
+        f"http://{target}/metrics", headers={"Accept": "application/openmetrics-text"}
+    )
+    with urllib.request.urlopen(asked, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        names = {f.name for f in parse_openmetrics(response.read().decode())}
+    assert {"sageserve_plan_gap", "sageserve_planned_vms"} <= names
     prom_port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
