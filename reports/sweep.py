@@ -33,7 +33,7 @@ def frontier_markdown(frontier: Mapping[str, Any], references: Mapping[str, floa
             lines.append(f"| {fam} | none meets the targets | | | | | |")
             continue
         saving = r["saving_vs_reactive"]
-        vs = "" if saving is None else f"{-100 * saving:+.1f} %"
+        vs = "" if saving is None or fam == "reactive" else f"{-100 * saving:+.1f} %"
         lines.append(
             f"| {fam} | {_params(r['params'])} | {r['gpu_hours']:,.0f} | {vs} "
             f"| {r['vs_bound']:.2f} | {r['vs_work_bound']:.2f} | {100 * r['utilisation']:.0f} % |"

@@ -169,7 +169,7 @@ def _sweep(
             fam,
             r["policy"],
             f"{r['gpu_hours']:,.0f}",
-            "" if saving is None else f"{-100 * saving:+.1f} %",
+            "" if saving is None or fam == "reactive" else f"{-100 * saving:+.1f} %",
             f"{r['vs_bound']:.2f}",
             f"{r['vs_work_bound']:.2f}",
         )

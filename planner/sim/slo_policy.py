@@ -10,8 +10,8 @@ it). It sizes the pool to carry that work at ``target`` pressure plus the NIW ar
 the last hour (so deferred work keeps up on average), scales out at once when pressure passes
 ``up`` (no smoothing: a queue is already an SLO risk; but not again while the last step's
 capacity is still provisioning or loading) and in, after ``cooldown_in_min`` quiet
-minutes, when pressure stays below ``down``. Every request is served in its region, on each
-model's preferred VM type, like ``Reactive``.
+minutes, when pressure is below ``down``, to the largest size wanted over those minutes.
+Every request is served in its region, on each model's preferred VM type, like ``Reactive``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class SloReactive:
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
     _niw: deque[Array] = field(init=False)
+    _wants: deque[Array] = field(init=False)
 
     def initial(self, p: FleetParams) -> Targets:
         need = instance_equivalents(p, self.initial_load) / self.target
@@ -53,6 +54,7 @@ class SloReactive:
         self._last_out = np.full(self._count.shape, -1e9)
         self._last_in = np.full(self._count.shape, -1e9)
         self._niw = deque(maxlen=self.niw_window_min)
+        self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
         return self._targets()
 
     def _targets(self) -> Targets:
@@ -90,9 +92,13 @@ class SloReactive:
         out = hot & settled & (t - self._last_out >= self.cooldown_out_min) & (want > new)
         new[out] = want[out]
         self._last_out[out] = t
+        # scale-in stabilisation (as Kubernetes' HPA): never below the largest size wanted
+        # over the last cooldown_in_min minutes, so one quiet minute does not shed capacity
+        self._wants.append(np.where(np.isfinite(want), want, new))
+        floor = np.max(np.stack(self._wants), axis=0)
         quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
-        down = (pressure < self.down) & quiet & (want < new)
-        new[down] = np.maximum(want[down], self.min_instances)
+        down = (pressure < self.down) & quiet & (floor < new)
+        new[down] = np.maximum(floor[down], self.min_instances)
         self._last_in[down] = t
         if np.array_equal(new, self._count):
             return None

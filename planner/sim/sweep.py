@@ -91,12 +91,13 @@ def reactive_grid() -> list[Point]:
 
 
 def slo_grid() -> list[Point]:
+    """Target pressure × scale-out level (just above the target, or only once work queues)
+    × scale-in stabilisation window."""
     pts = []
-    for target, up in itertools.product((0.6, 0.7, 0.8, 0.9), (0.9, 1.0, 1.2)):
-        if up > target:
-            pts.append(
-                Point("slo-reactive", {"target": target, "up": up, "down": round(target * 0.7, 2)})
-            )
+    for target, cooldown_in in itertools.product((0.5, 0.6, 0.7, 0.8, 0.9), (10, 30)):
+        for up in sorted({round(min(target + 0.1, 0.98), 2), 1.0}):
+            params = {"target": target, "up": up, "down": round(0.7 * target, 2)}
+            pts.append(Point("slo-reactive", {**params, "cooldown_in_min": cooldown_in}))
     return pts
 
 
