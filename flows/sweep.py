@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Sweep:
     config_hash: str
     seed: int
     plans: dict[float, list[str]]
+    seconds: dict[str, float]
 
 
 def hour_inputs(
@@ -131,6 +133,15 @@ def run_sweep(
 ) -> Sweep:
     """Replay the window through every point of the families' grids (module docstring)."""
     points = grid(families, quantiles)
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
     planner = {"seed": seed, **({"time_limit_s": time_limit_s} if time_limit_s else {})}
     cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=planner)})
     start, stop = window(con, hours, end)
@@ -138,8 +149,10 @@ def run_sweep(
     demand = load_demand(con, base, start, stop)
     p = params_from_config(cfg, demand.input_share(base))
     wb, clair = references(cfg, p, demand)
+    lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
     inputs = hour_inputs(con, cfg, start, hours) if wanted else []
+    lap("forecasts")
     with _pool(workers) as pool:
         sequences = dict(
             zip(
@@ -155,12 +168,14 @@ def run_sweep(
         if progress and wanted:
             progress(len(wanted) * hours)
         plans = {q: _plan_targets(seq, p) for q, seq in sequences.items()}
+        lap("plans")
         futures = [pool.submit(run_point, pt, p, demand, plans, wb, clair) for pt in points]
         rows = []
         for f in futures:
             rows.append(f.result())
             if progress:
                 progress(1)
+        lap("replays")
     return Sweep(
         start,
         stop,
@@ -176,6 +191,7 @@ def run_sweep(
         config_hash(cfg),
         seed,
         {q: [pl.plan_id for pl in seq] for q, seq in sequences.items()},
+        seconds,
     )
 
 
@@ -189,6 +205,8 @@ def sweep_json(sweep: Sweep) -> dict[str, Any]:
         "frontier": sweep.frontier,
         "results": sweep.rows,
         "plans": {f"{q:g}": ids for q, ids in sweep.plans.items()},
+        "points": len(sweep.rows),
+        "seconds": sweep.seconds,
     }
 
 
