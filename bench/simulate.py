@@ -1,10 +1,10 @@
 """Replay benchmark: a 7-day, 10-million-request log (synthetic, O365-shaped, default fleet)
-through the fluid simulator, against the per-request event-driven reference side by side.
+through the fluid simulator, against the iteration-level instance reference side by side.
 
 Figures: wall time and requests/s of the fluid replay (minute buckets from DuckDB over the
 request rows, then the simulation) for the reactive and siloed policies; the reference's
-requests/s on a slice of the same log through one pool (it replays one heap event per
-request, like SageServe's own simulator); the ratio; peak RSS of the process.
+requests/s on a slice of the same log through one pool (continuous batching per instance,
+iteration times from the measured profile); the ratio; peak RSS of the process.
 
     .venv/bin/python bench/simulate.py [--requests 10000000] [--days 7] [--json]
 """
@@ -26,15 +26,17 @@ import pandas as pd
 
 from planner.config import load_config
 from planner.sim.demand import from_buckets
-from planner.sim.events import Requests, simulate_pool
 from planner.sim.fleet import params_from_config
 from planner.sim.fluid import simulate
+from planner.sim.instances import Requests, simulate_instances
 from planner.sim.policies import Reactive, Siloed
+from planner.sim.profile import profiles_for_config
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
 from planner.workload.tokens import TokenSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKETS = (ROOT / "sql" / "sim" / "minute_buckets.sql").read_text()
+PERF_FILE = "perf_model_4_models.csv"
 
 
 def peak_rss_gb() -> float:
@@ -130,29 +132,30 @@ def main() -> None:
             "requests_counted": counted,
         }
 
-    # the reference: one pool (the busiest), its first N requests, one event per request
+    # the reference: one pool (the busiest), its first N requests through the iteration-level
+    # instance model, instances sized for a pool utilisation of 0.7
     sample = con.execute(
         """
-        SELECT epoch(arrival_time - $start) AS t, input_tokens + output_tokens AS work, tier
+        SELECT epoch(arrival_time - $start) AS t, input_tokens, output_tokens
         FROM requests WHERE region = 'us-east' AND model = 'llama2-70b'
         ORDER BY arrival_time LIMIT $n
         """,
         {"start": start, "n": args.reference_requests},
     ).df()
-    tier_rank = {k: i for i, k in enumerate(cfg.tier_ids)}
-    minutes = int(sample["t"].max() // 60) + 2
-    capacity = np.full(minutes + 60, float(sample["work"].sum() / (minutes * 60) / 0.6))
-    t0 = time.perf_counter()
-    simulate_pool(
-        Requests(
-            sample["t"].to_numpy(float),
-            sample["tier"].map(tier_rank).to_numpy(np.int64),
-            sample["work"].to_numpy(float),
-        ),
-        capacity,
-        minutes + 60,
-        slots=32,
+    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
+        ("llama2-70b", "a100x8")
+    ]
+    ref_req = Requests(
+        sample["t"].to_numpy(float),
+        np.maximum(sample["input_tokens"].to_numpy(np.int64), 1),
+        np.maximum(sample["output_tokens"].to_numpy(np.int64), 1),
     )
+    span = float(ref_req.arrival_s.max() - ref_req.arrival_s.min()) or 1.0
+    ref_instances = max(
+        int(np.ceil(prof.busy_s(ref_req.prompt, ref_req.output).sum() / span / 0.7)), 1
+    )
+    t0 = time.perf_counter()
+    simulate_instances(ref_req, prof, ref_instances)
     ref_s = time.perf_counter() - t0
     ref_rate = len(sample) / ref_s
     out = {
@@ -163,6 +166,7 @@ def main() -> None:
         "buckets_s": round(bucket_s, 2),
         **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
         "reference_requests": len(sample),
+        "reference_instances": ref_instances,
         "reference_requests_per_s": round(ref_rate),
         "speedup_vs_reference": round(results["reactive"]["requests_per_s"] / ref_rate, 1),
         "peak_rss_gb": round(peak_rss_gb(), 2),
