@@ -5,15 +5,17 @@ the latency curves (:mod:`planner.sim.latency`, measured with the iteration-leve
 and stored in ``configs/capacity/latency_curves.csv``) and returns the smallest pool that meets
 the tier's attainment target:
 
-    n*(λ, c) = min { n ≥ 1 : sla_k(ρ = λ · b / n,  c / √n) ≥ a_k }
+    n*(λ, c) = min { n ≥ 1 : sla_k(ρ = λ · b / (n κ),  c / √n) ≥ a_k }
 
-with λ the request rate (requests/s), b the mean busy seconds of one request on one instance
-(the measured mix's, or the caller's own), c the coefficient of variation of the inter-arrival
-times at the pool (ServeGen publishes one per window; measured from request rows where there
-are rows; 1 for Poisson traffic) and a_k the attainment target (0.95: the tiers' targets are
-p95 latencies). Because each sla_k is non-increasing in ρ and c, n* is non-decreasing in λ and
-c. The table ``configs/capacity/capacity_curves.csv`` holds n* on a grid of (λ, c) per
-(model, VM type, tier), for readers that want data rather than code; a test re-derives it.
+with λ the request rate (requests/s), b the mean busy seconds of one request on one instance at
+its best rates (the measured mix's, or the caller's own), κ the share of those rates an instance
+sustains on the mix (:func:`planner.sim.latency.saturation`), c the coefficient of variation of
+the inter-arrival times at the pool (ServeGen publishes one per window; measured from request
+rows where there are rows; 1 for Poisson traffic) and a_k the attainment target (0.95: the
+tiers' targets are p95 latencies). Because each sla_k is non-increasing in ρ and c, n* is non-
+decreasing in λ and c. The table ``configs/capacity/capacity_curves.csv`` holds n* on a grid of
+(λ, c) per (model, VM type, tier), for readers that want data rather than code; a test re-
+derives it.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def instances_needed(
     lc = curves or load_latency_curves()
     curve = lc.curve(model, vm_type, tier)
     busy = busy_s_per_request if busy_s_per_request is not None else lc.busy_s[(model, vm_type)]
-    load = rate_rps * busy  # busy instances
+    load = rate_rps * busy / lc.capacity[(model, vm_type)]  # instances kept busy
 
     def meets(n: int) -> bool:  # non-decreasing in n: both ρ and c/√n fall as n grows
         return bool(curve(load / n, instance_cv(cv, n)) >= attainment)

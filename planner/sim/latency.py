@@ -4,13 +4,16 @@ of load and burstiness, measured once and looked up by the fluid replay and the 
 **What is measured.** For one (model, VM type) instance profile, a grid of independent
 instances, one per point (ρ, c): instance i receives its own renewal stream whose gaps have
 coefficient of variation c (Gamma with shape 1/c²; evenly spaced for c = 0) at the rate that
-makes its utilisation ρ = λ · E[busy_s] (busy seconds at the instance's best prefill and decode
-rates, :meth:`InstanceProfile.busy_s`). All points run in one vectorised
-:func:`simulate_instances` call (a pinned router sends each stream to its own instance). A
-request meets tier k's SLA when TTFT ≤ the tier's TTFT target and its mean time per output
-token ≤ the tier's TPOT target (both models of the pool, every tier: under FCFS the tier does
-not change how a request is served, only what counts as on time). The first ``WARMUP`` share
-of each stream is discarded.
+makes its utilisation ρ = λ · E[busy_s] / κ. ``busy_s`` are seconds at the instance's best
+prefill and decode rates (:meth:`InstanceProfile.busy_s`); κ is what an instance really sustains
+of them on the request mix (:func:`saturation`: long prompts stall decodes, long contexts decode
+slower, the KV cache caps the batch), so ρ = 1 is the instance's real capacity. All points run
+in one vectorised :func:`simulate_instances` call (a pinned router sends each stream to its own
+instance). A request meets tier k's SLA when TTFT ≤ the tier's TTFT target and its mean time per
+output token ≤ the tier's TPOT target (both models of the pool, every tier: under FCFS the tier
+does not change how a request is served, only what counts as on time). The first ``WARMUP``
+share of each stream is discarded.
+
 
 **How it is used.** A pool of n instances fed round-robin by a stream of CV c gives each
 instance every n-th arrival; for independent gaps the gap of n arrivals has CV c/√n
@@ -39,7 +42,7 @@ IntArray = npt.NDArray[np.int64]
 RHO_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 CV_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 WARMUP = 0.1
-COLUMNS = ["model", "vm_type", "tier", "rho", "cv", "sla", "requests", "busy_s"]
+COLUMNS = ["model", "vm_type", "tier", "rho", "cv", "sla", "requests", "busy_s", "capacity"]
 
 
 @dataclass(frozen=True)
@@ -84,34 +87,77 @@ def measure_curve(
     rhos: tuple[float, ...] = RHO_GRID,
     cvs: tuple[float, ...] = CV_GRID,
     seed: int = 0,
+    tier: IntArray | None = None,
 ) -> pd.DataFrame:
     """SLA attainment per (tier, ρ, c) of one instance profile (module docstring); request
     sizes are drawn from the sample ``prompt``/``output`` (pairs kept together). ``busy_s``:
-    the sample's mean busy seconds per request (what turns a request rate into ρ)."""
+    the sample's mean busy seconds per request (what turns a request rate into ρ). ``tier``:
+    the sample's tier (index into ``targets``) per request, when the tiers' size mixes differ:
+    tier k's attainment then counts the requests drawn from tier k only (the pool still
+    carries the whole mix)."""
     rng = np.random.default_rng(seed)
     points = [(r, c) for r in rhos for c in cvs]
     n = requests_per_point
-    pick = rng.integers(0, len(prompt), (len(points), n))
+    # common random numbers: every point replays the same request sizes, and the points of
+    # one CV the same gaps scaled, so the grid's differences are not sampling noise
+    pick = np.broadcast_to(rng.integers(0, len(prompt), n), (len(points), n))
     p_tok, o_tok = prompt[pick], output[pick]
+    label = tier[pick].ravel() if tier is not None else None
     mean_busy = float(profile.busy_s(prompt, output).mean())
+    kappa = saturation(profile, prompt, output, seed=seed)
     arrival = np.empty((len(points), n))
     for i, (rho, cv) in enumerate(points):
-        gaps = renewal_gaps(rng, cv, mean_busy / rho, n)
-        arrival[i] = np.cumsum(gaps) - gaps[0] * rng.random()
+        gaps = renewal_gaps(np.random.default_rng([seed, cvs.index(cv)]), cv, 1.0, n)
+        arrival[i] = (np.cumsum(gaps) - gaps[0] * 0.5) * mean_busy / (rho * kappa)
     tenant = np.repeat(np.arange(len(points)), n)
     req = Requests(arrival.ravel(), p_tok.ravel(), o_tok.ravel(), tenant=tenant)
     served = simulate_instances(req, profile, len(points), _Pinned())
     keep = np.tile(np.arange(n) >= int(WARMUP * n), len(points))
     rows = []
-    for t in targets:
+    for k, t in enumerate(targets):
         ok = on_time(served.ttft_s, served.tpot_s, served.e2e_s, t)
-        hits = np.bincount(tenant[keep], weights=ok[keep], minlength=len(points))
-        share = hits / np.bincount(tenant[keep], minlength=len(points))
+        mine = keep if label is None else keep & (label == k)
+        hits = np.bincount(tenant[mine], weights=ok[mine], minlength=len(points))
+        share = hits / np.maximum(np.bincount(tenant[mine], minlength=len(points)), 1)
         for i, (rho, cv) in enumerate(points):
-            rows.append(
-                (t.tier, rho, cv, float(share[i]), int(keep.sum() // len(points)), mean_busy)
-            )
-    return pd.DataFrame(rows, columns=["tier", "rho", "cv", "sla", "requests", "busy_s"])
+            count = int(mine.sum() // len(points))
+            rows.append((t.tier, rho, cv, float(share[i]), count, mean_busy, kappa))
+    return pd.DataFrame(
+        rows, columns=["tier", "rho", "cv", "sla", "requests", "busy_s", "capacity"]
+    )
+
+
+def saturation(
+    profile: InstanceProfile,
+    prompt: IntArray,
+    output: IntArray,
+    requests: int = 3000,
+    instances: int = 8,
+    seed: int = 0,
+) -> float:
+    """κ: busy seconds (at best rates) one instance serves per second when it never runs out
+    of work, on requests drawn from the sample: ``instances`` instances each given
+    ``requests`` requests at time 0, measured until each one's last admission (after it the
+    batch only drains, which would understate κ): κ = Σ work done by then / Σ those times,
+    the work of requests still decoding then counted as their prefill only."""
+    rng = np.random.default_rng([seed, 1])
+    pick = rng.integers(0, len(prompt), instances * requests)
+    req = Requests(
+        np.zeros(len(pick)),
+        prompt[pick],
+        output[pick],
+        tenant=np.repeat(np.arange(instances), requests),
+    )
+    served = simulate_instances(req, profile, instances, _Pinned())
+    started = np.isfinite(served.first_token_s)
+    until = np.zeros(instances)
+    np.maximum.at(until, req.tenant[started], served.first_token_s[started])
+    horizon = until[req.tenant]
+    done = served.finish_s <= horizon
+    running = (served.first_token_s <= horizon) & ~done
+    work = profile.busy_s(req.prompt, req.output)[done].sum()
+    work += profile.busy_s(req.prompt, np.zeros(len(pick)))[running].sum()
+    return float(work / until.sum())
 
 
 def instance_cv(cv: npt.ArrayLike, instances: npt.ArrayLike) -> Array:
@@ -143,9 +189,31 @@ class Curve:
         return np.asarray(low * (1 - fr) + high * fr, dtype=float)
 
 
-def monotone(sla: Array) -> Array:
-    """Make a [ρ, c] table non-increasing along both axes (running minimum)."""
-    out = np.minimum.accumulate(sla, axis=0)
+def _decreasing(y: Array) -> Array:
+    """Least-squares non-increasing fit of ``y`` (pool adjacent violators)."""
+    values: list[float] = []
+    sizes: list[int] = []
+    for v in y:
+        values.append(float(v))
+        sizes.append(1)
+        while len(values) > 1 and values[-2] < values[-1]:
+            w = sizes[-2] + sizes[-1]
+            values[-2] = (values[-2] * sizes[-2] + values[-1] * sizes[-1]) / w
+            sizes[-2] = w
+            values.pop()
+            sizes.pop()
+    return np.repeat(values, sizes)
+
+
+def monotone(sla: Array, sweeps: int = 4) -> Array:
+    """Make a [ρ, c] table non-increasing along both axes: isotonic fits along ρ and c in
+    turn (unbiased, unlike a running minimum of noisy values), then a running minimum so the
+    result is monotone exactly."""
+    out = np.asarray(sla, dtype=float).copy()
+    for _ in range(sweeps):
+        out = np.apply_along_axis(_decreasing, 0, out)
+        out = np.apply_along_axis(_decreasing, 1, out)
+    out = np.minimum.accumulate(out, axis=0)
     return np.asarray(np.minimum.accumulate(out, axis=1), dtype=float)
 
 
@@ -156,6 +224,7 @@ class LatencyCurves:
     table: pd.DataFrame  # COLUMNS
     curves: dict[tuple[str, str, str], Curve]
     busy_s: dict[tuple[str, str], float]  # mean busy seconds per request of the measured mix
+    capacity: dict[tuple[str, str], float]  # κ: busy seconds an instance sustains per second
 
     @classmethod
     def from_frame(cls, table: pd.DataFrame) -> LatencyCurves:
@@ -173,11 +242,10 @@ class LatencyCurves:
                 monotone(grid.to_numpy(float)),
             )
         first = table.drop_duplicates(["model", "vm_type"])
-        busy_s = {
-            (str(m), str(g)): float(b)
-            for m, g, b in zip(first["model"], first["vm_type"], first["busy_s"], strict=True)
-        }
-        return cls(table, curves, busy_s)
+        keys = [(str(m), str(g)) for m, g in zip(first["model"], first["vm_type"], strict=True)]
+        busy_s = dict(zip(keys, first["busy_s"].astype(float), strict=True))
+        capacity = dict(zip(keys, first["capacity"].astype(float), strict=True))
+        return cls(table, curves, busy_s, capacity)
 
     @classmethod
     def load(cls, path: Path | str) -> LatencyCurves:
