@@ -131,15 +131,16 @@ def saturation(
     profile: InstanceProfile,
     prompt: IntArray,
     output: IntArray,
-    requests: int = 3000,
+    requests: int = 5000,
     instances: int = 8,
     seed: int = 0,
 ) -> float:
     """κ: busy seconds (at best rates) one instance serves per second when it never runs out
     of work, on requests drawn from the sample: ``instances`` instances each given
     ``requests`` requests at time 0, measured until each one's last admission (after it the
-    batch only drains, which would understate κ): κ = Σ work done by then / Σ those times,
-    the work of requests still decoding then counted as their prefill only."""
+    batch only drains, which would understate κ): κ = Σ work done by then / Σ those times;
+    a request still decoding then counts its prefill and the share of its output tokens
+    produced by then (its tokens come at an even pace between first and last)."""
     rng = np.random.default_rng([seed, 1])
     pick = rng.integers(0, len(prompt), instances * requests)
     req = Requests(
@@ -153,10 +154,15 @@ def saturation(
     until = np.zeros(instances)
     np.maximum.at(until, req.tenant[started], served.first_token_s[started])
     horizon = until[req.tenant]
-    done = served.finish_s <= horizon
-    running = (served.first_token_s <= horizon) & ~done
-    work = profile.busy_s(req.prompt, req.output)[done].sum()
-    work += profile.busy_s(req.prompt, np.zeros(len(pick)))[running].sum()
+    first, finish = served.first_token_s, served.finish_s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        progress = np.where(finish > first, (horizon - first) / (finish - first), 1.0)
+    produced = np.where(
+        finish <= horizon,
+        req.output,
+        np.where(first <= horizon, 1 + np.clip(progress, 0, 1) * (req.output - 1), 0.0),
+    )
+    work = profile.busy_s(np.where(first <= horizon, req.prompt, 0), produced).sum()
     return float(work / until.sum())
 
 

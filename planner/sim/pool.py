@@ -91,6 +91,7 @@ def pool_sla(
     ttft_s: Array,
     capacity: float = 1.0,
     memory_minutes: float = 0.0,
+    rho_cap: float = 1.0,
     drain_minutes: int = 240,
 ) -> tuple[Array, Array]:
     """Per-tier on-time share over the replay and per-minute [T, K] on-time shares (module
@@ -108,7 +109,7 @@ def pool_sla(
     admitted = np.r_[traffic.work_s, np.zeros(drain_minutes)]
     tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
     wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
-    rho = ewma(served[:T] / cap, memory_minutes)
+    rho = np.minimum(ewma(served[:T] / cap, memory_minutes), rho_cap)
     c_inst = instance_cv(traffic.cv, instances)
     share = np.zeros((T, len(curves)))
     for k, curve in enumerate(curves):
