@@ -2,8 +2,8 @@
 
 For every (model, VM type) placement of the default fleet: the iteration-level instance model
 on a grid of utilisation ρ × per-instance inter-arrival CV (planner.sim.latency.measure_curve),
-request sizes drawn from ServeGen request rows (m-mid, day 2, a different day from the
-agreement traces of bench/simulate.py). Then the capacity table n*(λ, c) from the curves.
+request sizes and tiers drawn from ServeGen request rows (m-mid, day 2, 24 h; a different day
+from the agreement traces of bench/simulate.py). Then the capacity table n*(λ, c) from the curves.
 
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/calibrate.py [--requests-per-point N]
 """
@@ -22,29 +22,13 @@ import pandas as pd
 from planner.config import load_config
 from planner.config.models import FleetConfig
 from planner.sim.capacity import CAPACITY_CURVES, LATENCY_CURVES, capacity_table
-from planner.sim.latency import LatencyCurves, TierTarget, measure_curve
+from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
 from planner.sim.profile import profiles_for_config
 from planner.workload.servegen import ServeGenClient, ServeGenSpec, load_source, synthesize_servegen
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_FILE = "perf_model_4_models.csv"
 log = logging.getLogger("calibrate")
-
-
-def tier_targets(cfg: FleetConfig) -> list[TierTarget]:
-    """Each tier's TTFT and TPOT targets (deferrable: its deadline)."""
-    out = []
-    for k in cfg.tier_ids:
-        t = cfg.tier(k)
-        out.append(
-            TierTarget(
-                k,
-                t.ttft_p95_s or float("inf"),
-                (t.tpot_ms / 1000.0) if t.tpot_ms else float("inf"),
-                (t.deadline_h * 3600.0) if t.deadline_h else float("inf"),
-            )
-        )
-    return out
 
 
 def servegen_rows(
@@ -84,7 +68,7 @@ def servegen_rows(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--requests-per-point", type=int, default=4000)
+    parser.add_argument("--requests-per-point", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -97,11 +81,12 @@ def main() -> None:
     prompt = np.maximum(rows["input_tokens"].to_numpy(np.int64), 1)
     output = np.maximum(rows["output_tokens"].to_numpy(np.int64), 1)
     targets = tier_targets(cfg)
+    tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
     frames, timings = [], {}
     for (model, vm), prof in profiles.items():
         t0 = time.perf_counter()
         curve = measure_curve(
-            prof, targets, prompt, output, args.requests_per_point, seed=args.seed
+            prof, targets, prompt, output, args.requests_per_point, seed=args.seed, tier=tier
         )
         timings[f"{model}/{vm}"] = round(time.perf_counter() - t0, 1)
         log.info("%s on %s: %.1f s", model, vm, timings[f"{model}/{vm}"])
@@ -113,7 +98,9 @@ def main() -> None:
     tmp = LATENCY_CURVES.with_suffix(".tmp")
     table.round(6).to_csv(tmp, index=False)
     tmp.replace(LATENCY_CURVES)
-    cap = capacity_table(LatencyCurves.from_frame(pd.read_csv(LATENCY_CURVES)))
+    curves = LatencyCurves.from_frame(pd.read_csv(LATENCY_CURVES))
+    kappa = curves.capacity
+    cap = capacity_table(curves)
     tmp = CAPACITY_CURVES.with_suffix(".tmp")
     cap.to_csv(tmp, index=False)
     tmp.replace(CAPACITY_CURVES)
@@ -124,6 +111,7 @@ def main() -> None:
         "seconds_per_placement": timings,
         "latency_curve_rows": len(table),
         "capacity_rows": len(cap),
+        "kappa": {f"{m}/{g}": round(float(v), 4) for (m, g), v in kappa.items()},
     }
     print(json.dumps(out, indent=2) if args.json else out)
 

@@ -10,10 +10,9 @@ of them on the request mix (:func:`saturation`: long prompts stall decodes, long
 slower, the KV cache caps the batch), so ρ = 1 is the instance's real capacity. All points run
 in one vectorised :func:`simulate_instances` call (a pinned router sends each stream to its own
 instance). A request meets tier k's SLA when TTFT ≤ the tier's TTFT target and its mean time per
-output token ≤ the tier's TPOT target (both models of the pool, every tier: under FCFS the tier
+output token ≤ the tier's TPOT target (all tiers share the pool: under FCFS the tier
 does not change how a request is served, only what counts as on time). The first ``WARMUP``
 share of each stream is discarded.
-
 
 **How it is used.** A pool of n instances fed round-robin by a stream of CV c gives each
 instance every n-th arrival; for independent gaps the gap of n arrivals has CV c/√n
@@ -32,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from planner.config.models import FleetConfig
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.profile import InstanceProfile
 from planner.sim.routing import Arrivals, PoolView
@@ -51,6 +51,23 @@ class TierTarget:
     ttft_s: float  # inf: no TTFT target
     tpot_s: float  # inf: no TPOT target
     deadline_s: float = float("inf")  # end-to-end deadline (deferrable tiers)
+
+
+def tier_targets(cfg: FleetConfig) -> list[TierTarget]:
+    """Each tier's targets from the config: TTFT (p95 target), TPOT, and the deferrable tier's
+    deadline (inf where a tier has none)."""
+    out = []
+    for k in cfg.tier_ids:
+        t = cfg.tier(k)
+        out.append(
+            TierTarget(
+                k,
+                t.ttft_p95_s or float("inf"),
+                (t.tpot_ms / 1000.0) if t.tpot_ms else float("inf"),
+                (t.deadline_h * 3600.0) if t.deadline_h else float("inf"),
+            )
+        )
+    return out
 
 
 def on_time(
@@ -99,8 +116,9 @@ def measure_curve(
     points = [(r, c) for r in rhos for c in cvs]
     n = requests_per_point
     # common random numbers: every point replays the same request sizes, and the points of
-    # one CV the same gaps scaled, so the grid's differences are not sampling noise
-    pick = np.broadcast_to(rng.integers(0, len(prompt), n), (len(points), n))
+    # one CV the same gaps scaled, so the grid's differences are not sampling noise; the
+    # sizes are a stratified sample, so the heavy tail of the mix is there in proportion
+    pick = np.broadcast_to(stratified(rng, profile.busy_s(prompt, output), n), (len(points), n))
     p_tok, o_tok = prompt[pick], output[pick]
     label = tier[pick].ravel() if tier is not None else None
     mean_busy = float(profile.busy_s(prompt, output).mean())
@@ -164,6 +182,15 @@ def saturation(
     )
     work = profile.busy_s(np.where(first <= horizon, req.prompt, 0), produced).sum()
     return float(work / until.sum())
+
+
+def stratified(rng: np.random.Generator, weight: Array, n: int) -> IntArray:
+    """``n`` positions of a sample, one from each of n equal-count strata of ``weight`` (in
+    random order): the sample's distribution of ``weight`` is kept at every size, tails
+    included, which a plain draw of a heavy-tailed mix is not."""
+    order = np.argsort(weight, kind="stable")
+    pos = ((np.arange(n) + rng.random(n)) * len(weight) / n).astype(np.int64)
+    return np.asarray(rng.permutation(order[np.minimum(pos, len(weight) - 1)]), dtype=np.int64)
 
 
 def instance_cv(cv: npt.ArrayLike, instances: npt.ArrayLike) -> Array:

@@ -2,11 +2,12 @@
 
 Per minute t a pool of n instances (round-robin) receives work w_t (busy seconds at the
 instances' best rates, :meth:`InstanceProfile.busy_s`) from requests whose inter-arrival times
-have coefficient of variation c_t (measured from the request rows of the minute; ServeGen's
-per-window CV where there are no rows). Two effects make latency grow with load:
+reach each instance with coefficient of variation c_t (measured from the request rows of the
+minute, :func:`pool_minutes`; ServeGen's per-window CV where there are no rows). Two effects
+make latency grow with load:
 
 * **within the minute** (batching and sub-minute bursts): the share of tier k's requests on
-  time is the latency curve ``sla_k(ρ_t, c_t/√n)`` measured with the iteration-level model
+  time is the latency curve ``sla_k(ρ_t, c_t)`` measured with the iteration-level model
   (:mod:`planner.sim.latency`), ρ_t = s_t / (60 n κ) the minute's served load over what the
   instances really sustain on the mix (κ, :func:`planner.sim.latency.saturation`);
 * **across minutes** (overload): a fluid FIFO queue of busy seconds with capacity 60 n κ per
@@ -14,7 +15,7 @@ per-window CV where there are no rows). Two effects make latency grow with load:
   service curves (:func:`planner.sim.fluid.service_times`), and an interactive request whose
   wait exceeds its tier's TTFT target is late whatever the curve says.
 
-So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t/√n) · P_u(wait_t(u) ≤ TTFT_k)``.
+So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤ TTFT_k)``.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ QUADRATURE = 16
 MIN_GAPS = 3  # a minute with fewer gaps takes the fallback CV
 
 
-def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0) -> Array:
-    """CV of the inter-arrival gaps within each minute (gap attributed to the minute of its
-    later arrival); ``fallback`` where a minute has fewer than ``MIN_GAPS`` gaps."""
+def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0, lag: int = 1) -> Array:
+    """CV of the gaps spanning ``lag`` arrivals (t[i + lag] − t[i]) within each minute (both
+    ends in the minute); ``fallback`` where a minute has fewer than ``MIN_GAPS`` of them. With
+    ``lag`` = n this is the CV one of n round-robin instances sees: the pool's own burst
+    structure, correlated gaps included (c/√n only holds for independent gaps)."""
     t = np.sort(np.asarray(arrival_s, float))
-    gaps = np.diff(t)
-    m = np.minimum((t[1:] // 60).astype(np.int64), minutes - 1)
-    same = (t[:-1] // 60).astype(np.int64) == (t[1:] // 60).astype(np.int64)
+    lag = max(int(lag), 1)
+    if len(t) <= lag:
+        return np.broadcast_to(np.asarray(fallback, float), (minutes,)).copy()
+    gaps = t[lag:] - t[:-lag]
+    m = np.minimum((t[lag:] // 60).astype(np.int64), minutes - 1)
+    same = (t[:-lag] // 60).astype(np.int64) == (t[lag:] // 60).astype(np.int64)
     g, m = gaps[same], m[same]
     n = np.bincount(m, minlength=minutes).astype(float)
     s1 = np.bincount(m, weights=g, minlength=minutes)
@@ -70,18 +76,30 @@ class PoolMinutes:
 
     work_s: Array  # [T] busy seconds arriving
     requests: Array  # [T, K] requests arriving per tier
-    cv: Array  # [T] inter-arrival CV
+    cv: Array  # [T] inter-arrival CV at one instance
 
 
 def pool_minutes(
-    arrival_s: Array, tier: npt.NDArray[np.int64], busy_s: Array, tiers: int, minutes: int
+    arrival_s: Array,
+    tier: npt.NDArray[np.int64],
+    busy_s: Array,
+    tiers: int,
+    minutes: int,
+    instances: int,
+    window_cv: float | Array = 1.0,
 ) -> PoolMinutes:
-    """Minute aggregates of request rows (arrival, tier index, busy seconds)."""
+    """Minute aggregates of request rows (arrival, tier index, busy seconds) for a pool of
+    ``instances`` round-robin instances. The per-instance CV of a minute is measured from the
+    rows (gaps spanning ``instances`` arrivals); where a minute has too few rows, the pool's
+    CV over single gaps scaled by 1/√n; where even that is missing, ``window_cv``/√n (e.g.
+    ServeGen's published CV of the window)."""
     m = np.minimum((np.asarray(arrival_s) // 60).astype(np.int64), minutes - 1)
     work = np.bincount(m, weights=busy_s, minlength=minutes).astype(float)
     req = np.zeros((minutes, tiers))
     np.add.at(req, (m, tier), 1.0)
-    return PoolMinutes(work, req, minute_cv(arrival_s, minutes))
+    pooled = minute_cv(arrival_s, minutes, window_cv)
+    cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
+    return PoolMinutes(work, req, cv)
 
 
 def pool_sla(
@@ -110,7 +128,7 @@ def pool_sla(
     tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
     wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
     rho = np.minimum(ewma(served[:T] / cap, memory_minutes), rho_cap)
-    c_inst = instance_cv(traffic.cv, instances)
+    c_inst = traffic.cv
     share = np.zeros((T, len(curves)))
     for k, curve in enumerate(curves):
         in_time = (wait_s <= ttft_s[k]).mean(axis=1)
