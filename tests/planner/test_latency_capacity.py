@@ -97,7 +97,7 @@ def test_pool_fluid_queues_only_in_overload() -> None:
     assert total[0] == pytest.approx(per_minute[0, 0])
     assert 0.1 < total[0] < 0.3
     light = pool_minutes(
-        np.linspace(0, 59.9, 100), np.zeros(100, np.int64), np.full(100, 0.3), 1, 1
+        np.linspace(0, 59.9, 100), np.zeros(100, np.int64), np.full(100, 0.3), 1, 1, 1
     )
     assert pool_sla(light, 1, [flat], np.array([30.0]))[0][0] == pytest.approx(1.0)
 
