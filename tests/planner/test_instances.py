@@ -157,3 +157,25 @@ def test_profile_matches_the_throughput_derivation() -> None:
     assert (np.diff(prof.prefill_ms) >= 0).all()
     profs = profiles_for_config(load_config(), PERF_CSV)
     assert set(profs) >= {("llama2-70b", "a100x8"), ("llama3.2-3b", "h100x8")}
+
+
+class _TenantGate:
+    """Admission per tenant: tenant 1 is turned away, the rest round-robin."""
+
+    epoch_s = float("inf")
+
+    def route(self, arrivals: Arrivals, view: PoolView) -> np.ndarray:
+        rr = np.arange(len(arrivals.index)) % len(view.waiting)
+        return np.where(arrivals.tenant == 1, REJECT, rr)
+
+
+def test_router_can_reject_per_tenant() -> None:
+    req = Requests(
+        np.array([0.0, 0.01, 0.02]),
+        np.array([100, 100, 100]),
+        np.array([2, 2, 2]),
+        tenant=np.array([0, 1, 0]),
+    )
+    s = simulate_instances(req, toy(), 2, _TenantGate())
+    assert list(s.instance) == [0, REJECT, 0]
+    assert np.isinf(s.finish_s[1]) and np.isfinite(s.finish_s[[0, 2]]).all()
