@@ -22,7 +22,7 @@ import pandas as pd
 from planner.config import load_config
 from planner.config.models import FleetConfig
 from planner.sim.capacity import CAPACITY_CURVES, LATENCY_CURVES, capacity_table
-from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
+from planner.sim.latency import COLUMNS, LatencyCurves, measure_curve, tier_targets
 from planner.sim.profile import profiles_for_config
 from planner.workload.servegen import ServeGenClient, ServeGenSpec, load_source, synthesize_servegen
 
@@ -91,9 +91,7 @@ def main() -> None:
         timings[f"{model}/{vm}"] = round(time.perf_counter() - t0, 1)
         log.info("%s on %s: %.1f s", model, vm, timings[f"{model}/{vm}"])
         frames.append(curve.assign(model=model, vm_type=vm))
-    table = pd.concat(frames)[
-        ["model", "vm_type", "tier", "rho", "cv", "sla", "requests", "busy_s"]
-    ]
+    table = pd.concat(frames)[COLUMNS]
     LATENCY_CURVES.parent.mkdir(parents=True, exist_ok=True)
     tmp = LATENCY_CURVES.with_suffix(".tmp")
     table.round(6).to_csv(tmp, index=False)
