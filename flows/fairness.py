@@ -4,10 +4,14 @@
   *history* window (day 1, 10:00–13:00) and a *test* window (day 2, 10:00–13:00).
 * Profiles: the history rows are loaded into an in-memory warehouse (the real migrations) and
   ``sql/marts/tenant_profiles.sql`` learns each tenant's application profile from them.
-* Pool: ``llama2-70b`` instances sized so the test window without the flood keeps them 80 % busy
-  (ρ = Σ busy_s / (n · duration), rounded to whole instances; the measured ρ is reported).
-* Flood: the client with the median request rate sends at 10× its rate for two hours (from
-  0:30 to 2:30): nine more copies of its requests in that span, each shifted by a random offset.
+* Pool: two ``llama2-70b`` instances; the log's volume scale is set so that the offered load
+  without the flood is 80 % of the pool's capacity on this log's request mix (capacity: the
+  best-rate work, :meth:`InstanceProfile.busy_s`, the pool completes per second when saturated,
+  measured by a simulated hour at twice the load; long prompts without chunked prefill keep it
+  well below 1).
+* Flood: the client whose usual token share (from its profile) is closest to 5 % sends at 10×
+  its usual rate for two hours (0:15 to 2:15): Poisson arrivals at 9× its profile's request
+  rate on top of its own rows, each drawn from its history rows (tokens, tier).
 * Runs: no flood (FCFS gateway) as the reference; FCFS, VTC and FairServe with the flood.
 * Figures over the flood span, per well-behaved tenant: service received (prompt + output
   tokens of requests finishing in the span) over entitled (tokens of its requests arriving in
@@ -19,7 +23,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +56,13 @@ HOUR = 3600.0
 class FairnessSpec:
     source: Path = SHARED / "servegen/language/m-mid"
     perf_csv: Path = SHARED / "sageserve_perf/perf_model_4_models.csv"
-    scale: float = 0.002
+    scale: float = 0.001  # first guess; rescaled so that ``instances`` are ``busy``
+    instances: int = 2
+    flood_share: float = 0.05  # the flooding tenant: usual token share closest to this
     seed: int = 7
     start_h: float = 10.0
-    hours: float = 3.0
-    flood_from_h: float = 0.5
+    hours: float = 2.5
+    flood_from_h: float = 0.25
     flood_hours: float = 2.0
     flood_factor: int = 10
     busy: float = 0.8
@@ -93,6 +99,7 @@ def learn_profiles(history: pd.DataFrame, action_gap_s: float = 1.0) -> pd.DataF
     try:
         rows = history.assign(
             arrival_time=pd.Timestamp("2024-06-03") + pd.to_timedelta(history["t"], unit="s"),
+            request_id=[f"history-{i}" for i in range(len(history))],
             file_id="fairness-history",
             ttft_ms=np.nan,
             e2e_ms=np.nan,
@@ -122,16 +129,17 @@ def _requests(df: pd.DataFrame, tenant_ids: dict[str, int], tiers: dict[str, int
     )
 
 
-def add_flood(df: pd.DataFrame, tenant: str, spec: FairnessSpec) -> pd.DataFrame:
+def add_flood(
+    df: pd.DataFrame, history: pd.DataFrame, tenant: str, rate: float, spec: FairnessSpec
+) -> pd.DataFrame:
+    """The tenant's extra (factor − 1) × ``rate`` requests/s over the flood span: Poisson
+    arrivals, rows (tokens, tier) drawn from its own history."""
     a, b = spec.flood_from_h * HOUR, (spec.flood_from_h + spec.flood_hours) * HOUR
-    own = df[(df["tenant"] == tenant) & (df["t"] >= a) & (df["t"] < b)]
     rng = np.random.default_rng(spec.seed)
-    copies = []
-    for k in range(spec.flood_factor - 1):
-        shift = rng.uniform(0, b - a)
-        t = a + (own["t"].to_numpy() - a + shift) % (b - a)
-        copies.append(own.assign(t=t, request_id=own["request_id"] + f"-flood{k}"))
-    return pd.concat([df, *copies]).sort_values("t", kind="stable").reset_index(drop=True)
+    n = int(rng.poisson((spec.flood_factor - 1) * rate * (b - a)))
+    own = history[history["tenant"] == tenant]
+    extra = own.iloc[rng.integers(0, len(own), n)].assign(t=np.sort(rng.uniform(a, b, n)))
+    return pd.concat([df, extra]).sort_values("t", kind="stable").reset_index(drop=True)
 
 
 def fairness_scenario(spec: FairnessSpec | None = None) -> dict[str, Any]:
@@ -139,6 +147,25 @@ def fairness_scenario(spec: FairnessSpec | None = None) -> dict[str, Any]:
     cfg = load_config()
     clients = load_source(spec.source)
     start_s = spec.start_h * HOUR
+    pool_prof = next(
+        p for (m, _), p in profiles_for_config(cfg, spec.perf_csv).items() if m == MODEL
+    )
+    duration = spec.hours * HOUR
+    # volume scale so that the offered load is `busy` × the pool's capacity on this log's
+    # request mix; capacity: the best-rate work (profile.busy_s) the pool completes per second
+    # when saturated (the first hour at 2× the best-rate guess, FCFS)
+    probe = servegen_window(cfg, clients, 86400.0 + start_s, spec.hours, spec)
+    busy = float(pool_prof.busy_s(probe["input_tokens"], probe["output_tokens"]).sum())
+    guess = spec.scale * spec.busy * spec.instances * duration / busy
+    sat = servegen_window(cfg, clients, 86400.0 + start_s, 1.0, replace(spec, scale=2 * guess))
+    sreq = _requests(sat, {t: 0 for t in sat["tenant"]}, {t: 0 for t in sat["tier"]})
+    sserved = simulate_instances(sreq, pool_prof, spec.instances, Gateway(Fcfs()))
+    done = sserved.finish_s <= HOUR
+    capacity = float(pool_prof.busy_s(sreq.prompt[done], sreq.output[done]).sum()) / (
+        spec.instances * HOUR
+    )
+    spec = replace(spec, scale=guess * capacity)
+    log.info("pool capacity %.2f of best-rate work; volume scale %.5f", capacity, spec.scale)
     history = servegen_window(cfg, clients, start_s, spec.hours, spec)
     test = servegen_window(cfg, clients, 86400.0 + start_s, spec.hours, spec)
     prof = learn_profiles(history)
@@ -157,19 +184,17 @@ def fairness_scenario(spec: FairnessSpec | None = None) -> dict[str, Any]:
         )
         for r in prof.itertuples()
     }
-    rates = prof.set_index("tenant")["requests_per_s"].sort_values()
-    flood_tenant = str(rates.index[len(rates) // 2])
-    pool_prof = next(p for (m, _), p in profiles_for_config(cfg, spec.perf_csv).items() if m == MODEL)
+    share = pd.Series({n: profiles[tenant_ids[n]].cost_per_s for n in prof["tenant"]})
+    share = share / share.sum()
+    flood_tenant = str((share - spec.flood_share).abs().idxmin())
     base = _requests(test, tenant_ids, tiers)
-    duration = spec.hours * HOUR
-    busy = float(pool_prof.busy_s(base.prompt, base.output).sum())
-    n = max(1, round(busy / (spec.busy * duration)))
-    rho = busy / (n * duration)
+    n = spec.instances
     log.info(
-        "%d requests, %d tenants, %d instances (rho %.2f), flooding %s",
-        len(test), len(names), n, rho, flood_tenant,
+        "%d requests, %d tenants, %d instances, flooding %s (usual share %.3f)",
+        len(test), len(names), n, flood_tenant, share[flood_tenant],
     )  # fmt: skip
-    flooded = _requests(add_flood(test, flood_tenant, spec), tenant_ids, tiers)
+    rate = profiles[tenant_ids[flood_tenant]].requests_per_s
+    flooded = _requests(add_flood(test, history, flood_tenant, rate, spec), tenant_ids, tiers)
     schedulers: list[tuple[str, Requests, Scheduler]] = [
         ("no_flood", base, Fcfs(name="no_flood")),
         ("fcfs", flooded, Fcfs()),
@@ -177,8 +202,12 @@ def fairness_scenario(spec: FairnessSpec | None = None) -> dict[str, Any]:
         ("fairserve", flooded, FairServe.from_profiles(profiles)),
     ]
     out = []
+    rho = float("nan")
+    capacity = spec.scale / guess
     for name, req, sched in schedulers:
         served = simulate_instances(req, pool_prof, n, Gateway(sched))
+        if name == "no_flood":
+            rho = float(pool_prof.busy_s(req.prompt, req.output).sum()) / (n * duration)
         out.append(_figures(name, req, served, tenant_ids[flood_tenant], tiers, targets, spec))
         log.info("%s: %s", name, out[-1])
     return {
@@ -186,8 +215,11 @@ def fairness_scenario(spec: FairnessSpec | None = None) -> dict[str, Any]:
         "tenants": len(names),
         "requests": len(test),
         "flood_tenant": flood_tenant,
+        "flood_usual_share": round(float(share[flood_tenant]), 4),
+        "volume_scale": round(spec.scale, 6),
         "instances": n,
-        "utilisation_without_flood": round(rho, 3),
+        "capacity_share_of_best_rate": round(capacity, 3),
+        "utilisation_without_flood": round(rho / capacity, 3),
         "policies": out,
     }
 
@@ -221,7 +253,10 @@ def _figures(
         "name": name,
         "jain_index": round(jain(ratios), 4),
         "well_behaved_iwf_sla": round(float(np.mean(ttft[sel] <= target)), 4),
-        "well_behaved_ttft_p95_s": round(float(np.quantile(ttft[well & arrived], 0.95)), 3),
+        "well_behaved_ttft_p95_s": round(float(np.quantile(ttft[well & arrived], 0.95)), 3)
+        if np.isfinite(ttft[well & arrived]).all()
+        else float("inf"),
+        "well_behaved_rejected": int(rejected[well & arrived].sum()),
         "flood_throttled_share": round(float(rejected[fl].mean()), 4) if fl.any() else 0.0,
         "service_vs_entitled_min": round(float(np.min(ratios)), 4),
         "service_vs_entitled_median": round(float(np.median(ratios)), 4),

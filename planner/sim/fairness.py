@@ -19,9 +19,11 @@ an admission throttle). Three schedulers:
   ``w_u`` the tenant's usual token rate (so tenants with heavy applications are not held to an
   equal absolute share), plus application-aware throttling: a tenant whose admitted cost over
   the last ``window_s`` exceeds ``headroom`` × its usual rate × window, while other tenants have
-  requests waiting, has its new user actions turned away; a request arriving within
-  ``action_gap_s`` of the tenant's previous admitted request belongs to the same user action
-  (the profile's requests per action) and is never cut off mid-action.
+  requests waiting, has its new user actions turned away (every tenant keeps an allowance of
+  ``min_allowance`` requests of its mean cost per window); a request arriving within
+  ``action_gap_s`` of the tenant's previous admitted request, while that action has fewer than
+  the profile's requests per action (rounded up), belongs to the same user action and is never
+  cut off mid-action.
 
 Service is charged when a request is released, at ``prompt`` plus the tenant's *expected*
 output (the profile's mean; the scheduler does not know a request's output length in advance).
@@ -149,13 +151,15 @@ class FairServe(Vtc):
     """Weighted service counter plus application-aware throttling (module docstring)."""
 
     profiles: Mapping[int, TenantProfile] = field(default_factory=dict)
-    window_s: float = 60.0
-    headroom: float = 1.5
+    window_s: float = 600.0
+    headroom: float = 2.0
     action_gap_s: float = 1.0
+    min_allowance: float = 20.0  # requests of the tenant's mean cost, per window, always
     name: str = "fairserve"
     _admitted: dict[int, deque[tuple[float, float]]] = field(default_factory=dict)
     _window_cost: dict[int, float] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
+    _in_action: dict[int, int] = field(default_factory=dict)
     throttled: int = 0
 
     @classmethod
@@ -176,12 +180,13 @@ class FairServe(Vtc):
             while q and q[0][0] <= t - self.window_s:
                 self._window_cost[u] -= q.popleft()[1]
             prof = self.profiles.get(u)
-            in_action = t - self._last.get(u, -np.inf) <= self.action_gap_s
+            in_action = t - self._last.get(u, -np.inf) <= self.action_gap_s and self._in_action.get(
+                u, 0
+            ) < np.ceil(prof.requests_per_action if prof else 1.0)
             others_wait = bool(waiting - {u})
-            over = (
-                prof is not None
-                and self._window_cost.get(u, 0.0) + c
-                > self.headroom * prof.cost_per_s * self.window_s
+            over = prof is not None and self._window_cost.get(u, 0.0) + c > max(
+                self.headroom * prof.cost_per_s * self.window_s,
+                self.min_allowance * float(cost(prof.mean_input, prof.mean_output)),
             )
             if over and others_wait and not in_action:
                 ok[i] = False
@@ -189,6 +194,7 @@ class FairServe(Vtc):
                 continue
             q.append((t, c))
             self._window_cost[u] = self._window_cost.get(u, 0.0) + c
+            self._in_action[u] = self._in_action.get(u, 0) + 1 if in_action else 1
             self._last[u] = t
         return ok
 
