@@ -34,7 +34,7 @@ from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import load_config
 from planner.config.models import FleetConfig
-from planner.sim.fairness import Fcfs, FairServe, Gateway, Scheduler, TenantProfile, Vtc, jain
+from planner.sim.fairness import FairServe, Fcfs, Gateway, Scheduler, TenantProfile, Vtc, jain
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.latency import tier_targets
 from planner.sim.profile import profiles_for_config
@@ -69,7 +69,11 @@ class FairnessSpec:
 
 
 def servegen_window(
-    cfg: FleetConfig, clients: list[ServeGenClient], start_s: float, hours: float, spec: FairnessSpec
+    cfg: FleetConfig,
+    clients: list[ServeGenClient],
+    start_s: float,
+    hours: float,
+    spec: FairnessSpec,
 ) -> pd.DataFrame:
     """Rows of the windows in [start_s, start_s + hours) of each client's local day; ``t`` is
     seconds from ``start_s`` on the client's local clock."""
@@ -142,9 +146,12 @@ def add_flood(
     return pd.concat([df, extra]).sort_values("t", kind="stable").reset_index(drop=True)
 
 
-def fairness_scenario(spec: FairnessSpec | None = None) -> dict[str, Any]:
+def fairness_scenario(
+    cfg: FleetConfig | None = None, spec: FairnessSpec | None = None
+) -> dict[str, Any]:
+    """Run the scenario (module docstring); the figures as a JSON-ready dict."""
     spec = spec or FairnessSpec()
-    cfg = load_config()
+    cfg = cfg or load_config()
     clients = load_source(spec.source)
     start_s = spec.start_h * HOUR
     pool_prof = next(
@@ -255,7 +262,7 @@ def _figures(
         "well_behaved_iwf_sla": round(float(np.mean(ttft[sel] <= target)), 4),
         "well_behaved_ttft_p95_s": round(float(np.quantile(ttft[well & arrived], 0.95)), 3)
         if np.isfinite(ttft[well & arrived]).all()
-        else float("inf"),
+        else None,  # some were turned away (never served)
         "well_behaved_rejected": int(rejected[well & arrived].sum()),
         "flood_throttled_share": round(float(rejected[fl].mean()), 4) if fl.any() else 0.0,
         "service_vs_entitled_min": round(float(np.min(ratios)), 4),

@@ -15,6 +15,7 @@ from flows.cli import (
     forecast_cmd,
     metrics_cmd,
     plan_cmd,
+    requests_cmd,
 )
 from flows.cli.common import STATE, setup_logging
 
@@ -54,6 +55,7 @@ app.command("characterize")(forecast_cmd.characterize)
 app.command("plan")(plan_cmd.plan)
 app.command("explain")(plan_cmd.explain)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("evaluate-requests")(requests_cmd.evaluate_requests)
 app.command("demo")(demo.demo)
 app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")

@@ -40,7 +40,7 @@ import heapq
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -163,7 +163,7 @@ class FairServe(Vtc):
     throttled: int = 0
 
     @classmethod
-    def from_profiles(cls, profiles: Mapping[int, TenantProfile], **kw: float) -> FairServe:
+    def from_profiles(cls, profiles: Mapping[int, TenantProfile], **kw: Any) -> FairServe:
         total = sum(p.cost_per_s for p in profiles.values()) or 1.0
         n = max(len(profiles), 1)
         weight = {u: max(p.cost_per_s / total * n, 1e-6) for u, p in profiles.items()}
