@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planner.sim.fairness import Fcfs, FairServe, Gateway, TenantProfile, Vtc, jain
+from planner.sim.fairness import FairServe, Fcfs, Gateway, TenantProfile, Vtc, jain
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.routing import DEFER, REJECT, Arrivals, PoolView
 from tests.planner.test_instances import toy
