@@ -152,7 +152,7 @@ class FairServe(Vtc):
 
     profiles: Mapping[int, TenantProfile] = field(default_factory=dict)
     window_s: float = 600.0
-    headroom: float = 2.0
+    headroom: float = 3.0
     action_gap_s: float = 1.0
     min_allowance: float = 20.0  # requests of the tenant's mean cost, per window, always
     name: str = "fairserve"
