@@ -19,6 +19,7 @@ from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.forecast import FittedSeries
+from planner.forecast.gbm import GlobalGBM
 from planner.forecast.pipeline import (
     ChunkSelection,
     ChunkTask,
@@ -199,20 +200,44 @@ def fold_rows(selection: Selection) -> pd.DataFrame:
     )
 
 
+SHARED_PREFIX = "_shared|"  # a model shared by many series, stored once per selection
+
+
 def model_rows(selection: Selection) -> pd.DataFrame:
-    rows = [
-        {
-            "selected_at": selection.as_of,
-            "series": fs.series,
-            "forecaster": fs.forecaster,
-            "train_start": fs.train_start,
-            "train_end": fs.train_end,
-            "fallback": fs.fallback,
-            "reason": fs.reason,
-            "payload": pickle.dumps(fs, protocol=pickle.HIGHEST_PROTOCOL),
-        }
-        for fs in selection.fitted.values()
-    ]
+    """One row per series (its FittedSeries pickled), and one row per shared global model:
+    series that use it are stored without it and re-linked on load."""
+    rows = []
+    shared: dict[str, object] = {}
+    for fs in selection.fitted.values():
+        stored = fs
+        if isinstance(fs.model, GlobalGBM):
+            shared[fs.forecaster] = fs.model
+            stored = replace(fs, model=None)
+        rows.append(
+            {
+                "selected_at": selection.as_of,
+                "series": fs.series,
+                "forecaster": fs.forecaster,
+                "train_start": fs.train_start,
+                "train_end": fs.train_end,
+                "fallback": fs.fallback,
+                "reason": fs.reason,
+                "payload": pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+        )
+    for name, model in shared.items():
+        rows.append(
+            {
+                "selected_at": selection.as_of,
+                "series": SHARED_PREFIX + name,
+                "forecaster": name,
+                "train_start": None,
+                "train_end": None,
+                "fallback": None,
+                "reason": "global model shared by the series that chose it",
+                "payload": pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -224,12 +249,20 @@ def load_models(
     if not row or row[0] is None:
         return None, {}
     selected_at = pd.Timestamp(row[0])
-    models = {
+    loaded = {
         series: pickle.loads(payload)
         for series, payload in run(
             con, "forecast/models_of_selection", selected_at=selected_at
         ).fetchall()
     }
+    shared = {k[len(SHARED_PREFIX) :]: v for k, v in loaded.items() if k.startswith(SHARED_PREFIX)}
+    models: dict[str, FittedSeries] = {}
+    for series, fs in loaded.items():
+        if series.startswith(SHARED_PREFIX):
+            continue
+        if fs.model is None and fs.forecaster in shared:
+            fs = replace(fs, model=shared[fs.forecaster])
+        models[series] = fs
     return selected_at, models
 
 

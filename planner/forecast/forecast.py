@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast.calibration import QUANTILES, ResidualQuantiles, offset_for
+from planner.forecast.gbm import NAME as GBM
+from planner.forecast.gbm import GBMParams, GlobalGBM
 from planner.forecast.models import REGISTRY, _fit_one, forward_one
 from planner.forecast.series import Panel, SeriesKey
 
@@ -72,14 +74,27 @@ def detect_level_shift(y: pd.Series) -> float | None:
     return None
 
 
+def fit_global(panel: Panel) -> GlobalGBM:
+    """The global model fitted on every series' whole history (at selection time)."""
+    keys = list(panel.series)
+    filled = panel.filled[keys].to_numpy(dtype=float).T
+    observed = panel.observed[keys].to_numpy(dtype=float).T
+    return GlobalGBM(GBMParams()).fit(keys, filled, observed, pd.DatetimeIndex(panel.filled.index))
+
+
 def fit_series(
     series: str,
     forecaster: str,
     panel: Panel,
     residuals: ResidualQuantiles | None,
     reason: str,
+    global_model: GlobalGBM | None = None,
+    champion: str = "ets_theta",
 ) -> FittedSeries:
-    """Fit ``forecaster`` on the series' history (imputed where unknown)."""
+    """Fit ``forecaster`` on the series' history (imputed where unknown). A series choosing
+    the global model shares ``global_model``; after a level shift it falls back to the
+    ``champion`` fitted on the post-shift window (the global model's features mix the week
+    before the shift into the level it scales by)."""
     observed = panel.observed[series]
     known = observed.dropna()
     if known.empty:
@@ -101,6 +116,16 @@ def fit_series(
     if shift is not None:
         history = history.iloc[-SHIFT_WINDOW_H:]
         fallback = f"level_shift: last 24 h at {shift:.2f}x; fitted on the last {SHIFT_WINDOW_H} h"
+        if forecaster == GBM:
+            forecaster = champion
+            fallback += f" with {champion} (instead of {GBM})"
+    if forecaster == GBM:
+        if global_model is None:
+            forecaster, fallback = champion, f"model_failed: {GBM} not fitted; {champion}"
+        else:
+            return FittedSeries(
+                series, GBM, global_model, residuals, history.index[0], history.index[-1], reason
+            )
     model, failed = _fit_one(forecaster, history.to_numpy(dtype=float))
     if failed:
         forecaster, fallback = "snaive24", f"model_failed: {failed}"
@@ -162,12 +187,37 @@ def _point(
             return np.zeros(horizon), "none", fs.fallback or "no_history"
         return _peer_profile(series, panel, fitted, timezones, hours), "peer_profile", fs.fallback
     raw = panel.filled[series].to_numpy(dtype=float)
+    if fs.forecaster == GBM and isinstance(fs.model, GlobalGBM):
+        return _global_point(fs.model, series, raw, panel, horizon)
     if fs.fallback and fs.fallback.startswith("level_shift"):
         raw = raw[-SHIFT_WINDOW_H:]  # condition on the post-shift window it was fitted on
     res, _, failed = forward_one(fs.forecaster, fs.model, raw, horizon)
     if failed:
         return np.maximum(res["mean"], 0.0), "snaive24", f"model_failed: {failed}"
     return np.maximum(np.asarray(res["mean"], dtype=float), 0.0), fs.forecaster, fs.fallback
+
+
+def _global_point(
+    model: GlobalGBM, series: str, raw: np.ndarray, panel: Panel, horizon: int
+) -> tuple[np.ndarray, str, str | None]:
+    """The global model's forecast of one series; seasonal naive if it fails or is not finite."""
+    try:
+        point, _ = model.predict([series], raw[None, :], pd.DatetimeIndex(panel.filled.index), horizon)
+        if not np.all(np.isfinite(point)):
+            raise FloatingPointError("non-finite forecast")
+        return point[0], GBM, None
+    except Exception as exc:  # a failure of the global model must not fail the hourly run
+        res, _, _ = forward_one("snaive24", _snaive_fit(raw), raw, horizon)
+        return (
+            np.maximum(np.asarray(res["mean"], dtype=float), 0.0),
+            "snaive24",
+            f"model_failed: {GBM} forecast failed ({type(exc).__name__}: {exc}); seasonal naive",
+        )
+
+
+def _snaive_fit(raw: np.ndarray) -> object:
+    model, _ = _fit_one("snaive24", raw)
+    return model
 
 
 def _peers(series: str, fitted: dict[str, FittedSeries]) -> list[str]:
@@ -240,4 +290,11 @@ def residuals_for(
     return ResidualQuantiles.fit(own, offset_for(level), QUANTILES, peer)
 
 
-__all__ = ["REGISTRY", "FittedSeries", "detect_level_shift", "fit_series", "forecast_frame"]
+__all__ = [
+    "REGISTRY",
+    "FittedSeries",
+    "detect_level_shift",
+    "fit_global",
+    "fit_series",
+    "forecast_frame",
+]
