@@ -47,9 +47,7 @@ def build(
     return wh
 
 
-def evaluate(
-    wh: Path, workers: int = 2, candidates: list[str] | None = None
-) -> dict[str, Any]:
+def evaluate(wh: Path, workers: int = 2, candidates: list[str] | None = None) -> dict[str, Any]:
     import pandas as pd
 
     from flows.forecasting import run_selection
@@ -73,6 +71,83 @@ def evaluate(
     return out
 
 
+LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
+
+
+def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
+    """Add ``offset``, ``reading`` (the first minutes of each origin's hour, what the hourly
+    job has seen when it plans) and ``nowcast_err`` (the deployed forecast corrected by it)."""
+    import numpy as np
+    import pandas as pd
+
+    from flows.forecasting import load_demand
+    from flows.warehouse.sqlfiles import run
+    from planner.forecast.calibration import OFFSET_SHARE
+    from planner.forecast.nowcast import NowcastParams, apply_rows, partial_values
+    from planner.forecast.series import build_panel
+
+    if rows.empty:
+        return rows
+    params = params or NowcastParams()
+    origins = sorted(rows["origin"].unique())
+    observed = build_panel(load_demand(con, as_of, 28 * 24), as_of).observed
+    level = observed.rolling(168, min_periods=1).mean().shift(1)
+    key = pd.MultiIndex.from_frame(rows[["origin", "series"]])
+    stacked = level.stack(future_stack=True)
+    rows = rows.copy()
+    rows["offset"] = np.maximum(OFFSET_SHARE * stacked.reindex(key).to_numpy(dtype=float), 1e-6)
+    partial = run(
+        con,
+        "forecast/partial_hours",
+        since=pd.Timestamp(origins[0]),
+        until=pd.Timestamp(origins[-1]) + pd.Timedelta(hours=1),
+        minutes=params.minutes,
+    ).df()
+    wide = partial_values(partial, params.minutes)
+    readings = wide.stack(future_stack=True).swaplevel()
+    readings.index.names = ["series", "origin"]
+    rows["reading"] = readings.reindex(
+        pd.MultiIndex.from_frame(rows[["series", "origin"]])
+    ).to_numpy(dtype=float)
+    rows["nowcast_err"] = (
+        np.abs(rows["actual"] - apply_rows(rows, readings, params)) / rows["scale"]
+    )
+    return rows
+
+
+def tune_nowcast(rows: Any) -> Any:
+    """Grid search of the nowcast's weight per metric and decay on pooled 1-24 MASE (run on
+    the tuning log only)."""
+    import numpy as np
+    import pandas as pd
+
+    from planner.forecast.nowcast import NowcastParams, apply_rows, correction
+
+    metric = rows["series"].str.rsplit("|", n=1).str[1]
+    readings = rows[rows["h"] == 1].set_index(["series", "origin"])["reading"]
+    bias = {}
+    for m in sorted(metric.unique()):
+        first = rows[(rows["h"] == 1) & (metric == m)]
+        r0 = correction(
+            first["point"].to_numpy(),
+            first["reading"].to_numpy(),
+            first["offset"].to_numpy(),
+            m,
+            NowcastParams(bias={}),
+        )
+        bias[m] = round(float(np.median(r0)), 3)
+    best: dict[str, tuple[float, float, float]] = {}
+    for decay in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        for w in np.round(np.arange(0.0, 1.01, 0.1), 2):
+            p = NowcastParams(weight={m: float(w) for m in bias}, bias=bias, decay=decay)
+            err = np.abs(rows["actual"] - apply_rows(rows, readings, p)) / rows["scale"]
+            for m, e in pd.Series(err.to_numpy(), index=metric.to_numpy()).groupby(level=0):
+                score = float(e.mean())
+                if m not in best or score < best[m][0]:
+                    best[m] = (score, float(w), decay)
+    return {"bias": bias, "best (mase, weight, decay)": best}
+
+
 def _candidates(spec: str) -> list[str] | None:
     from planner.config import load_config
 
@@ -85,11 +160,12 @@ def _candidates(spec: str) -> list[str] | None:
 
 
 def print_table(label: str, result: dict[str, Any]) -> None:
-    deployed_origins = len(result["origins"]) - 1
+    scored = result["deployed_origins"]
+    hours = sorted({o[11:16] for o in scored})
     print(
-        f"\n== {label}: {result['series']} series, {len(result['origins'])} daily origins "
-        f"({result['origins'][0]} .. {result['origins'][-1]}), the deployed choice scored at the "
-        f"{deployed_origins} after the first; selection {result['selection_s']} s; "
+        f"\n== {label}: {result['series']} series; per-lead figures rest on {len(scored)} "
+        f"origins ({scored[0]} .. {scored[-1]}, at {', '.join(hours)} UTC), each scored with "
+        f"the choice made from earlier folds only; selection {result['selection_s']} s; "
         f"candidates {result['candidates_run']}"
     )
     print(
@@ -107,9 +183,10 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 f"{s.get('improvement_vs_snaive168', float('nan')):8.1%} "
                 f"{s['scaled_pinball']:7.3f} {s['band95_coverage']:8.1%}"
             )
-    print("overall (fold means, as `sageserve backtest`):", {
-        k: round(v, 4) for k, v in result["overall"].items()
-    })
+    print(
+        "overall (fold means, as `sageserve backtest`):",
+        {k: round(v, 4) for k, v in result["overall"].items()},
+    )
     print("chosen:", result.get("chosen"))
 
 
@@ -123,20 +200,38 @@ def main() -> None:
         default="default",
         help="comma-separated runs; each 'default', 'default+gbm' or 'a+b+c'",
     )
+    parser.add_argument(
+        "--shifts",
+        default="0,6,12,18",
+        help="selections this many hours before the log's end (origins at other clock hours)",
+    )
+    parser.add_argument(
+        "--tune-nowcast", action="store_true", help="grid-search the nowcast on these logs"
+    )
+    parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    shifts = tuple(int(x) for x in args.shifts.split(","))
     results: dict[str, Any] = {}
     for log_spec in args.logs.split(","):
         source, seed = log_spec.split(":")
         with tempfile.TemporaryDirectory() as tmp:
-            wh = build(Path(tmp), args.scale, int(seed), (source,))
+            folder = Path(args.keep) / f"{source}-{seed}" if args.keep else Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            wh = folder / "wh.duckdb"
+            if not wh.exists():
+                wh = build(folder, args.scale, int(seed), (source,))
             for cand in args.candidates.split(","):
                 label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
-                results[label] = evaluate(wh, args.workers, _candidates(cand))
+                results[label] = evaluate(wh, args.workers, _candidates(cand), shifts)
+                if args.tune_nowcast:
+                    print(label, tune_nowcast(results[label]["rows"]))
                 if not args.json:
                     print_table(label, results[label])
                     sys.stdout.flush()
     if args.json:
+        for r in results.values():
+            r.pop("rows", None)
         print(json.dumps(results, indent=2, default=str))
 
 

@@ -20,6 +20,7 @@ from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.forecast import FittedSeries
 from planner.forecast.gbm import GlobalGBM
+from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
     ChunkSelection,
     ChunkTask,
@@ -278,8 +279,9 @@ def run_forecast(
     settings = settings_from_config(cfg)
     if horizon:
         settings = replace(settings, horizon=horizon)
-    origin = pd.Timestamp(as_of)
-    origin = (origin.tz_convert("UTC").tz_localize(None) if origin.tzinfo else origin).floor("h")
+    moment = pd.Timestamp(as_of)
+    moment = moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+    origin = moment.floor("h")
     selected_at, models = load_models(con, origin)
     info: dict[str, Any] = {"origin": origin}
     if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
@@ -289,10 +291,37 @@ def run_forecast(
         info["selection_ran"] = True
     info["selected_at"] = selected_at
     demand = load_demand(con, origin, settings.history_h)
-    frame = forecast(demand, models, origin, settings, timezones(cfg))
+    readings = minutes_so_far(con, origin, moment)
+    info["nowcast_minutes"] = int((moment - origin).total_seconds() // 60) if readings else 0
+    frame = forecast(demand, models, origin, settings, timezones(cfg), readings)
     stored = store_forecasts(con, frame, selected_at)
     info["rows"] = len(stored)
     return stored, info
+
+
+NOWCAST_MIN_MINUTES = 10  # fewer minutes read too noisily to correct a forecast
+
+
+def minutes_so_far(
+    con: duckdb.DuckDBPyConnection, origin: pd.Timestamp, moment: pd.Timestamp
+) -> dict[str, float] | None:
+    """The hour in progress read from its minutes in [origin, moment), per series; None when
+    fewer than ``NOWCAST_MIN_MINUTES`` have passed or nothing arrived."""
+    minutes = int((moment - origin).total_seconds() // 60)
+    if minutes < NOWCAST_MIN_MINUTES:
+        return None
+    partial = run(
+        con,
+        "forecast/partial_hours",
+        since=origin,
+        until=origin + pd.Timedelta(hours=1),
+        minutes=minutes,
+    ).df()
+    wide = partial_values(partial, minutes)
+    if wide.empty or origin not in wide.index:
+        return None
+    row = wide.loc[origin]
+    return {str(k): float(v) for k, v in row.items() if pd.notna(v)}
 
 
 def store_forecasts(

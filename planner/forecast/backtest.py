@@ -34,13 +34,13 @@ from sktime.performance_metrics.forecasting import MeanAbsoluteError
 from sktime.performance_metrics.forecasting.probabilistic import PinballLoss
 from sktime.split import ExpandingWindowSplitter
 
+from planner.forecast import gbm
 from planner.forecast.calibration import (
     QUANTILES,
     ResidualQuantiles,
     log_residuals,
     offset_for,
 )
-from planner.forecast import gbm
 from planner.forecast.models import (
     BASELINES,
     DEFAULT_CANDIDATES,

@@ -25,9 +25,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from planner.forecast import gbm, nowcast
 from planner.forecast.calibration import QUANTILES, ResidualQuantiles, offset_for
 from planner.forecast.gbm import NAME as GBM
-from planner.forecast.gbm import GBMParams, GlobalGBM
+from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import REGISTRY, _fit_one, forward_one
 from planner.forecast.series import Panel, SeriesKey
 
@@ -79,7 +80,9 @@ def fit_global(panel: Panel) -> GlobalGBM:
     keys = list(panel.series)
     filled = panel.filled[keys].to_numpy(dtype=float).T
     observed = panel.observed[keys].to_numpy(dtype=float).T
-    return GlobalGBM(GBMParams()).fit(keys, filled, observed, pd.DatetimeIndex(panel.filled.index))
+    return GlobalGBM(gbm.DEFAULT_PARAMS).fit(
+        keys, filled, observed, pd.DatetimeIndex(panel.filled.index)
+    )
 
 
 def fit_series(
@@ -140,15 +143,24 @@ def forecast_frame(
     origin: pd.Timestamp,
     horizon: int,
     timezones: dict[str, str],
+    readings: dict[str, float] | None = None,
+    nowcast_params: nowcast.NowcastParams | None = None,
 ) -> pd.DataFrame:
     """Point forecast and quantiles for hours origin .. origin + horizon − 1 of every series.
 
     ``panel`` must hold only hours before ``origin`` (the caller builds it with ``as_of``).
+    ``readings``: per series, the hour in progress (``origin``) read from its minutes so far;
+    the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`).
     """
     hours = pd.date_range(origin, periods=horizon, freq="h")
     rows = []
+    levels = panel.observed.iloc[-168:].mean()
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
+        if readings and series in readings and fs.model is not None:
+            offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
+            metric = SeriesKey.parse(series).metric
+            point = nowcast.apply(point, readings[series], offset, metric, nowcast_params)
         residuals = fs.residuals or _peer_residuals(series, fitted)
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
         key = SeriesKey.parse(series)
@@ -202,7 +214,9 @@ def _global_point(
 ) -> tuple[np.ndarray, str, str | None]:
     """The global model's forecast of one series; seasonal naive if it fails or is not finite."""
     try:
-        point, _ = model.predict([series], raw[None, :], pd.DatetimeIndex(panel.filled.index), horizon)
+        point, _ = model.predict(
+            [series], raw[None, :], pd.DatetimeIndex(panel.filled.index), horizon
+        )
         if not np.all(np.isfinite(point)):
             raise FloatingPointError("non-finite forecast")
         return point[0], GBM, None

@@ -87,6 +87,9 @@ class GBMParams:
     seed: int = 0
 
 
+DEFAULT_PARAMS = GBMParams()
+
+
 def _cat_codes(keys: list[str], cats: dict[str, list[str]]) -> dict[str, np.ndarray]:
     parts = [k.split(SEP) for k in keys]
     out = {}
@@ -244,7 +247,8 @@ class GlobalGBM:
         )
         resid = target - self.booster.predict(x, num_threads=p.threads)
         self.resid_q = {
-            q: float(np.quantile(resid, q)) for q in (0.01, 0.025, 0.05, 0.1, 0.9, 0.95, 0.975, 0.99)
+            q: float(np.quantile(resid, q))
+            for q in (0.01, 0.025, 0.05, 0.1, 0.9, 0.95, 0.975, 0.99)
         }
         return self
 
@@ -292,7 +296,7 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
         "capability:unequal_length": False,
     }
 
-    def __init__(self, refit_every_h: str = "never", n_estimators: int = 200) -> None:
+    def __init__(self, refit_every_h: str = "never", n_estimators: int | None = None) -> None:
         self.refit_every_h = refit_every_h
         self.n_estimators = n_estimators
         super().__init__()
@@ -317,7 +321,9 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
     def _refit(self) -> None:
         from dataclasses import replace
 
-        params = replace(GBMParams(), n_estimators=self.n_estimators)
+        params = DEFAULT_PARAMS
+        if self.n_estimators is not None:
+            params = replace(params, n_estimators=self.n_estimators)
         filled = _ffill(self._values)
         self.model_ = GlobalGBM(params).fit(self._keys, filled, self._values, self._times)
         self.fitted_len_ = self._values.shape[1]
@@ -328,10 +334,10 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
         wide = wide[wide.index > self._times[-1]]
         if len(wide):
             self._values = np.concatenate([self._values, wide.to_numpy(dtype=float).T], axis=1)
-            self._times = self._times.append(pd.DatetimeIndex(wide.index))
+            self._times = pd.DatetimeIndex(self._times.append(pd.DatetimeIndex(wide.index)))
         self._cache = {}
         since = self._values.shape[1] - self.fitted_len_
-        every = GBMParams().refit_every_h
+        every = DEFAULT_PARAMS.refit_every_h
         stale = self.refit_every_h == "spec" and since >= max(24, min(every, self.fitted_len_ // 4))
         if update_params or stale:
             self._refit()
@@ -365,8 +371,10 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
         known = sorted(self.model_.resid_q)
         cols = {}
         for a in alpha:
-            shift = 0.0 if abs(a - 0.5) < 1e-9 else float(
-                np.interp(a, known, [self.model_.resid_q[k] for k in known])
+            shift = (
+                0.0
+                if abs(a - 0.5) < 1e-9
+                else float(np.interp(a, known, [self.model_.resid_q[k] for k in known]))
             )
             cols[a] = np.maximum(point + shift * level[:, None], 0.0).ravel()
         out = pd.DataFrame(cols, index=self._index(fh))

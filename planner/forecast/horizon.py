@@ -20,7 +20,9 @@ from planner.forecast.backtest import _pinball
 LEADS = (1, 6, 24)
 
 
-def deployed_hours(hours: pd.DataFrame, folds: pd.DataFrame, deployed: pd.DataFrame) -> pd.DataFrame:
+def deployed_hours(
+    hours: pd.DataFrame, folds: pd.DataFrame, deployed: pd.DataFrame
+) -> pd.DataFrame:
     """One row per deployed (series, origin, h): actual, scaled error and band hit of the
     deployed forecaster, and the scaled errors of ``snaive24``/``snaive168`` there."""
     if hours.empty or deployed.empty or folds.empty:
@@ -30,7 +32,7 @@ def deployed_hours(hours: pd.DataFrame, folds: pd.DataFrame, deployed: pd.DataFr
     scale = folds.drop_duplicates(["series", "origin"]).set_index(["series", "origin"])["scale"]
     chosen = known.merge(deployed[key], on=key, how="inner")
     chosen = chosen.join(scale, on=["series", "origin"])
-    out = chosen[["series", "origin", "h", "forecaster", "actual", "scale"]].copy()
+    out = chosen[["series", "origin", "h", "forecaster", "actual", "point", "scale"]].copy()
     out["err"] = (chosen["actual"] - chosen["point"]).abs() / chosen["scale"]
     taus = sorted(float(c[2:]) for c in chosen.columns if c.startswith("q_"))
     actual = chosen["actual"].to_numpy(dtype=float)
@@ -45,7 +47,8 @@ def deployed_hours(hours: pd.DataFrame, folds: pd.DataFrame, deployed: pd.DataFr
         idx = pd.MultiIndex.from_frame(out[["series", "origin", "h"]])
         point = b["point"].reindex(idx).to_numpy(dtype=float)
         out[f"{base}_err"] = np.abs(out["actual"].to_numpy() - point) / out["scale"].to_numpy()
-    return out[np.isfinite(out["err"])].reset_index(drop=True)
+    kept: pd.DataFrame = out[np.isfinite(out["err"])].reset_index(drop=True)
+    return kept
 
 
 def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
@@ -65,6 +68,12 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
         "scaled_pinball": float(conf["pinball"].mean()) if len(conf) else float("nan"),
         "band95_coverage": float(conf["in_band"].mean()) if len(conf) else float("nan"),
     }
+    if "nowcast_err" in rows:
+        nc = d24.dropna(subset=["nowcast_err"])
+        out["nowcast_mase"] = float(nc["nowcast_err"].mean())
+        out["nowcast_improvement_vs_snaive24"] = float(
+            1 - nc["nowcast_err"].mean() / nc["snaive24_err"].mean()
+        )
     if len(d168):
         out["snaive168_mase"] = float(d168["snaive168_err"].mean())
         out["improvement_vs_snaive168"] = float(
@@ -80,7 +89,14 @@ def by_horizon(
     leads: Sequence[int] = LEADS,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{metric or "all": {"1": {...}, "6": {...}, "24": {...}, "1-24": {...}}}``."""
-    rows = deployed_hours(hours, folds, deployed)
+    return summarize(deployed_hours(hours, folds, deployed), leads)
+
+
+def summarize(
+    rows: pd.DataFrame, leads: Sequence[int] = LEADS
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`lead_summary` per metric (and all) and lead, of :func:`deployed_hours` rows
+    (possibly pooled over several selections)."""
     if rows.empty:
         return {}
     metric = rows["series"].str.rsplit("|", n=1).str[1]

@@ -211,9 +211,11 @@ def forecast(
     as_of: pd.Timestamp,
     settings: ForecastSettings,
     timezones: dict[str, str],
+    readings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Forecasts for the ``horizon`` hours starting at ``as_of`` (floored to the hour), from
-    data before it only."""
+    data before it only; with ``readings`` (the hour in progress read from its minutes so far,
+    up to ``as_of``) the first hours are nowcast."""
     origin = pd.Timestamp(as_of).floor("h")
     panel = build_panel(demand, origin, settings.history_h, settings.metrics)
     known = {s: f for s, f in fitted.items() if s in panel.observed}
@@ -229,7 +231,7 @@ def forecast(
                 "appeared after selection",
                 "new_series: not in the last selection",
             )
-    return forecast_frame(known, panel, origin, settings.horizon, timezones)
+    return forecast_frame(known, panel, origin, settings.horizon, timezones, readings)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
