@@ -47,27 +47,55 @@ def build(
     return wh
 
 
-def evaluate(wh: Path, workers: int = 2, candidates: list[str] | None = None) -> dict[str, Any]:
+def evaluate(
+    wh: Path,
+    workers: int = 2,
+    candidates: list[str] | None = None,
+    shifts: tuple[int, ...] = (0,),
+    nowcast: Any = None,
+    champion: str | None = None,
+) -> dict[str, Any]:
+    """The selection at the end of the log (and ``shifts`` hours earlier: origins at other
+    clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
+    of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``)."""
     import pandas as pd
 
     from flows.forecasting import run_selection
     from flows.warehouse.connection import connect
     from planner.config import load_config
+    from planner.forecast.horizon import deployed_hours, summarize
     from reports.backtest import aggregate
 
     cfg = load_config()
+    update: dict[str, Any] = {}
     if candidates is not None:
-        forecast = cfg.forecast.model_copy(update={"candidates": candidates})
-        cfg = cfg.model_copy(update={"forecast": forecast})
+        update["candidates"] = candidates
+    if champion is not None:
+        update["champion"] = champion
+    if update:
+        cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    rows, walls, origins = [], [], []
+    out: dict[str, Any] = {}
     with connect(wh) as con:
         end = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()[0]
-        started = time.perf_counter()
-        selection = run_selection(con, cfg, pd.Timestamp(end) + pd.Timedelta(hours=1), workers)
-        wall = time.perf_counter() - started
-    out = aggregate(selection)
-    out["selection_s"] = round(wall, 1)
-    out["series"] = len(selection.fitted)
+        for shift in shifts:
+            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
+            started = time.perf_counter()
+            selection = run_selection(con, cfg, as_of, workers)
+            walls.append(time.perf_counter() - started)
+            deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
+            rows.append(with_nowcast(con, deployed, as_of, nowcast))
+            origins += [str(o) for o in sorted(selection.deployed["origin"].unique())]
+            if not out:
+                out = aggregate(selection)
+                out["series"] = len(selection.fitted)
+    pooled = pd.concat(rows, ignore_index=True)
+    out["by_horizon"] = summarize(pooled, LEADS)
+    out["rows"] = pooled
+    out["selection_s"] = round(walls[0], 1)
+    out["deployed_origins"] = sorted(origins)
     out["candidates_run"] = list(cfg.forecast.candidates)
+    out["champion"] = cfg.forecast.champion
     return out
 
 
@@ -166,7 +194,7 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         f"\n== {label}: {result['series']} series; per-lead figures rest on {len(scored)} "
         f"origins ({scored[0]} .. {scored[-1]}, at {', '.join(hours)} UTC), each scored with "
         f"the choice made from earlier folds only; selection {result['selection_s']} s; "
-        f"candidates {result['candidates_run']}"
+        f"candidates {result['candidates_run']}, champion {result['champion']}"
     )
     print(
         f"{'metric':16s} {'lead':>5s} {'points':>6s} {'orig':>4s} {'MASE':>6s} {'sn24':>6s} "
@@ -208,6 +236,7 @@ def main() -> None:
     parser.add_argument(
         "--tune-nowcast", action="store_true", help="grid-search the nowcast on these logs"
     )
+    parser.add_argument("--champion", help="the selection's default forecaster")
     parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -223,7 +252,9 @@ def main() -> None:
                 wh = build(folder, args.scale, int(seed), (source,))
             for cand in args.candidates.split(","):
                 label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
-                results[label] = evaluate(wh, args.workers, _candidates(cand), shifts)
+                results[label] = evaluate(
+                    wh, args.workers, _candidates(cand), shifts, champion=args.champion
+                )
                 if args.tune_nowcast:
                     print(label, tune_nowcast(results[label]["rows"]))
                 if not args.json:

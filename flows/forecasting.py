@@ -18,8 +18,8 @@ import pandas as pd
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.forecast import FittedSeries
-from planner.forecast.gbm import GlobalGBM
+from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
+from planner.forecast.gbm import NAME as GBM
 from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
     ChunkSelection,
@@ -210,10 +210,9 @@ def model_rows(selection: Selection) -> pd.DataFrame:
     rows = []
     shared: dict[str, object] = {}
     for fs in selection.fitted.values():
-        stored = fs
-        if isinstance(fs.model, GlobalGBM):
-            shared[fs.forecaster] = fs.model
-            stored = replace(fs, model=None)
+        stored, model = detach_shared(fs)
+        if model is not None:
+            shared[GBM] = model
         rows.append(
             {
                 "selected_at": selection.as_of,
@@ -226,7 +225,7 @@ def model_rows(selection: Selection) -> pd.DataFrame:
                 "payload": pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL),
             }
         )
-    for name, model in shared.items():
+    for name, one in shared.items():
         rows.append(
             {
                 "selected_at": selection.as_of,
@@ -236,7 +235,7 @@ def model_rows(selection: Selection) -> pd.DataFrame:
                 "train_end": None,
                 "fallback": None,
                 "reason": "global model shared by the series that chose it",
-                "payload": pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
+                "payload": pickle.dumps(one, protocol=pickle.HIGHEST_PROTOCOL),
             }
         )
     return pd.DataFrame(rows)
@@ -256,14 +255,14 @@ def load_models(
             con, "forecast/models_of_selection", selected_at=selected_at
         ).fetchall()
     }
-    shared = {k[len(SHARED_PREFIX) :]: v for k, v in loaded.items() if k.startswith(SHARED_PREFIX)}
+    shared: dict[str, Any] = {
+        k[len(SHARED_PREFIX) :]: v for k, v in loaded.items() if k.startswith(SHARED_PREFIX)
+    }
     models: dict[str, FittedSeries] = {}
     for series, fs in loaded.items():
         if series.startswith(SHARED_PREFIX):
             continue
-        if fs.model is None and fs.forecaster in shared:
-            fs = replace(fs, model=shared[fs.forecaster])
-        models[series] = fs
+        models[series] = attach_shared(fs, shared.get(GBM))
     return selected_at, models
 
 

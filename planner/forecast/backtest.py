@@ -160,7 +160,7 @@ def run_global_backtest(
 ) -> pd.DataFrame:
     """A global candidate backtested once over every series of the panel, at every origin
     (through the same sktime ``evaluate`` and splitter as the per-series candidates)."""
-    if name not in settings.candidates:
+    if not any(name == c or name in REGISTRY[c].members for c in settings.candidates):
         return pd.DataFrame()
     origins = origins_for(panel, settings)
     usable, _ = _usable_origins(panel, origins, [name]) if origins else ({}, {})

@@ -168,6 +168,13 @@ REGISTRY: dict[str, ForecasterSpec] = {
             clean=False,
             max_train_h=None,
         ),
+        ForecasterSpec(
+            "ets_theta_gbm",
+            _global_only,
+            72,
+            "mean of the ETS, Theta and global LightGBM forecasts",
+            members=("ets", "theta", "gbm"),
+        ),
         # ~0.2 s per fit on a week: estimated once per backtest, re-conditioned at each origin.
         ForecasterSpec(
             "arima",
@@ -180,6 +187,16 @@ REGISTRY: dict[str, ForecasterSpec] = {
     )
 }
 GLOBAL_MODELS = ("gbm",)  # fitted once over the whole panel, not per series
+# combinations with a global member: name -> the registry model of their per-series members
+HYBRIDS = {"ets_theta_gbm": "ets_theta"}
+
+
+def uses_global(name: str) -> bool:
+    """Whether a candidate is, or combines, a global model."""
+    spec = REGISTRY[name]
+    return name in GLOBAL_MODELS or any(m in GLOBAL_MODELS for m in spec.members)
+
+
 BASELINES = tuple(name for name, spec in REGISTRY.items() if spec.baseline)
 # ARIMA stays available but off by default: on ServeGen-derived logs it won 5-7 of 54 series
 # yet the deployed selection scored no better without it (token rate 15.6 % vs 15.2 % better

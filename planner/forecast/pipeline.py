@@ -34,8 +34,8 @@ from planner.forecast.forecast import (
     forecast_frame,
     residuals_for,
 )
-from planner.forecast.gbm import NAME as GBM
 from planner.forecast.gbm import GlobalGBM
+from planner.forecast.models import uses_global
 from planner.forecast.select import SelectionSettings, choose, deployed_scores
 from planner.forecast.series import METRICS, Panel, build_panel
 
@@ -130,7 +130,7 @@ def global_stage(
 ) -> tuple[pd.DataFrame | None, GlobalGBM | None]:
     """The global candidate over every series: its backtest rows, and the model fitted on the
     whole history (for the series that will choose it). Nothing when it is not a candidate."""
-    if GBM not in settings.backtest.candidates:
+    if not any(uses_global(c) for c in settings.backtest.candidates):
         return None, None
     hours = run_global_backtest(panel, settings.backtest)
     if hours.empty:
@@ -163,7 +163,6 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
             residuals,
             reason,
             task.global_model,
-            settings.selection.default,
         )
     return ChunkSelection(task.group, result, chosen, fitted)
 

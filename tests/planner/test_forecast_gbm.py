@@ -155,3 +155,30 @@ def test_by_horizon_scores_leads_against_both_baselines(demand: pd.DataFrame) ->
     assert lead1["snaive24_mase"] == pytest.approx(err.mean())
     pooled = out["all"]["1-24"]
     assert pooled["points"] == 24 * len(selection.deployed)
+
+
+def test_the_combination_is_the_mean_of_its_members_and_detaches_its_global_part(
+    demand: pd.DataFrame,
+) -> None:
+    from planner.forecast.forecast import HybridModel, attach_shared, detach_shared
+
+    origin = T0 + pd.Timedelta(days=9)
+    panel = build_panel(demand, origin, metrics=("token_rate",))
+    model = fit_global(panel)
+    series = panel.series[0]
+    combo = {series: fit_series(series, "ets_theta_gbm", panel, None, "test", model)}
+    local = {series: fit_series(series, "ets_theta", panel, None, "test", model)}
+    alone = {series: fit_series(series, "gbm", panel, None, "test", model)}
+    assert isinstance(combo[series].model, HybridModel)
+    points = [
+        forecast_frame(f, panel, origin, 24, TIMEZONES)["point"].to_numpy()
+        for f in (combo, local, alone)
+    ]
+    np.testing.assert_allclose(points[0], (2 * points[1] + points[2]) / 3)
+    stored, shared = detach_shared(combo[series])
+    assert shared is model and isinstance(stored.model, HybridModel)
+    assert stored.model.global_model is None
+    again = {series: attach_shared(stored, shared)}
+    np.testing.assert_allclose(
+        forecast_frame(again, panel, origin, 24, TIMEZONES)["point"].to_numpy(), points[0]
+    )
