@@ -167,7 +167,9 @@ def tune_nowcast(rows: Any) -> Any:
     best: dict[str, tuple[float, float, float]] = {}
     for decay in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
         for w in np.round(np.arange(0.0, 1.01, 0.1), 2):
-            p = NowcastParams(weight={m: float(w) for m in bias}, bias=bias, decay=decay)
+            p = NowcastParams(
+                weight={m: float(w) for m in bias}, bias=bias, decay={m: decay for m in bias}
+            )
             err = np.abs(rows["actual"] - apply_rows(rows, readings, p)) / rows["scale"]
             for m, e in pd.Series(err.to_numpy(), index=metric.to_numpy()).groupby(level=0):
                 score = float(e.mean())
@@ -211,8 +213,19 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 f"{s.get('improvement_vs_snaive168', float('nan')):8.1%} "
                 f"{s['scaled_pinball']:7.3f} {s['band95_coverage']:8.1%}"
             )
+    print("nowcast (forecast made 40 minutes into the origin's hour, the minutes so far read):")
+    for metric, leads in result["by_horizon"].items():
+        print(
+            f"  {metric:16s} "
+            + "  ".join(
+                f"lead {k}: {s.get('nowcast_mase', float('nan')):.3f} "
+                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%})"
+                for k, s in leads.items()
+                if s
+            )
+        )
     print(
-        "overall (fold means, as `sageserve backtest`):",
+        "overall (unshifted run, fold means, as `sageserve backtest`):",
         {k: round(v, 4) for k, v in result["overall"].items()},
     )
     print("chosen:", result.get("chosen"))

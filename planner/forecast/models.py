@@ -201,7 +201,16 @@ BASELINES = tuple(name for name, spec in REGISTRY.items() if spec.baseline)
 # ARIMA stays available but off by default: on ServeGen-derived logs it won 5-7 of 54 series
 # yet the deployed selection scored no better without it (token rate 15.6 % vs 15.2 % better
 # than seasonal naive) at 2.3x the selection time (0.2-0.4 s per fit).
-DEFAULT_CANDIDATES = ("snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl")
+DEFAULT_CANDIDATES = (
+    "snaive24",
+    "snaive168",
+    "ets",
+    "theta",
+    "ets_theta",
+    "mstl",
+    "gbm",
+    "ets_theta_gbm",
+)
 
 
 def cap_spikes(y: np.ndarray, k: float = 3.0) -> np.ndarray:

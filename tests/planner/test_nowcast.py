@@ -7,7 +7,7 @@ import pandas as pd
 
 from planner.forecast.nowcast import NowcastParams, apply, apply_rows, partial_values
 
-PARAMS = NowcastParams(weight={"token_rate": 0.5}, bias={}, decay=0.8)
+PARAMS = NowcastParams(weight={"token_rate": 0.5}, bias={}, decay={"token_rate": 0.8})
 
 
 def test_a_busier_hour_so_far_raises_the_first_hours_most() -> None:
