@@ -71,6 +71,11 @@ def test_cli_backtest_forecast_characterize(warehouse_path: Path, tmp_path: Path
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert set(payload["by_metric"]) == {"token_rate", "request_rate", "peak_token_rate"}
+    assert {"mase", "snaive24_mase", "band95_coverage"} <= set(payload["overall"])
+    assert set(payload["by_horizon"]) == {"token_rate", "request_rate", "peak_token_rate", "all"}
+    lead1 = payload["by_horizon"]["all"]["1"]
+    assert set(payload["by_horizon"]["all"]) == {"1", "6", "24", "1-24"}
+    assert lead1["points"] > 0 and lead1["snaive24_mase"] > 0 and "snaive168_mase" in lead1
     assert Path(payload["plot"]).stat().st_size > 10_000
     assert "| metric | folds |" in Path(payload["report"]).read_text()
 
