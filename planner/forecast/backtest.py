@@ -131,7 +131,8 @@ def run_backtest(
         [o in first_origins[f] for f, o in zip(extra["forecaster"], extra["origin"], strict=True)],
         dtype=bool,
     )
-    frames.append(extra[in_screen])
+    if in_screen.any():
+        frames.append(extra[in_screen])
     screened = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
     finalists = _finalists(screened, panel, settings)
     # stage 2: finalists at the remaining origins
@@ -142,7 +143,9 @@ def run_backtest(
             frames.append(_evaluate(panel.subset(keep), name, later, settings))
     rest = extra[~in_screen]
     pairs = list(zip(rest["series"], rest["forecaster"], strict=True))
-    frames.append(rest[np.array([p in finalists for p in pairs], dtype=bool)])
+    kept = np.array([p in finalists for p in pairs], dtype=bool)
+    if kept.any():
+        frames.append(rest[kept])
     hours = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
     hours = _calibrate(hours, panel, settings)
     return BacktestResult(hours, _score(hours, panel, settings), origins, skipped)
