@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -89,7 +90,10 @@ def pool_mapper(workers: int):  # type: ignore[no-untyped-def]
             return [fn(t) for t in tasks]
         # largest chunks first so the two workers finish together
         order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i].panel.series))
-        with ProcessPoolExecutor(workers) as pool:
+        # forkserver, as flows.forecasting does: the global model's LightGBM (OpenMP) has run
+        # in this process before the pool starts, and forked children of an OpenMP process hang
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
             futures = {i: pool.submit(fn, tasks[i]) for i in order}
             return [futures[i].result() for i in range(len(tasks))]
 
