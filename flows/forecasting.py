@@ -18,7 +18,9 @@ import pandas as pd
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.forecast import FittedSeries
+from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
+from planner.forecast.gbm import NAME as GBM
+from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
     ChunkSelection,
     ChunkTask,
@@ -199,20 +201,43 @@ def fold_rows(selection: Selection) -> pd.DataFrame:
     )
 
 
+SHARED_PREFIX = "_shared|"  # a model shared by many series, stored once per selection
+
+
 def model_rows(selection: Selection) -> pd.DataFrame:
-    rows = [
-        {
-            "selected_at": selection.as_of,
-            "series": fs.series,
-            "forecaster": fs.forecaster,
-            "train_start": fs.train_start,
-            "train_end": fs.train_end,
-            "fallback": fs.fallback,
-            "reason": fs.reason,
-            "payload": pickle.dumps(fs, protocol=pickle.HIGHEST_PROTOCOL),
-        }
-        for fs in selection.fitted.values()
-    ]
+    """One row per series (its FittedSeries pickled), and one row per shared global model:
+    series that use it are stored without it and re-linked on load."""
+    rows = []
+    shared: dict[str, object] = {}
+    for fs in selection.fitted.values():
+        stored, model = detach_shared(fs)
+        if model is not None:
+            shared[GBM] = model
+        rows.append(
+            {
+                "selected_at": selection.as_of,
+                "series": fs.series,
+                "forecaster": fs.forecaster,
+                "train_start": fs.train_start,
+                "train_end": fs.train_end,
+                "fallback": fs.fallback,
+                "reason": fs.reason,
+                "payload": pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+        )
+    for name, one in shared.items():
+        rows.append(
+            {
+                "selected_at": selection.as_of,
+                "series": SHARED_PREFIX + name,
+                "forecaster": name,
+                "train_start": None,
+                "train_end": None,
+                "fallback": None,
+                "reason": "global model shared by the series that chose it",
+                "payload": pickle.dumps(one, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -224,12 +249,20 @@ def load_models(
     if not row or row[0] is None:
         return None, {}
     selected_at = pd.Timestamp(row[0])
-    models = {
+    loaded = {
         series: pickle.loads(payload)
         for series, payload in run(
             con, "forecast/models_of_selection", selected_at=selected_at
         ).fetchall()
     }
+    shared: dict[str, Any] = {
+        k[len(SHARED_PREFIX) :]: v for k, v in loaded.items() if k.startswith(SHARED_PREFIX)
+    }
+    models: dict[str, FittedSeries] = {}
+    for series, fs in loaded.items():
+        if series.startswith(SHARED_PREFIX):
+            continue
+        models[series] = attach_shared(fs, shared.get(GBM))
     return selected_at, models
 
 
@@ -245,8 +278,9 @@ def run_forecast(
     settings = settings_from_config(cfg)
     if horizon:
         settings = replace(settings, horizon=horizon)
-    origin = pd.Timestamp(as_of)
-    origin = (origin.tz_convert("UTC").tz_localize(None) if origin.tzinfo else origin).floor("h")
+    moment = pd.Timestamp(as_of)
+    moment = moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+    origin = moment.floor("h")
     selected_at, models = load_models(con, origin)
     info: dict[str, Any] = {"origin": origin}
     if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
@@ -256,10 +290,37 @@ def run_forecast(
         info["selection_ran"] = True
     info["selected_at"] = selected_at
     demand = load_demand(con, origin, settings.history_h)
-    frame = forecast(demand, models, origin, settings, timezones(cfg))
+    readings = minutes_so_far(con, origin, moment)
+    info["nowcast_minutes"] = int((moment - origin).total_seconds() // 60) if readings else 0
+    frame = forecast(demand, models, origin, settings, timezones(cfg), readings)
     stored = store_forecasts(con, frame, selected_at)
     info["rows"] = len(stored)
     return stored, info
+
+
+NOWCAST_MIN_MINUTES = 10  # fewer minutes read too noisily to correct a forecast
+
+
+def minutes_so_far(
+    con: duckdb.DuckDBPyConnection, origin: pd.Timestamp, moment: pd.Timestamp
+) -> dict[str, float] | None:
+    """The hour in progress read from its minutes in [origin, moment), per series; None when
+    fewer than ``NOWCAST_MIN_MINUTES`` have passed or nothing arrived."""
+    minutes = int((moment - origin).total_seconds() // 60)
+    if minutes < NOWCAST_MIN_MINUTES:
+        return None
+    partial = run(
+        con,
+        "forecast/partial_hours",
+        since=origin,
+        until=origin + pd.Timedelta(hours=1),
+        minutes=minutes,
+    ).df()
+    wide = partial_values(partial, minutes)
+    if wide.empty or origin not in wide.index:
+        return None
+    row = wide.loc[origin]
+    return {str(k): float(v) for k, v in row.items() if pd.notna(v)}
 
 
 def store_forecasts(

@@ -115,10 +115,19 @@ class ForecastSettingsConfig(_Strict):
     horizon_h: int = Field(default=24, ge=1, le=168)
     history_days: int = Field(default=28, ge=3, description="history the models see")
     candidates: list[str] = Field(
-        default_factory=lambda: ["snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl"],
+        default_factory=lambda: [
+            "snaive24",
+            "snaive168",
+            "ets",
+            "theta",
+            "ets_theta",
+            "mstl",
+            "gbm",
+            "ets_theta_gbm",
+        ],
         description="registry names; 'arima' is registered but off by default (cost)",
     )
-    champion: str = Field(default="ets_theta", description="default choice for every series")
+    champion: str = Field(default="ets_theta_gbm", description="default choice for every series")
     challenger_margin: float = Field(default=0.05, ge=0, lt=1)
     min_folds: int = Field(default=3, ge=1)
     backtest_days: int = Field(default=14, ge=2, description="daily origins looked back")
