@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
-from flows.evaluation import POLICIES, run_evaluation, write_outputs
+from flows.policy_names import POLICIES
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ def evaluate(
 ) -> None:
     """Replay the warehouse's request log through each policy on the simulator; write a
     comparison table (markdown, CSV, JSON) and plots."""
+    from flows.evaluation import run_evaluation, write_outputs
+
     cfg = STATE.config()
     names = [n.strip() for n in policies.split(",") if n.strip()]
     bad = [n for n in names if n not in POLICIES]

@@ -1,4 +1,4 @@
--- Pass 2: request ids that occur more than once in the batch or are already loaded. Usually
+-- Request ids that occur more than once in the batch or are already loaded. Usually
 -- empty; only these ids need the row-by-row duplicate classification. Grouping by the 64-bit
 -- hash is ~30% cheaper than by the string; hash collisions are then confirmed on the strings.
 CREATE TEMP TABLE stage_taken AS
