@@ -1,8 +1,11 @@
 -- Request ids that occur more than once in the batch or are already loaded. Usually
 -- empty; only these ids need the row-by-row duplicate classification. Grouping by the 64-bit
 -- hash is ~30% cheaper than by the string; hash collisions are then confirmed on the strings.
+-- NOT MATERIALIZED: the source is referenced three times and DuckDB would otherwise hold every
+-- request id of the file in memory; re-reading the id column is cheaper (and the later scans
+-- stop at once when there is nothing to join).
 CREATE TEMP TABLE stage_taken AS
-WITH source AS (
+WITH source AS NOT MATERIALIZED (
     {{ source }}
 ),
 repeated_hashes AS (
