@@ -218,14 +218,14 @@ def _load(
         run(con, "ingest/classify_duplicates", slots, **params, **checked.params)
     else:
         run(con, "ingest/create_empty_dupes")
+    set_aside = _scalar(con, "SELECT count(*) FROM stage_dupes")
     clock.lap("duplicates")
     keys = {"file_id": file_id, "path": str(path), "now": now, "header_lines": header_lines}
+    insert = "ingest/insert_requests" if set_aside else "ingest/insert_passing_rows"
     passing = {"passing": checked.passing_sql}
-    inserted = run(con, "ingest/insert_requests", passing, **(params | checked.params | keys))
-    loaded_now = _first(inserted.fetchone())
+    loaded_now = _first(run(con, insert, passing, **(params | checked.params | keys)).fetchone())
     clock.lap("load")
     staged = _scalar(con, f"SELECT count(*) FROM ({source})", **params)
-    set_aside = _scalar(con, "SELECT count(*) FROM stage_dupes")
     if staged > loaded_now + set_aside:
         run(con, "ingest/find_failed_rows", slots, **params, **checked.params)
     else:
