@@ -11,8 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
-from flows.evaluation import POLICIES, run_evaluation, write_outputs
-from flows.sweep import DEFAULT_QUANTILES, run_sweep, sweep_json, write_sweep
+from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from planner.sim.sweep import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -46,6 +45,8 @@ def evaluate(
     """Replay the warehouse's request log through each policy on the simulator; write a
     comparison table (markdown, CSV, JSON) and plots. With --sweep, run every policy family
     over its dial and report per family the cheapest point meeting the SLA targets."""
+    from flows.evaluation import run_evaluation, write_outputs
+
     cfg = STATE.config()
     if sweep:
         _sweep(hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
@@ -114,6 +115,8 @@ def _sweep(
     workers: int,
     as_json: bool,
 ) -> None:
+    from flows.sweep import run_sweep, sweep_json, write_sweep
+
     cfg = STATE.config()
     fams = [f.strip() for f in families.split(",") if f.strip()]
     bad = [f for f in fams if f not in FAMILIES]

@@ -13,10 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
-from flows.forecasting import run_forecast, run_selection, timezones
 from flows.warehouse.sqlfiles import run
-from reports import backtest as backtest_report
-from reports import characterize as characterize_report
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +40,9 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Backtest every candidate per series, choose, fit and store (the daily retrain)."""
+    from flows.forecasting import run_selection
+    from reports import backtest as backtest_report
+
     cfg = STATE.config()
     with open_warehouse() as con:
         when = _as_of(as_of, con)
@@ -92,6 +92,8 @@ def forecast(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Forecast every series for the hours from --as-of (stored in `forecasts`)."""
+    from flows.forecasting import run_forecast
+
     cfg = STATE.config()
     when = parse_time(as_of, "--as-of")
     with open_warehouse() as con:
@@ -161,6 +163,9 @@ def characterize(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write the workload characterisation report (markdown + PNGs) from the warehouse."""
+    from flows.forecasting import timezones
+    from reports import characterize as characterize_report
+
     cfg = STATE.config()
     with open_warehouse() as con:
         demand = run(con, "characterize/demand").df()

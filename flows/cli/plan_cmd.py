@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
-from flows.planning import load_plan, run_plan
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +24,8 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make, verify, store and publish the plan for the hours after --as-of."""
+    from flows.planning import run_plan
+
     cfg = STATE.config()
     when = parse_time(as_of, "--as-of")
     root = out or Path(cfg.paths.outputs) / "plans"
@@ -78,7 +79,7 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per region, model and hour: load, headroom and the binding constraint of a plan."""
-    from flows.planning import rebuild_data
+    from flows.planning import load_plan, rebuild_data
 
     cfg = STATE.config()
     with open_warehouse() as con:
