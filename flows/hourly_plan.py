@@ -29,6 +29,7 @@ from prefect.artifacts import (
 from prefect.concurrency.sync import concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.clock import run_time
 from flows.forecasting import (
     load_demand,
     load_models,
@@ -57,7 +58,8 @@ def _now(as_of: str | None) -> pd.Timestamp:
 
 
 def _cfg(config_path: str | None) -> FleetConfig:
-    return load_config(config_path)
+    """The run's config: the given file, else SAGESERVE_CONFIG, else the default one."""
+    return load_config(config_path or os.environ.get("SAGESERVE_CONFIG") or None)
 
 
 def _warehouse(cfg: FleetConfig, warehouse: str | None) -> str:
@@ -279,13 +281,15 @@ def hourly_plan(
 ) -> dict[str, Any]:
     """One hourly planning run. ``on_quality_failure``: 'stop' fails the run before planning
     when an expectation fails (the last good plan stays published); 'warn' plans anyway and
-    says so in the run's artifact. ``as_of`` defaults to now (UTC). ``dask_address`` (or
-    SAGESERVE_DASK_ADDRESS): run the forecast fan-out on that Dask scheduler."""
+    says so in the run's artifact. ``as_of`` defaults to the config's clock at the run's
+    scheduled start (the wall clock in production, the replay clock in the demo).
+    ``dask_address`` (or SAGESERVE_DASK_ADDRESS): run the forecast fan-out on that Dask
+    scheduler."""
     if on_quality_failure not in ("stop", "warn"):
         raise ValueError(f"on_quality_failure must be 'stop' or 'warn', got {on_quality_failure!r}")
     logger = get_run_logger()
     cfg = _cfg(config_path)
-    stamp = _now(as_of).isoformat()
+    stamp = run_time(cfg, as_of).isoformat()
     root = Path(out or cfg.paths.outputs)
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
         ingest = ingest_folder(inbox, config_path, warehouse) if Path(inbox).exists() else None

@@ -16,6 +16,7 @@ from prefect.artifacts import (
 )
 from prefect.concurrency.sync import concurrency
 
+from flows.clock import run_time
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
 from flows.forecasting import run_selection
 from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
@@ -51,11 +52,12 @@ def daily_retrain(
     out: str | None = None,
     as_of: str | None = None,
 ) -> dict[str, Any]:
-    """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default now)."""
+    """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default: the
+    config's clock at the run's scheduled start)."""
     cfg = _cfg(config_path)
     root = str(Path(out or cfg.paths.outputs))
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
-        result = select_forecasters(config_path, warehouse, _now(as_of).isoformat(), root)
+        result = select_forecasters(config_path, warehouse, run_time(cfg, as_of).isoformat(), root)
     create_markdown_artifact(
         f"# Forecaster selection at {result['as_of']}\n\n{result['series']} series; chosen: "
         + ", ".join(f"{k} × {v}" for k, v in result["chosen"].items())

@@ -11,12 +11,25 @@ from typing import Annotated
 
 import pandas as pd
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
 from flows.warehouse import requests_contract
-from flows.warehouse.ingest import FileReport, IngestReport, SourceSpec, ingest_paths
+from flows.warehouse.ingest import (
+    FileReport,
+    IngestReport,
+    SourceSpec,
+    expand_paths,
+    ingest_paths,
+)
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary, warehouse_status
 from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
@@ -60,7 +73,7 @@ def synth(
     except FileNotFoundError as exc:
         fail(str(exc), code=2)
     files, total = [], 0
-    with Progress(console=console, transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("synthesising days", total=days)
         for day, frame in synthesize(cfg, spec, tokens):
             path = out / f"requests-{day:%Y-%m-%d}.parquet"
@@ -139,8 +152,8 @@ def ingest(
     spec = _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
     con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
-        task = bar.add_task("ingesting", total=None)
+    with con, progress_bar() as bar:
+        task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
         report = ingest_paths(
             con, paths, spec, requests_contract(cfg, now), now, on_file=lambda _: bar.advance(task)
         )

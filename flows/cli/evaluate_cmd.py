@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
 
 log = logging.getLogger(__name__)
@@ -41,7 +48,7 @@ def evaluate(
     stop = parse_time(end, "--end") if end else None
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
     con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
+    with con, progress_bar() as bar:
         task = bar.add_task("hourly plans", total=plans or None)
         try:
             evaluation = run_evaluation(

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.clock import clock_for
 from flows.planning import load_plan, run_plan
 
 log = logging.getLogger(__name__)
@@ -17,8 +18,12 @@ log = logging.getLogger(__name__)
 
 def plan(
     as_of: Annotated[
-        str, typer.Option(help="when the plan is made (UTC); it covers the next hours")
-    ],
+        str | None,
+        typer.Option(
+            help="when the plan is made (UTC); it covers the next hours. Default: now by the "
+            "config's clock (the replay clock in the demo)"
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="publish root (default paths.outputs/plans)")
     ] = None,
@@ -26,7 +31,12 @@ def plan(
 ) -> None:
     """Make, verify, store and publish the plan for the hours after --as-of."""
     cfg = STATE.config()
-    when = parse_time(as_of, "--as-of")
+    if as_of is None:
+        clock = clock_for(cfg)
+        when = clock.now().tz_localize("UTC").to_pydatetime()
+        log.info("planning at %s UTC by the %s", f"{when:%Y-%m-%d %H:%M}", clock.describe())
+    else:
+        when = parse_time(as_of, "--as-of")
     root = out or Path(cfg.paths.outputs) / "plans"
     with open_warehouse() as con:
         try:
