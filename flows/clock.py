@@ -118,11 +118,12 @@ def _write_state(cfg: FleetConfig, clock: Clock) -> None:
 
 
 def start_replay(cfg: FleetConfig, data_end: pd.Timestamp | None, real: datetime) -> Clock:
-    """Start the replay clock at ``real``, anchored at the end of the warehouse's data (its
-    last hour, rounded up) or, with no later data, at the end of the built-in log."""
+    """Start the replay clock at ``real``, anchored at the hour of the warehouse's newest
+    request (a log's last jobs may spill a little past its end: that hour is fed again, and
+    ingest skips the rows it holds) or, with no later data, at the end of the built-in log."""
     anchor = log_end(cfg)
-    if data_end is not None and naive_utc(data_end).ceil("h") > anchor:
-        anchor = naive_utc(data_end).ceil("h")
+    if data_end is not None and naive_utc(data_end).floor("h") > anchor:
+        anchor = naive_utc(data_end).floor("h")
     clock = Clock("replay", anchor, cfg.clock.speed, real)
     _write_state(cfg, clock)
     log.info("%s", clock.describe())

@@ -24,6 +24,7 @@ from flows.planning import run_plan
 from flows.warehouse.connection import connect
 from reports import backtest as backtest_report
 from reports.evaluation import markdown_table
+from reports.pages import page_url
 
 
 @task(name="select-forecasters", retries=1, retry_delay_seconds=60, timeout_seconds=3600)
@@ -105,7 +106,9 @@ def evaluate(
         f"# Policy comparison {evaluation.start} .. {evaluation.end}\n\n" + markdown_table(table),
         key="evaluation",
     )
-    create_link_artifact(f"file://{paths['md'].resolve()}", "comparison", key="evaluation-files")
+    create_link_artifact(
+        page_url(paths["md"], Path(out or cfg.paths.outputs)), "comparison", key="evaluation-files"
+    )
     return {"folder": str(folder), "results": table.to_dict(orient="records")}
 
 

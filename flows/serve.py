@@ -203,7 +203,7 @@ def main() -> None:
     cfg = load_config(os.environ.get("SAGESERVE_CONFIG") or None)
     port = int(os.environ.get("SAGESERVE_PREFECT_PORT", "4200"))
     pages_port = int(os.environ.get("SAGESERVE_PAGES_PORT", "4280"))
-    home = ROOT / ".sageserve" / "prefect"
+    home = Path(os.environ.get("SAGESERVE_PREFECT_HOME", ROOT / ".sageserve" / "prefect"))
     children = Children()
     signal.signal(signal.SIGTERM, children.on_signal)
     signal.signal(signal.SIGINT, children.on_signal)

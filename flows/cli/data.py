@@ -7,7 +7,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -31,6 +31,7 @@ from flows.warehouse.ingest import (
     ingest_paths,
 )
 from flows.warehouse.marts import refresh_demand
+from flows.warehouse.sqlfiles import run
 from flows.warehouse.status import demand_summary, warehouse_status
 from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
 from planner.workload.synth import SynthSpec, synthesize
@@ -230,10 +231,18 @@ def _status_style(report: FileReport) -> str:
 
 
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """What the warehouse holds: rows per series, time span, files, quarantine."""
+    """What the warehouse holds (rows per series, time span, files, quarantine) and the
+    planner's health: latest plan and its age, last planning run, data freshness, by the
+    config's clock."""
+    from flows.clock import clock_for
+
+    cfg = STATE.config()
     with open_warehouse() as con:
         info = warehouse_status(con)
+        health_row = run(con, "status/planner_health").df().iloc[0].to_dict()
     info["warehouse"] = str(STATE.warehouse_path())
+    clock = clock_for(cfg)
+    info["health"] = planner_health(health_row, clock.now(), clock.describe())
     if as_json:
         emit_json(info)
         return
@@ -243,6 +252,24 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         f"requests from {o['first_arrival']} to {o['last_arrival']}, {o['files']} files, "
         f"{o['quarantined']:,} quarantined rows"
     )
+    h = info["health"]
+    health = Table("planner health", "value", "state", title_justify="left")
+    for label, key in (
+        ("clock now (UTC)", "now"),
+        ("latest plan", "latest_plan"),
+        ("latest plan age", "latest_plan_age_h"),
+        ("last planning run (wall clock, UTC)", "last_run"),
+        ("newest request", "newest_request"),
+        ("data freshness", "data_age_h"),
+        ("last ingest (wall clock, UTC)", "last_ingest"),
+    ):
+        value = h.get(key)
+        if key.endswith("_h"):
+            value = "n/a" if value is None else f"{max(value, 0.0):,.1f} h"
+        elif isinstance(value, datetime | pd.Timestamp):
+            value = f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
+        health.add_row(label, str(value if value is not None else "n/a"), h["states"].get(key, ""))
+    console.print(health)
     table = Table("region", "model", "tier", "requests", "first", "last")
     for s in info["series"]:
         table.add_row(
@@ -256,6 +283,34 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     console.print(table)
     for q in info["quarantine"]:
         console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
+
+
+def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[str, Any]:
+    """Latest plan age and data freshness against ``now`` (the config's clock), with a state
+    each: ok, STALE (> 2 h: the hourly job has not run or its data stopped), or missing."""
+
+    def hours_since(t: Any) -> float | None:
+        return None if t is None or pd.isna(t) else (now - pd.Timestamp(t)).total_seconds() / 3600
+
+    plan_age = hours_since(row.get("latest_plan_as_of"))
+    data_age = hours_since(row.get("newest_request"))
+    states = {
+        "latest_plan_age_h": "missing" if plan_age is None else "ok" if plan_age <= 2 else "STALE",
+        "data_age_h": "missing" if data_age is None else "ok" if data_age <= 2 else "STALE",
+    }
+    clean = {
+        k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v)
+        for k, v in row.items()
+    }
+    return {
+        "clock": clock,
+        "now": now,
+        **clean,
+        "latest_plan_age_h": plan_age,
+        "data_age_h": data_age,
+        "states": states,
+        "ok": all(v == "ok" for v in states.values()),
+    }
 
 
 def refresh_marts(

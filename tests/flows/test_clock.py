@@ -46,7 +46,7 @@ def test_replay_clock_runs_at_its_speed_and_stops_where_it_was(
     cfg: FleetConfig, tmp_path: Path
 ) -> None:
     c = replay_cfg(cfg, tmp_path)
-    start_replay(c, pd.Timestamp("2024-06-16 23:59:58"), REAL)
+    start_replay(c, pd.Timestamp("2024-06-17 00:01:38"), REAL)
     clock = clock_for(c)
     assert clock.anchor == pd.Timestamp("2024-06-17 00:00")
     # one real minute is one demo hour at speed 60
@@ -59,7 +59,9 @@ def test_replay_clock_runs_at_its_speed_and_stops_where_it_was(
 def test_replay_clock_restarts_at_the_end_of_newer_data(cfg: FleetConfig, tmp_path: Path) -> None:
     c = replay_cfg(cfg, tmp_path)
     clock = start_replay(c, pd.Timestamp("2024-06-17 05:12"), REAL)
-    assert clock.anchor == pd.Timestamp("2024-06-17 06:00")
+    assert clock.anchor == pd.Timestamp("2024-06-17 05:00")
+    # a log whose last bulk job spills a minute past its end still starts at the log's end
+    assert start_replay(c, pd.Timestamp("2024-06-17 00:01:38"), REAL).anchor == log_end(c)
 
 
 def test_feed_drops_each_passed_hour_once_continuing_the_log(
