@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from flows.cli.data import write_parquet_atomic
 from flows.clock import log_end, naive_utc, run_time
-from planner.config import FleetConfig, load_config
+from planner.config import FleetConfig
 from planner.workload.synth import SynthSpec, synthesize
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def demo_feed(
     """Drop the hours of the built-in log that the replay clock has passed into the inbox."""
     from flows.hourly_plan import _cfg
 
-    cfg = _cfg(config_path) if config_path is None else load_config(config_path)
+    cfg = _cfg(config_path)
     if cfg.clock.kind != "replay":
         raise ValueError("demo-feed needs clock.kind: replay (the wall clock has real logs)")
     now = run_time(cfg, as_of)

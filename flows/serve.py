@@ -118,17 +118,18 @@ def start_worker(
 
 
 def demo_schedules(cfg: FleetConfig, clock: Clock, home: Path, port: int) -> dict[str, float]:
-    """Replay clock: the demo deployments on intervals matching its speed. `demo-feed` at
-    every demo hour, `hourly-plan` at ``clock.plan_minute`` past it, `daily-retrain` every
-    demo day at 02:00; the cron schedules of prefect.yaml (wall-clock times) are cleared."""
+    """Replay clock: the demo deployments on intervals matching its speed. `demo-feed` one
+    demo minute past every demo hour, `hourly-plan` at ``clock.plan_minute`` past it,
+    `daily-retrain` every demo day at 02:00; they replace prefect.yaml's cron schedules
+    (wall-clock times)."""
     assert clock.started_at is not None
     hour_s = clock.real_seconds(3600)
-    start = clock.started_at + timedelta(seconds=1)
-    plan_at = start + timedelta(seconds=clock.real_seconds(60 * cfg.clock.plan_minute))
+    start = clock.started_at + timedelta(seconds=clock.real_seconds(60))  # demo HH:01
+    plan_at = clock.started_at + timedelta(seconds=clock.real_seconds(60 * cfg.clock.plan_minute))
     to_2am = (clock.anchor.normalize() + pd.Timedelta(hours=26) - clock.anchor) % pd.Timedelta(
         days=1
     )
-    retrain_at = start + timedelta(seconds=clock.real_seconds(to_2am.total_seconds()))
+    retrain_at = clock.started_at + timedelta(seconds=clock.real_seconds(to_2am.total_seconds()))
     wanted = {
         "demo-feed/demo-feed": (hour_s, start),
         "hourly-plan/hourly-plan": (hour_s, plan_at),
@@ -199,7 +200,9 @@ class Children:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True
+    )
     cfg = load_config(os.environ.get("SAGESERVE_CONFIG") or None)
     port = int(os.environ.get("SAGESERVE_PREFECT_PORT", "4200"))
     pages_port = int(os.environ.get("SAGESERVE_PAGES_PORT", "4280"))
