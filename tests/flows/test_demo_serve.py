@@ -121,6 +121,7 @@ def _runs(api: Api, deployment: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.browser
+@pytest.mark.timeout(900)
 def test_two_scheduled_hourly_runs_complete_and_the_page_opens_from_the_artifact(
     served: dict[str, Any],
 ) -> None:
