@@ -11,6 +11,7 @@ content it has seen.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def prepare(cfg: FleetConfig, now: pd.Timestamp, shared: Path) -> Path:
 
 @flow(name="demo-feed", timeout_seconds=600)
 def demo_feed(
-    config_path: str | None = None, as_of: str | None = None, shared: str = "../shared"
+    config_path: str | None = None, as_of: str | None = None, shared: str | None = None
 ) -> dict[str, Any]:
     """Drop the hours of the built-in log that the replay clock has passed into the inbox."""
     from flows.hourly_plan import _cfg
@@ -93,6 +94,7 @@ def demo_feed(
     if cfg.clock.kind != "replay":
         raise ValueError("demo-feed needs clock.kind: replay (the wall clock has real logs)")
     now = run_time(cfg, as_of)
-    written = feed_until(cfg, now, Path(shared))
+    folder = shared or os.environ.get("SAGESERVE_SHARED") or "../shared"
+    written = feed_until(cfg, now, Path(folder))
     get_run_logger().info("demo time %s: %d hour file(s) dropped", now, len(written))
     return {"now": str(now), "files": [str(p) for p in written]}

@@ -157,15 +157,16 @@ def demo_schedules(cfg: FleetConfig, clock: Clock, home: Path, port: int) -> dic
     return {name: every for name, (every, _) in wanted.items()}
 
 
-def start_demo_clock(cfg: FleetConfig, shared: Path) -> Clock:
-    """Start the replay clock at the end of the warehouse's data and synthesise the day the
-    first demo hours come from."""
+def start_demo_clock(cfg: FleetConfig, shared: Path, delay_s: float = 15.0) -> Clock:
+    """Start the replay clock at the end of the warehouse's data, ``delay_s`` from now (time
+    to register the schedules: the first demo hour's runs are not in the past), and
+    synthesise the day the first demo hours come from."""
     data_end = None
     if Path(cfg.paths.warehouse).exists():
         with connect(cfg.paths.warehouse, read_only=True) as con:
             row = con.execute("SELECT max(arrival_time) FROM requests").fetchone()
             data_end = pd.Timestamp(row[0]) if row and row[0] is not None else None
-    clock = start_replay(cfg, data_end, datetime.now(UTC))
+    clock = start_replay(cfg, data_end, datetime.now(UTC) + timedelta(seconds=delay_s))
     prepare(cfg, clock.anchor, shared)
     return clock
 

@@ -220,8 +220,10 @@ def _browse(base: str, page_url: str, served: dict[str, Any]) -> None:
         page.get_by_text("Completed").first.wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "demo-runs.png"), full_page=True)
         page.goto(f"{base}/artifacts/key/plan-report", wait_until="networkidle")
-        link = page.locator(f"a[href='{page_url}']").first
+        # the newest plan-report artifact (a later run's page, maybe): its link, as shown
+        link = page.locator(f"a[href^='{page_url.split('/reports/')[0]}/reports/']").first
         link.wait_for(timeout=60_000)
+        page_url = str(link.get_attribute("href"))
         page.screenshot(path=str(shots / "demo-artifact-link.png"), full_page=True)
         try:  # the UI may open the link in a new tab or in this one
             with page.context.expect_page(timeout=10_000) as opened:
