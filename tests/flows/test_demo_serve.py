@@ -177,7 +177,7 @@ def test_two_scheduled_hourly_runs_complete_and_the_page_opens_from_the_artifact
         page = response.read().decode()
     assert "Next hour&#x27;s actions" in page or "Next hour's actions" in page
 
-    _browse(base, page_url, served)
+    _browse(base, page_url, artifacts["plan-report"]["id"])
 
     children = subprocess.run(
         ["pgrep", "-P", str(served["proc"].pid)], capture_output=True, text=True
@@ -197,14 +197,19 @@ def run_result_plan(served: dict[str, Any], when: pd.Timestamp) -> str:
     """The plan the run made at demo time ``when`` (from the warehouse)."""
     with connect(served["cfg"].paths.warehouse, read_only=True) as con:
         row = con.execute(
-            "SELECT plan_id FROM plans WHERE as_of = ? ORDER BY created_at DESC LIMIT 1",
-            [when.to_pydatetime()],
+            "SELECT plan_id FROM plans WHERE as_of BETWEEN ? AND ? ORDER BY created_at DESC "
+            "LIMIT 1",
+            [
+                (when - pd.Timedelta(seconds=30)).to_pydatetime(),
+                (when + pd.Timedelta(seconds=30)).to_pydatetime(),
+            ],
         ).fetchone()
     assert row, f"no plan made at {when}"
     return str(row[0])
 
 
-def _browse(base: str, page_url: str, served: dict[str, Any]) -> None:
+def _browse(base: str, page_url: str, artifact_id: str) -> None:
+    """The run's plan-report artifact in the Prefect UI; its link opens the operator page."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -219,11 +224,9 @@ def _browse(base: str, page_url: str, served: dict[str, Any]) -> None:
         page.goto(f"{base}/runs", wait_until="networkidle")
         page.get_by_text("Completed").first.wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "demo-runs.png"), full_page=True)
-        page.goto(f"{base}/artifacts/key/plan-report", wait_until="networkidle")
-        # the newest plan-report artifact (a later run's page, maybe): its link, as shown
-        link = page.locator(f"a[href^='{page_url.split('/reports/')[0]}/reports/']").first
+        page.goto(f"{base}/artifacts/artifact/{artifact_id}", wait_until="networkidle")
+        link = page.locator(f"a[href='{page_url}']").first
         link.wait_for(timeout=60_000)
-        page_url = str(link.get_attribute("href"))
         page.screenshot(path=str(shots / "demo-artifact-link.png"), full_page=True)
         try:  # the UI may open the link in a new tab or in this one
             with page.context.expect_page(timeout=10_000) as opened:
