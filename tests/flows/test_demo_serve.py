@@ -156,8 +156,10 @@ def test_two_scheduled_hourly_runs_complete_and_the_page_opens_from_the_artifact
         when = clock.at(pd.Timestamp(run["expected_start_time"]).to_pydatetime()).round("min")
         assert when.minute == cfg.clock.plan_minute, when
         hours.append(when.floor("h"))
-        plan_id = run_result_plan(served, when)
-        assert plan_id.startswith(f"plan-{when.floor('h') + pd.Timedelta(hours=1):%Y%m%dT%H%M}")
+        summary = {a["key"]: a for a in api.artifacts(run["id"]) if a["key"]}["hourly-plan"]
+        title = summary["data"].splitlines()[0]
+        assert f"made at {when:%Y-%m-%d %H:%M} UTC" in title, title
+        assert f"from {when.floor('h') + pd.Timedelta(hours=1):%Y-%m-%d %H:%M} UTC" in title
     assert hours[1] - hours[0] == pd.Timedelta(hours=1)
     assert hours[0] >= pd.Timestamp("2024-06-11 00:00")
     feeds = [r for r in _runs(api, "demo-feed") if r["state_type"] == "COMPLETED"]
@@ -191,21 +193,6 @@ def test_two_scheduled_hourly_runs_complete_and_the_page_opens_from_the_artifact
     alive = [pid for pid in children if Path(f"/proc/{pid}").exists()]
     assert alive == [], f"children still running after SIGTERM: {alive}"
     assert clock_for(cfg).stopped_at is not None
-
-
-def run_result_plan(served: dict[str, Any], when: pd.Timestamp) -> str:
-    """The plan the run made at demo time ``when`` (from the warehouse)."""
-    with connect(served["cfg"].paths.warehouse, read_only=True) as con:
-        row = con.execute(
-            "SELECT plan_id FROM plans WHERE as_of BETWEEN ? AND ? ORDER BY created_at DESC "
-            "LIMIT 1",
-            [
-                (when - pd.Timedelta(seconds=30)).to_pydatetime(),
-                (when + pd.Timedelta(seconds=30)).to_pydatetime(),
-            ],
-        ).fetchone()
-    assert row, f"no plan made at {when}"
-    return str(row[0])
 
 
 def _browse(base: str, page_url: str, artifact_id: str) -> None:
