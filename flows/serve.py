@@ -67,14 +67,19 @@ def start_server(
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}; see {out.name}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(1)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {proc.returncode}; see {out.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
+                    return proc
+            except OSError:
+                time.sleep(1)
+    except BaseException:  # a signal while waiting: do not leave the server behind
+        proc.terminate()
+        proc.wait(timeout=30)
+        raise
     proc.terminate()
     raise RuntimeError(f"prefect server not healthy within 120 s; see {out.name}")
 
