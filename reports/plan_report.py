@@ -32,8 +32,10 @@ def _vms_plot(plan: Any, folder: Path) -> Path:
 
 
 def _forecast_plot(recent: pd.DataFrame, forecasts: pd.DataFrame, folder: Path) -> Path | None:
+    if forecasts.empty or recent.empty:
+        return None
     sel = forecasts[forecasts["metric"] == "token_rate"]
-    if sel.empty or recent.empty:
+    if sel.empty:
         return None
     keys = ["region", "model", "tier"]
     largest = sel.groupby(keys)["point"].sum().idxmax()
