@@ -186,8 +186,15 @@ def test_cli_plans_explain_status_tables_on_stdout(warehouse_path: Path, tmp_pat
     )
     assert cells and {c["region"] for c in cells} == {"us-east"}
     assert {c["hour"][:16] for c in cells} == {"2024-06-11T07:00"}
-    explained = runner.invoke(app, [*wh, "explain", plan_id, "--model", "llama2-70b"])
-    assert "meaning" in explained.stdout and "throughput limit" in explained.stdout
+    from planner.ilp.explain import BINDING_MEANING
+
+    model_cells = json.loads(
+        runner.invoke(app, [*wh, "explain", plan_id, "--model", "llama2-70b", "--json"]).stdout
+    )
+    explained = runner.invoke(app, [*wh, "explain", plan_id, "--model", "llama2-70b"]).stdout
+    assert "meaning" in explained
+    for family in {c["binding"] for c in model_cells}:  # one line of meaning per family shown
+        assert BINDING_MEANING[family] in explained.replace("\n", " "), family
     assert runner.invoke(app, [*wh, "explain", plan_id, "--region", "mars"]).exit_code == 2
     status = json.loads(runner.invoke(app, [*wh, "status", "--json"]).stdout)
     assert status["health"]["latest_plan"] == plan_id
