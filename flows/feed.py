@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,14 @@ def hour_rows(path: Path, hour: pd.Timestamp) -> pd.DataFrame:
 def feed_until(cfg: FleetConfig, now: pd.Timestamp, shared: Path) -> list[Path]:
     """Drop every complete demo hour after the built-in log's end and before ``now`` that is
     not in the inbox yet (at most the last 48); returns the files written."""
-    inbox = Path(cfg.clock.inbox)
     last = naive_utc(now).floor("h")
     first = max(log_end(cfg), last - pd.Timedelta(hours=MAX_CATCH_UP_H))
     written = []
-    for hour in pd.date_range(first, last, freq="h", inclusive="left"):
-        target = inbox / f"feed-{hour:%Y%m%dT%H}.parquet"
+    # not pd.date_range(first, last, inclusive="left"): with first == last it still yields
+    # first, an hour that has not ended (data from the demo's future)
+    n = max(int((last - first) / pd.Timedelta(hours=1)), 0)
+    for hour in (first + pd.Timedelta(hours=k) for k in range(n)):
+        target = feed_file(cfg, hour)
         if target.exists():
             continue
         rows = hour_rows(day_file(cfg, hour.floor("D"), shared), hour)
@@ -75,6 +78,30 @@ def feed_until(cfg: FleetConfig, now: pd.Timestamp, shared: Path) -> list[Path]:
         written.append(target)
         log.info("fed %s rows of %s into %s", f"{len(rows):,}", hour, target)
     return written
+
+
+def feed_file(cfg: FleetConfig, hour: pd.Timestamp) -> Path:
+    return Path(cfg.clock.inbox) / f"feed-{hour:%Y%m%dT%H}.parquet"
+
+
+def wait_for_feed(cfg: FleetConfig, now: pd.Timestamp, timeout_s: float) -> bool:
+    """Replay clock: wait (up to ``timeout_s``) until the feed has dropped the hour before
+    ``now`` into the inbox, as a real pipeline waits for its input to land. The feed and the
+    plan are separate deployments: a busy worker may start the plan first. True when the
+    hour is there (or is part of the built-in log)."""
+    hour = naive_utc(now).floor("h") - pd.Timedelta(hours=1)
+    if hour < log_end(cfg):
+        return True
+    target = feed_file(cfg, hour)
+    deadline = time.monotonic() + timeout_s
+    while not target.exists():
+        if time.monotonic() > deadline:
+            log.warning(
+                "the feed has not dropped %s after %.0f s; planning without it", hour, timeout_s
+            )
+            return False
+        time.sleep(1)
+    return True
 
 
 def prepare(cfg: FleetConfig, now: pd.Timestamp, shared: Path) -> Path:

@@ -270,6 +270,11 @@ def hourly_plan(
     stamp = run_time(cfg, as_of).isoformat()
     root = Path(out or cfg.paths.outputs)
     inbox = inbox or cfg.clock.inbox
+    if cfg.clock.kind == "replay" and as_of is None:
+        from flows.clock import clock_for
+        from flows.feed import wait_for_feed
+
+        wait_for_feed(cfg, pd.Timestamp(stamp), max(30.0, clock_for(cfg).real_seconds(20 * 60)))
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
         ingest = ingest_folder(inbox, config_path, warehouse) if Path(inbox).exists() else None
         files = (ingest or {}).get("files", [])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from flows.clock import clock_for, log_end, run_time, start_replay, stop_replay
-from flows.feed import feed_until
+from flows.feed import feed_until, wait_for_feed
 from planner.config import FleetConfig
 from planner.workload.synth import SynthSpec, synthesize
 from planner.workload.tokens import TokenSampler
@@ -74,6 +74,13 @@ def test_feed_drops_each_passed_hour_once_continuing_the_log(
     written = feed_until(c, pd.Timestamp("2024-06-05 02:40"), shared_data.parent)
     assert [p.name for p in written] == ["feed-20240605T00.parquet", "feed-20240605T01.parquet"]
     assert feed_until(c, pd.Timestamp("2024-06-05 02:59"), shared_data.parent) == []
+    # an hour that has not ended is never fed (not even the first one after the log)
+    fresh = replay_cfg(
+        cfg, tmp_path / "fresh", days=2, requests_per_day=5000, start=start.isoformat()
+    )
+    assert feed_until(fresh, pd.Timestamp("2024-06-05 00:40"), shared_data.parent) == []
+    assert wait_for_feed(c, pd.Timestamp("2024-06-05 02:15"), 1.0)
+    assert not wait_for_feed(c, pd.Timestamp("2024-06-05 03:15"), 1.0)  # hour 02 not fed
     tokens = TokenSampler.from_azure(shared_data / "azure2023")
     spec = SynthSpec(days=3, seed=7, start=start, requests_per_day=5000)
     full = list(synthesize(cfg, spec, tokens))
