@@ -224,9 +224,9 @@ def _browse(base: str, page_url: str, artifact_id: str) -> None:
         operator.wait_for_load_state()
         assert operator.url == page_url
         operator.locator("#headline").wait_for(timeout=30_000)
+        operator.screenshot(path=str(shots / "demo-operator-page.png"), full_page=True)
         text = operator.locator("body").inner_text().lower()  # the cards' labels are upper case
         assert "cost" in text and "gap" in text and "sla risk" in text and "data quality" in text
         assert "next hour's actions" in text
-        operator.screenshot(path=str(shots / "demo-operator-page.png"), full_page=True)
         browser.close()
     assert (shots / "demo-operator-page.png").stat().st_size > 10_000
