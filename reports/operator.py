@@ -70,8 +70,10 @@ class OperatorView:
 
 def _gap(s: dict[str, Any]) -> str:
     gap = s.get("gap")
-    text = "n/a" if gap is None or (isinstance(gap, float) and math.isnan(gap)) else f"{gap:.2%}"
-    text += f" (SCIP {s['status']}, {s['solve_seconds']:.1f} s)"
+    plain = "n/a" if gap is None or (isinstance(gap, float) and math.isnan(gap)) else f"{gap:.2%}"
+    # the solver's own words (bound source) when it recorded them; a stored plan may not have
+    known = s.get("gap_text") and s.get("bound_source", "unknown") != "unknown"
+    text = f"{s['gap_text'] if known else plain} (SCIP {s['status']}, {s['solve_seconds']:.1f} s)"
     return text + (f", GREEDY FALLBACK: {s['fallback_reason']}" if s.get("fallback") else "")
 
 
