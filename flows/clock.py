@@ -60,7 +60,9 @@ class Clock:
             return self.anchor
         end = min(real, self.stopped_at) if self.stopped_at else real
         elapsed = max((end - self.started_at).total_seconds(), 0.0)
-        return self.anchor + pd.Timedelta(seconds=elapsed * self.speed)
+        # whole demo seconds: a scheduled time stored a millisecond off (× speed) must not
+        # turn 01:15 into 01:14:59.9
+        return (self.anchor + pd.Timedelta(seconds=elapsed * self.speed)).round("s")
 
     def now(self) -> pd.Timestamp:
         return self.at(datetime.now(UTC))

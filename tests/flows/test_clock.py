@@ -52,6 +52,9 @@ def test_replay_clock_runs_at_its_speed_and_stops_where_it_was(
     # one real minute is one demo hour at speed 60
     assert clock.at(REAL + timedelta(minutes=2, seconds=30)) == pd.Timestamp("2024-06-17 02:30")
     assert clock.real_seconds(3600) == 60
+    # a real instant a millisecond early still reads as the demo minute it stands for
+    early = REAL + timedelta(minutes=2, seconds=30) - timedelta(microseconds=1500)
+    assert clock.at(early) == pd.Timestamp("2024-06-17 02:30")
     stop_replay(c, REAL + timedelta(minutes=3))
     assert clock_for(c).at(REAL + timedelta(hours=5)) == pd.Timestamp("2024-06-17 03:00")
 
