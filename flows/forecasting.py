@@ -71,13 +71,17 @@ def load_demand(con: duckdb.DuckDBPyConnection, as_of: datetime, history_h: int)
 
 
 def process_mapper(
-    workers: int, on_done: Callable[[str], None] | None = None
+    workers: int,
+    on_done: Callable[[str], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Callable[[Callable[[ChunkTask], ChunkSelection], list[ChunkTask]], list[ChunkSelection]]:
     """Run chunks in a process pool, largest first (so the workers finish together)."""
 
     def mapper(
         fn: Callable[[ChunkTask], ChunkSelection], tasks: list[ChunkTask]
     ) -> list[ChunkSelection]:
+        if on_total:
+            on_total(len(tasks))
         if workers <= 1 or len(tasks) <= 1:
             out = []
             for task in tasks:
@@ -106,6 +110,7 @@ def run_selection(
     as_of: datetime,
     workers: int | None = None,
     on_done: Callable[[str], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Selection:
     """The daily selection at ``as_of``, stored (replacing an earlier run at the same time)."""
     settings = settings_from_config(cfg)
@@ -116,7 +121,7 @@ def run_selection(
     demand = load_demand(con, as_of_ts, settings.history_h)
     if demand.empty:
         raise ValueError(f"no demand before {as_of_ts}: ingest request logs first")
-    mapper = process_mapper(workers or cfg.forecast.workers, on_done)
+    mapper = process_mapper(workers or cfg.forecast.workers, on_done, on_total)
     selection = select_models(demand, as_of_ts, settings, mapper)
     store_selection(con, selection)
     return selection

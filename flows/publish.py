@@ -22,6 +22,98 @@ from planner.ilp.verify import Verification
 TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
 
 
+# What every column of the exported tables means (written beside them as COLUMNS.md).
+COLUMNS: dict[str, dict[str, str]] = {
+    "vms": {
+        "hour": "start of the planned hour, UTC (ISO 8601, Z)",
+        "region": "region id",
+        "vm_type": "VM type id",
+        "on_demand": "on-demand VMs running in the hour (integer)",
+        "spot": "spot VMs running in the hour (integer; NIW only)",
+    },
+    "instances": {
+        "hour": "start of the planned hour, UTC",
+        "region": "region id",
+        "model": "model id",
+        "vm_type": "VM type the instances run on",
+        "on_demand": "instances on on-demand VMs",
+        "spot": "instances on spot VMs",
+        "committed": "true: integer placement the plan commits to; false: indicative capacity "
+        "for later hours (may be fractional), re-planned every hour before it is used",
+    },
+    "routing": {
+        "hour": "start of the planned hour, UTC",
+        "source_region": "region the requests come from",
+        "model": "model id",
+        "tier": "tier id",
+        "target_region": "region that serves them",
+        "weight": "share of the source region's demand of this model and tier (0..1)",
+        "tokens_per_s": "tokens/s routed (mean over the hour)",
+    },
+    "niw": {
+        "hour": "start of the planned hour, UTC",
+        "model": "model id",
+        "arrivals": "NIW demand arriving, (tokens/s)·h (× 3600 = tokens)",
+        "served": "NIW work served in the hour, (tokens/s)·h",
+        "backlog": "NIW work waiting at the end of the hour, (tokens/s)·h",
+        "late": "NIW work past its deadline, (tokens/s)·h",
+    },
+    "actions": {
+        "kind": "add_vm, release_vm, add_spot_vm, release_spot_vm, load_model(_spot), "
+        "unload_model(_spot)",
+        "region": "region id",
+        "vm_type": "VM type id",
+        "model": "model id (model actions only)",
+        "count": "VMs or instances to add or remove",
+        "hour": "the planned hour the action serves, UTC",
+        "start_by": "latest time to start it, UTC (VM lead time / model load time before)",
+        "ready_at": "when it is done and serving, UTC",
+    },
+    "costs": {
+        "hour": "start of the planned hour, UTC",
+        "component": "cost component (on-demand, spot, ...)",
+        "dollars": "US$ for the hour",
+    },
+    "unmet": {
+        "hour": "start of the planned hour, UTC",
+        "region": "region id",
+        "model": "model id",
+        "tier": "tier id",
+        "tokens_per_s": "forecast demand the plan cannot serve (tokens/s): SLA risk",
+    },
+    "assignments": {
+        "hour": "start of the planned hour, UTC",
+        "region": "serving region",
+        "model": "model id",
+        "vm_type": "VM type",
+        "tier": "tier id",
+        "tokens_per_s": "tokens/s of the tier served on these instances",
+        "spot": "true when served on spot VMs",
+    },
+}
+
+
+def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Naive UTC times (the warehouse's convention) marked as UTC for the files."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_dtype(out[column]) and out[column].dt.tz is None:
+            out[column] = out[column].dt.tz_localize("UTC")
+    return out
+
+
+def column_dictionary() -> str:
+    lines = [
+        "# Plan tables: column dictionary",
+        "",
+        "Times are UTC (ISO 8601 with Z in CSV, UTC timestamps in Parquet).",
+    ]
+    for table, columns in COLUMNS.items():
+        lines += ["", f"## {table} (`{table}.csv`, `{table}.parquet`)", ""]
+        lines += [f"- `{c}`: {meaning}" for c, meaning in columns.items()]
+    return "\n".join(lines) + "\n"
+
+
 def folder_name(plan: Plan) -> str:
     return f"{plan.start:%Y%m%dT%H%M}"
 
@@ -50,11 +142,13 @@ def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
     try:
         files = {}
         for name in TABLES:
-            frame: pd.DataFrame = getattr(plan, name)
+            frame: pd.DataFrame = _utc(getattr(plan, name))
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
-            frame.to_csv(tmp / f"{name}.csv", index=False)
+            frame.to_csv(tmp / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
             files[f"{name}.parquet"] = tmp / f"{name}.parquet"
             files[f"{name}.csv"] = tmp / f"{name}.csv"
+        (tmp / "COLUMNS.md").write_text(column_dictionary())
+        files["COLUMNS.md"] = tmp / "COLUMNS.md"
         document = {
             "plan": plan.summary(),
             "verification": {

@@ -15,6 +15,7 @@ from flows.cli import (
     forecast_cmd,
     metrics_cmd,
     plan_cmd,
+    plans_cmd,
 )
 from flows.cli.common import STATE, setup_logging
 
@@ -57,3 +58,4 @@ app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo.demo)
 app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(plans_cmd.app, name="plans")

@@ -94,6 +94,7 @@ def demo(
                 "backtest_report": str(backtest_dir / "backtest.md"),
                 "plan": {**ps, "export_path": run["export_path"]},
                 "plan_report": run["report"],
+                "plan_page": run["page"],
                 "quality": run["quality"],
             }
         )
@@ -112,7 +113,9 @@ def demo(
             f"outputs: request logs {logs_dir}, warehouse {warehouse}, backtest report "
             f"{backtest_dir / 'backtest.md'}, plan files {run['export_path']}, Data Docs "
             f"{quality['docs_index']}\n"
-            f"plan report: {run['report']}"
+            f"plan report: {run['report']} (served by `make serve` at {run['page']})\n"
+            f"next: `make serve` (Prefect UI http://127.0.0.1:4200) runs the demo on the replay "
+            "clock, one demo hour per minute"
         )
     if not report.ok:
         raise typer.Exit(1)

@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from planner.sim.sweep import FAMILIES
 
@@ -58,7 +65,7 @@ def evaluate(
     stop = parse_time(end, "--end") if end else None
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
     con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
+    with con, progress_bar() as bar:
         task = bar.add_task("hourly plans", total=plans or None)
         try:
             evaluation = run_evaluation(
@@ -130,7 +137,7 @@ def _sweep(
         fail(f"--quantiles: each must lie in (0, 1), got {quantiles!r}")
     stop = parse_time(end, "--end") if end else None
     con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
+    with con, progress_bar() as bar:
         task = bar.add_task("sweep", total=None)
         try:
             result = run_sweep(

@@ -9,10 +9,17 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
 from flows.warehouse.sqlfiles import run
 
 log = logging.getLogger(__name__)
@@ -46,11 +53,16 @@ def backtest(
     cfg = STATE.config()
     with open_warehouse() as con:
         when = _as_of(as_of, con)
-        with Progress(console=console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("backtesting series groups", total=None)
             try:
                 selection = run_selection(
-                    con, cfg, when, workers, on_done=lambda _: bar.advance(task)
+                    con,
+                    cfg,
+                    when,
+                    workers,
+                    on_done=lambda _: bar.advance(task),
+                    on_total=lambda n: bar.update(task, total=n),
                 )
             except ValueError as exc:
                 fail(str(exc))

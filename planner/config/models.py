@@ -174,6 +174,38 @@ class Paths(_Strict):
     outputs: str = Field(default=".sageserve/out")
 
 
+class ReplayLog(_Strict):
+    """The built-in log the replay clock continues: `sageserve synth` with these settings."""
+
+    seed: int = Field(default=7, description="synthesis seed of the built-in log")
+    requests_per_day: int = Field(default=2_000_000, ge=1)
+    start: str = Field(default="2024-06-03T00:00:00Z", description="first day of the log (UTC)")
+    days: int = Field(default=14, ge=1, description="days in the log; it ends at start + days")
+    logs_dir: str = Field(
+        default=".sageserve/logs/synth-seed7", description="day files (written by `make demo`)"
+    )
+
+
+class ClockSettings(_Strict):
+    """Where "now" comes from. ``wall``: the wall clock (production). ``replay``: the demo's
+    clock, anchored at the end of the built-in log (or of the warehouse's data, when `make
+    serve` starts it) and running ``speed`` times faster than real time; an hourly feed drops
+    the next hour of the built-in log into ``inbox``."""
+
+    kind: Literal["wall", "replay"] = Field(default="wall")
+    speed: float = Field(
+        default=60.0, gt=0, le=3600, description="replay: demo seconds per real second"
+    )
+    plan_minute: float = Field(
+        default=15.0, ge=0, lt=60, description="demo minute past the hour the hourly plan runs"
+    )
+    state: str = Field(
+        default=".sageserve/clock.json", description="replay: where the running clock is kept"
+    )
+    inbox: str = Field(default=".sageserve/inbox", description="replay: where the feed drops")
+    log: ReplayLog = Field(default_factory=ReplayLog)
+
+
 class WarehouseSettings(_Strict):
     memory_limit: str = Field(default="1GB", description="DuckDB memory_limit")
     threads: int | None = Field(default=None, ge=1)
@@ -196,6 +228,7 @@ class FleetConfig(_Strict):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    clock: ClockSettings = Field(default_factory=ClockSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property

@@ -333,6 +333,14 @@ class PanelStatsForecaster(BaseForecaster):  # type: ignore[misc]
         "requires-fh-in-fit": False,
         "capability:unequal_length": False,
     }
+    # The data lives in the forecaster's own arrays (`_update` appends to them), so sktime's
+    # copies are not needed; saying so at the class silences sktime 1.2's FutureWarning on the
+    # coming default (once per instance: 72 lines in one demo backtest).
+    _config = {"remember_data": False}  # noqa: RUF012 - sktime's config declaration idiom
+    # sktime's base sets these only when remember_data is on at construction; its estimator
+    # checks switch it on later and expect them to start empty
+    _y = None
+    _X = None
 
     def __init__(self, model: str = "snaive24", refit_every_h: str = "never") -> None:
         self.model = model
