@@ -38,7 +38,7 @@ from flows.forecasting import (
     timezones,
 )
 from flows.ingest_flow import ingest_folder
-from flows.planning import run_plan
+from flows.planning import record_application, run_plan
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
@@ -191,10 +191,23 @@ def make_hourly_plan(
     }
 
 
-@task(name="apply-plan", retries=2, retry_delay_seconds=[10, 60], timeout_seconds=300)
-def apply_plan(plan: Any, folder: str, webhook_url: str | None, dry_run: bool) -> dict[str, Any]:
+@task(name="apply-plan", timeout_seconds=300)
+def apply_plan(
+    config_path: str | None,
+    warehouse: str | None,
+    plan: Any,
+    folder: str,
+    webhook_url: str | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Hand the plan's first hour to the executor and record what it accepted (the fleet the
+    next plan starts from). No task retries: the executor retries each delivery itself."""
+    cfg = _cfg(config_path)
     executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run)
     state = executor.apply(plan)
+    if not dry_run:
+        with connect(_warehouse(cfg, warehouse)) as con:
+            record_application(con, state)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
 
@@ -310,7 +323,9 @@ def hourly_plan(
         horizon = cfg.planner.horizon_h + 1
         fanout_flow(dask_address)(config_path, warehouse, stamp, horizon)
         planned = make_hourly_plan(config_path, warehouse, stamp, str(root / "plans"))
-        applied = apply_plan(planned["plan"], str(root / "executor"), webhook_url, dry_run)
+        applied = apply_plan(
+            config_path, warehouse, planned["plan"], str(root / "executor"), webhook_url, dry_run
+        )
         report = plan_report(config_path, warehouse, planned["plan"], str(root))
     plan = planned["plan"]
     create_markdown_artifact(

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +41,7 @@ _TEMP_TABLES = (
     "stage_rejects_scan",
 )
 _HASH_CHUNK = 1 << 22
+_GLOB = re.compile(r"[*?\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,8 @@ def ingest_file(
     log.info("%s: loading (%s, %d bytes)", path, staging, size)
     con.execute("BEGIN")
     try:
-        report = _load(con, path, spec, staging, schema, file_id, size, now)
+        with literal_path(path) as readable:
+            report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
         con.execute("COMMIT")
     except Exception as exc:
         con.execute("ROLLBACK")
@@ -190,9 +195,10 @@ def _load(
     file_id: str,
     size: int,
     now: datetime,
+    readable: Path,
 ) -> FileReport:
     _drop_temp(con)
-    params = _staging_params(path, spec, file_id)
+    params = _staging_params(readable, spec, file_id)
     source, header_lines = _stage(con, staging, params)
     present = _describe(con, source, params, spec)
     checked = compile_schema(schema, present, source)
@@ -315,6 +321,21 @@ def _identify(path: Path, spec: SourceSpec) -> tuple[int, str]:
         raise FileRejected("empty file (0 bytes)")
     digest.update(json.dumps([spec.format, spec.adapter_params()], sort_keys=True).encode())
     return size, digest.hexdigest()
+
+
+@contextmanager
+def literal_path(path: Path) -> Iterator[Path]:
+    """A name DuckDB's readers take literally for ``path``. They expand ``*``, ``?``, ``[…]``
+    and ``{…}`` as glob patterns, so ``req[1].csv`` would read ``req1.csv``; such a file is
+    read through a symlink with a plain name in a temporary folder (same suffixes)."""
+    if not _GLOB.search(str(path)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="sageserve-literal-") as folder:
+        suffixes = "".join(s for s in path.suffixes if not _GLOB.search(s))
+        link = Path(folder) / f"input{suffixes}"
+        link.symlink_to(path.resolve())
+        yield link
 
 
 def _staging_params(path: Path, spec: SourceSpec, file_id: str) -> dict[str, Any]:

@@ -7,9 +7,11 @@ checked in :mod:`planner.config.semantics` so that every error can name its key 
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Identifier = Annotated[
     str,
@@ -20,9 +22,10 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default."""
+    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default.
+    Numbers must be finite (YAML's ``.inf`` and ``.nan`` are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Region(_Strict):
@@ -80,7 +83,9 @@ class Model(_Strict):
     name: str
     weights_gb: float = Field(gt=0, description="weights footprint (all shards)")
     regions: list[str] | None = Field(
-        default=None, description="regions where the model is offered (default: all)"
+        default=None,
+        min_length=1,
+        description="regions where the model is offered (omit the key for all; [] is an error)",
     )
     min_instances: int = Field(default=1, ge=0, description="availability floor per region")
     vm_types: dict[str, ModelOnVm] = Field(min_length=1)
@@ -115,6 +120,7 @@ class ForecastSettingsConfig(_Strict):
     horizon_h: int = Field(default=24, ge=1, le=168)
     history_days: int = Field(default=28, ge=3, description="history the models see")
     candidates: list[str] = Field(
+        min_length=1,
         default_factory=lambda: ["snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl"],
         description="registry names; 'arima' is registered but off by default (cost)",
     )
@@ -142,7 +148,7 @@ class PlannerSettings(_Strict):
     )
     threads: int = Field(default=1, ge=1, description="SCIP solves on one thread; kept for form")
     seed: int = Field(default=0, ge=0, description="SCIP randomization/randomseedshift")
-    unmet_penalty: dict[str, float] = Field(
+    unmet_penalty: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: {"IW-F": 100.0, "IW-N": 50.0, "NIW": 20.0},
         description="$ per (token/s)·h of demand left unserved, per tier",
     )
@@ -171,6 +177,25 @@ class WarehouseSettings(_Strict):
     min_arrival: str = Field(default="2000-01-01T00:00:00Z", description="sane lower bound")
     max_future_h: float = Field(default=48, ge=0, description="arrivals later than now+this fail")
     max_tokens: int = Field(default=2_000_000, ge=1, description="per request, input or output")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError("must be a size such as 512MB, 1GB or 2.5GiB")
+        return value
+
+    @field_validator("min_arrival")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO-8601 time such as 2000-01-01T00:00:00Z") from None
+        return value
+
+
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
 class FleetConfig(_Strict):
