@@ -138,7 +138,7 @@ def ingest(
     cfg = STATE.config()
     spec = _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
-    con = open_warehouse()
+    con = open_warehouse(create=True)
     with con, Progress(console=console, transient=True) as bar:
         task = bar.add_task("ingesting", total=None)
         report = ingest_paths(
@@ -218,7 +218,7 @@ def _status_style(report: FileReport) -> str:
 
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the warehouse holds: rows per series, time span, files, quarantine."""
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         info = warehouse_status(con)
     info["warehouse"] = str(STATE.warehouse_path())
     if as_json:
@@ -261,7 +261,7 @@ def refresh_marts(
 
 def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Demand per series from the marts: volume, mean and peak token rates."""
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         rows = demand_summary(con)
     if as_json:
         emit_json(rows)

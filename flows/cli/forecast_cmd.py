@@ -162,7 +162,7 @@ def characterize(
 ) -> None:
     """Write the workload characterisation report (markdown + PNGs) from the warehouse."""
     cfg = STATE.config()
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         demand = run(con, "characterize/demand").df()
         if demand.empty:
             fail("the demand mart is empty: ingest request logs first")

@@ -81,7 +81,7 @@ def explain(
     from flows.planning import rebuild_data
 
     cfg = STATE.config()
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         try:
             stored = load_plan(con, plan_id)
         except IndexError:
