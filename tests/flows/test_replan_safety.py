@@ -75,24 +75,37 @@ def _first_hour_actions(plan) -> list[tuple]:  # type: ignore[no-untyped-def]
 def test_a_rerun_of_an_hour_starts_from_the_same_fleet_and_repeats_its_actions(
     wh: Path, small_cfg: FleetConfig, tmp_path: Path
 ) -> None:
+    """The issue's case: a plan made on the hour covers that hour, so the old query took the
+    plan being replaced as the fleet running now (0 first-hour actions on the rerun)."""
+    out = tmp_path / "plans"
+    on_hour = datetime(2024, 6, 11, 1, 0, tzinfo=UTC)
+    with connect(wh) as con:
+        first = run_plan(con, small_cfg, on_hour, out)
+        assert first.plan.solver.status == "optimal"
+        rerun = run_plan(con, small_cfg, on_hour, out)
+        assert rerun.plan.solver.status == "optimal"
+        states = dict(con.execute("SELECT plan_id, state FROM plans").fetchall())
+    assert first.previous_plan_id is None and rerun.previous_plan_id is None
+    assert first.forecast["state_source"] == rerun.forecast["state_source"] == "configuration"
+    assert states[rerun.plan.plan_id] == states[first.plan.plan_id]
+    assert len(_first_hour_actions(first.plan)) > 0
+    assert _first_hour_actions(rerun.plan) == _first_hour_actions(first.plan)
+    assert rerun.plan.plan_id == first.plan.plan_id  # same content, same id
+    assert published_plan_id(out) == first.plan.plan_id
+
+
+def test_a_rerun_after_the_next_plan_replaces_only_its_own_hour(
+    wh: Path, small_cfg: FleetConfig, tmp_path: Path
+) -> None:
     out = tmp_path / "plans"
     with connect(wh) as con:
         before = run_plan(con, small_cfg, AS_OF, out)  # the plan in force for 01:00
         first = run_plan(con, small_cfg, NEXT, out)
-        assert first.plan.solver.status == "optimal"
-        state_first = con.execute(
-            "SELECT state FROM plans WHERE plan_id = ?", [first.plan.plan_id]
-        ).fetchone()
         rerun = run_plan(con, small_cfg, NEXT, out)
-        state_rerun = con.execute(
-            "SELECT state FROM plans WHERE plan_id = ?", [rerun.plan.plan_id]
-        ).fetchone()
-        assert rerun.plan.solver.status == "optimal"
-        assert rerun.previous_plan_id == before.plan.plan_id == first.previous_plan_id
-        assert state_rerun == state_first
-        assert _first_hour_actions(rerun.plan) == _first_hour_actions(first.plan)
-        assert len(_first_hour_actions(first.plan)) > 0
-        assert rerun.plan.plan_id == first.plan.plan_id  # same content, same id
+        states = dict(con.execute("SELECT plan_id, state FROM plans").fetchall())
+    assert rerun.previous_plan_id == first.previous_plan_id == before.plan.plan_id
+    assert states[rerun.plan.plan_id] == states[first.plan.plan_id]
+    assert _first_hour_actions(rerun.plan) == _first_hour_actions(first.plan)
 
 
 def test_the_fleet_a_plan_starts_from_is_what_was_applied(
