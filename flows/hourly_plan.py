@@ -29,6 +29,7 @@ from prefect.artifacts import (
 from prefect.concurrency.sync import concurrency
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.execute import apply_plan as deliver
 from flows.forecasting import (
     load_demand,
     load_models,
@@ -38,11 +39,10 @@ from flows.forecasting import (
     timezones,
 )
 from flows.ingest_flow import ingest_folder
-from flows.planning import record_application, run_plan
+from flows.planning import run_plan
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
-from planner.executors import WebhookExecutor
 from planner.forecast.pipeline import forecast
 from planner.forecast.series import SeriesKey
 from validation.quality import QualityResult, learn_bands, run_checkpoint
@@ -200,14 +200,12 @@ def apply_plan(
     webhook_url: str | None,
     dry_run: bool,
 ) -> dict[str, Any]:
-    """Hand the plan's first hour to the executor and record what it accepted (the fleet the
-    next plan starts from). No task retries: the executor retries each delivery itself."""
+    """Hand the plan's first hour to the config's executor target (``webhook_url`` overrides
+    its URL) and record what it accepted. No task retries: the executor retries each region's
+    delivery itself, and tries every region."""
     cfg = _cfg(config_path)
-    executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run)
-    state = executor.apply(plan)
-    if not dry_run:
-        with connect(_warehouse(cfg, warehouse)) as con:
-            record_application(con, state)
+    with connect(_warehouse(cfg, warehouse)) as con:
+        state = deliver(con, cfg, plan, Path(folder), dry_run=dry_run, url=webhook_url)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
 

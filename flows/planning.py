@@ -148,7 +148,7 @@ def starting_state(
     niw = run(con, "plans/plan_niw", plan_id=str(newest["plan_id"])).df()
     niw = niw[pd.to_datetime(niw["hour"]) == pd.Timestamp(newest["hour"])]
     backlog = (
-        {str(r.model): float(r.backlog) for r in niw.itertuples()}
+        {str(m): float(b) for m, b in zip(niw["model"], niw["backlog"], strict=True)}
         if not niw.empty
         else dict(base.niw_backlog)
     )
@@ -160,7 +160,8 @@ def starting_state(
         niw_backlog=backlog,
     )
     hours = ", ".join(
-        f"{r.region} {pd.Timestamp(r.hour):%Y-%m-%dT%H:%M}" for r in applied.itertuples()
+        f"{r} {pd.Timestamp(h):%Y-%m-%dT%H:%M}"
+        for r, h in zip(applied["region"], applied["hour"], strict=True)
     )
     return state, f"applied ({hours})"
 

@@ -160,7 +160,7 @@ def published_plan_id(root: Path) -> str | None:
 
 def remove_leftovers(root: Path) -> list[str]:
     """Temp folders and files a killed export left behind (nothing else removes them)."""
-    removed = []
+    removed: list[str] = []
     if not root.is_dir():
         return removed
     for path in root.iterdir():

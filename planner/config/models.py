@@ -198,6 +198,27 @@ class WarehouseSettings(_Strict):
 _SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
 
 
+class ExecutorSettings(_Strict):
+    """The ops target the plan's first hour is delivered to (planner.executors.webhook)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="webhook URL (POST per region); none: documents are written only",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="per attempt")
+    retries: int = Field(default=4, ge=0, le=10, description="after the first attempt")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry delay, doubled each")
+    auth_header: str = Field(
+        default="Authorization", pattern=r"^[A-Za-z0-9-]+$", description="header name"
+    )
+    auth_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the header's value (never the value here)",
+    )
+
+
 class FleetConfig(_Strict):
     """The whole configuration file."""
 
@@ -212,6 +233,7 @@ class FleetConfig(_Strict):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property
