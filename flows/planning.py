@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -266,6 +266,10 @@ def run_plan(
     log.info("planning from %s: fleet state from %s", now, source)
     data, finfo = planning_data(con, cfg, now, state)
     plan, check = make_plan(data, solver_settings(cfg), previous)
+    stale = staleness_note(con, now)
+    if stale:
+        log.warning("plan %s: %s", plan.plan_id, stale)
+        plan = replace(plan, notes=(*plan.notes, stale))
     target = out_root / folder_name(plan) if out_root is not None and check.ok else None
     existed = plan_exists(con, plan.plan_id)
     store_plan(con, plan, check, state, target)
@@ -282,6 +286,25 @@ def run_plan(
         log.error("plan %s not published: %s", plan.plan_id, "; ".join(check.violations[:5]))
     finfo = {**finfo, "state_source": source}
     return PlanRun(plan, check, path, previous.plan_id if previous else None, finfo)
+
+
+STALE_AFTER = pd.Timedelta(hours=2)
+
+
+def staleness_note(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> str | None:
+    """A warning when the newest demand is older than ``STALE_AFTER`` at planning time (the
+    forecast then reaches further ahead than it was tested for)."""
+    row = run(con, "marts/demand_span").fetchone()
+    last = row[1] if row else None
+    if last is None:
+        return None
+    ends = pd.Timestamp(last) + pd.Timedelta(hours=1)
+    if as_of - ends <= STALE_AFTER:
+        return None
+    hours = (as_of - ends) / pd.Timedelta(hours=1)
+    return (
+        f"STALE DATA: the demand data ends at {ends:%Y-%m-%dT%H:%M}, {hours:.1f} h before this plan"
+    )
 
 
 def plan_exists(con: duckdb.DuckDBPyConnection, plan_id: str) -> bool:

@@ -65,3 +65,14 @@ def test_ingest_creates_the_warehouse_it_is_given(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--warehouse", str(path), "ingest", str(log)])
     assert result.exit_code == 0, result.stderr
     assert path.exists()
+
+
+def test_plan_out_naming_a_file_fails_before_solving(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    connect(path).close()
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x")
+    args = ["--warehouse", str(path), "plan", "--as-of", "2024-06-11T01:00Z", "--out", str(taken)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "exists and is not a folder" in result.stderr

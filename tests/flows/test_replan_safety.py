@@ -265,3 +265,27 @@ def test_a_kill_anywhere_in_publishing_never_publishes_what_the_warehouse_lacks(
     else:
         assert published == good.plan.plan_id and repaired is None
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_plan_made_long_after_the_data_ends_says_so(
+    wh: Path, small_cfg: FleetConfig, tmp_path: Path
+) -> None:
+    with connect(wh) as con:
+        last = con.execute("SELECT max(hour) FROM demand_hourly").fetchone()[0]  # type: ignore[index]
+        late = pd.Timestamp(last) + pd.Timedelta(hours=21)
+        made = run_plan(con, small_cfg, late.tz_localize("UTC").to_pydatetime(), tmp_path)
+        fresh = run_plan(con, small_cfg, AS_OF, tmp_path)
+    (note,) = [n for n in made.plan.notes if n.startswith("STALE DATA")]
+    assert "20.0 h before this plan" in note
+    assert not [n for n in fresh.plan.notes if n.startswith("STALE DATA")]
+    manifest = json.loads((made.export_path / "plan.json").read_text())  # type: ignore[operator]
+    assert note in manifest["notes"]
+
+
+def test_an_as_of_far_after_the_data_names_the_span_the_warehouse_holds(
+    wh: Path, small_cfg: FleetConfig
+) -> None:
+    from flows.forecasting import run_selection
+
+    with connect(wh) as con, pytest.raises(ValueError, match=r"the demand mart holds 2024-06-"):
+        run_selection(con, small_cfg, datetime(2030, 1, 1, tzinfo=UTC))
