@@ -61,3 +61,23 @@ def test_a_folder_with_glob_characters_in_its_name_loads_its_files(
     _csv(tmp_path / "logs2" / "a.csv", ["decoy"])
     report = ingest_paths(warehouse, [folder], SourceSpec(), contract, NOW)
     assert [f.rows_loaded for f in report.files] == [2]
+
+
+def test_fractional_token_counts_are_quarantined_not_rounded(
+    warehouse: duckdb.DuckDBPyConnection, contract: pa.DataFrameSchema, tmp_path: Path
+) -> None:
+    path = tmp_path / "frac.csv"
+    path.write_text(
+        HEADER
+        + "\nf1,2024-06-03T10:00:00Z,us-east,llama2-70b,IW-F,100.5,20"
+        + "\nf2,2024-06-03T10:00:00Z,us-east,llama2-70b,IW-F,100,20.0"
+        + "\nf3,2024-06-03T10:00:00Z,us-east,llama2-70b,IW-F,100,7\n"
+    )
+    (file,) = ingest_paths(warehouse, [path], SourceSpec(), contract, NOW).files
+    assert (file.rows_read, file.rows_loaded, file.rows_quarantined) == (3, 2, 1)
+    loaded = warehouse.execute(
+        "SELECT request_id, input_tokens, output_tokens FROM requests ORDER BY request_id"
+    ).fetchall()
+    assert loaded == [("f2", 100, 20), ("f3", 100, 7)]
+    (reason,) = warehouse.execute("SELECT reason FROM requests_quarantine").fetchone()  # type: ignore[misc]
+    assert "input_tokens" in reason
