@@ -1,27 +1,42 @@
-"""ILP scale benchmark: a ladder of problem sizes, each built, solved by SCIP within its time
-limit, and compared with its LP relaxation.
+"""ILP scale benchmark: the planning program built, solved by SCIP as the planner runs it, and
+the same model solved by HiGHS side by side.
 
-Per rung: build time, solve time (the configured limit), SCIP status and gap, and the ratio of
-the plan's objective to the LP-relaxation optimum (how far the integer plan sits above the
-best any fractional plan could do). The SageServe rung is the default fleet (3 regions,
-4 models, 2 VM types, 3 tiers, 24 h) at SageServe's volume (10 M requests/day, synthetic
-O365-shaped demand); the larger rungs are generated fleets with the same structure.
+SageServe rungs: real plan hours of the demo's last day (the demo warehouse, copied to a
+temporary folder so the bench never writes to it): for each hour the planning data
+`sageserve plan` would build (forecasts at the hour, the week's token mix), starting from the
+fleet an LP-rounding plan made an hour earlier has running then (that plan is also the warm
+start); then the plan (LP rounding and greedy starts, SCIP for the rest of the time limit) and
+HiGHS (highspy) on the same model, written by SCIP to MPS, cold (no starts), one thread, the
+same time limit and gap goal. Gaps use SCIP's definition for both, |primal − dual| /
+min(|primal|, |dual|); "bound" says where SCIP's dual bound came from (root relaxation or
+search tree). ``--plain`` also solves each hour without planner.ilp.cuts (the before).
 
-    .venv/bin/python bench/ilp_scale.py [--only sageserve] [--json]
+Generated rungs (tiny, mid, large): fleets with the default's structure, synthetic O365-shaped
+demand, rolling warm state (see ``warm_state``).
+
+    .venv/bin/python bench/ilp_scale.py [--only sageserve] [--plain] [--json]
+        [--warehouse .sageserve/warehouse.duckdb] [--hours 2024-06-16T00:00,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import shutil
+import sys
+import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from planner.config import config_hash as cfg_hash
 from planner.config import load_config
 from planner.config.loader import parse_config
 from planner.config.models import FleetConfig
@@ -30,6 +45,7 @@ from planner.ilp.data import FleetState, PlanningData, build_data, state_from_co
 from planner.ilp.greedy import greedy_values
 from planner.ilp.plan import SolverFacts, from_values
 from planner.ilp.planner import make_plan, solver_settings
+from planner.ilp.rounding import lp_rounding_start
 from planner.workload.synth import SynthSpec, hourly_rates
 
 START = datetime(2024, 6, 4, 0, tzinfo=UTC)  # a Tuesday
@@ -140,13 +156,118 @@ def warm_state(cfg: FleetConfig, demand: pd.DataFrame, solved: bool = True) -> F
 
 
 def lp_bound(data: PlanningData, limit: float) -> tuple[float | None, float]:
-    """The LP-relaxation optimum, or None when SCIP does not finish it within ``limit``."""
+    """The plain LP-relaxation optimum (no valid inequalities), or None when SCIP does not
+    finish it within ``limit``."""
     started = time.perf_counter()
-    built = create_model(data, relax=True)
+    built = create_model(data, relax=True, valid_cuts=False)
     built.model.setParam("limits/time", limit)
     built.model.optimize()
     ok = built.model.getStatus() == "optimal"
     return (built.model.getObjVal() if ok else None), time.perf_counter() - started
+
+
+def scip_gap(primal: float, dual: float) -> float | None:
+    """SCIP's gap definition, for any solver's primal and dual values (None: unknown)."""
+    if not (math.isfinite(primal) and math.isfinite(dual)) or max(abs(primal), abs(dual)) > 1e19:
+        return None
+    return abs(primal - dual) / max(min(abs(primal), abs(dual)), 1e-9)
+
+
+def highs_solve(
+    data: PlanningData, limit: float, gap: float, valid_cuts: bool = True
+) -> dict[str, Any]:
+    """The planner's model (with planner.ilp.cuts unless ``valid_cuts`` is False) written by
+    SCIP to MPS and solved by HiGHS cold: no primal starts, one thread, ``limit`` seconds,
+    relative gap ``gap``."""
+    import highspy
+
+    built = create_model(data, valid_cuts=valid_cuts)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "plan.mps")
+        built.model.writeProblem(path, verbose=False)
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("time_limit", float(limit))
+        h.setOptionValue("threads", 1)
+        h.setOptionValue("mip_rel_gap", gap)
+        h.readModel(path)
+        started = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - started
+    info = h.getInfo()
+    bound = info.mip_dual_bound
+    has = info.primal_solution_status == 2  # a feasible incumbent
+    objective = info.objective_function_value if has else math.inf
+    return {
+        "highs_version": h.version(),
+        "highs_status": h.modelStatusToString(h.getModelStatus()),
+        "highs_objective": round(objective, 1) if has else None,
+        "highs_bound": round(bound, 1) if math.isfinite(bound) else None,
+        "highs_gap": scip_gap(objective, bound),
+        "highs_solve_s": round(seconds, 2),
+        "highs_nodes": int(info.mip_node_count),
+    }
+
+
+def _scip_fields(plan: Any, check: Any, wall: float, limit: float) -> dict[str, Any]:
+    s = plan.summary()
+    return {
+        "variables": s["variables"],
+        "constraints": s["constraints"],
+        "build_s": round(s["build_seconds"], 2),
+        "solve_s": round(s["solve_seconds"], 2),
+        "wall_s": round(wall, 1),
+        "limit_s": limit,
+        "status": s["status"],
+        "gap": None if s["gap"] is None else round(s["gap"], 5),
+        "bound_source": plan.solver.bound_source,
+        "nodes": plan.solver.nodes,
+        "objective": round(s["objective"], 1) if s["objective"] else None,
+        "dual_bound": round(s["dual_bound"], 1) if s["dual_bound"] else None,
+        "verified": check.ok,
+        "fallback": s["fallback"],
+    }
+
+
+def demo_hours(con: Any) -> list[pd.Timestamp]:
+    """00:00, 06:00, 14:00 and 20:00 of the log's last day, and 00:00 after it."""
+    from flows.warehouse.sqlfiles import run
+
+    _first, last = run(con, "marts/full_range").fetchone()
+    # the hour of the newest arrival; a log ending at midnight has its last full day before it
+    day = (pd.Timestamp(last) - pd.Timedelta(hours=1)).floor("D")
+    return [day + pd.Timedelta(hours=h) for h in (0, 6, 14, 20, 24)]
+
+
+def real_hour_rung(
+    con: Any, cfg: FleetConfig, hour: pd.Timestamp, limit: float, plain: bool
+) -> dict[str, Any]:
+    """One plan hour of the demo warehouse (module docstring)."""
+    from flows.planning import planning_data
+
+    earlier, _ = planning_data(con, cfg, hour - pd.Timedelta(hours=1), state_from_config(cfg))
+    values = lp_rounding_start(earlier, 60.0) or greedy_values(earlier)
+    facts = SolverFacts("LP rounding", math.nan, math.nan, math.nan, 0.0, 0.0, "", cfg_hash(cfg))
+    previous = from_values(earlier, values, facts)
+    at = hour.to_pydatetime()
+    state = previous.state_at(at, backlog_hour=at - pd.Timedelta(hours=1))
+    data, _ = planning_data(con, cfg, hour, state)
+    settings = replace(solver_settings(cfg), time_limit_s=limit)
+    started = time.perf_counter()
+    plan, check = make_plan(data, settings, previous)
+    out = {
+        "name": f"sageserve {hour:%Y-%m-%dT%H:%M}",
+        **_scip_fields(plan, check, time.perf_counter() - started, limit),
+        "vm_rounding_cuts": create_model(data).constraints.get("vm_rounding", 0),
+    }
+    if plain:
+        before, check0 = make_plan(data, settings, previous, valid_cuts=False)
+        out["plain_gap"] = _scip_fields(before, check0, 0.0, limit)["gap"]
+        out["plain_bound_source"] = before.solver.bound_source
+        out["plain_objective"] = round(before.solver.objective, 1)
+        out["plain_highs_gap"] = highs_solve(data, limit, settings.mip_gap, False)["highs_gap"]
+    out.update(highs_solve(data, limit, settings.mip_gap))
+    return out
 
 
 def rung(name: str, cfg: FleetConfig, requests_per_day: float, limit: float) -> dict[str, Any]:
@@ -162,74 +283,95 @@ def rung(name: str, cfg: FleetConfig, requests_per_day: float, limit: float) -> 
     wall = time.perf_counter() - started
     s = plan.summary()
     return {
-        "rung": name,
+        "name": name,
         "regions": len(cfg.regions),
         "models": len(cfg.models),
         "vm_types": len(cfg.vm_types),
         "hours": len(data.hours),
         "integer_placement_h": cfg.planner.integer_placement_h,
-        "variables": s["variables"],
-        "constraints": s["constraints"],
-        "build_s": round(s["build_seconds"], 2),
-        "solve_s": round(s["solve_seconds"], 2),
-        "wall_s": round(wall, 1),
-        "limit_s": limit,
-        "status": s["status"],
-        # SCIP reports 1e20 when it has no dual bound (root LP unfinished): no gap known
-        "gap": None if s["gap"] is None or s["gap"] >= 1e10 else round(s["gap"], 5),
-        "objective": round(s["objective"], 1) if s["objective"] else None,
+        **_scip_fields(plan, check, wall, limit),
         "lp_bound": None if lp is None else round(lp, 1),
         "lp_s": round(lp_s, 2),
         "objective_over_lp": round(s["objective"] / lp, 4) if s["objective"] and lp else None,
         "vm_hours": s["vm_hours"],
-        "verified": check.ok,
-        "fallback": s["fallback"],
+        **highs_solve(data, limit, cfg.planner.mip_gap),
     }
 
 
-def ladder(only: str | None) -> list[dict[str, Any]]:
-    default = load_config()
-    rungs = [
+def _pct(gap: float | None) -> str:
+    return "unknown" if gap is None else f"{gap:.2%}"
+
+
+def print_rung(r: dict[str, Any]) -> None:
+    line = (
+        f"{r['name']:28s} vars {r['variables']:>7} build {r['build_s']:5.2f} s "
+        f"solve {r['solve_s']:5.1f}/{r['limit_s']:.0f} s {r['status']:>9} "
+        f"gap {_pct(r['gap']):>7} bound {r['bound_source']:15s} | HiGHS "
+        f"{r['highs_status'][:14]:>14} gap {_pct(r['highs_gap']):>7} "
+        f"{r['highs_solve_s']:5.1f} s"
+    )
+    if "plain_gap" in r:
+        line += f" | without cuts: SCIP {_pct(r['plain_gap'])}, HiGHS {_pct(r['plain_highs_gap'])}"
+    print(line + f" | verified {r['verified']}", flush=True)
+
+
+def ladder(
+    only: str | None,
+    warehouse: Path,
+    hours: list[pd.Timestamp] | None,
+    plain: bool,
+    limit: float,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if not only or only in "sageserve":
+        out += sageserve_rungs(warehouse, hours, plain, limit)
+    generated = [
         ("tiny 1x2x1", lambda: generated_fleet(1, 2, 1), 1e6, 10.0),
-        ("sageserve 3x4x2", lambda: default, 10e6, 10.0),
-        (
-            "sageserve 3x4x2, all-integer placement",
-            lambda: parse_config(
-                {
-                    **default.model_dump(),
-                    "planner": {**default.planner.model_dump(), "integer_placement_h": 24},
-                }
-            ),
-            10e6,
-            10.0,
-        ),
         ("mid 8x10x3", lambda: generated_fleet(8, 10, 3), 40e6, 60.0),
         ("large 20x30x4", lambda: generated_fleet(20, 30, 4), 150e6, 120.0),
     ]
-    out = []
-    for name, make, volume, limit in rungs:
+    for name, make, volume, rung_limit in generated:
         if only and only not in name:
             continue
-        out.append(rung(name, make(), volume, limit))
-        r = out[-1]
-        gap = "n/a" if r["gap"] is None or r["gap"] >= 1e10 else f"{r['gap']:.2%}"
-        print(
-            f"{r['rung']:40s} vars {r['variables']:>7} build {r['build_s']:6.2f} s "
-            f"solve {r['solve_s']:6.1f}/{r['limit_s']:.0f} s {r['status']:>9} gap {gap:>6} "
-            f"obj/LP {r['objective_over_lp']} verified {r['verified']}",
-            flush=True,
-        )
+        out.append(rung(name, make(), volume, rung_limit))
+        print_rung(out[-1])
+    return out
+
+
+def sageserve_rungs(
+    warehouse: Path, hours: list[pd.Timestamp] | None, plain: bool, limit: float
+) -> list[dict[str, Any]]:
+    """The SageServe rungs on a private copy of the demo warehouse."""
+    from flows.warehouse.connection import connect
+
+    if not warehouse.exists():
+        raise SystemExit(f"no demo warehouse at {warehouse}: run `make demo` first")
+    cfg = load_config()
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "warehouse.duckdb"
+        shutil.copy(warehouse, copy)
+        with connect(copy, memory_limit=cfg.warehouse.memory_limit) as con:
+            for hour in hours or demo_hours(con):
+                out.append(real_hour_rung(con, cfg, hour, limit, plain))
+                print_rung(out[-1])
     return out
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=None)
+    parser.add_argument("--only", default=None, help="rungs whose name contains this")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--warehouse", type=Path, default=Path(".sageserve/warehouse.duckdb"))
+    parser.add_argument("--hours", default=None, help="comma-separated plan hours (UTC)")
+    parser.add_argument("--plain", action="store_true", help="also solve without the cuts")
+    parser.add_argument("--limit", type=float, default=10.0, help="SageServe rungs' limit, s")
     args = parser.parse_args()
-    results = ladder(args.only)
+    hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None
+    results = ladder(args.only, args.warehouse, hours, args.plain, args.limit)
     if args.json:
-        print(json.dumps(results, indent=2, default=str))
+        print(json.dumps({"rungs": results}, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def _markdown(
     s = planned["summary"]
     plan = planned["plan"]
     first = plan.vms[plan.vms["hour"] == plan.start]
-    gap = "n/a" if s["gap"] is None else f"{s['gap']:.2%}"
+    gap = s["gap_text"]
     actions = plan.actions[plan.actions["hour"] == plan.start][
         ["kind", "region", "vm_type", "model", "count", "start_by", "ready_at"]
     ]

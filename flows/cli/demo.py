@@ -96,7 +96,7 @@ def demo(
         )
     else:
         print_summary(rows)
-        gap = "n/a" if ps["gap"] is None else f"{ps['gap']:.2%}"
+        gap = ps["gap_text"]
         quality = run["quality"]
         console.print(
             f"loaded {totals['rows_loaded']:,} rows ({totals['files_skipped']} files already "

@@ -51,7 +51,7 @@ def plan(
 
 
 def _print(p: Any, s: dict[str, Any]) -> None:
-    gap = f"{s['gap']:.2%}" if s["gap"] is not None else "n/a"
+    gap = s["gap_text"]
     console.print(
         f"plan {s['plan_id']} for {s['hours']} h from {s['start']}: ${s['total_cost']:,.0f}, "
         f"SCIP {s['scip_version']} {s['status']} gap {gap} in {s['solve_seconds']:.1f} s"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pyscipopt import Model
 
 from planner.ilp import constraints as c
+from planner.ilp import cuts
 from planner.ilp.data import PlanningData
 from planner.ilp.objective import set_objective
 from planner.ilp.variables import Vars, add_variables
@@ -23,8 +24,12 @@ class BuiltModel:
     relaxed: bool = False
 
 
-def create_model(data: PlanningData, relax: bool = False) -> BuiltModel:
-    """The planning program for ``data`` (``relax``: LP relaxation, for bounds)."""
+def create_model(data: PlanningData, relax: bool = False, valid_cuts: bool = True) -> BuiltModel:
+    """The planning program for ``data`` (``relax``: LP relaxation, for bounds).
+
+    ``valid_cuts`` adds the valid inequalities of :mod:`planner.ilp.cuts`: they remove no
+    integer plan, only fractional ones, so the optimum is the same and its bound tighter
+    (``False`` gives the plain relaxation, e.g. to measure what the cuts add)."""
     started = time.perf_counter()
     model = Model("sageserve-plan")
     model.hideOutput()
@@ -42,5 +47,9 @@ def create_model(data: PlanningData, relax: bool = False) -> BuiltModel:
         "availability": c.add_availability(model, data, v),
         "stability": c.add_stability(model, data, v),
     }
+    if valid_cuts:
+        families["vm_rounding"] = cuts.add_region_vm_rounding(model, data, v)
+        families["vm_rounding_home"] = cuts.add_home_vm_rounding(model, data, v)
+        families["instance_rounding"] = cuts.add_instance_rounding(model, data, v)
     set_objective(model, data, v)
     return BuiltModel(model, v, data, families, time.perf_counter() - started, relax)

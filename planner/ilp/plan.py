@@ -32,12 +32,36 @@ class SolverFacts:
     warm_start: str = "none"
     variables: int = 0
     constraints: int = 0
+    # where the dual bound behind ``gap`` comes from: "root relaxation" (LP, cuts and the
+    # valid inequalities at the root node), "search tree" (branch and bound beyond the root),
+    # "none" (no dual bound: the gap is unknown), "unknown" (not recorded, e.g. a stored plan)
+    bound_source: str = "unknown"
+    nodes: int = 0
+
+    @property
+    def gap_known(self) -> bool:
+        finite = math.isfinite(self.gap) and math.isfinite(self.dual_bound)
+        return finite and self.bound_source != "none"
+
+    def gap_text(self) -> str:
+        """The gap and its bound's source in words, also when there is no gap."""
+        if self.fallback:
+            return f"unknown: SCIP returned no plan ({self.fallback_reason or self.status})"
+        if not self.gap_known:
+            if not math.isfinite(self.dual_bound) or self.bound_source == "none":
+                return "unknown: SCIP has no dual bound (its root LP did not finish in time)"
+            return "unknown: no gap recorded"
+        text = f"{self.gap:.2%}, bound from the {self.bound_source}"
+        return text + (f" ({self.nodes:,} nodes)" if self.bound_source == "search tree" else "")
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         for key in ("objective", "gap", "dual_bound"):
             if not math.isfinite(out[key]):
                 out[key] = None
+        if not self.gap_known:
+            out["gap"] = None
+        out["gap_text"] = self.gap_text()
         return out
 
 

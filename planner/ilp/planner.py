@@ -55,17 +55,19 @@ def make_plan(
     settings: SolverSettings,
     previous: Plan | None = None,
     primal_starts: bool = True,
+    valid_cuts: bool = True,
 ) -> tuple[Plan, Verification]:
     """The plan for ``data``. ``primal_starts`` hands SCIP the LP-rounding and greedy plans as
     first incumbents (see planner.ilp.rounding); without them SCIP may end its time limit
-    without a solution, and the greedy plan is then the (flagged) fallback."""
+    without a solution, and the greedy plan is then the (flagged) fallback. ``valid_cuts``
+    False leaves out planner.ilp.cuts (to measure what they add)."""
     started = time.perf_counter()
-    built = create_model(data)
+    built = create_model(data, valid_cuts=valid_cuts)
     warm = warm_start_from(previous, data) if previous is not None else None
     greedy = greedy_values(data)
     starts: list[tuple[str, dict[str, dict[tuple[Any, ...], float]]]] = []
     if primal_starts:
-        rounded = lp_rounding_start(data, ROUNDING_SHARE * settings.time_limit_s)
+        rounded = lp_rounding_start(data, ROUNDING_SHARE * settings.time_limit_s, valid_cuts)
         if rounded is not None:
             starts.append(("LP rounding", rounded))
         starts.append(("greedy plan", greedy))
@@ -85,6 +87,8 @@ def make_plan(
         warm_start=result.warm_start,
         variables=built.model.getNVars(),
         constraints=built.model.getNConss(),
+        bound_source=result.bound_source,
+        nodes=result.nodes,
     )
     if result.has_solution and result.status in PLAN_STATUSES:
         plan = from_values(data, result.values, facts)

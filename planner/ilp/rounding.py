@@ -27,9 +27,12 @@ INTEGER_FAMILIES = ("y", "z", "x", "xs")
 
 
 def _lp_values(
-    data: PlanningData, fixed: Values | None = None, time_limit_s: float = 30.0
+    data: PlanningData,
+    fixed: Values | None = None,
+    time_limit_s: float = 30.0,
+    valid_cuts: bool = True,
 ) -> Values | None:
-    built = create_model(data, relax=True)
+    built = create_model(data, relax=True, valid_cuts=valid_cuts)
     model = built.model
     for family, values in (fixed or {}).items():
         variables = getattr(built.vars, family)
@@ -122,17 +125,20 @@ def _fit_instances(data: PlanningData, inst: dict[Any, float], vms: dict[Any, in
             u -= step / data.instances_per_vm[(k[1], g)]
 
 
-def lp_rounding_start(data: PlanningData, time_limit_s: float = 30.0) -> Values | None:
+def lp_rounding_start(
+    data: PlanningData, time_limit_s: float = 30.0, valid_cuts: bool = True
+) -> Values | None:
     """A complete feasible assignment from LP rounding, or None if an LP failed or the two
     LPs did not finish within ``time_limit_s`` together (large fleets: the relaxation alone
     can take minutes, and the greedy start is then all SCIP gets)."""
     started = time.perf_counter()
-    lp = _lp_values(data, time_limit_s=time_limit_s)
+    lp = _lp_values(data, time_limit_s=time_limit_s, valid_cuts=valid_cuts)
     if lp is None:
         log.info("LP rounding: relaxation not solved within %.1f s; skipped", time_limit_s)
         return None
     fixed = round_up(data, lp)
-    completed = _lp_values(data, fixed, time_limit_s - (time.perf_counter() - started))
+    left = time_limit_s - (time.perf_counter() - started)
+    completed = _lp_values(data, fixed, left, valid_cuts)
     if completed is None:
         log.warning("LP rounding: the fixed-integer LP has no solution")
         return None

@@ -54,6 +54,8 @@ class SolveResult:
     scip_version: str
     values: dict[str, dict[tuple[Any, ...], float]] = field(default_factory=dict)
     warm_start: str = "none"
+    bound_source: str = "none"
+    nodes: int = 0
 
 
 def scip_version(model: Any) -> str:
@@ -94,7 +96,10 @@ def solve(
             }
     objective = model.getObjVal() if has else math.inf
     dual = model.getDualbound()
-    gap = model.getGap() if has else math.inf
+    if not math.isfinite(dual) or abs(dual) >= model.infinity():
+        dual = math.nan  # SCIP's ±1e20: no dual bound (root LP unfinished)
+    gap = model.getGap() if has and math.isfinite(dual) else math.inf
+    nodes = model.getNNodes()
     result = SolveResult(
         status=status,
         has_solution=has,
@@ -105,6 +110,8 @@ def solve(
         scip_version=scip_version(model),
         values=values,
         warm_start=used,
+        bound_source=bound_source(dual, nodes),
+        nodes=nodes,
     )
     log.info(
         "SCIP %s: status %s, objective %.2f, gap %.3f%%, %.2f s (warm start: %s)",
@@ -116,6 +123,14 @@ def solve(
         used,
     )
     return result
+
+
+def bound_source(dual_bound: float, nodes: int) -> str:
+    """Where SCIP's dual bound comes from: the root node's relaxation (its LP with SCIP's
+    cuts and our valid inequalities) or the search tree below it; "none" without a bound."""
+    if not math.isfinite(dual_bound):
+        return "none"
+    return "root relaxation" if nodes <= 1 else "search tree"
 
 
 def _add_complete_start(

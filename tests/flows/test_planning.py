@@ -96,6 +96,11 @@ def test_cli_plan_and_explain_json(warehouse_path: Path, tmp_path: Path) -> None
     assert summary["verified"] and summary["hours"] == 24
     assert summary["scip_version"].startswith("10.")
     assert summary["status"] in ("optimal", "gaplimit", "timelimit")
+    # the gap comes with its bound's source, or says in words that it is unknown
+    assert summary["bound_source"] in ("root relaxation", "search tree", "none")
+    known = summary["bound_source"] != "none"
+    assert (summary["gap"] is not None) == known
+    assert ("bound from the" in summary["gap_text"]) == known
     assert Path(summary["export_path"]).is_dir()
     result = runner.invoke(app, [*wh, "explain", summary["plan_id"], "--json"])
     assert result.exit_code == 0, result.stderr

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
 
 from planner.ilp.data import build_data, state_from_config
-from planner.ilp.plan import Plan
+from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.planner import make_plan
 from planner.ilp.solve import SolverSettings
 from planner.ilp.verify import verify
@@ -145,6 +146,28 @@ def test_fallback_plan_when_scip_has_no_incumbent() -> None:
     assert plan.solver.fallback and "greedy" in (plan.solver.fallback_reason or "")
     assert check.ok, check.violations
     assert plan.unmet["tokens_per_s"].sum() < 350.0  # the greedy plan still serves demand
+    summary = plan.summary()
+    assert summary["gap"] is None and summary["gap_text"].startswith("unknown: SCIP returned no")
+
+
+def test_gap_and_its_bound_source_are_reported() -> None:
+    cfg = tiny_config(**{"planner.horizon_h": 1})
+    plan = _plan(tiny_data(cfg, [(1, "a", "IW-F", 150.0)]))
+    summary = plan.summary()
+    assert summary["bound_source"] in ("root relaxation", "search tree")
+    assert summary["gap"] == pytest.approx(0.0, abs=1e-9)
+    assert summary["gap_text"].startswith("0.00%, bound from the ")
+
+
+def test_no_dual_bound_means_the_gap_is_unknown_in_words() -> None:
+    facts = SolverFacts(
+        "timelimit", 120.0, math.inf, math.nan, 10.0, 0.1, "10", "h", bound_source="none"
+    )
+    assert not facts.gap_known
+    assert facts.as_dict()["gap"] is None
+    assert (
+        facts.gap_text() == "unknown: SCIP has no dual bound (its root LP did not finish in time)"
+    )
 
 
 def test_warm_start_from_the_previous_plan() -> None:
