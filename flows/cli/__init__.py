@@ -13,6 +13,7 @@ from flows.cli import (
     demo,
     evaluate_cmd,
     forecast_cmd,
+    metrics_cmd,
     plan_cmd,
     plans_cmd,
 )
@@ -55,5 +56,6 @@ app.command("plan")(plan_cmd.plan)
 app.command("explain")(plan_cmd.explain)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo.demo)
+app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(plans_cmd.app, name="plans")
