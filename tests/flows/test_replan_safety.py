@@ -24,7 +24,7 @@ from flows.planning import record_application, run_plan, starting_state
 from flows.publish import published_plan_id, verify_manifest
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig, load_config
-from planner.executors import WebhookExecutor
+from planner.executors import AppliedState, desired_states
 from planner.workload.synth import SynthSpec
 from tests.flows.warehouses import synth_warehouse
 
@@ -114,15 +114,15 @@ def test_the_fleet_a_plan_starts_from_is_what_was_applied(
     out = tmp_path / "plans"
     with connect(wh) as con:
         in_force = run_plan(con, small_cfg, AS_OF, out)
-        applied = WebhookExecutor(tmp_path / "executor").apply(in_force.plan)
+        docs = desired_states(in_force.plan)
         # the target accepted one region's document only, and what it accepted differs from
         # the plan (say, an operator capped it): the next plan must start from the record
-        region = sorted(applied.regions)[0]
-        doc = json.loads(json.dumps(applied.regions[region]))
+        region = sorted(docs)[0]
+        doc = json.loads(json.dumps(docs[region]))
         for counts in doc["vms"].values():
             counts["on_demand"] = 0
         doc["instances"] = {}
-        applied = type(applied)(applied.plan_id, applied.hour, {region: doc}, [])
+        applied = AppliedState(in_force.plan.plan_id, in_force.plan.start, {region: doc}, [])
         record_application(con, applied)
         now = pd.Timestamp(NEXT).tz_convert("UTC").tz_localize(None)
         from flows.planning import previous_plan
