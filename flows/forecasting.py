@@ -70,6 +70,18 @@ def load_demand(con: duckdb.DuckDBPyConnection, as_of: datetime, history_h: int)
     return run(con, "forecast/demand_history", since=since, as_of=as_of).df()
 
 
+def no_demand_message(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, history_h: int) -> str:
+    """Why there is nothing to forecast from: an empty mart, or data outside the window."""
+    first, last = run(con, "marts/demand_span").fetchone() or (None, None)
+    if last is None:
+        return f"no demand in the warehouse before {as_of}: ingest request logs first"
+    return (
+        f"no demand in the {history_h} h before {as_of}: the demand mart holds "
+        f"{first:%Y-%m-%dT%H:%M} .. {last:%Y-%m-%dT%H:%M}; choose a time within or just "
+        "after it (or ingest newer logs)"
+    )
+
+
 def process_mapper(
     workers: int,
     on_done: Callable[[str], None] | None = None,
@@ -120,7 +132,7 @@ def run_selection(
     as_of_ts = as_of_ts.floor("h")
     demand = load_demand(con, as_of_ts, settings.history_h)
     if demand.empty:
-        raise ValueError(f"no demand before {as_of_ts}: ingest request logs first")
+        raise ValueError(no_demand_message(con, as_of_ts, settings.history_h))
     mapper = process_mapper(workers or cfg.forecast.workers, on_done, on_total)
     selection = select_models(demand, as_of_ts, settings, mapper)
     store_selection(con, selection)

@@ -31,6 +31,7 @@ from prefect.runtime import flow_run as flow_run_runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.clock import run_time
+from flows.execute import apply_plan as deliver
 from flows.forecasting import (
     load_demand,
     load_models,
@@ -45,7 +46,6 @@ from flows.run_status import read_run, record_run
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
-from planner.executors import WebhookExecutor
 from planner.forecast.pipeline import forecast
 from planner.forecast.series import SeriesKey
 from reports.pages import page_url
@@ -198,10 +198,21 @@ def make_hourly_plan(
     }
 
 
-@task(name="apply-plan", retries=2, retry_delay_seconds=[10, 60], timeout_seconds=300)
-def apply_plan(plan: Any, folder: str, webhook_url: str | None, dry_run: bool) -> dict[str, Any]:
-    executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run)
-    state = executor.apply(plan)
+@task(name="apply-plan", timeout_seconds=300)
+def apply_plan(
+    config_path: str | None,
+    warehouse: str | None,
+    plan: Any,
+    folder: str,
+    webhook_url: str | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Hand the plan's first hour to the config's executor target (``webhook_url`` overrides
+    its URL) and record what it accepted. No task retries: the executor retries each region's
+    delivery itself, and tries every region."""
+    cfg = _cfg(config_path)
+    with connect(_warehouse(cfg, warehouse)) as con:
+        state = deliver(con, cfg, plan, Path(folder), dry_run=dry_run, url=webhook_url)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
 
@@ -344,7 +355,9 @@ def hourly_plan(
         horizon = cfg.planner.horizon_h + 1
         fanout_flow(dask_address)(config_path, warehouse, stamp, horizon)
         planned = make_hourly_plan(config_path, warehouse, stamp, str(root / "plans"))
-        applied = apply_plan(planned["plan"], str(root / "executor"), webhook_url, dry_run)
+        applied = apply_plan(
+            config_path, warehouse, planned["plan"], str(root / "executor"), webhook_url, dry_run
+        )
         report = plan_report(
             config_path, warehouse, planned["plan"], str(root), quality, planned["versus"]
         )

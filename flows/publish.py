@@ -1,13 +1,19 @@
 """Publishing a plan for ops: Parquet, CSV and JSON per table plus a manifest with checksums,
-written into a folder per plan hour, atomically (a temp folder renamed into place), and a
-``latest`` pointer moved only once the folder is complete. A crash at any point leaves the
-previously published plans and pointer as they were."""
+written into a folder per plan hour, atomically (a temp folder renamed into place), and the
+``latest`` / ``LATEST`` pointers moved only once the folder is complete.
+
+Order (see flows.planning.run_plan): the warehouse commits the plan first, then the folder is
+written, then the pointers move. A crash before the commit leaves warehouse and files as they
+were; a crash after it leaves the warehouse one plan ahead of the files, which
+:func:`repair` (run at the start of every plan run) puts right by re-exporting the stored plan.
+The published files therefore never name a plan the warehouse does not have."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -16,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from flows.barrier import barrier
 from planner.ilp.plan import Plan
 from planner.ilp.verify import Verification
 
@@ -134,8 +141,8 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
-    """Write the plan under ``root/<plan hour>/`` and point ``root/latest`` at it."""
+def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = True) -> Path:
+    """Write the plan under ``root/<plan hour>/`` and (``point``) point ``root/latest`` at it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / folder_name(plan)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
@@ -181,7 +188,9 @@ def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    point_latest(root, final.name)
+    barrier("plan-exported")
+    if point:
+        point_latest(root, final.name)
     return final
 
 
@@ -204,6 +213,7 @@ def point_latest(root: Path, name: str) -> None:
     link_tmp.unlink(missing_ok=True)
     link_tmp.symlink_to(name)
     link_tmp.replace(root / "latest")
+    barrier("latest-moved")
     text_tmp = root / f".LATEST.{os.getpid()}"
     text_tmp.write_text(name + "\n")
     text_tmp.replace(root / "LATEST")
@@ -222,3 +232,36 @@ def verify_manifest(folder: Path) -> list[str]:
         ):
             bad.append(name)
     return bad
+
+
+# temp folders of an export (".20240611T0100.ab12cd") and pointer temps (".latest.123")
+_LEFTOVER = re.compile(r"^\.(\d{8}T\d{4}\.(.+|old)|latest\.\d+|LATEST\.\d+)$")
+
+
+def published_plan_id(root: Path) -> str | None:
+    """The plan id both pointers name, or None when they are missing, disagree, or the folder
+    they name is incomplete (a checksum or the manifest does not match)."""
+    try:
+        name = (root / "LATEST").read_text().strip()
+        link = str((root / "latest").readlink())
+    except OSError:
+        return None
+    folder = root / name
+    if link != name or not (folder / "manifest.json").is_file() or verify_manifest(folder):
+        return None
+    return str(json.loads((folder / "manifest.json").read_text())["plan_id"])
+
+
+def remove_leftovers(root: Path) -> list[str]:
+    """Temp folders and files a killed export left behind (nothing else removes them)."""
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for path in root.iterdir():
+        if _LEFTOVER.match(path.name):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

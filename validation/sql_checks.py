@@ -142,6 +142,10 @@ def _typed_expr(raw: str, sql_type: str, source_type: str) -> str:
             return f"CAST({raw} AS TIMESTAMP)"
         # Text: parse as TIMESTAMPTZ so offsets are honoured; naive text is taken as UTC.
         return f"CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    if sql_type == "BIGINT":
+        # DuckDB rounds '1.5' and 1.5 to 2: a value with a fraction is a dtype failure instead
+        exact = f"TRY_CAST({raw} AS DECIMAL(38, 9)) = TRY_CAST({raw} AS BIGINT)"
+        return f"CASE WHEN {exact} THEN TRY_CAST({raw} AS BIGINT) END"
     return f"TRY_CAST({raw} AS {sql_type})"
 
 

@@ -75,10 +75,17 @@ class Globals:
 STATE = Globals()
 
 
-def open_warehouse() -> duckdb.DuckDBPyConnection:
-    """The configured warehouse, or a friendly fatal error saying why it cannot be opened."""
+def open_warehouse(*, read_only: bool = False, create: bool = False) -> duckdb.DuckDBPyConnection:
+    """The configured warehouse, or a friendly fatal error saying why it cannot be opened.
+    Only ``create`` (ingest, demo) makes a missing one; ``read_only`` (reports) takes no write
+    lock, so it works beside a running writer's readers and never changes the file."""
     try:
-        return connect(STATE.warehouse_path(), memory_limit=STATE.config().warehouse.memory_limit)
+        return connect(
+            STATE.warehouse_path(),
+            memory_limit=STATE.config().warehouse.memory_limit,
+            read_only=read_only,
+            create=create,
+        )
     except WarehouseError as exc:
         fail(str(exc))
 

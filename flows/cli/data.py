@@ -211,7 +211,7 @@ def ingest(
         fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
     spec = None if aggregates else _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
-    con = open_warehouse()
+    con = open_warehouse(create=True)
     with con, progress_bar() as bar:
         task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
         if spec is None:
@@ -307,7 +307,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from flows.clock import clock_for
 
     cfg = STATE.config()
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         info = warehouse_status(con)
         health_row = run(con, "status/planner_health").df().iloc[0].to_dict()
     info["warehouse"] = str(STATE.warehouse_path())
@@ -399,7 +399,7 @@ def refresh_marts(
 
 def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Demand per series from the marts: volume, mean and peak token rates."""
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         rows = demand_summary(con)
     if as_json:
         emit_json(rows)

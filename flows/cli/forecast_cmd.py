@@ -179,7 +179,7 @@ def characterize(
     from reports import characterize as characterize_report
 
     cfg = STATE.config()
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         demand = run(con, "characterize/demand").df()
         if demand.empty:
             fail("the demand mart is empty: ingest request logs first")

@@ -40,6 +40,8 @@ def plan(
     else:
         when = parse_time(as_of, "--as-of")
     root = out or Path(cfg.paths.outputs) / "plans"
+    if root.exists() and not root.is_dir():
+        fail(f"--out {root}: exists and is not a folder", code=2)
     with open_warehouse() as con:
         try:
             result = run_plan(con, cfg, when, root)
@@ -51,6 +53,7 @@ def plan(
     summary["violations"] = result.check.violations
     summary["export_path"] = str(result.export_path) if result.export_path else None
     summary["previous_plan"] = result.previous_plan_id
+    summary["notes"] = list(p.notes)
     if as_json:
         emit_json(summary)
     else:
@@ -82,6 +85,8 @@ def _print(p: Any, s: dict[str, Any]) -> None:
     console.print(f"actions for the first hour: {len(first)}; in all: {len(p.actions)}")
     if len(p.unmet):
         console.print(f"[red]unmet demand: {s['unmet_tokens']:,.0f} tokens[/]")
+    for note in s["notes"]:
+        console.print(f"[yellow]{note}[/]")
     console.print(f"verified: {s['verified']}; published: {s['export_path']}")
 
 
@@ -107,7 +112,7 @@ def explain(
     ):
         if value is not None and value not in known:
             fail(f"{flag}: unknown id {value!r}; known: {known}", code=2)
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         try:
             stored = load_plan(con, plan_id)
         except IndexError:

@@ -1,10 +1,13 @@
 """`sageserve plans`: the stored plans. `ls` lists them, `show ID` shows one the way its
-operator page does (the same view, reports/operator.py)."""
+operator page does (the same view, reports/operator.py), `apply ID` delivers a stored plan's
+first hour to the config's executor target (every region tried and reported; `--dry-run` shows
+the changes against what each region last accepted and sends nothing)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -12,12 +15,13 @@ from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
 from flows.warehouse.sqlfiles import run
+from planner.executors import AppliedState, WebhookError
 
 log = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="plans",
-    help="Stored plans: list them, show one (what to do next and why).",
+    help="Stored plans: list them, show one (what to do next and why), apply one.",
     no_args_is_help=True,
 )
 
@@ -35,7 +39,7 @@ def ls(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The stored plans, newest first: id, hour, status, gap, cost, verified, files."""
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         frame = run(con, "plans/list_plans", limit=limit).df()
     if as_json:
         emit_json(frame.to_dict(orient="records"))
@@ -69,7 +73,7 @@ def show(
     from flows.planning import load_plan
 
     cfg = STATE.config()
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         header = run(con, "plans/plan_header", plan_id=plan_id).df()
         if header.empty:
             fail(f"no plan {plan_id!r} in the warehouse (see `sageserve plans ls`)")
@@ -107,3 +111,82 @@ def show(
     for note in view.notes:
         console.print(f"note: {note}", highlight=False)
     console.print(f"files: {header.iloc[0]['export_path'] or '(not published)'}")
+
+
+@app.command("apply")
+def apply(
+    plan_id: Annotated[str, typer.Argument(help="a stored, verified plan id")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show the changes per region, send nothing")
+    ] = False,
+    folder: Annotated[
+        Path | None,
+        typer.Option(help="executor folder (default paths.outputs/executor)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Deliver PLAN_ID's first hour to `executor.url` (config) and record what was accepted;
+    exit 1 when any region was not delivered (each is named)."""
+    from flows.execute import apply_plan, target_settings
+    from flows.planning import load_plan, plan_exists
+
+    cfg = STATE.config()
+    root = folder or Path(cfg.paths.outputs) / "executor"
+    with open_warehouse() as con:
+        if not plan_exists(con, plan_id):
+            fail(f"no plan {plan_id!r} in the warehouse")
+        verified = con.execute("SELECT verified FROM plans WHERE plan_id = ?", [plan_id]).fetchone()
+        if not verified or not verified[0]:
+            fail(f"plan {plan_id} failed verification; it is not applied")
+        plan = load_plan(con, plan_id)
+        error: str | None = None
+        try:
+            state = apply_plan(con, cfg, plan, root, dry_run=dry_run)
+        except WebhookError as exc:
+            if exc.state is None:
+                fail(str(exc))
+            state, error = exc.state, str(exc)
+    report = _report(state, plan, dry_run, target_settings(cfg).url)
+    if as_json:
+        emit_json(report)
+    else:
+        _print(report)
+    if error:
+        fail(error)
+
+
+def _report(state: AppliedState, plan: Any, dry_run: bool, url: str | None) -> dict[str, Any]:
+    regions = sorted(set(state.regions) | set(state.failed) | _plan_regions(plan))
+    rows = []
+    for r in regions:
+        if r in state.failed:
+            outcome = "failed"
+        elif dry_run:
+            outcome = "dry run"
+        else:
+            outcome = "accepted" if r in state.regions else "not sent"
+        changes = [n for n in state.notes if n.startswith(f"{r}:")]
+        rows.append(
+            {"region": r, "outcome": outcome, "changes": changes, "error": state.failed.get(r)}
+        )
+    return {
+        "plan_id": state.plan_id,
+        "hour": state.hour,
+        "target": url,
+        "dry_run": dry_run,
+        "regions": rows,
+    }
+
+
+def _plan_regions(plan: Any) -> set[str]:
+    return set(plan.vms["region"]) | set(plan.routing["source_region"])
+
+
+def _print(report: dict[str, Any]) -> None:
+    where = report["target"] or "documents only (no executor.url)"
+    console.print(f"plan {report['plan_id']} hour {report['hour']} → {where}")
+    table = Table("region", "outcome", "changes", title="per region")
+    for row in report["regions"]:
+        detail = row["error"] or ("; ".join(row["changes"]) or "no change")
+        table.add_row(row["region"], row["outcome"], detail)
+    console.print(table)

@@ -13,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +43,7 @@ _TEMP_TABLES = (
     "stage_rejects_scan",
 )
 _HASH_CHUNK = 1 << 22
+_GLOB = re.compile(r"[*?\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,8 @@ def ingest_file(
     hashed = time.perf_counter()
     con.execute("BEGIN")
     try:
-        report = _load(con, path, spec, staging, schema, file_id, size, now)
+        with literal_path(path) as readable:
+            report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
         loaded = time.perf_counter()
         con.execute("COMMIT")
         report.phases = {
@@ -201,13 +206,14 @@ def _load(
     file_id: str,
     size: int,
     now: datetime,
+    readable: Path,
 ) -> FileReport:
     """One file inside the caller's transaction. Passes over the staged source: duplicates
     (request ids only), the load (every check as a boolean filter), and the reasons for failed
     rows, which runs only when the load left rows unaccounted for (usually none)."""
     clock = _PhaseClock()
     _drop_temp(con)
-    params = _staging_params(path, spec, file_id)
+    params = _staging_params(readable, spec, file_id)
     source, header_lines = _stage(con, staging, params)
     present = _describe(con, source, params, spec)
     checked = compile_schema(schema, present, source)
@@ -356,6 +362,21 @@ def _identify(path: Path, spec: SourceSpec) -> tuple[int, str]:
         raise FileRejected("empty file (0 bytes)")
     digest.update(json.dumps([spec.format, spec.adapter_params()], sort_keys=True).encode())
     return size, digest.hexdigest()
+
+
+@contextmanager
+def literal_path(path: Path) -> Iterator[Path]:
+    """A name DuckDB's readers take literally for ``path``. They expand ``*``, ``?``, ``[…]``
+    and ``{…}`` as glob patterns, so ``req[1].csv`` would read ``req1.csv``; such a file is
+    read through a symlink with a plain name in a temporary folder (same suffixes)."""
+    if not _GLOB.search(str(path)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="sageserve-literal-") as folder:
+        suffixes = "".join(s for s in path.suffixes if not _GLOB.search(s))
+        link = Path(folder) / f"input{suffixes}"
+        link.symlink_to(path.resolve())
+        yield link
 
 
 def _staging_params(path: Path, spec: SourceSpec, file_id: str) -> dict[str, Any]:

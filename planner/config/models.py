@@ -7,9 +7,11 @@ checked in :mod:`planner.config.semantics` so that every error can name its key 
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Identifier = Annotated[
     str,
@@ -20,9 +22,10 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default."""
+    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default.
+    Numbers must be finite (YAML's ``.inf`` and ``.nan`` are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Region(_Strict):
@@ -80,7 +83,9 @@ class Model(_Strict):
     name: str
     weights_gb: float = Field(gt=0, description="weights footprint (all shards)")
     regions: list[str] | None = Field(
-        default=None, description="regions where the model is offered (default: all)"
+        default=None,
+        min_length=1,
+        description="regions where the model is offered (omit the key for all; [] is an error)",
     )
     min_instances: int = Field(default=1, ge=0, description="availability floor per region")
     vm_types: dict[str, ModelOnVm] = Field(min_length=1)
@@ -115,6 +120,7 @@ class ForecastSettingsConfig(_Strict):
     horizon_h: int = Field(default=24, ge=1, le=168)
     history_days: int = Field(default=28, ge=3, description="history the models see")
     candidates: list[str] = Field(
+        min_length=1,
         default_factory=lambda: [
             "snaive24",
             "snaive168",
@@ -151,7 +157,7 @@ class PlannerSettings(_Strict):
     )
     threads: int = Field(default=1, ge=1, description="SCIP solves on one thread; kept for form")
     seed: int = Field(default=0, ge=0, description="SCIP randomization/randomseedshift")
-    unmet_penalty: dict[str, float] = Field(
+    unmet_penalty: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: {"IW-F": 100.0, "IW-N": 50.0, "NIW": 20.0},
         description="$ per (token/s)·h of demand left unserved, per tier",
     )
@@ -213,6 +219,46 @@ class WarehouseSettings(_Strict):
     max_future_h: float = Field(default=48, ge=0, description="arrivals later than now+this fail")
     max_tokens: int = Field(default=2_000_000, ge=1, description="per request, input or output")
 
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError("must be a size such as 512MB, 1GB or 2.5GiB")
+        return value
+
+    @field_validator("min_arrival")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO-8601 time such as 2000-01-01T00:00:00Z") from None
+        return value
+
+
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+class ExecutorSettings(_Strict):
+    """The ops target the plan's first hour is delivered to (planner.executors.webhook)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="webhook URL (POST per region); none: documents are written only",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="per attempt")
+    retries: int = Field(default=4, ge=0, le=10, description="after the first attempt")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry delay, doubled each")
+    auth_header: str = Field(
+        default="Authorization", pattern=r"^[A-Za-z0-9-]+$", description="header name"
+    )
+    auth_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the header's value (never the value here)",
+    )
+
 
 class FleetConfig(_Strict):
     """The whole configuration file."""
@@ -229,6 +275,7 @@ class FleetConfig(_Strict):
     forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     clock: ClockSettings = Field(default_factory=ClockSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property
