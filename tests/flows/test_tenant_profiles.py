@@ -75,3 +75,34 @@ def test_learn_profiles_from_scenario_rows() -> None:
     df = learn_profiles(hist).set_index("tenant")
     assert df.loc["a", "requests"] == 3 and df.loc["a", "requests_per_action"] == pytest.approx(1.5)
     assert df.loc["b", "mean_input"] == pytest.approx(40.0)
+
+
+def test_tenant_traffic_of_the_hour_by_hand(warehouse: duckdb.DuckDBPyConnection) -> None:
+    """Day before: a and b each cost 100 + 2·50 = 200 → usual shares 0.5 / 0.5. The hour: a
+    sends 4 requests (800), b 1 (200), c 1 (200, never seen): shares 2/3, 1/6, 1/6. With
+    headroom 1.2: a (0.667 > 0.6) and c (> 0) exceeded, b did not."""
+    hour = 86_400.0
+    insert(
+        warehouse,
+        [
+            ("a", 100.0, "IW-F", 100, 50),
+            ("b", 200.0, "IW-F", 100, 50),
+            *[("a", hour + 10.0 * k, "IW-F", 100, 50) for k in range(4)],
+            ("b", hour + 5.0, "IW-F", 100, 50),
+            ("c", hour + 6.0, "IW-F", 100, 50),
+        ],
+    )
+    start = T0 + timedelta(seconds=hour)
+    df = run(
+        warehouse,
+        "reports/tenant_traffic",
+        start=start,
+        end=start + timedelta(hours=1),
+        headroom=1.2,
+    ).df()
+    got = df.set_index("tenant")
+    assert list(df["tenant"]) == ["a", "b", "c"]
+    assert got.loc["a", "requests"] == 4 and got.loc["a", "cost"] == 800
+    assert got.loc["a", "share"] == pytest.approx(2 / 3)
+    assert got.loc["b", "usual_share"] == pytest.approx(0.5)
+    assert got["exceeded"].tolist() == [True, False, True]
