@@ -17,13 +17,14 @@ an admission throttle). Three schedulers:
 * :class:`FairServe` — after FairServe (arXiv 2411.15997): the same counter *weighted* by the
   tenant's entitlement learned from its application profile, ``c_u += cost / w_u`` with
   ``w_u`` the tenant's usual token rate (so tenants with heavy applications are not held to an
-  equal absolute share), plus application-aware throttling: a tenant whose admitted cost over
-  the last ``window_s`` exceeds ``headroom`` × its usual rate × window, while other tenants have
-  requests waiting, has its new user actions turned away (every tenant keeps an allowance of
-  ``min_allowance`` requests of its mean cost per window); a request arriving within
-  ``action_gap_s`` of the tenant's previous admitted request, while that action has fewer than
-  the profile's requests per action (rounded up), belongs to the same user action and is never
-  cut off mid-action.
+  equal absolute share), plus application-aware throttling: a tenant whose share of the cost
+  admitted over the last ``window_s`` (all tenants) exceeds ``headroom`` × its usual share
+  (from the profiles; a share, so a level shift of every tenant's traffic throttles nobody),
+  while other tenants have requests waiting, has its new user actions turned away (every
+  tenant keeps an allowance of ``min_allowance`` requests of its mean cost per window); a
+  request arriving within ``action_gap_s`` of the tenant's previous admitted request, while
+  that action has fewer than the profile's requests per action (rounded up), belongs to the
+  same user action and is never cut off mid-action.
 
 Service is charged when a request is released, at ``prompt`` plus the tenant's *expected*
 output (the profile's mean; the scheduler does not know a request's output length in advance).
@@ -160,6 +161,14 @@ class FairServe(Vtc):
     _window_cost: dict[int, float] = field(default_factory=dict)
     _last: dict[int, float] = field(default_factory=dict)
     _in_action: dict[int, int] = field(default_factory=dict)
+    _all: deque[tuple[float, float]] = field(default_factory=deque)
+    _total: float = 0.0
+    _share: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        total = sum(p.cost_per_s for p in self.profiles.values()) or 1.0
+        self._share = {u: p.cost_per_s / total for u, p in self.profiles.items()}
+
     throttled: int = 0
 
     @classmethod
@@ -179,13 +188,15 @@ class FairServe(Vtc):
             q = self._admitted.setdefault(u, deque())
             while q and q[0][0] <= t - self.window_s:
                 self._window_cost[u] -= q.popleft()[1]
+            while self._all and self._all[0][0] <= t - self.window_s:
+                self._total -= self._all.popleft()[1]
             prof = self.profiles.get(u)
             in_action = t - self._last.get(u, -np.inf) <= self.action_gap_s and self._in_action.get(
                 u, 0
             ) < np.ceil(prof.requests_per_action if prof else 1.0)
             others_wait = bool(waiting - {u})
             over = prof is not None and self._window_cost.get(u, 0.0) + c > max(
-                self.headroom * prof.cost_per_s * self.window_s,
+                self.headroom * self._share.get(u, 0.0) * (self._total + c),
                 self.min_allowance * float(cost(prof.mean_input, prof.mean_output)),
             )
             if over and others_wait and not in_action:
@@ -193,6 +204,8 @@ class FairServe(Vtc):
                 self.throttled += 1
                 continue
             q.append((t, c))
+            self._all.append((t, c))
+            self._total += c
             self._window_cost[u] = self._window_cost.get(u, 0.0) + c
             self._in_action[u] = self._in_action.get(u, 0) + 1 if in_action else 1
             self._last[u] = t

@@ -70,23 +70,30 @@ def two_tenant_profiles() -> dict[int, TenantProfile]:
 
 
 def test_throttle_turns_away_the_tenant_above_its_share_while_others_wait() -> None:
-    """Window 100 s, headroom 2: allowance 2 · 20 · 100 = 4000 units = 20 requests (the
-    minimum allowance, 5 requests, is lower). Tenant 0 floods 40 requests at once while
-    tenant 1 has a request waiting: 20 admitted, 20 rejected; tenant 1's own is admitted."""
-    fs = FairServe.from_profiles(
-        two_tenant_profiles(), window_s=100.0, headroom=2.0, action_gap_s=0.0, min_allowance=5.0
-    )
-    a = arrivals([1] + [0] * 40, [100] * 41, [50] * 41)
+    """Usual shares 0.5 / 0.5, headroom 1.5: a tenant may hold at most 75 % of the cost
+    admitted in the window. Tenant 1 first sends 10 requests (2000 units, alone: admitted).
+    Then tenant 0 floods 40 requests of 200 while tenant 1 has one waiting: 200·k ≤ 0.75 ·
+    (2000 + 200·k) ⇔ k ≤ 30, so 30 admitted and 10 throttled. Without anyone waiting the same
+    flood is admitted whole."""
+
+    def gate() -> FairServe:
+        fs = FairServe.from_profiles(
+            two_tenant_profiles(), window_s=100.0, headroom=1.5, action_gap_s=0.0, min_allowance=5.0
+        )
+        assert fs.admit(arrivals([1] * 10, [100] * 10, [50] * 10), np.ones(10, bool)).all()
+        return fs
+
+    fs = gate()
+    a = arrivals([1] + [0] * 40, [100] * 41, [50] * 41, t0=1.0)
     fresh = np.ones(41, bool)
     fresh[0] = False  # tenant 1's request was offered before: it is waiting at the gateway
     ok = fs.admit(a, fresh)
     assert ok[0]
-    assert ok[1:].sum() == 20 and fs.throttled == 20
-    # nobody else waiting: the same flood is not throttled
-    alone = FairServe.from_profiles(
-        two_tenant_profiles(), window_s=100.0, headroom=2.0, action_gap_s=0.0, min_allowance=5.0
-    )
-    assert alone.admit(arrivals([0] * 40, [100] * 40, [50] * 40), np.ones(40, bool)).all()
+    assert ok[1:].sum() == 30 and fs.throttled == 10
+    assert not ok[31:].any()  # the last ten, in arrival order
+    alone = gate()
+    flood = arrivals([0] * 40, [100] * 40, [50] * 40, t0=1.0)
+    assert alone.admit(flood, np.ones(40, bool)).all()
 
 
 def test_throttle_keeps_a_user_action_whole() -> None:
