@@ -286,7 +286,9 @@ def niw_servable(data: PlanningData) -> tuple[set[str], set[str]]:
     return niw, niw & placed
 
 
-def decompose(data: PlanningData, settings: DecompositionSettings, pool: Any) -> DecompositionResult:
+def decompose(
+    data: PlanningData, settings: DecompositionSettings, pool: Any
+) -> DecompositionResult:
     """Subgradient ascent on L(π, μ) (module docstring), the best bound kept, and a plan
     assembled at the start (for the step size) and at the best prices found.
 

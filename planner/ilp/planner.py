@@ -17,6 +17,7 @@ from planner.ilp.greedy import greedy_values
 from planner.ilp.plan import Plan, SolverFacts, from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.variables import routes
 from planner.ilp.verify import Verification, verify
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,32 @@ ROUNDING_SHARE = 0.4
 
 def solver_settings(cfg: FleetConfig) -> SolverSettings:
     p = cfg.planner
-    return SolverSettings(p.time_limit_s, p.mip_gap, p.threads, p.seed)
+    return SolverSettings(
+        p.time_limit_s,
+        p.mip_gap,
+        p.threads,
+        p.seed,
+        p.decompose_above_vars,
+        p.workers,
+        p.dask_address,
+    )
+
+
+def estimated_variables(data: PlanningData) -> int:
+    """The program's size before building it: per placement and hour x, u and the tiers'
+    assignments, plus the routes (within a few % of the built count on the bench rungs)."""
+    per_hour = 2 + len(data.interactive) + (1 if data.deferrable else 0)
+    return len(data.placements()) * len(data.T) * per_hour + len(routes(data))
+
+
+def choose_method(data: PlanningData, settings: SolverSettings) -> str:
+    """ "monolithic SCIP" where SCIP proves its gap in time (up to ``decompose_above_vars``;
+    the 8×10×3 bench rung, ~59k variables, already has no root LP bound within a minute),
+    "lagrangian decomposition" beyond."""
+    limit = settings.decompose_above_vars
+    if limit is None or len(data.regions) < 2 or estimated_variables(data) <= limit:
+        return "monolithic SCIP"
+    return "lagrangian decomposition"
 
 
 def warm_start_from(previous: Plan, data: PlanningData) -> dict[str, dict[tuple[Any, ...], float]]:
@@ -57,6 +83,8 @@ def make_plan(
     first incumbents (see planner.ilp.rounding); without them SCIP may end its time limit
     without a solution, and the greedy plan is then the (flagged) fallback. ``valid_cuts``
     False leaves out planner.ilp.cuts (to measure what they add)."""
+    if choose_method(data, settings) == "lagrangian decomposition":
+        return decomposed_plan(data, settings)
     started = time.perf_counter()
     built = create_model(data, valid_cuts=valid_cuts)
     warm = warm_start_from(previous, data) if previous is not None else None
@@ -93,6 +121,53 @@ def make_plan(
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
         plan = from_values(data, greedy, facts)
+    check = verify(plan, data)
+    if not check.ok:
+        log.error(
+            "plan %s violates %d constraints: %s",
+            plan.plan_id,
+            len(check.violations),
+            check.violations[:5],
+        )
+    return plan, check
+
+
+def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan, Verification]:
+    """The plan by Lagrangian decomposition by region (planner.ilp.lagrange), region MIPs in
+    a process pool or on Dask; the greedy plan (flagged) if no plan could be assembled."""
+    from planner.ilp.lagrange import DecompositionSettings, decompose
+    from planner.ilp.parallel import RegionPool
+    from planner.ilp.solve import scip_version
+
+    started = time.perf_counter()
+    with RegionPool(data, settings.workers, settings.dask_address) as pool:
+        engine = pool.engine
+        result = decompose(
+            data, DecompositionSettings(settings.time_limit_s, max(settings.mip_gap, 1e-4)), pool
+        )
+    from pyscipopt import Model
+
+    facts = SolverFacts(
+        status="gaplimit" if result.gap <= settings.mip_gap else "timelimit",
+        objective=result.objective,
+        gap=result.gap,
+        dual_bound=result.lower_bound,
+        solve_seconds=time.perf_counter() - started,
+        build_seconds=0.0,
+        scip_version=scip_version(Model()),
+        config_hash=data.config_hash,
+        variables=estimated_variables(data),
+        bound_source="lagrangian decomposition",
+        nodes=result.iterations,
+        method=f"lagrangian decomposition by region, {result.iterations} iterations, {engine}",
+    )
+    if result.values is not None:
+        plan = from_values(data, result.values, facts)
+    else:
+        reason = "the decomposition assembled no plan in time; greedy plan"
+        log.warning(reason)
+        facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
+        plan = from_values(data, greedy_values(data), facts)
     check = verify(plan, data)
     if not check.ok:
         log.error(
