@@ -332,7 +332,7 @@ def decompose(
     def routed_solutions(pi: dict[Key, float], mu: dict[Key, float]) -> list[RegionResult]:
         """Region MIPs with the demand F(π) routes to them as a requirement."""
         _, inflow, _ = routing.price(data, pi)
-        tasks = [
+        tasks: list[tuple[Any, ...]] = [
             (
                 r,
                 {},
@@ -343,10 +343,13 @@ def decompose(
             )
             for r in regions
         ]
-        results = pool.solve(tasks)
+        results: list[RegionResult] = pool.solve(tasks)
         out.region_seconds += sum(x.seconds for x in results)
         return results
 
+    # the first plan: each demand routed where the starting prices send it, each region
+    # sized for what it receives (prices alone leave regions unsure whether to serve)
+    assemble(routed_solutions(pi, mu))
     theta, stall = 1.0, 0
     while out.iterations < settings.max_iterations:
         reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0
@@ -376,8 +379,8 @@ def decompose(
             for key, v in x.niw_served.items():
                 g_mu[key] = g_mu.get(key, 0.0) - v
         # a plan from this iteration's regions whenever the LP that assembles it is cheap
-        # next to the budget (always on the first iteration: the step size needs it)
-        if out.values is None or out.assembly_seconds < 0.05 * settings.time_limit_s:
+        # next to the budget
+        if out.assembly_seconds < 0.05 * settings.time_limit_s:
             assemble(results)
         out.history.append(
             {
@@ -401,11 +404,9 @@ def decompose(
         norm2 = sum(g * g for g in g_pi.values()) + sum(g * g for g in g_mu.values())
         if norm2 < 1e-12:
             break  # the relaxed solution satisfies the coupling rows: L = its value
-        # Polyak's step towards a target: the best plan, or (while that plan is far) the best
-        # bound raised by a tenth, so that a poor first plan does not throw the prices away
+        # Polyak's step towards the best plan's value (without a plan: the bound plus a tenth)
         best = out.lower_bound
-        room = out.objective - best if math.isfinite(out.objective) else abs(best)
-        target = best + max(0.1 * abs(best), 0.5 * room) + 1e-6
+        target = out.objective if math.isfinite(out.objective) else best + 0.1 * abs(best)
         if stall >= 3:  # the steps overshoot: back to the best prices, shorter steps
             theta, stall = theta / 2, 0
             pi, mu = dict(best_prices[0]), dict(best_prices[1])

@@ -41,7 +41,7 @@ class RegionPool:
         if self.address:
             from distributed import Client
 
-            self._client = Client(self.address, set_as_default=False)
+            self._client = Client(self.address, set_as_default=False)  # type: ignore[no-untyped-call]
             self._data_future = self._client.scatter(data, broadcast=True)
             self.workers = sum(self._client.nthreads().values())
         elif workers > 1:

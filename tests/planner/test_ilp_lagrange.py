@@ -77,10 +77,10 @@ def test_dask_gives_the_same_plan_as_the_process_pool() -> None:
     settings = replace(FIXED, max_iterations=6)
     with RegionPool(data, 2) as pool:
         local = decompose(data, settings, pool)
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-        with RegionPool(data, dask_address=cluster.scheduler_address) as pool:
-            assert pool.engine.startswith("dask")
-            remote = decompose(data, settings, pool)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    with cluster, RegionPool(data, dask_address=cluster.scheduler_address) as pool:
+        assert pool.engine.startswith("dask")
+        remote = decompose(data, settings, pool)
     assert remote.lower_bound == pytest.approx(local.lower_bound, rel=1e-9)
     assert remote.objective == pytest.approx(local.objective, rel=1e-9)
     assert remote.values is not None and local.values is not None
