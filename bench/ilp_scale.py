@@ -282,8 +282,20 @@ def peak_rss_gb() -> dict[str, float]:
     }
 
 
+SKIPPED_HIGHS: dict[str, Any] = {
+    "highs_status": "not run",
+    "highs_gap": None,
+    "highs_solve_s": 0.0,
+}
+
+
 def rung(
-    name: str, cfg: FleetConfig, requests_per_day: float, limit: float, workers: int = 1
+    name: str,
+    cfg: FleetConfig,
+    requests_per_day: float,
+    limit: float,
+    workers: int = 1,
+    highs: bool = True,
 ) -> dict[str, Any]:
     """One generated rung. The planner picks the method by size (planner.ilp.planner
     .choose_method): the decomposed rungs skip the separate LP bound (it does not finish;
@@ -317,7 +329,7 @@ def rung(
         "method": plan.solver.method,
         "workers": workers,
         **memory,
-        **highs_solve(data, limit, cfg.planner.mip_gap),
+        **(highs_solve(data, limit, cfg.planner.mip_gap) if highs else SKIPPED_HIGHS),
     }
 
 
@@ -346,6 +358,7 @@ def ladder(
     plain: bool,
     limit: float,
     workers: int = 1,
+    highs: bool = True,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not only or only in "sageserve":
@@ -358,7 +371,7 @@ def ladder(
     for name, make, volume, rung_limit in generated:
         if only and only not in name:
             continue
-        out.append(rung(name, make(), volume, rung_limit, workers))
+        out.append(rung(name, make(), volume, rung_limit, workers, highs))
         print_rung(out[-1])
     return out
 
@@ -395,9 +408,13 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="processes for decomposed rungs' regions"
     )
+    parser.add_argument("--no-highs", action="store_true", help="generated rungs: SCIP only")
     args = parser.parse_args()
     hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None
-    results = ladder(args.only, args.warehouse, hours, args.plain, args.limit, args.workers)
+    parser_highs = not args.no_highs
+    results = ladder(
+        args.only, args.warehouse, hours, args.plain, args.limit, args.workers, parser_highs
+    )
     if args.json:
         print(json.dumps({"rungs": results}, indent=2, default=str))
 

@@ -68,13 +68,16 @@ class RegionResult:
     served: dict[Key, float]  # (m, k, t) -> Σ_g w
     niw_served: dict[Key, float]  # (m, t) -> Σ_g (v + vs)
     seconds: float
+    # ``relax`` with ``required``: the LP duals of the routed-demand rows, (m, k, t) → $ per
+    # kilotoken/s, what serving one more unit of the routed demand costs the region
+    duals: dict[Key, float] = field(default_factory=dict)
 
 
-def region_model(data: PlanningData, region: str) -> tuple[Model, Vars]:
+def region_model(data: PlanningData, region: str, relax: bool = False) -> tuple[Model, Vars]:
     """Region ``region``'s own families and constraints (module docstring, R_r)."""
     model = Model(f"sageserve-region-{region}")
     model.hideOutput()
-    v = add_variables(model, data, region=region)
+    v = add_variables(model, data, relax=relax, region=region)
     c.add_serving_capacity(model, data, v)
     c.add_vm_packing(model, data, v)
     c.add_quota(model, data, v)
@@ -93,13 +96,16 @@ def solve_region(
     time_limit_s: float,
     gap: float,
     required: dict[Key, float] | None = None,
+    relax: bool = False,
 ) -> RegionResult:
     """R_r at prices π (``prices``: (m, k, t) → π[r,m,k,t]) and μ (``niw_prices``).
 
     ``required`` (primal assembly): the routed demand (m, k, t) → kilotokens/s the region
-    must serve, short only at the unmet penalty; π is then not paid (the demand is given)."""
+    must serve, short only at the unmet penalty; π is then not paid (the demand is given).
+    ``relax`` with ``required``: the LP relaxation, for the duals of the routed rows (prices
+    consistent with what each region is sent: the start of the subgradient ascent)."""
     started = time.perf_counter()
-    model, v = region_model(data, region)
+    model, v = region_model(data, region, relax)
     served: dict[Key, list[Any]] = defaultdict(list)
     for (_r, m, _g, k, t), w in v.w.items():
         served[(m, k, t)].append(w)
@@ -110,13 +116,24 @@ def solve_region(
     terms.append(-quicksum(niw_prices.get(key, 0.0) * quicksum(vs) for key, vs in niw.items()))
     if required is None:
         terms.append(-quicksum(prices.get(key, 0.0) * quicksum(ws) for key, ws in served.items()))
-    else:
+    rows: dict[Key, Any] = {}
+    if required is not None:
         for (m, k, t), need in required.items():
-            if need <= 0:
+            niw_row = k == data.deferrable
+            ws = niw[(m, t)] if niw_row else served[(m, k, t)]
+            if not ws:
                 continue
             short = model.addVar(f"short[{m},{k},{t}]", lb=0)
-            model.addCons(quicksum(served[(m, k, t)]) + short >= need, name=f"routed[{m},{k},{t}]")
+            rows[(m, k, t)] = model.addCons(
+                quicksum(ws) + short >= need, name=f"routed[{m},{k},{t}]"
+            )
             terms.append(data.unmet_penalty[k] * FLOW_UNIT * short)
+    if relax:  # duals need the original rows: no presolve, no propagation
+        from pyscipopt import SCIP_PARAMSETTING
+
+        model.setPresolve(SCIP_PARAMSETTING.OFF)
+        model.setHeuristics(SCIP_PARAMSETTING.OFF)
+        model.disablePropagation()
     model.setObjective(quicksum(terms), "minimize")
     model.setParam("limits/time", max(time_limit_s, 0.5))
     model.setParam("limits/gap", gap)
@@ -136,7 +153,11 @@ def solve_region(
             }
         w_sum = {key: sum(model.getVal(w) for w in ws) for key, ws in served.items()}
         v_sum = {key: sum(model.getVal(x) for x in xs) for key, xs in niw.items()}
+    duals: dict[Key, float] = {}
+    if relax and model.getStatus() == "optimal":
+        duals = {key: max(0.0, model.getDualsolLinear(row)) for key, row in rows.items()}
     return RegionResult(
+        duals=duals,
         region=region,
         dual_bound=dual,
         objective=model.getObjVal() if has else math.inf,
@@ -329,17 +350,56 @@ def decompose(
         if objective < out.objective:
             out.values, out.objective = values, objective
 
-    def routed_solutions(pi: dict[Key, float], mu: dict[Key, float]) -> list[RegionResult]:
-        """Region MIPs with the demand F(π) routes to them as a requirement."""
+    def requirements(pi: dict[Key, float]) -> dict[str, dict[Key, float]]:
+        """Per region: the interactive demand F(π) routes there (NIW is left to the prices
+        μ and to the final LP, which moves it between regions and hours freely)."""
         _, inflow, _ = routing.price(data, pi)
+        return {
+            r: {(m, k, t): inflow.get((r, m, k, t), 0.0) for (_r, m, k, t) in by_region[r]}
+            for r in regions
+        }
+
+    def dual_prices(pi: dict[Key, float]) -> dict[Key, float]:
+        """π from the region LPs' duals on the demand routed at ``pi`` (kept where a row
+        has no dual)."""
+        need = requirements(pi)
         tasks: list[tuple[Any, ...]] = [
             (
                 r,
                 {},
-                mu,
+                {},
+                max(1.0, min(region_limit, deadline - time.perf_counter())),
+                0.0,
+                need[r],
+                True,
+            )
+            for r in regions
+        ]
+        results: list[RegionResult] = pool.solve(tasks)
+        out.region_seconds += sum(x.seconds for x in results)
+        new = dict(pi)
+        niw_duals: dict[Key, list[float]] = defaultdict(list)
+        for x in results:
+            for (m, k, t), dual in x.duals.items():
+                if k == data.deferrable:
+                    niw_duals[(m, t)].append(dual)
+                else:
+                    new[(x.region, m, k, t)] = dual
+        # (the NIW rows' duals are not used for μ: a share that must be served in the hour
+        # it arrives overprices NIW, which may wait until its deadline)
+        return new
+
+    def routed_solutions(pi: dict[Key, float], mu: dict[Key, float]) -> list[RegionResult]:
+        """Region MIPs with the demand F(π) routes to them as requirements (NIW at μ)."""
+        need = requirements(pi)
+        tasks: list[tuple[Any, ...]] = [
+            (
+                r,
+                {},
+                {},
                 max(1.0, min(region_limit, deadline - time.perf_counter())),
                 settings.region_gap * 5,
-                {(m, k, t): inflow.get((r, m, k, t), 0.0) for (_r, m, k, t) in by_region[r]},
+                need[r],
             )
             for r in regions
         ]
@@ -347,9 +407,13 @@ def decompose(
         out.region_seconds += sum(x.seconds for x in results)
         return results
 
-    # the first plan: each demand routed where the starting prices send it, each region
-    # sized for what it receives (prices alone leave regions unsure whether to serve)
+    # starting prices: route at the cheapest serving cost, then price each region's routed
+    # demand at its LP dual (what one more unit costs there: the VM price, or the unmet
+    # penalty where the region cannot grow in time)
+    # the first plan: each demand routed where the cheapest serving cost sends it, each
+    # region sized for what it receives (prices alone leave regions unsure whether to serve)
     assemble(routed_solutions(pi, mu))
+    pi = dual_prices(pi)
     theta, stall = 1.0, 0
     while out.iterations < settings.max_iterations:
         reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0
