@@ -272,6 +272,7 @@ class DecompositionResult:
     workers: int = 1
     region_seconds: float = 0.0  # summed over region solves (the parallel work)
     assembly_seconds: float = 0.0  # the last fixed-count LP
+    start: str = "cost-based prices"  # where the first prices came from
 
     @property
     def gap(self) -> float:
@@ -289,6 +290,55 @@ class DecompositionSettings:
     region_gap: float = 0.001  # each region MIP's own gap limit (its dual bound is used)
     primal_share: float = 0.3  # of the time limit kept for assembling the final plan
     max_iterations: int = 200
+    # start from the whole LP relaxation's duals when the program is at most this large and
+    # the LP finishes within lp_share of the time limit (else from cost-based prices)
+    lp_start_max_vars: int = 150_000
+    lp_share: float = 0.3
+
+
+def lp_duals(
+    data: PlanningData, time_limit_s: float, max_vars: int
+) -> tuple[dict[Key, float], dict[Key, float]] | None:
+    """π and μ from the whole program's LP relaxation: the duals of its interactive
+    assignment rows (Σ w − Σ f = 0: what serving one more unit in r costs) and NIW balance
+    rows (b − b₋ + Σ served = A: what one more unit of NIW costs). At these prices L(π, μ)
+    is at least the LP bound (integer regions only raise it). None when the program is
+    larger than ``max_vars`` or the LP does not finish in ``time_limit_s`` (large fleets)."""
+    from pyscipopt import SCIP_PARAMSETTING
+
+    from planner.ilp.build import create_model
+
+    if data_size(data) > max_vars:
+        return None
+    built = create_model(data, relax=True, valid_cuts=False)
+    model = built.model
+    model.setPresolve(SCIP_PARAMSETTING.OFF)  # duals of the rows as written
+    model.setHeuristics(SCIP_PARAMSETTING.OFF)
+    model.disablePropagation()
+    model.setParam("limits/time", max(time_limit_s, 1.0))
+    model.optimize()
+    if model.getStatus() != "optimal":
+        log.info(
+            "decomposition: LP relaxation not solved in %.0f s; cost-based prices", time_limit_s
+        )
+        return None
+    pi: dict[Key, float] = {}
+    mu: dict[Key, float] = {}
+    for cons in model.getConss():
+        name = cons.name
+        if name.startswith("interactive_assign["):
+            r, m, k, t = name[len("interactive_assign[") : -1].split(",")
+            pi[(r, m, k, int(t))] = model.getDualsolLinear(cons)
+        elif name.startswith("niw_balance["):
+            m, t = name[len("niw_balance[") : -1].split(",")
+            mu[(m, int(t))] = model.getDualsolLinear(cons)
+    return pi, mu
+
+
+def data_size(data: PlanningData) -> int:
+    """Estimated variables of the whole program (see planner.ilp.planner)."""
+    per_hour = 2 + len(data.interactive) + (1 if data.deferrable else 0)
+    return len(data.placements()) * len(data.T) * per_hour + len(routes(data))
 
 
 def served_keys(data: PlanningData) -> set[Key]:
@@ -413,7 +463,14 @@ def decompose(
     # the first plan: each demand routed where the cheapest serving cost sends it, each
     # region sized for what it receives (prices alone leave regions unsure whether to serve)
     assemble(routed_solutions(pi, mu))
-    pi = dual_prices(pi)
+    start = lp_duals(data, settings.lp_share * settings.time_limit_s, settings.lp_start_max_vars)
+    if start is not None:
+        pi = {key: start[0].get(key, p) for key, p in pi.items()}
+        mu = {key: start[1].get(key, p) for key, p in mu.items()}
+        out.start = "LP duals"
+    else:
+        pi = dual_prices(pi)
+        out.start = "region LP duals"
     theta, stall = 1.0, 0
     while out.iterations < settings.max_iterations:
         reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0

@@ -17,7 +17,6 @@ from planner.ilp.greedy import greedy_values
 from planner.ilp.plan import Plan, SolverFacts, from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
-from planner.ilp.variables import routes
 from planner.ilp.verify import Verification, verify
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,9 @@ def solver_settings(cfg: FleetConfig) -> SolverSettings:
 def estimated_variables(data: PlanningData) -> int:
     """The program's size before building it: per placement and hour x, u and the tiers'
     assignments, plus the routes (within a few % of the built count on the bench rungs)."""
-    per_hour = 2 + len(data.interactive) + (1 if data.deferrable else 0)
-    return len(data.placements()) * len(data.T) * per_hour + len(routes(data))
+    from planner.ilp.lagrange import data_size
+
+    return data_size(data)
 
 
 def choose_method(data: PlanningData, settings: SolverSettings) -> str:
