@@ -68,16 +68,13 @@ class RegionResult:
     served: dict[Key, float]  # (m, k, t) -> Σ_g w
     niw_served: dict[Key, float]  # (m, t) -> Σ_g (v + vs)
     seconds: float
-    # ``relax`` with ``required``: the LP duals of the routed-demand rows, (m, k, t) → $ per
-    # kilotoken/s, what serving one more unit of the routed demand costs the region
-    duals: dict[Key, float] = field(default_factory=dict)
 
 
-def region_model(data: PlanningData, region: str, relax: bool = False) -> tuple[Model, Vars]:
+def region_model(data: PlanningData, region: str) -> tuple[Model, Vars]:
     """Region ``region``'s own families and constraints (module docstring, R_r)."""
     model = Model(f"sageserve-region-{region}")
     model.hideOutput()
-    v = add_variables(model, data, relax=relax, region=region)
+    v = add_variables(model, data, region=region)
     c.add_serving_capacity(model, data, v)
     c.add_vm_packing(model, data, v)
     c.add_quota(model, data, v)
@@ -96,16 +93,13 @@ def solve_region(
     time_limit_s: float,
     gap: float,
     required: dict[Key, float] | None = None,
-    relax: bool = False,
 ) -> RegionResult:
     """R_r at prices π (``prices``: (m, k, t) → π[r,m,k,t]) and μ (``niw_prices``).
 
     ``required`` (primal assembly): the routed demand (m, k, t) → kilotokens/s the region
-    must serve, short only at the unmet penalty; π is then not paid (the demand is given).
-    ``relax`` with ``required``: the LP relaxation, for the duals of the routed rows (prices
-    consistent with what each region is sent: the start of the subgradient ascent)."""
+    must serve, short only at the unmet penalty; π is then not paid (the demand is given)."""
     started = time.perf_counter()
-    model, v = region_model(data, region, relax)
+    model, v = region_model(data, region)
     served: dict[Key, list[Any]] = defaultdict(list)
     for (_r, m, _g, k, t), w in v.w.items():
         served[(m, k, t)].append(w)
@@ -116,24 +110,13 @@ def solve_region(
     terms.append(-quicksum(niw_prices.get(key, 0.0) * quicksum(vs) for key, vs in niw.items()))
     if required is None:
         terms.append(-quicksum(prices.get(key, 0.0) * quicksum(ws) for key, ws in served.items()))
-    rows: dict[Key, Any] = {}
-    if required is not None:
+    else:
         for (m, k, t), need in required.items():
-            niw_row = k == data.deferrable
-            ws = niw[(m, t)] if niw_row else served[(m, k, t)]
-            if not ws:
+            if not served[(m, k, t)]:
                 continue
             short = model.addVar(f"short[{m},{k},{t}]", lb=0)
-            rows[(m, k, t)] = model.addCons(
-                quicksum(ws) + short >= need, name=f"routed[{m},{k},{t}]"
-            )
+            model.addCons(quicksum(served[(m, k, t)]) + short >= need, name=f"routed[{m},{k},{t}]")
             terms.append(data.unmet_penalty[k] * FLOW_UNIT * short)
-    if relax:  # duals need the original rows: no presolve, no propagation
-        from pyscipopt import SCIP_PARAMSETTING
-
-        model.setPresolve(SCIP_PARAMSETTING.OFF)
-        model.setHeuristics(SCIP_PARAMSETTING.OFF)
-        model.disablePropagation()
     model.setObjective(quicksum(terms), "minimize")
     model.setParam("limits/time", max(time_limit_s, 0.5))
     model.setParam("limits/gap", gap)
@@ -153,11 +136,7 @@ def solve_region(
             }
         w_sum = {key: sum(model.getVal(w) for w in ws) for key, ws in served.items()}
         v_sum = {key: sum(model.getVal(x) for x in xs) for key, xs in niw.items()}
-    duals: dict[Key, float] = {}
-    if relax and model.getStatus() == "optimal":
-        duals = {key: max(0.0, model.getDualsolLinear(row)) for key, row in rows.items()}
     return RegionResult(
-        duals=duals,
         region=region,
         dual_bound=dual,
         objective=model.getObjVal() if has else math.inf,
@@ -409,36 +388,6 @@ def decompose(
             for r in regions
         }
 
-    def dual_prices(pi: dict[Key, float]) -> dict[Key, float]:
-        """π from the region LPs' duals on the demand routed at ``pi`` (kept where a row
-        has no dual)."""
-        need = requirements(pi)
-        tasks: list[tuple[Any, ...]] = [
-            (
-                r,
-                {},
-                {},
-                max(1.0, min(region_limit, deadline - time.perf_counter())),
-                0.0,
-                need[r],
-                True,
-            )
-            for r in regions
-        ]
-        results: list[RegionResult] = pool.solve(tasks)
-        out.region_seconds += sum(x.seconds for x in results)
-        new = dict(pi)
-        niw_duals: dict[Key, list[float]] = defaultdict(list)
-        for x in results:
-            for (m, k, t), dual in x.duals.items():
-                if k == data.deferrable:
-                    niw_duals[(m, t)].append(dual)
-                else:
-                    new[(x.region, m, k, t)] = dual
-        # (the NIW rows' duals are not used for μ: a share that must be served in the hour
-        # it arrives overprices NIW, which may wait until its deadline)
-        return new
-
     def routed_solutions(pi: dict[Key, float], mu: dict[Key, float]) -> list[RegionResult]:
         """Region MIPs with the demand F(π) routes to them as requirements (NIW at μ)."""
         need = requirements(pi)
@@ -468,9 +417,6 @@ def decompose(
         pi = {key: start[0].get(key, p) for key, p in pi.items()}
         mu = {key: start[1].get(key, p) for key, p in mu.items()}
         out.start = "LP duals"
-    else:
-        pi = dual_prices(pi)
-        out.start = "region LP duals"
     theta, stall = 1.0, 0
     while out.iterations < settings.max_iterations:
         reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0
