@@ -361,6 +361,13 @@ def decompose(
     best_prices = (dict(pi), dict(mu))
     region_limit = max(2.0, settings.time_limit_s / 6)
 
+    def round_limit(reserve: float = 0.0) -> float:
+        """Each region's time limit in a round: its fair share of what is left (the regions
+        of a round queue on the workers), at most ``region_limit``."""
+        left = deadline - reserve - time.perf_counter()
+        share = left * max(1, pool.workers) / max(1, len(regions))
+        return max(1.0, min(region_limit, share))
+
     def assemble(results: list[RegionResult]) -> None:
         """The plan from region solutions: their counts fixed, one LP for the rest."""
         if any(not x.integers for x in results):
@@ -396,7 +403,7 @@ def decompose(
                 r,
                 {},
                 {},
-                max(1.0, min(region_limit, deadline - time.perf_counter())),
+                round_limit(),
                 settings.region_gap * 5,
                 need[r],
             )
@@ -422,7 +429,7 @@ def decompose(
         reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0
         if time.perf_counter() > deadline - reserve and out.iterations > 0:
             break
-        limit = max(1.0, min(region_limit, deadline - reserve - time.perf_counter()))
+        limit = round_limit(reserve)
         tasks = [
             (r, {key[1:]: pi[key] for key in by_region[r]}, mu, limit, settings.region_gap, None)
             for r in regions
