@@ -360,12 +360,13 @@ def decompose(
     out = DecompositionResult(-math.inf, 0, None, math.inf, workers=pool.workers)
     best_prices = (dict(pi), dict(mu))
     region_limit = max(2.0, settings.time_limit_s / 6)
+    workers = max(1, int(pool.workers))
 
     def round_limit(reserve: float = 0.0) -> float:
         """Each region's time limit in a round: its fair share of what is left (the regions
         of a round queue on the workers), at most ``region_limit``."""
         left = deadline - reserve - time.perf_counter()
-        share = left * max(1, pool.workers) / max(1, len(regions))
+        share = left * workers / max(1, len(regions))
         return max(1.0, min(region_limit, share))
 
     def assemble(results: list[RegionResult]) -> None:
