@@ -35,6 +35,7 @@ from planner.sim.fleet import FleetParams, Targets, params_from_config
 from planner.sim.fluid import Policy, SimResult, simulate
 from planner.sim.plans import targets_of
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.sweep import references
 
 log = logging.getLogger(__name__)
 POLICIES = ("reactive", "siloed", "lt-i", "lt-u", "lt-ua", "oracle")
@@ -49,9 +50,17 @@ class Evaluation:
     plans: dict[str, list[Plan]]
     config_hash: str
     seed: int
+    work_bound: float = float("nan")
+    clairvoyant_gpu_hours: float = float("nan")
+    niw_tier: str = "NIW"
 
     def table(self) -> pd.DataFrame:
         frame = pd.DataFrame([r.summary() for r in self.results])
+        frame.insert(1, "params", [{} for _ in self.results])
+        frame["gpu_hours_serving"] = (frame["gpu_hours"] - frame["gpu_hours_scaling"]).round(1)
+        frame["niw_on_time"] = [_on_time(r, self.niw_tier) for r in self.results]
+        frame["vs_bound"] = (frame["gpu_hours"] / self.clairvoyant_gpu_hours).round(4)
+        frame["vs_work_bound"] = (frame["gpu_hours"] / self.work_bound).round(4)
         if "reactive" in set(frame["policy"]):
             base = float(frame.loc[frame["policy"] == "reactive", "gpu_hours"].iloc[0])
             scale = float(frame.loc[frame["policy"] == "reactive", "gpu_hours_scaling"].iloc[0])
@@ -63,6 +72,12 @@ class Evaluation:
             base = float(frame.loc[frame["policy"] == "oracle", "gpu_hours"].iloc[0])
             frame["gpu_hours_vs_oracle"] = (frame["gpu_hours"] / base - 1).round(4)
         return frame
+
+
+def _on_time(result: SimResult, tier: str) -> float:
+    """Share of the tier's whole requests served by their deadline."""
+    c = result.tiers[tier].counts()
+    return round(c["served"] / c["requests"], 6) if c["requests"] else 1.0
 
 
 def window(
@@ -205,7 +220,18 @@ def run_evaluation(
         truth = truth_demand(cfg, demand, p)
         plans["oracle"] = plan_sequence(con, cfg, start, hours, truth, progress)
     results = [simulate(p, demand, policy) for policy in make_policies(policies, p, demand, plans)]
-    return Evaluation(start, stop, results, plans, config_hash(cfg), seed)
+    wb, clair = references(cfg, p, demand)
+    return Evaluation(
+        start,
+        stop,
+        results,
+        plans,
+        config_hash(cfg),
+        seed,
+        wb,
+        clair.gpu_hours,
+        p.tiers[p.deferrable],
+    )
 
 
 def write_outputs(evaluation: Evaluation, out: Path) -> dict[str, Path]:

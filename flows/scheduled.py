@@ -21,6 +21,7 @@ from flows.forecasting import run_selection
 from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
 from flows.planning import run_plan
 from flows.warehouse.connection import connect
+from planner.config import FleetConfig
 from reports import backtest as backtest_report
 from reports.evaluation import markdown_table
 
@@ -75,9 +76,17 @@ def evaluate(
     end: str | None = None,
     time_limit_s: float | None = None,
     seed: int = 0,
+    sweep: bool = False,
+    quantiles: list[float] | None = None,
+    workers: int = 2,
 ) -> dict[str, Any]:
-    """The simulator comparison over the last ``hours`` of the log (see flows/evaluation.py)."""
+    """The simulator comparison over the last ``hours`` of the log (see flows/evaluation.py);
+    with ``sweep``, every policy family over its dial and the frontier (flows/sweep.py)."""
     cfg = _cfg(config_path)
+    if sweep:
+        return _evaluate_sweep(
+            cfg, warehouse, out, hours, end, time_limit_s, seed, quantiles, workers
+        )
     names = policies or list(POLICIES)
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
     progress = create_progress_artifact(0.0, description="hourly plans made for the replay")
@@ -105,6 +114,47 @@ def evaluate(
     )
     create_link_artifact(f"file://{paths['md'].resolve()}", "comparison", key="evaluation-files")
     return {"folder": str(folder), "results": table.to_dict(orient="records")}
+
+
+def _evaluate_sweep(
+    cfg: FleetConfig,
+    warehouse: str | None,
+    out: str | None,
+    hours: int,
+    end: str | None,
+    time_limit_s: float | None,
+    seed: int,
+    quantiles: list[float] | None,
+    workers: int,
+) -> dict[str, Any]:
+    from flows.sweep import DEFAULT_QUANTILES, run_sweep, write_sweep
+    from reports.sweep import frontier_markdown
+
+    with (
+        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
+        connect(_warehouse(cfg, warehouse)) as con,
+    ):
+        result = run_sweep(
+            con,
+            cfg,
+            hours,
+            _now(end) if end else None,
+            quantiles=quantiles or DEFAULT_QUANTILES,
+            time_limit_s=time_limit_s,
+            seed=seed,
+            workers=workers,
+        )
+    folder = Path(out or cfg.paths.outputs) / (
+        f"sweep-{result.start:%Y%m%dT%H%M}-{hours}h-{result.config_hash}"
+    )
+    paths = write_sweep(result, folder)
+    create_markdown_artifact(
+        f"# Frontier at equal SLA {result.start} .. {result.end}\n\n"
+        + frontier_markdown(result.frontier, result.references),
+        key="evaluation-sweep",
+    )
+    create_link_artifact(f"file://{paths['md'].resolve()}", "frontier", key="evaluation-files")
+    return {"folder": str(folder), "frontier": result.frontier}
 
 
 @flow(name="backfill", timeout_seconds=12 * 3600, persist_result=True)

@@ -82,7 +82,9 @@ ingested_files = pa.DataFrameSchema(
     {
         "file_id": pa.Column(pl.String, pa.Check.str_length(64, 64), unique=True),
         "path": pa.Column(pl.String),
-        "format": pa.Column(pl.String, pa.Check.isin(["native", "azure2023", "mooncake"])),
+        "format": pa.Column(
+            pl.String, pa.Check.isin(["native", "azure2023", "mooncake", "minute-aggregates"])
+        ),
         "bytes": pa.Column(pl.Int64, pa.Check.ge(0)),
         "rows_read": pa.Column(pl.Int64, pa.Check.ge(0)),
         "rows_loaded": pa.Column(pl.Int64, pa.Check.ge(0)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +16,12 @@ from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.warehouse import requests_contract
+from flows.warehouse.aggregates import ingest_minute_paths
 from flows.warehouse.ingest import FileReport, IngestReport, SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary, warehouse_status
 from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
+from planner.workload.servegen_minutes import synthesize_minutes
 from planner.workload.synth import SynthSpec, synthesize
 from planner.workload.tokens import TokenSampler
 
@@ -82,9 +84,14 @@ def synth_servegen(
     scale: Annotated[float, typer.Option(min=1e-7, max=1.0, help="volume scale")] = 0.001,
     seed: Annotated[int, typer.Option()] = 7,
     start: Annotated[str, typer.Option(help="local date of ServeGen day 0")] = "2024-06-03",
+    aggregate: Annotated[
+        str | None,
+        typer.Option(help="'minute': per-minute aggregates from the rate series, not rows"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Turn ServeGen per-client rate series into native request rows."""
+    """Turn ServeGen per-client rate series into native request rows (or, with --aggregate
+    minute, per-minute demand aggregates for `ingest --format minute-aggregates`)."""
     cfg = STATE.config()
     models = model or [_default_model(s) for s in source]
     if len(models) != len(source):
@@ -92,7 +99,12 @@ def synth_servegen(
     for m in models:
         if m not in cfg.model_ids:
             fail(f"--model: unknown model {m!r}; known: {cfg.model_ids}", code=2)
+    if aggregate not in (None, "minute"):
+        fail(f"--aggregate: only 'minute' is supported, got {aggregate!r}", code=2)
     start_date = parse_time(start, "--start").date()
+    if aggregate == "minute":
+        _synth_minutes(source, models, scale, seed, start_date, out, as_json)
+        return
     frames = []
     for src, model_id in zip(source, models, strict=True):
         try:
@@ -115,13 +127,56 @@ def synth_servegen(
         emit_json({"files": files, "rows": len(rows), "seed": seed, "scale": scale})
 
 
+def _synth_minutes(
+    sources: list[Path],
+    models: list[str],
+    scale: float,
+    seed: int,
+    start_date: date,
+    out: Path,
+    as_json: bool,
+) -> None:
+    cfg = STATE.config()
+    frames = []
+    for src, model_id in zip(sources, models, strict=True):
+        try:
+            clients = load_source(src)
+        except FileNotFoundError as exc:
+            fail(str(exc), code=2)
+        frames.append(
+            synthesize_minutes(cfg, clients, ServeGenSpec(model_id, scale, seed, start_date))
+        )
+    minutes = pd.concat(frames, ignore_index=True).sort_values("minute", kind="stable")
+    if minutes.empty:
+        fail("no demand generated (scale too small?)")
+    files = []
+    for day, frame in minutes.groupby(minutes["minute"].dt.floor("D"), sort=True):
+        path = out / f"servegen-minutes-{day:%Y-%m-%d}.parquet"
+        write_parquet_atomic(frame.reset_index(drop=True), path)
+        files.append(str(path))
+    requests = int(minutes["requests"].sum())
+    log.info("wrote %d minute rows (%d requests) in %d files", len(minutes), requests, len(files))
+    if as_json:
+        emit_json(
+            {
+                "files": files,
+                "rows": len(minutes),
+                "requests": requests,
+                "seed": seed,
+                "scale": scale,
+            }
+        )
+
+
 def _default_model(source: Path) -> str:
     return {"m-large": "llama2-70b", "m-mid": "llama3.1-8b"}.get(source.name, "llama3.1-8b")
 
 
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="files or folders (every file inside)")],
-    fmt: Annotated[str, typer.Option("--format", help="native | azure2023 | mooncake")] = "native",
+    fmt: Annotated[
+        str, typer.Option("--format", help="native | azure2023 | mooncake | minute-aggregates")
+    ] = "native",
     region: Annotated[
         str | None, typer.Option(help="adapters: region the trace stands for")
     ] = None,
@@ -134,16 +189,28 @@ def ingest(
     marts: Annotated[bool, typer.Option(help="refresh the demand marts afterwards")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Load request-log files (CSV, Parquet, JSONL; gzip too) into the warehouse."""
+    """Load request-log files (CSV, Parquet, JSONL; gzip too) into the warehouse, or per-minute
+    demand aggregates (--format minute-aggregates: Parquet or CSV)."""
     cfg = STATE.config()
-    spec = _source_spec(fmt, region, model, tier, tenant, start)
+    aggregates = fmt == "minute-aggregates"
+    if aggregates and any(v is not None for v in (region, model, tier, tenant, start)):
+        fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
+    spec = None if aggregates else _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
     con = open_warehouse()
     with con, Progress(console=console, transient=True) as bar:
         task = bar.add_task("ingesting", total=None)
-        report = ingest_paths(
-            con, paths, spec, requests_contract(cfg, now), now, on_file=lambda _: bar.advance(task)
-        )
+        if spec is None:
+            report = ingest_minute_paths(con, paths, cfg, now, on_file=lambda _: bar.advance(task))
+        else:
+            report = ingest_paths(
+                con,
+                paths,
+                spec,
+                requests_contract(cfg, now),
+                now,
+                on_file=lambda _: bar.advance(task),
+            )
         refreshed = refresh_demand(con) if marts else None
     if as_json:
         payload = report.as_dict()
@@ -166,7 +233,10 @@ def _source_spec(
 ) -> SourceSpec:
     cfg = STATE.config()
     if fmt not in ("native", "azure2023", "mooncake"):
-        fail(f"--format: expected native, azure2023 or mooncake, got {fmt!r}", code=2)
+        fail(
+            f"--format: expected native, azure2023, mooncake or minute-aggregates, got {fmt!r}",
+            code=2,
+        )
     if fmt == "native":
         if any(v is not None for v in (region, model, tier, start)):
             fail("--region/--model/--tier/--start apply to --format azure2023|mooncake", code=2)

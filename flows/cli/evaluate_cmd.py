@@ -12,6 +12,8 @@ from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
+from flows.sweep import DEFAULT_QUANTILES, run_sweep, sweep_json, write_sweep
+from planner.sim.sweep import FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,25 @@ def evaluate(
     ] = None,
     seed: Annotated[int, typer.Option(help="SCIP seed, recorded with the results")] = 0,
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="every family over its dial; frontier at equal SLA")
+    ] = False,
+    families: Annotated[
+        str, typer.Option(help=f"with --sweep, comma-separated, from: {','.join(FAMILIES)}")
+    ] = ",".join(FAMILIES),
+    quantiles: Annotated[
+        str, typer.Option(help="with --sweep, the plan family's planning quantiles")
+    ] = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
+    workers: Annotated[int, typer.Option(min=1, help="with --sweep, worker processes")] = 2,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay the warehouse's request log through each policy on the simulator; write a
-    comparison table (markdown, CSV, JSON) and plots."""
+    comparison table (markdown, CSV, JSON) and plots. With --sweep, run every policy family
+    over its dial and report per family the cheapest point meeting the SLA targets."""
     cfg = STATE.config()
+    if sweep:
+        _sweep(hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
+        return
     names = [n.strip() for n in policies.split(",") if n.strip()]
     bad = [n for n in names if n not in POLICIES]
     if bad or not names:
@@ -85,3 +101,77 @@ def evaluate(
         )
     console.print(view)
     console.print(f"comparison: {paths['md']}; plots in {folder}")
+
+
+def _sweep(
+    hours: int,
+    end: str | None,
+    time_limit: float | None,
+    seed: int,
+    out: Path | None,
+    families: str,
+    quantiles: str,
+    workers: int,
+    as_json: bool,
+) -> None:
+    cfg = STATE.config()
+    fams = [f.strip() for f in families.split(",") if f.strip()]
+    bad = [f for f in fams if f not in FAMILIES]
+    if bad or not fams:
+        fail(f"--families: unknown {bad or 'empty list'}; choose from {', '.join(FAMILIES)}")
+    try:
+        qs = [float(q) for q in quantiles.split(",") if q.strip()]
+    except ValueError:
+        fail(f"--quantiles: not numbers: {quantiles!r}")
+    if not qs or any(not 0 < q < 1 for q in qs):
+        fail(f"--quantiles: each must lie in (0, 1), got {quantiles!r}")
+    stop = parse_time(end, "--end") if end else None
+    con = open_warehouse()
+    with con, Progress(console=console, transient=True) as bar:
+        task = bar.add_task("sweep", total=None)
+        try:
+            result = run_sweep(
+                con,
+                cfg,
+                hours,
+                stop,
+                fams,
+                qs,
+                time_limit,
+                seed,
+                workers,
+                lambda n: bar.advance(task, n),
+            )
+        except ValueError as exc:
+            fail(str(exc))
+    folder = out or Path(cfg.paths.outputs) / (
+        f"sweep-{result.start:%Y%m%dT%H%M}-{hours}h-{result.config_hash}"
+    )
+    paths = write_sweep(result, folder)
+    if as_json:
+        emit_json({**sweep_json(result), "files": {k: str(v) for k, v in paths.items()}})
+        return
+    view = Table(
+        "family",
+        "point",
+        "GPU-h",
+        "vs reactive",
+        "vs clairvoyant",
+        "vs work bound",
+        title=f"frontier at equal SLA, {result.start} .. {result.end}",
+    )
+    for fam, r in result.frontier.items():
+        if r is None:
+            view.add_row(fam, "none meets the targets", "", "", "", "")
+            continue
+        saving = r["saving_vs_reactive"]
+        view.add_row(
+            fam,
+            r["policy"],
+            f"{r['gpu_hours']:,.0f}",
+            "" if saving is None or fam == "reactive" else f"{-100 * saving:+.1f} %",
+            f"{r['vs_bound']:.2f}",
+            f"{r['vs_work_bound']:.2f}",
+        )
+    console.print(view)
+    console.print(f"frontier: {paths['md']}; every point: {paths['csv']}; plots in {folder}")

@@ -1,5 +1,9 @@
--- The hour range of the whole request log.
+-- The hour range of the whole demand log (request rows and per-minute aggregates).
 SELECT
-    date_trunc('hour', min(arrival_time)) AS start_hour,
-    date_trunc('hour', max(arrival_time)) AS end_hour
-FROM requests
+    date_trunc('hour', min(t)) AS start_hour,
+    date_trunc('hour', max(t)) AS end_hour
+FROM (
+    SELECT arrival_time AS t FROM requests
+    UNION ALL
+    SELECT minute AS t FROM demand_minutes
+)

@@ -1,15 +1,18 @@
--- Demand per hour × region × model × tier for hours $start_hour..$end_hour (inclusive).
+-- Demand per hour × region × model × tier for hours $start_hour..$end_hour (inclusive), from
+-- the request rows and the per-minute aggregates together.
 -- Rates are tokens per observed second; the peak is the busiest 1-minute bucket of the hour.
 -- coverage: share of the hour inside some ingested file's time span (a file speaks for every
 -- series over its span), so an hour with coverage 0 is a collection gap, not zero demand.
 INSERT INTO demand_hourly
 WITH series AS (
     SELECT DISTINCT region, model, tier FROM requests
+    UNION
+    SELECT DISTINCT region, model, tier FROM demand_minutes
 ),
 hours AS (
     SELECT unnest(generate_series($start_hour, $end_hour, INTERVAL 1 HOUR)) AS hour
 ),
-per_minute AS (
+row_minutes AS (
     SELECT
         region, model, tier,
         time_bucket(INTERVAL 1 MINUTE, arrival_time) AS minute,
@@ -18,6 +21,21 @@ per_minute AS (
         sum(output_tokens) AS output_tokens
     FROM requests
     WHERE arrival_time >= $start_hour AND arrival_time < $end_hour + INTERVAL 1 HOUR
+    GROUP BY ALL
+),
+per_minute AS (
+    -- request rows and per-minute aggregates (demand_minutes) are the same demand
+    SELECT region, model, tier, minute,
+        sum(requests) AS requests,
+        sum(input_tokens) AS input_tokens,
+        sum(output_tokens) AS output_tokens
+    FROM (
+        SELECT * FROM row_minutes
+        UNION ALL
+        SELECT region, model, tier, minute, requests, input_tokens, output_tokens
+        FROM demand_minutes
+        WHERE minute >= $start_hour AND minute < $end_hour + INTERVAL 1 HOUR
+    )
     GROUP BY ALL
 ),
 per_hour AS (

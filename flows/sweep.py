@@ -1,0 +1,229 @@
+"""`sageserve evaluate --sweep`: every policy family over its dial on one replay window, the
+two references, and the frontier (see planner/sim/sweep.py for the families and targets).
+
+The warehouse is read in this process only: the replay's minute demand, and per hour of the
+window the forecasts at its origin (made now if missing, as the hourly job would) and the
+token mix. Plans for the quantiles of the ``plan`` family are then made in a process pool,
+one rolling sequence per quantile (shared by LT-I, LT-U and LT-UA), and every point is
+replayed in the same pool. Workers receive plain values (config, frames, arrays), never a
+connection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flows.evaluation import PLAN_LEAD_MIN, config_hash, load_demand, window
+from flows.planning import ensure_forecasts
+from flows.warehouse.sqlfiles import run
+from planner.config import FleetConfig
+from planner.ilp.data import build_data, state_from_config
+from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.plan import Plan
+from planner.ilp.planner import make_plan, solver_settings
+from planner.sim.fleet import FleetParams, params_from_config
+from planner.sim.plans import targets_of
+from planner.sim.sweep import TARGETS, PlanTargets, frontier, grid, references, run_point
+
+log = logging.getLogger(__name__)
+DEFAULT_QUANTILES = (0.5, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class HourInputs:
+    """What the plan for one hour is made from, read from the warehouse beforehand."""
+
+    as_of: pd.Timestamp
+    forecasts: pd.DataFrame
+    shares: dict[tuple[str, str], float]
+
+
+@dataclass
+class Sweep:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    rows: list[dict[str, Any]]
+    frontier: dict[str, Any]
+    references: dict[str, float]
+    config_hash: str
+    seed: int
+    plans: dict[float, list[str]]
+    seconds: dict[str, float]
+
+
+def hour_inputs(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, start: pd.Timestamp, hours: int
+) -> list[HourInputs]:
+    """Per hour of the window: forecasts at origin = the hour before (made if missing) and
+    the token mix up to it, as ``flows.planning.planning_data`` reads them."""
+    out = []
+    for h in range(hours):
+        as_of = start + pd.Timedelta(hours=h) - pd.Timedelta(minutes=PLAN_LEAD_MIN)
+        origin = as_of.floor("h")
+        horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
+        forecasts, _ = ensure_forecasts(con, cfg, origin, horizon)
+        shares = dict(input_shares(run(con, "plans/history_for_shares", as_of=origin).df()))
+        out.append(HourInputs(as_of, forecasts, shares))
+    return out
+
+
+def at_quantile(cfg: FleetConfig, q: float) -> FleetConfig:
+    """``cfg`` with every interactive tier planning on quantile ``q``."""
+    tiers = [
+        t.model_copy(update={"planning_quantile": q}) if t.kind == "interactive" else t
+        for t in cfg.tiers
+    ]
+    return cfg.model_copy(update={"tiers": tiers})
+
+
+def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[Plan]:
+    """The rolling hourly plans of ``flows.evaluation.plan_sequence`` from prepared inputs
+    (pure: runs in a worker process)."""
+    plans: list[Plan] = []
+    settings = solver_settings(cfg)
+    for hour in inputs:
+        previous = plans[-1] if plans else None
+        origin = hour.as_of.floor("h")
+        state = previous.state_at(origin) if previous else state_from_config(cfg)
+        demand = planning_demand(hour.forecasts, cfg)
+        data = build_data(
+            cfg, demand, state, hour.as_of.to_pydatetime(), hour.shares, forecast_origin=origin
+        )
+        plan, check = make_plan(data, settings, previous)
+        if not check.ok:
+            log.warning("plan for %s violates: %s", plan.start, check.violations[:3])
+        plans.append(plan)
+    return plans
+
+
+def _plan_targets(plans: Sequence[Plan], p: FleetParams) -> PlanTargets:
+    pairs = [targets_of(plan, p) for plan in plans]
+    return PlanTargets([t for t, _ in pairs], np.stack([e for _, e in pairs]))
+
+
+def _pool(workers: int) -> Executor:
+    # spawn: the parent holds a DuckDB connection and its threads; a fork would copy them
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def run_sweep(
+    con: duckdb.DuckDBPyConnection,
+    cfg: FleetConfig,
+    hours: int,
+    end: datetime | None = None,
+    families: Sequence[str] = ("reactive", "slo-reactive", "plan", "siloed"),
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    time_limit_s: float | None = None,
+    seed: int = 0,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> Sweep:
+    """Replay the window through every point of the families' grids (module docstring)."""
+    points = grid(families, quantiles)
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
+    planner = {"seed": seed, **({"time_limit_s": time_limit_s} if time_limit_s else {})}
+    cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=planner)})
+    start, stop = window(con, hours, end)
+    base = params_from_config(cfg)
+    demand = load_demand(con, base, start, stop)
+    p = params_from_config(cfg, demand.input_share(base))
+    wb, clair = references(cfg, p, demand)
+    lap("demand_and_references")
+    wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
+    inputs = hour_inputs(con, cfg, start, hours) if wanted else []
+    lap("forecasts")
+    with _pool(workers) as pool:
+        sequences = dict(
+            zip(
+                wanted,
+                pool.map(
+                    plan_sequence_from,
+                    [at_quantile(cfg, q) for q in wanted],
+                    [inputs] * len(wanted),
+                ),
+                strict=True,
+            )
+        )
+        if progress and wanted:
+            progress(len(wanted) * hours)
+        plans = {q: _plan_targets(seq, p) for q, seq in sequences.items()}
+        lap("plans")
+        futures = [pool.submit(run_point, pt, p, demand, plans, wb, clair) for pt in points]
+        rows = []
+        for f in futures:
+            rows.append(f.result())
+            if progress:
+                progress(1)
+        lap("replays")
+    return Sweep(
+        start,
+        stop,
+        rows,
+        frontier(rows),
+        {
+            "work_bound_gpu_hours": round(wb, 2),
+            "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
+            "clairvoyant_cost": round(clair.cost, 2),
+            "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
+            "requests": round(demand.total_requests),
+        },
+        config_hash(cfg),
+        seed,
+        {q: [pl.plan_id for pl in seq] for q, seq in sequences.items()},
+        seconds,
+    )
+
+
+def sweep_json(sweep: Sweep) -> dict[str, Any]:
+    return {
+        "window": [str(sweep.start), str(sweep.end)],
+        "config_hash": sweep.config_hash,
+        "seed": sweep.seed,
+        "targets": TARGETS,
+        "references": sweep.references,
+        "frontier": sweep.frontier,
+        "results": sweep.rows,
+        "plans": {f"{q:g}": ids for q, ids in sweep.plans.items()},
+        "points": len(sweep.rows),
+        "seconds": sweep.seconds,
+    }
+
+
+def write_sweep(sweep: Sweep, out: Path) -> dict[str, Path]:
+    """sweep.json, frontier.md, sweep.csv and the frontier plots into ``out``."""
+    from reports.sweep import frontier_markdown, write_frontier_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "sweep.json", "md": out / "frontier.md", "csv": out / "sweep.csv"}
+    paths["json"].write_text(json.dumps(sweep_json(sweep), indent=1, default=str))
+    frame = pd.DataFrame(sweep.rows)
+    frame.assign(params=frame["params"].map(json.dumps)).to_csv(paths["csv"], index=False)
+    paths["md"].write_text(
+        f"# Frontier at equal SLA {sweep.start} .. {sweep.end}\n\n"
+        f"config {sweep.config_hash}, seed {sweep.seed}\n\n"
+        + frontier_markdown(sweep.frontier, sweep.references)
+        + "\n"
+    )
+    paths.update(write_frontier_plots(sweep.rows, sweep.references, out))
+    return paths

@@ -1,0 +1,196 @@
+"""Ingest of per-minute demand aggregates (``--format minute-aggregates``) into
+``demand_minutes``, which the demand mart and the replay read beside the request rows.
+
+Columns: ``minute`` (UTC, the minute's start), ``region``, ``model``, ``tier``, ``requests``,
+``input_tokens``, ``output_tokens`` (whole numbers ≥ 0) and ``cv`` (inter-arrival CV, ≥ 0 or
+empty); Parquet or CSV with a header, gzip too. The same guarantees as the row path
+(``flows.warehouse.ingest``), by the same means:
+
+* checks in SQL over the whole file (``sql/aggregates/check.sql``): every failed check of a
+  row is listed in its quarantine reason, with the file and record number; good rows load;
+* a key (minute, region, model, tier) loaded before or earlier in the file with the same
+  values is a duplicate (skipped), with other values a conflict (quarantined);
+* every file reconciles (read = loaded + quarantined + duplicates); one transaction per
+  file; the same content ingested again loads nothing (``ingested_files``, sha256 + format);
+  a missing, empty, unreadable or wrongly-shaped file is named with the reason and the others
+  still load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from flows.warehouse.ingest import (
+    FileRejected,
+    FileReport,
+    IngestReport,
+    _clean_error,
+    expand_paths,
+)
+from flows.warehouse.sqlfiles import execute, run, sql
+from planner.config import FleetConfig
+
+log = logging.getLogger(__name__)
+FORMAT = "minute-aggregates"
+COLUMNS = ("minute", "region", "model", "tier", "requests", "input_tokens", "output_tokens", "cv")
+_TEMP = ("agg_raw", "agg_checked")
+
+
+def ingest_minute_paths(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path | str],
+    cfg: FleetConfig,
+    now: datetime,
+    on_file: Callable[[FileReport], None] | None = None,
+) -> IngestReport:
+    """Ingest every aggregate file under ``paths``; a bad file is reported, others load."""
+    files, reports = expand_paths(paths)
+    for report in reports:
+        log.error("%s: %s", report.path, report.message)
+    for path in files:
+        report = ingest_minute_file(con, path, cfg, now)
+        reports.append(report)
+        if on_file:
+            on_file(report)
+    return IngestReport(reports)
+
+
+def _identify(path: Path) -> tuple[int, str]:
+    try:
+        size = path.stat().st_size
+        digest = hashlib.sha256(path.read_bytes())
+    except OSError as exc:
+        raise FileRejected(f"cannot read: {exc.strerror}") from exc
+    if size == 0:
+        raise FileRejected("empty file (0 bytes)")
+    digest.update(json.dumps([FORMAT, {}]).encode())
+    return size, digest.hexdigest()
+
+
+def _staging(path: Path) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return "staging/minute_aggregates_parquet"
+    if name.endswith(".csv"):
+        return "staging/minute_aggregates_csv"
+    raise FileRejected(f"unknown file type {path.suffix!r}: expected .parquet or .csv(.gz)")
+
+
+def ingest_minute_file(
+    con: duckdb.DuckDBPyConnection, path: Path, cfg: FleetConfig, now: datetime
+) -> FileReport:
+    """Load one aggregate file in one transaction; never raises for a bad file."""
+    try:
+        staging = _staging(path)
+        size, file_id = _identify(path)
+    except FileRejected as exc:
+        log.error("%s: %s", path, exc)
+        return FileReport(str(path), "rejected", message=str(exc))
+    previous = run(con, "ingest/find_file", file_id=file_id).fetchone()
+    if previous:
+        msg = f"already ingested as {previous[0]} at {previous[1]:%Y-%m-%d %H:%M:%S}"
+        return FileReport(str(path), "skipped", file_id=file_id, message=msg)
+    con.execute("BEGIN")
+    try:
+        report = _load(con, path, staging, cfg, file_id, size, now)
+        con.execute("COMMIT")
+    except Exception as exc:
+        con.execute("ROLLBACK")
+        message = exc.args[0] if isinstance(exc, FileRejected) else _clean_error(exc)
+        log.error("%s: rejected: %s", path, message)
+        return FileReport(str(path), "rejected", file_id=file_id, message=message)
+    finally:
+        for table in _TEMP:
+            con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    log.info(
+        "%s: read %d, loaded %d, quarantined %d, duplicates %d",
+        path,
+        report.rows_read,
+        report.rows_loaded,
+        report.rows_quarantined,
+        report.duplicates_skipped,
+    )
+    return report
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    staging: str,
+    cfg: FleetConfig,
+    file_id: str,
+    size: int,
+    now: datetime,
+) -> FileReport:
+    source = sql(staging)
+    params = {"path": str(path)}
+    try:
+        present = {r[0] for r in execute(con, f"DESCRIBE {source}", params).fetchall()}
+    except (duckdb.Error, OSError) as exc:
+        raise FileRejected(f"unreadable as {FORMAT}: {_clean_error(exc)}") from exc
+    missing = [c for c in COLUMNS if c not in present]
+    if missing:
+        found = sorted(present - {"_row"})
+        raise FileRejected(f"missing required columns {missing}; found {found}")
+    run(con, "aggregates/stage", {"source": source}, **params)
+    w = cfg.warehouse
+    naive_now = now.replace(tzinfo=None)
+    checks = {
+        "regions": cfg.region_ids,
+        "models": cfg.model_ids,
+        "tiers": cfg.tier_ids,
+        "min_time": datetime.fromisoformat(w.min_arrival.replace("Z", "+00:00")).replace(
+            tzinfo=None
+        ),
+        "max_time": naive_now + timedelta(hours=w.max_future_h),
+        "max_tokens": w.max_tokens,
+    }
+    run(con, "aggregates/check", **checks)
+    keys: dict[str, Any] = {"file_id": file_id, "path": str(path), "now": naive_now}
+    run(con, "aggregates/insert_minutes", **keys)
+    run(con, "aggregates/quarantine", **keys)
+    counts = run(con, "aggregates/counts").fetchone()
+    assert counts is not None
+    read, loaded, quarantined, dupes, first, last = counts
+    if read != loaded + quarantined + dupes:  # the verdicts partition the rows
+        raise FileRejected(f"reconciliation failed: {read} ≠ {loaded} + {quarantined} + {dupes}")
+    run(
+        con,
+        "ingest/record_file",
+        file_id=file_id,
+        path=str(path),
+        format=FORMAT,
+        adapter=None,
+        bytes=size,
+        rows_read=read,
+        rows_loaded=loaded,
+        rows_quarantined=quarantined,
+        duplicates_skipped=dupes,
+        min_arrival=first,
+        max_arrival=last,
+        now=naive_now,
+    )
+    problems = [
+        f"row {row}: {reason}"
+        for row, reason in run(
+            con, "aggregates/sample_quarantine", file_id=file_id, limit=5
+        ).fetchall()
+    ]
+    return FileReport(
+        str(path),
+        "loaded",
+        file_id=file_id,
+        rows_read=int(read),
+        rows_loaded=int(loaded),
+        rows_quarantined=int(quarantined),
+        duplicates_skipped=int(dupes),
+        problems=problems,
+    )

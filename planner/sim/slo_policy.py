@@ -1,0 +1,106 @@
+"""An SLO-aware reactive scaler (the Chiron paper's idea): scale on backpressure, not on the
+utilisation gauge.
+
+A utilisation gauge stops at 1 and counts deferrable work that is meant to queue, so a
+threshold scaler on it either runs cold (low thresholds) or cannot see how far behind a pool
+is (high ones). This scaler reads, per region and model, the pool's interactive *pressure*:
+interactive work present in the minute, queued included, over the minute's capacity
+(``Observation.pressure``; above 1 the excess is queueing delay, (pressure − 1) minutes of
+it). It sizes the pool to carry that work at ``target`` pressure plus the NIW arrival rate of
+the last hour (so deferred work keeps up on average), scales out at once when pressure passes
+``up`` (no smoothing: a queue is already an SLO risk; but not again while the last step's
+capacity is still provisioning or loading) and in, after ``cooldown_in_min`` quiet
+minutes, when pressure is below ``down``, to the largest size wanted over those minutes.
+Every request is served in its region, on each model's preferred VM type, like ``Reactive``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from planner.sim.fleet import FleetParams, Targets, home_routing, vms_for
+from planner.sim.fluid import Observation
+from planner.sim.policies import instance_equivalents, preferred_vm_type
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass
+class SloReactive:
+    p: FleetParams
+    initial_load: Array  # [r, m, k] tokens/s the fleet starts sized for
+    target: float = 0.85
+    up: float = 0.95
+    down: float = 0.6
+    cooldown_out_min: int = 1
+    cooldown_in_min: int = 15
+    niw_window_min: int = 60
+    min_instances: int = 1
+    name: str = "slo-reactive"
+    share_idle: bool = True
+    _count: Array = field(init=False)
+    _last_out: Array = field(init=False)
+    _last_in: Array = field(init=False)
+    _niw: deque[Array] = field(init=False)
+    _wants: deque[Array] = field(init=False)
+
+    def initial(self, p: FleetParams) -> Targets:
+        need = instance_equivalents(p, self.initial_load) / self.target
+        self._count = np.maximum(np.ceil(need), self.min_instances)
+        self._last_out = np.full(self._count.shape, -1e9)
+        self._last_in = np.full(self._count.shape, -1e9)
+        self._niw = deque(maxlen=self.niw_window_min)
+        self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
+        return self._targets()
+
+    def _targets(self) -> Targets:
+        inst = np.zeros(self.p.shape_rmg)
+        g = preferred_vm_type(self.p)
+        for m in range(len(self.p.models)):
+            inst[:, m, g[m]] = self._count[:, m]
+        vms = np.minimum(vms_for(self.p, inst), self.p.quota)
+        zeros = np.zeros_like(vms)
+        return Targets(vms, zeros, inst, np.zeros_like(inst), home_routing(self.p))
+
+    def decide(self, obs: Observation) -> Targets | None:
+        t = obs.minute
+        if t == 0:
+            return None
+        niw = np.zeros_like(obs.arrivals)
+        niw[:, :, self.p.deferrable] = obs.arrivals[:, :, self.p.deferrable] / 60.0
+        self._niw.append(instance_equivalents(self.p, niw))
+        niw_need = np.mean(np.stack(self._niw), axis=0)
+        serving = obs.fleet.serving()[0].sum(axis=2)
+        inter = obs.arrivals.copy()
+        inter[:, :, self.p.deferrable] = 0.0
+        arrived = instance_equivalents(self.p, inter / 60.0)
+        finite = np.isfinite(obs.pressure)
+        load = np.where((serving > 0) & finite, obs.pressure * serving, arrived)
+        pressure = np.where(finite, obs.pressure, np.inf)
+        want = np.ceil(load / self.target + niw_need - 1e-9)
+        new = self._count.copy()
+        # hot, or too small for the last hour's NIW rate on top of the interactive arrivals
+        behind = new < np.ceil(niw_need + arrived - 1e-9)
+        hot = (pressure > self.up) | behind
+        # capacity already on its way counts: no second step until it serves (a queue grows
+        # while a VM provisions; scaling on it again would double the step)
+        settled = serving >= self._count - 1e-9
+        out = hot & settled & (t - self._last_out >= self.cooldown_out_min) & (want > new)
+        new[out] = want[out]
+        self._last_out[out] = t
+        # scale-in stabilisation (as Kubernetes' HPA): never below the largest size wanted
+        # over the last cooldown_in_min minutes, so one quiet minute does not shed capacity
+        self._wants.append(np.where(np.isfinite(want), want, new))
+        floor = np.max(np.stack(self._wants), axis=0)
+        quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
+        down = (pressure < self.down) & quiet & (floor < new)
+        new[down] = np.maximum(floor[down], self.min_instances)
+        self._last_in[down] = t
+        if np.array_equal(new, self._count):
+            return None
+        self._count = new
+        return self._targets()

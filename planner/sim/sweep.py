@@ -1,0 +1,262 @@
+"""Frontiers at equal SLA: every policy family run over its dial on the same replay, each
+point read against the two references of ``planner.sim.bounds``, and per family the cheapest
+point that meets the SLA targets.
+
+Families and their dials (``grid``):
+
+* ``reactive``: scale-out threshold × target utilisation (the scale-in threshold below it) ×
+  cooldowns, from SageServe's own baseline (out above 0.5, in below 0.25) to gauges run hot
+  (out above 0.95); the product's default (0.8/0.3 → 0.6, 5/20 min) is one of the points;
+* ``slo-reactive``: the backpressure scaler of ``planner.sim.slo_policy`` over its target
+  pressure and scale-out level;
+* ``plan``: the hourly plans at a planning quantile of the interactive tiers × how they are
+  carried out (LT-I, LT-U, LT-UA and LT-UA's escape threshold ``ahead``); plans are made
+  once per quantile and shared by its modes;
+* ``siloed``: static pools over their headroom (a reference, not a contender).
+
+A point meets the targets when IW-F and IW-N attain ≥ 99 % and every NIW request finishes
+by its deadline. The module is pure: the warehouse side (``flows.sweep``) supplies the
+demand, the plans and the process pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from planner.config import FleetConfig
+from planner.sim.bounds import Clairvoyant, clairvoyant_fleet, work_bound
+from planner.sim.demand import MinuteDemand
+from planner.sim.fleet import FleetParams, Targets
+from planner.sim.fluid import Policy, SimResult, simulate
+from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.slo_policy import SloReactive
+
+Array = npt.NDArray[np.float64]
+FAMILIES = ("reactive", "slo-reactive", "plan", "siloed")
+TARGETS = {"IW-F": 0.99, "IW-N": 0.99, "NIW": 1.0}
+PAPER_REACTIVE = {
+    "up": 0.5,
+    "down": 0.25,
+    "target": 0.4,
+    "cooldown_out_min": 5,
+    "cooldown_in_min": 20,
+}
+
+
+@dataclass(frozen=True)
+class Point:
+    family: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        inner = ",".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params.items()
+        )
+        return f"{self.family}({inner})"
+
+
+def reactive_grid() -> list[Point]:
+    """Out thresholds with a target below each and the in threshold below that, × cooldowns;
+    plus the paper's point."""
+    levels = [
+        (0.6, 0.45, 0.25),
+        (0.7, 0.55, 0.3),
+        (0.8, 0.6, 0.3),
+        (0.9, 0.75, 0.45),
+        (0.95, 0.85, 0.55),
+    ]
+    cooldowns = [(5, 20), (2, 10), (10, 45)]
+    pts = [Point("reactive", dict(PAPER_REACTIVE))]
+    for (up, target, down), (c_out, c_in) in itertools.product(levels, cooldowns):
+        pts.append(
+            Point(
+                "reactive",
+                {
+                    "up": up,
+                    "down": down,
+                    "target": target,
+                    "cooldown_out_min": c_out,
+                    "cooldown_in_min": c_in,
+                },
+            )
+        )
+    return pts
+
+
+def slo_grid() -> list[Point]:
+    """Target pressure × scale-out level (just above the target, or only once work queues)
+    × scale-in stabilisation window."""
+    pts = []
+    for target, cooldown_in in itertools.product((0.5, 0.6, 0.7, 0.8, 0.9), (10, 30)):
+        for up in sorted({round(min(target + 0.1, 0.98), 2), 1.0}):
+            params = {"target": target, "up": up, "down": round(0.7 * target, 2)}
+            pts.append(Point("slo-reactive", {**params, "cooldown_in_min": cooldown_in}))
+    return pts
+
+
+def plan_grid(quantiles: Sequence[float]) -> list[Point]:
+    pts = []
+    for q in quantiles:
+        for mode in ("lt-i", "lt-u"):
+            pts.append(Point("plan", {"quantile": q, "mode": mode}))
+        for ahead in (1.05, 1.1, 1.25):
+            pts.append(Point("plan", {"quantile": q, "mode": "lt-ua", "ahead": ahead}))
+    return pts
+
+
+def siloed_grid() -> list[Point]:
+    return [Point("siloed", {"headroom": h}) for h in (0.0, 0.1, 0.2)]
+
+
+def grid(families: Sequence[str], quantiles: Sequence[float]) -> list[Point]:
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
+    make = {
+        "reactive": reactive_grid,
+        "slo-reactive": slo_grid,
+        "plan": lambda: plan_grid(quantiles),
+        "siloed": siloed_grid,
+    }
+    return [pt for f in families for pt in make[f]()]
+
+
+@dataclass(frozen=True)
+class PlanTargets:
+    """One plan sequence as simulator targets: per hour the targets and the interactive load
+    [r, m] it planned for."""
+
+    hourly: list[Targets]
+    expected: Array
+
+
+def build_policy(
+    point: Point, p: FleetParams, demand: MinuteDemand, plans: Mapping[float, PlanTargets]
+) -> Policy:
+    first_hour = demand.tokens[:60].mean(axis=0) / 60.0
+    a = dict(point.params)
+    if point.family == "reactive":
+        return Reactive(p, first_hour, name=point.label, **a)
+    if point.family == "slo-reactive":
+        return SloReactive(p, first_hour, name=point.label, **a)
+    if point.family == "siloed":
+        inter = demand.tokens.max(axis=0) / 60.0
+        inter[:, :, p.deferrable] = 0.0
+        niw = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable].max(axis=0)
+        return Siloed(p, inter, niw, headroom=float(a["headroom"]), name=point.label)
+    if point.family == "plan":
+        seq = plans[float(a["quantile"])]
+        return PlanFollowing(
+            p,
+            seq.hourly,
+            seq.expected,
+            mode=str(a["mode"]),
+            name=point.label,
+            ahead=float(a.get("ahead", 1.10)),
+        )
+    raise ValueError(f"unknown family {point.family!r}")
+
+
+def row(
+    point: Point, result: SimResult, work_bound: float, bound: Clairvoyant, niw_tier: str
+) -> dict[str, Any]:
+    """One JSON row of the sweep."""
+    out: dict[str, Any] = {
+        "policy": point.label,
+        "family": point.family,
+        "params": dict(point.params),
+        "gpu_hours": round(result.gpu_hours, 2),
+        "gpu_hours_serving": round(result.gpu_hours - result.gpu_hours_scaling, 2),
+        "gpu_hours_scaling": round(result.gpu_hours_scaling, 2),
+        "cost": round(result.cost_on_demand + result.cost_spot, 2),
+        "utilisation": round(result.gpu_hours_busy / result.gpu_hours, 4)
+        if result.gpu_hours
+        else 0.0,
+        "demand_driven_share": round(1 - bound.floor_gpu_hours / result.gpu_hours, 4)
+        if result.gpu_hours
+        else 0.0,
+    }
+    for tier, o in result.tiers.items():
+        out[f"{tier}_sla"] = round(o.sla_attainment, 6)
+    c = result.tiers[niw_tier].counts()
+    out["niw_on_time"] = round(c["served"] / c["requests"], 6) if c["requests"] else 1.0
+    out["vs_bound"] = round(result.gpu_hours / bound.gpu_hours, 4) if bound.gpu_hours else None
+    out["vs_work_bound"] = round(result.gpu_hours / work_bound, 4) if work_bound else None
+    return out
+
+
+def run_point(
+    point: Point,
+    p: FleetParams,
+    demand: MinuteDemand,
+    plans: Mapping[float, PlanTargets],
+    work_bound: float,
+    bound: Clairvoyant,
+) -> dict[str, Any]:
+    """Replay one point; its row (a process-pool task: every argument pickles)."""
+    result = simulate(p, demand, build_policy(point, p, demand, plans))
+    return row(point, result, work_bound, bound, p.tiers[p.deferrable])
+
+
+def meets(r: Mapping[str, Any], targets: Mapping[str, float] = TARGETS) -> bool:
+    """IW-F and IW-N at or above their targets, every NIW request on time."""
+    for tier, goal in targets.items():
+        value = r["niw_on_time"] if tier == "NIW" else r.get(f"{tier}_sla")
+        if value is None or value < goal - 1e-9:
+            return False
+    return True
+
+
+def frontier(
+    rows: Sequence[Mapping[str, Any]], targets: Mapping[str, float] = TARGETS
+) -> dict[str, Any]:
+    """Per family, its cheapest point (GPU-hours) meeting ``targets``: params, GPU-hours,
+    saving against the cheapest reactive point meeting them, vs_bound; None if none does."""
+    best: dict[str, Any] = {}
+    for fam in FAMILIES:
+        ok = [r for r in rows if r["family"] == fam and meets(r, targets)]
+        best[fam] = min(ok, key=lambda r: r["gpu_hours"]) if ok else None
+    base = best.get("reactive")
+    out: dict[str, Any] = {}
+    for fam, r in best.items():
+        if not any(x["family"] == fam for x in rows):
+            continue
+        if r is None:
+            out[fam] = None
+            continue
+        out[fam] = {
+            "policy": r["policy"],
+            "params": r["params"],
+            "gpu_hours": r["gpu_hours"],
+            "saving_vs_reactive": round(1 - r["gpu_hours"] / base["gpu_hours"], 4)
+            if base
+            else None,
+            "vs_bound": r["vs_bound"],
+            "vs_work_bound": r["vs_work_bound"],
+            "utilisation": r["utilisation"],
+        }
+    return out
+
+
+def floors(cfg: FleetConfig, p: FleetParams) -> Array:
+    """[r, m]: each model's availability floor (``min_instances``) where it is offered."""
+    out = np.zeros((len(p.regions), len(p.models)))
+    for i, m in enumerate(p.models):
+        model = cfg.model(m)
+        for a, r in enumerate(p.regions):
+            if model.regions is None or r in model.regions:
+                out[a, i] = model.min_instances
+    return out
+
+
+def references(cfg: FleetConfig, p: FleetParams, demand: MinuteDemand) -> tuple[float, Clairvoyant]:
+    """The work bound at the SLA targets' misses, and the clairvoyant fleet."""
+    miss = {k: 1.0 - TARGETS.get(k, 1.0) for k in p.tiers}
+    return work_bound(p, demand, miss), clairvoyant_fleet(p, demand, floors(cfg, p))
