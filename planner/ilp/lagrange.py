@@ -240,6 +240,22 @@ def initial_prices(data: PlanningData, served_keys: set[Key]) -> dict[Key, float
     return best
 
 
+def initial_niw_prices(data: PlanningData, servable: set[str]) -> dict[Key, float]:
+    """μ[m,t] at the cheapest cost of serving a kilotoken/s of model m's NIW for an hour
+    (spot where the region has spot VMs): min over placements of price ÷ (ipv · θ_NIW)."""
+    niw = data.deferrable
+    best: dict[str, float] = {}
+    for r, m, g in data.placements():
+        if m not in servable or niw is None:
+            continue
+        price = data.price[(r, g)]
+        if data.spot_cap.get((r, g), 0) > 0:
+            price = min(price, data.spot_price[(r, g)])
+        cost = price * FLOW_UNIT / (data.instances_per_vm[(m, g)] * data.theta[(m, g, niw)])
+        best[m] = min(best.get(m, math.inf), cost)
+    return {(m, t): best[m] for m in servable for t in data.T}
+
+
 @dataclass
 class DecompositionResult:
     lower_bound: float
@@ -352,8 +368,7 @@ def decompose(
     niw_all, servable = niw_servable(data)
     regions = sorted({r for r, _m, _g in data.placements()})
     pi = initial_prices(data, keys)
-    carry = niw_carry_value(data) * FLOW_UNIT
-    mu = {(m, t): carry for m in servable for t in data.T}
+    mu = initial_niw_prices(data, servable)
     by_region: dict[str, list[Key]] = defaultdict(list)
     for key in keys:
         by_region[key[0]].append(key)
