@@ -86,3 +86,19 @@ def test_dask_gives_the_same_plan_as_the_process_pool() -> None:
     assert remote.values is not None and local.values is not None
     for family in ("y", "x", "f"):
         assert remote.values[family] == pytest.approx(local.values[family])
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_lp_dual_start_gives_at_least_the_lp_bound(seed: int) -> None:
+    """Started from the whole LP's duals, the first round's bound is the Lagrangian at those
+    prices: with integer regions it is at least the LP relaxation's optimum."""
+    data = _instance(seed)
+    lp = create_model(data, relax=True, valid_cuts=False)
+    lp.model.optimize()
+    with RegionPool(data, 1) as pool:
+        result = decompose(data, replace(FIXED, max_iterations=1), pool)
+    assert result.start == "LP duals"
+    assert result.lower_bound >= lp.model.getObjVal() - 1e-6 * max(1.0, lp.model.getObjVal())
+    cost_based = replace(FIXED, max_iterations=1, lp_start_max_vars=0)
+    with RegionPool(data, 1) as pool:
+        assert decompose(data, cost_based, pool).start == "cost-based prices"
