@@ -342,7 +342,7 @@ def print_rung(r: dict[str, Any]) -> None:
         f"{r['name']:28s} vars {r['variables']:>7} build {r['build_s']:5.2f} s "
         f"solve {r['solve_s']:5.1f}/{r['limit_s']:.0f} s {r['status']:>9} "
         f"gap {_pct(r['gap']):>7} bound {r['bound_source']:15s} "
-        f"{r.get('method', '')[:40]} | HiGHS "
+        f"{r.get('method', '')} | HiGHS "
         f"{r['highs_status'][:14]:>14} gap {_pct(r['highs_gap']):>7} "
         f"{r['highs_solve_s']:5.1f} s"
     )

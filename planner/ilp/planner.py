@@ -159,7 +159,11 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         variables=estimated_variables(data),
         bound_source="lagrangian decomposition",
         nodes=result.iterations,
-        method=f"lagrangian decomposition by region, {result.iterations} iterations, {engine}",
+        method=(
+            f"lagrangian decomposition by region, {result.iterations} iterations, "
+            f"prices from {result.start}, region MIPs {result.region_seconds:.0f} s of work, "
+            f"{engine}"
+        ),
     )
     if result.values is not None:
         plan = from_values(data, result.values, facts)
