@@ -159,7 +159,7 @@ class PlannerSettings(_Strict):
         default=0.85, gt=0, lt=1, description="input share of tokens when history has none"
     )
     decompose_above_vars: int = Field(
-        default=30_000,
+        default=150_000,
         ge=0,
         description="programs estimated larger than this many variables are solved by "
         "Lagrangian decomposition by region (planner.ilp.lagrange), smaller ones by SCIP whole",

@@ -46,9 +46,9 @@ def estimated_variables(data: PlanningData) -> int:
 
 
 def choose_method(data: PlanningData, settings: SolverSettings) -> str:
-    """ "monolithic SCIP" where SCIP proves its gap in time (up to ``decompose_above_vars``;
-    the 8×10×3 bench rung, ~59k variables, already has no root LP bound within a minute),
-    "lagrangian decomposition" beyond."""
+    """ "monolithic SCIP" up to ``decompose_above_vars`` estimated variables (default 150k: on
+    the 8×10×3 rung, ~39k, the decomposition's plan was measured worse than SCIP's primal
+    starts), "lagrangian decomposition" beyond (README: measured figures)."""
     limit = settings.decompose_above_vars
     if limit is None or len(data.regions) < 2 or estimated_variables(data) <= limit:
         return "monolithic SCIP"
