@@ -34,7 +34,12 @@ def apply_plan(
 ) -> AppliedState:
     """Deliver every region of ``plan``'s first hour; record the accepted ones (also when
     others failed, then re-raise the ``WebhookError`` naming each failed region)."""
-    executor = WebhookExecutor.from_settings(target_settings(cfg, url), folder, dry_run=dry_run)
+    executor = WebhookExecutor.from_settings(
+        target_settings(cfg, url),
+        folder,
+        dry_run=dry_run,
+        admission={t.id: t.admission for t in cfg.tiers},
+    )
     try:
         state = executor.apply(plan)
     except WebhookError as exc:

@@ -48,6 +48,7 @@ from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
 from planner.forecast.pipeline import forecast
 from planner.forecast.series import SeriesKey
+from planner.sim.fairness import FairServe
 from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
@@ -239,10 +240,17 @@ def plan_report(
             end=plan.start,
         ).df()
         forecasts = run(con, "plans/forecasts_at", origin=plan.forecast_origin).df()
+        tenants = run(
+            con,
+            "reports/tenant_traffic",
+            start=plan.start - pd.Timedelta(hours=1),
+            end=plan.start,
+            headroom=FairServe.headroom,
+        ).df()
         view = operator_view(con, cfg, plan, quality=quality, verified=True, versus=versus)
     folder = Path(out) / "reports" / f"{plan.start:%Y%m%dT%H%M}"
     path = write_plan_report(view, plan, recent, forecasts, folder)
-    return {"path": str(path), "view": view}
+    return {"path": str(path), "view": view, "tenants": tenants}
 
 
 def _markdown(
@@ -376,6 +384,21 @@ def hourly_plan(
         description=f"instances in {plan.start:%Y-%m-%d %H:%M} UTC of plan {plan.plan_id}: "
         + view.headline_text(),
     )
+    tenants = report["tenants"]
+    if len(tenants):
+        create_table_artifact(
+            tenants.astype({"exceeded": bool}).to_dict(orient="records"),
+            key="tenant-traffic",
+            description=f"per-tenant traffic of the hour before {plan.start:%Y-%m-%d %H:%M} UTC; "
+            f"{int(tenants['exceeded'].sum())} tenants above {FairServe.headroom:g}× their usual "
+            "share: " + ", ".join(tenants.loc[tenants["exceeded"], "tenant"].astype(str)),
+        )
+    else:
+        create_markdown_artifact(
+            f"No tenant-labelled requests in the hour before {plan.start:%Y-%m-%d %H:%M} UTC.",
+            key="tenant-traffic",
+            description="per-tenant traffic of the last hour: none labelled",
+        )
     create_link_artifact(page, "operator page", key="plan-report", description=view.headline_text())
     if planned["export_path"]:
         create_link_artifact(

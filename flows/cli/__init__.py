@@ -16,6 +16,7 @@ from flows.cli import (
     metrics_cmd,
     plan_cmd,
     plans_cmd,
+    requests_cmd,
 )
 from flows.cli.common import STATE, setup_logging
 
@@ -55,6 +56,7 @@ app.command("characterize")(forecast_cmd.characterize)
 app.command("plan")(plan_cmd.plan)
 app.command("explain")(plan_cmd.explain)
 app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("evaluate-requests")(requests_cmd.evaluate_requests)
 app.command("demo")(demo.demo)
 app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")

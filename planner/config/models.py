@@ -112,6 +112,11 @@ class Tier(_Strict):
         description="forecast the planner sizes capacity on: the hour's mean token rate, or "
         "its busiest minute (interactive tiers must absorb the peak; deferrable ones need not)",
     )
+    admission: Literal["fcfs", "vtc", "fairserve"] = Field(
+        default="fcfs",
+        description="admission and queue order across tenants (planner.sim.fairness): arrival "
+        "order, virtual token counters, or FairServe-style weighted counters with throttling",
+    )
 
 
 class ForecastSettingsConfig(_Strict):

@@ -6,7 +6,8 @@ A desired-state document says what one region should run in the plan's first hou
      "vms": {"a100x8": {"on_demand": 6, "spot": 1}, …},
      "instances": {"llama2-70b": {"a100x8": {"on_demand": 4, "spot": 0}}, …},
      "routing": [{"model": …, "tier": …, "target_region": …, "weight": 0.8}, …],
-     "actions": [{"kind": "buy_vm", "vm_type": …, "count": 2, "start_by": …}, …]}
+     "actions": [{"kind": "buy_vm", "vm_type": …, "count": 2, "start_by": …}, …],
+     "admission": {"IW-F": "fairserve", …}}   (optional: per tier, the admission policy)
 
 ``routing`` holds the weights for traffic *originating* in the region (summing to 1 per model
 and tier); ``actions`` are the plan's actions for the region and hour, with their start times.
@@ -14,6 +15,7 @@ and tier); ``actions`` are the plan's actions for the region and hour, with thei
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -48,8 +50,11 @@ def _iso(value: Any) -> str | None:
     return pd.Timestamp(value).isoformat()
 
 
-def desired_states(plan: Plan, config_hash: str | None = None) -> dict[str, dict[str, Any]]:
-    """One desired-state document per region for the plan's first hour (see above)."""
+def desired_states(
+    plan: Plan, config_hash: str | None = None, admission: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """One desired-state document per region for the plan's first hour (see above); with
+    ``admission`` (tier → policy, from the config) each document carries it too."""
     hour = plan.start
     regions = sorted(
         set(plan.vms["region"]) | set(plan.instances["region"]) | set(plan.routing["source_region"])
@@ -67,6 +72,9 @@ def desired_states(plan: Plan, config_hash: str | None = None) -> dict[str, dict
         }
         for r in regions
     }
+    if admission:
+        for doc in docs.values():
+            doc["admission"] = dict(sorted(admission.items()))
     for v in rows(plan.vms[plan.vms["hour"] == hour]):
         docs[v.region]["vms"][v.vm_type] = {"on_demand": int(v.on_demand), "spot": int(v.spot)}
     for i in rows(plan.instances[plan.instances["hour"] == hour]):

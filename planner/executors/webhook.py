@@ -90,10 +90,16 @@ class WebhookExecutor:
     dry_run: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
+    admission: dict[str, str] = field(default_factory=dict)  # tier -> admission policy
 
     @classmethod
     def from_settings(
-        cls, settings: TargetSettings, folder: Path, *, dry_run: bool = False
+        cls,
+        settings: TargetSettings,
+        folder: Path,
+        *,
+        dry_run: bool = False,
+        admission: dict[str, str] | None = None,
     ) -> WebhookExecutor:
         return cls(
             folder,
@@ -103,6 +109,7 @@ class WebhookExecutor:
             backoff_s=settings.backoff_s,
             dry_run=dry_run,
             headers=settings.headers() if settings.url and not dry_run else {},
+            admission=dict(admission or {}),
         )
 
     def last_applied(self, region: str) -> dict[str, Any] | None:
@@ -116,7 +123,7 @@ class WebhookExecutor:
         return loaded
 
     def apply(self, plan: Plan) -> AppliedState:
-        docs = desired_states(plan)
+        docs = desired_states(plan, admission=self.admission or None)
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.profile import InstanceProfile
-from planner.sim.routing import REJECT, Arrivals, PoolView, RoundRobin, Router
+from planner.sim.routing import DEFER, REJECT, Arrivals, PoolView, RoundRobin, Router
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
@@ -284,9 +284,17 @@ def simulate_instances(
         edges = np.array([arr[0]])
     cuts = np.searchsorted(arr, edges, side="left")
     cuts = np.r_[cuts, len(arr)]
-    for e, t in enumerate(edges):
-        pool.advance(float(t))
-        idx = np.arange(cuts[e], cuts[e + 1], dtype=np.int64)
+    pending = np.zeros(0, np.int64)  # requests a router deferred (a front-end queue)
+    e = 0
+    while e < len(edges) or len(pending):
+        if e >= len(edges):  # only deferred requests left: keep polling the router
+            edges = np.r_[edges, edges[-1] + router.epoch_s]
+            cuts = np.r_[cuts, len(arr)]
+        t = float(edges[e])
+        pool.advance(t)
+        new = np.arange(cuts[e], cuts[e + 1], dtype=np.int64)
+        e += 1
+        idx = np.r_[pending, new] if len(pending) else new
         if len(idx) == 0:
             continue
         dest = np.asarray(
@@ -299,11 +307,18 @@ def simulate_instances(
                     sorted_req.tier[idx],
                     sorted_req.tenant[idx],
                 ),
-                pool.view(float(t)),
+                pool.view(t),
             ),
             dtype=np.int64,
         )
-        ok = (dest != REJECT) & (pool.need[idx] <= profile.kv_tokens)
+        deferred = dest == DEFER
+        if deferred.any() and not np.isfinite(router.epoch_s):
+            raise ValueError("a router that defers requests needs a finite epoch_s")
+        pending = idx[deferred]
+        ok = (dest >= 0) & (pool.need[idx] <= profile.kv_tokens)
+        if len(pending) or len(new) < len(idx):
+            # a request released late starts no earlier than its release (idle clocks catch up)
+            pool.clock = np.maximum(pool.clock, t)
         pool.enqueue(idx[ok], dest[ok])
     pool.advance(np.inf)
     back = np.empty_like(order)

@@ -6,7 +6,10 @@ may be: ``inf`` for open-loop routers (round-robin, hashing: one call for the wh
 fastest path), a fraction of a second for load-aware ones (join-shortest-queue, least
 outstanding tokens, a learned policy), as a real front end polls its replicas' load. A router
 returns one instance index per request, or ``REJECT`` (an admission policy, e.g. per tenant,
-turning the request away; the simulator records it as never served).
+turning the request away; the simulator records it as never served), or ``DEFER`` (a front-end
+queue holding the request back: the simulator offers it again, with the next epoch's arrivals,
+at the next epoch; the queue-ordering hook of :mod:`planner.sim.fairness`). Routers that never
+defer see each request once, as before.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy.typing as npt
 IntArray = npt.NDArray[np.int64]
 Array = npt.NDArray[np.float64]
 REJECT = -1
+DEFER = -2
 
 
 @dataclass(frozen=True)

@@ -127,9 +127,14 @@ def test_hourly_plan_runs_to_completed_with_its_artifacts(stack: dict[str, Any])
     run = api.wait(run_id)
     assert run["state"]["type"] == "COMPLETED", run["state"]
     artifacts = {a["key"]: a for a in api.artifacts(run_id) if a["key"]}
-    assert {"hourly-plan", "plan-instances", "plan-files", "plan-report", "data-docs"} <= set(
-        artifacts
-    )
+    assert {
+        "hourly-plan",
+        "plan-instances",
+        "plan-files",
+        "plan-report",
+        "data-docs",
+        "tenant-traffic",
+    } <= set(artifacts)
     summary = artifacts["hourly-plan"]["data"]
     assert "**data quality**: passed" in summary and "(SCIP " in summary
     assert "## Next hour's actions" in summary

@@ -222,3 +222,15 @@ def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan])
     partial = slow.apply(plans[1])
     assert partial.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
     assert any("a: m on v8 short of the plan" in n for n in partial.notes)
+
+
+def test_desired_state_carries_the_admission_policy_per_tier(plans: list[Plan]) -> None:
+    from tests.schema_check import problems
+
+    docs = desired_states(plans[1], admission={"IW-F": "fairserve", "NIW": "fcfs"})
+    for doc in docs.values():
+        assert doc["admission"] == {"IW-F": "fairserve", "NIW": "fcfs"}
+        assert problems(doc) == []
+    bad = dict(docs["a"], admission={"IW-F": "lottery"})
+    assert problems(bad)
+    assert "admission" not in desired_states(plans[1])["a"]

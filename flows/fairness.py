@@ -1,0 +1,275 @@
+"""The fairness scenario: one pool, the ServeGen clients plus one flooding tenant, four runs.
+
+* Log: ServeGen ``language/m-mid`` request rows (every client's local clock kept, one pool), a
+  *history* window (day 1, 10:00–13:00) and a *test* window (day 2, 10:00–13:00).
+* Profiles: the history rows are loaded into an in-memory warehouse (the real migrations) and
+  ``sql/marts/tenant_profiles.sql`` learns each tenant's application profile from them.
+* Pool: two ``llama2-70b`` instances; the log's volume scale is set so that the offered load
+  without the flood is 80 % of the pool's capacity on this log's request mix (capacity: the
+  best-rate work, :meth:`InstanceProfile.busy_s`, the pool completes per second when saturated,
+  measured by a simulated hour at twice the load; long prompts without chunked prefill keep it
+  well below 1).
+* Flood: the client whose usual token share (from its profile) is closest to 5 % sends at 10×
+  its usual rate for two hours (0:15 to 2:15): Poisson arrivals at 9× its profile's request
+  rate on top of its own rows, each drawn from its history rows (tokens, tier).
+* Runs: no flood (FCFS gateway) as the reference; FCFS, VTC and FairServe with the flood.
+* Figures over the flood span, per well-behaved tenant: service received (prompt + output
+  tokens of requests finishing in the span) over entitled (tokens of its requests arriving in
+  the span: the pool has room for all of them without the flood); Jain's index of those
+  ratios; TTFT p95 and the IW-F SLA (share of IW-F requests meeting the tier's TTFT target);
+  the flooding tenant's throttled share (rejected over its requests in the span).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flows.warehouse.connection import connect
+from flows.warehouse.sqlfiles import run
+from planner.config import load_config
+from planner.config.models import FleetConfig
+from planner.sim.fairness import FairServe, Fcfs, Gateway, Scheduler, TenantProfile, Vtc, jain
+from planner.sim.instances import Requests, simulate_instances
+from planner.sim.latency import tier_targets
+from planner.sim.profile import profiles_for_config
+from planner.workload.servegen import (
+    ServeGenClient,
+    ServeGenSpec,
+    load_source,
+    synthesize_servegen,
+)
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+MODEL = "llama2-70b"
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class FairnessSpec:
+    source: Path = SHARED / "servegen/language/m-mid"
+    perf_csv: Path = SHARED / "sageserve_perf/perf_model_4_models.csv"
+    scale: float = 0.001  # first guess; rescaled so that ``instances`` are ``busy``
+    instances: int = 2
+    flood_share: float = 0.05  # the flooding tenant: usual token share closest to this
+    seed: int = 7
+    start_h: float = 10.0
+    hours: float = 2.5
+    flood_from_h: float = 0.25
+    flood_hours: float = 2.0
+    flood_factor: int = 10
+    busy: float = 0.8
+
+
+def servegen_window(
+    cfg: FleetConfig,
+    clients: list[ServeGenClient],
+    start_s: float,
+    hours: float,
+    spec: FairnessSpec,
+) -> pd.DataFrame:
+    """Rows of the windows in [start_s, start_s + hours) of each client's local day; ``t`` is
+    seconds from ``start_s`` on the client's local clock."""
+    end_s = start_s + hours * HOUR
+    sub = [
+        ServeGenClient(
+            c.client,
+            c.trace[(c.trace["window_start_s"] >= start_s) & (c.trace["window_start_s"] < end_s)],
+            c.tokens,
+        )
+        for c in clients
+    ]
+    sg = ServeGenSpec(MODEL, scale=spec.scale, seed=spec.seed)
+    df = pd.concat(synthesize_servegen(cfg, sub, sg))
+    midnight = {
+        r: pd.Timestamp(sg.start, tz=cfg.region(r).timezone).tz_convert("UTC")
+        for r in cfg.region_ids
+    }
+    local = df["arrival_time"].dt.tz_convert("UTC") - df["region"].map(midnight)
+    t = local.dt.total_seconds().to_numpy(float) - start_s
+    return df.assign(t=t).sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def learn_profiles(history: pd.DataFrame, action_gap_s: float = 1.0) -> pd.DataFrame:
+    """The tenant profile mart over ``history`` (request rows), in an in-memory warehouse."""
+    con = connect(":memory:")
+    try:
+        rows = history.assign(
+            arrival_time=pd.Timestamp("2024-06-03") + pd.to_timedelta(history["t"], unit="s"),
+            request_id=[f"history-{i}" for i in range(len(history))],
+            file_id="fairness-history",
+            ttft_ms=np.nan,
+            e2e_ms=np.nan,
+        )
+        cols = [
+            "request_id", "arrival_time", "region", "model", "tier", "input_tokens",
+            "output_tokens", "tenant", "ttft_ms", "e2e_ms", "file_id",
+        ]  # fmt: skip
+        con.register("hist", rows[cols])
+        con.execute(f"INSERT INTO requests SELECT {', '.join(cols)} FROM hist")
+        start = pd.Timestamp("2024-06-03").to_pydatetime()
+        end = start + pd.Timedelta(seconds=float(np.ceil(history["t"].max() / HOUR) * HOUR))
+        return run(
+            con, "marts/tenant_profiles", start=start, end=end, action_gap_s=action_gap_s
+        ).df()
+    finally:
+        con.close()
+
+
+def _requests(df: pd.DataFrame, tenant_ids: dict[str, int], tiers: dict[str, int]) -> Requests:
+    return Requests(
+        df["t"].to_numpy(float),
+        np.maximum(df["input_tokens"].to_numpy(np.int64), 1),
+        np.maximum(df["output_tokens"].to_numpy(np.int64), 1),
+        df["tier"].map(tiers).to_numpy(np.int64),
+        df["tenant"].map(tenant_ids).to_numpy(np.int64),
+    )
+
+
+def add_flood(
+    df: pd.DataFrame, history: pd.DataFrame, tenant: str, rate: float, spec: FairnessSpec
+) -> pd.DataFrame:
+    """The tenant's extra (factor − 1) × ``rate`` requests/s over the flood span: Poisson
+    arrivals, rows (tokens, tier) drawn from its own history."""
+    a, b = spec.flood_from_h * HOUR, (spec.flood_from_h + spec.flood_hours) * HOUR
+    rng = np.random.default_rng(spec.seed)
+    n = int(rng.poisson((spec.flood_factor - 1) * rate * (b - a)))
+    own = history[history["tenant"] == tenant]
+    extra = own.iloc[rng.integers(0, len(own), n)].assign(t=np.sort(rng.uniform(a, b, n)))
+    return pd.concat([df, extra]).sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def fairness_scenario(
+    cfg: FleetConfig | None = None, spec: FairnessSpec | None = None
+) -> dict[str, Any]:
+    """Run the scenario (module docstring); the figures as a JSON-ready dict."""
+    spec = spec or FairnessSpec()
+    cfg = cfg or load_config()
+    clients = load_source(spec.source)
+    start_s = spec.start_h * HOUR
+    pool_prof = next(
+        p for (m, _), p in profiles_for_config(cfg, spec.perf_csv).items() if m == MODEL
+    )
+    duration = spec.hours * HOUR
+    # volume scale so that the offered load is `busy` × the pool's capacity on this log's
+    # request mix; capacity: the best-rate work (profile.busy_s) the pool completes per second
+    # when saturated (the first hour at 2× the best-rate guess, FCFS)
+    probe = servegen_window(cfg, clients, 86400.0 + start_s, spec.hours, spec)
+    busy = float(pool_prof.busy_s(probe["input_tokens"], probe["output_tokens"]).sum())
+    guess = spec.scale * spec.busy * spec.instances * duration / busy
+    sat = servegen_window(cfg, clients, 86400.0 + start_s, 1.0, replace(spec, scale=2 * guess))
+    sreq = _requests(sat, {t: 0 for t in sat["tenant"]}, {t: 0 for t in sat["tier"]})
+    sserved = simulate_instances(sreq, pool_prof, spec.instances, Gateway(Fcfs()))
+    done = sserved.finish_s <= HOUR
+    capacity = float(pool_prof.busy_s(sreq.prompt[done], sreq.output[done]).sum()) / (
+        spec.instances * HOUR
+    )
+    spec = replace(spec, scale=guess * capacity)
+    log.info("pool capacity %.2f of best-rate work; volume scale %.5f", capacity, spec.scale)
+    history = servegen_window(cfg, clients, start_s, spec.hours, spec)
+    test = servegen_window(cfg, clients, 86400.0 + start_s, spec.hours, spec)
+    prof = learn_profiles(history)
+    names = sorted(set(test["tenant"]) | set(prof["tenant"]))
+    tenant_ids = {n: i for i, n in enumerate(names)}
+    targets = tier_targets(cfg)
+    tiers = {t.tier: i for i, t in enumerate(targets)}
+    profiles = {
+        tenant_ids[r.tenant]: TenantProfile(
+            tenant_ids[r.tenant],
+            float(r.requests_per_s),
+            float(r.mean_input),
+            float(r.mean_output),
+            float(r.requests_per_action),
+            float(r.iwf_share),
+        )
+        for r in prof.itertuples()
+    }
+    share = pd.Series({n: profiles[tenant_ids[n]].cost_per_s for n in prof["tenant"]})
+    share = share / share.sum()
+    flood_tenant = str((share - spec.flood_share).abs().idxmin())
+    base = _requests(test, tenant_ids, tiers)
+    n = spec.instances
+    log.info(
+        "%d requests, %d tenants, %d instances, flooding %s (usual share %.3f)",
+        len(test), len(names), n, flood_tenant, share[flood_tenant],
+    )  # fmt: skip
+    rate = profiles[tenant_ids[flood_tenant]].requests_per_s
+    flooded = _requests(add_flood(test, history, flood_tenant, rate, spec), tenant_ids, tiers)
+    schedulers: list[tuple[str, Requests, Scheduler]] = [
+        ("no_flood", base, Fcfs(name="no_flood")),
+        ("fcfs", flooded, Fcfs()),
+        ("vtc", flooded, Vtc(expected_output={u: p.mean_output for u, p in profiles.items()})),
+        ("fairserve", flooded, FairServe.from_profiles(profiles)),
+    ]
+    out = []
+    rho = float("nan")
+    capacity = spec.scale / guess
+    for name, req, sched in schedulers:
+        served = simulate_instances(req, pool_prof, n, Gateway(sched))
+        if name == "no_flood":
+            rho = float(pool_prof.busy_s(req.prompt, req.output).sum()) / (n * duration)
+        out.append(_figures(name, req, served, tenant_ids[flood_tenant], tiers, targets, spec))
+        log.info("%s: %s", name, out[-1])
+    return {
+        "scenario": "fairness",
+        "tenants": len(names),
+        "requests": len(test),
+        "flood_tenant": flood_tenant,
+        "flood_usual_share": round(float(share[flood_tenant]), 4),
+        "volume_scale": round(spec.scale, 6),
+        "instances": n,
+        "capacity_share_of_best_rate": round(capacity, 3),
+        "utilisation_without_flood": round(rho / capacity, 3),
+        "policies": out,
+    }
+
+
+def _figures(
+    name: str,
+    req: Requests,
+    served: Any,
+    flood: int,
+    tiers: dict[str, int],
+    targets: list[Any],
+    spec: FairnessSpec,
+) -> dict[str, Any]:
+    a, b = spec.flood_from_h * HOUR, (spec.flood_from_h + spec.flood_hours) * HOUR
+    tokens = (req.prompt + req.output).astype(float)
+    arrived = (req.arrival_s >= a) & (req.arrival_s < b)
+    done = (served.finish_s >= a) & (served.finish_s < b)
+    well = req.tenant != flood
+    ratios = []
+    tenants = np.unique(req.tenant[well & arrived])
+    for u in tenants:
+        mine = req.tenant == u
+        ratios.append(tokens[mine & done].sum() / tokens[mine & arrived].sum())
+    iwf = tiers["IW-F"]
+    target = targets[iwf].ttft_s
+    sel = well & arrived & (req.tier == iwf)
+    ttft = served.ttft_s
+    fl = (req.tenant == flood) & arrived
+    rejected = served.instance < 0
+    return {
+        "name": name,
+        "jain_index": round(jain(ratios), 4),
+        "well_behaved_iwf_sla": round(float(np.mean(ttft[sel] <= target)), 4),
+        "well_behaved_ttft_p95_s": round(float(np.quantile(ttft[well & arrived], 0.95)), 3)
+        if np.isfinite(ttft[well & arrived]).all()
+        else None,  # some were turned away (never served)
+        "well_behaved_rejected": int(rejected[well & arrived].sum()),
+        "flood_throttled_share": round(float(rejected[fl].mean()), 4) if fl.any() else 0.0,
+        "service_vs_entitled_min": round(float(np.min(ratios)), 4),
+        "service_vs_entitled_median": round(float(np.median(ratios)), 4),
+        "flood_service_vs_usual": round(
+            float(tokens[(req.tenant == flood) & done].sum())
+            / max(float(tokens[fl].sum()) / spec.flood_factor, 1.0),
+            3,
+        ),
+    }
