@@ -34,6 +34,7 @@ from planner.sim.bounds import Clairvoyant, clairvoyant_fleet, work_bound
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets
 from planner.sim.fluid import Policy, SimResult, simulate
+from planner.sim.plan_reactive import PlanReactive
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.slo_policy import SloReactive
 
@@ -101,13 +102,19 @@ def slo_grid() -> list[Point]:
     return pts
 
 
-def plan_grid(quantiles: Sequence[float]) -> list[Point]:
+def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[Point]:
+    """Per quantile: LT-I, LT-U, LT-UA over ``ahead``, and (``reactive_layer``) LT-R, the
+    plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
+    its target pressure."""
     pts = []
     for q in quantiles:
         for mode in ("lt-i", "lt-u"):
             pts.append(Point("plan", {"quantile": q, "mode": mode}))
         for ahead in (1.05, 1.1, 1.25):
             pts.append(Point("plan", {"quantile": q, "mode": "lt-ua", "ahead": ahead}))
+        if reactive_layer:
+            for target in (0.7, 0.85):
+                pts.append(Point("plan", {"quantile": q, "mode": "lt-r", "target": target}))
     return pts
 
 
@@ -153,6 +160,16 @@ def build_policy(
         return Siloed(p, inter, niw, headroom=float(a["headroom"]), name=point.label)
     if point.family == "plan":
         seq = plans[float(a["quantile"])]
+        if a["mode"] == "lt-r":
+            target = float(a.get("target", 0.85))
+            return PlanReactive(
+                p,
+                seq.hourly,
+                name=point.label,
+                target=target,
+                up=round(min(target + 0.1, 0.98), 2),
+                down=round(0.7 * target, 2),
+            )
         return PlanFollowing(
             p,
             seq.hourly,
