@@ -9,6 +9,16 @@ instances of the model's preferred VM type when pressure passes ``up`` (once the
 serves), sized to carry the observed work at ``target`` pressure, and hands them back after
 ``cooldown_in_min`` quiet minutes below ``down`` to the largest size wanted over that window.
 
+Make before break (``handover``): LT-I drops the last hour's capacity on the hour, but a VM
+bought at the plan's making (``plan_lead_min`` = 20 min before) serves only after its lead
+time and model load (15 + 13 min for the largest models in the default fleet), so wherever a
+new plan moves capacity (another VM type, region or model) the pool is short for minutes
+every hour — the more so the more a plan moves, which is how plans at p90/p95 cost more *and*
+missed more in issue-14's sweep. With ``handover`` the floor keeps the union of the two
+hours' counts of a model, and the last hour's routing of it, until the new hour's
+instances of that model serve in every region (at most ``handover_max_min`` minutes), then drops to the
+new plan.
+
 The layer only ever *adds* to the plan: its extra instances are ``max(0, ·)`` and the targets
 are the plan's counts plus them, so the fleet this policy asks for is never below the plan's
 floor (tested). At an hour boundary the extra is re-expressed against the new floor (a plan
@@ -42,12 +52,15 @@ class PlanReactive:
     down: float = 0.6
     cooldown_in_min: int = 15
     settle_min: int = 20
+    handover: bool = True
+    handover_max_min: int = 30
     share_idle: bool = True
     _floor: Targets | None = field(init=False, default=None)
     _extra: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
     _wants: deque[Array] = field(init=False)
+    _union: Targets | None = field(init=False, default=None)
 
     def initial(self, p: FleetParams) -> Targets:
         self._floor = self.hourly[0].copy()
@@ -87,6 +100,9 @@ class PlanReactive:
                 setattr(new, name, np.maximum(getattr(cur, name), getattr(nxt, name)))
         elif into == 0 and t > 0:
             new = self._plan(h).copy()
+            if self.handover:
+                self._union = cur.copy()
+                new = self._held(new, self._union, np.zeros(new.instances.shape[:2], bool))
         else:
             return False
         total = cur.instances.sum(axis=2) + self._extra
@@ -94,9 +110,44 @@ class PlanReactive:
         self._extra = np.maximum(total - new.instances.sum(axis=2), 0.0)
         return True
 
+    def _held(self, plan: Targets, union: Targets, done: npt.NDArray[np.bool_]) -> Targets:
+        """The plan where ``done`` [r, m], the union of the two hours' counts elsewhere."""
+        out = plan.copy()
+        keep = ~done[:, :, None]
+        out.instances = np.where(keep, np.maximum(plan.instances, union.instances), plan.instances)
+        need = np.minimum(vms_for(self.p, out.instances), self.p.quota)
+        out.vms = np.maximum(plan.vms, need)
+        # a model still handing over keeps the last hour's routing (its new pools not serving)
+        moving = ~done.all(axis=0)
+        out.routing[:, :, moving, :] = union.routing[:, :, moving, :]
+        return out
+
+    def _hand_over(self, obs: Observation) -> bool:
+        """Drop the last hour's capacity where the new hour's instances serve (or late)."""
+        if self._union is None:
+            return False
+        h, into = divmod(obs.minute, 60)
+        plan = self._plan(h)
+        # per model: capacity may move between regions, so a model is done once all its
+        # new pools serve (a region that only sheds would otherwise count as done at once)
+        ready = (obs.fleet.serving()[0] >= plan.instances - 1e-9).all(axis=(0, 2))
+        done = np.broadcast_to(ready[None, :], plan.instances.shape[:2]).copy()
+        if into >= self.handover_max_min or into < 1:
+            done[:] = True
+        if done.all():
+            self._union = None
+        cur = self.floor()
+        new = plan.copy() if self._union is None else self._held(plan, self._union, done)
+        if np.array_equal(new.instances, cur.instances) and np.array_equal(new.vms, cur.vms):
+            return False
+        self._floor = new
+        return True
+
     def decide(self, obs: Observation) -> Targets | None:
         t = obs.minute
         moved = self._move_floor(t)
+        if not moved and t > 0:
+            moved = self._hand_over(obs)
         if t == 0:
             return self.targets() if moved else None
         floor = self.floor().instances.sum(axis=2)
@@ -106,7 +157,8 @@ class PlanReactive:
         inter[:, :, self.p.deferrable] = 0.0
         arrived = instance_equivalents(self.p, inter / 60.0)
         finite = np.isfinite(obs.pressure)
-        load = np.where((serving > 0) & finite, obs.pressure * serving, arrived)
+        seen = np.where(finite, obs.pressure, 0.0) * serving
+        load = np.where((serving > 0) & finite, seen, arrived)
         pressure = np.where(finite, obs.pressure, np.inf)
         want = np.ceil(load / self.target - 1e-9)
         extra = self._extra.copy()

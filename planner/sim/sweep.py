@@ -113,8 +113,9 @@ def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[P
         for ahead in (1.05, 1.1, 1.25):
             pts.append(Point("plan", {"quantile": q, "mode": "lt-ua", "ahead": ahead}))
         if reactive_layer:
-            for target in (0.7, 0.85):
-                pts.append(Point("plan", {"quantile": q, "mode": "lt-r", "target": target}))
+            for target, handover in itertools.product((0.7, 0.85), (True, False)):
+                params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
+                pts.append(Point("plan", params))
     return pts
 
 
@@ -169,6 +170,7 @@ def build_policy(
                 target=target,
                 up=round(min(target + 0.1, 0.98), 2),
                 down=round(0.7 * target, 2),
+                handover=bool(a.get("handover", True)),
             )
         return PlanFollowing(
             p,

@@ -66,3 +66,25 @@ def test_never_below_the_plans_floor(p: FleetParams) -> None:
         assert (asked.vms >= floor.vms - 1e-9).all(), minute
     # and it did go above the floor at some point (the test can fail the other way too)
     assert any((a.instances > f.instances).any() for _, a, f in lt_r.asked)
+
+
+def test_make_before_break_when_the_plan_moves_capacity(p: FleetParams) -> None:
+    """Hour 0 serves region a's IW-F in a (2 instances); hour 1's plan moves it to b (2
+    instances in b, a's traffic routed there). Bought at minute 40, b's VM serves at 61
+    (15 min lead + 6 min load). LT-I drops a on the hour and a's traffic waits on b; LT-R
+    with make-before-break keeps a and its routing until b serves, so nothing is missed, for
+    a few more GPU-minutes."""
+    d = demand(120, {(0, IWF): 150.0})
+    first = targets(p, 2, 0)
+    second = targets(p, 0, 2)
+    second.routing[0, :, 0, IWF] = [0.0, 1.0]
+    plan = [first, second]
+    mbb = simulate(p, d, PlanReactive(p, plan, name="mbb"), drain=False)
+    brk = simulate(p, d, PlanReactive(p, plan, name="brk", handover=False), drain=False)
+    lt_i = simulate(p, d, fixed(p, *plan), drain=False)
+    assert mbb.tiers["IW-F"].sla_attainment == pytest.approx(1.0)
+    assert lt_i.tiers["IW-F"].sla_attainment < 1.0
+    assert brk.tiers["IW-F"].sla_attainment < 1.0
+    assert mbb.gpu_hours > lt_i.gpu_hours
+    g = mbb.timeline["gpus"].to_numpy()
+    assert g[-1] == pytest.approx(8.0)  # a handed back once b serves
