@@ -16,8 +16,8 @@ new plan moves capacity (another VM type, region or model) the pool is short for
 every hour — the more so the more a plan moves, which is how plans at p90/p95 cost more *and*
 missed more in issue-14's sweep. With ``handover`` the floor keeps the union of the two
 hours' counts of a model, and the last hour's routing of it, until the new hour's
-instances of that model serve in every region (at most ``handover_max_min`` minutes), then drops to the
-new plan.
+instances of that model serve in every region (at most ``handover_max_min`` minutes),
+then drops to the new plan.
 
 The layer only ever *adds* to the plan: its extra instances are ``max(0, ·)`` and the targets
 are the plan's counts plus them, so the fleet this policy asks for is never below the plan's
