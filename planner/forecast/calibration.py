@@ -123,7 +123,8 @@ class ResidualQuantiles:
         if not by_h:
             return np.broadcast_to(np.asarray(self.values), (len(lead), len(self.values)))
         table = np.asarray(by_h, dtype=float)
-        return table[np.clip(lead, 1, len(table)) - 1]
+        out: np.ndarray = table[np.clip(lead, 1, len(table)) - 1]
+        return out
 
     def apply(self, point: np.ndarray, h: np.ndarray | None = None) -> dict[float, np.ndarray]:
         """Quantiles of ``point``; ``h`` the lead of each value (default 1, 2, … in order)."""

@@ -130,7 +130,8 @@ class PlanReactive:
         plan = self._plan(h)
         # per model: capacity may move between regions, so a model is done once all its
         # new pools serve (a region that only sheds would otherwise count as done at once)
-        ready = (obs.fleet.serving()[0] >= plan.instances - 1e-9).all(axis=(0, 2))
+        serves = obs.fleet.serving()[0] >= plan.instances - 1e-9
+        ready: npt.NDArray[np.bool_] = np.asarray(serves.all(axis=(0, 2)), dtype=bool)
         done = np.broadcast_to(ready[None, :], plan.instances.shape[:2]).copy()
         if into >= self.handover_max_min or into < 1:
             done[:] = True
