@@ -1,12 +1,17 @@
-"""Replay benchmark: a 7-day, 10-million-request log (synthetic, O365-shaped, default fleet)
-through the fluid simulator, against the per-request event-driven reference side by side.
+"""Replay benchmark: the fleet fluid replay at scale, and the calibrated pool fluid against the
+iteration-level reference on bursty ServeGen traffic.
 
-Figures: wall time and requests/s of the fluid replay (minute buckets from DuckDB over the
-request rows, then the simulation) for the reactive and siloed policies; the reference's
-requests/s on a slice of the same log through one pool (it replays one heap event per
-request, like SageServe's own simulator); the ratio; peak RSS of the process.
+1. Fleet: a 7-day, 10-million-request log (synthetic, O365-shaped, default fleet) through the
+   fluid simulator (minute buckets from DuckDB, then the simulation), reactive and siloed.
+2. Agreement: ServeGen m-mid request rows (day 1, 10:00-14:00 local, scale 0.02, Llama2-70B on
+   A100) through one pool of ``--instances`` round-robin instances at utilisations 0.5, 0.7,
+   0.85, 0.95 of what the instances sustain (κ): the iteration-level model
+   (planner.sim.instances) and the calibrated fluid (planner.sim.pool; latency curves measured
+   on the trace's request sizes, planner.sim.latency) side by side. Printed: per-tier SLA
+   attainment of both (``agreement``), both models' requests/s and their ratio.
 
-    .venv/bin/python bench/simulate.py [--requests 10000000] [--days 7] [--json]
+    flock /tmp/sageserve-heavy.lock .venv/bin/python bench/simulate.py [--json]
+        [--requests 10000000] [--days 7] [--skip-fleet] [--instances 24] [--hours 4]
 """
 
 from __future__ import annotations
@@ -25,16 +30,22 @@ import numpy as np
 import pandas as pd
 
 from planner.config import load_config
+from planner.sim.agreement import compare
 from planner.sim.demand import from_buckets
-from planner.sim.events import Requests, simulate_pool
 from planner.sim.fleet import params_from_config
 from planner.sim.fluid import simulate
+from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
 from planner.sim.policies import Reactive, Siloed
+from planner.sim.profile import profiles_for_config
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
 from planner.workload.tokens import TokenSampler
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibrate import servegen_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 BUCKETS = (ROOT / "sql" / "sim" / "minute_buckets.sql").read_text()
+PERF_FILE = "perf_model_4_models.csv"
 
 
 def peak_rss_gb() -> float:
@@ -64,19 +75,8 @@ def generate(path: Path, requests: int, days: int, shared: Path) -> None:
     tmp.replace(path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=10_000_000)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--reference-requests", type=int, default=200_000)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    if args.generate:
-        generate(args.generate, args.requests, args.days, args.shared)
-        return
+def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
+    """The 10 M-request log through the fleet fluid simulator (reactive and siloed)."""
     cfg = load_config()
     spec = SynthSpec(days=args.days, seed=3, requests_per_day=args.requests // args.days)
     log_file = ROOT / "bench" / "out" / f"sim-{args.requests}-{args.days}d.parquet"
@@ -104,14 +104,12 @@ def main() -> None:
     rows = con.execute("SELECT count(*) FROM requests").fetchone()[0]  # type: ignore[index]
     start = pd.Timestamp(spec.start).tz_convert("UTC").tz_localize(None)
     end = start + pd.Timedelta(days=args.days)
-
     t0 = time.perf_counter()
     buckets = con.execute(BUCKETS, {"start": start, "end": end}).df()
     base = params_from_config(cfg)
     demand = from_buckets(buckets, base, start, end)
     p = params_from_config(cfg, demand.input_share(base))
     bucket_s = time.perf_counter() - t0
-
     results = {}
     first_hour = demand.tokens[:60].mean(axis=0) / 60.0
     peak = demand.tokens.max(axis=0) / 60.0
@@ -129,49 +127,105 @@ def main() -> None:
             "requests_per_s": round(rows / (sim_s + bucket_s)),
             "requests_counted": counted,
         }
-
-    # the reference: one pool (the busiest), its first N requests, one event per request
-    sample = con.execute(
-        """
-        SELECT epoch(arrival_time - $start) AS t, input_tokens + output_tokens AS work, tier
-        FROM requests WHERE region = 'us-east' AND model = 'llama2-70b'
-        ORDER BY arrival_time LIMIT $n
-        """,
-        {"start": start, "n": args.reference_requests},
-    ).df()
-    tier_rank = {k: i for i, k in enumerate(cfg.tier_ids)}
-    minutes = int(sample["t"].max() // 60) + 2
-    capacity = np.full(minutes + 60, float(sample["work"].sum() / (minutes * 60) / 0.6))
-    t0 = time.perf_counter()
-    simulate_pool(
-        Requests(
-            sample["t"].to_numpy(float),
-            sample["tier"].map(tier_rank).to_numpy(np.int64),
-            sample["work"].to_numpy(float),
-        ),
-        capacity,
-        minutes + 60,
-        slots=32,
-    )
-    ref_s = time.perf_counter() - t0
-    ref_rate = len(sample) / ref_s
-    out = {
+    return {
         "requests": rows,
         "days": args.days,
         "generate_s": round(generate_s, 1),
         "minute_buckets": len(buckets),
         "buckets_s": round(bucket_s, 2),
         **{f"{k}_{m}": v for k, r in results.items() for m, v in r.items()},
-        "reference_requests": len(sample),
-        "reference_requests_per_s": round(ref_rate),
-        "speedup_vs_reference": round(results["reactive"]["requests_per_s"] / ref_rate, 1),
-        "peak_rss_gb": round(peak_rss_gb(), 2),
     }
+
+
+def agreement(args: argparse.Namespace) -> dict[str, object]:
+    """Calibrated pool fluid against the iteration-level reference (module docstring)."""
+    cfg = load_config()
+    model, vm = "llama2-70b", "a100x8"
+    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
+        (model, vm)
+    ]
+    source = args.shared / "data" / "servegen" / "language" / "m-mid"
+    rows = servegen_rows(cfg, source, model, 86400.0 + 36000.0, args.hours, args.scale)
+    rows = rows[rows["t"] < args.hours * 3600.0]
+    targets = tier_targets(cfg)
+    tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
+    prompt = np.maximum(rows["input_tokens"].to_numpy(np.int64), 1)
+    output = np.maximum(rows["output_tokens"].to_numpy(np.int64), 1)
+    t0 = time.perf_counter()
+    table = measure_curve(prof, targets, prompt, output, args.requests_per_point, tier=tier)
+    curve_s = time.perf_counter() - t0
+    lc = LatencyCurves.from_frame(table.assign(model=model, vm_type=vm))
+    curves = [lc.curve(model, vm, t.tier) for t in targets]
+    kappa = lc.capacity[(model, vm)]
+    result = compare(
+        rows["t"].to_numpy(float),
+        prompt,
+        output,
+        tier,
+        prof,
+        targets,
+        curves,
+        kappa,
+        args.instances,
+    )
+    interactive = [r for r in result.rows if r.tier != targets[-1].tier]
+    worst = max(abs(r.fluid_sla - r.reference_sla) for r in interactive)
+    fluid_rate = result.requests / result.fluid_s
+    ref_rate = result.requests / result.reference_s
+    return {
+        "agreement_trace": f"servegen m-mid day 1 10:00+{args.hours}h scale {args.scale}",
+        "agreement_requests": len(rows),
+        "agreement_instances": args.instances,
+        "kappa": round(kappa, 4),
+        "curve_measure_s": round(curve_s, 1),
+        "fluid_requests_per_s": round(fluid_rate),
+        "reference_requests_per_s": round(ref_rate),
+        "fluid_over_reference": round(fluid_rate / ref_rate, 1),
+        "max_abs_error_points": round(100 * worst, 2),
+        "agreement": [
+            {
+                "utilisation": r.utilisation,
+                "tier": r.tier,
+                "fluid_sla": round(r.fluid_sla, 4),
+                "reference_sla": round(r.reference_sla, 4),
+            }
+            for r in result.rows
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--skip-fleet", action="store_true", help="agreement part only")
+    parser.add_argument("--instances", type=int, default=24)
+    parser.add_argument("--hours", type=float, default=4.0)
+    parser.add_argument("--scale", type=float, default=0.02)
+    parser.add_argument("--requests-per-point", type=int, default=10_000)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.generate:
+        generate(args.generate, args.requests, args.days, args.shared)
+        return
+    out = {} if args.skip_fleet else fleet_replay(args)
+    out.update(agreement(args))
+    out["peak_rss_gb"] = round(peak_rss_gb(), 2)
     if args.json:
         print(json.dumps(out, indent=2))
-    else:
-        for k, v in out.items():
+        return
+    for k, v in out.items():
+        if k != "agreement":
             print(f"{k:32s} {v}")
+    print(f"{'utilisation':>12s} {'tier':>6s} {'fluid_sla':>10s} {'reference_sla':>14s}")
+    for r in out["agreement"]:  # type: ignore[attr-defined]
+        print(
+            f"{r['utilisation']:12.2f} {r['tier']:>6s} {r['fluid_sla']:10.4f}"
+            f" {r['reference_sla']:14.4f}"
+        )
 
 
 if __name__ == "__main__":

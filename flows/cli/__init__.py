@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import config_cmd, data, demo, evaluate_cmd, forecast_cmd, plan_cmd
+from flows.cli import (
+    config_cmd,
+    data,
+    demo,
+    evaluate_cmd,
+    forecast_cmd,
+    metrics_cmd,
+    plan_cmd,
+    plans_cmd,
+)
 from flows.cli.common import STATE, setup_logging
 
 app = typer.Typer(
@@ -47,4 +56,6 @@ app.command("plan")(plan_cmd.plan)
 app.command("explain")(plan_cmd.explain)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("demo")(demo.demo)
+app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(plans_cmd.app, name="plans")

@@ -1,6 +1,11 @@
 """The real-target executor: per-region desired-state documents written to a folder and,
 when a webhook URL is configured, POSTed to it.
 
+Every region is tried, whatever happened to the others; the result says per region whether it
+was accepted, and when any failed, ``apply`` raises one ``WebhookError`` naming each failed
+region, with the full result (accepted regions included) on ``error.state``. This is the only
+retry layer: callers (the Prefect task, ``sageserve plans apply``) do not retry it again.
+
 Delivery per region: HTTP POST, JSON body, header ``Idempotency-Key: <plan_id>:<region>``
 (the same document always carries the same key, so a target that saw it already can answer
 without applying it twice), a per-attempt timeout, and retries with exponential backoff on
@@ -8,8 +13,11 @@ what may pass (connection errors, timeouts, 408, 425, 429, 5xx). Any other 4xx i
 target refusing the document: no retry, a ``WebhookError`` naming region, status and body.
 
 The folder holds ``desired/<region>.json`` (what was sent last) and ``applied/<region>.json``
-(what the target accepted last). ``applied`` moves only after a 2xx, atomically. Dry run
-writes nothing and sends nothing: it logs, and returns, the diff against ``applied``.
+(what the target accepted last). ``applied`` moves only after a 2xx, atomically; without a
+URL nothing is accepted, so only ``desired`` is written (and the diff is against the last
+desired document). Files are mode 0644 (ops tooling reads them). Dry run writes nothing and
+sends nothing: it logs, and returns, that same diff. The documents follow
+``schemas/desired_state.schema.json`` (tests validate every document written).
 """
 
 from __future__ import annotations
@@ -33,7 +41,34 @@ RETRYABLE = {408, 425, 429}
 
 
 class WebhookError(RuntimeError):
-    """The target refused a document, or every retry failed."""
+    """The target refused a document, or every retry failed; ``state`` (when set) is what
+    the whole delivery achieved."""
+
+    state: AppliedState | None = None
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """Where and how the desired-state documents are delivered (the config's ``executor``
+    section). The auth header's value is read from the environment variable ``auth_env`` at
+    delivery time, never from a file."""
+
+    url: str | None = None
+    timeout_s: float = 10.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    auth_header: str = "Authorization"
+    auth_env: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        if not self.auth_env:
+            return {}
+        value = os.environ.get(self.auth_env)
+        if not value:
+            raise WebhookError(
+                f"executor.auth_env names {self.auth_env}, which is not set in the environment"
+            )
+        return {self.auth_header: value}
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -41,6 +76,7 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(doc, fh, indent=1, sort_keys=True)
+    Path(tmp).chmod(0o644)  # mkstemp makes 0600; ops tooling reads these
     Path(tmp).replace(path)
 
 
@@ -55,8 +91,25 @@ class WebhookExecutor:
     headers: dict[str, str] = field(default_factory=dict)
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
 
+    @classmethod
+    def from_settings(
+        cls, settings: TargetSettings, folder: Path, *, dry_run: bool = False
+    ) -> WebhookExecutor:
+        return cls(
+            folder,
+            settings.url,
+            timeout_s=settings.timeout_s,
+            retries=settings.retries,
+            backoff_s=settings.backoff_s,
+            dry_run=dry_run,
+            headers=settings.headers() if settings.url and not dry_run else {},
+        )
+
     def last_applied(self, region: str) -> dict[str, Any] | None:
-        path = self.folder / "applied" / f"{region}.json"
+        return self._last("applied", region)
+
+    def _last(self, kind: str, region: str) -> dict[str, Any] | None:
+        path = self.folder / kind / f"{region}.json"
         if not path.exists():
             return None
         loaded: dict[str, Any] = json.loads(path.read_text())
@@ -66,20 +119,38 @@ class WebhookExecutor:
         docs = desired_states(plan)
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        if not self.url:
+            log.info("no target configured: desired/ only, nothing applied")
         for region, doc in docs.items():
-            changes = diff(self.last_applied(region), doc)
+            before = self._last("applied" if self.url else "desired", region)
+            changes = diff(before, doc)
             if self.dry_run:
                 for line in changes or [f"{region}: no change"]:
                     log.info("dry run: %s", line)
                 notes.extend(changes)
                 continue
             _write_json(self.folder / "desired" / f"{region}.json", doc)
-            if self.url:
+            notes.extend(changes)
+            if not self.url:
+                continue
+            try:
                 self._post(region, doc)
+            except WebhookError as exc:
+                failed[region] = str(exc)
+                log.error("%s", exc)
+                continue
             _write_json(self.folder / "applied" / f"{region}.json", doc)
             accepted[region] = doc
-            notes.extend(changes)
-        return AppliedState(plan.plan_id, plan.start, accepted, notes)
+        state = AppliedState(plan.plan_id, plan.start, accepted, notes, failed)
+        if failed:
+            error = WebhookError(
+                f"{len(failed)} of {len(docs)} regions not delivered: "
+                + "; ".join(failed[r] for r in sorted(failed))
+            )
+            error.state = state
+            raise error
+        return state
 
     def _post(self, region: str, doc: dict[str, Any]) -> None:
         assert self.url is not None

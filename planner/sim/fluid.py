@@ -18,8 +18,8 @@ arrivals A(t) and cumulative service S(t) are piecewise linear; a request at pos
 p = A(t) starts service at S⁻¹(p), FIFO within its tier. The wait is read at ``QUADRATURE``
 points per bucket; TTFT = wait + prefill (mean input tokens / per-instance prefill rate) +
 network RTT to the serving region; E2E = TTFT + output tokens × the tier's time per output
-token. The event-driven reference (planner.sim.events) replays single requests through the
-same server, and a test shows the two agree.
+token. The iteration-level reference (planner.sim.instances) replays single requests through
+continuously batching instances built from the measured profiles; tests compare the two.
 
 After the last minute of the log the fleet is frozen and the queues drain for up to the NIW
 deadline; GPU-hours of that drain are reported apart (``drain_gpu_hours``), not in the totals.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ from planner.ilp.planner import make_plan
 from planner.ilp.solve import SolverSettings
 from planner.sim.fleet import params_from_config
 from tests.planner.ilp_fixtures import tiny_config, tiny_data
+from tests.schema_check import check_executor_folder, problems
+
+
+@pytest.fixture(autouse=True)
+def every_written_document_follows_the_schema(tmp_path: Path) -> Iterator[None]:
+    """After each test: every document the executor wrote validates and is mode 0644."""
+    yield
+    check_executor_folder(tmp_path)
 
 
 class Target:
@@ -29,6 +38,7 @@ class Target:
     def __init__(self, script: list[Any]) -> None:
         self.script = list(script)
         self.seen: list[str] = []  # idempotency keys, one per request received
+        self.headers: list[dict[str, str]] = []  # the headers of each request
         self.applied: dict[str, dict[str, Any]] = {}
         target = self
 
@@ -37,6 +47,7 @@ class Target:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = self.headers["Idempotency-Key"]
                 target.seen.append(key)
+                target.headers.append(dict(self.headers.items()))
                 step = target.script.pop(0) if target.script else 200
                 if isinstance(step, tuple):
                     _, seconds, step = step
@@ -134,21 +145,28 @@ def test_webhook_refusal_fails_fast_and_keeps_the_last_applied_state(
     before = (tmp_path / "applied" / "a.json").read_text()
     with Target([422]) as target:
         ex = WebhookExecutor(tmp_path, target.url, backoff_s=0.01)
-        with pytest.raises(WebhookError, match=r"refused the desired state of a .*HTTP 422"):
+        with pytest.raises(WebhookError, match=r"refused the desired state of a .*HTTP 422") as e:
             ex.apply(plans[1])
-    assert target.seen == [f"{plans[1].plan_id}:a"]  # no retry of a refusal
+    # no retry of a refusal, and region b is still delivered (and reported)
+    assert target.seen == [f"{plans[1].plan_id}:a", f"{plans[1].plan_id}:b"]
     assert (tmp_path / "applied" / "a.json").read_text() == before
+    assert e.value.state is not None
+    assert set(e.value.state.regions) == {"b"} and set(e.value.state.failed) == {"a"}
 
 
 def test_webhook_gives_up_after_retries_naming_the_region(
     tmp_path: Path, plans: list[Plan]
 ) -> None:
-    with Target([503] * 10) as target:
+    with Target([503] * 3) as target:  # then 200s
         ex = WebhookExecutor(tmp_path, target.url, retries=2, backoff_s=0.01)
-        with pytest.raises(WebhookError, match=r"of a .*after 3 attempts; last: HTTP 503"):
+        with pytest.raises(WebhookError, match=r"of a .*after 3 attempts; last: HTTP 503") as e:
             ex.apply(plans[0])
-    assert len(target.seen) == 3
+    # region a: 3 attempts, then region b is tried anyway and accepted on its first
+    assert target.seen == [f"{plans[0].plan_id}:a"] * 3 + [f"{plans[0].plan_id}:b"]
     assert not (tmp_path / "applied" / "a.json").exists()
+    assert (tmp_path / "applied" / "b.json").exists()
+    assert e.value.state is not None and set(e.value.state.failed) == {"a"}
+    assert str(e.value).startswith("1 of 2 regions not delivered")
 
 
 def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path: Path, plans: list[Plan]) -> None:
@@ -163,7 +181,31 @@ def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path: Path, plans: list
 
 def test_without_a_url_documents_are_written_only(tmp_path: Path, plans: list[Plan]) -> None:
     state = WebhookExecutor(tmp_path).apply(plans[0])
-    assert (tmp_path / "desired" / "a.json").exists() and set(state.regions) == {"a", "b"}
+    assert sorted(p.name for p in (tmp_path / "desired").iterdir()) == ["a.json", "b.json"]
+    assert not (tmp_path / "applied").exists(), "no target: nothing was accepted"
+    assert state.regions == {}
+    again = WebhookExecutor(tmp_path).apply(plans[1])  # changes are against the last desired
+    assert any("a: m on v8 on_demand instances 2 → 4" in n for n in again.notes)
+    assert check_executor_folder(tmp_path) == 2
+
+
+def test_documents_follow_the_published_schema(tmp_path: Path, plans: list[Plan]) -> None:
+    with Target([200, 200, 200, 200]) as target:
+        for plan in plans:
+            WebhookExecutor(tmp_path, target.url, backoff_s=0.01).apply(plan)
+        sent = list(target.applied.values())
+    assert len(sent) == 4 and all(problems(doc) == [] for doc in sent)
+    assert check_executor_folder(tmp_path) == 4  # desired/ and applied/ for a and b
+    actions = [a for doc in sent for a in doc["actions"]]
+    assert actions, "the second plan has actions: the schema sees them"
+    # the schema is not a rubber stamp: a wrong field, a missing one, a bad count each fail
+    doc = sent[0]
+    assert problems({**doc, "surprise": 1})
+    assert problems({k: v for k, v in doc.items() if k != "routing"})
+    some_vm = next(iter(doc["vms"]))
+    bad = {**doc, "vms": {some_vm: {"on_demand": -1, "spot": 0}}}
+    assert any("minimum" in p for p in problems(bad))
+    assert problems({**doc, "hour": "yesterday"})
 
 
 def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan]) -> None:

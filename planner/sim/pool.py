@@ -1,0 +1,139 @@
+"""The fluid replay of one serving pool, calibrated to the iteration-level model.
+
+Per minute t a pool of n instances (round-robin) receives work w_t (busy seconds at the
+instances' best rates, :meth:`InstanceProfile.busy_s`) from requests whose inter-arrival times
+reach each instance with coefficient of variation c_t (measured from the request rows of the
+minute, :func:`pool_minutes`; ServeGen's per-window CV where there are no rows). Two effects
+make latency grow with load:
+
+* **within the minute** (batching and sub-minute bursts): the share of tier k's requests on
+  time is the latency curve ``sla_k(ρ_t, c_t)`` measured with the iteration-level model
+  (:mod:`planner.sim.latency`), ρ_t = s_t / (60 n κ) the minute's served load over what the
+  instances really sustain on the mix (κ, :func:`planner.sim.latency.saturation`);
+* **across minutes** (overload): a fluid FIFO queue of busy seconds with capacity 60 n κ per
+  minute; the wait of a request at position u of its minute is read off the arrival and
+  service curves (:func:`planner.sim.fluid.service_times`), and an interactive request whose
+  wait exceeds its tier's TTFT target is late whatever the curve says.
+
+So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤ TTFT_k)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from planner.sim.fluid import service_times
+from planner.sim.latency import Curve, instance_cv
+
+Array = npt.NDArray[np.float64]
+QUADRATURE = 16
+MIN_GAPS = 3  # a minute with fewer gaps takes the fallback CV
+
+
+def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0, lag: int = 1) -> Array:
+    """CV of the gaps spanning ``lag`` arrivals (t[i + lag] − t[i]) within each minute (both
+    ends in the minute); ``fallback`` where a minute has fewer than ``MIN_GAPS`` of them. With
+    ``lag`` = n this is the CV one of n round-robin instances sees: the pool's own burst
+    structure, correlated gaps included (c/√n only holds for independent gaps)."""
+    t = np.sort(np.asarray(arrival_s, float))
+    lag = max(int(lag), 1)
+    if len(t) <= lag:
+        return np.broadcast_to(np.asarray(fallback, float), (minutes,)).copy()
+    gaps = t[lag:] - t[:-lag]
+    m = np.minimum((t[lag:] // 60).astype(np.int64), minutes - 1)
+    same = (t[:-lag] // 60).astype(np.int64) == (t[lag:] // 60).astype(np.int64)
+    g, m = gaps[same], m[same]
+    n = np.bincount(m, minlength=minutes).astype(float)
+    s1 = np.bincount(m, weights=g, minlength=minutes)
+    s2 = np.bincount(m, weights=g * g, minlength=minutes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean**2, 0.0) * n / np.maximum(n - 1, 1)
+        cv = np.sqrt(var) / mean
+    fb = np.broadcast_to(np.asarray(fallback, float), (minutes,))
+    return np.asarray(np.where(n >= MIN_GAPS, cv, fb), dtype=float)
+
+
+def ewma(x: Array, memory: float) -> Array:
+    """Exponentially weighted mean with time constant ``memory`` (in steps; 0: ``x`` itself)."""
+    if memory <= 0:
+        return np.asarray(x, dtype=float)
+    a = 1.0 - np.exp(-1.0 / memory)
+    out = np.empty(len(x))
+    acc = float(x[0]) if len(x) else 0.0
+    for i, v in enumerate(x):
+        acc += a * (float(v) - acc)
+        out[i] = acc
+    return out
+
+
+@dataclass(frozen=True)
+class PoolMinutes:
+    """One pool's traffic as minute aggregates."""
+
+    work_s: Array  # [T] busy seconds arriving
+    requests: Array  # [T, K] requests arriving per tier
+    cv: Array  # [T] inter-arrival CV at one instance
+
+
+def pool_minutes(
+    arrival_s: Array,
+    tier: npt.NDArray[np.int64],
+    busy_s: Array,
+    tiers: int,
+    minutes: int,
+    instances: int,
+    window_cv: float | Array = 1.0,
+) -> PoolMinutes:
+    """Minute aggregates of request rows (arrival, tier index, busy seconds) for a pool of
+    ``instances`` round-robin instances. The per-instance CV of a minute is measured from the
+    rows (gaps spanning ``instances`` arrivals); where a minute has too few rows, the pool's
+    CV over single gaps scaled by 1/√n; where even that is missing, ``window_cv``/√n (e.g.
+    ServeGen's published CV of the window)."""
+    m = np.minimum((np.asarray(arrival_s) // 60).astype(np.int64), minutes - 1)
+    work = np.bincount(m, weights=busy_s, minlength=minutes).astype(float)
+    req = np.zeros((minutes, tiers))
+    np.add.at(req, (m, tier), 1.0)
+    pooled = minute_cv(arrival_s, minutes, window_cv)
+    cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
+    return PoolMinutes(work, req, cv)
+
+
+def pool_sla(
+    traffic: PoolMinutes,
+    instances: int,
+    curves: list[Curve],
+    ttft_s: Array,
+    capacity: float = 1.0,
+    memory_minutes: float = 0.0,
+    rho_cap: float = 1.0,
+    drain_minutes: int = 240,
+) -> tuple[Array, Array]:
+    """Per-tier on-time share over the replay and per-minute [T, K] on-time shares (module
+    docstring). ``curves[k]`` and ``ttft_s[k]`` are tier k's latency curve and TTFT target;
+    ``capacity``: κ, busy seconds an instance sustains per second on the mix."""
+    T = len(traffic.work_s)
+    cap = 60.0 * instances * capacity
+    served = np.zeros(T + drain_minutes)
+    queue = 0.0
+    for t in range(T + drain_minutes):  # the minute queue (scalar recursion, T steps)
+        backlog = queue + (traffic.work_s[t] if t < T else 0.0)
+        served[t] = min(backlog, cap)
+        queue = backlog - served[t]
+    u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
+    admitted = np.r_[traffic.work_s, np.zeros(drain_minutes)]
+    tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
+    wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
+    rho = np.minimum(ewma(served[:T] / cap, memory_minutes), rho_cap)
+    c_inst = traffic.cv
+    share = np.zeros((T, len(curves)))
+    for k, curve in enumerate(curves):
+        in_time = (wait_s <= ttft_s[k]).mean(axis=1)
+        share[:, k] = curve(rho, c_inst) * in_time
+    weights = traffic.requests
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = (share * weights).sum(axis=0) / weights.sum(axis=0)
+    return np.where(weights.sum(axis=0) > 0, total, 1.0), share

@@ -1,0 +1,65 @@
+"""Routers of the iteration-level instance model: which instance of a pool serves a request.
+
+A router is called once per *routing epoch* with the requests arriving in it and a snapshot of
+the pool's state at the epoch's start (:class:`PoolView`). ``epoch_s`` is how stale that state
+may be: ``inf`` for open-loop routers (round-robin, hashing: one call for the whole trace, the
+fastest path), a fraction of a second for load-aware ones (join-shortest-queue, least
+outstanding tokens, a learned policy), as a real front end polls its replicas' load. A router
+returns one instance index per request, or ``REJECT`` (an admission policy, e.g. per tenant,
+turning the request away; the simulator records it as never served).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+Array = npt.NDArray[np.float64]
+REJECT = -1
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """The requests of one routing epoch (positions into the trace, arrival order)."""
+
+    index: IntArray
+    arrival_s: Array
+    prompt: IntArray
+    output: IntArray
+    tier: IntArray
+    tenant: IntArray
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """The pool at the start of a routing epoch, one entry per instance."""
+
+    time_s: float
+    waiting: IntArray  # requests routed there and not yet admitted to the batch
+    running: IntArray  # requests in the batch
+    kv_used: Array  # KV tokens reserved
+    outstanding_tokens: Array  # prompt + output tokens still to process (waiting and running)
+
+
+class Router(Protocol):
+    epoch_s: float
+
+    def route(self, arrivals: Arrivals, view: PoolView) -> IntArray: ...
+
+
+@dataclass
+class RoundRobin:
+    """Request i of the trace to instance (start + i) mod n: open loop, one call."""
+
+    start: int = 0
+    epoch_s: float = float("inf")
+
+    def route(self, arrivals: Arrivals, view: PoolView) -> IntArray:
+        n = len(view.waiting)
+        out = (self.start + np.arange(len(arrivals.index), dtype=np.int64)) % n
+        self.start = int((self.start + len(arrivals.index)) % n)
+        return out
