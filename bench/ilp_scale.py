@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import math
+import resource
 import shutil
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from planner.ilp.build import create_model
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
 from planner.ilp.greedy import greedy_values
 from planner.ilp.plan import SolverFacts, from_values
-from planner.ilp.planner import make_plan, solver_settings
+from planner.ilp.planner import choose_method, make_plan, solver_settings
 from planner.ilp.rounding import lp_rounding_start
 from planner.workload.synth import SynthSpec, hourly_rates
 
@@ -270,17 +271,48 @@ def real_hour_rung(
     return out
 
 
-def rung(name: str, cfg: FleetConfig, requests_per_day: float, limit: float) -> dict[str, Any]:
+def peak_rss_gb() -> dict[str, float]:
+    """Peak resident memory so far: this process, and the largest worker process."""
+    to_gb = 1024.0**2  # ru_maxrss is in KiB on Linux
+    return {
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / to_gb, 2),
+        "peak_worker_rss_gb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / to_gb, 2
+        ),
+    }
+
+
+SKIPPED_HIGHS: dict[str, Any] = {
+    "highs_status": "not run",
+    "highs_gap": None,
+    "highs_solve_s": 0.0,
+}
+
+
+def rung(
+    name: str,
+    cfg: FleetConfig,
+    requests_per_day: float,
+    limit: float,
+    workers: int = 1,
+    highs: bool = True,
+) -> dict[str, Any]:
+    """One generated rung. The planner picks the method by size (planner.ilp.planner
+    .choose_method): the decomposed rungs skip the separate LP bound (it does not finish;
+    the Lagrangian bound replaces it)."""
     small = limit <= 10.0
-    planner = {**cfg.planner.model_dump(), "time_limit_s": limit}
+    planner = {**cfg.planner.model_dump(), "time_limit_s": limit, "workers": workers}
     cfg = parse_config({**cfg.model_dump(), "planner": planner})
     demand = demand_for(cfg, requests_per_day)
     state = warm_state(cfg, demand, solved=small)
     data = build_data(cfg, demand, state, START)
-    lp, lp_s = lp_bound(data, 600.0 if small else 2 * limit)
+    settings = solver_settings(cfg)
+    decomposed = choose_method(data, settings) != "monolithic SCIP"
+    lp, lp_s = (None, 0.0) if decomposed else lp_bound(data, 600.0 if small else 2 * limit)
     started = time.perf_counter()
-    plan, check = make_plan(data, solver_settings(cfg))
+    plan, check = make_plan(data, settings)
     wall = time.perf_counter() - started
+    memory = peak_rss_gb()
     s = plan.summary()
     return {
         "name": name,
@@ -294,7 +326,10 @@ def rung(name: str, cfg: FleetConfig, requests_per_day: float, limit: float) -> 
         "lp_s": round(lp_s, 2),
         "objective_over_lp": round(s["objective"] / lp, 4) if s["objective"] and lp else None,
         "vm_hours": s["vm_hours"],
-        **highs_solve(data, limit, cfg.planner.mip_gap),
+        "method": plan.solver.method,
+        "workers": workers,
+        **memory,
+        **(highs_solve(data, limit, cfg.planner.mip_gap) if highs else SKIPPED_HIGHS),
     }
 
 
@@ -306,7 +341,8 @@ def print_rung(r: dict[str, Any]) -> None:
     line = (
         f"{r['name']:28s} vars {r['variables']:>7} build {r['build_s']:5.2f} s "
         f"solve {r['solve_s']:5.1f}/{r['limit_s']:.0f} s {r['status']:>9} "
-        f"gap {_pct(r['gap']):>7} bound {r['bound_source']:15s} | HiGHS "
+        f"gap {_pct(r['gap']):>7} bound {r['bound_source']:15s} "
+        f"{r.get('method', '')} | HiGHS "
         f"{r['highs_status'][:14]:>14} gap {_pct(r['highs_gap']):>7} "
         f"{r['highs_solve_s']:5.1f} s"
     )
@@ -321,6 +357,8 @@ def ladder(
     hours: list[pd.Timestamp] | None,
     plain: bool,
     limit: float,
+    workers: int = 1,
+    highs: bool = True,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not only or only in "sageserve":
@@ -328,12 +366,12 @@ def ladder(
     generated = [
         ("tiny 1x2x1", lambda: generated_fleet(1, 2, 1), 1e6, 10.0),
         ("mid 8x10x3", lambda: generated_fleet(8, 10, 3), 40e6, 60.0),
-        ("large 20x30x4", lambda: generated_fleet(20, 30, 4), 150e6, 120.0),
+        ("large 20x30x4", lambda: generated_fleet(20, 30, 4), 150e6, 300.0),
     ]
     for name, make, volume, rung_limit in generated:
         if only and only not in name:
             continue
-        out.append(rung(name, make(), volume, rung_limit))
+        out.append(rung(name, make(), volume, rung_limit, workers, highs))
         print_rung(out[-1])
     return out
 
@@ -367,9 +405,16 @@ def main() -> None:
     parser.add_argument("--hours", default=None, help="comma-separated plan hours (UTC)")
     parser.add_argument("--plain", action="store_true", help="also solve without the cuts")
     parser.add_argument("--limit", type=float, default=10.0, help="SageServe rungs' limit, s")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for decomposed rungs' regions"
+    )
+    parser.add_argument("--no-highs", action="store_true", help="generated rungs: SCIP only")
     args = parser.parse_args()
     hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None
-    results = ladder(args.only, args.warehouse, hours, args.plain, args.limit)
+    parser_highs = not args.no_highs
+    results = ladder(
+        args.only, args.warehouse, hours, args.plain, args.limit, args.workers, parser_highs
+    )
     if args.json:
         print(json.dumps({"rungs": results}, indent=2, default=str))
 

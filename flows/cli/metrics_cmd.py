@@ -12,7 +12,6 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from flows.cli.common import STATE, emit_json
-from flows.metrics import WarehouseSource, build_registry
 
 
 def metrics(
@@ -25,6 +24,8 @@ def metrics(
     ] = None,
 ) -> None:
     """Print the dashboard metrics (plan, fleet, demand vs forecast, freshness, last run)."""
+    from flows.metrics import WarehouseSource, build_registry
+
     cfg = STATE.config()
     source = WarehouseSource(STATE.warehouse_path(), out or Path(cfg.paths.outputs))
     registry = build_registry(source)

@@ -177,6 +177,17 @@ class PlannerSettings(_Strict):
     default_input_share: float = Field(
         default=0.85, gt=0, lt=1, description="input share of tokens when history has none"
     )
+    decompose_above_vars: int = Field(
+        default=150_000,
+        ge=0,
+        description="programs estimated larger than this many variables are solved by "
+        "Lagrangian decomposition by region (planner.ilp.lagrange), smaller ones by SCIP whole",
+    )
+    workers: int = Field(default=1, ge=1, description="processes for the region subproblems")
+    dask_address: str | None = Field(
+        default=None,
+        description="Dask scheduler for the region subproblems (or SAGESERVE_DASK_ADDRESS)",
+    )
 
 
 class Paths(_Strict):

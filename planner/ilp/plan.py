@@ -37,6 +37,9 @@ class SolverFacts:
     # "none" (no dual bound: the gap is unknown), "unknown" (not recorded, e.g. a stored plan)
     bound_source: str = "unknown"
     nodes: int = 0
+    # how the plan was solved: "monolithic SCIP" or "lagrangian decomposition (…)" (the
+    # planner picks by size, planner.ilp.planner.choose_method)
+    method: str = "monolithic SCIP"
 
     @property
     def gap_known(self) -> bool:
@@ -48,6 +51,8 @@ class SolverFacts:
         if self.fallback:
             return f"unknown: SCIP returned no plan ({self.fallback_reason or self.status})"
         if not self.gap_known:
+            if self.bound_source == "lagrangian decomposition":
+                return "unknown: the decomposition found no plan or no bound in time"
             if not math.isfinite(self.dual_bound) or self.bound_source == "none":
                 return "unknown: SCIP has no dual bound (its root LP did not finish in time)"
             return "unknown: no gap recorded"

@@ -32,6 +32,26 @@ def _lp_values(
     time_limit_s: float = 30.0,
     valid_cuts: bool = True,
 ) -> Values | None:
+    solved = _solve_lp(data, fixed, time_limit_s, valid_cuts)
+    return None if solved is None else solved[0]
+
+
+def fixed_lp(data: PlanningData, fixed: Values, time_limit_s: float) -> tuple[Values, float] | None:
+    """The whole program with the ``fixed`` counts (y, z, x, xs) as bounds, every continuous
+    decision re-optimised: the values (the fixed counts as given) and the objective, or None
+    if the LP did not finish. Used to assemble a plan from region subproblems."""
+    solved = _solve_lp(data, fixed, time_limit_s, valid_cuts=False)
+    if solved is None:
+        return None
+    values, objective = solved
+    for family in INTEGER_FAMILIES:
+        values[family] = {k: float(v) for k, v in fixed.get(family, {}).items()}
+    return values, objective
+
+
+def _solve_lp(
+    data: PlanningData, fixed: Values | None, time_limit_s: float, valid_cuts: bool
+) -> tuple[Values, float] | None:
     built = create_model(data, relax=True, valid_cuts=valid_cuts)
     model = built.model
     for family, values in (fixed or {}).items():
@@ -49,7 +69,7 @@ def _lp_values(
     for family in FAMILIES:
         scale = FLOW_UNIT if family in FLOW_FAMILIES else 1.0
         out[family] = {k: scale * model.getVal(v) for k, v in getattr(built.vars, family).items()}
-    return out
+    return out, model.getObjVal()
 
 
 def round_up(data: PlanningData, lp: Values) -> Values:

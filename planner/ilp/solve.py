@@ -41,6 +41,10 @@ class SolverSettings:
     mip_gap: float = 0.005
     threads: int = 1
     seed: int = 0
+    # above this estimated size, Lagrangian decomposition by region (None: always whole)
+    decompose_above_vars: int | None = None
+    workers: int = 1
+    dask_address: str | None = None
 
 
 @dataclass

@@ -77,13 +77,19 @@ def routes(data: PlanningData) -> list[tuple[str, str, str, str, int]]:
     return out
 
 
-def add_variables(model: Model, data: PlanningData, relax: bool = False) -> Vars:
-    """Every variable family; ``relax`` makes the integers continuous (LP relaxation)."""
+def add_variables(
+    model: Model, data: PlanningData, relax: bool = False, region: str | None = None
+) -> Vars:
+    """Every variable family; ``relax`` makes the integers continuous (LP relaxation).
+
+    ``region``: only that region's own families (VMs, instances, assignments w, NIW service,
+    starts, shortfall), without the coupling ones (routing f, unmet e, NIW backlog b, en): the
+    region subproblem of planner.ilp.lagrange."""
     v = Vars()
     integer = "C" if relax else "I"
     niw = data.deferrable is not None
     for (r, g), q in data.quota.items():
-        if q <= 0:
+        if q <= 0 or (region is not None and r != region):
             continue
         for t in data.T:
             v.y[(r, g, t)] = model.addVar(_name("y", (r, g, t)), vtype=integer, lb=0, ub=q)
@@ -98,6 +104,8 @@ def add_variables(model: Model, data: PlanningData, relax: bool = False) -> Vars
     niw_models = {m for (m, _), a in data.niw_arrivals.items() if a > 0}
     niw_models |= {m for m, b in data.state.niw_backlog.items() if b > 0}
     for r, m, g in data.placements():
+        if region is not None and r != region:
+            continue
         for t in data.T:
             key = (r, m, g, t)
             placement = integer if data.committed(t) else "C"
@@ -112,16 +120,19 @@ def add_variables(model: Model, data: PlanningData, relax: bool = False) -> Vars
                     v.xs[key] = model.addVar(_name("xs", key), vtype=placement, lb=0)
                     v.us[key] = model.addVar(_name("us", key), lb=0)
                     v.vs[key] = model.addVar(_name("vs", key), lb=0)
-    for route in routes(data):
-        v.f[route] = model.addVar(_name("f", route), lb=0)
-    for (r0, m, k, t), d in data.demand.items():
-        if d > 0:
-            v.e[(r0, m, k, t)] = model.addVar(_name("e", (r0, m, k, t)), lb=0)
-    offered_here = {(r, m) for r, m, _g in data.placements()}
+    if region is None:
+        for route in routes(data):
+            v.f[route] = model.addVar(_name("f", route), lb=0)
+        for (r0, m, k, t), d in data.demand.items():
+            if d > 0:
+                v.e[(r0, m, k, t)] = model.addVar(_name("e", (r0, m, k, t)), lb=0)
+    offered_here = {(r, m) for r, m, _g in data.placements() if region in (None, r)}
     for r, m in sorted(offered_here):
         if data.min_instances.get(m, 0) > 0:
             for t in data.T:
                 v.sa[(r, m, t)] = model.addVar(_name("sa", (r, m, t)), lb=0)
+    if region is not None:
+        return v
     for m in sorted(niw_models):
         for t in data.T:
             v.b[(m, t)] = model.addVar(_name("b", (m, t)), lb=0)

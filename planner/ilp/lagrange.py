@@ -1,0 +1,510 @@
+"""Lagrangian relaxation of the planning program by region, for fleets too large for one SCIP
+model (the 20 regions × 30 models × 4 VM types rung has 618,050 variables and SCIP's root LP
+does not finish in minutes).
+
+Why by region: every family but two lives inside one region (VMs, instances, packing, quota,
+lead times, availability, stability). The two that couple regions are dualised:
+
+    interactive assignment   Σ_{r0} f[r0,r,m,k,t] − Σ_g w[r,m,g,k,t] = 0        price π[r,m,k,t]
+    NIW service              s[m,t] − Σ_{r,g} (v + vs)[r,m,g,t] = 0               price μ[m,t]
+
+(s[m,t], the NIW tokens served in hour t, is the aggregate the backlog balance uses). With
+them priced, the program falls apart into
+
+    L(π, μ) = Σ_r R_r(π, μ) + F(π) + N(μ)
+
+    R_r  region r's own MIP: its costs − Σ π·w − Σ μ·(v + vs)   (serving earns the prices)
+    F    routing: each demand (r0,m,k,t) goes whole to its cheapest allowed region at
+         latency cost + π, or is unmet at P_k (closed form)
+    N    the NIW backlog LP per model, paying μ per token served (one small LP)
+
+Weak duality makes L(π, μ) ≤ OPT for any prices, and it stays a valid bound when each R_r
+is replaced by SCIP's *dual bound* of it (a region stopped at its gap or time limit still
+contributes a lower bound), so the reported bound is proven. The prices move by the
+subgradient (Σ f − Σ w, s − Σ v) with Polyak steps towards the best plan.
+
+The plan is assembled from the same pieces: routing sends each demand where F chose; each
+region solves its MIP with that routed demand as a requirement (unmet at its penalty) and
+NIW at μ; then the instance and VM counts are fixed and one LP of the whole program
+re-optimises the continuous decisions (routing, NIW schedule, unmet), so every coupling row
+holds. The plan is verified like any other.
+
+Region MIPs run in parallel: a process pool locally, Dask when an address is given
+(planner.ilp.parallel).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyscipopt import Model, quicksum
+
+from planner.ilp import constraints as c
+from planner.ilp.data import PlanningData
+from planner.ilp.objective import niw_carry_value, objective_terms
+from planner.ilp.variables import FLOW_UNIT, Vars, add_variables, routes
+
+log = logging.getLogger(__name__)
+Key = tuple[Any, ...]
+Values = dict[str, dict[Key, float]]
+INTEGER_FAMILIES = ("y", "z", "x", "xs")
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """One region subproblem solved: its dual bound (valid lower bound on its minimum), the
+    incumbent's value, integer counts and what it serves (model units, kilotokens/s)."""
+
+    region: str
+    dual_bound: float
+    objective: float
+    status: str
+    integers: Values
+    served: dict[Key, float]  # (m, k, t) -> Σ_g w
+    niw_served: dict[Key, float]  # (m, t) -> Σ_g (v + vs)
+    seconds: float
+
+
+def region_model(data: PlanningData, region: str) -> tuple[Model, Vars]:
+    """Region ``region``'s own families and constraints (module docstring, R_r)."""
+    model = Model(f"sageserve-region-{region}")
+    model.hideOutput()
+    v = add_variables(model, data, region=region)
+    c.add_serving_capacity(model, data, v)
+    c.add_vm_packing(model, data, v)
+    c.add_quota(model, data, v)
+    c.add_vm_lead_time(model, data, v)
+    c.add_model_load_lead_time(model, data, v)
+    c.add_availability(model, data, v)
+    c.add_stability(model, data, v)
+    return model, v
+
+
+def solve_region(
+    data: PlanningData,
+    region: str,
+    prices: dict[Key, float],
+    niw_prices: dict[Key, float],
+    time_limit_s: float,
+    gap: float,
+    required: dict[Key, float] | None = None,
+) -> RegionResult:
+    """R_r at prices π (``prices``: (m, k, t) → π[r,m,k,t]) and μ (``niw_prices``).
+
+    ``required`` (primal assembly): the routed demand (m, k, t) → kilotokens/s the region
+    must serve, short only at the unmet penalty; π is then not paid (the demand is given)."""
+    started = time.perf_counter()
+    model, v = region_model(data, region)
+    served: dict[Key, list[Any]] = defaultdict(list)
+    for (_r, m, _g, k, t), w in v.w.items():
+        served[(m, k, t)].append(w)
+    niw: dict[Key, list[Any]] = defaultdict(list)
+    for (_r, m, _g, t), var in [*v.v.items(), *v.vs.items()]:
+        niw[(m, t)].append(var)
+    terms = list(objective_terms(data, v).values())
+    terms.append(-quicksum(niw_prices.get(key, 0.0) * quicksum(vs) for key, vs in niw.items()))
+    if required is None:
+        terms.append(-quicksum(prices.get(key, 0.0) * quicksum(ws) for key, ws in served.items()))
+    else:
+        for (m, k, t), need in required.items():
+            if not served[(m, k, t)]:
+                continue
+            short = model.addVar(f"short[{m},{k},{t}]", lb=0)
+            model.addCons(quicksum(served[(m, k, t)]) + short >= need, name=f"routed[{m},{k},{t}]")
+            terms.append(data.unmet_penalty[k] * FLOW_UNIT * short)
+    model.setObjective(quicksum(terms), "minimize")
+    model.setParam("limits/time", max(time_limit_s, 0.5))
+    model.setParam("limits/gap", gap)
+    model.optimize()
+    has = model.getNSols() > 0
+    dual = model.getDualbound()
+    if not math.isfinite(dual) or abs(dual) >= model.infinity():
+        dual = -math.inf  # no bound from this region: the sum is no bound either
+    integers: Values = {}
+    w_sum: dict[Key, float] = {}
+    v_sum: dict[Key, float] = {}
+    if has:
+        for family in INTEGER_FAMILIES:
+            integers[family] = {
+                k: float(round(model.getVal(x))) if _integer(data, family, k) else model.getVal(x)
+                for k, x in getattr(v, family).items()
+            }
+        w_sum = {key: sum(model.getVal(w) for w in ws) for key, ws in served.items()}
+        v_sum = {key: sum(model.getVal(x) for x in xs) for key, xs in niw.items()}
+    return RegionResult(
+        region=region,
+        dual_bound=dual,
+        objective=model.getObjVal() if has else math.inf,
+        status=model.getStatus(),
+        integers=integers,
+        served=w_sum,
+        niw_served=v_sum,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _integer(data: PlanningData, family: str, key: Key) -> bool:
+    return family in ("y", "z") or data.committed(key[-1])
+
+
+@dataclass(frozen=True)
+class Routing:
+    """F(π): per demand (r0, m, k, t) the allowed serving regions with their latency cost
+    per kilotoken/s, and the unmet penalty."""
+
+    options: dict[Key, list[tuple[str, float]]]
+    demand: dict[Key, float]  # model units
+
+    @classmethod
+    def of(cls, data: PlanningData, served_keys: set[Key]) -> Routing:
+        options: dict[Key, list[tuple[str, float]]] = defaultdict(list)
+        for r0, r, m, k, t in routes(data):
+            if (r, m, k, t) in served_keys:  # no w there: the assignment row forces f = 0
+                lat = data.latency_penalty * FLOW_UNIT * data.latency[(r0, r)]
+                options[(r0, m, k, t)].append((r, lat))
+        demand = {key: d / FLOW_UNIT for key, d in data.demand.items() if d > 0}
+        return cls(dict(options), demand)
+
+    def price(
+        self, data: PlanningData, pi: dict[Key, float]
+    ) -> tuple[float, dict[Key, float], dict[Key, str | None]]:
+        """F(π), the flow into each (r, m, k, t) and each demand's chosen region (None:
+        unmet)."""
+        total = 0.0
+        inflow: dict[Key, float] = defaultdict(float)
+        choice: dict[Key, str | None] = {}
+        for (r0, m, k, t), d in self.demand.items():
+            best, where = data.unmet_penalty[k] * FLOW_UNIT, None
+            for r, lat in self.options.get((r0, m, k, t), ()):
+                cost = lat + pi[(r, m, k, t)]
+                if cost < best:
+                    best, where = cost, r
+            total += best * d
+            choice[(r0, m, k, t)] = where
+            if where is not None:
+                inflow[(where, m, k, t)] += d
+        return total, dict(inflow), choice
+
+
+def niw_part(
+    data: PlanningData, mu: dict[Key, float], niw_models: set[str], servable: set[str]
+) -> tuple[float, dict[Key, float]]:
+    """N(μ): the NIW backlog LP (balance and deadline families of planner.ilp.constraints with
+    s[m,t] for the served tokens; s = 0 for models no region can serve), solved to
+    optimality; its value and s."""
+    if not niw_models:
+        return 0.0, {}
+    model = Model("sageserve-niw")
+    model.hideOutput()
+    last = max(data.T)
+    value = niw_carry_value(data)
+    late = data.unmet_penalty.get(data.deferrable or "", 0.0)
+    s: dict[Key, Any] = {}
+    terms = []
+    for m in sorted(niw_models):
+        prev: Any = data.state.niw_backlog.get(m, 0.0) / FLOW_UNIT
+        for t in data.T:
+            s[(m, t)] = model.addVar(f"s[{m},{t}]", lb=0, ub=None if m in servable else 0)
+            b = model.addVar(f"b[{m},{t}]", lb=0)
+            en = model.addVar(f"en[{m},{t}]", lb=0)
+            arrivals = data.niw_arrivals.get((m, t), 0.0) / FLOW_UNIT
+            model.addCons(b == prev + arrivals - s[(m, t)])
+            model.addCons(b - en <= data.niw_window(m, t) / FLOW_UNIT)
+            terms += [mu.get((m, t), 0.0) * s[(m, t)], late * FLOW_UNIT * en]
+            if t == last:
+                terms.append(value * FLOW_UNIT * b)
+            prev = b
+    model.setObjective(quicksum(terms), "minimize")
+    model.optimize()
+    if model.getStatus() != "optimal":
+        raise RuntimeError(f"NIW part of the Lagrangian: {model.getStatus()}")
+    return model.getObjVal(), {key: model.getVal(x) for key, x in s.items() if key[0] in servable}
+
+
+def initial_prices(data: PlanningData, served_keys: set[Key]) -> dict[Key, float]:
+    """π at the cheapest cost of serving a kilotoken/s in the region: min over VM types of
+    price ÷ (instances per VM · θ) (an LP-dual-like start)."""
+    best: dict[Key, float] = {}
+    for r, m, k, t in served_keys:
+        costs = [
+            data.price[(r, g)] * FLOW_UNIT / (data.instances_per_vm[(m, g)] * data.theta[(m, g, k)])
+            for rr, mm, g in data.placements()
+            if (rr, mm) == (r, m)
+        ]
+        best[(r, m, k, t)] = min(costs)
+    return best
+
+
+def initial_niw_prices(data: PlanningData, servable: set[str]) -> dict[Key, float]:
+    """μ[m,t] at the cheapest cost of serving a kilotoken/s of model m's NIW for an hour
+    (spot where the region has spot VMs): min over placements of price ÷ (ipv · θ_NIW)."""
+    niw = data.deferrable
+    best: dict[str, float] = {}
+    for r, m, g in data.placements():
+        if m not in servable or niw is None:
+            continue
+        price = data.price[(r, g)]
+        if data.spot_cap.get((r, g), 0) > 0:
+            price = min(price, data.spot_price[(r, g)])
+        cost = price * FLOW_UNIT / (data.instances_per_vm[(m, g)] * data.theta[(m, g, niw)])
+        best[m] = min(best.get(m, math.inf), cost)
+    return {(m, t): best[m] for m in servable for t in data.T}
+
+
+@dataclass
+class DecompositionResult:
+    lower_bound: float
+    iterations: int
+    values: Values | None  # the assembled plan's values (solver families), None if none
+    objective: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 1
+    region_seconds: float = 0.0  # summed over region solves (the parallel work)
+    assembly_seconds: float = 0.0  # the last fixed-count LP
+    start: str = "cost-based prices"  # where the first prices came from
+
+    @property
+    def gap(self) -> float:
+        if not (math.isfinite(self.objective) and math.isfinite(self.lower_bound)):
+            return math.inf
+        return abs(self.objective - self.lower_bound) / max(
+            min(abs(self.objective), abs(self.lower_bound)), 1e-9
+        )
+
+
+@dataclass(frozen=True)
+class DecompositionSettings:
+    time_limit_s: float = 60.0
+    gap: float = 0.01  # stop when the plan is proven this close
+    region_gap: float = 0.001  # each region MIP's own gap limit (its dual bound is used)
+    primal_share: float = 0.3  # of the time limit kept for assembling the final plan
+    max_iterations: int = 200
+    # start from the whole LP relaxation's duals when the program is at most this large and
+    # the LP finishes within lp_share of the time limit (else from cost-based prices)
+    lp_start_max_vars: int = 150_000
+    lp_share: float = 0.3
+
+
+def lp_duals(
+    data: PlanningData, time_limit_s: float, max_vars: int
+) -> tuple[dict[Key, float], dict[Key, float]] | None:
+    """π and μ from the whole program's LP relaxation: the duals of its interactive
+    assignment rows (Σ w − Σ f = 0: what serving one more unit in r costs) and NIW balance
+    rows (b − b₋ + Σ served = A: what one more unit of NIW costs). At these prices L(π, μ)
+    is at least the LP bound (integer regions only raise it). None when the program is
+    larger than ``max_vars`` or the LP does not finish in ``time_limit_s`` (large fleets)."""
+    from pyscipopt import SCIP_PARAMSETTING
+
+    from planner.ilp.build import create_model
+
+    if data_size(data) > max_vars:
+        return None
+    built = create_model(data, relax=True, valid_cuts=False)
+    model = built.model
+    model.setPresolve(SCIP_PARAMSETTING.OFF)  # duals of the rows as written
+    model.setHeuristics(SCIP_PARAMSETTING.OFF)
+    model.disablePropagation()
+    model.setParam("limits/time", max(time_limit_s, 1.0))
+    model.optimize()
+    if model.getStatus() != "optimal":
+        log.info(
+            "decomposition: LP relaxation not solved in %.0f s; cost-based prices", time_limit_s
+        )
+        return None
+    pi: dict[Key, float] = {}
+    mu: dict[Key, float] = {}
+    for cons in model.getConss():
+        name = cons.name
+        if name.startswith("interactive_assign["):
+            r, m, k, t = name[len("interactive_assign[") : -1].split(",")
+            pi[(r, m, k, int(t))] = model.getDualsolLinear(cons)
+        elif name.startswith("niw_balance["):
+            m, t = name[len("niw_balance[") : -1].split(",")
+            mu[(m, int(t))] = model.getDualsolLinear(cons)
+    return pi, mu
+
+
+def data_size(data: PlanningData) -> int:
+    """Estimated variables of the whole program (see planner.ilp.planner)."""
+    per_hour = 2 + len(data.interactive) + (1 if data.deferrable else 0)
+    return len(data.placements()) * len(data.T) * per_hour + len(routes(data))
+
+
+def served_keys(data: PlanningData) -> set[Key]:
+    """(r, m, k, t) with assignment variables w: where the dualised row has a price."""
+    placed = {(r, m) for r, m, _g in data.placements()}
+    return {(r, m, k, t) for (_r0, r, m, k, t) in routes(data) if (r, m) in placed}
+
+
+def niw_servable(data: PlanningData) -> tuple[set[str], set[str]]:
+    """Models with a NIW backlog (b) and those of them some region can serve (v)."""
+    niw = {m for (m, _), a in data.niw_arrivals.items() if a > 0}
+    niw |= {m for m, b in data.state.niw_backlog.items() if b > 0}
+    if data.deferrable is None:
+        return set(), set()
+    placed = {m for _r, m, _g in data.placements()}
+    return niw, niw & placed
+
+
+def decompose(
+    data: PlanningData, settings: DecompositionSettings, pool: Any
+) -> DecompositionResult:
+    """Subgradient ascent on L(π, μ) (module docstring), the best bound kept, and a plan
+    assembled at the start (for the step size) and at the best prices found.
+
+    ``pool``: a planner.ilp.parallel.RegionPool (``solve(tasks)`` → RegionResults)."""
+    from planner.ilp.rounding import fixed_lp
+
+    started = time.perf_counter()
+    deadline = started + settings.time_limit_s
+    keys = served_keys(data)
+    routing = Routing.of(data, keys)
+    niw_all, servable = niw_servable(data)
+    regions = sorted({r for r, _m, _g in data.placements()})
+    pi = initial_prices(data, keys)
+    mu = initial_niw_prices(data, servable)
+    by_region: dict[str, list[Key]] = defaultdict(list)
+    for key in keys:
+        by_region[key[0]].append(key)
+    out = DecompositionResult(-math.inf, 0, None, math.inf, workers=pool.workers)
+    best_prices = (dict(pi), dict(mu))
+    region_limit = max(2.0, settings.time_limit_s / 6)
+    workers = max(1, int(pool.workers))
+
+    def round_limit(reserve: float = 0.0) -> float:
+        """Each region's time limit in a round: its fair share of what is left (the regions
+        of a round queue on the workers), at most ``region_limit``."""
+        left = deadline - reserve - time.perf_counter()
+        share = left * workers / max(1, len(regions))
+        return max(1.0, min(region_limit, share))
+
+    def assemble(results: list[RegionResult]) -> None:
+        """The plan from region solutions: their counts fixed, one LP for the rest."""
+        if any(not x.integers for x in results):
+            return
+        fixed: Values = {f: {} for f in INTEGER_FAMILIES}
+        for x in results:
+            for family, vals in x.integers.items():
+                fixed[family].update(vals)
+        lp_started = time.perf_counter()
+        solved = fixed_lp(data, fixed, max(5.0, deadline - lp_started))
+        out.assembly_seconds = time.perf_counter() - lp_started
+        if solved is None:
+            log.warning("decomposition: the fixed-count LP did not finish")
+            return
+        values, objective = solved
+        if objective < out.objective:
+            out.values, out.objective = values, objective
+
+    def requirements(pi: dict[Key, float]) -> dict[str, dict[Key, float]]:
+        """Per region: the interactive demand F(π) routes there (NIW is left to the prices
+        μ and to the final LP, which moves it between regions and hours freely)."""
+        _, inflow, _ = routing.price(data, pi)
+        return {
+            r: {(m, k, t): inflow.get((r, m, k, t), 0.0) for (_r, m, k, t) in by_region[r]}
+            for r in regions
+        }
+
+    def routed_solutions(pi: dict[Key, float], mu: dict[Key, float]) -> list[RegionResult]:
+        """Region MIPs with the demand F(π) routes to them as requirements (NIW at μ)."""
+        need = requirements(pi)
+        tasks: list[tuple[Any, ...]] = [
+            (
+                r,
+                {},
+                {},
+                round_limit(),
+                settings.region_gap * 5,
+                need[r],
+            )
+            for r in regions
+        ]
+        results: list[RegionResult] = pool.solve(tasks)
+        out.region_seconds += sum(x.seconds for x in results)
+        return results
+
+    # starting prices: route at the cheapest serving cost, then price each region's routed
+    # demand at its LP dual (what one more unit costs there: the VM price, or the unmet
+    # penalty where the region cannot grow in time)
+    # the first plan: each demand routed where the cheapest serving cost sends it, each
+    # region sized for what it receives (prices alone leave regions unsure whether to serve)
+    assemble(routed_solutions(pi, mu))
+    start = lp_duals(data, settings.lp_share * settings.time_limit_s, settings.lp_start_max_vars)
+    if start is not None:
+        pi = {key: start[0].get(key, p) for key, p in pi.items()}
+        mu = {key: start[1].get(key, p) for key, p in mu.items()}
+        out.start = "LP duals"
+    theta, stall = 1.0, 0
+    while out.iterations < settings.max_iterations:
+        reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0
+        if time.perf_counter() > deadline - reserve and out.iterations > 0:
+            break
+        limit = round_limit(reserve)
+        tasks = [
+            (r, {key[1:]: pi[key] for key in by_region[r]}, mu, limit, settings.region_gap, None)
+            for r in regions
+        ]
+        results = pool.solve(tasks)
+        out.region_seconds += sum(x.seconds for x in results)
+        routed, inflow, _ = routing.price(data, pi)
+        niw_value, s = niw_part(data, mu, niw_all, servable)
+        bound = sum(x.dual_bound for x in results) + routed + niw_value
+        out.iterations += 1
+        if bound > out.lower_bound:
+            out.lower_bound, best_prices, stall = bound, (dict(pi), dict(mu)), 0
+            theta = min(2.0, theta * 1.2)
+        else:
+            stall += 1
+        g_pi = {key: inflow.get(key, 0.0) for key in keys}
+        g_mu = dict(s)
+        for x in results:
+            for (m, k, t), w in x.served.items():
+                g_pi[(x.region, m, k, t)] -= w
+            for key, v in x.niw_served.items():
+                g_mu[key] = g_mu.get(key, 0.0) - v
+        # a plan from this iteration's regions whenever the LP that assembles it is cheap
+        # next to the budget
+        if out.assembly_seconds < 0.05 * settings.time_limit_s:
+            assemble(results)
+        out.history.append(
+            {
+                "iteration": out.iterations,
+                "bound": bound,
+                "best_bound": out.lower_bound,
+                "plan": out.objective,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        log.info(
+            "decomposition it %d: L %.2f best %.2f plan %.2f (%.1f s)",
+            out.iterations,
+            bound,
+            out.lower_bound,
+            out.objective,
+            time.perf_counter() - started,
+        )
+        if out.gap <= settings.gap:
+            break
+        norm2 = sum(g * g for g in g_pi.values()) + sum(g * g for g in g_mu.values())
+        if norm2 < 1e-12:
+            break  # the relaxed solution satisfies the coupling rows: L = its value
+        # Polyak's step towards the best plan's value (without a plan: the bound plus a tenth)
+        best = out.lower_bound
+        target = out.objective if math.isfinite(out.objective) else best + 0.1 * abs(best)
+        if stall >= 3:  # the steps overshoot: back to the best prices, shorter steps
+            theta, stall = theta / 2, 0
+            pi, mu = dict(best_prices[0]), dict(best_prices[1])
+            continue
+        step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
+        pi = {key: p + step * g_pi[key] for key, p in pi.items()}
+        mu = {key: p + step * g_mu.get(key, 0.0) for key, p in mu.items()}
+    if out.gap > settings.gap and time.perf_counter() < deadline:
+        assemble(routed_solutions(*best_prices))
+    out.seconds = time.perf_counter() - started
+    return out

@@ -1,0 +1,82 @@
+"""Where the region subproblems of planner.ilp.lagrange run: in this process (one worker), a
+process pool (several), or a Dask cluster when an address is given (the distributed engine
+users already run; ``dask_address`` or SAGESERVE_DASK_ADDRESS). The planning data is sent to
+each worker once; a task is then a region and its prices. Results come back in task order,
+so the plan does not depend on the engine."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from planner.ilp.data import PlanningData
+from planner.ilp.lagrange import RegionResult, solve_region
+
+Task = tuple[Any, ...]  # (region, prices, niw_prices, time_limit_s, gap, required)
+_DATA: PlanningData | None = None
+
+
+def _init(data: PlanningData) -> None:
+    global _DATA
+    _DATA = data
+
+
+def _run(task: Task) -> RegionResult:
+    assert _DATA is not None, "worker not initialised with the planning data"
+    return solve_region(_DATA, *task)
+
+
+class RegionPool:
+    """``solve(tasks)``: the RegionResults of ``tasks``, in order. Use as a context manager."""
+
+    def __init__(self, data: PlanningData, workers: int = 1, dask_address: str | None = None):
+        self.data = data
+        self.address = dask_address or os.environ.get("SAGESERVE_DASK_ADDRESS") or None
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._client: Any = None
+        self._data_future: Any = None
+        if self.address:
+            from distributed import Client
+
+            self._client = Client(self.address, set_as_default=False)  # type: ignore[no-untyped-call]
+            self._data_future = self._client.scatter(data, broadcast=True)
+            self.workers = sum(self._client.nthreads().values())
+        elif workers > 1:
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init,
+                initargs=(data,),
+            )
+
+    @property
+    def engine(self) -> str:
+        if self._client is not None:
+            return f"dask ({self.address}, {self.workers} threads)"
+        return f"process pool ({self.workers} workers)" if self._pool else "in process"
+
+    def solve(self, tasks: list[Task]) -> list[RegionResult]:
+        if self._client is not None:
+            futures = [
+                self._client.submit(solve_region, self._data_future, *task, pure=False)
+                for task in tasks
+            ]
+            return list(self._client.gather(futures))
+        if self._pool is not None:
+            return list(self._pool.map(_run, tasks))
+        return [solve_region(self.data, *task) for task in tasks]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> RegionPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

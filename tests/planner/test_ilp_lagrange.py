@@ -1,0 +1,104 @@
+"""Lagrangian decomposition by region (planner.ilp.lagrange): its bound never exceeds the
+optimum of small instances solved to optimality, the plan it assembles verifies and costs
+no less than the optimum, the planner uses it above its size threshold and says so, and the
+Dask engine gives the same plan as the process pool."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from planner.ilp.build import create_model
+from planner.ilp.data import PlanningData
+from planner.ilp.lagrange import DecompositionSettings, decompose
+from planner.ilp.parallel import RegionPool
+from planner.ilp.plan import SolverFacts, from_values
+from planner.ilp.planner import estimated_variables, make_plan
+from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.verify import verify
+from tests.planner.ilp_fixtures import tiny_data
+from tests.planner.test_ilp_cuts import _two_type_config
+
+EXACT = SolverSettings(time_limit_s=60, mip_gap=0.0)
+# fixed iteration count, generous time: the run does not depend on the machine's speed
+FIXED = DecompositionSettings(time_limit_s=120.0, gap=0.0, max_iterations=25)
+
+
+def _instance(seed: int) -> PlanningData:
+    rng = random.Random(seed)
+    rows = [
+        (t, r, k, rng.uniform(30, 420))
+        for t in (1, 2, 3)
+        for r in ("a", "b")
+        for k in ("IW-F", "IW-N", "NIW")
+        if rng.random() < 0.85
+    ]
+    return tiny_data(_two_type_config(seed), rows, minutes_before=rng.choice([0, 30]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bound_below_optimum_and_plan_verifies(seed: int) -> None:
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    assert optimum.status == "optimal"
+    with RegionPool(data, 1) as pool:
+        result = decompose(data, FIXED, pool)
+    assert result.iterations > 0
+    assert result.lower_bound <= optimum.objective + 1e-6 * max(1.0, abs(optimum.objective))
+    assert result.lower_bound > 0  # a real bound, not −∞
+    assert result.values is not None
+    assert result.objective >= optimum.objective - 1e-6 * max(1.0, abs(optimum.objective))
+    facts = SolverFacts("t", result.objective, result.gap, result.lower_bound, 0, 0, "", "h")
+    plan = from_values(data, result.values, facts)
+    check = verify(plan, data)
+    assert check.ok, check.violations[:5]
+
+
+def test_planner_decomposes_above_the_threshold_and_says_so() -> None:
+    data = _instance(0)
+    small = SolverSettings(time_limit_s=20, mip_gap=0.0, decompose_above_vars=None)
+    whole, _ = make_plan(data, small)
+    assert whole.solver.method == "monolithic SCIP"
+    big = replace(small, decompose_above_vars=estimated_variables(data) - 1)
+    plan, check = make_plan(data, big)
+    assert check.ok, check.violations[:5]
+    assert plan.solver.method.startswith("lagrangian decomposition")
+    assert plan.solver.bound_source == "lagrangian decomposition"
+    assert plan.solver.dual_bound <= whole.solver.objective + 1e-6
+    assert "lagrangian decomposition" in plan.solver.gap_text()
+
+
+def test_dask_gives_the_same_plan_as_the_process_pool() -> None:
+    from distributed import LocalCluster
+
+    data = _instance(2)
+    settings = replace(FIXED, max_iterations=6)
+    with RegionPool(data, 2) as pool:
+        local = decompose(data, settings, pool)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    with cluster, RegionPool(data, dask_address=cluster.scheduler_address) as pool:
+        assert pool.engine.startswith("dask")
+        remote = decompose(data, settings, pool)
+    assert remote.lower_bound == pytest.approx(local.lower_bound, rel=1e-9)
+    assert remote.objective == pytest.approx(local.objective, rel=1e-9)
+    assert remote.values is not None and local.values is not None
+    for family in ("y", "x", "f"):
+        assert remote.values[family] == pytest.approx(local.values[family])
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_lp_dual_start_gives_at_least_the_lp_bound(seed: int) -> None:
+    """Started from the whole LP's duals, the first round's bound is the Lagrangian at those
+    prices: with integer regions it is at least the LP relaxation's optimum."""
+    data = _instance(seed)
+    lp = create_model(data, relax=True, valid_cuts=False)
+    lp.model.optimize()
+    with RegionPool(data, 1) as pool:
+        result = decompose(data, replace(FIXED, max_iterations=1), pool)
+    assert result.start == "LP duals"
+    assert result.lower_bound >= lp.model.getObjVal() - 1e-6 * max(1.0, lp.model.getObjVal())
+    cost_based = replace(FIXED, max_iterations=1, lp_start_max_vars=0)
+    with RegionPool(data, 1) as pool:
+        assert decompose(data, cost_based, pool).start == "cost-based prices"
