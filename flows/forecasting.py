@@ -52,6 +52,7 @@ def settings_from_config(cfg: FleetConfig) -> ForecastSettings:
             screen_origins=f.screen_origins,
             finalist_margin=f.finalist_margin,
             keep=(f.champion,),
+            by_horizon=f.calibrate_by_horizon,
         ),
         selection=SelectionSettings(
             margin=f.challenger_margin, min_folds=f.min_folds, default=f.champion

@@ -145,6 +145,10 @@ class ForecastSettingsConfig(_Strict):
     screen_origins: int = Field(default=3, ge=1)
     finalist_margin: float = Field(default=0.10, ge=0)
     workers: int = Field(default=2, ge=1, description="processes for the daily selection")
+    calibrate_by_horizon: bool = Field(
+        default=True,
+        description="conformal bands per hour ahead (1..horizon) instead of one pooled band",
+    )
 
 
 class PlannerSettings(_Strict):

@@ -71,6 +71,7 @@ class BacktestSettings:
     screen_origins: int = 3
     finalist_margin: float = 0.10
     keep: tuple[str, ...] = ("ets_theta",)
+    by_horizon: bool = True  # conformal bands per hour ahead (planner.forecast.calibration)
 
 
 @dataclass
@@ -330,26 +331,38 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
     conformal = np.zeros(len(hours), dtype=bool)
     point = hours["point"].to_numpy(dtype=float)
     actual = hours["actual"].to_numpy(dtype=float)
-    own: dict[tuple[str, str], list[np.ndarray]] = {}
-    group: dict[tuple[str, str], list[np.ndarray]] = {}
+    lead = hours["h"].to_numpy(dtype=int)
+    own: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    group: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        if not parts:
+            return np.empty(0), np.empty(0, dtype=int)
+        return np.concatenate([r for r, _ in parts]), np.concatenate([h for _, h in parts])
+
     for _origin, at_origin in hours.groupby("origin", sort=True):
-        pending: list[tuple[str, str, np.ndarray]] = []
+        pending: list[tuple[str, str, np.ndarray, np.ndarray]] = []
         groups = at_origin.groupby(["series", "forecaster"], sort=False).indices
         for key, rows in groups.items():
             series, name = cast(tuple[str, str], key)
             idx = at_origin.index[rows]
             offset = offset_for(levels.get(series, 0.0))
-            mine = np.concatenate(own.get((series, name), [np.empty(0)]))
+            mine, mine_h = joined(own.get((series, name), []))
             if len(mine) >= settings.min_residuals:
-                peers = np.concatenate(group.get((peer_group(series), name), [np.empty(0)]))
-                rq = ResidualQuantiles.fit(mine, offset, taus, peers)
-                widened = rq.apply(point[idx])
+                peers, peers_h = joined(group.get((peer_group(series), name), []))
+                if settings.by_horizon:
+                    rq = ResidualQuantiles.fit(mine, offset, taus, peers, mine_h, peers_h)
+                else:
+                    rq = ResidualQuantiles.fit(mine, offset, taus, peers)
+                widened = rq.apply(point[idx], lead[idx])
                 q[idx] = np.column_stack([widened[t] for t in taus])
                 conformal[idx] = True
-            pending.append((series, name, log_residuals(actual[idx], point[idx], offset)))
-        for series, name, res in pending:  # known only after this origin's fold is over
-            own.setdefault((series, name), []).append(res)
-            group.setdefault((peer_group(series), name), []).append(res)
+            ok = np.isfinite(actual[idx]) & np.isfinite(point[idx])
+            res = log_residuals(actual[idx], point[idx], offset)
+            pending.append((series, name, res, lead[idx][ok]))
+        for series, name, res, h in pending:  # known only after this origin's fold is over
+            own.setdefault((series, name), []).append((res, h))
+            group.setdefault((peer_group(series), name), []).append((res, h))
     for i, tau in enumerate(taus):
         hours[f"q_{tau}"] = q[:, i]
     hours["quantile_method"] = np.where(conformal, "conformal", "native")

@@ -351,19 +351,36 @@ def _peer_residuals(series: str, fitted: dict[str, FittedSeries]) -> ResidualQua
 
 
 def residuals_for(
-    hours: pd.DataFrame, series: str, forecaster: str, group_series: list[str], level: float
+    hours: pd.DataFrame,
+    series: str,
+    forecaster: str,
+    group_series: list[str],
+    level: float,
+    by_horizon: bool = True,
 ) -> ResidualQuantiles | None:
     """Residual quantiles of a series' chosen forecaster from every backtest fold, mixed with
-    its peer group's (see :mod:`planner.forecast.calibration`). ``hours`` carries each row's
-    log residual computed with its own series' offset."""
+    its peer group's (see :mod:`planner.forecast.calibration`), per hour ahead when
+    ``by_horizon``. ``hours`` carries each row's log residual computed with its own series'
+    offset, and its lead ``h``."""
     if hours.empty:
         return None
     sel = hours[(hours["forecaster"] == forecaster) & hours["log_residual"].notna()]
-    own = sel.loc[sel["series"] == series, "log_residual"].to_numpy()
-    peer = sel.loc[sel["series"].isin(group_series), "log_residual"].to_numpy()
+    mine = sel["series"] == series
+    peers = sel["series"].isin(group_series)
+    own = sel.loc[mine, "log_residual"].to_numpy()
+    peer = sel.loc[peers, "log_residual"].to_numpy()
     if len(own) + len(peer) == 0:
         return None
-    return ResidualQuantiles.fit(own, offset_for(level), QUANTILES, peer)
+    if not by_horizon:
+        return ResidualQuantiles.fit(own, offset_for(level), QUANTILES, peer)
+    return ResidualQuantiles.fit(
+        own,
+        offset_for(level),
+        QUANTILES,
+        peer,
+        sel.loc[mine, "h"].to_numpy(dtype=int),
+        sel.loc[peers, "h"].to_numpy(dtype=int),
+    )
 
 
 __all__ = [

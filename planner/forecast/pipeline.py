@@ -154,7 +154,12 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
         index=False
     ):
         residuals = residuals_for(
-            result.hours, series, forecaster, task.panel.series, float(levels.get(series, 0.0))
+            result.hours,
+            series,
+            forecaster,
+            task.panel.series,
+            float(levels.get(series, 0.0)),
+            settings.backtest.by_horizon,
         )
         fitted[series] = fit_series(
             series,

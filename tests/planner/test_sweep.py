@@ -62,6 +62,7 @@ def test_frontier_picks_the_cheapest_point_meeting_every_target() -> None:
     assert front["reactive"]["gpu_hours"] == 100.0
     assert front["plan"]["gpu_hours"] == 90.0
     assert front["plan"]["saving_vs_reactive"] == pytest.approx(0.10)
+    assert front["plan"]["saving_vs_reactive_families"] == pytest.approx(0.10)
     assert front["plan"]["params"] == {"gpu": 90.0}
     assert front["slo-reactive"] is None
     assert "siloed" not in front  # not run: not reported
@@ -72,6 +73,14 @@ def test_frontier_saving_is_null_without_a_reactive_point_meeting_the_targets() 
     front = frontier([r("reactive", 50.0, iwf=0.5), r("plan", 60.0)])
     assert front["reactive"] is None
     assert front["plan"]["saving_vs_reactive"] is None
+    assert front["plan"]["saving_vs_reactive_families"] is None
+
+
+def test_frontier_saving_against_the_cheaper_reactive_family() -> None:
+    rows = [r("reactive", 100.0), r("slo-reactive", 80.0), r("plan", 60.0)]
+    front = frontier(rows)
+    assert front["plan"]["saving_vs_reactive"] == pytest.approx(0.40)
+    assert front["plan"]["saving_vs_reactive_families"] == pytest.approx(0.25)
 
 
 def test_grids_hold_the_named_points() -> None:

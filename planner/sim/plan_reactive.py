@@ -1,0 +1,182 @@
+"""A reactive layer above the plan (``lt-r``): the plan is a floor, backpressure scales above it.
+
+The floor is the hourly plan carried out as LT-I does: the next hour's counts are bought
+``plan_lead_min`` before the hour (the larger of this hour's and the next hour's plan, so a
+predictable ramp is met with capacity that has provisioned and loaded), and on the hour the
+fleet scales in to that hour's plan. Above the floor, per region and model, the SLO-aware
+scaler of ``planner.sim.slo_policy`` runs on the pool's interactive pressure: it adds
+instances of the model's preferred VM type when pressure passes ``up`` (once the last step
+serves), sized to carry the observed work at ``target`` pressure, and hands them back after
+``cooldown_in_min`` quiet minutes below ``down`` to the largest size wanted over that window.
+
+Make before break (``handover``): LT-I drops the last hour's capacity on the hour, but a VM
+bought at the plan's making (``plan_lead_min`` = 20 min before) serves only after its lead
+time and model load (15 + 13 min for the largest models in the default fleet), so wherever a
+new plan moves capacity (another VM type, region or model) the pool is short for minutes
+every hour — the more so the more a plan moves, which is how plans at p90/p95 cost more *and*
+missed more in issue-14's sweep. With ``handover`` the floor keeps the union of the two
+hours' counts of a model, and the last hour's routing of it, until the new hour's
+instances of that model serve in every region (at most ``handover_max_min`` minutes),
+then drops to the new plan.
+
+The layer only ever *adds* to the plan: its extra instances are ``max(0, ·)`` and the targets
+are the plan's counts plus them, so the fleet this policy asks for is never below the plan's
+floor (tested). At an hour boundary the extra is re-expressed against the new floor (a plan
+that already covers the observed load absorbs it), so a ramp the plan foresaw does not buy
+twice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from planner.sim.fleet import FleetParams, Targets, vms_for
+from planner.sim.fluid import Observation
+from planner.sim.policies import instance_equivalents, preferred_vm_type
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass
+class PlanReactive:
+    p: FleetParams
+    hourly: list[Targets]
+    name: str = "lt-r"
+    plan_lead_min: int = 20
+    target: float = 0.85
+    up: float = 0.95
+    down: float = 0.6
+    cooldown_in_min: int = 15
+    settle_min: int = 20
+    handover: bool = True
+    handover_max_min: int = 30
+    share_idle: bool = True
+    _floor: Targets | None = field(init=False, default=None)
+    _extra: Array = field(init=False)
+    _last_out: Array = field(init=False)
+    _last_in: Array = field(init=False)
+    _wants: deque[Array] = field(init=False)
+    _union: Targets | None = field(init=False, default=None)
+
+    def initial(self, p: FleetParams) -> Targets:
+        self._floor = self.hourly[0].copy()
+        shape = (len(p.regions), len(p.models))
+        self._extra = np.zeros(shape)
+        self._last_out = np.full(shape, -1e9)
+        self._last_in = np.full(shape, -1e9)
+        self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
+        return self.targets()
+
+    def _plan(self, h: int) -> Targets:
+        return self.hourly[min(h, len(self.hourly) - 1)]
+
+    def floor(self) -> Targets:
+        """The plan's targets in force now (LT-I's schedule)."""
+        assert self._floor is not None
+        return self._floor
+
+    def targets(self) -> Targets:
+        """The floor plus the reactive extra on each model's preferred VM type."""
+        floor = self.floor()
+        out = floor.copy()
+        g = preferred_vm_type(self.p)
+        for m in range(len(self.p.models)):
+            out.instances[:, m, g[m]] += self._extra[:, m]
+        out.vms = np.minimum(np.maximum(floor.vms, vms_for(self.p, out.instances)), self.p.quota)
+        return out
+
+    def _move_floor(self, t: int) -> bool:
+        """LT-I's schedule: buy ahead of the next hour, scale in to the plan on the hour."""
+        h, into = divmod(t, 60)
+        cur = self.floor()
+        if into == 60 - self.plan_lead_min and h + 1 < len(self.hourly):
+            nxt = self._plan(h + 1)
+            new = cur.copy()
+            for name in ("vms", "spot_vms", "instances", "spot_instances"):
+                setattr(new, name, np.maximum(getattr(cur, name), getattr(nxt, name)))
+        elif into == 0 and t > 0:
+            new = self._plan(h).copy()
+            if self.handover:
+                self._union = cur.copy()
+                new = self._held(new, self._union, np.zeros(new.instances.shape[:2], bool))
+        else:
+            return False
+        total = cur.instances.sum(axis=2) + self._extra
+        self._floor = new
+        self._extra = np.maximum(total - new.instances.sum(axis=2), 0.0)
+        return True
+
+    def _held(self, plan: Targets, union: Targets, done: npt.NDArray[np.bool_]) -> Targets:
+        """The plan where ``done`` [r, m], the union of the two hours' counts elsewhere."""
+        out = plan.copy()
+        keep = ~done[:, :, None]
+        out.instances = np.where(keep, np.maximum(plan.instances, union.instances), plan.instances)
+        need = np.minimum(vms_for(self.p, out.instances), self.p.quota)
+        out.vms = np.maximum(plan.vms, need)
+        # a model still handing over keeps the last hour's routing (its new pools not serving)
+        moving = ~done.all(axis=0)
+        out.routing[:, :, moving, :] = union.routing[:, :, moving, :]
+        return out
+
+    def _hand_over(self, obs: Observation) -> bool:
+        """Drop the last hour's capacity where the new hour's instances serve (or late)."""
+        if self._union is None:
+            return False
+        h, into = divmod(obs.minute, 60)
+        plan = self._plan(h)
+        # per model: capacity may move between regions, so a model is done once all its
+        # new pools serve (a region that only sheds would otherwise count as done at once)
+        serves = obs.fleet.serving()[0] >= plan.instances - 1e-9
+        ready: npt.NDArray[np.bool_] = np.asarray(serves.all(axis=(0, 2)), dtype=bool)
+        done = np.broadcast_to(ready[None, :], plan.instances.shape[:2]).copy()
+        if into >= self.handover_max_min or into < 1:
+            done[:] = True
+        if done.all():
+            self._union = None
+        cur = self.floor()
+        new = plan.copy() if self._union is None else self._held(plan, self._union, done)
+        if np.array_equal(new.instances, cur.instances) and np.array_equal(new.vms, cur.vms):
+            return False
+        self._floor = new
+        return True
+
+    def decide(self, obs: Observation) -> Targets | None:
+        t = obs.minute
+        moved = self._move_floor(t)
+        if not moved and t > 0:
+            moved = self._hand_over(obs)
+        if t == 0:
+            return self.targets() if moved else None
+        floor = self.floor().instances.sum(axis=2)
+        total = floor + self._extra
+        serving = obs.fleet.serving()[0].sum(axis=2)
+        inter = obs.arrivals.copy()
+        inter[:, :, self.p.deferrable] = 0.0
+        arrived = instance_equivalents(self.p, inter / 60.0)
+        finite = np.isfinite(obs.pressure)
+        seen = np.where(finite, obs.pressure, 0.0) * serving
+        load = np.where((serving > 0) & finite, seen, arrived)
+        pressure = np.where(finite, obs.pressure, np.inf)
+        want = np.ceil(load / self.target - 1e-9)
+        extra = self._extra.copy()
+        # capacity on its way counts: no second step until the last one serves
+        # (or after ``settle_min``: capacity a quota trims never arrives)
+        settled = (serving >= total - 1e-9) | (t - self._last_out >= self.settle_min)
+        out = (pressure > self.up) & settled & (want > total)
+        extra[out] = want[out] - floor[out]
+        self._last_out[out] = t
+        self._wants.append(np.where(np.isfinite(want), want, total))
+        stable = np.max(np.stack(self._wants), axis=0)
+        quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
+        down = (pressure < self.down) & quiet & (extra > 0) & (stable < total)
+        extra[down] = np.maximum(stable[down] - floor[down], 0.0)
+        self._last_in[down] = t
+        extra = np.maximum(extra, 0.0)
+        if not moved and np.array_equal(extra, self._extra):
+            return None
+        self._extra = extra
+        return self.targets()
