@@ -173,6 +173,20 @@ class WarehouseSettings(_Strict):
     max_tokens: int = Field(default=2_000_000, ge=1, description="per request, input or output")
 
 
+class RoutingSettings(_Strict):
+    """Which router spreads a pool's requests over its instances (planner.sim.routers)."""
+
+    router: Literal["round-robin", "jsq", "least-tokens", "heuristic", "learned"] = Field(
+        default="round-robin", description="the pools' request router"
+    )
+    artifact: str = Field(
+        default="learned-router",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="name of the learned router's artifact: <outputs>/routers/<name>.json",
+    )
+    epoch_s: float = Field(default=0.25, gt=0, description="load-aware routers' polling period")
+
+
 class FleetConfig(_Strict):
     """The whole configuration file."""
 
@@ -187,6 +201,7 @@ class FleetConfig(_Strict):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property

@@ -11,7 +11,7 @@ turning the request away; the simulator records it as never served).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -43,6 +43,11 @@ class PoolView:
     running: IntArray  # requests in the batch
     kv_used: Array  # KV tokens reserved
     outstanding_tokens: Array  # prompt + output tokens still to process (waiting and running)
+    waiting_prompt: Array = field(default_factory=lambda: np.zeros(0))  # prompt tokens queued
+
+    def __post_init__(self) -> None:
+        if len(self.waiting_prompt) == 0:
+            object.__setattr__(self, "waiting_prompt", np.zeros(len(self.waiting)))
 
 
 class Router(Protocol):
