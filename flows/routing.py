@@ -94,7 +94,7 @@ def stretch(arrival: pd.Series, busy: np.ndarray, instances: int, load: float) -
     """Arrival seconds scaled so that Σ busy / (instances × span) = load."""
     t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
     span = float(t.max()) or 1.0
-    return t * float(busy.sum()) / (instances * span * load)
+    return np.asarray(t * float(busy.sum()) / (instances * span * load), float)
 
 
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
@@ -152,7 +152,8 @@ def run_routing(
         )
     evaluation = rows.iloc[-spec.requests :].reset_index(drop=True)
     eval_start: datetime = evaluation["arrival_time"].iloc[0]
-    total = int(run(con, "routing/busiest_pool", model=model, region="").fetchone()[2])
+    whole = run(con, "routing/busiest_pool", model=model, region="").fetchone()
+    total = int(whole[2]) if whole else len(rows)
     keep = max(1, total // spec.predictor_rows)
     train_rows = run(
         con,

@@ -28,6 +28,7 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         instances=opts["instances"],
         load=opts["load"],
         requests=opts["requests"],
+        train_requests=opts["train_requests"],
         seed=opts["seed"],
         retrain=opts["retrain"],
     )
@@ -78,6 +79,9 @@ def evaluate_requests(
     instances: Annotated[int, typer.Option(min=1, help="instances in the pool")] = 8,
     load: Annotated[float, typer.Option(min=0.05, max=0.99, help="pool load ρ")] = 0.75,
     requests: Annotated[int, typer.Option(min=100, help="requests evaluated")] = 20_000,
+    train_requests: Annotated[
+        int, typer.Option(min=100, help="requests per training trace of the learned router")
+    ] = 4_000,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     retrain: Annotated[bool, typer.Option("--retrain", help="ignore a saved policy")] = False,
     perf: Annotated[str | None, typer.Option(help="SageServe perf profile CSV")] = None,
@@ -93,6 +97,7 @@ def evaluate_requests(
         "instances": instances,
         "load": load,
         "requests": requests,
+        "train_requests": train_requests,
         "seed": seed,
         "retrain": retrain,
         "perf": perf,

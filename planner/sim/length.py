@@ -24,9 +24,8 @@ CATEGORIES = ("tenant", "model", "tier")
 
 
 def bucket_of(output: npt.ArrayLike) -> npt.NDArray[np.int64]:
-    return np.searchsorted(np.asarray(BUCKET_EDGES), np.asarray(output), side="right").astype(
-        np.int64
-    )
+    edges = np.asarray(BUCKET_EDGES)
+    return np.asarray(np.searchsorted(edges, np.asarray(output), side="right"), np.int64)
 
 
 def bucket_names() -> list[str]:
@@ -72,7 +71,7 @@ class LengthPredictor:
         return p
 
     def predict_bucket(self, rows: pd.DataFrame) -> npt.NDArray[np.int64]:
-        return np.argmax(self.proba(rows), axis=1).astype(np.int64)
+        return np.asarray(np.argmax(self.proba(rows), axis=1), np.int64)
 
     def expected_output(self, rows: pd.DataFrame) -> Array:
         return np.asarray(self.proba(rows) @ self.bucket_mean, float)

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from planner.sim.profile import REF_PROMPT, InstanceProfile
+from planner.config.throughput import REF_PROMPT
+from planner.sim.profile import InstanceProfile
 from planner.sim.routing import Arrivals, PoolView
 
 Array = npt.NDArray[np.float64]
@@ -70,11 +71,12 @@ class _Ledger:
         )
 
     def room(self, prof: InstanceProfile, need: float) -> npt.NDArray[np.bool_]:
-        return (
+        room = (
             (self.waiting == 0)
             & (self.running < prof.max_batch)
             & (self.kv + need <= prof.kv_tokens)
         )
+        return np.asarray(room, bool)
 
     def add(self, j: int, prompt: float, out: float) -> None:
         self.waiting[j] += 1
