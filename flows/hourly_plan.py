@@ -27,6 +27,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run as flow_run_runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.forecasting import (
@@ -39,6 +40,7 @@ from flows.forecasting import (
 )
 from flows.ingest_flow import ingest_folder
 from flows.planning import run_plan
+from flows.run_status import read_run, record_run
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
@@ -76,6 +78,7 @@ def check_quality(
     cfg = _cfg(config_path)
     now = _now(as_of)
     hour = now.floor("h") - pd.Timedelta(hours=1)
+    plan_hour = now.ceil("h")  # the plan's first hour (planner.ilp.data: as_of rounded up)
     with connect(_warehouse(cfg, warehouse), read_only=True) as con:
         rows = run(
             con, "quality/requests_in_window", start=hour, end=hour + pd.Timedelta(hours=1)
@@ -106,7 +109,8 @@ def check_quality(
         {"requests_last_hour": rows, "tier_shares": shares, "ingested_files": files},
         bands,
         Path(docs_dir),
-        f"hourly-{hour:%Y%m%dT%H%M}",
+        f"plan-{plan_hour:%Y%m%dT%H%M}",  # pages named by the hour the run plans for
+        plan_hour,
     )
     return {
         "success": result.success,
@@ -265,7 +269,36 @@ def _markdown(
     return "\n".join(lines)
 
 
-@flow(name="hourly-plan", log_prints=False, timeout_seconds=3600, persist_result=True)
+def _gate(quality: dict[str, Any]) -> dict[str, Any]:
+    return {k: quality[k] for k in ("success", "checked", "failed", "hour", "rows")}
+
+
+def _record_failure(flow: Any, flow_run: Any, state: Any) -> None:
+    """on_failure hook: the run's status file says `failed`, unless the run itself already
+    recorded why it stopped (the data-quality gate under 'stop')."""
+    params = flow_run.parameters or {}
+    root = params.get("out") or _cfg(params.get("config_path")).paths.outputs
+    last = read_run(root)
+    if last is not None and last.get("run_id") == str(flow_run.id):
+        return
+    record_run(
+        root,
+        flow="hourly-plan",
+        started=flow_run.start_time or datetime.now(UTC),
+        outcome="failed",
+        error=str(state.message or "")[:500],
+        run_id=str(flow_run.id),
+    )
+
+
+@flow(
+    name="hourly-plan",
+    log_prints=False,
+    timeout_seconds=3600,
+    persist_result=True,
+    on_failure=[_record_failure],
+    on_crashed=[_record_failure],
+)
 def hourly_plan(
     inbox: str = ".sageserve/inbox",
     config_path: str | None = None,
@@ -284,6 +317,8 @@ def hourly_plan(
     if on_quality_failure not in ("stop", "warn"):
         raise ValueError(f"on_quality_failure must be 'stop' or 'warn', got {on_quality_failure!r}")
     logger = get_run_logger()
+    started = datetime.now(UTC)
+    run_id = str(flow_run_runtime.id)
     cfg = _cfg(config_path)
     stamp = _now(as_of).isoformat()
     root = Path(out or cfg.paths.outputs)
@@ -302,6 +337,15 @@ def hourly_plan(
                 "# Planning stopped by the data-quality gate\n\n"
                 + "\n".join(f"- {f}" for f in quality["failed"]),
                 key="hourly-plan",
+            )
+            record_run(
+                root,
+                flow="hourly-plan",
+                started=started,
+                outcome="stopped",
+                quality=_gate(quality),
+                error="data-quality gate failed under 'stop'",
+                run_id=run_id,
             )
             raise RuntimeError(
                 f"data quality failed ({len(quality['failed'])} expectations); policy 'stop': "
@@ -328,6 +372,15 @@ def hourly_plan(
         )
     create_link_artifact(f"file://{Path(report).resolve()}", "plan report", key="plan-report")
     logger.info("plan %s published to %s", plan.plan_id, planned["export_path"])
+    record_run(
+        root,
+        flow="hourly-plan",
+        started=started,
+        outcome="completed",
+        quality=_gate(quality),
+        plan_id=plan.plan_id,
+        run_id=run_id,
+    )
     return {
         "plan_id": plan.plan_id,
         "export_path": planned["export_path"],

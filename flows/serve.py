@@ -1,6 +1,8 @@
 """`make serve` / `python -m flows.serve`: a local Prefect server (SQLite under
 .sageserve/prefect), the process work pool, the warehouse concurrency limit, every deployment
-of prefect.yaml, and a worker. The UI is then at http://127.0.0.1:4200.
+of prefect.yaml, and a worker. The UI is then at http://127.0.0.1:4200. Beside it, on its own
+port, the OpenMetrics endpoint (flows/metrics/server.py): http://127.0.0.1:9731/metrics
+(``SAGESERVE_METRICS_PORT`` moves it).
 
 The server test (tests/flows/test_prefect_server.py) drives the same functions."""
 
@@ -107,6 +109,10 @@ def start_worker(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     home = ROOT / ".sageserve" / "prefect"
+    from flows.metrics.server import source_from_config
+    from flows.metrics.server import start as start_metrics
+
+    metrics, _ = start_metrics(source_from_config(os.environ.get("SAGESERVE_CONFIG")))
     server = start_server(home)
     log.info("Prefect server up: http://127.0.0.1:4200 (data in %s)", home)
     try:
@@ -119,6 +125,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        metrics.shutdown()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.schema_check import check_executor_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SAGESERVE = str(Path(sys.executable).with_name("sageserve"))
@@ -33,6 +36,27 @@ def test_demo_runs_end_to_end_and_reruns_safely(tmp_path: Path, shared_data: Pat
     latest = tmp_path / "out" / "plans" / "latest"
     assert (latest / "manifest.json").is_file(), "the demo ends with a published plan"
     assert "verified True" in first.stderr.replace("\n", " ")
+    metrics = subprocess.run(
+        [
+            SAGESERVE,
+            "--warehouse",
+            str(tmp_path / "warehouse.duckdb"),
+            "metrics",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert metrics.returncode == 0, metrics.stderr[-2000:]
+    families = {f.name: f for f in text_string_to_metric_families(metrics.stdout)}
+    assert families["sageserve_last_run_success"].samples[0].value == 1  # the hourly flow ran
+    assert families["sageserve_quality_gate_success"].samples
+    assert any(n.endswith("gap") and f.type == "gauge" for n, f in families.items())
+    executor = tmp_path / "out" / "executor"
+    assert check_executor_folder(executor) > 0  # every desired-state document follows the schema
+    assert not (executor / "applied").exists()  # no target configured: nothing applied
     again = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0
     assert "(2 files already loaded)" in again.stderr.replace("\n", " ")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +132,43 @@ def _suites(gx: Any, bands: Bands) -> dict[str, list[Any]]:
     return {"requests_last_hour": requests, "tier_shares": shares, "ingested_files": files}
 
 
+def _collect(result: QualityResult, batch: str, results: Any) -> None:
+    for r in results:
+        cfg = r.expectation_config
+        column = cfg.kwargs.get("column", "")
+        observed = r.result.get("observed_value", r.result.get("unexpected_count"))
+        result.checked += 1
+        result.details.append(
+            {
+                "batch": batch,
+                "expectation": cfg.type,
+                "column": column,
+                "success": bool(r.success),
+                "observed": str(observed),
+            }
+        )
+        if not r.success:
+            result.success = False
+            result.failed.append(f"{batch}: {cfg.type}({column}): observed {observed}")
+
+
 def run_checkpoint(
-    frames: dict[str, pd.DataFrame], bands: Bands, docs_dir: Path, run_name: str
+    frames: dict[str, pd.DataFrame],
+    bands: Bands,
+    docs_dir: Path,
+    run_name: str,
+    plan_hour: pd.Timestamp | None = None,
 ) -> QualityResult:
     """Validate ``frames`` (keys as in the module docstring) and write Data Docs into
-    ``docs_dir`` (``index.html``)."""
+    ``docs_dir`` (``index.html``), made to work offline (validation/data_docs.py). Pages are
+    named by ``run_name``; the index lists each validation by ``plan_hour`` (the hour the run
+    plans for; ``run_name`` when not given) and data asset."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from validation.data_docs import Validation, make_offline, put_back, set_aside
 
     docs_dir = docs_dir.resolve()  # GX's filesystem store wants an absolute path
     context = gx.get_context(mode="ephemeral")
@@ -173,40 +203,41 @@ def run_checkpoint(
         )
         batches[name] = frame
     result = QualityResult(success=True)
-    for definition in definitions:
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=f"hourly-{definition.name}",
-                validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="docs", site_names=["sageserve"])],
-                result_format={"result_format": "SUMMARY"},
-            )
-        )
-        outcome = checkpoint.run(
-            batch_parameters={"dataframe": batches[definition.name]}, run_id=None
-        )
-        for run in outcome.run_results.values():
-            for r in run.results:
-                cfg = r.expectation_config
-                column = cfg.kwargs.get("column", "")
-                observed = r.result.get("observed_value", r.result.get("unexpected_count"))
-                result.checked += 1
-                result.details.append(
-                    {
-                        "batch": definition.name,
-                        "expectation": cfg.type,
-                        "column": column,
-                        "success": bool(r.success),
-                        "observed": str(observed),
-                    }
+    run_time = datetime.now(UTC)
+    run_id = RunIdentifier(run_name=run_name, run_time=run_time)
+    shown = f"{plan_hour:%Y-%m-%d %H:%M}" if plan_hour is not None else run_name
+    pages: list[Validation] = []
+    hold = set_aside(docs_dir)  # GX's index builder would delete earlier runs' pages
+    try:
+        for definition in definitions:
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=f"hourly-{definition.name}",
+                    validation_definitions=[definition],
+                    actions=[UpdateDataDocsAction(name="docs", site_names=["sageserve"])],
+                    result_format={"result_format": "SUMMARY"},
                 )
-                if not r.success:
-                    result.success = False
-                    result.failed.append(
-                        f"{definition.name}: {cfg.type}({column}): observed {observed}"
+            )
+            outcome = checkpoint.run(
+                batch_parameters={"dataframe": batches[definition.name]}, run_id=run_id
+            )
+            for key, run in outcome.run_results.items():
+                pages.append(
+                    Validation(
+                        plan_hour=shown,
+                        asset=definition.name,
+                        suite=definition.suite.name,
+                        success=bool(run.success),
+                        checked=len(run.results),
+                        failed=sum(not r.success for r in run.results),
+                        validated_at=f"{run_time:%Y-%m-%d %H:%M:%S}",
+                        page="validations/" + "/".join(map(str, key.to_tuple())) + ".html",
                     )
-    index = docs_dir / "index.html"
-    result.docs_index = index if index.exists() else None
+                )
+                _collect(result, definition.name, run.results)
+    finally:
+        put_back(docs_dir, hold)
+    result.docs_index = make_offline(docs_dir, pages)
     if result.failed:
         log.warning(
             "data quality: %d of %d failed: %s", len(result.failed), result.checked, result.failed

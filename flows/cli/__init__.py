@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from flows.cli import config_cmd, data, demo, evaluate_cmd, forecast_cmd, plan_cmd, requests_cmd
+from flows.cli import (
+    config_cmd,
+    data,
+    demo,
+    evaluate_cmd,
+    forecast_cmd,
+    metrics_cmd,
+    plan_cmd,
+    requests_cmd,
+)
 from flows.cli.common import STATE, setup_logging
 
 app = typer.Typer(
@@ -48,4 +57,5 @@ app.command("explain")(plan_cmd.explain)
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("evaluate-requests")(requests_cmd.evaluate_requests)
 app.command("demo")(demo.demo)
+app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")

@@ -8,8 +8,11 @@ what may pass (connection errors, timeouts, 408, 425, 429, 5xx). Any other 4xx i
 target refusing the document: no retry, a ``WebhookError`` naming region, status and body.
 
 The folder holds ``desired/<region>.json`` (what was sent last) and ``applied/<region>.json``
-(what the target accepted last). ``applied`` moves only after a 2xx, atomically. Dry run
-writes nothing and sends nothing: it logs, and returns, the diff against ``applied``.
+(what the target accepted last). ``applied`` moves only after a 2xx, atomically; without a
+URL nothing is accepted, so only ``desired`` is written (and the diff is against the last
+desired document). Files are mode 0644 (ops tooling reads them). Dry run writes nothing and
+sends nothing: it logs, and returns, that same diff. The documents follow
+``schemas/desired_state.schema.json`` (tests validate every document written).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(doc, fh, indent=1, sort_keys=True)
+    Path(tmp).chmod(0o644)  # mkstemp makes 0600; ops tooling reads these
     Path(tmp).replace(path)
 
 
@@ -56,7 +60,10 @@ class WebhookExecutor:
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
 
     def last_applied(self, region: str) -> dict[str, Any] | None:
-        path = self.folder / "applied" / f"{region}.json"
+        return self._last("applied", region)
+
+    def _last(self, kind: str, region: str) -> dict[str, Any] | None:
+        path = self.folder / kind / f"{region}.json"
         if not path.exists():
             return None
         loaded: dict[str, Any] = json.loads(path.read_text())
@@ -66,19 +73,23 @@ class WebhookExecutor:
         docs = desired_states(plan)
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
+        if not self.url:
+            log.info("no target configured: desired/ only, nothing applied")
         for region, doc in docs.items():
-            changes = diff(self.last_applied(region), doc)
+            before = self._last("applied" if self.url else "desired", region)
+            changes = diff(before, doc)
             if self.dry_run:
                 for line in changes or [f"{region}: no change"]:
                     log.info("dry run: %s", line)
                 notes.extend(changes)
                 continue
             _write_json(self.folder / "desired" / f"{region}.json", doc)
-            if self.url:
-                self._post(region, doc)
+            notes.extend(changes)
+            if not self.url:
+                continue
+            self._post(region, doc)
             _write_json(self.folder / "applied" / f"{region}.json", doc)
             accepted[region] = doc
-            notes.extend(changes)
         return AppliedState(plan.plan_id, plan.start, accepted, notes)
 
     def _post(self, region: str, doc: dict[str, Any]) -> None:

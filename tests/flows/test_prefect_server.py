@@ -23,6 +23,7 @@ from flows.warehouse.connection import connect
 from planner.config import FleetConfig
 from planner.workload.synth import SynthSpec
 from tests.flows.warehouses import synth_warehouse
+from tests.schema_check import check_executor_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect_server]
 AS_OF = "2024-06-10T01:05:00"
@@ -136,6 +137,10 @@ def test_hourly_plan_runs_to_completed_with_its_artifacts(stack: dict[str, Any])
     assert (out / "data_docs" / "index.html").exists()
     table = json.loads(artifacts["plan-instances"]["data"])
     assert {"region", "model", "vm_type", "on_demand"} <= set(table[0])
+    status = json.loads((out / "status" / "hourly-plan.json").read_text())
+    assert status["outcome"] == "completed" and status["run_id"] == run_id
+    assert status["quality"]["success"] is True and status["plan_id"]
+    assert check_executor_folder(out / "executor") > 0
 
 
 def test_quality_failure_stops_planning_and_shows_in_docs_and_artifacts(
@@ -180,6 +185,9 @@ def test_quality_failure_stops_planning_and_shows_in_docs_and_artifacts(
     assert (out / "plans" / "latest").resolve() == latest_before
     docs = list((out / "data_docs" / "validations").rglob("*.html"))
     assert any("Failed" in p.read_text(errors="replace") for p in docs)
+    status = json.loads((out / "status" / "hourly-plan.json").read_text())
+    assert status["outcome"] == "stopped" and status["run_id"] == run_id
+    assert status["quality"]["success"] is False and status["quality"]["failed"]
 
 
 @pytest.mark.browser

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ from planner.ilp.planner import make_plan
 from planner.ilp.solve import SolverSettings
 from planner.sim.fleet import params_from_config
 from tests.planner.ilp_fixtures import tiny_config, tiny_data
+from tests.schema_check import check_executor_folder, problems
+
+
+@pytest.fixture(autouse=True)
+def every_written_document_follows_the_schema(tmp_path: Path) -> Iterator[None]:
+    """After each test: every document the executor wrote validates and is mode 0644."""
+    yield
+    check_executor_folder(tmp_path)
 
 
 class Target:
@@ -163,7 +172,31 @@ def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path: Path, plans: list
 
 def test_without_a_url_documents_are_written_only(tmp_path: Path, plans: list[Plan]) -> None:
     state = WebhookExecutor(tmp_path).apply(plans[0])
-    assert (tmp_path / "desired" / "a.json").exists() and set(state.regions) == {"a", "b"}
+    assert sorted(p.name for p in (tmp_path / "desired").iterdir()) == ["a.json", "b.json"]
+    assert not (tmp_path / "applied").exists(), "no target: nothing was accepted"
+    assert state.regions == {}
+    again = WebhookExecutor(tmp_path).apply(plans[1])  # changes are against the last desired
+    assert any("a: m on v8 on_demand instances 2 → 4" in n for n in again.notes)
+    assert check_executor_folder(tmp_path) == 2
+
+
+def test_documents_follow_the_published_schema(tmp_path: Path, plans: list[Plan]) -> None:
+    with Target([200, 200, 200, 200]) as target:
+        for plan in plans:
+            WebhookExecutor(tmp_path, target.url, backoff_s=0.01).apply(plan)
+        sent = list(target.applied.values())
+    assert len(sent) == 4 and all(problems(doc) == [] for doc in sent)
+    assert check_executor_folder(tmp_path) == 4  # desired/ and applied/ for a and b
+    actions = [a for doc in sent for a in doc["actions"]]
+    assert actions, "the second plan has actions: the schema sees them"
+    # the schema is not a rubber stamp: a wrong field, a missing one, a bad count each fail
+    doc = sent[0]
+    assert problems({**doc, "surprise": 1})
+    assert problems({k: v for k, v in doc.items() if k != "routing"})
+    some_vm = next(iter(doc["vms"]))
+    bad = {**doc, "vms": {some_vm: {"on_demand": -1, "spot": 0}}}
+    assert any("minimum" in p for p in problems(bad))
+    assert problems({**doc, "hour": "yesterday"})
 
 
 def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan]) -> None:

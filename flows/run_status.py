@@ -1,0 +1,71 @@
+"""The last hourly run's outcome, kept where dashboards can read it without Prefect's API.
+
+The hourly flow writes ``<outputs>/status/<flow>.json`` (atomically: temp file then rename)
+when it finishes, whatever the outcome: when it started and finished, the outcome
+(``completed``, ``stopped`` by the data-quality gate, or ``failed``), the error if any, the
+plan it published and the data-quality gate's result. ``sageserve metrics`` and the metrics
+endpoint read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+OUTCOMES = ("completed", "stopped", "failed")
+
+
+def status_path(outputs: Path | str, flow: str = "hourly-plan") -> Path:
+    return Path(outputs) / "status" / f"{flow}.json"
+
+
+def record_run(
+    outputs: Path | str,
+    *,
+    flow: str,
+    started: datetime,
+    outcome: str,
+    quality: dict[str, Any] | None = None,
+    plan_id: str | None = None,
+    error: str | None = None,
+    finished: datetime | None = None,
+    run_id: str | None = None,
+) -> Path:
+    """Write the run's status file (mode 0644) and return its path."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+    doc = {
+        "flow": flow,
+        "run_id": run_id,
+        "started": _utc(started).isoformat(),
+        "finished": _utc(finished or datetime.now(UTC)).isoformat(),
+        "outcome": outcome,
+        "error": error,
+        "plan_id": plan_id,
+        "quality": quality,
+    }
+    path = status_path(outputs, flow)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=1, default=str)
+    Path(tmp).chmod(0o644)
+    Path(tmp).replace(path)
+    return path
+
+
+def read_run(outputs: Path | str, flow: str = "hourly-plan") -> dict[str, Any] | None:
+    """The last recorded run of ``flow``, or None when it never ran here."""
+    path = status_path(outputs, flow)
+    if not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
