@@ -196,8 +196,14 @@ def make_hourly_plan(
 
 
 @task(name="apply-plan", retries=2, retry_delay_seconds=[10, 60], timeout_seconds=300)
-def apply_plan(plan: Any, folder: str, webhook_url: str | None, dry_run: bool) -> dict[str, Any]:
-    executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run)
+def apply_plan(
+    plan: Any,
+    folder: str,
+    webhook_url: str | None,
+    dry_run: bool,
+    router: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run, router=router)
     state = executor.apply(plan)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
@@ -354,7 +360,13 @@ def hourly_plan(
         horizon = cfg.planner.horizon_h + 1
         fanout_flow(dask_address)(config_path, warehouse, stamp, horizon)
         planned = make_hourly_plan(config_path, warehouse, stamp, str(root / "plans"))
-        applied = apply_plan(planned["plan"], str(root / "executor"), webhook_url, dry_run)
+        applied = apply_plan(
+            planned["plan"],
+            str(root / "executor"),
+            webhook_url,
+            dry_run,
+            cfg.routing.model_dump(),
+        )
         report = plan_report(config_path, warehouse, planned["plan"], str(root))
     plan = planned["plan"]
     create_markdown_artifact(

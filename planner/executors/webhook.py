@@ -58,6 +58,7 @@ class WebhookExecutor:
     dry_run: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
+    router: dict[str, Any] | None = None  # the config's routing section (instance router)
 
     def last_applied(self, region: str) -> dict[str, Any] | None:
         return self._last("applied", region)
@@ -70,7 +71,7 @@ class WebhookExecutor:
         return loaded
 
     def apply(self, plan: Plan) -> AppliedState:
-        docs = desired_states(plan)
+        docs = desired_states(plan, router=self.router)
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
         if not self.url:

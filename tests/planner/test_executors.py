@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from planner.config.models import RoutingSettings
 from planner.executors import SimulatedExecutor, WebhookError, WebhookExecutor, desired_states
 from planner.executors.protocol import diff
 from planner.ilp.plan import Plan
@@ -213,3 +214,20 @@ def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan])
     partial = slow.apply(plans[1])
     assert partial.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
     assert any("a: m on v8 short of the plan" in n for n in partial.notes)
+
+
+def test_desired_state_carries_the_configured_instance_router(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    router = RoutingSettings(router="learned", artifact="learned-router").model_dump()
+    with Target([200, 200]) as target:
+        WebhookExecutor(tmp_path, target.url, backoff_s=0.01, router=router).apply(plans[0])
+        sent = list(target.applied.values())
+    assert sent and all(
+        doc["instance_router"]
+        == {"router": "learned", "artifact": "learned-router", "epoch_s": 0.25}
+        for doc in sent
+    )
+    assert all(problems(doc) == [] for doc in sent)
+    assert problems({**sent[0], "instance_router": {**router, "router": "random"}})
+    assert "instance_router" not in desired_states(plans[0])["a"]
