@@ -8,8 +8,9 @@ From the warehouse (``sql/routing/*.sql``):
 * the length predictor: fitted on a subsample of the model's rows (every region) *before* the
   evaluation log's first arrival, scored on the evaluation rows (never trained on);
 * the learned router's training traces: ``train_traces`` windows of the same pool's rows before
-  the evaluation log, stretched to the same load. The policy is saved as
-  ``<outputs>/routers/<artifact>.json`` and loaded by name when its training hash matches.
+  the evaluation log, stretched to the same load, and one more window for validation. The
+  policy is saved as ``<outputs>/routers/<artifact>.json`` and loaded by name when its training
+  hash matches.
 """
 
 from __future__ import annotations
@@ -144,11 +145,12 @@ def run_routing(
         end=last + pd.Timedelta(milliseconds=1),
         keep_every=1,
     ).df()
-    need = spec.requests + spec.train_traces * spec.train_requests
+    need = spec.requests + (spec.train_traces + 1) * spec.train_requests
     if len(rows) < need:
         raise ValueError(
             f"pool {region}/{model} has {len(rows)} request rows; the scenario needs {need} "
-            f"({spec.requests} evaluated + {spec.train_traces} × {spec.train_requests} training)"
+            f"({spec.requests} evaluated + {spec.train_traces + 1} × {spec.train_requests} "
+            "training and validation)"
         )
     evaluation = rows.iloc[-spec.requests :].reset_index(drop=True)
     eval_start: datetime = evaluation["arrival_time"].iloc[0]
@@ -173,12 +175,13 @@ def run_routing(
 
     traces = []
     before = rows[rows["arrival_time"] < eval_start].reset_index(drop=True)
-    step = max(len(before) // spec.train_traces, spec.train_requests)
-    for k in range(spec.train_traces):
+    step = max(len(before) // (spec.train_traces + 1), spec.train_requests)
+    for k in range(spec.train_traces + 1):
         w = before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
         traces.append(learn_router.Trace(_requests(w, prof, spec), predictor.expected_output(w)))
     settings = learn_router.SearchSettings(seed=spec.seed)
-    wanted = learn_router.train_hash(traces, prof, spec.instances, settings)
+    traces, validation = traces[:-1], traces[-1:]
+    wanted = learn_router.train_hash(traces + validation, prof, spec.instances, settings)
     path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
     policy = None
     if path.exists() and not spec.retrain:
@@ -192,7 +195,7 @@ def run_routing(
             )
             policy = None
     if policy is None:
-        policy = learn_router.learn(traces, prof, spec.instances, mean_out, settings)
+        policy = learn_router.learn(traces, prof, spec.instances, mean_out, settings, validation)
         learn_router.save(policy, path)
         log.info("saved %s", path)
 
@@ -227,6 +230,9 @@ def run_routing(
             "weights": dict(zip(policy.features, policy.weights, strict=True)),
             "train_mean_e2e_s": policy.train_mean_e2e_s,
             "heuristic_train_mean_e2e_s": policy.heuristic_train_mean_e2e_s,
+            "validation_mean_e2e_s": policy.validation_mean_e2e_s,
+            "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
+            "kept_heuristic": policy.kept_heuristic,
         },
         results,
     )

@@ -9,8 +9,11 @@ Learning is direct policy search (the cross-entropy method) with the heuristic a
    through the iteration-level serving model on the training traces (windows of the log
    disjoint from the evaluation window) and scores it by mean end-to-end latency;
 3. μ moves to the mean of the ``elite`` best, σ shrinks by ``shrink``; the heuristic and every
-   evaluated candidate stay in the running, so the returned policy is never worse than the
-   heuristic on the training traces.
+   evaluated candidate stay in the running, so the search's best is never worse than the
+   heuristic on the training traces;
+4. the best is kept only if it also beats the heuristic on ``validation`` traces (windows used
+   neither for training nor for evaluation); otherwise the policy *is* the heuristic's weights
+   (``kept_heuristic``): an improvement that does not generalise is not shipped.
 
 The result is saved as a versioned JSON artifact (:func:`save` / :func:`load`) carrying the
 weights, the feature names, the seed, the search settings and a hash of everything it was
@@ -67,6 +70,9 @@ class LearnedPolicy:
     train_mean_e2e_s: float
     heuristic_train_mean_e2e_s: float
     config_hash: str
+    validation_mean_e2e_s: float | None = None
+    heuristic_validation_mean_e2e_s: float | None = None
+    kept_heuristic: bool = False
     version: int = ARTIFACT_VERSION
 
     def router(
@@ -129,6 +135,7 @@ def learn(
     instances: int,
     mean_output: float,
     settings: SearchSettings | None = None,
+    validation: list[Trace] | None = None,
 ) -> LearnedPolicy:
     """Cross-entropy policy search from the heuristic (module docstring). Traces must be sorted
     by arrival."""
@@ -158,6 +165,22 @@ def learn(
             base,
             time.perf_counter() - started,
         )
+    val: float | None = None
+    val_base: float | None = None
+    kept = False
+    if validation:
+        val_base = mean_e2e(
+            HEURISTIC_WEIGHTS, validation, profile, instances, mean_output, s.epoch_s
+        )
+        val = mean_e2e(best_w, validation, profile, instances, mean_output, s.epoch_s)
+        if not val < val_base:
+            kept, best_w = True, HEURISTIC_WEIGHTS.copy()
+        log.info(
+            "validation: %.3f s (heuristic %.3f s)%s",
+            val,
+            val_base,
+            ", keeping the heuristic" if kept else "",
+        )
     return LearnedPolicy(
         [float(x) for x in best_w],
         list(FEATURES),
@@ -165,7 +188,10 @@ def learn(
         s,
         best,
         base,
-        train_hash(traces, profile, instances, s),
+        train_hash([*traces, *(validation or [])], profile, instances, s),
+        val,
+        val_base,
+        kept,
     )
 
 

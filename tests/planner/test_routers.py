@@ -13,6 +13,7 @@ from planner.sim import learn_router, length
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.profile import InstanceProfile
 from planner.sim.routers import (
+    HEURISTIC_WEIGHTS,
     JoinShortestQueue,
     LeastTokens,
     LinearMix,
@@ -185,3 +186,17 @@ def test_artifact_of_another_version_is_refused(tmp_path: Path) -> None:
         learn_router.load(p)
     with pytest.raises(FileNotFoundError, match="train it first"):
         learn_router.load(tmp_path / "missing.json")
+
+
+def test_an_improvement_that_fails_validation_ships_the_heuristic() -> None:
+    """Validated on its own training traces, the search's best is kept exactly when it beat the
+    heuristic there; otherwise the policy is the heuristic's weights."""
+    prof = toy(max_batch=8, kv_tokens=20_000)
+    s = learn_router.SearchSettings(rounds=2, population=4, elite=2, seed=3)
+    tr = _traces(0)
+    p = learn_router.learn(tr, prof, 3, 100.0, s, validation=tr)
+    improved = p.train_mean_e2e_s < p.heuristic_train_mean_e2e_s
+    assert p.heuristic_validation_mean_e2e_s == pytest.approx(p.heuristic_train_mean_e2e_s)
+    assert p.validation_mean_e2e_s == pytest.approx(p.train_mean_e2e_s)
+    assert p.kept_heuristic is (not improved)
+    assert (p.weights == list(HEURISTIC_WEIGHTS)) is (not improved)
