@@ -1,9 +1,18 @@
-"""Forecast accuracy on ServeGen-derived logs (the real-traffic test bed): 10 days of both
-ServeGen language models (m-mid → llama3.1-8b, m-large → llama2-70b) turned into request rows,
-ingested, and the daily selection run at the end. Prints the deployed choice vs seasonal naive
-per metric (origins every day, strictly out of sample; choices from earlier folds only).
+"""Forecast accuracy on ServeGen-derived logs (the real-traffic test bed), per metric and lead.
 
-    .venv/bin/python bench/forecast_accuracy.py [--scale 0.002] [--seed 7] [--json]
+Each log is 10 days of one ServeGen client population turned into request rows, ingested, and
+the daily selection run at its end; the deployed choice (chosen at each origin from earlier
+folds only, strictly out of sample) is scored per metric at leads 1, 6 and 24 h and pooled over
+leads 1-24: MASE against seasonal naive at 24 h and 168 h, scaled pinball loss, 95 % band
+coverage, and the number of daily origins each figure rests on.
+
+Tuning and reporting use different clients: the forecasters are tuned on m-mid
+(``--logs m-mid:7``); the report logs are m-large with two seeds (different clients pinned to
+different regions and tiers). ``--candidates`` runs the selection again with another candidate
+list on the same log, side by side (for the before/after of a new candidate).
+
+    .venv/bin/python bench/forecast_accuracy.py [--logs m-large:7,m-large:11] [--scale 0.002]
+        [--candidates default,default+gbm] [--json]
 """
 
 from __future__ import annotations
@@ -15,88 +24,259 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVEGEN = ROOT.parent / "shared" / "data" / "servegen" / "language"
+MODEL_OF = {"m-mid": "llama3.1-8b", "m-large": "llama2-70b"}
 
 
-def build(workdir: Path, scale: float, seed: int) -> Path:
+def build(
+    workdir: Path, scale: float, seed: int, sources: tuple[str, ...] = ("m-mid", "m-large")
+) -> Path:
     sageserve = str(Path(sys.executable).with_name("sageserve"))
     logs, wh = workdir / "logs", workdir / "wh.duckdb"
-    subprocess.run(
-        [
-            sageserve,
-            "synth-servegen",
-            "--source",
-            str(SERVEGEN / "m-mid"),
-            "--source",
-            str(SERVEGEN / "m-large"),
-            "--scale",
-            str(scale),
-            "--seed",
-            str(seed),
-            "--out",
-            str(logs),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    args = [sageserve, "synth-servegen"]
+    for src in sources:
+        args += ["--source", str(SERVEGEN / src), "--model", MODEL_OF[src]]
+    args += ["--scale", str(scale), "--seed", str(seed), "--out", str(logs)]
+    subprocess.run(args, check=True, capture_output=True)
     subprocess.run(
         [sageserve, "--warehouse", str(wh), "ingest", str(logs)], check=True, capture_output=True
     )
     return wh
 
 
-def evaluate(wh: Path, workers: int = 2) -> dict[str, object]:
+def evaluate(
+    wh: Path,
+    workers: int = 2,
+    candidates: list[str] | None = None,
+    shifts: tuple[int, ...] = (0,),
+    nowcast: Any = None,
+    champion: str | None = None,
+) -> dict[str, Any]:
+    """The selection at the end of the log (and ``shifts`` hours earlier: origins at other
+    clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
+    of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``)."""
+    import pandas as pd
+
     from flows.forecasting import run_selection
     from flows.warehouse.connection import connect
     from planner.config import load_config
+    from planner.forecast.horizon import deployed_hours, summarize
     from reports.backtest import aggregate
 
     cfg = load_config()
+    update: dict[str, Any] = {}
+    if candidates is not None:
+        update["candidates"] = candidates
+    if champion is not None:
+        update["champion"] = champion
+    if update:
+        cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    rows, walls, origins = [], [], []
+    out: dict[str, Any] = {}
     with connect(wh) as con:
         end = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()[0]
-        started = time.perf_counter()
-        import pandas as pd
-
-        selection = run_selection(con, cfg, pd.Timestamp(end) + pd.Timedelta(hours=1), workers)
-        wall = time.perf_counter() - started
-    out = aggregate(selection)
-    out["selection_s"] = round(wall, 1)
-    out["series"] = len(selection.fitted)
+        for shift in shifts:
+            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
+            started = time.perf_counter()
+            selection = run_selection(con, cfg, as_of, workers)
+            walls.append(time.perf_counter() - started)
+            deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
+            rows.append(with_nowcast(con, deployed, as_of, nowcast))
+            origins += [str(o) for o in sorted(selection.deployed["origin"].unique())]
+            if not out:
+                out = aggregate(selection)
+                out["series"] = len(selection.fitted)
+    pooled = pd.concat(rows, ignore_index=True)
+    out["by_horizon"] = summarize(pooled, LEADS)
+    out["rows"] = pooled
+    out["selection_s"] = round(walls[0], 1)
+    out["deployed_origins"] = sorted(origins)
+    out["candidates_run"] = list(cfg.forecast.candidates)
+    out["champion"] = cfg.forecast.champion
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=0.002)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate(build(Path(tmp), args.scale, args.seed))
-    if args.json:
-        print(json.dumps(result, indent=2, default=str))
-        return
+LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
+
+
+def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
+    """Add ``offset``, ``reading`` (the first minutes of each origin's hour, what the hourly
+    job has seen when it plans) and ``nowcast_err`` (the deployed forecast corrected by it)."""
+    import numpy as np
+    import pandas as pd
+
+    from flows.forecasting import load_demand
+    from flows.warehouse.sqlfiles import run
+    from planner.forecast.calibration import OFFSET_SHARE
+    from planner.forecast.nowcast import NowcastParams, apply_rows, partial_values
+    from planner.forecast.series import build_panel
+
+    if rows.empty:
+        return rows
+    params = params or NowcastParams()
+    origins = sorted(rows["origin"].unique())
+    observed = build_panel(load_demand(con, as_of, 28 * 24), as_of).observed
+    level = observed.rolling(168, min_periods=1).mean().shift(1)
+    key = pd.MultiIndex.from_frame(rows[["origin", "series"]])
+    stacked = level.stack(future_stack=True)
+    rows = rows.copy()
+    rows["offset"] = np.maximum(OFFSET_SHARE * stacked.reindex(key).to_numpy(dtype=float), 1e-6)
+    partial = run(
+        con,
+        "forecast/partial_hours",
+        since=pd.Timestamp(origins[0]),
+        until=pd.Timestamp(origins[-1]) + pd.Timedelta(hours=1),
+        minutes=params.minutes,
+    ).df()
+    wide = partial_values(partial, params.minutes)
+    readings = wide.stack(future_stack=True).swaplevel()
+    readings.index.names = ["series", "origin"]
+    rows["reading"] = readings.reindex(
+        pd.MultiIndex.from_frame(rows[["series", "origin"]])
+    ).to_numpy(dtype=float)
+    rows["nowcast_err"] = (
+        np.abs(rows["actual"] - apply_rows(rows, readings, params)) / rows["scale"]
+    )
+    return rows
+
+
+def tune_nowcast(rows: Any) -> Any:
+    """Grid search of the nowcast's weight per metric and decay on pooled 1-24 MASE (run on
+    the tuning log only)."""
+    import numpy as np
+    import pandas as pd
+
+    from planner.forecast.nowcast import NowcastParams, apply_rows, correction
+
+    metric = rows["series"].str.rsplit("|", n=1).str[1]
+    readings = rows[rows["h"] == 1].set_index(["series", "origin"])["reading"]
+    bias = {}
+    for m in sorted(metric.unique()):
+        first = rows[(rows["h"] == 1) & (metric == m)]
+        r0 = correction(
+            first["point"].to_numpy(),
+            first["reading"].to_numpy(),
+            first["offset"].to_numpy(),
+            m,
+            NowcastParams(bias={}),
+        )
+        bias[m] = round(float(np.median(r0)), 3)
+    best: dict[str, tuple[float, float, float]] = {}
+    for decay in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        for w in np.round(np.arange(0.0, 1.01, 0.1), 2):
+            p = NowcastParams(
+                weight={m: float(w) for m in bias}, bias=bias, decay={m: decay for m in bias}
+            )
+            err = np.abs(rows["actual"] - apply_rows(rows, readings, p)) / rows["scale"]
+            for m, e in pd.Series(err.to_numpy(), index=metric.to_numpy()).groupby(level=0):
+                score = float(e.mean())
+                if m not in best or score < best[m][0]:
+                    best[m] = (score, float(w), decay)
+    return {"bias": bias, "best (mase, weight, decay)": best}
+
+
+def _candidates(spec: str) -> list[str] | None:
+    from planner.config import load_config
+
+    default = list(load_config().forecast.candidates)
+    if spec == "default":
+        return None
+    names = spec.split("+")
+    out = default if names[0] == "default" else [names[0]]
+    return out + [n for n in names[1:] if n not in out]
+
+
+def print_table(label: str, result: dict[str, Any]) -> None:
+    scored = result["deployed_origins"]
+    hours = sorted({o[11:16] for o in scored})
     print(
-        f"ServeGen-derived logs (scale {args.scale}, seed {args.seed}): {result['series']} "
-        f"series, {len(result['origins'])} daily origins, selection {result['selection_s']} s"
+        f"\n== {label}: {result['series']} series; per-lead figures rest on {len(scored)} "
+        f"origins ({scored[0]} .. {scored[-1]}, at {', '.join(hours)} UTC), each scored with "
+        f"the choice made from earlier folds only; selection {result['selection_s']} s; "
+        f"candidates {result['candidates_run']}, champion {result['champion']}"
     )
     print(
-        f"{'metric':16s} {'folds':>6s} {'MASE':>7s} {'snaive24':>9s} {'better':>7s} "
-        f"{'95% band':>9s} {'<= p95':>7s}"
+        f"{'metric':16s} {'lead':>5s} {'points':>6s} {'orig':>4s} {'MASE':>6s} {'sn24':>6s} "
+        f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s}"
     )
-    for name, s in [*result["by_metric"].items(), ("all", result["overall"])]:
+    for metric, leads in result["by_horizon"].items():
+        for lead, s in leads.items():
+            if not s:
+                continue
+            print(
+                f"{metric:16s} {lead:>5s} {s['points']:6.0f} {s['origins']:4.0f} "
+                f"{s['mase']:6.3f} {s['snaive24_mase']:6.3f} "
+                f"{s['improvement_vs_snaive24']:8.1%} {s.get('snaive168_mase', float('nan')):6.3f} "
+                f"{s.get('improvement_vs_snaive168', float('nan')):8.1%} "
+                f"{s['scaled_pinball']:7.3f} {s['band95_coverage']:8.1%}"
+            )
+    print("nowcast (forecast made 40 minutes into the origin's hour, the minutes so far read):")
+    for metric, leads in result["by_horizon"].items():
         print(
-            f"{name:16s} {s['folds']:6.0f} {s['mase']:7.3f} {s['snaive24_mase']:9.3f} "
-            f"{s['improvement_vs_snaive24']:7.1%} {s['band95_coverage']:9.1%} "
-            f"{s['p95_coverage']:7.1%}"
+            f"  {metric:16s} "
+            + "  ".join(
+                f"lead {k}: {s.get('nowcast_mase', float('nan')):.3f} "
+                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%})"
+                for k, s in leads.items()
+                if s
+            )
         )
     print(
-        "candidates (mean fold MASE):",
-        {k: v["mase"] for k, v in sorted(result["candidates"].items())},
+        "overall (unshifted run, fold means, as `sageserve backtest`):",
+        {k: round(v, 4) for k, v in result["overall"].items()},
     )
-    print("chosen:", result["chosen"])
+    print("chosen:", result.get("chosen"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--logs", default="m-large:7,m-large:11", help="source:seed,...")
+    parser.add_argument("--scale", type=float, default=0.002)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--candidates",
+        default="default",
+        help="comma-separated runs; each 'default', 'default+gbm' or 'a+b+c'",
+    )
+    parser.add_argument(
+        "--shifts",
+        default="0,6,12,18",
+        help="selections this many hours before the log's end (origins at other clock hours)",
+    )
+    parser.add_argument(
+        "--tune-nowcast", action="store_true", help="grid-search the nowcast on these logs"
+    )
+    parser.add_argument("--champion", help="the selection's default forecaster")
+    parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    shifts = tuple(int(x) for x in args.shifts.split(","))
+    results: dict[str, Any] = {}
+    for log_spec in args.logs.split(","):
+        source, seed = log_spec.split(":")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(args.keep) / f"{source}-{seed}" if args.keep else Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            wh = folder / "wh.duckdb"
+            if not wh.exists():
+                wh = build(folder, args.scale, int(seed), (source,))
+            for cand in args.candidates.split(","):
+                label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
+                results[label] = evaluate(
+                    wh, args.workers, _candidates(cand), shifts, champion=args.champion
+                )
+                if args.tune_nowcast:
+                    print(label, tune_nowcast(results[label]["rows"]))
+                if not args.json:
+                    print_table(label, results[label])
+                    sys.stdout.flush()
+    if args.json:
+        for r in results.values():
+            r.pop("rows", None)
+        print(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from flows.planning import planning_data
+from flows.policy_names import POLICIES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.ilp.data import state_from_config
@@ -38,7 +39,7 @@ from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.sweep import references
 
 log = logging.getLogger(__name__)
-POLICIES = ("reactive", "siloed", "lt-i", "lt-u", "lt-ua", "oracle")
+
 PLAN_LEAD_MIN = 20
 
 

@@ -18,7 +18,9 @@ import pandas as pd
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.forecast import FittedSeries
+from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
+from planner.forecast.gbm import NAME as GBM
+from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
     ChunkSelection,
     ChunkTask,
@@ -68,14 +70,30 @@ def load_demand(con: duckdb.DuckDBPyConnection, as_of: datetime, history_h: int)
     return run(con, "forecast/demand_history", since=since, as_of=as_of).df()
 
 
+def no_demand_message(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, history_h: int) -> str:
+    """Why there is nothing to forecast from: an empty mart, or data outside the window."""
+    first, last = run(con, "marts/demand_span").fetchone() or (None, None)
+    if last is None:
+        return f"no demand in the warehouse before {as_of}: ingest request logs first"
+    return (
+        f"no demand in the {history_h} h before {as_of}: the demand mart holds "
+        f"{first:%Y-%m-%dT%H:%M} .. {last:%Y-%m-%dT%H:%M}; choose a time within or just "
+        "after it (or ingest newer logs)"
+    )
+
+
 def process_mapper(
-    workers: int, on_done: Callable[[str], None] | None = None
+    workers: int,
+    on_done: Callable[[str], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Callable[[Callable[[ChunkTask], ChunkSelection], list[ChunkTask]], list[ChunkSelection]]:
     """Run chunks in a process pool, largest first (so the workers finish together)."""
 
     def mapper(
         fn: Callable[[ChunkTask], ChunkSelection], tasks: list[ChunkTask]
     ) -> list[ChunkSelection]:
+        if on_total:
+            on_total(len(tasks))
         if workers <= 1 or len(tasks) <= 1:
             out = []
             for task in tasks:
@@ -104,6 +122,7 @@ def run_selection(
     as_of: datetime,
     workers: int | None = None,
     on_done: Callable[[str], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Selection:
     """The daily selection at ``as_of``, stored (replacing an earlier run at the same time)."""
     settings = settings_from_config(cfg)
@@ -113,8 +132,8 @@ def run_selection(
     as_of_ts = as_of_ts.floor("h")
     demand = load_demand(con, as_of_ts, settings.history_h)
     if demand.empty:
-        raise ValueError(f"no demand before {as_of_ts}: ingest request logs first")
-    mapper = process_mapper(workers or cfg.forecast.workers, on_done)
+        raise ValueError(no_demand_message(con, as_of_ts, settings.history_h))
+    mapper = process_mapper(workers or cfg.forecast.workers, on_done, on_total)
     selection = select_models(demand, as_of_ts, settings, mapper)
     store_selection(con, selection)
     return selection
@@ -199,20 +218,43 @@ def fold_rows(selection: Selection) -> pd.DataFrame:
     )
 
 
+SHARED_PREFIX = "_shared|"  # a model shared by many series, stored once per selection
+
+
 def model_rows(selection: Selection) -> pd.DataFrame:
-    rows = [
-        {
-            "selected_at": selection.as_of,
-            "series": fs.series,
-            "forecaster": fs.forecaster,
-            "train_start": fs.train_start,
-            "train_end": fs.train_end,
-            "fallback": fs.fallback,
-            "reason": fs.reason,
-            "payload": pickle.dumps(fs, protocol=pickle.HIGHEST_PROTOCOL),
-        }
-        for fs in selection.fitted.values()
-    ]
+    """One row per series (its FittedSeries pickled), and one row per shared global model:
+    series that use it are stored without it and re-linked on load."""
+    rows = []
+    shared: dict[str, object] = {}
+    for fs in selection.fitted.values():
+        stored, model = detach_shared(fs)
+        if model is not None:
+            shared[GBM] = model
+        rows.append(
+            {
+                "selected_at": selection.as_of,
+                "series": fs.series,
+                "forecaster": fs.forecaster,
+                "train_start": fs.train_start,
+                "train_end": fs.train_end,
+                "fallback": fs.fallback,
+                "reason": fs.reason,
+                "payload": pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+        )
+    for name, one in shared.items():
+        rows.append(
+            {
+                "selected_at": selection.as_of,
+                "series": SHARED_PREFIX + name,
+                "forecaster": name,
+                "train_start": None,
+                "train_end": None,
+                "fallback": None,
+                "reason": "global model shared by the series that chose it",
+                "payload": pickle.dumps(one, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -224,12 +266,20 @@ def load_models(
     if not row or row[0] is None:
         return None, {}
     selected_at = pd.Timestamp(row[0])
-    models = {
+    loaded = {
         series: pickle.loads(payload)
         for series, payload in run(
             con, "forecast/models_of_selection", selected_at=selected_at
         ).fetchall()
     }
+    shared: dict[str, Any] = {
+        k[len(SHARED_PREFIX) :]: v for k, v in loaded.items() if k.startswith(SHARED_PREFIX)
+    }
+    models: dict[str, FittedSeries] = {}
+    for series, fs in loaded.items():
+        if series.startswith(SHARED_PREFIX):
+            continue
+        models[series] = attach_shared(fs, shared.get(GBM))
     return selected_at, models
 
 
@@ -245,8 +295,9 @@ def run_forecast(
     settings = settings_from_config(cfg)
     if horizon:
         settings = replace(settings, horizon=horizon)
-    origin = pd.Timestamp(as_of)
-    origin = (origin.tz_convert("UTC").tz_localize(None) if origin.tzinfo else origin).floor("h")
+    moment = pd.Timestamp(as_of)
+    moment = moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+    origin = moment.floor("h")
     selected_at, models = load_models(con, origin)
     info: dict[str, Any] = {"origin": origin}
     if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
@@ -256,10 +307,37 @@ def run_forecast(
         info["selection_ran"] = True
     info["selected_at"] = selected_at
     demand = load_demand(con, origin, settings.history_h)
-    frame = forecast(demand, models, origin, settings, timezones(cfg))
+    readings = minutes_so_far(con, origin, moment)
+    info["nowcast_minutes"] = int((moment - origin).total_seconds() // 60) if readings else 0
+    frame = forecast(demand, models, origin, settings, timezones(cfg), readings)
     stored = store_forecasts(con, frame, selected_at)
     info["rows"] = len(stored)
     return stored, info
+
+
+NOWCAST_MIN_MINUTES = 10  # fewer minutes read too noisily to correct a forecast
+
+
+def minutes_so_far(
+    con: duckdb.DuckDBPyConnection, origin: pd.Timestamp, moment: pd.Timestamp
+) -> dict[str, float] | None:
+    """The hour in progress read from its minutes in [origin, moment), per series; None when
+    fewer than ``NOWCAST_MIN_MINUTES`` have passed or nothing arrived."""
+    minutes = int((moment - origin).total_seconds() // 60)
+    if minutes < NOWCAST_MIN_MINUTES:
+        return None
+    partial = run(
+        con,
+        "forecast/partial_hours",
+        since=origin,
+        until=origin + pd.Timedelta(hours=1),
+        minutes=minutes,
+    ).df()
+    wide = partial_values(partial, minutes)
+    if wide.empty or origin not in wide.index:
+        return None
+    row = wide.loc[origin]
+    return {str(k): float(v) for k, v in row.items() if pd.notna(v)}
 
 
 def store_forecasts(

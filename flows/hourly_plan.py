@@ -30,6 +30,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run as flow_run_runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.clock import run_time
+from flows.execute import apply_plan as deliver
 from flows.forecasting import (
     load_demand,
     load_models,
@@ -44,9 +46,9 @@ from flows.run_status import read_run, record_run
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
-from planner.executors import WebhookExecutor
 from planner.forecast.pipeline import forecast
 from planner.forecast.series import SeriesKey
+from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,8 @@ def _now(as_of: str | None) -> pd.Timestamp:
 
 
 def _cfg(config_path: str | None) -> FleetConfig:
-    return load_config(config_path)
+    """The run's config: the given file, else SAGESERVE_CONFIG, else the default one."""
+    return load_config(config_path or os.environ.get("SAGESERVE_CONFIG") or None)
 
 
 def _warehouse(cfg: FleetConfig, warehouse: str | None) -> str:
@@ -195,21 +198,36 @@ def make_hourly_plan(
     }
 
 
-@task(name="apply-plan", retries=2, retry_delay_seconds=[10, 60], timeout_seconds=300)
+@task(name="apply-plan", timeout_seconds=300)
 def apply_plan(
+    config_path: str | None,
+    warehouse: str | None,
     plan: Any,
     folder: str,
     webhook_url: str | None,
     dry_run: bool,
-    router: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    executor = WebhookExecutor(Path(folder), webhook_url, dry_run=dry_run, router=router)
-    state = executor.apply(plan)
+    """Hand the plan's first hour to the config's executor target (``webhook_url`` overrides
+    its URL) and record what it accepted. No task retries: the executor retries each region's
+    delivery itself, and tries every region."""
+    cfg = _cfg(config_path)
+    with connect(_warehouse(cfg, warehouse)) as con:
+        state = deliver(con, cfg, plan, Path(folder), dry_run=dry_run, url=webhook_url)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
 
 @task(name="plan-report")
-def plan_report(config_path: str | None, warehouse: str | None, plan: Any, out: str) -> str:
+def plan_report(
+    config_path: str | None,
+    warehouse: str | None,
+    plan: Any,
+    out: str,
+    quality: dict[str, Any] | None = None,
+    versus: pd.DataFrame | None = None,
+) -> dict[str, Any]:
+    """The plan's operator page (reports/<hour>/report.html) and the view it shows, which
+    the run's artifact renders too (the same numbers)."""
+    from flows.operator_view import operator_view
     from reports.plan_report import write_plan_report
 
     cfg = _cfg(config_path)
@@ -221,57 +239,24 @@ def plan_report(config_path: str | None, warehouse: str | None, plan: Any, out: 
             end=plan.start,
         ).df()
         forecasts = run(con, "plans/forecasts_at", origin=plan.forecast_origin).df()
+        view = operator_view(con, cfg, plan, quality=quality, verified=True, versus=versus)
     folder = Path(out) / "reports" / f"{plan.start:%Y%m%dT%H%M}"
-    return str(write_plan_report(plan, recent, forecasts, folder))
+    path = write_plan_report(view, plan, recent, forecasts, folder)
+    return {"path": str(path), "view": view}
 
 
 def _markdown(
-    quality: dict[str, Any], policy: str, planned: dict[str, Any], applied: dict[str, Any]
+    view: Any, page: str, quality: dict[str, Any], policy: str, applied: dict[str, Any]
 ) -> str:
-    from reports.evaluation import markdown_table
+    from reports.operator import to_markdown
 
-    s = planned["summary"]
-    plan = planned["plan"]
-    first = plan.vms[plan.vms["hour"] == plan.start]
-    gap = s["gap_text"]
-    actions = plan.actions[plan.actions["hour"] == plan.start][
-        ["kind", "region", "vm_type", "model", "count", "start_by", "ready_at"]
-    ]
-    unmet = plan.unmet.groupby("tier")["tokens_per_s"].sum()
-    if quality["success"]:
-        gate = "passed"
-    else:
+    lines = [to_markdown(view, page), ""]
+    if not quality["success"]:
         effect = "planning stopped" if policy == "stop" else "planning went ahead (warn)"
-        gate = f"**FAILED**, {effect}"
-    lines = [
-        f"# Plan {s['plan_id']} for {s['hours']} h from {s['start']}",
-        "",
-        f"- data quality: {gate}; {quality['checked']} expectations on {quality['rows']:,} "
-        f"request rows of {quality['hour']}",
-        *[f"  - {f}" for f in quality["failed"]],
-        f"- cost over the horizon: ${s['total_cost']:,.0f}; VM-hours {s['vm_hours']:,.0f}",
-        f"- solver: SCIP {s['scip_version']} {s['status']}, gap {gap}, "
-        f"{s['solve_seconds']:.1f} s" + (" (GREEDY FALLBACK)" if s["fallback"] else ""),
-        "- SLA risk: "
-        + (
-            "none (no unmet demand planned)"
-            if unmet.empty
-            else ", ".join(f"{t}: {v:,.0f} tokens/s unmet" for t, v in unmet.items())
-        ),
-        f"- executor: {len(applied['changes'])} changes across {len(applied['regions'])} regions",
-        "",
-        "## Demand in the last hour vs forecast (mean tokens/s)",
-        "",
-        markdown_table(planned["versus"]) if not planned["versus"].empty else "(no data)",
-        "",
-        "## VMs in the first hour",
-        "",
-        markdown_table(first[["region", "vm_type", "on_demand", "spot"]]),
-        "",
-        "## Actions for the first hour",
-        "",
-        markdown_table(actions) if not actions.empty else "(none)",
-    ]
+        lines += [f"Data-quality gate FAILED, {effect}:", *[f"- {f}" for f in quality["failed"]]]
+    lines.append(
+        f"executor: {len(applied['changes'])} changes across {len(applied['regions'])} regions"
+    )
     return "\n".join(lines)
 
 
@@ -306,7 +291,7 @@ def _record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     on_crashed=[_record_failure],
 )
 def hourly_plan(
-    inbox: str = ".sageserve/inbox",
+    inbox: str | None = None,
     config_path: str | None = None,
     warehouse: str | None = None,
     out: str | None = None,
@@ -318,25 +303,35 @@ def hourly_plan(
 ) -> dict[str, Any]:
     """One hourly planning run. ``on_quality_failure``: 'stop' fails the run before planning
     when an expectation fails (the last good plan stays published); 'warn' plans anyway and
-    says so in the run's artifact. ``as_of`` defaults to now (UTC). ``dask_address`` (or
-    SAGESERVE_DASK_ADDRESS): run the forecast fan-out on that Dask scheduler."""
+    says so in the run's artifact. ``as_of`` defaults to the config's clock at the run's
+    scheduled start (the wall clock in production, the replay clock in the demo).
+    ``dask_address`` (or SAGESERVE_DASK_ADDRESS): run the forecast fan-out on that Dask
+    scheduler."""
     if on_quality_failure not in ("stop", "warn"):
         raise ValueError(f"on_quality_failure must be 'stop' or 'warn', got {on_quality_failure!r}")
     logger = get_run_logger()
     started = datetime.now(UTC)
     run_id = str(flow_run_runtime.id)
     cfg = _cfg(config_path)
-    stamp = _now(as_of).isoformat()
+    stamp = run_time(cfg, as_of).isoformat()
     root = Path(out or cfg.paths.outputs)
+    inbox = inbox or cfg.clock.inbox
+    if cfg.clock.kind == "replay" and as_of is None:
+        from flows.clock import clock_for
+        from flows.feed import wait_for_feed
+
+        wait_for_feed(cfg, pd.Timestamp(stamp), max(30.0, clock_for(cfg).real_seconds(20 * 60)))
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
         ingest = ingest_folder(inbox, config_path, warehouse) if Path(inbox).exists() else None
         files = (ingest or {}).get("files", [])
         quality = check_quality(config_path, warehouse, stamp, files, str(root / "data_docs"))
         if quality["docs_index"]:
             create_link_artifact(
-                f"file://{Path(quality['docs_index']).resolve()}",
+                page_url(Path(quality["docs_index"]), root),
                 "Data Docs (Great Expectations)",
                 key="data-docs",
+                description=f"data quality {'passed' if quality['success'] else 'FAILED'}: "
+                f"{quality['checked']} expectations on {quality['rows']:,} requests",
             )
         if not quality["success"] and on_quality_failure == "stop":
             create_markdown_artifact(
@@ -361,28 +356,34 @@ def hourly_plan(
         fanout_flow(dask_address)(config_path, warehouse, stamp, horizon)
         planned = make_hourly_plan(config_path, warehouse, stamp, str(root / "plans"))
         applied = apply_plan(
-            planned["plan"],
-            str(root / "executor"),
-            webhook_url,
-            dry_run,
-            cfg.routing.model_dump(),
+            config_path, warehouse, planned["plan"], str(root / "executor"), webhook_url, dry_run
         )
-        report = plan_report(config_path, warehouse, planned["plan"], str(root))
+        report = plan_report(
+            config_path, warehouse, planned["plan"], str(root), quality, planned["versus"]
+        )
     plan = planned["plan"]
+    view = report["view"]
+    page = page_url(Path(report["path"]), root)
     create_markdown_artifact(
-        _markdown(quality, on_quality_failure, planned, applied), key="hourly-plan"
+        _markdown(view, page, quality, on_quality_failure, applied),
+        key="hourly-plan",
+        description=view.headline_text(),
     )
     first = plan.instances[plan.instances["hour"] == plan.start]
     create_table_artifact(
         first[["region", "model", "vm_type", "on_demand", "spot"]].to_dict(orient="records"),
         key="plan-instances",
-        description=f"instances in {plan.start} of plan {plan.plan_id}",
+        description=f"instances in {plan.start:%Y-%m-%d %H:%M} UTC of plan {plan.plan_id}: "
+        + view.headline_text(),
     )
+    create_link_artifact(page, "operator page", key="plan-report", description=view.headline_text())
     if planned["export_path"]:
         create_link_artifact(
-            f"file://{Path(planned['export_path']).resolve()}", "plan files", key="plan-files"
+            page_url(Path(planned["export_path"]), root) + "/",
+            "plan files",
+            key="plan-files",
+            description=f"Parquet, CSV (with COLUMNS.md) and JSON of plan {plan.plan_id}",
         )
-    create_link_artifact(f"file://{Path(report).resolve()}", "plan report", key="plan-report")
     logger.info("plan %s published to %s", plan.plan_id, planned["export_path"])
     record_run(
         root,
@@ -396,7 +397,8 @@ def hourly_plan(
     return {
         "plan_id": plan.plan_id,
         "export_path": planned["export_path"],
-        "report": report,
+        "report": report["path"],
+        "page": page,
         "quality": {k: v for k, v in quality.items() if k != "volume_band"},
         "summary": planned["summary"],
     }

@@ -6,6 +6,7 @@ The warehouse path (not a connection) crosses task boundaries so results stay ha
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from planner.config import load_config
 
 @task(name="ingest-folder", retries=2, retry_delay_seconds=[5, 30])
 def ingest_folder(folder: str, config_path: str | None, warehouse: str | None) -> dict[str, Any]:
-    cfg = load_config(config_path)
+    cfg = load_config(config_path or os.environ.get("SAGESERVE_CONFIG") or None)
     now = datetime.now(UTC)
     with connect(warehouse or cfg.paths.warehouse, memory_limit=cfg.warehouse.memory_limit) as con:
         report = ingest_paths(con, [Path(folder)], SourceSpec(), requests_contract(cfg, now), now)

@@ -1,13 +1,18 @@
-"""Planning against the warehouse: forecasts at the plan's origin, the state now and the
-previous plan for a warm start, then the planner; the plan is verified, stored and published.
+"""Planning against the warehouse: forecasts at the plan's origin, the fleet running now and
+the plan in force for a warm start, then the planner; the plan is verified, stored and
+published (warehouse commit first, files after, see flows.publish).
+
+The fleet a plan starts from is what the executor applied (``plan_applications``, newest per
+region before the plan's first hour); for regions never applied, the plan in force for an
+earlier hour; else the configuration. Never the plan being replaced: a rerun of an hour starts
+where the first run started.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +20,17 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from flows.barrier import barrier
 from flows.forecasting import run_forecast
-from flows.publish import export_plan
+from flows.publish import (
+    export_plan,
+    folder_name,
+    published_plan_id,
+    remove_leftovers,
+)
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
+from planner.executors import AppliedState
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
 from planner.ilp.demand import input_shares, planning_demand
 from planner.ilp.plan import Plan, SolverFacts
@@ -74,10 +86,131 @@ def load_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> Plan:
     )
 
 
+def first_hour(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The first hour a plan made at ``as_of`` covers (as_of itself when on the hour)."""
+    return as_of if as_of == as_of.floor("h") else as_of.floor("h") + pd.Timedelta(hours=1)
+
+
 def previous_plan(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> Plan | None:
-    """The newest verified plan made before ``as_of`` that covers the current hour."""
-    row = run(con, "plans/latest_plan_covering", as_of=as_of, hour=as_of.floor("h")).fetchone()
+    """The plan in force now: the newest verified plan made by ``as_of`` for an earlier first
+    hour than the plan being made, covering the current hour (never the plan a rerun of the
+    same hour replaces)."""
+    row = run(
+        con,
+        "plans/latest_plan_covering",
+        as_of=as_of,
+        start=first_hour(as_of),
+        hour=as_of.floor("h"),
+    ).fetchone()
     return load_plan(con, row[0]) if row else None
+
+
+def _documents_state(docs: pd.DataFrame) -> FleetState:
+    vms: dict[Any, int] = {}
+    spot_vms: dict[Any, int] = {}
+    inst: dict[Any, int] = {}
+    spot_inst: dict[Any, int] = {}
+    for row in docs.itertuples():
+        doc = json.loads(str(row.document))
+        r = str(row.region)
+        for g, counts in doc.get("vms", {}).items():
+            vms[(r, g)] = int(counts.get("on_demand", 0))
+            if counts.get("spot"):
+                spot_vms[(r, g)] = int(counts["spot"])
+        for m, per_type in doc.get("instances", {}).items():
+            for g, counts in per_type.items():
+                if counts.get("on_demand"):
+                    inst[(r, m, g)] = int(counts["on_demand"])
+                if counts.get("spot"):
+                    spot_inst[(r, m, g)] = int(counts["spot"])
+    return FleetState(vms=vms, spot_vms=spot_vms, instances=inst, spot_instances=spot_inst)
+
+
+def starting_state(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, as_of: pd.Timestamp, previous: Plan | None
+) -> tuple[FleetState, str]:
+    """The fleet running when a plan is made at ``as_of``, and where it was read from (see the
+    module docstring): applied documents per region over the plan in force (or the config)."""
+    base = previous.state_at(as_of.floor("h")) if previous is not None else None
+    source = f"plan in force {previous.plan_id}" if previous is not None else "configuration"
+    if base is None:
+        base = state_from_config(cfg)
+    applied = run(con, "plans/applied_before", start=first_hour(as_of)).df()
+    if applied.empty:
+        return base, source
+    regions = set(applied["region"])
+    got = _documents_state(applied)
+
+    def merged(old: Any, new: Any) -> dict[Any, Any]:
+        return {**{k: v for k, v in old.items() if k[0] not in regions}, **new}
+
+    newest = applied.sort_values("hour").iloc[-1]
+    niw = run(con, "plans/plan_niw", plan_id=str(newest["plan_id"])).df()
+    niw = niw[pd.to_datetime(niw["hour"]) == pd.Timestamp(newest["hour"])]
+    backlog = (
+        {str(m): float(b) for m, b in zip(niw["model"], niw["backlog"], strict=True)}
+        if not niw.empty
+        else dict(base.niw_backlog)
+    )
+    state = FleetState(
+        vms=merged(base.vms, got.vms),
+        spot_vms=merged(base.spot_vms, got.spot_vms),
+        instances=merged(base.instances, got.instances),
+        spot_instances=merged(base.spot_instances, got.spot_instances),
+        niw_backlog=backlog,
+    )
+    hours = ", ".join(
+        f"{r} {pd.Timestamp(h):%Y-%m-%dT%H:%M}"
+        for r, h in zip(applied["region"], applied["hour"], strict=True)
+    )
+    return state, f"applied ({hours})"
+
+
+def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) -> int:
+    """Store what a target accepted (per region) so the next plan starts from it."""
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    hour = _naive(applied.hour)
+    con.execute("BEGIN")
+    try:
+        for region, doc in sorted(applied.regions.items()):
+            run(
+                con,
+                "plans/insert_application",
+                plan_id=applied.plan_id,
+                hour=hour,
+                region=region,
+                document=json.dumps(doc, sort_keys=True, default=str),
+                applied_at=now,
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(applied.regions)
+
+
+def repair_publication(con: duckdb.DuckDBPyConnection, root: Path) -> str | None:
+    """Make the files under ``root`` agree with the warehouse after a crash: remove temp
+    leftovers, and when the newest plan the warehouse says it published there is not what
+    ``latest`` names (or its folder is incomplete), export it again and move the pointers.
+    Returns the repaired plan id (None when nothing needed repair)."""
+    removed = remove_leftovers(root)
+    if removed:
+        log.warning("removed leftovers of an interrupted export under %s: %s", root, removed)
+    target = root.resolve()
+    for row in run(con, "plans/newest_published").fetchall():
+        plan_id, path = str(row[0]), Path(str(row[1]))
+        if path.parent.resolve() != target:
+            continue
+        if published_plan_id(root) == plan_id:
+            return None
+        plan = load_plan(con, plan_id)
+        log.warning("%s does not show plan %s the warehouse published: re-exporting", root, plan_id)
+        header = run(con, "plans/plan_header", plan_id=plan_id).df().iloc[0]
+        warnings = [] if pd.isna(header["violations"]) else [str(header["violations"])]
+        export_plan(plan, Verification(violations=[], warnings=warnings), root)
+        return plan_id
+    return None
 
 
 def ensure_forecasts(
@@ -117,28 +250,82 @@ def run_plan(
     out_root: Path | None,
     state: FleetState | None = None,
 ) -> PlanRun:
-    """Plan the hours from the next full hour after ``as_of``; store, verify and publish."""
+    """Plan the hours from the next full hour after ``as_of``; store, verify and publish.
+
+    Order: repair what an earlier crash left under ``out_root``; plan; commit the plan to the
+    warehouse (marked published when it verified and ``out_root`` is given); write its folder;
+    move ``latest``. An export that fails removes the just-stored plan again, so warehouse and
+    files agree; a kill after the commit is repaired by the next run."""
     now = _naive(as_of)
+    if out_root is not None:
+        repair_publication(con, out_root)
     previous = previous_plan(con, now)
+    source = "given"
     if state is None:
-        state = (
-            previous.state_at(now.floor("h")) if previous is not None else state_from_config(cfg)
-        )
+        state, source = starting_state(con, cfg, now, previous)
+    log.info("planning from %s: fleet state from %s", now, source)
     data, finfo = planning_data(con, cfg, now, state)
     plan, check = make_plan(data, solver_settings(cfg), previous)
-    published: list[Path] = []
-
-    def publish() -> Path | None:
-        if out_root is None or not check.ok:
-            return None
-        published.append(export_plan(plan, check, out_root))
-        return published[-1]
-
-    store_plan(con, plan, check, state, publish)
+    stale = staleness_note(con, now)
+    if stale:
+        log.warning("plan %s: %s", plan.plan_id, stale)
+        plan = replace(plan, notes=(*plan.notes, stale))
+    target = out_root / folder_name(plan) if out_root is not None and check.ok else None
+    existed = plan_exists(con, plan.plan_id)
+    store_plan(con, plan, check, state, target)
+    barrier("plan-committed")
+    path = None
+    if target is not None and out_root is not None:
+        try:
+            path = export_plan(plan, check, out_root)
+        except BaseException:
+            if not existed:
+                delete_plan(con, plan.plan_id)
+            raise
     if not check.ok:
         log.error("plan %s not published: %s", plan.plan_id, "; ".join(check.violations[:5]))
-    path = published[-1] if published else None
+    finfo = {**finfo, "state_source": source}
     return PlanRun(plan, check, path, previous.plan_id if previous else None, finfo)
+
+
+STALE_AFTER = pd.Timedelta(hours=2)
+
+
+def staleness_note(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> str | None:
+    """A warning when the newest demand is older than ``STALE_AFTER`` at planning time (the
+    forecast then reaches further ahead than it was tested for)."""
+    row = run(con, "marts/demand_span").fetchone()
+    last = row[1] if row else None
+    if last is None:
+        return None
+    ends = pd.Timestamp(last) + pd.Timedelta(hours=1)
+    if as_of - ends <= STALE_AFTER:
+        return None
+    hours = (as_of - ends) / pd.Timedelta(hours=1)
+    return (
+        f"STALE DATA: the demand data ends at {ends:%Y-%m-%dT%H:%M}, {hours:.1f} h before this plan"
+    )
+
+
+def plan_exists(con: duckdb.DuckDBPyConnection, plan_id: str) -> bool:
+    return not run(con, "plans/plan_header", plan_id=plan_id).df().empty
+
+
+def _delete_rows(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
+    run(con, "plans/delete_plan", plan_id=plan_id)
+    for name in TABLES:
+        run(con, f"plans/delete_plan_{name}", plan_id=plan_id)
+
+
+def delete_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
+    """Remove a stored plan (one transaction)."""
+    con.execute("BEGIN")
+    try:
+        _delete_rows(con, plan_id)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def state_json(state: FleetState) -> str:
@@ -193,10 +380,10 @@ def store_plan(
     plan: Plan,
     check: Verification,
     state: FleetState,
-    publish: Callable[[], Path | None] = lambda: None,
+    export_path: Path | None = None,
 ) -> None:
-    """Store the plan in one transaction; ``publish`` (the export) runs inside it, so a plan
-    is in the warehouse if and only if its files were published (or publishing was off)."""
+    """Store the plan in one transaction, with the folder it will be published to
+    (``export_path``, None when it is not published). Files are written after the commit."""
     s = plan.summary()
     header = pd.DataFrame(
         [
@@ -220,7 +407,7 @@ def store_plan(
                 "total_cost": plan.total_cost,
                 "verified": check.ok,
                 "violations": "; ".join(check.violations) or None,
-                "export_path": None,
+                "export_path": str(export_path) if export_path is not None else None,
                 "state": state_json(state),
                 "created_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
             }
@@ -230,9 +417,7 @@ def store_plan(
     PlanTables.validate(frames)
     con.execute("BEGIN")
     try:
-        run(con, "plans/delete_plan", plan_id=plan.plan_id)
-        for name in TABLES:
-            run(con, f"plans/delete_plan_{name}", plan_id=plan.plan_id)
+        _delete_rows(con, plan.plan_id)
         con.register("staged_plan", header)
         run(con, "plans/insert_plan")
         con.unregister("staged_plan")
@@ -245,10 +430,8 @@ def store_plan(
                 run(con, f"plans/insert_plan_{name}")
             finally:
                 con.unregister(f"staged_{name}")
-        path = publish()
-        if path is not None:
-            run(con, "plans/set_export_path", path=str(path), plan_id=plan.plan_id)
+        barrier("plan-stored")
         con.execute("COMMIT")
-    except Exception:
+    except BaseException:
         con.execute("ROLLBACK")
         raise

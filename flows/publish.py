@@ -1,13 +1,19 @@
 """Publishing a plan for ops: Parquet, CSV and JSON per table plus a manifest with checksums,
-written into a folder per plan hour, atomically (a temp folder renamed into place), and a
-``latest`` pointer moved only once the folder is complete. A crash at any point leaves the
-previously published plans and pointer as they were."""
+written into a folder per plan hour, atomically (a temp folder renamed into place), and the
+``latest`` / ``LATEST`` pointers moved only once the folder is complete.
+
+Order (see flows.planning.run_plan): the warehouse commits the plan first, then the folder is
+written, then the pointers move. A crash before the commit leaves warehouse and files as they
+were; a crash after it leaves the warehouse one plan ahead of the files, which
+:func:`repair` (run at the start of every plan run) puts right by re-exporting the stored plan.
+The published files therefore never name a plan the warehouse does not have."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -16,10 +22,103 @@ from typing import Any
 
 import pandas as pd
 
+from flows.barrier import barrier
 from planner.ilp.plan import Plan
 from planner.ilp.verify import Verification
 
 TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
+
+
+# What every column of the exported tables means (written beside them as COLUMNS.md).
+COLUMNS: dict[str, dict[str, str]] = {
+    "vms": {
+        "hour": "start of the planned hour, UTC (ISO 8601, Z)",
+        "region": "region id",
+        "vm_type": "VM type id",
+        "on_demand": "on-demand VMs running in the hour (integer)",
+        "spot": "spot VMs running in the hour (integer; NIW only)",
+    },
+    "instances": {
+        "hour": "start of the planned hour, UTC",
+        "region": "region id",
+        "model": "model id",
+        "vm_type": "VM type the instances run on",
+        "on_demand": "instances on on-demand VMs",
+        "spot": "instances on spot VMs",
+        "committed": "true: integer placement the plan commits to; false: indicative capacity "
+        "for later hours (may be fractional), re-planned every hour before it is used",
+    },
+    "routing": {
+        "hour": "start of the planned hour, UTC",
+        "source_region": "region the requests come from",
+        "model": "model id",
+        "tier": "tier id",
+        "target_region": "region that serves them",
+        "weight": "share of the source region's demand of this model and tier (0..1)",
+        "tokens_per_s": "tokens/s routed (mean over the hour)",
+    },
+    "niw": {
+        "hour": "start of the planned hour, UTC",
+        "model": "model id",
+        "arrivals": "NIW demand arriving, (tokens/s)·h (× 3600 = tokens)",
+        "served": "NIW work served in the hour, (tokens/s)·h",
+        "backlog": "NIW work waiting at the end of the hour, (tokens/s)·h",
+        "late": "NIW work past its deadline, (tokens/s)·h",
+    },
+    "actions": {
+        "kind": "add_vm, release_vm, add_spot_vm, release_spot_vm, load_model(_spot), "
+        "unload_model(_spot)",
+        "region": "region id",
+        "vm_type": "VM type id",
+        "model": "model id (model actions only)",
+        "count": "VMs or instances to add or remove",
+        "hour": "the planned hour the action serves, UTC",
+        "start_by": "latest time to start it, UTC (VM lead time / model load time before)",
+        "ready_at": "when it is done and serving, UTC",
+    },
+    "costs": {
+        "hour": "start of the planned hour, UTC",
+        "component": "cost component (on-demand, spot, ...)",
+        "dollars": "US$ for the hour",
+    },
+    "unmet": {
+        "hour": "start of the planned hour, UTC",
+        "region": "region id",
+        "model": "model id",
+        "tier": "tier id",
+        "tokens_per_s": "forecast demand the plan cannot serve (tokens/s): SLA risk",
+    },
+    "assignments": {
+        "hour": "start of the planned hour, UTC",
+        "region": "serving region",
+        "model": "model id",
+        "vm_type": "VM type",
+        "tier": "tier id",
+        "tokens_per_s": "tokens/s of the tier served on these instances",
+        "spot": "true when served on spot VMs",
+    },
+}
+
+
+def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+    """Naive UTC times (the warehouse's convention) marked as UTC for the files."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_datetime64_dtype(out[column]) and out[column].dt.tz is None:
+            out[column] = out[column].dt.tz_localize("UTC")
+    return out
+
+
+def column_dictionary() -> str:
+    lines = [
+        "# Plan tables: column dictionary",
+        "",
+        "Times are UTC (ISO 8601 with Z in CSV, UTC timestamps in Parquet).",
+    ]
+    for table, columns in COLUMNS.items():
+        lines += ["", f"## {table} (`{table}.csv`, `{table}.parquet`)", ""]
+        lines += [f"- `{c}`: {meaning}" for c, meaning in columns.items()]
+    return "\n".join(lines) + "\n"
 
 
 def folder_name(plan: Plan) -> str:
@@ -42,19 +141,21 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
-    """Write the plan under ``root/<plan hour>/`` and point ``root/latest`` at it."""
+def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = True) -> Path:
+    """Write the plan under ``root/<plan hour>/`` and (``point``) point ``root/latest`` at it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / folder_name(plan)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         files = {}
         for name in TABLES:
-            frame: pd.DataFrame = getattr(plan, name)
+            frame: pd.DataFrame = _utc(getattr(plan, name))
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
-            frame.to_csv(tmp / f"{name}.csv", index=False)
+            frame.to_csv(tmp / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
             files[f"{name}.parquet"] = tmp / f"{name}.parquet"
             files[f"{name}.csv"] = tmp / f"{name}.csv"
+        (tmp / "COLUMNS.md").write_text(column_dictionary())
+        files["COLUMNS.md"] = tmp / "COLUMNS.md"
         document = {
             "plan": plan.summary(),
             "verification": {
@@ -87,7 +188,9 @@ def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    point_latest(root, final.name)
+    barrier("plan-exported")
+    if point:
+        point_latest(root, final.name)
     return final
 
 
@@ -110,6 +213,7 @@ def point_latest(root: Path, name: str) -> None:
     link_tmp.unlink(missing_ok=True)
     link_tmp.symlink_to(name)
     link_tmp.replace(root / "latest")
+    barrier("latest-moved")
     text_tmp = root / f".LATEST.{os.getpid()}"
     text_tmp.write_text(name + "\n")
     text_tmp.replace(root / "LATEST")
@@ -128,3 +232,36 @@ def verify_manifest(folder: Path) -> list[str]:
         ):
             bad.append(name)
     return bad
+
+
+# temp folders of an export (".20240611T0100.ab12cd") and pointer temps (".latest.123")
+_LEFTOVER = re.compile(r"^\.(\d{8}T\d{4}\.(.+|old)|latest\.\d+|LATEST\.\d+)$")
+
+
+def published_plan_id(root: Path) -> str | None:
+    """The plan id both pointers name, or None when they are missing, disagree, or the folder
+    they name is incomplete (a checksum or the manifest does not match)."""
+    try:
+        name = (root / "LATEST").read_text().strip()
+        link = str((root / "latest").readlink())
+    except OSError:
+        return None
+    folder = root / name
+    if link != name or not (folder / "manifest.json").is_file() or verify_manifest(folder):
+        return None
+    return str(json.loads((folder / "manifest.json").read_text())["plan_id"])
+
+
+def remove_leftovers(root: Path) -> list[str]:
+    """Temp folders and files a killed export left behind (nothing else removes them)."""
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for path in root.iterdir():
+        if _LEFTOVER.match(path.name):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed

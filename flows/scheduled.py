@@ -16,6 +16,7 @@ from prefect.artifacts import (
 )
 from prefect.concurrency.sync import concurrency
 
+from flows.clock import run_time
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
 from flows.forecasting import run_selection
 from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
@@ -24,6 +25,7 @@ from flows.warehouse.connection import connect
 from planner.config import FleetConfig
 from reports import backtest as backtest_report
 from reports.evaluation import markdown_table
+from reports.pages import page_url
 
 
 @task(name="select-forecasters", retries=1, retry_delay_seconds=60, timeout_seconds=3600)
@@ -52,11 +54,12 @@ def daily_retrain(
     out: str | None = None,
     as_of: str | None = None,
 ) -> dict[str, Any]:
-    """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default now)."""
+    """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default: the
+    config's clock at the run's scheduled start)."""
     cfg = _cfg(config_path)
     root = str(Path(out or cfg.paths.outputs))
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
-        result = select_forecasters(config_path, warehouse, _now(as_of).isoformat(), root)
+        result = select_forecasters(config_path, warehouse, run_time(cfg, as_of).isoformat(), root)
     create_markdown_artifact(
         f"# Forecaster selection at {result['as_of']}\n\n{result['series']} series; chosen: "
         + ", ".join(f"{k} × {v}" for k, v in result["chosen"].items())
@@ -112,7 +115,9 @@ def evaluate(
         f"# Policy comparison {evaluation.start} .. {evaluation.end}\n\n" + markdown_table(table),
         key="evaluation",
     )
-    create_link_artifact(f"file://{paths['md'].resolve()}", "comparison", key="evaluation-files")
+    create_link_artifact(
+        page_url(paths["md"], Path(out or cfg.paths.outputs)), "comparison", key="evaluation-files"
+    )
     return {"folder": str(folder), "results": table.to_dict(orient="records")}
 
 

@@ -1,8 +1,10 @@
 """`make serve` / `python -m flows.serve`: a local Prefect server (SQLite under
 .sageserve/prefect), the process work pool, the warehouse concurrency limit, every deployment
-of prefect.yaml, and a worker. The UI is then at http://127.0.0.1:4200. Beside it, on its own
-port, the OpenMetrics endpoint (flows/metrics/server.py): http://127.0.0.1:9731/metrics
-(``SAGESERVE_METRICS_PORT`` moves it).
+of prefect.yaml, a worker, and the operator pages (one per plan) over HTTP. The UI is then at
+http://127.0.0.1:4200, the pages at http://127.0.0.1:4280, and on its own port the OpenMetrics
+endpoint (flows/metrics/server.py): http://127.0.0.1:9731/metrics (``SAGESERVE_METRICS_PORT``
+moves it). With the replay clock (the demo) the clock is started and the demo deployments are
+scheduled on intervals matching its speed. SIGTERM and SIGINT stop every child.
 
 The server test (tests/flows/test_prefect_server.py) drives the same functions."""
 
@@ -11,11 +13,21 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pandas as pd
+
+from flows.clock import Clock, start_replay, stop_replay
+from flows.feed import prepare
+from flows.warehouse.connection import connect
+from planner.config import FleetConfig, load_config
+from reports.pages import serve_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "sageserve-process"
@@ -56,14 +68,19 @@ def start_server(
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {proc.returncode}; see {out.name}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
-                return proc
-        except OSError:
-            time.sleep(1)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"prefect server exited with {proc.returncode}; see {out.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
+                    return proc
+            except OSError:
+                time.sleep(1)
+    except BaseException:  # a signal while waiting: do not leave the server behind
+        proc.terminate()
+        proc.wait(timeout=30)
+        raise
     proc.terminate()
     raise RuntimeError(f"prefect server not healthy within 120 s; see {out.name}")
 
@@ -106,25 +123,131 @@ def start_worker(
     )
 
 
+def demo_schedules(cfg: FleetConfig, clock: Clock, home: Path, port: int) -> dict[str, float]:
+    """Replay clock: the demo deployments on intervals matching its speed. `demo-feed` one
+    demo minute past every demo hour, `hourly-plan` at ``clock.plan_minute`` past it,
+    `daily-retrain` every demo day at 02:00; they replace prefect.yaml's cron schedules
+    (wall-clock times)."""
+    assert clock.started_at is not None
+    hour_s = clock.real_seconds(3600)
+    start = clock.started_at + timedelta(seconds=clock.real_seconds(60))  # demo HH:01
+    plan_at = clock.started_at + timedelta(seconds=clock.real_seconds(60 * cfg.clock.plan_minute))
+    to_2am = (clock.anchor.normalize() + pd.Timedelta(hours=26) - clock.anchor) % pd.Timedelta(
+        days=1
+    )
+    retrain_at = clock.started_at + timedelta(seconds=clock.real_seconds(to_2am.total_seconds()))
+    wanted = {
+        "demo-feed/demo-feed": (hour_s, start),
+        "hourly-plan/hourly-plan": (hour_s, plan_at),
+        "daily-retrain/daily-retrain": (24 * hour_s, retrain_at),
+    }
+    for name, (every, anchor) in wanted.items():
+        run_prefect(
+            [
+                "deployment",
+                "schedule",
+                "create",
+                name,
+                "--interval",
+                f"{every:g}",
+                "--anchor-date",
+                anchor.isoformat(),
+                "--timezone",
+                "UTC",
+                "--replace",
+                "-y",
+            ],
+            home,
+            port,
+        )
+    return {name: every for name, (every, _) in wanted.items()}
+
+
+def start_demo_clock(cfg: FleetConfig, shared: Path, delay_s: float = 15.0) -> Clock:
+    """Start the replay clock at the end of the warehouse's data, ``delay_s`` from now (time
+    to register the schedules: the first demo hour's runs are not in the past), and
+    synthesise the day the first demo hours come from."""
+    data_end = None
+    if Path(cfg.paths.warehouse).exists():
+        with connect(cfg.paths.warehouse, read_only=True) as con:
+            row = con.execute("SELECT max(arrival_time) FROM requests").fetchone()
+            data_end = pd.Timestamp(row[0]) if row and row[0] is not None else None
+    clock = start_replay(cfg, data_end, datetime.now(UTC) + timedelta(seconds=delay_s))
+    prepare(cfg, clock.anchor, shared)
+    return clock
+
+
+class Children:
+    """The processes `make serve` started; SIGTERM and SIGINT stop them all (the worker with
+    SIGINT: a process worker ignores SIGTERM for minutes), then the clock."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.stopping = False
+
+    def add(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    home = ROOT / ".sageserve" / "prefect"
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True
+    )
+    cfg = load_config(os.environ.get("SAGESERVE_CONFIG") or None)
+    port = int(os.environ.get("SAGESERVE_PREFECT_PORT", "4200"))
+    pages_port = int(os.environ.get("SAGESERVE_PAGES_PORT", "4280"))
+    home = Path(os.environ.get("SAGESERVE_PREFECT_HOME", ROOT / ".sageserve" / "prefect"))
+    children = Children()
+    signal.signal(signal.SIGTERM, children.on_signal)
+    signal.signal(signal.SIGINT, children.on_signal)
+    pages = None
     from flows.metrics.server import source_from_config
     from flows.metrics.server import start as start_metrics
 
     metrics, _ = start_metrics(source_from_config(os.environ.get("SAGESERVE_CONFIG")))
-    server = start_server(home)
-    log.info("Prefect server up: http://127.0.0.1:4200 (data in %s)", home)
     try:
-        set_up(home)
+        pages = serve_pages(Path(cfg.paths.outputs), pages_port)
+        os.environ["SAGESERVE_PAGES_URL"] = f"http://127.0.0.1:{pages_port}"
+        log.info("operator pages: http://127.0.0.1:%d/", pages_port)
+        children.add(start_server(home, port))
+        log.info("Prefect server up: http://127.0.0.1:%d (data in %s)", port, home)
+        set_up(home, port)
+        if cfg.clock.kind == "replay":
+            clock = start_demo_clock(cfg, Path(os.environ.get("SAGESERVE_SHARED", "../shared")))
+            every = demo_schedules(cfg, clock, home, port)
+            log.info(
+                "%s; demo schedules: %s",
+                clock.describe(),
+                ", ".join(f"{k.split('/')[0]} every {v:g} s" for k, v in every.items()),
+            )
         log.info("deployments registered; starting a worker on %s (Ctrl-C stops all)", POOL)
-        worker = start_worker(home)
+        worker = children.add(start_worker(home, port))
         worker.wait()
     except KeyboardInterrupt:
-        pass
+        log.info("stopping the worker, the server and the page server")
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        children.stop()
+        if pages is not None:
+            pages.shutdown()
+        if cfg.clock.kind == "replay":
+            stop_replay(cfg, datetime.now(UTC))
         metrics.shutdown()
 
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from flows.evaluation import PLAN_LEAD_MIN, config_hash, load_demand, window
 from flows.planning import ensure_forecasts
+from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.ilp.data import build_data, state_from_config
@@ -39,7 +40,6 @@ from planner.sim.plans import targets_of
 from planner.sim.sweep import TARGETS, PlanTargets, frontier, grid, references, run_point
 
 log = logging.getLogger(__name__)
-DEFAULT_QUANTILES = (0.5, 0.9, 0.95)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from planner.forecast.horizon import by_horizon
 from planner.forecast.pipeline import Selection
 from planner.forecast.select import summary
 from reports.plotting import plt, save, write_text
@@ -21,6 +22,8 @@ def aggregate(selection: Selection) -> dict[str, Any]:
         for name, group in deployed.groupby(metric):
             out["by_metric"][name] = summary(group)
     folds = selection.folds
+    # per metric and lead (1, 6, 24 h and the 1-24 pool): deployed choice vs both baselines
+    out["by_horizon"] = by_horizon(selection.hours, folds, deployed)
     if not folds.empty:
         out["candidates"] = (
             folds.groupby("forecaster")

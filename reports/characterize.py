@@ -257,6 +257,7 @@ def _write_markdown(
         ]
         for r in hardest.head(10).itertuples():
             lines.append(
-                f"| {r.series} | {r.forecaster} | {r.mase:.3f} | {r.band95_coverage:.1%} |"
+                f"| {str(r.series).replace('|', chr(92) + '|')} | {r.forecaster} | {r.mase:.3f} | "
+                f"{r.band95_coverage:.1%} |"
             )
     write_text(out_dir / "characterization.md", "\n".join(lines) + "\n")

@@ -18,7 +18,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.4g}"
-        return str(v)
+        return str(v).replace("|", "\\|")  # a | inside a cell would end it
 
     head = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"

@@ -10,6 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from reports.operator import OperatorView
 from reports.plotting import save, write_text
 
 
@@ -31,8 +32,10 @@ def _vms_plot(plan: Any, folder: Path) -> Path:
 
 
 def _forecast_plot(recent: pd.DataFrame, forecasts: pd.DataFrame, folder: Path) -> Path | None:
+    if forecasts.empty or recent.empty:
+        return None
     sel = forecasts[forecasts["metric"] == "token_rate"]
-    if sel.empty or recent.empty:
+    if sel.empty:
         return None
     keys = ["region", "model", "tier"]
     largest = sel.groupby(keys)["point"].sum().idxmax()
@@ -68,35 +71,69 @@ def _routing_plot(plan: Any, folder: Path) -> Path | None:
     return save(fig, folder / "routing.png")
 
 
+CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#1d2433;max-width:1400px}
+h1{font-size:1.4em;margin-bottom:.2em}
+h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+.card{border:1px solid #d0d7e2;border-radius:6px;padding:.6em .9em;min-width:14em;flex:1}
+.card b{display:block;font-size:.75em;text-transform:uppercase;color:#5a6478}
+.card.bad{border-color:#c62828;background:#fdecea}
+table{border-collapse:collapse;font-size:.85em;margin:.4em 0}
+td,th{padding:3px 9px;text-align:left;border-bottom:1px solid #eee;vertical-align:top}
+th{background:#f3f5f9} .note{color:#5a6478;font-size:.85em} img{max-width:100%}
+"""
+
+
+def _is_bad(label: str, value: str) -> bool:
+    return (
+        (label == "SLA risk" and not value.startswith("none"))
+        or (label == "data quality" and value.startswith("FAILED"))
+        or (label == "verified" and value != "yes")
+    )
+
+
+def _html_table(frame: pd.DataFrame, empty: str) -> str:
+    if frame.empty:
+        return f"<p class='note'>{html.escape(empty)}</p>"
+    return frame.to_html(index=False, border=0, escape=True)
+
+
 def write_plan_report(
-    plan: Any, recent: pd.DataFrame, forecasts: pd.DataFrame, folder: Path
+    view: OperatorView, plan: Any, recent: pd.DataFrame, forecasts: pd.DataFrame, folder: Path
 ) -> Path:
-    """``folder/report.html`` with its PNGs; returns the HTML path."""
+    """``folder/report.html`` (the plan's operator page) with its PNGs; returns the HTML path."""
     folder.mkdir(parents=True, exist_ok=True)
-    images = [
-        p
-        for p in (
-            _vms_plot(plan, folder),
-            _forecast_plot(recent, forecasts, folder),
-            _routing_plot(plan, folder),
-        )
-        if p is not None
+    band = _forecast_plot(recent, forecasts, folder)
+    vms = _vms_plot(plan, folder)
+    routing = _routing_plot(plan, folder)
+    cards = "".join(
+        f"<div class='card{' bad' if _is_bad(k, v) else ''}'><b>{html.escape(k)}</b>"
+        f"{html.escape(v)}</div>"
+        for k, v in view.headline
+    )
+    sections = [
+        f"<h1>{html.escape(view.title)}</h1><div class='cards' id='headline'>{cards}</div>",
+        "<h2 id='actions'>Next hour's actions (start before the next plan)</h2>",
+        _html_table(view.actions, "No action to start before the next plan: keep the fleet."),
+        "<h2 id='fleet'>Fleet: VMs now → next hour, per region and VM type</h2>",
+        _html_table(view.fleet, "No VMs planned."),
+        "<h2>VMs over the horizon</h2>" + f'<img src="{vms.name}" alt="VMs per region">',
+        "<h2 id='versus'>Demand in the last hour vs its forecast</h2>",
+        _html_table(view.versus, "No demand measured for the last hour."),
+        "<h2 id='band'>Forecast band vs actuals (largest series)</h2>",
+        f'<img src="{band.name}" alt="forecast band">' if band else "<p class='note'>no data</p>",
+        "<h2 id='niw'>NIW schedule</h2>",
+        _html_table(view.niw, "No NIW demand in the plan."),
+        "<h2 id='routing'>Routing per hour</h2>",
+        _html_table(view.routing, "No routing."),
+        f'<img src="{routing.name}" alt="routing">' if routing else "",
+        "".join(f"<p class='note'>{html.escape(n)}</p>" for n in view.notes),
+        "<p class='note'>Times are UTC. Plan files: <a href='../../plans/'>plans/</a>; "
+        "<a href='../'>all plan pages</a>.</p>",
     ]
-    s = plan.summary()
-    rows = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in s.items()
-    )
-    first = plan.actions[plan.actions["hour"] == plan.start]
-    body = (
-        f"<h1>Plan {html.escape(s['plan_id'])}</h1><table>{rows}</table>"
-        "<h2>Actions for the first hour</h2>"
-        + first.to_html(index=False, border=0)
-        + "".join(f'<h2>{p.stem}</h2><img src="{p.name}" alt="{p.stem}">' for p in images)
-    )
     return write_text(
         folder / "report.html",
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{s['plan_id']}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
-        f"</style></head><body>{body}</body></html>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(view.plan_id)}"
+        f"</title><style>{CSS}</style></head><body>{''.join(sections)}</body></html>",
     )

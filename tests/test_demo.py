@@ -31,11 +31,11 @@ def test_demo_runs_end_to_end_and_reruns_safely(tmp_path: Path, shared_data: Pat
     ]
     first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "demand by series" in first.stderr
-    assert f"warehouse {tmp_path / 'warehouse.duckdb'}" in first.stderr.replace("\n", " ")
+    assert "demand by series" in first.stdout
+    assert f"warehouse {tmp_path / 'warehouse.duckdb'}" in first.stdout.replace("\n", " ")
     latest = tmp_path / "out" / "plans" / "latest"
     assert (latest / "manifest.json").is_file(), "the demo ends with a published plan"
-    assert "verified True" in first.stderr.replace("\n", " ")
+    assert "verified True" in first.stdout.replace("\n", " ")
     metrics = subprocess.run(
         [
             SAGESERVE,
@@ -59,4 +59,4 @@ def test_demo_runs_end_to_end_and_reruns_safely(tmp_path: Path, shared_data: Pat
     assert not (executor / "applied").exists()  # no target configured: nothing applied
     again = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 0
-    assert "(2 files already loaded)" in again.stderr.replace("\n", " ")
+    assert "(2 files already loaded)" in again.stdout.replace("\n", " ")

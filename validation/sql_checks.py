@@ -37,11 +37,16 @@ class UnsupportedCheck(ValueError):
 @dataclass
 class CompiledSchema:
     """``sql`` selects ``_row``, the typed schema columns, ``_reason`` and ``_raw`` (the row's
-    raw values as JSON, only where ``_reason`` is not empty) from ``(source) AS stage``."""
+    raw values as JSON, only where ``_reason`` is not empty) from ``(source) AS stage``.
+
+    ``passing_sql`` selects ``_row`` and the typed columns of exactly the rows whose ``_reason``
+    is empty, from the same predicates as a plain boolean filter: no reason strings, no raw JSON.
+    The ingest loads from it in one pass and builds reasons only when some row failed."""
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
+    passing_sql: str = ""
 
 
 def duckdb_type(column: pa.Column) -> str:
@@ -62,6 +67,7 @@ def compile_schema(
     typed_cols: list[str] = []
     raw_fields: list[str] = []
     failures: list[str] = []
+    failing: list[str] = []  # the same conditions as ``failures``, as booleans
     present_lower = {name.lower(): name for name in present}
     for name, column in schema.columns.items():
         sql_type = duckdb_type(column)
@@ -76,22 +82,31 @@ def compile_schema(
         typed_cols.append(f"{typed} AS {_q(name)}")
         raw_fields.append(f"{_q(name)} := {raw}")
         if "TRY_CAST" in typed:
+            cond = f"{raw} IS NOT NULL AND {typed} IS NULL"
+            failing.append(f"({cond})")
             failures.append(
-                f"CASE WHEN {raw} IS NOT NULL AND {typed} IS NULL THEN "
+                f"CASE WHEN {cond} THEN "
                 f"'{name}: expected {sql_type}, got ' || left(CAST({raw} AS VARCHAR), 80) END"
             )
         if not column.nullable:
+            failing.append(f"{raw} IS NULL")
             failures.append(f"CASE WHEN {raw} IS NULL THEN '{name}: not_nullable' END")
         for check in column.checks:
             predicate = _failing_predicate(check, typed, params)
+            cond = f"{typed} IS NOT NULL AND ({predicate})"
+            failing.append(f"({cond})")
             failures.append(
-                f"CASE WHEN {typed} IS NOT NULL AND ({predicate}) THEN "
+                f"CASE WHEN {cond} THEN "
                 f"'{name}: {_sql_str(check.error)}, got ' || left(CAST({typed} AS VARCHAR), 80) END"
             )
     reason = "concat_ws('; ', " + ", ".join(failures) + ")" if failures else "''"
+    # concat_ws skips the NULL of every CASE whose condition is not TRUE, so the reason is
+    # empty exactly when no condition is TRUE (NULL counts as not failing, as in the CASEs).
+    passes = "(" + " OR ".join(failing) + ") IS NOT TRUE" if failing else "TRUE"
     if "_parse_error" in present:
         # A line that did not parse has no fields: report that alone, not a null per column.
         reason = f"coalesce(stage._parse_error, {reason})"
+        passes = f"(stage._parse_error IS NULL AND {passes} OR stage._parse_error = '')"
     inner = (
         f"SELECT stage._row AS _row, {', '.join(typed_cols)}, {reason} AS _reason, "
         f"struct_pack({', '.join(raw_fields)}) AS _raw_struct FROM ({source_sql}) AS stage"
@@ -101,7 +116,11 @@ def compile_schema(
         "CASE WHEN _reason <> '' THEN CAST(to_json(_raw_struct) AS VARCHAR) END AS _raw "
         f"FROM ({inner}) AS checked"
     )
-    return CompiledSchema(sql=sql, params=params, columns=list(schema.columns))
+    passing_sql = (
+        f"SELECT stage._row AS _row, {', '.join(typed_cols)} FROM ({source_sql}) AS stage "
+        f"WHERE {passes}"
+    )
+    return CompiledSchema(sql, params, list(schema.columns), passing_sql)
 
 
 _WIDENING = {
@@ -123,6 +142,10 @@ def _typed_expr(raw: str, sql_type: str, source_type: str) -> str:
             return f"CAST({raw} AS TIMESTAMP)"
         # Text: parse as TIMESTAMPTZ so offsets are honoured; naive text is taken as UTC.
         return f"CAST(TRY_CAST({raw} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    if sql_type == "BIGINT":
+        # DuckDB rounds '1.5' and 1.5 to 2: a value with a fraction is a dtype failure instead
+        exact = f"TRY_CAST({raw} AS DECIMAL(38, 9)) = TRY_CAST({raw} AS BIGINT)"
+        return f"CASE WHEN {exact} THEN TRY_CAST({raw} AS BIGINT) END"
     return f"TRY_CAST({raw} AS {sql_type})"
 
 

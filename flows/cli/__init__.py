@@ -15,6 +15,7 @@ from flows.cli import (
     forecast_cmd,
     metrics_cmd,
     plan_cmd,
+    plans_cmd,
     requests_cmd,
 )
 from flows.cli.common import STATE, setup_logging
@@ -59,3 +60,4 @@ app.command("evaluate-requests")(requests_cmd.evaluate_requests)
 app.command("demo")(demo.demo)
 app.command("metrics")(metrics_cmd.metrics)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(plans_cmd.app, name="plans")

@@ -14,12 +14,39 @@ from typing import Any, NoReturn
 import duckdb
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from flows.warehouse.connection import WarehouseError, connect
 from planner.config import ConfigError, FleetConfig, load_config
 
 log = logging.getLogger("sageserve")
-console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+# Tables and results on stdout (`sageserve status | less` works); errors, progress and logs
+# on stderr.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr with counts, elapsed time and ETA (gone when done)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 @dataclass
@@ -48,10 +75,17 @@ class Globals:
 STATE = Globals()
 
 
-def open_warehouse() -> duckdb.DuckDBPyConnection:
-    """The configured warehouse, or a friendly fatal error saying why it cannot be opened."""
+def open_warehouse(*, read_only: bool = False, create: bool = False) -> duckdb.DuckDBPyConnection:
+    """The configured warehouse, or a friendly fatal error saying why it cannot be opened.
+    Only ``create`` (ingest, demo) makes a missing one; ``read_only`` (reports) takes no write
+    lock, so it works beside a running writer's readers and never changes the file."""
     try:
-        return connect(STATE.warehouse_path(), memory_limit=STATE.config().warehouse.memory_limit)
+        return connect(
+            STATE.warehouse_path(),
+            memory_limit=STATE.config().warehouse.memory_limit,
+            read_only=read_only,
+            create=create,
+        )
     except WarehouseError as exc:
         fail(str(exc))
 
@@ -69,7 +103,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

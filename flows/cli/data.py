@@ -7,18 +7,32 @@ import os
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
 from flows.warehouse import requests_contract
 from flows.warehouse.aggregates import ingest_minute_paths
-from flows.warehouse.ingest import FileReport, IngestReport, SourceSpec, ingest_paths
+from flows.warehouse.ingest import (
+    FileReport,
+    IngestReport,
+    SourceSpec,
+    expand_paths,
+    ingest_paths,
+)
 from flows.warehouse.marts import refresh_demand
+from flows.warehouse.sqlfiles import run
 from flows.warehouse.status import demand_summary, warehouse_status
 from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
 from planner.workload.servegen_minutes import synthesize_minutes
@@ -62,7 +76,7 @@ def synth(
     except FileNotFoundError as exc:
         fail(str(exc), code=2)
     files, total = [], 0
-    with Progress(console=console, transient=True) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("synthesising days", total=days)
         for day, frame in synthesize(cfg, spec, tokens):
             path = out / f"requests-{day:%Y-%m-%d}.parquet"
@@ -197,9 +211,9 @@ def ingest(
         fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
     spec = None if aggregates else _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
-    con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
-        task = bar.add_task("ingesting", total=None)
+    con = open_warehouse(create=True)
+    with con, progress_bar() as bar:
+        task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
         if spec is None:
             report = ingest_minute_paths(con, paths, cfg, now, on_file=lambda _: bar.advance(task))
         else:
@@ -287,10 +301,18 @@ def _status_style(report: FileReport) -> str:
 
 
 def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """What the warehouse holds: rows per series, time span, files, quarantine."""
-    with open_warehouse() as con:
+    """What the warehouse holds (rows per series, time span, files, quarantine) and the
+    planner's health: latest plan and its age, last planning run, data freshness, by the
+    config's clock."""
+    from flows.clock import clock_for
+
+    cfg = STATE.config()
+    with open_warehouse(read_only=True) as con:
         info = warehouse_status(con)
+        health_row = run(con, "status/planner_health").df().iloc[0].to_dict()
     info["warehouse"] = str(STATE.warehouse_path())
+    clock = clock_for(cfg)
+    info["health"] = planner_health(health_row, clock.now(), clock.describe())
     if as_json:
         emit_json(info)
         return
@@ -300,6 +322,24 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         f"requests from {o['first_arrival']} to {o['last_arrival']}, {o['files']} files, "
         f"{o['quarantined']:,} quarantined rows"
     )
+    h = info["health"]
+    health = Table("planner health", "value", "state", title_justify="left")
+    for label, key in (
+        ("clock now (UTC)", "now"),
+        ("latest plan", "latest_plan"),
+        ("latest plan age", "latest_plan_age_h"),
+        ("last planning run (wall clock, UTC)", "last_run"),
+        ("newest request", "newest_request"),
+        ("data freshness", "data_age_h"),
+        ("last ingest (wall clock, UTC)", "last_ingest"),
+    ):
+        value = h.get(key)
+        if key.endswith("_h"):
+            value = "n/a" if value is None else f"{max(value, 0.0):,.1f} h"
+        elif isinstance(value, datetime | pd.Timestamp):
+            value = f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
+        health.add_row(label, str(value if value is not None else "n/a"), h["states"].get(key, ""))
+    console.print(health)
     table = Table("region", "model", "tier", "requests", "first", "last")
     for s in info["series"]:
         table.add_row(
@@ -313,6 +353,34 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     console.print(table)
     for q in info["quarantine"]:
         console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
+
+
+def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[str, Any]:
+    """Latest plan age and data freshness against ``now`` (the config's clock), with a state
+    each: ok, STALE (> 2 h: the hourly job has not run or its data stopped), or missing."""
+
+    def hours_since(t: Any) -> float | None:
+        return None if t is None or pd.isna(t) else (now - pd.Timestamp(t)).total_seconds() / 3600
+
+    plan_age = hours_since(row.get("latest_plan_as_of"))
+    data_age = hours_since(row.get("newest_request"))
+    states = {
+        "latest_plan_age_h": "missing" if plan_age is None else "ok" if plan_age <= 2 else "STALE",
+        "data_age_h": "missing" if data_age is None else "ok" if data_age <= 2 else "STALE",
+    }
+    clean = {
+        k: (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v)
+        for k, v in row.items()
+    }
+    return {
+        "clock": clock,
+        "now": now,
+        **clean,
+        "latest_plan_age_h": plan_age,
+        "data_age_h": data_age,
+        "states": states,
+        "ok": all(v == "ok" for v in states.values()),
+    }
 
 
 def refresh_marts(
@@ -331,7 +399,7 @@ def refresh_marts(
 
 def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Demand per series from the marts: volume, mean and peak token rates."""
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         rows = demand_summary(con)
     if as_json:
         emit_json(rows)

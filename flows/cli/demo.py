@@ -13,7 +13,6 @@ import typer
 
 from flows.cli.common import STATE, console, emit_json, fail
 from flows.cli.data import print_summary, write_parquet_atomic
-from flows.forecasting import load_models, run_selection
 from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
@@ -21,7 +20,6 @@ from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary
 from planner.workload.synth import SynthSpec, synthesize
 from planner.workload.tokens import TokenSampler
-from reports import backtest as backtest_report
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +35,11 @@ def demo(
     """Synthesise a 2-week log, ingest and validate it, build the demand marts, select and fit
     forecasters (daily job), then run the hourly-plan flow: quality gate, forecast, plan,
     publish, report."""
+    # Imported here, not at the top: they load sktime/SCIP, and every command (ingest too)
+    # would pay for them at start-up (bench/ingest.py; tests/flows/test_cli_imports.py).
+    from flows.forecasting import load_models, run_selection
+    from reports import backtest as backtest_report
+
     cfg = STATE.config()
     logs_dir = workdir / "logs" / f"synth-seed{seed}"
     warehouse = STATE.warehouse or workdir / "warehouse.duckdb"
@@ -91,6 +94,7 @@ def demo(
                 "backtest_report": str(backtest_dir / "backtest.md"),
                 "plan": {**ps, "export_path": run["export_path"]},
                 "plan_report": run["report"],
+                "plan_page": run["page"],
                 "quality": run["quality"],
             }
         )
@@ -109,7 +113,9 @@ def demo(
             f"outputs: request logs {logs_dir}, warehouse {warehouse}, backtest report "
             f"{backtest_dir / 'backtest.md'}, plan files {run['export_path']}, Data Docs "
             f"{quality['docs_index']}\n"
-            f"plan report: {run['report']}"
+            f"plan report: {run['report']} (served by `make serve` at {run['page']})\n"
+            f"next: `make serve` (Prefect UI http://127.0.0.1:4200) runs the demo on the replay "
+            "clock, one demo hour per minute"
         )
     if not report.ok:
         raise typer.Exit(1)

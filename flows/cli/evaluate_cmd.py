@@ -7,12 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
-from flows.evaluation import POLICIES, run_evaluation, write_outputs
-from flows.sweep import DEFAULT_QUANTILES, run_sweep, sweep_json, write_sweep
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
+from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from planner.sim.sweep import FAMILIES
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,8 @@ def evaluate(
     """Replay the warehouse's request log through each policy on the simulator; write a
     comparison table (markdown, CSV, JSON) and plots. With --sweep, run every policy family
     over its dial and report per family the cheapest point meeting the SLA targets."""
+    from flows.evaluation import run_evaluation, write_outputs
+
     cfg = STATE.config()
     if sweep:
         _sweep(hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
@@ -57,7 +65,7 @@ def evaluate(
     stop = parse_time(end, "--end") if end else None
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
     con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
+    with con, progress_bar() as bar:
         task = bar.add_task("hourly plans", total=plans or None)
         try:
             evaluation = run_evaluation(
@@ -114,6 +122,8 @@ def _sweep(
     workers: int,
     as_json: bool,
 ) -> None:
+    from flows.sweep import run_sweep, sweep_json, write_sweep
+
     cfg = STATE.config()
     fams = [f.strip() for f in families.split(",") if f.strip()]
     bad = [f for f in fams if f not in FAMILIES]
@@ -127,7 +137,7 @@ def _sweep(
         fail(f"--quantiles: each must lie in (0, 1), got {quantiles!r}")
     stop = parse_time(end, "--end") if end else None
     con = open_warehouse()
-    with con, Progress(console=console, transient=True) as bar:
+    with con, progress_bar() as bar:
         task = bar.add_task("sweep", total=None)
         try:
             result = run_sweep(

@@ -9,14 +9,18 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
-from flows.forecasting import run_forecast, run_selection, timezones
+from flows.cli.common import (
+    STATE,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    progress_bar,
+)
 from flows.warehouse.sqlfiles import run
-from reports import backtest as backtest_report
-from reports import characterize as characterize_report
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +47,22 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Backtest every candidate per series, choose, fit and store (the daily retrain)."""
+    from flows.forecasting import run_selection
+    from reports import backtest as backtest_report
+
     cfg = STATE.config()
     with open_warehouse() as con:
         when = _as_of(as_of, con)
-        with Progress(console=console, transient=True) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("backtesting series groups", total=None)
             try:
                 selection = run_selection(
-                    con, cfg, when, workers, on_done=lambda _: bar.advance(task)
+                    con,
+                    cfg,
+                    when,
+                    workers,
+                    on_done=lambda _: bar.advance(task),
+                    on_total=lambda n: bar.update(task, total=n),
                 )
             except ValueError as exc:
                 fail(str(exc))
@@ -92,6 +104,8 @@ def forecast(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Forecast every series for the hours from --as-of (stored in `forecasts`)."""
+    from flows.forecasting import run_forecast
+
     cfg = STATE.config()
     when = parse_time(as_of, "--as-of")
     with open_warehouse() as con:
@@ -161,8 +175,11 @@ def characterize(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write the workload characterisation report (markdown + PNGs) from the warehouse."""
+    from flows.forecasting import timezones
+    from reports import characterize as characterize_report
+
     cfg = STATE.config()
-    with open_warehouse() as con:
+    with open_warehouse(read_only=True) as con:
         demand = run(con, "characterize/demand").df()
         if demand.empty:
             fail("the demand mart is empty: ingest request logs first")

@@ -22,11 +22,16 @@ def connect(
     memory_limit: str = "1GB",
     threads: int | None = None,
     read_only: bool = False,
+    create: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the warehouse at ``path`` and bring its schema up to date."""
+    """Open the warehouse at ``path`` (creating it only when ``create`` and not ``read_only``)
+    and, unless read-only, bring its schema up to date. Read-only opens take no write lock."""
     path = Path(path)
-    if read_only and not path.exists():
-        raise WarehouseError(f"no warehouse at {path} (run `sageserve ingest` first)")
+    if (read_only or not create) and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path} (check --warehouse / SAGESERVE_WAREHOUSE; "
+            "`sageserve ingest` creates one)"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     config: dict[str, str | int] = {"memory_limit": memory_limit}
     if threads:

@@ -41,7 +41,30 @@ def load_config(path: Path | str | None = None) -> FleetConfig:
         raise ConfigError(path, [f"YAML syntax error{where}: {problem}"]) from exc
     if not isinstance(data, dict):
         raise ConfigError(path, ["the file must hold a mapping at the top level"])
+    duplicates = duplicate_keys(root)
+    if duplicates:
+        raise ConfigError(path, duplicates)
     return parse_config(data, source=path, node=root)
+
+
+def duplicate_keys(node: yaml.Node | None, loc: Loc = ()) -> list[str]:
+    """Keys given twice in one mapping (YAML would silently keep the last), with both lines."""
+    out: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            line = key.start_mark.line + 1
+            if name in seen:
+                out.append(
+                    f"{format_loc((*loc, name))}: key given twice (lines {seen[name]} and {line})"
+                )
+            seen.setdefault(name, line)
+            out.extend(duplicate_keys(value, (*loc, name)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.extend(duplicate_keys(item, (*loc, i)))
+    return out
 
 
 def parse_config(
@@ -101,13 +124,15 @@ _MESSAGES = {
     "too_short": "must have at least {min_length} item(s)",
     "string_pattern_mismatch": "must match {pattern}",
     "literal_error": "must be {expected}",
+    "finite_number": "must be a finite number",
 }
 
 
 def _issue_from_pydantic(err: Any) -> ConfigIssue:
     template = _MESSAGES.get(err["type"])
     ctx = err.get("ctx") or {}
-    message = template.format(**ctx) if template else err["msg"]
+    message = template.format(**ctx) if template else str(err["msg"])
+    message = message.removeprefix("Value error, ")
     value = None if err["type"] == "missing" else err.get("input")
     return ConfigIssue(tuple(err["loc"]), message, value)
 

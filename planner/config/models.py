@@ -7,9 +7,11 @@ checked in :mod:`planner.config.semantics` so that every error can name its key 
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Identifier = Annotated[
     str,
@@ -20,9 +22,10 @@ Positive = Annotated[float, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default."""
+    """Unknown keys are errors: a typo in a YAML key must not silently fall back to a default.
+    Numbers must be finite (YAML's ``.inf`` and ``.nan`` are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Region(_Strict):
@@ -80,7 +83,9 @@ class Model(_Strict):
     name: str
     weights_gb: float = Field(gt=0, description="weights footprint (all shards)")
     regions: list[str] | None = Field(
-        default=None, description="regions where the model is offered (default: all)"
+        default=None,
+        min_length=1,
+        description="regions where the model is offered (omit the key for all; [] is an error)",
     )
     min_instances: int = Field(default=1, ge=0, description="availability floor per region")
     vm_types: dict[str, ModelOnVm] = Field(min_length=1)
@@ -115,10 +120,20 @@ class ForecastSettingsConfig(_Strict):
     horizon_h: int = Field(default=24, ge=1, le=168)
     history_days: int = Field(default=28, ge=3, description="history the models see")
     candidates: list[str] = Field(
-        default_factory=lambda: ["snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl"],
+        min_length=1,
+        default_factory=lambda: [
+            "snaive24",
+            "snaive168",
+            "ets",
+            "theta",
+            "ets_theta",
+            "mstl",
+            "gbm",
+            "ets_theta_gbm",
+        ],
         description="registry names; 'arima' is registered but off by default (cost)",
     )
-    champion: str = Field(default="ets_theta", description="default choice for every series")
+    champion: str = Field(default="ets_theta_gbm", description="default choice for every series")
     challenger_margin: float = Field(default=0.05, ge=0, lt=1)
     min_folds: int = Field(default=3, ge=1)
     backtest_days: int = Field(default=14, ge=2, description="daily origins looked back")
@@ -142,7 +157,7 @@ class PlannerSettings(_Strict):
     )
     threads: int = Field(default=1, ge=1, description="SCIP solves on one thread; kept for form")
     seed: int = Field(default=0, ge=0, description="SCIP randomization/randomseedshift")
-    unmet_penalty: dict[str, float] = Field(
+    unmet_penalty: dict[str, Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: {"IW-F": 100.0, "IW-N": 50.0, "NIW": 20.0},
         description="$ per (token/s)·h of demand left unserved, per tier",
     )
@@ -165,12 +180,84 @@ class Paths(_Strict):
     outputs: str = Field(default=".sageserve/out")
 
 
+class ReplayLog(_Strict):
+    """The built-in log the replay clock continues: `sageserve synth` with these settings."""
+
+    seed: int = Field(default=7, description="synthesis seed of the built-in log")
+    requests_per_day: int = Field(default=2_000_000, ge=1)
+    start: str = Field(default="2024-06-03T00:00:00Z", description="first day of the log (UTC)")
+    days: int = Field(default=14, ge=1, description="days in the log; it ends at start + days")
+    logs_dir: str = Field(
+        default=".sageserve/logs/synth-seed7", description="day files (written by `make demo`)"
+    )
+
+
+class ClockSettings(_Strict):
+    """Where "now" comes from. ``wall``: the wall clock (production). ``replay``: the demo's
+    clock, anchored at the end of the built-in log (or of the warehouse's data, when `make
+    serve` starts it) and running ``speed`` times faster than real time; an hourly feed drops
+    the next hour of the built-in log into ``inbox``."""
+
+    kind: Literal["wall", "replay"] = Field(default="wall")
+    speed: float = Field(
+        default=60.0, gt=0, le=3600, description="replay: demo seconds per real second"
+    )
+    plan_minute: float = Field(
+        default=15.0, ge=0, lt=60, description="demo minute past the hour the hourly plan runs"
+    )
+    state: str = Field(
+        default=".sageserve/clock.json", description="replay: where the running clock is kept"
+    )
+    inbox: str = Field(default=".sageserve/inbox", description="replay: where the feed drops")
+    log: ReplayLog = Field(default_factory=ReplayLog)
+
+
 class WarehouseSettings(_Strict):
     memory_limit: str = Field(default="1GB", description="DuckDB memory_limit")
     threads: int | None = Field(default=None, ge=1)
     min_arrival: str = Field(default="2000-01-01T00:00:00Z", description="sane lower bound")
     max_future_h: float = Field(default=48, ge=0, description="arrivals later than now+this fail")
     max_tokens: int = Field(default=2_000_000, ge=1, description="per request, input or output")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        if not _SIZE.match(value):
+            raise ValueError("must be a size such as 512MB, 1GB or 2.5GiB")
+        return value
+
+    @field_validator("min_arrival")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be an ISO-8601 time such as 2000-01-01T00:00:00Z") from None
+        return value
+
+
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+class ExecutorSettings(_Strict):
+    """The ops target the plan's first hour is delivered to (planner.executors.webhook)."""
+
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="webhook URL (POST per region); none: documents are written only",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="per attempt")
+    retries: int = Field(default=4, ge=0, le=10, description="after the first attempt")
+    backoff_s: float = Field(default=0.5, ge=0, description="first retry delay, doubled each")
+    auth_header: str = Field(
+        default="Authorization", pattern=r"^[A-Za-z0-9-]+$", description="header name"
+    )
+    auth_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the header's value (never the value here)",
+    )
 
 
 class RoutingSettings(_Strict):
@@ -201,6 +288,8 @@ class FleetConfig(_Strict):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     forecast: ForecastSettingsConfig = Field(default_factory=ForecastSettingsConfig)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    clock: ClockSettings = Field(default_factory=ClockSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.

@@ -168,7 +168,17 @@ def _tier_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
             )
 
 
-KNOWN_FORECASTERS = ("snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl", "arima")
+KNOWN_FORECASTERS = (
+    "snaive24",
+    "snaive168",
+    "ets",
+    "theta",
+    "ets_theta",
+    "mstl",
+    "arima",
+    "gbm",
+    "ets_theta_gbm",
+)
 
 
 def _forecast_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:

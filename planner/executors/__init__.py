@@ -2,12 +2,13 @@
 
 from planner.executors.protocol import AppliedState, Executor, desired_states
 from planner.executors.simulated import SimulatedExecutor
-from planner.executors.webhook import WebhookError, WebhookExecutor
+from planner.executors.webhook import TargetSettings, WebhookError, WebhookExecutor
 
 __all__ = [
     "AppliedState",
     "Executor",
     "SimulatedExecutor",
+    "TargetSettings",
     "WebhookError",
     "WebhookExecutor",
     "desired_states",

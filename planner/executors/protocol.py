@@ -26,12 +26,14 @@ from planner.ilp.plan import Plan
 
 @dataclass(frozen=True)
 class AppliedState:
-    """What an executor reports back: per region, what runs (or what the target accepted)."""
+    """What an executor reports back: per region, what runs (or what the target accepted),
+    and per region that was not delivered, why (``failed``)."""
 
     plan_id: str
     hour: datetime
     regions: dict[str, dict[str, Any]]
     notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 class Executor(Protocol):

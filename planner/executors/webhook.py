@@ -1,6 +1,11 @@
 """The real-target executor: per-region desired-state documents written to a folder and,
 when a webhook URL is configured, POSTed to it.
 
+Every region is tried, whatever happened to the others; the result says per region whether it
+was accepted, and when any failed, ``apply`` raises one ``WebhookError`` naming each failed
+region, with the full result (accepted regions included) on ``error.state``. This is the only
+retry layer: callers (the Prefect task, ``sageserve plans apply``) do not retry it again.
+
 Delivery per region: HTTP POST, JSON body, header ``Idempotency-Key: <plan_id>:<region>``
 (the same document always carries the same key, so a target that saw it already can answer
 without applying it twice), a per-attempt timeout, and retries with exponential backoff on
@@ -36,7 +41,34 @@ RETRYABLE = {408, 425, 429}
 
 
 class WebhookError(RuntimeError):
-    """The target refused a document, or every retry failed."""
+    """The target refused a document, or every retry failed; ``state`` (when set) is what
+    the whole delivery achieved."""
+
+    state: AppliedState | None = None
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """Where and how the desired-state documents are delivered (the config's ``executor``
+    section). The auth header's value is read from the environment variable ``auth_env`` at
+    delivery time, never from a file."""
+
+    url: str | None = None
+    timeout_s: float = 10.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    auth_header: str = "Authorization"
+    auth_env: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        if not self.auth_env:
+            return {}
+        value = os.environ.get(self.auth_env)
+        if not value:
+            raise WebhookError(
+                f"executor.auth_env names {self.auth_env}, which is not set in the environment"
+            )
+        return {self.auth_header: value}
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
@@ -60,6 +92,26 @@ class WebhookExecutor:
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
     router: dict[str, Any] | None = None  # the config's routing section (instance router)
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: TargetSettings,
+        folder: Path,
+        *,
+        dry_run: bool = False,
+        router: dict[str, Any] | None = None,
+    ) -> WebhookExecutor:
+        return cls(
+            folder,
+            settings.url,
+            timeout_s=settings.timeout_s,
+            retries=settings.retries,
+            backoff_s=settings.backoff_s,
+            dry_run=dry_run,
+            headers=settings.headers() if settings.url and not dry_run else {},
+            router=router,
+        )
+
     def last_applied(self, region: str) -> dict[str, Any] | None:
         return self._last("applied", region)
 
@@ -74,6 +126,7 @@ class WebhookExecutor:
         docs = desired_states(plan, router=self.router)
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
         if not self.url:
             log.info("no target configured: desired/ only, nothing applied")
         for region, doc in docs.items():
@@ -88,10 +141,23 @@ class WebhookExecutor:
             notes.extend(changes)
             if not self.url:
                 continue
-            self._post(region, doc)
+            try:
+                self._post(region, doc)
+            except WebhookError as exc:
+                failed[region] = str(exc)
+                log.error("%s", exc)
+                continue
             _write_json(self.folder / "applied" / f"{region}.json", doc)
             accepted[region] = doc
-        return AppliedState(plan.plan_id, plan.start, accepted, notes)
+        state = AppliedState(plan.plan_id, plan.start, accepted, notes, failed)
+        if failed:
+            error = WebhookError(
+                f"{len(failed)} of {len(docs)} regions not delivered: "
+                + "; ".join(failed[r] for r in sorted(failed))
+            )
+            error.state = state
+            raise error
+        return state
 
     def _post(self, region: str, doc: dict[str, Any]) -> None:
         assert self.url is not None

@@ -28,11 +28,13 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
+from sktime.forecasting.base import BaseForecaster
 from sktime.forecasting.model_evaluation import evaluate
 from sktime.performance_metrics.forecasting import MeanAbsoluteError
 from sktime.performance_metrics.forecasting.probabilistic import PinballLoss
 from sktime.split import ExpandingWindowSplitter
 
+from planner.forecast import gbm
 from planner.forecast.calibration import (
     QUANTILES,
     ResidualQuantiles,
@@ -42,6 +44,7 @@ from planner.forecast.calibration import (
 from planner.forecast.models import (
     BASELINES,
     DEFAULT_CANDIDATES,
+    GLOBAL_MODELS,
     REGISTRY,
     PanelStatsForecaster,
 )
@@ -96,15 +99,23 @@ def run_backtest(
     panel: Panel,
     settings: BacktestSettings,
     progress: Callable[[str], None] | None = None,
+    global_hours: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Backtest every candidate on every series with enough history; score every fold."""
+    """Backtest every candidate on every series with enough history; score every fold.
+
+    ``global_hours``: the hourly rows of the global candidates (:data:`GLOBAL_MODELS`), run
+    once over the whole panel by :func:`run_global_backtest` (they learn across every series,
+    not one chunk). They enter the same screen and the same finalist rule as every other
+    candidate."""
     origins = origins_for(panel, settings)
     if not origins:
         empty = pd.DataFrame()
         return BacktestResult(empty, empty, [], {"*": "not enough history for one origin"})
     singles, skipped = _expand_candidates(settings.candidates)
+    singles = [s for s in singles if s not in GLOBAL_MODELS]
     usable, skipped_now = _usable_origins(panel, origins, singles)
     skipped |= skipped_now
+    extra = _global_rows(global_hours, panel)
     # stage 1: every candidate at its first origins
     frames = []
     for name, (model_origins, series) in usable.items():
@@ -112,6 +123,16 @@ def run_backtest(
             progress(name)
         screen = model_origins[: settings.screen_origins]
         frames.append(_evaluate(panel.subset(series), name, screen, settings))
+    first_origins = {
+        name: sorted(g["origin"].unique())[: settings.screen_origins]
+        for name, g in extra.groupby("forecaster")
+    }
+    in_screen = np.array(
+        [o in first_origins[f] for f, o in zip(extra["forecaster"], extra["origin"], strict=True)],
+        dtype=bool,
+    )
+    if in_screen.any():
+        frames.append(extra[in_screen])
     screened = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
     finalists = _finalists(screened, panel, settings)
     # stage 2: finalists at the remaining origins
@@ -120,9 +141,43 @@ def run_backtest(
         keep = [s for s in series if (s, name) in finalists]
         if later and keep:
             frames.append(_evaluate(panel.subset(keep), name, later, settings))
+    rest = extra[~in_screen]
+    pairs = list(zip(rest["series"], rest["forecaster"], strict=True))
+    kept = np.array([p in finalists for p in pairs], dtype=bool)
+    if kept.any():
+        frames.append(rest[kept])
     hours = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
     hours = _calibrate(hours, panel, settings)
     return BacktestResult(hours, _score(hours, panel, settings), origins, skipped)
+
+
+def _global_rows(global_hours: pd.DataFrame | None, panel: Panel) -> pd.DataFrame:
+    """The global candidates' rows for this panel's series."""
+    if global_hours is None or global_hours.empty:
+        return pd.DataFrame(columns=["series", "forecaster", "origin"])
+    return global_hours[global_hours["series"].isin(panel.series)].reset_index(drop=True)
+
+
+def run_global_backtest(
+    panel: Panel, settings: BacktestSettings, name: str = gbm.NAME
+) -> pd.DataFrame:
+    """A global candidate backtested once over every series of the panel, at every origin
+    (through the same sktime ``evaluate`` and splitter as the per-series candidates)."""
+    if not any(name == c or name in REGISTRY[c].members for c in settings.candidates):
+        return pd.DataFrame()
+    origins = origins_for(panel, settings)
+    usable, _ = _usable_origins(panel, origins, [name]) if origins else ({}, {})
+    if name not in usable:
+        return pd.DataFrame()
+    model_origins, series = usable[name]
+    return _evaluate(panel.subset(series), name, model_origins, settings)
+
+
+def make_forecaster(name: str) -> BaseForecaster:
+    """The sktime forecaster of a registry name, refitting on the registry's schedule."""
+    if name == gbm.NAME:
+        return gbm.GlobalGBMForecaster(refit_every_h="spec")
+    return PanelStatsForecaster(name, refit_every_h="spec")
 
 
 def _expand_candidates(candidates: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
@@ -218,7 +273,7 @@ def _evaluate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate(
-            PanelStatsForecaster(name, refit_every_h="spec"),
+            make_forecaster(name),
             cv=cv,
             y=y,
             strategy="no-update_params",

@@ -19,18 +19,22 @@ Fallbacks, each recorded with its reason on the series and on every forecast row
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
+from planner.forecast import gbm, nowcast
 from planner.forecast.calibration import QUANTILES, ResidualQuantiles, offset_for
-from planner.forecast.models import REGISTRY, _fit_one, forward_one
+from planner.forecast.gbm import NAME as GBM
+from planner.forecast.gbm import GlobalGBM
+from planner.forecast.models import HYBRIDS, REGISTRY, _fit_one, forward_one, uses_global
 from planner.forecast.series import Panel, SeriesKey
 
 log = logging.getLogger(__name__)
 MIN_OWN_HOURS = 72
+LOCAL_FALLBACK = "ets_theta"  # for global candidates after a level shift or without a model
 SHIFT_RATIO = 2.5
 SHIFT_WINDOW_H = 72
 
@@ -72,14 +76,28 @@ def detect_level_shift(y: pd.Series) -> float | None:
     return None
 
 
+def fit_global(panel: Panel) -> GlobalGBM:
+    """The global model fitted on every series' whole history (at selection time)."""
+    keys = list(panel.series)
+    filled = panel.filled[keys].to_numpy(dtype=float).T
+    observed = panel.observed[keys].to_numpy(dtype=float).T
+    return GlobalGBM(gbm.DEFAULT_PARAMS).fit(
+        keys, filled, observed, pd.DatetimeIndex(panel.filled.index)
+    )
+
+
 def fit_series(
     series: str,
     forecaster: str,
     panel: Panel,
     residuals: ResidualQuantiles | None,
     reason: str,
+    global_model: GlobalGBM | None = None,
 ) -> FittedSeries:
-    """Fit ``forecaster`` on the series' history (imputed where unknown)."""
+    """Fit ``forecaster`` on the series' history (imputed where unknown). A series choosing
+    the global model (alone or combined) shares ``global_model``; after a level shift it falls
+    back to ``LOCAL_FALLBACK`` fitted on the post-shift window (the global model scales by the
+    mean of the week before the origin, which mixes both levels)."""
     observed = panel.observed[series]
     known = observed.dropna()
     if known.empty:
@@ -101,6 +119,23 @@ def fit_series(
     if shift is not None:
         history = history.iloc[-SHIFT_WINDOW_H:]
         fallback = f"level_shift: last 24 h at {shift:.2f}x; fitted on the last {SHIFT_WINDOW_H} h"
+        if uses_global(forecaster):
+            fallback += f" with {LOCAL_FALLBACK} (instead of {forecaster})"
+            forecaster = LOCAL_FALLBACK
+    if uses_global(forecaster) and global_model is None:
+        fallback = f"model_failed: {GBM} not fitted; {LOCAL_FALLBACK}"
+        forecaster = LOCAL_FALLBACK
+    span = (history.index[0], history.index[-1])
+    if forecaster == GBM:
+        return FittedSeries(series, GBM, global_model, residuals, *span, reason)
+    if forecaster in HYBRIDS:
+        local, failed = _fit_one(HYBRIDS[forecaster], history.to_numpy(dtype=float))
+        if failed:
+            return FittedSeries(
+                series, "snaive24", local, residuals, *span, reason, f"model_failed: {failed}"
+            )
+        hybrid = HybridModel(HYBRIDS[forecaster], local, global_model)
+        return FittedSeries(series, forecaster, hybrid, residuals, *span, reason)
     model, failed = _fit_one(forecaster, history.to_numpy(dtype=float))
     if failed:
         forecaster, fallback = "snaive24", f"model_failed: {failed}"
@@ -115,15 +150,24 @@ def forecast_frame(
     origin: pd.Timestamp,
     horizon: int,
     timezones: dict[str, str],
+    readings: dict[str, float] | None = None,
+    nowcast_params: nowcast.NowcastParams | None = None,
 ) -> pd.DataFrame:
     """Point forecast and quantiles for hours origin .. origin + horizon − 1 of every series.
 
     ``panel`` must hold only hours before ``origin`` (the caller builds it with ``as_of``).
+    ``readings``: per series, the hour in progress (``origin``) read from its minutes so far;
+    the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`).
     """
     hours = pd.date_range(origin, periods=horizon, freq="h")
     rows = []
+    levels = panel.observed.iloc[-168:].mean()
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
+        if readings and series in readings and fs.model is not None:
+            offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
+            metric = SeriesKey.parse(series).metric
+            point = nowcast.apply(point, readings[series], offset, metric, nowcast_params)
         residuals = fs.residuals or _peer_residuals(series, fitted)
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
         key = SeriesKey.parse(series)
@@ -162,12 +206,94 @@ def _point(
             return np.zeros(horizon), "none", fs.fallback or "no_history"
         return _peer_profile(series, panel, fitted, timezones, hours), "peer_profile", fs.fallback
     raw = panel.filled[series].to_numpy(dtype=float)
+    if fs.forecaster == GBM and isinstance(fs.model, GlobalGBM):
+        return _global_point(fs.model, series, raw, panel, horizon)
+    if isinstance(fs.model, HybridModel):
+        return _hybrid_point(fs, fs.model, series, raw, panel, horizon)
     if fs.fallback and fs.fallback.startswith("level_shift"):
         raw = raw[-SHIFT_WINDOW_H:]  # condition on the post-shift window it was fitted on
     res, _, failed = forward_one(fs.forecaster, fs.model, raw, horizon)
     if failed:
         return np.maximum(res["mean"], 0.0), "snaive24", f"model_failed: {failed}"
     return np.maximum(np.asarray(res["mean"], dtype=float), 0.0), fs.forecaster, fs.fallback
+
+
+def _global_point(
+    model: GlobalGBM, series: str, raw: np.ndarray, panel: Panel, horizon: int
+) -> tuple[np.ndarray, str, str | None]:
+    """The global model's forecast of one series; seasonal naive if it fails or is not finite."""
+    try:
+        point, _ = model.predict(
+            [series], raw[None, :], pd.DatetimeIndex(panel.filled.index), horizon
+        )
+        if not np.all(np.isfinite(point)):
+            raise FloatingPointError("non-finite forecast")
+        return point[0], GBM, None
+    except Exception as exc:  # a failure of the global model must not fail the hourly run
+        res, _, _ = forward_one("snaive24", _snaive_fit(raw), raw, horizon)
+        return (
+            np.maximum(np.asarray(res["mean"], dtype=float), 0.0),
+            "snaive24",
+            f"model_failed: {GBM} forecast failed ({type(exc).__name__}: {exc}); seasonal naive",
+        )
+
+
+def _hybrid_point(
+    fs: FittedSeries,
+    model: HybridModel,
+    series: str,
+    raw: np.ndarray,
+    panel: Panel,
+    horizon: int,
+) -> tuple[np.ndarray, str, str | None]:
+    """Equal-weight mean of the per-series members (their registry model) and the global model;
+    a failing part leaves the other, with the reason."""
+    res, _, failed = forward_one(model.local_name, model.local, raw, horizon)
+    local = np.maximum(np.asarray(res["mean"], dtype=float), 0.0)
+    if failed:
+        return local, "snaive24", f"model_failed: {failed}"
+    if model.global_model is None:
+        return local, model.local_name, f"model_failed: {GBM} not loaded; {model.local_name}"
+    glob, used, reason = _global_point(model.global_model, series, raw, panel, horizon)
+    if used != GBM:
+        return local, model.local_name, reason
+    k = len(REGISTRY[fs.forecaster].members) - 1
+    return (k * local + glob) / (k + 1), fs.forecaster, fs.fallback
+
+
+@dataclass
+class HybridModel:
+    """A combination with a global member: the per-series part (``local_name`` of the registry,
+    fitted on this series) and the shared global model."""
+
+    local_name: str
+    local: object
+    global_model: GlobalGBM | None
+
+
+def detach_shared(fs: FittedSeries) -> tuple[FittedSeries, GlobalGBM | None]:
+    """The series without its shared global model (stored once per selection), and that model."""
+    if isinstance(fs.model, GlobalGBM):
+        return replace(fs, model=None), fs.model
+    if isinstance(fs.model, HybridModel) and fs.model.global_model is not None:
+        return replace(fs, model=replace(fs.model, global_model=None)), fs.model.global_model
+    return fs, None
+
+
+def attach_shared(fs: FittedSeries, shared: GlobalGBM | None) -> FittedSeries:
+    """Undo :func:`detach_shared`."""
+    if shared is None:
+        return fs
+    if fs.forecaster == GBM and fs.model is None:
+        return replace(fs, model=shared)
+    if isinstance(fs.model, HybridModel) and fs.model.global_model is None:
+        return replace(fs, model=replace(fs.model, global_model=shared))
+    return fs
+
+
+def _snaive_fit(raw: np.ndarray) -> object:
+    model, _ = _fit_one("snaive24", raw)
+    return model
 
 
 def _peers(series: str, fitted: dict[str, FittedSeries]) -> list[str]:
@@ -240,4 +366,11 @@ def residuals_for(
     return ResidualQuantiles.fit(own, offset_for(level), QUANTILES, peer)
 
 
-__all__ = ["REGISTRY", "FittedSeries", "detect_level_shift", "fit_series", "forecast_frame"]
+__all__ = [
+    "REGISTRY",
+    "FittedSeries",
+    "detect_level_shift",
+    "fit_global",
+    "fit_series",
+    "forecast_frame",
+]

@@ -136,6 +136,10 @@ def _ets_theta() -> Any:
     return MeanEnsemble("ets", "theta")
 
 
+def _global_only() -> Any:
+    raise TypeError("gbm is a global model: see planner.forecast.gbm (one fit over all series)")
+
+
 REGISTRY: dict[str, ForecasterSpec] = {
     spec.name: spec
     for spec in (
@@ -155,6 +159,22 @@ REGISTRY: dict[str, ForecasterSpec] = {
             members=("ets", "theta"),
         ),
         ForecasterSpec("mstl", _mstl, 336, "MSTL daily+weekly seasons, AutoETS trend"),
+        # one LightGBM model over every series (planner.forecast.gbm), not a per-series fit
+        ForecasterSpec(
+            "gbm",
+            _global_only,
+            72,
+            "global LightGBM over all series, direct leads 1-24",
+            clean=False,
+            max_train_h=None,
+        ),
+        ForecasterSpec(
+            "ets_theta_gbm",
+            _global_only,
+            72,
+            "mean of the ETS, Theta and global LightGBM forecasts",
+            members=("ets", "theta", "gbm"),
+        ),
         # ~0.2 s per fit on a week: estimated once per backtest, re-conditioned at each origin.
         ForecasterSpec(
             "arima",
@@ -166,11 +186,31 @@ REGISTRY: dict[str, ForecasterSpec] = {
         ),
     )
 }
+GLOBAL_MODELS = ("gbm",)  # fitted once over the whole panel, not per series
+# combinations with a global member: name -> the registry model of their per-series members
+HYBRIDS = {"ets_theta_gbm": "ets_theta"}
+
+
+def uses_global(name: str) -> bool:
+    """Whether a candidate is, or combines, a global model."""
+    spec = REGISTRY[name]
+    return name in GLOBAL_MODELS or any(m in GLOBAL_MODELS for m in spec.members)
+
+
 BASELINES = tuple(name for name, spec in REGISTRY.items() if spec.baseline)
 # ARIMA stays available but off by default: on ServeGen-derived logs it won 5-7 of 54 series
 # yet the deployed selection scored no better without it (token rate 15.6 % vs 15.2 % better
 # than seasonal naive) at 2.3x the selection time (0.2-0.4 s per fit).
-DEFAULT_CANDIDATES = ("snaive24", "snaive168", "ets", "theta", "ets_theta", "mstl")
+DEFAULT_CANDIDATES = (
+    "snaive24",
+    "snaive168",
+    "ets",
+    "theta",
+    "ets_theta",
+    "mstl",
+    "gbm",
+    "ets_theta_gbm",
+)
 
 
 def cap_spikes(y: np.ndarray, k: float = 3.0) -> np.ndarray:
@@ -293,6 +333,14 @@ class PanelStatsForecaster(BaseForecaster):  # type: ignore[misc]
         "requires-fh-in-fit": False,
         "capability:unequal_length": False,
     }
+    # The data lives in the forecaster's own arrays (`_update` appends to them), so sktime's
+    # copies are not needed; saying so at the class silences sktime 1.2's FutureWarning on the
+    # coming default (once per instance: 72 lines in one demo backtest).
+    _config = {"remember_data": False}  # noqa: RUF012 - sktime's config declaration idiom
+    # sktime's base sets these only when remember_data is on at construction; its estimator
+    # checks switch it on later and expect them to start empty
+    _y = None
+    _X = None
 
     def __init__(self, model: str = "snaive24", refit_every_h: str = "never") -> None:
         self.model = model

@@ -4,6 +4,8 @@
   model on the full history, and keep the residual quantiles. Work is split into chunks of
   series that calibrate together (same tier and metric); :func:`select_chunk` is pure and
   picklable, so a process pool, Prefect's task map or a Dask cluster can run the chunks.
+  A global candidate (:mod:`planner.forecast.gbm`) is backtested and fitted once over the
+  whole panel first (:func:`global_stage`); its rows join each chunk's selection.
 * :func:`forecast` (hourly): re-condition each stored model on the latest history and produce
   the point forecast and quantiles for the next ``horizon`` hours.
 
@@ -12,16 +14,32 @@ Neither reads anything after its ``as_of``: the panel is cut there first.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from planner.forecast.backtest import BacktestResult, BacktestSettings, peer_group, run_backtest
-from planner.forecast.forecast import FittedSeries, fit_series, forecast_frame, residuals_for
+from planner.forecast.backtest import (
+    BacktestResult,
+    BacktestSettings,
+    peer_group,
+    run_backtest,
+    run_global_backtest,
+)
+from planner.forecast.forecast import (
+    FittedSeries,
+    fit_global,
+    fit_series,
+    forecast_frame,
+    residuals_for,
+)
+from planner.forecast.gbm import GlobalGBM
+from planner.forecast.models import uses_global
 from planner.forecast.select import SelectionSettings, choose, deployed_scores
 from planner.forecast.series import METRICS, Panel, build_panel
 
+log = logging.getLogger(__name__)
 Mapper = Callable[
     [Callable[["ChunkTask"], "ChunkSelection"], list["ChunkTask"]], list["ChunkSelection"]
 ]
@@ -38,9 +56,14 @@ class ForecastSettings:
 
 @dataclass(frozen=True)
 class ChunkTask:
+    """``global_hours``/``global_model``: the global candidate's backtest rows and its model
+    fitted at the selection time, both made once over the whole panel."""
+
     group: str
     panel: Panel
     settings: ForecastSettings
+    global_hours: pd.DataFrame | None = None
+    global_model: GlobalGBM | None = None
 
 
 @dataclass
@@ -84,17 +107,46 @@ class Selection:
         return agg
 
 
-def chunk_tasks(panel: Panel, settings: ForecastSettings) -> list[ChunkTask]:
+def chunk_tasks(
+    panel: Panel,
+    settings: ForecastSettings,
+    global_hours: pd.DataFrame | None = None,
+    global_model: GlobalGBM | None = None,
+) -> list[ChunkTask]:
     groups: dict[str, list[str]] = {}
     for series in panel.series:
         groups.setdefault(peer_group(series), []).append(series)
-    return [ChunkTask(g, panel.subset(cols), settings) for g, cols in sorted(groups.items())]
+    out = []
+    for g, cols in sorted(groups.items()):
+        mine = None
+        if global_hours is not None and not global_hours.empty:
+            mine = global_hours[global_hours["series"].isin(cols)]
+        out.append(ChunkTask(g, panel.subset(cols), settings, mine, global_model))
+    return out
+
+
+def global_stage(
+    panel: Panel, settings: ForecastSettings
+) -> tuple[pd.DataFrame | None, GlobalGBM | None]:
+    """The global candidate over every series: its backtest rows, and the model fitted on the
+    whole history (for the series that will choose it). Nothing when it is not a candidate."""
+    if not any(uses_global(c) for c in settings.backtest.candidates):
+        return None, None
+    hours = run_global_backtest(panel, settings.backtest)
+    if hours.empty:
+        return None, None
+    try:
+        model = fit_global(panel)
+    except ValueError as exc:  # too little history: the series keep the other candidates
+        log.warning("global model not fitted: %s", exc)
+        return None, None
+    return hours, model
 
 
 def select_chunk(task: ChunkTask) -> ChunkSelection:
     """Backtest, choose and fit one chunk (pure; safe to run in another process)."""
     settings = task.settings
-    result = run_backtest(task.panel, settings.backtest)
+    result = run_backtest(task.panel, settings.backtest, global_hours=task.global_hours)
     chosen = choose(result.folds, task.panel.series, settings.selection)
     levels = task.panel.observed.mean()
     fitted = {}
@@ -104,7 +156,14 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
         residuals = residuals_for(
             result.hours, series, forecaster, task.panel.series, float(levels.get(series, 0.0))
         )
-        fitted[series] = fit_series(series, forecaster, task.panel, residuals, reason)
+        fitted[series] = fit_series(
+            series,
+            forecaster,
+            task.panel,
+            residuals,
+            reason,
+            task.global_model,
+        )
     return ChunkSelection(task.group, result, chosen, fitted)
 
 
@@ -122,7 +181,7 @@ def select_models(
 ) -> Selection:
     """The daily selection over every series known at ``as_of``."""
     panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
-    tasks = chunk_tasks(panel, settings)
+    tasks = chunk_tasks(panel, settings, *global_stage(panel, settings))
     results = (mapper or _serial)(select_chunk, tasks)
     return merge(as_of, results, settings)
 
@@ -151,9 +210,11 @@ def forecast(
     as_of: pd.Timestamp,
     settings: ForecastSettings,
     timezones: dict[str, str],
+    readings: dict[str, float] | None = None,
 ) -> pd.DataFrame:
     """Forecasts for the ``horizon`` hours starting at ``as_of`` (floored to the hour), from
-    data before it only."""
+    data before it only; with ``readings`` (the hour in progress read from its minutes so far,
+    up to ``as_of``) the first hours are nowcast."""
     origin = pd.Timestamp(as_of).floor("h")
     panel = build_panel(demand, origin, settings.history_h, settings.metrics)
     known = {s: f for s, f in fitted.items() if s in panel.observed}
@@ -169,7 +230,7 @@ def forecast(
                 "appeared after selection",
                 "new_series: not in the last selection",
             )
-    return forecast_frame(known, panel, origin, settings.horizon, timezones)
+    return forecast_frame(known, panel, origin, settings.horizon, timezones, readings)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

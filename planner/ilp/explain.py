@@ -18,6 +18,15 @@ from planner.ilp.data import PlanningData
 from planner.ilp.frames import rows
 from planner.ilp.plan import Plan
 
+# One line per binding family, for operators (explain tables, plan pages).
+BINDING_MEANING = {
+    "capacity": "instances run at their throughput limit; more demand needs more instances",
+    "quota": "the region's VMs of a type are at quota; more demand is routed away or unmet",
+    "lead_time": "demand is unmet because new VMs or model loads cannot be ready in time",
+    "availability": "only the minimum instances for availability run; demand is below that",
+    "none": "slack everywhere; capacity is kept (e.g. to avoid churn before a peak)",
+}
+
 
 def explain(plan: Plan, data: PlanningData) -> pd.DataFrame:
     t_of = {h: t for t, h in enumerate(data.hours, start=1)}

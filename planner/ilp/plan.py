@@ -140,11 +140,21 @@ class Plan:
         }
 
 
-def plan_id(data: PlanningData) -> str:
-    digest = hashlib.sha256(
-        f"{data.config_hash}|{data.as_of.isoformat()}|{sorted(data.demand.items())}".encode()
-    ).hexdigest()[:8]
-    return f"plan-{data.start:%Y%m%dT%H%M}-{digest}"
+def plan_id(data: PlanningData, frames: dict[str, pd.DataFrame], solver: SolverFacts) -> str:
+    """The plan's id: its first hour and a digest of its content (the hours it covers, when and
+    from which forecast and config it was made, whether it is a fallback, and every table), so
+    the same plan always has the same id and a plan whose content differs in any row has
+    another. Timing facts (solve seconds) are not content."""
+    digest = hashlib.sha256()
+    head = (
+        f"{data.config_hash}|{data.as_of.isoformat()}|{data.start.isoformat()}|"
+        f"{len(data.hours)}|{data.forecast_origin}|{solver.status}|{solver.fallback}"
+    )
+    digest.update(head.encode())
+    for name in sorted(frames):
+        digest.update(f"|{name}|".encode())
+        digest.update(frames[name].to_csv(index=False, float_format="%.9g").encode())
+    return f"plan-{data.start:%Y%m%dT%H%M}-{digest.hexdigest()[:12]}"
 
 
 def from_values(
@@ -196,8 +206,18 @@ def from_values(
     )
     actions = derive_actions(data, vms, instances)
     costs = cost_frame(data, vals, hour)
+    frames = {
+        "vms": vms,
+        "instances": instances,
+        "assignments": assignments,
+        "routing": routing,
+        "niw": niw,
+        "actions": actions,
+        "costs": costs,
+        "unmet": unmet,
+    }
     return Plan(
-        plan_id=plan_id(data),
+        plan_id=plan_id(data, frames, solver),
         as_of=data.as_of,
         start=data.start,
         hours=data.hours,

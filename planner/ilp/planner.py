@@ -22,6 +22,10 @@ from planner.ilp.verify import Verification, verify
 log = logging.getLogger(__name__)
 # share of the time limit the LP-rounding start may take; the rest is SCIP's
 ROUNDING_SHARE = 0.4
+# SCIP statuses whose incumbent is a plan: proven optimal, within the gap, or the best found in
+# the time limit. Anything else (unbounded, infeasible, inforunbd, userinterrupt, ...) is never
+# published as a normal plan: the flagged greedy fallback is.
+PLAN_STATUSES = frozenset({"optimal", "gaplimit", "timelimit"})
 
 
 def solver_settings(cfg: FleetConfig) -> SolverSettings:
@@ -86,10 +90,11 @@ def make_plan(
         bound_source=result.bound_source,
         nodes=result.nodes,
     )
-    if result.has_solution:
+    if result.has_solution and result.status in PLAN_STATUSES:
         plan = from_values(data, result.values, facts)
     else:
-        reason = f"SCIP returned no solution (status {result.status}); greedy plan"
+        what = "a solution" if result.has_solution else "no solution"
+        reason = f"SCIP returned {what} with status {result.status}; greedy plan"
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
         plan = from_values(data, greedy, facts)

@@ -111,12 +111,13 @@ def hourly_rates(cfg: FleetConfig, spec: SynthSpec) -> pd.DataFrame:
 
 
 def synthesize(
-    cfg: FleetConfig, spec: SynthSpec, tokens: TokenSampler
+    cfg: FleetConfig, spec: SynthSpec, tokens: TokenSampler, first_day: int = 0
 ) -> Iterator[tuple[datetime, pd.DataFrame]]:
-    """Yield (day start, request rows sorted by arrival) for each day of the span."""
+    """Yield (day start, request rows sorted by arrival) for each day of the span from
+    ``first_day`` (days before it are skipped, not drawn: a day's rows depend only on its index)."""
     rates = hourly_rates(cfg, spec)
     day_seeds = np.random.SeedSequence([spec.seed, 1]).spawn(spec.days)
-    for day_index in range(spec.days):
+    for day_index in range(first_day, spec.days):
         day = spec.start + timedelta(days=day_index)
         mask = (rates["hour"] >= day) & (rates["hour"] < day + timedelta(days=1))
         rng = np.random.default_rng(day_seeds[day_index])

@@ -71,6 +71,11 @@ def test_cli_backtest_forecast_characterize(warehouse_path: Path, tmp_path: Path
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
     assert set(payload["by_metric"]) == {"token_rate", "request_rate", "peak_token_rate"}
+    assert {"mase", "snaive24_mase", "band95_coverage"} <= set(payload["overall"])
+    assert set(payload["by_horizon"]) == {"token_rate", "request_rate", "peak_token_rate", "all"}
+    lead1 = payload["by_horizon"]["all"]["1"]
+    assert set(payload["by_horizon"]["all"]) == {"1", "6", "24", "1-24"}
+    assert lead1["points"] > 0 and lead1["snaive24_mase"] > 0 and "snaive168_mase" in lead1
     assert Path(payload["plot"]).stat().st_size > 10_000
     assert "| metric | folds |" in Path(payload["report"]).read_text()
 
@@ -98,3 +103,57 @@ def test_forecast_with_an_empty_mart_says_what_to_do(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "ingest request logs first" in result.stderr
+
+
+def test_the_hour_in_progress_is_nowcast_from_its_minutes_so_far(
+    warehouse_path: Path, cfg: FleetConfig
+) -> None:
+    from flows.forecasting import minutes_so_far
+
+    origin = pd.Timestamp("2024-06-11 10:00")
+    with connect(warehouse_path) as con:
+        readings = minutes_so_far(con, origin, origin + pd.Timedelta(minutes=40))
+        assert readings is not None and len(readings) > 0
+        # the reading is the arrivals before the moment, nothing later
+        count = con.execute(
+            "SELECT region, model, tier, count(*) FROM requests WHERE arrival_time >= ? "
+            "AND arrival_time < ? GROUP BY ALL",
+            [origin.to_pydatetime(), (origin + pd.Timedelta(minutes=40)).to_pydatetime()],
+        ).fetchall()
+        for region, model, tier, n in count:
+            assert readings[f"{region}|{model}|{tier}|request_rate"] == pytest.approx(n / 2400)
+        assert minutes_so_far(con, origin, origin + pd.Timedelta(minutes=5)) is None
+        plain, info0 = run_forecast(con, cfg, origin, horizon=6)
+        nowcast, info = run_forecast(con, cfg, origin + pd.Timedelta(minutes=40), horizon=6)
+    assert info0["nowcast_minutes"] == 0 and info["nowcast_minutes"] == 40
+    assert (nowcast["origin"] == origin).all()
+    first = nowcast["h"] == 1
+    assert not (
+        nowcast.loc[first, "point"].to_numpy() == plain.loc[first, "point"].to_numpy()
+    ).all()
+
+
+def test_a_global_model_is_stored_once_and_relinked_on_load(
+    warehouse_path: Path, cfg: FleetConfig
+) -> None:
+    from planner.forecast.gbm import GlobalGBM
+
+    forecast_cfg = cfg.forecast.model_copy(update={"candidates": ["gbm"], "champion": "gbm"})
+    gcfg = cfg.model_copy(update={"forecast": forecast_cfg})
+    as_of = START + pd.Timedelta(days=8, hours=6)
+    with connect(warehouse_path) as con:
+        selection = run_selection(con, gcfg, as_of, workers=1)
+        assert "gbm" in set(selection.folds["forecaster"])
+        chose = [s for s, f in selection.fitted.items() if f.forecaster == "gbm"]
+        assert len(chose) > 0
+        stored = con.execute(
+            "SELECT series, octet_length(payload) FROM forecast_models WHERE selected_at = ?",
+            [pd.Timestamp(as_of).tz_localize(None).to_pydatetime()],
+        ).fetchall()
+        shared = [size for series, size in stored if series.startswith("_shared|")]
+        per_series = [size for series, size in stored if not series.startswith("_shared|")]
+        assert len(shared) == 1 and max(per_series) < shared[0] / 5  # booster stored once
+        _, models = load_models(con, as_of)
+    assert set(models) == set(selection.fitted)
+    for series in chose:
+        assert isinstance(models[series].model, GlobalGBM)

@@ -73,6 +73,14 @@ def test_good_csv_loads_with_utc_millisecond_times(warehouse, contract, tmp_path
     assert times["a3"] == datetime(2024, 6, 3, 10, 30)  # +02:00 converted to UTC
 
 
+def test_the_report_times_each_phase(warehouse, contract, tmp_path: Path) -> None:
+    f = _only(_ingest(warehouse, contract, _csv(tmp_path / "good.csv", GOOD)))
+    phases = ("hash", "stage", "duplicates", "load", "quarantine", "reconcile", "manifest")
+    assert list(f.phases) == [*phases, "commit"]
+    assert all(seconds >= 0 for seconds in f.phases.values())
+    assert f.as_dict()["phases"] == f.phases  # what `sageserve ingest --json` prints
+
+
 def test_bad_values_are_quarantined_with_row_and_reason(
     warehouse, contract, tmp_path: Path
 ) -> None:

@@ -113,3 +113,94 @@ def test_cli_plan_and_explain_json(warehouse_path: Path, tmp_path: Path) -> None
         "none",
     }
     assert runner.invoke(app, [*wh, "explain", "plan-nope"]).exit_code == 1
+
+
+def test_operator_view_page_artifact_and_files_agree(
+    warehouse_path: Path, cfg: FleetConfig, tmp_path: Path
+) -> None:
+    """One view renders the page and the artifact (same headline numbers); the next hour's
+    actions are those to start before the next plan; plan files carry a column dictionary
+    and UTC-marked times."""
+    from flows.operator_view import operator_view
+    from flows.publish import COLUMNS
+    from reports.operator import to_markdown
+    from reports.plan_report import write_plan_report
+
+    out = tmp_path / "plans"
+    with connect(warehouse_path) as con:
+        result = run_plan(con, cfg, AS_OF, out)
+        view = operator_view(con, cfg, result.plan, verified=True)
+    plan = result.plan
+    headline = dict(view.headline)
+    assert headline["cost"].startswith(f"${plan.total_cost:,.0f} over 24 h")
+    assert headline["data quality"].startswith("not checked")
+    assert set(view.fleet["region"]) <= set(cfg.region_ids) and len(view.fleet)
+    assert (view.fleet["quota"] > 0).all() and view.fleet["binding"].str.contains(":").all()
+    cutoff = pd.Timestamp(plan.as_of) + timedelta(hours=1)
+    due = plan.actions[pd.to_datetime(plan.actions["start_by"]) < cutoff]
+    assert len(view.actions) == len(due)
+    assert view.actions["start by"].str.endswith("UTC").all()
+    page = write_plan_report(view, plan, pd.DataFrame(), pd.DataFrame(), tmp_path / "page")
+    text = page.read_text()
+    markdown = to_markdown(view, "http://127.0.0.1:4280/reports/x/report.html")
+    for value in headline.values():
+        assert value.replace("&", "&amp;") in text or value in text
+        assert value in markdown
+    assert "Next hour's actions" in text and "NIW schedule" in text and "Routing per hour" in text
+    folder = result.export_path
+    assert folder is not None and (folder / "COLUMNS.md").exists()
+    for table, columns in COLUMNS.items():
+        frame = pd.read_csv(folder / f"{table}.csv")
+        assert set(frame.columns) <= set(columns), table
+        if "hour" in frame and len(frame):
+            assert frame["hour"].str.endswith("Z").all(), table
+    assert str(pd.read_parquet(folder / "vms.parquet")["hour"].dt.tz) == "UTC"
+
+
+def test_cli_plans_explain_status_tables_on_stdout(warehouse_path: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    wh = ["--warehouse", str(warehouse_path)]
+    made = runner.invoke(
+        app, [*wh, "plan", "--as-of", "2024-06-11T05:05Z", "--out", str(tmp_path), "--json"]
+    )
+    assert made.exit_code == 0, made.stderr
+    plan_id = json.loads(made.stdout)["plan_id"]
+    listed = runner.invoke(app, [*wh, "plans", "ls", "--json"])
+    assert plan_id in {p["plan_id"] for p in json.loads(listed.stdout)}
+    table = runner.invoke(app, [*wh, "plans", "ls"])
+    assert plan_id in table.stdout and plan_id not in table.stderr
+    shown = json.loads(runner.invoke(app, [*wh, "plans", "show", plan_id, "--json"]).stdout)
+    assert shown["plan_id"] == plan_id and {"cost", "gap", "SLA risk"} <= set(shown["headline"])
+    text = runner.invoke(app, [*wh, "plans", "show", plan_id]).stdout
+    assert shown["headline"]["cost"] in text
+    assert runner.invoke(app, [*wh, "plans", "show", "plan-nope"]).exit_code == 1
+    cells = json.loads(
+        runner.invoke(
+            app,
+            [
+                *wh,
+                "explain",
+                plan_id,
+                "--region",
+                "us-east",
+                "--hour",
+                "2024-06-11T07:00Z",
+                "--json",
+            ],
+        ).stdout
+    )
+    assert cells and {c["region"] for c in cells} == {"us-east"}
+    assert {c["hour"][:16] for c in cells} == {"2024-06-11T07:00"}
+    from planner.ilp.explain import BINDING_MEANING
+
+    model_cells = json.loads(
+        runner.invoke(app, [*wh, "explain", plan_id, "--model", "llama2-70b", "--json"]).stdout
+    )
+    explained = runner.invoke(app, [*wh, "explain", plan_id, "--model", "llama2-70b"]).stdout
+    assert "meaning" in explained
+    for family in {c["binding"] for c in model_cells}:  # one line of meaning per family shown
+        assert BINDING_MEANING[family] in explained.replace("\n", " "), family
+    assert runner.invoke(app, [*wh, "explain", plan_id, "--region", "mars"]).exit_code == 2
+    status = json.loads(runner.invoke(app, [*wh, "status", "--json"]).stdout)
+    assert status["health"]["latest_plan"] == plan_id
+    assert status["health"]["states"]["latest_plan_age_h"] in ("ok", "STALE")

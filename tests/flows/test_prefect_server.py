@@ -131,8 +131,13 @@ def test_hourly_plan_runs_to_completed_with_its_artifacts(stack: dict[str, Any])
         artifacts
     )
     summary = artifacts["hourly-plan"]["data"]
-    assert "data quality: passed" in summary and "solver: SCIP" in summary
-    assert "## Actions for the first hour" in summary
+    assert "**data quality**: passed" in summary and "(SCIP " in summary
+    assert "## Next hour's actions" in summary
+    assert artifacts["hourly-plan"]["description"].startswith("cost: $")
+    # browsers refuse file:// links from the UI: every link is http
+    for key in ("plan-files", "plan-report", "data-docs"):
+        assert "http://127.0.0.1:" in artifacts[key]["data"], artifacts[key]["data"]
+        assert "file://" not in artifacts[key]["data"]
     assert (out / "plans" / "latest" / "manifest.json").exists()
     assert (out / "data_docs" / "index.html").exists()
     table = json.loads(artifacts["plan-instances"]["data"])

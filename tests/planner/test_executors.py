@@ -39,6 +39,7 @@ class Target:
     def __init__(self, script: list[Any]) -> None:
         self.script = list(script)
         self.seen: list[str] = []  # idempotency keys, one per request received
+        self.headers: list[dict[str, str]] = []  # the headers of each request
         self.applied: dict[str, dict[str, Any]] = {}
         target = self
 
@@ -47,6 +48,7 @@ class Target:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 key = self.headers["Idempotency-Key"]
                 target.seen.append(key)
+                target.headers.append(dict(self.headers.items()))
                 step = target.script.pop(0) if target.script else 200
                 if isinstance(step, tuple):
                     _, seconds, step = step
@@ -144,21 +146,28 @@ def test_webhook_refusal_fails_fast_and_keeps_the_last_applied_state(
     before = (tmp_path / "applied" / "a.json").read_text()
     with Target([422]) as target:
         ex = WebhookExecutor(tmp_path, target.url, backoff_s=0.01)
-        with pytest.raises(WebhookError, match=r"refused the desired state of a .*HTTP 422"):
+        with pytest.raises(WebhookError, match=r"refused the desired state of a .*HTTP 422") as e:
             ex.apply(plans[1])
-    assert target.seen == [f"{plans[1].plan_id}:a"]  # no retry of a refusal
+    # no retry of a refusal, and region b is still delivered (and reported)
+    assert target.seen == [f"{plans[1].plan_id}:a", f"{plans[1].plan_id}:b"]
     assert (tmp_path / "applied" / "a.json").read_text() == before
+    assert e.value.state is not None
+    assert set(e.value.state.regions) == {"b"} and set(e.value.state.failed) == {"a"}
 
 
 def test_webhook_gives_up_after_retries_naming_the_region(
     tmp_path: Path, plans: list[Plan]
 ) -> None:
-    with Target([503] * 10) as target:
+    with Target([503] * 3) as target:  # then 200s
         ex = WebhookExecutor(tmp_path, target.url, retries=2, backoff_s=0.01)
-        with pytest.raises(WebhookError, match=r"of a .*after 3 attempts; last: HTTP 503"):
+        with pytest.raises(WebhookError, match=r"of a .*after 3 attempts; last: HTTP 503") as e:
             ex.apply(plans[0])
-    assert len(target.seen) == 3
+    # region a: 3 attempts, then region b is tried anyway and accepted on its first
+    assert target.seen == [f"{plans[0].plan_id}:a"] * 3 + [f"{plans[0].plan_id}:b"]
     assert not (tmp_path / "applied" / "a.json").exists()
+    assert (tmp_path / "applied" / "b.json").exists()
+    assert e.value.state is not None and set(e.value.state.failed) == {"a"}
+    assert str(e.value).startswith("1 of 2 regions not delivered")
 
 
 def test_dry_run_prints_the_diff_and_changes_nothing(tmp_path: Path, plans: list[Plan]) -> None:

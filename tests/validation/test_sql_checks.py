@@ -93,6 +93,45 @@ def test_compiled_sql_agrees_with_pandera(seed: int) -> None:
     assert _sql_failures(schema, frame) == expected
 
 
+def _passing_rows(con: duckdb.DuckDBPyConnection, source: str) -> tuple[set[int], set[int]]:
+    """(rows ``passing_sql`` selects, rows whose ``_reason`` is empty) over ``source``."""
+    present = {r[0]: r[1] for r in con.execute(f"DESCRIBE {source}").fetchall()}
+    compiled = compile_schema(_schema(), present, source)
+    passing = {r[0] for r in con.execute(compiled.passing_sql, compiled.params).fetchall()}
+    clean = con.execute(
+        f"SELECT _row FROM ({compiled.sql}) WHERE _reason = ''", compiled.params
+    ).fetchall()
+    return passing, {r[0] for r in clean}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_passing_select_is_exactly_the_rows_without_a_reason(seed: int) -> None:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    frame = _random_frame(seed)
+    con.register("frame", frame.to_arrow())
+    passing, clean = _passing_rows(con, "SELECT row_number() OVER () AS _row, * FROM frame")
+    assert 0 < len(passing) < frame.height
+    assert passing == clean
+
+
+def test_passing_select_over_text_with_parse_errors() -> None:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    good = "'r1', '2024-01-01 10:00', 'east', 'm1', 'NIW', '12', '3'"
+    source = (
+        "SELECT * FROM (VALUES "
+        f"(1, {good}, NULL), "
+        "(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'malformed JSON: {'), "
+        "(3, 'r3', 'yesterday', 'east', 'm1', 'NIW', '1.5x', '3', NULL), "
+        f"(4, {good}, '')"
+        ") AS t(_row, request_id, arrival_time, region, model, tier, input_tokens, "
+        "output_tokens, _parse_error)"
+    )
+    passing, clean = _passing_rows(con, source)
+    assert passing == clean == {1, 4}
+
+
 def test_raw_text_values_get_dtype_failures_with_the_value() -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")

@@ -1,0 +1,108 @@
+"""Scores of the deployed choice per hour ahead (lead), from the backtest's hourly rows.
+
+``select.deployed_scores`` pools the 24 leads of a fold, as ``overall.mase`` reports it. A plan
+is carried out for its first hour only and re-made every hour, so the lead-1 error matters
+most; these figures say how the error grows with the lead. For each (series, origin) the
+deployed forecaster (chosen from earlier folds only) is scored at each lead ``h`` on the same
+scale as the fold's MASE (in-sample MAE of seasonal naive before the origin), next to both
+seasonal-naive baselines at the same (series, origin, h).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from planner.forecast.backtest import _pinball
+
+LEADS = (1, 6, 24)
+
+
+def deployed_hours(
+    hours: pd.DataFrame, folds: pd.DataFrame, deployed: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per deployed (series, origin, h): actual, scaled error and band hit of the
+    deployed forecaster, and the scaled errors of ``snaive24``/``snaive168`` there."""
+    if hours.empty or deployed.empty or folds.empty:
+        return pd.DataFrame()
+    key = ["series", "origin", "forecaster"]
+    known = hours[hours["actual"].notna()]
+    scale = folds.drop_duplicates(["series", "origin"]).set_index(["series", "origin"])["scale"]
+    chosen = known.merge(deployed[key], on=key, how="inner")
+    chosen = chosen.join(scale, on=["series", "origin"])
+    out = chosen[["series", "origin", "h", "forecaster", "actual", "point", "scale"]].copy()
+    out["err"] = (chosen["actual"] - chosen["point"]).abs() / chosen["scale"]
+    taus = sorted(float(c[2:]) for c in chosen.columns if c.startswith("q_"))
+    actual = chosen["actual"].to_numpy(dtype=float)
+    pins = [_pinball(actual, chosen[f"q_{t}"].to_numpy(dtype=float), t) for t in taus]
+    out["pinball"] = np.mean(pins, axis=0) / chosen["scale"].to_numpy(dtype=float)
+    out["in_band"] = (chosen["actual"] >= chosen["q_0.025"]) & (
+        chosen["actual"] <= chosen["q_0.975"]
+    )
+    out["conformal"] = chosen["quantile_method"] == "conformal"
+    for base in ("snaive24", "snaive168"):
+        b = known[known["forecaster"] == base].set_index(["series", "origin", "h"])
+        idx = pd.MultiIndex.from_frame(out[["series", "origin", "h"]])
+        point = b["point"].reindex(idx).to_numpy(dtype=float)
+        out[f"{base}_err"] = np.abs(out["actual"].to_numpy() - point) / out["scale"].to_numpy()
+    kept: pd.DataFrame = out[np.isfinite(out["err"])].reset_index(drop=True)
+    return kept
+
+
+def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
+    """MASE of the deployed choice and of both baselines over ``rows`` (one lead or a pool),
+    improvement vs each, scaled pinball and 95 % band coverage (conformal rows only)."""
+    if rows.empty:
+        return {}
+    d24 = rows.dropna(subset=["snaive24_err"])
+    d168 = rows.dropna(subset=["snaive168_err"])
+    conf = rows[rows["conformal"]]
+    out = {
+        "points": float(len(rows)),
+        "origins": float(rows["origin"].nunique()),
+        "mase": float(d24["err"].mean()),
+        "snaive24_mase": float(d24["snaive24_err"].mean()),
+        "improvement_vs_snaive24": float(1 - d24["err"].mean() / d24["snaive24_err"].mean()),
+        "scaled_pinball": float(conf["pinball"].mean()) if len(conf) else float("nan"),
+        "band95_coverage": float(conf["in_band"].mean()) if len(conf) else float("nan"),
+    }
+    if "nowcast_err" in rows:
+        nc = d24.dropna(subset=["nowcast_err"])
+        out["nowcast_mase"] = float(nc["nowcast_err"].mean())
+        out["nowcast_improvement_vs_snaive24"] = float(
+            1 - nc["nowcast_err"].mean() / nc["snaive24_err"].mean()
+        )
+    if len(d168):
+        out["snaive168_mase"] = float(d168["snaive168_err"].mean())
+        out["improvement_vs_snaive168"] = float(
+            1 - d168["err"].mean() / d168["snaive168_err"].mean()
+        )
+    return out
+
+
+def by_horizon(
+    hours: pd.DataFrame,
+    folds: pd.DataFrame,
+    deployed: pd.DataFrame,
+    leads: Sequence[int] = LEADS,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{metric or "all": {"1": {...}, "6": {...}, "24": {...}, "1-24": {...}}}``."""
+    return summarize(deployed_hours(hours, folds, deployed), leads)
+
+
+def summarize(
+    rows: pd.DataFrame, leads: Sequence[int] = LEADS
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`lead_summary` per metric (and all) and lead, of :func:`deployed_hours` rows
+    (possibly pooled over several selections)."""
+    if rows.empty:
+        return {}
+    metric = rows["series"].str.rsplit("|", n=1).str[1]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, group in [*rows.groupby(metric), ("all", rows)]:
+        per = {str(h): lead_summary(group[group["h"] == h]) for h in leads}
+        per["1-24"] = lead_summary(group)
+        out[str(name)] = per
+    return out
