@@ -15,12 +15,14 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
-from flows.routing import PERF_CSV, RoutingSpec, run_routing
 
 log = logging.getLogger(__name__)
 
 
 def _routing(opts: dict[str, Any], as_json: bool) -> None:
+    # Imported here: the command line must not load the simulation stack to start.
+    from flows.routing import PERF_CSV, RoutingSpec, run_routing
+
     cfg = STATE.config()
     spec = RoutingSpec(
         region=opts["region"] or "",
