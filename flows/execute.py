@@ -39,6 +39,7 @@ def apply_plan(
         folder,
         dry_run=dry_run,
         admission={t.id: t.admission for t in cfg.tiers},
+        router=cfg.routing.model_dump(),
     )
     try:
         state = executor.apply(plan)

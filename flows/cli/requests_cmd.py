@@ -1,40 +1,128 @@
 """`sageserve evaluate-requests --scenario NAME`: request-level scenarios on the instance model.
 
-``SCENARIOS`` maps a scenario name to a function of the fleet config returning the figures
-(``{"scenario": name, "policies": [...], ...}``); other scenarios register there.
+Scenarios register in :data:`SCENARIOS` (name → runner); each runner takes the options below
+and prints a table, or with ``--json`` one object ``{"scenario": NAME, ...}``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-from flows.cli.common import STATE, emit_json, fail
-from flows.fairness import fairness_scenario
-from planner.config.models import FleetConfig
+from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
 
-SCENARIOS: dict[str, Callable[[FleetConfig], dict[str, Any]]] = {
-    "fairness": fairness_scenario,
-}
+log = logging.getLogger(__name__)
 
 
-def evaluate_requests(
-    scenario: Annotated[str, typer.Option(help=f"one of {', '.join(sorted(SCENARIOS))}")],
-    as_json: Annotated[bool, typer.Option("--json", help="figures as JSON")] = False,
-) -> None:
-    """Replay a request-level scenario through the iteration-level instance model."""
-    if scenario not in SCENARIOS:
-        fail(f"unknown scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))}")
-    result = SCENARIOS[scenario](STATE.config())
+def _routing(opts: dict[str, Any], as_json: bool) -> None:
+    # Imported here: the command line must not load the simulation stack to start.
+    from flows.routing import PERF_CSV, RoutingSpec, run_routing
+
+    cfg = STATE.config()
+    spec = RoutingSpec(
+        region=opts["region"] or "",
+        model=opts["model"] or "",
+        instances=opts["instances"],
+        load=opts["load"],
+        requests=opts["requests"],
+        train_requests=opts["train_requests"],
+        seed=opts["seed"],
+        retrain=opts["retrain"],
+    )
+    perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
+    con = open_warehouse()
+    with con:
+        try:
+            result = run_routing(con, cfg, spec, perf)
+        except (ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+    if as_json:
+        emit_json(result.to_json())
+        return
+    s = result.predictor
+    acc = Table("bucket", "rows", "accuracy", title="length predictor, out of sample")
+    for b, n, a in zip(s.bucket, s.rows, s.accuracy, strict=True):
+        acc.add_row(b, str(n), f"{a:.3f}")
+    acc.add_row("all", str(s.test_rows), f"{s.overall:.3f} (majority {s.majority_baseline:.3f})")
+    console.print(acc)
+    view = Table(
+        "router",
+        "e2e_mean_s",
+        "e2e_p95_s",
+        "ttft_p95_s",
+        "vs round-robin",
+        title=f"{result.region}/{result.model}: {result.instances} × {result.profile} "
+        f"at load {result.load:g}, {result.requests} requests",
+    )
+    rr = result.policies[0].e2e_mean_s
+    for p in result.policies:
+        view.add_row(
+            p.name,
+            f"{p.e2e_mean_s:.3f}",
+            f"{p.e2e_p95_s:.3f}",
+            f"{p.ttft_p95_s:.3f}",
+            f"{p.e2e_mean_s / rr - 1:+.1%}",
+        )
+    console.print(view)
+
+
+def _fairness(opts: dict[str, Any], as_json: bool) -> None:
+    # Imported here: the command line must not load the simulation stack to start.
+    from flows.fairness import fairness_scenario
+
+    result = fairness_scenario(STATE.config())
     if as_json:
         emit_json(result)
         return
     head = {k: v for k, v in result.items() if k != "policies"}
-    typer.echo("  ".join(f"{k}={v}" for k, v in head.items()))
+    console.print("  ".join(f"{k}={v}" for k, v in head.items()), highlight=False)
     rows = result["policies"]
-    cols = list(rows[0])
-    typer.echo("  ".join(f"{c:>26}" for c in cols))
+    table = Table(*map(str, rows[0]), title="fairness: well-behaved tenants under a flood")
     for r in rows:
-        typer.echo("  ".join(f"{r[c]!s:>26}" for c in cols))
+        table.add_row(*(str(v) for v in r.values()))
+    console.print(table)
+
+
+SCENARIOS: dict[str, Callable[[dict[str, Any], bool], None]] = {
+    "routing": _routing,
+    "fairness": _fairness,
+}
+
+
+def evaluate_requests(
+    scenario: Annotated[str, typer.Option(help="scenario name")] = "routing",
+    region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
+    model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
+    instances: Annotated[int, typer.Option(min=1, help="instances in the pool")] = 8,
+    load: Annotated[float, typer.Option(min=0.05, max=0.99, help="pool load ρ")] = 0.75,
+    requests: Annotated[int, typer.Option(min=100, help="requests evaluated")] = 20_000,
+    train_requests: Annotated[
+        int, typer.Option(min=100, help="requests per training trace of the learned router")
+    ] = 4_000,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    retrain: Annotated[bool, typer.Option("--retrain", help="ignore a saved policy")] = False,
+    perf: Annotated[str | None, typer.Option(help="SageServe perf profile CSV")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay a request log through the iteration-level instance model under each policy of a
+    scenario (routing: round-robin, jsq, least-tokens, heuristic, learned; fairness: fcfs, vtc,
+    fairserve against the no-flood run; the pool options apply to routing)."""
+    if scenario not in SCENARIOS:
+        fail(f"--scenario: unknown {scenario!r}; choose from {', '.join(SCENARIOS)}", code=2)
+    opts = {
+        "region": region,
+        "model": model,
+        "instances": instances,
+        "load": load,
+        "requests": requests,
+        "train_requests": train_requests,
+        "seed": seed,
+        "retrain": retrain,
+        "perf": perf,
+    }
+    SCENARIOS[scenario](opts, as_json)

@@ -280,6 +280,20 @@ class ExecutorSettings(_Strict):
     )
 
 
+class RoutingSettings(_Strict):
+    """Which router spreads a pool's requests over its instances (planner.sim.routers)."""
+
+    router: Literal["round-robin", "jsq", "least-tokens", "heuristic", "learned"] = Field(
+        default="round-robin", description="the pools' request router"
+    )
+    artifact: str = Field(
+        default="learned-router",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="name of the learned router's artifact: <outputs>/routers/<name>.json",
+    )
+    epoch_s: float = Field(default=0.25, gt=0, description="load-aware routers' polling period")
+
+
 class FleetConfig(_Strict):
     """The whole configuration file."""
 
@@ -296,6 +310,7 @@ class FleetConfig(_Strict):
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     clock: ClockSettings = Field(default_factory=ClockSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property

@@ -51,10 +51,15 @@ def _iso(value: Any) -> str | None:
 
 
 def desired_states(
-    plan: Plan, config_hash: str | None = None, admission: Mapping[str, str] | None = None
+    plan: Plan,
+    config_hash: str | None = None,
+    admission: Mapping[str, str] | None = None,
+    router: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One desired-state document per region for the plan's first hour (see above); with
-    ``admission`` (tier → policy, from the config) each document carries it too."""
+    ``admission`` (tier → policy, from the config) each document carries it too; with
+    ``router`` (the config's ``routing`` section: router name, learned artifact, epoch) also
+    ``instance_router``, the router spreading each pool's requests over its instances."""
     hour = plan.start
     regions = sorted(
         set(plan.vms["region"]) | set(plan.instances["region"]) | set(plan.routing["source_region"])
@@ -75,6 +80,13 @@ def desired_states(
     if admission:
         for doc in docs.values():
             doc["admission"] = dict(sorted(admission.items()))
+    if router is not None:
+        for doc in docs.values():
+            doc["instance_router"] = {
+                "router": str(router["router"]),
+                "artifact": str(router["artifact"]),
+                "epoch_s": float(router["epoch_s"]),
+            }
     for v in rows(plan.vms[plan.vms["hour"] == hour]):
         docs[v.region]["vms"][v.vm_type] = {"on_demand": int(v.on_demand), "spot": int(v.spot)}
     for i in rows(plan.instances[plan.instances["hour"] == hour]):

@@ -91,6 +91,7 @@ class WebhookExecutor:
     headers: dict[str, str] = field(default_factory=dict)
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
     admission: dict[str, str] = field(default_factory=dict)  # tier -> admission policy
+    router: dict[str, Any] | None = None  # the config's routing section (instance router)
 
     @classmethod
     def from_settings(
@@ -100,6 +101,7 @@ class WebhookExecutor:
         *,
         dry_run: bool = False,
         admission: dict[str, str] | None = None,
+        router: dict[str, Any] | None = None,
     ) -> WebhookExecutor:
         return cls(
             folder,
@@ -110,6 +112,7 @@ class WebhookExecutor:
             dry_run=dry_run,
             headers=settings.headers() if settings.url and not dry_run else {},
             admission=dict(admission or {}),
+            router=router,
         )
 
     def last_applied(self, region: str) -> dict[str, Any] | None:
@@ -123,7 +126,7 @@ class WebhookExecutor:
         return loaded
 
     def apply(self, plan: Plan) -> AppliedState:
-        docs = desired_states(plan, admission=self.admission or None)
+        docs = desired_states(plan, admission=self.admission or None, router=self.router)
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}

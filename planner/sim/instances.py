@@ -122,6 +122,7 @@ class _Pool:
         self.where = np.full(N, REJECT, np.int64)
         self.queued = np.zeros(n, np.int64)
         self.queued_tokens = np.zeros(n)
+        self.queued_prompt = np.zeros(n)
         self.steps = 0
 
     def view(self, t: float) -> PoolView:
@@ -133,6 +134,7 @@ class _Pool:
             self.nrun.copy(),
             self.kv.copy(),
             running_left + self.queued_tokens,
+            self.queued_prompt.copy(),
         )
 
     def enqueue(self, ids: IntArray, dest: IntArray) -> None:
@@ -153,6 +155,7 @@ class _Pool:
         self.where[ids] = dest
         self.queued += np.bincount(dest, minlength=self.n)
         self.queued_tokens += np.bincount(dest, weights=self.need[ids], minlength=self.n)
+        self.queued_prompt += np.bincount(dest, weights=self.prompt[ids], minlength=self.n)
 
     def advance(self, until: float) -> None:
         """Run every instance until its clock reaches ``until`` or it has nothing to do."""
@@ -205,6 +208,7 @@ class _Pool:
             self.head[ii] = self.nxt[r]
             self.queued[ii] -= 1
             self.queued_tokens[ii] -= self.need[r]
+            self.queued_prompt[ii] -= self.prompt[r]
 
     def _prefill(self, ii: IntArray) -> None:
         new = self.ctx[ii] < 0

@@ -14,7 +14,7 @@ defer see each request once, as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -47,6 +47,11 @@ class PoolView:
     running: IntArray  # requests in the batch
     kv_used: Array  # KV tokens reserved
     outstanding_tokens: Array  # prompt + output tokens still to process (waiting and running)
+    waiting_prompt: Array = field(default_factory=lambda: np.zeros(0))  # prompt tokens queued
+
+    def __post_init__(self) -> None:
+        if len(self.waiting_prompt) == 0:
+            object.__setattr__(self, "waiting_prompt", np.zeros(len(self.waiting)))
 
 
 class Router(Protocol):

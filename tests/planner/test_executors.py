@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from planner.config.models import RoutingSettings
 from planner.executors import SimulatedExecutor, WebhookError, WebhookExecutor, desired_states
 from planner.executors.protocol import diff
 from planner.ilp.plan import Plan
@@ -234,3 +235,20 @@ def test_desired_state_carries_the_admission_policy_per_tier(plans: list[Plan]) 
     bad = dict(docs["a"], admission={"IW-F": "lottery"})
     assert problems(bad)
     assert "admission" not in desired_states(plans[1])["a"]
+
+
+def test_desired_state_carries_the_configured_instance_router(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    router = RoutingSettings(router="learned", artifact="learned-router").model_dump()
+    with Target([200, 200]) as target:
+        WebhookExecutor(tmp_path, target.url, backoff_s=0.01, router=router).apply(plans[0])
+        sent = list(target.applied.values())
+    assert sent and all(
+        doc["instance_router"]
+        == {"router": "learned", "artifact": "learned-router", "epoch_s": 0.25}
+        for doc in sent
+    )
+    assert all(problems(doc) == [] for doc in sent)
+    assert problems({**sent[0], "instance_router": {**router, "router": "random"}})
+    assert "instance_router" not in desired_states(plans[0])["a"]

@@ -1,0 +1,238 @@
+"""The routing scenario: one region × model pool of instances, every router on the same log.
+
+From the warehouse (``sql/routing/*.sql``):
+
+* the pool: the region and model with the most request rows (or the ones asked for);
+* the evaluation log: its last ``requests`` rows, time stretched so the pool runs at ``load``
+  (ρ = Σ busy_s / (instances × span), gaps' shape and request order kept);
+* the length predictor: fitted on a subsample of the model's rows (every region) *before* the
+  evaluation log's first arrival, scored on the evaluation rows (never trained on);
+* the learned router's training traces: ``train_traces`` windows of the same pool's rows before
+  the evaluation log, stretched to the same load, and one more window for validation. The
+  policy is saved as ``<outputs>/routers/<artifact>.json`` and loaded by name when its training
+  hash matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flows.warehouse.sqlfiles import run
+from planner.config import FleetConfig
+from planner.sim import learn_router, length
+from planner.sim.instances import Requests, Served, simulate_instances
+from planner.sim.profile import InstanceProfile, profiles_for_config
+from planner.sim.routers import JoinShortestQueue, LeastTokens, LinearMix, constant_estimate
+from planner.sim.routing import Arrivals, RoundRobin, Router
+
+log = logging.getLogger(__name__)
+ROUTERS = ("round-robin", "jsq", "least-tokens", "heuristic", "learned")
+PERF_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/sageserve_perf"
+
+
+@dataclass(frozen=True)
+class RoutingSpec:
+    region: str = ""
+    model: str = ""
+    instances: int = 8
+    load: float = 0.75
+    requests: int = 20_000
+    train_traces: int = 3
+    train_requests: int = 4_000
+    predictor_rows: int = 200_000
+    seed: int = 0
+    retrain: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    name: str
+    e2e_mean_s: float
+    e2e_p95_s: float
+    ttft_p95_s: float
+    ttft_mean_s: float
+    unserved: int
+
+
+@dataclass(frozen=True)
+class RoutingResult:
+    region: str
+    model: str
+    profile: str
+    instances: int
+    load: float
+    requests: int
+    window: tuple[str, str]
+    predictor: length.Score
+    learned: dict[str, Any]
+    policies: list[PolicyResult]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": "routing",
+            "region": self.region,
+            "model": self.model,
+            "profile": self.profile,
+            "instances": self.instances,
+            "load": self.load,
+            "requests": self.requests,
+            "window": list(self.window),
+            "predictor": asdict(self.predictor),
+            "learned": self.learned,
+            "policies": [asdict(p) for p in self.policies],
+        }
+
+
+def stretch(arrival: pd.Series, busy: np.ndarray, instances: int, load: float) -> np.ndarray:
+    """Arrival seconds scaled so that Σ busy / (instances × span) = load."""
+    t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
+    span = float(t.max()) or 1.0
+    return np.asarray(t * float(busy.sum()) / (instances * span * load), float)
+
+
+def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
+    prompt = rows["input_tokens"].to_numpy(np.int64)
+    output = rows["output_tokens"].to_numpy(np.int64)
+    busy = prof.busy_s(prompt, output)
+    arr = stretch(rows["arrival_time"], busy, spec.instances, spec.load)
+    return Requests(arr, prompt, output)
+
+
+def _indexed(est: np.ndarray) -> Any:
+    def estimate(a: Arrivals) -> np.ndarray:
+        return np.asarray(est[a.index], float)
+
+    return estimate
+
+
+def _result(name: str, s: Served) -> PolicyResult:
+    ok = np.isfinite(s.e2e_s)
+    e2e, ttft = s.e2e_s[ok], s.ttft_s[ok]
+    return PolicyResult(
+        name,
+        float(e2e.mean()),
+        float(np.percentile(e2e, 95)),
+        float(np.percentile(ttft, 95)),
+        float(ttft.mean()),
+        int((~ok).sum()),
+    )
+
+
+def run_routing(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, spec: RoutingSpec, perf_csv: Path
+) -> RoutingResult:
+    pool = run(con, "routing/busiest_pool", model=spec.model, region=spec.region).fetchone()
+    if pool is None:
+        raise ValueError("the warehouse has no request rows for that region and model")
+    region, model, _, first, last = pool
+    g = cfg.model(model).vm_types
+    profiles = profiles_for_config(cfg, perf_csv)
+    prof = profiles[(model, next(iter(g)))]
+    rows = run(
+        con,
+        "routing/request_rows",
+        model=model,
+        region=region,
+        start=first,
+        end=last + pd.Timedelta(milliseconds=1),
+        keep_every=1,
+    ).df()
+    need = spec.requests + (spec.train_traces + 1) * spec.train_requests
+    if len(rows) < need:
+        raise ValueError(
+            f"pool {region}/{model} has {len(rows)} request rows; the scenario needs {need} "
+            f"({spec.requests} evaluated + {spec.train_traces + 1} × {spec.train_requests} "
+            "training and validation)"
+        )
+    evaluation = rows.iloc[-spec.requests :].reset_index(drop=True)
+    eval_start: datetime = evaluation["arrival_time"].iloc[0]
+    whole = run(con, "routing/busiest_pool", model=model, region="").fetchone()
+    total = int(whole[2]) if whole else len(rows)
+    keep = max(1, total // spec.predictor_rows)
+    train_rows = run(
+        con,
+        "routing/request_rows",
+        model=model,
+        region="",
+        start=first - pd.Timedelta(days=366),
+        end=eval_start,
+        keep_every=keep,
+    ).df()
+    log.info(
+        "length predictor: %d training rows (1 in %d), before %s", len(train_rows), keep, eval_start
+    )
+    predictor = length.fit(train_rows, seed=spec.seed)
+    score = length.score(predictor, train_rows, evaluation)
+    mean_out = float(train_rows["output_tokens"].mean())
+
+    traces = []
+    before = rows[rows["arrival_time"] < eval_start].reset_index(drop=True)
+    step = max(len(before) // (spec.train_traces + 1), spec.train_requests)
+    for k in range(spec.train_traces + 1):
+        w = before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
+        traces.append(learn_router.Trace(_requests(w, prof, spec), predictor.expected_output(w)))
+    settings = learn_router.SearchSettings(seed=spec.seed)
+    traces, validation = traces[:-1], traces[-1:]
+    wanted = learn_router.train_hash(traces + validation, prof, spec.instances, settings)
+    path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
+    policy = None
+    if path.exists() and not spec.retrain:
+        policy = learn_router.load(path)
+        if policy.config_hash != wanted:
+            log.info(
+                "%s was trained on other data (hash %s ≠ %s): retraining",
+                path,
+                policy.config_hash,
+                wanted,
+            )
+            policy = None
+    if policy is None:
+        policy = learn_router.learn(traces, prof, spec.instances, mean_out, settings, validation)
+        learn_router.save(policy, path)
+        log.info("saved %s", path)
+
+    req = _requests(evaluation, prof, spec)
+    est = _indexed(predictor.expected_output(evaluation))
+    flat = constant_estimate(mean_out)
+    routers: dict[str, Router] = {
+        "round-robin": RoundRobin(),
+        "jsq": JoinShortestQueue(prof, flat, settings.epoch_s),
+        "least-tokens": LeastTokens(prof, flat, settings.epoch_s),
+        "heuristic": LinearMix(prof, est, settings.epoch_s, mean_output=mean_out),
+        "learned": policy.router(prof, est),
+    }
+    results = []
+    for name, router in routers.items():
+        served = simulate_instances(req, prof, spec.instances, router)
+        results.append(_result(name, served))
+        log.info("%s: mean E2E %.3f s", name, results[-1].e2e_mean_s)
+    return RoutingResult(
+        region,
+        model,
+        prof.name,
+        spec.instances,
+        spec.load,
+        len(evaluation),
+        (str(eval_start), str(evaluation["arrival_time"].iloc[-1])),
+        score,
+        {
+            "artifact": str(path),
+            "version": policy.version,
+            "config_hash": policy.config_hash,
+            "weights": dict(zip(policy.features, policy.weights, strict=True)),
+            "train_mean_e2e_s": policy.train_mean_e2e_s,
+            "heuristic_train_mean_e2e_s": policy.heuristic_train_mean_e2e_s,
+            "validation_mean_e2e_s": policy.validation_mean_e2e_s,
+            "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
+            "kept_heuristic": policy.kept_heuristic,
+        },
+        results,
+    )

@@ -1,0 +1,220 @@
+"""Learn the linear routing policy on the serving model, starting from the heuristic.
+
+Policy: :class:`planner.sim.routers.LinearMix` with weights θ over the mixing-cost features.
+Learning is direct policy search (the cross-entropy method) with the heuristic as guide:
+
+1. the search distribution starts centred on the heuristic's weights (θ₀ = 1 on the four cost
+   terms, 0 on the load terms): the heuristic is the prior the policy improves on;
+2. each round draws ``population`` weight vectors from N(μ, σ²) (a fixed seed), replays each
+   through the iteration-level serving model on the training traces (windows of the log
+   disjoint from the evaluation window) and scores it by mean end-to-end latency;
+3. μ moves to the mean of the ``elite`` best, σ shrinks by ``shrink``; the heuristic and every
+   evaluated candidate stay in the running, so the search's best is never worse than the
+   heuristic on the training traces;
+4. the best is kept only if it also beats the heuristic on ``validation`` traces (windows used
+   neither for training nor for evaluation); otherwise the policy *is* the heuristic's weights
+   (``kept_heuristic``): an improvement that does not generalise is not shipped.
+
+The result is saved as a versioned JSON artifact (:func:`save` / :func:`load`) carrying the
+weights, the feature names, the seed, the search settings and a hash of everything it was
+trained from (config hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from planner.sim.instances import Requests, simulate_instances
+from planner.sim.profile import InstanceProfile
+from planner.sim.routers import FEATURES, HEURISTIC_WEIGHTS, LinearMix
+from planner.sim.routing import Arrivals
+
+log = logging.getLogger(__name__)
+Array = npt.NDArray[np.float64]
+ARTIFACT_VERSION = 1
+SIGMA0 = np.array([0.5, 0.5, 0.5, 0.5, 0.02, 0.1, 0.5])
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One training window: requests and the predictor's expected output of each."""
+
+    requests: Requests
+    expected_output: Array
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    rounds: int = 6
+    population: int = 8
+    elite: int = 3
+    shrink: float = 0.7
+    epoch_s: float = 0.25
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LearnedPolicy:
+    weights: list[float]
+    features: list[str]
+    mean_output: float
+    settings: SearchSettings
+    train_mean_e2e_s: float
+    heuristic_train_mean_e2e_s: float
+    config_hash: str
+    validation_mean_e2e_s: float | None = None
+    heuristic_validation_mean_e2e_s: float | None = None
+    kept_heuristic: bool = False
+    version: int = ARTIFACT_VERSION
+
+    def router(
+        self, profile: InstanceProfile, estimate: object, epoch_s: float | None = None
+    ) -> LinearMix:
+        return LinearMix(
+            profile,
+            estimate,  # type: ignore[arg-type]
+            epoch_s or self.settings.epoch_s,
+            np.asarray(self.weights, float),
+            self.mean_output,
+        )
+
+
+def _indexed(est: Array) -> object:
+    return lambda a: est[a.index] if isinstance(a, Arrivals) else est
+
+
+def mean_e2e(
+    weights: Array,
+    traces: list[Trace],
+    profile: InstanceProfile,
+    instances: int,
+    mean_output: float,
+    epoch_s: float,
+) -> float:
+    """Mean end-to-end latency over every request of every trace (unserved count as the
+    trace's largest finite latency doubled, so dropping work never pays)."""
+    total, count = 0.0, 0
+    for tr in traces:
+        # Sorted by arrival so that Arrivals.index (positions in the sorted trace) indexes est.
+        router = LinearMix(profile, _indexed(tr.expected_output), epoch_s, weights, mean_output)  # type: ignore[arg-type]
+        e2e = simulate_instances(tr.requests, profile, instances, router).e2e_s
+        finite = np.isfinite(e2e)
+        worst = 2 * float(e2e[finite].max()) if finite.any() else 0.0
+        total += float(np.where(finite, e2e, worst).sum())
+        count += len(e2e)
+    return total / max(count, 1)
+
+
+def train_hash(
+    traces: list[Trace], profile: InstanceProfile, instances: int, s: SearchSettings
+) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([asdict(s), profile.name, instances, list(FEATURES)]).encode())
+    for tr in traces:
+        for a in (
+            tr.requests.arrival_s,
+            tr.requests.prompt,
+            tr.requests.output,
+            tr.expected_output,
+        ):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def learn(
+    traces: list[Trace],
+    profile: InstanceProfile,
+    instances: int,
+    mean_output: float,
+    settings: SearchSettings | None = None,
+    validation: list[Trace] | None = None,
+) -> LearnedPolicy:
+    """Cross-entropy policy search from the heuristic (module docstring). Traces must be sorted
+    by arrival."""
+    s = settings or SearchSettings()
+    rng = np.random.default_rng(s.seed)
+    started = time.perf_counter()
+
+    def cost(w: Array) -> float:
+        return mean_e2e(w, traces, profile, instances, mean_output, s.epoch_s)
+
+    base = cost(HEURISTIC_WEIGHTS)
+    best_w, best = HEURISTIC_WEIGHTS.copy(), base
+    mu, sigma = HEURISTIC_WEIGHTS.copy(), SIGMA0.copy()
+    for r in range(s.rounds):
+        cand = mu + sigma * rng.standard_normal((s.population, len(mu)))
+        cand[:, :4] = np.maximum(cand[:, :4], 0.0)  # the cost terms keep their sign
+        costs = np.array([cost(w) for w in cand])
+        order = np.argsort(costs, kind="stable")
+        if costs[order[0]] < best:
+            best, best_w = float(costs[order[0]]), cand[order[0]].copy()
+        mu = cand[order[: s.elite]].mean(axis=0)
+        sigma = sigma * s.shrink
+        log.info(
+            "round %d: best %.3f s (heuristic %.3f s), %.0f s elapsed",
+            r,
+            best,
+            base,
+            time.perf_counter() - started,
+        )
+    val: float | None = None
+    val_base: float | None = None
+    kept = False
+    if validation:
+        val_base = mean_e2e(
+            HEURISTIC_WEIGHTS, validation, profile, instances, mean_output, s.epoch_s
+        )
+        val = mean_e2e(best_w, validation, profile, instances, mean_output, s.epoch_s)
+        if not val < val_base:
+            kept, best_w = True, HEURISTIC_WEIGHTS.copy()
+        log.info(
+            "validation: %.3f s (heuristic %.3f s)%s",
+            val,
+            val_base,
+            ", keeping the heuristic" if kept else "",
+        )
+    return LearnedPolicy(
+        [float(x) for x in best_w],
+        list(FEATURES),
+        mean_output,
+        s,
+        best,
+        base,
+        train_hash([*traces, *(validation or [])], profile, instances, s),
+        val,
+        val_base,
+        kept,
+    )
+
+
+def save(policy: LearnedPolicy, path: Path | str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(policy), indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load(path: Path | str) -> LearnedPolicy:
+    """A saved policy; a clear error if the file is missing, of another version or malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no learned router artifact (train it first)")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("version") != ARTIFACT_VERSION:
+        raise ValueError(
+            f"{path}: artifact version {data.get('version')}, expected {ARTIFACT_VERSION}"
+        )
+    if data.get("features") != list(FEATURES):
+        raise ValueError(f"{path}: features {data.get('features')} differ from {list(FEATURES)}")
+    data["settings"] = SearchSettings(**data["settings"])
+    return LearnedPolicy(**data)

@@ -1,0 +1,130 @@
+"""Response-length predictor: (input tokens, tenant, model, tier, hour) → output-length bucket.
+
+A gradient-boosted tree classifier (scikit-learn's ``HistGradientBoostingClassifier``, tenant,
+model and tier as categorical features) over output-length buckets. The router uses the expected
+output ``Σ_k P(bucket k) · mean output of bucket k in training``.
+
+Scoring is out of sample by time: the model is fitted on rows before a cut and scored on rows at
+or after it (:func:`split_by_time`), so it never sees a row it is scored on; the score is the
+accuracy per true bucket and overall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+Array = npt.NDArray[np.float64]
+BUCKET_EDGES = (64, 256, 1024)  # output tokens: [1, 64), [64, 256), [256, 1024), [1024, ∞)
+CATEGORIES = ("tenant", "model", "tier")
+
+
+def bucket_of(output: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    edges = np.asarray(BUCKET_EDGES)
+    return np.asarray(np.searchsorted(edges, np.asarray(output), side="right"), np.int64)
+
+
+def bucket_names() -> list[str]:
+    lo = (1, *BUCKET_EDGES)
+    hi = (*BUCKET_EDGES, None)
+    return [f"{a}-{b - 1}" if b else f"{a}+" for a, b in zip(lo, hi, strict=True)]
+
+
+def split_by_time(rows: pd.DataFrame, test_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows before the (1 − test_share) quantile of arrival time, and the rest."""
+    if not 0 < test_share < 1:
+        raise ValueError("test_share must be in (0, 1)")
+    cut = rows["arrival_time"].quantile(1 - test_share)
+    early = rows["arrival_time"] < cut
+    return rows[early], rows[~early]
+
+
+@dataclass
+class LengthPredictor:
+    """Fitted classifier with its category vocabularies and per-bucket training means."""
+
+    model: HistGradientBoostingClassifier
+    vocab: dict[str, list[str]]
+    bucket_mean: Array
+    seed: int
+    trained_rows: int
+
+    def _x(self, rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+        cols = [np.log1p(rows["input_tokens"].to_numpy(float))]
+        hour = pd.to_datetime(rows["arrival_time"]).dt.hour.to_numpy(float)
+        cols.append(hour)
+        for c in CATEGORIES:
+            codes = {v: i for i, v in enumerate(self.vocab[c])}
+            vals = rows[c].fillna("").astype(str)
+            cols.append(vals.map(codes).fillna(-1).to_numpy(float))  # unseen: missing
+        x = np.stack(cols, axis=1)
+        x[x == -1] = np.nan
+        return x
+
+    def proba(self, rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+        p = np.zeros((len(rows), len(self.bucket_mean)))
+        p[:, self.model.classes_] = self.model.predict_proba(self._x(rows))
+        return p
+
+    def predict_bucket(self, rows: pd.DataFrame) -> npt.NDArray[np.int64]:
+        return np.asarray(np.argmax(self.proba(rows), axis=1), np.int64)
+
+    def expected_output(self, rows: pd.DataFrame) -> Array:
+        return np.asarray(self.proba(rows) @ self.bucket_mean, float)
+
+
+def fit(rows: pd.DataFrame, seed: int = 0, max_iter: int = 100) -> LengthPredictor:
+    """Fit on ``rows`` (columns arrival_time, input_tokens, output_tokens, tenant, model, tier)."""
+    if len(rows) == 0:
+        raise ValueError("no rows to train the length predictor on")
+    vocab = {c: sorted(rows[c].fillna("").astype(str).unique().tolist()) for c in CATEGORIES}
+    y = bucket_of(rows["output_tokens"].to_numpy())
+    k = len(BUCKET_EDGES) + 1
+    out = rows["output_tokens"].to_numpy(float)
+    overall = float(out.mean())
+    mean = np.array([out[y == b].mean() if (y == b).any() else overall for b in range(k)])
+    clf = HistGradientBoostingClassifier(
+        max_iter=max_iter,
+        learning_rate=0.1,
+        max_leaf_nodes=31,
+        categorical_features=[2, 3, 4],
+        random_state=seed,
+        early_stopping=False,
+    )
+    pred = LengthPredictor(clf, vocab, mean, seed, len(rows))
+    clf.fit(pred._x(rows), y)
+    return pred
+
+
+@dataclass(frozen=True)
+class Score:
+    bucket: list[str]
+    rows: list[int]
+    accuracy: list[float]  # per true bucket (recall)
+    overall: float
+    majority_baseline: float  # accuracy of always predicting the training majority bucket
+    train_rows: int
+    test_rows: int
+
+
+def score(pred: LengthPredictor, train: pd.DataFrame, test: pd.DataFrame) -> Score:
+    """Accuracy per true bucket on ``test`` (rows the model never saw)."""
+    y = bucket_of(test["output_tokens"].to_numpy())
+    yhat = pred.predict_bucket(test)
+    k = len(BUCKET_EDGES) + 1
+    majority = int(np.bincount(bucket_of(train["output_tokens"].to_numpy()), minlength=k).argmax())
+    return Score(
+        bucket=bucket_names(),
+        rows=[int((y == b).sum()) for b in range(k)],
+        accuracy=[
+            float((yhat[y == b] == b).mean()) if (y == b).any() else float("nan") for b in range(k)
+        ],
+        overall=float((yhat == y).mean()),
+        majority_baseline=float((y == majority).mean()),
+        train_rows=len(train),
+        test_rows=len(test),
+    )

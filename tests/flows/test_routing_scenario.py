@@ -1,0 +1,84 @@
+"""`sageserve evaluate-requests --scenario routing` on a small ServeGen-derived warehouse."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from flows.cli import app
+from planner.config import load_config
+from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def servegen_warehouse(
+    warehouse: duckdb.DuckDBPyConnection, shared_data: Path, tmp_path: Path
+) -> Path:
+    cfg = load_config(ROOT / "configs/servegen.yaml")
+    clients = load_source(shared_data / "servegen/language/m-mid")
+    spec = ServeGenSpec("llama2-70b", 0.0003, 7, date(2024, 6, 3))
+    rows = pd.concat(synthesize_servegen(cfg, clients, spec), ignore_index=True)
+    rows = rows.sort_values("arrival_time", kind="stable").reset_index(drop=True)
+    rows["request_id"] = [f"sg-{i}" for i in range(len(rows))]
+    rows["arrival_time"] = rows["arrival_time"].dt.tz_convert("UTC").dt.tz_localize(None)
+    warehouse.register("sg", rows)
+    warehouse.execute(
+        "INSERT INTO requests SELECT request_id, arrival_time, region, model, tier, "
+        "input_tokens, output_tokens, tenant, NULL, NULL, 'sg' FROM sg"
+    )
+    warehouse.close()
+    return tmp_path / "wh.duckdb"
+
+
+@pytest.mark.slow
+def test_routing_scenario_json(servegen_warehouse: Path, tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "configs/servegen.yaml").read_text())
+    data["paths"]["outputs"] = str(tmp_path / "out")
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    args = [
+        "--config",
+        str(cfg_path),
+        "--warehouse",
+        str(servegen_warehouse),
+        "evaluate-requests",
+        "--scenario",
+        "routing",
+        "--requests",
+        "800",
+        "--train-requests",
+        "300",
+        "--json",
+    ]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["scenario"] == "routing"
+    names = [p["name"] for p in out["policies"]]
+    assert names == ["round-robin", "jsq", "least-tokens", "heuristic", "learned"]
+    for p in out["policies"]:
+        assert 0 < p["ttft_p95_s"] <= p["e2e_p95_s"]
+        assert p["e2e_mean_s"] > 0
+    assert out["instances"] == 8 and out["requests"] == 800
+    assert out["predictor"]["test_rows"] == 800  # scored on the evaluated rows only
+    artifact = Path(out["learned"]["artifact"])
+    assert artifact.exists()
+    # second run loads the saved policy by name (same training hash): same figures
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert again["policies"] == out["policies"]
+
+
+def test_unknown_scenario_is_a_clear_error() -> None:
+    res = runner.invoke(app, ["evaluate-requests", "--scenario", "nope"])
+    assert res.exit_code == 2
+    assert "unknown 'nope'" in res.output
