@@ -98,6 +98,13 @@ def test_cli_backtest_forecast_characterize(warehouse_path: Path, tmp_path: Path
 
 def test_forecast_with_an_empty_mart_says_what_to_do(tmp_path: Path) -> None:
     runner = CliRunner()
+    missing = runner.invoke(
+        app, ["--warehouse", str(tmp_path / "missing.duckdb"), "backtest", "--json"]
+    )
+    assert missing.exit_code == 1
+    assert "no warehouse at" in missing.stderr  # a mistyped path is not an empty warehouse
+    assert not (tmp_path / "missing.duckdb").exists()
+    connect(tmp_path / "empty.duckdb", create=True).close()  # migrated, no requests
     result = runner.invoke(
         app, ["--warehouse", str(tmp_path / "empty.duckdb"), "backtest", "--json"]
     )
