@@ -45,6 +45,7 @@ from calibrate import servegen_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKETS = (ROOT / "sql" / "sim" / "minute_buckets.sql").read_text()
+MINUTES_TABLE = (ROOT / "sql" / "migrations" / "0019_create_demand_minutes.sql").read_text()
 PERF_FILE = "perf_model_4_models.csv"
 
 
@@ -101,6 +102,8 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
         generate_s = time.perf_counter() - started
     con = duckdb.connect()
     con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{log_file}')")
+    # the replay reads minute aggregates beside the rows (none here): the warehouse's own table
+    con.execute(MINUTES_TABLE)
     rows = con.execute("SELECT count(*) FROM requests").fetchone()[0]  # type: ignore[index]
     start = pd.Timestamp(spec.start).tz_convert("UTC").tz_localize(None)
     end = start + pd.Timedelta(days=args.days)
