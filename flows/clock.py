@@ -140,8 +140,11 @@ def stop_replay(cfg: FleetConfig, real: datetime) -> None:
 
 
 def run_time(cfg: FleetConfig, as_of: str | None) -> pd.Timestamp:
-    """A flow's "now": ``as_of`` when given, else the clock at the run's scheduled start (so
-    a run that waited in the queue still plans the hour it was scheduled for), else at now."""
+    """A flow's "now": ``as_of`` when given, else the clock at the run's scheduled start, else
+    at now. The scheduled start wins both ways: a run that waited in the queue still plans the
+    hour it was scheduled for, and one a worker picked up early (Prefect workers prefetch
+    runs due within a few seconds, which the fast replay clock turns into demo minutes) does
+    not plan a minute before its time."""
     if as_of:
         return naive_utc(as_of)
     real = datetime.now(UTC)
@@ -150,7 +153,7 @@ def run_time(cfg: FleetConfig, as_of: str | None) -> pd.Timestamp:
 
         scheduled = flow_run.scheduled_start_time
         if flow_run.id and scheduled is not None:
-            real = min(real, datetime.fromisoformat(str(scheduled)).astimezone(UTC))
+            real = datetime.fromisoformat(str(scheduled)).astimezone(UTC)
     except Exception:
         pass
     return clock_for(cfg).at(real)
