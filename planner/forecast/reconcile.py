@@ -100,8 +100,9 @@ def projection(s: np.ndarray, method: str, scale: np.ndarray | None = None) -> n
 
 def reconcile_rows(rows: pd.DataFrame, method: str) -> pd.Series:
     """Reconciled points of backtest rows (columns series, origin, h, point, scale), aligned
-    with ``rows``. Rows of a hierarchy (origin, model, metric) that lacks any node's point or
-    scale keep their base point, as do non-additive metrics."""
+    with ``rows``. A hierarchy (origin, model, metric) lacking a node, or (``wls``) a node's
+    scale, keeps its base points, as do leads where a node has no point and non-additive
+    metrics."""
     out = rows["point"].astype(float).copy()
     keys = rows["series"].str.split(SEP, expand=True)
     keys.columns = ["region", "model", "tier", "metric"]
@@ -117,11 +118,10 @@ def reconcile_rows(rows: pd.DataFrame, method: str) -> pd.Series:
         if not set(nodes) <= set(point.index):
             continue
         p = point.loc[nodes].to_numpy(dtype=float)
-        if not np.all(np.isfinite(p)):
-            continue
+        full = np.all(np.isfinite(p), axis=0)  # leads where every node has a point
         scale = part.groupby("series")["scale"].first().reindex(nodes).to_numpy(dtype=float)
         try:
-            reconciled = projection(s, method, scale) @ p
+            reconciled = np.where(full, projection(s, method, scale) @ np.nan_to_num(p), p)
         except ValueError:
             continue
         wide = pd.DataFrame(reconciled, index=nodes, columns=point.columns)

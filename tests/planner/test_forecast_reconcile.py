@@ -92,6 +92,13 @@ def test_peak_minute_and_incomplete_hierarchies_keep_their_base_points() -> None
     np.testing.assert_allclose(reconcile_rows(peak, "ols"), peak["point"])
     missing = _rows({k: v for k, v in INCOHERENT.items() if k != REGION_B})
     np.testing.assert_allclose(reconcile_rows(missing, "ols"), missing["point"])
+    # a lead where one node has no point keeps its base points; the other lead is reconciled
+    rows = _rows(INCOHERENT)
+    gap = rows[~((rows["series"] == REGION_B) & (rows["h"] == 2))].reset_index(drop=True)
+    out = reconcile_rows(gap, "ols")
+    second = (gap["h"] == 2).to_numpy()
+    np.testing.assert_allclose(out[second], gap.loc[second, "point"])
+    assert not np.allclose(out[~second], gap.loc[~second, "point"])
 
 
 def test_wls_trusts_the_node_with_the_smaller_scale_more() -> None:
