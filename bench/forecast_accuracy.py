@@ -217,9 +217,15 @@ def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
     rows["reading"] = readings.reindex(
         pd.MultiIndex.from_frame(rows[["series", "origin"]])
     ).to_numpy(dtype=float)
-    rows["nowcast_err"] = (
-        np.abs(rows["actual"] - apply_rows(rows, readings, params)) / rows["scale"]
-    )
+    nowcast = apply_rows(rows, readings, params)
+    rows["nowcast_err"] = np.abs(rows["actual"] - nowcast) / rows["scale"]
+    # the product widens the nowcast point with the same log-residual quantiles: the band's
+    # edges move by the point's factor (offset: 5 % of the week's level, as the calibration's)
+    offset = rows["offset"].to_numpy(dtype=float)
+    factor = (nowcast + offset) / (np.maximum(rows["point"].to_numpy(dtype=float), 0) + offset)
+    low = (rows["q_0.025"].to_numpy(dtype=float) + offset) * factor - offset
+    high = (rows["q_0.975"].to_numpy(dtype=float) + offset) * factor - offset
+    rows["nowcast_in_band"] = (rows["actual"] >= low) & (rows["actual"] <= high)
     return rows
 
 
@@ -299,7 +305,8 @@ def print_table(label: str, result: dict[str, Any]) -> None:
             f"  {metric:16s} "
             + "  ".join(
                 f"lead {k}: {s.get('nowcast_mase', float('nan')):.3f} "
-                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%})"
+                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%}, "
+                f"band {s.get('nowcast_band95_coverage', float('nan')):.1%})"
                 for k, s in leads.items()
                 if s
             )
