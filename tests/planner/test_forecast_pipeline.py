@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from planner.forecast.backtest import BacktestSettings, run_backtest
-from planner.forecast.forecast import FittedSeries, detect_level_shift
+from planner.forecast.forecast import FittedSeries, detect_level_shift, post_shift_window
 from planner.forecast.pipeline import ForecastSettings, forecast, select_models
 from planner.forecast.series import SeriesKey, build_panel
 from tests.helpers import TIMEZONES, demand_frame
@@ -115,6 +115,22 @@ def test_level_shift_detection() -> None:
     burst = steady.copy()
     burst.iloc[-4:] *= 10  # a few hours: not a shift
     assert detect_level_shift(burst) is None
+
+
+@pytest.mark.parametrize("factor", [0.25, 4.0])
+def test_post_shift_window_brings_the_hours_before_the_shift_to_the_new_level(
+    factor: float,
+) -> None:
+    hours = np.arange(24 * 10)
+    base = 100 + 30 * np.sin(2 * np.pi * hours / 24)
+    y = base.copy()
+    y[-30:] *= factor  # the last 30 h of the 72-h window moved
+    window = post_shift_window(y)
+    assert len(window) == 72
+    np.testing.assert_allclose(window[-30:], y[-30:])
+    np.testing.assert_allclose(window[:42], factor * base[-72:-30], rtol=0.15)
+    # no shift: the window as it is
+    np.testing.assert_allclose(post_shift_window(base), base[-72:])
 
 
 def test_config_controls_the_candidates(demand: pd.DataFrame) -> None:
