@@ -69,13 +69,15 @@ def served(
     config = root / "demo.yaml"
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     demo_cfg = load_config(config)
-    port, pages = free_port(), free_port()
+    port, pages, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ)
     env.update(
         {
             "SAGESERVE_CONFIG": str(config),
             "SAGESERVE_PREFECT_PORT": str(port),
             "SAGESERVE_PAGES_PORT": str(pages),
+            # not the default 9731: a `make serve` or another run on this machine may hold it
+            "SAGESERVE_METRICS_PORT": str(metrics),
             "SAGESERVE_PREFECT_HOME": str(root / "prefect"),
             "SAGESERVE_SHARED": str(shared_data.parent),
         }
