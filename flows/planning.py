@@ -234,11 +234,11 @@ def planning_data(
     now if missing) unless ``demand`` is given, the week's token mix, and ``state``."""
     origin = as_of.floor("h")
     info: dict[str, Any] = {"origin": origin}
+    shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
     if demand is None:
         horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
         forecasts, info = ensure_forecasts(con, cfg, origin, horizon)
-        demand = planning_demand(forecasts, cfg)
-    shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
+        demand = planning_demand(forecasts, cfg, shares)
     data = build_data(cfg, demand, state, as_of.to_pydatetime(), shares, forecast_origin=origin)
     return data, info
 
@@ -366,7 +366,7 @@ def rebuild_data(con: duckdb.DuckDBPyConnection, cfg: FleetConfig, plan: Plan) -
     shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
     return build_data(
         cfg,
-        planning_demand(forecasts, cfg),
+        planning_demand(forecasts, cfg, shares),
         state_from_json(header["state"]),
         plan.as_of,
         shares,

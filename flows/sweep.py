@@ -98,7 +98,7 @@ def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[P
         previous = plans[-1] if plans else None
         origin = hour.as_of.floor("h")
         state = previous.state_at(origin) if previous else state_from_config(cfg)
-        demand = planning_demand(hour.forecasts, cfg)
+        demand = planning_demand(hour.forecasts, cfg, hour.shares)
         data = build_data(
             cfg, demand, state, hour.as_of.to_pydatetime(), hour.shares, forecast_origin=origin
         )

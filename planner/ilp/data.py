@@ -138,7 +138,11 @@ def effective_throughput(
     placement = cfg.model(model).vm_types[vm_type]
     tp = placement.throughput[tier]
     per_token = input_share / tp.input + (1 - input_share) / tp.output
-    return (1 - cfg.tier(tier).headroom) / per_token
+    t = cfg.tier(tier)
+    # sized on the latency target, interactive demand already holds what the target needs
+    # (planner.ilp.sizing): no flat headroom on top
+    latency_sized = t.kind == "interactive" and cfg.planner.interactive_sizing == "latency"
+    return (1 - (0.0 if latency_sized else t.headroom)) / per_token
 
 
 def build_data(

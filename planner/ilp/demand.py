@@ -14,9 +14,24 @@ def quantile_column(q: float) -> str:
     return "q_" + f"{q:g}".replace(".", "_")
 
 
-def planning_demand(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame:
+def planning_demand(
+    forecasts: pd.DataFrame,
+    cfg: FleetConfig,
+    input_share: Mapping[tuple[str, str], float] | None = None,
+) -> pd.DataFrame:
     """Rows (hour, region, model, tier, value): each tier's ``planning_quantile`` of its
-    ``planning_metric`` (tokens/s). ``forecasts`` has the columns of the forecasts table."""
+    ``planning_metric`` (tokens/s). ``forecasts`` has the columns of the forecasts table.
+    With ``planner.interactive_sizing: latency`` the interactive rows are what the latency
+    target needs (:mod:`planner.ilp.sizing`; ``input_share`` φ per (model, tier))."""
+    base = _tier_quantiles(forecasts, cfg)
+    if cfg.planner.interactive_sizing == "latency":
+        from planner.ilp.sizing import latency_sized_demand
+
+        return latency_sized_demand(forecasts, cfg, base, input_share)
+    return base
+
+
+def _tier_quantiles(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame:
     parts = []
     for tier in cfg.tiers:
         sel = forecasts[
