@@ -32,7 +32,7 @@ from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.executors import AppliedState
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
-from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.demand import input_shares, interactive_means, planning_demand
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification
@@ -235,11 +235,21 @@ def planning_data(
     origin = as_of.floor("h")
     info: dict[str, Any] = {"origin": origin}
     shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
+    means = None
     if demand is None:
         horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
         forecasts, info = ensure_forecasts(con, cfg, origin, horizon)
         demand = planning_demand(forecasts, cfg, shares)
-    data = build_data(cfg, demand, state, as_of.to_pydatetime(), shares, forecast_origin=origin)
+        means = interactive_means(forecasts, cfg)
+    data = build_data(
+        cfg,
+        demand,
+        state,
+        as_of.to_pydatetime(),
+        shares,
+        forecast_origin=origin,
+        interactive_mean=means,
+    )
     return data, info
 
 
@@ -372,6 +382,7 @@ def rebuild_data(con: duckdb.DuckDBPyConnection, cfg: FleetConfig, plan: Plan) -
         shares,
         horizon=len(plan.hours),
         forecast_origin=origin,
+        interactive_mean=interactive_means(forecasts, cfg),
     )
 
 

@@ -83,6 +83,11 @@ class PlanningData:
     state: FleetState
     config_hash: str
     forecast_origin: datetime | None = None
+    # trough filling (planner.trough_filling): NIW is served from what the plan holds idle
+    # beyond the hour's mean interactive load; trough_share[(r, m, k, t)] = α of
+    # planner.ilp.constraints.add_trough_filling
+    trough_filling: bool = False
+    trough_share: Mapping[tuple[str, str, str, int], float] = field(default_factory=dict)
 
     @property
     def T(self) -> range:  # noqa: N802 - the set's name in the model's algebra
@@ -119,6 +124,11 @@ class PlanningData:
         ahead = self.minutes_to_start if t == 1 else 0.0
         return min(1.0, max(0.0, self.load_minutes[(m, g)] - ahead) / 60.0)
 
+    def mean_share(self, r: str, m: str, k: str, t: int) -> float:
+        """α[r,m,k,t]: the hour's mean interactive load of tier k in r as a share of what the
+        program sizes for it (1: none known, the conservative value)."""
+        return self.trough_share.get((r, m, k, t), 1.0)
+
     def niw_window(self, m: str, t: int) -> float:
         """The NIW backlog allowed at the end of hour t: work that arrived in hour τ must be
         done by the end of hour τ + W − 1 (conservative at hourly resolution: a request of
@@ -153,12 +163,15 @@ def build_data(
     input_share: Mapping[tuple[str, str], float] | None = None,
     horizon: int | None = None,
     forecast_origin: datetime | None = None,
+    interactive_mean: pd.DataFrame | None = None,
 ) -> PlanningData:
     """Assemble the planning data.
 
     ``demand``: rows (hour, region, model, tier, value) with value in tokens/s for the hours to
     plan (missing rows are zero demand). ``as_of``: when the plan is made; hour 1 starts at the
     next full hour (or at ``as_of`` if it is on the hour). ``input_share``: φ per (model, tier).
+    ``interactive_mean``: rows of the same shape, the interactive tiers' mean token rate per
+    hour (:func:`planner.ilp.demand.interactive_means`), read by trough filling.
     """
     as_of = _naive_utc(as_of)
     start = as_of if as_of == _floor_hour(as_of) else _floor_hour(as_of) + timedelta(hours=1)
@@ -207,6 +220,7 @@ def build_data(
         else cfg.vm_type(e.vm_type).spot_price_per_hour
         for key, e in entries.items()
     }
+    trough = _trough_shares(cfg, dem, index, interactive_mean)
     niw_tier = cfg.tier(deferrable) if deferrable else None
     spot_ok = bool(niw_tier and niw_tier.spot_allowed)
     return PlanningData(
@@ -246,7 +260,35 @@ def build_data(
         state=state,
         config_hash=config_hash(cfg),
         forecast_origin=_naive_utc(forecast_origin) if forecast_origin else None,
+        trough_filling=cfg.planner.trough_filling,
+        trough_share=trough,
     )
+
+
+def _trough_shares(
+    cfg: FleetConfig,
+    demand: Mapping[tuple[str, str, str, int], float],
+    index: Mapping[datetime, int],
+    mean: pd.DataFrame | None,
+) -> dict[tuple[str, str, str, int], float]:
+    """α[r,m,k,t] = min(1, mean load / planned demand) · θ[m,g,k] / θ₀[m,g,k]: the share of
+    the capacity the program holds for the tier that its mean load keeps busy (θ₀ without
+    headroom, so the ratio is 1 − headroom, or 1 when sized on the latency target)."""
+    if mean is None or mean.empty or not cfg.planner.trough_filling:
+        return {}
+    latency = cfg.planner.interactive_sizing == "latency"
+    out: dict[tuple[str, str, str, int], float] = {}
+    for row in rows(mean):
+        t = index.get(_naive_utc(pd.Timestamp(row.hour).to_pydatetime()))
+        if t is None:
+            continue
+        key = (str(row.region), str(row.model), str(row.tier), t)
+        d = demand.get(key, 0.0)
+        if d <= 0 or not math.isfinite(row.value):
+            continue
+        keep = 1.0 if latency else 1.0 - cfg.tier(row.tier).headroom
+        out[key] = min(1.0, max(float(row.value), 0.0) / d) * keep
+    return out
 
 
 def _naive_utc(t: datetime) -> datetime:

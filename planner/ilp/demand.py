@@ -56,6 +56,23 @@ def _tier_quantiles(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def interactive_means(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame:
+    """Rows (hour, region, model, tier, value): each interactive tier's median forecast of
+    its hour's mean token rate (tokens/s), what trough filling reads as the load the hour
+    keeps busy on average."""
+    inter = [t.id for t in cfg.tiers if t.kind == "interactive"]
+    sel = forecasts[forecasts["tier"].isin(inter) & (forecasts["metric"] == "token_rate")]
+    return pd.DataFrame(
+        {
+            "hour": pd.to_datetime(sel["hour"]),
+            "region": sel["region"],
+            "model": sel["model"],
+            "tier": sel["tier"],
+            "value": sel["q_0_5"].astype(float),
+        }
+    ).reset_index(drop=True)
+
+
 def input_shares(history: pd.DataFrame) -> Mapping[tuple[str, str], float]:
     """φ per (model, tier): input tokens / all tokens over the given demand-mart rows."""
     if history.empty:
