@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from planner.config import FleetConfig, config_hash
+from planner.ilp.demand import trough_shares
 from planner.ilp.frames import rows
 
 RG = tuple[str, str]
@@ -220,7 +221,7 @@ def build_data(
         else cfg.vm_type(e.vm_type).spot_price_per_hour
         for key, e in entries.items()
     }
-    trough = _trough_shares(cfg, dem, index, interactive_mean)
+    trough = trough_shares(cfg, dem, index, interactive_mean)
     niw_tier = cfg.tier(deferrable) if deferrable else None
     spot_ok = bool(niw_tier and niw_tier.spot_allowed)
     return PlanningData(
@@ -263,32 +264,6 @@ def build_data(
         trough_filling=cfg.planner.trough_filling,
         trough_share=trough,
     )
-
-
-def _trough_shares(
-    cfg: FleetConfig,
-    demand: Mapping[tuple[str, str, str, int], float],
-    index: Mapping[datetime, int],
-    mean: pd.DataFrame | None,
-) -> dict[tuple[str, str, str, int], float]:
-    """α[r,m,k,t] = min(1, mean load / planned demand) · θ[m,g,k] / θ₀[m,g,k]: the share of
-    the capacity the program holds for the tier that its mean load keeps busy (θ₀ without
-    headroom, so the ratio is 1 − headroom, or 1 when sized on the latency target)."""
-    if mean is None or mean.empty or not cfg.planner.trough_filling:
-        return {}
-    latency = cfg.planner.interactive_sizing == "latency"
-    out: dict[tuple[str, str, str, int], float] = {}
-    for row in rows(mean):
-        t = index.get(_naive_utc(pd.Timestamp(row.hour).to_pydatetime()))
-        if t is None:
-            continue
-        key = (str(row.region), str(row.model), str(row.tier), t)
-        d = demand.get(key, 0.0)
-        if d <= 0 or not math.isfinite(row.value):
-            continue
-        keep = 1.0 if latency else 1.0 - cfg.tier(row.tier).headroom
-        out[key] = min(1.0, max(float(row.value), 0.0) / d) * keep
-    return out
 
 
 def _naive_utc(t: datetime) -> datetime:
