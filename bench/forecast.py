@@ -16,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import resource
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -145,6 +146,8 @@ def main() -> None:
         full, backtest=replace(BacktestSettings(), candidates=("snaive24", "snaive168"))
     )
     base_wall, _ = run(demand, baseline, args.workers)
+    # on stderr at once: a run stopped by a time limit still leaves its baseline
+    print(f"seasonal-naive-only run: {base_wall:.1f} s", file=sys.stderr, flush=True)
     wall, info = run(demand, full, args.workers)
     out = {
         "series": info["series"],

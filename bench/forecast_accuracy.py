@@ -12,12 +12,17 @@ different regions and tiers). ``--candidates`` runs the selection again with ano
 list on the same log, side by side (for the before/after of a new candidate).
 
     .venv/bin/python bench/forecast_accuracy.py [--logs m-large:7,m-large:11] [--scale 0.002]
-        [--candidates default,default+gbm] [--json]
+        [--candidates default,default+gbm] [--reconcile] [--json]
+
+``--reconcile`` runs the selection on token and request rate with region × model and model
+totals added as series and scores bottom-up, OLS and WLS reconciliation per level
+(:mod:`planner.forecast.reconcile`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -102,6 +107,81 @@ def evaluate(
 LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
 
 
+def evaluate_reconciliation(
+    wh: Path, workers: int = 2, shifts: tuple[int, ...] = (0,)
+) -> dict[str, Any]:
+    """The selection on the additive metrics with region × model and model totals added as
+    series; the deployed base forecasts of every node reconciled (bottom-up, OLS, WLS) per
+    origin and lead; MASE per level, lead and method on the same points (scale: each node's
+    in-sample seasonal-naive MAE before the origin)."""
+    import numpy as np
+    import pandas as pd
+
+    from flows.forecasting import load_demand, process_mapper, settings_from_config
+    from flows.warehouse.connection import connect
+    from planner.config import load_config
+    from planner.forecast.horizon import deployed_hours
+    from planner.forecast.pipeline import select_models
+    from planner.forecast.reconcile import ADDITIVE, METHODS, level_of, reconcile_rows, with_totals
+
+    cfg = load_config()
+    settings = settings_from_config(cfg)
+    settings = dataclasses.replace(settings, metrics=ADDITIVE)
+    frames, origins, walls = [], [], []
+    with connect(wh) as con:
+        end = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()[0]
+        for shift in shifts:
+            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
+            demand = with_totals(load_demand(con, as_of, settings.history_h))
+            started = time.perf_counter()
+            sel = select_models(demand, as_of, settings, process_mapper(workers))
+            walls.append(time.perf_counter() - started)
+            rows = deployed_hours(sel.hours, sel.folds, sel.deployed)
+            for method in METHODS:
+                rec = reconcile_rows(rows, method)
+                rows[f"{method}_err"] = np.abs(rows["actual"] - rec) / rows["scale"]
+            frames.append(rows)
+            origins += [str(o) for o in rows["origin"].unique()]
+    rows = pd.concat(frames, ignore_index=True)
+    rows["level"] = rows["series"].map(level_of)
+    out: dict[str, Any] = {"origins": sorted(set(origins)), "selection_s": walls}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for level, group in rows.groupby("level"):
+        per: dict[str, dict[str, float]] = {}
+        for lead in ("1", "6", "24", "1-24"):
+            g = group if lead == "1-24" else group[group["h"] == int(lead)]
+            g = g.dropna(subset=["snaive24_err"])
+            per[lead] = {
+                "points": float(len(g)),
+                "base": float(g["err"].mean()),
+                "snaive24": float(g["snaive24_err"].mean()),
+                **{m: float(g[f"{m}_err"].mean()) for m in METHODS},
+            }
+        table[str(level)] = per
+    out["by_level"] = table
+    return out
+
+
+def print_reconciliation(label: str, result: dict[str, Any]) -> None:
+    origins = result["origins"]
+    print(
+        f"\n== reconciliation, {label}: token and request rate; figures rest on {len(origins)} "
+        f"origins ({origins[0]} .. {origins[-1]}); selections {result['selection_s']} s"
+    )
+    print(
+        f"{'level':13s} {'lead':>5s} {'points':>6s} {'sn24':>6s} {'base':>6s} "
+        f"{'bu':>6s} {'ols':>6s} {'wls':>6s}  (MASE; best reconciled vs base)"
+    )
+    for level, leads in result["by_level"].items():
+        for lead, s in leads.items():
+            best = min(("bu", "ols", "wls"), key=lambda m: s[m])
+            print(
+                f"{level:13s} {lead:>5s} {s['points']:6.0f} {s['snaive24']:6.3f} {s['base']:6.3f} "
+                f"{s['bu']:6.3f} {s['ols']:6.3f} {s['wls']:6.3f}  "
+                f"{best} {1 - s[best] / s['base']:+.1%}"
+            )
+
+
 def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
     """Add ``offset``, ``reading`` (the first minutes of each origin's hour, what the hourly
     job has seen when it plans) and ``nowcast_err`` (the deployed forecast corrected by it)."""
@@ -137,9 +217,15 @@ def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
     rows["reading"] = readings.reindex(
         pd.MultiIndex.from_frame(rows[["series", "origin"]])
     ).to_numpy(dtype=float)
-    rows["nowcast_err"] = (
-        np.abs(rows["actual"] - apply_rows(rows, readings, params)) / rows["scale"]
-    )
+    nowcast = apply_rows(rows, readings, params)
+    rows["nowcast_err"] = np.abs(rows["actual"] - nowcast) / rows["scale"]
+    # the product widens the nowcast point with the same log-residual quantiles: the band's
+    # edges move by the point's factor (offset: 5 % of the week's level, as the calibration's)
+    offset = rows["offset"].to_numpy(dtype=float)
+    factor = (nowcast + offset) / (np.maximum(rows["point"].to_numpy(dtype=float), 0) + offset)
+    low = (rows["q_0.025"].to_numpy(dtype=float) + offset) * factor - offset
+    high = (rows["q_0.975"].to_numpy(dtype=float) + offset) * factor - offset
+    rows["nowcast_in_band"] = (rows["actual"] >= low) & (rows["actual"] <= high)
     return rows
 
 
@@ -219,7 +305,8 @@ def print_table(label: str, result: dict[str, Any]) -> None:
             f"  {metric:16s} "
             + "  ".join(
                 f"lead {k}: {s.get('nowcast_mase', float('nan')):.3f} "
-                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%})"
+                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%}, "
+                f"band {s.get('nowcast_band95_coverage', float('nan')):.1%})"
                 for k, s in leads.items()
                 if s
             )
@@ -251,6 +338,12 @@ def main() -> None:
     )
     parser.add_argument("--champion", help="the selection's default forecaster")
     parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
+    parser.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="instead: totals added as series, reconciled forecasts scored per level",
+    )
+    parser.add_argument("--dump", help="folder to write each log's deployed rows to (pickle)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shifts = tuple(int(x) for x in args.shifts.split(","))
@@ -263,11 +356,21 @@ def main() -> None:
             wh = folder / "wh.duckdb"
             if not wh.exists():
                 wh = build(folder, args.scale, int(seed), (source,))
+            if args.reconcile:
+                label = f"{source} seed {seed} scale {args.scale}"
+                results[label] = evaluate_reconciliation(wh, args.workers, shifts)
+                if not args.json:
+                    print_reconciliation(label, results[label])
+                continue
             for cand in args.candidates.split(","):
                 label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
                 results[label] = evaluate(
                     wh, args.workers, _candidates(cand), shifts, champion=args.champion
                 )
+                if args.dump:
+                    Path(args.dump).mkdir(parents=True, exist_ok=True)
+                    rows_file = Path(args.dump) / f"{source}-{seed}-{cand}.pkl"
+                    results[label]["rows"].to_pickle(rows_file)
                 if args.tune_nowcast:
                     print(label, tune_nowcast(results[label]["rows"]))
                 if not args.json:

@@ -12,7 +12,10 @@ Fallbacks, each recorded with its reason on the series and on every forecast row
   local time, scaled to the series' own de-seasonalised level;
 * ``no_history``: no observation at all: zero demand, quantiles from peers;
 * ``level_shift``: the last day runs persistently at ≥ 2.5× or ≤ 0.4× the same hours a week
-  (or a day) earlier: the model is fitted on the last ``SHIFT_WINDOW_H`` hours only;
+  (or a day) earlier: the model is fitted on the last ``SHIFT_WINDOW_H`` hours only, the
+  hours of that window before the change point brought to the new level
+  (:func:`post_shift_window`), so the forecast neither sticks to the old level nor reads the
+  step as a trend;
 * ``model_failed``: fitting or forecasting raised or returned NaN: seasonal naive (sp = 24).
 """
 
@@ -76,6 +79,31 @@ def detect_level_shift(y: pd.Series) -> float | None:
     return None
 
 
+def post_shift_window(y: np.ndarray) -> np.ndarray:
+    """The last ``SHIFT_WINDOW_H`` hours of ``y`` (imputed history) with the hours before the
+    shift brought to the level after it.
+
+    d_t = log((y_t + f) / (y_{t−168} + f)) over the window (f: 5 % of the median level) is a
+    step where the level moved; the change point k maximises |Σ_{t<k} (d_t − d̄)| (CUSUM) and
+    the hours before it are scaled by exp(mean d[k:] − mean d[:k]) when that step is at least
+    half a shift (√``SHIFT_RATIO``). Needs a week before the window; otherwise the window is
+    returned as it is."""
+    y = np.asarray(y, dtype=float)
+    window = y[-SHIFT_WINDOW_H:].copy()
+    if len(y) < SHIFT_WINDOW_H + 168 or len(window) < 2:
+        return window
+    floor = 0.05 * max(float(np.median(y)), 1e-9)
+    before = y[-SHIFT_WINDOW_H - 168 : -168]
+    d = np.log(np.maximum(window, 0.0) + floor) - np.log(np.maximum(before, 0.0) + floor)
+    cusum = np.cumsum(d - d.mean())[:-1]
+    k = int(np.argmax(np.abs(cusum))) + 1
+    step = float(d[k:].mean() - d[:k].mean())
+    if abs(step) < 0.5 * np.log(SHIFT_RATIO):
+        return window
+    window[:k] = np.maximum((np.maximum(window[:k], 0.0) + floor) * np.exp(step) - floor, 0.0)
+    return window
+
+
 def fit_global(panel: Panel) -> GlobalGBM:
     """The global model fitted on every series' whole history (at selection time)."""
     keys = list(panel.series)
@@ -117,7 +145,10 @@ def fit_series(
     fallback = None
     shift = detect_level_shift(observed)
     if shift is not None:
-        history = history.iloc[-SHIFT_WINDOW_H:]
+        history = pd.Series(
+            post_shift_window(history.to_numpy(dtype=float)),
+            index=history.index[-SHIFT_WINDOW_H:],
+        )
         fallback = f"level_shift: last 24 h at {shift:.2f}x; fitted on the last {SHIFT_WINDOW_H} h"
         if uses_global(forecaster):
             fallback += f" with {LOCAL_FALLBACK} (instead of {forecaster})"
@@ -211,7 +242,7 @@ def _point(
     if isinstance(fs.model, HybridModel):
         return _hybrid_point(fs, fs.model, series, raw, panel, horizon)
     if fs.fallback and fs.fallback.startswith("level_shift"):
-        raw = raw[-SHIFT_WINDOW_H:]  # condition on the post-shift window it was fitted on
+        raw = post_shift_window(raw)  # condition on the window as it was fitted on
     res, _, failed = forward_one(fs.forecaster, fs.model, raw, horizon)
     if failed:
         return np.maximum(res["mean"], 0.0), "snaive24", f"model_failed: {failed}"

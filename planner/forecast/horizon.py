@@ -42,6 +42,8 @@ def deployed_hours(
         chosen["actual"] <= chosen["q_0.975"]
     )
     out["conformal"] = chosen["quantile_method"] == "conformal"
+    for tau in (0.025, 0.975):  # the band's edges (the nowcast moves them with the point)
+        out[f"q_{tau}"] = chosen[f"q_{tau}"].to_numpy(dtype=float)
     for base in ("snaive24", "snaive168"):
         b = known[known["forecaster"] == base].set_index(["series", "origin", "h"])
         idx = pd.MultiIndex.from_frame(out[["series", "origin", "h"]])
@@ -74,6 +76,8 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
         out["nowcast_improvement_vs_snaive24"] = float(
             1 - nc["nowcast_err"].mean() / nc["snaive24_err"].mean()
         )
+    if "nowcast_in_band" in rows and len(conf):
+        out["nowcast_band95_coverage"] = float(conf["nowcast_in_band"].mean())
     if len(d168):
         out["snaive168_mase"] = float(d168["snaive168_err"].mean())
         out["improvement_vs_snaive168"] = float(

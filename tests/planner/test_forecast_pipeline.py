@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from planner.forecast.backtest import BacktestSettings, run_backtest
-from planner.forecast.forecast import FittedSeries, detect_level_shift
+from planner.forecast.forecast import (
+    FittedSeries,
+    detect_level_shift,
+    fit_series,
+    forecast_frame,
+    post_shift_window,
+)
 from planner.forecast.pipeline import ForecastSettings, forecast, select_models
 from planner.forecast.series import SeriesKey, build_panel
 from tests.helpers import TIMEZONES, demand_frame
@@ -115,6 +121,41 @@ def test_level_shift_detection() -> None:
     burst = steady.copy()
     burst.iloc[-4:] *= 10  # a few hours: not a shift
     assert detect_level_shift(burst) is None
+
+
+@pytest.mark.parametrize("factor", [0.25, 4.0])
+def test_post_shift_window_brings_the_hours_before_the_shift_to_the_new_level(
+    factor: float,
+) -> None:
+    hours = np.arange(24 * 10)
+    base = 100 + 30 * np.sin(2 * np.pi * hours / 24)
+    y = base.copy()
+    y[-30:] *= factor  # the last 30 h of the 72-h window moved
+    window = post_shift_window(y)
+    assert len(window) == 72
+    np.testing.assert_allclose(window[-30:], y[-30:])
+    np.testing.assert_allclose(window[:42], factor * base[-72:-30], rtol=0.15)
+    # no shift: the window as it is
+    np.testing.assert_allclose(post_shift_window(base), base[-72:])
+
+
+def test_a_client_leaving_falls_back_with_its_reason_and_does_not_stick(
+    demand: pd.DataFrame,
+) -> None:
+    origin = T0 + pd.Timedelta(days=10)
+    shifted = demand.copy()
+    hit = (shifted["region"] == "us-east") & (shifted["tier"] == "IW-F")
+    hit &= shifted["hour"] >= origin - pd.Timedelta(hours=30)
+    shifted.loc[hit, ["requests", "token_rate", "peak_minute_token_rate"]] *= 0.25
+    panel = build_panel(shifted, origin, metrics=("token_rate",))
+    series = "us-east|m1|IW-F|token_rate"
+    fitted = {series: fit_series(series, "ets_theta", panel, None, "test")}
+    assert (fitted[series].fallback or "").startswith("level_shift: last 24 h at 0.2")
+    frame = forecast_frame(fitted, panel, origin, 24, TIMEZONES)
+    assert frame["fallback"].str.startswith("level_shift").all()
+    new_level = panel.observed[series].iloc[-24:].mean()
+    old_level = panel.observed[series].iloc[-72:-48].mean()
+    assert 0.6 * new_level < frame["point"].mean() < 1.6 * new_level < old_level
 
 
 def test_config_controls_the_candidates(demand: pd.DataFrame) -> None:
