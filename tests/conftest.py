@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +24,13 @@ NOW = datetime(2024, 7, 1, tzinfo=UTC)
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Flows run in-process (tests/flows/test_run_status.py, test_fanout_dask.py) start Prefect's
+# ephemeral API on $PREFECT_HOME/prefect.db: one home per test process, not ~/.prefect shared
+# with other test runs (or pytest-xdist workers) on the machine, whose writers lock SQLite.
+if "PREFECT_HOME" not in os.environ:
+    _prefect_home = tempfile.mkdtemp(prefix="sageserve-test-prefect-")
+    os.environ["PREFECT_HOME"] = _prefect_home
+    atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

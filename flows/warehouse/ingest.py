@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
 
+from flows.barrier import barrier
 from flows.warehouse.sqlfiles import execute, run, sql
 from validation.columns import REQUIRED_COLUMNS
 
@@ -178,6 +179,7 @@ def ingest_file(
     try:
         with literal_path(path) as readable:
             report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
+        barrier("ingest-loaded")  # rows and manifest row written, not yet committed
         loaded = time.perf_counter()
         con.execute("COMMIT")
         report.phases = {

@@ -23,11 +23,9 @@ import pytest
 import yaml
 
 from flows.clock import clock_for
-from flows.warehouse.connection import connect
-from planner.config import FleetConfig, load_config
-from planner.workload.synth import SynthSpec
+from planner.config import load_config
 from tests.flows.test_prefect_server import Api, free_port
-from tests.flows.warehouses import synth_warehouse
+from tests.flows.warehouses import SynthLog
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect_server]
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +42,13 @@ def _up(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def served(
-    tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
+    tmp_path_factory: pytest.TempPathFactory, demo_log_selected: SynthLog, shared_data: Path
 ) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("demo-serve")
-    spec = SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    warehouse = synth_warehouse(root / "logs", cfg, shared_data, spec, root / "wh.duckdb")
+    spec = demo_log_selected.spec
+    # the daily job has run at the end of the log (as `make demo` leaves it): the default
+    # config's selection at 2024-06-11 00:00 (this config differs in paths, clock, time limit)
+    warehouse = demo_log_selected.copy_warehouse(root / "wh.duckdb")
     document = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
     document["paths"] = {"warehouse": str(warehouse), "outputs": str(root / "out")}
     document["planner"]["time_limit_s"] = 4
@@ -69,18 +69,15 @@ def served(
     config = root / "demo.yaml"
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     demo_cfg = load_config(config)
-    # the daily job has run at the end of the log (as `make demo` leaves it)
-    from flows.forecasting import run_selection
-
-    with connect(warehouse) as con:
-        run_selection(con, demo_cfg, pd.Timestamp("2024-06-11").to_pydatetime())
-    port, pages = free_port(), free_port()
+    port, pages, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ)
     env.update(
         {
             "SAGESERVE_CONFIG": str(config),
             "SAGESERVE_PREFECT_PORT": str(port),
             "SAGESERVE_PAGES_PORT": str(pages),
+            # not the default 9731: a `make serve` or another run on this machine may hold it
+            "SAGESERVE_METRICS_PORT": str(metrics),
             "SAGESERVE_PREFECT_HOME": str(root / "prefect"),
             "SAGESERVE_SHARED": str(shared_data.parent),
         }

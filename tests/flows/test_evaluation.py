@@ -16,8 +16,7 @@ from flows.evaluation import POLICIES, run_evaluation, write_outputs
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
 from planner.config.loader import parse_config
-from planner.workload.synth import SynthSpec
-from tests.flows.warehouses import synth_warehouse
+from tests.flows.warehouses import SynthLog
 
 pytestmark = pytest.mark.slow
 END = datetime(2024, 6, 10, 3, 0, tzinfo=UTC)
@@ -36,12 +35,9 @@ def quick_cfg(cfg: FleetConfig) -> FleetConfig:
 
 
 @pytest.fixture(scope="module")
-def warehouse_path(
-    tmp_path_factory: pytest.TempPathFactory, quick_cfg: FleetConfig, shared_data: Path
-) -> Path:
-    root = tmp_path_factory.mktemp("eval")
-    spec = SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    return synth_warehouse(root, quick_cfg, shared_data, spec)
+def warehouse_path(tmp_path_factory: pytest.TempPathFactory, demo_log: SynthLog) -> Path:
+    # the log does not depend on the forecast settings quick_cfg changes
+    return demo_log.copy_warehouse(tmp_path_factory.mktemp("eval") / "wh.duckdb")
 
 
 def test_every_policy_replays_the_window_and_counts_every_request(

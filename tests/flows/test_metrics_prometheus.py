@@ -32,8 +32,7 @@ from flows.planning import PlanRun, run_plan
 from flows.run_status import record_run
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
-from planner.workload.synth import SynthSpec
-from tests.flows.warehouses import synth_warehouse
+from tests.flows.warehouses import SynthLog
 
 pytestmark = pytest.mark.slow
 AS_OF = datetime(2024, 6, 11, 0, 5, tzinfo=UTC)
@@ -47,12 +46,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def planned(
-    tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
+    tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, demo_log_selected: SynthLog
 ) -> tuple[Path, Path, PlanRun]:
     root = tmp_path_factory.mktemp("metrics")
-    warehouse = synth_warehouse(
-        root / "logs", cfg, shared_data, SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    )
+    warehouse = demo_log_selected.copy_warehouse(root / "wh.duckdb")
     out = root / "out"
     small = cfg.model_copy(  # a short horizon and solve: the metrics, not the plan, are tested
         update={"planner": cfg.planner.model_copy(update={"horizon_h": 6, "time_limit_s": 3.0})}

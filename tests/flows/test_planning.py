@@ -17,21 +17,15 @@ from flows.planning import run_plan
 from flows.publish import verify_manifest
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
-from planner.workload.synth import SynthSpec
-from tests.flows.warehouses import synth_warehouse
+from tests.flows.warehouses import SynthLog
 
 pytestmark = pytest.mark.slow
 AS_OF = datetime(2024, 6, 11, 0, 5, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def warehouse_path(
-    tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
-) -> Path:
-    root = tmp_path_factory.mktemp("plan")
-    return synth_warehouse(
-        root, cfg, shared_data, SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    )
+def warehouse_path(tmp_path_factory: pytest.TempPathFactory, demo_log_selected: SynthLog) -> Path:
+    return demo_log_selected.copy_warehouse(tmp_path_factory.mktemp("plan") / "wh.duckdb")
 
 
 def test_plan_is_stored_published_and_rerun_safely(

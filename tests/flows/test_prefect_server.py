@@ -20,9 +20,7 @@ import pytest
 
 from flows.serve import run_prefect, set_up, start_server, start_worker
 from flows.warehouse.connection import connect
-from planner.config import FleetConfig
-from planner.workload.synth import SynthSpec
-from tests.flows.warehouses import synth_warehouse
+from tests.flows.warehouses import SynthLog
 from tests.schema_check import check_executor_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect_server]
@@ -66,13 +64,10 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
-) -> Iterator[dict[str, Any]]:
+def stack(tmp_path_factory: pytest.TempPathFactory, demo_log: SynthLog) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("served")
-    logs = root / "logs"
-    spec = SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    warehouse = synth_warehouse(logs, cfg, shared_data, spec, root / "wh.duckdb")
+    logs = demo_log.logs  # read only
+    warehouse = demo_log.copy_warehouse(root / "wh.duckdb")
     home, port = root / "prefect", free_port()
     server = start_server(home, port)
     worker = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +24,7 @@ from flows.publish import published_plan_id, verify_manifest
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig, load_config
 from planner.executors import AppliedState, desired_states
-from planner.workload.synth import SynthSpec
-from tests.flows.warehouses import synth_warehouse
+from tests.flows.warehouses import SynthLog
 
 pytestmark = pytest.mark.slow
 AS_OF = datetime(2024, 6, 11, 0, 5, tzinfo=UTC)  # plans 01:00 ..
@@ -49,21 +47,9 @@ def small_cfg(small_cfg_path: Path) -> FleetConfig:
     return load_config(small_cfg_path)
 
 
-@pytest.fixture(scope="module")
-def base_warehouse(
-    tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
-) -> Path:
-    root = tmp_path_factory.mktemp("replan")
-    return synth_warehouse(
-        root, cfg, shared_data, SynthSpec(days=8, seed=5, requests_per_day=40_000)
-    )
-
-
 @pytest.fixture
-def wh(base_warehouse: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "wh.duckdb"
-    shutil.copy(base_warehouse, copy)
-    return copy
+def wh(demo_log_selected: SynthLog, tmp_path: Path) -> Path:
+    return demo_log_selected.copy_warehouse(tmp_path / "wh.duckdb")
 
 
 def _first_hour_actions(plan) -> list[tuple]:  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def _big_csv(path: Path, rows: int) -> None:
 
 @pytest.mark.slow
 def test_kill_mid_file_leaves_the_warehouse_as_before(tmp_path: Path) -> None:
+    """SIGKILL while the file's transaction holds every row and the manifest row, not yet
+    committed (the ``ingest-loaded`` barrier, see flows/barrier.py): nothing of it survives,
+    and the next ingest loads the whole file."""
     warehouse = tmp_path / "w.duckdb"
     small = tmp_path / "small.csv"
     small.write_text(
@@ -62,20 +66,28 @@ def test_kill_mid_file_leaves_the_warehouse_as_before(tmp_path: Path) -> None:
         "s1,2024-06-02T10:00:00Z,us-west,llama3.2-3b,NIW,10,1\n"
     )
     big = tmp_path / "big.csv"
-    _big_csv(big, 5_000_000)
+    rows = 20_000
+    _big_csv(big, rows)
     base = [SAGESERVE, "--warehouse", str(warehouse), "ingest"]
     subprocess.run([*base, str(small)], check=True, capture_output=True)
 
+    flag = tmp_path / "at-barrier"
+    env = {**os.environ, "SAGESERVE_BARRIER": "ingest-loaded", "SAGESERVE_BARRIER_FILE": str(flag)}
     proc = subprocess.Popen(
-        [*base, str(big)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [*base, str(big)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "loading" in line and "big.csv" in line:
-            break
-    time.sleep(1.5)  # well inside the transaction: the file takes several seconds
+    deadline = time.monotonic() + 300
+    while not flag.exists():  # the process reports it is inside the file's transaction
+        if proc.poll() is not None:
+            assert proc.stderr is not None
+            raise AssertionError(
+                f"exited {proc.returncode} before the barrier: {proc.stderr.read()}"
+            )
+        assert time.monotonic() < deadline, "never reached the ingest-loaded barrier"
+        time.sleep(0.05)
+    assert int(flag.read_text()) == proc.pid
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the ingest finished before it could be killed"
+    assert proc.wait() == -signal.SIGKILL
 
     con = connect(warehouse)
     assert con.execute("SELECT request_id FROM requests").fetchall() == [("s1",)]
@@ -84,7 +96,7 @@ def test_kill_mid_file_leaves_the_warehouse_as_before(tmp_path: Path) -> None:
     con.close()
     done = subprocess.run([*base, str(big), "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert '"rows_loaded": 5000000' in done.stdout
+    assert f'"rows_loaded": {rows}' in done.stdout
 
 
 def test_a_locked_warehouse_gives_a_clear_error(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,3 +35,24 @@ def synth_warehouse(
         ingest_paths(con, [logs], SourceSpec(), requests_contract(cfg, now), now)
         refresh_demand(con)
     return path
+
+
+# The 8-day log (seed 5, 40k requests a day) that the planning, replan, evaluation, metrics,
+# Prefect-server and demo-serve modules all plan on: synthesized and ingested once per session
+# (fixture ``demo_log`` in tests/flows/conftest.py); each module plans on its own copy.
+DEMO_LOG = SynthSpec(days=8, seed=5, requests_per_day=40_000)
+
+
+@dataclass(frozen=True)
+class SynthLog:
+    """A finished synthetic log: its day files and the warehouse they were ingested into."""
+
+    spec: SynthSpec
+    logs: Path
+    warehouse: Path
+
+    def copy_warehouse(self, to: Path) -> Path:
+        """A private copy of the warehouse at ``to`` (a file path), for a test that writes."""
+        to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.warehouse, to)
+        return to
