@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,31 +32,41 @@ con.close()
 """
 
 
+GENERATE = """
+import sys
+from datetime import UTC, datetime
+import duckdb
+path, rows = sys.argv[1], int(sys.argv[2])
+start = datetime(2024, 6, 3, tzinfo=UTC).replace(tzinfo=None)
+duckdb.connect().sql(
+    \"\"\"
+        SELECT
+            'req-' || lpad(CAST(i AS VARCHAR), 10, '0') AS request_id,
+            ? + to_milliseconds(i * 86400000 // ?) AS arrival_time,
+            (['us-east', 'us-central', 'us-west'])[CAST(1 + hash(i) % 3 AS BIGINT)] AS region,
+            (['llama2-70b', 'bloom-176b', 'llama3.1-8b', 'llama3.2-3b'])
+                [CAST(1 + hash(i + 1) % 4 AS BIGINT)] AS model,
+            (['IW-F', 'IW-N', 'NIW'])[CAST(1 + hash(i + 2) % 3 AS BIGINT)] AS tier,
+            CAST(1 + hash(i + 3) % 4000 AS BIGINT) AS input_tokens,
+            CAST(1 + hash(i + 4) % 600 AS BIGINT) AS output_tokens
+        FROM range(?) AS r(i)
+    \"\"\",
+    params=[start, rows, rows],
+).write_parquet(path)
+"""
+
+
 def make_input(rows: int) -> Path:
-    """A Parquet file of ``rows`` valid native rows (synthetic workload, fixed seed)."""
+    """A Parquet file of ``rows`` valid native rows (synthetic workload, fixed seed), written by
+    a subprocess: a child's peak RSS (``ru_maxrss``) starts from its parent's at fork, so the
+    bench process itself stays small."""
     path = OUT / f"native-{rows}.parquet"
     if path.exists():
         return path
-    import duckdb
-
     OUT.mkdir(parents=True, exist_ok=True)
-    start = datetime(2024, 6, 3, tzinfo=UTC).replace(tzinfo=None)
-    con = duckdb.connect()
-    con.sql(
-        """
-            SELECT
-                'req-' || lpad(CAST(i AS VARCHAR), 10, '0') AS request_id,
-                ? + to_milliseconds(i * 86400000 // ?) AS arrival_time,
-                (['us-east', 'us-central', 'us-west'])[CAST(1 + hash(i) % 3 AS BIGINT)] AS region,
-                (['llama2-70b', 'bloom-176b', 'llama3.1-8b', 'llama3.2-3b'])
-                    [CAST(1 + hash(i + 1) % 4 AS BIGINT)] AS model,
-                (['IW-F', 'IW-N', 'NIW'])[CAST(1 + hash(i + 2) % 3 AS BIGINT)] AS tier,
-                CAST(1 + hash(i + 3) % 4000 AS BIGINT) AS input_tokens,
-                CAST(1 + hash(i + 4) % 600 AS BIGINT) AS output_tokens
-            FROM range(?) AS r(i)
-        """,
-        params=[start, rows, rows],
-    ).write_parquet(str(path))
+    tmp = path.with_suffix(".tmp")
+    subprocess.run([sys.executable, "-c", GENERATE, str(tmp), str(rows)], check=True)
+    tmp.replace(path)
     return path
 
 

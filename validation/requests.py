@@ -15,19 +15,9 @@ from datetime import datetime
 import pandera.polars as pa
 import polars as pl
 
-NATIVE_COLUMNS = (
-    "request_id",
-    "arrival_time",
-    "region",
-    "model",
-    "tier",
-    "input_tokens",
-    "output_tokens",
-    "tenant",
-    "ttft_ms",
-    "e2e_ms",
-)
-REQUIRED_COLUMNS = NATIVE_COLUMNS[:7]
+from validation.columns import NATIVE_COLUMNS, REQUIRED_COLUMNS
+
+__all__ = ["NATIVE_COLUMNS", "REQUIRED_COLUMNS", "requests_schema"]
 
 
 def requests_schema(

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail
 from planner.config import config_hash
-from planner.config.throughput import HARDWARE, derive_for_config, read_profile
 
 app = typer.Typer(help="Check the fleet configuration.", no_args_is_help=True)
 DEFAULT_PERF = Path("../shared/data/sageserve_perf/perf_model_4_models.csv")
@@ -40,6 +39,9 @@ def throughput(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Derive per-instance throughput from the measured profiles and compare with the config."""
+    # numpy and pandas: imported by this command only, not at every command's start-up
+    from planner.config.throughput import HARDWARE, derive_for_config, read_profile
+
     cfg = STATE.config()
     if not perf.exists():
         fail(f"{perf}: performance profile not found", code=2)

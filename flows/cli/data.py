@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -34,10 +34,9 @@ from flows.warehouse.ingest import (
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.sqlfiles import run
 from flows.warehouse.status import demand_summary, warehouse_status
-from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
-from planner.workload.servegen_minutes import synthesize_minutes
-from planner.workload.synth import SynthSpec, synthesize
-from planner.workload.tokens import TokenSampler
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 DEFAULT_AZURE = Path("../shared/data/azure2023")
@@ -69,6 +68,9 @@ def synth(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Generate a deterministic multi-day, multi-region request log (native Parquet)."""
+    from planner.workload.synth import SynthSpec, synthesize
+    from planner.workload.tokens import TokenSampler
+
     cfg = STATE.config()
     spec = SynthSpec(days, seed, parse_time(start, "--start"), requests_per_day)
     try:
@@ -106,6 +108,10 @@ def synth_servegen(
 ) -> None:
     """Turn ServeGen per-client rate series into native request rows (or, with --aggregate
     minute, per-minute demand aggregates for `ingest --format minute-aggregates`)."""
+    import pandas as pd
+
+    from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
+
     cfg = STATE.config()
     models = model or [_default_model(s) for s in source]
     if len(models) != len(source):
@@ -150,6 +156,11 @@ def _synth_minutes(
     out: Path,
     as_json: bool,
 ) -> None:
+    import pandas as pd
+
+    from planner.workload.servegen import ServeGenSpec, load_source
+    from planner.workload.servegen_minutes import synthesize_minutes
+
     cfg = STATE.config()
     frames = []
     for src, model_id in zip(sources, models, strict=True):
@@ -211,21 +222,22 @@ def ingest(
         fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
     spec = None if aggregates else _source_spec(fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
-    con = open_warehouse(create=True)
-    with con, progress_bar() as bar:
-        task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
-        if spec is None:
-            report = ingest_minute_paths(con, paths, cfg, now, on_file=lambda _: bar.advance(task))
-        else:
-            report = ingest_paths(
-                con,
-                paths,
-                spec,
-                requests_contract(cfg, now),
-                now,
-                on_file=lambda _: bar.advance(task),
-            )
-        refreshed = refresh_demand(con) if marts else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contract") as pool:
+        # The pandera contract (its import is ~0.5 s) is built in a thread while DuckDB opens
+        # the warehouse, hashes the file and looks for duplicate ids; the checks wait for it.
+        contract = pool.submit(requests_contract, cfg, now) if spec is not None else None
+        con = open_warehouse(create=True)
+        with con, progress_bar() as bar:
+            task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
+            if spec is None or contract is None:
+                report = ingest_minute_paths(
+                    con, paths, cfg, now, on_file=lambda _: bar.advance(task)
+                )
+            else:
+                report = ingest_paths(
+                    con, paths, spec, contract, now, on_file=lambda _: bar.advance(task)
+                )
+            refreshed = refresh_demand(con) if marts else None
     if as_json:
         payload = report.as_dict()
         if refreshed:
@@ -322,6 +334,8 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         f"requests from {o['first_arrival']} to {o['last_arrival']}, {o['files']} files, "
         f"{o['quarantined']:,} quarantined rows"
     )
+    import pandas as pd
+
     h = info["health"]
     health = Table("planner health", "value", "state", title_justify="left")
     for label, key in (
@@ -358,6 +372,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[str, Any]:
     """Latest plan age and data freshness against ``now`` (the config's clock), with a state
     each: ok, STALE (> 2 h: the hourly job has not run or its data stopped), or missing."""
+    import pandas as pd
 
     def hours_since(t: Any) -> float | None:
         return None if t is None or pd.isna(t) else (now - pd.Timestamp(t)).total_seconds() / 3600

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from flows.cli.common import STATE, console, emit_json, fail
@@ -18,8 +17,6 @@ from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary
-from planner.workload.synth import SynthSpec, synthesize
-from planner.workload.tokens import TokenSampler
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +34,11 @@ def demo(
     publish, report."""
     # Imported here, not at the top: they load sktime/SCIP, and every command (ingest too)
     # would pay for them at start-up (bench/ingest.py; tests/flows/test_cli_imports.py).
+    import pandas as pd
+
     from flows.forecasting import load_models, run_selection
+    from planner.workload.synth import SynthSpec, synthesize
+    from planner.workload.tokens import TokenSampler
     from reports import backtest as backtest_report
 
     cfg = STATE.config()

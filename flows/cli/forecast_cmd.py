@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -22,10 +21,15 @@ from flows.cli.common import (
 )
 from flows.warehouse.sqlfiles import run
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
 
 def _as_of(text: str | None, con: Any) -> datetime:
+    import pandas as pd
+
     if text:
         return parse_time(text, "--as-of")
     row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()

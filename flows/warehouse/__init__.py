@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
+if TYPE_CHECKING:
+    import pandera.polars as pa
 
-from planner.config import FleetConfig
-from validation.requests import requests_schema
+    from planner.config import FleetConfig
 
 
 def requests_contract(cfg: FleetConfig, now: datetime) -> pa.DataFrameSchema:
     """The pandera ``requests`` schema for this fleet, with arrivals bounded by the config's
-    sane window: from ``warehouse.min_arrival`` to ``now + warehouse.max_future_h``."""
+    sane window: from ``warehouse.min_arrival`` to ``now + warehouse.max_future_h``.
+
+    pandera (with pandas and polars) is imported here, not at module level: it is ~0.5 s of
+    every command's start-up, and `sageserve ingest` builds the contract in a thread while DuckDB
+    reads the file (flows/cli/data.py)."""
+    from validation.requests import requests_schema
+
     low = datetime.fromisoformat(cfg.warehouse.min_arrival).astimezone(UTC).replace(tzinfo=None)
     high = (now + timedelta(hours=cfg.warehouse.max_future_h)).replace(tzinfo=None)
     return requests_schema(

@@ -17,19 +17,25 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import duckdb
-import pandera.polars as pa
 
 from flows.barrier import barrier
 from flows.warehouse.sqlfiles import execute, run, sql
-from validation.requests import REQUIRED_COLUMNS
-from validation.sql_checks import compile_schema
+from validation.columns import REQUIRED_COLUMNS
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+
+    # The schema, or its future: `sageserve ingest` builds it (importing pandera, ~0.5 s) in a
+    # thread while DuckDB hashes the file and looks for duplicate ids, which need no schema.
+    Contract = pa.DataFrameSchema | Future[pa.DataFrameSchema]
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +137,7 @@ def ingest_paths(
     con: duckdb.DuckDBPyConnection,
     paths: Sequence[Path | str],
     spec: SourceSpec,
-    schema: pa.DataFrameSchema,
+    schema: Contract,
     now: datetime,
     on_file: Callable[[FileReport], None] | None = None,
 ) -> IngestReport:
@@ -151,7 +157,7 @@ def ingest_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     spec: SourceSpec,
-    schema: pa.DataFrameSchema,
+    schema: Contract,
     now: datetime,
 ) -> FileReport:
     """Load one file in one transaction; never raises for a bad file, returns its report."""
@@ -204,7 +210,7 @@ def _load(
     path: Path,
     spec: SourceSpec,
     staging: str,
-    schema: pa.DataFrameSchema,
+    schema: Contract,
     file_id: str,
     size: int,
     now: datetime,
@@ -218,10 +224,15 @@ def _load(
     params = _staging_params(readable, spec, file_id)
     source, header_lines = _stage(con, staging, params)
     present = _describe(con, source, params, spec)
-    checked = compile_schema(schema, present, source)
-    slots = {"checked": checked.sql}
     clock.lap("stage")
     run(con, "ingest/find_taken_ids", {"source": source}, **params)
+    clock.lap("duplicates")
+    from validation.sql_checks import compile_schema
+
+    contract = schema.result() if isinstance(schema, Future) else schema
+    checked = compile_schema(contract, present, source)
+    slots = {"checked": checked.sql}
+    clock.lap("schema")
     if _scalar(con, "SELECT count(*) FROM stage_taken"):
         run(con, "ingest/classify_duplicates", slots, **params, **checked.params)
     else:

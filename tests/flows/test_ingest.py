@@ -75,7 +75,16 @@ def test_good_csv_loads_with_utc_millisecond_times(warehouse, contract, tmp_path
 
 def test_the_report_times_each_phase(warehouse, contract, tmp_path: Path) -> None:
     f = _only(_ingest(warehouse, contract, _csv(tmp_path / "good.csv", GOOD)))
-    phases = ("hash", "stage", "duplicates", "load", "quarantine", "reconcile", "manifest")
+    phases = (
+        "hash",
+        "stage",
+        "duplicates",
+        "schema",
+        "load",
+        "quarantine",
+        "reconcile",
+        "manifest",
+    )
     assert list(f.phases) == [*phases, "commit"]
     assert all(seconds >= 0 for seconds in f.phases.values())
     assert f.as_dict()["phases"] == f.phases  # what `sageserve ingest --json` prints
