@@ -12,7 +12,6 @@ window end: the value 24 h earlier).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ import pandas as pd
 from flows.planning import planning_data
 from flows.policy_names import POLICIES
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig
+from planner.config import FleetConfig, config_hash
 from planner.ilp.data import state_from_config
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
@@ -185,10 +184,6 @@ def make_policies(
         else:
             raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     return out
-
-
-def config_hash(cfg: FleetConfig) -> str:
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
 
 
 def run_evaluation(

@@ -26,11 +26,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from flows.evaluation import PLAN_LEAD_MIN, config_hash, load_demand, window
+from flows.evaluation import PLAN_LEAD_MIN, load_demand, window
 from flows.planning import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig
+from planner.config import FleetConfig, config_hash
 from planner.ilp.data import build_data, state_from_config
 from planner.ilp.demand import input_shares, planning_demand
 from planner.ilp.plan import Plan
