@@ -346,7 +346,7 @@ def store_forecasts(
 ) -> pd.DataFrame:
     if frame.empty:
         return frame
-    out = frame.rename(columns={f"q_{t}": c for t, c in zip(_TAUS, QUANTILE_COLUMNS, strict=True)})
+    out = frame.copy()
     out["selected_at"] = selected_at
     out["created_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
     Forecasts.validate(out, lazy=True)
@@ -382,6 +382,3 @@ def store_forecasts(
         con.execute("ROLLBACK")
         raise
     return staged
-
-
-_TAUS = (0.025, 0.05, 0.5, 0.9, 0.95, 0.975, 0.99)

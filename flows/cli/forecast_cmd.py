@@ -21,6 +21,7 @@ from flows.cli.common import (
     progress_bar,
 )
 from flows.warehouse.sqlfiles import run
+from planner.quantiles import quantile_column
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def _summary(frame: pd.DataFrame, tier_q: dict[str, tuple[str, float]]) -> list[
     rows = []
     for r in first.itertuples():
         metric, q = tier_q.get(r.tier, ("token_rate", 0.5))
-        col = f"q_{str(q).replace('.', '_')}"
+        col = quantile_column(q)
         rows.append(
             {
                 "region": r.region,

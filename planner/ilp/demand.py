@@ -7,11 +7,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from planner.config import FleetConfig
-
-
-def quantile_column(q: float) -> str:
-    """Forecast column of quantile q (as stored: q_0_95 for 0.95)."""
-    return "q_" + f"{q:g}".replace(".", "_")
+from planner.quantiles import quantile_column
 
 
 def planning_demand(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame:
