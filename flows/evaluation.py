@@ -36,6 +36,7 @@ from planner.sim.fluid import Policy, SimResult, simulate
 from planner.sim.plans import targets_of
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.sweep import references
+from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,7 @@ def window(
     first, last = run(con, "sim/log_span").fetchone() or (None, None)
     if last is None:
         raise ValueError("the warehouse holds no requests to replay; ingest a log first")
-    stop = pd.Timestamp(end) if end else pd.Timestamp(last).floor("h")
-    if stop.tzinfo:
-        stop = stop.tz_convert("UTC").tz_localize(None)
+    stop = naive_utc(end) if end else pd.Timestamp(last).floor("h")
     start = stop - pd.Timedelta(hours=hours)
     if start < pd.Timestamp(first).floor("h"):
         raise ValueError(

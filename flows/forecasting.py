@@ -31,6 +31,7 @@ from planner.forecast.pipeline import (
 )
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
+from planner.utc import naive_utc
 from validation.forecasts import (
     QUANTILE_COLUMNS,
     ForecastBacktestFolds,
@@ -66,7 +67,7 @@ def timezones(cfg: FleetConfig) -> dict[str, str]:
 
 def load_demand(con: duckdb.DuckDBPyConnection, as_of: datetime, history_h: int) -> pd.DataFrame:
     """Mart rows of the ``history_h`` hours before ``as_of`` (nothing at or after it)."""
-    as_of = pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else as_of
+    as_of = naive_utc(as_of)
     since = pd.Timestamp(as_of) - pd.Timedelta(hours=history_h)
     return run(con, "forecast/demand_history", since=since, as_of=as_of).df()
 
@@ -127,10 +128,7 @@ def run_selection(
 ) -> Selection:
     """The daily selection at ``as_of``, stored (replacing an earlier run at the same time)."""
     settings = settings_from_config(cfg)
-    as_of_ts = (
-        pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)
-    )
-    as_of_ts = as_of_ts.floor("h")
+    as_of_ts = naive_utc(as_of).floor("h")
     demand = load_demand(con, as_of_ts, settings.history_h)
     if demand.empty:
         raise ValueError(no_demand_message(con, as_of_ts, settings.history_h))
@@ -296,8 +294,7 @@ def run_forecast(
     settings = settings_from_config(cfg)
     if horizon:
         settings = replace(settings, horizon=horizon)
-    moment = pd.Timestamp(as_of)
-    moment = moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+    moment = naive_utc(as_of)
     origin = moment.floor("h")
     selected_at, models = load_models(con, origin)
     info: dict[str, Any] = {"origin": origin}

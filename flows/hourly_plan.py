@@ -49,6 +49,7 @@ from planner.config import FleetConfig, load_config
 from planner.forecast.pipeline import forecast
 from planner.forecast.series import SeriesKey
 from planner.sim.fairness import FairServe
+from planner.utc import naive_utc
 from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
@@ -57,8 +58,7 @@ WAREHOUSE_LIMIT = "sageserve-warehouse"
 
 
 def _now(as_of: str | None) -> pd.Timestamp:
-    t = pd.Timestamp(as_of) if as_of else pd.Timestamp(datetime.now(UTC))
-    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
+    return naive_utc(as_of or datetime.now(UTC))
 
 
 def _cfg(config_path: str | None) -> FleetConfig:

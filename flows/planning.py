@@ -36,6 +36,7 @@ from planner.ilp.demand import input_shares, planning_demand
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification
+from planner.utc import naive_utc
 from validation.plans import PlanTables
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,6 @@ class PlanRun:
     export_path: Path | None
     previous_plan_id: str | None
     forecast: dict[str, Any]
-
-
-def _naive(t: datetime) -> pd.Timestamp:
-    ts = pd.Timestamp(t)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
 
 def load_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> Plan:
@@ -169,7 +165,7 @@ def starting_state(
 def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) -> int:
     """Store what a target accepted (per region) so the next plan starts from it."""
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    hour = _naive(applied.hour)
+    hour = naive_utc(applied.hour)
     con.execute("BEGIN")
     try:
         for region, doc in sorted(applied.regions.items()):
@@ -256,7 +252,7 @@ def run_plan(
     warehouse (marked published when it verified and ``out_root`` is given); write its folder;
     move ``latest``. An export that fails removes the just-stored plan again, so warehouse and
     files agree; a kill after the commit is repaired by the next run."""
-    now = _naive(as_of)
+    now = naive_utc(as_of)
     if out_root is not None:
         repair_publication(con, out_root)
     previous = previous_plan(con, now)

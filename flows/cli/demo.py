@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from flows.cli.common import STATE, console, emit_json, fail
@@ -18,6 +17,7 @@ from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary
+from planner.utc import naive_utc
 from planner.workload.synth import SynthSpec, synthesize
 from planner.workload.tokens import TokenSampler
 
@@ -65,7 +65,7 @@ def demo(
         console.print(f"[bold]4/5[/] daily job: backtest and choose forecasters at {as_of}")
         selected_at, _ = load_models(con, as_of)
         backtest_dir = workdir / "out" / f"backtest-{as_of:%Y%m%dT%H%M}"
-        if selected_at != pd.Timestamp(as_of).tz_localize(None):
+        if selected_at != naive_utc(as_of):
             selection = run_selection(con, cfg, as_of)
             backtest_report.write_report(selection, backtest_dir)
     console.print(

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.clock import clock_for
+from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def explain(
 
     frame = explain_plan(stored, data)
     if hour is not None:
-        when = pd.Timestamp(parse_time(hour, "--hour")).tz_localize(None)
+        when = naive_utc(parse_time(hour, "--hour"))
         frame = frame[pd.to_datetime(frame["hour"]) == when]
         if frame.empty:
             fail(

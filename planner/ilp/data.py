@@ -24,6 +24,7 @@ import pandas as pd
 
 from planner.config import FleetConfig, config_hash
 from planner.ilp.frames import rows
+from planner.utc import naive_utc
 
 RG = tuple[str, str]
 RMG = tuple[str, str, str]
@@ -156,7 +157,7 @@ def build_data(
     plan (missing rows are zero demand). ``as_of``: when the plan is made; hour 1 starts at the
     next full hour (or at ``as_of`` if it is on the hour). ``input_share``: φ per (model, tier).
     """
-    as_of = _naive_utc(as_of)
+    as_of = naive_utc(as_of).to_pydatetime()
     start = as_of if as_of == _floor_hour(as_of) else _floor_hour(as_of) + timedelta(hours=1)
     H = horizon or cfg.planner.horizon_h
     hours = tuple(start + timedelta(hours=i) for i in range(H))
@@ -169,7 +170,7 @@ def build_data(
     dem: dict[tuple[str, str, str, int], float] = {}
     niw: dict[tuple[str, int], float] = {}
     for row in rows(demand):
-        t = index.get(_naive_utc(pd.Timestamp(row.hour).to_pydatetime()))
+        t = index.get(naive_utc(row.hour).to_pydatetime())
         if t is None or row.value <= 0 or not math.isfinite(row.value):
             continue
         if row.tier == deferrable:
@@ -241,15 +242,8 @@ def build_data(
         integer_placement_h=cfg.planner.integer_placement_h,
         state=state,
         config_hash=config_hash(cfg),
-        forecast_origin=_naive_utc(forecast_origin) if forecast_origin else None,
+        forecast_origin=naive_utc(forecast_origin).to_pydatetime() if forecast_origin else None,
     )
-
-
-def _naive_utc(t: datetime) -> datetime:
-    ts = pd.Timestamp(t)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
 
 
 def _floor_hour(t: datetime) -> datetime:
