@@ -40,8 +40,6 @@ from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
 
-PLAN_LEAD_MIN = 20
-
 
 @dataclass
 class Evaluation:
@@ -132,14 +130,14 @@ def plan_sequence(
     truth: pd.DataFrame | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Plan]:
-    """One plan per hour of the window, made ``PLAN_LEAD_MIN`` before the hour, rolling: each
-    starts from the placement the previous one committed. ``truth``: plan on it instead of
-    forecasts (the oracle)."""
+    """One plan per hour of the window, made ``planner.plan_lead_min`` before the hour,
+    rolling: each starts from the placement the previous one committed. ``truth``: plan on it
+    instead of forecasts (the oracle)."""
     plans: list[Plan] = []
     settings = solver_settings(cfg)
     for h in range(hours):
         hour = start + pd.Timedelta(hours=h)
-        as_of = hour - pd.Timedelta(minutes=PLAN_LEAD_MIN)
+        as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
         previous = plans[-1] if plans else None
         state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
         data, _ = planning_data(con, cfg, as_of, state, truth)

@@ -170,8 +170,8 @@ def backfill(
     warehouse: str | None = None,
     out: str | None = None,
 ) -> dict[str, Any]:
-    """Plans for every hour in [start, end), each made at 5 minutes past the hour before (as
-    the hourly schedule would have), published under ``out``/backfill for audits."""
+    """Plans for every hour in [start, end), each made ``planner.plan_lead_min`` before it
+    (as the hourly schedule would have), published under ``out``/backfill for audits."""
     logger = get_run_logger()
     cfg = _cfg(config_path)
     first, stop = _now(start).floor("h"), _now(end).floor("h")
@@ -186,7 +186,7 @@ def backfill(
         connect(_warehouse(cfg, warehouse)) as con,
     ):
         for i, hour in enumerate(hours, start=1):
-            as_of = hour - pd.Timedelta(minutes=55)
+            as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
             result = run_plan(con, cfg, as_of.to_pydatetime(), root)
             made.append(
                 {

@@ -55,6 +55,7 @@ class FleetParams:
     tpot_s: Array  # [k] time per output token
     deadline_min: float
     drop_after_s: Array  # [k] an interactive request waiting longer is dropped
+    plan_lead_min: int  # a plan is made this many minutes before its hour
 
     @property
     def gpus_per_instance(self) -> Array:  # [m, g]
@@ -130,6 +131,7 @@ def params_from_config(
         tpot_s=np.array([(t.tpot_ms or 100.0) / 1000.0 for t in tier_objs]),
         deadline_min=60.0 * float(tier_objs[deferrable].deadline_h or 24.0),
         drop_after_s=np.where(np.isfinite(ttft), drop_factor * ttft, np.inf),
+        plan_lead_min=cfg.planner.plan_lead_min,
     )
 
 

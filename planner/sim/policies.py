@@ -154,7 +154,6 @@ class PlanFollowing:
     expected: Array  # [H, r, m]
     mode: str = "lt-i"  # lt-i | lt-u | lt-ua
     name: str = "lt-i"
-    plan_lead_min: int = 20
     up: float = 0.75
     target: float = 0.6
     ahead: float = 1.10
@@ -185,7 +184,7 @@ class PlanFollowing:
         cur = self._current
         new: Targets | None = None
         if self.mode == "lt-i":
-            if into == 60 - self.plan_lead_min and h + 1 < len(self.hourly):
+            if into == 60 - self.p.plan_lead_min and h + 1 < len(self.hourly):
                 nxt = self._plan(h + 1)
                 new = cur.copy()
                 for name in ("vms", "spot_vms", "instances", "spot_instances"):
