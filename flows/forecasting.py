@@ -31,9 +31,9 @@ from planner.forecast.pipeline import (
 )
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
+from planner.quantiles import QUANTILE_COLUMNS
 from planner.utc import naive_utc
 from validation.forecasts import (
-    QUANTILE_COLUMNS,
     ForecastBacktestFolds,
     ForecastBacktests,
     Forecasts,

@@ -54,7 +54,9 @@ class PlanRun:
 
 def load_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> Plan:
     header = run(con, "plans/plan_header", plan_id=plan_id).df().iloc[0]
-    frames = {name: run(con, f"plans/plan_{name}", plan_id=plan_id).df() for name in TABLES}
+    frames: dict[str, Any] = {
+        name: run(con, f"plans/plan_{name}", plan_id=plan_id).df() for name in TABLES
+    }
     facts = SolverFacts(
         status=header["status"],
         objective=float(header["objective"]) if pd.notna(header["objective"]) else float("nan"),

@@ -161,6 +161,7 @@ def explain(
         title=f"busiest {len(busiest)} of {len(frame)} cells",
         title_justify="left",
     )
+    r: Any  # a row of the explanation
     for r in busiest.itertuples():
         table.add_row(
             f"{pd.Timestamp(r.hour):%Y-%m-%d %H:%M}",

@@ -143,7 +143,7 @@ def _load(
     run(con, "aggregates/stage", {"source": source}, **params)
     w = cfg.warehouse
     naive_now = now.replace(tzinfo=None)
-    checks = {
+    checks: dict[str, Any] = {
         "regions": cfg.region_ids,
         "models": cfg.model_ids,
         "tiers": cfg.tier_ids,
