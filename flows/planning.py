@@ -31,8 +31,9 @@ from flows.publish import (
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.executors import AppliedState
+from planner.fleet_index import input_shares
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
-from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.demand import planning_demand
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification

@@ -31,8 +31,9 @@ from flows.planning import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash
+from planner.fleet_index import input_shares
 from planner.ilp.data import build_data, state_from_config
-from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.demand import planning_demand
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.fleet import FleetParams, params_from_config

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pandas as pd
 
 from planner.config import FleetConfig
@@ -35,13 +33,3 @@ def planning_demand(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["hour", "region", "model", "tier", "value"])
     return pd.concat(parts, ignore_index=True)
-
-
-def input_shares(history: pd.DataFrame) -> Mapping[tuple[str, str], float]:
-    """φ per (model, tier): input tokens / all tokens over the given demand-mart rows."""
-    if history.empty:
-        return {}
-    g = history.groupby(["model", "tier"])[["input_tokens", "output_tokens"]].sum()
-    total = g["input_tokens"] + g["output_tokens"]
-    share = (g["input_tokens"] / total).where(total > 0)
-    return {(str(k[0]), str(k[1])): float(v) for k, v in share.dropna().items()}  # type: ignore[index]

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams, Targets, vms_for
 from planner.sim.fluid import Observation
-from planner.sim.policies import instance_equivalents, preferred_vm_type
+from planner.sim.policies import instance_equivalents, on_preferred
 
 Array = npt.NDArray[np.float64]
 
@@ -82,9 +82,7 @@ class PlanReactive:
         """The floor plus the reactive extra on each model's preferred VM type."""
         floor = self.floor()
         out = floor.copy()
-        g = preferred_vm_type(self.p)
-        for m in range(len(self.p.models)):
-            out.instances[:, m, g[m]] += self._extra[:, m]
+        out.instances += on_preferred(self.p, self._extra)
         out.vms = np.minimum(np.maximum(floor.vms, vms_for(self.p, out.instances)), self.p.quota)
         return out
 
