@@ -34,14 +34,13 @@ from planner.executors import AppliedState
 from planner.fleet_index import input_shares
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
 from planner.ilp.demand import planning_demand
-from planner.ilp.plan import Plan, SolverFacts
+from planner.ilp.plan import PLAN_TABLES, Plan, SolverFacts
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification
 from planner.utc import naive_utc
 from validation.plans import PlanTables
 
 log = logging.getLogger(__name__)
-TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
 
 
 @dataclass
@@ -55,9 +54,7 @@ class PlanRun:
 
 def load_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> Plan:
     header = run(con, "plans/plan_header", plan_id=plan_id).df().iloc[0]
-    frames: dict[str, Any] = {
-        name: run(con, f"plans/plan_{name}", plan_id=plan_id).df() for name in TABLES
-    }
+    frames: dict[str, Any] = {name: plan_rows(con, name, plan_id) for name in PLAN_TABLES}
     facts = SolverFacts(
         status=header["status"],
         objective=float(header["objective"]) if pd.notna(header["objective"]) else float("nan"),
@@ -144,7 +141,7 @@ def starting_state(
         return {**{k: v for k, v in old.items() if k[0] not in regions}, **new}
 
     newest = applied.sort_values("hour").iloc[-1]
-    niw = run(con, "plans/plan_niw", plan_id=str(newest["plan_id"])).df()
+    niw = plan_rows(con, "niw", str(newest["plan_id"]))
     niw = niw[pd.to_datetime(niw["hour"]) == pd.Timestamp(newest["hour"])]
     backlog = (
         {str(m): float(b) for m, b in zip(niw["model"], niw["backlog"], strict=True)}
@@ -306,14 +303,21 @@ def staleness_note(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> str |
     )
 
 
+def plan_rows(con: duckdb.DuckDBPyConnection, name: str, plan_id: str) -> pd.DataFrame:
+    """One stored plan's rows of the detail table ``plan_<name>`` (``name`` in PLAN_TABLES)."""
+    if name not in PLAN_TABLES:
+        raise ValueError(f"no plan table {name!r}; one of {PLAN_TABLES}")
+    return run(con, "plans/detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id).df()
+
+
 def plan_exists(con: duckdb.DuckDBPyConnection, plan_id: str) -> bool:
     return not run(con, "plans/plan_header", plan_id=plan_id).df().empty
 
 
 def _delete_rows(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
     run(con, "plans/delete_plan", plan_id=plan_id)
-    for name in TABLES:
-        run(con, f"plans/delete_plan_{name}", plan_id=plan_id)
+    for name in PLAN_TABLES:
+        run(con, "plans/delete_detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id)
 
 
 def delete_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
@@ -412,7 +416,7 @@ def store_plan(
             }
         ]
     )
-    frames = {name: getattr(plan, name).assign(plan_id=plan.plan_id) for name in TABLES}
+    frames = {name: getattr(plan, name).assign(plan_id=plan.plan_id) for name in PLAN_TABLES}
     PlanTables.validate(frames)
     con.execute("BEGIN")
     try:
@@ -426,7 +430,8 @@ def store_plan(
             columns = ["plan_id", *[c for c in frame.columns if c != "plan_id"]]
             con.register(f"staged_{name}", frame[columns])
             try:
-                run(con, f"plans/insert_plan_{name}")
+                slots = {"table": f"plan_{name}", "staged": f"staged_{name}"}
+                run(con, "plans/insert_detail_rows", slots)
             finally:
                 con.unregister(f"staged_{name}")
         barrier("plan-stored")
