@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.warehouse.sqlfiles import run
+from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
@@ -146,8 +146,7 @@ def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> Non
         ForecastBacktests.validate(backtests, lazy=True)
         ForecastBacktestFolds.validate(folds, lazy=True)
     at = selection.as_of
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         run(con, "forecast/delete_selection", selected_at=at)
         run(con, "forecast/delete_selection_folds", selected_at=at)
         run(con, "forecast/delete_selection_models", selected_at=at)
@@ -158,15 +157,8 @@ def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> Non
         ):
             if frame.empty:
                 continue
-            con.register(name, frame)
-            try:
+            with staged(con, name, frame):
                 run(con, sql_name)
-            finally:
-                con.unregister(name)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info("stored selection at %s: %d series, %d folds", at, len(models), len(folds))
 
 
@@ -364,18 +356,10 @@ def store_forecasts(
         "selected_at",
         "created_at",
     ]
-    staged = out[columns]
-    con.execute("BEGIN")
-    try:
-        for origin in staged["origin"].unique():
+    rows = out[columns]
+    with transaction(con):
+        for origin in rows["origin"].unique():
             run(con, "forecast/delete_forecasts", origin=pd.Timestamp(origin))
-        con.register("staged_forecasts", staged)
-        try:
+        with staged(con, "staged_forecasts", rows):
             run(con, "forecast/insert_forecasts")
-        finally:
-            con.unregister("staged_forecasts")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return staged
+    return rows

@@ -28,7 +28,7 @@ from flows.publish import (
     published_plan_id,
     remove_leftovers,
 )
-from flows.warehouse.sqlfiles import run
+from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
 from planner.executors import AppliedState
 from planner.fleet_index import input_shares
@@ -166,8 +166,7 @@ def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) ->
     """Store what a target accepted (per region) so the next plan starts from it."""
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     hour = naive_utc(applied.hour)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         for region, doc in sorted(applied.regions.items()):
             run(
                 con,
@@ -178,10 +177,6 @@ def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) ->
                 document=json.dumps(doc, sort_keys=True, default=str),
                 applied_at=now,
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return len(applied.regions)
 
 
@@ -322,13 +317,8 @@ def _delete_rows(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
 
 def delete_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
     """Remove a stored plan (one transaction)."""
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         _delete_rows(con, plan_id)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def state_json(state: FleetState) -> str:
@@ -418,24 +408,15 @@ def store_plan(
     )
     frames = {name: getattr(plan, name).assign(plan_id=plan.plan_id) for name in PLAN_TABLES}
     PlanTables.validate(frames)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         _delete_rows(con, plan.plan_id)
-        con.register("staged_plan", header)
-        run(con, "plans/insert_plan")
-        con.unregister("staged_plan")
+        with staged(con, "staged_plan", header):
+            run(con, "plans/insert_plan")
         for name, frame in frames.items():
             if frame.empty:
                 continue
             columns = ["plan_id", *[c for c in frame.columns if c != "plan_id"]]
-            con.register(f"staged_{name}", frame[columns])
-            try:
+            with staged(con, f"staged_{name}", frame[columns]):
                 slots = {"table": f"plan_{name}", "staged": f"staged_{name}"}
                 run(con, "plans/insert_detail_rows", slots)
-            finally:
-                con.unregister(f"staged_{name}")
         barrier("plan-stored")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
