@@ -1,25 +1,17 @@
-"""The fleet index: the numbers of a ``FleetConfig`` built once, as arrays over positions.
+"""The fleet index: a ``FleetConfig``'s numbers built once, as arrays over positions (r
+region, m model, g VM type, k tier, in the config's order). The ILP's data builder and greedy
+plan, the simulator's parameters and its policies read it; nothing else derives them.
 
-Ids ↔ positions (r region, m model, g VM type, k tier, in the config's order); instances per
-VM, load and lead times, prices, quotas; the configured input/output throughputs. The ILP's
-data builder (``planner.ilp.data``), its greedy fallback, the simulator's parameters
-(``planner.sim.fleet``) and the policies read it; nothing else derives these from the config.
-
-Throughput of one instance for a tier blends the input and output rates at the series' token
-mix φ (share of input tokens), and the planner derates it by the tier's headroom h:
+θ, per instance, blends the configured rates at the token mix φ (share of input tokens); the
+planner derates it by the tier's headroom h, the simulator does not (h = 0):
 
     θ[m,g,k] = (1 − h_k) / (φ[m,k] / θ_in[m,g,k] + (1 − φ[m,k]) / θ_out[m,g,k])
 
-(an instance time-shares prefill and decode; see planner.config.throughput). The simulator
-uses θ without headroom (h = 0).
-
-The cheapest VM type of a model in a region is the one with the lowest on-demand price per
-token, price[r,g] / (ipv[m,g] · θ[m,g,k*]), among the types that run the model and have quota
-there (any type that runs it when none has). k* is the first interactive tier in priority
-order (tightest TTFT target): the pool the reactive policies, the clairvoyant reference and
-the greedy plan size on one type must hold that tier's SLA, and its θ is the one the SLA
-limits. (Before this index the greedy plan took the last interactive tier in YAML order and
-the policies the first in priority order; on the shipped configs both pick the same types.)
+The cheapest VM type of model m in region r minimises price[r,g] / (ipv[m,g] · θ[m,g,k*])
+over the types that run m and have quota in r (any that runs m if none has); k* is the first
+interactive tier in priority order (tightest TTFT): a one-type pool must hold that tier's SLA
+and its θ is the one the SLA limits. (The greedy plan used to take the last interactive tier
+in YAML order, the policies k*; the shipped configs pick the same types either way.)
 """
 
 from __future__ import annotations
@@ -62,11 +54,9 @@ class FleetIndex:
 
     @cached_property
     def position(self) -> dict[str, dict[str, int]]:
-        """``position["models"]["llama2-70b"]`` → 0, for regions/models/vm_types/tiers."""
-        return {
-            name: {x: i for i, x in enumerate(getattr(self, name))}
-            for name in ("regions", "models", "vm_types", "tiers")
-        }
+        """``position["models"]["llama2-70b"]`` → 0 (regions, models, vm_types, tiers)."""
+        names = ("regions", "models", "vm_types", "tiers")
+        return {n: {x: i for i, x in enumerate(getattr(self, n))} for n in names}
 
     def shares(self, input_share: Shares | None = None) -> Array:
         """φ [m, k]: the given share per (model, tier), the config's default elsewhere."""
