@@ -146,19 +146,14 @@ def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> Non
         ForecastBacktests.validate(backtests, lazy=True)
         ForecastBacktestFolds.validate(folds, lazy=True)
     at = selection.as_of
+    tables = {"forecast_backtests": backtests, "forecast_backtest_folds": folds}
     with transaction(con):
-        run(con, "forecast/delete_selection", selected_at=at)
-        run(con, "forecast/delete_selection_folds", selected_at=at)
-        run(con, "forecast/delete_selection_models", selected_at=at)
-        for name, frame, sql_name in (
-            ("staged_backtests", backtests, "forecast/insert_backtests"),
-            ("staged_folds", folds, "forecast/insert_backtest_folds"),
-            ("staged_models", models, "forecast/insert_models"),
-        ):
-            if frame.empty:
-                continue
-            with staged(con, name, frame):
-                run(con, sql_name)
+        for table, frame in {**tables, "forecast_models": models}.items():
+            run(con, "forecast/delete_selection_rows", {"table": table}, selected_at=at)
+            if not frame.empty:
+                with staged(con, f"staged_{table}", frame):
+                    slots = {"table": table, "staged": f"staged_{table}"}
+                    run(con, "forecast/insert_selection_rows", slots)
     log.info("stored selection at %s: %d series, %d folds", at, len(models), len(folds))
 
 
