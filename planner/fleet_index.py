@@ -118,6 +118,7 @@ def fleet_index(cfg: FleetConfig) -> FleetIndex:
             if e.spot_price_per_hour is not None:
                 spot_price[a, j] = e.spot_price_per_hour
     tier_objs = [cfg.tier(k) for k in tiers]
+    latency = cfg.planner.interactive_sizing == "latency"
     interactive = sorted(
         (q for q, t in enumerate(tier_objs) if t.kind == "interactive"),
         key=lambda q: tier_objs[q].ttft_p95_s or 0.0,
@@ -138,7 +139,11 @@ def fleet_index(cfg: FleetConfig) -> FleetIndex:
         has_entry=has,
         theta_in=t_in,
         theta_out=t_out,
-        headroom=np.array([t.headroom for t in tier_objs], dtype=float),
+        # sized on the latency target (planner.ilp.sizing), interactive demand already holds
+        # what the target needs: no flat headroom on top
+        headroom=np.array(
+            [0.0 if t.kind == "interactive" and latency else t.headroom for t in tier_objs]
+        ),
         interactive=tuple(interactive),
         deferrable=next((q for q, t in enumerate(tier_objs) if t.kind == "deferrable"), None),
         default_input_share=cfg.planner.default_input_share,
