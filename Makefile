@@ -28,7 +28,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy planner
+	$(BIN)/mypy planner flows validation reports bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy planner
+	$(BIN)/mypy planner flows validation reports bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

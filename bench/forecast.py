@@ -20,6 +20,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,9 @@ def pool_mapper(workers: int):  # type: ignore[no-untyped-def]
     return mapper
 
 
-def run(demand: pd.DataFrame, settings: ForecastSettings, workers: int) -> tuple[float, dict]:
+def run(
+    demand: pd.DataFrame, settings: ForecastSettings, workers: int
+) -> tuple[float, dict[str, Any]]:
     as_of = demand["hour"].max() + pd.Timedelta(hours=1)
     started = time.perf_counter()
     selection = select_models(demand, as_of, settings, pool_mapper(workers))

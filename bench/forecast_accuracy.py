@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVEGEN = ROOT.parent / "shared" / "data" / "servegen" / "language"
@@ -82,7 +82,10 @@ def evaluate(
     rows, walls, origins = [], [], []
     out: dict[str, Any] = {}
     with connect(wh) as con:
-        end = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()[0]
+        row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
+        if row is None or row[0] is None:
+            raise SystemExit(f"{wh}: no demand to score; ingest a log first")
+        end = row[0]
         for shift in shifts:
             as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
             started = time.perf_counter()
@@ -129,7 +132,10 @@ def evaluate_reconciliation(
     settings = dataclasses.replace(settings, metrics=ADDITIVE)
     frames, origins, walls = [], [], []
     with connect(wh) as con:
-        end = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()[0]
+        row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
+        if row is None or row[0] is None:
+            raise SystemExit(f"{wh}: no complete hour of demand to reconcile")
+        end = row[0]
         for shift in shifts:
             as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
             demand = with_totals(load_demand(con, as_of, settings.history_h))
@@ -212,7 +218,7 @@ def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
         minutes=params.minutes,
     ).df()
     wide = partial_values(partial, params.minutes)
-    readings = wide.stack(future_stack=True).swaplevel()
+    readings = cast("pd.Series[float]", wide.stack(future_stack=True).swaplevel())
     readings.index.names = ["series", "origin"]
     rows["reading"] = readings.reindex(
         pd.MultiIndex.from_frame(rows[["series", "origin"]])
@@ -259,8 +265,8 @@ def tune_nowcast(rows: Any) -> Any:
             err = np.abs(rows["actual"] - apply_rows(rows, readings, p)) / rows["scale"]
             for m, e in pd.Series(err.to_numpy(), index=metric.to_numpy()).groupby(level=0):
                 score = float(e.mean())
-                if m not in best or score < best[m][0]:
-                    best[m] = (score, float(w), decay)
+                if str(m) not in best or score < best[str(m)][0]:
+                    best[str(m)] = (score, float(w), decay)
     return {"bias": bias, "best (mase, weight, decay)": best}
 
 

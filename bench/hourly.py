@@ -35,9 +35,7 @@ async def step_times(flow_run_id: Any) -> dict[str, float]:
         )
         flows += [f.id for f in subflows]
         for fid in flows:
-            runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id={"any_": [fid]})  # type: ignore[arg-type]
-            )
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [fid]}))
             for r in runs:
                 name = r.name.rsplit("-", 1)[0]
                 out[name] = out.get(name, 0.0) + float(r.total_run_time.total_seconds())

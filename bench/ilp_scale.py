@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,7 +187,7 @@ def highs_solve(
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "plan.mps")
         built.model.writeProblem(path, verbose=False)
-        h = highspy.Highs()
+        h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no annotations
         h.setOptionValue("output_flag", False)
         h.setOptionValue("time_limit", float(limit))
         h.setOptionValue("threads", 1)
@@ -234,7 +235,7 @@ def demo_hours(con: Any) -> list[pd.Timestamp]:
     """00:00, 06:00, 14:00 and 20:00 of the log's last day, and 00:00 after it."""
     from flows.warehouse.sqlfiles import run
 
-    _first, last = run(con, "marts/full_range").fetchone()
+    _first, last = run(con, "marts/full_range").fetchone() or (None, None)
     # the hour of the newest arrival; a log ending at midnight has its last full day before it
     day = (pd.Timestamp(last) - pd.Timedelta(hours=1)).floor("D")
     return [day + pd.Timedelta(hours=h) for h in (0, 6, 14, 20, 24)]
@@ -363,7 +364,7 @@ def ladder(
     out: list[dict[str, Any]] = []
     if not only or only in "sageserve":
         out += sageserve_rungs(warehouse, hours, plain, limit)
-    generated = [
+    generated: list[tuple[str, Callable[[], Any], float, float]] = [
         ("tiny 1x2x1", lambda: generated_fleet(1, 2, 1), 1e6, 10.0),
         ("mid 8x10x3", lambda: generated_fleet(8, 10, 3), 40e6, 60.0),
         ("large 20x30x4", lambda: generated_fleet(20, 30, 4), 150e6, 300.0),

@@ -23,14 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from planner.config import FleetConfig
+from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
-
-
-def naive_utc(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
-    """A time as a naive UTC timestamp (aware times are converted, naive ones mean UTC)."""
-    t = pd.Timestamp(value)
-    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
 
 
 def log_end(cfg: FleetConfig) -> pd.Timestamp:

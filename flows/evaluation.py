@@ -12,7 +12,6 @@ window end: the value 24 h earlier).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -27,7 +26,7 @@ import pandas as pd
 from flows.planning import planning_data
 from flows.policy_names import POLICIES
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig
+from planner.config import FleetConfig, config_hash
 from planner.ilp.data import state_from_config
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
@@ -37,10 +36,9 @@ from planner.sim.fluid import Policy, SimResult, simulate
 from planner.sim.plans import targets_of
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.sweep import references
+from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
-
-PLAN_LEAD_MIN = 20
 
 
 @dataclass
@@ -89,9 +87,7 @@ def window(
     first, last = run(con, "sim/log_span").fetchone() or (None, None)
     if last is None:
         raise ValueError("the warehouse holds no requests to replay; ingest a log first")
-    stop = pd.Timestamp(end) if end else pd.Timestamp(last).floor("h")
-    if stop.tzinfo:
-        stop = stop.tz_convert("UTC").tz_localize(None)
+    stop = naive_utc(end) if end else pd.Timestamp(last).floor("h")
     start = stop - pd.Timedelta(hours=hours)
     if start < pd.Timestamp(first).floor("h"):
         raise ValueError(
@@ -134,14 +130,14 @@ def plan_sequence(
     truth: pd.DataFrame | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Plan]:
-    """One plan per hour of the window, made ``PLAN_LEAD_MIN`` before the hour, rolling: each
-    starts from the placement the previous one committed. ``truth``: plan on it instead of
-    forecasts (the oracle)."""
+    """One plan per hour of the window, made ``planner.plan_lead_min`` before the hour,
+    rolling: each starts from the placement the previous one committed. ``truth``: plan on it
+    instead of forecasts (the oracle)."""
     plans: list[Plan] = []
     settings = solver_settings(cfg)
     for h in range(hours):
         hour = start + pd.Timedelta(hours=h)
-        as_of = hour - pd.Timedelta(minutes=PLAN_LEAD_MIN)
+        as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
         previous = plans[-1] if plans else None
         state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
         data, _ = planning_data(con, cfg, as_of, state, truth)
@@ -185,10 +181,6 @@ def make_policies(
         else:
             raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     return out
-
-
-def config_hash(cfg: FleetConfig) -> str:
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
 
 
 def run_evaluation(

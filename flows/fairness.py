@@ -128,8 +128,8 @@ def _requests(df: pd.DataFrame, tenant_ids: dict[str, int], tiers: dict[str, int
         df["t"].to_numpy(float),
         np.maximum(df["input_tokens"].to_numpy(np.int64), 1),
         np.maximum(df["output_tokens"].to_numpy(np.int64), 1),
-        df["tier"].map(tiers).to_numpy(np.int64),
-        df["tenant"].map(tenant_ids).to_numpy(np.int64),
+        np.asarray(df["tier"].map(tiers), dtype=np.int64),
+        np.asarray(df["tenant"].map(tenant_ids), dtype=np.int64),
     )
 
 
@@ -180,6 +180,7 @@ def fairness_scenario(
     tenant_ids = {n: i for i, n in enumerate(names)}
     targets = tier_targets(cfg)
     tiers = {t.tier: i for i, t in enumerate(targets)}
+    rows: list[Any] = list(prof.itertuples())  # rows of the learned profiles
     profiles = {
         tenant_ids[r.tenant]: TenantProfile(
             tenant_ids[r.tenant],
@@ -189,7 +190,7 @@ def fairness_scenario(
             float(r.requests_per_action),
             float(r.iwf_share),
         )
-        for r in prof.itertuples()
+        for r in rows
     }
     share = pd.Series({n: profiles[tenant_ids[n]].cost_per_s for n in prof["tenant"]})
     share = share / share.sum()

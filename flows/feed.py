@@ -21,8 +21,9 @@ import pandas as pd
 from prefect import flow, get_run_logger
 
 from flows.cli.data import write_parquet_atomic
-from flows.clock import log_end, naive_utc, run_time
+from flows.clock import log_end, run_time
 from planner.config import FleetConfig
+from planner.utc import naive_utc
 from planner.workload.synth import SynthSpec, synthesize
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.warehouse.sqlfiles import run
+from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
@@ -31,8 +31,9 @@ from planner.forecast.pipeline import (
 )
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
+from planner.quantiles import QUANTILE_COLUMNS
+from planner.utc import naive_utc
 from validation.forecasts import (
-    QUANTILE_COLUMNS,
     ForecastBacktestFolds,
     ForecastBacktests,
     Forecasts,
@@ -66,7 +67,7 @@ def timezones(cfg: FleetConfig) -> dict[str, str]:
 
 def load_demand(con: duckdb.DuckDBPyConnection, as_of: datetime, history_h: int) -> pd.DataFrame:
     """Mart rows of the ``history_h`` hours before ``as_of`` (nothing at or after it)."""
-    as_of = pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else as_of
+    as_of = naive_utc(as_of)
     since = pd.Timestamp(as_of) - pd.Timedelta(hours=history_h)
     return run(con, "forecast/demand_history", since=since, as_of=as_of).df()
 
@@ -127,10 +128,7 @@ def run_selection(
 ) -> Selection:
     """The daily selection at ``as_of``, stored (replacing an earlier run at the same time)."""
     settings = settings_from_config(cfg)
-    as_of_ts = (
-        pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else pd.Timestamp(as_of)
-    )
-    as_of_ts = as_of_ts.floor("h")
+    as_of_ts = naive_utc(as_of).floor("h")
     demand = load_demand(con, as_of_ts, settings.history_h)
     if demand.empty:
         raise ValueError(no_demand_message(con, as_of_ts, settings.history_h))
@@ -148,27 +146,14 @@ def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> Non
         ForecastBacktests.validate(backtests, lazy=True)
         ForecastBacktestFolds.validate(folds, lazy=True)
     at = selection.as_of
-    con.execute("BEGIN")
-    try:
-        run(con, "forecast/delete_selection", selected_at=at)
-        run(con, "forecast/delete_selection_folds", selected_at=at)
-        run(con, "forecast/delete_selection_models", selected_at=at)
-        for name, frame, sql_name in (
-            ("staged_backtests", backtests, "forecast/insert_backtests"),
-            ("staged_folds", folds, "forecast/insert_backtest_folds"),
-            ("staged_models", models, "forecast/insert_models"),
-        ):
-            if frame.empty:
-                continue
-            con.register(name, frame)
-            try:
-                run(con, sql_name)
-            finally:
-                con.unregister(name)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    tables = {"forecast_backtests": backtests, "forecast_backtest_folds": folds}
+    with transaction(con):
+        for table, frame in {**tables, "forecast_models": models}.items():
+            run(con, "forecast/delete_selection_rows", {"table": table}, selected_at=at)
+            if not frame.empty:
+                with staged(con, f"staged_{table}", frame):
+                    slots = {"table": table, "staged": f"staged_{table}"}
+                    run(con, "forecast/insert_selection_rows", slots)
     log.info("stored selection at %s: %d series, %d folds", at, len(models), len(folds))
 
 
@@ -296,8 +281,7 @@ def run_forecast(
     settings = settings_from_config(cfg)
     if horizon:
         settings = replace(settings, horizon=horizon)
-    moment = pd.Timestamp(as_of)
-    moment = moment.tz_convert("UTC").tz_localize(None) if moment.tzinfo else moment
+    moment = naive_utc(as_of)
     origin = moment.floor("h")
     selected_at, models = load_models(con, origin)
     info: dict[str, Any] = {"origin": origin}
@@ -346,7 +330,7 @@ def store_forecasts(
 ) -> pd.DataFrame:
     if frame.empty:
         return frame
-    out = frame.rename(columns={f"q_{t}": c for t, c in zip(_TAUS, QUANTILE_COLUMNS, strict=True)})
+    out = frame.copy()
     out["selected_at"] = selected_at
     out["created_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
     Forecasts.validate(out, lazy=True)
@@ -367,21 +351,10 @@ def store_forecasts(
         "selected_at",
         "created_at",
     ]
-    staged = out[columns]
-    con.execute("BEGIN")
-    try:
-        for origin in staged["origin"].unique():
+    rows = out[columns]
+    with transaction(con):
+        for origin in rows["origin"].unique():
             run(con, "forecast/delete_forecasts", origin=pd.Timestamp(origin))
-        con.register("staged_forecasts", staged)
-        try:
+        with staged(con, "staged_forecasts", rows):
             run(con, "forecast/insert_forecasts")
-        finally:
-            con.unregister("staged_forecasts")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return staged
-
-
-_TAUS = (0.025, 0.05, 0.5, 0.9, 0.95, 0.975, 0.99)
+    return rows

@@ -15,7 +15,8 @@ import os
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -28,7 +29,7 @@ from prefect.artifacts import (
 )
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run as flow_run_runtime
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.clock import run_time
 from flows.execute import apply_plan as deliver
@@ -49,6 +50,7 @@ from planner.config import FleetConfig, load_config
 from planner.forecast.pipeline import forecast
 from planner.forecast.series import SeriesKey
 from planner.sim.fairness import FairServe
+from planner.utc import naive_utc
 from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
@@ -57,8 +59,7 @@ WAREHOUSE_LIMIT = "sageserve-warehouse"
 
 
 def _now(as_of: str | None) -> pd.Timestamp:
-    t = pd.Timestamp(as_of) if as_of else pd.Timestamp(datetime.now(UTC))
-    return t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t
+    return naive_utc(as_of or datetime.now(UTC))
 
 
 def _cfg(config_path: str | None) -> FleetConfig:
@@ -132,7 +133,9 @@ def check_quality(
 forecast_model = task(name="forecast-model", retries=1, retry_delay_seconds=5)(forecast)
 
 
-@flow(name="forecast-fanout", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(
+    name="forecast-fanout", task_runner=cast(TaskRunner[Any], ThreadPoolTaskRunner(max_workers=2))
+)
 def forecast_fanout(
     config_path: str | None, warehouse: str | None, as_of: str, horizon: int
 ) -> dict[str, Any]:
@@ -150,7 +153,7 @@ def forecast_fanout(
             selection = run_selection(con, cfg, origin.to_pydatetime())
             selected_at, models = selection.as_of, selection.fitted
         demand = load_demand(con, origin.to_pydatetime(), settings.history_h)
-    progress = create_progress_artifact(0.0, description="forecast fan-out over models")
+    progress = cast(UUID, create_progress_artifact(0.0, description="forecast fan-out over models"))
     futures = []
     for m in cfg.model_ids:
         fitted = {s: f for s, f in models.items() if SeriesKey.parse(s).model == m}
@@ -171,9 +174,11 @@ def fanout_flow(dask_address: str | None = None) -> Any:
     address = dask_address or os.environ.get("SAGESERVE_DASK_ADDRESS")
     if not address:
         return forecast_fanout
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
-    return forecast_fanout.with_options(task_runner=DaskTaskRunner(address=address))
+    return forecast_fanout.with_options(
+        task_runner=cast(TaskRunner[Any], DaskTaskRunner(address=address))
+    )
 
 
 @task(name="plan", retries=1, retry_delay_seconds=10, timeout_seconds=900)

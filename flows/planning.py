@@ -28,18 +28,19 @@ from flows.publish import (
     published_plan_id,
     remove_leftovers,
 )
-from flows.warehouse.sqlfiles import run
+from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
 from planner.executors import AppliedState
+from planner.fleet_index import input_shares
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
-from planner.ilp.demand import input_shares, interactive_means, planning_demand
-from planner.ilp.plan import Plan, SolverFacts
+from planner.ilp.demand import interactive_means, planning_demand
+from planner.ilp.plan import PLAN_TABLES, Plan, SolverFacts
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification
+from planner.utc import naive_utc
 from validation.plans import PlanTables
 
 log = logging.getLogger(__name__)
-TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
 
 
 @dataclass
@@ -51,14 +52,9 @@ class PlanRun:
     forecast: dict[str, Any]
 
 
-def _naive(t: datetime) -> pd.Timestamp:
-    ts = pd.Timestamp(t)
-    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
-
-
 def load_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> Plan:
     header = run(con, "plans/plan_header", plan_id=plan_id).df().iloc[0]
-    frames = {name: run(con, f"plans/plan_{name}", plan_id=plan_id).df() for name in TABLES}
+    frames: dict[str, Any] = {name: plan_rows(con, name, plan_id) for name in PLAN_TABLES}
     facts = SolverFacts(
         status=header["status"],
         objective=float(header["objective"]) if pd.notna(header["objective"]) else float("nan"),
@@ -145,7 +141,7 @@ def starting_state(
         return {**{k: v for k, v in old.items() if k[0] not in regions}, **new}
 
     newest = applied.sort_values("hour").iloc[-1]
-    niw = run(con, "plans/plan_niw", plan_id=str(newest["plan_id"])).df()
+    niw = plan_rows(con, "niw", str(newest["plan_id"]))
     niw = niw[pd.to_datetime(niw["hour"]) == pd.Timestamp(newest["hour"])]
     backlog = (
         {str(m): float(b) for m, b in zip(niw["model"], niw["backlog"], strict=True)}
@@ -169,9 +165,8 @@ def starting_state(
 def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) -> int:
     """Store what a target accepted (per region) so the next plan starts from it."""
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    hour = _naive(applied.hour)
-    con.execute("BEGIN")
-    try:
+    hour = naive_utc(applied.hour)
+    with transaction(con):
         for region, doc in sorted(applied.regions.items()):
             run(
                 con,
@@ -182,10 +177,6 @@ def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) ->
                 document=json.dumps(doc, sort_keys=True, default=str),
                 applied_at=now,
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return len(applied.regions)
 
 
@@ -266,7 +257,7 @@ def run_plan(
     warehouse (marked published when it verified and ``out_root`` is given); write its folder;
     move ``latest``. An export that fails removes the just-stored plan again, so warehouse and
     files agree; a kill after the commit is repaired by the next run."""
-    now = _naive(as_of)
+    now = naive_utc(as_of)
     if out_root is not None:
         repair_publication(con, out_root)
     previous = previous_plan(con, now)
@@ -317,25 +308,27 @@ def staleness_note(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> str |
     )
 
 
+def plan_rows(con: duckdb.DuckDBPyConnection, name: str, plan_id: str) -> pd.DataFrame:
+    """One stored plan's rows of the detail table ``plan_<name>`` (``name`` in PLAN_TABLES)."""
+    if name not in PLAN_TABLES:
+        raise ValueError(f"no plan table {name!r}; one of {PLAN_TABLES}")
+    return run(con, "plans/detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id).df()
+
+
 def plan_exists(con: duckdb.DuckDBPyConnection, plan_id: str) -> bool:
     return not run(con, "plans/plan_header", plan_id=plan_id).df().empty
 
 
 def _delete_rows(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
     run(con, "plans/delete_plan", plan_id=plan_id)
-    for name in TABLES:
-        run(con, f"plans/delete_plan_{name}", plan_id=plan_id)
+    for name in PLAN_TABLES:
+        run(con, "plans/delete_detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id)
 
 
 def delete_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
     """Remove a stored plan (one transaction)."""
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         _delete_rows(con, plan_id)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def state_json(state: FleetState) -> str:
@@ -424,25 +417,17 @@ def store_plan(
             }
         ]
     )
-    frames = {name: getattr(plan, name).assign(plan_id=plan.plan_id) for name in TABLES}
+    frames = {name: getattr(plan, name).assign(plan_id=plan.plan_id) for name in PLAN_TABLES}
     PlanTables.validate(frames)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         _delete_rows(con, plan.plan_id)
-        con.register("staged_plan", header)
-        run(con, "plans/insert_plan")
-        con.unregister("staged_plan")
+        with staged(con, "staged_plan", header):
+            run(con, "plans/insert_plan")
         for name, frame in frames.items():
             if frame.empty:
                 continue
             columns = ["plan_id", *[c for c in frame.columns if c != "plan_id"]]
-            con.register(f"staged_{name}", frame[columns])
-            try:
-                run(con, f"plans/insert_plan_{name}")
-            finally:
-                con.unregister(f"staged_{name}")
+            with staged(con, f"staged_{name}", frame[columns]):
+                slots = {"table": f"plan_{name}", "staged": f"staged_{name}"}
+                run(con, "plans/insert_detail_rows", slots)
         barrier("plan-stored")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise

@@ -23,11 +23,8 @@ from typing import Any
 import pandas as pd
 
 from flows.barrier import barrier
-from planner.ilp.plan import Plan
+from planner.ilp.plan import PLAN_TABLES, Plan
 from planner.ilp.verify import Verification
-
-TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
-
 
 # What every column of the exported tables means (written beside them as COLUMNS.md).
 COLUMNS: dict[str, dict[str, str]] = {
@@ -148,7 +145,7 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         files = {}
-        for name in TABLES:
+        for name in PLAN_TABLES:
             frame: pd.DataFrame = _utc(getattr(plan, name))
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
             frame.to_csv(tmp / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
@@ -164,7 +161,7 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
                 "warnings": check.warnings,
             },
             "notes": list(plan.notes),
-            **{name: getattr(plan, name).to_dict(orient="records") for name in TABLES},
+            **{name: getattr(plan, name).to_dict(orient="records") for name in PLAN_TABLES},
         }
         (tmp / "plan.json").write_text(json.dumps(document, indent=1, default=_json_default))
         files["plan.json"] = tmp / "plan.json"

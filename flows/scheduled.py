@@ -4,7 +4,8 @@ flows/hourly_plan.py). Thin: each calls the functions the CLI calls."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -17,10 +18,11 @@ from prefect.artifacts import (
 from prefect.concurrency.sync import concurrency
 
 from flows.clock import run_time
-from flows.evaluation import POLICIES, run_evaluation, write_outputs
+from flows.evaluation import run_evaluation, write_outputs
 from flows.forecasting import run_selection
 from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
 from flows.planning import run_plan
+from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
 from reports import backtest as backtest_report
@@ -92,7 +94,9 @@ def evaluate(
         )
     names = policies or list(POLICIES)
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
-    progress = create_progress_artifact(0.0, description="hourly plans made for the replay")
+    progress = cast(
+        UUID, create_progress_artifact(0.0, description="hourly plans made for the replay")
+    )
     done = [0]
 
     def advance(n: int) -> None:
@@ -132,7 +136,7 @@ def _evaluate_sweep(
     quantiles: list[float] | None,
     workers: int,
 ) -> dict[str, Any]:
-    from flows.sweep import DEFAULT_QUANTILES, run_sweep, write_sweep
+    from flows.sweep import run_sweep, write_sweep
     from reports.sweep import frontier_markdown
 
     with (
@@ -170,8 +174,8 @@ def backfill(
     warehouse: str | None = None,
     out: str | None = None,
 ) -> dict[str, Any]:
-    """Plans for every hour in [start, end), each made at 5 minutes past the hour before (as
-    the hourly schedule would have), published under ``out``/backfill for audits."""
+    """Plans for every hour in [start, end), each made ``planner.plan_lead_min`` before it
+    (as the hourly schedule would have), published under ``out``/backfill for audits."""
     logger = get_run_logger()
     cfg = _cfg(config_path)
     first, stop = _now(start).floor("h"), _now(end).floor("h")
@@ -179,14 +183,14 @@ def backfill(
         raise ValueError(f"backfill: end {end} is not after start {start}")
     root = Path(out or cfg.paths.outputs) / "backfill"
     hours = pd.date_range(first, stop, freq="h", inclusive="left")
-    progress = create_progress_artifact(0.0, description="backfilled hours")
+    progress = cast(UUID, create_progress_artifact(0.0, description="backfilled hours"))
     made = []
     with (
         concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
         connect(_warehouse(cfg, warehouse)) as con,
     ):
         for i, hour in enumerate(hours, start=1):
-            as_of = hour - pd.Timedelta(minutes=55)
+            as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
             result = run_plan(con, cfg, as_of.to_pydatetime(), root)
             made.append(
                 {

@@ -26,13 +26,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from flows.evaluation import PLAN_LEAD_MIN, config_hash, load_demand, window
+from flows.evaluation import load_demand, window
 from flows.planning import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig
+from planner.config import FleetConfig, config_hash
+from planner.fleet_index import input_shares
 from planner.ilp.data import build_data, state_from_config
-from planner.ilp.demand import input_shares, interactive_means, planning_demand
+from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.fleet import FleetParams, params_from_config
@@ -71,7 +72,7 @@ def hour_inputs(
     the token mix up to it, as ``flows.planning.planning_data`` reads them."""
     out = []
     for h in range(hours):
-        as_of = start + pd.Timedelta(hours=h) - pd.Timedelta(minutes=PLAN_LEAD_MIN)
+        as_of = start + pd.Timedelta(hours=h) - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
         origin = as_of.floor("h")
         horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
         forecasts, _ = ensure_forecasts(con, cfg, origin, horizon)

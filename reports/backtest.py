@@ -55,13 +55,13 @@ def plot_series(selection: Selection, series: str, path: Path) -> Path:
     for origin, fold in rows.groupby("origin"):
         first = origin == rows["origin"].iloc[0]
         for lo, hi, alpha, label in (
-            ("0.025", "0.975", 0.15, "95 %"),
-            ("0.05", "0.95", 0.2, "90 %"),
+            ("q_0_025", "q_0_975", 0.15, "95 %"),
+            ("q_0_05", "q_0_95", 0.2, "90 %"),
         ):
             ax.fill_between(
                 fold["hour"],
-                fold[f"q_{lo}"],
-                fold[f"q_{hi}"],
+                fold[lo],
+                fold[hi],
                 color="tab:blue",
                 alpha=alpha,
                 lw=0,

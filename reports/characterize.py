@@ -6,7 +6,7 @@ series that are hardest to forecast. The forecaster's choices should be explaina
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -26,7 +26,7 @@ def hour_of_day_profiles(demand: pd.DataFrame, timezones: dict[str, str]) -> pd.
     parts = {}
     for region, g in total.groupby("region"):
         utc = pd.to_datetime(g["hour"]).dt.hour
-        local = _local(g["hour"], timezones[region]).dt.hour
+        local = _local(g["hour"], timezones[str(region)]).dt.hour
         parts[(region, "UTC")] = g.groupby(utc.to_numpy())["token_rate"].mean()
         parts[(region, "local")] = g.groupby(local.to_numpy())["token_rate"].mean()
     return pd.DataFrame(parts).reindex(range(24))
@@ -38,7 +38,7 @@ def day_of_week_profiles(demand: pd.DataFrame, timezones: dict[str, str]) -> pd.
     for tier, g in d.groupby("tier"):
         daily = []
         for region, gr in g.groupby("region"):
-            dow = _local(gr["hour"], timezones[region]).dt.dayofweek.to_numpy()
+            dow = _local(gr["hour"], timezones[str(region)]).dt.dayofweek.to_numpy()
             daily.append(gr.groupby(dow)["token_rate"].sum())
         out[tier] = pd.concat(daily, axis=1).sum(axis=1)
     frame = pd.DataFrame(out).reindex(range(7))
@@ -67,7 +67,7 @@ def interactive_share(
     d["interactive"] = d["tier"].map(kinds).eq("interactive")
     rows = {}
     for region, g in d.groupby("region"):
-        local = _local(g["hour"], timezones[region]).dt.hour.to_numpy()
+        local = _local(g["hour"], timezones[str(region)]).dt.hour.to_numpy()
         tot = g.groupby(local)["token_rate"].sum()
         inter = g[g["interactive"]].groupby(local[g["interactive"].to_numpy()])["token_rate"].sum()
         rows[region] = (inter / tot).reindex(range(24))
@@ -148,10 +148,11 @@ def _plot_model_tier(demand: pd.DataFrame, path: Path) -> Path:
         .sum()
         .unstack(["model", "tier"])
     )
-    models = sorted({m for m, _ in hod.columns})
+    pairs = cast("list[tuple[str, str]]", list(hod.columns))
+    models = sorted({m for m, _ in pairs})
     fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3), sharex=True)
     for ax, model in zip(np.atleast_1d(axes), models, strict=True):
-        for m, tier in hod.columns:
+        for m, tier in pairs:
             if m == model:
                 ax.plot(hod.index, hod[(m, tier)] / hod[(m, tier)].mean(), label=tier)
         ax.set_title(model)
@@ -241,11 +242,12 @@ def _write_markdown(
         "output p10/p50/p90/p99 |",
         "|---|---|---:|---:|---|---:|---|",
     ]
-    for r in tokens.itertuples():
+    row: Any  # a row of the token summary (input_q/output_q hold lists)
+    for row in tokens.itertuples():
         lines.append(
-            f"| {r.model} | {r.tier} | {r.requests:,} | {r.input_mean:,.0f} | "
-            f"{'/'.join(f'{v:,.0f}' for v in r.input_q)} | {r.output_mean:,.0f} | "
-            f"{'/'.join(f'{v:,.0f}' for v in r.output_q)} |"
+            f"| {row.model} | {row.tier} | {row.requests:,} | {row.input_mean:,.0f} | "
+            f"{'/'.join(f'{v:,.0f}' for v in row.input_q)} | {row.output_mean:,.0f} | "
+            f"{'/'.join(f'{v:,.0f}' for v in row.output_q)} |"
         )
     lines += ["", f"![token lengths]({plots['tokens'].name})", "", "## Hardest to forecast", ""]
     if hardest.empty:

@@ -272,6 +272,7 @@ def versus_table(versus: pd.DataFrame | None) -> pd.DataFrame:
     if versus is None or versus.empty:
         return pd.DataFrame()
     out = []
+    v: Any  # a row of demand_vs_forecast
     for v in versus.itertuples():
         has = pd.notna(v.forecast_tokens_per_s)
         out.append(

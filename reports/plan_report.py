@@ -38,8 +38,8 @@ def _forecast_plot(recent: pd.DataFrame, forecasts: pd.DataFrame, folder: Path) 
     if sel.empty:
         return None
     keys = ["region", "model", "tier"]
-    largest = sel.groupby(keys)["point"].sum().idxmax()
-    f = sel.set_index(keys).loc[largest].sort_values("hour")
+    largest: tuple[str, str, str] = sel.groupby(keys)["point"].sum().idxmax()  # type: ignore[assignment]
+    f = sel.set_index(keys).loc[[largest]].sort_values("hour")
     a = (
         recent.set_index(keys).loc[[largest]].sort_values("hour")
         if largest in recent.set_index(keys).index

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandera.pandas as pa
 from pandera.typing import Series
 
-QUANTILE_COLUMNS = ("q_0_025", "q_0_05", "q_0_5", "q_0_9", "q_0_95", "q_0_975", "q_0_99")
+from planner.quantiles import QUANTILE_COLUMNS
+
 METRICS = ["token_rate", "request_rate", "peak_token_rate"]
 
 

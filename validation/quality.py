@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -164,7 +164,7 @@ def run_checkpoint(
     named by ``run_name``; the index lists each validation by ``plan_hour`` (the hour the run
     plans for; ``run_name`` when not given) and data asset."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -231,7 +231,9 @@ def run_checkpoint(
                         checked=len(run.results),
                         failed=sum(not r.success for r in run.results),
                         validated_at=f"{run_time:%Y-%m-%d %H:%M:%S}",
-                        page="validations/" + "/".join(map(str, key.to_tuple())) + ".html",
+                        page="validations/"
+                        + "/".join(map(str, cast(Any, key).to_tuple()))
+                        + ".html",
                     )
                 )
                 _collect(result, definition.name, run.results)

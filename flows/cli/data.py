@@ -125,7 +125,7 @@ def synth_servegen(
     if aggregate == "minute":
         _synth_minutes(source, models, scale, seed, start_date, out, as_json)
         return
-    frames = []
+    frames: list[pd.DataFrame] = []
     for src, model_id in zip(source, models, strict=True):
         try:
             clients = load_source(src)
@@ -321,7 +321,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     cfg = STATE.config()
     with open_warehouse(read_only=True) as con:
         info = warehouse_status(con)
-        health_row = run(con, "status/planner_health").df().iloc[0].to_dict()
+        health_row = {str(k): v for k, v in run(con, "status/planner_health").df().iloc[0].items()}
     info["warehouse"] = str(STATE.warehouse_path())
     clock = clock_for(cfg)
     info["health"] = planner_health(health_row, clock.now(), clock.describe())

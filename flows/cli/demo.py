@@ -34,9 +34,9 @@ def demo(
     publish, report."""
     # Imported here, not at the top: they load sktime/SCIP, and every command (ingest too)
     # would pay for them at start-up (bench/ingest.py; tests/flows/test_cli_imports.py).
-    import pandas as pd
 
     from flows.forecasting import load_models, run_selection
+    from planner.utc import naive_utc
     from planner.workload.synth import SynthSpec, synthesize
     from planner.workload.tokens import TokenSampler
     from reports import backtest as backtest_report
@@ -66,7 +66,7 @@ def demo(
         console.print(f"[bold]4/5[/] daily job: backtest and choose forecasters at {as_of}")
         selected_at, _ = load_models(con, as_of)
         backtest_dir = workdir / "out" / f"backtest-{as_of:%Y%m%dT%H%M}"
-        if selected_at != pd.Timestamp(as_of).tz_localize(None):
+        if selected_at != naive_utc(as_of):
             selection = run_selection(con, cfg, as_of)
             backtest_report.write_report(selection, backtest_dir)
     console.print(

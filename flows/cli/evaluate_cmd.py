@@ -45,7 +45,7 @@ def evaluate(
     ] = ",".join(FAMILIES),
     quantiles: Annotated[
         str, typer.Option(help="with --sweep, the plan family's planning quantiles")
-    ] = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES),
+    ] = ",".join(map("{:g}".format, DEFAULT_QUANTILES)),
     workers: Annotated[int, typer.Option(min=1, help="with --sweep, worker processes")] = 2,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

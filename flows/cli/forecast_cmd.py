@@ -20,6 +20,7 @@ from flows.cli.common import (
     progress_bar,
 )
 from flows.warehouse.sqlfiles import run
+from planner.quantiles import quantile_column
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +120,9 @@ def forecast(
             fail(str(exc))
     if frame.empty:
         fail("no series to forecast at this origin")
-    tier_q = {t.id: (t.planning_metric, t.planning_quantile) for t in cfg.tiers}
+    tier_q: dict[str, tuple[str, float]] = {
+        t.id: (t.planning_metric, t.planning_quantile) for t in cfg.tiers
+    }
     summary = _summary(frame, tier_q)
     if as_json:
         emit_json({**info, "series": summary})
@@ -153,9 +156,10 @@ def forecast(
 def _summary(frame: pd.DataFrame, tier_q: dict[str, tuple[str, float]]) -> list[dict[str, Any]]:
     first = frame[frame["h"] == 1]
     rows = []
+    r: Any  # a row of the forecasts table
     for r in first.itertuples():
         metric, q = tier_q.get(r.tier, ("token_rate", 0.5))
-        col = f"q_{str(q).replace('.', '_')}"
+        col = quantile_column(q)
         rows.append(
             {
                 "region": r.region,
@@ -191,7 +195,7 @@ def characterize(
         histogram = run(con, "characterize/token_histogram").df()
         hardest = run(con, "characterize/latest_backtests").df()
     folder = _out_dir(out, "characterization")
-    kinds = {t.id: t.kind for t in cfg.tiers}
+    kinds: dict[str, str] = {t.id: t.kind for t in cfg.tiers}
     figures = characterize_report.write_report(
         demand, tokens, histogram, hardest, timezones(cfg), kinds, folder
     )

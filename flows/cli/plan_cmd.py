@@ -12,6 +12,7 @@ from rich.table import Table
 
 from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
 from flows.clock import clock_for
+from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def explain(
 
     frame = explain_plan(stored, data)
     if hour is not None:
-        when = pd.Timestamp(parse_time(hour, "--hour")).tz_localize(None)
+        when = naive_utc(parse_time(hour, "--hour"))
         frame = frame[pd.to_datetime(frame["hour"]) == when]
         if frame.empty:
             fail(
@@ -160,6 +161,7 @@ def explain(
         title=f"busiest {len(busiest)} of {len(frame)} cells",
         title_justify="left",
     )
+    r: Any  # a row of the explanation
     for r in busiest.itertuples():
         table.add_row(
             f"{pd.Timestamp(r.hour):%Y-%m-%d %H:%M}",

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.planning import state_from_json
+from flows.planning import plan_rows, state_from_json
 from flows.run_status import read_run
 from flows.warehouse.connection import WarehouseError, connect
 from flows.warehouse.sqlfiles import run
@@ -82,10 +82,9 @@ def read_warehouse(con: duckdb.DuckDBPyConnection) -> WarehouseView:
     plan = {str(k): v for k, v in header.iloc[0].to_dict().items()}
     plan.update(published_solver(plan.get("export_path")))
     pid, start = plan["plan_id"], pd.Timestamp(plan["start"])
-    vms = run(con, "plans/plan_vms", plan_id=pid).df()
-    instances = run(con, "plans/plan_instances", plan_id=pid).df()
-    costs = run(con, "plans/plan_costs", plan_id=pid).df()
-    unmet = run(con, "plans/plan_unmet", plan_id=pid).df()
+    vms, instances, costs, unmet = (
+        plan_rows(con, name, pid) for name in ("vms", "instances", "costs", "unmet")
+    )
     first_costs = costs[costs["hour"] == start].groupby("component")["dollars"].sum()
     all_costs = costs.groupby("component")["dollars"].sum()
     running_vms, running_instances = _running(plan.get("state"))

@@ -35,7 +35,7 @@ from flows.warehouse.ingest import (
     _clean_error,
     expand_paths,
 )
-from flows.warehouse.sqlfiles import execute, run, sql
+from flows.warehouse.sqlfiles import execute, run, sql, transaction
 from planner.config import FleetConfig
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,10 @@ def ingest_minute_file(
     if previous:
         msg = f"already ingested as {previous[0]} at {previous[1]:%Y-%m-%d %H:%M:%S}"
         return FileReport(str(path), "skipped", file_id=file_id, message=msg)
-    con.execute("BEGIN")
     try:
-        report = _load(con, path, staging, cfg, file_id, size, now)
-        con.execute("COMMIT")
+        with transaction(con):
+            report = _load(con, path, staging, cfg, file_id, size, now)
     except Exception as exc:
-        con.execute("ROLLBACK")
         message = exc.args[0] if isinstance(exc, FileRejected) else _clean_error(exc)
         log.error("%s: rejected: %s", path, message)
         return FileReport(str(path), "rejected", file_id=file_id, message=message)
@@ -143,7 +141,7 @@ def _load(
     run(con, "aggregates/stage", {"source": source}, **params)
     w = cfg.warehouse
     naive_now = now.replace(tzinfo=None)
-    checks = {
+    checks: dict[str, Any] = {
         "regions": cfg.region_ids,
         "models": cfg.model_ids,
         "tiers": cfg.tier_ids,

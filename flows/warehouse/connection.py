@@ -33,7 +33,7 @@ def connect(
             "`sageserve ingest` creates one)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    config: dict[str, str | int] = {"memory_limit": memory_limit}
+    config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if threads:
         config["threads"] = threads
     try:

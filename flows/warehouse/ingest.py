@@ -239,7 +239,12 @@ def _load(
         run(con, "ingest/create_empty_dupes")
     set_aside = _scalar(con, "SELECT count(*) FROM stage_dupes")
     clock.lap("duplicates")
-    keys = {"file_id": file_id, "path": str(path), "now": now, "header_lines": header_lines}
+    keys: dict[str, Any] = {
+        "file_id": file_id,
+        "path": str(path),
+        "now": now,
+        "header_lines": header_lines,
+    }
     insert = "ingest/insert_requests" if set_aside else "ingest/insert_passing_rows"
     passing = {"passing": checked.passing_sql}
     loaded_now = _first(run(con, insert, passing, **(params | checked.params | keys)).fetchone())

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import duckdb
 
-from flows.warehouse.sqlfiles import run
+from flows.warehouse.sqlfiles import run, transaction
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,7 @@ def refresh_demand(con: duckdb.DuckDBPyConnection, full: bool = False) -> MartRe
     start, end = rng if rng else (None, None)
     if start is None or end is None:
         return MartRefresh(None, None, 0)
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         if full:
             con.execute("DELETE FROM demand_hourly")
         else:
@@ -43,10 +42,6 @@ def refresh_demand(con: duckdb.DuckDBPyConnection, full: bool = False) -> MartRe
         rows = con.execute(
             "SELECT count(*) FROM demand_hourly WHERE hour BETWEEN ? AND ?", [start, end]
         ).fetchone()
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     count = int(rows[0]) if rows else 0
     log.info("demand_hourly: recomputed %s .. %s (%d rows)", start, end, count)
     return MartRefresh(start, end, count)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from flows.warehouse.sqlfiles import SQL_DIR
+from flows.warehouse.sqlfiles import SQL_DIR, transaction
 
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -50,16 +50,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
                     f"(recorded {applied[version]}, file {checksum}); add a new migration instead"
                 )
             continue
-        con.execute("BEGIN")
-        try:
+        with transaction(con):
             con.execute(text)
             con.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, ?, ?)",
                 [version, path.stem, checksum, datetime.now(UTC).replace(tzinfo=None)],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
         log.info("applied migration %s", path.name)
     return schema_version(con)

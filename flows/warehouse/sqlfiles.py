@@ -8,11 +8,14 @@ pandera schema compiled to SQL): that is composition of trusted query text, neve
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -62,3 +65,26 @@ def execute(
 
 def _strip_comments(text: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN … COMMIT; on any exception (an interrupt included) ROLLBACK and re-raise, so a
+    failed step leaves the warehouse as it was."""
+    con.execute("BEGIN")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def staged(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> Iterator[None]:
+    """``frame`` visible to SQL as ``name`` for the block (an INSERT … SELECT FROM it)."""
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.unregister(name)

@@ -157,6 +157,14 @@ class PlannerSettings(_Strict):
     horizon_h: int = Field(default=24, ge=1, le=168)
     time_limit_s: float = Field(default=10.0, gt=0, description="SCIP limits/time")
     mip_gap: float = Field(default=0.005, ge=0, lt=1, description="SCIP limits/gap")
+    plan_lead_min: int = Field(
+        default=20,
+        ge=1,
+        le=59,
+        description="minutes before an hour its plan is made: the hourly deployment's cron "
+        "runs at minute 60 - this (prefect.yaml), backfill and the evaluation plan at it, and "
+        "LT-I scale-outs start then",
+    )
     integer_placement_h: int = Field(
         default=2,
         ge=0,

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from planner.config.models import FleetConfig
+from planner.quantiles import QUANTILES
 
 Loc = tuple[str | int, ...]
 
@@ -193,15 +194,12 @@ def _forecast_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
         )
 
 
-STORED_QUANTILES = (0.025, 0.05, 0.5, 0.9, 0.95, 0.975, 0.99)
-
-
 def _planner_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
     for i, tier in enumerate(cfg.tiers):
-        if tier.planning_quantile not in STORED_QUANTILES:
+        if tier.planning_quantile not in QUANTILES:
             yield ConfigIssue(
                 ("tiers", i, "planning_quantile"),
-                f"must be one of the stored forecast quantiles {list(STORED_QUANTILES)}",
+                f"must be one of the stored forecast quantiles {list(QUANTILES)}",
                 tier.planning_quantile,
             )
         if tier.id not in cfg.planner.unmet_penalty:

@@ -36,7 +36,6 @@ from sktime.split import ExpandingWindowSplitter
 
 from planner.forecast import gbm
 from planner.forecast.calibration import (
-    QUANTILES,
     ResidualQuantiles,
     log_residuals,
     offset_for,
@@ -49,6 +48,7 @@ from planner.forecast.models import (
     PanelStatsForecaster,
 )
 from planner.forecast.series import Panel, SeriesKey, freq_index, to_sktime
+from planner.quantiles import QUANTILES, quantile_column
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +364,7 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
             own.setdefault((series, name), []).append((res, h))
             group.setdefault((peer_group(series), name), []).append((res, h))
     for i, tau in enumerate(taus):
-        hours[f"q_{tau}"] = q[:, i]
+        hours[quantile_column(tau)] = q[:, i]
     hours["quantile_method"] = np.where(conformal, "conformal", "native")
     offsets = hours["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
     hours["log_residual"] = np.log(
@@ -404,14 +404,14 @@ def _score(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.
     known["abs_err"] = (known["actual"] - known["point"]).abs()
     pin = np.mean(
         [
-            _pinball(known["actual"].to_numpy(), known[f"q_{t}"].to_numpy(), t)
+            _pinball(known["actual"].to_numpy(), known[quantile_column(t)].to_numpy(), t)
             for t in settings.quantiles
         ],
         axis=0,
     )
     known["pinball"] = pin
-    known["in_band"] = (known["actual"] >= known["q_0.025"]) & (known["actual"] <= known["q_0.975"])
-    known["below_p95"] = known["actual"] <= known["q_0.95"]
+    known["in_band"] = (known["actual"] >= known["q_0_025"]) & (known["actual"] <= known["q_0_975"])
+    known["below_p95"] = known["actual"] <= known["q_0_95"]
     known["conformal"] = known["quantile_method"] == "conformal"
     folds = (
         known.groupby(["series", "forecaster", "origin"], sort=False)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-QUANTILES = (0.025, 0.05, 0.5, 0.9, 0.95, 0.975, 0.99)
+from planner.quantiles import QUANTILES
+
 OFFSET_SHARE = 0.05
 MIN_PER_HORIZON = 20
 

@@ -29,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast import gbm, nowcast
-from planner.forecast.calibration import QUANTILES, ResidualQuantiles, offset_for
+from planner.forecast.calibration import ResidualQuantiles, offset_for
 from planner.forecast.gbm import NAME as GBM
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import HYBRIDS, REGISTRY, _fit_one, forward_one, uses_global
 from planner.forecast.series import Panel, SeriesKey
+from planner.quantiles import QUANTILES, quantile_column
 
 log = logging.getLogger(__name__)
 MIN_OWN_HOURS = 72
@@ -212,7 +213,7 @@ def forecast_frame(
                 "tier": key.tier,
                 "metric": key.metric,
                 "point": point,
-                **{f"q_{t}": quantiles[t] for t in QUANTILES},
+                **{quantile_column(t): quantiles[t] for t in QUANTILES},
                 "forecaster": forecaster,
                 "train_start": fs.train_start,
                 "train_end": fs.train_end,

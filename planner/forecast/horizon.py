@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast.backtest import _pinball
+from planner.quantiles import column_quantile, is_quantile_column, quantile_column
 
 LEADS = (1, 6, 24)
 
@@ -34,12 +35,12 @@ def deployed_hours(
     chosen = chosen.join(scale, on=["series", "origin"])
     out = chosen[["series", "origin", "h", "forecaster", "actual", "point", "scale"]].copy()
     out["err"] = (chosen["actual"] - chosen["point"]).abs() / chosen["scale"]
-    taus = sorted(float(c[2:]) for c in chosen.columns if c.startswith("q_"))
+    taus = sorted(column_quantile(c) for c in chosen.columns if is_quantile_column(c))
     actual = chosen["actual"].to_numpy(dtype=float)
-    pins = [_pinball(actual, chosen[f"q_{t}"].to_numpy(dtype=float), t) for t in taus]
+    pins = [_pinball(actual, chosen[quantile_column(t)].to_numpy(dtype=float), t) for t in taus]
     out["pinball"] = np.mean(pins, axis=0) / chosen["scale"].to_numpy(dtype=float)
-    out["in_band"] = (chosen["actual"] >= chosen["q_0.025"]) & (
-        chosen["actual"] <= chosen["q_0.975"]
+    out["in_band"] = (chosen["actual"] >= chosen["q_0_025"]) & (
+        chosen["actual"] <= chosen["q_0_975"]
     )
     out["conformal"] = chosen["quantile_method"] == "conformal"
     for tau in (0.025, 0.975):  # the band's edges (the nowcast moves them with the point)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from planner.utc import naive_utc
+
 METRICS = ("token_rate", "request_rate", "peak_token_rate")
 MIN_COVERAGE = 0.25
 IMPLAUSIBLE_ZERO_REQUESTS = 20.0
@@ -98,7 +100,7 @@ def build_panel(
 ) -> Panel:
     """Series known at ``as_of``: hours that ended by then (hour + 1 h ≤ as_of), at most
     ``history_h`` of them, unknown hours as NaN (see the module docstring)."""
-    as_of = pd.Timestamp(as_of).tz_localize(None) if pd.Timestamp(as_of).tzinfo else as_of
+    as_of = naive_utc(as_of)
     end = as_of.floor("h")
     data = demand[pd.to_datetime(demand["hour"]) < end]
     if history_h is not None:

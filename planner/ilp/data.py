@@ -5,12 +5,9 @@ this.
 Units: demand in tokens/s (input + output) averaged over the hour at the tier's planning
 quantile; NIW arrivals and backlog in (tokens/s)·h, i.e. tokens ÷ 3600; money in $.
 
-Per-instance throughput for a tier is the configured input/output throughput combined at the
-series' token mix φ (share of input tokens) and derated by the tier's headroom h:
-
-    θ[m,g,k] = (1 − h_k) / (φ[m,k] / θ_in[m,g,k] + (1 − φ[m,k]) / θ_out[m,g,k])
-
-(an instance time-shares prefill and decode; see planner.config.throughput).
+The fleet's numbers (θ with headroom at the series' token mix, instances per VM, prices,
+quotas, lead and load times, each model's cheapest VM type per region) come from
+``planner.fleet_index``, whose docstring has their algebra.
 """
 
 from __future__ import annotations
@@ -23,8 +20,10 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from planner.config import FleetConfig, config_hash
+from planner.fleet_index import fleet_index
 from planner.ilp.demand import trough_shares
 from planner.ilp.frames import rows
+from planner.utc import naive_utc
 
 RG = tuple[str, str]
 RMG = tuple[str, str, str]
@@ -75,6 +74,7 @@ class PlanningData:
     quota: Mapping[RG, int]
     spot_cap: Mapping[RG, int]
     lead_minutes: Mapping[str, float]  # g
+    cheapest_vm_type: Mapping[tuple[str, str], str]  # (r, m) -> g, planner.fleet_index
     deadline_h: int
     unmet_penalty: Mapping[str, float]
     churn_cost: float
@@ -142,20 +142,6 @@ class PlanningData:
         return window
 
 
-def effective_throughput(
-    cfg: FleetConfig, model: str, vm_type: str, tier: str, input_share: float
-) -> float:
-    """θ[m,g,k] of the module docstring (tokens/s per instance, headroom applied)."""
-    placement = cfg.model(model).vm_types[vm_type]
-    tp = placement.throughput[tier]
-    per_token = input_share / tp.input + (1 - input_share) / tp.output
-    t = cfg.tier(tier)
-    # sized on the latency target, interactive demand already holds what the target needs
-    # (planner.ilp.sizing): no flat headroom on top
-    latency_sized = t.kind == "interactive" and cfg.planner.interactive_sizing == "latency"
-    return (1 - (0.0 if latency_sized else t.headroom)) / per_token
-
-
 def build_data(
     cfg: FleetConfig,
     demand: pd.DataFrame,
@@ -174,20 +160,19 @@ def build_data(
     ``interactive_mean``: rows of the same shape, the interactive tiers' mean token rate per
     hour (:func:`planner.ilp.demand.interactive_means`), read by trough filling.
     """
-    as_of = _naive_utc(as_of)
+    as_of = naive_utc(as_of).to_pydatetime()
     start = as_of if as_of == _floor_hour(as_of) else _floor_hour(as_of) + timedelta(hours=1)
     H = horizon or cfg.planner.horizon_h
     hours = tuple(start + timedelta(hours=i) for i in range(H))
     index = {h: i + 1 for i, h in enumerate(hours)}
     interactive = tuple(t.id for t in cfg.tiers if t.kind == "interactive")
     deferrable = next((t.id for t in cfg.tiers if t.kind == "deferrable"), None)
-    share = dict(input_share or {})
-    default_share = cfg.planner.default_input_share
+    fleet = fleet_index(cfg)
 
     dem: dict[tuple[str, str, str, int], float] = {}
     niw: dict[tuple[str, int], float] = {}
     for row in rows(demand):
-        t = index.get(_naive_utc(pd.Timestamp(row.hour).to_pydatetime()))
+        t = index.get(naive_utc(row.hour).to_pydatetime())
         if t is None or row.value <= 0 or not math.isfinite(row.value):
             continue
         if row.tier == deferrable:
@@ -203,24 +188,22 @@ def build_data(
         for r0 in cfg.regions
         for k in interactive
     }
+    theta_a = fleet.theta(input_share, headroom=True)
+    pos = fleet.position
+    # in the config's order (model by model, each model's VM types as listed; fleet entries)
+    mg = {
+        (m.id, g): (pos["models"][m.id], pos["vm_types"][g]) for m in cfg.models for g in m.vm_types
+    }
+    rg = {
+        (e.region, e.vm_type): (pos["regions"][e.region], pos["vm_types"][e.vm_type])
+        for e in cfg.fleet
+    }
     theta = {
-        (m.id, g, k.id): effective_throughput(
-            cfg, m.id, g, k.id, share.get((m.id, k.id), default_share)
-        )
-        for m in cfg.models
-        for g in m.vm_types
-        for k in cfg.tiers
+        (m, g, k): float(theta_a[(*ij, q)])
+        for (m, g), ij in mg.items()
+        for q, k in enumerate(fleet.tiers)
     }
-    entries = {(e.region, e.vm_type): e for e in cfg.fleet}
-    price = {
-        key: e.price_per_hour or cfg.vm_type(e.vm_type).price_per_hour for key, e in entries.items()
-    }
-    spot_price = {
-        key: e.spot_price_per_hour
-        if e.spot_price_per_hour is not None
-        else cfg.vm_type(e.vm_type).spot_price_per_hour
-        for key, e in entries.items()
-    }
+    cheapest = fleet.cheapest_vm_type(theta_a)
     trough = trough_shares(cfg, dem, index, interactive_mean)
     niw_tier = cfg.tier(deferrable) if deferrable else None
     spot_ok = bool(niw_tier and niw_tier.spot_allowed)
@@ -239,19 +222,20 @@ def build_data(
         routes=routes,
         latency={(r.id, o): ms for r in cfg.regions for o, ms in r.latency_ms.items()},
         theta=theta,
-        instances_per_vm={
-            (m.id, g): p.instances_per_vm for m in cfg.models for g, p in m.vm_types.items()
-        },
-        load_minutes={
-            (m.id, g): p.load_time_min for m in cfg.models for g, p in m.vm_types.items()
-        },
+        instances_per_vm={key: int(fleet.ipv[ij]) for key, ij in mg.items()},
+        load_minutes={key: float(fleet.load_min[ij]) for key, ij in mg.items()},
         offered=frozenset((r, m.id) for m in cfg.models for r in (m.regions or cfg.region_ids)),
         min_instances={m.id: m.min_instances for m in cfg.models},
-        price=price,
-        spot_price=spot_price,
-        quota={key: e.quota for key, e in entries.items()},
-        spot_cap={key: e.spot_available if spot_ok else 0 for key, e in entries.items()},
-        lead_minutes={v.id: v.lead_time_min for v in cfg.vm_types},
+        price={key: float(fleet.price[aj]) for key, aj in rg.items()},
+        spot_price={key: float(fleet.spot_price[aj]) for key, aj in rg.items()},
+        quota={key: int(fleet.quota[aj]) for key, aj in rg.items()},
+        spot_cap={key: int(fleet.spot_available[aj]) if spot_ok else 0 for key, aj in rg.items()},
+        lead_minutes={g: float(fleet.lead_min[j]) for j, g in enumerate(fleet.vm_types)},
+        cheapest_vm_type={
+            (r, m): fleet.vm_types[cheapest[a, i]]
+            for a, r in enumerate(fleet.regions)
+            for i, m in enumerate(fleet.models)
+        },
         deadline_h=int(niw_tier.deadline_h or 24) if niw_tier else 24,
         unmet_penalty=dict(cfg.planner.unmet_penalty),
         churn_cost=cfg.planner.churn_cost_per_vm,
@@ -260,17 +244,10 @@ def build_data(
         integer_placement_h=cfg.planner.integer_placement_h,
         state=state,
         config_hash=config_hash(cfg),
-        forecast_origin=_naive_utc(forecast_origin) if forecast_origin else None,
+        forecast_origin=naive_utc(forecast_origin).to_pydatetime() if forecast_origin else None,
         trough_filling=cfg.planner.trough_filling,
         trough_share=trough,
     )
-
-
-def _naive_utc(t: datetime) -> datetime:
-    ts = pd.Timestamp(t)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_pydatetime()
 
 
 def _floor_hour(t: datetime) -> datetime:

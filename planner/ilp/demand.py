@@ -10,11 +10,8 @@ import pandas as pd
 
 from planner.config import FleetConfig
 from planner.ilp.frames import rows
-
-
-def quantile_column(q: float) -> str:
-    """Forecast column of quantile q (as stored: q_0_95 for 0.95)."""
-    return "q_" + f"{q:g}".replace(".", "_")
+from planner.quantiles import quantile_column
+from planner.utc import naive_utc
 
 
 def planning_demand(
@@ -71,19 +68,9 @@ def interactive_means(forecasts: pd.DataFrame, cfg: FleetConfig) -> pd.DataFrame
             "region": sel["region"],
             "model": sel["model"],
             "tier": sel["tier"],
-            "value": sel["q_0_5"].astype(float),
+            "value": sel[quantile_column(0.5)].astype(float),
         }
     ).reset_index(drop=True)
-
-
-def input_shares(history: pd.DataFrame) -> Mapping[tuple[str, str], float]:
-    """φ per (model, tier): input tokens / all tokens over the given demand-mart rows."""
-    if history.empty:
-        return {}
-    g = history.groupby(["model", "tier"])[["input_tokens", "output_tokens"]].sum()
-    total = g["input_tokens"] + g["output_tokens"]
-    share = (g["input_tokens"] / total).where(total > 0)
-    return {(str(k[0]), str(k[1])): float(v) for k, v in share.dropna().items()}  # type: ignore[index]
 
 
 def trough_shares(
@@ -100,10 +87,7 @@ def trough_shares(
     latency = cfg.planner.interactive_sizing == "latency"
     out: dict[tuple[str, str, str, int], float] = {}
     for row in rows(mean):
-        hour = pd.Timestamp(row.hour)
-        if hour.tzinfo is not None:
-            hour = hour.tz_convert("UTC").tz_localize(None)
-        t = index.get(hour.to_pydatetime())
+        t = index.get(naive_utc(row.hour).to_pydatetime())
         if t is None:
             continue
         key = (str(row.region), str(row.model), str(row.tier), t)

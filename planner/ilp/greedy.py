@@ -1,11 +1,12 @@
 """The fallback when SCIP has no incumbent at its time limit: a greedy plan, flagged as such.
 
-Each region serves its own interactive demand on the placement with the lowest cost per token
-(no routing), sized to the demand and the availability minimum and capped by quota; VMs are not
-added inside their lead time (growth then waits); a started instance loses its load time; NIW
-is served in the hour it arrives on whatever capacity is left, else it queues; what does not fit
-is unmet. Cheap and always feasible. Its values use the solver's variable families, so the same
-extraction and verifier apply.
+Each region serves its own interactive demand on the model's cheapest VM type there
+(``PlanningData.cheapest_vm_type``, planner.fleet_index; no routing), sized to the demand
+and the availability minimum and capped by quota; VMs are not added inside their lead time
+(growth then waits); a started instance loses its load time; NIW is served in the hour it
+arrives on whatever capacity is left, else it queues; what does not fit is unmet. Cheap and
+always feasible. Its values use the solver's variable families, so the same extraction and
+verifier apply.
 """
 
 from __future__ import annotations
@@ -20,28 +21,16 @@ Values = dict[str, dict[tuple[Any, ...], float]]
 RMG = tuple[str, str, str]
 
 
-def _best_type(data: PlanningData, r: str, m: str) -> str | None:
-    tier = data.interactive[-1] if data.interactive else (data.deferrable or "")
-    options = [
-        (data.price[(r, g)] / (data.instances_per_vm[(m, g)] * data.theta[(m, g, tier)]), g)
-        for rr, mm, g in data.placements()
-        if (rr, mm) == (r, m)
-    ]
-    return min(options)[1] if options else None
-
-
 def greedy_values(data: PlanningData) -> Values:
     vals: Values = defaultdict(dict)
-    best = {(r, m): _best_type(data, r, m) for r, m, _g in data.placements()}
     placements = set(data.placements())
+    best = {(r, m): data.cheapest_vm_type[(r, m)] for r, m, _g in data.placements()}
     prev_x: dict[RMG, int] = dict(data.state.instances)
     prev_y: dict[tuple[str, str], int] = dict(data.state.vms)
     backlog = dict(data.state.niw_backlog)
     for t in data.T:
         x: dict[RMG, int] = {k: 0 for k in prev_x if k in placements}
         for (r, m), g in best.items():
-            if g is None:
-                continue
             need = sum(
                 data.demand.get((r, m, k, t), 0.0) / data.theta[(m, g, k)] for k in data.interactive
             )

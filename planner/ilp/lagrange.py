@@ -47,12 +47,18 @@ from pyscipopt import Model, quicksum
 from planner.ilp import constraints as c
 from planner.ilp.data import PlanningData
 from planner.ilp.objective import niw_carry_value, objective_terms
-from planner.ilp.variables import FLOW_UNIT, Vars, add_variables, routes
+from planner.ilp.variables import (
+    FAMILIES,
+    FLOW_UNIT,
+    INTEGER_FAMILIES,
+    Vars,
+    add_variables,
+    routes,
+)
 
 log = logging.getLogger(__name__)
 Key = tuple[Any, ...]
 Values = dict[str, dict[Key, float]]
-INTEGER_FAMILIES = ("y", "z", "x", "xs")
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def solve_region(
 
 
 def _integer(data: PlanningData, family: str, key: Key) -> bool:
-    return family in ("y", "z") or data.committed(key[-1])
+    return FAMILIES[family].integer == "always" or data.committed(key[-1])
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,10 @@ class SolverFacts:
         return out
 
 
+# The plan's frames, each stored in its own warehouse table plan_<name> and exported as a file.
+PLAN_TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
+
+
 @dataclass(frozen=True)
 class Plan:
     """Frames, one row per hour and key (hours are UTC starts of the planned hours):

@@ -18,12 +18,9 @@ from typing import Any
 
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
-from planner.ilp.solve import FAMILIES
-from planner.ilp.variables import FLOW_FAMILIES, FLOW_UNIT
+from planner.ilp.variables import INTEGER_FAMILIES, Values, read_back
 
 log = logging.getLogger(__name__)
-Values = dict[str, dict[tuple[Any, ...], float]]
-INTEGER_FAMILIES = ("y", "z", "x", "xs")
 
 
 def _lp_values(
@@ -55,7 +52,7 @@ def _solve_lp(
     built = create_model(data, relax=True, valid_cuts=valid_cuts)
     model = built.model
     for family, values in (fixed or {}).items():
-        variables = getattr(built.vars, family)
+        variables = built.vars[family]
         for key, value in values.items():
             var = variables.get(key)
             if var is not None:
@@ -65,11 +62,7 @@ def _solve_lp(
     model.optimize()
     if model.getStatus() != "optimal" or model.getNSols() == 0:
         return None
-    out: Values = {}
-    for family in FAMILIES:
-        scale = FLOW_UNIT if family in FLOW_FAMILIES else 1.0
-        out[family] = {k: scale * model.getVal(v) for k, v in getattr(built.vars, family).items()}
-    return out, model.getObjVal()
+    return read_back(model, built.vars), model.getObjVal()
 
 
 def round_up(data: PlanningData, lp: Values) -> Values:

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from planner.config import FleetConfig
-from planner.ilp.demand import quantile_column
+from planner.quantiles import quantile_column
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,8 @@ def latency_sized_demand(
         t.id: _series(forecasts, t.id, t.planning_metric, quantile_column(t.planning_quantile))
         for t in inter
     }
-    tokens = {t.id: _series(forecasts, t.id, "token_rate", "q_0_5") for t in inter}
-    reqs = {t.id: _series(forecasts, t.id, "request_rate", "q_0_5") for t in inter}
+    tokens = {t.id: _series(forecasts, t.id, "token_rate", quantile_column(0.5)) for t in inter}
+    reqs = {t.id: _series(forecasts, t.id, "request_rate", quantile_column(0.5)) for t in inter}
     cells = sorted(set().union(*(set(s.index) for s in peak.values())))
     out_rows = []
     kept = headroom_demand[~headroom_demand["tier"].isin([t.id for t in inter])]

@@ -10,29 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner.ilp.build import BuiltModel
-from planner.ilp.variables import FLOW_FAMILIES, FLOW_UNIT
+from planner.ilp.variables import FAMILIES, INTEGER_FAMILIES, read_back
 
 log = logging.getLogger(__name__)
-FAMILIES = (
-    "y",
-    "z",
-    "x",
-    "xs",
-    "f",
-    "w",
-    "v",
-    "vs",
-    "b",
-    "e",
-    "en",
-    "u",
-    "us",
-    "ay",
-    "ry",
-    "az",
-    "rz",
-    "sa",
-)
 
 
 @dataclass(frozen=True)
@@ -91,13 +71,7 @@ def solve(
     model.optimize()
     status = model.getStatus()
     has = model.getNSols() > 0
-    values: dict[str, dict[tuple[Any, ...], float]] = {}
-    if has:
-        for family in FAMILIES:
-            scale = FLOW_UNIT if family in FLOW_FAMILIES else 1.0
-            values[family] = {
-                k: scale * model.getVal(var) for k, var in getattr(built.vars, family).items()
-            }
+    values = read_back(model, built.vars) if has else {}
     objective = model.getObjVal() if has else math.inf
     dual = model.getDualbound()
     if not math.isfinite(dual) or abs(dual) >= model.infinity():
@@ -142,11 +116,10 @@ def _add_complete_start(
 ) -> str:
     model = built.model
     sol = model.createSol()
-    for family in FAMILIES:
+    for family, fam in FAMILIES.items():
         values = start.get(family, {})
-        scale = FLOW_UNIT if family in FLOW_FAMILIES else 1.0
-        for key, var in getattr(built.vars, family).items():
-            model.setSolVal(sol, var, float(values.get(key, 0.0)) / scale)
+        for key, var in built.vars[family].items():
+            model.setSolVal(sol, var, float(values.get(key, 0.0)) / fam.scale)
     accepted = model.addSol(sol)
     return f"{label} ({'accepted' if accepted else 'rejected: infeasible'})"
 
@@ -156,8 +129,8 @@ def _add_warm_start(built: BuiltModel, start: Mapping[str, Mapping[tuple[Any, ..
     model = built.model
     sol = model.createPartialSol()
     n = 0
-    for family in ("y", "z", "x", "xs"):
-        variables = getattr(built.vars, family)
+    for family in INTEGER_FAMILIES:
+        variables = built.vars[family]
         for key, value in start.get(family, {}).items():
             var = variables.get(key)
             if var is not None:

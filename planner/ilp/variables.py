@@ -18,8 +18,8 @@ cheaper than one it must prove zero). Names are structured: ``x[us-east,llama2-7
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pyscipopt import Model
 
@@ -31,32 +31,67 @@ Key = tuple[Any, ...]
 # capacity rows carry 1/θ ≈ 1e-5 next to instance counts of 1, which left SCIP's heuristics
 # unable to improve a greedy start. Data and Plans stay in tokens/s; build and read-back scale.
 FLOW_UNIT = 1000.0
-FLOW_FAMILIES = ("f", "w", "v", "vs", "b", "e", "en")
+Values = dict[str, dict[Key, float]]
 
 
-@dataclass
-class Vars:
-    y: dict[Key, Any] = field(default_factory=dict)
-    z: dict[Key, Any] = field(default_factory=dict)
-    x: dict[Key, Any] = field(default_factory=dict)
-    xs: dict[Key, Any] = field(default_factory=dict)
-    f: dict[Key, Any] = field(default_factory=dict)
-    w: dict[Key, Any] = field(default_factory=dict)
-    v: dict[Key, Any] = field(default_factory=dict)
-    vs: dict[Key, Any] = field(default_factory=dict)
-    b: dict[Key, Any] = field(default_factory=dict)
-    e: dict[Key, Any] = field(default_factory=dict)
-    en: dict[Key, Any] = field(default_factory=dict)
-    u: dict[Key, Any] = field(default_factory=dict)
-    us: dict[Key, Any] = field(default_factory=dict)
-    ay: dict[Key, Any] = field(default_factory=dict)
-    ry: dict[Key, Any] = field(default_factory=dict)
-    az: dict[Key, Any] = field(default_factory=dict)
-    rz: dict[Key, Any] = field(default_factory=dict)
-    sa: dict[Key, Any] = field(default_factory=dict)
+@dataclass(frozen=True)
+class Family:
+    """A variable family: its index, its integrality (``always``; ``committed``: in the
+    committed hours, PlannerSettings.integer_placement_h; ``never``) and its model unit
+    (``scale`` plan units per model unit: FLOW_UNIT for the token flows)."""
+
+    dims: tuple[str, ...]
+    integer: Literal["always", "committed", "never"] = "never"
+    scale: float = 1.0
+
+
+# The registry (the module docstring's table): build, read-back, starts and rounding read it.
+FAMILIES: dict[str, Family] = {
+    "y": Family(("r", "g", "t"), "always"),
+    "z": Family(("r", "g", "t"), "always"),
+    "x": Family(("r", "m", "g", "t"), "committed"),
+    "xs": Family(("r", "m", "g", "t"), "committed"),
+    "f": Family(("r0", "r", "m", "k", "t"), scale=FLOW_UNIT),
+    "w": Family(("r", "m", "g", "k", "t"), scale=FLOW_UNIT),
+    "v": Family(("r", "m", "g", "t"), scale=FLOW_UNIT),
+    "vs": Family(("r", "m", "g", "t"), scale=FLOW_UNIT),
+    "b": Family(("m", "t"), scale=FLOW_UNIT),
+    "e": Family(("r0", "m", "k", "t"), scale=FLOW_UNIT),
+    "en": Family(("m", "t"), scale=FLOW_UNIT),
+    "u": Family(("r", "m", "g", "t")),
+    "us": Family(("r", "m", "g", "t")),
+    "ay": Family(("r", "g", "t")),
+    "ry": Family(("r", "g", "t")),
+    "az": Family(("r", "g", "t")),
+    "rz": Family(("r", "g", "t")),
+    "sa": Family(("r", "m", "t")),
+}
+INTEGER_FAMILIES = tuple(name for name, fam in FAMILIES.items() if fam.integer != "never")
+
+
+class Vars(dict[str, dict[Key, Any]]):
+    """The model's variables: family name → {index tuple: SCIP variable}, every family of
+    FAMILIES present; ``v.x`` is ``v["x"]``."""
+
+    def __init__(self) -> None:
+        super().__init__({name: {} for name in FAMILIES})
+
+    def __getattr__(self, family: str) -> dict[Key, Any]:
+        try:
+            return self[family]
+        except KeyError:
+            raise AttributeError(family) from None
 
     def count(self) -> dict[str, int]:
-        return {name: len(getattr(self, name)) for name in self.__dataclass_fields__}
+        return {name: len(variables) for name, variables in self.items()}
+
+
+def read_back(model: Model, v: Vars) -> Values:
+    """The solution's values of every family, in plan units (flows × FLOW_UNIT)."""
+    return {
+        name: {k: FAMILIES[name].scale * model.getVal(var) for k, var in v[name].items()}
+        for name in FAMILIES
+    }
 
 
 def _name(family: str, key: Key) -> str:

@@ -41,7 +41,6 @@ import numpy.typing as npt
 
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
-from planner.sim.policies import preferred_vm_type
 from planner.sim.sizing import instances_needed
 
 Array = npt.NDArray[np.float64]
@@ -105,23 +104,23 @@ class Clairvoyant:
         return self.floor_gpu_hours / self.gpu_hours if self.gpu_hours else 0.0
 
 
-def _vm_gpu_hours(p: FleetParams, inst: Array, g_of: npt.NDArray[np.int64]) -> tuple[Array, Array]:
+def _vm_gpu_hours(p: FleetParams, inst: Array) -> tuple[Array, Array]:
     """Per minute, GPUs and $/min of the whole VMs that hold ``inst`` [T, r, m] (each model
-    on its type ``g_of[m]``)."""
+    on its preferred type in the region, ``p.preferred``)."""
     T, nr, _ = inst.shape
     slots = np.zeros((T, nr, len(p.vm_types)))
-    for m, g in enumerate(g_of):
-        slots[:, :, g] += inst[:, :, m] / p.ipv[m, g]
+    for (a, m), g in np.ndenumerate(p.preferred):
+        slots[:, a, g] += inst[:, a, m] / p.ipv[m, g]
     vms = np.ceil(slots - 1e-9)
     gpus = (vms * p.gpus_per_vm[None, None]).sum(axis=(1, 2))
-    dollars = (vms * p.price[None, None]).sum(axis=(1, 2)) / 60.0
+    dollars = (vms * p.price[None]).sum(axis=(1, 2)) / 60.0
     return gpus, dollars
 
 
 def _pack_niw(p: FleetParams, niw_tokens: Array, spare_tokens: Array, per_inst: Array) -> Array:
     """Extra instances [T, r, m] so that NIW arrivals ``niw_tokens`` [T, r, m], served FIFO
     (= earliest deadline first: one deadline per tier) from ``spare_tokens`` per minute, each
-    finish by their deadline; an instance adds ``per_inst`` [m] tokens per minute."""
+    finish by their deadline; an instance adds ``per_inst`` [r, m] tokens per minute."""
     T = niw_tokens.shape[0]
     D = int(p.deadline_min)
     arrived = np.zeros(niw_tokens.shape[1:])
@@ -136,33 +135,32 @@ def _pack_niw(p: FleetParams, niw_tokens: Array, spare_tokens: Array, per_inst: 
         short = due - served
         if (short > 1e-9).any():
             with np.errstate(divide="ignore", invalid="ignore"):
-                add = np.where(short > 1e-9, np.ceil(short / per_inst[None, :] - 1e-9), 0.0)
+                add = np.where(short > 1e-9, np.ceil(short / per_inst - 1e-9), 0.0)
             extra[t] = add
-            served += np.minimum(arrived - served, add * per_inst[None, :])
+            served += np.minimum(arrived - served, add * per_inst)
     return extra
 
 
 def clairvoyant_fleet(p: FleetParams, demand: MinuteDemand, floor: Array) -> Clairvoyant:
     """The clairvoyant fleet for ``demand`` (module docstring); ``floor`` [r, m]: the
     instances each region keeps of each model whatever the demand."""
-    g_of = preferred_vm_type(p)
     T, nr, nm = demand.minutes, len(p.regions), len(p.models)
     rate = demand.tokens / 60.0  # [T, r, m, k] at the source region = serving region
     req_rate = demand.requests / 60.0
     need = np.zeros((T, nr, nm))
-    for m in range(nm):
+    for (a, m), g in np.ndenumerate(p.preferred):
         for k in p.interactive:
-            need[:, :, m] += instances_needed(
-                p, m, int(g_of[m]), k, rate[:, :, m, k], req_rate[:, :, m, k]
+            need[:, a, m] += instances_needed(
+                p, m, int(g), k, rate[:, a, m, k], req_rate[:, a, m, k]
             )
     inst = np.maximum(np.ceil(need - 1e-9), floor[None])
     k = p.deferrable
-    theta_niw = p.theta[np.arange(nm), g_of, k]  # [m]
+    theta_niw = p.theta[np.arange(nm)[None, :], p.preferred, k]  # [r, m]
     per_inst = theta_niw * 60.0
-    spare = np.maximum(inst - need, 0.0) * per_inst[None, None, :]
+    spare = np.maximum(inst - need, 0.0) * per_inst[None]
     inst = inst + _pack_niw(p, demand.tokens[:, :, :, k], spare, per_inst)
-    gpus, dollars = _vm_gpu_hours(p, inst, g_of)
-    floor_gpus, _ = _vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy(), g_of)
+    gpus, dollars = _vm_gpu_hours(p, inst)
+    floor_gpus, _ = _vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy())
     return Clairvoyant(
         gpu_hours=float(gpus.sum() / 60.0),
         cost=float(dollars.sum()),

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from planner.fleet_index import input_shares
 from planner.sim.fleet import FleetParams
 
 Array = npt.NDArray[np.float64]
@@ -35,15 +36,12 @@ class MinuteDemand:
         return float(self.requests.sum())
 
     def input_share(self, p: FleetParams) -> dict[tuple[str, str], float]:
-        """Share of input tokens per (model, tier) over the whole log."""
-        inp = self.input_tokens.sum(axis=(0, 1))
-        tot = self.tokens.sum(axis=(0, 1))
-        return {
-            (m, k): float(inp[i, q] / tot[i, q])
-            for i, m in enumerate(p.models)
-            for q, k in enumerate(p.tiers)
-            if tot[i, q] > 0
-        }
+        """Share of input tokens per (model, tier) over the whole log
+        (``planner.fleet_index.input_shares`` of its sums)."""
+        inp, out = self.input_tokens.sum(axis=(0, 1)), self.output_tokens.sum(axis=(0, 1))
+        m, k = np.meshgrid(p.models, p.tiers, indexing="ij")
+        sums = {"model": m, "tier": k, "input_tokens": inp, "output_tokens": out}
+        return input_shares(pd.DataFrame({c: a.ravel() for c, a in sums.items()}))
 
     def hourly_tokens_per_s(self, metric: str = "mean") -> Array:
         """[H, r, m, k]: the hour's mean token rate, or (``peak``) its busiest minute's."""

@@ -26,13 +26,15 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.config import FleetConfig
+from planner.fleet_index import fleet_index
 
 Array = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class FleetParams:
-    """The numbers of a ``FleetConfig`` as arrays over (r, m, g, k)."""
+    """The simulator's view of the fleet index (``planner.fleet_index``) as arrays over
+    (r, m, g, k): θ at the replay's token mix (no headroom), times rounded to minutes."""
 
     regions: list[str]
     models: list[str]
@@ -40,8 +42,8 @@ class FleetParams:
     tiers: list[str]
     ipv: Array  # [m, g] instances per VM (0: cannot run there)
     gpus_per_vm: Array  # [g]
-    price: Array  # [g] $/VM-hour on demand
-    spot_price: Array  # [g]
+    price: Array  # [r, g] $/VM-hour on demand
+    spot_price: Array  # [r, g]
     lead_min: npt.NDArray[np.int64]  # [g]
     load_min: npt.NDArray[np.int64]  # [m, g]
     theta: Array  # [m, g, k] effective tokens/s per instance (headroom NOT applied)
@@ -55,6 +57,8 @@ class FleetParams:
     tpot_s: Array  # [k] time per output token
     deadline_min: float
     drop_after_s: Array  # [k] an interactive request waiting longer is dropped
+    plan_lead_min: int  # a plan is made this many minutes before its hour
+    preferred: npt.NDArray[np.int64]  # [r, m] each model's cheapest VM type (fleet_index)
 
     @property
     def gpus_per_instance(self) -> Array:  # [m, g]
@@ -74,62 +78,37 @@ def params_from_config(
     """Arrays of ``cfg``. ``input_share[(m, k)]``: the share of input tokens in the tier's
     token mix (from the log); θ blends input and output rates with it. A request of an
     interactive tier waiting ``drop_factor`` × its TTFT target is dropped (the client gave up)."""
-    regions, models, vms, tiers = cfg.region_ids, cfg.model_ids, cfg.vm_type_ids, cfg.tier_ids
-    share = input_share or {}
-    nm, ng, nk = len(models), len(vms), len(tiers)
-    ipv = np.zeros((nm, ng))
-    load = np.zeros((nm, ng), dtype=np.int64)
-    theta = np.zeros((nm, ng, nk))
-    theta_in = np.zeros((nm, ng, nk))
-    for i, m in enumerate(models):
-        for j, g in enumerate(vms):
-            placement = cfg.model(m).vm_types.get(g)
-            if placement is None:
-                continue
-            ipv[i, j] = placement.instances_per_vm
-            load[i, j] = round(placement.load_time_min)
-            for q, k in enumerate(tiers):
-                tp = placement.throughput[k]
-                phi = share.get((m, k), cfg.planner.default_input_share)
-                theta[i, j, q] = 1.0 / (phi / tp.input + (1 - phi) / tp.output)
-                theta_in[i, j, q] = tp.input
-    quota = np.zeros((len(regions), ng))
-    spot = np.zeros((len(regions), ng))
-    for a, r in enumerate(regions):
-        for j, g in enumerate(vms):
-            entry = cfg.fleet_entry(r, g)
-            if entry is not None:
-                quota[a, j] = entry.quota
-                spot[a, j] = entry.spot_available
-    tier_objs = [cfg.tier(k) for k in tiers]
-    interactive = [q for q, t in enumerate(tier_objs) if t.kind == "interactive"]
-    interactive.sort(key=lambda q: tier_objs[q].ttft_p95_s or 0.0)
-    deferrable = next(q for q, t in enumerate(tier_objs) if t.kind == "deferrable")
+    f = fleet_index(cfg)
+    theta = f.theta(input_share)
+    tier_objs = [cfg.tier(k) for k in f.tiers]
+    deferrable = f.deferrable if f.deferrable is not None else 0
     ttft = np.array([t.ttft_p95_s if t.ttft_p95_s else np.inf for t in tier_objs])
     return FleetParams(
-        regions=regions,
-        models=models,
-        vm_types=vms,
-        tiers=tiers,
-        ipv=ipv,
-        gpus_per_vm=np.array([cfg.vm_type(g).gpus_per_vm for g in vms], dtype=float),
-        price=np.array([cfg.vm_type(g).price_per_hour for g in vms]),
-        spot_price=np.array([cfg.vm_type(g).spot_price_per_hour for g in vms]),
-        lead_min=np.array([round(cfg.vm_type(g).lead_time_min) for g in vms]),
-        load_min=load,
+        regions=list(f.regions),
+        models=list(f.models),
+        vm_types=list(f.vm_types),
+        tiers=list(f.tiers),
+        ipv=f.ipv,
+        gpus_per_vm=f.gpus_per_vm,
+        price=f.price,
+        spot_price=f.spot_price,
+        lead_min=np.array([round(x) for x in f.lead_min], dtype=np.int64),
+        load_min=np.array([[round(x) for x in row] for row in f.load_min], dtype=np.int64),
         theta=theta,
-        theta_in=theta_in,
-        quota=quota,
-        spot_cap=spot,
+        theta_in=np.where(f.ipv[:, :, None] > 0, f.theta_in, 0.0),
+        quota=f.quota,
+        spot_cap=f.spot_available,
         latency_ms=np.array(
-            [[cfg.region(a).latency_ms.get(b, 0.0) for b in regions] for a in regions]
+            [[cfg.region(a).latency_ms.get(b, 0.0) for b in f.regions] for a in f.regions]
         ),
-        interactive=interactive,
+        interactive=list(f.interactive),
         deferrable=deferrable,
         ttft_s=ttft,
         tpot_s=np.array([(t.tpot_ms or 100.0) / 1000.0 for t in tier_objs]),
         deadline_min=60.0 * float(tier_objs[deferrable].deadline_h or 24.0),
         drop_after_s=np.where(np.isfinite(ttft), drop_factor * ttft, np.inf),
+        plan_lead_min=cfg.planner.plan_lead_min,
+        preferred=f.cheapest_vm_type(theta),
     )
 
 

@@ -10,9 +10,9 @@ serves), sized to carry the observed work at ``target`` pressure, and hands them
 ``cooldown_in_min`` quiet minutes below ``down`` to the largest size wanted over that window.
 
 Make before break (``handover``): LT-I drops the last hour's capacity on the hour, but a VM
-bought at the plan's making (``plan_lead_min`` = 20 min before) serves only after its lead
-time and model load (15 + 13 min for the largest models in the default fleet), so wherever a
-new plan moves capacity (another VM type, region or model) the pool is short for minutes
+bought at the plan's making (``planner.plan_lead_min``, 20 min by default) serves only after
+its lead time and model load (15 + 13 min for the largest models in the default fleet), so
+wherever a new plan moves capacity (another VM type, region or model) the pool is short for minutes
 every hour — the more so the more a plan moves, which is how plans at p90/p95 cost more *and*
 missed more in issue-14's sweep. With ``handover`` the floor keeps the union of the two
 hours' counts of a model, and the last hour's routing of it, until the new hour's
@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams, Targets, vms_for
 from planner.sim.fluid import Observation
-from planner.sim.policies import instance_equivalents, preferred_vm_type
+from planner.sim.policies import instance_equivalents, on_preferred
 
 Array = npt.NDArray[np.float64]
 
@@ -46,7 +46,6 @@ class PlanReactive:
     p: FleetParams
     hourly: list[Targets]
     name: str = "lt-r"
-    plan_lead_min: int = 20
     target: float = 0.85
     up: float = 0.95
     down: float = 0.6
@@ -83,9 +82,7 @@ class PlanReactive:
         """The floor plus the reactive extra on each model's preferred VM type."""
         floor = self.floor()
         out = floor.copy()
-        g = preferred_vm_type(self.p)
-        for m in range(len(self.p.models)):
-            out.instances[:, m, g[m]] += self._extra[:, m]
+        out.instances += on_preferred(self.p, self._extra)
         out.vms = np.minimum(np.maximum(floor.vms, vms_for(self.p, out.instances)), self.p.quota)
         return out
 
@@ -93,7 +90,7 @@ class PlanReactive:
         """LT-I's schedule: buy ahead of the next hour, scale in to the plan on the hour."""
         h, into = divmod(t, 60)
         cur = self.floor()
-        if into == 60 - self.plan_lead_min and h + 1 < len(self.hourly):
+        if into == 60 - self.p.plan_lead_min and h + 1 < len(self.hourly):
             nxt = self._plan(h + 1)
             new = cur.copy()
             for name in ("vms", "spot_vms", "instances", "spot_instances"):

@@ -2,8 +2,8 @@
 
 * ``Reactive`` (SageServe's baseline): per region and model, scale out when utilisation runs
   above ``up`` and in below ``down``, toward ``target`` utilisation, with cooldowns; every
-  tier on one pool, each request served in its region, one VM type per model (the cheapest
-  per token).
+  tier on one pool, each request served in its region, one VM type per model and region
+  (the cheapest per token, ``planner.fleet_index``).
 * ``Siloed``: static pools per region and model, one for the interactive tiers sized for
   their peak minute, one for NIW sized for its peak hour; NIW never borrows interactive
   capacity.
@@ -30,29 +30,19 @@ from planner.sim.fluid import Observation
 Array = npt.NDArray[np.float64]
 
 
-def preferred_vm_type(p: FleetParams) -> npt.NDArray[np.int64]:
-    """Per model, the VM type with the lowest on-demand price per token (interactive θ)."""
-    k = p.interactive[0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_token = np.where(p.ipv > 0, p.price[None, :] / (p.ipv * p.theta[:, :, k]), np.inf)
-    return np.asarray(np.argmin(per_token, axis=1), dtype=np.int64)
-
-
 def instance_equivalents(p: FleetParams, tokens_per_s: Array) -> Array:
     """[r, m]: instances of the preferred type that ``tokens_per_s`` [r, m, k] keeps busy."""
-    g = preferred_vm_type(p)
-    theta = p.theta[np.arange(len(p.models)), g, :]  # [m, k]
+    theta = p.theta[np.arange(len(p.models))[None, :], p.preferred, :]  # [r, m, k]
     with np.errstate(divide="ignore", invalid="ignore"):
-        need = np.where(theta[None] > 0, tokens_per_s / theta[None], 0.0)
+        need = np.where(theta > 0, tokens_per_s / theta, 0.0)
     return np.asarray(need.sum(axis=2), dtype=float)
 
 
-def _on_preferred(p: FleetParams, counts: Array) -> Array:
-    """[r, m] counts placed on each model's preferred VM type → [r, m, g]."""
+def on_preferred(p: FleetParams, counts: Array) -> Array:
+    """[r, m] counts placed on each model's preferred VM type in the region → [r, m, g]."""
     out = np.zeros(p.shape_rmg)
-    g = preferred_vm_type(p)
-    for m in range(len(p.models)):
-        out[:, m, g[m]] = counts[:, m]
+    r, m = np.indices(counts.shape)
+    out[r, m, p.preferred] = counts
     return out
 
 
@@ -88,7 +78,7 @@ class Reactive:
         return self._targets()
 
     def _targets(self) -> Targets:
-        inst, vms = _capped(self.p, _on_preferred(self.p, self._count))
+        inst, vms = _capped(self.p, on_preferred(self.p, self._count))
         zeros = np.zeros_like(vms)
         return Targets(vms, zeros, inst, np.zeros_like(inst), home_routing(self.p))
 
@@ -133,8 +123,8 @@ class Siloed:
         niw_load = np.zeros((*self.niw_peak.shape, len(p.tiers)))
         niw_load[:, :, p.deferrable] = self.niw_peak
         niw = np.ceil(instance_equivalents(p, niw_load) - 1e-9)
-        inst = _on_preferred(p, inter + niw)
-        reserved = _on_preferred(p, niw)
+        inst = on_preferred(p, inter + niw)
+        reserved = on_preferred(p, niw)
         vms = np.minimum(vms_for(p, inst), p.quota)
         z = np.zeros_like(vms)
         return Targets(vms, z, inst, np.zeros_like(inst), home_routing(p), reserved)
@@ -154,7 +144,6 @@ class PlanFollowing:
     expected: Array  # [H, r, m]
     mode: str = "lt-i"  # lt-i | lt-u | lt-ua
     name: str = "lt-i"
-    plan_lead_min: int = 20
     up: float = 0.75
     target: float = 0.6
     ahead: float = 1.10
@@ -185,7 +174,7 @@ class PlanFollowing:
         cur = self._current
         new: Targets | None = None
         if self.mode == "lt-i":
-            if into == 60 - self.plan_lead_min and h + 1 < len(self.hourly):
+            if into == 60 - self.p.plan_lead_min and h + 1 < len(self.hourly):
                 nxt = self._plan(h + 1)
                 new = cur.copy()
                 for name in ("vms", "spot_vms", "instances", "spot_instances"):

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams, Targets, home_routing, vms_for
 from planner.sim.fluid import Observation
-from planner.sim.policies import instance_equivalents, preferred_vm_type
+from planner.sim.policies import instance_equivalents, on_preferred
 
 Array = npt.NDArray[np.float64]
 
@@ -58,10 +58,7 @@ class SloReactive:
         return self._targets()
 
     def _targets(self) -> Targets:
-        inst = np.zeros(self.p.shape_rmg)
-        g = preferred_vm_type(self.p)
-        for m in range(len(self.p.models)):
-            inst[:, m, g[m]] = self._count[:, m]
+        inst = on_preferred(self.p, self._count)
         vms = np.minimum(vms_for(self.p, inst), self.p.quota)
         zeros = np.zeros_like(vms)
         return Targets(vms, zeros, inst, np.zeros_like(inst), home_routing(self.p))

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import special
 
 from planner.config.models import FleetConfig
+from planner.utc import naive_utc
 from planner.workload.servegen import (
     TOKEN_WINDOW_S,
     WINDOW_S,
@@ -142,7 +143,7 @@ def synthesize_minutes(
         if frame is None:
             continue
         midnight = datetime.combine(spec.start, time(0), ZoneInfo(cfg.region(region).timezone))
-        base = pd.Timestamp(midnight).tz_convert("UTC").tz_localize(None)
+        base = naive_utc(midnight)
         frame["minute"] = base + pd.to_timedelta(frame.pop("offset_s"), unit="s")
         frame["region"], frame["tier"] = region, tier
         parts.append(frame)

@@ -86,6 +86,9 @@ def test_every_policy_replays_the_window_and_counts_every_request(
         assert paths[key].stat().st_size > 0
     meta = json.loads(paths["json"].read_text())
     assert meta["config_hash"] == evaluation.config_hash and meta["seed"] == 0
+    # one config_hash: the evaluation's is the one its plans carry
+    hashes = {p.solver.config_hash for seq in evaluation.plans.values() for p in seq}
+    assert hashes == {evaluation.config_hash}
     assert "| reactive |" in paths["md"].read_text()
 
 

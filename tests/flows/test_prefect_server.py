@@ -20,6 +20,7 @@ import pytest
 
 from flows.serve import run_prefect, set_up, start_server, start_worker
 from flows.warehouse.connection import connect
+from planner.config import load_config
 from tests.flows.warehouses import SynthLog
 from tests.schema_check import check_executor_folder
 
@@ -101,7 +102,8 @@ def test_deployments_registered_with_schedules(stack: dict[str, Any]) -> None:
         deployments
     )
     schedules = deployments["hourly-plan"]["schedules"]
-    assert schedules[0]["schedule"]["cron"] == "5 * * * *"
+    lead = load_config().planner.plan_lead_min  # the plan is made plan_lead_min before the hour
+    assert schedules[0]["schedule"]["cron"] == f"{60 - lead} * * * *"
     assert deployments["daily-retrain"]["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
     assert deployments["hourly-plan"]["work_pool_name"] == "sageserve-process"
 

@@ -157,3 +157,11 @@ def test_format_loc() -> None:
         "models[2].vm_types.h100x8.tensor_parallel"
     )
     assert format_loc(()) == "<top level>"
+
+
+def test_the_hourly_schedule_runs_plan_lead_minutes_before_the_hour() -> None:
+    """One plan lead: prefect.yaml's hourly cron is set at minute 60 - planner.plan_lead_min."""
+    deployments = yaml.safe_load((DEFAULT_CONFIG.parents[1] / "prefect.yaml").read_text())
+    hourly = next(d for d in deployments["deployments"] if d["name"] == "hourly-plan")
+    minute = int(hourly["schedules"][0]["cron"].split()[0])
+    assert minute == 60 - load_config().planner.plan_lead_min

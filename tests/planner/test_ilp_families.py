@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from planner.ilp.build import create_model
-from planner.ilp.variables import FLOW_UNIT, routes
+from planner.ilp.variables import FAMILIES, FLOW_UNIT, routes
 from tests.planner.ilp_fixtures import tiny_config, tiny_data
 
 
@@ -109,3 +109,18 @@ def test_committed_hours_are_integer_later_hours_capacity() -> None:
     assert model.vars.x[("a", "m", "v8", 1)].vtype() == "INTEGER"
     assert model.vars.x[("a", "m", "v8", 2)].vtype() == "CONTINUOUS"
     assert model.vars.y[("a", "v8", 2)].vtype() == "INTEGER"  # VMs are always whole
+
+
+def test_the_variable_registry_describes_what_the_build_creates() -> None:
+    """planner.ilp.variables.FAMILIES: every family built is registered, its index has the
+    registered dimensions and its integrality is the registered one."""
+    cfg = tiny_config(**{"planner.integer_placement_h": 1, "planner.horizon_h": 2})
+    rows = [(1, "a", "IW-F", 150.0), (1, "b", "IW-N", 80.0), (2, "a", "NIW", 60.0)]
+    built = create_model(tiny_data(cfg, rows))
+    assert list(built.vars) == list(FAMILIES)
+    for name, variables in built.vars.items():
+        for key, var in variables.items():
+            assert len(key) == len(FAMILIES[name].dims), name
+            integer = {"always": True, "committed": key[-1] <= 1, "never": False}
+            assert (var.vtype() == "INTEGER") == integer[FAMILIES[name].integer], (name, key)
+    assert {n for n, v in built.vars.items() if v} >= {"y", "x", "f", "w", "v", "b", "e", "u"}

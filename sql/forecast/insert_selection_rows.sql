@@ -1,0 +1,2 @@
+-- Store a selection's rows of {{ table }} (staged frame registered as {{ staged }}).
+INSERT INTO {{ table }} SELECT * FROM {{ staged }}

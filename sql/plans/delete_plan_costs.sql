@@ -1,2 +1,0 @@
--- Part of replacing a plan: its costs rows.
-DELETE FROM plan_costs WHERE plan_id = $plan_id
