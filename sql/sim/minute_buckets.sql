@@ -1,9 +1,9 @@
 -- The demand in [$start, $end) as minute buckets per source region, model and tier, from the
 -- request rows and the per-minute aggregates: what the fluid simulator replays
 -- (planner.sim.demand.from_buckets). ``cv``: the coefficient of variation of the inter-arrival
--- gaps within the minute (from the rows: gaps with both ends in the minute, at least 3; from the
--- aggregates: their own column); where both exist, combined as the request-weighted root mean
--- square; NULL where unknown.
+-- gaps within the minute (from the rows: gaps with both ends in the minute, population s.d.,
+-- at least 2 gaps; from the aggregates: their own column); where both exist, combined as the
+-- request-weighted root mean square; NULL where unknown.
 WITH rows_in AS (
     SELECT
         date_trunc('minute', arrival_time) AS minute,
@@ -26,8 +26,8 @@ from_rows AS (
         count(*) AS requests,
         sum(input_tokens) AS input_tokens,
         sum(output_tokens) AS output_tokens,
-        CASE WHEN count(gap_s) >= 3 AND avg(gap_s) > 0
-            THEN stddev_samp(gap_s) / avg(gap_s) END AS cv
+        CASE WHEN count(gap_s) >= 2 AND avg(gap_s) > 0
+            THEN stddev_pop(gap_s) / avg(gap_s) END AS cv
     FROM rows_in
     GROUP BY ALL
 ),
