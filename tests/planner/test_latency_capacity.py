@@ -27,7 +27,7 @@ from planner.sim.latency import (
     tier_targets,
 )
 from planner.sim.pool import minute_cv, pool_minutes, pool_sla
-from planner.sim.profile import profiles_for_config
+from planner.sim.profile import fit_context, profiles_for_config
 from tests.planner.test_instances import PERF_CSV, toy
 
 SERVEGEN = Path(__file__).resolve().parents[2].parent / "shared/data/servegen/language/m-mid"
@@ -157,8 +157,11 @@ def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> N
     rows = _servegen_trace(2.0, 0.006)
     targets = tier_targets(cfg)
     tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
-    prompt = np.maximum(rows["input_tokens"].to_numpy(np.int64), 1)
-    output = np.maximum(rows["output_tokens"].to_numpy(np.int64), 1)
+    prompt, output = fit_context(
+        rows["input_tokens"].to_numpy(np.int64),
+        rows["output_tokens"].to_numpy(np.int64),
+        prof.max_context,
+    )
     table = measure_curve(prof, targets, prompt, output, 6000, tier=tier)
     lc = LatencyCurves.from_frame(table.assign(model="m", vm_type="g"))
     curves = [lc.curve("m", "g", t.tier) for t in targets]
