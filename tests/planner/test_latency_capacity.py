@@ -152,11 +152,7 @@ def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> N
     instances at utilisation 0.5 and 0.7. Stated agreement of the calibrated fluid with the
     iteration-level model: every interactive tier within 2 points. The issue's goal is 1
     point: missed here by up to 0.5 (measured: IW-F −1.5 / −1.2, IW-N +0.2 / −1.3 points at
-    6,000 requests per curve point; see README)."""ServeGen m-mid rows (2 h, ~60 k requests, bursty: per-minute CV ≈ 1.2, minute loads
-    ±20 %) through 8 round-robin Llama2-70B instances at utilisation 0.5 and 0.7. Stated
-    agreement of the calibrated fluid with the iteration-level model: IW-F within 1 point (the
-    issue's goal, met); IW-N within 4 points (goal missed: the fluid is pessimistic for the
-    10-s tier by 0.4-2.6 points here, up to 7 at 20 k requests per curve point; see README)."""
+    6,000 requests per curve point; see README)."""
     cfg = load_config()
     prof = profiles_for_config(cfg, PERF_CSV)[("llama2-70b", "a100x8")]
     rows = _servegen_trace(2.0, 0.006)
