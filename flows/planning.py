@@ -32,7 +32,7 @@ from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.executors import AppliedState
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
-from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.demand import input_shares, interactive_means, planning_demand
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification
@@ -234,12 +234,22 @@ def planning_data(
     now if missing) unless ``demand`` is given, the week's token mix, and ``state``."""
     origin = as_of.floor("h")
     info: dict[str, Any] = {"origin": origin}
+    shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
+    means = None
     if demand is None:
         horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
         forecasts, info = ensure_forecasts(con, cfg, origin, horizon)
-        demand = planning_demand(forecasts, cfg)
-    shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
-    data = build_data(cfg, demand, state, as_of.to_pydatetime(), shares, forecast_origin=origin)
+        demand = planning_demand(forecasts, cfg, shares)
+        means = interactive_means(forecasts, cfg)
+    data = build_data(
+        cfg,
+        demand,
+        state,
+        as_of.to_pydatetime(),
+        shares,
+        forecast_origin=origin,
+        interactive_mean=means,
+    )
     return data, info
 
 
@@ -366,12 +376,13 @@ def rebuild_data(con: duckdb.DuckDBPyConnection, cfg: FleetConfig, plan: Plan) -
     shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
     return build_data(
         cfg,
-        planning_demand(forecasts, cfg),
+        planning_demand(forecasts, cfg, shares),
         state_from_json(header["state"]),
         plan.as_of,
         shares,
         horizon=len(plan.hours),
         forecast_origin=origin,
+        interactive_mean=interactive_means(forecasts, cfg),
     )
 
 

@@ -32,7 +32,7 @@ from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from planner.ilp.data import build_data, state_from_config
-from planner.ilp.demand import input_shares, planning_demand
+from planner.ilp.demand import input_shares, interactive_means, planning_demand
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.fleet import FleetParams, params_from_config
@@ -98,9 +98,15 @@ def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[P
         previous = plans[-1] if plans else None
         origin = hour.as_of.floor("h")
         state = previous.state_at(origin) if previous else state_from_config(cfg)
-        demand = planning_demand(hour.forecasts, cfg)
+        demand = planning_demand(hour.forecasts, cfg, hour.shares)
         data = build_data(
-            cfg, demand, state, hour.as_of.to_pydatetime(), hour.shares, forecast_origin=origin
+            cfg,
+            demand,
+            state,
+            hour.as_of.to_pydatetime(),
+            hour.shares,
+            forecast_origin=origin,
+            interactive_mean=interactive_means(hour.forecasts, cfg),
         )
         plan, check = make_plan(data, settings, previous)
         if not check.ok:

@@ -189,6 +189,36 @@ class PlannerSettings(_Strict):
         "Lagrangian decomposition by region (planner.ilp.lagrange), smaller ones by SCIP whole",
     )
     workers: int = Field(default=1, ge=1, description="processes for the region subproblems")
+    interactive_sizing: Literal["headroom", "latency"] = Field(
+        default="headroom",
+        description="interactive capacity from each tier's busiest minute over its flat "
+        "headroom ('headroom'), or from the interactive tiers' load together through the "
+        "capacity curves, no headroom ('latency', planner.ilp.sizing)",
+    )
+    latency_attainment: float = Field(
+        default=0.95,
+        gt=0,
+        lt=1,
+        description="with interactive_sizing latency: share of requests within the tier's "
+        "targets the capacity curves size for (the targets are p95 latencies)",
+    )
+    arrival_cv: float = Field(
+        default=1.0,
+        ge=0,
+        description="with interactive_sizing latency: inter-arrival CV of a pool's traffic "
+        "(1: Poisson) the capacity curves are read at",
+    )
+    default_tokens_per_request: float = Field(
+        default=640.0,
+        gt=0,
+        description="tokens per request where the forecast has no request rate",
+    )
+    trough_filling: bool = Field(
+        default=False,
+        description="NIW is served from the capacity the plan holds idle beyond the hour's "
+        "mean interactive load (planner.ilp.constraints.add_trough_filling), not stacked on "
+        "the interactive peak sizing",
+    )
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler for the region subproblems (or SAGESERVE_DASK_ADDRESS)",

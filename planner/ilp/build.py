@@ -38,6 +38,7 @@ def create_model(data: PlanningData, relax: bool = False, valid_cuts: bool = Tru
         "demand_cover": c.add_demand_cover(model, data, v),
         "interactive_assign": c.add_interactive_assignment(model, data, v),
         "capacity": c.add_serving_capacity(model, data, v),
+        "trough_filling": c.add_trough_filling(model, data, v),
         "vm_packing": c.add_vm_packing(model, data, v),
         "quota": c.add_quota(model, data, v),
         "vm_lead_time": c.add_vm_lead_time(model, data, v),

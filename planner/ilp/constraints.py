@@ -59,12 +59,14 @@ def add_serving_capacity(model: Model, data: PlanningData, v: Vars) -> int:
         ≤ x[r,m,g,t]
     and on spot:  vs[r,m,g,t] / θ[m,g,NIW] + λ·us[r,m,g,t] ≤ xs[r,m,g,t].
     Interactive and NIW share on-demand instances (an instance's idle hours at night serve the
-    backlog); spot instances serve NIW only, since they can be taken away."""
+    backlog); spot instances serve NIW only, since they can be taken away.
+    With trough filling (``data.trough_filling``) the NIW term v / θ[m,g,NIW] leaves this row:
+    NIW is bounded by the idle capacity of :func:`add_trough_filling` instead."""
     load: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
     for (r, m, g, k, t), var in v.w.items():
         load[(r, m, g, t)].append(var * (FLOW_UNIT / data.theta[(m, g, k)]))
     niw = data.deferrable
-    for key, var in v.v.items():
+    for key, var in v.v.items() if not data.trough_filling else ():
         _, m, g, _ = key
         load[key].append(var * (FLOW_UNIT / data.theta[(m, g, niw)]))  # type: ignore[index]
     count = 0
@@ -80,6 +82,43 @@ def add_serving_capacity(model: Model, data: PlanningData, v: Vars) -> int:
         model.addCons(
             vs * (FLOW_UNIT / theta) + loss <= v.xs[key], name=_name("spot_capacity", *key)
         )
+        count += 1
+    return count
+
+
+def add_trough_filling(model: Model, data: PlanningData, v: Vars) -> int:
+    """NIW first fills the capacity the plan holds idle (only with ``data.trough_filling``).
+
+    The capacity family sizes instances for the interactive tiers' busiest minute (or what
+    their latency target needs); over the hour they are busy only with the mean interactive
+    load, and the replay serves NIW from the rest of every minute. So NIW on on-demand
+    instances is bounded by the hour's idle capacity, not stacked on the peak sizing:
+        Σ_{k interactive} α[r,m,k,t] · w[r,m,g,k,t] / θ[m,g,k] + v[r,m,g,t] / θ[m,g,NIW]
+            + λ[m,g,t] · u[r,m,g,t] ≤ x[r,m,g,t]
+    with α[r,m,k,t] = min(1, M[r,m,k,t] / D[r,m,k,t]) · θ[m,g,k] / θ₀[m,g,k] (M the tier's
+    forecast mean token rate in r, D what the program sizes for; θ₀ without headroom; α = 1
+    where r has no own demand of the tier, conservative for what is routed in; see
+    PlanningData.mean_share). The interactive row of the capacity family holds alone, so
+    nothing is bought for NIW while idle capacity (nights, troughs, and, through the backlog
+    pooled per model, other regions) can carry it by its deadline (the NIW deadline family
+    still binds)."""
+    if not data.trough_filling:
+        return 0
+    niw = data.deferrable
+    load: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for (r, m, g, k, t), var in v.w.items():
+        share = data.mean_share(r, m, k, t)
+        load[(r, m, g, t)].append(var * (share * FLOW_UNIT / data.theta[(m, g, k)]))
+    for key, var in v.v.items():
+        _, m, g, _ = key
+        load[key].append(var * (FLOW_UNIT / data.theta[(m, g, niw)]))  # type: ignore[index]
+    count = 0
+    for key, x in v.x.items():
+        if key not in v.v:
+            continue
+        r, m, g, t = key
+        terms = [*load.get(key, []), v.u[key] * data.load_loss(m, g, t)]
+        model.addCons(quicksum(terms) <= x, name=_name("trough_filling", *key))
         count += 1
     return count
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from planner.config import FleetConfig, config_hash
+from planner.ilp.demand import trough_shares
 from planner.ilp.frames import rows
 
 RG = tuple[str, str]
@@ -83,6 +84,11 @@ class PlanningData:
     state: FleetState
     config_hash: str
     forecast_origin: datetime | None = None
+    # trough filling (planner.trough_filling): NIW is served from what the plan holds idle
+    # beyond the hour's mean interactive load; trough_share[(r, m, k, t)] = α of
+    # planner.ilp.constraints.add_trough_filling
+    trough_filling: bool = False
+    trough_share: Mapping[tuple[str, str, str, int], float] = field(default_factory=dict)
 
     @property
     def T(self) -> range:  # noqa: N802 - the set's name in the model's algebra
@@ -119,6 +125,11 @@ class PlanningData:
         ahead = self.minutes_to_start if t == 1 else 0.0
         return min(1.0, max(0.0, self.load_minutes[(m, g)] - ahead) / 60.0)
 
+    def mean_share(self, r: str, m: str, k: str, t: int) -> float:
+        """α[r,m,k,t]: the hour's mean interactive load of tier k in r as a share of what the
+        program sizes for it (1: none known, the conservative value)."""
+        return self.trough_share.get((r, m, k, t), 1.0)
+
     def niw_window(self, m: str, t: int) -> float:
         """The NIW backlog allowed at the end of hour t: work that arrived in hour τ must be
         done by the end of hour τ + W − 1 (conservative at hourly resolution: a request of
@@ -138,7 +149,11 @@ def effective_throughput(
     placement = cfg.model(model).vm_types[vm_type]
     tp = placement.throughput[tier]
     per_token = input_share / tp.input + (1 - input_share) / tp.output
-    return (1 - cfg.tier(tier).headroom) / per_token
+    t = cfg.tier(tier)
+    # sized on the latency target, interactive demand already holds what the target needs
+    # (planner.ilp.sizing): no flat headroom on top
+    latency_sized = t.kind == "interactive" and cfg.planner.interactive_sizing == "latency"
+    return (1 - (0.0 if latency_sized else t.headroom)) / per_token
 
 
 def build_data(
@@ -149,12 +164,15 @@ def build_data(
     input_share: Mapping[tuple[str, str], float] | None = None,
     horizon: int | None = None,
     forecast_origin: datetime | None = None,
+    interactive_mean: pd.DataFrame | None = None,
 ) -> PlanningData:
     """Assemble the planning data.
 
     ``demand``: rows (hour, region, model, tier, value) with value in tokens/s for the hours to
     plan (missing rows are zero demand). ``as_of``: when the plan is made; hour 1 starts at the
     next full hour (or at ``as_of`` if it is on the hour). ``input_share``: φ per (model, tier).
+    ``interactive_mean``: rows of the same shape, the interactive tiers' mean token rate per
+    hour (:func:`planner.ilp.demand.interactive_means`), read by trough filling.
     """
     as_of = _naive_utc(as_of)
     start = as_of if as_of == _floor_hour(as_of) else _floor_hour(as_of) + timedelta(hours=1)
@@ -203,6 +221,7 @@ def build_data(
         else cfg.vm_type(e.vm_type).spot_price_per_hour
         for key, e in entries.items()
     }
+    trough = trough_shares(cfg, dem, index, interactive_mean)
     niw_tier = cfg.tier(deferrable) if deferrable else None
     spot_ok = bool(niw_tier and niw_tier.spot_allowed)
     return PlanningData(
@@ -242,6 +261,8 @@ def build_data(
         state=state,
         config_hash=config_hash(cfg),
         forecast_origin=_naive_utc(forecast_origin) if forecast_origin else None,
+        trough_filling=cfg.planner.trough_filling,
+        trough_share=trough,
     )
 
 

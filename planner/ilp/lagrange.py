@@ -76,6 +76,7 @@ def region_model(data: PlanningData, region: str) -> tuple[Model, Vars]:
     model.hideOutput()
     v = add_variables(model, data, region=region)
     c.add_serving_capacity(model, data, v)
+    c.add_trough_filling(model, data, v)
     c.add_vm_packing(model, data, v)
     c.add_quota(model, data, v)
     c.add_vm_lead_time(model, data, v)

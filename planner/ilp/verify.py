@@ -94,23 +94,35 @@ def _capacity(plan: Plan, data: PlanningData, out: Verification, t_of: dict[date
     load: dict[tuple[Any, ...], float] = defaultdict(float)
     spot_load: dict[tuple[Any, ...], float] = defaultdict(float)
     assigned: dict[tuple[Any, ...], float] = defaultdict(float)
+    # trough filling: NIW on on-demand instances is checked against the idle capacity beyond
+    # the mean interactive load (planner.ilp.constraints.add_trough_filling), not the peak row
+    trough: dict[tuple[Any, ...], float] = defaultdict(float)
     for a in rows(plan.assignments):
-        key = (a.region, a.model, a.vm_type, t_of[a.hour])
+        t = t_of[a.hour]
+        key = (a.region, a.model, a.vm_type, t)
         share = a.tokens_per_s / data.theta[(a.model, a.vm_type, a.tier)]
+        interactive = a.tier in data.interactive
         if a.spot:
             spot_load[key] += share
+        elif data.trough_filling and not interactive:
+            trough[key] += share
         else:
             load[key] += share
-        if a.tier in data.interactive:
-            assigned[(a.region, a.model, a.tier, t_of[a.hour])] += a.tokens_per_s
+            if data.trough_filling:
+                trough[key] += share * data.mean_share(a.region, a.model, a.tier, t)
+        if interactive:
+            assigned[(a.region, a.model, a.tier, t)] += a.tokens_per_s
     for (r, m, g, t), (od, sp) in _starts(plan, data, t_of).items():
         loss = data.load_loss(m, g, t)
         load[(r, m, g, t)] += od * loss
         spot_load[(r, m, g, t)] += sp * loss
-    for key, need in load.items():
-        have = inst.get(key, (0, 0))[0]
-        if need > have + TOL * max(1.0, have):
-            out.add("capacity", key, f"load {need:.3f} instances > {have}")
+        if (r, m, g, t) in trough:
+            trough[(r, m, g, t)] += od * loss
+    for family, rows_ in (("capacity", load), ("trough_filling", trough)):
+        for key, need in rows_.items():
+            have = inst.get(key, (0, 0))[0]
+            if need > have + TOL * max(1.0, have):
+                out.add(family, key, f"load {need:.3f} instances > {have}")
     for key, need in spot_load.items():
         have = inst.get(key, (0, 0))[1]
         if need > have + TOL * max(1.0, have):

@@ -1,0 +1,174 @@
+"""Interactive capacity sized on what the latency target needs (``planner.interactive_sizing:
+latency``), instead of each tier's busiest minute over a flat headroom (``headroom``).
+
+Per hour t, region r and model m, the interactive tiers share one pool (the replay serves them
+from the same instances, tighter TTFT first), so the pool is sized once, for their load
+together:
+
+* pooled busiest minute P[r,m,t] = Σ_k P̂_k, the tiers' forecast busiest minutes (tokens/s) at
+  their planning quantile. The busiest minute of the *sum* is at most this (the tiers need not
+  peak in the same minute); no forecast of the sum's own peak is stored, so the sum of the
+  peaks is used, an upper bound of it;
+* its request rate λ = Σ_k P̂_k / τ_k with τ_k the tier's tokens per request (forecast mean
+  token rate over mean request rate of the hour; ``planner.default_tokens_per_request`` where
+  the forecast has no requests);
+* instances of VM type g: n_g = max_k n*_k(λ, c) with n*_k the capacity curves of
+  :func:`planner.sim.capacity.instances_needed` for tier k at attainment a
+  (``planner.latency_attainment``) and inter-arrival CV c (``planner.arrival_cv``), the mean
+  busy seconds of a request b_g = Σ_k (λ_k / λ) · τ_k · (φ_k / θ_in[m,g] + (1 − φ_k) / θ_out[m,g])
+  at the placement's best configured rates. Every tier's curve is read at the pooled rate (the
+  batch, and so the time per output token, is shared; conservative for the tier served first);
+* the reference type g* = argmin_g n_g · price[g] / ipv[m,g] among the types whose curves meet
+  the target (a type that cannot, e.g. a TPOT below what it reaches at batch 1, is skipped);
+* demand handed to the program, per tier: D[r,m,k,t] = n_{g*} · θ₀[m,g*,k] · s_k with
+  s_k = (P̂_k / θ₀[m,g*,k]) / Σ_j (P̂_j / θ₀[m,g*,j]) and θ₀ the throughput *without* headroom
+  (``build_data`` drops the interactive tiers' headroom in this mode). So
+  Σ_k D_k / θ₀[m,g*,k] = n_{g*}: on g* the program holds exactly the curve's instances, and the
+  tiers keep their own routing budgets (IW-F at home, IW-N may move). On another type g the
+  program converts by θ₀'s ratio (an approximation: the curves of g may differ).
+
+Where no type's curve meets the target (or a placement has no curve), the cell keeps the
+headroom sizing and a warning names it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import pandas as pd
+
+from planner.config import FleetConfig
+from planner.ilp.demand import quantile_column
+
+log = logging.getLogger(__name__)
+
+
+def _throughput(cfg: FleetConfig, m: str, g: str, k: str, share: float, headroom: float) -> float:
+    tp = cfg.model(m).vm_types[g].throughput[k]
+    return (1 - headroom) / (share / tp.input + (1 - share) / tp.output)
+
+
+def _best_rates(cfg: FleetConfig, m: str, g: str) -> tuple[float, float]:
+    """The placement's best configured prefill and decode rates (tokens/s) over its tiers."""
+    tps = cfg.model(m).vm_types[g].throughput.values()
+    return max(t.input for t in tps), max(t.output for t in tps)
+
+
+def _series(forecasts: pd.DataFrame, tier: str, metric: str, column: str) -> pd.Series:
+    sel = forecasts[(forecasts["tier"] == tier) & (forecasts["metric"] == metric)]
+    idx = pd.MultiIndex.from_arrays(
+        [pd.to_datetime(sel["hour"]), sel["region"], sel["model"]],
+        names=["hour", "region", "model"],
+    )
+    return pd.Series(sel[column].astype(float).to_numpy(), index=idx)
+
+
+def pool_instances(
+    cfg: FleetConfig,
+    model: str,
+    peaks: Mapping[str, float],
+    tokens_per_request: Mapping[str, float],
+    share: Mapping[str, float],
+) -> tuple[str, int] | None:
+    """(g*, n_{g*}) of the module docstring for one pool: ``peaks[k]`` tokens/s of each
+    interactive tier in the busiest minute, their tokens per request and input shares; None
+    when no VM type's curves meet the target."""
+    from planner.sim.capacity import instances_needed
+
+    s = cfg.planner
+    live = {k: p for k, p in peaks.items() if p > 0}
+    if not live:
+        return None
+    rates = {k: p / tokens_per_request[k] for k, p in live.items()}
+    lam = sum(rates.values())
+    best: tuple[float, str, int] | None = None
+    for g, placement in cfg.model(model).vm_types.items():
+        t_in, t_out = _best_rates(cfg, model, g)
+        busy = sum(
+            rates[k] / lam * tokens_per_request[k] * (share[k] / t_in + (1 - share[k]) / t_out)
+            for k in live
+        )
+        try:
+            n = max(
+                instances_needed(
+                    model,
+                    g,
+                    k,
+                    lam,
+                    s.arrival_cv,
+                    attainment=s.latency_attainment,
+                    busy_s_per_request=busy,
+                )
+                for k in live
+            )
+        except (KeyError, ValueError):
+            continue
+        cost = n * cfg.vm_type(g).price_per_hour / placement.instances_per_vm
+        if best is None or cost < best[0]:
+            best = (cost, g, n)
+    return None if best is None else (best[1], best[2])
+
+
+def latency_sized_demand(
+    forecasts: pd.DataFrame,
+    cfg: FleetConfig,
+    headroom_demand: pd.DataFrame,
+    input_share: Mapping[tuple[str, str], float] | None = None,
+) -> pd.DataFrame:
+    """``headroom_demand`` (rows hour, region, model, tier, value from
+    :func:`planner.ilp.demand.planning_demand`) with the interactive rows replaced by the
+    latency-sized demand of the module docstring; deferrable rows unchanged."""
+    inter = [t for t in cfg.tiers if t.kind == "interactive"]
+    if not inter or headroom_demand.empty:
+        return headroom_demand
+    shares = dict(input_share or {})
+    default_share = cfg.planner.default_input_share
+    peak = {
+        t.id: _series(forecasts, t.id, t.planning_metric, quantile_column(t.planning_quantile))
+        for t in inter
+    }
+    tokens = {t.id: _series(forecasts, t.id, "token_rate", "q_0_5") for t in inter}
+    reqs = {t.id: _series(forecasts, t.id, "request_rate", "q_0_5") for t in inter}
+    cells = sorted(set().union(*(set(s.index) for s in peak.values())))
+    out_rows = []
+    kept = headroom_demand[~headroom_demand["tier"].isin([t.id for t in inter])]
+    fallback = headroom_demand[headroom_demand["tier"].isin([t.id for t in inter])]
+    fallback_idx = fallback.set_index(["hour", "region", "model"]).sort_index()
+    for hour, region, model in cells:
+        p = {k: max(float(peak[k].get((hour, region, model), 0.0)), 0.0) for k in peak}
+        p = {k: v if math.isfinite(v) else 0.0 for k, v in p.items()}
+        tpr = {}
+        for k in p:
+            tok = float(tokens[k].get((hour, region, model), 0.0))
+            req = float(reqs[k].get((hour, region, model), 0.0))
+            tpr[k] = tok / req if req > 0 and tok > 0 else cfg.planner.default_tokens_per_request
+        share = {k: shares.get((model, k), default_share) for k in p}
+        sized = pool_instances(cfg, model, p, tpr, share)
+        if sized is None:
+            if any(v > 0 for v in p.values()):
+                log.warning(
+                    "%s %s %s: no VM type's latency curves meet %.0f%%; headroom sizing kept",
+                    hour,
+                    region,
+                    model,
+                    100 * cfg.planner.latency_attainment,
+                )
+                key = (hour, region, model)
+                if key in fallback_idx.index:
+                    part = fallback_idx.loc[[key]].reset_index()
+                    out_rows.extend(part.to_dict("records"))
+            continue
+        g, n = sized
+        theta0 = {k: _throughput(cfg, model, g, k, share[k], 0.0) for k in p}
+        load = {k: p[k] / theta0[k] for k in p}
+        total = sum(load.values())
+        for k in p:
+            if load[k] > 0:
+                value = n * theta0[k] * load[k] / total
+                out_rows.append(
+                    {"hour": hour, "region": region, "model": model, "tier": k, "value": value}
+                )
+    sized_frame = pd.DataFrame(out_rows, columns=["hour", "region", "model", "tier", "value"])
+    return pd.concat([sized_frame, kept], ignore_index=True)
