@@ -3,7 +3,8 @@
 For every (model, VM type) placement of the default fleet: the iteration-level instance model
 on a grid of utilisation ρ × per-instance inter-arrival CV (planner.sim.latency.measure_curve),
 request sizes and tiers drawn from ServeGen request rows (m-mid, day 2, 24 h; a different day
-from the agreement traces of bench/simulate.py). Then the capacity table n*(λ, c) from the curves.
+from the agreement traces of bench/simulate.py), clipped to each model's context window.
+Then the capacity table n*(λ, c) from the curves.
 
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/calibrate.py [--requests-per-point N]
 """
@@ -23,7 +24,7 @@ from planner.config import load_config
 from planner.config.models import FleetConfig
 from planner.sim.capacity import CAPACITY_CURVES, LATENCY_CURVES, capacity_table
 from planner.sim.latency import COLUMNS, LatencyCurves, measure_curve, tier_targets
-from planner.sim.profile import profiles_for_config
+from planner.sim.profile import fit_context, profiles_for_config
 from planner.workload.servegen import ServeGenClient, ServeGenSpec, load_source, synthesize_servegen
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,11 @@ def main() -> None:
     frames, timings = [], {}
     for (model, vm), prof in profiles.items():
         t0 = time.perf_counter()
+        # the sizes a deployment of this model receives (ServeGen's long prompts clipped to
+        # its context window, planner.sim.profile.fit_context)
+        p_fit, o_fit = fit_context(prompt, output, prof.max_context)
         curve = measure_curve(
-            prof, targets, prompt, output, args.requests_per_point, seed=args.seed, tier=tier
+            prof, targets, p_fit, o_fit, args.requests_per_point, seed=args.seed, tier=tier
         )
         timings[f"{model}/{vm}"] = round(time.perf_counter() - t0, 1)
         log.info("%s on %s: %.1f s", model, vm, timings[f"{model}/{vm}"])

@@ -229,8 +229,8 @@ def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
     # edges move by the point's factor (offset: 5 % of the week's level, as the calibration's)
     offset = rows["offset"].to_numpy(dtype=float)
     factor = (nowcast + offset) / (np.maximum(rows["point"].to_numpy(dtype=float), 0) + offset)
-    low = (rows["q_0.025"].to_numpy(dtype=float) + offset) * factor - offset
-    high = (rows["q_0.975"].to_numpy(dtype=float) + offset) * factor - offset
+    low = (rows["q_0_025"].to_numpy(dtype=float) + offset) * factor - offset
+    high = (rows["q_0_975"].to_numpy(dtype=float) + offset) * factor - offset
     rows["nowcast_in_band"] = (rows["actual"] >= low) & (rows["actual"] <= high)
     return rows
 

@@ -4,7 +4,8 @@ iteration-level reference on bursty ServeGen traffic.
 1. Fleet: a 7-day, 10-million-request log (synthetic, O365-shaped, default fleet) through the
    fluid simulator (minute buckets from DuckDB, then the simulation), reactive and siloed.
 2. Agreement: ServeGen m-mid request rows (day 1, 10:00-14:00 local, scale 0.02, Llama2-70B on
-   A100) through one pool of ``--instances`` round-robin instances at utilisations 0.5, 0.7,
+   A100; prompts clipped to its 4,096-token context window)
+   through one pool of ``--instances`` round-robin instances at utilisations 0.5, 0.7,
    0.85, 0.95 of what the instances sustain (κ): the iteration-level model
    (planner.sim.instances) and the calibrated fluid (planner.sim.pool; latency curves measured
    on the trace's request sizes, planner.sim.latency) side by side. Printed: per-tier SLA
@@ -36,7 +37,7 @@ from planner.sim.fleet import params_from_config
 from planner.sim.fluid import simulate
 from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
 from planner.sim.policies import Reactive, Siloed
-from planner.sim.profile import profiles_for_config
+from planner.sim.profile import fit_context, profiles_for_config
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
 from planner.workload.tokens import TokenSampler
 
@@ -152,8 +153,12 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
     rows = rows[rows["t"] < args.hours * 3600.0]
     targets = tier_targets(cfg)
     tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
-    prompt = np.maximum(rows["input_tokens"].to_numpy(np.int64), 1)
-    output = np.maximum(rows["output_tokens"].to_numpy(np.int64), 1)
+    # the sizes a Llama2-70B deployment receives: clipped to its 4,096-token window
+    prompt, output = fit_context(
+        rows["input_tokens"].to_numpy(np.int64),
+        rows["output_tokens"].to_numpy(np.int64),
+        prof.max_context,
+    )
     t0 = time.perf_counter()
     table = measure_curve(prof, targets, prompt, output, args.requests_per_point, tier=tier)
     curve_s = time.perf_counter() - t0

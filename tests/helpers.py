@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -45,3 +47,12 @@ def demand_frame(
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def replay(p: Any, demand: Any, policy: Any, drain: bool = True) -> Any:
+    """The fluid replay on the ideal server (the config's θ, no slowdown below saturation):
+    the limit case in which the accounting tests are computed by hand."""
+    from planner.sim.fluid import simulate
+    from planner.sim.serving import ideal
+
+    return simulate(p, demand, policy, drain, serving=ideal(p))

@@ -43,8 +43,8 @@ def deployed_hours(
         chosen["actual"] <= chosen["q_0_975"]
     )
     out["conformal"] = chosen["quantile_method"] == "conformal"
-    for tau in (0.025, 0.975):  # the band's edges (the nowcast moves them with the point)
-        out[f"q_{tau}"] = chosen[f"q_{tau}"].to_numpy(dtype=float)
+    for edge in ("q_0_025", "q_0_975"):  # the band's edges (the nowcast moves them with the point)
+        out[edge] = chosen[edge].to_numpy(dtype=float)
     for base in ("snaive24", "snaive168"):
         b = known[known["forecaster"] == base].set_index(["series", "origin", "h"])
         idx = pd.MultiIndex.from_frame(out[["series", "origin", "h"]])

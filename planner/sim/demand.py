@@ -22,6 +22,9 @@ class MinuteDemand:
     requests: Array  # [T, r, m, k]
     input_tokens: Array  # [T, r, m, k]
     output_tokens: Array  # [T, r, m, k]
+    # [T, r, m, k] inter-arrival CV within the minute (nan: unknown; the replay takes 1,
+    # Poisson); None: unknown everywhere
+    cv: Array | None = None
 
     @property
     def minutes(self) -> int:
@@ -55,12 +58,14 @@ def from_buckets(
     frame: pd.DataFrame, p: FleetParams, start: pd.Timestamp, end: pd.Timestamp
 ) -> MinuteDemand:
     """Arrays from rows ``minute, region, model, tier, requests, input_tokens,
-    output_tokens``; rows outside [start, end) or of unknown ids raise ValueError naming them."""
+    output_tokens`` (and ``cv``, the minute's inter-arrival CV, where known); rows outside
+    [start, end) or of unknown ids raise ValueError naming them."""
     minutes = int((end - start) / pd.Timedelta(minutes=1))
     if minutes <= 0:
         raise ValueError(f"empty replay window {start} .. {end}")
     shape = (minutes, len(p.regions), len(p.models), len(p.tiers))
     out = [np.zeros(shape) for _ in range(3)]
+    cv = np.full(shape, np.nan)
     if not frame.empty:
         idx = []
         for col, ids in (("region", p.regions), ("model", p.models), ("tier", p.tiers)):
@@ -75,4 +80,6 @@ def from_buckets(
         key = (t.astype(np.int64), *idx)
         for arr, col in zip(out, ("requests", "input_tokens", "output_tokens"), strict=True):
             np.add.at(arr, key, frame[col].to_numpy(dtype=float))
-    return MinuteDemand(start, out[0], out[1], out[2])
+        if "cv" in frame.columns:  # one row per bucket (the SQL groups them)
+            cv[key] = pd.to_numeric(frame["cv"], errors="coerce").to_numpy(dtype=float)
+    return MinuteDemand(start, out[0], out[1], out[2], cv)

@@ -1,9 +1,11 @@
 """The trace-replay simulator: a fluid queue per serving region, model and tier, stepped
-minute by minute, and per-request outcomes read off the queue's arrival and service curves.
+minute by minute, with the latency of each minute from the calibrated serving model.
 
-Why fluid: a continuously batching LLM instance serves tokens at a rate, not requests one at a
-time, so a pool of instances of one model is a server of rate Σ instances × θ (tokens/s). Per
-minute t, serving region r and model m:
+A continuously batching LLM instance serves tokens at a rate, not requests one at a time, so a
+pool of instances of one model is a server of rate Σ instances × θ (tokens/s), θ what an
+instance really sustains on the tier's token mix (:mod:`planner.sim.serving`: κ × its best
+prefill and decode rates, measured with the iteration-level reference). Per minute t, serving
+region r and model m:
 
 * arrivals a[t,r,m,k] = Σ_src w[src→r,m,k] · tokens[t,src,m,k] (the policy's routing);
 * interactive tiers in priority order (tighter TTFT first) take what they need of the shared
@@ -13,13 +15,19 @@ minute t, serving region r and model m:
   and the reserved pool of the siloed policy); it queues until served, late after its
   deadline, dropped only if still queued when the replay (and its drain) ends.
 
-Per-request outcome: arrivals are uniform within their minute, so the cumulative admitted
-arrivals A(t) and cumulative service S(t) are piecewise linear; a request at position
-p = A(t) starts service at S⁻¹(p), FIFO within its tier. The wait is read at ``QUADRATURE``
-points per bucket; TTFT = wait + prefill (mean input tokens / per-instance prefill rate) +
-network RTT to the serving region; E2E = TTFT + output tokens × the tier's time per output
-token. The iteration-level reference (planner.sim.instances) replays single requests through
-continuously batching instances built from the measured profiles; tests compare the two.
+**Running hot costs SLA.** The pool's utilisation ρ_t (its served share of the minute's
+capacity, NIW included: it shares the batch) and the inter-arrival CV its instances see (the
+minute's CV from the log, merged over the streams the pool receives, over √n; 1 where the log
+has none) give each interactive tier's on-time share within the minute from the latency
+curves, ``sla_k(ρ_t, c_t)`` (batching slows decodes, sub-minute bursts queue, long prompts
+stall the batch). Across minutes the fluid queue adds its wait: arrivals are uniform within
+their minute, so the cumulative admitted arrivals A(t) and service S(t) are piecewise linear;
+a request at position p = A(t) starts service at S⁻¹(p), FIFO within its tier, read at
+``QUADRATURE`` points per bucket. An interactive request is on time with probability
+``sla_k(ρ_t, c_t)`` if its queue wait + network RTT is within its TTFT target, never
+otherwise. Reported TTFT = wait + prefill (mean input tokens / per-instance prefill rate) +
+RTT, E2E = TTFT + output tokens × the tier's time per output token: the across-minute part of
+latency (the within-minute part is in the attainment).
 
 After the last minute of the log the fleet is frozen and the queues drain for up to the NIW
 deadline; GPU-hours of that drain are reported apart (``drain_gpu_hours``), not in the totals.
@@ -37,6 +45,7 @@ import pandas as pd
 
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import Fleet, FleetParams, ScalingCounts, Targets
+from planner.sim.serving import ServingModel, input_share, serving_model
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
@@ -135,9 +144,26 @@ class SimResult:
         return out
 
 
-def _pool_capacity(p: FleetParams, inst: Array) -> Array:
-    """[r, m, k] tokens/s of ``inst`` [r, m, g]."""
-    return np.asarray(np.einsum("rmg,mgk->rmk", inst, p.theta), dtype=float)
+def _pool_capacity(theta: Array, inst: Array) -> Array:
+    """[r, m, k] tokens/s of ``inst`` [r, m, g] at ``theta`` [m, g, k]."""
+    return np.asarray(np.einsum("rmg,mgk->rmk", inst, theta), dtype=float)
+
+
+def default_serving(p: FleetParams, demand: MinuteDemand) -> ServingModel:
+    """The serving model from the stored latency curves, on ``demand``'s token mix."""
+    from planner.sim.capacity import load_latency_curves
+
+    share = input_share(p, demand.input_tokens, demand.output_tokens)
+    return serving_model(p, load_latency_curves(), share)
+
+
+def _pool_cv(routing: Array, requests: Array, cv2: Array) -> Array:
+    """[r, m] CV of the arrivals a pool receives: the request-weighted root mean square of the
+    streams' CVs (superposed independent streams), 1 where nothing arrives."""
+    reqs = np.einsum("srmk,smk->rm", routing, requests)
+    sq = np.einsum("srmk,smk->rm", routing, requests * cv2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(reqs > 0, np.sqrt(sq / reqs), 1.0), dtype=float)
 
 
 def simulate(
@@ -145,8 +171,12 @@ def simulate(
     demand: MinuteDemand,
     policy: Policy,
     drain: bool = True,
+    serving: ServingModel | None = None,
 ) -> SimResult:
-    """Replay ``demand`` against ``policy`` on the fleet ``p`` (see the module docstring)."""
+    """Replay ``demand`` against ``policy`` on the fleet ``p`` (see the module docstring).
+    ``serving``: capacity and latency curves of the placements (default: the stored curves,
+    :func:`default_serving`)."""
+    serving = serving or default_serving(p, demand)
     nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)
     T = demand.minutes
     D = int(p.deadline_min) if drain else 0
@@ -165,6 +195,10 @@ def simulate(
     last_arr = np.zeros((nr, nm, nk))
     last_src = np.zeros((nr, nm, nk))
     tier_order = [*p.interactive]
+    rho = np.zeros((T, nr, nm))  # the pools' utilisation per minute
+    shared_log = np.zeros((T, nr, nm, len(p.vm_types)))
+    pool_cv = np.ones((T, nr, nm))
+    cv2 = np.ones_like(tokens) if demand.cv is None else np.nan_to_num(demand.cv, nan=1.0) ** 2
     for t in range(T + D):
         if t < T:
             decided = policy.decide(Observation(t, last_arr, last_src, util, last_pressure, fleet))
@@ -177,8 +211,8 @@ def simulate(
         reserved = fleet.targets.niw_reserved
         reserved = np.zeros_like(od) if reserved is None else np.minimum(reserved, od)
         shared = od - reserved
-        cap = _pool_capacity(p, shared)  # tokens/s
-        own = _pool_capacity(p, reserved + spot)[:, :, p.deferrable]
+        cap = _pool_capacity(serving.theta, shared)  # tokens/s
+        own = _pool_capacity(serving.theta, reserved + spot)[:, :, p.deferrable]
         routing = routes[-1][1]
         arr = np.einsum("srmk,smk->rmk", routing, tokens[t]) if t < T else np.zeros((nr, nm, nk))
         free = np.ones((nr, nm))
@@ -230,6 +264,8 @@ def simulate(
         )
         if t < T:
             inst_log[t] = (od + spot).sum(axis=2)
+            rho[t], shared_log[t] = busy_shared, shared
+            pool_cv[t] = _pool_cv(routing, demand.requests[t], cv2[t])
             util = busy_shared
             last_pressure = pressure
             last_arr = arr
@@ -237,7 +273,13 @@ def simulate(
         elif not queue.any():
             admitted, served, timeline = admitted[: t + 1], served[: t + 1], timeline[: t + 1]
             break
-    tiers = _outcomes(p, demand, admitted, served, dropped, routes)
+    within = np.ones((T, nr, nm, nk))
+    for m in range(nm):
+        for k in p.interactive:
+            within[:, :, m, k] = serving.on_time(
+                m, k, shared_log[:, :, m], rho[:, :, m], pool_cv[:, :, m]
+            )
+    tiers = _outcomes(p, demand, admitted, served, dropped, routes, within)
     run, tail = timeline[:T], timeline[T:]
     return SimResult(
         policy=policy.name,
@@ -321,7 +363,11 @@ def _outcomes(
     served: Array,
     dropped: Array,
     routes: list[tuple[int, Array]],
+    within: Array,
 ) -> dict[str, TierOutcome]:
+    """Per tier: requests on time, late and dropped, and latency quantiles. ``within``
+    [T, r, m, k]: the on-time share of the minute's requests that the queue does not delay
+    beyond their TTFT target (the latency curves; 1 for NIW)."""
     T = demand.minutes
     u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
     points = np.broadcast_to(u, (T, QUADRATURE))
@@ -353,10 +399,15 @@ def _outcomes(
                 e2e = ttft + (mean_out[:, :, m, k] * p.tpot_s[k])[:, :, None]
                 weight = (reqs * (1 - share_dropped[:, None]))[:, :, None] / QUADRATURE
                 never = np.broadcast_to(~np.isfinite(wait_s)[:, None, :], ttft.shape)
-                ok = e2e <= p.deadline_min * 60.0 if deferrable else ttft <= p.ttft_s[k]
+                if deferrable:
+                    ok = (e2e <= p.deadline_min * 60.0).astype(float)
+                else:  # prefill and in-instance queueing are in the curve's share
+                    queue_ok = wait_s[:, None, :] + rtt[None, :, None] <= p.ttft_s[k]
+                    ok = queue_ok * within[:, r, m, k][:, None, None]
                 weight_b = np.broadcast_to(weight, ttft.shape)
-                on_time += float(weight_b[ok & ~never].sum())
-                late += float(weight_b[~ok & ~never].sum())
+                served_w = np.where(never, 0.0, weight_b)
+                on_time += float((served_w * ok).sum())
+                late += float((served_w * (1.0 - ok)).sum())
                 drop += float(weight_b[never].sum()) + float((reqs * share_dropped[:, None]).sum())
                 ttft_v.append(ttft.ravel())
                 e2e_v.append(e2e.ravel())

@@ -26,7 +26,8 @@ first iteration boundary at or after its next queued request arrives), so the st
 about the largest number of events of one instance, not of iterations. The decode time of such a
 run is taken at its start (the mean context grows by a few tokens within it).
 
-A request with a KV reservation larger than the whole cache is rejected (never served).
+A request with a KV reservation larger than the whole cache, or longer than the model's context
+window (prompt + output > ``max_context``: vLLM refuses it), is rejected (never served).
 """
 
 from __future__ import annotations
@@ -319,7 +320,11 @@ def simulate_instances(
         if deferred.any() and not np.isfinite(router.epoch_s):
             raise ValueError("a router that defers requests needs a finite epoch_s")
         pending = idx[deferred]
-        ok = (dest >= 0) & (pool.need[idx] <= profile.kv_tokens)
+        ok = (
+            (dest >= 0)
+            & (pool.need[idx] <= profile.kv_tokens)
+            & (pool.need[idx] <= profile.max_context)
+        )
         if len(pending) or len(new) < len(idx):
             # a request released late starts no earlier than its release (idle clocks catch up)
             pool.clock = np.maximum(pool.clock, t)

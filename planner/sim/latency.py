@@ -42,7 +42,19 @@ IntArray = npt.NDArray[np.int64]
 RHO_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 CV_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 WARMUP = 0.1
-COLUMNS = ["model", "vm_type", "tier", "rho", "cv", "sla", "requests", "busy_s", "capacity"]
+COLUMNS = [
+    "model",
+    "vm_type",
+    "tier",
+    "rho",
+    "cv",
+    "sla",
+    "requests",
+    "busy_s",
+    "capacity",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+]
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,9 @@ def measure_curve(
             rows.append((t.tier, rho, cv, float(share[i]), count, mean_busy, kappa))
     return pd.DataFrame(
         rows, columns=["tier", "rho", "cv", "sla", "requests", "busy_s", "capacity"]
+    ).assign(
+        prefill_tokens_per_s=profile.prefill_tokens_per_s,
+        decode_tokens_per_s=profile.decode_tokens_per_s,
     )
 
 
@@ -258,6 +273,8 @@ class LatencyCurves:
     curves: dict[tuple[str, str, str], Curve]
     busy_s: dict[tuple[str, str], float]  # mean busy seconds per request of the measured mix
     capacity: dict[tuple[str, str], float]  # κ: busy seconds an instance sustains per second
+    # best prefill and decode rates (tokens/s) of one instance: the unit of ``busy_s``
+    rates: dict[tuple[str, str], tuple[float, float]]
 
     @classmethod
     def from_frame(cls, table: pd.DataFrame) -> LatencyCurves:
@@ -278,7 +295,18 @@ class LatencyCurves:
         keys = [(str(m), str(g)) for m, g in zip(first["model"], first["vm_type"], strict=True)]
         busy_s = dict(zip(keys, first["busy_s"].astype(float), strict=True))
         capacity = dict(zip(keys, first["capacity"].astype(float), strict=True))
-        return cls(table, curves, busy_s, capacity)
+        rates = dict(
+            zip(
+                keys,
+                zip(
+                    first["prefill_tokens_per_s"].astype(float),
+                    first["decode_tokens_per_s"].astype(float),
+                    strict=True,
+                ),
+                strict=True,
+            )
+        )
+        return cls(table, curves, busy_s, capacity, rates)
 
     @classmethod
     def load(cls, path: Path | str) -> LatencyCurves:

@@ -52,6 +52,10 @@ KV_BYTES_PER_TOKEN = {
     "C": 2 * 32 * 8 * 128 * 2,
     "D": 2 * 28 * 8 * 128 * 2,
 }
+# Context window (max_position_embeddings of each model's published config.json; vLLM's
+# max_model_len defaults to it and refuses longer requests): Llama-2-70B 4,096, BLOOM-176B
+# 2,048, Llama-3.1-8B and Llama-3.2-3B 131,072.
+MAX_CONTEXT = {"A": 4096, "B": 2048, "C": 131072, "D": 131072}
 GPU_MEMORY_UTILISATION = 0.9  # vLLM's default share of GPU memory for weights + KV cache
 # vLLM's default cap on tokens prefilled in one iteration (max_num_batched_tokens)
 MAX_PREFILL_TOKENS = 8192
@@ -71,6 +75,7 @@ class InstanceProfile:
     max_batch: int
     kv_tokens: float
     max_prefill_tokens: int = MAX_PREFILL_TOKENS
+    max_context: int = 1 << 30  # prompt + output tokens a request may have (context window)
 
     def prefill_s(self, tokens: npt.ArrayLike) -> Array:
         """Seconds of a prefill iteration over ``tokens`` prompt tokens."""
@@ -174,7 +179,20 @@ def instance_profile(
         context_factor=cy,
         max_batch=int(b.max()),
         kv_tokens=kv_gb * 1e9 / KV_BYTES_PER_TOKEN[letter],
+        max_context=MAX_CONTEXT[letter],
     )
+
+
+def fit_context(
+    prompt: npt.ArrayLike, output: npt.ArrayLike, max_context: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Request sizes as a deployment with a ``max_context``-token window receives them: the
+    client keeps the most recent ``max_context − output`` prompt tokens (output first capped
+    at half the window). Used to map a trace recorded on long-context models (ServeGen's) onto
+    a model with a short window instead of sending requests the server would refuse."""
+    out = np.minimum(np.asarray(output, np.int64), max_context // 2)
+    inp = np.minimum(np.asarray(prompt, np.int64), max_context - out)
+    return np.maximum(inp, 1), np.maximum(out, 1)
 
 
 def profiles_for_config(

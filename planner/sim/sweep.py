@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,9 +33,10 @@ from planner.config import FleetConfig
 from planner.sim.bounds import Clairvoyant, clairvoyant_fleet, work_bound
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets
-from planner.sim.fluid import Policy, SimResult, simulate
+from planner.sim.fluid import Policy, SimResult, default_serving, simulate
 from planner.sim.plan_reactive import PlanReactive
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.serving import ServingModel
 from planner.sim.slo_policy import SloReactive
 
 Array = npt.NDArray[np.float64]
@@ -218,9 +219,11 @@ def run_point(
     plans: Mapping[float, PlanTargets],
     work_bound: float,
     bound: Clairvoyant,
+    serving: ServingModel | None = None,
 ) -> dict[str, Any]:
-    """Replay one point; its row (a process-pool task: every argument pickles)."""
-    result = simulate(p, demand, build_policy(point, p, demand, plans))
+    """Replay one point; its row (a process-pool task: every argument pickles). ``serving``:
+    the replay's serving model (default: the stored latency curves)."""
+    result = simulate(p, demand, build_policy(point, p, demand, plans), serving=serving)
     return row(point, result, work_bound, bound, p.tiers[p.deferrable])
 
 
@@ -282,7 +285,11 @@ def floors(cfg: FleetConfig, p: FleetParams) -> Array:
     return out
 
 
-def references(cfg: FleetConfig, p: FleetParams, demand: MinuteDemand) -> tuple[float, Clairvoyant]:
-    """The work bound at the SLA targets' misses, and the clairvoyant fleet."""
+def references(
+    cfg: FleetConfig, p: FleetParams, demand: MinuteDemand, serving: ServingModel | None = None
+) -> tuple[float, Clairvoyant]:
+    """The work bound at the SLA targets' misses (at the throughput the replay serves, so it
+    stays a lower bound on it), and the clairvoyant fleet."""
     miss = {k: 1.0 - TARGETS.get(k, 1.0) for k in p.tiers}
-    return work_bound(p, demand, miss), clairvoyant_fleet(p, demand, floors(cfg, p))
+    served = replace(p, theta=(serving or default_serving(p, demand)).theta)
+    return work_bound(served, demand, miss), clairvoyant_fleet(p, demand, floors(cfg, p))

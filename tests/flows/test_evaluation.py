@@ -76,7 +76,11 @@ def test_every_policy_replays_the_window_and_counts_every_request(
     meeting = table[
         (table["IW-F_sla"] >= 0.99) & (table["IW-N_sla"] >= 0.99) & (table["niw_on_time"] >= 1.0)
     ]
-    assert "siloed" in meeting.index and (meeting["vs_work_bound"] >= 1.0).all()
+    assert (meeting["vs_work_bound"] >= 1.0).all()
+    # the most capacity runs coolest (the calibrated latency curves): siloed pools attain at
+    # least what every other policy does (to the table's rounding)
+    for tier in ("IW-F", "IW-N"):
+        assert (table.loc["siloed", f"{tier}_sla"] >= table[f"{tier}_sla"] - 1e-4).all()
     assert 0 < evaluation.work_bound < evaluation.clairvoyant_gpu_hours
     assert table.loc["reactive", "vs_bound"] == pytest.approx(
         table.loc["reactive", "gpu_hours"] / evaluation.clairvoyant_gpu_hours, rel=1e-3

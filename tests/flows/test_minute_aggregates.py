@@ -111,7 +111,10 @@ def test_aggregates_reconcile_with_the_rows_they_summarise(
     assert np.allclose(mart_a["coverage"], mart_b["coverage"], rtol=0, atol=1 / 60)
     for col in ("input_rate", "output_rate", "token_rate"):
         assert np.allclose(mart_a[col], mart_b[col], rtol=1 / 59, atol=0), col
-    pd.testing.assert_frame_equal(buckets_a, buckets_b, check_dtype=False)
+    # the CV: from the rows where a minute has 2 gaps or more (unknown otherwise: the replay
+    # takes 1, as this export writes); microsecond timestamps: equal to 1e-4
+    buckets_a["cv"] = buckets_a["cv"].fillna(1.0)
+    pd.testing.assert_frame_equal(buckets_a, buckets_b, check_dtype=False, rtol=1e-4)
     assert int(buckets_b["requests"].sum()) == len(rows)
     assert span_a is not None and span_b is not None
     assert span_a[0].replace(second=0, microsecond=0) == span_b[0]

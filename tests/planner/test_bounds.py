@@ -15,8 +15,9 @@ from planner.config import FleetConfig
 from planner.sim.bounds import clairvoyant_fleet, gpu_seconds_per_token, work_bound
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
-from planner.sim.fluid import Policy, SimResult, simulate
+from planner.sim.fluid import Policy, SimResult
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
 START = pd.Timestamp("2024-06-03 10:00")
@@ -95,7 +96,7 @@ def test_no_policy_goes_below_the_work_bound_at_its_own_misses(p: FleetParams, n
     d = traces()[name]
     bound_at_target = work_bound(p, d, TARGET_MISS)
     for policy in policies(p, d):
-        r = simulate(p, d, policy)
+        r = replay(p, d, policy)
         bound = work_bound(p, d, misses(r))
         assert r.gpu_hours >= bound - 1e-9, (name, policy.name, r.gpu_hours, bound)
         assert r.gpu_hours_busy >= bound - 1e-9, (name, policy.name)
@@ -109,7 +110,7 @@ def test_work_bound_is_tight_on_a_fleet_running_flat_out(p: FleetParams) -> None
     """200 tokens/s on exactly 2 instances (one VM, 8 GPUs) for 2 h: 16 GPU-h allocated, all
     busy; the bound is the same work less the last minute and one request."""
     d = demand(120, {(0, IWF): 200.0})
-    r = simulate(p, d, static(p, 2), drain=False)
+    r = replay(p, d, static(p, 2), drain=False)
     assert r.tiers["IW-F"].sla_attainment == pytest.approx(1.0)
     bound = work_bound(p, d, TARGET_MISS)
     request = 100 * 4 / 100 / 3600  # GPU-h of one 100-token request on 4 GPUs at 100 tokens/s
@@ -172,5 +173,5 @@ def test_policies_meeting_the_targets_cost_at_least_the_clairvoyant_floor_share(
     region pays at least them."""
     d = traces()["steady"]
     c = clairvoyant_fleet(p, d, np.ones((2, 1)))
-    r = simulate(p, d, Reactive(p, d.tokens[:60].mean(axis=0) / 60.0))
+    r = replay(p, d, Reactive(p, d.tokens[:60].mean(axis=0) / 60.0))
     assert r.gpu_hours >= c.floor_gpu_hours

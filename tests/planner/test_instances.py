@@ -179,3 +179,21 @@ def test_router_can_reject_per_tenant() -> None:
     s = simulate_instances(req, toy(), 2, _TenantGate())
     assert list(s.instance) == [0, REJECT, 0]
     assert np.isinf(s.finish_s[1]) and np.isfinite(s.finish_s[[0, 2]]).all()
+
+
+def test_context_window_refuses_longer_requests_and_fit_context_clips() -> None:
+    """A 100 + 3-token request on a 102-token window is refused (never served, as vLLM
+    refuses prompts beyond max_model_len); the other is served as by hand. ``fit_context``
+    keeps the output (at most half the window) and the most recent prompt tokens."""
+    from dataclasses import replace
+
+    from planner.sim.profile import fit_context
+
+    s = simulate_instances(two(), replace(toy(), max_context=102), 1)
+    assert s.instance[0] == REJECT and np.isinf(s.first_token_s[0])
+    assert s.first_token_s[1] == pytest.approx(0.15)  # B alone: prefill 0.05→0.15
+    prompt, output = fit_context(np.array([5000, 100, 10]), np.array([100, 3000, 5]), 4096)
+    assert prompt.tolist() == [3996, 100, 10] and output.tolist() == [100, 2048, 5]
+    assert (
+        profiles_for_config(load_config(), PERF_CSV)[("llama2-70b", "a100x8")].max_context == 4096
+    )

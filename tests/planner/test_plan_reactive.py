@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from planner.sim.fleet import FleetParams, Targets
-from planner.sim.fluid import Observation, simulate
+from planner.sim.fluid import Observation
 from planner.sim.plan_reactive import PlanReactive
+from tests.helpers import replay
 from tests.planner.test_sim import IWF, demand, fixed, p, targets
 
 __all__ = ["p"]
@@ -38,8 +39,8 @@ def test_scales_above_the_plan_when_hot_and_hands_back(p: FleetParams) -> None:
     d = demand(180, {(0, IWF): rates})
     plan = [targets(p, 2)] * 3
     lt_r = Recording(p, plan, name="lt-r")
-    r = simulate(p, d, lt_r, drain=False)
-    i = simulate(p, d, fixed(p, *plan), drain=False)
+    r = replay(p, d, lt_r, drain=False)
+    i = replay(p, d, fixed(p, *plan), drain=False)
     g = r.timeline["gpus"].to_numpy()
     assert g.max() > 8 * 2  # beyond the plan's 2 instances (8 GPUs)
     assert r.tiers["IW-F"].sla_attainment > i.tiers["IW-F"].sla_attainment
@@ -54,7 +55,7 @@ def test_never_below_the_plans_floor(p: FleetParams) -> None:
     d = demand(360, {(0, IWF): rng.uniform(0, 900, 360), (1, IWF): rng.uniform(0, 300, 360)})
     plan = [targets(p, a, b) for a, b in ((4, 1), (1, 0), (6, 2), (2, 2), (0, 0), (3, 1))]
     lt_r = Recording(p, plan, name="lt-r", target=0.6, up=0.7, down=0.4, cooldown_in_min=5)
-    simulate(p, d, lt_r, drain=False)
+    replay(p, d, lt_r, drain=False)
     assert len(lt_r.asked) > 10
     for minute, asked, floor in lt_r.asked:
         h, into = divmod(minute, 60)
@@ -79,9 +80,9 @@ def test_make_before_break_when_the_plan_moves_capacity(p: FleetParams) -> None:
     second = targets(p, 0, 2)
     second.routing[0, :, 0, IWF] = [0.0, 1.0]
     plan = [first, second]
-    mbb = simulate(p, d, PlanReactive(p, plan, name="mbb"), drain=False)
-    brk = simulate(p, d, PlanReactive(p, plan, name="brk", handover=False), drain=False)
-    lt_i = simulate(p, d, fixed(p, *plan), drain=False)
+    mbb = replay(p, d, PlanReactive(p, plan, name="mbb"), drain=False)
+    brk = replay(p, d, PlanReactive(p, plan, name="brk", handover=False), drain=False)
+    lt_i = replay(p, d, fixed(p, *plan), drain=False)
     assert mbb.tiers["IW-F"].sla_attainment == pytest.approx(1.0)
     assert lt_i.tiers["IW-F"].sla_attainment < 1.0
     assert brk.tiers["IW-F"].sla_attainment < 1.0

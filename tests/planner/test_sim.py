@@ -13,10 +13,11 @@ import pytest
 
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
-from planner.sim.fluid import service_times, simulate
+from planner.sim.fluid import service_times
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.profile import InstanceProfile
+from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
 START = pd.Timestamp("2024-06-03 10:00")
@@ -53,7 +54,7 @@ def test_counts_add_up_to_the_log_under_overload(p: FleetParams) -> None:
     rng = np.random.default_rng(3)
     d = demand(180, {(0, IWF): rng.uniform(50, 400, 180), (0, NIW): 80.0, (1, IWN): 120.0})
     for policy in (fixed(p, targets(p, 1, 1)), Reactive(p, np.zeros((2, 1, 3)))):
-        result = simulate(p, d, policy, drain=False)
+        result = replay(p, d, policy, drain=False)
         for tier, k in (("IW-F", IWF), ("IW-N", IWN), ("NIW", NIW)):
             c = result.tiers[tier].counts()
             assert c["requests"] == round(d.requests[:, :, :, k].sum())
@@ -61,13 +62,13 @@ def test_counts_add_up_to_the_log_under_overload(p: FleetParams) -> None:
             o = result.tiers[tier]
             assert o.on_time + o.late + o.dropped == pytest.approx(o.requests, rel=1e-9)
     # one instance cannot carry up to 400 tokens/s of IW-F: some is dropped, some late
-    overloaded = simulate(p, d, fixed(p, targets(p, 1, 1)), drain=False).tiers["IW-F"]
+    overloaded = replay(p, d, fixed(p, targets(p, 1, 1)), drain=False).tiers["IW-F"]
     assert overloaded.dropped > 0 and overloaded.late > 0 and overloaded.on_time > 0
 
 
 def test_static_fleet_by_hand(p: FleetParams) -> None:
     """150 tokens/s IW-F on 2 instances (one VM): all on time, 75 % busy, 16 GPU-h in 2 h."""
-    r = simulate(p, demand(120, {(0, IWF): 150.0}), fixed(p, targets(p, 2)))
+    r = replay(p, demand(120, {(0, IWF): 150.0}), fixed(p, targets(p, 2)))
     assert r.gpu_hours == pytest.approx(16.0)
     assert r.gpu_hours_busy == pytest.approx(12.0)
     assert r.gpu_hours_scaling == 0.0
@@ -75,7 +76,7 @@ def test_static_fleet_by_hand(p: FleetParams) -> None:
     assert r.tiers["IW-F"].sla_attainment == pytest.approx(1.0)
     assert r.tiers["IW-F"].ttft_s["p95"] == pytest.approx(0.1)  # prefill only, no queue
     # one instance: 50 tokens/s too many; the queue passes 30 s of work and drops
-    short = simulate(p, demand(120, {(0, IWF): 150.0}), fixed(p, targets(p, 1))).tiers["IW-F"]
+    short = replay(p, demand(120, {(0, IWF): 150.0}), fixed(p, targets(p, 1))).tiers["IW-F"]
     assert short.dropped / short.requests == pytest.approx(1 / 3, abs=0.02)
 
 
@@ -86,7 +87,7 @@ def test_reactive_scales_out_after_lead_time_and_load(p: FleetParams) -> None:
     the free slot (serving at 70), one waits for a new VM (usable at 79, serving at 85).
     (Cooldown 15 min, so the lagging 5-minute mean does not trigger a second step.)"""
     rates = np.r_[np.full(60, 150.0), np.full(60, 300.0)]
-    r = simulate(
+    r = replay(
         p,
         demand(120, {(0, IWF): rates}),
         Reactive(p, np.array([[[150.0, 0, 0]], [[0, 0, 0]]]), min_instances=0, cooldown_out_min=15),
@@ -116,8 +117,8 @@ def test_siloed_pools_by_hand(p: FleetParams) -> None:
     start = policy.initial(p)
     assert start.instances[0, 0, 0] == 3 and start.vms[0, 0] == 2
     assert start.niw_reserved is not None and start.niw_reserved[0, 0, 0] == 1
-    r = simulate(p, demand(60, {(0, IWF): 50.0, (0, NIW): 200.0}), Siloed(p, inter, niw))
-    shared = simulate(p, demand(60, {(0, IWF): 50.0, (0, NIW): 200.0}), fixed(p, targets(p, 3)))
+    r = replay(p, demand(60, {(0, IWF): 50.0, (0, NIW): 200.0}), Siloed(p, inter, niw))
+    shared = replay(p, demand(60, {(0, IWF): 50.0, (0, NIW): 200.0}), fixed(p, targets(p, 3)))
     assert r.gpu_hours == pytest.approx(16.0)
     assert r.drain_gpu_hours > shared.drain_gpu_hours  # NIW drains slower on its own pool
     assert r.tiers["NIW"].e2e_s["p50"] > shared.tiers["NIW"].e2e_s["p50"]
@@ -129,8 +130,8 @@ def test_lt_i_scales_before_the_hour_lt_u_only_when_hot(p: FleetParams) -> None:
     61. LT-U waits for utilisation > 0.75, seen at minute 61: VM at 76, serving at 82."""
     rates = np.r_[np.full(60, 140.0), np.full(60, 300.0)]
     d = demand(120, {(0, IWF): rates})
-    lt_i = simulate(p, d, fixed(p, targets(p, 2), targets(p, 4)), drain=False)
-    lt_u = simulate(p, d, fixed(p, targets(p, 2), targets(p, 4), mode="lt-u"), drain=False)
+    lt_i = replay(p, d, fixed(p, targets(p, 2), targets(p, 4)), drain=False)
+    lt_u = replay(p, d, fixed(p, targets(p, 2), targets(p, 4), mode="lt-u"), drain=False)
     gi, gu = lt_i.timeline["gpus"].to_numpy(), lt_u.timeline["gpus"].to_numpy()
     assert (gi[:40] == 8).all() and (gi[40:] == 16).all()
     assert (gu[:61] == 8).all() and (gu[61:] == 16).all()
@@ -147,7 +148,7 @@ def test_lt_ua_scales_out_when_load_runs_ahead_of_the_plan(p: FleetParams) -> No
     expected[0, 0, 0] = 1.5
     ua = PlanFollowing(p, [targets(p, 2)], expected, mode="lt-ua", name="lt-ua")
     u = PlanFollowing(p, [targets(p, 2)], expected, mode="lt-u", name="lt-u")
-    r_ua, r_u = simulate(p, d, ua, drain=False), simulate(p, d, u, drain=False)
+    r_ua, r_u = replay(p, d, ua, drain=False), replay(p, d, u, drain=False)
     g = r_ua.timeline["gpus"].to_numpy()
     assert (g[:10] == 8).all() and (g[10:] == 16).all()
     assert (r_u.timeline["gpus"].to_numpy() == 8).all()
@@ -159,7 +160,7 @@ def test_routing_sends_traffic_where_the_weights_say(p: FleetParams) -> None:
     30 ms RTT added to its time to first token."""
     t = targets(p, 0, 2)
     t.routing[0, :, 0, IWN] = [0.0, 1.0]
-    r = simulate(p, demand(60, {(0, IWN): 100.0}), fixed(p, t))
+    r = replay(p, demand(60, {(0, IWN): 100.0}), fixed(p, t))
     assert r.tiers["IW-N"].sla_attainment == pytest.approx(1.0)
     assert r.tiers["IW-N"].ttft_s["p50"] == pytest.approx(0.1 + 0.030)
 

@@ -12,8 +12,8 @@ import pytest
 
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, params_from_config
-from planner.sim.fluid import simulate
 from planner.sim.policies import Reactive
+from planner.sim.serving import ideal
 from planner.sim.slo_policy import SloReactive
 from planner.sim.sweep import (
     PAPER_REACTIVE,
@@ -24,6 +24,7 @@ from planner.sim.sweep import (
     references,
     run_point,
 )
+from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
 START = pd.Timestamp("2024-06-03 10:00")
@@ -120,9 +121,9 @@ def test_sweep_rows_on_a_replay_and_their_frontier(p: FleetParams) -> None:
     iwf = 60.0 + 50.0 * np.sin(t / 40.0) ** 2 + rng.gamma(2.0, 10.0, 360)
     d = demand(360, {(0, IWF): iwf, (1, IWN): 40.0 + 0.1 * t, (0, NIW): 20.0})
     cfg = tiny_config()
-    wb, clair = references(cfg, p, d)
+    wb, clair = references(cfg, p, d, ideal(p))
     rows = [
-        run_point(pt, p, d, {}, wb, clair)
+        run_point(pt, p, d, {}, wb, clair, ideal(p))
         for pt in grid(["reactive", "slo-reactive", "siloed"], [])
     ]
     keys = {
@@ -163,9 +164,9 @@ def test_slo_reactive_scales_out_on_the_first_queue(p: FleetParams) -> None:
     rates = np.r_[np.full(60, 150.0), np.full(60, 300.0)]
     d = demand(120, {(0, IWF): rates})
     first = np.array([[[150.0, 0, 0]], [[0, 0, 0]]])
-    slo = simulate(p, d, SloReactive(p, first, min_instances=0), drain=False)
+    slo = replay(p, d, SloReactive(p, first, min_instances=0), drain=False)
     gauge = Reactive(p, first, target=0.85, min_instances=0, cooldown_out_min=15)
-    reactive = simulate(p, d, gauge, drain=False)
+    reactive = replay(p, d, gauge, drain=False)
     g = slo.timeline["gpus"].to_numpy()
     assert (g[:61] == 8).all() and (g[61:83] == 16).all()  # no second step while pending
     assert slo.tiers["IW-F"].sla_attainment > reactive.tiers["IW-F"].sla_attainment
