@@ -215,8 +215,11 @@ def test_ui_shows_the_deployment_schedule_and_the_completed_run(
         page.goto(f"{base}/deployments", wait_until="networkidle")
         page.get_by_text("hourly-plan").first.wait_for(timeout=60_000)
         page.get_by_text("hourly-plan").first.click()
-        # the UI renders the cron in words ("At 5 minutes past the hour") or as written
-        schedule = re.compile(r"5 \* \* \* \*|5 minutes past the hour", re.IGNORECASE)
+        # the UI renders the cron in words ("At 40 minutes past the hour") or as written
+        minute = 60 - load_config().planner.plan_lead_min
+        schedule = re.compile(
+            rf"\b{minute} \* \* \* \*|\b{minute} minutes past the hour", re.IGNORECASE
+        )
         page.get_by_text(schedule).first.wait_for(timeout=60_000)
         page.screenshot(path=str(shots / "deployment.png"), full_page=True)
         page.goto(f"{base}/runs", wait_until="networkidle")
