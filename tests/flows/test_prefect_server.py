@@ -51,8 +51,13 @@ class Api:
     def wait(self, run_id: str, timeout: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"{self.base}/flow_runs/{run_id}", timeout=30) as r:
-                run = json.loads(r.read())
+            try:
+                with urllib.request.urlopen(f"{self.base}/flow_runs/{run_id}", timeout=30) as r:
+                    run = json.loads(r.read())
+            except (TimeoutError, OSError):
+                # the server shares two cores with the run's solver and process pool: a poll
+                # that times out is retried until the deadline, not taken as the answer
+                continue
             if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 return dict(run)
             time.sleep(2)
