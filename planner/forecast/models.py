@@ -38,6 +38,8 @@ from statsforecast.models import (
     SeasonalNaive,
 )
 
+from planner.config.models import DEFAULT_FORECAST_CANDIDATES
+
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[], Any]
 LEVELS = (80, 90, 95, 98)  # the intervals every forward computes (quantiles .01-.99)
@@ -198,19 +200,7 @@ def uses_global(name: str) -> bool:
 
 
 BASELINES = tuple(name for name, spec in REGISTRY.items() if spec.baseline)
-# ARIMA stays available but off by default: on ServeGen-derived logs it won 5-7 of 54 series
-# yet the deployed selection scored no better without it (token rate 15.6 % vs 15.2 % better
-# than seasonal naive) at 2.3x the selection time (0.2-0.4 s per fit).
-DEFAULT_CANDIDATES = (
-    "snaive24",
-    "snaive168",
-    "ets",
-    "theta",
-    "ets_theta",
-    "mstl",
-    "gbm",
-    "ets_theta_gbm",
-)
+DEFAULT_CANDIDATES = DEFAULT_FORECAST_CANDIDATES  # the config's default list, written once
 
 
 def cap_spikes(y: np.ndarray, k: float = 3.0) -> np.ndarray:

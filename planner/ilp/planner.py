@@ -126,15 +126,7 @@ def make_plan(
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
         plan = from_values(data, greedy, facts)
-    check = verify(plan, data)
-    if not check.ok:
-        log.error(
-            "plan %s violates %d constraints: %s",
-            plan.plan_id,
-            len(check.violations),
-            check.violations[:5],
-        )
-    return plan, check
+    return plan, _verified(plan, data)
 
 
 def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan, Verification]:
@@ -177,6 +169,11 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
         plan = from_values(data, greedy_values(data), facts)
+    return plan, _verified(plan, data)
+
+
+def _verified(plan: Plan, data: PlanningData) -> Verification:
+    """The plan checked against every constraint; violations are logged, never hidden."""
     check = verify(plan, data)
     if not check.ok:
         log.error(
@@ -185,4 +182,4 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
             len(check.violations),
             check.violations[:5],
         )
-    return plan, check
+    return check
