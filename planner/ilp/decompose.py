@@ -229,13 +229,16 @@ def _ascent(
         out.region_seconds += sum(x.seconds for x in results)
         return results
 
-    if out.values is None:
+    primal_reserve = settings.primal_share * settings.time_limit_s
+    if out.values is None and deadline - time.perf_counter() > 2 * primal_reserve:
         # the first plan: each demand routed where the cheapest serving cost sends it,
-        # each region sized for what it receives
+        # each region sized for what it receives (skipped when the time left is better
+        # spent on a first bound: the relaxation took it)
         assemble(routed_solutions(pi))
     theta, stall = 1.0, 0
     while out.iterations < settings.max_iterations:
-        reserve = settings.primal_share * settings.time_limit_s if out.values is None else 0
+        # the first round always runs (a bound); later ones keep time for a plan if none
+        reserve = primal_reserve if out.values is None and out.iterations > 0 else 0
         if time.perf_counter() >= deadline - reserve - 0.5:
             break
         limit = round_limit(reserve)

@@ -21,7 +21,9 @@ them priced, the program falls apart into
 Weak duality makes L(π, μ) ≤ OPT for any prices, and it stays a valid bound when each R_r
 is replaced by SCIP's *dual bound* of it (a region stopped at its gap or time limit still
 contributes a lower bound), so the reported bound is proven. The prices move by the
-subgradient (Σ f − Σ w, s − Σ v) with Polyak steps towards the best plan.
+subgradient (Σ f − Σ w, s − Σ v) with Polyak steps towards the best plan
+(planner.ilp.decompose runs the rounds, after the LP relaxation and its dive, and keeps the
+best of every bound and plan).
 
 The plan is assembled from the same pieces: routing sends each demand where F chose; each
 region solves its MIP with that routed demand as a requirement (unmet at its penalty) and
