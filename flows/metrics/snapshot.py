@@ -21,10 +21,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.planning import plan_rows, state_from_json
+from flows.planning import plan_rows
 from flows.run_status import read_run
 from flows.warehouse.connection import WarehouseError, connect
 from flows.warehouse.sqlfiles import run
+from planner.ilp.data import FleetState
 
 log = logging.getLogger(__name__)
 COUNTS = ["region", "vm_type", "on_demand", "spot"]
@@ -130,7 +131,7 @@ def _running(state: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fleet the plan started from (what ran when it was made), as count frames."""
     if not isinstance(state, str) or not state:
         return pd.DataFrame(columns=COUNTS), pd.DataFrame(columns=INSTANCES)
-    s = state_from_json(state)
+    s = FleetState.from_json(state)
     vms = pd.DataFrame(
         [
             {

@@ -22,8 +22,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from planner.ilp.frames import rows
-from planner.ilp.plan import Plan
+from planner.ilp.plan import HourView, Plan
 
 
 @dataclass(frozen=True)
@@ -87,24 +86,18 @@ def desired_states(
                 "artifact": str(router["artifact"]),
                 "epoch_s": float(router["epoch_s"]),
             }
-    for v in rows(plan.vms[plan.vms["hour"] == hour]):
-        docs[v.region]["vms"][v.vm_type] = {"on_demand": int(v.on_demand), "spot": int(v.spot)}
-    for i in rows(plan.instances[plan.instances["hour"] == hour]):
-        if i.on_demand or i.spot:
-            docs[i.region]["instances"].setdefault(i.model, {})[i.vm_type] = {
-                "on_demand": round(i.on_demand),
-                "spot": round(i.spot),
-            }
-    for w in rows(plan.routing[plan.routing["hour"] == hour]):
-        docs[w.source_region]["routing"].append(
-            {
-                "model": w.model,
-                "tier": w.tier,
-                "target_region": w.target_region,
-                "weight": round(float(w.weight), 6),
-            }
-        )
-    for a in rows(plan.actions[plan.actions["hour"] == hour]):
+    view = plan.at(hour)
+    for (r, g), (od, sp) in view.vms.items():
+        docs[r]["vms"][g] = {"on_demand": int(od), "spot": int(sp)}
+    for (r, m, g), (n, ns) in view.instances.items():
+        if n or ns:
+            docs[r]["instances"].setdefault(m, {})[g] = {"on_demand": round(n), "spot": round(ns)}
+    for (r0, m, k), targets in view.routing.items():
+        docs[r0]["routing"] += [
+            {"model": m, "tier": k, "target_region": r, "weight": round(float(w), 6)}
+            for r, w in targets.items()
+        ]
+    for a in view.actions:
         if a.region in docs:
             docs[a.region]["actions"].append(
                 {
@@ -117,6 +110,23 @@ def desired_states(
                 }
             )
     return docs
+
+
+def documents_view(docs: Mapping[str, Mapping[str, Any]], hour: datetime) -> HourView:
+    """The hour's view of desired-state documents (region → document): the inverse of
+    :func:`desired_states` for VMs, instances and routing (what an executor applied)."""
+    vms: dict[tuple[str, str], tuple[int, int]] = {}
+    inst: dict[tuple[str, str, str], tuple[float, float]] = {}
+    routing: dict[tuple[str, str, str], dict[str, float]] = {}
+    for r, doc in docs.items():
+        for g, n in doc.get("vms", {}).items():
+            vms[(r, g)] = (int(n.get("on_demand", 0)), int(n.get("spot", 0)))
+        for m, per_type in doc.get("instances", {}).items():
+            for g, n in per_type.items():
+                inst[(r, m, g)] = (int(n.get("on_demand", 0)), int(n.get("spot", 0)))
+        for w in doc.get("routing", []):
+            routing.setdefault((r, w["model"], w["tier"]), {})[w["target_region"]] = w["weight"]
+    return HourView(hour, vms, inst, routing, served={}, backlog={})
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from planner.ilp.data import FleetState, PlanningData
 from planner.ilp.frames import rows
+from planner.ilp.plan_tables import PLAN_TABLES
 
 
 @dataclass(frozen=True)
@@ -70,24 +71,51 @@ class SolverFacts:
         return out
 
 
-# The plan's frames, each stored in its own warehouse table plan_<name> and exported as a file.
-PLAN_TABLES = ("vms", "instances", "routing", "niw", "actions", "costs", "unmet", "assignments")
+RG = tuple[str, str]
+RMG = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class HourView:
+    """What a plan has running in one hour: the one reading of its frames that the state the
+    next plan starts from, the warm start, the simulator's targets and the executors'
+    desired-state documents all derive from.
+
+    vms: (region, vm_type) → (on-demand, spot) VMs
+    instances: (region, model, vm_type) → (on-demand, spot) instances (fractional after the
+               committed hours)
+    routing: (source region, model, tier) → {target region: weight}
+    served: (region, model, tier) → tokens/s the hour's assignments serve
+    backlog: model → NIW backlog at the end of the hour, (tokens/s)·h
+    actions: the plan's actions for the hour (rows of ``Plan.actions``)
+    """
+
+    hour: datetime
+    vms: dict[RG, tuple[int, int]]
+    instances: dict[RMG, tuple[float, float]]
+    routing: dict[RMG, dict[str, float]]
+    served: dict[RMG, float]
+    backlog: dict[str, float]
+    actions: tuple[Any, ...] = ()
+
+    def state(self, backlog: dict[str, float] | None = None) -> FleetState:
+        """The fleet this hour runs (instances rounded), with ``backlog`` (default: the
+        hour's own) as the NIW backlog."""
+        inst = self.instances
+        return FleetState(
+            vms={k: int(od) for k, (od, _s) in self.vms.items()},
+            spot_vms={k: int(sp) for k, (_o, sp) in self.vms.items() if sp},
+            instances={k: round(od) for k, (od, _s) in inst.items() if od},
+            spot_instances={k: round(sp) for k, (_o, sp) in inst.items() if sp},
+            niw_backlog=dict(self.backlog if backlog is None else backlog),
+        )
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Frames, one row per hour and key (hours are UTC starts of the planned hours):
-
-    vms: hour, region, vm_type, on_demand, spot
-    instances: hour, region, model, vm_type, on_demand, spot, committed (integer placement;
-               after the committed hours: instance capacity, re-planned before it is used)
-    assignments: hour, region, model, vm_type, tier, tokens_per_s, spot
-    routing: hour, source_region, model, tier, target_region, weight, tokens_per_s
-    niw: hour, model, served, backlog, late      ((tokens/s)·h; × 3600 for tokens)
-    actions: kind, region, vm_type, model, count, hour, start_by, ready_at
-    costs: hour, component, dollars
-    unmet: hour, region, model, tier, tokens_per_s
-    """
+    """The plan's header, its solver facts and its detail frames, one per table of
+    :data:`planner.ilp.plan_tables.PLAN_TABLES` (columns, kinds and meanings there; hours are
+    UTC starts of the planned hours). :meth:`at` reads what runs in one hour."""
 
     plan_id: str
     as_of: datetime
@@ -113,25 +141,30 @@ class Plan:
         vm = self.vms.assign(g=self.vms["vm_type"].map(gpus_per_vm))
         return float(((vm["on_demand"] + vm["spot"]) * vm["g"]).sum())
 
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The detail frames by table name (the registry's order)."""
+        return {name: getattr(self, name) for name in PLAN_TABLES}
+
+    def at(self, hour: datetime) -> HourView:
+        """What the plan has running in ``hour``."""
+        return _view(self, hour)
+
     def state_at(self, hour: datetime, backlog_hour: datetime | None = None) -> FleetState:
         """The fleet this plan has running in ``hour`` (its committed placement) and the NIW
         backlog it leaves at the end of ``backlog_hour`` (default: the same hour): the state
         the next plan starts from."""
-        vms = self.vms[self.vms["hour"] == hour]
-        inst = self.instances[self.instances["hour"] == hour]
-        niw = self.niw[self.niw["hour"] == (hour if backlog_hour is None else backlog_hour)]
-        return FleetState(
-            vms={(r.region, r.vm_type): int(r.on_demand) for r in rows(vms)},
-            spot_vms={(r.region, r.vm_type): int(r.spot) for r in rows(vms) if r.spot},
-            instances={
-                (r.region, r.model, r.vm_type): round(r.on_demand)
-                for r in rows(inst)
-                if r.on_demand
-            },
-            spot_instances={
-                (r.region, r.model, r.vm_type): round(r.spot) for r in rows(inst) if r.spot
-            },
-            niw_backlog={r.model: float(r.backlog) for r in rows(niw)},
+        backlog = None if backlog_hour is None else self.at(backlog_hour).backlog
+        return self.at(hour).state(backlog)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal header, solver facts, notes and frames (dtypes included)."""
+        if not isinstance(other, Plan):
+            return NotImplemented
+        head = ("plan_id", "as_of", "start", "hours", "forecast_origin", "notes")
+        return (
+            all(getattr(self, k) == getattr(other, k) for k in head)
+            and self.solver.as_dict() == other.solver.as_dict()
+            and all(f.equals(other.frames()[n]) for n, f in self.frames().items())
         )
 
     def summary(self) -> dict[str, Any]:
@@ -147,6 +180,24 @@ class Plan:
             "actions": len(self.actions),
             **self.solver.as_dict(),
         }
+
+
+def _view(plan: Plan, hour: datetime) -> HourView:
+    def at(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["hour"] == hour]
+
+    vms = {(r.region, r.vm_type): (r.on_demand, r.spot) for r in rows(at(plan.vms))}
+    inst = {(r.region, r.model, r.vm_type): (r.on_demand, r.spot) for r in rows(at(plan.instances))}
+    routing: dict[RMG, dict[str, float]] = {}
+    for w in rows(at(plan.routing)):
+        out = routing.setdefault((w.source_region, w.model, w.tier), {})
+        out[w.target_region] = out.get(w.target_region, 0.0) + w.weight
+    served: dict[RMG, float] = {}
+    for a in rows(at(plan.assignments)):
+        key = (a.region, a.model, a.tier)
+        served[key] = served.get(key, 0.0) + a.tokens_per_s
+    backlog = {r.model: float(r.backlog) for r in rows(at(plan.niw))}
+    return HourView(hour, vms, inst, routing, served, backlog, tuple(rows(at(plan.actions))))
 
 
 def plan_id(data: PlanningData, frames: dict[str, pd.DataFrame], solver: SolverFacts) -> str:
@@ -181,9 +232,8 @@ def from_values(
         vm_rows[(t, r, g)][0] = round(y)
     for (r, g, t), z in vals.get("z", {}).items():
         vm_rows[(t, r, g)][1] = round(z)
-    vms = pd.DataFrame(
-        [(hour[t], r, g, a, b) for (t, r, g), (a, b) in sorted(vm_rows.items())],
-        columns=["hour", "region", "vm_type", "on_demand", "spot"],
+    vms = PLAN_TABLES["vms"].frame(
+        (hour[t], r, g, a, b) for (t, r, g), (a, b) in sorted(vm_rows.items())
     )
 
     def count(x: float, t: int) -> float:
@@ -195,23 +245,15 @@ def from_values(
         inst_rows[(t, r, m, g)][0] = count(x, t)
     for (r, m, g, t), x in vals.get("xs", {}).items():
         inst_rows[(t, r, m, g)][1] = count(x, t)
-    instances = pd.DataFrame(
-        [
-            (hour[t], r, m, g, a, b, data.committed(t))
-            for (t, r, m, g), (a, b) in sorted(inst_rows.items())
-        ],
-        columns=["hour", "region", "model", "vm_type", "on_demand", "spot", "committed"],
+    instances = PLAN_TABLES["instances"].frame(
+        (hour[t], r, m, g, a, b, data.committed(t))
+        for (t, r, m, g), (a, b) in sorted(inst_rows.items())
     )
     assignments = _assignments(data, vals, hour)
     routing = _routing(data, vals, hour)
     niw = _niw(data, vals, hour)
-    unmet = pd.DataFrame(
-        [
-            (hour[t], r, m, k, e)
-            for (r, m, k, t), e in sorted(vals.get("e", {}).items())
-            if e > 1e-6
-        ],
-        columns=["hour", "region", "model", "tier", "tokens_per_s"],
+    unmet = PLAN_TABLES["unmet"].frame(
+        (hour[t], r, m, k, e) for (r, m, k, t), e in sorted(vals.get("e", {}).items()) if e > 1e-6
     )
     actions = derive_actions(data, vms, instances)
     costs = cost_frame(data, vals, hour)
@@ -263,9 +305,8 @@ def _assignments(
         for (r, m, g, t), v in vals.get("vs", {}).items()
         if v > 1e-9
     ]
-    return pd.DataFrame(
-        sorted(records, key=lambda rec: (*(str(part) for part in rec[:5]), str(rec[-1]))),
-        columns=["hour", "region", "model", "vm_type", "tier", "tokens_per_s", "spot"],
+    return PLAN_TABLES["assignments"].frame(
+        sorted(records, key=lambda rec: (*(str(part) for part in rec[:5]), str(rec[-1])))
     )
 
 
@@ -309,18 +350,7 @@ def _routing(
                         if served[(t, m, r)] > 1e-9:
                             share = served[(t, m, r)] / total
                             records.append((hour[t], r0, m, data.deferrable, r, share, 0.0))
-    return pd.DataFrame(
-        records,
-        columns=[
-            "hour",
-            "source_region",
-            "model",
-            "tier",
-            "target_region",
-            "weight",
-            "tokens_per_s",
-        ],
-    )
+    return PLAN_TABLES["routing"].frame(records)
 
 
 def _niw(
@@ -340,7 +370,7 @@ def _niw(
         )
         for (m, t), b in sorted(vals.get("b", {}).items())
     ]
-    return pd.DataFrame(records, columns=["hour", "model", "arrivals", "served", "backlog", "late"])
+    return PLAN_TABLES["niw"].frame(records)
 
 
 def derive_actions(data: PlanningData, vms: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
@@ -426,10 +456,7 @@ def derive_actions(data: PlanningData, vms: pd.DataFrame, instances: pd.DataFram
                         )
                     )
             prev_inst[key] = (row.on_demand, row.spot)
-    frame = pd.DataFrame(
-        records,
-        columns=["kind", "region", "vm_type", "model", "count", "hour", "start_by", "ready_at"],
-    )
+    frame = PLAN_TABLES["actions"].frame(records)
     return frame.sort_values(["start_by", "kind", "region"], ignore_index=True)
 
 
@@ -451,4 +478,4 @@ def cost_frame(
             share = data.load_loss(m, g, t) / data.instances_per_vm[(m, g)]
             cost[(hour[t], "model_loads")] += prices[(r, g)] * share * u
     records = [(h, comp, d) for (h, comp), d in sorted(cost.items()) if abs(d) > 1e-9]
-    return pd.DataFrame(records, columns=["hour", "component", "dollars"])
+    return PLAN_TABLES["costs"].frame(records)

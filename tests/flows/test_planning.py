@@ -116,7 +116,7 @@ def test_operator_view_page_artifact_and_files_agree(
     actions are those to start before the next plan; plan files carry a column dictionary
     and UTC-marked times."""
     from flows.operator_view import operator_view
-    from flows.publish import COLUMNS
+    from planner.ilp.plan_tables import PLAN_TABLES
     from reports.operator import to_markdown
     from reports.plan_report import write_plan_report
 
@@ -143,9 +143,9 @@ def test_operator_view_page_artifact_and_files_agree(
     assert "Next hour's actions" in text and "NIW schedule" in text and "Routing per hour" in text
     folder = result.export_path
     assert folder is not None and (folder / "COLUMNS.md").exists()
-    for table, columns in COLUMNS.items():
+    for table, spec in PLAN_TABLES.items():
         frame = pd.read_csv(folder / f"{table}.csv")
-        assert set(frame.columns) <= set(columns), table
+        assert list(frame.columns) == spec.names, table
         if "hour" in frame and len(frame):
             assert frame["hour"].str.endswith("Z").all(), table
     assert str(pd.read_parquet(folder / "vms.parquet")["hour"].dt.tz) == "UTC"
