@@ -45,8 +45,9 @@ from planner.config.models import FleetConfig
 from planner.ilp.build import create_model
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
 from planner.ilp.greedy import greedy_values
-from planner.ilp.plan import SolverFacts, from_values
+from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import choose_method, make_plan, solver_settings
+from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.workload.synth import SynthSpec, hourly_rates
 

@@ -13,7 +13,8 @@ from planner.config import FleetConfig
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
 from planner.ilp.greedy import greedy_values
-from planner.ilp.plan import Plan, SolverFacts, from_values
+from planner.ilp.plan import Plan, SolverFacts
+from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.verify import Verification, verify
