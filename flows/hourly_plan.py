@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -33,22 +33,13 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.clock import run_time
 from flows.execute import apply_plan as deliver
-from flows.forecasting import (
-    load_demand,
-    load_models,
-    run_selection,
-    settings_from_config,
-    store_forecasts,
-    timezones,
-)
+from flows.forecasting import run_forecast
 from flows.ingest_flow import ingest_folder
 from flows.planning import run_plan
 from flows.run_status import read_run, record_run
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
-from planner.forecast.pipeline import forecast
-from planner.forecast.series import SeriesKey
 from planner.sim.fairness import FairServe
 from planner.utc import naive_utc
 from reports.pages import page_url
@@ -128,9 +119,17 @@ def check_quality(
     }
 
 
-# One model's series per task (peers travel together: the peer fallback needs them). The
-# function is pure, so the same call runs on a thread or on a Dask worker.
-forecast_model = task(name="forecast-model", retries=1, retry_delay_seconds=5)(forecast)
+def task_map(fn: Callable[..., pd.DataFrame], calls: list[tuple[Any, ...]]) -> list[pd.DataFrame]:
+    """The forecast mapper of the hourly flow: one Prefect task per call (per model), on the
+    flow's task runner (threads, or a Dask cluster), with a progress artifact."""
+    one = task(name="forecast-model", retries=1, retry_delay_seconds=5)(fn)
+    progress = cast(UUID, create_progress_artifact(0.0, description="forecast fan-out over models"))
+    futures = [one.submit(*args) for args in calls]
+    frames = []
+    for i, future in enumerate(futures, start=1):
+        frames.append(future.result())
+        update_progress_artifact(progress, 100.0 * i / len(futures))
+    return frames
 
 
 @flow(
@@ -139,34 +138,16 @@ forecast_model = task(name="forecast-model", retries=1, retry_delay_seconds=5)(f
 def forecast_fanout(
     config_path: str | None, warehouse: str | None, as_of: str, horizon: int
 ) -> dict[str, Any]:
-    """The hourly forecast mapped over models as tasks; stored at origin = the hour of
-    ``as_of``. Runs the daily selection first when none was made in the day before."""
-    logger = get_run_logger()
+    """The hourly forecast (flows.forecasting.run_forecast) with its per-model calls mapped
+    as tasks; stored at origin = the hour of ``as_of``. Runs the daily selection first when
+    none was made in the day before."""
     cfg = _cfg(config_path)
-    origin = _now(as_of).floor("h")
-    settings = settings_from_config(cfg)
-    settings = replace(settings, horizon=horizon)
     with connect(_warehouse(cfg, warehouse)) as con:
-        selected_at, models = load_models(con, origin.to_pydatetime())
-        if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
-            logger.warning("no selection in the day before %s: selecting now", origin)
-            selection = run_selection(con, cfg, origin.to_pydatetime())
-            selected_at, models = selection.as_of, selection.fitted
-        demand = load_demand(con, origin.to_pydatetime(), settings.history_h)
-    progress = cast(UUID, create_progress_artifact(0.0, description="forecast fan-out over models"))
-    futures = []
-    for m in cfg.model_ids:
-        fitted = {s: f for s, f in models.items() if SeriesKey.parse(s).model == m}
-        part = demand[demand["model"] == m]
-        futures.append(forecast_model.submit(part, fitted, origin, settings, timezones(cfg)))
-    frames = []
-    for i, future in enumerate(futures, start=1):
-        frames.append(future.result())
-        update_progress_artifact(progress, 100.0 * i / len(futures))
-    frame = pd.concat([f for f in frames if not f.empty], ignore_index=True)
-    with connect(_warehouse(cfg, warehouse)) as con:
-        stored = store_forecasts(con, frame, selected_at)
-    return {"origin": str(origin), "rows": len(stored), "selected_at": str(selected_at)}
+        stored, info = run_forecast(con, cfg, _now(as_of).to_pydatetime(), horizon, mapper=task_map)
+    if info.get("selection_ran"):
+        get_run_logger().warning("no selection in the day before %s: selected now", info["origin"])
+    origin, selected_at = str(info["origin"]), str(info["selected_at"])
+    return {"origin": origin, "rows": len(stored), "selected_at": selected_at}
 
 
 def fanout_flow(dask_address: str | None = None) -> Any:

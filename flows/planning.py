@@ -21,7 +21,6 @@ import duckdb
 import pandas as pd
 
 from flows.barrier import barrier
-from flows.forecasting import run_forecast
 from flows.publish import (
     export_plan,
     folder_name,
@@ -32,7 +31,7 @@ from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
 from planner.executors import AppliedState, documents_view
 from planner.fleet_index import input_shares
-from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
+from planner.ilp.data import FleetState, PlanningData, build_data, plan_horizon, state_from_config
 from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.plan_tables import PLAN_TABLES
@@ -191,14 +190,24 @@ def repair_publication(con: duckdb.DuckDBPyConnection, root: Path) -> str | None
     return None
 
 
-def ensure_forecasts(
-    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp, horizon: int
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+class MissingForecasts(ValueError):
+    """Planning found no stored forecasts for its hours (the forecast step did not run)."""
+
+
+def stored_forecasts(
+    con: duckdb.DuckDBPyConnection, origin: pd.Timestamp, horizon: int
+) -> pd.DataFrame:
+    """The forecasts stored at ``origin``, covering ``horizon`` hours. Planning never
+    forecasts: missing ones are an error naming the step to run."""
     frame = run(con, "plans/forecasts_at", origin=origin).df()
-    if not frame.empty and int(frame["h"].max()) >= horizon:
-        return frame, {"origin": origin, "reused": True}
-    stored, info = run_forecast(con, cfg, origin.to_pydatetime(), horizon)
-    return stored, info
+    have = int(frame["h"].max()) if not frame.empty else 0
+    if have < horizon:
+        raise MissingForecasts(
+            f"no forecasts at origin {origin:%Y-%m-%dT%H:%M} covering {horizon} h "
+            f"(stored: {have} h): run the forecast step first "
+            f"(`sageserve forecast --as-of {origin:%Y-%m-%dT%H:%M}`, or the hourly-plan flow)"
+        )
+    return frame
 
 
 def planning_data(
@@ -208,15 +217,15 @@ def planning_data(
     state: FleetState,
     demand: pd.DataFrame | None = None,
 ) -> tuple[PlanningData, dict[str, Any]]:
-    """What a plan made at ``as_of`` is built from: the forecasts from origin = its hour (made
-    now if missing) unless ``demand`` is given, the week's token mix, and ``state``."""
+    """What a plan made at ``as_of`` is built from: the stored forecasts from origin = its hour
+    (:func:`stored_forecasts`; never made here) unless ``demand`` is given, the week's token
+    mix, and ``state``."""
     origin = as_of.floor("h")
     info: dict[str, Any] = {"origin": origin}
     shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
     means = None
     if demand is None:
-        horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
-        forecasts, info = ensure_forecasts(con, cfg, origin, horizon)
+        forecasts = stored_forecasts(con, origin, plan_horizon(cfg, as_of))
         demand = planning_demand(forecasts, cfg, shares)
         means = interactive_means(forecasts, cfg)
     data = build_data(

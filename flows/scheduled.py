@@ -21,7 +21,7 @@ from flows.clock import run_time
 from flows.evaluation import run_evaluation, write_outputs
 from flows.forecasting import run_selection
 from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
-from flows.planning import run_plan
+from flows.pipeline import forecast_and_plan
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
@@ -191,7 +191,7 @@ def backfill(
     ):
         for i, hour in enumerate(hours, start=1):
             as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
-            result = run_plan(con, cfg, as_of.to_pydatetime(), root)
+            result = forecast_and_plan(con, cfg, as_of.to_pydatetime(), root)
             made.append(
                 {
                     "hour": str(hour),

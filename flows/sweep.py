@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from flows.evaluation import load_demand, window
-from flows.planning import ensure_forecasts
+from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash

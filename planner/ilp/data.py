@@ -163,6 +163,12 @@ class PlanningData:
         return window
 
 
+def plan_horizon(cfg: FleetConfig, as_of: datetime) -> int:
+    """Forecast hours a plan made at ``as_of`` needs: the horizon from the next full hour,
+    counted from origin = the hour of ``as_of`` (one more when not on the hour)."""
+    return cfg.planner.horizon_h + (1 if as_of > _floor_hour(as_of) else 0)
+
+
 def build_data(
     cfg: FleetConfig,
     demand: pd.DataFrame,
