@@ -249,8 +249,8 @@ def real_hour_rung(
     from flows.forecasting import forecast_for_plan
     from flows.planning import planning_data
 
-    for at in (hour - pd.Timedelta(hours=1), hour):  # the forecast step before each plan
-        forecast_for_plan(con, cfg, at.to_pydatetime())
+    for when in (hour - pd.Timedelta(hours=1), hour):  # the forecast step before each plan
+        forecast_for_plan(con, cfg, when.to_pydatetime())
     earlier, _ = planning_data(con, cfg, hour - pd.Timedelta(hours=1), state_from_config(cfg))
     values = lp_rounding_start(earlier, 60.0) or greedy_values(earlier)
     facts = SolverFacts("LP rounding", math.nan, math.nan, math.nan, 0.0, 0.0, "", cfg_hash(cfg))
