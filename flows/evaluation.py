@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.forecasting import forecast_for_plan
 from flows.planning import planning_data
 from flows.policy_names import POLICIES
 from flows.warehouse.sqlfiles import run
@@ -31,9 +32,9 @@ from planner.ilp.data import state_from_config
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.demand import MinuteDemand, from_buckets
-from planner.sim.fleet import FleetParams, Targets, params_from_config
+from planner.sim.fleet import FleetParams, params_from_config
 from planner.sim.fluid import Policy, SimResult, simulate
-from planner.sim.plans import targets_of
+from planner.sim.plans import plan_targets
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.sweep import references
 from planner.utc import naive_utc
@@ -140,6 +141,8 @@ def plan_sequence(
         as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
         previous = plans[-1] if plans else None
         state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
+        if truth is None:  # the forecast step, then the plan (which never forecasts)
+            forecast_for_plan(con, cfg, as_of.to_pydatetime())
         data, _ = planning_data(con, cfg, as_of, state, truth)
         plan, check = make_plan(data, settings, previous)
         if not check.ok:
@@ -148,11 +151,6 @@ def plan_sequence(
         if progress:
             progress(1)
     return plans
-
-
-def _targets(plans: Sequence[Plan], p: FleetParams) -> tuple[list[Targets], np.ndarray]:
-    pairs = [targets_of(plan, p) for plan in plans]
-    return [t for t, _ in pairs], np.stack([e for _, e in pairs])
 
 
 def make_policies(
@@ -173,11 +171,11 @@ def make_policies(
             niw_hours = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable]
             out.append(Siloed(p, inter, niw_hours.max(axis=0)))
         elif name in ("lt-i", "lt-u", "lt-ua"):
-            hourly, expected = _targets(plans["forecast"], p)
-            out.append(PlanFollowing(p, hourly, expected, mode=name, name=name))
+            made = plan_targets(plans["forecast"], p)
+            out.append(PlanFollowing(p, made.hourly, made.expected, mode=name, name=name))
         elif name == "oracle":
-            hourly, expected = _targets(plans["oracle"], p)
-            out.append(PlanFollowing(p, hourly, expected, mode="lt-i", name="oracle"))
+            made = plan_targets(plans["oracle"], p)
+            out.append(PlanFollowing(p, made.hourly, made.expected, mode="lt-i", name="oracle"))
         else:
             raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
     return out

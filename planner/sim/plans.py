@@ -3,12 +3,15 @@ hour) as arrays, and the load it planned for."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
 from planner.ilp.plan import Plan
 from planner.sim.fleet import FleetParams, Targets, home_routing
 from planner.sim.policies import instance_equivalents
+from planner.sim.sweep import PlanTargets
 
 Array = npt.NDArray[np.float64]
 
@@ -46,3 +49,9 @@ def targets_of(plan: Plan, p: FleetParams) -> tuple[Targets, Array]:
         if K[k] != p.deferrable:  # interactive load; NIW service is deferred by design
             load[R[r], M[m], K[k]] += tokens
     return Targets(vms, spot, inst, spot_inst, routing), instance_equivalents(p, load)
+
+
+def plan_targets(plans: Sequence[Plan], p: FleetParams) -> PlanTargets:
+    """A plan sequence as simulator targets: each plan's first hour and the load it expects."""
+    pairs = [targets_of(plan, p) for plan in plans]
+    return PlanTargets([t for t, _ in pairs], np.stack([e for _, e in pairs]))
