@@ -292,3 +292,22 @@ def test_planning_never_forecasts_missing_forecasts_are_an_error(
         assert con.execute("SELECT count(*) FROM plans").fetchone() == (0,)
         made = forecast_and_plan(con, small_cfg, AS_OF, tmp_path / "plans")
         assert made.check.ok and made.forecast["origin"] == pd.Timestamp("2024-06-11 00:00")
+
+
+def test_backfill_runs_end_to_end_forecasting_before_each_plan(
+    wh: Path, small_cfg_path: Path, tmp_path: Path
+) -> None:
+    """The backfill flow (real Prefect, ephemeral API) over one hour: the forecast step, then
+    the plan made plan_lead_min before the hour, verified and published under backfill/."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    from flows.scheduled import backfill
+
+    out = backfill(
+        "2024-06-11T01:00", "2024-06-11T02:00", str(small_cfg_path), str(wh), str(tmp_path)
+    )
+    assert [p["hour"] for p in out["plans"]] == ["2024-06-11 01:00:00"]
+    assert out["plans"][0]["verified"]
+    assert published_plan_id(tmp_path / "backfill") == out["plans"][0]["plan_id"]
+    with connect(wh, read_only=True) as con:
+        origin = con.execute("SELECT max(origin) FROM forecasts").fetchone()
+    assert origin == (datetime(2024, 6, 11, 0, 0),)
