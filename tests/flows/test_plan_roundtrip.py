@@ -127,3 +127,18 @@ def test_documents_read_back_the_hour_they_were_made_from() -> None:
     assert back.routing == {
         k: {r: round(w, 6) for r, w in targets.items()} for k, targets in view.routing.items()
     }
+
+
+def test_the_warehouse_tables_have_the_registry_columns(tmp_path: Path) -> None:
+    """Each plan_<name> table holds plan_id and the registry's columns, in its kinds."""
+    sql_kind = {"TIMESTAMP": "time", "VARCHAR": "text", "INTEGER": "int", "DOUBLE": "float"}
+    sql_kind["BOOLEAN"] = "bool"
+    with connect(tmp_path / "wh.duckdb") as con:
+        for name, table in PLAN_TABLES.items():
+            got = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = ? ORDER BY ordinal_position",
+                [f"plan_{name}"],
+            ).fetchall()
+            kinds = [(c, sql_kind.get(t, t)) for c, t in got]
+            assert kinds == [("plan_id", "text"), *((c.name, c.kind) for c in table.columns)]
