@@ -63,29 +63,19 @@ def desired_states(
     regions = sorted(
         set(plan.vms["region"]) | set(plan.instances["region"]) | set(plan.routing["source_region"])
     )
+    extra: dict[str, Any] = {}
+    if admission:
+        extra["admission"] = dict(sorted(admission.items()))
+    if router is not None:
+        keys = {"router": str, "artifact": str, "epoch_s": float}
+        extra["instance_router"] = {k: cast(router[k]) for k, cast in keys.items()}
+    head = {"plan_id": plan.plan_id, "hour": _iso(hour)}
+    config = config_hash or plan.solver.config_hash
     docs: dict[str, dict[str, Any]] = {
-        r: {
-            "plan_id": plan.plan_id,
-            "hour": _iso(hour),
-            "region": r,
-            "config_hash": config_hash or plan.solver.config_hash,
-            "vms": {},
-            "instances": {},
-            "routing": [],
-            "actions": [],
-        }
+        r: {**head, "region": r, "config_hash": config, "vms": {}, "instances": {}}
+        | {"routing": [], "actions": [], **{k: dict(v) for k, v in extra.items()}}
         for r in regions
     }
-    if admission:
-        for doc in docs.values():
-            doc["admission"] = dict(sorted(admission.items()))
-    if router is not None:
-        for doc in docs.values():
-            doc["instance_router"] = {
-                "router": str(router["router"]),
-                "artifact": str(router["artifact"]),
-                "epoch_s": float(router["epoch_s"]),
-            }
     view = plan.at(hour)
     for (r, g), (od, sp) in view.vms.items():
         docs[r]["vms"][g] = {"on_demand": int(od), "spot": int(sp)}
