@@ -19,8 +19,9 @@ from planner.ilp.dive import dive
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.lagrange import solve_region
 from planner.ilp.parallel import RegionPool
-from planner.ilp.plan import SolverFacts, from_values
+from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import estimated_variables, make_plan
+from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.verify import verify
 from tests.planner.ilp_fixtures import tiny_data
