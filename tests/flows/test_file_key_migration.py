@@ -28,7 +28,7 @@ OLD_ROWS = [
 
 
 def _old_warehouse(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A warehouse at schema 0030 with two ingested files and one row without a manifest row."""
+    """A warehouse before 0040 with two ingested files and one row without a manifest row."""
     old = [(v, f) for v, f in migrations.migration_files() if v < 40]
     with monkeypatch.context() as m:
         m.setattr(migrations, "migration_files", lambda: old)
@@ -107,8 +107,9 @@ def test_the_upgrade_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.Monke
         )
         with pytest.raises(Exception, match="found no manifest row; nothing changed"):
             connect(path)
-    with duckdb.connect(str(path), read_only=True) as raw:  # as it was: schema 0030
-        assert raw.execute("SELECT max(version) FROM schema_migrations").fetchone() == (30,)
+    with duckdb.connect(str(path), read_only=True) as raw:  # as it was, before 0040
+        before = max(v for v, _ in files if v < 40)
+        assert raw.execute("SELECT max(version) FROM schema_migrations").fetchone() == (before,)
         assert raw.execute("SELECT count(DISTINCT file_id) FROM requests").fetchone() == (3,)
         assert "file_key" not in [r[0] for r in raw.execute("DESCRIBE ingested_files").fetchall()]
     con = connect(path)  # the real migrations apply cleanly afterwards
