@@ -1,5 +1,5 @@
 -- An integer file key in `requests` in place of the 64-character file_id (sha256) on every row:
--- the string cost the load ~0.3-0.5x of a bare CTAS of the same file (issue 12). The manifest
+-- the string cost the load ~0.15x of a bare CTAS of the same file (issue 12). The manifest
 -- `ingested_files` keeps file_id (the content hash that makes a re-ingest a no-op) and gains
 -- file_key, 1, 2, ... in ingest order; `requests.file_key` references it. No FOREIGN KEY: DuckDB
 -- would probe an index per inserted row, and the manifest row is written after the file's rows
