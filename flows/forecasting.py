@@ -22,9 +22,8 @@ from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
 from planner.forecast.gbm import NAME as GBM
 from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
-    ChunkSelection,
-    ChunkTask,
     ForecastSettings,
+    Mapper,
     Selection,
     forecast,
     select_models,
@@ -88,14 +87,17 @@ def process_mapper(
     workers: int,
     on_done: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
-) -> Callable[[Callable[[ChunkTask], ChunkSelection], list[ChunkTask]], list[ChunkSelection]]:
-    """Run chunks in a process pool, largest first (so the workers finish together)."""
+) -> Mapper[Any, Any]:
+    """Run tasks (a selection's chunks, and its global job) in a process pool, largest panel
+    first (so the workers finish together). A selection maps twice (see
+    :func:`planner.forecast.pipeline.select_models`): ``on_total`` gets the running total."""
+    seen = 0
 
-    def mapper(
-        fn: Callable[[ChunkTask], ChunkSelection], tasks: list[ChunkTask]
-    ) -> list[ChunkSelection]:
+    def mapper(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        nonlocal seen
+        seen += len(tasks)
         if on_total:
-            on_total(len(tasks))
+            on_total(seen)
         if workers <= 1 or len(tasks) <= 1:
             out = []
             for task in tasks:
