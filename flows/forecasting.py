@@ -20,7 +20,7 @@ from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
 from planner.forecast.gbm import NAME as GBM
-from planner.forecast.nowcast import partial_values
+from planner.forecast.nowcast import NowcastParams, partial_values
 from planner.forecast.pipeline import (
     ForecastSettings,
     Mapper,
@@ -135,9 +135,34 @@ def run_selection(
     if demand.empty:
         raise ValueError(no_demand_message(con, as_of_ts, settings.history_h))
     mapper = process_mapper(workers or cfg.forecast.workers, on_done, on_total)
-    selection = select_models(demand, as_of_ts, settings, mapper)
+    readings = origin_readings(con, as_of_ts, settings)
+    selection = select_models(demand, as_of_ts, settings, mapper, readings)
     store_selection(con, selection)
     return selection
+
+
+def origin_readings(
+    con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, settings: ForecastSettings
+) -> pd.Series:
+    """The first ``NowcastParams.minutes`` minutes of each backtest origin's hour (the hours
+    ``as_of`` − k·24 h), per series: what the hourly job had read of the hour when it
+    nowcast. Indexed by (series, hour); arrivals before ``as_of`` only."""
+    minutes = NowcastParams().minutes
+    frames = []
+    for k in range(1, settings.backtest.max_origins + 2):
+        hour = as_of - pd.Timedelta(hours=settings.backtest.step_h * k)
+        until = min(hour + pd.Timedelta(hours=1), as_of)
+        if until <= hour:
+            continue
+        partial = run(con, "forecast/partial_hours", since=hour, until=until, minutes=minutes)
+        wide = partial_values(partial.df(), minutes)
+        if not wide.empty:
+            frames.append(wide.stack(future_stack=True).swaplevel())
+    if not frames:
+        return pd.Series(dtype=float)
+    out = pd.Series(pd.concat(frames)).dropna()
+    out.index.names = ["series", "origin"]
+    return out
 
 
 def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> None:

@@ -49,6 +49,7 @@ from planner.forecast.models import (
     PanelStatsForecaster,
     uses_global,
 )
+from planner.forecast.nowcast import NowcastParams, apply_rows
 from planner.forecast.series import Panel, SeriesKey, freq_index, to_sktime
 from planner.quantiles import QUANTILES, quantile_column
 
@@ -430,6 +431,71 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
         (hours["actual"] + offsets) / (hours["point"].clip(lower=0) + offsets)
     )
     return hours
+
+
+NOWCAST_KEY = ["series", "forecaster", "origin", "h"]
+
+
+def calibrate_nowcast(
+    hours: pd.DataFrame,
+    panel: Panel,
+    settings: BacktestSettings,
+    readings: pd.Series,
+    params: NowcastParams | None = None,
+) -> pd.DataFrame:
+    """Add the nowcast of every backtest row whose origin hour has a reading (``readings``:
+    the first ``params.minutes`` minutes of hour ``origin``, indexed by (series, origin)):
+    ``nowcast_point``, its conformal quantiles ``nowcast_q_<τ>`` and ``nowcast_log_residual``.
+
+    The quantiles come from earlier folds' residuals *of nowcasts* (:func:`_calibrate` run
+    on the nowcast points: per lead, own and peers mixed, strictly before each origin), not
+    from the residuals of forecasts that had not read the hour: those are wider than a
+    nowcast's errors at the first leads. Before enough nowcast residuals exist, the band is
+    the forecast's own quantiles moved by the nowcast's factor."""
+    params = params or NowcastParams()
+    if hours.empty or readings.empty:
+        return hours
+    levels = panel.observed.mean()
+    rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
+    rows["offset"] = rows["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
+    key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
+    read = readings.reindex(key).to_numpy(dtype=float)
+    has = np.isfinite(read)
+    if not has.any():
+        return hours
+    point = rows["point"].to_numpy(dtype=float)
+    # the lead-1 point of each (series, forecaster, origin) is what the reading corrects
+    nowcast = apply_rows_by_forecaster(rows, readings, params)
+    offset = rows["offset"].to_numpy(dtype=float)
+    factor = (nowcast + offset) / (np.maximum(point, 0.0) + offset)
+    sub = hours[has].copy()
+    sub["point"] = nowcast[has]
+    for tau in settings.quantiles:
+        native = sub[f"native_{tau}"].to_numpy(dtype=float)
+        sub[f"native_{tau}"] = np.maximum((native + offset[has]) * factor[has] - offset[has], 0)
+    sub = sub.drop(
+        columns=[c for c in sub.columns if c.startswith("q_") or c == "log_residual"]
+        + ["quantile_method"],
+        errors="ignore",
+    )
+    cal = _calibrate(sub, panel, settings)
+    keep = {"point": "nowcast_point", "log_residual": "nowcast_log_residual"}
+    keep |= {quantile_column(t): "nowcast_" + quantile_column(t) for t in settings.quantiles}
+    keep |= {"quantile_method": "nowcast_quantile_method"}
+    cal = cal[NOWCAST_KEY + list(keep)].rename(columns=keep)
+    return hours.merge(cal, on=NOWCAST_KEY, how="left")
+
+
+def apply_rows_by_forecaster(
+    rows: pd.DataFrame, readings: pd.Series, params: NowcastParams
+) -> np.ndarray:
+    """:func:`planner.forecast.nowcast.apply_rows` for rows of several forecasters (each
+    corrected from its own lead-1 point)."""
+    out = np.full(len(rows), np.nan)
+    for _, idx in rows.groupby("forecaster", sort=False).indices.items():
+        part = rows.iloc[idx]
+        out[idx] = apply_rows(part.reset_index(drop=True), readings, params)
+    return out
 
 
 def _scales(panel: Panel, origins: list[pd.Timestamp]) -> pd.DataFrame:

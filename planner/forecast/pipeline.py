@@ -29,6 +29,7 @@ from planner.forecast.backtest import (
     BacktestResult,
     BacktestSettings,
     LocalBacktest,
+    calibrate_nowcast,
     finish_backtest,
     local_backtest,
     peer_group,
@@ -73,6 +74,7 @@ class ChunkTask:
     global_hours: pd.DataFrame | None = None
     global_model: GlobalGBM | None = None
     local: LocalBacktest | None = None
+    readings: pd.Series | None = None  # the first minutes of each origin hour (nowcast)
 
 
 @dataclass(frozen=True)
@@ -179,18 +181,21 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
     settings = task.settings
     local = task.local or local_backtest(task.panel, settings.backtest)
     result = finish_backtest(task.panel, settings.backtest, local, task.global_hours)
+    if task.readings is not None and not task.readings.empty:
+        result.hours = calibrate_nowcast(result.hours, task.panel, settings.backtest, task.readings)
     chosen = choose(result.folds, task.panel.series, settings.selection)
     levels = task.panel.observed.mean()
     fitted = {}
     for series, forecaster, reason in chosen[["series", "forecaster", "reason"]].itertuples(
         index=False
     ):
+        level = float(levels.get(series, 0.0))
         residuals = residuals_for(
             result.hours,
             series,
             forecaster,
             task.panel.series,
-            float(levels.get(series, 0.0)),
+            level,
             settings.backtest.by_horizon,
         )
         fitted[series] = fit_series(
@@ -201,6 +206,16 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
             reason,
             task.global_model,
         )
+        if "nowcast_log_residual" in result.hours:
+            fitted[series].nowcast_residuals = residuals_for(
+                result.hours,
+                series,
+                fitted[series].forecaster,
+                task.panel.series,
+                level,
+                settings.backtest.by_horizon,
+                column="nowcast_log_residual",
+            )
     return ChunkSelection(task.group, result, chosen, fitted)
 
 
@@ -213,9 +228,12 @@ def select_models(
     as_of: pd.Timestamp,
     settings: ForecastSettings,
     mapper: Mapper[Any, Any] | None = None,
+    readings: pd.Series | None = None,
 ) -> Selection:
     """The daily selection over every series known at ``as_of`` (two maps: see the module
-    docstring)."""
+    docstring). ``readings`` (indexed by series and hour): the first minutes of each hour,
+    read before ``as_of``; with them the nowcast's band is calibrated on the backtest's
+    nowcasts (:func:`planner.forecast.backtest.calibrate_nowcast`)."""
     panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
     run = mapper or _serial
     chunks = chunk_tasks(panel, settings)
@@ -229,7 +247,14 @@ def select_models(
         assert isinstance(local, LocalBacktest)
         rows = global_part.hours
         mine = None if rows is None else rows[rows["series"].isin(chunk.panel.series)]
-        tasks.append(replace(chunk, global_hours=mine, global_model=global_part.model, local=local))
+        read = None
+        if readings is not None:
+            read = readings[readings.index.get_level_values(0).isin(chunk.panel.series)]
+        tasks.append(
+            replace(
+                chunk, global_hours=mine, global_model=global_part.model, local=local, readings=read
+            )
+        )
     results = run(select_chunk, tasks)
     return merge(as_of, results, settings)
 
