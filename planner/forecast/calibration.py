@@ -14,12 +14,8 @@ Per hour ahead (issue #15): the error of a forecast grows with its lead, and onl
 hours of a plan are carried out, so a band pooled over leads 1..24 is too wide where it is
 used and too narrow at the far end. ``ResidualQuantiles.fit`` given each residual's lead ``h``
 fits ``Q_τ`` per lead from that lead's residuals (own and peers mixed as below) and a forecast
-at lead h is widened by its own lead's quantiles. A lead with fewer than ``MIN_PER_HORIZON``
-residuals (own + peers) takes the nearest leads with it (h ± 1, h ± 2, …) until it has that
-many, rather than the band pooled over every lead: with three series per peer group and five
-folds (ServeGen m-large) every lead was short, so lead 24 got the pooled band and was
-under-covered (83-87 % at nominal 95 %). Only when all leads together are needed is the pooled
-band used.
+at lead h is widened by its own lead's quantiles; a lead with fewer than
+``MIN_PER_HORIZON`` residuals (own + peers) uses the pooled band.
 """
 
 from __future__ import annotations
@@ -117,30 +113,6 @@ class Sample:
     def at_lead(self, h: int) -> np.ndarray:
         return self.by_lead.get(h, _EMPTY)
 
-    def window(self, h: int, top: int, other: Sample) -> tuple[int, int] | None:
-        """The leads [lo, hi] nearest ``h`` (h itself, then h ± 1, h ± 2, … within 1..top)
-        whose residuals here and in ``other`` number at least ``MIN_PER_HORIZON``; None when
-        only every lead together has that many (then the pooled band)."""
-        count = 0
-        for k in range(top):
-            lo, hi = max(1, h - k), min(top, h + k)
-            if lo == 1 and hi == top:
-                return None
-            count = sum(len(self.at_lead(j)) + len(other.at_lead(j)) for j in range(lo, hi + 1))
-            if count >= MIN_PER_HORIZON:
-                return lo, hi
-        return None
-
-    def around(self, h: int, top: int, other: Sample) -> np.ndarray | None:
-        """Sorted residuals of the leads :meth:`window` picks (None: use the pooled band)."""
-        span = self.window(h, top, other)
-        if span is None:
-            return None
-        lo, hi = span
-        if lo == hi:
-            return self.at_lead(h)
-        return np.sort(np.concatenate([self.at_lead(j) for j in range(lo, hi + 1)]))
-
     @property
     def top_lead(self) -> int:
         return max(self.by_lead, default=0)
@@ -199,10 +171,9 @@ class ResidualQuantiles:
         by_h = None
         if by_horizon:
             rows = []
-            top = max(own.top_lead, peers.top_lead)
-            for h in range(1, top + 1):
-                own_h, peer_h = own.around(h, top, peers), peers.around(h, top, own)
-                if own_h is None or peer_h is None:
+            for h in range(1, max(own.top_lead, peers.top_lead) + 1):
+                own_h, peer_h = own.at_lead(h), peers.at_lead(h)
+                if len(own_h) + len(peer_h) < MIN_PER_HORIZON:
                     rows.append(pooled)
                 else:
                     rows.append(tuple(mixture_quantiles(own_h, peer_h, levels, peers_sorted=True)))

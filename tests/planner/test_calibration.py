@@ -99,18 +99,3 @@ def test_apply_defaults_to_leads_in_order() -> None:
     point = np.array([10.0, 10.0, 10.0])
     assert rq.apply(point)[0.9].tolist() == rq.apply(point, np.array([1, 2, 3]))[0.9].tolist()
     assert rq.apply(point)[0.9][0] < rq.apply(point)[0.9][2]
-
-
-def test_a_thin_lead_takes_its_nearest_leads_not_the_pool() -> None:
-    """Five residuals per lead (three series, a few folds): lead 24 is calibrated on leads
-    21-24 (20 residuals), wider than the pooled band, which under-covers it; lead 1 on 1-4."""
-    rng = np.random.default_rng(4)
-    spread = np.linspace(0.05, 0.6, 24)
-    own, h = _leads(rng, 5, spread)
-    rq = ResidualQuantiles.fit(own, 1.0, [0.05, 0.95], None, h, None)
-    pooled = ResidualQuantiles.fit(own, 1.0, [0.05, 0.95])
-    window = np.sort(own[h >= 21])
-    expected = ResidualQuantiles.fit(window, 1.0, [0.05, 0.95]).values
-    assert rq.at(np.array([24]))[0].tolist() == list(expected)
-    assert rq.at(np.array([24]))[0, 1] > pooled.values[1]
-    assert rq.at(np.array([1]))[0, 1] < pooled.values[1]
