@@ -6,8 +6,9 @@ instances, one per point (ρ, c): instance i receives its own renewal stream who
 coefficient of variation c (Gamma with shape 1/c²; evenly spaced for c = 0) at the rate that
 makes its utilisation ρ = λ · E[busy_s] / κ. ``busy_s`` are seconds at the instance's best
 prefill and decode rates (:meth:`InstanceProfile.busy_s`); κ is what an instance really sustains
-of them on the request mix (:func:`saturation`: long prompts stall decodes, long contexts decode
-slower, the KV cache caps the batch), so ρ = 1 is the instance's real capacity. All points run
+of them on the request mix (:func:`saturation`: prefill chunks slow the decodes they share
+an iteration with, long contexts decode slower, the KV cache caps the batch), so ρ = 1 is the
+instance's real capacity. All points run
 in one vectorised :func:`simulate_instances` call (a pinned router sends each stream to its own
 instance). A request meets tier k's SLA when TTFT ≤ the tier's TTFT target and its mean time per
 output token ≤ the tier's TPOT target (all tiers share the pool: under FCFS the tier
@@ -235,6 +236,21 @@ class Curve:
         low = s[i, j] * (1 - fc) + s[i, j + 1] * fc
         high = s[i + 1, j] * (1 - fc) + s[i + 1, j + 1] * fc
         return np.asarray(low * (1 - fr) + high * fr, dtype=float)
+
+
+def minute_attainment(curve: Curve, rho: npt.ArrayLike, instance_cv: npt.ArrayLike) -> Array:
+    """The calibrated within-minute formula, the one both fluid replays use (the pool replay,
+    :func:`planner.sim.pool.pool_sla`, and the fleet replay through
+    :meth:`planner.sim.serving.ServingModel.on_time`): the share of a minute's requests on
+    time at utilisation ρ with per-instance inter-arrival CV c is ``sla(min(ρ, ρ*), c)``.
+
+    ρ* is the curve's largest grid utilisation below 1. The rows at ρ ≥ 1 are measured on
+    streams that never drain: their attainment is that of a queue grown over the whole
+    measurement, a wait the fluid minute queue charges itself (it holds the work a minute
+    cannot serve). Reading those rows too would charge an overloaded minute twice."""
+    below = curve.rhos[curve.rhos < 1.0]
+    cap = float(below[-1]) if len(below) else float(curve.rhos[0])
+    return curve(np.minimum(np.asarray(rho, float), cap), instance_cv)
 
 
 def _decreasing(y: Array) -> Array:
