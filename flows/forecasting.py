@@ -23,11 +23,11 @@ from planner.forecast.gbm import NAME as GBM
 from planner.forecast.nowcast import NowcastParams, partial_values
 from planner.forecast.pipeline import (
     ForecastSettings,
-    Mapper,
     Selection,
     forecast,
     select_models,
 )
+from planner.forecast.pipeline import Mapper as SelectionMapper
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
 from planner.ilp.data import plan_horizon
@@ -88,7 +88,7 @@ def process_mapper(
     workers: int,
     on_done: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
-) -> Mapper[Any, Any]:
+) -> SelectionMapper[Any, Any]:
     """Run tasks (a selection's chunks, and its global job) in a process pool, largest panel
     first (so the workers finish together). A selection maps twice (see
     :func:`planner.forecast.pipeline.select_models`): ``on_total`` gets the running total."""
