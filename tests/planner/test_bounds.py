@@ -17,6 +17,7 @@ from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
 from planner.sim.fluid import Policy, SimResult
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.serving import ideal
 from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
@@ -102,7 +103,7 @@ def test_no_policy_goes_below_the_work_bound_at_its_own_misses(p: FleetParams, n
         assert r.gpu_hours_busy >= bound - 1e-9, (name, policy.name)
         if all(misses(r)[k] <= TARGET_MISS[k] + 1e-12 for k in TARGET_MISS):
             assert r.gpu_hours >= bound_at_target - 1e-9
-    c = clairvoyant_fleet(p, d, np.zeros((2, 1)))
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), ideal(p))
     assert c.gpu_hours >= work_bound(p, d, {}) - 1e-9
 
 
@@ -147,7 +148,7 @@ def test_clairvoyant_fleet_by_hand(p: FleetParams) -> None:
     spare instance (50 tokens/s): nothing added. Region b: floor 1 instance, no demand → 1 VM.
     2 VMs × 8 GPUs × 3 h = 48 GPU-h; floors alone 1 VM each region: 48 GPU-h too."""
     d = demand(180, {(0, IWF): 150.0, (0, NIW): 30.0})
-    c = clairvoyant_fleet(p, d, np.ones((2, 1)))
+    c = clairvoyant_fleet(p, d, np.ones((2, 1)), ideal(p))
     assert c.gpu_hours == pytest.approx(48.0)
     assert c.floor_gpu_hours == pytest.approx(48.0)
     assert (c.instances[:, 0, 0] == 2).all() and (c.instances[:, 1, 0] == 1).all()
@@ -159,7 +160,7 @@ def test_clairvoyant_adds_niw_capacity_only_at_deadlines(p: FleetParams) -> None
     deadline (2 h later) each minute's 72 k tokens needs 12 extra instances for that minute."""
     t = np.arange(180)
     d = demand(180, {(0, NIW): np.where(t < 10, 1200.0, 0.0)})
-    c = clairvoyant_fleet(p, d, np.zeros((2, 1)))
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), ideal(p))
     extra = c.instances[:, 0, 0]
     assert (extra[:120] == 0).all()
     assert (extra[120:130] == 12).all() and (extra[130:] == 0).all()
@@ -172,6 +173,6 @@ def test_policies_meeting_the_targets_cost_at_least_the_clairvoyant_floor_share(
     """The floors are GPU-hours no policy can shed: a reactive fleet with min 1 instance per
     region pays at least them."""
     d = traces()["steady"]
-    c = clairvoyant_fleet(p, d, np.ones((2, 1)))
+    c = clairvoyant_fleet(p, d, np.ones((2, 1)), ideal(p))
     r = replay(p, d, Reactive(p, d.tokens[:60].mean(axis=0) / 60.0))
     assert r.gpu_hours >= c.floor_gpu_hours
