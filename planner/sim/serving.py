@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from planner.fleet_index import blend
 from planner.sim.fleet import FleetParams
 from planner.sim.latency import Curve, LatencyCurves, instance_cv
 
@@ -88,7 +89,7 @@ def serving_model(p: FleetParams, curves: LatencyCurves, share: Array) -> Servin
             prefill, decode = curves.rates[(model, vm)]
             kappa = curves.capacity[(model, vm)]
             phi = share[m]
-            theta[m, g] = kappa / (phi / prefill + (1 - phi) / decode)
+            theta[m, g] = kappa * blend(phi, prefill, decode)
             for k in p.interactive:
                 table[(m, g, k)] = curves.curve(model, vm, p.tiers[k])
     return ServingModel(theta, table)

@@ -16,8 +16,9 @@ from planner.sim.bounds import clairvoyant_fleet, gpu_seconds_per_token, work_bo
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
 from planner.sim.fluid import Policy, SimResult
+from planner.sim.latency import Curve
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
-from planner.sim.serving import ideal
+from planner.sim.serving import ServingModel, ideal
 from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
@@ -176,3 +177,38 @@ def test_policies_meeting_the_targets_cost_at_least_the_clairvoyant_floor_share(
     c = clairvoyant_fleet(p, d, np.ones((2, 1)), ideal(p))
     r = replay(p, d, Reactive(p, d.tokens[:60].mean(axis=0) / 60.0))
     assert r.gpu_hours >= c.floor_gpu_hours
+
+
+def _serving(p: FleetParams, top: float) -> ServingModel:
+    """The tiny fleet's θ with an IW-F curve on time for a share ``top`` up to ρ = 0.5, then
+    falling linearly to 0.9 at ρ = 1 (CV-independent); IW-N always on time."""
+    hot = Curve(
+        np.array([0.0, 0.5, 1.0]), np.array([0.0, 4.0]), np.array([[top] * 2, [top] * 2, [0.9] * 2])
+    )
+    flat = Curve(np.array([0.0, 1.0]), np.array([0.0, 4.0]), np.ones((2, 2)))
+    return ServingModel(np.asarray(p.theta, float), {(0, 0, IWF): hot, (0, 0, IWN): flat})
+
+
+def test_clairvoyant_fleet_on_the_latency_curves_by_hand(p: FleetParams) -> None:
+    """150 tokens/s of IW-F (1.5 instances busy) at 99 %: the curve allows ρ ≤ 0.55, so 3
+    instances (2 would run at 0.75: 95 %). NIW may raise ρ to 0.55 too: 3 × 0.55 − 1.5 = 0.15
+    instances, 15 tokens/s: 10 tokens/s of NIW fit, nothing is added for it."""
+    serving = _serving(p, 1.0)
+    d = demand(60, {(0, IWF): 150.0, (0, NIW): 10.0})
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), serving, {"IW-F": 0.99, "IW-N": 0.99})
+    assert c.reachable and (c.instances[:, 0, 0] == 3).all() and (c.instances[:, 1, 0] == 0).all()
+    rho = np.array([1.5 / 3, 1.5 / 2])
+    assert serving.curves[(0, 0, IWF)](rho, 0.0) == pytest.approx([1.0, 0.95])
+    more = clairvoyant_fleet(
+        p, demand(60, {(0, IWF): 150.0, (0, NIW): 20.0}), np.zeros((2, 1)), serving
+    )
+    assert more.instances[-1, 0, 0] == 3  # 5 tokens/s short each minute, due only at the deadline
+    assert c.gpu_hours == pytest.approx(2 * 8.0)  # 3 instances: 2 VMs for the hour
+
+
+def test_clairvoyant_fleet_says_when_the_curve_cannot_meet_the_target(p: FleetParams) -> None:
+    """A curve that tops out at 95 %: no pool meets 99 %; the fleet is sized at the curve's
+    best (ρ ≤ 0.5: 3 instances for 1.5 busy) and says it is not reachable."""
+    d = demand(60, {(0, IWF): 150.0})
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), _serving(p, 0.95), {"IW-F": 0.99})
+    assert not c.reachable and (c.instances[:, 0, 0] == 3).all()
