@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.demand import MinuteDemand
-from planner.sim.fleet import FleetParams
+from planner.sim.fleet import FleetParams, home_routing
 from planner.sim.serving import ServingModel
 from planner.sim.sizing import DEFAULT_ATTAINMENT, niw_headroom, pool_instances, reaches
 
@@ -150,19 +150,13 @@ def _pack_niw(p: FleetParams, niw_tokens: Array, spare_tokens: Array, per_inst: 
     return extra
 
 
-def home_pool_cv(demand: MinuteDemand) -> Array:
-    """[T, r, m] CV of the arrivals a pool serving its own region receives: the request-
-    weighted root mean square of the tiers' CVs (the replay's ``fluid._pool_cv`` with every
-    request at home), 1 where nothing arrives or the log has no CV."""
-    cv2 = (
-        np.ones_like(demand.requests)
-        if demand.cv is None
-        else np.nan_to_num(demand.cv, nan=1.0) ** 2
-    )
-    reqs = demand.requests.sum(axis=3)
-    sq = (demand.requests * cv2).sum(axis=3)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(reqs > 0, np.sqrt(sq / reqs), 1.0), dtype=float)
+def home_pool_cv(p: FleetParams, demand: MinuteDemand) -> Array:
+    """[T, r, m] CV of the interactive arrivals of a pool serving its own region (the
+    replay's :func:`planner.sim.fluid.pool_cv` with every request at home)."""
+    from planner.sim.fluid import pool_cv
+
+    cv = np.ones_like(demand.requests) if demand.cv is None else np.nan_to_num(demand.cv, nan=1.0)
+    return pool_cv(home_routing(p), demand.requests, cv**2, list(p.interactive))
 
 
 def clairvoyant_fleet(
@@ -185,7 +179,7 @@ def clairvoyant_fleet(
     tiers = list(p.interactive)
     k_niw = p.deferrable
     rate = demand.tokens / 60.0  # [T, r, m, k] at the source region = serving region
-    cv = home_pool_cv(demand)
+    cv = home_pool_cv(p, demand)
     inst = np.zeros((T, nr, nm))
     spare = np.zeros((T, nr, nm))
     per_inst = np.ones((T, nr, nm))

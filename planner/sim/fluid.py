@@ -157,11 +157,16 @@ def default_serving(p: FleetParams, demand: MinuteDemand) -> ServingModel:
     return serving_model(p, load_latency_curves(), share)
 
 
-def _pool_cv(routing: Array, requests: Array, cv2: Array) -> Array:
-    """[r, m] CV of the arrivals a pool receives: the request-weighted root mean square of the
-    streams' CVs (superposed independent streams), 1 where nothing arrives."""
-    reqs = np.einsum("srmk,smk->rm", routing, requests)
-    sq = np.einsum("srmk,smk->rm", routing, requests * cv2)
+def pool_cv(routing: Array, requests: Array, cv2: Array, tiers: list[int]) -> Array:
+    """[..., r, m] CV of the interactive arrivals a pool receives (``requests``, ``cv2``:
+    [..., src, m, k]; ``routing`` [src, r, m, k]): the request-weighted root mean square of
+    the streams' CVs over the interactive ``tiers`` (superposed independent streams), 1 where
+    none arrive. NIW is left out: it waits in its queue and is admitted as capacity frees,
+    so its arrival bursts (a batch job's thousands of requests in one second) never reach
+    the batch as bursts; its load is in ρ."""
+    w = routing[:, :, :, tiers]
+    reqs = np.einsum("srmk,...smk->...rm", w, requests[..., tiers])
+    sq = np.einsum("srmk,...smk->...rm", w, (requests * cv2)[..., tiers])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(np.where(reqs > 0, np.sqrt(sq / reqs), 1.0), dtype=float)
 
@@ -197,7 +202,7 @@ def simulate(
     tier_order = [*p.interactive]
     rho = np.zeros((T, nr, nm))  # the pools' utilisation per minute
     shared_log = np.zeros((T, nr, nm, len(p.vm_types)))
-    pool_cv = np.ones((T, nr, nm))
+    pool_cvs = np.ones((T, nr, nm))
     cv2 = np.ones_like(tokens) if demand.cv is None else np.nan_to_num(demand.cv, nan=1.0) ** 2
     for t in range(T + D):
         if t < T:
@@ -265,7 +270,7 @@ def simulate(
         if t < T:
             inst_log[t] = (od + spot).sum(axis=2)
             rho[t], shared_log[t] = busy_shared, shared
-            pool_cv[t] = _pool_cv(routing, demand.requests[t], cv2[t])
+            pool_cvs[t] = pool_cv(routing, demand.requests[t], cv2[t], tier_order)
             util = busy_shared
             last_pressure = pressure
             last_arr = arr
@@ -277,7 +282,7 @@ def simulate(
     for m in range(nm):
         for k in p.interactive:
             within[:, :, m, k] = serving.on_time(
-                m, k, shared_log[:, :, m], rho[:, :, m], pool_cv[:, :, m]
+                m, k, shared_log[:, :, m], rho[:, :, m], pool_cvs[:, :, m]
             )
     tiers = _outcomes(p, demand, admitted, served, dropped, routes, within)
     run, tail = timeline[:T], timeline[T:]
