@@ -111,7 +111,8 @@ def slo_grid() -> list[Point]:
 def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[Point]:
     """Per quantile: LT-I, LT-U, LT-UA over ``ahead``, and (``reactive_layer``) LT-R, the
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
-    its target pressure."""
+    its target pressure (down to 0.3: on the calibrated curves the tight tier needs cold
+    pools, as the reactive grids' coldest points)."""
     pts = []
     for q in quantiles:
         for mode in ("lt-i", "lt-u"):
@@ -119,7 +120,7 @@ def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[P
         for ahead in (1.05, 1.1, 1.25):
             pts.append(Point("plan", {"quantile": q, "mode": "lt-ua", "ahead": ahead}))
         if reactive_layer:
-            for target, handover in itertools.product((0.7, 0.85), (True, False)):
+            for target, handover in itertools.product((0.3, 0.5, 0.7, 0.85), (True, False)):
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
                 pts.append(Point("plan", params))
     return pts
