@@ -66,9 +66,10 @@ class Point:
 
 def reactive_grid() -> list[Point]:
     """Out thresholds with a target below each and the in threshold below that, × cooldowns;
-    plus the paper's point. The two coldest levels (out 0.3 and 0.4) are there because on the
-    calibrated serving model the tight tier meets 99 % only at low utilisation."""
+    plus the paper's point. The three coldest levels (out 0.2, 0.3 and 0.4) are there because on the
+    calibrated serving model the tight tier meets 99 % only at low utilisation (out 0.2 too)."""
     levels = [
+        (0.2, 0.12, 0.05),
         (0.3, 0.2, 0.1),
         (0.4, 0.3, 0.15),
         (0.6, 0.45, 0.25),
@@ -97,10 +98,10 @@ def reactive_grid() -> list[Point]:
 
 def slo_grid() -> list[Point]:
     """Target pressure × scale-out level (just above the target, or only once work queues)
-    × scale-in stabilisation window; targets down to 0.2 (the calibrated model's tight tier
+    × scale-in stabilisation window; targets down to 0.1 (the calibrated model's tight tier
     needs pools that cold)."""
     pts = []
-    targets = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    targets = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     for target, cooldown_in in itertools.product(targets, (10, 30)):
         for up in sorted({round(min(target + 0.1, 0.98), 2), 1.0}):
             params = {"target": target, "up": up, "down": round(0.7 * target, 2)}
