@@ -17,8 +17,9 @@ region r and model m:
 
 **Running hot costs SLA.** The pool's utilisation ρ_t (its served share of the minute's
 capacity, NIW included: it shares the batch) and the inter-arrival CV its instances see (the
-minute's CV from the log, merged over the streams the pool receives, over √n; 1 where the log
-has none) give each interactive tier's on-time share within the minute from the latency
+minute's CV from the log, merged over the interactive streams the pool receives, over √n; 1
+where the log has none; NIW waits in its queue, so its bursts are not counted: :func:`pool_cv`)
+give each interactive tier's on-time share within the minute from the latency
 curves, ``sla_k(ρ_t, c_t)`` (batching slows decodes, sub-minute bursts queue, prefill
 chunks slow the decodes they share iterations with). Across minutes the fluid queue adds
 its wait: arrivals are uniform within their minute, so the cumulative admitted arrivals A(t)
