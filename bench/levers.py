@@ -35,10 +35,11 @@ import duckdb
 import pandas as pd
 
 from flows.evaluation import history_before, load_demand, window
-from flows.sweep import _plan_targets, _pool, at_quantile, hour_inputs, plan_sequence_from
+from flows.sweep import _pool, at_quantile, hour_inputs, plan_sequence_from
 from planner.config import FleetConfig, load_config
 from planner.sim.fleet import params_from_config
 from planner.sim.fluid import default_serving
+from planner.sim.plans import plan_targets
 from planner.sim.sweep import (
     PlanTargets,
     frontier,
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("plans: %.0f s", time.perf_counter() - clock)
         plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
         for (v, q), seq in zip(jobs, seqs, strict=True):
-            plans[v][q] = _plan_targets(seq, p)
+            plans[v][q] = plan_targets(seq, p)
         futures = [
             ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
             for pt in grid(families, quantiles)
