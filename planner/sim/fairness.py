@@ -208,6 +208,7 @@ class FairServe(Vtc):
 
     def admit(self, arrivals: Arrivals, fresh: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         ok = np.ones(len(fresh), bool)
+        waiting = {int(u) for u in arrivals.tenant[~fresh]}
         if (~fresh).any():  # requests held back at the gateway: their tenants wait now
             now = max(self._now, float(arrivals.arrival_s[~fresh].max()))
             for u in {int(u) for u in arrivals.tenant[~fresh]}:
@@ -226,7 +227,7 @@ class FairServe(Vtc):
                 prof is not None
                 and not in_action
                 and self._over(u, c, prof)
-                and self._contended(u, t)
+                and self._contended(u, t, waiting)
             ):
                 ok[i] = False
                 self.throttled += 1
@@ -236,9 +237,14 @@ class FairServe(Vtc):
             self._last[u] = t
         return ok
 
-    def _contended(self, u: int, t: float) -> bool:
-        """Others waited (instance queues, or another tenant held at the gateway) within the
-        last ``contention_s``."""
+    def _contended(self, u: int, t: float, waiting: set[int]) -> bool:
+        """Another tenant waits at the gateway now; or, for a tenant :meth:`flooding`, others
+        waited (instance queues, or another tenant held at the gateway) within the last
+        ``contention_s``."""
+        if waiting - {u}:
+            return True
+        if not (self.flood_cap is not None and self.flooding(u)):
+            return False
         recent = t - self.contention_s
         return self._contended_at >= recent or any(
             at >= recent for v, at in self._held.items() if v != u
