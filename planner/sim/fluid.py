@@ -19,15 +19,15 @@ region r and model m:
 capacity, NIW included: it shares the batch) and the inter-arrival CV its instances see (the
 minute's CV from the log, merged over the streams the pool receives, over √n; 1 where the log
 has none) give each interactive tier's on-time share within the minute from the latency
-curves, ``sla_k(ρ_t, c_t)`` (batching slows decodes, sub-minute bursts queue, long prompts
-stall the batch). Across minutes the fluid queue adds its wait: arrivals are uniform within
-their minute, so the cumulative admitted arrivals A(t) and service S(t) are piecewise linear;
-a request at position p = A(t) starts service at S⁻¹(p), FIFO within its tier, read at
-``QUADRATURE`` points per bucket. An interactive request is on time with probability
-``sla_k(ρ_t, c_t)`` if its queue wait + network RTT is within its TTFT target, never
-otherwise. Reported TTFT = wait + prefill (mean input tokens / per-instance prefill rate) +
-RTT, E2E = TTFT + output tokens × the tier's time per output token: the across-minute part of
-latency (the within-minute part is in the attainment).
+curves, ``sla_k(ρ_t, c_t)`` (batching slows decodes, sub-minute bursts queue, prefill
+chunks slow the decodes they share iterations with). Across minutes the fluid queue adds
+its wait: arrivals are uniform within their minute, so the cumulative admitted arrivals A(t)
+and service S(t) are piecewise linear; a request at position p = A(t) starts service at
+S⁻¹(p), FIFO within its tier, read at ``QUADRATURE`` points per bucket. An interactive
+request is on time with probability ``sla_k(ρ_t, c_t)`` if its queue wait + network RTT is
+within its TTFT target, never otherwise. Reported TTFT = wait + prefill (mean input tokens /
+per-instance prefill rate) + RTT, E2E = TTFT + output tokens × the tier's time per output
+token: the across-minute part of latency (the within-minute part is in the attainment).
 
 After the last minute of the log the fleet is frozen and the queues drain for up to the NIW
 deadline; GPU-hours of that drain are reported apart (``drain_gpu_hours``), not in the totals.

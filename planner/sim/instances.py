@@ -2,29 +2,49 @@
 
 This is the simulator's one reference for how load turns into latency (it replaced the
 per-request heap of the first version). One pool of ``n`` identical instances of one model on
-one VM type, each running the loop of a vLLM-style server (iteration times from
-:class:`planner.sim.profile.InstanceProfile`):
+one VM type, each running the loop of a vLLM-style server with **chunked prefill**
+(Sarathi-Serve; vLLM's ``enable_chunked_prefill``), iteration times from
+:class:`planner.sim.profile.InstanceProfile`:
 
 * a request is routed to an instance on arrival (:mod:`planner.sim.routing`) and waits in that
   instance's FIFO queue (first come, first served across tiers, as vLLM schedules);
-* at every iteration boundary the instance admits waiting requests that have arrived, in order,
-  while the batch has fewer than ``max_batch`` requests, their KV reservation (prompt + output
-  tokens) fits in ``kv_tokens``, and the iteration's prompt tokens stay within
-  ``max_prefill_tokens`` (one request always may); a request arriving exactly at a boundary is
-  admitted there;
-* if it admitted any, the iteration is a **prefill** of those requests (decodes pause, as in a
-  server without chunked prefill): it lasts ``prefill_s(Σ prompt)`` and ends with each new
-  request's first token;
-* otherwise, if the batch is not empty, it is a **decode** iteration: every request in the batch
-  gets one token; it lasts ``decode_s(batch size, mean context)``; a request leaves the batch
-  (and frees its KV) with its last token;
-* an idle instance waits for its next request.
+* every iteration has a **token budget** ``B`` (``InstanceProfile.token_budget``, vLLM's
+  ``max_num_batched_tokens``). At each iteration boundary the scheduler fills it in this
+  order: (1) every running request that has finished its prefill decodes one token (``D``
+  tokens); (2) the request whose prefill is under way (at most one: only the last admitted can
+  be cut short) takes ``min(prompt tokens left, B − D)``; (3) waiting requests that have
+  arrived are admitted in order while budget is left, the batch has fewer than ``max_batch``
+  requests and their KV reservation (prompt + output tokens) fits in ``kv_tokens``; each takes
+  ``min(prompt, budget left)`` prompt tokens as its first chunk. A request arriving exactly at
+  a boundary is admitted there;
+* the iteration time of a batch of ``C`` prefill-chunk tokens and ``D`` decodes at mean
+  context ``x`` (seconds; the profile's ms converted as :mod:`planner.config.throughput`
+  documents) is the roofline of the two measured regimes::
 
-Vectorised across instances: every step advances *each* instance by one prefill, or by a run of
-identical decode iterations up to its next event (the first completion in its batch, or the
-first iteration boundary at or after its next queued request arrives), so the step count is
-about the largest number of events of one instance, not of iterations. The decode time of such a
-run is taken at its start (the mean context grows by a few tokens within it).
+      t = decode_s(D, x)                          if C = 0  (a pure decode iteration)
+      t = prefill_s(C + D)                        if D = 0  (a pure prefill iteration)
+      t = max(prefill_s(C + D), decode_s(D, x))   otherwise
+
+  ``prefill_s(T)`` is the measured time of a forward pass over ``T`` tokens (compute-bound:
+  a decode token costs what a prompt token costs there) and ``decode_s(D, x)`` that of ``D``
+  decodes (memory-bound: the weights and the ``D`` contexts' KV are read once); the mixed
+  batch takes the larger. On Llama2-70B/A100 a full iteration of 480 chunk tokens and 32
+  decodes takes ``max(prefill_s(512) = 127 ms, decode_s(32) = 52 ms)``, so a long prompt no
+  longer stalls the batch for its whole prefill (4,096 prompt tokens in one piece: 1.1 s);
+* a request's first token comes at the end of the iteration that prefills its last prompt
+  token; each decode iteration gives it one more; it leaves the batch (and frees its KV) with
+  its last token; an idle instance waits for its next request.
+
+Vectorised across instances: every step advances *each* instance by one scheduled iteration,
+or by a run of identical ones up to its next event: a run of decode iterations (the first
+completion in its batch, or the first iteration boundary at or after its next queued request
+arrives), or a run of full-budget chunks of one long prompt (no other request can join while
+the budget is full: up to its last chunk or the first decode completion). So the step count is
+about the largest number of events of one instance, not of iterations. The iteration time of
+such a run is taken at its start (the mean context grows by a few tokens within it). Chunks of
+one prompt are charged by their token count: the extra attention of a later chunk over the
+earlier ones is not modelled (on the profile, 8 × ``prefill_s(512)`` is within 9 % of
+``prefill_s(4096)`` on every placement, 8 % below it on Llama2-70B/A100).
 
 A request with a KV reservation larger than the whole cache, or longer than the model's context
 window (prompt + output > ``max_context``: vLLM refuses it), is rejected (never served).
@@ -98,9 +118,15 @@ class Served:
             )
 
 
+_IDLE = np.int64(1) << 60  # ``left`` of a slot that is empty or still prefilling
+
+
 class _Pool:
     """Mutable state of ``n`` instances: per-instance FIFO queues as linked lists over request
-    positions, and a [n, max_batch] slot table of the running batch."""
+    positions; a [n, max_batch] slot table of the running batch (the request, and the output
+    tokens it still needs once decoding, ``_IDLE`` while empty or prefilling); per instance the
+    decoders' count and summed context, and the prefill under way (its slot and the prompt
+    tokens it has left)."""
 
     def __init__(self, req: Requests, prof: InstanceProfile, n: int) -> None:
         N, B = len(req.arrival_s), prof.max_batch
@@ -114,9 +140,12 @@ class _Pool:
         self.tail = np.full(n, -1, np.int64)
         self.clock = np.zeros(n)
         self.slot = np.full((n, B), -1, np.int64)
-        self.left = np.zeros((n, B), np.int64)
-        self.ctx = np.zeros((n, B))
+        self.left = np.full((n, B), _IDLE, np.int64)
         self.nrun = np.zeros(n, np.int64)
+        self.ndec = np.zeros(n, np.int64)
+        self.dctx = np.zeros(n, np.int64)  # Σ context of the decoding requests
+        self.pcol = np.full(n, -1, np.int64)  # slot of the prefill under way
+        self.ppre = np.zeros(n, np.int64)  # its prompt tokens still to prefill
         self.kv = np.zeros(n)
         self.first = np.full(N, np.inf)
         self.finish = np.full(N, np.inf)
@@ -127,14 +156,15 @@ class _Pool:
         self.steps = 0
 
     def view(self, t: float) -> PoolView:
-        occ = self.slot >= 0
-        running_left = np.where(occ, self.left, 0).sum(axis=1).astype(float)
+        decoding = np.where(self.left < _IDLE // 2, self.left, 0).sum(axis=1)
+        pr = np.maximum(self.slot[np.arange(self.n), np.maximum(self.pcol, 0)], 0)
+        prefilling = np.where(self.pcol >= 0, self.ppre + self.output[pr] - 1, 0)
         return PoolView(
             t,
             self.queued.copy(),
             self.nrun.copy(),
             self.kv.copy(),
-            running_left + self.queued_tokens,
+            (decoding + prefilling).astype(float) + self.queued_tokens,
             self.queued_prompt.copy(),
         )
 
@@ -169,93 +199,147 @@ class _Pool:
             head_arrival = np.where(self.head >= 0, self.arrival[h], np.inf)
             jump = live & (self.nrun == 0) & (head_arrival > self.clock)
             self.clock[jump] = head_arrival[jump]
-            admitted = self._admit(live)
-            if admitted.any():
-                self._prefill(np.flatnonzero(admitted))
-            decoding = live & ~admitted & (self.nrun > 0)
-            if decoding.any():
-                self._decode(np.flatnonzero(decoding), until)
+            ii = np.flatnonzero(live)
+            self._iterate(ii, *self._schedule(ii), until)
 
-    def _admit(self, live: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-        """Admit arrived queue heads while batch, KV and prefill budget allow; returns which
-        instances admitted any (their new requests carry ``ctx < 0`` until prefilled)."""
+    def _schedule(self, ii: IntArray) -> tuple[IntArray, IntArray, _Admitted]:
+        """The prefill chunks of the next iteration of instances ``ii`` (module docstring):
+        the prefill under way first, then arrived queue heads admitted while budget, batch
+        and KV allow. Returns the chunk tokens per instance, the prefill under way's share
+        of them, and the admissions."""
         p = self.prof
-        tokens = np.zeros(self.n)
-        count = np.zeros(self.n, np.int64)
-        cand = live
+        room = p.token_budget - self.ndec[ii]
+        part = np.where(self.pcol[ii] >= 0, np.clip(room, 0, self.ppre[ii]), 0)
+        room = room - part
+        chunk = part.copy()
+        admitted = _Admitted()
+        cand = room > 0
         while True:
-            h = self.head
+            h = self.head[ii]
             hs = np.maximum(h, 0)
-            cand = (
-                cand
+            cand &= (
+                (room > 0)
                 & (h >= 0)
-                & (self.arrival[hs] <= self.clock)
-                & (self.nrun < p.max_batch)
-                & (self.kv + self.need[hs] <= p.kv_tokens)
-                & ((count == 0) | (tokens + self.prompt[hs] <= p.max_prefill_tokens))
+                & (self.arrival[hs] <= self.clock[ii])
+                & (self.nrun[ii] < p.max_batch)
+                & (self.kv[ii] + self.need[hs] <= p.kv_tokens)
             )
             if not cand.any():
-                return count > 0
-            ii = np.flatnonzero(cand)
-            r = h[ii]
-            free = np.argmax(self.slot[ii] < 0, axis=1)
-            self.slot[ii, free] = r
-            self.left[ii, free] = self.output[r] - 1
-            self.ctx[ii, free] = -1.0  # marks "admitted in this iteration"
-            self.nrun[ii] += 1
-            self.kv[ii] += self.need[r]
-            tokens[ii] += self.prompt[r]
-            count[ii] += 1
-            self.head[ii] = self.nxt[r]
-            self.queued[ii] -= 1
-            self.queued_tokens[ii] -= self.need[r]
-            self.queued_prompt[ii] -= self.prompt[r]
+                return chunk, part, admitted
+            rows = np.flatnonzero(cand)
+            inst, r = ii[rows], h[rows]
+            free = np.argmax(self.slot[inst] < 0, axis=1)
+            take = np.minimum(self.prompt[r], room[rows])
+            chunk[rows] += take
+            room[rows] -= take
+            self.slot[inst, free] = r
+            self.nrun[inst] += 1
+            self.kv[inst] += self.need[r]
+            self.head[inst] = self.nxt[r]
+            self.queued[inst] -= 1
+            self.queued_tokens[inst] -= self.need[r]
+            self.queued_prompt[inst] -= self.prompt[r]
+            admitted.add(rows, free, r, take)
 
-    def _prefill(self, ii: IntArray) -> None:
-        new = self.ctx[ii] < 0
-        rows, cols = np.nonzero(new)
-        r = self.slot[ii[rows], cols]
-        tokens = np.bincount(rows, weights=self.prompt[r], minlength=len(ii))
-        self.clock[ii] += self.prof.prefill_s(tokens)
-        self.first[r] = self.clock[ii[rows]]
-        self.ctx[ii[rows], cols] = self.prompt[r] + 1.0
-        self._retire(ii[rows], cols)
-
-    def _decode(self, ii: IntArray, until: float) -> None:
-        slot = self.slot[ii]
-        occ = slot >= 0
-        b = self.nrun[ii]
-        left = self.left[ii]
-        mean_ctx = np.where(occ, self.ctx[ii], 0.0).sum(axis=1) / b
-        tp = self.prof.decode_s(b.astype(float), mean_ctx)
-        k = np.where(occ, left, np.iinfo(np.int64).max).min(axis=1)
+    def _iterate(
+        self, ii: IntArray, chunk: IntArray, part: IntArray, admitted: _Admitted, until: float
+    ) -> None:
+        """Instances ``ii`` run one iteration, or a run of identical ones up to their next
+        event (module docstring), with ``chunk`` prefill tokens each (``part`` of them the
+        prefill under way's)."""
+        p = self.prof
+        d = self.ndec[ii]
+        td = p.decode_s(np.maximum(d, 1), self.dctx[ii] / np.maximum(d, 1))
+        tp = p.prefill_s(chunk + d)
+        t = np.where(chunk == 0, td, np.where(d > 0, np.maximum(tp, td), tp))
+        first_done = self.left[ii].min(axis=1)  # iterations to the first decode completion
+        # the prefill under way, before admissions: completes now, or is cut short again
+        ongoing = self.pcol[ii] >= 0
+        finishing = ongoing & (part == self.ppre[ii]) & (part > 0)
+        done_rows = np.flatnonzero(finishing)
+        done_inst, done_col = ii[done_rows], self.pcol[ii[done_rows]]
+        self.pcol[done_inst] = -1
+        rows, cols, r, take = admitted.arrays()
+        new_partial = take < self.prompt[r]
+        self.pcol[ii[rows[new_partial]]] = cols[new_partial]
+        self.ppre[ii[rows[new_partial]]] = self.prompt[r[new_partial]]
+        part = part.copy()
+        part[rows[new_partial]] = take[new_partial]
+        completes = finishing.copy()
+        completes[rows[~new_partial]] = True
+        # a lone cut-short prefill repeats identically (budget full, nothing joins)
+        lone = (chunk > 0) & ~completes
+        k = np.where(lone, (self.ppre[ii] - 1) // np.maximum(chunk, 1), 1)
+        k = np.where(lone, np.minimum(k, first_done), k)
         h = self.head[ii]
         hs = np.maximum(h, 0)
         can_take = (
             (h >= 0)
-            & (b < self.prof.max_batch)
-            & (self.kv[ii] + self.need[hs] <= self.prof.kv_tokens)
+            & (self.nrun[ii] < p.max_batch)
+            & (d < p.token_budget)
+            & (self.kv[ii] + self.need[hs] <= p.kv_tokens)
         )
-        to_arrival = np.maximum(np.ceil((self.arrival[hs] - self.clock[ii]) / tp), 1)
-        k = np.where(can_take, np.minimum(k, to_arrival), k)
+        to_arrival = np.maximum(np.ceil((self.arrival[hs] - self.clock[ii]) / t), 1)
+        k_dec = np.where(can_take, np.minimum(first_done, to_arrival), first_done)
+        k = np.where(chunk == 0, k_dec, k)
         if np.isfinite(until):
-            k = np.minimum(k, np.maximum(np.ceil((until - self.clock[ii]) / tp), 1))
+            k = np.minimum(k, np.maximum(np.ceil((until - self.clock[ii]) / t), 1))
         k = k.astype(np.int64)
-        self.clock[ii] += k * tp
-        self.left[ii] = left - k[:, None] * occ
-        self.ctx[ii] += k[:, None] * occ
-        rows, cols = np.nonzero(occ & (self.left[ii] == 0))
-        self._retire(ii[rows], cols)
+        self.clock[ii] += k * t
+        self.left[ii] -= k[:, None]
+        self.dctx[ii] += k * d
+        self.ppre[ii] -= k * part
+        # decodes that end: the rows whose first completion came
+        fin = np.flatnonzero(first_done == k)
+        if len(fin):
+            fr, fc = np.nonzero(self.left[ii[fin]] == 0)
+            self._retire(ii[fin[fr]], fc)
+        # prefills that complete: the first token, then decoding (or done if it was the last)
+        if len(rows):
+            done_inst = np.concatenate([done_inst, ii[rows[~new_partial]]])
+            done_col = np.concatenate([done_col, cols[~new_partial]])
+        if len(done_inst):
+            self._first_token(done_inst, done_col)
+
+    def _first_token(self, inst: IntArray, col: IntArray) -> None:
+        """Slots (inst, col) finished their prefill at their instance's clock."""
+        r = self.slot[inst, col]
+        self.first[r] = self.clock[inst]
+        self.left[inst, col] = self.output[r] - 1
+        np.add.at(self.ndec, inst, 1)
+        np.add.at(self.dctx, inst, self.prompt[r] + 1)
+        last = self.output[r] == 1
+        if last.any():
+            self._retire(inst[last], col[last])
 
     def _retire(self, inst: IntArray, cols: IntArray) -> None:
-        """Requests in slots (inst, cols) with no tokens left finish at their instance's clock."""
-        done = self.left[inst, cols] == 0
-        inst, cols = inst[done], cols[done]
+        """Decoding requests in slots (inst, cols) finish at their instance's clock."""
         r = self.slot[inst, cols]
         self.finish[r] = self.clock[inst]
         self.slot[inst, cols] = -1
+        self.left[inst, cols] = _IDLE
         np.subtract.at(self.nrun, inst, 1)
+        np.subtract.at(self.ndec, inst, 1)
+        np.subtract.at(self.dctx, inst, self.prompt[r] + self.output[r])
         np.subtract.at(self.kv, inst, self.need[r])
+
+
+class _Admitted:
+    """Admissions of one scheduling pass: rows (into the instances scheduled), slots, requests
+    and their first chunk's tokens."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
+
+    def add(self, rows: IntArray, cols: IntArray, r: IntArray, take: IntArray) -> None:
+        self.parts.append((rows, cols, r, take))
+
+    def arrays(self) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+        if not self.parts:
+            empty = np.zeros(0, np.int64)
+            return empty, empty, empty, empty
+        rows, cols, r, take = (np.concatenate(x) for x in zip(*self.parts, strict=True))
+        return rows, cols, r, take
 
 
 def simulate_instances(

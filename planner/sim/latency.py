@@ -6,8 +6,9 @@ instances, one per point (ρ, c): instance i receives its own renewal stream who
 coefficient of variation c (Gamma with shape 1/c²; evenly spaced for c = 0) at the rate that
 makes its utilisation ρ = λ · E[busy_s] / κ. ``busy_s`` are seconds at the instance's best
 prefill and decode rates (:meth:`InstanceProfile.busy_s`); κ is what an instance really sustains
-of them on the request mix (:func:`saturation`: long prompts stall decodes, long contexts decode
-slower, the KV cache caps the batch), so ρ = 1 is the instance's real capacity. All points run
+of them on the request mix (:func:`saturation`: prefill chunks slow the decodes they share
+an iteration with, long contexts decode slower, the KV cache caps the batch), so ρ = 1 is the
+instance's real capacity. All points run
 in one vectorised :func:`simulate_instances` call (a pinned router sends each stream to its own
 instance). A request meets tier k's SLA when TTFT ≤ the tier's TTFT target and its mean time per
 output token ≤ the tier's TPOT target (all tiers share the pool: under FCFS the tier

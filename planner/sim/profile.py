@@ -13,9 +13,20 @@ only there). From it, per (model, hardware, tensor-parallel degree):
   (batch-size rows at 512 prompt tokens, linear between knots), times a context factor: the
   batch-1 time per token at the batch's mean context length over the time at 512 tokens
   (prompt-size rows), so long contexts decode slower;
+  Below the first knot (128 tokens) the line through the first two knots is extended down to
+  its intercept (the cost of one forward pass, close to the batch-1 decode time: 48.8 vs 45.0
+  ms on Llama2-70B/A100), so a short chunk or a few decode tokens are not charged 128 tokens;
 * **limits**: at most the largest measured batch runs at once (no extrapolation beyond the
   data), and the batch's KV cache fits in memory: ``kv_tokens = (TP · GPU memory · 0.9 −
-  weights) / bytes per token``; a request reserves ``prompt + output`` tokens on admission.
+  weights) / bytes per token``; a request reserves ``prompt + output`` tokens on admission;
+* **token budget** of one iteration (chunked prefill, :mod:`planner.sim.instances`):
+  ``TOKEN_BUDGET`` = 512 tokens by default. Chosen from the profile: 512 is the knee of the
+  prefill curve, the smallest power of two that keeps ≥ 89 % of the best prefill rate on all
+  eight placements (Llama2-70B/A100: 4.03 tokens/ms at 512 vs 4.26 at 1,024, the best), while a
+  full iteration stays near 2.8× the batch-1 decode (127 vs 45 ms); 2,048 would gain 4 %
+  prefill throughput there (11 % at most, Bloom-176B/A100) for 487-ms iterations, eight times
+  the IW-F TPOT target of 60 ms. It is also the budget Sarathi-Serve used for strict latency
+  targets and vLLM's first chunked-prefill default.
 
 Hardware without rows (C/D on H100) is scaled from A100 by the A/B time ratio, as
 :mod:`planner.config.throughput` does for the throughput figures.
@@ -57,8 +68,9 @@ KV_BYTES_PER_TOKEN = {
 # 2,048, Llama-3.1-8B and Llama-3.2-3B 131,072.
 MAX_CONTEXT = {"A": 4096, "B": 2048, "C": 131072, "D": 131072}
 GPU_MEMORY_UTILISATION = 0.9  # vLLM's default share of GPU memory for weights + KV cache
-# vLLM's default cap on tokens prefilled in one iteration (max_num_batched_tokens)
-MAX_PREFILL_TOKENS = 8192
+# tokens (decodes + prefill chunks) one iteration processes: vLLM's max_num_batched_tokens
+# with chunked prefill (module docstring: why 512)
+TOKEN_BUDGET = 512
 
 
 @dataclass(frozen=True)
@@ -74,15 +86,19 @@ class InstanceProfile:
     context_factor: Array  # decode time multiplier at each context length (1 at 512)
     max_batch: int
     kv_tokens: float
-    max_prefill_tokens: int = MAX_PREFILL_TOKENS
+    token_budget: int = TOKEN_BUDGET  # tokens one iteration processes (chunked prefill)
     max_context: int = 1 << 30  # prompt + output tokens a request may have (context window)
 
     def prefill_s(self, tokens: npt.ArrayLike) -> Array:
-        """Seconds of a prefill iteration over ``tokens`` prompt tokens."""
+        """Seconds of a forward pass over ``tokens`` tokens (prompt chunks, plus the decode
+        tokens of a mixed iteration): linear between knots, the first segment's line below
+        the first knot (never below 0), proportional beyond the last."""
         x, y = self.prefill_tokens, self.prefill_ms
         slope = y[-1] / x[-1]
         t = np.asarray(tokens, dtype=float)
-        ms = np.where(t <= x[-1], np.interp(t, x, y), t * slope)
+        first = (y[1] - y[0]) / (x[1] - x[0]) if len(x) > 1 else 0.0
+        below = np.maximum(y[0] - first * (x[0] - t), 0.0)
+        ms = np.where(t <= x[-1], np.where(t < x[0], below, np.interp(t, x, y)), t * slope)
         return np.asarray(ms / 1000.0, dtype=float)
 
     def decode_s(self, batch: npt.ArrayLike, mean_context: npt.ArrayLike) -> Array:
@@ -95,8 +111,8 @@ class InstanceProfile:
 
     @property
     def prefill_tokens_per_s(self) -> float:
-        """Best prefill rate: the largest batch of 512-token prompts in one iteration."""
-        tokens = np.arange(1, self.max_prefill_tokens // REF_PROMPT + 1) * REF_PROMPT
+        """Best prefill rate: the best tokens per second of an iteration within the budget."""
+        tokens = np.arange(1, self.token_budget + 1, dtype=float)
         return float((tokens / self.prefill_s(tokens)).max())
 
     @property

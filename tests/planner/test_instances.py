@@ -17,18 +17,25 @@ PERF = Path(__file__).resolve().parents[2].parent / "shared/data/sageserve_perf"
 PERF_CSV = PERF / "perf_model_4_models.csv"
 
 
-def toy(max_batch: int = 2, kv_tokens: float = 10_000.0) -> InstanceProfile:
-    """Prefill 1 ms per prompt token; decode 10 ms at batch 1, 20 ms at batch 2."""
+def toy(
+    max_batch: int = 2,
+    kv_tokens: float = 10_000.0,
+    token_budget: int = 512,
+    decode_ms: tuple[float, float] = (10.0, 20.0),
+) -> InstanceProfile:
+    """A forward pass over T tokens takes T ms (the line through the knots, extended below
+    the first); decode 10 ms at batch 1, 20 ms at batch 2."""
     return InstanceProfile(
         name="toy",
         prefill_tokens=np.array([100.0, 200.0]),
         prefill_ms=np.array([100.0, 200.0]),
         decode_batch=np.array([1.0, 2.0]),
-        decode_ms=np.array([10.0, 20.0]),
+        decode_ms=np.array(decode_ms),
         context_tokens=np.array([1.0, 10_000.0]),
         context_factor=np.array([1.0, 1.0]),
         max_batch=max_batch,
         kv_tokens=kv_tokens,
+        token_budget=token_budget,
     )
 
 
@@ -37,13 +44,14 @@ def two(arrival_b: float = 0.05) -> Requests:
 
 
 def test_two_requests_one_instance_by_hand() -> None:
-    """A: prefill 0→0.1 (first token). B arrived at 0.05, prefilled 0.1→0.2 while A waits.
-    Decode at batch 2 (20 ms): 0.2→0.22, B's last token. Decode at batch 1: 0.22→0.23, A's."""
+    """A: prefill 0→0.1 (first token). B arrived at 0.05: at 0.1 one mixed iteration of B's
+    100 prompt tokens and A's decode, max(prefill 101 tokens, decode b=1) = 0.101 s → 0.201
+    (A's second token, B's first). Decode at batch 2 (20 ms): 0.201→0.221, both last."""
     s = simulate_instances(two(), toy(), 1)
-    assert s.first_token_s == pytest.approx([0.1, 0.2])
-    assert s.finish_s == pytest.approx([0.23, 0.22])
-    assert s.ttft_s == pytest.approx([0.1, 0.15])
-    assert s.tpot_s == pytest.approx([0.065, 0.02])
+    assert s.first_token_s == pytest.approx([0.1, 0.201])
+    assert s.finish_s == pytest.approx([0.221, 0.221])
+    assert s.ttft_s == pytest.approx([0.1, 0.151])
+    assert s.tpot_s == pytest.approx([0.0605, 0.02])
 
 
 def test_two_requests_round_robin_on_two_instances() -> None:
@@ -57,10 +65,50 @@ def test_two_requests_round_robin_on_two_instances() -> None:
 
 def test_arrival_at_an_iteration_boundary_joins_it() -> None:
     s = simulate_instances(two(arrival_b=0.1), toy(), 1)
-    assert s.first_token_s == pytest.approx([0.1, 0.2])
-    # arriving just after the boundary misses the prefill slot and waits for the next one
+    assert s.first_token_s == pytest.approx([0.1, 0.201])
+    # arriving just after the boundary misses that iteration and joins the next one
     late = simulate_instances(two(arrival_b=0.1001), toy(), 1)
-    assert late.first_token_s[1] == pytest.approx(0.21)  # after A's first decode (10 ms)
+    assert late.first_token_s[1] == pytest.approx(0.211)  # after A's first decode (10 ms)
+
+
+def test_long_prompt_is_chunked_while_a_decode_continues() -> None:
+    """Budget 100 tokens. A (50 prompt, 4 output) prefills 0→0.05, decodes one token alone
+    0.05→0.06. B (250 prompt, 2 output) arrived at 0.055: from 0.06 three iterations of 99 +
+    99 + 52 chunk tokens; the first two carry A's decodes (max(100 tokens, decode b=1) = 0.1
+    s each: A's last token at 0.26), the third is B's alone (52 tokens: 0.052 s, B's first
+    token at 0.312); B's last decode 0.312→0.322. Unchunked, B's 250-token prefill would
+    have stalled A for 0.25 s."""
+    req = Requests(np.array([0.0, 0.055]), np.array([50, 250]), np.array([4, 2]))
+    s = simulate_instances(req, toy(token_budget=100), 1)
+    assert s.first_token_s == pytest.approx([0.05, 0.312])
+    assert s.finish_s == pytest.approx([0.26, 0.322])
+    assert s.tpot_s[0] == pytest.approx(0.07)
+
+
+def test_mixed_iteration_takes_the_slower_regime() -> None:
+    """Decode 150 ms at batch 1: A (10 prompt, 3 output) prefills 0→0.01; B (20 prompt, 1
+    output, arrived 0.005) joins at 0.01 with A's decode: max(prefill 21 tokens = 0.021 s,
+    decode b=1 = 0.15 s) = 0.15 s → B's only token at 0.16; A decodes alone to 0.31."""
+    req = Requests(np.array([0.0, 0.005]), np.array([10, 20]), np.array([3, 1]))
+    s = simulate_instances(req, toy(decode_ms=(150.0, 300.0)), 1)
+    assert s.first_token_s == pytest.approx([0.01, 0.16])
+    assert s.finish_s == pytest.approx([0.31, 0.16])
+
+
+def test_runs_of_iterations_change_nothing() -> None:
+    """Runs of identical iterations are a speed-up, not a model: a round-robin router that
+    cuts every run at 3-ms epochs gives the same times as one open-loop call."""
+    from planner.sim.routing import RoundRobin
+
+    rng = np.random.default_rng(4)
+    n = 300
+    req = Requests(np.sort(rng.uniform(0, 3, n)), rng.integers(20, 900, n), rng.integers(1, 60, n))
+    prof = toy(max_batch=8, token_budget=128)
+    whole = simulate_instances(req, prof, 3)
+    cut = simulate_instances(req, prof, 3, RoundRobin(epoch_s=0.003))
+    assert cut.steps > whole.steps
+    assert cut.first_token_s == pytest.approx(whole.first_token_s, abs=1e-9)
+    assert cut.finish_s == pytest.approx(whole.finish_s, abs=1e-9)
 
 
 def test_batch_cap_serialises() -> None:
