@@ -45,8 +45,9 @@ from planner.config.models import FleetConfig
 from planner.ilp.build import create_model
 from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
 from planner.ilp.greedy import greedy_values
-from planner.ilp.plan import SolverFacts, from_values
+from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import choose_method, make_plan, solver_settings
+from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.workload.synth import SynthSpec, hourly_rates
 
@@ -245,8 +246,11 @@ def real_hour_rung(
     con: Any, cfg: FleetConfig, hour: pd.Timestamp, limit: float, plain: bool
 ) -> dict[str, Any]:
     """One plan hour of the demo warehouse (module docstring)."""
+    from flows.forecasting import forecast_for_plan
     from flows.planning import planning_data
 
+    for when in (hour - pd.Timedelta(hours=1), hour):  # the forecast step before each plan
+        forecast_for_plan(con, cfg, when.to_pydatetime())
     earlier, _ = planning_data(con, cfg, hour - pd.Timedelta(hours=1), state_from_config(cfg))
     values = lp_rounding_start(earlier, 60.0) or greedy_values(earlier)
     facts = SolverFacts("LP rounding", math.nan, math.nan, math.nan, 0.0, 0.0, "", cfg_hash(cfg))

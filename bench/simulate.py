@@ -7,8 +7,11 @@ iteration-level reference on bursty ServeGen traffic.
    A100; prompts clipped to its 4,096-token context window)
    through one pool of ``--instances`` round-robin instances at utilisations 0.5, 0.7,
    0.85, 0.95 of what the instances sustain (κ): the iteration-level model
-   (planner.sim.instances) and the calibrated fluid (planner.sim.pool; latency curves measured
-   on the trace's request sizes, planner.sim.latency) side by side. Printed: per-tier SLA
+   (planner.sim.instances) and the calibrated fluid (planner.sim.pool) side by side. The
+   fluid reads the stored latency curves (``--curves stored``, the default:
+   configs/capacity/latency_curves.csv, measured by bench/calibrate.py on day 2, so the
+   calibration and the test trace differ); ``--curves trace`` measures them on this trace's
+   own request sizes instead (the previous sessions' figure). Printed: per-tier SLA
    attainment of both (``agreement``), both models' requests/s and their ratio.
 
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/simulate.py [--json]
@@ -32,6 +35,7 @@ import pandas as pd
 
 from planner.config import load_config
 from planner.sim.agreement import compare
+from planner.sim.capacity import load_latency_curves
 from planner.sim.demand import from_buckets
 from planner.sim.fleet import params_from_config
 from planner.sim.fluid import simulate
@@ -160,9 +164,12 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         prof.max_context,
     )
     t0 = time.perf_counter()
-    table = measure_curve(prof, targets, prompt, output, args.requests_per_point, tier=tier)
+    if args.curves == "trace":
+        table = measure_curve(prof, targets, prompt, output, args.requests_per_point, tier=tier)
+        lc = LatencyCurves.from_frame(table.assign(model=model, vm_type=vm))
+    else:
+        lc = load_latency_curves()
     curve_s = time.perf_counter() - t0
-    lc = LatencyCurves.from_frame(table.assign(model=model, vm_type=vm))
     curves = [lc.curve(model, vm, t.tier) for t in targets]
     kappa = lc.capacity[(model, vm)]
     result = compare(
@@ -184,6 +191,7 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "agreement_trace": f"servegen m-mid day 1 10:00+{args.hours}h scale {args.scale}",
         "agreement_requests": len(rows),
         "agreement_instances": args.instances,
+        "curves": args.curves,
         "kappa": round(kappa, 4),
         "curve_measure_s": round(curve_s, 1),
         "fluid_requests_per_s": round(fluid_rate),
@@ -212,6 +220,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=4.0)
     parser.add_argument("--scale", type=float, default=0.02)
     parser.add_argument("--requests-per-point", type=int, default=10_000)
+    parser.add_argument("--curves", choices=("stored", "trace"), default="stored")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

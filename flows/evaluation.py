@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.forecasting import forecast_for_plan
 from flows.planning import planning_data
 from flows.policy_names import POLICIES
 from flows.warehouse.sqlfiles import run
@@ -31,10 +32,9 @@ from planner.ilp.data import state_from_config
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.demand import MinuteDemand, from_buckets
-from planner.sim.fleet import FleetParams, Targets, params_from_config
-from planner.sim.fluid import Policy, SimResult, simulate
-from planner.sim.plans import targets_of
-from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.fleet import FleetParams, params_from_config
+from planner.sim.fluid import SimResult, simulate
+from planner.sim.scenario import make_policies, truth_demand
 from planner.sim.sweep import references
 from planner.utc import naive_utc
 
@@ -104,24 +104,6 @@ def load_demand(
     return from_buckets(frame, p, start, end)
 
 
-def truth_demand(cfg: FleetConfig, demand: MinuteDemand, p: FleetParams) -> pd.DataFrame:
-    """Rows (hour, region, model, tier, value): each tier's planning metric measured from the
-    log, extended 2 days past its end with the value 24 h earlier (the oracle's horizon)."""
-    peak, mean = demand.hourly_tokens_per_s("peak"), demand.hourly_tokens_per_s("mean")
-    records = []
-    hours = peak.shape[0]
-    for q, tier in enumerate(p.tiers):
-        source = peak if cfg.tier(tier).planning_metric == "peak_token_rate" else mean
-        for h in range(hours + 48):
-            src_h = h if h < hours else hours - 24 + (h - hours) % 24
-            for a, r in enumerate(p.regions):
-                for i, m in enumerate(p.models):
-                    value = float(source[max(src_h, 0), a, i, q])
-                    hour = demand.start + pd.Timedelta(hours=h)
-                    records.append((hour, r, m, tier, value))
-    return pd.DataFrame(records, columns=["hour", "region", "model", "tier", "value"])
-
-
 def plan_sequence(
     con: duckdb.DuckDBPyConnection,
     cfg: FleetConfig,
@@ -140,6 +122,8 @@ def plan_sequence(
         as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
         previous = plans[-1] if plans else None
         state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
+        if truth is None:  # the forecast step, then the plan (which never forecasts)
+            forecast_for_plan(con, cfg, as_of.to_pydatetime())
         data, _ = planning_data(con, cfg, as_of, state, truth)
         plan, check = make_plan(data, settings, previous)
         if not check.ok:
@@ -148,39 +132,6 @@ def plan_sequence(
         if progress:
             progress(1)
     return plans
-
-
-def _targets(plans: Sequence[Plan], p: FleetParams) -> tuple[list[Targets], np.ndarray]:
-    pairs = [targets_of(plan, p) for plan in plans]
-    return [t for t, _ in pairs], np.stack([e for _, e in pairs])
-
-
-def make_policies(
-    names: Sequence[str],
-    p: FleetParams,
-    demand: MinuteDemand,
-    plans: dict[str, list[Plan]],
-) -> list[Policy]:
-    first_hour = demand.tokens[:60].mean(axis=0) / 60.0  # [r, m, k] tokens/s
-    peak_min = demand.tokens.max(axis=0) / 60.0
-    out: list[Policy] = []
-    for name in names:
-        if name == "reactive":
-            out.append(Reactive(p, first_hour))
-        elif name == "siloed":
-            inter = peak_min.copy()
-            inter[:, :, p.deferrable] = 0.0
-            niw_hours = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable]
-            out.append(Siloed(p, inter, niw_hours.max(axis=0)))
-        elif name in ("lt-i", "lt-u", "lt-ua"):
-            hourly, expected = _targets(plans["forecast"], p)
-            out.append(PlanFollowing(p, hourly, expected, mode=name, name=name))
-        elif name == "oracle":
-            hourly, expected = _targets(plans["oracle"], p)
-            out.append(PlanFollowing(p, hourly, expected, mode="lt-i", name="oracle"))
-        else:
-            raise ValueError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)}")
-    return out
 
 
 def run_evaluation(

@@ -116,9 +116,9 @@ def demo_feed(
     config_path: str | None = None, as_of: str | None = None, shared: str | None = None
 ) -> dict[str, Any]:
     """Drop the hours of the built-in log that the replay clock has passed into the inbox."""
-    from flows.hourly_plan import _cfg
+    from flows.run_context import run_config
 
-    cfg = _cfg(config_path)
+    cfg = run_config(config_path)
     if cfg.clock.kind != "replay":
         raise ValueError("demo-feed needs clock.kind: replay (the wall clock has real logs)")
     now = run_time(cfg, as_of)

@@ -31,6 +31,7 @@ from planner.forecast.pipeline import (
 )
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
+from planner.ilp.data import plan_horizon
 from planner.quantiles import QUANTILE_COLUMNS
 from planner.utc import naive_utc
 from validation.forecasts import (
@@ -269,15 +270,28 @@ def load_models(
     return selected_at, models
 
 
+# How the per-model forecasts are mapped: fn over calls (argument tuples), results in order. The
+# default runs them here one after the other; the hourly flow maps them as Prefect tasks
+# (threads or a Dask cluster).
+Mapper = Callable[[Callable[..., pd.DataFrame], list[tuple[Any, ...]]], list[pd.DataFrame]]
+
+
+def serial_map(fn: Callable[..., pd.DataFrame], calls: list[tuple[Any, ...]]) -> list[pd.DataFrame]:
+    return [fn(*args) for args in calls]
+
+
 def run_forecast(
     con: duckdb.DuckDBPyConnection,
     cfg: FleetConfig,
     as_of: datetime,
     horizon: int | None = None,
     workers: int | None = None,
+    mapper: Mapper = serial_map,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Forecasts for the hours from ``as_of`` on, stored. Runs a selection first when none
-    was made at or before ``as_of`` (or the newest is more than a day old)."""
+    """Forecasts for the hours from ``as_of`` on, stored: one call of the pure
+    ``planner.forecast.pipeline.forecast`` per model (a model's series travel together: the
+    peer fallback needs them), mapped by ``mapper``. Runs a selection first when none was made
+    at or before ``as_of`` (or the newest is more than a day old)."""
     settings = settings_from_config(cfg)
     if horizon:
         settings = replace(settings, horizon=horizon)
@@ -294,10 +308,43 @@ def run_forecast(
     demand = load_demand(con, origin, settings.history_h)
     readings = minutes_so_far(con, origin, moment)
     info["nowcast_minutes"] = int((moment - origin).total_seconds() // 60) if readings else 0
-    frame = forecast(demand, models, origin, settings, timezones(cfg), readings)
+    calls = [
+        (
+            demand[demand["model"] == m],
+            {s: f for s, f in models.items() if SeriesKey.parse(s).model == m},
+            origin,
+            settings,
+            timezones(cfg),
+            readings,
+        )
+        for m in cfg.model_ids
+    ]
+    frames = [f for f in mapper(forecast, calls) if not f.empty]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     stored = store_forecasts(con, frame, selected_at)
     info["rows"] = len(stored)
     return stored, info
+
+
+def ensure_forecasts(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp, horizon: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The forecast step for callers that plan next: the forecasts stored at ``origin`` when
+    they reach ``horizon`` hours, else made now (:func:`run_forecast`)."""
+    frame = run(con, "plans/forecasts_at", origin=origin).df()
+    if not frame.empty and int(frame["h"].max()) >= horizon:
+        return frame, {"origin": origin, "reused": True}
+    return run_forecast(con, cfg, origin.to_pydatetime(), horizon)
+
+
+def forecast_for_plan(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, as_of: datetime
+) -> dict[str, Any]:
+    """The forecast step before a plan made at ``as_of`` (origin = its hour), for pipelines
+    that run the two in order (the `plan` command, backfill)."""
+    moment = naive_utc(as_of)
+    _frame, info = ensure_forecasts(con, cfg, moment.floor("h"), plan_horizon(cfg, moment))
+    return info
 
 
 NOWCAST_MIN_MINUTES = 10  # fewer minutes read too noisily to correct a forecast

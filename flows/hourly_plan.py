@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -33,45 +33,20 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.clock import run_time
 from flows.execute import apply_plan as deliver
-from flows.forecasting import (
-    load_demand,
-    load_models,
-    run_selection,
-    settings_from_config,
-    store_forecasts,
-    timezones,
-)
+from flows.forecasting import run_forecast
 from flows.ingest_flow import ingest_folder
 from flows.planning import run_plan
+from flows.run_context import WAREHOUSE_LIMIT, as_of_time, run_config, warehouse_path
 from flows.run_status import read_run, record_run
 from flows.warehouse.connection import connect
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig, load_config
-from planner.forecast.pipeline import forecast
-from planner.forecast.series import SeriesKey
 from planner.sim.fairness import FairServe
-from planner.utc import naive_utc
 from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
 log = logging.getLogger(__name__)
-WAREHOUSE_LIMIT = "sageserve-warehouse"
 
 
-def _now(as_of: str | None) -> pd.Timestamp:
-    return naive_utc(as_of or datetime.now(UTC))
-
-
-def _cfg(config_path: str | None) -> FleetConfig:
-    """The run's config: the given file, else SAGESERVE_CONFIG, else the default one."""
-    return load_config(config_path or os.environ.get("SAGESERVE_CONFIG") or None)
-
-
-def _warehouse(cfg: FleetConfig, warehouse: str | None) -> str:
-    return warehouse or cfg.paths.warehouse
-
-
-@task(name="data-quality", timeout_seconds=600)
 def check_quality(
     config_path: str | None,
     warehouse: str | None,
@@ -80,11 +55,11 @@ def check_quality(
     docs_dir: str,
 ) -> dict[str, Any]:
     """The GX checkpoint over the last complete hour (see validation/quality.py)."""
-    cfg = _cfg(config_path)
-    now = _now(as_of)
+    cfg = run_config(config_path)
+    now = as_of_time(as_of)
     hour = now.floor("h") - pd.Timedelta(hours=1)
     plan_hour = now.ceil("h")  # the plan's first hour (planner.ilp.data: as_of rounded up)
-    with connect(_warehouse(cfg, warehouse), read_only=True) as con:
+    with connect(warehouse_path(cfg, warehouse), read_only=True) as con:
         rows = run(
             con, "quality/requests_in_window", start=hour, end=hour + pd.Timedelta(hours=1)
         ).df()
@@ -128,9 +103,17 @@ def check_quality(
     }
 
 
-# One model's series per task (peers travel together: the peer fallback needs them). The
-# function is pure, so the same call runs on a thread or on a Dask worker.
-forecast_model = task(name="forecast-model", retries=1, retry_delay_seconds=5)(forecast)
+def task_map(fn: Callable[..., pd.DataFrame], calls: list[tuple[Any, ...]]) -> list[pd.DataFrame]:
+    """The forecast mapper of the hourly flow: one Prefect task per call (per model), on the
+    flow's task runner (threads, or a Dask cluster), with a progress artifact."""
+    one = task(name="forecast-model", retries=1, retry_delay_seconds=5)(fn)
+    progress = cast(UUID, create_progress_artifact(0.0, description="forecast fan-out over models"))
+    futures = [one.submit(*args) for args in calls]
+    frames = []
+    for i, future in enumerate(futures, start=1):
+        frames.append(future.result())
+        update_progress_artifact(progress, 100.0 * i / len(futures))
+    return frames
 
 
 @flow(
@@ -139,34 +122,17 @@ forecast_model = task(name="forecast-model", retries=1, retry_delay_seconds=5)(f
 def forecast_fanout(
     config_path: str | None, warehouse: str | None, as_of: str, horizon: int
 ) -> dict[str, Any]:
-    """The hourly forecast mapped over models as tasks; stored at origin = the hour of
-    ``as_of``. Runs the daily selection first when none was made in the day before."""
-    logger = get_run_logger()
-    cfg = _cfg(config_path)
-    origin = _now(as_of).floor("h")
-    settings = settings_from_config(cfg)
-    settings = replace(settings, horizon=horizon)
-    with connect(_warehouse(cfg, warehouse)) as con:
-        selected_at, models = load_models(con, origin.to_pydatetime())
-        if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
-            logger.warning("no selection in the day before %s: selecting now", origin)
-            selection = run_selection(con, cfg, origin.to_pydatetime())
-            selected_at, models = selection.as_of, selection.fitted
-        demand = load_demand(con, origin.to_pydatetime(), settings.history_h)
-    progress = cast(UUID, create_progress_artifact(0.0, description="forecast fan-out over models"))
-    futures = []
-    for m in cfg.model_ids:
-        fitted = {s: f for s, f in models.items() if SeriesKey.parse(s).model == m}
-        part = demand[demand["model"] == m]
-        futures.append(forecast_model.submit(part, fitted, origin, settings, timezones(cfg)))
-    frames = []
-    for i, future in enumerate(futures, start=1):
-        frames.append(future.result())
-        update_progress_artifact(progress, 100.0 * i / len(futures))
-    frame = pd.concat([f for f in frames if not f.empty], ignore_index=True)
-    with connect(_warehouse(cfg, warehouse)) as con:
-        stored = store_forecasts(con, frame, selected_at)
-    return {"origin": str(origin), "rows": len(stored), "selected_at": str(selected_at)}
+    """The hourly forecast (flows.forecasting.run_forecast) with its per-model calls mapped
+    as tasks; stored at origin = the hour of ``as_of``. Runs the daily selection first when
+    none was made in the day before."""
+    cfg = run_config(config_path)
+    with connect(warehouse_path(cfg, warehouse)) as con:
+        when = as_of_time(as_of).to_pydatetime()
+        stored, info = run_forecast(con, cfg, when, horizon, mapper=task_map)
+    if info.get("selection_ran"):
+        get_run_logger().warning("no selection in the day before %s: selected now", info["origin"])
+    origin, selected_at = str(info["origin"]), str(info["selected_at"])
+    return {"origin": origin, "rows": len(stored), "selected_at": selected_at}
 
 
 def fanout_flow(dask_address: str | None = None) -> Any:
@@ -186,9 +152,9 @@ def make_hourly_plan(
     config_path: str | None, warehouse: str | None, as_of: str, out: str
 ) -> dict[str, Any]:
     """Solve, verify, store and publish (publishing only a verified plan)."""
-    cfg = _cfg(config_path)
-    with connect(_warehouse(cfg, warehouse)) as con:
-        result = run_plan(con, cfg, _now(as_of).to_pydatetime(), Path(out))
+    cfg = run_config(config_path)
+    with connect(warehouse_path(cfg, warehouse)) as con:
+        result = run_plan(con, cfg, as_of_time(as_of).to_pydatetime(), Path(out))
         hour = result.plan.start - pd.Timedelta(hours=1)
         versus = run(con, "quality/demand_vs_forecast", hour=hour).df()
     if not result.check.ok:
@@ -216,8 +182,8 @@ def apply_plan(
     """Hand the plan's first hour to the config's executor target (``webhook_url`` overrides
     its URL) and record what it accepted. No task retries: the executor retries each region's
     delivery itself, and tries every region."""
-    cfg = _cfg(config_path)
-    with connect(_warehouse(cfg, warehouse)) as con:
+    cfg = run_config(config_path)
+    with connect(warehouse_path(cfg, warehouse)) as con:
         state = deliver(con, cfg, plan, Path(folder), dry_run=dry_run, url=webhook_url)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
@@ -236,8 +202,8 @@ def plan_report(
     from flows.operator_view import operator_view
     from reports.plan_report import write_plan_report
 
-    cfg = _cfg(config_path)
-    with connect(_warehouse(cfg, warehouse), read_only=True) as con:
+    cfg = run_config(config_path)
+    with connect(warehouse_path(cfg, warehouse), read_only=True) as con:
         recent = run(
             con,
             "reports/recent_demand",
@@ -258,21 +224,6 @@ def plan_report(
     return {"path": str(path), "view": view, "tenants": tenants}
 
 
-def _markdown(
-    view: Any, page: str, quality: dict[str, Any], policy: str, applied: dict[str, Any]
-) -> str:
-    from reports.operator import to_markdown
-
-    lines = [to_markdown(view, page), ""]
-    if not quality["success"]:
-        effect = "planning stopped" if policy == "stop" else "planning went ahead (warn)"
-        lines += [f"Data-quality gate FAILED, {effect}:", *[f"- {f}" for f in quality["failed"]]]
-    lines.append(
-        f"executor: {len(applied['changes'])} changes across {len(applied['regions'])} regions"
-    )
-    return "\n".join(lines)
-
-
 def _gate(quality: dict[str, Any]) -> dict[str, Any]:
     return {k: quality[k] for k in ("success", "checked", "failed", "hour", "rows")}
 
@@ -281,7 +232,7 @@ def _record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """on_failure hook: the run's status file says `failed`, unless the run itself already
     recorded why it stopped (the data-quality gate under 'stop')."""
     params = flow_run.parameters or {}
-    root = params.get("out") or _cfg(params.get("config_path")).paths.outputs
+    root = params.get("out") or run_config(params.get("config_path")).paths.outputs
     last = read_run(root)
     if last is not None and last.get("run_id") == str(flow_run.id):
         return
@@ -325,7 +276,7 @@ def hourly_plan(
     logger = get_run_logger()
     started = datetime.now(UTC)
     run_id = str(flow_run_runtime.id)
-    cfg = _cfg(config_path)
+    cfg = run_config(config_path)
     stamp = run_time(cfg, as_of).isoformat()
     root = Path(out or cfg.paths.outputs)
     inbox = inbox or cfg.clock.inbox
@@ -374,11 +325,13 @@ def hourly_plan(
         report = plan_report(
             config_path, warehouse, planned["plan"], str(root), quality, planned["versus"]
         )
+    from reports.operator import run_markdown
+
     plan = planned["plan"]
     view = report["view"]
     page = page_url(Path(report["path"]), root)
     create_markdown_artifact(
-        _markdown(view, page, quality, on_quality_failure, applied),
+        run_markdown(view, page, quality, on_quality_failure, applied),
         key="hourly-plan",
         description=view.headline_text(),
     )

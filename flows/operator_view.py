@@ -10,9 +10,10 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.planning import rebuild_data, state_from_json
+from flows.planning import rebuild_data
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
+from planner.ilp.data import FleetState
 from planner.ilp.explain import explain
 from reports.operator import OperatorView, build_view
 
@@ -24,7 +25,7 @@ def current_vms(con: duckdb.DuckDBPyConnection, plan_id: str) -> dict[tuple[str,
     header = run(con, "plans/plan_header", plan_id=plan_id).df()
     if header.empty:
         return {}
-    state = state_from_json(header.iloc[0]["state"])
+    state = FleetState.from_json(header.iloc[0]["state"])
     out: dict[tuple[str, str], int] = {}
     for mapping in (state.vms, state.spot_vms):
         for key, n in mapping.items():

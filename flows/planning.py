@@ -21,7 +21,6 @@ import duckdb
 import pandas as pd
 
 from flows.barrier import barrier
-from flows.forecasting import run_forecast
 from flows.publish import (
     export_plan,
     folder_name,
@@ -30,17 +29,20 @@ from flows.publish import (
 )
 from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
-from planner.executors import AppliedState
+from planner.executors import AppliedState, documents_view
 from planner.fleet_index import input_shares
-from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
+from planner.ilp.data import FleetState, PlanningData, build_data, plan_horizon, state_from_config
 from planner.ilp.demand import interactive_means, planning_demand
-from planner.ilp.plan import PLAN_TABLES, Plan, SolverFacts
+from planner.ilp.plan import Plan, SolverFacts
+from planner.ilp.plan_tables import PLAN_TABLES
 from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.verify import Verification
 from planner.utc import naive_utc
 from validation.plans import PlanTables
 
 log = logging.getLogger(__name__)
+# the solver facts stored in the plan header (SolverFacts' fields; gap_text is derived)
+SOLVER_COLUMNS = frozenset(SolverFacts.__dataclass_fields__)
 
 
 @dataclass
@@ -52,32 +54,35 @@ class PlanRun:
     forecast: dict[str, Any]
 
 
+def _number(value: Any) -> float:
+    return float(value) if pd.notna(value) else float("nan")
+
+
+def _time(value: Any) -> datetime:
+    return pd.Timestamp(value).to_pydatetime()
+
+
 def load_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> Plan:
+    """The stored plan ``plan_id``, equal to the plan that was stored (header, solver facts,
+    notes, and every table of PLAN_TABLES in its registry dtypes)."""
     header = run(con, "plans/plan_header", plan_id=plan_id).df().iloc[0]
-    frames: dict[str, Any] = {name: plan_rows(con, name, plan_id) for name in PLAN_TABLES}
-    facts = SolverFacts(
-        status=header["status"],
-        objective=float(header["objective"]) if pd.notna(header["objective"]) else float("nan"),
-        gap=float(header["gap"]) if pd.notna(header["gap"]) else float("nan"),
-        dual_bound=float(header["dual_bound"]) if pd.notna(header["dual_bound"]) else float("nan"),
-        solve_seconds=float(header["solve_seconds"]),
-        build_seconds=float(header["build_seconds"]),
-        scip_version=header["scip_version"],
-        config_hash=header["config_hash"],
-        fallback=bool(header["fallback"]),
-        fallback_reason=header["fallback_reason"],
-        warm_start=header["warm_start"] or "none",
-    )
-    start = pd.Timestamp(header["start"]).to_pydatetime()
+    frames = {name: plan_rows(con, name, plan_id) for name in PLAN_TABLES}
+    texts = ("status", "scip_version", "config_hash", "fallback_reason", "bound_source", "method")
+    facts: dict[str, Any] = {k: header[k] for k in texts}
+    facts |= {k: _number(header[k]) for k in ("objective", "gap", "dual_bound")}
+    facts |= {k: float(header[k]) for k in ("solve_seconds", "build_seconds")}
+    facts |= {k: int(header[k]) for k in ("variables", "constraints", "nodes")}
+    facts |= {"fallback": bool(header["fallback"]), "warm_start": header["warm_start"] or "none"}
+    start = _time(header["start"])
+    origin = header["forecast_origin"]
     return Plan(
         plan_id=plan_id,
-        as_of=pd.Timestamp(header["as_of"]).to_pydatetime(),
+        as_of=_time(header["as_of"]),
         start=start,
         hours=tuple(start + timedelta(hours=i) for i in range(int(header["hours"]))),
-        forecast_origin=pd.Timestamp(header["forecast_origin"]).to_pydatetime()
-        if pd.notna(header["forecast_origin"])
-        else None,
-        solver=facts,
+        forecast_origin=_time(origin) if pd.notna(origin) else None,
+        solver=SolverFacts(**facts),
+        notes=tuple(json.loads(header["notes"])),
         **frames,
     )
 
@@ -101,27 +106,6 @@ def previous_plan(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> Plan |
     return load_plan(con, row[0]) if row else None
 
 
-def _documents_state(docs: pd.DataFrame) -> FleetState:
-    vms: dict[Any, int] = {}
-    spot_vms: dict[Any, int] = {}
-    inst: dict[Any, int] = {}
-    spot_inst: dict[Any, int] = {}
-    for row in docs.itertuples():
-        doc = json.loads(str(row.document))
-        r = str(row.region)
-        for g, counts in doc.get("vms", {}).items():
-            vms[(r, g)] = int(counts.get("on_demand", 0))
-            if counts.get("spot"):
-                spot_vms[(r, g)] = int(counts["spot"])
-        for m, per_type in doc.get("instances", {}).items():
-            for g, counts in per_type.items():
-                if counts.get("on_demand"):
-                    inst[(r, m, g)] = int(counts["on_demand"])
-                if counts.get("spot"):
-                    spot_inst[(r, m, g)] = int(counts["spot"])
-    return FleetState(vms=vms, spot_vms=spot_vms, instances=inst, spot_instances=spot_inst)
-
-
 def starting_state(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, as_of: pd.Timestamp, previous: Plan | None
 ) -> tuple[FleetState, str]:
@@ -135,7 +119,9 @@ def starting_state(
     if applied.empty:
         return base, source
     regions = set(applied["region"])
-    got = _documents_state(applied)
+    pairs = zip(applied["region"], applied["document"], strict=True)
+    docs = {str(r): json.loads(str(d)) for r, d in pairs}
+    got = documents_view(docs, first_hour(as_of)).state()
 
     def merged(old: Any, new: Any) -> dict[Any, Any]:
         return {**{k: v for k, v in old.items() if k[0] not in regions}, **new}
@@ -204,14 +190,24 @@ def repair_publication(con: duckdb.DuckDBPyConnection, root: Path) -> str | None
     return None
 
 
-def ensure_forecasts(
-    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp, horizon: int
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+class MissingForecasts(ValueError):
+    """Planning found no stored forecasts for its hours (the forecast step did not run)."""
+
+
+def stored_forecasts(
+    con: duckdb.DuckDBPyConnection, origin: pd.Timestamp, horizon: int
+) -> pd.DataFrame:
+    """The forecasts stored at ``origin``, covering ``horizon`` hours. Planning never
+    forecasts: missing ones are an error naming the step to run."""
     frame = run(con, "plans/forecasts_at", origin=origin).df()
-    if not frame.empty and int(frame["h"].max()) >= horizon:
-        return frame, {"origin": origin, "reused": True}
-    stored, info = run_forecast(con, cfg, origin.to_pydatetime(), horizon)
-    return stored, info
+    have = int(frame["h"].max()) if not frame.empty else 0
+    if have < horizon:
+        raise MissingForecasts(
+            f"no forecasts at origin {origin:%Y-%m-%dT%H:%M} covering {horizon} h "
+            f"(stored: {have} h): run the forecast step first "
+            f"(`sageserve forecast --as-of {origin:%Y-%m-%dT%H:%M}`, or the hourly-plan flow)"
+        )
+    return frame
 
 
 def planning_data(
@@ -221,15 +217,15 @@ def planning_data(
     state: FleetState,
     demand: pd.DataFrame | None = None,
 ) -> tuple[PlanningData, dict[str, Any]]:
-    """What a plan made at ``as_of`` is built from: the forecasts from origin = its hour (made
-    now if missing) unless ``demand`` is given, the week's token mix, and ``state``."""
+    """What a plan made at ``as_of`` is built from: the stored forecasts from origin = its hour
+    (:func:`stored_forecasts`; never made here) unless ``demand`` is given, the week's token
+    mix, and ``state``."""
     origin = as_of.floor("h")
     info: dict[str, Any] = {"origin": origin}
     shares = input_shares(run(con, "plans/history_for_shares", as_of=origin).df())
     means = None
     if demand is None:
-        horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
-        forecasts, info = ensure_forecasts(con, cfg, origin, horizon)
+        forecasts = stored_forecasts(con, origin, plan_horizon(cfg, as_of))
         demand = planning_demand(forecasts, cfg, shares)
         means = interactive_means(forecasts, cfg)
     data = build_data(
@@ -312,7 +308,8 @@ def plan_rows(con: duckdb.DuckDBPyConnection, name: str, plan_id: str) -> pd.Dat
     """One stored plan's rows of the detail table ``plan_<name>`` (``name`` in PLAN_TABLES)."""
     if name not in PLAN_TABLES:
         raise ValueError(f"no plan table {name!r}; one of {PLAN_TABLES}")
-    return run(con, "plans/detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id).df()
+    frame = run(con, "plans/detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id).df()
+    return PLAN_TABLES[name].coerce(frame)
 
 
 def plan_exists(con: duckdb.DuckDBPyConnection, plan_id: str) -> bool:
@@ -331,36 +328,6 @@ def delete_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
         _delete_rows(con, plan_id)
 
 
-def state_json(state: FleetState) -> str:
-    def pairs(mapping: Any) -> list[list[Any]]:
-        return [[*k, v] if isinstance(k, tuple) else [k, v] for k, v in sorted(mapping.items())]
-
-    return json.dumps(
-        {
-            "vms": pairs(state.vms),
-            "spot_vms": pairs(state.spot_vms),
-            "instances": pairs(state.instances),
-            "spot_instances": pairs(state.spot_instances),
-            "niw_backlog": pairs(state.niw_backlog),
-        }
-    )
-
-
-def state_from_json(text: str) -> FleetState:
-    d = json.loads(text)
-
-    def mapping(rows: list[list[Any]]) -> dict[Any, Any]:
-        return {(tuple(r[:-1]) if len(r) > 2 else r[0]): r[-1] for r in rows}
-
-    return FleetState(
-        vms=mapping(d["vms"]),
-        spot_vms=mapping(d["spot_vms"]),
-        instances=mapping(d["instances"]),
-        spot_instances=mapping(d["spot_instances"]),
-        niw_backlog=mapping(d["niw_backlog"]),
-    )
-
-
 def rebuild_data(con: duckdb.DuckDBPyConnection, cfg: FleetConfig, plan: Plan) -> PlanningData:
     """The planning data a stored plan was made from (its forecasts, token mix and state)."""
     header = run(con, "plans/plan_header", plan_id=plan.plan_id).df().iloc[0]
@@ -370,7 +337,7 @@ def rebuild_data(con: duckdb.DuckDBPyConnection, cfg: FleetConfig, plan: Plan) -
     return build_data(
         cfg,
         planning_demand(forecasts, cfg, shares),
-        state_from_json(header["state"]),
+        FleetState.from_json(header["state"]),
         plan.as_of,
         shares,
         horizon=len(plan.hours),
@@ -388,7 +355,7 @@ def store_plan(
 ) -> None:
     """Store the plan in one transaction, with the folder it will be published to
     (``export_path``, None when it is not published). Files are written after the commit."""
-    s = plan.summary()
+    facts = {k: v for k, v in plan.solver.as_dict().items() if k in SOLVER_COLUMNS}
     header = pd.DataFrame(
         [
             {
@@ -397,27 +364,18 @@ def store_plan(
                 "start": plan.start,
                 "hours": len(plan.hours),
                 "forecast_origin": plan.forecast_origin,
-                "status": s["status"],
-                "objective": s["objective"],
-                "gap": s["gap"],
-                "dual_bound": s["dual_bound"],
-                "solve_seconds": s["solve_seconds"],
-                "build_seconds": s["build_seconds"],
-                "scip_version": s["scip_version"],
-                "config_hash": s["config_hash"],
-                "fallback": s["fallback"],
-                "fallback_reason": s["fallback_reason"],
-                "warm_start": s["warm_start"],
+                **facts,
                 "total_cost": plan.total_cost,
                 "verified": check.ok,
                 "violations": "; ".join(check.violations) or None,
                 "export_path": str(export_path) if export_path is not None else None,
-                "state": state_json(state),
+                "state": state.to_json(),
+                "notes": json.dumps(list(plan.notes)),
                 "created_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
             }
         ]
     )
-    frames = {name: getattr(plan, name).assign(plan_id=plan.plan_id) for name in PLAN_TABLES}
+    frames = {name: f.assign(plan_id=plan.plan_id) for name, f in plan.frames().items()}
     PlanTables.validate(frames)
     with transaction(con):
         _delete_rows(con, plan.plan_id)

@@ -23,78 +23,9 @@ from typing import Any
 import pandas as pd
 
 from flows.barrier import barrier
-from planner.ilp.plan import PLAN_TABLES, Plan
+from planner.ilp.plan import Plan
+from planner.ilp.plan_tables import column_dictionary
 from planner.ilp.verify import Verification
-
-# What every column of the exported tables means (written beside them as COLUMNS.md).
-COLUMNS: dict[str, dict[str, str]] = {
-    "vms": {
-        "hour": "start of the planned hour, UTC (ISO 8601, Z)",
-        "region": "region id",
-        "vm_type": "VM type id",
-        "on_demand": "on-demand VMs running in the hour (integer)",
-        "spot": "spot VMs running in the hour (integer; NIW only)",
-    },
-    "instances": {
-        "hour": "start of the planned hour, UTC",
-        "region": "region id",
-        "model": "model id",
-        "vm_type": "VM type the instances run on",
-        "on_demand": "instances on on-demand VMs",
-        "spot": "instances on spot VMs",
-        "committed": "true: integer placement the plan commits to; false: indicative capacity "
-        "for later hours (may be fractional), re-planned every hour before it is used",
-    },
-    "routing": {
-        "hour": "start of the planned hour, UTC",
-        "source_region": "region the requests come from",
-        "model": "model id",
-        "tier": "tier id",
-        "target_region": "region that serves them",
-        "weight": "share of the source region's demand of this model and tier (0..1)",
-        "tokens_per_s": "tokens/s routed (mean over the hour)",
-    },
-    "niw": {
-        "hour": "start of the planned hour, UTC",
-        "model": "model id",
-        "arrivals": "NIW demand arriving, (tokens/s)·h (× 3600 = tokens)",
-        "served": "NIW work served in the hour, (tokens/s)·h",
-        "backlog": "NIW work waiting at the end of the hour, (tokens/s)·h",
-        "late": "NIW work past its deadline, (tokens/s)·h",
-    },
-    "actions": {
-        "kind": "add_vm, release_vm, add_spot_vm, release_spot_vm, load_model(_spot), "
-        "unload_model(_spot)",
-        "region": "region id",
-        "vm_type": "VM type id",
-        "model": "model id (model actions only)",
-        "count": "VMs or instances to add or remove",
-        "hour": "the planned hour the action serves, UTC",
-        "start_by": "latest time to start it, UTC (VM lead time / model load time before)",
-        "ready_at": "when it is done and serving, UTC",
-    },
-    "costs": {
-        "hour": "start of the planned hour, UTC",
-        "component": "cost component (on-demand, spot, ...)",
-        "dollars": "US$ for the hour",
-    },
-    "unmet": {
-        "hour": "start of the planned hour, UTC",
-        "region": "region id",
-        "model": "model id",
-        "tier": "tier id",
-        "tokens_per_s": "forecast demand the plan cannot serve (tokens/s): SLA risk",
-    },
-    "assignments": {
-        "hour": "start of the planned hour, UTC",
-        "region": "serving region",
-        "model": "model id",
-        "vm_type": "VM type",
-        "tier": "tier id",
-        "tokens_per_s": "tokens/s of the tier served on these instances",
-        "spot": "true when served on spot VMs",
-    },
-}
 
 
 def _utc(frame: pd.DataFrame) -> pd.DataFrame:
@@ -104,18 +35,6 @@ def _utc(frame: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_datetime64_dtype(out[column]) and out[column].dt.tz is None:
             out[column] = out[column].dt.tz_localize("UTC")
     return out
-
-
-def column_dictionary() -> str:
-    lines = [
-        "# Plan tables: column dictionary",
-        "",
-        "Times are UTC (ISO 8601 with Z in CSV, UTC timestamps in Parquet).",
-    ]
-    for table, columns in COLUMNS.items():
-        lines += ["", f"## {table} (`{table}.csv`, `{table}.parquet`)", ""]
-        lines += [f"- `{c}`: {meaning}" for c, meaning in columns.items()]
-    return "\n".join(lines) + "\n"
 
 
 def folder_name(plan: Plan) -> str:
@@ -145,8 +64,8 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         files = {}
-        for name in PLAN_TABLES:
-            frame: pd.DataFrame = _utc(getattr(plan, name))
+        for name, plain in plan.frames().items():
+            frame = _utc(plain)
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
             frame.to_csv(tmp / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
             files[f"{name}.parquet"] = tmp / f"{name}.parquet"
@@ -161,7 +80,7 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
                 "warnings": check.warnings,
             },
             "notes": list(plan.notes),
-            **{name: getattr(plan, name).to_dict(orient="records") for name in PLAN_TABLES},
+            **{name: frame.to_dict(orient="records") for name, frame in plan.frames().items()},
         }
         (tmp / "plan.json").write_text(json.dumps(document, indent=1, default=_json_default))
         files["plan.json"] = tmp / "plan.json"

@@ -20,9 +20,9 @@ from prefect.concurrency.sync import concurrency
 from flows.clock import run_time
 from flows.evaluation import run_evaluation, write_outputs
 from flows.forecasting import run_selection
-from flows.hourly_plan import WAREHOUSE_LIMIT, _cfg, _now, _warehouse
-from flows.planning import run_plan
+from flows.pipeline import forecast_and_plan
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
+from flows.run_context import WAREHOUSE_LIMIT, as_of_time, run_config, warehouse_path
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
 from reports import backtest as backtest_report
@@ -34,9 +34,9 @@ from reports.pages import page_url
 def select_forecasters(
     config_path: str | None, warehouse: str | None, as_of: str, out: str
 ) -> dict[str, Any]:
-    cfg = _cfg(config_path)
-    when = _now(as_of).floor("D")
-    with connect(_warehouse(cfg, warehouse)) as con:
+    cfg = run_config(config_path)
+    when = as_of_time(as_of).floor("D")
+    with connect(warehouse_path(cfg, warehouse)) as con:
         selection = run_selection(con, cfg, when.to_pydatetime())
     folder = Path(out) / f"backtest-{when:%Y%m%dT%H%M}"
     backtest_report.write_report(selection, folder)
@@ -58,7 +58,7 @@ def daily_retrain(
 ) -> dict[str, Any]:
     """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default: the
     config's clock at the run's scheduled start)."""
-    cfg = _cfg(config_path)
+    cfg = run_config(config_path)
     root = str(Path(out or cfg.paths.outputs))
     with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
         result = select_forecasters(config_path, warehouse, run_time(cfg, as_of).isoformat(), root)
@@ -87,7 +87,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """The simulator comparison over the last ``hours`` of the log (see flows/evaluation.py);
     with ``sweep``, every policy family over its dial and the frontier (flows/sweep.py)."""
-    cfg = _cfg(config_path)
+    cfg = run_config(config_path)
     if sweep:
         return _evaluate_sweep(
             cfg, warehouse, out, hours, end, time_limit_s, seed, quantiles, workers
@@ -105,10 +105,10 @@ def evaluate(
 
     with (
         concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        connect(_warehouse(cfg, warehouse)) as con,
+        connect(warehouse_path(cfg, warehouse)) as con,
     ):
         evaluation = run_evaluation(
-            con, cfg, names, hours, _now(end) if end else None, time_limit_s, seed, advance
+            con, cfg, names, hours, as_of_time(end) if end else None, time_limit_s, seed, advance
         )
     folder = Path(out or cfg.paths.outputs) / (
         f"evaluation-{evaluation.start:%Y%m%dT%H%M}-{hours}h-{evaluation.config_hash}"
@@ -141,13 +141,13 @@ def _evaluate_sweep(
 
     with (
         concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        connect(_warehouse(cfg, warehouse)) as con,
+        connect(warehouse_path(cfg, warehouse)) as con,
     ):
         result = run_sweep(
             con,
             cfg,
             hours,
-            _now(end) if end else None,
+            as_of_time(end) if end else None,
             quantiles=quantiles or DEFAULT_QUANTILES,
             time_limit_s=time_limit_s,
             seed=seed,
@@ -177,8 +177,8 @@ def backfill(
     """Plans for every hour in [start, end), each made ``planner.plan_lead_min`` before it
     (as the hourly schedule would have), published under ``out``/backfill for audits."""
     logger = get_run_logger()
-    cfg = _cfg(config_path)
-    first, stop = _now(start).floor("h"), _now(end).floor("h")
+    cfg = run_config(config_path)
+    first, stop = as_of_time(start).floor("h"), as_of_time(end).floor("h")
     if stop <= first:
         raise ValueError(f"backfill: end {end} is not after start {start}")
     root = Path(out or cfg.paths.outputs) / "backfill"
@@ -187,11 +187,11 @@ def backfill(
     made = []
     with (
         concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        connect(_warehouse(cfg, warehouse)) as con,
+        connect(warehouse_path(cfg, warehouse)) as con,
     ):
         for i, hour in enumerate(hours, start=1):
             as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
-            result = run_plan(con, cfg, as_of.to_pydatetime(), root)
+            result = forecast_and_plan(con, cfg, as_of.to_pydatetime(), root)
             made.append(
                 {
                     "hour": str(hour),

@@ -23,22 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from flows.evaluation import load_demand, window
-from flows.planning import ensure_forecasts
+from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash
 from planner.fleet_index import input_shares
-from planner.ilp.data import build_data, state_from_config
+from planner.ilp.data import build_data, plan_horizon, state_from_config
 from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
-from planner.sim.fleet import FleetParams, params_from_config
-from planner.sim.plans import targets_of
-from planner.sim.sweep import TARGETS, PlanTargets, frontier, grid, references, run_point
+from planner.sim.fleet import params_from_config
+from planner.sim.plans import plan_targets
+from planner.sim.sweep import TARGETS, frontier, grid, references, run_point
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +73,7 @@ def hour_inputs(
     for h in range(hours):
         as_of = start + pd.Timedelta(hours=h) - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
         origin = as_of.floor("h")
-        horizon = cfg.planner.horizon_h + (1 if as_of > origin else 0)
-        forecasts, _ = ensure_forecasts(con, cfg, origin, horizon)
+        forecasts, _ = ensure_forecasts(con, cfg, origin, plan_horizon(cfg, as_of))
         shares = dict(input_shares(run(con, "plans/history_for_shares", as_of=origin).df()))
         out.append(HourInputs(as_of, forecasts, shares))
     return out
@@ -114,11 +112,6 @@ def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[P
             log.warning("plan for %s violates: %s", plan.start, check.violations[:3])
         plans.append(plan)
     return plans
-
-
-def _plan_targets(plans: Sequence[Plan], p: FleetParams) -> PlanTargets:
-    pairs = [targets_of(plan, p) for plan in plans]
-    return PlanTargets([t for t, _ in pairs], np.stack([e for _, e in pairs]))
 
 
 def _pool(workers: int) -> Executor:
@@ -174,7 +167,7 @@ def run_sweep(
         )
         if progress and wanted:
             progress(len(wanted) * hours)
-        plans = {q: _plan_targets(seq, p) for q, seq in sequences.items()}
+        plans = {q: plan_targets(seq, p) for q, seq in sequences.items()}
         lap("plans")
         futures = [pool.submit(run_point, pt, p, demand, plans, wb, clair) for pt in points]
         rows = []

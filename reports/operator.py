@@ -352,3 +352,18 @@ def to_markdown(view: OperatorView, page: str | None, niw_hours: int = 6) -> str
         lines += [f"## NIW schedule (first {niw_hours} h)", "", _md_table(view.niw.head(niw_hours))]
     lines += ["", *[f"> {n}" for n in view.notes]]
     return "\n".join(lines)
+
+
+def run_markdown(
+    view: OperatorView, page: str, quality: dict[str, Any], policy: str, applied: dict[str, Any]
+) -> str:
+    """The hourly run's artifact: the operator view, the data-quality gate when it failed (and
+    what ``policy`` made of it), and what the executor changed."""
+    lines = [to_markdown(view, page), ""]
+    if not quality["success"]:
+        effect = "planning stopped" if policy == "stop" else "planning went ahead (warn)"
+        lines += [f"Data-quality gate FAILED, {effect}:", *[f"- {f}" for f in quality["failed"]]]
+    lines.append(
+        f"executor: {len(applied['changes'])} changes across {len(applied['regions'])} regions"
+    )
+    return "\n".join(lines)

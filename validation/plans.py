@@ -1,96 +1,78 @@
-"""pandera models of the plan tables (``plans`` and its detail tables), checked before a plan
-is stored."""
+"""pandera models of the plan's detail tables, generated from the registry
+(:data:`planner.ilp.plan_tables.PLAN_TABLES`: every column with its dtype, the key unique) plus
+the rules a column's type cannot say; checked before a plan is stored."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
 
+from planner.ilp.plan_tables import DTYPES, PLAN_TABLES, PlanTable
 
-class PlanVms(pa.DataFrameModel):
-    plan_id: Series[str]
-    hour: Series[pa.DateTime]
-    region: Series[str]
-    vm_type: Series[str]
-    on_demand: Series[int] = pa.Field(ge=0)
-    spot: Series[int] = pa.Field(ge=0)
-
-    class Config:
-        unique = ["plan_id", "hour", "region", "vm_type"]  # noqa: RUF012
-
-
-class PlanInstances(pa.DataFrameModel):
-    plan_id: Series[str]
-    hour: Series[pa.DateTime]
-    model: Series[str]
-    on_demand: Series[float] = pa.Field(ge=0)
-    spot: Series[float] = pa.Field(ge=0)
-    committed: Series[bool]
-
-    @pa.dataframe_check(error="committed hours hold whole instances")
-    @classmethod
-    def whole_when_committed(cls, df: pd.DataFrame) -> pd.Series:
-        whole = (df["on_demand"] % 1 == 0) & (df["spot"] % 1 == 0)
-        return whole | ~df["committed"]
-
-
-class PlanRouting(pa.DataFrameModel):
-    plan_id: Series[str]
-    hour: Series[pa.DateTime]
-    weight: Series[float] = pa.Field(ge=0, le=1.000001)
-
-    @pa.dataframe_check(error="routing weights of a source, model, tier and hour sum to 1")
-    @classmethod
-    def sums_to_one(cls, df: pd.DataFrame) -> pd.Series:
-        total = df.groupby(["hour", "source_region", "model", "tier"])["weight"].transform("sum")
-        return (total - 1).abs() < 1e-6
-
-
-class PlanActions(pa.DataFrameModel):
-    plan_id: Series[str]
-    kind: Series[str] = pa.Field(
-        isin=[
-            "add_vm",
-            "release_vm",
-            "add_spot_vm",
-            "release_spot_vm",
-            "load_model",
-            "unload_model",
-            "load_model_spot",
-            "unload_model_spot",
-        ]
-    )
-    count: Series[int] = pa.Field(ge=1)
-
-    @pa.dataframe_check(error="an action starts no later than the hour it is for")
-    @classmethod
-    def starts_in_time(cls, df: pd.DataFrame) -> pd.Series:
-        return df["start_by"] <= df["hour"]
-
-
-class PlanNiw(pa.DataFrameModel):
-    plan_id: Series[str]
-    served: Series[float] = pa.Field(ge=-1e-6)
-    backlog: Series[float] = pa.Field(ge=-1e-6)
-    late: Series[float] = pa.Field(ge=-1e-6)
-
-
-SCHEMAS = {
-    "vms": PlanVms,
-    "instances": PlanInstances,
-    "routing": PlanRouting,
-    "actions": PlanActions,
-    "niw": PlanNiw,
+ACTION_KINDS = [
+    f"{verb}_{what}"
+    for what in ("vm", "spot_vm", "model", "model_spot")
+    for verb in (("add", "release") if "vm" in what else ("load", "unload"))
+]
+NON_NEGATIVE = pa.Check.ge(0)
+# column rules beyond the dtype, per table
+COLUMN_CHECKS: dict[str, dict[str, list[pa.Check]]] = {
+    "vms": {"on_demand": [NON_NEGATIVE], "spot": [NON_NEGATIVE]},
+    "instances": {"on_demand": [NON_NEGATIVE], "spot": [NON_NEGATIVE]},
+    "routing": {"weight": [NON_NEGATIVE, pa.Check.le(1.000001)]},
+    "actions": {"kind": [pa.Check.isin(ACTION_KINDS)], "count": [pa.Check.ge(1)]},
+    "niw": {c: [pa.Check.ge(-1e-6)] for c in ("served", "backlog", "late")},
 }
 
 
+def _whole_when_committed(df: pd.DataFrame) -> pd.Series:
+    whole = (df["on_demand"] % 1 == 0) & (df["spot"] % 1 == 0)
+    return whole | ~df["committed"]
+
+
+def _sums_to_one(df: pd.DataFrame) -> pd.Series:
+    total = df.groupby(["hour", "source_region", "model", "tier"])["weight"].transform("sum")
+    return (total - 1).abs() < 1e-6
+
+
+def _starts_in_time(df: pd.DataFrame) -> pd.Series:
+    return df["start_by"] <= df["hour"]
+
+
+# rules across a row's columns or across rows, per table
+FRAME_CHECKS: dict[str, list[pa.Check]] = {
+    "instances": [pa.Check(_whole_when_committed, error="committed hours hold whole instances")],
+    "routing": [
+        pa.Check(_sums_to_one, error="routing weights of a source, model, tier and hour sum to 1")
+    ],
+    "actions": [
+        pa.Check(_starts_in_time, error="an action starts no later than the hour it is for")
+    ],
+}
+
+
+def schema(table: PlanTable) -> pa.DataFrameSchema:
+    """The pandera model of one stored detail table (``plan_id`` and the registry's columns)."""
+    checks = COLUMN_CHECKS.get(table.name, {})
+    columns = {"plan_id": pa.Column(str)} | {
+        c.name: pa.Column(DTYPES[c.kind], checks.get(c.name, []), nullable=c.nullable)
+        for c in table.columns
+    }
+    unique = ["plan_id", *table.key] if table.key else None
+    return pa.DataFrameSchema(
+        columns, checks=FRAME_CHECKS.get(table.name, []), unique=unique, name=f"plan_{table.name}"
+    )
+
+
+SCHEMAS = {name: schema(table) for name, table in PLAN_TABLES.items()}
+
+
 class PlanTables:
-    """Validate a plan's detail frames (those with a model above)."""
+    """Validate a plan's detail frames."""
 
     @staticmethod
     def validate(frames: dict[str, pd.DataFrame]) -> None:
-        for name, schema in SCHEMAS.items():
+        for name, model in SCHEMAS.items():
             frame = frames.get(name)
             if frame is not None and not frame.empty:
-                schema.validate(frame, lazy=True)
+                model.validate(frame, lazy=True)

@@ -31,7 +31,7 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make, verify, store and publish the plan for the hours after --as-of."""
-    from flows.planning import run_plan
+    from flows.pipeline import forecast_and_plan
 
     cfg = STATE.config()
     if as_of is None:
@@ -45,7 +45,7 @@ def plan(
         fail(f"--out {root}: exists and is not a folder", code=2)
     with open_warehouse() as con:
         try:
-            result = run_plan(con, cfg, when, root)
+            result = forecast_and_plan(con, cfg, when, root)
         except ValueError as exc:
             fail(str(exc))
     p = result.plan

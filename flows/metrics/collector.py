@@ -135,9 +135,8 @@ def _num(v: Any) -> float:
 
 
 def bound_source(plan: dict[str, Any]) -> str:
-    """Where the gap's bound comes from, as the published plan's manifest says ("root
-    relaxation", "search tree", "none"); without it "none" when there is no dual bound,
-    else "unknown"."""
+    """Where the gap's bound comes from, as the plan's header says ("root relaxation",
+    "search tree", "none"); without it "none" when there is no dual bound, else "unknown"."""
     given = plan.get("bound_source")
     if isinstance(given, str) and given:
         return given

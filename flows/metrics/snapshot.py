@@ -10,7 +10,6 @@ good read and says so (``sageserve_metrics_source_up{source="warehouse"} 0``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,10 +20,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.planning import plan_rows, state_from_json
+from flows.planning import plan_rows
 from flows.run_status import read_run
 from flows.warehouse.connection import WarehouseError, connect
 from flows.warehouse.sqlfiles import run
+from planner.ilp.data import FleetState
 
 log = logging.getLogger(__name__)
 COUNTS = ["region", "vm_type", "on_demand", "spot"]
@@ -80,7 +80,6 @@ def read_warehouse(con: duckdb.DuckDBPyConnection) -> WarehouseView:
     if header.empty:
         return WarehouseView(demand_hour=demand_hour, demand=demand, newest=newest)
     plan = {str(k): v for k, v in header.iloc[0].to_dict().items()}
-    plan.update(published_solver(plan.get("export_path")))
     pid, start = plan["plan_id"], pd.Timestamp(plan["start"])
     vms, instances, costs, unmet = (
         plan_rows(con, name, pid) for name in ("vms", "instances", "costs", "unmet")
@@ -111,26 +110,11 @@ def read_warehouse(con: duckdb.DuckDBPyConnection) -> WarehouseView:
     )
 
 
-def published_solver(export_path: Any) -> dict[str, Any]:
-    """The solver facts the published plan's manifest states (the warehouse does not keep
-    where the gap's bound comes from): ``bound_source`` and the gap as published (None when
-    the gap is unknown). Empty when the manifest cannot be read."""
-    if not isinstance(export_path, str) or not export_path:
-        return {}
-    try:
-        manifest = json.loads((Path(export_path) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        log.warning("metrics: manifest of %s not read: %s", export_path, exc)
-        return {}
-    solver = manifest.get("solver") or {}
-    return {k: solver[k] for k in ("bound_source", "gap") if k in solver}
-
-
 def _running(state: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The fleet the plan started from (what ran when it was made), as count frames."""
     if not isinstance(state, str) or not state:
         return pd.DataFrame(columns=COUNTS), pd.DataFrame(columns=INSTANCES)
-    s = state_from_json(state)
+    s = FleetState.from_json(state)
     vms = pd.DataFrame(
         [
             {

@@ -1,6 +1,6 @@
 """Executors carry out a plan's next hour: the simulator, or a real ops target."""
 
-from planner.executors.protocol import AppliedState, Executor, desired_states
+from planner.executors.protocol import AppliedState, Executor, desired_states, documents_view
 from planner.executors.simulated import SimulatedExecutor
 from planner.executors.webhook import TargetSettings, WebhookError, WebhookExecutor
 
@@ -12,4 +12,5 @@ __all__ = [
     "WebhookError",
     "WebhookExecutor",
     "desired_states",
+    "documents_view",
 ]

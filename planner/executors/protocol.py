@@ -22,8 +22,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from planner.ilp.frames import rows
-from planner.ilp.plan import Plan
+from planner.ilp.plan import HourView, Plan
 
 
 @dataclass(frozen=True)
@@ -64,47 +63,31 @@ def desired_states(
     regions = sorted(
         set(plan.vms["region"]) | set(plan.instances["region"]) | set(plan.routing["source_region"])
     )
+    extra: dict[str, Any] = {}
+    if admission:
+        extra["admission"] = dict(sorted(admission.items()))
+    if router is not None:
+        keys = {"router": str, "artifact": str, "epoch_s": float}
+        extra["instance_router"] = {k: cast(router[k]) for k, cast in keys.items()}
+    head = {"plan_id": plan.plan_id, "hour": _iso(hour)}
+    config = config_hash or plan.solver.config_hash
     docs: dict[str, dict[str, Any]] = {
-        r: {
-            "plan_id": plan.plan_id,
-            "hour": _iso(hour),
-            "region": r,
-            "config_hash": config_hash or plan.solver.config_hash,
-            "vms": {},
-            "instances": {},
-            "routing": [],
-            "actions": [],
-        }
+        r: {**head, "region": r, "config_hash": config, "vms": {}, "instances": {}}
+        | {"routing": [], "actions": [], **{k: dict(v) for k, v in extra.items()}}
         for r in regions
     }
-    if admission:
-        for doc in docs.values():
-            doc["admission"] = dict(sorted(admission.items()))
-    if router is not None:
-        for doc in docs.values():
-            doc["instance_router"] = {
-                "router": str(router["router"]),
-                "artifact": str(router["artifact"]),
-                "epoch_s": float(router["epoch_s"]),
-            }
-    for v in rows(plan.vms[plan.vms["hour"] == hour]):
-        docs[v.region]["vms"][v.vm_type] = {"on_demand": int(v.on_demand), "spot": int(v.spot)}
-    for i in rows(plan.instances[plan.instances["hour"] == hour]):
-        if i.on_demand or i.spot:
-            docs[i.region]["instances"].setdefault(i.model, {})[i.vm_type] = {
-                "on_demand": round(i.on_demand),
-                "spot": round(i.spot),
-            }
-    for w in rows(plan.routing[plan.routing["hour"] == hour]):
-        docs[w.source_region]["routing"].append(
-            {
-                "model": w.model,
-                "tier": w.tier,
-                "target_region": w.target_region,
-                "weight": round(float(w.weight), 6),
-            }
-        )
-    for a in rows(plan.actions[plan.actions["hour"] == hour]):
+    view = plan.at(hour)
+    for (r, g), (od, sp) in view.vms.items():
+        docs[r]["vms"][g] = {"on_demand": int(od), "spot": int(sp)}
+    for (r, m, g), (n, ns) in view.instances.items():
+        if n or ns:
+            docs[r]["instances"].setdefault(m, {})[g] = {"on_demand": round(n), "spot": round(ns)}
+    for (r0, m, k), targets in view.routing.items():
+        docs[r0]["routing"] += [
+            {"model": m, "tier": k, "target_region": r, "weight": round(float(w), 6)}
+            for r, w in targets.items()
+        ]
+    for a in view.actions:
         if a.region in docs:
             docs[a.region]["actions"].append(
                 {
@@ -117,6 +100,23 @@ def desired_states(
                 }
             )
     return docs
+
+
+def documents_view(docs: Mapping[str, Mapping[str, Any]], hour: datetime) -> HourView:
+    """The hour's view of desired-state documents (region → document): the inverse of
+    :func:`desired_states` for VMs, instances and routing (what an executor applied)."""
+    vms: dict[tuple[str, str], tuple[int, int]] = {}
+    inst: dict[tuple[str, str, str], tuple[float, float]] = {}
+    routing: dict[tuple[str, str, str], dict[str, float]] = {}
+    for r, doc in docs.items():
+        for g, n in doc.get("vms", {}).items():
+            vms[(r, g)] = (int(n.get("on_demand", 0)), int(n.get("spot", 0)))
+        for m, per_type in doc.get("instances", {}).items():
+            for g, n in per_type.items():
+                inst[(r, m, g)] = (int(n.get("on_demand", 0)), int(n.get("spot", 0)))
+        for w in doc.get("routing", []):
+            routing.setdefault((r, w["model"], w["tier"]), {})[w["target_region"]] = w["weight"]
+    return HourView(hour, vms, inst, routing, served={}, backlog={})
 
 
 def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:

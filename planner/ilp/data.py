@@ -12,10 +12,12 @@ quotas, lead and load times, each model's cheapest VM type per region) come from
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +40,25 @@ class FleetState:
     instances: Mapping[RMG, int] = field(default_factory=dict)
     spot_instances: Mapping[RMG, int] = field(default_factory=dict)
     niw_backlog: Mapping[str, float] = field(default_factory=dict)  # model -> (tokens/s)·h
+
+    def to_json(self) -> str:
+        """The state as JSON (each mapping a list of [*key, value] rows, sorted)."""
+
+        def pairs(mapping: Mapping[Any, Any]) -> list[list[Any]]:
+            return [[*k, v] if isinstance(k, tuple) else [k, v] for k, v in sorted(mapping.items())]
+
+        return json.dumps({name: pairs(getattr(self, name)) for name in STATE_FIELDS})
+
+    @classmethod
+    def from_json(cls, text: str) -> FleetState:
+        def mapping(rows: list[list[Any]]) -> dict[Any, Any]:
+            return {(tuple(r[:-1]) if len(r) > 2 else r[0]): r[-1] for r in rows}
+
+        d = json.loads(text)
+        return cls(**{name: mapping(d[name]) for name in STATE_FIELDS})
+
+
+STATE_FIELDS = ("vms", "spot_vms", "instances", "spot_instances", "niw_backlog")
 
 
 def state_from_config(cfg: FleetConfig) -> FleetState:
@@ -140,6 +161,12 @@ class PlanningData:
         if t <= self.deadline_h - 2:
             window += self.state.niw_backlog.get(m, 0.0)
         return window
+
+
+def plan_horizon(cfg: FleetConfig, as_of: datetime) -> int:
+    """Forecast hours a plan made at ``as_of`` needs: the horizon from the next full hour,
+    counted from origin = the hour of ``as_of`` (one more when not on the hour)."""
+    return cfg.planner.horizon_h + (1 if as_of > _floor_hour(as_of) else 0)
 
 
 def build_data(

@@ -16,12 +16,14 @@ would look free.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 from pyscipopt import Model, quicksum
 
 from planner.ilp.data import PlanningData
-from planner.ilp.variables import FLOW_UNIT, Vars
+from planner.ilp.variables import FLOW_UNIT, Key, Vars
 
 AVAILABILITY_PENALTY = 1000.0  # $ per missing instance-hour: always worth an instance
 
@@ -39,23 +41,44 @@ def niw_carry_value(data: PlanningData) -> float:
     return 0.0 if best == float("inf") else best
 
 
+def money_terms(
+    data: PlanningData, v: Mapping[str, Mapping[Key, Any]], total: Callable[[Iterable[Any]], Any]
+) -> dict[str, Any]:
+    """The objective's money terms, $ (VM-hours, spot VM-hours, paying for VMs while they
+    provision, GPU time spent loading models), over ``v``: the model's variables summed with
+    ``quicksum``, or a solution's values (planner.ilp.costs) summed with ``sum``."""
+    price, spot = data.price, data.spot_price
+
+    def lead(g: str) -> float:
+        return data.lead_minutes[g] / 60.0
+
+    def load(m: str, g: str, t: int) -> float:
+        return data.load_loss(m, g, t) / data.instances_per_vm[(m, g)]
+
+    def get(family: str) -> Iterable[tuple[Key, Any]]:
+        return v.get(family, {}).items()
+
+    return {
+        "vm_hours": total(price[(r, g)] * y for (r, g, _t), y in get("y")),
+        "spot_vm_hours": total(spot[(r, g)] * z for (r, g, _t), z in get("z")),
+        "provisioning": total(
+            chain(
+                (price[(r, g)] * lead(g) * a for (r, g, _t), a in get("ay")),
+                (spot[(r, g)] * lead(g) * a for (r, g, _t), a in get("az")),
+            )
+        ),
+        "model_loads": total(
+            chain(
+                (price[(r, g)] * load(m, g, t) * u for (r, m, g, t), u in get("u")),
+                (spot[(r, g)] * load(m, g, t) * u for (r, m, g, t), u in get("us")),
+            )
+        ),
+    }
+
+
 def objective_terms(data: PlanningData, v: Vars) -> dict[str, Any]:
     """The objective by component (each a linear expression), for reports and tests."""
-    terms: dict[str, Any] = {}
-    terms["vm_hours"] = quicksum(data.price[(r, g)] * y for (r, g, _t), y in v.y.items())
-    terms["spot_vm_hours"] = quicksum(data.spot_price[(r, g)] * z for (r, g, _t), z in v.z.items())
-    terms["provisioning"] = quicksum(
-        data.price[(r, g)] * data.lead_minutes[g] / 60.0 * a for (r, g, _t), a in v.ay.items()
-    ) + quicksum(
-        data.spot_price[(r, g)] * data.lead_minutes[g] / 60.0 * a for (r, g, _t), a in v.az.items()
-    )
-    terms["model_loads"] = quicksum(
-        data.price[(r, g)] * data.load_loss(m, g, t) / data.instances_per_vm[(m, g)] * u
-        for (r, m, g, t), u in v.u.items()
-    ) + quicksum(
-        data.spot_price[(r, g)] * data.load_loss(m, g, t) / data.instances_per_vm[(m, g)] * u
-        for (r, m, g, t), u in v.us.items()
-    )
+    terms = money_terms(data, v, quicksum)
     terms["churn"] = data.churn_cost * quicksum(
         [*v.ay.values(), *v.ry.values(), *v.az.values(), *v.rz.values()]
     )

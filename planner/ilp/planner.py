@@ -12,9 +12,9 @@ from typing import Any
 from planner.config import FleetConfig
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
-from planner.ilp.frames import rows
 from planner.ilp.greedy import greedy_values
-from planner.ilp.plan import Plan, SolverFacts, from_values
+from planner.ilp.plan import Plan, SolverFacts
+from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.verify import Verification, verify
@@ -61,18 +61,13 @@ def choose_method(data: PlanningData, settings: SolverSettings) -> str:
 
 def warm_start_from(previous: Plan, data: PlanningData) -> dict[str, dict[tuple[Any, ...], float]]:
     """The previous plan's VMs and instances for the hours both plans cover."""
-    t_of = {h: t for t, h in enumerate(data.hours, start=1)}
     out: dict[str, dict[tuple[Any, ...], float]] = {"y": {}, "z": {}, "x": {}, "xs": {}}
-    for v in rows(previous.vms):
-        t = t_of.get(v.hour)
-        if t:
-            out["y"][(v.region, v.vm_type, t)] = v.on_demand
-            out["z"][(v.region, v.vm_type, t)] = v.spot
-    for i in rows(previous.instances):
-        t = t_of.get(i.hour)
-        if t:
-            out["x"][(i.region, i.model, i.vm_type, t)] = i.on_demand
-            out["xs"][(i.region, i.model, i.vm_type, t)] = i.spot
+    for t, hour in enumerate(data.hours, start=1):
+        view = previous.at(hour)
+        for (r, g), (od, sp) in view.vms.items():
+            out["y"][(r, g, t)], out["z"][(r, g, t)] = od, sp
+        for (r, m, g), (n, ns) in view.instances.items():
+            out["x"][(r, m, g, t)], out["xs"][(r, m, g, t)] = n, ns
     return out
 
 

@@ -166,6 +166,138 @@ def _pool_cv(routing: Array, requests: Array, cv2: Array) -> Array:
         return np.asarray(np.where(reqs > 0, np.sqrt(sq / reqs), 1.0), dtype=float)
 
 
+@dataclass
+class _Books:
+    """What the replay records: the queues now, and per minute (the drain's included where
+    the first axis is T + D) what was admitted, served, dropped, metered and seen."""
+
+    queue: Array  # [r, m, k] work waiting (tokens)
+    admitted: Array  # [T + D, r, m, k]
+    served: Array  # [T + D, r, m, k]
+    dropped: Array  # [T, r, m, k]
+    timeline: Array  # [T + D, 5]: gpus allocated, busy, scaling, $ on-demand, $ spot
+    inst_log: Array  # [T, r, m] serving instances
+    rho: Array  # [T, r, m] the shared pools' utilisation
+    shared_log: Array  # [T, r, m, g] shared instances by VM type
+    pool_cv: Array  # [T, r, m] CV of the arrivals a pool receives
+
+    @classmethod
+    def empty(cls, p: FleetParams, minutes: int, drain: int) -> _Books:
+        nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)
+        return cls(
+            np.zeros((nr, nm, nk)),
+            np.zeros((minutes + drain, nr, nm, nk)),
+            np.zeros((minutes + drain, nr, nm, nk)),
+            np.zeros((minutes, nr, nm, nk)),
+            np.zeros((minutes + drain, 5)),
+            np.zeros((minutes, nr, nm)),
+            np.zeros((minutes, nr, nm)),
+            np.zeros((minutes, nr, nm, len(p.vm_types))),
+            np.ones((minutes, nr, nm)),
+        )
+
+    def end_drain(self, t: int) -> None:
+        """The queues emptied at drain minute ``t``: later minutes are not recorded."""
+        self.admitted = self.admitted[: t + 1]
+        self.served = self.served[: t + 1]
+        self.timeline = self.timeline[: t + 1]
+
+
+def _serve_interactive(
+    p: FleetParams, cap: Array, arr: Array, books: _Books, t: int, in_log: bool
+) -> tuple[Array, Array]:
+    """Interactive tiers in priority order take what they need of the shared capacity ``cap``
+    [r, m, k] (tokens/s) in minute ``t``; a tier's queue beyond what it could serve within
+    its drop time is dropped (counted only while ``in_log``). Returns the share of the minute
+    still free [r, m] and the pools' pressure (work present over capacity)."""
+    nr, nm = cap.shape[:2]
+    free = np.ones((nr, nm))
+    pressure = np.zeros((nr, nm))
+    for k in p.interactive:
+        c = cap[:, :, k] * 60.0
+        backlog = books.queue[:, :, k] + arr[:, :, k]
+        s = np.minimum(backlog, c * free)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            used = np.where(c > 0, s / c, 0.0)
+            pressure += np.where(c > 0, backlog / c, np.where(backlog > 0, np.inf, 0.0))
+        free = np.maximum(free - used, 0.0)
+        rest = backlog - s
+        limit = cap[:, :, k] * p.drop_after_s[k]
+        d = np.maximum(rest - limit, 0.0)
+        books.queue[:, :, k] = rest - d
+        books.served[t, :, :, k] = s
+        books.admitted[t, :, :, k] = arr[:, :, k] - (d if in_log else 0.0)
+        if in_log:
+            books.dropped[t, :, :, k] = d
+    return free, pressure
+
+
+def _serve_niw(
+    p: FleetParams,
+    cap: Array,
+    own: Array,
+    arr: Array,
+    free: Array,
+    share_idle: bool,
+    books: _Books,
+    t: int,
+) -> tuple[Array, Array, npt.NDArray[np.bool_]]:
+    """NIW in minute ``t``: its own instances' capacity ``own`` [r, m] first, then (if
+    ``share_idle``) the shared capacity the interactive tiers left ``free``. Returns the
+    shared and own busy shares [r, m] it adds, and where it is stuck (work that nothing can
+    ever serve: the only NIW pressure, deferrable work is meant to queue)."""
+    k = p.deferrable
+    backlog = books.queue[:, :, k] + arr[:, :, k]
+    c_shared = cap[:, :, k] * 60.0 * free if share_idle else np.zeros_like(free)
+    c_own = own * 60.0
+    s = np.minimum(backlog, c_shared + c_own)
+    from_own = np.minimum(s, c_own)
+    from_shared = s - from_own
+    books.queue[:, :, k] = backlog - s
+    books.served[t, :, :, k] = s
+    books.admitted[t, :, :, k] = arr[:, :, k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shared_used = np.where(cap[:, :, k] > 0, from_shared / (cap[:, :, k] * 60.0), 0.0)
+        own_used = np.where(c_own > 0, from_own / c_own, 0.0)
+    stuck = (backlog > 0) & (c_shared + c_own <= 0) & (cap[:, :, k] + own <= 0)
+    return shared_used, own_used, stuck
+
+
+def _meter(
+    p: FleetParams,
+    fleet: Fleet,
+    pools: tuple[Array, Array],
+    busy: tuple[Array, Array],
+) -> tuple[float, float, float, float, float]:
+    """One timeline row: GPUs allocated, GPUs busy (``busy`` shares [r, m] of the shared
+    and own ``pools`` [r, m, g]), GPUs scaling, and the minute's on-demand and spot cost."""
+    gpi = p.gpus_per_instance[None]
+    gpus_busy = sum(
+        float((b * (pool * gpi).sum(axis=2)).sum()) for b, pool in zip(busy, pools, strict=True)
+    )
+    vm_od, vm_spot = fleet.allocated_vms()
+    return (
+        float((vm_od * p.gpus_per_vm).sum() + (vm_spot * p.gpus_per_vm).sum()),
+        gpus_busy,
+        fleet.scaling_gpus(),
+        float((vm_od * p.price).sum() / 60.0),
+        float((vm_spot * p.spot_price).sum() / 60.0),
+    )
+
+
+def _decide(
+    policy: Policy, fleet: Fleet, routes: list[tuple[int, Array]], obs: Observation
+) -> None:
+    """The policy's decision at the start of minute ``obs.minute``, applied to the fleet (a
+    routing change is logged), then the fleet's scaling actions advance a minute."""
+    decided = policy.decide(obs)
+    if decided is not None:
+        fleet.set_targets(decided)
+        if not np.array_equal(decided.routing, routes[-1][1]):
+            routes.append((obs.minute, decided.routing.copy()))
+    fleet.step(obs.minute)
+
+
 def simulate(
     p: FleetParams,
     demand: MinuteDemand,
@@ -178,35 +310,18 @@ def simulate(
     :func:`default_serving`)."""
     serving = serving or default_serving(p, demand)
     nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)
-    T = demand.minutes
-    D = int(p.deadline_min) if drain else 0
-    tokens = demand.tokens
+    T, D = demand.minutes, (int(p.deadline_min) if drain else 0)
     fleet = Fleet(p, policy.initial(p))
-    queue = np.zeros((nr, nm, nk))
-    admitted = np.zeros((T + D, nr, nm, nk))
-    served = np.zeros((T + D, nr, nm, nk))
-    dropped = np.zeros((T, nr, nm, nk))
+    books = _Books.empty(p, T, D)
     routes: list[tuple[int, Array]] = [(0, fleet.targets.routing.copy())]
-    timeline = np.zeros((T + D, 5))  # gpus allocated, busy, scaling, $ on-demand, $ spot
-    inst_log = np.zeros((T, nr, nm))
-    gpi = p.gpus_per_instance
-    util = np.zeros((nr, nm))
-    last_pressure = np.zeros((nr, nm))
-    last_arr = np.zeros((nr, nm, nk))
-    last_src = np.zeros((nr, nm, nk))
-    tier_order = [*p.interactive]
-    rho = np.zeros((T, nr, nm))  # the pools' utilisation per minute
-    shared_log = np.zeros((T, nr, nm, len(p.vm_types)))
-    pool_cv = np.ones((T, nr, nm))
-    cv2 = np.ones_like(tokens) if demand.cv is None else np.nan_to_num(demand.cv, nan=1.0) ** 2
+    util, last_pressure = np.zeros((nr, nm)), np.zeros((nr, nm))
+    last_arr, last_src = np.zeros((nr, nm, nk)), np.zeros((nr, nm, nk))
+    cv = demand.cv
+    cv2 = np.ones_like(demand.tokens) if cv is None else np.nan_to_num(cv, nan=1.0) ** 2
     for t in range(T + D):
         if t < T:
-            decided = policy.decide(Observation(t, last_arr, last_src, util, last_pressure, fleet))
-            if decided is not None:
-                fleet.set_targets(decided)
-                if not np.array_equal(decided.routing, routes[-1][1]):
-                    routes.append((t, decided.routing.copy()))
-            fleet.step(t)
+            obs = Observation(t, last_arr, last_src, util, last_pressure, fleet)
+            _decide(policy, fleet, routes, obs)
         od, spot = fleet.serving()
         reserved = fleet.targets.niw_reserved
         reserved = np.zeros_like(od) if reserved is None else np.minimum(reserved, od)
@@ -214,75 +329,58 @@ def simulate(
         cap = _pool_capacity(serving.theta, shared)  # tokens/s
         own = _pool_capacity(serving.theta, reserved + spot)[:, :, p.deferrable]
         routing = routes[-1][1]
-        arr = np.einsum("srmk,smk->rmk", routing, tokens[t]) if t < T else np.zeros((nr, nm, nk))
-        free = np.ones((nr, nm))
-        pressure = np.zeros((nr, nm))
-        for k in tier_order:
-            c = cap[:, :, k] * 60.0
-            backlog = queue[:, :, k] + arr[:, :, k]
-            s = np.minimum(backlog, c * free)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                used = np.where(c > 0, s / c, 0.0)
-                pressure += np.where(c > 0, backlog / c, np.where(backlog > 0, np.inf, 0.0))
-            free = np.maximum(free - used, 0.0)
-            rest = backlog - s
-            limit = cap[:, :, k] * p.drop_after_s[k]
-            d = np.maximum(rest - limit, 0.0)
-            queue[:, :, k] = rest - d
-            served[t, :, :, k] = s
-            admitted[t, :, :, k] = arr[:, :, k] - (d if t < T else 0.0)
-            if t < T:
-                dropped[t, :, :, k] = d
-        k = p.deferrable
-        backlog = queue[:, :, k] + arr[:, :, k]
-        c_shared = cap[:, :, k] * 60.0 * free if policy.share_idle else np.zeros((nr, nm))
-        c_own = own * 60.0
-        s = np.minimum(backlog, c_shared + c_own)
-        from_own = np.minimum(s, c_own)
-        from_shared = s - from_own
-        queue[:, :, k] = backlog - s
-        served[t, :, :, k] = s
-        admitted[t, :, :, k] = arr[:, :, k]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shared_used = np.where(cap[:, :, k] > 0, from_shared / (cap[:, :, k] * 60.0), 0.0)
-            own_used = np.where(c_own > 0, from_own / c_own, 0.0)
-            # deferrable work is meant to queue: it adds pressure only where nothing can
-            # ever serve it
-            stuck = (backlog > 0) & (c_shared + c_own <= 0) & (cap[:, :, k] + own <= 0)
-            pressure = np.where(stuck, np.inf, pressure)
-        busy_shared = np.clip(1.0 - free + shared_used, 0.0, 1.0)
-        busy = (busy_shared * (shared * gpi[None]).sum(axis=2)).sum() + (
-            own_used * ((reserved + spot) * gpi[None]).sum(axis=2)
-        ).sum()
-        vm_od, vm_spot = fleet.allocated_vms()
-        timeline[t] = (
-            float((vm_od * p.gpus_per_vm).sum() + (vm_spot * p.gpus_per_vm).sum()),
-            float(busy),
-            fleet.scaling_gpus(),
-            float((vm_od * p.price).sum() / 60.0),
-            float((vm_spot * p.spot_price).sum() / 60.0),
+        arr = (
+            np.einsum("srmk,smk->rmk", routing, demand.tokens[t])
+            if t < T
+            else np.zeros((nr, nm, nk))
         )
+        free, pressure = _serve_interactive(p, cap, arr, books, t, t < T)
+        shared_used, own_used, stuck = _serve_niw(
+            p, cap, own, arr, free, policy.share_idle, books, t
+        )
+        pressure = np.where(stuck, np.inf, pressure)
+        busy_shared = np.clip(1.0 - free + shared_used, 0.0, 1.0)
+        books.timeline[t] = _meter(p, fleet, (shared, reserved + spot), (busy_shared, own_used))
         if t < T:
-            inst_log[t] = (od + spot).sum(axis=2)
-            rho[t], shared_log[t] = busy_shared, shared
-            pool_cv[t] = _pool_cv(routing, demand.requests[t], cv2[t])
-            util = busy_shared
-            last_pressure = pressure
-            last_arr = arr
-            last_src = tokens[t]
-        elif not queue.any():
-            admitted, served, timeline = admitted[: t + 1], served[: t + 1], timeline[: t + 1]
+            books.inst_log[t] = (od + spot).sum(axis=2)
+            books.rho[t], books.shared_log[t] = busy_shared, shared
+            books.pool_cv[t] = _pool_cv(routing, demand.requests[t], cv2[t])
+            util, last_pressure = busy_shared, pressure
+            last_arr, last_src = arr, demand.tokens[t]
+        elif not books.queue.any():
+            books.end_drain(t)
             break
-    within = np.ones((T, nr, nm, nk))
+    return _result(p, demand, policy.name, fleet, books, routes, _within(p, serving, books))
+
+
+def _within(p: FleetParams, serving: ServingModel, books: _Books) -> Array:
+    """[T, r, m, k] on-time share of each minute's requests within the minute (the latency
+    curves at the pools' utilisation and CV; 1 for NIW)."""
+    T, nr, nm = books.rho.shape
+    within = np.ones((T, nr, nm, len(p.tiers)))
     for m in range(nm):
         for k in p.interactive:
             within[:, :, m, k] = serving.on_time(
-                m, k, shared_log[:, :, m], rho[:, :, m], pool_cv[:, :, m]
+                m, k, books.shared_log[:, :, m], books.rho[:, :, m], books.pool_cv[:, :, m]
             )
-    tiers = _outcomes(p, demand, admitted, served, dropped, routes, within)
-    run, tail = timeline[:T], timeline[T:]
+    return within
+
+
+def _result(
+    p: FleetParams,
+    demand: MinuteDemand,
+    name: str,
+    fleet: Fleet,
+    books: _Books,
+    routes: list[tuple[int, Array]],
+    within: Array,
+) -> SimResult:
+    """The :class:`SimResult` of a finished replay (drain GPU-hours apart)."""
+    T = demand.minutes
+    tiers = _outcomes(p, demand, books.admitted, books.served, books.dropped, routes, within)
+    run, tail = books.timeline[:T], books.timeline[T:]
     return SimResult(
-        policy=policy.name,
+        policy=name,
         minutes=T,
         tiers=tiers,
         gpu_hours=float(run[:, 0].sum() / 60.0),
@@ -300,7 +398,7 @@ def simulate(
                 "gpus_scaling": run[:, 2],
             }
         ),
-        instances=_hourly_instances(p, demand.start, inst_log),
+        instances=_hourly_instances(p, demand.start, books.inst_log),
     )
 
 

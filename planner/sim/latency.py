@@ -238,6 +238,21 @@ class Curve:
         return np.asarray(low * (1 - fr) + high * fr, dtype=float)
 
 
+def minute_attainment(curve: Curve, rho: npt.ArrayLike, instance_cv: npt.ArrayLike) -> Array:
+    """The calibrated within-minute formula, the one both fluid replays use (the pool replay,
+    :func:`planner.sim.pool.pool_sla`, and the fleet replay through
+    :meth:`planner.sim.serving.ServingModel.on_time`): the share of a minute's requests on
+    time at utilisation ρ with per-instance inter-arrival CV c is ``sla(min(ρ, ρ*), c)``.
+
+    ρ* is the curve's largest grid utilisation below 1. The rows at ρ ≥ 1 are measured on
+    streams that never drain: their attainment is that of a queue grown over the whole
+    measurement, a wait the fluid minute queue charges itself (it holds the work a minute
+    cannot serve). Reading those rows too would charge an overloaded minute twice."""
+    below = curve.rhos[curve.rhos < 1.0]
+    cap = float(below[-1]) if len(below) else float(curve.rhos[0])
+    return curve(np.minimum(np.asarray(rho, float), cap), instance_cv)
+
+
 def _decreasing(y: Array) -> Array:
     """Least-squares non-increasing fit of ``y`` (pool adjacent violators)."""
     values: list[float] = []

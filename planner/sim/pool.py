@@ -8,8 +8,9 @@ make latency grow with load:
 
 * **within the minute** (batching and sub-minute bursts): the share of tier k's requests on
   time is the latency curve ``sla_k(ρ_t, c_t)`` measured with the iteration-level model
-  (:mod:`planner.sim.latency`), ρ_t = s_t / (60 n κ) the minute's served load over what the
-  instances really sustain on the mix (κ, :func:`planner.sim.latency.saturation`);
+  (:func:`planner.sim.latency.minute_attainment`, the formula the fleet replay uses too), ρ_t
+  = s_t / (60 n κ) the minute's served load over what the instances really sustain on the mix
+  (κ, :func:`planner.sim.latency.saturation`);
 * **across minutes** (overload): a fluid FIFO queue of busy seconds with capacity 60 n κ per
   minute; the wait of a request at position u of its minute is read off the arrival and
   service curves (:func:`planner.sim.fluid.service_times`), and an interactive request whose
@@ -26,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.fluid import service_times
-from planner.sim.latency import Curve, instance_cv
+from planner.sim.latency import Curve, instance_cv, minute_attainment
 
 Array = npt.NDArray[np.float64]
 QUADRATURE = 16
@@ -132,7 +133,7 @@ def pool_sla(
     share = np.zeros((T, len(curves)))
     for k, curve in enumerate(curves):
         in_time = (wait_s <= ttft_s[k]).mean(axis=1)
-        share[:, k] = curve(rho, c_inst) * in_time
+        share[:, k] = minute_attainment(curve, rho, c_inst) * in_time
     weights = traffic.requests
     with np.errstate(invalid="ignore", divide="ignore"):
         total = (share * weights).sum(axis=0) / weights.sum(axis=0)

@@ -11,12 +11,13 @@ Per model m and VM type g, from the stored curves (``configs/capacity/latency_cu
   :mod:`planner.sim.capacity` are the next step there);
 * **latency**: a pool at utilisation ρ (its served load over that capacity, NIW included: it
   shares the batch) whose instances each see inter-arrival CV c (the pool's CV over √n,
-  :func:`planner.sim.latency.instance_cv`) has tier k's on-time share ``sla[m, g, k](ρ, c)``.
+  :func:`planner.sim.latency.instance_cv`) has tier k's on-time share ``sla[m, g, k](ρ, c)``
+  (:func:`planner.sim.latency.minute_attainment`, the formula the pool replay uses too).
   A pool of mixed VM types takes each type's curve weighted by its share of the capacity (the
   router loads every instance to the same ρ).
 
-Overload across minutes is the fluid minute queue's business (:mod:`planner.sim.fluid`); ρ
-stops at 1 there.
+Overload across minutes is the fluid minute queue's business (:mod:`planner.sim.fluid`); the
+curve is read at ρ up to its last grid row below 1 (:func:`planner.sim.latency.minute_attainment`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams
-from planner.sim.latency import Curve, LatencyCurves, instance_cv
+from planner.sim.latency import Curve, LatencyCurves, instance_cv, minute_attainment
 
 Array = npt.NDArray[np.float64]
 
@@ -56,7 +57,7 @@ class ServingModel:
                 raise KeyError(f"no latency curve for model {m}, VM type {g}, tier {k}")
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = np.where(total > 0, cap[..., g] / total, 0.0)
-            out += w * curve(rho, c)
+            out += w * minute_attainment(curve, rho, c)
         return np.where(total > 0, out, 1.0)
 
 

@@ -28,7 +28,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.metrics import WarehouseSource
 from flows.metrics.server import start
-from flows.planning import PlanRun, run_plan
+from flows.pipeline import forecast_and_plan
+from flows.planning import PlanRun
 from flows.run_status import record_run
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
@@ -55,7 +56,7 @@ def planned(
         update={"planner": cfg.planner.model_copy(update={"horizon_h": 6, "time_limit_s": 3.0})}
     )
     with connect(warehouse) as con:
-        result = run_plan(con, small, AS_OF, out / "plans")
+        result = forecast_and_plan(con, small, AS_OF, out / "plans")
     assert result.check.ok
     record_run(
         out,

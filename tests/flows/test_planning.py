@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.planning import run_plan
+from flows.pipeline import forecast_and_plan
 from flows.publish import verify_manifest
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
@@ -33,7 +33,7 @@ def test_plan_is_stored_published_and_rerun_safely(
 ) -> None:
     out = tmp_path / "plans"
     with connect(warehouse_path) as con:
-        first = run_plan(con, cfg, AS_OF, out)
+        first = forecast_and_plan(con, cfg, AS_OF, out)
         assert first.check.ok and first.export_path is not None
         folder = first.export_path
         assert folder.name == "20240611T0100"
@@ -45,14 +45,14 @@ def test_plan_is_stored_published_and_rerun_safely(
         assert (out / "LATEST").read_text().strip() == folder.name
         vms = pd.read_parquet(folder / "vms.parquet")
         assert len(vms) == 24 * len(cfg.fleet)
-        again = run_plan(con, cfg, AS_OF, out)
+        again = forecast_and_plan(con, cfg, AS_OF, out)
         assert again.plan.plan_id == first.plan.plan_id
         count = con.execute("SELECT count(*) FROM plans").fetchone()
         assert count == (1,)
         assert con.execute("SELECT count(*) FROM plan_vms").fetchone() == (len(vms),)
         assert sorted(p.name for p in out.iterdir()) == ["20240611T0100", "LATEST", "latest"]
 
-        nxt = run_plan(con, cfg, AS_OF + timedelta(hours=1), out)
+        nxt = forecast_and_plan(con, cfg, AS_OF + timedelta(hours=1), out)
         assert nxt.previous_plan_id == first.plan.plan_id
         assert "previous plan" in nxt.plan.solver.warm_start
         assert (out / "LATEST").read_text().strip() == "20240611T0200"
@@ -63,14 +63,14 @@ def test_a_failed_publish_keeps_the_last_good_plan(
 ) -> None:
     out = tmp_path / "plans"
     with connect(warehouse_path) as con:
-        good = run_plan(con, cfg, AS_OF, out)
+        good = forecast_and_plan(con, cfg, AS_OF, out)
         stored_before = con.execute("SELECT count(*) FROM plans").fetchone()
         # make the publish folder refuse new entries (even root's) for the next hour's plan
         if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
             pytest.skip("chattr +i is not supported on this filesystem")
         try:
             with pytest.raises(OSError):
-                run_plan(con, cfg, AS_OF + timedelta(hours=1), out)
+                forecast_and_plan(con, cfg, AS_OF + timedelta(hours=1), out)
         finally:
             subprocess.run(["chattr", "-i", str(out)], check=True)
         assert con.execute("SELECT count(*) FROM plans").fetchone() == stored_before
@@ -116,13 +116,13 @@ def test_operator_view_page_artifact_and_files_agree(
     actions are those to start before the next plan; plan files carry a column dictionary
     and UTC-marked times."""
     from flows.operator_view import operator_view
-    from flows.publish import COLUMNS
+    from planner.ilp.plan_tables import PLAN_TABLES
     from reports.operator import to_markdown
     from reports.plan_report import write_plan_report
 
     out = tmp_path / "plans"
     with connect(warehouse_path) as con:
-        result = run_plan(con, cfg, AS_OF, out)
+        result = forecast_and_plan(con, cfg, AS_OF, out)
         view = operator_view(con, cfg, result.plan, verified=True)
     plan = result.plan
     headline = dict(view.headline)
@@ -143,9 +143,9 @@ def test_operator_view_page_artifact_and_files_agree(
     assert "Next hour's actions" in text and "NIW schedule" in text and "Routing per hour" in text
     folder = result.export_path
     assert folder is not None and (folder / "COLUMNS.md").exists()
-    for table, columns in COLUMNS.items():
+    for table, spec in PLAN_TABLES.items():
         frame = pd.read_csv(folder / f"{table}.csv")
-        assert set(frame.columns) <= set(columns), table
+        assert list(frame.columns) == spec.names, table
         if "hour" in frame and len(frame):
             assert frame["hour"].str.endswith("Z").all(), table
     assert str(pd.read_parquet(folder / "vms.parquet")["hour"].dt.tz) == "UTC"

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.planning import record_application, run_plan, starting_state
+from flows.pipeline import forecast_and_plan
+from flows.planning import MissingForecasts, record_application, run_plan, starting_state
 from flows.publish import published_plan_id, verify_manifest
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig, load_config
@@ -66,9 +67,9 @@ def test_a_rerun_of_an_hour_starts_from_the_same_fleet_and_repeats_its_actions(
     out = tmp_path / "plans"
     on_hour = datetime(2024, 6, 11, 1, 0, tzinfo=UTC)
     with connect(wh) as con:
-        first = run_plan(con, small_cfg, on_hour, out)
+        first = forecast_and_plan(con, small_cfg, on_hour, out)
         assert first.plan.solver.status == "optimal"
-        rerun = run_plan(con, small_cfg, on_hour, out)
+        rerun = forecast_and_plan(con, small_cfg, on_hour, out)
         assert rerun.plan.solver.status == "optimal"
         states = dict(con.execute("SELECT plan_id, state FROM plans").fetchall())
     assert first.previous_plan_id is None and rerun.previous_plan_id is None
@@ -85,9 +86,9 @@ def test_a_rerun_after_the_next_plan_replaces_only_its_own_hour(
 ) -> None:
     out = tmp_path / "plans"
     with connect(wh) as con:
-        before = run_plan(con, small_cfg, AS_OF, out)  # the plan in force for 01:00
-        first = run_plan(con, small_cfg, NEXT, out)
-        rerun = run_plan(con, small_cfg, NEXT, out)
+        before = forecast_and_plan(con, small_cfg, AS_OF, out)  # the plan in force for 01:00
+        first = forecast_and_plan(con, small_cfg, NEXT, out)
+        rerun = forecast_and_plan(con, small_cfg, NEXT, out)
         states = dict(con.execute("SELECT plan_id, state FROM plans").fetchall())
     assert rerun.previous_plan_id == first.previous_plan_id == before.plan.plan_id
     assert states[rerun.plan.plan_id] == states[first.plan.plan_id]
@@ -99,7 +100,7 @@ def test_the_fleet_a_plan_starts_from_is_what_was_applied(
 ) -> None:
     out = tmp_path / "plans"
     with connect(wh) as con:
-        in_force = run_plan(con, small_cfg, AS_OF, out)
+        in_force = forecast_and_plan(con, small_cfg, AS_OF, out)
         docs = desired_states(in_force.plan)
         # the target accepted one region's document only, and what it accepted differs from
         # the plan (say, an operator capped it): the next plan must start from the record
@@ -121,7 +122,7 @@ def test_the_fleet_a_plan_starts_from_is_what_was_applied(
         assert {k: v for k, v in state.vms.items() if k[0] != region} == {
             k: v for k, v in others.vms.items() if k[0] != region
         }
-        nxt = run_plan(con, small_cfg, NEXT, out)
+        nxt = forecast_and_plan(con, small_cfg, NEXT, out)
         assert nxt.forecast["state_source"].startswith("applied")
         buys = nxt.plan.actions[
             (nxt.plan.actions["hour"] == nxt.plan.start)
@@ -136,11 +137,11 @@ def test_a_plan_id_changes_whenever_its_content_does(
 ) -> None:
     from dataclasses import replace
 
-    from planner.ilp.plan import plan_id
+    from planner.ilp.readback import plan_id
 
     out = tmp_path / "plans"
     with connect(wh) as con:
-        made = run_plan(con, small_cfg, AS_OF, out).plan
+        made = forecast_and_plan(con, small_cfg, AS_OF, out).plan
     frames = {
         name: getattr(made, name)
         for name in ("vms", "instances", "assignments", "routing", "niw", "actions", "costs")
@@ -223,7 +224,7 @@ def test_a_kill_anywhere_in_publishing_never_publishes_what_the_warehouse_lacks(
 ) -> None:
     out = tmp_path / "plans"
     with connect(wh) as con:
-        good = run_plan(con, small_cfg, AS_OF, out)
+        good = forecast_and_plan(con, small_cfg, AS_OF, out)
     assert published_plan_id(out) == good.plan.plan_id
 
     _plan_in_subprocess(wh, small_cfg_path, out, "2024-06-11T01:05Z", barrier, tmp_path)
@@ -259,8 +260,8 @@ def test_a_plan_made_long_after_the_data_ends_says_so(
     with connect(wh) as con:
         last = con.execute("SELECT max(hour) FROM demand_hourly").fetchone()[0]  # type: ignore[index]
         late = pd.Timestamp(last) + pd.Timedelta(hours=21)
-        made = run_plan(con, small_cfg, late.tz_localize("UTC").to_pydatetime(), tmp_path)
-        fresh = run_plan(con, small_cfg, AS_OF, tmp_path)
+        made = forecast_and_plan(con, small_cfg, late.tz_localize("UTC").to_pydatetime(), tmp_path)
+        fresh = forecast_and_plan(con, small_cfg, AS_OF, tmp_path)
     (note,) = [n for n in made.plan.notes if n.startswith("STALE DATA")]
     assert "20.0 h before this plan" in note
     assert not [n for n in fresh.plan.notes if n.startswith("STALE DATA")]
@@ -275,3 +276,38 @@ def test_an_as_of_far_after_the_data_names_the_span_the_warehouse_holds(
 
     with connect(wh) as con, pytest.raises(ValueError, match=r"the demand mart holds 2024-06-"):
         run_selection(con, small_cfg, datetime(2030, 1, 1, tzinfo=UTC))
+
+
+def test_planning_never_forecasts_missing_forecasts_are_an_error(
+    wh: Path, small_cfg: FleetConfig, tmp_path: Path
+) -> None:
+    """The plan step reads forecasts and makes none: without the forecast step it fails
+    naming the origin and the step to run, and writes no forecast and no plan."""
+    with connect(wh) as con:
+        before = con.execute("SELECT count(*) FROM forecasts").fetchone()
+        missing = r"origin 2024-06-11T00:00 covering 4 h.*forecast"
+        with pytest.raises(MissingForecasts, match=missing):
+            run_plan(con, small_cfg, AS_OF, tmp_path / "plans")
+        assert con.execute("SELECT count(*) FROM forecasts").fetchone() == before
+        assert con.execute("SELECT count(*) FROM plans").fetchone() == (0,)
+        made = forecast_and_plan(con, small_cfg, AS_OF, tmp_path / "plans")
+        assert made.check.ok and made.forecast["origin"] == pd.Timestamp("2024-06-11 00:00")
+
+
+def test_backfill_runs_end_to_end_forecasting_before_each_plan(
+    wh: Path, small_cfg_path: Path, tmp_path: Path
+) -> None:
+    """The backfill flow (real Prefect, ephemeral API) over one hour: the forecast step, then
+    the plan made plan_lead_min before the hour, verified and published under backfill/."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    from flows.scheduled import backfill
+
+    out = backfill(
+        "2024-06-11T01:00", "2024-06-11T02:00", str(small_cfg_path), str(wh), str(tmp_path)
+    )
+    assert [p["hour"] for p in out["plans"]] == ["2024-06-11 01:00:00"]
+    assert out["plans"][0]["verified"]
+    assert published_plan_id(tmp_path / "backfill") == out["plans"][0]["plan_id"]
+    with connect(wh, read_only=True) as con:
+        origin = con.execute("SELECT max(origin) FROM forecasts").fetchone()
+    assert origin == (datetime(2024, 6, 11, 0, 0),)

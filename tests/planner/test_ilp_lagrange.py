@@ -14,8 +14,9 @@ from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
 from planner.ilp.lagrange import DecompositionSettings, decompose
 from planner.ilp.parallel import RegionPool
-from planner.ilp.plan import SolverFacts, from_values
+from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import estimated_variables, make_plan
+from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.verify import verify
 from tests.planner.ilp_fixtures import tiny_data

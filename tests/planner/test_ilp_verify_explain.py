@@ -10,8 +10,9 @@ import pytest
 
 from planner.ilp.explain import explain
 from planner.ilp.greedy import greedy_values
-from planner.ilp.plan import SolverFacts, from_values
+from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import make_plan
+from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings
 from planner.ilp.verify import verify
 from tests.planner.ilp_fixtures import T0, tiny_config, tiny_data

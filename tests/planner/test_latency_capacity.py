@@ -22,6 +22,7 @@ from planner.sim.latency import (
     LatencyCurves,
     TierTarget,
     measure_curve,
+    minute_attainment,
     monotone,
     saturation,
     tier_targets,
@@ -54,6 +55,20 @@ def test_curve_interpolates_and_clamps() -> None:
     assert c(0.5, 0.0) == pytest.approx(0.6)
     assert c(0.3, 0.5) == pytest.approx(0.7)  # mean of 0.9 and 0.5
     assert c(2.0, 9.0) == pytest.approx(0.0)  # beyond the grid: its edge
+
+
+def test_minute_attainment_leaves_overload_to_the_minute_queue() -> None:
+    """Below 1 the curve as measured; at ρ ≥ 0.95 (its last row below 1) the 0.95 row, never
+    the never-draining ρ = 1 row: the fluid queue charges that wait."""
+    c = Curve(
+        np.array([0.5, 0.95, 1.0]),
+        np.array([0.0, 1.0]),
+        np.array([[0.9, 0.9], [0.8, 0.6], [0.1, 0.0]]),
+    )
+    assert minute_attainment(c, 0.7, 0.0) == pytest.approx(float(c(0.7, 0.0)))
+    assert minute_attainment(c, np.array([0.95, 1.0, 1.3]), 0.5).tolist() == pytest.approx(
+        [0.7] * 3
+    )
 
 
 def test_saturation_by_hand() -> None:
