@@ -124,16 +124,16 @@ def learn_profiles(history: pd.DataFrame, action_gap_s: float = 1.0) -> pd.DataF
         rows = history.assign(
             arrival_time=pd.Timestamp("2024-06-03") + pd.to_timedelta(history["t"], unit="s"),
             request_id=[f"history-{i}" for i in range(len(history))],
-            file_id="fairness-history",
+            file_key=0,  # a scratch warehouse: no manifest row to reference
             ttft_ms=np.nan,
             e2e_ms=np.nan,
         )
         cols = [
             "request_id", "arrival_time", "region", "model", "tier", "input_tokens",
-            "output_tokens", "tenant", "ttft_ms", "e2e_ms", "file_id",
+            "output_tokens", "tenant", "ttft_ms", "e2e_ms", "file_key",
         ]  # fmt: skip
         con.register("hist", rows[cols])
-        con.execute(f"INSERT INTO requests SELECT {', '.join(cols)} FROM hist")
+        con.execute(f"INSERT INTO requests ({', '.join(cols)}) SELECT {', '.join(cols)} FROM hist")
         start = pd.Timestamp("2024-06-03").to_pydatetime()
         end = start + pd.Timedelta(seconds=float(np.ceil(history["t"].max() / HOUR) * HOUR))
         return run(

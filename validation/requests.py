@@ -71,9 +71,13 @@ requests_quarantine = pa.DataFrameSchema(
 ingested_files = pa.DataFrameSchema(
     {
         "file_id": pa.Column(pl.String, pa.Check.str_length(64, 64), unique=True),
+        # the file's number in requests.file_key (migration 0040): 1, 2, ... in ingest order
+        "file_key": pa.Column(pl.Int32, pa.Check.ge(1), unique=True),
         "path": pa.Column(pl.String),
         "format": pa.Column(
-            pl.String, pa.Check.isin(["native", "azure2023", "mooncake", "minute-aggregates"])
+            pl.String,
+            # "unknown": rows without a manifest row that migration 0040 kept
+            pa.Check.isin(["native", "azure2023", "mooncake", "minute-aggregates", "unknown"]),
         ),
         "bytes": pa.Column(pl.Int64, pa.Check.ge(0)),
         "rows_read": pa.Column(pl.Int64, pa.Check.ge(0)),

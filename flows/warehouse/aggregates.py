@@ -34,6 +34,7 @@ from flows.warehouse.ingest import (
     IngestReport,
     _clean_error,
     expand_paths,
+    next_file_key,
 )
 from flows.warehouse.sqlfiles import execute, run, sql, transaction
 from planner.config import FleetConfig
@@ -164,6 +165,7 @@ def _load(
         con,
         "ingest/record_file",
         file_id=file_id,
+        file_key=next_file_key(con),
         path=str(path),
         format=FORMAT,
         adapter=None,

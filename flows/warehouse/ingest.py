@@ -241,6 +241,7 @@ def _load(
     clock.lap("duplicates")
     keys: dict[str, Any] = {
         "file_id": file_id,
+        "file_key": next_file_key(con),
         "path": str(path),
         "now": now,
         "header_lines": header_lines,
@@ -292,6 +293,12 @@ def _load(
     return FileReport(
         str(path), "loaded", file_id, read, loaded, quarantined, dupes, None, problems, clock.laps
     )
+
+
+def next_file_key(con: duckdb.DuckDBPyConnection) -> int:
+    """The integer key of the file being loaded, inside its transaction: its manifest row's
+    ``file_key``, which its rows carry in ``requests.file_key`` (migration 0040)."""
+    return _first(run(con, "ingest/next_file_key").fetchone())
 
 
 class _PhaseClock:

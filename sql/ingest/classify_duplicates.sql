@@ -46,7 +46,7 @@ in_warehouse AS (
         'request_id: already loaded from ' || f.path AS detail
     FROM ranked AS c
     JOIN requests AS w USING (request_id)
-    JOIN ingested_files AS f ON f.file_id = w.file_id
+    JOIN ingested_files AS f ON f.file_key = w.file_key
     WHERE c.occurrence = 1
 )
 SELECT

@@ -34,7 +34,7 @@ def servegen_warehouse(
     warehouse.register("sg", rows)
     warehouse.execute(
         "INSERT INTO requests SELECT request_id, arrival_time, region, model, tier, "
-        "input_tokens, output_tokens, tenant, NULL, NULL, 'sg' FROM sg"
+        "input_tokens, output_tokens, tenant, NULL, NULL, 1 FROM sg"
     )
     warehouse.close()
     return tmp_path / "wh.duckdb"

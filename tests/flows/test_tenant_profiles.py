@@ -17,7 +17,7 @@ T0 = datetime(2024, 6, 3)
 def insert(con: duckdb.DuckDBPyConnection, rows: list[tuple[str, float, str, int, int]]) -> None:
     for i, (tenant, t, tier, inp, out) in enumerate(rows):
         con.execute(
-            "INSERT INTO requests VALUES (?, ?, 'r', 'm', ?, ?, ?, ?, NULL, NULL, 'f')",
+            "INSERT INTO requests VALUES (?, ?, 'r', 'm', ?, ?, ?, ?, NULL, NULL, 1)",
             [f"q{i}", T0 + timedelta(seconds=t), tier, inp, out, tenant],
         )
 
@@ -38,7 +38,7 @@ def test_profile_mart_by_hand(warehouse: duckdb.DuckDBPyConnection) -> None:
         ],
     )
     warehouse.execute(
-        "INSERT INTO requests VALUES ('x', ?, 'r', 'm', 'IW-F', 1, 1, NULL, NULL, NULL, 'f')",
+        "INSERT INTO requests VALUES ('x', ?, 'r', 'm', 'IW-F', 1, 1, NULL, NULL, NULL, 1)",
         [T0],
     )
     df = run(

@@ -97,6 +97,12 @@ def test_kill_mid_file_leaves_the_warehouse_as_before(tmp_path: Path) -> None:
     done = subprocess.run([*base, str(big), "--json"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f'"rows_loaded": {rows}' in done.stdout
+    with connect(warehouse) as con:  # every row names its file's manifest row by its key
+        keyed = "SELECT f.path, count(*) FROM requests JOIN ingested_files AS f USING (file_key)"
+        assert con.execute(f"{keyed} GROUP BY ALL ORDER BY 2").fetchall() == [
+            (str(small), 1),
+            (str(big), rows),
+        ]
 
 
 def test_a_locked_warehouse_gives_a_clear_error(tmp_path: Path) -> None:
