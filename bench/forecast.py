@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import resource
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flows.forecasting import settings_from_config
+from flows.forecasting import process_mapper, settings_from_config
 from planner.config import load_config
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.models import REGISTRY
@@ -87,19 +85,8 @@ def demand_frame(n_series: int, days: int = 28, seed: int = 1) -> pd.DataFrame:
 
 
 def pool_mapper(workers: int):  # type: ignore[no-untyped-def]
-    def mapper(fn, tasks):  # type: ignore[no-untyped-def]
-        if workers <= 1:
-            return [fn(t) for t in tasks]
-        # largest chunks first so the two workers finish together
-        order = sorted(range(len(tasks)), key=lambda i: -len(tasks[i].panel.series))
-        # forkserver, as flows.forecasting does: the global model's LightGBM (OpenMP) has run
-        # in this process before the pool starts, and forked children of an OpenMP process hang
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {i: pool.submit(fn, tasks[i]) for i in order}
-            return [futures[i].result() for i in range(len(tasks))]
-
-    return mapper
+    """The product's pool (largest task first, forkserver), as the daily flow runs it."""
+    return process_mapper(workers)
 
 
 def run(

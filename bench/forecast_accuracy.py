@@ -305,14 +305,21 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 f"{s.get('improvement_vs_snaive168', float('nan')):8.1%} "
                 f"{s['scaled_pinball']:7.3f} {s['band95_coverage']:8.1%}"
             )
-    print("nowcast (forecast made 40 minutes into the origin's hour, the minutes so far read):")
+    print(
+        "nowcast (forecast made 40 minutes into the origin's hour, the minutes so far read); "
+        "95 % band: calibrated on nowcasts' residuals [moved forecast band]; mean width / "
+        "scale, nowcast band [forecast band]:"
+    )
+    nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         print(
             f"  {metric:16s} "
             + "  ".join(
-                f"lead {k}: {s.get('nowcast_mase', float('nan')):.3f} "
-                f"({s.get('nowcast_improvement_vs_snaive24', float('nan')):.1%}, "
-                f"band {s.get('nowcast_band95_coverage', float('nan')):.1%})"
+                f"lead {k}: {s.get('nowcast_mase', nan):.3f} "
+                f"({s.get('nowcast_improvement_vs_snaive24', nan):.1%}, "
+                f"band {s.get('nowcast_band95_coverage', nan):.1%} "
+                f"[{s.get('nowcast_moved_band95_coverage', nan):.1%}], "
+                f"width {s.get('nowcast_band_width', nan):.2f} [{s.get('band_width', nan):.2f}])"
                 for k, s in leads.items()
                 if s
             )

@@ -33,9 +33,9 @@ from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.demand import MinuteDemand, from_buckets
 from planner.sim.fleet import FleetParams, params_from_config
-from planner.sim.fluid import SimResult, simulate
+from planner.sim.fluid import SimResult, default_serving, simulate
 from planner.sim.scenario import make_policies, truth_demand
-from planner.sim.sweep import references
+from planner.sim.sweep import on_clairvoyant_types, references
 from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,22 @@ def load_demand(
     return from_buckets(frame, p, start, end)
 
 
+def history_before(
+    con: duckdb.DuckDBPyConnection, p: FleetParams, start: pd.Timestamp, hours: int = 24
+) -> MinuteDemand:
+    """The ``hours`` before the replay window (fewer where the log starts later; none at
+    all is an empty demand): what the policies' VM type is chosen on
+    (``planner.sim.sweep.on_clairvoyant_types``), never the window itself."""
+    first, _ = run(con, "sim/log_span").fetchone() or (None, None)
+    since = start - pd.Timedelta(hours=hours)
+    if first is not None:
+        since = max(since, pd.Timestamp(first).floor("h"))
+    if since >= start:
+        none = np.zeros((1, len(p.regions), len(p.models), len(p.tiers)))
+        return MinuteDemand(start, none, none.copy(), none.copy())
+    return load_demand(con, p, since, start)
+
+
 def plan_sequence(
     con: duckdb.DuckDBPyConnection,
     cfg: FleetConfig,
@@ -157,14 +173,19 @@ def run_evaluation(
     base = params_from_config(cfg)
     demand = load_demand(con, base, start, stop)
     p = params_from_config(cfg, demand.input_share(base))
+    serving = default_serving(p, demand)
+    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
     plans: dict[str, list[Plan]] = {}
     if any(n.startswith("lt-") for n in policies):
         plans["forecast"] = plan_sequence(con, cfg, start, hours, progress=progress)
     if "oracle" in policies:
         truth = truth_demand(cfg, demand, p)
         plans["oracle"] = plan_sequence(con, cfg, start, hours, truth, progress)
-    results = [simulate(p, demand, policy) for policy in make_policies(policies, p, demand, plans)]
-    wb, clair = references(cfg, p, demand)
+    results = [
+        simulate(p, demand, policy, serving=serving)
+        for policy in make_policies(policies, p, demand, plans)
+    ]
+    wb, clair = references(cfg, p, demand, serving)
     return Evaluation(
         start,
         stop,

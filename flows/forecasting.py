@@ -20,15 +20,14 @@ from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
 from planner.forecast.gbm import NAME as GBM
-from planner.forecast.nowcast import partial_values
+from planner.forecast.nowcast import NowcastParams, partial_values
 from planner.forecast.pipeline import (
-    ChunkSelection,
-    ChunkTask,
     ForecastSettings,
     Selection,
     forecast,
     select_models,
 )
+from planner.forecast.pipeline import Mapper as SelectionMapper
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
 from planner.ilp.data import plan_horizon
@@ -89,14 +88,17 @@ def process_mapper(
     workers: int,
     on_done: Callable[[str], None] | None = None,
     on_total: Callable[[int], None] | None = None,
-) -> Callable[[Callable[[ChunkTask], ChunkSelection], list[ChunkTask]], list[ChunkSelection]]:
-    """Run chunks in a process pool, largest first (so the workers finish together)."""
+) -> SelectionMapper[Any, Any]:
+    """Run tasks (a selection's chunks, and its global job) in a process pool, largest panel
+    first (so the workers finish together). A selection maps twice (see
+    :func:`planner.forecast.pipeline.select_models`): ``on_total`` gets the running total."""
+    seen = 0
 
-    def mapper(
-        fn: Callable[[ChunkTask], ChunkSelection], tasks: list[ChunkTask]
-    ) -> list[ChunkSelection]:
+    def mapper(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        nonlocal seen
+        seen += len(tasks)
         if on_total:
-            on_total(len(tasks))
+            on_total(seen)
         if workers <= 1 or len(tasks) <= 1:
             out = []
             for task in tasks:
@@ -134,9 +136,34 @@ def run_selection(
     if demand.empty:
         raise ValueError(no_demand_message(con, as_of_ts, settings.history_h))
     mapper = process_mapper(workers or cfg.forecast.workers, on_done, on_total)
-    selection = select_models(demand, as_of_ts, settings, mapper)
+    readings = origin_readings(con, as_of_ts, settings)
+    selection = select_models(demand, as_of_ts, settings, mapper, readings)
     store_selection(con, selection)
     return selection
+
+
+def origin_readings(
+    con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, settings: ForecastSettings
+) -> pd.Series:
+    """The first ``NowcastParams.minutes`` minutes of each backtest origin's hour (the hours
+    ``as_of`` − k·24 h), per series: what the hourly job had read of the hour when it
+    nowcast. Indexed by (series, hour); arrivals before ``as_of`` only."""
+    minutes = NowcastParams().minutes
+    frames = []
+    for k in range(1, settings.backtest.max_origins + 2):
+        hour = as_of - pd.Timedelta(hours=settings.backtest.step_h * k)
+        until = min(hour + pd.Timedelta(hours=1), as_of)
+        if until <= hour:
+            continue
+        partial = run(con, "forecast/partial_hours", since=hour, until=until, minutes=minutes)
+        wide = partial_values(partial.df(), minutes)
+        if not wide.empty:
+            frames.append(wide.stack(future_stack=True).swaplevel())
+    if not frames:
+        return pd.Series(dtype=float)
+    out = pd.Series(pd.concat(frames)).dropna()
+    out.index.names = ["series", "origin"]
+    return out
 
 
 def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> None:

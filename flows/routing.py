@@ -3,8 +3,12 @@
 From the warehouse (``sql/routing/*.sql``):
 
 * the pool: the region and model with the most request rows (or the ones asked for);
-* the evaluation log: its last ``requests`` rows, time stretched so the pool runs at ``load``
-  (ρ = Σ busy_s / (instances × span), gaps' shape and request order kept);
+* the evaluation log: its last ``windows`` × ``requests`` rows, cut into ``windows``
+  consecutive held-out windows of ``requests`` rows, each time stretched so the pool runs at
+  ``load`` (ρ = Σ busy_s / (instances × span), gaps' shape and request order kept); every
+  router runs on every window, and the learned router's mean E2E is compared per window with
+  each other router's (mean and standard deviation of the relative difference over windows,
+  and the number of windows it wins);
 * the length predictor: fitted on a subsample of the model's rows (every region) *before* the
   evaluation log's first arrival, scored on the evaluation rows (never trained on);
 * the learned router's training traces: ``train_traces`` windows of the same pool's rows before
@@ -50,6 +54,7 @@ class RoutingSpec:
     predictor_rows: int = 200_000
     seed: int = 0
     retrain: bool = False
+    windows: int = 1
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,9 @@ class RoutingResult:
     window: tuple[str, str]
     predictor: length.Score
     learned: dict[str, Any]
-    policies: list[PolicyResult]
+    policies: list[PolicyResult]  # means over the windows (unserved: summed)
+    per_window: list[dict[str, Any]]
+    comparison: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +95,8 @@ class RoutingResult:
             "predictor": asdict(self.predictor),
             "learned": self.learned,
             "policies": [asdict(p) for p in self.policies],
+            "windows": self.per_window,
+            "learned_vs": self.comparison,
         }
 
 
@@ -145,14 +154,15 @@ def run_routing(
         end=last + pd.Timedelta(milliseconds=1),
         keep_every=1,
     ).df()
-    need = spec.requests + (spec.train_traces + 1) * spec.train_requests
+    evaluated = spec.windows * spec.requests
+    need = evaluated + (spec.train_traces + 1) * spec.train_requests
     if len(rows) < need:
         raise ValueError(
             f"pool {region}/{model} has {len(rows)} request rows; the scenario needs {need} "
-            f"({spec.requests} evaluated + {spec.train_traces + 1} × {spec.train_requests} "
-            "training and validation)"
+            f"({spec.windows} × {spec.requests} evaluated + {spec.train_traces + 1} × "
+            f"{spec.train_requests} training and validation)"
         )
-    evaluation = rows.iloc[-spec.requests :].reset_index(drop=True)
+    evaluation = rows.iloc[-evaluated:].reset_index(drop=True)
     eval_start: datetime = evaluation["arrival_time"].iloc[0]
     whole = run(con, "routing/busiest_pool", model=model, region="").fetchone()
     total = int(whole[2]) if whole else len(rows)
@@ -199,21 +209,27 @@ def run_routing(
         learn_router.save(policy, path)
         log.info("saved %s", path)
 
-    req = _requests(evaluation, prof, spec)
-    est = _indexed(predictor.expected_output(evaluation))
     flat = constant_estimate(mean_out)
-    routers: dict[str, Router] = {
-        "round-robin": RoundRobin(),
-        "jsq": JoinShortestQueue(prof, flat, settings.epoch_s),
-        "least-tokens": LeastTokens(prof, flat, settings.epoch_s),
-        "heuristic": LinearMix(prof, est, settings.epoch_s, mean_output=mean_out),
-        "learned": policy.router(prof, est),
-    }
-    results = []
-    for name, router in routers.items():
-        served = simulate_instances(req, prof, spec.instances, router)
-        results.append(_result(name, served))
-        log.info("%s: mean E2E %.3f s", name, results[-1].e2e_mean_s)
+    per_window: list[list[PolicyResult]] = []
+    spans = []
+    for k in range(spec.windows):
+        w = evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
+        spans.append((str(w["arrival_time"].iloc[0]), str(w["arrival_time"].iloc[-1])))
+        req = _requests(w, prof, spec)
+        est = _indexed(predictor.expected_output(w))
+        routers: dict[str, Router] = {
+            "round-robin": RoundRobin(),
+            "jsq": JoinShortestQueue(prof, flat, settings.epoch_s),
+            "least-tokens": LeastTokens(prof, flat, settings.epoch_s),
+            "heuristic": LinearMix(prof, est, settings.epoch_s, mean_output=mean_out),
+            "learned": policy.router(prof, est),
+        }
+        results = []
+        for name, router in routers.items():
+            served = simulate_instances(req, prof, spec.instances, router)
+            results.append(_result(name, served))
+            log.info("window %d, %s: mean E2E %.3f s", k, name, results[-1].e2e_mean_s)
+        per_window.append(results)
     return RoutingResult(
         region,
         model,
@@ -234,5 +250,53 @@ def run_routing(
             "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
             "kept_heuristic": policy.kept_heuristic,
         },
-        results,
+        _mean_over(per_window),
+        [
+            {"window": list(span), "policies": [asdict(p) for p in res]}
+            for span, res in zip(spans, per_window, strict=True)
+        ],
+        compare(per_window),
     )
+
+
+def _mean_over(per_window: list[list[PolicyResult]]) -> list[PolicyResult]:
+    out = []
+    for i, first in enumerate(per_window[0]):
+        rs = [w[i] for w in per_window]
+        out.append(
+            PolicyResult(
+                first.name,
+                float(np.mean([r.e2e_mean_s for r in rs])),
+                float(np.mean([r.e2e_p95_s for r in rs])),
+                float(np.mean([r.ttft_p95_s for r in rs])),
+                float(np.mean([r.ttft_mean_s for r in rs])),
+                int(sum(r.unserved for r in rs)),
+            )
+        )
+    return out
+
+
+def compare(per_window: list[list[PolicyResult]], name: str = "learned") -> dict[str, Any]:
+    """Per other router: the learned router's mean E2E relative to it in each window
+    (learned / other − 1), their mean and sample standard deviation over windows, and how many
+    windows the learned router wins; ``best_heuristic``: the load-aware router other than the
+    learned one with the least mean E2E over the windows."""
+    names = [p.name for p in per_window[0]]
+    mine = np.array([w[names.index(name)].e2e_mean_s for w in per_window])
+    out: dict[str, Any] = {}
+    for i, other in enumerate(names):
+        if other == name:
+            continue
+        theirs = np.array([w[i].e2e_mean_s for w in per_window])
+        rel = mine / theirs - 1
+        out[other] = {
+            "mean_rel_diff": float(rel.mean()),
+            "std_rel_diff": float(rel.std(ddof=1)) if len(rel) > 1 else float("nan"),
+            "per_window": [float(x) for x in rel],
+            "wins": int((rel < 0).sum()),
+            "windows": len(rel),
+        }
+    means = {n: np.mean([w[i].e2e_mean_s for w in per_window]) for i, n in enumerate(names)}
+    heuristics = [n for n in names if n not in (name, "round-robin")]
+    out["best_heuristic"] = min(heuristics, key=lambda n: means[n]) if heuristics else None
+    return out

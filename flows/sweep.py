@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.evaluation import load_demand, window
+from flows.evaluation import history_before, load_demand, window
 from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
@@ -36,8 +36,16 @@ from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.fleet import params_from_config
+from planner.sim.fluid import default_serving
 from planner.sim.plans import plan_targets
-from planner.sim.sweep import TARGETS, frontier, grid, references, run_point
+from planner.sim.sweep import (
+    TARGETS,
+    frontier,
+    grid,
+    on_clairvoyant_types,
+    references,
+    run_point,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +156,9 @@ def run_sweep(
     base = params_from_config(cfg)
     demand = load_demand(con, base, start, stop)
     p = params_from_config(cfg, demand.input_share(base))
-    wb, clair = references(cfg, p, demand)
+    serving = default_serving(p, demand)
+    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
+    wb, clair = references(cfg, p, demand, serving)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
     inputs = hour_inputs(con, cfg, start, hours) if wanted else []
@@ -169,7 +179,9 @@ def run_sweep(
             progress(len(wanted) * hours)
         plans = {q: plan_targets(seq, p) for q, seq in sequences.items()}
         lap("plans")
-        futures = [pool.submit(run_point, pt, p, demand, plans, wb, clair) for pt in points]
+        futures = [
+            pool.submit(run_point, pt, p, demand, plans, wb, clair, serving) for pt in points
+        ]
         rows = []
         for f in futures:
             rows.append(f.result())
@@ -186,6 +198,7 @@ def run_sweep(
             "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
             "clairvoyant_cost": round(clair.cost, 2),
             "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
+            "clairvoyant_reachable": clair.reachable,
             "requests": round(demand.total_requests),
         },
         config_hash(cfg),

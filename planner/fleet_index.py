@@ -69,10 +69,8 @@ class FleetIndex:
         """θ [m, g, k] of the module docstring (0 where the model does not run on g)."""
         phi = self.shares(input_share)[:, None, :]
         runs = self.ipv[:, :, None] > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_token = phi / self.theta_in + (1 - phi) / self.theta_out
-            keep = (1 - self.headroom)[None, None, :] if headroom else 1.0
-            out = np.where(runs, keep / per_token, 0.0)
+        keep = (1 - self.headroom)[None, None, :] if headroom else 1.0
+        out = np.where(runs, keep * blend(phi, self.theta_in, self.theta_out), 0.0)
         return np.asarray(out, dtype=float)
 
     def cheapest_vm_type(self, theta: Array) -> npt.NDArray[np.int64]:
@@ -86,6 +84,18 @@ class FleetIndex:
         anywhere = placeable.any(axis=2, keepdims=True)
         allowed = np.where(anywhere, placeable, runs)
         return np.asarray(np.argmin(np.where(allowed, cost, np.inf), axis=2), dtype=np.int64)
+
+
+def blend(phi: npt.ArrayLike, rate_in: npt.ArrayLike, rate_out: npt.ArrayLike) -> Array:
+    """Tokens/s of a server with prefill rate ``rate_in`` and decode rate ``rate_out`` on a
+    mix whose share of input tokens is ``phi``: 1 / (φ / in + (1 − φ) / out) (broadcasts; 0
+    where a rate is 0). The one place θ is blended: the config's θ here, the calibrated
+    serving model's (``planner.sim.serving``) and the ILP's latency sizing read it."""
+    p = np.asarray(phi, dtype=float)
+    a, b = np.asarray(rate_in, dtype=float), np.asarray(rate_out, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where((a > 0) & (b > 0), 1.0 / (p / a + (1 - p) / b), 0.0)
+    return np.asarray(out, dtype=float)
 
 
 def fleet_index(cfg: FleetConfig) -> FleetIndex:

@@ -33,6 +33,7 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         train_requests=opts["train_requests"],
         seed=opts["seed"],
         retrain=opts["retrain"],
+        windows=opts["windows"],
     )
     perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
     con = open_warehouse()
@@ -45,10 +46,21 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         emit_json(result.to_json())
         return
     s = result.predictor
-    acc = Table("bucket", "rows", "accuracy", title="length predictor, out of sample")
-    for b, n, a in zip(s.bucket, s.rows, s.accuracy, strict=True):
-        acc.add_row(b, str(n), f"{a:.3f}")
-    acc.add_row("all", str(s.test_rows), f"{s.overall:.3f} (majority {s.majority_baseline:.3f})")
+    acc = Table(
+        "bucket",
+        "rows",
+        "accuracy",
+        "ceiling",
+        title=f"length predictor, out of sample (log loss {s.log_loss:.3f})",
+    )
+    for b, n, a, top in zip(s.bucket, s.rows, s.accuracy, s.ceiling_accuracy, strict=True):
+        acc.add_row(b, str(n), f"{a:.3f}", f"{top:.3f}")
+    acc.add_row(
+        "all",
+        str(s.test_rows),
+        f"{s.overall:.3f} (majority {s.majority_baseline:.3f})",
+        f"{s.ceiling:.3f}",
+    )
     console.print(acc)
     view = Table(
         "router",
@@ -57,7 +69,8 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         "ttft_p95_s",
         "vs round-robin",
         title=f"{result.region}/{result.model}: {result.instances} × {result.profile} "
-        f"at load {result.load:g}, {result.requests} requests",
+        f"at load {result.load:g}, {result.requests} requests in {len(result.per_window)} "
+        "windows (means over windows)",
     )
     rr = result.policies[0].e2e_mean_s
     for p in result.policies:
@@ -69,6 +82,14 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
             f"{p.e2e_mean_s / rr - 1:+.1%}",
         )
     console.print(view)
+    vs = Table("learned vs", "mean", "std", "windows won", title="learned router, per window")
+    for other, c in result.comparison.items():
+        if isinstance(c, dict):
+            vs.add_row(
+                other, f"{c['mean_rel_diff']:+.2%}", f"{c['std_rel_diff']:.2%}",
+                f"{c['wins']}/{c['windows']}",
+            )  # fmt: skip
+    console.print(vs)
 
 
 def _fairness(opts: dict[str, Any], as_json: bool) -> None:
@@ -106,6 +127,9 @@ def evaluate_requests(
     ] = 4_000,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     retrain: Annotated[bool, typer.Option("--retrain", help="ignore a saved policy")] = False,
+    windows: Annotated[
+        int, typer.Option(min=1, help="held-out evaluation windows of --requests rows each")
+    ] = 1,
     perf: Annotated[str | None, typer.Option(help="SageServe perf profile CSV")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -123,6 +147,7 @@ def evaluate_requests(
         "train_requests": train_requests,
         "seed": seed,
         "retrain": retrain,
+        "windows": windows,
         "perf": perf,
     }
     SCENARIOS[scenario](opts, as_json)

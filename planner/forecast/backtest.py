@@ -37,6 +37,7 @@ from sktime.split import ExpandingWindowSplitter
 from planner.forecast import gbm
 from planner.forecast.calibration import (
     ResidualQuantiles,
+    Sample,
     log_residuals,
     offset_for,
 )
@@ -46,7 +47,9 @@ from planner.forecast.models import (
     GLOBAL_MODELS,
     REGISTRY,
     PanelStatsForecaster,
+    uses_global,
 )
+from planner.forecast.nowcast import NowcastParams, apply_rows
 from planner.forecast.series import Panel, SeriesKey, freq_index, to_sktime
 from planner.quantiles import QUANTILES, quantile_column
 
@@ -96,6 +99,19 @@ def origins_for(panel: Panel, settings: BacktestSettings) -> list[pd.Timestamp]:
     return sorted(o for o in origins if o >= earliest)
 
 
+@dataclass
+class LocalBacktest:
+    """The per-series candidates' part of a chunk's backtest, before the global candidates'
+    rows are known: their screen (first ``screen_origins`` origins) and their later origins
+    for every pair that can still be a finalist once the global rows join (see
+    :func:`local_backtest`)."""
+
+    screen: pd.DataFrame
+    later: pd.DataFrame
+    origins: list[pd.Timestamp]
+    skipped: dict[str, str]
+
+
 def run_backtest(
     panel: Panel,
     settings: BacktestSettings,
@@ -108,22 +124,67 @@ def run_backtest(
     once over the whole panel by :func:`run_global_backtest` (they learn across every series,
     not one chunk). They enter the same screen and the same finalist rule as every other
     candidate."""
+    return finish_backtest(panel, settings, local_backtest(panel, settings, progress), global_hours)
+
+
+def local_backtest(
+    panel: Panel, settings: BacktestSettings, progress: Callable[[str], None] | None = None
+) -> LocalBacktest:
+    """The per-series candidates at their screen origins, then at the later origins for every
+    (series, model) that is a finalist of the screen without the global rows, plus the
+    per-series members of every combination with a global member. The global rows can only
+    lower a series' best screening MASE (fewer finalists) or make such a combination a
+    finalist, so this is a superset of the finalists :func:`finish_backtest` keeps: the result
+    is the same as racing with every row at once, and it needs no global row, so the chunks
+    run while the global model is backtested."""
     origins = origins_for(panel, settings)
     if not origins:
         empty = pd.DataFrame()
-        return BacktestResult(empty, empty, [], {"*": "not enough history for one origin"})
+        return LocalBacktest(empty, empty, [], {"*": "not enough history for one origin"})
     singles, skipped = _expand_candidates(settings.candidates)
     singles = [s for s in singles if s not in GLOBAL_MODELS]
     usable, skipped_now = _usable_origins(panel, origins, singles)
     skipped |= skipped_now
-    extra = _global_rows(global_hours, panel)
-    # stage 1: every candidate at its first origins
     frames = []
     for name, (model_origins, series) in usable.items():
         if progress:
             progress(name)
         screen = model_origins[: settings.screen_origins]
         frames.append(_evaluate(panel.subset(series), name, screen, settings))
+    screen_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    local = tuple(c for c in settings.candidates if not uses_global(c))
+    possible = (
+        _finalists(_with_ensembles(screen_rows, local), panel, settings)
+        if len(screen_rows)
+        else set()
+    )
+    for name in settings.candidates:
+        if uses_global(name):
+            members = [m for m in REGISTRY[name].members if m not in GLOBAL_MODELS]
+            possible |= {(s, m) for s in panel.series for m in members}
+    later = []
+    for name, (model_origins, series) in usable.items():
+        rest = model_origins[settings.screen_origins :]
+        keep = [s for s in series if (s, name) in possible]
+        if rest and keep:
+            later.append(_evaluate(panel.subset(keep), name, rest, settings))
+    later_rows = pd.concat(later, ignore_index=True) if later else pd.DataFrame()
+    return LocalBacktest(screen_rows, later_rows, origins, skipped)
+
+
+def finish_backtest(
+    panel: Panel,
+    settings: BacktestSettings,
+    local: LocalBacktest,
+    global_hours: pd.DataFrame | None = None,
+) -> BacktestResult:
+    """The race finished with the global candidates' rows: the finalists of the full screen,
+    every candidate's rows at their later origins kept for its finalists only, ensembles,
+    conformal quantiles and scores."""
+    if not local.origins:
+        empty = pd.DataFrame()
+        return BacktestResult(empty, empty, [], dict(local.skipped))
+    extra = _global_rows(global_hours, panel)
     first_origins = {
         name: sorted(g["origin"].unique())[: settings.screen_origins]
         for name, g in extra.groupby("forecaster")
@@ -132,24 +193,20 @@ def run_backtest(
         [o in first_origins[f] for f, o in zip(extra["forecaster"], extra["origin"], strict=True)],
         dtype=bool,
     )
-    if in_screen.any():
-        frames.append(extra[in_screen])
+    frames = [f for f in (local.screen, extra[in_screen]) if len(f)]
     screened = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
     finalists = _finalists(screened, panel, settings)
-    # stage 2: finalists at the remaining origins
-    for name, (model_origins, series) in usable.items():
-        later = model_origins[settings.screen_origins :]
-        keep = [s for s in series if (s, name) in finalists]
-        if later and keep:
-            frames.append(_evaluate(panel.subset(keep), name, later, settings))
-    rest = extra[~in_screen]
-    pairs = list(zip(rest["series"], rest["forecaster"], strict=True))
-    kept = np.array([p in finalists for p in pairs], dtype=bool)
-    if kept.any():
+    rest = pd.concat(
+        [f for f in (local.later, extra[~in_screen]) if len(f)] or [pd.DataFrame(extra[:0])],
+        ignore_index=True,
+    )
+    if len(rest):
+        pairs = zip(rest["series"], rest["forecaster"], strict=True)
+        kept = np.fromiter((p in finalists for p in pairs), dtype=bool, count=len(rest))
         frames.append(rest[kept])
     hours = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
     hours = _calibrate(hours, panel, settings)
-    return BacktestResult(hours, _score(hours, panel, settings), origins, skipped)
+    return BacktestResult(hours, _score(hours, panel, settings), local.origins, dict(local.skipped))
 
 
 def _global_rows(global_hours: pd.DataFrame | None, panel: Panel) -> pd.DataFrame:
@@ -335,25 +392,28 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
     own: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     group: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
 
-    def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        if not parts:
-            return np.empty(0), np.empty(0, dtype=int)
-        return np.concatenate([r for r, _ in parts]), np.concatenate([h for _, h in parts])
+    def sample(parts: list[tuple[np.ndarray, np.ndarray]]) -> Sample:
+        values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
+        leads = np.concatenate([h for _, h in parts]) if parts else np.empty(0, dtype=int)
+        return Sample.of(values, leads if settings.by_horizon else None)
 
     for _origin, at_origin in hours.groupby("origin", sort=True):
         pending: list[tuple[str, str, np.ndarray, np.ndarray]] = []
+        # a peer group's residuals sorted once per origin, shared by the group's series
+        peer_samples: dict[tuple[str, str], Sample] = {}
         groups = at_origin.groupby(["series", "forecaster"], sort=False).indices
         for key, rows in groups.items():
             series, name = cast(tuple[str, str], key)
             idx = at_origin.index[rows]
             offset = offset_for(levels.get(series, 0.0))
-            mine, mine_h = joined(own.get((series, name), []))
-            if len(mine) >= settings.min_residuals:
-                peers, peers_h = joined(group.get((peer_group(series), name), []))
-                if settings.by_horizon:
-                    rq = ResidualQuantiles.fit(mine, offset, taus, peers, mine_h, peers_h)
-                else:
-                    rq = ResidualQuantiles.fit(mine, offset, taus, peers)
+            mine = own.get((series, name), [])
+            if sum(len(r) for r, _ in mine) >= settings.min_residuals:
+                gkey = (peer_group(series), name)
+                if gkey not in peer_samples:
+                    peer_samples[gkey] = sample(group.get(gkey, []))
+                rq = ResidualQuantiles.fit_samples(
+                    sample(mine), peer_samples[gkey], offset, taus, settings.by_horizon
+                )
                 widened = rq.apply(point[idx], lead[idx])
                 q[idx] = np.column_stack([widened[t] for t in taus])
                 conformal[idx] = True
@@ -371,6 +431,71 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
         (hours["actual"] + offsets) / (hours["point"].clip(lower=0) + offsets)
     )
     return hours
+
+
+NOWCAST_KEY = ["series", "forecaster", "origin", "h"]
+
+
+def calibrate_nowcast(
+    hours: pd.DataFrame,
+    panel: Panel,
+    settings: BacktestSettings,
+    readings: pd.Series,
+    params: NowcastParams | None = None,
+) -> pd.DataFrame:
+    """Add the nowcast of every backtest row whose origin hour has a reading (``readings``:
+    the first ``params.minutes`` minutes of hour ``origin``, indexed by (series, origin)):
+    ``nowcast_point``, its conformal quantiles ``nowcast_q_<τ>`` and ``nowcast_log_residual``.
+
+    The quantiles come from earlier folds' residuals *of nowcasts* (:func:`_calibrate` run
+    on the nowcast points: per lead, own and peers mixed, strictly before each origin), not
+    from the residuals of forecasts that had not read the hour: those are wider than a
+    nowcast's errors at the first leads. Before enough nowcast residuals exist, the band is
+    the forecast's own quantiles moved by the nowcast's factor."""
+    params = params or NowcastParams()
+    if hours.empty or readings.empty:
+        return hours
+    levels = panel.observed.mean()
+    rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
+    rows["offset"] = rows["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
+    key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
+    read = readings.reindex(key).to_numpy(dtype=float)
+    has = np.isfinite(read)
+    if not has.any():
+        return hours
+    point = rows["point"].to_numpy(dtype=float)
+    # the lead-1 point of each (series, forecaster, origin) is what the reading corrects
+    nowcast = apply_rows_by_forecaster(rows, readings, params)
+    offset = rows["offset"].to_numpy(dtype=float)
+    factor = (nowcast + offset) / (np.maximum(point, 0.0) + offset)
+    sub = hours[has].copy()
+    sub["point"] = nowcast[has]
+    for tau in settings.quantiles:
+        native = sub[f"native_{tau}"].to_numpy(dtype=float)
+        sub[f"native_{tau}"] = np.maximum((native + offset[has]) * factor[has] - offset[has], 0)
+    sub = sub.drop(
+        columns=[c for c in sub.columns if c.startswith("q_") or c == "log_residual"]
+        + ["quantile_method"],
+        errors="ignore",
+    )
+    cal = _calibrate(sub, panel, settings)
+    keep = {"point": "nowcast_point", "log_residual": "nowcast_log_residual"}
+    keep |= {quantile_column(t): "nowcast_" + quantile_column(t) for t in settings.quantiles}
+    keep |= {"quantile_method": "nowcast_quantile_method"}
+    cal = cal[NOWCAST_KEY + list(keep)].rename(columns=keep)
+    return hours.merge(cal, on=NOWCAST_KEY, how="left")
+
+
+def apply_rows_by_forecaster(
+    rows: pd.DataFrame, readings: pd.Series, params: NowcastParams
+) -> np.ndarray:
+    """:func:`planner.forecast.nowcast.apply_rows` for rows of several forecasters (each
+    corrected from its own lead-1 point)."""
+    out = np.full(len(rows), np.nan)
+    for _, idx in rows.groupby("forecaster", sort=False).indices.items():
+        part = rows.iloc[idx]
+        out[idx] = apply_rows(part.reset_index(drop=True), readings, params)
+    return out
 
 
 def _scales(panel: Panel, origins: list[pd.Timestamp]) -> pd.DataFrame:

@@ -48,7 +48,9 @@ def conformal_quantile(residuals: np.ndarray, tau: float) -> float:
     return float(np.partition(residuals, rank - 1)[rank - 1])
 
 
-def mixture_quantiles(own: np.ndarray, peers: np.ndarray, taus: Sequence[float]) -> list[float]:
+def mixture_quantiles(
+    own: np.ndarray, peers: np.ndarray, taus: Sequence[float], peers_sorted: bool = False
+) -> list[float]:
     """τ-quantiles of the equal mixture of a series' own residuals and its peers' residuals.
 
     A series has one to two weeks of folds, too few for the tails and drawn from a regime that
@@ -56,20 +58,67 @@ def mixture_quantiles(own: np.ndarray, peers: np.ndarray, taus: Sequence[float])
     logs, the band's coverage went from 0.91 (own only) to 0.95 (mixture) at nominal 0.95.
     The conformal correction adds one pseudo-observation: the target level is τ(n+1)/n with n
     the mixture's effective sample size.
+
+    ``peers_sorted``: ``peers`` is already sorted (a peer group's residuals are shared by every
+    series of the group: :class:`Sample` sorts them once). The own residuals (a few) are then
+    inserted into the sorted peers instead of sorting both again; the order is that of a stable
+    sort of [own, peers], so the result is the same bit for bit.
     """
     if len(own) == 0 or len(peers) == 0:
         sample = own if len(own) else peers
         return [conformal_quantile(sample, t) for t in taus]
-    values = np.concatenate([own, peers])
-    weights = np.concatenate(
-        [np.full(len(own), 0.5 / len(own)), np.full(len(peers), 0.5 / len(peers))]
-    )
-    order = np.argsort(values, kind="stable")
-    cum = np.cumsum(weights[order])
+    n, m = len(own), len(peers)
+    w_own, w_peer = 0.5 / n, 0.5 / m
+    ordered_peers = peers if peers_sorted else np.sort(peers, kind="stable")
+    ordered_own = np.sort(own, kind="stable")
+    # own before equal peers, as a stable argsort of [own, peers] orders them
+    at = np.searchsorted(ordered_peers, ordered_own, side="left")
+    values = np.insert(ordered_peers, at, ordered_own)
+    cum = np.cumsum(np.insert(np.full(m, w_peer), at, w_own))
+    weights = np.concatenate([np.full(n, w_own), np.full(m, w_peer)])
     n_eff = 1.0 / float(np.sum(weights**2))
     targets = np.minimum(np.asarray(taus) * (n_eff + 1) / n_eff, 1.0) - 1e-12
     idx = np.minimum(np.searchsorted(cum, targets), len(values) - 1)
-    return [float(v) for v in values[order][idx]]
+    return [float(v) for v in values[idx]]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Residuals sorted once for repeated mixing: pooled and per lead (``by_lead[h]``)."""
+
+    pooled: np.ndarray
+    by_lead: dict[int, np.ndarray]
+
+    @classmethod
+    def of(cls, residuals: np.ndarray, horizons: np.ndarray | None = None) -> Sample:
+        values = np.asarray(residuals, dtype=float)
+        by_lead: dict[int, np.ndarray] = {}
+        if horizons is not None:
+            lead = np.asarray(horizons, dtype=int)
+            if len(lead) != len(values):
+                raise ValueError("one lead per residual expected")
+            order = np.lexsort((values, lead))  # by lead, then value
+            lead_sorted, values_sorted = lead[order], values[order]
+            cuts = np.flatnonzero(np.diff(lead_sorted)) + 1
+            for part_lead, part in zip(
+                np.split(lead_sorted, cuts), np.split(values_sorted, cuts), strict=True
+            ):
+                if len(part):
+                    by_lead[int(part_lead[0])] = part
+        return cls(np.sort(values, kind="stable"), by_lead)
+
+    def __len__(self) -> int:
+        return len(self.pooled)
+
+    def at_lead(self, h: int) -> np.ndarray:
+        return self.by_lead.get(h, _EMPTY)
+
+    @property
+    def top_lead(self) -> int:
+        return max(self.by_lead, default=0)
+
+
+_EMPTY = np.empty(0)
 
 
 @dataclass(frozen=True)
@@ -96,26 +145,40 @@ class ResidualQuantiles:
         """Pooled quantiles; with ``horizons`` (the lead of each residual, and of each peer
         residual in ``peer_horizons``) also per lead 1..max (module docstring)."""
         peers = np.empty(0) if peers is None else peers
-        if len(residuals) + len(peers) == 0:
-            raise ValueError("no residuals to calibrate on")
-        pooled = tuple(mixture_quantiles(residuals, peers, levels))
-        by_h = None
         if horizons is not None:
-            h_own = np.asarray(horizons, dtype=int)
             h_peer = np.empty(0, dtype=int) if peer_horizons is None else peer_horizons
-            h_peer = np.asarray(h_peer, dtype=int)
-            if len(h_own) != len(residuals) or len(h_peer) != len(peers):
+            if len(horizons) != len(residuals) or len(h_peer) != len(peers):
                 raise ValueError("one lead per residual expected")
-            top = int(max(h_own.max(initial=0), h_peer.max(initial=0)))
+            return cls.fit_samples(
+                Sample.of(residuals, horizons), Sample.of(peers, h_peer), offset, levels, True
+            )
+        return cls.fit_samples(Sample.of(residuals), Sample.of(peers), offset, levels, False)
+
+    @classmethod
+    def fit_samples(
+        cls,
+        own: Sample,
+        peers: Sample,
+        offset: float,
+        levels: Sequence[float] = QUANTILES,
+        by_horizon: bool = True,
+    ) -> ResidualQuantiles:
+        """:meth:`fit` from residuals already sorted (a peer group's :class:`Sample` is made
+        once per origin and shared by every series of the group)."""
+        if len(own) + len(peers) == 0:
+            raise ValueError("no residuals to calibrate on")
+        pooled = tuple(mixture_quantiles(own.pooled, peers.pooled, levels, peers_sorted=True))
+        by_h = None
+        if by_horizon:
             rows = []
-            for h in range(1, top + 1):
-                own_h, peer_h = residuals[h_own == h], peers[h_peer == h]
+            for h in range(1, max(own.top_lead, peers.top_lead) + 1):
+                own_h, peer_h = own.at_lead(h), peers.at_lead(h)
                 if len(own_h) + len(peer_h) < MIN_PER_HORIZON:
                     rows.append(pooled)
                 else:
-                    rows.append(tuple(mixture_quantiles(own_h, peer_h, levels)))
+                    rows.append(tuple(mixture_quantiles(own_h, peer_h, levels, peers_sorted=True)))
             by_h = tuple(rows) if rows else None
-        return cls(offset, tuple(levels), pooled, len(residuals) + len(peers), by_h)
+        return cls(offset, tuple(levels), pooled, len(own) + len(peers), by_h)
 
     def at(self, h: np.ndarray) -> np.ndarray:
         """[len(h), levels]: the log-residual quantiles for forecasts at leads ``h`` (≥ 1)."""

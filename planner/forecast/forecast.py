@@ -54,6 +54,8 @@ class FittedSeries:
     reason: str = ""
     fallback: str | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    # quantiles of nowcasts' own residuals (used when the hour in progress was read)
+    nowcast_residuals: ResidualQuantiles | None = None
 
 
 def detect_level_shift(y: pd.Series) -> float | None:
@@ -196,11 +198,14 @@ def forecast_frame(
     levels = panel.observed.iloc[-168:].mean()
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
+        residuals = fs.residuals or _peer_residuals(series, fitted)
         if readings and series in readings and fs.model is not None:
             offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
             metric = SeriesKey.parse(series).metric
             point = nowcast.apply(point, readings[series], offset, metric, nowcast_params)
-        residuals = fs.residuals or _peer_residuals(series, fitted)
+            # the band of a nowcast: from nowcasts' residuals (selections before it: the
+            # forecast's own band, wider than a nowcast's errors)
+            residuals = getattr(fs, "nowcast_residuals", None) or residuals
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
         key = SeriesKey.parse(series)
         frame = pd.DataFrame(
@@ -389,18 +394,20 @@ def residuals_for(
     group_series: list[str],
     level: float,
     by_horizon: bool = True,
+    column: str = "log_residual",
 ) -> ResidualQuantiles | None:
     """Residual quantiles of a series' chosen forecaster from every backtest fold, mixed with
     its peer group's (see :mod:`planner.forecast.calibration`), per hour ahead when
     ``by_horizon``. ``hours`` carries each row's log residual computed with its own series'
-    offset, and its lead ``h``."""
-    if hours.empty:
+    offset, and its lead ``h``; ``column``: which residuals (``nowcast_log_residual``: those
+    of the backtest's nowcasts)."""
+    if hours.empty or column not in hours:
         return None
-    sel = hours[(hours["forecaster"] == forecaster) & hours["log_residual"].notna()]
+    sel = hours[(hours["forecaster"] == forecaster) & hours[column].notna()]
     mine = sel["series"] == series
     peers = sel["series"].isin(group_series)
-    own = sel.loc[mine, "log_residual"].to_numpy()
-    peer = sel.loc[peers, "log_residual"].to_numpy()
+    own = sel.loc[mine, column].to_numpy()
+    peer = sel.loc[peers, column].to_numpy()
     if len(own) + len(peer) == 0:
         return None
     if not by_horizon:

@@ -45,6 +45,18 @@ def deployed_hours(
     out["conformal"] = chosen["quantile_method"] == "conformal"
     for edge in ("q_0_025", "q_0_975"):  # the band's edges (the nowcast moves them with the point)
         out[edge] = chosen[edge].to_numpy(dtype=float)
+    if "nowcast_point" in chosen:  # the selection read the origin hours: its calibrated nowcast
+        ok = chosen["nowcast_quantile_method"].eq("conformal").to_numpy()
+        inside = (chosen["actual"] >= chosen["nowcast_q_0_025"]) & (
+            chosen["actual"] <= chosen["nowcast_q_0_975"]
+        )
+        out["nowcast_conformal"] = ok
+        out["nowcast_cal_in_band"] = inside.to_numpy() & ok
+        width = chosen["nowcast_q_0_975"] - chosen["nowcast_q_0_025"]
+        out["nowcast_band_width"] = (width / chosen["scale"]).to_numpy(dtype=float)
+    out["band_width"] = ((chosen["q_0_975"] - chosen["q_0_025"]) / chosen["scale"]).to_numpy(
+        dtype=float
+    )
     for base in ("snaive24", "snaive168"):
         b = known[known["forecaster"] == base].set_index(["series", "origin", "h"])
         idx = pd.MultiIndex.from_frame(out[["series", "origin", "h"]])
@@ -78,7 +90,16 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
             1 - nc["nowcast_err"].mean() / nc["snaive24_err"].mean()
         )
     if "nowcast_in_band" in rows and len(conf):
-        out["nowcast_band95_coverage"] = float(conf["nowcast_in_band"].mean())
+        # the forecast's band moved by the nowcast's factor (its width from forecasts that
+        # had not read the hour)
+        out["nowcast_moved_band95_coverage"] = float(conf["nowcast_in_band"].mean())
+        out["band_width"] = float(conf["band_width"].mean())
+    if "nowcast_conformal" in rows:
+        # calibrated on the backtest's own nowcasts (earlier folds only)
+        nconf = rows[rows["nowcast_conformal"].fillna(False).astype(bool)]
+        if len(nconf):
+            out["nowcast_band95_coverage"] = float(nconf["nowcast_cal_in_band"].mean())
+            out["nowcast_band_width"] = float(nconf["nowcast_band_width"].mean())
     if len(d168):
         out["snaive168_mase"] = float(d168["snaive168_err"].mean())
         out["improvement_vs_snaive168"] = float(

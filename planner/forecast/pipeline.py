@@ -2,10 +2,14 @@
 
 * :func:`select_models` (daily): backtest every candidate, choose per series, fit the chosen
   model on the full history, and keep the residual quantiles. Work is split into chunks of
-  series that calibrate together (same tier and metric); :func:`select_chunk` is pure and
-  picklable, so a process pool, Prefect's task map or a Dask cluster can run the chunks.
-  A global candidate (:mod:`planner.forecast.gbm`) is backtested and fitted once over the
-  whole panel first (:func:`global_stage`); its rows join each chunk's selection.
+  series that calibrate together (same tier and metric) and runs in two maps of pure,
+  picklable functions, so a process pool, Prefect's task map or a Dask cluster can run them:
+
+  1. :func:`stage_one` over the global job (:class:`GlobalTask`: a global candidate,
+     :mod:`planner.forecast.gbm`, backtested and fitted once over the whole panel) and every
+     chunk's per-series backtest (:func:`planner.forecast.backtest.local_backtest`), side by
+     side: the chunks do not wait for the global model;
+  2. :func:`select_chunk` per chunk: the global rows join the chunk's race, then choice, fit.
 * :func:`forecast` (hourly): re-condition each stored model on the latest history and produce
   the point forecast and quantiles for the next ``horizon`` hours.
 
@@ -16,15 +20,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from planner.forecast.backtest import (
     BacktestResult,
     BacktestSettings,
+    LocalBacktest,
+    calibrate_nowcast,
+    finish_backtest,
+    local_backtest,
     peer_group,
-    run_backtest,
     run_global_backtest,
 )
 from planner.forecast.forecast import (
@@ -40,9 +48,9 @@ from planner.forecast.select import SelectionSettings, choose, deployed_scores
 from planner.forecast.series import METRICS, Panel, build_panel
 
 log = logging.getLogger(__name__)
-Mapper = Callable[
-    [Callable[["ChunkTask"], "ChunkSelection"], list["ChunkTask"]], list["ChunkSelection"]
-]
+T = TypeVar("T")
+R = TypeVar("R")
+Mapper = Callable[[Callable[[T], R], list[T]], list[R]]
 
 
 @dataclass(frozen=True)
@@ -57,13 +65,31 @@ class ForecastSettings:
 @dataclass(frozen=True)
 class ChunkTask:
     """``global_hours``/``global_model``: the global candidate's backtest rows and its model
-    fitted at the selection time, both made once over the whole panel."""
+    fitted at the selection time, both made once over the whole panel. ``local``: the chunk's
+    per-series backtest when stage one made it already (else :func:`select_chunk` runs it)."""
 
     group: str
     panel: Panel
     settings: ForecastSettings
     global_hours: pd.DataFrame | None = None
     global_model: GlobalGBM | None = None
+    local: LocalBacktest | None = None
+    readings: pd.Series | None = None  # the first minutes of each origin hour (nowcast)
+
+
+@dataclass(frozen=True)
+class GlobalTask:
+    """The global candidate over the whole panel (stage one, next to the chunks)."""
+
+    panel: Panel
+    settings: ForecastSettings
+    group: str = "global"
+
+
+@dataclass
+class GlobalPart:
+    hours: pd.DataFrame | None
+    model: GlobalGBM | None
 
 
 @dataclass
@@ -143,22 +169,33 @@ def global_stage(
     return hours, model
 
 
+def stage_one(task: GlobalTask | ChunkTask) -> GlobalPart | LocalBacktest:
+    """The global job, or a chunk's per-series backtest (pure; safe in another process)."""
+    if isinstance(task, GlobalTask):
+        return GlobalPart(*global_stage(task.panel, task.settings))
+    return local_backtest(task.panel, task.settings.backtest)
+
+
 def select_chunk(task: ChunkTask) -> ChunkSelection:
     """Backtest, choose and fit one chunk (pure; safe to run in another process)."""
     settings = task.settings
-    result = run_backtest(task.panel, settings.backtest, global_hours=task.global_hours)
+    local = task.local or local_backtest(task.panel, settings.backtest)
+    result = finish_backtest(task.panel, settings.backtest, local, task.global_hours)
+    if task.readings is not None and not task.readings.empty:
+        result.hours = calibrate_nowcast(result.hours, task.panel, settings.backtest, task.readings)
     chosen = choose(result.folds, task.panel.series, settings.selection)
     levels = task.panel.observed.mean()
     fitted = {}
     for series, forecaster, reason in chosen[["series", "forecaster", "reason"]].itertuples(
         index=False
     ):
+        level = float(levels.get(series, 0.0))
         residuals = residuals_for(
             result.hours,
             series,
             forecaster,
             task.panel.series,
-            float(levels.get(series, 0.0)),
+            level,
             settings.backtest.by_horizon,
         )
         fitted[series] = fit_series(
@@ -169,12 +206,20 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
             reason,
             task.global_model,
         )
+        if "nowcast_log_residual" in result.hours:
+            fitted[series].nowcast_residuals = residuals_for(
+                result.hours,
+                series,
+                fitted[series].forecaster,
+                task.panel.series,
+                level,
+                settings.backtest.by_horizon,
+                column="nowcast_log_residual",
+            )
     return ChunkSelection(task.group, result, chosen, fitted)
 
 
-def _serial(
-    fn: Callable[[ChunkTask], ChunkSelection], tasks: list[ChunkTask]
-) -> list[ChunkSelection]:
+def _serial(fn: Callable[[T], R], tasks: list[T]) -> list[R]:
     return [fn(t) for t in tasks]
 
 
@@ -182,12 +227,35 @@ def select_models(
     demand: pd.DataFrame,
     as_of: pd.Timestamp,
     settings: ForecastSettings,
-    mapper: Mapper | None = None,
+    mapper: Mapper[Any, Any] | None = None,
+    readings: pd.Series | None = None,
 ) -> Selection:
-    """The daily selection over every series known at ``as_of``."""
+    """The daily selection over every series known at ``as_of`` (two maps: see the module
+    docstring). ``readings`` (indexed by series and hour): the first minutes of each hour,
+    read before ``as_of``; with them the nowcast's band is calibrated on the backtest's
+    nowcasts (:func:`planner.forecast.backtest.calibrate_nowcast`)."""
     panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
-    tasks = chunk_tasks(panel, settings, *global_stage(panel, settings))
-    results = (mapper or _serial)(select_chunk, tasks)
+    run = mapper or _serial
+    chunks = chunk_tasks(panel, settings)
+    wants_global = any(uses_global(c) for c in settings.backtest.candidates)
+    first: list[GlobalTask | ChunkTask] = [GlobalTask(panel, settings)] if wants_global else []
+    parts = run(stage_one, [*first, *chunks])
+    global_part = parts[0] if wants_global else GlobalPart(None, None)
+    assert isinstance(global_part, GlobalPart)
+    tasks = []
+    for chunk, local in zip(chunks, parts[len(first) :], strict=True):
+        assert isinstance(local, LocalBacktest)
+        rows = global_part.hours
+        mine = None if rows is None else rows[rows["series"].isin(chunk.panel.series)]
+        read = None
+        if readings is not None:
+            read = readings[readings.index.get_level_values(0).isin(chunk.panel.series)]
+        tasks.append(
+            replace(
+                chunk, global_hours=mine, global_model=global_part.model, local=local, readings=read
+            )
+        )
+    results = run(select_chunk, tasks)
     return merge(as_of, results, settings)
 
 

@@ -215,7 +215,12 @@ def build_data(
         for r0 in cfg.regions
         for k in interactive
     }
-    theta_a = fleet.theta(input_share, headroom=True)
+    if cfg.planner.interactive_sizing == "latency":  # the calibrated model's θ, on target
+        from planner.ilp.sizing import latency_theta
+
+        theta_a = latency_theta(cfg, input_share)
+    else:
+        theta_a = fleet.theta(input_share, headroom=True)
     pos = fleet.position
     # in the config's order (model by model, each model's VM types as listed; fleet entries)
     mg = {

@@ -20,12 +20,18 @@ together:
   batch, and so the time per output token, is shared; conservative for the tier served first);
 * the reference type g* = argmin_g n_g · price[g] / ipv[m,g] among the types whose curves meet
   the target (a type that cannot, e.g. a TPOT below what it reaches at batch 1, is skipped);
-* demand handed to the program, per tier: D[r,m,k,t] = n_{g*} · θ₀[m,g*,k] · s_k with
-  s_k = (P̂_k / θ₀[m,g*,k]) / Σ_j (P̂_j / θ₀[m,g*,j]) and θ₀ the throughput *without* headroom
-  (``build_data`` drops the interactive tiers' headroom in this mode). So
-  Σ_k D_k / θ₀[m,g*,k] = n_{g*}: on g* the program holds exactly the curve's instances, and the
-  tiers keep their own routing budgets (IW-F at home, IW-N may move). On another type g the
-  program converts by θ₀'s ratio (an approximation: the curves of g may differ).
+* the program's θ in this mode is the calibrated model's, on target (:func:`latency_theta`):
+  θ_L[m,g,k] = ρ*_k[m,g] · κ[m,g] · blend(φ, P[m,g], D[m,g]), with κ, P, D the curves' capacity
+  and best prefill/decode rates (the serving model of the replay, ``planner.sim.serving``) and
+  ρ*_k the highest utilisation at which tier k's curve still meets a (at instance CV 0, the
+  large-pool limit; ρ* = 1 for NIW, which has no latency target). A type whose curve never
+  meets a gets ρ* = ``UNREACHABLE`` (1 %): the program uses it only where nothing else can
+  serve. No flat headroom: ``build_data`` reads θ_L for every tier;
+* demand handed to the program, per tier: D[r,m,k,t] = n_{g*} · θ_L[m,g*,k] · s_k with
+  s_k = (P̂_k / θ_L[m,g*,k]) / Σ_j (P̂_j / θ_L[m,g*,j]). So Σ_k D_k / θ_L[m,g*,k] = n_{g*}: on
+  g* the program holds exactly the curve's instances, and the tiers keep their own routing
+  budgets (IW-F at home, IW-N may move). On another type g the program converts by θ_L's
+  ratio, i.e. by the curves' on-target rates (exact at large pools, where CV/√n → 0).
 
 Where no type's curve meets the target (or a placement has no curve), the cell keeps the
 headroom sizing and a warning names it.
@@ -36,24 +42,67 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from planner.config import FleetConfig
+from planner.fleet_index import blend, fleet_index
 from planner.quantiles import quantile_column
 
+if TYPE_CHECKING:
+    from planner.sim.latency import Curve
+
 log = logging.getLogger(__name__)
+Array = npt.NDArray[np.float64]
 
 
-def _throughput(cfg: FleetConfig, m: str, g: str, k: str, share: float, headroom: float) -> float:
-    tp = cfg.model(m).vm_types[g].throughput[k]
-    return (1 - headroom) / (share / tp.input + (1 - share) / tp.output)
+UNREACHABLE = 0.01  # ρ* of a type whose curve never meets the target (module docstring)
 
 
-def _best_rates(cfg: FleetConfig, m: str, g: str) -> tuple[float, float]:
-    """The placement's best configured prefill and decode rates (tokens/s) over its tiers."""
-    tps = cfg.model(m).vm_types[g].throughput.values()
-    return max(t.input for t in tps), max(t.output for t in tps)
+def max_utilisation(curve: Curve, attainment: float, cv: float = 0.0) -> float | None:
+    """The highest ρ ≤ 1 at which ``curve`` (non-increasing in ρ) still meets ``attainment``
+    at instance CV ``cv``; None where it does not even at its lowest ρ."""
+    if float(curve(curve.rhos[0], cv)) < attainment - 1e-9:
+        return None
+    lo, hi = float(curve.rhos[0]), 1.0
+    if float(curve(hi, cv)) >= attainment - 1e-9:
+        return hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if float(curve(mid, cv)) >= attainment - 1e-9 else (lo, mid)
+    return lo
+
+
+def latency_theta(cfg: FleetConfig, input_share: Mapping[tuple[str, str], float] | None) -> Array:
+    """θ_L [m, g, k] of the module docstring, on the fleet index's positions. A placement
+    without measured curves keeps the config's θ with the tier's headroom, and a warning
+    names it."""
+    from planner.sim.capacity import load_latency_curves
+
+    f = fleet_index(cfg)
+    lc = load_latency_curves()
+    phi = f.shares(input_share)  # [m, k]
+    out = f.theta(input_share, headroom=True)
+    goal = cfg.planner.latency_attainment
+    for (i, j), ipv in np.ndenumerate(f.ipv):
+        m, g = f.models[i], f.vm_types[j]
+        if ipv <= 0:
+            continue
+        if (m, g) not in lc.capacity:
+            log.warning("%s on %s: no latency curves; the config's throughput kept", m, g)
+            continue
+        prefill, decode = lc.rates[(m, g)]
+        theta = lc.capacity[(m, g)] * blend(phi[i], prefill, decode)  # [k]
+        for q, k in enumerate(f.tiers):
+            rho = 1.0
+            if q in f.interactive:
+                found = max_utilisation(lc.curve(m, g, k), goal)
+                rho = UNREACHABLE if found is None else found
+            out[i, j, q] = rho * theta[q]
+    return np.asarray(out, dtype=float)
 
 
 def _series(forecasts: pd.DataFrame, tier: str, metric: str, column: str) -> pd.Series:
@@ -75,7 +124,7 @@ def pool_instances(
     """(g*, n_{g*}) of the module docstring for one pool: ``peaks[k]`` tokens/s of each
     interactive tier in the busiest minute, their tokens per request and input shares; None
     when no VM type's curves meet the target."""
-    from planner.sim.capacity import instances_needed
+    from planner.sim.capacity import instances_needed, load_latency_curves
 
     s = cfg.planner
     live = {k: p for k, p in peaks.items() if p > 0}
@@ -84,8 +133,11 @@ def pool_instances(
     rates = {k: p / tokens_per_request[k] for k, p in live.items()}
     lam = sum(rates.values())
     best: tuple[float, str, int] | None = None
+    lc = load_latency_curves()
     for g, placement in cfg.model(model).vm_types.items():
-        t_in, t_out = _best_rates(cfg, model, g)
+        if (model, g) not in lc.rates:
+            continue
+        t_in, t_out = lc.rates[(model, g)]  # busy seconds in the curves' own unit
         busy = sum(
             rates[k] / lam * tokens_per_request[k] * (share[k] / t_in + (1 - share[k]) / t_out)
             for k in live
@@ -132,6 +184,8 @@ def latency_sized_demand(
     tokens = {t.id: _series(forecasts, t.id, "token_rate", quantile_column(0.5)) for t in inter}
     reqs = {t.id: _series(forecasts, t.id, "request_rate", quantile_column(0.5)) for t in inter}
     cells = sorted(set().union(*(set(s.index) for s in peak.values())))
+    f = fleet_index(cfg)
+    theta_l = latency_theta(cfg, input_share)
     out_rows = []
     kept = headroom_demand[~headroom_demand["tier"].isin([t.id for t in inter])]
     fallback = headroom_demand[headroom_demand["tier"].isin([t.id for t in inter])]
@@ -161,7 +215,8 @@ def latency_sized_demand(
                     out_rows.extend(part.to_dict("records"))
             continue
         g, n = sized
-        theta0 = {k: _throughput(cfg, model, g, k, share[k], 0.0) for k in p}
+        i, j = f.position["models"][model], f.position["vm_types"][g]
+        theta0 = {k: float(theta_l[i, j, f.position["tiers"][k]]) for k in p}
         load = {k: p[k] / theta0[k] for k in p}
         total = sum(load.values())
         for k in p:

@@ -20,15 +20,20 @@ minute bucket that bucket's mean size), so it holds for any choice of which requ
 It knows nothing of whole instances, floors, lead or load times: it is far below what any
 fleet of whole VMs can reach, by design.
 
-**The clairvoyant fleet** (``clairvoyant_fleet``): the practical target. Per minute, region
-and model, the fewest whole instances of the model's preferred VM type (the one every
-policy scales on, lowest $ per token) that serve that minute's true interactive demand within
-its latency targets (``planner.sim.sizing.instances_needed``: the one seam to the serving
-model), never below the model's availability floor; NIW packed earliest-deadline-first into
-the spare capacity, instances added only at a deadline that spare capacity cannot meet;
-instances packed into whole VMs; no lead or load time, no quota, every request served in its
-own region. Policies that route across regions or use another VM type can beat it; it is not
-a bound.
+**The clairvoyant fleet** (``clairvoyant_fleet``): the practical target, on the replay's own
+calibrated serving model (the latency curves; ``planner.sim.sizing``, the one seam to it). Per
+minute, region and model, the fewest whole instances that serve that minute's *true*
+interactive demand with every interactive tier at its attainment target (the sweep's SLA
+targets) at that minute's utilisation and arrival CV, never below the model's availability
+floor; NIW packed earliest-deadline-first into the utilisation the tiers leave (NIW shares the
+batch), instances added only at a deadline that spare capacity cannot meet; instances packed
+into whole VMs; no lead or load time, no quota, every request served in its own region. One
+VM type per region and model over the window: the cheapest of the types whose curves can meet
+the targets (the cheapest overall where none can; ``reachable`` is then False and the fleet
+meets the targets only as well as the serving model allows). It sees the future by
+definition (it is a comparator, not a policy). Policies that route across regions, mix VM
+types or let some minutes run below the target and others above can beat it; it is not a
+bound.
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.demand import MinuteDemand
-from planner.sim.fleet import FleetParams
-from planner.sim.sizing import instances_needed
+from planner.sim.fleet import FleetParams, home_routing
+from planner.sim.serving import ServingModel
+from planner.sim.sizing import DEFAULT_ATTAINMENT, niw_headroom, pool_instances, reaches
 
 Array = npt.NDArray[np.float64]
 
@@ -98,18 +104,20 @@ class Clairvoyant:
     cost: float
     floor_gpu_hours: float  # the availability floors alone, in whole VMs
     instances: Array  # [T, r, m] serving instances per minute
+    vm_types: npt.NDArray[np.int64]  # [r, m] the VM type each pool runs on
+    reachable: bool = True  # every pool's type can meet the attainment targets
 
     @property
     def utilisation_floor_share(self) -> float:
         return self.floor_gpu_hours / self.gpu_hours if self.gpu_hours else 0.0
 
 
-def _vm_gpu_hours(p: FleetParams, inst: Array) -> tuple[Array, Array]:
-    """Per minute, GPUs and $/min of the whole VMs that hold ``inst`` [T, r, m] (each model
-    on its preferred type in the region, ``p.preferred``)."""
+def _vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> tuple[Array, Array]:
+    """Per minute, GPUs and $/min of the whole VMs that hold ``inst`` [T, r, m] (each pool
+    on its type ``types`` [r, m])."""
     T, nr, _ = inst.shape
     slots = np.zeros((T, nr, len(p.vm_types)))
-    for (a, m), g in np.ndenumerate(p.preferred):
+    for (a, m), g in np.ndenumerate(types):
         slots[:, a, g] += inst[:, a, m] / p.ipv[m, g]
     vms = np.ceil(slots - 1e-9)
     gpus = (vms * p.gpus_per_vm[None, None]).sum(axis=(1, 2))
@@ -120,7 +128,8 @@ def _vm_gpu_hours(p: FleetParams, inst: Array) -> tuple[Array, Array]:
 def _pack_niw(p: FleetParams, niw_tokens: Array, spare_tokens: Array, per_inst: Array) -> Array:
     """Extra instances [T, r, m] so that NIW arrivals ``niw_tokens`` [T, r, m], served FIFO
     (= earliest deadline first: one deadline per tier) from ``spare_tokens`` per minute, each
-    finish by their deadline; an instance adds ``per_inst`` [r, m] tokens per minute."""
+    finish by their deadline; an added instance serves ``per_inst`` [T, r, m] tokens in its
+    minute."""
     T = niw_tokens.shape[0]
     D = int(p.deadline_min)
     arrived = np.zeros(niw_tokens.shape[1:])
@@ -135,35 +144,80 @@ def _pack_niw(p: FleetParams, niw_tokens: Array, spare_tokens: Array, per_inst: 
         short = due - served
         if (short > 1e-9).any():
             with np.errstate(divide="ignore", invalid="ignore"):
-                add = np.where(short > 1e-9, np.ceil(short / per_inst - 1e-9), 0.0)
+                add = np.where(short > 1e-9, np.ceil(short / per_inst[t] - 1e-9), 0.0)
             extra[t] = add
-            served += np.minimum(arrived - served, add * per_inst)
+            served += np.minimum(arrived - served, add * per_inst[t])
     return extra
 
 
-def clairvoyant_fleet(p: FleetParams, demand: MinuteDemand, floor: Array) -> Clairvoyant:
+def home_pool_cv(p: FleetParams, demand: MinuteDemand) -> Array:
+    """[T, r, m] CV of the interactive arrivals of a pool serving its own region (the
+    replay's :func:`planner.sim.fluid.pool_cv` with every request at home)."""
+    from planner.sim.fluid import pool_cv
+
+    cv = np.ones_like(demand.requests) if demand.cv is None else np.nan_to_num(demand.cv, nan=1.0)
+    return pool_cv(home_routing(p), demand.requests, cv**2, list(p.interactive))
+
+
+def clairvoyant_fleet(
+    p: FleetParams,
+    demand: MinuteDemand,
+    floor: Array,
+    serving: ServingModel | None = None,
+    attainment: Mapping[str, float] | None = None,
+) -> Clairvoyant:
     """The clairvoyant fleet for ``demand`` (module docstring); ``floor`` [r, m]: the
-    instances each region keeps of each model whatever the demand."""
+    instances each region keeps of each model whatever the demand; ``serving``: the replay's
+    serving model (default: the stored curves on the demand's token mix); ``attainment``: the
+    interactive tiers' per-minute on-time targets by tier id (default 0.99)."""
+    if serving is None:
+        from planner.sim.fluid import default_serving
+
+        serving = default_serving(p, demand)
+    goal = {k: float((attainment or {}).get(p.tiers[k], DEFAULT_ATTAINMENT)) for k in p.interactive}
     T, nr, nm = demand.minutes, len(p.regions), len(p.models)
+    tiers = list(p.interactive)
+    k_niw = p.deferrable
     rate = demand.tokens / 60.0  # [T, r, m, k] at the source region = serving region
-    req_rate = demand.requests / 60.0
-    need = np.zeros((T, nr, nm))
-    for (a, m), g in np.ndenumerate(p.preferred):
-        for k in p.interactive:
-            need[:, a, m] += instances_needed(
-                p, m, int(g), k, rate[:, a, m, k], req_rate[:, a, m, k]
-            )
-    inst = np.maximum(np.ceil(need - 1e-9), floor[None])
-    k = p.deferrable
-    theta_niw = p.theta[np.arange(nm)[None, :], p.preferred, k]  # [r, m]
-    per_inst = theta_niw * 60.0
-    spare = np.maximum(inst - need, 0.0) * per_inst[None]
-    inst = inst + _pack_niw(p, demand.tokens[:, :, :, k], spare, per_inst)
-    gpus, dollars = _vm_gpu_hours(p, inst)
-    floor_gpus, _ = _vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy())
+    cv = home_pool_cv(p, demand)
+    inst = np.zeros((T, nr, nm))
+    spare = np.zeros((T, nr, nm))
+    per_inst = np.ones((T, nr, nm))
+    types = np.zeros((nr, nm), dtype=np.int64)
+    reachable = True
+    for a in range(nr):
+        for m in range(nm):
+            x = rate[:, a, m][:, tiers]
+            best: tuple[tuple[bool, float], int, Array] | None = None
+            for g in range(len(p.vm_types)):
+                if p.ipv[m, g] <= 0 or any((m, g, k) not in serving.curves for k in tiers):
+                    continue
+                n = np.maximum(
+                    pool_instances(serving, m, g, x, cv[:, a, m], tiers, goal), floor[a, m]
+                )
+                key = (
+                    not reaches(serving, m, g, tiers, goal),
+                    float(n.sum() * p.price[a, g] / p.ipv[m, g]),
+                )
+                if best is None or key < best[0]:
+                    best = (key, g, n)
+            if best is None:
+                raise KeyError(f"{p.models[m]}: no VM type with latency curves for every tier")
+            (unreachable, _), g, n = best
+            reachable &= not (unreachable and bool(x.any()))
+            types[a, m], inst[:, a, m] = g, n
+            load = (x / serving.theta[m, g, tiers][None, :]).sum(axis=1)
+            spare_inst = niw_headroom(serving, m, g, n, load, cv[:, a, m], tiers, goal, (x > 0).T)
+            per_inst[:, a, m] = serving.theta[m, g, k_niw] * 60.0
+            spare[:, a, m] = spare_inst * per_inst[:, a, m]
+    inst = inst + _pack_niw(p, demand.tokens[:, :, :, k_niw], spare, per_inst)
+    gpus, dollars = _vm_gpu_hours(p, inst, types)
+    floor_gpus, _ = _vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy(), types)
     return Clairvoyant(
         gpu_hours=float(gpus.sum() / 60.0),
         cost=float(dollars.sum()),
         floor_gpu_hours=float(floor_gpus[0] * T / 60.0),
         instances=inst,
+        vm_types=types,
+        reachable=reachable,
     )

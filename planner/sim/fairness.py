@@ -13,7 +13,10 @@ an admission throttle). Three schedulers:
   as in the paper); the next request released is the oldest one of the *backlogged* tenant with
   the least counter; a tenant that becomes backlogged has its counter lifted to the least
   counter among the tenants already backlogged (to the floor of the last backlogged period when
-  none is), so idling banks no credit;
+  none is), so idling banks no credit. The paper counts output tokens as they are generated,
+  from the real decode; the gateway sees no per-token progress, so plain VTC (no
+  ``expected_output``) charges each request's *actual* output at release: the same totals,
+  counted ahead of generation, never a prediction;
 * :class:`FairServe` — after FairServe (arXiv 2411.15997): the same counter *weighted* by the
   tenant's entitlement learned from its application profile, ``c_u += cost / w_u`` with
   ``w_u`` the tenant's usual token rate (so tenants with heavy applications are not held to an
@@ -24,10 +27,14 @@ an admission throttle). Three schedulers:
   tenant keeps an allowance of ``min_allowance`` requests of its mean cost per window); a
   request arriving within ``action_gap_s`` of the tenant's previous admitted request, while
   that action has fewer than the profile's requests per action (rounded up), belongs to the
-  same user action and is never cut off mid-action.
+  same user action and is never cut off mid-action. *Others wait* is read over a window, not
+  at the instant (``contention_s``): the throttle acts while the pool was contended at any
+  epoch of the last ``contention_s`` (another tenant held back at the gateway, or requests
+  waiting in the instances' own queues, :meth:`FairServe.observe`), since a flood hurts the
+  others through the batches it fills long before anyone waits at the gateway.
 
-Service is charged when a request is released, at ``prompt`` plus the tenant's *expected*
-output (the profile's mean; the scheduler does not know a request's output length in advance).
+FairServe charges service when a request is released, at ``prompt`` plus the tenant's
+*expected* output (the profile's mean; it does not know a request's output length in advance).
 Costs are in token units ``w_in · prompt + w_out · output``.
 
 The gateway sees an epoch's arrivals at the epoch's start (as every router of the model does),
@@ -85,6 +92,10 @@ class Scheduler(Protocol):
         """Which of the ``fresh`` (first-offered) requests are admitted (others rejected)."""
         ...
 
+    def observe(self, view: PoolView) -> None:
+        """The pool's state at the epoch's start (before ``admit``)."""
+        ...
+
 
 @dataclass
 class Fcfs:
@@ -95,6 +106,9 @@ class Fcfs:
 
     def admit(self, arrivals: Arrivals, fresh: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         return np.ones(len(fresh), bool)
+
+    def observe(self, view: PoolView) -> None:
+        return None
 
 
 @dataclass
@@ -146,6 +160,9 @@ class Vtc:
     def admit(self, arrivals: Arrivals, fresh: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         return np.ones(len(fresh), bool)
 
+    def observe(self, view: PoolView) -> None:
+        return None
+
 
 @dataclass
 class FairServe(Vtc):
@@ -156,14 +173,18 @@ class FairServe(Vtc):
     headroom: float = 3.0
     action_gap_s: float = 1.0
     min_allowance: float = 20.0  # requests of the tenant's mean cost, per window, always
+    contention_s: float = 60.0  # the pool counts as contended this long after it last was
+    flood_excess: float = 0.05  # offered share above usual (of the window's offered cost)
+    flood_cap: float | None = 1.0  # admitted share limit while flooding, × usual share
     name: str = "fairserve"
-    _admitted: dict[int, deque[tuple[float, float]]] = field(default_factory=dict)
-    _window_cost: dict[int, float] = field(default_factory=dict)
+    _admitted_w: _Window = field(default_factory=lambda: _Window())
+    _offered_w: _Window = field(default_factory=lambda: _Window())
     _last: dict[int, float] = field(default_factory=dict)
     _in_action: dict[int, int] = field(default_factory=dict)
-    _all: deque[tuple[float, float]] = field(default_factory=deque)
-    _total: float = 0.0
     _share: dict[int, float] = field(default_factory=dict)
+    _contended_at: float = -np.inf  # the last epoch start at which the pool was contended
+    _held: dict[int, float] = field(default_factory=dict)  # tenant -> last epoch it waited
+    _now: float = -np.inf  # the current epoch's start (observe)
 
     def __post_init__(self) -> None:
         total = sum(p.cost_per_s for p in self.profiles.values()) or 1.0
@@ -179,37 +200,101 @@ class FairServe(Vtc):
         expected = {u: p.mean_output for u, p in profiles.items()}
         return cls(expected_output=expected, weight=weight, profiles=profiles, **kw)
 
+    def observe(self, view: PoolView) -> None:
+        """The pool is contended when requests wait in the instances' own queues."""
+        self._now = view.time_s
+        if int(np.sum(view.waiting)) > 0:
+            self._contended_at = view.time_s
+
     def admit(self, arrivals: Arrivals, fresh: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         ok = np.ones(len(fresh), bool)
         waiting = {int(u) for u in arrivals.tenant[~fresh]}
+        if (~fresh).any():  # requests held back at the gateway: their tenants wait now
+            now = max(self._now, float(arrivals.arrival_s[~fresh].max()))
+            for u in {int(u) for u in arrivals.tenant[~fresh]}:
+                self._held[u] = now
         for i in np.flatnonzero(fresh)[np.argsort(arrivals.arrival_s[fresh], kind="stable")]:
             u, t = int(arrivals.tenant[i]), float(arrivals.arrival_s[i])
             c = float(cost(arrivals.prompt[i], self.expected_output.get(u, arrivals.output[i])))
-            q = self._admitted.setdefault(u, deque())
-            while q and q[0][0] <= t - self.window_s:
-                self._window_cost[u] -= q.popleft()[1]
-            while self._all and self._all[0][0] <= t - self.window_s:
-                self._total -= self._all.popleft()[1]
+            self._admitted_w.expire(t - self.window_s)
+            self._offered_w.expire(t - self.window_s)
+            self._offered_w.add(u, t, c)
             prof = self.profiles.get(u)
             in_action = t - self._last.get(u, -np.inf) <= self.action_gap_s and self._in_action.get(
                 u, 0
             ) < np.ceil(prof.requests_per_action if prof else 1.0)
-            others_wait = bool(waiting - {u})
-            over = prof is not None and self._window_cost.get(u, 0.0) + c > max(
-                self.headroom * self._share.get(u, 0.0) * (self._total + c),
-                self.min_allowance * float(cost(prof.mean_input, prof.mean_output)),
-            )
-            if over and others_wait and not in_action:
+            if (
+                prof is not None
+                and not in_action
+                and self._over(u, c, prof)
+                and self._contended(u, t, waiting)
+            ):
                 ok[i] = False
                 self.throttled += 1
                 continue
-            q.append((t, c))
-            self._all.append((t, c))
-            self._total += c
-            self._window_cost[u] = self._window_cost.get(u, 0.0) + c
+            self._admitted_w.add(u, t, c)
             self._in_action[u] = self._in_action.get(u, 0) + 1 if in_action else 1
             self._last[u] = t
         return ok
+
+    def _contended(self, u: int, t: float, waiting: set[int]) -> bool:
+        """Another tenant waits at the gateway now; or, for a tenant :meth:`flooding`, others
+        waited (instance queues, or another tenant held at the gateway) within the last
+        ``contention_s``."""
+        if waiting - {u}:
+            return True
+        if not (self.flood_cap is not None and self.flooding(u)):
+            return False
+        recent = t - self.contention_s
+        return self._contended_at >= recent or any(
+            at >= recent for v, at in self._held.items() if v != u
+        )
+
+    def flooding(self, u: int) -> bool:
+        """The tenant's *offered* share of the window (rejected requests included) is above
+        ``headroom`` × its usual share and above it by more than ``flood_excess`` of the
+        window's offered cost."""
+        share = self._share.get(u, 0.0)
+        offered = self._offered_w.share(u)
+        return offered > self.headroom * share and offered - share > self.flood_excess
+
+    def _over(self, u: int, c: float, prof: TenantProfile) -> bool:
+        """Admitting cost ``c`` would take the tenant's admitted share of the window above its
+        limit: ``headroom`` × its usual share, or its usual share × ``flood_cap`` while it is
+        :meth:`flooding`; never below ``min_allowance`` requests of its mean cost."""
+        share = self._share.get(u, 0.0)
+        limit = self.headroom * share
+        if self.flood_cap is not None and self.flooding(u):
+            limit = min(limit, self.flood_cap * share)
+        mine = self._admitted_w.cost.get(u, 0.0) + c
+        return mine > max(
+            limit * (self._admitted_w.total + c),
+            self.min_allowance * float(cost(prof.mean_input, prof.mean_output)),
+        )
+
+
+@dataclass
+class _Window:
+    """Cost per tenant and in total over a sliding time window."""
+
+    cost: dict[int, float] = field(default_factory=dict)
+    total: float = 0.0
+    _events: deque[tuple[float, int, float]] = field(default_factory=deque)
+
+    def add(self, u: int, t: float, c: float) -> None:
+        self._events.append((t, u, c))
+        self.cost[u] = self.cost.get(u, 0.0) + c
+        self.total += c
+
+    def expire(self, before: float) -> None:
+        """Forget events at or before ``before``."""
+        while self._events and self._events[0][0] <= before:
+            _, u, c = self._events.popleft()
+            self.cost[u] -= c
+            self.total -= c
+
+    def share(self, u: int) -> float:
+        return self.cost.get(u, 0.0) / self.total if self.total > 0 else 0.0
 
 
 @dataclass
@@ -226,6 +311,7 @@ class Gateway:
         fresh = arrivals.index > self._seen
         if fresh.any():
             self._seen = int(arrivals.index[fresh].max())
+        self.scheduler.observe(view)
         ok = self.scheduler.admit(arrivals, fresh)
         dest[~ok] = REJECT
         keep = np.flatnonzero(ok)

@@ -17,8 +17,9 @@ region r and model m:
 
 **Running hot costs SLA.** The pool's utilisation ρ_t (its served share of the minute's
 capacity, NIW included: it shares the batch) and the inter-arrival CV its instances see (the
-minute's CV from the log, merged over the streams the pool receives, over √n; 1 where the log
-has none) give each interactive tier's on-time share within the minute from the latency
+minute's CV from the log, merged over the interactive streams the pool receives, over √n; 1
+where the log has none; NIW waits in its queue, so its bursts are not counted: :func:`pool_cv`)
+give each interactive tier's on-time share within the minute from the latency
 curves, ``sla_k(ρ_t, c_t)`` (batching slows decodes, sub-minute bursts queue, prefill
 chunks slow the decodes they share iterations with). Across minutes the fluid queue adds
 its wait: arrivals are uniform within their minute, so the cumulative admitted arrivals A(t)
@@ -157,11 +158,16 @@ def default_serving(p: FleetParams, demand: MinuteDemand) -> ServingModel:
     return serving_model(p, load_latency_curves(), share)
 
 
-def _pool_cv(routing: Array, requests: Array, cv2: Array) -> Array:
-    """[r, m] CV of the arrivals a pool receives: the request-weighted root mean square of the
-    streams' CVs (superposed independent streams), 1 where nothing arrives."""
-    reqs = np.einsum("srmk,smk->rm", routing, requests)
-    sq = np.einsum("srmk,smk->rm", routing, requests * cv2)
+def pool_cv(routing: Array, requests: Array, cv2: Array, tiers: list[int]) -> Array:
+    """[..., r, m] CV of the interactive arrivals a pool receives (``requests``, ``cv2``:
+    [..., src, m, k]; ``routing`` [src, r, m, k]): the request-weighted root mean square of
+    the streams' CVs over the interactive ``tiers`` (superposed independent streams), 1 where
+    none arrive. NIW is left out: it waits in its queue and is admitted as capacity frees,
+    so its arrival bursts (a batch job's thousands of requests in one second) never reach
+    the batch as bursts; its load is in ρ."""
+    w = routing[:, :, :, tiers]
+    reqs = np.einsum("srmk,...smk->...rm", w, requests[..., tiers])
+    sq = np.einsum("srmk,...smk->...rm", w, (requests * cv2)[..., tiers])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.asarray(np.where(reqs > 0, np.sqrt(sq / reqs), 1.0), dtype=float)
 
@@ -344,7 +350,7 @@ def simulate(
         if t < T:
             books.inst_log[t] = (od + spot).sum(axis=2)
             books.rho[t], books.shared_log[t] = busy_shared, shared
-            books.pool_cv[t] = _pool_cv(routing, demand.requests[t], cv2[t])
+            books.pool_cv[t] = pool_cv(routing, demand.requests[t], cv2[t], list(p.interactive))
             util, last_pressure = busy_shared, pressure
             last_arr, last_src = arr, demand.tokens[t]
         elif not books.queue.any():

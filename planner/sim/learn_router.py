@@ -39,7 +39,7 @@ from planner.sim.routing import Arrivals
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2  # 2: records the pool's profile and size it was trained on
 SIGMA0 = np.array([0.5, 0.5, 0.5, 0.5, 0.02, 0.1, 0.5])
 
 
@@ -73,6 +73,8 @@ class LearnedPolicy:
     validation_mean_e2e_s: float | None = None
     heuristic_validation_mean_e2e_s: float | None = None
     kept_heuristic: bool = False
+    profile: str = ""  # the InstanceProfile.name of the pool it was trained on
+    instances: int = 0  # the pool size it was trained on
     version: int = ARTIFACT_VERSION
 
     def router(
@@ -192,6 +194,8 @@ def learn(
         val,
         val_base,
         kept,
+        profile.name,
+        instances,
     )
 
 
@@ -217,4 +221,25 @@ def load(path: Path | str) -> LearnedPolicy:
     if data.get("features") != list(FEATURES):
         raise ValueError(f"{path}: features {data.get('features')} differ from {list(FEATURES)}")
     data["settings"] = SearchSettings(**data["settings"])
-    return LearnedPolicy(**data)
+    try:
+        return LearnedPolicy(**data)
+    except TypeError as exc:
+        raise ValueError(f"{path}: malformed learned router artifact ({exc})") from None
+
+
+def load_for(path: Path | str, profile: InstanceProfile, epoch_s: float) -> LearnedPolicy:
+    """The saved policy for a pool of ``profile`` instances polled every ``epoch_s``: a clear
+    error when it is missing, of another version, or was trained for another instance profile
+    or routing epoch (its weights price that profile's prefill and decode times)."""
+    policy = load(path)
+    if policy.profile != profile.name:
+        raise ValueError(
+            f"{path}: trained for instance profile {policy.profile!r}, this pool runs "
+            f"{profile.name!r} (retrain: sageserve evaluate-requests --scenario routing --retrain)"
+        )
+    if abs(policy.settings.epoch_s - epoch_s) > 1e-9:
+        raise ValueError(
+            f"{path}: trained with routing epoch {policy.settings.epoch_s:g} s, the config's "
+            f"routing.epoch_s is {epoch_s:g} s"
+        )
+    return policy

@@ -7,8 +7,8 @@ Per model m and VM type g, from the stored curves (``configs/capacity/latency_cu
 * **capacity**: an instance sustains κ[m, g] busy seconds per second, a busy second being its
   best prefill rate P or decode rate D; on tier k's token mix (input share φ[m, k]) that is
   θ[m, g, k] = κ / (φ / P + (1 − φ) / D) tokens/s. This replaces the config's per-tier
-  throughput in the replay (the planner still sizes on the config's; the capacity curves of
-  :mod:`planner.sim.capacity` are the next step there);
+  throughput in the replay, the clairvoyant fleet (:mod:`planner.sim.sizing`) and the plan's
+  latency sizing (:mod:`planner.ilp.sizing`; its headroom mode still sizes on the config's);
 * **latency**: a pool at utilisation ρ (its served load over that capacity, NIW included: it
   shares the batch) whose instances each see inter-arrival CV c (the pool's CV over √n,
   :func:`planner.sim.latency.instance_cv`) has tier k's on-time share ``sla[m, g, k](ρ, c)``
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from planner.fleet_index import blend
 from planner.sim.fleet import FleetParams
 from planner.sim.latency import Curve, LatencyCurves, instance_cv, minute_attainment
 
@@ -89,7 +90,7 @@ def serving_model(p: FleetParams, curves: LatencyCurves, share: Array) -> Servin
             prefill, decode = curves.rates[(model, vm)]
             kappa = curves.capacity[(model, vm)]
             phi = share[m]
-            theta[m, g] = kappa / (phi / prefill + (1 - phi) / decode)
+            theta[m, g] = kappa * blend(phi, prefill, decode)
             for k in p.interactive:
                 table[(m, g, k)] = curves.curve(model, vm, p.tiers[k])
     return ServingModel(theta, table)

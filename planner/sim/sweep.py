@@ -66,8 +66,12 @@ class Point:
 
 def reactive_grid() -> list[Point]:
     """Out thresholds with a target below each and the in threshold below that, × cooldowns;
-    plus the paper's point."""
+    plus the paper's point. The three coldest levels (out 0.2, 0.3 and 0.4) are there because on the
+    calibrated serving model the tight tier meets 99 % only at low utilisation (out 0.2 too)."""
     levels = [
+        (0.2, 0.12, 0.05),
+        (0.3, 0.2, 0.1),
+        (0.4, 0.3, 0.15),
         (0.6, 0.45, 0.25),
         (0.7, 0.55, 0.3),
         (0.8, 0.6, 0.3),
@@ -94,9 +98,11 @@ def reactive_grid() -> list[Point]:
 
 def slo_grid() -> list[Point]:
     """Target pressure × scale-out level (just above the target, or only once work queues)
-    × scale-in stabilisation window."""
+    × scale-in stabilisation window; targets down to 0.1 (the calibrated model's tight tier
+    needs pools that cold)."""
     pts = []
-    for target, cooldown_in in itertools.product((0.5, 0.6, 0.7, 0.8, 0.9), (10, 30)):
+    targets = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    for target, cooldown_in in itertools.product(targets, (10, 30)):
         for up in sorted({round(min(target + 0.1, 0.98), 2), 1.0}):
             params = {"target": target, "up": up, "down": round(0.7 * target, 2)}
             pts.append(Point("slo-reactive", {**params, "cooldown_in_min": cooldown_in}))
@@ -106,7 +112,8 @@ def slo_grid() -> list[Point]:
 def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[Point]:
     """Per quantile: LT-I, LT-U, LT-UA over ``ahead``, and (``reactive_layer``) LT-R, the
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
-    its target pressure."""
+    its target pressure (down to 0.3: on the calibrated curves the tight tier needs cold
+    pools, as the reactive grids' coldest points)."""
     pts = []
     for q in quantiles:
         for mode in ("lt-i", "lt-u"):
@@ -114,7 +121,7 @@ def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[P
         for ahead in (1.05, 1.1, 1.25):
             pts.append(Point("plan", {"quantile": q, "mode": "lt-ua", "ahead": ahead}))
         if reactive_layer:
-            for target, handover in itertools.product((0.7, 0.85), (True, False)):
+            for target, handover in itertools.product((0.3, 0.5, 0.7, 0.85), (True, False)):
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
                 pts.append(Point("plan", params))
     return pts
@@ -289,7 +296,25 @@ def references(
     cfg: FleetConfig, p: FleetParams, demand: MinuteDemand, serving: ServingModel | None = None
 ) -> tuple[float, Clairvoyant]:
     """The work bound at the SLA targets' misses (at the throughput the replay serves, so it
-    stays a lower bound on it), and the clairvoyant fleet."""
+    stays a lower bound on it), and the clairvoyant fleet on the same serving model, each
+    interactive tier at its SLA target every minute."""
+    serving = serving or default_serving(p, demand)
     miss = {k: 1.0 - TARGETS.get(k, 1.0) for k in p.tiers}
-    served = replace(p, theta=(serving or default_serving(p, demand)).theta)
-    return work_bound(served, demand, miss), clairvoyant_fleet(p, demand, floors(cfg, p))
+    served = replace(p, theta=serving.theta)
+    clair = clairvoyant_fleet(p, demand, floors(cfg, p), serving, TARGETS)
+    return work_bound(served, demand, miss), clair
+
+
+def on_clairvoyant_types(
+    cfg: FleetConfig, p: FleetParams, history: MinuteDemand, serving: ServingModel
+) -> FleetParams:
+    """``p`` with each region's and model's preferred VM type (the one the reactive,
+    SLO-aware and siloed policies and LT-R's reactive layer scale on) set to the type the
+    clairvoyant fleet picks for ``history`` on the calibrated serving model: the cheapest over
+    that window among the types whose latency curves can meet the targets
+    (``planner.sim.bounds``). ``history`` is the demand *before* the replayed window (the
+    choice an operator makes from the last day), so no policy's type sees the window. The
+    config's rule (lowest $ per token) would put Llama-2-70B on A100, where the IW-F curve
+    never reaches 99 %: no reactive point could meet the targets there."""
+    clair = clairvoyant_fleet(p, history, floors(cfg, p), serving, TARGETS)
+    return replace(p, preferred=clair.vm_types)

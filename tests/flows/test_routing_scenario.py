@@ -55,7 +55,9 @@ def test_routing_scenario_json(servegen_warehouse: Path, tmp_path: Path) -> None
         "--scenario",
         "routing",
         "--requests",
-        "800",
+        "400",
+        "--windows",
+        "2",
         "--train-requests",
         "300",
         "--json",
@@ -70,6 +72,12 @@ def test_routing_scenario_json(servegen_warehouse: Path, tmp_path: Path) -> None
         assert 0 < p["ttft_p95_s"] <= p["e2e_p95_s"]
         assert p["e2e_mean_s"] > 0
     assert out["instances"] == 8 and out["requests"] == 800
+    assert len(out["windows"]) == 2
+    assert out["windows"][0]["window"][1] < out["windows"][1]["window"][0]  # consecutive
+    for p in out["policies"]:  # the headline figures are the windows' means
+        per = [next(q for q in w["policies"] if q["name"] == p["name"]) for w in out["windows"]]
+        assert p["e2e_mean_s"] == pytest.approx(sum(q["e2e_mean_s"] for q in per) / 2)
+    assert out["learned_vs"]["heuristic"]["windows"] == 2
     assert out["predictor"]["test_rows"] == 800  # scored on the evaluated rows only
     artifact = Path(out["learned"]["artifact"])
     assert artifact.exists()
@@ -82,3 +90,20 @@ def test_unknown_scenario_is_a_clear_error() -> None:
     res = runner.invoke(app, ["evaluate-requests", "--scenario", "nope"])
     assert res.exit_code == 2
     assert "unknown 'nope'" in res.output
+
+
+def test_learned_router_compared_per_window() -> None:
+    from flows.routing import PolicyResult, compare
+
+    def w(rr: float, h: float, learned: float) -> list[PolicyResult]:
+        return [
+            PolicyResult(n, e, 0, 0, 0, 0)
+            for n, e in (("round-robin", rr), ("heuristic", h), ("learned", learned))
+        ]
+
+    c = compare([w(10, 8, 7.6), w(10, 8, 8.4), w(20, 10, 9.0)])
+    assert c["heuristic"]["per_window"] == pytest.approx([-0.05, 0.05, -0.1])
+    assert c["heuristic"]["mean_rel_diff"] == pytest.approx(-0.1 / 3)
+    assert c["heuristic"]["std_rel_diff"] == pytest.approx(0.0763762616, rel=1e-6)
+    assert c["heuristic"]["wins"] == 2 and c["round-robin"]["wins"] == 3
+    assert c["best_heuristic"] == "heuristic"

@@ -16,7 +16,9 @@ from planner.sim.bounds import clairvoyant_fleet, gpu_seconds_per_token, work_bo
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
 from planner.sim.fluid import Policy, SimResult
+from planner.sim.latency import Curve
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.serving import ServingModel, ideal
 from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
@@ -102,7 +104,7 @@ def test_no_policy_goes_below_the_work_bound_at_its_own_misses(p: FleetParams, n
         assert r.gpu_hours_busy >= bound - 1e-9, (name, policy.name)
         if all(misses(r)[k] <= TARGET_MISS[k] + 1e-12 for k in TARGET_MISS):
             assert r.gpu_hours >= bound_at_target - 1e-9
-    c = clairvoyant_fleet(p, d, np.zeros((2, 1)))
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), ideal(p))
     assert c.gpu_hours >= work_bound(p, d, {}) - 1e-9
 
 
@@ -147,7 +149,7 @@ def test_clairvoyant_fleet_by_hand(p: FleetParams) -> None:
     spare instance (50 tokens/s): nothing added. Region b: floor 1 instance, no demand → 1 VM.
     2 VMs × 8 GPUs × 3 h = 48 GPU-h; floors alone 1 VM each region: 48 GPU-h too."""
     d = demand(180, {(0, IWF): 150.0, (0, NIW): 30.0})
-    c = clairvoyant_fleet(p, d, np.ones((2, 1)))
+    c = clairvoyant_fleet(p, d, np.ones((2, 1)), ideal(p))
     assert c.gpu_hours == pytest.approx(48.0)
     assert c.floor_gpu_hours == pytest.approx(48.0)
     assert (c.instances[:, 0, 0] == 2).all() and (c.instances[:, 1, 0] == 1).all()
@@ -159,7 +161,7 @@ def test_clairvoyant_adds_niw_capacity_only_at_deadlines(p: FleetParams) -> None
     deadline (2 h later) each minute's 72 k tokens needs 12 extra instances for that minute."""
     t = np.arange(180)
     d = demand(180, {(0, NIW): np.where(t < 10, 1200.0, 0.0)})
-    c = clairvoyant_fleet(p, d, np.zeros((2, 1)))
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), ideal(p))
     extra = c.instances[:, 0, 0]
     assert (extra[:120] == 0).all()
     assert (extra[120:130] == 12).all() and (extra[130:] == 0).all()
@@ -172,6 +174,41 @@ def test_policies_meeting_the_targets_cost_at_least_the_clairvoyant_floor_share(
     """The floors are GPU-hours no policy can shed: a reactive fleet with min 1 instance per
     region pays at least them."""
     d = traces()["steady"]
-    c = clairvoyant_fleet(p, d, np.ones((2, 1)))
+    c = clairvoyant_fleet(p, d, np.ones((2, 1)), ideal(p))
     r = replay(p, d, Reactive(p, d.tokens[:60].mean(axis=0) / 60.0))
     assert r.gpu_hours >= c.floor_gpu_hours
+
+
+def _serving(p: FleetParams, top: float) -> ServingModel:
+    """The tiny fleet's θ with an IW-F curve on time for a share ``top`` up to ρ = 0.5, then
+    falling linearly to 0.9 at ρ = 1 (CV-independent); IW-N always on time."""
+    hot = Curve(
+        np.array([0.0, 0.5, 1.0]), np.array([0.0, 4.0]), np.array([[top] * 2, [top] * 2, [0.9] * 2])
+    )
+    flat = Curve(np.array([0.0, 1.0]), np.array([0.0, 4.0]), np.ones((2, 2)))
+    return ServingModel(np.asarray(p.theta, float), {(0, 0, IWF): hot, (0, 0, IWN): flat})
+
+
+def test_clairvoyant_fleet_on_the_latency_curves_by_hand(p: FleetParams) -> None:
+    """150 tokens/s of IW-F (1.5 instances busy) at 99 %: the curve allows ρ ≤ 0.55, so 3
+    instances (2 would run at 0.75: 95 %). NIW may raise ρ to 0.55 too: 3 × 0.55 − 1.5 = 0.15
+    instances, 15 tokens/s: 10 tokens/s of NIW fit, nothing is added for it."""
+    serving = _serving(p, 1.0)
+    d = demand(60, {(0, IWF): 150.0, (0, NIW): 10.0})
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), serving, {"IW-F": 0.99, "IW-N": 0.99})
+    assert c.reachable and (c.instances[:, 0, 0] == 3).all() and (c.instances[:, 1, 0] == 0).all()
+    rho = np.array([1.5 / 3, 1.5 / 2])
+    assert serving.curves[(0, 0, IWF)](rho, 0.0) == pytest.approx([1.0, 0.95])
+    more = clairvoyant_fleet(
+        p, demand(60, {(0, IWF): 150.0, (0, NIW): 20.0}), np.zeros((2, 1)), serving
+    )
+    assert more.instances[-1, 0, 0] == 3  # 5 tokens/s short each minute, due only at the deadline
+    assert c.gpu_hours == pytest.approx(2 * 8.0)  # 3 instances: 2 VMs for the hour
+
+
+def test_clairvoyant_fleet_says_when_the_curve_cannot_meet_the_target(p: FleetParams) -> None:
+    """A curve that tops out at 95 %: no pool meets 99 %; the fleet is sized at the curve's
+    best (ρ ≤ 0.5: 3 instances for 1.5 busy) and says it is not reachable."""
+    d = demand(60, {(0, IWF): 150.0})
+    c = clairvoyant_fleet(p, d, np.zeros((2, 1)), _serving(p, 0.95), {"IW-F": 0.99})
+    assert not c.reachable and (c.instances[:, 0, 0] == 3).all()

@@ -252,3 +252,80 @@ def test_desired_state_carries_the_configured_instance_router(
     assert all(problems(doc) == [] for doc in sent)
     assert problems({**sent[0], "instance_router": {**router, "router": "random"}})
     assert "instance_router" not in desired_states(plans[0])["a"]
+
+
+def test_simulated_executor_routes_live_traffic_with_the_learned_artifact(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    """The executor loads the artifact the config names and routes the pool's requests with
+    it: the same decisions as the trained policy itself, on the instances the fleet runs."""
+    import numpy as np
+
+    from planner.sim import learn_router
+    from planner.sim.instances import simulate_instances
+    from planner.sim.routers import constant_estimate
+    from tests.planner.test_routers import _traces, toy
+
+    prof = toy(max_batch=8, kv_tokens=20_000)
+    s = learn_router.SearchSettings(rounds=1, population=3, elite=1, seed=5)
+    policy = learn_router.learn(_traces(0), prof, 2, 100.0, s)
+    learn_router.save(policy, tmp_path / "routers" / "mine.json")
+    routing = RoutingSettings(router="learned", artifact="mine", epoch_s=s.epoch_s)
+    ex = SimulatedExecutor(
+        params_from_config(tiny_config()),
+        routing=routing,
+        routers_dir=tmp_path / "routers",
+        profiles={("m", "v8"): prof},
+    )
+    ex.apply(plans[0])  # region a serves 2 instances of m on v8
+    req = _traces(1)[0].requests
+    served = ex.serve("a", "m", "v8", req)
+    want = simulate_instances(req, prof, 2, policy.router(prof, constant_estimate(100.0)))
+    assert np.isfinite(served.e2e_s).all()
+    assert set(np.unique(served.instance)) == {0, 1}
+    assert np.array_equal(served.instance, want.instance)
+    assert np.array_equal(served.finish_s, want.finish_s)
+    # round-robin from the same config section: another spread of the same requests
+    rr = SimulatedExecutor(
+        ex.p, fleet=ex.fleet, routing=RoutingSettings(), profiles={("m", "v8"): prof}
+    ).serve("a", "m", "v8", req)
+    assert not np.array_equal(rr.instance, served.instance)
+
+
+def test_simulated_executor_refuses_a_missing_or_mismatched_artifact(
+    tmp_path: Path, plans: list[Plan]
+) -> None:
+    from planner.sim import learn_router
+    from tests.planner.test_routers import _traces, toy
+
+    prof = toy(max_batch=8, kv_tokens=20_000)
+    s = learn_router.SearchSettings(rounds=1, population=2, elite=1, seed=1)
+    path = learn_router.save(
+        learn_router.learn(_traces(0), prof, 2, 100.0, s), tmp_path / "r" / "lr.json"
+    )
+
+    def serve(**routing: Any) -> Any:
+        ex = SimulatedExecutor(
+            params_from_config(tiny_config()),
+            routing=RoutingSettings(router="learned", **routing),
+            routers_dir=tmp_path / "r",
+            profiles={("m", "v8"): prof},
+        )
+        ex.apply(plans[0])
+        return ex.serve("a", "m", "v8", _traces(1)[0].requests)
+
+    with pytest.raises(FileNotFoundError, match=r"absent\.json.*train it first"):
+        serve(artifact="absent")
+    with pytest.raises(
+        ValueError, match=r"routing epoch 0\.25 s, the config's routing\.epoch_s is 1 s"
+    ):
+        serve(artifact="lr", epoch_s=1.0)
+    other = learn_router.save(
+        learn_router.learn(_traces(0), toy(max_batch=4), 2, 100.0, s), tmp_path / "r" / "x.json"
+    )
+    other.write_text(other.read_text().replace('"profile": "toy"', '"profile": "other"'))
+    with pytest.raises(ValueError, match="trained for instance profile 'other'"):
+        serve(artifact="x")
+    path.write_text(path.read_text().replace('"version": 2', '"version": 1'))
+    with pytest.raises(ValueError, match="artifact version 1, expected 2"):
+        serve(artifact="lr")

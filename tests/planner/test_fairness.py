@@ -96,6 +96,65 @@ def test_throttle_turns_away_the_tenant_above_its_share_while_others_wait() -> N
     assert alone.admit(flood, np.ones(40, bool)).all()
 
 
+def test_throttle_acts_while_the_pool_was_contended_within_the_window() -> None:
+    """The same flood as above with nobody waiting at the gateway: throttled (10 of 40) when
+    the instances had requests queued 30 s before (contention_s 60), admitted whole when that
+    was 100 s before, or when another tenant was last held back at the gateway 100 s before."""
+
+    def flooded(view_at: float, waiting: int, held_at: float | None = None) -> int:
+        fs = FairServe.from_profiles(
+            two_tenant_profiles(),
+            window_s=200.0,
+            headroom=1.5,
+            action_gap_s=0.0,
+            min_allowance=5.0,
+            contention_s=60.0,
+        )
+        fs.admit(arrivals([1] * 10, [100] * 10, [50] * 10, t0=-150.0), np.ones(10, bool))
+        if held_at is not None:  # tenant 1 had a request held back at the gateway then
+            fs.admit(arrivals([1], [100], [50], t0=held_at), np.zeros(1, bool))
+        fs.observe(PoolView(view_at, np.array([waiting, 0]), np.zeros(2), np.zeros(2), np.zeros(2)))
+        fs.observe(PoolView(1.0, np.zeros(2, np.int64), np.zeros(2), np.zeros(2), np.zeros(2)))
+        return int(
+            (~fs.admit(arrivals([0] * 40, [100] * 40, [50] * 40, 1.0), np.ones(40, bool))).sum()
+        )
+
+    # tenant 1: 10 requests (2000 units) + the held one (200); tenant 0 may hold 75 % of the
+    # window's admitted cost: 200·k ≤ 0.75 · (2000 + 200·k) ⇔ k ≤ 30 (the held request is
+    # re-offered, not admitted again, so it adds nothing)
+    assert flooded(-29.0, 2) == 10
+    assert flooded(-99.0, 2) == 0
+    assert flooded(-29.0, 0) == 0
+    assert flooded(-29.0, 0, held_at=-30.0) == 10
+    assert flooded(-29.0, 0, held_at=-100.0) == 0
+
+
+def test_a_flooding_tenant_is_held_to_its_usual_share() -> None:
+    """Usual shares 0.1 / 0.9 (0.1 and 0.9 requests/s of cost 200), headroom 3: tenant 0 may
+    hold 30 % of the admitted cost. Tenant 1 sends 10 (2000 units); tenant 0 offers 40 while
+    tenant 1 waits: 200·k ≤ 0.3 · (2000 + 200·k) ⇔ k ≤ 4, so 4 admitted (either way). Tenant 1
+    sends 20 more (6800 admitted in all); tenant 0 offers 10 more. Without the flood cap:
+    800 + 200·k ≤ 0.3 · (6800 + 200·k) ⇔ k ≤ 8. With it, tenant 0 is flooding (offered share
+    (8000 + …) / (14000 + …) > 3 × 0.1 and more than 0.05 above 0.1), so its limit is 1 × its
+    usual share: 800 + 200·k ≤ 0.1 · (6800 + 200·k) admits none."""
+    prof = {0: TenantProfile(0, 0.1, 100.0, 50.0), 1: TenantProfile(1, 0.9, 100.0, 50.0)}
+
+    def second_round(cap: float | None) -> int:
+        fs = FairServe.from_profiles(
+            prof, window_s=1000.0, headroom=3.0, action_gap_s=0.0, min_allowance=1.0, flood_cap=cap
+        )
+        fs.admit(arrivals([1] * 10, [100] * 10, [50] * 10), np.ones(10, bool))
+        a = arrivals([1] + [0] * 40, [100] * 41, [50] * 41, t0=1.0)
+        fresh = np.r_[False, np.ones(40, bool)]
+        assert fs.admit(a, fresh)[1:].sum() == 4
+        fs.admit(arrivals([1] * 20, [100] * 20, [50] * 20, t0=2.0), np.ones(20, bool))
+        b = arrivals([1] + [0] * 10, [100] * 11, [50] * 11, t0=3.0)
+        return int(fs.admit(b, np.r_[False, np.ones(10, bool)])[1:].sum())
+
+    assert second_round(None) == 8
+    assert second_round(1.0) == 0
+
+
 def test_throttle_keeps_a_user_action_whole() -> None:
     """Requests per action 3: the allowance (1 request) is spent by the first request, but the
     next two arrive within the action gap and belong to the same action; the fourth does not."""

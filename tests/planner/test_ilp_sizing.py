@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 
 from planner.config import FleetConfig, load_config
+from planner.fleet_index import blend, fleet_index
 from planner.ilp.data import build_data, state_from_config
 from planner.ilp.demand import planning_demand
-from planner.ilp.sizing import pool_instances
-from planner.sim.capacity import instances_needed
+from planner.ilp.sizing import UNREACHABLE, latency_theta, max_utilisation, pool_instances
+from planner.sim.capacity import instances_needed, load_latency_curves
 
 HOUR = datetime(2024, 6, 3, 10, 0)
 MODEL = "llama3.1-8b"
@@ -53,16 +54,43 @@ def test_latency_demand_holds_the_curves_instances_for_the_pooled_load() -> None
     g, n = sized
     held = sum(data.demand[("us-east", MODEL, k, 1)] / data.theta[(MODEL, g, k)] for k in peaks)
     assert held == pytest.approx(n)
-    # n is the larger tier's curve at the pooled rate (60 requests/s), not a sum per tier
-    t = cfg.model(MODEL).vm_types[g].throughput
-    busy = 1000.0 * (
-        0.8 / max(x.input for x in t.values()) + 0.2 / max(x.output for x in t.values())
-    )
+    # n is the larger tier's curve at the pooled rate (60 requests/s), not a sum per tier, with
+    # a request's busy seconds in the curves' own unit (their best prefill and decode rates)
+    lc = load_latency_curves()
+    prefill, decode = lc.rates[(MODEL, g)]
+    busy = 1000.0 * (0.8 / prefill + 0.2 / decode)
     want = max(instances_needed(MODEL, g, k, 60.0, 1.0, busy_s_per_request=busy) for k in peaks)
     assert n == want
-    # no flat headroom on the interactive tiers in this mode
-    tp = cfg.model(MODEL).vm_types[g].throughput["IW-F"]
-    assert data.theta[(MODEL, g, "IW-F")] == pytest.approx(1 / (0.8 / tp.input + 0.2 / tp.output))
+    # no flat headroom: the program's θ is the calibrated one at the curve's on-target ρ*
+    full = lc.capacity[(MODEL, g)] / (0.8 / prefill + 0.2 / decode)
+    rho = max_utilisation(lc.curve(MODEL, g, "IW-F"), cfg.planner.latency_attainment)
+    assert rho is not None and 0 < rho < 1
+    assert data.theta[(MODEL, g, "IW-F")] == pytest.approx(rho * full)
+    assert data.theta[(MODEL, g, "NIW")] == pytest.approx(full)
+
+
+def test_a_type_whose_curve_never_meets_the_target_is_priced_out() -> None:
+    """Llama-2-70B on A100 never reaches 99 % IW-F (its curve tops out below): the program
+    sees 1 % of its rate there, so the cheapest type for the model is the H100."""
+    cfg = _cfg("latency")
+    cfg = cfg.model_copy(
+        update={"planner": cfg.planner.model_copy(update={"latency_attainment": 0.99})}
+    )
+    theta = latency_theta(cfg, None)
+    f = fleet_index(cfg)
+    m, a100, h100 = (
+        f.position["models"]["llama2-70b"],
+        *(f.position["vm_types"][g] for g in ("a100x8", "h100x8")),
+    )
+    iwf = f.position["tiers"]["IW-F"]
+    lc = load_latency_curves()
+    assert max_utilisation(lc.curve("llama2-70b", "a100x8", "IW-F"), 0.99) is None
+    full = lc.capacity[("llama2-70b", "a100x8")] * blend(
+        f.default_input_share, *lc.rates[("llama2-70b", "a100x8")]
+    )
+    assert theta[m, a100, iwf] == pytest.approx(UNREACHABLE * full)
+    assert theta[m, h100, iwf] > 0.1 * theta[m, h100, f.position["tiers"]["NIW"]]
+    assert (f.cheapest_vm_type(theta)[:, m] == h100).all()
 
 
 def test_headroom_sizing_is_each_tiers_peak() -> None:

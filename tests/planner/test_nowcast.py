@@ -62,3 +62,83 @@ def test_partial_values_are_rates_over_the_minutes_read() -> None:
     row = wide.iloc[0]
     assert row["a|m|NIW|request_rate"] == 0.1 and row["a|m|NIW|token_rate"] == 10.0
     assert row["a|m|NIW|peak_token_rate"] == 20.0
+
+
+# one peer group (same tier and metric) large enough for per-lead bands after a few folds
+GROUP = tuple((r, f"m{i}", "IW-F") for r in ("us-east", "us-west") for i in range(4))
+
+
+def _readings(demand: pd.DataFrame, noise: float, seed: int = 0) -> pd.Series:
+    """Each hour's token rate read with a small multiplicative error (the minutes so far)."""
+    from planner.forecast.series import build_panel
+
+    observed = build_panel(demand, demand["hour"].max() + pd.Timedelta(hours=1)).observed
+    stacked = observed.stack(future_stack=True).swaplevel().dropna()
+    rng = np.random.default_rng(seed)
+    out = stacked * np.exp(rng.normal(0.0, noise, len(stacked)))
+    out.index.names = ["series", "origin"]
+    return pd.Series(out)
+
+
+def test_the_nowcast_band_is_calibrated_on_nowcasts_strictly_before_each_origin() -> None:
+    from planner.forecast.backtest import BacktestSettings, calibrate_nowcast, run_backtest
+    from planner.forecast.series import build_panel
+    from tests.helpers import demand_frame
+
+    demand = demand_frame(days=10, series=GROUP)
+    end = demand["hour"].max() + pd.Timedelta(hours=1)
+    panel = build_panel(demand, end, metrics=("token_rate",))
+    settings = BacktestSettings(candidates=("snaive24", "theta"), min_residuals=24)
+    hours = run_backtest(panel, settings).hours
+    readings = _readings(demand, 0.02)
+    out = calibrate_nowcast(hours, panel, settings, readings)
+    assert len(out) == len(hours)
+    # the last three origins: enough lead-1 nowcast residuals (8 series × 3 folds) for a
+    # band of their own at that lead
+    late = out["origin"] >= sorted(out["origin"].unique())[-3]
+    lead1 = out[late & (out["h"] == 1) & (out["nowcast_quantile_method"] == "conformal")]
+    assert len(lead1) >= 3 * 8
+    nowcast_width = (lead1["nowcast_q_0_975"] - lead1["nowcast_q_0_025"]).mean()
+    forecast_width = (lead1["q_0_975"] - lead1["q_0_025"]).mean()
+    # a reading of the hour (2 % noise) leaves far smaller errors than the forecast's
+    assert nowcast_width < 0.5 * forecast_width
+    inside = (lead1["actual"] >= lead1["nowcast_q_0_025"]) & (
+        lead1["actual"] <= lead1["nowcast_q_0_975"]
+    )
+    assert inside.mean() > 0.8
+    # strictly out of sample: readings of the last origin do not move earlier origins' bands
+    last = out["origin"].max()
+    altered = readings.copy()
+    at_last = altered.index.get_level_values("origin") == last
+    altered[at_last] = altered[at_last] * 5
+    again = calibrate_nowcast(hours, panel, settings, altered)
+    before = out["origin"] < last
+    cols = ["nowcast_q_0_025", "nowcast_q_0_975", "nowcast_point"]
+    pd.testing.assert_frame_equal(out.loc[before, cols], again.loc[before, cols])
+    assert not np.allclose(out.loc[~before, "nowcast_point"], again.loc[~before, "nowcast_point"])
+
+
+def test_the_hourly_forecast_uses_the_nowcast_band_when_it_read_the_hour() -> None:
+    from planner.forecast.backtest import BacktestSettings
+    from planner.forecast.pipeline import ForecastSettings, forecast, select_models
+    from tests.helpers import TIMEZONES, demand_frame
+
+    demand = demand_frame(days=10, series=GROUP)
+    origin = demand["hour"].max() + pd.Timedelta(hours=1)
+    settings = ForecastSettings(
+        metrics=("token_rate",),
+        backtest=BacktestSettings(candidates=("snaive24", "theta"), min_residuals=24),
+    )
+    readings = _readings(demand, 0.02)
+    selection = select_models(demand, origin, settings, readings=readings)
+    assert all(f.nowcast_residuals is not None for f in selection.fitted.values())
+    past = demand[demand["hour"] < origin - pd.Timedelta(hours=1)]
+    last = origin - pd.Timedelta(hours=1)
+    now = {s: float(v) for (s, o), v in readings.items() if o == last}
+    plain = forecast(past, selection.fitted, last, settings, TIMEZONES)
+    read = forecast(past, selection.fitted, last, settings, TIMEZONES, now)
+    width = {
+        name: (f.loc[f["h"] == 1, "q_0_975"] - f.loc[f["h"] == 1, "q_0_025"]).mean()
+        for name, f in (("plain", plain), ("read", read))
+    }
+    assert width["read"] < 0.5 * width["plain"]

@@ -181,7 +181,7 @@ def test_artifact_of_another_version_is_refused(tmp_path: Path) -> None:
     prof = toy()
     s = learn_router.SearchSettings(rounds=1, population=2, elite=1)
     p = learn_router.save(learn_router.learn(_traces(1), prof, 2, 100.0, s), tmp_path / "r.json")
-    p.write_text(p.read_text().replace('"version": 1', '"version": 99'))
+    p.write_text(p.read_text().replace('"version": 2', '"version": 99'))
     with pytest.raises(ValueError, match="version 99"):
         learn_router.load(p)
     with pytest.raises(FileNotFoundError, match="train it first"):
@@ -200,3 +200,20 @@ def test_an_improvement_that_fails_validation_ships_the_heuristic() -> None:
     assert p.validation_mean_e2e_s == pytest.approx(p.train_mean_e2e_s)
     assert p.kept_heuristic is (not improved)
     assert (p.weights == list(HEURISTIC_WEIGHTS)) is (not improved)
+
+
+def test_ceiling_is_the_modal_bucket_per_tenant_and_window() -> None:
+    """Tenant a, first 6 h: buckets 0, 0, 1 (modal 0: 2 of 3 right); next window: 1, 1
+    (both right); tenant b: 3 alone (right). 5 of 6 overall; bucket 1: 2 of 3."""
+    t0 = pd.Timestamp("2024-06-03")
+    rows = pd.DataFrame(
+        {
+            "arrival_time": [t0 + pd.Timedelta(hours=h) for h in (0, 1, 2, 7, 8, 0)],
+            "tenant": ["a", "a", "a", "a", "a", "b"],
+            "output_tokens": [10, 20, 100, 70, 80, 5000],
+        }
+    )
+    overall, per = length.ceiling(rows)
+    assert overall == pytest.approx(5 / 6)
+    assert per[0] == 1.0 and per[1] == pytest.approx(2 / 3) and per[3] == 1.0
+    assert np.isnan(per[2])

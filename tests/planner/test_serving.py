@@ -13,7 +13,7 @@ from planner.config import load_config
 from planner.sim.capacity import load_latency_curves
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
-from planner.sim.fluid import Observation, SimResult, default_serving, simulate
+from planner.sim.fluid import Observation, SimResult, default_serving, pool_cv, simulate
 from planner.sim.latency import instance_cv
 
 START = pd.Timestamp("2024-06-03 10:00")
@@ -81,3 +81,17 @@ def test_burstier_arrivals_cost_more(p: FleetParams) -> None:
     calm = run(p, one_pool(p, 0.6, 0.5)).tiers["IW-F"].sla_attainment
     bursty = run(p, one_pool(p, 0.6, 4.0)).tiers["IW-F"].sla_attainment
     assert bursty < calm - 0.05
+
+
+def test_a_pools_arrival_cv_leaves_niw_bursts_out() -> None:
+    """A batch job's burst (NIW, CV 900) waits in its queue: the pool's CV is the
+    interactive streams' request-weighted RMS (here 30 IW-F at CV 2, 10 IW-N at CV 1)."""
+    p = params_from_config(load_config("configs/default.yaml"))
+    req = np.zeros((len(p.regions), len(p.models), len(p.tiers)))
+    cv = np.ones_like(req)
+    f, n, niw = (p.tiers.index(k) for k in ("IW-F", "IW-N", "NIW"))
+    req[0, 0, f], req[0, 0, n], req[0, 0, niw] = 30.0, 10.0, 100_000.0
+    cv[0, 0, f], cv[0, 0, niw] = 2.0, 900.0
+    got = pool_cv(home_routing(p), req, cv**2, list(p.interactive))
+    assert got[0, 0] == pytest.approx(np.sqrt((30 * 4 + 10 * 1) / 40))
+    assert got[1, 0] == 1.0  # nothing arrives there

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from planner.config import load_config
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, params_from_config
+from planner.sim.fluid import default_serving
 from planner.sim.policies import Reactive
 from planner.sim.serving import ideal
 from planner.sim.slo_policy import SloReactive
@@ -21,6 +23,7 @@ from planner.sim.sweep import (
     frontier,
     grid,
     meets,
+    on_clairvoyant_types,
     references,
     run_point,
 )
@@ -170,3 +173,21 @@ def test_slo_reactive_scales_out_on_the_first_queue(p: FleetParams) -> None:
     g = slo.timeline["gpus"].to_numpy()
     assert (g[:61] == 8).all() and (g[61:83] == 16).all()  # no second step while pending
     assert slo.tiers["IW-F"].sla_attainment > reactive.tiers["IW-F"].sla_attainment
+
+
+def test_policies_scale_on_a_type_whose_curves_can_meet_the_targets() -> None:
+    """The config's rule ($ per token) puts Llama-2-70B on A100, whose IW-F curve never
+    reaches 99 %; the type the clairvoyant fleet picks (here from an empty history: floors
+    only) is the H100, and it is chosen without reading the replayed window."""
+    cfg = load_config("configs/default.yaml")
+    p = params_from_config(cfg)
+    none = np.zeros((1, len(p.regions), len(p.models), len(p.tiers)))
+    history = MinuteDemand(START, none, none.copy(), none.copy())
+    serving = default_serving(p, history)
+    m, a100, h100 = (
+        p.models.index("llama2-70b"),
+        *(p.vm_types.index(g) for g in ("a100x8", "h100x8")),
+    )
+    assert (p.preferred[:, m] == a100).all()
+    chosen = on_clairvoyant_types(cfg, p, history, serving).preferred
+    assert (chosen[:, m] == h100).all()

@@ -1,0 +1,173 @@
+"""The plan family's sizing levers on the frontier at equal SLA (issue #15): one replay window,
+the reactive families once, and the plan family once per planning variant, every variant's
+plans made from the same forecasts (origin = the hour before each planned hour, as the hourly
+job makes them; ``flows.sweep.hour_inputs``).
+
+Variants (``--variants``, comma-separated):
+
+* ``headroom``: the config's default (each tier's busiest minute over its flat headroom, NIW
+  stacked on top);
+* ``latency``: ``planner.interactive_sizing: latency`` (the capacity curves, the calibrated θ on
+  target; ``planner.ilp.sizing``) at ``--attainment``;
+* ``latency+trough``: the same with ``planner.trough_filling`` (NIW in the capacity the plan
+  holds idle);
+* ``headroom+trough``: trough filling alone.
+
+    .venv/bin/python bench/levers.py --warehouse W --hours 24 --end 2024-06-13T00:00 \
+        --out levers.json
+
+Prints per variant the plan family's cheapest point meeting the targets, its saving against
+the cheapest point of either reactive family and its ratio to the clairvoyant fleet; ``--out``
+writes every row as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from flows.evaluation import history_before, load_demand, window
+from flows.sweep import _pool, at_quantile, hour_inputs, plan_sequence_from
+from planner.config import FleetConfig, load_config
+from planner.sim.fleet import params_from_config
+from planner.sim.fluid import default_serving
+from planner.sim.plans import plan_targets
+from planner.sim.sweep import (
+    PlanTargets,
+    frontier,
+    grid,
+    on_clairvoyant_types,
+    plan_grid,
+    references,
+    run_point,
+)
+
+log = logging.getLogger("bench.levers")
+VARIANTS = ("headroom", "latency", "latency+trough", "headroom+trough")
+
+
+def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    update: dict[str, Any] = {
+        "interactive_sizing": "latency" if name.startswith("latency") else "headroom",
+        "trough_filling": name.endswith("+trough"),
+    }
+    if name.startswith("latency"):
+        update["latency_attainment"] = attainment
+    return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="configs/default.yaml")
+    ap.add_argument("--warehouse", required=True)
+    ap.add_argument("--hours", type=int, default=24)
+    ap.add_argument("--end", default=None)
+    ap.add_argument("--quantiles", default="0.5,0.9")
+    ap.add_argument("--variants", default="headroom,latency,latency+trough")
+    ap.add_argument("--families", default="reactive,slo-reactive")
+    ap.add_argument("--attainment", type=float, default=0.99)
+    ap.add_argument("--time-limit", type=float, default=3.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    clock = time.perf_counter()
+    cfg = load_config(a.config)
+    cfg = cfg.model_copy(
+        update={"planner": cfg.planner.model_copy(update={"time_limit_s": a.time_limit})}
+    )
+    quantiles = [float(q) for q in a.quantiles.split(",") if q]
+    names = [v for v in a.variants.split(",") if v]
+    con = duckdb.connect(a.warehouse)
+    start, stop = window(con, a.hours, pd.Timestamp(a.end).to_pydatetime() if a.end else None)
+    base = params_from_config(cfg)
+    demand = load_demand(con, base, start, stop)
+    p = params_from_config(cfg, demand.input_share(base))
+    serving = default_serving(p, demand)
+    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
+    wb, clair = references(cfg, p, demand, serving)
+    inputs = hour_inputs(con, cfg, start, a.hours)
+    con.close()
+    log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)
+    families = [f for f in a.families.split(",") if f]
+    jobs = [(v, q) for v in names for q in quantiles]
+    with _pool(a.workers) as pool:
+        seqs = list(
+            pool.map(
+                plan_sequence_from,
+                [at_quantile(variant(cfg, v, a.attainment), q) for v, q in jobs],
+                [inputs] * len(jobs),
+            )
+        )
+        log.info("plans: %.0f s", time.perf_counter() - clock)
+        plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
+        for (v, q), seq in zip(jobs, seqs, strict=True):
+            plans[v][q] = plan_targets(seq, p)
+        futures = [
+            ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
+            for pt in grid(families, quantiles)
+        ]
+        for v in names:
+            futures += [
+                (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
+                for pt in plan_grid(quantiles)
+            ]
+        rows = []
+        for v, f in futures:
+            r = f.result()
+            if v:
+                r["variant"] = v
+            rows.append(r)
+    log.info("replays: %.0f s", time.perf_counter() - clock)
+    base_rows = [r for r in rows if r["family"] != "plan"]
+    out: dict[str, Any] = {
+        "window": [str(start), str(stop)],
+        "references": {
+            "work_bound_gpu_hours": round(wb, 2),
+            "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
+            "clairvoyant_reachable": clair.reachable,
+            "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
+        },
+        "frontier": {
+            v: frontier(base_rows + [r for r in rows if r.get("variant") == v]) for v in names
+        },
+        "seconds": round(time.perf_counter() - clock, 1),
+    }
+    print(f"window {start} .. {stop}; references {out['references']}")
+    for v, fr in out["frontier"].items():
+        for fam, best in fr.items():
+            if fam != "plan" and v != names[0]:
+                continue
+            label = f"plan[{v}]" if fam == "plan" else fam
+            if best is None:
+                print(f"{label:24s} none meets the targets")
+                continue
+            print(
+                f"{label:24s} {best['gpu_hours']:>10,.0f} GPU-h  vs reactive families "
+                f"{-100 * (best['saving_vs_reactive_families'] or 0):+.1f} %  vs clairvoyant "
+                f"{best['vs_bound']:.2f}  util {best['utilisation']:.2f}  {best['policy']}"
+            )
+    for v in names:  # the plan family's best IW-F/IW-N per variant, met or not
+        mine = [r for r in rows if r.get("variant") == v]
+        top = max(mine, key=lambda r: (r["IW-F_sla"] + r["IW-N_sla"], -r["gpu_hours"]))
+        print(
+            f"plan[{v}] highest attainment: IW-F {top['IW-F_sla']:.4f} IW-N {top['IW-N_sla']:.4f}"
+            f" NIW {top['niw_on_time']:.4f} at {top['gpu_hours']:,.0f} GPU-h ({top['policy']})"
+        )
+    if a.out:
+        Path(a.out).write_text(json.dumps({**out, "results": rows}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
