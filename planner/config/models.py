@@ -198,10 +198,12 @@ class PlannerSettings(_Strict):
         default=0.85, gt=0, lt=1, description="input share of tokens when history has none"
     )
     decompose_above_vars: int = Field(
-        default=150_000,
+        default=20_000,
         ge=0,
         description="programs estimated larger than this many variables are solved by "
-        "Lagrangian decomposition by region (planner.ilp.lagrange), smaller ones by SCIP whole",
+        "their LP relaxation in HiGHS, a dive to a plan and Lagrangian rounds by region "
+        "(planner.ilp.decompose), smaller ones by SCIP whole (the demo's ~6,600 variables; "
+        "SCIP's root LP does not finish on the 8x10x3 rung's ~39,000)",
     )
     workers: int = Field(default=1, ge=1, description="processes for the region subproblems")
     interactive_sizing: Literal["headroom", "latency"] = Field(

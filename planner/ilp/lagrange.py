@@ -21,7 +21,9 @@ them priced, the program falls apart into
 Weak duality makes L(π, μ) ≤ OPT for any prices, and it stays a valid bound when each R_r
 is replaced by SCIP's *dual bound* of it (a region stopped at its gap or time limit still
 contributes a lower bound), so the reported bound is proven. The prices move by the
-subgradient (Σ f − Σ w, s − Σ v) with Polyak steps towards the best plan.
+subgradient (Σ f − Σ w, s − Σ v) with Polyak steps towards the best plan
+(planner.ilp.decompose runs the rounds, after the LP relaxation and its dive, and keeps the
+best of every bound and plan).
 
 The plan is assembled from the same pieces: routing sends each demand where F chose; each
 region solves its MIP with that routed demand as a requirement (unmet at its penalty) and
@@ -39,7 +41,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pyscipopt import Model, quicksum
@@ -100,11 +102,15 @@ def solve_region(
     time_limit_s: float,
     gap: float,
     required: dict[Key, float] | None = None,
+    deadline: float | None = None,
 ) -> RegionResult:
     """R_r at prices π (``prices``: (m, k, t) → π[r,m,k,t]) and μ (``niw_prices``).
 
     ``required`` (primal assembly): the routed demand (m, k, t) → kilotokens/s the region
-    must serve, short only at the unmet penalty; π is then not paid (the demand is given)."""
+    must serve, short only at the unmet penalty; π is then not paid (the demand is given).
+    ``deadline`` (wall clock, ``time.time()``, so it holds in worker processes): SCIP stops
+    there whatever ``time_limit_s`` says, building included; a region reached after it is
+    not solved (no bound, no solution)."""
     started = time.perf_counter()
     model, v = region_model(data, region)
     served: dict[Key, list[Any]] = defaultdict(list)
@@ -125,7 +131,12 @@ def solve_region(
             model.addCons(quicksum(served[(m, k, t)]) + short >= need, name=f"routed[{m},{k},{t}]")
             terms.append(data.unmet_penalty[k] * FLOW_UNIT * short)
     model.setObjective(quicksum(terms), "minimize")
-    model.setParam("limits/time", max(time_limit_s, 0.5))
+    limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
+    if limit <= 0:
+        return RegionResult(
+            region, -math.inf, math.inf, "skipped", {}, {}, {}, time.perf_counter() - started
+        )
+    model.setParam("limits/time", limit)
     model.setParam("limits/gap", gap)
     model.optimize()
     has = model.getNSols() > 0
@@ -263,80 +274,6 @@ def initial_niw_prices(data: PlanningData, servable: set[str]) -> dict[Key, floa
     return {(m, t): best[m] for m in servable for t in data.T}
 
 
-@dataclass
-class DecompositionResult:
-    lower_bound: float
-    iterations: int
-    values: Values | None  # the assembled plan's values (solver families), None if none
-    objective: float
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
-    workers: int = 1
-    region_seconds: float = 0.0  # summed over region solves (the parallel work)
-    assembly_seconds: float = 0.0  # the last fixed-count LP
-    start: str = "cost-based prices"  # where the first prices came from
-
-    @property
-    def gap(self) -> float:
-        if not (math.isfinite(self.objective) and math.isfinite(self.lower_bound)):
-            return math.inf
-        return abs(self.objective - self.lower_bound) / max(
-            min(abs(self.objective), abs(self.lower_bound)), 1e-9
-        )
-
-
-@dataclass(frozen=True)
-class DecompositionSettings:
-    time_limit_s: float = 60.0
-    gap: float = 0.01  # stop when the plan is proven this close
-    region_gap: float = 0.001  # each region MIP's own gap limit (its dual bound is used)
-    primal_share: float = 0.3  # of the time limit kept for assembling the final plan
-    max_iterations: int = 200
-    # start from the whole LP relaxation's duals when the program is at most this large and
-    # the LP finishes within lp_share of the time limit (else from cost-based prices)
-    lp_start_max_vars: int = 150_000
-    lp_share: float = 0.3
-
-
-def lp_duals(
-    data: PlanningData, time_limit_s: float, max_vars: int
-) -> tuple[dict[Key, float], dict[Key, float]] | None:
-    """π and μ from the whole program's LP relaxation: the duals of its interactive
-    assignment rows (Σ w − Σ f = 0: what serving one more unit in r costs) and NIW balance
-    rows (b − b₋ + Σ served = A: what one more unit of NIW costs). At these prices L(π, μ)
-    is at least the LP bound (integer regions only raise it). None when the program is
-    larger than ``max_vars`` or the LP does not finish in ``time_limit_s`` (large fleets)."""
-    from pyscipopt import SCIP_PARAMSETTING
-
-    from planner.ilp.build import create_model
-
-    if data_size(data) > max_vars:
-        return None
-    built = create_model(data, relax=True, valid_cuts=False)
-    model = built.model
-    model.setPresolve(SCIP_PARAMSETTING.OFF)  # duals of the rows as written
-    model.setHeuristics(SCIP_PARAMSETTING.OFF)
-    model.disablePropagation()
-    model.setParam("limits/time", max(time_limit_s, 1.0))
-    model.optimize()
-    if model.getStatus() != "optimal":
-        log.info(
-            "decomposition: LP relaxation not solved in %.0f s; cost-based prices", time_limit_s
-        )
-        return None
-    pi: dict[Key, float] = {}
-    mu: dict[Key, float] = {}
-    for cons in model.getConss():
-        name = cons.name
-        if name.startswith("interactive_assign["):
-            r, m, k, t = name[len("interactive_assign[") : -1].split(",")
-            pi[(r, m, k, int(t))] = model.getDualsolLinear(cons)
-        elif name.startswith("niw_balance["):
-            m, t = name[len("niw_balance[") : -1].split(",")
-            mu[(m, int(t))] = model.getDualsolLinear(cons)
-    return pi, mu
-
-
 def data_size(data: PlanningData) -> int:
     """Estimated variables of the whole program (see planner.ilp.planner)."""
     per_hour = 2 + len(data.interactive) + (1 if data.deferrable else 0)
@@ -357,161 +294,3 @@ def niw_servable(data: PlanningData) -> tuple[set[str], set[str]]:
         return set(), set()
     placed = {m for _r, m, _g in data.placements()}
     return niw, niw & placed
-
-
-def decompose(
-    data: PlanningData, settings: DecompositionSettings, pool: Any
-) -> DecompositionResult:
-    """Subgradient ascent on L(π, μ) (module docstring), the best bound kept, and a plan
-    assembled at the start (for the step size) and at the best prices found.
-
-    ``pool``: a planner.ilp.parallel.RegionPool (``solve(tasks)`` → RegionResults)."""
-    from planner.ilp.rounding import fixed_lp
-
-    started = time.perf_counter()
-    deadline = started + settings.time_limit_s
-    keys = served_keys(data)
-    routing = Routing.of(data, keys)
-    niw_all, servable = niw_servable(data)
-    regions = sorted({r for r, _m, _g in data.placements()})
-    pi = initial_prices(data, keys)
-    mu = initial_niw_prices(data, servable)
-    by_region: dict[str, list[Key]] = defaultdict(list)
-    for key in keys:
-        by_region[key[0]].append(key)
-    out = DecompositionResult(-math.inf, 0, None, math.inf, workers=pool.workers)
-    best_prices = (dict(pi), dict(mu))
-    region_limit = max(2.0, settings.time_limit_s / 6)
-    workers = max(1, int(pool.workers))
-
-    def round_limit(reserve: float = 0.0) -> float:
-        """Each region's time limit in a round: its fair share of what is left (the regions
-        of a round queue on the workers), at most ``region_limit``."""
-        left = deadline - reserve - time.perf_counter()
-        share = left * workers / max(1, len(regions))
-        return max(1.0, min(region_limit, share))
-
-    def assemble(results: list[RegionResult]) -> None:
-        """The plan from region solutions: their counts fixed, one LP for the rest."""
-        if any(not x.integers for x in results):
-            return
-        fixed: Values = {f: {} for f in INTEGER_FAMILIES}
-        for x in results:
-            for family, vals in x.integers.items():
-                fixed[family].update(vals)
-        lp_started = time.perf_counter()
-        solved = fixed_lp(data, fixed, max(5.0, deadline - lp_started))
-        out.assembly_seconds = time.perf_counter() - lp_started
-        if solved is None:
-            log.warning("decomposition: the fixed-count LP did not finish")
-            return
-        values, objective = solved
-        if objective < out.objective:
-            out.values, out.objective = values, objective
-
-    def requirements(pi: dict[Key, float]) -> dict[str, dict[Key, float]]:
-        """Per region: the interactive demand F(π) routes there (NIW is left to the prices
-        μ and to the final LP, which moves it between regions and hours freely)."""
-        _, inflow, _ = routing.price(data, pi)
-        return {
-            r: {(m, k, t): inflow.get((r, m, k, t), 0.0) for (_r, m, k, t) in by_region[r]}
-            for r in regions
-        }
-
-    def routed_solutions(pi: dict[Key, float], mu: dict[Key, float]) -> list[RegionResult]:
-        """Region MIPs with the demand F(π) routes to them as requirements (NIW at μ)."""
-        need = requirements(pi)
-        tasks: list[tuple[Any, ...]] = [
-            (
-                r,
-                {},
-                {},
-                round_limit(),
-                settings.region_gap * 5,
-                need[r],
-            )
-            for r in regions
-        ]
-        results: list[RegionResult] = pool.solve(tasks)
-        out.region_seconds += sum(x.seconds for x in results)
-        return results
-
-    # starting prices: route at the cheapest serving cost, then price each region's routed
-    # demand at its LP dual (what one more unit costs there: the VM price, or the unmet
-    # penalty where the region cannot grow in time)
-    # the first plan: each demand routed where the cheapest serving cost sends it, each
-    # region sized for what it receives (prices alone leave regions unsure whether to serve)
-    assemble(routed_solutions(pi, mu))
-    start = lp_duals(data, settings.lp_share * settings.time_limit_s, settings.lp_start_max_vars)
-    if start is not None:
-        pi = {key: start[0].get(key, p) for key, p in pi.items()}
-        mu = {key: start[1].get(key, p) for key, p in mu.items()}
-        out.start = "LP duals"
-    theta, stall = 1.0, 0
-    while out.iterations < settings.max_iterations:
-        reserve = settings.primal_share * settings.time_limit_s if out.values is not None else 0
-        if time.perf_counter() > deadline - reserve and out.iterations > 0:
-            break
-        limit = round_limit(reserve)
-        tasks = [
-            (r, {key[1:]: pi[key] for key in by_region[r]}, mu, limit, settings.region_gap, None)
-            for r in regions
-        ]
-        results = pool.solve(tasks)
-        out.region_seconds += sum(x.seconds for x in results)
-        routed, inflow, _ = routing.price(data, pi)
-        niw_value, s = niw_part(data, mu, niw_all, servable)
-        bound = sum(x.dual_bound for x in results) + routed + niw_value
-        out.iterations += 1
-        if bound > out.lower_bound:
-            out.lower_bound, best_prices, stall = bound, (dict(pi), dict(mu)), 0
-            theta = min(2.0, theta * 1.2)
-        else:
-            stall += 1
-        g_pi = {key: inflow.get(key, 0.0) for key in keys}
-        g_mu = dict(s)
-        for x in results:
-            for (m, k, t), w in x.served.items():
-                g_pi[(x.region, m, k, t)] -= w
-            for key, v in x.niw_served.items():
-                g_mu[key] = g_mu.get(key, 0.0) - v
-        # a plan from this iteration's regions whenever the LP that assembles it is cheap
-        # next to the budget
-        if out.assembly_seconds < 0.05 * settings.time_limit_s:
-            assemble(results)
-        out.history.append(
-            {
-                "iteration": out.iterations,
-                "bound": bound,
-                "best_bound": out.lower_bound,
-                "plan": out.objective,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        log.info(
-            "decomposition it %d: L %.2f best %.2f plan %.2f (%.1f s)",
-            out.iterations,
-            bound,
-            out.lower_bound,
-            out.objective,
-            time.perf_counter() - started,
-        )
-        if out.gap <= settings.gap:
-            break
-        norm2 = sum(g * g for g in g_pi.values()) + sum(g * g for g in g_mu.values())
-        if norm2 < 1e-12:
-            break  # the relaxed solution satisfies the coupling rows: L = its value
-        # Polyak's step towards the best plan's value (without a plan: the bound plus a tenth)
-        best = out.lower_bound
-        target = out.objective if math.isfinite(out.objective) else best + 0.1 * abs(best)
-        if stall >= 3:  # the steps overshoot: back to the best prices, shorter steps
-            theta, stall = theta / 2, 0
-            pi, mu = dict(best_prices[0]), dict(best_prices[1])
-            continue
-        step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
-        pi = {key: p + step * g_pi[key] for key, p in pi.items()}
-        mu = {key: p + step * g_mu.get(key, 0.0) for key, p in mu.items()}
-    if out.gap > settings.gap and time.perf_counter() < deadline:
-        assemble(routed_solutions(*best_prices))
-    out.seconds = time.perf_counter() - started
-    return out

@@ -50,9 +50,10 @@ def estimated_variables(data: PlanningData) -> int:
 
 
 def choose_method(data: PlanningData, settings: SolverSettings) -> str:
-    """ "monolithic SCIP" up to ``decompose_above_vars`` estimated variables (default 150k: on
-    the 8×10×3 rung, ~39k, the decomposition's plan was measured worse than SCIP's primal
-    starts), "lagrangian decomposition" beyond (README: measured figures)."""
+    """ "monolithic SCIP" up to ``decompose_above_vars`` estimated variables (default 20k:
+    SCIP's root LP does not finish on the 8×10×3 rung's ~39k), "lagrangian decomposition"
+    (planner.ilp.decompose: the relaxation in HiGHS, a dive, region rounds) beyond (README:
+    measured figures)."""
     limit = settings.decompose_above_vars
     if limit is None or len(data.regions) < 2 or estimated_variables(data) <= limit:
         return "monolithic SCIP"
@@ -127,7 +128,7 @@ def make_plan(
 def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan, Verification]:
     """The plan by Lagrangian decomposition by region (planner.ilp.lagrange), region MIPs in
     a process pool or on Dask; the greedy plan (flagged) if no plan could be assembled."""
-    from planner.ilp.lagrange import DecompositionSettings, decompose
+    from planner.ilp.decompose import DecompositionSettings, decompose
     from planner.ilp.parallel import RegionPool
     from planner.ilp.solve import scip_version
 
@@ -152,9 +153,9 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         bound_source="lagrangian decomposition",
         nodes=result.iterations,
         method=(
-            f"lagrangian decomposition by region, {result.iterations} iterations, "
-            f"prices from {result.start}, region MIPs {result.region_seconds:.0f} s of work, "
-            f"{engine}"
+            f"lagrangian decomposition by region: bound from the {result.bound_from}, plan "
+            f"from {result.plan_from}, {result.iterations} region rounds, prices from "
+            f"{result.start}, region MIPs {result.region_seconds:.0f} s of work, {engine}"
         ),
     )
     if result.values is not None:

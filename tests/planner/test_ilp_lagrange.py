@@ -5,14 +5,19 @@ Dask engine gives the same plan as the process pool."""
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from dataclasses import replace
 
 import pytest
 
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
-from planner.ilp.lagrange import DecompositionSettings, decompose
+from planner.ilp.decompose import DecompositionSettings, decompose
+from planner.ilp.dive import dive
+from planner.ilp.highs_lp import HighsRelaxation
+from planner.ilp.lagrange import solve_region
 from planner.ilp.parallel import RegionPool
 from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import estimated_variables, make_plan
@@ -47,7 +52,9 @@ def test_bound_below_optimum_and_plan_verifies(seed: int) -> None:
     with RegionPool(data, 1) as pool:
         result = decompose(data, FIXED, pool)
     assert result.iterations > 0
-    assert result.lower_bound <= optimum.objective + 1e-6 * max(1.0, abs(optimum.objective))
+    tol = 1e-6 * max(1.0, abs(optimum.objective))
+    assert result.lower_bound <= optimum.objective + tol
+    assert all(h["bound"] <= optimum.objective + tol for h in result.history)
     assert result.lower_bound > 0  # a real bound, not −∞
     assert result.values is not None
     assert result.objective >= optimum.objective - 1e-6 * max(1.0, abs(optimum.objective))
@@ -90,16 +97,60 @@ def test_dask_gives_the_same_plan_as_the_process_pool() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 2])
-def test_lp_dual_start_gives_at_least_the_lp_bound(seed: int) -> None:
-    """Started from the whole LP's duals, the first round's bound is the Lagrangian at those
-    prices: with integer regions it is at least the LP relaxation's optimum."""
+def test_lp_start_bound_is_the_relaxation_checked_from_its_duals(seed: int) -> None:
+    """The relaxation in HiGHS: its bound L(y), recomputed from the duals by arithmetic,
+    equals the relaxation's optimum as SCIP solves it (the same rows, cuts included), and the
+    prices start from its duals."""
     data = _instance(seed)
-    lp = create_model(data, relax=True, valid_cuts=False)
+    lp = create_model(data, relax=True, valid_cuts=True)
     lp.model.optimize()
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    solved = relax.solve(30.0)
+    assert solved.optimal and solved.row_dual is not None
+    assert solved.bound == pytest.approx(lp.model.getObjVal(), rel=1e-6)
+    # any other prices give a bound no higher (weak duality), the zero prices a lower one
+    assert relax.dual_bound(0 * solved.row_dual) < solved.bound
     with RegionPool(data, 1) as pool:
         result = decompose(data, replace(FIXED, max_iterations=1), pool)
-    assert result.start == "LP duals"
-    assert result.lower_bound >= lp.model.getObjVal() - 1e-6 * max(1.0, lp.model.getObjVal())
+    assert result.start == "LP duals (HiGHS)"
+    assert result.lower_bound >= solved.bound - 1e-9 * abs(solved.bound)
     cost_based = replace(FIXED, max_iterations=1, lp_start_max_vars=0)
     with RegionPool(data, 1) as pool:
         assert decompose(data, cost_based, pool).start == "cost-based prices"
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_dive_plan_verifies_between_bound_and_rounding(seed: int) -> None:
+    """The dive's plan is a verified plan, no cheaper than the optimum, and its objective is
+    what the plan costs (the fixed-count LP's value)."""
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    solved = relax.solve(30.0)
+    assert solved.x is not None
+    plan = dive(data, relax, relax.values(solved.x), time.perf_counter() + 60.0)
+    assert plan is not None
+    assert solved.bound - 1e-6 <= optimum.objective <= plan.objective + 1e-6
+    assert plan.objective == pytest.approx(relax.objective_of(relax.point(plan.values)), rel=1e-9)
+    facts = SolverFacts("t", plan.objective, 0.0, solved.bound, 0, 0, "", "h")
+    check = verify(from_values(data, plan.values, facts), data)
+    assert check.ok, check.violations[:5]
+
+
+def test_spent_budget_stops_every_step() -> None:
+    """The budget cuts every step off: a region reached after the deadline is not solved, and
+    with the budget spent the decomposition returns without bound or plan (the planner then
+    publishes the flagged greedy plan, verified)."""
+    data = _instance(0)
+    region = data.regions[0]
+    late = solve_region(data, region, {}, {}, 30.0, 0.0, None, deadline=time.time() - 1)
+    assert late.status == "skipped" and late.dual_bound == -math.inf and not late.integers
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    assert relax.solve(0.0).bound == -math.inf
+    with RegionPool(data, 1) as pool:
+        result = decompose(data, replace(FIXED, time_limit_s=1e-4), pool)
+    assert result.values is None and result.lower_bound == -math.inf
+    assert result.region_seconds == 0.0
+    tight = SolverSettings(time_limit_s=1e-4, mip_gap=0.0, decompose_above_vars=1)
+    plan, check = make_plan(data, tight)
+    assert plan.solver.fallback and check.ok

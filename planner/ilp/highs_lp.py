@@ -1,0 +1,205 @@
+"""The planning program's LP relaxation solved by HiGHS's interior point method, for fleets
+where SCIP's simplex does not finish its root LP (the 8 regions × 10 models × 3 VM types
+rung: HiGHS IPM 5 s, HiGHS dual simplex 40–58 s, SCIP's root LP unfinished in 60 s).
+
+The model is built once by SCIP (planner.ilp.build, with the valid inequalities of
+planner.ilp.cuts, which are part of the relaxation), written to MPS and read by HiGHS; the
+relaxation then stays in memory, so the plan assembly (integer counts fixed by their bounds,
+everything else re-optimised) is a bound change and a warm-started re-solve, not a rebuild.
+
+The bound. For row duals y (any y, optimal or not), with the rows lo ≤ A x ≤ hi and the
+columns l ≤ x ≤ u, weak duality gives the Lagrangian bound
+
+    L(y) = Σ_i (y_i⁺·lo_i − y_i⁻·hi_i) + Σ_j min(d_j·l_j, d_j·u_j),   d = c − Aᵀy,
+
+a lower bound on the LP and hence on the integer program. ``dual_bound`` computes it from
+the arrays (a side that is infinite zeroes its y_i first; a reduced cost of magnitude below
+``DUAL_TOL`` on an unbounded side counts as zero: the solver's own optimality tolerance), so
+the bound reported is checked by arithmetic, not taken from the solver's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from planner.ilp.build import BuiltModel
+from planner.ilp.variables import FAMILIES, Values
+
+log = logging.getLogger(__name__)
+INF = 1e20  # HiGHS's infinity (kHighsInf is inf; MPS bounds of 1e20 read back as inf)
+DUAL_TOL = 1e-7
+
+
+@dataclass(frozen=True)
+class LpSolution:
+    """One solve of the relaxation: HiGHS's status, the primal point (column order), the row
+    duals, the objective at the point and the checked bound L(y) (−inf without duals)."""
+
+    status: str
+    x: np.ndarray | None
+    row_dual: np.ndarray | None
+    objective: float
+    bound: float
+    seconds: float
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "Optimal"
+
+
+class HighsRelaxation:
+    """The LP relaxation of ``built`` (a model built with ``relax=True``) held in HiGHS."""
+
+    def __init__(self, built: BuiltModel, threads: int = 1) -> None:
+        import highspy
+
+        started = time.perf_counter()
+        self.built = built
+        self.h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no annotations
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("threads", int(threads))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "relaxation.mps")
+            built.model.writeProblem(path, verbose=False)
+            self.h.readModel(path)
+        lp = self.h.getLp()
+        self.cost = np.asarray(lp.col_cost_, dtype=float)
+        self.col_lo = np.asarray(lp.col_lower_, dtype=float)
+        self.col_hi = np.asarray(lp.col_upper_, dtype=float)
+        self.row_lo = np.asarray(lp.row_lower_, dtype=float)
+        self.row_hi = np.asarray(lp.row_upper_, dtype=float)
+        self.offset = float(lp.offset_)
+        a = lp.a_matrix_
+        shape = (lp.num_row_, lp.num_col_)
+        self.matrix = sparse.csc_matrix(
+            (np.asarray(a.value_), np.asarray(a.index_), np.asarray(a.start_)), shape=shape
+        )
+        self.column = {name: j for j, name in enumerate(lp.col_names_)}
+        self.row = {name: i for i, name in enumerate(lp.row_names_)}
+        self.sense = 1.0 if int(lp.sense_) == 1 else -1.0  # 1 = minimise
+        if self.sense != 1.0:
+            raise ValueError("the planning program minimises")
+        self.fixed: np.ndarray | None = None  # columns whose bounds assembly changed
+        self.load_seconds = time.perf_counter() - started
+
+    # --- solving ---------------------------------------------------------------------------
+    def solve(self, time_limit_s: float, method: str = "ipm") -> LpSolution:
+        """Solve within ``time_limit_s`` (``ipm``: interior point with crossover; ``simplex``
+        warm-starts from the previous basis, as the assembly does after fixing counts)."""
+        started = time.perf_counter()
+        if time_limit_s <= 0:
+            return LpSolution("Time limit reached", None, None, math.inf, -math.inf, 0.0)
+        self.h.setOptionValue("time_limit", float(time_limit_s))
+        self.h.setOptionValue("solver", method)
+        self.h.run()
+        status = self.h.modelStatusToString(self.h.getModelStatus())
+        sol = self.h.getSolution()
+        x = np.asarray(sol.col_value, dtype=float) if sol.value_valid else None
+        y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
+        objective = self.objective_of(x) if x is not None and status == "Optimal" else math.inf
+        bound = self.dual_bound(y) if y is not None else -math.inf
+        seconds = time.perf_counter() - started
+        log.info(
+            "HiGHS %s: %s, objective %.2f, checked bound %.2f, %.1f s",
+            method,
+            status,
+            objective,
+            bound,
+            seconds,
+        )
+        return LpSolution(status, x, y, objective, bound, seconds)
+
+    def dual_bound(self, y: np.ndarray) -> float:
+        """L(y) of the module docstring, with the current column bounds."""
+        y = np.where((y > 0) & (self.row_lo <= -INF), 0.0, y)
+        y = np.where((y < 0) & (self.row_hi >= INF), 0.0, y)
+        rows = np.where(y > 0, y * np.where(y > 0, self.row_lo, 0.0), 0.0)
+        rows += np.where(y < 0, y * np.where(y < 0, self.row_hi, 0.0), 0.0)
+        d = self.cost - self.matrix.T @ y
+        d = np.where(np.abs(d) < DUAL_TOL, 0.0, d)
+        if np.any((d > 0) & (self.col_lo <= -INF)) or np.any((d < 0) & (self.col_hi >= INF)):
+            return -math.inf
+        cols = np.where(d > 0, d * np.where(d > 0, self.col_lo, 0.0), 0.0)
+        cols += np.where(d < 0, d * np.where(d < 0, self.col_hi, 0.0), 0.0)
+        return float(self.offset + rows.sum() + cols.sum())
+
+    def objective_of(self, x: np.ndarray) -> float:
+        return float(self.offset + self.cost @ x)
+
+    # --- plan values -----------------------------------------------------------------------
+    def values(self, x: np.ndarray) -> Values:
+        """Every family's values at ``x``, in plan units (flows × FLOW_UNIT)."""
+        out: Values = {}
+        for family, fam in FAMILIES.items():
+            out[family] = {
+                key: fam.scale * float(x[self.column[var.name]])
+                for key, var in self.built.vars[family].items()
+            }
+        return out
+
+    def point(self, values: Values) -> np.ndarray:
+        """The column vector of ``values`` (plan units; missing entries 0)."""
+        x = np.zeros(len(self.cost))
+        for family, fam in FAMILIES.items():
+            given = values.get(family, {})
+            for key, var in self.built.vars[family].items():
+                x[self.column[var.name]] = float(given.get(key, 0.0)) / fam.scale
+        return x
+
+    def fix_counts(self, counts: Values) -> None:
+        """The entries of ``counts`` (family → key → value, plan units) held by their
+        bounds; everything else keeps its bounds. ``release`` undoes it."""
+        idx, val = [], []
+        for family, given in counts.items():
+            variables = self.built.vars[family]
+            scale = FAMILIES[family].scale
+            for key, value in given.items():
+                var = variables.get(key)
+                if var is not None:
+                    idx.append(self.column[var.name])
+                    val.append(float(value) / scale)
+        cols = np.asarray(idx, dtype=np.int32)
+        vals = np.asarray(val, dtype=float)
+        self.h.changeColsBounds(len(cols), cols, vals, vals)
+        self.fixed = cols
+
+    def release(self) -> None:
+        if self.fixed is None:
+            return
+        cols = self.fixed
+        self.h.changeColsBounds(len(cols), cols, self.col_lo[cols], self.col_hi[cols])
+        self.fixed = None
+
+    def fixed_count_plan(
+        self, counts: Values, time_limit_s: float, method: str = "simplex"
+    ) -> tuple[Values, float] | None:
+        """The plan with ``counts`` fixed and every other decision re-optimised: its values
+        (the fixed entries exactly as given) and objective, or None if the LP did not finish
+        (or the counts leave it infeasible). The relaxation's bounds are restored after.
+        ``counts`` must hold every integer entry of the program (the VM counts and the
+        committed hours' instances) for the result to be a plan."""
+        self.fix_counts(counts)
+        try:
+            solved = self.solve(time_limit_s, method)
+        finally:
+            self.release()
+        if not solved.optimal or solved.x is None:
+            log.warning("fixed-count LP: %s", solved.status)
+            return None
+        values = self.values(solved.x)
+        for family, given in counts.items():
+            values[family].update({k: float(v) for k, v in given.items()})
+        return values, solved.objective
+
+
+def relaxation(built: BuiltModel, **kwargs: Any) -> HighsRelaxation:
+    return HighsRelaxation(built, **kwargs)
