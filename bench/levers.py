@@ -34,19 +34,14 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.evaluation import history_before, load_demand, window
-from flows.sweep import _pool, at_quantile, hour_inputs, plan_sequence_from
+from flows.sweep import _pool, at_quantile, hour_inputs, plan_sequence_from, replay_setup
 from planner.config import FleetConfig, load_config
-from planner.sim.fleet import params_from_config
-from planner.sim.fluid import default_serving
 from planner.sim.plans import plan_targets
 from planner.sim.sweep import (
     PlanTargets,
     frontier,
     grid,
-    on_clairvoyant_types,
     plan_grid,
-    references,
     run_point,
 )
 
@@ -89,13 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     quantiles = [float(q) for q in a.quantiles.split(",") if q]
     names = [v for v in a.variants.split(",") if v]
     con = duckdb.connect(a.warehouse)
-    start, stop = window(con, a.hours, pd.Timestamp(a.end).to_pydatetime() if a.end else None)
-    base = params_from_config(cfg)
-    demand = load_demand(con, base, start, stop)
-    p = params_from_config(cfg, demand.input_share(base))
-    serving = default_serving(p, demand)
-    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
-    wb, clair = references(cfg, p, demand, serving)
+    end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
+    start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, a.hours, end)
     inputs = hour_inputs(con, cfg, start, a.hours)
     con.close()
     log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)

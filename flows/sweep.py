@@ -35,9 +35,12 @@ from planner.ilp.data import build_data, plan_horizon, state_from_config
 from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
-from planner.sim.fleet import params_from_config
+from planner.sim.bounds import Clairvoyant
+from planner.sim.demand import MinuteDemand
+from planner.sim.fleet import FleetParams, params_from_config
 from planner.sim.fluid import default_serving
 from planner.sim.plans import plan_targets
+from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
     frontier,
@@ -122,6 +125,22 @@ def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[P
     return plans
 
 
+def replay_setup(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, hours: int, end: datetime | None
+) -> tuple[pd.Timestamp, pd.Timestamp, FleetParams, MinuteDemand, ServingModel, float, Clairvoyant]:
+    """What every point of a sweep replays against, built once: the window, the fleet at the
+    window's input share on the VM types the clairvoyant fleet picks from the day *before* it,
+    the minute demand, the serving model, the work bound and the clairvoyant fleet."""
+    start, stop = window(con, hours, end)
+    base = params_from_config(cfg)
+    demand = load_demand(con, base, start, stop)
+    p = params_from_config(cfg, demand.input_share(base))
+    serving = default_serving(p, demand)
+    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
+    wb, clair = references(cfg, p, demand, serving)
+    return start, stop, p, demand, serving, wb, clair
+
+
 def _pool(workers: int) -> Executor:
     # spawn: the parent holds a DuckDB connection and its threads; a fork would copy them
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -152,13 +171,7 @@ def run_sweep(
 
     planner = {"seed": seed, **({"time_limit_s": time_limit_s} if time_limit_s else {})}
     cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=planner)})
-    start, stop = window(con, hours, end)
-    base = params_from_config(cfg)
-    demand = load_demand(con, base, start, stop)
-    p = params_from_config(cfg, demand.input_share(base))
-    serving = default_serving(p, demand)
-    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
-    wb, clair = references(cfg, p, demand, serving)
+    start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, hours, end)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
     inputs = hour_inputs(con, cfg, start, hours) if wanted else []

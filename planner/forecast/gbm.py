@@ -299,6 +299,11 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
         "requires-fh-in-fit": False,
         "capability:unequal_length": False,
     }
+    # as PanelStatsForecaster: the history lives in the forecaster's own arrays (`_update`
+    # appends to them), so sktime's copies are not needed and its FutureWarning is silenced here
+    _config = {"remember_data": False}  # noqa: RUF012 - sktime's config declaration idiom
+    _y = None
+    _X = None
 
     def __init__(self, refit_every_h: str = "never", n_estimators: int | None = None) -> None:
         self.refit_every_h = refit_every_h

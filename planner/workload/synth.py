@@ -10,10 +10,14 @@ Shape, per series (region × model × tier), hour by hour:
 * slow growth (0.5 %/day) and hour-to-hour AR(1) noise per series;
 * within the hour, minute-level bursts (log-normal, σ = 0.3) over Poisson arrivals;
 * NIW: most of it arrives in bulk jobs (hundreds of requests within a minute or two);
-* token lengths drawn from the Azure 2023 traces: conversation for interactive tiers, code for NIW.
+* token lengths drawn from the Azure 2023 traces: conversation for interactive tiers, code for NIW;
+* tenants: interactive requests come from ``INTERACTIVE_TENANTS`` teams with Zipf-like shares
+  (one heavy team, a long tail), NIW requests from ``NIW_TENANTS`` batch owners; a bulk job
+  belongs to one owner, so its requests arrive together under one tenant.
 
 Everything is drawn from one ``numpy`` generator per day spawned from the seed, so a day's rows
-do not depend on how many days are generated.
+do not depend on how many days are generated. Tenants are drawn from a second generator per day
+(``[seed, 2, day]``), so adding them changed no arrival time, series or token length.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ MODEL_SHARES = {"llama3.1-8b": 0.30, "llama3.2-3b": 0.15, "llama2-70b": 0.40, "b
 TIER_SHARES = {"IW-F": 0.40, "IW-N": 0.30, "NIW": 0.30}
 NIW_BULK_SHARE = 0.6
 MEAN_JOB_SIZE = 400
+INTERACTIVE_TENANTS = 12
+NIW_TENANTS = 6
 
 
 @dataclass(frozen=True)
@@ -121,13 +127,17 @@ def synthesize(
         day = spec.start + timedelta(days=day_index)
         mask = (rates["hour"] >= day) & (rates["hour"] < day + timedelta(days=1))
         rng = np.random.default_rng(day_seeds[day_index])
-        frame = _day_rows(rates[mask], rng, tokens)
+        tenant_rng = np.random.default_rng([spec.seed, 2, day_index])
+        frame = _day_rows(rates[mask], rng, tokens, tenant_rng)
         frame.insert(0, "request_id", _request_ids(spec.seed, day_index, len(frame)))
         yield day, frame
 
 
 def _day_rows(
-    day_rates: pd.DataFrame, rng: np.random.Generator, tokens: TokenSampler
+    day_rates: pd.DataFrame,
+    rng: np.random.Generator,
+    tokens: TokenSampler,
+    tenant_rng: np.random.Generator,
 ) -> pd.DataFrame:
     parts = []
     for (region, model, tier, kind), series in day_rates.groupby(
@@ -137,9 +147,15 @@ def _day_rows(
         rate = series["rate"].to_numpy()
         if kind == "interactive":
             times = _poisson_minutes(hour_starts, rate, rng)
+            tenant = _tenants("team", INTERACTIVE_TENANTS, len(times), tenant_rng)
         else:
             trickle = _poisson_minutes(hour_starts, rate * (1 - NIW_BULK_SHARE), rng)
-            times = np.concatenate([trickle, _bulk_jobs(hour_starts, rate * NIW_BULK_SHARE, rng)])
+            bulk, job = _bulk_jobs(hour_starts, rate * NIW_BULK_SHARE, rng)
+            times = np.concatenate([trickle, bulk])
+            owner = _tenants("batch", NIW_TENANTS, int(job.max(initial=-1)) + 1, tenant_rng)
+            tenant = np.concatenate(
+                [_tenants("batch", NIW_TENANTS, len(trickle), tenant_rng), owner[job]]
+            )
         n = len(times)
         inp, out = tokens.sample("conversation" if kind == "interactive" else "code", n, rng)
         parts.append(
@@ -151,14 +167,15 @@ def _day_rows(
                     "tier": tier,
                     "input_tokens": inp,
                     "output_tokens": out,
+                    "tenant": tenant,
                 }
             )
         )
     frame = pd.concat(parts, ignore_index=True).sort_values("arrival_ms", kind="stable")
     frame["arrival_time"] = pd.to_datetime(frame.pop("arrival_ms"), unit="ms", utc=True)
-    for col in ("region", "model", "tier"):
+    for col in ("region", "model", "tier", "tenant"):
         frame[col] = frame[col].astype("category")
-    cols = ["arrival_time", "region", "model", "tier", "input_tokens", "output_tokens"]
+    cols = ["arrival_time", "region", "model", "tier", "input_tokens", "output_tokens", "tenant"]
     return frame[cols].reset_index(drop=True)
 
 
@@ -174,18 +191,30 @@ def _poisson_minutes(
     return starts + rng.integers(0, 60_000, size=len(starts))
 
 
-def _bulk_jobs(hour_starts: np.ndarray, rate: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Bulk NIW submissions: jobs of ~MEAN_JOB_SIZE requests spread over 1-3 minutes."""
+def _bulk_jobs(
+    hour_starts: np.ndarray, rate: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bulk NIW submissions: jobs of ~MEAN_JOB_SIZE requests spread over 1-3 minutes.
+
+    Returns each request's arrival time (ms) and the index of the job it belongs to."""
     jobs = rng.poisson(rate / MEAN_JOB_SIZE)
     job_hours = np.repeat(hour_starts, jobs)
     if len(job_hours) == 0:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     job_start = job_hours + rng.integers(0, 3_600_000, size=len(job_hours))
     sizes = np.maximum(1, rng.geometric(1.0 / MEAN_JOB_SIZE, size=len(job_hours)))
     spread = rng.integers(60_000, 180_000, size=len(job_hours))
     starts = np.repeat(job_start, sizes)
     width = np.repeat(spread, sizes)
-    return starts + (rng.random(len(starts)) * width).astype(np.int64)
+    job = np.repeat(np.arange(len(job_hours)), sizes)
+    return starts + (rng.random(len(starts)) * width).astype(np.int64), job
+
+
+def _tenants(prefix: str, count: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` tenant labels ``<prefix>-01`` … drawn with Zipf-like shares ``1/k`` (k = 1..count)."""
+    weights = 1.0 / np.arange(1, count + 1)
+    labels = np.array([f"{prefix}-{k:02d}" for k in range(1, count + 1)])
+    return labels[rng.choice(count, size=n, p=weights / weights.sum())]
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarray:

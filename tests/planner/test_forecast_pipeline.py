@@ -146,7 +146,9 @@ def test_a_client_leaving_falls_back_with_its_reason_and_does_not_stick(
     shifted = demand.copy()
     hit = (shifted["region"] == "us-east") & (shifted["tier"] == "IW-F")
     hit &= shifted["hour"] >= origin - pd.Timedelta(hours=30)
-    shifted.loc[hit, ["requests", "token_rate", "peak_minute_token_rate"]] *= 0.25
+    cols = ["requests", "token_rate", "peak_minute_token_rate"]
+    shifted[cols] = shifted[cols].astype(float)
+    shifted.loc[hit, cols] *= 0.25
     panel = build_panel(shifted, origin, metrics=("token_rate",))
     series = "us-east|m1|IW-F|token_rate"
     fitted = {series: fit_series(series, "ets_theta", panel, None, "test")}

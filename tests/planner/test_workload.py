@@ -50,6 +50,33 @@ def test_same_seed_same_rows_and_days_are_independent(
     assert one[day]["request_id"].is_unique
 
 
+def test_every_request_has_a_tenant_of_its_kind(week: pd.DataFrame) -> None:
+    """Interactive tiers come from teams, NIW from batch owners; shares fall off like 1/k."""
+    tenant = week["tenant"].astype(str)
+    niw = week["tier"] == "NIW"
+    assert tenant[~niw].str.startswith("team-").all()
+    assert tenant[niw].str.startswith("batch-").all()
+    shares = tenant[~niw].value_counts(normalize=True)
+    assert shares.index[0] == "team-01"
+    assert shares["team-01"] == pytest.approx(shares["team-02"] * 2, rel=0.1)
+
+
+def test_a_bulk_job_belongs_to_one_tenant() -> None:
+    """_bulk_jobs returns each request's job; a job's requests share their owner."""
+    from planner.workload.synth import _bulk_jobs, _tenants
+
+    rng = np.random.default_rng(1)
+    hours = np.array([0, 3_600_000], dtype=np.int64)
+    times, job = _bulk_jobs(hours, np.array([4_000.0, 4_000.0]), rng)
+    assert len(times) == len(job) and job.max() >= 2
+    owner = _tenants("batch", 6, int(job.max()) + 1, np.random.default_rng(2))
+    by_job = pd.DataFrame({"job": job, "tenant": owner[job]}).groupby("job")["tenant"].nunique()
+    assert (by_job == 1).all()
+    # a job's requests arrive within its 1-3 minute spread
+    spans = pd.DataFrame({"job": job, "t": times}).groupby("job")["t"].agg(np.ptp)
+    assert (spans < 180_000).all()
+
+
 def test_volume_is_close_to_the_requested_rate(week: pd.DataFrame) -> None:
     per_day = len(week) / 7
     assert 0.85 * 150_000 < per_day < 1.15 * 150_000
