@@ -35,6 +35,7 @@ from planner.sim.demand import MinuteDemand, from_buckets
 from planner.sim.fleet import FleetParams, params_from_config
 from planner.sim.fluid import SimResult, default_serving, simulate
 from planner.sim.scenario import make_policies, truth_demand
+from planner.sim.serving import ServingModel
 from planner.sim.sweep import on_clairvoyant_types, references
 from planner.utc import naive_utc
 
@@ -120,6 +121,21 @@ def history_before(
     return load_demand(con, p, since, start)
 
 
+def window_fleet(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, hours: int, end: datetime | None
+) -> tuple[pd.Timestamp, pd.Timestamp, FleetParams, MinuteDemand, ServingModel]:
+    """The window, its minute demand, the fleet at the window's input share on the VM types
+    the clairvoyant fleet picks from the day *before* it, and the serving model: what the
+    evaluation and every sweep point replay against."""
+    start, stop = window(con, hours, end)
+    base = params_from_config(cfg)
+    demand = load_demand(con, base, start, stop)
+    p = params_from_config(cfg, demand.input_share(base))
+    serving = default_serving(p, demand)
+    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
+    return start, stop, p, demand, serving
+
+
 def plan_sequence(
     con: duckdb.DuckDBPyConnection,
     cfg: FleetConfig,
@@ -169,12 +185,7 @@ def run_evaluation(
             update={"planner": cfg.planner.model_copy(update={"time_limit_s": time_limit_s})}
         )
     cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update={"seed": seed})})
-    start, stop = window(con, hours, end)
-    base = params_from_config(cfg)
-    demand = load_demand(con, base, start, stop)
-    p = params_from_config(cfg, demand.input_share(base))
-    serving = default_serving(p, demand)
-    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
+    start, stop, p, demand, serving = window_fleet(con, cfg, hours, end)
     plans: dict[str, list[Plan]] = {}
     if any(n.startswith("lt-") for n in policies):
         plans["forecast"] = plan_sequence(con, cfg, start, hours, progress=progress)

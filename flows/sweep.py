@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.evaluation import history_before, load_demand, window
+from flows.evaluation import window_fleet
 from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
@@ -37,15 +37,13 @@ from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.bounds import Clairvoyant
 from planner.sim.demand import MinuteDemand
-from planner.sim.fleet import FleetParams, params_from_config
-from planner.sim.fluid import default_serving
+from planner.sim.fleet import FleetParams
 from planner.sim.plans import plan_targets
 from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
     frontier,
     grid,
-    on_clairvoyant_types,
     references,
     run_point,
 )
@@ -128,15 +126,9 @@ def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[P
 def replay_setup(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, hours: int, end: datetime | None
 ) -> tuple[pd.Timestamp, pd.Timestamp, FleetParams, MinuteDemand, ServingModel, float, Clairvoyant]:
-    """What every point of a sweep replays against, built once: the window, the fleet at the
-    window's input share on the VM types the clairvoyant fleet picks from the day *before* it,
-    the minute demand, the serving model, the work bound and the clairvoyant fleet."""
-    start, stop = window(con, hours, end)
-    base = params_from_config(cfg)
-    demand = load_demand(con, base, start, stop)
-    p = params_from_config(cfg, demand.input_share(base))
-    serving = default_serving(p, demand)
-    p = on_clairvoyant_types(cfg, p, history_before(con, base, start), serving)
+    """What every point of a sweep replays against, built once: the window's fleet
+    (:func:`flows.evaluation.window_fleet`), the work bound and the clairvoyant fleet."""
+    start, stop, p, demand, serving = window_fleet(con, cfg, hours, end)
     wb, clair = references(cfg, p, demand, serving)
     return start, stop, p, demand, serving, wb, clair
 
