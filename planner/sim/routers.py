@@ -41,8 +41,21 @@ from planner.sim.routing import Arrivals, PoolView
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Estimate = Callable[[Arrivals], Array]
-FEATURES = ("own_ttft", "own_decode", "stall", "slowdown", "queue", "tokens_1e4", "kv_share")
-HEURISTIC_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+FEATURES = (
+    "own_ttft",
+    "own_decode",
+    "stall",
+    "slowdown",
+    "queue",
+    "tokens_1e4",
+    "kv_share",
+    "predicted_decode_1e3",
+    "queued_prompt_1e3",
+    "long_x_queue",
+    "long_x_predicted_decode",
+)
+HEURISTIC_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+LONG_OUTPUT = 256  # a request predicted to answer at least this many tokens is "long"
 
 
 def constant_estimate(mean_output: float) -> Estimate:
@@ -59,15 +72,19 @@ class _Ledger:
     kv: Array
     tokens: Array
     waiting_prompt: Array
+    prefill_left: Array
+    predicted_decode: Array
 
     @classmethod
-    def of(cls, view: PoolView) -> _Ledger:
+    def of(cls, view: PoolView, predicted_decode: Array) -> _Ledger:
         return cls(
             view.waiting.astype(float),
             view.running.astype(float),
             view.kv_used.astype(float),
             view.outstanding_tokens.astype(float),
             view.waiting_prompt.astype(float),
+            view.prefill_left.astype(float),
+            predicted_decode,
         )
 
     def room(self, prof: InstanceProfile, need: float) -> npt.NDArray[np.bool_]:
@@ -83,6 +100,7 @@ class _Ledger:
         self.tokens[j] += prompt + out
         self.waiting_prompt[j] += prompt
         self.kv[j] += prompt + out
+        self.predicted_decode[j] += out
 
 
 @dataclass
@@ -92,12 +110,28 @@ class LoadAware:
     profile: InstanceProfile
     estimate: Estimate
     epoch_s: float = 0.25
+    _pred: Array | None = field(default=None, init=False, repr=False)
+    _pred_t: float = field(default=0.0, init=False, repr=False)
 
     def scores(self, led: _Ledger, prompt: float, out: float) -> Array:
         raise NotImplementedError
 
+    def _predicted_decode(self, view: PoolView) -> Array:
+        """Each instance's predicted decode tokens still to come (the router's memory of the
+        estimates it sent, drained at the rate the instance's requests decode: one token per
+        request per decode iteration; never the true outputs)."""
+        n = len(view.waiting)
+        if self._pred is None or len(self._pred) != n:
+            self._pred, self._pred_t = np.zeros(n), view.time_s
+        b = np.minimum(view.running, self.profile.max_batch).astype(float)
+        it = self.profile.decode_s(np.maximum(b, 1), np.full(n, REF_PROMPT))
+        drained = (view.time_s - self._pred_t) * b / it
+        self._pred = np.where(b + view.waiting > 0, np.maximum(self._pred - drained, 0.0), 0.0)
+        self._pred_t = view.time_s
+        return self._pred
+
     def route(self, arrivals: Arrivals, view: PoolView) -> IntArray:
-        led = _Ledger.of(view)
+        led = _Ledger.of(view, self._predicted_decode(view))
         est = np.asarray(self.estimate(arrivals), float)
         dest = np.empty(len(arrivals.index), np.int64)
         for i in range(len(arrivals.index)):
@@ -129,6 +163,24 @@ class LeastTokens(LoadAware):
         return led.tokens
 
 
+def chunked_s(prof: InstanceProfile, tokens: Array, decoders: Array) -> tuple[Array, Array]:
+    """Prefilling ``tokens`` prompt tokens on an instance with ``decoders`` requests decoding,
+    under chunked prefill (:mod:`planner.sim.instances`): the iterations carrying them take
+    ``B − D`` of them each (B the token budget), ``max(prefill_s(c + D), decode_s(D))`` each.
+    Returns (the time of those iterations, their extra over as many decode-only iterations:
+    what each decoding request loses to them)."""
+    d = np.minimum(decoders, prof.max_batch)
+    per = np.maximum(prof.token_budget - d, 1.0)
+    full = np.floor(tokens / per)
+    rem = tokens - full * per
+    dec = np.where(d > 0, prof.decode_s(np.maximum(d, 1), np.full_like(d, REF_PROMPT)), 0.0)
+    t_full = np.maximum(prof.prefill_s(per + d), dec)
+    t_rem = np.where(rem > 0, np.maximum(prof.prefill_s(rem + d), dec), 0.0)
+    time = full * t_full + t_rem
+    iters = full + (rem > 0)
+    return time, np.maximum(time - iters * dec, 0.0)
+
+
 def mix_features(
     prof: InstanceProfile, led: _Ledger, prompt: float, out: float, mean_out: float
 ) -> npt.NDArray[np.float64]:
@@ -138,19 +190,23 @@ def mix_features(
     ctx = np.full_like(joined, REF_PROMPT)
     d_join = prof.decode_s(joined, ctx)
     d_now = prof.decode_s(np.maximum(np.minimum(others, prof.max_batch), 1), ctx)
-    own_ttft = prof.prefill_s(led.waiting_prompt + prompt)
-    own_decode = out * d_join
-    stall = others * float(prof.prefill_s(prompt))
-    slowdown = min(out, mean_out) * others * np.maximum(d_join - d_now, 0.0)
+    own_ttft, _ = chunked_s(prof, led.prefill_left + led.waiting_prompt + prompt, others)
+    _, stall_each = chunked_s(prof, np.full_like(others, prompt), others)
+    long = float(out >= LONG_OUTPUT)
+    pred_1e3 = led.predicted_decode / 1e3
     return np.stack(
         [
             own_ttft,
-            own_decode,
-            stall,
-            slowdown,
+            out * d_join,
+            others * stall_each,
+            min(out, mean_out) * others * np.maximum(d_join - d_now, 0.0),
             others,
             led.tokens / 1e4,
             led.kv / prof.kv_tokens,
+            pred_1e3,
+            led.waiting_prompt / 1e3,
+            long * others,
+            long * pred_1e3,
         ],
         axis=1,
     )
