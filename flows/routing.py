@@ -55,6 +55,8 @@ class RoutingSpec:
     seed: int = 0
     retrain: bool = False
     windows: int = 1
+    search_rounds: int = learn_router.SearchSettings.rounds
+    search_population: int = learn_router.SearchSettings.population
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,12 @@ def run_routing(
     for k in range(spec.train_traces + 1):
         w = before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
         traces.append(learn_router.Trace(_requests(w, prof, spec), predictor.expected_output(w)))
-    settings = learn_router.SearchSettings(seed=spec.seed)
+    settings = learn_router.SearchSettings(
+        rounds=spec.search_rounds,
+        population=spec.search_population,
+        elite=max(1, spec.search_population // 3),
+        seed=spec.seed,
+    )
     traces, validation = traces[:-1], traces[-1:]
     wanted = learn_router.train_hash(traces + validation, prof, spec.instances, settings)
     path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
