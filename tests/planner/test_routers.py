@@ -261,3 +261,22 @@ def test_ceiling_is_the_modal_bucket_per_tenant_and_window() -> None:
     assert overall == pytest.approx(5 / 6)
     assert per[0] == 1.0 and per[1] == pytest.approx(2 / 3) and per[3] == 1.0
     assert np.isnan(per[2])
+
+
+def test_view_reports_the_prefill_under_way() -> None:
+    """A 1,200-token prompt on instance 0 (toy: budget 512, prefill_s(512) = 102.4 ms): the
+    router polled at 0.01 s sees 688 tokens left (the first chunk's iteration runs to 0.1024 s),
+    at 0.11 s 176; small requests to instance 1 make the router be called."""
+    seen: list[tuple[float, float]] = []
+
+    class Recorder:
+        epoch_s = 0.01
+
+        def route(self, arrivals: Arrivals, view: PoolView) -> np.ndarray:
+            seen.append((view.time_s, float(view.prefill_left[0])))
+            return np.where(arrivals.prompt > 1000, 0, 1).astype(np.int64)
+
+    req = Requests(np.array([0.0, 0.01, 0.11]), np.array([1200, 10, 10]), np.array([5, 5, 5]))
+    simulate_instances(req, toy(), 2, Recorder())
+    assert seen[0] == (0.0, 0.0)
+    assert seen[1][1] == 688.0 and seen[2][1] == 176.0
