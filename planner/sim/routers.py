@@ -4,26 +4,36 @@ a prefill/decode-mix heuristic and a learned linear policy guided by it.
 Every router here is called once per routing epoch (``epoch_s``) with the pool's state at the
 epoch's start (:class:`planner.sim.routing.PoolView`) and keeps its own ledger of what it sent
 within the epoch. None of them reads a request's true output length: the output is an estimate
-from ``estimate`` (the response-length predictor, or a constant mean for the baselines).
+from ``estimate`` (the response-length predictor, or a constant mean for the baselines). One
+exception, inherited: the view's ``outstanding_tokens`` (least-tokens' score, the ``tokens_1e4``
+feature) counts the *running* requests' true remaining output, which a real server does not
+know; ``predicted_decode_1e3`` is its estimate-only counterpart.
 
 **Room.** Instance j has room for request r when nothing waits there, its batch has a free slot
 and the KV reservation fits: ``waiting_j = 0``, ``running_j < max_batch`` and ``kv_j + prompt_r
 + ô_r ≤ kv_tokens``. Every router picks among the instances with room when any has it, and among
 all instances otherwise (a request is never sent to a full instance while another has room).
 
-**Mixing cost** (the heuristic; features of the learned policy). Sending r (prompt p, estimated
-output ô) to instance j with b requests running and w waiting (W prompt tokens) costs, in
-seconds of request latency:
+**Mixing cost** (the heuristic; features of the learned policy), priced for chunked prefill
+(:mod:`planner.sim.instances`: an iteration carries at most ``B`` tokens, the decodes first).
+Sending r (prompt p, estimated output ô) to instance j with b requests running and w waiting
+(W prompt tokens queued, L left of the prefill under way; D = b + w of them decoding while r's
+prompt runs) costs, in seconds of request latency (:func:`chunked_s`: iterations of ``B − D``
+chunk tokens, ``max(prefill_s(c + D), decode_s(D))`` each):
 
-* ``own_ttft = prefill_s(W + p)``: its queued prefills and its own;
-* ``own_decode = ô · decode_s(min(b + w + 1, B))``: its decode at the batch it joins;
-* ``stall = (b + w) · prefill_s(p)``: the others in the batch pause during its prefill;
-* ``slowdown = min(ô, m) · (b + w) · (decode_s(b + w + 1) − decode_s(b + w))``: the others
-  decode slower while it runs (m: mean output estimate).
+* ``own_ttft``: the chunked time of L + W + p tokens beside D decoders;
+* ``own_decode = ô · decode_s(min(D + 1, max_batch))``: its decode at the batch it joins;
+* ``stall = D · extra(p)``: each decoder loses, per iteration carrying r's chunks, that
+  iteration's excess over a decode-only one (not the whole prefill: the batch no longer pauses);
+* ``slowdown = min(ô, m) · D · (decode_s(D + 1) − decode_s(D))``: the others decode slower
+  while it runs (m: mean output estimate).
 
 The heuristic sends r where the sum is least. The learned router scores ``w · φ`` over the same
-four terms and three load features (queue length, outstanding tokens, KV share), w found by
-policy search starting at the heuristic's weights (:mod:`planner.sim.learn_router`).
+four terms and seven more (queue length, outstanding tokens, KV share, the instance's predicted
+decode tokens still to come — the router's memory of the estimates it sent, drained one token
+per running request per decode iteration —, its queued prompt tokens, and queue and predicted
+decode for a request predicted long), w found by policy search starting at the heuristic's
+weights (:mod:`planner.sim.learn_router`).
 """
 
 from __future__ import annotations
