@@ -11,7 +11,12 @@ Variants (``--variants``, comma-separated):
   target; ``planner.ilp.sizing``) at ``--attainment``;
 * ``latency+trough``: the same with ``planner.trough_filling`` (NIW in the capacity the plan
   holds idle);
-* ``headroom+trough``: trough filling alone.
+* ``headroom+trough``: trough filling alone;
+* ``floor``, ``floor+trough``: the plan as a floor (issue #15's next step): latency sizing of
+  the interactive tiers' forecast hour *mean* token rate (their ``planning_metric`` set to
+  ``token_rate``) instead of their busiest minute, so the plan buys what the forecast makes
+  predictable (the hour's load and its ramps, ahead of the hour) and LT-R's SLO-aware layer
+  scales above it on observed pressure; with and without trough filling.
 
     .venv/bin/python bench/levers.py --warehouse W --hours 24 --end 2024-06-13T00:00 \
         --out levers.json
@@ -46,19 +51,38 @@ from planner.sim.sweep import (
 )
 
 log = logging.getLogger("bench.levers")
-VARIANTS = ("headroom", "latency", "latency+trough", "headroom+trough")
+VARIANTS = (
+    "headroom",
+    "latency",
+    "latency+trough",
+    "headroom+trough",
+    "floor",
+    "floor+trough",
+)
 
 
 def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    latency = name.startswith(("latency", "floor"))
     update: dict[str, Any] = {
-        "interactive_sizing": "latency" if name.startswith("latency") else "headroom",
+        "interactive_sizing": "latency" if latency else "headroom",
         "trough_filling": name.endswith("+trough"),
     }
-    if name.startswith("latency"):
+    if latency:
         update["latency_attainment"] = attainment
-    return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+    out = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+    if name.startswith("floor"):
+        metric = "token_rate"
+    elif name.startswith("latency"):
+        metric = "peak_token_rate"
+    else:
+        return out
+    tiers = [
+        t.model_copy(update={"planning_metric": metric}) if t.kind == "interactive" else t
+        for t in out.tiers
+    ]
+    return out.model_copy(update={"tiers": tiers})
 
 
 def main(argv: list[str] | None = None) -> int:

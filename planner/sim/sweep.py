@@ -42,6 +42,7 @@ from planner.sim.slo_policy import SloReactive
 Array = npt.NDArray[np.float64]
 FAMILIES = ("reactive", "slo-reactive", "plan", "siloed")
 TARGETS = {"IW-F": 0.99, "IW-N": 0.99, "NIW": 1.0}
+LT_R_TARGETS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.85)
 PAPER_REACTIVE = {
     "up": 0.5,
     "down": 0.25,
@@ -112,8 +113,8 @@ def slo_grid() -> list[Point]:
 def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[Point]:
     """Per quantile: LT-I, LT-U, LT-UA over ``ahead``, and (``reactive_layer``) LT-R, the
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
-    its target pressure (down to 0.3: on the calibrated curves the tight tier needs cold
-    pools, as the reactive grids' coldest points)."""
+    its target pressure (down to 0.1, as the SLO-aware family's grid: on the calibrated
+    curves the tight tier needs cold pools)."""
     pts = []
     for q in quantiles:
         for mode in ("lt-i", "lt-u"):
@@ -121,7 +122,7 @@ def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[P
         for ahead in (1.05, 1.1, 1.25):
             pts.append(Point("plan", {"quantile": q, "mode": "lt-ua", "ahead": ahead}))
         if reactive_layer:
-            for target, handover in itertools.product((0.3, 0.5, 0.7, 0.85), (True, False)):
+            for target, handover in itertools.product(LT_R_TARGETS, (True, False)):
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
                 pts.append(Point("plan", params))
     return pts
