@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -98,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
+    ap.add_argument(
+        "--plans-cache",
+        default=None,
+        help="directory: each variant's plan targets per quantile are stored there and read "
+        "back on the next run with the same window (so a policy change is re-measured on the "
+        "same plans without solving them again)",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
@@ -114,7 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     con.close()
     log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)
     families = [f for f in a.families.split(",") if f]
-    jobs = [(v, q) for v in names for q in quantiles]
+    cache = Path(a.plans_cache) if a.plans_cache else None
+    plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
+
+    def cached(v: str, q: float) -> Path | None:
+        window = f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h"
+        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}.pkl"
+        return cache / tag if cache else None
+
+    for v in names:
+        for q in quantiles:
+            path = cached(v, q)
+            if path is not None and path.exists():
+                plans[v][q] = pickle.loads(path.read_bytes())
+    jobs = [(v, q) for v in names for q in quantiles if q not in plans[v]]
     with _pool(a.workers) as pool:
         seqs = list(
             pool.map(
@@ -123,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                 [inputs] * len(jobs),
             )
         )
-        log.info("plans: %.0f s", time.perf_counter() - clock)
-        plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
+        log.info("plans: %.0f s (%d made, the rest cached)", time.perf_counter() - clock, len(jobs))
         for (v, q), seq in zip(jobs, seqs, strict=True):
             plans[v][q] = plan_targets(seq, p)
+            path = cached(v, q)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pickle.dumps(plans[v][q]))
         futures = [
             ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
             for pt in grid(families, quantiles)
