@@ -22,6 +22,10 @@ hours' counts of a model, and the last hour's routing of it, until the new hour'
 instances of that model serve in every region (at most ``handover_max_min`` minutes),
 then drops to the new plan.
 
+``niw_cap`` (default none): NIW fills the capacity the plan holds idle only up to this
+utilisation of the shared pools (``planner.sim.fluid``): trough filling in the replay, with
+the interactive tiers' batch kept as cool as their latency target needs.
+
 The layer only ever *adds* to the plan: its extra instances are ``max(0, ·)`` and the targets
 are the plan's counts plus them, so the fleet this policy asks for is never below the plan's
 floor (tested). At an hour boundary the extra is re-expressed against the new floor (a plan
@@ -58,6 +62,7 @@ class PlanReactive:
     handover_max_min: int = 30
     share_idle: bool = True
     niw_window_min: int = 60
+    niw_cap: float | None = None
     _floor: Targets | None = field(init=False, default=None)
     _extra: Array = field(init=False)
     _last_out: Array = field(init=False)

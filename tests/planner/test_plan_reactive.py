@@ -106,3 +106,22 @@ def test_the_layer_carries_the_niw_rate_the_plan_left_out(p: FleetParams) -> Non
     assert r.tiers["NIW"].counts()["late"] == pytest.approx(0.0)
     assert max(t.instances.sum() for _, t, _ in lt_r.asked) >= 4  # 3 for NIW, 1 for IW-F
     assert all((t.instances >= f.instances - 1e-9).all() for _, t, f in lt_r.asked)
+
+
+def test_a_niw_cap_keeps_the_batch_cool_for_the_interactive_tiers(p: FleetParams) -> None:
+    """A NIW batch (1,000 tokens/s for 10 min) lands on a plan of 4 instances (400 tokens/s)
+    that IW-F shares at 30 tokens/s. Uncapped, NIW fills every idle share, so the pool runs
+    at utilisation 1 for half an hour (where the latency curves charge IW-F for the hot
+    batch; the tiny fleet has no curves, so only the utilisation is checked here). With
+    ``niw_cap`` 0.5 NIW fills the shared pool only up to half its capacity: the pool never
+    runs above 0.5 and NIW still finishes on time (it takes longer)."""
+    rates = np.r_[np.full(10, 1000.0), np.zeros(110)]
+    d = demand(120, {(0, IWF): 30.0, (0, NIW): rates})
+    plan = [targets(p, 4)] * 2
+    free = replay(p, d, fixed(p, *plan), drain=True)
+    capped = replay(p, d, fixed(p, *plan, niw_cap=0.5), drain=True)
+    busy = capped.timeline["gpus_busy"] / capped.timeline["gpus"]
+    assert (free.timeline["gpus_busy"] / free.timeline["gpus"]).max() == pytest.approx(1.0)
+    assert busy.max() == pytest.approx(0.5)
+    assert capped.tiers["NIW"].counts()["late"] == pytest.approx(0.0)
+    assert capped.tiers["NIW"].counts()["served"] == free.tiers["NIW"].counts()["served"]
