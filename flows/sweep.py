@@ -3,10 +3,18 @@ two references, and the frontier (see planner/sim/sweep.py for the families and 
 
 The warehouse is read in this process only: the replay's minute demand, and per hour of the
 window the forecasts at its origin (made now if missing, as the hourly job would) and the
-token mix. Plans for the quantiles of the ``plan`` family are then made in a process pool,
-one rolling sequence per quantile (shared by LT-I, LT-U and LT-UA), and every point is
-replayed in the same pool. Workers receive plain values (config, frames, arrays), never a
-connection.
+token mix. Everything else runs in one process pool, scheduled so no worker waits on work it
+does not need:
+
+* the points that need no plan (reactive, SLO-aware, siloed) are queued first and replay
+  while this process reads (or makes) the forecasts;
+* then one rolling plan sequence per planning quantile (shared by LT-I, LT-U, LT-UA and LT-R:
+  plans are made once per quantile, never per mode);
+* each quantile's plan points are queued the moment its sequence is back, so they fill the
+  workers while the other sequences are still solving.
+
+The window's arrays (fleet, demand, serving model, references) reach each worker once, when
+it starts, never with each point. Workers receive plain values, never a connection.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +50,8 @@ from planner.sim.plans import plan_targets
 from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
+    PlanTargets,
+    Point,
     frontier,
     grid,
     references,
@@ -133,9 +143,30 @@ def replay_setup(
     return start, stop, p, demand, serving, wb, clair
 
 
-def _pool(workers: int) -> Executor:
+_WINDOW: dict[str, Any] = {}
+
+
+def _set_window(
+    p: FleetParams, demand: MinuteDemand, wb: float, clair: Clairvoyant, serving: ServingModel
+) -> None:
+    """Pool initializer: the window's arrays, shipped once per worker."""
+    _WINDOW.update(p=p, demand=demand, wb=wb, clair=clair, serving=serving)
+
+
+def _replay(point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
+    """One point on the window the worker was started with (``_set_window``)."""
+    w = _WINDOW
+    return run_point(point, w["p"], w["demand"], plans, w["wb"], w["clair"], w["serving"])
+
+
+def _pool(workers: int, window: tuple[Any, ...]) -> ProcessPoolExecutor:
     # spawn: the parent holds a DuckDB connection and its threads; a fork would copy them
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_set_window,
+        initargs=window,
+    )
 
 
 def run_sweep(
@@ -150,7 +181,9 @@ def run_sweep(
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> Sweep:
-    """Replay the window through every point of the families' grids (module docstring)."""
+    """Replay the window through every point of the families' grids (module docstring).
+    ``seconds`` in the result: the set-up, the forecasts (while the planless points replay),
+    the plans (while the finished quantiles' points replay) and the rest of the replays."""
     points = grid(families, quantiles)
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -161,37 +194,37 @@ def run_sweep(
         seconds[name] = round(now - clock, 2)
         clock = now
 
+    def done(_f: Future[Any]) -> None:
+        if progress:
+            progress(1)
+
     planner = {"seed": seed, **({"time_limit_s": time_limit_s} if time_limit_s else {})}
     cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=planner)})
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, hours, end)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
-    inputs = hour_inputs(con, cfg, start, hours) if wanted else []
-    lap("forecasts")
-    with _pool(workers) as pool:
-        sequences = dict(
-            zip(
-                wanted,
-                pool.map(
-                    plan_sequence_from,
-                    [at_quantile(cfg, q) for q in wanted],
-                    [inputs] * len(wanted),
-                ),
-                strict=True,
-            )
-        )
-        if progress and wanted:
-            progress(len(wanted) * hours)
-        plans = {q: plan_targets(seq, p) for q, seq in sequences.items()}
-        lap("plans")
-        futures = [
-            pool.submit(run_point, pt, p, demand, plans, wb, clair, serving) for pt in points
-        ]
-        rows = []
-        for f in futures:
-            rows.append(f.result())
+    replays: dict[int, Future[dict[str, Any]]] = {}
+    sequences: dict[float, list[Plan]] = {}
+    with _pool(workers, (p, demand, wb, clair, serving)) as pool:
+        for i, pt in enumerate(points):
+            if pt.family != "plan":
+                replays[i] = pool.submit(_replay, pt, {})
+                replays[i].add_done_callback(done)
+        inputs = hour_inputs(con, cfg, start, hours) if wanted else []
+        lap("forecasts")
+        solving = {pool.submit(plan_sequence_from, at_quantile(cfg, q), inputs): q for q in wanted}
+        for f in as_completed(solving):
+            q = solving[f]
+            sequences[q] = f.result()
             if progress:
-                progress(1)
+                progress(hours)
+            plans = {q: plan_targets(sequences[q], p)}
+            for i, pt in enumerate(points):
+                if pt.family == "plan" and float(pt.params["quantile"]) == q:
+                    replays[i] = pool.submit(_replay, pt, plans)
+                    replays[i].add_done_callback(done)
+        lap("plans")
+        rows = [replays[i].result() for i in range(len(points))]
         lap("replays")
     return Sweep(
         start,
@@ -208,7 +241,7 @@ def run_sweep(
         },
         config_hash(cfg),
         seed,
-        {q: [pl.plan_id for pl in seq] for q, seq in sequences.items()},
+        {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
         seconds,
     )
 
