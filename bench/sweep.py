@@ -21,7 +21,7 @@ per measured window, so a window shorter than 24 h over-projects it).
     .venv/bin/python bench/sweep.py --config configs/servegen.yaml \\
         --warehouse W.duckdb --hours 12 --end 2024-06-12T06:00 \\
         [--baseline single | --baseline sweep:/work/main/.venv/bin/sageserve] \\
-        [--time-limit S] [--workers 2] [--project-hours 72] [--json]
+        [--time-limit S] [--workers 2] [--project-hours 72] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from typing import Any, cast
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(exe: str, args: list[str], warehouse: Path, config: Path) -> tuple[float, dict[str, Any]]:
+def _run(
+    exe: str, args: list[str], warehouse: Path, config: Path, keep: Path | None = None
+) -> tuple[float, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "wh.duckdb"
         shutil.copy(warehouse, copy)
@@ -49,6 +51,8 @@ def _run(exe: str, args: list[str], warehouse: Path, config: Path) -> tuple[floa
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
+        if keep is not None and done.returncode == 0:
+            shutil.copytree(Path(tmp) / "out", keep, dirs_exist_ok=True)
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     return wall, json.loads(done.stdout)
@@ -65,6 +69,7 @@ def main() -> None:
     ap.add_argument("--quantiles", default=None, help="default: the sweep's")
     ap.add_argument("--baseline", default="single", help="single | sweep:PATH-TO-SAGESERVE")
     ap.add_argument("--project-hours", type=int, default=72)
+    ap.add_argument("--keep", type=Path, default=None, help="copy the sweep's outputs here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -81,7 +86,7 @@ def main() -> None:
         base_s, base = _run(a.baseline.removeprefix("sweep:"), sweep_args, a.warehouse, config)
     else:
         sys.exit(f"--baseline: single or sweep:PATH, got {a.baseline!r}")
-    sweep_s, sweep = _run(exe, sweep_args, a.warehouse, config)
+    sweep_s, sweep = _run(exe, sweep_args, a.warehouse, config, a.keep)
     out: dict[str, Any] = {
         "config": str(a.config),
         "window": sweep["window"],

@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -143,30 +144,84 @@ def replay_setup(
     return start, stop, p, demand, serving, wb, clair
 
 
-_WINDOW: dict[str, Any] = {}
+@dataclass(frozen=True)
+class Window:
+    """What every point replays against: shipped to each worker once (a pool's initializer,
+    or one broadcast to a Dask cluster), never with each point."""
+
+    p: FleetParams
+    demand: MinuteDemand
+    work_bound: float
+    clairvoyant: Clairvoyant
+    serving: ServingModel
+
+    def replay(self, point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
+        return run_point(
+            point, self.p, self.demand, plans, self.work_bound, self.clairvoyant, self.serving
+        )
 
 
-def _set_window(
-    p: FleetParams, demand: MinuteDemand, wb: float, clair: Clairvoyant, serving: ServingModel
-) -> None:
-    """Pool initializer: the window's arrays, shipped once per worker."""
-    _WINDOW.update(p=p, demand=demand, wb=wb, clair=clair, serving=serving)
+_WINDOW: list[Window] = []
+
+
+def _set_window(window: Window) -> None:
+    """Pool initializer."""
+    _WINDOW[:] = [window]
 
 
 def _replay(point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
     """One point on the window the worker was started with (``_set_window``)."""
-    w = _WINDOW
-    return run_point(point, w["p"], w["demand"], plans, w["wb"], w["clair"], w["serving"])
+    return _WINDOW[0].replay(point, plans)
 
 
-def _pool(workers: int, window: tuple[Any, ...]) -> ProcessPoolExecutor:
-    # spawn: the parent holds a DuckDB connection and its threads; a fork would copy them
-    return ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_set_window,
-        initargs=window,
-    )
+def _replay_on(window: Window, point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
+    return window.replay(point, plans)
+
+
+def dask_address(cfg: FleetConfig) -> str | None:
+    """The Dask scheduler the sweep runs on: the planner's (``planner.dask_address``, also
+    the region subproblems') or SAGESERVE_DASK_ADDRESS; None: a local process pool."""
+    return cfg.planner.dask_address or os.environ.get("SAGESERVE_DASK_ADDRESS") or None
+
+
+class Engine:
+    """Where the sweep's tasks run: a local process pool of ``workers`` (spawn: the parent
+    holds a DuckDB connection and its threads, which a fork would copy), or the Dask cluster
+    at ``address``. Both hand back ``concurrent.futures`` futures."""
+
+    def __init__(self, window: Window, workers: int, address: str | None = None) -> None:
+        self._client: Any = None
+        self._window: Any = None
+        self._pool: Executor
+        if address:
+            from distributed import Client
+
+            self._client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+            self._window = self._client.scatter(window, broadcast=True)
+            self._pool = self._client.get_executor(pure=False)
+        else:
+            self._pool = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_set_window,
+                initargs=(window,),
+            )
+
+    def point(self, point: Point, plans: dict[float, PlanTargets]) -> Future[dict[str, Any]]:
+        if self._client is not None:
+            return self._pool.submit(_replay_on, self._window, point, plans)
+        return self._pool.submit(_replay, point, plans)
+
+    def sequence(self, cfg: FleetConfig, inputs: Sequence[HourInputs]) -> Future[list[Plan]]:
+        return self._pool.submit(plan_sequence_from, cfg, inputs)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+        if self._client is not None:
+            self._client.close()
 
 
 def run_sweep(
@@ -205,14 +260,15 @@ def run_sweep(
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
     replays: dict[int, Future[dict[str, Any]]] = {}
     sequences: dict[float, list[Plan]] = {}
-    with _pool(workers, (p, demand, wb, clair, serving)) as pool:
+    window = Window(p, demand, wb, clair, serving)
+    with Engine(window, workers, dask_address(cfg)) as pool:
         for i, pt in enumerate(points):
             if pt.family != "plan":
-                replays[i] = pool.submit(_replay, pt, {})
+                replays[i] = pool.point(pt, {})
                 replays[i].add_done_callback(done)
         inputs = hour_inputs(con, cfg, start, hours) if wanted else []
         lap("forecasts")
-        solving = {pool.submit(plan_sequence_from, at_quantile(cfg, q), inputs): q for q in wanted}
+        solving = {pool.sequence(at_quantile(cfg, q), inputs): q for q in wanted}
         for f in as_completed(solving):
             q = solving[f]
             sequences[q] = f.result()
@@ -221,7 +277,7 @@ def run_sweep(
             plans = {q: plan_targets(sequences[q], p)}
             for i, pt in enumerate(points):
                 if pt.family == "plan" and float(pt.params["quantile"]) == q:
-                    replays[i] = pool.submit(_replay, pt, plans)
+                    replays[i] = pool.point(pt, plans)
                     replays[i].add_done_callback(done)
         lap("plans")
         rows = [replays[i].result() for i in range(len(points))]
