@@ -6,7 +6,8 @@ Baselines (``--baseline``):
 * ``single``: the single-point evaluation of the same window (reactive, siloed, LT-I/U/UA on
   one plan sequence);
 * ``sweep:PATH``: the same sweep run by another checkout's ``sageserve`` executable (e.g.
-  main's ``.venv/bin/sageserve``: before and after a change to the sweep, side by side).
+  main's ``.venv/bin/sageserve``: before and after a change to the sweep, side by side);
+* ``none``: the sweep alone (a window too long to run twice in one turn on a shared machine).
 
 Each run gets a fresh copy of the warehouse (no forecasts or plans left by the other run), in a
 fresh process, one after the other. Forecasts missing at the window's hours are made in the
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=None, help="default: the config's")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quantiles", default=None, help="default: the sweep's")
-    ap.add_argument("--baseline", default="single", help="single | sweep:PATH-TO-SAGESERVE")
+    ap.add_argument("--baseline", default="single", help="none | single | sweep:PATH-TO-SAGESERVE")
     ap.add_argument("--project-hours", type=int, default=72)
     ap.add_argument("--keep", type=Path, default=None, help="copy the sweep's outputs here")
     ap.add_argument("--json", action="store_true")
@@ -79,13 +80,16 @@ def main() -> None:
     common += ["--time-limit", str(a.time_limit)] if a.time_limit else []
     sweep_args = [*common, "--sweep", "--workers", str(a.workers)]
     sweep_args += ["--quantiles", a.quantiles] if a.quantiles else []
-    if a.baseline == "single":
+    base_s, base = float("nan"), dict[str, Any]()
+    if a.baseline == "none":
+        pass
+    elif a.baseline == "single":
         base_args = [*common, "--policies", "reactive,siloed,lt-i,lt-u,lt-ua"]
         base_s, base = _run(exe, base_args, a.warehouse, config)
     elif a.baseline.startswith("sweep:"):
         base_s, base = _run(a.baseline.removeprefix("sweep:"), sweep_args, a.warehouse, config)
     else:
-        sys.exit(f"--baseline: single or sweep:PATH, got {a.baseline!r}")
+        sys.exit(f"--baseline: none, single or sweep:PATH, got {a.baseline!r}")
     sweep_s, sweep = _run(exe, sweep_args, a.warehouse, config, a.keep)
     out: dict[str, Any] = {
         "config": str(a.config),
