@@ -79,7 +79,11 @@ class SloReactive:
         inter[:, :, self.p.deferrable] = 0.0
         arrived = instance_equivalents(self.p, inter / 60.0)
         finite = np.isfinite(obs.pressure)
-        load = np.where((serving > 0) & finite, obs.pressure * serving, arrived)
+        # an infinite pressure (no instance serving) is zeroed before the product: inf × 0
+        # would be evaluated in the discarded branch too
+        load = np.where(
+            (serving > 0) & finite, np.where(finite, obs.pressure, 0.0) * serving, arrived
+        )
         pressure = np.where(finite, obs.pressure, np.inf)
         want = np.ceil(load / self.target + niw_need - 1e-9)
         new = self._count.copy()
