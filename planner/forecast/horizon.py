@@ -114,8 +114,9 @@ def band_misses(conf: pd.DataFrame) -> dict[str, float]:
     it; the standard error of the coverage clustered by origin (an origin's points share one
     day's surprise, so the number of origins, not of points, bounds what a coverage figure
     can resolve); and the share of all misses that fall at the single worst origin."""
+    keys = ("below", "above", "coverage_se", "worst_origin_miss_share")
     if conf.empty or "q_0_025" not in conf:
-        return {}
+        return {f"band95_{k}": float("nan") for k in keys}
     actual = conf["actual"].to_numpy(dtype=float)
     below = actual < conf["q_0_025"].to_numpy(dtype=float)
     above = actual > conf["q_0_975"].to_numpy(dtype=float)

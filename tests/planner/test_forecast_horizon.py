@@ -61,3 +61,6 @@ def test_coverage_error_counts_origins_not_points() -> None:
     assert band_misses(clustered)["band95_coverage_se"] == pytest.approx(np.sqrt(0.1875 / 3))
     summary = lead_summary(clustered)
     assert summary["band95_coverage"] == 0.75 and "band95_coverage_se" in summary
+    # no conformal row: the keys are there, without a figure
+    empty = band_misses(clustered.iloc[:0])
+    assert set(empty) == set(band_misses(clustered)) and all(np.isnan(v) for v in empty.values())
