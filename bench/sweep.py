@@ -1,13 +1,28 @@
 """Sweep benchmark: `evaluate --sweep` (every family over its dial, plans per quantile, the
-points in a process pool) over a replay window, against the single-point evaluation of the
-same window (reactive, siloed, LT-I/U/UA on one plan sequence) side by side.
+points in a process pool) over a replay window, against a baseline run side by side.
 
-Each run gets a fresh copy of the warehouse (no forecasts or plans left by the other run),
-in a fresh process, one after the other. Figures: wall time of each, their ratio, the
-sweep's split (demand and references, forecasts, plans, replays), points and plans made.
+Baselines (``--baseline``):
 
-    .venv/bin/python bench/sweep.py --warehouse .sageserve/warehouse.duckdb \
-        [--hours 72] [--end 2024-06-14T00:00] [--time-limit 5] [--workers 2] [--json]
+* ``single``: the single-point evaluation of the same window (reactive, siloed, LT-I/U/UA on
+  one plan sequence);
+* ``sweep:PATH``: the same sweep run by another checkout's ``sageserve`` executable (e.g.
+  main's ``.venv/bin/sageserve``: before and after a change to the sweep, side by side);
+* ``none``: the sweep alone (a window too long to run twice in one turn on a shared machine).
+
+Each run gets a fresh copy of the warehouse (no forecasts or plans left by the other run), in a
+fresh process, one after the other. Forecasts missing at the window's hours are made in the
+run, as the sweep does on a warehouse the hourly job has not filled: pick a window the
+warehouse has no forecasts for to count them. Figures: wall time of each, their ratio, the
+sweep's split (set-up, forecasts, plans, replays), points and plans made, and
+``projected_s``: the wall time projected to ``--project-hours`` replayed hours, linearly
+(every part of the sweep is per replayed hour: a forecast and a plan per quantile per hour,
+a replay minute per point; the daily model selection runs once per 24 h and is counted once
+per measured window, so a window shorter than 24 h over-projects it).
+
+    .venv/bin/python bench/sweep.py --config configs/servegen.yaml \\
+        --warehouse W.duckdb --hours 12 --end 2024-06-12T06:00 \\
+        [--baseline single | --baseline sweep:/work/main/.venv/bin/sageserve] \\
+        [--time-limit S] [--workers 2] [--project-hours 72] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -21,20 +36,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(args: list[str], warehouse: Path) -> tuple[float, dict[str, object]]:
+def _run(
+    exe: str, args: list[str], warehouse: Path, config: Path, keep: Path | None = None
+) -> tuple[float, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "wh.duckdb"
         shutil.copy(warehouse, copy)
-        cmd = [str(ROOT / ".venv/bin/sageserve"), "--warehouse", str(copy), "evaluate", *args]
+        cmd = [exe, "--config", str(config), "--warehouse", str(copy), "evaluate", *args]
         cmd += ["--out", str(Path(tmp) / "out"), "--json"]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
+        if keep is not None and done.returncode == 0:
+            shutil.copytree(Path(tmp) / "out", keep, dirs_exist_ok=True)
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     return wall, json.loads(done.stdout)
@@ -43,32 +62,68 @@ def _run(args: list[str], warehouse: Path) -> tuple[float, dict[str, object]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--warehouse", type=Path, default=ROOT / ".sageserve/warehouse.duckdb")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs/default.yaml")
     ap.add_argument("--hours", type=int, default=72)
     ap.add_argument("--end", default="2024-06-14T00:00")
-    ap.add_argument("--time-limit", type=float, default=5.0)
+    ap.add_argument("--time-limit", type=float, default=None, help="default: the config's")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--quantiles", default=None, help="default: the sweep's")
+    ap.add_argument("--baseline", default="single", help="none | single | sweep:PATH-TO-SAGESERVE")
+    ap.add_argument("--project-hours", type=int, default=72)
+    ap.add_argument("--keep", type=Path, default=None, help="copy the sweep's outputs here")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    common = ["--hours", str(a.hours), "--end", a.end, "--time-limit", str(a.time_limit)]
-    single_s, _ = _run([*common, "--policies", "reactive,siloed,lt-i,lt-u,lt-ua"], a.warehouse)
-    sweep_s, sweep = _run([*common, "--sweep", "--workers", str(a.workers)], a.warehouse)
-    out = {
+    exe = str(ROOT / ".venv/bin/sageserve")
+    config = a.config.resolve()
+    common = ["--hours", str(a.hours), "--end", a.end]
+    common += ["--time-limit", str(a.time_limit)] if a.time_limit else []
+    sweep_args = [*common, "--sweep", "--workers", str(a.workers)]
+    sweep_args += ["--quantiles", a.quantiles] if a.quantiles else []
+    base_s, base = float("nan"), dict[str, Any]()
+    if a.baseline == "none":
+        pass
+    elif a.baseline == "single":
+        base_args = [*common, "--policies", "reactive,siloed,lt-i,lt-u,lt-ua"]
+        base_s, base = _run(exe, base_args, a.warehouse, config)
+    elif a.baseline.startswith("sweep:"):
+        base_s, base = _run(a.baseline.removeprefix("sweep:"), sweep_args, a.warehouse, config)
+    else:
+        sys.exit(f"--baseline: none, single or sweep:PATH, got {a.baseline!r}")
+    sweep_s, sweep = _run(exe, sweep_args, a.warehouse, config, a.keep)
+    out: dict[str, Any] = {
+        "config": str(a.config),
+        "window": sweep["window"],
         "hours": a.hours,
-        "time_limit_s": a.time_limit,
+        "time_limit_s": a.time_limit or "config",
         "workers": a.workers,
-        "single_evaluation_s": round(single_s, 1),
+        "baseline": a.baseline,
+        "baseline_s": round(base_s, 1),
         "sweep_s": round(sweep_s, 1),
-        "ratio": round(sweep_s / single_s, 2),
+        "ratio": round(sweep_s / base_s, 3),
         "points": sweep["points"],
         "plans": sum(map(len, cast(dict[str, list[str]], sweep["plans"]).values())),
         "sweep_split_s": sweep["seconds"],
+        "project_hours": a.project_hours,
+        "projected_s": round(sweep_s * a.project_hours / a.hours, 0),
     }
+    if a.baseline.startswith("sweep:"):
+        out["baseline_split_s"] = base["seconds"]
+
+        # same window, config and seed: the points that need no plan must replay identically
+        # (plans may differ: SCIP stops at a wall-clock limit on a shared machine)
+        def planless(report: dict[str, Any]) -> list[dict[str, Any]]:
+            return sorted(
+                (r for r in report["results"] if r["family"] != "plan"), key=lambda r: r["policy"]
+            )
+
+        out["same_planless_rows"] = planless(base) == planless(sweep)
+        out["same_frontier"] = base["frontier"] == sweep["frontier"]
     if a.json:
         print(json.dumps(out, indent=1))
         return
     for k, v in out.items():
-        print(f"{k:>22}: {v}")
+        print(f"{k:>18}: {v}")
 
 
 if __name__ == "__main__":

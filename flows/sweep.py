@@ -3,10 +3,18 @@ two references, and the frontier (see planner/sim/sweep.py for the families and 
 
 The warehouse is read in this process only: the replay's minute demand, and per hour of the
 window the forecasts at its origin (made now if missing, as the hourly job would) and the
-token mix. Plans for the quantiles of the ``plan`` family are then made in a process pool,
-one rolling sequence per quantile (shared by LT-I, LT-U and LT-UA), and every point is
-replayed in the same pool. Workers receive plain values (config, frames, arrays), never a
-connection.
+token mix. Everything else runs in one process pool, scheduled so no worker waits on work it
+does not need:
+
+* the points that need no plan (reactive, SLO-aware, siloed) are queued first and replay
+  while this process reads (or makes) the forecasts;
+* then one rolling plan sequence per planning quantile (shared by LT-I, LT-U, LT-UA and LT-R:
+  plans are made once per quantile, never per mode);
+* each quantile's plan points are queued the moment its sequence is back, so they fill the
+  workers while the other sequences are still solving.
+
+The window's arrays (fleet, demand, serving model, references) reach each worker once, when
+it starts, never with each point. Workers receive plain values, never a connection.
 """
 
 from __future__ import annotations
@@ -14,9 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +51,8 @@ from planner.sim.plans import plan_targets
 from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
+    PlanTargets,
+    Point,
     frontier,
     grid,
     references,
@@ -133,9 +144,89 @@ def replay_setup(
     return start, stop, p, demand, serving, wb, clair
 
 
-def _pool(workers: int) -> Executor:
-    # spawn: the parent holds a DuckDB connection and its threads; a fork would copy them
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+@dataclass(frozen=True)
+class Window:
+    """What every point replays against: shipped to each worker once (a pool's initializer,
+    or one broadcast to a Dask cluster), never with each point."""
+
+    p: FleetParams
+    demand: MinuteDemand
+    work_bound: float
+    clairvoyant: Clairvoyant
+    serving: ServingModel
+
+    def replay(self, point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
+        return run_point(
+            point, self.p, self.demand, plans, self.work_bound, self.clairvoyant, self.serving
+        )
+
+
+_WINDOW: list[Window] = []
+
+
+def _set_window(window: Window) -> None:
+    """Pool initializer."""
+    _WINDOW[:] = [window]
+
+
+def _replay(point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
+    """One point on the window the worker was started with (``_set_window``)."""
+    return _WINDOW[0].replay(point, plans)
+
+
+def _replay_on(window: Window, point: Point, plans: dict[float, PlanTargets]) -> dict[str, Any]:
+    return window.replay(point, plans)
+
+
+def dask_address(cfg: FleetConfig) -> str | None:
+    """The Dask scheduler the sweep runs on: the planner's (``planner.dask_address``, also
+    the region subproblems') or SAGESERVE_DASK_ADDRESS; None: a local process pool."""
+    return cfg.planner.dask_address or os.environ.get("SAGESERVE_DASK_ADDRESS") or None
+
+
+def _pool(workers: int, window: Window | None = None) -> ProcessPoolExecutor:
+    """A local process pool (spawn: the parent holds a DuckDB connection and its threads,
+    which a fork would copy), its workers started with ``window`` when given."""
+    context = multiprocessing.get_context("spawn")
+    if window is None:
+        return ProcessPoolExecutor(workers, mp_context=context)
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_set_window, initargs=(window,)
+    )
+
+
+class Engine:
+    """Where the sweep's tasks run: a local process pool of ``workers`` (:func:`_pool`), or
+    the Dask cluster at ``address``. Both hand back ``concurrent.futures`` futures."""
+
+    def __init__(self, window: Window, workers: int, address: str | None = None) -> None:
+        self._client: Any = None
+        self._window: Any = None
+        self._pool: Executor
+        if address:
+            from distributed import Client
+
+            self._client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
+            self._window = self._client.scatter(window, broadcast=True)
+            self._pool = self._client.get_executor(pure=False)
+        else:
+            self._pool = _pool(workers, window)
+
+    def point(self, point: Point, plans: dict[float, PlanTargets]) -> Future[dict[str, Any]]:
+        if self._client is not None:
+            return self._pool.submit(_replay_on, self._window, point, plans)
+        return self._pool.submit(_replay, point, plans)
+
+    def sequence(self, cfg: FleetConfig, inputs: Sequence[HourInputs]) -> Future[list[Plan]]:
+        return self._pool.submit(plan_sequence_from, cfg, inputs)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+        if self._client is not None:
+            self._client.close()
 
 
 def run_sweep(
@@ -150,7 +241,9 @@ def run_sweep(
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> Sweep:
-    """Replay the window through every point of the families' grids (module docstring)."""
+    """Replay the window through every point of the families' grids (module docstring).
+    ``seconds`` in the result: the set-up, the forecasts (while the planless points replay),
+    the plans (while the finished quantiles' points replay) and the rest of the replays."""
     points = grid(families, quantiles)
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -161,37 +254,38 @@ def run_sweep(
         seconds[name] = round(now - clock, 2)
         clock = now
 
+    def done(_f: Future[Any]) -> None:
+        if progress:
+            progress(1)
+
     planner = {"seed": seed, **({"time_limit_s": time_limit_s} if time_limit_s else {})}
     cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=planner)})
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, hours, end)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
-    inputs = hour_inputs(con, cfg, start, hours) if wanted else []
-    lap("forecasts")
-    with _pool(workers) as pool:
-        sequences = dict(
-            zip(
-                wanted,
-                pool.map(
-                    plan_sequence_from,
-                    [at_quantile(cfg, q) for q in wanted],
-                    [inputs] * len(wanted),
-                ),
-                strict=True,
-            )
-        )
-        if progress and wanted:
-            progress(len(wanted) * hours)
-        plans = {q: plan_targets(seq, p) for q, seq in sequences.items()}
-        lap("plans")
-        futures = [
-            pool.submit(run_point, pt, p, demand, plans, wb, clair, serving) for pt in points
-        ]
-        rows = []
-        for f in futures:
-            rows.append(f.result())
+    replays: dict[int, Future[dict[str, Any]]] = {}
+    sequences: dict[float, list[Plan]] = {}
+    window = Window(p, demand, wb, clair, serving)
+    with Engine(window, workers, dask_address(cfg)) as pool:
+        for i, pt in enumerate(points):
+            if pt.family != "plan":
+                replays[i] = pool.point(pt, {})
+                replays[i].add_done_callback(done)
+        inputs = hour_inputs(con, cfg, start, hours) if wanted else []
+        lap("forecasts")
+        solving = {pool.sequence(at_quantile(cfg, q), inputs): q for q in wanted}
+        for f in as_completed(solving):
+            q = solving[f]
+            sequences[q] = f.result()
             if progress:
-                progress(1)
+                progress(hours)
+            plans = {q: plan_targets(sequences[q], p)}
+            for i, pt in enumerate(points):
+                if pt.family == "plan" and float(pt.params["quantile"]) == q:
+                    replays[i] = pool.point(pt, plans)
+                    replays[i].add_done_callback(done)
+        lap("plans")
+        rows = [replays[i].result() for i in range(len(points))]
         lap("replays")
     return Sweep(
         start,
@@ -208,7 +302,7 @@ def run_sweep(
         },
         config_hash(cfg),
         seed,
-        {q: [pl.plan_id for pl in seq] for q, seq in sequences.items()},
+        {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
         seconds,
     )
 

@@ -172,3 +172,25 @@ def test_sweep_runs_every_family_and_reports_its_frontier(
     out = json.loads(ok.stdout)
     assert set(out["frontier"]) == {"reactive", "siloed"}
     assert all("vs_work_bound" in r and "params" in r for r in out["results"])
+
+
+def test_sweep_runs_on_a_dask_cluster_when_one_is_configured(
+    warehouse_path: Path, quick_cfg: FleetConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With SAGESERVE_DASK_ADDRESS the points run on that cluster (the window broadcast once)
+    and replay exactly as in this process (plan sequences go through the same executor;
+    planless families keep the test to seconds)."""
+    distributed = pytest.importorskip("distributed")
+    from flows.sweep import replay_setup, run_sweep
+    from planner.sim.sweep import grid, run_point
+
+    families = ["siloed", "reactive"]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False) as cluster:
+        monkeypatch.setenv("SAGESERVE_DASK_ADDRESS", cluster.scheduler_address)
+        with connect(warehouse_path) as con:
+            sweep = run_sweep(con, quick_cfg, 1, END, families, [])
+            _, _, p, demand, serving, wb, clair = replay_setup(con, quick_cfg, 1, END)
+        ran = cluster.scheduler.task_prefixes  # the points ran there, not in a local pool
+        assert "replay_on" in ran and "Window" in ran
+    here = [run_point(pt, p, demand, {}, wb, clair, serving) for pt in grid(families, [])]
+    assert sweep.rows == here and len(here) == 28

@@ -17,8 +17,10 @@ from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
 from planner.sim.fluid import Policy, SimResult
 from planner.sim.latency import Curve
+from planner.sim.plan_reactive import PlanReactive
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.serving import ServingModel, ideal
+from planner.sim.slo_policy import SloReactive
 from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
 
@@ -39,13 +41,30 @@ def demand(minutes: int, rates: dict[tuple[int, int], float | np.ndarray]) -> Mi
     return MinuteDemand(START, req, req * 10, req * 90)
 
 
-def static(p: FleetParams, a: int, b: int = 0) -> PlanFollowing:
+def fixed(p: FleetParams, a: int, b: int = 0) -> Targets:
     inst = np.zeros((2, 1, 1))
     inst[0, 0, 0], inst[1, 0, 0] = a, b
-    t = Targets(
+    return Targets(
         np.ceil(inst[:, :, 0] / 2), np.zeros((2, 1)), inst, np.zeros_like(inst), home_routing(p)
     )
-    return PlanFollowing(p, [t], np.zeros((1, 2, 1)), name=f"static-{a}-{b}")
+
+
+def static(p: FleetParams, a: int, b: int = 0) -> PlanFollowing:
+    return PlanFollowing(p, [fixed(p, a, b)], np.zeros((1, 2, 1)), name=f"static-{a}-{b}")
+
+
+def plan_modes(p: FleetParams, hours: int) -> list[Policy]:
+    """Every way the plan family carries out a plan (LT-I, LT-U, LT-UA, LT-R with and without
+    make before break), on a plan that is wrong on purpose: one instance an hour, moving
+    between the regions each hour, whatever the trace does."""
+    hourly = [fixed(p, 1, 0) if h % 2 else fixed(p, 0, 1) for h in range(hours)]
+    expected = np.full((hours, 2, 1), 0.5)
+    return [
+        PlanFollowing(p, hourly, expected, mode="lt-u", name="lt-u"),
+        PlanFollowing(p, hourly, expected, mode="lt-ua", name="lt-ua", ahead=1.05),
+        PlanReactive(p, hourly, name="lt-r", target=0.3, up=0.4, down=0.21),
+        PlanReactive(p, hourly, name="lt-r-break", handover=False),
+    ]
 
 
 def traces() -> dict[str, MinuteDemand]:
@@ -86,6 +105,9 @@ def policies(p: FleetParams, d: MinuteDemand) -> list[Policy]:
         static(p, 1),
         static(p, 2, 1),
         static(p, 0),
+        SloReactive(p, first, name="slo-cold", target=0.1, up=0.2, down=0.07),
+        SloReactive(p, first, name="slo-hot", target=0.9, up=1.0, down=0.63, min_instances=0),
+        *plan_modes(p, d.minutes // 60),
     ]
 
 

@@ -165,3 +165,18 @@ def test_the_hourly_schedule_runs_plan_lead_minutes_before_the_hour() -> None:
     hourly = next(d for d in deployments["deployments"] if d["name"] == "hourly-plan")
     minute = int(hourly["schedules"][0]["cron"].split()[0])
     assert minute == 60 - load_config().planner.plan_lead_min
+
+
+def test_the_full_scale_servegen_config_differs_from_the_01_one_only_in_its_fleet() -> None:
+    """configs/servegen-1.0.yaml (the headline) is configs/servegen.yaml with the fleet for ten
+    times the volume: models, tiers, forecasting and planner settings cannot drift apart."""
+    configs = DEFAULT_CONFIG.parent
+    small = load_config(configs / "servegen.yaml").model_dump()
+    full = load_config(configs / "servegen-1.0.yaml").model_dump()
+    for data in (small, full):
+        for key in ("name", "fleet", "paths"):
+            data.pop(key)
+    assert full == small
+    fleet = {(f.region, f.vm_type): f for f in load_config(configs / "servegen-1.0.yaml").fleet}
+    for f in load_config(configs / "servegen.yaml").fleet:
+        assert fleet[(f.region, f.vm_type)].quota >= 10 * f.quota

@@ -68,6 +68,9 @@ def test_frontier_picks_the_cheapest_point_meeting_every_target() -> None:
     assert front["plan"]["saving_vs_reactive"] == pytest.approx(0.10)
     assert front["plan"]["saving_vs_reactive_families"] == pytest.approx(0.10)
     assert front["plan"]["params"] == {"gpu": 90.0}
+    # the keys issue #14 names for each family's frontier point, with the row's own figures
+    assert {"params", "gpu_hours", "saving_vs_reactive", "vs_bound"} <= set(front["plan"])
+    assert front["plan"]["vs_bound"] == pytest.approx(90.0 / 50.0)
     assert front["slo-reactive"] is None
     assert "siloed" not in front  # not run: not reported
     assert not meets(r("x", 1.0, iwf=0.9899)) and meets(r("x", 1.0, iwf=0.99))
