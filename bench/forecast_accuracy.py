@@ -292,7 +292,8 @@ def print_table(label: str, result: dict[str, Any]) -> None:
     )
     print(
         f"{'metric':16s} {'lead':>5s} {'points':>6s} {'orig':>4s} {'MASE':>6s} {'sn24':>6s} "
-        f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s}"
+        f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s} "
+        f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s}"
     )
     for metric, leads in result["by_horizon"].items():
         for lead, s in leads.items():
@@ -303,8 +304,17 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 f"{s['mase']:6.3f} {s['snaive24_mase']:6.3f} "
                 f"{s['improvement_vs_snaive24']:8.1%} {s.get('snaive168_mase', float('nan')):6.3f} "
                 f"{s.get('improvement_vs_snaive168', float('nan')):8.1%} "
-                f"{s['scaled_pinball']:7.3f} {s['band95_coverage']:8.1%}"
+                f"{s['scaled_pinball']:7.3f} {s['band95_coverage']:8.1%} "
+                f"{s.get('band95_coverage_se', float('nan')):5.1%} "
+                f"{s.get('band95_below', float('nan')):6.1%} "
+                f"{s.get('band95_above', float('nan')):6.1%} "
+                f"{s.get('band95_worst_origin_miss_share', float('nan')):6.0%}"
             )
+    print(
+        "95 % band: ±se clustered by origin (an origin's points share one day's surprise); "
+        "below/above: share of points under/over the band; worst: share of the misses at the "
+        "single worst origin"
+    )
     print(
         "nowcast (forecast made 40 minutes into the origin's hour, the minutes so far read); "
         "95 % band: calibrated on nowcasts' residuals [moved forecast band]; mean width / "

@@ -82,6 +82,7 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
         "improvement_vs_snaive24": float(1 - d24["err"].mean() / d24["snaive24_err"].mean()),
         "scaled_pinball": float(conf["pinball"].mean()) if len(conf) else float("nan"),
         "band95_coverage": float(conf["in_band"].mean()) if len(conf) else float("nan"),
+        **band_misses(conf),
     }
     if "nowcast_err" in rows:
         nc = d24.dropna(subset=["nowcast_err"])
@@ -106,6 +107,38 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
             1 - d168["err"].mean() / d168["snaive168_err"].mean()
         )
     return out
+
+
+def band_misses(conf: pd.DataFrame) -> dict[str, float]:
+    """Where the 95 % band misses, over conformal rows: the share of points below and above
+    it; the standard error of the coverage clustered by origin (an origin's points share one
+    day's surprise, so the number of origins, not of points, bounds what a coverage figure
+    can resolve); and the share of all misses that fall at the single worst origin."""
+    keys = ("below", "above", "coverage_se", "worst_origin_miss_share")
+    if conf.empty or "q_0_025" not in conf:
+        return {f"band95_{k}": float("nan") for k in keys}
+    actual = conf["actual"].to_numpy(dtype=float)
+    below = actual < conf["q_0_025"].to_numpy(dtype=float)
+    above = actual > conf["q_0_975"].to_numpy(dtype=float)
+    hit = conf["in_band"].to_numpy(dtype=float)
+    per = pd.DataFrame({"origin": conf["origin"].to_numpy(), "hit": hit, "miss": 1 - hit})
+    by_origin = per.groupby("origin").agg(
+        n=("hit", "size"), hits=("hit", "sum"), miss=("miss", "sum")
+    )
+    total, mean = float(by_origin["n"].sum()), float(hit.mean())
+    # cluster-robust (by origin) standard error of a mean of 0/1 hits
+    resid = by_origin["hits"] - by_origin["n"] * mean
+    k = len(by_origin)
+    se = float(np.sqrt(k / max(k - 1, 1) * float((resid**2).sum())) / total)
+    misses = float(by_origin["miss"].sum())
+    return {
+        "band95_below": float(below.mean()),
+        "band95_above": float(above.mean()),
+        "band95_coverage_se": se,
+        "band95_worst_origin_miss_share": float(by_origin["miss"].max() / misses)
+        if misses
+        else 0.0,
+    }
 
 
 def by_horizon(

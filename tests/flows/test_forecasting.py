@@ -76,6 +76,7 @@ def test_cli_backtest_forecast_characterize(warehouse_path: Path, tmp_path: Path
     lead1 = payload["by_horizon"]["all"]["1"]
     assert set(payload["by_horizon"]["all"]) == {"1", "6", "24", "1-24"}
     assert lead1["points"] > 0 and lead1["snaive24_mase"] > 0 and "snaive168_mase" in lead1
+    assert {"band95_below", "band95_above", "band95_coverage_se"} <= set(lead1)
     assert Path(payload["plot"]).stat().st_size > 10_000
     assert "| metric | folds |" in Path(payload["report"]).read_text()
 
