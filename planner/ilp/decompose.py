@@ -59,6 +59,7 @@ class DecompositionResult:
     lp_seconds: float = 0.0  # building, loading and solving the relaxation
     bound_from: str = "none"  # "LP relaxation" or "Lagrangian"
     plan_from: str = "none"  # "dive", "rounding" or "regions"
+    subproblems: str = "region MIPs"  # or "region LPs" (the split relaxation)
 
     @property
     def gap(self) -> float:
@@ -86,12 +87,20 @@ class DecompositionSettings:
     # the relaxation in HiGHS up to this estimated size (0: never, cost-based prices)
     lp_start_max_vars: int = 2_000_000
     lp_share: float = 0.75  # of the time limit the relaxation may take
+    # above this estimated size the relaxation is split by region (planner.ilp.split_lp):
+    # the whole LP takes minutes on one core (the 20×30×4 rung: about 190 s of IPM)
+    split_above_vars: int = 150_000
 
 
 def decompose(
     data: PlanningData, settings: DecompositionSettings, pool: Any
 ) -> DecompositionResult:
     """The module docstring's steps. ``pool``: a planner.ilp.parallel.RegionPool."""
+    if data_size(data) > settings.split_above_vars:
+        from planner.ilp.split_lp import split_decompose
+
+        result: DecompositionResult = split_decompose(data, settings, pool)
+        return result
     started = time.perf_counter()
     deadline = started + settings.time_limit_s
     out = DecompositionResult(-math.inf, 0, None, math.inf, workers=pool.workers)

@@ -155,7 +155,7 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         method=(
             f"lagrangian decomposition by region: bound from the {result.bound_from}, plan "
             f"from {result.plan_from}, {result.iterations} region rounds, prices from "
-            f"{result.start}, region MIPs {result.region_seconds:.0f} s of work, {engine}"
+            f"{result.start}, {result.subproblems} {result.region_seconds:.0f} s of work, {engine}"
         ),
     )
     if result.values is not None:
