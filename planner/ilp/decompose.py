@@ -90,6 +90,7 @@ class DecompositionSettings:
     # above this estimated size the relaxation is split by region (planner.ilp.split_lp):
     # the whole LP takes minutes on one core (the 20×30×4 rung: about 190 s of IPM)
     split_above_vars: int = 150_000
+    split_groups: int | None = 4  # region groups of the split (None: one per region)
 
 
 def decompose(

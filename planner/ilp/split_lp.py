@@ -70,6 +70,7 @@ class Block:
     name: str
     cols: np.ndarray
     rows: np.ndarray
+    regions: frozenset[str]
     matrix: sparse.csc_matrix
     cost: np.ndarray
     col_lo: np.ndarray
@@ -267,14 +268,18 @@ class Split:
     col_of: dict[tuple[str, tuple[Any, ...]], int] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, relax: HighsRelaxation) -> Split:
+    def of(cls, relax: HighsRelaxation, groups: int | None = None) -> Split:
+        """``groups``: regions per block cut into that many contiguous groups (by latency,
+        :func:`region_groups`); None: one block per region."""
+        data = relax.built.data
+        group = region_groups(data, groups or len(data.regions))
         names: list[str] = []
         family_key: list[tuple[str, tuple[Any, ...]]] = [("", ())] * len(relax.cost)
         for family, variables in relax.built.vars.items():
             for key, var in variables.items():
                 family_key[relax.column[var.name]] = (family, key)
         for family, key in family_key:
-            names.append(NIW_BLOCK if family in ("b", "en") else str(key[0]))
+            names.append(NIW_BLOCK if family in ("b", "en") else group[str(key[0])])
         order = sorted(set(names), key=lambda s: (s == NIW_BLOCK, s))
         index = {name: i for i, name in enumerate(order)}
         col_block = np.asarray([index[n] for n in names], dtype=np.int64)
@@ -303,6 +308,7 @@ class Split:
                     name=name,
                     cols=cols,
                     rows=rows,
+                    regions=frozenset(r for r, g in group.items() if g == name),
                     matrix=csr[rows][:, cols].tocsc(),
                     cost=relax.cost[cols],
                     col_lo=relax.col_lo[cols],
@@ -390,8 +396,9 @@ class Split:
                 region_part[(ci, b)] = max(0.0, float(row.data[sel] @ x_bar[row.indices[sel]]))
             if isolated:
                 for b in set(blocks.tolist()) - {niw}:  # none served: by interactive demand
-                    region = self.blocks[b].name
-                    region_part[(ci, b)] = 1e-9 + home[(region, int(t))]
+                    region_part[(ci, b)] = 1e-9 + sum(
+                        home[(region, int(t))] for region in self.blocks[b].regions
+                    )
         for rows in by_model.values():
             available = 0.0
             for _t, ci in sorted(rows):
@@ -419,7 +426,7 @@ class Split:
                 name = names[i]
                 if (
                     name.startswith("interactive_assign[")
-                    and name.split("[")[1].split(",")[0] != block.name
+                    and name.split("[")[1].split(",")[0] not in block.regions
                 ):
                     continue  # flows routed away from b: held at x_bar below
                 if name.startswith("vm_rounding"):
@@ -450,7 +457,7 @@ class Split:
             # flows routed away from b (f[b, r'], r' ≠ b) held at x_bar
             for j in block.cols:
                 family, key = self.family_key[int(j)]
-                if family == "f" and key[1] != block.name:
+                if family == "f" and key[1] not in block.regions:
                     fixed_cols.append(int(local[j]))
             fc = np.asarray(fixed_cols, dtype=np.int64)
             k_rows = len(lo)
@@ -563,7 +570,8 @@ class Split:
                     continue
                 r, m, k, t = name[name.index("[") + 1 : -1].split(",")
                 flows = list(into[(r, m, k, t)])
-                flows.sort(key=lambda rf: rf[0] == r)  # imports first, the home flow last
+                # flows from other blocks first (fixed there), the block's own flows last
+                flows.sort(key=lambda rf: rf[0] in block.regions)
                 for r0, j in flows:
                     cut = min(short, x[j])
                     if cut <= 0:
@@ -591,6 +599,21 @@ class Split:
         return float(viol.max(initial=0.0))
 
 
+def region_groups(data: PlanningData, k: int) -> dict[str, str]:
+    """Regions cut into ``k`` contiguous groups of (nearly) equal size along the latency
+    map: ordered by latency from the most remote region, so that most allowed routes stay
+    inside a group. Region → group name (the region itself when ``k`` ≥ regions)."""
+    regions = list(data.regions)
+    if k >= len(regions):
+        return {r: r for r in regions}
+    far = max(regions, key=lambda r: (sum(data.latency[(r, o)] for o in regions), r))
+    ordered = sorted(regions, key=lambda r: (data.latency[(far, r)], r))
+    out = {}
+    for i, r in enumerate(ordered):
+        out[r] = f"group{i * k // len(ordered)}"
+    return out
+
+
 def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     """The module docstring's rounds within ``settings.time_limit_s``: a Lagrangian round at
     cost-based prices, a primal round from it (the first plan; its duals the next prices),
@@ -607,7 +630,7 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     out.start = "cost-based prices, then a primal round's duals"
     out.subproblems = "region LPs (the relaxation split by region)"
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
-    split = Split.of(relax)
+    split = Split.of(relax, settings.split_groups)
     out.lp_seconds = time.perf_counter() - started
     regions = [b for b in split.blocks if b.name != NIW_BLOCK]
     log.info(
