@@ -127,7 +127,7 @@ def _highs(block: Block, cost: np.ndarray, extra: Localised | None = None) -> An
         col_hi[extra.fixed_cols] = extra.fixed_vals
         col_lo = np.concatenate([col_lo, np.zeros(k)])
         col_hi = np.concatenate([col_hi, np.full(k, np.inf)])
-    lp = highspy.HighsLp()  # type: ignore[no-untyped-call]
+    lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
     lp.col_cost_ = np.asarray(cost, dtype=float)
     lp.col_lower_, lp.col_upper_ = col_lo, col_hi
@@ -379,6 +379,7 @@ class Split:
         # arrived: the backlog never goes negative), and each region's part of it
         niw_need: dict[int, float] = {}
         region_part: dict[tuple[int, int], float] = defaultdict(float)
+        parts_of: dict[int, set[int]] = {}
         by_model: dict[str, list[tuple[int, int]]] = defaultdict(list)
         isolated = not x_bar.any()
         home: dict[tuple[str, int], float] = defaultdict(float)
@@ -391,7 +392,8 @@ class Split:
             by_model[m].append((int(t), ci))
             row = a_c[ci]
             blocks = self.col_block[row.indices]
-            for b in set(blocks.tolist()) - {niw}:
+            parts_of[ci] = set(blocks.tolist()) - {niw}
+            for b in parts_of[ci]:
                 sel = blocks == b
                 region_part[(ci, b)] = max(0.0, float(row.data[sel] @ x_bar[row.indices[sel]]))
             if isolated:
@@ -399,22 +401,37 @@ class Split:
                     region_part[(ci, b)] = 1e-9 + sum(
                         home[(region, int(t))] for region in self.blocks[b].regions
                     )
-        for rows in by_model.values():
-            available = 0.0
-            for _t, ci in sorted(rows):
+        for m, rows in by_model.items():
+            available = arrived = served = 0.0
+            for t, ci in sorted(rows):
                 i = self.coupling[ci]
                 available += relax.row_lo[i]  # arrivals (the opening backlog in hour 1)
-                wanted = sum(v for (cj, _b), v in region_part.items() if cj == ci)
+                arrived += relax.row_lo[i]
+                wanted = sum(region_part[(ci, b)] for b in parts_of[ci])
                 if isolated:
                     wanted = relax.row_lo[i]  # nothing to follow: serve arrivals as they come
-                niw_need[ci] = max(0.0, min(wanted, available))
+                # at least what the deadline needs: the backlog within the window
+                due = arrived - data.niw_window(m, t) / FLOW_UNIT - served
+                niw_need[ci] = max(0.0, min(max(wanted, due), available))
                 available -= niw_need[ci]
+                served += niw_need[ci]
+                if niw_need[ci] > 0 and wanted <= 1e-12:  # none planned: by interactive demand
+                    for b in parts_of[ci]:
+                        region_part[(ci, b)] = 1e-9 + sum(
+                            home[(region, t)] for region in self.blocks[b].regions
+                        )
         for b, block in enumerate(self.blocks):
             if block.name == NIW_BLOCK:
                 continue
             local = np.full(len(relax.cost), -1, dtype=np.int64)
             local[block.cols] = np.arange(len(block.cols))
-            rows_i, rows_j, rows_v, lo, hi, coef, cost = [], [], [], [], [], [], []
+            rows_i: list[int] = []
+            rows_j: list[int] = []
+            rows_v: list[float] = []
+            lo: list[float] = []
+            hi: list[float] = []
+            coef: list[float] = []
+            cost: list[float] = []
             ids: list[int] = []
             fixed_cols: list[int] = []
             for ci, i in enumerate(self.coupling):
@@ -485,7 +502,11 @@ class Split:
         block = self.blocks[b]
         local = np.full(len(relax.cost), -1, dtype=np.int64)
         local[block.cols] = np.arange(len(block.cols))
-        rows_i, rows_j, rows_v, lo, ids = [], [], [], [], []
+        rows_i: list[int] = []
+        rows_j: list[int] = []
+        rows_v: list[float] = []
+        lo: list[float] = []
+        ids: list[int] = []
         for ci, i in enumerate(self.coupling):
             row = a_c[ci]
             mine = self.col_block[row.indices] == b
@@ -644,7 +665,7 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     del relax.built.model  # the SCIP model is not needed again (memory)
 
     def left() -> float:
-        return deadline - time.perf_counter()
+        return float(deadline - time.perf_counter())
 
     def lagrange(y_c: np.ndarray) -> tuple[float, np.ndarray, list[BlockSolution]]:
         costs = split.priced_costs(y_c)
@@ -688,19 +709,16 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
             out.offer_plan(split.values(x), objective, "regions (split LP dives)")
         return y_next
 
-    # round 0: every region on its own (a plan, and its marginal costs as prices); the
-    # cost-based prices kept if they bound better
-    y_cost = split.initial_prices(data)
-    y_iso = primal(np.zeros(len(relax.cost)))
-    bound, x, _ = lagrange(y_cost)
-    y, best_bound = y_cost, bound
+    # round 1 at cost-based prices; the first plan follows its point
+    y = split.initial_prices(data)
+    bound, x, _ = lagrange(y)
     out.offer_bound(bound, "Lagrangian (region LPs)")
-    if y_iso is not None and left() > 0:
-        bound_iso, x_iso, _ = lagrange(y_iso)
-        out.offer_bound(bound_iso, "Lagrangian (region LPs)")
-        if bound_iso > bound:
-            y, bound, x = y_iso, bound_iso, x_iso
+    if left() > 0:
+        primal(x)
     best_y, theta, stall = y, 0.5, 0
+    # the plan follows the average of the Lagrangian points (an LP vertex routes all or
+    # nothing across a group boundary; the running average approaches the LP's routing)
+    x_avg, n_avg = x.copy(), 1
     while left() > 0 and out.iterations < settings.max_iterations:
         out.history.append(
             {
@@ -721,8 +739,8 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         )
         if out.gap <= settings.gap:
             break
-        if out.iterations % 3 == 0:
-            primal(x)
+        if out.iterations % 3 == 0 and n_avg > 1:
+            primal(x_avg)
         g = split.subgradient(x, y)
         norm2 = float(g @ g)
         if norm2 < 1e-12:
@@ -730,12 +748,15 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         if stall >= 2:
             theta, stall = theta / 2, 0
             y = best_y
-        target = out.objective if math.isfinite(out.objective) else 1.05 * out.lower_bound
-        step = theta * max(target - out.lower_bound, 1e-6 * abs(target)) / norm2
+        # Polyak's step towards a target between the best bound and the best plan
+        best = out.lower_bound
+        target = min(out.objective, 1.05 * best) if math.isfinite(out.objective) else 1.05 * best
+        step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
         y = split.project(y + step * g)
         if left() <= 0:
             break
         bound, x, _ = lagrange(y)
+        x_avg, n_avg = (n_avg * x_avg + x) / (n_avg + 1), n_avg + 1
         if bound > out.lower_bound:
             best_y, stall = y, 0
             theta = min(1.0, theta * 1.2)
