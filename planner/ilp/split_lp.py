@@ -680,7 +680,9 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         """A plan from the Lagrangian point ``x_bar``; the prices its LPs imply."""
         began = time.perf_counter()
         extras = split.localised(data, x_bar)
-        tasks = [(b, e, left(), wall_deadline, True) for b, e in zip(regions, extras, strict=True)]
+        # each group's fair share of the time left (the groups queue on the workers)
+        share = left() * max(1, int(pool.workers)) / max(1, len(regions))
+        tasks = [(b, e, share, wall_deadline, True) for b, e in zip(regions, extras, strict=True)]
         sols: list[BlockSolution] = pool.map(solve_primal, tasks)
         out.region_seconds += sum(x.seconds for x in sols)
         prices = np.zeros(len(split.coupling))
@@ -715,7 +717,8 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     out.offer_bound(bound, "Lagrangian (region LPs)")
     if left() > 0:
         primal(x)
-    best_y, theta, stall = y, 0.5, 0
+    best_y, best_x, theta, stall = y, x, 0.0125, 0
+    scale = np.maximum(np.abs(y), 1e-3 * float(np.abs(y).max(initial=1.0)))
     # the plan follows the average of the Lagrangian points (an LP vertex routes all or
     # nothing across a group boundary; the running average approaches the LP's routing)
     x_avg, n_avg = x.copy(), 1
@@ -741,27 +744,23 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
             break
         if out.iterations % 3 == 0 and n_avg > 1:
             primal(x_avg)
+        # sign steps, each price moved by a share of its cost-based size: on the 12×15×4
+        # rung they raised the bound where Polyak's steps (towards the plan) did not
+        if stall:  # back to the best prices, shorter steps
+            theta, y, x = theta / 2, best_y, best_x
         g = split.subgradient(x, y)
-        norm2 = float(g @ g)
-        if norm2 < 1e-12:
+        if not np.any(g):
             break
-        if stall >= 2:
-            theta, stall = theta / 2, 0
-            y = best_y
-        # Polyak's step towards a target between the best bound and the best plan
-        best = out.lower_bound
-        target = min(out.objective, 1.05 * best) if math.isfinite(out.objective) else 1.05 * best
-        step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
-        y = split.project(y + step * g)
+        y = split.project(y + theta * scale * np.sign(g))
         if left() <= 0:
             break
         bound, x, _ = lagrange(y)
         x_avg, n_avg = (n_avg * x_avg + x) / (n_avg + 1), n_avg + 1
         if bound > out.lower_bound:
-            best_y, stall = y, 0
-            theta = min(1.0, theta * 1.2)
+            best_y, best_x, stall = y, x, 0
+            theta = min(0.1, theta * 1.5)
         else:
-            stall += 1
+            stall = 1
         out.offer_bound(bound, "Lagrangian (region LPs)")
     out.seconds = time.perf_counter() - started
     out.bound_from = out.bound_from
