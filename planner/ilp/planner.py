@@ -136,7 +136,13 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
     with RegionPool(data, settings.workers, settings.dask_address) as pool:
         engine = pool.engine
         result = decompose(
-            data, DecompositionSettings(settings.time_limit_s, max(settings.mip_gap, 1e-4)), pool
+            data,
+            DecompositionSettings(
+                settings.time_limit_s,
+                max(settings.mip_gap, 1e-4),
+                split_above_vars=settings.split_above_vars,
+            ),
+            pool,
         )
     from pyscipopt import Model
 

@@ -15,6 +15,7 @@ from planner.ilp.decompose import DecompositionSettings, decompose
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.parallel import RegionPool
 from planner.ilp.plan import SolverFacts
+from planner.ilp.planner import make_plan
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split, solve_priced
@@ -88,3 +89,18 @@ def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
     assert remote.values is not None and local.values is not None
     for family in ("y", "x", "f"):
         assert remote.values[family] == pytest.approx(local.values[family])
+
+
+def test_planner_splits_above_its_threshold_and_says_so() -> None:
+    """The hourly flow's planner picks the split relaxation by size and says so in the
+    plan's facts; the plan verifies and its bound is below the optimum."""
+    data = _instance(1)
+    optimum = solve(create_model(data), EXACT)
+    settings = SolverSettings(time_limit_s=30, mip_gap=0.0, decompose_above_vars=1)
+    plan, check = make_plan(data, replace(settings, split_above_vars=0))
+    assert check.ok, check.violations[:5]
+    assert plan.solver.method.startswith("lagrangian decomposition")
+    assert "region LPs (the relaxation split by region)" in plan.solver.method
+    assert plan.solver.dual_bound <= optimum.objective + 1e-6 * abs(optimum.objective)
+    whole, _ = make_plan(data, settings)  # below the split threshold: region MIPs
+    assert "region MIPs" in whole.solver.method
