@@ -21,18 +21,21 @@ is a lower bound on the LP, hence on the plan (weak duality); its maximum over y
 LP bound itself. Each block's minimum is solved by HiGHS in a worker; the bound reported is
 then recomputed in this process from the assembled row duals y = (y_C, y_1, …, y_B) by the
 same arithmetic as the whole relaxation's (HighsRelaxation.dual_bound: any y gives a bound,
-so a block stopped early weakens the bound, it never invalidates it). The prices move by
-the subgradient rhs − A_C x (Polyak steps towards the best plan's value).
+so a block stopped early weakens the bound, it never invalidates it).
 
-The first prices. Round 0 solves every region in isolation: its own demand served at home
-(imports 0, nothing routed away) and a share of the NIW schedule, the coupling rows held
-block by block with a priced shortfall. The duals of those localised rows are the first
-y_C. Round 0 is also the first plan.
+The prices. The first are cost-based (planner.ilp.lagrange.initial_prices: serving a
+kilotoken/s earns its cheapest cost); then sign steps: each price moves by a share θ of its
+cost-based size in the direction of its subgradient, θ growing after a round that raised
+the bound and halved, back at the best prices, after one that did not (Polyak's steps
+towards the plan, and the duals of a plan's own LPs, gave no better bound on the 8×10×3
+and 12×15×4 rungs). Blocks are groups of regions contiguous on the latency map
+(:func:`region_groups`, 2 by default), so that most allowed routes stay inside a block.
 
 The plan. A primal round fixes the coupling at a Lagrangian solution: the flows routed
 from one region to another are fixed (exports at the origin, imports at the destination,
-which may fall short at the unmet penalty) and each region gets a share of the NIW service
-the NIW block scheduled. Each region then dives on its own LP (VM counts rounded up where
+which may fall short at the unmet penalty) and each group gets its share of the NIW
+service the point has it serve, raised where the deadline needs more and capped by what has
+arrived. Each group then dives on its own LP (VM counts rounded up where
 close, re-solved warm; then the rest rounded up, planner.ilp.rounding.round_up, and the
 continuous decisions re-optimised), in parallel. Assembly books any import shortfall as
 unmet demand at its origins and recomputes the NIW backlog from what the regions served,
@@ -637,9 +640,9 @@ def region_groups(data: PlanningData, k: int) -> dict[str, str]:
 
 def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     """The module docstring's rounds within ``settings.time_limit_s``: a Lagrangian round at
-    cost-based prices, a primal round from it (the first plan; its duals the next prices),
-    then Lagrangian rounds (subgradient, Polyak steps towards the best plan) with a primal
-    round from the newest point whenever time allows. Returns a
+    cost-based prices, a primal round from its point (the first plan), then Lagrangian
+    rounds (sign steps) with a primal round from the best bound's point every third round
+    when the bound rose. Returns a
     planner.ilp.decompose.DecompositionResult."""
     from planner.ilp.build import create_model
     from planner.ilp.decompose import DecompositionResult
@@ -648,7 +651,7 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     deadline = started + settings.time_limit_s
     wall_deadline = time.time() + settings.time_limit_s
     out = DecompositionResult(-math.inf, 0, None, math.inf, workers=pool.workers)
-    out.start = "cost-based prices, then a primal round's duals"
+    out.start = "cost-based prices, then sign steps"
     out.subproblems = "region LPs (the relaxation split by region)"
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
     split = Split.of(relax, settings.split_groups)
