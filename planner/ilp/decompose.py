@@ -91,9 +91,11 @@ class DecompositionSettings:
     # the whole LP takes minutes on one core (the 20×30×4 rung: about 190 s of IPM)
     split_above_vars: int = 150_000
     # region groups of the split (None: one per region). Fewer, larger groups leave fewer
-    # routes between groups to price: on the 12×15×4 rung the first bound is 2.6 % under
-    # the relaxation with 2 groups, 4.1 % with 3, 5.0 % with 4, for the same LP work
-    split_groups: int | None = 2
+    # routes between groups to price (12×15×4 rung: the first bound 2.6 % under the
+    # relaxation with 2 groups, 5.0 % with 4, for the same LP work) but dive slower: on the
+    # 20×30×4 rung with 1 worker the two groups' dives did not finish in 300 s (no plan);
+    # with 4 groups and 2 workers the first plan came after 100 s
+    split_groups: int | None = 4
 
 
 def decompose(

@@ -29,7 +29,7 @@ cost-based size in the direction of its subgradient, θ growing after a round th
 the bound and halved, back at the best prices, after one that did not (Polyak's steps
 towards the plan, and the duals of a plan's own LPs, gave no better bound on the 8×10×3
 and 12×15×4 rungs). Blocks are groups of regions contiguous on the latency map
-(:func:`region_groups`, 2 by default), so that most allowed routes stay inside a block.
+(:func:`region_groups`, 4 by default), so that most allowed routes stay inside a block.
 
 The plan. A primal round fixes the coupling at a Lagrangian solution: the flows routed
 from one region to another are fixed (exports at the origin, imports at the destination,
