@@ -11,7 +11,12 @@ Variants (``--variants``, comma-separated):
   target; ``planner.ilp.sizing``) at ``--attainment``;
 * ``latency+trough``: the same with ``planner.trough_filling`` (NIW in the capacity the plan
   holds idle);
-* ``headroom+trough``: trough filling alone.
+* ``headroom+trough``: trough filling alone;
+* ``floor``, ``floor+trough``: the plan as a floor (issue #15's next step): latency sizing of
+  the interactive tiers' forecast hour *mean* token rate (their ``planning_metric`` set to
+  ``token_rate``) instead of their busiest minute, so the plan buys what the forecast makes
+  predictable (the hour's load and its ramps, ahead of the hour) and LT-R's SLO-aware layer
+  scales above it on observed pressure; with and without trough filling.
 
     .venv/bin/python bench/levers.py --warehouse W --hours 24 --end 2024-06-13T00:00 \
         --out levers.json
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -46,19 +52,38 @@ from planner.sim.sweep import (
 )
 
 log = logging.getLogger("bench.levers")
-VARIANTS = ("headroom", "latency", "latency+trough", "headroom+trough")
+VARIANTS = (
+    "headroom",
+    "latency",
+    "latency+trough",
+    "headroom+trough",
+    "floor",
+    "floor+trough",
+)
 
 
 def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
     if name not in VARIANTS:
         raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    latency = name.startswith(("latency", "floor"))
     update: dict[str, Any] = {
-        "interactive_sizing": "latency" if name.startswith("latency") else "headroom",
+        "interactive_sizing": "latency" if latency else "headroom",
         "trough_filling": name.endswith("+trough"),
     }
-    if name.startswith("latency"):
+    if latency:
         update["latency_attainment"] = attainment
-    return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+    out = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+    if name.startswith("floor"):
+        metric = "token_rate"
+    elif name.startswith("latency"):
+        metric = "peak_token_rate"
+    else:
+        return out
+    tiers = [
+        t.model_copy(update={"planning_metric": metric}) if t.kind == "interactive" else t
+        for t in out.tiers
+    ]
+    return out.model_copy(update={"tiers": tiers})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
+    ap.add_argument(
+        "--plans-cache",
+        default=None,
+        help="directory: each variant's plan targets per quantile are stored there and read "
+        "back on the next run with the same window (so a policy change is re-measured on the "
+        "same plans without solving them again)",
+    )
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
@@ -90,7 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     con.close()
     log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)
     families = [f for f in a.families.split(",") if f]
-    jobs = [(v, q) for v in names for q in quantiles]
+    cache = Path(a.plans_cache) if a.plans_cache else None
+    plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
+
+    def cached(v: str, q: float) -> Path | None:
+        window = f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h"
+        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}.pkl"
+        return cache / tag if cache else None
+
+    for v in names:
+        for q in quantiles:
+            path = cached(v, q)
+            if path is not None and path.exists():
+                plans[v][q] = pickle.loads(path.read_bytes())
+    jobs = [(v, q) for v in names for q in quantiles if q not in plans[v]]
     with _pool(a.workers) as pool:
         seqs = list(
             pool.map(
@@ -99,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                 [inputs] * len(jobs),
             )
         )
-        log.info("plans: %.0f s", time.perf_counter() - clock)
-        plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
+        log.info("plans: %.0f s (%d made, the rest cached)", time.perf_counter() - clock, len(jobs))
         for (v, q), seq in zip(jobs, seqs, strict=True):
             plans[v][q] = plan_targets(seq, p)
+            path = cached(v, q)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(pickle.dumps(plans[v][q]))
         futures = [
             ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
             for pt in grid(families, quantiles)

@@ -55,6 +55,8 @@ class RoutingSpec:
     seed: int = 0
     retrain: bool = False
     windows: int = 1
+    search_rounds: int = learn_router.SearchSettings.rounds
+    search_population: int = learn_router.SearchSettings.population
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class RoutingResult:
     policies: list[PolicyResult]  # means over the windows (unserved: summed)
     per_window: list[dict[str, Any]]
     comparison: dict[str, Any]
+    bounds: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +100,7 @@ class RoutingResult:
             "policies": [asdict(p) for p in self.policies],
             "windows": self.per_window,
             "learned_vs": self.comparison,
+            "bounds": self.bounds,
         }
 
 
@@ -189,7 +193,12 @@ def run_routing(
     for k in range(spec.train_traces + 1):
         w = before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
         traces.append(learn_router.Trace(_requests(w, prof, spec), predictor.expected_output(w)))
-    settings = learn_router.SearchSettings(seed=spec.seed)
+    settings = learn_router.SearchSettings(
+        rounds=spec.search_rounds,
+        population=spec.search_population,
+        elite=max(1, spec.search_population // 3),
+        seed=spec.seed,
+    )
     traces, validation = traces[:-1], traces[-1:]
     wanted = learn_router.train_hash(traces + validation, prof, spec.instances, settings)
     path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
@@ -211,6 +220,7 @@ def run_routing(
 
     flat = constant_estimate(mean_out)
     per_window: list[list[PolicyResult]] = []
+    per_bound: list[dict[str, float]] = []
     spans = []
     for k in range(spec.windows):
         w = evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
@@ -230,6 +240,7 @@ def run_routing(
             results.append(_result(name, served))
             log.info("window %d, %s: mean E2E %.3f s", k, name, results[-1].e2e_mean_s)
         per_window.append(results)
+        per_bound.append(window_bounds(req, prof, spec.instances, settings.epoch_s, mean_out))
     return RoutingResult(
         region,
         model,
@@ -256,7 +267,42 @@ def run_routing(
             for span, res in zip(spans, per_window, strict=True)
         ],
         compare(per_window),
+        {
+            "note": "not routers: what no router beats (no contention) and the heuristic "
+            "told each request's true output; means over the windows",
+            **{k: float(np.mean([b[k] for b in per_bound])) for k in per_bound[0]},
+        },
     )
+
+
+def window_bounds(
+    req: Requests, prof: InstanceProfile, instances: int, epoch_s: float, mean_out: float
+) -> dict[str, float]:
+    """References for one window, not routers:
+
+    * ``no_contention_e2e_mean_s``: each request alone on an idle instance of the same model
+      (one instance per request): its prefill in chunks and decode at batch 1. Contention for
+      the iterations adds to it under any router; it is the bound no router beats;
+    * ``round_robin_ttft_mean_s`` and ``no_contention_ttft_mean_s``: the part of round-robin's
+      excess over that bound that is waiting for the first token (all a router can win by
+      queueing alone) — the rest is decode slowed by the batch and the prefill chunks riding
+      along;
+    * ``heuristic_true_output_e2e_mean_s``: the heuristic given each request's true output
+      instead of the predictor's estimate (a perfect length predictor)."""
+    alone = simulate_instances(req, prof, len(req.arrival_s), RoundRobin())
+    rr = simulate_instances(req, prof, instances, RoundRobin())
+    true_out = LinearMix(prof, _indexed(req.output.astype(float)), epoch_s, mean_output=mean_out)
+    told = simulate_instances(req, prof, instances, true_out)
+
+    def mean(x: np.ndarray) -> float:
+        return float(x[np.isfinite(x)].mean())
+
+    return {
+        "no_contention_e2e_mean_s": mean(alone.e2e_s),
+        "no_contention_ttft_mean_s": mean(alone.ttft_s),
+        "round_robin_ttft_mean_s": mean(rr.ttft_s),
+        "heuristic_true_output_e2e_mean_s": mean(told.e2e_s),
+    }
 
 
 def _mean_over(per_window: list[list[PolicyResult]]) -> list[PolicyResult]:

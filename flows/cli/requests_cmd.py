@@ -34,6 +34,9 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         seed=opts["seed"],
         retrain=opts["retrain"],
         windows=opts["windows"],
+        predictor_rows=opts["predictor_rows"],
+        search_rounds=opts["search_rounds"],
+        search_population=opts["search_population"],
     )
     perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
     con = open_warehouse()
@@ -90,6 +93,14 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
                 f"{c['wins']}/{c['windows']}",
             )  # fmt: skip
     console.print(vs)
+    bd = result.bounds
+    console.print(
+        f"bounds (not routers): no contention {bd['no_contention_e2e_mean_s']:.3f} s mean E2E "
+        f"(TTFT {bd['no_contention_ttft_mean_s']:.3f} s; round-robin's TTFT "
+        f"{bd['round_robin_ttft_mean_s']:.3f} s); heuristic told the true outputs "
+        f"{bd['heuristic_true_output_e2e_mean_s']:.3f} s",
+        highlight=False,
+    )
 
 
 def _fairness(opts: dict[str, Any], as_json: bool) -> None:
@@ -130,6 +141,15 @@ def evaluate_requests(
     windows: Annotated[
         int, typer.Option(min=1, help="held-out evaluation windows of --requests rows each")
     ] = 1,
+    predictor_rows: Annotated[
+        int, typer.Option(min=100, help="rows (about) the length predictor is fitted on")
+    ] = 200_000,
+    search_rounds: Annotated[
+        int, typer.Option(min=1, help="rounds of the learned router's policy search")
+    ] = 8,
+    search_population: Annotated[
+        int, typer.Option(min=2, help="candidates per round of the policy search")
+    ] = 12,
     perf: Annotated[str | None, typer.Option(help="SageServe perf profile CSV")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -148,6 +168,9 @@ def evaluate_requests(
         "seed": seed,
         "retrain": retrain,
         "windows": windows,
+        "predictor_rows": predictor_rows,
+        "search_rounds": search_rounds,
+        "search_population": search_population,
         "perf": perf,
     }
     SCENARIOS[scenario](opts, as_json)

@@ -13,7 +13,10 @@ region r and model m:
   queue beyond what it could serve within its drop time (``drop_after_s``) is dropped;
 * NIW takes what is left (``share_idle``: SageServe, reactive) plus its own instances (spot,
   and the reserved pool of the siloed policy); it queues until served, late after its
-  deadline, dropped only if still queued when the replay (and its drain) ends.
+  deadline, dropped only if still queued when the replay (and its drain) ends. A policy with a
+  ``niw_cap`` (a utilisation, default none) lets NIW fill the shared pools only up to it: idle
+  capacity is filled with deferrable work while the interactive tiers keep the cooler batch
+  their latency target needs (NIW shares the batch, below).
 
 **Running hot costs SLA.** The pool's utilisation ρ_t (its served share of the minute's
 capacity, NIW included: it shares the batch) and the inter-arrival CV its instances see (the
@@ -247,14 +250,17 @@ def _serve_niw(
     share_idle: bool,
     books: _Books,
     t: int,
+    niw_cap: float | None = None,
 ) -> tuple[Array, Array, npt.NDArray[np.bool_]]:
     """NIW in minute ``t``: its own instances' capacity ``own`` [r, m] first, then (if
-    ``share_idle``) the shared capacity the interactive tiers left ``free``. Returns the
+    ``share_idle``) the shared capacity the interactive tiers left ``free`` (with ``niw_cap``,
+    only up to that utilisation of the shared pool: max(0, cap − (1 − free))). Returns the
     shared and own busy shares [r, m] it adds, and where it is stuck (work that nothing can
     ever serve: the only NIW pressure, deferrable work is meant to queue)."""
     k = p.deferrable
     backlog = books.queue[:, :, k] + arr[:, :, k]
-    c_shared = cap[:, :, k] * 60.0 * free if share_idle else np.zeros_like(free)
+    room = free if niw_cap is None else np.clip(free - (1.0 - niw_cap), 0.0, None)
+    c_shared = cap[:, :, k] * 60.0 * room if share_idle else np.zeros_like(free)
     c_own = own * 60.0
     s = np.minimum(backlog, c_shared + c_own)
     from_own = np.minimum(s, c_own)
@@ -319,6 +325,7 @@ def simulate(
     T, D = demand.minutes, (int(p.deadline_min) if drain else 0)
     fleet = Fleet(p, policy.initial(p))
     books = _Books.empty(p, T, D)
+    niw_cap: float | None = getattr(policy, "niw_cap", None)
     routes: list[tuple[int, Array]] = [(0, fleet.targets.routing.copy())]
     util, last_pressure = np.zeros((nr, nm)), np.zeros((nr, nm))
     last_arr, last_src = np.zeros((nr, nm, nk)), np.zeros((nr, nm, nk))
@@ -342,7 +349,7 @@ def simulate(
         )
         free, pressure = _serve_interactive(p, cap, arr, books, t, t < T)
         shared_used, own_used, stuck = _serve_niw(
-            p, cap, own, arr, free, policy.share_idle, books, t
+            p, cap, own, arr, free, policy.share_idle, books, t, niw_cap
         )
         pressure = np.where(stuck, np.inf, pressure)
         busy_shared = np.clip(1.0 - free + shared_used, 0.0, 1.0)

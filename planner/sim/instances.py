@@ -166,6 +166,7 @@ class _Pool:
             self.kv.copy(),
             (decoding + prefilling).astype(float) + self.queued_tokens,
             self.queued_prompt.copy(),
+            np.where(self.pcol >= 0, self.ppre, 0).astype(float),
         )
 
     def enqueue(self, ids: IntArray, dest: IntArray) -> None:

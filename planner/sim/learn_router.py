@@ -39,8 +39,8 @@ from planner.sim.routing import Arrivals
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
-ARTIFACT_VERSION = 2  # 2: records the pool's profile and size it was trained on
-SIGMA0 = np.array([0.5, 0.5, 0.5, 0.5, 0.02, 0.1, 0.5])
+ARTIFACT_VERSION = 3  # 2: records the pool's profile and size; 3: chunk-aware features
+SIGMA0 = np.array([0.5, 0.5, 0.5, 0.5, 0.02, 0.1, 0.5, 0.2, 0.2, 0.02, 0.2])
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ class Trace:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    rounds: int = 6
-    population: int = 8
-    elite: int = 3
+    rounds: int = 8
+    population: int = 12
+    elite: int = 4
     shrink: float = 0.7
     epoch_s: float = 0.25
     seed: int = 0

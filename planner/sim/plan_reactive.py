@@ -6,7 +6,10 @@ predictable ramp is met with capacity that has provisioned and loaded), and on t
 fleet scales in to that hour's plan. Above the floor, per region and model, the SLO-aware
 scaler of ``planner.sim.slo_policy`` runs on the pool's interactive pressure: it adds
 instances of the model's preferred VM type when pressure passes ``up`` (once the last step
-serves), sized to carry the observed work at ``target`` pressure, and hands them back after
+serves), sized to carry the observed work at ``target`` pressure plus the NIW arrival rate of
+the last ``niw_window_min`` minutes (as the SLO-aware scaler: NIW fills what the interactive
+tiers leave and shares their batch, so a pool sized for interactive pressure alone runs hot
+under a NIW backlog, which the pressure signal does not see), and hands them back after
 ``cooldown_in_min`` quiet minutes below ``down`` to the largest size wanted over that window.
 
 Make before break (``handover``): LT-I drops the last hour's capacity on the hour, but a VM
@@ -18,6 +21,10 @@ missed more in issue-14's sweep. With ``handover`` the floor keeps the union of 
 hours' counts of a model, and the last hour's routing of it, until the new hour's
 instances of that model serve in every region (at most ``handover_max_min`` minutes),
 then drops to the new plan.
+
+``niw_cap`` (default none): NIW fills the capacity the plan holds idle only up to this
+utilisation of the shared pools (``planner.sim.fluid``): trough filling in the replay, with
+the interactive tiers' batch kept as cool as their latency target needs.
 
 The layer only ever *adds* to the plan: its extra instances are ``max(0, ·)`` and the targets
 are the plan's counts plus them, so the fleet this policy asks for is never below the plan's
@@ -54,11 +61,14 @@ class PlanReactive:
     handover: bool = True
     handover_max_min: int = 30
     share_idle: bool = True
+    niw_window_min: int = 60
+    niw_cap: float | None = None
     _floor: Targets | None = field(init=False, default=None)
     _extra: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
     _wants: deque[Array] = field(init=False)
+    _niw: deque[Array] = field(init=False)
     _union: Targets | None = field(init=False, default=None)
 
     def initial(self, p: FleetParams) -> Targets:
@@ -68,6 +78,7 @@ class PlanReactive:
         self._last_out = np.full(shape, -1e9)
         self._last_in = np.full(shape, -1e9)
         self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
+        self._niw = deque(maxlen=max(self.niw_window_min, 1))
         return self.targets()
 
     def _plan(self, h: int) -> Targets:
@@ -151,6 +162,10 @@ class PlanReactive:
         floor = self.floor().instances.sum(axis=2)
         total = floor + self._extra
         serving = obs.fleet.serving()[0].sum(axis=2)
+        niw = np.zeros_like(obs.arrivals)
+        niw[:, :, self.p.deferrable] = obs.arrivals[:, :, self.p.deferrable] / 60.0
+        self._niw.append(instance_equivalents(self.p, niw))
+        niw_need = np.mean(np.stack(self._niw), axis=0)
         inter = obs.arrivals.copy()
         inter[:, :, self.p.deferrable] = 0.0
         arrived = instance_equivalents(self.p, inter / 60.0)
@@ -158,12 +173,14 @@ class PlanReactive:
         seen = np.where(finite, obs.pressure, 0.0) * serving
         load = np.where((serving > 0) & finite, seen, arrived)
         pressure = np.where(finite, obs.pressure, np.inf)
-        want = np.ceil(load / self.target - 1e-9)
+        want = np.ceil(load / self.target + niw_need - 1e-9)
         extra = self._extra.copy()
         # capacity on its way counts: no second step until the last one serves
         # (or after ``settle_min``: capacity a quota trims never arrives)
         settled = (serving >= total - 1e-9) | (t - self._last_out >= self.settle_min)
-        out = (pressure > self.up) & settled & (want > total)
+        # hot, or too small for the last hour's NIW rate on top of the interactive arrivals
+        behind = total < np.ceil(niw_need + arrived - 1e-9)
+        out = ((pressure > self.up) | behind) & settled & (want > total)
         extra[out] = want[out] - floor[out]
         self._last_out[out] = t
         self._wants.append(np.where(np.isfinite(want), want, total))

@@ -149,6 +149,7 @@ class PlanFollowing:
     ahead: float = 1.10
     window: int = 10
     share_idle: bool = True
+    niw_cap: float | None = None  # NIW's ceiling on the shared pools' utilisation (fluid)
     _current: Targets | None = field(init=False, default=None)
     _recent: deque[Array] = field(init=False)
 

@@ -4,26 +4,36 @@ a prefill/decode-mix heuristic and a learned linear policy guided by it.
 Every router here is called once per routing epoch (``epoch_s``) with the pool's state at the
 epoch's start (:class:`planner.sim.routing.PoolView`) and keeps its own ledger of what it sent
 within the epoch. None of them reads a request's true output length: the output is an estimate
-from ``estimate`` (the response-length predictor, or a constant mean for the baselines).
+from ``estimate`` (the response-length predictor, or a constant mean for the baselines). One
+exception, inherited: the view's ``outstanding_tokens`` (least-tokens' score, the ``tokens_1e4``
+feature) counts the *running* requests' true remaining output, which a real server does not
+know; ``predicted_decode_1e3`` is its estimate-only counterpart.
 
 **Room.** Instance j has room for request r when nothing waits there, its batch has a free slot
 and the KV reservation fits: ``waiting_j = 0``, ``running_j < max_batch`` and ``kv_j + prompt_r
 + ô_r ≤ kv_tokens``. Every router picks among the instances with room when any has it, and among
 all instances otherwise (a request is never sent to a full instance while another has room).
 
-**Mixing cost** (the heuristic; features of the learned policy). Sending r (prompt p, estimated
-output ô) to instance j with b requests running and w waiting (W prompt tokens) costs, in
-seconds of request latency:
+**Mixing cost** (the heuristic; features of the learned policy), priced for chunked prefill
+(:mod:`planner.sim.instances`: an iteration carries at most ``B`` tokens, the decodes first).
+Sending r (prompt p, estimated output ô) to instance j with b requests running and w waiting
+(W prompt tokens queued, L left of the prefill under way; D = b + w of them decoding while r's
+prompt runs) costs, in seconds of request latency (:func:`chunked_s`: iterations of ``B − D``
+chunk tokens, ``max(prefill_s(c + D), decode_s(D))`` each):
 
-* ``own_ttft = prefill_s(W + p)``: its queued prefills and its own;
-* ``own_decode = ô · decode_s(min(b + w + 1, B))``: its decode at the batch it joins;
-* ``stall = (b + w) · prefill_s(p)``: the others in the batch pause during its prefill;
-* ``slowdown = min(ô, m) · (b + w) · (decode_s(b + w + 1) − decode_s(b + w))``: the others
-  decode slower while it runs (m: mean output estimate).
+* ``own_ttft``: the chunked time of L + W + p tokens beside D decoders;
+* ``own_decode = ô · decode_s(min(D + 1, max_batch))``: its decode at the batch it joins;
+* ``stall = D · extra(p)``: each decoder loses, per iteration carrying r's chunks, that
+  iteration's excess over a decode-only one (not the whole prefill: the batch no longer pauses);
+* ``slowdown = min(ô, m) · D · (decode_s(D + 1) − decode_s(D))``: the others decode slower
+  while it runs (m: mean output estimate).
 
 The heuristic sends r where the sum is least. The learned router scores ``w · φ`` over the same
-four terms and three load features (queue length, outstanding tokens, KV share), w found by
-policy search starting at the heuristic's weights (:mod:`planner.sim.learn_router`).
+four terms and seven more (queue length, outstanding tokens, KV share, the instance's predicted
+decode tokens still to come — the router's memory of the estimates it sent, drained one token
+per running request per decode iteration —, its queued prompt tokens, and queue and predicted
+decode for a request predicted long), w found by policy search starting at the heuristic's
+weights (:mod:`planner.sim.learn_router`).
 """
 
 from __future__ import annotations
@@ -41,8 +51,21 @@ from planner.sim.routing import Arrivals, PoolView
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Estimate = Callable[[Arrivals], Array]
-FEATURES = ("own_ttft", "own_decode", "stall", "slowdown", "queue", "tokens_1e4", "kv_share")
-HEURISTIC_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+FEATURES = (
+    "own_ttft",
+    "own_decode",
+    "stall",
+    "slowdown",
+    "queue",
+    "tokens_1e4",
+    "kv_share",
+    "predicted_decode_1e3",
+    "queued_prompt_1e3",
+    "long_x_queue",
+    "long_x_predicted_decode",
+)
+HEURISTIC_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+LONG_OUTPUT = 256  # a request predicted to answer at least this many tokens is "long"
 
 
 def constant_estimate(mean_output: float) -> Estimate:
@@ -59,15 +82,19 @@ class _Ledger:
     kv: Array
     tokens: Array
     waiting_prompt: Array
+    prefill_left: Array
+    predicted_decode: Array
 
     @classmethod
-    def of(cls, view: PoolView) -> _Ledger:
+    def of(cls, view: PoolView, predicted_decode: Array) -> _Ledger:
         return cls(
             view.waiting.astype(float),
             view.running.astype(float),
             view.kv_used.astype(float),
             view.outstanding_tokens.astype(float),
             view.waiting_prompt.astype(float),
+            view.prefill_left.astype(float),
+            predicted_decode,
         )
 
     def room(self, prof: InstanceProfile, need: float) -> npt.NDArray[np.bool_]:
@@ -83,6 +110,7 @@ class _Ledger:
         self.tokens[j] += prompt + out
         self.waiting_prompt[j] += prompt
         self.kv[j] += prompt + out
+        self.predicted_decode[j] += out
 
 
 @dataclass
@@ -92,12 +120,28 @@ class LoadAware:
     profile: InstanceProfile
     estimate: Estimate
     epoch_s: float = 0.25
+    _pred: Array | None = field(default=None, init=False, repr=False)
+    _pred_t: float = field(default=0.0, init=False, repr=False)
 
     def scores(self, led: _Ledger, prompt: float, out: float) -> Array:
         raise NotImplementedError
 
+    def _predicted_decode(self, view: PoolView) -> Array:
+        """Each instance's predicted decode tokens still to come (the router's memory of the
+        estimates it sent, drained at the rate the instance's requests decode: one token per
+        request per decode iteration; never the true outputs)."""
+        n = len(view.waiting)
+        if self._pred is None or len(self._pred) != n:
+            self._pred, self._pred_t = np.zeros(n), view.time_s
+        b = np.minimum(view.running, self.profile.max_batch).astype(float)
+        it = self.profile.decode_s(np.maximum(b, 1), np.full(n, REF_PROMPT))
+        drained = (view.time_s - self._pred_t) * b / it
+        self._pred = np.where(b + view.waiting > 0, np.maximum(self._pred - drained, 0.0), 0.0)
+        self._pred_t = view.time_s
+        return self._pred
+
     def route(self, arrivals: Arrivals, view: PoolView) -> IntArray:
-        led = _Ledger.of(view)
+        led = _Ledger.of(view, self._predicted_decode(view))
         est = np.asarray(self.estimate(arrivals), float)
         dest = np.empty(len(arrivals.index), np.int64)
         for i in range(len(arrivals.index)):
@@ -129,6 +173,24 @@ class LeastTokens(LoadAware):
         return led.tokens
 
 
+def chunked_s(prof: InstanceProfile, tokens: Array, decoders: Array) -> tuple[Array, Array]:
+    """Prefilling ``tokens`` prompt tokens on an instance with ``decoders`` requests decoding,
+    under chunked prefill (:mod:`planner.sim.instances`): the iterations carrying them take
+    ``B − D`` of them each (B the token budget), ``max(prefill_s(c + D), decode_s(D))`` each.
+    Returns (the time of those iterations, their extra over as many decode-only iterations:
+    what each decoding request loses to them)."""
+    d = np.minimum(decoders, prof.max_batch)
+    per = np.maximum(prof.token_budget - d, 1.0)
+    full = np.floor(tokens / per)
+    rem = tokens - full * per
+    dec = np.where(d > 0, prof.decode_s(np.maximum(d, 1), np.full_like(d, REF_PROMPT)), 0.0)
+    t_full = np.maximum(prof.prefill_s(per + d), dec)
+    t_rem = np.where(rem > 0, np.maximum(prof.prefill_s(rem + d), dec), 0.0)
+    time = full * t_full + t_rem
+    iters = full + (rem > 0)
+    return time, np.maximum(time - iters * dec, 0.0)
+
+
 def mix_features(
     prof: InstanceProfile, led: _Ledger, prompt: float, out: float, mean_out: float
 ) -> npt.NDArray[np.float64]:
@@ -138,19 +200,23 @@ def mix_features(
     ctx = np.full_like(joined, REF_PROMPT)
     d_join = prof.decode_s(joined, ctx)
     d_now = prof.decode_s(np.maximum(np.minimum(others, prof.max_batch), 1), ctx)
-    own_ttft = prof.prefill_s(led.waiting_prompt + prompt)
-    own_decode = out * d_join
-    stall = others * float(prof.prefill_s(prompt))
-    slowdown = min(out, mean_out) * others * np.maximum(d_join - d_now, 0.0)
+    own_ttft, _ = chunked_s(prof, led.prefill_left + led.waiting_prompt + prompt, others)
+    _, stall_each = chunked_s(prof, np.full_like(others, prompt), others)
+    long = float(out >= LONG_OUTPUT)
+    pred_1e3 = led.predicted_decode / 1e3
     return np.stack(
         [
             own_ttft,
-            own_decode,
-            stall,
-            slowdown,
+            out * d_join,
+            others * stall_each,
+            min(out, mean_out) * others * np.maximum(d_join - d_now, 0.0),
             others,
             led.tokens / 1e4,
             led.kv / prof.kv_tokens,
+            pred_1e3,
+            led.waiting_prompt / 1e3,
+            long * others,
+            long * pred_1e3,
         ],
         axis=1,
     )

@@ -48,10 +48,12 @@ class PoolView:
     kv_used: Array  # KV tokens reserved
     outstanding_tokens: Array  # prompt + output tokens still to process (waiting and running)
     waiting_prompt: Array = field(default_factory=lambda: np.zeros(0))  # prompt tokens queued
+    prefill_left: Array = field(default_factory=lambda: np.zeros(0))  # of the prefill under way
 
     def __post_init__(self) -> None:
-        if len(self.waiting_prompt) == 0:
-            object.__setattr__(self, "waiting_prompt", np.zeros(len(self.waiting)))
+        for name in ("waiting_prompt", "prefill_left"):
+            if len(getattr(self, name)) == 0:
+                object.__setattr__(self, name, np.zeros(len(self.waiting)))
 
 
 class Router(Protocol):

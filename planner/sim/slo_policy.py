@@ -12,6 +12,8 @@ the last hour (so deferred work keeps up on average), scales out at once when pr
 capacity is still provisioning or loading) and in, after ``cooldown_in_min`` quiet
 minutes, when pressure is below ``down``, to the largest size wanted over those minutes.
 Every request is served in its region, on each model's preferred VM type, like ``Reactive``.
+``niw_cap`` (default none): NIW fills the shared pools only up to this utilisation
+(``planner.sim.fluid``), so a NIW backlog does not run the interactive tiers' batch hot.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class SloReactive:
     min_instances: int = 1
     name: str = "slo-reactive"
     share_idle: bool = True
+    niw_cap: float | None = None
     _count: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)

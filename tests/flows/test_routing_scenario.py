@@ -60,6 +60,12 @@ def test_routing_scenario_json(servegen_warehouse: Path, tmp_path: Path) -> None
         "2",
         "--train-requests",
         "300",
+        "--predictor-rows",
+        "20000",
+        "--search-rounds",
+        "2",
+        "--search-population",
+        "4",
         "--json",
     ]
     res = runner.invoke(app, args)
@@ -78,6 +84,10 @@ def test_routing_scenario_json(servegen_warehouse: Path, tmp_path: Path) -> None
         per = [next(q for q in w["policies"] if q["name"] == p["name"]) for w in out["windows"]]
         assert p["e2e_mean_s"] == pytest.approx(sum(q["e2e_mean_s"] for q in per) / 2)
     assert out["learned_vs"]["heuristic"]["windows"] == 2
+    # no router beats every request alone on an idle instance
+    bounds = out["bounds"]
+    assert 0 < bounds["no_contention_e2e_mean_s"] <= min(p["e2e_mean_s"] for p in out["policies"])
+    assert bounds["no_contention_ttft_mean_s"] <= bounds["round_robin_ttft_mean_s"]
     assert out["predictor"]["test_rows"] == 800  # scored on the evaluated rows only
     artifact = Path(out["learned"]["artifact"])
     assert artifact.exists()

@@ -110,3 +110,35 @@ def test_more_load_never_sizes_fewer_instances() -> None:
     ]
     counts = [s[1] for s in sizes if s is not None]
     assert len(counts) == 3 and counts == sorted(counts) and counts[0] < counts[-1]
+
+
+def test_the_plan_as_a_floor_sizes_the_hours_mean_not_its_busiest_minute() -> None:
+    """With the interactive tiers planning on ``token_rate`` (issue #15's floor: the hour's
+    expected load, the reactive layer above it takes the bursts), latency sizing reads the
+    forecast hour mean (half the busiest minute in these forecasts): the curves' instances
+    for the mean load, fewer than for the busiest minute."""
+    cfg = _cfg("latency")
+    peaks, rps = {"IW-F": 40_000.0, "IW-N": 20_000.0}, {"IW-F": 40.0, "IW-N": 20.0}
+    shares = {(MODEL, k): 0.8 for k in cfg.tier_ids}
+    floor_cfg = cfg.model_copy(
+        update={
+            "tiers": [
+                t.model_copy(update={"planning_metric": "token_rate"})
+                if t.kind == "interactive"
+                else t
+                for t in cfg.tiers
+            ]
+        }
+    )
+    f = _forecasts(peaks, rps)
+
+    def held(c: FleetConfig) -> float:
+        d = planning_demand(f, c, shares)
+        return float(d[d["tier"].isin(list(peaks))]["value"].sum())
+
+    tpr, share = {"IW-F": 1000.0, "IW-N": 1000.0}, {"IW-F": 0.8, "IW-N": 0.8}
+    at_mean = pool_instances(cfg, MODEL, {k: v / 2 for k, v in peaks.items()}, tpr, share)
+    at_peak = pool_instances(cfg, MODEL, peaks, tpr, share)
+    assert at_mean is not None and at_peak is not None and at_mean[1] < at_peak[1]
+    assert 0 < held(floor_cfg) < held(cfg)
+    assert held(floor_cfg) / held(cfg) == pytest.approx(at_mean[1] / at_peak[1])

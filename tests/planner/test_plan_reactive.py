@@ -12,7 +12,7 @@ from planner.sim.fleet import FleetParams, Targets
 from planner.sim.fluid import Observation
 from planner.sim.plan_reactive import PlanReactive
 from tests.helpers import replay
-from tests.planner.test_sim import IWF, demand, fixed, p, targets
+from tests.planner.test_sim import IWF, NIW, demand, fixed, p, targets
 
 __all__ = ["p"]
 
@@ -89,3 +89,39 @@ def test_make_before_break_when_the_plan_moves_capacity(p: FleetParams) -> None:
     assert mbb.gpu_hours > lt_i.gpu_hours
     g = mbb.timeline["gpus"].to_numpy()
     assert g[-1] == pytest.approx(8.0)  # a handed back once b serves
+
+
+def test_the_layer_carries_the_niw_rate_the_plan_left_out(p: FleetParams) -> None:
+    """The plan holds 1 instance for a light IW-F load (30 tokens/s); NIW arrives at 300
+    tokens/s for three hours (deadline 2 h in the tiny fleet). Interactive pressure stays near
+    0.3, so a layer on pressure alone never scales and NIW falls behind, as it does under LT-I;
+    LT-R sizes for the last hour's NIW rate on top (as the SLO-aware scaler) and serves it all
+    on time, never below the plan."""
+    d = demand(180, {(0, IWF): 30.0, (0, NIW): 300.0})
+    plan = [targets(p, 1)] * 3
+    lt_r = Recording(p, plan, name="lt-r")
+    r = replay(p, d, lt_r, drain=True)
+    i = replay(p, d, fixed(p, *plan), drain=True)
+    assert i.tiers["NIW"].counts()["late"] > 0
+    assert r.tiers["NIW"].counts()["late"] == pytest.approx(0.0)
+    assert max(t.instances.sum() for _, t, _ in lt_r.asked) >= 4  # 3 for NIW, 1 for IW-F
+    assert all((t.instances >= f.instances - 1e-9).all() for _, t, f in lt_r.asked)
+
+
+def test_a_niw_cap_keeps_the_batch_cool_for_the_interactive_tiers(p: FleetParams) -> None:
+    """A NIW batch (1,000 tokens/s for 10 min) lands on a plan of 4 instances (400 tokens/s)
+    that IW-F shares at 30 tokens/s. Uncapped, NIW fills every idle share, so the pool runs
+    at utilisation 1 for half an hour (where the latency curves charge IW-F for the hot
+    batch; the tiny fleet has no curves, so only the utilisation is checked here). With
+    ``niw_cap`` 0.5 NIW fills the shared pool only up to half its capacity: the pool never
+    runs above 0.5 and NIW still finishes on time (it takes longer)."""
+    rates = np.r_[np.full(10, 1000.0), np.zeros(110)]
+    d = demand(120, {(0, IWF): 30.0, (0, NIW): rates})
+    plan = [targets(p, 4)] * 2
+    free = replay(p, d, fixed(p, *plan), drain=True)
+    capped = replay(p, d, fixed(p, *plan, niw_cap=0.5), drain=True)
+    busy = capped.timeline["gpus_busy"] / capped.timeline["gpus"]
+    assert (free.timeline["gpus_busy"] / free.timeline["gpus"]).max() == pytest.approx(1.0)
+    assert busy.max() == pytest.approx(0.5)
+    assert capped.tiers["NIW"].counts()["late"] == pytest.approx(0.0)
+    assert capped.tiers["NIW"].counts()["served"] == free.tiers["NIW"].counts()["served"]

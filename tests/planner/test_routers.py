@@ -13,12 +13,16 @@ from planner.sim import learn_router, length
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.profile import InstanceProfile
 from planner.sim.routers import (
+    FEATURES,
     HEURISTIC_WEIGHTS,
     JoinShortestQueue,
     LeastTokens,
     LinearMix,
     LoadAware,
+    _Ledger,
+    chunked_s,
     constant_estimate,
+    mix_features,
 )
 from planner.sim.routing import Arrivals, PoolView
 
@@ -43,7 +47,8 @@ def routers(prof: InstanceProfile) -> list[LoadAware]:
         JoinShortestQueue(prof, flat),
         LeastTokens(prof, flat),
         LinearMix(prof, flat, mean_output=100.0),
-        LinearMix(prof, flat, weights=np.array([0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0])),
+        LinearMix(prof, flat, weights=np.eye(len(FEATURES))[FEATURES.index("tokens_1e4")] * 5),
+        LinearMix(prof, flat, weights=np.eye(len(FEATURES))[FEATURES.index("long_x_queue")]),
     ]
 
 
@@ -102,6 +107,45 @@ def test_within_an_epoch_the_ledger_spreads_a_burst() -> None:
     burst = Arrivals(np.arange(4), np.zeros(4), np.full(4, 100), np.full(4, 50), z, z)
     for r in routers(prof):
         assert sorted(r.route(burst, view)) == [0, 1, 2, 3]
+
+
+def test_chunked_prefill_is_priced_by_chunks_not_as_a_pause_of_the_batch() -> None:
+    """Toy profile: prefill_s(512) = 102.4 ms, prefill_s(112) = 22.4 ms, prefill_s(88) =
+    17.6 ms (below the first knot), decode_s(12) = 16 ms; token budget 512.
+
+    * 1,000 tokens beside 12 decoders: 2 iterations of 500 chunk tokens + 12 decodes, 102.4 ms
+      each (204.8 ms); each decoder loses 2 × (102.4 − 16) = 172.8 ms;
+    * 600 tokens beside 12: 500 + 100 → 102.4 + 22.4 = 124.8 ms, each decoder loses 92.8 ms;
+    * 600 tokens alone: 512 + 88 → 102.4 + 17.6 = 120 ms."""
+    prof = toy(max_batch=16)
+    t, extra = chunked_s(prof, np.array([1000.0, 600.0, 600.0]), np.array([12.0, 12.0, 0.0]))
+    assert t * 1000 == pytest.approx([204.8, 124.8, 120.0])
+    assert extra * 1000 == pytest.approx([172.8, 92.8, 120.0])
+    # the heuristic's stall: the decoders' loss, below "the batch waits for the whole prefill"
+    running = np.array([12.0, 0.0])
+    view = PoolView(0.0, np.zeros(2, np.int64), running.astype(np.int64), np.zeros(2), np.zeros(2))
+    router = LinearMix(prof, constant_estimate(100.0))
+    phi = mix_features(prof, _Ledger.of(view, np.zeros(2)), 1000.0, 100.0, 100.0)
+    stall = phi[:, FEATURES.index("stall")]
+    assert stall[0] == pytest.approx(12 * 0.1728) and stall[1] == 0.0
+    assert stall[0] < 12 * float(prof.prefill_s(1000.0))
+    assert list(router.route(one(1000), view)) == [1]
+
+
+def test_predicted_decode_memory_holds_estimates_and_drains_with_the_batch() -> None:
+    """The router's memory of the decode it sent: the estimates (never the true outputs),
+    drained at one token per running request per decode iteration; empty instances forget."""
+    prof = toy(max_batch=8)
+    router = LinearMix(prof, constant_estimate(100.0))
+    idle = PoolView(0.0, np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2), np.zeros(2))
+    z = np.zeros(2, np.int64)
+    router.route(Arrivals(np.arange(2), np.zeros(2), np.full(2, 50), np.full(2, 7), z, z), idle)
+    assert list(router._pred) == [100.0, 100.0]  # type: ignore[arg-type]
+    # 0.1 s later: instance 0 runs one request (10 ms per decode: 10 tokens), instance 1 empty
+    later = PoolView(0.1, np.zeros(2, np.int64), np.array([1, 0]), np.zeros(2), np.zeros(2))
+    router.route(Arrivals(z[:0], np.zeros(0), z[:0], z[:0], z[:0], z[:0]), later)
+    assert router._pred is not None
+    assert router._pred[0] == pytest.approx(90.0) and router._pred[1] == 0.0
 
 
 def _rows(n: int, seed: int) -> pd.DataFrame:
@@ -181,7 +225,7 @@ def test_artifact_of_another_version_is_refused(tmp_path: Path) -> None:
     prof = toy()
     s = learn_router.SearchSettings(rounds=1, population=2, elite=1)
     p = learn_router.save(learn_router.learn(_traces(1), prof, 2, 100.0, s), tmp_path / "r.json")
-    p.write_text(p.read_text().replace('"version": 2', '"version": 99'))
+    p.write_text(p.read_text().replace('"version": 3', '"version": 99'))
     with pytest.raises(ValueError, match="version 99"):
         learn_router.load(p)
     with pytest.raises(FileNotFoundError, match="train it first"):
@@ -217,3 +261,22 @@ def test_ceiling_is_the_modal_bucket_per_tenant_and_window() -> None:
     assert overall == pytest.approx(5 / 6)
     assert per[0] == 1.0 and per[1] == pytest.approx(2 / 3) and per[3] == 1.0
     assert np.isnan(per[2])
+
+
+def test_view_reports_the_prefill_under_way() -> None:
+    """A 1,200-token prompt on instance 0 (toy: budget 512, prefill_s(512) = 102.4 ms): the
+    router polled at 0.01 s sees 688 tokens left (the first chunk's iteration runs to 0.1024 s),
+    at 0.11 s 176; small requests to instance 1 make the router be called."""
+    seen: list[tuple[float, float]] = []
+
+    class Recorder:
+        epoch_s = 0.01
+
+        def route(self, arrivals: Arrivals, view: PoolView) -> np.ndarray:
+            seen.append((view.time_s, float(view.prefill_left[0])))
+            return np.where(arrivals.prompt > 1000, 0, 1).astype(np.int64)
+
+    req = Requests(np.array([0.0, 0.01, 0.11]), np.array([1200, 10, 10]), np.array([5, 5, 5]))
+    simulate_instances(req, toy(), 2, Recorder())
+    assert seen[0] == (0.0, 0.0)
+    assert seen[1][1] == 688.0 and seen[2][1] == 176.0

@@ -47,8 +47,11 @@ def targets(p: FleetParams, a: int, b: int = 0, spot: int = 0) -> Targets:
     return Targets(vms, np.ceil(spot_inst[:, :, 0] / 2), inst, spot_inst, home_routing(p))
 
 
-def fixed(p: FleetParams, *hours: Targets, mode: str = "lt-i") -> PlanFollowing:
-    return PlanFollowing(p, list(hours), np.zeros((len(hours), 2, 1)), mode=mode, name=mode)
+def fixed(
+    p: FleetParams, *hours: Targets, mode: str = "lt-i", niw_cap: float | None = None
+) -> PlanFollowing:
+    expected = np.zeros((len(hours), 2, 1))
+    return PlanFollowing(p, list(hours), expected, mode=mode, name=mode, niw_cap=niw_cap)
 
 
 def test_counts_add_up_to_the_log_under_overload(p: FleetParams) -> None:
