@@ -414,7 +414,13 @@ def main() -> None:
         "--workers", type=int, default=2, help="processes for decomposed rungs' regions"
     )
     parser.add_argument("--no-highs", action="store_true", help="generated rungs: SCIP only")
+    parser.add_argument(
+        "--verbose", action="store_true", help="the decomposition's rounds on stderr"
+    )
     args = parser.parse_args()
+    if args.verbose:
+        for name in ("planner.ilp.split_lp", "planner.ilp.decompose"):
+            logging.getLogger(name).setLevel(logging.INFO)
     hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None
     parser_highs = not args.no_highs
     results = ladder(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -21,6 +22,12 @@ _DATA: PlanningData | None = None
 def _init(data: PlanningData) -> None:
     global _DATA
     _DATA = data
+
+
+def _call(job: tuple[Callable[..., Any], Task]) -> Any:
+    assert _DATA is not None, "worker not initialised with the planning data"
+    fn, task = job
+    return fn(_DATA, *task)
 
 
 def _run(task: Task) -> RegionResult:
@@ -68,6 +75,18 @@ class RegionPool:
         if self._pool is not None:
             return list(self._pool.map(_run, tasks))
         return [solve_region(self.data, *task) for task in tasks]
+
+    def map(self, fn: Callable[..., Any], tasks: list[Task]) -> list[Any]:
+        """``fn(data, *task)`` for every task, in order, on the pool's engine (``fn`` a
+        module-level function, so that it pickles)."""
+        if self._client is not None:
+            futures = [
+                self._client.submit(fn, self._data_future, *task, pure=False) for task in tasks
+            ]
+            return list(self._client.gather(futures))
+        if self._pool is not None:
+            return list(self._pool.map(_call, [(fn, task) for task in tasks]))
+        return [fn(self.data, *task) for task in tasks]
 
     def close(self) -> None:
         if self._pool is not None:

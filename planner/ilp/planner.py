@@ -136,7 +136,13 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
     with RegionPool(data, settings.workers, settings.dask_address) as pool:
         engine = pool.engine
         result = decompose(
-            data, DecompositionSettings(settings.time_limit_s, max(settings.mip_gap, 1e-4)), pool
+            data,
+            DecompositionSettings(
+                settings.time_limit_s,
+                max(settings.mip_gap, 1e-4),
+                split_above_vars=settings.split_above_vars,
+            ),
+            pool,
         )
     from pyscipopt import Model
 
@@ -155,7 +161,7 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         method=(
             f"lagrangian decomposition by region: bound from the {result.bound_from}, plan "
             f"from {result.plan_from}, {result.iterations} region rounds, prices from "
-            f"{result.start}, region MIPs {result.region_seconds:.0f} s of work, {engine}"
+            f"{result.start}, {result.subproblems} {result.region_seconds:.0f} s of work, {engine}"
         ),
     )
     if result.values is not None:

@@ -25,6 +25,9 @@ class SolverSettings:
     decompose_above_vars: int | None = None
     workers: int = 1
     dask_address: str | None = None
+    # decomposed, above this estimated size the relaxation is split by region groups
+    # (planner.ilp.split_lp); below it the whole relaxation, its dive and region MIPs
+    split_above_vars: int = 150_000
 
 
 @dataclass

@@ -1,0 +1,106 @@
+"""The relaxation split by region (planner.ilp.split_lp): its Lagrangian bound, checked by
+arithmetic, never exceeds the optimum of small instances solved to optimality and equals the
+relaxation's optimum at the relaxation's own duals; the plan assembled from region dives
+verifies and costs no less than the optimum; the Dask engine gives the process pool's plan."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from planner.ilp.build import create_model
+from planner.ilp.decompose import DecompositionSettings, decompose
+from planner.ilp.highs_lp import HighsRelaxation
+from planner.ilp.parallel import RegionPool
+from planner.ilp.plan import SolverFacts
+from planner.ilp.planner import make_plan
+from planner.ilp.readback import from_values
+from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.split_lp import Split, solve_priced
+from planner.ilp.verify import verify
+from tests.planner.test_ilp_lagrange import _instance
+
+EXACT = SolverSettings(time_limit_s=60, mip_gap=0.0)
+# always split, a fixed number of rounds, generous time: the run does not depend on the clock
+SPLIT = DecompositionSettings(time_limit_s=120.0, gap=0.0, max_iterations=6, split_above_vars=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_split_bound_below_optimum_and_plan_verifies(seed: int) -> None:
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    assert optimum.status == "optimal"
+    with RegionPool(data, 1) as pool:
+        result = decompose(data, SPLIT, pool)
+    assert result.subproblems.startswith("region LPs")
+    tol = 1e-6 * max(1.0, abs(optimum.objective))
+    assert 0 < result.lower_bound <= optimum.objective + tol
+    assert all(h["bound"] <= optimum.objective + tol for h in result.history)
+    assert result.values is not None
+    assert result.objective >= optimum.objective - tol
+    facts = SolverFacts("t", result.objective, result.gap, result.lower_bound, 0, 0, "", "h")
+    check = verify(from_values(data, result.values, facts), data)
+    assert check.ok, check.violations[:5]
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_split_bound_at_the_relaxations_duals_is_the_relaxation(seed: int) -> None:
+    """Priced by the whole relaxation's duals on the coupling rows, the region LPs give back
+    the relaxation's optimum (LP duality), and other prices give no more (weak duality)."""
+    data = _instance(seed)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    solved = relax.solve(30.0)
+    assert solved.optimal and solved.row_dual is not None
+    split = Split.of(relax)
+    assert len(split.blocks) == len(data.regions) + 1  # the regions and the NIW backlog
+    names = {i: n.split("[")[0] for n, i in relax.row.items()}
+    assert {names[int(i)] for i in split.coupling} <= {
+        "interactive_assign",
+        "niw_balance",
+        "vm_rounding",
+    }
+
+    def bound(y_c: np.ndarray) -> float:
+        costs = split.priced_costs(y_c)
+        sols = [solve_priced(data, b, c, 30.0) for b, c in zip(split.blocks, costs, strict=True)]
+        return split.bound(y_c, sols)
+
+    y_star = solved.row_dual[split.coupling]
+    assert bound(y_star) == pytest.approx(solved.bound, rel=1e-6)
+    assert bound(split.initial_prices(data)) <= solved.bound + 1e-6 * abs(solved.bound)
+    assert bound(0.5 * y_star) < solved.bound
+
+
+def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
+    from distributed import LocalCluster
+
+    data = _instance(2)
+    settings = replace(SPLIT, max_iterations=3)
+    with RegionPool(data, 2) as pool:
+        local = decompose(data, settings, pool)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    with cluster, RegionPool(data, dask_address=cluster.scheduler_address) as pool:
+        assert pool.engine.startswith("dask")
+        remote = decompose(data, settings, pool)
+    assert remote.lower_bound == pytest.approx(local.lower_bound, rel=1e-9)
+    assert remote.objective == pytest.approx(local.objective, rel=1e-9)
+    assert remote.values is not None and local.values is not None
+    for family in ("y", "x", "f"):
+        assert remote.values[family] == pytest.approx(local.values[family])
+
+
+def test_planner_splits_above_its_threshold_and_says_so() -> None:
+    """The hourly flow's planner picks the split relaxation by size and says so in the
+    plan's facts; the plan verifies and its bound is below the optimum."""
+    data = _instance(1)
+    optimum = solve(create_model(data), EXACT)
+    settings = SolverSettings(time_limit_s=30, mip_gap=0.0, decompose_above_vars=1)
+    plan, check = make_plan(data, replace(settings, split_above_vars=0))
+    assert check.ok, check.violations[:5]
+    assert plan.solver.method.startswith("lagrangian decomposition")
+    assert "region LPs (the relaxation split by region)" in plan.solver.method
+    assert plan.solver.dual_bound <= optimum.objective + 1e-6 * abs(optimum.objective)
+    whole, _ = make_plan(data, settings)  # below the split threshold: region MIPs
+    assert "region MIPs" in whole.solver.method
