@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pandas as pd
 
 from flows.warehouse.migrations import migrate
+from flows.warehouse.sqlfiles import run, transaction
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +53,76 @@ def connect(
     if not read_only:
         migrate(con)
     return con
+
+
+class Warehouse:
+    """The run's warehouse, opened once (on first use) and closed with the run: the reads and
+    writes flows make, typed, over the named SQL, and the one :meth:`transaction`.
+
+    Functions of the pipeline take its connection (:attr:`con`); a flow builds one per run
+    (flows.run_context.RunContext) and hands it to its tasks, which never reopen DuckDB."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        memory_limit: str = "1GB",
+        read_only: bool = False,
+        create: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self._open = {"memory_limit": memory_limit, "read_only": read_only, "create": create}
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = connect(self.path, **self._open)  # type: ignore[arg-type]
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a run context sent to a Dask worker with a task) as where it is, without
+        its connection: a copy opens its own on first use."""
+        return {**self.__dict__, "_con": None}
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """BEGIN … COMMIT, ROLLBACK on any exception (see flows.warehouse.sqlfiles)."""
+        return transaction(self.con)
+
+    def frame(self, name: str, slots: dict[str, str] | None = None, **params: Any) -> pd.DataFrame:
+        """The rows of ``sql/<name>.sql`` with ``params`` bound."""
+        return run(self.con, name, slots, **params).df()
+
+    def requests_in_window(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """The requests that arrived in [start, end)."""
+        return self.frame("quality/requests_in_window", start=start, end=end)
+
+    def hourly_tier_requests(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Requests per hour and tier in [start, end) (what the quality bands learn from)."""
+        return self.frame("quality/hourly_tier_requests", start=start, end=end)
+
+    def demand_vs_forecast(self, hour: datetime) -> pd.DataFrame:
+        """The demand of ``hour`` beside what was forecast for it."""
+        return self.frame("quality/demand_vs_forecast", hour=hour)
+
+    def recent_demand(self, start: datetime, end: datetime) -> pd.DataFrame:
+        return self.frame("reports/recent_demand", start=start, end=end)
+
+    def forecasts_at(self, origin: datetime | None) -> pd.DataFrame:
+        """The forecasts stored at ``origin``."""
+        return self.frame("plans/forecasts_at", origin=origin)
+
+    def tenant_traffic(self, start: datetime, end: datetime, headroom: float) -> pd.DataFrame:
+        """Per-tenant traffic in [start, end), flagged above ``headroom`` × the usual share."""
+        return self.frame("reports/tenant_traffic", start=start, end=end, headroom=headroom)

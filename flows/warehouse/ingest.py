@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 
 from flows.barrier import barrier
-from flows.warehouse.sqlfiles import execute, run, sql
+from flows.warehouse.sqlfiles import execute, run, sql, transaction
 from validation.columns import REQUIRED_COLUMNS
 
 if TYPE_CHECKING:
@@ -175,20 +175,18 @@ def ingest_file(
         return FileReport(str(path), "skipped", file_id=file_id, message=msg)
     log.info("%s: loading (%s, %d bytes)", path, staging, size)
     hashed = time.perf_counter()
-    con.execute("BEGIN")
     try:
-        with literal_path(path) as readable:
-            report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
-        barrier("ingest-loaded")  # rows and manifest row written, not yet committed
-        loaded = time.perf_counter()
-        con.execute("COMMIT")
+        with transaction(con):
+            with literal_path(path) as readable:
+                report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
+            barrier("ingest-loaded")  # rows and manifest row written, not yet committed
+            loaded = time.perf_counter()
         report.phases = {
             "hash": round(hashed - started, 3),
             **report.phases,
             "commit": round(time.perf_counter() - loaded, 3),
         }
     except Exception as exc:
-        con.execute("ROLLBACK")
         message = exc.args[0] if isinstance(exc, FileRejected) else _clean_error(exc)
         log.error("%s: rejected: %s", path, message)
         return FileReport(str(path), "rejected", file_id=file_id, message=message)
