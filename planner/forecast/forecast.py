@@ -220,8 +220,10 @@ def forecast_frame(
                 "point": point,
                 **{quantile_column(t): quantiles[t] for t in QUANTILES},
                 "forecaster": forecaster,
-                "train_start": fs.train_start,
-                "train_end": fs.train_end,
+                # NaT, not None, for a series without its own fit: an all-None column is
+                # object-typed and pandas would drop it when typing the concatenated column
+                "train_start": fs.train_start if fs.train_start is not None else pd.NaT,
+                "train_end": fs.train_end if fs.train_end is not None else pd.NaT,
                 "fallback": fallback,
             }
         )
