@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import duckdb
 import pandas as pd
 
 from flows.warehouse.migrations import migrate
-from flows.warehouse.sqlfiles import run, transaction
+from flows.warehouse.sqlfiles import run
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +55,20 @@ def connect(
 
 
 class Warehouse:
-    """The run's warehouse, opened once (on first use) and closed with the run: the reads and
-    writes flows make, typed, over the named SQL, and the one :meth:`transaction`.
+    """The run's warehouse, opened once (on first use) and closed with the run, with the reads
+    flows make typed over the named SQL. Functions of the pipeline take its connection
+    (:attr:`con`; their writes go through flows.warehouse.sqlfiles.transaction). A flow builds
+    one per run (flows.run_context.RunContext) and hands it to its tasks, which never reopen
+    DuckDB."""
 
-    Functions of the pipeline take its connection (:attr:`con`); a flow builds one per run
-    (flows.run_context.RunContext) and hands it to its tasks, which never reopen DuckDB."""
-
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        memory_limit: str = "1GB",
-        read_only: bool = False,
-        create: bool = True,
-    ) -> None:
-        self.path = Path(path)
-        self._open = {"memory_limit": memory_limit, "read_only": read_only, "create": create}
+    def __init__(self, path: Path | str, memory_limit: str = "1GB") -> None:
+        self.path, self.memory_limit = Path(path), memory_limit
         self._con: duckdb.DuckDBPyConnection | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = connect(self.path, **self._open)  # type: ignore[arg-type]
+            self._con = connect(self.path, memory_limit=self.memory_limit)
         return self._con
 
     def close(self) -> None:
@@ -96,13 +87,9 @@ class Warehouse:
         its connection: a copy opens its own on first use."""
         return {**self.__dict__, "_con": None}
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """BEGIN … COMMIT, ROLLBACK on any exception (see flows.warehouse.sqlfiles)."""
-        return transaction(self.con)
-
-    def frame(self, name: str, slots: dict[str, str] | None = None, **params: Any) -> pd.DataFrame:
+    def frame(self, name: str, **params: Any) -> pd.DataFrame:
         """The rows of ``sql/<name>.sql`` with ``params`` bound."""
-        return run(self.con, name, slots, **params).df()
+        return run(self.con, name, **params).df()
 
     def requests_in_window(self, start: datetime, end: datetime) -> pd.DataFrame:
         """The requests that arrived in [start, end)."""
