@@ -161,10 +161,32 @@ def ingest_file(
     now: datetime,
 ) -> FileReport:
     """Load one file in one transaction; never raises for a bad file, returns its report."""
+
+    def load(staging: str, file_id: str, size: int) -> FileReport:
+        with literal_path(path) as readable:
+            report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
+        barrier("ingest-loaded")  # rows and manifest row written, not yet committed
+        return report
+
+    return load_file(
+        con, path, lambda: (_staging_name(path, spec), *_identify(path, spec)), load, _TEMP_TABLES
+    )
+
+
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    identify: Callable[[], tuple[str, int, str]],
+    load: Callable[[str, str, int], FileReport],
+    temp_tables: Iterable[str],
+) -> FileReport:
+    """One file (a request log, or minute aggregates) in one transaction; never raises for a
+    bad file. ``identify`` gives its (staging reader, size, file_id), or raises FileRejected;
+    content ingested before is skipped; ``load`` (staging, file_id, size) writes it, and on
+    any error nothing of it stays. Its temp tables are dropped either way."""
     started = time.perf_counter()
     try:
-        staging = _staging_name(path, spec)
-        size, file_id = _identify(path, spec)
+        staging, size, file_id = identify()
     except FileRejected as exc:
         log.error("%s: %s", path, exc)
         return FileReport(str(path), "rejected", message=str(exc))
@@ -177,21 +199,17 @@ def ingest_file(
     hashed = time.perf_counter()
     try:
         with transaction(con):
-            with literal_path(path) as readable:
-                report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
-            barrier("ingest-loaded")  # rows and manifest row written, not yet committed
+            report = load(staging, file_id, size)
             loaded = time.perf_counter()
-        report.phases = {
-            "hash": round(hashed - started, 3),
-            **report.phases,
-            "commit": round(time.perf_counter() - loaded, 3),
-        }
+        commit = round(time.perf_counter() - loaded, 3)
+        report.phases = {"hash": round(hashed - started, 3), **report.phases, "commit": commit}
     except Exception as exc:
         message = exc.args[0] if isinstance(exc, FileRejected) else _clean_error(exc)
         log.error("%s: rejected: %s", path, message)
         return FileReport(str(path), "rejected", file_id=file_id, message=message)
     finally:
-        _drop_temp(con)
+        for table in temp_tables:
+            con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     log.info(
         "%s: read %d, loaded %d, quarantined %d, duplicates %d",
         path,
