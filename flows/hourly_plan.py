@@ -29,7 +29,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run as flow_run_runtime
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -38,7 +37,7 @@ from flows.execute import apply_plan as deliver
 from flows.forecasting import run_forecast
 from flows.ingest_flow import ingest_folder
 from flows.planning import run_plan
-from flows.run_context import WAREHOUSE_LIMIT, RunContext, run_config, run_context
+from flows.run_context import RunContext, run_config, run_context
 from flows.run_status import read_run, record_run
 from planner.sim.fairness import FairServe
 from reports.pages import page_url
@@ -242,10 +241,7 @@ def hourly_plan(
         from flows.feed import wait_for_feed
 
         wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(20 * 60)))
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        run_context(cfg, warehouse, str(root), stamp) as ctx,
-    ):
+    with run_context(cfg, warehouse, str(root), stamp, hold=True) as ctx:
         ingest = ingest_folder(ctx, inbox) if Path(inbox).exists() else None
         files = (ingest or {}).get("files", [])
         quality = check_quality(ctx, files)

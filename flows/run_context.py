@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,10 +54,18 @@ def run_context(
     warehouse: str | None = None,
     out: str | None = None,
     as_of: pd.Timestamp | str | None = None,
+    *,
+    hold: bool = False,
 ) -> Iterator[RunContext]:
     """The run's context (``warehouse`` and ``out`` default to the config's); its warehouse
-    is closed when the block ends."""
+    is closed when the block ends. ``hold``: the block holds the warehouse writers' global
+    concurrency slot (when the Prefect server has that limit) and opens the warehouse in it."""
     when = naive_utc(as_of or datetime.now(UTC))
     path = warehouse or cfg.paths.warehouse
-    with Warehouse(path, memory_limit=cfg.warehouse.memory_limit) as wh:
+    with ExitStack() as stack:
+        if hold:
+            from prefect.concurrency.sync import concurrency
+
+            stack.enter_context(concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False))
+        wh = stack.enter_context(Warehouse(path, memory_limit=cfg.warehouse.memory_limit))
         yield RunContext(cfg, wh, Path(out or cfg.paths.outputs), when)

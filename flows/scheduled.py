@@ -16,14 +16,13 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 
 from flows.clock import run_time
 from flows.evaluation import run_evaluation, write_outputs
 from flows.forecasting import run_selection
 from flows.pipeline import forecast_and_plan
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
-from flows.run_context import WAREHOUSE_LIMIT, RunContext, as_of_time, run_config, run_context
+from flows.run_context import RunContext, as_of_time, run_config, run_context
 from reports import backtest as backtest_report
 from reports.evaluation import markdown_table
 from reports.pages import page_url
@@ -60,10 +59,7 @@ def daily_retrain(
     """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default: the
     config's clock at the run's scheduled start)."""
     cfg = run_config(config_path)
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        run_context(cfg, warehouse, out, run_time(cfg, as_of)) as ctx,
-    ):
+    with run_context(cfg, warehouse, out, run_time(cfg, as_of), hold=True) as ctx:
         result = select_forecasters(ctx)
     create_markdown_artifact(
         f"# Forecaster selection at {result['as_of']}\n\n{result['series']} series; chosen: "
@@ -92,10 +88,7 @@ def evaluate(
     with ``sweep``, every policy family over its dial and the frontier (flows/sweep.py)."""
     cfg = run_config(config_path)
     if sweep:
-        with (
-            concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-            run_context(cfg, warehouse, out) as ctx,
-        ):
+        with run_context(cfg, warehouse, out, hold=True) as ctx:
             return _evaluate_sweep(ctx, hours, end, time_limit_s, seed, quantiles, workers)
     names = policies or list(POLICIES)
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
@@ -108,10 +101,7 @@ def evaluate(
         done[0] += n
         update_progress_artifact(progress, 100.0 * done[0] / max(plans, 1))
 
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        run_context(cfg, warehouse, out) as ctx,
-    ):
+    with run_context(cfg, warehouse, out, hold=True) as ctx:
         until = as_of_time(end) if end else None
         evaluation = run_evaluation(ctx.con, cfg, names, hours, until, time_limit_s, seed, advance)
     folder = ctx.out / (
@@ -178,10 +168,7 @@ def backfill(
     hours = pd.date_range(first, stop, freq="h", inclusive="left")
     progress = cast(UUID, create_progress_artifact(0.0, description="backfilled hours"))
     made = []
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        run_context(cfg, warehouse, out, first) as ctx,
-    ):
+    with run_context(cfg, warehouse, out, first, hold=True) as ctx:
         root = ctx.out / "backfill"
         for i, hour in enumerate(hours, start=1):
             as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
