@@ -33,7 +33,7 @@ from flows.warehouse.ingest import (
     FileReport,
     IngestReport,
     _clean_error,
-    expand_paths,
+    ingest_each,
     load_file,
     next_file_key,
 )
@@ -54,15 +54,7 @@ def ingest_minute_paths(
     on_file: Callable[[FileReport], None] | None = None,
 ) -> IngestReport:
     """Ingest every aggregate file under ``paths``; a bad file is reported, others load."""
-    files, reports = expand_paths(paths)
-    for report in reports:
-        log.error("%s: %s", report.path, report.message)
-    for path in files:
-        report = ingest_minute_file(con, path, cfg, now)
-        reports.append(report)
-        if on_file:
-            on_file(report)
-    return IngestReport(reports)
+    return ingest_each(paths, lambda path: ingest_minute_file(con, path, cfg, now), on_file)
 
 
 def _identify(path: Path) -> tuple[int, str]:

@@ -142,14 +142,23 @@ def ingest_paths(
     on_file: Callable[[FileReport], None] | None = None,
 ) -> IngestReport:
     """Ingest every file under ``paths``; a bad file is reported and the others still load."""
+    return ingest_each(paths, lambda path: ingest_file(con, path, spec, schema, now), on_file)
+
+
+def ingest_each(
+    paths: Sequence[Path | str],
+    one: Callable[[Path], FileReport],
+    on_file: Callable[[FileReport], None] | None = None,
+) -> IngestReport:
+    """``one`` over every file under ``paths`` (each reported to ``on_file``); what cannot be
+    listed is reported too, and the others still load."""
     files, reports = expand_paths(paths)
     for report in reports:
         log.error("%s: %s", report.path, report.message)
     for path in files:
-        report = ingest_file(con, path, spec, schema, now)
-        reports.append(report)
+        reports.append(one(path))
         if on_file:
-            on_file(report)
+            on_file(reports[-1])
     return IngestReport(reports)
 
 
