@@ -4,7 +4,9 @@ iteration-level reference on bursty ServeGen traffic.
 1. Fleet: a 7-day, 10-million-request log (synthetic, O365-shaped, default fleet) through the
    fluid simulator (minute buckets from DuckDB, then the simulation), reactive and siloed.
 2. Agreement: ServeGen m-mid request rows (day 1, 10:00-14:00 local, scale 0.02, Llama2-70B on
-   A100; prompts clipped to its 4,096-token context window)
+   A100; prompts clipped to its 4,096-token context window; ``--day``, ``--start-hour`` and
+   ``--seed`` pick a held-out trace: another day, or another draw of arrivals, sizes and the
+   clients' tiers)
    through one pool of ``--instances`` round-robin instances at utilisations 0.5, 0.7,
    0.85, 0.95 of what the instances sustain (κ): the iteration-level model
    (planner.sim.instances) and the calibrated fluid (planner.sim.pool) side by side. The
@@ -16,6 +18,7 @@ iteration-level reference on bursty ServeGen traffic.
 
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/simulate.py [--json]
         [--requests 10000000] [--days 7] [--skip-fleet] [--instances 24] [--hours 4]
+        [--day 1] [--start-hour 10] [--seed 7]
 """
 
 from __future__ import annotations
@@ -153,7 +156,8 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         (model, vm)
     ]
     source = args.shared / "data" / "servegen" / "language" / "m-mid"
-    rows = servegen_rows(cfg, source, model, 86400.0 + 36000.0, args.hours, args.scale)
+    start_s = args.day * 86400.0 + args.start_hour * 3600.0
+    rows = servegen_rows(cfg, source, model, start_s, args.hours, args.scale, seed=args.seed)
     rows = rows[rows["t"] < args.hours * 3600.0]
     targets = tier_targets(cfg)
     tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
@@ -188,7 +192,10 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
     fluid_rate = result.requests / result.fluid_s
     ref_rate = result.requests / result.reference_s
     return {
-        "agreement_trace": f"servegen m-mid day 1 10:00+{args.hours}h scale {args.scale}",
+        "agreement_trace": (
+            f"servegen m-mid day {args.day} {args.start_hour:02d}:00+{args.hours}h"
+            f" scale {args.scale} seed {args.seed}"
+        ),
         "agreement_requests": len(rows),
         "agreement_instances": args.instances,
         "curves": args.curves,
@@ -198,6 +205,8 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "reference_requests_per_s": round(ref_rate),
         "fluid_over_reference": round(fluid_rate / ref_rate, 1),
         "max_abs_error_points": round(100 * worst, 2),
+        "rows_within_1_point": sum(abs(r.fluid_sla - r.reference_sla) <= 0.01 for r in interactive),
+        "interactive_rows": len(interactive),
         "agreement": [
             {
                 "utilisation": r.utilisation,
@@ -219,6 +228,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=24)
     parser.add_argument("--hours", type=float, default=4.0)
     parser.add_argument("--scale", type=float, default=0.02)
+    parser.add_argument("--day", type=int, default=1, help="agreement trace: ServeGen day")
+    parser.add_argument("--start-hour", type=int, default=10, help="agreement trace: local hour")
+    parser.add_argument("--seed", type=int, default=7, help="agreement trace: synthesis seed")
     parser.add_argument("--requests-per-point", type=int, default=10_000)
     parser.add_argument("--curves", choices=("stored", "trace"), default="stored")
     parser.add_argument("--json", action="store_true")

@@ -80,6 +80,24 @@ def test_saturation_by_hand() -> None:
     assert kappa == pytest.approx(0.21 / 0.2, rel=1e-3)
 
 
+@pytest.mark.skipif(not PERF_CSV.exists(), reason="shared perf profile not present")
+@pytest.mark.parametrize(("prompt", "output"), [(1000, 10), (1000, 50), (2000, 100)])
+def test_saturation_where_the_token_budget_binds(prompt: int, output: int) -> None:
+    """Llama2-70B/A100, identical prompt-heavy requests: the batch never fills (about
+    budget · (o − 1) / (p + o − 1) decoders, 24 at most here, of 64), so every iteration
+    processes the full 512-token budget in prefill_s(512), whatever its split between chunk
+    and decode tokens.
+    A request costs p + o − 1 of those tokens (its first output token comes with its last
+    chunk), so κ = (p / P + o / D) · (512 / prefill_s(512)) / (p + o − 1): the token mix alone
+    sets κ in this regime."""
+    prof = profiles_for_config(load_config(), PERF_CSV)[("llama2-70b", "a100x8")]
+    rate = prof.token_budget / float(prof.prefill_s(prof.token_budget))
+    ones = np.ones(1, np.int64)
+    kappa = saturation(prof, prompt * ones, output * ones, requests=1000, instances=2)
+    busy = float(prof.busy_s(prompt, output))
+    assert kappa == pytest.approx(busy * rate / (prompt + output - 1), rel=2e-3)
+
+
 def test_measured_curve_by_hand() -> None:
     """Evenly spaced toy requests at low load never queue: TTFT = 0.1 s prefill, TPOT 10 ms.
     A tier with TTFT ≤ 0.2 s is always met, one with TTFT ≤ 0.05 s never."""
