@@ -9,7 +9,7 @@ import pickle
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -406,7 +406,7 @@ def store_forecasts(
         return frame
     out = frame.copy()
     out["selected_at"] = selected_at
-    out["created_at"] = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    out["created_at"] = naive_utc(datetime.now(UTC))
     Forecasts.validate(out, lazy=True)
     columns = [
         "origin",

@@ -1,10 +1,11 @@
 """Prefect flow `hourly-plan`: ingest → data quality (GX) → demand marts → forecast (fan-out
 over models) → ILP → verify → publish → executor → what operators see.
 
-Thin by design: every step calls the functions the CLI calls. Tasks get the warehouse *path*
-and open it themselves (one writer at a time: the whole run holds the `sageserve-warehouse`
-global concurrency slot when the server has that limit, and every deployment has a
-concurrency limit of 1). A failing step fails the run before anything is published, so the
+Thin by design: every step calls the functions the CLI calls. The flow builds the run's
+context once (flows.run_context: config, warehouse opened once, outputs, time) and hands it to
+every task (one writer at a time: the whole run holds the `sageserve-warehouse` global
+concurrency slot when the server has that limit, and every deployment has a concurrency limit
+of 1). A failing step fails the run before anything is published, so the
 last good plan stays published (`latest` moves only after a complete, verified export).
 """
 
@@ -27,7 +28,7 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.concurrency.sync import concurrency
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as flow_run_runtime
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -36,10 +37,8 @@ from flows.execute import apply_plan as deliver
 from flows.forecasting import run_forecast
 from flows.ingest_flow import ingest_folder
 from flows.planning import run_plan
-from flows.run_context import WAREHOUSE_LIMIT, as_of_time, run_config, warehouse_path
+from flows.run_context import RunContext, run_config, run_context
 from flows.run_status import read_run, record_run
-from flows.warehouse.connection import connect
-from flows.warehouse.sqlfiles import run
 from planner.sim.fairness import FairServe
 from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
@@ -47,28 +46,14 @@ from validation.quality import QualityResult, learn_bands, run_checkpoint
 log = logging.getLogger(__name__)
 
 
-def check_quality(
-    config_path: str | None,
-    warehouse: str | None,
-    as_of: str,
-    ingested: list[dict[str, Any]],
-    docs_dir: str,
-) -> dict[str, Any]:
-    """The GX checkpoint over the last complete hour (see validation/quality.py)."""
-    cfg = run_config(config_path)
-    now = as_of_time(as_of)
-    hour = now.floor("h") - pd.Timedelta(hours=1)
-    plan_hour = now.ceil("h")  # the plan's first hour (planner.ilp.data: as_of rounded up)
-    with connect(warehouse_path(cfg, warehouse), read_only=True) as con:
-        rows = run(
-            con, "quality/requests_in_window", start=hour, end=hour + pd.Timedelta(hours=1)
-        ).df()
-        history = run(
-            con,
-            "quality/hourly_tier_requests",
-            start=hour - pd.Timedelta(days=7),
-            end=hour + pd.Timedelta(hours=1),
-        ).df()
+def check_quality(ctx: RunContext, ingested: list[dict[str, Any]]) -> dict[str, Any]:
+    """The GX checkpoint over the last complete hour (see validation/quality.py); Data Docs
+    under the run's ``data_docs``."""
+    cfg, end = ctx.cfg, ctx.as_of.floor("h")
+    hour = end - pd.Timedelta(hours=1)
+    plan_hour = ctx.as_of.ceil("h")  # the plan's first hour (planner.ilp.data: as_of rounded up)
+    rows = ctx.warehouse.requests_in_window(hour, end)
+    history = ctx.warehouse.hourly_tier_requests(hour - pd.Timedelta(days=7), end)
     past = history[pd.to_datetime(history["hour"]) < hour]
     bands = learn_bands(
         past,
@@ -88,7 +73,7 @@ def check_quality(
     result: QualityResult = run_checkpoint(
         {"requests_last_hour": rows, "tier_shares": shares, "ingested_files": files},
         bands,
-        Path(docs_dir),
+        ctx.out / "data_docs",
         f"plan-{plan_hour:%Y%m%dT%H%M}",  # pages named by the hour the run plans for
         plan_hour,
     )
@@ -119,16 +104,12 @@ def task_map(fn: Callable[..., pd.DataFrame], calls: list[tuple[Any, ...]]) -> l
 @flow(
     name="forecast-fanout", task_runner=cast(TaskRunner[Any], ThreadPoolTaskRunner(max_workers=2))
 )
-def forecast_fanout(
-    config_path: str | None, warehouse: str | None, as_of: str, horizon: int
-) -> dict[str, Any]:
+def forecast_fanout(ctx: RunContext, horizon: int) -> dict[str, Any]:
     """The hourly forecast (flows.forecasting.run_forecast) with its per-model calls mapped
-    as tasks; stored at origin = the hour of ``as_of``. Runs the daily selection first when
-    none was made in the day before."""
-    cfg = run_config(config_path)
-    with connect(warehouse_path(cfg, warehouse)) as con:
-        when = as_of_time(as_of).to_pydatetime()
-        stored, info = run_forecast(con, cfg, when, horizon, mapper=task_map)
+    as tasks; stored at origin = the hour of the run's time. Runs the daily selection first
+    when none was made in the day before."""
+    when = ctx.as_of.to_pydatetime()
+    stored, info = run_forecast(ctx.con, ctx.cfg, when, horizon, mapper=task_map)
     if info.get("selection_ran"):
         get_run_logger().warning("no selection in the day before %s: selected now", info["origin"])
     origin, selected_at = str(info["origin"]), str(info["selected_at"])
@@ -147,16 +128,11 @@ def fanout_flow(dask_address: str | None = None) -> Any:
     )
 
 
-@task(name="plan", retries=1, retry_delay_seconds=10, timeout_seconds=900)
-def make_hourly_plan(
-    config_path: str | None, warehouse: str | None, as_of: str, out: str
-) -> dict[str, Any]:
-    """Solve, verify, store and publish (publishing only a verified plan)."""
-    cfg = run_config(config_path)
-    with connect(warehouse_path(cfg, warehouse)) as con:
-        result = run_plan(con, cfg, as_of_time(as_of).to_pydatetime(), Path(out))
-        hour = result.plan.start - pd.Timedelta(hours=1)
-        versus = run(con, "quality/demand_vs_forecast", hour=hour).df()
+@task(name="plan", retries=1, retry_delay_seconds=10, timeout_seconds=900, cache_policy=NO_CACHE)
+def make_hourly_plan(ctx: RunContext) -> dict[str, Any]:
+    """Solve, verify, store and publish under the run's ``plans`` (only a verified plan)."""
+    result = run_plan(ctx.con, ctx.cfg, ctx.as_of.to_pydatetime(), ctx.out / "plans")
+    versus = ctx.warehouse.demand_vs_forecast(result.plan.start - pd.Timedelta(hours=1))
     if not result.check.ok:
         raise RuntimeError(
             f"plan {result.plan.plan_id} failed verification, not published: "
@@ -170,30 +146,22 @@ def make_hourly_plan(
     }
 
 
-@task(name="apply-plan", timeout_seconds=300)
+@task(name="apply-plan", timeout_seconds=300, cache_policy=NO_CACHE)
 def apply_plan(
-    config_path: str | None,
-    warehouse: str | None,
-    plan: Any,
-    folder: str,
-    webhook_url: str | None,
-    dry_run: bool,
+    ctx: RunContext, plan: Any, webhook_url: str | None, dry_run: bool
 ) -> dict[str, Any]:
     """Hand the plan's first hour to the config's executor target (``webhook_url`` overrides
-    its URL) and record what it accepted. No task retries: the executor retries each region's
-    delivery itself, and tries every region."""
-    cfg = run_config(config_path)
-    with connect(warehouse_path(cfg, warehouse)) as con:
-        state = deliver(con, cfg, plan, Path(folder), dry_run=dry_run, url=webhook_url)
+    its URL; its record under the run's ``executor``) and record what it accepted. No task
+    retries: the executor retries each region's delivery itself, and tries every region."""
+    folder = ctx.out / "executor"
+    state = deliver(ctx.con, ctx.cfg, plan, folder, dry_run=dry_run, url=webhook_url)
     return {"regions": sorted(state.regions), "changes": state.notes}
 
 
-@task(name="plan-report")
+@task(name="plan-report", cache_policy=NO_CACHE)
 def plan_report(
-    config_path: str | None,
-    warehouse: str | None,
+    ctx: RunContext,
     plan: Any,
-    out: str,
     quality: dict[str, Any] | None = None,
     versus: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
@@ -202,24 +170,12 @@ def plan_report(
     from flows.operator_view import operator_view
     from reports.plan_report import write_plan_report
 
-    cfg = run_config(config_path)
-    with connect(warehouse_path(cfg, warehouse), read_only=True) as con:
-        recent = run(
-            con,
-            "reports/recent_demand",
-            start=plan.start - pd.Timedelta(hours=48),
-            end=plan.start,
-        ).df()
-        forecasts = run(con, "plans/forecasts_at", origin=plan.forecast_origin).df()
-        tenants = run(
-            con,
-            "reports/tenant_traffic",
-            start=plan.start - pd.Timedelta(hours=1),
-            end=plan.start,
-            headroom=FairServe.headroom,
-        ).df()
-        view = operator_view(con, cfg, plan, quality=quality, verified=True, versus=versus)
-    folder = Path(out) / "reports" / f"{plan.start:%Y%m%dT%H%M}"
+    wh, start = ctx.warehouse, plan.start
+    recent = wh.recent_demand(start - pd.Timedelta(hours=48), start)
+    forecasts = wh.forecasts_at(plan.forecast_origin)
+    tenants = wh.tenant_traffic(start - pd.Timedelta(hours=1), start, FairServe.headroom)
+    view = operator_view(ctx.con, ctx.cfg, plan, quality=quality, verified=True, versus=versus)
+    folder = ctx.out / "reports" / f"{plan.start:%Y%m%dT%H%M}"
     path = write_plan_report(view, plan, recent, forecasts, folder)
     return {"path": str(path), "view": view, "tenants": tenants}
 
@@ -277,18 +233,18 @@ def hourly_plan(
     started = datetime.now(UTC)
     run_id = str(flow_run_runtime.id)
     cfg = run_config(config_path)
-    stamp = run_time(cfg, as_of).isoformat()
+    stamp = run_time(cfg, as_of)
     root = Path(out or cfg.paths.outputs)
     inbox = inbox or cfg.clock.inbox
     if cfg.clock.kind == "replay" and as_of is None:
         from flows.clock import clock_for
         from flows.feed import wait_for_feed
 
-        wait_for_feed(cfg, pd.Timestamp(stamp), max(30.0, clock_for(cfg).real_seconds(20 * 60)))
-    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
-        ingest = ingest_folder(inbox, config_path, warehouse) if Path(inbox).exists() else None
+        wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(20 * 60)))
+    with run_context(cfg, warehouse, str(root), stamp, hold=True) as ctx:
+        ingest = ingest_folder(ctx, inbox) if Path(inbox).exists() else None
         files = (ingest or {}).get("files", [])
-        quality = check_quality(config_path, warehouse, stamp, files, str(root / "data_docs"))
+        quality = check_quality(ctx, files)
         if quality["docs_index"]:
             create_link_artifact(
                 page_url(Path(quality["docs_index"]), root),
@@ -317,14 +273,10 @@ def hourly_plan(
                 "no plan published, the last good plan stays"
             )
         horizon = cfg.planner.horizon_h + 1
-        fanout_flow(dask_address)(config_path, warehouse, stamp, horizon)
-        planned = make_hourly_plan(config_path, warehouse, stamp, str(root / "plans"))
-        applied = apply_plan(
-            config_path, warehouse, planned["plan"], str(root / "executor"), webhook_url, dry_run
-        )
-        report = plan_report(
-            config_path, warehouse, planned["plan"], str(root), quality, planned["versus"]
-        )
+        fanout_flow(dask_address)(ctx, horizon)
+        planned = make_hourly_plan(ctx)
+        applied = apply_plan(ctx, planned["plan"], webhook_url, dry_run)
+        report = plan_report(ctx, planned["plan"], quality, planned["versus"])
     from reports.operator import run_markdown
 
     plan = planned["plan"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ def starting_state(
 
 def record_application(con: duckdb.DuckDBPyConnection, applied: AppliedState) -> int:
     """Store what a target accepted (per region) so the next plan starts from it."""
-    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    now = naive_utc(datetime.now(UTC))
     hour = naive_utc(applied.hour)
     with transaction(con):
         for region, doc in sorted(applied.regions.items()):
@@ -371,7 +371,7 @@ def store_plan(
                 "export_path": str(export_path) if export_path is not None else None,
                 "state": state.to_json(),
                 "notes": json.dumps(list(plan.notes)),
-                "created_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+                "created_at": naive_utc(datetime.now(UTC)),
             }
         ]
     )

@@ -1,9 +1,9 @@
 """Prefect flows `daily-retrain`, `evaluate` and `backfill` (the hourly one is in
-flows/hourly_plan.py). Thin: each calls the functions the CLI calls."""
+flows/hourly_plan.py). Thin: each builds the run's context once (flows.run_context) and
+calls the functions the CLI calls on it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
@@ -15,30 +15,30 @@ from prefect.artifacts import (
     create_progress_artifact,
     update_progress_artifact,
 )
-from prefect.concurrency.sync import concurrency
+from prefect.cache_policies import NO_CACHE
 
 from flows.clock import run_time
 from flows.evaluation import run_evaluation, write_outputs
 from flows.forecasting import run_selection
 from flows.pipeline import forecast_and_plan
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
-from flows.run_context import WAREHOUSE_LIMIT, as_of_time, run_config, warehouse_path
-from flows.warehouse.connection import connect
-from planner.config import FleetConfig
+from flows.run_context import RunContext, as_of_time, run_config, run_context
 from reports import backtest as backtest_report
 from reports.evaluation import markdown_table
 from reports.pages import page_url
 
 
-@task(name="select-forecasters", retries=1, retry_delay_seconds=60, timeout_seconds=3600)
-def select_forecasters(
-    config_path: str | None, warehouse: str | None, as_of: str, out: str
-) -> dict[str, Any]:
-    cfg = run_config(config_path)
-    when = as_of_time(as_of).floor("D")
-    with connect(warehouse_path(cfg, warehouse)) as con:
-        selection = run_selection(con, cfg, when.to_pydatetime())
-    folder = Path(out) / f"backtest-{when:%Y%m%dT%H%M}"
+@task(
+    name="select-forecasters",
+    retries=1,
+    retry_delay_seconds=60,
+    timeout_seconds=3600,
+    cache_policy=NO_CACHE,
+)
+def select_forecasters(ctx: RunContext) -> dict[str, Any]:
+    when = ctx.as_of.floor("D")
+    selection = run_selection(ctx.con, ctx.cfg, when.to_pydatetime())
+    folder = ctx.out / f"backtest-{when:%Y%m%dT%H%M}"
     backtest_report.write_report(selection, folder)
     chosen = pd.Series([f.forecaster for f in selection.fitted.values()]).value_counts()
     return {
@@ -59,9 +59,8 @@ def daily_retrain(
     """Backtests and per-series model selection at midnight (UTC) of ``as_of`` (default: the
     config's clock at the run's scheduled start)."""
     cfg = run_config(config_path)
-    root = str(Path(out or cfg.paths.outputs))
-    with concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False):
-        result = select_forecasters(config_path, warehouse, run_time(cfg, as_of).isoformat(), root)
+    with run_context(cfg, warehouse, out, run_time(cfg, as_of), hold=True) as ctx:
+        result = select_forecasters(ctx)
     create_markdown_artifact(
         f"# Forecaster selection at {result['as_of']}\n\n{result['series']} series; chosen: "
         + ", ".join(f"{k} × {v}" for k, v in result["chosen"].items())
@@ -89,9 +88,8 @@ def evaluate(
     with ``sweep``, every policy family over its dial and the frontier (flows/sweep.py)."""
     cfg = run_config(config_path)
     if sweep:
-        return _evaluate_sweep(
-            cfg, warehouse, out, hours, end, time_limit_s, seed, quantiles, workers
-        )
+        with run_context(cfg, warehouse, out, hold=True) as ctx:
+            return _evaluate_sweep(ctx, hours, end, time_limit_s, seed, quantiles, workers)
     names = policies or list(POLICIES)
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
     progress = cast(
@@ -103,14 +101,10 @@ def evaluate(
         done[0] += n
         update_progress_artifact(progress, 100.0 * done[0] / max(plans, 1))
 
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        connect(warehouse_path(cfg, warehouse)) as con,
-    ):
-        evaluation = run_evaluation(
-            con, cfg, names, hours, as_of_time(end) if end else None, time_limit_s, seed, advance
-        )
-    folder = Path(out or cfg.paths.outputs) / (
+    with run_context(cfg, warehouse, out, hold=True) as ctx:
+        until = as_of_time(end) if end else None
+        evaluation = run_evaluation(ctx.con, cfg, names, hours, until, time_limit_s, seed, advance)
+    folder = ctx.out / (
         f"evaluation-{evaluation.start:%Y%m%dT%H%M}-{hours}h-{evaluation.config_hash}"
     )
     paths = write_outputs(evaluation, folder)
@@ -119,16 +113,12 @@ def evaluate(
         f"# Policy comparison {evaluation.start} .. {evaluation.end}\n\n" + markdown_table(table),
         key="evaluation",
     )
-    create_link_artifact(
-        page_url(paths["md"], Path(out or cfg.paths.outputs)), "comparison", key="evaluation-files"
-    )
+    create_link_artifact(page_url(paths["md"], ctx.out), "comparison", key="evaluation-files")
     return {"folder": str(folder), "results": table.to_dict(orient="records")}
 
 
 def _evaluate_sweep(
-    cfg: FleetConfig,
-    warehouse: str | None,
-    out: str | None,
+    ctx: RunContext,
     hours: int,
     end: str | None,
     time_limit_s: float | None,
@@ -139,23 +129,17 @@ def _evaluate_sweep(
     from flows.sweep import run_sweep, write_sweep
     from reports.sweep import frontier_markdown
 
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        connect(warehouse_path(cfg, warehouse)) as con,
-    ):
-        result = run_sweep(
-            con,
-            cfg,
-            hours,
-            as_of_time(end) if end else None,
-            quantiles=quantiles or DEFAULT_QUANTILES,
-            time_limit_s=time_limit_s,
-            seed=seed,
-            workers=workers,
-        )
-    folder = Path(out or cfg.paths.outputs) / (
-        f"sweep-{result.start:%Y%m%dT%H%M}-{hours}h-{result.config_hash}"
+    result = run_sweep(
+        ctx.con,
+        ctx.cfg,
+        hours,
+        as_of_time(end) if end else None,
+        quantiles=quantiles or DEFAULT_QUANTILES,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        workers=workers,
     )
+    folder = ctx.out / (f"sweep-{result.start:%Y%m%dT%H%M}-{hours}h-{result.config_hash}")
     paths = write_sweep(result, folder)
     create_markdown_artifact(
         f"# Frontier at equal SLA {result.start} .. {result.end}\n\n"
@@ -181,17 +165,14 @@ def backfill(
     first, stop = as_of_time(start).floor("h"), as_of_time(end).floor("h")
     if stop <= first:
         raise ValueError(f"backfill: end {end} is not after start {start}")
-    root = Path(out or cfg.paths.outputs) / "backfill"
     hours = pd.date_range(first, stop, freq="h", inclusive="left")
     progress = cast(UUID, create_progress_artifact(0.0, description="backfilled hours"))
     made = []
-    with (
-        concurrency(WAREHOUSE_LIMIT, occupy=1, strict=False),
-        connect(warehouse_path(cfg, warehouse)) as con,
-    ):
+    with run_context(cfg, warehouse, out, first, hold=True) as ctx:
+        root = ctx.out / "backfill"
         for i, hour in enumerate(hours, start=1):
             as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
-            result = forecast_and_plan(con, cfg, as_of.to_pydatetime(), root)
+            result = forecast_and_plan(ctx.con, cfg, as_of.to_pydatetime(), root)
             made.append(
                 {
                     "hour": str(hour),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -320,10 +320,6 @@ def build_view(
         versus=versus_table(versus),
         notes=notes,
     )
-
-
-def as_of_text(t: datetime) -> str:
-    return utc(t)
 
 
 def _md_table(frame: pd.DataFrame) -> str:

@@ -33,10 +33,11 @@ from flows.warehouse.ingest import (
     FileReport,
     IngestReport,
     _clean_error,
-    expand_paths,
+    ingest_each,
+    load_file,
     next_file_key,
 )
-from flows.warehouse.sqlfiles import execute, run, sql, transaction
+from flows.warehouse.sqlfiles import execute, run, sql
 from planner.config import FleetConfig
 
 log = logging.getLogger(__name__)
@@ -53,15 +54,7 @@ def ingest_minute_paths(
     on_file: Callable[[FileReport], None] | None = None,
 ) -> IngestReport:
     """Ingest every aggregate file under ``paths``; a bad file is reported, others load."""
-    files, reports = expand_paths(paths)
-    for report in reports:
-        log.error("%s: %s", report.path, report.message)
-    for path in files:
-        report = ingest_minute_file(con, path, cfg, now)
-        reports.append(report)
-        if on_file:
-            on_file(report)
-    return IngestReport(reports)
+    return ingest_each(paths, lambda path: ingest_minute_file(con, path, cfg, now), on_file)
 
 
 def _identify(path: Path) -> tuple[int, str]:
@@ -89,35 +82,13 @@ def ingest_minute_file(
     con: duckdb.DuckDBPyConnection, path: Path, cfg: FleetConfig, now: datetime
 ) -> FileReport:
     """Load one aggregate file in one transaction; never raises for a bad file."""
-    try:
-        staging = _staging(path)
-        size, file_id = _identify(path)
-    except FileRejected as exc:
-        log.error("%s: %s", path, exc)
-        return FileReport(str(path), "rejected", message=str(exc))
-    previous = run(con, "ingest/find_file", file_id=file_id).fetchone()
-    if previous:
-        msg = f"already ingested as {previous[0]} at {previous[1]:%Y-%m-%d %H:%M:%S}"
-        return FileReport(str(path), "skipped", file_id=file_id, message=msg)
-    try:
-        with transaction(con):
-            report = _load(con, path, staging, cfg, file_id, size, now)
-    except Exception as exc:
-        message = exc.args[0] if isinstance(exc, FileRejected) else _clean_error(exc)
-        log.error("%s: rejected: %s", path, message)
-        return FileReport(str(path), "rejected", file_id=file_id, message=message)
-    finally:
-        for table in _TEMP:
-            con.execute(f"DROP TABLE IF EXISTS temp.{table}")
-    log.info(
-        "%s: read %d, loaded %d, quarantined %d, duplicates %d",
+    return load_file(
+        con,
         path,
-        report.rows_read,
-        report.rows_loaded,
-        report.rows_quarantined,
-        report.duplicates_skipped,
+        lambda: (_staging(path), *_identify(path)),
+        lambda staging, file_id, size: _load(con, path, staging, cfg, file_id, size, now),
+        _TEMP,
     )
-    return report
 
 
 def _load(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 
 from flows.barrier import barrier
-from flows.warehouse.sqlfiles import execute, run, sql
+from flows.warehouse.sqlfiles import execute, run, sql, transaction
 from validation.columns import REQUIRED_COLUMNS
 
 if TYPE_CHECKING:
@@ -142,14 +142,23 @@ def ingest_paths(
     on_file: Callable[[FileReport], None] | None = None,
 ) -> IngestReport:
     """Ingest every file under ``paths``; a bad file is reported and the others still load."""
+    return ingest_each(paths, lambda path: ingest_file(con, path, spec, schema, now), on_file)
+
+
+def ingest_each(
+    paths: Sequence[Path | str],
+    one: Callable[[Path], FileReport],
+    on_file: Callable[[FileReport], None] | None = None,
+) -> IngestReport:
+    """``one`` over every file under ``paths`` (each reported to ``on_file``); what cannot be
+    listed is reported too, and the others still load."""
     files, reports = expand_paths(paths)
     for report in reports:
         log.error("%s: %s", report.path, report.message)
     for path in files:
-        report = ingest_file(con, path, spec, schema, now)
-        reports.append(report)
+        reports.append(one(path))
         if on_file:
-            on_file(report)
+            on_file(reports[-1])
     return IngestReport(reports)
 
 
@@ -161,10 +170,32 @@ def ingest_file(
     now: datetime,
 ) -> FileReport:
     """Load one file in one transaction; never raises for a bad file, returns its report."""
+
+    def load(staging: str, file_id: str, size: int) -> FileReport:
+        with literal_path(path) as readable:
+            report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
+        barrier("ingest-loaded")  # rows and manifest row written, not yet committed
+        return report
+
+    return load_file(
+        con, path, lambda: (_staging_name(path, spec), *_identify(path, spec)), load, _TEMP_TABLES
+    )
+
+
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    identify: Callable[[], tuple[str, int, str]],
+    load: Callable[[str, str, int], FileReport],
+    temp_tables: Iterable[str],
+) -> FileReport:
+    """One file (a request log, or minute aggregates) in one transaction; never raises for a
+    bad file. ``identify`` gives its (staging reader, size, file_id), or raises FileRejected;
+    content ingested before is skipped; ``load`` (staging, file_id, size) writes it, and on
+    any error nothing of it stays. Its temp tables are dropped either way."""
     started = time.perf_counter()
     try:
-        staging = _staging_name(path, spec)
-        size, file_id = _identify(path, spec)
+        staging, size, file_id = identify()
     except FileRejected as exc:
         log.error("%s: %s", path, exc)
         return FileReport(str(path), "rejected", message=str(exc))
@@ -175,25 +206,19 @@ def ingest_file(
         return FileReport(str(path), "skipped", file_id=file_id, message=msg)
     log.info("%s: loading (%s, %d bytes)", path, staging, size)
     hashed = time.perf_counter()
-    con.execute("BEGIN")
     try:
-        with literal_path(path) as readable:
-            report = _load(con, path, spec, staging, schema, file_id, size, now, readable)
-        barrier("ingest-loaded")  # rows and manifest row written, not yet committed
-        loaded = time.perf_counter()
-        con.execute("COMMIT")
-        report.phases = {
-            "hash": round(hashed - started, 3),
-            **report.phases,
-            "commit": round(time.perf_counter() - loaded, 3),
-        }
+        with transaction(con):
+            report = load(staging, file_id, size)
+            loaded = time.perf_counter()
+        commit = round(time.perf_counter() - loaded, 3)
+        report.phases = {"hash": round(hashed - started, 3), **report.phases, "commit": commit}
     except Exception as exc:
-        con.execute("ROLLBACK")
         message = exc.args[0] if isinstance(exc, FileRejected) else _clean_error(exc)
         log.error("%s: rejected: %s", path, message)
         return FileReport(str(path), "rejected", file_id=file_id, message=message)
     finally:
-        _drop_temp(con)
+        for table in temp_tables:
+            con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     log.info(
         "%s: read %d, loaded %d, quarantined %d, duplicates %d",
         path,

@@ -1,6 +1,7 @@
 """The simulated executor: the simulator's fleet carries out each plan's first hour.
 
-``apply`` sets the plan's targets the moment the plan arrives (LT-I), then advances the fleet
+``apply`` carries the plan out as the evaluation's LT-I does (``planner.sim.fleet.lt_i_targets``:
+scale-outs the moment the plan arrives, the plan itself on its hour), advancing the fleet
 minute by minute through the hour: VMs become usable only after their lead time and models
 only after their load time, so the state it reports is what would really run at the end of
 the hour, which can fall short of the plan when the plan came too late.
@@ -26,7 +27,7 @@ from planner.config.models import RoutingSettings
 from planner.executors.protocol import AppliedState
 from planner.ilp.plan import Plan
 from planner.sim import learn_router
-from planner.sim.fleet import Fleet, FleetParams, Targets
+from planner.sim.fleet import Fleet, FleetParams, Targets, lt_i_targets
 from planner.sim.instances import Requests, Served, simulate_instances
 from planner.sim.plans import targets_of
 from planner.sim.profile import InstanceProfile
@@ -82,8 +83,9 @@ class SimulatedExecutor:
         targets, _ = targets_of(plan, self.p)
         if self.fleet is None:  # the first plan finds the fleet already running it
             self.fleet = Fleet(self.p, targets)
-        self.fleet.set_targets(targets)
-        for _ in range(self.lead_min + 60):
+        for k in range(self.lead_min + 60):
+            if k in (0, self.lead_min):
+                self.fleet.set_targets(lt_i_targets(self.fleet.targets, targets, self.lead_min - k))
             self.fleet.step(self.minute)
             self.minute += 1
         state = AppliedState(

@@ -137,6 +137,19 @@ class Targets:
         )
 
 
+def lt_i_targets(current: Targets, plan: Targets, minutes_to_hour: int) -> Targets:
+    """How a plan is applied to the simulated fleet (LT-I; the simulated executor and the
+    evaluation's ``lt-i`` and ``oracle``): from its arrival, ``minutes_to_hour`` > 0 before
+    its hour, scale-outs only (every count the larger of ``current``'s and the plan's,
+    routing unchanged); from its hour (0), the plan itself."""
+    if minutes_to_hour <= 0:
+        return plan.copy()
+    new = current.copy()
+    for name in ("vms", "spot_vms", "instances", "spot_instances"):
+        setattr(new, name, np.maximum(getattr(current, name), getattr(plan, name)))
+    return new
+
+
 def home_routing(p: FleetParams) -> Array:
     """Every request served in its own region."""
     nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)

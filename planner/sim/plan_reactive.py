@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from planner.sim.fleet import FleetParams, Targets, vms_for
+from planner.sim.fleet import FleetParams, Targets, lt_i_targets, vms_for
 from planner.sim.fluid import Observation
 from planner.sim.policies import instance_equivalents, on_preferred
 
@@ -102,12 +102,9 @@ class PlanReactive:
         h, into = divmod(t, 60)
         cur = self.floor()
         if into == 60 - self.p.plan_lead_min and h + 1 < len(self.hourly):
-            nxt = self._plan(h + 1)
-            new = cur.copy()
-            for name in ("vms", "spot_vms", "instances", "spot_instances"):
-                setattr(new, name, np.maximum(getattr(cur, name), getattr(nxt, name)))
+            new = lt_i_targets(cur, self._plan(h + 1), self.p.plan_lead_min)
         elif into == 0 and t > 0:
-            new = self._plan(h).copy()
+            new = lt_i_targets(cur, self._plan(h), 0)
             if self.handover:
                 self._union = cur.copy()
                 new = self._held(new, self._union, np.zeros(new.instances.shape[:2], bool))

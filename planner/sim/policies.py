@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from planner.sim.fleet import FleetParams, Targets, home_routing, vms_for
+from planner.sim.fleet import FleetParams, Targets, home_routing, lt_i_targets, vms_for
 from planner.sim.fluid import Observation
 
 Array = npt.NDArray[np.float64]
@@ -176,12 +176,9 @@ class PlanFollowing:
         new: Targets | None = None
         if self.mode == "lt-i":
             if into == 60 - self.p.plan_lead_min and h + 1 < len(self.hourly):
-                nxt = self._plan(h + 1)
-                new = cur.copy()
-                for name in ("vms", "spot_vms", "instances", "spot_instances"):
-                    setattr(new, name, np.maximum(getattr(cur, name), getattr(nxt, name)))
+                new = lt_i_targets(cur, self._plan(h + 1), self.p.plan_lead_min)
             elif into == 0 and t > 0:
-                new = self._plan(h).copy()
+                new = lt_i_targets(cur, self._plan(h), 0)
         else:
             plan = self._plan(h)
             if into == 0 and t > 0:  # the new hour: scale in to the plan, route by it

@@ -14,7 +14,16 @@ from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
 from planner.sim.fluid import Policy
 from planner.sim.plans import plan_targets
-from planner.sim.policies import PlanFollowing, Reactive, Siloed
+from planner.sim.policies import Siloed
+from planner.sim.sweep import Point, build_policy
+
+# the policies an evaluation compares, as points of the sweep's families (their defaults)
+EVALUATED = {
+    "reactive": Point("reactive"),
+    "siloed": Point("siloed", {"headroom": Siloed.headroom}),
+    **{m: Point("plan", {"plans": "forecast", "mode": m}) for m in ("lt-i", "lt-u", "lt-ua")},
+    "oracle": Point("plan", {"plans": "oracle", "mode": "lt-i"}),
+}
 
 
 def truth_demand(cfg: FleetConfig, demand: MinuteDemand, p: FleetParams) -> pd.DataFrame:
@@ -41,26 +50,12 @@ def make_policies(
     demand: MinuteDemand,
     plans: dict[str, list[Plan]],
 ) -> list[Policy]:
-    """The named policies of an evaluation over ``demand``: the baselines set up from the
-    log's first hour and peaks, the plan-following ones from ``plans`` (``forecast``: made
-    on forecasts, ``oracle``: on the true demand)."""
-    first_hour = demand.tokens[:60].mean(axis=0) / 60.0  # [r, m, k] tokens/s
-    peak_min = demand.tokens.max(axis=0) / 60.0
-    out: list[Policy] = []
-    for name in names:
-        if name == "reactive":
-            out.append(Reactive(p, first_hour))
-        elif name == "siloed":
-            inter = peak_min.copy()
-            inter[:, :, p.deferrable] = 0.0
-            niw_hours = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable]
-            out.append(Siloed(p, inter, niw_hours.max(axis=0)))
-        elif name in ("lt-i", "lt-u", "lt-ua"):
-            made = plan_targets(plans["forecast"], p)
-            out.append(PlanFollowing(p, made.hourly, made.expected, mode=name, name=name))
-        elif name == "oracle":
-            made = plan_targets(plans["oracle"], p)
-            out.append(PlanFollowing(p, made.hourly, made.expected, mode="lt-i", name="oracle"))
-        else:
-            raise ValueError(f"unknown policy {name!r}")
-    return out
+    """The named policies of an evaluation over ``demand`` (``EVALUATED``, built by
+    ``planner.sim.sweep.build_policy``), the plan-following ones from ``plans``
+    (``forecast``: made on forecasts, ``oracle``: on the true demand)."""
+    unknown = [n for n in names if n not in EVALUATED]
+    if unknown:
+        raise ValueError(f"unknown policy {unknown[0]!r}")
+    used = {EVALUATED[n].params["plans"] for n in names if "plans" in EVALUATED[n].params}
+    targets = {k: plan_targets(plans[k], p) for k in used}
+    return [build_policy(EVALUATED[n], p, demand, targets, name=n) for n in names]

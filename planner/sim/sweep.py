@@ -166,27 +166,35 @@ class PlanTargets:
 
 
 def build_policy(
-    point: Point, p: FleetParams, demand: MinuteDemand, plans: Mapping[float, PlanTargets]
+    point: Point,
+    p: FleetParams,
+    demand: MinuteDemand,
+    plans: Mapping[Any, PlanTargets],
+    name: str | None = None,
 ) -> Policy:
+    """The policy at ``point`` over ``demand``, named ``name`` (default: the point's label):
+    the baselines set up from the log's first hour and peaks; plan-carrying ones from
+    ``plans[params["plans"]]`` (default: the plans at the point's quantile)."""
     first_hour = demand.tokens[:60].mean(axis=0) / 60.0
     a = dict(point.params)
+    label = name or point.label
     if point.family == "reactive":
-        return Reactive(p, first_hour, name=point.label, **a)
+        return Reactive(p, first_hour, name=label, **a)
     if point.family == "slo-reactive":
-        return SloReactive(p, first_hour, name=point.label, **a)
+        return SloReactive(p, first_hour, name=label, **a)
     if point.family == "siloed":
         inter = demand.tokens.max(axis=0) / 60.0
         inter[:, :, p.deferrable] = 0.0
         niw = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable].max(axis=0)
-        return Siloed(p, inter, niw, headroom=float(a["headroom"]), name=point.label)
+        return Siloed(p, inter, niw, headroom=float(a["headroom"]), name=label)
     if point.family == "plan":
-        seq = plans[float(a["quantile"])]
+        seq = plans[a["plans"] if "plans" in a else float(a["quantile"])]
         if a["mode"] == "lt-r":
             target = float(a.get("target", 0.85))
             return PlanReactive(
                 p,
                 seq.hourly,
-                name=point.label,
+                name=label,
                 target=target,
                 up=round(min(target + 0.1, 0.98), 2),
                 down=round(0.7 * target, 2),
@@ -198,7 +206,7 @@ def build_policy(
             seq.hourly,
             seq.expected,
             mode=str(a["mode"]),
-            name=point.label,
+            name=label,
             ahead=float(a.get("ahead", 1.10)),
         )
     raise ValueError(f"unknown family {point.family!r}")
