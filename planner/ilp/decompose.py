@@ -76,6 +76,27 @@ class DecompositionResult:
         if objective < self.objective:
             self.values, self.objective, self.plan_from = values, objective, source
 
+    def record_round(self, bound: float, seconds: float, method: str) -> None:
+        """One round's bound, best bound and plan: into the history and the log."""
+        self.history.append(
+            {
+                "iteration": self.iterations,
+                "bound": bound,
+                "best_bound": self.lower_bound,
+                "plan": self.objective,
+                "seconds": seconds,
+            }
+        )
+        log.info(
+            "%s it %d: L %.2f best %.2f plan %.2f (%.1f s)",
+            method,
+            self.iterations,
+            bound,
+            self.lower_bound,
+            self.objective,
+            seconds,
+        )
+
 
 @dataclass(frozen=True)
 class DecompositionSettings:
@@ -293,23 +314,7 @@ def _ascent(
         # a plan from this round's regions whenever the LP that assembles it is cheap
         if out.assembly_seconds < 0.05 * settings.time_limit_s:
             assemble(results)
-        out.history.append(
-            {
-                "iteration": out.iterations,
-                "bound": bound,
-                "best_bound": out.lower_bound,
-                "plan": out.objective,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        log.info(
-            "decomposition it %d: L %.2f best %.2f plan %.2f (%.1f s)",
-            out.iterations,
-            bound,
-            out.lower_bound,
-            out.objective,
-            time.perf_counter() - started,
-        )
+        out.record_round(bound, time.perf_counter() - started, "decomposition")
         if out.gap <= settings.gap:
             break
         norm2 = sum(g * g for g in g_pi.values()) + sum(g * g for g in g_mu.values())

@@ -724,23 +724,7 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     scale = np.maximum(np.abs(y), 1e-3 * float(np.abs(y).max(initial=1.0)))
     improved = False
     while left() > 0 and out.iterations < settings.max_iterations:
-        out.history.append(
-            {
-                "iteration": out.iterations,
-                "bound": bound,
-                "best_bound": out.lower_bound,
-                "plan": out.objective,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        log.info(
-            "split it %d: L %.2f best %.2f plan %.2f (%.1f s)",
-            out.iterations,
-            bound,
-            out.lower_bound,
-            out.objective,
-            time.perf_counter() - started,
-        )
+        out.record_round(bound, time.perf_counter() - started, "split")
         if out.gap <= settings.gap:
             break
         if out.iterations % 3 == 0 and improved:

@@ -79,10 +79,15 @@ def test_planner_decomposes_above_the_threshold_and_says_so() -> None:
 
 
 def test_dask_gives_the_same_plan_as_the_process_pool() -> None:
+    assert_dask_plan_equals_process_pool(replace(FIXED, max_iterations=6))
+
+
+def assert_dask_plan_equals_process_pool(settings: DecompositionSettings) -> None:
+    """The decomposition of one instance on a local Dask cluster and on the process pool
+    gives the same bound, objective and values (the split relaxation's test reuses it)."""
     from distributed import LocalCluster
 
     data = _instance(2)
-    settings = replace(FIXED, max_iterations=6)
     with RegionPool(data, 2) as pool:
         local = decompose(data, settings, pool)
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)

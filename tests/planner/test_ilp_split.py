@@ -20,7 +20,7 @@ from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split, solve_priced
 from planner.ilp.verify import verify
-from tests.planner.test_ilp_lagrange import _instance
+from tests.planner.test_ilp_lagrange import _instance, assert_dask_plan_equals_process_pool
 
 EXACT = SolverSettings(time_limit_s=60, mip_gap=0.0)
 # always split, a fixed number of rounds, generous time: the run does not depend on the clock
@@ -74,21 +74,7 @@ def test_split_bound_at_the_relaxations_duals_is_the_relaxation(seed: int) -> No
 
 
 def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
-    from distributed import LocalCluster
-
-    data = _instance(2)
-    settings = replace(SPLIT, max_iterations=3)
-    with RegionPool(data, 2) as pool:
-        local = decompose(data, settings, pool)
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    with cluster, RegionPool(data, dask_address=cluster.scheduler_address) as pool:
-        assert pool.engine.startswith("dask")
-        remote = decompose(data, settings, pool)
-    assert remote.lower_bound == pytest.approx(local.lower_bound, rel=1e-9)
-    assert remote.objective == pytest.approx(local.objective, rel=1e-9)
-    assert remote.values is not None and local.values is not None
-    for family in ("y", "x", "f"):
-        assert remote.values[family] == pytest.approx(local.values[family])
+    assert_dask_plan_equals_process_pool(replace(SPLIT, max_iterations=3))
 
 
 def test_planner_splits_above_its_threshold_and_says_so() -> None:
