@@ -158,6 +158,17 @@ def plan_grid(
     return pts
 
 
+def with_niw_cap(points: Sequence[Point], cap: float = NIW_CAP) -> list[Point]:
+    """``points`` and, for each point without a NIW cap (siloed pools excepted: they hold
+    their NIW apart), its twin with NIW capped at ``cap`` utilisation of the shared pools: the
+    cap measured as a default for every family (``bench/levers.py --niw-cap-all``)."""
+    out = list(points)
+    for pt in points:
+        if pt.family != "siloed" and "niw_cap" not in pt.params:
+            out.append(Point(pt.family, {**pt.params, "niw_cap": cap}))
+    return out
+
+
 def siloed_grid() -> list[Point]:
     return [Point("siloed", {"headroom": h}) for h in (0.0, 0.1, 0.2)]
 
@@ -228,6 +239,7 @@ def build_policy(
             mode=str(a["mode"]),
             name=label,
             ahead=float(a.get("ahead", 1.10)),
+            niw_cap=a.get("niw_cap"),
         )
     raise ValueError(f"unknown family {point.family!r}")
 
