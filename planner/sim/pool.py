@@ -17,6 +17,11 @@ make latency grow with load:
   wait exceeds its tier's TTFT target is late whatever the curve says.
 
 So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤ TTFT_k)``.
+
+:func:`pool_sla_model` replaces the curve with the per-minute latency model built from the
+profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
+size histogram (:func:`planner.sim.minute_model.minute_mix`) and CV give each tier's TTFT and
+TPOT shares, the minute queue's waits added to the TTFT.
 """
 
 from __future__ import annotations
