@@ -372,12 +372,16 @@ _PREDICTOR_COLUMNS = ["arrival_time", "tenant", "model", "tier", "input_tokens",
 
 
 def predictor_key(
-    train: pd.DataFrame, scored: pd.DataFrame, predicted: list[pd.DataFrame], seed: int
+    train: pd.DataFrame,
+    scored: pd.DataFrame,
+    predicted: list[pd.DataFrame],
+    seed: int,
+    max_iter: int = 100,
 ) -> str:
     """Hash of everything the length predictor's figures depend on: the rows it is fitted on,
     the rows it is scored on and the rows it predicts (each with every column the fit and the
-    score read), the seed and :data:`PREDICTOR_CACHE_VERSION`."""
-    h = hashlib.sha256(f"v{PREDICTOR_CACHE_VERSION}/seed{seed}".encode())
+    score read), the seed, the boosting rounds and :data:`PREDICTOR_CACHE_VERSION`."""
+    h = hashlib.sha256(f"v{PREDICTOR_CACHE_VERSION}/seed{seed}/iter{max_iter}".encode())
     for i, df in enumerate([train, scored, *predicted]):
         h.update(f"/{i}:{len(df)}".encode())
         cols = df[_PREDICTOR_COLUMNS]
@@ -391,13 +395,14 @@ def predictions(
     predicted: list[pd.DataFrame],
     seed: int,
     cache_dir: Path | None,
+    max_iter: int = 100,
 ) -> tuple[length.Score, list[np.ndarray]]:
     """The length predictor fitted on ``train`` (seed ``seed``): its out-of-sample score on
     ``scored`` and its expected output for each frame of ``predicted``. Stored in
     ``cache_dir/length-<key>.npz`` (:func:`predictor_key`; numbers and the score's JSON, no
     pickled model) and read from there when the key matches, so the ~40-s fit runs once per
     warehouse data and seed; a file that cannot be read is refitted over."""
-    key = predictor_key(train, scored, predicted, seed)
+    key = predictor_key(train, scored, predicted, seed, max_iter)
     path = cache_dir / f"length-{key}.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         try:
@@ -409,17 +414,15 @@ def predictions(
                 return score, est
         except (OSError, KeyError, ValueError, TypeError) as exc:
             log.warning("%s unreadable (%s): refitting the length predictor", path, exc)
-    predictor = length.fit(train, seed=seed)
+    predictor = length.fit(train, seed=seed, max_iter=max_iter)
     score = length.score(predictor, train, scored)
     est = [predictor.expected_output(df) for df in predicted]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez(
-            tmp,
-            score=np.array(json.dumps(asdict(score))),
-            **{f"est{i}": e for i, e in enumerate(est)},
-        )
+        arrays: dict[str, Any] = {f"est{i}": e for i, e in enumerate(est)}
+        arrays["score"] = np.array(json.dumps(asdict(score)))
+        np.savez(tmp, **arrays)
         tmp.replace(path)
     return score, est
 

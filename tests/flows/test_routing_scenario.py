@@ -171,7 +171,7 @@ def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
         }
     )
     train, test = rows.iloc[:400], rows.iloc[400:].reset_index(drop=True)
-    first = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path)
+    first = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path, max_iter=5)
     files = list(tmp_path.glob("length-*.npz"))
     assert len(files) == 1
     fits = []
@@ -184,15 +184,16 @@ def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
     import unittest.mock
 
     with unittest.mock.patch.object(routing.length, "fit", counting_fit):
-        again = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path)
+        again = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path, max_iter=5)
         assert fits == []
         assert again[0] == first[0]
         for a, b in zip(again[1], first[1], strict=True):
             assert np.array_equal(a, b)
     # another seed, other rows: other keys (a refit)
-    key = routing.predictor_key(train, test, [test, train.iloc[:50]], 0)
+    key = routing.predictor_key(train, test, [test, train.iloc[:50]], 0, 5)
     assert files[0].name == f"length-{key}.npz"
-    assert routing.predictor_key(train, test, [test, train.iloc[:50]], 1) != key
+    assert routing.predictor_key(train, test, [test, train.iloc[:50]], 1, 5) != key
+    assert routing.predictor_key(train, test, [test, train.iloc[:50]], 0, 6) != key
     changed = train.assign(output_tokens=train["output_tokens"] + 1)
-    assert routing.predictor_key(changed, test, [test, train.iloc[:50]], 0) != key
-    assert routing.predictor_key(train, test, [test, train.iloc[:60]], 0) != key
+    assert routing.predictor_key(changed, test, [test, train.iloc[:50]], 0, 5) != key
+    assert routing.predictor_key(train, test, [test, train.iloc[:60]], 0, 5) != key
