@@ -157,10 +157,9 @@ def stretch(
     t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
     span = float(t.max()) or 1.0
     if basis == "mean" or span <= segment_s:
-        c = float(busy.sum()) / (instances * span * load)
-    else:
-        b, dur = _segments(t, busy, segment_s)
-        c = float((b / dur).max()) / (instances * load)
+        return np.asarray(t * float(busy.sum()) / (instances * span * load), float)
+    b, dur = _segments(t, busy, segment_s)
+    c = float((b / dur).max()) / (instances * load)
     return np.asarray(t * c, float)
 
 
