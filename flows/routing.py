@@ -49,7 +49,7 @@ class RoutingSpec:
     region: str = ""
     model: str = ""
     instances: int = 8
-    load: float = 0.75
+    load: float = 0.9
     load_basis: str = "peak"
     requests: int = 20_000
     train_traces: int = 3
