@@ -132,7 +132,9 @@ def evaluate_requests(
     region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
     model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
     instances: Annotated[int, typer.Option(min=1, help="instances in the pool")] = 8,
-    load: Annotated[float, typer.Option(min=0.05, max=0.99, help="pool load ρ (see --load-basis)")] = 0.9,
+    load: Annotated[
+        float, typer.Option(min=0.05, max=0.99, help="pool load ρ (see --load-basis)")
+    ] = 0.9,
     load_basis: Annotated[
         str,
         typer.Option(
