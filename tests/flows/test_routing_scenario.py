@@ -148,6 +148,9 @@ def test_load_basis_peak_holds_the_busiest_15_minutes_at_the_load() -> None:
     assert ln["mean"] == pytest.approx(0.75 * 150 / 300, rel=0.02)
     # one factor per window: the gaps keep their shape
     assert np.allclose(new / new[-1], old / old[-1])
+    # 'mean' is the definition before, bit for bit (its figures reproduce)
+    t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
+    assert np.array_equal(old, t * float(busy.sum()) / (8 * float(t.max()) * 0.75))
     with pytest.raises(ValueError, match="load basis 'median'"):
         stretch(arrival, busy, 8, 0.75, "median")
 
