@@ -159,6 +159,7 @@ def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
     """The predictor's figures are stored under a key of its rows and seed: a second call reads
     them (same figures, no refit); another seed or other rows give another key."""
     from flows import routing
+    from planner.sim import length
 
     rng = np.random.default_rng(0)
     n = 600
@@ -177,21 +178,16 @@ def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
     first = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path, max_iter=5)
     files = list(tmp_path.glob("length-*.npz"))
     assert len(files) == 1
-    fits = []
-    real_fit = routing.length.fit
 
-    def counting_fit(*a: object, **k: object) -> object:
-        fits.append(1)
-        return real_fit(*a, **k)  # type: ignore[arg-type]
+    def no_fit(*a: object, **k: object) -> object:
+        raise AssertionError("the cached figures were refitted")
 
-    import unittest.mock
-
-    with unittest.mock.patch.object(routing.length, "fit", counting_fit):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(length, "fit", no_fit)
         again = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path, max_iter=5)
-        assert fits == []
-        assert again[0] == first[0]
-        for a, b in zip(again[1], first[1], strict=True):
-            assert np.array_equal(a, b)
+    assert again[0] == first[0]
+    for a, b in zip(again[1], first[1], strict=True):
+        assert np.array_equal(a, b)
     # another seed, other rows: other keys (a refit)
     key = routing.predictor_key(train, test, [test, train.iloc[:50]], 0, 5)
     assert files[0].name == f"length-{key}.npz"
