@@ -35,7 +35,8 @@ def demo(
     # Imported here, not at the top: they load sktime/SCIP, and every command (ingest too)
     # would pay for them at start-up (bench/ingest.py; tests/flows/test_cli_imports.py).
 
-    from flows.forecasting import load_models, run_selection
+    from flows.forecasting import run_selection
+    from flows.warehouse.selections import load_models
     from planner.utc import naive_utc
     from planner.workload.synth import SynthSpec, synthesize
     from planner.workload.tokens import TokenSampler
