@@ -18,7 +18,7 @@ from flows.cli import (
     plans_cmd,
     requests_cmd,
 )
-from flows.cli.common import STATE, setup_logging
+from flows.cli.common import CliSettings, setup_logging
 
 app = typer.Typer(
     name="sageserve",
@@ -30,6 +30,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option(envvar="SAGESERVE_CONFIG", help="fleet YAML (default configs/default.yaml)"),
@@ -40,7 +41,7 @@ def main(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    STATE.reset(config, warehouse, verbose)
+    ctx.obj = CliSettings(config, warehouse, verbose)
     setup_logging(verbose)
 
 

@@ -14,13 +14,13 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import (
-    STATE,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
     progress_bar,
+    settings,
 )
 from flows.warehouse import requests_contract
 from flows.warehouse.aggregates import ingest_minute_paths
@@ -37,6 +37,8 @@ from flows.warehouse.status import demand_summary, warehouse_status
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from planner.config import FleetConfig
 
 log = logging.getLogger(__name__)
 DEFAULT_AZURE = Path("../shared/data/azure2023")
@@ -55,6 +57,7 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def synth(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="folder for one Parquet file per day")],
     days: Annotated[int, typer.Option(min=1, max=366)] = 14,
     seed: Annotated[int, typer.Option()] = 7,
@@ -71,7 +74,7 @@ def synth(
     from planner.workload.synth import SynthSpec, synthesize
     from planner.workload.tokens import TokenSampler
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     spec = SynthSpec(days, seed, parse_time(start, "--start"), requests_per_day)
     try:
         tokens = TokenSampler.from_azure(azure)
@@ -92,6 +95,7 @@ def synth(
 
 
 def synth_servegen(
+    ctx: typer.Context,
     source: Annotated[list[Path], typer.Option(help="ServeGen folder, e.g. .../language/m-mid")],
     out: Annotated[Path, typer.Option(help="folder for one Parquet file per UTC day")],
     model: Annotated[
@@ -112,7 +116,7 @@ def synth_servegen(
 
     from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     models = model or [_default_model(s) for s in source]
     if len(models) != len(source):
         fail(f"--model given {len(models)} times for {len(source)} --source folders", code=2)
@@ -123,7 +127,7 @@ def synth_servegen(
         fail(f"--aggregate: only 'minute' is supported, got {aggregate!r}", code=2)
     start_date = parse_time(start, "--start").date()
     if aggregate == "minute":
-        _synth_minutes(source, models, scale, seed, start_date, out, as_json)
+        _synth_minutes(cfg, source, models, scale, seed, start_date, out, as_json)
         return
     frames: list[pd.DataFrame] = []
     for src, model_id in zip(source, models, strict=True):
@@ -148,6 +152,7 @@ def synth_servegen(
 
 
 def _synth_minutes(
+    cfg: FleetConfig,
     sources: list[Path],
     models: list[str],
     scale: float,
@@ -161,7 +166,6 @@ def _synth_minutes(
     from planner.workload.servegen import ServeGenSpec, load_source
     from planner.workload.servegen_minutes import synthesize_minutes
 
-    cfg = STATE.config()
     frames = []
     for src, model_id in zip(sources, models, strict=True):
         try:
@@ -198,6 +202,7 @@ def _default_model(source: Path) -> str:
 
 
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="files or folders (every file inside)")],
     fmt: Annotated[
         str, typer.Option("--format", help="native | azure2023 | mooncake | minute-aggregates")
@@ -216,17 +221,17 @@ def ingest(
 ) -> None:
     """Load request-log files (CSV, Parquet, JSONL; gzip too) into the warehouse, or per-minute
     demand aggregates (--format minute-aggregates: Parquet or CSV)."""
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     aggregates = fmt == "minute-aggregates"
     if aggregates and any(v is not None for v in (region, model, tier, tenant, start)):
         fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
-    spec = None if aggregates else _source_spec(fmt, region, model, tier, tenant, start)
+    spec = None if aggregates else _source_spec(cfg, fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contract") as pool:
         # The pandera contract (its import is ~0.5 s) is built in a thread while DuckDB opens
         # the warehouse, hashes the file and looks for duplicate ids; the checks wait for it.
         contract = pool.submit(requests_contract, cfg, now) if spec is not None else None
-        con = open_warehouse(create=True)
+        con = open_warehouse(ctx, create=True)
         with con, progress_bar() as bar:
             task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
             if spec is None or contract is None:
@@ -250,6 +255,7 @@ def ingest(
 
 
 def _source_spec(
+    cfg: FleetConfig,
     fmt: str,
     region: str | None,
     model: str | None,
@@ -257,7 +263,6 @@ def _source_spec(
     tenant: str | None,
     start: str | None,
 ) -> SourceSpec:
-    cfg = STATE.config()
     if fmt not in ("native", "azure2023", "mooncake"):
         fail(
             f"--format: expected native, azure2023, mooncake or minute-aggregates, got {fmt!r}",
@@ -312,17 +317,17 @@ def _status_style(report: FileReport) -> str:
     return f"[{colour}]{report.status}[/]"
 
 
-def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the warehouse holds (rows per series, time span, files, quarantine) and the
     planner's health: latest plan and its age, last planning run, data freshness, by the
     config's clock."""
     from flows.clock import clock_for
 
-    cfg = STATE.config()
-    with open_warehouse(read_only=True) as con:
+    cfg = settings(ctx).config()
+    with open_warehouse(ctx, read_only=True) as con:
         info = warehouse_status(con)
         health_row = {str(k): v for k, v in run(con, "status/planner_health").df().iloc[0].items()}
-    info["warehouse"] = str(STATE.warehouse_path())
+    info["warehouse"] = str(settings(ctx).warehouse_path())
     clock = clock_for(cfg)
     info["health"] = planner_health(health_row, clock.now(), clock.describe())
     if as_json:
@@ -399,11 +404,12 @@ def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[s
 
 
 def refresh_marts(
+    ctx: typer.Context,
     full: Annotated[bool, typer.Option(help="recompute every hour, not only pending ones")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recompute the hourly demand mart."""
-    with open_warehouse() as con:
+    with open_warehouse(ctx) as con:
         result = refresh_demand(con, full=full)
     payload = {"start_hour": result.start_hour, "end_hour": result.end_hour, "rows": result.rows}
     if as_json:
@@ -412,9 +418,9 @@ def refresh_marts(
         console.print(f"demand_hourly: {result.hours} hours recomputed, {result.rows} rows")
 
 
-def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def summary(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Demand per series from the marts: volume, mean and peak token rates."""
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(ctx, read_only=True) as con:
         rows = demand_summary(con)
     if as_json:
         emit_json(rows)

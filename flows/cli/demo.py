@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import STATE, console, emit_json, fail
+from flows.cli.common import console, emit_json, fail, settings
 from flows.cli.data import print_summary, write_parquet_atomic
 from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def demo(
+    ctx: typer.Context,
     shared: Annotated[Path, typer.Option(help="the shared data folder")] = Path("../shared"),
     workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path(".sageserve"),
     days: Annotated[int, typer.Option(min=1)] = 14,
@@ -42,9 +43,9 @@ def demo(
     from planner.workload.tokens import TokenSampler
     from reports import backtest as backtest_report
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     logs_dir = workdir / "logs" / f"synth-seed{seed}"
-    warehouse = STATE.warehouse or workdir / "warehouse.duckdb"
+    warehouse = settings(ctx).warehouse or workdir / "warehouse.duckdb"
     started = time.perf_counter()
     try:
         tokens = TokenSampler.from_azure(shared / "data" / "azure2023")
@@ -78,7 +79,7 @@ def demo(
 
     run = hourly_plan(
         inbox=str(workdir / "inbox"),
-        config_path=str(STATE.config_path) if STATE.config_path else None,
+        config_path=str(settings(ctx).config_path) if settings(ctx).config_path else None,
         warehouse=str(warehouse),
         out=str(workdir / "out"),
         as_of=as_of.isoformat(),

@@ -14,16 +14,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
+from flows.cli.common import console, emit_json, fail, open_warehouse, settings
 
 log = logging.getLogger(__name__)
 
 
-def _routing(opts: dict[str, Any], as_json: bool) -> None:
+def _routing(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     # Imported here: the command line must not load the simulation stack to start.
     from flows.routing import PERF_CSV, RoutingSpec, run_routing
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     spec = RoutingSpec(
         region=opts["region"] or "",
         model=opts["model"] or "",
@@ -39,7 +39,7 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         search_population=opts["search_population"],
     )
     perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
-    con = open_warehouse()
+    con = open_warehouse(ctx)
     with con:
         try:
             result = run_routing(con, cfg, spec, perf)
@@ -103,11 +103,11 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def _fairness(opts: dict[str, Any], as_json: bool) -> None:
+def _fairness(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     # Imported here: the command line must not load the simulation stack to start.
     from flows.fairness import fairness_scenario
 
-    result = fairness_scenario(STATE.config())
+    result = fairness_scenario(settings(ctx).config())
     if as_json:
         emit_json(result)
         return
@@ -120,13 +120,14 @@ def _fairness(opts: dict[str, Any], as_json: bool) -> None:
     console.print(table)
 
 
-SCENARIOS: dict[str, Callable[[dict[str, Any], bool], None]] = {
+SCENARIOS: dict[str, Callable[[typer.Context, dict[str, Any], bool], None]] = {
     "routing": _routing,
     "fairness": _fairness,
 }
 
 
 def evaluate_requests(
+    ctx: typer.Context,
     scenario: Annotated[str, typer.Option(help="scenario name")] = "routing",
     region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
     model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
@@ -173,4 +174,4 @@ def evaluate_requests(
         "search_population": search_population,
         "perf": perf,
     }
-    SCENARIOS[scenario](opts, as_json)
+    SCENARIOS[scenario](ctx, opts, as_json)
