@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +32,7 @@ from flows.warehouse.ingest import (
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.sqlfiles import run
 from flows.warehouse.status import demand_summary, warehouse_status
+from planner.files import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,14 +45,8 @@ DEFAULT_AZURE = Path("../shared/data/azure2023")
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
-        Path(tmp).replace(path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def synth(
