@@ -17,6 +17,7 @@ from flows.cli import (
     plan_cmd,
     plans_cmd,
     requests_cmd,
+    synth_cmd,
 )
 from flows.cli.common import CliSettings, setup_logging
 
@@ -45,8 +46,8 @@ def main(
     setup_logging(verbose)
 
 
-app.command("synth")(data.synth)
-app.command("synth-servegen")(data.synth_servegen)
+app.command("synth")(synth_cmd.synth)
+app.command("synth-servegen")(synth_cmd.synth_servegen)
 app.command("ingest")(data.ingest)
 app.command("status")(data.status)
 app.command("refresh-marts")(data.refresh_marts)

@@ -11,12 +11,13 @@ from typing import Annotated
 import typer
 
 from flows.cli.common import console, emit_json, fail, settings
-from flows.cli.data import print_summary, write_parquet_atomic
+from flows.cli.data import print_summary
 from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary
+from planner.files import write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
