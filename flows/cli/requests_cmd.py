@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,20 +25,8 @@ def _routing(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     from flows.routing import PERF_CSV, RoutingSpec, run_routing
 
     cfg = settings(ctx).config()
-    spec = RoutingSpec(
-        region=opts["region"] or "",
-        model=opts["model"] or "",
-        instances=opts["instances"],
-        load=opts["load"],
-        requests=opts["requests"],
-        train_requests=opts["train_requests"],
-        seed=opts["seed"],
-        retrain=opts["retrain"],
-        windows=opts["windows"],
-        predictor_rows=opts["predictor_rows"],
-        search_rounds=opts["search_rounds"],
-        search_population=opts["search_population"],
-    )
+    known = {f.name for f in fields(RoutingSpec)}  # the pool options; None: the spec's default
+    spec = RoutingSpec(**{k: v for k, v in opts.items() if k in known and v is not None})
     perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
     con = open_warehouse(ctx)
     with con:
