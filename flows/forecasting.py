@@ -29,7 +29,6 @@ from planner.forecast.pipeline import Mapper as SelectionMapper
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
 from planner.ilp.data import plan_horizon
-from planner.quantiles import QUANTILE_COLUMNS
 from planner.utc import naive_utc
 from validation.forecasts import Forecasts
 
@@ -271,27 +270,9 @@ def store_forecasts(
     out["selected_at"] = selected_at
     out["created_at"] = naive_utc(datetime.now(UTC))
     Forecasts.validate(out, lazy=True)
-    columns = [
-        "origin",
-        "hour",
-        "h",
-        "region",
-        "model",
-        "tier",
-        "metric",
-        "point",
-        *QUANTILE_COLUMNS,
-        "forecaster",
-        "train_start",
-        "train_end",
-        "fallback",
-        "selected_at",
-        "created_at",
-    ]
-    rows = out[columns]
     with transaction(con):
-        for origin in rows["origin"].unique():
+        for origin in out["origin"].unique():
             run(con, "forecast/delete_forecasts", origin=pd.Timestamp(origin))
-        with staged(con, "staged_forecasts", rows):
+        with staged(con, "staged_forecasts", out):
             run(con, "forecast/insert_forecasts")
-    return rows
+    return out

@@ -92,7 +92,7 @@ def fold_rows(selection: Selection) -> pd.DataFrame:
 
 def model_rows(selection: Selection) -> pd.DataFrame:
     """One row per series, and one per shared global model: series that use it are stored
-    without it and re-linked on load. Columns in the table's order (sql/migrations/0050)."""
+    without it and re-linked on load."""
     rows = []
     shared: dict[str, GlobalGBM] = {}
     for fs in selection.fitted.values():
