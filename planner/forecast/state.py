@@ -168,4 +168,5 @@ def fitted_from_state(row: dict[str, Any], state: dict[str, Any]) -> FittedSerie
 
 
 def _timestamp(value: Any) -> pd.Timestamp | None:
-    return None if value is None or pd.isna(value) else pd.Timestamp(value)
+    """A stored time as the selection made it (nanosecond unit, as the panel's index)."""
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).as_unit("ns")
