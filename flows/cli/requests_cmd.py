@@ -8,39 +8,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
+from flows.cli.common import console, emit_json, fail, open_warehouse, settings
 
 log = logging.getLogger(__name__)
 
 
-def _routing(opts: dict[str, Any], as_json: bool) -> None:
+def _routing(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     # Imported here: the command line must not load the simulation stack to start.
     from flows.routing import PERF_CSV, RoutingSpec, run_routing
 
-    cfg = STATE.config()
-    spec = RoutingSpec(
-        region=opts["region"] or "",
-        model=opts["model"] or "",
-        instances=opts["instances"],
-        load=opts["load"],
-        load_basis=opts["load_basis"],
-        requests=opts["requests"],
-        train_requests=opts["train_requests"],
-        seed=opts["seed"],
-        retrain=opts["retrain"],
-        windows=opts["windows"],
-        predictor_rows=opts["predictor_rows"],
-        search_rounds=opts["search_rounds"],
-        search_population=opts["search_population"],
-    )
+    cfg = settings(ctx).config()
+    known = {f.name for f in fields(RoutingSpec)}  # the pool options; None: the spec's default
+    spec = RoutingSpec(**{k: v for k, v in opts.items() if k in known and v is not None})
     perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
-    con = open_warehouse()
+    con = open_warehouse(ctx)
     with con:
         try:
             result = run_routing(con, cfg, spec, perf)
@@ -104,11 +92,11 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def _fairness(opts: dict[str, Any], as_json: bool) -> None:
+def _fairness(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     # Imported here: the command line must not load the simulation stack to start.
     from flows.fairness import fairness_scenario
 
-    result = fairness_scenario(STATE.config())
+    result = fairness_scenario(settings(ctx).config())
     if as_json:
         emit_json(result)
         return
@@ -121,13 +109,14 @@ def _fairness(opts: dict[str, Any], as_json: bool) -> None:
     console.print(table)
 
 
-SCENARIOS: dict[str, Callable[[dict[str, Any], bool], None]] = {
+SCENARIOS: dict[str, Callable[[typer.Context, dict[str, Any], bool], None]] = {
     "routing": _routing,
     "fairness": _fairness,
 }
 
 
 def evaluate_requests(
+    ctx: typer.Context,
     scenario: Annotated[str, typer.Option(help="scenario name")] = "routing",
     region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
     model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
@@ -184,4 +173,4 @@ def evaluate_requests(
         "search_population": search_population,
         "perf": perf,
     }
-    SCENARIOS[scenario](opts, as_json)
+    SCENARIOS[scenario](ctx, opts, as_json)
