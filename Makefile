@@ -24,17 +24,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sageserve demo --shared $(SHARED)
 
+# Two pytest-xdist workers, whole modules each, in collection order (the slow modules first:
+# tests/conftest.py); many slow tests mostly wait on servers, subprocesses and clocks.
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
+
 ## Lint, types, architecture contract, then the test suite (browser and server tests included).
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy planner flows validation reports bench
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(XDIST)
 
 ## Tests without the slow marker, for the edit loop.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not browser and not prefect_server"
+	$(BIN)/python -m pytest -q $(XDIST) -m "not slow and not browser and not prefect_server"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from planner.config import FleetConfig
+from planner.files import write_text_atomic
 from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
@@ -108,10 +107,7 @@ def _write_state(cfg: FleetConfig, clock: Clock) -> None:
         "started_at": clock.started_at.isoformat() if clock.started_at else None,
         "stopped_at": clock.stopped_at.isoformat() if clock.stopped_at else None,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(body, f, indent=2)
-    Path(tmp).replace(path)
+    write_text_atomic(path, json.dumps(body, indent=2))
 
 
 def start_replay(cfg: FleetConfig, data_end: pd.Timestamp | None, real: datetime) -> Clock:

@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger
 
-from flows.cli.data import write_parquet_atomic
 from flows.clock import log_end, run_time
 from planner.config import FleetConfig
+from planner.files import write_parquet_atomic
 from planner.utc import naive_utc
 from planner.workload.synth import SynthSpec, synthesize
 

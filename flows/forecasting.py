@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import pickle
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -15,11 +14,10 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from flows.warehouse.selections import load_models, store_selection
 from flows.warehouse.sqlfiles import run, staged, transaction
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
-from planner.forecast.gbm import NAME as GBM
 from planner.forecast.nowcast import NowcastParams, partial_values
 from planner.forecast.pipeline import (
     ForecastSettings,
@@ -31,13 +29,8 @@ from planner.forecast.pipeline import Mapper as SelectionMapper
 from planner.forecast.select import SelectionSettings
 from planner.forecast.series import SeriesKey
 from planner.ilp.data import plan_horizon
-from planner.quantiles import QUANTILE_COLUMNS
 from planner.utc import naive_utc
-from validation.forecasts import (
-    ForecastBacktestFolds,
-    ForecastBacktests,
-    Forecasts,
-)
+from validation.forecasts import Forecasts
 
 log = logging.getLogger(__name__)
 
@@ -166,137 +159,6 @@ def origin_readings(
     return out
 
 
-def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> None:
-    backtests = backtest_rows(selection)
-    folds = fold_rows(selection)
-    models = model_rows(selection)
-    if not backtests.empty:  # no folds at all when the history is shorter than 3 days
-        ForecastBacktests.validate(backtests, lazy=True)
-        ForecastBacktestFolds.validate(folds, lazy=True)
-    at = selection.as_of
-    tables = {"forecast_backtests": backtests, "forecast_backtest_folds": folds}
-    with transaction(con):
-        for table, frame in {**tables, "forecast_models": models}.items():
-            run(con, "forecast/delete_selection_rows", {"table": table}, selected_at=at)
-            if not frame.empty:
-                with staged(con, f"staged_{table}", frame):
-                    slots = {"table": table, "staged": f"staged_{table}"}
-                    run(con, "forecast/insert_selection_rows", slots)
-    log.info("stored selection at %s: %d series, %d folds", at, len(models), len(folds))
-
-
-def backtest_rows(selection: Selection) -> pd.DataFrame:
-    scores = selection.scores()
-    if scores.empty:
-        return pd.DataFrame()
-    keys = scores["series"].map(SeriesKey.parse)
-    champion = selection.chosen["champion"].iloc[0] if len(selection.chosen) else ""
-    return pd.DataFrame(
-        {
-            "selected_at": selection.as_of,
-            "series": scores["series"],
-            "region": [k.region for k in keys],
-            "model": [k.model for k in keys],
-            "tier": [k.tier for k in keys],
-            "metric": [k.metric for k in keys],
-            "forecaster": scores["forecaster"],
-            "folds": scores["folds"].astype(int),
-            "mase": scores["mase"],
-            "scaled_pinball": scores["scaled_pinball"],
-            "band95_coverage": scores["band95_coverage"],
-            "p95_coverage": scores["p95_coverage"],
-            "chosen": scores["chosen"].astype(bool),
-            "reason": scores["reason"],
-            "champion": champion,
-        }
-    )
-
-
-def fold_rows(selection: Selection) -> pd.DataFrame:
-    f = selection.folds
-    if f.empty:
-        return pd.DataFrame()
-    return pd.DataFrame(
-        {
-            "selected_at": selection.as_of,
-            "series": f["series"],
-            "forecaster": f["forecaster"],
-            "origin": f["origin"],
-            "hours": f["hours"].astype(int),
-            "mase": f["mase"],
-            "scaled_pinball": f["scaled_pinball"],
-            "in_band": f["in_band"].astype(float),
-            "below_p95": f["below_p95"].astype(float),
-            "conformal": f["conformal"].astype(bool),
-        }
-    )
-
-
-SHARED_PREFIX = "_shared|"  # a model shared by many series, stored once per selection
-
-
-def model_rows(selection: Selection) -> pd.DataFrame:
-    """One row per series (its FittedSeries pickled), and one row per shared global model:
-    series that use it are stored without it and re-linked on load."""
-    rows = []
-    shared: dict[str, object] = {}
-    for fs in selection.fitted.values():
-        stored, model = detach_shared(fs)
-        if model is not None:
-            shared[GBM] = model
-        rows.append(
-            {
-                "selected_at": selection.as_of,
-                "series": fs.series,
-                "forecaster": fs.forecaster,
-                "train_start": fs.train_start,
-                "train_end": fs.train_end,
-                "fallback": fs.fallback,
-                "reason": fs.reason,
-                "payload": pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL),
-            }
-        )
-    for name, one in shared.items():
-        rows.append(
-            {
-                "selected_at": selection.as_of,
-                "series": SHARED_PREFIX + name,
-                "forecaster": name,
-                "train_start": None,
-                "train_end": None,
-                "fallback": None,
-                "reason": "global model shared by the series that chose it",
-                "payload": pickle.dumps(one, protocol=pickle.HIGHEST_PROTOCOL),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def load_models(
-    con: duckdb.DuckDBPyConnection, as_of: datetime
-) -> tuple[pd.Timestamp | None, dict[str, FittedSeries]]:
-    """The newest selection made at or before ``as_of`` (our own pickles, written above)."""
-    row = run(con, "forecast/latest_selection", as_of=pd.Timestamp(as_of)).fetchone()
-    if not row or row[0] is None:
-        return None, {}
-    selected_at = pd.Timestamp(row[0])
-    loaded = {
-        series: pickle.loads(payload)
-        for series, payload in run(
-            con, "forecast/models_of_selection", selected_at=selected_at
-        ).fetchall()
-    }
-    shared: dict[str, Any] = {
-        k[len(SHARED_PREFIX) :]: v for k, v in loaded.items() if k.startswith(SHARED_PREFIX)
-    }
-    models: dict[str, FittedSeries] = {}
-    for series, fs in loaded.items():
-        if series.startswith(SHARED_PREFIX):
-            continue
-        models[series] = attach_shared(fs, shared.get(GBM))
-    return selected_at, models
-
-
 # How the per-model forecasts are mapped: fn over calls (argument tuples), results in order. The
 # default runs them here one after the other; the hourly flow maps them as Prefect tasks
 # (threads or a Dask cluster).
@@ -408,27 +270,9 @@ def store_forecasts(
     out["selected_at"] = selected_at
     out["created_at"] = naive_utc(datetime.now(UTC))
     Forecasts.validate(out, lazy=True)
-    columns = [
-        "origin",
-        "hour",
-        "h",
-        "region",
-        "model",
-        "tier",
-        "metric",
-        "point",
-        *QUANTILE_COLUMNS,
-        "forecaster",
-        "train_start",
-        "train_end",
-        "fallback",
-        "selected_at",
-        "created_at",
-    ]
-    rows = out[columns]
     with transaction(con):
-        for origin in rows["origin"].unique():
+        for origin in out["origin"].unique():
             run(con, "forecast/delete_forecasts", origin=pd.Timestamp(origin))
-        with staged(con, "staged_forecasts", rows):
+        with staged(con, "staged_forecasts", out):
             run(con, "forecast/insert_forecasts")
-    return rows
+    return out

@@ -21,17 +21,12 @@ from uuid import UUID
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as flow_run_runtime
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows import run_artifacts as artifacts
 from flows.clock import run_time
 from flows.execute import apply_plan as deliver
 from flows.forecasting import run_forecast
@@ -40,7 +35,6 @@ from flows.planning import run_plan
 from flows.run_context import RunContext, run_config, run_context
 from flows.run_status import read_run, record_run
 from planner.sim.fairness import FairServe
-from reports.pages import page_url
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
 log = logging.getLogger(__name__)
@@ -180,8 +174,21 @@ def plan_report(
     return {"path": str(path), "view": view, "tenants": tenants}
 
 
-def _gate(quality: dict[str, Any]) -> dict[str, Any]:
-    return {k: quality[k] for k in ("success", "checked", "failed", "hour", "rows")}
+def _record(
+    root: Path, started: datetime, outcome: str, quality: dict[str, Any], **more: Any
+) -> None:
+    """The run's status file (flows.run_status) with the quality gate's figures."""
+    gate = {k: quality[k] for k in ("success", "checked", "failed", "hour", "rows")}
+    run_id = str(flow_run_runtime.id)
+    record_run(
+        root,
+        flow="hourly-plan",
+        started=started,
+        outcome=outcome,
+        quality=gate,
+        run_id=run_id,
+        **more,
+    )
 
 
 def _record_failure(flow: Any, flow_run: Any, state: Any) -> None:
@@ -229,9 +236,7 @@ def hourly_plan(
     scheduler."""
     if on_quality_failure not in ("stop", "warn"):
         raise ValueError(f"on_quality_failure must be 'stop' or 'warn', got {on_quality_failure!r}")
-    logger = get_run_logger()
     started = datetime.now(UTC)
-    run_id = str(flow_run_runtime.id)
     cfg = run_config(config_path)
     stamp = run_time(cfg, as_of)
     root = Path(out or cfg.paths.outputs)
@@ -243,90 +248,25 @@ def hourly_plan(
         wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(20 * 60)))
     with run_context(cfg, warehouse, str(root), stamp, hold=True) as ctx:
         ingest = ingest_folder(ctx, inbox) if Path(inbox).exists() else None
-        files = (ingest or {}).get("files", [])
-        quality = check_quality(ctx, files)
-        if quality["docs_index"]:
-            create_link_artifact(
-                page_url(Path(quality["docs_index"]), root),
-                "Data Docs (Great Expectations)",
-                key="data-docs",
-                description=f"data quality {'passed' if quality['success'] else 'FAILED'}: "
-                f"{quality['checked']} expectations on {quality['rows']:,} requests",
-            )
+        quality = check_quality(ctx, (ingest or {}).get("files", []))
+        artifacts.link_data_docs(quality, root)
         if not quality["success"] and on_quality_failure == "stop":
-            create_markdown_artifact(
-                "# Planning stopped by the data-quality gate\n\n"
-                + "\n".join(f"- {f}" for f in quality["failed"]),
-                key="hourly-plan",
-            )
-            record_run(
-                root,
-                flow="hourly-plan",
-                started=started,
-                outcome="stopped",
-                quality=_gate(quality),
-                error="data-quality gate failed under 'stop'",
-                run_id=run_id,
+            artifacts.gate_stopped(quality)
+            _record(
+                root, started, "stopped", quality, error="data-quality gate failed under 'stop'"
             )
             raise RuntimeError(
                 f"data quality failed ({len(quality['failed'])} expectations); policy 'stop': "
                 "no plan published, the last good plan stays"
             )
-        horizon = cfg.planner.horizon_h + 1
-        fanout_flow(dask_address)(ctx, horizon)
+        fanout_flow(dask_address)(ctx, cfg.planner.horizon_h + 1)
         planned = make_hourly_plan(ctx)
         applied = apply_plan(ctx, planned["plan"], webhook_url, dry_run)
         report = plan_report(ctx, planned["plan"], quality, planned["versus"])
-    from reports.operator import run_markdown
-
+    page = artifacts.publish_run(planned, report, quality, on_quality_failure, applied, root)
     plan = planned["plan"]
-    view = report["view"]
-    page = page_url(Path(report["path"]), root)
-    create_markdown_artifact(
-        run_markdown(view, page, quality, on_quality_failure, applied),
-        key="hourly-plan",
-        description=view.headline_text(),
-    )
-    first = plan.instances[plan.instances["hour"] == plan.start]
-    create_table_artifact(
-        first[["region", "model", "vm_type", "on_demand", "spot"]].to_dict(orient="records"),
-        key="plan-instances",
-        description=f"instances in {plan.start:%Y-%m-%d %H:%M} UTC of plan {plan.plan_id}: "
-        + view.headline_text(),
-    )
-    tenants = report["tenants"]
-    if len(tenants):
-        create_table_artifact(
-            tenants.astype({"exceeded": bool}).to_dict(orient="records"),
-            key="tenant-traffic",
-            description=f"per-tenant traffic of the hour before {plan.start:%Y-%m-%d %H:%M} UTC; "
-            f"{int(tenants['exceeded'].sum())} tenants above {FairServe.headroom:g}× their usual "
-            "share: " + ", ".join(tenants.loc[tenants["exceeded"], "tenant"].astype(str)),
-        )
-    else:
-        create_markdown_artifact(
-            f"No tenant-labelled requests in the hour before {plan.start:%Y-%m-%d %H:%M} UTC.",
-            key="tenant-traffic",
-            description="per-tenant traffic of the last hour: none labelled",
-        )
-    create_link_artifact(page, "operator page", key="plan-report", description=view.headline_text())
-    if planned["export_path"]:
-        create_link_artifact(
-            page_url(Path(planned["export_path"]), root) + "/",
-            "plan files",
-            key="plan-files",
-            description=f"Parquet, CSV (with COLUMNS.md) and JSON of plan {plan.plan_id}",
-        )
-    logger.info("plan %s published to %s", plan.plan_id, planned["export_path"])
-    record_run(
-        root,
-        flow="hourly-plan",
-        started=started,
-        outcome="completed",
-        quality=_gate(quality),
-        plan_id=plan.plan_id,
-        run_id=run_id,
-    )
+    get_run_logger().info("plan %s published to %s", plan.plan_id, planned["export_path"])
+    _record(root, started, "completed", quality, plan_id=plan.plan_id)
     return {
         "plan_id": plan.plan_id,
         "export_path": planned["export_path"],

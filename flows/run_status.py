@@ -10,11 +10,11 @@ endpoint read it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from planner.files import write_text_atomic
 
 OUTCOMES = ("completed", "stopped", "failed")
 
@@ -48,14 +48,7 @@ def record_run(
         "plan_id": plan_id,
         "quality": quality,
     }
-    path = status_path(outputs, flow)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, default=str)
-    Path(tmp).chmod(0o644)
-    Path(tmp).replace(path)
-    return path
+    return write_text_atomic(status_path(outputs, flow), json.dumps(doc, indent=1, default=str))
 
 
 def read_run(outputs: Path | str, flow: str = "hourly-plan") -> dict[str, Any] | None:

@@ -25,8 +25,9 @@ import pandas as pd
 
 from flows.clock import Clock, start_replay, stop_replay
 from flows.feed import prepare
+from flows.run_context import run_config
 from flows.warehouse.connection import connect
-from planner.config import FleetConfig, load_config
+from planner.config import FleetConfig
 from reports.pages import serve_pages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +211,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr, force=True
     )
-    cfg = load_config(os.environ.get("SAGESERVE_CONFIG") or None)
+    cfg = run_config(None)  # SAGESERVE_CONFIG, else the default
     port = int(os.environ.get("SAGESERVE_PREFECT_PORT", "4200"))
     pages_port = int(os.environ.get("SAGESERVE_PAGES_PORT", "4280"))
     home = Path(os.environ.get("SAGESERVE_PREFECT_HOME", ROOT / ".sageserve" / "prefect"))
@@ -221,7 +222,7 @@ def main() -> None:
     from flows.metrics.server import source_from_config
     from flows.metrics.server import start as start_metrics
 
-    metrics, _ = start_metrics(source_from_config(os.environ.get("SAGESERVE_CONFIG")))
+    metrics, _ = start_metrics(source_from_config(cfg))
     try:
         pages = serve_pages(Path(cfg.paths.outputs), pages_port)
         os.environ["SAGESERVE_PAGES_URL"] = f"http://127.0.0.1:{pages_port}"

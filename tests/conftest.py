@@ -27,10 +27,33 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Flows run in-process (tests/flows/test_run_status.py, test_fanout_dask.py) start Prefect's
 # ephemeral API on $PREFECT_HOME/prefect.db: one home per test process, not ~/.prefect shared
 # with other test runs (or pytest-xdist workers) on the machine, whose writers lock SQLite.
-if "PREFECT_HOME" not in os.environ:
+# An xdist worker inherits the controller's environment, the controller's home included (this
+# file runs there first): a home this file made is replaced by the worker's own.
+_MADE_HOME = "SAGESERVE_TEST_PREFECT_HOME"
+if "PREFECT_HOME" not in os.environ or os.environ["PREFECT_HOME"] == os.environ.get(_MADE_HOME):
     _prefect_home = tempfile.mkdtemp(prefix="sageserve-test-prefect-")
-    os.environ["PREFECT_HOME"] = _prefect_home
+    os.environ["PREFECT_HOME"] = os.environ[_MADE_HOME] = _prefect_home
     atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test`: two workers on two cores) every process keeps to one
+    OpenMP and BLAS thread: two workers' thread teams on two cores spin-wait for each other
+    (scikit-learn's histogram boosting in the length predictor ran 3-12x slower; LightGBM is
+    already pinned to one thread, planner/forecast/gbm.py). Set here, in the controller,
+    before the workers start: they and their subprocesses inherit it."""
+    if config.getoption("numprocesses", default=None):
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules holding a slow-marked test run first, then the others; each module's tests
+    stay together and in their order. `make test` hands whole modules to two xdist workers in
+    this order (``--dist loadfile --no-loadscope-reorder``): the long modules start early and
+    the many short ones fill in at the end, so both workers finish about together."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable
 
 
 @pytest.fixture(scope="session")

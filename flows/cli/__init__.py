@@ -17,8 +17,9 @@ from flows.cli import (
     plan_cmd,
     plans_cmd,
     requests_cmd,
+    synth_cmd,
 )
-from flows.cli.common import STATE, setup_logging
+from flows.cli.common import CliSettings, setup_logging
 
 app = typer.Typer(
     name="sageserve",
@@ -30,6 +31,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     config: Annotated[
         Path | None,
         typer.Option(envvar="SAGESERVE_CONFIG", help="fleet YAML (default configs/default.yaml)"),
@@ -40,12 +42,12 @@ def main(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    STATE.reset(config, warehouse, verbose)
+    ctx.obj = CliSettings(config, warehouse, verbose)
     setup_logging(verbose)
 
 
-app.command("synth")(data.synth)
-app.command("synth-servegen")(data.synth_servegen)
+app.command("synth")(synth_cmd.synth)
+app.command("synth-servegen")(synth_cmd.synth_servegen)
 app.command("ingest")(data.ingest)
 app.command("status")(data.status)
 app.command("refresh-marts")(data.refresh_marts)

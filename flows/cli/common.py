@@ -50,15 +50,14 @@ def progress_bar() -> Progress:
 
 
 @dataclass
-class Globals:
+class CliSettings:
+    """The global options of one `sageserve` invocation: the callback puts them on the typer
+    context (``ctx.obj``), and every command reads them from there (:func:`settings`)."""
+
     config_path: Path | None = None
     warehouse: Path | None = None
     verbose: bool = False
     _config: FleetConfig | None = None
-
-    def reset(self, config_path: Path | None, warehouse: Path | None, verbose: bool) -> None:
-        self.config_path, self.warehouse, self.verbose = config_path, warehouse, verbose
-        self._config = None
 
     def config(self) -> FleetConfig:
         if self._config is None:
@@ -72,17 +71,24 @@ class Globals:
         return self.warehouse or Path(self.config().paths.warehouse)
 
 
-STATE = Globals()
+def settings(ctx: typer.Context) -> CliSettings:
+    """The invocation's settings (defaults when a command runs without the app's callback)."""
+    if not isinstance(ctx.obj, CliSettings):
+        ctx.obj = CliSettings()
+    return ctx.obj
 
 
-def open_warehouse(*, read_only: bool = False, create: bool = False) -> duckdb.DuckDBPyConnection:
+def open_warehouse(
+    ctx: typer.Context, *, read_only: bool = False, create: bool = False
+) -> duckdb.DuckDBPyConnection:
     """The configured warehouse, or a friendly fatal error saying why it cannot be opened.
     Only ``create`` (ingest, demo) makes a missing one; ``read_only`` (reports) takes no write
     lock, so it works beside a running writer's readers and never changes the file."""
+    opts = settings(ctx)
     try:
         return connect(
-            STATE.warehouse_path(),
-            memory_limit=STATE.config().warehouse.memory_limit,
+            opts.warehouse_path(),
+            memory_limit=opts.config().warehouse.memory_limit,
             read_only=read_only,
             create=create,
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail
+from flows.cli.common import console, emit_json, fail, settings
 from planner.config import config_hash
 
 app = typer.Typer(help="Check the fleet configuration.", no_args_is_help=True)
@@ -16,9 +16,9 @@ DEFAULT_PERF = Path("../shared/data/sageserve_perf/perf_model_4_models.csv")
 
 
 @app.command()
-def validate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def validate(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Load the configuration and report problems with their key paths (exit 2 if any)."""
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     info = {
         "name": cfg.name,
         "config_hash": config_hash(cfg),
@@ -35,6 +35,7 @@ def validate(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 
 @app.command()
 def throughput(
+    ctx: typer.Context,
     perf: Annotated[Path, typer.Option(help="SageServe perf profile CSV")] = DEFAULT_PERF,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -42,7 +43,7 @@ def throughput(
     # numpy and pandas: imported by this command only, not at every command's start-up
     from planner.config.throughput import HARDWARE, derive_for_config, read_profile
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     if not perf.exists():
         fail(f"{perf}: performance profile not found", code=2)
     profile = read_profile(perf)

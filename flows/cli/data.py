@@ -1,12 +1,11 @@
-"""Data commands: synthesise logs, ingest them, refresh marts, show what the warehouse holds."""
+"""Data commands: ingest logs, refresh marts, show what the warehouse holds (synthesising
+logs: flows/cli/synth_cmd.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,13 +13,13 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import (
-    STATE,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
     progress_bar,
+    settings,
 )
 from flows.warehouse import requests_contract
 from flows.warehouse.aggregates import ingest_minute_paths
@@ -38,166 +37,13 @@ from flows.warehouse.status import demand_summary, warehouse_status
 if TYPE_CHECKING:
     import pandas as pd
 
+    from planner.config import FleetConfig
+
 log = logging.getLogger(__name__)
-DEFAULT_AZURE = Path("../shared/data/azure2023")
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        Path(tmp).replace(path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def synth(
-    out: Annotated[Path, typer.Option(help="folder for one Parquet file per day")],
-    days: Annotated[int, typer.Option(min=1, max=366)] = 14,
-    seed: Annotated[int, typer.Option()] = 7,
-    requests_per_day: Annotated[int, typer.Option(min=1)] = 2_000_000,
-    start: Annotated[str, typer.Option(help="UTC start (a Monday keeps weekdays aligned)")] = (
-        "2024-06-03T00:00Z"
-    ),
-    azure: Annotated[Path, typer.Option(help="Azure 2023 trace folder (token lengths)")] = (
-        DEFAULT_AZURE
-    ),
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Generate a deterministic multi-day, multi-region request log (native Parquet)."""
-    from planner.workload.synth import SynthSpec, synthesize
-    from planner.workload.tokens import TokenSampler
-
-    cfg = STATE.config()
-    spec = SynthSpec(days, seed, parse_time(start, "--start"), requests_per_day)
-    try:
-        tokens = TokenSampler.from_azure(azure)
-    except FileNotFoundError as exc:
-        fail(str(exc), code=2)
-    files, total = [], 0
-    with progress_bar() as bar:
-        task = bar.add_task("synthesising days", total=days)
-        for day, frame in synthesize(cfg, spec, tokens):
-            path = out / f"requests-{day:%Y-%m-%d}.parquet"
-            write_parquet_atomic(frame, path)
-            files.append(str(path))
-            total += len(frame)
-            bar.advance(task)
-    log.info("wrote %d rows in %d files under %s", total, len(files), out)
-    if as_json:
-        emit_json({"files": files, "rows": total, "seed": seed, "days": days})
-
-
-def synth_servegen(
-    source: Annotated[list[Path], typer.Option(help="ServeGen folder, e.g. .../language/m-mid")],
-    out: Annotated[Path, typer.Option(help="folder for one Parquet file per UTC day")],
-    model: Annotated[
-        list[str] | None, typer.Option(help="model id per --source (default: by folder name)")
-    ] = None,
-    scale: Annotated[float, typer.Option(min=1e-7, max=1.0, help="volume scale")] = 0.001,
-    seed: Annotated[int, typer.Option()] = 7,
-    start: Annotated[str, typer.Option(help="local date of ServeGen day 0")] = "2024-06-03",
-    aggregate: Annotated[
-        str | None,
-        typer.Option(help="'minute': per-minute aggregates from the rate series, not rows"),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Turn ServeGen per-client rate series into native request rows (or, with --aggregate
-    minute, per-minute demand aggregates for `ingest --format minute-aggregates`)."""
-    import pandas as pd
-
-    from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
-
-    cfg = STATE.config()
-    models = model or [_default_model(s) for s in source]
-    if len(models) != len(source):
-        fail(f"--model given {len(models)} times for {len(source)} --source folders", code=2)
-    for m in models:
-        if m not in cfg.model_ids:
-            fail(f"--model: unknown model {m!r}; known: {cfg.model_ids}", code=2)
-    if aggregate not in (None, "minute"):
-        fail(f"--aggregate: only 'minute' is supported, got {aggregate!r}", code=2)
-    start_date = parse_time(start, "--start").date()
-    if aggregate == "minute":
-        _synth_minutes(source, models, scale, seed, start_date, out, as_json)
-        return
-    frames: list[pd.DataFrame] = []
-    for src, model_id in zip(source, models, strict=True):
-        try:
-            clients = load_source(src)
-        except FileNotFoundError as exc:
-            fail(str(exc), code=2)
-        spec = ServeGenSpec(model_id, scale, seed, start_date)
-        frames.extend(synthesize_servegen(cfg, clients, spec))
-    if not frames:
-        fail("no requests generated (scale too small?)")
-    rows = pd.concat(frames, ignore_index=True).sort_values("arrival_time", kind="stable")
-    rows.insert(0, "request_id", [f"sg{seed}-{i:09d}" for i in range(len(rows))])
-    files = []
-    for day, frame in rows.groupby(rows["arrival_time"].dt.floor("D"), sort=True):
-        path = out / f"servegen-{day:%Y-%m-%d}.parquet"
-        write_parquet_atomic(frame.reset_index(drop=True), path)
-        files.append(str(path))
-    log.info("wrote %d rows in %d files under %s", len(rows), len(files), out)
-    if as_json:
-        emit_json({"files": files, "rows": len(rows), "seed": seed, "scale": scale})
-
-
-def _synth_minutes(
-    sources: list[Path],
-    models: list[str],
-    scale: float,
-    seed: int,
-    start_date: date,
-    out: Path,
-    as_json: bool,
-) -> None:
-    import pandas as pd
-
-    from planner.workload.servegen import ServeGenSpec, load_source
-    from planner.workload.servegen_minutes import synthesize_minutes
-
-    cfg = STATE.config()
-    frames = []
-    for src, model_id in zip(sources, models, strict=True):
-        try:
-            clients = load_source(src)
-        except FileNotFoundError as exc:
-            fail(str(exc), code=2)
-        frames.append(
-            synthesize_minutes(cfg, clients, ServeGenSpec(model_id, scale, seed, start_date))
-        )
-    minutes = pd.concat(frames, ignore_index=True).sort_values("minute", kind="stable")
-    if minutes.empty:
-        fail("no demand generated (scale too small?)")
-    files = []
-    for day, frame in minutes.groupby(minutes["minute"].dt.floor("D"), sort=True):
-        path = out / f"servegen-minutes-{day:%Y-%m-%d}.parquet"
-        write_parquet_atomic(frame.reset_index(drop=True), path)
-        files.append(str(path))
-    requests = int(minutes["requests"].sum())
-    log.info("wrote %d minute rows (%d requests) in %d files", len(minutes), requests, len(files))
-    if as_json:
-        emit_json(
-            {
-                "files": files,
-                "rows": len(minutes),
-                "requests": requests,
-                "seed": seed,
-                "scale": scale,
-            }
-        )
-
-
-def _default_model(source: Path) -> str:
-    return {"m-large": "llama2-70b", "m-mid": "llama3.1-8b"}.get(source.name, "llama3.1-8b")
 
 
 def ingest(
+    ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="files or folders (every file inside)")],
     fmt: Annotated[
         str, typer.Option("--format", help="native | azure2023 | mooncake | minute-aggregates")
@@ -216,17 +62,17 @@ def ingest(
 ) -> None:
     """Load request-log files (CSV, Parquet, JSONL; gzip too) into the warehouse, or per-minute
     demand aggregates (--format minute-aggregates: Parquet or CSV)."""
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     aggregates = fmt == "minute-aggregates"
     if aggregates and any(v is not None for v in (region, model, tier, tenant, start)):
         fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
-    spec = None if aggregates else _source_spec(fmt, region, model, tier, tenant, start)
+    spec = None if aggregates else _source_spec(cfg, fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contract") as pool:
         # The pandera contract (its import is ~0.5 s) is built in a thread while DuckDB opens
         # the warehouse, hashes the file and looks for duplicate ids; the checks wait for it.
         contract = pool.submit(requests_contract, cfg, now) if spec is not None else None
-        con = open_warehouse(create=True)
+        con = open_warehouse(ctx, create=True)
         with con, progress_bar() as bar:
             task = bar.add_task("ingesting files", total=len(expand_paths(paths)[0]))
             if spec is None or contract is None:
@@ -250,6 +96,7 @@ def ingest(
 
 
 def _source_spec(
+    cfg: FleetConfig,
     fmt: str,
     region: str | None,
     model: str | None,
@@ -257,7 +104,6 @@ def _source_spec(
     tenant: str | None,
     start: str | None,
 ) -> SourceSpec:
-    cfg = STATE.config()
     if fmt not in ("native", "azure2023", "mooncake"):
         fail(
             f"--format: expected native, azure2023, mooncake or minute-aggregates, got {fmt!r}",
@@ -312,17 +158,17 @@ def _status_style(report: FileReport) -> str:
     return f"[{colour}]{report.status}[/]"
 
 
-def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the warehouse holds (rows per series, time span, files, quarantine) and the
     planner's health: latest plan and its age, last planning run, data freshness, by the
     config's clock."""
     from flows.clock import clock_for
 
-    cfg = STATE.config()
-    with open_warehouse(read_only=True) as con:
+    cfg = settings(ctx).config()
+    with open_warehouse(ctx, read_only=True) as con:
         info = warehouse_status(con)
         health_row = {str(k): v for k, v in run(con, "status/planner_health").df().iloc[0].items()}
-    info["warehouse"] = str(STATE.warehouse_path())
+    info["warehouse"] = str(settings(ctx).warehouse_path())
     clock = clock_for(cfg)
     info["health"] = planner_health(health_row, clock.now(), clock.describe())
     if as_json:
@@ -399,11 +245,12 @@ def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[s
 
 
 def refresh_marts(
+    ctx: typer.Context,
     full: Annotated[bool, typer.Option(help="recompute every hour, not only pending ones")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recompute the hourly demand mart."""
-    with open_warehouse() as con:
+    with open_warehouse(ctx) as con:
         result = refresh_demand(con, full=full)
     payload = {"start_hour": result.start_hour, "end_hour": result.end_hour, "rows": result.rows}
     if as_json:
@@ -412,9 +259,9 @@ def refresh_marts(
         console.print(f"demand_hourly: {result.hours} hours recomputed, {result.rows} rows")
 
 
-def summary(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def summary(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Demand per series from the marts: volume, mean and peak token rates."""
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(ctx, read_only=True) as con:
         rows = demand_summary(con)
     if as_json:
         emit_json(rows)

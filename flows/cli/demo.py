@@ -10,18 +10,20 @@ from typing import Annotated
 
 import typer
 
-from flows.cli.common import STATE, console, emit_json, fail
-from flows.cli.data import print_summary, write_parquet_atomic
+from flows.cli.common import console, emit_json, fail, settings
+from flows.cli.data import print_summary
 from flows.warehouse import requests_contract
 from flows.warehouse.connection import connect
 from flows.warehouse.ingest import SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.status import demand_summary
+from planner.files import write_parquet_atomic
 
 log = logging.getLogger(__name__)
 
 
 def demo(
+    ctx: typer.Context,
     shared: Annotated[Path, typer.Option(help="the shared data folder")] = Path("../shared"),
     workdir: Annotated[Path, typer.Option(help="where the demo writes")] = Path(".sageserve"),
     days: Annotated[int, typer.Option(min=1)] = 14,
@@ -35,15 +37,16 @@ def demo(
     # Imported here, not at the top: they load sktime/SCIP, and every command (ingest too)
     # would pay for them at start-up (bench/ingest.py; tests/flows/test_cli_imports.py).
 
-    from flows.forecasting import load_models, run_selection
+    from flows.forecasting import run_selection
+    from flows.warehouse.selections import load_models
     from planner.utc import naive_utc
     from planner.workload.synth import SynthSpec, synthesize
     from planner.workload.tokens import TokenSampler
     from reports import backtest as backtest_report
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     logs_dir = workdir / "logs" / f"synth-seed{seed}"
-    warehouse = STATE.warehouse or workdir / "warehouse.duckdb"
+    warehouse = settings(ctx).warehouse or workdir / "warehouse.duckdb"
     started = time.perf_counter()
     try:
         tokens = TokenSampler.from_azure(shared / "data" / "azure2023")
@@ -77,7 +80,7 @@ def demo(
 
     run = hourly_plan(
         inbox=str(workdir / "inbox"),
-        config_path=str(STATE.config_path) if STATE.config_path else None,
+        config_path=str(settings(ctx).config_path) if settings(ctx).config_path else None,
         warehouse=str(warehouse),
         out=str(workdir / "out"),
         as_of=as_of.isoformat(),

@@ -10,13 +10,13 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import (
-    STATE,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
     progress_bar,
+    settings,
 )
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from planner.sim.sweep import FAMILIES
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(
+    ctx: typer.Context,
     policies: Annotated[
         str, typer.Option(help=f"comma-separated, from: {','.join(POLICIES)}")
     ] = ",".join(POLICIES),
@@ -54,9 +55,9 @@ def evaluate(
     over its dial and report per family the cheapest point meeting the SLA targets."""
     from flows.evaluation import run_evaluation, write_outputs
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     if sweep:
-        _sweep(hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
+        _sweep(ctx, hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
         return
     names = [n.strip() for n in policies.split(",") if n.strip()]
     bad = [n for n in names if n not in POLICIES]
@@ -64,7 +65,7 @@ def evaluate(
         fail(f"--policies: unknown {bad or 'empty list'}; choose from {', '.join(POLICIES)}")
     stop = parse_time(end, "--end") if end else None
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
-    con = open_warehouse()
+    con = open_warehouse(ctx)
     with con, progress_bar() as bar:
         task = bar.add_task("hourly plans", total=plans or None)
         try:
@@ -112,6 +113,7 @@ def evaluate(
 
 
 def _sweep(
+    ctx: typer.Context,
     hours: int,
     end: str | None,
     time_limit: float | None,
@@ -124,7 +126,7 @@ def _sweep(
 ) -> None:
     from flows.sweep import run_sweep, sweep_json, write_sweep
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     fams = [f.strip() for f in families.split(",") if f.strip()]
     bad = [f for f in fams if f not in FAMILIES]
     if bad or not fams:
@@ -136,7 +138,7 @@ def _sweep(
     if not qs or any(not 0 < q < 1 for q in qs):
         fail(f"--quantiles: each must lie in (0, 1), got {quantiles!r}")
     stop = parse_time(end, "--end") if end else None
-    con = open_warehouse()
+    con = open_warehouse(ctx)
     with con, progress_bar() as bar:
         task = bar.add_task("sweep", total=None)
         try:

@@ -11,19 +11,21 @@ import typer
 from rich.table import Table
 
 from flows.cli.common import (
-    STATE,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
     progress_bar,
+    settings,
 )
 from flows.warehouse.sqlfiles import run
 from planner.quantiles import quantile_column
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from planner.config import FleetConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,12 @@ def _as_of(text: str | None, con: Any) -> datetime:
     return (pd.Timestamp(row[0]) + pd.Timedelta(hours=1)).to_pydatetime().replace(tzinfo=UTC)
 
 
-def _out_dir(out: Path | None, name: str) -> Path:
-    return out or Path(STATE.config().paths.outputs) / name
+def _out_dir(cfg: FleetConfig, out: Path | None, name: str) -> Path:
+    return out or Path(cfg.paths.outputs) / name
 
 
 def backtest(
+    ctx: typer.Context,
     as_of: Annotated[
         str | None, typer.Option(help="selection time (default: end of the demand mart)")
     ] = None,
@@ -55,8 +58,8 @@ def backtest(
     from flows.forecasting import run_selection
     from reports import backtest as backtest_report
 
-    cfg = STATE.config()
-    with open_warehouse() as con:
+    cfg = settings(ctx).config()
+    with open_warehouse(ctx) as con:
         when = _as_of(as_of, con)
         with progress_bar() as bar:
             task = bar.add_task("backtesting series groups", total=None)
@@ -71,7 +74,7 @@ def backtest(
                 )
             except ValueError as exc:
                 fail(str(exc))
-    folder = _out_dir(out, f"backtest-{selection.as_of:%Y%m%dT%H%M}")
+    folder = _out_dir(cfg, out, f"backtest-{selection.as_of:%Y%m%dT%H%M}")
     agg = backtest_report.write_report(selection, folder)
     if as_json:
         scores = selection.scores()
@@ -104,6 +107,7 @@ def backtest(
 
 
 def forecast(
+    ctx: typer.Context,
     as_of: Annotated[str, typer.Option(help="forecast origin (UTC); hours before it are used")],
     horizon: Annotated[int | None, typer.Option(min=1, max=168)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -111,9 +115,9 @@ def forecast(
     """Forecast every series for the hours from --as-of (stored in `forecasts`)."""
     from flows.forecasting import run_forecast
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     when = parse_time(as_of, "--as-of")
-    with open_warehouse() as con:
+    with open_warehouse(ctx) as con:
         try:
             frame, info = run_forecast(con, cfg, when, horizon)
         except ValueError as exc:
@@ -179,6 +183,7 @@ def _summary(frame: pd.DataFrame, tier_q: dict[str, tuple[str, float]]) -> list[
 
 
 def characterize(
+    ctx: typer.Context,
     out: Annotated[Path | None, typer.Option(help="report folder")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -186,15 +191,15 @@ def characterize(
     from flows.forecasting import timezones
     from reports import characterize as characterize_report
 
-    cfg = STATE.config()
-    with open_warehouse(read_only=True) as con:
+    cfg = settings(ctx).config()
+    with open_warehouse(ctx, read_only=True) as con:
         demand = run(con, "characterize/demand").df()
         if demand.empty:
             fail("the demand mart is empty: ingest request logs first")
         tokens = run(con, "characterize/token_distribution").df()
         histogram = run(con, "characterize/token_histogram").df()
         hardest = run(con, "characterize/latest_backtests").df()
-    folder = _out_dir(out, "characterization")
+    folder = _out_dir(cfg, out, "characterization")
     kinds: dict[str, str] = {t.id: t.kind for t in cfg.tiers}
     figures = characterize_report.write_report(
         demand, tokens, histogram, hardest, timezones(cfg), kinds, folder

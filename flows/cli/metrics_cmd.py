@@ -11,10 +11,11 @@ import typer
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from flows.cli.common import STATE, emit_json
+from flows.cli.common import emit_json, settings
 
 
 def metrics(
+    ctx: typer.Context,
     openmetrics: Annotated[
         bool, typer.Option("--openmetrics", help="OpenMetrics text instead of Prometheus text")
     ] = False,
@@ -26,8 +27,8 @@ def metrics(
     """Print the dashboard metrics (plan, fleet, demand vs forecast, freshness, last run)."""
     from flows.metrics import WarehouseSource, build_registry
 
-    cfg = STATE.config()
-    source = WarehouseSource(STATE.warehouse_path(), out or Path(cfg.paths.outputs))
+    cfg = settings(ctx).config()
+    source = WarehouseSource(settings(ctx).warehouse_path(), out or Path(cfg.paths.outputs))
     registry = build_registry(source)
     if as_json:
         emit_json(

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse, parse_time
+from flows.cli.common import console, emit_json, fail, open_warehouse, parse_time, settings
 from flows.clock import clock_for
 from planner.utc import naive_utc
 
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def plan(
+    ctx: typer.Context,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -33,7 +34,7 @@ def plan(
     """Make, verify, store and publish the plan for the hours after --as-of."""
     from flows.pipeline import forecast_and_plan
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     if as_of is None:
         clock = clock_for(cfg)
         when = clock.now().tz_localize("UTC").to_pydatetime()
@@ -43,7 +44,7 @@ def plan(
     root = out or Path(cfg.paths.outputs) / "plans"
     if root.exists() and not root.is_dir():
         fail(f"--out {root}: exists and is not a folder", code=2)
-    with open_warehouse() as con:
+    with open_warehouse(ctx) as con:
         try:
             result = forecast_and_plan(con, cfg, when, root)
         except ValueError as exc:
@@ -92,6 +93,7 @@ def _print(p: Any, s: dict[str, Any]) -> None:
 
 
 def explain(
+    ctx: typer.Context,
     plan_id: Annotated[str, typer.Argument(help="a stored plan id")],
     hour: Annotated[
         str | None, typer.Option(help="only this planned hour (UTC), e.g. 2024-06-17T03:00")
@@ -106,14 +108,14 @@ def explain(
     from flows.planning import load_plan, rebuild_data
     from planner.ilp.explain import BINDING_MEANING
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     for flag, value, known in (
         ("--region", region, cfg.region_ids),
         ("--model", model, cfg.model_ids),
     ):
         if value is not None and value not in known:
             fail(f"{flag}: unknown id {value!r}; known: {known}", code=2)
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(ctx, read_only=True) as con:
         try:
             stored = load_plan(con, plan_id)
         except IndexError:

@@ -13,7 +13,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
+from flows.cli.common import console, emit_json, fail, open_warehouse, settings
 from flows.warehouse.sqlfiles import run
 from planner.executors import AppliedState, WebhookError
 
@@ -35,11 +35,12 @@ def _table(frame: pd.DataFrame, title: str) -> Table:
 
 @app.command("ls")
 def ls(
+    ctx: typer.Context,
     limit: Annotated[int, typer.Option(min=1, help="newest N plans")] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The stored plans, newest first: id, hour, status, gap, cost, verified, files."""
-    with open_warehouse(read_only=True) as con:
+    with open_warehouse(ctx, read_only=True) as con:
         frame = run(con, "plans/list_plans", limit=limit).df()
     if as_json:
         emit_json(frame.to_dict(orient="records"))
@@ -64,6 +65,7 @@ def ls(
 
 @app.command("show")
 def show(
+    ctx: typer.Context,
     plan_id: Annotated[str, typer.Argument(help="a plan id (see `sageserve plans ls`)")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -72,8 +74,8 @@ def show(
     from flows.operator_view import operator_view
     from flows.planning import load_plan
 
-    cfg = STATE.config()
-    with open_warehouse(read_only=True) as con:
+    cfg = settings(ctx).config()
+    with open_warehouse(ctx, read_only=True) as con:
         header = run(con, "plans/plan_header", plan_id=plan_id).df()
         if header.empty:
             fail(f"no plan {plan_id!r} in the warehouse (see `sageserve plans ls`)")
@@ -115,6 +117,7 @@ def show(
 
 @app.command("apply")
 def apply(
+    ctx: typer.Context,
     plan_id: Annotated[str, typer.Argument(help="a stored, verified plan id")],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="show the changes per region, send nothing")
@@ -130,9 +133,9 @@ def apply(
     from flows.execute import apply_plan, target_settings
     from flows.planning import load_plan, plan_exists
 
-    cfg = STATE.config()
+    cfg = settings(ctx).config()
     root = folder or Path(cfg.paths.outputs) / "executor"
-    with open_warehouse() as con:
+    with open_warehouse(ctx) as con:
         if not plan_exists(con, plan_id):
             fail(f"no plan {plan_id!r} in the warehouse")
         verified = con.execute("SELECT verified FROM plans WHERE plan_id = ?", [plan_id]).fetchone()

@@ -8,38 +8,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from flows.cli.common import STATE, console, emit_json, fail, open_warehouse
+from flows.cli.common import console, emit_json, fail, open_warehouse, settings
 
 log = logging.getLogger(__name__)
 
 
-def _routing(opts: dict[str, Any], as_json: bool) -> None:
+def _routing(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     # Imported here: the command line must not load the simulation stack to start.
     from flows.routing import PERF_CSV, RoutingSpec, run_routing
 
-    cfg = STATE.config()
-    spec = RoutingSpec(
-        region=opts["region"] or "",
-        model=opts["model"] or "",
-        instances=opts["instances"],
-        load=opts["load"],
-        requests=opts["requests"],
-        train_requests=opts["train_requests"],
-        seed=opts["seed"],
-        retrain=opts["retrain"],
-        windows=opts["windows"],
-        predictor_rows=opts["predictor_rows"],
-        search_rounds=opts["search_rounds"],
-        search_population=opts["search_population"],
-    )
+    cfg = settings(ctx).config()
+    known = {f.name for f in fields(RoutingSpec)}  # the pool options; None: the spec's default
+    spec = RoutingSpec(**{k: v for k, v in opts.items() if k in known and v is not None})
     perf = Path(opts["perf"]) if opts["perf"] else PERF_CSV / "perf_model_4_models.csv"
-    con = open_warehouse()
+    con = open_warehouse(ctx)
     with con:
         try:
             result = run_routing(con, cfg, spec, perf)
@@ -72,8 +61,8 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         "ttft_p95_s",
         "vs round-robin",
         title=f"{result.region}/{result.model}: {result.instances} × {result.profile} "
-        f"at load {result.load:g}, {result.requests} requests in {len(result.per_window)} "
-        "windows (means over windows)",
+        f"at load {result.load:g} ({result.load_basis}), {result.requests} requests in "
+        f"{len(result.per_window)} windows (means over windows)",
     )
     rr = result.policies[0].e2e_mean_s
     for p in result.policies:
@@ -103,11 +92,11 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def _fairness(opts: dict[str, Any], as_json: bool) -> None:
+def _fairness(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     # Imported here: the command line must not load the simulation stack to start.
     from flows.fairness import fairness_scenario
 
-    result = fairness_scenario(STATE.config())
+    result = fairness_scenario(settings(ctx).config())
     if as_json:
         emit_json(result)
         return
@@ -120,18 +109,28 @@ def _fairness(opts: dict[str, Any], as_json: bool) -> None:
     console.print(table)
 
 
-SCENARIOS: dict[str, Callable[[dict[str, Any], bool], None]] = {
+SCENARIOS: dict[str, Callable[[typer.Context, dict[str, Any], bool], None]] = {
     "routing": _routing,
     "fairness": _fairness,
 }
 
 
 def evaluate_requests(
+    ctx: typer.Context,
     scenario: Annotated[str, typer.Option(help="scenario name")] = "routing",
     region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
     model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
     instances: Annotated[int, typer.Option(min=1, help="instances in the pool")] = 8,
-    load: Annotated[float, typer.Option(min=0.05, max=0.99, help="pool load ρ")] = 0.75,
+    load: Annotated[
+        float, typer.Option(min=0.05, max=0.99, help="pool load ρ (see --load-basis)")
+    ] = 0.9,
+    load_basis: Annotated[
+        str,
+        typer.Option(
+            help="what runs at --load: 'peak' (the window's busiest 15 minutes) or 'mean' "
+            "(the window's average)"
+        ),
+    ] = "peak",
     requests: Annotated[int, typer.Option(min=100, help="requests evaluated")] = 20_000,
     train_requests: Annotated[
         int, typer.Option(min=100, help="requests per training trace of the learned router")
@@ -163,6 +162,7 @@ def evaluate_requests(
         "model": model,
         "instances": instances,
         "load": load,
+        "load_basis": load_basis,
         "requests": requests,
         "train_requests": train_requests,
         "seed": seed,
@@ -173,4 +173,4 @@ def evaluate_requests(
         "search_population": search_population,
         "perf": perf,
     }
-    SCENARIOS[scenario](opts, as_json)
+    SCENARIOS[scenario](ctx, opts, as_json)

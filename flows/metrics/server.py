@@ -18,7 +18,8 @@ from prometheus_client import start_http_server
 
 from flows.metrics.collector import Source, build_registry
 from flows.metrics.snapshot import WarehouseSource
-from planner.config import load_config
+from flows.run_context import run_config
+from planner.config import FleetConfig
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 9731
@@ -29,10 +30,7 @@ def default_port() -> int:
     return int(os.environ.get("SAGESERVE_METRICS_PORT", DEFAULT_PORT))
 
 
-def source_from_config(
-    config: str | Path | None = None, warehouse: Path | None = None
-) -> WarehouseSource:
-    cfg = load_config(config)
+def source_from_config(cfg: FleetConfig, warehouse: Path | None = None) -> WarehouseSource:
     return WarehouseSource(
         Path(warehouse or cfg.paths.warehouse), Path(cfg.paths.outputs), quiet_s=QUIET_S
     )
@@ -62,7 +60,7 @@ def main() -> None:
     parser.add_argument("--warehouse", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _, thread = start(source_from_config(args.config, args.warehouse), args.port)
+    _, thread = start(source_from_config(run_config(args.config), args.warehouse), args.port)
     with contextlib.suppress(KeyboardInterrupt):
         thread.join()
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.executors.protocol import AppliedState, desired_states, diff
+from planner.files import write_text_atomic
 from planner.ilp.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -72,12 +72,7 @@ class TargetSettings:
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1, sort_keys=True)
-    Path(tmp).chmod(0o644)  # mkstemp makes 0600; ops tooling reads these
-    Path(tmp).replace(path)
+    write_text_atomic(path, json.dumps(doc, indent=1, sort_keys=True))
 
 
 @dataclass

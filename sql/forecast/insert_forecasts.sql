@@ -1,2 +1,2 @@
--- Store forecasts (staged frame registered as staged_forecasts).
-INSERT INTO forecasts SELECT * FROM staged_forecasts
+-- Store forecasts (staged frame registered as staged_forecasts; columns matched by name).
+INSERT INTO forecasts BY NAME SELECT * FROM staged_forecasts

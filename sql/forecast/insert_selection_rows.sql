@@ -1,2 +1,3 @@
--- Store a selection's rows of {{ table }} (staged frame registered as {{ staged }}).
-INSERT INTO {{ table }} SELECT * FROM {{ staged }}
+-- Store a selection's rows of {{ table }} (staged frame registered as {{ staged }}; columns
+-- matched by name).
+INSERT INTO {{ table }} BY NAME SELECT * FROM {{ staged }}

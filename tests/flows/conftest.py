@@ -1,7 +1,12 @@
-"""Fixtures shared by the flows tests: the 8-day demo log, built once per session."""
+"""Fixtures shared by the flows tests: the 8-day demo log, built once per session (once per
+`make test` run, whichever of its xdist workers asks first; the other waits and reads it)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,16 +21,42 @@ from tests.flows.warehouses import DEMO_LOG, SynthLog, synth_warehouse
 SELECTED_AT = datetime(2024, 6, 11, tzinfo=UTC)
 
 
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Path:
+    """A folder ``name`` that ``build`` fills, once per test run. Alone, a fresh temp folder;
+    under pytest-xdist, a folder of the run's base temp shared by the workers: the first
+    worker builds it under an exclusive lock, the others wait on the lock and take it as
+    built (a marker file says it is complete; a failed build leaves none and the next worker
+    tries again). Tests only read what is there (they copy the warehouse to write)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        root = tmp_path_factory.mktemp(name)
+        build(root)
+        return root
+    shared = tmp_path_factory.getbasetemp().parent  # the run's base temp, one per run
+    root, done = shared / name, shared / f"{name}.done"
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build left
+            root.mkdir()
+            build(root)
+            done.touch()
+    return root
+
+
 @pytest.fixture(scope="session")
 def demo_log(
     tmp_path_factory: pytest.TempPathFactory, cfg: FleetConfig, shared_data: Path
 ) -> SynthLog:
     """``DEMO_LOG`` synthesized and ingested once; tests read its day files and take a copy of
     its warehouse (``copy_warehouse``), never write to it. No forecast selection is stored."""
-    root = tmp_path_factory.mktemp("demo-log")
-    logs = root / "logs"
-    warehouse = synth_warehouse(logs, cfg, shared_data, DEMO_LOG, root / "wh.duckdb")
-    return SynthLog(DEMO_LOG, logs, warehouse)
+
+    def build(root: Path) -> None:
+        synth_warehouse(root / "logs", cfg, shared_data, DEMO_LOG, root / "wh.duckdb")
+
+    root = built_once(tmp_path_factory, "demo-log", build)
+    return SynthLog(DEMO_LOG, root / "logs", root / "wh.duckdb")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +68,9 @@ def demo_log_selected(
     following 24 h forecasts from it instead of running its own selection first. Take a copy."""
     from flows.forecasting import run_selection
 
-    warehouse = demo_log.copy_warehouse(tmp_path_factory.mktemp("demo-selected") / "wh.duckdb")
-    with connect(warehouse) as con:
-        run_selection(con, cfg, SELECTED_AT)
-    return replace(demo_log, warehouse=warehouse)
+    def build(root: Path) -> None:
+        with connect(demo_log.copy_warehouse(root / "wh.duckdb")) as con:
+            run_selection(con, cfg, SELECTED_AT)
+
+    root = built_once(tmp_path_factory, "demo-selected", build)
+    return replace(demo_log, warehouse=root / "wh.duckdb")

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.forecasting import load_models
 from flows.warehouse.connection import connect
+from flows.warehouse.selections import load_models
 from planner.config import FleetConfig
 from planner.workload.synth import SynthSpec
 from tests.flows.warehouses import synth_warehouse

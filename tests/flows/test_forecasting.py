@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.forecasting import load_models, run_forecast, run_selection
+from flows.forecasting import run_forecast, run_selection
 from flows.warehouse.connection import connect
+from flows.warehouse.selections import load_models
 from planner.config import FleetConfig
 from planner.workload.synth import SynthSpec
 from tests.flows.warehouses import synth_warehouse
@@ -155,7 +156,7 @@ def test_a_global_model_is_stored_once_and_relinked_on_load(
         chose = [s for s, f in selection.fitted.items() if f.forecaster == "gbm"]
         assert len(chose) > 0
         stored = con.execute(
-            "SELECT series, octet_length(payload) FROM forecast_models WHERE selected_at = ?",
+            "SELECT series, strlen(state::VARCHAR) FROM forecast_models WHERE selected_at = ?",
             [pd.Timestamp(as_of).tz_localize(None).to_pydatetime()],
         ).fetchall()
         shared = [size for series, size in stored if series.startswith("_shared|")]
