@@ -49,6 +49,7 @@ from planner.sim.sweep import (
     grid,
     plan_grid,
     run_point,
+    with_niw_cap,
 )
 
 log = logging.getLogger("bench.levers")
@@ -86,6 +87,13 @@ def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
     return out.model_copy(update={"tiers": tiers})
 
 
+def _kind(row: dict[str, Any]) -> str:
+    """A plan row's mode; LT-R at the SLO-aware grid's dials (``layer_grid``) apart."""
+    params = row.get("params", {})
+    mode = str(params.get("mode", ""))
+    return "lt-r+slo-dials" if mode == "lt-r" and "cooldown_in_min" in params else mode
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/default.yaml")
@@ -96,6 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="headroom,latency,latency+trough")
     ap.add_argument("--families", default="reactive,slo-reactive")
     ap.add_argument("--attainment", type=float, default=0.99)
+    ap.add_argument(
+        "--niw-cap-all",
+        action="store_true",
+        help="replay every point of every family (siloed aside) also with NIW capped at "
+        "NIW_CAP (planner.sim.sweep.with_niw_cap): the cap measured as a default",
+    )
+    ap.add_argument(
+        "--slo-layer",
+        action="store_true",
+        help="add LT-R at every dial setting of the SLO-aware family's grid (the plan floor "
+        "with the baseline's own layer above it; planner.sim.sweep.layer_grid)",
+    )
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -151,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(pickle.dumps(plans[v][q]))
+        capped = with_niw_cap if a.niw_cap_all else list
         futures = [
             ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
-            for pt in grid(families, quantiles)
+            for pt in capped(grid(families, quantiles))
         ]
         for v in names:
             futures += [
                 (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
-                for pt in plan_grid(quantiles)
+                for pt in capped(plan_grid(quantiles, slo_layer=a.slo_layer))
             ]
         rows = []
         for v, f in futures:
@@ -202,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             f"plan[{v}] highest attainment: IW-F {top['IW-F_sla']:.4f} IW-N {top['IW-N_sla']:.4f}"
             f" NIW {top['niw_on_time']:.4f} at {top['gpu_hours']:,.0f} GPU-h ({top['policy']})"
         )
+    for v in names:  # the plan family's best point per plan mode (LT-R with the SLO dials apart)
+        for kind in ("lt-i", "lt-u", "lt-ua", "lt-r", "lt-r+slo-dials"):
+            mine = [r for r in rows if r.get("variant") == v and _kind(r) == kind]
+            best = frontier(base_rows + mine).get("plan")
+            text = "none meets" if best is None else f"{best['gpu_hours']:,.0f} GPU-h"
+            extra = "" if best is None else f" ({best['policy']})"
+            print(f"plan[{v}] {kind:15s} {text}{extra}")
     if a.out:
         Path(a.out).write_text(json.dumps({**out, "results": rows}, indent=1, default=str))
     return 0

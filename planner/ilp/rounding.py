@@ -138,23 +138,113 @@ def _fit_instances(data: PlanningData, inst: dict[Any, float], vms: dict[Any, in
             u -= step / data.instances_per_vm[(k[1], g)]
 
 
+def single_type_pools(data: PlanningData, lp: Values) -> Values:
+    """The LP values with each split pool consolidated on one VM type.
+
+    Rounding up per (r, m, g, t) turns every fractional instance into a whole one on every
+    VM type the relaxation touched. The LP splits a pool across types by their cost per
+    token of each tier: for Bloom-176B it serves IW-F on H100 (A100 does not meet IW-F's
+    latency target) and IW-N and NIW on A100 (cheaper per token there), 0.75 instance on
+    one and 0.71 on the other, so rounding holds one instance on each: a whole 8-GPU VM more
+    in every region and every hour, although one instance carries the pool. Here a pool
+    (r, m) split in a committed hour (a fractional count on two or more types) is held on
+    one type in every hour. The pool's interactive load in instances of type g is
+        L[r,m,g,t] = Σ_{g'} Σ_{k interactive} w[r,m,g',k,t] / θ[m,g,k]
+    (every type's interactive load served on g; NIW is left out: its deadline lets the
+    fixed-count LP move it into the slack the rounding leaves), its instances on g
+        n[g,t] = max(⌈L[r,m,g,t]⌉, n_min[m]) in committed hours, max(L[r,m,g,t], n_min[m])
+                 after them (where instance counts are continuous),
+    and the type is  g* = argmin_g Σ_t n[g,t] · price[r,g] / ipv[m,g]  (a type with θ = 0 for
+    a tier the pool serves is skipped): x'[r,m,g*,t] = n[g*,t], x'[r,m,g,t] = 0 elsewhere.
+    Spot instances are left as they are. :func:`round_up` then sizes the VMs, and
+    :func:`lp_rounding_start` keeps whichever completed start costs less, so this never
+    makes the start worse."""
+    out = {family: dict(values) for family, values in lp.items()}
+    inst = out.get("x", {})
+    types: dict[tuple[str, str], set[str]] = defaultdict(set)
+    fractional: dict[tuple[Any, ...], int] = defaultdict(int)
+    for (r, m, g, t), n in inst.items():
+        types[(r, m)].add(g)
+        if data.committed(t) and abs(n - round(n)) > 1e-6:
+            fractional[(r, m, t)] += 1
+    split = {(r, m) for (r, m, _t), count in fractional.items() if count >= 2}
+    load: dict[tuple[Any, ...], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for (r, m, _g, k, t), tokens in lp.get("w", {}).items():
+        if tokens > 1e-9 and (r, m) in split:
+            load[(r, m, t)][k] += tokens
+    for r, m in sorted(split):
+        best: tuple[float, str, dict[int, float]] | None = None
+        for g in sorted(types[(r, m)]):
+            counts: dict[int, float] = {}
+            for t in data.T:
+                tiers = load.get((r, m, t), {})
+                if any(data.theta[(m, g, k)] <= 0 for k in tiers):
+                    break
+                if data.committed(t):
+                    need = sum(tokens / data.theta[(m, g, k)] for k, tokens in tiers.items())
+                    counts[t] = max(math.ceil(need - 1e-6), data.min_instances.get(m, 0))
+                    continue
+                counts[t] = sum(
+                    inst.get((r, m, h, t), 0.0) * _ratio(data, m, h, g) for h in types[(r, m)]
+                )
+            else:
+                cost = sum(counts.values()) * data.price[(r, g)] / data.instances_per_vm[(m, g)]
+                if best is None or cost < best[0]:
+                    best = (cost, g, counts)
+        if best is None:
+            continue
+        for g in types[(r, m)]:
+            for t in data.T:
+                if (r, m, g, t) in inst:
+                    inst[(r, m, g, t)] = float(best[2][t]) if g == best[1] else 0.0
+    return out
+
+
+def _ratio(data: PlanningData, m: str, h: str, g: str) -> float:
+    """Instances of type g that carry one instance of type h of any tier's load:
+    max_k θ[m,h,k] / θ[m,g,k] (1 where h = g; inf where g cannot serve a tier h serves)."""
+    if h == g:
+        return 1.0
+    tiers = [k for (mm, hh, k) in data.theta if (mm, hh) == (m, h) and data.theta[(m, h, k)] > 0]
+    ratios = [
+        data.theta[(m, h, k)] / data.theta[(m, g, k)] if data.theta[(m, g, k)] > 0 else math.inf
+        for k in tiers
+    ]
+    return max(ratios, default=1.0)
+
+
 def lp_rounding_start(
     data: PlanningData, time_limit_s: float = 30.0, valid_cuts: bool = True
 ) -> Values | None:
     """A complete feasible assignment from LP rounding, or None if an LP failed or the two
     LPs did not finish within ``time_limit_s`` together (large fleets: the relaxation alone
-    can take minutes, and the greedy start is then all SCIP gets)."""
+    can take minutes, and the greedy start is then all SCIP gets). Two roundings are
+    completed, :func:`round_up` of the relaxation and of :func:`single_type_pools`, and the
+    cheaper is returned (the second only where it differs and time is left)."""
     started = time.perf_counter()
     lp = _lp_values(data, time_limit_s=time_limit_s, valid_cuts=valid_cuts)
     if lp is None:
         log.info("LP rounding: relaxation not solved within %.1f s; skipped", time_limit_s)
         return None
-    fixed = round_up(data, lp)
-    left = time_limit_s - (time.perf_counter() - started)
-    completed = _lp_values(data, fixed, left, valid_cuts)
-    if completed is None:
+    best: tuple[float, Values] | None = None
+    first = round_up(data, lp)
+    candidates = [first]
+    second = round_up(data, single_type_pools(data, lp))
+    if second["x"] != first["x"] or second["xs"] != first["xs"]:
+        candidates.append(second)
+    for fixed in candidates:
+        left = time_limit_s - (time.perf_counter() - started)
+        if best is not None and left <= 0:
+            break
+        solved = _solve_lp(data, fixed, left, valid_cuts)
+        if solved is None:
+            continue
+        completed, objective = solved
+        for family in INTEGER_FAMILIES:
+            completed[family] = {k: float(v) for k, v in fixed[family].items()}
+        if best is None or objective < best[0] - 1e-6:
+            best = (objective, completed)
+    if best is None:
         log.warning("LP rounding: the fixed-integer LP has no solution")
         return None
-    for family in INTEGER_FAMILIES:
-        completed[family] = {k: float(v) for k, v in fixed[family].items()}
-    return completed
+    return best[1]

@@ -64,6 +64,7 @@ class Reactive:
     min_instances: int = 1
     name: str = "reactive"
     share_idle: bool = True
+    niw_cap: float | None = None  # NIW's ceiling on the shared pools' utilisation (fluid)
     _count: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)

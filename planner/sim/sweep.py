@@ -118,11 +118,28 @@ def slo_grid() -> list[Point]:
     return pts
 
 
-def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[Point]:
+def layer_grid(quantiles: Sequence[float]) -> list[Point]:
+    """Per quantile, the plan as a floor with the SLO-aware layer above it at **every** point
+    of the SLO-aware family's own grid (:func:`slo_grid`: the same target, scale-out level,
+    scale-in level, stabilisation window and NIW cap), so the plan family's layer has exactly
+    the baseline's dials and the two families differ only by the floor the plan buys ahead.
+    Mode ``lt-r`` without make before break (the plan's floor moves on the hour, as LT-I)."""
+    pts = []
+    for q in quantiles:
+        for base in slo_grid():
+            params = {"quantile": q, "mode": "lt-r", "handover": False, **base.params}
+            pts.append(Point("plan", params))
+    return pts
+
+
+def plan_grid(
+    quantiles: Sequence[float], reactive_layer: bool = True, slo_layer: bool = False
+) -> list[Point]:
     """Per quantile: LT-I, LT-U, LT-UA over ``ahead``, and (``reactive_layer``) LT-R, the
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
     its target pressure (down to 0.1, as the SLO-aware family's grid: on the calibrated
-    curves the tight tier needs cold pools)."""
+    curves the tight tier needs cold pools); ``slo_layer`` adds :func:`layer_grid` (LT-R at
+    every dial setting of the SLO-aware family)."""
     pts = []
     for q in quantiles:
         for mode in ("lt-i", "lt-u"):
@@ -136,7 +153,20 @@ def plan_grid(quantiles: Sequence[float], reactive_layer: bool = True) -> list[P
             for target in (0.1, 0.2, 0.3, 0.5):
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": False}
                 pts.append(Point("plan", {**params, "niw_cap": NIW_CAP}))
+    if slo_layer:
+        pts += layer_grid(quantiles)
     return pts
+
+
+def with_niw_cap(points: Sequence[Point], cap: float = NIW_CAP) -> list[Point]:
+    """``points`` and, for each point without a NIW cap (siloed pools excepted: they hold
+    their NIW apart), its twin with NIW capped at ``cap`` utilisation of the shared pools: the
+    cap measured as a default for every family (``bench/levers.py --niw-cap-all``)."""
+    out = list(points)
+    for pt in points:
+        if pt.family != "siloed" and "niw_cap" not in pt.params:
+            out.append(Point(pt.family, {**pt.params, "niw_cap": cap}))
+    return out
 
 
 def siloed_grid() -> list[Point]:
@@ -196,8 +226,9 @@ def build_policy(
                 seq.hourly,
                 name=label,
                 target=target,
-                up=round(min(target + 0.1, 0.98), 2),
-                down=round(0.7 * target, 2),
+                up=float(a.get("up", round(min(target + 0.1, 0.98), 2))),
+                down=float(a.get("down", round(0.7 * target, 2))),
+                cooldown_in_min=int(a.get("cooldown_in_min", 15)),
                 handover=bool(a.get("handover", True)),
                 niw_cap=a.get("niw_cap"),
             )
@@ -208,6 +239,7 @@ def build_policy(
             mode=str(a["mode"]),
             name=label,
             ahead=float(a.get("ahead", 1.10)),
+            niw_cap=a.get("niw_cap"),
         )
     raise ValueError(f"unknown family {point.family!r}")
 

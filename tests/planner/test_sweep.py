@@ -20,8 +20,11 @@ from planner.sim.slo_policy import SloReactive
 from planner.sim.sweep import (
     PAPER_REACTIVE,
     TARGETS,
+    PlanTargets,
+    build_policy,
     frontier,
     grid,
+    layer_grid,
     meets,
     on_clairvoyant_types,
     references,
@@ -104,6 +107,28 @@ def test_grids_hold_the_named_points() -> None:
     assert {p.family for p in pts} == {"reactive", "slo-reactive", "plan", "siloed"}
     with pytest.raises(ValueError, match="magic"):
         grid(["magic"], [0.5])
+
+
+def test_the_plan_layer_has_every_dial_of_the_slo_aware_grid() -> None:
+    """layer_grid: per quantile, LT-R at each SLO-aware point's own dials, and the policy
+    built from it runs the SLO-aware layer with exactly those dials."""
+    slo = [dict(p.params) for p in grid(["slo-reactive"], [])]
+    layer = layer_grid([0.5, 0.9])
+    assert len(layer) == 2 * len(slo)
+    for q in (0.5, 0.9):
+        mine = [dict(p.params) for p in layer if p.params["quantile"] == q]
+        assert all(d["mode"] == "lt-r" for d in mine)
+        strip = ("quantile", "mode", "handover")
+        assert [{k: v for k, v in d.items() if k not in strip} for d in mine] == slo
+    fleet = params_from_config(tiny_config(), {("m", k): 0.1 for k in ("IW-F", "IW-N", "NIW")})
+    d = MinuteDemand(
+        START, np.zeros((60, 2, 1, 3)), np.zeros((60, 2, 1, 3)), np.zeros((60, 2, 1, 3))
+    )
+    plans = {0.5: PlanTargets([], np.zeros((1, 2, 1)))}
+    for point in layer[: len(slo)]:
+        policy = build_policy(point, fleet, d, plans)
+        for dial in ("target", "up", "down", "cooldown_in_min", "niw_cap"):
+            assert getattr(policy, dial) == point.params.get(dial), dial
 
 
 @pytest.fixture(scope="module")
