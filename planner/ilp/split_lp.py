@@ -714,11 +714,18 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         busy = whole is not None and not whole.done()
         return max(1, int(pool.workers) - int(busy))
 
-    def run(fn: Any, tasks: list[tuple[Any, ...]], interruptible: bool) -> list[Any] | None:
+    def run(
+        fn: Any,
+        tasks: list[tuple[Any, ...]],
+        interruptible: bool,
+        at_start: Any = None,
+    ) -> list[Any] | None:
         """``fn`` on every task, results in task order. In the portfolio at most
         :func:`slots` tasks are in flight (a task queued behind the whole relaxation would
-        hold a worker after it); None if ``interruptible`` and the whole relaxation finished
-        first (the tasks in flight finish unread, the rest are not started)."""
+        hold a worker after it), and ``at_start(task, tasks not yet started)`` may rewrite
+        a task as it starts (its time limit); None if ``interruptible`` and the whole
+        relaxation finished first (the tasks in flight finish unread, the rest are not
+        started)."""
         if whole is None:
             return list(pool.map(fn, tasks))
         results: list[Any] = [None] * len(tasks)
@@ -729,7 +736,7 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
                 return None
             while pending and len(running) < slots():
                 i, task = pending.pop(0)
-                running[i] = pool.submit(fn, task)
+                running[i] = pool.submit(fn, at_start(task, len(pending)) if at_start else task)
             for i, f in list(running.items()):
                 if f.done():
                     results[i] = f.result()
@@ -750,6 +757,14 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         bound = split.bound(y_c, sols) if all(x.x is not None for x in sols) else -math.inf
         return bound, split.point(sols), sols
 
+    def dive_limit(task: tuple[Any, ...], waiting: int) -> tuple[Any, ...]:
+        """A group's dive as it starts in the portfolio: the time left less 20 s for each
+        dive still waiting per free worker. Groups' dives differ (on the 20×30×4 rung one
+        needed more than the fair share of 57 s while the others took ~15-25 s), and a
+        plan needs every group's."""
+        limit = max(left() * slots() / (waiting + 1), left() - 20.0 * waiting / slots())
+        return (task[0], task[1], limit, *task[3:])
+
     def primal(x_bar: np.ndarray, source: str) -> np.ndarray | None:
         """A plan from the point ``x_bar``; the prices its LPs imply."""
         began = time.perf_counter()
@@ -757,7 +772,7 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         # each group's fair share of the time left (the groups queue on the workers)
         share = left() * slots() / max(1, len(regions))
         tasks = [(b, e, share, wall_deadline, True) for b, e in zip(regions, extras, strict=True)]
-        sols: list[BlockSolution] = run(solve_primal, tasks, False) or []
+        sols: list[BlockSolution] = run(solve_primal, tasks, False, dive_limit) or []
         out.region_seconds += sum(x.seconds for x in sols)
         prices = np.zeros(len(split.coupling))
         counts = np.zeros(len(split.coupling))
@@ -798,8 +813,14 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
             return
         out.offer_bound(relax.dual_bound(sol.row_dual), "LP relaxation (whole, interior point)")
         out.record_round(out.lower_bound, time.perf_counter() - started, "split whole LP")
-        if left() > 0 and out.gap > settings.gap:
+        # its dives on every worker take about the first plan's time × its slots / workers
+        expected = first_plan_s * first_slots / max(1, int(pool.workers))
+        if left() > expected and out.gap > settings.gap:
             primal(sol.x, "group dives from the whole relaxation's point")
+        else:
+            log.info(
+                "split: %.0f s left, %.0f s expected: no plan from its point", left(), expected
+            )
 
     # round 1 at cost-based prices; the first plan follows its point
     y = split.initial_prices(data)
@@ -807,8 +828,10 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     assert first is not None
     bound, x, _ = first
     out.offer_bound(bound, "Lagrangian (region LPs)")
+    first_slots, began = slots(), time.perf_counter()
     if left() > 0:
         primal(x, "regions (split LP dives)")
+    first_plan_s = time.perf_counter() - began
     best_y, best_x, theta, stall = y, x, 0.0125, 0
     scale = np.maximum(np.abs(y), 1e-3 * float(np.abs(y).max(initial=1.0)))
     improved = False
