@@ -41,6 +41,11 @@ continuous decisions re-optimised), in parallel. Assembly books any import short
 unmet demand at its origins and recomputes the NIW backlog from what the regions served,
 so every coupling row holds; the plan's objective is the relaxation's objective at that
 point, and the planner verifies the plan like any other.
+
+The portfolio (two workers or more, :func:`split_decompose`): the whole relaxation by
+interior point on one worker beside the rounds; its checked bound is the maximum of L, so
+the rounds stop when it arrives (20×30×4 rung: $558,380 at 248 s of 300, the gap from
+9.57 % to 2.78 %, the plan then being the first group dives').
 """
 
 from __future__ import annotations
