@@ -21,6 +21,7 @@ demand, rolling warm state (see ``warm_state``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -287,6 +288,46 @@ def peak_rss_gb() -> dict[str, float]:
     }
 
 
+class TreeMemory:
+    """The peak of the summed resident memory of this process and all its children (the
+    pool's workers), sampled every ``every_s`` while in use: what the machine must hold at
+    once. (``ru_maxrss`` of the children is the largest single worker and, for a spawned
+    worker, starts at this process's size at the fork.) Shared libraries count once per
+    process, so the figure errs high."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        import threading
+
+        self.every_s = every_s
+        self.peak_gb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil  # type: ignore[import-untyped]  # no stubs installed
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                procs = [me, *me.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):  # a worker that just exited
+                        total += p.memory_info().rss
+                self.peak_gb = max(self.peak_gb, total / 1024.0**3)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 SKIPPED_HIGHS: dict[str, Any] = {
     "highs_status": "not run",
     "highs_gap": None,
@@ -315,9 +356,10 @@ def rung(
     decomposed = choose_method(data, settings) != "monolithic SCIP"
     lp, lp_s = (None, 0.0) if decomposed else lp_bound(data, 600.0 if small else 2 * limit)
     started = time.perf_counter()
-    plan, check = make_plan(data, settings)
+    with TreeMemory() as tree:
+        plan, check = make_plan(data, settings)
     wall = time.perf_counter() - started
-    memory = peak_rss_gb()
+    memory = {**peak_rss_gb(), "peak_tree_rss_gb": round(tree.peak_gb, 2)}
     s = plan.summary()
     return {
         "name": name,

@@ -117,6 +117,10 @@ class DecompositionSettings:
     # 20×30×4 rung with 1 worker the two groups' dives did not finish in 300 s (no plan);
     # with 4 groups and 2 workers the first plan came after 100 s
     split_groups: int | None = 4
+    # with at least two workers, the whole relaxation by interior point on one of them
+    # beside the split's rounds (planner.ilp.split_lp.split_decompose): its bound, once
+    # there, is the relaxation's optimum (on the 20×30×4 rung ~190 s on one core)
+    split_portfolio: bool = True
 
 
 def decompose(

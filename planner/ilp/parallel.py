@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from planner.ilp.data import PlanningData
@@ -87,6 +87,21 @@ class RegionPool:
         if self._pool is not None:
             return list(self._pool.map(_call, [(fn, task) for task in tasks]))
         return [fn(self.data, *task) for task in tasks]
+
+    def submit(self, fn: Callable[..., Any], task: Task) -> Any:
+        """``fn(data, *task)`` started on the pool's engine without waiting for it: a future
+        with ``done()``, ``result()`` and ``cancel()`` (concurrent.futures or Dask). In
+        process (one worker) it runs now, and the future returned is already done."""
+        if self._client is not None:
+            return self._client.submit(fn, self._data_future, *task, pure=False)
+        if self._pool is not None:
+            return self._pool.submit(_call, (fn, task))
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(self.data, *task))
+        except Exception as exc:  # the caller sees it from result(), as from a worker
+            done.set_exception(exc)
+        return done
 
     def close(self) -> None:
         if self._pool is not None:

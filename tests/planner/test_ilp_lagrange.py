@@ -14,7 +14,7 @@ import pytest
 
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
-from planner.ilp.decompose import DecompositionSettings, decompose
+from planner.ilp.decompose import DecompositionResult, DecompositionSettings, decompose
 from planner.ilp.dive import dive
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.lagrange import solve_region
@@ -82,9 +82,12 @@ def test_dask_gives_the_same_plan_as_the_process_pool() -> None:
     assert_dask_plan_equals_process_pool(replace(FIXED, max_iterations=6))
 
 
-def assert_dask_plan_equals_process_pool(settings: DecompositionSettings) -> None:
+def assert_dask_plan_equals_process_pool(
+    settings: DecompositionSettings,
+) -> DecompositionResult:
     """The decomposition of one instance on a local Dask cluster and on the process pool
-    gives the same bound, objective and values (the split relaxation's test reuses it)."""
+    gives the same bound, objective and values (the split relaxation's test reuses it);
+    returns the process pool's result."""
     from distributed import LocalCluster
 
     data = _instance(2)
@@ -99,6 +102,7 @@ def assert_dask_plan_equals_process_pool(settings: DecompositionSettings) -> Non
     assert remote.values is not None and local.values is not None
     for family in ("y", "x", "f"):
         assert remote.values[family] == pytest.approx(local.values[family])
+    return local
 
 
 @pytest.mark.parametrize("seed", [0, 2])

@@ -74,7 +74,24 @@ def test_split_bound_at_the_relaxations_duals_is_the_relaxation(seed: int) -> No
 
 
 def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
-    assert_dask_plan_equals_process_pool(replace(SPLIT, max_iterations=3))
+    """Both engines run two workers, so both run the portfolio: the whole relaxation on
+    one worker beside the rounds. Its bound is the relaxation's optimum (checked from its
+    duals), never above the optimum, and its point gives a plan that verifies."""
+    local = assert_dask_plan_equals_process_pool(replace(SPLIT, max_iterations=3))
+    data = _instance(2)
+    optimum = solve(create_model(data), EXACT)
+    assert optimum.status == "optimal"
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True)).solve(30.0)
+    assert relax.optimal
+    assert local.bound_from == "LP relaxation (whole, interior point)"
+    assert local.start.startswith("the whole relaxation")
+    assert local.lower_bound == pytest.approx(relax.bound, rel=1e-6)
+    tol = 1e-6 * abs(optimum.objective)
+    assert local.lower_bound <= optimum.objective + tol
+    assert local.values is not None and local.objective >= optimum.objective - tol
+    facts = SolverFacts("t", local.objective, local.gap, local.lower_bound, 0, 0, "", "h")
+    check = verify(from_values(data, local.values, facts), data)
+    assert check.ok, check.violations[:5]
 
 
 def test_planner_splits_above_its_threshold_and_says_so() -> None:
