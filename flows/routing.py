@@ -19,6 +19,8 @@ From the warehouse (``sql/routing/*.sql``):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -47,7 +49,8 @@ class RoutingSpec:
     region: str = ""
     model: str = ""
     instances: int = 8
-    load: float = 0.75
+    load: float = 0.9
+    load_basis: str = "peak"
     requests: int = 20_000
     train_traces: int = 3
     train_requests: int = 4_000
@@ -76,6 +79,7 @@ class RoutingResult:
     profile: str
     instances: int
     load: float
+    load_basis: str
     requests: int
     window: tuple[str, str]
     predictor: length.Score
@@ -93,6 +97,7 @@ class RoutingResult:
             "profile": self.profile,
             "instances": self.instances,
             "load": self.load,
+            "load_basis": self.load_basis,
             "requests": self.requests,
             "window": list(self.window),
             "predictor": asdict(self.predictor),
@@ -104,18 +109,90 @@ class RoutingResult:
         }
 
 
-def stretch(arrival: pd.Series, busy: np.ndarray, instances: int, load: float) -> np.ndarray:
-    """Arrival seconds scaled so that Σ busy / (instances × span) = load."""
+LOAD_BASES = ("peak", "mean")
+SEGMENT_S = 900.0  # the log's clock: the load is held over 15-minute segments
+
+
+def _segments(t: np.ndarray, busy: np.ndarray, segment_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Busy seconds and duration of each ``segment_s`` segment of the log's clock from the
+    window's first arrival (``t``: seconds from it). The last, partial segment counts with its
+    own duration when it lasts at least half a segment, and is folded into the one before
+    otherwise (a few seconds of log must not set the window's peak)."""
+    span = float(t.max()) if len(t) else 0.0
+    n = max(int(np.ceil(span / segment_s)), 1)
+    k = np.minimum((t // segment_s).astype(np.int64), n - 1)
+    b = np.bincount(k, weights=busy, minlength=n)
+    dur = np.full(n, segment_s)
+    dur[-1] = max(span - (n - 1) * segment_s, 1e-9)
+    if n > 1 and dur[-1] < segment_s / 2:
+        b[-2] += b[-1]
+        dur[-2] += dur[-1]
+        b, dur = b[:-1], dur[:-1]
+    return b, dur
+
+
+def stretch(
+    arrival: pd.Series,
+    busy: np.ndarray,
+    instances: int,
+    load: float,
+    basis: str = "peak",
+    segment_s: float = SEGMENT_S,
+) -> np.ndarray:
+    """Arrival seconds scaled by one factor c (t → c · t, gaps' shape and order kept) so that
+    the pool runs at ``load``, ρ = Σ busy / (instances × duration), by ``basis``:
+
+    * ``peak`` (the default): the window's busiest ``segment_s`` of the log's clock (15
+      minutes) runs at ``load`` and every other one below it — the pool sized for the window's
+      peak, as a capacity plan sizes it; no part of the window is above the stated load;
+    * ``mean``: the whole window's average runs at ``load`` (the definition before; a peak of
+      the log above the average then runs the pool above ``load``, beyond capacity if the peak
+      is more than 1/``load`` times the average).
+
+    The factor c is ``max_k busy_k / (instances × dur_k × load)`` over the segments
+    (:func:`_segments`) for ``peak``, ``Σ busy / (instances × span × load)`` for ``mean``;
+    segment k then runs at ``busy_k / (instances × c × dur_k)``."""
+    if basis not in LOAD_BASES:
+        raise ValueError(f"load basis {basis!r}: choose from {', '.join(LOAD_BASES)}")
     t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
     span = float(t.max()) or 1.0
-    return np.asarray(t * float(busy.sum()) / (instances * span * load), float)
+    if basis == "mean" or span <= segment_s:
+        return np.asarray(t * float(busy.sum()) / (instances * span * load), float)
+    b, dur = _segments(t, busy, segment_s)
+    c = float((b / dur).max()) / (instances * load)
+    return np.asarray(t * c, float)
+
+
+def window_load(
+    arrival: pd.Series,
+    stretched: np.ndarray,
+    busy: np.ndarray,
+    instances: int,
+    segment_s: float = SEGMENT_S,
+) -> dict[str, float]:
+    """The pool load a stretched window puts on ``instances``: over the whole window, and per
+    ``segment_s`` of the log's clock (peak, least non-empty segment, and the share of the
+    window's work done in segments between 0.6 and 0.9, the issue's range)."""
+    t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
+    span = float(t.max()) or 1.0
+    c = float(stretched.max()) / span if len(stretched) and stretched.max() > 0 else 1.0
+    b, dur = _segments(t, busy, segment_s)
+    rho = b / (instances * c * dur)
+    busy_k = b > 0
+    within = float(b[(rho >= 0.6 - 1e-9) & (rho <= 0.9 + 1e-9)].sum() / max(b.sum(), 1e-12))
+    return {
+        "mean": float(busy.sum()) / (instances * c * span),
+        "peak_15min": float(rho.max()),
+        "least_busy_15min": float(rho[busy_k].min()) if busy_k.any() else 0.0,
+        "work_share_at_0.6_0.9": within,
+    }
 
 
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
     prompt = rows["input_tokens"].to_numpy(np.int64)
     output = rows["output_tokens"].to_numpy(np.int64)
     busy = prof.busy_s(prompt, output)
-    arr = stretch(rows["arrival_time"], busy, spec.instances, spec.load)
+    arr = stretch(rows["arrival_time"], busy, spec.instances, spec.load, spec.load_basis)
     return Requests(arr, prompt, output)
 
 
@@ -142,6 +219,8 @@ def _result(name: str, s: Served) -> PolicyResult:
 def run_routing(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, spec: RoutingSpec, perf_csv: Path
 ) -> RoutingResult:
+    if spec.load_basis not in LOAD_BASES:
+        raise ValueError(f"load basis {spec.load_basis!r}: choose from {', '.join(LOAD_BASES)}")
     pool = run(con, "routing/busiest_pool", model=spec.model, region=spec.region).fetchone()
     if pool is None:
         raise ValueError("the warehouse has no request rows for that region and model")
@@ -183,16 +262,24 @@ def run_routing(
     log.info(
         "length predictor: %d training rows (1 in %d), before %s", len(train_rows), keep, eval_start
     )
-    predictor = length.fit(train_rows, seed=spec.seed)
-    score = length.score(predictor, train_rows, evaluation)
     mean_out = float(train_rows["output_tokens"].mean())
-
-    traces = []
     before = rows[rows["arrival_time"] < eval_start].reset_index(drop=True)
     step = max(len(before) // (spec.train_traces + 1), spec.train_requests)
-    for k in range(spec.train_traces + 1):
-        w = before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
-        traces.append(learn_router.Trace(_requests(w, prof, spec), predictor.expected_output(w)))
+    trace_rows = [
+        before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
+        for k in range(spec.train_traces + 1)
+    ]
+    score, (eval_est, *trace_est) = predictions(
+        train_rows,
+        evaluation,
+        [evaluation, *trace_rows],
+        spec.seed,
+        Path(cfg.paths.outputs) / "routers",
+    )
+    traces = [
+        learn_router.Trace(_requests(w, prof, spec), est)
+        for w, est in zip(trace_rows, trace_est, strict=True)
+    ]
     settings = learn_router.SearchSettings(
         rounds=spec.search_rounds,
         population=spec.search_population,
@@ -221,12 +308,15 @@ def run_routing(
     flat = constant_estimate(mean_out)
     per_window: list[list[PolicyResult]] = []
     per_bound: list[dict[str, float]] = []
+    loads: list[dict[str, float]] = []
     spans = []
     for k in range(spec.windows):
         w = evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
         spans.append((str(w["arrival_time"].iloc[0]), str(w["arrival_time"].iloc[-1])))
         req = _requests(w, prof, spec)
-        est = _indexed(predictor.expected_output(w))
+        busy = prof.busy_s(req.prompt, req.output)
+        loads.append(window_load(w["arrival_time"], req.arrival_s, busy, spec.instances))
+        est = _indexed(eval_est[k * spec.requests : (k + 1) * spec.requests])
         routers: dict[str, Router] = {
             "round-robin": RoundRobin(),
             "jsq": JoinShortestQueue(prof, flat, settings.epoch_s),
@@ -247,6 +337,7 @@ def run_routing(
         prof.name,
         spec.instances,
         spec.load,
+        spec.load_basis,
         len(evaluation),
         (str(eval_start), str(evaluation["arrival_time"].iloc[-1])),
         score,
@@ -263,8 +354,8 @@ def run_routing(
         },
         _mean_over(per_window),
         [
-            {"window": list(span), "policies": [asdict(p) for p in res]}
-            for span, res in zip(spans, per_window, strict=True)
+            {"window": list(span), "load": ld, "policies": [asdict(p) for p in res]}
+            for span, ld, res in zip(spans, loads, per_window, strict=True)
         ],
         compare(per_window),
         {
@@ -273,6 +364,66 @@ def run_routing(
             **{k: float(np.mean([b[k] for b in per_bound])) for k in per_bound[0]},
         },
     )
+
+
+PREDICTOR_CACHE_VERSION = 1  # bump when length.fit or length.score change what they return
+_PREDICTOR_COLUMNS = ["arrival_time", "tenant", "model", "tier", "input_tokens", "output_tokens"]
+
+
+def predictor_key(
+    train: pd.DataFrame,
+    scored: pd.DataFrame,
+    predicted: list[pd.DataFrame],
+    seed: int,
+    max_iter: int = 100,
+) -> str:
+    """Hash of everything the length predictor's figures depend on: the rows it is fitted on,
+    the rows it is scored on and the rows it predicts (each with every column the fit and the
+    score read), the seed, the boosting rounds and :data:`PREDICTOR_CACHE_VERSION`."""
+    h = hashlib.sha256(f"v{PREDICTOR_CACHE_VERSION}/seed{seed}/iter{max_iter}".encode())
+    for i, df in enumerate([train, scored, *predicted]):
+        h.update(f"/{i}:{len(df)}".encode())
+        cols = df[_PREDICTOR_COLUMNS]
+        h.update(pd.util.hash_pandas_object(cols, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def predictions(
+    train: pd.DataFrame,
+    scored: pd.DataFrame,
+    predicted: list[pd.DataFrame],
+    seed: int,
+    cache_dir: Path | None,
+    max_iter: int = 100,
+) -> tuple[length.Score, list[np.ndarray]]:
+    """The length predictor fitted on ``train`` (seed ``seed``): its out-of-sample score on
+    ``scored`` and its expected output for each frame of ``predicted``. Stored in
+    ``cache_dir/length-<key>.npz`` (:func:`predictor_key`; numbers and the score's JSON, no
+    pickled model) and read from there when the key matches, so the ~40-s fit runs once per
+    warehouse data and seed; a file that cannot be read is refitted over."""
+    key = predictor_key(train, scored, predicted, seed, max_iter)
+    path = cache_dir / f"length-{key}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                score = length.Score(**json.loads(str(z["score"])))
+                est = [np.asarray(z[f"est{i}"], float) for i in range(len(predicted))]
+            if all(len(e) == len(df) for e, df in zip(est, predicted, strict=True)):
+                log.info("length predictor: figures read from %s", path)
+                return score, est
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            log.warning("%s unreadable (%s): refitting the length predictor", path, exc)
+    predictor = length.fit(train, seed=seed, max_iter=max_iter)
+    score = length.score(predictor, train, scored)
+    est = [predictor.expected_output(df) for df in predicted]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        arrays: dict[str, Any] = {f"est{i}": e for i, e in enumerate(est)}
+        arrays["score"] = np.array(json.dumps(asdict(score)))
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+    return score, est
 
 
 def window_bounds(

@@ -29,6 +29,7 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         model=opts["model"] or "",
         instances=opts["instances"],
         load=opts["load"],
+        load_basis=opts["load_basis"],
         requests=opts["requests"],
         train_requests=opts["train_requests"],
         seed=opts["seed"],
@@ -72,8 +73,8 @@ def _routing(opts: dict[str, Any], as_json: bool) -> None:
         "ttft_p95_s",
         "vs round-robin",
         title=f"{result.region}/{result.model}: {result.instances} × {result.profile} "
-        f"at load {result.load:g}, {result.requests} requests in {len(result.per_window)} "
-        "windows (means over windows)",
+        f"at load {result.load:g} ({result.load_basis}), {result.requests} requests in "
+        f"{len(result.per_window)} windows (means over windows)",
     )
     rr = result.policies[0].e2e_mean_s
     for p in result.policies:
@@ -131,7 +132,16 @@ def evaluate_requests(
     region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
     model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
     instances: Annotated[int, typer.Option(min=1, help="instances in the pool")] = 8,
-    load: Annotated[float, typer.Option(min=0.05, max=0.99, help="pool load ρ")] = 0.75,
+    load: Annotated[
+        float, typer.Option(min=0.05, max=0.99, help="pool load ρ (see --load-basis)")
+    ] = 0.9,
+    load_basis: Annotated[
+        str,
+        typer.Option(
+            help="what runs at --load: 'peak' (the window's busiest 15 minutes) or 'mean' "
+            "(the window's average)"
+        ),
+    ] = "peak",
     requests: Annotated[int, typer.Option(min=100, help="requests evaluated")] = 20_000,
     train_requests: Annotated[
         int, typer.Option(min=100, help="requests per training trace of the learned router")
@@ -163,6 +173,7 @@ def evaluate_requests(
         "model": model,
         "instances": instances,
         "load": load,
+        "load_basis": load_basis,
         "requests": requests,
         "train_requests": train_requests,
         "seed": seed,

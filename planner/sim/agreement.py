@@ -1,8 +1,11 @@
 """Fluid replay against the iteration-level reference on one pool, at chosen utilisations.
 
-The same request rows go through both: :func:`planner.sim.instances.simulate_instances`
-(round-robin over ``instances`` instances) and the calibrated fluid
-(:func:`planner.sim.pool.pool_minutes` + :func:`planner.sim.pool.pool_sla`). A utilisation u is
+The same request rows go through :func:`planner.sim.instances.simulate_instances`
+(round-robin over ``instances`` instances) and the fluid pool replay
+(:func:`planner.sim.pool.pool_minutes`), whose within-minute attainment comes from the
+per-minute latency model (:func:`planner.sim.pool.pool_sla_model`: the profile, the minute's
+load, size histogram and CV) and, beside it, from the measured latency curves
+(:func:`planner.sim.pool.pool_sla`, the previous model). A utilisation u is
 reached by stretching time: arrivals are scaled so that Σ busy_s / (instances · κ · span) = u
 (the gaps' CVs, the order of requests and their sizes are kept).
 """
@@ -17,7 +20,8 @@ import numpy.typing as npt
 
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.latency import Curve, TierTarget, on_time
-from planner.sim.pool import pool_minutes, pool_sla
+from planner.sim.minute_model import minute_mix
+from planner.sim.pool import pool_minutes, pool_sla, pool_sla_model
 from planner.sim.profile import InstanceProfile
 
 Array = npt.NDArray[np.float64]
@@ -28,17 +32,19 @@ IntArray = npt.NDArray[np.int64]
 class AgreementRow:
     utilisation: float
     tier: str
-    fluid_sla: float
+    fluid_sla: float  # the per-minute latency model
     reference_sla: float
     requests: int
+    curve_sla: float  # the latency curves
 
 
 @dataclass(frozen=True)
 class Agreement:
     rows: list[AgreementRow]
-    fluid_s: float  # wall time of the fluid replays (minute aggregation from rows included)
+    fluid_s: float  # wall time of the model's fluid replays (minute aggregation included)
     reference_s: float
     requests: int  # replayed by each model, all utilisations together
+    curve_s: float = 0.0  # wall time of the curves' fluid replays (minute aggregation included)
 
 
 def compare(
@@ -58,8 +64,9 @@ def compare(
     busy = profile.busy_s(prompt, output)
     span = float(t.max()) or 1.0
     ttft = np.array([x.ttft_s for x in targets])
+    tpot = np.array([x.tpot_s for x in targets])
     rows: list[AgreementRow] = []
-    fluid_s = reference_s = 0.0
+    fluid_s = reference_s = curve_s = 0.0
     for u in utilisations:
         arr = t * busy.sum() / (instances * capacity * span * u)
         started = time.perf_counter()
@@ -68,14 +75,26 @@ def compare(
         started = time.perf_counter()
         minutes = int(arr.max() // 60) + 1
         traffic = pool_minutes(arr, tier, busy, len(targets), minutes, instances)
-        fluid, _ = pool_sla(traffic, instances, curves, ttft, capacity)
+        mix = minute_mix(arr // 60, tier, prompt, output, minutes, len(targets))
+        fluid, _ = pool_sla_model(traffic, mix, instances, profile, ttft, tpot, capacity)
         fluid_s += time.perf_counter() - started
+        started = time.perf_counter()
+        traffic = pool_minutes(arr, tier, busy, len(targets), minutes, instances)
+        by_curve, _ = pool_sla(traffic, instances, curves, ttft, capacity)
+        curve_s += time.perf_counter() - started
         for k, target in enumerate(targets):
             mine = tier == k
             if not mine.any():
                 continue
             ok = on_time(served.ttft_s[mine], served.tpot_s[mine], served.e2e_s[mine], target)
             rows.append(
-                AgreementRow(u, target.tier, float(fluid[k]), float(ok.mean()), int(mine.sum()))
+                AgreementRow(
+                    u,
+                    target.tier,
+                    float(fluid[k]),
+                    float(ok.mean()),
+                    int(mine.sum()),
+                    float(by_curve[k]),
+                )
             )
-    return Agreement(rows, fluid_s, reference_s, len(t) * len(utilisations))
+    return Agreement(rows, fluid_s, reference_s, len(t) * len(utilisations), curve_s)

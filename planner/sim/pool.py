@@ -17,6 +17,11 @@ make latency grow with load:
   wait exceeds its tier's TTFT target is late whatever the curve says.
 
 So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤ TTFT_k)``.
+
+:func:`pool_sla_model` replaces the curve with the per-minute latency model built from the
+profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
+size histogram (:func:`planner.sim.minute_model.minute_mix`) and CV give each tier's TTFT and
+TPOT shares, the minute queue's waits added to the TTFT.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy.typing as npt
 
 from planner.sim.fluid import service_times
 from planner.sim.latency import Curve, instance_cv, minute_attainment
+from planner.sim.minute_model import MinuteMix, tier_attainment
+from planner.sim.profile import InstanceProfile
 
 Array = npt.NDArray[np.float64]
 QUADRATURE = 16
@@ -103,6 +110,32 @@ def pool_minutes(
     return PoolMinutes(work, req, cv)
 
 
+def minute_queue(
+    traffic: PoolMinutes, instances: int, capacity: float = 1.0, drain_minutes: int = 240
+) -> tuple[Array, Array]:
+    """The fluid minute queue of a pool (module docstring): per minute the busy seconds served
+    [T] and the wait (seconds) at ``QUADRATURE`` positions in the minute [T, Q]."""
+    T = len(traffic.work_s)
+    cap = 60.0 * instances * capacity
+    served = np.zeros(T + drain_minutes)
+    queue = 0.0
+    for t in range(T + drain_minutes):  # the minute queue (scalar recursion, T steps)
+        backlog = queue + (traffic.work_s[t] if t < T else 0.0)
+        served[t] = min(backlog, cap)
+        queue = backlog - served[t]
+    u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
+    admitted = np.r_[traffic.work_s, np.zeros(drain_minutes)]
+    tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
+    wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
+    return served[:T], wait_s
+
+
+def _per_tier(share: Array, weights: Array) -> Array:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = (share * weights).sum(axis=0) / weights.sum(axis=0)
+    return np.asarray(np.where(weights.sum(axis=0) > 0, total, 1.0), dtype=float)
+
+
 def pool_sla(
     traffic: PoolMinutes,
     instances: int,
@@ -117,24 +150,33 @@ def pool_sla(
     docstring). ``curves[k]`` and ``ttft_s[k]`` are tier k's latency curve and TTFT target;
     ``capacity``: κ, busy seconds an instance sustains per second on the mix."""
     T = len(traffic.work_s)
-    cap = 60.0 * instances * capacity
-    served = np.zeros(T + drain_minutes)
-    queue = 0.0
-    for t in range(T + drain_minutes):  # the minute queue (scalar recursion, T steps)
-        backlog = queue + (traffic.work_s[t] if t < T else 0.0)
-        served[t] = min(backlog, cap)
-        queue = backlog - served[t]
-    u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
-    admitted = np.r_[traffic.work_s, np.zeros(drain_minutes)]
-    tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
-    wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
-    rho = np.minimum(ewma(served[:T] / cap, memory_minutes), rho_cap)
-    c_inst = traffic.cv
+    served, wait_s = minute_queue(traffic, instances, capacity, drain_minutes)
+    rho = np.minimum(ewma(served / (60.0 * instances * capacity), memory_minutes), rho_cap)
     share = np.zeros((T, len(curves)))
     for k, curve in enumerate(curves):
         in_time = (wait_s <= ttft_s[k]).mean(axis=1)
-        share[:, k] = minute_attainment(curve, rho, c_inst) * in_time
-    weights = traffic.requests
+        share[:, k] = minute_attainment(curve, rho, traffic.cv) * in_time
+    return _per_tier(share, traffic.requests), share
+
+
+def pool_sla_model(
+    traffic: PoolMinutes,
+    mix: MinuteMix,
+    instances: int,
+    profile: InstanceProfile,
+    ttft_s: Array,
+    tpot_s: Array,
+    capacity: float = 1.0,
+    drain_minutes: int = 240,
+) -> tuple[Array, Array]:
+    """As :func:`pool_sla`, the within-minute attainment from the per-minute latency model
+    (:func:`planner.sim.minute_model.tier_attainment`) instead of the curves: each minute's
+    served requests per instance, its size mix and CV, and the minute queue's waits."""
+    served, wait_s = minute_queue(traffic, instances, capacity, drain_minutes)
+    count = traffic.requests.sum(axis=1)
+    overall = traffic.work_s.sum() / max(count.sum(), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        total = (share * weights).sum(axis=0) / weights.sum(axis=0)
-    return np.where(weights.sum(axis=0) > 0, total, 1.0), share
+        busy = np.where(count > 0, traffic.work_s / count, overall)  # busy s per request
+    rate = served / busy / (60.0 * instances)  # requests/s an instance serves
+    share = tier_attainment(profile, rate, mix, traffic.cv, ttft_s, tpot_s, wait_s)
+    return _per_tier(share, traffic.requests), share

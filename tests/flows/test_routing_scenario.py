@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -117,3 +118,81 @@ def test_learned_router_compared_per_window() -> None:
     assert c["heuristic"]["std_rel_diff"] == pytest.approx(0.0763762616, rel=1e-6)
     assert c["heuristic"]["wins"] == 2 and c["round-robin"]["wins"] == 3
     assert c["best_heuristic"] == "heuristic"
+
+
+def _window_rows(rates: list[float], seg_s: float = 900.0) -> tuple[pd.Series, np.ndarray]:
+    """``rates[k]`` requests of 1 busy second each, spread evenly over segment k."""
+    times, busy = [], []
+    for k, n in enumerate(rates):
+        m = int(n)
+        times += [k * seg_s + seg_s * (i + 0.5) / m for i in range(m)]
+        busy += [1.0] * m
+    t = pd.Series(pd.to_datetime("2024-06-12") + pd.to_timedelta(np.asarray(times), unit="s"))
+    return t, np.asarray(busy)
+
+
+def test_load_basis_peak_holds_the_busiest_15_minutes_at_the_load() -> None:
+    """A window whose second quarter hour carries 3x the first's work: on the 'mean' basis its
+    peak runs the pool at 1.5 x the stated load (above capacity at 0.75), on 'peak' the busiest
+    quarter hour runs at the load and the others below it."""
+    from flows.routing import stretch, window_load
+
+    arrival, busy = _window_rows([100, 300, 100, 100])
+    old = stretch(arrival, busy, 8, 0.75, "mean")
+    new = stretch(arrival, busy, 8, 0.75, "peak")
+    lo, ln = window_load(arrival, old, busy, 8), window_load(arrival, new, busy, 8)
+    assert lo["mean"] == pytest.approx(0.75, rel=0.01)
+    assert lo["peak_15min"] == pytest.approx(0.75 * 300 / 150, rel=0.02)
+    assert ln["peak_15min"] == pytest.approx(0.75, rel=1e-9)
+    assert ln["least_busy_15min"] == pytest.approx(0.25, rel=0.02)
+    assert ln["mean"] == pytest.approx(0.75 * 150 / 300, rel=0.02)
+    # one factor per window: the gaps keep their shape
+    assert np.allclose(new / new[-1], old / old[-1])
+    # 'mean' is the definition before, bit for bit (its figures reproduce)
+    t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
+    assert np.array_equal(old, t * float(busy.sum()) / (8 * float(t.max()) * 0.75))
+    with pytest.raises(ValueError, match="load basis 'median'"):
+        stretch(arrival, busy, 8, 0.75, "median")
+
+
+def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
+    """The predictor's figures are stored under a key of its rows and seed: a second call reads
+    them (same figures, no refit); another seed or other rows give another key."""
+    from flows import routing
+    from planner.sim import length
+
+    rng = np.random.default_rng(0)
+    n = 600
+    rows = pd.DataFrame(
+        {
+            "arrival_time": pd.to_datetime("2024-06-12") + pd.to_timedelta(np.arange(n), unit="s"),
+            "region": "r",
+            "model": "m",
+            "tier": rng.choice(["IW-F", "NIW"], n),
+            "tenant": rng.choice(["a", "b", "c"], n),
+            "input_tokens": rng.integers(10, 2000, n),
+            "output_tokens": rng.integers(1, 1500, n),
+        }
+    )
+    train, test = rows.iloc[:400], rows.iloc[400:].reset_index(drop=True)
+    first = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path, max_iter=5)
+    files = list(tmp_path.glob("length-*.npz"))
+    assert len(files) == 1
+
+    def no_fit(*a: object, **k: object) -> object:
+        raise AssertionError("the cached figures were refitted")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(length, "fit", no_fit)
+        again = routing.predictions(train, test, [test, train.iloc[:50]], 0, tmp_path, max_iter=5)
+    assert again[0] == first[0]
+    for a, b in zip(again[1], first[1], strict=True):
+        assert np.array_equal(a, b)
+    # another seed, other rows: other keys (a refit)
+    key = routing.predictor_key(train, test, [test, train.iloc[:50]], 0, 5)
+    assert files[0].name == f"length-{key}.npz"
+    assert routing.predictor_key(train, test, [test, train.iloc[:50]], 1, 5) != key
+    assert routing.predictor_key(train, test, [test, train.iloc[:50]], 0, 6) != key
+    changed = train.assign(output_tokens=train["output_tokens"] + 1)
+    assert routing.predictor_key(changed, test, [test, train.iloc[:50]], 0, 5) != key
+    assert routing.predictor_key(train, test, [test, train.iloc[:60]], 0, 5) != key

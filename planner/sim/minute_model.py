@@ -1,0 +1,398 @@
+"""A per-minute latency model built from the instance profile: the within-minute attainment of
+each tier from the minute's load, its request-size mix and its burstiness, instead of one
+measured curve read at ρ / κ.
+
+Per minute, one of a pool's n round-robin instances serves λ requests/s whose inter-arrival
+gaps have CV c; prompts p and outputs o follow the minute's size histogram (:class:`SizeBins`:
+per tier, requests and token sums per prompt bin and per output bin; the pool's mix for the
+state, each tier's own for its attainment; within a bin, sizes at ``POINTS`` points of the
+linear density with the bin's mean). With chunked prefill (budget B,
+:mod:`planner.sim.instances`) an iteration carrying C chunk tokens beside D decodes lasts
+``max(prefill_s(C + D), t_d)``, t_d = decode_s(D), the profile's two measured regimes.
+
+**What a prompt costs the decodes** (:func:`prompt_costs`): alone, its whole chunks of B − D
+tokens lengthen their iterations by prefill_s(B) − t_d each and its last chunk (r tokens) by
+max(prefill_s(r + D), t_d) − t_d; packed behind other prompts (a share ρ_p of the time, the
+prompt queue's utilisation) every token adds (prefill_s(B) − t_d) / (B − D).
+
+**State (mean values, a fixed point, vectorised over minutes)** (:func:`minute_state`): every
+prompt rides in some iteration, so the mean iteration time is ``τ = t_d / (1 − λ E[cost])``;
+the decode batch is Little's law over the decode iterations, ``D = λ E[(o − 1)⁺] τ`` (below
+the largest batch).
+
+**TTFT** (:func:`ttft_ok`) of a request with prompt p: its own prefill S(p) (its iterations'
+whole length) plus half an iteration, after the wait W for the prompts ahead: a G/G/1 queue,
+ρ_p = λ E[S], Kingman's mean wait ρ_p / (1 − ρ_p) · (c² + c_s²) / 2 · E[S], capped by the mean
+wait a driftless queue reaches within a minute from empty, and the tail P(W > x) = ρ_p
+exp(−ρ_p x / E[W]); the fluid minute queue's wait (overload across minutes) adds to it.
+
+**TPOT** (:func:`tpot_ok`) of a request with n = o − 1 ≥ 1 decodes: ``t_d + X / n``, X the
+cost of the prompts arriving over its n τ seconds (a renewal count with gaps of CV c, then
+one prompt's exact cost distribution or a Gamma for several); with probability
+``BACKLOG_WEIGHT`` · ρ_p its decodes also start behind queued prompt work (exponential, the
+prompt queue's conditional wait). 1 where the target is at least a full iteration, 0 where it
+is below t_d; a one-token output has no TPOT.
+
+A tier's on-time share is the share of its prompts whose TTFT is met times the share of its
+outputs whose TPOT is met (taken as independent). One constant is fitted
+(``BACKLOG_WEIGHT``), on the calibration day; everything else comes from the profile and
+the minute's aggregates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import gammainc
+
+from planner.sim.profile import InstanceProfile
+
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# Bin edges of the compact size histogram the minute aggregates carry (tokens; a bin is
+# [edge_i, edge_i+1)). The output bin [1, 2) holds the one-token outputs (no TPOT).
+PROMPT_EDGES = (1, 256, 512, 1024, 2048, 4096)
+OUTPUT_EDGES = (1, 2, 16, 64, 256, 1024)
+FIXED_POINT_STEPS = 40
+POINTS = 4  # quadrature points per histogram bin
+MANY = 8.0  # expected prompts over a request's decodes above which X is one Gamma
+# the share of ρ_p with which a request's decodes start behind queued prompt work: the one
+# fitted constant of the model, fitted on the calibration day (ServeGen m-mid day 2, the
+# latency curves' day; mean absolute error over its 8 interactive rows: 2.36 points at 0,
+# 2.05 at 0.1, 1.84 at 0.2, 1.94 at 0.25, 2.16 at 0.3), never on the agreement traces
+# (README, "Serving model")
+BACKLOG_WEIGHT = 0.2
+BACKLOG_POINTS = 8  # quantiles of the queued prompt work at a request's first decode
+MANY_TERMS = 24  # counts 0 .. MANY_TERMS − 1 summed exactly below it
+
+
+@dataclass(frozen=True)
+class SizeBins:
+    """The histogram's bins and the size each bin stands for (the geometric middle of its
+    edges; the last bin reaches twice its lower edge)."""
+
+    prompt_edges: tuple[int, ...] = PROMPT_EDGES
+    output_edges: tuple[int, ...] = OUTPUT_EDGES
+
+    @staticmethod
+    def _middles(edges: tuple[int, ...]) -> Array:
+        lo = np.asarray(edges, float)
+        hi = np.r_[lo[1:], 2.0 * lo[-1]]
+        return np.asarray(np.sqrt(lo * np.maximum(hi - 1.0, lo)), dtype=float)
+
+    @property
+    def prompt(self) -> Array:
+        return self._middles(self.prompt_edges)
+
+    @property
+    def output(self) -> Array:
+        return self._middles(self.output_edges)
+
+    def index(self, prompt: npt.ArrayLike, output: npt.ArrayLike) -> tuple[IntArray, IntArray]:
+        """Bin of each request's prompt and output."""
+        ip = np.searchsorted(np.asarray(self.prompt_edges), np.asarray(prompt), side="right") - 1
+        io = np.searchsorted(np.asarray(self.output_edges), np.asarray(output), side="right") - 1
+        return (
+            np.clip(ip, 0, len(self.prompt_edges) - 1).astype(np.int64),
+            np.clip(io, 0, len(self.output_edges) - 1).astype(np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class MinuteMix:
+    """The size mix of a pool's minutes, as the compact histogram the minute aggregates carry:
+    per tier, the requests in each prompt bin and each output bin and their token sums (the
+    two marginals; within a tier and minute, prompt and output are taken as independent)."""
+
+    prompt_count: Array  # [T, K, P]
+    prompt_tokens: Array  # [T, K, P]
+    output_count: Array  # [T, K, O]
+    output_tokens: Array  # [T, K, O]
+
+    def prompt_points(self, bins: SizeBins) -> tuple[Array, Array]:
+        """Each bin's sizes as :data:`POINTS` quadrature points and their weights, [T, K, P, Q]
+        (:func:`bin_points`)."""
+        return bin_points(self.prompt_tokens, self.prompt_count, bins.prompt_edges)
+
+    def output_points(self, bins: SizeBins) -> tuple[Array, Array]:
+        return bin_points(self.output_tokens, self.output_count, bins.output_edges)
+
+
+def bin_points(tokens: Array, count: Array, edges: tuple[int, ...]) -> tuple[Array, Array]:
+    """Sizes within each bin [lo, hi) (the last bin: [lo, 2·lo)) at ``POINTS`` evenly spaced
+    points z (−1 < z < 1 across the bin), weighted 1 + s·z with the slope s that gives the
+    points the bin's mean (``tokens / count``; s clipped to keep every weight ≥ 0; uniform
+    where a bin is empty). Returns points and weights (summing to 1 per bin), both
+    [..., bins, POINTS]."""
+    lo = np.asarray(edges, float)
+    hi = np.r_[lo[1:], 2.0 * lo[-1]]
+    z = 2.0 * (np.arange(POINTS) + 0.5) / POINTS - 1.0
+    mid, half = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    x = mid[:, None] + z[None, :] * half[:, None]  # [P, Q]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, tokens / count, mid)
+    top = 1.0 / float(np.abs(z).max())
+    slope = np.clip((mean - mid) / (np.maximum(half, 1e-9) * float((z * z).mean())), -top, top)
+    w = np.maximum(1.0 + slope[..., None] * z, 0.0)
+    w = w / w.sum(axis=-1, keepdims=True)
+    return np.broadcast_to(x, w.shape).copy(), w
+
+
+def minute_mix(
+    minute: IntArray,
+    tier: IntArray,
+    prompt: npt.ArrayLike,
+    output: npt.ArrayLike,
+    minutes: int,
+    tiers: int,
+    bins: SizeBins | None = None,
+) -> MinuteMix:
+    """The :class:`MinuteMix` of request rows (minute index, tier index, sizes)."""
+    bins = bins or SizeBins()
+    p = np.asarray(prompt, float)
+    o = np.asarray(output, float)
+    m, k = np.asarray(minute, np.int64), np.asarray(tier, np.int64)
+    ip, io = bins.index(p, o)
+    n_p, n_o = len(bins.prompt_edges), len(bins.output_edges)
+    out = []
+    for idx, size, width in ((ip, p, n_p), (io, o, n_o)):
+        key = (m * tiers + k) * width + idx
+        for w in (None, size):
+            flat = np.bincount(key, weights=w, minlength=minutes * tiers * width)
+            out.append(flat.astype(float).reshape(minutes, tiers, width))
+    return MinuteMix(*out)
+
+
+@dataclass(frozen=True)
+class MinuteState:
+    """The mean-value state of one instance per minute (module docstring)."""
+
+    decode_batch: Array  # [T] D
+    iteration_s: Array  # [T] τ
+    decode_s: Array  # [T] t_d(D)
+    full_s: Array  # [T] a full iteration, max(prefill_s(B), t_d)
+    chunk_room: Array  # [T] B − D
+    backlog: Array  # [T] ρ_p: share of time a prompt is being prefilled
+    pool_cost: Array  # [T, 2] E[c], E[c²] of what the pool's prompts add to iterations
+    pool_prefill: Array  # [T, 2] E[S], E[S²] of their prefill times
+    costs: Array  # [T, X] the pool's prompts' costs at the histogram's points
+    cost_weights: Array  # [T, X] their probabilities
+
+
+def prompt_costs(
+    profile: InstanceProfile, prompt: Array, D: Array, td: Array, backlog: Array | None = None
+) -> tuple[Array, Array]:
+    """For prompts [T, X] at decode batch D [T] (decode iteration t_d [T]): the time they add
+    to the iterations carrying their chunks, and the time their own prefill takes. Alone, whole
+    chunks of B − D tokens add prefill_s(B) − t_d each and the last one max(prefill_s(rest +
+    D), t_d) − t_d; while other prompts wait (share ``backlog`` of the time) the chunks are
+    packed into full iterations, so every token adds (prefill_s(B) − t_d) / (B − D)."""
+    B = float(profile.token_budget)
+    room = np.maximum(B - D, 1.0)[:, None]
+    whole = np.floor(np.maximum(prompt - 1.0, 0.0) / room)
+    rest = prompt - whole * room
+    full = np.maximum(float(profile.prefill_s(B)), td)[:, None]
+    last = np.maximum(profile.prefill_s(rest + D[:, None]), td[:, None])
+    alone = whole * (full - td[:, None]) + last - td[:, None]
+    packed = prompt * (full - td[:, None]) / room
+    pi = np.zeros((len(D), 1)) if backlog is None else np.asarray(backlog, float)[:, None]
+    cost = (1.0 - pi) * alone + pi * packed
+    return np.asarray(cost, dtype=float), np.asarray(whole * full + last, dtype=float)
+
+
+def minute_state(
+    profile: InstanceProfile,
+    rate: Array,
+    mix: MinuteMix,
+    bins: SizeBins | None = None,
+    steps: int = FIXED_POINT_STEPS,
+) -> MinuteState:
+    """The fixed point (D, τ) of each minute at ``rate`` requests/s per instance."""
+    bins = bins or SizeBins()
+    B = float(profile.token_budget)
+    lam = np.asarray(rate, float)
+    T = len(lam)
+    cap = float(profile.max_batch) - 1.0
+    pc, pt = mix.prompt_count.sum(axis=1), mix.prompt_tokens.sum(axis=1)  # [T, P] the pool's
+    n = np.maximum(pc.sum(axis=1), 1.0)
+    x, wq = bin_points(pt, pc, bins.prompt_edges)  # [T, P, Q]
+    psize = x.reshape(T, -1)
+    w = (pc[:, :, None] * wq).reshape(T, -1) / n[:, None]
+    oc, ot = mix.output_count.sum(axis=1), mix.output_tokens.sum(axis=1)
+    decodes = np.maximum(ot - oc, 0.0).sum(axis=1) / n  # E[(o − 1)⁺]
+    ctx = (pt.sum(axis=1) + 0.5 * ot.sum(axis=1)) / n
+    D = np.zeros_like(lam)
+    busy = np.zeros_like(lam)
+    for _ in range(steps + 1):
+        td = profile.decode_s(np.maximum(D, 1.0), ctx)
+        cost, pre = prompt_costs(profile, psize, D, td, busy)
+        load = np.minimum(lam * (w * cost).sum(axis=1), 0.95)
+        tau = td / (1.0 - load)
+        D = 0.5 * D + 0.5 * np.minimum(lam * decodes * tau, cap)
+        busy = np.minimum(lam * (w * pre).sum(axis=1), 1.0)
+    ec, ec2 = (w * cost).sum(axis=1), (w * cost**2).sum(axis=1)
+    es, es2 = (w * pre).sum(axis=1), (w * pre**2).sum(axis=1)
+    return MinuteState(
+        D,
+        tau,
+        td,
+        np.maximum(float(profile.prefill_s(B)), td),
+        B - D,
+        busy,
+        np.stack([ec, ec2], axis=1),
+        np.stack([es, es2], axis=1),
+        cost,
+        w,
+    )
+
+
+def _arrivals_cdf(state: MinuteState, m: Array, c2: Array, y: Array) -> Array:
+    """P(X ≤ y), X the cost of the prompts arriving over a span that holds m of them on
+    average ([T, O, ...] broadcast with ``c2`` [T, 1, ...]). The count J is that of a renewal
+    process with Gamma gaps of squared CV c²: P(J ≥ j) = P(Γ(j/c²) ≤ m/c²); X | J = 0 is 0,
+    X | J = 1 one prompt's cost (exact over the histogram's points), X | J ≥ 2 a Gamma of J
+    times a cost's mean and variance. Where m > ``MANY``, X is one Gamma of its mean m E[c]
+    and variance m (Var c + c² E[c]²)."""
+    extra = (1,) * (m.ndim - 2)
+    ec = state.pool_cost[:, :1].reshape(-1, 1, *extra)
+    vc = np.maximum(state.pool_cost[:, 1:].reshape(-1, 1, *extra) - ec**2, 0.0)
+    y = np.maximum(y, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mu, var = m * ec, m * (vc + c2 * ec**2)
+        shape = np.where(var > 0, mu * mu / var, 1e6)
+        scale = np.where(mu > 0, var / mu, 1.0)
+        many = np.where(mu > 0, gammainc(np.minimum(shape, 1e6), y / scale), 1.0)
+        j = np.arange(MANY_TERMS, dtype=float)
+        k = 1.0 / c2[..., None]
+        at_least = gammainc(np.maximum(j, 1e-9) * k, k * m[..., None])
+        at_least[..., 0] = 1.0
+        pmf = at_least - np.concatenate([at_least[..., 1:], np.zeros_like(m[..., None])], axis=-1)
+        costs = state.costs.reshape(len(state.costs), 1, *extra, -1)
+        weights = state.cost_weights.reshape(costs.shape)
+        one = (weights * (costs <= y[..., None])).sum(axis=-1)
+        jj = np.maximum(j, 1.0)
+        e, v = ec[..., None], vc[..., None]
+        cdf = gammainc(
+            np.minimum(e * e * jj / np.maximum(v, 1e-18), 1e6),
+            y[..., None] * e / np.maximum(v, 1e-18),
+        )
+        cdf = np.where(v > 0, cdf, jj * e <= y[..., None])
+        cdf[..., 0] = 1.0
+        cdf[..., 1] = one
+        few = (pmf * cdf).sum(axis=-1) + at_least[..., -1] * many
+    return np.asarray(np.where(m > MANY, many, few), dtype=float)
+
+
+def tpot_ok(
+    profile: InstanceProfile,
+    state: MinuteState,
+    rate: Array,
+    cv: Array,
+    output: Array,
+    target_s: float,
+) -> Array:
+    """[T, O] P(TPOT ≤ target) of a request with ``output`` [T, O] tokens (module docstring):
+    P(B₀ + X ≤ n (target − t_d)). X: the cost of the prompts arriving over its n decode
+    iterations (m = λ n τ of them on average, :func:`_arrivals_cdf`). B₀: the prompt work
+    still queued when its decodes start, whose full iterations add (prefill_s(B) − t_d) per
+    prefill_s(B) of it; 0 with probability 1 − ρ_p, else exponential with the prompt queue's
+    conditional mean wait (the tail :func:`ttft_ok` reads), taken at ``BACKLOG_POINTS``
+    quantiles."""
+    if not np.isfinite(target_s):
+        return np.ones(np.shape(output))
+    n = np.maximum(np.floor(np.asarray(output, float)) - 1.0, 0.0)  # decode iterations
+    lam = np.asarray(rate, float)[:, None]
+    c2 = np.maximum(np.asarray(cv, float) ** 2, 1e-6)[:, None]
+    m = lam * n * state.iteration_s[:, None]  # [T, O] prompts expected meanwhile
+    limit = n * (target_s - state.decode_s[:, None])
+    free = _arrivals_cdf(state, m, c2, limit)
+    rho, mean_wait = prompt_queue(state, rate, cv)  # [T, 1]
+    share = (state.full_s - state.decode_s)[:, None] / state.full_s[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        backlog_mean = np.where(rho > 0, mean_wait / rho, 0.0) * share  # [T, 1]
+    u = (np.arange(BACKLOG_POINTS) + 0.5) / BACKLOG_POINTS
+    b0 = -np.log1p(-u)[None, None, :] * backlog_mean[:, :, None]  # [T, 1, Qb]
+    queued = _arrivals_cdf(
+        state,
+        np.broadcast_to(m[:, :, None], (*m.shape, BACKLOG_POINTS)),
+        c2[:, :, None],
+        limit[:, :, None] - b0,
+    ).mean(axis=-1)
+    a = BACKLOG_WEIGHT * rho
+    p = (1.0 - a) * free + a * queued
+    p = np.where(limit < 0, 0.0, p)
+    p = np.where(target_s >= state.full_s[:, None], 1.0, p)
+    return np.asarray(np.where(n > 0, p, 1.0), dtype=float)
+
+
+def prompt_queue(state: MinuteState, rate: Array, cv: Array) -> tuple[Array, Array]:
+    """[T, 1] the prompt queue's utilisation ρ_p and mean wait (module docstring)."""
+    es, es2 = state.pool_prefill[:, :1], state.pool_prefill[:, 1:]
+    cs2 = np.maximum(es2 / np.maximum(es**2, 1e-12) - 1.0, 0.0)
+    rho = np.minimum(np.asarray(rate, float)[:, None] * es, 0.999)
+    c2 = (np.asarray(cv, float) ** 2)[:, None]
+    steady = rho / (1.0 - rho) * (c2 + cs2) / 2.0 * es
+    # a minute is too short for a queue near saturation to reach its steady state: from
+    # empty, a driftless queue of variance σ² = ρ E[S] (c² + c_s²) per second has the mean
+    # wait σ √(2t/π) at t, i.e. σ · (2/3) √(2 · 60 / π) over the minute on average
+    sigma = np.sqrt(rho * es * (c2 + cs2))
+    mean_wait = np.minimum(steady, sigma * (2.0 / 3.0) * np.sqrt(2.0 * 60.0 / np.pi))
+    return rho, mean_wait
+
+
+def ttft_ok(
+    state: MinuteState,
+    rate: Array,
+    cv: Array,
+    prefill_s: Array,
+    target_s: float,
+    wait_s: Array | None = None,
+) -> Array:
+    """[T, P] P(TTFT ≤ target) of requests whose own prefill takes ``prefill_s`` [T, P],
+    averaged over the cross-minute waits ``wait_s`` [T, Q] (module docstring)."""
+    if not np.isfinite(target_s):
+        return np.ones(np.shape(prefill_s))
+    own = prefill_s + 0.5 * state.iteration_s[:, None]
+    rho, mean_wait = prompt_queue(state, rate, cv)
+    w = np.zeros((len(state.iteration_s), 1)) if wait_s is None else np.asarray(wait_s, float)
+    slack = target_s - own[:, None, :] - w[:, :, None]  # [T, Q, P]
+    r, mw = rho[:, :, None], mean_wait[:, :, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        tail = np.where(mw > 0, r * np.exp(-r * np.maximum(slack, 0.0) / mw), 0.0)
+    ok = np.where(slack < 0, 0.0, 1.0 - np.minimum(tail, 1.0))
+    return np.asarray(ok.mean(axis=1), dtype=float)
+
+
+def tier_attainment(
+    profile: InstanceProfile,
+    rate: Array,
+    mix: MinuteMix,
+    cv: Array,
+    ttft_s: Array,
+    tpot_s: Array,
+    wait_s: Array | None = None,
+    bins: SizeBins | None = None,
+) -> Array:
+    """[T, K] each tier's on-time share per minute: over its histogram, the share of prompts
+    whose TTFT is met times the share of outputs whose TPOT is met (module docstring); 1
+    where a tier has no request in a minute."""
+    bins = bins or SizeBins()
+    state = minute_state(profile, rate, mix, bins)
+    T, K = mix.prompt_count.shape[:2]
+    out = np.ones((T, K))
+    px, pw = mix.prompt_points(bins)  # [T, K, P, Q]
+    ox, ow = mix.output_points(bins)
+    for k in range(K):
+        _, pre = prompt_costs(profile, px[:, k].reshape(T, -1), state.decode_batch, state.decode_s)
+        a = ttft_ok(state, rate, cv, pre, float(ttft_s[k]), wait_s)  # [T, P·Q]
+        b = tpot_ok(profile, state, rate, cv, ox[:, k].reshape(T, -1), float(tpot_s[k]))
+        hp = (mix.prompt_count[:, k, :, None] * pw[:, k]).reshape(T, -1)
+        ho = (mix.output_count[:, k, :, None] * ow[:, k]).reshape(T, -1)
+        total = mix.prompt_count[:, k].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = (hp * a).sum(axis=1) * (ho * b).sum(axis=1) / total**2
+        out[:, k] = np.where(total > 0, share, 1.0)
+    return out

@@ -1,0 +1,114 @@
+"""The per-minute latency model on hand-computed cases (a toy profile whose forward pass over T
+tokens takes T ms and whose decode iteration takes 10 ms at any batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner.sim.minute_model import (
+    MinuteMix,
+    SizeBins,
+    bin_points,
+    minute_mix,
+    minute_state,
+    tier_attainment,
+)
+from planner.sim.profile import InstanceProfile
+
+BUDGET = 100
+
+
+def flat() -> InstanceProfile:
+    """prefill_s(T) = T ms (any T), decode_s(D) = 10 ms, budget 100 tokens, batch 64."""
+    return InstanceProfile(
+        name="flat",
+        prefill_tokens=np.array([100.0, 200.0]),
+        prefill_ms=np.array([100.0, 200.0]),
+        decode_batch=np.array([1.0, 64.0]),
+        decode_ms=np.array([10.0, 10.0]),
+        context_tokens=np.array([1.0, 10_000.0]),
+        context_factor=np.array([1.0, 1.0]),
+        max_batch=64,
+        kv_tokens=1e9,
+        token_budget=BUDGET,
+    )
+
+
+def one_minute(prompt: list[int], output: list[int], bins: SizeBins, tiers: int = 1) -> MinuteMix:
+    n = len(prompt)
+    return minute_mix(np.zeros(n, np.int64), np.zeros(n, np.int64), prompt, output, 1, tiers, bins)
+
+
+def test_bin_points_keep_the_bin_mean() -> None:
+    """A bin [200, 300) whose mean is its middle: uniform weights at 212.5 … 287.5; a mean of
+    262.5 tilts the weights to 1 + 0.8 z (z = ±0.25, ±0.75: 12.5 / (50 · 0.3125) = 0.8) so
+    that the points keep the mean 262.5."""
+    x, w = bin_points(np.array([[250.0, 0.0]]), np.array([[1.0, 0.0]]), (200, 300))
+    assert x[0, 0] == pytest.approx([212.5, 237.5, 262.5, 287.5])
+    assert w[0, 0] == pytest.approx([0.25] * 4)
+    x, w = bin_points(np.array([[262.5, 0.0]]), np.array([[1.0, 0.0]]), (200, 300))
+    assert float((x[0, 0] * w[0, 0]).sum()) == pytest.approx(262.5)
+
+
+def test_a_lone_request_ttft_and_tpot_by_hand() -> None:
+    """Almost no load (τ = 10 ms, no queue). Prompts in [200, 300) with mean 250 sit at
+    212.5 … 287.5 tokens: two full 100-token chunks (100 ms each) and the rest (p − 200 ms),
+    so the prefill takes p ms and TTFT = p ms + half an iteration (5 ms): 217.5 … 292.5 ms.
+    A 0.25-s target is met by half of them, 0.3 s by all, 0.2 s by none. Outputs of 11
+    tokens decode at 10 ms each: a 12-ms TPOT target is met, 9 ms is not."""
+    bins = SizeBins(prompt_edges=(1, 200, 300), output_edges=(1, 2, 11, 12))
+    mix = one_minute([250, 250], [11, 11], bins)
+    rate = np.array([1e-6])
+    cv = np.array([1.0])
+    got = [
+        float(
+            tier_attainment(flat(), rate, mix, cv, np.array([t]), np.array([0.012]), bins=bins)[
+                0, 0
+            ]
+        )
+        for t in (0.2, 0.25, 0.3)
+    ]
+    assert got == pytest.approx([0.0, 0.5, 1.0], abs=1e-6)
+    slow = tier_attainment(flat(), rate, mix, cv, np.array([1.0]), np.array([0.009]), bins=bins)
+    assert float(slow[0, 0]) == 0.0
+
+
+def test_the_state_is_the_fixed_point_of_the_hand_equations() -> None:
+    """Prompts of 50 tokens (points 42.5 … 57.5 of the bin [40, 60)), outputs of 11 (10
+    decodes), λ = 10 requests/s. With D decoders a prompt p < 100 − D is one chunk: its
+    iteration lasts p + D ms, so alone it adds p + D − 10 ms, and packed p · 90 / (100 − D) ms;
+    its prefill S = p + D ms, ρ_p = λ E[S]. Then E[cost] = (1 − ρ_p) E[p + D − 10] + ρ_p · 90
+    E[p] / (100 − D), τ = 10 ms / (1 − λ E[cost]) and D = λ · 10 · τ."""
+    bins = SizeBins(prompt_edges=(1, 40, 60), output_edges=(1, 2, 10, 12))
+    mix = one_minute([50] * 4, [11] * 4, bins)
+    lam = 10.0
+    s = minute_state(flat(), np.array([lam]), mix, bins, steps=200)
+    batch, tau = float(s.decode_batch[0]), float(s.iteration_s[0])
+    rho = lam * (50.0 + batch) / 1000.0
+    cost = ((1 - rho) * (50.0 + batch - 10.0) + rho * 90.0 * 50.0 / (BUDGET - batch)) / 1000.0
+    assert tau == pytest.approx(0.010 / (1.0 - lam * cost), rel=1e-6)
+    assert batch == pytest.approx(lam * 10.0 * tau, rel=1e-6)
+    assert float(s.backlog[0]) == pytest.approx(rho, rel=1e-6)
+    assert batch > 1.0 and rho > 0.5  # a real load: not the trivial fixed point
+
+
+def test_attainment_falls_with_load_and_follows_the_tier_mix() -> None:
+    """More load: slower iterations and longer queues, never better. At the same load, a
+    tier of one-token outputs (no TPOT) does better than one of long outputs."""
+    bins = SizeBins()
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(50, 2000, 400)
+    output = np.where(np.arange(400) % 2 == 0, 1, rng.integers(50, 500, 400))
+    tier = (np.arange(400) % 2).astype(np.int64)
+    mix = minute_mix(np.zeros(400, np.int64), tier, prompt, output, 1, 2, bins)
+    ttft, tpot = np.array([1.0, 1.0]), np.array([0.015, 0.015])
+    shares = np.array(
+        [
+            tier_attainment(flat(), np.array([lam]), mix, np.array([1.0]), ttft, tpot)[0]
+            for lam in (0.5, 1.0, 2.0, 3.0)
+        ]
+    )
+    assert (np.diff(shares, axis=0) <= 1e-9).all(), shares
+    assert shares[-1, 1] < shares[0, 1]
+    assert (shares[:, 0] > shares[:, 1]).all()
