@@ -59,16 +59,20 @@ def evaluate(
     shifts: tuple[int, ...] = (0,),
     nowcast: Any = None,
     champion: str | None = None,
+    bands: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The selection at the end of the log (and ``shifts`` hours earlier: origins at other
     clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
-    of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``)."""
+    of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``).
+    ``bands``: each selection's rows re-calibrated with each adaptive band (``none``: the
+    plain band, checked equal to the selection's own), pooled the same way (``out["bands"]``)."""
     import pandas as pd
 
-    from flows.forecasting import run_selection
+    from flows.forecasting import load_demand, run_selection, settings_from_config
     from flows.warehouse.connection import connect
     from planner.config import load_config
     from planner.forecast.horizon import deployed_hours, summarize
+    from planner.forecast.series import build_panel
     from reports.backtest import aggregate
 
     cfg = load_config()
@@ -80,6 +84,7 @@ def evaluate(
     if update:
         cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
     rows, walls, origins = [], [], []
+    band_rows: dict[str, list[Any]] = {b: [] for b in bands}
     out: dict[str, Any] = {}
     with connect(wh) as con:
         row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
@@ -93,6 +98,19 @@ def evaluate(
             walls.append(time.perf_counter() - started)
             deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
             rows.append(with_nowcast(con, deployed, as_of, nowcast))
+            if bands:
+                settings = settings_from_config(cfg)
+                panel = build_panel(
+                    load_demand(con, as_of, settings.history_h),
+                    as_of,
+                    settings.history_h,
+                    settings.metrics,
+                )
+                for spec in bands:
+                    recal = recalibrated(selection, panel, settings.backtest, spec)
+                    band_rows[spec].append(
+                        deployed_hours(recal, selection.folds, selection.deployed)
+                    )
             origins += [str(o) for o in sorted(selection.deployed["origin"].unique())]
             if not out:
                 out = aggregate(selection)
@@ -100,6 +118,15 @@ def evaluate(
     pooled = pd.concat(rows, ignore_index=True)
     out["by_horizon"] = summarize(pooled, LEADS)
     out["rows"] = pooled
+    if bands:
+        pooled_bands = {b: pd.concat(r, ignore_index=True) for b, r in band_rows.items()}
+        out["bands"] = {b: summarize(r, LEADS) for b, r in pooled_bands.items()}
+        if "none" in pooled_bands:
+            out["bands_pinball_change"] = {
+                b: pinball_change(pooled_bands["none"], r)
+                for b, r in pooled_bands.items()
+                if b != "none"
+            }
     out["selection_s"] = round(walls[0], 1)
     out["deployed_origins"] = sorted(origins)
     out["candidates_run"] = list(cfg.forecast.candidates)
@@ -108,6 +135,50 @@ def evaluate(
 
 
 LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
+
+
+def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
+    """The selection's hourly rows with the band made again: plain (``none``, which must give
+    the selection's own quantiles) or adapted (:class:`planner.forecast.adaptive.BandAdapt`)."""
+    import numpy as np
+
+    from planner.forecast.adaptive import BandAdapt
+    from planner.forecast.backtest import recalibrate
+
+    adapt = None if spec == "none" else BandAdapt.parse(spec)
+    out = recalibrate(selection.hours, panel, settings, adapt)
+    if adapt is None:
+        key = ["series", "forecaster", "origin", "h"]
+        own = selection.hours.merge(out[[*key, "q_0_975"]], on=key, suffixes=("", "_again"))
+        if not np.allclose(own["q_0_975"], own["q_0_975_again"], equal_nan=True):
+            raise SystemExit("re-calibrating the plain band did not give the selection's own")
+    return out
+
+
+def pinball_change(before: Any, after: Any) -> dict[str, dict[str, float]]:
+    """Per lead (and 1-24): the scaled pinball loss after − before on the same conformal points
+    (relative), with its standard error clustered by origin (paired)."""
+    import numpy as np
+    import pandas as pd
+
+    key = ["series", "origin", "h"]
+    both = before[[*key, "pinball", "conformal"]].merge(
+        after[[*key, "pinball"]], on=key, suffixes=("_before", "_after")
+    )
+    both = both[both["conformal"]]
+    out: dict[str, dict[str, float]] = {}
+    for lead in (*(str(h) for h in LEADS), "1-24"):
+        g = both if lead == "1-24" else both[both["h"] == int(lead)]
+        if g.empty:
+            continue
+        diff = g["pinball_after"] - g["pinball_before"]
+        per = pd.DataFrame({"o": g["origin"], "d": diff}).groupby("o")["d"].agg(["sum", "size"])
+        mean = float(diff.mean())
+        k = len(per)
+        se = float(np.sqrt(k / max(k - 1, 1) * ((per["sum"] - per["size"] * mean) ** 2).sum()))
+        base = float(g["pinball_before"].mean())
+        out[lead] = {"change": mean / base, "se": se / len(g) / base}
+    return out
 
 
 def evaluate_reconciliation(
@@ -339,6 +410,32 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         {k: round(v, 4) for k, v in result["overall"].items()},
     )
     print("chosen:", result.get("chosen"))
+    if result.get("bands"):
+        print_bands(result)
+
+
+def print_bands(result: dict[str, Any]) -> None:
+    """The adaptive bands side by side with the plain one (all metrics), per lead."""
+    print(
+        "band re-calibrated (all metrics): 95 % coverage ±se by origin [below/above], scaled "
+        "pinball, pinball change vs none ±se by origin (paired)"
+    )
+    changes = result.get("bands_pinball_change", {})
+    for spec, per_metric in result["bands"].items():
+        leads = per_metric.get("all", {})
+        cells = []
+        for lead in ("1", "6", "24", "1-24"):
+            s = leads.get(lead)
+            if not s:
+                continue
+            c = changes.get(spec, {}).get(lead)
+            delta = f" {c['change']:+.1%}±{c['se']:.1%}" if c else ""
+            cells.append(
+                f"{lead}: {s['band95_coverage']:.1%}±{s['band95_coverage_se']:.1%} "
+                f"[{s['band95_below']:.1%}/{s['band95_above']:.1%}] "
+                f"pin {s['scaled_pinball']:.3f}{delta}"
+            )
+        print(f"  {spec:14s} " + " | ".join(cells))
 
 
 def main() -> None:
@@ -367,6 +464,12 @@ def main() -> None:
         help="instead: totals added as series, reconciled forecasts scored per level",
     )
     parser.add_argument("--dump", help="folder to write each log's deployed rows to (pickle)")
+    parser.add_argument(
+        "--bands",
+        default="",
+        help="comma-separated: each selection re-calibrated with these bands, e.g. "
+        "'none,recent,aci' or 'aci:scope=peer/gamma=3' (planner.forecast.adaptive)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     shifts = tuple(int(x) for x in args.shifts.split(","))
@@ -388,7 +491,12 @@ def main() -> None:
             for cand in args.candidates.split(","):
                 label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
                 results[label] = evaluate(
-                    wh, args.workers, _candidates(cand), shifts, champion=args.champion
+                    wh,
+                    args.workers,
+                    _candidates(cand),
+                    shifts,
+                    champion=args.champion,
+                    bands=tuple(b for b in args.bands.split(",") if b),
                 )
                 if args.dump:
                     Path(args.dump).mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from sktime.performance_metrics.forecasting.probabilistic import PinballLoss
 from sktime.split import ExpandingWindowSplitter
 
 from planner.forecast import gbm
+from planner.forecast.adaptive import BandAdapt, SpreadState
 from planner.forecast.calibration import (
     ResidualQuantiles,
     Sample,
@@ -51,7 +52,7 @@ from planner.forecast.models import (
 )
 from planner.forecast.nowcast import NowcastParams, apply_rows
 from planner.forecast.series import Panel, SeriesKey, freq_index, to_sktime
-from planner.quantiles import QUANTILES, quantile_column
+from planner.quantiles import QUANTILES, is_quantile_column, quantile_column
 
 log = logging.getLogger(__name__)
 
@@ -376,9 +377,30 @@ def peer_group(series_id: str) -> str:
     return f"{key.tier}|{key.metric}"
 
 
-def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
+def recalibrate(
+    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, adapt: BandAdapt | None = None
+) -> pd.DataFrame:
+    """A backtest's hourly rows (one selection's, every series at once) with their q_<τ>
+    columns made again, with the band adapted to recent origins (:mod:`.adaptive`) or not.
+    Without ``adapt`` the columns are the selection's own."""
+    made = [c for c in hours.columns if is_quantile_column(c)]
+    return _calibrate(
+        hours.drop(columns=[*made, "quantile_method", "log_residual"], errors="ignore"),
+        panel,
+        settings,
+        adapt,
+    )
+
+
+def _calibrate(
+    hours: pd.DataFrame,
+    panel: Panel,
+    settings: BacktestSettings,
+    adapt: BandAdapt | None = None,
+) -> pd.DataFrame:
     """Add q_<τ> columns: conformal from earlier folds (own and peer residuals) once at least
-    ``min_residuals`` own residuals exist, else the model's native intervals."""
+    ``min_residuals`` own residuals exist, else the model's native intervals. ``adapt``: each
+    conformal band spread by a factor made from the origins before its own (:mod:`.adaptive`)."""
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
@@ -397,6 +419,10 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
         leads = np.concatenate([h for _, h in parts]) if parts else np.empty(0, dtype=int)
         return Sample.of(values, leads if settings.by_horizon else None)
 
+    state = (
+        SpreadState(adapt, {s: peer_group(s) for s in hours["series"].unique()}) if adapt else None
+    )
+    edges = (taus.index(0.025), taus.index(0.975)) if {0.025, 0.975} <= set(taus) else None
     for _origin, at_origin in hours.groupby("origin", sort=True):
         pending: list[tuple[str, str, np.ndarray, np.ndarray]] = []
         # a peer group's residuals sorted once per origin, shared by the group's series
@@ -414,15 +440,26 @@ def _calibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) ->
                 rq = ResidualQuantiles.fit_samples(
                     sample(mine), peer_samples[gkey], offset, taus, settings.by_horizon
                 )
+                if state is not None:
+                    rq = rq.spread_by(state.factor(series, name))
                 widened = rq.apply(point[idx], lead[idx])
                 q[idx] = np.column_stack([widened[t] for t in taus])
                 conformal[idx] = True
             ok = np.isfinite(actual[idx]) & np.isfinite(point[idx])
             res = log_residuals(actual[idx], point[idx], offset)
             pending.append((series, name, res, lead[idx][ok]))
+            if state is not None:
+                hits = None
+                if conformal[idx].all() and edges is not None:
+                    band = q[idx][ok]
+                    a = actual[idx][ok]
+                    hits = (a >= band[:, edges[0]]) & (a <= band[:, edges[1]])
+                state.observe(series, name, res, lead[idx][ok], hits, settings.horizon)
         for series, name, res, h in pending:  # known only after this origin's fold is over
             own.setdefault((series, name), []).append((res, h))
             group.setdefault((peer_group(series), name), []).append((res, h))
+        if state is not None:
+            state.close_origin()
     for i, tau in enumerate(taus):
         hours[quantile_column(tau)] = q[:, i]
     hours["quantile_method"] = np.where(conformal, "conformal", "native")

@@ -21,7 +21,7 @@ at lead h is widened by its own lead's quantiles; a lead with fewer than
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -200,6 +200,23 @@ class ResidualQuantiles:
             tau: np.maximum(base * np.exp(v if table is None else table[:, i]) - self.offset, 0.0)
             for i, (tau, v) in enumerate(zip(self.levels, self.values, strict=True))
         }
+
+    def spread_by(self, theta: float) -> ResidualQuantiles:
+        """The band spread by θ around its median: ``Q'_τ = Q_0.5 + θ · (Q_τ − Q_0.5)`` at
+        every lead (θ > 1 wider, < 1 narrower; the adaptive band, :mod:`.adaptive`)."""
+        if theta == 1.0:
+            return self
+        mid = self.levels.index(0.5) if 0.5 in self.levels else len(self.levels) // 2
+
+        def widen(row: Sequence[float]) -> tuple[float, ...]:
+            return tuple(row[mid] + theta * (v - row[mid]) for v in row)
+
+        by_h = getattr(self, "by_horizon", None)
+        return replace(
+            self,
+            values=widen(self.values),
+            by_horizon=tuple(widen(r) for r in by_h) if by_h else by_h,
+        )
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {

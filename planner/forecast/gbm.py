@@ -80,6 +80,9 @@ class GBMParams:
     subsample: float = 0.8
     colsample: float = 0.9
     objective: str = "l1"  # MASE is an absolute error: fit the median
+    # "mase": each row weighted by level / seasonal-naive scale, so the loss is the MASE the
+    # selection scores (see training_set); "none": every row alike (errors in level units)
+    weight: str = "mase"
     max_rows: int = 200_000
     train_h: int = 28 * 24  # origins at most this far back
     refit_every_h: int = 168
@@ -175,10 +178,17 @@ def training_set(
     times: pd.DatetimeIndex,
     codes: dict[str, np.ndarray],
     params: GBMParams,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(X, target/level) over origins whose target hours are all before the end of ``filled``.
-    Rows whose target is unknown (NaN in ``observed``) are dropped; a deterministic subsample
-    keeps at most ``params.max_rows`` rows."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X, target/level, weight) over origins whose target hours are all before the end of
+    ``filled``. Rows whose target is unknown (NaN in ``observed``) are dropped; a
+    deterministic subsample keeps at most ``params.max_rows`` rows.
+
+    The target is in units of the level, the score in units of the series' in-sample
+    seasonal-naive MAE (MASE): with ``params.weight == "mase"`` a row weighs
+    ``level / scale`` (the scale: mean |y_t − y_{t−24}| over the week before the origin, known
+    there), clipped to [0.2, 5] × the origin's median, so the L1 loss is the MASE. Without it a
+    smooth series (small scale) counted for as little as a bursty one though the selection
+    scores its errors larger."""
     end = filled.shape[1]
     first = max(MIN_ANCHOR_H, end - params.train_h)
     origins = np.arange(first, end)
@@ -188,7 +198,7 @@ def training_set(
     if len(origins) * per_origin > params.max_rows:
         keep = max(1, params.max_rows // per_origin)
         origins = np.sort(rng.choice(origins, size=min(keep, len(origins)), replace=False))
-    xs, ys = [], []
+    xs, ys, ws = [], [], []
     for t in origins:
         leads = np.arange(1, min(MAX_LEAD, end - t) + 1)
         if len(leads) == 0:
@@ -196,11 +206,30 @@ def training_set(
         x, level = features(filled, int(t), leads, times, codes)
         target = np.concatenate([observed[:, t + h - 1] for h in leads]) / level
         ok = np.isfinite(target)
+        weight = _mase_weight(filled, int(t), level[:n_series]) if params.weight == "mase" else 1
         xs.append(x[ok])
         ys.append(target[ok])
+        ws.append(np.tile(np.broadcast_to(weight, n_series), len(leads))[ok])
     if not xs:
-        return np.empty((0, len(FEATURES))), np.empty(0)
-    return np.vstack(xs), np.concatenate(ys)
+        return np.empty((0, len(FEATURES))), np.empty(0), np.empty(0)
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(ws)
+
+
+def _mase_weight(filled: np.ndarray, t: int, level: np.ndarray) -> np.ndarray:
+    """Per series: level / seasonal-naive MAE over the week before origin ``t`` (hours before
+    ``t`` only), clipped to [0.2, 5] × the median; the median where undefined, 1 if none."""
+    lo = max(24, t - LEVEL_H)
+    if t - lo < 24:
+        return np.ones(len(level))
+    scale = np.abs(filled[:, lo:t] - filled[:, lo - 24 : t - 24]).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = level / np.maximum(scale, 1e-9)
+    good = np.isfinite(weight)
+    if not good.any():
+        return np.ones(len(level))
+    med = float(np.median(weight[good]))
+    out: np.ndarray = np.clip(np.where(good, weight, med), 0.2 * med, 5 * med)
+    return out
 
 
 class GlobalGBM:
@@ -225,7 +254,7 @@ class GlobalGBM:
 
         self.cats = categories(keys)
         codes = _cat_codes(keys, self.cats)
-        x, target = training_set(filled, observed, times, codes, self.params)
+        x, target, weight = training_set(filled, observed, times, codes, self.params)
         self.rows = len(target)
         if len(target) < 100:
             raise ValueError(f"{len(target)} training rows: too little history for {NAME}")
@@ -246,7 +275,13 @@ class GlobalGBM:
                 "force_col_wise": True,
                 "verbosity": -1,
             },
-            lgb.Dataset(x, target, categorical_feature=cat_idx, free_raw_data=True),
+            lgb.Dataset(
+                x,
+                target,
+                weight=weight if p.weight == "mase" else None,
+                categorical_feature=cat_idx,
+                free_raw_data=True,
+            ),
             num_boost_round=p.n_estimators,
         )
         resid = target - self.booster.predict(x, num_threads=p.threads)

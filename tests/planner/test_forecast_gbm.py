@@ -9,7 +9,7 @@ import pytest
 
 from planner.forecast.backtest import BacktestSettings, run_global_backtest
 from planner.forecast.forecast import fit_global, fit_series, forecast_frame
-from planner.forecast.gbm import FEATURES, features
+from planner.forecast.gbm import FEATURES, _mase_weight, features
 from planner.forecast.horizon import by_horizon
 from planner.forecast.pipeline import ForecastSettings, select_models
 from planner.forecast.series import build_panel
@@ -50,6 +50,25 @@ def test_features_use_only_hours_before_the_origin() -> None:
     y3[:, 149] = 1e6  # the latest complete hour is a feature (the nowcast signal)
     x3, _ = features(y3, 150, np.arange(1, 25), times, codes)
     assert not np.allclose(x[:, FEATURES.index("lag1")], x3[:, FEATURES.index("lag1")])
+
+
+def test_the_mase_weight_uses_hours_before_the_origin_and_favours_smooth_series() -> None:
+    """The loss weight (level / seasonal-naive MAE of the week before the origin) of a smooth
+    series is larger than a bursty one's at the same level; nothing after the origin moves it."""
+    rng = np.random.default_rng(3)
+    hours, t = 400, 300
+    day = 100 + 30 * np.sin(np.arange(hours) * 2 * np.pi / 24)
+    smooth = day + rng.normal(0, 1, hours)
+    bursty = day + rng.normal(0, 20, hours)
+    flat = np.full(hours, 50.0)  # scale 0: clipped, not infinite
+    y = np.vstack([smooth, bursty, flat])
+    level = y[:, t - 168 : t].mean(axis=1)
+    w = _mase_weight(y, t, level)
+    assert w[0] > 4 * w[1]
+    assert np.all(np.isfinite(w)) and w.max() <= 5 * np.median(w) + 1e-9
+    later = y.copy()
+    later[:, t:] = rng.uniform(0, 1000, (3, hours - t))
+    np.testing.assert_array_equal(w, _mase_weight(later, t, level))
 
 
 def test_global_backtest_never_sees_its_own_future(demand: pd.DataFrame) -> None:

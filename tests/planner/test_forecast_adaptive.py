@@ -1,0 +1,100 @@
+"""The adaptive band (planner.forecast.adaptive): made from earlier origins only, and it adapts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.forecast.adaptive import BandAdapt
+from planner.forecast.backtest import BacktestSettings, recalibrate
+from planner.forecast.calibration import ResidualQuantiles
+from planner.forecast.series import Panel
+from planner.quantiles import QUANTILES, quantile_column
+
+SERIES = [f"r{i}|m|IW-F|token_rate" for i in range(3)]
+T0 = pd.Timestamp("2024-06-01")
+ORIGINS = [T0 + pd.Timedelta(hours=24 * k) for k in range(6)]
+
+
+def _backtest(shock_at: int | None = None, factor: float = 4.0) -> tuple[pd.DataFrame, Panel]:
+    """Backtest rows of one forecaster on 3 series, 6 daily origins × 24 leads, point 100;
+    actuals log-normal around it, scaled by ``factor`` from origin ``shock_at`` on."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for origin in ORIGINS:
+        for series in SERIES:
+            hour = pd.date_range(origin, periods=24, freq="h")
+            actual = 100 * np.exp(rng.normal(0, 0.1, 24))
+            if shock_at is not None and origin >= ORIGINS[shock_at]:
+                actual = actual * factor
+            frame = pd.DataFrame(
+                {"series": series, "forecaster": "ets", "origin": origin, "hour": hour}
+            )
+            frame["h"] = np.arange(1, 25)
+            frame["point"] = 100.0
+            frame["actual"] = actual
+            for tau in QUANTILES:
+                frame[f"native_{tau}"] = 100.0
+            frames.append(frame)
+    hours = pd.concat(frames, ignore_index=True)
+    wide = hours.pivot(index="hour", columns="series", values="actual")
+    return hours, Panel(wide, wide)
+
+
+def _band(hours: pd.DataFrame, origin: pd.Timestamp) -> np.ndarray:
+    at = hours[hours["origin"] == origin].sort_values(["series", "h"])
+    out: np.ndarray = at[[quantile_column(t) for t in QUANTILES]].to_numpy()
+    return out
+
+
+@pytest.mark.parametrize("spec", ["recent", "aci", "recent:scope=own", "aci:scope=peer"])
+def test_the_adaptive_band_uses_only_origins_before_its_own(spec: str) -> None:
+    """Everything from origin 3 on is altered: the bands at origins ≤ 3 must not move (the
+    band of origin 3 is made before its hours are known); origin 4's must (it sees origin 3)."""
+    settings = BacktestSettings()
+    adapt = BandAdapt.parse(spec)
+    hours, panel = _backtest()
+    # the panel (offsets: a level per series) is kept; only what happens after the cut moves
+    future = hours.copy()
+    after = future["hour"] >= ORIGINS[3]
+    future.loc[after, "actual"] *= np.exp(np.random.default_rng(9).normal(0, 1.0, after.sum()))
+    plain = recalibrate(hours, panel, settings, adapt)
+    altered = recalibrate(future, panel, settings, adapt)
+    for origin in ORIGINS[:4]:
+        np.testing.assert_array_equal(_band(plain, origin), _band(altered, origin))
+    assert not np.allclose(_band(plain, ORIGINS[4]), _band(altered, ORIGINS[4]))
+
+
+@pytest.mark.parametrize("spec", ["recent", "aci"])
+def test_the_band_widens_after_a_shock(spec: str) -> None:
+    settings = BacktestSettings()
+    hours, panel = _backtest(shock_at=3, factor=3.0)
+    plain = recalibrate(hours, panel, settings, None)
+    adapted = recalibrate(hours, panel, settings, BandAdapt.parse(spec))
+    lo, hi = QUANTILES.index(0.025), QUANTILES.index(0.975)
+
+    def width(frame: pd.DataFrame, origin: pd.Timestamp) -> float:
+        band = _band(frame, origin)
+        return float(np.mean(band[:, hi] - band[:, lo]))
+
+    # before the shock is known nothing differs much; after it the adapted band is wider
+    assert width(adapted, ORIGINS[3]) == pytest.approx(width(plain, ORIGINS[3]), rel=0.25)
+    assert width(adapted, ORIGINS[4]) > 1.2 * width(plain, ORIGINS[4])
+
+
+def test_spread_keeps_the_median_and_scales_the_distance_to_it() -> None:
+    rq = ResidualQuantiles.fit(np.linspace(-1, 1, 201), 1.0)
+    wide = rq.spread_by(2.0)
+    mid = QUANTILES.index(0.5)
+    assert wide.values[mid] == pytest.approx(rq.values[mid])
+    for v, w in zip(rq.values, wide.values, strict=True):
+        assert w - wide.values[mid] == pytest.approx(2.0 * (v - rq.values[mid]))
+
+
+def test_band_adapt_settings_are_checked() -> None:
+    assert BandAdapt.parse("aci:scope=peer/gamma=3") == BandAdapt("aci", scope="peer", gamma=3.0)
+    with pytest.raises(ValueError, match="expected one of"):
+        BandAdapt.parse("wider")
+    with pytest.raises(ValueError, match="unknown setting"):
+        BandAdapt.parse("recent:width=2")
