@@ -23,7 +23,9 @@ Variants (``--variants``, comma-separated):
 
 Prints per variant the plan family's cheapest point meeting the targets, its saving against
 the cheapest point of either reactive family and its ratio to the clairvoyant fleet; ``--out``
-writes every row as JSON.
+writes every row as JSON. Every family's grid carries each point uncapped and with NIW capped
+at ``NIW_CAP`` (``planner.sim.sweep.with_niw_cap``; the former ``--niw-cap-all`` is now the
+default and was removed).
 """
 
 from __future__ import annotations
@@ -49,7 +51,6 @@ from planner.sim.sweep import (
     grid,
     plan_grid,
     run_point,
-    with_niw_cap,
 )
 
 log = logging.getLogger("bench.levers")
@@ -104,12 +105,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="headroom,latency,latency+trough")
     ap.add_argument("--families", default="reactive,slo-reactive")
     ap.add_argument("--attainment", type=float, default=0.99)
-    ap.add_argument(
-        "--niw-cap-all",
-        action="store_true",
-        help="replay every point of every family (siloed aside) also with NIW capped at "
-        "NIW_CAP (planner.sim.sweep.with_niw_cap): the cap measured as a default",
-    )
     ap.add_argument(
         "--slo-layer",
         action="store_true",
@@ -171,15 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(pickle.dumps(plans[v][q]))
-        capped = with_niw_cap if a.niw_cap_all else list
         futures = [
             ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
-            for pt in capped(grid(families, quantiles))
+            for pt in grid(families, quantiles)
         ]
         for v in names:
             futures += [
                 (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
-                for pt in capped(plan_grid(quantiles, slo_layer=a.slo_layer))
+                for pt in plan_grid(quantiles, slo_layer=a.slo_layer)
             ]
         rows = []
         for v, f in futures:

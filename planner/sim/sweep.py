@@ -2,7 +2,10 @@
 point read against the two references of ``planner.sim.bounds``, and per family the cheapest
 point that meets the SLA targets.
 
-Families and their dials (``grid``):
+Families and their dials (``grid``); every family but siloed also over NIW's cap (each point
+with NIW uncapped and its twin with NIW capped at ``NIW_CAP`` utilisation of the shared pools,
+:func:`with_niw_cap`: measured on the demo log, the cap moves every family's best point and
+never made NIW later, so the baselines always have this dial):
 
 * ``reactive``: scale-out threshold × target utilisation (the scale-in threshold below it) ×
   cooldowns, from SageServe's own baseline (out above 0.5, in below 0.25) to gauges run hot
@@ -98,24 +101,21 @@ def reactive_grid() -> list[Point]:
                 },
             )
         )
-    return pts
+    return with_niw_cap(pts)
 
 
 def slo_grid() -> list[Point]:
     """Target pressure × scale-out level (just above the target, or only once work queues)
     × scale-in stabilisation window; targets down to 0.1 (the calibrated model's tight tier
-    needs pools that cold); and, at the cold targets, NIW capped at ``NIW_CAP`` utilisation of
-    the shared pools (the same dial LT-R has)."""
+    needs pools that cold); each point uncapped and with NIW capped at ``NIW_CAP``
+    utilisation of the shared pools (:func:`with_niw_cap`)."""
     pts = []
     targets = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     for target, cooldown_in in itertools.product(targets, (10, 30)):
         for up in sorted({round(min(target + 0.1, 0.98), 2), 1.0}):
             params = {"target": target, "up": up, "down": round(0.7 * target, 2)}
             pts.append(Point("slo-reactive", {**params, "cooldown_in_min": cooldown_in}))
-    for target in (0.1, 0.2, 0.3, 0.4):
-        params = {"target": target, "up": round(target + 0.1, 2), "down": round(0.7 * target, 2)}
-        pts.append(Point("slo-reactive", {**params, "cooldown_in_min": 10, "niw_cap": NIW_CAP}))
-    return pts
+    return with_niw_cap(pts)
 
 
 def layer_grid(quantiles: Sequence[float]) -> list[Point]:
@@ -139,7 +139,8 @@ def plan_grid(
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
     its target pressure (down to 0.1, as the SLO-aware family's grid: on the calibrated
     curves the tight tier needs cold pools); ``slo_layer`` adds :func:`layer_grid` (LT-R at
-    every dial setting of the SLO-aware family)."""
+    every dial setting of the SLO-aware family). Every point uncapped and with NIW capped at
+    ``NIW_CAP`` (:func:`with_niw_cap`)."""
     pts = []
     for q in quantiles:
         for mode in ("lt-i", "lt-u"):
@@ -150,22 +151,28 @@ def plan_grid(
             for target, handover in itertools.product(LT_R_TARGETS, (True, False)):
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
                 pts.append(Point("plan", params))
-            for target in (0.1, 0.2, 0.3, 0.5):
-                params = {"quantile": q, "mode": "lt-r", "target": target, "handover": False}
-                pts.append(Point("plan", {**params, "niw_cap": NIW_CAP}))
     if slo_layer:
         pts += layer_grid(quantiles)
-    return pts
+    return with_niw_cap(pts)
+
+
+def _key(pt: Point) -> tuple[str, frozenset[tuple[str, Any]]]:
+    return pt.family, frozenset(pt.params.items())
 
 
 def with_niw_cap(points: Sequence[Point], cap: float = NIW_CAP) -> list[Point]:
     """``points`` and, for each point without a NIW cap (siloed pools excepted: they hold
-    their NIW apart), its twin with NIW capped at ``cap`` utilisation of the shared pools: the
-    cap measured as a default for every family (``bench/levers.py --niw-cap-all``)."""
+    their NIW apart), its twin with NIW capped at ``cap`` utilisation of the shared pools,
+    unless ``points`` already hold that twin (so applying it twice adds nothing). Every
+    family's default grid goes through it."""
     out = list(points)
+    seen = {_key(pt) for pt in out}
     for pt in points:
         if pt.family != "siloed" and "niw_cap" not in pt.params:
-            out.append(Point(pt.family, {**pt.params, "niw_cap": cap}))
+            twin = Point(pt.family, {**pt.params, "niw_cap": cap})
+            if _key(twin) not in seen:
+                seen.add(_key(twin))
+                out.append(twin)
     return out
 
 

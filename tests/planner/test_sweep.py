@@ -18,6 +18,8 @@ from planner.sim.policies import Reactive
 from planner.sim.serving import ideal
 from planner.sim.slo_policy import SloReactive
 from planner.sim.sweep import (
+    FAMILIES,
+    NIW_CAP,
     PAPER_REACTIVE,
     TARGETS,
     PlanTargets,
@@ -27,8 +29,10 @@ from planner.sim.sweep import (
     layer_grid,
     meets,
     on_clairvoyant_types,
+    plan_grid,
     references,
     run_point,
+    with_niw_cap,
 )
 from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
@@ -107,6 +111,31 @@ def test_grids_hold_the_named_points() -> None:
     assert {p.family for p in pts} == {"reactive", "slo-reactive", "plan", "siloed"}
     with pytest.raises(ValueError, match="magic"):
         grid(["magic"], [0.5])
+
+
+def test_every_family_but_siloed_has_each_point_uncapped_and_with_the_niw_cap() -> None:
+    """The default grid: each point of the reactive, SLO-aware and plan families once without
+    a NIW cap and once with NIW capped at NIW_CAP (the baselines always have the dial); no point
+    twice; siloed pools never capped; capping the grid again adds nothing."""
+    pts = grid(list(FAMILIES), [0.5, 0.9])
+    keys = {(p.family, frozenset(p.params.items())) for p in pts}
+    assert len(keys) == len(pts)
+    for fam in ("reactive", "slo-reactive", "plan"):
+        mine = [dict(p.params) for p in pts if p.family == fam]
+        uncapped = [d for d in mine if "niw_cap" not in d]
+        capped = [d for d in mine if "niw_cap" in d]
+        assert uncapped and len(capped) == len(uncapped), fam
+        for d in uncapped:
+            assert (fam, frozenset({**d, "niw_cap": NIW_CAP}.items())) in keys, (fam, d)
+        for d in capped:
+            assert d["niw_cap"] == NIW_CAP
+            bare = {k: v for k, v in d.items() if k != "niw_cap"}
+            assert (fam, frozenset(bare.items())) in keys, (fam, d)
+    assert not any("niw_cap" in p.params for p in pts if p.family == "siloed")
+    assert with_niw_cap(pts) == pts
+    layered = plan_grid([0.5], slo_layer=True)
+    assert with_niw_cap(layered) == layered
+    assert len({(p.family, frozenset(p.params.items())) for p in layered}) == len(layered)
 
 
 def test_the_plan_layer_has_every_dial_of_the_slo_aware_grid() -> None:
