@@ -182,7 +182,7 @@ class ResidualQuantiles:
 
     def at(self, h: np.ndarray) -> np.ndarray:
         """[len(h), levels]: the log-residual quantiles for forecasts at leads ``h`` (≥ 1)."""
-        by_h = getattr(self, "by_horizon", None)  # selections pickled before it existed
+        by_h = self.by_horizon
         lead = np.asarray(h, dtype=int)
         if not by_h:
             return np.broadcast_to(np.asarray(self.values), (len(lead), len(self.values)))
@@ -211,7 +211,7 @@ class ResidualQuantiles:
         def widen(row: Sequence[float]) -> tuple[float, ...]:
             return tuple(row[mid] + theta * (v - row[mid]) for v in row)
 
-        by_h = getattr(self, "by_horizon", None)
+        by_h = self.by_horizon
         return replace(
             self,
             values=widen(self.values),
@@ -224,7 +224,7 @@ class ResidualQuantiles:
             "n": self.n,
             "quantiles": dict(zip(map(str, self.levels), self.values, strict=True)),
         }
-        by_h = getattr(self, "by_horizon", None)
+        by_h = self.by_horizon
         if by_h:
             out["by_horizon"] = [dict(zip(map(str, self.levels), v, strict=True)) for v in by_h]
         return out

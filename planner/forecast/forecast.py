@@ -203,9 +203,9 @@ def forecast_frame(
             offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
             metric = SeriesKey.parse(series).metric
             point = nowcast.apply(point, readings[series], offset, metric, nowcast_params)
-            # the band of a nowcast: from nowcasts' residuals (selections before it: the
-            # forecast's own band, wider than a nowcast's errors)
-            residuals = getattr(fs, "nowcast_residuals", None) or residuals
+            # the band of a nowcast: from nowcasts' residuals (a selection without them:
+            # the forecast's own band, wider than a nowcast's errors)
+            residuals = fs.nowcast_residuals or residuals
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
         key = SeriesKey.parse(series)
         frame = pd.DataFrame(
