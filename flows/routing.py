@@ -33,6 +33,7 @@ import pandas as pd
 
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
+from planner.files import atomic_path
 from planner.sim import learn_router, length
 from planner.sim.instances import Requests, Served, simulate_instances
 from planner.sim.profile import InstanceProfile, profiles_for_config
@@ -417,12 +418,10 @@ def predictions(
     score = length.score(predictor, train, scored)
     est = [predictor.expected_output(df) for df in predicted]
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npz")
         arrays: dict[str, Any] = {f"est{i}": e for i, e in enumerate(est)}
         arrays["score"] = np.array(json.dumps(asdict(score)))
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".npz") as tmp:  # np.savez adds .npz to other names
+            np.savez(tmp, **arrays)
     return score, est
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from planner.files import write_text_atomic
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.profile import InstanceProfile
 from planner.sim.routers import FEATURES, HEURISTIC_WEIGHTS, LinearMix
@@ -200,12 +201,7 @@ def learn(
 
 
 def save(policy: LearnedPolicy, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(policy), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(Path(path), json.dumps(asdict(policy), indent=2) + "\n")
 
 
 def load(path: Path | str) -> LearnedPolicy:
