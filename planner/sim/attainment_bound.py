@@ -252,7 +252,7 @@ class _Problem:
     gpi: Array  # [m]
     req: Array  # [T, s, m, j] requests of each stream
     work: Array  # [T, s, m, j] instances busy at θ^v
-    cv_index: Array  # [T, m, B] CV grid index per N bin (int)
+    cv_index: npt.NDArray[np.int64]  # [T, m, B] CV grid index per N bin
     n_low: Array  # [B] lower end of each bin
     tables: _Tables
     niw_cap: Array  # [m] NIW work a minute could serve at most (instance-minutes)
