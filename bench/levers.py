@@ -44,7 +44,7 @@ import pandas as pd
 
 from flows.sweep import _pool, at_quantile, hour_inputs, plan_sequence_from, replay_setup
 from planner.config import FleetConfig, load_config
-from planner.sim.attainment_bound import attainment_bound
+from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.plans import plan_targets
 from planner.sim.sweep import (
     TARGETS,
@@ -115,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         help="add LT-R at every dial setting of the SLO-aware family's grid (the plan floor "
         "with the baseline's own layer above it; planner.sim.sweep.layer_grid)",
     )
+    ap.add_argument(
+        "--attainment-bound",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compute the bound at per-window attainment (planner.sim.attainment_bound)",
+    )
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -142,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)
     # the bound at per-window attainment: on every policy (no floors), and on every policy
     # keeping the availability floors (every family of the sweep keeps them)
-    ab_free = attainment_bound(p, demand, serving, TARGETS)
-    ab_floor = attainment_bound(p, demand, serving, TARGETS, floor=floors(cfg, p))
+    if a.attainment_bound:
+        ab_free = attainment_bound(p, demand, serving, TARGETS)
+        ab_floor = attainment_bound(p, demand, serving, TARGETS, floor=floors(cfg, p))
+    else:
+        ab_free = ab_floor = AttainmentBound(float("nan"), {}, 0.0, {}, 0)
     log.info(
         "attainment bounds %.1f / %.1f GPU-h (no floors / floors): %.0f s",
         ab_free.gpu_hours,

@@ -115,11 +115,11 @@ def test_no_policy_goes_below_the_bound_at_its_own_attainment(p: FleetParams, ki
     for policy in policies:
         r = simulate(p, d, policy, serving=serving)
         own = {k: r.tiers[k].sla_attainment for k in ("IW-F", "IW-N")}
-        b = attainment_bound(p, d, serving, own, rounds=1, steps=8)
+        b = attainment_bound(p, d, serving, own, rounds=1, steps=6)
         assert b.gpu_hours <= r.gpu_hours + 1e-9, (kind, policy.name, own, b, r.gpu_hours)
     targets = {"IW-F": 0.99, "IW-N": 0.99}
     c = clairvoyant_fleet(p, d, np.zeros((2, 1)), serving, targets)
-    b = attainment_bound(p, d, serving, targets, rounds=1, steps=8)
+    b = attainment_bound(p, d, serving, targets, rounds=1, steps=6)
     assert c.reachable and 0.0 < b.gpu_hours <= c.gpu_hours
 
 
