@@ -23,13 +23,8 @@ from flows.cli.common import (
 )
 from flows.warehouse import requests_contract
 from flows.warehouse.aggregates import ingest_minute_paths
-from flows.warehouse.ingest import (
-    FileReport,
-    IngestReport,
-    SourceSpec,
-    expand_paths,
-    ingest_paths,
-)
+from flows.warehouse.ingest import SourceSpec, ingest_paths
+from flows.warehouse.loading import FileReport, IngestReport, expand_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.sqlfiles import run
 from flows.warehouse.status import demand_summary, warehouse_status
