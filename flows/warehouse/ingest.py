@@ -43,6 +43,8 @@ from validation.columns import REQUIRED_COLUMNS
 if TYPE_CHECKING:
     import pandera.polars as pa
 
+    from validation.sql_checks import CompiledSchema
+
     # The schema, or its future: `sageserve ingest` builds it (importing pandera, ~0.5 s) in a
     # thread while DuckDB hashes the file and looks for duplicate ids, which need no schema.
     Contract = pa.DataFrameSchema | Future[pa.DataFrameSchema]
@@ -144,34 +146,10 @@ def _load(
 
     contract = schema.result() if isinstance(schema, Future) else schema
     checked = compile_schema(contract, present, source)
-    slots = {"checked": checked.sql}
     clock.lap("schema")
-    if _scalar(con, "SELECT count(*) FROM stage_taken"):
-        run(con, "ingest/classify_duplicates", slots, **params, **checked.params)
-    else:
-        run(con, "ingest/create_empty_dupes")
-    set_aside = _scalar(con, "SELECT count(*) FROM stage_dupes")
-    clock.lap("duplicates")
-    keys: dict[str, Any] = {
-        "file_id": file_id,
-        "file_key": next_file_key(con),
-        "path": str(path),
-        "now": now,
-        "header_lines": header_lines,
-    }
-    insert = "ingest/insert_requests" if set_aside else "ingest/insert_passing_rows"
-    passing = {"passing": checked.passing_sql}
-    loaded_now = _first(run(con, insert, passing, **(params | checked.params | keys)).fetchone())
-    clock.lap("load")
-    staged = _scalar(con, f"SELECT count(*) FROM ({source})", **params)
-    if staged > loaded_now + set_aside:
-        run(con, "ingest/find_failed_rows", slots, **params, **checked.params)
-    else:
-        run(con, "ingest/create_empty_bad")
-    run(con, "ingest/quarantine_failed_checks", **keys)
-    run(con, "ingest/quarantine_conflicts", **keys)
-    run(con, "ingest/quarantine_rejected_lines", **keys)
-    clock.lap("quarantine")
+    keys: dict[str, Any] = {"file_id": file_id, "file_key": next_file_key(con), "path": str(path)}
+    keys |= {"now": now, "header_lines": header_lines}
+    _write_rows(con, source, params | checked.params, checked, keys, clock)
     counts = run(con, "ingest/batch_counts", {"source": source}, **(params | keys)).fetchone()
     if counts is None or counts[0] == 0:
         raise FileRejected("empty: no data rows")
@@ -189,6 +167,37 @@ def _load(
     clock.lap("manifest")
     report.phases = clock.laps
     return report
+
+
+def _write_rows(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    params: dict[str, Any],
+    checked: CompiledSchema,
+    keys: dict[str, Any],
+    clock: _PhaseClock,
+) -> None:
+    """The staged rows: duplicates set aside, the rows passing every check loaded, the others
+    quarantined with every failed check (that pass runs only when the load left rows
+    unaccounted for, usually never)."""
+    slots = {"checked": checked.sql}
+    if _scalar(con, "SELECT count(*) FROM stage_taken"):
+        run(con, "ingest/classify_duplicates", slots, **params)
+    else:
+        run(con, "ingest/create_empty_dupes")
+    set_aside = _scalar(con, "SELECT count(*) FROM stage_dupes")
+    clock.lap("duplicates")
+    insert = "ingest/insert_requests" if set_aside else "ingest/insert_passing_rows"
+    passing = {"passing": checked.passing_sql}
+    loaded_now = _first(run(con, insert, passing, **(params | keys)).fetchone())
+    clock.lap("load")
+    if _scalar(con, f"SELECT count(*) FROM ({source})", **params) > loaded_now + set_aside:
+        run(con, "ingest/find_failed_rows", slots, **params)
+    else:
+        run(con, "ingest/create_empty_bad")
+    for reason in ("failed_checks", "conflicts", "rejected_lines"):
+        run(con, f"ingest/quarantine_{reason}", **keys)
+    clock.lap("quarantine")
 
 
 class _PhaseClock:
