@@ -245,7 +245,8 @@ def hourly_plan(
         from flows.clock import clock_for
         from flows.feed import wait_for_feed
 
-        wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(20 * 60)))
+        lead_s = cfg.planner.plan_lead_min * 60.0  # the run may wait until its hour begins
+        wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(lead_s)))
     with run_context(cfg, warehouse, str(root), stamp, hold=True) as ctx:
         ingest = ingest_folder(ctx, inbox) if Path(inbox).exists() else None
         quality = check_quality(ctx, (ingest or {}).get("files", []))

@@ -135,7 +135,6 @@ def _load(
     (request ids only), the load (every check as a boolean filter), and the reasons for failed
     rows, which runs only when the load left rows unaccounted for (usually none)."""
     clock = _PhaseClock()
-    _drop_temp(con)
     params = _staging_params(readable, spec, file_id)
     source, header_lines = _stage(con, staging, params)
     present = _describe(con, source, params, spec)
@@ -335,8 +334,3 @@ def _first(row: tuple[Any, ...] | None) -> int:
 
 def _scalar(con: duckdb.DuckDBPyConnection, text: str, **params: Any) -> int:
     return _first(execute(con, text, params).fetchone())
-
-
-def _drop_temp(con: duckdb.DuckDBPyConnection) -> None:
-    for table in _TEMP_TABLES:
-        con.execute(f"DROP TABLE IF EXISTS temp.{table}")
