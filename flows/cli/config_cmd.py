@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -77,6 +77,10 @@ def throughput(
     if as_json:
         emit_json(rows)
         return
+    _print_throughput(rows)
+
+
+def _print_throughput(rows: list[dict[str, Any]]) -> None:
     print_table(
         ("model", "vm", "tier", "input tok/s", "output tok/s", "batches", "config"),
         (

@@ -164,9 +164,28 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
         f"requests from {o['first_arrival']} to {o['last_arrival']}, {o['files']} files, "
         f"{o['quarantined']:,} quarantined rows"
     )
+    _print_health(info["health"])
+    print_table(
+        ("region", "model", "tier", "requests", "first", "last"),
+        (
+            (
+                s["region"],
+                s["model"],
+                s["tier"],
+                f"{s['requests']:,}",
+                f"{s['first_arrival']:%Y-%m-%d %H:%M}",
+                f"{s['last_arrival']:%Y-%m-%d %H:%M}",
+            )
+            for s in info["series"]
+        ),
+    )
+    for q in info["quarantine"]:
+        console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
+
+
+def _print_health(h: dict[str, Any]) -> None:
     import pandas as pd
 
-    h = info["health"]
     health = []
     for label, key in (
         ("clock now (UTC)", "now"),
@@ -184,22 +203,6 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
             value = f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
         health.append((label, value if value is not None else "n/a", h["states"].get(key, "")))
     print_table(("planner health", "value", "state"), health, title_justify="left")
-    print_table(
-        ("region", "model", "tier", "requests", "first", "last"),
-        (
-            (
-                s["region"],
-                s["model"],
-                s["tier"],
-                f"{s['requests']:,}",
-                f"{s['first_arrival']:%Y-%m-%d %H:%M}",
-                f"{s['last_arrival']:%Y-%m-%d %H:%M}",
-            )
-            for s in info["series"]
-        ),
-    )
-    for q in info["quarantine"]:
-        console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
 
 
 def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[str, Any]:
