@@ -151,22 +151,35 @@ class _Pool:
         self.finish = np.full(N, np.inf)
         self.where = np.full(N, REJECT, np.int64)
         self.queued = np.zeros(n, np.int64)
-        self.queued_tokens = np.zeros(n)
         self.queued_prompt = np.zeros(n)
         self.steps = 0
 
     def view(self, t: float) -> PoolView:
-        decoding = np.where(self.left < _IDLE // 2, self.left, 0).sum(axis=1)
-        pr = np.maximum(self.slot[np.arange(self.n), np.maximum(self.pcol, 0)], 0)
-        prefilling = np.where(self.pcol >= 0, self.ppre + self.output[pr] - 1, 0)
+        """What a front end can poll from its replicas at ``t``: queue and batch sizes, the
+        KV cache *held* (each running request's prompt tokens prefilled so far plus the tokens
+        it has generated: what a paged cache has allocated, not the reservation of its output
+        still to come) and the prompt tokens still to prefill. Nothing here depends on an
+        output length a server cannot know before the request ends."""
+        occupied = self.slot >= 0
+        r = np.maximum(self.slot, 0)
+        decoding = self.left < _IDLE // 2
+        generated = np.where(decoding, self.output[r] - self.left, 0)
+        under_way = np.zeros_like(occupied)
+        rows = np.flatnonzero(self.pcol >= 0)
+        under_way[rows, self.pcol[rows]] = True
+        prefilled = np.where(
+            decoding, self.prompt[r], np.where(under_way, self.prompt[r] - self.ppre[:, None], 0)
+        )
+        held = np.where(occupied, prefilled + generated, 0).sum(axis=1)
+        prefill_left = np.where(self.pcol >= 0, self.ppre, 0).astype(float)
         return PoolView(
             t,
             self.queued.copy(),
             self.nrun.copy(),
-            self.kv.copy(),
-            (decoding + prefilling).astype(float) + self.queued_tokens,
+            held.astype(float),
+            self.queued_prompt + prefill_left,
             self.queued_prompt.copy(),
-            np.where(self.pcol >= 0, self.ppre, 0).astype(float),
+            prefill_left,
         )
 
     def enqueue(self, ids: IntArray, dest: IntArray) -> None:
@@ -186,7 +199,6 @@ class _Pool:
         self.tail[inst] = last
         self.where[ids] = dest
         self.queued += np.bincount(dest, minlength=self.n)
-        self.queued_tokens += np.bincount(dest, weights=self.need[ids], minlength=self.n)
         self.queued_prompt += np.bincount(dest, weights=self.prompt[ids], minlength=self.n)
 
     def advance(self, until: float) -> None:
@@ -238,7 +250,6 @@ class _Pool:
             self.kv[inst] += self.need[r]
             self.head[inst] = self.nxt[r]
             self.queued[inst] -= 1
-            self.queued_tokens[inst] -= self.need[r]
             self.queued_prompt[inst] -= self.prompt[r]
             admitted.add(rows, free, r, take)
 

@@ -4,15 +4,18 @@ a prefill/decode-mix heuristic and a learned linear policy guided by it.
 Every router here is called once per routing epoch (``epoch_s``) with the pool's state at the
 epoch's start (:class:`planner.sim.routing.PoolView`) and keeps its own ledger of what it sent
 within the epoch. None of them reads a request's true output length: the output is an estimate
-from ``estimate`` (the response-length predictor, or a constant mean for the baselines). One
-exception, inherited: the view's ``outstanding_tokens`` (least-tokens' score, the ``tokens_1e4``
-feature) counts the *running* requests' true remaining output, which a real server does not
-know; ``predicted_decode_1e3`` is its estimate-only counterpart.
+from ``estimate`` (the response-length predictor, or a constant mean for the baselines), and the
+view holds only what a server knows (its KV held, prompt tokens still to prefill: no output
+still to come). An instance's outstanding tokens (least-tokens' score, the ``tokens_1e4``
+feature) are its prompt tokens still to prefill plus the router's predicted decode tokens still
+to come (``predicted_decode_1e3``, below), never the running requests' true remaining output.
 
 **Room.** Instance j has room for request r when nothing waits there, its batch has a free slot
-and the KV reservation fits: ``waiting_j = 0``, ``running_j < max_batch`` and ``kv_j + prompt_r
-+ ô_r ≤ kv_tokens``. Every router picks among the instances with room when any has it, and among
-all instances otherwise (a request is never sent to a full instance while another has room).
+and r's prompt and estimated output fit in the KV cache free now: ``waiting_j = 0``,
+``running_j < max_batch`` and ``kv_j + prompt_r + ô_r ≤ kv_tokens`` (``kv_j``: the KV held,
+plus what the router sent this epoch at prompt + estimate). Every router picks among the
+instances with room when any has it, and among all instances otherwise (a request is never sent
+to a full instance while another has room).
 
 **Mixing cost** (the heuristic; features of the learned policy), priced for chunked prefill
 (:mod:`planner.sim.instances`: an iteration carries at most ``B`` tokens, the decodes first).
@@ -91,7 +94,7 @@ class _Ledger:
             view.waiting.astype(float),
             view.running.astype(float),
             view.kv_used.astype(float),
-            view.outstanding_tokens.astype(float),
+            view.outstanding_tokens + predicted_decode,
             view.waiting_prompt.astype(float),
             view.prefill_left.astype(float),
             predicted_decode,
@@ -166,8 +169,8 @@ class JoinShortestQueue(LoadAware):
 
 @dataclass
 class LeastTokens(LoadAware):
-    """Fewest prompt + output tokens still to process (the view's count, which knows the
-    running requests' remaining output, plus estimates for what this epoch sent)."""
+    """Fewest prompt + output tokens still to process: prompt tokens still to prefill (the
+    view) plus the router's predicted decode tokens still to come (module docstring)."""
 
     def scores(self, led: _Ledger, prompt: float, out: float) -> Array:
         return led.tokens

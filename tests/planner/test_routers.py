@@ -90,14 +90,15 @@ def test_no_room_anywhere_still_routes_by_policy() -> None:
 
 
 def test_routers_do_not_read_the_true_output() -> None:
-    """Same arrivals with different true outputs: the same decisions."""
+    """Same arrivals with different true outputs: the same decisions (fresh routers each:
+    a router remembers the estimates it sent)."""
     prof = toy()
     view = PoolView(0.0, np.zeros(3, np.int64), np.array([1, 2, 0]), np.zeros(3), np.zeros(3))
     z = np.zeros(5, np.int64)
     a = Arrivals(np.arange(5), np.zeros(5), np.full(5, 300), np.full(5, 10), z, z)
     b = Arrivals(np.arange(5), np.zeros(5), np.full(5, 300), np.full(5, 5000), z, z)
-    for r in routers(prof):
-        assert list(r.route(a, view)) == list(r.route(b, view))
+    for ra, rb in zip(routers(prof), routers(prof), strict=True):
+        assert list(ra.route(a, view)) == list(rb.route(b, view))
 
 
 def test_within_an_epoch_the_ledger_spreads_a_burst() -> None:
