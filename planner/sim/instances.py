@@ -150,6 +150,7 @@ class _Pool:
         self.first = np.full(N, np.inf)
         self.finish = np.full(N, np.inf)
         self.where = np.full(N, REJECT, np.int64)
+        self.ended: list[IntArray] = []  # requests ended since the last view
         self.queued = np.zeros(n, np.int64)
         self.queued_prompt = np.zeros(n)
         self.steps = 0
@@ -158,8 +159,9 @@ class _Pool:
         """What a front end can poll from its replicas at ``t``: queue and batch sizes, the
         KV cache *held* (each running request's prompt tokens prefilled so far plus the tokens
         it has generated: what a paged cache has allocated, not the reservation of its output
-        still to come) and the prompt tokens still to prefill. Nothing here depends on an
-        output length a server cannot know before the request ends."""
+        still to come), the prompt tokens still to prefill and the requests that ended since
+        the last view (a front end sees each response end). Nothing here depends on an output
+        length a server cannot know before the request ends."""
         occupied = self.slot >= 0
         r = np.maximum(self.slot, 0)
         decoding = self.left < _IDLE // 2
@@ -172,6 +174,8 @@ class _Pool:
         )
         held = np.where(occupied, prefilled + generated, 0).sum(axis=1)
         prefill_left = np.where(self.pcol >= 0, self.ppre, 0).astype(float)
+        ended = np.concatenate(self.ended) if self.ended else np.zeros(0, np.int64)
+        self.ended = []
         return PoolView(
             t,
             self.queued.copy(),
@@ -180,6 +184,7 @@ class _Pool:
             self.queued_prompt + prefill_left,
             self.queued_prompt.copy(),
             prefill_left,
+            ended,
         )
 
     def enqueue(self, ids: IntArray, dest: IntArray) -> None:
@@ -328,6 +333,7 @@ class _Pool:
         """Decoding requests in slots (inst, cols) finish at their instance's clock."""
         r = self.slot[inst, cols]
         self.finish[r] = self.clock[inst]
+        self.ended.append(r)
         self.slot[inst, cols] = -1
         self.left[inst, cols] = _IDLE
         np.subtract.at(self.nrun, inst, 1)
@@ -424,6 +430,7 @@ def simulate_instances(
         if len(pending) or len(new) < len(idx):
             # a request released late starts no earlier than its release (idle clocks catch up)
             pool.clock = np.maximum(pool.clock, t)
+        pool.ended.append(idx[(dest >= 0) & ~ok])  # refused by the instance: answered at once
         pool.enqueue(idx[ok], dest[ok])
     pool.advance(np.inf)
     back = np.empty_like(order)

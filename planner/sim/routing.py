@@ -51,6 +51,8 @@ class PoolView:
     outstanding_tokens: Array  # prompt tokens still to prefill (waiting and under way)
     waiting_prompt: Array = field(default_factory=lambda: np.zeros(0))  # prompt tokens queued
     prefill_left: Array = field(default_factory=lambda: np.zeros(0))  # of the prefill under way
+    # requests (positions in the trace, as Arrivals.index) that ended since the previous view
+    ended: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         for name in ("waiting_prompt", "prefill_left"):
