@@ -178,15 +178,19 @@ def _policy(
     wanted = learn_router.train_hash(train + validation, pool.profile, spec.instances, settings)
     path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
     if path.exists() and not spec.retrain:
-        policy = learn_router.load(path)
-        if policy.config_hash == wanted:
-            return policy, path
-        log.info(
-            "%s was trained on other data (hash %s ≠ %s): retraining",
-            path,
-            policy.config_hash,
-            wanted,
-        )
+        try:
+            policy = learn_router.load(path)
+        except ValueError as exc:  # another artifact version: trained over
+            log.info("%s: %s; retraining", path, exc)
+        else:
+            if policy.config_hash == wanted:
+                return policy, path
+            log.info(
+                "%s was trained on other data (hash %s ≠ %s): retraining",
+                path,
+                policy.config_hash,
+                wanted,
+            )
     policy = learn_router.learn(
         train, pool.profile, spec.instances, pool.mean_output, settings, validation
     )

@@ -229,7 +229,8 @@ def test_artifact_of_another_version_is_refused(tmp_path: Path) -> None:
     prof = toy()
     s = learn_router.SearchSettings(rounds=1, population=2, elite=1)
     p = learn_router.save(learn_router.learn(_traces(1), prof, 2, 100.0, s), tmp_path / "r.json")
-    p.write_text(p.read_text().replace('"version": 3', '"version": 99'))
+    v = learn_router.ARTIFACT_VERSION
+    p.write_text(p.read_text().replace(f'"version": {v}', '"version": 99'))
     with pytest.raises(ValueError, match="version 99"):
         learn_router.load(p)
     with pytest.raises(FileNotFoundError, match="train it first"):
