@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from planner.forecast.backtest import _pinball
+from planner.forecast.scores import pinball
 from planner.quantiles import column_quantile, is_quantile_column, quantile_column
 
 LEADS = (1, 6, 24)
@@ -37,7 +37,7 @@ def deployed_hours(
     out["err"] = (chosen["actual"] - chosen["point"]).abs() / chosen["scale"]
     taus = sorted(column_quantile(c) for c in chosen.columns if is_quantile_column(c))
     actual = chosen["actual"].to_numpy(dtype=float)
-    pins = [_pinball(actual, chosen[quantile_column(t)].to_numpy(dtype=float), t) for t in taus]
+    pins = [pinball(actual, chosen[quantile_column(t)].to_numpy(dtype=float), t) for t in taus]
     out["pinball"] = np.mean(pins, axis=0) / chosen["scale"].to_numpy(dtype=float)
     out["in_band"] = (chosen["actual"] >= chosen["q_0_025"]) & (
         chosen["actual"] <= chosen["q_0_975"]
