@@ -26,42 +26,30 @@ import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams, Targets
 from planner.sim.fluid import Observation
-from planner.sim.policies import count_targets, instance_equivalents
+from planner.sim.policies import Reactive, instance_equivalents
 
 Array = npt.NDArray[np.float64]
 
 
 @dataclass
-class SloReactive:
-    p: FleetParams
-    initial_load: Array  # [r, m, k] tokens/s the fleet starts sized for
+class SloReactive(Reactive):
+    """:class:`Reactive`'s pools, scaled on pressure (module docstring)."""
+
     target: float = 0.85
     up: float = 0.95
     down: float = 0.6
     cooldown_out_min: int = 1
     cooldown_in_min: int = 15
     niw_window_min: int = 60
-    min_instances: int = 1
     name: str = "slo-reactive"
-    share_idle: bool = True
-    niw_cap: float | None = None
-    _count: Array = field(init=False)
-    _last_out: Array = field(init=False)
-    _last_in: Array = field(init=False)
     _niw: deque[Array] = field(init=False)
     _wants: deque[Array] = field(init=False)
 
     def initial(self, p: FleetParams) -> Targets:
-        need = instance_equivalents(p, self.initial_load) / self.target
-        self._count = np.maximum(np.ceil(need), self.min_instances)
-        self._last_out = np.full(self._count.shape, -1e9)
-        self._last_in = np.full(self._count.shape, -1e9)
+        targets = super().initial(p)
         self._niw = deque(maxlen=self.niw_window_min)
         self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
-        return self._targets()
-
-    def _targets(self) -> Targets:
-        return count_targets(self.p, self._count)
+        return targets
 
     def decide(self, obs: Observation) -> Targets | None:
         t = obs.minute
