@@ -99,21 +99,7 @@ def make_plan(
     spent = time.perf_counter() - started
     budget = replace(settings, time_limit_s=max(settings.time_limit_s - spent, 0.0))
     result = solve(built, budget, warm, starts)
-    facts = SolverFacts(
-        status=result.status,
-        objective=result.objective,
-        gap=result.gap,
-        dual_bound=result.dual_bound,
-        solve_seconds=result.solve_seconds,
-        build_seconds=built.build_seconds,
-        scip_version=result.scip_version,
-        config_hash=data.config_hash,
-        warm_start=result.warm_start,
-        variables=built.model.getNVars(),
-        constraints=built.model.getNConss(),
-        bound_source=result.bound_source,
-        nodes=result.nodes,
-    )
+    facts = result.facts
     if result.has_solution and result.status in PLAN_STATUSES:
         plan = from_values(data, result.values, facts)
     else:
