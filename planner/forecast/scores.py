@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast.series import Panel
-from planner.quantiles import quantile_column
+from planner.quantiles import HIGH, LOW, quantile_column
 
 
 def _scales(panel: Panel, origins: list[pd.Timestamp]) -> pd.DataFrame:
@@ -53,8 +53,8 @@ def score(hours: pd.DataFrame, panel: Panel, quantiles: tuple[float, ...]) -> pd
         axis=0,
     )
     known["pinball"] = pin
-    known["in_band"] = (known["actual"] >= known["q_0_025"]) & (known["actual"] <= known["q_0_975"])
-    known["below_p95"] = known["actual"] <= known["q_0_95"]
+    known["in_band"] = (known["actual"] >= known[LOW]) & (known["actual"] <= known[HIGH])
+    known["below_p95"] = known["actual"] <= known[quantile_column(0.95)]
     known["conformal"] = known["quantile_method"] == "conformal"
     folds = (
         known.groupby(["series", "forecaster", "origin"], sort=False)
