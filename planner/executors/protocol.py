@@ -89,17 +89,20 @@ def desired_states(
         ]
     for a in view.actions:
         if a.region in docs:
-            docs[a.region]["actions"].append(
-                {
-                    "kind": a.kind,
-                    "vm_type": a.vm_type,
-                    "model": None if pd.isna(a.model) else a.model,
-                    "count": int(a.count),
-                    "start_by": _iso(a.start_by),
-                    "ready_at": _iso(a.ready_at),
-                }
-            )
+            docs[a.region]["actions"].append(_action(a))
     return docs
+
+
+def _action(a: Any) -> dict[str, Any]:
+    """One of the plan's actions (a row of ``Plan.actions``) as a document entry."""
+    return {
+        "kind": a.kind,
+        "vm_type": a.vm_type,
+        "model": None if pd.isna(a.model) else a.model,
+        "count": int(a.count),
+        "start_by": _iso(a.start_by),
+        "ready_at": _iso(a.ready_at),
+    }
 
 
 def documents_view(docs: Mapping[str, Mapping[str, Any]], hour: datetime) -> HourView:
