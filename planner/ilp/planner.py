@@ -17,6 +17,7 @@ from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.variables import INTEGER_FAMILIES
 from planner.ilp.verify import Verification, verify
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def choose_method(data: PlanningData, settings: SolverSettings) -> str:
 
 def warm_start_from(previous: Plan, data: PlanningData) -> dict[str, dict[tuple[Any, ...], float]]:
     """The previous plan's VMs and instances for the hours both plans cover."""
-    out: dict[str, dict[tuple[Any, ...], float]] = {"y": {}, "z": {}, "x": {}, "xs": {}}
+    out: dict[str, dict[tuple[Any, ...], float]] = {f: {} for f in INTEGER_FAMILIES}
     for t, hour in enumerate(data.hours, start=1):
         view = previous.at(hour)
         for (r, g), (od, sp) in view.vms.items():
