@@ -336,9 +336,17 @@ def frontier(
             else None,
             "vs_bound": r["vs_bound"],
             "vs_work_bound": r["vs_work_bound"],
+            "vs_attainment_bound": r.get("vs_attainment_bound"),
             "utilisation": r["utilisation"],
         }
     return out
+
+
+def with_attainment_bound(rows: Sequence[dict[str, Any]], gpu_hours: float) -> None:
+    """Each row's GPU-hours over the bound at per-window attainment
+    (``planner.sim.attainment_bound``), as ``vs_attainment_bound`` (in place)."""
+    for r in rows:
+        r["vs_attainment_bound"] = round(r["gpu_hours"] / gpu_hours, 4) if gpu_hours else None
 
 
 def floors(cfg: FleetConfig, p: FleetParams) -> Array:
