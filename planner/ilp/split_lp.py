@@ -151,7 +151,8 @@ def _highs(block: Block, cost: np.ndarray, extra: Localised | None = None) -> An
 
 def _run(h: Any, method: str, time_limit_s: float) -> tuple[str, np.ndarray | None, Any]:
     h.setOptionValue("solver", method)
-    h.setOptionValue("time_limit", max(float(time_limit_s), 0.01))
+    # HiGHS's time limit counts its run time over every run of ``h`` (a dive's re-solves)
+    h.setOptionValue("time_limit", h.getRunTime() + max(float(time_limit_s), 0.01))
     h.run()
     status = h.modelStatusToString(h.getModelStatus())
     sol = h.getSolution()
