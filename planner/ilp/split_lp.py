@@ -68,6 +68,10 @@ from planner.ilp.variables import FAMILIES, FLOW_UNIT, Values
 log = logging.getLogger(__name__)
 NIW_BLOCK = "niw"
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
+# the portfolio's worker dives on the whole relaxation after its interior point, until this
+# long before the limit (the plan's assembly and checks in this process)
+WHOLE_DIVE = True
+WHOLE_DIVE_RESERVE_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class BlockSolution:
     slack: np.ndarray | None = None
     seconds: float = 0.0
     dive_rounds: int = 0
+    plan: np.ndarray | None = None  # the whole relaxation's dived point (solve_whole)
 
 
 def _highs(block: Block, cost: np.ndarray, extra: Localised | None = None) -> Any:
@@ -191,9 +196,6 @@ def solve_primal(
     prices a primal round yields) and, with ``dive``, the dive to integer counts (module
     docstring). ``x`` is the dived point (the LP's without ``dive``), slack the
     shortfalls."""
-    from planner.ilp.dive import integer_entries
-    from planner.ilp.rounding import round_up
-
     started = time.perf_counter()
     limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
     if limit <= 0:
@@ -205,64 +207,115 @@ def solve_primal(
         return BlockSolution(block.name, status, None, None, seconds=time.perf_counter() - started)
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
     n = len(block.cols)
-    lp_x = x
     rounds = 0
     if dive:
         lo0 = np.concatenate([block.col_lo, np.zeros(len(extra.lo))])
         lo0[extra.fixed_cols] = extra.fixed_vals
         hi0 = np.concatenate([block.col_hi, np.full(len(extra.lo), np.inf)])
         hi0[extra.fixed_cols] = extra.fixed_vals
-        vm_cols = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
-        fixed = np.zeros(len(lo0), dtype=bool)
-        for threshold in THRESHOLDS:
-            if time.perf_counter() > end - 0.2 * limit:
-                break
-            vals = x[vm_cols]
-            frac = vals - np.floor(vals + 1e-6)
-            pick = vm_cols[((frac < 1e-6) | (frac >= threshold)) & ~fixed[vm_cols]]
-            if len(pick) == 0:
-                continue
-            up = np.ceil(x[pick] - 1e-6)
-            h.changeColsBounds(len(pick), pick, up, up)
-            fixed[pick] = True
-            st, nx, _ = _run(h, "simplex", end - time.perf_counter())
-            if nx is None:
-                h.changeColsBounds(len(pick), pick, lo0[pick], hi0[pick])
-                fixed[pick] = False
-                break
-            x, rounds = nx, rounds + 1
-        counts: Values = {f: {} for f in ("x", "xs", "y", "z")}
-        for family, key, j in block.integers:
-            counts[family][key] = float(x[j])
-        final = integer_entries(data, round_up(data, counts))
-        idx, val = [], []
-        for family, key, j in block.integers:
-            if key in final[family]:
-                idx.append(j)
-                val.append(float(final[family][key]))
-        cols = np.asarray(idx, dtype=np.int32)
-        vals_arr = np.asarray(val, dtype=float)
-        h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
-        h.changeColsBounds(len(cols), cols, vals_arr, vals_arr)
-        st, nx, _ = _run(h, "simplex", max(end - time.perf_counter(), 1.0))
-        if nx is None:
+        st, x, rounds = dive_block(data, h, block, x, (lo0, hi0), end, 0.2 * limit)
+        if x is None:
             return BlockSolution(block.name, f"dive: {st}", None, y)
-        x = nx
-        x[cols] = vals_arr
-    return (
-        BlockSolution(
-            block.name,
-            status,
-            x[:n],
-            y,
-            slack=x[n:],
-            seconds=time.perf_counter() - started,
-            dive_rounds=rounds,
+    return BlockSolution(
+        block.name,
+        status,
+        x[:n],
+        y,
+        slack=x[n:],
+        seconds=time.perf_counter() - started,
+        dive_rounds=rounds,
+    )
+
+
+def dive_block(
+    data: PlanningData,
+    h: Any,
+    block: Block,
+    x: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    end: float,
+    keep_s: float,
+) -> tuple[str, np.ndarray | None, int]:
+    """The dive of the module docstring on the LP held in ``h`` (solved, at ``x``; its
+    column ``bounds`` when nothing is fixed): VM counts near the next integer rounded up
+    and fixed, re-solved warm, round by round while ``keep_s`` remains before ``end``; then
+    the rest rounded up (planner.ilp.rounding.round_up) and the continuous decisions
+    re-optimised. The status, the dived point (None if the last LP did not finish) and the
+    rounds done."""
+    from planner.ilp.dive import integer_entries
+    from planner.ilp.rounding import round_up
+
+    lo0, hi0 = bounds
+    vm_cols = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
+    fixed = np.zeros(len(lo0), dtype=bool)
+    rounds = 0
+    for threshold in THRESHOLDS:
+        if time.perf_counter() > end - keep_s:
+            break
+        vals = x[vm_cols]
+        frac = vals - np.floor(vals + 1e-6)
+        pick = vm_cols[((frac < 1e-6) | (frac >= threshold)) & ~fixed[vm_cols]]
+        if len(pick) == 0:
+            continue
+        up = np.ceil(x[pick] - 1e-6)
+        h.changeColsBounds(len(pick), pick, up, up)
+        fixed[pick] = True
+        _st, nx, _ = _run(h, "simplex", end - time.perf_counter())
+        if nx is None:
+            h.changeColsBounds(len(pick), pick, lo0[pick], hi0[pick])
+            break
+        x, rounds = nx, rounds + 1
+    counts: Values = {f: {} for f in ("x", "xs", "y", "z")}
+    for family, key, j in block.integers:
+        counts[family][key] = float(x[j])
+    final = integer_entries(data, round_up(data, counts))
+    pairs = [(j, final[f][k]) for f, k, j in block.integers if k in final[f]]
+    cols = np.asarray([j for j, _v in pairs], dtype=np.int32)
+    vals_arr = np.asarray([v for _j, v in pairs], dtype=float)
+    h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
+    h.changeColsBounds(len(cols), cols, vals_arr, vals_arr)
+    st, nx, _ = _run(h, "simplex", max(end - time.perf_counter(), 1.0))
+    if nx is not None:
+        nx[cols] = vals_arr
+    return st, nx, rounds
+
+
+def solve_whole(
+    data: PlanningData,
+    block: Block,
+    time_limit_s: float,
+    deadline: float,
+    dive_until: float,
+) -> BlockSolution:
+    """The whole relaxation (``block``: :meth:`Split.whole_block`) by interior point with
+    crossover, then, in the same worker and from its basis, its dive until ``dive_until``
+    (wall clock): ``x`` the LP's point, ``row_dual`` its duals, ``plan`` the dived point
+    (None if the dive did not finish)."""
+    started = time.perf_counter()
+    limit = min(time_limit_s, deadline - time.time())
+    if limit <= 0:
+        return BlockSolution(block.name, "skipped", None, None)
+    h = _highs(block, block.cost)
+    status, x, sol = _run(h, "ipm", limit)
+    y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
+    plan, rounds = None, 0
+    room = dive_until - time.time()
+    if x is not None and room > 0:
+        lp_s = time.perf_counter() - started
+        log.info("whole relaxation: %s in %.1f s, diving for %.1f s", status, lp_s, room)
+        bounds = (block.col_lo, block.col_hi)
+        st, plan, rounds = dive_block(
+            data, h, block, x, bounds, time.perf_counter() + room, 0.3 * room
         )
-        if dive
-        else BlockSolution(
-            block.name, status, lp_x[:n], y, slack=lp_x[n:], seconds=time.perf_counter() - started
-        )
+        log.info("whole relaxation's dive: %s, %d rounds", st, rounds)
+    return BlockSolution(
+        block.name,
+        status,
+        x,
+        y,
+        seconds=time.perf_counter() - started,
+        dive_rounds=rounds,
+        plan=plan,
     )
 
 
@@ -284,10 +337,7 @@ class Split:
         data = relax.built.data
         group = region_groups(data, groups or len(data.regions))
         names: list[str] = []
-        family_key: list[tuple[str, tuple[Any, ...]]] = [("", ())] * len(relax.cost)
-        for family, variables in relax.built.vars.items():
-            for key, var in variables.items():
-                family_key[relax.column[var.name]] = (family, key)
+        family_key = column_keys(relax)
         for family, key in family_key:
             names.append(NIW_BLOCK if family in ("b", "en") else group[str(key[0])])
         order = sorted(set(names), key=lambda s: (s == NIW_BLOCK, s))
@@ -337,8 +387,13 @@ class Split:
 
     @staticmethod
     def whole_block(relax: HighsRelaxation) -> Block:
-        """The whole relaxation as one block (the portfolio's interior point): every
-        column and row, the matrix shared, not copied."""
+        """The whole relaxation as one block (the portfolio's interior point and dive):
+        every column and row, the matrix shared, not copied."""
+        integers = tuple(
+            (family, key, j)
+            for j, (family, key) in enumerate(column_keys(relax))
+            if family in ("x", "xs", "y", "z")
+        )
         return Block(
             name="whole",
             cols=np.arange(len(relax.cost)),
@@ -350,6 +405,7 @@ class Split:
             col_hi=relax.col_hi,
             row_lo=relax.row_lo,
             row_hi=relax.row_hi,
+            integers=integers,
         )
 
     # --- the Lagrangian ---------------------------------------------------------------
@@ -652,6 +708,15 @@ class Split:
         return float(viol.max(initial=0.0))
 
 
+def column_keys(relax: HighsRelaxation) -> list[tuple[str, tuple[Any, ...]]]:
+    """(family, key) of every column of the relaxation, in column order."""
+    family_key: list[tuple[str, tuple[Any, ...]]] = [("", ())] * len(relax.cost)
+    for family, variables in relax.built.vars.items():
+        for key, var in variables.items():
+            family_key[relax.column[var.name]] = (family, key)
+    return family_key
+
+
 def region_groups(data: PlanningData, k: int) -> dict[str, str]:
     """Regions cut into ``k`` contiguous groups of (nearly) equal size along the latency
     map: ordered by latency from the most remote region, so that most allowed routes stay
@@ -694,8 +759,9 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     whole: Any = None
     if getattr(settings, "split_portfolio", False) and int(pool.workers) >= 2:
         limit = deadline - time.perf_counter()
+        dive_until = wall_deadline - WHOLE_DIVE_RESERVE_S if WHOLE_DIVE else 0.0
         whole = pool.submit(
-            solve_priced, (Split.whole_block(relax), relax.cost, limit, wall_deadline)
+            solve_whole, (Split.whole_block(relax), limit, wall_deadline, dive_until)
         )
         out.start = "the whole relaxation (interior point, one worker) beside cost-based prices"
     split = Split.of(relax, settings.split_groups)
@@ -818,6 +884,13 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
         if sol.row_dual is None or sol.x is None:
             return
         out.offer_bound(relax.dual_bound(sol.row_dual), "LP relaxation (whole, interior point)")
+        if sol.plan is not None:
+            viol, objective = split.violation(sol.plan), relax.objective_of(sol.plan)
+            log.info(
+                "split: plan %.2f from the whole relaxation's dive, violation %.2e", objective, viol
+            )
+            if viol <= 1e-5:
+                out.offer_plan(split.values(sol.plan), objective, "the whole relaxation's dive")
         out.record_round(out.lower_bound, time.perf_counter() - started, "split whole LP")
         # its dives on every worker take about the first plan's time × its slots / workers
         expected = first_plan_s * first_slots / max(1, int(pool.workers))
