@@ -118,7 +118,7 @@ class DecompositionSettings:
     # with 4 groups and 2 workers the first plan came after 100 s
     split_groups: int | None = 4
     # with at least two workers, the whole relaxation by interior point on one of them
-    # beside the split's rounds (planner.ilp.split_lp.split_decompose): its bound, once
+    # beside the split's rounds (planner.ilp.split_portfolio.split_decompose): its bound, once
     # there, is the relaxation's optimum (on the 20×30×4 rung ~190 s on one core)
     split_portfolio: bool = True
 
@@ -128,7 +128,7 @@ def decompose(
 ) -> DecompositionResult:
     """The module docstring's steps. ``pool``: a planner.ilp.parallel.RegionPool."""
     if data_size(data) > settings.split_above_vars:
-        from planner.ilp.split_lp import split_decompose
+        from planner.ilp.split_portfolio import split_decompose
 
         result: DecompositionResult = split_decompose(data, settings, pool)
         return result

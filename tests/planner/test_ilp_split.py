@@ -18,7 +18,8 @@ from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import make_plan
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
-from planner.ilp.split_lp import Split, solve_priced
+from planner.ilp.split_lp import Split
+from planner.ilp.split_tasks import solve_priced
 from planner.ilp.verify import verify
 from tests.planner.test_ilp_lagrange import _instance, assert_dask_plan_equals_process_pool
 
