@@ -67,12 +67,10 @@ class SplitRun:
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started
         self.regions = [b for b in split.blocks if b.name != NIW_BLOCK]
+        shape = (len(relax.cost), len(relax.row_lo), len(split.coupling), len(split.blocks))
         log.info(
             "split: %d columns, %d rows, %d coupling rows, %d blocks, %.1f s",
-            len(relax.cost),
-            len(relax.row_lo),
-            len(split.coupling),
-            len(split.blocks),
+            *shape,
             out.lp_seconds,
         )
         del relax.built.model  # the SCIP model is not needed again (memory)
@@ -144,32 +142,22 @@ class SplitRun:
         limit = max(left * slots / (waiting + 1), left - 20.0 * waiting / slots)
         return (task[0], task[1], limit, *task[3:])
 
-    def primal(self, x_bar: np.ndarray, source: str) -> np.ndarray | None:
-        """A plan from the point ``x_bar`` (offered if it holds every row); the prices its
-        LPs imply (None if a group's dive did not finish)."""
+    def primal(self, x_bar: np.ndarray, source: str) -> None:
+        """A plan from the point ``x_bar``, offered if every group's dive finished."""
         began, split = time.perf_counter(), self.split
         extras = primal_round.localised(split, self.data, x_bar)
         # each group's fair share of the time left (the groups queue on the workers)
         share = self.left() * self.slots() / max(1, len(self.regions))
         tasks = [
-            (b, e, share, self.wall_deadline, True)
-            for b, e in zip(self.regions, extras, strict=True)
+            (b, e, share, self.wall_deadline) for b, e in zip(self.regions, extras, strict=True)
         ]
         sols: list[BlockSolution] = self.run(solve_primal, tasks, False, self.dive_limit) or []
         self.out.region_seconds += sum(x.seconds for x in sols)
-        prices = np.zeros(len(split.coupling))
-        counts = np.zeros(len(split.coupling))
-        for sol, extra, block in zip(sols, extras, self.regions, strict=True):
-            if sol.row_dual is not None:
-                np.add.at(prices, extra.row_ids, sol.row_dual[len(block.rows) :])
-                np.add.at(counts, extra.row_ids, 1.0)
-        y_next = split.project(np.where(counts > 0, prices / np.maximum(counts, 1), 0.0))
         if any(x.x is None for x in sols) or self.left() <= 0:
             log.info("split: a region's dive did not finish: %s", [x.status for x in sols])
-            return None
+            return
         self.assemble(sols, extras, source)
         self.out.assembly_seconds += time.perf_counter() - began
-        return y_next
 
     def assemble(self, sols: list[BlockSolution], extras: list[Any], source: str) -> None:
         """The NIW block's schedule at the groups' service, then the whole point."""
@@ -199,7 +187,11 @@ class SplitRun:
         except Exception:  # a worker lost (memory, Dask): the rounds' bound and plans stand
             log.exception("split: the whole relaxation failed")
             return
-        log.info("split: the whole relaxation: %s, %.1f s", sol.status, sol.seconds)
+        log.info(
+            "split: the whole relaxation: %s, %.1f s (interior point %.1f s, dive %d rounds%s)",
+            *(sol.status, sol.seconds, sol.lp_seconds, sol.dive_rounds),
+            "" if sol.plan is not None else ", no plan",
+        )
         out.region_seconds += sol.seconds
         if sol.row_dual is None or sol.x is None:
             return

@@ -63,6 +63,7 @@ class BlockSolution:
     seconds: float = 0.0
     dive_rounds: int = 0
     plan: np.ndarray | None = None  # the whole relaxation's dived point (solve_whole)
+    lp_seconds: float = 0.0  # solve_whole: the interior point's part of ``seconds``
 
 
 def _highs(block: Block, cost: np.ndarray, extra: Localised | None = None) -> Any:
@@ -183,7 +184,7 @@ def dive_block(
 ) -> tuple[str, np.ndarray | None, int]:
     """The dive of the module docstring on the LP held in ``h`` (solved, at ``x``; its
     column ``bounds`` when nothing is fixed): VM counts near the next integer rounded up
-    and fixed, re-solved warm, round by round while ``keep_s`` remains before ``end``; then
+    and fixed, re-solved warm, round by round until ``keep_s`` before ``end``; then
     the rest rounded up (planner.ilp.rounding.round_up) and the continuous decisions
     re-optimised. The status, the dived point (None if the last LP did not finish) and the
     rounds done."""
@@ -205,7 +206,7 @@ def dive_block(
         up = np.ceil(x[pick] - 1e-6)
         h.changeColsBounds(len(pick), pick, up, up)
         fixed[pick] = True
-        _st, nx, _ = _run(h, "simplex", end - time.perf_counter())
+        _st, nx, _ = _run(h, "simplex", end - keep_s - time.perf_counter())
         if nx is None:
             h.changeColsBounds(len(pick), pick, lo0[pick], hi0[pick])
             break
@@ -243,14 +244,13 @@ def solve_whole(
     h = _highs(block, block.cost)
     status, x, sol = _run(h, "ipm", limit)
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
-    plan, rounds = None, 0
+    plan, rounds, lp_s = None, 0, time.perf_counter() - started
     room = dive_until - time.time()
     if x is not None and room > 0:
-        lp_s = time.perf_counter() - started
         log.info("whole relaxation: %s in %.1f s, diving for %.1f s", status, lp_s, room)
         bounds = (block.col_lo, block.col_hi)
         st, plan, rounds = dive_block(
-            data, h, block, x, bounds, time.perf_counter() + room, 0.3 * room
+            data, h, block, x, bounds, time.perf_counter() + room, 0.4 * room
         )
         log.info("whole relaxation's dive: %s, %d rounds", st, rounds)
     return BlockSolution(
@@ -261,4 +261,5 @@ def solve_whole(
         seconds=time.perf_counter() - started,
         dive_rounds=rounds,
         plan=plan,
+        lp_seconds=lp_s,
     )
