@@ -134,13 +134,15 @@ class SplitRun:
         return bound, split.point(sols), sols
 
     def dive_limit(self, task: tuple[Any, ...], waiting: int) -> tuple[Any, ...]:
-        """A group's dive as it starts in the portfolio: the time left less 20 s for each
-        dive still waiting per free worker. Groups' dives differ (on the 20×30×4 rung one
-        needed more than the fair share of 57 s while the others took ~15-25 s), and a
-        plan needs every group's."""
+        """A group's dive as it starts in the portfolio: its rounds get the fair share of
+        the time left, its LPs up to the time left less 20 s for each dive still waiting
+        per free worker. Groups' dives differ (on the 20×30×4 rung one needed more than
+        the fair share of 57 s while the others took ~15-25 s), and a plan needs every
+        group's."""
         left, slots = self.left(), self.slots()
-        limit = max(left * slots / (waiting + 1), left - 20.0 * waiting / slots)
-        return (task[0], task[1], limit, *task[3:])
+        share = left * slots / (waiting + 1)
+        hard = max(share, left - 20.0 * waiting / slots)
+        return (task[0], task[1], share, min(self.wall_deadline, time.time() + hard))
 
     def primal(self, x_bar: np.ndarray, source: str) -> None:
         """A plan from the point ``x_bar``, offered if every group's dive finished."""

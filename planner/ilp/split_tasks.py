@@ -141,14 +141,15 @@ def solve_primal(
     """Block ``block`` with the coupling fixed (``extra``): the LP (its duals are the
     prices a primal round yields) and, with ``dive``, the dive to integer counts (module
     docstring). ``x`` is the dived point (the LP's without ``dive``), slack the
-    shortfalls."""
+    shortfalls. The dive's rounds stop at 80 % of ``time_limit_s``; the LPs a plan needs
+    (the first, the final fixed-count one) may run on to ``deadline`` (wall clock)."""
     started = time.perf_counter()
-    limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
+    hard = time_limit_s if deadline is None else deadline - time.time()
+    limit = min(time_limit_s, hard)
     if limit <= 0:
         return BlockSolution(block.name, "skipped", None, None)
-    end = time.perf_counter() + limit
     h = _highs(block, block.cost, extra)
-    status, x, sol = _run(h, "ipm" if len(block.cols) > 5000 else "simplex", limit)
+    status, x, sol = _run(h, "ipm" if len(block.cols) > 5000 else "simplex", hard)
     if x is None:
         return BlockSolution(block.name, status, None, None, seconds=time.perf_counter() - started)
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
@@ -159,7 +160,8 @@ def solve_primal(
         lo0[extra.fixed_cols] = extra.fixed_vals
         hi0 = np.concatenate([block.col_hi, np.full(len(extra.lo), np.inf)])
         hi0[extra.fixed_cols] = extra.fixed_vals
-        st, x, rounds = dive_block(data, h, block, x, (lo0, hi0), end, 0.2 * limit)
+        ends = (started + 0.8 * limit, started + hard)
+        st, x, rounds = dive_block(data, h, block, x, (lo0, hi0), ends)
         if x is None:
             return BlockSolution(block.name, f"dive: {st}", None, y)
     return BlockSolution(
@@ -179,24 +181,24 @@ def dive_block(
     block: Block,
     x: np.ndarray,
     bounds: tuple[np.ndarray, np.ndarray],
-    end: float,
-    keep_s: float,
+    ends: tuple[float, float],
 ) -> tuple[str, np.ndarray | None, int]:
     """The dive of the module docstring on the LP held in ``h`` (solved, at ``x``; its
     column ``bounds`` when nothing is fixed): VM counts near the next integer rounded up
-    and fixed, re-solved warm, round by round until ``keep_s`` before ``end``; then
+    and fixed, re-solved warm, round by round until ``ends[0]`` (perf_counter); then
     the rest rounded up (planner.ilp.rounding.round_up) and the continuous decisions
-    re-optimised. The status, the dived point (None if the last LP did not finish) and the
-    rounds done."""
+    re-optimised, by ``ends[1]``. The status, the dived point (None if the last LP did
+    not finish) and the rounds done."""
     from planner.ilp.dive import integer_entries
     from planner.ilp.rounding import round_up
 
     lo0, hi0 = bounds
+    rounds_end, end = ends
     vm_cols = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
     fixed = np.zeros(len(lo0), dtype=bool)
     rounds = 0
     for threshold in THRESHOLDS:
-        if time.perf_counter() > end - keep_s:
+        if time.perf_counter() > rounds_end:
             break
         vals = x[vm_cols]
         frac = vals - np.floor(vals + 1e-6)
@@ -206,7 +208,7 @@ def dive_block(
         up = np.ceil(x[pick] - 1e-6)
         h.changeColsBounds(len(pick), pick, up, up)
         fixed[pick] = True
-        _st, nx, _ = _run(h, "simplex", end - keep_s - time.perf_counter())
+        _st, nx, _ = _run(h, "simplex", rounds_end - time.perf_counter())
         if nx is None:
             h.changeColsBounds(len(pick), pick, lo0[pick], hi0[pick])
             break
@@ -249,9 +251,8 @@ def solve_whole(
     if x is not None and room > 0:
         log.info("whole relaxation: %s in %.1f s, diving for %.1f s", status, lp_s, room)
         bounds = (block.col_lo, block.col_hi)
-        st, plan, rounds = dive_block(
-            data, h, block, x, bounds, time.perf_counter() + room, 0.4 * room
-        )
+        now = time.perf_counter()
+        st, plan, rounds = dive_block(data, h, block, x, bounds, (now + 0.6 * room, now + room))
         log.info("whole relaxation's dive: %s, %d rounds", st, rounds)
     return BlockSolution(
         block.name,
