@@ -89,6 +89,9 @@ def _niw_targets(
     return need, parts
 
 
+Row = tuple[int, list[Any], list[Any], float, float, float]  # ci, cols, coefs, rhs, coef, cost
+
+
 def _localise(
     split: Split,
     data: PlanningData,
@@ -99,34 +102,43 @@ def _localise(
     parts: Parts,
 ) -> Localised:
     """Block ``b``'s coupling rows at ``x_bar`` (:func:`localised`)."""
-    block = split.blocks[b]
-    local = np.full(len(split.relax.cost), -1, dtype=np.int64)
-    local[block.cols] = np.arange(len(block.cols))
-    rows: list[tuple[int, list[Any], list[Any], float, float, float]] = []
+    block, keys = split.blocks[b], split.family_key
+    local = _local_index(split, b)
+    rows: list[Row] = []
     for ci, i in enumerate(split.coupling):
         row = _localised_row(split, data, b, ci, names[i], x_bar, need, parts)
         if row is not None:
             rows.append((ci, local[row[0]].tolist(), *row[1:]))
-    fc = np.asarray(
-        [
-            int(local[j])
-            for j in block.cols
-            if split.family_key[int(j)][0] == "f"
-            and split.family_key[int(j)][1][1] not in block.regions
-        ],
-        dtype=np.int64,
-    )  # flows routed away from b (f[b, r'], r' ≠ b) held at x_bar
+    away = [
+        int(local[j])
+        for j in block.cols
+        if keys[j][0] == "f" and keys[j][1][1] not in block.regions
+    ]
+    fc = np.asarray(away, dtype=np.int64)  # flows routed away from b (f[b, r'], r' ≠ b)
+    return _localised(rows, len(block.cols), fc, x_bar[block.cols[fc]] if len(fc) else np.zeros(0))
+
+
+def _local_index(split: Split, b: int) -> np.ndarray:
+    """Whole-relaxation column → block ``b``'s column (−1 outside it)."""
+    local = np.full(len(split.relax.cost), -1, dtype=np.int64)
+    local[split.blocks[b].cols] = np.arange(len(split.blocks[b].cols))
+    return local
+
+
+def _localised(rows: list[Row], n: int, fixed: np.ndarray, values: np.ndarray) -> Localised:
+    """The rows (each held at its rhs on both sides) as a Localised over ``n`` columns."""
     ri = [r for r, row in enumerate(rows) for _ in row[1]]
     rj = [j for row in rows for j in row[1]]
     rv = [v for row in rows for v in row[2]]
+    rhs = np.asarray([row[3] for row in rows], dtype=float)
     return Localised(
-        sparse.csr_matrix((rv, (ri, rj)), shape=(len(rows), len(block.cols))),
-        np.asarray([row[3] for row in rows], dtype=float),
-        np.asarray([row[3] for row in rows], dtype=float),
+        sparse.csr_matrix((rv, (ri, rj)), shape=(len(rows), n)),
+        rhs,
+        rhs.copy(),
         np.asarray([row[4] for row in rows], dtype=float),
         np.asarray([row[5] for row in rows], dtype=float),
-        fc,
-        x_bar[block.cols[fc]] if len(fc) else np.zeros(0),
+        fixed,
+        values,
         np.asarray([row[0] for row in rows], dtype=np.int64),
     )
 
@@ -167,38 +179,19 @@ def _localised_row(
 
 def niw_localised(split: Split, region_x: np.ndarray) -> Localised:
     """The NIW block's balance rows with the regions' service at ``region_x`` fixed (its
-    deadline rows are its own): the backlog the served NIW leaves."""
+    deadline rows are its own): the backlog the served NIW leaves. Its shortfall cost is
+    never paid by a feasible plan (the assembly checks)."""
     b = len(split.blocks) - 1
-    block = split.blocks[b]
-    local = np.full(len(split.relax.cost), -1, dtype=np.int64)
-    local[block.cols] = np.arange(len(block.cols))
-    rows_i: list[int] = []
-    rows_j: list[int] = []
-    rows_v: list[float] = []
-    lo: list[float] = []
-    ids: list[int] = []
+    local = _local_index(split, b)
+    rows: list[Row] = []
     for ci, i in enumerate(split.coupling):
         row = split.coupling_rows[ci]
         mine = split.col_block[row.indices] == b
-        if not mine.any():
-            continue
-        served = float(row.data[~mine] @ region_x[row.indices[~mine]])
-        rows_i += [len(lo)] * int(mine.sum())
-        rows_j += local[row.indices[mine]].tolist()
-        rows_v += row.data[mine].tolist()
-        lo.append(split.relax.row_lo[i] - served)
-        ids.append(ci)
-    k = len(lo)
-    return Localised(
-        sparse.csr_matrix((rows_v, (rows_i, rows_j)), shape=(k, len(block.cols))),
-        np.asarray(lo),
-        np.asarray(lo),
-        np.ones(k),
-        np.full(k, 1e9),  # never used by a feasible plan (the assembly checks)
-        np.zeros(0, dtype=np.int64),
-        np.zeros(0),
-        np.asarray(ids, dtype=np.int64),
-    )
+        if mine.any():
+            served = float(row.data[~mine] @ region_x[row.indices[~mine]])
+            cols, coefs = local[row.indices[mine]].tolist(), row.data[mine].tolist()
+            rows.append((ci, cols, coefs, split.relax.row_lo[i] - served, 1.0, 1e9))
+    return _localised(rows, len(split.blocks[b].cols), np.zeros(0, dtype=np.int64), np.zeros(0))
 
 
 def assemble(
