@@ -21,8 +21,11 @@ from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, s
 
 log = logging.getLogger(__name__)
 # the portfolio's worker dives on the whole relaxation after its interior point, until this
-# long before the limit (the plan's assembly and checks in this process)
-WHOLE_DIVE = True
+# long before the limit (the plan's assembly and checks in this process). Off: on the
+# 20×30×4 rung the interior point ended at ~220 s and the dive of the 672k-column LP did
+# one round in 43 s and no final LP in 29 more; the group dives from its point on both
+# workers take ~36 s
+WHOLE_DIVE = False
 WHOLE_DIVE_RESERVE_S = 8.0
 
 
@@ -32,12 +35,12 @@ def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
     with a primal round from the best bound's point every third round when the bound rose.
 
     The portfolio (``settings.split_portfolio`` and at least two workers): the whole
-    relaxation is solved by interior point on one worker from the start, beside the rounds
-    on the others, and dived on there from its crossover basis. When it finishes, its bound
-    (checked from its row duals by HighsRelaxation.dual_bound, like any other) is the best
-    any prices can give, so the Lagrangian rounds stop (a round in progress is abandoned);
-    its dive's plan is offered, and with time left a primal round from its point follows.
-    If it does not finish, the rounds' bound and plans stand. Returns a
+    relaxation is solved by interior point on one worker from the start, beside the first
+    Lagrangian round and plan on the others. Its bound (checked from its row duals by
+    HighsRelaxation.dual_bound, like any other) is the best any prices can give, so no
+    further Lagrangian rounds run: the workers are kept free for the primal round from its
+    point when it finishes (with ``WHOLE_DIVE``, its worker dives on it first). If it does
+    not finish, the first round's bound and plan stand. Returns a
     planner.ilp.decompose.DecompositionResult."""
     return SplitRun(data, settings, pool).solve()
 
@@ -85,24 +88,17 @@ class SplitRun:
         busy = self.whole is not None and not self.whole.done()
         return max(1, int(self.pool.workers) - int(busy))
 
-    def run(
-        self, fn: Any, tasks: list[tuple[Any, ...]], interruptible: bool, at_start: Any = None
-    ) -> list[Any] | None:
+    def run(self, fn: Any, tasks: list[tuple[Any, ...]], at_start: Any = None) -> list[Any]:
         """``fn`` on every task, results in task order. In the portfolio at most
         :meth:`slots` tasks are in flight (a task queued behind the whole relaxation would
         hold a worker after it), and ``at_start(task, tasks not yet started)`` may rewrite
-        a task as it starts (its time limit); None if ``interruptible`` and the whole
-        relaxation finished first (the tasks in flight finish unread, the rest are not
-        started)."""
-        whole = self.whole
-        if whole is None:
+        a task as it starts (its time limit)."""
+        if self.whole is None:
             return list(self.pool.map(fn, tasks))
         results: list[Any] = [None] * len(tasks)
         pending = list(enumerate(tasks))
         running: dict[int, Any] = {}
         while pending or running:
-            if interruptible and whole.done():
-                return None
             while pending and len(running) < self.slots():
                 i, task = pending.pop(0)
                 task = at_start(task, len(pending)) if at_start else task
@@ -114,20 +110,15 @@ class SplitRun:
             time.sleep(0.02)
         return results
 
-    def lagrange(
-        self, y_c: np.ndarray, interruptible: bool = True
-    ) -> tuple[float, np.ndarray, list[BlockSolution]] | None:
-        """L(y_C) from the blocks at the priced costs, its point and the solutions; None if
-        the whole relaxation finished first (``interruptible``)."""
+    def lagrange(self, y_c: np.ndarray) -> tuple[float, np.ndarray, list[BlockSolution]]:
+        """L(y_C) from the blocks at the priced costs, its point and the solutions."""
         split = self.split
         costs = split.priced_costs(y_c)
         limit = self.left()
         tasks = [
             (b, c, limit, self.wall_deadline) for b, c in zip(split.blocks, costs, strict=True)
         ]
-        sols: list[BlockSolution] | None = self.run(solve_priced, tasks, interruptible)
-        if sols is None:
-            return None
+        sols: list[BlockSolution] = self.run(solve_priced, tasks)
         self.out.region_seconds += sum(x.seconds for x in sols)
         self.out.iterations += 1
         bound = split.bound(y_c, sols) if all(x.x is not None for x in sols) else -math.inf
@@ -153,7 +144,7 @@ class SplitRun:
         tasks = [
             (b, e, share, self.wall_deadline) for b, e in zip(self.regions, extras, strict=True)
         ]
-        sols: list[BlockSolution] = self.run(solve_primal, tasks, False, self.dive_limit) or []
+        sols: list[BlockSolution] = self.run(solve_primal, tasks, self.dive_limit)
         self.out.region_seconds += sum(x.seconds for x in sols)
         if any(x.x is None for x in sols) or self.left() <= 0:
             log.info("split: a region's dive did not finish: %s", [x.status for x in sols])
@@ -216,15 +207,16 @@ class SplitRun:
         the whole relaxation's result."""
         out, whole = self.out, self.whole
         y = self.split.initial_prices(self.data)
-        first = self.lagrange(y, interruptible=False)
-        assert first is not None
-        bound, x, _ = first
+        bound, x, _ = self.lagrange(y)
         out.offer_bound(bound, "Lagrangian (region LPs)")
         self.first_slots, began = self.slots(), time.perf_counter()
         if self.left() > 0:
             self.primal(x, "regions (split LP dives)")
         self.first_plan_s = time.perf_counter() - began
-        self.rounds(y, x, bound)
+        if whole is None:
+            self.rounds(y, x, bound)
+        else:  # both workers free for the dives from the whole relaxation's point when it ends
+            out.record_round(bound, time.perf_counter() - self.started, "split")
         if whole is not None:
             while not whole.done() and self.left() > 0:
                 time.sleep(0.05)
@@ -239,19 +231,18 @@ class SplitRun:
     def rounds(self, y: np.ndarray, x: np.ndarray, bound: float) -> None:
         """Lagrangian rounds by sign steps, each price moved by a share of its cost-based
         size (on the 12×15×4 rung they raised the bound where Polyak's steps towards the
-        plan did not), until the gap, the limit or the whole relaxation."""
-        out, split, whole = self.out, self.split, self.whole
+        plan did not), until the gap or the limit (without the portfolio)."""
+        out, split = self.out, self.split
         best_y, best_x, theta, stall = y, x, 0.0125, 0
         scale = np.maximum(np.abs(y), 1e-3 * float(np.abs(y).max(initial=1.0)))
         improved = False
         while self.left() > 0 and out.iterations < self.settings.max_iterations:
             out.record_round(bound, time.perf_counter() - self.started, "split")
-            if out.gap <= self.settings.gap or (whole is not None and whole.done()):
+            if out.gap <= self.settings.gap:
                 break
-            if out.iterations % 3 == 0 and improved and whole is None:
+            if out.iterations % 3 == 0 and improved:
                 # a plan from the best bound's point (the average's plans cost 47-60 % more
-                # on the 20×30×4 rung: its NIW shares mix rounds); in the portfolio the
-                # worker is kept for the bound until the whole relaxation's point is there
+                # on the 20×30×4 rung: its NIW shares mix rounds)
                 self.primal(best_x, "regions (split LP dives)")
                 improved = False
             if stall:  # back to the best prices, shorter steps
@@ -260,10 +251,9 @@ class SplitRun:
             if not np.any(g):
                 break
             y = split.project(y + theta * scale * np.sign(g))
-            step = self.lagrange(y) if self.left() > 0 else None
-            if step is None:
-                break  # the limit, or the whole relaxation's bound: the best any prices give
-            bound, x, _ = step
+            if self.left() <= 0:
+                break
+            bound, x, _ = self.lagrange(y)
             if bound > out.lower_bound:
                 best_y, best_x, stall, improved = y, x, 0, True
                 theta = min(0.1, theta * 1.5)
