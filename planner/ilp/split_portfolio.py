@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # workers take ~36 s
 WHOLE_DIVE = False
 WHOLE_DIVE_RESERVE_S = 8.0
+ASSEMBLY_S = 5.0  # kept after a portfolio's group dives: the NIW schedule and the assembly
+MIN_DIVE_S = 15.0  # least time left for the group dives from the whole relaxation's point
 
 
 def split_decompose(data: PlanningData, settings: Any, pool: Any) -> Any:
@@ -133,7 +135,7 @@ class SplitRun:
         left, slots = self.left(), self.slots()
         share = left * slots / (waiting + 1)
         hard = max(share, left - 20.0 * waiting / slots)
-        return (task[0], task[1], share, min(self.wall_deadline, time.time() + hard))
+        return (task[0], task[1], share, min(self.wall_deadline - ASSEMBLY_S, time.time() + hard))
 
     def primal(self, x_bar: np.ndarray, source: str) -> None:
         """A plan from the point ``x_bar``, offered if every group's dive finished."""
@@ -193,14 +195,12 @@ class SplitRun:
         if sol.plan is not None:
             self.offer(sol.plan, "the whole relaxation's dive")
         out.record_round(out.lower_bound, time.perf_counter() - self.started, "split whole LP")
-        # its dives on every worker take about the first plan's time × its slots / workers
+        # its dives on every worker take about the first plan's time × its slots / workers;
+        # tried whenever some time is left (a dive cut off costs nothing: the plan stands)
         expected = self.first_plan_s * self.first_slots / max(1, int(self.pool.workers))
-        if self.left() > expected and out.gap > self.settings.gap:
+        log.info("split: %.0f s left, its dives expected to take %.0f s", self.left(), expected)
+        if self.left() > MIN_DIVE_S and out.gap > self.settings.gap:
             self.primal(sol.x, "group dives from the whole relaxation's point")
-        else:
-            log.info(
-                "split: %.0f s left, %.0f s expected: no plan from its point", self.left(), expected
-            )
 
     def solve(self) -> Any:
         """Round 1 at cost-based prices and the first plan from its point, the rounds, then
