@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -166,6 +167,14 @@ def plan_sequence(
     return plans
 
 
+def with_solver(cfg: FleetConfig, seed: int, time_limit_s: float | None) -> FleetConfig:
+    """``cfg`` with the planner's SCIP seed and, when given, its time limit replaced."""
+    update: dict[str, Any] = {"seed": seed}
+    if time_limit_s is not None:
+        update["time_limit_s"] = time_limit_s
+    return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+
+
 def run_evaluation(
     con: duckdb.DuckDBPyConnection,
     cfg: FleetConfig,
@@ -180,11 +189,7 @@ def run_evaluation(
     unknown = [n for n in policies if n not in POLICIES]
     if unknown:
         raise ValueError(f"unknown policies {unknown}; choose from {', '.join(POLICIES)}")
-    if time_limit_s is not None:
-        cfg = cfg.model_copy(
-            update={"planner": cfg.planner.model_copy(update={"time_limit_s": time_limit_s})}
-        )
-    cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update={"seed": seed})})
+    cfg = with_solver(cfg, seed, time_limit_s)
     start, stop, p, demand, serving = window_fleet(con, cfg, hours, end)
     plans: dict[str, list[Plan]] = {}
     if any(n.startswith("lt-") for n in policies):

@@ -15,7 +15,7 @@ import duckdb
 import pandas as pd
 
 from flows.warehouse.selections import load_models, store_selection
-from flows.warehouse.sqlfiles import run, staged, transaction
+from flows.warehouse.sqlfiles import delete_rows, insert_frame, run, transaction
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.nowcast import NowcastParams, partial_values
@@ -272,7 +272,6 @@ def store_forecasts(
     Forecasts.validate(out, lazy=True)
     with transaction(con):
         for origin in out["origin"].unique():
-            run(con, "forecast/delete_forecasts", origin=pd.Timestamp(origin))
-        with staged(con, "staged_forecasts", out):
-            run(con, "forecast/insert_forecasts")
+            delete_rows(con, "forecasts", "origin", pd.Timestamp(origin))
+        insert_frame(con, "forecasts", out)
     return out

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 from uuid import UUID
 
 import pandas as pd
@@ -34,6 +34,7 @@ from flows.ingest_flow import ingest_folder
 from flows.planning import run_plan
 from flows.run_context import RunContext, run_config, run_context
 from flows.run_status import read_run, record_run
+from planner.config import FleetConfig
 from planner.sim.fairness import FairServe
 from validation.quality import QualityResult, learn_bands, run_checkpoint
 
@@ -191,6 +192,26 @@ def _record(
     )
 
 
+def _stop(root: Path, started: datetime, quality: dict[str, Any]) -> NoReturn:
+    """The data-quality gate under 'stop': record why and fail the run before planning."""
+    artifacts.gate_stopped(quality)
+    _record(root, started, "stopped", quality, error="data-quality gate failed under 'stop'")
+    raise RuntimeError(
+        f"data quality failed ({len(quality['failed'])} expectations); policy 'stop': "
+        "no plan published, the last good plan stays"
+    )
+
+
+def _wait_for_feed(cfg: FleetConfig, stamp: pd.Timestamp) -> None:
+    """Replay clock: wait for the feed's hour, at most until the planned hour begins (the
+    plan lead, in demo minutes; 30 real seconds at least)."""
+    from flows.clock import clock_for
+    from flows.feed import wait_for_feed
+
+    lead_s = cfg.planner.plan_lead_min * 60.0
+    wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(lead_s)))
+
+
 def _record_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """on_failure hook: the run's status file says `failed`, unless the run itself already
     recorded why it stopped (the data-quality gate under 'stop')."""
@@ -242,23 +263,13 @@ def hourly_plan(
     root = Path(out or cfg.paths.outputs)
     inbox = inbox or cfg.clock.inbox
     if cfg.clock.kind == "replay" and as_of is None:
-        from flows.clock import clock_for
-        from flows.feed import wait_for_feed
-
-        wait_for_feed(cfg, stamp, max(30.0, clock_for(cfg).real_seconds(20 * 60)))
+        _wait_for_feed(cfg, stamp)
     with run_context(cfg, warehouse, str(root), stamp, hold=True) as ctx:
         ingest = ingest_folder(ctx, inbox) if Path(inbox).exists() else None
         quality = check_quality(ctx, (ingest or {}).get("files", []))
         artifacts.link_data_docs(quality, root)
         if not quality["success"] and on_quality_failure == "stop":
-            artifacts.gate_stopped(quality)
-            _record(
-                root, started, "stopped", quality, error="data-quality gate failed under 'stop'"
-            )
-            raise RuntimeError(
-                f"data quality failed ({len(quality['failed'])} expectations); policy 'stop': "
-                "no plan published, the last good plan stays"
-            )
+            _stop(root, started, quality)
         fanout_flow(dask_address)(ctx, cfg.planner.horizon_h + 1)
         planned = make_hourly_plan(ctx)
         applied = apply_plan(ctx, planned["plan"], webhook_url, dry_run)

@@ -27,7 +27,7 @@ from flows.publish import (
     published_plan_id,
     remove_leftovers,
 )
-from flows.warehouse.sqlfiles import run, staged, transaction
+from flows.warehouse.sqlfiles import delete_rows, insert_frame, run, transaction
 from planner.config import FleetConfig
 from planner.executors import AppliedState, documents_view
 from planner.fleet_index import input_shares
@@ -317,9 +317,8 @@ def plan_exists(con: duckdb.DuckDBPyConnection, plan_id: str) -> bool:
 
 
 def _delete_rows(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
-    run(con, "plans/delete_plan", plan_id=plan_id)
-    for name in PLAN_TABLES:
-        run(con, "plans/delete_detail_rows", {"table": f"plan_{name}"}, plan_id=plan_id)
+    for table in ["plans", *(f"plan_{name}" for name in PLAN_TABLES)]:
+        delete_rows(con, table, "plan_id", plan_id)
 
 
 def delete_plan(con: duckdb.DuckDBPyConnection, plan_id: str) -> None:
@@ -379,13 +378,8 @@ def store_plan(
     PlanTables.validate(frames)
     with transaction(con):
         _delete_rows(con, plan.plan_id)
-        with staged(con, "staged_plan", header):
-            run(con, "plans/insert_plan")
+        insert_frame(con, "plans", header)
         for name, frame in frames.items():
-            if frame.empty:
-                continue
-            columns = ["plan_id", *[c for c in frame.columns if c != "plan_id"]]
-            with staged(con, f"staged_{name}", frame[columns]):
-                slots = {"table": f"plan_{name}", "staged": f"staged_{name}"}
-                run(con, "plans/insert_detail_rows", slots)
+            if not frame.empty:
+                insert_frame(con, f"plan_{name}", frame)
         barrier("plan-stored")

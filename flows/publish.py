@@ -63,15 +63,11 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
     final = root / folder_name(plan)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
-        files = {}
         for name, plain in plan.frames().items():
             frame = _utc(plain)
             frame.to_parquet(tmp / f"{name}.parquet", index=False)
             frame.to_csv(tmp / f"{name}.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
-            files[f"{name}.parquet"] = tmp / f"{name}.parquet"
-            files[f"{name}.csv"] = tmp / f"{name}.csv"
         (tmp / "COLUMNS.md").write_text(column_dictionary())
-        files["COLUMNS.md"] = tmp / "COLUMNS.md"
         document = {
             "plan": plan.summary(),
             "verification": {
@@ -83,7 +79,6 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
             **{name: frame.to_dict(orient="records") for name, frame in plan.frames().items()},
         }
         (tmp / "plan.json").write_text(json.dumps(document, indent=1, default=_json_default))
-        files["plan.json"] = tmp / "plan.json"
         manifest = {
             "plan_id": plan.plan_id,
             "plan_hour": plan.start.isoformat(),
@@ -93,9 +88,9 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
             "solver": plan.solver.as_dict(),
             "verified": check.ok,
             "written_at": datetime.now(UTC).isoformat(),
-            "files": {
-                name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
-                for name, path in sorted(files.items())
+            "files": {  # every file written above
+                path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                for path in sorted(tmp.iterdir())
             },
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=_json_default))

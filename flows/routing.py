@@ -15,12 +15,13 @@ From the warehouse (``sql/routing/*.sql``):
   the evaluation log, stretched to the same load, and one more window for validation. The
   policy is saved as ``<outputs>/routers/<artifact>.json`` and loaded by name when its training
   hash matches.
+
+Split by responsibility: the load definition in :mod:`flows.routing_load`, the length
+predictor's cache in :mod:`flows.routing_predictor`, the figures in :mod:`flows.routing_results`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -31,18 +32,39 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.routing_load import LOAD_BASES, stretch, window_load
+from flows.routing_predictor import predictions
+from flows.routing_results import (
+    PolicyResult,
+    RoutingResult,
+    compare,
+    indexed,
+    mean_over,
+    policy_result,
+    window_bounds,
+)
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
-from planner.files import atomic_path
-from planner.sim import learn_router, length
-from planner.sim.instances import Requests, Served, simulate_instances
+from planner.sim import learn_router
+from planner.sim.instances import Requests, simulate_instances
 from planner.sim.profile import InstanceProfile, profiles_for_config
 from planner.sim.routers import JoinShortestQueue, LeastTokens, LinearMix, constant_estimate
-from planner.sim.routing import Arrivals, RoundRobin, Router
+from planner.sim.routing import RoundRobin, Router
 
 log = logging.getLogger(__name__)
 ROUTERS = ("round-robin", "jsq", "least-tokens", "heuristic", "learned")
 PERF_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/sageserve_perf"
+__all__ = [
+    "PERF_CSV",
+    "ROUTERS",
+    "PolicyResult",
+    "RoutingResult",
+    "RoutingSpec",
+    "compare",
+    "run_routing",
+    "stretch",
+    "window_load",
+]
 
 
 @dataclass(frozen=True)
@@ -64,129 +86,21 @@ class RoutingSpec:
 
 
 @dataclass(frozen=True)
-class PolicyResult:
-    name: str
-    e2e_mean_s: float
-    e2e_p95_s: float
-    ttft_p95_s: float
-    ttft_mean_s: float
-    unserved: int
+class _Pool:
+    """The pool's rows: its evaluation windows, the rows before them (the learned router's
+    training windows) and the length predictor's training rows."""
 
-
-@dataclass(frozen=True)
-class RoutingResult:
     region: str
     model: str
-    profile: str
-    instances: int
-    load: float
-    load_basis: str
-    requests: int
-    window: tuple[str, str]
-    predictor: length.Score
-    learned: dict[str, Any]
-    policies: list[PolicyResult]  # means over the windows (unserved: summed)
-    per_window: list[dict[str, Any]]
-    comparison: dict[str, Any]
-    bounds: dict[str, Any]
+    profile: InstanceProfile
+    evaluation: pd.DataFrame
+    eval_start: datetime
+    trace_rows: list[pd.DataFrame]
+    predictor_rows: pd.DataFrame
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": "routing",
-            "region": self.region,
-            "model": self.model,
-            "profile": self.profile,
-            "instances": self.instances,
-            "load": self.load,
-            "load_basis": self.load_basis,
-            "requests": self.requests,
-            "window": list(self.window),
-            "predictor": asdict(self.predictor),
-            "learned": self.learned,
-            "policies": [asdict(p) for p in self.policies],
-            "windows": self.per_window,
-            "learned_vs": self.comparison,
-            "bounds": self.bounds,
-        }
-
-
-LOAD_BASES = ("peak", "mean")
-SEGMENT_S = 900.0  # the log's clock: the load is held over 15-minute segments
-
-
-def _segments(t: np.ndarray, busy: np.ndarray, segment_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Busy seconds and duration of each ``segment_s`` segment of the log's clock from the
-    window's first arrival (``t``: seconds from it). The last, partial segment counts with its
-    own duration when it lasts at least half a segment, and is folded into the one before
-    otherwise (a few seconds of log must not set the window's peak)."""
-    span = float(t.max()) if len(t) else 0.0
-    n = max(int(np.ceil(span / segment_s)), 1)
-    k = np.minimum((t // segment_s).astype(np.int64), n - 1)
-    b = np.bincount(k, weights=busy, minlength=n)
-    dur = np.full(n, segment_s)
-    dur[-1] = max(span - (n - 1) * segment_s, 1e-9)
-    if n > 1 and dur[-1] < segment_s / 2:
-        b[-2] += b[-1]
-        dur[-2] += dur[-1]
-        b, dur = b[:-1], dur[:-1]
-    return b, dur
-
-
-def stretch(
-    arrival: pd.Series,
-    busy: np.ndarray,
-    instances: int,
-    load: float,
-    basis: str = "peak",
-    segment_s: float = SEGMENT_S,
-) -> np.ndarray:
-    """Arrival seconds scaled by one factor c (t → c · t, gaps' shape and order kept) so that
-    the pool runs at ``load``, ρ = Σ busy / (instances × duration), by ``basis``:
-
-    * ``peak`` (the default): the window's busiest ``segment_s`` of the log's clock (15
-      minutes) runs at ``load`` and every other one below it — the pool sized for the window's
-      peak, as a capacity plan sizes it; no part of the window is above the stated load;
-    * ``mean``: the whole window's average runs at ``load`` (the definition before; a peak of
-      the log above the average then runs the pool above ``load``, beyond capacity if the peak
-      is more than 1/``load`` times the average).
-
-    The factor c is ``max_k busy_k / (instances × dur_k × load)`` over the segments
-    (:func:`_segments`) for ``peak``, ``Σ busy / (instances × span × load)`` for ``mean``;
-    segment k then runs at ``busy_k / (instances × c × dur_k)``."""
-    if basis not in LOAD_BASES:
-        raise ValueError(f"load basis {basis!r}: choose from {', '.join(LOAD_BASES)}")
-    t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
-    span = float(t.max()) or 1.0
-    if basis == "mean" or span <= segment_s:
-        return np.asarray(t * float(busy.sum()) / (instances * span * load), float)
-    b, dur = _segments(t, busy, segment_s)
-    c = float((b / dur).max()) / (instances * load)
-    return np.asarray(t * c, float)
-
-
-def window_load(
-    arrival: pd.Series,
-    stretched: np.ndarray,
-    busy: np.ndarray,
-    instances: int,
-    segment_s: float = SEGMENT_S,
-) -> dict[str, float]:
-    """The pool load a stretched window puts on ``instances``: over the whole window, and per
-    ``segment_s`` of the log's clock (peak, least non-empty segment, and the share of the
-    window's work done in segments between 0.6 and 0.9, the issue's range)."""
-    t = (arrival - arrival.iloc[0]).dt.total_seconds().to_numpy(float)
-    span = float(t.max()) or 1.0
-    c = float(stretched.max()) / span if len(stretched) and stretched.max() > 0 else 1.0
-    b, dur = _segments(t, busy, segment_s)
-    rho = b / (instances * c * dur)
-    busy_k = b > 0
-    within = float(b[(rho >= 0.6 - 1e-9) & (rho <= 0.9 + 1e-9)].sum() / max(b.sum(), 1e-12))
-    return {
-        "mean": float(busy.sum()) / (instances * c * span),
-        "peak_15min": float(rho.max()),
-        "least_busy_15min": float(rho[busy_k].min()) if busy_k.any() else 0.0,
-        "work_share_at_0.6_0.9": within,
-    }
+    @property
+    def mean_output(self) -> float:
+        return float(self.predictor_rows["output_tokens"].mean())
 
 
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
@@ -197,38 +111,17 @@ def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> R
     return Requests(arr, prompt, output)
 
 
-def _indexed(est: np.ndarray) -> Any:
-    def estimate(a: Arrivals) -> np.ndarray:
-        return np.asarray(est[a.index], float)
-
-    return estimate
-
-
-def _result(name: str, s: Served) -> PolicyResult:
-    ok = np.isfinite(s.e2e_s)
-    e2e, ttft = s.e2e_s[ok], s.ttft_s[ok]
-    return PolicyResult(
-        name,
-        float(e2e.mean()),
-        float(np.percentile(e2e, 95)),
-        float(np.percentile(ttft, 95)),
-        float(ttft.mean()),
-        int((~ok).sum()),
-    )
-
-
-def run_routing(
+def _pool(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, spec: RoutingSpec, perf_csv: Path
-) -> RoutingResult:
-    if spec.load_basis not in LOAD_BASES:
-        raise ValueError(f"load basis {spec.load_basis!r}: choose from {', '.join(LOAD_BASES)}")
+) -> _Pool:
+    """The region × model pool (module docstring) and its rows, split as the scenario uses
+    them; a clear error when the pool has too few rows."""
     pool = run(con, "routing/busiest_pool", model=spec.model, region=spec.region).fetchone()
     if pool is None:
         raise ValueError("the warehouse has no request rows for that region and model")
     region, model, _, first, last = pool
     g = cfg.model(model).vm_types
-    profiles = profiles_for_config(cfg, perf_csv)
-    prof = profiles[(model, next(iter(g)))]
+    prof = profiles_for_config(cfg, perf_csv)[(model, next(iter(g)))]
     rows = run(
         con,
         "routing/request_rows",
@@ -263,23 +156,121 @@ def run_routing(
     log.info(
         "length predictor: %d training rows (1 in %d), before %s", len(train_rows), keep, eval_start
     )
-    mean_out = float(train_rows["output_tokens"].mean())
     before = rows[rows["arrival_time"] < eval_start].reset_index(drop=True)
     step = max(len(before) // (spec.train_traces + 1), spec.train_requests)
     trace_rows = [
         before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
         for k in range(spec.train_traces + 1)
     ]
+    return _Pool(region, model, prof, evaluation, eval_start, trace_rows, train_rows)
+
+
+def _policy(
+    cfg: FleetConfig,
+    spec: RoutingSpec,
+    pool: _Pool,
+    traces: list[learn_router.Trace],
+    settings: learn_router.SearchSettings,
+) -> tuple[learn_router.LearnedPolicy, Path]:
+    """The learned policy: the saved artifact when its training hash matches (and no
+    ``retrain``), else trained on all but the last trace (the last validates) and saved."""
+    train, validation = traces[:-1], traces[-1:]
+    wanted = learn_router.train_hash(train + validation, pool.profile, spec.instances, settings)
+    path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
+    if path.exists() and not spec.retrain:
+        try:
+            policy = learn_router.load(path)
+        except ValueError as exc:  # another artifact version: trained over
+            log.info("%s: %s; retraining", path, exc)
+        else:
+            if policy.config_hash == wanted:
+                return policy, path
+            log.info(
+                "%s was trained on other data (hash %s ≠ %s): retraining",
+                path,
+                policy.config_hash,
+                wanted,
+            )
+    policy = learn_router.learn(
+        train, pool.profile, spec.instances, pool.mean_output, settings, validation
+    )
+    learn_router.save(policy, path)
+    log.info("saved %s", path)
+    return policy, path
+
+
+@dataclass(frozen=True)
+class _Window:
+    span: tuple[str, str]
+    load: dict[str, float]
+    results: list[PolicyResult]
+    bounds: dict[str, float]
+
+
+def _evaluate_window(
+    k: int,
+    spec: RoutingSpec,
+    pool: _Pool,
+    est: np.ndarray,
+    policy: learn_router.LearnedPolicy,
+    epoch_s: float,
+) -> _Window:
+    """Every router (:data:`ROUTERS`) on evaluation window ``k``, and its bounds."""
+    prof, mean_out = pool.profile, pool.mean_output
+    w = pool.evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
+    span = (str(w["arrival_time"].iloc[0]), str(w["arrival_time"].iloc[-1]))
+    req = _requests(w, prof, spec)
+    busy = prof.busy_s(req.prompt, req.output)
+    load = window_load(w["arrival_time"], req.arrival_s, busy, spec.instances)
+    own = indexed(est[k * spec.requests : (k + 1) * spec.requests])
+    flat = constant_estimate(mean_out)
+    routers: dict[str, Router] = {
+        "round-robin": RoundRobin(),
+        "jsq": JoinShortestQueue(prof, flat, epoch_s),
+        "least-tokens": LeastTokens(prof, flat, epoch_s),
+        "heuristic": LinearMix(prof, own, epoch_s, mean_output=mean_out),
+        "learned": policy.router(prof, own),
+    }
+    results = []
+    for name, router in routers.items():
+        served = simulate_instances(req, prof, spec.instances, router)
+        results.append(policy_result(name, served))
+        log.info("window %d, %s: mean E2E %.3f s", k, name, results[-1].e2e_mean_s)
+    bounds = window_bounds(req, prof, spec.instances, epoch_s, mean_out)
+    return _Window(span, load, results, bounds)
+
+
+def _learned(policy: learn_router.LearnedPolicy, path: Path) -> dict[str, Any]:
+    return {
+        "artifact": str(path),
+        "version": policy.version,
+        "config_hash": policy.config_hash,
+        "weights": dict(zip(policy.features, policy.weights, strict=True)),
+        "train_mean_e2e_s": policy.train_mean_e2e_s,
+        "heuristic_train_mean_e2e_s": policy.heuristic_train_mean_e2e_s,
+        "validation_mean_e2e_s": policy.validation_mean_e2e_s,
+        "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
+        "kept_heuristic": policy.kept_heuristic,
+    }
+
+
+def run_routing(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, spec: RoutingSpec, perf_csv: Path
+) -> RoutingResult:
+    """The routing scenario (module docstring) on the warehouse behind ``con``."""
+    if spec.load_basis not in LOAD_BASES:
+        raise ValueError(f"load basis {spec.load_basis!r}: choose from {', '.join(LOAD_BASES)}")
+    pool = _pool(con, cfg, spec, perf_csv)
     score, (eval_est, *trace_est) = predictions(
-        train_rows,
-        evaluation,
-        [evaluation, *trace_rows],
+        pool.predictor_rows,
+        pool.evaluation,
+        [pool.evaluation, *pool.trace_rows],
         spec.seed,
         Path(cfg.paths.outputs) / "routers",
     )
     traces = [
-        learn_router.Trace(_requests(w, prof, spec), est)
-        for w, est in zip(trace_rows, trace_est, strict=True)
+        learn_router.Trace(_requests(w, pool.profile, spec), est)
+        for w, est in zip(pool.trace_rows, trace_est, strict=True)
     ]
     settings = learn_router.SearchSettings(
         rounds=spec.search_rounds,
@@ -287,212 +278,32 @@ def run_routing(
         elite=max(1, spec.search_population // 3),
         seed=spec.seed,
     )
-    traces, validation = traces[:-1], traces[-1:]
-    wanted = learn_router.train_hash(traces + validation, prof, spec.instances, settings)
-    path = Path(cfg.paths.outputs) / "routers" / f"{cfg.routing.artifact}.json"
-    policy = None
-    if path.exists() and not spec.retrain:
-        policy = learn_router.load(path)
-        if policy.config_hash != wanted:
-            log.info(
-                "%s was trained on other data (hash %s ≠ %s): retraining",
-                path,
-                policy.config_hash,
-                wanted,
-            )
-            policy = None
-    if policy is None:
-        policy = learn_router.learn(traces, prof, spec.instances, mean_out, settings, validation)
-        learn_router.save(policy, path)
-        log.info("saved %s", path)
-
-    flat = constant_estimate(mean_out)
-    per_window: list[list[PolicyResult]] = []
-    per_bound: list[dict[str, float]] = []
-    loads: list[dict[str, float]] = []
-    spans = []
-    for k in range(spec.windows):
-        w = evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
-        spans.append((str(w["arrival_time"].iloc[0]), str(w["arrival_time"].iloc[-1])))
-        req = _requests(w, prof, spec)
-        busy = prof.busy_s(req.prompt, req.output)
-        loads.append(window_load(w["arrival_time"], req.arrival_s, busy, spec.instances))
-        est = _indexed(eval_est[k * spec.requests : (k + 1) * spec.requests])
-        routers: dict[str, Router] = {
-            "round-robin": RoundRobin(),
-            "jsq": JoinShortestQueue(prof, flat, settings.epoch_s),
-            "least-tokens": LeastTokens(prof, flat, settings.epoch_s),
-            "heuristic": LinearMix(prof, est, settings.epoch_s, mean_output=mean_out),
-            "learned": policy.router(prof, est),
-        }
-        results = []
-        for name, router in routers.items():
-            served = simulate_instances(req, prof, spec.instances, router)
-            results.append(_result(name, served))
-            log.info("window %d, %s: mean E2E %.3f s", k, name, results[-1].e2e_mean_s)
-        per_window.append(results)
-        per_bound.append(window_bounds(req, prof, spec.instances, settings.epoch_s, mean_out))
+    policy, path = _policy(cfg, spec, pool, traces, settings)
+    windows = [
+        _evaluate_window(k, spec, pool, eval_est, policy, settings.epoch_s)
+        for k in range(spec.windows)
+    ]
+    per_window = [w.results for w in windows]
     return RoutingResult(
-        region,
-        model,
-        prof.name,
+        pool.region,
+        pool.model,
+        pool.profile.name,
         spec.instances,
         spec.load,
         spec.load_basis,
-        len(evaluation),
-        (str(eval_start), str(evaluation["arrival_time"].iloc[-1])),
+        len(pool.evaluation),
+        (str(pool.eval_start), str(pool.evaluation["arrival_time"].iloc[-1])),
         score,
-        {
-            "artifact": str(path),
-            "version": policy.version,
-            "config_hash": policy.config_hash,
-            "weights": dict(zip(policy.features, policy.weights, strict=True)),
-            "train_mean_e2e_s": policy.train_mean_e2e_s,
-            "heuristic_train_mean_e2e_s": policy.heuristic_train_mean_e2e_s,
-            "validation_mean_e2e_s": policy.validation_mean_e2e_s,
-            "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
-            "kept_heuristic": policy.kept_heuristic,
-        },
-        _mean_over(per_window),
+        _learned(policy, path),
+        mean_over(per_window),
         [
-            {"window": list(span), "load": ld, "policies": [asdict(p) for p in res]}
-            for span, ld, res in zip(spans, loads, per_window, strict=True)
+            {"window": list(w.span), "load": w.load, "policies": [asdict(p) for p in w.results]}
+            for w in windows
         ],
         compare(per_window),
         {
             "note": "not routers: what no router beats (no contention) and the heuristic "
             "told each request's true output; means over the windows",
-            **{k: float(np.mean([b[k] for b in per_bound])) for k in per_bound[0]},
+            **{k: float(np.mean([w.bounds[k] for w in windows])) for k in windows[0].bounds},
         },
     )
-
-
-PREDICTOR_CACHE_VERSION = 1  # bump when length.fit or length.score change what they return
-_PREDICTOR_COLUMNS = ["arrival_time", "tenant", "model", "tier", "input_tokens", "output_tokens"]
-
-
-def predictor_key(
-    train: pd.DataFrame,
-    scored: pd.DataFrame,
-    predicted: list[pd.DataFrame],
-    seed: int,
-    max_iter: int = 100,
-) -> str:
-    """Hash of everything the length predictor's figures depend on: the rows it is fitted on,
-    the rows it is scored on and the rows it predicts (each with every column the fit and the
-    score read), the seed, the boosting rounds and :data:`PREDICTOR_CACHE_VERSION`."""
-    h = hashlib.sha256(f"v{PREDICTOR_CACHE_VERSION}/seed{seed}/iter{max_iter}".encode())
-    for i, df in enumerate([train, scored, *predicted]):
-        h.update(f"/{i}:{len(df)}".encode())
-        cols = df[_PREDICTOR_COLUMNS]
-        h.update(pd.util.hash_pandas_object(cols, index=False).to_numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def predictions(
-    train: pd.DataFrame,
-    scored: pd.DataFrame,
-    predicted: list[pd.DataFrame],
-    seed: int,
-    cache_dir: Path | None,
-    max_iter: int = 100,
-) -> tuple[length.Score, list[np.ndarray]]:
-    """The length predictor fitted on ``train`` (seed ``seed``): its out-of-sample score on
-    ``scored`` and its expected output for each frame of ``predicted``. Stored in
-    ``cache_dir/length-<key>.npz`` (:func:`predictor_key`; numbers and the score's JSON, no
-    pickled model) and read from there when the key matches, so the ~40-s fit runs once per
-    warehouse data and seed; a file that cannot be read is refitted over."""
-    key = predictor_key(train, scored, predicted, seed, max_iter)
-    path = cache_dir / f"length-{key}.npz" if cache_dir is not None else None
-    if path is not None and path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                score = length.Score(**json.loads(str(z["score"])))
-                est = [np.asarray(z[f"est{i}"], float) for i in range(len(predicted))]
-            if all(len(e) == len(df) for e, df in zip(est, predicted, strict=True)):
-                log.info("length predictor: figures read from %s", path)
-                return score, est
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            log.warning("%s unreadable (%s): refitting the length predictor", path, exc)
-    predictor = length.fit(train, seed=seed, max_iter=max_iter)
-    score = length.score(predictor, train, scored)
-    est = [predictor.expected_output(df) for df in predicted]
-    if path is not None:
-        arrays: dict[str, Any] = {f"est{i}": e for i, e in enumerate(est)}
-        arrays["score"] = np.array(json.dumps(asdict(score)))
-        with atomic_path(path, suffix=".npz") as tmp:  # np.savez adds .npz to other names
-            np.savez(tmp, **arrays)
-    return score, est
-
-
-def window_bounds(
-    req: Requests, prof: InstanceProfile, instances: int, epoch_s: float, mean_out: float
-) -> dict[str, float]:
-    """References for one window, not routers:
-
-    * ``no_contention_e2e_mean_s``: each request alone on an idle instance of the same model
-      (one instance per request): its prefill in chunks and decode at batch 1. Contention for
-      the iterations adds to it under any router; it is the bound no router beats;
-    * ``round_robin_ttft_mean_s`` and ``no_contention_ttft_mean_s``: the part of round-robin's
-      excess over that bound that is waiting for the first token (all a router can win by
-      queueing alone) — the rest is decode slowed by the batch and the prefill chunks riding
-      along;
-    * ``heuristic_true_output_e2e_mean_s``: the heuristic given each request's true output
-      instead of the predictor's estimate (a perfect length predictor)."""
-    alone = simulate_instances(req, prof, len(req.arrival_s), RoundRobin())
-    rr = simulate_instances(req, prof, instances, RoundRobin())
-    true_out = LinearMix(prof, _indexed(req.output.astype(float)), epoch_s, mean_output=mean_out)
-    told = simulate_instances(req, prof, instances, true_out)
-
-    def mean(x: np.ndarray) -> float:
-        return float(x[np.isfinite(x)].mean())
-
-    return {
-        "no_contention_e2e_mean_s": mean(alone.e2e_s),
-        "no_contention_ttft_mean_s": mean(alone.ttft_s),
-        "round_robin_ttft_mean_s": mean(rr.ttft_s),
-        "heuristic_true_output_e2e_mean_s": mean(told.e2e_s),
-    }
-
-
-def _mean_over(per_window: list[list[PolicyResult]]) -> list[PolicyResult]:
-    out = []
-    for i, first in enumerate(per_window[0]):
-        rs = [w[i] for w in per_window]
-        out.append(
-            PolicyResult(
-                first.name,
-                float(np.mean([r.e2e_mean_s for r in rs])),
-                float(np.mean([r.e2e_p95_s for r in rs])),
-                float(np.mean([r.ttft_p95_s for r in rs])),
-                float(np.mean([r.ttft_mean_s for r in rs])),
-                int(sum(r.unserved for r in rs)),
-            )
-        )
-    return out
-
-
-def compare(per_window: list[list[PolicyResult]], name: str = "learned") -> dict[str, Any]:
-    """Per other router: the learned router's mean E2E relative to it in each window
-    (learned / other − 1), their mean and sample standard deviation over windows, and how many
-    windows the learned router wins; ``best_heuristic``: the load-aware router other than the
-    learned one with the least mean E2E over the windows."""
-    names = [p.name for p in per_window[0]]
-    mine = np.array([w[names.index(name)].e2e_mean_s for w in per_window])
-    out: dict[str, Any] = {}
-    for i, other in enumerate(names):
-        if other == name:
-            continue
-        theirs = np.array([w[i].e2e_mean_s for w in per_window])
-        rel = mine / theirs - 1
-        out[other] = {
-            "mean_rel_diff": float(rel.mean()),
-            "std_rel_diff": float(rel.std(ddof=1)) if len(rel) > 1 else float("nan"),
-            "per_window": [float(x) for x in rel],
-            "wins": int((rel < 0).sum()),
-            "windows": len(rel),
-        }
-    means = {n: np.mean([w[i].e2e_mean_s for w in per_window]) for i, n in enumerate(names)}
-    heuristics = [n for n in names if n not in (name, "round-robin")]
-    out["best_heuristic"] = min(heuristics, key=lambda n: means[n]) if heuristics else None
-    return out

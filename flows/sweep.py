@@ -34,7 +34,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.evaluation import window_fleet
+from flows.evaluation import window_fleet, with_solver
 from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
@@ -258,8 +258,7 @@ def run_sweep(
         if progress:
             progress(1)
 
-    planner = {"seed": seed, **({"time_limit_s": time_limit_s} if time_limit_s else {})}
-    cfg = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=planner)})
+    cfg = with_solver(cfg, seed, time_limit_s)
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, hours, end)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
@@ -292,19 +291,24 @@ def run_sweep(
         stop,
         rows,
         frontier(rows),
-        {
-            "work_bound_gpu_hours": round(wb, 2),
-            "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
-            "clairvoyant_cost": round(clair.cost, 2),
-            "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
-            "clairvoyant_reachable": clair.reachable,
-            "requests": round(demand.total_requests),
-        },
+        _references(wb, clair, demand),
         config_hash(cfg),
         seed,
         {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
         seconds,
     )
+
+
+def _references(wb: float, clair: Clairvoyant, demand: MinuteDemand) -> dict[str, Any]:
+    """What the sweep's points are compared with: the work bound and the clairvoyant fleet."""
+    return {
+        "work_bound_gpu_hours": round(wb, 2),
+        "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
+        "clairvoyant_cost": round(clair.cost, 2),
+        "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
+        "clairvoyant_reachable": clair.reachable,
+        "requests": round(demand.total_requests),
+    }
 
 
 def sweep_json(sweep: Sweep) -> dict[str, Any]:

@@ -132,6 +132,46 @@ def _suites(gx: Any, bands: Bands) -> dict[str, list[Any]]:
     return {"requests_last_hour": requests, "tier_shares": shares, "ingested_files": files}
 
 
+def _checkpoint(gx: Any, context: Any, source: Any, name: str, expectations: list[Any]) -> Any:
+    """The checkpoint validating the frame ``name`` against its suite, updating Data Docs."""
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
+
+    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+    suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(data=batch, suite=suite, name=name)
+    )
+    return context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"hourly-{name}",
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="docs", site_names=["sageserve"])],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+
+
+def _docs_context(gx: Any, docs_dir: Path) -> Any:
+    """An ephemeral GX context whose Data Docs site ``sageserve`` is ``docs_dir``."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context.add_data_docs_site(
+        site_name="sageserve",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    return context
+
+
 def _collect(result: QualityResult, batch: str, results: Any) -> None:
     for r in results:
         cfg = r.expectation_config
@@ -164,44 +204,13 @@ def run_checkpoint(
     named by ``run_name``; the index lists each validation by ``plan_hour`` (the hour the run
     plans for; ``run_name`` when not given) and data asset."""
     import great_expectations as gx
-    from great_expectations.checkpoint.actions import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     from validation.data_docs import Validation, make_offline, put_back, set_aside
 
     docs_dir = docs_dir.resolve()  # GX's filesystem store wants an absolute path
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    context.add_data_docs_site(
-        site_name="sageserve",
-        site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir),
-            },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
+    context = _docs_context(gx, docs_dir)
     source = context.data_sources.add_pandas("warehouse")
-    definitions, batches = [], {}
-    for name, expectations in _suites(gx, bands).items():
-        frame = frames.get(name)
-        if frame is None:
-            continue
-        asset = source.add_dataframe_asset(name)
-        batch = asset.add_batch_definition_whole_dataframe(name)
-        suite = context.suites.add(gx.ExpectationSuite(name=name))
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        definitions.append(
-            context.validation_definitions.add(
-                gx.ValidationDefinition(data=batch, suite=suite, name=name)
-            )
-        )
-        batches[name] = frame
     result = QualityResult(success=True)
     run_time = datetime.now(UTC)
     run_id = RunIdentifier(run_name=run_name, run_time=run_time)
@@ -209,24 +218,17 @@ def run_checkpoint(
     pages: list[Validation] = []
     hold = set_aside(docs_dir)  # GX's index builder would delete earlier runs' pages
     try:
-        for definition in definitions:
-            checkpoint = context.checkpoints.add(
-                gx.Checkpoint(
-                    name=f"hourly-{definition.name}",
-                    validation_definitions=[definition],
-                    actions=[UpdateDataDocsAction(name="docs", site_names=["sageserve"])],
-                    result_format={"result_format": "SUMMARY"},
-                )
-            )
-            outcome = checkpoint.run(
-                batch_parameters={"dataframe": batches[definition.name]}, run_id=run_id
-            )
+        for name, expectations in _suites(gx, bands).items():
+            if frames.get(name) is None:
+                continue
+            checkpoint = _checkpoint(gx, context, source, name, expectations)
+            outcome = checkpoint.run(batch_parameters={"dataframe": frames[name]}, run_id=run_id)
             for key, run in outcome.run_results.items():
                 pages.append(
                     Validation(
                         plan_hour=shown,
-                        asset=definition.name,
-                        suite=definition.suite.name,
+                        asset=name,
+                        suite=name,
                         success=bool(run.success),
                         checked=len(run.results),
                         failed=sum(not r.success for r in run.results),
@@ -236,7 +238,7 @@ def run_checkpoint(
                         + ".html",
                     )
                 )
-                _collect(result, definition.name, run.results)
+                _collect(result, name, run.results)
     finally:
         put_back(docs_dir, hold)
     result.docs_index = make_offline(docs_dir, pages)

@@ -69,6 +69,14 @@ def compile_schema(
     failures: list[str] = []
     failing: list[str] = []  # the same conditions as ``failures``, as booleans
     present_lower = {name.lower(): name for name in present}
+
+    def fails_when(cond: str, column: str, error: str, got: str | None = None) -> None:
+        """A check of ``column`` failing when ``cond`` is TRUE, its reason naming ``error``
+        and the value ``got``."""
+        failing.append(f"({cond})")
+        message = f"'{column}: {error}" + (f", got ' || {got}" if got else "'")
+        failures.append(f"CASE WHEN {cond} THEN {message} END")
+
     for name, column in schema.columns.items():
         sql_type = duckdb_type(column)
         source_name = present_lower.get(name.lower())
@@ -82,23 +90,28 @@ def compile_schema(
         typed_cols.append(f"{typed} AS {_q(name)}")
         raw_fields.append(f"{_q(name)} := {raw}")
         if "TRY_CAST" in typed:
-            cond = f"{raw} IS NOT NULL AND {typed} IS NULL"
-            failing.append(f"({cond})")
-            failures.append(
-                f"CASE WHEN {cond} THEN "
-                f"'{name}: expected {sql_type}, got ' || left(CAST({raw} AS VARCHAR), 80) END"
-            )
+            got = f"left(CAST({raw} AS VARCHAR), 80)"
+            fails_when(f"{raw} IS NOT NULL AND {typed} IS NULL", name, f"expected {sql_type}", got)
         if not column.nullable:
-            failing.append(f"{raw} IS NULL")
-            failures.append(f"CASE WHEN {raw} IS NULL THEN '{name}: not_nullable' END")
+            fails_when(f"{raw} IS NULL", name, "not_nullable")
         for check in column.checks:
             predicate = _failing_predicate(check, typed, params)
-            cond = f"{typed} IS NOT NULL AND ({predicate})"
-            failing.append(f"({cond})")
-            failures.append(
-                f"CASE WHEN {cond} THEN "
-                f"'{name}: {_sql_str(check.error)}, got ' || left(CAST({typed} AS VARCHAR), 80) END"
-            )
+            got = f"left(CAST({typed} AS VARCHAR), 80)"
+            fails_when(f"{typed} IS NOT NULL AND ({predicate})", name, _sql_str(check.error), got)
+    sql, passing_sql = _selects(source_sql, typed_cols, raw_fields, failures, failing, present)
+    return CompiledSchema(sql, params, list(schema.columns), passing_sql)
+
+
+def _selects(
+    source_sql: str,
+    typed_cols: list[str],
+    raw_fields: list[str],
+    failures: list[str],
+    failing: list[str],
+    present: Mapping[str, str],
+) -> tuple[str, str]:
+    """The checking SELECT (every row, typed, with its reasons and raw fields) and the passing
+    SELECT (the rows no check fails, typed)."""
     reason = "concat_ws('; ', " + ", ".join(failures) + ")" if failures else "''"
     # concat_ws skips the NULL of every CASE whose condition is not TRUE, so the reason is
     # empty exactly when no condition is TRUE (NULL counts as not failing, as in the CASEs).
@@ -120,7 +133,7 @@ def compile_schema(
         f"SELECT stage._row AS _row, {', '.join(typed_cols)} FROM ({source_sql}) AS stage "
         f"WHERE {passes}"
     )
-    return CompiledSchema(sql, params, list(schema.columns), passing_sql)
+    return sql, passing_sql
 
 
 _WIDENING = {

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -23,6 +25,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from flows.warehouse.connection import WarehouseError, connect
 from planner.config import ConfigError, FleetConfig, load_config
@@ -135,3 +138,41 @@ def parse_time(text: str, option: str) -> datetime:
     except ValueError:
         fail(f"{option}: not an ISO-8601 time: {text!r} (e.g. 2024-06-17T00:00Z)", code=2)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def print_table(columns: Iterable[str], rows: Iterable[Iterable[Any]], **options: Any) -> None:
+    """``rows`` as a rich table on stdout, every cell shown with ``str``."""
+    table = Table(*columns, **options)
+    for row in rows:
+        table.add_row(*map(str, row))
+    console.print(table)
+
+
+@contextmanager
+def clear_errors() -> Iterator[None]:
+    """The pipeline's clear errors (``ValueError``: bad input, missing data) as a friendly
+    fatal error instead of a traceback."""
+    try:
+        yield
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def choices(text: str, option: str, known: Sequence[str]) -> list[str]:
+    """A comma-separated list of names from ``known`` given on the command line."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in known]
+    if bad or not names:
+        fail(f"{option}: unknown {bad or 'empty list'}; choose from {', '.join(known)}")
+    return names
+
+
+def check_ids(cfg: FleetConfig, required_by: str | None = None, **ids: str | None) -> None:
+    """Each of ``ids`` (region, model, tier) a known id of the fleet; ``None`` passes unless
+    ``required_by`` names the --format that needs it."""
+    known = {"region": cfg.region_ids, "model": cfg.model_ids, "tier": cfg.tier_ids}
+    for key, value in ids.items():
+        if value is None and required_by:
+            fail(f"--{key} is required with --format {required_by} (known: {known[key]})", 2)
+        if value is not None and value not in known[key]:
+            fail(f"--{key}: unknown id {value!r}; known: {known[key]}", code=2)

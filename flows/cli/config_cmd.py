@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from flows.cli.common import console, emit_json, fail, settings
+from flows.cli.common import console, emit_json, fail, print_table, settings
 from planner.config import config_hash
 
 app = typer.Typer(help="Check the fleet configuration.", no_args_is_help=True)
@@ -78,16 +77,24 @@ def throughput(
     if as_json:
         emit_json(rows)
         return
-    table = Table("model", "vm", "tier", "input tok/s", "output tok/s", "batches", "config")
-    for r in rows:
-        same = r["input"] == r["config_input"] and r["output"] == r["config_output"]
-        table.add_row(
-            str(r["model"]),
-            str(r["vm_type"]),
-            str(r["tier"]),
-            f"{r['input']:.1f}",
-            f"{r['output']:.1f}",
-            f"{r['prefill_batch']}/{r['decode_batch']}",
-            "[green]matches[/]" if same else f"[red]{r['config_input']}/{r['config_output']}[/]",
-        )
-    console.print(table)
+    _print_throughput(rows)
+
+
+def _print_throughput(rows: list[dict[str, Any]]) -> None:
+    print_table(
+        ("model", "vm", "tier", "input tok/s", "output tok/s", "batches", "config"),
+        (
+            (
+                r["model"],
+                r["vm_type"],
+                r["tier"],
+                f"{r['input']:.1f}",
+                f"{r['output']:.1f}",
+                f"{r['prefill_batch']}/{r['decode_batch']}",
+                "[green]matches[/]"
+                if r["input"] == r["config_input"] and r["output"] == r["config_output"]
+                else f"[red]{r['config_input']}/{r['config_output']}[/]",
+            )
+            for r in rows
+        ),
+    )

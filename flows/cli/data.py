@@ -10,26 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from flows.cli.common import (
+    check_ids,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
+    print_table,
     progress_bar,
     settings,
 )
 from flows.warehouse import requests_contract
 from flows.warehouse.aggregates import ingest_minute_paths
-from flows.warehouse.ingest import (
-    FileReport,
-    IngestReport,
-    SourceSpec,
-    expand_paths,
-    ingest_paths,
-)
+from flows.warehouse.ingest import SourceSpec, ingest_paths
+from flows.warehouse.loading import FileReport, IngestReport, expand_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.sqlfiles import run
 from flows.warehouse.status import demand_summary, warehouse_status
@@ -113,15 +109,7 @@ def _source_spec(
         if any(v is not None for v in (region, model, tier, start)):
             fail("--region/--model/--tier/--start apply to --format azure2023|mooncake", code=2)
         return SourceSpec()
-    for flag, value, known in (
-        ("--region", region, cfg.region_ids),
-        ("--model", model, cfg.model_ids),
-        ("--tier", tier, cfg.tier_ids),
-    ):
-        if value is None:
-            fail(f"{flag} is required with --format {fmt} (known: {known})", code=2)
-        if value not in known:
-            fail(f"{flag}: unknown id {value!r}; known: {known}", code=2)
+    check_ids(cfg, fmt, region=region, model=model, tier=tier)
     start_time = None
     if fmt == "mooncake":
         if start is None:
@@ -131,26 +119,22 @@ def _source_spec(
 
 
 def _print_ingest(report: IngestReport) -> None:
-    table = Table("file", "status", "read", "loaded", "quarantined", "duplicates", "note")
-    for f in report.files:
-        table.add_row(
-            f.path,
-            _status_style(f),
-            str(f.rows_read),
-            str(f.rows_loaded),
-            str(f.rows_quarantined),
-            str(f.duplicates_skipped),
-            f.message or "; ".join(f.problems[:2]),
-        )
     t = report.totals
-    table.add_row(
-        "total",
-        "",
-        *(str(t[k]) for k in ("rows_read", "rows_loaded", "rows_quarantined")),
-        str(t["duplicates_skipped"]),
-        "",
+    keys = ("rows_read", "rows_loaded", "rows_quarantined", "duplicates_skipped")
+    print_table(
+        ("file", "status", "read", "loaded", "quarantined", "duplicates", "note"),
+        [
+            *(
+                (f.path, _status_style(f), *(getattr(f, k) for k in keys), _note(f))
+                for f in report.files
+            ),
+            ("total", "", *(t[k] for k in keys), ""),
+        ],
     )
-    console.print(table)
+
+
+def _note(report: FileReport) -> str:
+    return report.message or "; ".join(report.problems[:2])
 
 
 def _status_style(report: FileReport) -> str:
@@ -180,10 +164,29 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
         f"requests from {o['first_arrival']} to {o['last_arrival']}, {o['files']} files, "
         f"{o['quarantined']:,} quarantined rows"
     )
+    _print_health(info["health"])
+    print_table(
+        ("region", "model", "tier", "requests", "first", "last"),
+        (
+            (
+                s["region"],
+                s["model"],
+                s["tier"],
+                f"{s['requests']:,}",
+                f"{s['first_arrival']:%Y-%m-%d %H:%M}",
+                f"{s['last_arrival']:%Y-%m-%d %H:%M}",
+            )
+            for s in info["series"]
+        ),
+    )
+    for q in info["quarantine"]:
+        console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
+
+
+def _print_health(h: dict[str, Any]) -> None:
     import pandas as pd
 
-    h = info["health"]
-    health = Table("planner health", "value", "state", title_justify="left")
+    health = []
     for label, key in (
         ("clock now (UTC)", "now"),
         ("latest plan", "latest_plan"),
@@ -198,21 +201,8 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
             value = "n/a" if value is None else f"{max(value, 0.0):,.1f} h"
         elif isinstance(value, datetime | pd.Timestamp):
             value = f"{pd.Timestamp(value):%Y-%m-%d %H:%M:%S}"
-        health.add_row(label, str(value if value is not None else "n/a"), h["states"].get(key, ""))
-    console.print(health)
-    table = Table("region", "model", "tier", "requests", "first", "last")
-    for s in info["series"]:
-        table.add_row(
-            s["region"],
-            s["model"],
-            s["tier"],
-            f"{s['requests']:,}",
-            f"{s['first_arrival']:%Y-%m-%d %H:%M}",
-            f"{s['last_arrival']:%Y-%m-%d %H:%M}",
-        )
-    console.print(table)
-    for q in info["quarantine"]:
-        console.print(f"quarantine: {q['path']}: {q['rows']} rows, e.g. {q['most_common_reason']}")
+        health.append((label, value if value is not None else "n/a", h["states"].get(key, "")))
+    print_table(("planner health", "value", "state"), health, title_justify="left")
 
 
 def planner_health(row: dict[str, Any], now: pd.Timestamp, clock: str) -> dict[str, Any]:
@@ -270,28 +260,31 @@ def summary(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")]
 
 
 def print_summary(rows: list[dict[str, object]]) -> None:
-    table = Table(
-        "region",
-        "model",
-        "tier",
-        "requests",
-        "hours",
-        "gaps",
-        "mean tok/s",
-        "peak-min tok/s",
-        "peak/mean",
+    print_table(
+        (
+            "region",
+            "model",
+            "tier",
+            "requests",
+            "hours",
+            "gaps",
+            "mean tok/s",
+            "peak-min tok/s",
+            "peak/mean",
+        ),
+        (
+            (
+                r["region"],
+                r["model"],
+                r["tier"],
+                f"{r['requests']:,}",
+                r["observed_hours"],
+                r["gap_hours"],
+                f"{r['mean_token_rate'] or 0:,.0f}",
+                f"{r['peak_minute_token_rate'] or 0:,.0f}",
+                f"{r['peak_to_mean'] or 0:.2f}",
+            )
+            for r in rows
+        ),
         title="demand by series (demand_hourly)",
     )
-    for r in rows:
-        table.add_row(
-            str(r["region"]),
-            str(r["model"]),
-            str(r["tier"]),
-            f"{r['requests']:,}",
-            str(r["observed_hours"]),
-            str(r["gap_hours"]),
-            f"{r['mean_token_rate'] or 0:,.0f}",
-            f"{r['peak_minute_token_rate'] or 0:,.0f}",
-            f"{r['peak_to_mean'] or 0:.2f}",
-        )
-    console.print(table)

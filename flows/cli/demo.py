@@ -6,7 +6,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,9 +44,10 @@ def demo(
     from planner.workload.tokens import TokenSampler
     from reports import backtest as backtest_report
 
-    cfg = settings(ctx).config()
+    opts = settings(ctx)
+    cfg = opts.config()
     logs_dir = workdir / "logs" / f"synth-seed{seed}"
-    warehouse = settings(ctx).warehouse or workdir / "warehouse.duckdb"
+    warehouse = opts.warehouse or workdir / "warehouse.duckdb"
     started = time.perf_counter()
     try:
         tokens = TokenSampler.from_azure(shared / "data" / "azure2023")
@@ -80,15 +81,13 @@ def demo(
 
     run = hourly_plan(
         inbox=str(workdir / "inbox"),
-        config_path=str(settings(ctx).config_path) if settings(ctx).config_path else None,
+        config_path=str(opts.config_path) if opts.config_path else None,
         warehouse=str(warehouse),
         out=str(workdir / "out"),
         as_of=as_of.isoformat(),
         on_quality_failure="warn",
     )
     totals = report.totals
-    elapsed = time.perf_counter() - started
-    ps = run["summary"]
     if as_json:
         emit_json(
             {
@@ -96,7 +95,7 @@ def demo(
                 "mart_rows": refreshed.rows,
                 "summary": rows,
                 "backtest_report": str(backtest_dir / "backtest.md"),
-                "plan": {**ps, "export_path": run["export_path"]},
+                "plan": {**run["summary"], "export_path": run["export_path"]},
                 "plan_report": run["report"],
                 "plan_page": run["page"],
                 "quality": run["quality"],
@@ -104,22 +103,29 @@ def demo(
         )
     else:
         print_summary(rows)
-        gap = ps["gap_text"]
-        quality = run["quality"]
-        console.print(
-            f"loaded {totals['rows_loaded']:,} rows ({totals['files_skipped']} files already "
-            f"loaded), quarantined {totals['rows_quarantined']:,}; data quality "
-            f"{'passed' if quality['success'] else 'FAILED: ' + '; '.join(quality['failed'])}; "
-            f"{elapsed:.0f} s\n"
-            f"plan {ps['plan_id']} for {ps['hours']} h from {ps['start']}: "
-            f"${ps['total_cost']:,.0f}, {ps['vm_hours']:,.0f} VM-hours, SCIP {ps['status']} "
-            f"gap {gap}, verified True\n"
-            f"outputs: request logs {logs_dir}, warehouse {warehouse}, backtest report "
-            f"{backtest_dir / 'backtest.md'}, plan files {run['export_path']}, Data Docs "
-            f"{quality['docs_index']}\n"
-            f"plan report: {run['report']} (served by `make serve` at {run['page']})\n"
-            f"next: `make serve` (Prefect UI http://127.0.0.1:4200) runs the demo on the replay "
-            "clock, one demo hour per minute"
-        )
+        outputs = {"logs": logs_dir, "warehouse": warehouse, "backtest": backtest_dir}
+        _print_demo(totals, run, outputs, time.perf_counter() - started)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_demo(
+    totals: dict[str, int], run: dict[str, Any], outputs: dict[str, Path], elapsed: float
+) -> None:
+    """What the demo loaded, planned and wrote, and where to look next."""
+    ps, quality = run["summary"], run["quality"]
+    console.print(
+        f"loaded {totals['rows_loaded']:,} rows ({totals['files_skipped']} files already "
+        f"loaded), quarantined {totals['rows_quarantined']:,}; data quality "
+        f"{'passed' if quality['success'] else 'FAILED: ' + '; '.join(quality['failed'])}; "
+        f"{elapsed:.0f} s\n"
+        f"plan {ps['plan_id']} for {ps['hours']} h from {ps['start']}: "
+        f"${ps['total_cost']:,.0f}, {ps['vm_hours']:,.0f} VM-hours, SCIP {ps['status']} "
+        f"gap {ps['gap_text']}, verified True\n"
+        f"outputs: request logs {outputs['logs']}, warehouse {outputs['warehouse']}, backtest "
+        f"report {outputs['backtest'] / 'backtest.md'}, plan files {run['export_path']}, Data "
+        f"Docs {quality['docs_index']}\n"
+        f"plan report: {run['report']} (served by `make serve` at {run['page']})\n"
+        f"next: `make serve` (Prefect UI http://127.0.0.1:4200) runs the demo on the replay "
+        "clock, one demo hour per minute"
+    )

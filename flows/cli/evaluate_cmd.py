@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from flows.cli.common import (
+    choices,
+    clear_errors,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
+    print_table,
     progress_bar,
     settings,
 )
@@ -22,6 +25,17 @@ from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from planner.sim.sweep import FAMILIES
 
 log = logging.getLogger(__name__)
+_COLUMNS = (  # the comparison table's columns shown, in order (the last two when compared)
+    "policy",
+    "gpu_hours",
+    "gpu_hours_scaling",
+    "cost",
+    "IW-F_sla",
+    "IW-N_sla",
+    "NIW_sla",
+    "gpu_hours_vs_reactive",
+    "gpu_hours_vs_oracle",
+)
 
 
 def evaluate(
@@ -59,21 +73,15 @@ def evaluate(
     if sweep:
         _sweep(ctx, hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
         return
-    names = [n.strip() for n in policies.split(",") if n.strip()]
-    bad = [n for n in names if n not in POLICIES]
-    if bad or not names:
-        fail(f"--policies: unknown {bad or 'empty list'}; choose from {', '.join(POLICIES)}")
+    names = choices(policies, "--policies", POLICIES)
     stop = parse_time(end, "--end") if end else None
     plans = hours * (any(n.startswith("lt-") for n in names) + ("oracle" in names))
     con = open_warehouse(ctx)
-    with con, progress_bar() as bar:
+    with con, progress_bar() as bar, clear_errors():
         task = bar.add_task("hourly plans", total=plans or None)
-        try:
-            evaluation = run_evaluation(
-                con, cfg, names, hours, stop, time_limit, seed, lambda n: bar.advance(task, n)
-            )
-        except ValueError as exc:
-            fail(str(exc))
+        evaluation = run_evaluation(
+            con, cfg, names, hours, stop, time_limit, seed, lambda n: bar.advance(task, n)
+        )
     folder = out or Path(cfg.paths.outputs) / (
         f"evaluation-{evaluation.start:%Y%m%dT%H%M}-{hours}h-{evaluation.config_hash}"
     )
@@ -90,25 +98,12 @@ def evaluate(
             }
         )
         return
-    columns = [
-        "policy",
-        "gpu_hours",
-        "gpu_hours_scaling",
-        "cost",
-        "IW-F_sla",
-        "IW-N_sla",
-        "NIW_sla",
-    ]
-    extra = [c for c in ("gpu_hours_vs_reactive", "gpu_hours_vs_oracle") if c in table]
-    view = Table(*columns, *extra, title=f"{evaluation.start} .. {evaluation.end}")
-    for row in table.to_dict(orient="records"):
-        view.add_row(
-            *(
-                f"{row[c]:,.4g}" if isinstance(row[c], float) else str(row[c])
-                for c in [*columns, *extra]
-            )
-        )
-    console.print(view)
+    columns = [c for c in _COLUMNS if c in table]
+    print_table(
+        columns,
+        ((_cell(row[c]) for c in columns) for row in table.to_dict(orient="records")),
+        title=f"{evaluation.start} .. {evaluation.end}",
+    )
     console.print(f"comparison: {paths['md']}; plots in {folder}")
 
 
@@ -127,10 +122,7 @@ def _sweep(
     from flows.sweep import run_sweep, sweep_json, write_sweep
 
     cfg = settings(ctx).config()
-    fams = [f.strip() for f in families.split(",") if f.strip()]
-    bad = [f for f in fams if f not in FAMILIES]
-    if bad or not fams:
-        fail(f"--families: unknown {bad or 'empty list'}; choose from {', '.join(FAMILIES)}")
+    fams = choices(families, "--families", FAMILIES)
     try:
         qs = [float(q) for q in quantiles.split(",") if q.strip()]
     except ValueError:
@@ -139,23 +131,11 @@ def _sweep(
         fail(f"--quantiles: each must lie in (0, 1), got {quantiles!r}")
     stop = parse_time(end, "--end") if end else None
     con = open_warehouse(ctx)
-    with con, progress_bar() as bar:
+    with con, progress_bar() as bar, clear_errors():
         task = bar.add_task("sweep", total=None)
-        try:
-            result = run_sweep(
-                con,
-                cfg,
-                hours,
-                stop,
-                fams,
-                qs,
-                time_limit,
-                seed,
-                workers,
-                lambda n: bar.advance(task, n),
-            )
-        except ValueError as exc:
-            fail(str(exc))
+        result = run_sweep(
+            con, cfg, hours, stop, fams, qs, time_limit, seed, workers, partial(bar.advance, task)
+        )
     folder = out or Path(cfg.paths.outputs) / (
         f"sweep-{result.start:%Y%m%dT%H%M}-{hours}h-{result.config_hash}"
     )
@@ -163,27 +143,22 @@ def _sweep(
     if as_json:
         emit_json({**sweep_json(result), "files": {k: str(v) for k, v in paths.items()}})
         return
-    view = Table(
-        "family",
-        "point",
-        "GPU-h",
-        "vs reactive",
-        "vs clairvoyant",
-        "vs work bound",
-        title=f"frontier at equal SLA, {result.start} .. {result.end}",
-    )
+    rows = []
     for fam, r in result.frontier.items():
         if r is None:
-            view.add_row(fam, "none meets the targets", "", "", "", "")
+            rows.append((fam, "none meets the targets", "", "", "", ""))
             continue
         saving = r["saving_vs_reactive"]
-        view.add_row(
-            fam,
-            r["policy"],
-            f"{r['gpu_hours']:,.0f}",
-            "" if saving is None or fam == "reactive" else f"{-100 * saving:+.1f} %",
-            f"{r['vs_bound']:.2f}",
-            f"{r['vs_work_bound']:.2f}",
-        )
-    console.print(view)
+        versus = "" if saving is None or fam == "reactive" else f"{-100 * saving:+.1f} %"
+        bounds = f"{r['vs_bound']:.2f}", f"{r['vs_work_bound']:.2f}"
+        rows.append((fam, r["policy"], f"{r['gpu_hours']:,.0f}", versus, *bounds))
+    print_table(
+        ("family", "point", "GPU-h", "vs reactive", "vs clairvoyant", "vs work bound"),
+        rows,
+        title=f"frontier at equal SLA, {result.start} .. {result.end}",
+    )
     console.print(f"frontier: {paths['md']}; every point: {paths['csv']}; plots in {folder}")
+
+
+def _cell(value: object) -> str:
+    return f"{value:,.4g}" if isinstance(value, float) else str(value)

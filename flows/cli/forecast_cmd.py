@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from flows.cli.common import (
+    clear_errors,
     console,
     emit_json,
     fail,
     open_warehouse,
     parse_time,
+    print_table,
     progress_bar,
     settings,
 )
@@ -61,19 +62,16 @@ def backtest(
     cfg = settings(ctx).config()
     with open_warehouse(ctx) as con:
         when = _as_of(as_of, con)
-        with progress_bar() as bar:
+        with progress_bar() as bar, clear_errors():
             task = bar.add_task("backtesting series groups", total=None)
-            try:
-                selection = run_selection(
-                    con,
-                    cfg,
-                    when,
-                    workers,
-                    on_done=lambda _: bar.advance(task),
-                    on_total=lambda n: bar.update(task, total=n),
-                )
-            except ValueError as exc:
-                fail(str(exc))
+            selection = run_selection(
+                con,
+                cfg,
+                when,
+                workers,
+                on_done=lambda _: bar.advance(task),
+                on_total=lambda n: bar.update(task, total=n),
+            )
     folder = _out_dir(cfg, out, f"backtest-{selection.as_of:%Y%m%dT%H%M}")
     agg = backtest_report.write_report(selection, folder)
     if as_json:
@@ -81,19 +79,10 @@ def backtest(
         agg["series"] = scores[scores["chosen"]].to_dict("records")
         emit_json(agg)
         return
-    table = Table(
-        "metric",
-        "folds",
-        "MASE",
-        "snaive24 MASE",
-        "better by",
-        "95% band",
-        "≤ p95",
-        title=f"deployed choice vs seasonal naive ({len(selection.origins)} origins)",
-    )
-    for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]:
-        if s:
-            table.add_row(
+    print_table(
+        ("metric", "folds", "MASE", "snaive24 MASE", "better by", "95% band", "≤ p95"),
+        (
+            (
                 name,
                 f"{s['folds']:.0f}",
                 f"{s['mase']:.3f}",
@@ -102,7 +91,11 @@ def backtest(
                 f"{s['band95_coverage']:.1%}",
                 f"{s['p95_coverage']:.1%}",
             )
-    console.print(table)
+            for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]
+            if s
+        ),
+        title=f"deployed choice vs seasonal naive ({len(selection.origins)} origins)",
+    )
     console.print(f"chosen: {agg.get('chosen')}\nreport: {agg['report']}\nplot: {agg['plot']}")
 
 
@@ -117,11 +110,8 @@ def forecast(
 
     cfg = settings(ctx).config()
     when = parse_time(as_of, "--as-of")
-    with open_warehouse(ctx) as con:
-        try:
-            frame, info = run_forecast(con, cfg, when, horizon)
-        except ValueError as exc:
-            fail(str(exc))
+    with open_warehouse(ctx) as con, clear_errors():
+        frame, info = run_forecast(con, cfg, when, horizon)
     if frame.empty:
         fail("no series to forecast at this origin")
     tier_q: dict[str, tuple[str, float]] = {
@@ -131,29 +121,28 @@ def forecast(
     if as_json:
         emit_json({**info, "series": summary})
         return
-    table = Table(
-        "region",
-        "model",
-        "tier",
-        "metric",
-        "forecaster",
-        "next h point",
-        "planning q",
-        "fallback",
+    print_table(
+        (
+            "region",
+            "model",
+            "tier",
+            "metric",
+            "forecaster",
+            "next h point",
+            "planning q",
+            "fallback",
+        ),
+        (
+            (
+                *(row[k] for k in ("region", "model", "tier", "metric", "forecaster")),
+                f"{row['point_h1']:,.1f}",
+                f"{row['planning_value_h1']:,.1f}",
+                row["fallback"] or "",
+            )
+            for row in summary
+        ),
         title=f"forecasts from {info['origin']}",
     )
-    for row in summary:
-        table.add_row(
-            row["region"],
-            row["model"],
-            row["tier"],
-            row["metric"],
-            row["forecaster"],
-            f"{row['point_h1']:,.1f}",
-            f"{row['planning_value_h1']:,.1f}",
-            row["fallback"] or "",
-        )
-    console.print(table)
     console.print(f"{info['rows']} rows stored in `forecasts` (selection of {info['selected_at']})")
 
 

@@ -8,9 +8,18 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.table import Table
 
-from flows.cli.common import console, emit_json, fail, open_warehouse, parse_time, settings
+from flows.cli.common import (
+    check_ids,
+    clear_errors,
+    console,
+    emit_json,
+    fail,
+    open_warehouse,
+    parse_time,
+    print_table,
+    settings,
+)
 from flows.clock import clock_for
 from planner.utc import naive_utc
 
@@ -44,11 +53,8 @@ def plan(
     root = out or Path(cfg.paths.outputs) / "plans"
     if root.exists() and not root.is_dir():
         fail(f"--out {root}: exists and is not a folder", code=2)
-    with open_warehouse(ctx) as con:
-        try:
-            result = forecast_and_plan(con, cfg, when, root)
-        except ValueError as exc:
-            fail(str(exc))
+    with open_warehouse(ctx) as con, clear_errors():
+        result = forecast_and_plan(con, cfg, when, root)
     p = result.plan
     summary = p.summary()
     summary["verified"] = result.check.ok
@@ -72,17 +78,18 @@ def _print(p: Any, s: dict[str, Any]) -> None:
         + (f" [yellow]FALLBACK: {s['fallback_reason']}[/]" if s["fallback"] else "")
     )
     vms = p.vms.groupby(["region", "vm_type"])[["on_demand", "spot"]].agg(["min", "max"])
-    table = Table(
-        "region", "vm type", "on-demand min-max", "spot min-max", title="VMs over the horizon"
+    print_table(
+        ("region", "vm type", "on-demand min-max", "spot min-max"),
+        (
+            (
+                r,
+                g,
+                *(f"{row[(kind, 'min')]}-{row[(kind, 'max')]}" for kind in ("on_demand", "spot")),
+            )
+            for (r, g), row in vms.iterrows()
+        ),
+        title="VMs over the horizon",
     )
-    for (r, g), row in vms.iterrows():
-        table.add_row(
-            r,
-            g,
-            f"{row[('on_demand', 'min')]}-{row[('on_demand', 'max')]}",
-            f"{row[('spot', 'min')]}-{row[('spot', 'max')]}",
-        )
-    console.print(table)
     first = p.actions[p.actions["hour"] == p.start]
     console.print(f"actions for the first hour: {len(first)}; in all: {len(p.actions)}")
     if len(p.unmet):
@@ -106,15 +113,9 @@ def explain(
     """Per region, model and hour: instances, load, utilisation, unmet demand and the binding
     constraint family of a stored plan, with what each family means."""
     from flows.planning import load_plan, rebuild_data
-    from planner.ilp.explain import BINDING_MEANING
 
     cfg = settings(ctx).config()
-    for flag, value, known in (
-        ("--region", region, cfg.region_ids),
-        ("--model", model, cfg.model_ids),
-    ):
-        if value is not None and value not in known:
-            fail(f"{flag}: unknown id {value!r}; known: {known}", code=2)
+    check_ids(cfg, region=region, model=model)
     with open_warehouse(ctx, read_only=True) as con:
         try:
             stored = load_plan(con, plan_id)
@@ -132,47 +133,51 @@ def explain(
                 f"--hour: {when} is not one of the plan's hours "
                 f"({stored.start} + {len(stored.hours)} h)"
             )
-    if region is not None:
-        frame = frame[frame["region"] == region]
-    if model is not None:
-        frame = frame[frame["model"] == model]
+    for column, value in (("region", region), ("model", model)):
+        if value is not None:
+            frame = frame[frame[column] == value]
     if as_json:
         emit_json(frame.to_dict(orient="records"))
         return
+    _print_explanation(frame, limit)
+
+
+def _print_explanation(frame: pd.DataFrame, limit: int) -> None:
+    """The binding families with their meaning, and the busiest cells."""
+    from planner.ilp.explain import BINDING_MEANING
+
     counts = frame.groupby("binding").size().sort_values(ascending=False)
-    legend = Table(
-        "binding",
-        "cells",
-        "meaning",
+    print_table(
+        ("binding", "cells", "meaning"),
+        ((family, n, BINDING_MEANING.get(str(family), "")) for family, n in counts.items()),
         title=f"binding constraints over {len(frame)} cells",
         title_justify="left",
     )
-    for family, n in counts.items():
-        legend.add_row(str(family), str(n), BINDING_MEANING.get(str(family), ""))
-    console.print(legend)
     busiest = frame.sort_values(["utilisation", "hour"], ascending=[False, True]).head(limit)
-    table = Table(
-        "hour (UTC)",
-        "region",
-        "model",
-        "instances",
-        "load (instances)",
-        "utilisation",
-        "unmet tok/s",
-        "binding",
+    print_table(
+        (
+            "hour (UTC)",
+            "region",
+            "model",
+            "instances",
+            "load (instances)",
+            "utilisation",
+            "unmet tok/s",
+            "binding",
+        ),
+        (
+            (
+                f"{pd.Timestamp(r['hour']):%Y-%m-%d %H:%M}",
+                r["region"],
+                r["model"],
+                f"{r['instances']:g}",
+                f"{r['load_instances']:,.2f}",
+                f"{r['utilisation']:.0%}",
+                f"{r['unmet_tokens_per_s']:,.0f}",
+                r["binding"],
+            )
+            for r in busiest.to_dict("records")
+        ),
         title=f"busiest {len(busiest)} of {len(frame)} cells",
         title_justify="left",
     )
-    r: Any  # a row of the explanation
-    for r in busiest.itertuples():
-        table.add_row(
-            f"{pd.Timestamp(r.hour):%Y-%m-%d %H:%M}",
-            r.region,
-            r.model,
-            f"{r.instances:g}",
-            f"{r.load_instances:,.2f}",
-            f"{r.utilisation:.0%}",
-            f"{r.unmet_tokens_per_s:,.0f}",
-            r.binding,
-        )
-    console.print(table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,8 +20,17 @@ def requests_contract(cfg: FleetConfig, now: datetime) -> pa.DataFrameSchema:
     reads the file (flows/cli/data.py)."""
     from validation.requests import requests_schema
 
-    low = datetime.fromisoformat(cfg.warehouse.min_arrival).astimezone(UTC).replace(tzinfo=None)
-    high = (now + timedelta(hours=cfg.warehouse.max_future_h)).replace(tzinfo=None)
+    low, high = arrival_window(cfg, now)
     return requests_schema(
         cfg.region_ids, cfg.model_ids, cfg.tier_ids, low, high, cfg.warehouse.max_tokens
     )
+
+
+def arrival_window(cfg: FleetConfig, now: datetime) -> tuple[datetime, datetime]:
+    """The sane window of arrival times, naive UTC: from ``warehouse.min_arrival`` to
+    ``now + warehouse.max_future_h``."""
+    from planner.utc import naive_utc
+
+    w = cfg.warehouse
+    low = naive_utc(w.min_arrival).to_pydatetime()
+    return low, naive_utc(now + timedelta(hours=w.max_future_h)).to_pydatetime()

@@ -18,27 +18,29 @@ empty); Parquet or CSV with a header, gzip too. The same guarantees as the row p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from flows.warehouse.ingest import (
+from flows.warehouse import arrival_window
+from flows.warehouse.loading import (
     FileRejected,
     FileReport,
     IngestReport,
-    _clean_error,
+    clean_error,
+    identify,
     ingest_each,
     load_file,
     next_file_key,
+    record_file,
 )
 from flows.warehouse.sqlfiles import execute, run, sql
 from planner.config import FleetConfig
+from planner.utc import naive_utc
 
 log = logging.getLogger(__name__)
 FORMAT = "minute-aggregates"
@@ -57,18 +59,6 @@ def ingest_minute_paths(
     return ingest_each(paths, lambda path: ingest_minute_file(con, path, cfg, now), on_file)
 
 
-def _identify(path: Path) -> tuple[int, str]:
-    try:
-        size = path.stat().st_size
-        digest = hashlib.sha256(path.read_bytes())
-    except OSError as exc:
-        raise FileRejected(f"cannot read: {exc.strerror}") from exc
-    if size == 0:
-        raise FileRejected("empty file (0 bytes)")
-    digest.update(json.dumps([FORMAT, {}]).encode())
-    return size, digest.hexdigest()
-
-
 def _staging(path: Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".parquet"):
@@ -85,7 +75,7 @@ def ingest_minute_file(
     return load_file(
         con,
         path,
-        lambda: (_staging(path), *_identify(path)),
+        lambda: (_staging(path), *identify(path, [FORMAT, {}])),
         lambda staging, file_id, size: _load(con, path, staging, cfg, file_id, size, now),
         _TEMP,
     )
@@ -105,63 +95,26 @@ def _load(
     try:
         present = {r[0] for r in execute(con, f"DESCRIBE {source}", params).fetchall()}
     except (duckdb.Error, OSError) as exc:
-        raise FileRejected(f"unreadable as {FORMAT}: {_clean_error(exc)}") from exc
+        raise FileRejected(f"unreadable as {FORMAT}: {clean_error(exc)}") from exc
     missing = [c for c in COLUMNS if c not in present]
     if missing:
         found = sorted(present - {"_row"})
         raise FileRejected(f"missing required columns {missing}; found {found}")
     run(con, "aggregates/stage", {"source": source}, **params)
     w = cfg.warehouse
-    naive_now = now.replace(tzinfo=None)
-    checks: dict[str, Any] = {
+    low, high = arrival_window(cfg, now)
+    ids: dict[str, Any] = {
         "regions": cfg.region_ids,
         "models": cfg.model_ids,
         "tiers": cfg.tier_ids,
-        "min_time": datetime.fromisoformat(w.min_arrival.replace("Z", "+00:00")).replace(
-            tzinfo=None
-        ),
-        "max_time": naive_now + timedelta(hours=w.max_future_h),
-        "max_tokens": w.max_tokens,
     }
-    run(con, "aggregates/check", **checks)
-    keys: dict[str, Any] = {"file_id": file_id, "path": str(path), "now": naive_now}
+    run(con, "aggregates/check", **ids, min_time=low, max_time=high, max_tokens=w.max_tokens)
+    keys: dict[str, Any] = {"file_id": file_id, "path": str(path)}
+    keys["now"] = naive_utc(now).to_pydatetime()
     run(con, "aggregates/insert_minutes", **keys)
     run(con, "aggregates/quarantine", **keys)
     counts = run(con, "aggregates/counts").fetchone()
     assert counts is not None
-    read, loaded, quarantined, dupes, first, last = counts
-    if read != loaded + quarantined + dupes:  # the verdicts partition the rows
-        raise FileRejected(f"reconciliation failed: {read} ≠ {loaded} + {quarantined} + {dupes}")
-    run(
-        con,
-        "ingest/record_file",
-        file_id=file_id,
-        file_key=next_file_key(con),
-        path=str(path),
-        format=FORMAT,
-        adapter=None,
-        bytes=size,
-        rows_read=read,
-        rows_loaded=loaded,
-        rows_quarantined=quarantined,
-        duplicates_skipped=dupes,
-        min_arrival=first,
-        max_arrival=last,
-        now=naive_now,
-    )
-    problems = [
-        f"row {row}: {reason}"
-        for row, reason in run(
-            con, "aggregates/sample_quarantine", file_id=file_id, limit=5
-        ).fetchall()
-    ]
-    return FileReport(
-        str(path),
-        "loaded",
-        file_id=file_id,
-        rows_read=int(read),
-        rows_loaded=int(loaded),
-        rows_quarantined=int(quarantined),
-        duplicates_skipped=int(dupes),
-        problems=problems,
-    )
+    keys["file_key"] = next_file_key(con)
+    sample = "aggregates/sample_quarantine"
+    return record_file(con, counts, keys, sample, format=FORMAT, adapter=None, bytes=size)

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.warehouse.migrations import migrate
+from flows.warehouse.migrations import latest_version, migrate, schema_version
 from flows.warehouse.sqlfiles import run
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ def connect(
     create: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse at ``path`` (creating it only when ``create`` and not ``read_only``)
-    and, unless read-only, bring its schema up to date. Read-only opens take no write lock."""
+    with its schema up to date. Read-only opens take no write lock, except once on a warehouse
+    an older version wrote, to migrate it (a lock held elsewhere then is a clear error)."""
     path = Path(path)
     if (read_only or not create) and not path.exists():
         raise WarehouseError(
@@ -40,17 +41,37 @@ def connect(
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit}
     if threads:
         config["threads"] = threads
+    con = _open(path, read_only, config)
+    if not read_only:
+        migrate(con)
+    elif schema_version(con) < latest_version():
+        # an older warehouse read by a newer sageserve: bring it up to date once (a write
+        # connection, briefly), then read it as asked; reads never see an old schema
+        con.close()
+        found = _open(path, False, config, doing=" (to migrate its schema)")
+        try:
+            log.info("warehouse %s migrated to schema v%d", path, migrate(found))
+        finally:
+            found.close()
+        con = _open(path, True, config)
+    return con
+
+
+def _open(
+    path: Path,
+    read_only: bool,
+    config: dict[str, str | bool | int | float | list[str]],
+    doing: str = "",
+) -> duckdb.DuckDBPyConnection:
     try:
         con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise WarehouseError(
-                f"warehouse {path} is in use by another process; try again when it finishes"
+                f"warehouse {path} is in use by another process{doing}; try again when it finishes"
             ) from exc
-        raise WarehouseError(f"cannot open warehouse {path}: {exc}") from exc
+        raise WarehouseError(f"cannot open warehouse {path}{doing}: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
-    if not read_only:
-        migrate(con)
     return con
 
 

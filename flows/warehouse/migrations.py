@@ -25,6 +25,11 @@ def migration_files() -> list[tuple[int, Path]]:
     return [(int(f.name[:4]), f) for f in files]
 
 
+def latest_version() -> int:
+    """The schema version this code expects: the newest migration file's."""
+    return migration_files()[-1][0]
+
+
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"

@@ -11,7 +11,7 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from flows.warehouse.sqlfiles import run, staged, transaction
+from flows.warehouse.sqlfiles import delete_rows, insert_frame, run, transaction
 from planner.forecast.forecast import FittedSeries, attach_shared, detach_shared
 from planner.forecast.gbm import NAME as GBM
 from planner.forecast.gbm import GlobalGBM
@@ -35,11 +35,9 @@ def store_selection(con: duckdb.DuckDBPyConnection, selection: Selection) -> Non
     tables = {"forecast_backtests": backtests, "forecast_backtest_folds": folds}
     with transaction(con):
         for table, frame in {**tables, "forecast_models": models}.items():
-            run(con, "forecast/delete_selection_rows", {"table": table}, selected_at=at)
+            delete_rows(con, table, "selected_at", at)
             if not frame.empty:
-                with staged(con, f"staged_{table}", frame):
-                    slots = {"table": table, "staged": f"staged_{table}"}
-                    run(con, "forecast/insert_selection_rows", slots)
+                insert_frame(con, table, frame)
     log.info("stored selection at %s: %d series, %d folds", at, len(models), len(folds))
 
 

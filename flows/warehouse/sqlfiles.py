@@ -1,8 +1,9 @@
 """Named SQL files under ``sql/`` and a helper that binds exactly the parameters a file uses.
 
-Values are always bound parameters (``$name``). A few ingest files also have a structural slot,
-``{{ checked }}`` or ``{{ source }}``, that takes a generated SELECT (the staging reader, or the
-pandera schema compiled to SQL): that is composition of trusted query text, never of values.
+Values are always bound parameters (``$name``). A few files also have a structural slot: a
+generated SELECT (``{{ checked }}``, ``{{ source }}``: the staging reader, or the pandera schema
+compiled to SQL) or a table and key name (``sql/tables/``: per-table statements written once).
+That is composition of trusted query text, never of values.
 """
 
 from __future__ import annotations
@@ -80,11 +81,15 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-@contextmanager
-def staged(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> Iterator[None]:
-    """``frame`` visible to SQL as ``name`` for the block (an INSERT … SELECT FROM it)."""
-    con.register(name, frame)
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    """``frame``'s rows into ``table``, columns matched by name."""
+    con.register(f"staged_{table}", frame)
     try:
-        yield
+        run(con, "tables/insert_by_name", {"table": table, "staged": f"staged_{table}"})
     finally:
-        con.unregister(name)
+        con.unregister(f"staged_{table}")
+
+
+def delete_rows(con: duckdb.DuckDBPyConnection, table: str, key: str, value: Any) -> None:
+    """The rows of ``table`` whose column ``key`` is ``value`` (before they are replaced)."""
+    run(con, "tables/delete_by_key", {"table": table, "key": key}, value=value)

@@ -40,7 +40,8 @@ from planner.sim.routing import Arrivals
 
 log = logging.getLogger(__name__)
 Array = npt.NDArray[np.float64]
-ARTIFACT_VERSION = 3  # 2: records the pool's profile and size; 3: chunk-aware features
+ARTIFACT_VERSION = 4  # 2: the pool's profile and size; 3: chunk-aware features; 4: the view
+# without true outputs (KV held, in-flight tokens at the router's estimates)
 SIGMA0 = np.array([0.5, 0.5, 0.5, 0.5, 0.02, 0.1, 0.5, 0.2, 0.2, 0.02, 0.2])
 
 

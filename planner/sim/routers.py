@@ -4,15 +4,19 @@ a prefill/decode-mix heuristic and a learned linear policy guided by it.
 Every router here is called once per routing epoch (``epoch_s``) with the pool's state at the
 epoch's start (:class:`planner.sim.routing.PoolView`) and keeps its own ledger of what it sent
 within the epoch. None of them reads a request's true output length: the output is an estimate
-from ``estimate`` (the response-length predictor, or a constant mean for the baselines). One
-exception, inherited: the view's ``outstanding_tokens`` (least-tokens' score, the ``tokens_1e4``
-feature) counts the *running* requests' true remaining output, which a real server does not
-know; ``predicted_decode_1e3`` is its estimate-only counterpart.
+from ``estimate`` (the response-length predictor, or a constant mean for the baselines), and the
+view holds only what a server knows (its KV held, prompt tokens still to prefill: no output
+still to come, the requests that ended). An instance's outstanding tokens (least-tokens' score,
+the ``tokens_1e4`` feature) are the prompt and *estimated* output of every request the router
+sent there that has not ended (a front end sees each response end): never the running
+requests' true remaining output.
 
 **Room.** Instance j has room for request r when nothing waits there, its batch has a free slot
-and the KV reservation fits: ``waiting_j = 0``, ``running_j < max_batch`` and ``kv_j + prompt_r
-+ ô_r ≤ kv_tokens``. Every router picks among the instances with room when any has it, and among
-all instances otherwise (a request is never sent to a full instance while another has room).
+and r's prompt and estimated output fit in the KV cache free now: ``waiting_j = 0``,
+``running_j < max_batch`` and ``kv_j + prompt_r + ô_r ≤ kv_tokens`` (``kv_j``: the KV held,
+plus what the router sent this epoch at prompt + estimate). Every router picks among the
+instances with room when any has it, and among all instances otherwise (a request is never sent
+to a full instance while another has room).
 
 **Mixing cost** (the heuristic; features of the learned policy), priced for chunked prefill
 (:mod:`planner.sim.instances`: an iteration carries at most ``B`` tokens, the decodes first).
@@ -86,12 +90,12 @@ class _Ledger:
     predicted_decode: Array
 
     @classmethod
-    def of(cls, view: PoolView, predicted_decode: Array) -> _Ledger:
+    def of(cls, view: PoolView, predicted_decode: Array, in_flight: Array | None = None) -> _Ledger:
         return cls(
             view.waiting.astype(float),
             view.running.astype(float),
             view.kv_used.astype(float),
-            view.outstanding_tokens.astype(float),
+            np.zeros(len(view.waiting)) if in_flight is None else in_flight.copy(),
             view.waiting_prompt.astype(float),
             view.prefill_left.astype(float),
             predicted_decode,
@@ -122,6 +126,8 @@ class LoadAware:
     epoch_s: float = 0.25
     _pred: Array | None = field(default=None, init=False, repr=False)
     _pred_t: float = field(default=0.0, init=False, repr=False)
+    _in_flight: Array | None = field(default=None, init=False, repr=False)
+    _sent: dict[int, tuple[int, float]] = field(default_factory=dict, init=False, repr=False)
 
     def scores(self, led: _Ledger, prompt: float, out: float) -> Array:
         raise NotImplementedError
@@ -131,7 +137,7 @@ class LoadAware:
         estimates it sent, drained at the rate the instance's requests decode: one token per
         request per decode iteration; never the true outputs)."""
         n = len(view.waiting)
-        if self._pred is None or len(self._pred) != n:
+        if self._pred is None or len(self._pred) != n or view.time_s < self._pred_t:
             self._pred, self._pred_t = np.zeros(n), view.time_s
         b = np.minimum(view.running, self.profile.max_batch).astype(float)
         it = self.profile.decode_s(np.maximum(b, 1), np.full(n, REF_PROMPT))
@@ -140,8 +146,21 @@ class LoadAware:
         self._pred_t = view.time_s
         return self._pred
 
+    def _outstanding(self, view: PoolView) -> Array:
+        """Each instance's outstanding tokens: prompt + estimated output of every request
+        this router sent there that has not ended (``view.ended`` removes them)."""
+        n = len(view.waiting)
+        if self._in_flight is None or len(self._in_flight) != n or view.time_s < self._pred_t:
+            self._in_flight, self._sent = np.zeros(n), {}
+        for r in view.ended.tolist():
+            sent = self._sent.pop(r, None)
+            if sent is not None:
+                self._in_flight[sent[0]] -= sent[1]
+        return self._in_flight
+
     def route(self, arrivals: Arrivals, view: PoolView) -> IntArray:
-        led = _Ledger.of(view, self._predicted_decode(view))
+        in_flight = self._outstanding(view)
+        led = _Ledger.of(view, self._predicted_decode(view), in_flight)
         est = np.asarray(self.estimate(arrivals), float)
         dest = np.empty(len(arrivals.index), np.int64)
         for i in range(len(arrivals.index)):
@@ -153,6 +172,8 @@ class LoadAware:
             j = int(np.argmin(s))
             dest[i] = j
             led.add(j, p, o)
+            in_flight[j] += p + o
+            self._sent[int(arrivals.index[i])] = (j, p + o)
         return dest
 
 
@@ -166,8 +187,8 @@ class JoinShortestQueue(LoadAware):
 
 @dataclass
 class LeastTokens(LoadAware):
-    """Fewest prompt + output tokens still to process (the view's count, which knows the
-    running requests' remaining output, plus estimates for what this epoch sent)."""
+    """Fewest outstanding tokens: prompt + estimated output of the requests in flight there
+    (module docstring)."""
 
     def scores(self, led: _Ledger, prompt: float, out: float) -> Array:
         return led.tokens

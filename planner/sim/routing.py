@@ -40,15 +40,19 @@ class Arrivals:
 
 @dataclass(frozen=True)
 class PoolView:
-    """The pool at the start of a routing epoch, one entry per instance."""
+    """The pool at the start of a routing epoch, one entry per instance: only what a server
+    knows (:meth:`planner.sim.instances._Pool.view`). No field depends on an output length
+    still to come; a router adds its own estimates of the decode work it sent."""
 
     time_s: float
     waiting: IntArray  # requests routed there and not yet admitted to the batch
     running: IntArray  # requests in the batch
-    kv_used: Array  # KV tokens reserved
-    outstanding_tokens: Array  # prompt + output tokens still to process (waiting and running)
+    kv_used: Array  # KV tokens held: prompt tokens prefilled + tokens generated (running)
+    outstanding_tokens: Array  # prompt tokens still to prefill (waiting and under way)
     waiting_prompt: Array = field(default_factory=lambda: np.zeros(0))  # prompt tokens queued
     prefill_left: Array = field(default_factory=lambda: np.zeros(0))  # of the prefill under way
+    # requests (positions in the trace, as Arrivals.index) that ended since the previous view
+    ended: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         for name in ("waiting_prompt", "prefill_left"):

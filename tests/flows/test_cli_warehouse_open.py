@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.warehouse.connection import connect
+from flows.warehouse.migrations import latest_version, schema_version
 
 runner = CliRunner()
 
@@ -33,7 +35,17 @@ def test_a_mistyped_warehouse_is_refused_and_not_created(
 def test_status_reads_beside_another_reader(tmp_path: Path) -> None:
     path = tmp_path / "wh.duckdb"
     connect(path).close()
-    # another process holds the file open read-only (a shared lock) until told to stop
+    holder = _hold_open(path)
+    try:
+        result = runner.invoke(app, ["--warehouse", str(path), "status", "--json"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["overview"]["requests"] == 0
+    finally:
+        holder.communicate("")
+
+
+def _hold_open(path: Path) -> subprocess.Popen[str]:
+    """Another process holding ``path`` open read-only (a shared lock) until its stdin closes."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -46,13 +58,32 @@ def test_status_reads_beside_another_reader(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    return holder
+
+
+def test_a_read_of_an_older_warehouse_migrates_it_first(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    duckdb.connect(str(path)).close()  # a DuckDB file no migration has touched yet
+    result = runner.invoke(app, ["--warehouse", str(path), "status", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["overview"]["requests"] == 0
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert schema_version(con) == latest_version()
+
+
+def test_an_older_warehouse_held_elsewhere_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "wh.duckdb"
+    duckdb.connect(str(path)).close()
+    holder = _hold_open(path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
-        result = runner.invoke(app, ["--warehouse", str(path), "status", "--json"])
-        assert result.exit_code == 0, result.stderr
-        assert json.loads(result.stdout)["overview"]["requests"] == 0
+        result = runner.invoke(app, ["--warehouse", str(path), "status"])
+        assert result.exit_code == 1
+        assert "in use by another process (to migrate its schema)" in result.stderr
     finally:
         holder.communicate("")
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert schema_version(con) == 0  # left as it was
 
 
 def test_ingest_creates_the_warehouse_it_is_given(tmp_path: Path) -> None:

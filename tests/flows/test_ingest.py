@@ -15,7 +15,8 @@ import pandas as pd
 import pandera.polars as pa
 import pytest
 
-from flows.warehouse.ingest import FileReport, IngestReport, SourceSpec, ingest_paths
+from flows.warehouse.ingest import SourceSpec, ingest_paths
+from flows.warehouse.loading import FileReport, IngestReport
 
 HEADER = "request_id,arrival_time,region,model,tier,input_tokens,output_tokens"
 GOOD = [

@@ -158,7 +158,7 @@ def test_load_basis_peak_holds_the_busiest_15_minutes_at_the_load() -> None:
 def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
     """The predictor's figures are stored under a key of its rows and seed: a second call reads
     them (same figures, no refit); another seed or other rows give another key."""
-    from flows import routing
+    from flows import routing_predictor as routing
     from planner.sim import length
 
     rng = np.random.default_rng(0)

@@ -326,6 +326,7 @@ def test_simulated_executor_refuses_a_missing_or_mismatched_artifact(
     other.write_text(other.read_text().replace('"profile": "toy"', '"profile": "other"'))
     with pytest.raises(ValueError, match="trained for instance profile 'other'"):
         serve(artifact="x")
-    path.write_text(path.read_text().replace('"version": 3', '"version": 1'))
-    with pytest.raises(ValueError, match="artifact version 1, expected 3"):
+    v = learn_router.ARTIFACT_VERSION
+    path.write_text(path.read_text().replace(f'"version": {v}', '"version": 1'))
+    with pytest.raises(ValueError, match=f"artifact version 1, expected {v}"):
         serve(artifact="lr")

@@ -245,3 +245,41 @@ def test_context_window_refuses_longer_requests_and_fit_context_clips() -> None:
     assert (
         profiles_for_config(load_config(), PERF_CSV)[("llama2-70b", "a100x8")].max_context == 4096
     )
+
+
+class _Recorder:
+    """Sends everything to instance 0 every 50 ms and keeps the views it was shown."""
+
+    epoch_s = 0.05
+
+    def __init__(self) -> None:
+        self.views: list[PoolView] = []
+
+    def route(self, arrivals: Arrivals, view: PoolView) -> np.ndarray:
+        self.views.append(view)
+        return np.zeros(len(arrivals.index), np.int64)
+
+
+def test_the_pool_view_shows_no_output_still_to_come() -> None:
+    """Two traces differing only in their true outputs (50–70 vs 500–700 tokens): until the
+    first request of the short trace finishes, every view a router gets is the same (KV held,
+    prompt tokens left: nothing a server cannot know), and the KV held grows as tokens are
+    generated, below the short trace's whole reservation."""
+    arrival, prompt = np.array([0.0, 0.01, 0.02, 0.26, 0.46, 0.66]), np.full(6, 100)
+    short = Requests(arrival, prompt, np.array([50, 60, 70, 80, 90, 100]))
+    long = Requests(arrival, prompt, short.output * 10)
+    seen = []
+    for req in (short, long):
+        rec = _Recorder()
+        s = simulate_instances(req, toy(max_batch=8), 1, rec)
+        seen.append(rec.views)
+        if req is short:
+            until = float(s.finish_s.min())
+    for a, b in zip(*seen, strict=False):
+        if a.time_s >= until:
+            break
+        for f in ("waiting", "running", "kv_used", "outstanding_tokens", "prefill_left"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), (a.time_s, f)
+    held = [float(v.kv_used[0]) for v in seen[0] if 0.3 <= v.time_s < until]
+    assert len(held) >= 2 and held[-1] > held[0]
+    assert max(held) < (prompt + short.output).sum()

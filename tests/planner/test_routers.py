@@ -85,19 +85,23 @@ def test_no_room_anywhere_still_routes_by_policy() -> None:
         np.zeros(2),
         np.array([900.0, 100.0]),
     )
-    assert list(LeastTokens(prof, constant_estimate(10.0)).route(one(), view)) == [1]
+    z = np.zeros(2, np.int64)
+    two = Arrivals(np.arange(2), np.zeros(2), np.array([900, 100]), np.full(2, 10), z, z)
+    # least-tokens: its own outstanding tokens (the first request makes instance 0 the fuller)
+    assert list(LeastTokens(prof, constant_estimate(10.0)).route(two, view)) == [0, 1]
     assert list(JoinShortestQueue(prof, constant_estimate(10.0)).route(one(), view)) == [1]
 
 
 def test_routers_do_not_read_the_true_output() -> None:
-    """Same arrivals with different true outputs: the same decisions."""
+    """Same arrivals with different true outputs: the same decisions (fresh routers each:
+    a router remembers the estimates it sent)."""
     prof = toy()
     view = PoolView(0.0, np.zeros(3, np.int64), np.array([1, 2, 0]), np.zeros(3), np.zeros(3))
     z = np.zeros(5, np.int64)
     a = Arrivals(np.arange(5), np.zeros(5), np.full(5, 300), np.full(5, 10), z, z)
     b = Arrivals(np.arange(5), np.zeros(5), np.full(5, 300), np.full(5, 5000), z, z)
-    for r in routers(prof):
-        assert list(r.route(a, view)) == list(r.route(b, view))
+    for ra, rb in zip(routers(prof), routers(prof), strict=True):
+        assert list(ra.route(a, view)) == list(rb.route(b, view))
 
 
 def test_within_an_epoch_the_ledger_spreads_a_burst() -> None:
@@ -225,7 +229,8 @@ def test_artifact_of_another_version_is_refused(tmp_path: Path) -> None:
     prof = toy()
     s = learn_router.SearchSettings(rounds=1, population=2, elite=1)
     p = learn_router.save(learn_router.learn(_traces(1), prof, 2, 100.0, s), tmp_path / "r.json")
-    p.write_text(p.read_text().replace('"version": 3', '"version": 99'))
+    v = learn_router.ARTIFACT_VERSION
+    p.write_text(p.read_text().replace(f'"version": {v}', '"version": 99'))
     with pytest.raises(ValueError, match="version 99"):
         learn_router.load(p)
     with pytest.raises(FileNotFoundError, match="train it first"):
@@ -280,3 +285,22 @@ def test_view_reports_the_prefill_under_way() -> None:
     simulate_instances(req, toy(), 2, Recorder())
     assert seen[0] == (0.0, 0.0)
     assert seen[1][1] == 688.0 and seen[2][1] == 176.0
+
+
+def test_least_tokens_counts_requests_in_flight_until_they_end() -> None:
+    """Request 0 goes to instance 0 (a tie: the first); while it is in flight the next goes
+    to instance 1; once the view reports it ended, instance 0 is empty again."""
+    prof = toy(max_batch=8)
+    z = np.zeros(1, np.int64)
+
+    def arrival(i: int) -> Arrivals:
+        return Arrivals(np.array([i]), np.zeros(1), np.array([300]), np.array([10]), z, z)
+
+    def view(t: float, ended: list[int]) -> PoolView:
+        zero = np.zeros(2, np.int64)
+        return PoolView(t, zero, zero, np.zeros(2), np.zeros(2), ended=np.array(ended, np.int64))
+
+    r = LeastTokens(prof, constant_estimate(100.0))
+    assert list(r.route(arrival(0), view(0.0, []))) == [0]
+    assert list(r.route(arrival(1), view(0.25, []))) == [1]
+    assert list(r.route(arrival(2), view(0.5, [0]))) == [0]
