@@ -143,7 +143,7 @@ def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
     import numpy as np
 
     from planner.forecast.adaptive import BandAdapt
-    from planner.forecast.backtest import recalibrate
+    from planner.forecast.bands import recalibrate
 
     adapt = None if spec == "none" else BandAdapt.parse(spec)
     out = recalibrate(selection.hours, panel, settings, adapt)

@@ -24,3 +24,4 @@ def is_quantile_column(column: str) -> bool:
 
 
 QUANTILE_COLUMNS: tuple[str, ...] = tuple(quantile_column(q) for q in QUANTILES)
+LOW, HIGH = quantile_column(0.025), quantile_column(0.975)  # the central 95 % band's edges

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from planner.config.models import FleetConfig
+from planner.config.models import DEFAULT_FORECAST_CANDIDATES, FleetConfig
 from planner.quantiles import QUANTILES
 
 Loc = tuple[str | int, ...]
@@ -169,17 +169,8 @@ def _tier_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
             )
 
 
-KNOWN_FORECASTERS = (
-    "snaive24",
-    "snaive168",
-    "ets",
-    "theta",
-    "ets_theta",
-    "mstl",
-    "arima",
-    "gbm",
-    "ets_theta_gbm",
-)
+# every forecaster of planner.forecast.models.REGISTRY: the default candidates and ARIMA
+KNOWN_FORECASTERS = frozenset({*DEFAULT_FORECAST_CANDIDATES, "arima"})
 
 
 def _forecast_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:

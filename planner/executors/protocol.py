@@ -89,17 +89,20 @@ def desired_states(
         ]
     for a in view.actions:
         if a.region in docs:
-            docs[a.region]["actions"].append(
-                {
-                    "kind": a.kind,
-                    "vm_type": a.vm_type,
-                    "model": None if pd.isna(a.model) else a.model,
-                    "count": int(a.count),
-                    "start_by": _iso(a.start_by),
-                    "ready_at": _iso(a.ready_at),
-                }
-            )
+            docs[a.region]["actions"].append(_action(a))
     return docs
+
+
+def _action(a: Any) -> dict[str, Any]:
+    """One of the plan's actions (a row of ``Plan.actions``) as a document entry."""
+    return {
+        "kind": a.kind,
+        "vm_type": a.vm_type,
+        "model": None if pd.isna(a.model) else a.model,
+        "count": int(a.count),
+        "start_by": _iso(a.start_by),
+        "ready_at": _iso(a.ready_at),
+    }
 
 
 def documents_view(docs: Mapping[str, Mapping[str, Any]], hour: datetime) -> HourView:
@@ -123,30 +126,28 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """Human-readable changes from ``old`` to ``new`` (VM and instance counts, routing)."""
     if old is None:
         return [f"{new['region']}: first desired state (plan {new['plan_id']})"]
-    out: list[str] = []
     region = new["region"]
-    for g in sorted(set(old["vms"]) | set(new["vms"])):
-        for kind in ("on_demand", "spot"):
-            a = old["vms"].get(g, {}).get(kind, 0)
-            b = new["vms"].get(g, {}).get(kind, 0)
-            if a != b:
-                out.append(f"{region}: {g} {kind} VMs {a} → {b}")
-    models = sorted(set(old["instances"]) | set(new["instances"]))
-    for m in models:
-        types = set(old["instances"].get(m, {})) | set(new["instances"].get(m, {}))
-        for g in sorted(types):
-            for kind in ("on_demand", "spot"):
-                a = old["instances"].get(m, {}).get(g, {}).get(kind, 0)
-                b = new["instances"].get(m, {}).get(g, {}).get(kind, 0)
-                if a != b:
-                    out.append(f"{region}: {m} on {g} {kind} instances {a} → {b}")
-
-    def weights(doc: dict[str, Any]) -> dict[tuple[str, str, str], float]:
-        return {(w["model"], w["tier"], w["target_region"]): w["weight"] for w in doc["routing"]}
-
-    before, after = weights(old), weights(new)
+    was, now = (documents_view({region: doc}, datetime.min) for doc in (old, new))
+    out: list[str] = []
+    for g in sorted(set(was.vms) | set(now.vms)):
+        out += _changes(f"{region}: {g[1]}", "VMs", was.vms.get(g), now.vms.get(g))
+    for i in sorted(set(was.instances) | set(now.instances)):
+        what = f"{region}: {i[1]} on {i[2]}"
+        out += _changes(what, "instances", was.instances.get(i), now.instances.get(i))
+    before, after = (
+        {(m, k, r): w for (_r0, m, k), ws in v.routing.items() for r, w in ws.items()}
+        for v in (was, now)
+    )
     for key in sorted(set(before) | set(after)):
         a, b = before.get(key, 0.0), after.get(key, 0.0)
         if abs(a - b) > 1e-6:
             out.append(f"{region}: route {key[0]}/{key[1]} → {key[2]} weight {a:.3f} → {b:.3f}")
     return out
+
+
+def _changes(
+    what: str, noun: str, old: tuple[Any, Any] | None, new: tuple[Any, Any] | None
+) -> list[str]:
+    """The on-demand and spot counts that differ, in words."""
+    pairs = zip(("on_demand", "spot"), old or (0, 0), new or (0, 0), strict=True)
+    return [f"{what} {kind} {noun} {a} → {b}" for kind, a, b in pairs if a != b]

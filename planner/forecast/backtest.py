@@ -6,16 +6,8 @@ Each candidate runs as one panel through ``evaluate(strategy="no-update_params")
 are fitted on data before the first origin, the state is re-conditioned on data before each
 origin (see :mod:`planner.forecast.models`). Nothing after an origin reaches its forecast.
 
-Scores per series, forecaster and fold:
-
-* MASE: MAE over the fold's known hours ÷ the in-sample MAE of seasonal naive (sp = 24) over
-  the training hours before that origin;
-* pinball loss averaged over the quantile levels, divided by the same scale;
-* coverage of the central 95 % band [q0.025, q0.975] and of the one-sided q0.95.
-
-Quantiles of fold k are conformal from the residuals of folds before k
-(:mod:`planner.forecast.calibration`) once at least ``min_residuals`` exist; before that the
-model's own intervals (``predict_quantiles``) are used and the row says so.
+Each fold's rows are banded by :mod:`planner.forecast.bands` (conformal from earlier folds)
+and scored by :mod:`planner.forecast.scores` (MASE, scaled pinball, coverage).
 """
 
 from __future__ import annotations
@@ -24,7 +16,6 @@ import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -35,13 +26,7 @@ from sktime.performance_metrics.forecasting.probabilistic import PinballLoss
 from sktime.split import ExpandingWindowSplitter
 
 from planner.forecast import gbm
-from planner.forecast.adaptive import BandAdapt, SpreadState
-from planner.forecast.calibration import (
-    ResidualQuantiles,
-    Sample,
-    log_residuals,
-    offset_for,
-)
+from planner.forecast.bands import calibrate
 from planner.forecast.models import (
     BASELINES,
     DEFAULT_CANDIDATES,
@@ -50,9 +35,9 @@ from planner.forecast.models import (
     PanelStatsForecaster,
     uses_global,
 )
-from planner.forecast.nowcast import NowcastParams, apply_rows
-from planner.forecast.series import Panel, SeriesKey, freq_index, to_sktime
-from planner.quantiles import QUANTILES, is_quantile_column, quantile_column
+from planner.forecast.scores import score
+from planner.forecast.series import Panel, freq_index, to_sktime
+from planner.quantiles import QUANTILES
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +191,10 @@ def finish_backtest(
         kept = np.fromiter((p in finalists for p in pairs), dtype=bool, count=len(rest))
         frames.append(rest[kept])
     hours = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
-    hours = _calibrate(hours, panel, settings)
-    return BacktestResult(hours, _score(hours, panel, settings), local.origins, dict(local.skipped))
+    hours = calibrate(hours, panel, settings)
+    return BacktestResult(
+        hours, score(hours, panel, settings.quantiles), local.origins, dict(local.skipped)
+    )
 
 
 def _global_rows(global_hours: pd.DataFrame | None, panel: Panel) -> pd.DataFrame:
@@ -303,7 +290,7 @@ def _finalists(
     screened: pd.DataFrame, panel: Panel, settings: BacktestSettings
 ) -> set[tuple[str, str]]:
     """(series, single model) pairs that continue past the screen."""
-    folds = _score(_calibrate(screened.copy(), panel, settings), panel, settings)
+    folds = score(calibrate(screened.copy(), panel, settings), panel, settings.quantiles)
     if folds.empty:
         return set()
     mase = folds.groupby(["series", "forecaster"])["mase"].mean().unstack()
@@ -345,24 +332,10 @@ def _evaluate(
             ],
             error_score="raise",
         )
-    rows = []
-    for _, fold in result.iterrows():
-        origin = fold["cutoff"] + pd.Timedelta(hours=1)
-        pred = fold["y_pred"]["y"]
-        quant = fold["y_pred_quantiles"]
-        frame = pd.DataFrame(
-            {
-                "series": pred.index.get_level_values(0),
-                "hour": pred.index.get_level_values(1),
-                "point": pred.to_numpy(),
-            }
-        )
-        for tau in settings.quantiles:
-            frame[f"native_{tau}"] = quant[("y", tau)].to_numpy()
-        frame["forecaster"] = name
-        frame["origin"] = origin
-        rows.append(frame)
-    hours = pd.concat(rows, ignore_index=True)
+    hours = pd.concat(
+        [_fold_rows(fold, name, settings.quantiles) for _, fold in result.iterrows()],
+        ignore_index=True,
+    )
     delta = pd.to_datetime(hours["hour"]) - pd.to_datetime(hours["origin"])
     hours["h"] = (delta.dt.total_seconds() // 3600).astype(int) + 1
     actual = panel.observed.stack(future_stack=True)
@@ -371,223 +344,18 @@ def _evaluate(
     return hours
 
 
-def peer_group(series_id: str) -> str:
-    """Series that share tier and metric calibrate together (see calibration)."""
-    key = SeriesKey.parse(series_id)
-    return f"{key.tier}|{key.metric}"
-
-
-def recalibrate(
-    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, adapt: BandAdapt | None = None
-) -> pd.DataFrame:
-    """A backtest's hourly rows (one selection's, every series at once) with their q_<τ>
-    columns made again, with the band adapted to recent origins (:mod:`.adaptive`) or not.
-    Without ``adapt`` the columns are the selection's own."""
-    made = [c for c in hours.columns if is_quantile_column(c)]
-    return _calibrate(
-        hours.drop(columns=[*made, "quantile_method", "log_residual"], errors="ignore"),
-        panel,
-        settings,
-        adapt,
+def _fold_rows(fold: pd.Series, name: str, quantiles: tuple[float, ...]) -> pd.DataFrame:
+    """One fold of sktime's ``evaluate`` as rows: series, hour, point, native quantiles."""
+    pred = fold["y_pred"]["y"]
+    frame = pd.DataFrame(
+        {
+            "series": pred.index.get_level_values(0),
+            "hour": pred.index.get_level_values(1),
+            "point": pred.to_numpy(),
+        }
     )
-
-
-def _calibrate(
-    hours: pd.DataFrame,
-    panel: Panel,
-    settings: BacktestSettings,
-    adapt: BandAdapt | None = None,
-) -> pd.DataFrame:
-    """Add q_<τ> columns: conformal from earlier folds (own and peer residuals) once at least
-    ``min_residuals`` own residuals exist, else the model's native intervals. ``adapt``: each
-    conformal band spread by a factor made from the origins before its own (:mod:`.adaptive`)."""
-    if hours.empty:
-        return hours
-    hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
-    levels = panel.observed.mean()
-    taus = settings.quantiles
-    q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in taus])
-    conformal = np.zeros(len(hours), dtype=bool)
-    point = hours["point"].to_numpy(dtype=float)
-    actual = hours["actual"].to_numpy(dtype=float)
-    lead = hours["h"].to_numpy(dtype=int)
-    own: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
-    group: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
-
-    def sample(parts: list[tuple[np.ndarray, np.ndarray]]) -> Sample:
-        values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
-        leads = np.concatenate([h for _, h in parts]) if parts else np.empty(0, dtype=int)
-        return Sample.of(values, leads if settings.by_horizon else None)
-
-    state = (
-        SpreadState(adapt, {s: peer_group(s) for s in hours["series"].unique()}) if adapt else None
-    )
-    edges = (taus.index(0.025), taus.index(0.975)) if {0.025, 0.975} <= set(taus) else None
-    for _origin, at_origin in hours.groupby("origin", sort=True):
-        pending: list[tuple[str, str, np.ndarray, np.ndarray]] = []
-        # a peer group's residuals sorted once per origin, shared by the group's series
-        peer_samples: dict[tuple[str, str], Sample] = {}
-        groups = at_origin.groupby(["series", "forecaster"], sort=False).indices
-        for key, rows in groups.items():
-            series, name = cast(tuple[str, str], key)
-            idx = at_origin.index[rows]
-            offset = offset_for(levels.get(series, 0.0))
-            mine = own.get((series, name), [])
-            if sum(len(r) for r, _ in mine) >= settings.min_residuals:
-                gkey = (peer_group(series), name)
-                if gkey not in peer_samples:
-                    peer_samples[gkey] = sample(group.get(gkey, []))
-                rq = ResidualQuantiles.fit_samples(
-                    sample(mine), peer_samples[gkey], offset, taus, settings.by_horizon
-                )
-                if state is not None:
-                    rq = rq.spread_by(state.factor(series, name))
-                widened = rq.apply(point[idx], lead[idx])
-                q[idx] = np.column_stack([widened[t] for t in taus])
-                conformal[idx] = True
-            ok = np.isfinite(actual[idx]) & np.isfinite(point[idx])
-            res = log_residuals(actual[idx], point[idx], offset)
-            pending.append((series, name, res, lead[idx][ok]))
-            if state is not None:
-                hits = None
-                if conformal[idx].all() and edges is not None:
-                    band = q[idx][ok]
-                    a = actual[idx][ok]
-                    hits = (a >= band[:, edges[0]]) & (a <= band[:, edges[1]])
-                state.observe(series, name, res, lead[idx][ok], hits, settings.horizon)
-        for series, name, res, h in pending:  # known only after this origin's fold is over
-            own.setdefault((series, name), []).append((res, h))
-            group.setdefault((peer_group(series), name), []).append((res, h))
-        if state is not None:
-            state.close_origin()
-    for i, tau in enumerate(taus):
-        hours[quantile_column(tau)] = q[:, i]
-    hours["quantile_method"] = np.where(conformal, "conformal", "native")
-    offsets = hours["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
-    hours["log_residual"] = np.log(
-        (hours["actual"] + offsets) / (hours["point"].clip(lower=0) + offsets)
-    )
-    return hours
-
-
-NOWCAST_KEY = ["series", "forecaster", "origin", "h"]
-
-
-def calibrate_nowcast(
-    hours: pd.DataFrame,
-    panel: Panel,
-    settings: BacktestSettings,
-    readings: pd.Series,
-    params: NowcastParams | None = None,
-) -> pd.DataFrame:
-    """Add the nowcast of every backtest row whose origin hour has a reading (``readings``:
-    the first ``params.minutes`` minutes of hour ``origin``, indexed by (series, origin)):
-    ``nowcast_point``, its conformal quantiles ``nowcast_q_<τ>`` and ``nowcast_log_residual``.
-
-    The quantiles come from earlier folds' residuals *of nowcasts* (:func:`_calibrate` run
-    on the nowcast points: per lead, own and peers mixed, strictly before each origin), not
-    from the residuals of forecasts that had not read the hour: those are wider than a
-    nowcast's errors at the first leads. Before enough nowcast residuals exist, the band is
-    the forecast's own quantiles moved by the nowcast's factor."""
-    params = params or NowcastParams()
-    if hours.empty or readings.empty:
-        return hours
-    levels = panel.observed.mean()
-    rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
-    rows["offset"] = rows["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
-    key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    read = readings.reindex(key).to_numpy(dtype=float)
-    has = np.isfinite(read)
-    if not has.any():
-        return hours
-    point = rows["point"].to_numpy(dtype=float)
-    # the lead-1 point of each (series, forecaster, origin) is what the reading corrects
-    nowcast = apply_rows_by_forecaster(rows, readings, params)
-    offset = rows["offset"].to_numpy(dtype=float)
-    factor = (nowcast + offset) / (np.maximum(point, 0.0) + offset)
-    sub = hours[has].copy()
-    sub["point"] = nowcast[has]
-    for tau in settings.quantiles:
-        native = sub[f"native_{tau}"].to_numpy(dtype=float)
-        sub[f"native_{tau}"] = np.maximum((native + offset[has]) * factor[has] - offset[has], 0)
-    sub = sub.drop(
-        columns=[c for c in sub.columns if c.startswith("q_") or c == "log_residual"]
-        + ["quantile_method"],
-        errors="ignore",
-    )
-    cal = _calibrate(sub, panel, settings)
-    keep = {"point": "nowcast_point", "log_residual": "nowcast_log_residual"}
-    keep |= {quantile_column(t): "nowcast_" + quantile_column(t) for t in settings.quantiles}
-    keep |= {"quantile_method": "nowcast_quantile_method"}
-    cal = cal[NOWCAST_KEY + list(keep)].rename(columns=keep)
-    return hours.merge(cal, on=NOWCAST_KEY, how="left")
-
-
-def apply_rows_by_forecaster(
-    rows: pd.DataFrame, readings: pd.Series, params: NowcastParams
-) -> np.ndarray:
-    """:func:`planner.forecast.nowcast.apply_rows` for rows of several forecasters (each
-    corrected from its own lead-1 point)."""
-    out = np.full(len(rows), np.nan)
-    for _, idx in rows.groupby("forecaster", sort=False).indices.items():
-        part = rows.iloc[idx]
-        out[idx] = apply_rows(part.reset_index(drop=True), readings, params)
-    return out
-
-
-def _scales(panel: Panel, origins: list[pd.Timestamp]) -> pd.DataFrame:
-    """In-sample MAE of seasonal naive (sp = 24) over known hours before each origin
-    (rows: origins, columns: series); NaN where undefined or zero."""
-    y = panel.observed
-    diff = (y - y.shift(24)).abs()
-    total = diff.fillna(0.0).cumsum()
-    count = diff.notna().cumsum()
-    before = [o - pd.Timedelta(hours=1) for o in origins]
-    scale = total.reindex(before) / count.reindex(before)
-    scale.index = pd.DatetimeIndex(origins, name="origin")
-    return scale.where(scale > 0)
-
-
-def _pinball(actual: np.ndarray, q: np.ndarray, tau: float) -> np.ndarray:
-    diff = actual - q
-    loss: np.ndarray = np.maximum(tau * diff, (tau - 1) * diff)
-    return loss
-
-
-def _score(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
-    if hours.empty:
-        return pd.DataFrame()
-    known = hours[hours["actual"].notna()].copy()
-    scales = _scales(panel, sorted(known["origin"].unique())).stack(future_stack=True)
-    scales.index.names = ["origin", "series"]
-    known["scale"] = scales.reindex(
-        pd.MultiIndex.from_frame(known[["origin", "series"]])
-    ).to_numpy()
-    known["abs_err"] = (known["actual"] - known["point"]).abs()
-    pin = np.mean(
-        [
-            _pinball(known["actual"].to_numpy(), known[quantile_column(t)].to_numpy(), t)
-            for t in settings.quantiles
-        ],
-        axis=0,
-    )
-    known["pinball"] = pin
-    known["in_band"] = (known["actual"] >= known["q_0_025"]) & (known["actual"] <= known["q_0_975"])
-    known["below_p95"] = known["actual"] <= known["q_0_95"]
-    known["conformal"] = known["quantile_method"] == "conformal"
-    folds = (
-        known.groupby(["series", "forecaster", "origin"], sort=False)
-        .agg(
-            hours=("abs_err", "size"),
-            mae=("abs_err", "mean"),
-            scale=("scale", "first"),
-            pinball=("pinball", "mean"),
-            in_band=("in_band", "mean"),
-            below_p95=("below_p95", "mean"),
-            conformal=("conformal", "all"),
-        )
-        .reset_index()
-    )
-    folds["mase"] = folds["mae"] / folds["scale"]
-    folds["scaled_pinball"] = folds["pinball"] / folds["scale"]
-    return folds
+    for tau in quantiles:
+        frame[f"native_{tau}"] = fold["y_pred_quantiles"][("y", tau)].to_numpy()
+    frame["forecaster"] = name
+    frame["origin"] = fold["cutoff"] + pd.Timedelta(hours=1)
+    return frame

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -33,6 +32,7 @@ from planner.forecast.calibration import ResidualQuantiles, offset_for
 from planner.forecast.gbm import NAME as GBM
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import HYBRIDS, REGISTRY, _fit_one, forward_one, uses_global
+from planner.forecast.peers import peer_profile, peer_residuals
 from planner.forecast.series import Panel, SeriesKey
 from planner.quantiles import QUANTILES, quantile_column
 
@@ -134,31 +134,12 @@ def fit_series(
     if known.empty:
         return FittedSeries(series, "none", None, residuals, None, None, reason, "no_history")
     if len(known) < MIN_OWN_HOURS:
-        return FittedSeries(
-            series,
-            "peer_profile",
-            None,
-            residuals,
-            known.index[0],
-            known.index[-1],
-            reason,
-            f"new_series: {len(known)} h of history < {MIN_OWN_HOURS} h",
-        )
-    history = panel.filled[series]
-    fallback = None
-    shift = detect_level_shift(observed)
-    if shift is not None:
-        history = pd.Series(
-            post_shift_window(history.to_numpy(dtype=float)),
-            index=history.index[-SHIFT_WINDOW_H:],
-        )
-        fallback = f"level_shift: last 24 h at {shift:.2f}x; fitted on the last {SHIFT_WINDOW_H} h"
-        if uses_global(forecaster):
-            fallback += f" with {LOCAL_FALLBACK} (instead of {forecaster})"
-            forecaster = LOCAL_FALLBACK
-    if uses_global(forecaster) and global_model is None:
-        fallback = f"model_failed: {GBM} not fitted; {LOCAL_FALLBACK}"
-        forecaster = LOCAL_FALLBACK
+        young = f"new_series: {len(known)} h of history < {MIN_OWN_HOURS} h"
+        seen = (known.index[0], known.index[-1])
+        return FittedSeries(series, "peer_profile", None, residuals, *seen, reason, young)
+    history, forecaster, fallback = _training_window(
+        panel.filled[series], observed, forecaster, global_model
+    )
     span = (history.index[0], history.index[-1])
     if forecaster == GBM:
         return FittedSeries(series, GBM, global_model, residuals, *span, reason)
@@ -173,9 +154,30 @@ def fit_series(
     model, failed = _fit_one(forecaster, history.to_numpy(dtype=float))
     if failed:
         forecaster, fallback = "snaive24", f"model_failed: {failed}"
-    return FittedSeries(
-        series, forecaster, model, residuals, history.index[0], history.index[-1], reason, fallback
-    )
+    return FittedSeries(series, forecaster, model, residuals, *span, reason, fallback)
+
+
+def _training_window(
+    history: pd.Series, observed: pd.Series, forecaster: str, global_model: GlobalGBM | None
+) -> tuple[pd.Series, str, str | None]:
+    """The history a series' model is fitted on, that model, and why it is not the chosen
+    one: after a level shift the post-shift window (a global choice then falls back to
+    ``LOCAL_FALLBACK``); without the global model, ``LOCAL_FALLBACK`` too."""
+    fallback = None
+    shift = detect_level_shift(observed)
+    if shift is not None:
+        history = pd.Series(
+            post_shift_window(history.to_numpy(dtype=float)),
+            index=history.index[-SHIFT_WINDOW_H:],
+        )
+        fallback = f"level_shift: last 24 h at {shift:.2f}x; fitted on the last {SHIFT_WINDOW_H} h"
+        if uses_global(forecaster):
+            fallback += f" with {LOCAL_FALLBACK} (instead of {forecaster})"
+            forecaster = LOCAL_FALLBACK
+    if uses_global(forecaster) and global_model is None:
+        fallback = f"model_failed: {GBM} not fitted; {LOCAL_FALLBACK}"
+        forecaster = LOCAL_FALLBACK
+    return history, forecaster, fallback
 
 
 def forecast_frame(
@@ -198,7 +200,7 @@ def forecast_frame(
     levels = panel.observed.iloc[-168:].mean()
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
-        residuals = fs.residuals or _peer_residuals(series, fitted)
+        residuals = fs.residuals or peer_residuals(series, fitted)
         if readings and series in readings and fs.model is not None:
             offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
             metric = SeriesKey.parse(series).metric
@@ -207,28 +209,41 @@ def forecast_frame(
             # the forecast's own band, wider than a nowcast's errors)
             residuals = fs.nowcast_residuals or residuals
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
-        key = SeriesKey.parse(series)
-        frame = pd.DataFrame(
-            {
-                "origin": origin,
-                "hour": hours,
-                "h": np.arange(1, horizon + 1),
-                "region": key.region,
-                "model": key.model,
-                "tier": key.tier,
-                "metric": key.metric,
-                "point": point,
-                **{quantile_column(t): quantiles[t] for t in QUANTILES},
-                "forecaster": forecaster,
-                # NaT, not None, for a series without its own fit: an all-None column is
-                # object-typed and pandas would drop it when typing the concatenated column
-                "train_start": fs.train_start if fs.train_start is not None else pd.NaT,
-                "train_end": fs.train_end if fs.train_end is not None else pd.NaT,
-                "fallback": fallback,
-            }
-        )
-        rows.append(frame)
+        rows.append(_rows(series, fs, origin, hours, point, quantiles, forecaster, fallback))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _rows(
+    series: str,
+    fs: FittedSeries,
+    origin: pd.Timestamp,
+    hours: pd.DatetimeIndex,
+    point: np.ndarray,
+    quantiles: dict[float, np.ndarray],
+    forecaster: str,
+    fallback: str | None,
+) -> pd.DataFrame:
+    """One series' forecast rows, hour by hour."""
+    key = SeriesKey.parse(series)
+    return pd.DataFrame(
+        {
+            "origin": origin,
+            "hour": hours,
+            "h": np.arange(1, len(hours) + 1),
+            "region": key.region,
+            "model": key.model,
+            "tier": key.tier,
+            "metric": key.metric,
+            "point": point,
+            **{quantile_column(t): quantiles[t] for t in QUANTILES},
+            "forecaster": forecaster,
+            # NaT, not None, for a series without its own fit: an all-None column is
+            # object-typed and pandas would drop it when typing the concatenated column
+            "train_start": fs.train_start if fs.train_start is not None else pd.NaT,
+            "train_end": fs.train_end if fs.train_end is not None else pd.NaT,
+            "fallback": fallback,
+        }
+    )
 
 
 def _point(
@@ -243,7 +258,7 @@ def _point(
     if fs.model is None:
         if fs.fallback == "no_history" or series not in panel.observed:
             return np.zeros(horizon), "none", fs.fallback or "no_history"
-        return _peer_profile(series, panel, fitted, timezones, hours), "peer_profile", fs.fallback
+        return peer_profile(series, panel, fitted, timezones, hours), "peer_profile", fs.fallback
     raw = panel.filled[series].to_numpy(dtype=float)
     if fs.forecaster == GBM and isinstance(fs.model, GlobalGBM):
         return _global_point(fs.model, series, raw, panel, horizon)
@@ -335,60 +350,6 @@ def _snaive_fit(raw: np.ndarray) -> object:
     return model
 
 
-def _peers(series: str, fitted: dict[str, FittedSeries]) -> list[str]:
-    me = SeriesKey.parse(series)
-    own = [s for s in fitted if s != series and fitted[s].model is not None]
-    same = [
-        s
-        for s in own
-        if (k := SeriesKey.parse(s)).model == me.model
-        and k.tier == me.tier
-        and k.metric == me.metric
-    ]
-    return same or [
-        s for s in own if (k := SeriesKey.parse(s)).tier == me.tier and k.metric == me.metric
-    ]
-
-
-def _local_profile(y: pd.Series, tz: str) -> np.ndarray:
-    """Mean by local hour of day over the last 7 days, normalised to mean 1."""
-    y = y.dropna().iloc[-168:]
-    local = pd.DatetimeIndex(y.index).tz_localize("UTC").tz_convert(ZoneInfo(tz)).hour
-    prof = y.groupby(local).mean().reindex(range(24)).interpolate(limit_direction="both")
-    mean = prof.mean()
-    return (prof / mean).to_numpy() if mean > 0 else np.ones(24)
-
-
-def _peer_profile(
-    series: str,
-    panel: Panel,
-    fitted: dict[str, FittedSeries],
-    timezones: dict[str, str],
-    hours: pd.DatetimeIndex,
-) -> np.ndarray:
-    me = SeriesKey.parse(series)
-    peers = [p for p in _peers(series, fitted) if p in panel.observed]
-    profiles = [
-        _local_profile(panel.observed[p], timezones[SeriesKey.parse(p).region]) for p in peers
-    ]
-    profile = np.mean(profiles, axis=0) if profiles else np.ones(24)
-    tz = ZoneInfo(timezones[me.region])
-    own = panel.observed[series].dropna()
-    own_local = pd.DatetimeIndex(own.index).tz_localize("UTC").tz_convert(tz).hour
-    level = (
-        float(np.mean(own.to_numpy() / np.maximum(profile[own_local], 1e-6))) if len(own) else 0.0
-    )
-    target_local = hours.tz_localize("UTC").tz_convert(tz).hour
-    return np.maximum(level * profile[target_local], 0.0)
-
-
-def _peer_residuals(series: str, fitted: dict[str, FittedSeries]) -> ResidualQuantiles | None:
-    for peer in _peers(series, fitted):
-        if fitted[peer].residuals is not None:
-            return fitted[peer].residuals
-    return None
-
-
 def residuals_for(
     hours: pd.DataFrame,
     series: str,
@@ -412,23 +373,7 @@ def residuals_for(
     peer = sel.loc[peers, column].to_numpy()
     if len(own) + len(peer) == 0:
         return None
-    if not by_horizon:
-        return ResidualQuantiles.fit(own, offset_for(level), QUANTILES, peer)
+    leads = [sel.loc[rows, "h"].to_numpy(dtype=int) for rows in (mine, peers)]
     return ResidualQuantiles.fit(
-        own,
-        offset_for(level),
-        QUANTILES,
-        peer,
-        sel.loc[mine, "h"].to_numpy(dtype=int),
-        sel.loc[peers, "h"].to_numpy(dtype=int),
+        own, offset_for(level), QUANTILES, peer, *(leads if by_horizon else (None, None))
     )
-
-
-__all__ = [
-    "REGISTRY",
-    "FittedSeries",
-    "detect_level_shift",
-    "fit_global",
-    "fit_series",
-    "forecast_frame",
-]

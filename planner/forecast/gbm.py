@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
+from sktime.forecasting.base import ForecastingHorizon
 
+from planner.forecast.panel_forecaster import PanelForecaster
 from planner.forecast.series import SEP
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ class GlobalGBM:
         return np.maximum(out, 0.0), level[: len(keys)]
 
 
-class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
+class GlobalGBMForecaster(PanelForecaster):
     """sktime forecaster over :class:`GlobalGBM`, panel-native like
     :class:`planner.forecast.models.PanelStatsForecaster`.
 
@@ -320,47 +321,21 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
     ``"never"`` keeps the booster on ``update(update_params=False)`` (sktime's contract).
     """
 
-    _tags = {  # noqa: RUF012 - sktime's tag declaration idiom
-        "authors": ["sageserve"],
-        "y_inner_mtype": ["pd.Series", "pd-multiindex"],
-        "X_inner_mtype": "None",
-        "capability:exogenous": False,
-        "capability:multivariate": False,
-        "capability:pred_int": True,
-        "capability:pred_int:insample": False,
-        "capability:insample": False,
-        "capability:missing_values": True,
-        "capability:update": True,
-        "requires-fh-in-fit": False,
-        "capability:unequal_length": False,
-    }
-    # as PanelStatsForecaster: the history lives in the forecaster's own arrays (`_update`
-    # appends to them), so sktime's copies are not needed and its FutureWarning is silenced here
-    _config = {"remember_data": False}  # noqa: RUF012 - sktime's config declaration idiom
-    _y = None
-    _X = None
+    _tags = {"capability:missing_values": True}  # noqa: RUF012 - sktime's tag idiom
+    single_column = "series"
+    _times: pd.DatetimeIndex
+    _cache: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]
 
     def __init__(self, refit_every_h: str = "never", n_estimators: int | None = None) -> None:
         self.refit_every_h = refit_every_h
         self.n_estimators = n_estimators
         super().__init__()
 
-    @staticmethod
-    def _wide(y: pd.Series | pd.DataFrame) -> pd.DataFrame:
-        s = y.iloc[:, 0] if isinstance(y, pd.DataFrame) else y
-        if isinstance(s.index, pd.MultiIndex):
-            return s.unstack(level=0)
-        return s.to_frame("series")
+    def _keys_of(self, columns: pd.Index) -> list[Any]:
+        return [str(k) for k in columns]
 
-    def _fit(self, y: Any, X: None = None, fh: Any = None) -> GlobalGBMForecaster:
-        wide = self._wide(y)
-        self._panel = isinstance(y.index, pd.MultiIndex)
-        self._name = y.name if isinstance(y, pd.Series) else y.columns[0]
-        self._keys = [str(k) for k in wide.columns]
-        self._times = pd.DatetimeIndex(wide.index)
-        self._values = wide.to_numpy(dtype=float).T.copy()
-        self._refit()
-        return self
+    def _times_of(self, index: pd.Index) -> pd.Index:
+        return pd.DatetimeIndex(index)
 
     def _refit(self) -> None:
         from dataclasses import replace
@@ -371,21 +346,10 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
         filled = _ffill(self._values)
         self.model_ = GlobalGBM(params).fit(self._keys, filled, self._values, self._times)
         self.fitted_len_ = self._values.shape[1]
-        self._cache: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
-
-    def _update(self, y: Any, X: None = None, update_params: bool = True) -> GlobalGBMForecaster:
-        wide = self._wide(y).reindex(columns=self._keys)
-        wide = wide[wide.index > self._times[-1]]
-        if len(wide):
-            self._values = np.concatenate([self._values, wide.to_numpy(dtype=float).T], axis=1)
-            self._times = pd.DatetimeIndex(self._times.append(pd.DatetimeIndex(wide.index)))
         self._cache = {}
-        since = self._values.shape[1] - self.fitted_len_
-        every = DEFAULT_PARAMS.refit_every_h
-        stale = self.refit_every_h == "spec" and since >= max(24, min(every, self.fitted_len_ // 4))
-        if update_params or stale:
-            self._refit()
-        return self
+
+    def _refit_every(self) -> int | None:
+        return DEFAULT_PARAMS.refit_every_h
 
     def _forward(self, fh: ForecastingHorizon) -> tuple[np.ndarray, np.ndarray]:
         steps = fh.to_relative(self.cutoff)._values.to_numpy(dtype=int)
@@ -397,33 +361,18 @@ class GlobalGBMForecaster(BaseForecaster):  # type: ignore[misc]
             self._cache[key] = (point[:, steps - 1], level)
         return self._cache[key]
 
-    def _index(self, fh: ForecastingHorizon) -> pd.Index:
-        absolute: pd.Index = fh.to_absolute_index(self.cutoff)
-        if not self._panel:
-            return absolute
-        return pd.MultiIndex.from_product([self._keys, absolute])
+    def _points(self, fh: ForecastingHorizon) -> np.ndarray:
+        return self._forward(fh)[0].ravel()
 
-    def _predict(self, fh: ForecastingHorizon, X: None = None) -> pd.Series | pd.DataFrame:
-        point, _ = self._forward(fh)
-        out = pd.Series(point.ravel(), index=self._index(fh), name=self._name)
-        return out.to_frame() if self._panel else out
-
-    def _predict_quantiles(
-        self, fh: ForecastingHorizon, X: None, alpha: list[float]
-    ) -> pd.DataFrame:
+    def _quantile(self, fh: ForecastingHorizon, alpha: float) -> np.ndarray:
         point, level = self._forward(fh)
         known = sorted(self.model_.resid_q)
-        cols = {}
-        for a in alpha:
-            shift = (
-                0.0
-                if abs(a - 0.5) < 1e-9
-                else float(np.interp(a, known, [self.model_.resid_q[k] for k in known]))
-            )
-            cols[a] = np.maximum(point + shift * level[:, None], 0.0).ravel()
-        out = pd.DataFrame(cols, index=self._index(fh))
-        out.columns = pd.MultiIndex.from_product([list(self._get_varnames()), alpha])
-        return out
+        shift = (
+            0.0
+            if abs(alpha - 0.5) < 1e-9
+            else float(np.interp(alpha, known, [self.model_.resid_q[k] for k in known]))
+        )
+        return np.maximum(point + shift * level[:, None], 0.0).ravel()
 
     @classmethod
     def get_test_params(cls, parameter_set: str = "default") -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from planner.forecast.backtest import _pinball
-from planner.quantiles import column_quantile, is_quantile_column, quantile_column
+from planner.forecast.scores import pinball
+from planner.quantiles import HIGH, LOW, column_quantile, is_quantile_column, quantile_column
 
 LEADS = (1, 6, 24)
 
@@ -37,13 +37,11 @@ def deployed_hours(
     out["err"] = (chosen["actual"] - chosen["point"]).abs() / chosen["scale"]
     taus = sorted(column_quantile(c) for c in chosen.columns if is_quantile_column(c))
     actual = chosen["actual"].to_numpy(dtype=float)
-    pins = [_pinball(actual, chosen[quantile_column(t)].to_numpy(dtype=float), t) for t in taus]
+    pins = [pinball(actual, chosen[quantile_column(t)].to_numpy(dtype=float), t) for t in taus]
     out["pinball"] = np.mean(pins, axis=0) / chosen["scale"].to_numpy(dtype=float)
-    out["in_band"] = (chosen["actual"] >= chosen["q_0_025"]) & (
-        chosen["actual"] <= chosen["q_0_975"]
-    )
+    out["in_band"] = (chosen["actual"] >= chosen[LOW]) & (chosen["actual"] <= chosen[HIGH])
     out["conformal"] = chosen["quantile_method"] == "conformal"
-    for edge in ("q_0_025", "q_0_975"):  # the band's edges (the nowcast moves them with the point)
+    for edge in (LOW, HIGH):  # the band's edges (the nowcast moves them with the point)
         out[edge] = chosen[edge].to_numpy(dtype=float)
     if "nowcast_point" in chosen:  # the selection read the origin hours: its calibrated nowcast
         ok = chosen["nowcast_quantile_method"].eq("conformal").to_numpy()
@@ -54,9 +52,7 @@ def deployed_hours(
         out["nowcast_cal_in_band"] = inside.to_numpy() & ok
         width = chosen["nowcast_q_0_975"] - chosen["nowcast_q_0_025"]
         out["nowcast_band_width"] = (width / chosen["scale"]).to_numpy(dtype=float)
-    out["band_width"] = ((chosen["q_0_975"] - chosen["q_0_025"]) / chosen["scale"]).to_numpy(
-        dtype=float
-    )
+    out["band_width"] = ((chosen[HIGH] - chosen[LOW]) / chosen["scale"]).to_numpy(dtype=float)
     for base in ("snaive24", "snaive168"):
         b = known[known["forecaster"] == base].set_index(["series", "origin", "h"])
         idx = pd.MultiIndex.from_frame(out[["series", "origin", "h"]])
@@ -115,11 +111,11 @@ def band_misses(conf: pd.DataFrame) -> dict[str, float]:
     day's surprise, so the number of origins, not of points, bounds what a coverage figure
     can resolve); and the share of all misses that fall at the single worst origin."""
     keys = ("below", "above", "coverage_se", "worst_origin_miss_share")
-    if conf.empty or "q_0_025" not in conf:
+    if conf.empty or LOW not in conf:
         return {f"band95_{k}": float("nan") for k in keys}
     actual = conf["actual"].to_numpy(dtype=float)
-    below = actual < conf["q_0_025"].to_numpy(dtype=float)
-    above = actual > conf["q_0_975"].to_numpy(dtype=float)
+    below = actual < conf[LOW].to_numpy(dtype=float)
+    above = actual > conf[HIGH].to_numpy(dtype=float)
     hit = conf["in_band"].to_numpy(dtype=float)
     per = pd.DataFrame({"origin": conf["origin"].to_numpy(), "hit": hit, "miss": 1 - hit})
     by_origin = per.groupby("origin").agg(

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
+from sktime.forecasting.base import ForecastingHorizon
 from statsforecast.models import (
     MSTL,
     AutoARIMA,
@@ -39,6 +38,7 @@ from statsforecast.models import (
 )
 
 from planner.config.models import DEFAULT_FORECAST_CANDIDATES
+from planner.forecast.panel_forecaster import PanelForecaster, refit_due
 
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[], Any]
@@ -279,13 +279,10 @@ def forward_one(
 
 def is_stale(name: str, hours_since_fit: int, fitted_len: int) -> bool:
     """The registry's refresh rule for backtests (see :class:`ForecasterSpec`)."""
-    every = REGISTRY[name].refit_every_h
-    if every is None:
-        return False
-    return hours_since_fit >= max(24, min(every, fitted_len // 4))
+    return refit_due(REGISTRY[name].refit_every_h, hours_since_fit, fitted_len)
 
 
-class PanelStatsForecaster(BaseForecaster):  # type: ignore[misc]
+class PanelStatsForecaster(PanelForecaster):
     """Panel-native sktime forecaster over one statsforecast model of the registry.
 
     Parameters
@@ -309,28 +306,7 @@ class PanelStatsForecaster(BaseForecaster):  # type: ignore[misc]
     [0.0, 1.0]
     """
 
-    _tags = {  # noqa: RUF012 - sktime's tag declaration idiom
-        "authors": ["sageserve"],
-        "y_inner_mtype": ["pd.Series", "pd-multiindex"],
-        "X_inner_mtype": "None",
-        "capability:exogenous": False,
-        "capability:multivariate": False,
-        "capability:pred_int": True,
-        "capability:pred_int:insample": False,
-        "capability:insample": False,
-        "capability:missing_values": False,
-        "capability:update": True,
-        "requires-fh-in-fit": False,
-        "capability:unequal_length": False,
-    }
-    # The data lives in the forecaster's own arrays (`_update` appends to them), so sktime's
-    # copies are not needed; saying so at the class silences sktime 1.2's FutureWarning on the
-    # coming default (once per instance: 72 lines in one demo backtest).
-    _config = {"remember_data": False}  # noqa: RUF012 - sktime's config declaration idiom
-    # sktime's base sets these only when remember_data is on at construction; its estimator
-    # checks switch it on later and expect them to start empty
-    _y = None
-    _X = None
+    _cache: dict[tuple[Any, ...], dict[Any, dict[str, np.ndarray]]]
 
     def __init__(self, model: str = "snaive24", refit_every_h: str = "never") -> None:
         self.model = model
@@ -339,47 +315,15 @@ class PanelStatsForecaster(BaseForecaster):  # type: ignore[misc]
         if model not in REGISTRY:
             raise ValueError(f"unknown forecaster {model!r}; registry: {sorted(REGISTRY)}")
 
-    # -- history as one array per series ------------------------------------------------------
-    @staticmethod
-    def _wide(y: pd.Series | pd.DataFrame) -> pd.DataFrame:
-        """time × series frame of the input (one column ``None`` for a single series)."""
-        s = y.iloc[:, 0] if isinstance(y, pd.DataFrame) else y
-        if isinstance(s.index, pd.MultiIndex):
-            return s.unstack(level=0)
-        return s.to_frame(None)
-
-    def _fit(
-        self, y: pd.Series | pd.DataFrame, X: None = None, fh: Any = None
-    ) -> PanelStatsForecaster:
-        wide = self._wide(y)
-        self._panel = isinstance(y.index, pd.MultiIndex)
-        self._name = y.name if isinstance(y, pd.Series) else y.columns[0]
-        self._keys = list(wide.columns)
-        self._times = wide.index
-        self._values = wide.to_numpy(dtype=float).T.copy()
-        self._refit()
-        return self
-
     def _refit(self) -> None:
         results = [_fit_one(self.model, row) for row in self._values]
         self.models_ = dict(zip(self._keys, (r[0] for r in results), strict=True))
         self.fallbacks_ = {k: r[1] for k, r in zip(self._keys, results, strict=True) if r[1]}
         self.fitted_len_ = self._values.shape[1]
-        self._cache: dict[tuple[Any, ...], dict[Any, dict[str, np.ndarray]]] = {}
-
-    def _update(self, y: Any, X: None = None, update_params: bool = True) -> PanelStatsForecaster:
-        wide = self._wide(y).reindex(columns=self._keys)
-        wide = wide[wide.index > self._times[-1]]  # callers may pass the whole history
-        if len(wide):
-            self._values = np.concatenate([self._values, wide.to_numpy(dtype=float).T], axis=1)
-            self._times = self._times.append(wide.index)
         self._cache = {}
-        stale = self.refit_every_h == "spec" and is_stale(
-            self.model, self._values.shape[1] - self.fitted_len_, self.fitted_len_
-        )
-        if update_params or stale:
-            self._refit()
-        return self
+
+    def _refit_every(self) -> int | None:
+        return REGISTRY[self.model].refit_every_h
 
     # -- predictions --------------------------------------------------------------------------
     def _forward(self, fh: ForecastingHorizon) -> dict[Any, dict[str, np.ndarray]]:
@@ -403,27 +347,13 @@ class PanelStatsForecaster(BaseForecaster):  # type: ignore[misc]
         self._cache[key] = out
         return out
 
-    def _index(self, fh: ForecastingHorizon) -> pd.Index:
-        """Output index: series × absolute horizon (built once per call, not per series)."""
-        absolute: pd.Index = fh.to_absolute_index(self.cutoff)
-        if not self._panel:
-            return absolute
-        return pd.MultiIndex.from_product([self._keys, absolute])
-
-    def _predict(self, fh: ForecastingHorizon, X: None = None) -> pd.Series | pd.DataFrame:
+    def _points(self, fh: ForecastingHorizon) -> np.ndarray:
         results = self._forward(fh)
-        values = np.concatenate([results[k]["mean"] for k in self._keys])
-        out = pd.Series(values, index=self._index(fh), name=self._name)
-        return out.to_frame() if self._panel else out
+        return np.concatenate([results[k]["mean"] for k in self._keys])
 
-    def _predict_quantiles(
-        self, fh: ForecastingHorizon, X: None, alpha: list[float]
-    ) -> pd.DataFrame:
+    def _quantile(self, fh: ForecastingHorizon, alpha: float) -> np.ndarray:
         results = self._forward(fh)
-        cols = {a: np.concatenate([_quantile(results[k], a) for k in self._keys]) for a in alpha}
-        out = pd.DataFrame(cols, index=self._index(fh))
-        out.columns = pd.MultiIndex.from_product([list(self._get_varnames()), alpha])
-        return out
+        return np.concatenate([_quantile(results[k], alpha) for k in self._keys])
 
     @classmethod
     def get_test_params(cls, parameter_set: str = "default") -> list[dict[str, Any]]:

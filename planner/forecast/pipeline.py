@@ -29,12 +29,11 @@ from planner.forecast.backtest import (
     BacktestResult,
     BacktestSettings,
     LocalBacktest,
-    calibrate_nowcast,
     finish_backtest,
     local_backtest,
-    peer_group,
     run_global_backtest,
 )
+from planner.forecast.bands import calibrate_nowcast, peer_group
 from planner.forecast.forecast import (
     FittedSeries,
     fit_global,
@@ -233,7 +232,7 @@ def select_models(
     """The daily selection over every series known at ``as_of`` (two maps: see the module
     docstring). ``readings`` (indexed by series and hour): the first minutes of each hour,
     read before ``as_of``; with them the nowcast's band is calibrated on the backtest's
-    nowcasts (:func:`planner.forecast.backtest.calibrate_nowcast`)."""
+    nowcasts (:func:`planner.forecast.bands.calibrate_nowcast`)."""
     panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
     run = mapper or _serial
     chunks = chunk_tasks(panel, settings)

@@ -13,11 +13,7 @@ from typing import Any
 from pyscipopt import Model, quicksum
 
 from planner.ilp.data import PlanningData
-from planner.ilp.variables import FLOW_UNIT, Vars
-
-
-def _name(family: str, *key: object) -> str:
-    return f"{family}[{','.join(str(k) for k in key)}]"
+from planner.ilp.variables import FLOW_UNIT, Vars, label
 
 
 def add_demand_cover(model: Model, data: PlanningData, v: Vars) -> int:
@@ -31,7 +27,7 @@ def add_demand_cover(model: Model, data: PlanningData, v: Vars) -> int:
     for key, e in v.e.items():
         model.addCons(
             quicksum(flows[key]) + e == data.demand[key] / FLOW_UNIT,
-            name=_name("demand_cover", *key),
+            name=label("demand_cover", *key),
         )
     return len(v.e)
 
@@ -47,7 +43,7 @@ def add_interactive_assignment(model: Model, data: PlanningData, v: Vars) -> int
         served[(r, m, k, t)].append(var)
     for key, flows in inflow.items():
         model.addCons(
-            quicksum(served[key]) == quicksum(flows), name=_name("interactive_assign", *key)
+            quicksum(served[key]) == quicksum(flows), name=label("interactive_assign", *key)
         )
     return len(inflow)
 
@@ -73,14 +69,14 @@ def add_serving_capacity(model: Model, data: PlanningData, v: Vars) -> int:
     for key, x in v.x.items():
         r, m, g, t = key
         terms = [*load.get(key, []), v.u[key] * data.load_loss(m, g, t)]
-        model.addCons(quicksum(terms) <= x, name=_name("capacity", *key))
+        model.addCons(quicksum(terms) <= x, name=label("capacity", *key))
         count += 1
     for key, vs in v.vs.items():
         _, m, g, t = key
         theta = data.theta[(m, g, niw)]  # type: ignore[index]
         loss = v.us[key] * data.load_loss(m, g, t)
         model.addCons(
-            vs * (FLOW_UNIT / theta) + loss <= v.xs[key], name=_name("spot_capacity", *key)
+            vs * (FLOW_UNIT / theta) + loss <= v.xs[key], name=label("spot_capacity", *key)
         )
         count += 1
     return count
@@ -118,7 +114,7 @@ def add_trough_filling(model: Model, data: PlanningData, v: Vars) -> int:
             continue
         r, m, g, t = key
         terms = [*load.get(key, []), v.u[key] * data.load_loss(m, g, t)]
-        model.addCons(quicksum(terms) <= x, name=_name("trough_filling", *key))
+        model.addCons(quicksum(terms) <= x, name=label("trough_filling", *key))
         count += 1
     return count
 
@@ -134,7 +130,7 @@ def add_vm_packing(model: Model, data: PlanningData, v: Vars) -> int:
         for (r, m, g, t), var in instances.items():
             used[(r, g, t)].append(var * (1.0 / data.instances_per_vm[(m, g)]))
         for (r, g, t), terms in used.items():
-            model.addCons(quicksum(terms) <= vms[(r, g, t)], name=_name(family, r, g, t))
+            model.addCons(quicksum(terms) <= vms[(r, g, t)], name=label(family, r, g, t))
             count += 1
     return count
 
@@ -143,7 +139,7 @@ def add_quota(model: Model, data: PlanningData, v: Vars) -> int:
     """On-demand and spot VMs together stay within the region's quota for the type:
     y[r,g,t] + z[r,g,t] ≤ Q[r,g]   (z ≤ S[r,g] and y ≤ Q[r,g] are variable bounds)."""
     for (r, g, t), z in v.z.items():
-        model.addCons(v.y[(r, g, t)] + z <= data.quota[(r, g)], name=_name("quota", r, g, t))
+        model.addCons(v.y[(r, g, t)] + z <= data.quota[(r, g)], name=label("quota", r, g, t))
     return len(v.z)
 
 
@@ -159,11 +155,11 @@ def add_vm_lead_time(model: Model, data: PlanningData, v: Vars) -> int:
     ):
         for (r, g, t), var in vms.items():
             prev = vms[(r, g, t - 1)] if t > 1 else now.get((r, g), 0)
-            model.addCons(adds[(r, g, t)] >= var - prev, name=_name(f"{tag}vm_additions", r, g, t))
-            model.addCons(rels[(r, g, t)] >= prev - var, name=_name(f"{tag}vm_releases", r, g, t))
+            model.addCons(adds[(r, g, t)] >= var - prev, name=label(f"{tag}vm_additions", r, g, t))
+            model.addCons(rels[(r, g, t)] >= prev - var, name=label(f"{tag}vm_releases", r, g, t))
             count += 2
             if not data.can_add_vm(g, t):
-                model.addCons(var - prev <= 0, name=_name(f"{tag}vm_lead_time", r, g, t))
+                model.addCons(var - prev <= 0, name=label(f"{tag}vm_lead_time", r, g, t))
                 count += 1
     return count
 
@@ -180,7 +176,7 @@ def add_model_load_lead_time(model: Model, data: PlanningData, v: Vars) -> int:
         for (r, m, g, t), var in inst.items():
             prev = inst[(r, m, g, t - 1)] if t > 1 else now.get((r, m, g), 0)
             model.addCons(
-                starts[(r, m, g, t)] >= var - prev, name=_name(f"{tag}instance_starts", r, m, g, t)
+                starts[(r, m, g, t)] >= var - prev, name=label(f"{tag}instance_starts", r, m, g, t)
             )
             count += 1
     return count
@@ -196,7 +192,7 @@ def add_niw_backlog(model: Model, data: PlanningData, v: Vars) -> int:
         prev = v.b[(m, t - 1)] if t > 1 else data.state.niw_backlog.get(m, 0.0) / FLOW_UNIT
         arrivals = data.niw_arrivals.get((m, t), 0.0) / FLOW_UNIT
         model.addCons(
-            b == prev + arrivals - quicksum(served[(m, t)]), name=_name("niw_balance", m, t)
+            b == prev + arrivals - quicksum(served[(m, t)]), name=label("niw_balance", m, t)
         )
     return len(v.b)
 
@@ -207,7 +203,7 @@ def add_niw_deadline(model: Model, data: PlanningData, v: Vars) -> int:
     see PlanningData.niw_window)."""
     for (m, t), b in v.b.items():
         model.addCons(
-            b - v.en[(m, t)] <= data.niw_window(m, t) / FLOW_UNIT, name=_name("niw_deadline", m, t)
+            b - v.en[(m, t)] <= data.niw_window(m, t) / FLOW_UNIT, name=label("niw_deadline", m, t)
         )
     return len(v.b)
 
@@ -221,7 +217,7 @@ def add_availability(model: Model, data: PlanningData, v: Vars) -> int:
         by_rm[(r, m, t)].append(var)
     for key, short in v.sa.items():
         need = data.min_instances[key[1]]
-        model.addCons(quicksum(by_rm[key]) + short >= need, name=_name("availability", *key))
+        model.addCons(quicksum(by_rm[key]) + short >= need, name=label("availability", *key))
     return len(v.sa)
 
 
@@ -231,5 +227,5 @@ def add_stability(model: Model, data: PlanningData, v: Vars) -> int:
     if data.max_vm_change is None:
         return 0
     for key, add in v.ay.items():
-        model.addCons(add + v.ry[key] <= data.max_vm_change, name=_name("stability", *key))
+        model.addCons(add + v.ry[key] <= data.max_vm_change, name=label("stability", *key))
     return len(v.ay)

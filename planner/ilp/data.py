@@ -194,20 +194,7 @@ def build_data(
     index = {h: i + 1 for i, h in enumerate(hours)}
     interactive = tuple(t.id for t in cfg.tiers if t.kind == "interactive")
     deferrable = next((t.id for t in cfg.tiers if t.kind == "deferrable"), None)
-    fleet = fleet_index(cfg)
-
-    dem: dict[tuple[str, str, str, int], float] = {}
-    niw: dict[tuple[str, int], float] = {}
-    for row in rows(demand):
-        t = index.get(naive_utc(row.hour).to_pydatetime())
-        if t is None or row.value <= 0 or not math.isfinite(row.value):
-            continue
-        if row.tier == deferrable:
-            niw[(row.model, t)] = niw.get((row.model, t), 0.0) + float(row.value)
-        elif row.tier in interactive:
-            key = (row.region, row.model, row.tier, t)
-            dem[key] = dem.get(key, 0.0) + float(row.value)
-
+    dem, niw = _bin_demand(demand, index, interactive, deferrable)
     routes = {
         (r0.id, k): tuple(
             r for r in cfg.region_ids if r0.latency_ms[r] <= cfg.tier(k).routing_budget_ms
@@ -215,28 +202,6 @@ def build_data(
         for r0 in cfg.regions
         for k in interactive
     }
-    if cfg.planner.interactive_sizing == "latency":  # the calibrated model's θ, on target
-        from planner.ilp.sizing import latency_theta
-
-        theta_a = latency_theta(cfg, input_share)
-    else:
-        theta_a = fleet.theta(input_share, headroom=True)
-    pos = fleet.position
-    # in the config's order (model by model, each model's VM types as listed; fleet entries)
-    mg = {
-        (m.id, g): (pos["models"][m.id], pos["vm_types"][g]) for m in cfg.models for g in m.vm_types
-    }
-    rg = {
-        (e.region, e.vm_type): (pos["regions"][e.region], pos["vm_types"][e.vm_type])
-        for e in cfg.fleet
-    }
-    theta = {
-        (m, g, k): float(theta_a[(*ij, q)])
-        for (m, g), ij in mg.items()
-        for q, k in enumerate(fleet.tiers)
-    }
-    cheapest = fleet.cheapest_vm_type(theta_a)
-    trough = trough_shares(cfg, dem, index, interactive_mean)
     niw_tier = cfg.tier(deferrable) if deferrable else None
     spot_ok = bool(niw_tier and niw_tier.spot_allowed)
     return PlanningData(
@@ -253,21 +218,9 @@ def build_data(
         niw_arrivals=niw,
         routes=routes,
         latency={(r.id, o): ms for r in cfg.regions for o, ms in r.latency_ms.items()},
-        theta=theta,
-        instances_per_vm={key: int(fleet.ipv[ij]) for key, ij in mg.items()},
-        load_minutes={key: float(fleet.load_min[ij]) for key, ij in mg.items()},
         offered=frozenset((r, m.id) for m in cfg.models for r in (m.regions or cfg.region_ids)),
         min_instances={m.id: m.min_instances for m in cfg.models},
-        price={key: float(fleet.price[aj]) for key, aj in rg.items()},
-        spot_price={key: float(fleet.spot_price[aj]) for key, aj in rg.items()},
-        quota={key: int(fleet.quota[aj]) for key, aj in rg.items()},
-        spot_cap={key: int(fleet.spot_available[aj]) if spot_ok else 0 for key, aj in rg.items()},
-        lead_minutes={g: float(fleet.lead_min[j]) for j, g in enumerate(fleet.vm_types)},
-        cheapest_vm_type={
-            (r, m): fleet.vm_types[cheapest[a, i]]
-            for a, r in enumerate(fleet.regions)
-            for i, m in enumerate(fleet.models)
-        },
+        **_fleet_numbers(cfg, input_share, spot_ok),
         deadline_h=int(niw_tier.deadline_h or 24) if niw_tier else 24,
         unmet_penalty=dict(cfg.planner.unmet_penalty),
         churn_cost=cfg.planner.churn_cost_per_vm,
@@ -278,8 +231,74 @@ def build_data(
         config_hash=config_hash(cfg),
         forecast_origin=naive_utc(forecast_origin).to_pydatetime() if forecast_origin else None,
         trough_filling=cfg.planner.trough_filling,
-        trough_share=trough,
+        trough_share=trough_shares(cfg, dem, index, interactive_mean),
     )
+
+
+def _bin_demand(
+    demand: pd.DataFrame,
+    index: Mapping[datetime, int],
+    interactive: tuple[str, ...],
+    niw: str | None,
+) -> tuple[dict[tuple[str, str, str, int], float], dict[tuple[str, int], float]]:
+    """The demand rows summed per (r, m, k, t) of the interactive tiers and per (m, t) of NIW;
+    rows outside the horizon, not positive or not finite are left out."""
+    dem: dict[tuple[str, str, str, int], float] = {}
+    arrivals: dict[tuple[str, int], float] = {}
+    for row in rows(demand):
+        t = index.get(naive_utc(row.hour).to_pydatetime())
+        if t is None or row.value <= 0 or not math.isfinite(row.value):
+            continue
+        if row.tier == niw:
+            arrivals[(row.model, t)] = arrivals.get((row.model, t), 0.0) + float(row.value)
+        elif row.tier in interactive:
+            key = (row.region, row.model, row.tier, t)
+            dem[key] = dem.get(key, 0.0) + float(row.value)
+    return dem, arrivals
+
+
+def _fleet_numbers(
+    cfg: FleetConfig, input_share: Mapping[tuple[str, str], float] | None, spot_ok: bool
+) -> dict[str, Any]:
+    """PlanningData's fleet fields, read off the fleet index as mappings in the config's order
+    (model by model, each model's VM types as listed; fleet entries)."""
+    fleet = fleet_index(cfg)
+    if cfg.planner.interactive_sizing == "latency":  # the calibrated model's θ, on target
+        from planner.ilp.sizing import latency_theta
+
+        theta = latency_theta(cfg, input_share)
+    else:
+        theta = fleet.theta(input_share, headroom=True)
+    pos = fleet.position
+    mg = {
+        (m.id, g): (pos["models"][m.id], pos["vm_types"][g]) for m in cfg.models for g in m.vm_types
+    }
+    rg = {
+        (e.region, e.vm_type): (pos["regions"][e.region], pos["vm_types"][e.vm_type])
+        for e in cfg.fleet
+    }
+    cheapest = fleet.cheapest_vm_type(theta)
+    return {
+        "theta": {
+            (m, g, k): float(theta[(*ij, q)])
+            for (m, g), ij in mg.items()
+            for q, k in enumerate(fleet.tiers)
+        },
+        "instances_per_vm": {key: int(fleet.ipv[ij]) for key, ij in mg.items()},
+        "load_minutes": {key: float(fleet.load_min[ij]) for key, ij in mg.items()},
+        "price": {key: float(fleet.price[aj]) for key, aj in rg.items()},
+        "spot_price": {key: float(fleet.spot_price[aj]) for key, aj in rg.items()},
+        "quota": {key: int(fleet.quota[aj]) for key, aj in rg.items()},
+        "spot_cap": {
+            key: int(fleet.spot_available[aj]) if spot_ok else 0 for key, aj in rg.items()
+        },
+        "lead_minutes": {g: float(fleet.lead_min[j]) for j, g in enumerate(fleet.vm_types)},
+        "cheapest_vm_type": {
+            (r, m): fleet.vm_types[cheapest[a, i]]
+            for a, r in enumerate(fleet.regions)
+            for i, m in enumerate(fleet.models)
+        },
+    }
 
 
 def _floor_hour(t: datetime) -> datetime:

@@ -17,6 +17,7 @@ from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.variables import INTEGER_FAMILIES
 from planner.ilp.verify import Verification, verify
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def choose_method(data: PlanningData, settings: SolverSettings) -> str:
 
 def warm_start_from(previous: Plan, data: PlanningData) -> dict[str, dict[tuple[Any, ...], float]]:
     """The previous plan's VMs and instances for the hours both plans cover."""
-    out: dict[str, dict[tuple[Any, ...], float]] = {"y": {}, "z": {}, "x": {}, "xs": {}}
+    out: dict[str, dict[tuple[Any, ...], float]] = {f: {} for f in INTEGER_FAMILIES}
     for t, hour in enumerate(data.hours, start=1):
         view = previous.at(hour)
         for (r, g), (od, sp) in view.vms.items():
@@ -99,21 +100,7 @@ def make_plan(
     spent = time.perf_counter() - started
     budget = replace(settings, time_limit_s=max(settings.time_limit_s - spent, 0.0))
     result = solve(built, budget, warm, starts)
-    facts = SolverFacts(
-        status=result.status,
-        objective=result.objective,
-        gap=result.gap,
-        dual_bound=result.dual_bound,
-        solve_seconds=result.solve_seconds,
-        build_seconds=built.build_seconds,
-        scip_version=result.scip_version,
-        config_hash=data.config_hash,
-        warm_start=result.warm_start,
-        variables=built.model.getNVars(),
-        constraints=built.model.getNConss(),
-        bound_source=result.bound_source,
-        nodes=result.nodes,
-    )
+    facts = result.facts
     if result.has_solution and result.status in PLAN_STATUSES:
         plan = from_values(data, result.values, facts)
     else:

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from planner.ilp.build import create_model
@@ -175,19 +176,8 @@ def single_type_pools(data: PlanningData, lp: Values) -> Values:
     for r, m in sorted(split):
         best: tuple[float, str, dict[int, float]] | None = None
         for g in sorted(types[(r, m)]):
-            counts: dict[int, float] = {}
-            for t in data.T:
-                tiers = load.get((r, m, t), {})
-                if any(data.theta[(m, g, k)] <= 0 for k in tiers):
-                    break
-                if data.committed(t):
-                    need = sum(tokens / data.theta[(m, g, k)] for k, tokens in tiers.items())
-                    counts[t] = max(math.ceil(need - 1e-6), data.min_instances.get(m, 0))
-                    continue
-                counts[t] = sum(
-                    inst.get((r, m, h, t), 0.0) * _ratio(data, m, h, g) for h in types[(r, m)]
-                )
-            else:
+            counts = _counts_on(data, (r, m, g), load, inst, types[(r, m)])
+            if counts is not None:
                 cost = sum(counts.values()) * data.price[(r, g)] / data.instances_per_vm[(m, g)]
                 if best is None or cost < best[0]:
                     best = (cost, g, counts)
@@ -198,6 +188,29 @@ def single_type_pools(data: PlanningData, lp: Values) -> Values:
                 if (r, m, g, t) in inst:
                     inst[(r, m, g, t)] = float(best[2][t]) if g == best[1] else 0.0
     return out
+
+
+def _counts_on(
+    data: PlanningData,
+    rmg: tuple[str, str, str],
+    load: Mapping[tuple[Any, ...], Mapping[str, float]],
+    inst: Mapping[tuple[Any, ...], float],
+    types: set[str],
+) -> dict[int, float] | None:
+    """n[g,t] of :func:`single_type_pools` for pool (r, m) held on type g, or None if g has
+    θ = 0 for a tier the pool serves."""
+    r, m, g = rmg
+    counts: dict[int, float] = {}
+    for t in data.T:
+        tiers = load.get((r, m, t), {})
+        if any(data.theta[(m, g, k)] <= 0 for k in tiers):
+            return None
+        if data.committed(t):
+            need = sum(tokens / data.theta[(m, g, k)] for k, tokens in tiers.items())
+            counts[t] = max(math.ceil(need - 1e-6), data.min_instances.get(m, 0))
+        else:
+            counts[t] = sum(inst.get((r, m, h, t), 0.0) * _ratio(data, m, h, g) for h in types)
+    return counts
 
 
 def _ratio(data: PlanningData, m: str, h: str, g: str) -> float:

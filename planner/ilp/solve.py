@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from planner.ilp.build import BuiltModel
+from planner.ilp.plan import SolverFacts
 from planner.ilp.variables import FAMILIES, INTEGER_FAMILIES, read_back
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,17 @@ class SolverSettings:
 
 @dataclass
 class SolveResult:
-    status: str  # optimal, gaplimit, timelimit, infeasible, ... (SCIP's words)
+    facts: SolverFacts  # status (SCIP's words), objective, gap, bound, times, sizes, starts
     has_solution: bool
-    objective: float
-    dual_bound: float
-    gap: float
-    solve_seconds: float
-    scip_version: str
     values: dict[str, dict[tuple[Any, ...], float]] = field(default_factory=dict)
-    warm_start: str = "none"
-    bound_source: str = "none"
-    nodes: int = 0
+
+    @property
+    def objective(self) -> float:
+        return self.facts.objective
+
+    @property
+    def status(self) -> str:
+        return self.facts.status
 
 
 def scip_version(model: Any) -> str:
@@ -65,45 +66,43 @@ def solve(
     model.setParam("limits/gap", settings.mip_gap)
     model.setParam("randomization/randomseedshift", settings.seed)
     model.setParam("parallel/maxnthreads", settings.threads)
-    notes = []
-    for label, start in complete_starts:
-        notes.append(_add_complete_start(built, label, start))
+    notes = [_add_complete_start(built, label, start) for label, start in complete_starts]
     if warm_start:
         notes.append(_add_warm_start(built, warm_start))
     used = "; ".join(notes) or "none"
     model.optimize()
-    status = model.getStatus()
     has = model.getNSols() > 0
-    values = read_back(model, built.vars) if has else {}
     objective = model.getObjVal() if has else math.inf
     dual = model.getDualbound()
     if not math.isfinite(dual) or abs(dual) >= model.infinity():
         dual = math.nan  # SCIP's ±1e20: no dual bound (root LP unfinished)
     gap = model.getGap() if has and math.isfinite(dual) else math.inf
     nodes = model.getNNodes()
-    result = SolveResult(
-        status=status,
-        has_solution=has,
+    facts = SolverFacts(
+        status=model.getStatus(),
         objective=objective,
-        dual_bound=dual,
         gap=gap,
+        dual_bound=dual,
         solve_seconds=model.getSolvingTime(),
+        build_seconds=built.build_seconds,
         scip_version=scip_version(model),
-        values=values,
+        config_hash=built.data.config_hash,
         warm_start=used,
+        variables=model.getNVars(),
+        constraints=model.getNConss(),
         bound_source=bound_source(dual, nodes),
         nodes=nodes,
     )
     log.info(
         "SCIP %s: status %s, objective %.2f, gap %.3f%%, %.2f s (warm start: %s)",
-        result.scip_version,
-        status,
+        facts.scip_version,
+        facts.status,
         objective,
         100 * gap if math.isfinite(gap) else float("nan"),
-        result.solve_seconds,
+        facts.solve_seconds,
         used,
     )
-    return result
+    return SolveResult(facts, has, read_back(model, built.vars) if has else {})
 
 
 def bound_source(dual_bound: float, nodes: int) -> str:

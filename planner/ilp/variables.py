@@ -94,7 +94,8 @@ def read_back(model: Model, v: Vars) -> Values:
     }
 
 
-def _name(family: str, key: Key) -> str:
+def label(family: str, *key: object) -> str:
+    """A variable's or constraint's name: ``x[us-east,llama2-70b,a100x8,3]``."""
     return f"{family}[{','.join(str(k) for k in key)}]"
 
 
@@ -127,14 +128,14 @@ def add_variables(
         if q <= 0 or (region is not None and r != region):
             continue
         for t in data.T:
-            v.y[(r, g, t)] = model.addVar(_name("y", (r, g, t)), vtype=integer, lb=0, ub=q)
-            v.ay[(r, g, t)] = model.addVar(_name("ay", (r, g, t)), lb=0)
-            v.ry[(r, g, t)] = model.addVar(_name("ry", (r, g, t)), lb=0)
+            v.y[(r, g, t)] = model.addVar(label("y", r, g, t), vtype=integer, lb=0, ub=q)
+            v.ay[(r, g, t)] = model.addVar(label("ay", r, g, t), lb=0)
+            v.ry[(r, g, t)] = model.addVar(label("ry", r, g, t), lb=0)
             if niw and data.spot_cap.get((r, g), 0) > 0:
                 cap = min(data.spot_cap[(r, g)], q)
-                v.z[(r, g, t)] = model.addVar(_name("z", (r, g, t)), vtype=integer, lb=0, ub=cap)
-                v.az[(r, g, t)] = model.addVar(_name("az", (r, g, t)), lb=0)
-                v.rz[(r, g, t)] = model.addVar(_name("rz", (r, g, t)), lb=0)
+                v.z[(r, g, t)] = model.addVar(label("z", r, g, t), vtype=integer, lb=0, ub=cap)
+                v.az[(r, g, t)] = model.addVar(label("az", r, g, t), lb=0)
+                v.rz[(r, g, t)] = model.addVar(label("rz", r, g, t), lb=0)
     served = _served_interactive(data)
     niw_models = {m for (m, _), a in data.niw_arrivals.items() if a > 0}
     niw_models |= {m for m, b in data.state.niw_backlog.items() if b > 0}
@@ -144,34 +145,34 @@ def add_variables(
         for t in data.T:
             key = (r, m, g, t)
             placement = integer if data.committed(t) else "C"
-            v.x[key] = model.addVar(_name("x", key), vtype=placement, lb=0)
-            v.u[key] = model.addVar(_name("u", key), lb=0)
+            v.x[key] = model.addVar(label("x", *key), vtype=placement, lb=0)
+            v.u[key] = model.addVar(label("u", *key), lb=0)
             for k in data.interactive:
                 if (r, m, k, t) in served:
-                    v.w[(r, m, g, k, t)] = model.addVar(_name("w", (r, m, g, k, t)), lb=0)
+                    v.w[(r, m, g, k, t)] = model.addVar(label("w", r, m, g, k, t), lb=0)
             if m in niw_models:
-                v.v[key] = model.addVar(_name("v", key), lb=0)
+                v.v[key] = model.addVar(label("v", *key), lb=0)
                 if (r, g, t) in v.z:
-                    v.xs[key] = model.addVar(_name("xs", key), vtype=placement, lb=0)
-                    v.us[key] = model.addVar(_name("us", key), lb=0)
-                    v.vs[key] = model.addVar(_name("vs", key), lb=0)
+                    v.xs[key] = model.addVar(label("xs", *key), vtype=placement, lb=0)
+                    v.us[key] = model.addVar(label("us", *key), lb=0)
+                    v.vs[key] = model.addVar(label("vs", *key), lb=0)
     if region is None:
         for route in routes(data):
-            v.f[route] = model.addVar(_name("f", route), lb=0)
+            v.f[route] = model.addVar(label("f", *route), lb=0)
         for (r0, m, k, t), d in data.demand.items():
             if d > 0:
-                v.e[(r0, m, k, t)] = model.addVar(_name("e", (r0, m, k, t)), lb=0)
+                v.e[(r0, m, k, t)] = model.addVar(label("e", r0, m, k, t), lb=0)
     offered_here = {(r, m) for r, m, _g in data.placements() if region in (None, r)}
     for r, m in sorted(offered_here):
         if data.min_instances.get(m, 0) > 0:
             for t in data.T:
-                v.sa[(r, m, t)] = model.addVar(_name("sa", (r, m, t)), lb=0)
+                v.sa[(r, m, t)] = model.addVar(label("sa", r, m, t), lb=0)
     if region is not None:
         return v
     for m in sorted(niw_models):
         for t in data.T:
-            v.b[(m, t)] = model.addVar(_name("b", (m, t)), lb=0)
-            v.en[(m, t)] = model.addVar(_name("en", (m, t)), lb=0)
+            v.b[(m, t)] = model.addVar(label("b", m, t), lb=0)
+            v.en[(m, t)] = model.addVar(label("en", m, t), lb=0)
     return v
 
 

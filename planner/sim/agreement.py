@@ -87,14 +87,6 @@ def compare(
             if not mine.any():
                 continue
             ok = on_time(served.ttft_s[mine], served.tpot_s[mine], served.e2e_s[mine], target)
-            rows.append(
-                AgreementRow(
-                    u,
-                    target.tier,
-                    float(fluid[k]),
-                    float(ok.mean()),
-                    int(mine.sum()),
-                    float(by_curve[k]),
-                )
-            )
+            share, n = float(ok.mean()), int(mine.sum())
+            rows.append(AgreementRow(u, target.tier, float(fluid[k]), share, n, float(by_curve[k])))
     return Agreement(rows, fluid_s, reference_s, len(t) * len(utilisations), curve_s)

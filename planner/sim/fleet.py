@@ -241,43 +241,33 @@ class Fleet:
         self._reconcile(self.spot, t.spot_vms, t.spot_instances, minute)
 
     def _reconcile(self, pool: _Pool, vms: Array, inst: Array, minute: int) -> None:
-        p = self.p
-        # VMs
+        """VMs to ``vms``; instances over ``inst``, or beyond what the usable VMs hold, go;
+        instances missing load onto free slots."""
         have = pool.ready + pool.pending_total()
         more = np.maximum(vms - have, 0.0)
         if more.any():
-            for j, lead in enumerate(p.lead_min):
+            for j, lead in enumerate(self.p.lead_min):
                 col = np.zeros_like(pool.ready)
                 col[:, j] = more[:, j]
                 if col.any():
-                    due = minute + max(int(lead), 0)
-                    if due <= minute:
-                        pool.ready += col
-                    else:
-                        pool.pending[due] = pool.pending.get(due, np.zeros_like(col)) + col
+                    _arrive(pool.ready, pool.pending, minute + max(int(lead), 0), minute, col)
             self.counts.vm_added += float(more.sum())
         fewer = np.maximum(have - vms, 0.0)
         if fewer.any():
             self.counts.vm_released += float(fewer.sum())
-            for due in sorted(pool.pending, reverse=True):  # newest requests first
-                cut = np.minimum(pool.pending[due], fewer)
-                pool.pending[due] -= cut
-                fewer -= cut
-            pool.pending = {d: a for d, a in pool.pending.items() if a.any()}
+            pool.pending = _cut_newest(pool.pending, fewer)
             pool.ready -= np.minimum(pool.ready, fewer)
-        # instances over their target, or beyond what the usable VMs hold
-        loading = pool.loading_total()
-        excess = np.maximum(pool.inst + loading - inst, 0.0)
+        excess = np.maximum(pool.inst + pool.loading_total() - inst, 0.0)
         if excess.any():
             self.counts.unloads += float(excess.sum())
-            for due in sorted(pool.loading, reverse=True):
-                cut = np.minimum(pool.loading[due], excess)
-                pool.loading[due] -= cut
-                excess -= cut
-            pool.loading = {d: a for d, a in pool.loading.items() if a.any()}
+            pool.loading = _cut_newest(pool.loading, excess)
             pool.inst -= np.minimum(pool.inst, excess)
         self._evict_overflow(pool, inst)
-        # loads onto free slots
+        self._load(pool, inst, minute)
+
+    def _load(self, pool: _Pool, inst: Array, minute: int) -> None:
+        """Loads onto free slots, the models furthest below ``inst`` first."""
+        p = self.p
         want = np.maximum(inst - pool.inst - pool.loading_total(), 0.0)
         if not want.any():
             return
@@ -296,10 +286,7 @@ class Fleet:
                 started[minute + int(p.load_min[i, j])][a, i, j] += fit
                 self.counts.loads += fit
         for due, arr in started.items():
-            if due <= minute:
-                pool.inst += arr
-            else:
-                pool.loading[due] = pool.loading.get(due, np.zeros_like(arr)) + arr
+            _arrive(pool.inst, pool.loading, due, minute, arr)
 
     def _slots_used(self, pool: _Pool) -> Array:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -320,3 +307,21 @@ class Fleet:
                     holder[a, i, j] -= n
                     over[a, j] -= n / self.p.ipv[i, j]
                     self.counts.unloads += n
+
+
+def _arrive(now: Array, later: dict[int, Array], due: int, minute: int, arr: Array) -> None:
+    """``arr`` joins ``now`` (in place) if due by ``minute``, else the schedule ``later``."""
+    if due <= minute:
+        now += arr
+    else:
+        later[due] = later.get(due, np.zeros_like(arr)) + arr
+
+
+def _cut_newest(schedule: dict[int, Array], amount: Array) -> dict[int, Array]:
+    """``amount`` taken off the schedule, the latest due first; what the schedule cannot
+    give stays in ``amount`` (in place). Returns the schedule's non-empty rest."""
+    for due in sorted(schedule, reverse=True):
+        cut = np.minimum(schedule[due], amount)
+        schedule[due] -= cut
+        amount -= cut
+    return {d: a for d, a in schedule.items() if a.any()}

@@ -43,7 +43,8 @@ import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams, Targets, lt_i_targets, vms_for
 from planner.sim.fluid import Observation
-from planner.sim.policies import instance_equivalents, on_preferred
+from planner.sim.policies import on_preferred
+from planner.sim.slo_policy import pressure_need
 
 Array = npt.NDArray[np.float64]
 
@@ -158,19 +159,9 @@ class PlanReactive:
             return self.targets() if moved else None
         floor = self.floor().instances.sum(axis=2)
         total = floor + self._extra
-        serving = obs.fleet.serving()[0].sum(axis=2)
-        niw = np.zeros_like(obs.arrivals)
-        niw[:, :, self.p.deferrable] = obs.arrivals[:, :, self.p.deferrable] / 60.0
-        self._niw.append(instance_equivalents(self.p, niw))
-        niw_need = np.mean(np.stack(self._niw), axis=0)
-        inter = obs.arrivals.copy()
-        inter[:, :, self.p.deferrable] = 0.0
-        arrived = instance_equivalents(self.p, inter / 60.0)
-        finite = np.isfinite(obs.pressure)
-        seen = np.where(finite, obs.pressure, 0.0) * serving
-        load = np.where((serving > 0) & finite, seen, arrived)
-        pressure = np.where(finite, obs.pressure, np.inf)
-        want = np.ceil(load / self.target + niw_need - 1e-9)
+        serving, niw_need, arrived, pressure, want = pressure_need(
+            self.p, obs, self._niw, self.target
+        )
         extra = self._extra.copy()
         # capacity on its way counts: no second step until the last one serves
         # (or after ``settle_min``: capacity a quota trims never arrives)

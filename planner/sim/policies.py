@@ -46,9 +46,12 @@ def on_preferred(p: FleetParams, counts: Array) -> Array:
     return out
 
 
-def _capped(p: FleetParams, inst: Array) -> tuple[Array, Array]:
-    """VMs for ``inst`` within quota (instances that do not fit are trimmed by the fleet)."""
-    return inst, np.minimum(vms_for(p, inst), p.quota)
+def count_targets(p: FleetParams, count: Array) -> Targets:
+    """``count`` [r, m] instances on each model's preferred VM type, on VMs within quota
+    (instances that do not fit are trimmed by the fleet), every request served at home."""
+    inst = on_preferred(p, count)
+    vms = np.minimum(vms_for(p, inst), p.quota)
+    return Targets(vms, np.zeros_like(vms), inst, np.zeros_like(inst), home_routing(p))
 
 
 @dataclass
@@ -79,9 +82,7 @@ class Reactive:
         return self._targets()
 
     def _targets(self) -> Targets:
-        inst, vms = _capped(self.p, on_preferred(self.p, self._count))
-        zeros = np.zeros_like(vms)
-        return Targets(vms, zeros, inst, np.zeros_like(inst), home_routing(self.p))
+        return count_targets(self.p, self._count)
 
     def decide(self, obs: Observation) -> Targets | None:
         t = obs.minute

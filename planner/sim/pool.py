@@ -13,7 +13,7 @@ make latency grow with load:
   (κ, :func:`planner.sim.latency.saturation`);
 * **across minutes** (overload): a fluid FIFO queue of busy seconds with capacity 60 n κ per
   minute; the wait of a request at position u of its minute is read off the arrival and
-  service curves (:func:`planner.sim.fluid.service_times`), and an interactive request whose
+  service curves (:func:`planner.sim.outcomes.service_times`), and an interactive request whose
   wait exceeds its tier's TTFT target is late whatever the curve says.
 
 So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤ TTFT_k)``.
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from planner.sim.fluid import service_times
 from planner.sim.latency import Curve, instance_cv, minute_attainment
 from planner.sim.minute_model import MinuteMix, tier_attainment
+from planner.sim.outcomes import service_times
 from planner.sim.profile import InstanceProfile
 
 Array = npt.NDArray[np.float64]

@@ -24,68 +24,40 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from planner.sim.fleet import FleetParams, Targets, home_routing, vms_for
+from planner.sim.fleet import FleetParams, Targets
 from planner.sim.fluid import Observation
-from planner.sim.policies import instance_equivalents, on_preferred
+from planner.sim.policies import Reactive, instance_equivalents
 
 Array = npt.NDArray[np.float64]
 
 
 @dataclass
-class SloReactive:
-    p: FleetParams
-    initial_load: Array  # [r, m, k] tokens/s the fleet starts sized for
+class SloReactive(Reactive):
+    """:class:`Reactive`'s pools, scaled on pressure (module docstring)."""
+
     target: float = 0.85
     up: float = 0.95
     down: float = 0.6
     cooldown_out_min: int = 1
     cooldown_in_min: int = 15
     niw_window_min: int = 60
-    min_instances: int = 1
     name: str = "slo-reactive"
-    share_idle: bool = True
-    niw_cap: float | None = None
-    _count: Array = field(init=False)
-    _last_out: Array = field(init=False)
-    _last_in: Array = field(init=False)
     _niw: deque[Array] = field(init=False)
     _wants: deque[Array] = field(init=False)
 
     def initial(self, p: FleetParams) -> Targets:
-        need = instance_equivalents(p, self.initial_load) / self.target
-        self._count = np.maximum(np.ceil(need), self.min_instances)
-        self._last_out = np.full(self._count.shape, -1e9)
-        self._last_in = np.full(self._count.shape, -1e9)
+        targets = super().initial(p)
         self._niw = deque(maxlen=self.niw_window_min)
         self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
-        return self._targets()
-
-    def _targets(self) -> Targets:
-        inst = on_preferred(self.p, self._count)
-        vms = np.minimum(vms_for(self.p, inst), self.p.quota)
-        zeros = np.zeros_like(vms)
-        return Targets(vms, zeros, inst, np.zeros_like(inst), home_routing(self.p))
+        return targets
 
     def decide(self, obs: Observation) -> Targets | None:
         t = obs.minute
         if t == 0:
             return None
-        niw = np.zeros_like(obs.arrivals)
-        niw[:, :, self.p.deferrable] = obs.arrivals[:, :, self.p.deferrable] / 60.0
-        self._niw.append(instance_equivalents(self.p, niw))
-        niw_need = np.mean(np.stack(self._niw), axis=0)
-        serving = obs.fleet.serving()[0].sum(axis=2)
-        inter = obs.arrivals.copy()
-        inter[:, :, self.p.deferrable] = 0.0
-        arrived = instance_equivalents(self.p, inter / 60.0)
-        finite = np.isfinite(obs.pressure)
-        # an infinite pressure (no instance serving) is zeroed before the product: inf × 0
-        # would be evaluated in the discarded branch too
-        load = np.where(
-            (serving > 0) & finite, np.where(finite, obs.pressure, 0.0) * serving, arrived
+        serving, niw_need, arrived, pressure, want = pressure_need(
+            self.p, obs, self._niw, self.target
         )
-        pressure = np.where(finite, obs.pressure, np.inf)
-        want = np.ceil(load / self.target + niw_need - 1e-9)
         new = self._count.copy()
         # hot, or too small for the last hour's NIW rate on top of the interactive arrivals
         behind = new < np.ceil(niw_need + arrived - 1e-9)
@@ -108,3 +80,26 @@ class SloReactive:
             return None
         self._count = new
         return self._targets()
+
+
+def pressure_need(
+    p: FleetParams, obs: Observation, niw_window: deque[Array], target: float
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Per pool [r, m], from the minute's observation: the serving instances, the NIW need
+    (the mean NIW arrival rate over ``niw_window``, which this minute's joins), the
+    interactive arrivals and the pressure (inf where nothing serves), in instances, and
+    the instances wanted to carry that load at ``target`` pressure plus the NIW need."""
+    serving = obs.fleet.serving()[0].sum(axis=2)
+    niw = np.zeros_like(obs.arrivals)
+    niw[:, :, p.deferrable] = obs.arrivals[:, :, p.deferrable] / 60.0
+    niw_window.append(instance_equivalents(p, niw))
+    niw_need = np.mean(np.stack(niw_window), axis=0)
+    inter = obs.arrivals.copy()
+    inter[:, :, p.deferrable] = 0.0
+    arrived = instance_equivalents(p, inter / 60.0)
+    finite = np.isfinite(obs.pressure)
+    # an infinite pressure (no instance serving) is zeroed before the product: inf × 0
+    # would be evaluated in the discarded branch too
+    load = np.where((serving > 0) & finite, np.where(finite, obs.pressure, 0.0) * serving, arrived)
+    pressure = np.where(finite, obs.pressure, np.inf)
+    return serving, niw_need, arrived, pressure, np.ceil(load / target + niw_need - 1e-9)

@@ -87,3 +87,11 @@ def test_sizes_and_times_in_their_usual_spellings_load(tmp_path: Path) -> None:
         path = tmp_path / "ok.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
         assert load_config(path).warehouse.memory_limit == size
+
+
+def test_known_forecasters_are_the_registry() -> None:
+    """The config check's forecaster names are the registry's (config cannot import it)."""
+    from planner.config.semantics import KNOWN_FORECASTERS
+    from planner.forecast.models import REGISTRY
+
+    assert set(KNOWN_FORECASTERS) == set(REGISTRY)

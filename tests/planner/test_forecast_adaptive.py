@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from planner.forecast.adaptive import BandAdapt
-from planner.forecast.backtest import BacktestSettings, recalibrate
+from planner.forecast.backtest import BacktestSettings
+from planner.forecast.bands import recalibrate
 from planner.forecast.calibration import ResidualQuantiles
 from planner.forecast.series import Panel
 from planner.quantiles import QUANTILES, quantile_column

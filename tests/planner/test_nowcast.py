@@ -81,7 +81,8 @@ def _readings(demand: pd.DataFrame, noise: float, seed: int = 0) -> pd.Series:
 
 
 def test_the_nowcast_band_is_calibrated_on_nowcasts_strictly_before_each_origin() -> None:
-    from planner.forecast.backtest import BacktestSettings, calibrate_nowcast, run_backtest
+    from planner.forecast.backtest import BacktestSettings, run_backtest
+    from planner.forecast.bands import calibrate_nowcast
     from planner.forecast.series import build_panel
     from tests.helpers import demand_frame
 

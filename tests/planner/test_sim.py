@@ -13,9 +13,9 @@ import pytest
 
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets, home_routing, params_from_config
-from planner.sim.fluid import service_times
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.latency import saturation
+from planner.sim.outcomes import service_times
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.profile import InstanceProfile
 from tests.helpers import replay
