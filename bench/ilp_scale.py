@@ -461,7 +461,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.verbose:
-        for name in ("planner.ilp.split_lp", "planner.ilp.decompose"):
+        for name in (
+            "planner.ilp.split_portfolio",
+            "planner.ilp.split_tasks",
+            "planner.ilp.decompose",
+        ):
             logging.getLogger(name).setLevel(logging.INFO)
     hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None
     parser_highs = not args.no_highs

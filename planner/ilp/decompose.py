@@ -118,7 +118,7 @@ class DecompositionSettings:
     # with 4 groups and 2 workers the first plan came after 100 s
     split_groups: int | None = 4
     # with at least two workers, the whole relaxation by interior point on one of them
-    # beside the split's rounds (planner.ilp.split_lp.split_decompose): its bound, once
+    # beside the split's rounds (planner.ilp.split_portfolio.split_decompose): its bound, once
     # there, is the relaxation's optimum (on the 20×30×4 rung ~190 s on one core)
     split_portfolio: bool = True
 
@@ -128,7 +128,7 @@ def decompose(
 ) -> DecompositionResult:
     """The module docstring's steps. ``pool``: a planner.ilp.parallel.RegionPool."""
     if data_size(data) > settings.split_above_vars:
-        from planner.ilp.split_lp import split_decompose
+        from planner.ilp.split_portfolio import split_decompose
 
         result: DecompositionResult = split_decompose(data, settings, pool)
         return result
@@ -149,7 +149,7 @@ def decompose(
             mu = {key: prices[1].get(key, p) for key, p in mu.items()}
             out.start = "LP duals (HiGHS)"
     if out.gap > settings.gap and time.perf_counter() < deadline:
-        _ascent(data, settings, pool, out, pi, mu, relax, deadline, started)
+        _Ascent(data, settings, pool, out, relax, deadline).run(pi, mu, started)
     out.seconds = time.perf_counter() - started
     log.info(
         "decomposition: plan %.2f (%s), bound %.2f (%s), gap %.3f %%, %.1f s",
@@ -194,145 +194,147 @@ def _relaxation_stage(
     return relax, (pi, mu)
 
 
-def _ascent(
-    data: PlanningData,
-    settings: DecompositionSettings,
-    pool: Any,
-    out: DecompositionResult,
-    pi: dict[Key, float],
-    mu: dict[Key, float],
-    relax: Any,
-    deadline: float,
-    started: float,
-) -> None:
+class _Ascent:
     """Step 3: subgradient ascent on L(π, μ) (planner.ilp.lagrange), the best bound kept,
     plans assembled from the regions; every region MIP stopped at ``deadline``."""
-    from planner.ilp.rounding import fixed_lp
 
-    keys = served_keys(data)
-    routing = Routing.of(data, keys)
-    niw_all, servable = niw_servable(data)
-    regions = sorted({r for r, _m, _g in data.placements()})
-    by_region: dict[str, list[Key]] = defaultdict(list)
-    for key in keys:
-        by_region[key[0]].append(key)
-    best_prices = (dict(pi), dict(mu))
-    region_limit = max(2.0, settings.time_limit_s / 6)
-    workers = max(1, int(pool.workers))
-    wall_deadline = time.time() + (deadline - time.perf_counter())
+    def __init__(
+        self,
+        data: PlanningData,
+        settings: DecompositionSettings,
+        pool: Any,
+        out: DecompositionResult,
+        relax: Any,
+        deadline: float,
+    ) -> None:
+        self.data, self.settings, self.pool, self.out = data, settings, pool, out
+        self.relax, self.deadline = relax, deadline
+        self.keys = served_keys(data)
+        self.routing = Routing.of(data, self.keys)
+        self.niw_all, self.servable = niw_servable(data)
+        self.regions = sorted({r for r, _m, _g in data.placements()})
+        self.by_region: dict[str, list[Key]] = defaultdict(list)
+        for key in self.keys:
+            self.by_region[key[0]].append(key)
+        self.region_limit = max(2.0, settings.time_limit_s / 6)
+        self.workers = max(1, int(pool.workers))
+        self.wall_deadline = time.time() + (deadline - time.perf_counter())
 
-    def round_limit(reserve: float = 0.0) -> float:
+    def round_limit(self, reserve: float = 0.0) -> float:
         """Each region's time limit in a round: its fair share of what is left (the regions
         of a round queue on the workers), at most ``region_limit``."""
-        left = deadline - reserve - time.perf_counter()
-        share = left * workers / max(1, len(regions))
-        return max(0.0, min(region_limit, share))
+        left = self.deadline - reserve - time.perf_counter()
+        share = left * self.workers / max(1, len(self.regions))
+        return max(0.0, min(self.region_limit, share))
 
-    def assemble(results: list[RegionResult]) -> None:
+    def assemble(self, results: list[RegionResult]) -> None:
         """The plan from region solutions: their counts fixed, one LP for the rest."""
+        from planner.ilp.rounding import fixed_lp
+
         if any(not x.integers for x in results):
             return
         fixed: Values = {f: {} for f in INTEGER_FAMILIES}
         for x in results:
             for family, vals in x.integers.items():
                 fixed[family].update(vals)
-        left = deadline - time.perf_counter()
+        left = self.deadline - time.perf_counter()
         if left <= 0.5:
             return
         lp_started = time.perf_counter()
-        if relax is not None:
-            solved = relax.fixed_count_plan(fixed, left, "ipm")
+        if self.relax is not None:
+            solved = self.relax.fixed_count_plan(fixed, left, "ipm")
         else:
-            solved = fixed_lp(data, fixed, left)
-        out.assembly_seconds = time.perf_counter() - lp_started
+            solved = fixed_lp(self.data, fixed, left)
+        self.out.assembly_seconds = time.perf_counter() - lp_started
         if solved is None:
             log.warning("decomposition: the fixed-count LP did not finish")
             return
-        out.offer_plan(solved[0], solved[1], "regions")
+        self.out.offer_plan(solved[0], solved[1], "regions")
 
-    def routed_solutions(pi: dict[Key, float]) -> list[RegionResult]:
-        """Region MIPs with the demand F(π) routes to them as requirements (NIW at μ)."""
-        _, inflow, _ = routing.price(data, pi)
-        tasks: list[tuple[Any, ...]] = [
-            (
-                r,
-                {},
-                {},
-                round_limit(),
-                settings.region_gap * 5,
-                {(m, k, t): inflow.get((r, m, k, t), 0.0) for (_r, m, k, t) in by_region[r]},
-                wall_deadline,
-            )
-            for r in regions
-        ]
-        results: list[RegionResult] = pool.solve(tasks)
-        out.region_seconds += sum(x.seconds for x in results)
+    def solve(self, tasks: list[tuple[Any, ...]]) -> list[RegionResult]:
+        results: list[RegionResult] = self.pool.solve(tasks)
+        self.out.region_seconds += sum(x.seconds for x in results)
         return results
 
-    primal_reserve = settings.primal_share * settings.time_limit_s
-    if out.values is None and deadline - time.perf_counter() > 2 * primal_reserve:
-        # the first plan: each demand routed where the cheapest serving cost sends it,
-        # each region sized for what it receives (skipped when the time left is better
-        # spent on a first bound: the relaxation took it)
-        assemble(routed_solutions(pi))
-    theta, stall = 1.0, 0
-    while out.iterations < settings.max_iterations:
-        # the first round always runs (a bound); later ones keep time for a plan if none
-        reserve = primal_reserve if out.values is None and out.iterations > 0 else 0
-        if time.perf_counter() >= deadline - reserve - 0.5:
-            break
-        limit = round_limit(reserve)
+    def routed_solutions(self, pi: dict[Key, float]) -> list[RegionResult]:
+        """Region MIPs with the demand F(π) routes to them as requirements (NIW at μ)."""
+        _, inflow, _ = self.routing.price(self.data, pi)
+        gap, limit = self.settings.region_gap * 5, self.round_limit()
+        return self.solve(
+            [
+                (r, {}, {}, limit, gap, self.required(r, inflow), self.wall_deadline)
+                for r in self.regions
+            ]
+        )
+
+    def required(self, r: str, inflow: dict[Key, float]) -> dict[Key, float]:
+        return {(m, k, t): inflow.get((r, m, k, t), 0.0) for (_r, m, k, t) in self.by_region[r]}
+
+    def priced_round(
+        self, pi: dict[Key, float], mu: dict[Key, float], limit: float
+    ) -> tuple[float, list[RegionResult], dict[Key, float], dict[Key, float]]:
+        """One round at (π, μ): L, the region results and the subgradient (g_π, g_μ)."""
+        gap, by_region = self.settings.region_gap, self.by_region
         tasks = [
-            (
-                r,
-                {key[1:]: pi[key] for key in by_region[r]},
-                mu,
-                limit,
-                settings.region_gap,
-                None,
-                wall_deadline,
-            )
-            for r in regions
+            (r, {key[1:]: pi[key] for key in by_region[r]}, mu, limit, gap, None)
+            for r in self.regions
         ]
-        results = pool.solve(tasks)
-        out.region_seconds += sum(x.seconds for x in results)
-        routed, inflow, _ = routing.price(data, pi)
-        niw_value, s = niw_part(data, mu, niw_all, servable)
+        results = self.solve([(*task, self.wall_deadline) for task in tasks])
+        routed, inflow, _ = self.routing.price(self.data, pi)
+        niw_value, s = niw_part(self.data, mu, self.niw_all, self.servable)
         bound = sum(x.dual_bound for x in results) + routed + niw_value
-        out.iterations += 1
-        if not math.isfinite(bound):
-            break  # a region was cut off by the deadline: no bound from this round
-        if bound > out.lower_bound:
-            best_prices, stall = (dict(pi), dict(mu)), 0
-            theta = min(2.0, theta * 1.2)
-        else:
-            stall += 1
-        out.offer_bound(bound, "Lagrangian")
-        g_pi = {key: inflow.get(key, 0.0) for key in keys}
+        g_pi = {key: inflow.get(key, 0.0) for key in self.keys}
         g_mu = dict(s)
         for x in results:
             for (m, k, t), w in x.served.items():
                 g_pi[(x.region, m, k, t)] -= w
             for key, v in x.niw_served.items():
                 g_mu[key] = g_mu.get(key, 0.0) - v
-        # a plan from this round's regions whenever the LP that assembles it is cheap
-        if out.assembly_seconds < 0.05 * settings.time_limit_s:
-            assemble(results)
-        out.record_round(bound, time.perf_counter() - started, "decomposition")
-        if out.gap <= settings.gap:
-            break
-        norm2 = sum(g * g for g in g_pi.values()) + sum(g * g for g in g_mu.values())
-        if norm2 < 1e-12:
-            break  # the relaxed solution satisfies the coupling rows: L = its value
-        # Polyak's step towards the best plan's value (without a plan: the bound plus a tenth)
-        best = out.lower_bound
-        target = out.objective if math.isfinite(out.objective) else best + 0.1 * abs(best)
-        if stall >= 3:  # the steps overshoot: back to the best prices, shorter steps
-            theta, stall = theta / 2, 0
-            pi, mu = dict(best_prices[0]), dict(best_prices[1])
-            continue
-        step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
-        pi = {key: p + step * g_pi[key] for key, p in pi.items()}
-        mu = {key: p + step * g_mu.get(key, 0.0) for key, p in mu.items()}
-    if out.gap > settings.gap and time.perf_counter() < deadline - 1.0:
-        assemble(routed_solutions(best_prices[0]))
+        return bound, results, g_pi, g_mu
+
+    def run(self, pi: dict[Key, float], mu: dict[Key, float], started: float) -> None:
+        out, settings = self.out, self.settings
+        best_prices = (dict(pi), dict(mu))
+        primal_reserve = settings.primal_share * settings.time_limit_s
+        if out.values is None and self.deadline - time.perf_counter() > 2 * primal_reserve:
+            # the first plan: each demand routed where the cheapest serving cost sends it,
+            # each region sized for what it receives (skipped when the time left is better
+            # spent on a first bound: the relaxation took it)
+            self.assemble(self.routed_solutions(pi))
+        theta, stall = 1.0, 0
+        while out.iterations < settings.max_iterations:
+            # the first round always runs (a bound); later ones keep time for a plan if none
+            reserve = primal_reserve if out.values is None and out.iterations > 0 else 0
+            if time.perf_counter() >= self.deadline - reserve - 0.5:
+                break
+            bound, results, g_pi, g_mu = self.priced_round(pi, mu, self.round_limit(reserve))
+            out.iterations += 1
+            if not math.isfinite(bound):
+                break  # a region was cut off by the deadline: no bound from this round
+            if bound > out.lower_bound:
+                best_prices, stall = (dict(pi), dict(mu)), 0
+                theta = min(2.0, theta * 1.2)
+            else:
+                stall += 1
+            out.offer_bound(bound, "Lagrangian")
+            # a plan from this round's regions whenever the LP that assembles it is cheap
+            if out.assembly_seconds < 0.05 * settings.time_limit_s:
+                self.assemble(results)
+            out.record_round(bound, time.perf_counter() - started, "decomposition")
+            if out.gap <= settings.gap:
+                break
+            norm2 = sum(g * g for g in g_pi.values()) + sum(g * g for g in g_mu.values())
+            if norm2 < 1e-12:
+                break  # the relaxed solution satisfies the coupling rows: L = its value
+            if stall >= 3:  # the steps overshoot: back to the best prices, shorter steps
+                theta, stall = theta / 2, 0
+                pi, mu = dict(best_prices[0]), dict(best_prices[1])
+                continue
+            # Polyak's step towards the best plan's value (without a plan: the bound + a tenth)
+            best = out.lower_bound
+            target = out.objective if math.isfinite(out.objective) else best + 0.1 * abs(best)
+            step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
+            pi = {key: p + step * g_pi[key] for key, p in pi.items()}
+            mu = {key: p + step * g_mu.get(key, 0.0) for key, p in mu.items()}
+        if out.gap > settings.gap and time.perf_counter() < self.deadline - 1.0:
+            self.assemble(self.routed_solutions(best_prices[0]))

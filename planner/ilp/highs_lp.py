@@ -98,7 +98,8 @@ class HighsRelaxation:
         started = time.perf_counter()
         if time_limit_s <= 0:
             return LpSolution("Time limit reached", None, None, math.inf, -math.inf, 0.0)
-        self.h.setOptionValue("time_limit", float(time_limit_s))
+        # HiGHS's time limit counts its run time since the object was made, over every run
+        self.h.setOptionValue("time_limit", self.h.getRunTime() + float(time_limit_s))
         self.h.setOptionValue("solver", method)
         self.h.run()
         status = self.h.modelStatusToString(self.h.getModelStatus())

@@ -121,15 +121,7 @@ def solve_region(
         niw[(m, t)].append(var)
     terms = list(objective_terms(data, v).values())
     terms.append(-quicksum(niw_prices.get(key, 0.0) * quicksum(vs) for key, vs in niw.items()))
-    if required is None:
-        terms.append(-quicksum(prices.get(key, 0.0) * quicksum(ws) for key, ws in served.items()))
-    else:
-        for (m, k, t), need in required.items():
-            if not served[(m, k, t)]:
-                continue
-            short = model.addVar(f"short[{m},{k},{t}]", lb=0)
-            model.addCons(quicksum(served[(m, k, t)]) + short >= need, name=f"routed[{m},{k},{t}]")
-            terms.append(data.unmet_penalty[k] * FLOW_UNIT * short)
+    terms += _served_terms(data, model, served, prices, required)
     model.setObjective(quicksum(terms), "minimize")
     limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
     if limit <= 0:
@@ -139,6 +131,40 @@ def solve_region(
     model.setParam("limits/time", limit)
     model.setParam("limits/gap", gap)
     model.optimize()
+    return _region_result(data, model, v, region, (served, niw), started)
+
+
+def _served_terms(
+    data: PlanningData,
+    model: Model,
+    served: dict[Key, list[Any]],
+    prices: dict[Key, float],
+    required: dict[Key, float] | None,
+) -> list[Any]:
+    """The objective's terms for interactive service: −π·w, or with ``required`` the
+    routed demand as a row Σ_g w + short ≥ need, short paid at the unmet penalty."""
+    if required is None:
+        return [-quicksum(prices.get(key, 0.0) * quicksum(ws) for key, ws in served.items())]
+    terms = []
+    for (m, k, t), need in required.items():
+        if not served[(m, k, t)]:
+            continue
+        short = model.addVar(f"short[{m},{k},{t}]", lb=0)
+        model.addCons(quicksum(served[(m, k, t)]) + short >= need, name=f"routed[{m},{k},{t}]")
+        terms.append(data.unmet_penalty[k] * FLOW_UNIT * short)
+    return terms
+
+
+def _region_result(
+    data: PlanningData,
+    model: Model,
+    v: Vars,
+    region: str,
+    service: tuple[dict[Key, list[Any]], dict[Key, list[Any]]],
+    started: float,
+) -> RegionResult:
+    """The solved region: its dual bound (−inf if SCIP has none), and with a solution its
+    integer counts and what it serves (``service``: the w and the v + vs by key)."""
     has = model.getNSols() > 0
     dual = model.getDualbound()
     if not math.isfinite(dual) or abs(dual) >= model.infinity():
@@ -152,8 +178,8 @@ def solve_region(
                 k: float(round(model.getVal(x))) if _integer(data, family, k) else model.getVal(x)
                 for k, x in getattr(v, family).items()
             }
-        w_sum = {key: sum(model.getVal(w) for w in ws) for key, ws in served.items()}
-        v_sum = {key: sum(model.getVal(x) for x in xs) for key, xs in niw.items()}
+        w_sum = {key: sum(model.getVal(w) for w in ws) for key, ws in service[0].items()}
+        v_sum = {key: sum(model.getVal(x) for x in xs) for key, xs in service[1].items()}
     return RegionResult(
         region=region,
         dual_bound=dual,

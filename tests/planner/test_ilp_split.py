@@ -5,6 +5,7 @@ verifies and costs no less than the optimum; the Dask engine gives the process p
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +19,9 @@ from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import make_plan
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
-from planner.ilp.split_lp import Split, solve_priced
+from planner.ilp.split_lp import Split
+from planner.ilp.split_primal import values, violation
+from planner.ilp.split_tasks import solve_priced, solve_whole
 from planner.ilp.verify import verify
 from tests.planner.test_ilp_lagrange import _instance, assert_dask_plan_equals_process_pool
 
@@ -107,3 +110,26 @@ def test_planner_splits_above_its_threshold_and_says_so() -> None:
     assert plan.solver.dual_bound <= optimum.objective + 1e-6 * abs(optimum.objective)
     whole, _ = make_plan(data, settings)  # below the split threshold: region MIPs
     assert "region MIPs" in whole.solver.method
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_whole_relaxations_dive_in_its_worker_gives_a_plan_that_verifies(seed: int) -> None:
+    """The portfolio's worker task: the whole relaxation by interior point, then its dive
+    from the crossover basis. Its checked bound is at most the optimum; the dived point
+    holds every row, is a plan that verifies, and costs no less than the optimum."""
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    assert optimum.status == "optimal"
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    split = Split.of(relax)
+    until = time.time() + 30.0
+    sol = solve_whole(data, Split.whole_block(relax), 30.0, until, until)
+    assert sol.row_dual is not None and sol.plan is not None and sol.dive_rounds >= 1
+    tol = 1e-6 * abs(optimum.objective)
+    assert relax.dual_bound(sol.row_dual) <= optimum.objective + tol
+    assert violation(split, sol.plan) <= 1e-5
+    objective = relax.objective_of(sol.plan)
+    assert objective >= optimum.objective - tol
+    facts = SolverFacts("t", objective, 0.0, optimum.objective, 0, 0, "", "h")
+    check = verify(from_values(data, values(split, sol.plan), facts), data)
+    assert check.ok, check.violations[:5]

@@ -1,0 +1,252 @@
+"""The split relaxation's primal rounds (planner.ilp.split_lp's module docstring, "The
+plan"): each region block's coupling rows localised at a point, the NIW block's balance at
+the regions' service, and the whole point assembled from the blocks' dives."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import sparse
+
+from planner.ilp.data import PlanningData
+from planner.ilp.split_tasks import BlockSolution, Localised
+from planner.ilp.variables import FAMILIES, FLOW_UNIT, Values
+
+if TYPE_CHECKING:
+    from planner.ilp.split_lp import Split
+
+NIW_BLOCK = "niw"
+Parts = dict[tuple[int, int], float]  # (coupling row, block) → the block's part of a NIW row
+
+
+def niw_index(split: Split) -> int:
+    """The NIW block's index (the last block), −1 without one."""
+    return len(split.blocks) - 1 if split.blocks[-1].name == NIW_BLOCK else -1
+
+
+def localised(split: Split, data: PlanningData, x_bar: np.ndarray) -> list[Localised]:
+    """Every region block's coupling rows, the other blocks' columns held at ``x_bar``
+    (flows routed in), its own flows routed out held at ``x_bar``, and NIW service as
+    ``x_bar`` has the regions serve it, within what has arrived (``x_bar`` all zero:
+    every region on its own, NIW served as it arrives, split by interactive demand)."""
+    names = [n for n, _ in sorted(split.relax.row.items(), key=lambda kv: kv[1])]
+    need, parts = _niw_targets(split, data, x_bar, names)
+    return [
+        _localise(split, data, b, x_bar, names, need, parts)
+        for b, block in enumerate(split.blocks)
+        if block.name != NIW_BLOCK
+    ]
+
+
+def _niw_targets(
+    split: Split, data: PlanningData, x_bar: np.ndarray, names: list[str]
+) -> tuple[dict[int, float], Parts]:
+    """Per NIW row: what the regions serve (what ``x_bar`` has them serve, within what has
+    arrived: the backlog never goes negative, at least what the deadline needs), and each
+    region block's part of it."""
+    niw = niw_index(split)
+    isolated = not x_bar.any()
+    home: dict[tuple[str, int], float] = defaultdict(float)
+    for (r0, _m, _k, tt), d in data.demand.items():
+        home[(r0, tt)] += d
+
+    def by_demand(ci: int, t: int, blocks: set[int]) -> None:
+        for b in blocks:  # none served: by interactive demand
+            parts[(ci, b)] = 1e-9 + sum(home[(r, t)] for r in split.blocks[b].regions)
+
+    parts: Parts = defaultdict(float)
+    parts_of: dict[int, set[int]] = {}
+    by_model: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for ci, i in enumerate(split.coupling):
+        if not names[i].startswith("niw_balance["):
+            continue
+        m, t = names[i][len("niw_balance[") : -1].split(",")
+        by_model[m].append((int(t), ci))
+        row = split.coupling_rows[ci]
+        blocks = split.col_block[row.indices]
+        parts_of[ci] = set(blocks.tolist()) - {niw}
+        for b in parts_of[ci]:
+            sel = blocks == b
+            parts[(ci, b)] = max(0.0, float(row.data[sel] @ x_bar[row.indices[sel]]))
+        if isolated:
+            by_demand(ci, int(t), parts_of[ci])
+    need: dict[int, float] = {}
+    for m, rows in by_model.items():
+        available = arrived = served = 0.0
+        for t, ci in sorted(rows):
+            lo = split.relax.row_lo[split.coupling[ci]]  # arrivals (the opening backlog first)
+            available, arrived = available + lo, arrived + lo
+            wanted = sum(parts[(ci, b)] for b in parts_of[ci])
+            if isolated:
+                wanted = lo  # nothing to follow: serve arrivals as they come
+            due = arrived - data.niw_window(m, t) / FLOW_UNIT - served
+            need[ci] = max(0.0, min(max(wanted, due), available))
+            available, served = available - need[ci], served + need[ci]
+            if need[ci] > 0 and wanted <= 1e-12:
+                by_demand(ci, t, parts_of[ci])
+    return need, parts
+
+
+Row = tuple[int, list[Any], list[Any], float, float, float]  # ci, cols, coefs, rhs, coef, cost
+
+
+def _localise(
+    split: Split,
+    data: PlanningData,
+    b: int,
+    x_bar: np.ndarray,
+    names: list[str],
+    need: dict[int, float],
+    parts: Parts,
+) -> Localised:
+    """Block ``b``'s coupling rows at ``x_bar`` (:func:`localised`)."""
+    block, keys = split.blocks[b], split.family_key
+    local = _local_index(split, b)
+    rows: list[Row] = []
+    for ci, i in enumerate(split.coupling):
+        row = _localised_row(split, data, b, ci, names[i], x_bar, need, parts)
+        if row is not None:
+            rows.append((ci, local[row[0]].tolist(), *row[1:]))
+    away = [
+        int(local[j])
+        for j in block.cols
+        if keys[j][0] == "f" and keys[j][1][1] not in block.regions
+    ]
+    fc = np.asarray(away, dtype=np.int64)  # flows routed away from b (f[b, r'], r' ≠ b)
+    return _localised(rows, len(block.cols), fc, x_bar[block.cols[fc]] if len(fc) else np.zeros(0))
+
+
+def _local_index(split: Split, b: int) -> np.ndarray:
+    """Whole-relaxation column → block ``b``'s column (−1 outside it)."""
+    local = np.full(len(split.relax.cost), -1, dtype=np.int64)
+    local[split.blocks[b].cols] = np.arange(len(split.blocks[b].cols))
+    return local
+
+
+def _localised(rows: list[Row], n: int, fixed: np.ndarray, values: np.ndarray) -> Localised:
+    """The rows (each held at its rhs on both sides) as a Localised over ``n`` columns."""
+    ri = [r for r, row in enumerate(rows) for _ in row[1]]
+    rj = [j for row in rows for j in row[1]]
+    rv = [v for row in rows for v in row[2]]
+    rhs = np.asarray([row[3] for row in rows], dtype=float)
+    return Localised(
+        sparse.csr_matrix((rv, (ri, rj)), shape=(len(rows), n)),
+        rhs,
+        rhs.copy(),
+        np.asarray([row[4] for row in rows], dtype=float),
+        np.asarray([row[5] for row in rows], dtype=float),
+        fixed,
+        values,
+        np.asarray([row[0] for row in rows], dtype=np.int64),
+    )
+
+
+def _localised_row(
+    split: Split,
+    data: PlanningData,
+    b: int,
+    ci: int,
+    name: str,
+    x_bar: np.ndarray,
+    need: dict[int, float],
+    parts: Parts,
+) -> tuple[np.ndarray, list[float], float, float, float] | None:
+    """Coupling row ``ci`` held in block ``b``: its columns there (whole-relaxation indices),
+    coefficients, target (both sides), shortfall coefficient and cost; None if the row
+    stays out of ``b`` (no column of ``b``, flows routed away, the cut over every region)."""
+    row = split.coupling_rows[ci]
+    blocks = split.col_block[row.indices]
+    mine = blocks == b
+    if not mine.any() or name.startswith("vm_rounding"):
+        return None  # the cut over every region: every integer plan satisfies it
+    cols, coefs = row.indices[mine], row.data[mine].tolist()
+    if name.startswith("niw_balance["):
+        part = {bb: parts[(ci, bb)] for bb in set(blocks.tolist()) - {niw_index(split)}}
+        total = sum(part.values())
+        share = part[b] / total if total > 1e-12 else 1.0 / max(1, len(part))
+        late = data.unmet_penalty.get(data.deferrable or "", 0.0) * FLOW_UNIT
+        return cols, coefs, need[ci] * share, float(np.sign(coefs[0])) or 1.0, late
+    if name.split("[")[1].split(",")[0] not in split.blocks[b].regions:
+        return None  # flows routed away from b: held at x_bar
+    # interactive_assign of this region: what others route in is fixed
+    other = ~mine
+    fixed_in = float(row.data[other] @ x_bar[row.indices[other]])
+    target = split.relax.row_lo[split.coupling[ci]] - fixed_in
+    return cols, coefs, target, 1.0, data.unmet_penalty[name[:-1].split(",")[2]] * FLOW_UNIT
+
+
+def niw_localised(split: Split, region_x: np.ndarray) -> Localised:
+    """The NIW block's balance rows with the regions' service at ``region_x`` fixed (its
+    deadline rows are its own): the backlog the served NIW leaves. Its shortfall cost is
+    never paid by a feasible plan (the assembly checks)."""
+    b = len(split.blocks) - 1
+    local = _local_index(split, b)
+    rows: list[Row] = []
+    for ci, i in enumerate(split.coupling):
+        row = split.coupling_rows[ci]
+        mine = split.col_block[row.indices] == b
+        if mine.any():
+            served = float(row.data[~mine] @ region_x[row.indices[~mine]])
+            cols, coefs = local[row.indices[mine]].tolist(), row.data[mine].tolist()
+            rows.append((ci, cols, coefs, split.relax.row_lo[i] - served, 1.0, 1e9))
+    return _localised(rows, len(split.blocks[b].cols), np.zeros(0, dtype=np.int64), np.zeros(0))
+
+
+def assemble(
+    split: Split,
+    solutions: list[BlockSolution],
+    extras: list[Localised],
+    pool_niw: BlockSolution,
+) -> np.ndarray:
+    """The whole point from the region dives and the NIW block: an import a region
+    could not serve is unmet at its origins (the flows routed in reduced pro rata, then
+    the region's own flow), so demand cover and assignment rows hold."""
+    x = np.zeros(len(split.relax.cost))
+    regions = [b for b in split.blocks if b.name != NIW_BLOCK]
+    for block, sol in zip(regions, solutions, strict=True):
+        assert sol.x is not None
+        x[block.cols] = sol.x
+    names = {i: n for n, i in split.relax.row.items()}
+    into: dict[tuple[str, ...], list[tuple[str, int]]] = defaultdict(list)
+    for j, (family, key) in enumerate(split.family_key):
+        if family == "f":
+            r0, r1, mm, kk, tt = key
+            into[(r1, mm, kk, str(tt))].append((r0, j))
+    for block, sol, extra in zip(regions, solutions, extras, strict=True):
+        assert sol.slack is not None
+        for short, ci in zip(sol.slack, extra.row_ids, strict=True):
+            name = names[int(split.coupling[ci])]
+            if short <= 1e-9 or not name.startswith("interactive_assign["):
+                continue
+            r, m, k, t = name[name.index("[") + 1 : -1].split(",")
+            # flows from other blocks first (fixed there), the block's own flows last
+            flows = sorted(into[(r, m, k, t)], key=lambda rf: rf[0] in block.regions)
+            for r0, j in flows:
+                cut = min(short, x[j])
+                if cut <= 0:
+                    continue
+                x[j] -= cut
+                x[split.col_of[("e", (r0, m, k, int(t)))]] += cut
+                short -= cut
+    nb = split.blocks[-1]
+    if nb.name == NIW_BLOCK and pool_niw.x is not None:
+        x[nb.cols] = pool_niw.x
+    return x
+
+
+def values(split: Split, x: np.ndarray) -> Values:
+    """Every family's values at ``x``, in plan units (flows × FLOW_UNIT)."""
+    out: Values = {family: {} for family in FAMILIES}
+    for j, (family, key) in enumerate(split.family_key):
+        if family:
+            out[family][key] = FAMILIES[family].scale * float(x[j])
+    return out
+
+
+def violation(split: Split, x: np.ndarray) -> float:
+    """The largest row violation of ``x``."""
+    ax = split.relax.matrix @ x
+    viol = np.maximum(split.relax.row_lo - ax, ax - split.relax.row_hi)
+    return float(viol.max(initial=0.0))

@@ -1,0 +1,266 @@
+"""The split relaxation's tasks, run in the workers (planner.ilp.split_lp has the algebra):
+a block's LP at priced costs, a block with its coupling localised and its dive to integer
+counts, and the whole relaxation by interior point followed by its own dive."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from planner.ilp.data import PlanningData
+from planner.ilp.variables import Values
+
+log = logging.getLogger(__name__)
+THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block's LP: its columns and rows (indices into the whole relaxation), the
+    sub-matrix, bounds and costs; ``integers``: (family, key, local column) of its x, xs,
+    y, z (what the dive rounds)."""
+
+    name: str
+    cols: np.ndarray
+    rows: np.ndarray
+    regions: frozenset[str]
+    matrix: sparse.csc_matrix
+    cost: np.ndarray
+    col_lo: np.ndarray
+    col_hi: np.ndarray
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    integers: tuple[tuple[str, tuple[Any, ...], int], ...] = ()
+
+
+@dataclass(frozen=True)
+class Localised:
+    """Coupling rows held inside one block for a primal round: rows over the block's
+    columns with bounds, and one shortfall column per row (coefficient, cost)."""
+
+    matrix: sparse.csr_matrix
+    lo: np.ndarray
+    hi: np.ndarray
+    slack_coef: np.ndarray
+    slack_cost: np.ndarray
+    fixed_cols: np.ndarray  # local columns held at ``fixed_vals`` (flows routed away)
+    fixed_vals: np.ndarray
+    row_ids: np.ndarray  # the coupling row (index into Split.coupling) each row localises
+
+
+@dataclass(frozen=True)
+class BlockSolution:
+    name: str
+    status: str
+    x: np.ndarray | None
+    row_dual: np.ndarray | None  # the block's own rows (then the localised rows, primal)
+    slack: np.ndarray | None = None
+    seconds: float = 0.0
+    dive_rounds: int = 0
+    plan: np.ndarray | None = None  # the whole relaxation's dived point (solve_whole)
+    lp_seconds: float = 0.0  # solve_whole: the interior point's part of ``seconds``
+
+
+def _highs(block: Block, cost: np.ndarray, extra: Localised | None = None) -> Any:
+    import highspy
+
+    h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no annotations
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    matrix, row_lo, row_hi = block.matrix, block.row_lo, block.row_hi
+    col_lo, col_hi = block.col_lo.copy(), block.col_hi.copy()
+    if extra is not None:
+        k = len(extra.lo)
+        slack = sparse.csc_matrix((extra.slack_coef, (np.arange(k), np.arange(k))), shape=(k, k))
+        top = sparse.hstack([matrix, sparse.csc_matrix((matrix.shape[0], k))])
+        bottom = sparse.hstack([extra.matrix.tocsc(), slack])
+        matrix = sparse.vstack([top, bottom]).tocsc()
+        row_lo = np.concatenate([row_lo, extra.lo])
+        row_hi = np.concatenate([row_hi, extra.hi])
+        cost = np.concatenate([cost, extra.slack_cost])
+        col_lo[extra.fixed_cols] = extra.fixed_vals
+        col_hi[extra.fixed_cols] = extra.fixed_vals
+        col_lo = np.concatenate([col_lo, np.zeros(k)])
+        col_hi = np.concatenate([col_hi, np.full(k, np.inf)])
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
+    lp.col_cost_ = np.asarray(cost, dtype=float)
+    lp.col_lower_, lp.col_upper_ = col_lo, col_hi
+    lp.row_lower_, lp.row_upper_ = row_lo, row_hi
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    h.passModel(lp)
+    return h
+
+
+def _run(h: Any, method: str, time_limit_s: float) -> tuple[str, np.ndarray | None, Any]:
+    h.setOptionValue("solver", method)
+    # HiGHS's time limit counts its run time over every run of ``h`` (a dive's re-solves)
+    h.setOptionValue("time_limit", h.getRunTime() + max(float(time_limit_s), 0.01))
+    h.run()
+    status = h.modelStatusToString(h.getModelStatus())
+    sol = h.getSolution()
+    x = np.asarray(sol.col_value, dtype=float) if status == "Optimal" else None
+    return status, x, sol
+
+
+def solve_priced(
+    data: PlanningData,
+    block: Block,
+    cost: np.ndarray,
+    time_limit_s: float,
+    deadline: float | None = None,
+) -> BlockSolution:
+    """Block ``block`` at the priced costs ``cost``: its point and row duals (interior point,
+    cold: the result does not depend on which worker ran it)."""
+    started = time.perf_counter()
+    limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
+    if limit <= 0:
+        return BlockSolution(block.name, "skipped", None, None)
+    h = _highs(block, cost)
+    status, x, sol = _run(h, "ipm", limit)
+    y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
+    return BlockSolution(block.name, status, x, y, seconds=time.perf_counter() - started)
+
+
+def solve_primal(
+    data: PlanningData,
+    block: Block,
+    extra: Localised,
+    time_limit_s: float,
+    deadline: float | None = None,
+    dive: bool = True,
+) -> BlockSolution:
+    """Block ``block`` with the coupling fixed (``extra``): the LP (its duals are the
+    prices a primal round yields) and, with ``dive``, the dive to integer counts (module
+    docstring). ``x`` is the dived point (the LP's without ``dive``), slack the
+    shortfalls. The dive's rounds stop at 80 % of ``time_limit_s``; the LPs a plan needs
+    (the first, the final fixed-count one) may run on to ``deadline`` (wall clock)."""
+    started = time.perf_counter()
+    hard = time_limit_s if deadline is None else deadline - time.time()
+    limit = min(time_limit_s, hard)
+    if limit <= 0:
+        return BlockSolution(block.name, "skipped", None, None)
+    h = _highs(block, block.cost, extra)
+    status, x, sol = _run(h, "ipm" if len(block.cols) > 5000 else "simplex", hard)
+    if x is None:
+        return BlockSolution(block.name, status, None, None, seconds=time.perf_counter() - started)
+    y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
+    n = len(block.cols)
+    rounds = 0
+    if dive:
+        lo0 = np.concatenate([block.col_lo, np.zeros(len(extra.lo))])
+        lo0[extra.fixed_cols] = extra.fixed_vals
+        hi0 = np.concatenate([block.col_hi, np.full(len(extra.lo), np.inf)])
+        hi0[extra.fixed_cols] = extra.fixed_vals
+        ends = (started + 0.8 * limit, started + hard)
+        st, x, rounds = dive_block(data, h, block, x, (lo0, hi0), ends)
+        if x is None:
+            return BlockSolution(block.name, f"dive: {st}", None, y)
+    return BlockSolution(
+        block.name,
+        status,
+        x[:n],
+        y,
+        slack=x[n:],
+        seconds=time.perf_counter() - started,
+        dive_rounds=rounds,
+    )
+
+
+def dive_block(
+    data: PlanningData,
+    h: Any,
+    block: Block,
+    x: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    ends: tuple[float, float],
+) -> tuple[str, np.ndarray | None, int]:
+    """The dive of the module docstring on the LP held in ``h`` (solved, at ``x``; its
+    column ``bounds`` when nothing is fixed): VM counts near the next integer rounded up
+    and fixed, re-solved warm, round by round until ``ends[0]`` (perf_counter); then
+    the rest rounded up (planner.ilp.rounding.round_up) and the continuous decisions
+    re-optimised, by ``ends[1]``. The status, the dived point (None if the last LP did
+    not finish) and the rounds done."""
+    from planner.ilp.dive import integer_entries
+    from planner.ilp.rounding import round_up
+
+    lo0, hi0 = bounds
+    rounds_end, end = ends
+    vm_cols = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
+    fixed = np.zeros(len(lo0), dtype=bool)
+    rounds = 0
+    for threshold in THRESHOLDS:
+        if time.perf_counter() > rounds_end:
+            break
+        vals = x[vm_cols]
+        frac = vals - np.floor(vals + 1e-6)
+        pick = vm_cols[((frac < 1e-6) | (frac >= threshold)) & ~fixed[vm_cols]]
+        if len(pick) == 0:
+            continue
+        up = np.ceil(x[pick] - 1e-6)
+        h.changeColsBounds(len(pick), pick, up, up)
+        fixed[pick] = True
+        _st, nx, _ = _run(h, "simplex", rounds_end - time.perf_counter())
+        if nx is None:
+            h.changeColsBounds(len(pick), pick, lo0[pick], hi0[pick])
+            break
+        x, rounds = nx, rounds + 1
+    counts: Values = {f: {} for f in ("x", "xs", "y", "z")}
+    for family, key, j in block.integers:
+        counts[family][key] = float(x[j])
+    final = integer_entries(data, round_up(data, counts))
+    pairs = [(j, final[f][k]) for f, k, j in block.integers if k in final[f]]
+    cols = np.asarray([j for j, _v in pairs], dtype=np.int32)
+    vals_arr = np.asarray([v for _j, v in pairs], dtype=float)
+    h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
+    h.changeColsBounds(len(cols), cols, vals_arr, vals_arr)
+    st, nx, _ = _run(h, "simplex", max(end - time.perf_counter(), 1.0))
+    if nx is not None:
+        nx[cols] = vals_arr
+    return st, nx, rounds
+
+
+def solve_whole(
+    data: PlanningData,
+    block: Block,
+    time_limit_s: float,
+    deadline: float,
+    dive_until: float,
+) -> BlockSolution:
+    """The whole relaxation (``block``: :meth:`Split.whole_block`) by interior point with
+    crossover, then, in the same worker and from its basis, its dive until ``dive_until``
+    (wall clock): ``x`` the LP's point, ``row_dual`` its duals, ``plan`` the dived point
+    (None if the dive did not finish)."""
+    started = time.perf_counter()
+    limit = min(time_limit_s, deadline - time.time())
+    if limit <= 0:
+        return BlockSolution(block.name, "skipped", None, None)
+    h = _highs(block, block.cost)
+    status, x, sol = _run(h, "ipm", limit)
+    y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
+    plan, rounds, lp_s = None, 0, time.perf_counter() - started
+    room = dive_until - time.time()
+    if x is not None and room > 0:
+        log.info("whole relaxation: %s in %.1f s, diving for %.1f s", status, lp_s, room)
+        bounds = (block.col_lo, block.col_hi)
+        now = time.perf_counter()
+        st, plan, rounds = dive_block(data, h, block, x, bounds, (now + 0.6 * room, now + room))
+        log.info("whole relaxation's dive: %s, %d rounds", st, rounds)
+    return BlockSolution(
+        block.name,
+        status,
+        x,
+        y,
+        seconds=time.perf_counter() - started,
+        dive_rounds=rounds,
+        plan=plan,
+        lp_seconds=lp_s,
+    )
