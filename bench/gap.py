@@ -118,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows["hourly, no floors"] = hourly(free.instances, free.vm_types)
     k = p.deferrable
-    zero = {
-        f: np.where(np.arange(len(p.tiers)) == k, 0.0, getattr(demand, f))
-        for f in ("requests", "input_tokens", "output_tokens")
-    }
-    rows["no NIW"] = clairvoyant_fleet(p, replace(demand, **zero), fl, serving, TARGETS).gpu_hours
+    keep = np.arange(len(p.tiers)) != k
+    no_niw = replace(
+        demand,
+        requests=demand.requests * keep,
+        input_tokens=demand.input_tokens * keep,
+        output_tokens=demand.output_tokens * keep,
+    )
+    rows["no NIW"] = clairvoyant_fleet(p, no_niw, fl, serving, TARGETS).gpu_hours
     rows["floors alone, clairvoyant types"] = base.floor_gpu_hours
     one = min(
         float(_vm_gpu_hours(p, fl[None], np.full((nr, nm), g, dtype=np.int64))[0][0])
