@@ -206,6 +206,7 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "agreement_instances": args.instances,
         "curves": args.curves,
         "kappa": round(kappa, 4),
+        "queue_kappa": round(result.queue_capacity, 4),
         "curve_measure_s": round(curve_s, 1),
         "fluid_requests_per_s": round(fluid_rate),
         "curve_fluid_requests_per_s": round(result.requests / result.curve_s),
