@@ -67,6 +67,22 @@ MANY = 8.0  # expected prompts over a request's decodes above which X is one Gam
 BACKLOG_WEIGHT = 0.2
 BACKLOG_POINTS = 8  # quantiles of the queued prompt work at a request's first decode
 MANY_TERMS = 24  # counts 0 .. MANY_TERMS − 1 summed exactly below it
+# window lengths (s) over which the minute aggregates carry the local arrival rate's variance
+BURST_WINDOWS_S = (1.0, 2.0, 5.0, 10.0)
+PACKED_QUEUE = True
+
+
+def burst_at(burst: Array, span_s: Array) -> Array:
+    """The local rate's relative variance over ``span_s`` [T, ...] seconds, from the minute's
+    variances at :data:`BURST_WINDOWS_S` [T, W] (linear in log span; held beyond the ends)."""
+    x = np.log(np.asarray(BURST_WINDOWS_S))
+    s = np.log(np.clip(np.asarray(span_s, float), BURST_WINDOWS_S[0], BURST_WINDOWS_S[-1]))
+    i = np.clip(np.searchsorted(x, s, side="right") - 1, 0, len(x) - 2)
+    f = (s - x[i]) / (x[i + 1] - x[i])
+    b = np.asarray(burst, float).reshape(len(burst), *([1] * (s.ndim - 1)), -1)
+    lo = np.take_along_axis(np.broadcast_to(b, (*s.shape, b.shape[-1])), i[..., None], -1)[..., 0]
+    hi = np.take_along_axis(np.broadcast_to(b, (*s.shape, b.shape[-1])), i[..., None] + 1, -1)[..., 0]
+    return np.asarray(lo + f * (hi - lo), dtype=float)
 
 
 @dataclass(frozen=True)
@@ -235,6 +251,10 @@ def minute_state(
         busy = np.minimum(lam * (w * pre).sum(axis=1), 1.0)
     ec, ec2 = (w * cost).sum(axis=1), (w * cost**2).sum(axis=1)
     es, es2 = (w * pre).sum(axis=1), (w * pre**2).sum(axis=1)
+    if PACKED_QUEUE:
+        full = np.maximum(float(profile.prefill_s(B)), td)
+        pk = psize * (full / np.maximum(B - D, 1.0))[:, None]
+        es, es2 = (w * pk).sum(axis=1), (w * pk**2).sum(axis=1)
     return MinuteState(
         D,
         tau,
@@ -293,6 +313,7 @@ def tpot_ok(
     cv: Array,
     output: Array,
     target_s: float,
+    burst: Array | None = None,
 ) -> Array:
     """[T, O] P(TPOT ≤ target) of a request with ``output`` [T, O] tokens (module docstring):
     P(B₀ + X ≤ n (target − t_d)). X: the cost of the prompts arriving over its n decode
@@ -307,6 +328,8 @@ def tpot_ok(
     lam = np.asarray(rate, float)[:, None]
     c2 = np.maximum(np.asarray(cv, float) ** 2, 1e-6)[:, None]
     m = lam * n * state.iteration_s[:, None]  # [T, O] prompts expected meanwhile
+    if burst is not None:  # the local rate over the span varies too: Var J = m c² + m² v
+        c2 = c2 + m * burst_at(burst, n * state.iteration_s[:, None])
     limit = n * (target_s - state.decode_s[:, None])
     free = _arrivals_cdf(state, m, c2, limit)
     rho, mean_wait = prompt_queue(state, rate, cv)  # [T, 1]
@@ -318,7 +341,7 @@ def tpot_ok(
     queued = _arrivals_cdf(
         state,
         np.broadcast_to(m[:, :, None], (*m.shape, BACKLOG_POINTS)),
-        c2[:, :, None],
+        np.broadcast_to(c2, m.shape)[:, :, None],
         limit[:, :, None] - b0,
     ).mean(axis=-1)
     a = BACKLOG_WEIGHT * rho
@@ -375,6 +398,7 @@ def tier_attainment(
     tpot_s: Array,
     wait_s: Array | None = None,
     bins: SizeBins | None = None,
+    burst: Array | None = None,
 ) -> Array:
     """[T, K] each tier's on-time share per minute: over its histogram, the share of prompts
     whose TTFT is met times the share of outputs whose TPOT is met (module docstring); 1
@@ -388,7 +412,9 @@ def tier_attainment(
     for k in range(K):
         _, pre = prompt_costs(profile, px[:, k].reshape(T, -1), state.decode_batch, state.decode_s)
         a = ttft_ok(state, rate, cv, pre, float(ttft_s[k]), wait_s)  # [T, P·Q]
-        b = tpot_ok(profile, state, rate, cv, ox[:, k].reshape(T, -1), float(tpot_s[k]))
+        b = tpot_ok(
+            profile, state, rate, cv, ox[:, k].reshape(T, -1), float(tpot_s[k]), burst
+        )
         hp = (mix.prompt_count[:, k, :, None] * pw[:, k]).reshape(T, -1)
         ho = (mix.output_count[:, k, :, None] * ow[:, k]).reshape(T, -1)
         total = mix.prompt_count[:, k].sum(axis=1)
