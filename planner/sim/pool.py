@@ -20,8 +20,10 @@ So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤
 
 :func:`pool_sla_model` replaces the curve with the per-minute latency model built from the
 profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
-size histogram (:func:`planner.sim.minute_model.minute_mix`) and CV give each tier's TTFT and
-TPOT shares, the minute queue's waits added to the TTFT.
+size histogram (:func:`planner.sim.minute_model.minute_mix`), CV and local-rate variance
+(:func:`minute_burst`) give each tier's TTFT and TPOT shares, the minute queue's waits added
+to the TTFT. Its minute queue's κ is the caller's: :mod:`planner.sim.agreement` measures it
+on the replayed rows' sizes.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def minute_burst(arrival_s: Array, minutes: int) -> Array:
     t = np.asarray(arrival_s, float)
     out = np.zeros((minutes, len(BURST_WINDOWS_S)))
     for i, window in enumerate(BURST_WINDOWS_S):
-        per = max(int(round(60.0 / window)), 2)
+        per = max(round(60.0 / window), 2)
         w = np.minimum((t / (60.0 / per)).astype(np.int64), minutes * per - 1)
         c = np.bincount(w, minlength=minutes * per).astype(float).reshape(minutes, per)
         mean = c.mean(axis=1)
