@@ -170,6 +170,7 @@ class SplitRun:
         viol = primal_round.violation(self.split, x)
         objective = self.relax.objective_of(x)
         log.info("split: plan %.2f from %s, largest row violation %.2e", objective, source, viol)
+        log.info("split: its cost by family %s", primal_round.family_costs(self.split, x))
         if viol <= 1e-5:
             self.out.offer_plan(primal_round.values(self.split, x), objective, source)
 
@@ -192,6 +193,7 @@ class SplitRun:
             return
         bound = self.relax.dual_bound(sol.row_dual)
         out.offer_bound(bound, "LP relaxation (whole, interior point)")
+        log.info("split: its point's cost by family %s", primal_round.family_costs(self.split, sol.x))
         if sol.plan is not None:
             self.offer(sol.plan, "the whole relaxation's dive")
         out.record_round(out.lower_bound, time.perf_counter() - self.started, "split whole LP")

@@ -245,6 +245,15 @@ def values(split: Split, x: np.ndarray) -> Values:
     return out
 
 
+def family_costs(split: Split, x: np.ndarray) -> dict[str, float]:
+    """The objective at ``x`` by variable family ($, the families that cost anything)."""
+    out: dict[str, float] = defaultdict(float)
+    paid = split.relax.cost * x
+    for j in np.flatnonzero(paid):
+        out[split.family_key[j][0]] += float(paid[j])
+    return {f: round(v, 2) for f, v in sorted(out.items())}
+
+
 def violation(split: Split, x: np.ndarray) -> float:
     """The largest row violation of ``x``."""
     ax = split.relax.matrix @ x
