@@ -148,6 +148,12 @@ class SplitRun:
         ]
         sols: list[BlockSolution] = self.run(solve_primal, tasks, self.dive_limit)
         self.out.region_seconds += sum(x.seconds for x in sols)
+        log.info(
+            "split: %s: the groups' dives %s s, shortfall cost %s",
+            source,
+            [round(x.seconds, 1) for x in sols],
+            primal_round.shortfall_costs(split, sols, extras),
+        )
         if any(x.x is None for x in sols) or self.left() <= 0:
             log.info("split: a region's dive did not finish: %s", [x.status for x in sols])
             return
