@@ -199,7 +199,9 @@ class SplitRun:
             return
         bound = self.relax.dual_bound(sol.row_dual)
         out.offer_bound(bound, "LP relaxation (whole, interior point)")
-        log.info("split: its point's cost by family %s", primal_round.family_costs(self.split, sol.x))
+        log.info(
+            "split: its point's cost by family %s", primal_round.family_costs(self.split, sol.x)
+        )
         if sol.plan is not None:
             self.offer(sol.plan, "the whole relaxation's dive")
         out.record_round(out.lower_bound, time.perf_counter() - self.started, "split whole LP")
