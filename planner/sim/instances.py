@@ -52,15 +52,15 @@ window (prompt + output > ``max_context``: vLLM refuses it), is rejected (never 
 **The KV reservation is an oracle admission.** A request is admitted only when prompt + *true*
 output fits. vLLM does not know the output: its paged cache allocates blocks as tokens are
 computed and, when a running request's next token finds no free block, preempts the most
-recently admitted one by recompute (its KV freed, its prefill redone later; vLLM docs,
-"Optimization and Tuning", Preemption). The two differ only where the cache binds before the
-batch cap. On Llama2-70B/A100 TP4 it never does: 64 requests (the largest measured batch) × the
-4,096-token context window = 262,144 tokens < 451,660 in the cache, so no admission can wait for
-KV under either rule (the routing scenario at a peak load of 0.9: the reservation itself at most
-12 % of the cache, 2 % on average over busy time, no admission ever blocked by it). Where it
-binds (Bloom-176B: 55,804 KV tokens for 64 × 2,048) this model admits fewer requests than vLLM
-and never preempts: not modelled. Routers never see the reservation: the pool view reports the
-KV *held* (prompt prefilled + tokens generated), as a paged cache would.
+recently admitted one by recompute. A profile with ``kv_paging`` runs that instead
+(:mod:`planner.sim.paged`, a subclass overriding the KV hooks ``_fits``, ``_hold``,
+``_release``, ``_kv_run`` and ``_preempt``; the routing scenario's default). The two differ only
+where the cache binds before the batch cap. On Llama2-70B/A100 TP4 it never does: 64 requests
+(the largest measured batch) × the 4,096-token context window = 262,144 tokens < 451,660 in the
+cache, so both give the same times there (a test); this default keeps the planner's curves and
+``bench/simulate.py`` as they were. It binds on Bloom-176B/A100 (55,804 KV tokens for 64 ×
+2,048). Routers never see the reservation: the pool view reports the KV *held* (prompt
+prefilled + tokens generated), as a paged cache would.
 """
 
 from __future__ import annotations
@@ -276,10 +276,7 @@ class _Pool:
         h = self.head[ii]
         hs = np.maximum(h, 0)
         can_take = (
-            (h >= 0)
-            & (self.nrun[ii] < p.max_batch)
-            & (d < p.token_budget)
-            & self._fits(ii, hs)
+            (h >= 0) & (self.nrun[ii] < p.max_batch) & (d < p.token_budget) & self._fits(ii, hs)
         )
         to_arrival = np.maximum(np.ceil((self.arrival[hs] - self.clock[ii]) / t), 1)
         k_dec = np.where(can_take, np.minimum(first_done, to_arrival), first_done)
