@@ -120,9 +120,9 @@ def _profile(cfg: FleetConfig, model: str, kv: str, perf_csv: Path) -> InstanceP
         cfg = default
     g = next(iter(cfg.model(model).vm_types))
     prof = profiles_for_config(cfg, perf_csv)[(model, g)]
-    if kv == "paged":
-        prof = replace(prof, name=f"{prof.name}/paged", kv_paging=True)
-    return prof
+    # the name stays (the executor loads the artifact for this placement's profile); the
+    # training hash tells a policy trained on the other KV rule apart
+    return replace(prof, kv_paging=kv == "paged")
 
 
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
