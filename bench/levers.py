@@ -42,7 +42,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.sweep import _pool, at_quantile, hour_inputs, plan_sequence_from, replay_setup
+from flows.sweep import (
+    HourInputs,
+    _pool,
+    at_quantile,
+    hour_inputs,
+    plan_sequence_from,
+    replay_setup,
+)
+from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
 from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.plans import plan_targets
@@ -92,6 +100,32 @@ def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
     return out.model_copy(update={"tiers": tiers})
 
 
+ACTUAL = {"token_rate": "token_rate", "peak_token_rate": "peak_minute_token_rate"}
+
+
+def oracle(inputs: list[HourInputs], actual: pd.DataFrame) -> list[HourInputs]:
+    """Every forecast row with its hour's *true* value in the point and every quantile column
+    (``request_rate`` from the hour's requests): the plan of a perfect forecast. A comparator
+    for decomposing the plan's cost (issue #15), never a policy: it sees its future."""
+    act = actual.assign(hour=pd.to_datetime(actual["hour"]), request_rate=actual["requests"] / 3600)
+    act = act.rename(columns={v: k for k, v in ACTUAL.items()})
+    long = act.melt(
+        id_vars=["hour", "region", "model", "tier"],
+        value_vars=["token_rate", "peak_token_rate", "request_rate"],
+        var_name="metric",
+        value_name="true",
+    )
+    out = []
+    for hour in inputs:
+        fc = hour.forecasts.assign(hour=pd.to_datetime(hour.forecasts["hour"]))
+        fc = fc.merge(long, on=["hour", "region", "model", "tier", "metric"], how="left")
+        known = fc["true"].notna()
+        for col in [c for c in fc.columns if c == "point" or c.startswith("q_")]:
+            fc.loc[known, col] = fc.loc[known, "true"]
+        out.append(HourInputs(hour.as_of, fc.drop(columns="true"), hour.shares))
+    return out
+
+
 def _kind(row: dict[str, Any]) -> str:
     """A plan row's mode; LT-R at the SLO-aware grid's dials (``layer_grid``) apart."""
     params = row.get("params", {})
@@ -121,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="compute the bound at per-window attainment (planner.sim.attainment_bound)",
     )
+    ap.add_argument(
+        "--oracle",
+        action="store_true",
+        help="plans from the true hourly demand instead of forecasts (a comparator that sees "
+        "its future, for decomposing the plan's cost; never a policy)",
+    )
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -144,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, a.hours, end)
     inputs = hour_inputs(con, cfg, start, a.hours)
+    if a.oracle:
+        since, until = start - pd.Timedelta(hours=1), stop + pd.Timedelta(hours=48)
+        inputs = oracle(inputs, run(con, "forecast/demand_history", since=since, as_of=until).df())
     con.close()
     log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)
     # the bound at per-window attainment: on every policy (no floors), and on every policy
@@ -165,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def cached(v: str, q: float) -> Path | None:
         window = f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h"
-        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}.pkl"
+        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}{'-oracle' if a.oracle else ''}.pkl"
         return cache / tag if cache else None
 
     for v in names:

@@ -1,0 +1,159 @@
+"""Where the plan's GPU-hours go (issue #15, step 1): the clairvoyant fleet
+(``planner.sim.bounds.clairvoyant_fleet``: per minute, region and model the fewest whole
+instances meeting each interactive tier's SLA target at that minute's true demand, one VM type
+per pool, floors kept, NIW packed earliest-deadline-first into the spare) with one cause
+switched at a time, so each cause's GPU-hours are read as a difference on one window:
+
+* ``no floors``: the availability floors set to zero;
+* ``fractional``: instances not packed into whole VMs (GPUs per instance × instances);
+* ``hourly``: each hour held at its busiest minute's fleet (what an hourly plan with perfect
+  foresight of the hour's minute profile must buy; no forecast error, no headroom);
+* ``hourly, no floors``;
+* ``no NIW``: the NIW tier removed (its marginal cost on top of the interactive fleet);
+* ``floors alone``: on the clairvoyant fleet's types, on one VM type per region, fractional;
+* ``types chosen by GPU-h``: each pool's VM type chosen for GPUs (the sweep's metric) instead
+  of dollars (the clairvoyant fleet's and the planner's objective);
+* ``--plans``: the GPU-hours a cached plan sequence holds (``bench/levers.py --plans-cache``).
+
+    .venv/bin/python bench/gap.py --warehouse W --hours 24 --end 2024-06-13T00:00 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import pickle
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flows.sweep import replay_setup
+from planner.config import load_config
+from planner.sim.bounds import _vm_gpu_hours, clairvoyant_fleet
+from planner.sim.sweep import TARGETS, floors
+
+log = logging.getLogger("bench.gap")
+
+
+def repacked_gpus(p: Any, inst: np.ndarray) -> float:
+    """GPUs of the fewest whole VMs holding ``inst`` [r, m, g] when instances may move to a
+    type at least as fast for every tier (``p.theta``), the count per (r, m) kept: the
+    availability floors of small models fill the slots a large model's VM leaves idle."""
+    nr, nm, ng = inst.shape
+    total = 0.0
+    for r in range(nr):
+        choices = []
+        for m in range(nm):
+            opts = [inst[r, m].copy()]
+            for g in range(ng):
+                for h in range(ng):
+                    if g == h or p.ipv[m, h] <= 0 or (p.theta[m, h] < p.theta[m, g]).any():
+                        continue
+                    for n in range(1, int(inst[r, m, g]) + 1):
+                        o = inst[r, m].copy()
+                        o[g] -= n
+                        o[h] += n
+                        opts.append(o)
+            choices.append(opts)
+        best = np.inf
+        for combo in itertools.product(*choices):
+            slots = sum(c / np.where(p.ipv[m] > 0, p.ipv[m], 1.0) for m, c in enumerate(combo))
+            best = min(best, float((np.ceil(slots - 1e-9) * p.gpus_per_vm).sum()))
+        total += best
+    return total
+
+
+def _floor_inst(fl: np.ndarray, types: np.ndarray, ng: int) -> np.ndarray:
+    out = np.zeros((*fl.shape, ng))
+    for (r, m), g in np.ndenumerate(types):
+        out[r, m, g] = fl[r, m]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="configs/default.yaml")
+    ap.add_argument("--warehouse", required=True)
+    ap.add_argument("--hours", type=int, default=24)
+    ap.add_argument("--end", default=None)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plans", nargs="*", default=[], help="plan-target pickles to price")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    cfg = load_config(a.config)
+    con = duckdb.connect(a.warehouse, read_only=True)
+    end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
+    start, stop, p, demand, serving, _, base = replay_setup(con, cfg, a.hours, end)
+    fl = floors(cfg, p)
+    T, nr, nm = base.instances.shape
+    rows: dict[str, float] = {"clairvoyant (minute, floors, whole VMs)": base.gpu_hours}
+    free = clairvoyant_fleet(p, demand, np.zeros_like(fl), serving, TARGETS)
+    rows["no floors"] = free.gpu_hours
+    gpi = np.zeros((nr, nm))
+    for (r, m), g in np.ndenumerate(base.vm_types):
+        gpi[r, m] = p.gpus_per_vm[g] / p.ipv[m, g]
+    rows["fractional instances"] = float((base.instances * gpi[None]).sum() / 60.0)
+
+    def hourly(inst: np.ndarray, types: np.ndarray) -> float:
+        h = inst[: T - T % 60].reshape(-1, 60, nr, nm).max(axis=1)
+        gpus, _ = _vm_gpu_hours(p, np.repeat(h, 60, axis=0), types)
+        return float(gpus.sum() / 60.0)
+
+    rows["hourly (busiest minute per hour)"] = hourly(base.instances, base.vm_types)
+    h = base.instances[: T - T % 60].reshape(-1, 60, nr, nm).max(axis=1)
+    onehot = np.zeros((*h.shape, len(p.vm_types)))
+    for (r, m), g in np.ndenumerate(base.vm_types):
+        onehot[:, r, m, g] = h[:, r, m]
+    rep = sum(repacked_gpus(p, x) for x in onehot)
+    rows["hourly, repacked"] = rep * (T / 60.0) / len(onehot)
+    rows["floors alone, repacked"] = (
+        repacked_gpus(p, onehot[0] * 0 + _floor_inst(fl, base.vm_types, len(p.vm_types))) * T / 60.0
+    )
+    rows["hourly, no floors"] = hourly(free.instances, free.vm_types)
+    k = p.deferrable
+    keep = np.arange(len(p.tiers)) != k
+    no_niw = replace(
+        demand,
+        requests=demand.requests * keep,
+        input_tokens=demand.input_tokens * keep,
+        output_tokens=demand.output_tokens * keep,
+    )
+    rows["no NIW"] = clairvoyant_fleet(p, no_niw, fl, serving, TARGETS).gpu_hours
+    rows["floors alone, clairvoyant types"] = base.floor_gpu_hours
+    one = min(
+        float(_vm_gpu_hours(p, fl[None], np.full((nr, nm), g, dtype=np.int64))[0][0])
+        for g in range(len(p.vm_types))
+        if (p.ipv[:, g] > 0).all()
+    )
+    rows["floors alone, one VM type per region"] = one * T / 60.0
+    rows["floors alone, fractional"] = float((fl * gpi).sum() * T / 60.0)
+    # VM type chosen for GPU-hours (the sweep's metric) instead of dollars
+    by_gpu = replace(p, price=np.broadcast_to(p.gpus_per_vm[None], p.price.shape).astype(float))
+    gclair = clairvoyant_fleet(by_gpu, demand, fl, serving, TARGETS)
+    rows["types chosen by GPU-h"] = gclair.gpu_hours
+    rows["types by GPU-h, hourly"] = hourly(gclair.instances, gclair.vm_types)
+    for path in a.plans:  # plan targets (bench/levers.py --plans-cache): what the plan holds
+        pt = pickle.loads(Path(path).read_bytes())
+        held = sum(float(((t.vms + t.spot_vms) * p.gpus_per_vm[None]).sum()) for t in pt.hourly)
+        rows[f"plan held: {Path(path).stem}"] = held * (T / 60.0) / len(pt.hourly)
+        rep = sum(repacked_gpus(p, t.instances + t.spot_instances) for t in pt.hourly)
+        rows[f"plan repacked: {Path(path).stem}"] = rep * (T / 60.0) / len(pt.hourly)
+    out: dict[str, Any] = {"window": [str(start), str(stop)], "gpu_hours": rows}
+    if a.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"window {start} .. {stop}")
+        for name, v in rows.items():
+            print(f"{name:45s} {v:10,.0f} GPU-h")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
