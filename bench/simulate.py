@@ -16,7 +16,8 @@ iteration-level reference on bursty ServeGen traffic.
    ``--curves stored``, the default:
    configs/capacity/latency_curves.csv, measured by bench/calibrate.py on day 2, so the
    calibration and the test trace differ); ``--curves trace`` measures them on this trace's
-   own request sizes instead (the previous sessions' figure)). Printed: per-tier SLA
+   own request sizes instead (the previous sessions' figure)). The model's minute queue
+   serves at κ measured on the trace's own sizes (``queue_kappa``). Printed: per-tier SLA
    attainment of the three (``agreement``), rows within 1 point and the mean absolute error
    of each fluid, the requests/s of the model's fluid, the curves' fluid and the reference.
 
@@ -206,6 +207,7 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "agreement_instances": args.instances,
         "curves": args.curves,
         "kappa": round(kappa, 4),
+        "queue_kappa": round(result.queue_capacity, 4),
         "curve_measure_s": round(curve_s, 1),
         "fluid_requests_per_s": round(fluid_rate),
         "curve_fluid_requests_per_s": round(result.requests / result.curve_s),

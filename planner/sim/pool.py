@@ -20,8 +20,10 @@ So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤
 
 :func:`pool_sla_model` replaces the curve with the per-minute latency model built from the
 profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
-size histogram (:func:`planner.sim.minute_model.minute_mix`) and CV give each tier's TTFT and
-TPOT shares, the minute queue's waits added to the TTFT.
+size histogram (:func:`planner.sim.minute_model.minute_mix`), CV and local-rate variance
+(:func:`minute_burst`) give each tier's TTFT and TPOT shares, the minute queue's waits added
+to the TTFT. Its minute queue's κ is the caller's: :mod:`planner.sim.agreement` measures it
+on the replayed rows' sizes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.latency import Curve, instance_cv, minute_attainment
-from planner.sim.minute_model import MinuteMix, tier_attainment
+from planner.sim.minute_model import BURST_WINDOWS_S, MinuteMix, tier_attainment
 from planner.sim.outcomes import service_times
 from planner.sim.profile import InstanceProfile
 
@@ -85,6 +87,26 @@ class PoolMinutes:
     work_s: Array  # [T] busy seconds arriving
     requests: Array  # [T, K] requests arriving per tier
     cv: Array  # [T] inter-arrival CV at one instance
+    burst: Array | None = None  # [T, W] the local rate's variance over BURST_WINDOWS_S
+
+
+def minute_burst(arrival_s: Array, minutes: int) -> Array:
+    """[T, W] the variance, within each minute, of the pool's arrival rate over windows of
+    each length in :data:`planner.sim.minute_model.BURST_WINDOWS_S`, relative to the
+    minute's mean rate (the Poisson part of the counts, 1 / the mean count per window,
+    removed; 0 where a minute has no arrivals). Round robin hands every instance the same
+    share of the pool's arrivals, so it is each instance's local-rate variance too."""
+    t = np.asarray(arrival_s, float)
+    out = np.zeros((minutes, len(BURST_WINDOWS_S)))
+    for i, window in enumerate(BURST_WINDOWS_S):
+        per = max(round(60.0 / window), 2)
+        w = np.minimum((t / (60.0 / per)).astype(np.int64), minutes * per - 1)
+        c = np.bincount(w, minlength=minutes * per).astype(float).reshape(minutes, per)
+        mean = c.mean(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            v = c.var(axis=1, ddof=1) / mean**2 - 1.0 / mean
+        out[:, i] = np.where(mean > 0, np.maximum(v, 0.0), 0.0)
+    return out
 
 
 def pool_minutes(
@@ -107,7 +129,7 @@ def pool_minutes(
     np.add.at(req, (m, tier), 1.0)
     pooled = minute_cv(arrival_s, minutes, window_cv)
     cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
-    return PoolMinutes(work, req, cv)
+    return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes))
 
 
 def minute_queue(
@@ -178,5 +200,7 @@ def pool_sla_model(
     with np.errstate(invalid="ignore", divide="ignore"):
         busy = np.where(count > 0, traffic.work_s / count, overall)  # busy s per request
     rate = served / busy / (60.0 * instances)  # requests/s an instance serves
-    share = tier_attainment(profile, rate, mix, traffic.cv, ttft_s, tpot_s, wait_s)
+    share = tier_attainment(
+        profile, rate, mix, traffic.cv, ttft_s, tpot_s, wait_s, burst=traffic.burst
+    )
     return _per_tier(share, traffic.requests), share

@@ -182,13 +182,16 @@ def _servegen_trace(hours: float, scale: float) -> pd.DataFrame:
 def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> None:
     """ServeGen m-mid rows (2 h, ~60 k requests, bursty: per-minute CV ≈ 1.2, minute loads
     ±20 %), clipped to Llama-2-70B's 4,096-token window, through 8 round-robin Llama2-70B
-    instances at utilisation 0.5 and 0.7. Stated agreement with the iteration-level model
-    (chunked prefill), every interactive tier within 2.5 points, of both fluids: the
-    per-minute latency model (``fluid_sla``: IW-F −0.71 / −0.72, IW-N +0.69 / +1.89 at
-    utilisation 0.5 / 0.7; no sampling, so no seed noise) and the latency curves
-    (``curve_sla``; with curve seeds 0-3 at 6,000 requests per curve point: IW-F −2.1 to −1.5
-    / −0.5 to +0.6, IW-N 0.0 to +0.4 / −2.5 to +1.4; the curve's sampling noise alone spans ~3
-    points on IW-N at 0.7). The issue's goal is 1 point: missed here (see README)."""
+    instances at utilisation 0.5 and 0.7. The per-minute latency model (``fluid_sla``; its
+    minute queue at κ measured on these rows' sizes, 1.335) agrees with the iteration-level
+    model (chunked prefill) within the issue's **1 point** on every interactive tier (IW-F
+    −0.76 / +0.88, IW-N +0.39 / +0.68 at utilisation 0.5 / 0.7; no sampling, so no seed
+    noise; before the token-time prompt queue and the over-dispersed arrivals: −0.71 / −0.72,
+    +0.69 / +1.89). The latency curves (``curve_sla``) within 2.5 points (with curve seeds
+    0-3 at 6,000 requests per curve point: IW-F −2.1 to −1.5 / −0.5 to +0.6, IW-N 0.0 to
+    +0.4 / −2.5 to +1.4; the curve's sampling noise alone spans ~3 points on IW-N at 0.7).
+    On the 4-hour traces of ``bench/simulate.py`` the model still misses 1 point on some rows
+    (README)."""
     cfg = load_config()
     prof = profiles_for_config(cfg, PERF_CSV)[("llama2-70b", "a100x8")]
     rows = _servegen_trace(2.0, 0.006)
@@ -216,10 +219,10 @@ def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> N
     )
     ref = {(r.utilisation, r.tier): r.reference_sla for r in result.rows}
     assert ref[(0.5, "IW-F")] > ref[(0.7, "IW-F")] + 0.05  # running hotter costs latency
-    bound = {"IW-F": 0.025, "IW-N": 0.025, "NIW": 0.01}
-    for fluid in ("fluid_sla", "curve_sla"):
+    bounds = {"fluid_sla": 0.01, "curve_sla": 0.025}
+    for fluid, bound in bounds.items():
         errors = {
             (r.utilisation, r.tier): round(getattr(r, fluid) - r.reference_sla, 4)
             for r in result.rows
         }
-        assert all(abs(e) <= bound[k[1]] for k, e in errors.items()), (fluid, errors)
+        assert all(abs(e) <= bound for e in errors.values()), (fluid, errors)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import planner.sim.minute_model as minute_model
 from planner.sim.minute_model import (
+    BURST_WINDOWS_S,
     MinuteMix,
     SizeBins,
     bin_points,
+    burst_at,
     minute_mix,
     minute_state,
     tier_attainment,
+    tpot_ok,
 )
+from planner.sim.pool import minute_burst
 from planner.sim.profile import InstanceProfile
 
 BUDGET = 100
@@ -90,6 +95,8 @@ def test_the_state_is_the_fixed_point_of_the_hand_equations() -> None:
     assert tau == pytest.approx(0.010 / (1.0 - lam * cost), rel=1e-6)
     assert batch == pytest.approx(lam * 10.0 * tau, rel=1e-6)
     assert float(s.backlog[0]) == pytest.approx(rho, rel=1e-6)
+    # the prompt queue in token time: a prompt holds it for p · prefill_s(B) / (B − D)
+    assert float(s.pool_prefill[0, 0]) == pytest.approx(50.0 * 0.1 / (BUDGET - batch), rel=1e-6)
     assert batch > 1.0 and rho > 0.5  # a real load: not the trivial fixed point
 
 
@@ -112,3 +119,44 @@ def test_attainment_falls_with_load_and_follows_the_tier_mix() -> None:
     assert (np.diff(shares, axis=0) <= 1e-9).all(), shares
     assert shares[-1, 1] < shares[0, 1]
     assert (shares[:, 0] > shares[:, 1]).all()
+
+
+def test_minute_burst_by_hand() -> None:
+    """Minute 0: 600 arrivals evenly over its first 30 s, none in the last 30. Over 1-s
+    windows the counts are 20 (30 windows) and 0 (30): mean 10, sample variance 100 · 60/59,
+    so v = 60/59 − 1/10 (the Poisson part 1/mean removed); over 10-s windows 200 (3) and 0
+    (3): v = 1.2 − 1/100. Minute 1, one arrival every 0.1 s: no variance beyond Poisson (0)."""
+    t = np.r_[np.arange(600) * 0.05, 60.0 + np.arange(600) * 0.1]
+    v = minute_burst(t, 2)
+    assert BURST_WINDOWS_S[0] == 1.0 and BURST_WINDOWS_S[-1] == 10.0
+    assert v[0, 0] == pytest.approx(60 / 59 - 0.1)
+    assert v[0, -1] == pytest.approx(1.2 - 0.01)
+    assert v[1] == pytest.approx(np.zeros(len(BURST_WINDOWS_S)))
+
+
+def test_burst_at_interpolates_in_log_span() -> None:
+    v = np.array([[0.4, 0.2, 0.1, 0.05]])  # at 1, 2, 5, 10 s
+    got = burst_at(v, np.array([[0.5, 1.0, np.sqrt(2.0), 2.0, 10.0, 60.0]]))
+    assert got[0] == pytest.approx([0.4, 0.4, 0.3, 0.2, 0.05, 0.05])
+
+
+def test_bursts_over_disperse_the_prompts_a_request_decodes_beside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a local-rate variance v at every window, the count of prompts arriving over a
+    request's decodes (m expected) has variance m c² + m² v: the same TPOT share as gaps of
+    squared CV c² + m v (no backlog term, so the CV enters nowhere else). And it changes the
+    share: here the mean request misses its target, so burstier minutes meet it more often."""
+    monkeypatch.setattr(minute_model, "BACKLOG_WEIGHT", 0.0)
+    bins = SizeBins(prompt_edges=(1, 40, 60), output_edges=(1, 2, 10, 12))
+    mix = one_minute([50] * 4, [11] * 4, bins)
+    rate, cv, v = np.array([10.0]), np.array([0.8]), 0.3
+    s = minute_state(flat(), rate, mix, bins)
+    out = np.array([[11.0]])
+    burst = np.full((1, len(BURST_WINDOWS_S)), v)
+    got = tpot_ok(flat(), s, rate, cv, out, 0.014, burst)
+    m = 10.0 * 10.0 * float(s.iteration_s[0])
+    same = tpot_ok(flat(), s, rate, np.sqrt(cv**2 + m * v), out, 0.014)
+    calm = tpot_ok(flat(), s, rate, cv, out, 0.014)
+    assert float(got[0, 0]) == pytest.approx(float(same[0, 0]), rel=1e-9)
+    assert 0.0 < float(calm[0, 0]) < float(got[0, 0]) < 1.0
