@@ -173,31 +173,11 @@ def fairness_scenario(
     spec = spec or FairnessSpec()
     cfg = cfg or load_config()
     clients = load_source(spec.source)
-    start_s = spec.start_h * HOUR
     pool_prof = next(
         p for (m, _), p in profiles_for_config(cfg, spec.perf_csv).items() if m == MODEL
     )
-    duration = spec.hours * HOUR
-    # volume scale so that the offered load is `busy` × the pool's capacity on this log's
-    # request mix; capacity: the best-rate work (profile.busy_s) the pool completes per second
-    # when saturated (the first hour at 2× the best-rate guess, FCFS)
-    probe = fit_window(
-        servegen_window(cfg, clients, 86400.0 + start_s, spec.hours, spec), pool_prof
-    )
-    busy = float(pool_prof.busy_s(probe["input_tokens"], probe["output_tokens"]).sum())
-    guess = spec.scale * spec.busy * spec.instances * duration / busy
-    sat = fit_window(
-        servegen_window(cfg, clients, 86400.0 + start_s, 1.0, replace(spec, scale=2 * guess)),
-        pool_prof,
-    )
-    sreq = _requests(sat, {t: 0 for t in sat["tenant"]}, {t: 0 for t in sat["tier"]})
-    sserved = simulate_instances(sreq, pool_prof, spec.instances, Gateway(Fcfs()))
-    done = sserved.finish_s <= HOUR
-    capacity = float(pool_prof.busy_s(sreq.prompt[done], sreq.output[done]).sum()) / (
-        spec.instances * HOUR
-    )
-    spec = replace(spec, scale=guess * capacity)
-    log.info("pool capacity %.2f of best-rate work; volume scale %.5f", capacity, spec.scale)
+    spec, capacity = _scale_to_load(cfg, clients, pool_prof, spec)
+    start_s = spec.start_h * HOUR
     history = fit_window(servegen_window(cfg, clients, start_s, spec.hours, spec), pool_prof)
     test = fit_window(servegen_window(cfg, clients, 86400.0 + start_s, spec.hours, spec), pool_prof)
     prof = learn_profiles(history)
@@ -205,8 +185,91 @@ def fairness_scenario(
     tenant_ids = {n: i for i, n in enumerate(names)}
     targets = tier_targets(cfg)
     tiers = {t.tier: i for i, t in enumerate(targets)}
-    rows: list[Any] = list(prof.itertuples())  # rows of the learned profiles
-    profiles = {
+    profiles = _tenant_profiles(prof, tenant_ids)
+    share = pd.Series({n: profiles[tenant_ids[n]].cost_per_s for n in prof["tenant"]})
+    share = share / share.sum()
+    flood_tenant = str((share - spec.flood_share).abs().idxmin())
+    log.info(
+        "%d requests, %d tenants, %d instances, flooding %s (usual share %.3f)",
+        len(test), len(names), spec.instances, flood_tenant, share[flood_tenant],
+    )  # fmt: skip
+    rate = profiles[tenant_ids[flood_tenant]].requests_per_s
+    flooded = _requests(add_flood(test, history, flood_tenant, rate, spec), tenant_ids, tiers)
+    schedulers: list[tuple[str, Requests, Scheduler]] = [
+        ("no_flood", _requests(test, tenant_ids, tiers), Fcfs(name="no_flood")),
+        ("fcfs", flooded, Fcfs()),
+        ("vtc", flooded, Vtc()),  # the paper's counters: the tokens actually served
+        ("fairserve", flooded, FairServe.from_profiles(profiles, **dict(spec.fairserve))),
+    ]
+    schedulers = [x for x in schedulers if x[0] == "no_flood" or x[0] in spec.policies]
+    flood = tenant_ids[flood_tenant]
+    out, rho = _run_policies(schedulers, pool_prof, flood, tiers, targets, spec)
+    return {
+        "scenario": "fairness",
+        "tenants": len(names),
+        "requests": len(test),
+        "flood_tenant": flood_tenant,
+        "flood_usual_share": round(float(share[flood_tenant]), 4),
+        "volume_scale": round(spec.scale, 6),
+        "instances": spec.instances,
+        "capacity_share_of_best_rate": round(capacity, 3),
+        "utilisation_without_flood": round(rho / capacity, 3),
+        "policies": out,
+    }
+
+
+def _run_policies(
+    schedulers: list[tuple[str, Requests, Scheduler]],
+    pool_prof: InstanceProfile,
+    flood: int,
+    tiers: dict[str, int],
+    targets: list[Any],
+    spec: FairnessSpec,
+) -> tuple[list[dict[str, Any]], float]:
+    """Each scheduler's run on the pool and its figures; the no-flood run (first) sets what
+    every tenant is entitled to, and the pool's busy share without the flood."""
+    n = spec.instances
+    out = []
+    rho = float("nan")
+    entitled: dict[int, float] = {}
+    for name, req, sched in schedulers:
+        served = simulate_instances(req, pool_prof, n, Gateway(sched, depth=spec.depth))
+        if name == "no_flood":
+            rho = float(pool_prof.busy_s(req.prompt, req.output).sum()) / (n * spec.hours * HOUR)
+            entitled = goodput(req, served, flood, targets, spec)
+        out.append(_figures(name, req, served, flood, tiers, targets, spec, entitled))
+        log.info("%s: %s", name, out[-1])
+    return out, rho
+
+
+def _scale_to_load(
+    cfg: FleetConfig, clients: Any, pool_prof: InstanceProfile, spec: FairnessSpec
+) -> tuple[FairnessSpec, float]:
+    """``spec`` with the volume scale at which the offered load is ``busy`` × the pool's
+    capacity on this log's request mix, and that capacity: the best-rate work
+    (``profile.busy_s``) the pool completes per second when saturated (the first hour at 2×
+    the best-rate guess, FCFS)."""
+    start_s = 86400.0 + spec.start_h * HOUR
+    probe = fit_window(servegen_window(cfg, clients, start_s, spec.hours, spec), pool_prof)
+    busy = float(pool_prof.busy_s(probe["input_tokens"], probe["output_tokens"]).sum())
+    guess = spec.scale * spec.busy * spec.instances * spec.hours * HOUR / busy
+    sat = fit_window(
+        servegen_window(cfg, clients, start_s, 1.0, replace(spec, scale=2 * guess)), pool_prof
+    )
+    sreq = _requests(sat, {t: 0 for t in sat["tenant"]}, {t: 0 for t in sat["tier"]})
+    sserved = simulate_instances(sreq, pool_prof, spec.instances, Gateway(Fcfs()))
+    done = sserved.finish_s <= HOUR
+    capacity = float(pool_prof.busy_s(sreq.prompt[done], sreq.output[done]).sum()) / (
+        spec.instances * HOUR
+    )
+    log.info("pool capacity %.2f of best-rate work; volume scale %.5f", capacity, guess * capacity)
+    return replace(spec, scale=guess * capacity), capacity
+
+
+def _tenant_profiles(prof: pd.DataFrame, tenant_ids: dict[str, int]) -> dict[int, TenantProfile]:
+    """The learned profiles (``sql/marts/tenant_profiles.sql`` rows) keyed by tenant id."""
+    rows: list[Any] = list(prof.itertuples())
+    return {
         tenant_ids[r.tenant]: TenantProfile(
             tenant_ids[r.tenant],
             float(r.requests_per_s),
@@ -216,49 +279,6 @@ def fairness_scenario(
             float(r.iwf_share),
         )
         for r in rows
-    }
-    share = pd.Series({n: profiles[tenant_ids[n]].cost_per_s for n in prof["tenant"]})
-    share = share / share.sum()
-    flood_tenant = str((share - spec.flood_share).abs().idxmin())
-    base = _requests(test, tenant_ids, tiers)
-    n = spec.instances
-    log.info(
-        "%d requests, %d tenants, %d instances, flooding %s (usual share %.3f)",
-        len(test), len(names), n, flood_tenant, share[flood_tenant],
-    )  # fmt: skip
-    rate = profiles[tenant_ids[flood_tenant]].requests_per_s
-    flooded = _requests(add_flood(test, history, flood_tenant, rate, spec), tenant_ids, tiers)
-    schedulers: list[tuple[str, Requests, Scheduler]] = [
-        ("no_flood", base, Fcfs(name="no_flood")),
-        ("fcfs", flooded, Fcfs()),
-        ("vtc", flooded, Vtc()),  # the paper's counters: the tokens actually served
-        ("fairserve", flooded, FairServe.from_profiles(profiles, **dict(spec.fairserve))),
-    ]
-    schedulers = [x for x in schedulers if x[0] == "no_flood" or x[0] in spec.policies]
-    out = []
-    rho = float("nan")
-    capacity = spec.scale / guess
-    entitled: dict[int, float] = {}
-    for name, req, sched in schedulers:
-        served = simulate_instances(req, pool_prof, n, Gateway(sched, depth=spec.depth))
-        if name == "no_flood":
-            rho = float(pool_prof.busy_s(req.prompt, req.output).sum()) / (n * duration)
-            entitled = goodput(req, served, tenant_ids[flood_tenant], targets, spec)
-        out.append(
-            _figures(name, req, served, tenant_ids[flood_tenant], tiers, targets, spec, entitled)
-        )
-        log.info("%s: %s", name, out[-1])
-    return {
-        "scenario": "fairness",
-        "tenants": len(names),
-        "requests": len(test),
-        "flood_tenant": flood_tenant,
-        "flood_usual_share": round(float(share[flood_tenant]), 4),
-        "volume_scale": round(spec.scale, 6),
-        "instances": n,
-        "capacity_share_of_best_rate": round(capacity, 3),
-        "utilisation_without_flood": round(rho / capacity, 3),
-        "policies": out,
     }
 
 

@@ -186,14 +186,10 @@ def run_forecast(
         settings = replace(settings, horizon=horizon)
     moment = naive_utc(as_of)
     origin = moment.floor("h")
-    selected_at, models = load_models(con, origin)
-    info: dict[str, Any] = {"origin": origin}
-    if selected_at is None or origin - selected_at > pd.Timedelta(hours=24):
-        log.info("no selection in the day before %s: selecting now", origin)
-        selection = run_selection(con, cfg, origin, workers)
-        selected_at, models = selection.as_of, selection.fitted
+    selected_at, models, ran = current_selection(con, cfg, origin, workers)
+    info: dict[str, Any] = {"origin": origin, "selected_at": selected_at}
+    if ran:
         info["selection_ran"] = True
-    info["selected_at"] = selected_at
     demand = load_demand(con, origin, settings.history_h)
     readings = minutes_so_far(con, origin, moment)
     info["nowcast_minutes"] = int((moment - origin).total_seconds() // 60) if readings else 0
@@ -213,6 +209,24 @@ def run_forecast(
     stored = store_forecasts(con, frame, selected_at)
     info["rows"] = len(stored)
     return stored, info
+
+
+def current_selection(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp, workers: int | None
+) -> tuple[pd.Timestamp, dict[str, Any], bool]:
+    """The forecasters an hour's forecast uses: the newest selection made in the day before
+    ``origin``, else one made now (and stored, as the daily job's), and whether it ran.
+
+    Decided (#11): the hourly job selects for itself rather than fail when the daily job is
+    late or never ran (a fresh warehouse, a backfill over days, a worker down at 02:00): a
+    plan from a day-old selection is still a plan, a failed hour is none. The run's info
+    says so (``selection_ran``), and the selection is the daily job's own function."""
+    selected_at, models = load_models(con, origin)
+    if selected_at is not None and origin - selected_at <= pd.Timedelta(hours=24):
+        return selected_at, models, False
+    log.info("no selection in the day before %s: selecting now", origin)
+    selection = run_selection(con, cfg, origin, workers)
+    return selection.as_of, selection.fitted, True
 
 
 def ensure_forecasts(

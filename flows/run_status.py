@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.files import write_text_atomic
+from planner.utc import aware_utc
 
 OUTCOMES = ("completed", "stopped", "failed")
 
@@ -41,8 +42,8 @@ def record_run(
     doc = {
         "flow": flow,
         "run_id": run_id,
-        "started": _utc(started).isoformat(),
-        "finished": _utc(finished or datetime.now(UTC)).isoformat(),
+        "started": aware_utc(started).isoformat(),
+        "finished": aware_utc(finished or datetime.now(UTC)).isoformat(),
         "outcome": outcome,
         "error": error,
         "plan_id": plan_id,
@@ -58,7 +59,3 @@ def read_run(outputs: Path | str, flow: str = "hourly-plan") -> dict[str, Any] |
         return None
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
-
-
-def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

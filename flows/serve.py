@@ -126,13 +126,15 @@ def start_worker(
 
 def demo_schedules(cfg: FleetConfig, clock: Clock, home: Path, port: int) -> dict[str, float]:
     """Replay clock: the demo deployments on intervals matching its speed. `demo-feed` one
-    demo minute past every demo hour, `hourly-plan` at ``clock.plan_minute`` past it,
+    demo minute past every demo hour, `hourly-plan` at the production cron's minute past it
+    (60 - ``planner.plan_lead_min``, as prefect.yaml's cron),
     `daily-retrain` every demo day at 02:00; they replace prefect.yaml's cron schedules
     (wall-clock times)."""
     assert clock.started_at is not None
     hour_s = clock.real_seconds(3600)
     start = clock.started_at + timedelta(seconds=clock.real_seconds(60))  # demo HH:01
-    plan_at = clock.started_at + timedelta(seconds=clock.real_seconds(60 * cfg.clock.plan_minute))
+    plan_minute = 60 - cfg.planner.plan_lead_min
+    plan_at = clock.started_at + timedelta(seconds=clock.real_seconds(60 * plan_minute))
     to_2am = (clock.anchor.normalize() + pd.Timedelta(hours=26) - clock.anchor) % pd.Timedelta(
         days=1
     )

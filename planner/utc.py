@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pandas as pd
 
@@ -12,3 +12,9 @@ def naive_utc(value: str | date | datetime | pd.Timestamp) -> pd.Timestamp:
     just stripped of its zone); a naive one already means UTC."""
     t = pd.Timestamp(value)
     return t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
+
+
+def aware_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime: a naive one means UTC (the convention above), an
+    aware one is converted."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -22,19 +22,20 @@ class Forecasts(pa.DataFrameModel):
     tier: Series[str]
     metric: Series[str] = pa.Field(isin=METRICS)
     point: Series[float] = pa.Field(ge=0)
-    q_0_025: Series[float] = pa.Field(ge=0)
-    q_0_05: Series[float] = pa.Field(ge=0)
-    q_0_5: Series[float] = pa.Field(ge=0)
-    q_0_9: Series[float] = pa.Field(ge=0)
-    q_0_95: Series[float] = pa.Field(ge=0)
-    q_0_975: Series[float] = pa.Field(ge=0)
-    q_0_99: Series[float] = pa.Field(ge=0)
+    # one field for every stored quantile column (planner.quantiles spells them), each ≥ 0;
+    # `every_quantile` below says which one is missing
+    quantile: Series[float] = pa.Field(ge=0, alias=r"^q_\d", regex=True)
     forecaster: Series[str]
+
+    @pa.dataframe_check(error=f"every quantile column is present: {', '.join(QUANTILE_COLUMNS)}")
+    @classmethod
+    def every_quantile(cls, df):  # type: ignore[no-untyped-def]
+        return set(QUANTILE_COLUMNS) <= set(df.columns)
 
     @pa.dataframe_check(error="quantiles must not cross (q0.025 ≤ … ≤ q0.99)")
     @classmethod
     def quantiles_ordered(cls, df):  # type: ignore[no-untyped-def]
-        cols = list(QUANTILE_COLUMNS)
+        cols = [c for c in QUANTILE_COLUMNS if c in df.columns]
         return (df[cols].diff(axis=1).iloc[:, 1:] >= -1e-9).all(axis=1)
 
     @pa.dataframe_check(error="a forecast hour is at or after its origin")

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,6 +29,7 @@ from rich.table import Table
 
 from flows.warehouse.connection import WarehouseError, connect
 from planner.config import ConfigError, FleetConfig, load_config
+from planner.utc import aware_utc
 
 log = logging.getLogger("sageserve")
 # Tables and results on stdout (`sageserve status | less` works); errors, progress and logs
@@ -137,7 +138,7 @@ def parse_time(text: str, option: str) -> datetime:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         fail(f"{option}: not an ISO-8601 time: {text!r} (e.g. 2024-06-17T00:00Z)", code=2)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware_utc(value)
 
 
 def print_table(columns: Iterable[str], rows: Iterable[Iterable[Any]], **options: Any) -> None:

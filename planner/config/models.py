@@ -269,9 +269,6 @@ class ClockSettings(_Strict):
     speed: float = Field(
         default=60.0, gt=0, le=3600, description="replay: demo seconds per real second"
     )
-    plan_minute: float = Field(
-        default=15.0, ge=0, lt=60, description="demo minute past the hour the hourly plan runs"
-    )
     state: str = Field(
         default=".sageserve/clock.json", description="replay: where the running clock is kept"
     )

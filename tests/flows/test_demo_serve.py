@@ -55,7 +55,6 @@ def served(
     document["clock"] = {
         "kind": "replay",
         "speed": SPEED,
-        "plan_minute": 15,
         "state": str(root / "clock.json"),
         "inbox": str(root / "inbox"),
         "log": {
@@ -147,11 +146,12 @@ def test_two_scheduled_hourly_runs_complete_and_the_page_opens_from_the_artifact
         completed = [r for r in runs if r["state_type"] == "COMPLETED" and r["auto_scheduled"]]
     cfg, clock = served["cfg"], clock_for(served["cfg"])
     assert clock.started_at is not None
-    # each run planned the demo hour of its own scheduled start (15 demo minutes past it)
+    # each run planned the demo hour of its own scheduled start, at the production cron's
+    # minute (60 - planner.plan_lead_min past it)
     hours = []
     for run in completed[:2]:
         when = clock.at(pd.Timestamp(run["expected_start_time"]).to_pydatetime()).round("min")
-        assert when.minute == cfg.clock.plan_minute, when
+        assert when.minute == 60 - cfg.planner.plan_lead_min, when
         hours.append(when.floor("h"))
         summary = {a["key"]: a for a in api.artifacts(run["id"]) if a["key"]}["hourly-plan"]
         title = summary["data"].splitlines()[0]
