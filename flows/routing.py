@@ -23,7 +23,7 @@ predictor's cache in :mod:`flows.routing_predictor`, the figures in :mod:`flows.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,15 +44,16 @@ from flows.routing_results import (
     window_bounds,
 )
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig
+from planner.config import FleetConfig, load_config
 from planner.sim import learn_router
 from planner.sim.instances import Requests, simulate_instances
-from planner.sim.profile import InstanceProfile, profiles_for_config
+from planner.sim.profile import InstanceProfile, fit_context, profiles_for_config
 from planner.sim.routers import JoinShortestQueue, LeastTokens, LinearMix, constant_estimate
 from planner.sim.routing import RoundRobin, Router
 
 log = logging.getLogger(__name__)
 ROUTERS = ("round-robin", "jsq", "least-tokens", "heuristic", "learned")
+KV_MODES = ("paged", "reserve")
 PERF_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/sageserve_perf"
 __all__ = [
     "PERF_CSV",
@@ -83,6 +84,8 @@ class RoutingSpec:
     windows: int = 1
     search_rounds: int = learn_router.SearchSettings.rounds
     search_population: int = learn_router.SearchSettings.population
+    serve_on: str = ""  # a model whose instances serve the pool's log ("": the pool's model)
+    kv: str = "paged"  # the KV cache: vLLM's paged allocation, or "reserve" (prompt + output)
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,34 @@ class _Pool:
         return float(self.predictor_rows["output_tokens"].mean())
 
 
+def _profile(cfg: FleetConfig, model: str, kv: str, perf_csv: Path) -> InstanceProfile:
+    """The instance profile of ``model`` on its first VM type: from ``cfg``, else from the
+    default configuration (``--serve-on bloom-176b`` on the ServeGen config, whose fleet has
+    no Bloom), with the KV cache ``kv`` ("paged": :mod:`planner.sim.paged`; "reserve": prompt
+    + output reserved at admission)."""
+    if kv not in KV_MODES:
+        raise ValueError(f"--kv {kv!r}: choose from {', '.join(KV_MODES)}")
+    if model not in cfg.model_ids:
+        default = load_config()
+        if model not in default.model_ids:
+            raise ValueError(f"--serve-on {model!r}: no such model in the configuration")
+        cfg = default
+    g = next(iter(cfg.model(model).vm_types))
+    prof = profiles_for_config(cfg, perf_csv)[(model, g)]
+    # the name stays (the executor loads the artifact for this placement's profile); the
+    # training hash tells a policy trained on the other KV rule apart
+    return replace(prof, kv_paging=kv == "paged")
+
+
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
+    """The rows as requests to ``prof``, stretched to the load. Served on another model
+    (``serve_on``), sizes are fitted to its context window as a client of a short-window model
+    sends them (:func:`fit_context`); on the pool's own model a request beyond the window is
+    refused, as before."""
     prompt = rows["input_tokens"].to_numpy(np.int64)
     output = rows["output_tokens"].to_numpy(np.int64)
+    if spec.serve_on:
+        prompt, output = fit_context(prompt, output, prof.max_context)
     busy = prof.busy_s(prompt, output)
     arr = stretch(rows["arrival_time"], busy, spec.instances, spec.load, spec.load_basis)
     return Requests(arr, prompt, output)
@@ -120,8 +148,7 @@ def _pool(
     if pool is None:
         raise ValueError("the warehouse has no request rows for that region and model")
     region, model, _, first, last = pool
-    g = cfg.model(model).vm_types
-    prof = profiles_for_config(cfg, perf_csv)[(model, next(iter(g)))]
+    prof = _profile(cfg, spec.serve_on or model, spec.kv, perf_csv)
     rows = run(
         con,
         "routing/request_rows",
@@ -268,6 +295,9 @@ def run_routing(
         spec.seed,
         Path(cfg.paths.outputs) / "routers",
     )
+    if spec.serve_on:  # the client fitted outputs to the window (_requests): so are estimates
+        cap = pool.profile.max_context // 2
+        eval_est, trace_est = np.minimum(eval_est, cap), [np.minimum(e, cap) for e in trace_est]
     traces = [
         learn_router.Trace(_requests(w, pool.profile, spec), est)
         for w, est in zip(pool.trace_rows, trace_est, strict=True)

@@ -150,6 +150,14 @@ def evaluate_requests(
         int, typer.Option(min=2, help="candidates per round of the policy search")
     ] = 12,
     perf: Annotated[str | None, typer.Option(help="SageServe perf profile CSV")] = None,
+    serve_on: Annotated[
+        str | None,
+        typer.Option(help="routing: a model serving the pool's log (e.g. bloom-176b)"),
+    ] = None,
+    kv: Annotated[
+        str | None,
+        typer.Option(help="routing: the KV cache, 'paged' (vLLM, default) or 'reserve'"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay a request log through the iteration-level instance model under each policy of a
@@ -172,5 +180,7 @@ def evaluate_requests(
         "search_rounds": search_rounds,
         "search_population": search_population,
         "perf": perf,
+        "serve_on": serve_on,
+        "kv": kv,
     }
     SCENARIOS[scenario](ctx, opts, as_json)

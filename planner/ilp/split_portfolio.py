@@ -148,6 +148,12 @@ class SplitRun:
         ]
         sols: list[BlockSolution] = self.run(solve_primal, tasks, self.dive_limit)
         self.out.region_seconds += sum(x.seconds for x in sols)
+        log.info(
+            "split: %s: the groups' dives %s s, shortfall cost %s",
+            source,
+            [round(x.seconds, 1) for x in sols],
+            primal_round.shortfall_costs(split, sols, extras),
+        )
         if any(x.x is None for x in sols) or self.left() <= 0:
             log.info("split: a region's dive did not finish: %s", [x.status for x in sols])
             return
@@ -170,6 +176,7 @@ class SplitRun:
         viol = primal_round.violation(self.split, x)
         objective = self.relax.objective_of(x)
         log.info("split: plan %.2f from %s, largest row violation %.2e", objective, source, viol)
+        log.info("split: its cost by family %s", primal_round.family_costs(self.split, x))
         if viol <= 1e-5:
             self.out.offer_plan(primal_round.values(self.split, x), objective, source)
 
@@ -192,6 +199,9 @@ class SplitRun:
             return
         bound = self.relax.dual_bound(sol.row_dual)
         out.offer_bound(bound, "LP relaxation (whole, interior point)")
+        log.info(
+            "split: its point's cost by family %s", primal_round.family_costs(self.split, sol.x)
+        )
         if sol.plan is not None:
             self.offer(sol.plan, "the whole relaxation's dive")
         out.record_round(out.lower_bound, time.perf_counter() - self.started, "split whole LP")

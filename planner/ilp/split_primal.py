@@ -245,6 +245,31 @@ def values(split: Split, x: np.ndarray) -> Values:
     return out
 
 
+def family_costs(split: Split, x: np.ndarray) -> dict[str, float]:
+    """The objective at ``x`` by variable family ($, the families that cost anything)."""
+    out: dict[str, float] = defaultdict(float)
+    paid = split.relax.cost * x
+    for j in np.flatnonzero(paid):
+        out[split.family_key[j][0]] += float(paid[j])
+    return {f: round(v, 2) for f, v in sorted(out.items())}
+
+
+def shortfall_costs(
+    split: Split, solutions: list[BlockSolution], extras: list[Localised]
+) -> dict[str, float]:
+    """The groups' shortfalls on their localised rows, $ by row family (what pinning the
+    coupling rows at a point costs a primal round)."""
+    names = {i: n for n, i in split.relax.row.items()}
+    out: dict[str, float] = defaultdict(float)
+    for sol, extra in zip(solutions, extras, strict=True):
+        if sol.slack is None:
+            continue
+        for short, cost, ci in zip(sol.slack, extra.slack_cost, extra.row_ids, strict=True):
+            if short > 1e-9:
+                out[names[int(split.coupling[ci])].split("[")[0]] += float(short * cost)
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 def violation(split: Split, x: np.ndarray) -> float:
     """The largest row violation of ``x``."""
     ax = split.relax.matrix @ x

@@ -59,11 +59,18 @@ class FleetParams:
     drop_after_s: Array  # [k] an interactive request waiting longer is dropped
     plan_lead_min: int  # a plan is made this many minutes before its hour
     preferred: npt.NDArray[np.int64]  # [r, m] each model's cheapest VM type (fleet_index)
+    default_input_share: float  # φ where a (model, tier) has no tokens (the config's)
 
     @property
     def gpus_per_instance(self) -> Array:  # [m, g]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.ipv > 0, self.gpus_per_vm[None, :] / self.ipv, 0.0)
+
+    def shares(self, input_share: dict[tuple[str, str], float]) -> Array:
+        """φ [m, k]: ``input_share`` per (model, tier), the config's default elsewhere (as
+        :meth:`planner.fleet_index.FleetIndex.shares`)."""
+        d = self.default_input_share
+        return np.array([[input_share.get((m, k), d) for k in self.tiers] for m in self.models])
 
     @property
     def shape_rmg(self) -> tuple[int, int, int]:
@@ -109,6 +116,7 @@ def params_from_config(
         drop_after_s=np.where(np.isfinite(ttft), drop_factor * ttft, np.inf),
         plan_lead_min=cfg.planner.plan_lead_min,
         preferred=f.cheapest_vm_type(theta),
+        default_input_share=f.default_input_share,
     )
 
 

@@ -50,7 +50,7 @@ from planner.sim.fleet import Fleet, FleetParams, Targets
 from planner.sim.outcomes import SimResult as SimResult  # re-exported: the replay's result
 from planner.sim.outcomes import result
 from planner.sim.service import Books, meter, serve_interactive, serve_niw
-from planner.sim.serving import ServingModel, input_share, serving_model
+from planner.sim.serving import ServingModel, serving_model
 
 Array = npt.NDArray[np.float64]
 
@@ -98,8 +98,7 @@ def default_serving(p: FleetParams, demand: MinuteDemand) -> ServingModel:
     """The serving model from the stored latency curves, on ``demand``'s token mix."""
     from planner.sim.capacity import load_latency_curves
 
-    share = input_share(p, demand.input_tokens, demand.output_tokens)
-    return serving_model(p, load_latency_curves(), share)
+    return serving_model(p, load_latency_curves(), p.shares(demand.input_share(p)))
 
 
 def pool_cv(routing: Array, requests: Array, cv2: Array, tiers: list[int]) -> Array:

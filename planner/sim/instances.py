@@ -52,15 +52,15 @@ window (prompt + output > ``max_context``: vLLM refuses it), is rejected (never 
 **The KV reservation is an oracle admission.** A request is admitted only when prompt + *true*
 output fits. vLLM does not know the output: its paged cache allocates blocks as tokens are
 computed and, when a running request's next token finds no free block, preempts the most
-recently admitted one by recompute (its KV freed, its prefill redone later; vLLM docs,
-"Optimization and Tuning", Preemption). The two differ only where the cache binds before the
-batch cap. On Llama2-70B/A100 TP4 it never does: 64 requests (the largest measured batch) × the
-4,096-token context window = 262,144 tokens < 451,660 in the cache, so no admission can wait for
-KV under either rule (the routing scenario at a peak load of 0.9: the reservation itself at most
-12 % of the cache, 2 % on average over busy time, no admission ever blocked by it). Where it
-binds (Bloom-176B: 55,804 KV tokens for 64 × 2,048) this model admits fewer requests than vLLM
-and never preempts: not modelled. Routers never see the reservation: the pool view reports the
-KV *held* (prompt prefilled + tokens generated), as a paged cache would.
+recently admitted one by recompute. A profile with ``kv_paging`` runs that instead
+(:mod:`planner.sim.paged`, a subclass overriding the KV hooks ``_fits``, ``_hold``,
+``_release``, ``_kv_run`` and ``_preempt``; the routing scenario's default). The two differ only
+where the cache binds before the batch cap. On Llama2-70B/A100 TP4 it never does: 64 requests
+(the largest measured batch) × the 4,096-token context window = 262,144 tokens < 451,660 in the
+cache, so both give the same times there (a test); this default keeps the planner's curves and
+``bench/simulate.py`` as they were. It binds on Bloom-176B/A100 (55,804 KV tokens for 64 ×
+2,048). Routers never see the reservation: the pool view reports the KV *held* (prompt
+prefilled + tokens generated), as a paged cache would.
 """
 
 from __future__ import annotations
@@ -180,7 +180,30 @@ class _Pool:
             jump = live & (self.nrun == 0) & (head_arrival > self.clock)
             self.clock[jump] = head_arrival[jump]
             ii = np.flatnonzero(live)
+            self._preempt(ii)
             self._iterate(ii, *self._schedule(ii), until)
+
+    # KV accounting, overridden by the paged cache (planner.sim.paged): here a reservation
+    # of prompt + output at admission, released at the end; nothing is ever preempted.
+    def _fits(self, ii: IntArray, hs: IntArray) -> npt.NDArray[np.bool_]:
+        """Whether queue heads ``hs`` of instances ``ii`` fit in their KV cache."""
+        fits: npt.NDArray[np.bool_] = self.kv[ii] + self.need[hs] <= self.prof.kv_tokens
+        return fits
+
+    def _hold(self, inst: IntArray, col: IntArray, r: IntArray) -> None:
+        """Requests ``r`` admitted to slots (inst, col) take their KV."""
+        self.kv[inst] += self.need[r]
+
+    def _release(self, inst: IntArray, col: IntArray, r: IntArray) -> None:
+        """Requests ``r`` leaving slots (inst, col) free their KV."""
+        np.subtract.at(self.kv, inst, self.need[r])
+
+    def _kv_run(self, ii: IntArray, k: IntArray, d: IntArray) -> IntArray:
+        """The iterations of the runs ``k`` the KV cache allows (``d`` decodes each)."""
+        return k
+
+    def _preempt(self, ii: IntArray) -> None:
+        """Make room for the next iteration's decodes of instances ``ii``."""
 
     def _schedule(self, ii: IntArray) -> tuple[IntArray, IntArray, _Admitted]:
         """The prefill chunks of the next iteration of instances ``ii`` (module docstring):
@@ -202,7 +225,7 @@ class _Pool:
                 & (h >= 0)
                 & (self.arrival[hs] <= self.clock[ii])
                 & (self.nrun[ii] < p.max_batch)
-                & (self.kv[ii] + self.need[hs] <= p.kv_tokens)
+                & self._fits(ii, hs)
             )
             if not cand.any():
                 return chunk, part, admitted
@@ -214,7 +237,7 @@ class _Pool:
             room[rows] -= take
             self.slot[inst, free] = r
             self.nrun[inst] += 1
-            self.kv[inst] += self.need[r]
+            self._hold(inst, free, r)
             self.head[inst] = self.nxt[r]
             self.queued[inst] -= 1
             self.queued_prompt[inst] -= self.prompt[r]
@@ -253,17 +276,14 @@ class _Pool:
         h = self.head[ii]
         hs = np.maximum(h, 0)
         can_take = (
-            (h >= 0)
-            & (self.nrun[ii] < p.max_batch)
-            & (d < p.token_budget)
-            & (self.kv[ii] + self.need[hs] <= p.kv_tokens)
+            (h >= 0) & (self.nrun[ii] < p.max_batch) & (d < p.token_budget) & self._fits(ii, hs)
         )
         to_arrival = np.maximum(np.ceil((self.arrival[hs] - self.clock[ii]) / t), 1)
         k_dec = np.where(can_take, np.minimum(first_done, to_arrival), first_done)
         k = np.where(chunk == 0, k_dec, k)
         if np.isfinite(until):
             k = np.minimum(k, np.maximum(np.ceil((until - self.clock[ii]) / t), 1))
-        k = k.astype(np.int64)
+        k = self._kv_run(ii, k.astype(np.int64), d)
         self.clock[ii] += k * t
         self.left[ii] -= k[:, None]
         self.dctx[ii] += k * d
@@ -283,7 +303,7 @@ class _Pool:
     def _first_token(self, inst: IntArray, col: IntArray) -> None:
         """Slots (inst, col) finished their prefill at their instance's clock."""
         r = self.slot[inst, col]
-        self.first[r] = self.clock[inst]
+        self.first[r] = np.minimum(self.first[r], self.clock[inst])  # a recompute keeps the first
         self.left[inst, col] = self.output[r] - 1
         np.add.at(self.ndec, inst, 1)
         np.add.at(self.dctx, inst, self.prompt[r] + 1)
@@ -301,7 +321,7 @@ class _Pool:
         np.subtract.at(self.nrun, inst, 1)
         np.subtract.at(self.ndec, inst, 1)
         np.subtract.at(self.dctx, inst, self.prompt[r] + self.output[r])
-        np.subtract.at(self.kv, inst, self.need[r])
+        self._release(inst, cols, r)
 
 
 class _Admitted:
@@ -343,7 +363,12 @@ def simulate_instances(
         requests.tier[order],
         requests.tenant[order],
     )
-    pool = _Pool(sorted_req, profile, instances)
+    if profile.kv_paging:
+        from planner.sim.paged import PagedPool
+
+        pool: _Pool = PagedPool(sorted_req, profile, instances)
+    else:
+        pool = _Pool(sorted_req, profile, instances)
     arr = pool.arrival
     if len(arr) == 0:
         edges = np.array([0.0])

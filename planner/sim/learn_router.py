@@ -121,7 +121,10 @@ def train_hash(
     traces: list[Trace], profile: InstanceProfile, instances: int, s: SearchSettings
 ) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([asdict(s), profile.name, instances, list(FEATURES)]).encode())
+    key: list[object] = [asdict(s), profile.name, instances, list(FEATURES)]
+    if profile.kv_paging:  # (no entry otherwise: the hashes of reservation-trained policies stay)
+        key.append("kv_paging")
+    h.update(json.dumps(key).encode())
     for tr in traces:
         for a in (
             tr.requests.arrival_s,

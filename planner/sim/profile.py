@@ -88,6 +88,9 @@ class InstanceProfile:
     kv_tokens: float
     token_budget: int = TOKEN_BUDGET  # tokens one iteration processes (chunked prefill)
     max_context: int = 1 << 30  # prompt + output tokens a request may have (context window)
+    # KV cache managed as vLLM's paged cache (allocated as tokens are computed, recompute
+    # preemption) rather than reserved for prompt + output at admission: planner.sim.paged
+    kv_paging: bool = False
 
     def prefill_s(self, tokens: npt.ArrayLike) -> Array:
         """Seconds of a forward pass over ``tokens`` tokens (prompt chunks, plus the decode

@@ -62,15 +62,6 @@ class ServingModel:
         return np.where(total > 0, out, 1.0)
 
 
-def input_share(p: FleetParams, input_tokens: Array, output_tokens: Array) -> Array:
-    """[m, k] share of input tokens of each model and tier (the config's default where a pair
-    has no tokens)."""
-    inp = input_tokens.reshape(-1, len(p.models), len(p.tiers)).sum(axis=0)
-    tot = inp + output_tokens.reshape(-1, len(p.models), len(p.tiers)).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(tot > 0, inp / tot, 0.5), dtype=float)
-
-
 def serving_model(p: FleetParams, curves: LatencyCurves, share: Array) -> ServingModel:
     """The :class:`ServingModel` of fleet ``p`` from measured ``curves``; ``share`` [m, k]:
     the input share of each model's and tier's tokens. Raises ``KeyError`` naming a placement

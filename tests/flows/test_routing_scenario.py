@@ -79,6 +79,7 @@ def test_routing_scenario_json(servegen_warehouse: Path, tmp_path: Path) -> None
         assert 0 < p["ttft_p95_s"] <= p["e2e_p95_s"]
         assert p["e2e_mean_s"] > 0
     assert out["instances"] == 8 and out["requests"] == 800
+    assert out["profile"] == "A/a100-80gb/tp4"  # the placement's profile (the executor's)
     assert len(out["windows"]) == 2
     assert out["windows"][0]["window"][1] < out["windows"][1]["window"][0]  # consecutive
     for p in out["policies"]:  # the headline figures are the windows' means
@@ -196,3 +197,44 @@ def test_length_predictions_cached_by_data_and_seed(tmp_path: Path) -> None:
     changed = train.assign(output_tokens=train["output_tokens"] + 1)
     assert routing.predictor_key(changed, test, [test, train.iloc[:50]], 0, 5) != key
     assert routing.predictor_key(train, test, [test, train.iloc[:60]], 0, 5) != key
+
+
+def test_serve_on_another_model_with_the_paged_cache() -> None:
+    """``--serve-on bloom-176b`` on the ServeGen config (no Bloom in its fleet): the default
+    configuration's Bloom placement, paged KV by default (the profile's name kept for the
+    executor; the training hash tells the KV rules apart), sizes fitted to Bloom's 2,048-token
+    window; a model or KV mode that does not exist is a clear error."""
+    from flows.routing import PERF_CSV, RoutingSpec, _profile, _requests
+
+    cfg = load_config(ROOT / "configs/servegen.yaml")
+    perf = PERF_CSV / "perf_model_4_models.csv"
+    if not perf.exists():
+        pytest.skip("shared perf profile not present")
+    paged = _profile(cfg, "bloom-176b", "paged", perf)
+    assert paged.kv_paging and paged.name == "B/a100-80gb/tp8"
+    assert paged.max_context == 2048 and paged.kv_tokens < 64 * 2048
+    reserve = _profile(cfg, "llama2-70b", "reserve", perf)
+    assert not reserve.kv_paging and reserve.name == "A/a100-80gb/tp4"
+    from dataclasses import replace
+
+    from planner.sim import learn_router
+
+    settings = learn_router.SearchSettings()
+    assert learn_router.train_hash([], reserve, 8, settings) != learn_router.train_hash(
+        [], replace(reserve, kv_paging=True), 8, settings
+    )
+    with pytest.raises(ValueError, match="no-such-model"):
+        _profile(cfg, "no-such-model", "paged", perf)
+    with pytest.raises(ValueError, match="--kv 'lru'"):
+        _profile(cfg, "bloom-176b", "lru", perf)
+    rows = pd.DataFrame(
+        {
+            "arrival_time": pd.date_range("2024-06-03", periods=3, freq="s"),
+            "input_tokens": [5000, 100, 10],
+            "output_tokens": [100, 3000, 5],
+        }
+    )
+    req = _requests(rows, paged, RoutingSpec(serve_on="bloom-176b"))
+    assert req.prompt.tolist() == [1948, 100, 10] and req.output.tolist() == [100, 1024, 5]
+    own = _requests(rows, reserve, RoutingSpec())  # the pool's own model: sizes as logged
+    assert own.prompt.tolist() == [5000, 100, 10] and own.output.tolist() == [100, 3000, 5]
