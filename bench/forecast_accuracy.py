@@ -139,15 +139,19 @@ LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries ou
 
 def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
     """The selection's hourly rows with the band made again: plain (``none``, which must give
-    the selection's own quantiles) or adapted (:class:`planner.forecast.adaptive.BandAdapt`)."""
+    the selection's own quantiles), adapted (:class:`planner.forecast.adaptive.BandAdapt`) or
+    pooled otherwise (``pool:own=0.25/group=metric/tail=0.8``:
+    :class:`planner.forecast.calibration.Pooling`)."""
     import numpy as np
 
     from planner.forecast.adaptive import BandAdapt
     from planner.forecast.bands import recalibrate
+    from planner.forecast.calibration import Pooling
 
-    adapt = None if spec == "none" else BandAdapt.parse(spec)
-    out = recalibrate(selection.hours, panel, settings, adapt)
-    if adapt is None:
+    pool = Pooling.parse(spec) if spec.startswith("pool:") else None
+    adapt = None if spec == "none" or pool is not None else BandAdapt.parse(spec)
+    out = recalibrate(selection.hours, panel, settings, adapt, pool)
+    if spec == "none":
         key = ["series", "forecaster", "origin", "h"]
         own = selection.hours.merge(out[[*key, "q_0_975"]], on=key, suffixes=("", "_again"))
         if not np.allclose(own["q_0_975"], own["q_0_975_again"], equal_nan=True):
@@ -468,7 +472,8 @@ def main() -> None:
         "--bands",
         default="",
         help="comma-separated: each selection re-calibrated with these bands, e.g. "
-        "'none,recent,aci' or 'aci:scope=peer/gamma=3' (planner.forecast.adaptive)",
+        "'none,recent,aci' or 'aci:scope=peer/gamma=3' (planner.forecast.adaptive) or "
+        "'pool:own=0/group=metric/tail=0.8' (planner.forecast.calibration.Pooling)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast.adaptive import BandAdapt, SpreadState
-from planner.forecast.calibration import ResidualQuantiles, Sample, log_residuals, offset_for
+from planner.forecast.calibration import (
+    Pooling,
+    ResidualQuantiles,
+    Sample,
+    log_residuals,
+    offset_for,
+)
 from planner.forecast.nowcast import NowcastParams, apply_rows
 from planner.forecast.series import Panel, SeriesKey
 from planner.quantiles import is_quantile_column, quantile_column
@@ -26,14 +32,23 @@ if TYPE_CHECKING:
 Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
 
 
-def peer_group(series_id: str) -> str:
-    """Series that share tier and metric calibrate together (see calibration)."""
+def peer_group(series_id: str, group: str = "tier_metric") -> str:
+    """Series that share tier and metric calibrate together (see calibration); ``group``
+    (:class:`~planner.forecast.calibration.Pooling`) may pool wider."""
     key = SeriesKey.parse(series_id)
+    if group == "metric":
+        return key.metric
+    if group == "all":
+        return "all"
     return f"{key.tier}|{key.metric}"
 
 
 def recalibrate(
-    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, adapt: BandAdapt | None = None
+    hours: pd.DataFrame,
+    panel: Panel,
+    settings: BacktestSettings,
+    adapt: BandAdapt | None = None,
+    pool: Pooling | None = None,
 ) -> pd.DataFrame:
     """A backtest's hourly rows (one selection's, every series at once) with their q_<τ>
     columns made again, with the band adapted to recent origins (:mod:`.adaptive`) or not.
@@ -44,6 +59,7 @@ def recalibrate(
         panel,
         settings,
         adapt,
+        pool,
     )
 
 
@@ -51,8 +67,9 @@ class _Past:
     """The residuals of the folds already over, per (series, model) and per (peer group,
     model); a peer group's sample is sorted once per origin and shared by its series."""
 
-    def __init__(self, by_horizon: bool) -> None:
+    def __init__(self, by_horizon: bool, pool: Pooling | None = None) -> None:
         self.by_horizon = by_horizon
+        self.pool = pool or Pooling()
         self.own: dict[tuple[str, str], Residuals] = {}
         self.group: dict[tuple[str, str], Residuals] = {}
         self.peers: dict[tuple[str, str], Sample] = {}
@@ -68,17 +85,20 @@ class _Past:
     def quantiles(
         self, series: str, name: str, offset: float, taus: tuple[float, ...]
     ) -> ResidualQuantiles:
-        gkey = (peer_group(series), name)
+        gkey = (peer_group(series, self.pool.group), name)
         if gkey not in self.peers:
             self.peers[gkey] = self.sample(self.group.get(gkey, []))
         mine = self.sample(self.own.get((series, name), []))
-        return ResidualQuantiles.fit_samples(mine, self.peers[gkey], offset, taus, self.by_horizon)
+        return ResidualQuantiles.fit_samples(
+            mine, self.peers[gkey], offset, taus, self.by_horizon, self.pool
+        )
 
     def close(self, pending: list[tuple[str, str, np.ndarray, np.ndarray]]) -> None:
         """An origin's fold is over: its residuals join the past."""
         for series, name, res, h in pending:
             self.own.setdefault((series, name), []).append((res, h))
-            self.group.setdefault((peer_group(series), name), []).append((res, h))
+            gkey = (peer_group(series, self.pool.group), name)
+            self.group.setdefault(gkey, []).append((res, h))
         self.peers = {}
 
 
@@ -87,10 +107,12 @@ def calibrate(
     panel: Panel,
     settings: BacktestSettings,
     adapt: BandAdapt | None = None,
+    pool: Pooling | None = None,
 ) -> pd.DataFrame:
     """Add q_<τ> columns: conformal from earlier folds (own and peer residuals) once at least
     ``min_residuals`` own residuals exist, else the model's native intervals. ``adapt``: each
-    conformal band spread by a factor made from the origins before its own (:mod:`.adaptive`)."""
+    conformal band spread by a factor made from the origins before its own (:mod:`.adaptive`);
+    ``pool``: how own and peer residuals mix (:class:`~.calibration.Pooling`)."""
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
@@ -101,7 +123,7 @@ def calibrate(
     point = hours["point"].to_numpy(dtype=float)
     actual = hours["actual"].to_numpy(dtype=float)
     lead = hours["h"].to_numpy(dtype=int)
-    past = _Past(settings.by_horizon)
+    past = _Past(settings.by_horizon, pool)
     state = (
         SpreadState(adapt, {s: peer_group(s) for s in hours["series"].unique()}) if adapt else None
     )

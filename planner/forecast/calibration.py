@@ -49,7 +49,11 @@ def conformal_quantile(residuals: np.ndarray, tau: float) -> float:
 
 
 def mixture_quantiles(
-    own: np.ndarray, peers: np.ndarray, taus: Sequence[float], peers_sorted: bool = False
+    own: np.ndarray,
+    peers: np.ndarray,
+    taus: Sequence[float],
+    peers_sorted: bool = False,
+    own_weight: float = 0.5,
 ) -> list[float]:
     """τ-quantiles of the equal mixture of a series' own residuals and its peers' residuals.
 
@@ -57,18 +61,19 @@ def mixture_quantiles(
     changes; its peers (same tier and metric) widen the evidence. Tested on ServeGen-derived
     logs, the band's coverage went from 0.91 (own only) to 0.95 (mixture) at nominal 0.95.
     The conformal correction adds one pseudo-observation: the target level is τ(n+1)/n with n
-    the mixture's effective sample size.
+    the mixture's effective sample size. ``own_weight``: the own residuals' share of the
+    mixture (0.5: equal; 0: the peers' alone, a group conformal band).
 
     ``peers_sorted``: ``peers`` is already sorted (a peer group's residuals are shared by every
     series of the group: :class:`Sample` sorts them once). The own residuals (a few) are then
     inserted into the sorted peers instead of sorting both again; the order is that of a stable
     sort of [own, peers], so the result is the same bit for bit.
     """
-    if len(own) == 0 or len(peers) == 0:
-        sample = own if len(own) else peers
+    if len(own) == 0 or len(peers) == 0 or own_weight <= 0.0:
+        sample = peers if len(peers) and (own_weight <= 0.0 or len(own) == 0) else own
         return [conformal_quantile(sample, t) for t in taus]
     n, m = len(own), len(peers)
-    w_own, w_peer = 0.5 / n, 0.5 / m
+    w_own, w_peer = own_weight / n, (1.0 - own_weight) / m
     ordered_peers = peers if peers_sorted else np.sort(peers, kind="stable")
     ordered_own = np.sort(own, kind="stable")
     # own before equal peers, as a stable argsort of [own, peers] orders them
@@ -122,6 +127,57 @@ _EMPTY = np.empty(0)
 
 
 @dataclass(frozen=True)
+class Pooling:
+    """How a band pools residuals (measured in the README's #18 section; defaults: the
+    band in use). ``own_weight``: the series' own residuals' share of the mixture (the rest:
+    its peer group's); ``group``: the peer group, ``tier_metric`` (same tier and metric),
+    ``metric`` (same metric, any tier) or ``all``; ``tail``: each tail's level scaled by it
+    (τ < 0.5 → τ·tail, τ > 0.5 → 1 − (1 − τ)·tail; < 1 widens the band)."""
+
+    own_weight: float = 0.5
+    group: str = "tier_metric"
+    tail: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.own_weight <= 1.0:
+            raise ValueError(f"pooling own_weight {self.own_weight} must be in [0, 1]")
+        if self.group not in GROUPS:
+            raise ValueError(f"pooling group {self.group!r}: expected one of {GROUPS}")
+        if not 0.0 < self.tail <= 2.0:
+            raise ValueError(f"pooling tail {self.tail} must be in (0, 2]")
+
+    def levels(self, taus: Sequence[float]) -> tuple[float, ...]:
+        """The levels actually taken for ``taus``."""
+        if self.tail == 1.0:
+            return tuple(taus)
+        return tuple(
+            t * self.tail if t < 0.5 else 1 - (1 - t) * self.tail if t > 0.5 else t for t in taus
+        )
+
+    @classmethod
+    def parse(cls, spec: str) -> Pooling:
+        """``"pool:own=0.25/group=metric/tail=0.8"`` (settings split on "/")."""
+        kind, _, rest = spec.partition(":")
+        if kind != "pool":
+            raise ValueError(f"pooling {spec!r}: expected 'pool:...'")
+        values: dict[str, object] = {}
+        for item in filter(None, rest.split("/")):
+            name, _, raw = item.partition("=")
+            if name == "own":
+                values["own_weight"] = float(raw)
+            elif name == "group":
+                values["group"] = raw
+            elif name == "tail":
+                values["tail"] = float(raw)
+            else:
+                raise ValueError(f"pooling {spec!r}: unknown setting {name!r}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+GROUPS = ("tier_metric", "metric", "all")
+
+
+@dataclass(frozen=True)
 class ResidualQuantiles:
     """Log-residual quantiles of one series and forecaster, ready to widen point forecasts."""
 
@@ -162,12 +218,21 @@ class ResidualQuantiles:
         offset: float,
         levels: Sequence[float] = QUANTILES,
         by_horizon: bool = True,
+        pool: Pooling | None = None,
     ) -> ResidualQuantiles:
         """:meth:`fit` from residuals already sorted (a peer group's :class:`Sample` is made
-        once per origin and shared by every series of the group)."""
+        once per origin and shared by every series of the group). ``pool``: how own and peer
+        residuals mix and which levels are taken (default: the equal mixture, levels as is)."""
         if len(own) + len(peers) == 0:
             raise ValueError("no residuals to calibrate on")
-        pooled = tuple(mixture_quantiles(own.pooled, peers.pooled, levels, peers_sorted=True))
+        pool = pool or Pooling()
+        taken = pool.levels(levels)
+        w = pool.own_weight
+
+        def mix(a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
+            return tuple(mixture_quantiles(a, b, taken, peers_sorted=True, own_weight=w))
+
+        pooled = mix(own.pooled, peers.pooled)
         by_h = None
         if by_horizon:
             rows = []
@@ -176,7 +241,7 @@ class ResidualQuantiles:
                 if len(own_h) + len(peer_h) < MIN_PER_HORIZON:
                     rows.append(pooled)
                 else:
-                    rows.append(tuple(mixture_quantiles(own_h, peer_h, levels, peers_sorted=True)))
+                    rows.append(mix(own_h, peer_h))
             by_h = tuple(rows) if rows else None
         return cls(offset, tuple(levels), pooled, len(own) + len(peers), by_h)
 

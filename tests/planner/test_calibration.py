@@ -99,3 +99,11 @@ def test_apply_defaults_to_leads_in_order() -> None:
     point = np.array([10.0, 10.0, 10.0])
     assert rq.apply(point)[0.9].tolist() == rq.apply(point, np.array([1, 2, 3]))[0.9].tolist()
     assert rq.apply(point)[0.9][0] < rq.apply(point)[0.9][2]
+
+
+def test_mixture_own_weight_sets_each_sides_share() -> None:
+    own = np.zeros(10)
+    peers = np.ones(1000)
+    assert mixture_quantiles(own, peers, [0.2, 0.3], own_weight=0.25) == [0.0, 1.0]
+    assert mixture_quantiles(own, peers, [0.01, 0.5], own_weight=0.0) == [1.0, 1.0]
+    assert mixture_quantiles(own, np.empty(0), [0.5], own_weight=0.0) == [0.0]

@@ -9,9 +9,9 @@ import pytest
 from planner.forecast.adaptive import BandAdapt
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate
-from planner.forecast.calibration import ResidualQuantiles
+from planner.forecast.calibration import Pooling, ResidualQuantiles
 from planner.forecast.series import Panel
-from planner.quantiles import QUANTILES, quantile_column
+from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
 
 SERIES = [f"r{i}|m|IW-F|token_rate" for i in range(3)]
 T0 = pd.Timestamp("2024-06-01")
@@ -99,3 +99,44 @@ def test_band_adapt_settings_are_checked() -> None:
         BandAdapt.parse("wider")
     with pytest.raises(ValueError, match="unknown setting"):
         BandAdapt.parse("recent:width=2")
+
+
+@pytest.mark.parametrize(
+    "spec", ["pool:own=0", "pool:own=0.25/group=metric", "pool:group=all/tail=0.6"]
+)
+def test_a_pooled_band_uses_only_origins_before_its_own(spec: str) -> None:
+    """As the adaptive band's leakage test, for the pooled bands (:class:`Pooling`): bands
+    at origins ≤ 3 do not move when everything from origin 3 on changes; origin 4's do."""
+    settings = BacktestSettings()
+    pool = Pooling.parse(spec)
+    hours, panel = _backtest()
+    future = hours.copy()
+    after = future["hour"] >= ORIGINS[3]
+    future.loc[after, "actual"] *= np.exp(np.random.default_rng(9).normal(0, 1.0, after.sum()))
+    plain = recalibrate(hours, panel, settings, pool=pool)
+    altered = recalibrate(future, panel, settings, pool=pool)
+    for origin in ORIGINS[:4]:
+        np.testing.assert_array_equal(_band(plain, origin), _band(altered, origin))
+    assert not np.allclose(_band(plain, ORIGINS[4]), _band(altered, ORIGINS[4]))
+
+
+def test_the_default_pooling_is_the_band_in_use_and_a_smaller_tail_widens_it() -> None:
+    settings = BacktestSettings()
+    hours, panel = _backtest()
+    plain = recalibrate(hours, panel, settings)
+    same = recalibrate(hours, panel, settings, pool=Pooling())
+    wider = recalibrate(hours, panel, settings, pool=Pooling(tail=0.5))
+    conformal = plain["quantile_method"] == "conformal"
+    assert conformal.any()
+    np.testing.assert_array_equal(plain[HIGH], same[HIGH])
+    assert (wider.loc[conformal, HIGH] >= plain.loc[conformal, HIGH]).all()
+    assert (wider.loc[conformal, HIGH] > plain.loc[conformal, HIGH]).any()
+    assert (wider.loc[conformal, LOW] <= plain.loc[conformal, LOW]).all()
+
+
+def test_pooling_settings_are_checked() -> None:
+    assert Pooling.parse("pool:own=0.25/group=metric/tail=0.8") == Pooling(0.25, "metric", 0.8)
+    assert Pooling(tail=0.5).levels((0.025, 0.5, 0.975)) == (0.0125, 0.5, 0.9875)
+    for bad in ("pool:own=2", "pool:group=region", "pool:tail=0", "pool:width=1", "aci"):
+        with pytest.raises(ValueError):
+            Pooling.parse(bad)
