@@ -36,7 +36,7 @@ import pandas as pd
 
 from flows.sweep import replay_setup
 from planner.config import load_config
-from planner.sim.bounds import _vm_gpu_hours, clairvoyant_fleet
+from planner.sim.bounds import clairvoyant_fleet, vm_gpu_hours
 from planner.sim.sweep import TARGETS, floors
 
 log = logging.getLogger("bench.gap")
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def hourly(inst: np.ndarray, types: np.ndarray) -> float:
         h = inst[: T - T % 60].reshape(-1, 60, nr, nm).max(axis=1)
-        gpus, _ = _vm_gpu_hours(p, np.repeat(h, 60, axis=0), types)
+        gpus, _ = vm_gpu_hours(p, np.repeat(h, 60, axis=0), types)
         return float(gpus.sum() / 60.0)
 
     rows["hourly (busiest minute per hour)"] = hourly(base.instances, base.vm_types)
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     rows["no NIW"] = clairvoyant_fleet(p, no_niw, fl, serving, TARGETS).gpu_hours
     rows["floors alone, clairvoyant types"] = base.floor_gpu_hours
     one = min(
-        float(_vm_gpu_hours(p, fl[None], np.full((nr, nm), g, dtype=np.int64))[0][0])
+        float(vm_gpu_hours(p, fl[None], np.full((nr, nm), g, dtype=np.int64))[0][0])
         for g in range(len(p.vm_types))
         if (p.ipv[:, g] > 0).all()
     )

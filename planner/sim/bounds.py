@@ -112,7 +112,7 @@ class Clairvoyant:
         return self.floor_gpu_hours / self.gpu_hours if self.gpu_hours else 0.0
 
 
-def _vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> tuple[Array, Array]:
+def vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> tuple[Array, Array]:
     """Per minute, GPUs and $/min of the whole VMs that hold ``inst`` [T, r, m] (each pool
     on its type ``types`` [r, m])."""
     T, nr, _ = inst.shape
@@ -211,8 +211,8 @@ def clairvoyant_fleet(
             per_inst[:, a, m] = serving.theta[m, g, k_niw] * 60.0
             spare[:, a, m] = spare_inst * per_inst[:, a, m]
     inst = inst + _pack_niw(p, demand.tokens[:, :, :, k_niw], spare, per_inst)
-    gpus, dollars = _vm_gpu_hours(p, inst, types)
-    floor_gpus, _ = _vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy(), types)
+    gpus, dollars = vm_gpu_hours(p, inst, types)
+    floor_gpus, _ = vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy(), types)
     return Clairvoyant(
         gpu_hours=float(gpus.sum() / 60.0),
         cost=float(dollars.sum()),
