@@ -54,6 +54,7 @@ from planner.sim.routing import RoundRobin, Router
 log = logging.getLogger(__name__)
 ROUTERS = ("round-robin", "jsq", "least-tokens", "heuristic", "learned")
 KV_MODES = ("paged", "reserve")
+PREFILL_MODES = ("chunked", "whole")
 PERF_CSV = Path(__file__).resolve().parents[1].parent / "shared/data/sageserve_perf"
 __all__ = [
     "PERF_CSV",
@@ -86,6 +87,7 @@ class RoutingSpec:
     search_population: int = learn_router.SearchSettings.population
     serve_on: str = ""  # a model whose instances serve the pool's log ("": the pool's model)
     kv: str = "paged"  # the KV cache: vLLM's paged allocation, or "reserve" (prompt + output)
+    prefill: str = "chunked"  # the scheduler: chunked prefill, or "whole" (vLLM v0's default)
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,18 @@ class _Pool:
         return float(self.predictor_rows["output_tokens"].mean())
 
 
-def _profile(cfg: FleetConfig, model: str, kv: str, perf_csv: Path) -> InstanceProfile:
+def _profile(
+    cfg: FleetConfig, model: str, kv: str, perf_csv: Path, prefill: str = "chunked"
+) -> InstanceProfile:
     """The instance profile of ``model`` on its first VM type: from ``cfg``, else from the
     default configuration (``--serve-on bloom-176b`` on the ServeGen config, whose fleet has
     no Bloom), with the KV cache ``kv`` ("paged": :mod:`planner.sim.paged`; "reserve": prompt
-    + output reserved at admission)."""
+    + output reserved at admission) and the scheduler ``prefill`` ("chunked", or "whole":
+    :meth:`InstanceProfile.whole_prefill`)."""
     if kv not in KV_MODES:
         raise ValueError(f"--kv {kv!r}: choose from {', '.join(KV_MODES)}")
+    if prefill not in PREFILL_MODES:
+        raise ValueError(f"--prefill {prefill!r}: choose from {', '.join(PREFILL_MODES)}")
     if model not in cfg.model_ids:
         default = load_config()
         if model not in default.model_ids:
@@ -121,8 +128,9 @@ def _profile(cfg: FleetConfig, model: str, kv: str, perf_csv: Path) -> InstanceP
     g = next(iter(cfg.model(model).vm_types))
     prof = profiles_for_config(cfg, perf_csv)[(model, g)]
     # the name stays (the executor loads the artifact for this placement's profile); the
-    # training hash tells a policy trained on the other KV rule apart
-    return replace(prof, kv_paging=kv == "paged")
+    # training hash tells a policy trained on the other KV rule or scheduler apart
+    prof = replace(prof, kv_paging=kv == "paged")
+    return prof.whole_prefill() if prefill == "whole" else prof
 
 
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
@@ -148,7 +156,7 @@ def _pool(
     if pool is None:
         raise ValueError("the warehouse has no request rows for that region and model")
     region, model, _, first, last = pool
-    prof = _profile(cfg, spec.serve_on or model, spec.kv, perf_csv)
+    prof = _profile(cfg, spec.serve_on or model, spec.kv, perf_csv, spec.prefill)
     rows = run(
         con,
         "routing/request_rows",

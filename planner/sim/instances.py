@@ -1,66 +1,60 @@
 """The iteration-level reference: requests through continuously batching model instances.
 
-This is the simulator's one reference for how load turns into latency (it replaced the
-per-request heap of the first version). One pool of ``n`` identical instances of one model on
-one VM type, each running the loop of a vLLM-style server with **chunked prefill**
-(Sarathi-Serve; vLLM's ``enable_chunked_prefill``), iteration times from
-:class:`planner.sim.profile.InstanceProfile`:
+This is the simulator's one reference for how load turns into latency. One pool of ``n``
+identical instances of one model on one VM type, each running the loop of a vLLM-style server,
+iteration times from :class:`planner.sim.profile.InstanceProfile`:
 
 * a request is routed to an instance on arrival (:mod:`planner.sim.routing`) and waits in that
   instance's FIFO queue (first come, first served across tiers, as vLLM schedules);
 * every iteration has a **token budget** ``B`` (``InstanceProfile.token_budget``, vLLM's
-  ``max_num_batched_tokens``). At each iteration boundary the scheduler fills it in this
-  order: (1) every running request that has finished its prefill decodes one token (``D``
-  tokens); (2) the request whose prefill is under way (at most one: only the last admitted can
-  be cut short) takes ``min(prompt tokens left, B − D)``; (3) waiting requests that have
-  arrived are admitted in order while budget is left, the batch has fewer than ``max_batch``
-  requests and their KV reservation (prompt + output tokens) fits in ``kv_tokens``; each takes
-  ``min(prompt, budget left)`` prompt tokens as its first chunk. A request arriving exactly at
-  a boundary is admitted there;
-* the iteration time of a batch of ``C`` prefill-chunk tokens and ``D`` decodes at mean
-  context ``x`` (seconds; the profile's ms converted as :mod:`planner.config.throughput`
+  ``max_num_batched_tokens``). **Chunked prefill** (Sarathi-Serve; vLLM's
+  ``enable_chunked_prefill``; ``chunked_prefill``, the default): at each iteration boundary
+  (1) every running request that has finished its prefill decodes one token (``D`` tokens);
+  (2) the prefill under way (at most one: only the last admitted can be cut short) takes
+  ``min(prompt tokens left, B − D)``; (3) arrived queue heads are admitted in order while
+  budget is left, the batch has fewer than ``max_batch`` requests and their KV fits; each
+  takes ``min(prompt, budget left)`` as its first chunk. **Whole prefill** (vLLM v0's default
+  scheduler, chunking off: ``InstanceProfile.whole_prefill``, ``B = max(window, 2048)``): when
+  a queue head can be admitted, the iteration prefills only: whole prompts are admitted while
+  they fit in ``B`` (the first always), batch cap and KV, and the ``D`` decodes **pause** for
+  it; otherwise the iteration decodes. A request arriving exactly at a boundary is admitted
+  there;
+* the iteration time of ``C`` prefill tokens and ``d`` decodes (``d = D``, or 0 in a whole
+  prefill iteration) at mean context ``x`` (seconds; ms as :mod:`planner.config.throughput`
   documents) is the roofline of the two measured regimes::
 
       t = decode_s(D, x)                          if C = 0  (a pure decode iteration)
-      t = prefill_s(C + D)                        if D = 0  (a pure prefill iteration)
-      t = max(prefill_s(C + D), decode_s(D, x))   otherwise
+      t = prefill_s(C + d)                        if d = 0  (a pure prefill iteration)
+      t = max(prefill_s(C + d), decode_s(d, x))   otherwise
 
-  ``prefill_s(T)`` is the measured time of a forward pass over ``T`` tokens (compute-bound:
-  a decode token costs what a prompt token costs there) and ``decode_s(D, x)`` that of ``D``
-  decodes (memory-bound: the weights and the ``D`` contexts' KV are read once); the mixed
-  batch takes the larger. On Llama2-70B/A100 a full iteration of 480 chunk tokens and 32
-  decodes takes ``max(prefill_s(512) = 127 ms, decode_s(32) = 52 ms)``, so a long prompt no
-  longer stalls the batch for its whole prefill (4,096 prompt tokens in one piece: 1.1 s);
+  ``prefill_s(T)`` is the measured time of a forward pass over ``T`` tokens (compute-bound: a
+  decode token costs what a prompt token costs there) and ``decode_s(D, x)`` that of ``D``
+  decodes (memory-bound). On Llama2-70B/A100 a chunked iteration of 480 chunk tokens and 32
+  decodes takes ``max(prefill_s(512) = 127 ms, decode_s(32) = 52 ms)``; a whole 4,096-token
+  prompt takes 1.1 s, during which the decodes of its instance wait;
 * a request's first token comes at the end of the iteration that prefills its last prompt
   token; each decode iteration gives it one more; it leaves the batch (and frees its KV) with
   its last token; an idle instance waits for its next request.
 
 Vectorised across instances: every step advances *each* instance by one scheduled iteration,
 or by a run of identical ones up to its next event: a run of decode iterations (the first
-completion in its batch, or the first iteration boundary at or after its next queued request
-arrives), or a run of full-budget chunks of one long prompt (no other request can join while
-the budget is full: up to its last chunk or the first decode completion). So the step count is
-about the largest number of events of one instance, not of iterations. The iteration time of
-such a run is taken at its start (the mean context grows by a few tokens within it). Chunks of
-one prompt are charged by their token count: the extra attention of a later chunk over the
-earlier ones is not modelled (on the profile, 8 × ``prefill_s(512)`` is within 9 % of
-``prefill_s(4096)`` on every placement, 8 % below it on Llama2-70B/A100).
+completion in its batch, or the first boundary at or after its next queued request arrives and
+fits), or a run of full-budget chunks of one long prompt (up to its last chunk or the first
+decode completion). The iteration time of a run is taken at its start. Chunks of one prompt are
+charged by their token count (on the profile, 8 × ``prefill_s(512)`` is within 9 % of
+``prefill_s(4096)`` on every placement).
 
 A request with a KV reservation larger than the whole cache, or longer than the model's context
 window (prompt + output > ``max_context``: vLLM refuses it), is rejected (never served).
 
-**The KV reservation is an oracle admission.** A request is admitted only when prompt + *true*
-output fits. vLLM does not know the output: its paged cache allocates blocks as tokens are
-computed and, when a running request's next token finds no free block, preempts the most
-recently admitted one by recompute. A profile with ``kv_paging`` runs that instead
-(:mod:`planner.sim.paged`, a subclass overriding the KV hooks ``_fits``, ``_hold``,
-``_release``, ``_kv_run`` and ``_preempt``; the routing scenario's default). The two differ only
-where the cache binds before the batch cap. On Llama2-70B/A100 TP4 it never does: 64 requests
-(the largest measured batch) × the 4,096-token context window = 262,144 tokens < 451,660 in the
-cache, so both give the same times there (a test); this default keeps the planner's curves and
-``bench/simulate.py`` as they were. It binds on Bloom-176B/A100 (55,804 KV tokens for 64 ×
-2,048). Routers never see the reservation: the pool view reports the KV *held* (prompt
-prefilled + tokens generated), as a paged cache would.
+**KV.** By default a request is admitted only when prompt + *true* output fits (an oracle
+reservation, released at the end). A profile with ``kv_paging`` runs vLLM's paged cache
+instead (:mod:`planner.sim.paged`: allocation as tokens are computed, recompute preemption;
+the KV hooks ``_fits``, ``_hold``, ``_release``, ``_kv_run``, ``_preempt``). The two differ only
+where the cache binds before the batch cap: never on Llama2-70B/A100 TP4 (64 × 4,096 tokens <
+451,660 in the cache), so the planner's curves and ``bench/simulate.py`` keep the default; it
+binds on Bloom-176B/A100 (55,804 KV tokens for 64 × 2,048). Routers see the KV *held*
+(prompt prefilled + tokens generated), as a paged cache would.
 """
 
 from __future__ import annotations
@@ -168,6 +162,24 @@ class _Pool:
         self.queued += np.bincount(dest, minlength=self.n)
         self.queued_prompt += np.bincount(dest, weights=self.prompt[ids], minlength=self.n)
 
+    def receive(self, idx: IntArray, router: Router, t: float, late: bool) -> IntArray:
+        """Route requests ``idx`` at ``t`` and queue them (refused ones answered at once);
+        returns those the router deferred. ``late``: some were deferred before."""
+        a = Arrivals(
+            idx, self.arrival[idx], self.prompt[idx], self.output[idx],
+            self.req.tier[idx], self.req.tenant[idx],
+        )  # fmt: skip
+        dest = np.asarray(router.route(a, self.view(t)), dtype=np.int64)
+        need, prof = self.need[idx], self.prof
+        ok = (dest >= 0) & (need <= prof.kv_tokens) & (need <= prof.max_context)
+        deferred: IntArray = idx[dest == DEFER]
+        if len(deferred) or late:
+            # a request released late starts no earlier than its release (idle clocks catch up)
+            self.clock = np.maximum(self.clock, t)
+        self.ended.append(idx[(dest >= 0) & ~ok])  # refused by the instance: answered at once
+        self.enqueue(idx[ok], dest[ok])
+        return deferred
+
     def advance(self, until: float) -> None:
         """Run every instance until its clock reaches ``until`` or it has nothing to do."""
         while True:
@@ -211,7 +223,7 @@ class _Pool:
         and KV allow. Returns the chunk tokens per instance, the prefill under way's share
         of them, and the admissions."""
         p = self.prof
-        room = p.token_budget - self.ndec[ii]
+        room = p.token_budget - (self.ndec[ii] if p.chunked_prefill else 0)
         part = np.where(self.pcol[ii] >= 0, np.clip(room, 0, self.ppre[ii]), 0)
         room = room - part
         chunk = part.copy()
@@ -226,13 +238,14 @@ class _Pool:
                 & (self.arrival[hs] <= self.clock[ii])
                 & (self.nrun[ii] < p.max_batch)
                 & self._fits(ii, hs)
+                & (p.chunked_prefill | (self.prompt[hs] <= room) | (chunk == 0))
             )
             if not cand.any():
                 return chunk, part, admitted
             rows = np.flatnonzero(cand)
             inst, r = ii[rows], h[rows]
             free = np.argmax(self.slot[inst] < 0, axis=1)
-            take = np.minimum(self.prompt[r], room[rows])
+            take = np.minimum(self.prompt[r], room[rows]) if p.chunked_prefill else self.prompt[r]
             chunk[rows] += take
             room[rows] -= take
             self.slot[inst, free] = r
@@ -251,9 +264,10 @@ class _Pool:
         prefill under way's)."""
         p = self.prof
         d = self.ndec[ii]
+        runs = d if p.chunked_prefill else np.where(chunk > 0, 0, d)  # decodes it carries
         td = p.decode_s(np.maximum(d, 1), self.dctx[ii] / np.maximum(d, 1))
-        tp = p.prefill_s(chunk + d)
-        t = np.where(chunk == 0, td, np.where(d > 0, np.maximum(tp, td), tp))
+        tp = p.prefill_s(chunk + runs)
+        t = np.where(chunk == 0, td, np.where(runs > 0, np.maximum(tp, td), tp))
         first_done = self.left[ii].min(axis=1)  # iterations to the first decode completion
         # the prefill under way, before admissions: completes now, or is cut short again
         ongoing = self.pcol[ii] >= 0
@@ -283,13 +297,14 @@ class _Pool:
         k = np.where(chunk == 0, k_dec, k)
         if np.isfinite(until):
             k = np.minimum(k, np.maximum(np.ceil((until - self.clock[ii]) / t), 1))
-        k = self._kv_run(ii, k.astype(np.int64), d)
+        k = self._kv_run(ii, k.astype(np.int64), runs)
+        step = np.where(runs > 0, k, 0)  # decode iterations of the run
         self.clock[ii] += k * t
-        self.left[ii] -= k[:, None]
-        self.dctx[ii] += k * d
+        self.left[ii] -= step[:, None]
+        self.dctx[ii] += step * d
         self.ppre[ii] -= k * part
         # decodes that end: the rows whose first completion came
-        fin = np.flatnonzero(first_done == k)
+        fin = np.flatnonzero(first_done == step)
         if len(fin):
             fr, fc = np.nonzero(self.left[ii[fin]] == 0)
             self._retire(ii[fin[fr]], fc)
@@ -354,14 +369,9 @@ def simulate_instances(
     epoch with the pool's state at the epoch's start."""
     if instances < 1:
         raise ValueError("a pool needs at least one instance")
-    router = router or RoundRobin()
     order = np.argsort(requests.arrival_s, kind="stable")
     sorted_req = Requests(
-        requests.arrival_s[order],
-        requests.prompt[order],
-        requests.output[order],
-        requests.tier[order],
-        requests.tenant[order],
+        *(getattr(requests, f)[order] for f in ("arrival_s", "prompt", "output", "tier", "tenant"))
     )
     if profile.kv_paging:
         from planner.sim.paged import PagedPool
@@ -369,60 +379,11 @@ def simulate_instances(
         pool: _Pool = PagedPool(sorted_req, profile, instances)
     else:
         pool = _Pool(sorted_req, profile, instances)
-    arr = pool.arrival
-    if len(arr) == 0:
-        edges = np.array([0.0])
-    elif np.isfinite(router.epoch_s):
-        edges = np.arange(arr[0], arr[-1] + router.epoch_s, router.epoch_s)
-    else:
-        edges = np.array([arr[0]])
-    cuts = np.searchsorted(arr, edges, side="left")
-    cuts = np.r_[cuts, len(arr)]
-    pending = np.zeros(0, np.int64)  # requests a router deferred (a front-end queue)
-    e = 0
-    while e < len(edges) or len(pending):
-        if e >= len(edges):  # only deferred requests left: keep polling the router
-            edges = np.r_[edges, edges[-1] + router.epoch_s]
-            cuts = np.r_[cuts, len(arr)]
-        t = float(edges[e])
-        pool.advance(t)
-        new = np.arange(cuts[e], cuts[e + 1], dtype=np.int64)
-        e += 1
-        idx = np.r_[pending, new] if len(pending) else new
-        if len(idx) == 0:
-            continue
-        dest = np.asarray(
-            router.route(
-                Arrivals(
-                    idx,
-                    arr[idx],
-                    pool.prompt[idx],
-                    pool.output[idx],
-                    sorted_req.tier[idx],
-                    sorted_req.tenant[idx],
-                ),
-                pool.view(t),
-            ),
-            dtype=np.int64,
-        )
-        deferred = dest == DEFER
-        if deferred.any() and not np.isfinite(router.epoch_s):
-            raise ValueError("a router that defers requests needs a finite epoch_s")
-        pending = idx[deferred]
-        ok = (
-            (dest >= 0)
-            & (pool.need[idx] <= profile.kv_tokens)
-            & (pool.need[idx] <= profile.max_context)
-        )
-        if len(pending) or len(new) < len(idx):
-            # a request released late starts no earlier than its release (idle clocks catch up)
-            pool.clock = np.maximum(pool.clock, t)
-        pool.ended.append(idx[(dest >= 0) & ~ok])  # refused by the instance: answered at once
-        pool.enqueue(idx[ok], dest[ok])
+    _route_all(pool, router or RoundRobin())
     pool.advance(np.inf)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
-    log.debug("%d requests through %d instances in %d steps", len(arr), instances, pool.steps)
+    log.debug("%d requests through %d instances in %d steps", len(order), instances, pool.steps)
     return Served(
         instance=pool.where[back],
         arrival_s=requests.arrival_s.astype(float),
@@ -431,3 +392,30 @@ def simulate_instances(
         output=requests.output.astype(np.int64),
         steps=pool.steps,
     )
+
+
+def _route_all(pool: _Pool, router: Router) -> None:
+    """Offer the arrivals to ``router`` epoch by epoch (deferred ones again at the next epoch),
+    advancing the pool to each epoch's start, and queue each routed request at its instance."""
+    arr, epoch = pool.arrival, router.epoch_s
+    if len(arr) == 0:
+        edges = np.array([0.0])
+    elif np.isfinite(epoch):
+        edges = np.arange(arr[0], arr[-1] + epoch, epoch)
+    else:
+        edges = np.array([arr[0]])
+    cuts = np.r_[np.searchsorted(arr, edges, side="left"), len(arr)]
+    pending = np.zeros(0, np.int64)  # requests a router deferred (a front-end queue)
+    e = 0
+    while e < len(edges) or len(pending):
+        if e >= len(edges):  # only deferred requests left: keep polling the router
+            edges, cuts = np.r_[edges, edges[-1] + epoch], np.r_[cuts, len(arr)]
+        t = float(edges[e])
+        pool.advance(t)
+        new = np.arange(cuts[e], cuts[e + 1], dtype=np.int64)
+        e += 1
+        idx = np.r_[pending, new] if len(pending) else new
+        if len(idx):
+            pending = pool.receive(idx, router, t, late=len(pending) > 0)
+            if len(pending) and not np.isfinite(epoch):
+                raise ValueError("a router that defers requests needs a finite epoch_s")
