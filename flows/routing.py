@@ -47,7 +47,7 @@ from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
 from planner.sim import learn_router
 from planner.sim.instances import Requests, simulate_instances
-from planner.sim.profile import InstanceProfile, fit_context, profiles_for_config
+from planner.sim.profile import TOKEN_BUDGET, InstanceProfile, fit_context, profiles_for_config
 from planner.sim.routers import JoinShortestQueue, LeastTokens, LinearMix, constant_estimate
 from planner.sim.routing import RoundRobin, Router
 
@@ -133,6 +133,14 @@ def _profile(
     return prof.whole_prefill() if prefill == "whole" else prof
 
 
+def load_unit(prof: InstanceProfile) -> InstanceProfile:
+    """The profile whose best rates define the load: the chunked server's under either
+    scheduler, so that a stated load replays the same arrivals under both (a whole-prefill
+    server's best prefill rate is over 2,048-token iterations: 12 % higher on Bloom-176B)."""
+    chunked = replace(prof, chunked_prefill=True, token_budget=TOKEN_BUDGET)
+    return prof if prof.chunked_prefill else chunked
+
+
 def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
     """The rows as requests to ``prof``, stretched to the load. Served on another model
     (``serve_on``), sizes are fitted to its context window as a client of a short-window model
@@ -142,7 +150,7 @@ def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> R
     output = rows["output_tokens"].to_numpy(np.int64)
     if spec.serve_on:
         prompt, output = fit_context(prompt, output, prof.max_context)
-    busy = prof.busy_s(prompt, output)
+    busy = load_unit(prof).busy_s(prompt, output)
     arr = stretch(rows["arrival_time"], busy, spec.instances, spec.load, spec.load_basis)
     return Requests(arr, prompt, output)
 
@@ -255,7 +263,7 @@ def _evaluate_window(
     w = pool.evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
     span = (str(w["arrival_time"].iloc[0]), str(w["arrival_time"].iloc[-1]))
     req = _requests(w, prof, spec)
-    busy = prof.busy_s(req.prompt, req.output)
+    busy = load_unit(prof).busy_s(req.prompt, req.output)
     load = window_load(w["arrival_time"], req.arrival_s, busy, spec.instances)
     own = indexed(est[k * spec.requests : (k + 1) * spec.requests])
     flat = constant_estimate(mean_out)
