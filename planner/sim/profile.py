@@ -26,7 +26,9 @@ only there). From it, per (model, hardware, tensor-parallel degree):
   full iteration stays near 2.8× the batch-1 decode (127 vs 45 ms); 2,048 would gain 4 %
   prefill throughput there (11 % at most, Bloom-176B/A100) for 487-ms iterations, eight times
   the IW-F TPOT target of 60 ms. It is also the budget Sarathi-Serve used for strict latency
-  targets and vLLM's first chunked-prefill default.
+  targets and vLLM's first chunked-prefill default. :meth:`InstanceProfile.whole_prefill` is
+  the same instance under vLLM v0's default scheduler instead (no chunking, prefill-only
+  iterations pausing the decodes, a budget of ``max(context window, 2048)`` tokens).
 
 Hardware without rows (C/D on H100) is scaled from A100 by the A/B time ratio, as
 :mod:`planner.config.throughput` does for the throughput figures.
