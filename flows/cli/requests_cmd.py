@@ -167,23 +167,6 @@ def evaluate_requests(
     fairserve against the no-flood run; the pool options apply to routing)."""
     if scenario not in SCENARIOS:
         fail(f"--scenario: unknown {scenario!r}; choose from {', '.join(SCENARIOS)}", code=2)
-    opts = {
-        "region": region,
-        "model": model,
-        "instances": instances,
-        "load": load,
-        "load_basis": load_basis,
-        "requests": requests,
-        "train_requests": train_requests,
-        "seed": seed,
-        "retrain": retrain,
-        "windows": windows,
-        "predictor_rows": predictor_rows,
-        "search_rounds": search_rounds,
-        "search_population": search_population,
-        "perf": perf,
-        "serve_on": serve_on,
-        "kv": kv,
-        "prefill": prefill,
-    }
+    # every option but the scenario's name and the output format, by parameter name
+    opts = {k: v for k, v in locals().items() if k not in ("ctx", "scenario", "as_json")}
     SCENARIOS[scenario](ctx, opts, as_json)
