@@ -44,7 +44,6 @@ class FleetIndex:
     spot_price: Array  # [r, g]
     quota: Array  # [r, g] (0 where the fleet has no entry)
     spot_available: Array  # [r, g]
-    has_entry: npt.NDArray[np.bool_]  # [r, g] the fleet lists (r, g)
     theta_in: Array  # [m, g, k] configured input tokens/s per instance (0: cannot run)
     theta_out: Array  # [m, g, k] configured output tokens/s per instance
     headroom: Array  # [k]
@@ -117,13 +116,13 @@ def fleet_index(cfg: FleetConfig) -> FleetIndex:
     types = [cfg.vm_type(g) for g in vms]
     price = np.tile([v.price_per_hour for v in types], (nr, 1)).astype(float)
     spot_price = np.tile([v.spot_price_per_hour for v in types], (nr, 1)).astype(float)
-    quota, spot, has = np.zeros((nr, ng)), np.zeros((nr, ng)), np.zeros((nr, ng), dtype=bool)
+    quota, spot = np.zeros((nr, ng)), np.zeros((nr, ng))
     for a, r in enumerate(regions):
         for j, g in enumerate(vms):
             e = cfg.fleet_entry(r, g)
             if e is None:
                 continue
-            has[a, j], quota[a, j], spot[a, j] = True, e.quota, e.spot_available
+            quota[a, j], spot[a, j] = e.quota, e.spot_available
             price[a, j] = e.price_per_hour or price[a, j]
             if e.spot_price_per_hour is not None:
                 spot_price[a, j] = e.spot_price_per_hour
@@ -146,7 +145,6 @@ def fleet_index(cfg: FleetConfig) -> FleetIndex:
         spot_price=spot_price,
         quota=quota,
         spot_available=spot,
-        has_entry=has,
         theta_in=t_in,
         theta_out=t_out,
         # sized on the latency target (planner.ilp.sizing), interactive demand already holds

@@ -107,10 +107,6 @@ class Clairvoyant:
     vm_types: npt.NDArray[np.int64]  # [r, m] the VM type each pool runs on
     reachable: bool = True  # every pool's type can meet the attainment targets
 
-    @property
-    def utilisation_floor_share(self) -> float:
-        return self.floor_gpu_hours / self.gpu_hours if self.gpu_hours else 0.0
-
 
 def vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> tuple[Array, Array]:
     """Per minute, GPUs and $/min of the whole VMs that hold ``inst`` [T, r, m] (each pool
