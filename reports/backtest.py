@@ -109,6 +109,24 @@ def write_report(selection: Selection, out_dir: Path) -> dict[str, Any]:
     return agg
 
 
+def deployed_rows(agg: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Per metric and overall: folds, MASE, seasonal naive's MASE, the improvement, the 95 %
+    band's coverage and the share at or below p95, formatted."""
+    return [
+        (
+            name,
+            f"{s['folds']:.0f}",
+            f"{s['mase']:.3f}",
+            f"{s['snaive24_mase']:.3f}",
+            f"{s['improvement_vs_snaive24']:.1%}",
+            f"{s['band95_coverage']:.1%}",
+            f"{s['p95_coverage']:.1%}",
+        )
+        for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]
+        if s
+    ]
+
+
 def _markdown(
     selection: Selection, agg: dict[str, Any], scores: pd.DataFrame, plot: Path | None
 ) -> str:
@@ -130,14 +148,7 @@ def _markdown(
         "| metric | folds | MASE | seasonal naive MASE | better by | 95 % band coverage | ≤ p95 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]:
-        if not s:
-            continue
-        lines.append(
-            f"| {name} | {s['folds']:.0f} | {s['mase']:.3f} | {s['snaive24_mase']:.3f} | "
-            f"{s['improvement_vs_snaive24']:.1%} | {s['band95_coverage']:.1%} | "
-            f"{s['p95_coverage']:.1%} |"
-        )
+    lines += ["| " + " | ".join(row) + " |" for row in deployed_rows(agg)]
     lines += [
         "",
         "## Candidates (mean fold MASE)",
@@ -161,4 +172,4 @@ def _hardest(scores: pd.DataFrame) -> list[str]:
     return [*head, "|---|---|---:|", *rows]
 
 
-__all__ = ["aggregate", "plot_series", "write_report"]
+__all__ = ["aggregate", "deployed_rows", "plot_series", "write_report"]
