@@ -245,44 +245,23 @@ def run_sweep(
     ``seconds`` in the result: the set-up, the forecasts (while the planless points replay),
     the plans (while the finished quantiles' points replay) and the rest of the replays."""
     points = grid(families, quantiles)
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
-
-    def done(_f: Future[Any]) -> None:
-        if progress:
-            progress(1)
-
+    lap = _Laps()
+    progress = progress or (lambda _n: None)
     cfg = with_solver(cfg, seed, time_limit_s)
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, hours, end)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
-    replays: dict[int, Future[dict[str, Any]]] = {}
     sequences: dict[float, list[Plan]] = {}
-    window = Window(p, demand, wb, clair, serving)
-    with Engine(window, workers, dask_address(cfg)) as pool:
-        for i, pt in enumerate(points):
-            if pt.family != "plan":
-                replays[i] = pool.point(pt, {})
-                replays[i].add_done_callback(done)
+    with Engine(Window(p, demand, wb, clair, serving), workers, dask_address(cfg)) as pool:
+        replays = _queue(pool, points, {}, progress)
         inputs = hour_inputs(con, cfg, start, hours) if wanted else []
         lap("forecasts")
         solving = {pool.sequence(at_quantile(cfg, q), inputs): q for q in wanted}
         for f in as_completed(solving):
             q = solving[f]
             sequences[q] = f.result()
-            if progress:
-                progress(hours)
-            plans = {q: plan_targets(sequences[q], p)}
-            for i, pt in enumerate(points):
-                if pt.family == "plan" and float(pt.params["quantile"]) == q:
-                    replays[i] = pool.point(pt, plans)
-                    replays[i].add_done_callback(done)
+            progress(hours)
+            replays |= _queue(pool, points, {q: plan_targets(sequences[q], p)}, progress)
         lap("plans")
         rows = [replays[i].result() for i in range(len(points))]
         lap("replays")
@@ -295,8 +274,38 @@ def run_sweep(
         config_hash(cfg),
         seed,
         {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
-        seconds,
+        lap.seconds,
     )
+
+
+def _queue(
+    pool: Engine,
+    points: Sequence[Point],
+    plans: dict[float, PlanTargets],
+    progress: Callable[[int], None],
+) -> dict[int, Future[dict[str, Any]]]:
+    """Queue the points that need no plan (``plans`` empty) or that follow one of ``plans``
+    (by quantile), by their position in ``points``; each done is one step of ``progress``."""
+    queued = {}
+    for i, pt in enumerate(points):
+        wants = pt.family == "plan"
+        if wants == bool(plans) and (not wants or float(pt.params["quantile"]) in plans):
+            queued[i] = pool.point(pt, plans)
+            queued[i].add_done_callback(lambda _f: progress(1))
+    return queued
+
+
+class _Laps:
+    """Seconds between calls, by the name of the part that just ended."""
+
+    def __init__(self) -> None:
+        self.clock = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.clock, 2)
+        self.clock = now
 
 
 def _references(wb: float, clair: Clairvoyant, demand: MinuteDemand) -> dict[str, Any]:
