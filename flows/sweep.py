@@ -34,16 +34,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.evaluation import window_fleet, with_solver
+from flows.evaluation import rolling_plans, window_fleet, with_solver
 from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash
 from planner.fleet_index import input_shares
-from planner.ilp.data import build_data, plan_horizon, state_from_config
+from planner.ilp.data import FleetState, PlanningData, build_data, plan_horizon
 from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan
-from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.bounds import Clairvoyant
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
@@ -111,27 +110,18 @@ def at_quantile(cfg: FleetConfig, q: float) -> FleetConfig:
 def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[Plan]:
     """The rolling hourly plans of ``flows.evaluation.plan_sequence`` from prepared inputs
     (pure: runs in a worker process)."""
-    plans: list[Plan] = []
-    settings = solver_settings(cfg)
-    for hour in inputs:
-        previous = plans[-1] if plans else None
-        origin = hour.as_of.floor("h")
-        state = previous.state_at(origin) if previous else state_from_config(cfg)
+    at = {hour.as_of: hour for hour in inputs}
+
+    def data(as_of: pd.Timestamp, state: FleetState) -> PlanningData:
+        hour = at[as_of]
         demand = planning_demand(hour.forecasts, cfg, hour.shares)
-        data = build_data(
-            cfg,
-            demand,
-            state,
-            hour.as_of.to_pydatetime(),
-            hour.shares,
-            forecast_origin=origin,
-            interactive_mean=interactive_means(hour.forecasts, cfg),
+        means = interactive_means(hour.forecasts, cfg)
+        when, origin = as_of.to_pydatetime(), as_of.floor("h")
+        return build_data(
+            cfg, demand, state, when, hour.shares, forecast_origin=origin, interactive_mean=means
         )
-        plan, check = make_plan(data, settings, previous)
-        if not check.ok:
-            log.warning("plan for %s violates: %s", plan.start, check.violations[:3])
-        plans.append(plan)
-    return plans
+
+    return rolling_plans(cfg, list(at), data)
 
 
 def replay_setup(
