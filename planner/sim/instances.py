@@ -150,8 +150,7 @@ class _Pool:
             self.req.tier[idx], self.req.tenant[idx],
         )  # fmt: skip
         dest = np.asarray(router.route(a, self.view(t)), dtype=np.int64)
-        need, prof = self.need[idx], self.prof
-        ok = (dest >= 0) & (need <= prof.kv_tokens) & (need <= prof.max_context)
+        ok = (dest >= 0) & (self.need[idx] <= min(self.prof.kv_tokens, self.prof.max_context))
         deferred: IntArray = idx[dest == DEFER]
         if len(deferred) or late:
             # a request released late starts no earlier than its release (idle clocks catch up)
@@ -218,8 +217,9 @@ class _Pool:
                 & (self.arrival[hs] <= self.clock[ii])
                 & (self.nrun[ii] < p.max_batch)
                 & self._fits(ii, hs)
-                & (p.chunked_prefill | (self.prompt[hs] <= room) | (chunk == 0))
             )
+            if not p.chunked_prefill:  # whole prompts: the first of the iteration, or fitting
+                cand &= (self.prompt[hs] <= room) | (chunk == 0)
             if not cand.any():
                 return chunk, part, _joined(admitted)
             rows = np.flatnonzero(cand)
@@ -265,7 +265,7 @@ class _Pool:
         completes[rows[~new_partial]] = True
         k = self._run_length(ii, chunk, completes, first_done, t, until)
         k = self._kv_run(ii, k, runs)
-        step = np.where(runs > 0, k, 0)  # decode iterations of the run
+        step = k if p.chunked_prefill else np.where(runs > 0, k, 0)  # decode iterations
         self.clock[ii] += k * t
         self.left[ii] -= step[:, None]
         self.dctx[ii] += step * d
