@@ -22,8 +22,8 @@ totals added as series and scores bottom-up, OLS and WLS reconciliation per leve
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -34,6 +34,10 @@ from typing import Any, cast
 ROOT = Path(__file__).resolve().parents[1]
 SERVEGEN = ROOT.parent / "shared" / "data" / "servegen" / "language"
 MODEL_OF = {"m-mid": "llama3.1-8b", "m-large": "llama2-70b"}
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forecast_bands import band_rows, print_bands, score_bands  # noqa: E402
+from forecast_reconcile import evaluate_reconciliation, print_reconciliation  # noqa: E402
 
 
 def build(
@@ -60,15 +64,18 @@ def evaluate(
     nowcast: Any = None,
     champion: str | None = None,
     bands: tuple[str, ...] = (),
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     """The selection at the end of the log (and ``shifts`` hours earlier: origins at other
     clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
     of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``).
-    ``bands``: each selection's rows re-calibrated with each adaptive band (``none``: the
-    plain band, checked equal to the selection's own), pooled the same way (``out["bands"]``)."""
+    ``bands``: each selection's rows re-calibrated with each band (:mod:`forecast_bands`),
+    pooled the same way (``out["bands"]``). ``cache``: a folder where each selection is
+    pickled on its first run and read back after (bench only; delete it when the model
+    changes: ``selection_s`` is then the first run's)."""
     import pandas as pd
 
-    from flows.forecasting import load_demand, run_selection, settings_from_config
+    from flows.forecasting import load_demand, settings_from_config
     from flows.warehouse.connection import connect
     from planner.config import load_config
     from planner.forecast.horizon import deployed_hours, summarize
@@ -76,41 +83,29 @@ def evaluate(
     from reports.backtest import aggregate
 
     cfg = load_config()
-    update: dict[str, Any] = {}
-    if candidates is not None:
-        update["candidates"] = candidates
-    if champion is not None:
-        update["champion"] = champion
+    update: dict[str, Any] = {"candidates": candidates, "champion": champion}
+    update = {k: v for k, v in update.items() if v is not None}
     if update:
         cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    settings = settings_from_config(cfg)
     rows, walls, origins = [], [], []
-    band_rows: dict[str, list[Any]] = {b: [] for b in bands}
+    by_band: dict[str, list[Any]] = {b: [] for b in bands}
     out: dict[str, Any] = {}
     with connect(wh) as con:
         row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
         if row is None or row[0] is None:
             raise SystemExit(f"{wh}: no demand to score; ingest a log first")
-        end = row[0]
         for shift in shifts:
-            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
-            started = time.perf_counter()
-            selection = run_selection(con, cfg, as_of, workers)
-            walls.append(time.perf_counter() - started)
+            as_of = pd.Timestamp(row[0]) + pd.Timedelta(hours=1 - shift)
+            selection, wall = _selection(con, cfg, as_of, workers, cache, shift)
+            walls.append(wall)
             deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
             rows.append(with_nowcast(con, deployed, as_of, nowcast))
             if bands:
-                settings = settings_from_config(cfg)
-                panel = build_panel(
-                    load_demand(con, as_of, settings.history_h),
-                    as_of,
-                    settings.history_h,
-                    settings.metrics,
-                )
-                for spec in bands:
-                    recal = recalibrated(selection, panel, settings.backtest, spec)
-                    band_rows[spec].append(
-                        deployed_hours(recal, selection.folds, selection.deployed)
-                    )
+                demand = load_demand(con, as_of, settings.history_h)
+                panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
+                for spec, part in band_rows(selection, panel, settings.backtest, bands).items():
+                    by_band[spec].append(part)
             origins += [str(o) for o in sorted(selection.deployed["origin"].unique())]
             if not out:
                 out = aggregate(selection)
@@ -119,14 +114,7 @@ def evaluate(
     out["by_horizon"] = summarize(pooled, LEADS)
     out["rows"] = pooled
     if bands:
-        pooled_bands = {b: pd.concat(r, ignore_index=True) for b, r in band_rows.items()}
-        out["bands"] = {b: summarize(r, LEADS) for b, r in pooled_bands.items()}
-        if "none" in pooled_bands:
-            out["bands_pinball_change"] = {
-                b: pinball_change(pooled_bands["none"], r)
-                for b, r in pooled_bands.items()
-                if b != "none"
-            }
+        out |= score_bands(by_band, LEADS)
     out["selection_s"] = round(walls[0], 1)
     out["deployed_origins"] = sorted(origins)
     out["candidates_run"] = list(cfg.forecast.candidates)
@@ -134,133 +122,26 @@ def evaluate(
     return out
 
 
+def _selection(
+    con: Any, cfg: Any, as_of: Any, workers: int, cache: Path | None, shift: int
+) -> tuple[Any, float]:
+    """The selection at ``as_of`` and its wall time (read from ``cache`` if it is there)."""
+    from flows.forecasting import run_selection
+
+    stored = cache / f"selection-{shift}.pkl" if cache else None
+    if stored is not None and stored.exists():
+        selection, wall = pickle.loads(stored.read_bytes())
+        return selection, wall
+    started = time.perf_counter()
+    selection = run_selection(con, cfg, as_of, workers)
+    wall = time.perf_counter() - started
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(pickle.dumps((selection, wall)))
+    return selection, wall
+
+
 LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
-
-
-def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
-    """The selection's hourly rows with the band made again: plain (``none``, which must give
-    the selection's own quantiles), adapted (:class:`planner.forecast.adaptive.BandAdapt`) or
-    pooled otherwise (``pool:own=0.25/group=metric/tail=0.8``:
-    :class:`planner.forecast.calibration.Pooling`)."""
-    import numpy as np
-
-    from planner.forecast.adaptive import BandAdapt
-    from planner.forecast.bands import recalibrate
-    from planner.forecast.calibration import Pooling
-
-    pool = Pooling.parse(spec) if spec.startswith("pool:") else None
-    adapt = None if spec == "none" or pool is not None else BandAdapt.parse(spec)
-    out = recalibrate(selection.hours, panel, settings, adapt, pool)
-    if spec == "none":
-        key = ["series", "forecaster", "origin", "h"]
-        own = selection.hours.merge(out[[*key, "q_0_975"]], on=key, suffixes=("", "_again"))
-        if not np.allclose(own["q_0_975"], own["q_0_975_again"], equal_nan=True):
-            raise SystemExit("re-calibrating the plain band did not give the selection's own")
-    return out
-
-
-def pinball_change(before: Any, after: Any) -> dict[str, dict[str, float]]:
-    """Per lead (and 1-24): the scaled pinball loss after − before on the same conformal points
-    (relative), with its standard error clustered by origin (paired)."""
-    import numpy as np
-    import pandas as pd
-
-    key = ["series", "origin", "h"]
-    both = before[[*key, "pinball", "conformal"]].merge(
-        after[[*key, "pinball"]], on=key, suffixes=("_before", "_after")
-    )
-    both = both[both["conformal"]]
-    out: dict[str, dict[str, float]] = {}
-    for lead in (*(str(h) for h in LEADS), "1-24"):
-        g = both if lead == "1-24" else both[both["h"] == int(lead)]
-        if g.empty:
-            continue
-        diff = g["pinball_after"] - g["pinball_before"]
-        per = pd.DataFrame({"o": g["origin"], "d": diff}).groupby("o")["d"].agg(["sum", "size"])
-        mean = float(diff.mean())
-        k = len(per)
-        se = float(np.sqrt(k / max(k - 1, 1) * ((per["sum"] - per["size"] * mean) ** 2).sum()))
-        base = float(g["pinball_before"].mean())
-        out[lead] = {"change": mean / base, "se": se / len(g) / base}
-    return out
-
-
-def evaluate_reconciliation(
-    wh: Path, workers: int = 2, shifts: tuple[int, ...] = (0,)
-) -> dict[str, Any]:
-    """The selection on the additive metrics with region × model and model totals added as
-    series; the deployed base forecasts of every node reconciled (bottom-up, OLS, WLS) per
-    origin and lead; MASE per level, lead and method on the same points (scale: each node's
-    in-sample seasonal-naive MAE before the origin)."""
-    import numpy as np
-    import pandas as pd
-
-    from flows.forecasting import load_demand, process_mapper, settings_from_config
-    from flows.warehouse.connection import connect
-    from planner.config import load_config
-    from planner.forecast.horizon import deployed_hours
-    from planner.forecast.pipeline import select_models
-    from planner.forecast.reconcile import ADDITIVE, METHODS, level_of, reconcile_rows, with_totals
-
-    cfg = load_config()
-    settings = settings_from_config(cfg)
-    settings = dataclasses.replace(settings, metrics=ADDITIVE)
-    frames, origins, walls = [], [], []
-    with connect(wh) as con:
-        row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
-        if row is None or row[0] is None:
-            raise SystemExit(f"{wh}: no complete hour of demand to reconcile")
-        end = row[0]
-        for shift in shifts:
-            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
-            demand = with_totals(load_demand(con, as_of, settings.history_h))
-            started = time.perf_counter()
-            sel = select_models(demand, as_of, settings, process_mapper(workers))
-            walls.append(time.perf_counter() - started)
-            rows = deployed_hours(sel.hours, sel.folds, sel.deployed)
-            for method in METHODS:
-                rec = reconcile_rows(rows, method)
-                rows[f"{method}_err"] = np.abs(rows["actual"] - rec) / rows["scale"]
-            frames.append(rows)
-            origins += [str(o) for o in rows["origin"].unique()]
-    rows = pd.concat(frames, ignore_index=True)
-    rows["level"] = rows["series"].map(level_of)
-    out: dict[str, Any] = {"origins": sorted(set(origins)), "selection_s": walls}
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for level, group in rows.groupby("level"):
-        per: dict[str, dict[str, float]] = {}
-        for lead in ("1", "6", "24", "1-24"):
-            g = group if lead == "1-24" else group[group["h"] == int(lead)]
-            g = g.dropna(subset=["snaive24_err"])
-            per[lead] = {
-                "points": float(len(g)),
-                "base": float(g["err"].mean()),
-                "snaive24": float(g["snaive24_err"].mean()),
-                **{m: float(g[f"{m}_err"].mean()) for m in METHODS},
-            }
-        table[str(level)] = per
-    out["by_level"] = table
-    return out
-
-
-def print_reconciliation(label: str, result: dict[str, Any]) -> None:
-    origins = result["origins"]
-    print(
-        f"\n== reconciliation, {label}: token and request rate; figures rest on {len(origins)} "
-        f"origins ({origins[0]} .. {origins[-1]}); selections {result['selection_s']} s"
-    )
-    print(
-        f"{'level':13s} {'lead':>5s} {'points':>6s} {'sn24':>6s} {'base':>6s} "
-        f"{'bu':>6s} {'ols':>6s} {'wls':>6s}  (MASE; best reconciled vs base)"
-    )
-    for level, leads in result["by_level"].items():
-        for lead, s in leads.items():
-            best = min(("bu", "ols", "wls"), key=lambda m: s[m])
-            print(
-                f"{level:13s} {lead:>5s} {s['points']:6.0f} {s['snaive24']:6.3f} {s['base']:6.3f} "
-                f"{s['bu']:6.3f} {s['ols']:6.3f} {s['wls']:6.3f}  "
-                f"{best} {1 - s[best] / s['base']:+.1%}"
-            )
 
 
 def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
@@ -418,30 +299,6 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         print_bands(result)
 
 
-def print_bands(result: dict[str, Any]) -> None:
-    """The adaptive bands side by side with the plain one (all metrics), per lead."""
-    print(
-        "band re-calibrated (all metrics): 95 % coverage ±se by origin [below/above], scaled "
-        "pinball, pinball change vs none ±se by origin (paired)"
-    )
-    changes = result.get("bands_pinball_change", {})
-    for spec, per_metric in result["bands"].items():
-        leads = per_metric.get("all", {})
-        cells = []
-        for lead in ("1", "6", "24", "1-24"):
-            s = leads.get(lead)
-            if not s:
-                continue
-            c = changes.get(spec, {}).get(lead)
-            delta = f" {c['change']:+.1%}±{c['se']:.1%}" if c else ""
-            cells.append(
-                f"{lead}: {s['band95_coverage']:.1%}±{s['band95_coverage_se']:.1%} "
-                f"[{s['band95_below']:.1%}/{s['band95_above']:.1%}] "
-                f"pin {s['scaled_pinball']:.3f}{delta}"
-            )
-        print(f"  {spec:14s} " + " | ".join(cells))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--logs", default="m-large:7,m-large:11", help="source:seed,...")
@@ -462,6 +319,12 @@ def main() -> None:
     )
     parser.add_argument("--champion", help="the selection's default forecaster")
     parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
+    parser.add_argument(
+        "--reuse-selections",
+        action="store_true",
+        help="with --keep: pickle each selection there and reuse it (e.g. to score more "
+        "--bands on the same selections); delete the folder when the model changes",
+    )
     parser.add_argument(
         "--reconcile",
         action="store_true",
@@ -502,6 +365,7 @@ def main() -> None:
                     shifts,
                     champion=args.champion,
                     bands=tuple(b for b in args.bands.split(",") if b),
+                    cache=folder / f"selections-{cand}" if args.reuse_selections else None,
                 )
                 if args.dump:
                     Path(args.dump).mkdir(parents=True, exist_ok=True)
