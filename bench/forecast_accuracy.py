@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVEGEN = ROOT.parent / "shared" / "data" / "servegen" / "language"
@@ -37,11 +37,15 @@ MODEL_OF = {"m-mid": "llama3.1-8b", "m-large": "llama2-70b"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_bands import band_rows, print_bands, score_bands  # noqa: E402
+from forecast_nowcast import tune_nowcast, with_nowcast  # noqa: E402
 from forecast_reconcile import evaluate_reconciliation, print_reconciliation  # noqa: E402
 
 
 def build(
-    workdir: Path, scale: float, seed: int, sources: tuple[str, ...] = ("m-mid", "m-large")
+    workdir: Path,
+    scale: float,
+    seed: int,
+    sources: tuple[str, ...] = ("m-mid", "m-large"),
 ) -> Path:
     sageserve = str(Path(sys.executable).with_name("sageserve"))
     logs, wh = workdir / "logs", workdir / "wh.duckdb"
@@ -51,7 +55,9 @@ def build(
     args += ["--scale", str(scale), "--seed", str(seed), "--out", str(logs)]
     subprocess.run(args, check=True, capture_output=True)
     subprocess.run(
-        [sageserve, "--warehouse", str(wh), "ingest", str(logs)], check=True, capture_output=True
+        [sageserve, "--warehouse", str(wh), "ingest", str(logs)],
+        check=True,
+        capture_output=True,
     )
     return wh
 
@@ -70,23 +76,17 @@ def evaluate(
     clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
     of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``).
     ``bands``: each selection's rows re-calibrated with each band (:mod:`forecast_bands`),
-    pooled the same way (``out["bands"]``). ``cache``: a folder where each selection is
-    pickled on its first run and read back after (bench only; delete it when the model
-    changes: ``selection_s`` is then the first run's)."""
+    pooled the same way (``out["bands"]``). ``cache``: a folder each selection is pickled to
+    on its first run and read from after (delete it when the model changes)."""
     import pandas as pd
 
     from flows.forecasting import load_demand, settings_from_config
     from flows.warehouse.connection import connect
-    from planner.config import load_config
     from planner.forecast.horizon import deployed_hours, summarize
     from planner.forecast.series import build_panel
     from reports.backtest import aggregate
 
-    cfg = load_config()
-    update: dict[str, Any] = {"candidates": candidates, "champion": champion}
-    update = {k: v for k, v in update.items() if v is not None}
-    if update:
-        cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    cfg = _config(candidates, champion)
     settings = settings_from_config(cfg)
     rows, walls, origins = [], [], []
     by_band: dict[str, list[Any]] = {b: [] for b in bands}
@@ -122,6 +122,17 @@ def evaluate(
     return out
 
 
+def _config(candidates: list[str] | None, champion: str | None) -> Any:
+    """The config with the forecast's candidates and champion replaced where given."""
+    from planner.config import load_config
+
+    cfg = load_config()
+    update = {k: v for k, v in (("candidates", candidates), ("champion", champion)) if v}
+    if update:
+        cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    return cfg
+
+
 def _selection(
     con: Any, cfg: Any, as_of: Any, workers: int, cache: Path | None, shift: int
 ) -> tuple[Any, float]:
@@ -142,88 +153,6 @@ def _selection(
 
 
 LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
-
-
-def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
-    """Add ``offset``, ``reading`` (the first minutes of each origin's hour, what the hourly
-    job has seen when it plans) and ``nowcast_err`` (the deployed forecast corrected by it)."""
-    import numpy as np
-    import pandas as pd
-
-    from flows.forecasting import load_demand
-    from flows.warehouse.sqlfiles import run
-    from planner.forecast.calibration import OFFSET_SHARE
-    from planner.forecast.nowcast import NowcastParams, apply_rows, partial_values
-    from planner.forecast.series import build_panel
-
-    if rows.empty:
-        return rows
-    params = params or NowcastParams()
-    origins = sorted(rows["origin"].unique())
-    observed = build_panel(load_demand(con, as_of, 28 * 24), as_of).observed
-    level = observed.rolling(168, min_periods=1).mean().shift(1)
-    key = pd.MultiIndex.from_frame(rows[["origin", "series"]])
-    stacked = level.stack(future_stack=True)
-    rows = rows.copy()
-    rows["offset"] = np.maximum(OFFSET_SHARE * stacked.reindex(key).to_numpy(dtype=float), 1e-6)
-    partial = run(
-        con,
-        "forecast/partial_hours",
-        since=pd.Timestamp(origins[0]),
-        until=pd.Timestamp(origins[-1]) + pd.Timedelta(hours=1),
-        minutes=params.minutes,
-    ).df()
-    wide = partial_values(partial, params.minutes)
-    readings = cast("pd.Series[float]", wide.stack(future_stack=True).swaplevel())
-    readings.index.names = ["series", "origin"]
-    rows["reading"] = readings.reindex(
-        pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    ).to_numpy(dtype=float)
-    nowcast = apply_rows(rows, readings, params)
-    rows["nowcast_err"] = np.abs(rows["actual"] - nowcast) / rows["scale"]
-    # the product widens the nowcast point with the same log-residual quantiles: the band's
-    # edges move by the point's factor (offset: 5 % of the week's level, as the calibration's)
-    offset = rows["offset"].to_numpy(dtype=float)
-    factor = (nowcast + offset) / (np.maximum(rows["point"].to_numpy(dtype=float), 0) + offset)
-    low = (rows["q_0_025"].to_numpy(dtype=float) + offset) * factor - offset
-    high = (rows["q_0_975"].to_numpy(dtype=float) + offset) * factor - offset
-    rows["nowcast_in_band"] = (rows["actual"] >= low) & (rows["actual"] <= high)
-    return rows
-
-
-def tune_nowcast(rows: Any) -> Any:
-    """Grid search of the nowcast's weight per metric and decay on pooled 1-24 MASE (run on
-    the tuning log only)."""
-    import numpy as np
-    import pandas as pd
-
-    from planner.forecast.nowcast import NowcastParams, apply_rows, correction
-
-    metric = rows["series"].str.rsplit("|", n=1).str[1]
-    readings = rows[rows["h"] == 1].set_index(["series", "origin"])["reading"]
-    bias = {}
-    for m in sorted(metric.unique()):
-        first = rows[(rows["h"] == 1) & (metric == m)]
-        r0 = correction(
-            first["point"].to_numpy(),
-            first["reading"].to_numpy(),
-            first["offset"].to_numpy(),
-            m,
-            NowcastParams(bias={}),
-        )
-        bias[m] = round(float(np.median(r0)), 3)
-    best: dict[str, tuple[float, float, float]] = {}
-    for decay in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-        for w in np.round(np.arange(0.0, 1.01, 0.1), 2):
-            p = NowcastParams(
-                weight={m: float(w) for m in bias}, bias=bias, decay={m: decay for m in bias}
-            )
-            err = np.abs(rows["actual"] - apply_rows(rows, readings, p)) / rows["scale"]
-            for m, e in pd.Series(err.to_numpy(), index=metric.to_numpy()).groupby(level=0):
-                score = float(e.mean())
-                if str(m) not in best or score < best[str(m)][0]:
-                    best[str(m)] = (score, float(w), decay)
-    return {"bias": bias, "best (mase, weight, decay)": best}
 
 
 def _candidates(spec: str) -> list[str] | None:
@@ -299,7 +228,7 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         print_bands(result)
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--logs", default="m-large:7,m-large:11", help="source:seed,...")
     parser.add_argument("--scale", type=float, default=0.002)
@@ -315,7 +244,9 @@ def main() -> None:
         help="selections this many hours before the log's end (origins at other clock hours)",
     )
     parser.add_argument(
-        "--tune-nowcast", action="store_true", help="grid-search the nowcast on these logs"
+        "--tune-nowcast",
+        action="store_true",
+        help="grid-search the nowcast on these logs",
     )
     parser.add_argument("--champion", help="the selection's default forecaster")
     parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
@@ -339,8 +270,11 @@ def main() -> None:
         "'pool:own=0/group=metric/tail=0.8' (planner.forecast.calibration.Pooling)",
     )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    shifts = tuple(int(x) for x in args.shifts.split(","))
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     results: dict[str, Any] = {}
     for log_spec in args.logs.split(","):
         source, seed = log_spec.split(":")
@@ -350,36 +284,43 @@ def main() -> None:
             wh = folder / "wh.duckdb"
             if not wh.exists():
                 wh = build(folder, args.scale, int(seed), (source,))
-            if args.reconcile:
-                label = f"{source} seed {seed} scale {args.scale}"
-                results[label] = evaluate_reconciliation(wh, args.workers, shifts)
-                if not args.json:
-                    print_reconciliation(label, results[label])
-                continue
-            for cand in args.candidates.split(","):
-                label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
-                results[label] = evaluate(
-                    wh,
-                    args.workers,
-                    _candidates(cand),
-                    shifts,
-                    champion=args.champion,
-                    bands=tuple(b for b in args.bands.split(",") if b),
-                    cache=folder / f"selections-{cand}" if args.reuse_selections else None,
-                )
-                if args.dump:
-                    Path(args.dump).mkdir(parents=True, exist_ok=True)
-                    rows_file = Path(args.dump) / f"{source}-{seed}-{cand}.pkl"
-                    results[label]["rows"].to_pickle(rows_file)
-                if args.tune_nowcast:
-                    print(label, tune_nowcast(results[label]["rows"]))
-                if not args.json:
-                    print_table(label, results[label])
-                    sys.stdout.flush()
+            results |= _run_log(args, source, seed, folder, wh)
     if args.json:
         for r in results.values():
             r.pop("rows", None)
         print(json.dumps(results, indent=2, default=str))
+
+
+def _run_log(args: Any, source: str, seed: str, folder: Path, wh: Path) -> dict[str, Any]:
+    """One log's runs (one per ``--candidates`` spec, or the reconciliation)."""
+    shifts = tuple(int(x) for x in args.shifts.split(","))
+    results: dict[str, Any] = {}
+    if args.reconcile:
+        label = f"{source} seed {seed} scale {args.scale}"
+        results[label] = evaluate_reconciliation(wh, args.workers, shifts)
+        if not args.json:
+            print_reconciliation(label, results[label])
+        return results
+    for cand in args.candidates.split(","):
+        label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
+        results[label] = evaluate(
+            wh,
+            args.workers,
+            _candidates(cand),
+            shifts,
+            champion=args.champion,
+            bands=tuple(b for b in args.bands.split(",") if b),
+            cache=folder / f"selections-{cand}" if args.reuse_selections else None,
+        )
+        if args.dump:
+            Path(args.dump).mkdir(parents=True, exist_ok=True)
+            results[label]["rows"].to_pickle(Path(args.dump) / f"{source}-{seed}-{cand}.pkl")
+        if args.tune_nowcast:
+            print(label, tune_nowcast(results[label]["rows"]))
+        if not args.json:
+            print_table(label, results[label])
+            sys.stdout.flush()
+    return results
 
 
 if __name__ == "__main__":
