@@ -2,10 +2,10 @@
 
 On the unseen ServeGen logs the 95 % band's misses cluster by day: a surprise shared by the
 series of a log. The split-conformal band (:mod:`planner.forecast.calibration`) treats every
-hour of its folds as exchangeable, so it cannot react to a shock. Two ways of letting the band
-react, both a *spread factor* θ per origin applied to the log-residual quantiles around their
-median (``q'_τ = q_0.5 + θ · (q_τ − q_0.5)``, :meth:`ResidualQuantiles.spread_by`), θ made
-only from origins before the forecast's origin:
+hour of its folds as exchangeable, so it cannot react to a shock. Three ways of letting the
+band react. The first two are a *spread factor* θ per origin applied to the log-residual
+quantiles around their median (``q'_τ = q_0.5 + θ · (q_τ − q_0.5)``,
+:meth:`ResidualQuantiles.spread_by`), θ made only from origins before the forecast's origin:
 
 * ``recent`` (a recent-level-error state): the mean absolute log residual of the last
   ``window_h`` hours before the origin (the previous fold's last leads, all realised at the
