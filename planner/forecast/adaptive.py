@@ -148,6 +148,13 @@ class SpreadState:
 _HOUR = np.timedelta64(1, "h")
 
 
+def target_hours(origin: object, leads: np.ndarray) -> np.ndarray:
+    """The hour each lead forecasts from ``origin`` (lead 1: the origin's own hour)."""
+    at = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+    out: np.ndarray = at + (leads.astype(np.int64) - 1) * _HOUR
+    return out
+
+
 class LevelState:
     """ACI's miscoverage level α_h per scope key × forecaster × lead (module docstring, kind
     ``level``). :meth:`tails` reads only updates from rows whose target hour was before the
@@ -174,8 +181,8 @@ class LevelState:
         """One (series, forecaster)'s conformal rows at ``origin``: leads and whether each
         actual was inside the 95 % band."""
         at = np.datetime64(origin, "ns")  # type: ignore[call-overload]
-        target = at + (leads.astype(np.int64) - 1) * _HOUR
         key = (self.adapt.scope_key(series, self.peer_of), forecaster)
+        target = target_hours(origin, leads)
         self._queue.append((at, key, target, leads.astype(int), hits.astype(bool)))
 
     def advance(self, origin: object) -> None:
@@ -203,4 +210,4 @@ class LevelState:
             np.clip(alpha, a.lo * a.alpha, a.hi * a.alpha, out=alpha)
 
 
-__all__ = ["BandAdapt", "LevelState", "SpreadState"]
+__all__ = ["BandAdapt", "LevelState", "SpreadState", "target_hours"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
-from planner.forecast.adaptive import BandAdapt, LevelState, SpreadState
+from planner.forecast.adaptive import BandAdapt, LevelState, SpreadState, target_hours
 from planner.forecast.calibration import (
     Pooling,
     ResidualQuantiles,
@@ -103,8 +103,7 @@ class _Past:
     def add(
         self, series: str, name: str, res: np.ndarray, lead: np.ndarray, origin: object
     ) -> None:
-        target = np.datetime64(origin, "ns") + (lead.astype(np.int64) - 1) * _HOUR  # type: ignore[call-overload]
-        self.pending.append((series, name, res, lead, target))
+        self.pending.append((series, name, res, lead, target_hours(origin, lead)))
 
     def resolve(self, origin: object) -> None:
         """Residuals whose target hour is before ``origin`` join the past (with daily
@@ -120,9 +119,6 @@ class _Past:
                 waiting.append((series, name, res[~over], lead[~over], target[~over]))
         self.pending = waiting
         self.peers = {}
-
-
-_HOUR = np.timedelta64(1, "h")
 
 
 class _Bands:
