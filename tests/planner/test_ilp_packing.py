@@ -9,14 +9,20 @@ big's h8 VM, $30/h."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
+from planner.config import load_config
 from planner.ilp.data import FleetState, PlanningData, build_data
 from planner.ilp.greedy import greedy_values
 from planner.ilp.objective import money_terms
 from planner.ilp.packing import packed_starts, repack, vm_cost
 from planner.ilp.planner import make_plan
 from planner.ilp.solve import SolverSettings
+from planner.sim.fleet import params_from_config
+from planner.sim.policies import count_targets
 from tests.planner.ilp_fixtures import T0, demand, tiny_config
 
 IPV = {("big", "h8"): 2, ("small", "h8"): 4, ("small", "v8"): 4}
@@ -145,3 +151,29 @@ def test_the_greedy_start_repacked_is_complete_and_cheaper() -> None:
     before = sum(money_terms(data, greedy, sum).values())
     after = sum(money_terms(data, packed, sum).values())
     assert after < before - 0.9 * 10.0 * len(data.T)
+
+
+def test_reactive_floors_fill_the_idle_half_h100_and_running_instances_stay() -> None:
+    """The reactive families' placement (planner.sim.policies.packed) on the default fleet:
+    Bloom (a whole H100 VM) and Llama2-70B (half of one) on H100, their preferred type here; the
+    8B and 3B floors go into the idle half instead of an A100 VM of their own. Growing 8B to
+    3 then adds on its preferred A100 without moving the instance already running."""
+    p = params_from_config(load_config("configs/default.yaml"))
+    a100, h100 = p.vm_types.index("a100x8"), p.vm_types.index("h100x8")
+    idx = {name: i for i, name in enumerate(p.models)}
+    big = [idx["llama2-70b"], idx["bloom-176b"]]
+    small = [idx["llama3.1-8b"], idx["llama3.2-3b"]]
+    preferred = np.full((len(p.regions), len(p.models)), a100)
+    preferred[:, big] = h100  # as on the demo replay's calibrated θ (IW-F needs H100)
+    p = replace(p, preferred=preferred)
+    floors = np.ones((len(p.regions), len(p.models)))
+    first = count_targets(p, floors, np.zeros(p.shape_rmg))
+    assert (first.instances[:, small, h100] == 1).all()
+    assert (first.vms[:, a100] == 0).all() and (first.vms[:, h100] == 2).all()
+    unpacked = count_targets(p, floors)  # each model on its preferred type
+    assert (unpacked.vms[:, a100] == 1).all() and (unpacked.vms[:, h100] == 2).all()
+    more = floors.copy()
+    more[:, idx["llama3.1-8b"]] = 3
+    grown = count_targets(p, more, first.instances)
+    assert (grown.instances[:, idx["llama3.1-8b"], h100] == 1).all()  # the running one stays
+    assert (grown.instances[:, idx["llama3.1-8b"], a100] == 2).all()
