@@ -56,14 +56,17 @@ def count_targets(p: FleetParams, count: Array, held: Array | None = None) -> Ta
     return Targets(vms, np.zeros_like(vms), inst, np.zeros_like(inst), home_routing(p))
 
 
-def packed(p: FleetParams, held: Array, count: Array) -> Array:
+def packed(p: FleetParams, held: Array, count: Array, base: Array | None = None) -> Array:
     """``count`` [r, m] instances placed without moving a running one (issue #15): a model
     above its count sheds on its preferred type first; a model below it adds, largest
     instances first, into the idle slots of the VMs already held of a type at least as fast
     for every tier (``planner.ilp.packing.fill_idle``: the small models' floors in the half
     H100 VM Llama2-70B leaves), the rest on its preferred type. The same move the planner's
-    search is given, so both families hold the same packed floors."""
+    search is given, so both families hold the same packed floors. ``base`` [r, m, g]:
+    instances held besides (a plan's floor under LT-R's layer), never moved, whose VMs'
+    idle slots count."""
     out = held.copy()
+    fixed = np.zeros_like(held) if base is None else base
     runs = [(i, j) for i in range(len(p.models)) for j in range(len(p.vm_types)) if p.ipv[i, j]]
     ipv = {(p.models[i], p.vm_types[j]): int(p.ipv[i, j]) for i, j in runs}
     index = {g: j for j, g in enumerate(p.vm_types)}
@@ -80,7 +83,8 @@ def packed(p: FleetParams, held: Array, count: Array) -> Array:
                 cut = min(max(excess, 0.0), out[r, i, j])
                 out[r, i, j] -= cut
                 excess -= cut
-        cell = {(p.models[i], p.vm_types[j]): out[r, i, j] for i, j in runs if out[r, i, j]}
+        both = out[r] + fixed[r]
+        cell = {(p.models[i], p.vm_types[j]): both[i, j] for i, j in runs if both[i, j]}
         for i in big_first:
             add = count[r, i] - out[r, i].sum()
             if add <= 0:
@@ -90,7 +94,7 @@ def packed(p: FleetParams, held: Array, count: Array) -> Array:
             fill_idle(cell, *home, add, ipv, faster, integer=True)
             for (m, g), n in cell.items():
                 if m == p.models[i]:
-                    out[r, i, index[g]] = n
+                    out[r, i, index[g]] = n - fixed[r, i, index[g]]
     return out
 
 
