@@ -124,6 +124,8 @@ def train_hash(
     key: list[object] = [asdict(s), profile.name, instances, list(FEATURES)]
     if profile.kv_paging:  # (no entry otherwise: the hashes of reservation-trained policies stay)
         key.append("kv_paging")
+    if not profile.chunked_prefill:
+        key.append("whole_prefill")
     h.update(json.dumps(key).encode())
     for tr in traces:
         for a in (
