@@ -47,9 +47,10 @@ pool's type in whole VMs (the fleet before issue #15); ``cost``: its dollars (un
 Where it is still not exact (it is a bound for every policy only up to these): the instance
 counts are the clairvoyant pool's on one type per pool at the per-minute attainment target, so
 a policy that routes across regions (pooling two regions' minutes into fewer instances), mixes
-VM types within a pool or serves it on a type slower than the chosen one, or lets some minutes run below the target and others above (the SLA is
-a window share) can hold fewer instances than it in some minutes; the relaxation takes only the
-placement out of the comparison, not the sizing.
+VM types within a pool or serves it on a type slower than the chosen one, or lets some minutes
+run below the target and others above (the SLA is a window share) can hold fewer instances
+than it in some minutes; the relaxation takes only the placement out of the comparison, not
+the sizing.
 """
 
 from __future__ import annotations
