@@ -45,7 +45,7 @@ from flows.routing_results import (
 )
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
-from planner.sim import learn_router
+from planner.sim import learn_router, length
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.profile import TOKEN_BUDGET, InstanceProfile, fit_context, profiles_for_config
 from planner.sim.routers import JoinShortestQueue, LeastTokens, LinearMix, constant_estimate
@@ -297,13 +297,11 @@ def _learned(policy: learn_router.LearnedPolicy, path: Path) -> dict[str, Any]:
     }
 
 
-def run_routing(
-    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, spec: RoutingSpec, perf_csv: Path
-) -> RoutingResult:
-    """The routing scenario (module docstring) on the warehouse behind ``con``."""
-    if spec.load_basis not in LOAD_BASES:
-        raise ValueError(f"load basis {spec.load_basis!r}: choose from {', '.join(LOAD_BASES)}")
-    pool = _pool(con, cfg, spec, perf_csv)
+def _training_traces(
+    cfg: FleetConfig, spec: RoutingSpec, pool: _Pool
+) -> tuple[length.Score, np.ndarray, list[learn_router.Trace]]:
+    """The predictor's score, its output estimates for the evaluation rows, and the training
+    traces with their estimates (every estimate out of sample: ``predictions``)."""
     score, (eval_est, *trace_est) = predictions(
         pool.predictor_rows,
         pool.evaluation,
@@ -318,6 +316,17 @@ def run_routing(
         learn_router.Trace(_requests(w, pool.profile, spec), est)
         for w, est in zip(pool.trace_rows, trace_est, strict=True)
     ]
+    return score, eval_est, traces
+
+
+def run_routing(
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, spec: RoutingSpec, perf_csv: Path
+) -> RoutingResult:
+    """The routing scenario (module docstring) on the warehouse behind ``con``."""
+    if spec.load_basis not in LOAD_BASES:
+        raise ValueError(f"load basis {spec.load_basis!r}: choose from {', '.join(LOAD_BASES)}")
+    pool = _pool(con, cfg, spec, perf_csv)
+    score, eval_est, traces = _training_traces(cfg, spec, pool)
     settings = learn_router.SearchSettings(
         rounds=spec.search_rounds,
         population=spec.search_population,
