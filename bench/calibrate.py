@@ -25,7 +25,7 @@ from planner.config.models import FleetConfig
 from planner.sim.capacity import CAPACITY_CURVES, LATENCY_CURVES, capacity_table
 from planner.sim.latency import COLUMNS, LatencyCurves, measure_curve, tier_targets
 from planner.sim.profile import fit_context, profiles_for_config
-from planner.workload.servegen import ServeGenClient, ServeGenSpec, load_source, synthesize_servegen
+from planner.workload.servegen import ServeGenSpec, load_source, local_window
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF_FILE = "perf_model_4_models.csv"
@@ -41,29 +41,9 @@ def servegen_rows(
     scale: float,
     seed: int = 7,
 ) -> pd.DataFrame:
-    """ServeGen request rows of the windows starting in [start_s, start_s + hours) of each
-    client's local day, as seconds from the earliest arrival (``t``), sorted."""
-    clients = load_source(source)
-    end_s = start_s + hours * 3600.0
-    sub = [
-        ServeGenClient(
-            c.client,
-            c.trace[(c.trace["window_start_s"] >= start_s) & (c.trace["window_start_s"] < end_s)],
-            c.tokens,
-        )
-        for c in clients
-    ]
-    df = pd.concat(synthesize_servegen(cfg, sub, ServeGenSpec(model, scale=scale, seed=seed)))
-    # one pool: every client's local clock (ServeGen's t) is kept, regions' time zones dropped
-    local = df["arrival_time"].dt.tz_convert("UTC")
-    midnight = {
-        r: pd.Timestamp(ServeGenSpec(model).start, tz=cfg.region(r).timezone).tz_convert("UTC")
-        for r in cfg.region_ids
-    }
-    offset = df["region"].map(midnight)
-    t = (local - offset).dt.total_seconds().to_numpy(float) - start_s
-    df = df.assign(t=t).sort_values("t", kind="stable").reset_index(drop=True)
-    return df
+    """ServeGen request rows of ``source`` (:func:`planner.workload.servegen.local_window`)."""
+    spec = ServeGenSpec(model, scale=scale, seed=seed)
+    return local_window(cfg, load_source(source), spec, start_s, hours)
 
 
 def main() -> None:

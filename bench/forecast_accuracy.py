@@ -22,22 +22,30 @@ totals added as series and scores bottom-up, OLS and WLS reconciliation per leve
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVEGEN = ROOT.parent / "shared" / "data" / "servegen" / "language"
 MODEL_OF = {"m-mid": "llama3.1-8b", "m-large": "llama2-70b"}
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forecast_bands import band_rows, print_bands, score_bands  # noqa: E402
+from forecast_nowcast import tune_nowcast, with_nowcast  # noqa: E402
+from forecast_reconcile import evaluate_reconciliation, print_reconciliation  # noqa: E402
+
 
 def build(
-    workdir: Path, scale: float, seed: int, sources: tuple[str, ...] = ("m-mid", "m-large")
+    workdir: Path,
+    scale: float,
+    seed: int,
+    sources: tuple[str, ...] = ("m-mid", "m-large"),
 ) -> Path:
     sageserve = str(Path(sys.executable).with_name("sageserve"))
     logs, wh = workdir / "logs", workdir / "wh.duckdb"
@@ -47,7 +55,9 @@ def build(
     args += ["--scale", str(scale), "--seed", str(seed), "--out", str(logs)]
     subprocess.run(args, check=True, capture_output=True)
     subprocess.run(
-        [sageserve, "--warehouse", str(wh), "ingest", str(logs)], check=True, capture_output=True
+        [sageserve, "--warehouse", str(wh), "ingest", str(logs)],
+        check=True,
+        capture_output=True,
     )
     return wh
 
@@ -60,57 +70,42 @@ def evaluate(
     nowcast: Any = None,
     champion: str | None = None,
     bands: tuple[str, ...] = (),
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     """The selection at the end of the log (and ``shifts`` hours earlier: origins at other
     clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
     of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``).
-    ``bands``: each selection's rows re-calibrated with each adaptive band (``none``: the
-    plain band, checked equal to the selection's own), pooled the same way (``out["bands"]``)."""
+    ``bands``: each selection's rows re-calibrated with each band (:mod:`forecast_bands`),
+    pooled the same way (``out["bands"]``). ``cache``: a folder each selection is pickled to
+    on its first run and read from after (delete it when the model changes)."""
     import pandas as pd
 
-    from flows.forecasting import load_demand, run_selection, settings_from_config
+    from flows.forecasting import load_demand, settings_from_config
     from flows.warehouse.connection import connect
-    from planner.config import load_config
     from planner.forecast.horizon import deployed_hours, summarize
     from planner.forecast.series import build_panel
     from reports.backtest import aggregate
 
-    cfg = load_config()
-    update: dict[str, Any] = {}
-    if candidates is not None:
-        update["candidates"] = candidates
-    if champion is not None:
-        update["champion"] = champion
-    if update:
-        cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    cfg = _config(candidates, champion)
+    settings = settings_from_config(cfg)
     rows, walls, origins = [], [], []
-    band_rows: dict[str, list[Any]] = {b: [] for b in bands}
+    by_band: dict[str, list[Any]] = {b: [] for b in bands}
     out: dict[str, Any] = {}
     with connect(wh) as con:
         row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
         if row is None or row[0] is None:
             raise SystemExit(f"{wh}: no demand to score; ingest a log first")
-        end = row[0]
         for shift in shifts:
-            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
-            started = time.perf_counter()
-            selection = run_selection(con, cfg, as_of, workers)
-            walls.append(time.perf_counter() - started)
+            as_of = pd.Timestamp(row[0]) + pd.Timedelta(hours=1 - shift)
+            selection, wall = _selection(con, cfg, as_of, workers, cache, shift)
+            walls.append(wall)
             deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
             rows.append(with_nowcast(con, deployed, as_of, nowcast))
             if bands:
-                settings = settings_from_config(cfg)
-                panel = build_panel(
-                    load_demand(con, as_of, settings.history_h),
-                    as_of,
-                    settings.history_h,
-                    settings.metrics,
-                )
-                for spec in bands:
-                    recal = recalibrated(selection, panel, settings.backtest, spec)
-                    band_rows[spec].append(
-                        deployed_hours(recal, selection.folds, selection.deployed)
-                    )
+                demand = load_demand(con, as_of, settings.history_h)
+                panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
+                for spec, part in band_rows(selection, panel, settings.backtest, bands).items():
+                    by_band[spec].append(part)
             origins += [str(o) for o in sorted(selection.deployed["origin"].unique())]
             if not out:
                 out = aggregate(selection)
@@ -119,14 +114,7 @@ def evaluate(
     out["by_horizon"] = summarize(pooled, LEADS)
     out["rows"] = pooled
     if bands:
-        pooled_bands = {b: pd.concat(r, ignore_index=True) for b, r in band_rows.items()}
-        out["bands"] = {b: summarize(r, LEADS) for b, r in pooled_bands.items()}
-        if "none" in pooled_bands:
-            out["bands_pinball_change"] = {
-                b: pinball_change(pooled_bands["none"], r)
-                for b, r in pooled_bands.items()
-                if b != "none"
-            }
+        out |= score_bands(by_band, LEADS)
     out["selection_s"] = round(walls[0], 1)
     out["deployed_origins"] = sorted(origins)
     out["candidates_run"] = list(cfg.forecast.candidates)
@@ -134,215 +122,37 @@ def evaluate(
     return out
 
 
-LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
-
-
-def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
-    """The selection's hourly rows with the band made again: plain (``none``, which must give
-    the selection's own quantiles), adapted (:class:`planner.forecast.adaptive.BandAdapt`) or
-    pooled otherwise (``pool:own=0.25/group=metric/tail=0.8``:
-    :class:`planner.forecast.calibration.Pooling`)."""
-    import numpy as np
-
-    from planner.forecast.adaptive import BandAdapt
-    from planner.forecast.bands import recalibrate
-    from planner.forecast.calibration import Pooling
-
-    pool = Pooling.parse(spec) if spec.startswith("pool:") else None
-    adapt = None if spec == "none" or pool is not None else BandAdapt.parse(spec)
-    out = recalibrate(selection.hours, panel, settings, adapt, pool)
-    if spec == "none":
-        key = ["series", "forecaster", "origin", "h"]
-        own = selection.hours.merge(out[[*key, "q_0_975"]], on=key, suffixes=("", "_again"))
-        if not np.allclose(own["q_0_975"], own["q_0_975_again"], equal_nan=True):
-            raise SystemExit("re-calibrating the plain band did not give the selection's own")
-    return out
-
-
-def pinball_change(before: Any, after: Any) -> dict[str, dict[str, float]]:
-    """Per lead (and 1-24): the scaled pinball loss after − before on the same conformal points
-    (relative), with its standard error clustered by origin (paired)."""
-    import numpy as np
-    import pandas as pd
-
-    key = ["series", "origin", "h"]
-    both = before[[*key, "pinball", "conformal"]].merge(
-        after[[*key, "pinball"]], on=key, suffixes=("_before", "_after")
-    )
-    both = both[both["conformal"]]
-    out: dict[str, dict[str, float]] = {}
-    for lead in (*(str(h) for h in LEADS), "1-24"):
-        g = both if lead == "1-24" else both[both["h"] == int(lead)]
-        if g.empty:
-            continue
-        diff = g["pinball_after"] - g["pinball_before"]
-        per = pd.DataFrame({"o": g["origin"], "d": diff}).groupby("o")["d"].agg(["sum", "size"])
-        mean = float(diff.mean())
-        k = len(per)
-        se = float(np.sqrt(k / max(k - 1, 1) * ((per["sum"] - per["size"] * mean) ** 2).sum()))
-        base = float(g["pinball_before"].mean())
-        out[lead] = {"change": mean / base, "se": se / len(g) / base}
-    return out
-
-
-def evaluate_reconciliation(
-    wh: Path, workers: int = 2, shifts: tuple[int, ...] = (0,)
-) -> dict[str, Any]:
-    """The selection on the additive metrics with region × model and model totals added as
-    series; the deployed base forecasts of every node reconciled (bottom-up, OLS, WLS) per
-    origin and lead; MASE per level, lead and method on the same points (scale: each node's
-    in-sample seasonal-naive MAE before the origin)."""
-    import numpy as np
-    import pandas as pd
-
-    from flows.forecasting import load_demand, process_mapper, settings_from_config
-    from flows.warehouse.connection import connect
+def _config(candidates: list[str] | None, champion: str | None) -> Any:
+    """The config with the forecast's candidates and champion replaced where given."""
     from planner.config import load_config
-    from planner.forecast.horizon import deployed_hours
-    from planner.forecast.pipeline import select_models
-    from planner.forecast.reconcile import ADDITIVE, METHODS, level_of, reconcile_rows, with_totals
 
     cfg = load_config()
-    settings = settings_from_config(cfg)
-    settings = dataclasses.replace(settings, metrics=ADDITIVE)
-    frames, origins, walls = [], [], []
-    with connect(wh) as con:
-        row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
-        if row is None or row[0] is None:
-            raise SystemExit(f"{wh}: no complete hour of demand to reconcile")
-        end = row[0]
-        for shift in shifts:
-            as_of = pd.Timestamp(end) + pd.Timedelta(hours=1 - shift)
-            demand = with_totals(load_demand(con, as_of, settings.history_h))
-            started = time.perf_counter()
-            sel = select_models(demand, as_of, settings, process_mapper(workers))
-            walls.append(time.perf_counter() - started)
-            rows = deployed_hours(sel.hours, sel.folds, sel.deployed)
-            for method in METHODS:
-                rec = reconcile_rows(rows, method)
-                rows[f"{method}_err"] = np.abs(rows["actual"] - rec) / rows["scale"]
-            frames.append(rows)
-            origins += [str(o) for o in rows["origin"].unique()]
-    rows = pd.concat(frames, ignore_index=True)
-    rows["level"] = rows["series"].map(level_of)
-    out: dict[str, Any] = {"origins": sorted(set(origins)), "selection_s": walls}
-    table: dict[str, dict[str, dict[str, float]]] = {}
-    for level, group in rows.groupby("level"):
-        per: dict[str, dict[str, float]] = {}
-        for lead in ("1", "6", "24", "1-24"):
-            g = group if lead == "1-24" else group[group["h"] == int(lead)]
-            g = g.dropna(subset=["snaive24_err"])
-            per[lead] = {
-                "points": float(len(g)),
-                "base": float(g["err"].mean()),
-                "snaive24": float(g["snaive24_err"].mean()),
-                **{m: float(g[f"{m}_err"].mean()) for m in METHODS},
-            }
-        table[str(level)] = per
-    out["by_level"] = table
-    return out
+    update = {k: v for k, v in (("candidates", candidates), ("champion", champion)) if v}
+    if update:
+        cfg = cfg.model_copy(update={"forecast": cfg.forecast.model_copy(update=update)})
+    return cfg
 
 
-def print_reconciliation(label: str, result: dict[str, Any]) -> None:
-    origins = result["origins"]
-    print(
-        f"\n== reconciliation, {label}: token and request rate; figures rest on {len(origins)} "
-        f"origins ({origins[0]} .. {origins[-1]}); selections {result['selection_s']} s"
-    )
-    print(
-        f"{'level':13s} {'lead':>5s} {'points':>6s} {'sn24':>6s} {'base':>6s} "
-        f"{'bu':>6s} {'ols':>6s} {'wls':>6s}  (MASE; best reconciled vs base)"
-    )
-    for level, leads in result["by_level"].items():
-        for lead, s in leads.items():
-            best = min(("bu", "ols", "wls"), key=lambda m: s[m])
-            print(
-                f"{level:13s} {lead:>5s} {s['points']:6.0f} {s['snaive24']:6.3f} {s['base']:6.3f} "
-                f"{s['bu']:6.3f} {s['ols']:6.3f} {s['wls']:6.3f}  "
-                f"{best} {1 - s[best] / s['base']:+.1%}"
-            )
+def _selection(
+    con: Any, cfg: Any, as_of: Any, workers: int, cache: Path | None, shift: int
+) -> tuple[Any, float]:
+    """The selection at ``as_of`` and its wall time (read from ``cache`` if it is there)."""
+    from flows.forecasting import run_selection
+
+    stored = cache / f"selection-{shift}.pkl" if cache else None
+    if stored is not None and stored.exists():
+        selection, wall = pickle.loads(stored.read_bytes())
+        return selection, wall
+    started = time.perf_counter()
+    selection = run_selection(con, cfg, as_of, workers)
+    wall = time.perf_counter() - started
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(pickle.dumps((selection, wall)))
+    return selection, wall
 
 
-def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
-    """Add ``offset``, ``reading`` (the first minutes of each origin's hour, what the hourly
-    job has seen when it plans) and ``nowcast_err`` (the deployed forecast corrected by it)."""
-    import numpy as np
-    import pandas as pd
-
-    from flows.forecasting import load_demand
-    from flows.warehouse.sqlfiles import run
-    from planner.forecast.calibration import OFFSET_SHARE
-    from planner.forecast.nowcast import NowcastParams, apply_rows, partial_values
-    from planner.forecast.series import build_panel
-
-    if rows.empty:
-        return rows
-    params = params or NowcastParams()
-    origins = sorted(rows["origin"].unique())
-    observed = build_panel(load_demand(con, as_of, 28 * 24), as_of).observed
-    level = observed.rolling(168, min_periods=1).mean().shift(1)
-    key = pd.MultiIndex.from_frame(rows[["origin", "series"]])
-    stacked = level.stack(future_stack=True)
-    rows = rows.copy()
-    rows["offset"] = np.maximum(OFFSET_SHARE * stacked.reindex(key).to_numpy(dtype=float), 1e-6)
-    partial = run(
-        con,
-        "forecast/partial_hours",
-        since=pd.Timestamp(origins[0]),
-        until=pd.Timestamp(origins[-1]) + pd.Timedelta(hours=1),
-        minutes=params.minutes,
-    ).df()
-    wide = partial_values(partial, params.minutes)
-    readings = cast("pd.Series[float]", wide.stack(future_stack=True).swaplevel())
-    readings.index.names = ["series", "origin"]
-    rows["reading"] = readings.reindex(
-        pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    ).to_numpy(dtype=float)
-    nowcast = apply_rows(rows, readings, params)
-    rows["nowcast_err"] = np.abs(rows["actual"] - nowcast) / rows["scale"]
-    # the product widens the nowcast point with the same log-residual quantiles: the band's
-    # edges move by the point's factor (offset: 5 % of the week's level, as the calibration's)
-    offset = rows["offset"].to_numpy(dtype=float)
-    factor = (nowcast + offset) / (np.maximum(rows["point"].to_numpy(dtype=float), 0) + offset)
-    low = (rows["q_0_025"].to_numpy(dtype=float) + offset) * factor - offset
-    high = (rows["q_0_975"].to_numpy(dtype=float) + offset) * factor - offset
-    rows["nowcast_in_band"] = (rows["actual"] >= low) & (rows["actual"] <= high)
-    return rows
-
-
-def tune_nowcast(rows: Any) -> Any:
-    """Grid search of the nowcast's weight per metric and decay on pooled 1-24 MASE (run on
-    the tuning log only)."""
-    import numpy as np
-    import pandas as pd
-
-    from planner.forecast.nowcast import NowcastParams, apply_rows, correction
-
-    metric = rows["series"].str.rsplit("|", n=1).str[1]
-    readings = rows[rows["h"] == 1].set_index(["series", "origin"])["reading"]
-    bias = {}
-    for m in sorted(metric.unique()):
-        first = rows[(rows["h"] == 1) & (metric == m)]
-        r0 = correction(
-            first["point"].to_numpy(),
-            first["reading"].to_numpy(),
-            first["offset"].to_numpy(),
-            m,
-            NowcastParams(bias={}),
-        )
-        bias[m] = round(float(np.median(r0)), 3)
-    best: dict[str, tuple[float, float, float]] = {}
-    for decay in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-        for w in np.round(np.arange(0.0, 1.01, 0.1), 2):
-            p = NowcastParams(
-                weight={m: float(w) for m in bias}, bias=bias, decay={m: decay for m in bias}
-            )
-            err = np.abs(rows["actual"] - apply_rows(rows, readings, p)) / rows["scale"]
-            for m, e in pd.Series(err.to_numpy(), index=metric.to_numpy()).groupby(level=0):
-                score = float(e.mean())
-                if str(m) not in best or score < best[str(m)][0]:
-                    best[str(m)] = (score, float(w), decay)
-    return {"bias": bias, "best (mase, weight, decay)": best}
+LEADS = (1, 2, 6, 24)  # 2: the hour a plan made 20 minutes before it carries out
 
 
 def _candidates(spec: str) -> list[str] | None:
@@ -418,31 +228,7 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         print_bands(result)
 
 
-def print_bands(result: dict[str, Any]) -> None:
-    """The adaptive bands side by side with the plain one (all metrics), per lead."""
-    print(
-        "band re-calibrated (all metrics): 95 % coverage ±se by origin [below/above], scaled "
-        "pinball, pinball change vs none ±se by origin (paired)"
-    )
-    changes = result.get("bands_pinball_change", {})
-    for spec, per_metric in result["bands"].items():
-        leads = per_metric.get("all", {})
-        cells = []
-        for lead in ("1", "6", "24", "1-24"):
-            s = leads.get(lead)
-            if not s:
-                continue
-            c = changes.get(spec, {}).get(lead)
-            delta = f" {c['change']:+.1%}±{c['se']:.1%}" if c else ""
-            cells.append(
-                f"{lead}: {s['band95_coverage']:.1%}±{s['band95_coverage_se']:.1%} "
-                f"[{s['band95_below']:.1%}/{s['band95_above']:.1%}] "
-                f"pin {s['scaled_pinball']:.3f}{delta}"
-            )
-        print(f"  {spec:14s} " + " | ".join(cells))
-
-
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--logs", default="m-large:7,m-large:11", help="source:seed,...")
     parser.add_argument("--scale", type=float, default=0.002)
@@ -458,10 +244,18 @@ def main() -> None:
         help="selections this many hours before the log's end (origins at other clock hours)",
     )
     parser.add_argument(
-        "--tune-nowcast", action="store_true", help="grid-search the nowcast on these logs"
+        "--tune-nowcast",
+        action="store_true",
+        help="grid-search the nowcast on these logs",
     )
     parser.add_argument("--champion", help="the selection's default forecaster")
     parser.add_argument("--keep", help="folder to keep the built warehouses in (reused)")
+    parser.add_argument(
+        "--reuse-selections",
+        action="store_true",
+        help="with --keep: pickle each selection there and reuse it (e.g. to score more "
+        "--bands on the same selections); delete the folder when the model changes",
+    )
     parser.add_argument(
         "--reconcile",
         action="store_true",
@@ -476,8 +270,11 @@ def main() -> None:
         "'pool:own=0/group=metric/tail=0.8' (planner.forecast.calibration.Pooling)",
     )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    shifts = tuple(int(x) for x in args.shifts.split(","))
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     results: dict[str, Any] = {}
     for log_spec in args.logs.split(","):
         source, seed = log_spec.split(":")
@@ -487,35 +284,43 @@ def main() -> None:
             wh = folder / "wh.duckdb"
             if not wh.exists():
                 wh = build(folder, args.scale, int(seed), (source,))
-            if args.reconcile:
-                label = f"{source} seed {seed} scale {args.scale}"
-                results[label] = evaluate_reconciliation(wh, args.workers, shifts)
-                if not args.json:
-                    print_reconciliation(label, results[label])
-                continue
-            for cand in args.candidates.split(","):
-                label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
-                results[label] = evaluate(
-                    wh,
-                    args.workers,
-                    _candidates(cand),
-                    shifts,
-                    champion=args.champion,
-                    bands=tuple(b for b in args.bands.split(",") if b),
-                )
-                if args.dump:
-                    Path(args.dump).mkdir(parents=True, exist_ok=True)
-                    rows_file = Path(args.dump) / f"{source}-{seed}-{cand}.pkl"
-                    results[label]["rows"].to_pickle(rows_file)
-                if args.tune_nowcast:
-                    print(label, tune_nowcast(results[label]["rows"]))
-                if not args.json:
-                    print_table(label, results[label])
-                    sys.stdout.flush()
+            results |= _run_log(args, source, seed, folder, wh)
     if args.json:
         for r in results.values():
             r.pop("rows", None)
         print(json.dumps(results, indent=2, default=str))
+
+
+def _run_log(args: Any, source: str, seed: str, folder: Path, wh: Path) -> dict[str, Any]:
+    """One log's runs (one per ``--candidates`` spec, or the reconciliation)."""
+    shifts = tuple(int(x) for x in args.shifts.split(","))
+    results: dict[str, Any] = {}
+    if args.reconcile:
+        label = f"{source} seed {seed} scale {args.scale}"
+        results[label] = evaluate_reconciliation(wh, args.workers, shifts)
+        if not args.json:
+            print_reconciliation(label, results[label])
+        return results
+    for cand in args.candidates.split(","):
+        label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
+        results[label] = evaluate(
+            wh,
+            args.workers,
+            _candidates(cand),
+            shifts,
+            champion=args.champion,
+            bands=tuple(b for b in args.bands.split(",") if b),
+            cache=folder / f"selections-{cand}" if args.reuse_selections else None,
+        )
+        if args.dump:
+            Path(args.dump).mkdir(parents=True, exist_ok=True)
+            results[label]["rows"].to_pickle(Path(args.dump) / f"{source}-{seed}-{cand}.pkl")
+        if args.tune_nowcast:
+            print(label, tune_nowcast(results[label]["rows"]))
+        if not args.json:
+            print_table(label, results[label])
+            sys.stdout.flush()
+    return results
 
 
 if __name__ == "__main__":

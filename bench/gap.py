@@ -4,6 +4,8 @@ instances meeting each interactive tier's SLA target at that minute's true deman
 per pool, floors kept, NIW packed earliest-deadline-first into the spare) with one cause
 switched at a time, so each cause's GPU-hours are read as a difference on one window:
 
+* ``repacked every minute``: the same fleet with small models moved into idle slots of a type
+  at least as fast (the planner's and the reactive families' placement since issue #15);
 * ``no floors``: the availability floors set to zero;
 * ``fractional``: instances not packed into whole VMs (GPUs per instance × instances);
 * ``hourly``: each hour held at its busiest minute's fleet (what an hourly plan with perfect
@@ -36,6 +38,7 @@ import pandas as pd
 
 from flows.sweep import replay_setup
 from planner.config import load_config
+from planner.ilp.packing import repack, vm_cost
 from planner.sim.bounds import clairvoyant_fleet, vm_gpu_hours
 from planner.sim.sweep import TARGETS, floors
 
@@ -70,6 +73,38 @@ def repacked_gpus(p: Any, inst: np.ndarray) -> float:
     return total
 
 
+def packed_minutes(p: Any, inst: np.ndarray, types: np.ndarray) -> float:
+    """GPU-hours of ``inst`` [T, r, m] (each pool on ``types`` [r, m]) with every minute
+    repacked the way the planner and the reactive families now pack
+    (``planner.ilp.packing.repack``, priced in GPUs): the clairvoyant fleet with the same
+    placement move, so it stays a bound for policies that pack."""
+    names = [
+        (p.models[m], p.vm_types[g]) for m in range(len(p.models)) for g in range(len(p.vm_types))
+    ]
+    ipv = {(mm, gg): int(p.ipv[p.models.index(mm), p.vm_types.index(gg)]) for mm, gg in names}
+    ipv = {k: v for k, v in ipv.items() if v > 0}
+    gpus = {g: float(p.gpus_per_vm[j]) for j, g in enumerate(p.vm_types)}
+
+    def faster(m: str, g: str, h: str) -> bool:
+        i = p.models.index(m)
+        return bool((p.theta[i, p.vm_types.index(h)] >= p.theta[i, p.vm_types.index(g)]).all())
+
+    seen: dict[tuple[float, ...], float] = {}
+    total = 0.0
+    for row in inst:  # [r, m] in each minute
+        for r, counts in enumerate(row):
+            key = (float(r), *map(float, counts))
+            if key not in seen:
+                cell = {
+                    (p.models[m], p.vm_types[types[r, m]]): float(n)
+                    for m, n in enumerate(counts)
+                    if n
+                }
+                seen[key] = vm_cost(repack(cell, ipv, gpus, faster, integer=True), ipv, gpus)
+            total += seen[key]
+    return total / 60.0
+
+
 def _floor_inst(fl: np.ndarray, types: np.ndarray, ng: int) -> np.ndarray:
     out = np.zeros((*fl.shape, ng))
     for (r, m), g in np.ndenumerate(types):
@@ -94,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     fl = floors(cfg, p)
     T, nr, nm = base.instances.shape
     rows: dict[str, float] = {"clairvoyant (minute, floors, whole VMs)": base.gpu_hours}
+    rows["clairvoyant, repacked every minute"] = packed_minutes(p, base.instances, base.vm_types)
     free = clairvoyant_fleet(p, demand, np.zeros_like(fl), serving, TARGETS)
     rows["no floors"] = free.gpu_hours
     gpi = np.zeros((nr, nm))

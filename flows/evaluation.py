@@ -29,7 +29,7 @@ from flows.planning import planning_data
 from flows.policy_names import POLICIES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash
-from planner.ilp.data import state_from_config
+from planner.ilp.data import FleetState, PlanningData, state_from_config
 from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.demand import MinuteDemand, from_buckets
@@ -145,22 +145,35 @@ def plan_sequence(
     truth: pd.DataFrame | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Plan]:
-    """One plan per hour of the window, made ``planner.plan_lead_min`` before the hour,
-    rolling: each starts from the placement the previous one committed. ``truth``: plan on it
-    instead of forecasts (the oracle)."""
-    plans: list[Plan] = []
-    settings = solver_settings(cfg)
-    for h in range(hours):
-        hour = start + pd.Timedelta(hours=h)
-        as_of = hour - pd.Timedelta(minutes=cfg.planner.plan_lead_min)
-        previous = plans[-1] if plans else None
-        state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
+    """One plan per hour of the window, made ``planner.plan_lead_min`` before the hour
+    (:func:`rolling_plans`). ``truth``: plan on it instead of forecasts (the oracle)."""
+
+    def data(as_of: pd.Timestamp, state: FleetState) -> PlanningData:
         if truth is None:  # the forecast step, then the plan (which never forecasts)
             forecast_for_plan(con, cfg, as_of.to_pydatetime())
-        data, _ = planning_data(con, cfg, as_of, state, truth)
-        plan, check = make_plan(data, settings, previous)
+        return planning_data(con, cfg, as_of, state, truth)[0]
+
+    lead = pd.Timedelta(minutes=cfg.planner.plan_lead_min)
+    moments = [start + pd.Timedelta(hours=h) - lead for h in range(hours)]
+    return rolling_plans(cfg, moments, data, progress)
+
+
+def rolling_plans(
+    cfg: FleetConfig,
+    moments: Sequence[pd.Timestamp],
+    data: Callable[[pd.Timestamp, FleetState], PlanningData],
+    progress: Callable[[int], None] | None = None,
+) -> list[Plan]:
+    """One plan made at each of ``moments`` from ``data(moment, state)``, rolling: each starts
+    from the placement the previous one committed and is warm-started from it."""
+    plans: list[Plan] = []
+    settings = solver_settings(cfg)
+    for as_of in moments:
+        previous = plans[-1] if plans else None
+        state = previous.state_at(as_of.floor("h")) if previous else state_from_config(cfg)
+        plan, check = make_plan(data(as_of, state), settings, previous)
         if not check.ok:
-            log.warning("plan for %s violates: %s", hour, check.violations[:3])
+            log.warning("plan for %s violates: %s", plan.start, check.violations[:3])
         plans.append(plan)
         if progress:
             progress(1)

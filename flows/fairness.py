@@ -52,7 +52,7 @@ from planner.workload.servegen import (
     ServeGenClient,
     ServeGenSpec,
     load_source,
-    synthesize_servegen,
+    local_window,
 )
 
 log = logging.getLogger(__name__)
@@ -89,26 +89,10 @@ def servegen_window(
     hours: float,
     spec: FairnessSpec,
 ) -> pd.DataFrame:
-    """Rows of the windows in [start_s, start_s + hours) of each client's local day; ``t`` is
-    seconds from ``start_s`` on the client's local clock."""
-    end_s = start_s + hours * HOUR
-    sub = [
-        ServeGenClient(
-            c.client,
-            c.trace[(c.trace["window_start_s"] >= start_s) & (c.trace["window_start_s"] < end_s)],
-            c.tokens,
-        )
-        for c in clients
-    ]
-    sg = ServeGenSpec(MODEL, scale=spec.scale, seed=spec.seed)
-    df = pd.concat(synthesize_servegen(cfg, sub, sg))
-    midnight = {
-        r: pd.Timestamp(sg.start, tz=cfg.region(r).timezone).tz_convert("UTC")
-        for r in cfg.region_ids
-    }
-    local = df["arrival_time"].dt.tz_convert("UTC") - df["region"].map(midnight)
-    t = local.dt.total_seconds().to_numpy(float) - start_s
-    return df.assign(t=t).sort_values("t", kind="stable").reset_index(drop=True)
+    """:func:`planner.workload.servegen.local_window` for the scenario's model, scale and seed."""
+    return local_window(
+        cfg, clients, ServeGenSpec(MODEL, scale=spec.scale, seed=spec.seed), start_s, hours
+    )
 
 
 def fit_window(df: pd.DataFrame, prof: InstanceProfile) -> pd.DataFrame:

@@ -34,16 +34,15 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from flows.evaluation import window_fleet, with_solver
+from flows.evaluation import rolling_plans, window_fleet, with_solver
 from flows.forecasting import ensure_forecasts
 from flows.policy_names import DEFAULT_QUANTILES
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash
 from planner.fleet_index import input_shares
-from planner.ilp.data import build_data, plan_horizon, state_from_config
+from planner.ilp.data import FleetState, PlanningData, build_data, plan_horizon
 from planner.ilp.demand import interactive_means, planning_demand
 from planner.ilp.plan import Plan
-from planner.ilp.planner import make_plan, solver_settings
 from planner.sim.bounds import Clairvoyant
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
@@ -111,27 +110,18 @@ def at_quantile(cfg: FleetConfig, q: float) -> FleetConfig:
 def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[Plan]:
     """The rolling hourly plans of ``flows.evaluation.plan_sequence`` from prepared inputs
     (pure: runs in a worker process)."""
-    plans: list[Plan] = []
-    settings = solver_settings(cfg)
-    for hour in inputs:
-        previous = plans[-1] if plans else None
-        origin = hour.as_of.floor("h")
-        state = previous.state_at(origin) if previous else state_from_config(cfg)
+    at = {hour.as_of: hour for hour in inputs}
+
+    def data(as_of: pd.Timestamp, state: FleetState) -> PlanningData:
+        hour = at[as_of]
         demand = planning_demand(hour.forecasts, cfg, hour.shares)
-        data = build_data(
-            cfg,
-            demand,
-            state,
-            hour.as_of.to_pydatetime(),
-            hour.shares,
-            forecast_origin=origin,
-            interactive_mean=interactive_means(hour.forecasts, cfg),
+        means = interactive_means(hour.forecasts, cfg)
+        when, origin = as_of.to_pydatetime(), as_of.floor("h")
+        return build_data(
+            cfg, demand, state, when, hour.shares, forecast_origin=origin, interactive_mean=means
         )
-        plan, check = make_plan(data, settings, previous)
-        if not check.ok:
-            log.warning("plan for %s violates: %s", plan.start, check.violations[:3])
-        plans.append(plan)
-    return plans
+
+    return rolling_plans(cfg, list(at), data)
 
 
 def replay_setup(
@@ -245,44 +235,23 @@ def run_sweep(
     ``seconds`` in the result: the set-up, the forecasts (while the planless points replay),
     the plans (while the finished quantiles' points replay) and the rest of the replays."""
     points = grid(families, quantiles)
-    clock = time.perf_counter()
-    seconds: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
-
-    def done(_f: Future[Any]) -> None:
-        if progress:
-            progress(1)
-
+    lap = _Laps()
+    progress = progress or (lambda _n: None)
     cfg = with_solver(cfg, seed, time_limit_s)
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, hours, end)
     lap("demand_and_references")
     wanted = sorted({float(pt.params["quantile"]) for pt in points if pt.family == "plan"})
-    replays: dict[int, Future[dict[str, Any]]] = {}
     sequences: dict[float, list[Plan]] = {}
-    window = Window(p, demand, wb, clair, serving)
-    with Engine(window, workers, dask_address(cfg)) as pool:
-        for i, pt in enumerate(points):
-            if pt.family != "plan":
-                replays[i] = pool.point(pt, {})
-                replays[i].add_done_callback(done)
+    with Engine(Window(p, demand, wb, clair, serving), workers, dask_address(cfg)) as pool:
+        replays = _queue(pool, points, {}, progress)
         inputs = hour_inputs(con, cfg, start, hours) if wanted else []
         lap("forecasts")
         solving = {pool.sequence(at_quantile(cfg, q), inputs): q for q in wanted}
         for f in as_completed(solving):
             q = solving[f]
             sequences[q] = f.result()
-            if progress:
-                progress(hours)
-            plans = {q: plan_targets(sequences[q], p)}
-            for i, pt in enumerate(points):
-                if pt.family == "plan" and float(pt.params["quantile"]) == q:
-                    replays[i] = pool.point(pt, plans)
-                    replays[i].add_done_callback(done)
+            progress(hours)
+            replays |= _queue(pool, points, {q: plan_targets(sequences[q], p)}, progress)
         lap("plans")
         rows = [replays[i].result() for i in range(len(points))]
         lap("replays")
@@ -295,8 +264,38 @@ def run_sweep(
         config_hash(cfg),
         seed,
         {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
-        seconds,
+        lap.seconds,
     )
+
+
+def _queue(
+    pool: Engine,
+    points: Sequence[Point],
+    plans: dict[float, PlanTargets],
+    progress: Callable[[int], None],
+) -> dict[int, Future[dict[str, Any]]]:
+    """Queue the points that need no plan (``plans`` empty) or that follow one of ``plans``
+    (by quantile), by their position in ``points``; each done is one step of ``progress``."""
+    queued = {}
+    for i, pt in enumerate(points):
+        wants = pt.family == "plan"
+        if wants == bool(plans) and (not wants or float(pt.params["quantile"]) in plans):
+            queued[i] = pool.point(pt, plans)
+            queued[i].add_done_callback(lambda _f: progress(1))
+    return queued
+
+
+class _Laps:
+    """Seconds between calls, by the name of the part that just ended."""
+
+    def __init__(self) -> None:
+        self.clock = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self.clock, 2)
+        self.clock = now
 
 
 def _references(wb: float, clair: Clairvoyant, demand: MinuteDemand) -> dict[str, Any]:

@@ -44,7 +44,6 @@ class FleetIndex:
     spot_price: Array  # [r, g]
     quota: Array  # [r, g] (0 where the fleet has no entry)
     spot_available: Array  # [r, g]
-    has_entry: npt.NDArray[np.bool_]  # [r, g] the fleet lists (r, g)
     theta_in: Array  # [m, g, k] configured input tokens/s per instance (0: cannot run)
     theta_out: Array  # [m, g, k] configured output tokens/s per instance
     headroom: Array  # [k]
@@ -98,11 +97,12 @@ def blend(phi: npt.ArrayLike, rate_in: npt.ArrayLike, rate_out: npt.ArrayLike) -
     return np.asarray(out, dtype=float)
 
 
-def fleet_index(cfg: FleetConfig) -> FleetIndex:
-    """Build the index of ``cfg`` (see the module docstring)."""
-    regions, models = tuple(cfg.region_ids), tuple(cfg.model_ids)
-    vms, tiers = tuple(cfg.vm_type_ids), tuple(cfg.tier_ids)
-    nm, ng, nk, nr = len(models), len(vms), len(tiers), len(regions)
+def _placements(
+    cfg: FleetConfig, models: tuple[str, ...], vms: tuple[str, ...], tiers: tuple[str, ...]
+) -> tuple[Array, Array, Array, Array]:
+    """Per model and VM type: instances per VM, load minutes, and per tier the configured
+    input and output tokens/s (0 and 1 where the model does not run on the type)."""
+    nm, ng, nk = len(models), len(vms), len(tiers)
     ipv, load = np.zeros((nm, ng)), np.zeros((nm, ng))
     t_in, t_out = np.zeros((nm, ng, nk)), np.ones((nm, ng, nk))
     for i, m in enumerate(models):
@@ -114,19 +114,38 @@ def fleet_index(cfg: FleetConfig) -> FleetIndex:
             for q, k in enumerate(tiers):
                 t_in[i, j, q] = placement.throughput[k].input
                 t_out[i, j, q] = placement.throughput[k].output
+    return ipv, load, t_in, t_out
+
+
+def _regional(
+    cfg: FleetConfig, regions: tuple[str, ...], vms: tuple[str, ...]
+) -> tuple[Array, Array, Array, Array]:
+    """Per region and VM type: on-demand and spot price (the fleet entry's, else the type's),
+    quota and spot availability (0 where the fleet has no entry)."""
     types = [cfg.vm_type(g) for g in vms]
+    nr, ng = len(regions), len(vms)
     price = np.tile([v.price_per_hour for v in types], (nr, 1)).astype(float)
     spot_price = np.tile([v.spot_price_per_hour for v in types], (nr, 1)).astype(float)
-    quota, spot, has = np.zeros((nr, ng)), np.zeros((nr, ng)), np.zeros((nr, ng), dtype=bool)
+    quota, spot = np.zeros((nr, ng)), np.zeros((nr, ng))
     for a, r in enumerate(regions):
         for j, g in enumerate(vms):
             e = cfg.fleet_entry(r, g)
             if e is None:
                 continue
-            has[a, j], quota[a, j], spot[a, j] = True, e.quota, e.spot_available
+            quota[a, j], spot[a, j] = e.quota, e.spot_available
             price[a, j] = e.price_per_hour or price[a, j]
             if e.spot_price_per_hour is not None:
                 spot_price[a, j] = e.spot_price_per_hour
+    return price, spot_price, quota, spot
+
+
+def fleet_index(cfg: FleetConfig) -> FleetIndex:
+    """Build the index of ``cfg`` (see the module docstring)."""
+    regions, models = tuple(cfg.region_ids), tuple(cfg.model_ids)
+    vms, tiers = tuple(cfg.vm_type_ids), tuple(cfg.tier_ids)
+    ipv, load, t_in, t_out = _placements(cfg, models, vms, tiers)
+    types = [cfg.vm_type(g) for g in vms]
+    price, spot_price, quota, spot = _regional(cfg, regions, vms)
     tier_objs = [cfg.tier(k) for k in tiers]
     latency = cfg.planner.interactive_sizing == "latency"
     interactive = sorted(
@@ -146,7 +165,6 @@ def fleet_index(cfg: FleetConfig) -> FleetIndex:
         spot_price=spot_price,
         quota=quota,
         spot_available=spot,
-        has_entry=has,
         theta_in=t_in,
         theta_out=t_out,
         # sized on the latency target (planner.ilp.sizing), interactive demand already holds

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from planner.forecast.horizon import by_horizon
 from planner.forecast.pipeline import Selection
 from planner.forecast.select import summary
@@ -100,6 +102,36 @@ def write_report(selection: Selection, out_dir: Path) -> dict[str, Any]:
     plot = (
         plot_series(selection, series, out_dir / "backtest_largest_series.png") if series else None
     )
+    write_text(out_dir / "backtest.md", _markdown(selection, agg, scores, plot))
+    agg["report"] = str(out_dir / "backtest.md")
+    agg["plot"] = str(plot) if plot else None
+    agg["largest_series"] = series
+    return agg
+
+
+def deployed_rows(agg: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Per metric and overall: folds, MASE, seasonal naive's MASE, the improvement, the 95 %
+    band's coverage and the share at or below p95, formatted."""
+    return [
+        (
+            name,
+            f"{s['folds']:.0f}",
+            f"{s['mase']:.3f}",
+            f"{s['snaive24_mase']:.3f}",
+            f"{s['improvement_vs_snaive24']:.1%}",
+            f"{s['band95_coverage']:.1%}",
+            f"{s['p95_coverage']:.1%}",
+        )
+        for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]
+        if s
+    ]
+
+
+def _markdown(
+    selection: Selection, agg: dict[str, Any], scores: pd.DataFrame, plot: Path | None
+) -> str:
+    """``backtest.md``: the deployed choice per metric vs seasonal naive, the candidates, the
+    largest series' plot and the hardest series."""
     first = selection.origins[0] if selection.origins else "-"
     last = selection.origins[-1] if selection.origins else "-"
     lines = [
@@ -116,14 +148,7 @@ def write_report(selection: Selection, out_dir: Path) -> dict[str, Any]:
         "| metric | folds | MASE | seasonal naive MASE | better by | 95 % band coverage | ≤ p95 |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]:
-        if not s:
-            continue
-        lines.append(
-            f"| {name} | {s['folds']:.0f} | {s['mase']:.3f} | {s['snaive24_mase']:.3f} | "
-            f"{s['improvement_vs_snaive24']:.1%} | {s['band95_coverage']:.1%} | "
-            f"{s['p95_coverage']:.1%} |"
-        )
+    lines += ["| " + " | ".join(row) + " |" for row in deployed_rows(agg)]
     lines += [
         "",
         "## Candidates (mean fold MASE)",
@@ -136,20 +161,15 @@ def write_report(selection: Selection, out_dir: Path) -> dict[str, Any]:
     lines += ["", f"Chosen per series: {agg.get('chosen', {})}", ""]
     if plot:
         lines += [f"![largest series]({plot.name})", ""]
+    return "\n".join([*lines, *_hardest(scores)]) + "\n"
+
+
+def _hardest(scores: pd.DataFrame) -> list[str]:
+    """The ten series whose chosen model scores the highest MASE."""
     worst = scores[scores["chosen"]].sort_values("mase", ascending=False).head(10)
-    lines += [
-        "## Hardest series (chosen model, highest MASE)",
-        "",
-        "| series | forecaster | MASE |",
-        "|---|---|---:|",
-    ]
-    for r in worst.itertuples():
-        lines.append(f"| {r.series} | {r.forecaster} | {r.mase:.3f} |")
-    write_text(out_dir / "backtest.md", "\n".join(lines) + "\n")
-    agg["report"] = str(out_dir / "backtest.md")
-    agg["plot"] = str(plot) if plot else None
-    agg["largest_series"] = series
-    return agg
+    rows = [f"| {r.series} | {r.forecaster} | {r.mase:.3f} |" for r in worst.itertuples()]
+    head = ["## Hardest series (chosen model, highest MASE)", "", "| series | forecaster | MASE |"]
+    return [*head, "|---|---|---:|", *rows]
 
 
-__all__ = ["aggregate", "plot_series", "write_report"]
+__all__ = ["aggregate", "deployed_rows", "plot_series", "write_report"]

@@ -184,6 +184,54 @@ def _plot_tokens(histogram: pd.DataFrame, path: Path) -> Path:
     return save(fig, path)
 
 
+_REPORT = """\
+# Workload characterisation
+
+{series} series (region × model × tier) over {hours} hours.
+
+## Daily cycles and time zones
+
+Busiest hour per region, UTC: {peak_hour_utc}; local: {peak_hour_local}. The local peaks line up \
+while the UTC peaks are shifted by the time zones: one region's trough is another's peak, which \
+is what cross-region routing of tolerant tiers exploits.
+
+![hour of day]({hour_of_day})
+![model and tier]({model_tier})
+
+## Weekly cycle
+
+Weekend / weekday volume per tier: {weekend}. A weekly cycle is why seasonal naive at one week \
+and MSTL (daily + weekly) are candidates once two weeks of history exist.
+
+![day of week]({day_of_week})
+
+## Interactive vs non-interactive over the day
+
+![interactive share]({interactive_share})
+
+## Peak-to-mean
+
+Capacity must absorb the busiest minute, not the hourly mean; the planner sizes
+interactive tiers on the forecast peak minute. Median peak-minute / mean ratio: \
+{peak_minute_to_mean_median:.2f}.
+
+| region | model | tier | mean tok/s | p95 hour / mean | peak minute / mean |
+|---|---|---|---:|---:|---:|
+{peaks}
+## Token lengths
+
+| model | tier | requests | input mean | input p10/p50/p90/p99 | output mean | \
+output p10/p50/p90/p99 |
+|---|---|---:|---:|---|---:|---|
+{lengths}
+![token lengths]({tokens})
+
+## Hardest to forecast
+
+{hardest}
+"""
+
+
 def _write_markdown(
     out_dir: Path,
     figures: dict[str, Any],
@@ -192,74 +240,38 @@ def _write_markdown(
     hardest: pd.DataFrame,
     plots: dict[str, Path],
 ) -> None:
-    lines = [
-        "# Workload characterisation",
-        "",
-        f"{figures['series']} series (region × model × tier) over {figures['hours']} hours.",
-        "",
-        "## Daily cycles and time zones",
-        "",
-        f"Busiest hour per region, UTC: {figures['peak_hour_utc']}; local: "
-        f"{figures['peak_hour_local']}. The local peaks line up while the UTC peaks are shifted "
-        "by the time zones: one region's trough is another's peak, which is what cross-region "
-        "routing of tolerant tiers exploits.",
-        "",
-        f"![hour of day]({plots['hour_of_day'].name})",
-        f"![model and tier]({plots['model_tier'].name})",
-        "",
-        "## Weekly cycle",
-        "",
-        "Weekend / weekday volume per tier: "
-        + ", ".join(f"{t}: {v:.2f}" for t, v in figures["weekend_vs_weekday"].items()),
-        ". A weekly cycle is why seasonal naive at one week and MSTL (daily + weekly) are "
-        "candidates once two weeks of history exist.",
-        "",
-        f"![day of week]({plots['day_of_week'].name})",
-        "",
-        "## Interactive vs non-interactive over the day",
-        "",
-        f"![interactive share]({plots['interactive_share'].name})",
-        "",
-        "## Peak-to-mean",
-        "",
-        "Capacity must absorb the busiest minute, not the hourly mean; the planner sizes",
-        "interactive tiers on the forecast peak minute. Median peak-minute / mean ratio: "
-        f"{figures['peak_minute_to_mean_median']:.2f}.",
-        "",
-        "| region | model | tier | mean tok/s | p95 hour / mean | peak minute / mean |",
-        "|---|---|---|---:|---:|---:|",
+    """``characterization.md``: :data:`_REPORT` with the figures, tables and plots."""
+    peaks = [
+        f"| {r.region} | {r.model} | {r.tier} | {r.mean_token_rate:,.0f} | "
+        f"{r.daily_peak_to_mean:.2f} | {r.peak_minute_to_mean:.2f} |\n"
+        for r in ptm.itertuples()
     ]
-    for r in ptm.itertuples():
-        lines.append(
-            f"| {r.region} | {r.model} | {r.tier} | {r.mean_token_rate:,.0f} | "
-            f"{r.daily_peak_to_mean:.2f} | {r.peak_minute_to_mean:.2f} |"
-        )
-    lines += [
-        "",
-        "## Token lengths",
-        "",
-        "| model | tier | requests | input mean | input p10/p50/p90/p99 | output mean | "
-        "output p10/p50/p90/p99 |",
-        "|---|---|---:|---:|---|---:|---|",
+    summary: list[Any] = list(tokens.itertuples())  # input_q/output_q hold lists
+    lengths = [
+        f"| {row.model} | {row.tier} | {row.requests:,} | {row.input_mean:,.0f} | "
+        f"{'/'.join(f'{v:,.0f}' for v in row.input_q)} | {row.output_mean:,.0f} | "
+        f"{'/'.join(f'{v:,.0f}' for v in row.output_q)} |\n"
+        for row in summary
     ]
-    row: Any  # a row of the token summary (input_q/output_q hold lists)
-    for row in tokens.itertuples():
-        lines.append(
-            f"| {row.model} | {row.tier} | {row.requests:,} | {row.input_mean:,.0f} | "
-            f"{'/'.join(f'{v:,.0f}' for v in row.input_q)} | {row.output_mean:,.0f} | "
-            f"{'/'.join(f'{v:,.0f}' for v in row.output_q)} |"
-        )
-    lines += ["", f"![token lengths]({plots['tokens'].name})", "", "## Hardest to forecast", ""]
+    text = _REPORT.format(
+        **figures,
+        weekend=", ".join(f"{t}: {v:.2f}" for t, v in figures["weekend_vs_weekday"].items()),
+        peaks="".join(peaks),
+        lengths="".join(lengths),
+        hardest=_hardest_table(hardest),
+        **{name: path.name for name, path in plots.items()},
+    )
+    write_text(out_dir / "characterization.md", text)
+
+
+def _hardest_table(hardest: pd.DataFrame) -> str:
+    """The ten series with the highest MASE of their chosen forecaster."""
     if hardest.empty:
-        lines.append("No model selection has run yet (`sageserve backtest`).")
-    else:
-        lines += [
-            "| series | chosen forecaster | MASE | 95 % band coverage |",
-            "|---|---|---:|---:|",
-        ]
-        for r in hardest.head(10).itertuples():
-            lines.append(
-                f"| {str(r.series).replace('|', chr(92) + '|')} | {r.forecaster} | {r.mase:.3f} | "
-                f"{r.band95_coverage:.1%} |"
-            )
-    write_text(out_dir / "characterization.md", "\n".join(lines) + "\n")
+        return "No model selection has run yet (`sageserve backtest`)."
+    rows = [
+        f"| {str(r.series).replace('|', chr(92) + '|')} | {r.forecaster} | {r.mase:.3f} | "
+        f"{r.band95_coverage:.1%} |"
+        for r in hardest.head(10).itertuples()
+    ]
+    head = ["| series | chosen forecaster | MASE | 95 % band coverage |", "|---|---|---:|---:|"]
+    return "\n".join(head + rows)

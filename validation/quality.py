@@ -224,19 +224,11 @@ def run_checkpoint(
             checkpoint = _checkpoint(gx, context, source, name, expectations)
             outcome = checkpoint.run(batch_parameters={"dataframe": frames[name]}, run_id=run_id)
             for key, run in outcome.run_results.items():
+                page = "validations/" + "/".join(map(str, cast(Any, key).to_tuple())) + ".html"
+                checked, failed = len(run.results), sum(not r.success for r in run.results)
+                when = f"{run_time:%Y-%m-%d %H:%M:%S}"
                 pages.append(
-                    Validation(
-                        plan_hour=shown,
-                        asset=name,
-                        suite=name,
-                        success=bool(run.success),
-                        checked=len(run.results),
-                        failed=sum(not r.success for r in run.results),
-                        validated_at=f"{run_time:%Y-%m-%d %H:%M:%S}",
-                        page="validations/"
-                        + "/".join(map(str, cast(Any, key).to_tuple()))
-                        + ".html",
-                    )
+                    Validation(shown, name, name, bool(run.success), checked, failed, when, page)
                 )
                 _collect(result, name, run.results)
     finally:

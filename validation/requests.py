@@ -1,5 +1,5 @@
-"""pandera models of the request-log tables: ``requests``, ``requests_quarantine`` and
-``ingested_files``.
+"""pandera models of the request-log tables: ``requests`` and ``ingested_files`` (the
+quarantine's columns are fixed by ``sql/migrations``; nothing validates its rows in Python).
 
 ``requests_schema`` is the contract of a row in the warehouse. At ingest it is not run in pandas:
 :mod:`validation.sql_checks` compiles it to SQL predicates that DuckDB evaluates over the whole
@@ -54,19 +54,6 @@ def requests_schema(
         strict=False,
     )
 
-
-requests_quarantine = pa.DataFrameSchema(
-    {
-        "file_id": pa.Column(pl.String, nullable=False),
-        "path": pa.Column(pl.String, nullable=False),
-        "row_number": pa.Column(pl.Int64, pa.Check.ge(1), nullable=True),
-        "request_id": pa.Column(pl.String, nullable=True),
-        "reason": pa.Column(pl.String, pa.Check.str_length(1, None), nullable=False),
-        "raw": pa.Column(pl.String, nullable=True),
-        "quarantined_at": pa.Column(pl.Datetime("us"), nullable=False),
-    },
-    name="requests_quarantine",
-)
 
 ingested_files = pa.DataFrameSchema(
     {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,10 @@ from flows.cli.common import (
 )
 from flows.policy_names import DEFAULT_QUANTILES, POLICIES
 from planner.sim.sweep import FAMILIES
+
+if TYPE_CHECKING:
+    from flows.evaluation import Evaluation
+    from flows.sweep import Sweep
 
 log = logging.getLogger(__name__)
 _COLUMNS = (  # the comparison table's columns shown, in order (the last two when compared)
@@ -85,14 +89,18 @@ def evaluate(
     folder = out or Path(cfg.paths.outputs) / (
         f"evaluation-{evaluation.start:%Y%m%dT%H%M}-{hours}h-{evaluation.config_hash}"
     )
-    paths = write_outputs(evaluation, folder)
+    _report(evaluation, write_outputs(evaluation, folder), folder, as_json)
+
+
+def _report(evaluation: Evaluation, paths: dict[str, Path], folder: Path, as_json: bool) -> None:
+    """The comparison as JSON (``--json``) or as a table, and where its files are."""
     table = evaluation.table()
     if as_json:
         emit_json(
             {
                 "window": [str(evaluation.start), str(evaluation.end)],
                 "config_hash": evaluation.config_hash,
-                "seed": seed,
+                "seed": evaluation.seed,
                 "results": table.to_dict(orient="records"),
                 "files": {k: str(v) for k, v in paths.items()},
             }
@@ -123,12 +131,7 @@ def _sweep(
 
     cfg = settings(ctx).config()
     fams = choices(families, "--families", FAMILIES)
-    try:
-        qs = [float(q) for q in quantiles.split(",") if q.strip()]
-    except ValueError:
-        fail(f"--quantiles: not numbers: {quantiles!r}")
-    if not qs or any(not 0 < q < 1 for q in qs):
-        fail(f"--quantiles: each must lie in (0, 1), got {quantiles!r}")
+    qs = _quantiles(quantiles)
     stop = parse_time(end, "--end") if end else None
     con = open_warehouse(ctx)
     with con, progress_bar() as bar, clear_errors():
@@ -143,6 +146,23 @@ def _sweep(
     if as_json:
         emit_json({**sweep_json(result), "files": {k: str(v) for k, v in paths.items()}})
         return
+    _print_frontier(result)
+    console.print(f"frontier: {paths['md']}; every point: {paths['csv']}; plots in {folder}")
+
+
+def _quantiles(text: str) -> list[float]:
+    """``--quantiles``: comma-separated, each in (0, 1)."""
+    try:
+        qs = [float(q) for q in text.split(",") if q.strip()]
+    except ValueError:
+        fail(f"--quantiles: not numbers: {text!r}")
+    if not qs or any(not 0 < q < 1 for q in qs):
+        fail(f"--quantiles: each must lie in (0, 1), got {text!r}")
+    return qs
+
+
+def _print_frontier(result: Sweep) -> None:
+    """Per family, the cheapest point meeting the targets and how it compares."""
     rows = []
     for fam, r in result.frontier.items():
         if r is None:
@@ -157,7 +177,6 @@ def _sweep(
         rows,
         title=f"frontier at equal SLA, {result.start} .. {result.end}",
     )
-    console.print(f"frontier: {paths['md']}; every point: {paths['csv']}; plots in {folder}")
 
 
 def _cell(value: object) -> str:

@@ -81,19 +81,7 @@ def backtest(
         return
     print_table(
         ("metric", "folds", "MASE", "snaive24 MASE", "better by", "95% band", "≤ p95"),
-        (
-            (
-                name,
-                f"{s['folds']:.0f}",
-                f"{s['mase']:.3f}",
-                f"{s['snaive24_mase']:.3f}",
-                f"{s['improvement_vs_snaive24']:.1%}",
-                f"{s['band95_coverage']:.1%}",
-                f"{s['p95_coverage']:.1%}",
-            )
-            for name, s in [*agg["by_metric"].items(), ("all", agg["overall"])]
-            if s
-        ),
+        backtest_report.deployed_rows(agg),
         title=f"deployed choice vs seasonal naive ({len(selection.origins)} origins)",
     )
     console.print(f"chosen: {agg.get('chosen')}\nreport: {agg['report']}\nplot: {agg['plot']}")

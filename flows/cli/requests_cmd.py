@@ -10,12 +10,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from flows.cli.common import console, emit_json, fail, open_warehouse, settings
+
+if TYPE_CHECKING:
+    from flows.routing_results import RoutingResult
+    from planner.sim.length import Score
 
 log = logging.getLogger(__name__)
 
@@ -37,42 +41,33 @@ def _routing(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(result.to_json())
         return
-    s = result.predictor
-    acc = Table(
-        "bucket",
-        "rows",
-        "accuracy",
-        "ceiling",
-        title=f"length predictor, out of sample (log loss {s.log_loss:.3f})",
-    )
+    _print_predictor(result.predictor)
+    _print_routers(result)
+
+
+def _print_predictor(s: Score) -> None:
+    """The length predictor's out-of-sample accuracy per bucket, beside its ceiling."""
+    title = f"length predictor, out of sample (log loss {s.log_loss:.3f})"
+    acc = Table("bucket", "rows", "accuracy", "ceiling", title=title)
     for b, n, a, top in zip(s.bucket, s.rows, s.accuracy, s.ceiling_accuracy, strict=True):
         acc.add_row(b, str(n), f"{a:.3f}", f"{top:.3f}")
-    acc.add_row(
-        "all",
-        str(s.test_rows),
-        f"{s.overall:.3f} (majority {s.majority_baseline:.3f})",
-        f"{s.ceiling:.3f}",
-    )
+    overall = f"{s.overall:.3f} (majority {s.majority_baseline:.3f})"
+    acc.add_row("all", str(s.test_rows), overall, f"{s.ceiling:.3f}")
     console.print(acc)
+
+
+def _print_routers(result: RoutingResult) -> None:
+    """Each router's figures, the learned router against each per window, and the bounds."""
     view = Table(
-        "router",
-        "e2e_mean_s",
-        "e2e_p95_s",
-        "ttft_p95_s",
-        "vs round-robin",
+        "router", "e2e_mean_s", "e2e_p95_s", "ttft_p95_s", "vs round-robin",
         title=f"{result.region}/{result.model}: {result.instances} × {result.profile} "
         f"at load {result.load:g} ({result.load_basis}), {result.requests} requests in "
         f"{len(result.per_window)} windows (means over windows)",
-    )
+    )  # fmt: skip
     rr = result.policies[0].e2e_mean_s
     for p in result.policies:
-        view.add_row(
-            p.name,
-            f"{p.e2e_mean_s:.3f}",
-            f"{p.e2e_p95_s:.3f}",
-            f"{p.ttft_p95_s:.3f}",
-            f"{p.e2e_mean_s / rr - 1:+.1%}",
-        )
+        figures = (p.e2e_mean_s, p.e2e_p95_s, p.ttft_p95_s)
+        view.add_row(p.name, *(f"{x:.3f}" for x in figures), f"{p.e2e_mean_s / rr - 1:+.1%}")
     console.print(view)
     vs = Table("learned vs", "mean", "std", "windows won", title="learned router, per window")
     for other, c in result.comparison.items():
@@ -158,6 +153,13 @@ def evaluate_requests(
         str | None,
         typer.Option(help="routing: the KV cache, 'paged' (vLLM, default) or 'reserve'"),
     ] = None,
+    prefill: Annotated[
+        str | None,
+        typer.Option(
+            help="routing: the scheduler, 'chunked' (chunked prefill, default) or 'whole' "
+            "(vLLM v0's default: whole prompts in prefill-only iterations, decodes paused)"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay a request log through the iteration-level instance model under each policy of a
@@ -165,22 +167,6 @@ def evaluate_requests(
     fairserve against the no-flood run; the pool options apply to routing)."""
     if scenario not in SCENARIOS:
         fail(f"--scenario: unknown {scenario!r}; choose from {', '.join(SCENARIOS)}", code=2)
-    opts = {
-        "region": region,
-        "model": model,
-        "instances": instances,
-        "load": load,
-        "load_basis": load_basis,
-        "requests": requests,
-        "train_requests": train_requests,
-        "seed": seed,
-        "retrain": retrain,
-        "windows": windows,
-        "predictor_rows": predictor_rows,
-        "search_rounds": search_rounds,
-        "search_population": search_population,
-        "perf": perf,
-        "serve_on": serve_on,
-        "kv": kv,
-    }
+    # every option but the scenario's name and the output format, by parameter name
+    opts = {k: v for k, v in locals().items() if k not in ("ctx", "scenario", "as_json")}
     SCENARIOS[scenario](ctx, opts, as_json)

@@ -4,7 +4,7 @@ profiles (requests, or per-minute aggregates), one Parquet file per UTC day."""
 from __future__ import annotations
 
 import logging
-from datetime import date
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from planner.config import FleetConfig
+    from planner.workload.servegen import ServeGenClient, ServeGenSpec
 
 log = logging.getLogger(__name__)
 DEFAULT_AZURE = Path("../shared/data/azure2023")
@@ -80,7 +81,7 @@ def synth_servegen(
     minute, per-minute demand aggregates for `ingest --format minute-aggregates`)."""
     import pandas as pd
 
-    from planner.workload.servegen import ServeGenSpec, load_source, synthesize_servegen
+    from planner.workload.servegen import ServeGenSpec, synthesize_servegen
 
     cfg = settings(ctx).config()
     models = model or [_default_model(s) for s in source]
@@ -92,63 +93,61 @@ def synth_servegen(
     if aggregate not in (None, "minute"):
         fail(f"--aggregate: only 'minute' is supported, got {aggregate!r}", code=2)
     start_date = parse_time(start, "--start").date()
+    specs = [ServeGenSpec(m, scale, seed, start_date) for m in models]
     if aggregate == "minute":
-        _synth_minutes(cfg, source, models, scale, seed, start_date, out, as_json)
+        _synth_minutes(cfg, source, specs, out, as_json)
         return
-    frames: list[pd.DataFrame] = []
-    for src, model_id in zip(source, models, strict=True):
-        try:
-            clients = load_source(src)
-        except FileNotFoundError as exc:
-            fail(str(exc), code=2)
-        spec = ServeGenSpec(model_id, scale, seed, start_date)
-        frames.extend(synthesize_servegen(cfg, clients, spec))
+    frames = [
+        frame
+        for clients, spec in _clients(source, specs)
+        for frame in synthesize_servegen(cfg, clients, spec)
+    ]
     if not frames:
         fail("no requests generated (scale too small?)")
     rows = pd.concat(frames, ignore_index=True).sort_values("arrival_time", kind="stable")
     rows.insert(0, "request_id", [f"sg{seed}-{i:09d}" for i in range(len(rows))])
-    files = []
-    for day, frame in rows.groupby(rows["arrival_time"].dt.floor("D"), sort=True):
-        path = out / f"servegen-{day:%Y-%m-%d}.parquet"
-        write_parquet_atomic(frame.reset_index(drop=True), path)
-        files.append(str(path))
+    files = _write_days(rows, "arrival_time", out, "servegen")
     log.info("wrote %d rows in %d files under %s", len(rows), len(files), out)
     if as_json:
         emit_json({"files": files, "rows": len(rows), "seed": seed, "scale": scale})
 
 
-def _synth_minutes(
-    cfg: FleetConfig,
-    sources: list[Path],
-    models: list[str],
-    scale: float,
-    seed: int,
-    start_date: date,
-    out: Path,
-    as_json: bool,
-) -> None:
-    import pandas as pd
+def _clients(
+    sources: list[Path], specs: list[ServeGenSpec]
+) -> Iterator[tuple[list[ServeGenClient], ServeGenSpec]]:
+    """Each ``--source`` folder's clients (a missing folder fails the command) and its spec."""
+    from planner.workload.servegen import load_source
 
-    from planner.workload.servegen import ServeGenSpec, load_source
-    from planner.workload.servegen_minutes import synthesize_minutes
-
-    frames = []
-    for src, model_id in zip(sources, models, strict=True):
+    for src, spec in zip(sources, specs, strict=True):
         try:
             clients = load_source(src)
         except FileNotFoundError as exc:
             fail(str(exc), code=2)
-        frames.append(
-            synthesize_minutes(cfg, clients, ServeGenSpec(model_id, scale, seed, start_date))
-        )
+        yield clients, spec
+
+
+def _write_days(rows: pd.DataFrame, column: str, out: Path, prefix: str) -> list[str]:
+    """One Parquet file per UTC day of ``column``, ``out/<prefix>-YYYY-MM-DD.parquet``."""
+    files = []
+    for day, frame in rows.groupby(rows[column].dt.floor("D"), sort=True):
+        path = out / f"{prefix}-{day:%Y-%m-%d}.parquet"
+        write_parquet_atomic(frame.reset_index(drop=True), path)
+        files.append(str(path))
+    return files
+
+
+def _synth_minutes(
+    cfg: FleetConfig, sources: list[Path], specs: list[ServeGenSpec], out: Path, as_json: bool
+) -> None:
+    import pandas as pd
+
+    from planner.workload.servegen_minutes import synthesize_minutes
+
+    frames = [synthesize_minutes(cfg, clients, spec) for clients, spec in _clients(sources, specs)]
     minutes = pd.concat(frames, ignore_index=True).sort_values("minute", kind="stable")
     if minutes.empty:
         fail("no demand generated (scale too small?)")
-    files = []
-    for day, frame in minutes.groupby(minutes["minute"].dt.floor("D"), sort=True):
-        path = out / f"servegen-minutes-{day:%Y-%m-%d}.parquet"
-        write_parquet_atomic(frame.reset_index(drop=True), path)
-        files.append(str(path))
+    files = _write_days(minutes, "minute", out, "servegen-minutes")
     requests = int(minutes["requests"].sum())
     log.info("wrote %d minute rows (%d requests) in %d files", len(minutes), requests, len(files))
     if as_json:
@@ -157,8 +156,8 @@ def _synth_minutes(
                 "files": files,
                 "rows": len(minutes),
                 "requests": requests,
-                "seed": seed,
-                "scale": scale,
+                "seed": specs[0].seed,
+                "scale": specs[0].scale,
             }
         )
 

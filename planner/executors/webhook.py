@@ -110,9 +110,6 @@ class WebhookExecutor:
             router=router,
         )
 
-    def last_applied(self, region: str) -> dict[str, Any] | None:
-        return self._last("applied", region)
-
     def _last(self, kind: str, region: str) -> dict[str, Any] | None:
         path = self.folder / kind / f"{region}.json"
         if not path.exists():

@@ -2,10 +2,10 @@
 
 On the unseen ServeGen logs the 95 % band's misses cluster by day: a surprise shared by the
 series of a log. The split-conformal band (:mod:`planner.forecast.calibration`) treats every
-hour of its folds as exchangeable, so it cannot react to a shock. Two ways of letting the band
-react, both a *spread factor* θ per origin applied to the log-residual quantiles around their
-median (``q'_τ = q_0.5 + θ · (q_τ − q_0.5)``, :meth:`ResidualQuantiles.spread_by`), θ made
-only from origins before the forecast's origin:
+hour of its folds as exchangeable, so it cannot react to a shock. Three ways of letting the
+band react. The first two are a *spread factor* θ per origin applied to the log-residual
+quantiles around their median (``q'_τ = q_0.5 + θ · (q_τ − q_0.5)``,
+:meth:`ResidualQuantiles.spread_by`), θ made only from origins before the forecast's origin:
 
 * ``recent`` (a recent-level-error state): the mean absolute log residual of the last
   ``window_h`` hours before the origin (the previous fold's last leads, all realised at the
@@ -19,10 +19,19 @@ only from origins before the forecast's origin:
 metric, the chunk a selection calibrates together) or every series of the hours given
 (``log``: a shock shared by a log); the state is kept per forecaster.
 
-Measured (README, Forecasting): neither beats the plain band on the tuning log (m-mid) nor on
-the unseen logs (m-large): the shocks do not persist from one day to the next, so a band that
-widens after one is wider on the calm day that follows. Off by default; ``bench/
-forecast_accuracy.py --bands`` re-calibrates a selection's rows with each.
+* ``level`` (session 29: ACI as Gibbs & Candès state it, on the miscoverage level, per
+  scope key × forecaster × lead h): α_h ← α_h + γ · (α − err_h) once a forecast's hour at
+  lead h is over, ``err_h`` the share of that origin's points at lead h (one per series of the
+  key) outside the 95 % band, α_h kept in [``lo`` · α, ``hi`` · α]; the band at lead h takes
+  its tail levels scaled by α_h / α (:func:`~planner.forecast.calibration.tail_levels`: the
+  2.5 % and 97.5 % quantiles become α_h/2 and 1 − α_h/2). A row counts only once its target
+  hour is before the origin being banded (:meth:`LevelState.advance`), whatever the step
+  between origins.
+
+Measured (README, Forecasting): neither ``recent`` nor ``aci`` beats the plain band on the
+tuning log (m-mid) nor on the unseen logs (m-large): the shocks do not persist from one day
+to the next, so a band that widens after one is wider on the calm day that follows. Off by
+default; ``bench/forecast_accuracy.py --bands`` re-calibrates a selection's rows with each.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-KINDS = ("recent", "aci")
+KINDS = ("recent", "aci", "level")
 SCOPES = ("own", "peer", "log")
 
 
@@ -71,6 +80,9 @@ class BandAdapt:
             values[name] = raw if kind_of == "str" else int(raw) if kind_of == "int" else float(raw)
         return cls(kind, **values)  # type: ignore[arg-type]
 
+    def scope_key(self, series: str, peer_of: dict[str, str]) -> str:
+        return series if self.scope == "own" else "log" if self.scope == "log" else peer_of[series]
+
 
 class SpreadState:
     """The spread factor per scope and forecaster, fed one origin at a time, in order.
@@ -88,9 +100,7 @@ class SpreadState:
         self._pending: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray | None]]] = {}
 
     def key(self, series: str, forecaster: str) -> tuple[str, str]:
-        scope = self.adapt.scope
-        where = series if scope == "own" else "log" if scope == "log" else self.peer_of[series]
-        return where, forecaster
+        return self.adapt.scope_key(series, self.peer_of), forecaster
 
     def factor(self, series: str, forecaster: str) -> float:
         a, k = self.adapt, self.key(series, forecaster)
@@ -135,4 +145,69 @@ class SpreadState:
         self._pending = {}
 
 
-__all__ = ["BandAdapt", "SpreadState"]
+_HOUR = np.timedelta64(1, "h")
+
+
+def target_hours(origin: object, leads: np.ndarray) -> np.ndarray:
+    """The hour each lead forecasts from ``origin`` (lead 1: the origin's own hour)."""
+    at = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+    out: np.ndarray = at + (leads.astype(np.int64) - 1) * _HOUR
+    return out
+
+
+class LevelState:
+    """ACI's miscoverage level α_h per scope key × forecaster × lead (module docstring, kind
+    ``level``). :meth:`tails` reads only updates from rows whose target hour was before the
+    last :meth:`advance`; :meth:`observe` queues an origin's rows until then."""
+
+    def __init__(
+        self, adapt: BandAdapt, horizon: int, peer_of: dict[str, str] | None = None
+    ) -> None:
+        self.adapt, self.horizon = adapt, horizon
+        self.peer_of = peer_of or {}
+        self._alpha: dict[tuple[str, str], np.ndarray] = {}  # per key: α_h for h = 1..horizon
+        # queued rows: (forecast origin, key, target hours, leads, in band)
+        self._queue: list[tuple[np.datetime64, tuple[str, str], np.ndarray, np.ndarray, np.ndarray]]
+        self._queue = []
+
+    def tails(self, series: str, forecaster: str) -> np.ndarray | None:
+        """α_h / α per lead (None: no update yet, the plain levels)."""
+        alpha = self._alpha.get((self.adapt.scope_key(series, self.peer_of), forecaster))
+        return None if alpha is None else alpha / self.adapt.alpha
+
+    def observe(
+        self, series: str, forecaster: str, origin: object, leads: np.ndarray, hits: np.ndarray
+    ) -> None:
+        """One (series, forecaster)'s conformal rows at ``origin``: leads and whether each
+        actual was inside the 95 % band."""
+        at = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+        key = (self.adapt.scope_key(series, self.peer_of), forecaster)
+        target = target_hours(origin, leads)
+        self._queue.append((at, key, target, leads.astype(int), hits.astype(bool)))
+
+    def advance(self, origin: object) -> None:
+        """Update α with every queued row whose target hour is before ``origin``, one forecast
+        origin after another (rows still in the future stay queued)."""
+        now = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+        a, keep = self.adapt, []
+        misses: dict[tuple[np.datetime64, tuple[str, str]], list[tuple[np.ndarray, np.ndarray]]]
+        misses = {}
+        for at, key, target, leads, hits in self._queue:
+            over = target < now
+            if over.any():
+                misses.setdefault((at, key), []).append((leads[over], ~hits[over]))
+            if not over.all():
+                keep.append((at, key, target[~over], leads[~over], hits[~over]))
+        self._queue = keep
+        h = self.horizon
+        for (_, key), parts in sorted(misses.items(), key=lambda kv: kv[0][0]):
+            lead = np.concatenate([p[0] for p in parts]) - 1
+            miss = np.concatenate([p[1] for p in parts]).astype(float)
+            n = np.bincount(lead, minlength=h)
+            err = np.bincount(lead, miss, minlength=h)[n > 0] / n[n > 0]
+            alpha = self._alpha.setdefault(key, np.full(h, a.alpha))
+            alpha[n > 0] += a.gamma * (a.alpha - err)
+            np.clip(alpha, a.lo * a.alpha, a.hi * a.alpha, out=alpha)
+
+
+__all__ = ["BandAdapt", "LevelState", "SpreadState", "target_hours"]

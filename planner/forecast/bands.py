@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
-from planner.forecast.adaptive import BandAdapt, SpreadState
+from planner.forecast.adaptive import BandAdapt, LevelState, SpreadState, target_hours
 from planner.forecast.calibration import (
     Pooling,
     ResidualQuantiles,
@@ -64,7 +64,7 @@ def recalibrate(
 
 
 class _Past:
-    """The residuals of the folds already over, per (series, model) and per (peer group,
+    """The residuals of the hours already over, per (series, model) and per (peer group,
     model); a peer group's sample is sorted once per origin and shared by its series."""
 
     def __init__(self, by_horizon: bool, pool: Pooling | None = None) -> None:
@@ -73,6 +73,8 @@ class _Past:
         self.own: dict[tuple[str, str], Residuals] = {}
         self.group: dict[tuple[str, str], Residuals] = {}
         self.peers: dict[tuple[str, str], Sample] = {}
+        # an origin's residuals wait here until their target hours are over
+        self.pending: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def sample(self, parts: Residuals) -> Sample:
         values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
@@ -83,23 +85,107 @@ class _Past:
         return sum(len(r) for r, _ in self.own.get((series, name), []))
 
     def quantiles(
-        self, series: str, name: str, offset: float, taus: tuple[float, ...]
+        self,
+        series: str,
+        name: str,
+        offset: float,
+        taus: tuple[float, ...],
+        tails: np.ndarray | None = None,
     ) -> ResidualQuantiles:
         gkey = (peer_group(series, self.pool.group), name)
         if gkey not in self.peers:
             self.peers[gkey] = self.sample(self.group.get(gkey, []))
         mine = self.sample(self.own.get((series, name), []))
         return ResidualQuantiles.fit_samples(
-            mine, self.peers[gkey], offset, taus, self.by_horizon, self.pool
+            mine, self.peers[gkey], offset, taus, self.by_horizon, self.pool, tails
         )
 
-    def close(self, pending: list[tuple[str, str, np.ndarray, np.ndarray]]) -> None:
-        """An origin's fold is over: its residuals join the past."""
-        for series, name, res, h in pending:
-            self.own.setdefault((series, name), []).append((res, h))
-            gkey = (peer_group(series, self.pool.group), name)
-            self.group.setdefault(gkey, []).append((res, h))
+    def add(
+        self, series: str, name: str, res: np.ndarray, lead: np.ndarray, origin: object
+    ) -> None:
+        self.pending.append((series, name, res, lead, target_hours(origin, lead)))
+
+    def resolve(self, origin: object) -> None:
+        """Residuals whose target hour is before ``origin`` join the past (with daily
+        origins and 24 leads: every earlier fold, whole)."""
+        now, waiting = np.datetime64(origin, "ns"), []  # type: ignore[call-overload]
+        for series, name, res, lead, target in self.pending:
+            over = target < now
+            if over.any():
+                self.own.setdefault((series, name), []).append((res[over], lead[over]))
+                gkey = (peer_group(series, self.pool.group), name)
+                self.group.setdefault(gkey, []).append((res[over], lead[over]))
+            if not over.all():
+                waiting.append((series, name, res[~over], lead[~over], target[~over]))
+        self.pending = waiting
         self.peers = {}
+
+
+class _Bands:
+    """One calibration's state: the quantile table being filled, the past residuals and the
+    adaptive state (:mod:`.adaptive`), advanced one origin at a time."""
+
+    def __init__(
+        self,
+        hours: pd.DataFrame,
+        settings: BacktestSettings,
+        adapt: BandAdapt | None,
+        pool: Pooling | None,
+    ) -> None:
+        self.settings, self.taus = settings, settings.quantiles
+        self.q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in self.taus])
+        self.conformal = np.zeros(len(hours), dtype=bool)
+        self.point = hours["point"].to_numpy(dtype=float)
+        self.actual = hours["actual"].to_numpy(dtype=float)
+        self.lead = hours["h"].to_numpy(dtype=int)
+        self.past = _Past(settings.by_horizon, pool)
+        peer_of = {s: peer_group(s) for s in hours["series"].unique()} if adapt else {}
+        if adapt is not None and adapt.kind != "level" and settings.step_h < settings.horizon:
+            raise ValueError(f"band {adapt.kind!r} needs origins ≥ horizon apart")
+        level = adapt is not None and adapt.kind == "level"
+        self.spread = SpreadState(adapt, peer_of) if adapt and not level else None
+        self.level = LevelState(adapt, settings.horizon, peer_of) if adapt and level else None
+        taus = set(self.taus)
+        self.edges = (
+            (self.taus.index(0.025), self.taus.index(0.975)) if {0.025, 0.975} <= taus else None
+        )
+
+    def start(self, origin: object) -> None:
+        self.past.resolve(origin)
+        if self.level is not None:
+            self.level.advance(origin)
+
+    def band(self, series: str, name: str, idx: np.ndarray, offset: float, origin: object) -> None:
+        """The rows ``idx`` of one series and forecaster at ``origin``: conformal once enough
+        residuals are over, then queued as residuals (and hits) for later origins."""
+        if self.past.count(series, name) >= self.settings.min_residuals:
+            tails = self.level.tails(series, name) if self.level else None
+            rq = self.past.quantiles(series, name, offset, self.taus, tails)
+            if self.spread is not None:
+                rq = rq.spread_by(self.spread.factor(series, name))
+            made = rq.apply(self.point[idx], self.lead[idx])
+            self.q[idx] = np.column_stack([made[t] for t in self.taus])
+            self.conformal[idx] = True
+        ok = np.isfinite(self.actual[idx]) & np.isfinite(self.point[idx])
+        res, lead = log_residuals(self.actual[idx], self.point[idx], offset), self.lead[idx][ok]
+        self.past.add(series, name, res, lead, origin)
+        banded = self.edges is not None and bool(self.conformal[idx].all())
+        hits = self._hits(idx[ok]) if banded else None
+        if self.spread is not None:
+            self.spread.observe(series, name, res, lead, hits, self.settings.horizon)
+        if self.level is not None and hits is not None:
+            self.level.observe(series, name, origin, lead, hits)
+
+    def _hits(self, idx: np.ndarray) -> np.ndarray:
+        assert self.edges is not None
+        low, high = self.q[idx, self.edges[0]], self.q[idx, self.edges[1]]
+        inside: np.ndarray = (self.actual[idx] >= low) & (self.actual[idx] <= high)
+        return inside
+
+    def close(self) -> None:
+        """The origin's bands are all made."""
+        if self.spread is not None:
+            self.spread.close_origin()
 
 
 def calibrate(
@@ -109,55 +195,23 @@ def calibrate(
     adapt: BandAdapt | None = None,
     pool: Pooling | None = None,
 ) -> pd.DataFrame:
-    """Add q_<τ> columns: conformal from earlier folds (own and peer residuals) once at least
-    ``min_residuals`` own residuals exist, else the model's native intervals. ``adapt``: each
-    conformal band spread by a factor made from the origins before its own (:mod:`.adaptive`);
-    ``pool``: how own and peer residuals mix (:class:`~.calibration.Pooling`)."""
+    """Add q_<τ> columns: conformal from earlier folds (own and peer residuals whose target
+    hour is over) once at least ``min_residuals`` own residuals exist, else the model's native
+    intervals. ``adapt``: each conformal band adapted to the origins before its own
+    (:mod:`.adaptive`); ``pool``: how own and peer residuals mix (:class:`.Pooling`)."""
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
     levels = panel.observed.mean()
-    taus = settings.quantiles
-    q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in taus])
-    conformal = np.zeros(len(hours), dtype=bool)
-    point = hours["point"].to_numpy(dtype=float)
-    actual = hours["actual"].to_numpy(dtype=float)
-    lead = hours["h"].to_numpy(dtype=int)
-    past = _Past(settings.by_horizon, pool)
-    state = (
-        SpreadState(adapt, {s: peer_group(s) for s in hours["series"].unique()}) if adapt else None
-    )
-    edges = (taus.index(0.025), taus.index(0.975)) if {0.025, 0.975} <= set(taus) else None
-    for _origin, at_origin in hours.groupby("origin", sort=True):
-        pending: list[tuple[str, str, np.ndarray, np.ndarray]] = []
-        groups = at_origin.groupby(["series", "forecaster"], sort=False).indices
-        for key, rows in groups.items():
+    run = _Bands(hours, settings, adapt, pool)
+    for origin, at_origin in hours.groupby("origin", sort=True):
+        run.start(origin)
+        for key, rows in at_origin.groupby(["series", "forecaster"], sort=False).indices.items():
             series, name = cast(tuple[str, str], key)
-            idx = at_origin.index[rows]
             offset = offset_for(levels.get(series, 0.0))
-            if past.count(series, name) >= settings.min_residuals:
-                rq = past.quantiles(series, name, offset, taus)
-                if state is not None:
-                    rq = rq.spread_by(state.factor(series, name))
-                widened = rq.apply(point[idx], lead[idx])
-                q[idx] = np.column_stack([widened[t] for t in taus])
-                conformal[idx] = True
-            ok = np.isfinite(actual[idx]) & np.isfinite(point[idx])
-            res = log_residuals(actual[idx], point[idx], offset)
-            pending.append((series, name, res, lead[idx][ok]))
-            if state is not None:
-                banded = edges is not None and conformal[idx].all()
-                hits = _in_band(actual[idx][ok], q[idx][ok], edges) if banded else None
-                state.observe(series, name, res, lead[idx][ok], hits, settings.horizon)
-        past.close(pending)  # known only after this origin's fold is over
-        if state is not None:
-            state.close_origin()
-    return _with_bands(hours, q, conformal, taus, levels)
-
-
-def _in_band(actual: np.ndarray, band: np.ndarray, edges: tuple[int, int] | None) -> np.ndarray:
-    assert edges is not None
-    return (actual >= band[:, edges[0]]) & (actual <= band[:, edges[1]])
+            run.band(series, name, at_origin.index[rows].to_numpy(), offset, origin)
+        run.close()
+    return _with_bands(hours, run.q, run.conformal, settings.quantiles, levels)
 
 
 def _with_bands(

@@ -148,11 +148,7 @@ class Pooling:
 
     def levels(self, taus: Sequence[float]) -> tuple[float, ...]:
         """The levels actually taken for ``taus``."""
-        if self.tail == 1.0:
-            return tuple(taus)
-        return tuple(
-            t * self.tail if t < 0.5 else 1 - (1 - t) * self.tail if t > 0.5 else t for t in taus
-        )
+        return tail_levels(taus, self.tail)
 
     @classmethod
     def parse(cls, spec: str) -> Pooling:
@@ -175,6 +171,17 @@ class Pooling:
 
 
 GROUPS = ("tier_metric", "metric", "all")
+
+
+def tail_levels(taus: Sequence[float], tail: float) -> tuple[float, ...]:
+    """Each tail's probability scaled by ``tail``: τ < 0.5 → τ·tail, τ > 0.5 → 1 − (1 − τ)·tail
+    (kept on its side of the median); ``tail`` 1 gives ``taus`` as they are."""
+    if tail == 1.0:
+        return tuple(taus)
+    return tuple(
+        min(t * tail, 0.5) if t < 0.5 else max(1 - (1 - t) * tail, 0.5) if t > 0.5 else t
+        for t in taus
+    )
 
 
 @dataclass(frozen=True)
@@ -219,31 +226,33 @@ class ResidualQuantiles:
         levels: Sequence[float] = QUANTILES,
         by_horizon: bool = True,
         pool: Pooling | None = None,
+        tails: Sequence[float] | np.ndarray | None = None,
     ) -> ResidualQuantiles:
         """:meth:`fit` from residuals already sorted (a peer group's :class:`Sample` is made
         once per origin and shared by every series of the group). ``pool``: how own and peer
-        residuals mix and which levels are taken (default: the equal mixture, levels as is)."""
+        residuals mix and which levels are taken (default: the equal mixture, levels as is).
+        ``tails``: per lead 1..len, a further factor on that lead's tail levels (the online
+        band, :class:`~planner.forecast.adaptive.LevelState`)."""
         if len(own) + len(peers) == 0:
             raise ValueError("no residuals to calibrate on")
         pool = pool or Pooling()
-        taken = pool.levels(levels)
-        w = pool.own_weight
 
-        def mix(a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
-            return tuple(mixture_quantiles(a, b, taken, peers_sorted=True, own_weight=w))
+        def mix(a: np.ndarray, b: np.ndarray, tail: float = 1.0) -> tuple[float, ...]:
+            taken = tail_levels(levels, pool.tail * tail)
+            return tuple(mixture_quantiles(a, b, taken, True, pool.own_weight))
 
         pooled = mix(own.pooled, peers.pooled)
-        by_h = None
-        if by_horizon:
-            rows = []
-            for h in range(1, max(own.top_lead, peers.top_lead) + 1):
+        rows = []
+        if by_horizon or tails is not None:
+            top = max(own.top_lead, peers.top_lead, 0 if tails is None else len(tails))
+            for h in range(1, top + 1):
+                t = 1.0 if tails is None else float(tails[min(h, len(tails)) - 1])
                 own_h, peer_h = own.at_lead(h), peers.at_lead(h)
-                if len(own_h) + len(peer_h) < MIN_PER_HORIZON:
-                    rows.append(pooled)
-                else:
-                    rows.append(mix(own_h, peer_h))
-            by_h = tuple(rows) if rows else None
-        return cls(offset, tuple(levels), pooled, len(own) + len(peers), by_h)
+                if len(own_h) + len(peer_h) >= MIN_PER_HORIZON:
+                    rows.append(mix(own_h, peer_h, t))
+                else:  # a thin lead: the band pooled over leads
+                    rows.append(pooled if t == 1.0 else mix(own.pooled, peers.pooled, t))
+        return cls(offset, tuple(levels), pooled, len(own) + len(peers), tuple(rows) or None)
 
     def at(self, h: np.ndarray) -> np.ndarray:
         """[len(h), levels]: the log-residual quantiles for forecasts at leads ``h`` (≥ 1)."""

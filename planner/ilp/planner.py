@@ -13,6 +13,7 @@ from planner.config import FleetConfig
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
 from planner.ilp.greedy import greedy_values
+from planner.ilp.packing import packed_starts
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
@@ -21,8 +22,10 @@ from planner.ilp.variables import INTEGER_FAMILIES
 from planner.ilp.verify import Verification, verify
 
 log = logging.getLogger(__name__)
-# share of the time limit the LP-rounding start may take; the rest is SCIP's
+# shares of the time limit the LP-rounding start and the repacked starts may take; the rest
+# is SCIP's
 ROUNDING_SHARE = 0.4
+PACKING_SHARE = 0.2
 # SCIP statuses whose incumbent is a plan: proven optimal, within the gap, or the best found in
 # the time limit. Anything else (unbounded, infeasible, inforunbd, userinterrupt, ...) is never
 # published as a normal plan: the flagged greedy fallback is.
@@ -81,7 +84,8 @@ def make_plan(
     valid_cuts: bool = True,
 ) -> tuple[Plan, Verification]:
     """The plan for ``data``. ``primal_starts`` hands SCIP the LP-rounding and greedy plans as
-    first incumbents (see planner.ilp.rounding); without them SCIP may end its time limit
+    first incumbents (see planner.ilp.rounding), and those and the previous plan with small
+    models moved into idle VM slots (planner.ilp.packing); without them SCIP may end its time limit
     without a solution, and the greedy plan is then the (flagged) fallback. ``valid_cuts``
     False leaves out planner.ilp.cuts (to measure what they add)."""
     if choose_method(data, settings) == "lagrangian decomposition":
@@ -96,6 +100,8 @@ def make_plan(
         if rounded is not None:
             starts.append(("LP rounding", rounded))
         starts.append(("greedy plan", greedy))
+        known = [*starts, *([("previous plan", warm)] if warm else [])]
+        starts += packed_starts(data, known, PACKING_SHARE * settings.time_limit_s)
     # the time limit is the planning budget: SCIP gets what building and the starts left
     spent = time.perf_counter() - started
     budget = replace(settings, time_limit_s=max(settings.time_limit_s - spent, 0.0))

@@ -27,9 +27,9 @@ import numpy.typing as npt
 
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.latency import Curve, TierTarget, on_time, saturation
-from planner.sim.minute_model import minute_mix
 from planner.sim.pool import pool_minutes, pool_sla, pool_sla_model
 from planner.sim.profile import InstanceProfile
+from planner.sim.size_mix import minute_mix
 
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -92,19 +92,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from planner.sim.attainment_envelope import CV_STEP, Tables, envelope_tables
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
-from planner.sim.latency import Curve
 from planner.sim.serving import ServingModel
 
 Array = npt.NDArray[np.float64]
-QUAD = 8  # the replay's quadrature points per minute (planner.sim.fluid.QUADRATURE)
-CV_STEP = 0.05  # c̄ rounded down to this grid
 BIN_RATIO = 1.15  # N bins [N_i, 1.15 N_i]
 NU_SHARES = (1.0, 0.97, 0.93, 0.88, 0.8, 0.7, 0.55, 0.4, 0.25, 0.12, 0.04, 0.0)  # ν / gpi per bin
-_RHO_STEP = 0.0025
-_OVERLOAD_POINTS = 200
-TANGENTS = 24  # segments kept of each envelope (_tangents)
 
 
 @dataclass(frozen=True)
@@ -118,135 +113,6 @@ class AttainmentBound:
     evaluations: int
 
 
-def virtual_curve(curves: list[Curve]) -> Curve:
-    """The pointwise maximum of tables on one grid (module docstring, step 1)."""
-    first = curves[0]
-    for c in curves[1:]:
-        if not (np.array_equal(c.rhos, first.rhos) and np.array_equal(c.cvs, first.cvs)):
-            raise ValueError("latency curves on different grids: no virtual type")
-    return Curve(first.rhos, first.cvs, np.max([c.sla for c in curves], axis=0))
-
-
-def queue_share(z: Array, ttft_s: float) -> Array:
-    """q_k(z) of the module docstring (step 3): the most of a minute's requests that can start
-    within their TTFT when capacity covers a share z < 1 of the arrivals."""
-    u = (np.arange(QUAD) + 0.5) / QUAD
-    delta = ttft_s / 60.0
-    late = float((60.0 * (1.0 - u) <= ttft_s + 1e-12).sum())
-    z = np.asarray(z, float)[..., None]
-    j = np.arange(1, QUAD + 1, dtype=float)
-    beta = np.minimum(np.minimum(1.0, z / u), z * (1.0 + delta / u))
-    early = (beta * j / QUAD).max(axis=-1)
-    return np.asarray(np.minimum(1.0, early + late / QUAD), dtype=float)
-
-
-def _late_share(ttft_s: float) -> float:
-    u = (np.arange(QUAD) + 0.5) / QUAD
-    return float((60.0 * (1.0 - u) <= ttft_s + 1e-12).sum()) / QUAD
-
-
-def _x_grid(rho_star: float, rho_min: float) -> Array:
-    over = np.arange(1, _OVERLOAD_POINTS) / _OVERLOAD_POINTS
-    rho_min = max(rho_min, 0.01)  # below it F_k is taken at its supremum (``envelope``)
-    rhos = np.arange(1.0, rho_min - 1e-12, -_RHO_STEP)
-    rhos = np.unique(np.concatenate([rhos, [rho_star, rho_min]]))[::-1]
-    return np.concatenate([[0.0], over, 1.0 / rhos])
-
-
-def on_time_per_work(curve: Curve, ttft_s: float, cv: float, x: Array) -> Array:
-    """F_k(x) of the module docstring (step 5) at instance CV ``cv``."""
-    below = curve.rhos[curve.rhos < 1.0]
-    rho_star = float(below[-1]) if len(below) else float(curve.rhos[0])
-    f_star = float(curve(rho_star, cv))
-    out = np.empty_like(x)
-    zero, over, under = x <= 0, (x > 0) & (x < 1), x >= 1
-    out[zero] = _late_share(ttft_s)
-    out[over] = queue_share(x[over], ttft_s) * f_star
-    rho = np.minimum(1.0 / np.maximum(x[under], 1e-12), rho_star)
-    out[under] = curve(rho, cv)
-    return out
-
-
-def envelope(curve: Curve, ttft_s: float, cv: float) -> tuple[Array, Array, float]:
-    """The upper hull over F_k on the grid, each point at the next point's value (a concave
-    function ≥ the concave envelope of F_k): its segments' lengths in x and slopes, and its
-    value at 0. Flat after the last point (F_k is constant for x ≥ 1/ρ_min)."""
-    x = _x_grid(float(curve.rhos[curve.rhos < 1.0][-1]), float(curve.rhos[0]))
-    f = on_time_per_work(curve, ttft_s, cv, x)
-    top = float(curve(curve.rhos[0], cv))  # sup of F_k (x → ∞, or ρ at the grid's first row)
-    y = np.concatenate([f[1:], [max(f[-1], top)]])
-    y[0] = max(y[0], f[0])
-    hull: list[int] = []
-    for i in range(len(x)):
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            if (y[b] - y[a]) * (x[i] - x[a]) <= (y[i] - y[a]) * (x[b] - x[a]):
-                hull.pop()
-            else:
-                break
-        hull.append(i)
-    hx, hy = x[hull], y[hull]
-    slope = np.diff(hy) / np.diff(hx)
-    keep = np.flatnonzero(slope > 0)
-    return _tangents(hx[keep], hy[keep], slope[keep], float(hy[-1]), float(hy[0]))
-
-
-def _tangents(
-    x0: Array, y0: Array, slope: Array, top: float, f0: float, pieces: int = TANGENTS
-) -> tuple[Array, Array, float]:
-    """A concave function with at most ``pieces`` + 1 pieces lying above the concave piecewise
-    linear one whose positive-slope segments start at (``x0``, ``y0``) with ``slope`` and which
-    is flat at ``top`` after them: the minimum of a subset of its segments' lines (each ≥ a
-    concave function everywhere) and the flat line. Returns segment lengths, slopes, value at 0."""
-    if len(slope) == 0:
-        return np.zeros(0), np.zeros(0), f0
-    pick = np.unique(np.round(np.linspace(0, len(slope) - 1, min(pieces, len(slope)))).astype(int))
-    xs, ys, ss = x0[pick], y0[pick], slope[pick]
-    strict = np.concatenate([[True], ss[1:] < ss[:-1] * (1 - 1e-9)])  # parallel: one line
-    xs, ys, ss = xs[strict], ys[strict], ss[strict]
-    icept = ys - ss * xs  # line i: icept_i + ss_i x
-    start = icept[0]  # x0[0] = 0: the first line's value at 0 is the function's
-    cuts = (icept[1:] - icept[:-1]) / (ss[:-1] - ss[1:])  # consecutive lines meet here
-    end = (top - icept[-1]) / ss[-1]  # the last line meets the flat top
-    knots = np.concatenate([[0.0], cuts, [end]])
-    return np.diff(knots), ss, float(start)
-
-
-@dataclass(frozen=True)
-class _Tables:
-    """Per model m, tier position j (of the interactive tiers) and CV grid index: the envelope's
-    segments padded to one length (slope 0 beyond each's own)."""
-
-    dx: Array  # [m, j, c, E]
-    slope: Array  # [m, j, c, E]
-    f0: Array  # [m, j, c]
-    cvs: Array  # [c]
-
-
-def _tables(p: FleetParams, serving: ServingModel, cv_max: float) -> _Tables:
-    tiers = list(p.interactive)
-    cvs = np.arange(0.0, cv_max + CV_STEP, CV_STEP)
-    rows: dict[tuple[int, int, int], tuple[Array, Array, float]] = {}
-    for m in range(len(p.models)):
-        for j, k in enumerate(tiers):
-            have = [
-                serving.curves[(m, g, k)]
-                for g in range(len(p.vm_types))
-                if p.ipv[m, g] > 0 and (m, g, k) in serving.curves
-            ]
-            if not have:
-                continue
-            curve = virtual_curve(have)
-            for c, cv in enumerate(cvs):
-                rows[(m, j, c)] = envelope(curve, float(p.ttft_s[k]), float(cv))
-    width = max(len(v[0]) for v in rows.values())
-    shape = (len(p.models), len(tiers), len(cvs))
-    dx, slope, f0 = np.zeros((*shape, width)), np.zeros((*shape, width)), np.zeros(shape)
-    for (m, j, c), (d, s, v) in rows.items():
-        dx[m, j, c, : len(d)], slope[m, j, c, : len(s)], f0[m, j, c] = d, s, v
-    return _Tables(dx, slope, f0, cvs)
-
-
 @dataclass(frozen=True)
 class _Problem:
     gpi: Array  # [m]
@@ -254,7 +120,7 @@ class _Problem:
     work: Array  # [T, s, m, j] instances busy at θ^v
     cv_index: npt.NDArray[np.int64]  # [T, m, B] CV grid index per N bin
     n_low: Array  # [B] lower end of each bin
-    tables: _Tables
+    tables: Tables
     niw_cap: Array  # [m] NIW work a minute could serve at most (instance-minutes)
     niw_due: Array  # [m] NIW work due inside the window (instance-minutes)
     goal: Array  # [j] a_k × requests of tier k
@@ -289,7 +155,7 @@ def _problem(
     n_up = np.concatenate([edges, [np.inf]])
     cbar = c_min[:, :, None] / np.sqrt(np.maximum(n_up, 1.0))[None, None, :]
     cbar = np.where(np.isfinite(n_up)[None, None, :], cbar, 0.0)
-    tables = _tables(p, serving, float(np.max(c_min, initial=0.0)))
+    tables = envelope_tables(p, serving, float(np.max(c_min, initial=0.0)))
     cv_index = np.clip(np.floor(cbar / CV_STEP + 1e-9), 0, len(tables.cvs) - 1).astype(np.int64)
     k = p.deferrable
     niw_work = demand.tokens[..., k].sum(axis=1) / (60.0 * theta_v[None, :, k])  # [T, m]
@@ -311,6 +177,26 @@ def _problem(
     )
 
 
+def _best_nu(
+    pr: _Problem, marg: Array, length: Array, base: Array, eta: Array
+) -> tuple[Array, Array]:
+    """Per minute, model and N bin [t, m, B]: the largest over ν of NU_SHARES of the bin's
+    bound (gpi − ν) N_i − max_n [V(n) − ν Σn], and the ν that gave it."""
+    nus = np.array(NU_SHARES)[:, None] * pr.gpi[None, :]  # [v, m]
+    best = np.full(marg.shape[:3], -np.inf)
+    best_nu = np.zeros(marg.shape[:3])
+    for v in range(nus.shape[0]):
+        nu = nus[v][None, :, None]  # [1, m, 1]
+        gain = (np.maximum(marg - nu[..., None, None, None], 0.0) * length).sum(axis=(3, 4, 5))
+        niw = np.maximum(eta - nus[v], 0.0)[None, :, None] * pr.niw_cap[None, :, None]
+        low = np.maximum(pr.n_low[None, :], pr.floor[:, None])[None]  # [1, m, B]
+        val = (pr.gpi[None, :, None] - nu) * low - (base + gain + niw)
+        better = val > best
+        best = np.where(better, val, best)
+        best_nu = np.where(better, nus[v][None, :, None], best_nu)
+    return best, best_nu
+
+
 def _evaluate(pr: _Problem, lam: Array, niw_share: float, chunk: int = 120) -> tuple[float, Array]:
     """L(λ, η) in GPU-minutes and the relaxed on-time requests per tier of the inner minimum."""
     T, _, M, J = pr.req.shape
@@ -318,7 +204,6 @@ def _evaluate(pr: _Problem, lam: Array, niw_share: float, chunk: int = 120) -> t
     total = 0.0
     on_time = np.zeros(J)
     eta = niw_share * pr.gpi  # [m]
-    nus = np.array(NU_SHARES)[:, None] * pr.gpi[None, :]  # [v, m]
     with np.errstate(divide="ignore", invalid="ignore"):
         pi = np.where(pr.work > 0, pr.req / pr.work, 0.0)  # requests per instance of work
     for t0 in range(0, T, chunk):
@@ -337,17 +222,7 @@ def _evaluate(pr: _Problem, lam: Array, niw_share: float, chunk: int = 120) -> t
         ]  # [t, m, B, J, s, E]
         length = work[:, :, None, :, :, None] * dx[:, :, :, :, None, :]
         base = (lam[None, None, None, :] * f0 * req.sum(axis=3)[:, :, None, :]).sum(axis=3)
-        best = np.full(marg.shape[:3], -np.inf)  # [t, m, B] max over ν of the bin's bound
-        best_nu = np.zeros(marg.shape[:3])
-        for v in range(nus.shape[0]):
-            nu = nus[v][None, :, None]  # [1, m, 1]
-            gain = (np.maximum(marg - nu[..., None, None, None], 0.0) * length).sum(axis=(3, 4, 5))
-            niw = np.maximum(eta - nus[v], 0.0)[None, :, None] * pr.niw_cap[None, :, None]
-            low = np.maximum(pr.n_low[None, :], pr.floor[:, None])[None]  # [1, m, B]
-            val = (pr.gpi[None, :, None] - nu) * low - (base + gain + niw)
-            better = val > best
-            best = np.where(better, val, best)
-            best_nu = np.where(better, nus[v][None, :, None], best_nu)
+        best, best_nu = _best_nu(pr, marg, length, base, eta)
         phi = best.min(axis=2)  # [t, m]
         total += float(phi.sum())
         # the subgradient: on-time requests at the winning bin and ν
@@ -362,6 +237,40 @@ def _evaluate(pr: _Problem, lam: Array, niw_share: float, chunk: int = 120) -> t
         on_time += ot.sum(axis=(0, 1))
     total += float((lam * pr.goal).sum()) + float((eta * pr.niw_due).sum())
     return total, on_time
+
+
+class _Search:
+    """Every L(λ, η) evaluated is a bound: the largest seen and what gave it."""
+
+    def __init__(self, pr: _Problem) -> None:
+        J = pr.req.shape[3]
+        self.pr = pr
+        self.best: tuple[float, Array, float, Array] = (-np.inf, np.zeros(J), 0.0, np.zeros(J))
+        self.evaluations = 0
+
+    def __call__(self, lam: Array, share: float) -> Array:
+        """The relaxed on-time requests per tier at (λ, η = ``share`` · gpi)."""
+        value, ot = _evaluate(self.pr, lam, share)
+        self.evaluations += 1
+        if value > self.best[0]:
+            self.best = (value, lam.copy(), share, ot)
+        return ot
+
+    def bisect(self, lam: Array, j: int, share: float, steps: int) -> float:
+        """λ_j by geometric bisection on the sign of attained − goal, the others held."""
+        pr = self.pr
+        # scale: a request is worth at most the GPU-minutes of serving its whole minute alone
+        hi_scale = float((pr.gpi.max() * (pr.work.sum(axis=(1, 3)).max() + 1.0)) * 60.0)
+        lo, hi = 0.0, hi_scale
+        for _ in range(steps):
+            mid = np.sqrt(max(lo, hi_scale * 1e-6) * hi)
+            trial = lam.copy()
+            trial[j] = mid
+            if self(trial, share)[j] >= pr.goal[j]:
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
 
 def attainment_bound(
@@ -380,43 +289,20 @@ def attainment_bound(
     every policy). Multipliers by coordinate bisection on the sign of the subgradient; the
     largest L evaluated is returned (every one is a bound)."""
     pr = _problem(p, demand, serving, targets, floor)
-    J = pr.req.shape[3]
-    # scale: a request is worth at most the GPU-minutes of serving its whole minute alone
-    hi_scale = float((pr.gpi.max() * (pr.work.sum(axis=(1, 3)).max() + 1.0)) * 60.0)
-    lam = np.zeros(J)
-    best = (-np.inf, lam.copy(), 0.0, np.zeros(J))
-    evals = 0
-
-    def run(lam_: Array, share: float) -> tuple[float, Array]:
-        nonlocal best, evals
-        value, ot = _evaluate(pr, lam_, share)
-        evals += 1
-        if value > best[0]:
-            best = (value, lam_.copy(), share, ot)
-        return value, ot
-
+    search = _Search(pr)
+    lam = np.zeros(pr.req.shape[3])
     share = 1.0 if (pr.niw_due > 0).any() else 0.0
-    run(lam, share)  # λ = 0: the floors and NIW alone
+    search(lam, share)  # λ = 0: the floors and NIW alone
     for _ in range(rounds):
-        for j in range(J):
+        for j in range(len(lam)):
             if pr.goal[j] <= 0:
                 continue
-            lo, hi = 0.0, hi_scale
-            for _ in range(steps):  # geometric bisection on the sign of attained − goal
-                mid = np.sqrt(max(lo, hi_scale * 1e-6) * hi)
-                trial = lam.copy()
-                trial[j] = mid
-                _, ot = run(trial, share)
-                if ot[j] >= pr.goal[j]:
-                    hi = mid
-                else:
-                    lo = mid
-            lam[j] = hi
-            run(lam, share)
+            lam[j] = search.bisect(lam, j, share, steps)
+            search(lam, share)
     if (pr.niw_due > 0).any():
         for s in (0.0, 0.5):
-            run(best[1], s)
-    value, lam_b, share_b, ot = best
+            search(search.best[1], s)
+    value, lam_b, share_b, ot = search.best
     req_tot = pr.goal / np.array(
         [max(float(targets.get(p.tiers[k], 0.0)), 1e-12) for k in p.interactive]
     )
@@ -428,5 +314,5 @@ def attainment_bound(
             p.tiers[k]: float(ot[j] / req_tot[j]) if req_tot[j] > 0 else 1.0
             for j, k in enumerate(p.interactive)
         },
-        evaluations=evals,
+        evaluations=search.evaluations,
     )

@@ -107,10 +107,6 @@ class Clairvoyant:
     vm_types: npt.NDArray[np.int64]  # [r, m] the VM type each pool runs on
     reachable: bool = True  # every pool's type can meet the attainment targets
 
-    @property
-    def utilisation_floor_share(self) -> float:
-        return self.floor_gpu_hours / self.gpu_hours if self.gpu_hours else 0.0
-
 
 def vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> tuple[Array, Array]:
     """Per minute, GPUs and $/min of the whole VMs that hold ``inst`` [T, r, m] (each pool
@@ -159,6 +155,37 @@ def home_pool_cv(p: FleetParams, demand: MinuteDemand) -> Array:
     return pool_cv(home_routing(p), demand.requests, cv**2, list(p.interactive))
 
 
+def _cheapest_type(
+    p: FleetParams,
+    serving: ServingModel,
+    a: int,
+    m: int,
+    x: Array,
+    cv: Array,
+    goal: Mapping[int, float],
+    floor: float,
+) -> tuple[bool, int, Array]:
+    """The pool (region ``a``, model ``m``, interactive rates ``x`` [T, k], CV ``cv`` [T]) on
+    its cheapest VM type among those that reach ``goal`` (any type when none does): whether
+    it is unreachable, the type, and its instances per minute (at least ``floor``)."""
+    tiers = list(p.interactive)
+    best: tuple[tuple[bool, float], int, Array] | None = None
+    for g in range(len(p.vm_types)):
+        if p.ipv[m, g] <= 0 or any((m, g, k) not in serving.curves for k in tiers):
+            continue
+        n = np.maximum(pool_instances(serving, m, g, x, cv, tiers, goal), floor)
+        key = (
+            not reaches(serving, m, g, tiers, goal),
+            float(n.sum() * p.price[a, g] / p.ipv[m, g]),
+        )
+        if best is None or key < best[0]:
+            best = (key, g, n)
+    if best is None:
+        raise KeyError(f"{p.models[m]}: no VM type with latency curves for every tier")
+    (unreachable, _), g, n = best
+    return unreachable, g, n
+
+
 def clairvoyant_fleet(
     p: FleetParams,
     demand: MinuteDemand,
@@ -188,22 +215,7 @@ def clairvoyant_fleet(
     for a in range(nr):
         for m in range(nm):
             x = rate[:, a, m][:, tiers]
-            best: tuple[tuple[bool, float], int, Array] | None = None
-            for g in range(len(p.vm_types)):
-                if p.ipv[m, g] <= 0 or any((m, g, k) not in serving.curves for k in tiers):
-                    continue
-                n = np.maximum(
-                    pool_instances(serving, m, g, x, cv[:, a, m], tiers, goal), floor[a, m]
-                )
-                key = (
-                    not reaches(serving, m, g, tiers, goal),
-                    float(n.sum() * p.price[a, g] / p.ipv[m, g]),
-                )
-                if best is None or key < best[0]:
-                    best = (key, g, n)
-            if best is None:
-                raise KeyError(f"{p.models[m]}: no VM type with latency curves for every tier")
-            (unreachable, _), g, n = best
+            unreachable, g, n = _cheapest_type(p, serving, a, m, x, cv[:, a, m], goal, floor[a, m])
             reachable &= not (unreachable and bool(x.any()))
             types[a, m], inst[:, a, m] = g, n
             load = (x / serving.theta[m, g, tiers][None, :]).sum(axis=1)

@@ -65,7 +65,6 @@ class Observation:
 
     minute: int
     arrivals: Array  # [r, m, k] tokens in the last minute, at the serving region
-    source_arrivals: Array  # [r, m, k] tokens in the last minute, at the source region
     utilisation: Array  # [r, m]
     pressure: Array  # [r, m]
     fleet: Fleet
@@ -145,12 +144,12 @@ def simulate(
     books = Books.empty(p, T, D)
     routes: list[tuple[int, Array]] = [(0, fleet.targets.routing.copy())]
     util, last_pressure = np.zeros((nr, nm)), np.zeros((nr, nm))
-    last_arr, last_src = np.zeros((nr, nm, nk)), np.zeros((nr, nm, nk))
+    last_arr = np.zeros((nr, nm, nk))
     cv = demand.cv
     cv2 = np.ones_like(demand.tokens) if cv is None else np.nan_to_num(cv, nan=1.0) ** 2
     for t in range(T + D):
         if t < T:
-            obs = Observation(t, last_arr, last_src, util, last_pressure, fleet)
+            obs = Observation(t, last_arr, util, last_pressure, fleet)
             _decide(policy, fleet, routes, obs)
         shared, niw_own, serving_inst = _pools(fleet)
         cap = _pool_capacity(serving.theta, shared)  # tokens/s
@@ -173,7 +172,7 @@ def simulate(
             books.rho[t], books.shared_log[t] = busy_shared, shared
             books.pool_cv[t] = pool_cv(routing, demand.requests[t], cv2[t], list(p.interactive))
             util, last_pressure = busy_shared, pressure
-            last_arr, last_src = arr, demand.tokens[t]
+            last_arr = arr
         elif not books.queue.any():
             books.end_drain(t)
             break

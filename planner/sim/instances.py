@@ -1,66 +1,48 @@
 """The iteration-level reference: requests through continuously batching model instances.
 
-This is the simulator's one reference for how load turns into latency (it replaced the
-per-request heap of the first version). One pool of ``n`` identical instances of one model on
-one VM type, each running the loop of a vLLM-style server with **chunked prefill**
-(Sarathi-Serve; vLLM's ``enable_chunked_prefill``), iteration times from
-:class:`planner.sim.profile.InstanceProfile`:
+The simulator's one reference for how load turns into latency. One pool of ``n`` identical
+instances of one model on one VM type, each running a vLLM-style server loop, iteration times
+from :class:`planner.sim.profile.InstanceProfile`:
 
 * a request is routed to an instance on arrival (:mod:`planner.sim.routing`) and waits in that
   instance's FIFO queue (first come, first served across tiers, as vLLM schedules);
-* every iteration has a **token budget** ``B`` (``InstanceProfile.token_budget``, vLLM's
-  ``max_num_batched_tokens``). At each iteration boundary the scheduler fills it in this
-  order: (1) every running request that has finished its prefill decodes one token (``D``
-  tokens); (2) the request whose prefill is under way (at most one: only the last admitted can
-  be cut short) takes ``min(prompt tokens left, B − D)``; (3) waiting requests that have
-  arrived are admitted in order while budget is left, the batch has fewer than ``max_batch``
-  requests and their KV reservation (prompt + output tokens) fits in ``kv_tokens``; each takes
-  ``min(prompt, budget left)`` prompt tokens as its first chunk. A request arriving exactly at
-  a boundary is admitted there;
-* the iteration time of a batch of ``C`` prefill-chunk tokens and ``D`` decodes at mean
-  context ``x`` (seconds; the profile's ms converted as :mod:`planner.config.throughput`
-  documents) is the roofline of the two measured regimes::
+* every iteration has a **token budget** ``B`` (vLLM's ``max_num_batched_tokens``).
+  **Chunked prefill** (Sarathi-Serve, vLLM's ``enable_chunked_prefill``; the default): at each
+  boundary (1) every running request past its prefill decodes one token (``D`` tokens); (2)
+  the prefill under way (at most one) takes ``min(prompt tokens left, B − D)``; (3) arrived
+  queue heads are admitted in order while budget is left, the batch has fewer than
+  ``max_batch`` requests and their KV fits, each taking ``min(prompt, budget left)``.
+  **Whole prefill** (vLLM v0's default scheduler, :meth:`InstanceProfile.whole_prefill`,
+  ``B = max(window, 2048)``): when a queue head can be admitted the iteration only prefills,
+  whole prompts admitted while they fit in ``B`` (the first always), batch cap and KV, and the
+  ``D`` decodes **pause**; otherwise it decodes. An arrival at a boundary is admitted there;
+* ``C`` prefill tokens and ``d`` decodes (``D``, or 0 in a whole-prefill iteration) at mean
+  context ``x`` take the roofline of the two measured regimes (seconds)::
 
       t = decode_s(D, x)                          if C = 0  (a pure decode iteration)
-      t = prefill_s(C + D)                        if D = 0  (a pure prefill iteration)
-      t = max(prefill_s(C + D), decode_s(D, x))   otherwise
+      t = prefill_s(C + d)                        if d = 0  (a pure prefill iteration)
+      t = max(prefill_s(C + d), decode_s(d, x))   otherwise
 
-  ``prefill_s(T)`` is the measured time of a forward pass over ``T`` tokens (compute-bound:
-  a decode token costs what a prompt token costs there) and ``decode_s(D, x)`` that of ``D``
-  decodes (memory-bound: the weights and the ``D`` contexts' KV are read once); the mixed
-  batch takes the larger. On Llama2-70B/A100 a full iteration of 480 chunk tokens and 32
-  decodes takes ``max(prefill_s(512) = 127 ms, decode_s(32) = 52 ms)``, so a long prompt no
-  longer stalls the batch for its whole prefill (4,096 prompt tokens in one piece: 1.1 s);
+  ``prefill_s(T)``: a forward pass over ``T`` tokens (compute-bound: a decode token costs what
+  a prompt token costs); ``decode_s(D, x)``: ``D`` decodes (memory-bound). Llama2-70B/A100:
+  480 chunk tokens beside 32 decodes take ``max(127, 52) ms``; a whole 4,096-token prompt
+  1.1 s, its instance's decodes waiting;
 * a request's first token comes at the end of the iteration that prefills its last prompt
-  token; each decode iteration gives it one more; it leaves the batch (and frees its KV) with
-  its last token; an idle instance waits for its next request.
+  token; each decode iteration gives it one more; it leaves (freeing its KV) with its last.
 
-Vectorised across instances: every step advances *each* instance by one scheduled iteration,
-or by a run of identical ones up to its next event: a run of decode iterations (the first
-completion in its batch, or the first iteration boundary at or after its next queued request
-arrives), or a run of full-budget chunks of one long prompt (no other request can join while
-the budget is full: up to its last chunk or the first decode completion). So the step count is
-about the largest number of events of one instance, not of iterations. The iteration time of
-such a run is taken at its start (the mean context grows by a few tokens within it). Chunks of
-one prompt are charged by their token count: the extra attention of a later chunk over the
-earlier ones is not modelled (on the profile, 8 × ``prefill_s(512)`` is within 9 % of
-``prefill_s(4096)`` on every placement, 8 % below it on Llama2-70B/A100).
+Vectorised across instances: each step advances *each* instance by one iteration or a run of
+identical ones up to its next event (decodes: the first completion, or the first boundary at or
+after its next queued request arrives and fits; full-budget chunks of one long prompt: its
+last chunk or the first completion), timed at the run's start. Chunks are charged by their
+token count (8 × ``prefill_s(512)`` is within 9 % of ``prefill_s(4096)`` on every placement).
+A request whose KV reservation exceeds the cache, or longer than the context window (prompt +
+output > ``max_context``: vLLM refuses it), is rejected (never served).
 
-A request with a KV reservation larger than the whole cache, or longer than the model's context
-window (prompt + output > ``max_context``: vLLM refuses it), is rejected (never served).
-
-**The KV reservation is an oracle admission.** A request is admitted only when prompt + *true*
-output fits. vLLM does not know the output: its paged cache allocates blocks as tokens are
-computed and, when a running request's next token finds no free block, preempts the most
-recently admitted one by recompute. A profile with ``kv_paging`` runs that instead
-(:mod:`planner.sim.paged`, a subclass overriding the KV hooks ``_fits``, ``_hold``,
-``_release``, ``_kv_run`` and ``_preempt``; the routing scenario's default). The two differ only
-where the cache binds before the batch cap. On Llama2-70B/A100 TP4 it never does: 64 requests
-(the largest measured batch) × the 4,096-token context window = 262,144 tokens < 451,660 in the
-cache, so both give the same times there (a test); this default keeps the planner's curves and
-``bench/simulate.py`` as they were. It binds on Bloom-176B/A100 (55,804 KV tokens for 64 ×
-2,048). Routers never see the reservation: the pool view reports the KV *held* (prompt
-prefilled + tokens generated), as a paged cache would.
+**KV.** By default a request is admitted when prompt + *true* output fits (an oracle
+reservation). ``kv_paging`` runs vLLM's paged cache instead (:mod:`planner.sim.paged`, the
+hooks ``_fits``, ``_hold``, ``_release``, ``_kv_run``, ``_preempt``); they differ only where the
+cache binds before the batch cap: never on Llama2-70B/A100 TP4 (64 × 4,096 < 451,660 tokens;
+the planner's curves and ``bench/simulate.py`` keep the default), on Bloom-176B/A100 it does.
 """
 
 from __future__ import annotations
@@ -81,14 +63,13 @@ IntArray = npt.NDArray[np.int64]
 
 
 _IDLE = np.int64(1) << 60  # ``left`` of a slot that is empty or still prefilling
+_Admissions = tuple[IntArray, IntArray, IntArray, IntArray]  # rows, slots, requests, tokens
 
 
 class _Pool:
-    """Mutable state of ``n`` instances: per-instance FIFO queues as linked lists over request
-    positions; a [n, max_batch] slot table of the running batch (the request, and the output
-    tokens it still needs once decoding, ``_IDLE`` while empty or prefilling); per instance the
-    decoders' count and summed context, and the prefill under way (its slot and the prompt
-    tokens it has left)."""
+    """State of ``n`` instances: FIFO queues (linked lists over request positions); a [n,
+    max_batch] slot table of the batch (request; output tokens still to decode, ``_IDLE`` while
+    empty or prefilling); decoders' count and context; the prefill under way and its rest."""
 
     def __init__(self, req: Requests, prof: InstanceProfile, n: int) -> None:
         N, B = len(req.arrival_s), prof.max_batch
@@ -98,19 +79,16 @@ class _Pool:
         self.output = req.output.astype(np.int64)
         self.need = (self.prompt + self.output).astype(float)
         self.nxt = np.full(N, -1, np.int64)
-        self.head = np.full(n, -1, np.int64)
-        self.tail = np.full(n, -1, np.int64)
+        self.head, self.tail = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
         self.clock = np.zeros(n)
         self.slot = np.full((n, B), -1, np.int64)
         self.left = np.full((n, B), _IDLE, np.int64)
-        self.nrun = np.zeros(n, np.int64)
-        self.ndec = np.zeros(n, np.int64)
+        self.nrun, self.ndec = np.zeros(n, np.int64), np.zeros(n, np.int64)
         self.dctx = np.zeros(n, np.int64)  # Σ context of the decoding requests
         self.pcol = np.full(n, -1, np.int64)  # slot of the prefill under way
         self.ppre = np.zeros(n, np.int64)  # its prompt tokens still to prefill
         self.kv = np.zeros(n)
-        self.first = np.full(N, np.inf)
-        self.finish = np.full(N, np.inf)
+        self.first, self.finish = np.full(N, np.inf), np.full(N, np.inf)
         self.where = np.full(N, REJECT, np.int64)
         self.ended: list[IntArray] = []  # requests ended since the last view
         self.queued = np.zeros(n, np.int64)
@@ -119,11 +97,9 @@ class _Pool:
 
     def view(self, t: float) -> PoolView:
         """What a front end can poll from its replicas at ``t``: queue and batch sizes, the
-        KV cache *held* (each running request's prompt tokens prefilled so far plus the tokens
-        it has generated: what a paged cache has allocated, not the reservation of its output
-        still to come), the prompt tokens still to prefill and the requests that ended since
-        the last view (a front end sees each response end). Nothing here depends on an output
-        length a server cannot know before the request ends."""
+        KV *held* (prompt tokens prefilled + tokens generated: what a paged cache allocated),
+        the prompt tokens still to prefill and the requests that ended since the last view.
+        Nothing here depends on an output length a server cannot know before it ends."""
         occupied = self.slot >= 0
         r = np.maximum(self.slot, 0)
         decoding = self.left < _IDLE // 2
@@ -131,9 +107,8 @@ class _Pool:
         under_way = np.zeros_like(occupied)
         rows = np.flatnonzero(self.pcol >= 0)
         under_way[rows, self.pcol[rows]] = True
-        prefilled = np.where(
-            decoding, self.prompt[r], np.where(under_way, self.prompt[r] - self.ppre[:, None], 0)
-        )
+        partial = np.where(under_way, self.prompt[r] - self.ppre[:, None], 0)
+        prefilled = np.where(decoding, self.prompt[r], partial)
         held = np.where(occupied, prefilled + generated, 0).sum(axis=1)
         prefill_left = np.where(self.pcol >= 0, self.ppre, 0).astype(float)
         ended = np.concatenate(self.ended) if self.ended else np.zeros(0, np.int64)
@@ -158,8 +133,7 @@ class _Pool:
         same = dest[1:] == dest[:-1]
         self.nxt[ids[:-1][same]] = ids[1:][same]
         starts = np.r_[0, np.flatnonzero(~same) + 1]
-        ends = np.r_[starts[1:] - 1, len(ids) - 1]
-        inst, first, last = dest[starts], ids[starts], ids[ends]
+        inst, first, last = dest[starts], ids[starts], ids[np.r_[starts[1:] - 1, -1]]
         empty = self.head[inst] < 0
         self.head[inst[empty]] = first[empty]
         self.nxt[self.tail[inst[~empty]]] = first[~empty]
@@ -167,6 +141,23 @@ class _Pool:
         self.where[ids] = dest
         self.queued += np.bincount(dest, minlength=self.n)
         self.queued_prompt += np.bincount(dest, weights=self.prompt[ids], minlength=self.n)
+
+    def receive(self, idx: IntArray, router: Router, t: float, late: bool) -> IntArray:
+        """Route requests ``idx`` at ``t`` and queue them (refused ones answered at once);
+        returns those deferred. ``late``: some were deferred before."""
+        a = Arrivals(
+            idx, self.arrival[idx], self.prompt[idx], self.output[idx],
+            self.req.tier[idx], self.req.tenant[idx],
+        )  # fmt: skip
+        dest = np.asarray(router.route(a, self.view(t)), dtype=np.int64)
+        ok = (dest >= 0) & (self.need[idx] <= min(self.prof.kv_tokens, self.prof.max_context))
+        deferred: IntArray = idx[dest == DEFER]
+        if len(deferred) or late:
+            # a request released late starts no earlier than its release (idle clocks catch up)
+            self.clock = np.maximum(self.clock, t)
+        self.ended.append(idx[(dest >= 0) & ~ok])  # refused by the instance: answered at once
+        self.enqueue(idx[ok], dest[ok])
+        return deferred
 
     def advance(self, until: float) -> None:
         """Run every instance until its clock reaches ``until`` or it has nothing to do."""
@@ -205,17 +196,17 @@ class _Pool:
     def _preempt(self, ii: IntArray) -> None:
         """Make room for the next iteration's decodes of instances ``ii``."""
 
-    def _schedule(self, ii: IntArray) -> tuple[IntArray, IntArray, _Admitted]:
+    def _schedule(self, ii: IntArray) -> tuple[IntArray, IntArray, _Admissions]:
         """The prefill chunks of the next iteration of instances ``ii`` (module docstring):
         the prefill under way first, then arrived queue heads admitted while budget, batch
         and KV allow. Returns the chunk tokens per instance, the prefill under way's share
         of them, and the admissions."""
         p = self.prof
-        room = p.token_budget - self.ndec[ii]
+        room = p.token_budget - (self.ndec[ii] if p.chunked_prefill else 0)
         part = np.where(self.pcol[ii] >= 0, np.clip(room, 0, self.ppre[ii]), 0)
         room = room - part
         chunk = part.copy()
-        admitted = _Admitted()
+        admitted: list[_Admissions] = []
         cand = room > 0
         while True:
             h = self.head[ii]
@@ -227,12 +218,14 @@ class _Pool:
                 & (self.nrun[ii] < p.max_batch)
                 & self._fits(ii, hs)
             )
+            if not p.chunked_prefill:  # whole prompts: the first of the iteration, or fitting
+                cand &= (self.prompt[hs] <= room) | (chunk == 0)
             if not cand.any():
-                return chunk, part, admitted
+                return chunk, part, _joined(admitted)
             rows = np.flatnonzero(cand)
             inst, r = ii[rows], h[rows]
             free = np.argmax(self.slot[inst] < 0, axis=1)
-            take = np.minimum(self.prompt[r], room[rows])
+            take = np.minimum(self.prompt[r], room[rows]) if p.chunked_prefill else self.prompt[r]
             chunk[rows] += take
             room[rows] -= take
             self.slot[inst, free] = r
@@ -241,19 +234,20 @@ class _Pool:
             self.head[inst] = self.nxt[r]
             self.queued[inst] -= 1
             self.queued_prompt[inst] -= self.prompt[r]
-            admitted.add(rows, free, r, take)
+            admitted.append((rows, free, r, take))
 
     def _iterate(
-        self, ii: IntArray, chunk: IntArray, part: IntArray, admitted: _Admitted, until: float
+        self, ii: IntArray, chunk: IntArray, part: IntArray, admitted: _Admissions, until: float
     ) -> None:
         """Instances ``ii`` run one iteration, or a run of identical ones up to their next
         event (module docstring), with ``chunk`` prefill tokens each (``part`` of them the
         prefill under way's)."""
         p = self.prof
         d = self.ndec[ii]
+        runs = d if p.chunked_prefill else np.where(chunk > 0, 0, d)  # decodes it carries
         td = p.decode_s(np.maximum(d, 1), self.dctx[ii] / np.maximum(d, 1))
-        tp = p.prefill_s(chunk + d)
-        t = np.where(chunk == 0, td, np.where(d > 0, np.maximum(tp, td), tp))
+        tp = p.prefill_s(chunk + runs)
+        t = np.where(chunk == 0, td, np.where(runs > 0, np.maximum(tp, td), tp))
         first_done = self.left[ii].min(axis=1)  # iterations to the first decode completion
         # the prefill under way, before admissions: completes now, or is cut short again
         ongoing = self.pcol[ii] >= 0
@@ -261,7 +255,7 @@ class _Pool:
         done_rows = np.flatnonzero(finishing)
         done_inst, done_col = ii[done_rows], self.pcol[ii[done_rows]]
         self.pcol[done_inst] = -1
-        rows, cols, r, take = admitted.arrays()
+        rows, cols, r, take = admitted
         new_partial = take < self.prompt[r]
         self.pcol[ii[rows[new_partial]]] = cols[new_partial]
         self.ppre[ii[rows[new_partial]]] = self.prompt[r[new_partial]]
@@ -269,27 +263,15 @@ class _Pool:
         part[rows[new_partial]] = take[new_partial]
         completes = finishing.copy()
         completes[rows[~new_partial]] = True
-        # a lone cut-short prefill repeats identically (budget full, nothing joins)
-        lone = (chunk > 0) & ~completes
-        k = np.where(lone, (self.ppre[ii] - 1) // np.maximum(chunk, 1), 1)
-        k = np.where(lone, np.minimum(k, first_done), k)
-        h = self.head[ii]
-        hs = np.maximum(h, 0)
-        can_take = (
-            (h >= 0) & (self.nrun[ii] < p.max_batch) & (d < p.token_budget) & self._fits(ii, hs)
-        )
-        to_arrival = np.maximum(np.ceil((self.arrival[hs] - self.clock[ii]) / t), 1)
-        k_dec = np.where(can_take, np.minimum(first_done, to_arrival), first_done)
-        k = np.where(chunk == 0, k_dec, k)
-        if np.isfinite(until):
-            k = np.minimum(k, np.maximum(np.ceil((until - self.clock[ii]) / t), 1))
-        k = self._kv_run(ii, k.astype(np.int64), d)
+        k = self._run_length(ii, chunk, completes, first_done, t, until)
+        k = self._kv_run(ii, k, runs)
+        step = k if p.chunked_prefill else np.where(runs > 0, k, 0)  # decode iterations
         self.clock[ii] += k * t
-        self.left[ii] -= k[:, None]
-        self.dctx[ii] += k * d
+        self.left[ii] -= step[:, None]
+        self.dctx[ii] += step * d
         self.ppre[ii] -= k * part
         # decodes that end: the rows whose first completion came
-        fin = np.flatnonzero(first_done == k)
+        fin = np.flatnonzero(first_done == step)
         if len(fin):
             fr, fc = np.nonzero(self.left[ii[fin]] == 0)
             self._retire(ii[fin[fr]], fc)
@@ -299,6 +281,26 @@ class _Pool:
             done_col = np.concatenate([done_col, cols[~new_partial]])
         if len(done_inst):
             self._first_token(done_inst, done_col)
+
+    def _run_length(
+        self, ii: IntArray, chunk: IntArray, completes: IntArray, first_done: IntArray,
+        t: Array, until: float,
+    ) -> IntArray:  # fmt: skip
+        """Identical iterations instances ``ii`` run to their next event (module docstring): a
+        lone cut-short prefill repeats; decodes run to the first completion or the next queued
+        request that can join; none past ``until``."""
+        p, d = self.prof, self.ndec[ii]
+        lone = (chunk > 0) & ~completes
+        k = np.where(lone, np.minimum((self.ppre[ii] - 1) // np.maximum(chunk, 1), first_done), 1)
+        h, hs = self.head[ii], np.maximum(self.head[ii], 0)
+        can_take = (h >= 0) & (self.nrun[ii] < p.max_batch) & (d < p.token_budget)
+        can_take &= self._fits(ii, hs)
+        to_arrival = np.maximum(np.ceil((self.arrival[hs] - self.clock[ii]) / t), 1)
+        k_dec = np.where(can_take, np.minimum(first_done, to_arrival), first_done)
+        k = np.where(chunk == 0, k_dec, k)
+        if np.isfinite(until):
+            k = np.minimum(k, np.maximum(np.ceil((until - self.clock[ii]) / t), 1))
+        return k.astype(np.int64)
 
     def _first_token(self, inst: IntArray, col: IntArray) -> None:
         """Slots (inst, col) finished their prefill at their instance's clock."""
@@ -324,22 +326,14 @@ class _Pool:
         self._release(inst, cols, r)
 
 
-class _Admitted:
-    """Admissions of one scheduling pass: rows (into the instances scheduled), slots, requests
-    and their first chunk's tokens."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
-
-    def add(self, rows: IntArray, cols: IntArray, r: IntArray, take: IntArray) -> None:
-        self.parts.append((rows, cols, r, take))
-
-    def arrays(self) -> tuple[IntArray, IntArray, IntArray, IntArray]:
-        if not self.parts:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, empty, empty
-        rows, cols, r, take = (np.concatenate(x) for x in zip(*self.parts, strict=True))
-        return rows, cols, r, take
+def _joined(parts: list[_Admissions]) -> _Admissions:
+    """Admissions of one scheduling pass, concatenated: rows (into the instances scheduled),
+    slots, requests and their first chunk's tokens."""
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    rows, cols, r, take = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return rows, cols, r, take
 
 
 def simulate_instances(
@@ -354,14 +348,9 @@ def simulate_instances(
     epoch with the pool's state at the epoch's start."""
     if instances < 1:
         raise ValueError("a pool needs at least one instance")
-    router = router or RoundRobin()
     order = np.argsort(requests.arrival_s, kind="stable")
     sorted_req = Requests(
-        requests.arrival_s[order],
-        requests.prompt[order],
-        requests.output[order],
-        requests.tier[order],
-        requests.tenant[order],
+        *(getattr(requests, f)[order] for f in ("arrival_s", "prompt", "output", "tier", "tenant"))
     )
     if profile.kv_paging:
         from planner.sim.paged import PagedPool
@@ -369,60 +358,11 @@ def simulate_instances(
         pool: _Pool = PagedPool(sorted_req, profile, instances)
     else:
         pool = _Pool(sorted_req, profile, instances)
-    arr = pool.arrival
-    if len(arr) == 0:
-        edges = np.array([0.0])
-    elif np.isfinite(router.epoch_s):
-        edges = np.arange(arr[0], arr[-1] + router.epoch_s, router.epoch_s)
-    else:
-        edges = np.array([arr[0]])
-    cuts = np.searchsorted(arr, edges, side="left")
-    cuts = np.r_[cuts, len(arr)]
-    pending = np.zeros(0, np.int64)  # requests a router deferred (a front-end queue)
-    e = 0
-    while e < len(edges) or len(pending):
-        if e >= len(edges):  # only deferred requests left: keep polling the router
-            edges = np.r_[edges, edges[-1] + router.epoch_s]
-            cuts = np.r_[cuts, len(arr)]
-        t = float(edges[e])
-        pool.advance(t)
-        new = np.arange(cuts[e], cuts[e + 1], dtype=np.int64)
-        e += 1
-        idx = np.r_[pending, new] if len(pending) else new
-        if len(idx) == 0:
-            continue
-        dest = np.asarray(
-            router.route(
-                Arrivals(
-                    idx,
-                    arr[idx],
-                    pool.prompt[idx],
-                    pool.output[idx],
-                    sorted_req.tier[idx],
-                    sorted_req.tenant[idx],
-                ),
-                pool.view(t),
-            ),
-            dtype=np.int64,
-        )
-        deferred = dest == DEFER
-        if deferred.any() and not np.isfinite(router.epoch_s):
-            raise ValueError("a router that defers requests needs a finite epoch_s")
-        pending = idx[deferred]
-        ok = (
-            (dest >= 0)
-            & (pool.need[idx] <= profile.kv_tokens)
-            & (pool.need[idx] <= profile.max_context)
-        )
-        if len(pending) or len(new) < len(idx):
-            # a request released late starts no earlier than its release (idle clocks catch up)
-            pool.clock = np.maximum(pool.clock, t)
-        pool.ended.append(idx[(dest >= 0) & ~ok])  # refused by the instance: answered at once
-        pool.enqueue(idx[ok], dest[ok])
+    _route_all(pool, router or RoundRobin())
     pool.advance(np.inf)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
-    log.debug("%d requests through %d instances in %d steps", len(arr), instances, pool.steps)
+    log.debug("%d requests through %d instances in %d steps", len(order), instances, pool.steps)
     return Served(
         instance=pool.where[back],
         arrival_s=requests.arrival_s.astype(float),
@@ -431,3 +371,30 @@ def simulate_instances(
         output=requests.output.astype(np.int64),
         steps=pool.steps,
     )
+
+
+def _route_all(pool: _Pool, router: Router) -> None:
+    """Offer the arrivals to ``router`` epoch by epoch (deferred ones again at the next epoch),
+    advancing the pool to each epoch's start, and queue each routed request at its instance."""
+    arr, epoch = pool.arrival, router.epoch_s
+    if len(arr) == 0:
+        edges = np.array([0.0])
+    elif np.isfinite(epoch):
+        edges = np.arange(arr[0], arr[-1] + epoch, epoch)
+    else:
+        edges = np.array([arr[0]])
+    cuts = np.r_[np.searchsorted(arr, edges, side="left"), len(arr)]
+    pending = np.zeros(0, np.int64)  # requests a router deferred (a front-end queue)
+    e = 0
+    while e < len(edges) or len(pending):
+        if e >= len(edges):  # only deferred requests left: keep polling the router
+            edges, cuts = np.r_[edges, edges[-1] + epoch], np.r_[cuts, len(arr)]
+        t = float(edges[e])
+        pool.advance(t)
+        new = np.arange(cuts[e], cuts[e + 1], dtype=np.int64)
+        e += 1
+        idx = np.r_[pending, new] if len(pending) else new
+        if len(idx):
+            pending = pool.receive(idx, router, t, late=len(pending) > 0)
+            if len(pending) and not np.isfinite(epoch):
+                raise ValueError("a router that defers requests needs a finite epoch_s")

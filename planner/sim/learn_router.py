@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def train_hash(
     key: list[object] = [asdict(s), profile.name, instances, list(FEATURES)]
     if profile.kv_paging:  # (no entry otherwise: the hashes of reservation-trained policies stay)
         key.append("kv_paging")
+    if not profile.chunked_prefill:
+        key.append("whole_prefill")
     h.update(json.dumps(key).encode())
     for tr in traces:
         for a in (
@@ -147,39 +150,16 @@ def learn(
     """Cross-entropy policy search from the heuristic (module docstring). Traces must be sorted
     by arrival."""
     s = settings or SearchSettings()
-    rng = np.random.default_rng(s.seed)
-    started = time.perf_counter()
 
-    def cost(w: Array) -> float:
-        return mean_e2e(w, traces, profile, instances, mean_output, s.epoch_s)
+    def cost(w: Array, on: list[Trace]) -> float:
+        return mean_e2e(w, on, profile, instances, mean_output, s.epoch_s)
 
-    base = cost(HEURISTIC_WEIGHTS)
-    best_w, best = HEURISTIC_WEIGHTS.copy(), base
-    mu, sigma = HEURISTIC_WEIGHTS.copy(), SIGMA0.copy()
-    for r in range(s.rounds):
-        cand = mu + sigma * rng.standard_normal((s.population, len(mu)))
-        cand[:, :4] = np.maximum(cand[:, :4], 0.0)  # the cost terms keep their sign
-        costs = np.array([cost(w) for w in cand])
-        order = np.argsort(costs, kind="stable")
-        if costs[order[0]] < best:
-            best, best_w = float(costs[order[0]]), cand[order[0]].copy()
-        mu = cand[order[: s.elite]].mean(axis=0)
-        sigma = sigma * s.shrink
-        log.info(
-            "round %d: best %.3f s (heuristic %.3f s), %.0f s elapsed",
-            r,
-            best,
-            base,
-            time.perf_counter() - started,
-        )
+    best_w, best, base = _search(lambda w: cost(w, traces), s)
     val: float | None = None
     val_base: float | None = None
     kept = False
     if validation:
-        val_base = mean_e2e(
-            HEURISTIC_WEIGHTS, validation, profile, instances, mean_output, s.epoch_s
-        )
-        val = mean_e2e(best_w, validation, profile, instances, mean_output, s.epoch_s)
+        val_base, val = cost(HEURISTIC_WEIGHTS, validation), cost(best_w, validation)
         if not val < val_base:
             kept, best_w = True, HEURISTIC_WEIGHTS.copy()
         log.info(
@@ -202,6 +182,33 @@ def learn(
         profile.name,
         instances,
     )
+
+
+def _search(cost: Callable[[Array], float], s: SearchSettings) -> tuple[Array, float, float]:
+    """The cross-entropy rounds from the heuristic: (best weights, their cost, the heuristic's
+    cost) on the training traces."""
+    rng = np.random.default_rng(s.seed)
+    started = time.perf_counter()
+    base = cost(HEURISTIC_WEIGHTS)
+    best_w, best = HEURISTIC_WEIGHTS.copy(), base
+    mu, sigma = HEURISTIC_WEIGHTS.copy(), SIGMA0.copy()
+    for r in range(s.rounds):
+        cand = mu + sigma * rng.standard_normal((s.population, len(mu)))
+        cand[:, :4] = np.maximum(cand[:, :4], 0.0)  # the cost terms keep their sign
+        costs = np.array([cost(w) for w in cand])
+        order = np.argsort(costs, kind="stable")
+        if costs[order[0]] < best:
+            best, best_w = float(costs[order[0]]), cand[order[0]].copy()
+        mu = cand[order[: s.elite]].mean(axis=0)
+        sigma = sigma * s.shrink
+        log.info(
+            "round %d: best %.3f s (heuristic %.3f s), %.0f s elapsed",
+            r,
+            best,
+            base,
+            time.perf_counter() - started,
+        )
+    return best_w, best, base
 
 
 def save(policy: LearnedPolicy, path: Path | str) -> Path:

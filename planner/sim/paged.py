@@ -70,7 +70,7 @@ class PagedPool(_Pool):
         :meth:`_fits` leave room for one), and the KV the decodes of the run add."""
         room = np.floor((self.cap - self.kv[ii]) / np.maximum(d, 1)).astype(np.int64)
         k = np.where(d > 0, np.minimum(k, np.maximum(room, 1)), k)
-        decoding = self.left[ii] < _IDLE // 2
+        decoding = (self.left[ii] < _IDLE // 2) & (d > 0)[:, None]
         self.hold[ii] += np.where(decoding, k[:, None], 0)
         self.kv[ii] += k * d
         return k

@@ -43,7 +43,7 @@ import numpy.typing as npt
 
 from planner.sim.fleet import FleetParams, Targets, lt_i_targets, vms_for
 from planner.sim.fluid import Observation
-from planner.sim.policies import on_preferred
+from planner.sim.policies import packed
 from planner.sim.slo_policy import pressure_need
 
 Array = npt.NDArray[np.float64]
@@ -66,6 +66,7 @@ class PlanReactive:
     niw_cap: float | None = None
     _floor: Targets | None = field(init=False, default=None)
     _extra: Array = field(init=False)
+    _placed: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
     _wants: deque[Array] = field(init=False)
@@ -76,6 +77,7 @@ class PlanReactive:
         self._floor = self.hourly[0].copy()
         shape = (len(p.regions), len(p.models))
         self._extra = np.zeros(shape)
+        self._placed = np.zeros(p.shape_rmg)
         self._last_out = np.full(shape, -1e9)
         self._last_in = np.full(shape, -1e9)
         self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
@@ -91,10 +93,13 @@ class PlanReactive:
         return self._floor
 
     def targets(self) -> Targets:
-        """The floor plus the reactive extra on each model's preferred VM type."""
+        """The floor plus the reactive extra, placed by ``policies.packed`` (new extra
+        instances into the idle slots of held VMs of a type at least as fast, else on each
+        model's preferred VM type; placed ones stay)."""
         floor = self.floor()
         out = floor.copy()
-        out.instances += on_preferred(self.p, self._extra)
+        self._placed = packed(self.p, self._placed, self._extra, floor.instances)
+        out.instances += self._placed
         out.vms = np.minimum(np.maximum(floor.vms, vms_for(self.p, out.instances)), self.p.quota)
         return out
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from planner.ilp.packing import fill_idle
 from planner.sim.fleet import FleetParams, Targets, home_routing, lt_i_targets, vms_for
 from planner.sim.fluid import Observation
 
@@ -46,12 +47,55 @@ def on_preferred(p: FleetParams, counts: Array) -> Array:
     return out
 
 
-def count_targets(p: FleetParams, count: Array) -> Targets:
-    """``count`` [r, m] instances on each model's preferred VM type, on VMs within quota
-    (instances that do not fit are trimmed by the fleet), every request served at home."""
-    inst = on_preferred(p, count)
+def count_targets(p: FleetParams, count: Array, held: Array | None = None) -> Targets:
+    """``count`` [r, m] instances, placed by :func:`packed` from ``held`` [r, m, g] (none: on
+    each model's preferred VM type), on VMs within quota (instances that do not fit are
+    trimmed by the fleet), every request served at home."""
+    inst = on_preferred(p, count) if held is None else packed(p, held, count)
     vms = np.minimum(vms_for(p, inst), p.quota)
     return Targets(vms, np.zeros_like(vms), inst, np.zeros_like(inst), home_routing(p))
+
+
+def packed(p: FleetParams, held: Array, count: Array, base: Array | None = None) -> Array:
+    """``count`` [r, m] instances placed without moving a running one (issue #15): a model
+    above its count sheds on its preferred type first; a model below it adds, largest
+    instances first, into the idle slots of the VMs already held of a type at least as fast
+    for every tier (``planner.ilp.packing.fill_idle``: the small models' floors in the half
+    H100 VM Llama2-70B leaves), the rest on its preferred type. The same move the planner's
+    search is given, so both families hold the same packed floors. ``base`` [r, m, g]:
+    instances held besides (a plan's floor under LT-R's layer), never moved, whose VMs'
+    idle slots count."""
+    out = held.copy()
+    fixed = np.zeros_like(held) if base is None else base
+    runs = [(i, j) for i in range(len(p.models)) for j in range(len(p.vm_types)) if p.ipv[i, j]]
+    ipv = {(p.models[i], p.vm_types[j]): int(p.ipv[i, j]) for i, j in runs}
+    index = {g: j for j, g in enumerate(p.vm_types)}
+    model = {m: i for i, m in enumerate(p.models)}
+
+    def faster(m: str, g: str, h: str) -> bool:
+        return bool((p.theta[model[m], index[h]] >= p.theta[model[m], index[g]]).all())
+
+    big_first = sorted(range(len(p.models)), key=lambda i: -p.gpus_per_instance[i].max())
+    for r in range(len(p.regions)):
+        for i in range(len(p.models)):
+            excess = out[r, i].sum() - count[r, i]
+            for j in [p.preferred[r, i], *range(len(p.vm_types))]:
+                cut = min(max(excess, 0.0), out[r, i, j])
+                out[r, i, j] -= cut
+                excess -= cut
+        both = out[r] + fixed[r]
+        cell = {(p.models[i], p.vm_types[j]): both[i, j] for i, j in runs if both[i, j]}
+        for i in big_first:
+            add = count[r, i] - out[r, i].sum()
+            if add <= 0:
+                continue
+            home = (p.models[i], p.vm_types[p.preferred[r, i]])
+            cell[home] = cell.get(home, 0.0) + add
+            fill_idle(cell, *home, add, ipv, faster, integer=True)
+            for (m, g), n in cell.items():
+                if m == p.models[i]:
+                    out[r, i, index[g]] = n - fixed[r, i, index[g]]
+    return out
 
 
 @dataclass
@@ -69,6 +113,7 @@ class Reactive:
     share_idle: bool = True
     niw_cap: float | None = None  # NIW's ceiling on the shared pools' utilisation (fluid)
     _count: Array = field(init=False)
+    _held: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
     _recent: deque[Array] = field(init=False)
@@ -76,13 +121,16 @@ class Reactive:
     def initial(self, p: FleetParams) -> Targets:
         need = instance_equivalents(p, self.initial_load) / self.target
         self._count = np.maximum(np.ceil(need), self.min_instances)
+        self._held = np.zeros(p.shape_rmg)
         self._last_out = np.full(self._count.shape, -1e9)
         self._last_in = np.full(self._count.shape, -1e9)
         self._recent = deque(maxlen=self.smooth_min)
         return self._targets()
 
     def _targets(self) -> Targets:
-        return count_targets(self.p, self._count)
+        targets = count_targets(self.p, self._count, self._held)
+        self._held = targets.instances
+        return targets
 
     def decide(self, obs: Observation) -> Targets | None:
         t = obs.minute

@@ -20,7 +20,7 @@ So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤
 
 :func:`pool_sla_model` replaces the curve with the per-minute latency model built from the
 profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
-size histogram (:func:`planner.sim.minute_model.minute_mix`), CV and local-rate variance
+size histogram (:func:`planner.sim.size_mix.minute_mix`), CV and local-rate variance
 (:func:`minute_burst`) give each tier's TTFT and TPOT shares, the minute queue's waits added
 to the TTFT. Its minute queue's κ is the caller's: :mod:`planner.sim.agreement` measures it
 on the replayed rows' sizes.
@@ -34,9 +34,10 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim.latency import Curve, instance_cv, minute_attainment
-from planner.sim.minute_model import BURST_WINDOWS_S, MinuteMix, tier_attainment
+from planner.sim.minute_model import BURST_WINDOWS_S, tier_attainment
 from planner.sim.outcomes import service_times
 from planner.sim.profile import InstanceProfile
+from planner.sim.size_mix import MinuteMix
 
 Array = npt.NDArray[np.float64]
 QUADRATURE = 16

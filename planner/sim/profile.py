@@ -26,7 +26,9 @@ only there). From it, per (model, hardware, tensor-parallel degree):
   full iteration stays near 2.8× the batch-1 decode (127 vs 45 ms); 2,048 would gain 4 %
   prefill throughput there (11 % at most, Bloom-176B/A100) for 487-ms iterations, eight times
   the IW-F TPOT target of 60 ms. It is also the budget Sarathi-Serve used for strict latency
-  targets and vLLM's first chunked-prefill default.
+  targets and vLLM's first chunked-prefill default. :meth:`InstanceProfile.whole_prefill` is
+  the same instance under vLLM v0's default scheduler instead (no chunking, prefill-only
+  iterations pausing the decodes, a budget of ``max(context window, 2048)`` tokens).
 
 Hardware without rows (C/D on H100) is scaled from A100 by the A/B time ratio, as
 :mod:`planner.config.throughput` does for the throughput figures.
@@ -34,7 +36,7 @@ Hardware without rows (C/D on H100) is scaled from A100 by the A/B time ratio, a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +73,7 @@ GPU_MEMORY_UTILISATION = 0.9  # vLLM's default share of GPU memory for weights +
 # tokens (decodes + prefill chunks) one iteration processes: vLLM's max_num_batched_tokens
 # with chunked prefill (module docstring: why 512)
 TOKEN_BUDGET = 512
+WHOLE_PREFILL_MIN = 2048  # vLLM v0's least max_num_batched_tokens without chunking
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,17 @@ class InstanceProfile:
     # KV cache managed as vLLM's paged cache (allocated as tokens are computed, recompute
     # preemption) rather than reserved for prompt + output at admission: planner.sim.paged
     kv_paging: bool = False
+    # prompts in chunks beside the decodes (Sarathi-Serve), or whole in prefill-only
+    # iterations that pause the decodes (vLLM v0's default scheduler): planner.sim.instances
+    chunked_prefill: bool = True
+
+    def whole_prefill(self) -> InstanceProfile:
+        """This instance under vLLM v0's default scheduler (chunked prefill off): whole
+        prompts, prefill-only iterations first, ``max_num_batched_tokens = max(context
+        window, 2048)`` (vLLM's default when chunking is off)."""
+        return replace(
+            self, chunked_prefill=False, token_budget=max(self.max_context, WHOLE_PREFILL_MIN)
+        )
 
     def prefill_s(self, tokens: npt.ArrayLike) -> Array:
         """Seconds of a forward pass over ``tokens`` tokens (prompt chunks, plus the decode

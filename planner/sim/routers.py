@@ -18,8 +18,9 @@ plus what the router sent this epoch at prompt + estimate). Every router picks a
 instances with room when any has it, and among all instances otherwise (a request is never sent
 to a full instance while another has room).
 
-**Mixing cost** (the heuristic; features of the learned policy), priced for chunked prefill
-(:mod:`planner.sim.instances`: an iteration carries at most ``B`` tokens, the decodes first).
+**Mixing cost** (the heuristic; features of the learned policy), priced for the instance's
+scheduler (:mod:`planner.sim.instances`: chunked prefill, an iteration carries at most ``B``
+tokens, the decodes first; or whole prefill, prefill-only iterations pausing the decodes).
 Sending r (prompt p, estimated output ô) to instance j with b requests running and w waiting
 (W prompt tokens queued, L left of the prefill under way; D = b + w of them decoding while r's
 prompt runs) costs, in seconds of request latency (:func:`chunked_s`: iterations of ``B − D``
@@ -28,7 +29,7 @@ chunk tokens, ``max(prefill_s(c + D), decode_s(D))`` each):
 * ``own_ttft``: the chunked time of L + W + p tokens beside D decoders;
 * ``own_decode = ô · decode_s(min(D + 1, max_batch))``: its decode at the batch it joins;
 * ``stall = D · extra(p)``: each decoder loses, per iteration carrying r's chunks, that
-  iteration's excess over a decode-only one (not the whole prefill: the batch no longer pauses);
+  iteration's excess over a decode-only one (under whole prefill: the whole prefill time);
 * ``slowdown = min(ô, m) · D · (decode_s(D + 1) − decode_s(D))``: the others decode slower
   while it runs (m: mean output estimate).
 
@@ -195,16 +196,19 @@ class LeastTokens(LoadAware):
 
 
 def chunked_s(prof: InstanceProfile, tokens: Array, decoders: Array) -> tuple[Array, Array]:
-    """Prefilling ``tokens`` prompt tokens on an instance with ``decoders`` requests decoding,
-    under chunked prefill (:mod:`planner.sim.instances`): the iterations carrying them take
-    ``B − D`` of them each (B the token budget), ``max(prefill_s(c + D), decode_s(D))`` each.
-    Returns (the time of those iterations, their extra over as many decode-only iterations:
-    what each decoding request loses to them)."""
+    """Prefilling ``tokens`` prompt tokens on an instance with ``decoders`` requests decoding
+    (:mod:`planner.sim.instances`). Chunked prefill: iterations of ``B − D`` of them (B the
+    token budget), ``max(prefill_s(c + D), decode_s(D))`` each; whole prefill: iterations of
+    ``B`` of them, ``prefill_s(c)`` each, the decodes paused. Returns (the time of those
+    iterations, their extra over as many decode-only iterations: what each decoding request
+    loses to them; the whole time when the decodes pause)."""
     d = np.minimum(decoders, prof.max_batch)
+    dec = np.where(d > 0, prof.decode_s(np.maximum(d, 1), np.full_like(d, REF_PROMPT)), 0.0)
+    if not prof.chunked_prefill:  # the decodes neither share the budget nor advance
+        d, dec = np.zeros_like(d), np.zeros_like(dec)
     per = np.maximum(prof.token_budget - d, 1.0)
     full = np.floor(tokens / per)
     rem = tokens - full * per
-    dec = np.where(d > 0, prof.decode_s(np.maximum(d, 1), np.full_like(d, REF_PROMPT)), 0.0)
     t_full = np.maximum(prof.prefill_s(per + d), dec)
     t_rem = np.where(rem > 0, np.maximum(prof.prefill_s(rem + d), dec), 0.0)
     time = full * t_full + t_rem

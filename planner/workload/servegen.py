@@ -151,6 +151,35 @@ def synthesize_servegen(
         )
 
 
+def local_window(
+    cfg: FleetConfig,
+    clients: list[ServeGenClient],
+    spec: ServeGenSpec,
+    start_s: float,
+    hours: float,
+) -> pd.DataFrame:
+    """Request rows of the windows in [start_s, start_s + hours) of each client's local day,
+    sorted by ``t``: seconds from ``start_s`` on the client's local clock (one pool: the
+    regions' time zones dropped)."""
+    end_s = start_s + hours * 3600.0
+    sub = [
+        ServeGenClient(
+            c.client,
+            c.trace[(c.trace["window_start_s"] >= start_s) & (c.trace["window_start_s"] < end_s)],
+            c.tokens,
+        )
+        for c in clients
+    ]
+    df = pd.concat(synthesize_servegen(cfg, sub, spec))
+    midnight = {
+        r: pd.Timestamp(spec.start, tz=cfg.region(r).timezone).tz_convert("UTC")
+        for r in cfg.region_ids
+    }
+    local = df["arrival_time"].dt.tz_convert("UTC") - df["region"].map(midnight)
+    t = local.dt.total_seconds().to_numpy(float) - start_s
+    return df.assign(t=t).sort_values("t", kind="stable").reset_index(drop=True)
+
+
 def _arrivals(trace: pd.DataFrame, scale: float, rng: np.random.Generator) -> np.ndarray:
     """Arrival offsets (s since local midnight) of all windows, vectorised over windows."""
     active = trace[(trace["rate"] > 0)].reset_index(drop=True)

@@ -238,3 +238,36 @@ def test_serve_on_another_model_with_the_paged_cache() -> None:
     assert req.prompt.tolist() == [1948, 100, 10] and req.output.tolist() == [100, 1024, 5]
     own = _requests(rows, reserve, RoutingSpec())  # the pool's own model: sizes as logged
     assert own.prompt.tolist() == [5000, 100, 10] and own.output.tolist() == [100, 3000, 5]
+
+
+def test_whole_prefill_scheduler_replays_the_same_arrivals() -> None:
+    """``--prefill whole``: vLLM v0's scheduler on the same placement (budget max(window,
+    2,048)), a training hash of its own, and the same arrivals as chunked prefill at a stated
+    load (the load's unit is the chunked server's rates); an unknown scheduler is an error."""
+    from flows.routing import PERF_CSV, RoutingSpec, _profile, _requests
+    from planner.sim import learn_router
+
+    perf = PERF_CSV / "perf_model_4_models.csv"
+    if not perf.exists():
+        pytest.skip("shared perf profile not present")
+    cfg = load_config(ROOT / "configs/servegen.yaml")
+    chunked = _profile(cfg, "bloom-176b", "paged", perf)
+    whole = _profile(cfg, "bloom-176b", "paged", perf, "whole")
+    assert chunked.chunked_prefill and chunked.token_budget == 512
+    assert not whole.chunked_prefill and whole.token_budget == 2048 and whole.kv_paging
+    assert whole.prefill_tokens_per_s > chunked.prefill_tokens_per_s
+    settings = learn_router.SearchSettings()
+    hashes = {learn_router.train_hash([], p, 8, settings) for p in (chunked, whole)}
+    assert len(hashes) == 2
+    rows = pd.DataFrame(
+        {
+            "arrival_time": pd.date_range("2024-06-03", periods=50, freq="7s"),
+            "input_tokens": np.arange(50) * 37 % 1900 + 10,
+            "output_tokens": np.arange(50) * 11 % 300 + 1,
+        }
+    )
+    spec = RoutingSpec(serve_on="bloom-176b", instances=2)
+    a, b = _requests(rows, chunked, spec), _requests(rows, whole, spec)
+    assert np.array_equal(a.arrival_s, b.arrival_s)
+    with pytest.raises(ValueError, match="--prefill 'sarathi'"):
+        _profile(cfg, "bloom-176b", "paged", perf, "sarathi")

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.sim.attainment_bound import attainment_bound, envelope, on_time_per_work
+from planner.sim.attainment_bound import attainment_bound
+from planner.sim.attainment_envelope import envelope, on_time_per_work
 from planner.sim.bounds import clairvoyant_fleet
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, params_from_config

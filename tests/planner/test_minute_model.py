@@ -9,17 +9,14 @@ import pytest
 import planner.sim.minute_model as minute_model
 from planner.sim.minute_model import (
     BURST_WINDOWS_S,
-    MinuteMix,
-    SizeBins,
-    bin_points,
     burst_at,
-    minute_mix,
     minute_state,
     tier_attainment,
     tpot_ok,
 )
 from planner.sim.pool import minute_burst
 from planner.sim.profile import InstanceProfile
+from planner.sim.size_mix import MinuteMix, SizeBins, bin_points, minute_mix
 
 BUDGET = 100
 
