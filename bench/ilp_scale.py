@@ -11,32 +11,30 @@ same time limit and gap goal. Gaps use SCIP's definition for both, |primal − d
 min(|primal|, |dual|); "bound" says where SCIP's dual bound came from (root relaxation or
 search tree). ``--plain`` also solves each hour without planner.ilp.cuts (the before).
 
-Generated rungs (tiny, mid, large): fleets with the default's structure, synthetic O365-shaped
-demand, rolling warm state (see ``warm_state``).
+Generated rungs (tiny, mid, large; ``--rung 12x15x4:80:120`` any other size, its daily
+requests in millions and its time limit): fleets with the default's structure, synthetic
+O365-shaped demand, rolling warm state (bench/ilp_fleets.py).
 
     .venv/bin/python bench/ilp_scale.py [--only sageserve] [--plain] [--json]
         [--warehouse .sageserve/warehouse.duckdb] [--hours 2024-06-16T00:00,...]
+        [--only large --workers 2 --no-highs --verbose] [--rung RxMxG:MREQ:LIMIT]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
-import resource
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from planner.config import config_hash as cfg_hash
@@ -44,119 +42,16 @@ from planner.config import load_config
 from planner.config.loader import parse_config
 from planner.config.models import FleetConfig
 from planner.ilp.build import create_model
-from planner.ilp.data import FleetState, PlanningData, build_data, state_from_config
+from planner.ilp.data import PlanningData, build_data, state_from_config
 from planner.ilp.greedy import greedy_values
 from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import choose_method, make_plan, solver_settings
 from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
-from planner.workload.synth import SynthSpec, hourly_rates
 
-START = datetime(2024, 6, 4, 0, tzinfo=UTC)  # a Tuesday
-TOKENS = {"interactive": (1155.0, 211.0), "deferrable": (2048.0, 28.0)}  # Azure 2023 means
-PEAK_FACTOR = 1.6  # peak minute over hourly mean for interactive tiers (as in the demo log)
-
-
-def demand_for(cfg: FleetConfig, requests_per_day: float, seed: int = 11) -> pd.DataFrame:
-    """Planning demand (tokens/s) for the 24 h from START, shaped like the synthetic log."""
-    first = START - pd.Timedelta(days=1)
-    base = SynthSpec().shares
-    # shares over this fleet's own ids (the synthesiser's defaults name the demo fleet's only;
-    # unknown ids would each get a default share and inflate the volume many times over)
-    shares = {
-        "region": {r: base["region"].get(r, 1.0) for r in cfg.region_ids},
-        "model": {
-            m: base["model"].get(m, base["model"][list(base["model"])[i % 4]])
-            for i, m in enumerate(cfg.model_ids)
-        },
-        "tier": base["tier"],
-    }
-    spec = SynthSpec(
-        days=3, seed=seed, start=first, requests_per_day=int(requests_per_day), shares=shares
-    )
-    rates = hourly_rates(cfg, spec)
-    window = (rates["hour"] >= START - pd.Timedelta(hours=1)) & (
-        rates["hour"] < START + pd.Timedelta(hours=24)
-    )
-    rates = rates[window].copy()
-    tokens = rates["kind"].map(lambda k: sum(TOKENS[k]))
-    factor = np.where(rates["kind"] == "interactive", PEAK_FACTOR, 1.0)
-    rates["value"] = rates["rate"] / 3600.0 * tokens * factor
-    rates["hour"] = rates["hour"].dt.tz_convert("UTC").dt.tz_localize(None)
-    return rates[["hour", "region", "model", "tier", "value"]]
-
-
-def generated_fleet(regions: int, models: int, vm_types: int, seed: int = 5) -> FleetConfig:
-    """A fleet like the default one, larger: regions along a line (latency ∝ distance), VM
-    types cycling A100/H100-like prices, models cloned from the four real ones."""
-    base = load_config().model_dump()
-    rng = np.random.default_rng(seed)
-    positions = np.sort(rng.uniform(0, 300, regions))
-    zones = [
-        "America/New_York",
-        "America/Chicago",
-        "America/Denver",
-        "America/Los_Angeles",
-        "Europe/London",
-        "Europe/Berlin",
-        "Asia/Tokyo",
-        "Asia/Singapore",
-    ]
-    reg = [
-        {
-            "id": f"r{i:02d}",
-            "name": f"region {i}",
-            "timezone": zones[i % len(zones)],
-            "latency_ms": {
-                f"r{j:02d}": 0.0 if i == j else round(5 + abs(positions[i] - positions[j]), 1)
-                for j in range(regions)
-            },
-        }
-        for i in range(regions)
-    ]
-    vm_base = base["vm_types"]
-    vms = []
-    for i in range(vm_types):
-        v = dict(vm_base[i % 2])
-        v["id"] = f"{v['id']}-{i}" if i >= 2 else v["id"]
-        v["price_per_hour"] = round(v["price_per_hour"] * (1 + 0.07 * i), 2)
-        v["spot_price_per_hour"] = round(v["spot_price_per_hour"] * (1 + 0.07 * i), 2)
-        vms.append(v)
-    mods = []
-    for i in range(models):
-        m = json.loads(json.dumps(base["models"][i % 4]))
-        m["id"] = f"{m['id']}-{i}" if i >= 4 else m["id"]
-        m["vm_types"] = {v["id"]: m["vm_types"][vm_base[j % 2]["id"]] for j, v in enumerate(vms)}
-        mods.append(m)
-    fleet = [
-        {"region": r["id"], "vm_type": v["id"], "quota": 200, "spot_available": 20, "running": 0}
-        for r in reg
-        for v in vms
-    ]
-    tiers = base["tiers"]
-    for t in tiers:
-        if t["kind"] == "deferrable":
-            t["routing_budget_ms"] = 1000.0
-    cfg = {**base, "regions": reg, "vm_types": vms, "models": mods, "fleet": fleet, "tiers": tiers}
-    return parse_config(cfg)
-
-
-def warm_state(cfg: FleetConfig, demand: pd.DataFrame, solved: bool = True) -> FleetState:
-    """What runs at START in rolling operation: the placement the plan made an hour earlier
-    (at START − 65 min, for the hours from START − 1 h) has for START. For the large rungs
-    (``solved`` False) that earlier plan is the greedy one, to keep the bench's wall time to
-    the rung being measured."""
-    earlier = build_data(cfg, demand, state_from_config(cfg), START - pd.Timedelta(minutes=65))
-    if solved:
-        plan, _ = make_plan(earlier, solver_settings(cfg))
-    else:
-        plan = from_values(
-            earlier,
-            greedy_values(earlier),
-            SolverFacts("greedy", math.nan, math.nan, math.nan, 0.0, 0.0, "", earlier.config_hash),
-        )
-    at = START.replace(tzinfo=None)
-    return plan.state_at(at, backlog_hour=at - pd.Timedelta(hours=1))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ilp_fleets import START, demand_for, generated_fleet, warm_state
+from tree_memory import TreeMemory, peak_rss_gb
 
 
 def lp_bound(data: PlanningData, limit: float) -> tuple[float | None, float]:
@@ -277,57 +172,6 @@ def real_hour_rung(
     return out
 
 
-def peak_rss_gb() -> dict[str, float]:
-    """Peak resident memory so far: this process, and the largest worker process."""
-    to_gb = 1024.0**2  # ru_maxrss is in KiB on Linux
-    return {
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / to_gb, 2),
-        "peak_worker_rss_gb": round(
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / to_gb, 2
-        ),
-    }
-
-
-class TreeMemory:
-    """The peak of the summed resident memory of this process and all its children (the
-    pool's workers), sampled every ``every_s`` while in use: what the machine must hold at
-    once. (``ru_maxrss`` of the children is the largest single worker and, for a spawned
-    worker, starts at this process's size at the fork.) Shared libraries count once per
-    process, so the figure errs high."""
-
-    def __init__(self, every_s: float = 0.25) -> None:
-        import threading
-
-        self.every_s = every_s
-        self.peak_gb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        import psutil  # type: ignore[import-untyped]  # no stubs installed
-
-        me = psutil.Process()
-        while not self._stop.is_set():
-            try:
-                procs = [me, *me.children(recursive=True)]
-                total = 0
-                for p in procs:
-                    with contextlib.suppress(psutil.Error):  # a worker that just exited
-                        total += p.memory_info().rss
-                self.peak_gb = max(self.peak_gb, total / 1024.0**3)
-            except psutil.Error:
-                pass
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 SKIPPED_HIGHS: dict[str, Any] = {
     "highs_status": "not run",
     "highs_gap": None,
@@ -342,8 +186,10 @@ def rung(
     limit: float,
     workers: int = 1,
     highs: bool = True,
+    split: bool = False,
 ) -> dict[str, Any]:
-    """One generated rung. The planner picks the method by size (planner.ilp.planner
+    """One generated rung (``split``: the split relaxation's path whatever its size). The
+    planner picks the method by size (planner.ilp.planner
     .choose_method): the decomposed rungs skip the separate LP bound (it does not finish;
     the Lagrangian bound replaces it)."""
     small = limit <= 10.0
@@ -353,6 +199,8 @@ def rung(
     state = warm_state(cfg, demand, solved=small)
     data = build_data(cfg, demand, state, START)
     settings = solver_settings(cfg)
+    if split:
+        settings = replace(settings, split_above_vars=0)
     decomposed = choose_method(data, settings) != "monolithic SCIP"
     lp, lp_s = (None, 0.0) if decomposed else lp_bound(data, 600.0 if small else 2 * limit)
     started = time.perf_counter()
@@ -406,8 +254,17 @@ def ladder(
     limit: float,
     workers: int = 1,
     highs: bool = True,
+    custom: str | None = None,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    if custom:  # RxMxG:MREQ:LIMIT, alone
+        size, mreq, seconds = custom.split(":")
+        r, m, g = (int(n) for n in size.split("x"))
+        cfg = generated_fleet(r, m, g)
+        volume, seconds_s = float(mreq) * 1e6, float(seconds)
+        out.append(rung(f"gen {size}", cfg, volume, seconds_s, workers, highs, split=True))
+        print_rung(out[-1])
+        return out
     if not only or only in "sageserve":
         out += sageserve_rungs(warehouse, hours, plain, limit)
     generated: list[tuple[str, Callable[[], Any], float, float]] = [
@@ -459,18 +316,29 @@ def main() -> None:
     parser.add_argument(
         "--verbose", action="store_true", help="the decomposition's rounds on stderr"
     )
+    parser.add_argument(
+        "--rung", default=None, help="a generated rung RxMxG:MREQ:LIMIT, alone, split"
+    )
     args = parser.parse_args()
     if args.verbose:
         for name in (
             "planner.ilp.split_portfolio",
             "planner.ilp.split_tasks",
             "planner.ilp.decompose",
+            "planner.ilp.split_primal",
         ):
             logging.getLogger(name).setLevel(logging.INFO)
     hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None
     parser_highs = not args.no_highs
     results = ladder(
-        args.only, args.warehouse, hours, args.plain, args.limit, args.workers, parser_highs
+        args.only,
+        args.warehouse,
+        hours,
+        args.plain,
+        args.limit,
+        args.workers,
+        parser_highs,
+        args.rung,
     )
     if args.json:
         print(json.dumps({"rungs": results}, indent=2, default=str))

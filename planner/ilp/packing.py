@@ -22,9 +22,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from planner.ilp.data import PlanningData
-from planner.ilp.variables import Values
+
+if (
+    TYPE_CHECKING
+):  # pyscipopt stays out of the simulator's imports (tests/flows/test_cli_imports.py)
+    from planner.ilp.variables import Values
 
 log = logging.getLogger(__name__)
 Counts = dict[tuple[str, str], float]  # (model, VM type) -> instances

@@ -32,20 +32,21 @@ def localised(split: Split, data: PlanningData, x_bar: np.ndarray) -> list[Local
     ``x_bar`` has the regions serve it, within what has arrived (``x_bar`` all zero:
     every region on its own, NIW served as it arrives, split by interactive demand)."""
     names = [n for n, _ in sorted(split.relax.row.items(), key=lambda kv: kv[1])]
-    need, parts = _niw_targets(split, data, x_bar, names)
+    targets = _niw_targets(split, data, x_bar, names)
     return [
-        _localise(split, data, b, x_bar, names, need, parts)
+        _localise(split, data, b, x_bar, names, targets)
         for b, block in enumerate(split.blocks)
         if block.name != NIW_BLOCK
     ]
 
 
-def _niw_targets(
-    split: Split, data: PlanningData, x_bar: np.ndarray, names: list[str]
-) -> tuple[dict[int, float], Parts]:
+Targets = tuple[dict[int, float], dict[int, float], Parts]  # need, extra, parts
+
+
+def _niw_targets(split: Split, data: PlanningData, x_bar: np.ndarray, names: list[str]) -> Targets:
     """Per NIW row: what the regions serve (what ``x_bar`` has them serve, within what has
-    arrived: the backlog never goes negative, at least what the deadline needs), and each
-    region block's part of it."""
+    arrived: the backlog never goes negative, at least what the deadline needs), what they
+    may serve beyond it (:func:`_extra`), and each region block's part of it."""
     niw = niw_index(split)
     isolated = not x_bar.any()
     home: dict[tuple[str, int], float] = defaultdict(float)
@@ -73,8 +74,10 @@ def _niw_targets(
         if isolated:
             by_demand(ci, int(t), parts_of[ci])
     need: dict[int, float] = {}
+    extra: dict[int, float] = {}
     for m, rows in by_model.items():
         available = arrived = served = 0.0
+        backlog: list[tuple[int, float]] = []
         for t, ci in sorted(rows):
             lo = split.relax.row_lo[split.coupling[ci]]  # arrivals (the opening backlog first)
             available, arrived = available + lo, arrived + lo
@@ -84,12 +87,32 @@ def _niw_targets(
             due = arrived - data.niw_window(m, t) / FLOW_UNIT - served
             need[ci] = max(0.0, min(max(wanted, due), available))
             available, served = available - need[ci], served + need[ci]
+            backlog.append((ci, available))
             if need[ci] > 0 and wanted <= 1e-12:
                 by_demand(ci, t, parts_of[ci])
-    return need, parts
+        extra.update(_extra(backlog))
+    return need, extra, parts
 
 
-Row = tuple[int, list[Any], list[Any], float, float, float]  # ci, cols, coefs, rhs, coef, cost
+def _extra(backlog: list[tuple[int, float]]) -> dict[int, float]:
+    """NIW the regions may serve beyond the targets, per row of one model in time order,
+    from the backlog B[t] the targets leave: E[t] = M[t] − M[t−1] with
+    M[t] = min_{t' ≥ t} B[t'] (M[0] = 0), so whatever part of it is served,
+    Σ_{t' ≤ t} E[t'] = M[t] ≤ B[t]: the backlog stays ≥ 0 in every hour."""
+    out: dict[int, float] = {}
+    later, floors = float("inf"), []
+    for _ci, b in reversed(backlog):
+        later = min(later, max(b, 0.0))
+        floors.append(later)
+    before = 0.0
+    for (ci, _b), floor in zip(backlog, reversed(floors), strict=True):
+        out[ci] = max(0.0, floor - before)
+        before = max(before, floor)
+    return out
+
+
+# ci, cols, coefs, rhs, shortfall coefficient and cost, surplus bound and cost
+Row = tuple[int, list[Any], list[Any], float, float, float, float, float]
 
 
 def _localise(
@@ -98,15 +121,14 @@ def _localise(
     b: int,
     x_bar: np.ndarray,
     names: list[str],
-    need: dict[int, float],
-    parts: Parts,
+    targets: Targets,
 ) -> Localised:
     """Block ``b``'s coupling rows at ``x_bar`` (:func:`localised`)."""
     block, keys = split.blocks[b], split.family_key
     local = _local_index(split, b)
     rows: list[Row] = []
     for ci, i in enumerate(split.coupling):
-        row = _localised_row(split, data, b, ci, names[i], x_bar, need, parts)
+        row = _localised_row(split, data, b, ci, names[i], x_bar, targets)
         if row is not None:
             rows.append((ci, local[row[0]].tolist(), *row[1:]))
     away = [
@@ -131,6 +153,7 @@ def _localised(rows: list[Row], n: int, fixed: np.ndarray, values: np.ndarray) -
     rj = [j for row in rows for j in row[1]]
     rv = [v for row in rows for v in row[2]]
     rhs = np.asarray([row[3] for row in rows], dtype=float)
+    surplus = np.asarray([row[6] for row in rows], dtype=float)
     return Localised(
         sparse.csr_matrix((rv, (ri, rj)), shape=(len(rows), n)),
         rhs,
@@ -140,6 +163,8 @@ def _localised(rows: list[Row], n: int, fixed: np.ndarray, values: np.ndarray) -
         fixed,
         values,
         np.asarray([row[0] for row in rows], dtype=np.int64),
+        surplus if surplus.any() else None,
+        np.asarray([row[7] for row in rows], dtype=float) if surplus.any() else None,
     )
 
 
@@ -150,12 +175,13 @@ def _localised_row(
     ci: int,
     name: str,
     x_bar: np.ndarray,
-    need: dict[int, float],
-    parts: Parts,
-) -> tuple[np.ndarray, list[float], float, float, float] | None:
+    targets: Targets,
+) -> tuple[np.ndarray, list[float], float, float, float, float, float] | None:
     """Coupling row ``ci`` held in block ``b``: its columns there (whole-relaxation indices),
-    coefficients, target (both sides), shortfall coefficient and cost; None if the row
-    stays out of ``b`` (no column of ``b``, flows routed away, the cut over every region)."""
+    coefficients, target (both sides), shortfall coefficient and cost, surplus bound and
+    cost (NIW served beyond the target: ``b``'s part of the extra, valued at the backlog
+    it saves at the horizon); None if the row stays out of ``b`` (no column of ``b``,
+    flows routed away, the cut over every region)."""
     row = split.coupling_rows[ci]
     blocks = split.col_block[row.indices]
     mine = blocks == b
@@ -163,18 +189,23 @@ def _localised_row(
         return None  # the cut over every region: every integer plan satisfies it
     cols, coefs = row.indices[mine], row.data[mine].tolist()
     if name.startswith("niw_balance["):
+        need, extra, parts = targets
         part = {bb: parts[(ci, bb)] for bb in set(blocks.tolist()) - {niw_index(split)}}
         total = sum(part.values())
         share = part[b] / total if total > 1e-12 else 1.0 / max(1, len(part))
         late = data.unmet_penalty.get(data.deferrable or "", 0.0) * FLOW_UNIT
-        return cols, coefs, need[ci] * share, float(np.sign(coefs[0])) or 1.0, late
+        carry = split.col_of.get(("b", (name[len("niw_balance[") :].split(",")[0], len(data.T))))
+        value = 0.0 if carry is None else float(split.relax.cost[carry])
+        sign = float(np.sign(coefs[0])) or 1.0
+        return cols, coefs, need[ci] * share, sign, late, extra[ci] * share, -value
     if name.split("[")[1].split(",")[0] not in split.blocks[b].regions:
         return None  # flows routed away from b: held at x_bar
     # interactive_assign of this region: what others route in is fixed
     other = ~mine
     fixed_in = float(row.data[other] @ x_bar[row.indices[other]])
     target = split.relax.row_lo[split.coupling[ci]] - fixed_in
-    return cols, coefs, target, 1.0, data.unmet_penalty[name[:-1].split(",")[2]] * FLOW_UNIT
+    late = data.unmet_penalty[name[:-1].split(",")[2]] * FLOW_UNIT
+    return cols, coefs, target, 1.0, late, 0.0, 0.0
 
 
 def niw_localised(split: Split, region_x: np.ndarray) -> Localised:
@@ -190,7 +221,7 @@ def niw_localised(split: Split, region_x: np.ndarray) -> Localised:
         if mine.any():
             served = float(row.data[~mine] @ region_x[row.indices[~mine]])
             cols, coefs = local[row.indices[mine]].tolist(), row.data[mine].tolist()
-            rows.append((ci, cols, coefs, split.relax.row_lo[i] - served, 1.0, 1e9))
+            rows.append((ci, cols, coefs, split.relax.row_lo[i] - served, 1.0, 1e9, 0.0, 0.0))
     return _localised(rows, len(split.blocks[b].cols), np.zeros(0, dtype=np.int64), np.zeros(0))
 
 

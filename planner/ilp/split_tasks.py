@@ -41,7 +41,9 @@ class Block:
 @dataclass(frozen=True)
 class Localised:
     """Coupling rows held inside one block for a primal round: rows over the block's
-    columns with bounds, and one shortfall column per row (coefficient, cost)."""
+    columns with bounds, one shortfall column per row (coefficient, cost) and one surplus
+    column per row (the opposite coefficient, up to ``surplus_hi`` at ``surplus_cost``:
+    NIW served beyond the row's target, valued at the backlog it saves)."""
 
     matrix: sparse.csr_matrix
     lo: np.ndarray
@@ -51,6 +53,31 @@ class Localised:
     fixed_cols: np.ndarray  # local columns held at ``fixed_vals`` (flows routed away)
     fixed_vals: np.ndarray
     row_ids: np.ndarray  # the coupling row (index into Split.coupling) each row localises
+    surplus_hi: np.ndarray | None = None  # None: no surplus on any row
+    surplus_cost: np.ndarray | None = None
+
+    def bounds(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        """Column bounds of the block with these rows: its own (flows routed away held),
+        then the shortfalls, then the surpluses."""
+        k = len(self.lo)
+        lo, hi = block.col_lo.copy(), block.col_hi.copy()
+        lo[self.fixed_cols] = self.fixed_vals
+        hi[self.fixed_cols] = self.fixed_vals
+        extra_hi = [np.full(k, np.inf)]
+        if self.surplus_hi is not None:
+            extra_hi.append(self.surplus_hi)
+        tail = np.concatenate(extra_hi)
+        return np.concatenate([lo, np.zeros(len(tail))]), np.concatenate([hi, tail])
+
+    def columns(self) -> tuple[sparse.csc_matrix, np.ndarray]:
+        """The shortfall (and surplus) columns over these rows, and their costs."""
+        k = len(self.lo)
+        eye = sparse.diags(self.slack_coef, format="csc", shape=(k, k))
+        if self.surplus_hi is None or self.surplus_cost is None:
+            return eye, self.slack_cost
+        return sparse.hstack([eye, -eye]).tocsc(), np.concatenate(
+            [self.slack_cost, self.surplus_cost]
+        )
 
 
 @dataclass(frozen=True)
@@ -73,20 +100,16 @@ def _highs(block: Block, cost: np.ndarray, extra: Localised | None = None) -> An
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     matrix, row_lo, row_hi = block.matrix, block.row_lo, block.row_hi
-    col_lo, col_hi = block.col_lo.copy(), block.col_hi.copy()
+    col_lo, col_hi = block.col_lo, block.col_hi
     if extra is not None:
-        k = len(extra.lo)
-        slack = sparse.csc_matrix((extra.slack_coef, (np.arange(k), np.arange(k))), shape=(k, k))
-        top = sparse.hstack([matrix, sparse.csc_matrix((matrix.shape[0], k))])
+        slack, slack_cost = extra.columns()
+        top = sparse.hstack([matrix, sparse.csc_matrix((matrix.shape[0], slack.shape[1]))])
         bottom = sparse.hstack([extra.matrix.tocsc(), slack])
         matrix = sparse.vstack([top, bottom]).tocsc()
         row_lo = np.concatenate([row_lo, extra.lo])
         row_hi = np.concatenate([row_hi, extra.hi])
-        cost = np.concatenate([cost, extra.slack_cost])
-        col_lo[extra.fixed_cols] = extra.fixed_vals
-        col_hi[extra.fixed_cols] = extra.fixed_vals
-        col_lo = np.concatenate([col_lo, np.zeros(k)])
-        col_hi = np.concatenate([col_hi, np.full(k, np.inf)])
+        cost = np.concatenate([cost, slack_cost])
+        col_lo, col_hi = extra.bounds(block)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = matrix.shape[1], matrix.shape[0]
     lp.col_cost_ = np.asarray(cost, dtype=float)
@@ -156,12 +179,8 @@ def solve_primal(
     n = len(block.cols)
     rounds = 0
     if dive:
-        lo0 = np.concatenate([block.col_lo, np.zeros(len(extra.lo))])
-        lo0[extra.fixed_cols] = extra.fixed_vals
-        hi0 = np.concatenate([block.col_hi, np.full(len(extra.lo), np.inf)])
-        hi0[extra.fixed_cols] = extra.fixed_vals
         ends = (started + 0.8 * limit, started + hard)
-        st, x, rounds = dive_block(data, h, block, x, (lo0, hi0), ends)
+        st, x, rounds = dive_block(data, h, block, x, extra.bounds(block), ends)
         if x is None:
             return BlockSolution(block.name, f"dive: {st}", None, y)
     return BlockSolution(
@@ -169,7 +188,7 @@ def solve_primal(
         status,
         x[:n],
         y,
-        slack=x[n:],
+        slack=x[n : n + len(extra.lo)],
         seconds=time.perf_counter() - started,
         dive_rounds=rounds,
     )

@@ -78,9 +78,13 @@ def test_every_policy_replays_the_window_and_counts_every_request(
     ]
     assert (meeting["vs_work_bound"] >= 1.0).all()
     # the most capacity runs coolest (the calibrated latency curves): siloed pools attain at
-    # least what every other policy does (to the table's rounding)
+    # least what every plan policy does (to the table's rounding). Reactive is left out: it
+    # packs small models into idle slots of faster VMs (policies.packed), where an instance
+    # serves faster than on the preferred type siloed pools keep, so the two differ in speed
+    # as well as in capacity.
+    plans = table.drop(index=["reactive"])
     for tier in ("IW-F", "IW-N"):
-        assert (table.loc["siloed", f"{tier}_sla"] >= table[f"{tier}_sla"] - 1e-4).all()
+        assert (table.loc["siloed", f"{tier}_sla"] >= plans[f"{tier}_sla"] - 1e-4).all()
     assert 0 < evaluation.work_bound < evaluation.clairvoyant_gpu_hours
     assert table.loc["reactive", "vs_bound"] == pytest.approx(
         table.loc["reactive", "gpu_hours"] / evaluation.clairvoyant_gpu_hours, rel=1e-3

@@ -20,7 +20,7 @@ from planner.ilp.planner import make_plan
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
-from planner.ilp.split_primal import values, violation
+from planner.ilp.split_primal import _extra, values, violation
 from planner.ilp.split_tasks import solve_priced, solve_whole
 from planner.ilp.verify import verify
 from tests.planner.test_ilp_lagrange import _instance, assert_dask_plan_equals_process_pool
@@ -133,3 +133,12 @@ def test_whole_relaxations_dive_in_its_worker_gives_a_plan_that_verifies(seed: i
     facts = SolverFacts("t", objective, 0.0, optimum.objective, 0, 0, "", "h")
     check = verify(from_values(data, values(split, sol.plan), facts), data)
     assert check.ok, check.violations[:5]
+
+
+def test_extra_niw_never_takes_the_backlog_below_zero() -> None:
+    """Hand-computed: backlog 5, 2, 7, 4 after the targets; the later minima 2, 2, 4, 4
+    allow 2 more in hour 1 and 2 more in hour 3; served in full, the backlog is 3, 0, 3, 0."""
+    extra = _extra([(10, 5.0), (11, 2.0), (12, 7.0), (13, 4.0)])
+    assert extra == {10: 2.0, 11: 0.0, 12: 2.0, 13: 0.0}
+    served = np.cumsum([extra[ci] for ci in (10, 11, 12, 13)])
+    assert (np.asarray([5.0, 2.0, 7.0, 4.0]) - served).min() == 0.0
