@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "references": {
             "work_bound_gpu_hours": round(wb, 2),
             "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
+            "clairvoyant_unpacked_gpu_hours": round(clair.unpacked_gpu_hours, 2),
             "clairvoyant_reachable": clair.reachable,
             "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
             "attainment_bound_gpu_hours": round(ab_floor.gpu_hours, 2),

@@ -303,6 +303,7 @@ def _references(wb: float, clair: Clairvoyant, demand: MinuteDemand) -> dict[str
     return {
         "work_bound_gpu_hours": round(wb, 2),
         "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
+        "clairvoyant_unpacked_gpu_hours": round(clair.unpacked_gpu_hours, 2),
         "clairvoyant_cost": round(clair.cost, 2),
         "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
         "clairvoyant_reachable": clair.reachable,

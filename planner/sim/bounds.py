@@ -26,14 +26,31 @@ minute, region and model, the fewest whole instances that serve that minute's *t
 interactive demand with every interactive tier at its attainment target (the sweep's SLA
 targets) at that minute's utilisation and arrival CV, never below the model's availability
 floor; NIW packed earliest-deadline-first into the utilisation the tiers leave (NIW shares the
-batch), instances added only at a deadline that spare capacity cannot meet; instances packed
-into whole VMs; no lead or load time, no quota, every request served in its own region. One
-VM type per region and model over the window: the cheapest of the types whose curves can meet
-the targets (the cheapest overall where none can; ``reachable`` is then False and the fleet
-meets the targets only as well as the serving model allows). It sees the future by
-definition (it is a comparator, not a policy). Policies that route across regions, mix VM
-types or let some minutes run below the target and others above can beat it; it is not a
-bound.
+batch), instances added only at a deadline that spare capacity cannot meet; no lead or load
+time, no quota, every request served in its own region. One VM type per region and model over
+the window: the cheapest of the types whose curves can meet the targets (the cheapest overall
+where none can; ``reachable`` is then False and the fleet meets the targets only as well as
+the serving model allows). It sees the future by definition (it is a comparator, not a policy).
+
+Its GPU-hours (``gpu_hours``, what ``vs_bound`` divides by) are those instances **packed by a
+relaxation** (:func:`packed_gpus`), not by a placement heuristic: since issue #15 every policy
+may put an instance of model m into the idle slots of a VM of any type at least as fast for
+every tier (``planner.ilp.packing``, ``planner.sim.policies.packed``), so per minute and
+region a policy holding those instances holds at least the GPUs they occupy,
+Σ_m n[m] · min_h gpi[m, h] (h: the pool's type or one at least as fast), and, as it holds
+whole VMs, at least that rounded up to a multiple of the gcd of the types' GPUs per VM (8 on
+both configs). This is ≤ every placement of the same instances, whatever the packing search
+(the heuristic ``repack`` can be beaten by another placement; the relaxation cannot), so no
+packing, present or future, goes below it. ``unpacked_gpu_hours``: the same instances on their
+pool's type in whole VMs (the fleet before issue #15); ``cost``: its dollars (unpacked).
+
+Where it is still not exact (it is a bound for every policy only up to these): the instance
+counts are the clairvoyant pool's on one type per pool at the per-minute attainment target, so
+a policy that routes across regions (pooling two regions' minutes into fewer instances), mixes
+VM types within a pool or serves it on a type slower than the chosen one, or lets some minutes
+run below the target and others above (the SLA is a window share) can hold fewer instances
+than it in some minutes; the relaxation takes only the placement out of the comparison, not
+the sizing.
 """
 
 from __future__ import annotations
@@ -100,12 +117,13 @@ def work_bound(p: FleetParams, demand: MinuteDemand, miss: Mapping[str, float]) 
 class Clairvoyant:
     """The clairvoyant fleet's cost and shape over the window."""
 
-    gpu_hours: float
-    cost: float
-    floor_gpu_hours: float  # the availability floors alone, in whole VMs
+    gpu_hours: float  # packed by the relaxation (:func:`packed_gpus`): the bound
+    cost: float  # $ of the unpacked fleet (each pool on its type, whole VMs)
+    floor_gpu_hours: float  # the availability floors alone, packed by the same relaxation
     instances: Array  # [T, r, m] serving instances per minute
     vm_types: npt.NDArray[np.int64]  # [r, m] the VM type each pool runs on
     reachable: bool = True  # every pool's type can meet the attainment targets
+    unpacked_gpu_hours: float = 0.0  # each pool on its type in whole VMs (before issue #15)
 
 
 def vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> tuple[Array, Array]:
@@ -119,6 +137,22 @@ def vm_gpu_hours(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> t
     gpus = (vms * p.gpus_per_vm[None, None]).sum(axis=(1, 2))
     dollars = (vms * p.price[None]).sum(axis=(1, 2)) / 60.0
     return gpus, dollars
+
+
+def packed_gpus(p: FleetParams, inst: Array, types: npt.NDArray[np.int64]) -> Array:
+    """Per minute, the fewest GPUs any placement of ``inst`` [T, r, m] (each pool on its type
+    ``types`` [r, m] or moved to a type at least as fast for every tier) can hold in whole
+    VMs, relaxed: per region, the GPUs the instances occupy on their smallest allowed
+    footprint, rounded up to a multiple of the gcd of the types' GPUs per VM (module
+    docstring). ≤ the GPUs of every such placement, whatever the packing."""
+    step = float(np.gcd.reduce(p.gpus_per_vm.astype(np.int64)))
+    gpi = np.zeros(types.shape)
+    for (a, m), g in np.ndenumerate(types):
+        ok = (p.ipv[m] > 0) & (p.theta[m] >= p.theta[m, g] - 1e-9).all(axis=1)
+        ok[g] = True
+        gpi[a, m] = float((p.gpus_per_vm[ok] / p.ipv[m, ok]).min())
+    busy = (inst * gpi[None]).sum(axis=2)  # [T, r]
+    return np.asarray((np.ceil(busy / step - 1e-9) * step).sum(axis=1), dtype=float)
 
 
 def _pack_niw(p: FleetParams, niw_tokens: Array, spare_tokens: Array, per_inst: Array) -> Array:
@@ -224,12 +258,13 @@ def clairvoyant_fleet(
             spare[:, a, m] = spare_inst * per_inst[:, a, m]
     inst = inst + _pack_niw(p, demand.tokens[:, :, :, k_niw], spare, per_inst)
     gpus, dollars = vm_gpu_hours(p, inst, types)
-    floor_gpus, _ = vm_gpu_hours(p, np.broadcast_to(floor, (1, nr, nm)).copy(), types)
+    floor_gpus = packed_gpus(p, np.broadcast_to(floor, (1, nr, nm)), types)
     return Clairvoyant(
-        gpu_hours=float(gpus.sum() / 60.0),
+        gpu_hours=float(packed_gpus(p, inst, types).sum() / 60.0),
         cost=float(dollars.sum()),
         floor_gpu_hours=float(floor_gpus[0] * T / 60.0),
         instances=inst,
         vm_types=types,
         reachable=reachable,
+        unpacked_gpu_hours=float(gpus.sum() / 60.0),
     )
