@@ -43,6 +43,7 @@ from flows.sweep import replay_setup
 from planner.config import load_config
 from planner.ilp.packing import repack, vm_cost
 from planner.sim.bounds import clairvoyant_fleet, vm_gpu_hours
+from planner.sim.policies import packing_terms
 from planner.sim.sweep import TARGETS, floors
 
 log = logging.getLogger("bench.gap")
@@ -81,17 +82,8 @@ def packed_minutes(p: Any, inst: np.ndarray, types: np.ndarray) -> float:
     repacked the way the planner and the reactive families now pack
     (``planner.ilp.packing.repack``, priced in GPUs): a placement the clairvoyant fleet can
     reach with the policies' move (the bound, ``packed_gpus``, is at most it)."""
-    names = [
-        (p.models[m], p.vm_types[g]) for m in range(len(p.models)) for g in range(len(p.vm_types))
-    ]
-    ipv = {(mm, gg): int(p.ipv[p.models.index(mm), p.vm_types.index(gg)]) for mm, gg in names}
-    ipv = {k: v for k, v in ipv.items() if v > 0}
+    ipv, faster = packing_terms(p)
     gpus = {g: float(p.gpus_per_vm[j]) for j, g in enumerate(p.vm_types)}
-
-    def faster(m: str, g: str, h: str) -> bool:
-        i = p.models.index(m)
-        return bool((p.theta[i, p.vm_types.index(h)] >= p.theta[i, p.vm_types.index(g)]).all())
-
     seen: dict[tuple[float, ...], float] = {}
     total = 0.0
     for row in inst:  # [r, m] in each minute

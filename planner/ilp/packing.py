@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from planner.ilp.data import PlanningData
 
-if (
-    TYPE_CHECKING
-):  # pyscipopt stays out of the simulator's imports (tests/flows/test_cli_imports.py)
+# annotations only: the simulator's policies import this module, and planner.ilp.variables
+# imports pyscipopt, which `import flows.cli` must not load (tests/flows/test_cli_imports.py)
+if TYPE_CHECKING:
     from planner.ilp.variables import Values
 
 log = logging.getLogger(__name__)

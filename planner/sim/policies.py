@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,27 @@ def count_targets(p: FleetParams, count: Array, held: Array | None = None) -> Ta
     return Targets(vms, np.zeros_like(vms), inst, np.zeros_like(inst), home_routing(p))
 
 
+def packing_terms(
+    p: FleetParams,
+) -> tuple[dict[tuple[str, str], int], Callable[[str, str, str], bool]]:
+    """The fleet as ``planner.ilp.packing`` reads it: instances per VM by (model, VM type),
+    pairs that fit only, and the move's rule, ``faster(m, g, h)``: type h is at least as fast
+    as g for model m in every tier."""
+    ipv = {
+        (m, g): int(p.ipv[i, j])
+        for i, m in enumerate(p.models)
+        for j, g in enumerate(p.vm_types)
+        if p.ipv[i, j] > 0
+    }
+    index = {g: j for j, g in enumerate(p.vm_types)}
+    model = {m: i for i, m in enumerate(p.models)}
+
+    def faster(m: str, g: str, h: str) -> bool:
+        return bool((p.theta[model[m], index[h]] >= p.theta[model[m], index[g]]).all())
+
+    return ipv, faster
+
+
 def packed(p: FleetParams, held: Array, count: Array, base: Array | None = None) -> Array:
     """``count`` [r, m] instances placed without moving a running one (issue #15): a model
     above its count sheds on its preferred type first; a model below it adds, largest
@@ -68,13 +90,8 @@ def packed(p: FleetParams, held: Array, count: Array, base: Array | None = None)
     out = held.copy()
     fixed = np.zeros_like(held) if base is None else base
     runs = [(i, j) for i in range(len(p.models)) for j in range(len(p.vm_types)) if p.ipv[i, j]]
-    ipv = {(p.models[i], p.vm_types[j]): int(p.ipv[i, j]) for i, j in runs}
+    ipv, faster = packing_terms(p)
     index = {g: j for j, g in enumerate(p.vm_types)}
-    model = {m: i for i, m in enumerate(p.models)}
-
-    def faster(m: str, g: str, h: str) -> bool:
-        return bool((p.theta[model[m], index[h]] >= p.theta[model[m], index[g]]).all())
-
     big_first = sorted(range(len(p.models)), key=lambda i: -p.gpus_per_instance[i].max())
     for r in range(len(p.regions)):
         for i in range(len(p.models)):
