@@ -54,7 +54,7 @@ def deployed_log_rows(folder: Path) -> pd.DataFrame:
         panel = build_panel(demand, selection.as_of, settings.history_h, settings.metrics)
         rows = deployed_hours(selection.hours, selection.folds, selection.deployed)
         level = panel.observed.mean()
-        c = rows["series"].map(lambda s, lv=level: offset_for(lv.get(s, 0.0)))
+        c = rows["series"].map({s: offset_for(level.get(s, 0.0)) for s in rows["series"].unique()})
         base = rows["point"].clip(lower=0) + c
         rows["r"] = np.log((rows["actual"] + c) / base)
         rows["lo"] = np.log(np.maximum(rows["q_0_025"] + c, 1e-12) / base)
