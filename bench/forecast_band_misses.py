@@ -53,13 +53,17 @@ def deployed_log_rows(folder: Path) -> pd.DataFrame:
             demand = load_demand(con, selection.as_of, settings.history_h)
         panel = build_panel(demand, selection.as_of, settings.history_h, settings.metrics)
         rows = deployed_hours(selection.hours, selection.folds, selection.deployed)
+        key = ["series", "origin", "h", "forecaster"]
+        taus = [c for c in selection.hours.columns if c.startswith("q_")]
+        extra = [c for c in taus if c not in rows]
+        rows = rows.merge(selection.hours[key + extra], on=key, how="left")
         level = panel.observed.mean()
         c = rows["series"].map({s: offset_for(level.get(s, 0.0)) for s in rows["series"].unique()})
         base = rows["point"].clip(lower=0) + c
         rows["r"] = np.log((rows["actual"] + c) / base)
         rows["lo"] = np.log(np.maximum(rows["q_0_025"] + c, 1e-12) / base)
         rows["hi"] = np.log((rows["q_0_975"] + c) / base)
-        rows["log_point"] = np.log(base)
+        rows["log_point"], rows["base"] = np.log(base), base
         parts.append(rows)
     if not parts:
         raise SystemExit(f"{folder}: no kept selections (run forecast_accuracy.py --keep)")
@@ -129,10 +133,18 @@ def figures(rows: pd.DataFrame, lead: int, out: Path, label: str) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     at = rows[(rows["h"] == lead) & rows["conformal"]]
+    return [
+        _heatmap(at, lead, out / f"band-misses-heatmap-lead{lead}.png", label),
+        _tier_lines(at, lead, out / "band-misses-shared-error.png", label),
+    ]
+
+
+def _heatmap(at: pd.DataFrame, lead: int, path: Path, label: str) -> Path:
+    """Series × origin: the lead's log residual over the band's half-width on its side."""
+    import matplotlib.pyplot as plt
+
     ratio = np.where(at["r"] >= 0, at["r"] / at["hi"], -at["r"] / at["lo"])
     grid = (
         at.assign(ratio=ratio).pivot_table(index="series", columns="origin", values="ratio")
@@ -150,12 +162,17 @@ def figures(rows: pd.DataFrame, lead: int, out: Path, label: str) -> list[Path]:
     ax.set_title(f"{label}: lead-{lead} log residual / band half-width (|x| > 1: a miss)")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    heat = out / f"band-misses-heatmap-lead{lead}.png"
-    fig.savefig(heat, dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+    return path
+
+
+def _tier_lines(at: pd.DataFrame, lead: int, path: Path, label: str) -> Path:
+    """The lead's mean log residual per tier (and over all series) by target hour."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(12, 4))
-    target = rows.assign(t=rows["origin"] + pd.to_timedelta(rows["h"] - 1, unit="h"))
-    target = target[(target["h"] == lead) & target["conformal"]]
+    target = at.assign(t=at["origin"] + pd.to_timedelta(at["h"] - 1, unit="h"))
     tier = target["series"].str.split("|").str[2]
     for name, style in (("IW-F", "C0"), ("IW-N", "C2"), ("NIW", "C1")):
         line = target[tier == name].groupby("t")["r"].mean().sort_index()
@@ -169,10 +186,33 @@ def figures(rows: pd.DataFrame, lead: int, out: Path, label: str) -> list[Path]:
     ax.set_title(f"{label}: lead-{lead} log residual by target hour, mean per tier (9 series)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    line_path = out / "band-misses-shared-error.png"
-    fig.savefig(line_path, dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
-    return [heat, line_path]
+    return path
+
+
+def widened(rows: pd.DataFrame, lead: int, thetas: tuple[float, ...]) -> pd.DataFrame:
+    """After the fact, not a band (θ read off the log it is scored on): the lead's conformal
+    band spread by θ around its median in log space (as ``ResidualQuantiles.spread_by``),
+    its 95 % coverage and scaled pinball, to price what the coverage goal would cost."""
+    from planner.forecast.scores import pinball
+    from planner.quantiles import column_quantile, is_quantile_column
+
+    at = rows[(rows["h"] == lead) & rows["conformal"]]
+    cols = sorted((c for c in at.columns if is_quantile_column(c)), key=column_quantile)
+    base, actual = at["base"].to_numpy(), at["actual"].to_numpy(dtype=float)
+    c = base - at["point"].clip(lower=0).to_numpy()
+    logq = np.log(np.maximum(at[cols].to_numpy(dtype=float) + c[:, None], 1e-12) / base[:, None])
+    mid = logq[:, [column_quantile(x) for x in cols].index(0.5)][:, None]
+    out = []
+    for theta in thetas:
+        q = np.maximum(base[:, None] * np.exp(mid + theta * (logq - mid)) - c[:, None], 0.0)
+        lo, hi = q[:, cols.index("q_0_025")], q[:, cols.index("q_0_975")]
+        pins = [pinball(actual, q[:, i], column_quantile(x)) for i, x in enumerate(cols)]
+        score = np.mean(pins, axis=0) / at["scale"].to_numpy(dtype=float)
+        cover = float(((actual >= lo) & (actual <= hi)).mean())
+        out.append({"theta": theta, "coverage": cover, "scaled_pinball": float(score.mean())})
+    return pd.DataFrame(out)
 
 
 def main() -> None:
@@ -180,17 +220,23 @@ def main() -> None:
     parser.add_argument("--log", required=True, help="a --keep folder of one log")
     parser.add_argument("--lead", type=int, default=24)
     parser.add_argument("--figures", help="folder to write the figures to")
+    parser.add_argument(
+        "--widen",
+        default="1,1.25,1.5,1.75,2,2.5",
+        help="θ: the lead's band spread by each, scored after the fact (the goal's price)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     folder = Path(args.log)
     rows = classify(deployed_log_rows(folder))
     result = tables(rows, args.lead)
+    result["widened"] = widened(rows, args.lead, tuple(float(x) for x in args.widen.split(",")))
     if args.figures:
         result["figures"] = [
             str(p) for p in figures(rows, args.lead, Path(args.figures), folder.name)
         ]
     if args.json:
-        print(json.dumps(result, indent=2, default=lambda d: d.to_dict("index")))
+        print(json.dumps(result, indent=2, default=lambda d: d.to_dict("records")))
         return
     pd.set_option("display.width", 200)
     print(
@@ -203,7 +249,7 @@ def main() -> None:
         result["kinds"],
     )
     print("misses each part alone brings inside:", result["explained_alone"])
-    for name in ("by_origin", "by_tier_metric", "by_region", "by_series"):
+    for name in ("widened", "by_origin", "by_tier_metric", "by_region", "by_series"):
         print(f"\n{name}:\n{result[name].round(3).to_string()}")
     sys.stdout.flush()
 
