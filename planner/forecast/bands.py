@@ -17,8 +17,10 @@ import pandas as pd
 from planner.forecast.adaptive import (
     BandAdapt,
     LevelState,
+    Queued,
     ScaleState,
     SpreadState,
+    realised,
     target_hours,
 )
 from planner.forecast.calibration import (
@@ -80,7 +82,7 @@ class _Past:
         self.group: dict[tuple[str, str], Residuals] = {}
         self.peers: dict[tuple[str, str], Sample] = {}
         # an origin's residuals wait here until their target hours are over
-        self.pending: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pending: Queued[tuple[str, str]] = []  # ((series, model), (targets, res, leads))
 
     def sample(self, parts: Residuals) -> Sample:
         values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
@@ -109,21 +111,16 @@ class _Past:
     def add(
         self, series: str, name: str, res: np.ndarray, lead: np.ndarray, origin: object
     ) -> None:
-        self.pending.append((series, name, res, lead, target_hours(origin, lead)))
+        self.pending.append(((series, name), (target_hours(origin, lead), res, lead)))
 
     def resolve(self, origin: object) -> None:
         """Residuals whose target hour is before ``origin`` join the past (with daily
         origins and 24 leads: every earlier fold, whole)."""
-        now, waiting = np.datetime64(origin, "ns"), []  # type: ignore[call-overload]
-        for series, name, res, lead, target in self.pending:
-            over = target < now
-            if over.any():
-                self.own.setdefault((series, name), []).append((res[over], lead[over]))
-                gkey = (peer_group(series, self.pool.group), name)
-                self.group.setdefault(gkey, []).append((res[over], lead[over]))
-            if not over.all():
-                waiting.append((series, name, res[~over], lead[~over], target[~over]))
-        self.pending = waiting
+        over, self.pending = realised(self.pending, origin)
+        for (series, name), (_, res, lead) in over:
+            self.own.setdefault((series, name), []).append((res, lead))
+            gkey = (peer_group(series, self.pool.group), name)
+            self.group.setdefault(gkey, []).append((res, lead))
         self.peers = {}
 
 

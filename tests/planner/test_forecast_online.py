@@ -53,7 +53,9 @@ def _band(hours: pd.DataFrame, origin: pd.Timestamp) -> np.ndarray:
     return out
 
 
-def _recalibrate(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, spec: str):  # type: ignore[no-untyped-def]
+def _recalibrate(
+    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, spec: str
+) -> pd.DataFrame:
     pool = Pooling.parse(spec) if spec.startswith("pool:") else None
     adapt = None if spec == "none" or pool else BandAdapt.parse(spec)
     return recalibrate(hours, panel, settings, adapt, pool)
