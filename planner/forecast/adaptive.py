@@ -41,8 +41,8 @@ tuning log (m-mid) nor on the unseen logs (m-large): the shocks do not persist f
 to the next, so a band that widens after one is wider on the calm day that follows. ``level``
 moves coverage by ≤ 0.4 points; ``stud`` misses the coverage floor on m-mid at most settings
 and costs 9-335 % pinball on m-large (σ multiplies log quantiles: the upper edge grows
-exponentially). Off by
-default; ``bench/forecast_accuracy.py --bands`` re-calibrates a selection's rows with each.
+exponentially). Off by default; ``bench/forecast_accuracy.py --bands`` re-calibrates a
+selection's rows with each.
 """
 
 from __future__ import annotations
