@@ -11,7 +11,7 @@ never made NIW later, so the baselines always have this dial):
   cooldowns, from SageServe's own baseline (out above 0.5, in below 0.25) to gauges run hot
   (out above 0.95); the product's default (0.8/0.3 → 0.6, 5/20 min) is one of the points;
 * ``slo-reactive``: the backpressure scaler of ``planner.sim.slo_policy`` over its target
-  pressure and scale-out level;
+  pressure, scale-out level and scale-in stabilisation window (up to 180 min);
 * ``plan``: the hourly plans at a planning quantile of the interactive tiers × how they are
   carried out (LT-I, LT-U, LT-UA and LT-UA's escape threshold ``ahead``); plans are made
   once per quantile and shared by its modes;
