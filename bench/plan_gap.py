@@ -62,6 +62,36 @@ def cells(p: Any, clair: Any, result: Any, floor: np.ndarray | None) -> dict[str
     return out
 
 
+def report(
+    p: Any, start: pd.Timestamp, clair: Any, result: Any, cols: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """GPU-hours and attainment, and per pool and per hour each column of ``cols`` and each
+    interactive tier's misses."""
+    missed = {k: o.missed for k, o in result.tiers.items() if k != p.tiers[p.deferrable]}
+    H = next(iter(cols.values())).shape[0]
+    miss_h = {k: v[: H * 60].reshape(H, 60, *v.shape[1:]).sum(axis=1) for k, v in missed.items()}
+    pools = [(r, m) for r in range(len(p.regions)) for m in range(len(p.models))]
+    return {
+        "metered_gpu_hours": round(result.gpu_hours, 1),
+        "bound_gpu_hours": round(clair.gpu_hours, 1),
+        "attainment": {k: round(o.sla_attainment, 5) for k, o in result.tiers.items()},
+        "pools": {
+            f"{p.regions[r]}/{p.models[m]}": {
+                **{c: round(float(v[:, r, m].sum()), 1) for c, v in cols.items()},
+                **{f"{k} missed": round(float(v[:, r, m].sum())) for k, v in miss_h.items()},
+            }
+            for r, m in pools
+        },
+        "hours": {
+            str(start + pd.Timedelta(hours=h))[5:16]: {
+                **{c: round(float(v[h].sum()), 1) for c, v in cols.items()},
+                **{f"{k} missed": round(float(v[h].sum())) for k, v in miss_h.items()},
+            }
+            for h in range(H)
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/servegen.yaml")
@@ -86,37 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         plans = {float(point.params.get("quantile", 0.5)): seq}
         floor = np.stack([(t.instances + t.spot_instances).sum(axis=2) for t in seq.hourly])
     result = simulate(p, demand, build_policy(point, p, demand, plans), serving=serving)
-    cols = cells(p, clair, result, floor)
-    missed = {k: o.missed for k, o in result.tiers.items() if k != p.tiers[p.deferrable]}
-    H = next(iter(cols.values())).shape[0]
-    miss_h = {k: v[: H * 60].reshape(H, 60, *v.shape[1:]).sum(axis=1) for k, v in missed.items()}
-    pools = [(r, m) for r in range(len(p.regions)) for m in range(len(p.models))]
-    out: dict[str, Any] = {
-        "window": [str(start), str(stop)],
-        "point": point.label,
-        "metered_gpu_hours": round(result.gpu_hours, 1),
-        "bound_gpu_hours": round(clair.gpu_hours, 1),
-        "attainment": {k: round(o.sla_attainment, 5) for k, o in result.tiers.items()},
-        "pools": {
-            f"{p.regions[r]}/{p.models[m]}": {
-                **{c: round(float(v[:, r, m].sum()), 1) for c, v in cols.items()},
-                **{f"{k} missed": round(float(v[:, r, m].sum())) for k, v in miss_h.items()},
-            }
-            for r, m in pools
-        },
-        "hours": {
-            str(start + pd.Timedelta(hours=h))[5:16]: {
-                **{c: round(float(v[h].sum()), 1) for c, v in cols.items()},
-                **{f"{k} missed": round(float(v[h].sum())) for k, v in miss_h.items()},
-            }
-            for h in range(H)
-        },
-    }
+    out = {"window": [str(start), str(stop)], "point": point.label}
+    out |= report(p, start, clair, result, cells(p, clair, result, floor))
     if a.json:
         print(json.dumps(out, indent=1))
-        return 0
-    print(f"window {start} .. {stop}; {point.label}")
-    print(f"metered {out['metered_gpu_hours']:,.0f} GPU-h, bound {out['bound_gpu_hours']:,.0f}; ")
+    else:
+        show(out)
+    return 0
+
+
+def show(out: dict[str, Any]) -> None:
+    """The report as two tables, per pool and per hour."""
+    print(f"window {out['window'][0]} .. {out['window'][1]}; {out['point']}")
+    print(f"metered {out['metered_gpu_hours']:,.0f} GPU-h, bound {out['bound_gpu_hours']:,.0f}")
     print(f"attainment {out['attainment']}")
     for title in ("pools", "hours"):
         head = list(next(iter(out[title].values())))
@@ -125,7 +137,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key:24s}" + "".join(f"{v:14,.0f}" for v in row.values()))
         total = {c: sum(row[c] for row in out[title].values()) for c in head}
         print(f"{'total':24s}" + "".join(f"{v:14,.0f}" for v in total.values()))
-    return 0
 
 
 if __name__ == "__main__":
