@@ -9,7 +9,8 @@ never made NIW later, so the baselines always have this dial):
 
 * ``reactive``: scale-out threshold × target utilisation (the scale-in threshold below it) ×
   cooldowns (scale-in up to 480 min), from SageServe's own baseline (out above 0.5, in below
-  0.25) to gauges run hot (out above 0.95); the product's default (0.8/0.3 → 0.6, 5/20 min) is one of the points;
+  0.25) to gauges run hot (out above 0.95); the product's default (0.8/0.3 → 0.6, 5/20 min)
+  is one of the points;
 * ``slo-reactive``: the backpressure scaler of ``planner.sim.slo_policy`` over its target
   pressure, scale-out level and scale-in stabilisation window (up to 180 min);
 * ``plan``: the hourly plans at a planning quantile of the interactive tiers × how they are
