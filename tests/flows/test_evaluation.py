@@ -197,4 +197,5 @@ def test_sweep_runs_on_a_dask_cluster_when_one_is_configured(
         ran = cluster.scheduler.task_prefixes  # the points ran there, not in a local pool
         assert "replay_on" in ran and "Window" in ran
     here = [run_point(pt, p, demand, {}, wb, clair, serving) for pt in grid(families, [])]
-    assert sweep.rows == here and len(here) == 3 + 2 * 25  # siloed; reactive, capped or not
+    # siloed; reactive (8 levels × 4 cooldown pairs + the paper's point), capped or not
+    assert sweep.rows == here and len(here) == 3 + 2 * 33
