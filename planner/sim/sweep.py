@@ -132,7 +132,7 @@ def layer_grid(quantiles: Sequence[float]) -> list[Point]:
     return pts
 
 
-def ramp_grid(quantiles: Sequence[float], releases: Sequence[int] = (15, 30)) -> list[Point]:
+def ramp_grid(quantiles: Sequence[float], releases: Sequence[int] = (0, 15)) -> list[Point]:
     """Per quantile and hand-over minute, LT-F (``planner.sim.plan_ramp``: the plan buys ahead
     of its ramps, the SLO-aware layer holds and hands back everything else) at every point of
     the SLO-aware family's grid (:func:`slo_grid`), so the layer has the baseline's dials."""

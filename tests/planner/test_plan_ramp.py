@@ -4,6 +4,7 @@ instance, 2 instances per VM, VM lead 15 min, load 6 min, plans bought 20 min ah
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -64,26 +65,36 @@ def test_buys_ahead_of_a_forecast_ramp_the_scaler_meets_late(p: FleetParams) -> 
     assert ramp.tiers["IW-F"].sla_attainment > slo.tiers["IW-F"].sla_attainment + 0.05
 
 
-def test_never_below_the_floor_the_plan_or_the_availability_floor(p: FleetParams) -> None:
+@pytest.mark.parametrize("delta", [False, True])
+def test_never_below_the_plan_or_the_availability_floor(p: FleetParams, delta: bool) -> None:
     """Random demand around a plan that moves hour to hour: at every decision the fleet asked
-    for holds at least the floor in force and one instance per pool, and from the purchase
-    (minute 40) to the hand-over (minute 15 of the next hour) at least the plan's counts."""
+    for holds one instance per pool and (``delta`` off) from the purchase (minute 40) to the
+    hand-over (minute 15 of the next hour) at least the plan's counts; with ``delta`` at least
+    the hour's rise on top of what it held before the purchase, up to the plan's count."""
     rng = np.random.default_rng(7)
     d = demand(360, {(0, IWF): rng.uniform(0, 400, 360), (1, IWF): rng.uniform(0, 150, 360)})
     plan = [targets(p, a, b) for a, b in ((4, 1), (1, 1), (6, 2), (2, 2), (1, 1), (3, 1))]
-    lt_f = Recording(p, plan, name="lt-f", **DIALS)
+    lt_f = Recording(p, plan, name="lt-f", delta=delta, **DIALS)
     replay(p, d, lt_f, drain=False)
     assert len(lt_f.asked) > 10
+    before: dict[int, np.ndarray] = {}
     for minute, asked, floor in lt_f.asked:
         h, into = divmod(minute, 60)
         assert (asked.instances >= floor.instances - 1e-9).all(), minute
         assert (asked.instances.sum(axis=2) >= 1).all(), minute
         due = h + 1 if into >= 40 else h if into < 15 else None
-        if due is not None and due < len(plan):
-            held = asked.instances.sum(axis=2)
-            assert (held >= plan[due].instances.sum(axis=2) - 1e-9).all(), minute
-    # and the surplus was handed back below the plan at some point (can fail the other way)
-    assert any((a.instances < plan[min(m // 60, 5)].instances).any() for m, a, _ in lt_f.asked)
+        held = asked.instances.sum(axis=2)
+        if due is not None and 0 < due < len(plan):
+            want = plan[due].instances.sum(axis=2)
+            if delta:
+                rise = np.maximum(want - plan[due - 1].instances.sum(axis=2), 0)
+                want = np.minimum(before[due] + rise, want)
+            assert (held >= want - 1e-9).all(), minute
+        if into < 40:
+            before[h + 1] = held
+    # and it handed capacity back minute by minute, not only on the hour (can fail too)
+    sizes = [(m, a.instances.sum()) for m, a, _ in lt_f.asked]
+    assert any(n < n0 and m % 60 != 0 for (_, n0), (m, n) in pairwise(sizes))
 
 
 def test_a_hand_over_after_the_next_purchase_is_refused(p: FleetParams) -> None:
