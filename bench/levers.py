@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             f" NIW {top['niw_on_time']:.4f} at {top['gpu_hours']:,.0f} GPU-h ({top['policy']})"
         )
     for v in names:  # the plan family's best point per plan mode (LT-R with the SLO dials apart)
-        for kind in ("lt-i", "lt-u", "lt-ua", "lt-r", "lt-r+slo-dials"):
+        for kind in ("lt-i", "lt-u", "lt-ua", "lt-r", "lt-r+slo-dials", "lt-f"):
             mine = [r for r in rows if r.get("variant") == v and _kind(r) == kind]
             best = frontier(base_rows + mine).get("plan")
             text = "none meets" if best is None else f"{best['gpu_hours']:,.0f} GPU-h"

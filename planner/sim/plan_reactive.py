@@ -84,6 +84,10 @@ class PlanReactive:
         self._niw = deque(maxlen=max(self.niw_window_min, 1))
         return self.targets()
 
+    def _least(self, floor: Array) -> Array | float:
+        """The layer's extra never goes below this [r, m] (here 0: the plan is the floor)."""
+        return 0.0
+
     def _plan(self, h: int) -> Targets:
         return self.hourly[min(h, len(self.hourly) - 1)]
 
@@ -182,7 +186,7 @@ class PlanReactive:
         down = (pressure < self.down) & quiet & (extra > 0) & (stable < total)
         extra[down] = np.maximum(stable[down] - floor[down], 0.0)
         self._last_in[down] = t
-        extra = np.maximum(extra, 0.0)
+        extra = np.maximum(extra, self._least(floor))
         if not moved and np.array_equal(extra, self._extra):
             return None
         self._extra = extra

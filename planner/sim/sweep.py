@@ -38,7 +38,7 @@ from planner.sim.bounds import Clairvoyant, clairvoyant_fleet, work_bound
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets
 from planner.sim.fluid import Policy, SimResult, default_serving, simulate
-from planner.sim.plan_reactive import PlanReactive
+from planner.sim.plan_ramp import layered
 from planner.sim.policies import PlanFollowing, Reactive, Siloed
 from planner.sim.serving import ServingModel
 from planner.sim.slo_policy import SloReactive
@@ -139,6 +139,18 @@ def layer_grid(quantiles: Sequence[float]) -> list[Point]:
     return pts
 
 
+def ramp_grid(quantiles: Sequence[float], releases: Sequence[int] = (0, 15)) -> list[Point]:
+    """Per quantile and hand-over minute, LT-F (``planner.sim.plan_ramp``: the plan buys ahead
+    of its ramps, the SLO-aware layer holds and hands back everything else) at every point of
+    the SLO-aware family's grid (:func:`slo_grid`), so the layer has the baseline's dials."""
+    return [
+        Point("plan", {"quantile": q, "mode": "lt-f", "release_min": rel, **base.params})
+        for q in quantiles
+        for rel in releases
+        for base in slo_grid()
+    ]
+
+
 def plan_grid(
     quantiles: Sequence[float], reactive_layer: bool = True, slo_layer: bool = False
 ) -> list[Point]:
@@ -146,7 +158,8 @@ def plan_grid(
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
     its target pressure (down to 0.1, as the SLO-aware family's grid: on the calibrated
     curves the tight tier needs cold pools); ``slo_layer`` adds :func:`layer_grid` (LT-R at
-    every dial setting of the SLO-aware family). Every point uncapped and with NIW capped at
+    every dial setting of the SLO-aware family) and :func:`ramp_grid` (LT-F at the same dials).
+    Every point uncapped and with NIW capped at
     ``NIW_CAP`` (:func:`with_niw_cap`)."""
     pts = []
     for q in quantiles:
@@ -159,7 +172,7 @@ def plan_grid(
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
                 pts.append(Point("plan", params))
     if slo_layer:
-        pts += layer_grid(quantiles)
+        pts += layer_grid(quantiles) + ramp_grid(quantiles)
     return with_niw_cap(pts)
 
 
@@ -233,19 +246,8 @@ def build_policy(
         return Siloed(p, inter, niw, headroom=float(a["headroom"]), name=label)
     if point.family == "plan":
         seq = plans[a["plans"] if "plans" in a else float(a["quantile"])]
-        if a["mode"] == "lt-r":
-            target = float(a.get("target", 0.85))
-            return PlanReactive(
-                p,
-                seq.hourly,
-                name=label,
-                target=target,
-                up=float(a.get("up", round(min(target + 0.1, 0.98), 2))),
-                down=float(a.get("down", round(0.7 * target, 2))),
-                cooldown_in_min=int(a.get("cooldown_in_min", 15)),
-                handover=bool(a.get("handover", True)),
-                niw_cap=a.get("niw_cap"),
-            )
+        if a["mode"] in ("lt-r", "lt-f"):
+            return layered(a, p, seq.hourly, label)
         return PlanFollowing(
             p,
             seq.hourly,

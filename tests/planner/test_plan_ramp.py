@@ -1,0 +1,102 @@
+"""LT-F (``planner.sim.plan_ramp``): the plan buys ahead of its ramps, the SLO-aware layer holds
+and hands back everything else (tiny fleet of tests/planner/ilp_fixtures.py: 100 tokens/s per
+instance, 2 instances per VM, VM lead 15 min, load 6 min, plans bought 20 min ahead)."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pytest
+
+from planner.sim.fleet import FleetParams, Targets
+from planner.sim.fluid import Observation
+from planner.sim.plan_ramp import PlanRamp
+from planner.sim.plan_reactive import PlanReactive
+from planner.sim.slo_policy import SloReactive
+from tests.helpers import replay
+from tests.planner.test_sim import IWF, demand, p, targets
+
+__all__ = ["p"]
+DIALS: dict[str, Any] = {"target": 0.6, "up": 0.7, "down": 0.4, "cooldown_in_min": 5}
+
+
+class Recording(PlanRamp):
+    """PlanRamp that keeps every target it hands the simulator, with the floor then."""
+
+    def __init__(self, *a: object, **k: object) -> None:
+        super().__init__(*a, **k)  # type: ignore[arg-type]
+        self.asked: list[tuple[int, Targets, Targets]] = []
+
+    def decide(self, obs: Observation) -> Targets | None:
+        out = super().decide(obs)
+        if out is not None:
+            self.asked.append((obs.minute, out.copy(), self.floor().copy()))
+        return out
+
+
+def test_hands_the_plans_surplus_back_minute_by_minute(p: FleetParams) -> None:
+    """The plan holds 4 instances in region a every hour for a load 1 instance carries
+    (50 tokens/s). LT-R pays the plan's 2 VMs all day; LT-F hands the surplus back once the
+    layer's cooldown has passed after the hand-over, down to the availability floor
+    (1 instance per pool), and still serves every request on time."""
+    d = demand(180, {(0, IWF): 50.0})
+    plan = [targets(p, 4, 1)] * 3
+    ramp = replay(p, d, PlanRamp(p, plan, name="lt-f", **DIALS), drain=False)
+    hour = replay(p, d, PlanReactive(p, plan, name="lt-r", handover=False, **DIALS), drain=False)
+    g = ramp.timeline["gpus"].to_numpy()
+    assert g[-1] == pytest.approx(16.0)  # one 8-GPU VM per region: 1 instance in each pool
+    assert hour.timeline["gpus"].to_numpy()[-1] == pytest.approx(24.0)  # 2 VMs in a, 1 in b
+    assert ramp.gpu_hours < hour.gpu_hours
+    assert ramp.tiers["IW-F"].sla_attainment == pytest.approx(1.0)
+
+
+def test_buys_ahead_of_a_forecast_ramp_the_scaler_meets_late(p: FleetParams) -> None:
+    """Region a's IW-F jumps from 50 to 500 tokens/s on hour 1, which hour 1's plan foresees
+    (6 instances). The SLO-aware scaler sees the ramp only when it arrives and waits 21 min
+    (lead + load) for its capacity; LT-F bought it at minute 40, so it serves from minute 61
+    on and the ramp is met with the capacity the plan held."""
+    d = demand(120, {(0, IWF): np.r_[np.full(60, 50.0), np.full(60, 500.0)]})
+    plan = [targets(p, 1, 1), targets(p, 6, 1)]
+    ramp = replay(p, d, PlanRamp(p, plan, name="lt-f", **DIALS), drain=False)
+    slo = replay(p, d, SloReactive(p, np.zeros((2, 1, 3)), name="slo", **DIALS), drain=False)
+    assert slo.tiers["IW-F"].sla_attainment < 0.9
+    assert ramp.tiers["IW-F"].sla_attainment > slo.tiers["IW-F"].sla_attainment + 0.05
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_never_below_the_plan_or_the_availability_floor(p: FleetParams, delta: bool) -> None:
+    """Random demand around a plan that moves hour to hour: at every decision the fleet asked
+    for holds one instance per pool and (``delta`` off) from the purchase (minute 40) to the
+    hand-over (minute 15 of the next hour) at least the plan's counts; with ``delta`` at least
+    the hour's rise on top of what it held before the purchase, up to the plan's count."""
+    rng = np.random.default_rng(7)
+    d = demand(360, {(0, IWF): rng.uniform(0, 400, 360), (1, IWF): rng.uniform(0, 150, 360)})
+    plan = [targets(p, a, b) for a, b in ((4, 1), (1, 1), (6, 2), (2, 2), (1, 1), (3, 1))]
+    lt_f = Recording(p, plan, name="lt-f", delta=delta, **DIALS)
+    replay(p, d, lt_f, drain=False)
+    assert len(lt_f.asked) > 10
+    before: dict[int, np.ndarray] = {}
+    for minute, asked, floor in lt_f.asked:
+        h, into = divmod(minute, 60)
+        assert (asked.instances >= floor.instances - 1e-9).all(), minute
+        assert (asked.instances.sum(axis=2) >= 1).all(), minute
+        due = h + 1 if into >= 40 else h if into < 15 else None
+        held = asked.instances.sum(axis=2)
+        if due is not None and 0 < due < len(plan):
+            want = plan[due].instances.sum(axis=2)
+            if delta:
+                rise = np.maximum(want - plan[due - 1].instances.sum(axis=2), 0)
+                want = np.minimum(before[due] + rise, want)
+            assert (held >= want - 1e-9).all(), minute
+        if into < 40:
+            before[h + 1] = held
+    # and it handed capacity back minute by minute, not only on the hour (can fail too)
+    sizes = [(m, a.instances.sum()) for m, a, _ in lt_f.asked]
+    assert any(n < n0 and m % 60 != 0 for (_, n0), (m, n) in pairwise(sizes))
+
+
+def test_a_hand_over_after_the_next_purchase_is_refused(p: FleetParams) -> None:
+    with pytest.raises(ValueError, match="release_min 40"):
+        PlanRamp(p, [targets(p, 1)], release_min=40)
