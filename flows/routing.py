@@ -306,7 +306,10 @@ def _learned(policy: learn_router.LearnedPolicy, path: Path) -> dict[str, Any]:
         "heuristic_train_mean_e2e_s": policy.heuristic_train_mean_e2e_s,
         "validation_mean_e2e_s": policy.validation_mean_e2e_s,
         "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
+        "ship_margin": policy.settings.ship_margin,
+        "validation_gain": policy.validation_gain,
         "kept_heuristic": policy.kept_heuristic,
+        "server": {"prefill": policy.server[0], "kv": policy.server[1]},
     }
 
 
