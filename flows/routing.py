@@ -5,7 +5,8 @@ From the warehouse (``sql/routing/*.sql``):
 * the pool: the region and model with the most request rows (or the ones asked for);
 * the evaluation log: its last ``windows`` × ``requests`` rows, cut into ``windows``
   consecutive held-out windows of ``requests`` rows, each time stretched so the pool runs at
-  ``load`` (ρ = Σ busy_s / (instances × span), gaps' shape and request order kept); every
+  ``load`` of its maximum sustainable rate (:func:`load_work`; ρ = Σ work / (instances ×
+  span), gaps' shape and request order kept); every
   router runs on every window, and the learned router's mean E2E is compared per window with
   each other router's (mean and standard deviation of the relative difference over windows,
   and the number of windows it wins);
@@ -47,7 +48,8 @@ from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
 from planner.sim import learn_router, length
 from planner.sim.instances import Requests, simulate_instances
-from planner.sim.profile import TOKEN_BUDGET, InstanceProfile, fit_context, profiles_for_config
+from planner.sim.latency import saturation
+from planner.sim.profile import InstanceProfile, fit_context, profiles_for_config
 from planner.sim.routers import JoinShortestQueue, LeastTokens, LinearMix, constant_estimate
 from planner.sim.routing import RoundRobin, Router
 
@@ -133,26 +135,38 @@ def _profile(
     return prof.whole_prefill() if prefill == "whole" else prof
 
 
-def load_unit(prof: InstanceProfile) -> InstanceProfile:
-    """The profile whose best rates define the load: the chunked server's under either
-    scheduler, so that a stated load replays the same arrivals under both (a whole-prefill
-    server's best prefill rate is over 2,048-token iterations: 12 % higher on Bloom-176B)."""
-    chunked = replace(prof, chunked_prefill=True, token_budget=TOKEN_BUDGET)
-    return prof if prof.chunked_prefill else chunked
+def load_work(prompt: np.ndarray, output: np.ndarray, prof: InstanceProfile) -> np.ndarray:
+    """Each request's share of a saturated instance's time, so that Σ work / (instances ×
+    seconds) is the arrival rate over the pool's **maximum sustainable rate** on this mix: its
+    seconds at the instance's best rates (:meth:`InstanceProfile.busy_s`) over κ, the best-rate
+    seconds one instance really serves per second when it never runs out of work
+    (:func:`planner.sim.latency.saturation`: every instance backlogged, as round-robin leaves
+    it at saturation; prefill chunks slowing the decodes beside them, long contexts, the KV
+    cache and the batch cap all count). Load 1 is where round-robin's queues grow without
+    bound. Measured on the served profile (its scheduler and KV rule), so a stated load is
+    that server's own utilisation. κ is measured on a draw of as many requests per instance as
+    the rows hold, 1,000 to 5,000. A request the instance refuses (beyond its context window)
+    is no work."""
+    fits = prompt + output <= prof.max_context
+    draw = min(max(int(fits.sum()), 1_000), 5_000)
+    kappa = saturation(prof, prompt[fits], output[fits], requests=draw)
+    return np.asarray(np.where(fits, prof.busy_s(prompt, output), 0.0) / kappa, float)
 
 
-def _requests(rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec) -> Requests:
-    """The rows as requests to ``prof``, stretched to the load. Served on another model
-    (``serve_on``), sizes are fitted to its context window as a client of a short-window model
-    sends them (:func:`fit_context`); on the pool's own model a request beyond the window is
-    refused, as before."""
+def _requests(
+    rows: pd.DataFrame, prof: InstanceProfile, spec: RoutingSpec
+) -> tuple[Requests, np.ndarray]:
+    """The rows as requests to ``prof``, stretched to the load, and each one's work
+    (:func:`load_work`). Served on another model (``serve_on``), sizes are fitted to its context
+    window as a client of a short-window model sends them (:func:`fit_context`); on the pool's
+    own model a request beyond the window is refused, as before."""
     prompt = rows["input_tokens"].to_numpy(np.int64)
     output = rows["output_tokens"].to_numpy(np.int64)
     if spec.serve_on:
         prompt, output = fit_context(prompt, output, prof.max_context)
-    busy = load_unit(prof).busy_s(prompt, output)
-    arr = stretch(rows["arrival_time"], busy, spec.instances, spec.load, spec.load_basis)
-    return Requests(arr, prompt, output)
+    work = load_work(prompt, output, prof)
+    arr = stretch(rows["arrival_time"], work, spec.instances, spec.load, spec.load_basis)
+    return Requests(arr, prompt, output), work
 
 
 def _pool(
@@ -262,9 +276,8 @@ def _evaluate_window(
     prof, mean_out = pool.profile, pool.mean_output
     w = pool.evaluation.iloc[k * spec.requests : (k + 1) * spec.requests].reset_index(drop=True)
     span = (str(w["arrival_time"].iloc[0]), str(w["arrival_time"].iloc[-1]))
-    req = _requests(w, prof, spec)
-    busy = load_unit(prof).busy_s(req.prompt, req.output)
-    load = window_load(w["arrival_time"], req.arrival_s, busy, spec.instances)
+    req, work = _requests(w, prof, spec)
+    load = window_load(w["arrival_time"], req.arrival_s, work, spec.instances)
     own = indexed(est[k * spec.requests : (k + 1) * spec.requests])
     flat = constant_estimate(mean_out)
     routers: dict[str, Router] = {
@@ -293,7 +306,10 @@ def _learned(policy: learn_router.LearnedPolicy, path: Path) -> dict[str, Any]:
         "heuristic_train_mean_e2e_s": policy.heuristic_train_mean_e2e_s,
         "validation_mean_e2e_s": policy.validation_mean_e2e_s,
         "heuristic_validation_mean_e2e_s": policy.heuristic_validation_mean_e2e_s,
+        "ship_margin": policy.settings.ship_margin,
+        "validation_gain": policy.validation_gain,
         "kept_heuristic": policy.kept_heuristic,
+        "server": {"prefill": policy.server[0], "kv": policy.server[1]},
     }
 
 
@@ -313,7 +329,7 @@ def _training_traces(
         cap = pool.profile.max_context // 2
         eval_est, trace_est = np.minimum(eval_est, cap), [np.minimum(e, cap) for e in trace_est]
     traces = [
-        learn_router.Trace(_requests(w, pool.profile, spec), est)
+        learn_router.Trace(_requests(w, pool.profile, spec)[0], est)
         for w, est in zip(pool.trace_rows, trace_est, strict=True)
     ]
     return score, eval_est, traces

@@ -1,5 +1,7 @@
 """The routing scenario's load: how a window of the log is stretched in time so the pool runs at
-a stated load, and the load a stretched window puts on the pool (:mod:`flows.routing`)."""
+a stated load, and the load a stretched window puts on the pool (:mod:`flows.routing`).
+``busy`` is each request's work in seconds of a saturated instance
+(:func:`flows.routing.load_work`), so a load of 1 is the pool's maximum sustainable rate."""
 
 from __future__ import annotations
 

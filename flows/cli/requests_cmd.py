@@ -43,6 +43,7 @@ def _routing(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:
         return
     _print_predictor(result.predictor)
     _print_routers(result)
+    _print_shipping(result.learned)
 
 
 def _print_predictor(s: Score) -> None:
@@ -85,6 +86,18 @@ def _print_routers(result: RoutingResult) -> None:
         f"{bd['heuristic_true_output_e2e_mean_s']:.3f} s",
         highlight=False,
     )
+
+
+def _print_shipping(learned: dict[str, Any]) -> None:
+    """Whether the policy search's best shipped, or the learned router is its prior."""
+    gain, margin = learned["validation_gain"], learned["ship_margin"]
+    if gain is None:
+        why = "the policy search's best (no validation traces)"
+    elif learned["kept_heuristic"]:
+        why = f"the heuristic's weights, its prior (validation gain {gain:+.2%} < {margin:.0%})"
+    else:
+        why = f"the policy search's best (validation gain {gain:+.2%} ≥ {margin:.0%})"
+    console.print(f"learned router: {why}; shipping margin {margin:.0%}", highlight=False)
 
 
 def _fairness(ctx: typer.Context, opts: dict[str, Any], as_json: bool) -> None:

@@ -234,16 +234,17 @@ def test_serve_on_another_model_with_the_paged_cache() -> None:
             "output_tokens": [100, 3000, 5],
         }
     )
-    req = _requests(rows, paged, RoutingSpec(serve_on="bloom-176b"))
+    req, _ = _requests(rows, paged, RoutingSpec(serve_on="bloom-176b"))
     assert req.prompt.tolist() == [1948, 100, 10] and req.output.tolist() == [100, 1024, 5]
-    own = _requests(rows, reserve, RoutingSpec())  # the pool's own model: sizes as logged
+    own, _ = _requests(rows, reserve, RoutingSpec())  # the pool's own model: sizes as logged
     assert own.prompt.tolist() == [5000, 100, 10] and own.output.tolist() == [100, 3000, 5]
 
 
-def test_whole_prefill_scheduler_replays_the_same_arrivals() -> None:
+def test_whole_prefill_scheduler_runs_at_its_own_load() -> None:
     """``--prefill whole``: vLLM v0's scheduler on the same placement (budget max(window,
-    2,048)), a training hash of its own, and the same arrivals as chunked prefill at a stated
-    load (the load's unit is the chunked server's rates); an unknown scheduler is an error."""
+    2,048)), a training hash of its own; a stated load is each server's own share of its
+    sustainable rate, so the whole-prefill server (which sustains less on this mix) gets
+    sparser arrivals; an unknown scheduler is an error."""
     from flows.routing import PERF_CSV, RoutingSpec, _profile, _requests
     from planner.sim import learn_router
 
@@ -267,7 +268,9 @@ def test_whole_prefill_scheduler_replays_the_same_arrivals() -> None:
         }
     )
     spec = RoutingSpec(serve_on="bloom-176b", instances=2)
-    a, b = _requests(rows, chunked, spec), _requests(rows, whole, spec)
-    assert np.array_equal(a.arrival_s, b.arrival_s)
+    (a, wa), (b, wb) = _requests(rows, chunked, spec), _requests(rows, whole, spec)
+    for req, work in ((a, wa), (b, wb)):  # a 6-minute window: its mean runs at the load
+        assert work.sum() / (2 * req.arrival_s.max()) == pytest.approx(spec.load)
+    assert b.arrival_s[-1] > a.arrival_s[-1]
     with pytest.raises(ValueError, match="--prefill 'sarathi'"):
         _profile(cfg, "bloom-176b", "paged", perf, "sarathi")
