@@ -266,7 +266,7 @@ def _parser() -> argparse.ArgumentParser:
         "--bands",
         default="",
         help="comma-separated: each selection re-calibrated with these bands, e.g. "
-        "'none,recent,aci' or 'aci:scope=peer/gamma=3' (planner.forecast.adaptive) or "
+        "'none,recent,aci' or 'stud:scope=tier/window_h=24' (planner.forecast.adaptive) or "
         "'pool:own=0/group=metric/tail=0.8' (planner.forecast.calibration.Pooling)",
     )
     parser.add_argument("--json", action="store_true")

@@ -1,6 +1,6 @@
 """Bands made again on a selection's rows, scored side by side (``bench/forecast_accuracy.py
 --bands``): the plain band (``none``, checked equal to the selection's own), the adaptive bands
-(:mod:`planner.forecast.adaptive`: ``recent``, ``aci``, ``level``) and the pooled ones
+(:mod:`planner.forecast.adaptive`: ``recent``, ``aci``, ``level``, ``stud``) and the pooled ones
 (:class:`planner.forecast.calibration.Pooling`: ``pool:...``)."""
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.warehouse.sqlfiles import run
 from planner.config import load_config
 from planner.sim.agreement import compare
 from planner.sim.capacity import load_latency_curves
@@ -48,8 +49,8 @@ from planner.sim.demand import from_buckets
 from planner.sim.fleet import params_from_config
 from planner.sim.fluid import simulate
 from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
-from planner.sim.policies import Reactive, Siloed
 from planner.sim.profile import fit_context, profiles_for_config
+from planner.sim.scenario import make_policies
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
 from planner.workload.tokens import TokenSampler
 
@@ -57,7 +58,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import servegen_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-BUCKETS = (ROOT / "sql" / "sim" / "minute_buckets.sql").read_text()
 MINUTES_TABLE = (ROOT / "sql" / "migrations" / "0019_create_demand_minutes.sql").read_text()
 PERF_FILE = "perf_model_4_models.csv"
 
@@ -121,23 +121,18 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     start = pd.Timestamp(spec.start).tz_convert("UTC").tz_localize(None)
     end = start + pd.Timedelta(days=args.days)
     t0 = time.perf_counter()
-    buckets = con.execute(BUCKETS, {"start": start, "end": end}).df()
+    buckets = run(con, "sim/minute_buckets", start=start, end=end).df()
     base = params_from_config(cfg)
     demand = from_buckets(buckets, base, start, end)
     p = params_from_config(cfg, demand.input_share(base))
     bucket_s = time.perf_counter() - t0
     results = {}
-    first_hour = demand.tokens[:60].mean(axis=0) / 60.0
-    peak = demand.tokens.max(axis=0) / 60.0
-    inter = peak.copy()
-    inter[:, :, p.deferrable] = 0.0
-    niw = demand.hourly_tokens_per_s("mean")[:, :, :, p.deferrable].max(axis=0)
-    for name, policy in (("reactive", Reactive(p, first_hour)), ("siloed", Siloed(p, inter, niw))):
+    for policy in make_policies(["reactive", "siloed"], p, demand, {}):  # the evaluation's own
         t0 = time.perf_counter()
         result = simulate(p, demand, policy)
         sim_s = time.perf_counter() - t0
         counted = sum(o.counts()["requests"] for o in result.tiers.values())
-        results[name] = {
+        results[policy.name] = {
             "simulate_s": round(sim_s, 2),
             "replay_s": round(sim_s + bucket_s, 2),
             "requests_per_s": round(rows / (sim_s + bucket_s)),

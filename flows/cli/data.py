@@ -59,10 +59,7 @@ def ingest(
     """Load request-log files (CSV, Parquet, JSONL; gzip too) into the warehouse, or per-minute
     demand aggregates (--format minute-aggregates: Parquet or CSV)."""
     cfg = settings(ctx).config()
-    aggregates = fmt == "minute-aggregates"
-    if aggregates and any(v is not None for v in (region, model, tier, tenant, start)):
-        fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
-    spec = None if aggregates else _source_spec(cfg, fmt, region, model, tier, tenant, start)
+    spec = _source_spec(cfg, fmt, region, model, tier, tenant, start)
     now = datetime.now(UTC)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="contract") as pool:
         # The pandera contract (its import is ~0.5 s) is built in a thread while DuckDB opens
@@ -99,7 +96,12 @@ def _source_spec(
     tier: str | None,
     tenant: str | None,
     start: str | None,
-) -> SourceSpec:
+) -> SourceSpec | None:
+    """How to read the files (None: per-minute aggregates), the options checked."""
+    if fmt == "minute-aggregates":
+        if any(v is not None for v in (region, model, tier, tenant, start)):
+            fail("--region/--model/--tier/--tenant/--start apply to azure2023|mooncake", code=2)
+        return None
     if fmt not in ("native", "azure2023", "mooncake"):
         fail(
             f"--format: expected native, azure2023, mooncake or minute-aggregates, got {fmt!r}",

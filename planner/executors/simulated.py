@@ -88,9 +88,7 @@ class SimulatedExecutor:
                 self.fleet.set_targets(lt_i_targets(self.fleet.targets, targets, self.lead_min - k))
             self.fleet.step(self.minute)
             self.minute += 1
-        state = AppliedState(
-            plan.plan_id, plan.start, self._reached(targets), self._shortfall(targets)
-        )
+        state = AppliedState(plan.plan_id, plan.start, self._reached(), self._shortfall(targets))
         self.history.append(state)
         return state
 
@@ -119,7 +117,7 @@ class SimulatedExecutor:
         router = instance_router(self.routing, self.profiles[key], self.routers_dir, estimate)
         return simulate_instances(requests, self.profiles[key], n, router)
 
-    def _reached(self, targets: Targets) -> dict[str, dict[str, Any]]:
+    def _reached(self) -> dict[str, dict[str, Any]]:
         assert self.fleet is not None
         od, spot = self.fleet.serving()
         vm_od, vm_spot = self.fleet.od.ready, self.fleet.spot.ready

@@ -28,20 +28,32 @@ metric, the chunk a selection calibrates together) or every series of the hours 
   hour is before the origin being banded (:meth:`LevelState.advance`), whatever the step
   between origins.
 
+* ``stud`` (session 30: a studentized conformal band): each residual is divided by the local
+  scale σ its key had at the residual's own origin, the band's quantiles are taken of these
+  scores and multiplied back by σ at the forecast's origin. σ = (mean |log residual| of the
+  key's hours in the ``window_h`` hours before the origin) / (mean |log residual| of all its
+  hours before the origin), clipped to [``lo``, ``hi``] (1 until the key has a realised
+  hour); only hours already over count (:class:`ScaleState`). Scope ``tier``: every series
+  of the tier (any metric, any region), as the misses of m-large seed 11 were tier-wide.
+
 Measured (README, Forecasting): neither ``recent`` nor ``aci`` beats the plain band on the
 tuning log (m-mid) nor on the unseen logs (m-large): the shocks do not persist from one day
-to the next, so a band that widens after one is wider on the calm day that follows. Off by
-default; ``bench/forecast_accuracy.py --bands`` re-calibrates a selection's rows with each.
+to the next, so a band that widens after one is wider on the calm day that follows. ``level``
+moves coverage by ≤ 0.4 points; ``stud`` misses the coverage floor on m-mid at most settings
+and costs 9-335 % pinball on m-large (σ multiplies log quantiles: the upper edge grows
+exponentially). Off by default; ``bench/forecast_accuracy.py --bands`` re-calibrates a
+selection's rows with each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 
-KINDS = ("recent", "aci", "level")
-SCOPES = ("own", "peer", "log")
+KINDS = ("recent", "aci", "level", "stud")
+SCOPES = ("own", "peer", "tier", "log")
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ class BandAdapt:
         return cls(kind, **values)  # type: ignore[arg-type]
 
     def scope_key(self, series: str, peer_of: dict[str, str]) -> str:
+        if self.scope == "tier":
+            return peer_of[series].split("|")[0]
         return series if self.scope == "own" else "log" if self.scope == "log" else peer_of[series]
 
 
@@ -155,6 +169,26 @@ def target_hours(origin: object, leads: np.ndarray) -> np.ndarray:
     return out
 
 
+K = TypeVar("K")
+Queued = list[tuple[K, tuple[np.ndarray, ...]]]  # (owner, (target hours, aligned arrays ...))
+
+
+def realised(queue: Queued[K], origin: object) -> tuple[Queued[K], Queued[K]]:
+    """Queued rows split by target hour (each entry's first array): those before ``origin``
+    and those still to come, every array of an entry cut alike (an entry with no row on a
+    side is left out of it). Every band state holds its rows back this way."""
+    now = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+    over: Queued[K] = []
+    waiting: Queued[K] = []
+    for owner, arrays in queue:
+        done = arrays[0] < now
+        if done.any():
+            over.append((owner, tuple(a[done] for a in arrays)))
+        if not done.all():
+            waiting.append((owner, tuple(a[~done] for a in arrays)))
+    return over, waiting
+
+
 class LevelState:
     """ACI's miscoverage level α_h per scope key × forecaster × lead (module docstring, kind
     ``level``). :meth:`tails` reads only updates from rows whose target hour was before the
@@ -166,9 +200,8 @@ class LevelState:
         self.adapt, self.horizon = adapt, horizon
         self.peer_of = peer_of or {}
         self._alpha: dict[tuple[str, str], np.ndarray] = {}  # per key: α_h for h = 1..horizon
-        # queued rows: (forecast origin, key, target hours, leads, in band)
-        self._queue: list[tuple[np.datetime64, tuple[str, str], np.ndarray, np.ndarray, np.ndarray]]
-        self._queue = []
+        # queued rows: ((forecast origin, key), (target hours, leads, in band))
+        self._queue: Queued[tuple[np.datetime64, tuple[str, str]]] = []
 
     def tails(self, series: str, forecaster: str) -> np.ndarray | None:
         """α_h / α per lead (None: no update yet, the plain levels)."""
@@ -183,23 +216,17 @@ class LevelState:
         at = np.datetime64(origin, "ns")  # type: ignore[call-overload]
         key = (self.adapt.scope_key(series, self.peer_of), forecaster)
         target = target_hours(origin, leads)
-        self._queue.append((at, key, target, leads.astype(int), hits.astype(bool)))
+        self._queue.append(((at, key), (target, leads.astype(int), hits.astype(bool))))
 
     def advance(self, origin: object) -> None:
         """Update α with every queued row whose target hour is before ``origin``, one forecast
         origin after another (rows still in the future stay queued)."""
-        now = np.datetime64(origin, "ns")  # type: ignore[call-overload]
-        a, keep = self.adapt, []
+        over, self._queue = realised(self._queue, origin)
         misses: dict[tuple[np.datetime64, tuple[str, str]], list[tuple[np.ndarray, np.ndarray]]]
         misses = {}
-        for at, key, target, leads, hits in self._queue:
-            over = target < now
-            if over.any():
-                misses.setdefault((at, key), []).append((leads[over], ~hits[over]))
-            if not over.all():
-                keep.append((at, key, target[~over], leads[~over], hits[~over]))
-        self._queue = keep
-        h = self.horizon
+        for at_key, (_, leads, hits) in over:
+            misses.setdefault(at_key, []).append((leads, ~hits))
+        a, h = self.adapt, self.horizon
         for (_, key), parts in sorted(misses.items(), key=lambda kv: kv[0][0]):
             lead = np.concatenate([p[0] for p in parts]) - 1
             miss = np.concatenate([p[1] for p in parts]).astype(float)
@@ -210,4 +237,50 @@ class LevelState:
             np.clip(alpha, a.lo * a.alpha, a.hi * a.alpha, out=alpha)
 
 
-__all__ = ["BandAdapt", "LevelState", "SpreadState", "target_hours"]
+class ScaleState:
+    """The studentized band's local scale σ per scope key × forecaster (module docstring,
+    kind ``stud``). :meth:`sigma` reads only rows whose target hour was before the last
+    :meth:`advance`; :meth:`observe` queues an origin's rows until then."""
+
+    def __init__(self, adapt: BandAdapt, peer_of: dict[str, str] | None = None) -> None:
+        self.adapt, self.peer_of = adapt, peer_of or {}
+        self._queue: Queued[tuple[str, str]] = []
+        self._over: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._now: np.datetime64 | None = None
+        self._sigma: dict[tuple[str, str], float] = {}
+
+    def observe(
+        self, series: str, forecaster: str, origin: object, residuals: np.ndarray, leads: np.ndarray
+    ) -> None:
+        key = (self.adapt.scope_key(series, self.peer_of), forecaster)
+        self._queue.append((key, (target_hours(origin, leads), np.abs(residuals))))
+
+    def advance(self, origin: object) -> None:
+        """Rows whose target hour is before ``origin`` join the realised hours."""
+        self._now = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+        over, self._queue = realised(self._queue, origin)
+        for key, (target, size) in over:
+            self._over.setdefault(key, []).append((target, size))
+        self._sigma = {}
+
+    def sigma(self, series: str, forecaster: str) -> float:
+        """σ of the series' key at the last :meth:`advance`'s origin."""
+        key = (self.adapt.scope_key(series, self.peer_of), forecaster)
+        if key not in self._sigma:
+            self._sigma[key] = self._local(self._over.get(key, []))
+        return self._sigma[key]
+
+    def _local(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        if not parts or self._now is None:
+            return 1.0
+        target = np.concatenate([t for t, _ in parts])
+        size = np.concatenate([s for _, s in parts])
+        recent = target >= self._now - self.adapt.window_h * _HOUR
+        overall = float(size.mean())
+        if not recent.any() or not overall > 0:
+            return 1.0
+        ratio = float(size[recent].mean()) / overall
+        return float(np.clip(ratio, self.adapt.lo, self.adapt.hi))
+
+
+__all__ = ["BandAdapt", "LevelState", "ScaleState", "SpreadState", "realised", "target_hours"]

@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
-from planner.forecast.adaptive import BandAdapt, LevelState, SpreadState, target_hours
+from planner.forecast.adaptive import (
+    BandAdapt,
+    LevelState,
+    Queued,
+    ScaleState,
+    SpreadState,
+    realised,
+    target_hours,
+)
 from planner.forecast.calibration import (
     Pooling,
     ResidualQuantiles,
@@ -36,8 +44,8 @@ def peer_group(series_id: str, group: str = "tier_metric") -> str:
     """Series that share tier and metric calibrate together (see calibration); ``group``
     (:class:`~planner.forecast.calibration.Pooling`) may pool wider."""
     key = SeriesKey.parse(series_id)
-    if group == "metric":
-        return key.metric
+    if group in ("metric", "tier"):
+        return key.metric if group == "metric" else key.tier
     if group == "all":
         return "all"
     return f"{key.tier}|{key.metric}"
@@ -74,7 +82,7 @@ class _Past:
         self.group: dict[tuple[str, str], Residuals] = {}
         self.peers: dict[tuple[str, str], Sample] = {}
         # an origin's residuals wait here until their target hours are over
-        self.pending: list[tuple[str, str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pending: Queued[tuple[str, str]] = []  # ((series, model), (targets, res, leads))
 
     def sample(self, parts: Residuals) -> Sample:
         values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
@@ -103,21 +111,16 @@ class _Past:
     def add(
         self, series: str, name: str, res: np.ndarray, lead: np.ndarray, origin: object
     ) -> None:
-        self.pending.append((series, name, res, lead, target_hours(origin, lead)))
+        self.pending.append(((series, name), (target_hours(origin, lead), res, lead)))
 
     def resolve(self, origin: object) -> None:
         """Residuals whose target hour is before ``origin`` join the past (with daily
         origins and 24 leads: every earlier fold, whole)."""
-        now, waiting = np.datetime64(origin, "ns"), []  # type: ignore[call-overload]
-        for series, name, res, lead, target in self.pending:
-            over = target < now
-            if over.any():
-                self.own.setdefault((series, name), []).append((res[over], lead[over]))
-                gkey = (peer_group(series, self.pool.group), name)
-                self.group.setdefault(gkey, []).append((res[over], lead[over]))
-            if not over.all():
-                waiting.append((series, name, res[~over], lead[~over], target[~over]))
-        self.pending = waiting
+        over, self.pending = realised(self.pending, origin)
+        for (series, name), (_, res, lead) in over:
+            self.own.setdefault((series, name), []).append((res, lead))
+            gkey = (peer_group(series, self.pool.group), name)
+            self.group.setdefault(gkey, []).append((res, lead))
         self.peers = {}
 
 
@@ -140,11 +143,14 @@ class _Bands:
         self.lead = hours["h"].to_numpy(dtype=int)
         self.past = _Past(settings.by_horizon, pool)
         peer_of = {s: peer_group(s) for s in hours["series"].unique()} if adapt else {}
-        if adapt is not None and adapt.kind != "level" and settings.step_h < settings.horizon:
-            raise ValueError(f"band {adapt.kind!r} needs origins ≥ horizon apart")
-        level = adapt is not None and adapt.kind == "level"
-        self.spread = SpreadState(adapt, peer_of) if adapt and not level else None
-        self.level = LevelState(adapt, settings.horizon, peer_of) if adapt and level else None
+        kind = adapt.kind if adapt is not None else None
+        if kind in ("recent", "aci") and settings.step_h < settings.horizon:
+            raise ValueError(f"band {kind!r} needs origins ≥ horizon apart")
+        self.spread = SpreadState(adapt, peer_of) if adapt and kind in ("recent", "aci") else None
+        self.level = (
+            LevelState(adapt, settings.horizon, peer_of) if adapt and kind == "level" else None
+        )
+        self.scale = ScaleState(adapt, peer_of) if adapt and kind == "stud" else None
         taus = set(self.taus)
         self.edges = (
             (self.taus.index(0.025), self.taus.index(0.975)) if {0.025, 0.975} <= taus else None
@@ -154,13 +160,17 @@ class _Bands:
         self.past.resolve(origin)
         if self.level is not None:
             self.level.advance(origin)
+        if self.scale is not None:
+            self.scale.advance(origin)
 
     def band(self, series: str, name: str, idx: np.ndarray, offset: float, origin: object) -> None:
         """The rows ``idx`` of one series and forecaster at ``origin``: conformal once enough
-        residuals are over, then queued as residuals (and hits) for later origins."""
+        residuals are over, then queued as residuals (and hits) for later origins; a
+        studentized band (``stud``) queues them divided by the series' local scale σ."""
+        sigma = self.scale.sigma(series, name) if self.scale is not None else 1.0
         if self.past.count(series, name) >= self.settings.min_residuals:
             tails = self.level.tails(series, name) if self.level else None
-            rq = self.past.quantiles(series, name, offset, self.taus, tails)
+            rq = self.past.quantiles(series, name, offset, self.taus, tails).scaled_by(sigma)
             if self.spread is not None:
                 rq = rq.spread_by(self.spread.factor(series, name))
             made = rq.apply(self.point[idx], self.lead[idx])
@@ -168,7 +178,9 @@ class _Bands:
             self.conformal[idx] = True
         ok = np.isfinite(self.actual[idx]) & np.isfinite(self.point[idx])
         res, lead = log_residuals(self.actual[idx], self.point[idx], offset), self.lead[idx][ok]
-        self.past.add(series, name, res, lead, origin)
+        self.past.add(series, name, res / sigma, lead, origin)
+        if self.scale is not None:
+            self.scale.observe(series, name, origin, res, lead)
         banded = self.edges is not None and bool(self.conformal[idx].all())
         hits = self._hits(idx[ok]) if banded else None
         if self.spread is not None:

@@ -131,8 +131,9 @@ class Pooling:
     """How a band pools residuals (measured in the README's #18 section; defaults: the
     band in use). ``own_weight``: the series' own residuals' share of the mixture (the rest:
     its peer group's); ``group``: the peer group, ``tier_metric`` (same tier and metric),
-    ``metric`` (same metric, any tier) or ``all``; ``tail``: each tail's level scaled by it
-    (τ < 0.5 → τ·tail, τ > 0.5 → 1 − (1 − τ)·tail; < 1 widens the band)."""
+    ``metric`` (same metric, any tier), ``tier`` (same tier, any metric) or ``all``;
+    ``tail``: each tail's level scaled by it (τ < 0.5 → τ·tail, τ > 0.5 → 1 − (1 − τ)·tail;
+    < 1 widens the band)."""
 
     own_weight: float = 0.5
     group: str = "tier_metric"
@@ -170,7 +171,7 @@ class Pooling:
         return cls(**values)  # type: ignore[arg-type]
 
 
-GROUPS = ("tier_metric", "metric", "all")
+GROUPS = ("tier_metric", "metric", "tier", "all")
 
 
 def tail_levels(taus: Sequence[float], tail: float) -> tuple[float, ...]:
@@ -274,6 +275,18 @@ class ResidualQuantiles:
             tau: np.maximum(base * np.exp(v if table is None else table[:, i]) - self.offset, 0.0)
             for i, (tau, v) in enumerate(zip(self.levels, self.values, strict=True))
         }
+
+    def scaled_by(self, sigma: float) -> ResidualQuantiles:
+        """Every log-residual quantile × σ (a studentized band's scores multiplied back by the
+        local scale, :class:`~planner.forecast.adaptive.ScaleState`)."""
+        if sigma == 1.0:
+            return self
+        by_h = self.by_horizon
+        return replace(
+            self,
+            values=tuple(v * sigma for v in self.values),
+            by_horizon=tuple(tuple(v * sigma for v in r) for r in by_h) if by_h else by_h,
+        )
 
     def spread_by(self, theta: float) -> ResidualQuantiles:
         """The band spread by θ around its median: ``Q'_τ = Q_0.5 + θ · (Q_τ − Q_0.5)`` at

@@ -38,7 +38,7 @@ from statsforecast.models import (
 )
 
 from planner.config.models import DEFAULT_FORECAST_CANDIDATES
-from planner.forecast.panel_forecaster import PanelForecaster, refit_due
+from planner.forecast.panel_forecaster import PanelForecaster
 
 log = logging.getLogger(__name__)
 ModelFactory = Callable[[], Any]
@@ -275,11 +275,6 @@ def forward_one(
             )
             reason = f"{name} forecast failed ({type(exc).__name__}: {exc}); seasonal naive"
             return res, fallback, reason
-
-
-def is_stale(name: str, hours_since_fit: int, fitted_len: int) -> bool:
-    """The registry's refresh rule for backtests (see :class:`ForecasterSpec`)."""
-    return refit_due(REGISTRY[name].refit_every_h, hours_since_fit, fitted_len)
 
 
 class PanelStatsForecaster(PanelForecaster):

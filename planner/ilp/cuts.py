@@ -196,7 +196,7 @@ def _aggregated_row(
                 load += rho * d
                 # e and f are in FLOW_UNIT tokens/s inside the model
                 load_slack.append((rho * FLOW_UNIT, v.e[(r0, m, k, t)]))
-                load_slack += [(rho * FLOW_UNIT, v.f[(r0, r, m, k, t)]) for r in to - S]
+                load_slack += [(rho * FLOW_UNIT, v.f[(r0, r, m, k, t)]) for r in sorted(to - S)]
         sigma = min(
             (kappa[g] / data.instances_per_vm[(m, g)] for g in kappa if data.runs_on(m, g)),
             default=0.0,

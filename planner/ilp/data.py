@@ -195,13 +195,6 @@ def build_data(
     interactive = tuple(t.id for t in cfg.tiers if t.kind == "interactive")
     deferrable = next((t.id for t in cfg.tiers if t.kind == "deferrable"), None)
     dem, niw = _bin_demand(demand, index, interactive, deferrable)
-    routes = {
-        (r0.id, k): tuple(
-            r for r in cfg.region_ids if r0.latency_ms[r] <= cfg.tier(k).routing_budget_ms
-        )
-        for r0 in cfg.regions
-        for k in interactive
-    }
     niw_tier = cfg.tier(deferrable) if deferrable else None
     spot_ok = bool(niw_tier and niw_tier.spot_allowed)
     return PlanningData(
@@ -216,23 +209,45 @@ def build_data(
         deferrable=deferrable,
         demand=dem,
         niw_arrivals=niw,
-        routes=routes,
-        latency={(r.id, o): ms for r in cfg.regions for o, ms in r.latency_ms.items()},
-        offered=frozenset((r, m.id) for m in cfg.models for r in (m.regions or cfg.region_ids)),
-        min_instances={m.id: m.min_instances for m in cfg.models},
+        **_network(cfg, interactive),
         **_fleet_numbers(cfg, input_share, spot_ok),
+        **_settings(cfg),
         deadline_h=int(niw_tier.deadline_h or 24) if niw_tier else 24,
-        unmet_penalty=dict(cfg.planner.unmet_penalty),
-        churn_cost=cfg.planner.churn_cost_per_vm,
-        latency_penalty=cfg.planner.latency_penalty_per_ms,
-        max_vm_change=cfg.planner.max_vm_change_per_hour,
-        integer_placement_h=cfg.planner.integer_placement_h,
         state=state,
         config_hash=config_hash(cfg),
         forecast_origin=naive_utc(forecast_origin).to_pydatetime() if forecast_origin else None,
-        trough_filling=cfg.planner.trough_filling,
         trough_share=trough_shares(cfg, dem, index, interactive_mean),
     )
+
+
+def _network(cfg: FleetConfig, interactive: tuple[str, ...]) -> dict[str, Any]:
+    """PlanningData's network fields: each region's allowed targets per interactive tier
+    (latency within the tier's routing budget), the latencies, where each model is offered and
+    its minimum instances."""
+    budget = {k: cfg.tier(k).routing_budget_ms for k in interactive}
+    return {
+        "routes": {
+            (r0.id, k): tuple(r for r in cfg.region_ids if r0.latency_ms[r] <= budget[k])
+            for r0 in cfg.regions
+            for k in interactive
+        },
+        "latency": {(r.id, o): ms for r in cfg.regions for o, ms in r.latency_ms.items()},
+        "offered": frozenset((r, m.id) for m in cfg.models for r in (m.regions or cfg.region_ids)),
+        "min_instances": {m.id: m.min_instances for m in cfg.models},
+    }
+
+
+def _settings(cfg: FleetConfig) -> dict[str, Any]:
+    """PlanningData's fields read from the planner settings: penalties, churn cost, limits."""
+    s = cfg.planner
+    return {
+        "unmet_penalty": dict(s.unmet_penalty),
+        "churn_cost": s.churn_cost_per_vm,
+        "latency_penalty": s.latency_penalty_per_ms,
+        "max_vm_change": s.max_vm_change_per_hour,
+        "integer_placement_h": s.integer_placement_h,
+        "trough_filling": s.trough_filling,
+    }
 
 
 def _bin_demand(

@@ -42,14 +42,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from planner.config import FleetConfig
-from planner.fleet_index import blend, fleet_index
+from planner.fleet_index import FleetIndex, blend, fleet_index
 from planner.quantiles import quantile_column
 
 if TYPE_CHECKING:
@@ -176,54 +176,72 @@ def latency_sized_demand(
     if not inter or headroom_demand.empty:
         return headroom_demand
     shares = dict(input_share or {})
-    default_share = cfg.planner.default_input_share
     peak = {
         t.id: _series(forecasts, t.id, t.planning_metric, quantile_column(t.planning_quantile))
         for t in inter
     }
-    tokens = {t.id: _series(forecasts, t.id, "token_rate", quantile_column(0.5)) for t in inter}
-    reqs = {t.id: _series(forecasts, t.id, "request_rate", quantile_column(0.5)) for t in inter}
-    cells = sorted(set().union(*(set(s.index) for s in peak.values())))
-    f = fleet_index(cfg)
-    theta_l = latency_theta(cfg, input_share)
-    out_rows = []
-    kept = headroom_demand[~headroom_demand["tier"].isin([t.id for t in inter])]
-    fallback = headroom_demand[headroom_demand["tier"].isin([t.id for t in inter])]
-    fallback_idx = fallback.set_index(["hour", "region", "model"]).sort_index()
-    for hour, region, model in cells:
-        p = {k: max(float(peak[k].get((hour, region, model), 0.0)), 0.0) for k in peak}
+    median = quantile_column(0.5)
+    tokens = {t.id: _series(forecasts, t.id, "token_rate", median) for t in inter}
+    reqs = {t.id: _series(forecasts, t.id, "request_rate", median) for t in inter}
+    is_inter = headroom_demand["tier"].isin([t.id for t in inter])
+    fallback = headroom_demand[is_inter].set_index(["hour", "region", "model"]).sort_index()
+    f, theta_l = fleet_index(cfg), latency_theta(cfg, input_share)
+    out_rows: list[Row] = []
+    for cell in sorted(set().union(*(set(s.index) for s in peak.values()))):
+        p = {k: max(float(peak[k].get(cell, 0.0)), 0.0) for k in peak}
         p = {k: v if math.isfinite(v) else 0.0 for k, v in p.items()}
-        tpr = {}
-        for k in p:
-            tok = float(tokens[k].get((hour, region, model), 0.0))
-            req = float(reqs[k].get((hour, region, model), 0.0))
-            tpr[k] = tok / req if req > 0 and tok > 0 else cfg.planner.default_tokens_per_request
-        share = {k: shares.get((model, k), default_share) for k in p}
-        sized = pool_instances(cfg, model, p, tpr, share)
+        tpr = {k: _tokens_per_request(cfg, tokens[k], reqs[k], cell) for k in p}
+        share = {k: shares.get((cell[2], k), cfg.planner.default_input_share) for k in p}
+        sized = pool_instances(cfg, cell[2], p, tpr, share)
         if sized is None:
-            if any(v > 0 for v in p.values()):
-                log.warning(
-                    "%s %s %s: no VM type's latency curves meet %.0f%%; headroom sizing kept",
-                    hour,
-                    region,
-                    model,
-                    100 * cfg.planner.latency_attainment,
-                )
-                key = (hour, region, model)
-                if key in fallback_idx.index:
-                    part = fallback_idx.loc[[key]].reset_index()
-                    out_rows.extend(part.to_dict("records"))
-            continue
-        g, n = sized
-        i, j = f.position["models"][model], f.position["vm_types"][g]
-        theta0 = {k: float(theta_l[i, j, f.position["tiers"][k]]) for k in p}
-        load = {k: p[k] / theta0[k] for k in p}
-        total = sum(load.values())
-        for k in p:
-            if load[k] > 0:
-                value = n * theta0[k] * load[k] / total
-                out_rows.append(
-                    {"hour": hour, "region": region, "model": model, "tier": k, "value": value}
-                )
-    sized_frame = pd.DataFrame(out_rows, columns=["hour", "region", "model", "tier", "value"])
-    return pd.concat([sized_frame, kept], ignore_index=True)
+            out_rows.extend(_headroom_kept(cfg, fallback, cell, p))
+        else:
+            out_rows.extend(_tier_rows(f, theta_l, cell, sized, p))
+    sized_frame = pd.DataFrame(out_rows, columns=list(COLUMNS))
+    return pd.concat([sized_frame, headroom_demand[~is_inter]], ignore_index=True)
+
+
+Cell = tuple[object, str, str]  # (hour, region, model)
+COLUMNS = ("hour", "region", "model", "tier", "value")
+Row = dict[Any, Any]  # a demand row by column
+
+
+def _tokens_per_request(cfg: FleetConfig, tokens: pd.Series, reqs: pd.Series, cell: Cell) -> float:
+    """τ_k of the module docstring: the forecast mean token rate over the mean request rate
+    (``planner.default_tokens_per_request`` where either is missing or not positive)."""
+    tok, req = float(tokens.get(cell, 0.0)), float(reqs.get(cell, 0.0))
+    return tok / req if req > 0 and tok > 0 else cfg.planner.default_tokens_per_request
+
+
+def _headroom_kept(
+    cfg: FleetConfig, fallback: pd.DataFrame, cell: Cell, peaks: Mapping[str, float]
+) -> list[Row]:
+    """A cell no VM type's curves can size: its headroom-sized rows, with a warning (none
+    where it has no interactive load)."""
+    if not any(v > 0 for v in peaks.values()):
+        return []
+    log.warning(
+        "%s %s %s: no VM type's latency curves meet %.0f%%; headroom sizing kept",
+        *cell,
+        100 * cfg.planner.latency_attainment,
+    )
+    if cell not in fallback.index:
+        return []
+    return fallback.loc[[cell]].reset_index().to_dict("records")
+
+
+def _tier_rows(
+    f: FleetIndex, theta_l: Array, cell: Cell, sized: tuple[str, int], peaks: Mapping[str, float]
+) -> list[Row]:
+    """D[r,m,k,t] = n_{g*} · θ_L[m,g*,k] · s_k of the module docstring, one row per tier
+    with load."""
+    g, n = sized
+    i, j = f.position["models"][cell[2]], f.position["vm_types"][g]
+    theta0 = {k: float(theta_l[i, j, f.position["tiers"][k]]) for k in peaks}
+    load = {k: peaks[k] / theta0[k] for k in peaks}
+    total = sum(load.values())
+    return [
+        dict(zip(COLUMNS, (*cell, k, n * theta0[k] * w / total), strict=True))
+        for k, w in load.items()
+        if w > 0
+    ]

@@ -123,39 +123,10 @@ def add_variables(
     region subproblem of planner.ilp.lagrange."""
     v = Vars()
     integer = "C" if relax else "I"
-    niw = data.deferrable is not None
-    for (r, g), q in data.quota.items():
-        if q <= 0 or (region is not None and r != region):
-            continue
-        for t in data.T:
-            v.y[(r, g, t)] = model.addVar(label("y", r, g, t), vtype=integer, lb=0, ub=q)
-            v.ay[(r, g, t)] = model.addVar(label("ay", r, g, t), lb=0)
-            v.ry[(r, g, t)] = model.addVar(label("ry", r, g, t), lb=0)
-            if niw and data.spot_cap.get((r, g), 0) > 0:
-                cap = min(data.spot_cap[(r, g)], q)
-                v.z[(r, g, t)] = model.addVar(label("z", r, g, t), vtype=integer, lb=0, ub=cap)
-                v.az[(r, g, t)] = model.addVar(label("az", r, g, t), lb=0)
-                v.rz[(r, g, t)] = model.addVar(label("rz", r, g, t), lb=0)
-    served = _served_interactive(data)
     niw_models = {m for (m, _), a in data.niw_arrivals.items() if a > 0}
     niw_models |= {m for m, b in data.state.niw_backlog.items() if b > 0}
-    for r, m, g in data.placements():
-        if region is not None and r != region:
-            continue
-        for t in data.T:
-            key = (r, m, g, t)
-            placement = integer if data.committed(t) else "C"
-            v.x[key] = model.addVar(label("x", *key), vtype=placement, lb=0)
-            v.u[key] = model.addVar(label("u", *key), lb=0)
-            for k in data.interactive:
-                if (r, m, k, t) in served:
-                    v.w[(r, m, g, k, t)] = model.addVar(label("w", r, m, g, k, t), lb=0)
-            if m in niw_models:
-                v.v[key] = model.addVar(label("v", *key), lb=0)
-                if (r, g, t) in v.z:
-                    v.xs[key] = model.addVar(label("xs", *key), vtype=placement, lb=0)
-                    v.us[key] = model.addVar(label("us", *key), lb=0)
-                    v.vs[key] = model.addVar(label("vs", *key), lb=0)
+    _add_vm_families(model, data, v, integer, region)
+    _add_instance_families(model, data, v, integer, region, niw_models)
     if region is None:
         for route in routes(data):
             v.f[route] = model.addVar(label("f", *route), lb=0)
@@ -174,6 +145,55 @@ def add_variables(
             v.b[(m, t)] = model.addVar(label("b", m, t), lb=0)
             v.en[(m, t)] = model.addVar(label("en", m, t), lb=0)
     return v
+
+
+def _add_vm_families(
+    model: Model, data: PlanningData, v: Vars, integer: str, region: str | None
+) -> None:
+    """y, ay, ry per (r, g, t) with quota; z, az, rz where spot may serve NIW there."""
+    niw = data.deferrable is not None
+    for (r, g), q in data.quota.items():
+        if q <= 0 or (region is not None and r != region):
+            continue
+        for t in data.T:
+            v.y[(r, g, t)] = model.addVar(label("y", r, g, t), vtype=integer, lb=0, ub=q)
+            v.ay[(r, g, t)] = model.addVar(label("ay", r, g, t), lb=0)
+            v.ry[(r, g, t)] = model.addVar(label("ry", r, g, t), lb=0)
+            if niw and data.spot_cap.get((r, g), 0) > 0:
+                cap = min(data.spot_cap[(r, g)], q)
+                v.z[(r, g, t)] = model.addVar(label("z", r, g, t), vtype=integer, lb=0, ub=cap)
+                v.az[(r, g, t)] = model.addVar(label("az", r, g, t), lb=0)
+                v.rz[(r, g, t)] = model.addVar(label("rz", r, g, t), lb=0)
+
+
+def _add_instance_families(
+    model: Model,
+    data: PlanningData,
+    v: Vars,
+    integer: str,
+    region: str | None,
+    niw_models: set[str],
+) -> None:
+    """x, u per placement and hour (x integer in the committed hours); w where some allowed
+    flow reaches the tier; v for models with NIW work, and xs, us, vs where spot VMs exist."""
+    served = _served_interactive(data)
+    for r, m, g in data.placements():
+        if region is not None and r != region:
+            continue
+        for t in data.T:
+            key = (r, m, g, t)
+            placement = integer if data.committed(t) else "C"
+            v.x[key] = model.addVar(label("x", *key), vtype=placement, lb=0)
+            v.u[key] = model.addVar(label("u", *key), lb=0)
+            for k in data.interactive:
+                if (r, m, k, t) in served:
+                    v.w[(r, m, g, k, t)] = model.addVar(label("w", r, m, g, k, t), lb=0)
+            if m in niw_models:
+                v.v[key] = model.addVar(label("v", *key), lb=0)
+                if (r, g, t) in v.z:
+                    v.xs[key] = model.addVar(label("xs", *key), vtype=placement, lb=0)
+                    v.us[key] = model.addVar(label("us", *key), lb=0)
+                    v.vs[key] = model.addVar(label("vs", *key), lb=0)
 
 
 def _served_interactive(data: PlanningData) -> set[tuple[str, str, str, int]]:

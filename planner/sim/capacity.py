@@ -114,12 +114,3 @@ def capacity_table(
                     n = -1
                 rows.append((model, vm, tier, rate, c, attainment, n))
     return pd.DataFrame(rows, columns=CAPACITY_COLUMNS)
-
-
-def load_capacity_table(path: Path | str = CAPACITY_CURVES) -> pd.DataFrame:
-    """The stored capacity curves (``CAPACITY_COLUMNS``)."""
-    table = pd.read_csv(path)
-    missing = sorted(set(CAPACITY_COLUMNS) - set(table.columns))
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
-    return table

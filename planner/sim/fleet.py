@@ -29,6 +29,7 @@ from planner.config import FleetConfig
 from planner.fleet_index import fleet_index
 
 Array = npt.NDArray[np.float64]
+DROP_FACTOR = 30.0  # an interactive request waiting this many TTFT targets is dropped
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,10 @@ class FleetParams:
 def params_from_config(
     cfg: FleetConfig,
     input_share: dict[tuple[str, str], float] | None = None,
-    drop_factor: float = 30.0,
 ) -> FleetParams:
     """Arrays of ``cfg``. ``input_share[(m, k)]``: the share of input tokens in the tier's
     token mix (from the log); θ blends input and output rates with it. A request of an
-    interactive tier waiting ``drop_factor`` × its TTFT target is dropped (the client gave up)."""
+    interactive tier waiting ``DROP_FACTOR`` × its TTFT target is dropped (the client gave up)."""
     f = fleet_index(cfg)
     theta = f.theta(input_share)
     tier_objs = [cfg.tier(k) for k in f.tiers]
@@ -113,7 +113,7 @@ def params_from_config(
         ttft_s=ttft,
         tpot_s=np.array([(t.tpot_ms or 100.0) / 1000.0 for t in tier_objs]),
         deadline_min=60.0 * float(tier_objs[deferrable].deadline_h or 24.0),
-        drop_after_s=np.where(np.isfinite(ttft), drop_factor * ttft, np.inf),
+        drop_after_s=np.where(np.isfinite(ttft), DROP_FACTOR * ttft, np.inf),
         plan_lead_min=cfg.planner.plan_lead_min,
         preferred=f.cheapest_vm_type(theta),
         default_input_share=f.default_input_share,

@@ -5,13 +5,13 @@ model and tier as categorical features) over output-length buckets. The router u
 output ``Σ_k P(bucket k) · mean output of bucket k in training``.
 
 Scoring is out of sample by time: the model is fitted on rows before a cut and scored on rows at
-or after it (:func:`split_by_time`), so it never sees a row it is scored on; the score is the
-accuracy per true bucket and overall, the log loss of the predicted probabilities (what the
-router's expected output rests on), and a *ceiling*: the accuracy of the modal bucket of each
-tenant × 6-hour window of the scored rows themselves (in sample, so no predictor from the tenant
-and the time of day beats it; it shows how much the features can carry when, as in
-ServeGen-derived logs, a request's output is drawn independently of its input given the client
-and the window).
+or after it (the routing evaluation trains on rows before its window), so it never sees a row it
+is scored on; the score is the accuracy per true bucket and overall, the log loss of the
+predicted probabilities (what the router's expected output rests on), and a *ceiling*: the
+accuracy of the modal bucket of each tenant × 6-hour window of the scored rows themselves (in
+sample, so no predictor from the tenant and the time of day beats it; it shows how much the
+features can carry when, as in ServeGen-derived logs, a request's output is drawn independently
+of its input given the client and the window).
 
 The hour of day is not a feature: on the ServeGen-derived log it let the trees learn the
 training days' per-window mixes (log loss out of sample 0.93 with it, 0.56 without, accuracy
@@ -43,15 +43,6 @@ def bucket_names() -> list[str]:
     return [f"{a}-{b - 1}" if b else f"{a}+" for a, b in zip(lo, hi, strict=True)]
 
 
-def split_by_time(rows: pd.DataFrame, test_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows before the (1 − test_share) quantile of arrival time, and the rest."""
-    if not 0 < test_share < 1:
-        raise ValueError("test_share must be in (0, 1)")
-    cut = rows["arrival_time"].quantile(1 - test_share)
-    early = rows["arrival_time"] < cut
-    return rows[early], rows[~early]
-
-
 @dataclass
 class LengthPredictor:
     """Fitted classifier with its category vocabularies and per-bucket training means."""
@@ -76,9 +67,6 @@ class LengthPredictor:
         p = np.zeros((len(rows), len(self.bucket_mean)))
         p[:, self.model.classes_] = self.model.predict_proba(self._x(rows))
         return p
-
-    def predict_bucket(self, rows: pd.DataFrame) -> npt.NDArray[np.int64]:
-        return np.asarray(np.argmax(self.proba(rows), axis=1), np.int64)
 
     def expected_output(self, rows: pd.DataFrame) -> Array:
         return np.asarray(self.proba(rows) @ self.bucket_mean, float)

@@ -1,6 +1,7 @@
 """What a fluid replay (:mod:`planner.sim.fluid`) reports: per tier the requests on time,
 late and dropped with their latency quantiles (read off the arrival and service curves at
-``QUADRATURE`` points per minute), GPU-hours, dollars and the hourly instances."""
+``QUADRATURE`` points per minute) and where the misses fell (per minute and serving pool),
+GPU-hours, dollars and the hourly instances."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class TierOutcome:
     dropped: float
     ttft_s: dict[str, float]
     e2e_s: dict[str, float]
+    # [T, r, m]: requests of the tier arriving in minute t that pool (serving region r,
+    # model m) served late or dropped; what a diagnosis of an attainment miss reads
+    missed: Array = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
     @property
     def sla_attainment(self) -> float:
@@ -198,6 +202,7 @@ class _Tally:
     ttft: list[Array] = field(default_factory=list)
     e2e: list[Array] = field(default_factory=list)
     weights: list[Array] = field(default_factory=list)
+    missed: Array = field(default_factory=lambda: np.zeros((0, 0, 0)))
 
     def outcome(self, total: float) -> TierOutcome:
         qs = (0.5, 0.95, 0.99)
@@ -213,6 +218,7 @@ class _Tally:
             dropped=drop,
             ttft_s=_weighted_quantiles(values_t, weights, qs),
             e2e_s=_weighted_quantiles(values_e, weights, qs),
+            missed=self.missed,
         )
 
 
@@ -235,7 +241,7 @@ def _outcomes(
         mean_out = np.where(demand.requests > 0, demand.output_tokens / demand.requests, 0.0)
     out: dict[str, TierOutcome] = {}
     for k, tier in enumerate(p.tiers):
-        tally = _Tally()
+        tally = _Tally(missed=np.zeros((T, len(p.regions), len(p.models))))
         for r in range(len(p.regions)):  # serving region
             for m in range(len(p.models)):
                 reqs = demand.requests[:, :, m, k] * w[:, :, r, m, k]  # [T, src]
@@ -282,9 +288,12 @@ def _pool(
         ok = queue_ok * within[:, r, m, k][:, None, None]
     weight_b = np.broadcast_to(weight, ttft.shape)
     served_w = np.where(never, 0.0, weight_b)
+    late = served_w * (1.0 - ok)
+    lost = np.where(never, weight_b, 0.0).sum(axis=(1, 2)) + (reqs * share_dropped[:, None]).sum(1)
     tally.on_time += float((served_w * ok).sum())
-    tally.late += float((served_w * (1.0 - ok)).sum())
-    tally.drop += float(weight_b[never].sum()) + float((reqs * share_dropped[:, None]).sum())
+    tally.late += float(late.sum())
+    tally.drop += float(lost.sum())
+    tally.missed[:, r, m] += late.sum(axis=(1, 2)) + lost
     tally.ttft.append(ttft.ravel())
     tally.e2e.append(e2e.ravel())
     tally.weights.append(weight_b.ravel())

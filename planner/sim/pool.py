@@ -42,6 +42,7 @@ from planner.sim.size_mix import MinuteMix
 Array = npt.NDArray[np.float64]
 QUADRATURE = 16
 MIN_GAPS = 3  # a minute with fewer gaps takes the fallback CV
+DRAIN_MINUTES = 240  # minutes the queue runs on after the replay to serve what is left
 
 
 def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0, lag: int = 1) -> Array:
@@ -66,19 +67,6 @@ def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0, lag
         cv = np.sqrt(var) / mean
     fb = np.broadcast_to(np.asarray(fallback, float), (minutes,))
     return np.asarray(np.where(n >= MIN_GAPS, cv, fb), dtype=float)
-
-
-def ewma(x: Array, memory: float) -> Array:
-    """Exponentially weighted mean with time constant ``memory`` (in steps; 0: ``x`` itself)."""
-    if memory <= 0:
-        return np.asarray(x, dtype=float)
-    a = 1.0 - np.exp(-1.0 / memory)
-    out = np.empty(len(x))
-    acc = float(x[0]) if len(x) else 0.0
-    for i, v in enumerate(x):
-        acc += a * (float(v) - acc)
-        out[i] = acc
-    return out
 
 
 @dataclass(frozen=True)
@@ -117,37 +105,33 @@ def pool_minutes(
     tiers: int,
     minutes: int,
     instances: int,
-    window_cv: float | Array = 1.0,
 ) -> PoolMinutes:
     """Minute aggregates of request rows (arrival, tier index, busy seconds) for a pool of
     ``instances`` round-robin instances. The per-instance CV of a minute is measured from the
     rows (gaps spanning ``instances`` arrivals); where a minute has too few rows, the pool's
-    CV over single gaps scaled by 1/√n; where even that is missing, ``window_cv``/√n (e.g.
-    ServeGen's published CV of the window)."""
+    CV over single gaps scaled by 1/√n; where even that is missing, 1/√n."""
     m = np.minimum((np.asarray(arrival_s) // 60).astype(np.int64), minutes - 1)
     work = np.bincount(m, weights=busy_s, minlength=minutes).astype(float)
     req = np.zeros((minutes, tiers))
     np.add.at(req, (m, tier), 1.0)
-    pooled = minute_cv(arrival_s, minutes, window_cv)
+    pooled = minute_cv(arrival_s, minutes)
     cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
     return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes))
 
 
-def minute_queue(
-    traffic: PoolMinutes, instances: int, capacity: float = 1.0, drain_minutes: int = 240
-) -> tuple[Array, Array]:
+def minute_queue(traffic: PoolMinutes, instances: int, capacity: float) -> tuple[Array, Array]:
     """The fluid minute queue of a pool (module docstring): per minute the busy seconds served
     [T] and the wait (seconds) at ``QUADRATURE`` positions in the minute [T, Q]."""
     T = len(traffic.work_s)
     cap = 60.0 * instances * capacity
-    served = np.zeros(T + drain_minutes)
+    served = np.zeros(T + DRAIN_MINUTES)
     queue = 0.0
-    for t in range(T + drain_minutes):  # the minute queue (scalar recursion, T steps)
+    for t in range(T + DRAIN_MINUTES):  # the minute queue (scalar recursion, T steps)
         backlog = queue + (traffic.work_s[t] if t < T else 0.0)
         served[t] = min(backlog, cap)
         queue = backlog - served[t]
     u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
-    admitted = np.r_[traffic.work_s, np.zeros(drain_minutes)]
+    admitted = np.r_[traffic.work_s, np.zeros(DRAIN_MINUTES)]
     tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
     wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
     return served[:T], wait_s
@@ -165,16 +149,13 @@ def pool_sla(
     curves: list[Curve],
     ttft_s: Array,
     capacity: float = 1.0,
-    memory_minutes: float = 0.0,
-    rho_cap: float = 1.0,
-    drain_minutes: int = 240,
 ) -> tuple[Array, Array]:
     """Per-tier on-time share over the replay and per-minute [T, K] on-time shares (module
     docstring). ``curves[k]`` and ``ttft_s[k]`` are tier k's latency curve and TTFT target;
     ``capacity``: κ, busy seconds an instance sustains per second on the mix."""
     T = len(traffic.work_s)
-    served, wait_s = minute_queue(traffic, instances, capacity, drain_minutes)
-    rho = np.minimum(ewma(served / (60.0 * instances * capacity), memory_minutes), rho_cap)
+    served, wait_s = minute_queue(traffic, instances, capacity)
+    rho = served / (60.0 * instances * capacity)
     share = np.zeros((T, len(curves)))
     for k, curve in enumerate(curves):
         in_time = (wait_s <= ttft_s[k]).mean(axis=1)
@@ -190,12 +171,11 @@ def pool_sla_model(
     ttft_s: Array,
     tpot_s: Array,
     capacity: float = 1.0,
-    drain_minutes: int = 240,
 ) -> tuple[Array, Array]:
     """As :func:`pool_sla`, the within-minute attainment from the per-minute latency model
     (:func:`planner.sim.minute_model.tier_attainment`) instead of the curves: each minute's
     served requests per instance, its size mix and CV, and the minute queue's waits."""
-    served, wait_s = minute_queue(traffic, instances, capacity, drain_minutes)
+    served, wait_s = minute_queue(traffic, instances, capacity)
     count = traffic.requests.sum(axis=1)
     overall = traffic.work_s.sum() / max(count.sum(), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -43,12 +43,12 @@ class SloReactive(Reactive):
     niw_window_min: int = 60
     name: str = "slo-reactive"
     _niw: deque[Array] = field(init=False)
-    _wants: deque[Array] = field(init=False)
+    _wants: Array = field(init=False)  # [window, r, m] ring of the sizes wanted, -inf unset
 
     def initial(self, p: FleetParams) -> Targets:
         targets = super().initial(p)
         self._niw = deque(maxlen=self.niw_window_min)
-        self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
+        self._wants = np.full((max(self.cooldown_in_min, 1), *self._count.shape), -np.inf)
         return targets
 
     def decide(self, obs: Observation) -> Targets | None:
@@ -70,8 +70,8 @@ class SloReactive(Reactive):
         self._last_out[out] = t
         # scale-in stabilisation (as Kubernetes' HPA): never below the largest size wanted
         # over the last cooldown_in_min minutes, so one quiet minute does not shed capacity
-        self._wants.append(np.where(np.isfinite(want), want, new))
-        floor = np.max(np.stack(self._wants), axis=0)
+        self._wants[t % len(self._wants)] = np.where(np.isfinite(want), want, new)
+        floor = self._wants.max(axis=0)
         quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
         down = (pressure < self.down) & quiet & (floor < new)
         new[down] = np.maximum(floor[down], self.min_instances)

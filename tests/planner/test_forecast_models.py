@@ -15,8 +15,8 @@ from planner.forecast.models import (
     PanelStatsForecaster,
     cap_spikes,
     forward_one,
-    is_stale,
 )
+from planner.forecast.panel_forecaster import refit_due
 
 IDX = pd.date_range("2024-06-03", periods=24 * 8, freq="h")
 
@@ -73,6 +73,9 @@ def test_update_re_conditions_on_new_data() -> None:
 
 
 def test_refresh_rule() -> None:
+    def is_stale(name: str, hours_since_fit: int, fitted_len: int) -> bool:
+        return refit_due(REGISTRY[name].refit_every_h, hours_since_fit, fitted_len)
+
     assert not is_stale("ets", 23, 72)
     assert is_stale("ets", 24, 72)  # short history: daily
     assert not is_stale("ets", 100, 672)

@@ -9,15 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.forecast.adaptive import BandAdapt, LevelState
+from planner.forecast.adaptive import BandAdapt, LevelState, ScaleState
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate
+from planner.forecast.calibration import Pooling
 from planner.forecast.series import Panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
 
 SERIES = [f"r{i}|m|IW-F|token_rate" for i in range(3)]
 T0 = pd.Timestamp("2024-06-01")
 LEVEL = "level:scope=own/gamma=0.05/lo=0.25/hi=2"
+STUD = "stud:scope=own/window_h=24/lo=0.5/hi=2"
 
 
 def _backtest(step_h: int, n: int, shock_at: int | None = None) -> tuple[pd.DataFrame, Panel]:
@@ -51,21 +53,38 @@ def _band(hours: pd.DataFrame, origin: pd.Timestamp) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("spec", ["none", LEVEL, "level:scope=log/gamma=0.02/lo=0.25/hi=2"])
+def _recalibrate(
+    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, spec: str
+) -> pd.DataFrame:
+    pool = Pooling.parse(spec) if spec.startswith("pool:") else None
+    adapt = None if spec == "none" or pool else BandAdapt.parse(spec)
+    return recalibrate(hours, panel, settings, adapt, pool)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "none",
+        LEVEL,
+        "level:scope=log/gamma=0.02/lo=0.25/hi=2",
+        STUD,
+        "stud:scope=tier/window_h=6/lo=0.5/hi=2",
+        "pool:group=tier",
+    ],
+)
 def test_bands_use_only_hours_already_over_when_folds_overlap(spec: str) -> None:
     """Origins 12 h apart, 24 leads: at an origin only the first half of the previous fold is
     over. Every hour from origin 4 on is altered: no band up to origin 4 may move (before,
     a whole fold joined the past at the next origin, so origin 4's band read fold 3's leads
     13-24, hours after origin 4); origin 5's must (origin 4's first 12 hours are over)."""
     settings = dataclasses.replace(BacktestSettings(), step_h=12)
-    adapt = None if spec == "none" else BandAdapt.parse(spec)
     hours, panel = _backtest(12, 7)
     origins = sorted(hours["origin"].unique())
     future = hours.copy()
     after = future["hour"] >= origins[4]
     future.loc[after, "actual"] *= np.exp(np.random.default_rng(9).normal(0, 1.0, after.sum()))
-    plain = recalibrate(hours, panel, settings, adapt)
-    altered = recalibrate(future, panel, settings, adapt)
+    plain = _recalibrate(hours, panel, settings, spec)
+    altered = _recalibrate(future, panel, settings, spec)
     assert (plain.loc[plain["origin"] == origins[3], "quantile_method"] == "conformal").all()
     for origin in origins[:5]:
         np.testing.assert_array_equal(_band(plain, origin), _band(altered, origin))
@@ -117,3 +136,35 @@ def test_day_level_bands_refuse_overlapping_folds() -> None:
     hours, panel = _backtest(12, 4)
     with pytest.raises(ValueError, match="origins ≥ horizon apart"):
         recalibrate(hours, panel, settings, BandAdapt.parse("aci"))
+
+
+def test_the_local_scale_reads_only_hours_already_over() -> None:
+    """σ = mean |r| of the last ``window_h`` realised hours over the mean of all realised
+    hours, clipped; 1 for a key with no realised hour."""
+    state = ScaleState(BandAdapt.parse("stud:scope=own/window_h=1/lo=0.5/hi=2"))
+    state.observe("s", "f", T0, np.array([1.0, -1.0, 3.0, -3.0]), np.array([1, 2, 3, 4]))
+    state.advance(T0 + pd.Timedelta(hours=2))  # hours T0 and T0+1 are over: |r| 1, 1
+    assert state.sigma("s", "f") == 1.0
+    state.advance(T0 + pd.Timedelta(hours=4))  # the last hour |r| 3, all four mean 2
+    assert state.sigma("s", "f") == pytest.approx(1.5)
+    assert state.sigma("other", "f") == 1.0
+    state.observe("s", "f", T0 + pd.Timedelta(hours=4), np.array([30.0]), np.array([1]))
+    state.advance(T0 + pd.Timedelta(hours=5))
+    assert state.sigma("s", "f") == 2.0  # clipped to hi
+
+
+def test_the_studentized_band_widens_once_a_shock_is_over() -> None:
+    """Actuals × 3 from origin 3 on: at origin 4 the studentized band (σ from the last day)
+    is wider than the plain one at every lead and series."""
+    settings = BacktestSettings()
+    hours, panel = _backtest(24, 6, shock_at=3)
+    plain = recalibrate(hours, panel, settings)
+    stud = recalibrate(hours, panel, settings, BandAdapt.parse(STUD))
+    at = sorted(hours["origin"].unique())[4]
+
+    def width(frame: pd.DataFrame) -> np.ndarray:
+        rows = frame[frame["origin"] == at].sort_values(["series", "h"])
+        out: np.ndarray = (rows[HIGH] - rows[LOW]).to_numpy()
+        return out
+
+    assert (width(stud) > width(plain)).all()

@@ -14,7 +14,6 @@ from planner.sim.capacity import (
     CAPACITY_CURVES,
     capacity_table,
     instances_needed,
-    load_capacity_table,
     load_latency_curves,
 )
 from planner.sim.latency import (
@@ -136,7 +135,7 @@ def test_pool_fluid_queues_only_in_overload() -> None:
 
 
 def test_capacity_table_is_derived_from_the_stored_curves() -> None:
-    stored = load_capacity_table()
+    stored = pd.read_csv(CAPACITY_CURVES)
     derived = capacity_table(load_latency_curves())
     pd.testing.assert_frame_equal(
         stored.reset_index(drop=True), derived.reset_index(drop=True), check_dtype=False
@@ -144,7 +143,7 @@ def test_capacity_table_is_derived_from_the_stored_curves() -> None:
 
 
 def test_capacity_curves_are_monotone_in_rate_and_cv() -> None:
-    table = load_capacity_table(CAPACITY_CURVES)
+    table = pd.read_csv(CAPACITY_CURVES)
     assert (table["instances"] != 0).all()
     for _, g in table[table["instances"] > 0].groupby(["model", "vm_type", "tier"]):
         grid = g.pivot_table(index="rate_rps", columns="cv", values="instances")

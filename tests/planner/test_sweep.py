@@ -177,9 +177,9 @@ def test_sweep_rows_on_a_replay_and_their_frontier(p: FleetParams) -> None:
     issue's keys; the frontier's point meets the targets and every cheaper point of its
     family misses one."""
     rng = np.random.default_rng(2)
-    t = np.arange(360)
-    iwf = 60.0 + 50.0 * np.sin(t / 40.0) ** 2 + rng.gamma(2.0, 10.0, 360)
-    d = demand(360, {(0, IWF): iwf, (1, IWN): 40.0 + 0.1 * t, (0, NIW): 20.0})
+    t = np.arange(240)
+    iwf = 60.0 + 50.0 * np.sin(t / 40.0) ** 2 + rng.gamma(2.0, 10.0, 240)
+    d = demand(240, {(0, IWF): iwf, (1, IWN): 40.0 + 0.1 * t, (0, NIW): 20.0})
     cfg = tiny_config()
     wb, clair = references(cfg, p, d, ideal(p))
     rows = [
