@@ -168,7 +168,7 @@ def _relaxation_stage(
 ) -> tuple[Any, tuple[dict[Key, float], dict[Key, float]] | None]:
     """Steps 1 and 2: the relaxation (bound, prices) and the dive's plan."""
     from planner.ilp.build import create_model
-    from planner.ilp.dive import dive
+    from planner.ilp.dive import dive, trim
     from planner.ilp.highs_lp import HighsRelaxation
 
     began = time.perf_counter()
@@ -182,6 +182,8 @@ def _relaxation_stage(
     plan = dive(data, relax, relax.values(solved.x), deadline)
     if plan is not None:
         out.offer_plan(plan.values, plan.objective, plan.label)
+        plan = trim(data, relax, plan, deadline)
+        out.offer_plan(plan.values, plan.objective, f"{plan.label}, trimmed")
     pi: dict[Key, float] = {}
     mu: dict[Key, float] = {}
     for name, i in relax.row.items():
@@ -316,6 +318,17 @@ class _Ascent:
                 theta = min(2.0, theta * 1.2)
             else:
                 stall += 1
+            if (
+                out.iterations == 1
+                and out.start.startswith("LP duals")
+                and bound <= out.lower_bound
+            ):
+                # at the relaxation's own prices the region MIPs, cut off at their limits,
+                # bound less than the relaxation: their dual bounds are weaker than their LPs,
+                # and the steps only leave the prices at which L is largest (8×10×3 rung: 5-9
+                # rounds, none above the relaxation; plans assembled from them ~4,000× its cost)
+                log.info("decomposition: L at the relaxation's prices %.2f, rounds stopped", bound)
+                return
             out.offer_bound(bound, "Lagrangian")
             # a plan from this round's regions whenever the LP that assembles it is cheap
             if out.assembly_seconds < 0.05 * settings.time_limit_s:

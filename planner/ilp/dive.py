@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.ilp.data import PlanningData
 from planner.ilp.highs_lp import HighsRelaxation
@@ -112,3 +112,36 @@ def dive(
     if plan is None:
         return None
     return DivePlan(plan[0], plan[1], rounds, "dive" if rounds else "rounding")
+
+
+def trim(data: PlanningData, relax: HighsRelaxation, plan: DivePlan, deadline: float) -> DivePlan:
+    """The plan's VMs trimmed where the load fits in the others (the repair after rounding).
+
+    The relaxation is re-solved with the committed hours' instances held and every VM count
+    bounded above by the plan's, ``0 ≤ y ≤ ŷ`` (the LP may move load between hours, regions
+    and types to free VMs, paying only for the fraction it keeps); a count whose LP value
+    ``ȳ`` leaves at least one whole VM idle, ``⌈ȳ⌉ < ŷ``, is lowered to ``⌈ȳ⌉``, and the
+    plan with those counts fixed and everything else re-optimised is kept if cheaper. The
+    box's solution is feasible for it (``ȳ ≤ ⌈ȳ⌉``), and one pass is all there is: with
+    the lowered caps the box's optimum stays where it was. Interior point for the box (the
+    8×10×3 rung: 1.7 s against 8.7 s of dual simplex warm from the plan's basis; primal
+    simplex did not finish in 60 s); lowering fractions under 0.1 as well gained 0.01 %,
+    under 0.25 cost 10 %."""
+    counts = integer_entries(data, {f: plan.values[f] for f in ("x", "xs", "y", "z")})
+    relax.fix_counts({f: counts[f] for f in ("x", "xs")}, {f: counts[f] for f in ("y", "z")})
+    try:
+        solved = relax.solve(deadline - time.perf_counter(), "ipm")
+    finally:
+        relax.release()
+    if not solved.optimal or solved.x is None:
+        return plan
+    box = relax.values(solved.x)
+    lowered = {f: {k: float(math.ceil(box[f][k] - EPS)) for k in counts[f]} for f in ("y", "z")}
+    n = sum(lowered[f][k] < counts[f][k] for f in ("y", "z") for k in counts[f])
+    if n == 0:
+        return plan
+    got = relax.fixed_count_plan({**counts, **lowered}, deadline - time.perf_counter())
+    log.info("trim: %d VM counts lowered, plan %s", n, None if got is None else f"{got[1]:.2f}")
+    if got is None or got[1] >= plan.objective:
+        return plan
+    return replace(plan, values=got[0], objective=got[1])

@@ -156,10 +156,25 @@ class HighsRelaxation:
                 x[self.column[var.name]] = float(given.get(key, 0.0)) / fam.scale
         return x
 
-    def fix_counts(self, counts: Values) -> None:
+    def fix_counts(self, counts: Values, caps: Values | None = None) -> None:
         """The entries of ``counts`` (family → key → value, plan units) held by their
-        bounds; everything else keeps its bounds. ``release`` undoes it."""
-        idx, val = [], []
+        bounds, those of ``caps`` bounded above by theirs (their lower bounds kept);
+        everything else keeps its bounds. ``release`` undoes it."""
+        idx, val = self._columns(counts)
+        lo = np.asarray(val, dtype=float)
+        if caps:
+            cap_idx, cap_val = self._columns(caps)
+            idx += cap_idx
+            val += cap_val
+            lo = np.concatenate([lo, self.col_lo[np.asarray(cap_idx, dtype=np.int32)]])
+        cols = np.asarray(idx, dtype=np.int32)
+        self.h.changeColsBounds(len(cols), cols, lo, np.asarray(val, dtype=float))
+        self.fixed = cols
+
+    def _columns(self, counts: Values) -> tuple[list[int], list[float]]:
+        """The columns of ``counts``' entries and their values in model units."""
+        idx: list[int] = []
+        val: list[float] = []
         for family, given in counts.items():
             variables = self.built.vars[family]
             scale = FAMILIES[family].scale
@@ -168,10 +183,7 @@ class HighsRelaxation:
                 if var is not None:
                     idx.append(self.column[var.name])
                     val.append(float(value) / scale)
-        cols = np.asarray(idx, dtype=np.int32)
-        vals = np.asarray(val, dtype=float)
-        self.h.changeColsBounds(len(cols), cols, vals, vals)
-        self.fixed = cols
+        return idx, val
 
     def release(self) -> None:
         if self.fixed is None:

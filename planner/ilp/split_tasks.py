@@ -242,9 +242,44 @@ def dive_block(
     h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
     h.changeColsBounds(len(cols), cols, vals_arr, vals_arr)
     st, nx, _ = _run(h, "simplex", max(end - time.perf_counter(), 1.0))
-    if nx is not None:
-        nx[cols] = vals_arr
+    if nx is None:
+        return st, nx, rounds
+    nx[cols] = vals_arr
+    if time.perf_counter() < rounds_end:
+        vm = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
+        nx = trim_block(h, nx, vm, lo0[vm], end)
     return st, nx, rounds
+
+
+def trim_block(h: Any, x: np.ndarray, vm: np.ndarray, vm_lo: np.ndarray, end: float) -> np.ndarray:
+    """planner.ilp.dive.trim on the LP held in ``h`` (solved at ``x``, its VM columns
+    ``vm`` and the committed instances fixed): the VM columns boxed to ``[vm_lo, x]``, solved
+    by interior point, counts that leave a whole VM idle lowered to the box's value rounded
+    up, re-solved fixed; the cheaper point (by ``h``'s costs, shortfalls included). ``h``
+    is left with the kept point's counts fixed."""
+    counts = x[vm].copy()
+    h.changeColsBounds(len(vm), vm, vm_lo, counts)
+    _st, box, _ = _run(h, "ipm", end - time.perf_counter())
+    h.changeColsBounds(len(vm), vm, counts, counts)
+    if box is None:
+        return x
+    lowered = np.minimum(np.ceil(box[vm] - 1e-6), counts)
+    if not np.any(lowered < counts):
+        return x
+    h.changeColsBounds(len(vm), vm, lowered, lowered)
+    _st, nx, _ = _run(h, "simplex", end - time.perf_counter())
+    cost = np.asarray(h.getLp().col_cost_, dtype=float)
+    log.info(
+        "trim: %d VM counts lowered, %.2f → %s",
+        int(np.sum(lowered < counts)),
+        float(cost @ x),
+        None if nx is None else f"{float(cost @ nx):.2f}",
+    )
+    if nx is None or float(cost @ nx) >= float(cost @ x):
+        h.changeColsBounds(len(vm), vm, counts, counts)
+        return x
+    nx[vm] = lowered
+    return nx
 
 
 def solve_whole(

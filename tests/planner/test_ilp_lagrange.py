@@ -15,7 +15,7 @@ import pytest
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
 from planner.ilp.decompose import DecompositionResult, DecompositionSettings, decompose
-from planner.ilp.dive import dive
+from planner.ilp.dive import DivePlan, dive, integer_entries, trim
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.lagrange import solve_region
 from planner.ilp.parallel import RegionPool
@@ -143,6 +143,30 @@ def test_dive_plan_verifies_between_bound_and_rounding(seed: int) -> None:
     assert plan.objective == pytest.approx(relax.objective_of(relax.point(plan.values)), rel=1e-9)
     facts = SolverFacts("t", plan.objective, 0.0, solved.bound, 0, 0, "", "h")
     check = verify(from_values(data, plan.values, facts), data)
+    assert check.ok, check.violations[:5]
+
+
+def test_trim_closes_idle_vms_and_the_plan_verifies() -> None:
+    """A VM more than the dive's plan holds (of one region and type, every hour after the
+    first, which the lead time rules out) is idle: the trim holds fewer VM-hours, the plan
+    gets cheaper, stays no cheaper than the optimum and verifies."""
+    data = _instance(1)
+    optimum = solve(create_model(data), EXACT)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    solved = relax.solve(30.0)
+    assert solved.x is not None
+    plan = dive(data, relax, relax.values(solved.x), time.perf_counter() + 60.0)
+    assert plan is not None
+    counts = integer_entries(data, plan.values)
+    rg = min(data.quota, key=lambda k: (-data.quota[k], k))
+    padded = {k: v + 1 if k[:2] == rg and k[2] > 1 else v for k, v in counts["y"].items()}
+    fat = relax.fixed_count_plan({**counts, "y": padded}, 30.0)
+    assert fat is not None and fat[1] > plan.objective + 1e-6
+    trimmed = trim(data, relax, DivePlan(fat[0], fat[1], 1, "dive"), time.perf_counter() + 60)
+    assert optimum.objective - 1e-6 <= trimmed.objective < fat[1] - 1e-6
+    assert sum(trimmed.values["y"].values()) < sum(padded.values())
+    facts = SolverFacts("t", trimmed.objective, 0.0, solved.bound, 0, 0, "", "h")
+    check = verify(from_values(data, trimmed.values, facts), data)
     assert check.ok, check.violations[:5]
 
 
