@@ -16,7 +16,9 @@ Fallbacks, each recorded with its reason on the series and on every forecast row
   hours of that window before the change point brought to the new level
   (:func:`post_shift_window`), so the forecast neither sticks to the old level nor reads the
   step as a trend;
-* ``model_failed``: fitting or forecasting raised or returned NaN: seasonal naive (sp = 24).
+* ``model_failed``: fitting or forecasting raised or returned NaN: seasonal naive (sp = 24);
+* ``implausible_point`` / ``band_capped``: a point or quantile above 2.5× the series' largest
+  hour of the last week (:mod:`planner.forecast.sanity`): seasonal naive / quantiles capped.
 """
 
 from __future__ import annotations
@@ -27,20 +29,19 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from planner.forecast import gbm, nowcast
+from planner.forecast import gbm, nowcast, sanity
 from planner.forecast.calibration import ResidualQuantiles, offset_for
 from planner.forecast.gbm import NAME as GBM
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import HYBRIDS, REGISTRY, _fit_one, forward_one, uses_global
 from planner.forecast.peers import peer_profile, peer_residuals
 from planner.forecast.series import Panel, SeriesKey
+from planner.forecast.shift import SHIFT_WINDOW_H, detect_level_shift, post_shift_window
 from planner.quantiles import QUANTILES, quantile_column
 
 log = logging.getLogger(__name__)
 MIN_OWN_HOURS = 72
 LOCAL_FALLBACK = "ets_theta"  # for global candidates after a level shift or without a model
-SHIFT_RATIO = 2.5
-SHIFT_WINDOW_H = 72
 
 
 @dataclass
@@ -56,55 +57,6 @@ class FittedSeries:
     scores: dict[str, float] = field(default_factory=dict)
     # quantiles of nowcasts' own residuals (used when the hour in progress was read)
     nowcast_residuals: ResidualQuantiles | None = None
-
-
-def detect_level_shift(y: pd.Series) -> float | None:
-    """A persistent level change in the last 24 h against the same hours a week (else a day)
-    earlier: the median ratio is ≥ ``SHIFT_RATIO`` (or ≤ its inverse) and at least 18 of the
-    24 hours moved the same way by half that. Returns the ratio, or None. A burst of a few
-    hours is not a shift (spike capping handles those)."""
-    y = y.dropna()
-    if len(y) < 48:
-        return None
-    lag = 168 if len(y) >= 168 + 24 else 24
-    recent = y.iloc[-24:].to_numpy()
-    before = y.iloc[-24 - lag : -lag].to_numpy()
-    if len(before) != 24:
-        return None
-    floor = 0.05 * max(float(np.median(y)), 1e-9)
-    ratios = (recent + floor) / (before + floor)
-    ratio = float(np.median(ratios))
-    half = np.sqrt(SHIFT_RATIO)
-    if ratio >= SHIFT_RATIO and (ratios >= half).sum() >= 18:
-        return ratio
-    if ratio <= 1 / SHIFT_RATIO and (ratios <= 1 / half).sum() >= 18:
-        return ratio
-    return None
-
-
-def post_shift_window(y: np.ndarray) -> np.ndarray:
-    """The last ``SHIFT_WINDOW_H`` hours of ``y`` (imputed history) with the hours before the
-    shift brought to the level after it.
-
-    d_t = log((y_t + f) / (y_{t−168} + f)) over the window (f: 5 % of the median level) is a
-    step where the level moved; the change point k maximises |Σ_{t<k} (d_t − d̄)| (CUSUM) and
-    the hours before it are scaled by exp(mean d[k:] − mean d[:k]) when that step is at least
-    half a shift (√``SHIFT_RATIO``). Needs a week before the window; otherwise the window is
-    returned as it is."""
-    y = np.asarray(y, dtype=float)
-    window = y[-SHIFT_WINDOW_H:].copy()
-    if len(y) < SHIFT_WINDOW_H + 168 or len(window) < 2:
-        return window
-    floor = 0.05 * max(float(np.median(y)), 1e-9)
-    before = y[-SHIFT_WINDOW_H - 168 : -168]
-    d = np.log(np.maximum(window, 0.0) + floor) - np.log(np.maximum(before, 0.0) + floor)
-    cusum = np.cumsum(d - d.mean())[:-1]
-    k = int(np.argmax(np.abs(cusum))) + 1
-    step = float(d[k:].mean() - d[:k].mean())
-    if abs(step) < 0.5 * np.log(SHIFT_RATIO):
-        return window
-    window[:k] = np.maximum((np.maximum(window[:k], 0.0) + floor) * np.exp(step) - floor, 0.0)
-    return window
 
 
 def fit_global(panel: Panel) -> GlobalGBM:
@@ -199,7 +151,9 @@ def forecast_frame(
     rows = []
     levels = panel.observed.iloc[-168:].mean()
     for series, fs in fitted.items():
-        point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
+        got = _point(fs, panel, series, horizon, fitted, timezones, hours)
+        cap_of = _recent_max(fs, panel, series, readings)
+        point, forecaster, fallback = _sane_point(got, cap_of, panel, series)
         residuals = fs.residuals or peer_residuals(series, fitted)
         if readings and series in readings and fs.model is not None:
             offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
@@ -209,8 +163,38 @@ def forecast_frame(
             # the forecast's own band, wider than a nowcast's errors)
             residuals = fs.nowcast_residuals or residuals
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
+        quantiles, capped = sanity.cap_quantiles(quantiles, cap_of)
+        fallback = sanity.join(fallback, capped)
         rows.append(_rows(series, fs, origin, hours, point, quantiles, forecaster, fallback))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def _recent_max(
+    fs: FittedSeries, panel: Panel, series: str, readings: dict[str, float] | None
+) -> float:
+    """The sanity guard's reference (:mod:`planner.forecast.sanity`): the series' largest
+    observed hour in the last week, or the hour in progress if higher; 0 (guard off) for a
+    series without its own model (peer profiles of new series are left to their fallback)."""
+    if fs.model is None or series not in panel.observed:
+        return 0.0
+    seen = sanity.recent_max(panel.observed[series].to_numpy(dtype=float))
+    return max(seen, (readings or {}).get(series, 0.0))
+
+
+def _sane_point(
+    got: tuple[np.ndarray, str, str | None], cap_of: float, panel: Panel, series: str
+) -> tuple[np.ndarray, str, str | None]:
+    """The point (with its forecaster and fallback), or seasonal naive (sp = 24) with the
+    reason when it is implausible."""
+    point, forecaster, fallback = got
+    why = sanity.point_exceeds(point, cap_of)
+    if why is None:
+        return point, forecaster, fallback
+    raw = panel.filled[series].to_numpy(dtype=float)
+    res, _, _ = forward_one("snaive24", _snaive_fit(raw), raw, len(point))
+    log.info("%s: %s (was %s)", series, why, forecaster)
+    naive = np.maximum(np.asarray(res["mean"], dtype=float), 0.0)
+    return naive, "snaive24", sanity.join(fallback, f"{why} (instead of {forecaster})")
 
 
 def _rows(

@@ -1,0 +1,83 @@
+"""The forecast sanity guard (issue #18): an implausible point falls back to seasonal naive and
+an implausible band is capped, each recorded with its reason; a normal series is untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.forecast import sanity
+from planner.forecast.calibration import ResidualQuantiles
+from planner.forecast.forecast import fit_series, forecast_frame
+from planner.forecast.models import forward_one
+from planner.forecast.series import Panel, build_panel
+from planner.quantiles import QUANTILES, quantile_column
+from tests.helpers import TIMEZONES, demand_frame
+
+SERIES = "us-east|m1|IW-F|token_rate"
+
+
+def _panel(token_rate: np.ndarray | None = None) -> tuple[Panel, pd.Timestamp]:
+    d = demand_frame(days=10, series=(("us-east", "m1", "IW-F"),))
+    if token_rate is not None:
+        d = d.assign(token_rate=token_rate)
+    origin = d["hour"].max() + pd.Timedelta(hours=1)
+    return build_panel(d, origin, metrics=("token_rate",)), origin
+
+
+def _week_max(panel: Panel) -> float:
+    return float(panel.observed[SERIES].iloc[-168:].max())
+
+
+def test_an_exploding_ets_falls_back_to_seasonal_naive_with_its_reason() -> None:
+    # ETS fitted at selection time on a day-on-day ×e ramp learns its trend; an hour later the
+    # series is back to its normal level and the re-conditioned model extrapolates far above it
+    calm, origin = _panel()
+    ramp, _ = _panel(10 * np.exp(np.arange(240) / 24))
+    fitted = {SERIES: fit_series(SERIES, "ets", ramp, None, "test")}
+    raw = calm.filled[SERIES].to_numpy(dtype=float)
+    model = fitted[SERIES].model
+    assert forward_one("ets", model, raw, 24)[0]["mean"].max() > 2.5 * _week_max(calm)
+    frame = forecast_frame(fitted, calm, origin, 24, TIMEZONES)
+    assert (frame["forecaster"] == "snaive24").all()
+    assert frame["fallback"].str.contains(r"implausible_point: peak \d+\.\dx").all()
+    assert frame["fallback"].str.contains("instead of ets").all()
+    np.testing.assert_allclose(frame["point"], raw[-24:])  # seasonal naive, sp = 24
+
+
+def test_a_normal_series_is_untouched() -> None:
+    panel, origin = _panel()
+    fitted = {SERIES: fit_series(SERIES, "ets", panel, None, "test")}
+    residuals = ResidualQuantiles.fit(np.random.default_rng(0).normal(0, 0.2, 500), 1.0)
+    fitted[SERIES].residuals = residuals
+    frame = forecast_frame(fitted, panel, origin, 24, TIMEZONES)
+    raw = panel.filled[SERIES].to_numpy(dtype=float)
+    expected = np.maximum(forward_one("ets", fitted[SERIES].model, raw, 24)[0]["mean"], 0.0)
+    assert frame["fallback"].isna().all() and (frame["forecaster"] == "ets").all()
+    np.testing.assert_allclose(frame["point"], expected)
+    for t, q in residuals.apply(expected).items():
+        np.testing.assert_allclose(frame[quantile_column(t)], q)
+
+
+def test_an_absurdly_wide_band_is_capped_with_its_reason() -> None:
+    # a bursty series' residuals (log σ = 2.5): the upper quantiles reach ~100× the point
+    panel, origin = _panel()
+    fitted = {SERIES: fit_series(SERIES, "ets", panel, None, "test")}
+    wide = ResidualQuantiles.fit(np.random.default_rng(0).normal(0, 2.5, 500), 1.0)
+    fitted[SERIES].residuals = wide
+    frame = forecast_frame(fitted, panel, origin, 24, TIMEZONES)
+    cap = sanity.SANITY_RATIO * _week_max(panel)
+    top = frame[quantile_column(max(QUANTILES))]
+    assert top.max() == pytest.approx(cap) and (top <= cap + 1e-9).all()
+    assert frame["fallback"].str.startswith("band_capped: top quantile").all()
+    assert (frame["forecaster"] == "ets").all()  # the point is kept
+    uncapped = wide.apply(frame["point"].to_numpy())
+    np.testing.assert_allclose(frame[quantile_column(0.5)], np.minimum(uncapped[0.5], cap))
+
+
+def test_no_recent_demand_leaves_the_band_alone() -> None:
+    band = {0.5: np.array([1.0, 2.0]), 0.99: np.array([50.0, 80.0])}
+    assert sanity.cap_quantiles(band, 0.0) == (band, None)
+    assert sanity.point_exceeds(np.array([1e9]), 0.0) is None
+    assert sanity.recent_max(np.array([np.nan, 3.0, np.nan])) == 3.0
