@@ -294,6 +294,22 @@ class _Ascent:
                 g_mu[key] = g_mu.get(key, 0.0) - v
         return bound, results, g_pi, g_mu
 
+    def first_round_below_relaxation(self, bound: float) -> bool:
+        """The first round, at the relaxation's own prices (``LP duals`` start), bounds no
+        higher than the relaxation: the region MIPs, cut off at their limits, have dual bounds
+        weaker than their LPs, and the steps only leave the prices at which L is largest
+        (8×10×3 rung: 5-9 rounds, none above the relaxation; plans assembled from them
+        ~4,000× its cost), so further rounds are time lost."""
+        out = self.out
+        return out.iterations == 1 and out.start.startswith("LP duals") and bound <= out.lower_bound
+
+    def polyak_step(self, bound: float, theta: float, norm2: float) -> float:
+        """Polyak's step length towards the best plan's value (without a plan: the bound + a
+        tenth of it), for a subgradient of squared norm ``norm2``."""
+        best = self.out.lower_bound
+        target = self.out.objective if math.isfinite(self.out.objective) else best + 0.1 * abs(best)
+        return theta * max(target - bound, 1e-6 * abs(target)) / norm2
+
     def run(self, pi: dict[Key, float], mu: dict[Key, float], started: float) -> None:
         out, settings = self.out, self.settings
         best_prices = (dict(pi), dict(mu))
@@ -318,15 +334,7 @@ class _Ascent:
                 theta = min(2.0, theta * 1.2)
             else:
                 stall += 1
-            if (
-                out.iterations == 1
-                and out.start.startswith("LP duals")
-                and bound <= out.lower_bound
-            ):
-                # at the relaxation's own prices the region MIPs, cut off at their limits,
-                # bound less than the relaxation: their dual bounds are weaker than their LPs,
-                # and the steps only leave the prices at which L is largest (8×10×3 rung: 5-9
-                # rounds, none above the relaxation; plans assembled from them ~4,000× its cost)
+            if self.first_round_below_relaxation(bound):
                 log.info("decomposition: L at the relaxation's prices %.2f, rounds stopped", bound)
                 return
             out.offer_bound(bound, "Lagrangian")
@@ -343,10 +351,7 @@ class _Ascent:
                 theta, stall = theta / 2, 0
                 pi, mu = dict(best_prices[0]), dict(best_prices[1])
                 continue
-            # Polyak's step towards the best plan's value (without a plan: the bound + a tenth)
-            best = out.lower_bound
-            target = out.objective if math.isfinite(out.objective) else best + 0.1 * abs(best)
-            step = theta * max(target - bound, 1e-6 * abs(target)) / norm2
+            step = self.polyak_step(bound, theta, norm2)
             pi = {key: p + step * g_pi[key] for key, p in pi.items()}
             mu = {key: p + step * g_mu.get(key, 0.0) for key, p in mu.items()}
         if out.gap > settings.gap and time.perf_counter() < self.deadline - 1.0:
