@@ -9,6 +9,7 @@ import math
 import random
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -128,17 +129,24 @@ def test_lp_start_bound_is_the_relaxation_checked_from_its_duals(seed: int) -> N
         assert decompose(data, cost_based, pool).start == "cost-based prices"
 
 
-@pytest.mark.parametrize("seed", [1, 3])
-def test_dive_plan_verifies_between_bound_and_rounding(seed: int) -> None:
-    """The dive's plan is a verified plan, no cheaper than the optimum, and its objective is
-    what the plan costs (the fixed-count LP's value)."""
-    data = _instance(seed)
+def _optimum_and_dive(data: PlanningData) -> tuple[Any, HighsRelaxation, Any, DivePlan]:
+    """The instance solved to optimality, its relaxation (with the valid cuts) solved, and
+    the dive's plan from that relaxation."""
     optimum = solve(create_model(data), EXACT)
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
     solved = relax.solve(30.0)
     assert solved.x is not None
     plan = dive(data, relax, relax.values(solved.x), time.perf_counter() + 60.0)
     assert plan is not None
+    return optimum, relax, solved, plan
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_dive_plan_verifies_between_bound_and_rounding(seed: int) -> None:
+    """The dive's plan is a verified plan, no cheaper than the optimum, and its objective is
+    what the plan costs (the fixed-count LP's value)."""
+    data = _instance(seed)
+    optimum, relax, solved, plan = _optimum_and_dive(data)
     assert solved.bound - 1e-6 <= optimum.objective <= plan.objective + 1e-6
     assert plan.objective == pytest.approx(relax.objective_of(relax.point(plan.values)), rel=1e-9)
     facts = SolverFacts("t", plan.objective, 0.0, solved.bound, 0, 0, "", "h")
@@ -151,12 +159,7 @@ def test_trim_closes_idle_vms_and_the_plan_verifies() -> None:
     first, which the lead time rules out) is idle: the trim holds fewer VM-hours, the plan
     gets cheaper, stays no cheaper than the optimum and verifies."""
     data = _instance(1)
-    optimum = solve(create_model(data), EXACT)
-    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
-    solved = relax.solve(30.0)
-    assert solved.x is not None
-    plan = dive(data, relax, relax.values(solved.x), time.perf_counter() + 60.0)
-    assert plan is not None
+    optimum, relax, solved, plan = _optimum_and_dive(data)
     counts = integer_entries(data, plan.values)
     rg = min(data.quota, key=lambda k: (-data.quota[k], k))
     padded = {k: v + 1 if k[:2] == rg and k[2] > 1 else v for k, v in counts["y"].items()}

@@ -10,30 +10,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from planner.sim.fleet import FleetParams, Targets
-from planner.sim.fluid import Observation
+from planner.sim.fleet import FleetParams
 from planner.sim.plan_ramp import PlanRamp
 from planner.sim.plan_reactive import PlanReactive
 from planner.sim.slo_policy import SloReactive
 from tests.helpers import replay
+from tests.planner.test_plan_reactive import recording
 from tests.planner.test_sim import IWF, demand, p, targets
 
 __all__ = ["p"]
 DIALS: dict[str, Any] = {"target": 0.6, "up": 0.7, "down": 0.4, "cooldown_in_min": 5}
 
 
-class Recording(PlanRamp):
-    """PlanRamp that keeps every target it hands the simulator, with the floor then."""
-
-    def __init__(self, *a: object, **k: object) -> None:
-        super().__init__(*a, **k)  # type: ignore[arg-type]
-        self.asked: list[tuple[int, Targets, Targets]] = []
-
-    def decide(self, obs: Observation) -> Targets | None:
-        out = super().decide(obs)
-        if out is not None:
-            self.asked.append((obs.minute, out.copy(), self.floor().copy()))
-        return out
+Recording = recording(PlanRamp)
 
 
 def test_hands_the_plans_surplus_back_minute_by_minute(p: FleetParams) -> None:

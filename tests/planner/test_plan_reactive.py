@@ -17,18 +17,25 @@ from tests.planner.test_sim import IWF, NIW, demand, fixed, p, targets
 __all__ = ["p"]
 
 
-class Recording(PlanReactive):
-    """PlanReactive that keeps every target it hands the simulator, with the floor then."""
+def recording(base: type[PlanReactive]) -> type[PlanReactive]:
+    """``base`` (LT-R or a policy built on it) keeping every target it hands the simulator,
+    with the floor then, in ``asked``."""
 
-    def __init__(self, *a: object, **k: object) -> None:
-        super().__init__(*a, **k)  # type: ignore[arg-type]
-        self.asked: list[tuple[int, Targets, Targets]] = []
+    class Recording(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *a: object, **k: object) -> None:
+            super().__init__(*a, **k)
+            self.asked: list[tuple[int, Targets, Targets]] = []
 
-    def decide(self, obs: Observation) -> Targets | None:
-        out = super().decide(obs)
-        if out is not None:
-            self.asked.append((obs.minute, out.copy(), self.floor().copy()))
-        return out
+        def decide(self, obs: Observation) -> Targets | None:
+            out = super().decide(obs)
+            if out is not None:
+                self.asked.append((obs.minute, out.copy(), self.floor().copy()))
+            return out
+
+    return Recording
+
+
+Recording = recording(PlanReactive)
 
 
 def test_scales_above_the_plan_when_hot_and_hands_back(p: FleetParams) -> None:
