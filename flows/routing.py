@@ -148,6 +148,8 @@ def load_work(prompt: np.ndarray, output: np.ndarray, prof: InstanceProfile) -> 
     the rows hold, 1,000 to 5,000. A request the instance refuses (beyond its context window)
     is no work."""
     fits = prompt + output <= prof.max_context
+    if not fits.any():
+        return np.zeros(len(prompt))  # nothing this server can take: no work to state
     draw = min(max(int(fits.sum()), 1_000), 5_000)
     kappa = saturation(prof, prompt[fits], output[fits], requests=draw)
     return np.asarray(np.where(fits, prof.busy_s(prompt, output), 0.0) / kappa, float)

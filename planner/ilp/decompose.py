@@ -334,7 +334,7 @@ class _Ascent:
                 theta = min(2.0, theta * 1.2)
             else:
                 stall += 1
-            if self.first_round_below_relaxation(bound):
+            if out.values is not None and self.first_round_below_relaxation(bound):
                 log.info("decomposition: L at the relaxation's prices %.2f, rounds stopped", bound)
                 return
             out.offer_bound(bound, "Lagrangian")

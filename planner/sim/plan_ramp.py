@@ -71,7 +71,9 @@ class PlanRamp(PlanReactive):
         return self.targets()
 
     def _least(self, floor: Array) -> Array | float:
-        """The plan's count until the hand-over, the availability floor after it."""
+        """Until the hand-over, what the purchase set (the next hour's plan count, or with
+        ``delta`` what the layer held plus the plan's rise, up to that count); the
+        availability floor after it."""
         return self._due
 
     def _move_floor(self, t: int) -> bool:
@@ -81,7 +83,7 @@ class PlanRamp(PlanReactive):
             plan = self._plan(h + 1).instances.sum(axis=2)
             if self.delta:  # the forecast rise on top of what the layer holds, up to the plan
                 rise = np.maximum(plan - self._plan(h).instances.sum(axis=2), 0.0)
-                plan = np.maximum(self._extra, np.minimum(self._extra + rise, plan))
+                plan = np.minimum(self._extra + rise, plan)
             self._due = np.maximum(plan, self.min_instances)
             grow = self._extra < self._due
             self._extra = np.maximum(self._extra, self._due)

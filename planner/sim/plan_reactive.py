@@ -185,8 +185,8 @@ class PlanReactive:
         quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
         down = (pressure < self.down) & quiet & (extra > 0) & (stable < total)
         extra[down] = np.maximum(stable[down] - floor[down], 0.0)
-        self._last_in[down] = t
         extra = np.maximum(extra, self._least(floor))
+        self._last_in[down & (extra < self._extra)] = t  # a step the hold cancelled is none
         if not moved and np.array_equal(extra, self._extra):
             return None
         self._extra = extra

@@ -89,3 +89,21 @@ def test_never_below_the_plan_or_the_availability_floor(p: FleetParams, delta: b
 def test_a_hand_over_after_the_next_purchase_is_refused(p: FleetParams) -> None:
     with pytest.raises(ValueError, match="release_min 40"):
         PlanRamp(p, [targets(p, 1)], release_min=40)
+
+
+def test_a_pool_whose_plan_does_not_rise_is_not_frozen(p: FleetParams) -> None:
+    """The plan holds 1 instance every hour; 500 tokens/s until minute 37, then 20. The layer
+    scales out for the burst and, once it passes, sheds its own scale-outs through the
+    purchase window (minute 40 to the hand-over): with ``delta`` the hold is the rise on top
+    of what it held, up to the plan's count, so a plan that does not rise holds nothing above
+    the plan, exactly as without ``delta`` (it once held the whole burst fleet ~35 minutes)."""
+    d = demand(180, {(0, IWF): np.r_[np.full(37, 500.0), np.full(143, 20.0)]})
+    plan = [targets(p, 1, 1)] * 3
+    runs = {
+        delta: replay(p, d, PlanRamp(p, plan, name="lt-f", delta=delta, **DIALS), drain=False)
+        for delta in (False, True)
+    }
+    gpus = runs[True].timeline["gpus"].to_numpy()
+    assert gpus[:37].max() > gpus[-1]  # the burst was served by the layer's scale-outs
+    assert gpus[60] == pytest.approx(gpus[-1])  # shed before the hand-over at minute 75
+    assert runs[True].gpu_hours == pytest.approx(runs[False].gpu_hours)
