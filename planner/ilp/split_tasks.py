@@ -246,8 +246,7 @@ def dive_block(
         return st, nx, rounds
     nx[cols] = vals_arr
     if time.perf_counter() < rounds_end:
-        vm = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
-        nx = trim_block(h, nx, vm, lo0[vm], end)
+        nx = trim_block(h, nx, vm_cols, lo0[vm_cols], end)
     return st, nx, rounds
 
 
