@@ -51,6 +51,7 @@ from planner.sim.fluid import simulate
 from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
 from planner.sim.profile import fit_context, profiles_for_config
 from planner.sim.scenario import make_policies
+from planner.utc import naive_utc
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
 from planner.workload.tokens import TokenSampler
 
@@ -118,7 +119,7 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     # the replay reads minute aggregates beside the rows (none here): the warehouse's own table
     con.execute(MINUTES_TABLE)
     rows = con.execute("SELECT count(*) FROM requests").fetchone()[0]  # type: ignore[index]
-    start = pd.Timestamp(spec.start).tz_convert("UTC").tz_localize(None)
+    start = naive_utc(spec.start)
     end = start + pd.Timedelta(days=args.days)
     t0 = time.perf_counter()
     buckets = run(con, "sim/minute_buckets", start=start, end=end).df()

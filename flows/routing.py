@@ -200,9 +200,30 @@ def _pool(
         )
     evaluation = rows.iloc[-evaluated:].reset_index(drop=True)
     eval_start: datetime = evaluation["arrival_time"].iloc[0]
+    train_rows = _predictor_rows(con, model, first, eval_start, len(rows), spec.predictor_rows)
+    before = rows[rows["arrival_time"] < eval_start].reset_index(drop=True)
+    step = max(len(before) // (spec.train_traces + 1), spec.train_requests)
+    trace_rows = [
+        before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
+        for k in range(spec.train_traces + 1)
+    ]
+    return _Pool(region, model, prof, evaluation, eval_start, trace_rows, train_rows)
+
+
+def _predictor_rows(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    first: datetime,
+    eval_start: datetime,
+    pool_rows: int,
+    wanted: int,
+) -> pd.DataFrame:
+    """The length predictor's training rows: the model's rows in every region before the
+    evaluation starts (from a year before the pool's first row), one in every k so that
+    about ``wanted`` are kept (k from the model's whole row count, else the pool's)."""
     whole = run(con, "routing/busiest_pool", model=model, region="").fetchone()
-    total = int(whole[2]) if whole else len(rows)
-    keep = max(1, total // spec.predictor_rows)
+    total = int(whole[2]) if whole else pool_rows
+    keep = max(1, total // wanted)
     train_rows = run(
         con,
         "routing/request_rows",
@@ -215,13 +236,7 @@ def _pool(
     log.info(
         "length predictor: %d training rows (1 in %d), before %s", len(train_rows), keep, eval_start
     )
-    before = rows[rows["arrival_time"] < eval_start].reset_index(drop=True)
-    step = max(len(before) // (spec.train_traces + 1), spec.train_requests)
-    trace_rows = [
-        before.iloc[k * step : k * step + spec.train_requests].reset_index(drop=True)
-        for k in range(spec.train_traces + 1)
-    ]
-    return _Pool(region, model, prof, evaluation, eval_start, trace_rows, train_rows)
+    return train_rows
 
 
 def _policy(

@@ -27,6 +27,7 @@ from flows.clock import Clock, start_replay, stop_replay
 from flows.feed import prepare
 from flows.run_context import run_config
 from flows.warehouse.connection import connect
+from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
 from reports.pages import serve_pages
 
@@ -173,8 +174,8 @@ def start_demo_clock(cfg: FleetConfig, shared: Path, delay_s: float = 15.0) -> C
     data_end = None
     if Path(cfg.paths.warehouse).exists():
         with connect(cfg.paths.warehouse, read_only=True) as con:
-            row = con.execute("SELECT max(arrival_time) FROM requests").fetchone()
-            data_end = pd.Timestamp(row[0]) if row and row[0] is not None else None
+            last = run(con, "status/overview").df()["last_arrival"].iloc[0]
+            data_end = None if pd.isna(last) else pd.Timestamp(last)
     clock = start_replay(cfg, data_end, datetime.now(UTC) + timedelta(seconds=delay_s))
     prepare(cfg, clock.anchor, shared)
     return clock

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +22,7 @@ from flows.cli.common import (
 )
 from flows.warehouse.sqlfiles import run
 from planner.quantiles import quantile_column
+from planner.utc import aware_utc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,10 +37,10 @@ def _as_of(text: str | None, con: Any) -> datetime:
 
     if text:
         return parse_time(text, "--as-of")
-    row = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
-    if not row or row[0] is None:
+    newest = run(con, "metrics/freshness").df()["newest_demand_hour"].iloc[0]
+    if pd.isna(newest):
         fail("the demand mart is empty: ingest request logs first (`sageserve ingest`)")
-    return (pd.Timestamp(row[0]) + pd.Timedelta(hours=1)).to_pydatetime().replace(tzinfo=UTC)
+    return aware_utc((pd.Timestamp(newest) + pd.Timedelta(hours=1)).to_pydatetime())
 
 
 def _out_dir(cfg: FleetConfig, out: Path | None, name: str) -> Path:

@@ -131,15 +131,15 @@ def apply(
     """Deliver PLAN_ID's first hour to `executor.url` (config) and record what was accepted;
     exit 1 when any region was not delivered (each is named)."""
     from flows.execute import apply_plan, target_settings
-    from flows.planning import load_plan, plan_exists
+    from flows.planning import load_plan
 
     cfg = settings(ctx).config()
     root = folder or Path(cfg.paths.outputs) / "executor"
     with open_warehouse(ctx) as con:
-        if not plan_exists(con, plan_id):
+        header = run(con, "plans/plan_header", plan_id=plan_id).df()
+        if header.empty:
             fail(f"no plan {plan_id!r} in the warehouse")
-        verified = con.execute("SELECT verified FROM plans WHERE plan_id = ?", [plan_id]).fetchone()
-        if not verified or not verified[0]:
+        if not header["verified"].iloc[0]:
             fail(f"plan {plan_id} failed verification; it is not applied")
         plan = load_plan(con, plan_id)
         error: str | None = None

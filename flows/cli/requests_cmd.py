@@ -123,56 +123,65 @@ SCENARIOS: dict[str, Callable[[typer.Context, dict[str, Any], bool], None]] = {
 }
 
 
+# The command's options that do not fit on one line, as typer reads them.
+_Load = Annotated[float, typer.Option(min=0.05, max=0.99, help="pool load ρ (see --load-basis)")]
+_LoadBasis = Annotated[
+    str,
+    typer.Option(
+        help="what runs at --load: 'peak' (the window's busiest 15 minutes) or 'mean' "
+        "(the window's average)"
+    ),
+]
+_TrainRequests = Annotated[
+    int, typer.Option(min=100, help="requests per training trace of the learned router")
+]
+_Windows = Annotated[
+    int, typer.Option(min=1, help="held-out evaluation windows of --requests rows each")
+]
+_PredictorRows = Annotated[
+    int, typer.Option(min=100, help="rows (about) the length predictor is fitted on")
+]
+_SearchRounds = Annotated[
+    int, typer.Option(min=1, help="rounds of the learned router's policy search")
+]
+_SearchPopulation = Annotated[
+    int, typer.Option(min=2, help="candidates per round of the policy search")
+]
+_ServeOn = Annotated[
+    str | None, typer.Option(help="routing: a model serving the pool's log (e.g. bloom-176b)")
+]
+_Kv = Annotated[
+    str | None, typer.Option(help="routing: the KV cache, 'paged' (vLLM, default) or 'reserve'")
+]
+_Prefill = Annotated[
+    str | None,
+    typer.Option(
+        help="routing: the scheduler, 'chunked' (chunked prefill, default) or 'whole' "
+        "(vLLM v0's default: whole prompts in prefill-only iterations, decodes paused)"
+    ),
+]
+
+
 def evaluate_requests(
     ctx: typer.Context,
     scenario: Annotated[str, typer.Option(help="scenario name")] = "routing",
     region: Annotated[str | None, typer.Option(help="pool region (default: busiest)")] = None,
     model: Annotated[str | None, typer.Option(help="pool model (default: busiest)")] = None,
     instances: Annotated[int, typer.Option(min=1, help="instances in the pool")] = 8,
-    load: Annotated[
-        float, typer.Option(min=0.05, max=0.99, help="pool load ρ (see --load-basis)")
-    ] = 0.9,
-    load_basis: Annotated[
-        str,
-        typer.Option(
-            help="what runs at --load: 'peak' (the window's busiest 15 minutes) or 'mean' "
-            "(the window's average)"
-        ),
-    ] = "peak",
+    load: _Load = 0.9,
+    load_basis: _LoadBasis = "peak",
     requests: Annotated[int, typer.Option(min=100, help="requests evaluated")] = 20_000,
-    train_requests: Annotated[
-        int, typer.Option(min=100, help="requests per training trace of the learned router")
-    ] = 4_000,
+    train_requests: _TrainRequests = 4_000,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
     retrain: Annotated[bool, typer.Option("--retrain", help="ignore a saved policy")] = False,
-    windows: Annotated[
-        int, typer.Option(min=1, help="held-out evaluation windows of --requests rows each")
-    ] = 1,
-    predictor_rows: Annotated[
-        int, typer.Option(min=100, help="rows (about) the length predictor is fitted on")
-    ] = 200_000,
-    search_rounds: Annotated[
-        int, typer.Option(min=1, help="rounds of the learned router's policy search")
-    ] = 8,
-    search_population: Annotated[
-        int, typer.Option(min=2, help="candidates per round of the policy search")
-    ] = 12,
+    windows: _Windows = 1,
+    predictor_rows: _PredictorRows = 200_000,
+    search_rounds: _SearchRounds = 8,
+    search_population: _SearchPopulation = 12,
     perf: Annotated[str | None, typer.Option(help="SageServe perf profile CSV")] = None,
-    serve_on: Annotated[
-        str | None,
-        typer.Option(help="routing: a model serving the pool's log (e.g. bloom-176b)"),
-    ] = None,
-    kv: Annotated[
-        str | None,
-        typer.Option(help="routing: the KV cache, 'paged' (vLLM, default) or 'reserve'"),
-    ] = None,
-    prefill: Annotated[
-        str | None,
-        typer.Option(
-            help="routing: the scheduler, 'chunked' (chunked prefill, default) or 'whole' "
-            "(vLLM v0's default: whole prompts in prefill-only iterations, decodes paused)"
-        ),
-    ] = None,
+    serve_on: _ServeOn = None,
+    kv: _Kv = None,
+    prefill: _Prefill = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay a request log through the iteration-level instance model under each policy of a

@@ -38,6 +38,7 @@ from flows.warehouse.loading import (
     record_file,
 )
 from flows.warehouse.sqlfiles import execute, run, sql
+from planner.utc import naive_utc
 from validation.columns import REQUIRED_COLUMNS
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ def _staging_params(path: Path, spec: SourceSpec, file_id: str) -> dict[str, Any
             "model": spec.model,
             "tier": spec.tier,
             "tenant": spec.tenant,
-            "start": spec.start.replace(tzinfo=None) if spec.start else None,
+            "start": naive_utc(spec.start).to_pydatetime() if spec.start else None,
         }
     return params
 

@@ -11,10 +11,11 @@ import pandas as pd
 from planner.ilp.data import PlanningData
 from planner.ilp.objective import money_terms
 from planner.ilp.plan_tables import PLAN_TABLES
-from planner.ilp.variables import Values
+from planner.ilp.variables import FAMILIES, Values
 
 MONEY_FAMILIES = ("y", "z", "ay", "az", "u", "us")  # every family money_terms reads
-ROUNDED = ("y", "z")  # integer families, charged as the plan runs them
+# the integer families, charged as the plan runs them (rounded)
+ROUNDED = tuple(f for f in MONEY_FAMILIES if FAMILIES[f].integer == "always")
 
 
 def cost_frame(data: PlanningData, vals: Values, hour: dict[int, datetime]) -> pd.DataFrame:

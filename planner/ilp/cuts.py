@@ -225,10 +225,7 @@ def add_instance_rounding(model: Model, data: PlanningData, v: Vars) -> int:
     and with the larger bound's constant β and slack s the MIR is
     Σ_g c_g·x[r,m,g,t] + s/φ ≥ ⌈β⌉ (c_g from λ_g as for VMs)."""
     kappa = vm_weights(data)
-    away: dict[tuple[Any, ...], list[Any]] = defaultdict(list)  # flows leaving their region
-    for (r0, r1, m, k, t), f in v.f.items():
-        if r1 != r0 and data.committed(t):
-            away[(r0, m, k, t)].append(f)
+    away = _flows_away(data, v)
     count = 0
     for r, m in sorted({(r, m) for r, m, _g in data.placements()}):
         types = [g for g in kappa if (r, m, g, 1) in v.x]
@@ -242,18 +239,7 @@ def add_instance_rounding(model: Model, data: PlanningData, v: Vars) -> int:
         for t in data.T:
             if not data.committed(t):
                 continue
-            beta, slack = 0.0, []
-            for k in data.interactive:
-                rho = min(lam[g] / data.theta[(m, g, k)] for g in types)
-                d = data.demand.get((r, m, k, t), 0.0)
-                if d <= 0 or (r, r, m, k, t) not in v.f:
-                    continue
-                beta += rho * d
-                slack.append((rho * FLOW_UNIT, v.e[(r, m, k, t)]))
-                slack += [(rho * FLOW_UNIT, f) for f in away[(r, m, k, t)]]
-            floor = min(lam.values()) * data.min_instances.get(m, 0)
-            if (r, m, t) in v.sa and floor > beta:
-                beta, slack = floor, [(min(lam.values()), v.sa[(r, m, t)])]
+            beta, slack = _instance_row(data, v, away, lam, r, m, t)
             phi = beta - math.floor(beta)
             if beta <= EPS or phi < 1e-4 or phi > 1 - 1e-4:
                 continue
@@ -265,3 +251,40 @@ def add_instance_rounding(model: Model, data: PlanningData, v: Vars) -> int:
             )
             count += 1
     return count
+
+
+def _flows_away(data: PlanningData, v: Vars) -> dict[tuple[Any, ...], list[Any]]:
+    """The flow variables f[r,r',m,k,t] leaving their region r in the committed hours, by
+    (r, m, k, t)."""
+    away: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for (r0, r1, m, k, t), f in v.f.items():
+        if r1 != r0 and data.committed(t):
+            away[(r0, m, k, t)].append(f)
+    return away
+
+
+def _instance_row(
+    data: PlanningData,
+    v: Vars,
+    away: dict[tuple[Any, ...], list[Any]],
+    lam: dict[str, float],
+    r: str,
+    m: str,
+    t: int,
+) -> tuple[float, list[tuple[float, Any]]]:
+    """β and the slack terms (coefficient, variable) of :func:`add_instance_rounding`'s row
+    for region r, model m and hour t: the capacity bound, or the availability bound where
+    it is the larger."""
+    beta, slack = 0.0, []
+    for k in data.interactive:
+        rho = min(lam[g] / data.theta[(m, g, k)] for g in lam)
+        d = data.demand.get((r, m, k, t), 0.0)
+        if d <= 0 or (r, r, m, k, t) not in v.f:
+            continue
+        beta += rho * d
+        slack.append((rho * FLOW_UNIT, v.e[(r, m, k, t)]))
+        slack += [(rho * FLOW_UNIT, f) for f in away[(r, m, k, t)]]
+    floor = min(lam.values()) * data.min_instances.get(m, 0)
+    if (r, m, t) in v.sa and floor > beta:
+        beta, slack = floor, [(min(lam.values()), v.sa[(r, m, t)])]
+    return beta, slack

@@ -62,23 +62,45 @@ def solve(
     ``complete_starts``: named full assignments (LP rounding, the greedy plan), each checked
     and kept as an incumbent if feasible."""
     model = built.model
-    model.setParam("limits/time", settings.time_limit_s)
-    model.setParam("limits/gap", settings.mip_gap)
-    model.setParam("randomization/randomseedshift", settings.seed)
-    model.setParam("parallel/maxnthreads", settings.threads)
+    _set_params(model, settings)
     notes = [_add_complete_start(built, label, start) for label, start in complete_starts]
     if warm_start:
         notes.append(_add_warm_start(built, warm_start))
     used = "; ".join(notes) or "none"
     model.optimize()
     has = model.getNSols() > 0
-    objective = model.getObjVal() if has else math.inf
+    facts = _facts(built, used, has)
+    log.info(
+        "SCIP %s: status %s, objective %.2f, gap %.3f%%, %.2f s (warm start: %s)",
+        facts.scip_version,
+        facts.status,
+        facts.objective,
+        100 * facts.gap if math.isfinite(facts.gap) else float("nan"),
+        facts.solve_seconds,
+        used,
+    )
+    return SolveResult(facts, has, read_back(model, built.vars) if has else {})
+
+
+def _set_params(model: Any, settings: SolverSettings) -> None:
+    """SCIP's time limit, gap, seed and threads from ``settings``."""
+    model.setParam("limits/time", settings.time_limit_s)
+    model.setParam("limits/gap", settings.mip_gap)
+    model.setParam("randomization/randomseedshift", settings.seed)
+    model.setParam("parallel/maxnthreads", settings.threads)
+
+
+def _facts(built: BuiltModel, warm_start: str, has_solution: bool) -> SolverFacts:
+    """What the solved model reports: status, objective (∞ without a solution), gap, dual
+    bound (NaN when SCIP has none), times and sizes."""
+    model = built.model
+    objective = model.getObjVal() if has_solution else math.inf
     dual = model.getDualbound()
     if not math.isfinite(dual) or abs(dual) >= model.infinity():
         dual = math.nan  # SCIP's ±1e20: no dual bound (root LP unfinished)
-    gap = model.getGap() if has and math.isfinite(dual) else math.inf
+    gap = model.getGap() if has_solution and math.isfinite(dual) else math.inf
     nodes = model.getNNodes()
-    facts = SolverFacts(
+    return SolverFacts(
         status=model.getStatus(),
         objective=objective,
         gap=gap,
@@ -87,22 +109,12 @@ def solve(
         build_seconds=built.build_seconds,
         scip_version=scip_version(model),
         config_hash=built.data.config_hash,
-        warm_start=used,
+        warm_start=warm_start,
         variables=model.getNVars(),
         constraints=model.getNConss(),
         bound_source=bound_source(dual, nodes),
         nodes=nodes,
     )
-    log.info(
-        "SCIP %s: status %s, objective %.2f, gap %.3f%%, %.2f s (warm start: %s)",
-        facts.scip_version,
-        facts.status,
-        objective,
-        100 * gap if math.isfinite(gap) else float("nan"),
-        facts.solve_seconds,
-        used,
-    )
-    return SolveResult(facts, has, read_back(model, built.vars) if has else {})
 
 
 def bound_source(dual_bound: float, nodes: int) -> str:

@@ -53,7 +53,11 @@ def test_every_policy_replays_the_window_and_counts_every_request(
         ).fetchall()
         # plans only from the past: every forecast used was made at an origin before its hour
         origins = con.execute("SELECT DISTINCT origin FROM forecasts ORDER BY 1").fetchall()
+        # the log holds no selection: the first hour's forecast step ran the daily one at its
+        # origin, and the next two hours' forecasts used that one (made in the day before)
+        selections = con.execute("SELECT DISTINCT selected_at FROM forecasts").fetchall()
     assert evaluation.start == start and len(logged) == 3
+    assert selections == [(start - pd.Timedelta(hours=1),)]
     assert [r.policy for r in evaluation.results] == list(POLICIES)
     for result in evaluation.results:
         for tier, n in logged:

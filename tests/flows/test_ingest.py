@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -290,13 +290,19 @@ def test_azure2023_slice_maps_to_the_native_schema(
     assert _only(_ingest(warehouse, contract, path, spec=other)).rows_loaded == 300
 
 
+@pytest.mark.parametrize(
+    "start",  # the same instant, given in UTC and in UTC+2 (converted, not stripped of its zone)
+    [
+        datetime(2024, 6, 3, 9, tzinfo=UTC),
+        datetime(2024, 6, 3, 11, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
 def test_mooncake_slice_maps_relative_times(
-    warehouse, contract, tmp_path: Path, shared_data: Path
+    warehouse, contract, tmp_path: Path, shared_data: Path, start: datetime
 ) -> None:
     lines = (shared_data / "mooncake" / "conversation_trace.jsonl").read_text().splitlines()
     path = tmp_path / "moon.jsonl"
     path.write_text("\n".join(lines[:200]) + "\n")
-    start = datetime(2024, 6, 3, 9, tzinfo=UTC)
     spec = SourceSpec("mooncake", "us-west", "llama3.1-8b", "IW-N", None, start)
     f = _only(_ingest(warehouse, contract, path, spec=spec))
     assert f.rows_loaded == 200

@@ -4,6 +4,7 @@ ones kept; files reconcile; re-ingest is a no-op; a bad file does not stop the o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pandera.polars as pa
+import polars as pl
 import pytest
 
 from flows.warehouse.aggregates import ingest_minute_paths
@@ -19,11 +21,48 @@ from flows.warehouse.ingest import SourceSpec, ingest_paths
 from flows.warehouse.marts import refresh_demand
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig
-from validation.minutes import demand_minutes_quarantine, demand_minutes_schema
 from validation.requests import ingested_files
 
 NOW = datetime(2024, 7, 1, tzinfo=UTC)
 HEADER = "minute,region,model,tier,requests,input_tokens,output_tokens,cv"
+
+
+# The contracts of the per-minute tables (what `sageserve ingest --format minute-aggregates`
+# loads and quarantines; the product checks rows in SQL, sql/aggregates/check.sql).
+def demand_minutes_schema(
+    regions: Sequence[str], models: Sequence[str], tiers: Sequence[str]
+) -> pa.DataFrameSchema:
+    """A loaded aggregate row: known ids, whole non-negative counts, CV ≥ 0 or missing."""
+    return pa.DataFrameSchema(
+        {
+            "minute": pa.Column(pl.Datetime("us"), nullable=False),
+            "region": pa.Column(pl.String, pa.Check.isin(list(regions)), nullable=False),
+            "model": pa.Column(pl.String, pa.Check.isin(list(models)), nullable=False),
+            "tier": pa.Column(pl.String, pa.Check.isin(list(tiers)), nullable=False),
+            "requests": pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
+            "input_tokens": pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
+            "output_tokens": pa.Column(pl.Int64, pa.Check.ge(0), nullable=False),
+            "cv": pa.Column(pl.Float64, pa.Check.ge(0), nullable=True),
+            "file_id": pa.Column(pl.String, pa.Check.str_length(64, 64), nullable=False),
+        },
+        unique=["minute", "region", "model", "tier"],
+        name="demand_minutes",
+        strict=True,
+    )
+
+
+demand_minutes_quarantine = pa.DataFrameSchema(
+    {
+        "file_id": pa.Column(pl.String, nullable=False),
+        "path": pa.Column(pl.String, nullable=False),
+        "row_number": pa.Column(pl.Int64, pa.Check.ge(1), nullable=True),
+        "reason": pa.Column(pl.String, pa.Check.str_length(1, None), nullable=False),
+        "raw": pa.Column(pl.String, nullable=True),
+        "quarantined_at": pa.Column(pl.Datetime("us"), nullable=False),
+    },
+    name="demand_minutes_quarantine",
+    strict=True,
+)
 
 
 def _rows(seed: int = 4) -> pd.DataFrame:

@@ -19,13 +19,16 @@ from planner.config import ConfigError, load_config
 from planner.ilp.data import state_from_config
 from planner.ilp.planner import make_plan
 from planner.ilp.solve import SolverSettings
+from planner.ilp.verify import Verification
 from tests.planner.ilp_fixtures import tiny_config, tiny_data
 from tests.planner.test_executors import Target
 
 runner = CliRunner()
 
 
-def _setup(tmp_path: Path, executor: dict[str, Any]) -> tuple[list[str], str]:
+def _setup(
+    tmp_path: Path, executor: dict[str, Any], verified: bool = True
+) -> tuple[list[str], str]:
     cfg = tiny_config()
     data = cfg.model_dump(mode="json")
     data["executor"] = executor
@@ -34,7 +37,8 @@ def _setup(tmp_path: Path, executor: dict[str, Any]) -> tuple[list[str], str]:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     plan, check = make_plan(tiny_data(cfg, [(1, "a", "IW-F", 150.0)]), SolverSettings(20, 0.0))
     with connect(tmp_path / "wh.duckdb") as con:
-        store_plan(con, plan, check, state_from_config(cfg))
+        failed = Verification(violations=["a hand-made violation"], warnings=[])
+        store_plan(con, plan, check if verified else failed, state_from_config(cfg))
     return ["--config", str(path)], plan.plan_id
 
 
@@ -90,6 +94,13 @@ def test_a_missing_auth_variable_or_unknown_plan_is_a_clear_error(tmp_path: Path
     assert "executor.auth_env names NOPE_TOKEN, which is not set" in result.stderr
     result = runner.invoke(app, [*cfg, "plans", "apply", "plan-nope"])
     assert result.exit_code == 1 and "no plan 'plan-nope'" in result.stderr
+
+
+def test_a_plan_that_failed_verification_is_not_applied(tmp_path: Path) -> None:
+    cfg, plan_id = _setup(tmp_path, {"url": "http://127.0.0.1:9/x"}, verified=False)
+    result = runner.invoke(app, [*cfg, "plans", "apply", plan_id])
+    assert result.exit_code == 1 and "failed verification; it is not applied" in result.stderr
+    assert _applied(tmp_path) == []
 
 
 @pytest.mark.parametrize(
