@@ -52,6 +52,7 @@ from flows.sweep import (
 )
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
+from planner.quantiles import QUANTILES
 from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.plans import plan_targets
 from planner.sim.sweep import (
@@ -161,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         help="plans from the true hourly demand instead of forecasts (a comparator that sees "
         "its future, for decomposing the plan's cost; never a policy)",
     )
+    ap.add_argument(
+        "--rise-quantile",
+        type=float,
+        default=None,
+        help="LT-F buys only the rise the plans at this (lower) stored quantile support "
+        "(planner.sim.plan_ramp; its plans are made and cached as the others)",
+    )
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -211,12 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}{'-oracle' if a.oracle else ''}.pkl"
         return cache / tag if cache else None
 
+    if a.rise_quantile is not None and a.rise_quantile not in QUANTILES:
+        raise SystemExit(f"--rise-quantile {a.rise_quantile} is not a stored quantile {QUANTILES}")
+    made = quantiles + ([a.rise_quantile] if a.rise_quantile is not None else [])
     for v in names:
-        for q in quantiles:
+        for q in made:
             path = cached(v, q)
             if path is not None and path.exists():
                 plans[v][q] = pickle.loads(path.read_bytes())
-    jobs = [(v, q) for v in names for q in quantiles if q not in plans[v]]
+    jobs = [(v, q) for v in names for q in made if q not in plans[v]]
     with _pool(a.workers) as pool:
         seqs = list(
             pool.map(
@@ -239,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in names:
             futures += [
                 (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
-                for pt in plan_grid(quantiles, slo_layer=a.slo_layer)
+                for pt in plan_grid(quantiles, slo_layer=a.slo_layer, rise_quantile=a.rise_quantile)
             ]
         rows = []
         for v, f in futures:
