@@ -58,6 +58,7 @@ from planner.sim.plans import plan_targets
 from planner.sim.sweep import (
     TARGETS,
     PlanTargets,
+    Point,
     floors,
     frontier,
     grid,
@@ -132,6 +133,18 @@ def _kind(row: dict[str, Any]) -> str:
     params = row.get("params", {})
     mode = str(params.get("mode", ""))
     return "lt-r+slo-dials" if mode == "lt-r" and "cooldown_in_min" in params else mode
+
+
+def banded(points: list[Point], rise_quantile: float | None) -> list[Point]:
+    """``points`` with every LT-F point buying only the rise the plans at ``rise_quantile``
+    support (``planner.sim.plan_ramp``'s ``lower``), when given."""
+    if rise_quantile is None:
+        return points
+    band = {"rise_quantile": rise_quantile}
+    return [
+        Point(pt.family, {**pt.params, **band}) if pt.params.get("mode") == "lt-f" else pt
+        for pt in points
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in names:
             futures += [
                 (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
-                for pt in plan_grid(quantiles, slo_layer=a.slo_layer, rise_quantile=a.rise_quantile)
+                for pt in banded(plan_grid(quantiles, slo_layer=a.slo_layer), a.rise_quantile)
             ]
         rows = []
         for v, f in futures:

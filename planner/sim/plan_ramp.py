@@ -18,7 +18,14 @@ the full hour (+266 GPU-h on the demo day against the same fleet resized every m
   ones). Nothing is dropped on the hour.
 * **Hold the plan's count until the hand-over**: ``release_min`` minutes into the hour the
   layer may go below it; until then it may not (it may shed where its own scale-outs
-  exceed it).
+  exceed it). The purchase is no step of the layer's (``buy_is_step`` off): it holds the
+  layer's next scale-out until it serves, but does not restart its scale-in window, so a
+  ramp that did not come goes back at the hand-over, not ``cooldown_in_min`` after the
+  purchase (on ServeGen's 180-min windows: three hours).
+* **Only the rise the band supports** (``lower``: the plans of a lower quantile of the same
+  forecasts, the sweep point's ``rise_quantile``): each purchase is the smaller of the two
+  plans' rises. Off by default: on ServeGen (q 0.05) it buys nothing and ties the SLO-aware
+  scaler (4,078 → 3,476 GPU-h), on the demo it costs 26 GPU-h (README, issue #15).
 * **Routing**: every request served in its region (as the baselines), or with
   ``plan_routing`` the plan's cross-region routing from each hour's start (measured dearer on
   the demo day: 1,633 against 1,682 GPU-h at the same dials, before ``delta``).

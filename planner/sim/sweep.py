@@ -139,18 +139,12 @@ def layer_grid(quantiles: Sequence[float]) -> list[Point]:
     return pts
 
 
-def ramp_grid(
-    quantiles: Sequence[float],
-    releases: Sequence[int] = (0, 15),
-    rise_quantile: float | None = None,
-) -> list[Point]:
+def ramp_grid(quantiles: Sequence[float], releases: Sequence[int] = (0, 15)) -> list[Point]:
     """Per quantile and hand-over minute, LT-F (``planner.sim.plan_ramp``: the plan buys ahead
     of its ramps, the SLO-aware layer holds and hands back everything else) at every point of
-    the SLO-aware family's grid (:func:`slo_grid`), so the layer has the baseline's dials;
-    with ``rise_quantile``, each buys only the rise the plans at that quantile support."""
-    band = {} if rise_quantile is None else {"rise_quantile": rise_quantile}
+    the SLO-aware family's grid (:func:`slo_grid`), so the layer has the baseline's dials."""
     return [
-        Point("plan", {"quantile": q, "mode": "lt-f", "release_min": rel, **band, **base.params})
+        Point("plan", {"quantile": q, "mode": "lt-f", "release_min": rel, **base.params})
         for q in quantiles
         for rel in releases
         for base in slo_grid()
@@ -158,17 +152,13 @@ def ramp_grid(
 
 
 def plan_grid(
-    quantiles: Sequence[float],
-    reactive_layer: bool = True,
-    slo_layer: bool = False,
-    rise_quantile: float | None = None,
+    quantiles: Sequence[float], reactive_layer: bool = True, slo_layer: bool = False
 ) -> list[Point]:
     """Per quantile: LT-I, LT-U, LT-UA over ``ahead``, and (``reactive_layer``) LT-R, the
     plan as a floor with the SLO-aware scaler above it (``planner.sim.plan_reactive``), over
     its target pressure (down to 0.1, as the SLO-aware family's grid: on the calibrated
     curves the tight tier needs cold pools); ``slo_layer`` adds :func:`layer_grid` (LT-R at
-    every dial setting of the SLO-aware family) and :func:`ramp_grid` (LT-F at the same dials,
-    buying the rise the plans at ``rise_quantile`` support, when given).
+    every dial setting of the SLO-aware family) and :func:`ramp_grid` (LT-F at the same dials).
     Every point uncapped and with NIW capped at
     ``NIW_CAP`` (:func:`with_niw_cap`)."""
     pts = []
@@ -182,7 +172,7 @@ def plan_grid(
                 params = {"quantile": q, "mode": "lt-r", "target": target, "handover": handover}
                 pts.append(Point("plan", params))
     if slo_layer:
-        pts += layer_grid(quantiles) + ramp_grid(quantiles, rise_quantile=rise_quantile)
+        pts += layer_grid(quantiles) + ramp_grid(quantiles)
     return with_niw_cap(pts)
 
 

@@ -14,6 +14,7 @@ from planner.sim.fleet import FleetParams
 from planner.sim.plan_ramp import PlanRamp
 from planner.sim.plan_reactive import PlanReactive
 from planner.sim.slo_policy import SloReactive
+from planner.sim.sweep import PlanTargets, Point, build_policy
 from tests.helpers import replay
 from tests.planner.test_plan_reactive import recording
 from tests.planner.test_sim import IWF, demand, p, targets
@@ -151,3 +152,20 @@ def test_buys_only_the_rise_the_lower_plans_support(p: FleetParams) -> None:
     assert gpus["plan"][70] == pytest.approx(32.0)
     assert gpus["band"][70] == pytest.approx(24.0)
     assert gpus["flat"][70] == pytest.approx(16.0)
+
+
+def test_a_sweep_point_with_a_rise_quantile_reads_that_quantiles_plans(p: FleetParams) -> None:
+    """``build_policy``: an LT-F point with ``rise_quantile`` gets the plans at that quantile as
+    ``lower``; without it, none (the whole rise is bought)."""
+    d = demand(60, {(0, IWF): 50.0})
+    expected = np.zeros((2, 2, 1))
+    plans = {
+        0.5: PlanTargets([targets(p, 1, 1), targets(p, 6, 1)], expected),
+        0.05: PlanTargets([targets(p, 1, 1), targets(p, 3, 1)], expected),
+    }
+    params = {"quantile": 0.5, "mode": "lt-f", "release_min": 15, **DIALS}
+    banded = build_policy(Point("plan", {**params, "rise_quantile": 0.05}), p, d, plans)
+    whole = build_policy(Point("plan", params), p, d, plans)
+    assert isinstance(banded, PlanRamp) and isinstance(whole, PlanRamp)
+    assert banded.lower is plans[0.05].hourly
+    assert whole.lower is None
