@@ -52,11 +52,13 @@ from flows.sweep import (
 )
 from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, load_config
+from planner.quantiles import QUANTILES
 from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.plans import plan_targets
 from planner.sim.sweep import (
     TARGETS,
     PlanTargets,
+    Point,
     floors,
     frontier,
     grid,
@@ -133,6 +135,18 @@ def _kind(row: dict[str, Any]) -> str:
     return "lt-r+slo-dials" if mode == "lt-r" and "cooldown_in_min" in params else mode
 
 
+def banded(points: list[Point], rise_quantile: float | None) -> list[Point]:
+    """``points`` with every LT-F point buying only the rise the plans at ``rise_quantile``
+    support (``planner.sim.plan_ramp``'s ``lower``), when given."""
+    if rise_quantile is None:
+        return points
+    band = {"rise_quantile": rise_quantile}
+    return [
+        Point(pt.family, {**pt.params, **band}) if pt.params.get("mode") == "lt-f" else pt
+        for pt in points
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/default.yaml")
@@ -160,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="plans from the true hourly demand instead of forecasts (a comparator that sees "
         "its future, for decomposing the plan's cost; never a policy)",
+    )
+    ap.add_argument(
+        "--rise-quantile",
+        type=float,
+        default=None,
+        help="LT-F buys only the rise the plans at this (lower) stored quantile support "
+        "(planner.sim.plan_ramp; its plans are made and cached as the others)",
     )
     ap.add_argument("--time-limit", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=2)
@@ -211,12 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}{'-oracle' if a.oracle else ''}.pkl"
         return cache / tag if cache else None
 
+    if a.rise_quantile is not None and a.rise_quantile not in QUANTILES:
+        raise SystemExit(f"--rise-quantile {a.rise_quantile} is not a stored quantile {QUANTILES}")
+    made = quantiles + ([a.rise_quantile] if a.rise_quantile is not None else [])
     for v in names:
-        for q in quantiles:
+        for q in made:
             path = cached(v, q)
             if path is not None and path.exists():
                 plans[v][q] = pickle.loads(path.read_bytes())
-    jobs = [(v, q) for v in names for q in quantiles if q not in plans[v]]
+    jobs = [(v, q) for v in names for q in made if q not in plans[v]]
     with _pool(a.workers) as pool:
         seqs = list(
             pool.map(
@@ -239,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in names:
             futures += [
                 (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
-                for pt in plan_grid(quantiles, slo_layer=a.slo_layer)
+                for pt in banded(plan_grid(quantiles, slo_layer=a.slo_layer), a.rise_quantile)
             ]
         rows = []
         for v, f in futures:

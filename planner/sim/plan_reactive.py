@@ -69,6 +69,7 @@ class PlanReactive:
     _placed: Array = field(init=False)
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
+    _last_buy: Array = field(init=False)  # the plan's last purchase (LT-F): settles, not a step
     _wants: deque[Array] = field(init=False)
     _niw: deque[Array] = field(init=False)
     _union: Targets | None = field(init=False, default=None)
@@ -80,6 +81,7 @@ class PlanReactive:
         self._placed = np.zeros(p.shape_rmg)
         self._last_out = np.full(shape, -1e9)
         self._last_in = np.full(shape, -1e9)
+        self._last_buy = np.full(shape, -1e9)
         self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
         self._niw = deque(maxlen=max(self.niw_window_min, 1))
         return self.targets()
@@ -174,7 +176,8 @@ class PlanReactive:
         extra = self._extra.copy()
         # capacity on its way counts: no second step until the last one serves
         # (or after ``settle_min``: capacity a quota trims never arrives)
-        settled = (serving >= total - 1e-9) | (t - self._last_out >= self.settle_min)
+        last = np.maximum(self._last_out, self._last_buy)
+        settled = (serving >= total - 1e-9) | (t - last >= self.settle_min)
         # hot, or too small for the last hour's NIW rate on top of the interactive arrivals
         behind = total < np.ceil(niw_need + arrived - 1e-9)
         out = ((pressure > self.up) | behind) & settled & (want > total)

@@ -247,7 +247,8 @@ def build_policy(
     if point.family == "plan":
         seq = plans[a["plans"] if "plans" in a else float(a["quantile"])]
         if a["mode"] in ("lt-r", "lt-f"):
-            return layered(a, p, seq.hourly, label)
+            band = plans[float(a["rise_quantile"])].hourly if "rise_quantile" in a else None
+            return layered(a, p, seq.hourly, label, band)
         return PlanFollowing(
             p,
             seq.hourly,

@@ -14,6 +14,7 @@ from planner.sim.fleet import FleetParams
 from planner.sim.plan_ramp import PlanRamp
 from planner.sim.plan_reactive import PlanReactive
 from planner.sim.slo_policy import SloReactive
+from planner.sim.sweep import PlanTargets, Point, build_policy
 from tests.helpers import replay
 from tests.planner.test_plan_reactive import recording
 from tests.planner.test_sim import IWF, demand, p, targets
@@ -107,3 +108,64 @@ def test_a_pool_whose_plan_does_not_rise_is_not_frozen(p: FleetParams) -> None:
     assert gpus[:37].max() > gpus[-1]  # the burst was served by the layer's scale-outs
     assert gpus[60] == pytest.approx(gpus[-1])  # shed before the hand-over at minute 75
     assert runs[True].gpu_hours == pytest.approx(runs[False].gpu_hours)
+
+
+def test_a_ramp_that_does_not_come_is_handed_back_at_the_hand_over(p: FleetParams) -> None:
+    """Hour 1's plan rises to 6 instances in region a; the load stays at 50 tokens/s (1
+    instance carries it). The purchase is held to the hand-over (minute 75) and then is the
+    layer's to keep or hand back on its own window: it is back at the availability floor
+    minutes later, not ``cooldown_in_min`` (120) after the purchase, as when a purchase
+    restarted the layer's scale-in window (``buy_is_step``)."""
+    d = demand(240, {(0, IWF): 50.0})
+    plan = [targets(p, 1, 1), targets(p, 6, 1), targets(p, 6, 1), targets(p, 6, 1)]
+    dials = {**DIALS, "cooldown_in_min": 120}
+    runs = {
+        step: replay(p, d, PlanRamp(p, plan, name="lt-f", buy_is_step=step, **dials), drain=False)
+        for step in (False, True)
+    }
+    gpus = {step: r.timeline["gpus"].to_numpy() for step, r in runs.items()}
+    floor = gpus[False][-1]
+    assert gpus[False][70] > floor  # bought ahead and held to the hand-over
+    assert gpus[False][90] == pytest.approx(floor)
+    assert gpus[True][90] > floor  # held on to minute 160 (40 + 120)
+    assert runs[False].gpu_hours < runs[True].gpu_hours
+    assert runs[False].tiers["IW-F"].sla_attainment == pytest.approx(1.0)
+
+
+def test_buys_only_the_rise_the_lower_plans_support(p: FleetParams) -> None:
+    """Hour 1's plan rises from 1 to 6 instances in region a. With ``lower`` (the plans of a
+    lower quantile of the same forecasts) rising to 3, the purchase is 2 instances (2 VMs in
+    a, one in b, from minute 40 to the hand-over); lower plans that do not rise buy nothing
+    (the layer's one instance per pool); without them the whole rise (3 VMs in a)."""
+    d = demand(120, {(0, IWF): 50.0})
+    plan = [targets(p, 1, 1), targets(p, 6, 1)]
+    gpus = {
+        name: replay(p, d, PlanRamp(p, plan, name="lt-f", lower=low, **DIALS), drain=False)
+        .timeline["gpus"]
+        .to_numpy()
+        for name, low in {
+            "plan": None,
+            "band": [targets(p, 1, 1), targets(p, 3, 1)],
+            "flat": [targets(p, 2, 1), targets(p, 2, 1)],
+        }.items()
+    }
+    assert gpus["plan"][70] == pytest.approx(32.0)
+    assert gpus["band"][70] == pytest.approx(24.0)
+    assert gpus["flat"][70] == pytest.approx(16.0)
+
+
+def test_a_sweep_point_with_a_rise_quantile_reads_that_quantiles_plans(p: FleetParams) -> None:
+    """``build_policy``: an LT-F point with ``rise_quantile`` gets the plans at that quantile as
+    ``lower``; without it, none (the whole rise is bought)."""
+    d = demand(60, {(0, IWF): 50.0})
+    expected = np.zeros((2, 2, 1))
+    plans = {
+        0.5: PlanTargets([targets(p, 1, 1), targets(p, 6, 1)], expected),
+        0.05: PlanTargets([targets(p, 1, 1), targets(p, 3, 1)], expected),
+    }
+    params = {"quantile": 0.5, "mode": "lt-f", "release_min": 15, **DIALS}
+    banded = build_policy(Point("plan", {**params, "rise_quantile": 0.05}), p, d, plans)
+    whole = build_policy(Point("plan", params), p, d, plans)
+    assert isinstance(banded, PlanRamp) and isinstance(whole, PlanRamp)
+    assert banded.lower is plans[0.05].hourly
+    assert whole.lower is None
