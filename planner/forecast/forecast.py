@@ -232,7 +232,7 @@ def _band(
     residuals = own or peer_residuals(fs.series, fitted)
     # the band of a nowcast: from nowcasts' residuals (a selection without them: the
     # forecast's own band, wider than a nowcast's errors)
-    return (nowcasts or residuals if read else residuals), note
+    return ((nowcasts or residuals) if read else residuals), note
 
 
 def _rows(
