@@ -3,7 +3,8 @@
 For a forecaster and a series, the backtest leaves residuals ``r = log((y + c) / (ŷ + c))``
 of every hour of every fold, where ``c`` (the offset) is 5 % of the series' mean level so zero
 hours stay finite (in a backtest, the level over the hours before each fold's origin:
-:func:`levels_before`; at selection time, before the selection's ``as_of``). A quantile τ of a new point forecast ŷ is then
+:func:`levels_before`; at selection time, before the selection's ``as_of``). A quantile τ
+of a new point forecast ŷ is then
 
     q_τ = (ŷ + c) · exp(Q_τ(r)) − c,   clipped at 0,
 
