@@ -1,67 +1,103 @@
-"""How often the forecast sanity guard fires on a warehouse's published forecasts, and what it
+"""How often the forecast sanity guard fires on a warehouse's hourly forecasts, and what it
 does to their scores (issue #18).
 
-Replays :mod:`planner.forecast.sanity` on every stored hourly forecast row: ``M`` is the
-series' largest observed hour in the week before the row's origin, from the same panel the
-forecaster reads (:func:`planner.forecast.series.build_panel`). A series-origin whose point
-peaks above 2.5 M takes seasonal naive (sp = 24, from the panel); quantiles above 2.5 M are
-capped. Scores against the hours observed since: mean absolute error of the point, mean
-pinball loss over the stored quantiles, and coverage of q 0.9 / 0.95 / 0.99, before and after,
-over all rows and over the rows of series-origins where the guard fired. Approximation: after
-a point fallback the stored quantiles are kept (then capped), not re-derived from the naive
-point (the live guard re-derives them).
+Production's guard, not a replay of it: at each origin the hourly job's own function
+(:func:`planner.forecast.pipeline.forecast`) runs twice on the newest stored selection at or
+before the origin (as the hourly job reads it), the demand before the origin and the hour in
+progress read ``--minutes`` into it (the sweep plans at hour − 20 min: 40 minutes read; 0: no
+reading): once as published (guard on) and once with the guard off (``sanity_ratio`` = ∞).
+Whether it fired is what the published rows record (``fallback``: ``implausible_point``,
+``band_capped``). Origins: every stored forecast's (``--origins stored``), or each hour from
+the first stored selection to the end of the demand (``--origins hourly``: the logs of
+``bench/forecast_accuracy.py --keep DIR``, whose selections it stores).
 
-    .venv/bin/python bench/forecast_sanity.py --warehouse W [--since 2024-06-12] [--json]
+Scores against the hours observed since: mean absolute error of the point, mean pinball loss
+over the quantiles, coverage of q 0.9 / 0.95 / 0.99, guard off ("before") and on ("after"),
+over all rows and over the rows of series-origins where the guard fired.
+
+    .venv/bin/python bench/forecast_sanity.py --warehouse W [--config C]
+        [--origins stored|hourly] [--minutes 40] [--since 2024-06-12] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.forecasting import load_demand, minutes_so_far, settings_from_config, timezones
+from flows.warehouse.selections import load_models
 from flows.warehouse.sqlfiles import sql
-from planner.forecast import sanity
+from planner.config import load_config
+from planner.forecast.pipeline import ForecastSettings, forecast
 from planner.forecast.series import build_panel
 from planner.quantiles import QUANTILES, quantile_column
 
 COLUMNS = [quantile_column(t) for t in QUANTILES]
+KEY = ["origin", "series", "h"]
 
 
-def guarded(rows: pd.DataFrame, demand: pd.DataFrame) -> pd.DataFrame:
-    """The stored rows with the guard's point and quantiles (``*_g``), the actual and flags."""
+def origins_of(con: duckdb.DuckDBPyConnection, kind: str, since: pd.Timestamp) -> list[Any]:
+    """The origins to forecast at: the stored forecasts', or every hour from the first stored
+    selection (at or after ``since``) to the last hour with demand."""
+    if kind == "stored":
+        rows = con.execute(sql("forecast/stored_forecasts"), {"since": since.to_pydatetime()}).df()
+        return sorted(pd.Timestamp(o) for o in rows["origin"].unique())
+    first = con.execute("SELECT min(selected_at) FROM forecast_models").fetchone()
+    last = con.execute("SELECT max(hour) FROM demand_hourly WHERE coverage > 0").fetchone()
+    if not first or first[0] is None or not last or last[0] is None:
+        raise SystemExit("no stored selection or no demand: run a selection first")
+    start = max(pd.Timestamp(first[0]), since)
+    return list(pd.date_range(start, pd.Timestamp(last[0]), freq="h"))
+
+
+def _series(frame: pd.DataFrame) -> pd.Series:
+    return frame["region"] + "|" + frame["model"] + "|" + frame["tier"] + "|" + frame["metric"]
+
+
+def guarded(
+    con: duckdb.DuckDBPyConnection,
+    origins: list[Any],
+    settings: ForecastSettings,
+    zones: dict[str, str],
+    minutes: int,
+) -> pd.DataFrame:
+    """Per origin, series and lead: the product's forecast with the guard off (point, q_*) and
+    on (``*_g``), the published ``fallback`` and ``forecaster``, and the actual."""
     parts = []
-    actual = build_panel(demand, demand["hour"].max() + pd.Timedelta(hours=1)).observed
-    for origin in sorted(rows["origin"].unique()):
-        at = rows[rows["origin"] == origin]
-        panel = build_panel(demand, pd.Timestamp(origin))
-        for series, one in at.groupby("series"):
-            one = one.sort_values("h").copy()
-            cap_of = 0.0
-            if series in panel.observed:
-                cap_of = sanity.recent_max(panel.observed[series].to_numpy(dtype=float))
-            point = one["point"].to_numpy(dtype=float)
-            one["point_fired"] = sanity.point_exceeds(point, cap_of) is not None
-            if one["point_fired"].iloc[0]:
-                filled = panel.filled[series].to_numpy(dtype=float)
-                point = filled[-24:][(one["h"].to_numpy() - 1) % 24]
-            one["point_g"] = point
-            stored = {
-                t: one[c].to_numpy(dtype=float) for t, c in zip(QUANTILES, COLUMNS, strict=True)
-            }
-            capped, why = sanity.cap_quantiles(stored, cap_of)
-            one["band_fired"] = why is not None
-            for t, c in zip(QUANTILES, COLUMNS, strict=True):
-                one[c + "_g"] = capped[t]
-            col = actual[series] if series in actual else pd.Series(dtype=float)
-            one["actual"] = col.reindex(pd.DatetimeIndex(one["hour"])).to_numpy()
-            parts.append(one)
-    out: pd.DataFrame = pd.concat(parts, ignore_index=True)
+    off = replace(settings, sanity_ratio=math.inf)
+    for origin in origins:
+        selected_at, models = load_models(con, origin)
+        if selected_at is None:
+            continue
+        demand = load_demand(con, origin, settings.history_h)
+        moment = origin + pd.Timedelta(minutes=minutes)
+        readings = minutes_so_far(con, origin, moment) if minutes else None
+        on = forecast(demand, models, origin, settings, zones, readings)
+        plain = forecast(demand, models, origin, off, zones, readings)
+        on["series"], plain["series"] = _series(on), _series(plain)
+        kept = ["point", *COLUMNS, "forecaster", "fallback"]
+        published = on[[*KEY, *kept]].rename(columns={c: c + "_g" for c in kept})
+        both = plain[[*KEY, "hour", "point", *COLUMNS]].merge(published, on=KEY)
+        parts.append(both)
+    if not parts:
+        raise SystemExit("no origin with a stored selection at or before it")
+    out = pd.concat(parts, ignore_index=True)
+    end = pd.Timestamp(out["hour"].max()) + pd.Timedelta(hours=1)
+    demand = load_demand(con, end, int((end - out["origin"].min()) / pd.Timedelta(hours=1)))
+    actual = build_panel(demand, end, len(demand["hour"].unique()) + 24).observed
+    stacked = actual.stack(future_stack=True)
+    out["actual"] = stacked.reindex(pd.MultiIndex.from_frame(out[["hour", "series"]])).to_numpy()
+    fell = out["fallback_g"].fillna("")
+    out["point_fired"] = fell.str.contains("implausible_point")
+    out["band_fired"] = fell.str.contains("band_capped")
     return out
 
 
@@ -80,11 +116,12 @@ def scores(g: pd.DataFrame, suffix: str) -> dict[str, float]:
 
 
 def report(g: pd.DataFrame) -> dict[str, Any]:
-    keys = g.groupby(["origin", "series"])[["point_fired", "band_fired"]].first()
+    keys = g.groupby(["origin", "series"])[["point_fired", "band_fired"]].any()
     fired = g["point_fired"] | g["band_fired"]
     scored = g.dropna(subset=["actual"])
     hit = scored[fired.loc[scored.index]]
     return {
+        "origins": int(g["origin"].nunique()),
         "series_origins": len(keys),
         "point_fired": int(keys["point_fired"].sum()),
         "band_fired": int(keys["band_fired"].sum()),
@@ -96,32 +133,34 @@ def report(g: pd.DataFrame) -> dict[str, Any]:
         "fired_before": scores(hit, "") if len(hit) else {},
         "fired_after": scores(hit, "_g") if len(hit) else {},
         "rows_capped_share": {
-            f"{t:g}": round(float((g[c + "_g"] < g[c]).mean()), 4)
+            f"{t:g}": round(float((g[c + "_g"] < g[c] - 1e-9).mean()), 4)
             for t, c in zip(QUANTILES, COLUMNS, strict=True)
         },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--warehouse", required=True)
+    ap.add_argument("--config", help="the fleet config the warehouse was made with")
+    ap.add_argument("--origins", choices=("stored", "hourly"), default="stored")
+    ap.add_argument("--minutes", type=int, default=40, help="of the hour in progress read")
     ap.add_argument("--since", default="2000-01-01")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    cfg = load_config(a.config)
     con = duckdb.connect(a.warehouse, read_only=True)
-    since = pd.Timestamp(a.since).to_pydatetime()
-    rows = con.execute(sql("forecast/stored_forecasts"), {"since": since}).df()
-    start = (rows["origin"].min() - pd.Timedelta(days=30)).to_pydatetime()
-    end = (rows["hour"].max() + pd.Timedelta(hours=1)).to_pydatetime()
-    demand = con.execute(sql("forecast/demand_history"), {"since": start, "as_of": end}).df()
+    origins = origins_of(con, a.origins, pd.Timestamp(a.since))
+    g = guarded(con, origins, settings_from_config(cfg), timezones(cfg), a.minutes)
     con.close()
-    out = report(guarded(rows, demand))
+    out = report(g)
     if a.json:
         print(json.dumps(out, indent=1, default=str))
         return 0
     print(
-        f"series-origins {out['series_origins']}: point guard fired {out['point_fired']}, "
-        f"band cap fired {out['band_fired']} ({len(out['fired_series'])} series)"
+        f"{out['origins']} origins, series-origins {out['series_origins']}: point guard fired "
+        f"{out['point_fired']}, band cap fired {out['band_fired']} "
+        f"({len(out['fired_series'])} series)"
     )
     print(f"share of rows capped per quantile {out['rows_capped_share']}")
     for name in ("all", "fired"):

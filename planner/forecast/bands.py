@@ -24,9 +24,11 @@ from planner.forecast.adaptive import (
     target_hours,
 )
 from planner.forecast.calibration import (
+    OFFSET_SHARE,
     Pooling,
     ResidualQuantiles,
     Sample,
+    levels_before,
     log_residuals,
     offset_for,
 )
@@ -214,16 +216,26 @@ def calibrate(
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
-    levels = panel.observed.mean()
+    offsets = origin_offsets(hours, panel)
     run = _Bands(hours, settings, adapt, pool)
     for origin, at_origin in hours.groupby("origin", sort=True):
         run.start(origin)
         for key, rows in at_origin.groupby(["series", "forecaster"], sort=False).indices.items():
             series, name = cast(tuple[str, str], key)
-            offset = offset_for(levels.get(series, 0.0))
-            run.band(series, name, at_origin.index[rows].to_numpy(), offset, origin)
+            idx = at_origin.index[rows].to_numpy()
+            run.band(series, name, idx, float(offsets[idx[0]]), origin)
         run.close()
-    return _with_bands(hours, run.q, run.conformal, settings.quantiles, levels)
+    return _with_bands(hours, run.q, run.conformal, settings.quantiles, offsets)
+
+
+def origin_offsets(hours: pd.DataFrame, panel: Panel) -> np.ndarray:
+    """Each row's calibration offset: 5 % of its series' mean level over the hours before
+    the row's origin (:func:`~planner.forecast.calibration.levels_before`), never after."""
+    origins = pd.DatetimeIndex(sorted(hours["origin"].unique()))
+    levels = levels_before(panel.observed, origins).stack()
+    key = pd.MultiIndex.from_arrays([pd.DatetimeIndex(hours["origin"]), hours["series"]])
+    level = levels.reindex(key).fillna(0.0).to_numpy(dtype=float)
+    return np.maximum(OFFSET_SHARE * level, offset_for(0.0))
 
 
 def _with_bands(
@@ -231,16 +243,16 @@ def _with_bands(
     q: np.ndarray,
     conformal: np.ndarray,
     taus: tuple[float, ...],
-    levels: pd.Series,
+    offsets: np.ndarray,
 ) -> pd.DataFrame:
-    """The rows with their q_<τ> columns, how they were made, and each row's log residual."""
+    """The rows with their q_<τ> columns, how they were made, and each row's log residual
+    (with the row's own offset)."""
     for i, tau in enumerate(taus):
         hours[quantile_column(tau)] = q[:, i]
     hours["quantile_method"] = np.where(conformal, "conformal", "native")
-    offsets = hours["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
-    hours["log_residual"] = np.log(
-        (hours["actual"] + offsets) / (hours["point"].clip(lower=0) + offsets)
-    )
+    actual = hours["actual"].to_numpy(dtype=float)
+    point = np.maximum(hours["point"].to_numpy(dtype=float), 0.0)
+    hours["log_residual"] = np.log((actual + offsets) / (point + offsets))
     return hours
 
 
@@ -266,9 +278,8 @@ def calibrate_nowcast(
     params = params or NowcastParams()
     if hours.empty or readings.empty:
         return hours
-    levels = panel.observed.mean()
     rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
-    rows["offset"] = rows["series"].map(lambda s: offset_for(levels.get(s, 0.0)))
+    rows["offset"] = origin_offsets(rows, panel)
     key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
     read = readings.reindex(key).to_numpy(dtype=float)
     has = np.isfinite(read)

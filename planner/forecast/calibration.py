@@ -2,7 +2,9 @@
 
 For a forecaster and a series, the backtest leaves residuals ``r = log((y + c) / (ŷ + c))``
 of every hour of every fold, where ``c`` (the offset) is 5 % of the series' mean level so zero
-hours stay finite. A quantile τ of a new point forecast ŷ is then
+hours stay finite (in a backtest, the level over the hours before each fold's origin:
+:func:`levels_before`; at selection time, before the selection's ``as_of``). A quantile τ
+of a new point forecast ŷ is then
 
     q_τ = (ŷ + c) · exp(Q_τ(r)) − c,   clipped at 0,
 
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
 from planner.quantiles import QUANTILES
 
@@ -33,6 +36,20 @@ MIN_PER_HORIZON = 20
 
 def offset_for(level: float) -> float:
     return max(OFFSET_SHARE * float(level), 1e-6)
+
+
+def levels_before(observed: pd.DataFrame, origins: pd.DatetimeIndex) -> pd.DataFrame:
+    """Each series' mean observed level over the hours before each origin (index: origins,
+    columns: series; 0 where nothing was observed): what an offset made at that origin may
+    read. A backtest origin's offset must not see the hours after it."""
+    values = observed.to_numpy(dtype=float)
+    seen = np.isfinite(values)
+    zero = np.zeros((1, values.shape[1]))
+    total = np.vstack([zero, np.cumsum(np.where(seen, values, 0.0), axis=0)])
+    count = np.vstack([zero, np.cumsum(seen, axis=0)])
+    at = pd.DatetimeIndex(observed.index).searchsorted(origins)
+    mean = np.where(count[at] > 0, total[at] / np.maximum(count[at], 1), 0.0)
+    return pd.DataFrame(mean, index=origins, columns=observed.columns)
 
 
 def log_residuals(actual: np.ndarray, point: np.ndarray, offset: float) -> np.ndarray:
@@ -315,3 +332,32 @@ class ResidualQuantiles:
         if by_h:
             out["by_horizon"] = [dict(zip(map(str, self.levels), v, strict=True)) for v in by_h]
         return out
+
+
+def residuals_for(
+    hours: pd.DataFrame,
+    series: str,
+    forecaster: str,
+    group_series: list[str],
+    level: float,
+    by_horizon: bool = True,
+    column: str = "log_residual",
+) -> ResidualQuantiles | None:
+    """Residual quantiles of a series' chosen forecaster from every backtest fold, mixed with
+    its peer group's (see :mod:`planner.forecast.calibration`), per hour ahead when
+    ``by_horizon``. ``hours`` carries each row's log residual computed with its own series'
+    offset, and its lead ``h``; ``column``: which residuals (``nowcast_log_residual``: those
+    of the backtest's nowcasts)."""
+    if hours.empty or column not in hours:
+        return None
+    sel = hours[(hours["forecaster"] == forecaster) & hours[column].notna()]
+    mine = sel["series"] == series
+    peers = sel["series"].isin(group_series)
+    own = sel.loc[mine, column].to_numpy()
+    peer = sel.loc[peers, column].to_numpy()
+    if len(own) + len(peer) == 0:
+        return None
+    leads = [sel.loc[rows, "h"].to_numpy(dtype=int) for rows in (mine, peers)]
+    return ResidualQuantiles.fit(
+        own, offset_for(level), QUANTILES, peer, *(leads if by_horizon else (None, None))
+    )

@@ -23,8 +23,9 @@ Fallbacks, each recorded with its reason on the series and on every forecast row
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,6 @@ from planner.forecast.series import Panel, SeriesKey
 from planner.forecast.shift import SHIFT_WINDOW_H, detect_level_shift, post_shift_window
 from planner.quantiles import QUANTILES, quantile_column
 
-log = logging.getLogger(__name__)
 MIN_OWN_HOURS = 72
 LOCAL_FALLBACK = "ets_theta"  # for global candidates after a level shift or without a model
 
@@ -57,6 +57,20 @@ class FittedSeries:
     scores: dict[str, float] = field(default_factory=dict)
     # quantiles of nowcasts' own residuals (used when the hour in progress was read)
     nowcast_residuals: ResidualQuantiles | None = None
+    # the bands of the forecasters the hourly job may fall back to (fallback_forecasters),
+    # from their own backtest residuals: a fallen-back point is banded by its own errors
+    fallback_residuals: dict[str, ResidualQuantiles] = field(default_factory=dict)
+    fallback_nowcast_residuals: dict[str, ResidualQuantiles] = field(default_factory=dict)
+
+
+def fallback_forecasters(fs: FittedSeries) -> list[str]:
+    """The forecasters other than its own whose point an hourly forecast of ``fs`` may
+    publish: seasonal naive (an implausible or failed point), and a combination's per-series
+    part (its global member failing)."""
+    names = [sanity.FALLBACK]
+    if isinstance(fs.model, HybridModel):
+        names.append(fs.model.local_name)
+    return [n for n in names if n != fs.forecaster]
 
 
 def fit_global(panel: Panel) -> GlobalGBM:
@@ -140,61 +154,85 @@ def forecast_frame(
     timezones: dict[str, str],
     readings: dict[str, float] | None = None,
     nowcast_params: nowcast.NowcastParams | None = None,
+    ratio: float = sanity.SANITY_RATIO,
 ) -> pd.DataFrame:
     """Point forecast and quantiles for hours origin .. origin + horizon − 1 of every series.
 
     ``panel`` must hold only hours before ``origin`` (the caller builds it with ``as_of``).
     ``readings``: per series, the hour in progress (``origin``) read from its minutes so far;
-    the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`).
+    the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`). The sanity guard
+    (:mod:`planner.forecast.sanity`, ``ratio``) holds the published values: the point after
+    the nowcast, and the band made around it from the published forecaster's residuals.
     """
     hours = pd.date_range(origin, periods=horizon, freq="h")
     rows = []
     levels = panel.observed.iloc[-168:].mean()
     for series, fs in fitted.items():
-        got = _point(fs, panel, series, horizon, fitted, timezones, hours)
-        cap_of = _recent_max(fs, panel, series, readings)
-        point, forecaster, fallback = _sane_point(got, cap_of, panel, series)
-        residuals = fs.residuals or peer_residuals(series, fitted)
-        if readings and series in readings and fs.model is not None:
-            offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
-            metric = SeriesKey.parse(series).metric
-            point = nowcast.apply(point, readings[series], offset, metric, nowcast_params)
-            # the band of a nowcast: from nowcasts' residuals (a selection without them:
-            # the forecast's own band, wider than a nowcast's errors)
-            residuals = fs.nowcast_residuals or residuals
+        point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
+        read = (readings or {}).get(series) if fs.model is not None else None
+        offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
+        now = partial(_nowcast, read, offset, SeriesKey.parse(series).metric, nowcast_params)
+        cap_of = _recent_max(fs, panel, series, read)
+        naive = partial(_naive, panel, series, horizon, now)
+        point, forecaster, fallback = sanity.sane_point(
+            now(point), forecaster, fallback, cap_of, naive, ratio
+        )
+        residuals, note = _band(fs, forecaster, read is not None, fitted)
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
-        quantiles, capped = sanity.cap_quantiles(quantiles, cap_of)
-        fallback = sanity.join(fallback, capped)
+        quantiles, capped = sanity.cap_quantiles(quantiles, cap_of, ratio)
+        fallback = sanity.join(fallback, note, capped)
         rows.append(_rows(series, fs, origin, hours, point, quantiles, forecaster, fallback))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def _recent_max(
-    fs: FittedSeries, panel: Panel, series: str, readings: dict[str, float] | None
-) -> float:
-    """The sanity guard's reference (:mod:`planner.forecast.sanity`): the series' largest
-    observed hour in the last week, or the hour in progress if higher; 0 (guard off) for a
-    series without its own model (peer profiles of new series are left to their fallback)."""
+def _nowcast(
+    reading: float | None,
+    offset: float,
+    metric: str,
+    params: nowcast.NowcastParams | None,
+    point: np.ndarray,
+) -> np.ndarray:
+    """``point`` nowcast from the hour in progress (unchanged without a reading)."""
+    return point if reading is None else nowcast.apply(point, reading, offset, metric, params)
+
+
+def _recent_max(fs: FittedSeries, panel: Panel, series: str, reading: float | None) -> float:
+    """The sanity guard's reference ``M`` (:func:`planner.forecast.sanity.reference`); 0
+    (guard off) for a series without its own model (peer profiles of new series are left to
+    their fallback)."""
     if fs.model is None or series not in panel.observed:
         return 0.0
-    seen = sanity.recent_max(panel.observed[series].to_numpy(dtype=float))
-    return max(seen, (readings or {}).get(series, 0.0))
+    return sanity.reference(panel.observed[series].to_numpy(dtype=float), reading)
 
 
-def _sane_point(
-    got: tuple[np.ndarray, str, str | None], cap_of: float, panel: Panel, series: str
-) -> tuple[np.ndarray, str, str | None]:
-    """The point (with its forecaster and fallback), or seasonal naive (sp = 24) with the
-    reason when it is implausible."""
-    point, forecaster, fallback = got
-    why = sanity.point_exceeds(point, cap_of)
-    if why is None:
-        return point, forecaster, fallback
+def _naive(
+    panel: Panel, series: str, horizon: int, now: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """The guard's fallback point: seasonal naive (sp = 24) from the series' history, nowcast
+    (``now``) as the point it replaces was."""
     raw = panel.filled[series].to_numpy(dtype=float)
-    res, _, _ = forward_one("snaive24", _snaive_fit(raw), raw, len(point))
-    log.info("%s: %s (was %s)", series, why, forecaster)
-    naive = np.maximum(np.asarray(res["mean"], dtype=float), 0.0)
-    return naive, "snaive24", sanity.join(fallback, f"{why} (instead of {forecaster})")
+    res, _, _ = forward_one(sanity.FALLBACK, _snaive_fit(raw), raw, horizon)
+    return now(np.maximum(np.asarray(res["mean"], dtype=float), 0.0))
+
+
+def _band(
+    fs: FittedSeries, forecaster: str, read: bool, fitted: dict[str, FittedSeries]
+) -> tuple[ResidualQuantiles | None, str | None]:
+    """The residuals that band the published point: the published forecaster's own (its
+    nowcasts' when the hour was read), and why not when they are missing. A point that fell
+    back (:func:`fallback_forecasters`) takes the fallback's residuals; a selection without
+    them (stored before they were kept) keeps the chosen forecaster's band, and says so."""
+    own, nowcasts, note = fs.residuals, fs.nowcast_residuals, None
+    if fs.model is not None and forecaster != fs.forecaster:
+        if forecaster in fs.fallback_residuals:
+            own = fs.fallback_residuals[forecaster]
+            nowcasts = fs.fallback_nowcast_residuals.get(forecaster)
+        else:
+            note = f"band of {fs.forecaster} (no {forecaster} residuals)"
+    residuals = own or peer_residuals(fs.series, fitted)
+    # the band of a nowcast: from nowcasts' residuals (a selection without them: the
+    # forecast's own band, wider than a nowcast's errors)
+    return ((nowcasts or residuals) if read else residuals), note
 
 
 def _rows(
@@ -332,32 +370,3 @@ def attach_shared(fs: FittedSeries, shared: GlobalGBM | None) -> FittedSeries:
 def _snaive_fit(raw: np.ndarray) -> object:
     model, _ = _fit_one("snaive24", raw)
     return model
-
-
-def residuals_for(
-    hours: pd.DataFrame,
-    series: str,
-    forecaster: str,
-    group_series: list[str],
-    level: float,
-    by_horizon: bool = True,
-    column: str = "log_residual",
-) -> ResidualQuantiles | None:
-    """Residual quantiles of a series' chosen forecaster from every backtest fold, mixed with
-    its peer group's (see :mod:`planner.forecast.calibration`), per hour ahead when
-    ``by_horizon``. ``hours`` carries each row's log residual computed with its own series'
-    offset, and its lead ``h``; ``column``: which residuals (``nowcast_log_residual``: those
-    of the backtest's nowcasts)."""
-    if hours.empty or column not in hours:
-        return None
-    sel = hours[(hours["forecaster"] == forecaster) & hours[column].notna()]
-    mine = sel["series"] == series
-    peers = sel["series"].isin(group_series)
-    own = sel.loc[mine, column].to_numpy()
-    peer = sel.loc[peers, column].to_numpy()
-    if len(own) + len(peer) == 0:
-        return None
-    leads = [sel.loc[rows, "h"].to_numpy(dtype=int) for rows in (mine, peers)]
-    return ResidualQuantiles.fit(
-        own, offset_for(level), QUANTILES, peer, *(leads if by_horizon else (None, None))
-    )

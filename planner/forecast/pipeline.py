@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -34,15 +35,17 @@ from planner.forecast.backtest import (
     run_global_backtest,
 )
 from planner.forecast.bands import calibrate_nowcast, peer_group
+from planner.forecast.calibration import ResidualQuantiles, residuals_for
 from planner.forecast.forecast import (
     FittedSeries,
+    fallback_forecasters,
     fit_global,
     fit_series,
     forecast_frame,
-    residuals_for,
 )
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import uses_global
+from planner.forecast.sanity import SANITY_RATIO
 from planner.forecast.select import SelectionSettings, choose, deployed_scores
 from planner.forecast.series import METRICS, Panel, build_panel
 
@@ -59,6 +62,8 @@ class ForecastSettings:
     metrics: tuple[str, ...] = METRICS
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
+    # the hourly forecast's sanity guard (planner.forecast.sanity); ∞ turns it off (benches)
+    sanity_ratio: float = SANITY_RATIO
 
 
 @dataclass(frozen=True)
@@ -184,38 +189,53 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
         result.hours = calibrate_nowcast(result.hours, task.panel, settings.backtest, task.readings)
     chosen = choose(result.folds, task.panel.series, settings.selection)
     levels = task.panel.observed.mean()
+    by_name = (
+        {str(k): v for k, v in result.hours.groupby("forecaster")} if len(result.hours) else {}
+    )
     fitted = {}
     for series, forecaster, reason in chosen[["series", "forecaster", "reason"]].itertuples(
         index=False
     ):
-        level = float(levels.get(series, 0.0))
-        residuals = residuals_for(
-            result.hours,
+        fs = fit_series(series, forecaster, task.panel, None, reason, task.global_model)
+        band = partial(
+            _residuals,
+            by_name,
             series,
-            forecaster,
             task.panel.series,
-            level,
+            float(levels.get(series, 0.0)),
             settings.backtest.by_horizon,
         )
-        fitted[series] = fit_series(
-            series,
-            forecaster,
-            task.panel,
-            residuals,
-            reason,
-            task.global_model,
-        )
-        if "nowcast_log_residual" in result.hours:
-            fitted[series].nowcast_residuals = residuals_for(
-                result.hours,
-                series,
-                fitted[series].forecaster,
-                task.panel.series,
-                level,
-                settings.backtest.by_horizon,
-                column="nowcast_log_residual",
-            )
+        # the fitted forecaster's own band (a fit that fell back at selection time: the
+        # fallback's); the chosen one's when it has none (a series without its own model)
+        own = band(fs.forecaster) if fs.model is not None else (None, None)
+        fs.residuals, fs.nowcast_residuals = own if own[0] is not None else band(forecaster)
+        for name in fallback_forecasters(fs) if fs.model is not None else []:
+            rq, nowcasts = band(name)
+            if rq is not None:
+                fs.fallback_residuals[name] = rq
+            if nowcasts is not None:
+                fs.fallback_nowcast_residuals[name] = nowcasts
+        fitted[series] = fs
     return ChunkSelection(task.group, result, chosen, fitted)
+
+
+def _residuals(
+    by_name: dict[str, pd.DataFrame],
+    series: str,
+    group: list[str],
+    level: float,
+    by_horizon: bool,
+    name: str,
+) -> tuple[ResidualQuantiles | None, ResidualQuantiles | None]:
+    """The residual quantiles of ``name``'s forecasts of ``series`` and of its nowcasts
+    (:func:`planner.forecast.calibration.residuals_for`); (None, None) without forecast
+    residuals."""
+    hours = by_name.get(name, pd.DataFrame())
+    rq = residuals_for(hours, series, name, group, level, by_horizon)
+    if rq is None:
+        return None, None
+    column = "nowcast_log_residual"
+    return rq, residuals_for(hours, series, name, group, level, by_horizon, column=column)
 
 
 def _serial(fn: Callable[[T], R], tasks: list[T]) -> list[R]:
@@ -302,7 +322,9 @@ def forecast(
                 "appeared after selection",
                 "new_series: not in the last selection",
             )
-    return forecast_frame(known, panel, origin, settings.horizon, timezones, readings)
+    return forecast_frame(
+        known, panel, origin, settings.horizon, timezones, readings, ratio=settings.sanity_ratio
+    )
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

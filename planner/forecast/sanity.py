@@ -15,17 +15,28 @@ shift ratio (2.5, :data:`planner.forecast.shift.SHIFT_RATIO`), fixed before meas
   the quantiles are capped at ``SANITY_RATIO × M`` (still ≥ 2.5× anything seen in a week).
   Each is recorded on the forecast rows (``fallback``) with the ratio that tripped it.
 
-``M`` ≤ 0 (no demand observed in the week) leaves the forecast as it is: nothing to compare.
+The guard holds what is published: the point after the nowcast (:func:`sane_point` is given
+the nowcast point, and the fallback's point nowcast the same way), its band made around that
+point. A nowcast fallback point above ``SANITY_RATIO × M`` (the reading lifting a seasonal
+naive hour) is capped there, so no published value exceeds it. ``M`` ≤ 0 (no demand observed
+in the week) leaves the forecast as it is: nothing to compare. ``ratio`` = ∞ turns the guard
+off (how the benches measure what it does).
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from planner.forecast.shift import SHIFT_RATIO
 
+log = logging.getLogger(__name__)
+
 SANITY_RATIO = SHIFT_RATIO
 RECENT_H = 168
+FALLBACK = "snaive24"
 
 
 def recent_max(observed: np.ndarray) -> float:
@@ -35,28 +46,57 @@ def recent_max(observed: np.ndarray) -> float:
     return float(recent.max()) if len(recent) else 0.0
 
 
-def point_exceeds(point: np.ndarray, cap_of: float) -> str | None:
+def reference(observed: np.ndarray, reading: float | None) -> float:
+    """``M``: the largest observed hour of the last week, or the hour in progress (its
+    minutes-so-far ``reading``) if higher."""
+    seen = recent_max(observed)
+    return max(seen, float(reading)) if reading is not None and np.isfinite(reading) else seen
+
+
+def point_exceeds(point: np.ndarray, cap_of: float, ratio: float = SANITY_RATIO) -> str | None:
     """Why the point forecast is implausible against ``cap_of`` (= M), or None."""
-    peak = float(np.max(point)) if len(point) else 0.0
-    if cap_of <= 0 or peak <= SANITY_RATIO * cap_of:
+    peak = float(np.nanmax(point)) if np.isfinite(point).any() else 0.0
+    if cap_of <= 0 or peak <= ratio * cap_of:
         return None
     return f"implausible_point: peak {peak / cap_of:.1f}x the last week's max; seasonal naive"
 
 
+def sane_point(
+    point: np.ndarray,
+    forecaster: str,
+    fallback: str | None,
+    cap_of: float,
+    naive: Callable[[], np.ndarray],
+    ratio: float = SANITY_RATIO,
+) -> tuple[np.ndarray, str, str | None]:
+    """The published point (after the nowcast) with its forecaster and fallback, or, when it
+    is implausible, ``naive()`` (seasonal naive, nowcast as the point was) capped at
+    ``ratio × cap_of``, with the reason."""
+    why = point_exceeds(point, cap_of, ratio)
+    if why is None:
+        return point, forecaster, fallback
+    log.info("%s (was %s)", why, forecaster)
+    safe = np.asarray(naive(), dtype=float)
+    capped = np.minimum(safe, ratio * cap_of)
+    why = f"{why} (instead of {forecaster})"
+    if np.any(capped < safe):
+        why += f", capped at {ratio}x"
+    return capped, FALLBACK, join(fallback, why)
+
+
 def cap_quantiles(
-    quantiles: dict[float, np.ndarray], cap_of: float
+    quantiles: dict[float, np.ndarray], cap_of: float, ratio: float = SANITY_RATIO
 ) -> tuple[dict[float, np.ndarray], str | None]:
-    """Quantiles capped at ``SANITY_RATIO × cap_of``, and why (None: nothing was above)."""
-    if cap_of <= 0:
+    """Quantiles capped at ``ratio × cap_of``, and why (None: nothing was above). NaN values
+    are left as they are and are not counted."""
+    finite = [v[np.isfinite(v)] for v in (np.asarray(q, dtype=float) for q in quantiles.values())]
+    top = max((float(v.max()) for v in finite if len(v)), default=0.0)
+    if cap_of <= 0 or top <= ratio * cap_of:
         return quantiles, None
-    cap = SANITY_RATIO * cap_of
-    top = max(float(np.max(v)) for v in quantiles.values()) if quantiles else 0.0
-    if top <= cap:
-        return quantiles, None
+    cap = ratio * cap_of
     capped = {t: np.minimum(v, cap) for t, v in quantiles.items()}
     return capped, (
-        f"band_capped: top quantile {top / cap_of:.1f}x the last week's max; "
-        f"capped at {SANITY_RATIO}x"
+        f"band_capped: top quantile {top / cap_of:.1f}x the last week's max; capped at {ratio}x"
     )
 
 

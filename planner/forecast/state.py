@@ -140,6 +140,10 @@ def fitted_state(fs: FittedSeries) -> dict[str, Any]:
         "residuals": _residuals(fs.residuals),
         "nowcast_residuals": _residuals(fs.nowcast_residuals),
         "scores": encode(fs.scores),
+        "fallback_residuals": {k: _residuals(v) for k, v in fs.fallback_residuals.items()},
+        "fallback_nowcast_residuals": {
+            k: _residuals(v) for k, v in fs.fallback_nowcast_residuals.items()
+        },
     }
 
 
@@ -164,7 +168,16 @@ def fitted_from_state(row: dict[str, Any], state: dict[str, Any]) -> FittedSerie
         row["fallback"],
         decode(state["scores"]),
         _residuals_from(state["nowcast_residuals"]),
+        _bands_from(state.get("fallback_residuals")),
+        _bands_from(state.get("fallback_nowcast_residuals")),
     )
+
+
+def _bands_from(stored: dict[str, Any] | None) -> dict[str, ResidualQuantiles]:
+    """Stored fallback bands by forecaster (none in a selection stored before they were kept:
+    the hourly job then keeps the chosen forecaster's band and says so)."""
+    out = {k: _residuals_from(v) for k, v in (stored or {}).items()}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _timestamp(value: Any) -> pd.Timestamp | None:

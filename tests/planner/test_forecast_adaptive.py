@@ -67,6 +67,26 @@ def test_the_adaptive_band_uses_only_origins_before_its_own(spec: str) -> None:
     assert not np.allclose(_band(plain, ORIGINS[4]), _band(altered, ORIGINS[4]))
 
 
+@pytest.mark.parametrize("spec", [None, "recent", "pool:own=0"])
+def test_the_offset_reads_only_hours_before_the_origin(spec: str | None) -> None:
+    """The panel the offsets are read from (5 % of each series' mean level) is altered from
+    origin 3 on, as the rows' actuals: bands at origins ≤ 3 must not move. An offset from the
+    whole panel's mean (the hours after a backtest origin included) fails this."""
+    settings = BacktestSettings()
+    adapt = BandAdapt.parse(spec) if spec and not spec.startswith("pool") else None
+    pool = Pooling.parse(spec) if spec and spec.startswith("pool") else None
+    hours, panel = _backtest()
+    future = hours.copy()
+    after = future["hour"] >= ORIGINS[3]
+    future.loc[after, "actual"] *= 50.0
+    wide = future.pivot(index="hour", columns="series", values="actual")
+    plain = recalibrate(hours, panel, settings, adapt, pool)
+    altered = recalibrate(future, Panel(wide, wide), settings, adapt, pool)
+    for origin in ORIGINS[:4]:
+        np.testing.assert_array_equal(_band(plain, origin), _band(altered, origin))
+    assert not np.allclose(_band(plain, ORIGINS[4]), _band(altered, ORIGINS[4]))
+
+
 @pytest.mark.parametrize("spec", ["recent", "aci"])
 def test_the_band_widens_after_a_shock(spec: str) -> None:
     settings = BacktestSettings()

@@ -8,9 +8,12 @@ import pandas as pd
 import pytest
 
 from planner.forecast import sanity
-from planner.forecast.calibration import ResidualQuantiles
-from planner.forecast.forecast import fit_series, forecast_frame
+from planner.forecast.backtest import BacktestSettings
+from planner.forecast.calibration import ResidualQuantiles, residuals_for
+from planner.forecast.forecast import FittedSeries, fit_series, forecast_frame
 from planner.forecast.models import forward_one
+from planner.forecast.nowcast import NowcastParams
+from planner.forecast.pipeline import ForecastSettings, select_models
 from planner.forecast.series import Panel, build_panel
 from planner.quantiles import QUANTILES, quantile_column
 from tests.helpers import TIMEZONES, demand_frame
@@ -81,3 +84,90 @@ def test_no_recent_demand_leaves_the_band_alone() -> None:
     assert sanity.cap_quantiles(band, 0.0) == (band, None)
     assert sanity.point_exceeds(np.array([1e9]), 0.0) is None
     assert sanity.recent_max(np.array([np.nan, 3.0, np.nan])) == 3.0
+
+
+def test_a_nan_quantile_is_left_alone_and_not_reported() -> None:
+    band = {0.5: np.array([1.0, np.nan]), 0.99: np.array([50.0, np.nan])}
+    capped, why = sanity.cap_quantiles(band, 10.0)
+    assert why == "band_capped: top quantile 5.0x the last week's max; capped at 2.5x"
+    np.testing.assert_array_equal(capped[0.99], [25.0, np.nan])
+    only_nan = {0.5: np.array([np.nan])}
+    assert sanity.cap_quantiles(only_nan, 10.0) == (only_nan, None)
+
+
+def _trough() -> tuple[Panel, pd.Timestamp, dict[str, float]]:
+    """A normal series cut at its daily trough (03:00 in New York), and a reading of the hour
+    in progress at the week's maximum: the nowcast lifts every lead by the reading's ratio to
+    the lead-1 forecast."""
+    d = demand_frame(days=10, series=(("us-east", "m1", "IW-F"),))
+    origin = pd.Timestamp("2024-06-12 07:00")
+    panel = build_panel(d, origin, metrics=("token_rate",))
+    return panel, origin, {SERIES: _week_max(panel)}
+
+
+# the nowcast trusting the reading fully at every lead (a setting the tuning grid allows)
+LIFT = NowcastParams(weight={"token_rate": 1.0}, decay={"token_rate": 1.0}, max_abs=3.0)
+
+
+def test_the_guard_holds_the_point_after_the_nowcast() -> None:
+    panel, origin, reading = _trough()
+    fitted = {SERIES: fit_series(SERIES, "ets", panel, None, "test")}
+    cap = sanity.SANITY_RATIO * _week_max(panel)
+    plain = forecast_frame(fitted, panel, origin, 24, TIMEZONES)
+    assert plain["point"].max() < cap  # the model's own point passes the guard
+    off = forecast_frame(fitted, panel, origin, 24, TIMEZONES, reading, LIFT, ratio=np.inf)
+    assert off["point"].max() > cap  # the nowcast lifts it above 2.5 M
+    frame = forecast_frame(fitted, panel, origin, 24, TIMEZONES, reading, LIFT)
+    values = frame[["point", *(quantile_column(t) for t in QUANTILES)]].to_numpy()
+    assert (values <= cap + 1e-9).all()  # nothing published above 2.5 M
+    assert (frame["forecaster"] == "snaive24").all()
+    assert frame["fallback"].str.contains("implausible_point: .* \\(instead of ets\\)").all()
+
+
+def _exploding() -> tuple[dict[str, FittedSeries], Panel, pd.Timestamp]:
+    calm, origin = _panel()
+    ramp, _ = _panel(10 * np.exp(np.arange(240) / 24))
+    return {SERIES: fit_series(SERIES, "ets", ramp, None, "test")}, calm, origin
+
+
+def test_a_fallen_back_point_is_banded_by_the_fallbacks_own_residuals() -> None:
+    fitted, panel, origin = _exploding()
+    rng = np.random.default_rng(0)
+    fitted[SERIES].residuals = ResidualQuantiles.fit(rng.normal(0, 0.02, 500), 1.0)
+    naive = ResidualQuantiles.fit(rng.normal(0, 0.3, 500), 1.0)
+    fitted[SERIES].fallback_residuals = {"snaive24": naive}
+    frame = forecast_frame(fitted, panel, origin, 24, TIMEZONES)
+    assert (frame["forecaster"] == "snaive24").all()
+    for t, q in naive.apply(frame["point"].to_numpy()).items():
+        np.testing.assert_allclose(frame[quantile_column(t)], q)
+    assert not frame["fallback"].str.contains("band of").any()
+
+
+def test_without_the_fallbacks_residuals_the_band_says_whose_it_is() -> None:
+    fitted, panel, origin = _exploding()
+    ets = ResidualQuantiles.fit(np.random.default_rng(0).normal(0, 0.02, 500), 1.0)
+    fitted[SERIES].residuals = ets
+    frame = forecast_frame(fitted, panel, origin, 24, TIMEZONES)
+    for t, q in ets.apply(frame["point"].to_numpy()).items():
+        np.testing.assert_allclose(frame[quantile_column(t)], q)
+    assert frame["fallback"].str.contains("band of ets \\(no snaive24 residuals\\)").all()
+
+
+def test_the_selection_keeps_the_fallbacks_band() -> None:
+    d = demand_frame(days=10, series=(("us-east", "m1", "IW-F"), ("us-west", "m1", "IW-F")))
+    origin = d["hour"].max() + pd.Timedelta(hours=1)
+    settings = ForecastSettings(
+        metrics=("token_rate",),
+        backtest=BacktestSettings(candidates=("snaive24", "theta"), min_residuals=24),
+    )
+    selection = select_models(d, origin, settings)
+    hours = selection.hours
+    for series, fs in selection.fitted.items():
+        if fs.forecaster == "snaive24":
+            assert fs.fallback_residuals == {}
+            continue
+        naive = fs.fallback_residuals["snaive24"]
+        group = list(selection.fitted)
+        level = float(build_panel(d, origin, metrics=("token_rate",)).observed[series].mean())
+        assert naive == residuals_for(hours, series, "snaive24", group, level)
+        assert naive != fs.residuals

@@ -55,9 +55,11 @@ def test_every_model_kind_forecasts_the_same_after_a_json_round_trip() -> None:
     for name in FORECASTERS:
         fs = fit_series(series, name, panel, bands, "test", shared)
         fs.scores, fs.nowcast_residuals = {"mase": 0.9, "pinball": float("nan")}, bands
+        fs.fallback_residuals = fs.fallback_nowcast_residuals = {"snaive24": bands}
         back = _round_trip(fs)
         assert (back.forecaster, back.train_end, back.residuals) == (name, fs.train_end, bands)
         assert back.nowcast_residuals == bands and np.isnan(back.scores["pinball"])
+        assert back.fallback_residuals == back.fallback_nowcast_residuals == {"snaive24": bands}
         before = frame_of({series: fs}, panel_later, later, 24, TIMEZONES)
         after = frame_of({series: back}, panel_later, later, 24, TIMEZONES)
         pd.testing.assert_frame_equal(after, before, check_exact=True, obj=name)

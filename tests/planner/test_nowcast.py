@@ -83,7 +83,7 @@ def _readings(demand: pd.DataFrame, noise: float, seed: int = 0) -> pd.Series:
 def test_the_nowcast_band_is_calibrated_on_nowcasts_strictly_before_each_origin() -> None:
     from planner.forecast.backtest import BacktestSettings, run_backtest
     from planner.forecast.bands import calibrate_nowcast
-    from planner.forecast.series import build_panel
+    from planner.forecast.series import Panel, build_panel
     from tests.helpers import demand_frame
 
     demand = demand_frame(days=10, series=GROUP)
@@ -117,6 +117,12 @@ def test_the_nowcast_band_is_calibrated_on_nowcasts_strictly_before_each_origin(
     cols = ["nowcast_q_0_025", "nowcast_q_0_975", "nowcast_point"]
     pd.testing.assert_frame_equal(out.loc[before, cols], again.loc[before, cols])
     assert not np.allclose(out.loc[~before, "nowcast_point"], again.loc[~before, "nowcast_point"])
+    # nor do the panel's hours from the last origin on (each origin's offset reads only the
+    # hours before it; an offset from the whole panel's mean fails this)
+    factor = np.where(panel.observed.index >= last, 50.0, 1.0)[:, None]
+    grown = Panel(panel.observed * factor, panel.filled * factor)
+    third = calibrate_nowcast(hours, grown, settings, readings)
+    pd.testing.assert_frame_equal(out.loc[before, cols], third.loc[before, cols])
 
 
 def test_the_hourly_forecast_uses_the_nowcast_band_when_it_read_the_hour() -> None:
