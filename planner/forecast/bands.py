@@ -230,9 +230,16 @@ def calibrate(
 
 def origin_offsets(hours: pd.DataFrame, panel: Panel) -> np.ndarray:
     """Each row's calibration offset: 5 % of its series' mean level over the hours before
-    the row's origin (:func:`~planner.forecast.calibration.levels_before`), never after."""
+    the row's origin (:func:`~planner.forecast.calibration.levels_before`), never after; a
+    series with no positive level before the origin takes its metric's median level there."""
     origins = pd.DatetimeIndex(sorted(hours["origin"].unique()))
-    levels = levels_before(panel.observed, origins).stack()
+    wide = levels_before(panel.observed, origins)
+    metric = wide.columns.map(lambda s: SeriesKey.parse(s).metric)
+    # a series with nothing positive before the origin (quiet, or not started yet) takes the
+    # median level of its metric's series before that origin: a 1e-6 offset would turn its
+    # first demand into a log residual of ~+18 and carry it into every pooled band
+    floor = wide.where(wide > 0).T.groupby(metric).transform("median").T.fillna(0.0)
+    levels = wide.where(wide > 0, floor).stack()
     key = pd.MultiIndex.from_arrays([pd.DatetimeIndex(hours["origin"]), hours["series"]])
     level = levels.reindex(key).fillna(0.0).to_numpy(dtype=float)
     return np.maximum(OFFSET_SHARE * level, offset_for(0.0))

@@ -33,8 +33,10 @@ the full hour (+266 GPU-h on the demo day against the same fleet resized every m
 Everything else is the SLO-aware scaler of ``planner.sim.slo_policy`` (the layer of LT-R, the
 same dials as the ``slo-reactive`` family), down to ``min_instances`` per pool (the
 availability floor the baselines keep). So between ramps this policy *is* the SLO-aware
-scaler; the fleet it asks for is never below one instance per pool, and never below the plan's
-count from the purchase to the hand-over (tested, ``tests/planner/test_plan_ramp.py``).
+scaler; the fleet it asks for is never below one instance per pool, and from the purchase to
+the hand-over it holds what was bought (the rise, capped at the plan's count; with ``lower``,
+the smaller rise of the lower quantile's plans) on top of what it held (tested,
+``tests/planner/test_plan_ramp.py``).
 """
 
 from __future__ import annotations

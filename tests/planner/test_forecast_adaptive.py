@@ -160,3 +160,20 @@ def test_pooling_settings_are_checked() -> None:
     for bad in ("pool:own=2", "pool:group=region", "pool:tail=0", "pool:width=1", "aci"):
         with pytest.raises(ValueError):
             Pooling.parse(bad)
+
+
+def test_a_series_that_starts_mid_panel_gets_its_metrics_offset_not_a_tiny_one() -> None:
+    """Before its first demand a series has no level of its own: its offset is its metric's
+    median level before the origin, so its first hours' log residuals stay a few units (with
+    the 1e-6 floor they were ~+18 and set every pooled upper quantile)."""
+    from planner.forecast.pipeline import ForecastSettings, select_models
+    from tests.helpers import demand_frame
+
+    d = demand_frame(days=10, series=(("us-east", "m1", "IW-F"), ("us-west", "m1", "IW-F")))
+    quiet = (d["region"] == "us-west") & (d["hour"] < d["hour"].min() + pd.Timedelta(days=6))
+    d.loc[quiet, d.select_dtypes("number").columns.difference(["coverage"])] = 0
+    origin = d["hour"].max() + pd.Timedelta(hours=1)
+    backtest = BacktestSettings(candidates=("snaive24", "theta"), min_residuals=24)
+    sel = select_models(d, origin, ForecastSettings(metrics=("token_rate",), backtest=backtest))
+    assert sel.hours["log_residual"].abs().max() < 6.0
+    assert max(max(f.residuals.values) for f in sel.fitted.values() if f.residuals) < 6.0
