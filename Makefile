@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint typecheck check bench serve clean install
+.PHONY: demo test test-fast lint typecheck deadcode check bench serve clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version' 
@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 # Two pytest-xdist workers, whole modules each, in collection order (the slow modules first:
 # tests/conftest.py); many slow tests mostly wait on servers, subprocesses and clocks.
+PACKAGES := planner flows validation reports bench
 XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 ## Lint, types, architecture contract, then the test suite (browser and server tests included).
@@ -34,6 +35,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy planner flows validation reports bench
 	$(BIN)/lint-imports
+	$(BIN)/vulture $(PACKAGES) vulture_whitelist.py --min-confidence 60
 	$(BIN)/python -m pytest -q $(XDIST)
 
 ## Tests without the slow marker, for the edit loop.
@@ -45,6 +47,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy planner flows validation reports bench
+
+## Dead code: names nothing uses (framework entry points listed in vulture_whitelist.py).
+deadcode: $(STAMP)
+	$(BIN)/vulture $(PACKAGES) vulture_whitelist.py --min-confidence 60
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
