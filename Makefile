@@ -26,7 +26,6 @@ demo: $(STAMP)
 
 # Two pytest-xdist workers, whole modules each, in collection order (the slow modules first:
 # tests/conftest.py); many slow tests mostly wait on servers, subprocesses and clocks.
-PACKAGES := planner flows validation reports bench
 XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 ## Lint, types, architecture contract, then the test suite (browser and server tests included).
@@ -35,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy planner flows validation reports bench
 	$(BIN)/lint-imports
-	$(BIN)/vulture $(PACKAGES) vulture_whitelist.py --min-confidence 60
+	$(BIN)/vulture
 	$(BIN)/python -m pytest -q $(XDIST)
 
 ## Tests without the slow marker, for the edit loop.
@@ -48,9 +47,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy planner flows validation reports bench
 
-## Dead code: names nothing uses (framework entry points listed in vulture_whitelist.py).
+## Dead code: names nothing uses (settings in pyproject.toml, the rest in vulture_whitelist.py).
 deadcode: $(STAMP)
-	$(BIN)/vulture $(PACKAGES) vulture_whitelist.py --min-confidence 60
+	$(BIN)/vulture
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
