@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-fast lint typecheck check bench serve clean install
+.PHONY: demo test test-fast lint typecheck deadcode check bench serve clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed, found " + sys.version' 
@@ -34,6 +34,7 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy planner flows validation reports bench
 	$(BIN)/lint-imports
+	$(BIN)/vulture
 	$(BIN)/python -m pytest -q $(XDIST)
 
 ## Tests without the slow marker, for the edit loop.
@@ -45,6 +46,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy planner flows validation reports bench
+
+## Dead code: names nothing uses (settings in pyproject.toml, the rest in vulture_whitelist.py).
+deadcode: $(STAMP)
+	$(BIN)/vulture
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

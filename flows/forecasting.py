@@ -174,7 +174,6 @@ def run_forecast(
     cfg: FleetConfig,
     as_of: datetime,
     horizon: int | None = None,
-    workers: int | None = None,
     mapper: Mapper = serial_map,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Forecasts for the hours from ``as_of`` on, stored: one call of the pure
@@ -186,7 +185,7 @@ def run_forecast(
         settings = replace(settings, horizon=horizon)
     moment = naive_utc(as_of)
     origin = moment.floor("h")
-    selected_at, models, ran = current_selection(con, cfg, origin, workers)
+    selected_at, models, ran = current_selection(con, cfg, origin)
     info: dict[str, Any] = {"origin": origin, "selected_at": selected_at}
     if ran:
         info["selection_ran"] = True
@@ -212,7 +211,7 @@ def run_forecast(
 
 
 def current_selection(
-    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp, workers: int | None
+    con: duckdb.DuckDBPyConnection, cfg: FleetConfig, origin: pd.Timestamp
 ) -> tuple[pd.Timestamp, dict[str, Any], bool]:
     """The forecasters an hour's forecast uses: the newest selection made in the day before
     ``origin``, else one made now (and stored, as the daily job's), and whether it ran.
@@ -225,7 +224,7 @@ def current_selection(
     if selected_at is not None and origin - selected_at <= pd.Timedelta(hours=24):
         return selected_at, models, False
     log.info("no selection in the day before %s: selecting now", origin)
-    selection = run_selection(con, cfg, origin, workers)
+    selection = run_selection(con, cfg, origin)
     return selection.as_of, selection.fitted, True
 
 

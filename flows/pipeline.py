@@ -12,7 +12,6 @@ import duckdb
 from flows.forecasting import forecast_for_plan
 from flows.planning import PlanRun, run_plan
 from planner.config import FleetConfig
-from planner.ilp.data import FleetState
 
 
 def forecast_and_plan(
@@ -20,10 +19,9 @@ def forecast_and_plan(
     cfg: FleetConfig,
     as_of: datetime,
     out_root: Path | None,
-    state: FleetState | None = None,
 ) -> PlanRun:
     """The forecast step at ``as_of``'s hour, then :func:`flows.planning.run_plan`."""
     info = forecast_for_plan(con, cfg, as_of)
-    result = run_plan(con, cfg, as_of, out_root, state)
+    result = run_plan(con, cfg, as_of, out_root)
     result.forecast.update(info)
     return result

@@ -245,7 +245,6 @@ def run_plan(
     cfg: FleetConfig,
     as_of: datetime,
     out_root: Path | None,
-    state: FleetState | None = None,
 ) -> PlanRun:
     """Plan the hours from the next full hour after ``as_of``; store, verify and publish.
 
@@ -257,9 +256,7 @@ def run_plan(
     if out_root is not None:
         repair_publication(con, out_root)
     previous = previous_plan(con, now)
-    source = "given"
-    if state is None:
-        state, source = starting_state(con, cfg, now, previous)
+    state, source = starting_state(con, cfg, now, previous)
     log.info("planning from %s: fleet state from %s", now, source)
     data, finfo = planning_data(con, cfg, now, state)
     plan, check = make_plan(data, solver_settings(cfg), previous)

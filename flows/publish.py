@@ -57,8 +57,8 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = True) -> Path:
-    """Write the plan under ``root/<plan hour>/`` and (``point``) point ``root/latest`` at it."""
+def export_plan(plan: Plan, check: Verification, root: Path) -> Path:
+    """Write the plan under ``root/<plan hour>/`` and point ``root/latest`` at it."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / folder_name(plan)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
@@ -100,8 +100,7 @@ def export_plan(plan: Plan, check: Verification, root: Path, *, point: bool = Tr
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     barrier("plan-exported")
-    if point:
-        point_latest(root, final.name)
+    point_latest(root, final.name)
     return final
 
 

@@ -56,12 +56,10 @@ def prefect_bin() -> str:
     return str(found) if found.exists() else (shutil.which("prefect") or "prefect")
 
 
-def start_server(
-    home: Path, port: int = 4200, log_file: Path | None = None
-) -> subprocess.Popen[bytes]:
+def start_server(home: Path, port: int = 4200) -> subprocess.Popen[bytes]:
     """Start `prefect server start` and wait until /api/health answers (up to 120 s)."""
     home.mkdir(parents=True, exist_ok=True)
-    out = (log_file or home / "server.log").open("ab")
+    out = (home / "server.log").open("ab")
     proc = subprocess.Popen(
         [prefect_bin(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=prefect_env(home, port),
@@ -112,10 +110,8 @@ def set_up(home: Path, port: int = 4200) -> None:
     run_prefect(["--no-prompt", "deploy", "--all"], home, port)
 
 
-def start_worker(
-    home: Path, port: int = 4200, log_file: Path | None = None
-) -> subprocess.Popen[bytes]:
-    out = (log_file or home / "worker.log").open("ab")
+def start_worker(home: Path, port: int = 4200) -> subprocess.Popen[bytes]:
+    out = (home / "worker.log").open("ab")
     return subprocess.Popen(
         [prefect_bin(), "worker", "start", "--pool", POOL, "--type", "process"],
         env=prefect_env(home, port),

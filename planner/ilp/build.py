@@ -21,7 +21,6 @@ class BuiltModel:
     data: PlanningData
     constraints: dict[str, int] = field(default_factory=dict)
     build_seconds: float = 0.0
-    relaxed: bool = False
 
 
 def create_model(data: PlanningData, relax: bool = False, valid_cuts: bool = True) -> BuiltModel:
@@ -53,4 +52,4 @@ def create_model(data: PlanningData, relax: bool = False, valid_cuts: bool = Tru
         families["vm_rounding_home"] = cuts.add_home_vm_rounding(model, data, v)
         families["instance_rounding"] = cuts.add_instance_rounding(model, data, v)
     set_objective(model, data, v)
-    return BuiltModel(model, v, data, families, time.perf_counter() - started, relax)
+    return BuiltModel(model, v, data, families, time.perf_counter() - started)

@@ -26,11 +26,10 @@ log = logging.getLogger(__name__)
 
 def _lp_values(
     data: PlanningData,
-    fixed: Values | None = None,
     time_limit_s: float = 30.0,
     valid_cuts: bool = True,
 ) -> Values | None:
-    solved = _solve_lp(data, fixed, time_limit_s, valid_cuts)
+    solved = _solve_lp(data, None, time_limit_s, valid_cuts)
     return None if solved is None else solved[0]
 
 

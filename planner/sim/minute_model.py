@@ -99,7 +99,6 @@ class MinuteState:
     iteration_s: Array  # [T] τ
     decode_s: Array  # [T] t_d(D)
     full_s: Array  # [T] a full iteration, max(prefill_s(B), t_d)
-    chunk_room: Array  # [T] B − D
     backlog: Array  # [T] ρ_p: share of time a prompt is being prefilled
     pool_cost: Array  # [T, 2] E[c], E[c²] of what the pool's prompts add to iterations
     pool_prefill: Array  # [T, 2] E[S_q], E[S_q²]: how long they hold the prompt queue
@@ -168,7 +167,6 @@ def minute_state(
         tau,
         td,
         np.maximum(float(profile.prefill_s(B)), td),
-        B - D,
         busy,
         np.stack([ec, ec2], axis=1),
         np.stack([es, es2], axis=1),

@@ -45,7 +45,6 @@ class PagedPool(_Pool):
         self.hold = np.zeros_like(self.slot)  # KV tokens each running request holds
         self.stamp = np.zeros_like(self.slot)  # admission order (the preemption victim: last)
         self.admissions = 0
-        self.preemptions = 0
         self.cap = float(prof.kv_tokens)
         self.admit_cap = self.cap * (1 - WATERMARK)
 
@@ -86,7 +85,6 @@ class PagedPool(_Pool):
 
     def _evict(self, inst: IntArray, col: IntArray) -> None:
         """Running requests in slots (inst, col) back to the front of their queues."""
-        self.preemptions += len(inst)
         r = self.slot[inst, col]
         left = self.left[inst, col]
         decoding = left < _IDLE // 2
