@@ -146,4 +146,3 @@ def test_the_scale_in_window_is_the_largest_of_the_last_values(length: int) -> N
         pushed.append(values)
         expected = np.max(np.stack(pushed[-max(length, 1) :]), axis=0)
         np.testing.assert_array_equal(window.push(values), expected)
-
