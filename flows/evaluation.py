@@ -1,11 +1,12 @@
 """The policy comparison: replay a window of the warehouse's request log through the simulator
 under each policy, with the hourly plans the product would have made at the time.
 
-Plans for ``lt-i``/``lt-u``/``lt-ua`` are made exactly as the hourly job makes them: at
+Plans for ``lt-i``/``lt-u``/``lt-ua``/``lt-f`` are made exactly as the hourly job makes them: at
 ``plan_lead_min`` before each hour, on forecasts from origin = the hour before (data before it
 only; the daily selection runs at the window start and every 24 h, never later than the
 origin), warm-started from the previous plan, with the state the previous plan left. One plan
-sequence serves the three (they differ in how the plan is carried out). The oracle's plans see
+sequence serves the four (they differ in how the plan is carried out; ``lt-f`` at the
+config's ``lt_f`` dials). The oracle's plans see
 the true demand of the window: each tier's planning metric measured from the log (beyond the
 window end: the value 24 h earlier).
 """
@@ -212,7 +213,7 @@ def run_evaluation(
         plans["oracle"] = plan_sequence(con, cfg, start, hours, truth, progress)
     results = [
         simulate(p, demand, policy, serving=serving)
-        for policy in make_policies(policies, p, demand, plans)
+        for policy in make_policies(policies, p, demand, plans, cfg.lt_f.dials())
     ]
     wb, clair = references(cfg, p, demand, serving)
     return Evaluation(

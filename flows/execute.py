@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -21,6 +22,13 @@ def target_settings(cfg: FleetConfig, url: str | None = None) -> TargetSettings:
     """The config's ``executor`` section (``url`` overrides its URL)."""
     settings = TargetSettings(**cfg.executor.model_dump())
     return replace(settings, url=url) if url else settings
+
+
+def lt_f_dials(cfg: FleetConfig) -> dict[str, Any] | None:
+    """With ``lt_f.executor``, what the documents carry of LT-F (dials, hand-over, lead)."""
+    if not cfg.lt_f.executor:
+        return None
+    return {**cfg.lt_f.dials(), "lead_min": cfg.planner.plan_lead_min}
 
 
 def apply_plan(
@@ -40,6 +48,7 @@ def apply_plan(
         dry_run=dry_run,
         admission={t.id: t.admission for t in cfg.tiers},
         router=cfg.routing.model_dump(),
+        lt_f=lt_f_dials(cfg),
     )
     try:
         state = executor.apply(plan)

@@ -2,5 +2,5 @@
 sweep's planning quantiles. Kept free of imports so the command line can show them without
 loading the simulator, the ILP and the forecasters."""
 
-POLICIES = ("reactive", "siloed", "lt-i", "lt-u", "lt-ua", "oracle")
+POLICIES = ("reactive", "siloed", "lt-i", "lt-u", "lt-ua", "lt-f", "oracle")
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95)

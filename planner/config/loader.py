@@ -86,8 +86,13 @@ def parse_config(
 
 
 def config_hash(cfg: FleetConfig) -> str:
-    """A stable short hash of the validated content (not of the file's bytes or comments)."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A stable short hash of the validated content (not of the file's bytes or comments).
+    An ``lt_f`` section at its defaults is left out, so configs written before it existed
+    keep their hash (and their cached plans)."""
+    data = cfg.model_dump(mode="json")
+    if cfg.lt_f == type(cfg.lt_f)():
+        del data["lt_f"]
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from planner.config.lt_f import LtfSettings
+
 Identifier = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64, description="a short id"),
@@ -354,6 +356,7 @@ class FleetConfig(_Strict):
     clock: ClockSettings = Field(default_factory=ClockSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    lt_f: LtfSettings = Field(default_factory=LtfSettings)
 
     # Convenience lookups; the semantic checks guarantee the ids exist.
     @property

@@ -35,6 +35,7 @@ def semantic_issues(cfg: FleetConfig) -> list[ConfigIssue]:
         *_tier_checks(cfg),
         *_forecast_checks(cfg),
         *_planner_checks(cfg),
+        *_lt_f_checks(cfg),
     ]
 
 
@@ -204,3 +205,14 @@ def _planner_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
                     f"a deferrable tier must reach every region (worst latency {worst:g} ms)",
                     tier.routing_budget_ms,
                 )
+
+
+def _lt_f_checks(cfg: FleetConfig) -> Iterator[ConfigIssue]:
+    """LT-F hands over before the next hour's plan is bought; its scaler scales in below
+    where it scales out."""
+    lt_f, lead = cfg.lt_f, cfg.planner.plan_lead_min
+    if lt_f.release_min >= 60 - lead:
+        message = f"must be < {60 - lead} (60 - planner.plan_lead_min: before the next purchase)"
+        yield ConfigIssue(("lt_f", "release_min"), message, lt_f.release_min)
+    if lt_f.down >= lt_f.up:
+        yield ConfigIssue(("lt_f", "down"), f"must be below lt_f.up ({lt_f.up:g})", lt_f.down)

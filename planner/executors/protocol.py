@@ -7,7 +7,16 @@ A desired-state document says what one region should run in the plan's first hou
      "instances": {"llama2-70b": {"a100x8": {"on_demand": 4, "spot": 0}}, …},
      "routing": [{"model": …, "tier": …, "target_region": …, "weight": 0.8}, …],
      "actions": [{"kind": "buy_vm", "vm_type": …, "count": 2, "start_by": …}, …],
-     "admission": {"IW-F": "fairserve", …}}   (optional: per tier, the admission policy)
+     "admission": {"IW-F": "fairserve", …},   (optional: per tier, the admission policy)
+     "lt_f": {"hold_from": …, "hold_until": …, "release_min": 15, "scaler": {…},
+              "pools": {"llama2-70b": {"count": 4, "rise": 1}, …}}}   (optional, below)
+
+``lt_f`` (when the config carries plans out as LT-F, ``planner.sim.plan_ramp``): per model the
+plan's on-demand instance count for the hour (``count``, the most the purchase buys to) and
+its rise over the region's last document (``rise``; null when none is known: then grow to
+``count``). From ``hold_from`` (the plan's making, ``plan_lead_min`` before the hour) each
+pool grows by ``rise``, up to ``count``, and keeps at least that until ``hold_until``
+(``release_min`` into the hour); everything else is the SLO-aware scaler at ``scaler``'s dials.
 
 ``routing`` holds the weights for traffic *originating* in the region (summing to 1 per model
 and tier); ``actions`` are the plan's actions for the region and hour, with their start times.
@@ -54,11 +63,15 @@ def desired_states(
     config_hash: str | None = None,
     admission: Mapping[str, str] | None = None,
     router: dict[str, Any] | None = None,
+    lt_f: Mapping[str, Any] | None = None,
+    previous: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One desired-state document per region for the plan's first hour (see above); with
     ``admission`` (tier → policy, from the config) each document carries it too; with
     ``router`` (the config's ``routing`` section: router name, learned artifact, epoch) also
-    ``instance_router``, the router spreading each pool's requests over its instances."""
+    ``instance_router``, the router spreading each pool's requests over its instances; with
+    ``lt_f`` (``LtfSettings.dials()`` and ``lead_min``) also ``lt_f``, the ramp each pool
+    buys over ``previous`` (region → the last hour's document, for the rise)."""
     hour = plan.start
     regions = sorted(
         set(plan.vms["region"]) | set(plan.instances["region"]) | set(plan.routing["source_region"])
@@ -90,7 +103,36 @@ def desired_states(
     for a in view.actions:
         if a.region in docs:
             docs[a.region]["actions"].append(_action(a))
+    if lt_f is not None:
+        for r, doc in docs.items():
+            doc["lt_f"] = _ramp(doc, hour, lt_f, (previous or {}).get(r))
     return docs
+
+
+def _ramp(
+    doc: Mapping[str, Any], hour: datetime, lt_f: Mapping[str, Any], last: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The ``lt_f`` entry of a region's document (module docstring)."""
+    dials = dict(lt_f)
+    lead, release = int(dials.pop("lead_min")), int(dials.pop("release_min"))
+    pools: dict[str, dict[str, int | None]] = {}
+    for m, per_type in doc["instances"].items():
+        count = _on_demand(per_type)
+        rise = None if last is None else max(count - _on_demand(last["instances"].get(m, {})), 0)
+        pools[m] = {"count": count, "rise": rise}
+    start = pd.Timestamp(hour)
+    return {
+        "hold_from": _iso(start - pd.Timedelta(minutes=lead)),
+        "hold_until": _iso(start + pd.Timedelta(minutes=release)),
+        "release_min": release,
+        "scaler": dials,
+        "pools": pools,
+    }
+
+
+def _on_demand(per_type: Mapping[str, Mapping[str, int]]) -> int:
+    """A model's on-demand instances over its VM types (what LT-F's purchase counts)."""
+    return sum(int(n["on_demand"]) for n in per_type.values())
 
 
 def _action(a: Any) -> dict[str, Any]:

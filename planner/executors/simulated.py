@@ -6,6 +6,16 @@ minute by minute through the hour: VMs become usable only after their lead time 
 only after their load time, so the state it reports is what would really run at the end of
 the hour, which can fall short of the plan when the plan came too late.
 
+With ``lt_f`` (the config's ``lt_f`` dials, when ``lt_f.executor`` is set) plans are carried
+out as LT-F instead, by the replay's own policy (``planner.sim.plan_ramp.PlanRamp``, kept
+across plans): the executor's minutes run from one plan's arrival to the next's (60 min,
+the first plan found running at minute 0 of its hour), each pool grows by the plan's rise
+when the plan arrives and keeps at least that until ``release_min`` into the hour, then the
+SLO-aware scaler decides on what ``observe`` reports each minute (default: no traffic, so
+the pools hand back down to one instance each). ``notes`` name the pools that did not serve
+the held count at the hand-over. LT-I stays the default: LT-F goes below the plan after the
+hand-over by design, so it is not never-less-safe than LT-I.
+
 ``serve`` replays one pool's requests of the applied hour through the instances the fleet runs
 there (the iteration-level model), spread over them by the config's instance router
 (``routing``): for ``learned`` it loads the versioned artifact ``<routers_dir>/<artifact>.json``
@@ -16,7 +26,7 @@ routing epoch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,9 @@ from planner.executors.protocol import AppliedState
 from planner.ilp.plan import Plan
 from planner.sim import learn_router
 from planner.sim.fleet import Fleet, FleetParams, Targets, lt_i_targets
+from planner.sim.fluid import Observation
 from planner.sim.instances import Requests, Served, simulate_instances
+from planner.sim.plan_ramp import PlanRamp
 from planner.sim.plans import targets_of
 from planner.sim.profile import InstanceProfile
 from planner.sim.routers import (
@@ -78,9 +90,14 @@ class SimulatedExecutor:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     routers_dir: Path | None = None  # <outputs>/routers: where the learned router is saved
     profiles: Mapping[tuple[str, str], InstanceProfile] = field(default_factory=dict)
+    lt_f: Mapping[str, Any] | None = None  # LT-F's dials (LtfSettings.dials()); none: LT-I
+    observe: Callable[[int, Fleet], Observation] | None = None  # with lt_f: what it sees
+    _ramp: PlanRamp | None = field(default=None, init=False)
 
     def apply(self, plan: Plan) -> AppliedState:
         targets, _ = targets_of(plan, self.p)
+        if self.lt_f is not None:
+            return self._apply_lt_f(plan, targets)
         if self.fleet is None:  # the first plan finds the fleet already running it
             self.fleet = Fleet(self.p, targets)
         for k in range(self.lead_min + 60):
@@ -91,6 +108,45 @@ class SimulatedExecutor:
         state = AppliedState(plan.plan_id, plan.start, self._reached(), self._shortfall(targets))
         self.history.append(state)
         return state
+
+    def _apply_lt_f(self, plan: Plan, targets: Targets) -> AppliedState:
+        """Carry ``plan`` out as LT-F, from its arrival to the next plan's (module docstring)."""
+        assert self.lt_f is not None
+        if self._ramp is None:  # the first plan finds the fleet already running it
+            self._ramp = PlanRamp(self.p, [targets], name="lt-f", **self.lt_f)
+            self.fleet, self.minute = Fleet(self.p, self._ramp.initial(self.p)), 0
+        else:
+            self._ramp.hourly.append(targets)
+        assert self.fleet is not None
+        stop = 60 * len(self._ramp.hourly) - self.p.plan_lead_min
+        hand_over = 60 * (len(self._ramp.hourly) - 1) + self._ramp.release_min - 1
+        notes: list[str] = []
+        while self.minute < stop:
+            decided = self._ramp.decide(self._observe(self.minute))
+            if decided is not None:
+                self.fleet.set_targets(decided)
+            self.fleet.step(self.minute)
+            if self.minute == hand_over:  # the last minute the purchase is held
+                notes = self._below(self._ramp.held)
+            self.minute += 1
+        state = AppliedState(plan.plan_id, plan.start, self._reached(), notes)
+        self.history.append(state)
+        return state
+
+    def _observe(self, minute: int) -> Observation:
+        assert self.fleet is not None
+        if self.observe is not None:
+            return self.observe(minute, self.fleet)
+        nr, nm, _ = self.p.shape_rmg
+        idle = np.zeros((nr, nm))
+        return Observation(minute, np.zeros((nr, nm, len(self.p.tiers))), idle, idle, self.fleet)
+
+    def _below(self, held: np.ndarray[Any, np.dtype[np.float64]]) -> list[str]:
+        """The pools [r, m] serving fewer instances than ``held``."""
+        assert self.fleet is not None
+        serving = self.fleet.serving()[0].sum(axis=2)
+        short = np.argwhere(serving < held - 1e-9)
+        return [f"{self.p.regions[a]}: {self.p.models[i]} below LT-F's hold" for a, i in short]
 
     def serve(
         self,

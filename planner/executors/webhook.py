@@ -87,6 +87,7 @@ class WebhookExecutor:
     attempts: list[tuple[str, str]] = field(default_factory=list)  # (region, outcome) log
     admission: dict[str, str] = field(default_factory=dict)  # tier -> admission policy
     router: dict[str, Any] | None = None  # the config's routing section (instance router)
+    lt_f: dict[str, Any] | None = None  # LT-F's dials and lead_min (config lt_f.executor)
 
     @classmethod
     def from_settings(
@@ -97,6 +98,7 @@ class WebhookExecutor:
         dry_run: bool = False,
         admission: dict[str, str] | None = None,
         router: dict[str, Any] | None = None,
+        lt_f: dict[str, Any] | None = None,
     ) -> WebhookExecutor:
         return cls(
             folder,
@@ -108,6 +110,7 @@ class WebhookExecutor:
             headers=settings.headers() if settings.url and not dry_run else {},
             admission=dict(admission or {}),
             router=router,
+            lt_f=lt_f,
         )
 
     def _last(self, kind: str, region: str) -> dict[str, Any] | None:
@@ -118,7 +121,12 @@ class WebhookExecutor:
         return loaded
 
     def apply(self, plan: Plan) -> AppliedState:
-        docs = desired_states(plan, admission=self.admission or None, router=self.router)
+        regions = set(plan.instances["region"]) | set(plan.vms["region"])
+        last = {r: self._last("desired", r) for r in regions} if self.lt_f else None
+        admission = self.admission or None
+        docs = desired_states(
+            plan, admission=admission, router=self.router, lt_f=self.lt_f, previous=last
+        )
         notes: list[str] = []
         accepted: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}

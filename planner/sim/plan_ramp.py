@@ -81,6 +81,12 @@ class PlanRamp(PlanReactive):
         self._extra = self._due.copy()
         return self.targets()
 
+    @property
+    def held(self) -> Array:
+        """The count [r, m] the pools may not go below now (the purchase until the
+        hand-over, the availability floor after it)."""
+        return self._due.copy()
+
     def _least(self, floor: Array) -> Array | float:
         """Until the hand-over, what the purchase set (the next hour's plan count, or with
         ``delta`` what the layer held plus the plan's rise, up to that count); the

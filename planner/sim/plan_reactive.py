@@ -44,7 +44,7 @@ import numpy.typing as npt
 from planner.sim.fleet import FleetParams, Targets, lt_i_targets, vms_for
 from planner.sim.fluid import Observation
 from planner.sim.policies import packed
-from planner.sim.slo_policy import pressure_need
+from planner.sim.slo_policy import MaxWindow, pressure_need
 
 Array = npt.NDArray[np.float64]
 
@@ -70,7 +70,7 @@ class PlanReactive:
     _last_out: Array = field(init=False)
     _last_in: Array = field(init=False)
     _last_buy: Array = field(init=False)  # the plan's last purchase (LT-F): settles, not a step
-    _wants: deque[Array] = field(init=False)
+    _wants: MaxWindow = field(init=False)
     _niw: deque[Array] = field(init=False)
     _union: Targets | None = field(init=False, default=None)
 
@@ -82,7 +82,7 @@ class PlanReactive:
         self._last_out = np.full(shape, -1e9)
         self._last_in = np.full(shape, -1e9)
         self._last_buy = np.full(shape, -1e9)
-        self._wants = deque(maxlen=max(self.cooldown_in_min, 1))
+        self._wants = MaxWindow(self.cooldown_in_min, shape)
         self._niw = deque(maxlen=max(self.niw_window_min, 1))
         return self.targets()
 
@@ -183,8 +183,7 @@ class PlanReactive:
         out = ((pressure > self.up) | behind) & settled & (want > total)
         extra[out] = want[out] - floor[out]
         self._last_out[out] = t
-        self._wants.append(np.where(np.isfinite(want), want, total))
-        stable = np.max(np.stack(self._wants), axis=0)
+        stable = self._wants.push(np.where(np.isfinite(want), want, total))
         quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
         down = (pressure < self.down) & quiet & (extra > 0) & (stable < total)
         extra[down] = np.maximum(stable[down] - floor[down], 0.0)

@@ -4,11 +4,13 @@ plans)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
 from planner.config import FleetConfig
+from planner.config.lt_f import LtfSettings
 from planner.ilp.plan import Plan
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
@@ -23,6 +25,8 @@ EVALUATED = {
     "siloed": Point("siloed", {"headroom": Siloed.headroom}),
     **{m: Point("plan", {"plans": "forecast", "mode": m}) for m in ("lt-i", "lt-u", "lt-ua")},
     "oracle": Point("plan", {"plans": "oracle", "mode": "lt-i"}),
+    # LT-F at the config's dials (``lt_f``; these are its defaults, make_policies' lt_f)
+    "lt-f": Point("plan", {"plans": "forecast", "mode": "lt-f", **LtfSettings().dials()}),
 }
 
 
@@ -49,13 +53,19 @@ def make_policies(
     p: FleetParams,
     demand: MinuteDemand,
     plans: dict[str, list[Plan]],
+    lt_f: Mapping[str, Any] | None = None,
 ) -> list[Policy]:
     """The named policies of an evaluation over ``demand`` (``EVALUATED``, built by
     ``planner.sim.sweep.build_policy``), the plan-following ones from ``plans``
-    (``forecast``: made on forecasts, ``oracle``: on the true demand)."""
+    (``forecast``: made on forecasts, ``oracle``: on the true demand); ``lt-f`` at the
+    dials ``lt_f`` (the config's ``lt_f`` section, ``LtfSettings.dials``; default its
+    defaults)."""
     unknown = [n for n in names if n not in EVALUATED]
     if unknown:
         raise ValueError(f"unknown policy {unknown[0]!r}")
     used = {EVALUATED[n].params["plans"] for n in names if "plans" in EVALUATED[n].params}
     targets = {k: plan_targets(plans[k], p) for k in used}
-    return [build_policy(EVALUATED[n], p, demand, targets, name=n) for n in names]
+    points = dict(EVALUATED)
+    if lt_f is not None:
+        points["lt-f"] = Point("plan", {**EVALUATED["lt-f"].params, **lt_f})
+    return [build_policy(points[n], p, demand, targets, name=n) for n in names]

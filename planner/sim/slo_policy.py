@@ -43,12 +43,12 @@ class SloReactive(Reactive):
     niw_window_min: int = 60
     name: str = "slo-reactive"
     _niw: deque[Array] = field(init=False)
-    _wants: Array = field(init=False)  # [window, r, m] ring of the sizes wanted, -inf unset
+    _wants: MaxWindow = field(init=False)  # the sizes wanted over the scale-in window
 
     def initial(self, p: FleetParams) -> Targets:
         targets = super().initial(p)
         self._niw = deque(maxlen=self.niw_window_min)
-        self._wants = np.full((max(self.cooldown_in_min, 1), *self._count.shape), -np.inf)
+        self._wants = MaxWindow(self.cooldown_in_min, self._count.shape)
         return targets
 
     def decide(self, obs: Observation) -> Targets | None:
@@ -70,8 +70,7 @@ class SloReactive(Reactive):
         self._last_out[out] = t
         # scale-in stabilisation (as Kubernetes' HPA): never below the largest size wanted
         # over the last cooldown_in_min minutes, so one quiet minute does not shed capacity
-        self._wants[t % len(self._wants)] = np.where(np.isfinite(want), want, new)
-        floor = self._wants.max(axis=0)
+        floor = self._wants.push(np.where(np.isfinite(want), want, new))
         quiet = t - np.maximum(self._last_out, self._last_in) >= self.cooldown_in_min
         down = (pressure < self.down) & quiet & (floor < new)
         new[down] = np.maximum(floor[down], self.min_instances)
@@ -80,6 +79,23 @@ class SloReactive(Reactive):
             return None
         self._count = new
         return self._targets()
+
+
+class MaxWindow:
+    """Per pool, the largest of the last ``length`` values pushed (at least one): the scale-in
+    stabilisation window of the SLO-aware scaler and of the layer above the plan
+    (``planner.sim.plan_reactive``). A ring of ``length`` slots, unset ones -inf, so a push
+    costs one max over the window whatever its age."""
+
+    def __init__(self, length: int, shape: tuple[int, ...]) -> None:
+        self._ring: Array = np.full((max(length, 1), *shape), -np.inf)
+        self._next = 0
+
+    def push(self, values: Array) -> Array:
+        """Add this minute's ``values``; the largest per pool over the window."""
+        self._ring[self._next] = values
+        self._next = (self._next + 1) % len(self._ring)
+        return np.asarray(self._ring.max(axis=0), dtype=float)
 
 
 def pressure_need(

@@ -11,6 +11,7 @@ import pytest
 from planner.sim.fleet import FleetParams, Targets
 from planner.sim.fluid import Observation
 from planner.sim.plan_reactive import PlanReactive
+from planner.sim.slo_policy import MaxWindow
 from tests.helpers import replay
 from tests.planner.test_sim import IWF, NIW, demand, fixed, p, targets
 
@@ -132,3 +133,16 @@ def test_a_niw_cap_keeps_the_batch_cool_for_the_interactive_tiers(p: FleetParams
     assert busy.max() == pytest.approx(0.5)
     assert capped.tiers["NIW"].counts()["late"] == pytest.approx(0.0)
     assert capped.tiers["NIW"].counts()["served"] == free.tiers["NIW"].counts()["served"]
+
+
+@pytest.mark.parametrize("length", [0, 1, 4])
+def test_the_scale_in_window_is_the_largest_of_the_last_values(length: int) -> None:
+    """The one window LT-R, LT-F and the SLO-aware scaler share: after each push, the
+    per-pool max of the last ``length`` pushes (at least one), as the stack it replaced."""
+    rng = np.random.default_rng(0)
+    window, pushed = MaxWindow(length, (2, 3)), []
+    for _ in range(12):
+        values = rng.integers(0, 9, (2, 3)).astype(float)
+        pushed.append(values)
+        expected = np.max(np.stack(pushed[-max(length, 1) :]), axis=0)
+        np.testing.assert_array_equal(window.push(values), expected)
