@@ -182,8 +182,9 @@ def _relaxation_stage(
     plan = dive(data, relax, relax.values(solved.x), deadline)
     if plan is not None:
         out.offer_plan(plan.values, plan.objective, plan.label)
-        plan = trim(data, relax, plan, deadline)
-        out.offer_plan(plan.values, plan.objective, f"{plan.label}, trimmed")
+        trimmed = trim(data, relax, plan, deadline)
+        if trimmed is not plan:  # trim returns the plan itself when it lowered nothing
+            out.offer_plan(trimmed.values, trimmed.objective, f"{plan.label}, trimmed")
     pi: dict[Key, float] = {}
     mu: dict[Key, float] = {}
     for name, i in relax.row.items():

@@ -26,7 +26,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -62,7 +61,6 @@ class HighsRelaxation:
     def __init__(self, built: BuiltModel, threads: int = 1) -> None:
         import highspy
 
-        started = time.perf_counter()
         self.built = built
         self.h = highspy.Highs()  # type: ignore[no-untyped-call]  # highspy ships no annotations
         self.h.setOptionValue("output_flag", False)
@@ -89,7 +87,6 @@ class HighsRelaxation:
         if self.sense != 1.0:
             raise ValueError("the planning program minimises")
         self.fixed: np.ndarray | None = None  # columns whose bounds assembly changed
-        self.load_seconds = time.perf_counter() - started
 
     # --- solving ---------------------------------------------------------------------------
     def solve(self, time_limit_s: float, method: str = "ipm") -> LpSolution:
@@ -212,7 +209,3 @@ class HighsRelaxation:
         for family, given in counts.items():
             values[family].update({k: float(v) for k, v in given.items()})
         return values, solved.objective
-
-
-def relaxation(built: BuiltModel, **kwargs: Any) -> HighsRelaxation:
-    return HighsRelaxation(built, **kwargs)
