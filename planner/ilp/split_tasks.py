@@ -215,15 +215,16 @@ def dive_block(
     column ``bounds`` when nothing is fixed): VM counts near the next integer rounded up
     and fixed, re-solved warm, round by round until ``ends[0]`` (perf_counter); then
     the rest rounded up (:func:`fix_rounded`) and the continuous decisions re-optimised,
-    by ``ends[2]``; then :func:`trim_block` if it can start before ``ends[1]`` (its own
-    budget: it runs to ``ends[1]``). The status, the dived point (None if the last LP did
-    not finish) and the rounds done."""
+    by ``ends[2]``; then, if that is done before ``ends[0]``, :func:`trim_block` until
+    ``ends[1]`` (its own budget, short of ``ends[2]``: on the 20×30×4 rung a trim started
+    later ran the last group past the assembly's time and no plan was assembled). The
+    status, the dived point (None if the last LP did not finish) and the rounds done."""
     lo0, hi0 = bounds
     rounds_end, trim_end, end = ends
     x, rounds = dive_rounds(h, x, block, (lo0, hi0), rounds_end)
     h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
     st, nx, cols = fix_rounded(data, h, block, x, max(end - time.perf_counter(), 1.0))
-    if nx is not None and time.perf_counter() < trim_end:
+    if nx is not None and time.perf_counter() < rounds_end:
         nx = trim_block(data, h, block, nx, cols, lo0, min(trim_end, end))
     return st, nx, rounds
 
