@@ -168,7 +168,7 @@ def _relaxation_stage(
 ) -> tuple[Any, tuple[dict[Key, float], dict[Key, float]] | None]:
     """Steps 1 and 2: the relaxation (bound, prices) and the dive's plan."""
     from planner.ilp.build import create_model
-    from planner.ilp.dive import dive, trim
+    from planner.ilp.dive import dive, reround, trim
     from planner.ilp.highs_lp import HighsRelaxation
 
     began = time.perf_counter()
@@ -182,8 +182,9 @@ def _relaxation_stage(
     plan = dive(data, relax, relax.values(solved.x), deadline)
     if plan is not None:
         out.offer_plan(plan.values, plan.objective, plan.label)
-        plan = trim(data, relax, plan, deadline)
-        out.offer_plan(plan.values, plan.objective, f"{plan.label}, trimmed")
+        trimmed = reround(data, relax, trim(data, relax, plan, deadline), deadline)
+        if trimmed is not plan:  # both return the plan itself when they changed nothing
+            out.offer_plan(trimmed.values, trimmed.objective, f"{plan.label}, trimmed")
     pi: dict[Key, float] = {}
     mu: dict[Key, float] = {}
     for name, i in relax.row.items():

@@ -145,3 +145,29 @@ def trim(data: PlanningData, relax: HighsRelaxation, plan: DivePlan, deadline: f
     if got is None or got[1] >= plan.objective:
         return plan
     return replace(plan, values=got[0], objective=got[1])
+
+
+def reround(
+    data: PlanningData, relax: HighsRelaxation, plan: DivePlan, deadline: float
+) -> DivePlan:
+    """The plan rounded again from inside its own box (the second repair after rounding,
+    after :func:`trim`): the relaxation re-solved with every integer entry, the committed
+    hours' instances included, bounded above by the plan's (interior point), its point
+    rounded up (planner.ilp.rounding.round_up: instances up, VMs sized to them, so never
+    above the plan's) and everything else re-optimised; kept if cheaper. Where trim holds
+    the committed instances, this lets the LP consolidate them. 8×10×3 rung: after trim
+    0.69 → 0.62 % over the bound (from the dive without trim 0.80 %: the two differ);
+    the same on each group's LP is planner.ilp.split_tasks.trim_block."""
+    counts = integer_entries(data, {f: plan.values[f] for f in ("x", "xs", "y", "z")})
+    relax.fix_counts({}, counts)
+    try:
+        solved = relax.solve(deadline - time.perf_counter(), "ipm")
+    finally:
+        relax.release()
+    if not solved.optimal or solved.x is None:
+        return plan
+    got = rounded_plan(data, relax, relax.values(solved.x), deadline)
+    log.info("reround: plan %.2f → %s", plan.objective, None if got is None else f"{got[1]:.2f}")
+    if got is None or got[1] >= plan.objective:
+        return plan
+    return replace(plan, values=got[0], objective=got[1])

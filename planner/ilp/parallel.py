@@ -6,8 +6,10 @@ so the plan does not depend on the engine."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
@@ -19,9 +21,23 @@ Task = tuple[Any, ...]  # (region, prices, niw_prices, time_limit_s, gap, requir
 _DATA: PlanningData | None = None
 
 
-def _init(data: PlanningData) -> None:
+def _log_levels() -> dict[str, int]:
+    """This process's planner loggers that have a level set (e.g. a bench's ``--verbose``),
+    so that a spawned worker logs what this process would."""
+    return {
+        name: logger.level
+        for name, logger in logging.root.manager.loggerDict.items()
+        if name.startswith("planner") and isinstance(logger, logging.Logger) and logger.level
+    }
+
+
+def _init(data: PlanningData, levels: dict[str, int] | None = None) -> None:
     global _DATA
     _DATA = data
+    if levels:  # spawned workers start with no logging set up: theirs go to stderr too
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _call(job: tuple[Callable[..., Any], Task]) -> Any:
@@ -56,7 +72,7 @@ class RegionPool:
                 max_workers=workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init,
-                initargs=(data,),
+                initargs=(data, _log_levels()),
             )
 
     @property

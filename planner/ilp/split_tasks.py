@@ -179,10 +179,19 @@ def solve_primal(
     n = len(block.cols)
     rounds = 0
     if dive:
-        ends = (started + 0.8 * limit, started + hard)
+        # the rounds until 80 % of the limit, the trim until the limit, the LPs a plan
+        # needs until the hard end
+        ends = (started + 0.8 * limit, started + limit, started + hard)
         st, x, rounds = dive_block(data, h, block, x, extra.bounds(block), ends)
         if x is None:
             return BlockSolution(block.name, f"dive: {st}", None, y)
+    log.info(
+        "block %s: LP and dive %.1f s of %.1f (%d rounds)",
+        block.name,
+        time.perf_counter() - started,
+        limit,
+        rounds,
+    )
     return BlockSolution(
         block.name,
         status,
@@ -200,84 +209,113 @@ def dive_block(
     block: Block,
     x: np.ndarray,
     bounds: tuple[np.ndarray, np.ndarray],
-    ends: tuple[float, float],
+    ends: tuple[float, float, float],
 ) -> tuple[str, np.ndarray | None, int]:
     """The dive of the module docstring on the LP held in ``h`` (solved, at ``x``; its
     column ``bounds`` when nothing is fixed): VM counts near the next integer rounded up
     and fixed, re-solved warm, round by round until ``ends[0]`` (perf_counter); then
-    the rest rounded up (planner.ilp.rounding.round_up) and the continuous decisions
-    re-optimised, by ``ends[1]``. The status, the dived point (None if the last LP did
-    not finish) and the rounds done."""
-    from planner.ilp.dive import integer_entries
-    from planner.ilp.rounding import round_up
-
+    the rest rounded up (:func:`fix_rounded`) and the continuous decisions re-optimised,
+    by ``ends[2]``; then, if that is done before ``ends[0]``, :func:`trim_block` until
+    ``ends[1]`` (its own budget, short of ``ends[2]``: on the 20×30×4 rung a trim started
+    later ran the last group past the assembly's time and no plan was assembled). The
+    status, the dived point (None if the last LP did not finish) and the rounds done."""
     lo0, hi0 = bounds
-    rounds_end, end = ends
+    rounds_end, trim_end, end = ends
+    x, rounds = dive_rounds(h, x, block, (lo0, hi0), rounds_end)
+    h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
+    st, nx, cols = fix_rounded(data, h, block, x, max(end - time.perf_counter(), 1.0))
+    if nx is not None and time.perf_counter() < rounds_end:
+        nx = trim_block(data, h, block, nx, cols, lo0, min(trim_end, end))
+    return st, nx, rounds
+
+
+def dive_rounds(
+    h: Any, x: np.ndarray, block: Block, bounds: tuple[np.ndarray, np.ndarray], until: float
+) -> tuple[np.ndarray, int]:
+    """The dive's rounds (module docstring) on the LP held in ``h`` (solved, at ``x``, its
+    columns within ``bounds``) until ``until`` (perf_counter): the last point and the
+    rounds done. ``h`` is left with the rounded VM counts fixed."""
+    lo, hi = bounds
     vm_cols = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
-    fixed = np.zeros(len(lo0), dtype=bool)
+    fixed = np.zeros(len(lo), dtype=bool)
     rounds = 0
     for threshold in THRESHOLDS:
-        if time.perf_counter() > rounds_end:
+        if time.perf_counter() > until:
             break
         vals = x[vm_cols]
         frac = vals - np.floor(vals + 1e-6)
         pick = vm_cols[((frac < 1e-6) | (frac >= threshold)) & ~fixed[vm_cols]]
         if len(pick) == 0:
             continue
-        up = np.ceil(x[pick] - 1e-6)
+        up = np.minimum(np.ceil(x[pick] - 1e-6), hi[pick])
         h.changeColsBounds(len(pick), pick, up, up)
         fixed[pick] = True
-        _st, nx, _ = _run(h, "simplex", rounds_end - time.perf_counter())
+        _st, nx, _ = _run(h, "simplex", until - time.perf_counter())
         if nx is None:
-            h.changeColsBounds(len(pick), pick, lo0[pick], hi0[pick])
+            h.changeColsBounds(len(pick), pick, lo[pick], hi[pick])
             break
         x, rounds = nx, rounds + 1
+    return x, rounds
+
+
+def fix_rounded(
+    data: PlanningData, h: Any, block: Block, x: np.ndarray, limit: float
+) -> tuple[str, np.ndarray | None, np.ndarray]:
+    """The block's integer entries at ``x`` rounded up (planner.ilp.rounding.round_up) and
+    fixed in ``h``, the rest re-optimised (simplex, warm): the status, the point (None if
+    the LP did not finish) and the fixed columns (``h`` keeps them fixed)."""
+    from planner.ilp.dive import integer_entries
+    from planner.ilp.rounding import round_up
+
     counts: Values = {f: {} for f in ("x", "xs", "y", "z")}
     for family, key, j in block.integers:
         counts[family][key] = float(x[j])
     final = integer_entries(data, round_up(data, counts))
     pairs = [(j, final[f][k]) for f, k, j in block.integers if k in final[f]]
     cols = np.asarray([j for j, _v in pairs], dtype=np.int32)
-    vals_arr = np.asarray([v for _j, v in pairs], dtype=float)
-    h.changeColsBounds(len(lo0), np.arange(len(lo0), dtype=np.int32), lo0, hi0)
-    h.changeColsBounds(len(cols), cols, vals_arr, vals_arr)
-    st, nx, _ = _run(h, "simplex", max(end - time.perf_counter(), 1.0))
-    if nx is None:
-        return st, nx, rounds
-    nx[cols] = vals_arr
-    if time.perf_counter() < rounds_end:
-        nx = trim_block(h, nx, vm_cols, lo0[vm_cols], end)
-    return st, nx, rounds
+    vals = np.asarray([v for _j, v in pairs], dtype=float)
+    h.changeColsBounds(len(cols), cols, vals, vals)
+    st, nx, _ = _run(h, "simplex", limit)
+    if nx is not None:
+        nx[cols] = vals
+    return st, nx, cols
 
 
-def trim_block(h: Any, x: np.ndarray, vm: np.ndarray, vm_lo: np.ndarray, end: float) -> np.ndarray:
-    """planner.ilp.dive.trim on the LP held in ``h`` (solved at ``x``, its VM columns
-    ``vm`` and the committed instances fixed): the VM columns boxed to ``[vm_lo, x]``, solved
-    by interior point, counts that leave a whole VM idle lowered to the box's value rounded
-    up, re-solved fixed; the cheaper point (by ``h``'s costs, shortfalls included). ``h``
-    is left with the kept point's counts fixed."""
-    counts = x[vm].copy()
-    h.changeColsBounds(len(vm), vm, vm_lo, counts)
+def trim_block(
+    data: PlanningData,
+    h: Any,
+    block: Block,
+    x: np.ndarray,
+    cols: np.ndarray,
+    lo0: np.ndarray,
+    end: float,
+) -> np.ndarray:
+    """The repair after rounding (planner.ilp.dive.trim, extended to the committed
+    instances) on the LP held in ``h`` (solved at ``x``, its integer entries ``cols``
+    fixed): every integer entry boxed to ``[lo0, x]``, the box solved by interior point,
+    its point rounded up again (:func:`fix_rounded`: every entry at most ``x``'s) and the
+    rest re-optimised; the cheaper point by ``h``'s costs (shortfalls included). ``h`` is
+    left with the kept point's entries fixed."""
+    log.info("trim: %d integer entries, %.1f s left", len(cols), end - time.perf_counter())
+    held = x[cols].copy()
+    h.changeColsBounds(len(cols), cols, lo0[cols], held)
     _st, box, _ = _run(h, "ipm", end - time.perf_counter())
-    h.changeColsBounds(len(vm), vm, counts, counts)
     if box is None:
+        h.changeColsBounds(len(cols), cols, held, held)
         return x
-    lowered = np.minimum(np.ceil(box[vm] - 1e-6), counts)
-    if not np.any(lowered < counts):
-        return x
-    h.changeColsBounds(len(vm), vm, lowered, lowered)
-    _st, nx, _ = _run(h, "simplex", end - time.perf_counter())
+    # rounded up plainly, not dived: the dive's rounds from the box's point fixed the
+    # counts where they were (6×8×3 rung); round_up sizes the VMs to the instances
+    _st, nx, _cols = fix_rounded(data, h, block, box, end - time.perf_counter())
     cost = np.asarray(h.getLp().col_cost_, dtype=float)
     log.info(
-        "trim: %d VM counts lowered, %.2f → %s",
-        int(np.sum(lowered < counts)),
+        "trim: box LP %.2f, plan %.2f → %s",
+        float(cost @ box),
         float(cost @ x),
         None if nx is None else f"{float(cost @ nx):.2f}",
     )
-    if nx is None or float(cost @ nx) >= float(cost @ x):
-        h.changeColsBounds(len(vm), vm, counts, counts)
+    if nx is None or float(cost @ nx) >= float(cost @ x) - 1e-6:
+        h.changeColsBounds(len(cols), cols, held, held)
         return x
-    nx[vm] = lowered
     return nx
 
 
@@ -308,7 +346,8 @@ def solve_whole(
         log.info("whole relaxation: %s in %.1f s, diving for %.1f s", status, lp_s, room)
         bounds = (block.col_lo, block.col_hi)
         now = time.perf_counter()
-        st, plan, rounds = dive_block(data, h, block, x, bounds, (now + 0.6 * room, now + room))
+        ends = (now + 0.6 * room, now + room, now + room)
+        st, plan, rounds = dive_block(data, h, block, x, bounds, ends)
         log.info("whole relaxation's dive: %s, %d rounds", st, rounds)
     return BlockSolution(
         block.name,

@@ -16,7 +16,7 @@ import pytest
 from planner.ilp.build import create_model
 from planner.ilp.data import PlanningData
 from planner.ilp.decompose import DecompositionResult, DecompositionSettings, decompose
-from planner.ilp.dive import DivePlan, dive, integer_entries, trim
+from planner.ilp.dive import DivePlan, dive, integer_entries, reround, trim
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.lagrange import solve_region
 from planner.ilp.parallel import RegionPool
@@ -170,6 +170,34 @@ def test_trim_closes_idle_vms_and_the_plan_verifies() -> None:
     assert sum(trimmed.values["y"].values()) < sum(padded.values())
     facts = SolverFacts("t", trimmed.objective, 0.0, solved.bound, 0, 0, "", "h")
     check = verify(from_values(data, trimmed.values, facts), data)
+    assert check.ok, check.violations[:5]
+
+
+def test_reround_closes_a_padded_vm_and_instance_and_the_plan_verifies() -> None:
+    """A plan padded with a VM of one region and type in every hour and an instance on it
+    in the committed hour: rounded again from inside its box it is cheaper, holds fewer
+    VM-hours, no cheaper than the optimum, and verifies."""
+    data = _instance(0)  # VMs can be added in the first (committed) hour
+    optimum, relax, solved, plan = _optimum_and_dive(data)
+    counts = integer_entries(data, plan.values)
+    spot = counts["z"]
+    rg = next(  # a region and type with quota for a VM more in every hour
+        rg
+        for rg in sorted(data.quota)
+        if all(
+            v + spot.get(k, 0) + 1 <= data.quota[rg] for k, v in counts["y"].items() if k[:2] == rg
+        )
+    )
+    padded = {k: v + 1 if k[:2] == rg else v for k, v in counts["y"].items()}
+    pad = min(k for k in counts["x"] if (k[0], k[2]) == rg)
+    extra = {**counts["x"], pad: counts["x"][pad] + 1}
+    fat = relax.fixed_count_plan({**counts, "y": padded, "x": extra}, 30.0)
+    assert fat is not None and fat[1] > plan.objective + 1e-6
+    again = reround(data, relax, DivePlan(fat[0], fat[1], 1, "dive"), time.perf_counter() + 60)
+    assert optimum.objective - 1e-6 <= again.objective < fat[1] - 1e-6
+    assert sum(again.values["y"].values()) < sum(padded.values())
+    facts = SolverFacts("t", again.objective, 0.0, solved.bound, 0, 0, "", "h")
+    check = verify(from_values(data, again.values, facts), data)
     assert check.ok, check.violations[:5]
 
 

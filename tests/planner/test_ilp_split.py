@@ -21,7 +21,7 @@ from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import _extra, values, violation
-from planner.ilp.split_tasks import solve_priced, solve_whole
+from planner.ilp.split_tasks import _highs, _run, fix_rounded, solve_priced, solve_whole, trim_block
 from planner.ilp.verify import verify
 from tests.planner.test_ilp_lagrange import _instance, assert_dask_plan_equals_process_pool
 
@@ -132,6 +132,50 @@ def test_whole_relaxations_dive_in_its_worker_gives_a_plan_that_verifies(seed: i
     assert objective >= optimum.objective - tol
     facts = SolverFacts("t", objective, 0.0, optimum.objective, 0, 0, "", "h")
     check = verify(from_values(data, values(split, sol.plan), facts), data)
+    assert check.ok, check.violations[:5]
+
+
+def test_group_trim_drops_idle_vms_and_instances_and_the_plan_verifies() -> None:
+    """The trim after a dive (split_tasks.trim_block), on the whole relaxation as one block:
+    a plan padded with a VM of one region and type in every hour, and an instance on it in
+    the committed hour, is cheaper after the trim, holds fewer VM-hours and fewer committed
+    instances (the committed instances are trimmed too, not held), costs no less than the
+    optimum and verifies."""
+    data = _instance(0)  # VMs can be added in the first (committed) hour
+    optimum = solve(create_model(data), EXACT)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    split, block = Split.of(relax), Split.whole_block(relax)
+    h = _highs(block, block.cost)
+    status, x, _ = _run(h, "simplex", 30.0)
+    assert x is not None, status
+    _st, plan, cols = fix_rounded(data, h, block, x, 30.0)
+    assert plan is not None
+    vm = {k: j for f, k, j in block.integers if f == "y"}
+    spot = {k: plan[j] for f, k, j in block.integers if f == "z"}
+    rg = next(  # a region and type with quota for a VM more in every hour
+        rg
+        for rg in sorted(data.quota)
+        if all(plan[j] + spot.get(k, 0) + 1 <= data.quota[rg] for k, j in vm.items() if k[:2] == rg)
+    )
+    fat = plan.copy()
+    for k, j in vm.items():
+        fat[j] += 1.0 if k[:2] == rg else 0.0  # a whole VM more, every hour
+    held = {k: j for f, k, j in block.integers if f == "x" and data.committed(k[3])}
+    pad = min(k for k in held if (k[0], k[2]) == rg)
+    fat[held[pad]] += 1.0  # an instance more on it in the committed hour
+    h.changeColsBounds(len(cols), cols, fat[cols], fat[cols])
+    _st, padded, _ = _run(h, "simplex", 30.0)
+    assert padded is not None
+    cost = relax.cost
+    assert cost @ padded > cost @ plan + 1e-6
+    trimmed = trim_block(data, h, block, padded, cols, block.col_lo, time.perf_counter() + 60)
+    assert cost @ trimmed < cost @ padded - 1e-6
+    assert cost @ trimmed >= optimum.objective - 1e-6 * abs(optimum.objective)
+    assert trimmed[list(vm.values())].sum() < padded[list(vm.values())].sum()
+    assert trimmed[list(held.values())].sum() < padded[list(held.values())].sum()
+    assert violation(split, trimmed) <= 1e-5
+    facts = SolverFacts("t", float(cost @ trimmed), 0.0, optimum.objective, 0, 0, "", "h")
+    check = verify(from_values(data, values(split, trimmed), facts), data)
     assert check.ok, check.violations[:5]
 
 
