@@ -19,7 +19,7 @@ class LtfSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    executor: bool = Field(default=False, description="simulated executor: LT-F, not LT-I")
+    executor: bool = Field(default=False, description="documents carry the LT-F ramp")
     release_min: int = Field(default=15, ge=0, description="hand-over, minutes into the hour")
     target: float = Field(default=0.85, gt=0, le=2, description="pressure sized for")
     up: float = Field(default=0.95, gt=0, le=2, description="scale out above this pressure")

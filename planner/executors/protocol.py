@@ -115,12 +115,12 @@ def _ramp(
     """The ``lt_f`` entry of a region's document (module docstring)."""
     dials = dict(lt_f)
     lead, release = int(dials.pop("lead_min")), int(dials.pop("release_min"))
+    start = pd.Timestamp(hour)
     pools: dict[str, dict[str, int | None]] = {}
     for m, per_type in doc["instances"].items():
         count = _on_demand(per_type)
-        rise = None if last is None else max(count - _on_demand(last["instances"].get(m, {})), 0)
-        pools[m] = {"count": count, "rise": rise}
-    start = pd.Timestamp(hour)
+        base = _base(m, start, last)
+        pools[m] = {"count": count, "rise": None if base is None else max(count - base, 0)}
     return {
         "hold_from": _iso(start - pd.Timedelta(minutes=lead)),
         "hold_until": _iso(start + pd.Timedelta(minutes=release)),
@@ -128,6 +128,22 @@ def _ramp(
         "scaler": dials,
         "pools": pools,
     }
+
+
+def _base(model: str, start: pd.Timestamp, last: Mapping[str, Any] | None) -> int | None:
+    """What a pool's rise is measured from: the previous hour's on-demand count when ``last``
+    is that hour's document; when ``last`` is an earlier document for this same hour (the plan
+    applied again: a retry, a re-run), the base that document used, so the same plan sends the
+    same body under the same idempotency key; otherwise unknown (``None``: grow to ``count``)."""
+    if last is None:
+        return None
+    at = pd.Timestamp(last["hour"])
+    if at == start - pd.Timedelta(hours=1):
+        return _on_demand(last["instances"].get(model, {}))
+    pool = (last.get("lt_f") or {}).get("pools", {}).get(model) if at == start else None
+    if pool is None or pool["rise"] is None:
+        return None
+    return int(pool["count"]) - int(pool["rise"])
 
 
 def _on_demand(per_type: Mapping[str, Mapping[str, int]]) -> int:

@@ -122,7 +122,10 @@ class WebhookExecutor:
 
     def apply(self, plan: Plan) -> AppliedState:
         regions = set(plan.instances["region"]) | set(plan.vms["region"])
-        last = {r: self._last("desired", r) for r in regions} if self.lt_f else None
+        # the rise is measured against what the target accepted (with a target), else what was
+        # last written; ``_ramp`` uses it only when it is the previous hour's or this hour's
+        kind = "applied" if self.url else "desired"
+        last = {r: self._last(kind, r) for r in regions} if self.lt_f else None
         admission = self.admission or None
         docs = desired_states(
             plan, admission=admission, router=self.router, lt_f=self.lt_f, previous=last

@@ -13,7 +13,7 @@ nothing (half a VM of g is as cheap as half a VM of h), so neither the LP-roundi
 (per-pool rounding up), the greedy start (each model on its own cheapest type) nor the
 previous plan (the warm start) packs, and SCIP's search does not find the move in the time
 limit: on the demo log a plan forced to pack is cheaper in dollars than the plan found
-(README, "Where the plan's GPU-hours go").
+(docs/evaluation.md, "Where the plan's GPU-hours go").
 """
 
 from __future__ import annotations

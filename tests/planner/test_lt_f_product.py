@@ -5,10 +5,12 @@ instance, 2 instances per VM, VM lead 15 min, load 6 min, plans made 20 min ahea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -72,12 +74,25 @@ def test_lt_f_is_a_named_policy_at_the_configs_dials_and_holds_the_plans_ramp(
 def test_documents_carry_the_ramp_and_follow_the_schema(tmp_path: Path, plans: list[Plan]) -> None:
     ramp = {**LtfSettings().dials(), "lead_min": 20}
     ex = WebhookExecutor(tmp_path, lt_f=ramp)
+    path = tmp_path / "desired" / "a.json"
     ex.apply(plans[0])
-    first = yaml.safe_load((tmp_path / "desired" / "a.json").read_text())
-    ex.apply(plans[1])
-    second = yaml.safe_load((tmp_path / "desired" / "a.json").read_text())
+    first = yaml.safe_load(path.read_text())
     assert first["lt_f"]["pools"]["m"] == {"count": 2, "rise": None}  # no earlier document
+    # both plans are for the same hour: a re-plan of it measures no rise against the first
+    ex.apply(plans[1])
+    assert yaml.safe_load(path.read_text())["lt_f"]["pools"]["m"] == {"count": 4, "rise": None}
+    # the first plan's document as the previous hour's: the rise is over its count
+    earlier = pd.Timestamp(first["hour"]) - pd.Timedelta(hours=1)
+    path.write_text(json.dumps({**first, "hour": earlier.isoformat()}))
+    ex.apply(plans[1])
+    second = yaml.safe_load(path.read_text())
     assert second["lt_f"]["pools"]["m"] == {"count": 4, "rise": 2}
+    ex.apply(plans[1])  # applied again (a retry, a re-run): the same body
+    assert yaml.safe_load(path.read_text())["lt_f"] == second["lt_f"]
+    # a document from hours ago says nothing about the rise
+    path.write_text(json.dumps({**first, "hour": (earlier - pd.Timedelta(hours=3)).isoformat()}))
+    ex.apply(plans[1])
+    assert yaml.safe_load(path.read_text())["lt_f"]["pools"]["m"]["rise"] is None
     assert second["lt_f"]["hold_until"].endswith(":15:00") and second["lt_f"]["release_min"] == 15
     assert second["lt_f"]["scaler"] == {
         k: v for k, v in ramp.items() if k not in ("lead_min", "release_min")
