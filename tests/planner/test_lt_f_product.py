@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from planner.config import DEFAULT_CONFIG, ConfigError, load_config
+from planner.config import DEFAULT_CONFIG, load_config
 from planner.config.lt_f import LtfSettings
 from planner.executors import SimulatedExecutor, WebhookExecutor
 from planner.ilp.plan import Plan
@@ -25,6 +25,7 @@ from planner.sim.plans import plan_targets
 from planner.sim.scenario import make_policies
 from tests.helpers import replay
 from tests.planner.ilp_fixtures import tiny_config
+from tests.planner.test_config_checks import _problems as config_problems
 from tests.planner.test_executors import plans
 from tests.planner.test_sim import IWF, demand
 from tests.schema_check import problems
@@ -137,11 +138,7 @@ def test_the_simulated_executor_carries_plans_out_as_lt_f(plans: list[Plan]) -> 
 def _problems(tmp_path: Path, lt_f: dict[str, Any]) -> list[str]:
     data = yaml.safe_load(DEFAULT_CONFIG.read_text())
     data["lt_f"] = {**data["lt_f"], **lt_f}
-    path = tmp_path / "fleet.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return info.value.problems
+    return config_problems(tmp_path, data)
 
 
 @pytest.mark.parametrize(
