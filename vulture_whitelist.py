@@ -37,6 +37,3 @@ _.throttled
 trained_rows
 outstanding_tokens
 _.serve
-# AttainmentBound's diagnostic fields: bench/levers.py builds it positionally (left this session)
-niw_price_share
-attained

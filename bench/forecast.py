@@ -122,16 +122,7 @@ def main() -> None:
     parser.add_argument("--champion", help="the selection's default (default: the config's)")
     args = parser.parse_args()
     demand = demand_frame(args.series)
-    full = settings_from_config(load_config())  # candidates and champion as deployed
-    if args.candidates != "default":
-        names = tuple(REGISTRY) if args.candidates == "all" else tuple(args.candidates.split(","))
-        full = replace(full, backtest=replace(full.backtest, candidates=names))
-    if args.champion:
-        full = replace(
-            full,
-            backtest=replace(full.backtest, keep=(args.champion,)),
-            selection=replace(full.selection, default=args.champion),
-        )
+    full = _settings(args.candidates, args.champion)
     baseline = replace(
         full, backtest=replace(BacktestSettings(), candidates=("snaive24", "snaive168"))
     )
@@ -154,9 +145,29 @@ def main() -> None:
     }
     if args.json:
         print(json.dumps(out, indent=2, default=str))
-        return
+    else:
+        print_table(out)
+
+
+def _settings(candidates: str, champion: str | None) -> ForecastSettings:
+    """The config's forecast settings (candidates and champion as deployed), with the
+    candidates (``all``: every registered forecaster) and champion replaced where given."""
+    full = settings_from_config(load_config())
+    if candidates != "default":
+        names = tuple(REGISTRY) if candidates == "all" else tuple(candidates.split(","))
+        full = replace(full, backtest=replace(full.backtest, candidates=names))
+    if champion:
+        full = replace(
+            full,
+            backtest=replace(full.backtest, keep=(champion,)),
+            selection=replace(full.selection, default=champion),
+        )
+    return full
+
+
+def print_table(out: dict[str, Any]) -> None:
     print(
-        f"forecast benchmark: {out['series']} series × 28 days, {args.workers} workers, "
+        f"forecast benchmark: {out['series']} series × 28 days, {out['workers']} workers, "
         f"candidates {out['candidates']}, champion {out['champion']}"
     )
     print(f"  selection + fit + forecast : {out['wall_s']:7.1f} s  (goal ≤ 300 s)")

@@ -12,11 +12,7 @@ different regions and tiers). ``--candidates`` runs the selection again with ano
 list on the same log, side by side (for the before/after of a new candidate).
 
     .venv/bin/python bench/forecast_accuracy.py [--logs m-large:7,m-large:11] [--scale 0.002]
-        [--candidates default,default+gbm] [--reconcile] [--json]
-
-``--reconcile`` runs the selection on token and request rate with region × model and model
-totals added as series and scores bottom-up, OLS and WLS reconciliation per level
-(:mod:`planner.forecast.reconcile`).
+        [--candidates default,default+gbm] [--json]
 """
 
 from __future__ import annotations
@@ -38,7 +34,6 @@ MODEL_OF = {"m-mid": "llama3.1-8b", "m-large": "llama2-70b"}
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forecast_bands import band_rows, print_bands, score_bands  # noqa: E402
 from forecast_nowcast import tune_nowcast, with_nowcast  # noqa: E402
-from forecast_reconcile import evaluate_reconciliation, print_reconciliation  # noqa: E402
 
 
 def build(
@@ -256,18 +251,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --keep: pickle each selection there and reuse it (e.g. to score more "
         "--bands on the same selections); delete the folder when the model changes",
     )
-    parser.add_argument(
-        "--reconcile",
-        action="store_true",
-        help="instead: totals added as series, reconciled forecasts scored per level",
-    )
     parser.add_argument("--dump", help="folder to write each log's deployed rows to (pickle)")
     parser.add_argument(
         "--bands",
         default="",
         help="comma-separated: each selection re-calibrated with these bands, e.g. "
-        "'none,recent,aci' or 'stud:scope=tier/window_h=24' (planner.forecast.adaptive) or "
-        "'pool:own=0/group=metric/tail=0.8' (planner.forecast.calibration.Pooling)",
+        "'none,pool:own=0/group=metric/tail=0.8' (planner.forecast.calibration.Pooling)",
     )
     parser.add_argument("--json", action="store_true")
     return parser
@@ -292,15 +281,9 @@ def main() -> None:
 
 
 def _run_log(args: Any, source: str, seed: str, folder: Path, wh: Path) -> dict[str, Any]:
-    """One log's runs (one per ``--candidates`` spec, or the reconciliation)."""
+    """One log's runs (one per ``--candidates`` spec)."""
     shifts = tuple(int(x) for x in args.shifts.split(","))
     results: dict[str, Any] = {}
-    if args.reconcile:
-        label = f"{source} seed {seed} scale {args.scale}"
-        results[label] = evaluate_reconciliation(wh, args.workers, shifts)
-        if not args.json:
-            print_reconciliation(label, results[label])
-        return results
     for cand in args.candidates.split(","):
         label = f"{source} seed {seed} scale {args.scale}, candidates {cand}"
         results[label] = evaluate(

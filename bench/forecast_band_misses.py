@@ -193,7 +193,7 @@ def _tier_lines(at: pd.DataFrame, lead: int, path: Path, label: str) -> Path:
 
 def widened(rows: pd.DataFrame, lead: int, thetas: tuple[float, ...]) -> pd.DataFrame:
     """After the fact, not a band (θ read off the log it is scored on): the lead's conformal
-    band spread by θ around its median in log space (as ``ResidualQuantiles.spread_by``),
+    band spread by θ around its median in log space (Q'_τ = Q_0.5 + θ · (Q_τ − Q_0.5)),
     its 95 % coverage and scaled pinball, to price what the coverage goal would cost."""
     from planner.forecast.scores import pinball
     from planner.quantiles import column_quantile, is_quantile_column

@@ -1,6 +1,5 @@
 """Bands made again on a selection's rows, scored side by side (``bench/forecast_accuracy.py
---bands``): the plain band (``none``, checked equal to the selection's own), the adaptive bands
-(:mod:`planner.forecast.adaptive`: ``recent``, ``aci``, ``level``, ``stud``) and the pooled ones
+--bands``): the plain band (``none``, checked equal to the selection's own) and the pooled ones
 (:class:`planner.forecast.calibration.Pooling`: ``pool:...``)."""
 
 from __future__ import annotations
@@ -38,18 +37,15 @@ def score_bands(rows: dict[str, list[Any]], leads: tuple[int, ...]) -> dict[str,
 
 def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
     """The selection's hourly rows with the band made again: plain (``none``, which must give
-    the selection's own quantiles), adapted (:class:`planner.forecast.adaptive.BandAdapt`) or
-    pooled otherwise (``pool:own=0.25/group=metric/tail=0.8``:
+    the selection's own quantiles) or pooled (``pool:own=0.25/group=metric/tail=0.8``:
     :class:`planner.forecast.calibration.Pooling`)."""
     import numpy as np
 
-    from planner.forecast.adaptive import BandAdapt
     from planner.forecast.bands import recalibrate
     from planner.forecast.calibration import Pooling
 
-    pool = Pooling.parse(spec) if spec.startswith("pool:") else None
-    adapt = None if spec == "none" or pool is not None else BandAdapt.parse(spec)
-    out = recalibrate(selection.hours, panel, settings, adapt, pool)
+    pool = None if spec == "none" else Pooling.parse(spec)
+    out = recalibrate(selection.hours, panel, settings, pool)
     if spec == "none":
         key = ["series", "forecaster", "origin", "h"]
         own = selection.hours.merge(out[[*key, "q_0_975"]], on=key, suffixes=("", "_again"))
@@ -85,7 +81,7 @@ def pinball_change(before: Any, after: Any, leads: tuple[int, ...]) -> dict[str,
 
 
 def print_bands(result: dict[str, Any]) -> None:
-    """The adaptive bands side by side with the plain one (all metrics), per lead."""
+    """The pooled bands side by side with the plain one (all metrics), per lead."""
     print(
         "band re-calibrated (all metrics): 95 % coverage ±se by origin [below/above], scaled "
         "pinball, pinball change vs none ±se by origin (paired)"

@@ -121,62 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     con = duckdb.connect(a.warehouse, read_only=True)
     end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
     start, stop, p, demand, serving, _, base = replay_setup(con, cfg, a.hours, end)
-    fl = floors(cfg, p)
-    T, nr, nm = base.instances.shape
-    rows: dict[str, float] = {"clairvoyant bound (packing relaxed)": base.gpu_hours}
-    rows["clairvoyant, unpacked"] = base.unpacked_gpu_hours
-    rows["clairvoyant, repacked every minute"] = packed_minutes(p, base.instances, base.vm_types)
-    free = clairvoyant_fleet(p, demand, np.zeros_like(fl), serving, TARGETS)
-    rows["no floors"] = free.gpu_hours
-    gpi = np.zeros((nr, nm))
-    for (r, m), g in np.ndenumerate(base.vm_types):
-        gpi[r, m] = p.gpus_per_vm[g] / p.ipv[m, g]
-    rows["fractional instances"] = float((base.instances * gpi[None]).sum() / 60.0)
-
-    def hourly(inst: np.ndarray, types: np.ndarray) -> float:
-        h = inst[: T - T % 60].reshape(-1, 60, nr, nm).max(axis=1)
-        gpus, _ = vm_gpu_hours(p, np.repeat(h, 60, axis=0), types)
-        return float(gpus.sum() / 60.0)
-
-    rows["hourly (busiest minute per hour)"] = hourly(base.instances, base.vm_types)
-    h = base.instances[: T - T % 60].reshape(-1, 60, nr, nm).max(axis=1)
-    onehot = np.zeros((*h.shape, len(p.vm_types)))
-    for (r, m), g in np.ndenumerate(base.vm_types):
-        onehot[:, r, m, g] = h[:, r, m]
-    rep = sum(repacked_gpus(p, x) for x in onehot)
-    rows["hourly, repacked"] = rep * (T / 60.0) / len(onehot)
-    rows["floors alone, repacked"] = (
-        repacked_gpus(p, onehot[0] * 0 + _floor_inst(fl, base.vm_types, len(p.vm_types))) * T / 60.0
-    )
-    rows["hourly, no floors"] = hourly(free.instances, free.vm_types)
-    k = p.deferrable
-    keep = np.arange(len(p.tiers)) != k
-    no_niw = replace(
-        demand,
-        requests=demand.requests * keep,
-        input_tokens=demand.input_tokens * keep,
-        output_tokens=demand.output_tokens * keep,
-    )
-    rows["no NIW"] = clairvoyant_fleet(p, no_niw, fl, serving, TARGETS).gpu_hours
-    rows["floors alone, clairvoyant types"] = base.floor_gpu_hours
-    one = min(
-        float(vm_gpu_hours(p, fl[None], np.full((nr, nm), g, dtype=np.int64))[0][0])
-        for g in range(len(p.vm_types))
-        if (p.ipv[:, g] > 0).all()
-    )
-    rows["floors alone, one VM type per region"] = one * T / 60.0
-    rows["floors alone, fractional"] = float((fl * gpi).sum() * T / 60.0)
-    # VM type chosen for GPU-hours (the sweep's metric) instead of dollars
-    by_gpu = replace(p, price=np.broadcast_to(p.gpus_per_vm[None], p.price.shape).astype(float))
-    gclair = clairvoyant_fleet(by_gpu, demand, fl, serving, TARGETS)
-    rows["types chosen by GPU-h"] = gclair.gpu_hours
-    rows["types by GPU-h, hourly"] = hourly(gclair.instances, gclair.vm_types)
+    rows = causes(p, demand, serving, base, floors(cfg, p))
     for path in a.plans:  # plan targets (bench/levers.py --plans-cache): what the plan holds
-        pt = pickle.loads(Path(path).read_bytes())
-        held = sum(float(((t.vms + t.spot_vms) * p.gpus_per_vm[None]).sum()) for t in pt.hourly)
-        rows[f"plan held: {Path(path).stem}"] = held * (T / 60.0) / len(pt.hourly)
-        rep = sum(repacked_gpus(p, t.instances + t.spot_instances) for t in pt.hourly)
-        rows[f"plan repacked: {Path(path).stem}"] = rep * (T / 60.0) / len(pt.hourly)
+        rows |= plan_rows(p, Path(path), base.instances.shape[0])
     out: dict[str, Any] = {"window": [str(start), str(stop)], "gpu_hours": rows}
     if a.json:
         print(json.dumps(out, indent=2))
@@ -185,6 +132,99 @@ def main(argv: list[str] | None = None) -> int:
         for name, v in rows.items():
             print(f"{name:45s} {v:10,.0f} GPU-h")
     return 0
+
+
+def causes(p: Any, demand: Any, serving: Any, base: Any, fl: np.ndarray) -> dict[str, float]:
+    """GPU-hours of the clairvoyant fleet ``base`` with one cause switched at a time (the
+    module docstring's rows, in its order)."""
+    free = clairvoyant_fleet(p, demand, np.zeros_like(fl), serving, TARGETS)
+    rows: dict[str, float] = {"clairvoyant bound (packing relaxed)": base.gpu_hours}
+    rows["clairvoyant, unpacked"] = base.unpacked_gpu_hours
+    rows["clairvoyant, repacked every minute"] = packed_minutes(p, base.instances, base.vm_types)
+    rows["no floors"] = free.gpu_hours
+    gpi = _gpus_per_instance(p, base.vm_types)
+    rows["fractional instances"] = float((base.instances * gpi[None]).sum() / 60.0)
+    rows["hourly (busiest minute per hour)"] = _hourly(p, base.instances, base.vm_types)
+    rows |= _hourly_repacked(p, base, fl)
+    rows["hourly, no floors"] = _hourly(p, free.instances, free.vm_types)
+    keep = np.arange(len(p.tiers)) != p.deferrable
+    no_niw = replace(
+        demand,
+        requests=demand.requests * keep,
+        input_tokens=demand.input_tokens * keep,
+        output_tokens=demand.output_tokens * keep,
+    )
+    rows["no NIW"] = clairvoyant_fleet(p, no_niw, fl, serving, TARGETS).gpu_hours
+    rows |= _floors_alone(p, base, fl, gpi)
+    # VM type chosen for GPU-hours (the sweep's metric) instead of dollars
+    by_gpu = replace(p, price=np.broadcast_to(p.gpus_per_vm[None], p.price.shape).astype(float))
+    gclair = clairvoyant_fleet(by_gpu, demand, fl, serving, TARGETS)
+    rows["types chosen by GPU-h"] = gclair.gpu_hours
+    rows["types by GPU-h, hourly"] = _hourly(p, gclair.instances, gclair.vm_types)
+    return rows
+
+
+def _gpus_per_instance(p: Any, types: np.ndarray) -> np.ndarray:
+    """[r, m] GPUs an instance takes on its pool's VM type ``types`` [r, m]."""
+    gpi = np.zeros(types.shape)
+    for (r, m), g in np.ndenumerate(types):
+        gpi[r, m] = p.gpus_per_vm[g] / p.ipv[m, g]
+    return gpi
+
+
+def _busiest(inst: np.ndarray) -> np.ndarray:
+    """[hours, r, m]: each whole hour's busiest minute of ``inst`` [T, r, m]."""
+    T, nr, nm = inst.shape
+    out: np.ndarray = inst[: T - T % 60].reshape(-1, 60, nr, nm).max(axis=1)
+    return out
+
+
+def _hourly(p: Any, inst: np.ndarray, types: np.ndarray) -> float:
+    """GPU-hours with each hour held at its busiest minute's fleet."""
+    gpus, _ = vm_gpu_hours(p, np.repeat(_busiest(inst), 60, axis=0), types)
+    return float(gpus.sum() / 60.0)
+
+
+def _hourly_repacked(p: Any, base: Any, fl: np.ndarray) -> dict[str, float]:
+    """The busiest-minute hours, and the floors alone, repacked across types."""
+    T = base.instances.shape[0]
+    h = _busiest(base.instances)
+    onehot = np.zeros((*h.shape, len(p.vm_types)))
+    for (r, m), g in np.ndenumerate(base.vm_types):
+        onehot[:, r, m, g] = h[:, r, m]
+    rep = sum(repacked_gpus(p, x) for x in onehot)
+    floor_inst = onehot[0] * 0 + _floor_inst(fl, base.vm_types, len(p.vm_types))
+    return {
+        "hourly, repacked": rep * (T / 60.0) / len(onehot),
+        "floors alone, repacked": repacked_gpus(p, floor_inst) * T / 60.0,
+    }
+
+
+def _floors_alone(p: Any, base: Any, fl: np.ndarray, gpi: np.ndarray) -> dict[str, float]:
+    """The availability floors' GPU-hours on the clairvoyant fleet's types, on one VM type
+    per region, and fractional."""
+    T, nr, nm = base.instances.shape
+    one = min(
+        float(vm_gpu_hours(p, fl[None], np.full((nr, nm), g, dtype=np.int64))[0][0])
+        for g in range(len(p.vm_types))
+        if (p.ipv[:, g] > 0).all()
+    )
+    return {
+        "floors alone, clairvoyant types": base.floor_gpu_hours,
+        "floors alone, one VM type per region": one * T / 60.0,
+        "floors alone, fractional": float((fl * gpi).sum() * T / 60.0),
+    }
+
+
+def plan_rows(p: Any, path: Path, T: int) -> dict[str, float]:
+    """The GPU-hours a cached plan sequence (plan-target pickle) holds, as is and repacked."""
+    pt = pickle.loads(path.read_bytes())
+    held = sum(float(((t.vms + t.spot_vms) * p.gpus_per_vm[None]).sum()) for t in pt.hourly)
+    rep = sum(repacked_gpus(p, t.instances + t.spot_instances) for t in pt.hourly)
+    return {
+        f"plan held: {path.stem}": held * (T / 60.0) / len(pt.hourly),
+        f"plan repacked: {path.stem}": rep * (T / 60.0) / len(pt.hourly),
+    }
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,27 +56,26 @@ def demand_for(cfg: FleetConfig, requests_per_day: float, seed: int = 11) -> pd.
     return rates[["hour", "region", "model", "tier", "value"]]
 
 
-def generated_fleet(regions: int, models: int, vm_types: int, seed: int = 5) -> FleetConfig:
-    """A fleet like the default one, larger: regions along a line (latency ∝ distance), VM
-    types cycling A100/H100-like prices, models cloned from the four real ones."""
-    base = load_config().model_dump()
-    rng = np.random.default_rng(seed)
+ZONES = [
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Tokyo",
+    "Asia/Singapore",
+]
+
+
+def _regions(regions: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """``regions`` regions at random positions along a line, latency 5 ms + the distance."""
     positions = np.sort(rng.uniform(0, 300, regions))
-    zones = [
-        "America/New_York",
-        "America/Chicago",
-        "America/Denver",
-        "America/Los_Angeles",
-        "Europe/London",
-        "Europe/Berlin",
-        "Asia/Tokyo",
-        "Asia/Singapore",
-    ]
-    reg = [
+    return [
         {
             "id": f"r{i:02d}",
             "name": f"region {i}",
-            "timezone": zones[i % len(zones)],
+            "timezone": ZONES[i % len(ZONES)],
             "latency_ms": {
                 f"r{j:02d}": 0.0 if i == j else round(5 + abs(positions[i] - positions[j]), 1)
                 for j in range(regions)
@@ -83,6 +83,13 @@ def generated_fleet(regions: int, models: int, vm_types: int, seed: int = 5) -> 
         }
         for i in range(regions)
     ]
+
+
+def generated_fleet(regions: int, models: int, vm_types: int, seed: int = 5) -> FleetConfig:
+    """A fleet like the default one, larger: regions along a line (latency ∝ distance), VM
+    types cycling A100/H100-like prices, models cloned from the four real ones."""
+    base = load_config().model_dump()
+    reg = _regions(regions, np.random.default_rng(seed))
     vm_base = base["vm_types"]
     vms = []
     for i in range(vm_types):

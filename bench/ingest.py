@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -101,11 +102,25 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     data = make_input(args.rows)
+    results, phases = run_pairs(data, args.repeat)
+    summary = summarise(args.rows, data, results, phases)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_table(summary)
+
+
+Runs = dict[str, list[tuple[float, float]]]  # per command: (wall s, peak RSS MB) per run
+
+
+def run_pairs(data: Path, repeat: int) -> tuple[Runs, list[dict[str, float]]]:
+    """``repeat`` times the bare CTAS and then ``sageserve ingest`` of ``data``, each into a
+    fresh warehouse: their (wall, peak RSS), and the ingest's phases per run."""
     sageserve = str(Path(sys.executable).with_name("sageserve"))
-    results: dict[str, list[tuple[float, float]]] = {"baseline": [], "ingest": []}
+    results: Runs = {"baseline": [], "ingest": []}
     phases: list[dict[str, float]] = []
     env = os.environ | {"SAGESERVE_LOG_LEVEL": "WARNING"}
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         with tempfile.TemporaryDirectory(dir=OUT) as tmp:
             db = str(Path(tmp) / "baseline.duckdb")
             results["baseline"].append(timed([sys.executable, "-c", BASELINE, db, str(data)])[:2])
@@ -115,19 +130,27 @@ def main() -> None:
             wall, peak, report = timed(cmd, env)
             results["ingest"].append((wall, peak))
             phases.append(phases_of(report, wall))
+    return results, phases
+
+
+def summarise(
+    rows: int, data: Path, results: Runs, phases: list[dict[str, float]]
+) -> dict[str, Any]:
+    """Medians, the ratio to the baseline, peaks and every run (the ``--json`` output)."""
     base_wall = statistics.median(w for w, _ in results["baseline"])
     ours_wall = statistics.median(w for w, _ in results["ingest"])
-    phase_median = {k: round(statistics.median(p[k] for p in phases), 2) for k in phases[0]}
-    summary = {
-        "rows": args.rows,
+    return {
+        "rows": rows,
         "file_mb": round(data.stat().st_size / 1e6, 1),
         "baseline_ctas_s": round(base_wall, 2),
         "ingest_s": round(ours_wall, 2),
         "ratio": round(ours_wall / base_wall, 2),
-        "ingest_rows_per_s": round(args.rows / ours_wall),
+        "ingest_rows_per_s": round(rows / ours_wall),
         "baseline_peak_rss_mb": round(max(m for _, m in results["baseline"])),
         "ingest_peak_rss_mb": round(max(m for _, m in results["ingest"])),
-        "ingest_phases_s": phase_median,
+        "ingest_phases_s": {
+            k: round(statistics.median(p[k] for p in phases), 2) for k in phases[0]
+        },
         "runs": {k: [[round(w, 2), round(m)] for w, m in v] for k, v in results.items()},
         "ratios_by_pair": [
             round(o / b, 2)
@@ -135,16 +158,21 @@ def main() -> None:
         ],
         "goal": "ratio <= 1.5, ingest peak RSS <= 2048 MB",
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return
-    print(f"ingest benchmark: {args.rows:,} native rows, Parquet {summary['file_mb']} MB")
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(f"ingest benchmark: {summary['rows']:,} native rows, Parquet {summary['file_mb']} MB")
     print(
-        f"  bare CTAS (baseline) : {base_wall:6.2f} s   peak {summary['baseline_peak_rss_mb']} MB"
+        f"  bare CTAS (baseline) : {summary['baseline_ctas_s']:6.2f} s   "
+        f"peak {summary['baseline_peak_rss_mb']} MB"
     )
-    print(f"  sageserve ingest     : {ours_wall:6.2f} s   peak {summary['ingest_peak_rss_mb']} MB")
+    print(
+        f"  sageserve ingest     : {summary['ingest_s']:6.2f} s   "
+        f"peak {summary['ingest_peak_rss_mb']} MB"
+    )
     print(f"  ratio ingest/CTAS    : {summary['ratio']:.2f}x   (goal <= 1.5x, <= 2 GB)")
-    print("  ingest phases (s)    : " + ", ".join(f"{k} {v:.2f}" for k, v in phase_median.items()))
+    phases = summary["ingest_phases_s"]
+    print("  ingest phases (s)    : " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()))
     print(f"  runs (wall s, MB)    : {summary['runs']}")
 
 

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         ab_free = attainment_bound(p, demand, serving, TARGETS)
         ab_floor = attainment_bound(p, demand, serving, TARGETS, floor=floors(cfg, p))
     else:
-        ab_free = ab_floor = AttainmentBound(float("nan"), {}, 0.0, {}, 0)
+        ab_free = ab_floor = AttainmentBound(float("nan"), {}, 0)
     log.info(
         "attainment bounds %.1f / %.1f GPU-h (no floors / floors): %.0f s",
         ab_free.gpu_hours,

@@ -80,18 +80,36 @@ def main() -> None:
     common += ["--time-limit", str(a.time_limit)] if a.time_limit else []
     sweep_args = [*common, "--sweep", "--workers", str(a.workers)]
     sweep_args += ["--quantiles", a.quantiles] if a.quantiles else []
-    base_s, base = float("nan"), dict[str, Any]()
-    if a.baseline == "none":
-        pass
-    elif a.baseline == "single":
-        base_args = [*common, "--policies", "reactive,siloed,lt-i,lt-u,lt-ua"]
-        base_s, base = _run(exe, base_args, a.warehouse, config)
-    elif a.baseline.startswith("sweep:"):
-        base_s, base = _run(a.baseline.removeprefix("sweep:"), sweep_args, a.warehouse, config)
-    else:
-        sys.exit(f"--baseline: none, single or sweep:PATH, got {a.baseline!r}")
+    base_s, base = _baseline(a, exe, common, sweep_args, config)
     sweep_s, sweep = _run(exe, sweep_args, a.warehouse, config, a.keep)
-    out: dict[str, Any] = {
+    out = _summary(a, base_s, sweep_s, sweep)
+    if a.baseline.startswith("sweep:"):
+        out |= _compared(base, sweep)
+    if a.json:
+        print(json.dumps(out, indent=1))
+        return
+    for k, v in out.items():
+        print(f"{k:>18}: {v}")
+
+
+def _baseline(
+    a: argparse.Namespace, exe: str, common: list[str], sweep_args: list[str], config: Path
+) -> tuple[float, dict[str, Any]]:
+    """The ``--baseline`` run: none, the single-plan policies, or another tree's sweep."""
+    if a.baseline == "none":
+        return float("nan"), {}
+    if a.baseline == "single":
+        base_args = [*common, "--policies", "reactive,siloed,lt-i,lt-u,lt-ua"]
+        return _run(exe, base_args, a.warehouse, config)
+    if a.baseline.startswith("sweep:"):
+        return _run(a.baseline.removeprefix("sweep:"), sweep_args, a.warehouse, config)
+    sys.exit(f"--baseline: none, single or sweep:PATH, got {a.baseline!r}")
+
+
+def _summary(
+    a: argparse.Namespace, base_s: float, sweep_s: float, sweep: dict[str, Any]
+) -> dict[str, Any]:
+    return {
         "config": str(a.config),
         "window": sweep["window"],
         "hours": a.hours,
@@ -107,23 +125,23 @@ def main() -> None:
         "project_hours": a.project_hours,
         "projected_s": round(sweep_s * a.project_hours / a.hours, 0),
     }
-    if a.baseline.startswith("sweep:"):
-        out["baseline_split_s"] = base["seconds"]
 
-        # same window, config and seed: the points that need no plan must replay identically
-        # (plans may differ: SCIP stops at a wall-clock limit on a shared machine)
-        def planless(report: dict[str, Any]) -> list[dict[str, Any]]:
-            return sorted(
-                (r for r in report["results"] if r["family"] != "plan"), key=lambda r: r["policy"]
-            )
 
-        out["same_planless_rows"] = planless(base) == planless(sweep)
-        out["same_frontier"] = base["frontier"] == sweep["frontier"]
-    if a.json:
-        print(json.dumps(out, indent=1))
-        return
-    for k, v in out.items():
-        print(f"{k:>18}: {v}")
+def _compared(base: dict[str, Any], sweep: dict[str, Any]) -> dict[str, Any]:
+    """Against another tree's sweep on the same window, config and seed: the points that
+    need no plan must replay identically (plans may differ: SCIP stops at a wall-clock
+    limit on a shared machine)."""
+
+    def planless(report: dict[str, Any]) -> list[dict[str, Any]]:
+        return sorted(
+            (r for r in report["results"] if r["family"] != "plan"), key=lambda r: r["policy"]
+        )
+
+    return {
+        "baseline_split_s": base["seconds"],
+        "same_planless_rows": planless(base) == planless(sweep),
+        "same_frontier": base["frontier"] == sweep["frontier"],
+    }
 
 
 if __name__ == "__main__":

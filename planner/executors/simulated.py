@@ -9,7 +9,8 @@ the hour, which can fall short of the plan when the plan came too late.
 With ``lt_f`` (the config's ``lt_f`` dials, when ``lt_f.executor`` is set) plans are carried
 out as LT-F instead, by the replay's own policy (``planner.sim.plan_ramp.PlanRamp``, kept
 across plans): the executor's minutes run from one plan's arrival to the next's (60 min,
-the first plan found running at minute 0 of its hour), each pool grows by the plan's rise
+the first plan found running at minute 0 of its hour; a plan for the hour of the last one
+replaces it, as a re-plan of that hour), each pool grows by the plan's rise
 when the plan arrives and keeps at least that until ``release_min`` into the hour, then the
 SLO-aware scaler decides on what ``observe`` reports each minute (default: no traffic, so
 the pools hand back down to one instance each). ``notes`` name the pools that did not serve
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +84,7 @@ def instance_router(
 
 @dataclass
 class SimulatedExecutor:
-    p: FleetParams
-    lead_min: int = 20  # the plan arrives this long before its first hour
+    p: FleetParams  # its plan_lead_min (the config's): a plan arrives that long before its hour
     fleet: Fleet | None = None
     minute: int = 0
     history: list[AppliedState] = field(default_factory=list)
@@ -93,6 +94,7 @@ class SimulatedExecutor:
     lt_f: Mapping[str, Any] | None = None  # LT-F's dials (LtfSettings.dials()); none: LT-I
     observe: Callable[[int, Fleet], Observation] | None = None  # with lt_f: what it sees
     _ramp: PlanRamp | None = field(default=None, init=False)
+    _first: datetime | None = field(default=None, init=False)  # LT-F: the first plan's hour
 
     def apply(self, plan: Plan) -> AppliedState:
         targets, _ = targets_of(plan, self.p)
@@ -100,9 +102,10 @@ class SimulatedExecutor:
             return self._apply_lt_f(plan, targets)
         if self.fleet is None:  # the first plan finds the fleet already running it
             self.fleet = Fleet(self.p, targets)
-        for k in range(self.lead_min + 60):
-            if k in (0, self.lead_min):
-                self.fleet.set_targets(lt_i_targets(self.fleet.targets, targets, self.lead_min - k))
+        lead = self.p.plan_lead_min
+        for k in range(lead + 60):
+            if k in (0, lead):
+                self.fleet.set_targets(lt_i_targets(self.fleet.targets, targets, lead - k))
             self.fleet.step(self.minute)
             self.minute += 1
         state = AppliedState(plan.plan_id, plan.start, self._reached(), self._shortfall(targets))
@@ -112,11 +115,12 @@ class SimulatedExecutor:
     def _apply_lt_f(self, plan: Plan, targets: Targets) -> AppliedState:
         """Carry ``plan`` out as LT-F, from its arrival to the next plan's (module docstring)."""
         assert self.lt_f is not None
-        if self._ramp is None:  # the first plan finds the fleet already running it
+        if self._ramp is None or self._first is None:  # the fleet already runs the first plan
             self._ramp = PlanRamp(self.p, [targets], name="lt-f", **self.lt_f)
             self.fleet, self.minute = Fleet(self.p, self._ramp.initial(self.p)), 0
+            self._first = plan.start
         else:
-            self._ramp.hourly.append(targets)
+            self._place(self._ramp.hourly, self._first, plan, targets)
         assert self.fleet is not None
         stop = 60 * len(self._ramp.hourly) - self.p.plan_lead_min
         hand_over = 60 * (len(self._ramp.hourly) - 1) + self._ramp.release_min - 1
@@ -132,6 +136,22 @@ class SimulatedExecutor:
         state = AppliedState(plan.plan_id, plan.start, self._reached(), notes)
         self.history.append(state)
         return state
+
+    @staticmethod
+    def _place(hourly: list[Targets], first: datetime, plan: Plan, targets: Targets) -> None:
+        """``plan``'s targets as its hour of ``hourly`` (hour 0 at ``first``): the hour after
+        the last, or the last again (a re-plan of that hour replaces it); else an error."""
+        hour = round((plan.start - first).total_seconds() / 3600)
+        if hour == len(hourly) - 1:
+            hourly[hour] = targets
+        elif hour == len(hourly):
+            hourly.append(targets)
+        else:
+            last = first + timedelta(hours=len(hourly) - 1)
+            raise ValueError(
+                f"plan {plan.plan_id} is for {plan.start:%Y-%m-%d %H:%M}; the simulated executor "
+                f"carries out {last:%Y-%m-%d %H:%M} or the hour after it"
+            )
 
     def _observe(self, minute: int) -> Observation:
         assert self.fleet is not None

@@ -9,20 +9,11 @@ backtest (:func:`calibrate_nowcast`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 
-from planner.forecast.adaptive import (
-    BandAdapt,
-    LevelState,
-    Queued,
-    ScaleState,
-    SpreadState,
-    realised,
-    target_hours,
-)
 from planner.forecast.calibration import (
     OFFSET_SHARE,
     Pooling,
@@ -40,6 +31,34 @@ if TYPE_CHECKING:
     from planner.forecast.backtest import BacktestSettings
 
 Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
+_HOUR = np.timedelta64(1, "h")
+
+
+def target_hours(origin: object, leads: np.ndarray) -> np.ndarray:
+    """The hour each lead forecasts from ``origin`` (lead 1: the origin's own hour)."""
+    at = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+    out: np.ndarray = at + (leads.astype(np.int64) - 1) * _HOUR
+    return out
+
+
+K = TypeVar("K")
+Queued = list[tuple[K, tuple[np.ndarray, ...]]]  # (owner, (target hours, aligned arrays ...))
+
+
+def realised(queue: Queued[K], origin: object) -> tuple[Queued[K], Queued[K]]:
+    """Queued rows split by target hour (each entry's first array): those before ``origin``
+    and those still to come, every array of an entry cut alike (an entry with no row on a
+    side is left out of it)."""
+    now = np.datetime64(origin, "ns")  # type: ignore[call-overload]
+    over: Queued[K] = []
+    waiting: Queued[K] = []
+    for owner, arrays in queue:
+        done = arrays[0] < now
+        if done.any():
+            over.append((owner, tuple(a[done] for a in arrays)))
+        if not done.all():
+            waiting.append((owner, tuple(a[~done] for a in arrays)))
+    return over, waiting
 
 
 def peer_group(series_id: str, group: str = "tier_metric") -> str:
@@ -57,18 +76,16 @@ def recalibrate(
     hours: pd.DataFrame,
     panel: Panel,
     settings: BacktestSettings,
-    adapt: BandAdapt | None = None,
     pool: Pooling | None = None,
 ) -> pd.DataFrame:
     """A backtest's hourly rows (one selection's, every series at once) with their q_<τ>
-    columns made again, with the band adapted to recent origins (:mod:`.adaptive`) or not.
-    Without ``adapt`` the columns are the selection's own."""
+    columns made again, pooled as ``pool`` says (:class:`.Pooling`). Without ``pool`` the
+    columns are the selection's own."""
     made = [c for c in hours.columns if is_quantile_column(c)]
     return calibrate(
         hours.drop(columns=[*made, "quantile_method", "log_residual"], errors="ignore"),
         panel,
         settings,
-        adapt,
         pool,
     )
 
@@ -100,14 +117,13 @@ class _Past:
         name: str,
         offset: float,
         taus: tuple[float, ...],
-        tails: np.ndarray | None = None,
     ) -> ResidualQuantiles:
         gkey = (peer_group(series, self.pool.group), name)
         if gkey not in self.peers:
             self.peers[gkey] = self.sample(self.group.get(gkey, []))
         mine = self.sample(self.own.get((series, name), []))
         return ResidualQuantiles.fit_samples(
-            mine, self.peers[gkey], offset, taus, self.by_horizon, self.pool, tails
+            mine, self.peers[gkey], offset, taus, self.by_horizon, self.pool
         )
 
     def add(
@@ -127,16 +143,10 @@ class _Past:
 
 
 class _Bands:
-    """One calibration's state: the quantile table being filled, the past residuals and the
-    adaptive state (:mod:`.adaptive`), advanced one origin at a time."""
+    """One calibration's state: the quantile table being filled and the past residuals,
+    advanced one origin at a time."""
 
-    def __init__(
-        self,
-        hours: pd.DataFrame,
-        settings: BacktestSettings,
-        adapt: BandAdapt | None,
-        pool: Pooling | None,
-    ) -> None:
+    def __init__(self, hours: pd.DataFrame, settings: BacktestSettings, pool: Pooling | None):
         self.settings, self.taus = settings, settings.quantiles
         self.q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in self.taus])
         self.conformal = np.zeros(len(hours), dtype=bool)
@@ -144,87 +154,40 @@ class _Bands:
         self.actual = hours["actual"].to_numpy(dtype=float)
         self.lead = hours["h"].to_numpy(dtype=int)
         self.past = _Past(settings.by_horizon, pool)
-        peer_of = {s: peer_group(s) for s in hours["series"].unique()} if adapt else {}
-        kind = adapt.kind if adapt is not None else None
-        if kind in ("recent", "aci") and settings.step_h < settings.horizon:
-            raise ValueError(f"band {kind!r} needs origins ≥ horizon apart")
-        self.spread = SpreadState(adapt, peer_of) if adapt and kind in ("recent", "aci") else None
-        self.level = (
-            LevelState(adapt, settings.horizon, peer_of) if adapt and kind == "level" else None
-        )
-        self.scale = ScaleState(adapt, peer_of) if adapt and kind == "stud" else None
-        taus = set(self.taus)
-        self.edges = (
-            (self.taus.index(0.025), self.taus.index(0.975)) if {0.025, 0.975} <= taus else None
-        )
-
-    def start(self, origin: object) -> None:
-        self.past.resolve(origin)
-        if self.level is not None:
-            self.level.advance(origin)
-        if self.scale is not None:
-            self.scale.advance(origin)
 
     def band(self, series: str, name: str, idx: np.ndarray, offset: float, origin: object) -> None:
         """The rows ``idx`` of one series and forecaster at ``origin``: conformal once enough
-        residuals are over, then queued as residuals (and hits) for later origins; a
-        studentized band (``stud``) queues them divided by the series' local scale σ."""
-        sigma = self.scale.sigma(series, name) if self.scale is not None else 1.0
+        residuals are over, then queued as residuals for later origins."""
         if self.past.count(series, name) >= self.settings.min_residuals:
-            tails = self.level.tails(series, name) if self.level else None
-            rq = self.past.quantiles(series, name, offset, self.taus, tails).scaled_by(sigma)
-            if self.spread is not None:
-                rq = rq.spread_by(self.spread.factor(series, name))
+            rq = self.past.quantiles(series, name, offset, self.taus)
             made = rq.apply(self.point[idx], self.lead[idx])
             self.q[idx] = np.column_stack([made[t] for t in self.taus])
             self.conformal[idx] = True
         ok = np.isfinite(self.actual[idx]) & np.isfinite(self.point[idx])
         res, lead = log_residuals(self.actual[idx], self.point[idx], offset), self.lead[idx][ok]
-        self.past.add(series, name, res / sigma, lead, origin)
-        if self.scale is not None:
-            self.scale.observe(series, name, origin, res, lead)
-        banded = self.edges is not None and bool(self.conformal[idx].all())
-        hits = self._hits(idx[ok]) if banded else None
-        if self.spread is not None:
-            self.spread.observe(series, name, res, lead, hits, self.settings.horizon)
-        if self.level is not None and hits is not None:
-            self.level.observe(series, name, origin, lead, hits)
-
-    def _hits(self, idx: np.ndarray) -> np.ndarray:
-        assert self.edges is not None
-        low, high = self.q[idx, self.edges[0]], self.q[idx, self.edges[1]]
-        inside: np.ndarray = (self.actual[idx] >= low) & (self.actual[idx] <= high)
-        return inside
-
-    def close(self) -> None:
-        """The origin's bands are all made."""
-        if self.spread is not None:
-            self.spread.close_origin()
+        self.past.add(series, name, res, lead, origin)
 
 
 def calibrate(
     hours: pd.DataFrame,
     panel: Panel,
     settings: BacktestSettings,
-    adapt: BandAdapt | None = None,
     pool: Pooling | None = None,
 ) -> pd.DataFrame:
     """Add q_<τ> columns: conformal from earlier folds (own and peer residuals whose target
     hour is over) once at least ``min_residuals`` own residuals exist, else the model's native
-    intervals. ``adapt``: each conformal band adapted to the origins before its own
-    (:mod:`.adaptive`); ``pool``: how own and peer residuals mix (:class:`.Pooling`)."""
+    intervals. ``pool``: how own and peer residuals mix (:class:`.Pooling`)."""
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
     offsets = origin_offsets(hours, panel)
-    run = _Bands(hours, settings, adapt, pool)
+    run = _Bands(hours, settings, pool)
     for origin, at_origin in hours.groupby("origin", sort=True):
-        run.start(origin)
+        run.past.resolve(origin)
         for key, rows in at_origin.groupby(["series", "forecaster"], sort=False).indices.items():
             series, name = cast(tuple[str, str], key)
             idx = at_origin.index[rows].to_numpy()
             run.band(series, name, idx, float(offsets[idx[0]]), origin)
-        run.close()
     return _with_bands(hours, run.q, run.conformal, settings.quantiles, offsets)
 
 

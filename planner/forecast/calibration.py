@@ -23,7 +23,7 @@ at lead h is widened by its own lead's quantiles; a lead with fewer than
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -244,32 +244,27 @@ class ResidualQuantiles:
         levels: Sequence[float] = QUANTILES,
         by_horizon: bool = True,
         pool: Pooling | None = None,
-        tails: Sequence[float] | np.ndarray | None = None,
     ) -> ResidualQuantiles:
         """:meth:`fit` from residuals already sorted (a peer group's :class:`Sample` is made
         once per origin and shared by every series of the group). ``pool``: how own and peer
-        residuals mix and which levels are taken (default: the equal mixture, levels as is).
-        ``tails``: per lead 1..len, a further factor on that lead's tail levels (the online
-        band, :class:`~planner.forecast.adaptive.LevelState`)."""
+        residuals mix and which levels are taken (default: the equal mixture, levels as is)."""
         if len(own) + len(peers) == 0:
             raise ValueError("no residuals to calibrate on")
         pool = pool or Pooling()
 
-        def mix(a: np.ndarray, b: np.ndarray, tail: float = 1.0) -> tuple[float, ...]:
-            taken = tail_levels(levels, pool.tail * tail)
+        def mix(a: np.ndarray, b: np.ndarray) -> tuple[float, ...]:
+            taken = tail_levels(levels, pool.tail)
             return tuple(mixture_quantiles(a, b, taken, True, pool.own_weight))
 
         pooled = mix(own.pooled, peers.pooled)
         rows = []
-        if by_horizon or tails is not None:
-            top = max(own.top_lead, peers.top_lead, 0 if tails is None else len(tails))
-            for h in range(1, top + 1):
-                t = 1.0 if tails is None else float(tails[min(h, len(tails)) - 1])
+        if by_horizon:
+            for h in range(1, max(own.top_lead, peers.top_lead) + 1):
                 own_h, peer_h = own.at_lead(h), peers.at_lead(h)
                 if len(own_h) + len(peer_h) >= MIN_PER_HORIZON:
-                    rows.append(mix(own_h, peer_h, t))
+                    rows.append(mix(own_h, peer_h))
                 else:  # a thin lead: the band pooled over leads
-                    rows.append(pooled if t == 1.0 else mix(own.pooled, peers.pooled, t))
+                    rows.append(pooled)
         return cls(offset, tuple(levels), pooled, len(own) + len(peers), tuple(rows) or None)
 
     def at(self, h: np.ndarray) -> np.ndarray:
@@ -292,35 +287,6 @@ class ResidualQuantiles:
             tau: np.maximum(base * np.exp(v if table is None else table[:, i]) - self.offset, 0.0)
             for i, (tau, v) in enumerate(zip(self.levels, self.values, strict=True))
         }
-
-    def scaled_by(self, sigma: float) -> ResidualQuantiles:
-        """Every log-residual quantile × σ (a studentized band's scores multiplied back by the
-        local scale, :class:`~planner.forecast.adaptive.ScaleState`)."""
-        if sigma == 1.0:
-            return self
-        by_h = self.by_horizon
-        return replace(
-            self,
-            values=tuple(v * sigma for v in self.values),
-            by_horizon=tuple(tuple(v * sigma for v in r) for r in by_h) if by_h else by_h,
-        )
-
-    def spread_by(self, theta: float) -> ResidualQuantiles:
-        """The band spread by θ around its median: ``Q'_τ = Q_0.5 + θ · (Q_τ − Q_0.5)`` at
-        every lead (θ > 1 wider, < 1 narrower; the adaptive band, :mod:`.adaptive`)."""
-        if theta == 1.0:
-            return self
-        mid = self.levels.index(0.5) if 0.5 in self.levels else len(self.levels) // 2
-
-        def widen(row: Sequence[float]) -> tuple[float, ...]:
-            return tuple(row[mid] + theta * (v - row[mid]) for v in row)
-
-        by_h = self.by_horizon
-        return replace(
-            self,
-            values=widen(self.values),
-            by_horizon=tuple(widen(r) for r in by_h) if by_h else by_h,
-        )
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {

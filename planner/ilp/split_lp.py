@@ -62,6 +62,7 @@ from planner.ilp.data import PlanningData
 from planner.ilp.highs_lp import INF, HighsRelaxation
 from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import Block, BlockSolution
+from planner.ilp.variables import INTEGER_FAMILIES, REGIONLESS_FAMILIES
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Split:
         names: list[str] = []
         family_key = column_keys(relax)
         for family, key in family_key:
-            names.append(NIW_BLOCK if family in ("b", "en") else group[str(key[0])])
+            names.append(NIW_BLOCK if family in REGIONLESS_FAMILIES else group[str(key[0])])
         order = sorted(set(names), key=lambda s: (s == NIW_BLOCK, s))
         index = {name: i for i, name in enumerate(order)}
         col_block = np.asarray([index[n] for n in names], dtype=np.int64)
@@ -106,7 +107,7 @@ class Split:
             integers = tuple(
                 (family_key[int(j)][0], family_key[int(j)][1], i)
                 for i, j in enumerate(cols)
-                if family_key[int(j)][0] in ("x", "xs", "y", "z")
+                if family_key[int(j)][0] in INTEGER_FAMILIES
             )
             out.blocks.append(
                 Block(
@@ -137,7 +138,7 @@ class Split:
         integers = tuple(
             (family, key, j)
             for j, (family, key) in enumerate(column_keys(relax))
-            if family in ("x", "xs", "y", "z")
+            if family in INTEGER_FAMILIES
         )
         return Block(
             name="whole",

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import sparse
 
 from planner.ilp.data import PlanningData
-from planner.ilp.variables import Values
+from planner.ilp.variables import INTEGER_FAMILIES, VM_FAMILIES, Values
 
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
@@ -236,7 +236,7 @@ def dive_rounds(
     columns within ``bounds``) until ``until`` (perf_counter): the last point and the
     rounds done. ``h`` is left with the rounded VM counts fixed."""
     lo, hi = bounds
-    vm_cols = np.asarray([j for f, _k, j in block.integers if f in ("y", "z")], dtype=np.int32)
+    vm_cols = np.asarray([j for f, _k, j in block.integers if f in VM_FAMILIES], dtype=np.int32)
     fixed = np.zeros(len(lo), dtype=bool)
     rounds = 0
     for threshold in THRESHOLDS:
@@ -267,7 +267,7 @@ def fix_rounded(
     from planner.ilp.dive import integer_entries
     from planner.ilp.rounding import round_up
 
-    counts: Values = {f: {} for f in ("x", "xs", "y", "z")}
+    counts: Values = {f: {} for f in INTEGER_FAMILIES}
     for family, key, j in block.integers:
         counts[family][key] = float(x[j])
     final = integer_entries(data, round_up(data, counts))

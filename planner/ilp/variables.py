@@ -67,6 +67,10 @@ FAMILIES: dict[str, Family] = {
     "sa": Family(("r", "m", "t")),
 }
 INTEGER_FAMILIES = tuple(name for name, fam in FAMILIES.items() if fam.integer != "never")
+VM_FAMILIES = tuple(name for name, fam in FAMILIES.items() if fam.integer == "always")
+INSTANCE_FAMILIES = tuple(name for name, fam in FAMILIES.items() if fam.integer == "committed")
+# families indexed by no region (the NIW backlog): neither r nor r0 leads their key
+REGIONLESS_FAMILIES = tuple(n for n, fam in FAMILIES.items() if fam.dims[0] not in ("r", "r0"))
 
 
 class Vars(dict[str, dict[Key, Any]]):

@@ -108,8 +108,6 @@ class AttainmentBound:
 
     gpu_hours: float
     prices: dict[str, float]  # λ per interactive tier (GPU-minutes per on-time request)
-    niw_price_share: float  # η_m / gpi_m
-    attained: dict[str, float]  # the inner solution's attainment at those prices (relaxed)
     evaluations: int
 
 
@@ -245,7 +243,7 @@ class _Search:
     def __init__(self, pr: _Problem) -> None:
         J = pr.req.shape[3]
         self.pr = pr
-        self.best: tuple[float, Array, float, Array] = (-np.inf, np.zeros(J), 0.0, np.zeros(J))
+        self.best: tuple[float, Array] = (-np.inf, np.zeros(J))  # L and the λ that gave it
         self.evaluations = 0
 
     def __call__(self, lam: Array, share: float) -> Array:
@@ -253,7 +251,7 @@ class _Search:
         value, ot = _evaluate(self.pr, lam, share)
         self.evaluations += 1
         if value > self.best[0]:
-            self.best = (value, lam.copy(), share, ot)
+            self.best = (value, lam.copy())
         return ot
 
     def bisect(self, lam: Array, j: int, share: float, steps: int) -> float:
@@ -302,17 +300,9 @@ def attainment_bound(
     if (pr.niw_due > 0).any():
         for s in (0.0, 0.5):
             search(search.best[1], s)
-    value, lam_b, share_b, ot = search.best
-    req_tot = pr.goal / np.array(
-        [max(float(targets.get(p.tiers[k], 0.0)), 1e-12) for k in p.interactive]
-    )
+    value, lam_b = search.best
     return AttainmentBound(
         gpu_hours=max(value, 0.0) / 60.0,
         prices={p.tiers[k]: float(lam_b[j]) for j, k in enumerate(p.interactive)},
-        niw_price_share=share_b,
-        attained={
-            p.tiers[k]: float(ot[j] / req_tot[j]) if req_tot[j] > 0 else 1.0
-            for j, k in enumerate(p.interactive)
-        },
         evaluations=search.evaluations,
     )

@@ -138,13 +138,14 @@ def tiny_data(
     rows: list[tuple[int, str, str, float]],
     minutes_before: float = 0.0,
     state: FleetState | None = None,
+    start: datetime = T0,
 ) -> PlanningData:
     from planner.ilp.data import state_from_config
 
-    as_of = T0 - timedelta(minutes=minutes_before)
+    as_of = start - timedelta(minutes=minutes_before)
     return build_data(
         cfg,
-        demand(rows),
+        demand(rows, start),
         state or state_from_config(cfg),
         as_of,
         {("m", t): 0.5 for t in cfg.tier_ids},

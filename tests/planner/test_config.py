@@ -3,6 +3,8 @@ bad value and line."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,25 @@ def test_config_hash_follows_content_not_formatting(tmp_path: Path) -> None:
     data["vm_types"][0]["price_per_hour"] = 33.0
     changed = load_config(_write(tmp_path, data))
     assert config_hash(changed) != config_hash(load_config())
+
+
+def test_an_lt_f_section_at_its_defaults_keeps_the_hash_of_configs_before_it(
+    tmp_path: Path,
+) -> None:
+    """Configs written before ``lt_f`` existed keep their hash (and their cached plans): the
+    section at its defaults, written out or left out, hashes as the content without it; a
+    dial off its default changes the hash."""
+    data = _default()
+    written = load_config(_write(tmp_path, data))
+    content = written.model_dump(mode="json")
+    del content["lt_f"]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    before = hashlib.sha256(canonical).hexdigest()[:16]
+    left_out = load_config(_write(tmp_path, {k: v for k, v in data.items() if k != "lt_f"}))
+    assert config_hash(written) == config_hash(left_out) == before
+    for dial, value in (("release_min", 10), ("executor", True), ("niw_cap", 0.5)):
+        changed = load_config(_write(tmp_path, {**data, "lt_f": {**data["lt_f"], dial: value}}))
+        assert config_hash(changed) != before, dial
 
 
 def test_format_loc() -> None:

@@ -211,7 +211,7 @@ def test_documents_follow_the_published_schema(tmp_path: Path, plans: list[Plan]
 
 def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan]) -> None:
     p = params_from_config(tiny_config())
-    ex = SimulatedExecutor(p, lead_min=20)
+    ex = SimulatedExecutor(p)
     first = ex.apply(plans[0])
     assert first.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
     second = ex.apply(plans[1])  # 2 more VMs in a and b: 15 min + 6 min load < 80 min
@@ -223,6 +223,23 @@ def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan])
     partial = slow.apply(plans[1])
     assert partial.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
     assert any("a: m on v8 short of the plan" in n for n in partial.notes)
+
+
+def test_the_simulated_executors_lead_is_the_configs_plan_lead(plans: list[Plan]) -> None:
+    """LT-I scale-outs start ``planner.plan_lead_min`` before the hour: VMs of 70 min (+ 6 min
+    load) made 20 min ahead serve within the hour (76 < 80 min), made 5 min ahead they do
+    not (76 > 65 min), and the state says so."""
+    slow = {"vm_types.0.lead_time_min": 70}
+    results = {}
+    for lead in (20, 5):
+        cfg = tiny_config(**slow, **{"planner.plan_lead_min": lead})
+        ex = SimulatedExecutor(params_from_config(cfg))
+        ex.apply(plans[0])
+        results[lead] = ex.apply(plans[1])
+    assert results[20].regions["a"]["instances"]["m"]["v8"]["on_demand"] == 4
+    assert results[20].notes == []
+    assert results[5].regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
+    assert any("a: m on v8 short of the plan" in n for n in results[5].notes)
 
 
 def test_desired_state_carries_the_admission_policy_per_tier(plans: list[Plan]) -> None:

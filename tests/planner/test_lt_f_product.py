@@ -6,6 +6,7 @@ instance, 2 instances per VM, VM lead 15 min, load 6 min, plans made 20 min ahea
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,17 @@ import yaml
 from planner.config import DEFAULT_CONFIG, load_config
 from planner.config.lt_f import LtfSettings
 from planner.executors import SimulatedExecutor, WebhookExecutor
+from planner.executors.protocol import AppliedState
 from planner.ilp.plan import Plan
+from planner.ilp.planner import make_plan
+from planner.ilp.solve import SolverSettings
 from planner.sim.fleet import Fleet, params_from_config
 from planner.sim.fluid import Observation
 from planner.sim.plan_ramp import PlanRamp
 from planner.sim.plans import plan_targets
 from planner.sim.scenario import make_policies
 from tests.helpers import replay
-from tests.planner.ilp_fixtures import tiny_config
+from tests.planner.ilp_fixtures import T0, tiny_config, tiny_data
 from tests.planner.test_config_checks import _problems as config_problems
 from tests.planner.test_executors import plans
 from tests.planner.test_sim import IWF, demand
@@ -107,13 +111,18 @@ def test_documents_carry_the_ramp_and_follow_the_schema(tmp_path: Path, plans: l
     assert "lt_f" not in yaml.safe_load((tmp_path / "plain" / "desired" / "a.json").read_text())
 
 
-def test_the_simulated_executor_carries_plans_out_as_lt_f(plans: list[Plan]) -> None:
-    """No traffic observed: region a keeps the first plan's 2 instances until the hand-over
-    (minute 15), then the scaler hands it back to 1. The next plan rises from 2 to 4: its rise
-    (2) is bought on what the pool holds (1) when the plan arrives (minute 40), serves
-    (15 + 6 min) before the hand-over (minute 75) and is held until it, then handed back.
-    LT-I (the default) keeps the plan's 4."""
-    p = params_from_config(tiny_config())
+@pytest.fixture(scope="module")
+def next_hour() -> Plan:
+    """The second plan's demand, planned for the hour after the first plan's."""
+    cfg = tiny_config()
+    rows = [(1, "a", "IW-F", 350.0), (1, "b", "IW-N", 150.0)]
+    data = tiny_data(cfg, rows, minutes_before=20, start=T0 + timedelta(hours=1))
+    return make_plan(data, SolverSettings(20, 0.0))[0]
+
+
+def _lt_f_run(plans: list[Plan]) -> tuple[list[tuple[int, float]], list[AppliedState]]:
+    """``plans`` carried out as LT-F with no traffic observed: (minute, region a's target
+    instances) at each minute, and the states."""
     seen: list[tuple[int, float]] = []
 
     def quiet(minute: int, fleet: Fleet) -> Observation:
@@ -121,18 +130,47 @@ def test_the_simulated_executor_carries_plans_out_as_lt_f(plans: list[Plan]) -> 
         idle = np.zeros((2, 1))
         return Observation(minute, np.zeros((2, 1, 3)), idle, idle, fleet)
 
-    ex = SimulatedExecutor(p, lt_f=DIALS, observe=quiet)
-    first = ex.apply(plans[0])
+    ex = SimulatedExecutor(params_from_config(tiny_config()), lt_f=DIALS, observe=quiet)
+    return seen, [ex.apply(plan) for plan in plans]
+
+
+def test_the_simulated_executor_carries_plans_out_as_lt_f(
+    plans: list[Plan], next_hour: Plan
+) -> None:
+    """No traffic observed: region a keeps the first plan's 2 instances until the hand-over
+    (minute 15), then the scaler hands it back to 1. The next hour's plan rises from 2 to 4:
+    its rise (2) is bought on what the pool holds (1) when the plan arrives (minute 40),
+    serves (15 + 6 min) before the hand-over (minute 75) and is held until it, then handed
+    back. LT-I (the default) keeps the plan's 4."""
+    seen, (first, second) = _lt_f_run([plans[0], next_hour])
     assert first.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 1
     assert all(n >= 2 for m, n in seen if m <= 15)
-    second = ex.apply(plans[1])
     assert second.notes == []  # the held count served at the hand-over
     assert [m for m, _ in seen] == list(range(100))
     assert all(n == 3 for m, n in seen if 41 <= m <= 75)  # targets set at 40 seen from 41
     assert second.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 1
-    lt_i = SimulatedExecutor(p)
+    lt_i = SimulatedExecutor(params_from_config(tiny_config()))
     lt_i.apply(plans[0])
-    assert lt_i.apply(plans[1]).regions["a"]["instances"]["m"]["v8"]["on_demand"] == 4
+    assert lt_i.apply(next_hour).regions["a"]["instances"]["m"]["v8"]["on_demand"] == 4
+
+
+def test_a_re_plan_of_the_hour_replaces_it_and_does_not_shift_later_purchases(
+    plans: list[Plan], next_hour: Plan
+) -> None:
+    """A plan for the hour of the last one replaces it: sent again (a retry), the next
+    hour's purchase still comes at minute 40 (appended as an hour of its own, it came an
+    hour later); a re-plan that already holds the next hour's 4 leaves no rise to buy. A
+    plan for an hour already over is refused."""
+    alone, _ = _lt_f_run([plans[0], next_hour])
+    again, states = _lt_f_run([plans[0], plans[0], next_hour])
+    assert again == alone
+    assert [s.plan_id for s in states] == [p.plan_id for p in (plans[0], plans[0], next_hour)]
+    assert plans[1].start == plans[0].start < next_hour.start
+    replanned, _ = _lt_f_run([plans[0], plans[1], next_hour])
+    assert [m for m, _ in replanned] == list(range(100))
+    assert all(n == 1 for m, n in replanned if 41 <= m <= 75)
+    with pytest.raises(ValueError, match="the simulated executor carries out"):
+        _lt_f_run([plans[0], next_hour, plans[1]])
 
 
 def _problems(tmp_path: Path, lt_f: dict[str, Any]) -> list[str]:
