@@ -9,13 +9,21 @@ the hour, which can fall short of the plan when the plan came too late.
 With ``lt_f`` (the config's ``lt_f`` dials, when ``lt_f.executor`` is set) plans are carried
 out as LT-F instead, by the replay's own policy (``planner.sim.plan_ramp.PlanRamp``, kept
 across plans): the executor's minutes run from one plan's arrival to the next's (60 min,
-the first plan found running at minute 0 of its hour; a plan for the hour of the last one
-replaces it, as a re-plan of that hour), each pool grows by the plan's rise
+the first plan found running at minute 0 of its hour), each pool grows by the plan's rise
 when the plan arrives and keeps at least that until ``release_min`` into the hour, then the
 SLO-aware scaler decides on what ``observe`` reports each minute (default: no traffic, so
 the pools hand back down to one instance each). ``notes`` name the pools that did not serve
 the held count at the hand-over. LT-I stays the default: LT-F goes below the plan after the
 hand-over by design, so it is not never-less-safe than LT-I.
+
+Both place each plan by its hour (``_place``): the hour after the last, or the last again (a
+retry or re-plan: it replaces that hour's plan, runs no minute and returns the hour's notes
+again); an earlier hour, or a start not a whole number of hours after the first plan's, is an
+error. A re-plan comes after its hour's purchase minute (the executor's clock stands at the
+next plan's arrival): under LT-F its increase over the plan it replaces is bought at once
+(``PlanRamp.replan``; the next rise is then measured from its count, as the webhook's next
+document measures it from the re-plan's), under LT-I its hour is over and it is not carried
+out; either way its state notes it.
 
 ``serve`` replays one pool's requests of the applied hour through the instances the fleet runs
 there (the iteration-level model), spread over them by the config's instance router
@@ -94,12 +102,28 @@ class SimulatedExecutor:
     lt_f: Mapping[str, Any] | None = None  # LT-F's dials (LtfSettings.dials()); none: LT-I
     observe: Callable[[int, Fleet], Observation] | None = None  # with lt_f: what it sees
     _ramp: PlanRamp | None = field(default=None, init=False)
-    _first: datetime | None = field(default=None, init=False)  # LT-F: the first plan's hour
+    _first: datetime | None = field(default=None, init=False)  # the first plan's hour
+    _hours: int = field(default=0, init=False)  # hours placed so far
+    _last: Targets | None = field(default=None, init=False)  # the last hour's targets
+    _notes: list[str] = field(default_factory=list, init=False)  # the last hour's notes
 
     def apply(self, plan: Plan) -> AppliedState:
         targets, _ = targets_of(plan, self.p)
+        again = self._place(plan) < self._hours
+        late = self._replaced(plan, targets) if again else []
         if self.lt_f is not None:
-            return self._apply_lt_f(plan, targets)
+            ran = self._apply_lt_f(targets, again)
+        else:
+            ran = [] if again else self._apply_lt_i(targets)
+        if not again:  # a re-plan runs no minute: the hour's notes stay its own
+            self._hours, self._notes = self._hours + 1, ran
+        self._last = targets
+        state = AppliedState(plan.plan_id, plan.start, self._reached(), [*self._notes, *late])
+        self.history.append(state)
+        return state
+
+    def _apply_lt_i(self, targets: Targets) -> list[str]:
+        """Carry ``targets`` out as LT-I, from the plan's arrival to its hour's end."""
         if self.fleet is None:  # the first plan finds the fleet already running it
             self.fleet = Fleet(self.p, targets)
         lead = self.p.plan_lead_min
@@ -108,19 +132,19 @@ class SimulatedExecutor:
                 self.fleet.set_targets(lt_i_targets(self.fleet.targets, targets, lead - k))
             self.fleet.step(self.minute)
             self.minute += 1
-        state = AppliedState(plan.plan_id, plan.start, self._reached(), self._shortfall(targets))
-        self.history.append(state)
-        return state
+        return self._shortfall(targets)
 
-    def _apply_lt_f(self, plan: Plan, targets: Targets) -> AppliedState:
-        """Carry ``plan`` out as LT-F, from its arrival to the next plan's (module docstring)."""
-        assert self.lt_f is not None
-        if self._ramp is None or self._first is None:  # the fleet already runs the first plan
-            self._ramp = PlanRamp(self.p, [targets], name="lt-f", **self.lt_f)
+    def _apply_lt_f(self, targets: Targets, again: bool) -> list[str]:
+        """Carry ``targets`` out as LT-F, from its arrival to the next plan's (module
+        docstring); a re-plan of the last hour runs no minute (the next plan's arrival is the
+        same minute): its increase is bought when the minutes resume."""
+        if self._ramp is None:  # the fleet already runs the first plan
+            self._ramp = PlanRamp(self.p, [targets], name="lt-f", **self.lt_f or {})
             self.fleet, self.minute = Fleet(self.p, self._ramp.initial(self.p)), 0
-            self._first = plan.start
+        elif again:
+            self._ramp.replan(len(self._ramp.hourly) - 1, targets)
         else:
-            self._place(self._ramp.hourly, self._first, plan, targets)
+            self._ramp.hourly.append(targets)
         assert self.fleet is not None
         stop = 60 * len(self._ramp.hourly) - self.p.plan_lead_min
         hand_over = 60 * (len(self._ramp.hourly) - 1) + self._ramp.release_min - 1
@@ -133,25 +157,44 @@ class SimulatedExecutor:
             if self.minute == hand_over:  # the last minute the purchase is held
                 notes = self._below(self._ramp.held)
             self.minute += 1
-        state = AppliedState(plan.plan_id, plan.start, self._reached(), notes)
-        self.history.append(state)
-        return state
+        return notes
 
-    @staticmethod
-    def _place(hourly: list[Targets], first: datetime, plan: Plan, targets: Targets) -> None:
-        """``plan``'s targets as its hour of ``hourly`` (hour 0 at ``first``): the hour after
-        the last, or the last again (a re-plan of that hour replaces it); else an error."""
-        hour = round((plan.start - first).total_seconds() / 3600)
-        if hour == len(hourly) - 1:
-            hourly[hour] = targets
-        elif hour == len(hourly):
-            hourly.append(targets)
-        else:
-            last = first + timedelta(hours=len(hourly) - 1)
+    def _place(self, plan: Plan) -> int:
+        """``plan``'s hour (0: the first plan's): the hour after the last, or the last again
+        (a re-plan of that hour: it replaces it); else an error, as for a start that is not a
+        whole number of hours after the first plan's."""
+        self._first = self._first or plan.start
+        since = plan.start - self._first
+        hour = since // timedelta(hours=1)
+        if since % timedelta(hours=1):
+            raise ValueError(
+                f"plan {plan.plan_id} starts at {plan.start:%Y-%m-%d %H:%M:%S}, not a whole "
+                f"number of hours after the first plan's {self._first:%Y-%m-%d %H:%M}"
+            )
+        if hour not in (self._hours - 1, self._hours):
+            last = self._first + timedelta(hours=self._hours - 1)
             raise ValueError(
                 f"plan {plan.plan_id} is for {plan.start:%Y-%m-%d %H:%M}; the simulated executor "
                 f"carries out {last:%Y-%m-%d %H:%M} or the hour after it"
             )
+        return hour
+
+    def _replaced(self, plan: Plan, targets: Targets) -> list[str]:
+        """A note for a re-plan of the last hour that changes its counts: it came after the
+        hour's purchase minute (LT-F: its increase is bought at once; LT-I: the hour is over,
+        it is not carried out)."""
+        assert self._last is not None
+        new, old = (t.instances.sum(axis=2) for t in (targets, self._last))
+        if np.array_equal(new, old):
+            return []
+        what = "not carried out"  # LT-I: the hour is over
+        if self.lt_f is not None:
+            more = (new > old).any()
+            what = "its increase bought at once" if more else "what it drops left to the scaler"
+        return [
+            f"plan {plan.plan_id} re-plans {plan.start:%Y-%m-%d %H:%M} after its purchase "
+            f"minute: {what}"
+        ]
 
     def _observe(self, minute: int) -> Observation:
         assert self.fleet is not None

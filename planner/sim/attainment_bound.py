@@ -104,7 +104,9 @@ NU_SHARES = (1.0, 0.97, 0.93, 0.88, 0.8, 0.7, 0.55, 0.4, 0.25, 0.12, 0.04, 0.0) 
 
 @dataclass(frozen=True)
 class AttainmentBound:
-    """The bound (GPU-hours) and the multipliers that gave it."""
+    """The bound (GPU-hours), the prices λ that gave it and the evaluations the search took;
+    η (the NIW price: a share of each model's GPU price, 1 when NIW work is due, else 0) is
+    not reported."""
 
     gpu_hours: float
     prices: dict[str, float]  # λ per interactive tier (GPU-minutes per on-time request)

@@ -65,6 +65,7 @@ class PlanRamp(PlanReactive):
     buy_is_step: bool = False
     lower: list[Targets] | None = None
     _due: Array = field(init=False)
+    _late: tuple[Array, Array] | None = field(init=False, default=None)  # re-plan: (base, count)
 
     def __post_init__(self) -> None:
         if not 0 <= self.release_min < 60 - self.p.plan_lead_min:
@@ -102,9 +103,35 @@ class PlanRamp(PlanReactive):
             up = np.minimum(up, _rise(self.lower, h))
         return up
 
+    def replan(self, h: int, plan: Targets) -> Array:
+        """Hour ``h``'s plan replaced after its purchase minute: its increase [r, m] over the
+        plan it replaces is bought at the next minute decided (grown on what the pools hold, up
+        to the new count, held until the next hand-over), and the next hour's rise is measured
+        from the new count. Returns the increase."""
+        count = plan.instances.sum(axis=2)
+        # what was bought: a re-plan before any minute ran replaces one not bought yet
+        base = self.hourly[h].instances.sum(axis=2) if self._late is None else self._late[0]
+        self.hourly[h] = plan
+        self._late = (base, count)
+        up: Array = np.maximum(count - base, 0.0)
+        return up
+
+    def _buy_late(self, t: int) -> bool:
+        """The increase of a re-plan (:meth:`replan`), bought at minute ``t``."""
+        if self._late is None:
+            return False
+        base, count = self._late
+        self._late = None
+        up = np.maximum(count - base, 0.0)
+        due = np.maximum(np.minimum(self._extra + up, count), self._due)
+        grow = self._extra < due
+        self._due, self._extra = due, np.maximum(self._extra, due)
+        self._last_buy[grow] = t
+        return bool(grow.any())
+
     def _move_floor(self, t: int) -> bool:
         h, into = divmod(t, 60)
-        moved = False
+        moved = self._buy_late(t)
         if into == 60 - self.p.plan_lead_min and h + 1 < len(self.hourly):
             plan = self._plan(h + 1).instances.sum(axis=2)
             if self.delta:  # the forecast rise on top of what the layer holds, up to the plan
@@ -116,7 +143,7 @@ class PlanRamp(PlanReactive):
             # purchase also restarts the layer's scale-in window (the hold then outlasts the
             # hand-over by up to ``cooldown_in_min``)
             (self._last_out if self.buy_is_step else self._last_buy)[grow] = t
-            moved = bool(grow.any())
+            moved = moved or bool(grow.any())
         if into == 0 and t > 0 and self.plan_routing:
             self._floor = _empty(self.floor(), self._plan(h).routing)
             moved = True

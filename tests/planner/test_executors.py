@@ -4,10 +4,12 @@ simulated executor's lead times."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from planner.ilp.plan import Plan
 from planner.ilp.planner import make_plan
 from planner.ilp.solve import SolverSettings
 from planner.sim.fleet import params_from_config
-from tests.planner.ilp_fixtures import tiny_config, tiny_data
+from tests.planner.ilp_fixtures import T0, tiny_config, tiny_data
 from tests.schema_check import check_executor_folder, problems
 
 
@@ -86,6 +88,16 @@ def plans() -> list[Plan]:
         SolverSettings(20, 0.0),
     )
     return [first, second]
+
+
+@pytest.fixture(scope="module")
+def next_hour() -> Plan:
+    """The second plan's demand, planned for the hour after the first plan's (``plans``'
+    two are for the same hour: the second is a re-plan of it)."""
+    cfg = tiny_config()
+    rows = [(1, "a", "IW-F", 350.0), (1, "b", "IW-N", 150.0)]
+    data = tiny_data(cfg, rows, minutes_before=20, start=T0 + timedelta(hours=1))
+    return make_plan(data, SolverSettings(20, 0.0))[0]
 
 
 def test_desired_state_documents_hold_the_first_hour(plans: list[Plan]) -> None:
@@ -209,23 +221,27 @@ def test_documents_follow_the_published_schema(tmp_path: Path, plans: list[Plan]
     assert problems({**doc, "hour": "yesterday"})
 
 
-def test_simulated_executor_reaches_the_plan_after_lead_times(plans: list[Plan]) -> None:
+def test_simulated_executor_reaches_the_plan_after_lead_times(
+    plans: list[Plan], next_hour: Plan
+) -> None:
     p = params_from_config(tiny_config())
     ex = SimulatedExecutor(p)
     first = ex.apply(plans[0])
     assert first.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
-    second = ex.apply(plans[1])  # 2 more VMs in a and b: 15 min + 6 min load < 80 min
+    second = ex.apply(next_hour)  # 2 more VMs in a and b: 15 min + 6 min load < 80 min
     assert second.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 4
     assert second.notes == []
     # VMs that take 90 min to provision cannot serve within the hour: short, and said so
     slow = SimulatedExecutor(params_from_config(tiny_config(**{"vm_types.0.lead_time_min": 90})))
     slow.apply(plans[0])
-    partial = slow.apply(plans[1])
+    partial = slow.apply(next_hour)
     assert partial.regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
     assert any("a: m on v8 short of the plan" in n for n in partial.notes)
 
 
-def test_the_simulated_executors_lead_is_the_configs_plan_lead(plans: list[Plan]) -> None:
+def test_the_simulated_executors_lead_is_the_configs_plan_lead(
+    plans: list[Plan], next_hour: Plan
+) -> None:
     """LT-I scale-outs start ``planner.plan_lead_min`` before the hour: VMs of 70 min (+ 6 min
     load) made 20 min ahead serve within the hour (76 < 80 min), made 5 min ahead they do
     not (76 > 65 min), and the state says so."""
@@ -235,11 +251,39 @@ def test_the_simulated_executors_lead_is_the_configs_plan_lead(plans: list[Plan]
         cfg = tiny_config(**slow, **{"planner.plan_lead_min": lead})
         ex = SimulatedExecutor(params_from_config(cfg))
         ex.apply(plans[0])
-        results[lead] = ex.apply(plans[1])
+        results[lead] = ex.apply(next_hour)
     assert results[20].regions["a"]["instances"]["m"]["v8"]["on_demand"] == 4
     assert results[20].notes == []
     assert results[5].regions["a"]["instances"]["m"]["v8"]["on_demand"] == 2
     assert any("a: m on v8 short of the plan" in n for n in results[5].notes)
+
+
+def test_the_simulated_executor_places_each_plan_by_its_hour(
+    plans: list[Plan], next_hour: Plan
+) -> None:
+    """LT-I places plans by hour as LT-F: a plan for the hour just carried out (a retry, a
+    re-plan) runs no minute and gives that hour's state and notes again (the shortfall note
+    kept), plus a note when it changes the counts (the hour is over: not carried out); a plan
+    for an hour already over, or not a whole number of hours after the first, is refused."""
+    slow = SimulatedExecutor(params_from_config(tiny_config(**{"vm_types.0.lead_time_min": 90})))
+    slow.apply(plans[0])
+    partial = slow.apply(next_hour)
+    minute = slow.minute
+    retry = slow.apply(next_hour)
+    assert slow.minute == minute
+    assert (retry.regions, retry.notes) == (partial.regions, partial.notes)
+    assert any("a: m on v8 short of the plan" in n for n in retry.notes)
+    quieter = dataclasses.replace(plans[0], plan_id="quieter", start=next_hour.start)
+    replanned = slow.apply(quieter)
+    assert replanned.notes[:-1] == partial.notes and slow.minute == minute
+    assert (
+        "plan quieter re-plans" in replanned.notes[-1] and "not carried out" in replanned.notes[-1]
+    )
+    with pytest.raises(ValueError, match=r"carries out .* or the hour after it"):
+        slow.apply(plans[0])
+    half = dataclasses.replace(next_hour, start=next_hour.start + timedelta(minutes=90))
+    with pytest.raises(ValueError, match=rf"plan {half.plan_id} starts at .*not a whole number"):
+        slow.apply(half)
 
 
 def test_desired_state_carries_the_admission_policy_per_tier(plans: list[Plan]) -> None:

@@ -6,7 +6,6 @@ instance, 2 instances per VM, VM lead 15 min, load 6 min, plans made 20 min ahea
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,19 @@ from planner.config.lt_f import LtfSettings
 from planner.executors import SimulatedExecutor, WebhookExecutor
 from planner.executors.protocol import AppliedState
 from planner.ilp.plan import Plan
-from planner.ilp.planner import make_plan
-from planner.ilp.solve import SolverSettings
 from planner.sim.fleet import Fleet, params_from_config
 from planner.sim.fluid import Observation
 from planner.sim.plan_ramp import PlanRamp
 from planner.sim.plans import plan_targets
 from planner.sim.scenario import make_policies
 from tests.helpers import replay
-from tests.planner.ilp_fixtures import T0, tiny_config, tiny_data
+from tests.planner.ilp_fixtures import tiny_config
 from tests.planner.test_config_checks import _problems as config_problems
-from tests.planner.test_executors import plans
+from tests.planner.test_executors import next_hour, plans
 from tests.planner.test_sim import IWF, demand
 from tests.schema_check import problems
 
-__all__ = ["plans"]
+__all__ = ["next_hour", "plans"]
 DIALS = {**LtfSettings().dials(), "target": 0.6, "up": 0.7, "down": 0.4, "cooldown_in_min": 5}
 
 
@@ -111,18 +108,11 @@ def test_documents_carry_the_ramp_and_follow_the_schema(tmp_path: Path, plans: l
     assert "lt_f" not in yaml.safe_load((tmp_path / "plain" / "desired" / "a.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def next_hour() -> Plan:
-    """The second plan's demand, planned for the hour after the first plan's."""
-    cfg = tiny_config()
-    rows = [(1, "a", "IW-F", 350.0), (1, "b", "IW-N", 150.0)]
-    data = tiny_data(cfg, rows, minutes_before=20, start=T0 + timedelta(hours=1))
-    return make_plan(data, SolverSettings(20, 0.0))[0]
-
-
-def _lt_f_run(plans: list[Plan]) -> tuple[list[tuple[int, float]], list[AppliedState]]:
-    """``plans`` carried out as LT-F with no traffic observed: (minute, region a's target
-    instances) at each minute, and the states."""
+def _lt_f_run(
+    plans: list[Plan], **config: Any
+) -> tuple[list[tuple[int, float]], list[AppliedState]]:
+    """``plans`` carried out as LT-F with no traffic observed (tiny config, changed by
+    ``config``): (minute, region a's target instances) at each minute, and the states."""
     seen: list[tuple[int, float]] = []
 
     def quiet(minute: int, fleet: Fleet) -> Observation:
@@ -130,7 +120,7 @@ def _lt_f_run(plans: list[Plan]) -> tuple[list[tuple[int, float]], list[AppliedS
         idle = np.zeros((2, 1))
         return Observation(minute, np.zeros((2, 1, 3)), idle, idle, fleet)
 
-    ex = SimulatedExecutor(params_from_config(tiny_config()), lt_f=DIALS, observe=quiet)
+    ex = SimulatedExecutor(params_from_config(tiny_config(**config)), lt_f=DIALS, observe=quiet)
     return seen, [ex.apply(plan) for plan in plans]
 
 
@@ -159,18 +149,41 @@ def test_a_re_plan_of_the_hour_replaces_it_and_does_not_shift_later_purchases(
 ) -> None:
     """A plan for the hour of the last one replaces it: sent again (a retry), the next
     hour's purchase still comes at minute 40 (appended as an hour of its own, it came an
-    hour later); a re-plan that already holds the next hour's 4 leaves no rise to buy. A
-    plan for an hour already over is refused."""
+    hour later). A plan for an hour already over is refused."""
     alone, _ = _lt_f_run([plans[0], next_hour])
     again, states = _lt_f_run([plans[0], plans[0], next_hour])
     assert again == alone
     assert [s.plan_id for s in states] == [p.plan_id for p in (plans[0], plans[0], next_hour)]
-    assert plans[1].start == plans[0].start < next_hour.start
-    replanned, _ = _lt_f_run([plans[0], plans[1], next_hour])
-    assert [m for m, _ in replanned] == list(range(100))
-    assert all(n == 1 for m, n in replanned if 41 <= m <= 75)
+    assert states[1].notes == []  # a retry changes nothing: nothing to say
     with pytest.raises(ValueError, match="the simulated executor carries out"):
         _lt_f_run([plans[0], next_hour, plans[1]])
+
+
+def test_a_re_plan_that_raises_the_hour_after_its_purchase_is_bought_at_once(
+    plans: list[Plan], next_hour: Plan
+) -> None:
+    """plans[1] re-plans the first hour 2 → 4 at minute 40 (after that hour's purchase):
+    its increase is bought at once on what the pool holds (1), so with the next hour's plan
+    (4, no rise over the re-plan) region a holds 3 from minute 40 to the hand-over, as
+    without the re-plan; before, the next rise was measured from the 4 never bought and a
+    plan asking for more held 1. The re-plan's state says it came late."""
+    alone, _ = _lt_f_run([plans[0], next_hour])
+    assert plans[1].start == plans[0].start < next_hour.start
+    replanned, states = _lt_f_run([plans[0], plans[1], next_hour])
+    assert [m for m, _ in replanned] == list(range(100))
+    assert all(n == 3 for m, n in replanned if 41 <= m <= 75)
+    assert [n for m, n in replanned if m > 40] == [n for m, n in alone if m > 40]
+    (late,) = states[1].notes
+    assert f"plan {plans[1].plan_id} re-plans" in late and "increase bought at once" in late
+
+
+def test_a_retry_of_the_hour_returns_its_notes_again(plans: list[Plan], next_hour: Plan) -> None:
+    """VMs of 90 min: the next hour's purchase (minute 40) does not serve by the hand-over
+    (minute 75), and the state says so; the same plan sent again runs no minute and says it
+    again (it used to return no note)."""
+    _, states = _lt_f_run([plans[0], next_hour, next_hour], **{"vm_types.0.lead_time_min": 90})
+    assert any("a: m below LT-F's hold" in n for n in states[1].notes)
+    assert states[2].notes == states[1].notes and states[2].regions == states[1].regions
 
 
 def _problems(tmp_path: Path, lt_f: dict[str, Any]) -> list[str]:
