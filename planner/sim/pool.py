@@ -40,32 +40,58 @@ from planner.sim.profile import InstanceProfile
 from planner.sim.size_mix import MinuteMix
 
 Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 QUADRATURE = 16
 MIN_GAPS = 3  # a minute with fewer gaps takes the fallback CV
 DRAIN_MINUTES = 240  # minutes the queue runs on after the replay to serve what is left
+
+
+def minute_starts(t: Array, minutes: int) -> IntArray:
+    """[minutes + 1] where each minute's arrivals start in the sorted arrivals ``t``: minute k
+    holds ``t[s[k]:s[k + 1]]``, exactly the rows with ``t // 60 = k`` (the last minute also
+    holds any later ones)."""
+    inner = np.searchsorted(t, 60.0 * np.arange(1, minutes), side="left")
+    return np.concatenate([[0], inner, [len(t)]]).astype(np.int64)
+
+
+def _is_sorted(t: Array) -> bool:
+    return bool(np.all(t[1:] >= t[:-1]))
+
+
+def minute_index(arrival_s: Array, minutes: int) -> IntArray:
+    """``min(t // 60, minutes − 1)`` of each arrival (by :func:`minute_starts` where the
+    arrivals are sorted: no division per row)."""
+    t = np.asarray(arrival_s, float)
+    if not _is_sorted(t):
+        return np.minimum((t // 60).astype(np.int64), minutes - 1)
+    return np.repeat(np.arange(minutes, dtype=np.int64), np.diff(minute_starts(t, minutes)))
 
 
 def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0, lag: int = 1) -> Array:
     """CV of the gaps spanning ``lag`` arrivals (t[i + lag] − t[i]) within each minute (both
     ends in the minute); ``fallback`` where a minute has fewer than ``MIN_GAPS`` of them. With
     ``lag`` = n this is the CV one of n round-robin instances sees: the pool's own burst
-    structure, correlated gaps included (c/√n only holds for independent gaps)."""
-    t = np.sort(np.asarray(arrival_s, float))
+    structure, correlated gaps included (c/√n only holds for independent gaps). Arrivals
+    past the last minute count in it. Sorted arrivals: minute k's gaps start at its rows s[k]
+    .. s[k + 1] − lag − 1 (:func:`minute_starts`), summed over those index ranges."""
+    t = np.asarray(arrival_s, float)
+    t = t if _is_sorted(t) else np.sort(t)
     lag = max(int(lag), 1)
+    fb = np.broadcast_to(np.asarray(fallback, float), (minutes,))
     if len(t) <= lag:
-        return np.broadcast_to(np.asarray(fallback, float), (minutes,)).copy()
-    gaps = t[lag:] - t[:-lag]
-    m = np.minimum((t[lag:] // 60).astype(np.int64), minutes - 1)
-    same = (t[:-lag] // 60).astype(np.int64) == (t[lag:] // 60).astype(np.int64)
-    g, m = gaps[same], m[same]
-    n = np.bincount(m, minlength=minutes).astype(float)
-    s1 = np.bincount(m, weights=g, minlength=minutes)
-    s2 = np.bincount(m, weights=g * g, minlength=minutes)
+        return fb.copy()
+    s = minute_starts(t, max(minutes, int(t[-1] // 60) + 1))
+    start, stop = s[:-1], np.maximum(s[1:] - lag, s[:-1])  # minute k's gaps: g[start:stop]
+    g = np.r_[t[lag:] - t[:-lag], 0.0]  # a 0 at len(g): reduceat's ends may point there
+    ends = np.minimum(np.stack([start, stop], axis=1).ravel(), len(g) - 1)
+    counts = (stop - start).astype(float)
+    sums = np.where(counts > 0, np.add.reduceat(np.stack([g, g * g]), ends, axis=1)[:, ::2], 0.0)
+    fold = np.minimum(np.arange(len(counts)), minutes - 1)  # later minutes count in the last
+    n, s1, s2 = (np.bincount(fold, weights=w, minlength=minutes) for w in (counts, *sums))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = s1 / n
         var = np.maximum(s2 / n - mean**2, 0.0) * n / np.maximum(n - 1, 1)
         cv = np.sqrt(var) / mean
-    fb = np.broadcast_to(np.asarray(fallback, float), (minutes,))
     return np.asarray(np.where(n >= MIN_GAPS, cv, fb), dtype=float)
 
 
@@ -110,10 +136,10 @@ def pool_minutes(
     ``instances`` round-robin instances. The per-instance CV of a minute is measured from the
     rows (gaps spanning ``instances`` arrivals); where a minute has too few rows, the pool's
     CV over single gaps scaled by 1/√n; where even that is missing, 1/√n."""
-    m = np.minimum((np.asarray(arrival_s) // 60).astype(np.int64), minutes - 1)
+    m = minute_index(arrival_s, minutes)
     work = np.bincount(m, weights=busy_s, minlength=minutes).astype(float)
-    req = np.zeros((minutes, tiers))
-    np.add.at(req, (m, tier), 1.0)
+    req = np.bincount(m * tiers + tier, minlength=minutes * tiers).astype(float)
+    req = req.reshape(minutes, tiers)
     pooled = minute_cv(arrival_s, minutes)
     cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
     return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes))

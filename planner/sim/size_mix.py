@@ -44,8 +44,8 @@ class SizeBins:
 
     def index(self, prompt: npt.ArrayLike, output: npt.ArrayLike) -> tuple[IntArray, IntArray]:
         """Bin of each request's prompt and output."""
-        ip = np.searchsorted(np.asarray(self.prompt_edges), np.asarray(prompt), side="right") - 1
-        io = np.searchsorted(np.asarray(self.output_edges), np.asarray(output), side="right") - 1
+        ip = np.searchsorted(np.asarray(self.prompt_edges, float), prompt, side="right") - 1
+        io = np.searchsorted(np.asarray(self.output_edges, float), output, side="right") - 1
         return (
             np.clip(ip, 0, len(self.prompt_edges) - 1).astype(np.int64),
             np.clip(io, 0, len(self.output_edges) - 1).astype(np.int64),

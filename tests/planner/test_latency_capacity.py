@@ -26,7 +26,7 @@ from planner.sim.latency import (
     saturation,
     tier_targets,
 )
-from planner.sim.pool import minute_cv, pool_minutes, pool_sla
+from planner.sim.pool import minute_cv, minute_index, pool_minutes, pool_sla
 from planner.sim.profile import fit_context, profiles_for_config
 from tests.planner.test_instances import PERF_CSV, toy
 
@@ -115,6 +115,36 @@ def test_minute_cv_from_rows() -> None:
     poisson = np.cumsum(rng.exponential(0.01, 12_000))
     assert np.median(minute_cv(poisson, 2)) == pytest.approx(1.0, abs=0.05)
     assert minute_cv(np.array([1.0, 70.0]), 2, fallback=1.7).tolist() == [1.7, 1.7]
+
+
+def test_minute_cv_matches_each_minute_by_hand() -> None:
+    """The index-range sums give, minute by minute, the sample CV of the gaps spanning
+    ``lag`` arrivals with both ends in the minute, whatever the rows' order; arrivals past
+    the last minute count in it; the fallback where a minute has fewer than 3 such gaps."""
+    rng = np.random.default_rng(3)
+    t = np.r_[rng.uniform(0, 60, 40), rng.uniform(60, 120, 3), rng.uniform(120, 300, 500)]
+    for lag in (1, 2, 5):
+        gaps = [np.array([])] * 3
+        for m in range(3):
+            # minutes 0, 1 and everything from minute 2 on (folded into the last)
+            mine = np.sort(t[(t // 60 == m) if m < 2 else (t >= 120)])
+            if m == 2:
+                same = (mine[lag:] // 60) == (mine[:-lag] // 60)
+                gaps[m] = (mine[lag:] - mine[:-lag])[same]
+            else:
+                gaps[m] = mine[lag:] - mine[:-lag]
+        expect = [g.std(ddof=1) / g.mean() if len(g) >= 3 else 0.9 for g in gaps]
+        got = minute_cv(rng.permutation(t), 3, fallback=0.9, lag=lag)
+        assert got == pytest.approx(expect, rel=1e-12), lag
+    assert minute_cv(t, 3, fallback=0.9, lag=2)[1] == pytest.approx(0.9)  # 3 rows: 1 gap
+
+
+def test_minute_index_sorted_or_not() -> None:
+    rng = np.random.default_rng(4)
+    t = np.r_[0.0, 59.999, 60.0, 60.000001, 119.0, 180.0, 400.0, rng.uniform(0, 500, 300)]
+    for rows in (np.sort(t), rng.permutation(t)):
+        expect = np.minimum(np.floor(rows / 60), 4).astype(np.int64)
+        assert minute_index(rows, 5).tolist() == expect.tolist()
 
 
 def test_pool_fluid_queues_only_in_overload() -> None:
