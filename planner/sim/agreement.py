@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from planner.sim.instances import Requests, simulate_instances
+from planner.sim.instances import Requests, Served, simulate_instances
 from planner.sim.latency import Curve, TierTarget, on_time, saturation
 from planner.sim.pool import pool_minutes, pool_sla, pool_sla_model
 from planner.sim.profile import InstanceProfile
@@ -98,13 +98,21 @@ def compare(
         traffic = pool_minutes(arr, tier, busy, len(targets), minutes, instances)
         by_curve, _ = pool_sla(traffic, instances, curves, ttft, capacity)
         curve_s += time.perf_counter() - started
-        for k, target in enumerate(targets):
-            mine = tier == k
-            if not mine.any():
-                continue
-            ok = on_time(served.ttft_s[mine], served.tpot_s[mine], served.e2e_s[mine], target)
-            share, n = float(ok.mean()), int(mine.sum())
-            rows.append(AgreementRow(u, target.tier, float(fluid[k]), share, n, float(by_curve[k])))
+        rows += _rows(u, targets, tier, served, fluid, by_curve)
     return Agreement(
         rows, fluid_s, reference_s, len(t) * len(utilisations), curve_s, queue_capacity
     )
+
+
+def _rows(
+    u: float, targets: list[TierTarget], tier: IntArray, served: Served, fluid: Array, curve: Array
+) -> list[AgreementRow]:
+    """One row per tier with requests: the reference's on-time share beside the fluids'."""
+    rows = []
+    for k, target in enumerate(targets):
+        mine = tier == k
+        if mine.any():
+            ok = on_time(served.ttft_s[mine], served.tpot_s[mine], served.e2e_s[mine], target)
+            share, n = float(ok.mean()), int(mine.sum())
+            rows.append(AgreementRow(u, target.tier, float(fluid[k]), share, n, float(curve[k])))
+    return rows

@@ -119,27 +119,23 @@ def measure_curve(
     seed: int = 0,
     tier: IntArray | None = None,
 ) -> pd.DataFrame:
-    """SLA attainment per (tier, ρ, c) of one instance profile (module docstring); request
-    sizes are drawn from the sample ``prompt``/``output`` (pairs kept together). ``busy_s``:
-    the sample's mean busy seconds per request (what turns a request rate into ρ). ``tier``:
-    the sample's tier (index into ``targets``) per request, when the tiers' size mixes differ:
-    tier k's attainment then counts the requests drawn from tier k only (the pool still
-    carries the whole mix)."""
+    """SLA attainment per (tier, ρ, c) of one instance profile (module docstring), sizes
+    drawn from the sample ``prompt``/``output`` (pairs kept together; column ``busy_s``: its
+    mean busy seconds per request). ``tier``: the sample's tier (index into ``targets``) per
+    request, when the tiers' size mixes differ: tier k's attainment then counts the requests
+    drawn from tier k only (the pool still carries the whole mix)."""
     rng = np.random.default_rng(seed)
     points = [(r, c) for r in rhos for c in cvs]
-    n = requests_per_point
+    n, busy = requests_per_point, profile.busy_s(prompt, output)
     # common random numbers: every point replays the same request sizes, and the points of
     # one CV the same gaps scaled, so the grid's differences are not sampling noise; the
     # sizes are a stratified sample, so the heavy tail of the mix is there in proportion
-    pick = np.broadcast_to(stratified(rng, profile.busy_s(prompt, output), n), (len(points), n))
+    pick = np.broadcast_to(stratified(rng, busy, n), (len(points), n))
     p_tok, o_tok = prompt[pick], output[pick]
     label = tier[pick].ravel() if tier is not None else None
-    mean_busy = float(profile.busy_s(prompt, output).mean())
+    mean_busy = float(busy.mean())
     kappa = saturation(profile, prompt, output, seed=seed)
-    arrival = np.empty((len(points), n))
-    for i, (rho, cv) in enumerate(points):
-        gaps = renewal_gaps(np.random.default_rng([seed, cvs.index(cv)]), cv, 1.0, n)
-        arrival[i] = (np.cumsum(gaps) - gaps[0] * 0.5) * mean_busy / (rho * kappa)
+    arrival = _grid_arrivals(points, cvs, n, seed, mean_busy, kappa)
     tenant = np.repeat(np.arange(len(points)), n)
     req = Requests(arrival.ravel(), p_tok.ravel(), o_tok.ravel(), tenant=tenant)
     served = simulate_instances(req, profile, len(points), _Pinned())
@@ -150,15 +146,30 @@ def measure_curve(
         mine = keep if label is None else keep & (label == k)
         hits = np.bincount(tenant[mine], weights=ok[mine], minlength=len(points))
         share = hits / np.maximum(np.bincount(tenant[mine], minlength=len(points)), 1)
-        for i, (rho, cv) in enumerate(points):
-            count = int(mine.sum() // len(points))
-            rows.append((t.tier, rho, cv, float(share[i]), count, mean_busy, kappa))
+        count = int(mine.sum() // len(points))
+        rows += [
+            (t.tier, r, c, float(share[i]), count, mean_busy, kappa)
+            for i, (r, c) in enumerate(points)
+        ]
     return pd.DataFrame(
         rows, columns=["tier", "rho", "cv", "sla", "requests", "busy_s", "capacity"]
     ).assign(
         prefill_tokens_per_s=profile.prefill_tokens_per_s,
         decode_tokens_per_s=profile.decode_tokens_per_s,
     )
+
+
+def _grid_arrivals(
+    points: list[tuple[float, float]], cvs: tuple[float, ...], n: int, seed: int,
+    mean_busy: float, kappa: float,
+) -> Array:  # fmt: skip
+    """[points, n] arrival times of the grid's streams: per CV the same renewal gaps (common
+    random numbers), scaled to each point's ρ (``mean_busy`` busy seconds per request, κ)."""
+    arrival = np.empty((len(points), n))
+    for i, (rho, cv) in enumerate(points):
+        gaps = renewal_gaps(np.random.default_rng([seed, cvs.index(cv)]), cv, 1.0, n)
+        arrival[i] = (np.cumsum(gaps) - gaps[0] * 0.5) * mean_busy / (rho * kappa)
+    return arrival
 
 
 def saturation(
