@@ -182,16 +182,26 @@ def saturation(
 ) -> float:
     """κ: busy seconds (at best rates) one instance serves per second when it never runs out
     of work, on requests drawn from the sample: ``instances`` instances each given
-    ``requests`` requests at time 0, measured until each one's last admission (after it the
-    batch only drains, which would understate κ): κ = Σ work done by then / Σ those times;
-    a request still decoding then counts its prefill and the share of its output tokens
-    produced by then (its tokens come at an even pace between first and last)."""
+    ``requests`` requests at time 0 (:func:`saturated_work`): κ = Σ work done / Σ time."""
     rng = np.random.default_rng([seed, 1])
-    pick = rng.integers(0, len(prompt), instances * requests)
+    pick = rng.integers(0, len(prompt), instances * requests).reshape(instances, requests)
+    work, until = saturated_work(profile, prompt, output, pick)
+    return float(work.sum() / until.sum())
+
+
+def saturated_work(
+    profile: InstanceProfile, prompt: IntArray, output: IntArray, pick: IntArray
+) -> tuple[Array, Array]:
+    """Per instance i, the busy seconds done and the time taken when it is given requests
+    ``pick[i]`` of the sample at time 0, measured until its last admission (after it the
+    batch only drains, which would understate κ); a request still decoding then counts its
+    prefill and the share of its output tokens produced by then (its tokens come at an even
+    pace between first and last). All instances in one :func:`simulate_instances` call."""
+    instances, requests = pick.shape
     req = Requests(
-        np.zeros(len(pick)),
-        prompt[pick],
-        output[pick],
+        np.zeros(pick.size),
+        prompt[pick.ravel()],
+        output[pick.ravel()],
         tenant=np.repeat(np.arange(instances), requests),
     )
     served = simulate_instances(req, profile, instances, _Pinned())
@@ -207,8 +217,9 @@ def saturation(
         req.output,
         np.where(first <= horizon, 1 + np.clip(progress, 0, 1) * (req.output - 1), 0.0),
     )
-    work = profile.busy_s(np.where(first <= horizon, req.prompt, 0), produced).sum()
-    return float(work / until.sum())
+    work = profile.busy_s(np.where(first <= horizon, req.prompt, 0), produced)
+    done = np.bincount(req.tenant, weights=work, minlength=instances)
+    return np.asarray(done, dtype=float), until
 
 
 def stratified(rng: np.random.Generator, weight: Array, n: int) -> IntArray:

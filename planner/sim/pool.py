@@ -22,8 +22,12 @@ So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤
 profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
 size histogram (:func:`planner.sim.size_mix.minute_mix`), CV and local-rate variance
 (:func:`minute_burst`) give each tier's TTFT and TPOT shares, the minute queue's waits added
-to the TTFT. Its minute queue's κ is the caller's: :mod:`planner.sim.agreement` measures it
-on the replayed rows' sizes.
+to the TTFT. Its minute queue is :func:`spread_queue` (:mod:`planner.sim.backlog`): the
+backlog an overload leaves is uneven across the instances (round robin deals out requests,
+not work), so in the recovery the instances that empty first idle and the requests they
+receive wait for nothing, while the others still drain. Its κ is the caller's, one or one per
+minute: :mod:`planner.sim.agreement` measures it on the replayed rows' own mix
+(:mod:`planner.sim.mix_kappa`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from planner.sim.backlog import backlog_moments, spread_waits
 from planner.sim.latency import Curve, instance_cv, minute_attainment
 from planner.sim.minute_model import BURST_WINDOWS_S, tier_attainment
 from planner.sim.outcomes import service_times
@@ -46,11 +51,11 @@ MIN_GAPS = 3  # a minute with fewer gaps takes the fallback CV
 DRAIN_MINUTES = 240  # minutes the queue runs on after the replay to serve what is left
 
 
-def minute_starts(t: Array, minutes: int) -> IntArray:
-    """[minutes + 1] where each minute's arrivals start in the sorted arrivals ``t``: minute k
-    holds ``t[s[k]:s[k + 1]]``, exactly the rows with ``t // 60 = k`` (the last minute also
-    holds any later ones)."""
-    inner = np.searchsorted(t, 60.0 * np.arange(1, minutes), side="left")
+def minute_starts(t: Array, minutes: int, width: float = 60.0) -> IntArray:
+    """[minutes + 1] where each minute's (or window of ``width`` seconds') arrivals start in
+    the sorted arrivals ``t``: minute k holds ``t[s[k]:s[k + 1]]``, the rows with ``t //
+    width = k`` (the last minute also holds any later ones)."""
+    inner = np.searchsorted(t, width * np.arange(1, minutes), side="left")
     return np.concatenate([[0], inner, [len(t)]]).astype(np.int64)
 
 
@@ -103,6 +108,7 @@ class PoolMinutes:
     requests: Array  # [T, K] requests arriving per tier
     cv: Array  # [T] inter-arrival CV at one instance
     burst: Array | None = None  # [T, W] the local rate's variance over BURST_WINDOWS_S
+    work_var: Array | None = None  # [T] variance of the busy seconds one instance receives
 
 
 def minute_burst(arrival_s: Array, minutes: int) -> Array:
@@ -112,11 +118,16 @@ def minute_burst(arrival_s: Array, minutes: int) -> Array:
     removed; 0 where a minute has no arrivals). Round robin hands every instance the same
     share of the pool's arrivals, so it is each instance's local-rate variance too."""
     t = np.asarray(arrival_s, float)
+    sorted_t = _is_sorted(t)
     out = np.zeros((minutes, len(BURST_WINDOWS_S)))
     for i, window in enumerate(BURST_WINDOWS_S):
         per = max(round(60.0 / window), 2)
-        w = np.minimum((t / (60.0 / per)).astype(np.int64), minutes * per - 1)
-        c = np.bincount(w, minlength=minutes * per).astype(float).reshape(minutes, per)
+        if sorted_t:  # the windows' counts from where each starts
+            c = np.diff(minute_starts(t, minutes * per, 60.0 / per)).astype(float)
+        else:
+            w = np.minimum((t / (60.0 / per)).astype(np.int64), minutes * per - 1)
+            c = np.bincount(w, minlength=minutes * per).astype(float)
+        c = c.reshape(minutes, per)
         mean = c.mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             v = c.var(axis=1, ddof=1) / mean**2 - 1.0 / mean
@@ -142,7 +153,13 @@ def pool_minutes(
     req = req.reshape(minutes, tiers)
     pooled = minute_cv(arrival_s, minutes)
     cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
-    return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes))
+    # round robin: each instance gets N / n of the minute's N requests, so its work varies
+    # by (N / n) Var(b) = (Σ b² − (Σ b)² / N) / n
+    square = np.bincount(m, weights=np.square(busy_s), minlength=minutes)
+    count = req.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(count > 0, np.maximum(square - work * work / count, 0.0) / instances, 0.0)
+    return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes), var)
 
 
 def minute_queue(traffic: PoolMinutes, instances: int, capacity: float) -> tuple[Array, Array]:
@@ -161,6 +178,23 @@ def minute_queue(traffic: PoolMinutes, instances: int, capacity: float) -> tuple
     tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
     wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
     return served[:T], wait_s
+
+
+def spread_queue(
+    traffic: PoolMinutes, instances: int, capacity: float | Array
+) -> tuple[Array, Array]:
+    """The minute queue with the backlog uneven across the pool's instances
+    (:mod:`planner.sim.backlog`): per minute the busy seconds served [T] and the waits
+    (seconds) at ``QUADRATURE`` positions times ``SPREAD_POINTS`` backlog quantiles [T, Q · R].
+    Without ``traffic.work_var`` every instance holds the mean backlog, served at capacity
+    until it empties within the minute."""
+    T = len(traffic.work_s)
+    var = np.zeros(T) if traffic.work_var is None else traffic.work_var
+    served, mus, variances = backlog_moments(
+        traffic.work_s, var, instances, capacity, DRAIN_MINUTES
+    )
+    u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
+    return served[:T], spread_waits(traffic.work_s, mus, variances, instances, capacity, u)
 
 
 def _per_tier(share: Array, weights: Array) -> Array:
@@ -196,12 +230,12 @@ def pool_sla_model(
     profile: InstanceProfile,
     ttft_s: Array,
     tpot_s: Array,
-    capacity: float = 1.0,
+    capacity: float | Array = 1.0,
 ) -> tuple[Array, Array]:
     """As :func:`pool_sla`, the within-minute attainment from the per-minute latency model
     (:func:`planner.sim.minute_model.tier_attainment`) instead of the curves: each minute's
     served requests per instance, its size mix and CV, and the minute queue's waits."""
-    served, wait_s = minute_queue(traffic, instances, capacity)
+    served, wait_s = spread_queue(traffic, instances, capacity)
     count = traffic.requests.sum(axis=1)
     overall = traffic.work_s.sum() / max(count.sum(), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):

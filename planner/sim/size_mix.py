@@ -44,8 +44,8 @@ class SizeBins:
 
     def index(self, prompt: npt.ArrayLike, output: npt.ArrayLike) -> tuple[IntArray, IntArray]:
         """Bin of each request's prompt and output."""
-        ip = np.searchsorted(np.asarray(self.prompt_edges, float), prompt, side="right") - 1
-        io = np.searchsorted(np.asarray(self.output_edges, float), output, side="right") - 1
+        ip = np.searchsorted(np.asarray(self.prompt_edges), np.asarray(prompt), side="right") - 1
+        io = np.searchsorted(np.asarray(self.output_edges), np.asarray(output), side="right") - 1
         return (
             np.clip(ip, 0, len(self.prompt_edges) - 1).astype(np.int64),
             np.clip(io, 0, len(self.output_edges) - 1).astype(np.int64),
@@ -106,7 +106,7 @@ def minute_mix(
     p = np.asarray(prompt, float)
     o = np.asarray(output, float)
     m, k = np.asarray(minute, np.int64), np.asarray(tier, np.int64)
-    ip, io = bins.index(p, o)
+    ip, io = bins.index(prompt, output)  # the sizes as given: integer sizes search fastest
     n_p, n_o = len(bins.prompt_edges), len(bins.output_edges)
     out = []
     for idx, size, width in ((ip, p, n_p), (io, o, n_o)):
