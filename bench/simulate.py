@@ -17,7 +17,9 @@ iteration-level reference on bursty ServeGen traffic.
    configs/capacity/latency_curves.csv, measured by bench/calibrate.py on day 2, so the
    calibration and the test trace differ); ``--curves trace`` measures them on this trace's
    own request sizes instead (the previous sessions' figure)). The model's minute queue
-   serves at κ measured on the trace's own sizes (``queue_kappa``). Printed: per-tier SLA
+   serves each minute at κ of its own mix (planner.sim.mix_kappa; ``queue_kappa``: the
+   table at the trace's own mix), its backlog uneven across the instances
+   (planner.sim.backlog). Printed: per-tier SLA
    attainment of the three (``agreement``), rows within 1 point and the mean absolute error
    of each fluid, the requests/s of the model's fluid, the curves' fluid and the reference.
 

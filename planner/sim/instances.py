@@ -170,7 +170,7 @@ class _Pool:
             head_arrival = np.where(self.head >= 0, self.arrival[h], np.inf)
             jump = live & (self.nrun == 0) & (head_arrival > self.clock)
             self.clock[jump] = head_arrival[jump]
-            ii = np.flatnonzero(live)
+            ii = live.nonzero()[0]
             self._preempt(ii)
             self._iterate(ii, *self._schedule(ii), until)
 
@@ -203,7 +203,7 @@ class _Pool:
         of them, and the admissions."""
         p = self.prof
         room = p.token_budget - (self.ndec[ii] if p.chunked_prefill else 0)
-        part = np.where(self.pcol[ii] >= 0, np.clip(room, 0, self.ppre[ii]), 0)
+        part = np.where(self.pcol[ii] >= 0, np.minimum(np.maximum(room, 0), self.ppre[ii]), 0)
         room = room - part
         chunk = part.copy()
         admitted: list[_Admissions] = []
@@ -222,7 +222,7 @@ class _Pool:
                 cand &= (self.prompt[hs] <= room) | (chunk == 0)
             if not cand.any():
                 return chunk, part, _joined(admitted)
-            rows = np.flatnonzero(cand)
+            rows = cand.nonzero()[0]
             inst, r = ii[rows], h[rows]
             free = np.argmax(self.slot[inst] < 0, axis=1)
             take = np.minimum(self.prompt[r], room[rows]) if p.chunked_prefill else self.prompt[r]
@@ -252,7 +252,7 @@ class _Pool:
         # the prefill under way, before admissions: completes now, or is cut short again
         ongoing = self.pcol[ii] >= 0
         finishing = ongoing & (part == self.ppre[ii]) & (part > 0)
-        done_rows = np.flatnonzero(finishing)
+        done_rows = finishing.nonzero()[0]
         done_inst, done_col = ii[done_rows], self.pcol[ii[done_rows]]
         self.pcol[done_inst] = -1
         rows, cols, r, take = admitted
@@ -271,7 +271,7 @@ class _Pool:
         self.dctx[ii] += step * d
         self.ppre[ii] -= k * part
         # decodes that end: the rows whose first completion came
-        fin = np.flatnonzero(first_done == step)
+        fin = (first_done == step).nonzero()[0]
         if len(fin):
             fr, fc = np.nonzero(self.left[ii[fin]] == 0)
             self._retire(ii[fin[fr]], fc)

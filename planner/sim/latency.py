@@ -119,27 +119,23 @@ def measure_curve(
     seed: int = 0,
     tier: IntArray | None = None,
 ) -> pd.DataFrame:
-    """SLA attainment per (tier, ρ, c) of one instance profile (module docstring); request
-    sizes are drawn from the sample ``prompt``/``output`` (pairs kept together). ``busy_s``:
-    the sample's mean busy seconds per request (what turns a request rate into ρ). ``tier``:
-    the sample's tier (index into ``targets``) per request, when the tiers' size mixes differ:
-    tier k's attainment then counts the requests drawn from tier k only (the pool still
-    carries the whole mix)."""
+    """SLA attainment per (tier, ρ, c) of one instance profile (module docstring), sizes
+    drawn from the sample ``prompt``/``output`` (pairs kept together; column ``busy_s``: its
+    mean busy seconds per request). ``tier``: the sample's tier (index into ``targets``) per
+    request, when the tiers' size mixes differ: tier k's attainment then counts the requests
+    drawn from tier k only (the pool still carries the whole mix)."""
     rng = np.random.default_rng(seed)
     points = [(r, c) for r in rhos for c in cvs]
-    n = requests_per_point
+    n, busy = requests_per_point, profile.busy_s(prompt, output)
     # common random numbers: every point replays the same request sizes, and the points of
     # one CV the same gaps scaled, so the grid's differences are not sampling noise; the
     # sizes are a stratified sample, so the heavy tail of the mix is there in proportion
-    pick = np.broadcast_to(stratified(rng, profile.busy_s(prompt, output), n), (len(points), n))
+    pick = np.broadcast_to(stratified(rng, busy, n), (len(points), n))
     p_tok, o_tok = prompt[pick], output[pick]
     label = tier[pick].ravel() if tier is not None else None
-    mean_busy = float(profile.busy_s(prompt, output).mean())
+    mean_busy = float(busy.mean())
     kappa = saturation(profile, prompt, output, seed=seed)
-    arrival = np.empty((len(points), n))
-    for i, (rho, cv) in enumerate(points):
-        gaps = renewal_gaps(np.random.default_rng([seed, cvs.index(cv)]), cv, 1.0, n)
-        arrival[i] = (np.cumsum(gaps) - gaps[0] * 0.5) * mean_busy / (rho * kappa)
+    arrival = _grid_arrivals(points, cvs, n, seed, mean_busy, kappa)
     tenant = np.repeat(np.arange(len(points)), n)
     req = Requests(arrival.ravel(), p_tok.ravel(), o_tok.ravel(), tenant=tenant)
     served = simulate_instances(req, profile, len(points), _Pinned())
@@ -150,15 +146,30 @@ def measure_curve(
         mine = keep if label is None else keep & (label == k)
         hits = np.bincount(tenant[mine], weights=ok[mine], minlength=len(points))
         share = hits / np.maximum(np.bincount(tenant[mine], minlength=len(points)), 1)
-        for i, (rho, cv) in enumerate(points):
-            count = int(mine.sum() // len(points))
-            rows.append((t.tier, rho, cv, float(share[i]), count, mean_busy, kappa))
+        count = int(mine.sum() // len(points))
+        rows += [
+            (t.tier, r, c, float(share[i]), count, mean_busy, kappa)
+            for i, (r, c) in enumerate(points)
+        ]
     return pd.DataFrame(
         rows, columns=["tier", "rho", "cv", "sla", "requests", "busy_s", "capacity"]
     ).assign(
         prefill_tokens_per_s=profile.prefill_tokens_per_s,
         decode_tokens_per_s=profile.decode_tokens_per_s,
     )
+
+
+def _grid_arrivals(
+    points: list[tuple[float, float]], cvs: tuple[float, ...], n: int, seed: int,
+    mean_busy: float, kappa: float,
+) -> Array:  # fmt: skip
+    """[points, n] arrival times of the grid's streams: per CV the same renewal gaps (common
+    random numbers), scaled to each point's ρ (``mean_busy`` busy seconds per request, κ)."""
+    arrival = np.empty((len(points), n))
+    for i, (rho, cv) in enumerate(points):
+        gaps = renewal_gaps(np.random.default_rng([seed, cvs.index(cv)]), cv, 1.0, n)
+        arrival[i] = (np.cumsum(gaps) - gaps[0] * 0.5) * mean_busy / (rho * kappa)
+    return arrival
 
 
 def saturation(
@@ -171,16 +182,26 @@ def saturation(
 ) -> float:
     """κ: busy seconds (at best rates) one instance serves per second when it never runs out
     of work, on requests drawn from the sample: ``instances`` instances each given
-    ``requests`` requests at time 0, measured until each one's last admission (after it the
-    batch only drains, which would understate κ): κ = Σ work done by then / Σ those times;
-    a request still decoding then counts its prefill and the share of its output tokens
-    produced by then (its tokens come at an even pace between first and last)."""
+    ``requests`` requests at time 0 (:func:`saturated_work`): κ = Σ work done / Σ time."""
     rng = np.random.default_rng([seed, 1])
-    pick = rng.integers(0, len(prompt), instances * requests)
+    pick = rng.integers(0, len(prompt), instances * requests).reshape(instances, requests)
+    work, until = saturated_work(profile, prompt, output, pick)
+    return float(work.sum() / until.sum())
+
+
+def saturated_work(
+    profile: InstanceProfile, prompt: IntArray, output: IntArray, pick: IntArray
+) -> tuple[Array, Array]:
+    """Per instance i, the busy seconds done and the time taken when it is given requests
+    ``pick[i]`` of the sample at time 0, measured until its last admission (after it the
+    batch only drains, which would understate κ); a request still decoding then counts its
+    prefill and the share of its output tokens produced by then (its tokens come at an even
+    pace between first and last). All instances in one :func:`simulate_instances` call."""
+    instances, requests = pick.shape
     req = Requests(
-        np.zeros(len(pick)),
-        prompt[pick],
-        output[pick],
+        np.zeros(pick.size),
+        prompt[pick.ravel()],
+        output[pick.ravel()],
         tenant=np.repeat(np.arange(instances), requests),
     )
     served = simulate_instances(req, profile, instances, _Pinned())
@@ -196,8 +217,9 @@ def saturation(
         req.output,
         np.where(first <= horizon, 1 + np.clip(progress, 0, 1) * (req.output - 1), 0.0),
     )
-    work = profile.busy_s(np.where(first <= horizon, req.prompt, 0), produced).sum()
-    return float(work / until.sum())
+    work = profile.busy_s(np.where(first <= horizon, req.prompt, 0), produced)
+    done = np.bincount(req.tenant, weights=work, minlength=instances)
+    return np.asarray(done, dtype=float), until
 
 
 def stratified(rng: np.random.Generator, weight: Array, n: int) -> IntArray:

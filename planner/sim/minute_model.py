@@ -175,41 +175,53 @@ def minute_state(
     )
 
 
+def _count_law(m: Array, c2: Array) -> tuple[Array, Array]:
+    """The count J of prompts over a span holding m of them on average, a renewal process
+    with Gamma gaps of squared CV c² (m, c2 [N]): P(J = j) for j < ``MANY_TERMS`` − 1, the
+    last column P(J ≥ MANY_TERMS − 1), [N, MANY_TERMS]; and that tail [N]."""
+    j = np.arange(MANY_TERMS, dtype=float)
+    k = 1.0 / c2[:, None]
+    at_least = gammainc(np.maximum(j, 1e-9) * k, k * m[:, None])  # P(J ≥ j) = P(Γ(j/c²) ≤ m/c²)
+    at_least[:, 0] = 1.0
+    pmf = at_least - np.concatenate([at_least[:, 1:], np.zeros((len(m), 1))], axis=1)
+    return pmf, at_least[:, -1]
+
+
 def _arrivals_cdf(state: MinuteState, m: Array, c2: Array, y: Array) -> Array:
-    """P(X ≤ y), X the cost of the prompts arriving over a span that holds m of them on
-    average ([T, O, ...] broadcast with ``c2`` [T, 1, ...]). The count J is that of a renewal
-    process with Gamma gaps of squared CV c²: P(J ≥ j) = P(Γ(j/c²) ≤ m/c²); X | J = 0 is 0,
-    X | J = 1 one prompt's cost (exact over the histogram's points), X | J ≥ 2 a Gamma of J
-    times a cost's mean and variance. Where m > ``MANY``, X is one Gamma of its mean m E[c]
-    and variance m (Var c + c² E[c]²)."""
-    extra = (1,) * (m.ndim - 2)
-    ec = state.pool_cost[:, :1].reshape(-1, 1, *extra)
-    vc = np.maximum(state.pool_cost[:, 1:].reshape(-1, 1, *extra) - ec**2, 0.0)
+    """P(X ≤ y) [T, O, Y], X the cost of the prompts arriving over a span that holds m [T, O]
+    of them on average, at Y levels y [T, O, Y] (c2 [T, O]). The count J is that of a
+    renewal process (:func:`_count_law`); X | J = 0 is 0, X | J = 1 one prompt's cost (exact
+    over the histogram's points), X | J ≥ 2 a Gamma of J times a cost's mean and variance.
+    Where m > ``MANY``, X is one Gamma of its mean m E[c] and variance m (Var c + c² E[c]²).
+    The count's law is evaluated once per (m, c2) for all Y levels, and only where m ≤
+    ``MANY``."""
+    ec = state.pool_cost[:, :1, None]  # [T, 1, 1]
+    vc = np.maximum(state.pool_cost[:, 1:, None] - ec**2, 0.0)
     y = np.maximum(y, 0.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        mu, var = m * ec, m * (vc + c2 * ec**2)
+        mu, var = m[..., None] * ec, m[..., None] * (vc + c2[..., None] * ec**2)
         shape = np.where(var > 0, mu * mu / var, 1e6)
         scale = np.where(mu > 0, var / mu, 1.0)
-        many = np.where(mu > 0, gammainc(np.minimum(shape, 1e6), y / scale), 1.0)
-        j = np.arange(MANY_TERMS, dtype=float)
-        k = 1.0 / c2[..., None]
-        at_least = gammainc(np.maximum(j, 1e-9) * k, k * m[..., None])
-        at_least[..., 0] = 1.0
-        pmf = at_least - np.concatenate([at_least[..., 1:], np.zeros_like(m[..., None])], axis=-1)
-        costs = state.costs.reshape(len(state.costs), 1, *extra, -1)
-        weights = state.cost_weights.reshape(costs.shape)
-        one = (weights * (costs <= y[..., None])).sum(axis=-1)
-        jj = np.maximum(j, 1.0)
-        e, v = ec[..., None], vc[..., None]
-        cdf = gammainc(
-            np.minimum(e * e * jj / np.maximum(v, 1e-18), 1e6),
-            y[..., None] * e / np.maximum(v, 1e-18),
-        )
-        cdf = np.where(v > 0, cdf, jj * e <= y[..., None])
+        out = np.where(mu > 0, gammainc(np.minimum(shape, 1e6), y / scale), 1.0)  # many
+        few = m <= MANY
+        row = np.nonzero(few)[0]
+        pmf, tail = _count_law(m[few], c2[few])
+        yf = y[few][..., None]  # [N, Y, 1]
+        weights, costs = state.cost_weights[row][:, None], state.costs[row][:, None]
+        e, v = ec[row], vc[row]  # [N, 1, 1]
+        jj = np.arange(2.0, MANY_TERMS)
+        cdf = np.empty((*yf.shape[:2], MANY_TERMS))
         cdf[..., 0] = 1.0
-        cdf[..., 1] = one
-        few = (pmf * cdf).sum(axis=-1) + at_least[..., -1] * many
-    return np.asarray(np.where(m > MANY, many, few), dtype=float)
+        cdf[..., 1] = (weights * (costs <= yf)).sum(axis=-1)
+        cdf[..., 2:] = np.where(
+            v > 0,
+            gammainc(
+                np.minimum(e * e * jj / np.maximum(v, 1e-18), 1e6), yf * e / np.maximum(v, 1e-18)
+            ),
+            jj * e <= yf,
+        )
+        out[few] = (pmf[:, None] * cdf).sum(axis=-1) + tail[:, None] * out[few]
+    return np.asarray(out, dtype=float)
 
 
 def tpot_ok(
@@ -237,19 +249,15 @@ def tpot_ok(
     if burst is not None:  # the local rate over the span varies too: Var J = m c² + m² v
         c2 = c2 + m * burst_at(burst, n * state.iteration_s[:, None])
     limit = n * (target_s - state.decode_s[:, None])
-    free = _arrivals_cdf(state, m, c2, limit)
     rho, mean_wait = prompt_queue(state, rate, cv)  # [T, 1]
     share = (state.full_s - state.decode_s)[:, None] / state.full_s[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         backlog_mean = np.where(rho > 0, mean_wait / rho, 0.0) * share  # [T, 1]
     u = (np.arange(BACKLOG_POINTS) + 0.5) / BACKLOG_POINTS
     b0 = -np.log1p(-u)[None, None, :] * backlog_mean[:, :, None]  # [T, 1, Qb]
-    queued = _arrivals_cdf(
-        state,
-        np.broadcast_to(m[:, :, None], (*m.shape, BACKLOG_POINTS)),
-        np.broadcast_to(c2, m.shape)[:, :, None],
-        limit[:, :, None] - b0,
-    ).mean(axis=-1)
+    y = np.concatenate([limit[:, :, None], limit[:, :, None] - b0], axis=-1)  # free, queued
+    both = _arrivals_cdf(state, m, np.broadcast_to(c2, m.shape), y)
+    free, queued = both[..., 0], both[..., 1:].mean(axis=-1)
     a = BACKLOG_WEIGHT * rho
     p = (1.0 - a) * free + a * queued
     p = np.where(limit < 0, 0.0, p)

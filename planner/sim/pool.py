@@ -22,8 +22,12 @@ So tier k's on-time share in minute t is ``sla_k(ρ_t, c_t) · P_u(wait_t(u) ≤
 profile (:mod:`planner.sim.minute_model`): the minute's served requests per instance, its
 size histogram (:func:`planner.sim.size_mix.minute_mix`), CV and local-rate variance
 (:func:`minute_burst`) give each tier's TTFT and TPOT shares, the minute queue's waits added
-to the TTFT. Its minute queue's κ is the caller's: :mod:`planner.sim.agreement` measures it
-on the replayed rows' sizes.
+to the TTFT. Its minute queue is :func:`spread_queue` (:mod:`planner.sim.backlog`): the
+backlog an overload leaves is uneven across the instances (round robin deals out requests,
+not work), so in the recovery the instances that empty first idle and the requests they
+receive wait for nothing, while the others still drain. Its κ is the caller's, one or one per
+minute: :mod:`planner.sim.agreement` measures it on the replayed rows' own mix
+(:mod:`planner.sim.mix_kappa`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from planner.sim.backlog import backlog_moments, spread_waits
 from planner.sim.latency import Curve, instance_cv, minute_attainment
 from planner.sim.minute_model import BURST_WINDOWS_S, tier_attainment
 from planner.sim.outcomes import service_times
@@ -40,32 +45,58 @@ from planner.sim.profile import InstanceProfile
 from planner.sim.size_mix import MinuteMix
 
 Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 QUADRATURE = 16
 MIN_GAPS = 3  # a minute with fewer gaps takes the fallback CV
 DRAIN_MINUTES = 240  # minutes the queue runs on after the replay to serve what is left
+
+
+def minute_starts(t: Array, minutes: int, width: float = 60.0) -> IntArray:
+    """[minutes + 1] where each minute's (or window of ``width`` seconds') arrivals start in
+    the sorted arrivals ``t``: minute k holds ``t[s[k]:s[k + 1]]``, the rows with ``t //
+    width = k`` (the last minute also holds any later ones)."""
+    inner = np.searchsorted(t, width * np.arange(1, minutes), side="left")
+    return np.concatenate([[0], inner, [len(t)]]).astype(np.int64)
+
+
+def _is_sorted(t: Array) -> bool:
+    return bool(np.all(t[1:] >= t[:-1]))
+
+
+def minute_index(arrival_s: Array, minutes: int) -> IntArray:
+    """``min(t // 60, minutes − 1)`` of each arrival (by :func:`minute_starts` where the
+    arrivals are sorted: no division per row)."""
+    t = np.asarray(arrival_s, float)
+    if not _is_sorted(t):
+        return np.minimum((t // 60).astype(np.int64), minutes - 1)
+    return np.repeat(np.arange(minutes, dtype=np.int64), np.diff(minute_starts(t, minutes)))
 
 
 def minute_cv(arrival_s: Array, minutes: int, fallback: float | Array = 1.0, lag: int = 1) -> Array:
     """CV of the gaps spanning ``lag`` arrivals (t[i + lag] − t[i]) within each minute (both
     ends in the minute); ``fallback`` where a minute has fewer than ``MIN_GAPS`` of them. With
     ``lag`` = n this is the CV one of n round-robin instances sees: the pool's own burst
-    structure, correlated gaps included (c/√n only holds for independent gaps)."""
-    t = np.sort(np.asarray(arrival_s, float))
+    structure, correlated gaps included (c/√n only holds for independent gaps). Arrivals
+    past the last minute count in it. Sorted arrivals: minute k's gaps start at its rows s[k]
+    .. s[k + 1] − lag − 1 (:func:`minute_starts`), summed over those index ranges."""
+    t = np.asarray(arrival_s, float)
+    t = t if _is_sorted(t) else np.sort(t)
     lag = max(int(lag), 1)
+    fb = np.broadcast_to(np.asarray(fallback, float), (minutes,))
     if len(t) <= lag:
-        return np.broadcast_to(np.asarray(fallback, float), (minutes,)).copy()
-    gaps = t[lag:] - t[:-lag]
-    m = np.minimum((t[lag:] // 60).astype(np.int64), minutes - 1)
-    same = (t[:-lag] // 60).astype(np.int64) == (t[lag:] // 60).astype(np.int64)
-    g, m = gaps[same], m[same]
-    n = np.bincount(m, minlength=minutes).astype(float)
-    s1 = np.bincount(m, weights=g, minlength=minutes)
-    s2 = np.bincount(m, weights=g * g, minlength=minutes)
+        return fb.copy()
+    s = minute_starts(t, max(minutes, int(t[-1] // 60) + 1))
+    start, stop = s[:-1], np.maximum(s[1:] - lag, s[:-1])  # minute k's gaps: g[start:stop]
+    g = np.r_[t[lag:] - t[:-lag], 0.0]  # a 0 at len(g): reduceat's ends may point there
+    ends = np.minimum(np.stack([start, stop], axis=1).ravel(), len(g) - 1)
+    counts = (stop - start).astype(float)
+    sums = np.where(counts > 0, np.add.reduceat(np.stack([g, g * g]), ends, axis=1)[:, ::2], 0.0)
+    fold = np.minimum(np.arange(len(counts)), minutes - 1)  # later minutes count in the last
+    n, s1, s2 = (np.bincount(fold, weights=w, minlength=minutes) for w in (counts, *sums))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = s1 / n
         var = np.maximum(s2 / n - mean**2, 0.0) * n / np.maximum(n - 1, 1)
         cv = np.sqrt(var) / mean
-    fb = np.broadcast_to(np.asarray(fallback, float), (minutes,))
     return np.asarray(np.where(n >= MIN_GAPS, cv, fb), dtype=float)
 
 
@@ -77,6 +108,7 @@ class PoolMinutes:
     requests: Array  # [T, K] requests arriving per tier
     cv: Array  # [T] inter-arrival CV at one instance
     burst: Array | None = None  # [T, W] the local rate's variance over BURST_WINDOWS_S
+    work_var: Array | None = None  # [T] variance of the busy seconds one instance receives
 
 
 def minute_burst(arrival_s: Array, minutes: int) -> Array:
@@ -86,11 +118,16 @@ def minute_burst(arrival_s: Array, minutes: int) -> Array:
     removed; 0 where a minute has no arrivals). Round robin hands every instance the same
     share of the pool's arrivals, so it is each instance's local-rate variance too."""
     t = np.asarray(arrival_s, float)
+    sorted_t = _is_sorted(t)
     out = np.zeros((minutes, len(BURST_WINDOWS_S)))
     for i, window in enumerate(BURST_WINDOWS_S):
         per = max(round(60.0 / window), 2)
-        w = np.minimum((t / (60.0 / per)).astype(np.int64), minutes * per - 1)
-        c = np.bincount(w, minlength=minutes * per).astype(float).reshape(minutes, per)
+        if sorted_t:  # the windows' counts from where each starts
+            c = np.diff(minute_starts(t, minutes * per, 60.0 / per)).astype(float)
+        else:
+            w = np.minimum((t / (60.0 / per)).astype(np.int64), minutes * per - 1)
+            c = np.bincount(w, minlength=minutes * per).astype(float)
+        c = c.reshape(minutes, per)
         mean = c.mean(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             v = c.var(axis=1, ddof=1) / mean**2 - 1.0 / mean
@@ -110,13 +147,19 @@ def pool_minutes(
     ``instances`` round-robin instances. The per-instance CV of a minute is measured from the
     rows (gaps spanning ``instances`` arrivals); where a minute has too few rows, the pool's
     CV over single gaps scaled by 1/√n; where even that is missing, 1/√n."""
-    m = np.minimum((np.asarray(arrival_s) // 60).astype(np.int64), minutes - 1)
+    m = minute_index(arrival_s, minutes)
     work = np.bincount(m, weights=busy_s, minlength=minutes).astype(float)
-    req = np.zeros((minutes, tiers))
-    np.add.at(req, (m, tier), 1.0)
+    req = np.bincount(m * tiers + tier, minlength=minutes * tiers).astype(float)
+    req = req.reshape(minutes, tiers)
     pooled = minute_cv(arrival_s, minutes)
     cv = minute_cv(arrival_s, minutes, instance_cv(pooled, instances), lag=instances)
-    return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes))
+    # round robin: each instance gets N / n of the minute's N requests, so its work varies
+    # by (N / n) Var(b) = (Σ b² − (Σ b)² / N) / n
+    square = np.bincount(m, weights=np.square(busy_s), minlength=minutes)
+    count = req.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(count > 0, np.maximum(square - work * work / count, 0.0) / instances, 0.0)
+    return PoolMinutes(work, req, cv, minute_burst(arrival_s, minutes), var)
 
 
 def minute_queue(traffic: PoolMinutes, instances: int, capacity: float) -> tuple[Array, Array]:
@@ -135,6 +178,23 @@ def minute_queue(traffic: PoolMinutes, instances: int, capacity: float) -> tuple
     tau = service_times(admitted, served, np.broadcast_to(u, (T, QUADRATURE)))
     wait_s = np.maximum(tau - (np.arange(T)[:, None] + u), 0.0) * 60.0  # [T, Q]
     return served[:T], wait_s
+
+
+def spread_queue(
+    traffic: PoolMinutes, instances: int, capacity: float | Array
+) -> tuple[Array, Array]:
+    """The minute queue with the backlog uneven across the pool's instances
+    (:mod:`planner.sim.backlog`): per minute the busy seconds served [T] and the waits
+    (seconds) at ``QUADRATURE`` positions times ``SPREAD_POINTS`` backlog quantiles [T, Q · R].
+    Without ``traffic.work_var`` every instance holds the mean backlog, served at capacity
+    until it empties within the minute."""
+    T = len(traffic.work_s)
+    var = np.zeros(T) if traffic.work_var is None else traffic.work_var
+    served, mus, variances = backlog_moments(
+        traffic.work_s, var, instances, capacity, DRAIN_MINUTES
+    )
+    u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
+    return served[:T], spread_waits(traffic.work_s, mus, variances, instances, capacity, u)
 
 
 def _per_tier(share: Array, weights: Array) -> Array:
@@ -170,12 +230,12 @@ def pool_sla_model(
     profile: InstanceProfile,
     ttft_s: Array,
     tpot_s: Array,
-    capacity: float = 1.0,
+    capacity: float | Array = 1.0,
 ) -> tuple[Array, Array]:
     """As :func:`pool_sla`, the within-minute attainment from the per-minute latency model
     (:func:`planner.sim.minute_model.tier_attainment`) instead of the curves: each minute's
     served requests per instance, its size mix and CV, and the minute queue's waits."""
-    served, wait_s = minute_queue(traffic, instances, capacity)
+    served, wait_s = spread_queue(traffic, instances, capacity)
     count = traffic.requests.sum(axis=1)
     overall = traffic.work_s.sum() / max(count.sum(), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):

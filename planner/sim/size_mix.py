@@ -106,7 +106,7 @@ def minute_mix(
     p = np.asarray(prompt, float)
     o = np.asarray(output, float)
     m, k = np.asarray(minute, np.int64), np.asarray(tier, np.int64)
-    ip, io = bins.index(p, o)
+    ip, io = bins.index(prompt, output)  # the sizes as given: integer sizes search fastest
     n_p, n_o = len(bins.prompt_edges), len(bins.output_edges)
     out = []
     for idx, size, width in ((ip, p, n_p), (io, o, n_o)):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import gammainc
 
 import planner.sim.minute_model as minute_model
 from planner.sim.minute_model import (
     BURST_WINDOWS_S,
+    MinuteState,
     burst_at,
     minute_state,
     tier_attainment,
@@ -157,3 +159,20 @@ def test_bursts_over_disperse_the_prompts_a_request_decodes_beside(
     calm = tpot_ok(flat(), s, rate, cv, out, 0.014)
     assert float(got[0, 0]) == pytest.approx(float(same[0, 0]), rel=1e-9)
     assert 0.0 < float(calm[0, 0]) < float(got[0, 0]) < 1.0
+
+
+def test_arrivals_cost_by_hand_at_several_levels() -> None:
+    """Every prompt costs 10 ms and the gaps are exponential (c² = 1): X = 10 ms × J, J
+    Poisson. m = 3 prompts expected: P(X ≤ 25 ms) = P(J ≤ 2) = e⁻³ (1 + 3 + 4.5), P(X ≤ 0) =
+    e⁻³. m = 12 (> MANY): one Gamma of mean 12 e, variance 12 e², P(X ≤ y) = P(Γ(12) ≤ y / e).
+    The levels of one (m, c²) come from one evaluation of the count's law."""
+    costs, w = np.array([[0.01, 0.01]]), np.array([[0.5, 0.5]])
+    ec, z = np.array([[0.01, 0.0001]]), np.zeros(1)
+    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w)
+    m, c2 = np.array([[3.0, 12.0]]), np.ones((1, 2))
+    y = np.array([[[0.025, 0.0], [0.1, 0.15]]])
+    got = minute_model._arrivals_cdf(state, m, c2, y)
+    assert got[0, 0] == pytest.approx([np.exp(-3) * 8.5, np.exp(-3)], rel=1e-9)
+    assert got[0, 1] == pytest.approx([gammainc(12, 10.0), gammainc(12, 15.0)], rel=1e-9)
+    alone = minute_model._arrivals_cdf(state, m, c2, y[..., 1:])
+    assert alone[..., 0].tolist() == got[..., 1].tolist()
