@@ -147,16 +147,17 @@ def plan_report(records: dict[str, dict[str, list[str]]]) -> list[str]:
     for k, rec in records.items():
         digest = hashlib.sha256("".join(rec["ids"]).encode()).hexdigest()[:16]
         print(f"plans[{k}] {len(rec['ids'])} plans, sequence digest {digest}")
-    bad = [i for rec in records.values() for i, n in zip(*rec.values(), strict=True) if n]
+    bad = [i for r in records.values() for i, n in zip(r["ids"], r["notes"], strict=True) if n]
     if bad:
         log.error("determinism lost (the safety cap bound) in %d plans: %s", len(bad), bad)
     return bad
 
 
 def plan_record(seq: list[Plan]) -> dict[str, list[str]]:
-    """Each plan's id and its determinism note ("" when none)."""
+    """Each plan's id, its determinism note ("" when none) and how its solve ended."""
     notes = ["; ".join(n for n in pl.notes if n.startswith("determinism")) for pl in seq]
-    return {"ids": [pl.plan_id for pl in seq], "notes": notes}
+    ends = [f"{f.status} {f.nodes} nodes {f.solve_seconds:.1f} s" for f in (p.solver for p in seq)]
+    return {"ids": [pl.plan_id for pl in seq], "notes": notes, "solves": ends}
 
 
 def main(argv: list[str] | None = None) -> int:
