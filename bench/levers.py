@@ -136,7 +136,9 @@ def solve_limits(cfg: FleetConfig, a: argparse.Namespace) -> FleetConfig:
     ``--no-deterministic`` the wall-clock ``--time-limit`` per plan (as before session 32)."""
     update: dict[str, Any] = {"time_limit_s": a.time_limit}
     if a.deterministic:
-        update["work_limit"] = WorkLimit(nodes=a.node_limit, cap_s=a.cap)
+        update["work_limit"] = WorkLimit(
+            nodes=a.node_limit, root_cut_rounds=a.root_cut_rounds, cap_s=a.cap
+        )
     return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
 
 
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "not to --time-limit of wall clock, so a loaded machine makes the same plans",
     )
     ap.add_argument("--node-limit", type=int, default=WorkLimit().nodes)
+    ap.add_argument("--root-cut-rounds", type=int, default=WorkLimit().root_cut_rounds)
     ap.add_argument("--cap", type=float, default=WorkLimit().cap_s, help="safety cap, s/plan")
     ap.add_argument("--time-limit", type=float, default=3.0, help="with --no-deterministic")
     ap.add_argument(

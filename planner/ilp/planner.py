@@ -46,6 +46,7 @@ def solver_settings(cfg: FleetConfig) -> SolverSettings:
         p.workers,
         p.dask_address,
         node_limit=None if work is None else work.nodes,
+        root_cut_rounds=-1 if work is None else work.root_cut_rounds,
     )
 
 

@@ -32,6 +32,7 @@ class SolverSettings:
     # a deterministic work limit (planner.config.work_limit): SCIP stops on this many nodes or
     # the gap, and time_limit_s is only the wall-clock safety cap; None: wall-clock bounded
     node_limit: int | None = None
+    root_cut_rounds: int = -1  # SCIP separating/maxroundsroot (-1: SCIP's default)
 
     @property
     def deterministic(self) -> bool:
@@ -94,6 +95,7 @@ def _set_params(model: Any, settings: SolverSettings) -> None:
     model.setParam("limits/time", settings.time_limit_s)
     if settings.node_limit is not None:
         model.setParam("limits/nodes", settings.node_limit)
+        model.setParam("separating/maxroundsroot", settings.root_cut_rounds)
     model.setParam("limits/gap", settings.mip_gap)
     model.setParam("randomization/randomseedshift", settings.seed)
     model.setParam("parallel/maxnthreads", settings.threads)

@@ -18,7 +18,7 @@ from planner.ilp.planner import make_plan, solver_settings
 from planner.ilp.solve import SolverSettings
 from tests.planner.test_ilp_packing import _data
 
-WORK = SolverSettings(time_limit_s=600.0, mip_gap=0.0, node_limit=1000)
+WORK = SolverSettings(time_limit_s=600.0, mip_gap=0.0, node_limit=1000, root_cut_rounds=0)
 
 
 def _slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,7 +60,8 @@ def test_the_config_hash_keys_on_the_work_limit() -> None:
         update={"planner": cfg.planner.model_copy(update={"work_limit": WorkLimit(nodes=50)})}
     )
     settings = solver_settings(det)
-    assert (settings.node_limit, settings.time_limit_s) == (50, WorkLimit().cap_s)
+    assert (settings.node_limit, settings.root_cut_rounds) == (50, WorkLimit().root_cut_rounds)
+    assert settings.time_limit_s == WorkLimit().cap_s
     assert config_hash(det) != config_hash(cfg)
     # unset, it is left out of the hash: the default config's hash (and plan caches) stand
     assert config_hash(cfg) == "c9f89f01263e377e"
