@@ -24,13 +24,18 @@ Variants (``--variants``, comma-separated):
 Prints per variant the plan family's cheapest point meeting the targets, its saving against
 the cheapest point of either reactive family and its ratio to the clairvoyant fleet; ``--out``
 writes every row as JSON. Every family's grid carries each point uncapped and with NIW capped
-at ``NIW_CAP`` (``planner.sim.sweep.with_niw_cap``; the former ``--niw-cap-all`` is now the
-default and was removed).
+at ``NIW_CAP`` (``planner.sim.sweep.with_niw_cap``).
+
+Plans are solved to a deterministic work limit (``planner.work_limit``; ``--no-deterministic``:
+``--time-limit`` of wall clock), so two runs make the same plans (the printed sequence digests
+are equal) at any machine load. Every family replays ``--warmup`` hours before the window,
+each its own policy from its own first fleet; only the window is metered.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import pickle
@@ -42,16 +47,19 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from flows.evaluation import load_demand
 from flows.sweep import (
-    HourInputs,
     _pool,
     at_quantile,
     hour_inputs,
+    oracle,
     plan_sequence_from,
     replay_setup,
 )
 from flows.warehouse.sqlfiles import run
-from planner.config import FleetConfig, load_config
+from planner.config import FleetConfig, config_hash, load_config
+from planner.config.work_limit import WorkLimit
+from planner.ilp.plan import Plan
 from planner.quantiles import QUANTILES
 from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.plans import plan_targets
@@ -66,6 +74,7 @@ from planner.sim.sweep import (
     run_point,
     with_attainment_bound,
 )
+from planner.sim.warmup import warmup_hours
 
 log = logging.getLogger("bench.levers")
 VARIANTS = (
@@ -102,32 +111,6 @@ def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
     return out.model_copy(update={"tiers": tiers})
 
 
-ACTUAL = {"token_rate": "token_rate", "peak_token_rate": "peak_minute_token_rate"}
-
-
-def oracle(inputs: list[HourInputs], actual: pd.DataFrame) -> list[HourInputs]:
-    """Every forecast row with its hour's *true* value in the point and every quantile column
-    (``request_rate`` from the hour's requests): the plan of a perfect forecast. A comparator
-    for decomposing the plan's cost (issue #15), never a policy: it sees its future."""
-    act = actual.assign(hour=pd.to_datetime(actual["hour"]), request_rate=actual["requests"] / 3600)
-    act = act.rename(columns={v: k for k, v in ACTUAL.items()})
-    long = act.melt(
-        id_vars=["hour", "region", "model", "tier"],
-        value_vars=["token_rate", "peak_token_rate", "request_rate"],
-        var_name="metric",
-        value_name="true",
-    )
-    out = []
-    for hour in inputs:
-        fc = hour.forecasts.assign(hour=pd.to_datetime(hour.forecasts["hour"]))
-        fc = fc.merge(long, on=["hour", "region", "model", "tier", "metric"], how="left")
-        known = fc["true"].notna()
-        for col in [c for c in fc.columns if c == "point" or c.startswith("q_")]:
-            fc.loc[known, col] = fc.loc[known, "true"]
-        out.append(HourInputs(hour.as_of, fc.drop(columns="true"), hour.shares))
-    return out
-
-
 def _kind(row: dict[str, Any]) -> str:
     """A plan row's mode; LT-R at the SLO-aware grid's dials (``layer_grid``) apart."""
     params = row.get("params", {})
@@ -145,6 +128,38 @@ def banded(points: list[Point], rise_quantile: float | None) -> list[Point]:
         Point(pt.family, {**pt.params, **band}) if pt.params.get("mode") == "lt-f" else pt
         for pt in points
     ]
+
+
+def solve_limits(cfg: FleetConfig, a: argparse.Namespace) -> FleetConfig:
+    """``cfg`` with the bench's solver limits: by default a deterministic work limit
+    (``planner.work_limit``: the same plans on any machine at any load); with
+    ``--no-deterministic`` the wall-clock ``--time-limit`` per plan (as before session 32)."""
+    update: dict[str, Any] = {"time_limit_s": a.time_limit}
+    if a.deterministic:
+        update["work_limit"] = WorkLimit(
+            nodes=a.node_limit, root_cut_rounds=a.root_cut_rounds, cap_s=a.cap
+        )
+    return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+
+
+def plan_report(records: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Print each plan sequence's digest (of its plans' ids: an id digests the plan's tables,
+    config and status, so equal digests are equal plans); the ids of plans whose safety cap
+    bound (their determinism note), logged as an error."""
+    for k, rec in records.items():
+        digest = hashlib.sha256("".join(rec["ids"]).encode()).hexdigest()[:16]
+        print(f"plans[{k}] {len(rec['ids'])} plans, sequence digest {digest}")
+    bad = [i for r in records.values() for i, n in zip(r["ids"], r["notes"], strict=True) if n]
+    if bad:
+        log.error("determinism lost (the safety cap bound) in %d plans: %s", len(bad), bad)
+    return bad
+
+
+def plan_record(seq: list[Plan]) -> dict[str, list[str]]:
+    """Each plan's id, its determinism note ("" when none) and how its solve ended."""
+    notes = ["; ".join(n for n in pl.notes if n.startswith("determinism")) for pl in seq]
+    ends = [f"{f.status} {f.nodes} nodes {f.solve_seconds:.1f} s" for f in (p.solver for p in seq)]
+    return {"ids": [pl.plan_id for pl in seq], "notes": notes, "solves": ends}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +197,30 @@ def main(argv: list[str] | None = None) -> int:
         help="LT-F buys only the rise the plans at this (lower) stored quantile support "
         "(planner.sim.plan_ramp; its plans are made and cached as the others)",
     )
-    ap.add_argument("--time-limit", type=float, default=3.0)
+    ap.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="solve plans to a work limit (SCIP nodes and the gap; planner.work_limit), "
+        "not to --time-limit of wall clock, so a loaded machine makes the same plans",
+    )
+    ap.add_argument("--node-limit", type=int, default=WorkLimit().nodes)
+    ap.add_argument("--root-cut-rounds", type=int, default=WorkLimit().root_cut_rounds)
+    ap.add_argument("--cap", type=float, default=WorkLimit().cap_s, help="safety cap, s/plan")
+    ap.add_argument("--time-limit", type=float, default=3.0, help="with --no-deterministic")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="hours replayed before the window by every family (each its own policy from its "
+        "own first fleet) and not metered; default: warmup_hours (the longest scale-in window "
+        "replayed + lead time + model load)",
+    )
+    ap.add_argument(
+        "--plans-only",
+        action="store_true",
+        help="solve the plans (never read from the cache), print their ids, write --out, stop",
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
     ap.add_argument(
@@ -195,21 +233,29 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
-    cfg = load_config(a.config)
-    cfg = cfg.model_copy(
-        update={"planner": cfg.planner.model_copy(update={"time_limit_s": a.time_limit})}
-    )
+    cfg = solve_limits(load_config(a.config), a)
     quantiles = [float(q) for q in a.quantiles.split(",") if q]
     names = [v for v in a.variants.split(",") if v]
     con = duckdb.connect(a.warehouse)
     end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
     start, stop, p, demand, serving, wb, clair = replay_setup(con, cfg, a.hours, end)
-    inputs = hour_inputs(con, cfg, start, a.hours)
+    families = [f for f in a.families.split(",") if f]
+    points = grid(families, quantiles) + plan_grid(quantiles, slo_layer=a.slo_layer)
+    warm = warmup_hours(points, p) if a.warmup is None else a.warmup
+    begin = start - pd.Timedelta(hours=warm)
+    # the replay covers warm-up and window (references and fleet: the window's alone)
+    replayed = load_demand(con, p, begin, stop) if warm else demand
+    inputs = hour_inputs(con, cfg, begin, a.hours + warm)
     if a.oracle:
         since, until = start - pd.Timedelta(hours=1), stop + pd.Timedelta(hours=48)
         inputs = oracle(inputs, run(con, "forecast/demand_history", since=since, as_of=until).df())
     con.close()
-    log.info("demand, references, forecasts: %.0f s", time.perf_counter() - clock)
+    log.info(
+        "demand, references, forecasts (warm-up %d h from %s): %.0f s",
+        warm,
+        begin,
+        time.perf_counter() - clock,
+    )
     # the bound at per-window attainment: on every policy (no floors), and on every policy
     # keeping the availability floors (every family of the sweep keeps them)
     if a.attainment_bound:
@@ -223,14 +269,19 @@ def main(argv: list[str] | None = None) -> int:
         ab_floor.gpu_hours,
         time.perf_counter() - clock,
     )
-    families = [f for f in a.families.split(",") if f]
     cache = Path(a.plans_cache) if a.plans_cache else None
     plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
+    records: dict[str, dict[str, list[str]]] = {}
+
+    def cfg_of(v: str, q: float) -> FleetConfig:
+        return at_quantile(variant(cfg, v, a.attainment), q)
 
     def cached(v: str, q: float) -> Path | None:
-        window = f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h"
-        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}{'-oracle' if a.oracle else ''}.pkl"
-        return cache / tag if cache else None
+        """The cache file of variant ``v`` at ``q``: keyed on the window with its warm-up
+        and on the one config hash (solver limits, deterministic or not, included)."""
+        window = f"{Path(a.config).stem}-{begin:%Y%m%dT%H%M}-{a.hours + warm}h"
+        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}{'-oracle' if a.oracle else ''}"
+        return cache / f"{tag}-{config_hash(cfg_of(v, q))}.pkl" if cache else None
 
     if a.rise_quantile is not None and a.rise_quantile not in QUANTILES:
         raise SystemExit(f"--rise-quantile {a.rise_quantile} is not a stored quantile {QUANTILES}")
@@ -238,31 +289,38 @@ def main(argv: list[str] | None = None) -> int:
     for v in names:
         for q in made:
             path = cached(v, q)
-            if path is not None and path.exists():
+            if path is not None and path.exists() and not a.plans_only:
                 plans[v][q] = pickle.loads(path.read_bytes())
+                ids = path.with_suffix(".ids.json")
+                if ids.exists():
+                    records[f"{v} q{q:g}"] = json.loads(ids.read_text())
     jobs = [(v, q) for v in names for q in made if q not in plans[v]]
+    metered = 60 * warm
     with _pool(a.workers) as pool:
         seqs = list(
-            pool.map(
-                plan_sequence_from,
-                [at_quantile(variant(cfg, v, a.attainment), q) for v, q in jobs],
-                [inputs] * len(jobs),
-            )
+            pool.map(plan_sequence_from, [cfg_of(v, q) for v, q in jobs], [inputs] * len(jobs))
         )
         log.info("plans: %.0f s (%d made, the rest cached)", time.perf_counter() - clock, len(jobs))
         for (v, q), seq in zip(jobs, seqs, strict=True):
             plans[v][q] = plan_targets(seq, p)
+            records[f"{v} q{q:g}"] = plan_record(seq)
             path = cached(v, q)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(pickle.dumps(plans[v][q]))
+                path.with_suffix(".ids.json").write_text(json.dumps(records[f"{v} q{q:g}"]))
+        bad = plan_report(records)
+        if a.plans_only:
+            if a.out:
+                Path(a.out).write_text(json.dumps({"plan_ids": records}, indent=1))
+            return 1 if bad else 0
         futures = [
-            ("", pool.submit(run_point, pt, p, demand, {}, wb, clair, serving))
+            ("", pool.submit(run_point, pt, p, replayed, {}, wb, clair, serving, metered))
             for pt in grid(families, quantiles)
         ]
         for v in names:
             futures += [
-                (v, pool.submit(run_point, pt, p, demand, plans[v], wb, clair, serving))
+                (v, pool.submit(run_point, pt, p, replayed, plans[v], wb, clair, serving, metered))
                 for pt in banded(plan_grid(quantiles, slo_layer=a.slo_layer), a.rise_quantile)
             ]
         rows = []
@@ -290,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             v: frontier(base_rows + [r for r in rows if r.get("variant") == v]) for v in names
         },
         "seconds": round(time.perf_counter() - clock, 1),
+        "warmup_hours": warm,
+        "plan_ids": records,
+        "determinism_lost": bad,
     }
     print(f"window {start} .. {stop}; references {out['references']}")
     for v, fr in out["frontier"].items():

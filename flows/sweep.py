@@ -124,6 +124,32 @@ def plan_sequence_from(cfg: FleetConfig, inputs: Sequence[HourInputs]) -> list[P
     return rolling_plans(cfg, list(at), data)
 
 
+ACTUAL = {"token_rate": "token_rate", "peak_token_rate": "peak_minute_token_rate"}
+
+
+def oracle(inputs: list[HourInputs], actual: pd.DataFrame) -> list[HourInputs]:
+    """Every forecast row with its hour's *true* value in the point and every quantile column
+    (``request_rate`` from the hour's requests): the plan of a perfect forecast. A comparator
+    for decomposing the plan's cost (issue #15), never a policy: it sees its future."""
+    act = actual.assign(hour=pd.to_datetime(actual["hour"]), request_rate=actual["requests"] / 3600)
+    act = act.rename(columns={v: k for k, v in ACTUAL.items()})
+    long = act.melt(
+        id_vars=["hour", "region", "model", "tier"],
+        value_vars=["token_rate", "peak_token_rate", "request_rate"],
+        var_name="metric",
+        value_name="true",
+    )
+    out = []
+    for hour in inputs:
+        fc = hour.forecasts.assign(hour=pd.to_datetime(hour.forecasts["hour"]))
+        fc = fc.merge(long, on=["hour", "region", "model", "tier", "metric"], how="left")
+        known = fc["true"].notna()
+        for col in [c for c in fc.columns if c == "point" or c.startswith("q_")]:
+            fc.loc[known, col] = fc.loc[known, "true"]
+        out.append(HourInputs(hour.as_of, fc.drop(columns="true"), hour.shares))
+    return out
+
+
 def replay_setup(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, hours: int, end: datetime | None
 ) -> tuple[pd.Timestamp, pd.Timestamp, FleetParams, MinuteDemand, ServingModel, float, Clairvoyant]:

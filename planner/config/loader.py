@@ -87,11 +87,13 @@ def parse_config(
 
 def config_hash(cfg: FleetConfig) -> str:
     """A stable short hash of the validated content (not of the file's bytes or comments).
-    An ``lt_f`` section at its defaults is left out, so configs written before it existed
-    keep their hash (and their cached plans)."""
+    An ``lt_f`` section at its defaults and an unset ``planner.work_limit`` are left out, so
+    configs written before they existed keep their hash (and their cached plans)."""
     data = cfg.model_dump(mode="json")
     if cfg.lt_f == type(cfg.lt_f)():
         del data["lt_f"]
+    if cfg.planner.work_limit is None:  # wall-clock solves, as before the option existed
+        del data["planner"]["work_limit"]
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

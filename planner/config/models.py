@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from planner.config.lt_f import LtfSettings
+from planner.config.work_limit import WorkLimit
 
 Identifier = Annotated[
     str,
@@ -240,6 +241,9 @@ class PlannerSettings(_Strict):
     dask_address: str | None = Field(
         default=None,
         description="Dask scheduler for the region subproblems (or SAGESERVE_DASK_ADDRESS)",
+    )
+    work_limit: WorkLimit | None = Field(
+        default=None, description="deterministic limits instead of time_limit_s (work_limit.py)"
     )
 
 

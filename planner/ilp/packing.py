@@ -149,19 +149,24 @@ def repacked_counts(data: PlanningData, start: Values) -> Values | None:
 
 
 def packed_starts(
-    data: PlanningData, starts: list[tuple[str, Values]], time_limit_s: float
+    data: PlanningData,
+    starts: list[tuple[str, Values]],
+    time_limit_s: float,
+    per_lp: bool = False,
 ) -> list[tuple[str, Values]]:
     """Each start whose counts :func:`repacked_counts` changes, repacked and completed by the
     LP over every continuous decision with those counts fixed (``rounding.fixed_lp``: routing,
     NIW schedule, model loads, VM additions); a start whose LP fails or runs out of time is
-    left out (SCIP keeps whichever incumbent costs least, so this never makes a plan worse)."""
+    left out (SCIP keeps whichever incumbent costs least, so this never makes a plan worse).
+    ``per_lp``: each LP gets ``time_limit_s`` of its own and nothing reads the clock (as
+    ``rounding.lp_rounding_start``)."""
     from planner.ilp.rounding import fixed_lp
 
     started = time.perf_counter()
     out = []
     for name, start in starts:
         fixed = repacked_counts(data, start)
-        left = time_limit_s - (time.perf_counter() - started)
+        left = time_limit_s if per_lp else time_limit_s - (time.perf_counter() - started)
         if fixed is None or left <= 0:
             continue
         solved = fixed_lp(data, fixed, left)

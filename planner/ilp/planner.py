@@ -18,7 +18,7 @@ from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start
 from planner.ilp.solve import SolverSettings, solve
-from planner.ilp.variables import INTEGER_FAMILIES
+from planner.ilp.variables import INTEGER_FAMILIES, Values
 from planner.ilp.verify import Verification, verify
 
 log = logging.getLogger(__name__)
@@ -27,21 +27,26 @@ log = logging.getLogger(__name__)
 ROUNDING_SHARE = 0.4
 PACKING_SHARE = 0.2
 # SCIP statuses whose incumbent is a plan: proven optimal, within the gap, or the best found in
-# the time limit. Anything else (unbounded, infeasible, inforunbd, userinterrupt, ...) is never
-# published as a normal plan: the flagged greedy fallback is.
-PLAN_STATUSES = frozenset({"optimal", "gaplimit", "timelimit"})
+# the time (or, with a work limit, node) limit. Anything else (unbounded, infeasible,
+# inforunbd, userinterrupt, ...) is never published as a normal plan: the flagged greedy
+# fallback is.
+PLAN_STATUSES = frozenset({"optimal", "gaplimit", "timelimit", "nodelimit"})
 
 
 def solver_settings(cfg: FleetConfig) -> SolverSettings:
-    p = cfg.planner
+    """The solver's settings; with ``planner.work_limit`` its node limit, and its cap as the
+    time limit (a safety cap: binding it is reported, :func:`make_plan`)."""
+    p, work = cfg.planner, cfg.planner.work_limit
     return SolverSettings(
-        p.time_limit_s,
+        p.time_limit_s if work is None else work.cap_s,
         p.mip_gap,
         p.threads,
         p.seed,
         p.decompose_above_vars,
         p.workers,
         p.dask_address,
+        node_limit=None if work is None else work.nodes,
+        root_cut_rounds=-1 if work is None else work.root_cut_rounds,
     )
 
 
@@ -87,35 +92,70 @@ def make_plan(
     first incumbents (see planner.ilp.rounding), and those and the previous plan with small
     models moved into idle VM slots (planner.ilp.packing); without them SCIP may end its time limit
     without a solution, and the greedy plan is then the (flagged) fallback. ``valid_cuts``
-    False leaves out planner.ilp.cuts (to measure what they add)."""
+    False leaves out planner.ilp.cuts (to measure what they add). With a work limit
+    (``settings.deterministic``) nothing depends on elapsed time unless the safety cap binds,
+    which the plan's notes and the log report (:func:`_cap_note`)."""
     if choose_method(data, settings) == "lagrangian decomposition":
         return decomposed_plan(data, settings)
     started = time.perf_counter()
     built = create_model(data, valid_cuts=valid_cuts)
     warm = warm_start_from(previous, data) if previous is not None else None
     greedy = greedy_values(data)
-    starts: list[tuple[str, dict[str, dict[tuple[Any, ...], float]]]] = []
-    if primal_starts:
-        rounded = lp_rounding_start(data, ROUNDING_SHARE * settings.time_limit_s, valid_cuts)
-        if rounded is not None:
-            starts.append(("LP rounding", rounded))
-        starts.append(("greedy plan", greedy))
-        known = [*starts, *([("previous plan", warm)] if warm else [])]
-        starts += packed_starts(data, known, PACKING_SHARE * settings.time_limit_s)
+    starts = _primal_starts(data, settings, greedy, warm, valid_cuts) if primal_starts else []
     # the time limit is the planning budget: SCIP gets what building and the starts left
+    # (under a work limit the cap as it is: SCIP's parameters never depend on the clock)
     spent = time.perf_counter() - started
-    budget = replace(settings, time_limit_s=max(settings.time_limit_s - spent, 0.0))
+    left = settings.time_limit_s if settings.deterministic else settings.time_limit_s - spent
+    budget = replace(settings, time_limit_s=max(left, 0.0))
     result = solve(built, budget, warm, starts)
     facts = result.facts
+    notes = _cap_note(settings, facts.status, time.perf_counter() - started)
     if result.has_solution and result.status in PLAN_STATUSES:
-        plan = from_values(data, result.values, facts)
+        plan = from_values(data, result.values, facts, notes)
     else:
         what = "a solution" if result.has_solution else "no solution"
         reason = f"SCIP returned {what} with status {result.status}; greedy plan"
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
-        plan = from_values(data, greedy, facts)
+        plan = from_values(data, greedy, facts, notes)
     return plan, _verified(plan, data)
+
+
+def _primal_starts(
+    data: PlanningData,
+    settings: SolverSettings,
+    greedy: Values,
+    warm: Values | None,
+    valid_cuts: bool,
+) -> list[tuple[str, Values]]:
+    """The LP-rounding and greedy starts, and those and the previous plan repacked. Wall
+    clock: each within its share of the time limit; with a work limit every LP runs to its
+    end (the safety cap its own limit) and nothing reads the clock."""
+    det = settings.deterministic
+    cap = settings.time_limit_s
+    starts: list[tuple[str, Values]] = []
+    rounded = lp_rounding_start(data, cap if det else ROUNDING_SHARE * cap, valid_cuts, det)
+    if rounded is not None:
+        starts.append(("LP rounding", rounded))
+    starts.append(("greedy plan", greedy))
+    known = [*starts, *([("previous plan", warm)] if warm else [])]
+    return starts + packed_starts(data, known, cap if det else PACKING_SHARE * cap, det)
+
+
+def _cap_note(settings: SolverSettings, status: str, elapsed: float) -> tuple[str, ...]:
+    """Under a work limit, a note (and an error logged) when the wall-clock safety cap bound:
+    SCIP stopped on time, or a start's LP may have (each LP's own limit is the cap, so one
+    that bound means the whole plan took longer)."""
+    if not settings.deterministic:
+        return ()
+    if status != "timelimit" and elapsed < settings.time_limit_s:
+        return ()
+    note = (
+        f"determinism lost: the wall-clock safety cap of {settings.time_limit_s:g} s bound "
+        f"(SCIP status {status}, {elapsed:.1f} s); raise planner.work_limit.cap_s"
+    )
+    log.error(note)
+    return (note,)
 
 
 def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan, Verification]:
@@ -125,6 +165,8 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
     from planner.ilp.parallel import RegionPool
     from planner.ilp.solve import scip_version
 
+    if settings.deterministic:
+        log.warning("planner.work_limit: the decomposition is bounded by wall clock only")
     started = time.perf_counter()
     with RegionPool(data, settings.workers, settings.dask_address) as pool:
         engine = pool.engine

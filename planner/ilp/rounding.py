@@ -226,13 +226,18 @@ def _ratio(data: PlanningData, m: str, h: str, g: str) -> float:
 
 
 def lp_rounding_start(
-    data: PlanningData, time_limit_s: float = 30.0, valid_cuts: bool = True
+    data: PlanningData,
+    time_limit_s: float = 30.0,
+    valid_cuts: bool = True,
+    per_lp: bool = False,
 ) -> Values | None:
     """A complete feasible assignment from LP rounding, or None if an LP failed or the two
     LPs did not finish within ``time_limit_s`` together (large fleets: the relaxation alone
     can take minutes, and the greedy start is then all SCIP gets). Two roundings are
     completed, :func:`round_up` of the relaxation and of :func:`single_type_pools`, and the
-    cheaper is returned (the second only where it differs and time is left)."""
+    cheaper is returned (the second only where it differs and time is left). ``per_lp``
+    (a deterministic work limit): every LP runs to its end within ``time_limit_s`` of its own
+    and nothing reads the clock (the caller reports a cap that bound)."""
     started = time.perf_counter()
     lp = _lp_values(data, time_limit_s=time_limit_s, valid_cuts=valid_cuts)
     if lp is None:
@@ -245,7 +250,7 @@ def lp_rounding_start(
     if second["x"] != first["x"] or second["xs"] != first["xs"]:
         candidates.append(second)
     for fixed in candidates:
-        left = time_limit_s - (time.perf_counter() - started)
+        left = time_limit_s if per_lp else time_limit_s - (time.perf_counter() - started)
         if best is not None and left <= 0:
             break
         solved = _solve_lp(data, fixed, left, valid_cuts)

@@ -29,6 +29,14 @@ class SolverSettings:
     # decomposed, above this estimated size the relaxation is split by region groups
     # (planner.ilp.split_lp); below it the whole relaxation, its dive and region MIPs
     split_above_vars: int = 150_000
+    # a deterministic work limit (planner.config.work_limit): SCIP stops on this many nodes or
+    # the gap, and time_limit_s is only the wall-clock safety cap; None: wall-clock bounded
+    node_limit: int | None = None
+    root_cut_rounds: int = -1  # SCIP separating/maxroundsroot (-1: SCIP's default)
+
+    @property
+    def deterministic(self) -> bool:
+        return self.node_limit is not None
 
 
 @dataclass
@@ -83,8 +91,11 @@ def solve(
 
 
 def _set_params(model: Any, settings: SolverSettings) -> None:
-    """SCIP's time limit, gap, seed and threads from ``settings``."""
+    """SCIP's time limit, gap, seed and threads (and node limit) from ``settings``."""
     model.setParam("limits/time", settings.time_limit_s)
+    if settings.node_limit is not None:
+        model.setParam("limits/nodes", settings.node_limit)
+        model.setParam("separating/maxroundsroot", settings.root_cut_rounds)
     model.setParam("limits/gap", settings.mip_gap)
     model.setParam("randomization/randomseedshift", settings.seed)
     model.setParam("parallel/maxnthreads", settings.threads)

@@ -33,7 +33,9 @@ within its TTFT target, never otherwise. Reported TTFT = wait + prefill (mean in
 per-instance prefill rate) + RTT, E2E = TTFT + output tokens × the tier's time per output
 token: the across-minute part of latency (the within-minute part is in the attainment).
 
-After the last minute of the log the fleet is frozen and the queues drain for up to the NIW
+A warm-up (``metered_from``) is replayed like any minute but left out of every figure, so a
+policy's metered window starts from the fleet its own decisions built, not from its first
+packing. After the last minute of the log the fleet is frozen and the queues drain for up to the NIW
 deadline; GPU-hours of that drain are reported apart (``drain_gpu_hours``), not in the totals.
 """
 
@@ -133,10 +135,14 @@ def simulate(
     policy: Policy,
     drain: bool = True,
     serving: ServingModel | None = None,
+    metered_from: int = 0,
 ) -> SimResult:
     """Replay ``demand`` against ``policy`` on the fleet ``p`` (see the module docstring).
     ``serving``: capacity and latency curves of the placements (default: the stored curves,
-    :func:`default_serving`)."""
+    :func:`default_serving`). ``metered_from``: minutes of warm-up, replayed but not metered
+    (GPU-hours, cost and the tiers' requests count from this minute on)."""
+    if not 0 <= metered_from < demand.minutes:
+        raise ValueError(f"metered_from {metered_from} outside the {demand.minutes} minutes")
     serving = serving or default_serving(p, demand)
     nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)
     T, D = demand.minutes, (int(p.deadline_min) if drain else 0)
@@ -176,4 +182,4 @@ def simulate(
         elif not books.queue.any():
             books.end_drain(t)
             break
-    return result(p, demand, policy.name, fleet, books, routes, serving)
+    return result(p, demand, policy.name, fleet, books, routes, serving, metered_from)

@@ -112,14 +112,18 @@ def result(
     books: Books,
     routes: list[tuple[int, Array]],
     serving: ServingModel,
+    since: int = 0,
 ) -> SimResult:
-    """The :class:`SimResult` of a finished replay (drain GPU-hours apart)."""
+    """The :class:`SimResult` of a finished replay (drain GPU-hours apart), metered from
+    minute ``since`` on (the minutes before are a warm-up: requests arriving in them, their
+    GPU-hours and cost are left out; the fleet's scaling counts are the whole replay's)."""
     T = demand.minutes
-    tiers = _outcomes(p, demand, books, routes, _within(p, serving, books))
-    run, tail = books.timeline[:T], books.timeline[T:]
+    tiers = _outcomes(p, demand, books, routes, _within(p, serving, books), since)
+    run, tail = books.timeline[since:T], books.timeline[T:]
+    start = demand.start + pd.Timedelta(minutes=since)
     return SimResult(
         policy=name,
-        minutes=T,
+        minutes=T - since,
         tiers=tiers,
         gpu_hours=float(run[:, 0].sum() / 60.0),
         gpu_hours_busy=float(run[:, 1].sum() / 60.0),
@@ -130,13 +134,13 @@ def result(
         scaling=fleet.counts,
         timeline=pd.DataFrame(
             {
-                "minute": demand.start + pd.to_timedelta(np.arange(T), unit="min"),
+                "minute": start + pd.to_timedelta(np.arange(T - since), unit="min"),
                 "gpus": run[:, 0],
                 "gpus_busy": run[:, 1],
                 "gpus_scaling": run[:, 2],
             }
         ),
-        instances=_hourly_instances(p, demand.start, books.inst_log),
+        instances=_hourly_instances(p, start, books.inst_log[since:]),
     )
 
 
@@ -228,11 +232,14 @@ def _outcomes(
     books: Books,
     routes: list[tuple[int, Array]],
     within: Array,
+    since: int = 0,
 ) -> dict[str, TierOutcome]:
-    """Per tier: requests on time, late and dropped, and latency quantiles. ``within``
-    [T, r, m, k]: the on-time share of the minute's requests that the queue does not delay
-    beyond their TTFT target (the latency curves; 1 for NIW)."""
+    """Per tier: requests on time, late and dropped, and latency quantiles, of the requests
+    arriving from minute ``since`` on. ``within`` [T, r, m, k]: the on-time share of the
+    minute's requests that the queue does not delay beyond their TTFT target (the latency
+    curves; 1 for NIW)."""
     T = demand.minutes
+    metered = (np.arange(T) >= since)[:, None]  # [T, 1]: a warm-up minute's requests count 0
     which, stack = _routing_per_minute(routes, T)
     w = stack[which]  # [T, src, dst, m, k]
     prefill_rate = p.theta_in.max(axis=1)  # [m, k] best per-instance prefill rate
@@ -244,12 +251,12 @@ def _outcomes(
         tally = _Tally(missed=np.zeros((T, len(p.regions), len(p.models))))
         for r in range(len(p.regions)):  # serving region
             for m in range(len(p.models)):
-                reqs = demand.requests[:, :, m, k] * w[:, :, r, m, k]  # [T, src]
+                reqs = demand.requests[:, :, m, k] * w[:, :, r, m, k] * metered  # [T, src]
                 if reqs.any():
                     prefill = mean_in[:, :, m, k] / prefill_rate[m, k]  # [T, src]
                     tokens_s = mean_out[:, :, m, k] * p.tpot_s[k]  # [T, src] decoding
                     _pool(p, books, tally, (r, m, k), reqs, prefill, tokens_s, within)
-        out[tier] = tally.outcome(float(demand.requests[:, :, :, k].sum()))
+        out[tier] = tally.outcome(float(demand.requests[since:, :, :, k].sum()))
     return out
 
 

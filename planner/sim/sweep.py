@@ -297,10 +297,12 @@ def run_point(
     work_bound: float,
     bound: Clairvoyant,
     serving: ServingModel | None = None,
+    metered_from: int = 0,
 ) -> dict[str, Any]:
     """Replay one point; its row (a process-pool task: every argument pickles). ``serving``:
-    the replay's serving model (default: the stored latency curves)."""
-    result = simulate(p, demand, build_policy(point, p, demand, plans), serving=serving)
+    the replay's serving model (default: stored curves); ``metered_from``: warm-up minutes."""
+    policy = build_policy(point, p, demand, plans)
+    result = simulate(p, demand, policy, serving=serving, metered_from=metered_from)
     return row(point, result, work_bound, bound, p.tiers[p.deferrable])
 
 
