@@ -18,9 +18,13 @@ from planner.ilp.variables import Values
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
 # the whole relaxation's interior point stops at this relative primal-dual gap, crossover
-# off: its duals only need to give a bound (safe by arithmetic whatever the tolerance). On
-# the 8×10×3 rung 40 iterations instead of 49, the safe bound 0.02 % under the optimum
-WHOLE_IPM_TOLERANCE = 1e-3
+# off: its duals only give the bound (safe by arithmetic whatever the tolerance). 20×30×4
+# rung alone on one core (IPX log): 1e-8 and crossover 297.6 s, 1e-3 284.9 s (61
+# iterations, safe bound $558,268 against the optimum $558,380); IPX's own gap passes 3e-2
+# at iteration 52, 258 s, its dual objective then $554,239 (0.74 % under): the first that
+# can end inside the 300 s after the ~27 s build. IPX on the dual program was slower
+WHOLE_IPM_TOLERANCE = 3e-2
+WHOLE_IPX_DUALIZE = False  # IPX on the dual program (HiGHS's ipx_dualize_strategy 1)
 
 
 @dataclass(frozen=True)
@@ -342,7 +346,8 @@ def solve_whole(
     h = _highs(block, block.cost)
     h.setOptionValue("run_crossover", "off")
     h.setOptionValue("ipm_optimality_tolerance", WHOLE_IPM_TOLERANCE)
-    status, x, sol = _run(h, "ipm", limit)
+    h.setOptionValue("ipx_dualize_strategy", int(WHOLE_IPX_DUALIZE))
+    status, x, sol = _run(h, "ipx", limit)
     # HiGHS calls a point within the looser tolerance "Unknown"; its duals are still duals
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
     if x is None and sol.value_valid and y is not None:
