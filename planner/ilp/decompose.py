@@ -57,7 +57,7 @@ class DecompositionResult:
     assembly_seconds: float = 0.0  # the last fixed-count LP
     start: str = "cost-based prices"  # where the first prices came from
     lp_seconds: float = 0.0  # building, loading and solving the relaxation
-    bound_from: str = "none"  # "LP relaxation" or "Lagrangian"
+    bound_from: str = "none"  # "LP relaxation (…)" or "Lagrangian (…)": bound_source
     plan_from: str = "none"  # "dive", "rounding" or "regions"
     subproblems: str = "region MIPs"  # or "region LPs" (the split relaxation)
 
@@ -178,7 +178,7 @@ def _relaxation_stage(
     if not solved.optimal or solved.x is None or solved.row_dual is None:
         log.info("decomposition: the relaxation did not finish (%s)", solved.status)
         return relax, None
-    out.offer_bound(solved.bound, "LP relaxation")
+    out.offer_bound(solved.bound, "LP relaxation (safe dual bound)")
     plan = dive(data, relax, relax.values(solved.x), deadline)
     if plan is not None:
         out.offer_plan(plan.values, plan.objective, plan.label)
@@ -338,7 +338,7 @@ class _Ascent:
             if out.values is not None and self.first_round_below_relaxation(bound):
                 log.info("decomposition: L at the relaxation's prices %.2f, rounds stopped", bound)
                 return
-            out.offer_bound(bound, "Lagrangian")
+            out.offer_bound(bound, "Lagrangian (region MIPs)")
             # a plan from this round's regions whenever the LP that assembles it is cheap
             if out.assembly_seconds < 0.05 * settings.time_limit_s:
                 self.assemble(results)

@@ -73,9 +73,7 @@ def dive(
     started = time.perf_counter()
     keep = final_share * (deadline - started)
     fixed: Values = {f: {} for f in VM_FAMILIES}
-    current = lp
-    rounds = 0
-    last = 0.0
+    current, rounds, last = lp, 0, 0.0
     for threshold in THRESHOLDS:
         left = deadline - time.perf_counter() - max(keep, last)
         if left <= 0:
@@ -107,9 +105,7 @@ def dive(
     if plan is None and rounds > 0:
         plan = rounded_plan(data, relax, lp, deadline)  # the plain rounding, if time is left
         rounds = 0
-    if plan is None:
-        return None
-    return DivePlan(plan[0], plan[1], rounds, "dive" if rounds else "rounding")
+    return None if plan is None else DivePlan(*plan, rounds, "dive" if rounds else "rounding")
 
 
 def trim(data: PlanningData, relax: HighsRelaxation, plan: DivePlan, deadline: float) -> DivePlan:

@@ -7,15 +7,11 @@ planner.ilp.cuts, which are part of the relaxation), written to MPS and read by 
 relaxation then stays in memory, so the plan assembly (integer counts fixed by their bounds,
 everything else re-optimised) is a bound change and a warm-started re-solve, not a rebuild.
 
-The bound. For row duals y (any y, optimal or not), with the rows lo ≤ A x ≤ hi and the
-columns l ≤ x ≤ u, weak duality gives the Lagrangian bound
-
-    L(y) = Σ_i (y_i⁺·lo_i − y_i⁻·hi_i) + Σ_j min(d_j·l_j, d_j·u_j),   d = c − Aᵀy,
-
-a lower bound on the LP and hence on the integer program. ``dual_bound`` computes it from
-the arrays (a side that is infinite zeroes its y_i first; a reduced cost of magnitude below
-``DUAL_TOL`` on an unbounded side counts as zero: the solver's own optimality tolerance), so
-the bound reported is checked by arithmetic, not taken from the solver's status.
+The bound. For row duals y (any y, optimal or not: an interior point without crossover or
+at a loose tolerance too) weak duality gives a lower bound on the LP and hence on the integer
+program; ``dual_bound`` computes it by planner.ilp.safe_bound (the algebra, the projection of
+wrong-signed duals, the column box implied by the rows and the rounding allowance are there),
+so the bound reported is checked by arithmetic, not taken from the solver's status.
 """
 
 from __future__ import annotations
@@ -25,17 +21,18 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
 from planner.ilp.build import BuiltModel
+from planner.ilp.safe_bound import implied_bounds, safe_lower_bound
 from planner.ilp.variables import FAMILIES, Values
 
 log = logging.getLogger(__name__)
 INF = 1e20  # HiGHS's infinity (kHighsInf is inf; MPS bounds of 1e20 read back as inf)
-DUAL_TOL = 1e-7
 
 
 @dataclass(frozen=True)
@@ -117,18 +114,17 @@ class HighsRelaxation:
         return LpSolution(status, x, y, objective, bound, seconds)
 
     def dual_bound(self, y: np.ndarray) -> float:
-        """L(y) of the module docstring, with the current column bounds."""
-        y = np.where((y > 0) & (self.row_lo <= -INF), 0.0, y)
-        y = np.where((y < 0) & (self.row_hi >= INF), 0.0, y)
-        rows = np.where(y > 0, y * np.where(y > 0, self.row_lo, 0.0), 0.0)
-        rows += np.where(y < 0, y * np.where(y < 0, self.row_hi, 0.0), 0.0)
-        d = self.cost - self.matrix.T @ y
-        d = np.where(np.abs(d) < DUAL_TOL, 0.0, d)
-        if np.any((d > 0) & (self.col_lo <= -INF)) or np.any((d < 0) & (self.col_hi >= INF)):
-            return -math.inf
-        cols = np.where(d > 0, d * np.where(d > 0, self.col_lo, 0.0), 0.0)
-        cols += np.where(d < 0, d * np.where(d < 0, self.col_hi, 0.0), 0.0)
-        return float(self.offset + rows.sum() + cols.sum())
+        """The safe bound from ``y`` (planner.ilp.safe_bound) on the relaxation as built
+        (the bounds ``fix_counts`` changes in HiGHS are not used)."""
+        rows = (self.row_lo, self.row_hi)
+        return safe_lower_bound(self.cost, self.matrix, rows, self.box, y, self.offset)
+
+    @cached_property
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        """The column bounds tightened by the rows (planner.ilp.safe_bound.implied_bounds),
+        computed once."""
+        rows, cols = (self.row_lo, self.row_hi), (self.col_lo, self.col_hi)
+        return implied_bounds(self.cost, self.matrix, rows, cols)
 
     def objective_of(self, x: np.ndarray) -> float:
         return float(self.offset + self.cost @ x)

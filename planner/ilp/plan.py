@@ -33,7 +33,8 @@ class SolverFacts:
     constraints: int = 0
     # where the dual bound behind ``gap`` comes from: "root relaxation" (LP, cuts and the
     # valid inequalities at the root node), "search tree" (branch and bound beyond the root),
-    # "none" (no dual bound: the gap is unknown), "unknown" (not recorded, e.g. a stored plan)
+    # "none" (no dual bound: the gap is unknown), "unknown" (not recorded, e.g. a stored plan);
+    # a decomposed plan: "LP relaxation (… safe dual bound)" or "Lagrangian (region LPs|MIPs)"
     bound_source: str = "unknown"
     nodes: int = 0
     # how the plan was solved: "monolithic SCIP" or "lagrangian decomposition (…)" (the
@@ -50,7 +51,7 @@ class SolverFacts:
         if self.fallback:
             return f"unknown: SCIP returned no plan ({self.fallback_reason or self.status})"
         if not self.gap_known:
-            if self.bound_source == "lagrangian decomposition":
+            if self.method.startswith("lagrangian decomposition"):
                 return "unknown: the decomposition found no plan or no bound in time"
             if not math.isfinite(self.dual_bound) or self.bound_source == "none":
                 return "unknown: SCIP has no dual bound (its root LP did not finish in time)"

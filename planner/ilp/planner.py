@@ -191,7 +191,7 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         scip_version=scip_version(Model()),
         config_hash=data.config_hash,
         variables=estimated_variables(data),
-        bound_source="lagrangian decomposition",
+        bound_source=result.bound_from,
         nodes=result.iterations,
         method=(
             f"lagrangian decomposition by region: bound from the {result.bound_from}, plan "

@@ -112,30 +112,34 @@ def round_up(data: PlanningData, lp: Values) -> Values:
             if not data.can_add_vm(g, t):
                 prev = vals.get((r, g, t - 1), now.get((r, g), 0)) if t > 1 else now.get((r, g), 0)
                 vals[(r, g, t)] = min(vals[(r, g, t)], prev)
-    _fit_instances(data, x, y)
-    _fit_instances(data, xs, z)
+    _fit_instances(data, x, y, lp.get("x", {}))
+    _fit_instances(data, xs, z, lp.get("xs", {}))
     return {"x": dict(x), "xs": dict(xs), "y": dict(y), "z": dict(z)}
 
 
-def _fit_instances(data: PlanningData, inst: dict[Any, float], vms: dict[Any, int]) -> None:
-    """After the lead-time caps, drop instances that no longer fit their VMs."""
+def _fit_instances(
+    data: PlanningData, inst: dict[Any, float], vms: dict[Any, int], lp: dict[Any, float]
+) -> None:
+    """After the lead-time caps, drop instances that no longer fit their VMs: each time from
+    the pool rounded up furthest above its LP value ``lp`` (the largest pool on a tie), so a
+    pool the LP nearly filled keeps its instance and the one the rounding added most to goes
+    (dropping from the largest pool, as before, booked a whole instance's demand as unmet
+    in dives from the whole relaxation's point while a pool the LP barely used kept one)."""
     used: dict[tuple[Any, ...], float] = defaultdict(float)
     for (r, m, g, t), n in inst.items():
         used[(r, g, t)] += n / data.instances_per_vm[(m, g)]
     for (r, g, t), u in used.items():
-        keys = sorted((k for k in inst if (k[0], k[2], k[3]) == (r, g, t)), key=lambda k: -inst[k])
-        while u > vms.get((r, g, t), 0) + 1e-9 and keys:
-            k = keys[0]
-            if inst[k] <= 0:
-                keys.pop(0)
-                continue
-            step = (
-                1.0
-                if data.committed(k[3])
-                else min(inst[k], (u - vms.get((r, g, t), 0)) * data.instances_per_vm[(k[1], g)])
-            )
+        keys = [k for k in inst if (k[0], k[2], k[3]) == (r, g, t)]
+        cap = vms.get((r, g, t), 0)
+        while u > cap + 1e-9:
+            live = [k for k in keys if inst[k] > 0]
+            if not live:
+                break
+            k = max(live, key=lambda k: (inst[k] - lp.get(k, 0.0), inst[k]))
+            ipv = data.instances_per_vm[(k[1], g)]
+            step = 1.0 if data.committed(k[3]) else min(inst[k], (u - cap) * ipv)
             inst[k] -= step
-            u -= step / data.instances_per_vm[(k[1], g)]
+            u -= step / ipv
 
 
 def single_type_pools(data: PlanningData, lp: Values) -> Values:

@@ -20,6 +20,7 @@ from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, solve_whole
 
 log = logging.getLogger(__name__)
+WHOLE_LP_BOUND = "LP relaxation (whole, safe dual bound)"  # the plan's bound_source
 # the portfolio's worker dives on the whole relaxation after its interior point, until this
 # long before the limit (the plan's assembly and checks in this process). Off: on the
 # 20×30×4 rung the interior point ended at ~220 s and the dive of the 672k-column LP did
@@ -198,7 +199,7 @@ class SplitRun:
         if sol.row_dual is None or sol.x is None:
             return
         bound = self.relax.dual_bound(sol.row_dual)
-        out.offer_bound(bound, "LP relaxation (whole, interior point)")
+        out.offer_bound(bound, WHOLE_LP_BOUND)
         log.info(
             "split: its point's cost by family %s", primal_round.family_costs(self.split, sol.x)
         )

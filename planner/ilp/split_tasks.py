@@ -17,6 +17,14 @@ from planner.ilp.variables import INTEGER_FAMILIES, VM_FAMILIES, Values
 
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
+# the whole relaxation's interior point stops at this relative primal-dual gap, crossover
+# off: its duals only give the bound (safe by arithmetic whatever the tolerance). 20×30×4
+# rung alone on one core (IPX log): 1e-8 and crossover 297.6 s, 1e-3 284.9 s (61
+# iterations, safe bound $558,268 against the optimum $558,380); IPX's own gap passes 3e-2
+# at iteration 52, 258 s, its dual objective then $554,239 (0.74 % under): the first that
+# can end inside the 300 s after the ~27 s build. IPX on the dual program was slower
+WHOLE_IPM_TOLERANCE = 3e-2
+WHOLE_IPX_DUALIZE = False  # IPX on the dual program (HiGHS's ipx_dualize_strategy 1)
 
 
 @dataclass(frozen=True)
@@ -326,20 +334,24 @@ def solve_whole(
     deadline: float,
     dive_until: float,
 ) -> BlockSolution:
-    """The whole relaxation (``block``: :meth:`Split.whole_block`) by interior point with
-    crossover, then, in the same worker and from its basis, its dive until ``dive_until``
-    (wall clock): ``x`` the LP's point, ``row_dual`` its duals, ``plan`` the dived point
-    (None if the dive did not finish)."""
+    """The whole relaxation (``block``: :meth:`Split.whole_block`) by interior point, without
+    crossover, stopped at ``WHOLE_IPM_TOLERANCE``, then, with ``dive_until`` (wall clock)
+    ahead, its dive: ``x`` the interior point, ``row_dual`` its duals (approximate: the
+    bound taken from them is the safe one, planner.ilp.safe_bound), ``plan`` the dived
+    point (None if the dive did not finish or did not run)."""
     started = time.perf_counter()
     limit = min(time_limit_s, deadline - time.time())
     if limit <= 0:
         return BlockSolution(block.name, "skipped", None, None)
     h = _highs(block, block.cost)
-    # crossover kept even without the dive here: from the interior point's own (non-vertex)
-    # point the group dives' LPs took twice as long (12×15×4: 28 s against 14 s) and on the
-    # 20×30×4 rung did not finish in the 72 s left
-    status, x, sol = _run(h, "ipm", limit)
+    h.setOptionValue("run_crossover", "off")
+    h.setOptionValue("ipm_optimality_tolerance", WHOLE_IPM_TOLERANCE)
+    h.setOptionValue("ipx_dualize_strategy", int(WHOLE_IPX_DUALIZE))
+    status, x, sol = _run(h, "ipx", limit)
+    # HiGHS calls a point within the looser tolerance "Unknown"; its duals are still duals
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
+    if x is None and sol.value_valid and y is not None:
+        x = np.asarray(sol.col_value, dtype=float)
     plan, rounds, lp_s = None, 0, time.perf_counter() - started
     room = dive_until - time.time()
     if x is not None and room > 0:

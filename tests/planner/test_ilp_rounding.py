@@ -74,3 +74,18 @@ def test_the_consolidated_start_holds_one_instance_on_one_type() -> None:
     for t in (1, 2):
         assert _pool(start, t) == {"c": 0.0, "d": 1.0}
     assert start["e"] == pytest.approx({k: 0.0 for k in start["e"]})  # nothing unmet
+
+
+def test_where_no_vm_can_be_added_the_instance_rounded_up_furthest_is_dropped() -> None:
+    """Region a runs one VM of 2 instances and none can be added in hour 1; the LP holds
+    1.9 instances of m and 0.1 of m2 there. Rounded up (2 + 1) they need 1.5 VMs, so one
+    instance goes: m2's (0.9 above its LP value), not m's (0.1 above; dropping it leaves m
+    0.9 of an instance short, demand booked as unmet)."""
+    m = tiny_config().model_dump()["models"][0]
+    cfg = tiny_config(models=[m, {**m, "id": "m2", "name": "M2"}])
+    data = tiny_data(cfg, [(1, "a", "IW-N", 100.0)])
+    assert data.committed(1) and not data.can_add_vm("v8", 1)
+    x = {("a", "m", "v8", 1): 1.9, ("a", "m2", "v8", 1): 0.1}
+    out = round_up(data, {"x": x, "xs": {}, "y": {("a", "v8", 1): 1.0}, "z": {}})
+    assert out["y"][("a", "v8", 1)] == 1
+    assert out["x"][("a", "m", "v8", 1)] == 2 and out["x"][("a", "m2", "v8", 1)] == 0
