@@ -178,8 +178,9 @@ def print_table(label: str, result: dict[str, Any]) -> None:
     print(
         f"{'metric':16s} {'lead':>5s} {'points':>6s} {'orig':>4s} {'MASE':>6s} {'sn24':>6s} "
         f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s} "
-        f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s}"
+        f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s} {'band pts/orig':>13s}"
     )
+    nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         for lead, s in leads.items():
             if not s:
@@ -193,12 +194,14 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 f"{s.get('band95_coverage_se', float('nan')):5.1%} "
                 f"{s.get('band95_below', float('nan')):6.1%} "
                 f"{s.get('band95_above', float('nan')):6.1%} "
-                f"{s.get('band95_worst_origin_miss_share', float('nan')):6.0%}"
+                f"{s.get('band95_worst_origin_miss_share', float('nan')):6.0%} "
+                f"{s.get('band95_points', float('nan')):8.0f}/{s.get('band95_origins', nan):<4.0f}"
             )
     print(
         "95 % band: ±se clustered by origin (an origin's points share one day's surprise); "
         "below/above: share of points under/over the band; worst: share of the misses at the "
-        "single worst origin"
+        "single worst origin; band pts/orig: the points and origins the band is scored on "
+        "(conformal: origins with earlier folds, not a selection's first)"
     )
     from planner.forecast.horizon import lead_definitions
 
@@ -211,7 +214,6 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         "nowcasts' residuals [moved forecast band]; mean width / scale, nowcast band "
         "[forecast band]; lead 1 also the minutes read alone as the hour's value:"
     )
-    nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         print(
             f"  {metric:16s} "
