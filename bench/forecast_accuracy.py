@@ -62,7 +62,6 @@ def evaluate(
     workers: int = 2,
     candidates: list[str] | None = None,
     shifts: tuple[int, ...] = (0,),
-    nowcast: Any = None,
     champion: str | None = None,
     bands: tuple[str, ...] = (),
     cache: Path | None = None,
@@ -95,7 +94,7 @@ def evaluate(
             selection, wall = _selection(con, cfg, as_of, workers, cache, shift)
             walls.append(wall)
             deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
-            rows.append(with_nowcast(con, deployed, as_of, nowcast))
+            rows.append(with_nowcast(con, deployed, as_of, settings))
             if bands:
                 demand = load_demand(con, as_of, settings.history_h)
                 panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
@@ -111,6 +110,7 @@ def evaluate(
     if bands:
         out |= score_bands(by_band, LEADS)
     out["selection_s"] = round(walls[0], 1)
+    out["nowcast_minutes"] = settings.nowcast_minutes
     out["deployed_origins"] = sorted(origins)
     out["candidates_run"] = list(cfg.forecast.candidates)
     out["champion"] = cfg.forecast.champion
@@ -173,8 +173,9 @@ def print_table(label: str, result: dict[str, Any]) -> None:
     print(
         f"{'metric':16s} {'lead':>5s} {'points':>6s} {'orig':>4s} {'MASE':>6s} {'sn24':>6s} "
         f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s} "
-        f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s}"
+        f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s} {'band pts/orig':>13s}"
     )
+    nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         for lead, s in leads.items():
             if not s:
@@ -188,25 +189,39 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 f"{s.get('band95_coverage_se', float('nan')):5.1%} "
                 f"{s.get('band95_below', float('nan')):6.1%} "
                 f"{s.get('band95_above', float('nan')):6.1%} "
-                f"{s.get('band95_worst_origin_miss_share', float('nan')):6.0%}"
+                f"{s.get('band95_worst_origin_miss_share', float('nan')):6.0%} "
+                f"{s.get('band95_points', float('nan')):8.0f}/{s.get('band95_origins', nan):<4.0f}"
             )
     print(
         "95 % band: ±se clustered by origin (an origin's points share one day's surprise); "
         "below/above: share of points under/over the band; worst: share of the misses at the "
-        "single worst origin"
+        "single worst origin; band pts/orig: the points and origins the band is scored on "
+        "(conformal: origins with earlier folds, not a selection's first)"
     )
+    from planner.forecast.horizon import lead_definitions
+
+    print("leads (origin t = the newest complete hour):")
+    for lead, text in lead_definitions(result["nowcast_minutes"]).items():
+        print(f"  {lead:>5s}: {text}")
     print(
-        "nowcast (forecast made 40 minutes into the origin's hour, the minutes so far read); "
-        "95 % band: calibrated on nowcasts' residuals [moved forecast band]; mean width / "
-        "scale, nowcast band [forecast band]:"
+        f"nowcast (as the hourly job publishes it, {result['nowcast_minutes']} minutes of the "
+        "origin's hour read), MASE (vs sn24; points/origins); 95 % band: calibrated on "
+        "nowcasts' residuals [moved forecast band]; mean width / scale, nowcast band "
+        "[forecast band]; lead 1 also the minutes read alone as the hour's value:"
     )
-    nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         print(
             f"  {metric:16s} "
             + "  ".join(
                 f"lead {k}: {s.get('nowcast_mase', nan):.3f} "
-                f"({s.get('nowcast_improvement_vs_snaive24', nan):.1%}, "
+                f"({s.get('nowcast_improvement_vs_snaive24', nan):.1%}; "
+                f"{s.get('nowcast_points', nan):.0f}/{s.get('nowcast_origins', nan):.0f}"
+                + (
+                    f"; reading alone {s['reading_improvement_vs_snaive24']:.1%}"
+                    if "reading_improvement_vs_snaive24" in s
+                    else ""
+                )
+                + ", "
                 f"band {s.get('nowcast_band95_coverage', nan):.1%} "
                 f"[{s.get('nowcast_moved_band95_coverage', nan):.1%}], "
                 f"width {s.get('nowcast_band_width', nan):.2f} [{s.get('band_width', nan):.2f}])"

@@ -41,7 +41,7 @@ def deployed_log_rows(folder: Path) -> pd.DataFrame:
     from flows.forecasting import load_demand, settings_from_config
     from flows.warehouse.connection import connect
     from planner.config import load_config
-    from planner.forecast.calibration import offset_for
+    from planner.forecast.bands import origin_offsets
     from planner.forecast.horizon import deployed_hours
     from planner.forecast.series import build_panel
 
@@ -57,8 +57,7 @@ def deployed_log_rows(folder: Path) -> pd.DataFrame:
         taus = [c for c in selection.hours.columns if c.startswith("q_")]
         extra = [c for c in taus if c not in rows]
         rows = rows.merge(selection.hours[key + extra], on=key, how="left")
-        level = panel.observed.mean()
-        c = rows["series"].map({s: offset_for(level.get(s, 0.0)) for s in rows["series"].unique()})
+        c = origin_offsets(rows, panel)  # each row's band's own offset (at its origin)
         base = rows["point"].clip(lower=0) + c
         rows["r"] = np.log((rows["actual"] + c) / base)
         rows["lo"] = np.log(np.maximum(rows["q_0_025"] + c, 1e-12) / base)

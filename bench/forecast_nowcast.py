@@ -4,48 +4,34 @@ the nowcast on the tuning log (``--tune-nowcast``)."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 
-def with_nowcast(con: Any, rows: Any, as_of: Any, params: Any = None) -> Any:
-    """Add ``offset``, ``reading`` (the first minutes of each origin's hour, what the hourly
-    job has seen when it plans) and ``nowcast_err`` (the deployed forecast corrected by it)."""
+def with_nowcast(con: Any, rows: Any, as_of: Any, settings: Any) -> Any:
+    """Add ``offset`` (the product's, :func:`planner.forecast.bands.origin_offsets`),
+    ``reading`` (what the hourly job had read of each origin's hour at its run time,
+    :func:`flows.forecasting.origin_readings`) and ``nowcast_in_band`` (the forecast's own
+    band moved by the nowcast's factor, for comparison with the nowcast's calibrated band).
+    The nowcast's error itself is the selection's (``horizon.deployed_hours``)."""
     import numpy as np
     import pandas as pd
 
-    from flows.forecasting import load_demand
-    from flows.warehouse.sqlfiles import run
-    from planner.forecast.calibration import OFFSET_SHARE
-    from planner.forecast.nowcast import NowcastParams, apply_rows, partial_values
+    from flows.forecasting import load_demand, origin_readings
+    from planner.forecast.bands import origin_offsets
+    from planner.forecast.nowcast import NowcastParams, apply_rows
     from planner.forecast.series import build_panel
 
     if rows.empty:
         return rows
-    params = params or NowcastParams()
-    origins = sorted(rows["origin"].unique())
-    observed = build_panel(load_demand(con, as_of, 28 * 24), as_of).observed
-    level = observed.rolling(168, min_periods=1).mean().shift(1)
-    key = pd.MultiIndex.from_frame(rows[["origin", "series"]])
-    stacked = level.stack(future_stack=True)
+    panel = build_panel(load_demand(con, as_of, settings.history_h), as_of, settings.history_h)
     rows = rows.copy()
-    rows["offset"] = np.maximum(OFFSET_SHARE * stacked.reindex(key).to_numpy(dtype=float), 1e-6)
-    partial = run(
-        con,
-        "forecast/partial_hours",
-        since=pd.Timestamp(origins[0]),
-        until=pd.Timestamp(origins[-1]) + pd.Timedelta(hours=1),
-        minutes=params.minutes,
-    ).df()
-    wide = partial_values(partial, params.minutes)
-    readings = cast("pd.Series[float]", wide.stack(future_stack=True).swaplevel())
-    readings.index.names = ["series", "origin"]
+    rows["offset"] = origin_offsets(rows, panel)
+    readings = origin_readings(con, pd.Timestamp(as_of), settings)
     rows["reading"] = readings.reindex(
         pd.MultiIndex.from_frame(rows[["series", "origin"]])
     ).to_numpy(dtype=float)
-    nowcast = apply_rows(rows, readings, params)
-    rows["nowcast_err"] = np.abs(rows["actual"] - nowcast) / rows["scale"]
-    # the product widens the nowcast point with the same log-residual quantiles: the band's
-    # edges move by the point's factor (offset: 5 % of the week's level, as the calibration's)
+    nowcast = apply_rows(rows, readings, NowcastParams())
+    # the forecast's band moved by the nowcast's factor (before the nowcast had its own)
     offset = rows["offset"].to_numpy(dtype=float)
     factor = (nowcast + offset) / (np.maximum(rows["point"].to_numpy(dtype=float), 0) + offset)
     low = (rows["q_0_025"].to_numpy(dtype=float) + offset) * factor - offset

@@ -18,7 +18,7 @@ from flows.warehouse.selections import load_models, store_selection
 from flows.warehouse.sqlfiles import delete_rows, insert_frame, run, transaction
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.nowcast import NowcastParams, partial_values
+from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
     ForecastSettings,
     Selection,
@@ -51,7 +51,14 @@ def settings_from_config(cfg: FleetConfig) -> ForecastSettings:
         selection=SelectionSettings(
             margin=f.challenger_margin, min_folds=f.min_folds, default=f.champion
         ),
+        nowcast_minutes=run_minute(cfg),
     )
+
+
+def run_minute(cfg: FleetConfig) -> int:
+    """The minute past each hour the hourly job runs at (prefect.yaml's cron, the plan's
+    making): minutes 0 .. this − 1 of the hour in progress are all it can have read."""
+    return 60 - cfg.planner.plan_lead_min
 
 
 def timezones(cfg: FleetConfig) -> dict[str, str]:
@@ -138,14 +145,16 @@ def run_selection(
 def origin_readings(
     con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp, settings: ForecastSettings
 ) -> pd.Series:
-    """The first ``NowcastParams.minutes`` minutes of each backtest origin's hour (the hours
-    ``as_of`` − k·24 h), per series: what the hourly job had read of the hour when it
-    nowcast. Indexed by (series, hour); arrivals before ``as_of`` only."""
-    minutes = NowcastParams().minutes
+    """What the hourly job had read of each backtest origin's hour (the hours ``as_of`` −
+    k·24 h) when it ran, per series: the minutes before its run minute
+    (``settings.nowcast_minutes``, :func:`run_minute`), the same
+    ``forecast/partial_hours`` reading :func:`minutes_so_far` gives the job live; arrivals
+    before ``as_of`` only. Indexed by (series, origin)."""
+    minutes = settings.nowcast_minutes
     frames = []
     for k in range(1, settings.backtest.max_origins + 2):
         hour = as_of - pd.Timedelta(hours=settings.backtest.step_h * k)
-        until = min(hour + pd.Timedelta(hours=1), as_of)
+        until = min(hour + pd.Timedelta(minutes=minutes), as_of)
         if until <= hour:
             continue
         partial = run(con, "forecast/partial_hours", since=hour, until=until, minutes=minutes)
@@ -264,7 +273,7 @@ def minutes_so_far(
         con,
         "forecast/partial_hours",
         since=origin,
-        until=origin + pd.Timedelta(hours=1),
+        until=origin + pd.Timedelta(minutes=minutes),
         minutes=minutes,
     ).df()
     wide = partial_values(partial, minutes)

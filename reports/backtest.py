@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from planner.forecast.horizon import by_horizon
+from planner.forecast.horizon import by_horizon, lead_definitions
 from planner.forecast.pipeline import Selection
 from planner.forecast.select import summary
 from reports.plotting import plt, save, write_text
@@ -26,6 +26,7 @@ def aggregate(selection: Selection) -> dict[str, Any]:
     folds = selection.folds
     # per metric and lead (1, 6, 24 h and the 1-24 pool): deployed choice vs both baselines
     out["by_horizon"] = by_horizon(selection.hours, folds, deployed)
+    out["by_horizon_leads"] = lead_definitions(selection.nowcast_minutes)
     if not folds.empty:
         out["candidates"] = (
             folds.groupby("forecaster")

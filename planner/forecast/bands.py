@@ -15,13 +15,12 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast.calibration import (
-    OFFSET_SHARE,
     Pooling,
     ResidualQuantiles,
     Sample,
-    levels_before,
     log_residuals,
     offset_for,
+    offsets_at,
 )
 from planner.forecast.nowcast import NowcastParams, apply_rows
 from planner.forecast.series import Panel, SeriesKey
@@ -192,20 +191,14 @@ def calibrate(
 
 
 def origin_offsets(hours: pd.DataFrame, panel: Panel) -> np.ndarray:
-    """Each row's calibration offset: 5 % of its series' mean level over the hours before
-    the row's origin (:func:`~planner.forecast.calibration.levels_before`), never after; a
-    series with no positive level before the origin takes its metric's median level there."""
+    """Each row's calibration offset at the row's origin
+    (:func:`~planner.forecast.calibration.offsets_at`: from the hours before it, never after;
+    the selection's live bands are applied at the same function's offset at ``as_of``)."""
     origins = pd.DatetimeIndex(sorted(hours["origin"].unique()))
-    wide = levels_before(panel.observed, origins)
-    metric = wide.columns.map(lambda s: SeriesKey.parse(s).metric)
-    # a series with nothing positive before the origin (quiet, or not started yet) takes the
-    # median level of its metric's series before that origin: a 1e-6 offset would turn its
-    # first demand into a log residual of ~+18 and carry it into every pooled band
-    floor = wide.where(wide > 0).T.groupby(metric).transform("median").T.fillna(0.0)
-    levels = wide.where(wide > 0, floor).stack()
+    offsets = offsets_at(panel.observed, origins).stack()
     key = pd.MultiIndex.from_arrays([pd.DatetimeIndex(hours["origin"]), hours["series"]])
-    level = levels.reindex(key).fillna(0.0).to_numpy(dtype=float)
-    return np.maximum(OFFSET_SHARE * level, offset_for(0.0))
+    out: np.ndarray = offsets.reindex(key).fillna(offset_for(0.0)).to_numpy(dtype=float)
+    return out
 
 
 def _with_bands(
@@ -237,8 +230,10 @@ def calibrate_nowcast(
     params: NowcastParams | None = None,
 ) -> pd.DataFrame:
     """Add the nowcast of every backtest row whose origin hour has a reading (``readings``:
-    the first ``params.minutes`` minutes of hour ``origin``, indexed by (series, origin)):
-    ``nowcast_point``, its conformal quantiles ``nowcast_q_<τ>`` and ``nowcast_log_residual``.
+    the minutes of hour ``origin`` the hourly job had read when it ran, indexed by (series,
+    origin): ``flows.forecasting.origin_readings``):
+    ``nowcast_point``, its conformal quantiles ``nowcast_q_<τ>``, ``nowcast_log_residual``
+    and the reading itself (``nowcast_reading``).
 
     The quantiles come from earlier folds' residuals *of nowcasts* (:func:`calibrate` run
     on the nowcast points: per lead, own and peers mixed, strictly before each origin), not
@@ -275,7 +270,11 @@ def calibrate_nowcast(
     keep |= {quantile_column(t): "nowcast_" + quantile_column(t) for t in settings.quantiles}
     keep |= {"quantile_method": "nowcast_quantile_method"}
     cal = cal[NOWCAST_KEY + list(keep)].rename(columns=keep)
-    return hours.merge(cal, on=NOWCAST_KEY, how="left")
+    out = hours.merge(cal, on=NOWCAST_KEY, how="left")
+    out["nowcast_reading"] = readings.reindex(
+        pd.MultiIndex.from_frame(out[["series", "origin"]])
+    ).to_numpy(dtype=float)
+    return out
 
 
 def apply_rows_by_forecaster(

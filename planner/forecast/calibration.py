@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from planner.forecast.series import SeriesKey
 from planner.quantiles import QUANTILES
 
 OFFSET_SHARE = 0.05
@@ -50,6 +51,31 @@ def levels_before(observed: pd.DataFrame, origins: pd.DatetimeIndex) -> pd.DataF
     at = pd.DatetimeIndex(observed.index).searchsorted(origins)
     mean = np.where(count[at] > 0, total[at] / np.maximum(count[at], 1), 0.0)
     return pd.DataFrame(mean, index=origins, columns=observed.columns)
+
+
+def offsets_at(observed: pd.DataFrame, origins: pd.DatetimeIndex) -> pd.DataFrame:
+    """The calibration offset ``c`` of every series at every origin (index: origins, columns:
+    series), the one definition the backtest (each fold's origin), the selection (its
+    ``as_of``: the offset its stored bands are applied at) and the hourly forecast use:
+    ``OFFSET_SHARE`` × the series' mean level over the hours before the origin
+    (:func:`levels_before`). A series with nothing positive before the origin (quiet, or not
+    started yet) takes the median level of its peer group (tier × metric) there: a 1e-6
+    offset would turn its first demand into a log residual of ~+18 and carry it into every
+    pooled band, and its live band would be applied at another offset than it was made."""
+    wide = levels_before(observed, origins)
+    keys = [SeriesKey.parse(str(s)) for s in wide.columns]
+    group = pd.Index([f"{k.tier}|{k.metric}" for k in keys])
+    positive = wide.where(wide > 0)
+    floor = positive.T.groupby(group).transform("median").T.fillna(0.0)
+    level = positive.fillna(floor).fillna(0.0)
+    return (OFFSET_SHARE * level).clip(lower=offset_for(0.0))
+
+
+def offsets_now(observed: pd.DataFrame) -> pd.Series:
+    """:func:`offsets_at` an origin right after the panel's last hour (every hour read)."""
+    index = pd.DatetimeIndex(observed.index)
+    end = index[-1] + pd.Timedelta(hours=1) if len(index) else pd.Timestamp(0)
+    return offsets_at(observed, pd.DatetimeIndex([end])).iloc[0]
 
 
 def log_residuals(actual: np.ndarray, point: np.ndarray, offset: float) -> np.ndarray:
@@ -305,15 +331,16 @@ def residuals_for(
     series: str,
     forecaster: str,
     group_series: list[str],
-    level: float,
+    offset: float,
     by_horizon: bool = True,
     column: str = "log_residual",
 ) -> ResidualQuantiles | None:
     """Residual quantiles of a series' chosen forecaster from every backtest fold, mixed with
     its peer group's (see :mod:`planner.forecast.calibration`), per hour ahead when
     ``by_horizon``. ``hours`` carries each row's log residual computed with its own series'
-    offset, and its lead ``h``; ``column``: which residuals (``nowcast_log_residual``: those
-    of the backtest's nowcasts)."""
+    offset, and its lead ``h``; ``offset``: the series' at the selection (:func:`offsets_at`),
+    the one its band is applied at; ``column``: which residuals (``nowcast_log_residual``:
+    those of the backtest's nowcasts)."""
     if hours.empty or column not in hours:
         return None
     sel = hours[(hours["forecaster"] == forecaster) & hours[column].notna()]
@@ -325,5 +352,5 @@ def residuals_for(
         return None
     leads = [sel.loc[rows, "h"].to_numpy(dtype=int) for rows in (mine, peers)]
     return ResidualQuantiles.fit(
-        own, offset_for(level), QUANTILES, peer, *(leads if by_horizon else (None, None))
+        own, offset, QUANTILES, peer, *(leads if by_horizon else (None, None))
     )

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from planner.forecast import gbm, nowcast, sanity
-from planner.forecast.calibration import ResidualQuantiles, offset_for
+from planner.forecast.calibration import ResidualQuantiles, offset_for, offsets_now
 from planner.forecast.gbm import NAME as GBM
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import HYBRIDS, REGISTRY, _fit_one, forward_one, uses_global
@@ -166,20 +166,20 @@ def forecast_frame(
     """
     hours = pd.date_range(origin, periods=horizon, freq="h")
     rows = []
-    levels = panel.observed.iloc[-168:].mean()
+    offsets = offsets_now(panel.observed)  # as the selection's (its bands' offset)
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
         read = (readings or {}).get(series) if fs.model is not None else None
-        offset = fs.residuals.offset if fs.residuals else offset_for(levels.get(series, 0.0))
+        offset = fs.residuals.offset if fs.residuals else offsets.get(series, offset_for(0.0))
         now = partial(_nowcast, read, offset, SeriesKey.parse(series).metric, nowcast_params)
         cap_of = _recent_max(fs, panel, series, read)
         naive = partial(_naive, panel, series, horizon, now)
         point, forecaster, fallback = sanity.sane_point(
-            now(point), forecaster, fallback, cap_of, naive, ratio
+            now(point), forecaster, fallback, cap_of, naive, ratio, series
         )
         residuals, note = _band(fs, forecaster, read is not None, fitted)
         quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
-        quantiles, capped = sanity.cap_quantiles(quantiles, cap_of, ratio)
+        quantiles, capped = sanity.cap_quantiles(quantiles, cap_of, ratio, series)
         fallback = sanity.join(fallback, note, capped)
         rows.append(_rows(series, fs, origin, hours, point, quantiles, forecaster, fallback))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

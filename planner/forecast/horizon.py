@@ -18,7 +18,24 @@ import pandas as pd
 from planner.forecast.scores import pinball
 from planner.quantiles import HIGH, LOW, column_quantile, is_quantile_column, quantile_column
 
-LEADS = (1, 6, 24)
+LEADS = (1, 2, 6, 24)
+
+
+def lead_definitions(minutes: int) -> dict[str, str]:
+    """What each lead of ``by_horizon`` is, as the hourly job meets it. The job runs at minute
+    ``minutes`` of hour t (cron ``60 - planner.plan_lead_min``) and forecasts from origin t,
+    the newest complete hour: lead h is the hour [t + h − 1, t + h)."""
+    made = "the forecast made at the origin, 0 minutes of the origin's hour read"
+    now = f"`nowcast_*`: as the hourly job publishes it at minute {minutes}, {minutes} minutes read"
+    return {
+        "1": f"the hour in progress [t, t+1h): {made}; {now} (minutes 0-{minutes - 1} of this "
+        f"very hour: {minutes}/60 of it observed); `reading_*`: those minutes alone as the value",
+        "2": f"the hour a plan made at minute {minutes} of hour t carries out, [t+1h, t+2h): "
+        f"{made}; {now}",
+        "6": f"[t+5h, t+6h): {made}; {now}",
+        "24": f"[t+23h, t+24h): {made}; {now}",
+        "1-24": "every lead 1..24 pooled (as `overall.mase`, per point)",
+    }
 
 
 def deployed_hours(
@@ -43,15 +60,8 @@ def deployed_hours(
     out["conformal"] = chosen["quantile_method"] == "conformal"
     for edge in (LOW, HIGH):  # the band's edges (the nowcast moves them with the point)
         out[edge] = chosen[edge].to_numpy(dtype=float)
-    if "nowcast_point" in chosen:  # the selection read the origin hours: its calibrated nowcast
-        ok = chosen["nowcast_quantile_method"].eq("conformal").to_numpy()
-        inside = (chosen["actual"] >= chosen["nowcast_q_0_025"]) & (
-            chosen["actual"] <= chosen["nowcast_q_0_975"]
-        )
-        out["nowcast_conformal"] = ok
-        out["nowcast_cal_in_band"] = inside.to_numpy() & ok
-        width = chosen["nowcast_q_0_975"] - chosen["nowcast_q_0_025"]
-        out["nowcast_band_width"] = (width / chosen["scale"]).to_numpy(dtype=float)
+    if "nowcast_point" in chosen:  # the selection read the origin hours: its nowcasts
+        _nowcast_columns(out, chosen)
     out["band_width"] = ((chosen[HIGH] - chosen[LOW]) / chosen["scale"]).to_numpy(dtype=float)
     for base in ("snaive24", "snaive168"):
         b = known[known["forecaster"] == base].set_index(["series", "origin", "h"])
@@ -60,6 +70,26 @@ def deployed_hours(
         out[f"{base}_err"] = np.abs(out["actual"].to_numpy() - point) / out["scale"].to_numpy()
     kept: pd.DataFrame = out[np.isfinite(out["err"])].reset_index(drop=True)
     return kept
+
+
+def _nowcast_columns(out: pd.DataFrame, chosen: pd.DataFrame) -> None:
+    """The backtest's own nowcast of each row (the origin hour's minutes the hourly job had
+    read at its run time): scaled error, calibrated band hit and width; at lead 1 also the
+    error of those minutes alone taken as the hour's value (``reading_err``)."""
+    scale = chosen["scale"].to_numpy(dtype=float)
+    actual = chosen["actual"].to_numpy(dtype=float)
+    ok = chosen["nowcast_quantile_method"].eq("conformal").to_numpy()
+    inside = (actual >= chosen["nowcast_q_0_025"].to_numpy(dtype=float)) & (
+        actual <= chosen["nowcast_q_0_975"].to_numpy(dtype=float)
+    )
+    out["nowcast_conformal"] = ok
+    out["nowcast_cal_in_band"] = inside & ok
+    width = (chosen["nowcast_q_0_975"] - chosen["nowcast_q_0_025"]).to_numpy(dtype=float)
+    out["nowcast_band_width"] = width / scale
+    out["nowcast_err"] = np.abs(actual - chosen["nowcast_point"].to_numpy(dtype=float)) / scale
+    if "nowcast_reading" in chosen:
+        reading = chosen["nowcast_reading"].where(chosen["h"] == 1).to_numpy(dtype=float)
+        out["reading_err"] = np.abs(actual - reading) / scale
 
 
 def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
@@ -78,14 +108,27 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
         "improvement_vs_snaive24": float(1 - d24["err"].mean() / d24["snaive24_err"].mean()),
         "scaled_pinball": float(conf["pinball"].mean()) if len(conf) else float("nan"),
         "band95_coverage": float(conf["in_band"].mean()) if len(conf) else float("nan"),
+        # the band is scored where it is conformal: an origin with earlier folds to calibrate
+        # on (a selection's first origin has none), so on fewer points and origins
+        "band95_points": float(len(conf)),
+        "band95_origins": float(conf["origin"].nunique()),
         **band_misses(conf),
     }
     if "nowcast_err" in rows:
         nc = d24.dropna(subset=["nowcast_err"])
+        out["nowcast_points"] = float(len(nc))
+        out["nowcast_origins"] = float(nc["origin"].nunique())
         out["nowcast_mase"] = float(nc["nowcast_err"].mean())
         out["nowcast_improvement_vs_snaive24"] = float(
             1 - nc["nowcast_err"].mean() / nc["snaive24_err"].mean()
         )
+    if "reading_err" in rows and rows["h"].eq(1).all():  # lead 1 alone, not in a pool
+        rd = d24.dropna(subset=["reading_err"])
+        if len(rd):
+            out["reading_mase"] = float(rd["reading_err"].mean())
+            out["reading_improvement_vs_snaive24"] = float(
+                1 - rd["reading_err"].mean() / rd["snaive24_err"].mean()
+            )
     if "nowcast_in_band" in rows and len(conf):
         # the forecast's band moved by the nowcast's factor (its width from forecasts that
         # had not read the hour)

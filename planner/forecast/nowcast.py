@@ -25,7 +25,7 @@ import pandas as pd
 
 from planner.forecast.series import METRICS, SEP
 
-MINUTES = 40
+MINUTES = 40  # 60 - planner.plan_lead_min's default (20): the hourly job's cron minute
 
 
 # Tuned on the m-mid log (bench/forecast_accuracy.py --logs m-mid:7 --tune-nowcast: grid over
@@ -49,7 +49,6 @@ class NowcastParams:
     bias: dict[str, float] = field(default_factory=_default_bias)
     decay: dict[str, float] = field(default_factory=_default_decay)
     max_abs: float = 1.0
-    minutes: int = MINUTES
 
 
 def partial_values(partial: pd.DataFrame, minutes: int) -> pd.DataFrame:
@@ -109,7 +108,8 @@ def apply(
 
 def apply_rows(rows: pd.DataFrame, readings: pd.Series, params: NowcastParams) -> np.ndarray:
     """:func:`apply` over backtest rows (columns series, origin, h, point, offset); readings
-    indexed by (series, origin): the first ``params.minutes`` minutes of the origin's hour."""
+    indexed by (series, origin): the minutes of the origin's hour read before the hourly job
+    ran (``ForecastSettings.nowcast_minutes``)."""
     key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
     lead1 = rows[rows["h"] == 1].set_index(["series", "origin"])["point"]
     first = lead1.reindex(key).to_numpy(dtype=float)

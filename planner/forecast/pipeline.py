@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from planner.forecast import nowcast
 from planner.forecast.backtest import (
     BacktestResult,
     BacktestSettings,
@@ -35,7 +36,12 @@ from planner.forecast.backtest import (
     run_global_backtest,
 )
 from planner.forecast.bands import calibrate_nowcast, peer_group
-from planner.forecast.calibration import ResidualQuantiles, residuals_for
+from planner.forecast.calibration import (
+    ResidualQuantiles,
+    offset_for,
+    offsets_now,
+    residuals_for,
+)
 from planner.forecast.forecast import (
     FittedSeries,
     fallback_forecasters,
@@ -64,6 +70,9 @@ class ForecastSettings:
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     # the hourly forecast's sanity guard (planner.forecast.sanity); ∞ turns it off (benches)
     sanity_ratio: float = SANITY_RATIO
+    # minutes of the hour in progress (lead 1) the hourly job has read when it runs, at
+    # minute 60 - planner.plan_lead_min: the backtest's nowcasts read exactly these
+    nowcast_minutes: int = nowcast.MINUTES
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class Selection:
     hours: pd.DataFrame  # per series × forecaster × origin × step (actual, point, quantiles)
     deployed: pd.DataFrame  # the rule replayed through time (see select.deployed_scores)
     origins: list[pd.Timestamp]
+    nowcast_minutes: int = nowcast.MINUTES  # minutes of each origin's hour its nowcasts read
 
     def scores(self) -> pd.DataFrame:
         """Per series × forecaster: mean scores over its folds and whether it was chosen."""
@@ -188,7 +198,8 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
     if task.readings is not None and not task.readings.empty:
         result.hours = calibrate_nowcast(result.hours, task.panel, settings.backtest, task.readings)
     chosen = choose(result.folds, task.panel.series, settings.selection)
-    levels = task.panel.observed.mean()
+    # the offset the bands are applied at live: the backtest's own function, at the selection
+    offsets = offsets_now(task.panel.observed)
     by_name = (
         {str(k): v for k, v in result.hours.groupby("forecaster")} if len(result.hours) else {}
     )
@@ -202,7 +213,7 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
             by_name,
             series,
             task.panel.series,
-            float(levels.get(series, 0.0)),
+            float(offsets.get(series, offset_for(0.0))),
             settings.backtest.by_horizon,
         )
         # the fitted forecaster's own band (a fit that fell back at selection time: the
@@ -223,7 +234,7 @@ def _residuals(
     by_name: dict[str, pd.DataFrame],
     series: str,
     group: list[str],
-    level: float,
+    offset: float,
     by_horizon: bool,
     name: str,
 ) -> tuple[ResidualQuantiles | None, ResidualQuantiles | None]:
@@ -231,11 +242,11 @@ def _residuals(
     (:func:`planner.forecast.calibration.residuals_for`); (None, None) without forecast
     residuals."""
     hours = by_name.get(name, pd.DataFrame())
-    rq = residuals_for(hours, series, name, group, level, by_horizon)
+    rq = residuals_for(hours, series, name, group, offset, by_horizon)
     if rq is None:
         return None, None
     column = "nowcast_log_residual"
-    return rq, residuals_for(hours, series, name, group, level, by_horizon, column=column)
+    return rq, residuals_for(hours, series, name, group, offset, by_horizon, column=column)
 
 
 def _serial(fn: Callable[[T], R], tasks: list[T]) -> list[R]:
@@ -293,6 +304,7 @@ def merge(
         hours=hours,
         deployed=deployed_scores(folds, settings.selection),
         origins=origins,
+        nowcast_minutes=settings.nowcast_minutes,
     )
 
 

@@ -68,14 +68,15 @@ def sane_point(
     cap_of: float,
     naive: Callable[[], np.ndarray],
     ratio: float = SANITY_RATIO,
+    series: str = "",
 ) -> tuple[np.ndarray, str, str | None]:
     """The published point (after the nowcast) with its forecaster and fallback, or, when it
     is implausible, ``naive()`` (seasonal naive, nowcast as the point was) capped at
-    ``ratio × cap_of``, with the reason."""
+    ``ratio × cap_of``, with the reason (logged with the ``series`` it concerns)."""
     why = point_exceeds(point, cap_of, ratio)
     if why is None:
         return point, forecaster, fallback
-    log.info("%s (was %s)", why, forecaster)
+    log.info("%s: %s (was %s)", series, why, forecaster)
     safe = np.asarray(naive(), dtype=float)
     capped = np.minimum(safe, ratio * cap_of)
     why = f"{why} (instead of {forecaster})"
@@ -85,19 +86,23 @@ def sane_point(
 
 
 def cap_quantiles(
-    quantiles: dict[float, np.ndarray], cap_of: float, ratio: float = SANITY_RATIO
+    quantiles: dict[float, np.ndarray],
+    cap_of: float,
+    ratio: float = SANITY_RATIO,
+    series: str = "",
 ) -> tuple[dict[float, np.ndarray], str | None]:
-    """Quantiles capped at ``ratio × cap_of``, and why (None: nothing was above). NaN values
-    are left as they are and are not counted."""
+    """Quantiles capped at ``ratio × cap_of``, and why (None: nothing was above; logged at
+    debug level with the ``series``: it fires on a third of series-origins). NaN values are
+    left as they are and are not counted."""
     finite = [v[np.isfinite(v)] for v in (np.asarray(q, dtype=float) for q in quantiles.values())]
     top = max((float(v.max()) for v in finite if len(v)), default=0.0)
     if cap_of <= 0 or top <= ratio * cap_of:
         return quantiles, None
     cap = ratio * cap_of
     capped = {t: np.minimum(v, cap) for t, v in quantiles.items()}
-    return capped, (
-        f"band_capped: top quantile {top / cap_of:.1f}x the last week's max; capped at {ratio}x"
-    )
+    why = f"band_capped: top quantile {top / cap_of:.1f}x the last week's max; capped at {ratio}x"
+    log.debug("%s: %s", series, why)
+    return capped, why
 
 
 def join(*reasons: str | None) -> str | None:

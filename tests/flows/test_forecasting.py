@@ -75,9 +75,12 @@ def test_cli_backtest_forecast_characterize(warehouse_path: Path, tmp_path: Path
     assert {"mase", "snaive24_mase", "band95_coverage"} <= set(payload["overall"])
     assert set(payload["by_horizon"]) == {"token_rate", "request_rate", "peak_token_rate", "all"}
     lead1 = payload["by_horizon"]["all"]["1"]
-    assert set(payload["by_horizon"]["all"]) == {"1", "6", "24", "1-24"}
+    assert set(payload["by_horizon"]["all"]) == {"1", "2", "6", "24", "1-24"}
     assert lead1["points"] > 0 and lead1["snaive24_mase"] > 0 and "snaive168_mase" in lead1
     assert {"band95_below", "band95_above", "band95_coverage_se"} <= set(lead1)
+    leads = payload["by_horizon_leads"]  # what each lead is, as the hourly job meets it
+    assert "hour in progress" in leads["1"] and "40 minutes read" in leads["1"]
+    assert "carries out" in leads["2"]
     assert Path(payload["plot"]).stat().st_size > 10_000
     assert "| metric | folds |" in Path(payload["report"]).read_text()
 

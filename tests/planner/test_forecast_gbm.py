@@ -159,7 +159,7 @@ def test_by_horizon_scores_leads_against_both_baselines(demand: pd.DataFrame) ->
     selection = select_models(demand, T0 + pd.Timedelta(days=10), SETTINGS)
     out = by_horizon(selection.hours, selection.folds, selection.deployed)
     assert set(out) == {"token_rate", "all"}
-    assert set(out["all"]) == {"1", "6", "24", "1-24"}
+    assert set(out["all"]) == {"1", "2", "6", "24", "1-24"}
     lead1 = out["all"]["1"]
     assert lead1["points"] == len(selection.deployed) and lead1["origins"] == 6
     # snaive24 at lead 1, recomputed by hand from the hourly rows

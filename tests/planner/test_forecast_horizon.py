@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.forecast.horizon import band_misses, lead_summary
+from planner.forecast.horizon import band_misses, lead_definitions, lead_summary
 
 
 def _rows(hits_per_origin: list[list[int]], below: bool = True) -> pd.DataFrame:
@@ -64,3 +64,27 @@ def test_coverage_error_counts_origins_not_points() -> None:
     # no conformal row: the keys are there, without a figure
     empty = band_misses(clustered.iloc[:0])
     assert set(empty) == set(band_misses(clustered)) and all(np.isnan(v) for v in empty.values())
+
+
+def test_the_band_states_the_origins_it_rests_on_and_the_reading_stays_at_lead_1() -> None:
+    rows = _rows([[1, 1], [1, 0], [1, 1]])
+    rows["conformal"] = rows["origin"] != rows["origin"].min()  # the first origin: native
+    summary = lead_summary(rows)
+    assert summary["origins"] == 3 and summary["points"] == 6
+    assert summary["band95_origins"] == 2 and summary["band95_points"] == 4
+    assert summary["band95_coverage"] == 0.75
+    rows["nowcast_err"] = 0.5
+    rows["reading_err"] = 0.25
+    assert "reading_mase" not in lead_summary(rows)  # lead 24 rows: no reading figure
+    first = rows.assign(h=1)
+    assert lead_summary(first)["reading_improvement_vs_snaive24"] == pytest.approx(0.75)
+    assert lead_summary(first)["nowcast_mase"] == pytest.approx(0.5)
+    pooled = pd.concat([first, rows], ignore_index=True)
+    assert "reading_mase" not in lead_summary(pooled)  # not in a pool over leads
+
+
+def test_lead_definitions_say_what_the_hourly_job_has_read() -> None:
+    leads = lead_definitions(35)
+    assert set(leads) == {"1", "2", "6", "24", "1-24"}
+    assert "hour in progress" in leads["1"] and "35 minutes read" in leads["1"]
+    assert "minutes 0-34" in leads["1"] and "carries out" in leads["2"]

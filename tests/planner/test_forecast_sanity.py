@@ -3,13 +3,15 @@ an implausible band is capped, each recorded with its reason; a normal series is
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from planner.forecast import sanity
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.calibration import ResidualQuantiles, residuals_for
+from planner.forecast.calibration import ResidualQuantiles, offsets_now, residuals_for
 from planner.forecast.forecast import FittedSeries, fit_series, forecast_frame
 from planner.forecast.models import forward_one
 from planner.forecast.nowcast import NowcastParams
@@ -33,7 +35,9 @@ def _week_max(panel: Panel) -> float:
     return float(panel.observed[SERIES].iloc[-168:].max())
 
 
-def test_an_exploding_ets_falls_back_to_seasonal_naive_with_its_reason() -> None:
+def test_an_exploding_ets_falls_back_to_seasonal_naive_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # ETS fitted at selection time on a day-on-day ×e ramp learns its trend; an hour later the
     # series is back to its normal level and the re-conditioned model extrapolates far above it
     calm, origin = _panel()
@@ -42,7 +46,9 @@ def test_an_exploding_ets_falls_back_to_seasonal_naive_with_its_reason() -> None
     raw = calm.filled[SERIES].to_numpy(dtype=float)
     model = fitted[SERIES].model
     assert forward_one("ets", model, raw, 24)[0]["mean"].max() > 2.5 * _week_max(calm)
-    frame = forecast_frame(fitted, calm, origin, 24, TIMEZONES)
+    with caplog.at_level(logging.INFO, logger="planner.forecast.sanity"):
+        frame = forecast_frame(fitted, calm, origin, 24, TIMEZONES)
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == [SERIES]  # names it
     assert (frame["forecaster"] == "snaive24").all()
     assert frame["fallback"].str.contains(r"implausible_point: peak \d+\.\dx").all()
     assert frame["fallback"].str.contains("instead of ets").all()
@@ -170,6 +176,8 @@ def test_the_selection_keeps_the_fallbacks_band() -> None:
             continue
         naive = fs.fallback_residuals["snaive24"]
         group = list(selection.fitted)
-        level = float(build_panel(d, origin, metrics=("token_rate",)).observed[series].mean())
-        assert naive == residuals_for(hours, series, "snaive24", group, level)
+        offset = float(
+            offsets_now(build_panel(d, origin, metrics=("token_rate",)).observed)[series]
+        )
+        assert naive == residuals_for(hours, series, "snaive24", group, offset)
         assert naive != fs.residuals
