@@ -150,10 +150,16 @@ def _cap_note(settings: SolverSettings, status: str, elapsed: float) -> tuple[st
         return ()
     if status != "timelimit" and elapsed < settings.time_limit_s:
         return ()
-    note = (
-        f"determinism lost: the wall-clock safety cap of {settings.time_limit_s:g} s bound "
-        f"(SCIP status {status}, {elapsed:.1f} s); raise planner.work_limit.cap_s"
+    return _lost_note(
+        settings, f"bound (SCIP status {status}, {elapsed:.1f} s); raise planner.work_limit.cap_s"
     )
+
+
+def _lost_note(settings: SolverSettings, why: str) -> tuple[str, ...]:
+    """Under a work limit, the "determinism lost" note (logged as an error) saying ``why``."""
+    if not settings.deterministic:
+        return ()
+    note = f"determinism lost: the wall-clock safety cap of {settings.time_limit_s:g} s {why}"
     log.error(note)
     return (note,)
 
@@ -165,8 +171,12 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
     from planner.ilp.parallel import RegionPool
     from planner.ilp.solve import scip_version
 
-    if settings.deterministic:
-        log.warning("planner.work_limit: the decomposition is bounded by wall clock only")
+    # the decomposition has no work limit: its budget is the safety cap, read as wall clock
+    notes = _lost_note(
+        settings,
+        "is the decomposition's whole budget (it has no work limit; a fleet this size "
+        "plans by wall clock)",
+    )
     started = time.perf_counter()
     with RegionPool(data, settings.workers, settings.dask_address) as pool:
         engine = pool.engine
@@ -200,12 +210,12 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         ),
     )
     if result.values is not None:
-        plan = from_values(data, result.values, facts)
+        plan = from_values(data, result.values, facts, notes)
     else:
         reason = "the decomposition assembled no plan in time; greedy plan"
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
-        plan = from_values(data, greedy_values(data), facts)
+        plan = from_values(data, greedy_values(data), facts, notes)
     return plan, _verified(plan, data)
 
 
