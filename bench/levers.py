@@ -53,10 +53,10 @@ from flows.sweep import (
     at_quantile,
     hour_inputs,
     oracle,
+    oracle_actuals,
     plan_sequence_from,
     replay_setup,
 )
-from flows.warehouse.sqlfiles import run
 from planner.config import FleetConfig, config_hash, load_config
 from planner.config.work_limit import WorkLimit
 from planner.ilp.plan import Plan
@@ -133,13 +133,21 @@ def banded(points: list[Point], rise_quantile: float | None) -> list[Point]:
 def solve_limits(cfg: FleetConfig, a: argparse.Namespace) -> FleetConfig:
     """``cfg`` with the bench's solver limits: by default a deterministic work limit
     (``planner.work_limit``: the same plans on any machine at any load); with
-    ``--no-deterministic`` the wall-clock ``--time-limit`` per plan (as before session 32)."""
-    update: dict[str, Any] = {"time_limit_s": a.time_limit}
+    ``--no-deterministic`` the wall-clock ``--time-limit`` per plan (as before session 32), a
+    work limit in the config file cleared."""
+    update: dict[str, Any] = {"time_limit_s": a.time_limit, "work_limit": None}
     if a.deterministic:
         update["work_limit"] = WorkLimit(
             nodes=a.node_limit, root_cut_rounds=a.root_cut_rounds, cap_s=a.cap
         )
     return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
+
+
+def cache_window(a: argparse.Namespace, start: pd.Timestamp, warm: int) -> str:
+    """The plan cache's window key: config, window start and length, warm-up, and the
+    warehouse (its resolved path, digested), so no two windows or warehouses share a file."""
+    where = hashlib.sha256(str(Path(a.warehouse).resolve()).encode()).hexdigest()[:8]
+    return f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h-w{warm}-{where}"
 
 
 def plan_report(records: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -247,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     replayed = load_demand(con, p, begin, stop) if warm else demand
     inputs = hour_inputs(con, cfg, begin, a.hours + warm)
     if a.oracle:
-        since, until = start - pd.Timedelta(hours=1), stop + pd.Timedelta(hours=48)
-        inputs = oracle(inputs, run(con, "forecast/demand_history", since=since, as_of=until).df())
+        inputs = oracle(inputs, oracle_actuals(con, begin, stop))
     con.close()
     log.info(
         "demand, references, forecasts (warm-up %d h from %s): %.0f s",
@@ -277,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         return at_quantile(variant(cfg, v, a.attainment), q)
 
     def cached(v: str, q: float) -> Path | None:
-        """The cache file of variant ``v`` at ``q``: keyed on the window with its warm-up
-        and on the one config hash (solver limits, deterministic or not, included)."""
-        window = f"{Path(a.config).stem}-{begin:%Y%m%dT%H%M}-{a.hours + warm}h"
-        tag = f"{window}-{v}-q{q:g}-a{a.attainment:g}{'-oracle' if a.oracle else ''}"
+        """The cache file of variant ``v`` at ``q``: keyed on the window, its warm-up, the
+        warehouse and the one config hash (solver limits, deterministic or not, included)."""
+        tag = f"{cache_window(a, start, warm)}-{v}-q{q:g}-a{a.attainment:g}"
+        tag += "-oracle" if a.oracle else ""
         return cache / f"{tag}-{config_hash(cfg_of(v, q))}.pkl" if cache else None
 
     if a.rise_quantile is not None and a.rise_quantile not in QUANTILES:

@@ -150,6 +150,16 @@ def oracle(inputs: list[HourInputs], actual: pd.DataFrame) -> list[HourInputs]:
     return out
 
 
+def oracle_actuals(
+    con: duckdb.DuckDBPyConnection, begin: pd.Timestamp, stop: pd.Timestamp
+) -> pd.DataFrame:
+    """The true hourly demand the oracle comparator's forecasts are replaced by: from an hour
+    before the warm-up's ``begin`` (every planned hour, warm-up and window) to 48 h after
+    ``stop`` (the last plan's horizon)."""
+    since, until = begin - pd.Timedelta(hours=1), stop + pd.Timedelta(hours=48)
+    return run(con, "forecast/demand_history", since=since, as_of=until).df()
+
+
 def replay_setup(
     con: duckdb.DuckDBPyConnection, cfg: FleetConfig, hours: int, end: datetime | None
 ) -> tuple[pd.Timestamp, pd.Timestamp, FleetParams, MinuteDemand, ServingModel, float, Clairvoyant]:

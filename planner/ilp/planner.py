@@ -16,7 +16,7 @@ from planner.ilp.greedy import greedy_values
 from planner.ilp.packing import packed_starts
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.readback import from_values
-from planner.ilp.rounding import lp_rounding_start
+from planner.ilp.rounding import lp_rounding_start, timed_out_lps
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.variables import INTEGER_FAMILIES, Values
 from planner.ilp.verify import Verification, verify
@@ -101,7 +101,8 @@ def make_plan(
     built = create_model(data, valid_cuts=valid_cuts)
     warm = warm_start_from(previous, data) if previous is not None else None
     greedy = greedy_values(data)
-    starts = _primal_starts(data, settings, greedy, warm, valid_cuts) if primal_starts else []
+    with timed_out_lps() as timed_out:
+        starts = _primal_starts(data, settings, greedy, warm, valid_cuts) if primal_starts else []
     # the time limit is the planning budget: SCIP gets what building and the starts left
     # (under a work limit the cap as it is: SCIP's parameters never depend on the clock)
     spent = time.perf_counter() - started
@@ -109,7 +110,7 @@ def make_plan(
     budget = replace(settings, time_limit_s=max(left, 0.0))
     result = solve(built, budget, warm, starts)
     facts = result.facts
-    notes = _cap_note(settings, facts.status, time.perf_counter() - started)
+    notes = _cap_note(settings, facts.status, len(timed_out))
     if result.has_solution and result.status in PLAN_STATUSES:
         plan = from_values(data, result.values, facts, notes)
     else:
@@ -142,18 +143,25 @@ def _primal_starts(
     return starts + packed_starts(data, known, cap if det else PACKING_SHARE * cap, det)
 
 
-def _cap_note(settings: SolverSettings, status: str, elapsed: float) -> tuple[str, ...]:
-    """Under a work limit, a note (and an error logged) when the wall-clock safety cap bound:
-    SCIP stopped on time, or a start's LP may have (each LP's own limit is the cap, so one
-    that bound means the whole plan took longer)."""
+def _cap_note(settings: SolverSettings, status: str, timed_out: int) -> tuple[str, ...]:
+    """Under a work limit, a note (and an error logged) when the wall-clock safety cap bound,
+    read from the solves' statuses (never from elapsed time): SCIP stopped on time, or
+    ``timed_out`` of the starts' LPs did. The cap is per solve (the relaxation, each rounding
+    and repacking LP and SCIP each get all of it), so a plan may take several caps."""
+    if not settings.deterministic or (status != "timelimit" and timed_out == 0):
+        return ()
+    return _lost_note(
+        settings,
+        f"bound (SCIP status {status}, {timed_out} start LPs stopped on time); "
+        "raise planner.work_limit.cap_s",
+    )
+
+
+def _lost_note(settings: SolverSettings, why: str) -> tuple[str, ...]:
+    """Under a work limit, the "determinism lost" note (logged as an error) saying ``why``."""
     if not settings.deterministic:
         return ()
-    if status != "timelimit" and elapsed < settings.time_limit_s:
-        return ()
-    note = (
-        f"determinism lost: the wall-clock safety cap of {settings.time_limit_s:g} s bound "
-        f"(SCIP status {status}, {elapsed:.1f} s); raise planner.work_limit.cap_s"
-    )
+    note = f"determinism lost: the wall-clock safety cap of {settings.time_limit_s:g} s {why}"
     log.error(note)
     return (note,)
 
@@ -165,8 +173,12 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
     from planner.ilp.parallel import RegionPool
     from planner.ilp.solve import scip_version
 
-    if settings.deterministic:
-        log.warning("planner.work_limit: the decomposition is bounded by wall clock only")
+    # the decomposition has no work limit: its budget is the safety cap, read as wall clock
+    notes = _lost_note(
+        settings,
+        "is the decomposition's whole budget (it has no work limit; a fleet this size "
+        "plans by wall clock)",
+    )
     started = time.perf_counter()
     with RegionPool(data, settings.workers, settings.dask_address) as pool:
         engine = pool.engine
@@ -200,12 +212,12 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
         ),
     )
     if result.values is not None:
-        plan = from_values(data, result.values, facts)
+        plan = from_values(data, result.values, facts, notes)
     else:
         reason = "the decomposition assembled no plan in time; greedy plan"
         log.warning(reason)
         facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
-        plan = from_values(data, greedy_values(data), facts)
+        plan = from_values(data, greedy_values(data), facts, notes)
     return plan, _verified(plan, data)
 
 

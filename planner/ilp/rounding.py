@@ -14,7 +14,9 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from planner.ilp.build import create_model
@@ -22,6 +24,20 @@ from planner.ilp.data import PlanningData
 from planner.ilp.variables import INTEGER_FAMILIES, Values, read_back
 
 log = logging.getLogger(__name__)
+# the LPs of this context (one plan's starts) that stopped on their time limit (None: not counted)
+_TIMED_OUT: ContextVar[list[str] | None] = ContextVar("lp_timed_out", default=None)
+
+
+@contextmanager
+def timed_out_lps() -> Iterator[list[str]]:
+    """Within the block, every LP here that stops on its time limit is appended (its SCIP
+    status) to the list yielded: a safety cap that bound, by status, never by elapsed time."""
+    hits: list[str] = []
+    token = _TIMED_OUT.set(hits)
+    try:
+        yield hits
+    finally:
+        _TIMED_OUT.reset(token)
 
 
 def _lp_values(
@@ -60,7 +76,11 @@ def _solve_lp(
                 model.chgVarUb(var, value)
     model.setParam("limits/time", max(time_limit_s, 0.1))
     model.optimize()
-    if model.getStatus() != "optimal" or model.getNSols() == 0:
+    status = model.getStatus()
+    hits = _TIMED_OUT.get()
+    if status == "timelimit" and hits is not None:
+        hits.append(status)
+    if status != "optimal" or model.getNSols() == 0:
         return None
     return read_back(model, built.vars), model.getObjVal()
 

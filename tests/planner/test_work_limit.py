@@ -65,3 +65,30 @@ def test_the_config_hash_keys_on_the_work_limit() -> None:
     assert config_hash(det) != config_hash(cfg)
     # unset, it is left out of the hash: the default config's hash (and plan caches) stand
     assert config_hash(cfg) == "c9f89f01263e377e"
+
+
+def test_a_decomposed_plan_under_a_work_limit_says_determinism_is_lost() -> None:
+    """The decomposition has no work limit: its plan carries the note (plan_report counts it)."""
+    from tests.planner.test_ilp_lagrange import _instance
+
+    settings = SolverSettings(
+        time_limit_s=1e-4, mip_gap=0.0, decompose_above_vars=1, node_limit=1000
+    )
+    plan, _ = make_plan(_instance(0), settings)
+    assert plan.solver.method.startswith("lagrangian decomposition") or plan.solver.fallback
+    assert len(plan.notes) == 1
+    assert plan.notes[0].startswith("determinism lost: the wall-clock safety cap of 0.0001 s")
+
+
+def test_a_slow_plan_whose_solves_all_finished_is_not_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The note reads the solves' statuses, not elapsed time: on a clock where each look finds
+    500 s more gone (well past the 600 s cap) no solve stopped on time, so no false alarm."""
+    from planner.ilp import planner
+
+    _slow_clock(monkeypatch)
+    monkeypatch.setattr(planner, "time", SimpleNamespace(perf_counter=packing.time.perf_counter))
+    plan, check = make_plan(_data(), WORK)
+    assert check.ok and plan.solver.status in ("optimal", "gaplimit")
+    assert plan.notes == ()
