@@ -175,23 +175,25 @@ def minute_state(
     )
 
 
-def _count_law(m: Array, c2: Array) -> tuple[Array, Array]:
+def _count_law(m: Array, c2: Array) -> Array:
     """The count J of prompts over a span holding m of them on average, a renewal process
     with Gamma gaps of squared CV c² (m, c2 [N]): P(J = j) for j < ``MANY_TERMS`` − 1, the
-    last column P(J ≥ MANY_TERMS − 1), [N, MANY_TERMS]; and that tail [N]."""
+    last column P(J ≥ MANY_TERMS − 1), [N, MANY_TERMS]; each row sums to 1."""
     j = np.arange(MANY_TERMS, dtype=float)
     k = 1.0 / c2[:, None]
     at_least = gammainc(np.maximum(j, 1e-9) * k, k * m[:, None])  # P(J ≥ j) = P(Γ(j/c²) ≤ m/c²)
     at_least[:, 0] = 1.0
     pmf = at_least - np.concatenate([at_least[:, 1:], np.zeros((len(m), 1))], axis=1)
-    return pmf, at_least[:, -1]
+    return np.asarray(pmf, dtype=float)
 
 
 def _arrivals_cdf(state: MinuteState, m: Array, c2: Array, y: Array) -> Array:
     """P(X ≤ y) [T, O, Y], X the cost of the prompts arriving over a span that holds m [T, O]
     of them on average, at Y levels y [T, O, Y] (c2 [T, O]). The count J is that of a
     renewal process (:func:`_count_law`); X | J = 0 is 0, X | J = 1 one prompt's cost (exact
-    over the histogram's points), X | J ≥ 2 a Gamma of J times a cost's mean and variance.
+    over the histogram's points), X | J ≥ 2 a Gamma of J times a cost's mean and variance;
+    the tail J ≥ ``MANY_TERMS`` − 1 is taken at its least count (its law's last column: the
+    whole mass counted once, where the tail was once added again as the many-prompt Gamma).
     Where m > ``MANY``, X is one Gamma of its mean m E[c] and variance m (Var c + c² E[c]²).
     The count's law is evaluated once per (m, c2) for all Y levels, and only where m ≤
     ``MANY``."""
@@ -205,7 +207,7 @@ def _arrivals_cdf(state: MinuteState, m: Array, c2: Array, y: Array) -> Array:
         out = np.where(mu > 0, gammainc(np.minimum(shape, 1e6), y / scale), 1.0)  # many
         few = m <= MANY
         row = np.nonzero(few)[0]
-        pmf, tail = _count_law(m[few], c2[few])
+        pmf = _count_law(m[few], c2[few])
         yf = y[few][..., None]  # [N, Y, 1]
         weights, costs = state.cost_weights[row][:, None], state.costs[row][:, None]
         e, v = ec[row], vc[row]  # [N, 1, 1]
@@ -220,7 +222,7 @@ def _arrivals_cdf(state: MinuteState, m: Array, c2: Array, y: Array) -> Array:
             ),
             jj * e <= yf,
         )
-        out[few] = (pmf[:, None] * cdf).sum(axis=-1) + tail[:, None] * out[few]
+        out[few] = (pmf[:, None] * cdf).sum(axis=-1)
     return np.asarray(out, dtype=float)
 
 

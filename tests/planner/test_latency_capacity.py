@@ -216,10 +216,12 @@ def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> N
     across the instances) agrees with the iteration-level model (chunked prefill) within 1.5
     points on every interactive tier (IW-F −0.75 / +1.36, IW-N +0.40 / +0.30 at utilisation
     0.5 / 0.7; no sampling, so no seed noise). It held the issue's 1 point before the uneven
-    backlog (IW-F −0.76 / +0.88, IW-N +0.39 / +0.68), which lowered the error over the
-    24 rows of the 4-hour held-out traces (README) but lets IW-F here at 0.7 run 0.5 point
-    more optimistic. The latency curves (``curve_sla``) within 2.5 points (with curve seeds
-    0-3 at 6,000 requests per curve point: IW-F −2.1 to −1.5 / −0.5 to +0.6, IW-N 0.0 to
+    backlog queue (IW-F −0.76 / +0.88, IW-N +0.39 / +0.68); the new queue lowered the error
+    over the 24 rows of the 4-hour held-out traces (README) but lets IW-F here at 0.7 run 0.5
+    point more optimistic, most of it from its FIFO read-out of the waits (+0.35 with no
+    spread), not the spread across instances (+0.01; ``planner/sim/backlog.py``). The latency
+    curves (``curve_sla``) within 2.5 points (with curve seeds 0-3 at 6,000 requests per
+    curve point: IW-F −2.1 to −1.5 / −0.5 to +0.6, IW-N 0.0 to
     +0.4 / −2.5 to +1.4; the curve's sampling noise alone spans ~3 points on IW-N at 0.7).
     On the 4-hour traces of ``bench/simulate.py`` the model still misses 1 point on some rows
     (README)."""

@@ -176,3 +176,18 @@ def test_arrivals_cost_by_hand_at_several_levels() -> None:
     assert got[0, 1] == pytest.approx([gammainc(12, 10.0), gammainc(12, 15.0)], rel=1e-9)
     alone = minute_model._arrivals_cdf(state, m, c2, y[..., 1:])
     assert alone[..., 0].tolist() == got[..., 1].tolist()
+
+
+def test_arrivals_cost_is_a_probability_on_bursty_traffic() -> None:
+    """c² = 16, m = 8: the count's tail J ≥ MANY_TERMS − 1 holds ~22 % of the mass. Far above
+    any cost the prompts can reach, P(X ≤ y) is 1 exactly (it was 1 + the tail when the tail
+    was counted in the law's last column and again as the many-prompt Gamma), and it never
+    exceeds 1 at any level."""
+    costs, w = np.array([[0.01, 0.01]]), np.array([[0.5, 0.5]])
+    ec, z = np.array([[0.01, 0.0001]]), np.zeros(1)
+    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w)
+    m, c2 = np.array([[8.0]]), np.array([[16.0]])
+    y = np.array([[[0.005, 0.05, 0.2, 100.0]]])
+    got = minute_model._arrivals_cdf(state, m, c2, y)[0, 0]
+    assert got[-1] == pytest.approx(1.0, abs=1e-9)
+    assert np.all(got <= 1.0 + 1e-12) and np.all(np.diff(got) >= 0)
