@@ -243,29 +243,10 @@ def calibrate_nowcast(
     params = params or NowcastParams()
     if hours.empty or readings.empty:
         return hours
-    rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
-    rows["offset"] = origin_offsets(rows, panel)
-    key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    read = readings.reindex(key).to_numpy(dtype=float)
-    has = np.isfinite(read)
-    if not has.any():
+    corrected = _nowcast_points(hours, panel, readings, params)
+    if corrected is None:
         return hours
-    point = rows["point"].to_numpy(dtype=float)
-    # the lead-1 point of each (series, forecaster, origin) is what the reading corrects
-    nowcast = apply_rows_by_forecaster(rows, readings, params)
-    offset = rows["offset"].to_numpy(dtype=float)
-    factor = (nowcast + offset) / (np.maximum(point, 0.0) + offset)
-    sub = hours[has].copy()
-    sub["point"] = nowcast[has]
-    for tau in settings.quantiles:
-        native = sub[f"native_{tau}"].to_numpy(dtype=float)
-        sub[f"native_{tau}"] = np.maximum((native + offset[has]) * factor[has] - offset[has], 0)
-    sub = sub.drop(
-        columns=[c for c in sub.columns if c.startswith("q_") or c == "log_residual"]
-        + ["quantile_method"],
-        errors="ignore",
-    )
-    cal = calibrate(sub, panel, settings)
+    cal = calibrate(_moved_forecasts(hours, settings, *corrected), panel, settings)
     keep = {"point": "nowcast_point", "log_residual": "nowcast_log_residual"}
     keep |= {quantile_column(t): "nowcast_" + quantile_column(t) for t in settings.quantiles}
     keep |= {"quantile_method": "nowcast_quantile_method"}
@@ -275,6 +256,50 @@ def calibrate_nowcast(
         pd.MultiIndex.from_frame(out[["series", "origin"]])
     ).to_numpy(dtype=float)
     return out
+
+
+def _nowcast_points(
+    hours: pd.DataFrame, panel: Panel, readings: pd.Series, params: NowcastParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per backtest row: whether its origin hour has a reading, its nowcast point, and the
+    factor and offset that move its forecast to the nowcast (on the offset scale: (nowcast
+    + offset) / (point + offset)); None when no row's origin has a reading."""
+    rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
+    rows["offset"] = origin_offsets(rows, panel)
+    key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
+    read = readings.reindex(key).to_numpy(dtype=float)
+    has = np.isfinite(read)
+    if not has.any():
+        return None
+    point = rows["point"].to_numpy(dtype=float)
+    # the lead-1 point of each (series, forecaster, origin) is what the reading corrects
+    nowcast = apply_rows_by_forecaster(rows, readings, params)
+    offset = rows["offset"].to_numpy(dtype=float)
+    factor = (nowcast + offset) / (np.maximum(point, 0.0) + offset)
+    return has, nowcast, factor, offset
+
+
+def _moved_forecasts(
+    hours: pd.DataFrame,
+    settings: BacktestSettings,
+    has: np.ndarray,
+    nowcast: np.ndarray,
+    factor: np.ndarray,
+    offset: np.ndarray,
+) -> pd.DataFrame:
+    """The rows with a reading as :func:`calibrate` takes them: the nowcast as the point,
+    the forecaster's native quantiles moved by the nowcast's factor (the band before enough
+    nowcast residuals exist), the forecast's calibrated columns dropped."""
+    sub = hours[has].copy()
+    sub["point"] = nowcast[has]
+    for tau in settings.quantiles:
+        native = sub[f"native_{tau}"].to_numpy(dtype=float)
+        sub[f"native_{tau}"] = np.maximum((native + offset[has]) * factor[has] - offset[has], 0)
+    return sub.drop(
+        columns=[c for c in sub.columns if c.startswith("q_") or c == "log_residual"]
+        + ["quantile_method"],
+        errors="ignore",
+    )
 
 
 def apply_rows_by_forecaster(

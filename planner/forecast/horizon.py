@@ -98,9 +98,17 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
     if rows.empty:
         return {}
     d24 = rows.dropna(subset=["snaive24_err"])
-    d168 = rows.dropna(subset=["snaive168_err"])
     conf = rows[rows["conformal"]]
-    out = {
+    out = _forecast_scores(rows, d24, conf)
+    out |= _nowcast_scores(rows, d24, conf)
+    out |= _snaive168_scores(rows.dropna(subset=["snaive168_err"]))
+    return out
+
+
+def _forecast_scores(rows: pd.DataFrame, d24: pd.DataFrame, conf: pd.DataFrame) -> dict[str, float]:
+    """The deployed choice's MASE and improvement vs seasonal naive 24 (``d24``: rows with a
+    naive-24 error), and its band's pinball, coverage and misses over conformal rows."""
+    return {
         "points": float(len(rows)),
         "origins": float(rows["origin"].nunique()),
         "mase": float(d24["err"].mean()),
@@ -114,6 +122,12 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
         "band95_origins": float(conf["origin"].nunique()),
         **band_misses(conf),
     }
+
+
+def _nowcast_scores(rows: pd.DataFrame, d24: pd.DataFrame, conf: pd.DataFrame) -> dict[str, float]:
+    """The nowcast's and the raw reading's MASE and improvement vs seasonal naive 24, and the
+    nowcast's band coverage and width (moved and self-calibrated), where the rows have them."""
+    out: dict[str, float] = {}
     if "nowcast_err" in rows:
         nc = d24.dropna(subset=["nowcast_err"])
         out["nowcast_points"] = float(len(nc))
@@ -129,6 +143,13 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
             out["reading_improvement_vs_snaive24"] = float(
                 1 - rd["reading_err"].mean() / rd["snaive24_err"].mean()
             )
+    return out | _nowcast_band_scores(rows, conf)
+
+
+def _nowcast_band_scores(rows: pd.DataFrame, conf: pd.DataFrame) -> dict[str, float]:
+    """The 95 % coverage and width of the nowcast's band: the forecast's band moved by the
+    nowcast's factor (over conformal rows) and the band calibrated on nowcasts."""
+    out: dict[str, float] = {}
     if "nowcast_in_band" in rows and len(conf):
         # the forecast's band moved by the nowcast's factor (its width from forecasts that
         # had not read the hour)
@@ -140,12 +161,18 @@ def lead_summary(rows: pd.DataFrame) -> dict[str, float]:
         if len(nconf):
             out["nowcast_band95_coverage"] = float(nconf["nowcast_cal_in_band"].mean())
             out["nowcast_band_width"] = float(nconf["nowcast_band_width"].mean())
-    if len(d168):
-        out["snaive168_mase"] = float(d168["snaive168_err"].mean())
-        out["improvement_vs_snaive168"] = float(
-            1 - d168["err"].mean() / d168["snaive168_err"].mean()
-        )
     return out
+
+
+def _snaive168_scores(d168: pd.DataFrame) -> dict[str, float]:
+    """Seasonal naive 168's MASE and the deployed choice's improvement vs it, over ``d168``
+    (rows with a naive-168 error; none at the first week's origins)."""
+    if not len(d168):
+        return {}
+    return {
+        "snaive168_mase": float(d168["snaive168_err"].mean()),
+        "improvement_vs_snaive168": float(1 - d168["err"].mean() / d168["snaive168_err"].mean()),
+    }
 
 
 def band_misses(conf: pd.DataFrame) -> dict[str, float]:

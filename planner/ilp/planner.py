@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planner.config import FleetConfig
 from planner.ilp.build import create_model
@@ -17,9 +17,12 @@ from planner.ilp.packing import packed_starts
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.readback import from_values
 from planner.ilp.rounding import lp_rounding_start, timed_out_lps
-from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.solve import SolverSettings, scip_version, solve
 from planner.ilp.variables import INTEGER_FAMILIES, Values
 from planner.ilp.verify import Verification, verify
+
+if TYPE_CHECKING:
+    from planner.ilp.decompose import DecompositionResult
 
 log = logging.getLogger(__name__)
 # shares of the time limit the LP-rounding start and the repacked starts may take; the rest
@@ -171,7 +174,6 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
     a process pool or on Dask; the greedy plan (flagged) if no plan could be assembled."""
     from planner.ilp.decompose import DecompositionSettings, decompose
     from planner.ilp.parallel import RegionPool
-    from planner.ilp.solve import scip_version
 
     # the decomposition has no work limit: its budget is the safety cap, read as wall clock
     notes = _lost_note(
@@ -191,9 +193,30 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
             ),
             pool,
         )
+    facts = _decomposition_facts(data, settings, result, engine, started)
+    if result.values is not None:
+        plan = from_values(data, result.values, facts, notes)
+    else:
+        reason = "the decomposition assembled no plan in time; greedy plan"
+        log.warning(reason)
+        facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
+        plan = from_values(data, greedy_values(data), facts, notes)
+    return plan, _verified(plan, data)
+
+
+def _decomposition_facts(
+    data: PlanningData,
+    settings: SolverSettings,
+    result: DecompositionResult,
+    engine: str,
+    started: float,
+) -> SolverFacts:
+    """What the decomposition reports as its solve: status from its gap, the bound and where
+    it came from, its seconds since ``started`` (a ``time.perf_counter`` reading), and how
+    the plan was reached (rounds, first prices, region work, ``engine``) as the method."""
     from pyscipopt import Model
 
-    facts = SolverFacts(
+    return SolverFacts(
         status="gaplimit" if result.gap <= settings.mip_gap else "timelimit",
         objective=result.objective,
         gap=result.gap,
@@ -211,14 +234,6 @@ def decomposed_plan(data: PlanningData, settings: SolverSettings) -> tuple[Plan,
             f"{result.start}, {result.subproblems} {result.region_seconds:.0f} s of work, {engine}"
         ),
     )
-    if result.values is not None:
-        plan = from_values(data, result.values, facts, notes)
-    else:
-        reason = "the decomposition assembled no plan in time; greedy plan"
-        log.warning(reason)
-        facts = replace(facts, fallback=True, fallback_reason=reason, objective=math.nan)
-        plan = from_values(data, greedy_values(data), facts, notes)
-    return plan, _verified(plan, data)
 
 
 def _verified(plan: Plan, data: PlanningData) -> Verification:

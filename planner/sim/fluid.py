@@ -144,42 +144,63 @@ def simulate(
     if not 0 <= metered_from < demand.minutes:
         raise ValueError(f"metered_from {metered_from} outside the {demand.minutes} minutes")
     serving = serving or default_serving(p, demand)
-    nr, nm, nk = len(p.regions), len(p.models), len(p.tiers)
     T, D = demand.minutes, (int(p.deadline_min) if drain else 0)
     fleet = Fleet(p, policy.initial(p))
     books = Books.empty(p, T, D)
     routes: list[tuple[int, Array]] = [(0, fleet.targets.routing.copy())]
-    util, last_pressure = np.zeros((nr, nm)), np.zeros((nr, nm))
-    last_arr = np.zeros((nr, nm, nk))
-    cv = demand.cv
-    cv2 = np.ones_like(demand.tokens) if cv is None else np.nan_to_num(cv, nan=1.0) ** 2
+    shape = (len(p.regions), len(p.models), len(p.tiers))
+    # what the policy sees next: the last minute's arrivals, utilisation and pressure
+    seen = (np.zeros(shape), np.zeros(shape[:2]), np.zeros(shape[:2]))
+    cv2 = _cv_squared(demand)
     for t in range(T + D):
         if t < T:
-            obs = Observation(t, last_arr, util, last_pressure, fleet)
-            _decide(policy, fleet, routes, obs)
-        shared, niw_own, serving_inst = _pools(fleet)
-        cap = _pool_capacity(serving.theta, shared)  # tokens/s
-        own = _pool_capacity(serving.theta, niw_own)[:, :, p.deferrable]
+            _decide(policy, fleet, routes, Observation(t, *seen, fleet))
         routing = routes[-1][1]
-        arr = (
-            np.einsum("srmk,smk->rmk", routing, demand.tokens[t])
-            if t < T
-            else np.zeros((nr, nm, nk))
+        arr = np.einsum("srmk,smk->rmk", routing, demand.tokens[t]) if t < T else np.zeros(shape)
+        busy_shared, pressure, shared, serving_inst = _serve_minute(
+            p, policy, fleet, serving, books, arr, t, t < T
         )
-        free, pressure = serve_interactive(p, cap, arr, books, t, t < T)
-        shared_used, own_used, stuck = serve_niw(
-            p, cap, own, arr, free, policy.share_idle, books, t, getattr(policy, "niw_cap", None)
-        )
-        pressure = np.where(stuck, np.inf, pressure)
-        busy_shared = np.clip(1.0 - free + shared_used, 0.0, 1.0)
-        books.timeline[t] = meter(p, fleet, (shared, niw_own), (busy_shared, own_used))
         if t < T:
             books.inst_log[t] = serving_inst
             books.rho[t], books.shared_log[t] = busy_shared, shared
             books.pool_cv[t] = pool_cv(routing, demand.requests[t], cv2[t], list(p.interactive))
-            util, last_pressure = busy_shared, pressure
-            last_arr = arr
+            seen = (arr, busy_shared, pressure)
         elif not books.queue.any():
             books.end_drain(t)
             break
     return result(p, demand, policy.name, fleet, books, routes, serving, metered_from)
+
+
+def _cv_squared(demand: MinuteDemand) -> Array:
+    """The squared inter-arrival CV per minute, source, model and tier: 1 (Poisson) where the
+    log has none."""
+    cv = demand.cv
+    return np.ones_like(demand.tokens) if cv is None else np.nan_to_num(cv, nan=1.0) ** 2
+
+
+def _serve_minute(
+    p: FleetParams,
+    policy: Policy,
+    fleet: Fleet,
+    serving: ServingModel,
+    books: Books,
+    arr: Array,
+    t: int,
+    live: bool,
+) -> tuple[Array, Array, Array, Array]:
+    """Serve minute ``t``'s arrivals ``arr`` [r, m, k] (``live``: within the log, not its
+    drain): the interactive tiers on the shared pools, then NIW on what is left and its own
+    instances; the minute metered into ``books``. Returns the shared pools' busy share and
+    pressure [r, m] (inf where work waits on no capacity), the shared instances [r, m, g] and
+    all serving instances per pool [r, m]."""
+    shared, niw_own, serving_inst = _pools(fleet)
+    cap = _pool_capacity(serving.theta, shared)  # tokens/s
+    own = _pool_capacity(serving.theta, niw_own)[:, :, p.deferrable]
+    free, pressure = serve_interactive(p, cap, arr, books, t, live)
+    shared_used, own_used, stuck = serve_niw(
+        p, cap, own, arr, free, policy.share_idle, books, t, getattr(policy, "niw_cap", None)
+    )
+    pressure = np.where(stuck, np.inf, pressure)
+    busy_shared = np.clip(1.0 - free + shared_used, 0.0, 1.0)
+    books.timeline[t] = meter(p, fleet, (shared, niw_own), (busy_shared, own_used))
+    return busy_shared, pressure, shared, serving_inst
