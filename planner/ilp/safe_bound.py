@@ -135,7 +135,9 @@ def _activity_pass(
     with np.errstate(invalid="ignore", divide="ignore"):
         from_hi = np.where(hi[r_of] < INF, (hi[r_of] - min_rest) / a, np.nan)
         from_lo = np.where(lo[r_of] > -INF, (lo[r_of] - max_rest) / a, np.nan)
-    # widened by a relative 1e-9: rounding in the sums never cuts off a feasible point
+    # widened by a relative 1e-9 against rounding in the sums; _others subtracts from a
+    # row's total, which can cancel, so this is a margin, not a proof (a column bound may
+    # be shaved by ~row length × ε × the row's size; the bound moves by far less)
     upper = np.where(a > 0, from_hi, from_lo)
     upper = upper + SLACK * (1.0 + np.abs(upper))
     lower = np.where(a > 0, from_lo, from_hi)
@@ -173,5 +175,6 @@ def _helping_bounds(
     out = np.full(len(cost), -np.inf)
     np.maximum.at(out, j, need)
     out = np.maximum(out, x_lo)
-    out = out + SLACK * (1.0 + np.abs(out))
+    # no finite need and no finite lower bound: no cap (−∞ + ∞ would be NaN, −∞ a wrong box)
+    out = np.where(np.isfinite(out), out + SLACK * (1.0 + np.abs(out)), np.inf)
     return np.where(hurts | (cost < 0), np.inf, out)

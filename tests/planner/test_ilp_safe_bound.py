@@ -95,6 +95,18 @@ def test_a_column_unbounded_on_its_reduced_costs_side_gives_no_bound() -> None:
     assert -math.inf < safe_lower_bound(cost, a, rows, box, np.array([2.0])) <= 1.0
 
 
+def test_a_helping_column_free_below_in_free_rows_gets_no_cap_not_nan() -> None:
+    """A column with cost 0, lower bound −∞, only in a free row: nothing caps it (its need is
+    −∞ and so is its lower bound); the box keeps it unbounded above, never NaN or −∞ (review:
+    −∞ + ∞ gave NaN)."""
+    a = sparse.csc_matrix(np.array([[1.0, 1.0]]))
+    rows = (np.array([-np.inf]), np.array([np.inf]))
+    cols = (np.array([-np.inf, 0.0]), np.array([np.inf, 5.0]))
+    lo, hi = implied_bounds(np.array([0.0, 1.0]), a, rows, cols)
+    assert not np.isnan(hi).any() and not np.isnan(lo).any()
+    assert hi[0] == np.inf and lo[0] == -np.inf
+
+
 @pytest.mark.parametrize("seed", [0, 2])
 def test_the_implied_box_keeps_the_relaxations_optimum(seed: int) -> None:
     relax = HighsRelaxation(create_model(_instance(seed), relax=True, valid_cuts=True))

@@ -22,7 +22,6 @@ from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import _extra, values, violation
 from planner.ilp.split_tasks import (
-    WHOLE_IPM_TOLERANCE,
     _highs,
     _run,
     fix_rounded,
@@ -96,8 +95,10 @@ def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
     assert relax.optimal
     assert local.bound_from == "LP relaxation (whole, safe dual bound)"
     assert local.start.startswith("the whole relaxation")
-    # its interior point stops at a relative gap of WHOLE_IPM_TOLERANCE
-    lowest = relax.bound * (1 - 2 * WHOLE_IPM_TOLERANCE)
+    # its interior point stops at a relative gap of WHOLE_IPM_TOLERANCE; the safe bound from
+    # its duals was 0.0067-0.64 % under the LP on instances 0-2 (review): 1 % catches a bound
+    # gone weak where 2 × the tolerance (6 %) would not
+    lowest = relax.bound * (1 - 1e-2)
     assert lowest <= local.lower_bound <= relax.bound * (1 + 1e-6)
     tol = 1e-6 * abs(optimum.objective)
     assert local.lower_bound <= optimum.objective + tol
