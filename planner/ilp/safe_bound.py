@@ -176,5 +176,7 @@ def _helping_bounds(
     np.maximum.at(out, j, need)
     out = np.maximum(out, x_lo)
     # no finite need and no finite lower bound: no cap (−∞ + ∞ would be NaN, −∞ a wrong box)
-    out = np.where(np.isfinite(out), out + SLACK * (1.0 + np.abs(out)), np.inf)
+    finite = np.isfinite(out)
+    out[finite] += SLACK * (1.0 + np.abs(out[finite]))
+    out[~finite] = np.inf
     return np.where(hurts | (cost < 0), np.inf, out)
