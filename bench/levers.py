@@ -38,9 +38,10 @@ import argparse
 import hashlib
 import json
 import logging
-import pickle
 import sys
 import time
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +49,25 @@ import duckdb
 import pandas as pd
 
 from flows.evaluation import load_demand
+from flows.plan_cache import PlanRecord, plan_report, plans_for
+from flows.plan_variants import banded, plan_kind, variant
 from flows.sweep import (
+    HourInputs,
     _pool,
     at_quantile,
     hour_inputs,
     oracle,
     oracle_actuals,
-    plan_sequence_from,
     replay_setup,
 )
 from planner.config import FleetConfig, config_hash, load_config
 from planner.config.work_limit import WorkLimit
-from planner.ilp.plan import Plan
 from planner.quantiles import QUANTILES
 from planner.sim.attainment_bound import AttainmentBound, attainment_bound
-from planner.sim.plans import plan_targets
+from planner.sim.bounds import Clairvoyant
+from planner.sim.demand import MinuteDemand
+from planner.sim.fleet import FleetParams
+from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
     PlanTargets,
@@ -77,57 +82,6 @@ from planner.sim.sweep import (
 from planner.sim.warmup import warmup_hours
 
 log = logging.getLogger("bench.levers")
-VARIANTS = (
-    "headroom",
-    "latency",
-    "latency+trough",
-    "headroom+trough",
-    "floor",
-    "floor+trough",
-)
-
-
-def variant(cfg: FleetConfig, name: str, attainment: float) -> FleetConfig:
-    if name not in VARIANTS:
-        raise SystemExit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
-    latency = name.startswith(("latency", "floor"))
-    update: dict[str, Any] = {
-        "interactive_sizing": "latency" if latency else "headroom",
-        "trough_filling": name.endswith("+trough"),
-    }
-    if latency:
-        update["latency_attainment"] = attainment
-    out = cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
-    if name.startswith("floor"):
-        metric = "token_rate"
-    elif name.startswith("latency"):
-        metric = "peak_token_rate"
-    else:
-        return out
-    tiers = [
-        t.model_copy(update={"planning_metric": metric}) if t.kind == "interactive" else t
-        for t in out.tiers
-    ]
-    return out.model_copy(update={"tiers": tiers})
-
-
-def _kind(row: dict[str, Any]) -> str:
-    """A plan row's mode; LT-R at the SLO-aware grid's dials (``layer_grid``) apart."""
-    params = row.get("params", {})
-    mode = str(params.get("mode", ""))
-    return "lt-r+slo-dials" if mode == "lt-r" and "cooldown_in_min" in params else mode
-
-
-def banded(points: list[Point], rise_quantile: float | None) -> list[Point]:
-    """``points`` with every LT-F point buying only the rise the plans at ``rise_quantile``
-    support (``planner.sim.plan_ramp``'s ``lower``), when given."""
-    if rise_quantile is None:
-        return points
-    band = {"rise_quantile": rise_quantile}
-    return [
-        Point(pt.family, {**pt.params, **band}) if pt.params.get("mode") == "lt-f" else pt
-        for pt in points
-    ]
 
 
 def solve_limits(cfg: FleetConfig, a: argparse.Namespace) -> FleetConfig:
@@ -150,27 +104,8 @@ def cache_window(a: argparse.Namespace, start: pd.Timestamp, warm: int) -> str:
     return f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h-w{warm}-{where}"
 
 
-def plan_report(records: dict[str, dict[str, list[str]]]) -> list[str]:
-    """Print each plan sequence's digest (of its plans' ids: an id digests the plan's tables,
-    config and status, so equal digests are equal plans); the ids of plans whose safety cap
-    bound (their determinism note), logged as an error."""
-    for k, rec in records.items():
-        digest = hashlib.sha256("".join(rec["ids"]).encode()).hexdigest()[:16]
-        print(f"plans[{k}] {len(rec['ids'])} plans, sequence digest {digest}")
-    bad = [i for r in records.values() for i, n in zip(r["ids"], r["notes"], strict=True) if n]
-    if bad:
-        log.error("determinism lost (the safety cap bound) in %d plans: %s", len(bad), bad)
-    return bad
-
-
-def plan_record(seq: list[Plan]) -> dict[str, list[str]]:
-    """Each plan's id, its determinism note ("" when none) and how its solve ended."""
-    notes = ["; ".join(n for n in pl.notes if n.startswith("determinism")) for pl in seq]
-    ends = [f"{f.status} {f.nodes} nodes {f.solve_seconds:.1f} s" for f in (p.solver for p in seq)]
-    return {"ids": [pl.plan_id for pl in seq], "notes": notes, "solves": ends}
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The window, the variants and families, and the replays' options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/default.yaml")
     ap.add_argument("--warehouse", required=True)
@@ -192,6 +127,22 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="compute the bound at per-window attainment (planner.sim.attainment_bound)",
     )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="hours replayed before the window by every family (each its own policy from its "
+        "own first fleet) and not metered; default: warmup_hours (the longest scale-in window "
+        "replayed + lead time + model load)",
+    )
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
+    _plan_args(ap)
+    return ap
+
+
+def _plan_args(ap: argparse.ArgumentParser) -> None:
+    """The plans' options: their inputs, solver limits and cache."""
     ap.add_argument(
         "--oracle",
         action="store_true",
@@ -217,20 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cap", type=float, default=WorkLimit().cap_s, help="safety cap, s/plan")
     ap.add_argument("--time-limit", type=float, default=3.0, help="with --no-deterministic")
     ap.add_argument(
-        "--warmup",
-        type=int,
-        default=None,
-        help="hours replayed before the window by every family (each its own policy from its "
-        "own first fleet) and not metered; default: warmup_hours (the longest scale-in window "
-        "replayed + lead time + model load)",
-    )
-    ap.add_argument(
         "--plans-only",
         action="store_true",
         help="solve the plans (never read from the cache), print their ids, write --out, stop",
     )
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
     ap.add_argument(
         "--plans-cache",
         default=None,
@@ -238,9 +179,45 @@ def main(argv: list[str] | None = None) -> int:
         "back on the next run with the same window (so a policy change is re-measured on the "
         "same plans without solving them again)",
     )
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    clock = time.perf_counter()
+
+
+@dataclass
+class Bench:
+    """The parsed run, its config (solver limits applied) and the replay window, the warm-up
+    before it and the plans' hourly inputs over both."""
+
+    a: argparse.Namespace
+    cfg: FleetConfig
+    quantiles: list[float]
+    names: list[str]
+    families: list[str]
+    start: pd.Timestamp
+    stop: pd.Timestamp
+    p: FleetParams
+    demand: MinuteDemand
+    serving: ServingModel
+    wb: float
+    clair: Clairvoyant
+    warm: int
+    replayed: MinuteDemand
+    inputs: list[HourInputs]
+
+    def cfg_of(self, v: str, q: float) -> FleetConfig:
+        return at_quantile(variant(self.cfg, v, self.a.attainment), q)
+
+    def cached(self, v: str, q: float) -> Path | None:
+        """The cache file of variant ``v`` at ``q``: keyed on the window, its warm-up, the
+        warehouse and the one config hash (solver limits, deterministic or not, included)."""
+        a = self.a
+        tag = f"{cache_window(a, self.start, self.warm)}-{v}-q{q:g}-a{a.attainment:g}"
+        tag += "-oracle" if a.oracle else ""
+        cache = Path(a.plans_cache) if a.plans_cache else None
+        return cache / f"{tag}-{config_hash(self.cfg_of(v, q))}.pkl" if cache else None
+
+
+def _setup(a: argparse.Namespace, clock: float) -> Bench:
+    """Demand, references and the plans' inputs over warm-up and window (the replay covers
+    both; references and fleet: the window's alone)."""
     cfg = solve_limits(load_config(a.config), a)
     quantiles = [float(q) for q in a.quantiles.split(",") if q]
     names = [v for v in a.variants.split(",") if v]
@@ -251,115 +228,108 @@ def main(argv: list[str] | None = None) -> int:
     points = grid(families, quantiles) + plan_grid(quantiles, slo_layer=a.slo_layer)
     warm = warmup_hours(points, p) if a.warmup is None else a.warmup
     begin = start - pd.Timedelta(hours=warm)
-    # the replay covers warm-up and window (references and fleet: the window's alone)
     replayed = load_demand(con, p, begin, stop) if warm else demand
     inputs = hour_inputs(con, cfg, begin, a.hours + warm)
     if a.oracle:
         inputs = oracle(inputs, oracle_actuals(con, begin, stop))
     con.close()
-    log.info(
-        "demand, references, forecasts (warm-up %d h from %s): %.0f s",
-        warm,
-        begin,
-        time.perf_counter() - clock,
-    )
-    # the bound at per-window attainment: on every policy (no floors), and on every policy
-    # keeping the availability floors (every family of the sweep keeps them)
-    if a.attainment_bound:
-        ab_free = attainment_bound(p, demand, serving, TARGETS)
-        ab_floor = attainment_bound(p, demand, serving, TARGETS, floor=floors(cfg, p))
+    took = time.perf_counter() - clock
+    log.info("demand, references, forecasts (warm-up %d h from %s): %.0f s", warm, begin, took)
+    return Bench(
+        a, cfg, quantiles, names, families, start, stop, p, demand, serving, wb, clair, warm,
+        replayed, inputs,
+    )  # fmt: skip
+
+
+def _bounds(b: Bench, clock: float) -> tuple[AttainmentBound, AttainmentBound]:
+    """The bound at per-window attainment: on every policy (no floors), and on every policy
+    keeping the availability floors (every family of the sweep keeps them)."""
+    if b.a.attainment_bound:
+        ab_free = attainment_bound(b.p, b.demand, b.serving, TARGETS)
+        ab_floor = attainment_bound(b.p, b.demand, b.serving, TARGETS, floor=floors(b.cfg, b.p))
     else:
         ab_free = ab_floor = AttainmentBound(float("nan"), {}, 0)
-    log.info(
-        "attainment bounds %.1f / %.1f GPU-h (no floors / floors): %.0f s",
-        ab_free.gpu_hours,
-        ab_floor.gpu_hours,
-        time.perf_counter() - clock,
-    )
-    cache = Path(a.plans_cache) if a.plans_cache else None
-    plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in names}
-    records: dict[str, dict[str, list[str]]] = {}
+    gpu_h, took = (ab_free.gpu_hours, ab_floor.gpu_hours), time.perf_counter() - clock
+    log.info("attainment bounds %.1f / %.1f GPU-h (no floors / floors): %.0f s", *gpu_h, took)
+    return ab_free, ab_floor
 
-    def cfg_of(v: str, q: float) -> FleetConfig:
-        return at_quantile(variant(cfg, v, a.attainment), q)
 
-    def cached(v: str, q: float) -> Path | None:
-        """The cache file of variant ``v`` at ``q``: keyed on the window, its warm-up, the
-        warehouse and the one config hash (solver limits, deterministic or not, included)."""
-        tag = f"{cache_window(a, start, warm)}-{v}-q{q:g}-a{a.attainment:g}"
-        tag += "-oracle" if a.oracle else ""
-        return cache / f"{tag}-{config_hash(cfg_of(v, q))}.pkl" if cache else None
-
+def _plans(
+    b: Bench, pool: Executor, clock: float
+) -> tuple[dict[str, dict[float, PlanTargets]], dict[str, PlanRecord]]:
+    """Each variant's plan targets per quantile (and at ``--rise-quantile``): read from the
+    cache unless ``--plans-only``, the rest solved on ``pool`` and stored; their records."""
+    a = b.a
     if a.rise_quantile is not None and a.rise_quantile not in QUANTILES:
         raise SystemExit(f"--rise-quantile {a.rise_quantile} is not a stored quantile {QUANTILES}")
-    made = quantiles + ([a.rise_quantile] if a.rise_quantile is not None else [])
-    for v in names:
-        for q in made:
-            path = cached(v, q)
-            if path is not None and path.exists() and not a.plans_only:
-                plans[v][q] = pickle.loads(path.read_bytes())
-                ids = path.with_suffix(".ids.json")
-                if ids.exists():
-                    records[f"{v} q{q:g}"] = json.loads(ids.read_text())
-    jobs = [(v, q) for v in names for q in made if q not in plans[v]]
-    metered = 60 * warm
-    with _pool(a.workers) as pool:
-        seqs = list(
-            pool.map(plan_sequence_from, [cfg_of(v, q) for v, q in jobs], [inputs] * len(jobs))
-        )
-        log.info("plans: %.0f s (%d made, the rest cached)", time.perf_counter() - clock, len(jobs))
-        for (v, q), seq in zip(jobs, seqs, strict=True):
-            plans[v][q] = plan_targets(seq, p)
-            records[f"{v} q{q:g}"] = plan_record(seq)
-            path = cached(v, q)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(pickle.dumps(plans[v][q]))
-                path.with_suffix(".ids.json").write_text(json.dumps(records[f"{v} q{q:g}"]))
-        bad = plan_report(records)
-        if a.plans_only:
-            if a.out:
-                Path(a.out).write_text(json.dumps({"plan_ids": records}, indent=1))
-            return 1 if bad else 0
-        futures = [
-            ("", pool.submit(run_point, pt, p, replayed, {}, wb, clair, serving, metered))
-            for pt in grid(families, quantiles)
+    made = b.quantiles + ([a.rise_quantile] if a.rise_quantile is not None else [])
+    keys = [(v, q) for v in b.names for q in made]
+    jobs = [(b.cfg_of(v, q), b.cached(v, q)) for v, q in keys]
+    n = sum(path is None or a.plans_only or not path.exists() for _, path in jobs)
+    targets, recs = plans_for(jobs, b.inputs, b.p, pool, read=not a.plans_only)
+    log.info("plans: %.0f s (%d made, the rest cached)", time.perf_counter() - clock, n)
+    plans: dict[str, dict[float, PlanTargets]] = {v: {} for v in b.names}
+    for (v, q), t in zip(keys, targets, strict=True):
+        plans[v][q] = t
+    records = {f"{keys[i][0]} q{keys[i][1]:g}": rec for i, rec in recs.items()}
+    return plans, records
+
+
+def _replays(
+    b: Bench, plans: dict[str, dict[float, PlanTargets]], pool: Executor
+) -> list[dict[str, Any]]:
+    """Every reactive point once and every plan point per variant (LT-F banded at
+    ``--rise-quantile``), over warm-up and window, the window metered; a plan row names its
+    variant."""
+
+    def submit(pt: Point, targets: dict[float, PlanTargets]) -> Future[dict[str, Any]]:
+        refs = (b.wb, b.clair, b.serving, 60 * b.warm)
+        return pool.submit(run_point, pt, b.p, b.replayed, targets, *refs)
+
+    futures = [("", submit(pt, {})) for pt in grid(b.families, b.quantiles)]
+    for v in b.names:
+        futures += [
+            (v, submit(pt, plans[v]))
+            for pt in banded(plan_grid(b.quantiles, slo_layer=b.a.slo_layer), b.a.rise_quantile)
         ]
-        for v in names:
-            futures += [
-                (v, pool.submit(run_point, pt, p, replayed, plans[v], wb, clair, serving, metered))
-                for pt in banded(plan_grid(quantiles, slo_layer=a.slo_layer), a.rise_quantile)
-            ]
-        rows = []
-        for v, f in futures:
-            r = f.result()
-            if v:
-                r["variant"] = v
-            rows.append(r)
-    log.info("replays: %.0f s", time.perf_counter() - clock)
-    with_attainment_bound(rows, ab_floor.gpu_hours)
+    rows = []
+    for v, f in futures:
+        r = f.result()
+        if v:
+            r["variant"] = v
+        rows.append(r)
+    return rows
+
+
+def _summary(
+    b: Bench, rows: list[dict[str, Any]], bounds: tuple[AttainmentBound, AttainmentBound]
+) -> dict[str, Any]:
+    """The window, its references and each variant's frontier (the reactive rows with that
+    variant's plan rows)."""
+    ab_free, ab_floor = bounds
     base_rows = [r for r in rows if r["family"] != "plan"]
-    out: dict[str, Any] = {
-        "window": [str(start), str(stop)],
+    return {
+        "window": [str(b.start), str(b.stop)],
         "references": {
-            "work_bound_gpu_hours": round(wb, 2),
-            "clairvoyant_gpu_hours": round(clair.gpu_hours, 2),
-            "clairvoyant_unpacked_gpu_hours": round(clair.unpacked_gpu_hours, 2),
-            "clairvoyant_reachable": clair.reachable,
-            "floor_gpu_hours": round(clair.floor_gpu_hours, 2),
+            "work_bound_gpu_hours": round(b.wb, 2),
+            "clairvoyant_gpu_hours": round(b.clair.gpu_hours, 2),
+            "clairvoyant_unpacked_gpu_hours": round(b.clair.unpacked_gpu_hours, 2),
+            "clairvoyant_reachable": b.clair.reachable,
+            "floor_gpu_hours": round(b.clair.floor_gpu_hours, 2),
             "attainment_bound_gpu_hours": round(ab_floor.gpu_hours, 2),
             "attainment_bound_no_floor_gpu_hours": round(ab_free.gpu_hours, 2),
             "attainment_bound_prices": ab_floor.prices,
         },
         "frontier": {
-            v: frontier(base_rows + [r for r in rows if r.get("variant") == v]) for v in names
+            v: frontier(base_rows + [r for r in rows if r.get("variant") == v]) for v in b.names
         },
-        "seconds": round(time.perf_counter() - clock, 1),
-        "warmup_hours": warm,
-        "plan_ids": records,
-        "determinism_lost": bad,
     }
-    print(f"window {start} .. {stop}; references {out['references']}")
+
+
+def _print_frontiers(out: dict[str, Any], names: list[str]) -> None:
+    """Per variant the plan family's cheapest point meeting the targets (the reactive
+    families' once) against the reactive families, the clairvoyant fleet and the bound."""
+    print(f"window {out['window'][0]} .. {out['window'][1]}; references {out['references']}")
     for v, fr in out["frontier"].items():
         for fam, best in fr.items():
             if fam != "plan" and v != names[0]:
@@ -374,20 +344,50 @@ def main(argv: list[str] | None = None) -> int:
                 f"{best['vs_bound']:.2f}  vs attainment bound {best['vs_attainment_bound']:.2f}"
                 f"  util {best['utilisation']:.2f}  {best['policy']}"
             )
-    for v in names:  # the plan family's best IW-F/IW-N per variant, met or not
+
+
+def _print_plan_modes(rows: list[dict[str, Any]], names: list[str]) -> None:
+    """Per variant the plan family's highest attainment (met or not) and its best point per
+    plan mode (LT-R with the SLO dials apart)."""
+    base_rows = [r for r in rows if r["family"] != "plan"]
+    for v in names:
         mine = [r for r in rows if r.get("variant") == v]
         top = max(mine, key=lambda r: (r["IW-F_sla"] + r["IW-N_sla"], -r["gpu_hours"]))
         print(
             f"plan[{v}] highest attainment: IW-F {top['IW-F_sla']:.4f} IW-N {top['IW-N_sla']:.4f}"
             f" NIW {top['niw_on_time']:.4f} at {top['gpu_hours']:,.0f} GPU-h ({top['policy']})"
         )
-    for v in names:  # the plan family's best point per plan mode (LT-R with the SLO dials apart)
+    for v in names:
         for kind in ("lt-i", "lt-u", "lt-ua", "lt-r", "lt-r+slo-dials", "lt-f"):
-            mine = [r for r in rows if r.get("variant") == v and _kind(r) == kind]
+            mine = [r for r in rows if r.get("variant") == v and plan_kind(r) == kind]
             best = frontier(base_rows + mine).get("plan")
             text = "none meets" if best is None else f"{best['gpu_hours']:,.0f} GPU-h"
             extra = "" if best is None else f" ({best['policy']})"
             print(f"plan[{v}] {kind:15s} {text}{extra}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    clock = time.perf_counter()
+    b = _setup(a, clock)
+    bounds = _bounds(b, clock)
+    with _pool(a.workers) as pool:
+        plans, records = _plans(b, pool, clock)
+        lines, bad = plan_report(records)
+        print("\n".join(lines))
+        if a.plans_only:
+            if a.out:
+                Path(a.out).write_text(json.dumps({"plan_ids": records}, indent=1))
+            return 1 if bad else 0
+        rows = _replays(b, plans, pool)
+    log.info("replays: %.0f s", time.perf_counter() - clock)
+    with_attainment_bound(rows, bounds[1].gpu_hours)
+    out = _summary(b, rows, bounds)
+    out |= {"seconds": round(time.perf_counter() - clock, 1), "warmup_hours": b.warm}
+    out |= {"plan_ids": records, "determinism_lost": bad}
+    _print_frontiers(out, b.names)
+    _print_plan_modes(rows, b.names)
     if a.out:
         Path(a.out).write_text(json.dumps({**out, "results": rows}, indent=1, default=str))
     return 0
