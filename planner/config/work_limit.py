@@ -7,9 +7,10 @@ limit SCIP stops on its node limit (``limits/nodes``, with at most ``root_cut_ro
 rounds of cuts at the root) or the gap (``planner.mip_gap``), the starts' LPs run to their
 end, and nothing reads the clock: single-threaded SCIP with the same parameters and seed then
 makes the same plan on any machine at any load (what a comparison of policies or a
-reproducible backfill needs). ``cap_s`` stays as a wall-clock safety cap per plan; if it
-binds, the plan is published with a note and an error is logged ("determinism lost"), never
-silently (planner.ilp.planner.make_plan).
+reproducible backfill needs). ``cap_s`` stays as a wall-clock safety cap per solve (the
+relaxation, each start's LP and SCIP each get all of it); if one stops on it, the plan is
+published with a note and an error is logged ("determinism lost"), never silently
+(planner.ilp.planner.make_plan).
 """
 
 from __future__ import annotations
@@ -32,5 +33,5 @@ class WorkLimit(BaseModel):
         default=0, ge=-1, description="SCIP separating/maxroundsroot (-1: SCIP's, no limit)"
     )
     cap_s: float = Field(
-        default=600.0, gt=0, description="wall-clock safety cap per plan; binding is an error"
+        default=600.0, gt=0, description="wall-clock safety cap per solve; binding is an error"
     )

@@ -151,7 +151,7 @@ def _cap_note(settings: SolverSettings, status: str, timed_out: int) -> tuple[st
     read from the solves' statuses (never from elapsed time): SCIP stopped on time, or
     ``timed_out`` of the starts' LPs did. The cap is per solve (the relaxation, each rounding
     and repacking LP and SCIP each get all of it), so a plan may take several caps."""
-    if not settings.deterministic or (status != "timelimit" and timed_out == 0):
+    if status != "timelimit" and timed_out == 0:
         return ()
     return _lost_note(
         settings,
