@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import pickle
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,6 +43,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.plan_cache import read_plans
 from flows.sweep import replay_setup
 from planner.config import load_config
 from planner.sim.fluid import simulate
@@ -65,7 +65,7 @@ class Recorded(PlanRamp):
 
     def rise(self, h: int) -> Array:
         up = super().rise(h)
-        return up if self.gate is None else np.where(self.gate[min(h, len(self.gate) - 1)], up, 0.0)
+        return up if self.gate is None else np.where(self.gate[h], up, 0.0)
 
     def _move_floor(self, t: int) -> bool:
         before = self._extra.copy()
@@ -82,6 +82,42 @@ def recorded(
     base = layered(point.params, p, seq.hourly, point.label)
     kept = {f.name: getattr(base, f.name) for f in fields(base) if f.init}
     return Recorded(**{**kept, **over}, gate=gate)
+
+
+def window_plans(path: Path, start: pd.Timestamp, hours: int) -> PlanTargets:
+    """The plans of ``path`` (a ``bench/levers.py`` plan cache file) for the ``hours`` hours
+    from ``start``, the replayed window: a plan for an hour outside it (a file of a longer
+    window, or of a levers run's warm-up before it) is not bought, as in levers' replay of
+    that window. Each plan's hour is read from the record beside the file (a plan id names its
+    first hour); a file stored without one is taken to start at ``start``."""
+    got = read_plans(path)
+    if got is None:
+        raise SystemExit(f"{path}: no such plan file")
+    seq, record = got
+    first = 0
+    if record is None:
+        log.warning("%s: no plan record beside it; its first plan taken to be for %s", path, start)
+    else:
+        at = [pd.to_datetime(i.split("-")[1], format="%Y%m%dT%H%M") for i in record["ids"]]
+        if start not in at:
+            raise SystemExit(
+                f"{path}: no plan for the window's first hour {start} (plans {at[0]} .. {at[-1]})"
+            )
+        first = at.index(start)
+    if len(seq.hourly) < first + hours:
+        raise SystemExit(
+            f"{path}: {len(seq.hourly) - first} plans from {start}, the window has {hours} h"
+        )
+    return PlanTargets(seq.hourly[first : first + hours], seq.expected[first : first + hours])
+
+
+def bought_per_hour(lt_f: Recorded, like: Array) -> Array:
+    """[H, r, m] (the shape of ``like``) what ``lt_f`` bought ahead of each hour of the
+    window."""
+    bought = np.zeros_like(like)
+    for h, b in lt_f.bought.items():
+        bought[h] = b
+    return bought
 
 
 def best_points(path: Path) -> tuple[Point, Point]:
@@ -197,17 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
     start, _, p, demand, serving, _, clair = replay_setup(con, cfg, a.hours, end)
     con.close()
-    seq: PlanTargets = pickle.loads(Path(a.plans).read_bytes())
+    real = interactive_load(p, demand)
+    H = real.shape[0]
+    seq = window_plans(Path(a.plans), start, H)
     slo, ramp = best_points(Path(a.levers))
     if a.ramp:  # LT-F at other dials, e.g. the slo-reactive point's own
         ramp = Point("plan", {**ramp.params, **json.loads(a.ramp)})
-    real = interactive_load(p, demand)
-    H = real.shape[0]
     came = np.zeros((H, *real.shape[1:]), bool)
     came[1:] = np.diff(real, axis=0) > a.eps
     lower = {}
     if a.lower:
-        band = pickle.loads(Path(a.lower).read_bytes()).hourly
+        band = window_plans(Path(a.lower), start, H).hourly
         lower["band ramps"] = recorded(ramp, p, seq, None, lower=band)
     runs: dict[str, Any] = {
         "slo-reactive": simulate(p, demand, build_policy(slo, p, demand, {}), serving=serving)
@@ -229,15 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         k: v.instances["instances"].to_numpy().reshape(-1, *gpi.shape)[:H] * gpi
         for k, v in runs.items()
     }
-    bought = np.zeros_like(real)
-    for h, b in pols["LT-F"].bought.items():
-        bought[h] = b
+    bought = bought_per_hour(pols["LT-F"], real)
     delta = inst["LT-F"] - inst["slo-reactive"]
     show_pools(p, split(delta, bought, came, a.tail), delta.sum(axis=0), (bought * gpi).sum(axis=0))
     cols = {k: hourly_metered(v, H) for k, v in runs.items()}
     cols["LT-F bought"] = (bought * gpi).sum(axis=(1, 2))
     show_hours(start, cols)
-    show_rises(p, seq.expected[:H], real, bought, a.eps)
+    show_rises(p, seq.expected, real, bought, a.eps)
     return 0
 
 
