@@ -214,7 +214,7 @@ def show_rises(p: Any, fc: Array, real: Array, bought: Array, eps: float) -> Non
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/servegen.yaml")
     ap.add_argument("--warehouse", required=True)
@@ -226,7 +226,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ramp", default=None, help="JSON params overriding LT-F's point")
     ap.add_argument("--tail", type=int, default=3, help="hours after a purchase counted apart")
     ap.add_argument("--eps", type=float, default=0.5, help="smallest rise counted (instances)")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def comparators(
+    ramp: Point, p: Any, seq: PlanTargets, came: np.ndarray, band: list[Any] | None
+) -> dict[str, Recorded]:
+    """LT-F and its comparators at LT-F's dials (module docstring), in the order printed;
+    ``band ramps`` only with ``band`` (the lower quantile's plans)."""
+    lower = {} if band is None else {"band ramps": recorded(ramp, p, seq, None, lower=band)}
+    return {
+        "LT-F": recorded(ramp, p, seq, None),
+        "buy is a step": recorded(ramp, p, seq, None, buy_is_step=True),
+        "no ramps": recorded(ramp, p, seq, np.zeros_like(came)),
+        **lower,
+        "oracle ramps": recorded(ramp, p, seq, came),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     cfg = load_config(a.config)
     con = duckdb.connect(a.warehouse, read_only=True)
@@ -241,38 +260,43 @@ def main(argv: list[str] | None = None) -> int:
         ramp = Point("plan", {**ramp.params, **json.loads(a.ramp)})
     came = np.zeros((H, *real.shape[1:]), bool)
     came[1:] = np.diff(real, axis=0) > a.eps
-    lower = {}
-    if a.lower:
-        band = window_plans(Path(a.lower), start, H).hourly
-        lower["band ramps"] = recorded(ramp, p, seq, None, lower=band)
+    band = window_plans(Path(a.lower), start, H).hourly if a.lower else None
+    pols = comparators(ramp, p, seq, came, band)
     runs: dict[str, Any] = {
         "slo-reactive": simulate(p, demand, build_policy(slo, p, demand, {}), serving=serving)
-    }
-    pols = {
-        "LT-F": recorded(ramp, p, seq, None),
-        "buy is a step": recorded(ramp, p, seq, None, buy_is_step=True),
-        "no ramps": recorded(ramp, p, seq, np.zeros_like(came)),
-        **lower,
-        "oracle ramps": recorded(ramp, p, seq, came),
     }
     for name, pol in pols.items():
         runs[name] = simulate(p, demand, pol, serving=serving)
     print(f"window from {start}, {H} h; slo-reactive {slo.label}; LT-F {ramp.label}")
     for name, res in runs.items():
         print(summary(name, res))
-    gpi = _gpus_per_instance(p, clair)
+    bought = bought_per_hour(pols["LT-F"], real)
+    tables(a, p, start, runs, bought, came, _gpus_per_instance(p, clair))
+    show_rises(p, seq.expected, real, bought, a.eps)
+    return 0
+
+
+def tables(
+    a: argparse.Namespace,
+    p: Any,
+    start: pd.Timestamp,
+    runs: dict[str, Any],
+    bought: Array,
+    came: np.ndarray,
+    gpi: Array,
+) -> None:
+    """The per-pool and per-hour tables of the replays ``runs`` (module docstring), instances
+    priced at ``gpi`` GPUs each."""
+    H = len(bought)
     inst = {
         k: v.instances["instances"].to_numpy().reshape(-1, *gpi.shape)[:H] * gpi
         for k, v in runs.items()
     }
-    bought = bought_per_hour(pols["LT-F"], real)
     delta = inst["LT-F"] - inst["slo-reactive"]
     show_pools(p, split(delta, bought, came, a.tail), delta.sum(axis=0), (bought * gpi).sum(axis=0))
     cols = {k: hourly_metered(v, H) for k, v in runs.items()}
     cols["LT-F bought"] = (bought * gpi).sum(axis=(1, 2))
     show_hours(start, cols)
-    show_rises(p, seq.expected, real, bought, a.eps)
-    return 0
 
 
 def _gpus_per_instance(p: Any, clair: Any) -> Array:
