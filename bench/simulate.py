@@ -47,8 +47,8 @@ from flows.warehouse.sqlfiles import run
 from planner.config import load_config
 from planner.sim.agreement import compare
 from planner.sim.capacity import load_latency_curves
-from planner.sim.demand import from_buckets
-from planner.sim.fleet import params_from_config
+from planner.sim.demand import MinuteDemand, from_buckets
+from planner.sim.fleet import FleetParams, params_from_config
 from planner.sim.fluid import simulate
 from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
 from planner.sim.profile import fit_context, profiles_for_config
@@ -92,30 +92,56 @@ def generate(path: Path, requests: int, days: int, shared: Path) -> None:
     tmp.replace(path)
 
 
+def fleet_log(args: argparse.Namespace) -> tuple[Path, float]:
+    """The synthetic log's Parquet file and the seconds generating it took (0 when it was
+    there): generated in a child process, so the RSS measured after is the replay's own."""
+    log_file = ROOT / "bench" / "out" / f"sim-{args.requests}-{args.days}d.parquet"
+    if log_file.exists():
+        return log_file, 0.0
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--generate",
+            str(log_file),
+            "--requests",
+            str(args.requests),
+            "--days",
+            str(args.days),
+            "--shared",
+            str(args.shared),
+        ],
+        check=True,
+    )
+    return log_file, time.perf_counter() - started
+
+
+def replay_policies(
+    p: FleetParams, demand: MinuteDemand, rows: int, bucket_s: float
+) -> dict[str, dict[str, float | int]]:
+    """Per policy (reactive and siloed, as the evaluation builds them) its replay's seconds,
+    the log's requests per second of replay (buckets included) and the requests counted."""
+    results: dict[str, dict[str, float | int]] = {}
+    for policy in make_policies(["reactive", "siloed"], p, demand, {}):  # the evaluation's own
+        t0 = time.perf_counter()
+        result = simulate(p, demand, policy)
+        sim_s = time.perf_counter() - t0
+        counted = sum(o.counts()["requests"] for o in result.tiers.values())
+        results[policy.name] = {
+            "simulate_s": round(sim_s, 2),
+            "replay_s": round(sim_s + bucket_s, 2),
+            "requests_per_s": round(rows / (sim_s + bucket_s)),
+            "requests_counted": counted,
+        }
+    return results
+
+
 def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     """The 10 M-request log through the fleet fluid simulator (reactive and siloed)."""
     cfg = load_config()
     spec = SynthSpec(days=args.days, seed=3, requests_per_day=args.requests // args.days)
-    log_file = ROOT / "bench" / "out" / f"sim-{args.requests}-{args.days}d.parquet"
-    generate_s = 0.0
-    if not log_file.exists():  # generated in a child process: RSS below is the replay's own
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--generate",
-                str(log_file),
-                "--requests",
-                str(args.requests),
-                "--days",
-                str(args.days),
-                "--shared",
-                str(args.shared),
-            ],
-            check=True,
-        )
-        generate_s = time.perf_counter() - started
+    log_file, generate_s = fleet_log(args)
     con = duckdb.connect()
     con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{log_file}')")
     # the replay reads minute aggregates beside the rows (none here): the warehouse's own table
@@ -129,18 +155,7 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     demand = from_buckets(buckets, base, start, end)
     p = params_from_config(cfg, demand.input_share(base))
     bucket_s = time.perf_counter() - t0
-    results = {}
-    for policy in make_policies(["reactive", "siloed"], p, demand, {}):  # the evaluation's own
-        t0 = time.perf_counter()
-        result = simulate(p, demand, policy)
-        sim_s = time.perf_counter() - t0
-        counted = sum(o.counts()["requests"] for o in result.tiers.values())
-        results[policy.name] = {
-            "simulate_s": round(sim_s, 2),
-            "replay_s": round(sim_s + bucket_s, 2),
-            "requests_per_s": round(rows / (sim_s + bucket_s)),
-            "requests_counted": counted,
-        }
+    results = replay_policies(p, demand, rows, bucket_s)
     return {
         "requests": rows,
         "days": args.days,
