@@ -38,6 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -63,6 +64,7 @@ from calibrate import servegen_rows
 ROOT = Path(__file__).resolve().parents[1]
 MINUTES_TABLE = (ROOT / "sql" / "migrations" / "0019_create_demand_minutes.sql").read_text()
 PERF_FILE = "perf_model_4_models.csv"
+MODEL, VM = "llama2-70b", "a100x8"  # the agreement's pool
 
 
 def peak_rss_gb() -> float:
@@ -166,34 +168,54 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def agreement(args: argparse.Namespace) -> dict[str, object]:
-    """Calibrated pool fluid against the iteration-level reference (module docstring)."""
-    cfg = load_config()
-    model, vm = "llama2-70b", "a100x8"
-    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
-        (model, vm)
-    ]
+def agreement_trace(
+    args: argparse.Namespace, cfg: Any, targets: list[Any], max_context: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """The held-out trace's rows (``--day``, ``--start-hour``, ``--hours``, ``--scale``,
+    ``--seed``), each request's tier (index into ``targets``) and its prompt and output
+    sizes as a Llama2-70B deployment receives them (clipped to its ``max_context`` window)."""
     source = args.shared / "data" / "servegen" / "language" / "m-mid"
     start_s = args.day * 86400.0 + args.start_hour * 3600.0
-    rows = servegen_rows(cfg, source, model, start_s, args.hours, args.scale, seed=args.seed)
+    rows = servegen_rows(cfg, source, MODEL, start_s, args.hours, args.scale, seed=args.seed)
     rows = rows[rows["t"] < args.hours * 3600.0]
-    targets = tier_targets(cfg)
     tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
-    # the sizes a Llama2-70B deployment receives: clipped to its 4,096-token window
     prompt, output = fit_context(
         rows["input_tokens"].to_numpy(np.int64),
         rows["output_tokens"].to_numpy(np.int64),
-        prof.max_context,
+        max_context,
     )
+    return rows, tier, prompt, output
+
+
+def agreement_curves(
+    args: argparse.Namespace,
+    prof: Any,
+    targets: list[Any],
+    sizes: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[LatencyCurves, float]:
+    """The latency curves the curves' fluid reads (``--curves``: the stored ones, or measured
+    on the trace's own ``sizes``: prompt, output, tier) and the seconds measuring took."""
     t0 = time.perf_counter()
     if args.curves == "trace":
+        prompt, output, tier = sizes
         table = measure_curve(prof, targets, prompt, output, args.requests_per_point, tier=tier)
-        lc = LatencyCurves.from_frame(table.assign(model=model, vm_type=vm))
+        lc = LatencyCurves.from_frame(table.assign(model=MODEL, vm_type=VM))
     else:
         lc = load_latency_curves()
-    curve_s = time.perf_counter() - t0
-    curves = [lc.curve(model, vm, t.tier) for t in targets]
-    kappa = lc.capacity[(model, vm)]
+    return lc, time.perf_counter() - t0
+
+
+def agreement(args: argparse.Namespace) -> dict[str, object]:
+    """Calibrated pool fluid against the iteration-level reference (module docstring)."""
+    cfg = load_config()
+    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
+        (MODEL, VM)
+    ]
+    targets = tier_targets(cfg)
+    rows, tier, prompt, output = agreement_trace(args, cfg, targets, prof.max_context)
+    lc, curve_s = agreement_curves(args, prof, targets, (prompt, output, tier))
+    curves = [lc.curve(MODEL, VM, t.tier) for t in targets]
+    kappa = lc.capacity[(MODEL, VM)]
     result = compare(
         rows["t"].to_numpy(float),
         prompt,
@@ -205,10 +227,6 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         kappa,
         args.instances,
     )
-    interactive = [r for r in result.rows if r.tier != targets[-1].tier]
-    worst = max(abs(r.fluid_sla - r.reference_sla) for r in interactive)
-    err = [abs(r.fluid_sla - r.reference_sla) for r in interactive]
-    curve_err = [abs(r.curve_sla - r.reference_sla) for r in interactive]
     fluid_rate = result.requests / result.fluid_s
     ref_rate = result.requests / result.reference_s
     return {
@@ -226,7 +244,19 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "curve_fluid_requests_per_s": round(result.requests / result.curve_s),
         "reference_requests_per_s": round(ref_rate),
         "fluid_over_reference": round(fluid_rate / ref_rate, 1),
-        "max_abs_error_points": round(100 * worst, 2),
+        **agreement_errors(result.rows, targets[-1].tier),
+    }
+
+
+def agreement_errors(rows: list[Any], niw: str) -> dict[str, object]:
+    """Over the interactive rows (every tier but ``niw``): each fluid's (the model's and the
+    curves') largest and mean absolute error against the reference in points and its rows
+    within 1 point; then every row's attainments (``agreement``)."""
+    interactive = [r for r in rows if r.tier != niw]
+    err = [abs(r.fluid_sla - r.reference_sla) for r in interactive]
+    curve_err = [abs(r.curve_sla - r.reference_sla) for r in interactive]
+    return {
+        "max_abs_error_points": round(100 * max(err), 2),
         "mean_abs_error_points": round(100 * float(np.mean(err)), 2),
         "rows_within_1_point": sum(e <= 0.01 for e in err),
         "curve_max_abs_error_points": round(100 * max(curve_err), 2),
@@ -241,7 +271,7 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
                 "reference_sla": round(r.reference_sla, 4),
                 "curve_sla": round(r.curve_sla, 4),
             }
-            for r in result.rows
+            for r in rows
         ],
     }
 
