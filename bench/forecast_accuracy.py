@@ -189,6 +189,22 @@ def _candidates(spec: str) -> list[str] | None:
 
 
 def print_table(label: str, result: dict[str, Any]) -> None:
+    """One run's report: its header, the deployed figures per metric and lead, the
+    nowcast's, the unshifted run's overall figures and choices, and the bands' (if any)."""
+    _print_header(label, result)
+    _print_leads(result)
+    _print_nowcast(result)
+    print(
+        "overall (unshifted run, fold means, as `sageserve backtest`):",
+        {k: round(v, 4) for k, v in result["overall"].items()},
+    )
+    print("chosen:", result.get("chosen"))
+    if result.get("bands"):
+        print_bands(result)
+
+
+def _print_header(label: str, result: dict[str, Any]) -> None:
+    """What the figures rest on, and the per-lead table's column heads."""
     scored = result["deployed_origins"]
     hours = sorted({o[11:16] for o in scored})
     print(
@@ -202,6 +218,10 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s} "
         f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s} {'band pts/orig':>13s}"
     )
+
+
+def _print_leads(result: dict[str, Any]) -> None:
+    """The deployed choice's figures per metric and lead, and how the band is read."""
     nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         for lead, s in leads.items():
@@ -225,6 +245,11 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         "single worst origin; band pts/orig: the points and origins the band is scored on "
         "(conformal: origins with earlier folds, not a selection's first)"
     )
+
+
+def _print_nowcast(result: dict[str, Any]) -> None:
+    """What each lead means, and the nowcast's figures per metric and lead."""
+    nan = float("nan")
     from planner.forecast.horizon import lead_definitions
 
     print("leads (origin t = the newest complete hour):")
@@ -256,13 +281,6 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 if s
             )
         )
-    print(
-        "overall (unshifted run, fold means, as `sageserve backtest`):",
-        {k: round(v, 4) for k, v in result["overall"].items()},
-    )
-    print("chosen:", result.get("chosen"))
-    if result.get("bands"):
-        print_bands(result)
 
 
 def _parser() -> argparse.ArgumentParser:
