@@ -38,21 +38,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from flows.warehouse.sqlfiles import run
-from planner.config import load_config
-from planner.sim.agreement import compare
+from planner.config import FleetConfig, load_config
+from planner.sim.agreement import AgreementRow, compare
 from planner.sim.capacity import load_latency_curves
 from planner.sim.demand import MinuteDemand, from_buckets
 from planner.sim.fleet import FleetParams, params_from_config
 from planner.sim.fluid import simulate
-from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
-from planner.sim.profile import fit_context, profiles_for_config
+from planner.sim.latency import LatencyCurves, TierTarget, measure_curve, tier_targets
+from planner.sim.profile import InstanceProfile, fit_context, profiles_for_config
 from planner.sim.scenario import make_policies
 from planner.utc import naive_utc
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
@@ -169,7 +168,7 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
 
 
 def agreement_trace(
-    args: argparse.Namespace, cfg: Any, targets: list[Any], max_context: int
+    args: argparse.Namespace, cfg: FleetConfig, targets: list[TierTarget], max_context: int
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """The held-out trace's rows (``--day``, ``--start-hour``, ``--hours``, ``--scale``,
     ``--seed``), each request's tier (index into ``targets``) and its prompt and output
@@ -189,8 +188,8 @@ def agreement_trace(
 
 def agreement_curves(
     args: argparse.Namespace,
-    prof: Any,
-    targets: list[Any],
+    prof: InstanceProfile,
+    targets: list[TierTarget],
     sizes: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> tuple[LatencyCurves, float]:
     """The latency curves the curves' fluid reads (``--curves``: the stored ones, or measured
@@ -248,7 +247,7 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def agreement_errors(rows: list[Any], niw: str) -> dict[str, object]:
+def agreement_errors(rows: list[AgreementRow], niw: str) -> dict[str, object]:
     """Over the interactive rows (every tier but ``niw``): each fluid's (the model's and the
     curves') largest and mean absolute error against the reference in points and its rows
     within 1 point; then every row's attainments (``agreement``)."""
