@@ -74,10 +74,9 @@ def evaluate(
     on its first run and read from after (delete it when the model changes)."""
     import pandas as pd
 
-    from flows.forecasting import load_demand, settings_from_config
+    from flows.forecasting import settings_from_config
     from flows.warehouse.connection import connect
-    from planner.forecast.horizon import deployed_hours, summarize
-    from planner.forecast.series import build_panel
+    from planner.forecast.horizon import deployed_hours
     from reports.backtest import aggregate
 
     cfg = _config(candidates, champion)
@@ -96,18 +95,46 @@ def evaluate(
             deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
             rows.append(with_nowcast(con, deployed, as_of, settings))
             if bands:
-                demand = load_demand(con, as_of, settings.history_h)
-                panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
-                for spec, part in band_rows(selection, panel, settings.backtest, bands).items():
+                for spec, part in _bands_of(con, selection, as_of, settings, bands).items():
                     by_band[spec].append(part)
             origins += [str(o) for o in sorted(selection.deployed["origin"].unique())]
             if not out:
                 out = aggregate(selection)
                 out["series"] = len(selection.fitted)
     pooled = pd.concat(rows, ignore_index=True)
+    return _pooled(out, pooled, by_band, walls, origins, settings, cfg)
+
+
+def _bands_of(
+    con: Any, selection: Any, as_of: Any, settings: Any, bands: tuple[str, ...]
+) -> dict[str, Any]:
+    """Per band spec, ``selection``'s rows re-calibrated with it (:mod:`forecast_bands`) on
+    the warehouse's panel as of ``as_of``."""
+    from flows.forecasting import load_demand
+    from planner.forecast.series import build_panel
+
+    demand = load_demand(con, as_of, settings.history_h)
+    panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
+    return band_rows(selection, panel, settings.backtest, bands)
+
+
+def _pooled(
+    out: dict[str, Any],
+    pooled: Any,
+    by_band: dict[str, list[Any]],
+    walls: list[float],
+    origins: list[str],
+    settings: Any,
+    cfg: Any,
+) -> dict[str, Any]:
+    """``out`` (the unshifted run's figures) with the figures pooled over every selection:
+    per metric and lead of the deployed rows ``pooled`` (and of each band's, when any), and
+    what they rest on (each selection's wall time ``walls``, every deployed origin)."""
+    from planner.forecast.horizon import summarize
+
     out["by_horizon"] = summarize(pooled, LEADS)
     out["rows"] = pooled
-    if bands:
+    if by_band:
         out |= score_bands(by_band, LEADS)
     out["selection_s"] = round(walls[0], 1)
     out["nowcast_minutes"] = settings.nowcast_minutes
@@ -162,6 +189,22 @@ def _candidates(spec: str) -> list[str] | None:
 
 
 def print_table(label: str, result: dict[str, Any]) -> None:
+    """One run's report: its header, the deployed figures per metric and lead, the
+    nowcast's, the unshifted run's overall figures and choices, and the bands' (if any)."""
+    _print_header(label, result)
+    _print_leads(result)
+    _print_nowcast(result)
+    print(
+        "overall (unshifted run, fold means, as `sageserve backtest`):",
+        {k: round(v, 4) for k, v in result["overall"].items()},
+    )
+    print("chosen:", result.get("chosen"))
+    if result.get("bands"):
+        print_bands(result)
+
+
+def _print_header(label: str, result: dict[str, Any]) -> None:
+    """What the figures rest on, and the per-lead table's column heads."""
     scored = result["deployed_origins"]
     hours = sorted({o[11:16] for o in scored})
     print(
@@ -175,6 +218,10 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         f"{'vs sn24':>8s} {'sn168':>6s} {'vs sn168':>8s} {'pinball':>7s} {'95% band':>8s} "
         f"{'±se':>5s} {'below':>6s} {'above':>6s} {'worst':>6s} {'band pts/orig':>13s}"
     )
+
+
+def _print_leads(result: dict[str, Any]) -> None:
+    """The deployed choice's figures per metric and lead, and how the band is read."""
     nan = float("nan")
     for metric, leads in result["by_horizon"].items():
         for lead, s in leads.items():
@@ -198,6 +245,11 @@ def print_table(label: str, result: dict[str, Any]) -> None:
         "single worst origin; band pts/orig: the points and origins the band is scored on "
         "(conformal: origins with earlier folds, not a selection's first)"
     )
+
+
+def _print_nowcast(result: dict[str, Any]) -> None:
+    """What each lead means, and the nowcast's figures per metric and lead."""
+    nan = float("nan")
     from planner.forecast.horizon import lead_definitions
 
     print("leads (origin t = the newest complete hour):")
@@ -229,13 +281,6 @@ def print_table(label: str, result: dict[str, Any]) -> None:
                 if s
             )
         )
-    print(
-        "overall (unshifted run, fold means, as `sageserve backtest`):",
-        {k: round(v, 4) for k, v in result["overall"].items()},
-    )
-    print("chosen:", result.get("chosen"))
-    if result.get("bands"):
-        print_bands(result)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import pickle
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,6 +43,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from flows.plan_cache import read_plans
 from flows.sweep import replay_setup
 from planner.config import load_config
 from planner.sim.fluid import simulate
@@ -65,7 +65,7 @@ class Recorded(PlanRamp):
 
     def rise(self, h: int) -> Array:
         up = super().rise(h)
-        return up if self.gate is None else np.where(self.gate[min(h, len(self.gate) - 1)], up, 0.0)
+        return up if self.gate is None else np.where(self.gate[h], up, 0.0)
 
     def _move_floor(self, t: int) -> bool:
         before = self._extra.copy()
@@ -82,6 +82,42 @@ def recorded(
     base = layered(point.params, p, seq.hourly, point.label)
     kept = {f.name: getattr(base, f.name) for f in fields(base) if f.init}
     return Recorded(**{**kept, **over}, gate=gate)
+
+
+def window_plans(path: Path, start: pd.Timestamp, hours: int) -> PlanTargets:
+    """The plans of ``path`` (a ``bench/levers.py`` plan cache file) for the ``hours`` hours
+    from ``start``, the replayed window: a plan for an hour outside it (a file of a longer
+    window, or of a levers run's warm-up before it) is not bought, as in levers' replay of
+    that window. Each plan's hour is read from the record beside the file (a plan id names its
+    first hour); a file stored without one is taken to start at ``start``."""
+    got = read_plans(path)
+    if got is None:
+        raise SystemExit(f"{path}: no such plan file")
+    seq, record = got
+    first = 0
+    if record is None:
+        log.warning("%s: no plan record beside it; its first plan taken to be for %s", path, start)
+    else:
+        at = [pd.to_datetime(i.split("-")[1], format="%Y%m%dT%H%M") for i in record["ids"]]
+        if start not in at:
+            raise SystemExit(
+                f"{path}: no plan for the window's first hour {start} (plans {at[0]} .. {at[-1]})"
+            )
+        first = at.index(start)
+    if len(seq.hourly) < first + hours:
+        raise SystemExit(
+            f"{path}: {len(seq.hourly) - first} plans from {start}, the window has {hours} h"
+        )
+    return PlanTargets(seq.hourly[first : first + hours], seq.expected[first : first + hours])
+
+
+def bought_per_hour(lt_f: Recorded, like: Array) -> Array:
+    """[H, r, m] (the shape of ``like``) what ``lt_f`` bought ahead of each hour of the
+    window."""
+    bought = np.zeros_like(like)
+    for h, b in lt_f.bought.items():
+        bought[h] = b
+    return bought
 
 
 def best_points(path: Path) -> tuple[Point, Point]:
@@ -178,7 +214,7 @@ def show_rises(p: Any, fc: Array, real: Array, bought: Array, eps: float) -> Non
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/servegen.yaml")
     ap.add_argument("--warehouse", required=True)
@@ -190,55 +226,77 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ramp", default=None, help="JSON params overriding LT-F's point")
     ap.add_argument("--tail", type=int, default=3, help="hours after a purchase counted apart")
     ap.add_argument("--eps", type=float, default=0.5, help="smallest rise counted (instances)")
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    cfg = load_config(a.config)
-    con = duckdb.connect(a.warehouse, read_only=True)
-    end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
-    start, _, p, demand, serving, _, clair = replay_setup(con, cfg, a.hours, end)
-    con.close()
-    seq: PlanTargets = pickle.loads(Path(a.plans).read_bytes())
-    slo, ramp = best_points(Path(a.levers))
-    if a.ramp:  # LT-F at other dials, e.g. the slo-reactive point's own
-        ramp = Point("plan", {**ramp.params, **json.loads(a.ramp)})
-    real = interactive_load(p, demand)
-    H = real.shape[0]
-    came = np.zeros((H, *real.shape[1:]), bool)
-    came[1:] = np.diff(real, axis=0) > a.eps
-    lower = {}
-    if a.lower:
-        band = pickle.loads(Path(a.lower).read_bytes()).hourly
-        lower["band ramps"] = recorded(ramp, p, seq, None, lower=band)
-    runs: dict[str, Any] = {
-        "slo-reactive": simulate(p, demand, build_policy(slo, p, demand, {}), serving=serving)
-    }
-    pols = {
+    return ap
+
+
+def comparators(
+    ramp: Point, p: Any, seq: PlanTargets, came: np.ndarray, band: list[Any] | None
+) -> dict[str, Recorded]:
+    """LT-F and its comparators at LT-F's dials (module docstring), in the order printed;
+    ``band ramps`` only with ``band`` (the lower quantile's plans)."""
+    lower = {} if band is None else {"band ramps": recorded(ramp, p, seq, None, lower=band)}
+    return {
         "LT-F": recorded(ramp, p, seq, None),
         "buy is a step": recorded(ramp, p, seq, None, buy_is_step=True),
         "no ramps": recorded(ramp, p, seq, np.zeros_like(came)),
         **lower,
         "oracle ramps": recorded(ramp, p, seq, came),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    cfg = load_config(a.config)
+    con = duckdb.connect(a.warehouse, read_only=True)
+    end = pd.Timestamp(a.end).to_pydatetime() if a.end else None
+    start, _, p, demand, serving, _, clair = replay_setup(con, cfg, a.hours, end)
+    con.close()
+    real = interactive_load(p, demand)
+    H = real.shape[0]
+    seq = window_plans(Path(a.plans), start, H)
+    slo, ramp = best_points(Path(a.levers))
+    if a.ramp:  # LT-F at other dials, e.g. the slo-reactive point's own
+        ramp = Point("plan", {**ramp.params, **json.loads(a.ramp)})
+    came = np.zeros((H, *real.shape[1:]), bool)
+    came[1:] = np.diff(real, axis=0) > a.eps
+    band = window_plans(Path(a.lower), start, H).hourly if a.lower else None
+    pols = comparators(ramp, p, seq, came, band)
+    runs: dict[str, Any] = {
+        "slo-reactive": simulate(p, demand, build_policy(slo, p, demand, {}), serving=serving)
+    }
     for name, pol in pols.items():
         runs[name] = simulate(p, demand, pol, serving=serving)
     print(f"window from {start}, {H} h; slo-reactive {slo.label}; LT-F {ramp.label}")
     for name, res in runs.items():
         print(summary(name, res))
-    gpi = _gpus_per_instance(p, clair)
+    bought = bought_per_hour(pols["LT-F"], real)
+    tables(a, p, start, runs, bought, came, _gpus_per_instance(p, clair))
+    show_rises(p, seq.expected, real, bought, a.eps)
+    return 0
+
+
+def tables(
+    a: argparse.Namespace,
+    p: Any,
+    start: pd.Timestamp,
+    runs: dict[str, Any],
+    bought: Array,
+    came: np.ndarray,
+    gpi: Array,
+) -> None:
+    """The per-pool and per-hour tables of the replays ``runs`` (module docstring), instances
+    priced at ``gpi`` GPUs each."""
+    H = len(bought)
     inst = {
         k: v.instances["instances"].to_numpy().reshape(-1, *gpi.shape)[:H] * gpi
         for k, v in runs.items()
     }
-    bought = np.zeros_like(real)
-    for h, b in pols["LT-F"].bought.items():
-        bought[h] = b
     delta = inst["LT-F"] - inst["slo-reactive"]
     show_pools(p, split(delta, bought, came, a.tail), delta.sum(axis=0), (bought * gpi).sum(axis=0))
     cols = {k: hourly_metered(v, H) for k, v in runs.items()}
     cols["LT-F bought"] = (bought * gpi).sum(axis=(1, 2))
     show_hours(start, cols)
-    show_rises(p, seq.expected[:H], real, bought, a.eps)
-    return 0
 
 
 def _gpus_per_instance(p: Any, clair: Any) -> Array:

@@ -44,14 +44,14 @@ import numpy as np
 import pandas as pd
 
 from flows.warehouse.sqlfiles import run
-from planner.config import load_config
-from planner.sim.agreement import compare
+from planner.config import FleetConfig, load_config
+from planner.sim.agreement import AgreementRow, compare
 from planner.sim.capacity import load_latency_curves
-from planner.sim.demand import from_buckets
-from planner.sim.fleet import params_from_config
+from planner.sim.demand import MinuteDemand, from_buckets
+from planner.sim.fleet import FleetParams, params_from_config
 from planner.sim.fluid import simulate
-from planner.sim.latency import LatencyCurves, measure_curve, tier_targets
-from planner.sim.profile import fit_context, profiles_for_config
+from planner.sim.latency import LatencyCurves, TierTarget, measure_curve, tier_targets
+from planner.sim.profile import InstanceProfile, fit_context, profiles_for_config
 from planner.sim.scenario import make_policies
 from planner.utc import naive_utc
 from planner.workload.synth import SynthSpec, hourly_rates, synthesize
@@ -63,6 +63,7 @@ from calibrate import servegen_rows
 ROOT = Path(__file__).resolve().parents[1]
 MINUTES_TABLE = (ROOT / "sql" / "migrations" / "0019_create_demand_minutes.sql").read_text()
 PERF_FILE = "perf_model_4_models.csv"
+MODEL, VM = "llama2-70b", "a100x8"  # the agreement's pool
 
 
 def peak_rss_gb() -> float:
@@ -92,30 +93,56 @@ def generate(path: Path, requests: int, days: int, shared: Path) -> None:
     tmp.replace(path)
 
 
+def fleet_log(args: argparse.Namespace) -> tuple[Path, float]:
+    """The synthetic log's Parquet file and the seconds generating it took (0 when it was
+    there): generated in a child process, so the RSS measured after is the replay's own."""
+    log_file = ROOT / "bench" / "out" / f"sim-{args.requests}-{args.days}d.parquet"
+    if log_file.exists():
+        return log_file, 0.0
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--generate",
+            str(log_file),
+            "--requests",
+            str(args.requests),
+            "--days",
+            str(args.days),
+            "--shared",
+            str(args.shared),
+        ],
+        check=True,
+    )
+    return log_file, time.perf_counter() - started
+
+
+def replay_policies(
+    p: FleetParams, demand: MinuteDemand, rows: int, bucket_s: float
+) -> dict[str, dict[str, float | int]]:
+    """Per policy (reactive and siloed, as the evaluation builds them) its replay's seconds,
+    the log's requests per second of replay (buckets included) and the requests counted."""
+    results: dict[str, dict[str, float | int]] = {}
+    for policy in make_policies(["reactive", "siloed"], p, demand, {}):  # the evaluation's own
+        t0 = time.perf_counter()
+        result = simulate(p, demand, policy)
+        sim_s = time.perf_counter() - t0
+        counted = sum(o.counts()["requests"] for o in result.tiers.values())
+        results[policy.name] = {
+            "simulate_s": round(sim_s, 2),
+            "replay_s": round(sim_s + bucket_s, 2),
+            "requests_per_s": round(rows / (sim_s + bucket_s)),
+            "requests_counted": counted,
+        }
+    return results
+
+
 def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     """The 10 M-request log through the fleet fluid simulator (reactive and siloed)."""
     cfg = load_config()
     spec = SynthSpec(days=args.days, seed=3, requests_per_day=args.requests // args.days)
-    log_file = ROOT / "bench" / "out" / f"sim-{args.requests}-{args.days}d.parquet"
-    generate_s = 0.0
-    if not log_file.exists():  # generated in a child process: RSS below is the replay's own
-        started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--generate",
-                str(log_file),
-                "--requests",
-                str(args.requests),
-                "--days",
-                str(args.days),
-                "--shared",
-                str(args.shared),
-            ],
-            check=True,
-        )
-        generate_s = time.perf_counter() - started
+    log_file, generate_s = fleet_log(args)
     con = duckdb.connect()
     con.execute(f"CREATE VIEW requests AS SELECT * FROM read_parquet('{log_file}')")
     # the replay reads minute aggregates beside the rows (none here): the warehouse's own table
@@ -129,18 +156,7 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     demand = from_buckets(buckets, base, start, end)
     p = params_from_config(cfg, demand.input_share(base))
     bucket_s = time.perf_counter() - t0
-    results = {}
-    for policy in make_policies(["reactive", "siloed"], p, demand, {}):  # the evaluation's own
-        t0 = time.perf_counter()
-        result = simulate(p, demand, policy)
-        sim_s = time.perf_counter() - t0
-        counted = sum(o.counts()["requests"] for o in result.tiers.values())
-        results[policy.name] = {
-            "simulate_s": round(sim_s, 2),
-            "replay_s": round(sim_s + bucket_s, 2),
-            "requests_per_s": round(rows / (sim_s + bucket_s)),
-            "requests_counted": counted,
-        }
+    results = replay_policies(p, demand, rows, bucket_s)
     return {
         "requests": rows,
         "days": args.days,
@@ -151,34 +167,54 @@ def fleet_replay(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def agreement(args: argparse.Namespace) -> dict[str, object]:
-    """Calibrated pool fluid against the iteration-level reference (module docstring)."""
-    cfg = load_config()
-    model, vm = "llama2-70b", "a100x8"
-    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
-        (model, vm)
-    ]
+def agreement_trace(
+    args: argparse.Namespace, cfg: FleetConfig, targets: list[TierTarget], max_context: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """The held-out trace's rows (``--day``, ``--start-hour``, ``--hours``, ``--scale``,
+    ``--seed``), each request's tier (index into ``targets``) and its prompt and output
+    sizes as a Llama2-70B deployment receives them (clipped to its ``max_context`` window)."""
     source = args.shared / "data" / "servegen" / "language" / "m-mid"
     start_s = args.day * 86400.0 + args.start_hour * 3600.0
-    rows = servegen_rows(cfg, source, model, start_s, args.hours, args.scale, seed=args.seed)
+    rows = servegen_rows(cfg, source, MODEL, start_s, args.hours, args.scale, seed=args.seed)
     rows = rows[rows["t"] < args.hours * 3600.0]
-    targets = tier_targets(cfg)
     tier = np.asarray(rows["tier"].map({t.tier: i for i, t in enumerate(targets)}), np.int64)
-    # the sizes a Llama2-70B deployment receives: clipped to its 4,096-token window
     prompt, output = fit_context(
         rows["input_tokens"].to_numpy(np.int64),
         rows["output_tokens"].to_numpy(np.int64),
-        prof.max_context,
+        max_context,
     )
+    return rows, tier, prompt, output
+
+
+def agreement_curves(
+    args: argparse.Namespace,
+    prof: InstanceProfile,
+    targets: list[TierTarget],
+    sizes: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[LatencyCurves, float]:
+    """The latency curves the curves' fluid reads (``--curves``: the stored ones, or measured
+    on the trace's own ``sizes``: prompt, output, tier) and the seconds measuring took."""
     t0 = time.perf_counter()
     if args.curves == "trace":
+        prompt, output, tier = sizes
         table = measure_curve(prof, targets, prompt, output, args.requests_per_point, tier=tier)
-        lc = LatencyCurves.from_frame(table.assign(model=model, vm_type=vm))
+        lc = LatencyCurves.from_frame(table.assign(model=MODEL, vm_type=VM))
     else:
         lc = load_latency_curves()
-    curve_s = time.perf_counter() - t0
-    curves = [lc.curve(model, vm, t.tier) for t in targets]
-    kappa = lc.capacity[(model, vm)]
+    return lc, time.perf_counter() - t0
+
+
+def agreement(args: argparse.Namespace) -> dict[str, object]:
+    """Calibrated pool fluid against the iteration-level reference (module docstring)."""
+    cfg = load_config()
+    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
+        (MODEL, VM)
+    ]
+    targets = tier_targets(cfg)
+    rows, tier, prompt, output = agreement_trace(args, cfg, targets, prof.max_context)
+    lc, curve_s = agreement_curves(args, prof, targets, (prompt, output, tier))
+    curves = [lc.curve(MODEL, VM, t.tier) for t in targets]
+    kappa = lc.capacity[(MODEL, VM)]
     result = compare(
         rows["t"].to_numpy(float),
         prompt,
@@ -190,10 +226,6 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         kappa,
         args.instances,
     )
-    interactive = [r for r in result.rows if r.tier != targets[-1].tier]
-    worst = max(abs(r.fluid_sla - r.reference_sla) for r in interactive)
-    err = [abs(r.fluid_sla - r.reference_sla) for r in interactive]
-    curve_err = [abs(r.curve_sla - r.reference_sla) for r in interactive]
     fluid_rate = result.requests / result.fluid_s
     ref_rate = result.requests / result.reference_s
     return {
@@ -211,7 +243,19 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "curve_fluid_requests_per_s": round(result.requests / result.curve_s),
         "reference_requests_per_s": round(ref_rate),
         "fluid_over_reference": round(fluid_rate / ref_rate, 1),
-        "max_abs_error_points": round(100 * worst, 2),
+        **agreement_errors(result.rows, targets[-1].tier),
+    }
+
+
+def agreement_errors(rows: list[AgreementRow], niw: str) -> dict[str, object]:
+    """Over the interactive rows (every tier but ``niw``): each fluid's (the model's and the
+    curves') largest and mean absolute error against the reference in points and its rows
+    within 1 point; then every row's attainments (``agreement``)."""
+    interactive = [r for r in rows if r.tier != niw]
+    err = [abs(r.fluid_sla - r.reference_sla) for r in interactive]
+    curve_err = [abs(r.curve_sla - r.reference_sla) for r in interactive]
+    return {
+        "max_abs_error_points": round(100 * max(err), 2),
         "mean_abs_error_points": round(100 * float(np.mean(err)), 2),
         "rows_within_1_point": sum(e <= 0.01 for e in err),
         "curve_max_abs_error_points": round(100 * max(curve_err), 2),
@@ -226,7 +270,7 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
                 "reference_sla": round(r.reference_sla, 4),
                 "curve_sla": round(r.curve_sla, 4),
             }
-            for r in result.rows
+            for r in rows
         ],
     }
 
