@@ -187,7 +187,8 @@ def _gpi(p: Any) -> Array:
 def _clair_tape(b: Bench, need: Need) -> Tape:
     """The clairvoyant fleet as a tape: its instances on its type per pool, no loading, the
     relaxation's packed GPUs as its VMs (spread over the region's types by instance GPUs),
-    and its busy GPUs: the minute's work (every tier) on its type."""
+    and its busy GPUs: the minute's interactive work on its type (NIW left out: most of it is
+    due after the window, which the clairvoyant fleet never buys for)."""
     p, T = b.p, need.clair.shape[0]
     inst = np.zeros((T, *p.shape_rmg))
     for (r, m), g in np.ndenumerate(need.types):
@@ -199,7 +200,9 @@ def _clair_tape(b: Bench, need: Need) -> Tape:
     vm = share * packed[:, :, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         per = np.where(p.theta > 0, 1.0 / p.theta, 0.0)  # [m, g, k]
-    work = np.einsum("trmk,mgk->trmg", b.demand.tokens / 60.0, per)
+    inter = b.demand.tokens / 60.0
+    inter[..., b.p.deferrable] = 0.0  # NIW due after the window is never served inside it
+    work = np.einsum("trmk,mgk->trmg", inter, per)
     busy = (work * (inst > 0) * _gpi(p)[None, None]).sum(axis=3)
     return Tape(inst, np.zeros_like(inst), vm, busy, np.zeros_like(vm))
 
