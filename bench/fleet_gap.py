@@ -18,16 +18,10 @@ solved again when ``--plans-cache`` holds them), each split per minute into:
   provision; ``idle slots``: usable VM GPUs no instance occupies (for the clairvoyant fleet:
   the packing relaxation's rounding to whole VMs).
 
-The parts add up to each fleet's metered GPU-hours. Also per pool (region × model × VM type)
-and per hour of day; per pool the utilisation of the held capacity (busy GPUs over serving
-instance GPUs: the replay's own utilisation, the clairvoyant fleet's interactive load on its
-type); and the clairvoyant fleet held at the trailing maximum of ``--holds`` minutes (what a
-scaler sized perfectly each minute but keeping each peak that long would hold).
-
-    .venv/bin/python bench/fleet_gap.py [--config configs/servegen.yaml] --warehouse W \\
-        --hours 24 --end 2024-06-13T06:00 --quantiles 0.5 --variants floor+trough \\
-        --families reactive,slo-reactive --no-attainment-bound --slo-layer \\
-        --plans-cache DIR --levers levers.json [--json]
+The parts add up to each fleet's metered GPU-hours. Also per pool (region × model × VM type,
+with the held capacity's utilisation) and per hour of day, and the clairvoyant fleet held at
+the trailing maximum of ``--holds`` minutes. Arguments: the levers command's (the same window,
+plans cache and families) plus ``--levers levers.json`` and ``--json``.
 """
 
 from __future__ import annotations
