@@ -88,11 +88,15 @@ def solve_limits(cfg: FleetConfig, a: argparse.Namespace) -> FleetConfig:
     """``cfg`` with the bench's solver limits: by default a deterministic work limit
     (``planner.work_limit``: the same plans on any machine at any load); with
     ``--no-deterministic`` the wall-clock ``--time-limit`` per plan (as before session 32), a
-    work limit in the config file cleared."""
+    work limit in the config file cleared. The work limit is the config file's
+    ``planner.work_limit`` (``WorkLimit()``'s defaults when it has none) with the limits given
+    on the command line in its place."""
     update: dict[str, Any] = {"time_limit_s": a.time_limit, "work_limit": None}
     if a.deterministic:
-        update["work_limit"] = WorkLimit(
-            nodes=a.node_limit, root_cut_rounds=a.root_cut_rounds, cap_s=a.cap
+        given = {"nodes": a.node_limit, "root_cut_rounds": a.root_cut_rounds, "cap_s": a.cap}
+        base = cfg.planner.work_limit or WorkLimit()
+        update["work_limit"] = base.model_copy(
+            update={k: v for k, v in given.items() if v is not None}
         )
     return cfg.model_copy(update={"planner": cfg.planner.model_copy(update=update)})
 
@@ -163,9 +167,10 @@ def _plan_args(ap: argparse.ArgumentParser) -> None:
         help="solve plans to a work limit (SCIP nodes and the gap; planner.work_limit), "
         "not to --time-limit of wall clock, so a loaded machine makes the same plans",
     )
-    ap.add_argument("--node-limit", type=int, default=WorkLimit().nodes)
-    ap.add_argument("--root-cut-rounds", type=int, default=WorkLimit().root_cut_rounds)
-    ap.add_argument("--cap", type=float, default=WorkLimit().cap_s, help="safety cap, s/plan")
+    ours = "default: the config's planner.work_limit, else"
+    ap.add_argument("--node-limit", type=int, help=f"{ours} {WorkLimit().nodes}")
+    ap.add_argument("--root-cut-rounds", type=int, help=f"{ours} {WorkLimit().root_cut_rounds}")
+    ap.add_argument("--cap", type=float, help=f"safety cap, s/solve; {ours} {WorkLimit().cap_s:g}")
     ap.add_argument("--time-limit", type=float, default=3.0, help="with --no-deterministic")
     ap.add_argument(
         "--plans-only",

@@ -12,6 +12,8 @@ import pickle
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 from flows.sweep import HourInputs, plan_sequence_from
 from planner.config import FleetConfig
@@ -21,14 +23,37 @@ from planner.sim.plans import plan_targets
 from planner.sim.sweep import PlanTargets
 
 log = logging.getLogger(__name__)
-PlanRecord = dict[str, list[str]]
+PlanRecord = dict[str, list[Any]]
 
 
 def plan_record(seq: list[Plan]) -> PlanRecord:
-    """Each plan's id, its determinism note ("" when none) and how its solve ended."""
+    """Each plan's id, its determinism note ("" when none), how its solve ended, its gap to
+    its own dual bound (None when unknown) and SCIP's seconds."""
     notes = ["; ".join(n for n in pl.notes if n.startswith("determinism")) for pl in seq]
-    ends = [f"{f.status} {f.nodes} nodes {f.solve_seconds:.1f} s" for f in (p.solver for p in seq)]
-    return {"ids": [pl.plan_id for pl in seq], "notes": notes, "solves": ends}
+    facts = [pl.solver for pl in seq]
+    ends = [f"{f.status} {f.nodes} nodes {f.solve_seconds:.1f} s" for f in facts]
+    gaps = [round(f.gap, 6) if f.gap_known else None for f in facts]
+    return {
+        "ids": [pl.plan_id for pl in seq],
+        "notes": notes,
+        "solves": ends,
+        "gaps": gaps,
+        "scip_seconds": [round(f.solve_seconds, 2) for f in facts],
+    }
+
+
+def solve_summary(rec: PlanRecord) -> str:
+    """The sequence's gaps and SCIP times (median and max) in words; "" for a record stored
+    without them (before they were recorded)."""
+    if "gaps" not in rec:
+        return ""
+    gaps = [g for g in rec["gaps"] if g is not None]
+    secs = rec["scip_seconds"]
+    unknown = len(rec["gaps"]) - len(gaps)
+    text = f"; SCIP median {median(secs):.1f} s, max {max(secs):.1f} s" if secs else ""
+    if gaps:
+        text += f"; gap median {median(gaps):.2%}, max {max(gaps):.2%}"
+    return text + (f" ({unknown} unknown)" if unknown else "")
 
 
 def read_plans(path: Path) -> tuple[PlanTargets, PlanRecord | None] | None:
@@ -79,7 +104,8 @@ def plan_report(records: dict[str, PlanRecord]) -> tuple[list[str], list[str]]:
     lines = []
     for k, rec in records.items():
         digest = hashlib.sha256("".join(rec["ids"]).encode()).hexdigest()[:16]
-        lines.append(f"plans[{k}] {len(rec['ids'])} plans, sequence digest {digest}")
+        text = f"plans[{k}] {len(rec['ids'])} plans, sequence digest {digest}"
+        lines.append(text + solve_summary(rec))
     bad = [i for r in records.values() for i, n in zip(r["ids"], r["notes"], strict=True) if n]
     if bad:
         log.error("determinism lost (the safety cap bound) in %d plans: %s", len(bad), bad)

@@ -24,7 +24,11 @@ class WorkLimit(BaseModel):
     32): SCIP's root with its cuts does not finish in 40 s (the 3-s wall-clock bench never
     got past it: its plans were the starts'), 38 nodes with 5 root rounds take 60 s; the
     root alone without cuts takes 3 s. Raise ``nodes`` and ``root_cut_rounds`` where the
-    time allows (ServeGen's smaller plans close a 0.5 % gap in 100-150 nodes, 5-13 s)."""
+    time allows (ServeGen's smaller plans close a 0.5 % gap in 100-150 nodes, 5-13 s). Session
+    33 (demo, 33 plans): nodes without cut rounds leave the plan as it is (only the bound
+    moves); 3 root rounds take SCIP's median 3.1 -> 21.0 s (max 61 s), over the hourly 10 s,
+    and make LT-I 15 % cheaper but LT-F, the best point, 10 % dearer (README, "Where the
+    comparison stands"), so the default stays."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from bench.levers import cache_window, solve_limits
+from flows.plan_cache import plan_report, solve_summary
 from flows.sweep import oracle_actuals
 from planner.config import load_config
 from planner.config.work_limit import WorkLimit
@@ -53,3 +54,40 @@ def test_no_deterministic_clears_a_configured_work_limit() -> None:
     a = argparse.Namespace(deterministic=False, time_limit=3.0)
     assert solve_limits(det, a).planner.work_limit is None
     assert solve_limits(det, a).planner.time_limit_s == 3.0
+
+
+def _limits(**given: float | None) -> argparse.Namespace:
+    flags = {"node_limit": None, "root_cut_rounds": None, "cap": None} | given
+    return argparse.Namespace(deterministic=True, time_limit=3.0, **flags)
+
+
+def test_the_configs_work_limit_holds_unless_a_flag_replaces_it() -> None:
+    cfg = load_config()
+    mine = WorkLimit(nodes=50, root_cut_rounds=3, cap_s=90.0)
+    det = cfg.model_copy(update={"planner": cfg.planner.model_copy(update={"work_limit": mine})})
+    assert solve_limits(det, _limits()).planner.work_limit == mine
+    assert solve_limits(det, _limits(node_limit=7)).planner.work_limit == WorkLimit(
+        nodes=7, root_cut_rounds=3, cap_s=90.0
+    )
+    # no work limit in the config: WorkLimit's defaults, a flag in its place
+    assert solve_limits(cfg, _limits()).planner.work_limit == WorkLimit()
+    assert solve_limits(cfg, _limits(root_cut_rounds=-1)).planner.work_limit == WorkLimit(
+        root_cut_rounds=-1
+    )
+
+
+def test_the_plan_report_gives_each_sequences_gaps_and_solve_times() -> None:
+    rec = {
+        "ids": ["a", "b", "c"],
+        "notes": ["", "", ""],
+        "solves": ["x", "y", "z"],
+        "gaps": [0.10, None, 0.02],
+        "scip_seconds": [3.0, 5.0, 40.0],
+    }
+    lines, bad = plan_report({"floor q0.5": rec})
+    assert lines[0].endswith(
+        "; SCIP median 5.0 s, max 40.0 s; gap median 6.00%, max 10.00% (1 unknown)"
+    )
+    assert bad == []
+    old = {k: rec[k] for k in ("ids", "notes", "solves")}  # stored before gaps were recorded
+    assert solve_summary(old) == ""
