@@ -12,7 +12,7 @@ different regions and tiers). ``--candidates`` runs the selection again with ano
 list on the same log, side by side (for the before/after of a new candidate).
 
     .venv/bin/python bench/forecast_accuracy.py [--logs m-large:7,m-large:11] [--scale 0.002]
-        [--candidates default,default+gbm] [--json]
+        [--candidates default,default+gbm] [--keep DIR --reuse-selections [--refinish]] [--json]
 """
 
 from __future__ import annotations
