@@ -12,7 +12,7 @@ different regions and tiers). ``--candidates`` runs the selection again with ano
 list on the same log, side by side (for the before/after of a new candidate).
 
     .venv/bin/python bench/forecast_accuracy.py [--logs m-large:7,m-large:11] [--scale 0.002]
-        [--candidates default,default+gbm] [--json]
+        [--candidates default,default+gbm] [--keep DIR --reuse-selections [--refinish]] [--json]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SERVEGEN = ROOT.parent / "shared" / "data" / "servegen" / "language"
 MODEL_OF = {"m-mid": "llama3.1-8b", "m-large": "llama2-70b"}
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forecast_bands import band_rows, print_bands, score_bands  # noqa: E402
+from forecast_bands import band_rows, print_bands, refinished, score_bands  # noqa: E402
 from forecast_nowcast import tune_nowcast, with_nowcast  # noqa: E402
 
 
@@ -65,13 +65,16 @@ def evaluate(
     champion: str | None = None,
     bands: tuple[str, ...] = (),
     cache: Path | None = None,
+    refinish: bool = False,
 ) -> dict[str, Any]:
     """The selection at the end of the log (and ``shifts`` hours earlier: origins at other
     clock hours, as the hourly job meets them); ``by_horizon`` pools the deployed rows of all
     of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``).
     ``bands``: each selection's rows re-calibrated with each band (:mod:`forecast_bands`),
     pooled the same way (``out["bands"]``). ``cache``: a folder each selection is pickled to
-    on its first run and read from after (delete it when the model changes)."""
+    on its first run and read from after (delete it when the model changes); ``refinish``:
+    a selection read from it gets its bands and nowcasts made again by the current code
+    (:func:`forecast_bands.refinished`)."""
     import pandas as pd
 
     from flows.forecasting import settings_from_config
@@ -92,6 +95,8 @@ def evaluate(
             as_of = pd.Timestamp(row[0]) + pd.Timedelta(hours=1 - shift)
             selection, wall = _selection(con, cfg, as_of, workers, cache, shift)
             walls.append(wall)
+            if refinish:
+                selection = refinished(selection, con, _panel(con, as_of, settings), settings)
             deployed = deployed_hours(selection.hours, selection.folds, selection.deployed)
             rows.append(with_nowcast(con, deployed, as_of, settings))
             if bands:
@@ -110,12 +115,7 @@ def _bands_of(
 ) -> dict[str, Any]:
     """Per band spec, ``selection``'s rows re-calibrated with it (:mod:`forecast_bands`) on
     the warehouse's panel as of ``as_of``."""
-    from flows.forecasting import load_demand
-    from planner.forecast.series import build_panel
-
-    demand = load_demand(con, as_of, settings.history_h)
-    panel = build_panel(demand, as_of, settings.history_h, settings.metrics)
-    return band_rows(selection, panel, settings.backtest, bands)
+    return band_rows(selection, _panel(con, as_of, settings), settings.backtest, bands)
 
 
 def _pooled(
@@ -142,6 +142,15 @@ def _pooled(
     out["candidates_run"] = list(cfg.forecast.candidates)
     out["champion"] = cfg.forecast.champion
     return out
+
+
+def _panel(con: Any, as_of: Any, settings: Any) -> Any:
+    """The selection's panel at ``as_of`` (hours before it)."""
+    from flows.forecasting import load_demand
+    from planner.forecast.series import build_panel
+
+    demand = load_demand(con, as_of, settings.history_h)
+    return build_panel(demand, as_of, settings.history_h, settings.metrics)
 
 
 def _config(candidates: list[str] | None, champion: str | None) -> Any:
@@ -311,6 +320,12 @@ def _parser() -> argparse.ArgumentParser:
         help="with --keep: pickle each selection there and reuse it (e.g. to score more "
         "--bands on the same selections); delete the folder when the model changes",
     )
+    parser.add_argument(
+        "--refinish",
+        action="store_true",
+        help="with --reuse-selections: each kept selection's bands and nowcasts made again by "
+        "the current code on its own backtest rows (forecasts and choices are the kept ones)",
+    )
     parser.add_argument("--dump", help="folder to write each log's deployed rows to (pickle)")
     parser.add_argument(
         "--bands",
@@ -354,6 +369,7 @@ def _run_log(args: Any, source: str, seed: str, folder: Path, wh: Path) -> dict[
             champion=args.champion,
             bands=tuple(b for b in args.bands.split(",") if b),
             cache=folder / f"selections-{cand}" if args.reuse_selections else None,
+            refinish=args.refinish,
         )
         if args.dump:
             Path(args.dump).mkdir(parents=True, exist_ok=True)

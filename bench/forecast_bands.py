@@ -102,3 +102,25 @@ def print_bands(result: dict[str, Any]) -> None:
                 f"pin {s['scaled_pinball']:.3f}{delta}"
             )
         print(f"  {spec:14s} " + " | ".join(cells))
+
+
+def refinished(selection: Any, con: Any, panel: Any, settings: Any) -> Any:
+    """The selection with its bands and nowcasts made again by the current code on its own
+    backtest rows (``--refinish``): the forecasts, folds and choices are the kept selection's
+    (neither bands nor nowcasts enter a choice), the q_<τ> columns, each row's nowcast and
+    the nowcast's band are what :func:`planner.forecast.pipeline.select_models` would make of
+    those rows now. ``settings``: the :class:`ForecastSettings`."""
+    import dataclasses
+
+    import pandas as pd
+
+    from flows.forecasting import origin_readings
+    from planner.forecast.bands import calibrate_nowcast, recalibrate
+
+    hours = selection.hours.drop(
+        columns=[c for c in selection.hours.columns if c.startswith("nowcast_")]
+    )
+    hours = recalibrate(hours, panel, settings.backtest)
+    readings = origin_readings(con, pd.Timestamp(selection.as_of), settings)
+    hours = calibrate_nowcast(hours, panel, settings.backtest, readings)
+    return dataclasses.replace(selection, hours=hours)

@@ -18,7 +18,7 @@ def with_nowcast(con: Any, rows: Any, as_of: Any, settings: Any) -> Any:
 
     from flows.forecasting import load_demand, origin_readings
     from planner.forecast.bands import origin_offsets
-    from planner.forecast.nowcast import NowcastParams, apply_rows
+    from planner.forecast.nowcast import NowcastParams, apply_rows, reading_values
     from planner.forecast.series import build_panel
 
     if rows.empty:
@@ -27,9 +27,7 @@ def with_nowcast(con: Any, rows: Any, as_of: Any, settings: Any) -> Any:
     rows = rows.copy()
     rows["offset"] = origin_offsets(rows, panel)
     readings = origin_readings(con, pd.Timestamp(as_of), settings)
-    rows["reading"] = readings.reindex(
-        pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    ).to_numpy(dtype=float)
+    rows["reading"] = reading_values(readings, pd.MultiIndex.from_frame(rows[["series", "origin"]]))
     nowcast = apply_rows(rows, readings, NowcastParams())
     # the forecast's band moved by the nowcast's factor (before the nowcast had its own)
     offset = rows["offset"].to_numpy(dtype=float)

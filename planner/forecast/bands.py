@@ -22,7 +22,7 @@ from planner.forecast.calibration import (
     offset_for,
     offsets_at,
 )
-from planner.forecast.nowcast import NowcastParams, apply_rows
+from planner.forecast.nowcast import NowcastParams, apply_rows, reading_values
 from planner.forecast.series import Panel, SeriesKey
 from planner.quantiles import is_quantile_column, quantile_column
 
@@ -252,9 +252,9 @@ def calibrate_nowcast(
     keep |= {"quantile_method": "nowcast_quantile_method"}
     cal = cal[NOWCAST_KEY + list(keep)].rename(columns=keep)
     out = hours.merge(cal, on=NOWCAST_KEY, how="left")
-    out["nowcast_reading"] = readings.reindex(
-        pd.MultiIndex.from_frame(out[["series", "origin"]])
-    ).to_numpy(dtype=float)
+    out["nowcast_reading"] = reading_values(
+        readings, pd.MultiIndex.from_frame(out[["series", "origin"]])
+    )
     return out
 
 
@@ -267,8 +267,7 @@ def _nowcast_points(
     rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
     rows["offset"] = origin_offsets(rows, panel)
     key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    read = readings.reindex(key).to_numpy(dtype=float)
-    has = np.isfinite(read)
+    has = np.isfinite(reading_values(readings, key))  # 0: nothing arrived in a read hour
     if not has.any():
         return None
     point = rows["point"].to_numpy(dtype=float)

@@ -59,16 +59,18 @@ def offsets_at(observed: pd.DataFrame, origins: pd.DatetimeIndex) -> pd.DataFram
     ``as_of``: the offset its stored bands are applied at) and the hourly forecast use:
     ``OFFSET_SHARE`` × the series' mean level over the hours before the origin
     (:func:`levels_before`). A series with nothing positive before the origin (quiet, or not
-    started yet) takes the median level of its peer group (tier × metric) there: a 1e-6
-    offset would turn its first demand into a log residual of ~+18 and carry it into every
-    pooled band, and its live band would be applied at another offset than it was made."""
+    started yet) takes the median level of its peer group (tier × metric) there, and if the
+    whole group is quiet, the median level of its metric over every tier: a 1e-6 offset would
+    turn its first demand into a log residual of ~+18 and carry it into every pooled band,
+    and its live band would be applied at another offset than it was made. Only a metric
+    with nothing positive anywhere keeps the 1e-6 floor."""
     wide = levels_before(observed, origins)
     keys = [SeriesKey.parse(str(s)) for s in wide.columns]
-    group = pd.Index([f"{k.tier}|{k.metric}" for k in keys])
     positive = wide.where(wide > 0)
-    floor = positive.T.groupby(group).transform("median").T.fillna(0.0)
-    level = positive.fillna(floor).fillna(0.0)
-    return (OFFSET_SHARE * level).clip(lower=offset_for(0.0))
+    level = positive
+    for group in ([f"{k.tier}|{k.metric}" for k in keys], [k.metric for k in keys]):
+        level = level.fillna(positive.T.groupby(pd.Index(group)).transform("median").T)
+    return (OFFSET_SHARE * level.fillna(0.0)).clip(lower=offset_for(0.0))
 
 
 def offsets_now(observed: pd.DataFrame) -> pd.Series:

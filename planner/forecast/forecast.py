@@ -160,7 +160,8 @@ def forecast_frame(
 
     ``panel`` must hold only hours before ``origin`` (the caller builds it with ``as_of``).
     ``readings``: per series, the hour in progress (``origin``) read from its minutes so far;
-    the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`). The sanity guard
+    the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`; a series missing
+    from non-empty ``readings`` had no arrival in the minutes read: it reads 0). The sanity guard
     (:mod:`planner.forecast.sanity`, ``ratio``) holds the published values: the point after
     the nowcast, and the band made around it from the published forecaster's residuals.
     """
@@ -169,7 +170,8 @@ def forecast_frame(
     offsets = offsets_now(panel.observed)  # as the selection's (its bands' offset)
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
-        read = (readings or {}).get(series) if fs.model is not None else None
+        # the hour was read and nothing of this series arrived in it: it reads 0
+        read = readings.get(series, 0.0) if readings and fs.model is not None else None
         offset = fs.residuals.offset if fs.residuals else offsets.get(series, offset_for(0.0))
         now = partial(_nowcast, read, offset, SeriesKey.parse(series).metric, nowcast_params)
         cap_of = _recent_max(fs, panel, series, read)

@@ -8,12 +8,20 @@ give a noisy reading ``p`` of lead 1; its log residual against the lead-1 foreca
     r₀ = log((p + c) / (ŷ₁ + c)) − b_m,        clipped to ±``max_abs``,
 
 (``c`` the series' calibration offset, ``b_m`` the metric's bias: the busiest of 40 minutes is
-below the busiest of 60) is carried to lead ``h`` with a weight that decays with the lead:
+below the busiest of 60) is carried to lead ``h`` ≥ 2 with a weight that decays with the lead:
 
     ŷ_h ← (ŷ_h + c) · exp(w_m · ρ^(h−1) · r₀) − c,    clipped at 0.
 
-``w_m``, ``ρ`` and ``b_m`` were tuned on the m-mid ServeGen log only (bench/forecast_accuracy.py
-reports the effect on m-large clients). Nothing after ``t + minutes`` is read.
+Lead 1, the hour the reading is two thirds of, has its own weight, bias and clip
+(``first_*``): ``ŷ₁ ← (ŷ₁ + c) · exp(w¹_m · r¹₀) − c`` with ``r¹₀`` clipped to ±3, not ±1
+(session 33: with the ±1 clip and the 40-min peak bias the published lead 1 scored below the
+reading alone). A series with no arrival in the minutes read while the hour was read (others
+had arrivals) reads 0 (:func:`reading_values`): lead 1 follows it, later leads keep the
+forecast (a quiet start says little of the next hours: carried, it cost lead 2 on m-mid).
+
+All weights, ``ρ`` and the biases were tuned on the m-mid ServeGen log only
+(bench/forecast_accuracy.py reports the effect on m-large clients). Nothing after
+``t + minutes`` is read.
 """
 
 from __future__ import annotations
@@ -43,12 +51,31 @@ def _default_bias() -> dict[str, float]:
     return {"token_rate": 0.0, "request_rate": 0.0, "peak_token_rate": -0.163}
 
 
+# Lead 1 (session 33, m-mid seed 7 only, grid weight 0.7..1.0 × clip 1, 2, 3, none × peak
+# bias -0.163 or 0 on lead-1 MASE): the reading nearly as is, the request count shrunk a
+# little (a 40-minute count of a sparse series is noisy), no peak bias.
+def _default_first_weight() -> dict[str, float]:
+    return {"token_rate": 1.0, "request_rate": 0.9, "peak_token_rate": 1.0}
+
+
 @dataclass(frozen=True)
 class NowcastParams:
+    """``weight``/``bias``/``decay``/``max_abs``: the correction carried to leads ≥ 2;
+    ``first_weight``/``first_bias``/``first_max_abs``: lead 1 (the hour read)."""
+
     weight: dict[str, float] = field(default_factory=_default_weight)
     bias: dict[str, float] = field(default_factory=_default_bias)
     decay: dict[str, float] = field(default_factory=_default_decay)
     max_abs: float = 1.0
+    first_weight: dict[str, float] = field(default_factory=_default_first_weight)
+    first_bias: dict[str, float] = field(default_factory=dict)
+    first_max_abs: float = 3.0
+
+    def lead_one(self) -> NowcastParams:
+        """The parameters lead 1 is corrected with, as :func:`correction` takes them."""
+        return NowcastParams(
+            weight=self.first_weight, bias=self.first_bias, max_abs=self.first_max_abs
+        )
 
 
 def partial_values(partial: pd.DataFrame, minutes: int) -> pd.DataFrame:
@@ -95,36 +122,70 @@ def apply(
     metric: str,
     params: NowcastParams | None = None,
 ) -> np.ndarray:
-    """One series' point forecast (leads 1..H) corrected by the minutes-so-far reading."""
+    """One series' point forecast (leads 1..H) corrected by the minutes-so-far reading
+    (``None``: the hour was not read; 0: nothing of this series arrived in it)."""
     params = params or NowcastParams()
     point = np.asarray(point, dtype=float)
     if reading is None or not np.isfinite(reading) or len(point) == 0:
         return point
-    r0 = float(correction(point[:1], np.array([reading]), np.array([offset]), metric, params)[0])
-    w = params.weight.get(metric, 0.0) * params.decay.get(metric, 0.0) ** np.arange(len(point))
-    out: np.ndarray = np.maximum((np.maximum(point, 0.0) + offset) * np.exp(w * r0) - offset, 0.0)
+    one = (point[:1], np.array([reading]), np.array([offset]), metric)
+    shift = _shifts(
+        np.arange(1, len(point) + 1),
+        float(correction(*one, params.lead_one())[0]),
+        float(correction(*one, params)[0]) if reading > 0 else 0.0,
+        metric,
+        params,
+    )
+    out: np.ndarray = np.maximum((np.maximum(point, 0.0) + offset) * np.exp(shift) - offset, 0.0)
+    return out
+
+
+def _shifts(
+    lead: np.ndarray,
+    first: np.ndarray | float,
+    carried: np.ndarray | float,
+    metric: str,
+    params: NowcastParams,
+) -> np.ndarray:
+    """The log shift of each lead: lead 1 by its own weight, later leads by the carried
+    correction decaying with the lead."""
+    w = params.weight.get(metric, 0.0) * params.decay.get(metric, 0.0) ** (lead - 1.0)
+    out: np.ndarray = np.where(lead == 1, params.first_weight.get(metric, 0.0) * first, w * carried)
+    return out
+
+
+def reading_values(readings: pd.Series, key: pd.MultiIndex) -> np.ndarray:
+    """``readings`` (indexed by (series, origin)) at ``key``; a series with no reading at an
+    origin whose hour was read (some series had arrivals) reads 0, one at an origin not
+    read is NaN (no nowcast)."""
+    values = readings.reindex(key).to_numpy(dtype=float)
+    if len(readings) == 0:
+        return values
+    read = pd.Index(readings.index.get_level_values(-1).unique())
+    was_read = read.get_indexer(key.get_level_values(-1)) >= 0
+    out: np.ndarray = np.where(np.isnan(values) & was_read, 0.0, values)
     return out
 
 
 def apply_rows(rows: pd.DataFrame, readings: pd.Series, params: NowcastParams) -> np.ndarray:
     """:func:`apply` over backtest rows (columns series, origin, h, point, offset); readings
     indexed by (series, origin): the minutes of the origin's hour read before the hourly job
-    ran (``ForecastSettings.nowcast_minutes``)."""
+    ran (``ForecastSettings.nowcast_minutes``; a series missing at a read origin reads 0:
+    :func:`reading_values`)."""
     key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
     lead1 = rows[rows["h"] == 1].set_index(["series", "origin"])["point"]
     first = lead1.reindex(key).to_numpy(dtype=float)
-    reading = readings.reindex(key).to_numpy(dtype=float)
+    reading = reading_values(readings, key)
     offset = rows["offset"].to_numpy(dtype=float)
     metric = rows["series"].str.rsplit(SEP, n=1).str[1].to_numpy()
-    r0 = np.zeros(len(rows))
-    weight = np.zeros(len(rows))
-    decay = np.zeros(len(rows))
+    lead = rows["h"].to_numpy(dtype=float)
+    shift = np.zeros(len(rows))
     for m in np.unique(metric):
         sel = metric == m
-        r0[sel] = correction(first[sel], reading[sel], offset[sel], str(m), params)
-        weight[sel] = params.weight.get(str(m), 0.0)
-        decay[sel] = params.decay.get(str(m), 0.0)
-    w = weight * decay ** (rows["h"].to_numpy(dtype=float) - 1)
+        args = (first[sel], reading[sel], offset[sel], str(m))
+        carried = np.where(reading[sel] > 0, correction(*args, params), 0.0)
+        one = correction(*args, params.lead_one())
+        shift[sel] = _shifts(lead[sel], one, carried, str(m), params)
     point = np.maximum(rows["point"].to_numpy(dtype=float), 0.0)
-    out: np.ndarray = np.maximum((point + offset) * np.exp(w * r0) - offset, 0.0)
+    out: np.ndarray = np.maximum((point + offset) * np.exp(shift) - offset, 0.0)
     return out

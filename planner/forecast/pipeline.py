@@ -277,12 +277,15 @@ def select_models(
         assert isinstance(local, LocalBacktest)
         rows = global_part.hours
         mine = None if rows is None else rows[rows["series"].isin(chunk.panel.series)]
-        read = None
-        if readings is not None:
-            read = readings[readings.index.get_level_values(0).isin(chunk.panel.series)]
+        # every chunk gets every reading: which hours were read is the whole log's
+        # (a series missing at a read hour reads 0, nowcast.reading_values), not the chunk's
         tasks.append(
             replace(
-                chunk, global_hours=mine, global_model=global_part.model, local=local, readings=read
+                chunk,
+                global_hours=mine,
+                global_model=global_part.model,
+                local=local,
+                readings=readings,
             )
         )
     results = run(select_chunk, tasks)

@@ -61,3 +61,28 @@ def test_the_live_band_is_applied_at_the_backtests_offset() -> None:
         assert residuals.offset == pytest.approx(backtest[series])
         assert residuals.offset == pytest.approx(live[series])
     assert selection.fitted[QUIET].residuals.offset > 1.0  # the peers' level, not 1e-6
+
+
+def test_a_quiet_peer_group_takes_its_metrics_median_level() -> None:
+    """A new tier whose every series is quiet before the origin: its offset is the metric's
+    median level over the other tiers (was 1e-6: a first demand of ~+18 in log residual)."""
+    d = demand_frame(
+        days=9,
+        series=(("us-east", "m1", "IW-F"), ("us-west", "m1", "IW-F"), ("us-east", "m1", "NIW")),
+    )
+    new = d["tier"] == "NIW"
+    cols = ["requests", "input_tokens", "output_tokens", "token_rate", "peak_minute_token_rate"]
+    d.loc[new, cols] = 0
+    origin = d["hour"].max() + pd.Timedelta(hours=1)
+    observed = build_panel(d, origin, metrics=("token_rate", "request_rate")).observed
+    at = offsets_at(observed, pd.DatetimeIndex([origin])).iloc[0]
+    for metric in ("token_rate", "request_rate"):
+        levels = [observed[f"{r}|m1|IW-F|{metric}"].mean() for r in ("us-east", "us-west")]
+        expected = OFFSET_SHARE * float(pd.Series(levels).median())
+        assert at[f"us-east|m1|NIW|{metric}"] == pytest.approx(expected)
+    # a metric quiet everywhere keeps the floor (nothing to take a level from)
+    silent = observed.copy()
+    silent[[c for c in silent.columns if c.endswith("request_rate")]] = 0.0
+    floor = offsets_at(silent, pd.DatetimeIndex([origin])).iloc[0]
+    assert floor["us-east|m1|NIW|request_rate"] == pytest.approx(1e-6)
+    assert floor["us-east|m1|NIW|token_rate"] == pytest.approx(at["us-east|m1|NIW|token_rate"])

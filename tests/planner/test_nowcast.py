@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from planner.forecast.nowcast import NowcastParams, apply, apply_rows, partial_values
+from planner.forecast.nowcast import (
+    NowcastParams,
+    apply,
+    apply_rows,
+    partial_values,
+    reading_values,
+)
 
-PARAMS = NowcastParams(weight={"token_rate": 0.5}, bias={}, decay={"token_rate": 0.8})
+PARAMS = NowcastParams(
+    weight={"token_rate": 0.5}, bias={}, decay={"token_rate": 0.8}, first_weight={"token_rate": 1.0}
+)
 
 
 def test_a_busier_hour_so_far_raises_the_first_hours_most() -> None:
@@ -27,7 +36,39 @@ def test_no_reading_or_unknown_metric_leaves_the_forecast() -> None:
 
 def test_a_burst_in_the_minutes_cannot_explode_the_forecast() -> None:
     out = apply(np.full(24, 100.0), 1e9, 5.0, "token_rate", PARAMS)
-    assert out.max() < 100 * np.e  # |r0| clipped at max_abs = 1, weight ≤ 1
+    # lead 1 (the hour read) clipped at first_max_abs = 3, later leads at max_abs = 1
+    assert out[0] < 105 * np.exp(3.0) and out[1:].max() < 100 * np.e
+
+
+def test_lead_one_follows_its_reading_beyond_the_carried_clip() -> None:
+    """The hour in progress, two thirds read, is nowcast by its reading even when it is
+    far (here 1/10) from the forecast; the ±1 clip of the carried correction (and the 40-min
+    peak bias) held lead 1 at 100/e and scored below the reading alone (session 33)."""
+    point = np.full(24, 100.0)
+    params = NowcastParams()  # the defaults: lead 1 weight 1 for token and peak rates
+    for metric in ("token_rate", "peak_token_rate"):
+        out = apply(point, 10.0, 1.0, metric, params)
+        assert out[0] == pytest.approx(10.0)
+        # later leads: the carried correction, still clipped at ±1 and decaying
+        assert np.all(out[1:] >= 100 / np.e - 1) and np.all(np.diff(out[1:]) > 0)
+    old = NowcastParams(first_weight=params.weight, first_bias=params.bias, first_max_abs=1.0)
+    assert apply(point, 10.0, 1.0, "token_rate", old)[0] > 35
+
+
+def test_a_series_quiet_in_a_read_hour_reads_zero_at_lead_one_only() -> None:
+    origin, other = pd.Timestamp("2024-06-10 07:00"), pd.Timestamp("2024-06-10 08:00")
+    quiet, busy = "a|m|IW-F|token_rate", "b|m|IW-F|token_rate"
+    readings = pd.Series([70.0], index=pd.MultiIndex.from_tuples([(busy, origin)]))
+    key = pd.MultiIndex.from_tuples([(quiet, origin), (busy, origin), (quiet, other)])
+    # read hour: the quiet series reads 0; an hour nobody read stays unread
+    np.testing.assert_array_equal(reading_values(readings, key), [0.0, 70.0, np.nan])
+    rows = pd.DataFrame(
+        {"series": quiet, "origin": origin, "h": np.arange(1, 25), "point": 50.0, "offset": 1.0}
+    )
+    out = apply_rows(rows, readings, NowcastParams())
+    assert out[0] == pytest.approx(51.0 * np.exp(-3.0) - 1.0)  # towards 0, to the ±3 clip
+    np.testing.assert_allclose(out[1:], 50.0)  # nothing carried from a quiet start
+    np.testing.assert_allclose(out, apply(rows["point"].to_numpy(), 0.0, 1.0, "token_rate"))
 
 
 def test_rows_version_matches_the_series_version() -> None:
@@ -128,6 +169,7 @@ def test_the_nowcast_band_is_calibrated_on_nowcasts_strictly_before_each_origin(
 def test_the_hourly_forecast_uses_the_nowcast_band_when_it_read_the_hour() -> None:
     from planner.forecast.backtest import BacktestSettings
     from planner.forecast.pipeline import ForecastSettings, forecast, select_models
+    from planner.forecast.series import SeriesKey
     from tests.helpers import TIMEZONES, demand_frame
 
     demand = demand_frame(days=10, series=GROUP)
@@ -149,3 +191,19 @@ def test_the_hourly_forecast_uses_the_nowcast_band_when_it_read_the_hour() -> No
         for name, f in (("plain", plain), ("read", read))
     }
     assert width["read"] < 0.5 * width["plain"]
+    # a series with no arrival in the hour read (the others had some) reads 0: its lead 1
+    # falls towards 0 with its nowcast band, later leads keep the forecast
+    quiet = sorted(s for s in now if s.endswith("|token_rate"))[0]
+    rest = {s: v for s, v in now.items() if s != quiet}
+    silent = forecast(past, selection.fitted, last, settings, TIMEZONES, rest)
+    key = SeriesKey.parse(quiet)
+
+    def of_quiet(f: pd.DataFrame) -> pd.DataFrame:
+        cols = ["region", "model", "tier", "metric"]
+        return f[(f[cols] == [key.region, key.model, key.tier, key.metric]).all(axis=1)]
+
+    mine = {n: of_quiet(f).set_index("h") for n, f in (("p", plain), ("s", silent))}
+    assert len(mine["s"]) == 24
+    assert mine["s"].loc[1, "point"] < 0.1 * mine["p"].loc[1, "point"]
+    assert mine["s"].loc[1, "q_0_975"] - mine["s"].loc[1, "q_0_025"] < 0.5 * width["plain"]
+    pd.testing.assert_series_equal(mine["s"].loc[2:, "point"], mine["p"].loc[2:, "point"])
