@@ -72,9 +72,8 @@ def evaluate(
     of them, ``overall``/``by_metric`` are the unshifted run's (as ``sageserve backtest``).
     ``bands``: each selection's rows re-calibrated with each band (:mod:`forecast_bands`),
     pooled the same way (``out["bands"]``). ``cache``: a folder each selection is pickled to
-    on its first run and read from after (delete it when the model changes); ``refinish``:
-    a selection read from it gets its bands and nowcasts made again by the current code
-    (:func:`forecast_bands.refinished`)."""
+    on its first run and read from after (delete it when the model changes); ``refinish``: a
+    kept selection's bands and nowcasts made again (:func:`forecast_bands.refinished`)."""
     import pandas as pd
 
     from flows.forecasting import settings_from_config
