@@ -252,9 +252,14 @@ def calibrate_nowcast(
     keep |= {"quantile_method": "nowcast_quantile_method"}
     cal = cal[NOWCAST_KEY + list(keep)].rename(columns=keep)
     out = hours.merge(cal, on=NOWCAST_KEY, how="left")
-    out["nowcast_reading"] = reading_values(
-        readings, pd.MultiIndex.from_frame(out[["series", "origin"]])
-    )
+    reading = reading_values(readings, pd.MultiIndex.from_frame(out[["series", "origin"]]))
+    out["nowcast_reading"] = reading
+    # leads ≥ 2 of a 0 reading publish the forecast and its band (kept out of the nowcasts'
+    # residual pool: no nowcast_log_residual)
+    same = (reading == 0) & (out["h"].to_numpy() > 1)
+    for col, source in keep.items():
+        if source != "nowcast_log_residual":
+            out.loc[same, source] = out.loc[same, col]
     return out
 
 
@@ -267,7 +272,9 @@ def _nowcast_points(
     rows = hours[[*NOWCAST_KEY, "point", "actual"]].copy()
     rows["offset"] = origin_offsets(rows, panel)
     key = pd.MultiIndex.from_frame(rows[["series", "origin"]])
-    has = np.isfinite(reading_values(readings, key))  # 0: nothing arrived in a read hour
+    reading = reading_values(readings, key)  # 0: nothing arrived while its region was read
+    # a 0 reading moves lead 1 only: later leads are the forecast, banded as the forecast
+    has = (reading > 0) | ((reading == 0) & (rows["h"].to_numpy() == 1))
     if not has.any():
         return None
     point = rows["point"].to_numpy(dtype=float)

@@ -161,17 +161,18 @@ def forecast_frame(
     ``panel`` must hold only hours before ``origin`` (the caller builds it with ``as_of``).
     ``readings``: per series, the hour in progress (``origin``) read from its minutes so far;
     the point forecasts are then nowcast (:mod:`planner.forecast.nowcast`; a series missing
-    from non-empty ``readings`` had no arrival in the minutes read: it reads 0). The sanity guard
+    from non-empty ``readings`` reads 0 if its region was read, else has no reading:
+    :func:`planner.forecast.nowcast.series_readings`). The sanity guard
     (:mod:`planner.forecast.sanity`, ``ratio``) holds the published values: the point after
     the nowcast, and the band made around it from the published forecaster's residuals.
     """
     hours = pd.date_range(origin, periods=horizon, freq="h")
     rows = []
     offsets = offsets_now(panel.observed)  # as the selection's (its bands' offset)
+    reads = nowcast.series_readings(readings, [s for s, f in fitted.items() if f.model])
     for series, fs in fitted.items():
         point, forecaster, fallback = _point(fs, panel, series, horizon, fitted, timezones, hours)
-        # the hour was read and nothing of this series arrived in it: it reads 0
-        read = readings.get(series, 0.0) if readings and fs.model is not None else None
+        read = reads.get(series)  # 0: its region was read and nothing of it arrived
         offset = fs.residuals.offset if fs.residuals else offsets.get(series, offset_for(0.0))
         now = partial(_nowcast, read, offset, SeriesKey.parse(series).metric, nowcast_params)
         cap_of = _recent_max(fs, panel, series, read)
@@ -179,8 +180,8 @@ def forecast_frame(
         point, forecaster, fallback = sanity.sane_point(
             now(point), forecaster, fallback, cap_of, naive, ratio, series
         )
-        residuals, note = _band(fs, forecaster, read is not None, fitted)
-        quantiles = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
+        residuals, nowcasts, note = _band(fs, forecaster, fitted)
+        quantiles = _quantiles(point, residuals, nowcasts if read is not None else None, read)
         quantiles, capped = sanity.cap_quantiles(quantiles, cap_of, ratio, series)
         fallback = sanity.join(fallback, note, capped)
         rows.append(_rows(series, fs, origin, hours, point, quantiles, forecaster, fallback))
@@ -218,10 +219,10 @@ def _naive(
 
 
 def _band(
-    fs: FittedSeries, forecaster: str, read: bool, fitted: dict[str, FittedSeries]
-) -> tuple[ResidualQuantiles | None, str | None]:
-    """The residuals that band the published point: the published forecaster's own (its
-    nowcasts' when the hour was read), and why not when they are missing. A point that fell
+    fs: FittedSeries, forecaster: str, fitted: dict[str, FittedSeries]
+) -> tuple[ResidualQuantiles | None, ResidualQuantiles | None, str | None]:
+    """The residuals that band the published point: the published forecaster's own, its
+    nowcasts' (None without them), and why not when they are missing. A point that fell
     back (:func:`fallback_forecasters`) takes the fallback's residuals; a selection without
     them (stored before they were kept) keeps the chosen forecaster's band, and says so."""
     own, nowcasts, note = fs.residuals, fs.nowcast_residuals, None
@@ -231,10 +232,25 @@ def _band(
             nowcasts = fs.fallback_nowcast_residuals.get(forecaster)
         else:
             note = f"band of {fs.forecaster} (no {forecaster} residuals)"
-    residuals = own or peer_residuals(fs.series, fitted)
-    # the band of a nowcast: from nowcasts' residuals (a selection without them: the
-    # forecast's own band, wider than a nowcast's errors)
-    return ((nowcasts or residuals) if read else residuals), note
+    return own or peer_residuals(fs.series, fitted), nowcasts, note
+
+
+def _quantiles(
+    point: np.ndarray,
+    residuals: ResidualQuantiles | None,
+    nowcasts: ResidualQuantiles | None,
+    read: float | None,
+) -> dict[float, np.ndarray]:
+    """The band around ``point``: a nowcast's from its nowcasts' residuals (a selection
+    without them: the forecast's own band, wider than a nowcast's errors). A 0 reading moves
+    lead 1 only (:func:`planner.forecast.nowcast.apply`): leads ≥ 2 keep the forecast's band."""
+    plain = residuals.apply(point) if residuals else {t: point for t in QUANTILES}
+    if read is None or nowcasts is None:
+        return plain
+    now = nowcasts.apply(point)
+    if read > 0:
+        return now
+    return {t: np.concatenate([now[t][:1], plain[t][1:]]) for t in plain}
 
 
 def _rows(

@@ -15,9 +15,11 @@ below the busiest of 60) is carried to lead ``h`` ≥ 2 with a weight that decay
 Lead 1, the hour the reading is two thirds of, has its own weight, bias and clip
 (``first_*``): ``ŷ₁ ← (ŷ₁ + c) · exp(w¹_m · r¹₀) − c`` with ``r¹₀`` clipped to ±3, not ±1
 (session 33: with the ±1 clip and the 40-min peak bias the published lead 1 scored below the
-reading alone). A series with no arrival in the minutes read while the hour was read (others
-had arrivals) reads 0 (:func:`reading_values`): lead 1 follows it, later leads keep the
-forecast (a quiet start says little of the next hours: carried, it cost lead 2 on m-mid).
+reading alone). A series with no arrival in the minutes read while its region was read
+(other series of the region had arrivals) reads 0 (:func:`reading_values`): lead 1 follows
+it, later leads keep the forecast and its band (a quiet start says little of the next hours:
+carried, it cost lead 2 on m-mid). A region with no arrival at all is treated as not read
+(its ingest may lag the run minute): no nowcast for its series, and a warning.
 
 All weights, ``ρ`` and the biases were tuned on the m-mid ServeGen log only
 (bench/forecast_accuracy.py reports the effect on m-large clients). Nothing after
@@ -26,12 +28,15 @@ All weights, ``ρ`` and the biases were tuned on the m-mid ServeGen log only
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from planner.forecast.series import METRICS, SEP
+
+log = logging.getLogger(__name__)
 
 MINUTES = 40  # 60 - planner.plan_lead_min's default (20): the hourly job's cron minute
 
@@ -155,16 +160,48 @@ def _shifts(
 
 
 def reading_values(readings: pd.Series, key: pd.MultiIndex) -> np.ndarray:
-    """``readings`` (indexed by (series, origin)) at ``key``; a series with no reading at an
-    origin whose hour was read (some series had arrivals) reads 0, one at an origin not
-    read is NaN (no nowcast)."""
+    """``readings`` (indexed by (series, origin)) at ``key``. A series with no reading at an
+    origin reads 0 only if its own region was read then (some series of that region had
+    arrivals in the minutes read); a region with none (its ingest may lag the run minute) is
+    treated as unread, with a warning naming it: its series get NaN (no nowcast), as do
+    those at an origin not read at all."""
     values = readings.reindex(key).to_numpy(dtype=float)
     if len(readings) == 0:
         return values
-    read = pd.Index(readings.index.get_level_values(-1).unique())
-    was_read = read.get_indexer(key.get_level_values(-1)) >= 0
-    out: np.ndarray = np.where(np.isnan(values) & was_read, 0.0, values)
+    missing = np.isnan(values)
+    region_read = _region_hours(readings.index).unique().get_indexer(_region_hours(key)) >= 0
+    hours = pd.Index(readings.index.get_level_values(-1).unique())
+    unread = missing & ~region_read & (hours.get_indexer(key.get_level_values(-1)) >= 0)
+    if unread.any():
+        regions = sorted(set(_region_hours(key)[unread].get_level_values(0)))
+        log.warning(
+            "nowcast: no arrival in the minutes read of region(s) %s at %d origin(s) where "
+            "others had some: treated as not read (no nowcast), not as 0",
+            ", ".join(regions),
+            len(set(key.get_level_values(-1)[unread])),
+        )
+    out: np.ndarray = np.where(missing & region_read, 0.0, values)
     return out
+
+
+def series_readings(
+    readings: dict[str, float] | None, series: list[str]
+) -> dict[str, float | None]:
+    """The live hour in progress: each of ``series``' reading (:func:`reading_values`'s rule:
+    0 if its region was read and nothing of it arrived; None if not read)."""
+    if not readings:
+        return dict.fromkeys(series)
+    at = pd.Timestamp(0)
+    index = pd.MultiIndex.from_arrays([list(readings), [at] * len(readings)])
+    key = pd.MultiIndex.from_arrays([series, [at] * len(series)])
+    values = reading_values(pd.Series(list(readings.values()), index=index, dtype=float), key)
+    return {s: None if np.isnan(v) else float(v) for s, v in zip(series, values, strict=True)}
+
+
+def _region_hours(index: pd.Index) -> pd.MultiIndex:
+    """(region, origin) of each (series, origin) of ``index``."""
+    region = index.get_level_values(0).str.split(SEP, n=1).str[0]
+    return pd.MultiIndex.from_arrays([region, index.get_level_values(-1)])
 
 
 def apply_rows(rows: pd.DataFrame, readings: pd.Series, params: NowcastParams) -> np.ndarray:

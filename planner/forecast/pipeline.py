@@ -277,8 +277,9 @@ def select_models(
         assert isinstance(local, LocalBacktest)
         rows = global_part.hours
         mine = None if rows is None else rows[rows["series"].isin(chunk.panel.series)]
-        # every chunk gets every reading: which hours were read is the whole log's
-        # (a series missing at a read hour reads 0, nowcast.reading_values), not the chunk's
+        # every chunk gets every reading: which regions were read at an hour is the whole
+        # log's (a series missing where its region was read reads 0,
+        # nowcast.reading_values), not the chunk's
         tasks.append(
             replace(
                 chunk,
