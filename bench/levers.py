@@ -29,7 +29,9 @@ at ``NIW_CAP`` (``planner.sim.sweep.with_niw_cap``).
 Plans are solved to a deterministic work limit (``planner.work_limit``; ``--no-deterministic``:
 ``--time-limit`` of wall clock), so two runs make the same plans (the printed sequence digests
 are equal) at any machine load. Every family replays ``--warmup`` hours before the window,
-each its own policy from its own first fleet; only the window is metered.
+each its own policy from its own first fleet; only the window is metered. Then each family's
+best point is refined on its continuous dial, the same rule for every family
+(``planner.sim.refine``; ``--no-refine``: the coarse grid alone).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +53,7 @@ import pandas as pd
 
 from flows.evaluation import load_demand
 from flows.plan_cache import PlanRecord, plan_report, plans_for
-from flows.plan_variants import banded, plan_kind, variant
+from flows.plan_variants import banded, variant
 from flows.sweep import (
     HourInputs,
     _pool,
@@ -67,6 +70,7 @@ from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.bounds import Clairvoyant
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
+from planner.sim.refine import refine
 from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
@@ -80,6 +84,9 @@ from planner.sim.sweep import (
     with_attainment_bound,
 )
 from planner.sim.warmup import warmup_hours
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from levers_report import print_frontiers, print_plan_modes
 
 log = logging.getLogger("bench.levers")
 
@@ -134,6 +141,13 @@ def _parser() -> argparse.ArgumentParser:
         help="hours replayed before the window by every family (each its own policy from its "
         "own first fleet) and not metered; default: warmup_hours (the longest scale-in window "
         "replayed + lead time + model load)",
+    )
+    ap.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refine each family's best point on its continuous dial, the same rule for every "
+        "family (planner.sim.refine); the JSON marks those rows refined",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -292,6 +306,13 @@ def _replays(
             (v, submit(pt, plans[v]))
             for pt in banded(plan_grid(b.quantiles, slo_layer=b.a.slo_layer), b.a.rise_quantile)
         ]
+    rows = _collect(futures)
+    if b.a.refine:
+        rows += _refined(b, rows, plans, submit)
+    return rows
+
+
+def _collect(futures: list[tuple[str, Future[dict[str, Any]]]]) -> list[dict[str, Any]]:
     rows = []
     for v, f in futures:
         r = f.result()
@@ -299,6 +320,27 @@ def _replays(
             r["variant"] = v
         rows.append(r)
     return rows
+
+
+def _refined(
+    b: Bench,
+    rows: list[dict[str, Any]],
+    plans: dict[str, dict[float, PlanTargets]],
+    submit: Callable[[Point, dict[float, PlanTargets]], Future[dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    """Each family's best point refined on its continuous dial (``planner.sim.refine``: the
+    same rule for every family; the reactive families once, the plan family per variant),
+    replayed; the rows marked ``refined``."""
+    futures = [("", submit(pt, {})) for pt in refine([r for r in rows if "variant" not in r])]
+    for v in b.names:
+        futures += [
+            (v, submit(pt, plans[v])) for pt in refine([r for r in rows if r.get("variant") == v])
+        ]
+    log.info("refining: %d points", len(futures))
+    out = _collect(futures)
+    for r in out:
+        r["refined"] = True
+    return out
 
 
 def _summary(
@@ -326,46 +368,6 @@ def _summary(
     }
 
 
-def _print_frontiers(out: dict[str, Any], names: list[str]) -> None:
-    """Per variant the plan family's cheapest point meeting the targets (the reactive
-    families' once) against the reactive families, the clairvoyant fleet and the bound."""
-    print(f"window {out['window'][0]} .. {out['window'][1]}; references {out['references']}")
-    for v, fr in out["frontier"].items():
-        for fam, best in fr.items():
-            if fam != "plan" and v != names[0]:
-                continue
-            label = f"plan[{v}]" if fam == "plan" else fam
-            if best is None:
-                print(f"{label:24s} none meets the targets")
-                continue
-            print(
-                f"{label:24s} {best['gpu_hours']:>10,.0f} GPU-h  vs reactive families "
-                f"{-100 * (best['saving_vs_reactive_families'] or 0):+.1f} %  vs clairvoyant "
-                f"{best['vs_bound']:.2f}  vs attainment bound {best['vs_attainment_bound']:.2f}"
-                f"  util {best['utilisation']:.2f}  {best['policy']}"
-            )
-
-
-def _print_plan_modes(rows: list[dict[str, Any]], names: list[str]) -> None:
-    """Per variant the plan family's highest attainment (met or not) and its best point per
-    plan mode (LT-R with the SLO dials apart)."""
-    base_rows = [r for r in rows if r["family"] != "plan"]
-    for v in names:
-        mine = [r for r in rows if r.get("variant") == v]
-        top = max(mine, key=lambda r: (r["IW-F_sla"] + r["IW-N_sla"], -r["gpu_hours"]))
-        print(
-            f"plan[{v}] highest attainment: IW-F {top['IW-F_sla']:.4f} IW-N {top['IW-N_sla']:.4f}"
-            f" NIW {top['niw_on_time']:.4f} at {top['gpu_hours']:,.0f} GPU-h ({top['policy']})"
-        )
-    for v in names:
-        for kind in ("lt-i", "lt-u", "lt-ua", "lt-r", "lt-r+slo-dials", "lt-f"):
-            mine = [r for r in rows if r.get("variant") == v and plan_kind(r) == kind]
-            best = frontier(base_rows + mine).get("plan")
-            text = "none meets" if best is None else f"{best['gpu_hours']:,.0f} GPU-h"
-            extra = "" if best is None else f" ({best['policy']})"
-            print(f"plan[{v}] {kind:15s} {text}{extra}")
-
-
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -386,8 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     out = _summary(b, rows, bounds)
     out |= {"seconds": round(time.perf_counter() - clock, 1), "warmup_hours": b.warm}
     out |= {"plan_ids": records, "determinism_lost": bad}
-    _print_frontiers(out, b.names)
-    _print_plan_modes(rows, b.names)
+    print_frontiers(out, b.names)
+    print_plan_modes(rows, b.names)
     if a.out:
         Path(a.out).write_text(json.dumps({**out, "results": rows}, indent=1, default=str))
     return 0
