@@ -45,7 +45,8 @@ def group(family: str, params: Mapping[str, Any]) -> str:
     if family != "plan":
         return family
     mode = str(params.get("mode", ""))
-    return f"plan:{mode}+slo-dials" if "cooldown_in_min" in params else f"plan:{mode}"
+    slo_dials = mode == "lt-r" and "cooldown_in_min" in params
+    return f"plan:{mode}+slo-dials" if slo_dials else f"plan:{mode}"
 
 
 def dial(family: str, params: Mapping[str, Any]) -> tuple[str, ...]:
