@@ -42,7 +42,6 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +69,6 @@ from planner.sim.attainment_bound import AttainmentBound, attainment_bound
 from planner.sim.bounds import Clairvoyant
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
-from planner.sim.refine import refine
 from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
@@ -86,6 +84,7 @@ from planner.sim.sweep import (
 from planner.sim.warmup import warmup_hours
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from levers_refine import coarse_from, collect, refined
 from levers_report import print_frontiers, print_plan_modes
 
 log = logging.getLogger("bench.levers")
@@ -148,6 +147,12 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="refine each family's best point on its continuous dial, the same rule for every "
         "family (planner.sim.refine); the JSON marks those rows refined",
+    )
+    ap.add_argument(
+        "--coarse-from",
+        default=None,
+        help="an earlier --out JSON of the same window and plans: its coarse rows are read back "
+        "(every family's best point replayed again and checked), only the refinement replayed",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -300,47 +305,17 @@ def _replays(
         refs = (b.wb, b.clair, b.serving, 60 * b.warm)
         return pool.submit(run_point, pt, b.p, b.replayed, targets, *refs)
 
+    if b.a.coarse_from:
+        rows = coarse_from(Path(b.a.coarse_from), b.names, plans, submit)
+        return rows + refined(rows, b.names, plans, submit)
     futures = [("", submit(pt, {})) for pt in grid(b.families, b.quantiles)]
     for v in b.names:
         futures += [
             (v, submit(pt, plans[v]))
             for pt in banded(plan_grid(b.quantiles, slo_layer=b.a.slo_layer), b.a.rise_quantile)
         ]
-    rows = _collect(futures)
-    if b.a.refine:
-        rows += _refined(b, rows, plans, submit)
-    return rows
-
-
-def _collect(futures: list[tuple[str, Future[dict[str, Any]]]]) -> list[dict[str, Any]]:
-    rows = []
-    for v, f in futures:
-        r = f.result()
-        if v:
-            r["variant"] = v
-        rows.append(r)
-    return rows
-
-
-def _refined(
-    b: Bench,
-    rows: list[dict[str, Any]],
-    plans: dict[str, dict[float, PlanTargets]],
-    submit: Callable[[Point, dict[float, PlanTargets]], Future[dict[str, Any]]],
-) -> list[dict[str, Any]]:
-    """Each family's best point refined on its continuous dial (``planner.sim.refine``: the
-    same rule for every family; the reactive families once, the plan family per variant),
-    replayed; the rows marked ``refined``."""
-    futures = [("", submit(pt, {})) for pt in refine([r for r in rows if "variant" not in r])]
-    for v in b.names:
-        futures += [
-            (v, submit(pt, plans[v])) for pt in refine([r for r in rows if r.get("variant") == v])
-        ]
-    log.info("refining: %d points", len(futures))
-    out = _collect(futures)
-    for r in out:
-        r["refined"] = True
-    return out
+    rows = collect(futures)
+    return rows + refined(rows, b.names, plans, submit) if b.a.refine else rows
 
 
 def _summary(
