@@ -29,7 +29,9 @@ at ``NIW_CAP`` (``planner.sim.sweep.with_niw_cap``).
 Plans are solved to a deterministic work limit (``planner.work_limit``; ``--no-deterministic``:
 ``--time-limit`` of wall clock), so two runs make the same plans (the printed sequence digests
 are equal) at any machine load. Every family replays ``--warmup`` hours before the window,
-each its own policy from its own first fleet; only the window is metered.
+each its own policy from its own first fleet; only the window is metered. Then each family's
+best point is refined on its continuous dial, the same rule for every family
+(``planner.sim.refine``; ``--no-refine``: the coarse grid alone).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import pandas as pd
 
 from flows.evaluation import load_demand
 from flows.plan_cache import PlanRecord, plan_report, plans_for
-from flows.plan_variants import banded, plan_kind, variant
+from flows.plan_variants import banded, variant
 from flows.sweep import (
     HourInputs,
     _pool,
@@ -80,6 +82,10 @@ from planner.sim.sweep import (
     with_attainment_bound,
 )
 from planner.sim.warmup import warmup_hours
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from levers_refine import coarse_from, collect, refined
+from levers_report import print_frontiers, print_plan_modes
 
 log = logging.getLogger("bench.levers")
 
@@ -138,6 +144,19 @@ def _parser() -> argparse.ArgumentParser:
         help="hours replayed before the window by every family (each its own policy from its "
         "own first fleet) and not metered; default: warmup_hours (the longest scale-in window "
         "replayed + lead time + model load)",
+    )
+    ap.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refine each family's best point on its continuous dial, the same rule for every "
+        "family (planner.sim.refine); the JSON marks those rows refined",
+    )
+    ap.add_argument(
+        "--coarse-from",
+        default=None,
+        help="an earlier --out JSON of the same window and plans: its coarse rows are read back "
+        "(every family's best point replayed again and checked), only the refinement replayed",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=None, help="write every row and the frontiers as JSON here")
@@ -291,19 +310,17 @@ def _replays(
         refs = (b.wb, b.clair, b.serving, 60 * b.warm)
         return pool.submit(run_point, pt, b.p, b.replayed, targets, *refs)
 
+    if b.a.coarse_from:
+        rows = coarse_from(Path(b.a.coarse_from), b.names, plans, submit)
+        return rows + refined(rows, b.names, plans, submit)
     futures = [("", submit(pt, {})) for pt in grid(b.families, b.quantiles)]
     for v in b.names:
         futures += [
             (v, submit(pt, plans[v]))
             for pt in banded(plan_grid(b.quantiles, slo_layer=b.a.slo_layer), b.a.rise_quantile)
         ]
-    rows = []
-    for v, f in futures:
-        r = f.result()
-        if v:
-            r["variant"] = v
-        rows.append(r)
-    return rows
+    rows = collect(futures)
+    return rows + refined(rows, b.names, plans, submit) if b.a.refine else rows
 
 
 def _summary(
@@ -331,46 +348,6 @@ def _summary(
     }
 
 
-def _print_frontiers(out: dict[str, Any], names: list[str]) -> None:
-    """Per variant the plan family's cheapest point meeting the targets (the reactive
-    families' once) against the reactive families, the clairvoyant fleet and the bound."""
-    print(f"window {out['window'][0]} .. {out['window'][1]}; references {out['references']}")
-    for v, fr in out["frontier"].items():
-        for fam, best in fr.items():
-            if fam != "plan" and v != names[0]:
-                continue
-            label = f"plan[{v}]" if fam == "plan" else fam
-            if best is None:
-                print(f"{label:24s} none meets the targets")
-                continue
-            print(
-                f"{label:24s} {best['gpu_hours']:>10,.0f} GPU-h  vs reactive families "
-                f"{-100 * (best['saving_vs_reactive_families'] or 0):+.1f} %  vs clairvoyant "
-                f"{best['vs_bound']:.2f}  vs attainment bound {best['vs_attainment_bound']:.2f}"
-                f"  util {best['utilisation']:.2f}  {best['policy']}"
-            )
-
-
-def _print_plan_modes(rows: list[dict[str, Any]], names: list[str]) -> None:
-    """Per variant the plan family's highest attainment (met or not) and its best point per
-    plan mode (LT-R with the SLO dials apart)."""
-    base_rows = [r for r in rows if r["family"] != "plan"]
-    for v in names:
-        mine = [r for r in rows if r.get("variant") == v]
-        top = max(mine, key=lambda r: (r["IW-F_sla"] + r["IW-N_sla"], -r["gpu_hours"]))
-        print(
-            f"plan[{v}] highest attainment: IW-F {top['IW-F_sla']:.4f} IW-N {top['IW-N_sla']:.4f}"
-            f" NIW {top['niw_on_time']:.4f} at {top['gpu_hours']:,.0f} GPU-h ({top['policy']})"
-        )
-    for v in names:
-        for kind in ("lt-i", "lt-u", "lt-ua", "lt-r", "lt-r+slo-dials", "lt-f"):
-            mine = [r for r in rows if r.get("variant") == v and plan_kind(r) == kind]
-            best = frontier(base_rows + mine).get("plan")
-            text = "none meets" if best is None else f"{best['gpu_hours']:,.0f} GPU-h"
-            extra = "" if best is None else f" ({best['policy']})"
-            print(f"plan[{v}] {kind:15s} {text}{extra}")
-
-
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -391,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     out = _summary(b, rows, bounds)
     out |= {"seconds": round(time.perf_counter() - clock, 1), "warmup_hours": b.warm}
     out |= {"plan_ids": records, "determinism_lost": bad}
-    _print_frontiers(out, b.names)
-    _print_plan_modes(rows, b.names)
+    print_frontiers(out, b.names)
+    print_plan_modes(rows, b.names)
     if a.out:
         Path(a.out).write_text(json.dumps({**out, "results": rows}, indent=1, default=str))
     return 0

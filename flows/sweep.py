@@ -11,7 +11,8 @@ does not need:
 * then one rolling plan sequence per planning quantile (shared by LT-I, LT-U, LT-UA and LT-R:
   plans are made once per quantile, never per mode);
 * each quantile's plan points are queued the moment its sequence is back, so they fill the
-  workers while the other sequences are still solving.
+  workers while the other sequences are still solving;
+* last, each family's best point refined on its dial (``planner.sim.refine``).
 
 The window's arrays (fleet, demand, serving model, references) reach each worker once, when
 it starts, never with each point. Workers receive plain values, never a connection.
@@ -47,6 +48,7 @@ from planner.sim.bounds import Clairvoyant
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams
 from planner.sim.plans import plan_targets
+from planner.sim.refine import refine as refine_points
 from planner.sim.serving import ServingModel
 from planner.sim.sweep import (
     TARGETS,
@@ -266,10 +268,13 @@ def run_sweep(
     seed: int = 0,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    refine: bool = True,
 ) -> Sweep:
-    """Replay the window through every point of the families' grids (module docstring).
-    ``seconds`` in the result: the set-up, the forecasts (while the planless points replay),
-    the plans (while the finished quantiles' points replay) and the rest of the replays."""
+    """Replay the window through every point of the families' grids (module docstring), then
+    (``refine``) each family's best point refined on its dial (``planner.sim.refine``, rows
+    marked ``refined``). ``seconds`` in the result: the set-up, the forecasts (while the
+    planless points replay), the plans (while the finished quantiles' points replay), the
+    rest of the replays and the refinement."""
     points = grid(families, quantiles)
     lap = _Laps()
     progress = progress or (lambda _n: None)
@@ -291,6 +296,9 @@ def run_sweep(
         lap("plans")
         rows = [replays[i].result() for i in range(len(points))]
         lap("replays")
+        if refine:
+            rows += _refined(pool, rows, {q: plan_targets(sequences[q], p) for q in wanted})
+            lap("refinement")
     return Sweep(
         start,
         stop,
@@ -302,6 +310,14 @@ def run_sweep(
         {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
         lap.seconds,
     )
+
+
+def _refined(
+    pool: Engine, rows: list[dict[str, Any]], plans: dict[float, PlanTargets]
+) -> list[dict[str, Any]]:
+    """The rows of each family's best point refined on its dial, marked ``refined``."""
+    futures = [pool.point(pt, plans if pt.family == "plan" else {}) for pt in refine_points(rows)]
+    return [{**f.result(), "refined": True} for f in futures]
 
 
 def _queue(

@@ -66,6 +66,9 @@ def evaluate(
         str, typer.Option(help="with --sweep, the plan family's planning quantiles")
     ] = ",".join(map("{:g}".format, DEFAULT_QUANTILES)),
     workers: Annotated[int, typer.Option(min=1, help="with --sweep, worker processes")] = 2,
+    refine: Annotated[
+        bool, typer.Option(help="with --sweep, refine each family's best point on its dial")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay the warehouse's request log through each policy on the simulator; write a
@@ -75,7 +78,8 @@ def evaluate(
 
     cfg = settings(ctx).config()
     if sweep:
-        _sweep(ctx, hours, end, time_limit, seed, out, families, quantiles, workers, as_json)
+        args = (families, quantiles, workers, refine, as_json)
+        _sweep(ctx, hours, end, time_limit, seed, out, *args)
         return
     names = choices(policies, "--policies", POLICIES)
     stop = parse_time(end, "--end") if end else None
@@ -125,6 +129,7 @@ def _sweep(
     families: str,
     quantiles: str,
     workers: int,
+    refine: bool,
     as_json: bool,
 ) -> None:
     from flows.sweep import run_sweep, sweep_json, write_sweep
@@ -137,8 +142,9 @@ def _sweep(
     with con, progress_bar() as bar, clear_errors():
         task = bar.add_task("sweep", total=None)
         result = run_sweep(
-            con, cfg, hours, stop, fams, qs, time_limit, seed, workers, partial(bar.advance, task)
-        )
+            con, cfg, hours, stop, fams, qs, time_limit, seed, workers,
+            partial(bar.advance, task), refine,
+        )  # fmt: skip
     folder = out or Path(cfg.paths.outputs) / (
         f"sweep-{result.start:%Y%m%dT%H%M}-{hours}h-{result.config_hash}"
     )

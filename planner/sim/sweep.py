@@ -19,8 +19,8 @@ never made NIW later, so the baselines always have this dial):
 * ``siloed``: static pools over their headroom (a reference, not a contender).
 
 A point meets the targets when IW-F and IW-N attain ≥ 99 % and every NIW request finishes
-by its deadline. The module is pure: the warehouse side (``flows.sweep``) supplies the
-demand, the plans and the process pool.
+by its deadline; each family's best point is then refined on its dial by one rule for all
+(``planner.sim.refine``). Pure: ``flows.sweep`` supplies the demand, plans and process pool.
 """
 
 from __future__ import annotations
@@ -52,13 +52,7 @@ SLO_WINDOWS_MIN = (10, 30, 180)  # the SLO-aware family's scale-in stabilisation
 # chunked-prefill curves IW-F meets 99 % up to ρ ≈ 0.66–0.83 on its reachable placements at
 # instance CV 0 (README, serving model), less with bursts; 0.5 keeps clear of that
 NIW_CAP = 0.5
-PAPER_REACTIVE = {
-    "up": 0.5,
-    "down": 0.25,
-    "target": 0.4,
-    "cooldown_out_min": 5,
-    "cooldown_in_min": 20,
-}
+PAPER_REACTIVE = dict(up=0.5, down=0.25, target=0.4, cooldown_out_min=5, cooldown_in_min=20)
 
 
 @dataclass(frozen=True)
@@ -116,13 +110,18 @@ def slo_grid() -> list[Point]:
     utilisation of the shared pools (:func:`with_niw_cap`). The 180-min window holds a
     pool through traffic that stops for hours and restarts at full rate (the ServeGen log:
     no window of 10–120 min meets IW-N ≥ 99 % there, the restart waiting a VM's lead time)."""
-    pts = []
     targets = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    for target, cooldown_in in itertools.product(targets, SLO_WINDOWS_MIN):
-        for up in sorted({round(min(target + 0.1, 0.98), 2), 1.0}):
-            params = {"target": target, "up": up, "down": round(0.7 * target, 2)}
-            pts.append(Point("slo-reactive", {**params, "cooldown_in_min": cooldown_in}))
-    return with_niw_cap(pts)
+    dials = itertools.product(targets, SLO_WINDOWS_MIN, (False, True))
+    return with_niw_cap(
+        [Point("slo-reactive", {**slo_levels(t, q), "cooldown_in_min": c}) for t, c, q in dials]
+    )
+
+
+def slo_levels(target: float, queue_only: bool = False) -> dict[str, float]:
+    """The SLO-aware grid's rule at ``target``: scale out just above it (+0.1, at most 0.98)
+    or (``queue_only``) only once work queues (1.0); scale in below 0.7 × ``target``."""
+    up = 1.0 if queue_only else round(min(target + 0.1, 0.98), 4)
+    return {"target": target, "up": up, "down": round(0.7 * target, 4)}
 
 
 def layer_grid(quantiles: Sequence[float]) -> list[Point]:
