@@ -39,9 +39,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from levers import Bench, _parser, _plans, _setup
+from levers import Bench, bench_plans, parser, setup
 
-from flows.sweep import _pool
+from flows.sweep import process_pool
 from planner.sim.bounds import Clairvoyant, home_pool_cv, packed_gpus
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets
@@ -376,18 +376,18 @@ def show(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _parser()
+    ap = parser()
     ap.add_argument("--levers", required=True, help="a bench/levers.py --out JSON of the window")
     ap.add_argument("--holds", default="21,60,180", help="trailing-max holds, minutes")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
-    b = _setup(a, clock)
+    b = setup(a, clock)
     variant = b.names[0]
     points = best_points(Path(a.levers), variant)
-    with _pool(a.workers) as pool:
-        plans, _ = _plans(b, pool, clock)
+    with process_pool(a.workers) as pool:
+        plans, _ = bench_plans(b, pool, clock)
     out = decompose(b, points, plans[variant], [int(x) for x in a.holds.split(",") if x])
     if a.json:
         print(json.dumps(out, indent=1))

@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleet_gap import best_points
-from levers import _parser, _plans, _setup
+from levers import bench_plans, parser, setup
 
-from flows.sweep import _pool
+from flows.sweep import process_pool
 from planner.sim.fleet import Targets
 from planner.sim.fluid import Observation, simulate
 from planner.sim.plan_ramp import PlanRamp, layered
@@ -71,19 +71,19 @@ def caps(clair: np.ndarray, warm_h: int, scale: float, ahead: bool) -> np.ndarra
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _parser()
+    ap = parser()
     ap.add_argument("--levers", required=True, help="a bench/levers.py --out JSON of the window")
     ap.add_argument("--scales", default="1,2.5,10")
     ap.add_argument("--ahead", action="store_true")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
-    b = _setup(a, clock)
+    b = setup(a, clock)
     point = best_points(Path(a.levers), b.names[0])["plan"]
     if point.params.get("mode") != "lt-f":
         raise SystemExit(f"the cheapest plan point is not LT-F: {point.label}")
-    with _pool(a.workers) as pool:
-        plans, _ = _plans(b, pool, clock)
+    with process_pool(a.workers) as pool:
+        plans, _ = bench_plans(b, pool, clock)
     seq = plans[b.names[0]][float(point.params["quantile"])]
     print(f"window {b.start} .. {b.stop}; {point.label}; clairvoyant {b.clair.gpu_hours:,.0f}")
     for scale in [None, *(float(x) for x in a.scales.split(",") if x)]:
