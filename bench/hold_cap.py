@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         r = row(point, res, b.wb, b.clair, b.p.tiers[b.p.deferrable])
         label = "as is" if scale is None else f"oracle cap {scale:g}x" + " (ahead)" * a.ahead
         print(
-            f"{label:20s} {r['gpu_hours']:8,.0f} GPU-h  IW-F {r['IW-F_sla']:.4f}  "
+            f"{label:24s} {r['gpu_hours']:8,.0f} GPU-h  IW-F {r['IW-F_sla']:.4f}  "
             f"IW-N {r['IW-N_sla']:.4f}  NIW on time {r['niw_on_time']:.4f}"
         )
     return 0
