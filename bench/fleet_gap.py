@@ -39,9 +39,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from levers import Bench, _parser, _plans, _setup
+from levers import Bench, bench_plans, parser, setup
 
-from flows.sweep import _pool
+from flows.sweep import process_pool
 from planner.sim.bounds import Clairvoyant, home_pool_cv, packed_gpus
 from planner.sim.demand import MinuteDemand
 from planner.sim.fleet import FleetParams, Targets
@@ -51,6 +51,7 @@ from planner.sim.sizing import pool_instances
 from planner.sim.sweep import TARGETS, Point, build_policy, floors
 
 log = logging.getLogger("bench.fleet_gap")
+CLAIR = "clairvoyant"
 Array = np.ndarray
 PARTS = (
     "floor",
@@ -174,30 +175,27 @@ def curve_need(
     return Need(need, floor, clair.vm_types, clair.instances)
 
 
-def _gpi(p: Any) -> Array:
-    return np.asarray(p.gpus_per_instance, dtype=float)  # [m, g]
-
-
-def _clair_tape(b: Bench, need: Need) -> Tape:
+def clair_tape(p: FleetParams, demand: MinuteDemand, need: Need) -> Tape:
     """The clairvoyant fleet as a tape: its instances on its type per pool, no loading, the
     relaxation's packed GPUs as its VMs (spread over the region's types by instance GPUs),
     and its busy GPUs: the minute's interactive work on its type (NIW left out: most of it is
     due after the window, which the clairvoyant fleet never buys for)."""
-    p, T = b.p, need.clair.shape[0]
+    T = need.clair.shape[0]
     inst = np.zeros((T, *p.shape_rmg))
     for (r, m), g in np.ndenumerate(need.types):
         inst[:, r, m, g] = need.clair[:, r, m]
-    gpus = inst * _gpi(p)[None, None]
+    gpi = np.asarray(p.gpus_per_instance, dtype=float)
+    gpus = inst * gpi[None, None]
     packed = packed_gpus_per_region(p, need.clair, need.types)  # [T, r]
     held = gpus.sum(axis=2)  # [T, r, g]
     share = held / np.maximum(held.sum(axis=2, keepdims=True), 1e-12)
     vm = share * packed[:, :, None]
     with np.errstate(divide="ignore", invalid="ignore"):
         per = np.where(p.theta > 0, 1.0 / p.theta, 0.0)  # [m, g, k]
-    inter = b.demand.tokens / 60.0
-    inter[..., b.p.deferrable] = 0.0  # NIW due after the window is never served inside it
+    inter = demand.tokens / 60.0
+    inter[..., p.deferrable] = 0.0  # NIW due after the window is never served inside it
     work = np.einsum("trmk,mgk->trmg", inter, per)
-    busy = (work * (inst > 0) * _gpi(p)[None, None]).sum(axis=3)
+    busy = (work * (inst > 0) * gpi[None, None]).sum(axis=3)
     return Tape(inst, np.zeros_like(inst), vm, busy, np.zeros_like(vm))
 
 
@@ -214,7 +212,7 @@ def packed_gpus_per_region(p: Any, inst: Array, types: Array) -> Array:
 def parts(p: Any, tape: Tape, need: Need, clairvoyant: bool = False) -> dict[str, Array]:
     """[T, r, m] GPUs of each part of the module docstring (``idle slots``: [T, r, 1] on the
     first model); they add up to the tape's VM GPUs."""
-    gpi = _gpi(p)
+    gpi = np.asarray(p.gpus_per_instance, dtype=float)
     g_star = need.types  # [r, m]
     nr, nm = g_star.shape
     on_c = np.stack(
@@ -250,10 +248,15 @@ def parts(p: Any, tape: Tape, need: Need, clairvoyant: bool = False) -> dict[str
     }
 
 
+def split(p: Any, tapes: dict[str, Tape], need: Need) -> dict[str, dict[str, Array]]:
+    """:func:`parts` of each fleet of ``tapes``, the one named ``CLAIR`` as the clairvoyant."""
+    return {name: parts(p, tp, need, name == CLAIR) for name, tp in tapes.items()}
+
+
 def pool_table(p: Any, tapes: dict[str, Tape]) -> dict[str, dict[str, float]]:
     """Per region / model / VM type each fleet's instance GPU-h (serving and loading), per
     region / VM type its idle slots, and per region / model its utilisation."""
-    gpi = _gpi(p)
+    gpi = np.asarray(p.gpus_per_instance, dtype=float)
     out: dict[str, dict[str, float]] = {}
     for name, tp in tapes.items():
         gh = ((tp.inst + tp.loading) * gpi[None, None]).sum(axis=0) / 60.0  # [r, m, g]
@@ -309,29 +312,26 @@ def decompose(
     for name, pt in points.items():
         tapes[name], metered[name] = replay(b, pt, plans)
         log.info("%s replayed: %.0f GPU-h metered", name, metered[name])
-    tapes["clairvoyant"] = _clair_tape(b, need)
-    metered["clairvoyant"] = b.clair.gpu_hours
-    split = {
-        name: {
-            k: float(v.sum() / 60.0) for k, v in parts(b.p, tp, need, name == "clairvoyant").items()
-        }
-        for name, tp in tapes.items()
-    }
+    tapes[CLAIR] = clair_tape(b.p, b.demand, need)
+    metered[CLAIR] = b.clair.gpu_hours
+    per_fleet = split(b.p, tapes, need)
+    pools = [(r, m) for r in range(len(b.p.regions)) for m in range(len(b.p.models))]
     per_pool = {
         name: {
             f"{b.p.regions[r]} {b.p.models[m]}": {
                 k: float(v[:, r, m].sum() / 60.0) for k, v in pr.items()
             }
-            for r in range(len(b.p.regions))
-            for m in range(len(b.p.models))
+            for r, m in pools
         }
-        for name, pr in ((n, parts(b.p, tp, need, n == "clairvoyant")) for n, tp in tapes.items())
+        for name, pr in per_fleet.items()
     }
     return {
         "window": [str(b.start), str(b.stop)],
         "points": {k: v.label for k, v in points.items()},
         "metered_gpu_hours": metered,
-        "parts": split,
+        "parts": {
+            n: {k: float(v.sum() / 60.0) for k, v in pr.items()} for n, pr in per_fleet.items()
+        },
         "parts_per_pool": per_pool,
         "pools": pool_table(b.p, tapes),
         "hours": by_hour(b.start, tapes),
@@ -376,18 +376,18 @@ def show(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _parser()
+    ap = parser()
     ap.add_argument("--levers", required=True, help="a bench/levers.py --out JSON of the window")
     ap.add_argument("--holds", default="21,60,180", help="trailing-max holds, minutes")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
-    b = _setup(a, clock)
+    b = setup(a, clock)
     variant = b.names[0]
     points = best_points(Path(a.levers), variant)
-    with _pool(a.workers) as pool:
-        plans, _ = _plans(b, pool, clock)
+    with process_pool(a.workers) as pool:
+        plans, _ = bench_plans(b, pool, clock)
     out = decompose(b, points, plans[variant], [int(x) for x in a.holds.split(",") if x])
     if a.json:
         print(json.dumps(out, indent=1))

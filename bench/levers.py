@@ -55,11 +55,11 @@ from flows.plan_cache import PlanRecord, plan_report, plans_for
 from flows.plan_variants import banded, variant
 from flows.sweep import (
     HourInputs,
-    _pool,
     at_quantile,
     hour_inputs,
     oracle,
     oracle_actuals,
+    process_pool,
     replay_setup,
 )
 from planner.config import FleetConfig, config_hash, load_config
@@ -114,7 +114,7 @@ def cache_window(a: argparse.Namespace, start: pd.Timestamp, warm: int) -> str:
     return f"{Path(a.config).stem}-{start:%Y%m%dT%H%M}-{a.hours}h-w{warm}-{where}"
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     """The window, the variants and families, and the replays' options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/default.yaml")
@@ -239,7 +239,7 @@ class Bench:
         return cache / f"{tag}-{config_hash(self.cfg_of(v, q))}.pkl" if cache else None
 
 
-def _setup(a: argparse.Namespace, clock: float) -> Bench:
+def setup(a: argparse.Namespace, clock: float) -> Bench:
     """Demand, references and the plans' inputs over warm-up and window (the replay covers
     both; references and fleet: the window's alone)."""
     cfg = solve_limits(load_config(a.config), a)
@@ -278,7 +278,7 @@ def _bounds(b: Bench, clock: float) -> tuple[AttainmentBound, AttainmentBound]:
     return ab_free, ab_floor
 
 
-def _plans(
+def bench_plans(
     b: Bench, pool: Executor, clock: float
 ) -> tuple[dict[str, dict[float, PlanTargets]], dict[str, PlanRecord]]:
     """Each variant's plan targets per quantile (and at ``--rise-quantile``): read from the
@@ -349,13 +349,13 @@ def _summary(
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    a = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     clock = time.perf_counter()
-    b = _setup(a, clock)
+    b = setup(a, clock)
     bounds = _bounds(b, clock)
-    with _pool(a.workers) as pool:
-        plans, records = _plans(b, pool, clock)
+    with process_pool(a.workers) as pool:
+        plans, records = bench_plans(b, pool, clock)
         lines, bad = plan_report(records)
         print("\n".join(lines))
         if a.plans_only:

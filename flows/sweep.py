@@ -212,7 +212,7 @@ def dask_address(cfg: FleetConfig) -> str | None:
     return cfg.planner.dask_address or os.environ.get("SAGESERVE_DASK_ADDRESS") or None
 
 
-def _pool(workers: int, window: Window | None = None) -> ProcessPoolExecutor:
+def process_pool(workers: int, window: Window | None = None) -> ProcessPoolExecutor:
     """A local process pool (spawn: the parent holds a DuckDB connection and its threads,
     which a fork would copy), its workers started with ``window`` when given."""
     context = multiprocessing.get_context("spawn")
@@ -224,7 +224,7 @@ def _pool(workers: int, window: Window | None = None) -> ProcessPoolExecutor:
 
 
 class Engine:
-    """Where the sweep's tasks run: a local process pool of ``workers`` (:func:`_pool`), or
+    """Where the sweep's tasks run: a local process pool of ``workers`` (:func:`process_pool`), or
     the Dask cluster at ``address``. Both hand back ``concurrent.futures`` futures."""
 
     def __init__(self, window: Window, workers: int, address: str | None = None) -> None:
@@ -238,7 +238,7 @@ class Engine:
             self._window = self._client.scatter(window, broadcast=True)
             self._pool = self._client.get_executor(pure=False)
         else:
-            self._pool = _pool(workers, window)
+            self._pool = process_pool(workers, window)
 
     def point(self, point: Point, plans: dict[float, PlanTargets]) -> Future[dict[str, Any]]:
         if self._client is not None:
