@@ -299,17 +299,9 @@ def run_sweep(
         if refine:
             rows += _refined(pool, rows, {q: plan_targets(sequences[q], p) for q in wanted})
             lap("refinement")
-    return Sweep(
-        start,
-        stop,
-        rows,
-        frontier(rows),
-        _references(wb, clair, demand),
-        config_hash(cfg),
-        seed,
-        {q: [pl.plan_id for pl in sequences[q]] for q in wanted},
-        lap.seconds,
-    )
+    ids = {q: [pl.plan_id for pl in sequences[q]] for q in wanted}
+    refs = _references(wb, clair, demand)
+    return Sweep(start, stop, rows, frontier(rows), refs, config_hash(cfg), seed, ids, lap.seconds)
 
 
 def _refined(

@@ -66,14 +66,11 @@ def evaluate(
         str, typer.Option(help="with --sweep, the plan family's planning quantiles")
     ] = ",".join(map("{:g}".format, DEFAULT_QUANTILES)),
     workers: Annotated[int, typer.Option(min=1, help="with --sweep, worker processes")] = 2,
-    refine: Annotated[
-        bool, typer.Option(help="with --sweep, refine each family's best point on its dial")
-    ] = True,
+    refine: Annotated[bool, typer.Option(help="with --sweep, refine each best point")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Replay the warehouse's request log through each policy on the simulator; write a
-    comparison table (markdown, CSV, JSON) and plots. With --sweep, run every policy family
-    over its dial and report per family the cheapest point meeting the SLA targets."""
+    """Replay the warehouse's log through each policy; write a comparison (markdown, CSV, JSON,
+    plots). With --sweep, every family over its dial: its cheapest point meeting the targets."""
     from flows.evaluation import run_evaluation, write_outputs
 
     cfg = settings(ctx).config()
