@@ -148,14 +148,18 @@ def solve_priced(
     cost: np.ndarray,
     time_limit_s: float,
     deadline: float | None = None,
+    crossover: bool = True,
 ) -> BlockSolution:
     """Block ``block`` at the priced costs ``cost``: its point and row duals (interior point,
-    cold: the result does not depend on which worker ran it)."""
+    cold: the result does not depend on which worker ran it; without ``crossover`` when only
+    the duals are wanted, as the bound is safe from any)."""
     started = time.perf_counter()
     limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
     if limit <= 0:
         return BlockSolution(block.name, "skipped", None, None)
     h = _highs(block, cost)
+    if not crossover:
+        h.setOptionValue("run_crossover", "off")
     status, x, sol = _run(h, "ipm", limit)
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
     return BlockSolution(block.name, status, x, y, seconds=time.perf_counter() - started)
