@@ -77,6 +77,9 @@ class SplitRun:
             log.info(
                 "split: the whole relaxation sent at %.1f s", time.perf_counter() - self.started
             )
+            log.info(
+                "split: the whole relaxation sent at %.1f s", time.perf_counter() - self.started
+            )
             out.start = "the whole relaxation (interior point, one worker) beside cost-based prices"
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
 # the whole relaxation's interior point stops at this relative primal-dual gap, crossover
 # off: its duals only give the bound (safe by arithmetic whatever the tolerance). 20×30×4
-# rung alone on one core (IPX log): 1e-8 and crossover 297.6 s, 1e-3 284.9 s (61
-# iterations, safe bound $558,268 against the optimum $558,380); IPX's own gap passes 3e-2
-# at iteration 52, 258 s, its dual objective then $554,239 (0.74 % under): the first that
-# can end inside the 300 s after the ~27 s build. IPX on the dual program was slower
-WHOLE_IPM_TOLERANCE = 3e-2
+# rung alone on one core (IPX log, s32): its gap passes 3e-2 at iteration 52 (258 s, dual
+# objective $554,239, 0.74 % under the optimum $558,380), 2e-2 at 53 (+2.4 s, $555,955),
+# 1e-2 at 56 (+14.7 s, $557,416), 3e-3 at 59 (+22.7 s, $558,079), 1e-3 at 61 (+26.6 s).
+# 2e-2: a third of the distance for one iteration; in the portfolio (s33) the iteration
+# took 2.6 s and the bound rose $554,468 → $556,085. IPX on the dual program was slower
+WHOLE_IPM_TOLERANCE = 2e-2
 WHOLE_IPX_DUALIZE = False  # IPX on the dual program (HiGHS's ipx_dualize_strategy 1)
 
 
