@@ -51,7 +51,7 @@ planner.ilp.split_tasks, the primal rounds' algebra in planner.ilp.split_primal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -178,6 +178,42 @@ class Split:
             if sol.row_dual is not None:
                 y[block.rows] = sol.row_dual[: len(block.rows)]
         return self.relax.dual_bound(y)
+
+    def boxed_blocks(self) -> list[Block]:
+        """The blocks with the relaxation's implied box (HighsRelaxation.box, the bound's
+        own) as their column bounds: every block LP is bounded at any prices, and its
+        minimum is the most its rows' duals can add to the bound at those prices."""
+        lo, hi = self.relax.box
+        return [replace(b, col_lo=lo[b.cols], col_hi=hi[b.cols]) for b in self.blocks]
+
+    def block_losses(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Per block, how far its part of the bound from the row duals ``y`` lies under its
+        part of the objective at ``x`` (both at the prices ``y`` sets on the coupling rows,
+        over the implied box): Σ_j r_j·(x_j − side_j) + Σ_i y_i·((A x)_i − rhs_i) over the
+        block's columns and rows. Where re-solving a block can raise the bound most."""
+        relax, (lo, hi) = self.relax, self.relax.box
+        y = np.where((y > 0) & (relax.row_lo <= -INF), 0.0, y)
+        y = np.where((y < 0) & (relax.row_hi >= INF), 0.0, y)
+        rhs = np.where(y > 0, relax.row_lo, np.where(y < 0, relax.row_hi, 0.0))
+        r = relax.cost - relax.matrix.T @ y
+        col = r * (x - np.where(r > 0, lo, np.where(r < 0, hi, 0.0)))
+        row = y * (relax.matrix @ x - rhs)
+        out = np.bincount(self.col_block, weights=col, minlength=len(self.blocks))
+        for b, block in enumerate(self.blocks):
+            out[b] += float(row[block.rows].sum())
+        return np.asarray(out, dtype=float)
+
+    def refined(self, y: np.ndarray, solutions: list[BlockSolution | None]) -> np.ndarray:
+        """``y`` with each block's rows replaced by the row duals of its LP solved at the
+        prices ``y`` sets on the coupling rows (:meth:`boxed_blocks`), where it has them.
+        Any y gives a bound (HighsRelaxation.dual_bound); at fixed coupling prices the
+        bound is a sum over blocks, and a block's exact duals give its LP's minimum, the
+        most its part can be."""
+        out = y.copy()
+        for block, sol in zip(self.blocks, solutions, strict=True):
+            if sol is not None and sol.row_dual is not None:
+                out[block.rows] = sol.row_dual[: len(block.rows)]
+        return out
 
     def point(self, solutions: list[BlockSolution]) -> np.ndarray:
         x = np.zeros(len(self.relax.cost))

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
 # the whole relaxation's interior point stops at this relative primal-dual gap, crossover
 # off: its duals only give the bound (safe by arithmetic whatever the tolerance). 20×30×4
-# rung alone on one core (IPX log): 1e-8 and crossover 297.6 s, 1e-3 284.9 s (61
-# iterations, safe bound $558,268 against the optimum $558,380); IPX's own gap passes 3e-2
-# at iteration 52, 258 s, its dual objective then $554,239 (0.74 % under): the first that
-# can end inside the 300 s after the ~27 s build. IPX on the dual program was slower
-WHOLE_IPM_TOLERANCE = 3e-2
+# rung alone on one core (IPX log, s32): its gap passes 3e-2 at iteration 52 (258 s, dual
+# objective $554,239, 0.74 % under the optimum $558,380), 2e-2 at 53 (+2.4 s, $555,955),
+# 1e-2 at 56 (+14.7 s, $557,416), 3e-3 at 59 (+22.7 s, $558,079), 1e-3 at 61 (+26.6 s).
+# 2e-2: a third of the distance for one iteration; in the portfolio (s33) the iteration
+# took 2.6 s and the bound rose $554,468 → $556,085. IPX on the dual program was slower
+WHOLE_IPM_TOLERANCE = 2e-2
 WHOLE_IPX_DUALIZE = False  # IPX on the dual program (HiGHS's ipx_dualize_strategy 1)
 
 
@@ -148,14 +149,18 @@ def solve_priced(
     cost: np.ndarray,
     time_limit_s: float,
     deadline: float | None = None,
+    crossover: bool = True,
 ) -> BlockSolution:
     """Block ``block`` at the priced costs ``cost``: its point and row duals (interior point,
-    cold: the result does not depend on which worker ran it)."""
+    cold: the result does not depend on which worker ran it; without ``crossover`` when only
+    the duals are wanted, as the bound is safe from any)."""
     started = time.perf_counter()
     limit = time_limit_s if deadline is None else min(time_limit_s, deadline - time.time())
     if limit <= 0:
         return BlockSolution(block.name, "skipped", None, None)
     h = _highs(block, cost)
+    if not crossover:
+        h.setOptionValue("run_crossover", "off")
     status, x, sol = _run(h, "ipm", limit)
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
     return BlockSolution(block.name, status, x, y, seconds=time.perf_counter() - started)

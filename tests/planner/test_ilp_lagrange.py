@@ -221,3 +221,13 @@ def test_spent_budget_stops_every_step() -> None:
     tight = SolverSettings(time_limit_s=1e-4, mip_gap=0.0, decompose_above_vars=1)
     plan, check = make_plan(data, tight)
     assert plan.solver.fallback and check.ok
+
+
+def test_process_pool_workers_start_before_the_first_task() -> None:
+    """The workers are spawned and given the planning data when the pool is made (while
+    the caller builds its model), not when the first task arrives."""
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        assert pool._pool is not None
+        assert [f.result(timeout=60) for f in pool._warm] == [True, True]
+        assert len(pool._pool._processes) == 2

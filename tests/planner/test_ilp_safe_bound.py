@@ -16,7 +16,7 @@ from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.safe_bound import implied_bounds, safe_lower_bound
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
-from planner.ilp.split_tasks import _highs, _run
+from planner.ilp.split_tasks import _highs, _run, solve_priced
 from tests.planner.test_ilp_lagrange import _instance
 
 EXACT = SolverSettings(time_limit_s=60, mip_gap=0.0)
@@ -118,3 +118,40 @@ def test_the_implied_box_keeps_the_relaxations_optimum(seed: int) -> None:
     _st, x_box, _ = _run(_highs(boxed, relax.cost), "ipm", 30.0)
     assert x is not None and x_box is not None
     assert abs(relax.cost @ x_box - relax.cost @ x) <= 1e-6 * abs(relax.cost @ x)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_blocks_re_solved_at_loose_duals_raise_the_bound_and_stay_below_the_optimum(
+    seed: int,
+) -> None:
+    """The whole relaxation by interior point stopped at a loose tolerance (the portfolio's),
+    then every block solved at the prices its duals set on the coupling rows, over the implied
+    box (Split.refined): the bound from the assembled duals is at least the loose duals' own,
+    at most the relaxation's optimum, and closes most of the loose duals' distance to it
+    (the blocks hold every row but the coupling ones)."""
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    exact = relax.solve(30.0)
+    assert exact.optimal
+    h = _highs(Split.whole_block(relax), relax.cost)
+    h.setOptionValue("run_crossover", "off")
+    h.setOptionValue("ipm_optimality_tolerance", 3e-2)
+    _status, _x, sol = _run(h, "ipm", 30.0)
+    y, x = np.asarray(sol.row_dual), np.asarray(sol.col_value)
+    loose = relax.dual_bound(y)
+    split = Split.of(relax)
+    y_c = split.project(y[split.coupling])
+    costs = split.priced_costs(y_c)
+    sols = [
+        solve_priced(data, b, c, 30.0, None, False)
+        for b, c in zip(split.boxed_blocks(), costs, strict=True)
+    ]
+    refined = relax.dual_bound(split.refined(y, sols))
+    tol = 1e-6 * abs(exact.objective)
+    assert loose - tol <= refined <= exact.objective + tol <= optimum.objective + 2 * tol
+    assert exact.objective - refined <= 0.5 * (exact.objective - loose) + tol
+    # the losses say where the room is: the blocks' parts sum to the point's objective less
+    # the bound before its rounding allowance
+    losses = split.block_losses(y, x)
+    assert np.all(np.isfinite(losses))
