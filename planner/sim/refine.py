@@ -5,7 +5,9 @@ pressure and scale-out level by 0.1), so a family's cheapest point meeting the t
 a grid artefact: on the ServeGen log the SLO-aware scaler at target 0.42 is ~4 % cheaper than
 at 0.4. After the coarse grid, each *group* (the reactive family, the SLO-aware family, and
 each plan mode: LT-UA, LT-R, LT-R at the SLO-aware dials, LT-F; LT-I and LT-U have no
-continuous dial) is refined the same way:
+continuous dial) is refined the same way, and per family only the group that holds the
+family's cheapest row meeting the targets (so the plan family, with its several modes, gets
+no more extra draws than a baseline: the same number of points per family):
 
 1. take the group's cheapest row meeting the targets (none: the group is left alone);
 2. its grid neighbours: the rows of the group with every other dial equal (cooldowns, NIW
@@ -119,14 +121,19 @@ def refine_group(
 def refine(
     rows: Sequence[Mapping[str, Any]], targets: Mapping[str, float] = TARGETS
 ) -> list[Point]:
-    """Every group's refined points over ``rows`` (one replay's rows: pass each plan variant's
-    rows apart), those already among ``rows`` left out."""
+    """The refined points over ``rows`` (one replay's rows: pass each plan variant's rows
+    apart) of each family's best group (the group of its cheapest row meeting the targets),
+    those already among ``rows`` left out."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(group(r["family"], r["params"]), []).append(r)
+    best: dict[str, Mapping[str, Any]] = {}
+    ok = [r for r in rows if meets(r, targets)]
+    for r in sorted(ok, key=lambda r: float(r["gpu_hours"]), reverse=True):
+        best[str(r["family"])] = r  # the family's cheapest written last
     seen = {(r["family"], frozenset(r["params"].items())) for r in rows}
     out = []
-    for mine in groups.values():
+    for mine in (groups[group(b["family"], b["params"])] for b in best.values()):
         for pt in refine_group(mine, targets):
             if (pt.family, frozenset(pt.params.items())) not in seen:
                 seen.add((pt.family, frozenset(pt.params.items())))
