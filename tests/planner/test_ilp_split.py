@@ -98,7 +98,7 @@ def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
     assert local.start.startswith("the whole relaxation")
     # its interior point stops at a relative gap of WHOLE_IPM_TOLERANCE; the safe bound from
     # its duals was 0.0067-0.64 % under the LP on instances 0-2 (review): 1 % catches a bound
-    # gone weak where 2 × the tolerance (6 %) would not
+    # gone weak where 2 × the tolerance (4 %) would not
     lowest = relax.bound * (1 - 1e-2)
     assert lowest <= local.lower_bound <= relax.bound * (1 + 1e-6)
     tol = 1e-6 * abs(optimum.objective)
