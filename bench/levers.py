@@ -310,16 +310,15 @@ def _replays(
         refs = (b.wb, b.clair, b.serving, 60 * b.warm)
         return pool.submit(run_point, pt, b.p, b.replayed, targets, *refs)
 
-    if b.a.coarse_from:
-        rows = coarse_from(Path(b.a.coarse_from), b.names, plans, submit)
-        return rows + refined(rows, b.names, plans, submit)
-    futures = [("", submit(pt, {})) for pt in grid(b.families, b.quantiles)]
+    pts = [("", pt) for pt in grid(b.families, b.quantiles)]
     for v in b.names:
-        futures += [
-            (v, submit(pt, plans[v]))
-            for pt in banded(plan_grid(b.quantiles, slo_layer=b.a.slo_layer), b.a.rise_quantile)
-        ]
-    rows = collect(futures)
+        plan_pts = banded(plan_grid(b.quantiles, slo_layer=b.a.slo_layer), b.a.rise_quantile)
+        pts += [(v, pt) for pt in plan_pts]
+    if b.a.coarse_from:
+        expect = (b.warm, {(v, pt.label) for v, pt in pts})
+        rows = coarse_from(Path(b.a.coarse_from), b.names, plans, submit, expect)
+    else:
+        rows = collect([(v, submit(pt, plans[v] if v else {})) for v, pt in pts])
     return rows + refined(rows, b.names, plans, submit) if b.a.refine else rows
 
 

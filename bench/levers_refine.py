@@ -55,11 +55,30 @@ def refined(
     return out
 
 
-def coarse_from(path: Path, names: Sequence[str], plans: Plans, submit: Submit) -> list[Any]:
-    """The coarse rows of an earlier ``--out`` JSON (its refined rows left out), after every
-    family's best point in it replays to the same GPU-hours and attainments now (else the
-    file is of another window, other plans or other code: SystemExit)."""
-    rows = [r for r in json.loads(path.read_text())["results"] if not r.get("refined")]
+def coarse_from(
+    path: Path,
+    names: Sequence[str],
+    plans: Plans,
+    submit: Submit,
+    expect: tuple[int, set[tuple[str, str]]],
+) -> list[Any]:
+    """The coarse rows of an earlier ``--out`` JSON (its refined rows left out), after its
+    warm-up and its (variant, policy) set equal ``expect`` (this run's warm-up hours and coarse
+    points) and every family's best point in it replays to the same GPU-hours and attainments
+    now (else the file is of another window, other plans, another grid or other code:
+    SystemExit naming what differs)."""
+    doc = json.loads(path.read_text())
+    rows = [r for r in doc["results"] if not r.get("refined")]
+    warm, want = expect
+    if doc.get("warmup_hours") != warm:
+        raise SystemExit(f"{path}: warmup_hours {doc.get('warmup_hours')}, this run's {warm}")
+    have = {(str(r.get("variant", "")), str(r["policy"])) for r in rows}
+    if have != want:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise SystemExit(
+            f"{path}: its coarse rows are not this run's grid: {len(missing)} missing "
+            f"(e.g. {missing[:1]}), {len(extra)} not in it (e.g. {extra[:1]})"
+        )
     parts = _by_variant(rows, names)
     checks = []
     for v, mine in parts.items():

@@ -60,8 +60,27 @@ def test_coarse_rows_are_read_back_only_if_their_best_points_replay_the_same(
 ) -> None:
     path = tmp_path / "before.json"
     stored = coarse_rows()
-    path.write_text(json.dumps({"results": [*stored, {**stored[0], "refined": True}]}))
-    rows = coarse_from(path, ["v"], {"v": {}}, submit_with())
+    doc = {"warmup_hours": 9, "results": [*stored, {**stored[0], "refined": True}]}
+    path.write_text(json.dumps(doc))
+    expect = (9, {(str(r.get("variant", "")), str(r["policy"])) for r in stored})
+    rows = coarse_from(path, ["v"], {"v": {}}, submit_with(), expect)
     assert rows == json.loads(json.dumps(stored))
     with pytest.raises(SystemExit, match="replays to"):
-        coarse_from(path, ["v"], {"v": {}}, submit_with(shift=1.0))
+        coarse_from(path, ["v"], {"v": {}}, submit_with(shift=1.0), expect)
+
+
+def test_coarse_rows_of_another_warm_up_or_grid_are_refused(tmp_path: Path) -> None:
+    """A file of another warm-up, or whose coarse rows are not this run's grid (a family or
+    the SLO layer missing), is refused naming what differs, before anything is replayed."""
+    path = tmp_path / "before.json"
+    stored = coarse_rows()
+    want = {(str(r.get("variant", "")), str(r["policy"])) for r in stored}
+    path.write_text(json.dumps({"warmup_hours": 9, "results": stored[1:]}))
+    with pytest.raises(SystemExit, match="1 missing"):
+        coarse_from(path, ["v"], {"v": {}}, submit_with(), (9, want))
+    with pytest.raises(SystemExit, match="warmup_hours 9, this run's 18"):
+        coarse_from(path, ["v"], {"v": {}}, submit_with(), (18, want - {stored_key(stored[0])}))
+
+
+def stored_key(r: dict[str, Any]) -> tuple[str, str]:
+    return (str(r.get("variant", "")), str(r["policy"]))
