@@ -130,6 +130,8 @@ class RegionPool:
         return done
 
     def close(self) -> None:
+        for f in self._warm:  # a pool closed before its workers started: no start-up task left
+            f.cancel()
         if self._pool is not None:
             self._pool.shutdown()
         if self._client is not None:
