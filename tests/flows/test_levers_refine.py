@@ -13,23 +13,15 @@ import pytest
 
 from bench.levers_refine import coarse_from, refined
 from planner.sim.sweep import PlanTargets, Point, grid, plan_grid
+from tests.planner.test_refine import row
 
 
 def made_up(pt: Point, _plans: dict[float, PlanTargets], shift: float = 0.0) -> dict[str, Any]:
+    """A replay row (:func:`tests.planner.test_refine.row`): cheaper when hotter, the targets
+    met up to target 0.43."""
     t = float(pt.params.get("target", 0.5))
-    sla = 0.995 if t <= 0.43 else 0.98
-    return {
-        "policy": pt.label,
-        "family": pt.family,
-        "params": dict(pt.params),
-        "gpu_hours": 1000.0 * (1 - t) + float(pt.params.get("cooldown_in_min", 0)) + shift,
-        "IW-F_sla": sla,
-        "IW-N_sla": sla,
-        "niw_on_time": 1.0,
-        "vs_bound": 1.0,
-        "vs_work_bound": 1.0,
-        "utilisation": 0.5,
-    }
+    gpu = 1000.0 * (1 - t) + float(pt.params.get("cooldown_in_min", 0)) + shift
+    return row(pt, lambda _pt: (gpu, t <= 0.43))
 
 
 def submit_with(shift: float = 0.0) -> Any:
