@@ -12,6 +12,7 @@ from planner.sim.minute_model import (
     BURST_WINDOWS_S,
     MinuteState,
     burst_at,
+    local_gap_cv2,
     minute_state,
     tier_attainment,
     tpot_ok,
@@ -143,9 +144,11 @@ def test_bursts_over_disperse_the_prompts_a_request_decodes_beside(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With a local-rate variance v at every window, the count of prompts arriving over a
-    request's decodes (m expected) has variance m c² + m² v: the same TPOT share as gaps of
-    squared CV c² + m v (no backlog term, so the CV enters nowhere else). And it changes the
-    share: here the mean request misses its target, so burstier minutes meet it more often."""
+    request's decodes (m expected) has variance m c₀² + m² v, c₀² = (c² − v) / (1 + v) the
+    gaps' squared CV at the local rate (the measured c² already holds v once): the same TPOT
+    share as gaps of squared CV c₀² + m v (no backlog term, so the CV enters nowhere else).
+    c = 0.8, v = 0.3: c₀² = 0.34 / 1.3. The old count, c² + m v, held v twice, and gives
+    another share here."""
     monkeypatch.setattr(minute_model, "BACKLOG_WEIGHT", 0.0)
     bins = SizeBins(prompt_edges=(1, 40, 60), output_edges=(1, 2, 10, 12))
     mix = one_minute([50] * 4, [11] * 4, bins)
@@ -155,10 +158,21 @@ def test_bursts_over_disperse_the_prompts_a_request_decodes_beside(
     burst = np.full((1, len(BURST_WINDOWS_S)), v)
     got = tpot_ok(flat(), s, rate, cv, out, 0.014, burst)
     m = 10.0 * 10.0 * float(s.iteration_s[0])
-    same = tpot_ok(flat(), s, rate, np.sqrt(cv**2 + m * v), out, 0.014)
-    calm = tpot_ok(flat(), s, rate, cv, out, 0.014)
+    same = tpot_ok(flat(), s, rate, np.sqrt(np.array([(0.64 - v) / (1 + v) + m * v])), out, 0.014)
+    twice = tpot_ok(flat(), s, rate, np.sqrt(cv**2 + m * v), out, 0.014)
     assert float(got[0, 0]) == pytest.approx(float(same[0, 0]), rel=1e-9)
-    assert 0.0 < float(calm[0, 0]) < float(got[0, 0]) < 1.0
+    assert abs(float(got[0, 0]) - float(twice[0, 0])) > 1e-3  # 0.240 vs 0.244
+    assert 0.0 < float(got[0, 0]) < 1.0
+
+
+def test_local_gap_cv2_removes_the_local_rate_at_the_gaps_span() -> None:
+    """c₀² = (c² − v(1/λ)) / (1 + v(1/λ)), v read at the gap's own span (held below 1 s):
+    λ = 4/s reads v(1 s) = 0.4, λ = 0.5/s reads v(2 s) = 0.2; a minute whose gap CV is all
+    local-rate variation (c² ≤ v) keeps the floor 1e-6."""
+    burst = np.array([[0.4, 0.2, 0.1, 0.05]] * 3)  # at 1, 2, 5, 10 s
+    c2 = np.array([[0.64], [0.64], [0.3]])
+    got = local_gap_cv2(c2, burst, np.array([[4.0], [0.5], [4.0]]))
+    assert got[:, 0] == pytest.approx([0.24 / 1.4, 0.44 / 1.2, 1e-6])
 
 
 def test_arrivals_cost_by_hand_at_several_levels() -> None:
