@@ -188,7 +188,8 @@ def minute_state(
 def local_gap_cv2(c2: Array, burst: Array, rate: Array) -> Array:
     """[T, 1] the squared CV c₀² of an instance's gaps at its local rate, from c² [T, 1]
     measured over the minute: a gap G = G₀ / Λ at a local rate Λ whose relative variance over
-    the gap's own span 1 / λ is v (:func:`burst_at`) has 1 + c² = (1 + c₀²)(1 + v), so c₀² =
+    the gap's own span 1 / λ is v (:func:`burst_at`) has 1 + c² ≈ (1 + c₀²)(1 + v) (to second
+    order in the local rate's spread: exact for a lognormal rate, not for every law), so c₀² =
     (c² − v) / (1 + v). The count over a span adds m² v(span) for the local rate's variation
     (:func:`tpot_ok`); with c² itself it counted v twice (index of dispersion at one instance
     over 1 / 2 / 5 / 10 s, day 2 at ρ 0.5: measured 1.30 / 1.65 / 2.41 / 3.25, c² + m v 1.73 /

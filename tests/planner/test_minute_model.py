@@ -165,6 +165,27 @@ def test_bursts_over_disperse_the_prompts_a_request_decodes_beside(
     assert 0.0 < float(got[0, 0]) < 1.0
 
 
+def test_the_count_reads_v_at_the_instance_gap_and_at_the_request_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Local-rate variance that differs by window: the gaps' c₀² reads v at one instance's gap
+    (λ = 0.5/s: 2 s, v = 0.2), the count's m² v term at the request's decode span (n τ). A
+    call site reading v at the pool's rate, or m v at the gap, gives another share."""
+    monkeypatch.setattr(minute_model, "BACKLOG_WEIGHT", 0.0)
+    bins = SizeBins(prompt_edges=(1, 40, 60), output_edges=(1, 2, 10, 12))
+    mix = one_minute([50] * 4, [11] * 4, bins)
+    rate, cv = np.array([0.5]), np.array([0.8])
+    s = minute_state(flat(), rate, mix, bins)
+    burst = np.array([[0.4, 0.2, 0.1, 0.05]])  # at 1, 2, 5, 10 s
+    out = np.array([[11.0]])
+    span = 10.0 * float(s.iteration_s[0])
+    v_span = float(burst_at(burst, np.array([[span]]))[0, 0])
+    got = tpot_ok(flat(), s, rate, cv, out, 0.014, burst)
+    c2 = (0.64 - 0.2) / 1.2 + 0.5 * span * v_span
+    same = tpot_ok(flat(), s, rate, np.sqrt(np.array([c2])), out, 0.014)
+    assert float(got[0, 0]) == pytest.approx(float(same[0, 0]), rel=1e-9)
+
+
 def test_local_gap_cv2_removes_the_local_rate_at_the_gaps_span() -> None:
     """c₀² = (c² − v(1/λ)) / (1 + v(1/λ)), v read at the gap's own span (held below 1 s):
     λ = 4/s reads v(1 s) = 0.4, λ = 0.5/s reads v(2 s) = 0.2; a minute whose gap CV is all
