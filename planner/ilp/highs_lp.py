@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -33,6 +34,18 @@ from planner.ilp.variables import FAMILIES, Values
 
 log = logging.getLogger(__name__)
 INF = 1e20  # HiGHS's infinity (kHighsInf is inf; MPS bounds of 1e20 read back as inf)
+# The split portfolio's whole relaxation (planner.ilp.split_tasks.solve_whole): only its
+# duals are wanted (the bound is safe from any, planner.ilp.safe_bound), so it is solved by
+# HiGHS's first-order PDLP ("hipdlp") stopped at a relative tolerance. 20×30×4 rung, one
+# core, s34: hipdlp at 1e-4 ends in 151 s (13,240 iterations), safe bound $558,219 (0.03 %
+# under the LP's $558,380); IPX needs ~270 s to its 2e-2 (bound $556,085): its iterations
+# 27–45 (the basis preconditioner) take ~200 s, and stopped by a time or iteration limit
+# neither returns duals. cuPDLP-C ("pdlp") did 4,000 iterations in 119 s. hipdlp at 1e-3
+# stops after 760 iterations far from the optimum (its objective $717,787): not looser.
+WHOLE_SOLVER = "hipdlp"
+WHOLE_PDLP_TOLERANCE = 1e-4
+# "ipx": interior point without crossover stopped at this relative primal-dual gap (s33)
+WHOLE_IPM_TOLERANCE = 2e-2
 
 
 @dataclass(frozen=True)
@@ -205,3 +218,15 @@ class HighsRelaxation:
         for family, given in counts.items():
             values[family].update({k: float(v) for k, v in given.items()})
         return values, solved.objective
+
+
+def whole_lp_options(h: Any, solver: str = WHOLE_SOLVER) -> str:
+    """``h`` (a highspy.Highs holding the whole relaxation) set up for ``solver`` (module
+    constants: a first-order or interior point solve for its duals, no crossover); the
+    solver name to run."""
+    if solver == "ipx":
+        h.setOptionValue("run_crossover", "off")
+        h.setOptionValue("ipm_optimality_tolerance", WHOLE_IPM_TOLERANCE)
+    else:
+        h.setOptionValue("pdlp_optimality_tolerance", WHOLE_PDLP_TOLERANCE)
+    return solver

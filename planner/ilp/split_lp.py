@@ -43,9 +43,9 @@ so every coupling row holds; the plan's objective is the relaxation's objective 
 point, and the planner verifies the plan like any other.
 
 The portfolio (two workers or more, planner.ilp.split_portfolio): the whole relaxation by
-interior point on one worker beside the first round and plan; its checked bound is the
-maximum of L (20×30×4 rung: $558,380 after ~200 s of interior point), so no more rounds
-run and both workers dive from its point when it ends. The workers' tasks are in
+first-order PDLP on one worker beside the first round and plan; its checked bound is close
+to the maximum of L (20×30×4 rung: $558,219 after ~95-150 s, the LP $558,380), so no more
+rounds run and both workers dive from its point when it ends. The workers' tasks are in
 planner.ilp.split_tasks, the primal rounds' algebra in planner.ilp.split_primal.
 """
 

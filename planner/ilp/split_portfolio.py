@@ -14,13 +14,14 @@ import numpy as np
 
 from planner.ilp import split_primal as primal_round
 from planner.ilp.data import PlanningData
-from planner.ilp.highs_lp import HighsRelaxation
+from planner.ilp.highs_lp import WHOLE_SOLVER, HighsRelaxation
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, solve_whole
 
 log = logging.getLogger(__name__)
-WHOLE_LP_BOUND = "LP relaxation (whole, safe dual bound)"  # the plan's bound_source
+# the plan's bound_source: the whole LP's duals, by the solver that gave them
+WHOLE_LP_BOUND = f"LP relaxation (whole, {WHOLE_SOLVER} duals; safe dual bound)"
 # the whole LP's duals with blocks re-solved at its coupling duals (SplitRun.refine)
 REFINED_BOUND = "LP relaxation (whole, blocks re-solved at its coupling duals; safe dual bound)"
 # kept after the block re-solves: the bound's arithmetic (~1-2 s on the 20×30×4 rung) and
@@ -77,7 +78,8 @@ class SplitRun:
             log.info(
                 "split: the whole relaxation sent at %.1f s", time.perf_counter() - self.started
             )
-            out.start = "the whole relaxation (interior point, one worker) beside cost-based prices"
+            out.start = f"the whole relaxation ({WHOLE_SOLVER}, one worker) beside cost-based"
+            out.start += " prices"
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started
         self.regions = [b for b in split.blocks if b.name != NIW_BLOCK]
@@ -233,8 +235,8 @@ class SplitRun:
         (Split.refined; interior point on the implied box), in that order on every worker,
         until ``REFINE_RESERVE_S`` before the limit; a block not solved in time keeps
         ``y``'s duals, so this never lowers the bound. The whole LP stops at a loose
-        tolerance (split_tasks.WHOLE_IPM_TOLERANCE): its bound is ~0.4 % under the LP on
-        the 20×30×4 rung."""
+        tolerance (planner.ilp.highs_lp.whole_lp_options): on the 20×30×4 rung its bound
+        is 0.03 % under the LP (PDLP at 1e-4; IPX's 2e-2 was 0.4 %)."""
         split, began = self.split, time.perf_counter()
         losses = split.block_losses(y, x)
         y_c = split.project(y[split.coupling])

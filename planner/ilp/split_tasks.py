@@ -1,6 +1,6 @@
 """The split relaxation's tasks, run in the workers (planner.ilp.split_lp has the algebra):
 a block's LP at priced costs, a block with its coupling localised and its dive to integer
-counts, and the whole relaxation by interior point followed by its own dive."""
+counts, and the whole relaxation (first-order PDLP) followed by its own dive."""
 
 from __future__ import annotations
 
@@ -13,19 +13,11 @@ import numpy as np
 from scipy import sparse
 
 from planner.ilp.data import PlanningData
+from planner.ilp.highs_lp import whole_lp_options
 from planner.ilp.variables import INTEGER_FAMILIES, VM_FAMILIES, Values
 
 log = logging.getLogger(__name__)
 THRESHOLDS = (0.7, 0.5, 0.3, 0.15, 0.05)  # the dive's rounding-up thresholds, per round
-# the whole relaxation's interior point stops at this relative primal-dual gap, crossover
-# off: its duals only give the bound (safe by arithmetic whatever the tolerance). 20×30×4
-# rung alone on one core (IPX log, s32): its gap passes 3e-2 at iteration 52 (258 s, dual
-# objective $554,239, 0.74 % under the optimum $558,380), 2e-2 at 53 (+2.4 s, $555,955),
-# 1e-2 at 56 (+14.7 s, $557,416), 3e-3 at 59 (+22.7 s, $558,079), 1e-3 at 61 (+26.6 s).
-# 2e-2: a third of the distance for one iteration; in the portfolio (s33) the iteration
-# took 2.6 s and the bound rose $554,468 → $556,085. IPX on the dual program was slower
-WHOLE_IPM_TOLERANCE = 2e-2
-WHOLE_IPX_DUALIZE = False  # IPX on the dual program (HiGHS's ipx_dualize_strategy 1)
 
 
 @dataclass(frozen=True)
@@ -339,22 +331,19 @@ def solve_whole(
     deadline: float,
     dive_until: float,
 ) -> BlockSolution:
-    """The whole relaxation (``block``: :meth:`Split.whole_block`) by interior point, without
-    crossover, stopped at ``WHOLE_IPM_TOLERANCE``, then, with ``dive_until`` (wall clock)
-    ahead, its dive: ``x`` the interior point, ``row_dual`` its duals (approximate: the
-    bound taken from them is the safe one, planner.ilp.safe_bound), ``plan`` the dived
-    point (None if the dive did not finish or did not run). The dive starts from the interior
-    point with no basis: session 26 measured dives from a non-vertex point ~2× slower
-    (12×15×4: 28 s against 14 s); not re-measured with this setting."""
+    """The whole relaxation (``block``: :meth:`Split.whole_block`) by first-order PDLP (or
+    interior point), stopped at a loose tolerance (planner.ilp.highs_lp.whole_lp_options),
+    then, with ``dive_until`` (wall clock) ahead, its dive: ``x`` the solver's point,
+    ``row_dual`` its duals (approximate: the bound taken from them is the safe one,
+    planner.ilp.safe_bound), ``plan`` the dived point (None if the dive did not finish or
+    did not run). The dive starts from a point with no basis: session 26 measured dives from
+    a non-vertex point ~2× slower (12×15×4: 28 s against 14 s)."""
     started = time.perf_counter()
     limit = min(time_limit_s, deadline - time.time())
     if limit <= 0:
         return BlockSolution(block.name, "skipped", None, None)
     h = _highs(block, block.cost)
-    h.setOptionValue("run_crossover", "off")
-    h.setOptionValue("ipm_optimality_tolerance", WHOLE_IPM_TOLERANCE)
-    h.setOptionValue("ipx_dualize_strategy", int(WHOLE_IPX_DUALIZE))
-    status, x, sol = _run(h, "ipx", limit)
+    status, x, sol = _run(h, whole_lp_options(h), limit)
     # HiGHS calls a point within the looser tolerance "Unknown"; its duals are still duals
     y = np.asarray(sol.row_dual, dtype=float) if sol.dual_valid else None
     if x is None and sol.value_valid and y is not None:

@@ -96,7 +96,7 @@ def test_split_dask_gives_the_same_plan_as_the_process_pool() -> None:
     # the whole LP's safe bound, raised by re-solving its blocks at its coupling duals
     assert local.bound_from.startswith("LP relaxation (whole")
     assert local.start.startswith("the whole relaxation")
-    # its interior point stops at a relative gap of WHOLE_IPM_TOLERANCE; the safe bound from
+    # its solver stops at a loose tolerance (highs_lp.whole_lp_options); the safe bound from
     # its duals was 0.0067-0.64 % under the LP on instances 0-2 (review): 1 % catches a bound
     # gone weak where 2 × the tolerance (4 %) would not
     lowest = relax.bound * (1 - 1e-2)

@@ -1,0 +1,93 @@
+"""The split portfolio's bound side (planner.ilp.split_portfolio, split_tasks.solve_whole):
+the whole relaxation's first-order duals give a safe bound between the Lagrangian at
+cost-based prices and the optimum of small instances solved to optimality; the block
+re-solves (SplitRun.refine) raise a loose bound and say so; the dives from the whole
+relaxation's point run when no plan exists yet, however long the first plan took."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from planner.ilp.build import create_model
+from planner.ilp.decompose import DecompositionSettings
+from planner.ilp.highs_lp import HighsRelaxation
+from planner.ilp.parallel import RegionPool
+from planner.ilp.solve import SolverSettings, solve
+from planner.ilp.split_lp import Split
+from planner.ilp.split_portfolio import REFINED_BOUND, WHOLE_LP_BOUND, SplitRun
+from planner.ilp.split_tasks import _highs, _run, solve_priced, solve_whole
+from tests.planner.test_ilp_lagrange import _instance
+
+EXACT = SolverSettings(time_limit_s=60, mip_gap=0.0)
+# generous time: nothing below depends on the clock
+SPLIT = DecompositionSettings(time_limit_s=120.0, gap=0.0, max_iterations=6, split_above_vars=0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_whole_first_order_bound_lies_between_the_lagrangian_and_the_optimum(seed: int) -> None:
+    """solve_whole's duals (the portfolio's worker task, first-order PDLP at a loose
+    tolerance) give a safe bound at most the integer optimum and at least the Lagrangian
+    bound at the split's cost-based prices (the bound the split had without them)."""
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    assert optimum.status == "optimal"
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    split = Split.of(relax, 2)
+    y0 = split.initial_prices(data)
+    costs = split.priced_costs(y0)
+    sols = [solve_priced(data, b, c, 30.0) for b, c in zip(split.blocks, costs, strict=True)]
+    lagrangian = split.bound(y0, sols)
+    sol = solve_whole(data, Split.whole_block(relax), 30.0, time.time() + 30.0, 0.0)
+    assert sol.row_dual is not None and sol.x is not None
+    bound = relax.dual_bound(sol.row_dual)
+    tol = 1e-6 * abs(optimum.objective)
+    assert lagrangian < bound <= optimum.objective + tol
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_refine_raises_a_loose_bound_below_the_optimum_and_names_it(seed: int) -> None:
+    """SplitRun.refine on an interior point stopped at 3e-2 (no crossover): the bound it
+    offers is at least the loose duals' own, at most the optimum, and its source says the
+    blocks were re-solved."""
+    data = _instance(seed)
+    optimum = solve(create_model(data), EXACT)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    h = _highs(Split.whole_block(relax), relax.cost)
+    h.setOptionValue("run_crossover", "off")
+    h.setOptionValue("ipm_optimality_tolerance", 3e-2)
+    _status, _x, sol = _run(h, "ipm", 30.0)
+    y, x = np.asarray(sol.row_dual), np.asarray(sol.col_value)
+    loose = relax.dual_bound(y)
+    with RegionPool(data, 1) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        assert np.array_equal(run.relax.cost, relax.cost)  # the same columns, same order
+        run.out.offer_bound(loose, WHOLE_LP_BOUND)
+        run.refine(y, x)
+    tol = 1e-6 * abs(optimum.objective)
+    assert run.out.bound_from == REFINED_BOUND
+    assert loose < run.out.lower_bound <= optimum.objective + tol
+
+
+def test_with_no_plan_yet_the_dives_from_the_whole_point_run_and_give_one() -> None:
+    """The portfolio's guard (SplitRun.take_whole): the dives from the whole relaxation's
+    point are skipped when the first plan's time says they would not fit, unless there is
+    no plan yet. A run whose first round gave no plan (none offered) and took longer than
+    the whole time limit still dives and ends with a plan, and its bound is the whole
+    relaxation's."""
+    data = _instance(0)
+    optimum = solve(create_model(data), EXACT)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        assert run.whole is not None  # the portfolio: the whole relaxation on a worker
+        run.first_plan_s = 10 * SPLIT.time_limit_s  # its dives "expected" to take longer
+        run.whole.result()
+        run.take_whole()
+    out = run.out
+    assert out.values is not None
+    assert out.plan_from == "group dives from the whole relaxation's point"
+    tol = 1e-6 * abs(optimum.objective)
+    assert out.bound_from.startswith("LP relaxation (whole")
+    assert out.lower_bound <= optimum.objective + tol <= out.objective + 2 * tol
