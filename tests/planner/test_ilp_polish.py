@@ -1,7 +1,8 @@
 """Fix-and-optimise (planner.ilp.polish): on a hand-made program it finds the known cheaper
 integer point and leaves the columns outside the neighbourhood alone; it never returns a
-dearer point, nor one that breaks a row; a greedy plan of small instances comes back
-cheaper, never below the optimum, and still verifies."""
+dearer point, nor one that breaks a row, and gives way when the whole relaxation finishes;
+a greedy plan of small instances comes back cheaper, never below the optimum, and still
+verifies."""
 
 from __future__ import annotations
 
@@ -67,6 +68,31 @@ def test_polish_leaves_a_point_that_breaks_a_row_as_it_is() -> None:
     keys = [("y", ("a", "g", 1)), ("y", ("b", "g", 1)), ("sa", ("a", "m", 1))]
     x, source = polish_plan(relax, keys, bad, "greedy", time.perf_counter() + 60.0)
     assert x is bad and source == "greedy"
+
+
+def test_polish_stops_when_the_whole_relaxation_finishes() -> None:
+    """In a portfolio the polish gives way to the whole relaxation's bound: once its future
+    is done no further MIP starts (here it finishes right after the polish begins, so no
+    step is taken; without the future the same call finds the point costing 4)."""
+    prog = _program()
+    x0 = np.array([2.0, 0.0, 0.5])
+    keys = [("y", ("a", "g", 1)), ("y", ("b", "g", 1)), ("sa", ("a", "m", 1))]
+    whole = _Finishing()
+    x, source = polish_plan(_Arrays(prog), keys, x0, "dives", time.perf_counter() + 60.0, whole)
+    assert x is x0 and source == "dives" and whole.calls >= 2
+    x, source = polish_plan(_Arrays(prog), keys, x0, "dives", time.perf_counter() + 60.0)
+    assert prog.cost @ x == pytest.approx(4.0) and source.startswith("dives, polished")
+
+
+class _Finishing:
+    """A future that is running when first asked, done from then on."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def done(self) -> bool:
+        self.calls += 1
+        return self.calls > 1
 
 
 def test_hour_windows_take_the_edges_first() -> None:
