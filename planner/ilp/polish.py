@@ -195,10 +195,10 @@ def polish(
     step_s: float,
     stop: Callable[[], bool] = lambda: False,
 ) -> tuple[np.ndarray, list[Step]]:
-    """Every neighbourhood in turn (each MIP up to ``step_s``), while ``deadline`` (a
-    ``time.perf_counter`` reading) is at least a step away and ``stop()`` is false: the
-    point and each step's record. The point never costs more than ``x`` and holds every
-    row ``x`` holds."""
+    """Every neighbourhood in turn (each MIP up to ``step_s``, cut to the time left), while
+    a second or more is left before ``deadline`` (a ``time.perf_counter`` reading) and
+    ``stop()`` is false: the point and each step's record. The point never costs more than
+    ``x``; a step is taken only if the whole point then holds every row (``TOLERANCE``)."""
     steps: list[Step] = []
     for free in neighbourhoods:
         left = deadline - time.perf_counter()
