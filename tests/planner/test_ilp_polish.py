@@ -16,7 +16,7 @@ from planner.ilp.build import create_model
 from planner.ilp.greedy import greedy_values
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.plan import SolverFacts
-from planner.ilp.polish import Program, hour_windows, improve, polish, polish_plan
+from planner.ilp.polish import Program, hour_windows, improve, polish, polish_plan, snap
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import column_keys
@@ -93,6 +93,16 @@ class _Finishing:
     def done(self) -> bool:
         self.calls += 1
         return self.calls > 1
+
+
+def test_snap_clears_the_specks_a_mip_leaves_within_the_bounds() -> None:
+    """Specks (a MIP's ~1e-12) become 0 where 0 is allowed, so the read-back's routing
+    weights, which drop them from a row but counted them in its total, sum to 1; values
+    leave no bound."""
+    values = np.array([3e-12, -2e-13, 0.5, 1e-12, 7.0])
+    lo = np.array([0.0, 0.0, 0.0, 1e-12, 0.0])
+    hi = np.array([1.0, 1.0, 0.4, 1.0, 5.0])
+    assert snap(values, lo, hi).tolist() == [0.0, 0.0, 0.4, 1e-12, 5.0]
 
 
 def test_hour_windows_take_the_edges_first() -> None:
