@@ -16,6 +16,8 @@ _.progress_bars
 _.log_message
 # highspy matrix attribute written, read by HiGHS (planner/ilp/split_tasks.py)
 _.format_
+# highspy column integrality written, read by HiGHS (planner/ilp/polish.py)
+_.integrality_
 # sktime BaseForecaster hooks, called by fit/update/predict (planner/forecast/*)
 _.get_test_params
 parameter_set

@@ -326,6 +326,7 @@ def main() -> None:
             "planner.ilp.split_tasks",
             "planner.ilp.decompose",
             "planner.ilp.split_primal",
+            "planner.ilp.polish",
         ):
             logging.getLogger(name).setLevel(logging.INFO)
     hours = [pd.Timestamp(h) for h in args.hours.split(",")] if args.hours else None

@@ -15,6 +15,7 @@ import numpy as np
 from planner.ilp import split_primal as primal_round
 from planner.ilp.data import PlanningData
 from planner.ilp.highs_lp import WHOLE_SOLVER, HighsRelaxation
+from planner.ilp.polish import polish_plan
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, solve_whole
@@ -183,7 +184,10 @@ class SplitRun:
         self.offer(primal_round.assemble(split, sols, extras, niw), source)
 
     def offer(self, x: np.ndarray, source: str) -> None:
-        """The plan at ``x``, if it holds every row."""
+        """The plan at ``x``, if it holds every row, polished first (planner.ilp.polish)."""
+        x, source = polish_plan(
+            self.relax, self.split.family_key, x, source, self.deadline, self.whole
+        )
         viol = primal_round.violation(self.split, x)
         objective = self.relax.objective_of(x)
         log.info("split: plan %.2f from %s, largest row violation %.2e", objective, source, viol)
