@@ -146,3 +146,23 @@ def test_every_chunk_bands_with_the_whole_selections_day_shifts() -> None:
     assert live is not None and fs.residuals == live
     assert fs.residuals != plain.fitted[niw].residuals
     assert peer_group(niw) == "NIW|token_rate"
+
+
+def test_an_origin_read_as_0_publishes_the_day_shift_band_after_lead_1() -> None:
+    """Leads ≥ 2 of an origin whose reading was 0 publish the forecast's band (as the hourly
+    job does with the stored day-shift band); every other nowcast band is left alone."""
+    hours, panel = _panel_rows(2, 6, 0.4, seed=2)
+    plain = recalibrate(hours, panel, BacktestSettings())
+    zero = (plain["series"] == plain["series"].iloc[0]) & (plain["origin"] == plain["origin"].max())
+    plain["nowcast_reading"] = np.where(zero, 0.0, 5.0)
+    for col in [quantile_column(t) for t in QUANTILES] + ["quantile_method"]:
+        plain["nowcast_" + col] = plain[col]
+    banded = with_day_shifts(plain, panel, BacktestSettings(), DayShifts.of(plain, DAY))
+    copied = zero & (plain["h"] > 1)
+    for tau in QUANTILES:
+        col = quantile_column(tau)
+        np.testing.assert_array_equal(banded.loc[copied, "nowcast_" + col], banded.loc[copied, col])
+        np.testing.assert_array_equal(
+            banded.loc[~copied, "nowcast_" + col], plain.loc[~copied, col]
+        )
+    assert not np.allclose(banded.loc[copied, HIGH], plain.loc[copied, HIGH])
