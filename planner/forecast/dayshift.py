@@ -248,35 +248,41 @@ def _convolved(within: np.ndarray, shift: np.ndarray, taus: tuple[float, ...]) -
     return out
 
 
+def live_within(hours: pd.DataFrame, width: int) -> WithinDay:
+    """The within-day parts of every fold in ``hours`` (one forecaster's backtest rows of a
+    chunk, with ``log_residual``): what the stored day-shift bands of the chunk's series are
+    made of (:func:`live_quantiles`), built once per chunk and forecaster."""
+    within = WithinDay(width)
+    rows = hours[hours["log_residual"].notna()].sort_values(["series", "origin", "h"])
+    if rows.empty:
+        return within
+    name = str(rows["forecaster"].iloc[0])
+    series = rows["series"].to_numpy()
+    origin = rows["origin"].to_numpy()
+    cuts = np.flatnonzero((series[1:] != series[:-1]) | (origin[1:] != origin[:-1])) + 1
+    res = np.split(rows["log_residual"].to_numpy(dtype=float), cuts)
+    lead = np.split(rows["h"].to_numpy(dtype=int), cuts)
+    for part_series, r, h in zip(series[np.r_[0, cuts]], res, lead, strict=True):
+        within.add(str(part_series), name, peer_group(str(part_series)), r, h)
+    return within
+
+
 def live_quantiles(
-    hours: pd.DataFrame,
+    within: WithinDay,
     series: str,
-    group_series: list[str],
+    name: str,
     offset: float,
     shifts: DayShifts,
     as_of: object,
     by_horizon: bool = True,
 ) -> ResidualQuantiles | None:
-    """The day-shift band a selection stores for ``series``' forecaster (``hours``: that
-    forecaster's backtest rows, with ``log_residual``): every fold of the series and of its
-    peer group ``group_series``, the day shifts known at ``as_of``, applied at ``offset``
-    (:func:`planner.forecast.calibration.residuals_for` for the band in use). None when the
-    day shifts are too few or there is no residual (the caller keeps the band in use)."""
-    rows = hours[hours["log_residual"].notna() & hours["series"].isin(group_series)]
-    if rows.empty:
-        return None
-    name = str(rows["forecaster"].iloc[0])
+    """The day-shift band a selection stores for ``series``' forecaster ``name``: its folds
+    and its peer group's in ``within`` (:func:`live_within`), the day shifts known at
+    ``as_of``, applied at ``offset`` (:func:`planner.forecast.calibration.residuals_for` for
+    the band in use). None when the day shifts are too few or the series has no residual
+    (the caller keeps the band in use)."""
     known = shifts.before(as_of, name, series)
-    if known is None:
+    if known is None or (series, name) not in within.own:
         return None
-    within = WithinDay(shifts.setting.width)
-    group = peer_group(series)
-    for (part_series, _), fold in rows.groupby(["series", "origin"], sort=True):
-        res = fold["log_residual"].to_numpy(dtype=float)
-        if part_series == series:
-            within.add(series, name, group, res, fold["h"].to_numpy(dtype=int))
-        else:  # a peer's fold counts for the group only
-            within.add_peer(name, group, res, fold["h"].to_numpy(dtype=int))
-    return within.quantiles(
-        series, name, group, offset, QUANTILES, known, shifts.setting.levels, by_horizon
-    )
+    group, levels = peer_group(series), shifts.setting.levels
+    return within.quantiles(series, name, group, offset, QUANTILES, known, levels, by_horizon)

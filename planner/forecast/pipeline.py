@@ -35,7 +35,7 @@ from planner.forecast.backtest import (
     local_backtest,
     run_global_backtest,
 )
-from planner.forecast.bands import RebandTask, calibrate_nowcast, reband_chunk
+from planner.forecast.bands import calibrate_nowcast
 from planner.forecast.calibration import (
     ResidualQuantiles,
     offset_for,
@@ -43,7 +43,6 @@ from planner.forecast.calibration import (
     peer_group,
     residuals_for,
 )
-from planner.forecast.dayshift import DayShifts, live_quantiles
 from planner.forecast.forecast import (
     FittedSeries,
     fallback_forecasters,
@@ -53,6 +52,7 @@ from planner.forecast.forecast import (
 )
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import uses_global
+from planner.forecast.reband import reband_selection
 from planner.forecast.sanity import SANITY_RATIO
 from planner.forecast.select import SelectionSettings, choose, deployed_scores
 from planner.forecast.series import METRICS, Panel, build_panel
@@ -243,54 +243,16 @@ def _residuals(
     offset: float,
     by_horizon: bool,
     name: str,
-    day: tuple[DayShifts, pd.Timestamp] | None = None,
 ) -> tuple[ResidualQuantiles | None, ResidualQuantiles | None]:
     """The residual quantiles of ``name``'s forecasts of ``series`` and of its nowcasts
     (:func:`planner.forecast.calibration.residuals_for`); (None, None) without forecast
-    residuals. ``day``: the selection's day shifts and time: the forecasts' band is the
-    day-shift band where they suffice (:func:`planner.forecast.dayshift.live_quantiles`)."""
+    residuals."""
     hours = by_name.get(name, pd.DataFrame())
     rq = residuals_for(hours, series, name, group, offset, by_horizon)
     if rq is None:
         return None, None
-    if day is not None:
-        rq = live_quantiles(hours, series, group, offset, *day, by_horizon) or rq
     column = "nowcast_log_residual"
     return rq, residuals_for(hours, series, name, group, offset, by_horizon, column=column)
-
-
-def reband_selection(
-    results: list[ChunkSelection],
-    panels: list[Panel],
-    as_of: pd.Timestamp,
-    settings: ForecastSettings,
-    run: Mapper[Any, Any],
-) -> list[ChunkSelection]:
-    """The chunks banded a second time once all are backtested: the day-shift band
-    (:mod:`planner.forecast.dayshift`) sees the day shifts of every series of the selection,
-    not of one chunk (one peer group), in the backtest rows and in the stored bands."""
-    setting = settings.backtest.day_shift
-    if setting is None or not results:
-        return results
-    shifts = DayShifts.of(_concat([r.backtest.hours for r in results]), setting)
-    tasks = [
-        RebandTask(p, r.backtest.hours, settings.backtest, shifts)
-        for r, p in zip(results, panels, strict=True)
-    ]
-    for result, panel, (hours, folds) in zip(
-        results, panels, run(reband_chunk, tasks), strict=True
-    ):
-        result.backtest.hours, result.backtest.folds = hours, folds
-        offsets = offsets_now(panel.observed)
-        by_name = {str(k): v for k, v in hours.groupby("forecaster")} if len(hours) else {}
-        chosen = result.chosen.set_index("series")["forecaster"]
-        for series, fs in result.fitted.items():
-            offset = float(offsets.get(series, offset_for(0.0)))
-            by_horizon = settings.backtest.by_horizon
-            day = (shifts, as_of)
-            band = partial(_residuals, by_name, series, panel.series, offset, by_horizon, day=day)
-            _store_bands(fs, str(chosen[series]), band)
-    return results
 
 
 def _serial(fn: Callable[[T], R], tasks: list[T]) -> list[R]:

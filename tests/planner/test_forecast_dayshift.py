@@ -12,7 +12,7 @@ import pytest
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate, with_day_shifts
 from planner.forecast.calibration import peer_group
-from planner.forecast.dayshift import DayShift, DayShifts, live_quantiles
+from planner.forecast.dayshift import DayShift, DayShifts, live_quantiles, live_within
 from planner.forecast.pipeline import ForecastSettings, select_models
 from planner.forecast.series import Panel, build_panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
@@ -140,9 +140,9 @@ def test_every_chunk_bands_with_the_whole_selections_day_shifts() -> None:
     # the stored band: the day-shift band at the selection's time, from every series' shifts
     fs = day.fitted[niw]
     ets = day.hours[day.hours["forecaster"] == fs.forecaster]
-    live = live_quantiles(
-        ets, niw, [niw], fs.residuals.offset, DayShifts.of(day.hours, setting), as_of
-    )
+    within = live_within(ets[ets["series"] == niw], setting.width)
+    shifts = DayShifts.of(day.hours, setting)
+    live = live_quantiles(within, niw, fs.forecaster, fs.residuals.offset, shifts, as_of)
     assert live is not None and fs.residuals == live
     assert fs.residuals != plain.fitted[niw].residuals
     assert peer_group(niw) == "NIW|token_rate"
