@@ -8,6 +8,7 @@ parent and the workers. The baseline run is the two seasonal-naive candidates al
 same series, so the ratio says what model fitting costs over bookkeeping.
 
     .venv/bin/python bench/forecast.py [--series 504] [--workers 2] [--json]
+        [--day-shift dayshift:width=6/pool=all|off]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pandas as pd
 from flows.forecasting import process_mapper, settings_from_config
 from planner.config import load_config
 from planner.forecast.backtest import BacktestSettings
+from planner.forecast.dayshift import DayShift
 from planner.forecast.models import REGISTRY
 from planner.forecast.pipeline import ForecastSettings, forecast, select_models
 from planner.forecast.select import summary
@@ -120,9 +122,17 @@ def main() -> None:
         "--candidates", default="default", help="'default', 'all' (adds arima) or a list"
     )
     parser.add_argument("--champion", help="the selection's default (default: the config's)")
+    parser.add_argument(
+        "--day-shift",
+        help="the day-shift band on, e.g. 'dayshift:width=6/pool=all' ('off': the band in use; "
+        "default: the config's)",
+    )
     args = parser.parse_args()
     demand = demand_frame(args.series)
     full = _settings(args.candidates, args.champion)
+    if args.day_shift:
+        day = None if args.day_shift == "off" else DayShift.parse(args.day_shift)
+        full = replace(full, backtest=replace(full.backtest, day_shift=day))
     baseline = replace(
         full, backtest=replace(BacktestSettings(), candidates=("snaive24", "snaive168"))
     )
@@ -135,6 +145,7 @@ def main() -> None:
         "history_days": 28,
         "candidates": list(full.backtest.candidates),
         "champion": full.selection.default,
+        "day_shift": str(full.backtest.day_shift),
         "workers": args.workers,
         "wall_s": round(wall, 1),
         "baseline_snaive_only_s": round(base_wall, 1),

@@ -1,6 +1,8 @@
 """Bands made again on a selection's rows, scored side by side (``bench/forecast_accuracy.py
---bands``): the plain band (``none``, checked equal to the selection's own) and the pooled ones
-(:class:`planner.forecast.calibration.Pooling`: ``pool:...``)."""
+--bands``): the plain band (``none``, checked equal to the selection's own), the pooled ones
+(:class:`planner.forecast.calibration.Pooling`: ``pool:...``) and the day-shift band
+(:class:`planner.forecast.dayshift.DayShift`: ``dayshift:width=6/pool=all``, its day shifts
+from every series of the selection, as :func:`planner.forecast.pipeline.reband_selection`)."""
 
 from __future__ import annotations
 
@@ -37,21 +39,39 @@ def score_bands(rows: dict[str, list[Any]], leads: tuple[int, ...]) -> dict[str,
 
 def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
     """The selection's hourly rows with the band made again: plain (``none``, which must give
-    the selection's own quantiles) or pooled (``pool:own=0.25/group=metric/tail=0.8``:
-    :class:`planner.forecast.calibration.Pooling`)."""
+    the selection's own quantiles when it was made without day shifts), pooled
+    (``pool:own=0.25/group=metric/tail=0.8``: :class:`planner.forecast.calibration.Pooling`)
+    or the day-shift band (``dayshift:...``)."""
+    import dataclasses
+
     import numpy as np
 
     from planner.forecast.bands import recalibrate
     from planner.forecast.calibration import Pooling
+    from planner.forecast.dayshift import DayShift
 
+    if spec.startswith("dayshift"):
+        day = dataclasses.replace(settings, day_shift=DayShift.parse(spec))
+        return day_shift_bands(recalibrate(selection.hours, panel, settings), panel, day)
     pool = None if spec == "none" else Pooling.parse(spec)
     out = recalibrate(selection.hours, panel, settings, pool)
-    if spec == "none":
+    if spec == "none" and settings.day_shift is None:
         key = ["series", "forecaster", "origin", "h"]
         own = selection.hours.merge(out[[*key, "q_0_975"]], on=key, suffixes=("", "_again"))
         if not np.allclose(own["q_0_975"], own["q_0_975_again"], equal_nan=True):
             raise SystemExit("re-calibrating the plain band did not give the selection's own")
     return out
+
+
+def day_shift_bands(hours: Any, panel: Any, settings: Any) -> Any:
+    """A whole selection's rows (banded as in use) with the day-shift band of ``settings``
+    (:class:`BacktestSettings`; its ``day_shift`` None: the rows as they are)."""
+    from planner.forecast.bands import with_day_shifts
+    from planner.forecast.dayshift import DayShifts
+
+    if settings.day_shift is None:
+        return hours
+    return with_day_shifts(hours, panel, settings, DayShifts.of(hours, settings.day_shift))
 
 
 def pinball_change(before: Any, after: Any, leads: tuple[int, ...]) -> dict[str, dict[str, float]]:
@@ -99,7 +119,8 @@ def print_bands(result: dict[str, Any]) -> None:
             cells.append(
                 f"{lead}: {s['band95_coverage']:.1%}±{s['band95_coverage_se']:.1%} "
                 f"[{s['band95_below']:.1%}/{s['band95_above']:.1%}] "
-                f"pin {s['scaled_pinball']:.3f}{delta}"
+                f"pin {s['scaled_pinball']:.3f}{delta} "
+                f"({s['band95_points']:.0f} pts/{s['band95_origins']:.0f} orig)"
             )
         print(f"  {spec:14s} " + " | ".join(cells))
 
@@ -123,4 +144,5 @@ def refinished(selection: Any, con: Any, panel: Any, settings: Any) -> Any:
     hours = recalibrate(hours, panel, settings.backtest)
     readings = origin_readings(con, pd.Timestamp(selection.as_of), settings)
     hours = calibrate_nowcast(hours, panel, settings.backtest, readings)
+    hours = day_shift_bands(hours, panel, settings.backtest)
     return dataclasses.replace(selection, hours=hours)

@@ -18,6 +18,7 @@ from flows.warehouse.selections import load_models, store_selection
 from flows.warehouse.sqlfiles import delete_rows, insert_frame, run, transaction
 from planner.config import FleetConfig
 from planner.forecast.backtest import BacktestSettings
+from planner.forecast.dayshift import DayShift
 from planner.forecast.nowcast import partial_values
 from planner.forecast.pipeline import (
     ForecastSettings,
@@ -47,6 +48,11 @@ def settings_from_config(cfg: FleetConfig) -> ForecastSettings:
             finalist_margin=f.finalist_margin,
             keep=(f.champion,),
             by_horizon=f.calibrate_by_horizon,
+            day_shift=(
+                DayShift(width=f.day_shift_width_h, pool=f.day_shift_pool)
+                if f.day_shift_band
+                else None
+            ),
         ),
         selection=SelectionSettings(
             margin=f.challenger_margin, min_folds=f.min_folds, default=f.champion

@@ -158,6 +158,17 @@ class ForecastSettingsConfig(_Strict):
         default=True,
         description="conformal bands per hour ahead (1..horizon) instead of one pooled band",
     )
+    day_shift_band: bool = Field(
+        default=True,
+        description="the day-shift band (planner.forecast.dayshift): day-level moves pooled "
+        "over the selection's series; off: the band pooled per peer group alone (README, #18)",
+    )
+    day_shift_width_h: int = Field(
+        default=6, ge=0, le=24, description="the day level at lead h: mean over leads h ± this"
+    )
+    day_shift_pool: Literal["all", "metric", "tier", "tier_metric"] = Field(
+        default="metric", description="whose day shifts a series' band takes"
+    )
 
 
 class PlannerSettings(_Strict):

@@ -27,6 +27,7 @@ from sktime.split import ExpandingWindowSplitter
 
 from planner.forecast import gbm
 from planner.forecast.bands import calibrate
+from planner.forecast.dayshift import DayShift
 from planner.forecast.models import (
     BASELINES,
     DEFAULT_CANDIDATES,
@@ -61,6 +62,9 @@ class BacktestSettings:
     finalist_margin: float = 0.10
     keep: tuple[str, ...] = ("ets_theta",)
     by_horizon: bool = True  # conformal bands per hour ahead (planner.forecast.calibration)
+    # the day-shift band (planner.forecast.dayshift; None: the band in use), made once
+    # every chunk is backtested (planner.forecast.pipeline.reband_selection)
+    day_shift: DayShift | None = None
 
 
 @dataclass

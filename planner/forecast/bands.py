@@ -9,6 +9,7 @@ backtest (:func:`calibrate_nowcast`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
@@ -21,9 +22,12 @@ from planner.forecast.calibration import (
     log_residuals,
     offset_for,
     offsets_at,
+    peer_group,
 )
+from planner.forecast.dayshift import DayShifts, WithinDay
 from planner.forecast.nowcast import NowcastParams, apply_rows, reading_values
-from planner.forecast.series import Panel, SeriesKey
+from planner.forecast.scores import score
+from planner.forecast.series import Panel
 from planner.quantiles import is_quantile_column, quantile_column
 
 if TYPE_CHECKING:
@@ -60,42 +64,72 @@ def realised(queue: Queued[K], origin: object) -> tuple[Queued[K], Queued[K]]:
     return over, waiting
 
 
-def peer_group(series_id: str, group: str = "tier_metric") -> str:
-    """Series that share tier and metric calibrate together (see calibration); ``group``
-    (:class:`~planner.forecast.calibration.Pooling`) may pool wider."""
-    key = SeriesKey.parse(series_id)
-    if group in ("metric", "tier"):
-        return key.metric if group == "metric" else key.tier
-    if group == "all":
-        return "all"
-    return f"{key.tier}|{key.metric}"
-
-
 def recalibrate(
     hours: pd.DataFrame,
     panel: Panel,
     settings: BacktestSettings,
     pool: Pooling | None = None,
+    shifts: DayShifts | None = None,
 ) -> pd.DataFrame:
     """A backtest's hourly rows (one selection's, every series at once) with their q_<τ>
-    columns made again, pooled as ``pool`` says (:class:`.Pooling`). Without ``pool`` the
-    columns are the selection's own."""
+    columns made again, pooled as ``pool`` says (:class:`.Pooling`), with the day shifts
+    ``shifts`` (:mod:`planner.forecast.dayshift`). Without either the columns are the
+    selection's own default band."""
     made = [c for c in hours.columns if is_quantile_column(c)]
     return calibrate(
         hours.drop(columns=[*made, "quantile_method", "log_residual"], errors="ignore"),
         panel,
         settings,
         pool,
+        shifts,
     )
+
+
+@dataclass(frozen=True)
+class RebandTask:
+    """A chunk's backtest rows to band again with the whole selection's day shifts."""
+
+    panel: Panel
+    hours: pd.DataFrame
+    settings: BacktestSettings
+    shifts: DayShifts
+
+
+def reband_chunk(task: RebandTask) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A chunk's rows with the day-shift band, and their scores (pure; safe in another
+    process). Neither enters a choice: only MASE does."""
+    hours = with_day_shifts(task.hours, task.panel, task.settings, task.shifts)
+    return hours, score(hours, task.panel, task.settings.quantiles)
+
+
+def with_day_shifts(
+    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, shifts: DayShifts
+) -> pd.DataFrame:
+    """Backtest rows (nowcast already) with the forecasts' day-shift band; the leads ≥ 2 of
+    an origin that read 0 publish the forecast's band (:func:`calibrate_nowcast`): copied
+    again. The nowcasts' own bands are left as they are."""
+    out = recalibrate(hours, panel, settings, shifts=shifts)
+    if "nowcast_reading" in out:
+        same = (out["nowcast_reading"] == 0).to_numpy() & (out["h"].to_numpy() > 1)
+        for col in [quantile_column(t) for t in settings.quantiles] + ["quantile_method"]:
+            out.loc[same, "nowcast_" + col] = out.loc[same, col]
+    return out
 
 
 class _Past:
     """The residuals of the hours already over, per (series, model) and per (peer group,
     model); a peer group's sample is sorted once per origin and shared by its series."""
 
-    def __init__(self, by_horizon: bool, pool: Pooling | None = None) -> None:
+    def __init__(
+        self, by_horizon: bool, pool: Pooling | None = None, shifts: DayShifts | None = None
+    ) -> None:
         self.by_horizon = by_horizon
         self.pool = pool or Pooling()
+        # the day-shift band (planner.forecast.dayshift): the selection's day shifts, and
+        # the within-day parts of the residuals over
+        self.shifts = shifts
+        self.within = WithinDay(shifts.setting.width) if shifts is not None else None
+        self.origin: object = None
         self.own: dict[tuple[str, str], Residuals] = {}
         self.group: dict[tuple[str, str], Residuals] = {}
         self.peers: dict[tuple[str, str], Sample] = {}
@@ -117,6 +151,14 @@ class _Past:
         offset: float,
         taus: tuple[float, ...],
     ) -> ResidualQuantiles:
+        if self.shifts is not None and self.within is not None:
+            known = self.shifts.before(self.origin, name, series)
+            if known is not None:  # enough day shifts over: the day-shift band
+                group = peer_group(series, self.pool.group)
+                grid = self.shifts.setting.levels
+                return self.within.quantiles(
+                    series, name, group, offset, taus, known, grid, self.by_horizon
+                )
         gkey = (peer_group(series, self.pool.group), name)
         if gkey not in self.peers:
             self.peers[gkey] = self.sample(self.group.get(gkey, []))
@@ -134,10 +176,13 @@ class _Past:
         """Residuals whose target hour is before ``origin`` join the past (with daily
         origins and 24 leads: every earlier fold, whole)."""
         over, self.pending = realised(self.pending, origin)
+        self.origin = origin
         for (series, name), (_, res, lead) in over:
             self.own.setdefault((series, name), []).append((res, lead))
             gkey = (peer_group(series, self.pool.group), name)
             self.group.setdefault(gkey, []).append((res, lead))
+            if self.within is not None:
+                self.within.add(series, name, gkey[0], res, lead)
         self.peers = {}
 
 
@@ -145,14 +190,20 @@ class _Bands:
     """One calibration's state: the quantile table being filled and the past residuals,
     advanced one origin at a time."""
 
-    def __init__(self, hours: pd.DataFrame, settings: BacktestSettings, pool: Pooling | None):
+    def __init__(
+        self,
+        hours: pd.DataFrame,
+        settings: BacktestSettings,
+        pool: Pooling | None,
+        shifts: DayShifts | None = None,
+    ):
         self.settings, self.taus = settings, settings.quantiles
         self.q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in self.taus])
         self.conformal = np.zeros(len(hours), dtype=bool)
         self.point = hours["point"].to_numpy(dtype=float)
         self.actual = hours["actual"].to_numpy(dtype=float)
         self.lead = hours["h"].to_numpy(dtype=int)
-        self.past = _Past(settings.by_horizon, pool)
+        self.past = _Past(settings.by_horizon, pool, shifts)
 
     def band(self, series: str, name: str, idx: np.ndarray, offset: float, origin: object) -> None:
         """The rows ``idx`` of one series and forecaster at ``origin``: conformal once enough
@@ -172,15 +223,18 @@ def calibrate(
     panel: Panel,
     settings: BacktestSettings,
     pool: Pooling | None = None,
+    shifts: DayShifts | None = None,
 ) -> pd.DataFrame:
     """Add q_<τ> columns: conformal from earlier folds (own and peer residuals whose target
     hour is over) once at least ``min_residuals`` own residuals exist, else the model's native
-    intervals. ``pool``: how own and peer residuals mix (:class:`.Pooling`)."""
+    intervals. ``pool``: how own and peer residuals mix (:class:`.Pooling`); ``shifts``: the
+    selection's day shifts, for the day-shift band (:mod:`planner.forecast.dayshift`; an
+    origin with too few of them over keeps the band in use)."""
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
     offsets = origin_offsets(hours, panel)
-    run = _Bands(hours, settings, pool)
+    run = _Bands(hours, settings, pool, shifts)
     for origin, at_origin in hours.groupby("origin", sort=True):
         run.past.resolve(origin)
         for key, rows in at_origin.groupby(["series", "forecaster"], sort=False).indices.items():

@@ -219,6 +219,17 @@ class Pooling:
 GROUPS = ("tier_metric", "metric", "tier", "all")
 
 
+def peer_group(series_id: str, group: str = "tier_metric") -> str:
+    """Series that share tier and metric calibrate together (see calibration); ``group``
+    (:class:`Pooling`) may pool wider."""
+    key = SeriesKey.parse(series_id)
+    if group in ("metric", "tier"):
+        return key.metric if group == "metric" else key.tier
+    if group == "all":
+        return "all"
+    return f"{key.tier}|{key.metric}"
+
+
 def tail_levels(taus: Sequence[float], tail: float) -> tuple[float, ...]:
     """Each tail's probability scaled by ``tail``: τ < 0.5 → τ·tail, τ > 0.5 → 1 − (1 − τ)·tail
     (kept on its side of the median); ``tail`` 1 gives ``taus`` as they are."""

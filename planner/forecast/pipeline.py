@@ -35,11 +35,12 @@ from planner.forecast.backtest import (
     local_backtest,
     run_global_backtest,
 )
-from planner.forecast.bands import calibrate_nowcast, peer_group
+from planner.forecast.bands import calibrate_nowcast
 from planner.forecast.calibration import (
     ResidualQuantiles,
     offset_for,
     offsets_now,
+    peer_group,
     residuals_for,
 )
 from planner.forecast.forecast import (
@@ -51,6 +52,7 @@ from planner.forecast.forecast import (
 )
 from planner.forecast.gbm import GlobalGBM
 from planner.forecast.models import uses_global
+from planner.forecast.reband import reband_selection
 from planner.forecast.sanity import SANITY_RATIO
 from planner.forecast.select import SelectionSettings, choose, deployed_scores
 from planner.forecast.series import METRICS, Panel, build_panel
@@ -208,26 +210,30 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
         index=False
     ):
         fs = fit_series(series, forecaster, task.panel, None, reason, task.global_model)
+        offset = float(offsets.get(series, offset_for(0.0)))
         band = partial(
-            _residuals,
-            by_name,
-            series,
-            task.panel.series,
-            float(offsets.get(series, offset_for(0.0))),
-            settings.backtest.by_horizon,
+            _residuals, by_name, series, task.panel.series, offset, settings.backtest.by_horizon
         )
-        # the fitted forecaster's own band (a fit that fell back at selection time: the
-        # fallback's); the chosen one's when it has none (a series without its own model)
-        own = band(fs.forecaster) if fs.model is not None else (None, None)
-        fs.residuals, fs.nowcast_residuals = own if own[0] is not None else band(forecaster)
-        for name in fallback_forecasters(fs) if fs.model is not None else []:
-            rq, nowcasts = band(name)
-            if rq is not None:
-                fs.fallback_residuals[name] = rq
-            if nowcasts is not None:
-                fs.fallback_nowcast_residuals[name] = nowcasts
+        _store_bands(fs, forecaster, band)
         fitted[series] = fs
     return ChunkSelection(task.group, result, chosen, fitted)
+
+
+Band = Callable[[str], tuple[ResidualQuantiles | None, ResidualQuantiles | None]]
+
+
+def _store_bands(fs: FittedSeries, forecaster: str, band: Band) -> None:
+    """The bands ``fs`` keeps: the fitted forecaster's own (a fit that fell back at selection
+    time: the fallback's); the chosen ``forecaster``'s when it has none (a series without its
+    own model); and its fallbacks'."""
+    own = band(fs.forecaster) if fs.model is not None else (None, None)
+    fs.residuals, fs.nowcast_residuals = own if own[0] is not None else band(forecaster)
+    for name in fallback_forecasters(fs) if fs.model is not None else []:
+        rq, nowcasts = band(name)
+        if rq is not None:
+            fs.fallback_residuals[name] = rq
+        if nowcasts is not None:
+            fs.fallback_nowcast_residuals[name] = nowcasts
 
 
 def _residuals(
@@ -290,7 +296,8 @@ def select_models(
             )
         )
     results = run(select_chunk, tasks)
-    return merge(as_of, results, settings)
+    panels = [t.panel for t in tasks]
+    return merge(as_of, reband_selection(results, panels, as_of, settings, run), settings)
 
 
 def merge(

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.bands import recalibrate
+from planner.forecast.bands import recalibrate, with_day_shifts
 from planner.forecast.calibration import Pooling
+from planner.forecast.dayshift import DayShift, DayShifts
 from planner.forecast.series import Panel
 from planner.quantiles import QUANTILES, quantile_column
 
@@ -51,6 +52,9 @@ def _band(hours: pd.DataFrame, origin: pd.Timestamp) -> np.ndarray:
 def _recalibrate(
     hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, spec: str
 ) -> pd.DataFrame:
+    if spec.startswith("dayshift"):  # the day shifts of every row, the future's included
+        plain = recalibrate(hours, panel, settings)
+        return with_day_shifts(plain, panel, settings, DayShifts.of(plain, DayShift.parse(spec)))
     pool = None if spec == "none" else Pooling.parse(spec)
     return recalibrate(hours, panel, settings, pool)
 
@@ -61,6 +65,8 @@ def _recalibrate(
         "none",
         "pool:group=tier",
         "pool:own=0/tail=0.8",
+        "dayshift:width=6/pool=all/min_shifts=2",
+        "dayshift:width=0/pool=tier/min_shifts=2",
     ],
 )
 def test_bands_use_only_hours_already_over_when_folds_overlap(spec: str) -> None:
@@ -80,3 +86,7 @@ def test_bands_use_only_hours_already_over_when_folds_overlap(spec: str) -> None
     for origin in origins[:5]:
         np.testing.assert_array_equal(_band(plain, origin), _band(altered, origin))
     assert not np.allclose(_band(plain, origins[5]), _band(altered, origins[5]))
+    if spec.startswith("dayshift"):  # the day-shift band is the one tested at origins 3-4
+        in_use = _recalibrate(hours, panel, settings, "none")
+        for origin in origins[3:5]:
+            assert not np.allclose(_band(plain, origin), _band(in_use, origin))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from planner.forecast.backtest import BacktestSettings, run_backtest
+from planner.forecast.dayshift import DayShift
 from planner.forecast.forecast import (
     FittedSeries,
     detect_level_shift,
@@ -40,19 +41,27 @@ def _tamper_after(demand: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
     return altered
 
 
-def test_a_forecast_at_t_is_unchanged_when_data_after_t_changes(demand: pd.DataFrame) -> None:
+# the day-shift band (planner.forecast.dayshift), its day shifts from every chunk
+DAY_SHIFT = replace(SETTINGS, backtest=replace(SETTINGS.backtest, day_shift=DayShift(min_shifts=3)))
+
+
+@pytest.mark.parametrize("settings", [SETTINGS, DAY_SHIFT], ids=["band in use", "day shift"])
+def test_a_forecast_at_t_is_unchanged_when_data_after_t_changes(
+    demand: pd.DataFrame, settings: ForecastSettings
+) -> None:
     origin = T0 + pd.Timedelta(days=8, hours=5)
-    selection = select_models(demand, origin, SETTINGS)
-    before = forecast(demand, selection.fitted, origin, SETTINGS, TIMEZONES)
+    selection = select_models(demand, origin, settings)
+    before = forecast(demand, selection.fitted, origin, settings, TIMEZONES)
     altered = _tamper_after(demand, origin)
-    selection2 = select_models(altered, origin, SETTINGS)
-    after = forecast(altered, selection2.fitted, origin, SETTINGS, TIMEZONES)
+    selection2 = select_models(altered, origin, settings)
+    after = forecast(altered, selection2.fitted, origin, settings, TIMEZONES)
     pd.testing.assert_frame_equal(before, after)
     pd.testing.assert_frame_equal(selection.folds, selection2.folds)
+    pd.testing.assert_frame_equal(selection.hours, selection2.hours)
     assert (before["hour"] >= origin).all() and before["h"].min() == 1
     # and the check can fail: data before the origin does change the forecast
     earlier = _tamper_after(demand, origin - pd.Timedelta(hours=3))
-    changed = forecast(earlier, selection.fitted, origin, SETTINGS, TIMEZONES)
+    changed = forecast(earlier, selection.fitted, origin, settings, TIMEZONES)
     assert not np.allclose(changed["point"], before["point"])
 
 

@@ -1,0 +1,288 @@
+"""The day-shift band (issue #18): a conformal band that knows errors are shared by a day.
+
+A fold's log residual at lead h is read as ``bias + day level + within-day part``. The day
+level at h is the fold's mean residual over the leads within ``width`` of h (a window mean);
+the within-day part is the residual less it; the bias is the mean of the series' fold means
+(own and its peer group's, half each). The misses of the band in use come from days whose level
+moved (README, "Where the 95 % band misses"): a peer group of 3 series with 2-5 earlier folds
+has seen 3-12 such moves, too few to size them. Here the moves are pooled wider: a **day
+shift** is the change of a fold's window mean from one fold of a series to its next, ÷ √2
+(the change of two independent day levels has twice their variance), and the shifts of every
+series of the selection (``pool``: or of the series' metric, tier, tier × metric) with that
+forecaster are one sample per lead, gathered across every selection chunk (a chunk is one peer
+group: :func:`planner.forecast.pipeline.select_models` bands a second time once every chunk
+is backtested, with the :class:`DayShifts` of them all).
+
+The band at lead h: the quantiles of ``within + shift + bias``, the within-day deviations'
+quantiles (own and peers mixed per lead as in use, :class:`.ResidualQuantiles`, on a grid of
+``grid`` levels) convolved with the day shifts' (on the same grid). Only folds wholly over
+before an origin give day shifts there (:meth:`DayShifts.before`); the within-day part counts
+a residual once its target hour is over, as every band does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import cast
+
+import numpy as np
+import pandas as pd
+
+from planner.forecast.calibration import GROUPS, ResidualQuantiles, Sample, peer_group
+from planner.quantiles import QUANTILES
+
+Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
+LEADS = 24  # day levels are kept for leads 1..LEADS (the selection's horizon)
+_HOUR = pd.Timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class DayShift:
+    """The day-shift band's settings (module docstring): ``width`` (the day level at h is the
+    mean over leads h ± width), ``pool`` (whose day shifts a series takes: ``all``, ``metric``,
+    ``tier``, ``tier_metric``), ``min_shifts`` (fewer shifts before an origin: the band in
+    use), ``grid`` (levels each side of the convolution is taken at)."""
+
+    width: int = 6
+    pool: str = "all"
+    min_shifts: int = 5
+    grid: int = 49
+
+    def __post_init__(self) -> None:
+        if self.width < 0:
+            raise ValueError(f"day shift width {self.width} must be >= 0")
+        if self.pool not in GROUPS:
+            raise ValueError(f"day shift pool {self.pool!r}: expected one of {GROUPS}")
+        if self.min_shifts < 1 or self.grid < 3:
+            raise ValueError("day shift: min_shifts >= 1 and grid >= 3 expected")
+
+    @classmethod
+    def parse(cls, spec: str) -> DayShift:
+        """``"dayshift:width=6/pool=metric"`` (settings split on "/")."""
+        kind, _, rest = spec.partition(":")
+        if kind != "dayshift":
+            raise ValueError(f"day shift {spec!r}: expected 'dayshift:...'")
+        values: dict[str, object] = {}
+        for item in filter(None, rest.split("/")):
+            name, _, raw = item.partition("=")
+            if name not in ("width", "pool", "min_shifts", "grid"):
+                raise ValueError(f"day shift {spec!r}: unknown setting {name!r}")
+            values[name] = raw if name == "pool" else int(raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The grid: midpoints of ``grid`` equal slices of (0, 1)."""
+        return (np.arange(self.grid) + 0.5) / self.grid
+
+
+def window_means(res: np.ndarray, lead: np.ndarray, width: int) -> np.ndarray:
+    """A fold's day level at each lead 0..LEADS (index = lead; NaN where no residual is within
+    ``width``): the mean of its residuals at leads h ± width."""
+    total = np.bincount(lead, weights=res, minlength=LEADS + 1)[: LEADS + 1]
+    count = np.bincount(lead, minlength=LEADS + 1)[: LEADS + 1].astype(float)
+    out: np.ndarray = _windowed(total[None, :], count[None, :], width)[0]
+    return out
+
+
+def _windowed(total: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
+    """Row-wise window means over columns c ± width (NaN where the window is empty)."""
+    pad = ((0, 0), (1, 0))
+    csum, ccount = np.pad(np.cumsum(total, axis=1), pad), np.pad(np.cumsum(count, axis=1), pad)
+    cols = np.arange(total.shape[1])
+    hi, lo = np.minimum(cols + width + 1, total.shape[1]), np.maximum(cols - width, 0)
+    n = ccount[:, hi] - ccount[:, lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: np.ndarray = np.where(n > 0, (csum[:, hi] - csum[:, lo]) / n, np.nan)
+    return out
+
+
+@dataclass
+class DayShifts:
+    """Every day shift of a selection (all its chunks), per forecaster and pool key: when it
+    is known (the later fold's last target hour is over) and its value at leads 1..LEADS."""
+
+    setting: DayShift
+    known: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (name, key)
+    shifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # [n, LEADS]
+    _cache: dict[tuple[object, str, str], tuple[np.ndarray, np.ndarray] | None] = field(
+        default_factory=dict, repr=False
+    )
+
+    @classmethod
+    def of(cls, hours: pd.DataFrame, setting: DayShift) -> DayShifts:
+        """From backtest rows (``series``, ``forecaster``, ``origin``, ``h``, ``log_residual``:
+        each row's residual at its own origin's offset, as
+        :func:`planner.forecast.bands.calibrate` leaves them)."""
+        out = cls(setting)
+        rows = hours[hours["log_residual"].notna() & hours["h"].between(1, LEADS)]
+        if rows.empty:
+            return out
+        keys = ["series", "forecaster", "origin"]
+        folds = rows.groupby(keys, sort=True)
+        code = folds.ngroup().to_numpy()
+        lead = rows["h"].to_numpy(dtype=int)
+        shape = (folds.ngroups, LEADS + 1)
+        total, count = np.zeros(shape), np.zeros(shape)
+        np.add.at(total, (code, lead), rows["log_residual"].to_numpy(dtype=float))
+        np.add.at(count, (code, lead), 1.0)
+        level = _windowed(total, count, setting.width)[:, 1:]
+        fold = folds.size().reset_index()[keys]
+        last = hours.groupby(keys, sort=True)["h"].max().reindex(pd.MultiIndex.from_frame(fold))
+        over = pd.DatetimeIndex(fold["origin"]) + last.to_numpy() * _HOUR  # first hour after
+        same = (fold["series"].to_numpy()[1:] == fold["series"].to_numpy()[:-1]) & (
+            fold["forecaster"].to_numpy()[1:] == fold["forecaster"].to_numpy()[:-1]
+        )
+        shift = (level[1:] - level[:-1])[same] / np.sqrt(2.0)
+        later = fold.iloc[1:][same]
+        pool = [peer_group(s, setting.pool) for s in later["series"]]
+        known = over[1:][same].to_numpy()
+        by = pd.DataFrame({"name": later["forecaster"].to_numpy(), "key": pool})
+        for pair, idx in by.groupby(["name", "key"]).indices.items():
+            name, key = (str(v) for v in cast(tuple[str, str], pair))
+            out.known[(name, key)] = known[idx]
+            out.shifts[(name, key)] = shift[idx]
+        return out
+
+    def before(
+        self, origin: object, name: str, series: str
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The day shifts known at ``origin`` for ``series``' pool and forecaster ``name``, on
+        the grid: per lead [LEADS, grid] and over every lead [grid]; None with fewer than
+        ``min_shifts`` (the caller keeps the band in use)."""
+        key = (name, peer_group(series, self.setting.pool))
+        at = (pd.Timestamp(origin), *key)  # type: ignore[arg-type]
+        if at not in self._cache:
+            known = self.known.get(key)
+            keep = known <= np.datetime64(at[0]) if known is not None else np.zeros(0, bool)
+            sample = self.shifts[key][keep] if known is not None else np.empty((0, LEADS))
+            self._cache[at] = self._grid(sample) if len(sample) >= self.setting.min_shifts else None
+        return self._cache[at]
+
+    def _grid(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        levels = self.setting.levels
+        every = sample[np.isfinite(sample)]
+        pooled = np.quantile(every, levels)
+        per = np.empty((LEADS, len(levels)))
+        for h in range(LEADS):
+            col = sample[:, h][np.isfinite(sample[:, h])]
+            per[h] = np.quantile(col, levels) if len(col) else pooled
+        return per, pooled
+
+
+@dataclass
+class WithinDay:
+    """The within-day parts of the residuals already over (per (series, model) and per
+    (peer group, model)) and each fold's mean (for the bias); filled as ``_Past`` resolves."""
+
+    width: int
+    own: dict[tuple[str, str], Residuals] = field(default_factory=dict)
+    group: dict[tuple[str, str], Residuals] = field(default_factory=dict)
+    own_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    group_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    peers: dict[tuple[str, str], Sample] = field(default_factory=dict)
+
+    def add(self, series: str, name: str, gkey: str, res: np.ndarray, lead: np.ndarray) -> None:
+        """A part of a fold of ``series`` now over: its own and its peer group's."""
+        if len(res):
+            dev, mean = self.add_peer(name, gkey, res, lead)
+            self.own.setdefault((series, name), []).append((dev, lead))
+            self.own_means.setdefault((series, name), []).append(mean)
+
+    def add_peer(
+        self, name: str, gkey: str, res: np.ndarray, lead: np.ndarray
+    ) -> tuple[np.ndarray, float]:
+        """A part of a fold of peer group ``gkey``: its within-day deviations and mean."""
+        dev = res - window_means(res, lead, self.width)[lead]
+        mean = float(np.mean(res)) if len(res) else 0.0
+        if len(res):
+            self.group.setdefault((gkey, name), []).append((dev, lead))
+            self.group_means.setdefault((gkey, name), []).append(mean)
+            self.peers.pop((gkey, name), None)
+        return dev, mean
+
+    def quantiles(
+        self,
+        series: str,
+        name: str,
+        gkey: str,
+        offset: float,
+        taus: tuple[float, ...],
+        shifts: tuple[np.ndarray, np.ndarray],
+        grid: np.ndarray,
+        by_horizon: bool = True,
+    ) -> ResidualQuantiles:
+        """The band of ``series``' forecasts by ``name``: within-day quantiles (own and peers
+        mixed per lead, thin leads pooled) on ``grid``, convolved with ``shifts``, plus bias."""
+        if (gkey, name) not in self.peers:
+            self.peers[(gkey, name)] = _sample(self.group.get((gkey, name), []))
+        mine = _sample(self.own.get((series, name), []))
+        within = ResidualQuantiles.fit_samples(
+            mine, self.peers[(gkey, name)], offset, tuple(grid), True
+        )
+        means = [
+            m for m in (self.own_means.get((series, name)), self.group_means.get((gkey, name))) if m
+        ]
+        bias = float(np.mean([np.mean(m) for m in means])) if means else 0.0
+        per_lead, pooled = shifts
+        values = _convolved(np.asarray([within.values]), pooled[None, :], taus)[0] + bias
+        by_h = None
+        if within.by_horizon and by_horizon:
+            rows = np.asarray(within.by_horizon, dtype=float)[:LEADS]
+            table = _convolved(rows, per_lead[: len(rows)], taus) + bias
+            by_h = tuple(tuple(map(float, r)) for r in table)
+        return ResidualQuantiles(offset, taus, tuple(map(float, values)), within.n, by_h)
+
+
+def _sample(parts: Residuals) -> Sample:
+    values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
+    leads = np.concatenate([h for _, h in parts]) if parts else np.empty(0, dtype=int)
+    return Sample.of(values, leads)
+
+
+def _convolved(within: np.ndarray, shift: np.ndarray, taus: tuple[float, ...]) -> np.ndarray:
+    """Row-wise τ-quantiles of every sum within[r, i] + shift[r, j] (each grid point of either
+    side weighs alike): [rows, len(taus)]."""
+    sums = (within[:, :, None] + shift[:, None, :]).reshape(len(within), -1)
+    out: np.ndarray = np.quantile(sums, taus, axis=1).T
+    return out
+
+
+def live_within(hours: pd.DataFrame, width: int) -> WithinDay:
+    """The within-day parts of every fold in ``hours`` (one forecaster's backtest rows of a
+    chunk, with ``log_residual``): what the stored day-shift bands of the chunk's series are
+    made of (:func:`live_quantiles`), built once per chunk and forecaster."""
+    within = WithinDay(width)
+    rows = hours[hours["log_residual"].notna()].sort_values(["series", "origin", "h"])
+    if rows.empty:
+        return within
+    name = str(rows["forecaster"].iloc[0])
+    series = rows["series"].to_numpy()
+    origin = rows["origin"].to_numpy()
+    cuts = np.flatnonzero((series[1:] != series[:-1]) | (origin[1:] != origin[:-1])) + 1
+    res = np.split(rows["log_residual"].to_numpy(dtype=float), cuts)
+    lead = np.split(rows["h"].to_numpy(dtype=int), cuts)
+    for part_series, r, h in zip(series[np.r_[0, cuts]], res, lead, strict=True):
+        within.add(str(part_series), name, peer_group(str(part_series)), r, h)
+    return within
+
+
+def live_quantiles(
+    within: WithinDay,
+    series: str,
+    name: str,
+    offset: float,
+    shifts: DayShifts,
+    as_of: object,
+    by_horizon: bool = True,
+) -> ResidualQuantiles | None:
+    """The day-shift band a selection stores for ``series``' forecaster ``name``: its folds
+    and its peer group's in ``within`` (:func:`live_within`), the day shifts known at
+    ``as_of``, applied at ``offset`` (:func:`planner.forecast.calibration.residuals_for` for
+    the band in use). None when the day shifts are too few or the series has no residual
+    (the caller keeps the band in use)."""
+    known = shifts.before(as_of, name, series)
+    if known is None or (series, name) not in within.own:
+        return None
+    group, levels = peer_group(series), shifts.setting.levels
+    return within.quantiles(series, name, group, offset, QUANTILES, known, levels, by_horizon)

@@ -1,0 +1,168 @@
+"""The day-shift band (planner.forecast.dayshift): nominal coverage when errors share a day,
+day shifts only from folds wholly over, and every chunk of a selection sees them all."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.forecast.backtest import BacktestSettings
+from planner.forecast.bands import recalibrate, with_day_shifts
+from planner.forecast.calibration import peer_group
+from planner.forecast.dayshift import DayShift, DayShifts, live_quantiles, live_within
+from planner.forecast.pipeline import ForecastSettings, select_models
+from planner.forecast.series import Panel, build_panel
+from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
+from tests.helpers import demand_frame
+
+T0 = pd.Timestamp("2024-06-01")
+DAY = DayShift(width=6, pool="all")
+
+
+def _panel_rows(groups: int, origins: int, day_sd: float, seed: int) -> tuple[pd.DataFrame, Panel]:
+    """Daily folds (24 leads, point 100) of one forecaster on ``groups`` peer groups of 3
+    series; log error = the series' day error that day (σ ``day_sd``, shared by the fold's 24
+    hours) + hourly noise (σ 0.1)."""
+    rng = np.random.default_rng(seed)
+    series = [f"r{r}|m|T{g}|token_rate" for g in range(groups) for r in range(3)]
+    hours = pd.date_range(T0, periods=24 * origins, freq="h")
+    day = rng.normal(0.0, day_sd, (origins, len(series))).repeat(24, axis=0)
+    actual = 100.0 * np.exp(day + rng.normal(0.0, 0.1, (len(hours), len(series))))
+    wide = pd.DataFrame(actual, index=hours, columns=series)
+    frames = []
+    for k in range(origins):
+        origin = T0 + pd.Timedelta(days=k)
+        at = wide.loc[origin : origin + pd.Timedelta(hours=23)]
+        frame = at.stack().rename("actual").reset_index()
+        frame.columns = ["hour", "series", "actual"]
+        frame["forecaster"], frame["origin"], frame["point"] = "ets", origin, 100.0
+        frame["h"] = ((frame["hour"] - origin) / pd.Timedelta(hours=1)).astype(int) + 1
+        for tau in QUANTILES:
+            frame[f"native_{tau}"] = 100.0
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True), Panel(wide, wide)
+
+
+def _covered(rows: pd.DataFrame) -> pd.Series:
+    conf = rows[rows["quantile_method"] == "conformal"]
+    inside = (conf["actual"] >= conf[LOW]) & (conf["actual"] <= conf[HIGH])
+    return inside.groupby(conf["origin"]).mean()
+
+
+def test_day_shift_band_covers_a_day_error_at_its_nominal_level() -> None:
+    """60 series in 20 peer groups, errors mostly a day level (σ 0.4, one draw per series and
+    day, shared by the day's 24 hours) over hourly noise (σ 0.1), 10 daily origins. The band
+    in use sizes the day level from its peer group's 3 series: it under-covers throughout.
+    The day-shift band sizes it from every series' day shifts: once the series have 6-9
+    earlier days (the last 4 origins) it covers 95 % within its sampling error (60 independent
+    day errors per origin: ±2.8 points per origin, ±1.4 over four; tolerance 2 se). With 2-5
+    earlier days it is lower (about 92 % over seeds 10-17): the bias it adds back is the mean
+    of those few days' levels, and that estimate's error is not in the band."""
+    hours, panel = _panel_rows(20, 10, 0.4, seed=0)
+    settings = BacktestSettings()
+    plain = recalibrate(hours, panel, settings)
+    banded = with_day_shifts(plain, panel, settings, DayShifts.of(plain, DAY))
+    day, base = _covered(banded), _covered(plain)
+    assert len(day) == 8  # origins 3-10: the first two have < 48 own residuals
+    assert day.iloc[-4:].mean() == pytest.approx(0.95, abs=0.028), day
+    assert base.mean() < 0.90 and base.iloc[-4:].mean() < 0.92, base  # same points
+    assert (banded["quantile_method"] == plain["quantile_method"]).all()
+
+
+def test_day_shifts_count_only_folds_wholly_over() -> None:
+    """A day shift is known once its later fold's last target hour is over: changing the
+    fold that ends at an origin's last hour moves the shifts known one hour later, not at
+    that origin or before."""
+    hours, panel = _panel_rows(2, 5, 0.4, seed=1)
+    rows = recalibrate(hours, panel, BacktestSettings())
+    altered = rows.copy()
+    fold = altered["origin"] == T0 + pd.Timedelta(days=2)  # over at T0 + 3 days
+    altered.loc[fold, "log_residual"] += 1.0
+    setting = DayShift(min_shifts=1)
+    a, b = DayShifts.of(rows, setting), DayShifts.of(altered, setting)
+    series = str(rows["series"].iloc[0])
+    over = T0 + pd.Timedelta(days=3)
+    for at in (over - pd.Timedelta(hours=1), over - pd.Timedelta(days=1)):
+        np.testing.assert_array_equal(*(s.before(at, "ets", series)[0] for s in (a, b)))
+    assert not np.allclose(a.before(over, "ets", series)[0], b.before(over, "ets", series)[0])
+    assert a.before(T0 + pd.Timedelta(days=1), "ets", series) is None  # no two folds over
+
+
+def test_spec_and_settings_are_checked() -> None:
+    assert DayShift.parse("dayshift:width=2/pool=metric") == DayShift(width=2, pool="metric")
+    with pytest.raises(ValueError, match="unknown setting"):
+        DayShift.parse("dayshift:wide=2")
+    with pytest.raises(ValueError, match="pool"):
+        DayShift(pool="region")
+
+
+SERIES = (("us-east", "m1", "IW-F"), ("us-west", "m1", "IW-F"), ("us-east", "m1", "NIW"))
+PLAIN = ForecastSettings(
+    metrics=("token_rate",),
+    backtest=BacktestSettings(candidates=("snaive24", "ets")),
+)
+WITH_DAY = dataclasses.replace(
+    PLAIN, backtest=dataclasses.replace(PLAIN.backtest, day_shift=DayShift(min_shifts=3))
+)
+
+
+def test_every_chunk_bands_with_the_whole_selections_day_shifts() -> None:
+    """Two chunks (IW-F: 2 series; NIW: 1). The selection's rows and stored bands with the
+    day-shift band are those of the whole selection's day shifts: the NIW series' band takes
+    the IW-F series' shifts too (its own chunk's alone give another band)."""
+    demand = demand_frame(days=10, series=SERIES)
+    as_of = T0 + pd.Timedelta(days=12)
+    plain = select_models(demand, as_of, PLAIN)
+    day = select_models(demand, as_of, WITH_DAY)
+    panel = build_panel(demand, as_of, PLAIN.history_h, PLAIN.metrics)
+    setting = WITH_DAY.backtest.day_shift
+    assert setting is not None
+    whole = with_day_shifts(
+        plain.hours, panel, WITH_DAY.backtest, DayShifts.of(plain.hours, setting)
+    )
+    key = ["series", "forecaster", "origin", "h"]
+    cols = [quantile_column(t) for t in QUANTILES]
+    got = day.hours.sort_values(key).reset_index(drop=True)
+    want = whole.sort_values(key).reset_index(drop=True)
+    np.testing.assert_allclose(got[cols], want[cols])
+    assert not np.allclose(got[cols], plain.hours.sort_values(key)[cols])
+    assert (day.deployed["in_band"] != plain.deployed["in_band"]).any() or not np.allclose(
+        day.folds["scaled_pinball"], plain.folds["scaled_pinball"]
+    )
+    niw = next(s for s in panel.series if "NIW" in s)
+    alone = plain.hours[plain.hours["series"] == niw]
+    own_chunk = with_day_shifts(alone, panel, WITH_DAY.backtest, DayShifts.of(alone, setting))
+    rows = got[got["series"] == niw].reset_index(drop=True)
+    assert not np.allclose(rows[cols], own_chunk.sort_values(key).reset_index(drop=True)[cols])
+    # the stored band: the day-shift band at the selection's time, from every series' shifts
+    fs = day.fitted[niw]
+    ets = day.hours[day.hours["forecaster"] == fs.forecaster]
+    within = live_within(ets[ets["series"] == niw], setting.width)
+    shifts = DayShifts.of(day.hours, setting)
+    live = live_quantiles(within, niw, fs.forecaster, fs.residuals.offset, shifts, as_of)
+    assert live is not None and fs.residuals == live
+    assert fs.residuals != plain.fitted[niw].residuals
+    assert peer_group(niw) == "NIW|token_rate"
+
+
+def test_an_origin_read_as_0_publishes_the_day_shift_band_after_lead_1() -> None:
+    """Leads ≥ 2 of an origin whose reading was 0 publish the forecast's band (as the hourly
+    job does with the stored day-shift band); every other nowcast band is left alone."""
+    hours, panel = _panel_rows(2, 6, 0.4, seed=2)
+    plain = recalibrate(hours, panel, BacktestSettings())
+    zero = (plain["series"] == plain["series"].iloc[0]) & (plain["origin"] == plain["origin"].max())
+    plain["nowcast_reading"] = np.where(zero, 0.0, 5.0)
+    for col in [quantile_column(t) for t in QUANTILES] + ["quantile_method"]:
+        plain["nowcast_" + col] = plain[col]
+    banded = with_day_shifts(plain, panel, BacktestSettings(), DayShifts.of(plain, DAY))
+    copied = zero & (plain["h"] > 1)
+    for tau in QUANTILES:
+        col = quantile_column(tau)
+        np.testing.assert_array_equal(banded.loc[copied, "nowcast_" + col], banded.loc[copied, col])
+        np.testing.assert_array_equal(
+            banded.loc[~copied, "nowcast_" + col], plain.loc[~copied, col]
+        )
+    assert not np.allclose(banded.loc[copied, HIGH], plain.loc[copied, HIGH])
