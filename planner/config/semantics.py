@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from planner.config.models import DEFAULT_FORECAST_CANDIDATES, FleetConfig
+from planner.config.forecast_settings import DEFAULT_FORECAST_CANDIDATES
+from planner.config.models import FleetConfig
 from planner.quantiles import QUANTILES
 
 Loc = tuple[str | int, ...]

@@ -37,7 +37,7 @@ from statsforecast.models import (
     SeasonalNaive,
 )
 
-from planner.config.models import DEFAULT_FORECAST_CANDIDATES
+from planner.config.forecast_settings import DEFAULT_FORECAST_CANDIDATES
 from planner.forecast.panel_forecaster import PanelForecaster
 
 log = logging.getLogger(__name__)
