@@ -12,7 +12,7 @@ import pytest
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate, with_day_shifts
 from planner.forecast.calibration import peer_group
-from planner.forecast.dayshift import DayShift, DayShifts, live_quantiles, live_within
+from planner.forecast.dayshift import DayShift, DayShifts
 from planner.forecast.pipeline import ForecastSettings, select_models
 from planner.forecast.series import Panel, build_panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
@@ -137,13 +137,20 @@ def test_every_chunk_bands_with_the_whole_selections_day_shifts() -> None:
     own_chunk = with_day_shifts(alone, panel, WITH_DAY.backtest, DayShifts.of(alone, setting))
     rows = got[got["series"] == niw].reset_index(drop=True)
     assert not np.allclose(rows[cols], own_chunk.sort_values(key).reset_index(drop=True)[cols])
-    # the stored band: the day-shift band at the selection's time, from every series' shifts
+    # the stored band is the band the backtest gives a fold at the selection's own time (a
+    # made-up origin at as_of, its points the last fold's): same shifts, same within-day part
     fs = day.fitted[niw]
-    ets = day.hours[day.hours["forecaster"] == fs.forecaster]
-    within = live_within(ets[ets["series"] == niw], setting.width)
-    shifts = DayShifts.of(day.hours, setting)
-    live = live_quantiles(within, niw, fs.forecaster, fs.residuals.offset, shifts, as_of)
-    assert live is not None and fs.residuals == live
+    mine = day.hours[(day.hours["series"] == niw) & (day.hours["forecaster"] == fs.forecaster)]
+    fake = mine[mine["origin"] == mine["origin"].max()].copy()
+    fake["origin"] = as_of
+    fake["hour"] = as_of + pd.to_timedelta(fake["h"] - 1, unit="h")
+    fake["actual"] = np.nan
+    rows_at = pd.concat([day.hours, fake], ignore_index=True)
+    banded = with_day_shifts(rows_at, panel, WITH_DAY.backtest, DayShifts.of(day.hours, setting))
+    at = banded[(banded["origin"] == as_of) & (banded["series"] == niw)].sort_values("h")
+    stored = fs.residuals.apply(at["point"].to_numpy(), at["h"].to_numpy())
+    for tau in QUANTILES:
+        np.testing.assert_allclose(at[quantile_column(tau)].to_numpy(), stored[tau], atol=1e-9)
     assert fs.residuals != plain.fitted[niw].residuals
     assert peer_group(niw) == "NIW|token_rate"
 
