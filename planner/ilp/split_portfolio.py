@@ -93,6 +93,7 @@ class SplitRun:
         del relax.built.model  # the SCIP model is not needed again (memory)
         relax.h.clearModel()  # nor HiGHS's copy: the split works on the arrays
         self.first_plan_s, self.first_slots = 0.0, 1
+        self.polish_s = 0.0  # seconds the polish took (not the dives' time: the guard's)
 
     def left(self) -> float:
         return float(self.deadline - time.perf_counter())
@@ -184,10 +185,16 @@ class SplitRun:
         self.offer(primal_round.assemble(split, sols, extras, niw), source)
 
     def offer(self, x: np.ndarray, source: str) -> None:
-        """The plan at ``x``, if it holds every row, polished first (planner.ilp.polish)."""
-        x, source = polish_plan(
-            self.relax, self.split.family_key, x, source, self.deadline, self.whole
-        )
+        """The plan at ``x``, if it holds every row, polished first (planner.ilp.polish); a
+        polish that fails leaves the plan as made (logged), never loses it."""
+        began = time.perf_counter()
+        try:
+            x, source = polish_plan(
+                self.relax, self.split.family_key, x, source, self.deadline, self.whole
+            )
+        except Exception:  # e.g. memory on a large window: the plan stands as made
+            log.exception("split: the polish failed; the plan is offered as made")
+        self.polish_s += time.perf_counter() - began
         viol = primal_round.violation(self.split, x)
         objective = self.relax.objective_of(x)
         log.info("split: plan %.2f from %s, largest row violation %.2e", objective, source, viol)
@@ -274,7 +281,7 @@ class SplitRun:
         self.first_slots, began = self.slots(), time.perf_counter()
         if self.left() > 0:
             self.primal(x, "regions (split LP dives)")
-        self.first_plan_s = time.perf_counter() - began
+        self.first_plan_s = time.perf_counter() - began - self.polish_s  # the dives' time
         if whole is None:
             self.rounds(y, x, bound)
         else:  # both workers free for the dives from the whole relaxation's point when it ends

@@ -16,7 +16,15 @@ from planner.ilp.build import create_model
 from planner.ilp.greedy import greedy_values
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.plan import SolverFacts
-from planner.ilp.polish import Program, hour_windows, improve, polish, polish_plan, snap
+from planner.ilp.polish import (
+    Program,
+    hour_windows,
+    improve,
+    neighbourhoods,
+    polish,
+    polish_plan,
+    snap,
+)
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import column_keys
@@ -147,3 +155,28 @@ class _Arrays:
 
 def _first(t: int) -> bool:
     return t <= 1
+
+
+def test_a_window_frees_its_hours_but_never_routes_or_unmet() -> None:
+    """The neighbourhood of hours {1} and of {2}: every column of those hours but the routes
+    (f) and the unmet demand (e); other hours' columns stay held."""
+    keys = [
+        ("f", ("a", "b", "m", "k", 1)),
+        ("e", ("a", "m", "k", 1)),
+        ("w", ("a", "m", "g", "k", 1)),
+        ("y", ("a", "g", 2)),
+        ("x", ("a", "m", "g", 1)),
+    ]
+    assert [h.tolist() for h in neighbourhoods(keys, [[1], [2]])] == [[2, 4], [3]]
+
+
+def test_only_committed_instances_are_integer() -> None:
+    keys = [("x", ("a", "g", 1)), ("x", ("b", "g", 2)), ("sa", ("a", "m", 1))]
+    assert Program.of(_Arrays(_program()), keys).integer.tolist() == [True, False, False]
+
+
+def test_no_step_once_the_deadline_has_passed() -> None:
+    prog = _program()
+    x0 = np.array([2.0, 0.0, 0.5])
+    x, steps = polish(prog, x0, [np.array([0, 1])], time.perf_counter() - 1.0, 10.0)
+    assert steps == [] and x is x0

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from planner.ilp import split_portfolio
 from planner.ilp.build import create_model
 from planner.ilp.decompose import DecompositionSettings
 from planner.ilp.highs_lp import HighsRelaxation
@@ -91,3 +92,33 @@ def test_with_no_plan_yet_the_dives_from_the_whole_point_run_and_give_one() -> N
     tol = 1e-6 * abs(optimum.objective)
     assert out.bound_from.startswith("LP relaxation (whole")
     assert out.lower_bound <= optimum.objective + tol <= out.objective + 2 * tol
+
+
+def test_the_whole_bound_offered_is_the_safe_one_of_its_duals() -> None:
+    """The bound the portfolio records for the whole relaxation is the safe bound of its row
+    duals (relax.dual_bound), never the first-order point's objective (the point holds the
+    rows only to the solver's tolerance, so its objective can lie above the optimum)."""
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        sol = run.whole.result()
+        run.take_whole()
+    assert sol.row_dual is not None
+    assert run.out.history[0]["bound"] == run.relax.dual_bound(sol.row_dual)
+
+
+def test_a_failed_polish_keeps_the_plan_as_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A polish that raises (e.g. out of memory on a large window: injected here) leaves the
+    plan it was given: the run still offers it, verified by its rows, unpolished."""
+
+    def fails(*_: object) -> None:
+        raise MemoryError("injected: a window's MIP ran out of memory")
+
+    monkeypatch.setattr(split_portfolio, "polish_plan", fails)
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        run.whole.result()
+        run.take_whole()
+    assert run.out.values is not None
+    assert "polished" not in run.out.plan_from
