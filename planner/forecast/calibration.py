@@ -199,21 +199,26 @@ class Pooling:
     @classmethod
     def parse(cls, spec: str) -> Pooling:
         """``"pool:own=0.25/group=metric/tail=0.8"`` (settings split on "/")."""
-        kind, _, rest = spec.partition(":")
-        if kind != "pool":
-            raise ValueError(f"pooling {spec!r}: expected 'pool:...'")
+        names = {"own": "own_weight", "group": "group", "tail": "tail"}
         values: dict[str, object] = {}
-        for item in filter(None, rest.split("/")):
-            name, _, raw = item.partition("=")
-            if name == "own":
-                values["own_weight"] = float(raw)
-            elif name == "group":
-                values["group"] = raw
-            elif name == "tail":
-                values["tail"] = float(raw)
-            else:
-                raise ValueError(f"pooling {spec!r}: unknown setting {name!r}")
+        for name, raw in spec_settings(spec, "pool", tuple(names)).items():
+            values[names[name]] = raw if name == "group" else float(raw)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def spec_settings(spec: str, kind: str, names: tuple[str, ...]) -> dict[str, str]:
+    """``"kind:a=1/b=x"`` as {a: "1", b: "x"} (a bench's band option): an error names the
+    spec and the unknown kind or setting."""
+    got, _, rest = spec.partition(":")
+    if got != kind:
+        raise ValueError(f"band {spec!r}: expected '{kind}:...'")
+    values: dict[str, str] = {}
+    for item in filter(None, rest.split("/")):
+        name, _, raw = item.partition("=")
+        if name not in names:
+            raise ValueError(f"band {spec!r}: unknown setting {name!r} (one of {names})")
+        values[name] = raw
+    return values
 
 
 GROUPS = ("tier_metric", "metric", "tier", "all")

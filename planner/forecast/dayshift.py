@@ -28,7 +28,13 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from planner.forecast.calibration import GROUPS, ResidualQuantiles, Sample, peer_group
+from planner.forecast.calibration import (
+    GROUPS,
+    ResidualQuantiles,
+    Sample,
+    peer_group,
+    spec_settings,
+)
 from planner.quantiles import QUANTILES
 
 Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
@@ -59,15 +65,13 @@ class DayShift:
     @classmethod
     def parse(cls, spec: str) -> DayShift:
         """``"dayshift:width=6/pool=metric"`` (settings split on "/")."""
-        kind, _, rest = spec.partition(":")
-        if kind != "dayshift":
-            raise ValueError(f"day shift {spec!r}: expected 'dayshift:...'")
+        names = ("width", "pool", "min_shifts", "grid")
         values: dict[str, object] = {}
-        for item in filter(None, rest.split("/")):
-            name, _, raw = item.partition("=")
-            if name not in ("width", "pool", "min_shifts", "grid"):
-                raise ValueError(f"day shift {spec!r}: unknown setting {name!r}")
-            values[name] = raw if name == "pool" else int(raw)
+        for name, raw in spec_settings(spec, "dayshift", names).items():
+            try:
+                values[name] = raw if name == "pool" else int(raw)
+            except ValueError:
+                raise ValueError(f"day shift {spec!r}: {name} must be an integer") from None
         return cls(**values)  # type: ignore[arg-type]
 
     @property

@@ -95,6 +95,8 @@ def test_spec_and_settings_are_checked() -> None:
     assert DayShift.parse("dayshift:width=2/pool=metric") == DayShift(width=2, pool="metric")
     with pytest.raises(ValueError, match="unknown setting"):
         DayShift.parse("dayshift:wide=2")
+    with pytest.raises(ValueError, match="width must be an integer"):
+        DayShift.parse("dayshift:width=x")
     with pytest.raises(ValueError, match="pool"):
         DayShift(pool="region")
 

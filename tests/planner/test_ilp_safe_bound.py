@@ -51,17 +51,23 @@ def test_exact_duals_give_the_lp_value_and_perturbed_ones_stay_below_the_optimum
             assert bound >= solved.objective - 1e-3 * abs(solved.objective)
 
 
+def loose_interior(relax: HighsRelaxation, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """The whole relaxation by interior point without crossover, stopped at ``tolerance``:
+    its row duals and its point (a loose solve, as the portfolio's whole LP used to be)."""
+    h = _highs(Split.whole_block(relax), relax.cost)
+    h.setOptionValue("run_crossover", "off")
+    h.setOptionValue("ipm_optimality_tolerance", tolerance)
+    _status, _x, sol = _run(h, "ipm", 30.0)
+    assert sol.dual_valid
+    return np.asarray(sol.row_dual), np.asarray(sol.col_value)
+
+
 def test_an_interior_point_without_crossover_at_a_loose_tolerance_gives_a_valid_bound() -> None:
     data = _instance(1)
     optimum = solve(create_model(data), EXACT)
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
     exact = relax.solve(30.0)
-    h = _highs(Split.whole_block(relax), relax.cost)
-    h.setOptionValue("run_crossover", "off")
-    h.setOptionValue("ipm_optimality_tolerance", 1e-3)
-    _status, _x, sol = _run(h, "ipm", 30.0)
-    assert sol.dual_valid
-    bound = relax.dual_bound(np.asarray(sol.row_dual))
+    bound = relax.dual_bound(loose_interior(relax, 1e-3)[0])
     assert exact.objective - 1e-2 * abs(exact.objective) <= bound
     assert bound <= exact.objective + 1e-6 * abs(exact.objective) <= optimum.objective + 1e-3
 
@@ -134,11 +140,7 @@ def test_blocks_re_solved_at_loose_duals_raise_the_bound_and_stay_below_the_opti
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
     exact = relax.solve(30.0)
     assert exact.optimal
-    h = _highs(Split.whole_block(relax), relax.cost)
-    h.setOptionValue("run_crossover", "off")
-    h.setOptionValue("ipm_optimality_tolerance", 3e-2)
-    _status, _x, sol = _run(h, "ipm", 30.0)
-    y, x = np.asarray(sol.row_dual), np.asarray(sol.col_value)
+    y, x = loose_interior(relax, 3e-2)
     loose = relax.dual_bound(y)
     split = Split.of(relax)
     y_c = split.project(y[split.coupling])

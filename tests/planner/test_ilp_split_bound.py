@@ -19,8 +19,9 @@ from planner.ilp.parallel import RegionPool
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
 from planner.ilp.split_portfolio import REFINED_BOUND, WHOLE_LP_BOUND, SplitRun
-from planner.ilp.split_tasks import _highs, _run, solve_priced, solve_whole
+from planner.ilp.split_tasks import solve_priced, solve_whole
 from tests.planner.test_ilp_lagrange import _instance
+from tests.planner.test_ilp_safe_bound import loose_interior
 
 EXACT = SolverSettings(time_limit_s=60, mip_gap=0.0)
 # generous time: nothing below depends on the clock
@@ -56,11 +57,7 @@ def test_refine_raises_a_loose_bound_below_the_optimum_and_names_it(seed: int) -
     data = _instance(seed)
     optimum = solve(create_model(data), EXACT)
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
-    h = _highs(Split.whole_block(relax), relax.cost)
-    h.setOptionValue("run_crossover", "off")
-    h.setOptionValue("ipm_optimality_tolerance", 3e-2)
-    _status, _x, sol = _run(h, "ipm", 30.0)
-    y, x = np.asarray(sol.row_dual), np.asarray(sol.col_value)
+    y, x = loose_interior(relax, 3e-2)
     loose = relax.dual_bound(y)
     with RegionPool(data, 1) as pool:
         run = SplitRun(data, SPLIT, pool)
