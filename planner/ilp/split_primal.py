@@ -30,7 +30,10 @@ def localised(split: Split, data: PlanningData, x_bar: np.ndarray) -> list[Local
     """Every region block's coupling rows, the other blocks' columns held at ``x_bar``
     (flows routed in), its own flows routed out held at ``x_bar``, and NIW service as
     ``x_bar`` has the regions serve it, within what has arrived (``x_bar`` all zero:
-    every region on its own, NIW served as it arrives, split by interactive demand)."""
+    every region on its own, NIW served as it arrives, split by interactive demand).
+    ``x_bar`` is :func:`repaired` first (a first-order solver's point holds its rows only
+    to its tolerance)."""
+    x_bar = repaired(split, data, x_bar)
     names = [n for n, _ in sorted(split.relax.row.items(), key=lambda kv: kv[1])]
     targets = _niw_targets(split, data, x_bar, names)
     return [
@@ -38,6 +41,24 @@ def localised(split: Split, data: PlanningData, x_bar: np.ndarray) -> list[Local
         for b, block in enumerate(split.blocks)
         if block.name != NIW_BLOCK
     ]
+
+
+def repaired(split: Split, data: PlanningData, x_bar: np.ndarray) -> np.ndarray:
+    """``x_bar`` within its column bounds, and the flows each origin routes to other blocks
+    (held there in a group's LP) scaled down where they sum to more than its demand, so
+    every group's demand cover row can hold with them. PDLP's point (the whole LP at 1e-4)
+    broke both by ~1e-4 and its group LPs were infeasible (the 20×30×4 rung: three of four)."""
+    x: np.ndarray = np.clip(x_bar, split.relax.col_lo, split.relax.col_hi)
+    home = {r: b for b, block in enumerate(split.blocks) for r in block.regions}
+    away: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for j, (family, key) in enumerate(split.family_key):
+        if family == "f" and home[key[1]] != home[key[0]]:
+            away[(key[0], *key[2:])].append(j)
+    for key, cols in away.items():
+        cap, total = data.demand.get(key, 0.0) / FLOW_UNIT, float(x[cols].sum())
+        if total > cap:
+            x[cols] *= cap / total
+    return x
 
 
 Targets = tuple[dict[int, float], dict[int, float], Parts]  # need, extra, parts

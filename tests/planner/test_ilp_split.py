@@ -20,12 +20,22 @@ from planner.ilp.planner import make_plan
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
-from planner.ilp.split_primal import _extra, values, violation
+from planner.ilp.split_primal import (
+    NIW_BLOCK,
+    _extra,
+    assemble,
+    localised,
+    niw_localised,
+    values,
+    violation,
+)
 from planner.ilp.split_tasks import (
+    BlockSolution,
     _highs,
     _run,
     fix_rounded,
     solve_priced,
+    solve_primal,
     solve_whole,
     trim_block,
 )
@@ -198,3 +208,33 @@ def test_extra_niw_never_takes_the_backlog_below_zero() -> None:
     assert extra == {10: 2.0, 11: 0.0, 12: 2.0, 13: 0.0}
     served = np.cumsum([extra[ci] for ci in (10, 11, 12, 13)])
     assert (np.asarray([5.0, 2.0, 7.0, 4.0]) - served).min() == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_group_dives_from_a_point_off_its_rows_by_1e_4_give_a_plan(seed: int) -> None:
+    """A first-order solver's point (PDLP at 1e-4) holds the rows only to its tolerance:
+    the relaxation's optimum with every non-zero entry raised by 1e-4 (relative and
+    absolute) breaks them by ~1e-3. The groups' LPs localised at it are still feasible
+    (the point is repaired: split_primal.repaired), and the dives, the NIW schedule and the
+    assembly give a plan that holds every row and verifies."""
+    data = _instance(seed)
+    relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
+    solved = relax.solve(30.0)
+    assert solved.optimal and solved.x is not None
+    split = Split.of(relax)
+    x_bar = solved.x * (1 + 1e-4) + 1e-4 * (solved.x != 0)
+    assert violation(split, x_bar) > 1e-4
+    regions = [b for b in split.blocks if b.name != NIW_BLOCK]
+    extras = localised(split, data, x_bar)
+    sols = [solve_primal(data, b, e, 30.0) for b, e in zip(regions, extras, strict=True)]
+    assert all(s.x is not None for s in sols), [s.status for s in sols]
+    region_x = split.point([*sols, BlockSolution(NIW_BLOCK, "", None, None)])
+    niw = solve_primal(data, split.blocks[-1], niw_localised(split, region_x), 30.0, dive=False)
+    assert niw.x is not None and niw.slack is not None and niw.slack.max(initial=0) <= 1e-7
+    x = assemble(split, sols, extras, niw)
+    assert violation(split, x) <= 1e-5
+    objective = relax.objective_of(x)
+    assert objective >= solved.objective - 1e-6 * abs(solved.objective)
+    facts = SolverFacts("t", objective, 0.0, solved.objective, 0, 0, "", "h")
+    check = verify(from_values(data, values(split, x), facts), data)
+    assert check.ok, check.violations[:5]
