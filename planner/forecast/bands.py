@@ -87,8 +87,10 @@ def recalibrate(
 
 @dataclass(frozen=True)
 class RebandTask:
-    """A chunk's backtest rows to band again with the whole selection's day shifts."""
+    """A chunk's backtest rows to band again with the whole selection's day shifts;
+    ``group`` names the chunk (a selection mapper's progress reports it, as for every task)."""
 
+    group: str
     panel: Panel
     hours: pd.DataFrame
     settings: BacktestSettings

@@ -40,7 +40,7 @@ def reband_selection(
         return results
     shifts = DayShifts.of(pd.concat(frames, ignore_index=True), setting)
     tasks = [
-        RebandTask(p, r.backtest.hours, settings.backtest, shifts)
+        RebandTask(r.group, p, r.backtest.hours, settings.backtest, shifts)
         for r, p in zip(results, panels, strict=True)
     ]
     for result, panel, (hours, folds) in zip(
