@@ -24,7 +24,7 @@ from planner.forecast.calibration import (
     offsets_at,
     peer_group,
 )
-from planner.forecast.dayshift import DayShifts, WithinDay
+from planner.forecast.dayshift import DayShifts, within_day
 from planner.forecast.nowcast import NowcastParams, apply_rows, reading_values
 from planner.forecast.scores import score
 from planner.forecast.series import Panel
@@ -130,7 +130,7 @@ class _Past:
         # the day-shift band (planner.forecast.dayshift): the selection's day shifts, and
         # the within-day parts of the residuals over
         self.shifts = shifts
-        self.within = WithinDay(shifts.setting.width) if shifts is not None else None
+        self.within = within_day(shifts.setting) if shifts is not None else None
         self.origin: object = None
         self.own: dict[tuple[str, str], Residuals] = {}
         self.group: dict[tuple[str, str], Residuals] = {}
