@@ -246,6 +246,21 @@ def calibrate(
     return _with_bands(hours, run.q, run.conformal, settings.quantiles, offsets)
 
 
+def native_bands(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
+    """The rows as :func:`calibrate` leaves them (same order, offsets and log residuals), every
+    q_<τ> the model's own interval: for a selection whose day-shift band makes every row's
+    band again once all chunks are backtested
+    (:func:`planner.forecast.reband.reband_selection`), so the band in use is not made first
+    for nothing. The log residuals (which feed the day shifts, the stored bands and the
+    re-band) are :func:`calibrate`'s: they never depend on a band."""
+    if hours.empty:
+        return hours
+    hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
+    q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in settings.quantiles])
+    conformal = np.zeros(len(hours), dtype=bool)
+    return _with_bands(hours, q, conformal, settings.quantiles, origin_offsets(hours, panel))
+
+
 def origin_offsets(hours: pd.DataFrame, panel: Panel) -> np.ndarray:
     """Each row's calibration offset at the row's origin
     (:func:`~planner.forecast.calibration.offsets_at`: from the hours before it, never after;

@@ -215,6 +215,34 @@ def test_an_origin_read_as_0_publishes_the_day_shift_band_after_lead_1() -> None
     assert not np.allclose(banded.loc[copied, HIGH], plain.loc[copied, HIGH])
 
 
+def test_the_first_pass_leaves_the_band_to_the_re_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the day-shift band the chunks' first pass keeps the model's own intervals
+    (finish_backtest(banded=False)): the re-band makes every row's band again from the same
+    rows, so the selection (rows, scores, choices, stored bands) is what it was when the
+    first pass made the band in use first."""
+    demand = demand_frame(days=10, series=SERIES)
+    as_of = T0 + pd.Timedelta(days=12)
+    fast = select_models(demand, as_of, WITH_DAY)
+    import planner.forecast.pipeline as pipeline
+
+    banded = pipeline.finish_backtest
+
+    def first_banded(*args: object) -> object:
+        assert args[4] is False  # the skip is taken
+        return banded(*args[:4], True)  # type: ignore[arg-type]  # the band in use first
+
+    monkeypatch.setattr(pipeline, "finish_backtest", first_banded)
+    before = select_models(demand, as_of, WITH_DAY)
+    pd.testing.assert_frame_equal(fast.hours, before.hours)
+    pd.testing.assert_frame_equal(fast.folds, before.folds)
+    pd.testing.assert_frame_equal(fast.chosen, before.chosen)
+    assert fast.fitted.keys() == before.fitted.keys()
+    for series, fs in fast.fitted.items():
+        was = before.fitted[series]
+        assert fs.residuals == was.residuals and fs.nowcast_residuals == was.nowcast_residuals
+        assert fs.fallback_residuals == was.fallback_residuals
+
+
 def _two_day_rows(seed: int) -> tuple[pd.DataFrame, Panel]:
     """Daily folds of 48 leads (a backtest horizon of 48) on 2 peer groups of 3 series: the
     error is a level per series, fold and day of the fold (σ 0.1 on the first day, leads
