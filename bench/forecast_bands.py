@@ -23,16 +23,19 @@ def band_rows(selection: Any, panel: Any, settings: Any, specs: tuple[str, ...])
 
 def score_bands(rows: dict[str, list[Any]], leads: tuple[int, ...]) -> dict[str, Any]:
     """Per band, its pooled rows summarised per lead (``bands``) and the pinball change
-    against ``none`` on the same points (``bands_pinball_change``)."""
+    against the first band listed (``bands_base``, e.g. ``none``) on the same points
+    (``bands_pinball_change``)."""
     import pandas as pd
 
     from planner.forecast.horizon import summarize
 
     pooled = {b: pd.concat(r, ignore_index=True) for b, r in rows.items()}
     out: dict[str, Any] = {"bands": {b: summarize(r, leads) for b, r in pooled.items()}}
-    if "none" in pooled:
+    if pooled:
+        base = next(iter(pooled))
+        out["bands_base"] = base
         out["bands_pinball_change"] = {
-            b: pinball_change(pooled["none"], r, leads) for b, r in pooled.items() if b != "none"
+            b: pinball_change(pooled[base], r, leads) for b, r in pooled.items() if b != base
         }
     return out
 
@@ -104,7 +107,7 @@ def print_bands(result: dict[str, Any]) -> None:
     """The pooled bands side by side with the plain one (all metrics), per lead."""
     print(
         "band re-calibrated (all metrics): 95 % coverage ±se by origin [below/above], scaled "
-        "pinball, pinball change vs none ±se by origin (paired)"
+        f"pinball, pinball change vs {result.get('bands_base')} ±se by origin (paired)"
     )
     changes = result.get("bands_pinball_change", {})
     for spec, per_metric in result["bands"].items():

@@ -26,7 +26,7 @@ from sktime.performance_metrics.forecasting.probabilistic import PinballLoss
 from sktime.split import ExpandingWindowSplitter
 
 from planner.forecast import gbm
-from planner.forecast.bands import calibrate
+from planner.forecast.bands import calibrate, native_bands
 from planner.forecast.dayshift import DayShift
 from planner.forecast.models import (
     BASELINES,
@@ -167,10 +167,13 @@ def finish_backtest(
     settings: BacktestSettings,
     local: LocalBacktest,
     global_hours: pd.DataFrame | None = None,
+    banded: bool = True,
 ) -> BacktestResult:
     """The race finished with the global candidates' rows: the finalists of the full screen,
     every candidate's rows at their later origins kept for its finalists only, ensembles,
-    conformal quantiles and scores."""
+    conformal quantiles and scores. ``banded`` False: the model's own intervals instead of
+    the conformal quantiles (:func:`~planner.forecast.bands.native_bands`; for a caller that
+    bands every row again, as the day-shift band's second pass does: no choice reads a band)."""
     if not local.origins:
         empty = pd.DataFrame()
         return BacktestResult(empty, empty, [], dict(local.skipped))
@@ -195,7 +198,7 @@ def finish_backtest(
         kept = np.fromiter((p in finalists for p in pairs), dtype=bool, count=len(rest))
         frames.append(rest[kept])
     hours = _with_ensembles(pd.concat(frames, ignore_index=True), settings.candidates)
-    hours = calibrate(hours, panel, settings)
+    hours = calibrate(hours, panel, settings) if banded else native_bands(hours, panel, settings)
     return BacktestResult(
         hours, score(hours, panel, settings.quantiles), local.origins, dict(local.skipped)
     )

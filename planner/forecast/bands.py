@@ -24,7 +24,7 @@ from planner.forecast.calibration import (
     offsets_at,
     peer_group,
 )
-from planner.forecast.dayshift import DayShifts, WithinDay
+from planner.forecast.dayshift import DayShifts, within_day
 from planner.forecast.nowcast import NowcastParams, apply_rows, reading_values
 from planner.forecast.scores import score
 from planner.forecast.series import Panel
@@ -130,7 +130,7 @@ class _Past:
         # the day-shift band (planner.forecast.dayshift): the selection's day shifts, and
         # the within-day parts of the residuals over
         self.shifts = shifts
-        self.within = WithinDay(shifts.setting.width) if shifts is not None else None
+        self.within = within_day(shifts.setting) if shifts is not None else None
         self.origin: object = None
         self.own: dict[tuple[str, str], Residuals] = {}
         self.group: dict[tuple[str, str], Residuals] = {}
@@ -244,6 +244,21 @@ def calibrate(
             idx = at_origin.index[rows].to_numpy()
             run.band(series, name, idx, float(offsets[idx[0]]), origin)
     return _with_bands(hours, run.q, run.conformal, settings.quantiles, offsets)
+
+
+def native_bands(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
+    """The rows as :func:`calibrate` leaves them (same order, offsets and log residuals), every
+    q_<τ> the model's own interval: for a selection whose day-shift band makes every row's
+    band again once all chunks are backtested
+    (:func:`planner.forecast.reband.reband_selection`), so the band in use is not made first
+    for nothing. The log residuals (which feed the day shifts, the stored bands and the
+    re-band) are :func:`calibrate`'s: they never depend on a band."""
+    if hours.empty:
+        return hours
+    hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
+    q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in settings.quantiles])
+    conformal = np.zeros(len(hours), dtype=bool)
+    return _with_bands(hours, q, conformal, settings.quantiles, origin_offsets(hours, panel))
 
 
 def origin_offsets(hours: pd.DataFrame, panel: Panel) -> np.ndarray:

@@ -18,6 +18,25 @@ quantiles (own and peers mixed per lead as in use, :class:`.ResidualQuantiles`, 
 ``grid`` levels) convolved with the day shifts' (on the same grid). Only folds wholly over
 before an origin give day shifts there (:meth:`DayShifts.before`); the within-day part counts
 a residual once its target hour is over, as every band does.
+
+**The predictive band** (``DayShift.predictive``; ``"off"``: as above). A new fold's residual
+at lead h is ``b + D + W`` (bias, day level, within-day part); the band adds back
+``b̂ = b + ē`` with ``ē`` the error of the bias, a mean over the k folds (days) the series
+has seen (own and peers, half each: the peers' folds are the same days, and a tier-wide day
+moves them alike, so they add no day to it). What the band must cover is
+``r − b̂ = (D − ē) + W``. With day levels of variance σ² shared by a day,
+``Var(ē) = σ²/k`` and ``D`` is independent of the earlier days, so
+``Var(D − ē) = σ² (1 + 1/k)``: the day-shift quantiles (which stand for ``D``: a shift
+is a difference of two day levels ÷ √2, variance σ²) are widened by ``√(1 + 1/k)``
+(``"bias"``; exact for Gaussian day levels, k = the series' own folds over). That takes σ
+as known; it is estimated from the day shifts over, and with few of them that estimate is
+itself uncertain. For Gaussian levels with σ estimated on ν degrees of freedom
+(``σ² | s² ~ ν s²/χ²_ν``) a new level is ``s · Z · √(ν/χ²_ν)`` = ``s · t_ν``: the shift
+quantiles (which stand for ``s · Z``) are mixed with an independent scale
+``R = √(ν/χ²_ν)`` (the product's quantiles on the grid: exactly Student's t when the shifts
+are Gaussian, the shifts' own shape otherwise). ``"shifts"``: ν = the day shifts over
+(every series' own move: independent days per series); ``"days"``: ν = the distinct days
+those shifts end on (a tier-wide move counted once). Both also carry the bias term.
 """
 
 from __future__ import annotations
@@ -27,6 +46,7 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from planner.forecast.calibration import (
     GROUPS,
@@ -38,7 +58,7 @@ from planner.forecast.calibration import (
 from planner.quantiles import QUANTILES
 
 Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
-LEADS = 24  # day levels are kept for leads 1..LEADS (the selection's horizon)
+PREDICTIVE = ("off", "bias", "shifts", "days")  # DayShift.predictive (module docstring)
 _HOUR = pd.Timedelta(hours=1)
 
 
@@ -46,30 +66,37 @@ _HOUR = pd.Timedelta(hours=1)
 class DayShift:
     """The day-shift band's settings (module docstring): ``width`` (the day level at h is the
     mean over leads h ± width), ``pool`` (whose day shifts a series takes: ``all``, ``metric``,
-    ``tier``, ``tier_metric``), ``min_shifts`` (fewer shifts before an origin: the band in
-    use), ``grid`` (levels each side of the convolution is taken at)."""
+    ``tier``, ``tier_metric``), ``min_shifts`` and ``min_days`` (fewer shifts, or fewer
+    distinct days they end on, before an origin: the band in use; every series of a pool
+    gives a shift from one pair of days), ``grid`` (levels each side of the convolution is
+    taken at), ``predictive`` (the bias's error and the shifts' own scale uncertainty in the
+    band: module docstring)."""
 
     width: int = 6
     pool: str = "all"
     min_shifts: int = 5
+    min_days: int = 1
     grid: int = 49
+    predictive: str = "off"
 
     def __post_init__(self) -> None:
         if self.width < 0:
             raise ValueError(f"day shift width {self.width} must be >= 0")
         if self.pool not in GROUPS:
             raise ValueError(f"day shift pool {self.pool!r}: expected one of {GROUPS}")
-        if self.min_shifts < 1 or self.grid < 3:
-            raise ValueError("day shift: min_shifts >= 1 and grid >= 3 expected")
+        if min(self.min_shifts, self.min_days) < 1 or self.grid < 3:
+            raise ValueError("day shift: min_shifts, min_days >= 1 and grid >= 3 expected")
+        if self.predictive not in PREDICTIVE:
+            raise ValueError(f"day shift predictive {self.predictive!r}: one of {PREDICTIVE}")
 
     @classmethod
     def parse(cls, spec: str) -> DayShift:
         """``"dayshift:width=6/pool=metric"`` (settings split on "/")."""
-        names = ("width", "pool", "min_shifts", "grid")
+        names = ("width", "pool", "min_shifts", "min_days", "grid", "predictive")
         values: dict[str, object] = {}
         for name, raw in spec_settings(spec, "dayshift", names).items():
             try:
-                values[name] = raw if name == "pool" else int(raw)
+                values[name] = raw if name in ("pool", "predictive") else int(raw)
             except ValueError:
                 raise ValueError(f"day shift {spec!r}: {name} must be an integer") from None
         return cls(**values)  # type: ignore[arg-type]
@@ -81,10 +108,10 @@ class DayShift:
 
 
 def window_means(res: np.ndarray, lead: np.ndarray, width: int) -> np.ndarray:
-    """A fold's day level at each lead 0..LEADS (index = lead; NaN where no residual is within
-    ``width``): the mean of its residuals at leads h ± width."""
-    total = np.bincount(lead, weights=res, minlength=LEADS + 1)[: LEADS + 1]
-    count = np.bincount(lead, minlength=LEADS + 1)[: LEADS + 1].astype(float)
+    """A fold's day level at each lead 0..its last (index = lead; NaN where no residual is
+    within ``width``): the mean of its residuals at leads h ± width."""
+    total = np.bincount(lead, weights=res)
+    count = np.bincount(lead).astype(float)
     out: np.ndarray = _windowed(total[None, :], count[None, :], width)[0]
     return out
 
@@ -104,11 +131,13 @@ def _windowed(total: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
 @dataclass
 class DayShifts:
     """Every day shift of a selection (all its chunks), per forecaster and pool key: when it
-    is known (the later fold's last target hour is over) and its value at leads 1..LEADS."""
+    is known (the later fold's last target hour is over) and its value at leads 1..``leads``
+    (the backtest's horizon: the longest lead of its rows)."""
 
     setting: DayShift
+    leads: int = 0
     known: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (name, key)
-    shifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # [n, LEADS]
+    shifts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # [n, leads]
     _cache: dict[tuple[object, str, str], tuple[np.ndarray, np.ndarray] | None] = field(
         default_factory=dict, repr=False
     )
@@ -118,15 +147,15 @@ class DayShifts:
         """From backtest rows (``series``, ``forecaster``, ``origin``, ``h``, ``log_residual``:
         each row's residual at its own origin's offset, as
         :func:`planner.forecast.bands.calibrate` leaves them)."""
-        out = cls(setting)
-        rows = hours[hours["log_residual"].notna() & hours["h"].between(1, LEADS)]
+        rows = hours[hours["log_residual"].notna() & (hours["h"] >= 1)]
+        out = cls(setting, int(rows["h"].max()) if len(rows) else 0)
         if rows.empty:
             return out
         keys = ["series", "forecaster", "origin"]
         folds = rows.groupby(keys, sort=True)
         code = folds.ngroup().to_numpy()
         lead = rows["h"].to_numpy(dtype=int)
-        shape = (folds.ngroups, LEADS + 1)
+        shape = (folds.ngroups, out.leads + 1)
         total, count = np.zeros(shape), np.zeros(shape)
         np.add.at(total, (code, lead), rows["log_residual"].to_numpy(dtype=float))
         np.add.at(count, (code, lead), 1.0)
@@ -152,26 +181,41 @@ class DayShifts:
         self, origin: object, name: str, series: str
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The day shifts known at ``origin`` for ``series``' pool and forecaster ``name``, on
-        the grid: per lead [LEADS, grid] and over every lead [grid]; None with fewer than
-        ``min_shifts`` (the caller keeps the band in use)."""
+        the grid: per lead [leads, grid] and over every lead [grid]; None with fewer than
+        ``min_shifts`` shifts or ``min_days`` days (the caller keeps the band in use)."""
         key = (name, peer_group(series, self.setting.pool))
         at = (pd.Timestamp(origin), *key)  # type: ignore[arg-type]
         if at not in self._cache:
             known = self.known.get(key)
             keep = known <= np.datetime64(at[0]) if known is not None else np.zeros(0, bool)
-            sample = self.shifts[key][keep] if known is not None else np.empty((0, LEADS))
-            self._cache[at] = self._grid(sample) if len(sample) >= self.setting.min_shifts else None
+            sample = self.shifts[key][keep] if known is not None else np.empty((0, self.leads))
+            days = len(np.unique(known[keep])) if known is not None else 0
+            enough = len(sample) >= self.setting.min_shifts and days >= self.setting.min_days
+            self._cache[at] = self._grid(sample, days) if enough else None
         return self._cache[at]
 
-    def _grid(self, sample: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _grid(self, sample: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
         levels = self.setting.levels
         every = sample[np.isfinite(sample)]
         pooled = np.quantile(every, levels)
-        per = np.empty((LEADS, len(levels)))
-        for h in range(LEADS):
+        per = np.empty((self.leads, len(levels)))
+        for h in range(self.leads):
             col = sample[:, h][np.isfinite(sample[:, h])]
             per[h] = np.quantile(col, levels) if len(col) else pooled
-        return per, pooled
+        dof = {"shifts": len(sample), "days": days}.get(self.setting.predictive)
+        if dof is None:
+            return per, pooled
+        return scale_mixed(per, dof, levels), scale_mixed(pooled[None, :], dof, levels)[0]
+
+
+def scale_mixed(grid: np.ndarray, dof: int, levels: np.ndarray) -> np.ndarray:
+    """Row-wise quantiles (at ``levels``) of ``S · R``: S the row's values (each weighs alike),
+    R = √(ν/χ²_ν) independent of it, ν = ``dof`` (σ's uncertainty from ν degrees of freedom:
+    module docstring; Gaussian S gives Student's t_ν)."""
+    scale = np.sqrt(dof / chi2.ppf(levels, dof))
+    products = (grid[:, :, None] * scale[None, None, :]).reshape(len(grid), -1)
+    out: np.ndarray = np.quantile(products, levels, axis=1).T
+    return out
 
 
 @dataclass
@@ -180,6 +224,7 @@ class WithinDay:
     (peer group, model)) and each fold's mean (for the bias); filled as ``_Past`` resolves."""
 
     width: int
+    bias_error: bool = False  # the band carries the bias's error (DayShift.predictive)
     own: dict[tuple[str, str], Residuals] = field(default_factory=dict)
     group: dict[tuple[str, str], Residuals] = field(default_factory=dict)
     own_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
@@ -228,14 +273,29 @@ class WithinDay:
             m for m in (self.own_means.get((series, name)), self.group_means.get((gkey, name))) if m
         ]
         bias = float(np.mean([np.mean(m) for m in means])) if means else 0.0
-        per_lead, pooled = shifts
+        days = len(self.own_means.get((series, name), []))
+        widen = np.sqrt(1.0 + 1.0 / days) if self.bias_error and days else 1.0
+        per_lead, pooled = (s * widen for s in shifts)  # D − ē (module docstring)
         values = _convolved(np.asarray([within.values]), pooled[None, :], taus)[0] + bias
         by_h = None
         if within.by_horizon and by_horizon:
-            rows = np.asarray(within.by_horizon, dtype=float)[:LEADS]
-            table = _convolved(rows, per_lead[: len(rows)], taus) + bias
+            rows = np.asarray(within.by_horizon, dtype=float)
+            table = _convolved(rows, _per_lead(per_lead, pooled, len(rows)), taus) + bias
             by_h = tuple(tuple(map(float, r)) for r in table)
         return ResidualQuantiles(offset, taus, tuple(map(float, values)), within.n, by_h)
+
+
+def _per_lead(per_lead: np.ndarray, pooled: np.ndarray, leads: int) -> np.ndarray:
+    """The day shifts' grid at leads 1..``leads``: a lead past the shifts' (a fold longer than
+    any day shift's) takes the shifts pooled over every lead."""
+    extra = max(leads - len(per_lead), 0)
+    out: np.ndarray = np.vstack([per_lead[:leads], np.repeat(pooled[None, :], extra, axis=0)])
+    return out
+
+
+def within_day(setting: DayShift) -> WithinDay:
+    """An empty :class:`WithinDay` for ``setting``."""
+    return WithinDay(setting.width, bias_error=setting.predictive != "off")
 
 
 def _sample(parts: Residuals) -> Sample:
@@ -252,11 +312,11 @@ def _convolved(within: np.ndarray, shift: np.ndarray, taus: tuple[float, ...]) -
     return out
 
 
-def live_within(hours: pd.DataFrame, width: int) -> WithinDay:
+def live_within(hours: pd.DataFrame, setting: DayShift) -> WithinDay:
     """The within-day parts of every fold in ``hours`` (one forecaster's backtest rows of a
     chunk, with ``log_residual``): what the stored day-shift bands of the chunk's series are
     made of (:func:`live_quantiles`), built once per chunk and forecaster."""
-    within = WithinDay(width)
+    within = within_day(setting)
     rows = hours[hours["log_residual"].notna()].sort_values(["series", "origin", "h"])
     if rows.empty:
         return within

@@ -196,7 +196,10 @@ def select_chunk(task: ChunkTask) -> ChunkSelection:
     """Backtest, choose and fit one chunk (pure; safe to run in another process)."""
     settings = task.settings
     local = task.local or local_backtest(task.panel, settings.backtest)
-    result = finish_backtest(task.panel, settings.backtest, local, task.global_hours)
+    # with the day-shift band every row is banded again once all chunks are backtested
+    # (reband_selection, from the same rows): the band in use is not made here first
+    again = settings.backtest.day_shift is not None
+    result = finish_backtest(task.panel, settings.backtest, local, task.global_hours, not again)
     if task.readings is not None and not task.readings.empty:
         result.hours = calibrate_nowcast(result.hours, task.panel, settings.backtest, task.readings)
     chosen = choose(result.folds, task.panel.series, settings.selection)

@@ -49,7 +49,7 @@ def reband_selection(
         result.backtest.hours, result.backtest.folds = hours, folds
         offsets = offsets_now(panel.observed)
         # per forecaster, the chunk's within-day parts (dayshift.live_within), made once
-        withins = {str(k): live_within(v, setting.width) for k, v in hours.groupby("forecaster")}
+        withins = {str(k): live_within(v, setting) for k, v in hours.groupby("forecaster")}
         chosen = result.chosen.set_index("series")["forecaster"]
         by_horizon = settings.backtest.by_horizon
         for series, fs in result.fitted.items():
