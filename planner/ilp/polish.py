@@ -32,12 +32,11 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from planner.ilp.variables import INSTANCE_FAMILIES, VM_FAMILIES
+from planner.ilp.variables import DUST, INSTANCE_FAMILIES, VM_FAMILIES
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-6  # largest row violation a polished point may have (the plan's own: ~1e-12)
 MIP_GAP = 1e-4  # each neighbourhood MIP's relative gap
-DUST = 1e-9  # a polished column's value below this (model units) is 0 (:func:`snap`)
 # routes and unmet demand stay as the plan has them: with them free a one-hour MIP of the
 # 20×30×4 rung took 16-40 s instead of 0.1-0.2 s and saved $1,987 instead of $1,897 (hour 24)
 FIXED_FAMILIES = ("f", "e")
@@ -154,9 +153,10 @@ def improve(
 
 def snap(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """``values`` within their bounds, and those under ``DUST`` set to 0 where 0 is allowed:
-    a MIP leaves specks (~1e-12 of a flow unit) that the plan's read-back drops from a
-    routing row but counts in its total, so its NIW weights summed to 0.9965 and the plan
-    failed planner.ilp.verify (the 20×30×4 rung, s34, offline)."""
+    a MIP leaves specks (~1e-12 of a flow unit); before the read-back snapped them too
+    (planner.ilp.readback.from_values) it dropped them from a routing row but counted them
+    in its total, so the NIW weights summed to 0.9965 and the plan failed
+    planner.ilp.verify (the 20×30×4 rung, s34, offline)."""
     out: np.ndarray = np.clip(values, lo, hi)
     out[(np.abs(out) < DUST) & (lo <= 0.0) & (hi >= 0.0)] = 0.0
     return out
