@@ -15,7 +15,7 @@ import numpy as np
 from planner.ilp import split_primal as primal_round
 from planner.ilp.data import PlanningData
 from planner.ilp.highs_lp import WHOLE_SOLVER, HighsRelaxation
-from planner.ilp.polish import polish_plan
+from planner.ilp.polish import Program, polish_plan
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, solve_whole
@@ -84,6 +84,8 @@ class SplitRun:
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started
         self.regions = [b for b in split.blocks if b.name != NIW_BLOCK]
+        # the program's arrays (sharing the relaxation's matrix): every offered plan's check
+        self.program = Program.of(relax, split.family_key)
         shape = (len(relax.cost), len(relax.row_lo), len(split.coupling), len(split.blocks))
         log.info(
             "split: %d columns, %d rows, %d coupling rows, %d blocks, %.1f s",
@@ -195,9 +197,9 @@ class SplitRun:
         except Exception:  # e.g. memory on a large window: the plan stands as made
             log.exception("split: the polish failed; the plan is offered as made")
         self.polish_s += time.perf_counter() - began
-        viol = primal_round.violation(self.split, x)
+        viol = self.program.violation(x)
         objective = self.relax.objective_of(x)
-        log.info("split: plan %.2f from %s, largest row violation %.2e", objective, source, viol)
+        log.info("split: plan %.2f from %s, largest violation %.2e", objective, source, viol)
         log.info("split: its cost by family %s", primal_round.family_costs(self.split, x))
         if viol <= 1e-5:
             self.out.offer_plan(primal_round.values(self.split, x), objective, source)

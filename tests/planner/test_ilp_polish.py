@@ -58,6 +58,15 @@ def test_polish_finds_the_cheaper_integer_point_and_keeps_the_rest() -> None:
     assert x0.tolist() == [2.0, 0.0, 0.5]  # the plan given is not modified
 
 
+def test_the_violation_counts_rows_and_column_bounds() -> None:
+    """Program.violation, the one check of a point (the polish's steps, every plan the split
+    run offers): the largest excess over a row's or a column's bounds."""
+    prog = _program()
+    assert prog.violation(np.array([1.0, 1.0, 0.5])) == 0.0
+    assert prog.violation(np.array([1.0, 0.0, 0.5])) == pytest.approx(0.5)  # row 1: 1.5 < 2
+    assert prog.violation(np.array([2.0, 0.0, 1.25])) == pytest.approx(0.25)  # s > 1
+
+
 def test_polish_never_returns_a_dearer_point() -> None:
     prog = _program()
     best = np.array([1.0, 1.0, 0.5])
