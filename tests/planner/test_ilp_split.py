@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 
+from planner.ilp import split_tasks
 from planner.ilp.build import create_model
 from planner.ilp.decompose import DecompositionSettings, decompose
 from planner.ilp.highs_lp import HighsRelaxation
@@ -238,6 +240,29 @@ def test_group_dives_from_a_point_off_its_rows_by_1e_4_give_a_plan(seed: int) ->
     facts = SolverFacts("t", objective, 0.0, solved.objective, 0, 0, "", "h")
     check = verify(from_values(data, values(split, x), facts), data)
     assert check.ok, check.violations[:5]
+
+
+def test_a_failed_dive_reports_the_time_it_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's dive whose last LP does not finish (injected: the real dive runs and its
+    point is then dropped, as HiGHS's time limit would) is reported with the seconds it
+    took, not 0.0 (they go into the run's log line of the groups' dives and its region
+    seconds)."""
+    real, took = split_tasks.dive_block, []
+
+    def cut_off(*args: Any) -> tuple[str, None, int]:
+        began = time.perf_counter()
+        _status, _x, rounds = real(*args)
+        took.append(time.perf_counter() - began)
+        return "Time limit reached", None, rounds
+
+    monkeypatch.setattr(split_tasks, "dive_block", cut_off)
+    data = _instance(0)
+    split = Split.of(HighsRelaxation(create_model(data, relax=True, valid_cuts=True)))
+    region = next(b for b in split.blocks if b.name != NIW_BLOCK)
+    extra = localised(split, data, np.zeros(len(split.relax.cost)))[0]
+    sol = solve_primal(data, region, extra, 30.0)
+    assert sol.x is None and sol.status == "dive: Time limit reached"
+    assert sol.seconds >= took[0] > 0
 
 
 def _violation(split: Split, x: np.ndarray) -> float:
