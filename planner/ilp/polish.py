@@ -32,12 +32,11 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from planner.ilp.variables import INSTANCE_FAMILIES, VM_FAMILIES
+from planner.ilp.variables import DUST, INSTANCE_FAMILIES, VM_FAMILIES
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-6  # largest row violation a polished point may have (the plan's own: ~1e-12)
 MIP_GAP = 1e-4  # each neighbourhood MIP's relative gap
-DUST = 1e-9  # a polished column's value below this (model units) is 0 (:func:`snap`)
 # routes and unmet demand stay as the plan has them: with them free a one-hour MIP of the
 # 20×30×4 rung took 16-40 s instead of 0.1-0.2 s and saved $1,987 instead of $1,897 (hour 24)
 FIXED_FAMILIES = ("f", "e")
@@ -114,6 +113,25 @@ def neighbourhoods(
 
 
 @dataclass(frozen=True)
+class Polisher:
+    """What the polish of one program's plans needs, built once (per split run,
+    planner.ilp.split_portfolio) rather than per plan: the program and every window's
+    columns (:func:`neighbourhoods`), the ``singles`` single hours first."""
+
+    prog: Program
+    hoods: list[np.ndarray]
+    singles: int
+
+    @classmethod
+    def of(cls, relax: Any, family_key: Sequence[tuple[str, tuple[Any, ...]]]) -> Polisher:
+        """For a planner.ilp.highs_lp.HighsRelaxation and its columns' (family, key)."""
+        hours = sorted({int(k[-1]) for _f, k in family_key if k})
+        first, rest = hour_windows(hours, WIDTHS[:1]), hour_windows(hours, WIDTHS[1:])
+        hoods = neighbourhoods(family_key, first + rest)
+        return cls(Program.of(relax, family_key), hoods, len(first))
+
+
+@dataclass(frozen=True)
 class Step:
     """One neighbourhood's MIP: HiGHS's status, the cost saved (0 when not taken), its
     time."""
@@ -154,9 +172,10 @@ def improve(
 
 def snap(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """``values`` within their bounds, and those under ``DUST`` set to 0 where 0 is allowed:
-    a MIP leaves specks (~1e-12 of a flow unit) that the plan's read-back drops from a
-    routing row but counts in its total, so its NIW weights summed to 0.9965 and the plan
-    failed planner.ilp.verify (the 20×30×4 rung, s34, offline)."""
+    a MIP leaves specks (~1e-12 of a flow unit); before the read-back snapped them too
+    (planner.ilp.readback.from_values) it dropped them from a routing row but counted them
+    in its total, so the NIW weights summed to 0.9965 and the plan failed
+    planner.ilp.verify (the 20×30×4 rung, s34, offline)."""
     out: np.ndarray = np.clip(values, lo, hi)
     out[(np.abs(out) < DUST) & (lo <= 0.0) & (hi >= 0.0)] = 0.0
     return out
@@ -228,36 +247,32 @@ def polish(
 
 
 def polish_plan(
-    relax: Any,
-    family_key: Sequence[tuple[str, tuple[Any, ...]]],
+    polisher: Polisher,
     x: np.ndarray,
     source: str,
     deadline: float,
     running: Any = None,
 ) -> tuple[np.ndarray, str]:
-    """The plan at ``x`` (columns of the planner.ilp.highs_lp.HighsRelaxation ``relax``,
-    made by ``source``) polished over :func:`hour_windows` until ``deadline``
-    (``time.perf_counter``) less ``RESERVE_S``; the point and its source (", polished …"
-    when a step was taken). A point that does not hold every row comes back as it is.
+    """The plan at ``x`` (columns of ``polisher``'s program, made by ``source``) polished
+    over its windows until ``deadline`` (``time.perf_counter``) less ``RESERVE_S``; the
+    point and its source (", polished …" when a step was taken). A point that does not
+    hold every row comes back as it is.
     ``running``: the whole relaxation's future in a portfolio (planner.ilp.split_portfolio).
     While it runs every width is tried (the main process has nothing else to do) and the
     polish stops when it finishes (its bound and its plans come first); otherwise (it has
     finished, or no portfolio: the Lagrangian rounds need the time) only single hours
     (~3 s on the 20×30×4 rung)."""
-    began = time.perf_counter()
-    prog = Program.of(relax, family_key)
+    began, prog = time.perf_counter(), polisher.prog
     if prog.violation(x) > TOLERANCE:
         return x, source
-    hours = sorted({int(k[-1]) for _f, k in family_key if k})
     waiting = running is not None and not running.done()
-    widths = WIDTHS if waiting else (1,)
+    hoods = polisher.hoods if waiting else polisher.hoods[: polisher.singles]
     stop = running.done if waiting else (lambda: False)
-    hoods = neighbourhoods(family_key, hour_windows(hours, widths))
     before = float(prog.cost @ x)
     x, steps = polish(prog, x, hoods, deadline - RESERVE_S, STEP_S, stop)
     saved = before - float(prog.cost @ x)
     log.info(
-        "polish: %d of %d neighbourhoods, saved %.2f of %.2f, %.1f s",
+        "polish: %d of %d neighbourhoods, saved %.2f of %.2f, %.2f s",
         len(steps),
         len(hoods),
         saved,

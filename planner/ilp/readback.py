@@ -17,7 +17,7 @@ from planner.ilp.costs import cost_frame
 from planner.ilp.data import PlanningData
 from planner.ilp.plan import Plan, SolverFacts
 from planner.ilp.plan_tables import PLAN_TABLES
-from planner.ilp.variables import Values
+from planner.ilp.variables import DUST, FAMILIES, Values
 
 Hours = dict[int, datetime]
 
@@ -42,9 +42,11 @@ def plan_id(data: PlanningData, frames: dict[str, pd.DataFrame], solver: SolverF
 def from_values(
     data: PlanningData, values: Values, solver: SolverFacts, notes: tuple[str, ...] = ()
 ) -> Plan:
-    """The Plan of a solution (integers rounded; tiny negatives from the LP clipped)."""
+    """The Plan of a solution (integers rounded; values under ``DUST`` model units, tiny
+    negatives included, set to 0 first, so every table and every total reads the same
+    values: a routing row's weights sum to 1, its NIW shares are the assignments')."""
     hour = {t: data.hours[t - 1] for t in data.T}
-    vals = {fam: {k: max(0.0, float(val)) for k, val in d.items()} for fam, d in values.items()}
+    vals = {fam: _snapped(fam, d) for fam, d in values.items()}
     vms = _vms(vals, hour)
     instances = _instances(data, vals, hour)
     frames = {
@@ -58,7 +60,7 @@ def from_values(
         "unmet": PLAN_TABLES["unmet"].frame(
             (hour[t], r, m, k, e)
             for (r, m, k, t), e in sorted(vals.get("e", {}).items())
-            if e > 1e-6
+            if e > 0.0
         ),
     }
     return Plan(
@@ -71,6 +73,12 @@ def from_values(
         notes=notes,
         **frames,
     )
+
+
+def _snapped(family: str, values: dict[Any, float]) -> dict[Any, float]:
+    """A family's values with those under ``DUST`` (in its model unit) set to 0."""
+    dust = DUST * (FAMILIES[family].scale if family in FAMILIES else 1.0)
+    return {k: v if v >= dust else 0.0 for k, v in ((k, float(v)) for k, v in values.items())}
 
 
 def _vms(vals: Values, hour: Hours) -> pd.DataFrame:
@@ -104,14 +112,14 @@ def _assignments(data: PlanningData, vals: Values, hour: Hours) -> pd.DataFrame:
     records = [
         (hour[t], r, m, g, k, w, False)
         for (r, m, g, k, t), w in vals.get("w", {}).items()
-        if w > 1e-9
+        if w > 0.0
     ]
     niw = data.deferrable or "NIW"
     for family, spot in (("v", False), ("vs", True)):
         records += [
             (hour[t], r, m, g, niw, v, spot)
             for (r, m, g, t), v in vals.get(family, {}).items()
-            if v > 1e-9
+            if v > 0.0
         ]
     return PLAN_TABLES["assignments"].frame(
         sorted(records, key=lambda rec: (*(str(part) for part in rec[:5]), str(rec[-1])))
@@ -140,11 +148,11 @@ def _interactive_routing(data: PlanningData, vals: Values, hour: Hours) -> list[
                 for k in data.interactive:
                     out = flows.get((t, r0, m, k), {})
                     total = sum(out.values())
-                    if total <= 1e-9:
+                    if total <= 0.0:
                         records.append((hour[t], r0, m, k, r0, 1.0, 0.0))
                         continue
                     for r, f in sorted(out.items()):
-                        if f > 1e-9:
+                        if f > 0.0:
                             records.append((hour[t], r0, m, k, r, f / total, f))
     return records
 
@@ -162,11 +170,11 @@ def _niw_routing(data: PlanningData, niw: str, vals: Values, hour: Hours) -> lis
             for r0 in data.regions:
                 if (r0, m) not in data.offered:
                     continue
-                if total <= 1e-9:
+                if total <= 0.0:
                     records.append((hour[t], r0, m, niw, r0, 1.0, 0.0))
                     continue
                 for r in data.regions:
-                    if served[(t, m, r)] > 1e-9:
+                    if served[(t, m, r)] > 0.0:
                         records.append((hour[t], r0, m, niw, r, served[(t, m, r)] / total, 0.0))
     return records
 

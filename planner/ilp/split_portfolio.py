@@ -15,7 +15,7 @@ import numpy as np
 from planner.ilp import split_primal as primal_round
 from planner.ilp.data import PlanningData
 from planner.ilp.highs_lp import WHOLE_SOLVER, HighsRelaxation
-from planner.ilp.polish import polish_plan
+from planner.ilp.polish import Polisher, polish_plan
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, solve_whole
@@ -84,6 +84,11 @@ class SplitRun:
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started
         self.regions = [b for b in split.blocks if b.name != NIW_BLOCK]
+        # the program's arrays (sharing the relaxation's matrix) and the polish's windows,
+        # once: every offered plan's polish and check
+        began = time.perf_counter()
+        self.polisher = Polisher.of(relax, split.family_key)
+        log.info("split: the polish's program built in %.2f s", time.perf_counter() - began)
         shape = (len(relax.cost), len(relax.row_lo), len(split.coupling), len(split.blocks))
         log.info(
             "split: %d columns, %d rows, %d coupling rows, %d blocks, %.1f s",
@@ -189,15 +194,13 @@ class SplitRun:
         polish that fails leaves the plan as made (logged), never loses it."""
         began = time.perf_counter()
         try:
-            x, source = polish_plan(
-                self.relax, self.split.family_key, x, source, self.deadline, self.whole
-            )
+            x, source = polish_plan(self.polisher, x, source, self.deadline, self.whole)
         except Exception:  # e.g. memory on a large window: the plan stands as made
             log.exception("split: the polish failed; the plan is offered as made")
         self.polish_s += time.perf_counter() - began
-        viol = primal_round.violation(self.split, x)
+        viol = self.polisher.prog.violation(x)
         objective = self.relax.objective_of(x)
-        log.info("split: plan %.2f from %s, largest row violation %.2e", objective, source, viol)
+        log.info("split: plan %.2f from %s, largest violation %.2e", objective, source, viol)
         log.info("split: its cost by family %s", primal_round.family_costs(self.split, x))
         if viol <= 1e-5:
             self.out.offer_plan(primal_round.values(self.split, x), objective, source)

@@ -320,10 +320,3 @@ def shortfall_costs(
             if short > 1e-9:
                 out[names[int(split.coupling[ci])].split("[")[0]] += float(short * cost)
     return {k: round(v, 2) for k, v in out.items()}
-
-
-def violation(split: Split, x: np.ndarray) -> float:
-    """The largest row violation of ``x``."""
-    ax = split.relax.matrix @ x
-    viol = np.maximum(split.relax.row_lo - ax, ax - split.relax.row_hi)
-    return float(viol.max(initial=0.0))

@@ -188,8 +188,9 @@ def solve_primal(
         # needs until the hard end
         ends = (started + 0.8 * limit, started + limit, started + hard)
         st, x, rounds = dive_block(data, h, block, x, extra.bounds(block), ends)
-        if x is None:
-            return BlockSolution(block.name, f"dive: {st}", None, y)
+        if x is None:  # its time counts like a finished dive's (the run's log, its seconds)
+            seconds = time.perf_counter() - started
+            return BlockSolution(block.name, f"dive: {st}", None, y, seconds=seconds)
     log.info(
         "block %s: LP and dive %.1f s of %.1f (%d rounds)",
         block.name,

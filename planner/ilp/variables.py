@@ -31,6 +31,9 @@ Key = tuple[Any, ...]
 # capacity rows carry 1/θ ≈ 1e-5 next to instance counts of 1, which left SCIP's heuristics
 # unable to improve a greedy start. Data and Plans stay in tokens/s; build and read-back scale.
 FLOW_UNIT = 1000.0
+# a value under this (model units) is 0: a solver's specks (a MIP's ~1e-12), set to 0 by the
+# polish (planner.ilp.polish.snap) and by the read-back before any table or total
+DUST = 1e-9
 Values = dict[str, dict[Key, float]]
 
 

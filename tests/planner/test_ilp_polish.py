@@ -17,6 +17,7 @@ from planner.ilp.greedy import greedy_values
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.plan import SolverFacts
 from planner.ilp.polish import (
+    Polisher,
     Program,
     hour_windows,
     improve,
@@ -58,6 +59,15 @@ def test_polish_finds_the_cheaper_integer_point_and_keeps_the_rest() -> None:
     assert x0.tolist() == [2.0, 0.0, 0.5]  # the plan given is not modified
 
 
+def test_the_violation_counts_rows_and_column_bounds() -> None:
+    """Program.violation, the one check of a point (the polish's steps, every plan the split
+    run offers): the largest excess over a row's or a column's bounds."""
+    prog = _program()
+    assert prog.violation(np.array([1.0, 1.0, 0.5])) == 0.0
+    assert prog.violation(np.array([1.0, 0.0, 0.5])) == pytest.approx(0.5)  # row 1: 1.5 < 2
+    assert prog.violation(np.array([2.0, 0.0, 1.25])) == pytest.approx(0.25)  # s > 1
+
+
 def test_polish_never_returns_a_dearer_point() -> None:
     prog = _program()
     best = np.array([1.0, 1.0, 0.5])
@@ -74,7 +84,7 @@ def test_polish_leaves_a_point_that_breaks_a_row_as_it_is() -> None:
     bad = np.array([4.0, 4.0, 1.0])  # y2 + 2·s = 6 > 2.5, and dear: a MIP would move it
     relax = _Arrays(prog)
     keys = [("y", ("a", "g", 1)), ("y", ("b", "g", 1)), ("sa", ("a", "m", 1))]
-    x, source = polish_plan(relax, keys, bad, "greedy", time.perf_counter() + 60.0)
+    x, source = polish_plan(Polisher.of(relax, keys), bad, "greedy", time.perf_counter() + 60.0)
     assert x is bad and source == "greedy"
 
 
@@ -86,9 +96,13 @@ def test_polish_stops_when_the_whole_relaxation_finishes() -> None:
     x0 = np.array([2.0, 0.0, 0.5])
     keys = [("y", ("a", "g", 1)), ("y", ("b", "g", 1)), ("sa", ("a", "m", 1))]
     whole = _Finishing()
-    x, source = polish_plan(_Arrays(prog), keys, x0, "dives", time.perf_counter() + 60.0, whole)
+    x, source = polish_plan(
+        Polisher.of(_Arrays(prog), keys), x0, "dives", time.perf_counter() + 60.0, whole
+    )
     assert x is x0 and source == "dives" and whole.calls >= 2
-    x, source = polish_plan(_Arrays(prog), keys, x0, "dives", time.perf_counter() + 60.0)
+    x, source = polish_plan(
+        Polisher.of(_Arrays(prog), keys), x0, "dives", time.perf_counter() + 60.0
+    )
     assert prog.cost @ x == pytest.approx(4.0) and source.startswith("dives, polished")
 
 
@@ -134,7 +148,7 @@ def test_polished_greedy_plan_is_cheaper_verifies_and_stays_above_the_optimum(se
     relax = HighsRelaxation(create_model(data, relax=True, valid_cuts=True))
     keys = column_keys(relax)
     x0 = relax.point(greedy_values(data))
-    x, source = polish_plan(relax, keys, x0, "greedy", time.perf_counter() + 60.0)
+    x, source = polish_plan(Polisher.of(relax, keys), x0, "greedy", time.perf_counter() + 60.0)
     before, after = relax.objective_of(x0), relax.objective_of(x)
     assert after < before - 1.0 and source.startswith("greedy, polished")
     assert after >= optimum.objective - 1e-6 * max(1.0, abs(optimum.objective))

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 
+from planner.ilp import split_tasks
 from planner.ilp.build import create_model
 from planner.ilp.decompose import DecompositionSettings, decompose
 from planner.ilp.highs_lp import HighsRelaxation
 from planner.ilp.parallel import RegionPool
 from planner.ilp.plan import SolverFacts
 from planner.ilp.planner import make_plan
+from planner.ilp.polish import Program
 from planner.ilp.readback import from_values
 from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
@@ -27,7 +30,6 @@ from planner.ilp.split_primal import (
     localised,
     niw_localised,
     values,
-    violation,
 )
 from planner.ilp.split_tasks import (
     BlockSolution,
@@ -149,7 +151,7 @@ def test_whole_relaxations_dive_in_its_worker_gives_a_plan_that_verifies(seed: i
     assert sol.row_dual is not None and sol.plan is not None and sol.dive_rounds >= 1
     tol = 1e-6 * abs(optimum.objective)
     assert relax.dual_bound(sol.row_dual) <= optimum.objective + tol
-    assert violation(split, sol.plan) <= 1e-5
+    assert _violation(split, sol.plan) <= 1e-5
     objective = relax.objective_of(sol.plan)
     assert objective >= optimum.objective - tol
     facts = SolverFacts("t", objective, 0.0, optimum.objective, 0, 0, "", "h")
@@ -195,7 +197,7 @@ def test_group_trim_drops_idle_vms_and_instances_and_the_plan_verifies() -> None
     assert cost @ trimmed >= optimum.objective - 1e-6 * abs(optimum.objective)
     assert trimmed[list(vm.values())].sum() < padded[list(vm.values())].sum()
     assert trimmed[list(held.values())].sum() < padded[list(held.values())].sum()
-    assert violation(split, trimmed) <= 1e-5
+    assert _violation(split, trimmed) <= 1e-5
     facts = SolverFacts("t", float(cost @ trimmed), 0.0, optimum.objective, 0, 0, "", "h")
     check = verify(from_values(data, values(split, trimmed), facts), data)
     assert check.ok, check.violations[:5]
@@ -223,7 +225,7 @@ def test_group_dives_from_a_point_off_its_rows_by_1e_4_give_a_plan(seed: int) ->
     assert solved.optimal and solved.x is not None
     split = Split.of(relax)
     x_bar = solved.x * (1 + 1e-4) + 1e-4 * (solved.x != 0)
-    assert violation(split, x_bar) > 1e-4
+    assert _violation(split, x_bar) > 1e-4
     regions = [b for b in split.blocks if b.name != NIW_BLOCK]
     extras = localised(split, data, x_bar)
     sols = [solve_primal(data, b, e, 30.0) for b, e in zip(regions, extras, strict=True)]
@@ -232,9 +234,37 @@ def test_group_dives_from_a_point_off_its_rows_by_1e_4_give_a_plan(seed: int) ->
     niw = solve_primal(data, split.blocks[-1], niw_localised(split, region_x), 30.0, dive=False)
     assert niw.x is not None and niw.slack is not None and niw.slack.max(initial=0) <= 1e-7
     x = assemble(split, sols, extras, niw)
-    assert violation(split, x) <= 1e-5
+    assert _violation(split, x) <= 1e-5
     objective = relax.objective_of(x)
     assert objective >= solved.objective - 1e-6 * abs(solved.objective)
     facts = SolverFacts("t", objective, 0.0, solved.objective, 0, 0, "", "h")
     check = verify(from_values(data, values(split, x), facts), data)
     assert check.ok, check.violations[:5]
+
+
+def test_a_failed_dive_reports_the_time_it_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's dive whose last LP does not finish (injected: the real dive runs and its
+    point is then dropped, as HiGHS's time limit would) is reported with the seconds it
+    took, not 0.0 (they go into the run's log line of the groups' dives and its region
+    seconds)."""
+    real, took = split_tasks.dive_block, []
+
+    def cut_off(*args: Any) -> tuple[str, None, int]:
+        began = time.perf_counter()
+        _status, _x, rounds = real(*args)
+        took.append(time.perf_counter() - began)
+        return "Time limit reached", None, rounds
+
+    monkeypatch.setattr(split_tasks, "dive_block", cut_off)
+    data = _instance(0)
+    split = Split.of(HighsRelaxation(create_model(data, relax=True, valid_cuts=True)))
+    region = next(b for b in split.blocks if b.name != NIW_BLOCK)
+    extra = localised(split, data, np.zeros(len(split.relax.cost)))[0]
+    sol = solve_primal(data, region, extra, 30.0)
+    assert sol.x is None and sol.status == "dive: Time limit reached"
+    assert sol.seconds >= took[0] > 0
+
+
+def _violation(split: Split, x: np.ndarray) -> float:
+    """The largest row or column bound violation of ``x`` (the one check, Program's)."""
+    return Program.of(split.relax, split.family_key).violation(x)

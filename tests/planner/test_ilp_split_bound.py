@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from planner.ilp import split_portfolio
+from planner.ilp import polish, split_portfolio
 from planner.ilp.build import create_model
 from planner.ilp.decompose import DecompositionSettings
 from planner.ilp.highs_lp import HighsRelaxation
@@ -20,6 +20,7 @@ from planner.ilp.solve import SolverSettings, solve
 from planner.ilp.split_lp import Split
 from planner.ilp.split_portfolio import REFINED_BOUND, WHOLE_LP_BOUND, SplitRun
 from planner.ilp.split_tasks import solve_priced, solve_whole
+from planner.ilp.variables import FAMILIES
 from tests.planner.test_ilp_lagrange import _instance
 from tests.planner.test_ilp_safe_bound import loose_interior
 
@@ -119,3 +120,27 @@ def test_a_failed_polish_keeps_the_plan_as_made(monkeypatch: pytest.MonkeyPatch)
         run.take_whole()
     assert run.out.values is not None
     assert "polished" not in run.out.plan_from
+
+
+def test_a_split_run_builds_the_polish_program_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The polish's program (polish.Program: the relaxation's arrays, integrality) and its
+    windows are built once per split run, not once per offered plan: two plans offered,
+    one Program built."""
+    built: list[int] = []
+    real = polish.Program.of
+
+    def counted(_cls: type, *args: object) -> polish.Program:
+        built.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(polish.Program, "of", classmethod(counted))
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        run.whole.result()
+        run.take_whole()
+        assert run.out.values is not None
+        plan = run.out.values
+        x = [plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in run.split.family_key]
+        run.offer(np.asarray(x), "the same plan again")
+    assert len(built) == 1
