@@ -189,7 +189,8 @@ class DayShifts:
             known = self.known.get(key)
             keep = known <= np.datetime64(at[0]) if known is not None else np.zeros(0, bool)
             sample = self.shifts[key][keep] if known is not None else np.empty((0, self.leads))
-            days = len(np.unique(known[keep])) if known is not None else 0
+            ends = known[keep] if known is not None else np.empty(0, "datetime64[ns]")
+            days = len(np.unique(ends.astype("datetime64[D]")))  # calendar days, not hours
             enough = len(sample) >= self.setting.min_shifts and days >= self.setting.min_days
             self._cache[at] = self._grid(sample, days) if enough else None
         return self._cache[at]

@@ -293,3 +293,22 @@ def test_min_days_counts_the_days_shifts_end_on_not_the_shifts() -> None:
     assert by_shifts.before(one_pair, "ets", series) is not None  # 60 shifts, one day pair
     assert by_days.before(one_pair, "ets", series) is None
     assert by_days.before(two_pairs, "ets", series) is not None
+
+
+def test_min_days_counts_calendar_days_with_origins_12_hours_apart() -> None:
+    """Folds 12 hours apart (step_h 12, 24 leads): their day shifts end at two hours of a
+    day, and ``min_days`` counts that day once (not each fold-end hour)."""
+    rng = np.random.default_rng(4)
+    step = pd.Timedelta(hours=12)
+    rows = pd.DataFrame(
+        [
+            ("r0|m|T0|token_rate", "ets", T0 + k * step, h, rng.normal(0.0, 0.3))
+            for k in range(5)
+            for h in range(1, 25)
+        ],
+        columns=["series", "forecaster", "origin", "h", "log_residual"],
+    )
+    shifts = DayShifts.of(rows, DayShift(min_shifts=1, min_days=3))
+    # shifts end at T0 + 36 h, 48 h, 60 h, 72 h: days 1, 2, 2, 3
+    assert shifts.before(T0 + pd.Timedelta(hours=60), "ets", "r0|m|T0|token_rate") is None
+    assert shifts.before(T0 + pd.Timedelta(hours=72), "ets", "r0|m|T0|token_rate") is not None
