@@ -312,3 +312,25 @@ def test_min_days_counts_calendar_days_with_origins_12_hours_apart() -> None:
     # shifts end at T0 + 36 h, 48 h, 60 h, 72 h: days 1, 2, 2, 3
     assert shifts.before(T0 + pd.Timedelta(hours=60), "ets", "r0|m|T0|token_rate") is None
     assert shifts.before(T0 + pd.Timedelta(hours=72), "ets", "r0|m|T0|token_rate") is not None
+
+
+def test_before_mixes_the_scale_by_shifts_or_by_days() -> None:
+    """60 series, day shifts from 3 day pairs (180 shifts) over at the origin: under
+    ``predictive="shifts"`` the grid :meth:`DayShifts.before` gives is the plain one mixed
+    with ν = 180, under ``"days"`` with ν = 3; under ``"bias"`` it is the plain one."""
+    hours, panel = _panel_rows(20, 5, 0.4, seed=5)
+    rows = recalibrate(hours, panel, BacktestSettings())
+    series, at = str(rows["series"].iloc[0]), T0 + pd.Timedelta(days=4)
+    got = {
+        p: DayShifts.of(rows, DayShift(predictive=p)).before(at, "ets", series)
+        for p in ("off", "bias", "shifts", "days")
+    }
+    per, pooled = got["off"] or pytest.fail("no day shifts")
+    levels, mixed = DAY.levels, {}
+    for name, dof in (("shifts", 180), ("days", 3)):
+        mixed[name] = got[name] or pytest.fail(name)
+        np.testing.assert_allclose(mixed[name][0], scale_mixed(per, dof, levels))
+        np.testing.assert_allclose(mixed[name][1], scale_mixed(pooled[None, :], dof, levels)[0])
+    bias = got["bias"] or pytest.fail("bias")
+    np.testing.assert_array_equal(bias[0], per)
+    assert not np.allclose(mixed["shifts"][0], mixed["days"][0])
