@@ -36,7 +36,10 @@ quantiles (which stand for ``s · Z``) are mixed with an independent scale
 ``R = √(ν/χ²_ν)`` (the product's quantiles on the grid: exactly Student's t when the shifts
 are Gaussian, the shifts' own shape otherwise). ``"shifts"``: ν = the day shifts over
 (every series' own move: independent days per series); ``"days"``: ν = the distinct days
-those shifts end on (a tier-wide move counted once). Both also carry the bias term.
+those shifts end on (a tier-wide move counted once). Both also carry the bias term. The
+mixture needs ν ≥ 3 (``MIN_DOF``): at the 49-level grid's first level the scale R is 78
+for ν = 1 and 9.9 for ν = 2 (5.1 for ν = 3), tails that multiply the shifts many times over,
+so with fewer the band carries the bias's widening alone (as ``"bias"``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from planner.quantiles import QUANTILES
 
 Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
 PREDICTIVE = ("off", "bias", "shifts", "days")  # DayShift.predictive (module docstring)
+MIN_DOF = 3  # the scale mixture's fewest degrees of freedom (module docstring)
 _HOUR = pd.Timedelta(hours=1)
 
 
@@ -204,7 +208,7 @@ class DayShifts:
             col = sample[:, h][np.isfinite(sample[:, h])]
             per[h] = np.quantile(col, levels) if len(col) else pooled
         dof = {"shifts": len(sample), "days": days}.get(self.setting.predictive)
-        if dof is None:
+        if dof is None or dof < MIN_DOF:  # ν < 3: the bias's widening alone (docstring)
             return per, pooled
         return scale_mixed(per, dof, levels), scale_mixed(pooled[None, :], dof, levels)[0]
 

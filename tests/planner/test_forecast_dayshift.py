@@ -334,3 +334,22 @@ def test_before_mixes_the_scale_by_shifts_or_by_days() -> None:
     bias = got["bias"] or pytest.fail("bias")
     np.testing.assert_array_equal(bias[0], per)
     assert not np.allclose(mixed["shifts"][0], mixed["days"][0])
+
+
+def test_the_scale_mixture_needs_three_degrees_of_freedom() -> None:
+    """ν < 3 (t₁ and t₂ tails would multiply the shifts many times over): the mixture is
+    left out, the grid is the plain one (the bias's widening is still carried)."""
+    hours, panel = _panel_rows(20, 4, 0.4, seed=2)
+    rows = recalibrate(hours, panel, BacktestSettings())
+    series = str(rows["series"].iloc[0])
+    one = rows[rows["series"] == series]
+    for frame, at, predictive in (
+        (rows, T0 + pd.Timedelta(days=2), "days"),  # 60 shifts, 1 day: ν = 1
+        (one, T0 + pd.Timedelta(days=3), "shifts"),  # 2 shifts: ν = 2
+    ):
+        setting = DayShift(min_shifts=1, predictive=predictive)
+        got = DayShifts.of(frame, setting).before(at, "ets", series) or pytest.fail(predictive)
+        plain = DayShifts.of(frame, DayShift(min_shifts=1)).before(at, "ets", series)
+        assert plain is not None
+        np.testing.assert_array_equal(got[0], plain[0])
+        np.testing.assert_array_equal(got[1], plain[1])
