@@ -219,9 +219,11 @@ def test_the_first_pass_leaves_the_band_to_the_re_band(monkeypatch: pytest.Monke
     """With the day-shift band the chunks' first pass keeps the model's own intervals
     (finish_backtest(banded=False)): the re-band makes every row's band again from the same
     rows, so the selection (rows, scores, choices, stored bands) is what it was when the
-    first pass made the band in use first."""
+    first pass made the band in use first. Without it (no re-band) the first pass bands."""
     demand = demand_frame(days=10, series=SERIES)
     as_of = T0 + pd.Timedelta(days=12)
+    plain = select_models(demand, as_of, PLAIN)
+    assert (plain.hours["quantile_method"] == "conformal").any()
     fast = select_models(demand, as_of, WITH_DAY)
     import planner.forecast.pipeline as pipeline
 
