@@ -28,7 +28,7 @@ moves them alike, so they add no day to it). What the band must cover is
 ``Var(ē) = σ²/k`` and ``D`` is independent of the earlier days, so
 ``Var(D − ē) = σ² (1 + 1/k)``: the day-shift quantiles (which stand for ``D``: a shift
 is a difference of two day levels ÷ √2, variance σ²) are widened by ``√(1 + 1/k)``
-(``"bias"``; exact for Gaussian day levels, k = the series' own folds over). That takes σ
+(``"bias"``; exact for Gaussian day levels, k = the series' own folds wholly over). That takes σ
 as known; it is estimated from the day shifts over, and with few of them that estimate is
 itself uncertain. For Gaussian levels with σ estimated on ν degrees of freedom
 (``σ² | s² ~ ν s²/χ²_ν``) a new level is ``s · Z · √(ν/χ²_ν)`` = ``s · t_ν``: the shift
@@ -226,7 +226,9 @@ def scale_mixed(grid: np.ndarray, dof: int, levels: np.ndarray) -> np.ndarray:
 @dataclass
 class WithinDay:
     """The within-day parts of the residuals already over (per (series, model) and per
-    (peer group, model)) and each fold's mean (for the bias); filled as ``_Past`` resolves."""
+    (peer group, model)), each part's mean (for the bias) and the origins of the series' folds
+    wholly over (k, for the bias's error); filled as ``_Past`` resolves (a fold can be over in
+    parts: a horizon past the origins' step)."""
 
     width: int
     bias_error: bool = False  # the band carries the bias's error (DayShift.predictive)
@@ -235,6 +237,7 @@ class WithinDay:
     own_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     group_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     peers: dict[tuple[str, str], Sample] = field(default_factory=dict)
+    folds: dict[tuple[str, str], set[object]] = field(default_factory=dict)  # wholly over
 
     def add(self, series: str, name: str, gkey: str, res: np.ndarray, lead: np.ndarray) -> None:
         """A part of a fold of ``series`` now over: its own and its peer group's."""
@@ -242,6 +245,10 @@ class WithinDay:
             dev, mean = self.add_peer(name, gkey, res, lead)
             self.own.setdefault((series, name), []).append((dev, lead))
             self.own_means.setdefault((series, name), []).append(mean)
+
+    def fold_over(self, series: str, name: str, origin: object) -> None:
+        """The fold of ``series`` at ``origin`` is wholly over (its last part added)."""
+        self.folds.setdefault((series, name), set()).add(origin)
 
     def add_peer(
         self, name: str, gkey: str, res: np.ndarray, lead: np.ndarray
@@ -278,7 +285,7 @@ class WithinDay:
             m for m in (self.own_means.get((series, name)), self.group_means.get((gkey, name))) if m
         ]
         bias = float(np.mean([np.mean(m) for m in means])) if means else 0.0
-        days = len(self.own_means.get((series, name), []))
+        days = len(self.folds.get((series, name), ()))  # k: the folds wholly over
         widen = np.sqrt(1.0 + 1.0 / days) if self.bias_error and days else 1.0
         per_lead, pooled = (s * widen for s in shifts)  # D − ē (module docstring)
         values = _convolved(np.asarray([within.values]), pooled[None, :], taus)[0] + bias
@@ -331,8 +338,10 @@ def live_within(hours: pd.DataFrame, setting: DayShift) -> WithinDay:
     cuts = np.flatnonzero((series[1:] != series[:-1]) | (origin[1:] != origin[:-1])) + 1
     res = np.split(rows["log_residual"].to_numpy(dtype=float), cuts)
     lead = np.split(rows["h"].to_numpy(dtype=int), cuts)
-    for part_series, r, h in zip(series[np.r_[0, cuts]], res, lead, strict=True):
+    starts = np.r_[0, cuts]
+    for part_series, fold, r, h in zip(series[starts], origin[starts], res, lead, strict=True):
         within.add(str(part_series), name, peer_group(str(part_series)), r, h)
+        within.fold_over(str(part_series), name, pd.Timestamp(fold))  # each fold whole here
     return within
 
 

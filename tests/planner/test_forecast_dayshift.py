@@ -13,14 +13,21 @@ from scipy.stats import t as student
 
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate, with_day_shifts
-from planner.forecast.calibration import peer_group
-from planner.forecast.dayshift import DayShift, DayShifts, scale_mixed
+from planner.forecast.calibration import offsets_at, peer_group
+from planner.forecast.dayshift import (
+    DayShift,
+    DayShifts,
+    live_quantiles,
+    live_within,
+    scale_mixed,
+)
 from planner.forecast.pipeline import ForecastSettings, select_models
 from planner.forecast.series import Panel, build_panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
 from tests.helpers import demand_frame
 
 T0 = pd.Timestamp("2024-06-01")
+DAY_H = pd.Timedelta(days=1)
 DAY = DayShift(width=6, pool="all")
 
 
@@ -355,3 +362,29 @@ def test_the_scale_mixture_needs_three_degrees_of_freedom() -> None:
         assert plain is not None
         np.testing.assert_array_equal(got[0], plain[0])
         np.testing.assert_array_equal(got[1], plain[1])
+
+
+def test_the_bias_error_counts_whole_folds_in_the_backtest_as_in_the_stored_band() -> None:
+    """48 leads, daily origins: a fold is over in two parts (a day each), and k (the bias's
+    fold count, √(1 + 1/k)) counts the folds wholly over, not the parts. The band the
+    backtest gives a fold at the selection's own time (all 8 folds over: k = 8, not its 16
+    parts) is the stored band, which sees each fold whole (width 0: no within-day part; a
+    made-up fold a day before keeps the parts halves, so the bias is the same mean too)."""
+    hours, panel = _two_day_rows(seed=3)
+    settings = BacktestSettings(horizon=48)
+    plain = recalibrate(hours, panel, settings)
+    setting = DayShift(width=0, pool="all", min_shifts=3, predictive="bias")
+    shifts = DayShifts.of(plain, setting)
+    as_of, series = T0 + pd.Timedelta(days=9), str(plain["series"].iloc[0])
+    last = plain[(plain["series"] == series) & (plain["origin"] == plain["origin"].max())]
+    # made-up folds (no actuals) at the selection's time and a day before: a resolve each day
+    fakes = [last.assign(origin=at, actual=np.nan) for at in (as_of - DAY_H, as_of)]
+    banded = with_day_shifts(pd.concat([plain, *fakes], ignore_index=True), panel, settings, shifts)
+    at = banded[banded["origin"] == as_of].sort_values("h")
+    offset = float(offsets_at(panel.observed, pd.DatetimeIndex([as_of]))[series].iloc[0])
+    within = live_within(plain, setting)
+    stored = live_quantiles(within, series, "ets", offset, shifts, as_of) or pytest.fail("none")
+    made = stored.apply(at["point"].to_numpy(), at["h"].to_numpy())
+    assert (at["quantile_method"] == "conformal").all()
+    for tau in QUANTILES:
+        np.testing.assert_allclose(at[quantile_column(tau)].to_numpy(), made[tau], rtol=1e-9)
