@@ -136,7 +136,8 @@ class _Past:
         self.group: dict[tuple[str, str], Residuals] = {}
         self.peers: dict[tuple[str, str], Sample] = {}
         # an origin's residuals wait here until their target hours are over
-        self.pending: Queued[tuple[str, str]] = []  # ((series, model), (targets, res, leads))
+        # ((series, model, fold origin), (targets, res, leads))
+        self.pending: Queued[tuple[str, str, object]] = []
 
     def sample(self, parts: Residuals) -> Sample:
         values = np.concatenate([r for r, _ in parts]) if parts else np.empty(0)
@@ -172,19 +173,22 @@ class _Past:
     def add(
         self, series: str, name: str, res: np.ndarray, lead: np.ndarray, origin: object
     ) -> None:
-        self.pending.append(((series, name), (target_hours(origin, lead), res, lead)))
+        self.pending.append(((series, name, origin), (target_hours(origin, lead), res, lead)))
 
     def resolve(self, origin: object) -> None:
         """Residuals whose target hour is before ``origin`` join the past (with daily
         origins and 24 leads: every earlier fold, whole)."""
         over, self.pending = realised(self.pending, origin)
         self.origin = origin
-        for (series, name), (_, res, lead) in over:
+        waiting = {owner for owner, _ in self.pending}
+        for (series, name, fold), (_, res, lead) in over:
             self.own.setdefault((series, name), []).append((res, lead))
             gkey = (peer_group(series, self.pool.group), name)
             self.group.setdefault(gkey, []).append((res, lead))
             if self.within is not None:
                 self.within.add(series, name, gkey[0], res, lead)
+                if (series, name, fold) not in waiting:  # its last part: wholly over
+                    self.within.fold_over(series, name, fold)
         self.peers = {}
 
 

@@ -28,7 +28,7 @@ moves them alike, so they add no day to it). What the band must cover is
 ``Var(ē) = σ²/k`` and ``D`` is independent of the earlier days, so
 ``Var(D − ē) = σ² (1 + 1/k)``: the day-shift quantiles (which stand for ``D``: a shift
 is a difference of two day levels ÷ √2, variance σ²) are widened by ``√(1 + 1/k)``
-(``"bias"``; exact for Gaussian day levels, k = the series' own folds over). That takes σ
+(``"bias"``; exact for Gaussian day levels, k = the series' own folds wholly over). That takes σ
 as known; it is estimated from the day shifts over, and with few of them that estimate is
 itself uncertain. For Gaussian levels with σ estimated on ν degrees of freedom
 (``σ² | s² ~ ν s²/χ²_ν``) a new level is ``s · Z · √(ν/χ²_ν)`` = ``s · t_ν``: the shift
@@ -36,7 +36,10 @@ quantiles (which stand for ``s · Z``) are mixed with an independent scale
 ``R = √(ν/χ²_ν)`` (the product's quantiles on the grid: exactly Student's t when the shifts
 are Gaussian, the shifts' own shape otherwise). ``"shifts"``: ν = the day shifts over
 (every series' own move: independent days per series); ``"days"``: ν = the distinct days
-those shifts end on (a tier-wide move counted once). Both also carry the bias term.
+those shifts end on (a tier-wide move counted once). Both also carry the bias term. The
+mixture needs ν ≥ 3 (``MIN_DOF``): at the 49-level grid's first level the scale R is 78
+for ν = 1 and 9.9 for ν = 2 (5.1 for ν = 3), tails that multiply the shifts many times over,
+so with fewer the band carries the bias's widening alone (as ``"bias"``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from planner.quantiles import QUANTILES
 
 Residuals = list[tuple[np.ndarray, np.ndarray]]  # (log residuals, their leads) per fold
 PREDICTIVE = ("off", "bias", "shifts", "days")  # DayShift.predictive (module docstring)
+MIN_DOF = 3  # the scale mixture's fewest degrees of freedom (module docstring)
 _HOUR = pd.Timedelta(hours=1)
 
 
@@ -189,7 +193,8 @@ class DayShifts:
             known = self.known.get(key)
             keep = known <= np.datetime64(at[0]) if known is not None else np.zeros(0, bool)
             sample = self.shifts[key][keep] if known is not None else np.empty((0, self.leads))
-            days = len(np.unique(known[keep])) if known is not None else 0
+            ends = known[keep] if known is not None else np.empty(0, "datetime64[ns]")
+            days = len(np.unique(ends.astype("datetime64[D]")))  # calendar days, not hours
             enough = len(sample) >= self.setting.min_shifts and days >= self.setting.min_days
             self._cache[at] = self._grid(sample, days) if enough else None
         return self._cache[at]
@@ -203,7 +208,7 @@ class DayShifts:
             col = sample[:, h][np.isfinite(sample[:, h])]
             per[h] = np.quantile(col, levels) if len(col) else pooled
         dof = {"shifts": len(sample), "days": days}.get(self.setting.predictive)
-        if dof is None:
+        if dof is None or dof < MIN_DOF:  # ν < 3: the bias's widening alone (docstring)
             return per, pooled
         return scale_mixed(per, dof, levels), scale_mixed(pooled[None, :], dof, levels)[0]
 
@@ -221,7 +226,9 @@ def scale_mixed(grid: np.ndarray, dof: int, levels: np.ndarray) -> np.ndarray:
 @dataclass
 class WithinDay:
     """The within-day parts of the residuals already over (per (series, model) and per
-    (peer group, model)) and each fold's mean (for the bias); filled as ``_Past`` resolves."""
+    (peer group, model)), each part's mean (for the bias) and the origins of the series' folds
+    wholly over (k, for the bias's error); filled as ``_Past`` resolves (a fold can be over in
+    parts: a horizon past the origins' step)."""
 
     width: int
     bias_error: bool = False  # the band carries the bias's error (DayShift.predictive)
@@ -230,6 +237,7 @@ class WithinDay:
     own_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     group_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     peers: dict[tuple[str, str], Sample] = field(default_factory=dict)
+    folds: dict[tuple[str, str], set[object]] = field(default_factory=dict)  # wholly over
 
     def add(self, series: str, name: str, gkey: str, res: np.ndarray, lead: np.ndarray) -> None:
         """A part of a fold of ``series`` now over: its own and its peer group's."""
@@ -237,6 +245,10 @@ class WithinDay:
             dev, mean = self.add_peer(name, gkey, res, lead)
             self.own.setdefault((series, name), []).append((dev, lead))
             self.own_means.setdefault((series, name), []).append(mean)
+
+    def fold_over(self, series: str, name: str, origin: object) -> None:
+        """The fold of ``series`` at ``origin`` is wholly over (its last part added)."""
+        self.folds.setdefault((series, name), set()).add(origin)
 
     def add_peer(
         self, name: str, gkey: str, res: np.ndarray, lead: np.ndarray
@@ -273,7 +285,7 @@ class WithinDay:
             m for m in (self.own_means.get((series, name)), self.group_means.get((gkey, name))) if m
         ]
         bias = float(np.mean([np.mean(m) for m in means])) if means else 0.0
-        days = len(self.own_means.get((series, name), []))
+        days = len(self.folds.get((series, name), ()))  # k: the folds wholly over
         widen = np.sqrt(1.0 + 1.0 / days) if self.bias_error and days else 1.0
         per_lead, pooled = (s * widen for s in shifts)  # D − ē (module docstring)
         values = _convolved(np.asarray([within.values]), pooled[None, :], taus)[0] + bias
@@ -326,8 +338,10 @@ def live_within(hours: pd.DataFrame, setting: DayShift) -> WithinDay:
     cuts = np.flatnonzero((series[1:] != series[:-1]) | (origin[1:] != origin[:-1])) + 1
     res = np.split(rows["log_residual"].to_numpy(dtype=float), cuts)
     lead = np.split(rows["h"].to_numpy(dtype=int), cuts)
-    for part_series, r, h in zip(series[np.r_[0, cuts]], res, lead, strict=True):
+    starts = np.r_[0, cuts]
+    for part_series, fold, r, h in zip(series[starts], origin[starts], res, lead, strict=True):
         within.add(str(part_series), name, peer_group(str(part_series)), r, h)
+        within.fold_over(str(part_series), name, pd.Timestamp(fold))  # each fold whole here
     return within
 
 

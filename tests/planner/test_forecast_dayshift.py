@@ -13,14 +13,21 @@ from scipy.stats import t as student
 
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate, with_day_shifts
-from planner.forecast.calibration import peer_group
-from planner.forecast.dayshift import DayShift, DayShifts, scale_mixed
+from planner.forecast.calibration import offsets_at, peer_group
+from planner.forecast.dayshift import (
+    DayShift,
+    DayShifts,
+    live_quantiles,
+    live_within,
+    scale_mixed,
+)
 from planner.forecast.pipeline import ForecastSettings, select_models
 from planner.forecast.series import Panel, build_panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
 from tests.helpers import demand_frame
 
 T0 = pd.Timestamp("2024-06-01")
+DAY_H = pd.Timedelta(days=1)
 DAY = DayShift(width=6, pool="all")
 
 
@@ -219,9 +226,11 @@ def test_the_first_pass_leaves_the_band_to_the_re_band(monkeypatch: pytest.Monke
     """With the day-shift band the chunks' first pass keeps the model's own intervals
     (finish_backtest(banded=False)): the re-band makes every row's band again from the same
     rows, so the selection (rows, scores, choices, stored bands) is what it was when the
-    first pass made the band in use first."""
+    first pass made the band in use first. Without it (no re-band) the first pass bands."""
     demand = demand_frame(days=10, series=SERIES)
     as_of = T0 + pd.Timedelta(days=12)
+    plain = select_models(demand, as_of, PLAIN)
+    assert (plain.hours["quantile_method"] == "conformal").any()
     fast = select_models(demand, as_of, WITH_DAY)
     import planner.forecast.pipeline as pipeline
 
@@ -293,3 +302,89 @@ def test_min_days_counts_the_days_shifts_end_on_not_the_shifts() -> None:
     assert by_shifts.before(one_pair, "ets", series) is not None  # 60 shifts, one day pair
     assert by_days.before(one_pair, "ets", series) is None
     assert by_days.before(two_pairs, "ets", series) is not None
+
+
+def test_min_days_counts_calendar_days_with_origins_12_hours_apart() -> None:
+    """Folds 12 hours apart (step_h 12, 24 leads): their day shifts end at two hours of a
+    day, and ``min_days`` counts that day once (not each fold-end hour)."""
+    rng = np.random.default_rng(4)
+    step = pd.Timedelta(hours=12)
+    rows = pd.DataFrame(
+        [
+            ("r0|m|T0|token_rate", "ets", T0 + k * step, h, rng.normal(0.0, 0.3))
+            for k in range(5)
+            for h in range(1, 25)
+        ],
+        columns=["series", "forecaster", "origin", "h", "log_residual"],
+    )
+    shifts = DayShifts.of(rows, DayShift(min_shifts=1, min_days=3))
+    # shifts end at T0 + 36 h, 48 h, 60 h, 72 h: days 1, 2, 2, 3
+    assert shifts.before(T0 + pd.Timedelta(hours=60), "ets", "r0|m|T0|token_rate") is None
+    assert shifts.before(T0 + pd.Timedelta(hours=72), "ets", "r0|m|T0|token_rate") is not None
+
+
+def test_before_mixes_the_scale_by_shifts_or_by_days() -> None:
+    """60 series, day shifts from 3 day pairs (180 shifts) over at the origin: under
+    ``predictive="shifts"`` the grid :meth:`DayShifts.before` gives is the plain one mixed
+    with ν = 180, under ``"days"`` with ν = 3; under ``"bias"`` it is the plain one."""
+    hours, panel = _panel_rows(20, 5, 0.4, seed=5)
+    rows = recalibrate(hours, panel, BacktestSettings())
+    series, at = str(rows["series"].iloc[0]), T0 + pd.Timedelta(days=4)
+    got = {
+        p: DayShifts.of(rows, DayShift(predictive=p)).before(at, "ets", series)
+        for p in ("off", "bias", "shifts", "days")
+    }
+    per, pooled = got["off"] or pytest.fail("no day shifts")
+    levels, mixed = DAY.levels, {}
+    for name, dof in (("shifts", 180), ("days", 3)):
+        mixed[name] = got[name] or pytest.fail(name)
+        np.testing.assert_allclose(mixed[name][0], scale_mixed(per, dof, levels))
+        np.testing.assert_allclose(mixed[name][1], scale_mixed(pooled[None, :], dof, levels)[0])
+    bias = got["bias"] or pytest.fail("bias")
+    np.testing.assert_array_equal(bias[0], per)
+    assert not np.allclose(mixed["shifts"][0], mixed["days"][0])
+
+
+def test_the_scale_mixture_needs_three_degrees_of_freedom() -> None:
+    """ν < 3 (t₁ and t₂ tails would multiply the shifts many times over): the mixture is
+    left out, the grid is the plain one (the bias's widening is still carried)."""
+    hours, panel = _panel_rows(20, 4, 0.4, seed=2)
+    rows = recalibrate(hours, panel, BacktestSettings())
+    series = str(rows["series"].iloc[0])
+    one = rows[rows["series"] == series]
+    for frame, at, predictive in (
+        (rows, T0 + pd.Timedelta(days=2), "days"),  # 60 shifts, 1 day: ν = 1
+        (one, T0 + pd.Timedelta(days=3), "shifts"),  # 2 shifts: ν = 2
+    ):
+        setting = DayShift(min_shifts=1, predictive=predictive)
+        got = DayShifts.of(frame, setting).before(at, "ets", series) or pytest.fail(predictive)
+        plain = DayShifts.of(frame, DayShift(min_shifts=1)).before(at, "ets", series)
+        assert plain is not None
+        np.testing.assert_array_equal(got[0], plain[0])
+        np.testing.assert_array_equal(got[1], plain[1])
+
+
+def test_the_bias_error_counts_whole_folds_in_the_backtest_as_in_the_stored_band() -> None:
+    """48 leads, daily origins: a fold is over in two parts (a day each), and k (the bias's
+    fold count, √(1 + 1/k)) counts the folds wholly over, not the parts. The band the
+    backtest gives a fold at the selection's own time (all 8 folds over: k = 8, not its 16
+    parts) is the stored band, which sees each fold whole (width 0: no within-day part; a
+    made-up fold a day before keeps the parts halves, so the bias is the same mean too)."""
+    hours, panel = _two_day_rows(seed=3)
+    settings = BacktestSettings(horizon=48)
+    plain = recalibrate(hours, panel, settings)
+    setting = DayShift(width=0, pool="all", min_shifts=3, predictive="bias")
+    shifts = DayShifts.of(plain, setting)
+    as_of, series = T0 + pd.Timedelta(days=9), str(plain["series"].iloc[0])
+    last = plain[(plain["series"] == series) & (plain["origin"] == plain["origin"].max())]
+    # made-up folds (no actuals) at the selection's time and a day before: a resolve each day
+    fakes = [last.assign(origin=at, actual=np.nan) for at in (as_of - DAY_H, as_of)]
+    banded = with_day_shifts(pd.concat([plain, *fakes], ignore_index=True), panel, settings, shifts)
+    at = banded[banded["origin"] == as_of].sort_values("h")
+    offset = float(offsets_at(panel.observed, pd.DatetimeIndex([as_of]))[series].iloc[0])
+    within = live_within(plain, setting)
+    stored = live_quantiles(within, series, "ets", offset, shifts, as_of) or pytest.fail("none")
+    made = stored.apply(at["point"].to_numpy(), at["h"].to_numpy())
+    assert (at["quantile_method"] == "conformal").all()
+    for tau in QUANTILES:
+        np.testing.assert_allclose(at[quantile_column(tau)].to_numpy(), made[tau], rtol=1e-9)
