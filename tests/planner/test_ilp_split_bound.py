@@ -123,6 +123,37 @@ def test_a_failed_polish_keeps_the_plan_as_made(monkeypatch: pytest.MonkeyPatch)
     assert "polished" not in run.out.plan_from
 
 
+def test_a_failed_polish_program_build_keeps_the_run_and_its_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The polish's program is built at the first offer, inside the polish's guard: a build
+    that raises (e.g. out of memory on a large rung: injected here) neither ends the split
+    run nor loses its plans; they are offered unpolished, checked on the relaxation's own
+    rows and bounds, and the build is not tried again."""
+    tried: list[int] = []
+
+    def fails(*args: object) -> None:
+        tried.append(1)
+        _fails(*args)
+
+    monkeypatch.setattr(polish.Polisher, "of", classmethod(fails))
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        run.whole.result()
+        run.take_whole()
+        assert run.out.values is not None and run.polisher_failed
+        plan, keys = run.out.values, run.split.family_key
+        x = np.asarray([plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in keys])
+        run.offer(x, "the same plan again")
+    assert "polished" not in run.out.plan_from and tried == [1]
+    assert polish.violation(run.relax, x) <= 1e-5
+
+
+def _fails(*_: object) -> None:
+    raise MemoryError("injected: the polish's program ran out of memory")
+
+
 def test_a_split_run_builds_the_polish_program_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's program (polish.Program: the relaxation's arrays, integrality) and its
     windows are built once per split run, not once per offered plan: two plans offered,
@@ -147,12 +178,18 @@ def test_a_split_run_builds_the_polish_program_once(monkeypatch: pytest.MonkeyPa
     assert len(built) == 1
 
 
+@pytest.mark.parametrize("build", ["built", "fails"])
 @pytest.mark.parametrize("breaks", ["a row", "a column bound"])
-def test_offer_refuses_a_cheaper_point_that_breaks_a_row_or_a_bound(breaks: str) -> None:
+def test_offer_refuses_a_cheaper_point_that_breaks_a_row_or_a_bound(
+    breaks: str, build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SplitRun.offer checks every point it is given (rows and column bounds, Program's
     violation) before it takes it: a point cheaper than the run's plan that breaks the
     packing rows (no VMs at all), or that holds every row but takes a cost-bearing column
-    below its lower bound of 0, is refused and the plan stands."""
+    below its lower bound of 0, is refused and the plan stands. So it is when the polish's
+    program could not be built (injected): the check runs on the relaxation's arrays."""
+    if build == "fails":
+        monkeypatch.setattr(polish.Polisher, "of", classmethod(_fails))
     data = _instance(0)
     with RegionPool(data, 2) as pool:
         run = SplitRun(data, SPLIT, pool)
