@@ -83,11 +83,18 @@ class Program:
         )
 
     def violation(self, x: np.ndarray) -> float:
-        """The largest row or column bound violation of ``x``."""
-        ax = self.matrix @ x
-        rows = np.maximum(self.row_lo - ax, ax - self.row_hi).max(initial=0.0)
-        cols = np.maximum(self.col_lo - x, x - self.col_hi).max(initial=0.0)
-        return float(max(rows, cols))
+        """The largest row or column bound violation of ``x`` (:func:`violation`)."""
+        return violation(self, x)
+
+
+def violation(arrays: Any, x: np.ndarray) -> float:
+    """The largest row or column bound violation of ``x`` in ``arrays``' program: a
+    :class:`Program` or the planner.ilp.highs_lp.HighsRelaxation it is made of (the same
+    ``matrix``, ``row_lo``, ``row_hi``, ``col_lo``, ``col_hi``)."""
+    ax = arrays.matrix @ x
+    rows = np.maximum(arrays.row_lo - ax, ax - arrays.row_hi).max(initial=0.0)
+    cols = np.maximum(arrays.col_lo - x, x - arrays.col_hi).max(initial=0.0)
+    return float(max(rows, cols))
 
 
 def hour_windows(hours: Sequence[int], widths: Sequence[int] = WIDTHS) -> list[list[int]]:

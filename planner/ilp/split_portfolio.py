@@ -15,7 +15,7 @@ import numpy as np
 from planner.ilp import split_primal as primal_round
 from planner.ilp.data import PlanningData
 from planner.ilp.highs_lp import WHOLE_SOLVER, HighsRelaxation
-from planner.ilp.polish import Polisher, polish_plan
+from planner.ilp.polish import Polisher, polish_plan, violation
 from planner.ilp.split_lp import Split
 from planner.ilp.split_primal import NIW_BLOCK
 from planner.ilp.split_tasks import BlockSolution, solve_priced, solve_primal, solve_whole
@@ -84,11 +84,10 @@ class SplitRun:
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started
         self.regions = [b for b in split.blocks if b.name != NIW_BLOCK]
-        # the program's arrays (sharing the relaxation's matrix) and the polish's windows,
-        # once: every offered plan's polish and check
-        began = time.perf_counter()
-        self.polisher = Polisher.of(relax, split.family_key)
-        log.info("split: the polish's program built in %.2f s", time.perf_counter() - began)
+        # the polish's program (sharing the relaxation's matrix) and windows, built once at
+        # the first offer, inside its guard (:meth:`polisher`)
+        self._polisher: Polisher | None = None
+        self.polisher_failed = False
         shape = (len(relax.cost), len(relax.row_lo), len(split.coupling), len(split.blocks))
         log.info(
             "split: %d columns, %d rows, %d coupling rows, %d blocks, %.1f s",
@@ -189,16 +188,30 @@ class SplitRun:
             return
         self.offer(primal_round.assemble(split, sols, extras, niw), source)
 
+    def polisher(self) -> Polisher | None:
+        """The polish's program and windows, built at the first call; None once a build
+        has failed (it raised there, in :meth:`offer`'s guard, and is not tried again)."""
+        if self._polisher is None and not self.polisher_failed:
+            began, self.polisher_failed = time.perf_counter(), True  # until it is built
+            self._polisher = Polisher.of(self.relax, self.split.family_key)
+            self.polisher_failed = False
+            log.info("split: the polish's program built in %.2f s", time.perf_counter() - began)
+        return self._polisher
+
     def offer(self, x: np.ndarray, source: str) -> None:
-        """The plan at ``x``, if it holds every row, polished first (planner.ilp.polish); a
-        polish that fails leaves the plan as made (logged), never loses it."""
+        """The plan at ``x``, if it holds every row and column bound, polished first
+        (planner.ilp.polish); a polish that fails, its program's build included (e.g.
+        memory on a large rung), leaves the plan as made (logged), never loses it: it is
+        then checked on the relaxation's own arrays."""
         began = time.perf_counter()
         try:
-            x, source = polish_plan(self.polisher, x, source, self.deadline, self.whole)
+            polisher = self.polisher()
+            if polisher is not None:
+                x, source = polish_plan(polisher, x, source, self.deadline, self.whole)
         except Exception:  # e.g. memory on a large window: the plan stands as made
             log.exception("split: the polish failed; the plan is offered as made")
         self.polish_s += time.perf_counter() - began
-        viol = self.polisher.prog.violation(x)
+        viol = violation(self.relax if self._polisher is None else self._polisher.prog, x)
         objective = self.relax.objective_of(x)
         log.info("split: plan %.2f from %s, largest violation %.2e", objective, source, viol)
         log.info("split: its cost by family %s", primal_round.family_costs(self.split, x))

@@ -7,11 +7,13 @@ verifies."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
 from scipy import sparse
 
+from planner.ilp import polish as polish_module
 from planner.ilp.build import create_model
 from planner.ilp.greedy import greedy_values
 from planner.ilp.highs_lp import HighsRelaxation
@@ -194,3 +196,36 @@ def test_no_step_once_the_deadline_has_passed() -> None:
     x0 = np.array([2.0, 0.0, 0.5])
     x, steps = polish(prog, x0, [np.array([0, 1])], time.perf_counter() - 1.0, 10.0)
     assert steps == [] and x is x0
+
+
+@pytest.mark.parametrize("running", [None, "done", "running"])
+def test_only_single_hours_unless_the_whole_relaxation_is_running(
+    running: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """polish_plan tries the three-hour windows only while the whole relaxation runs (the
+    portfolio's main process is idle); with no portfolio or once it has finished, only the
+    single hours (the real polish runs; the windows it is given are recorded)."""
+    given: list[list[list[int]]] = []
+    real = polish_module.polish
+
+    def recorded(prog: Program, x: np.ndarray, hoods: list[np.ndarray], *rest: Any) -> Any:
+        given.append([h.tolist() for h in hoods])
+        return real(prog, x, hoods, *rest)
+
+    monkeypatch.setattr(polish_module, "polish", recorded)
+    keys = [("y", ("a", "g", 1)), ("y", ("b", "g", 2)), ("sa", ("a", "m", 3))]
+    polisher = Polisher.of(_Arrays(_program()), keys)
+    assert [h.tolist() for h in polisher.hoods] == [[2], [0], [1], [0, 1, 2]]
+    future = None if running is None else _Running(running == "running")
+    polish_plan(polisher, np.array([2.0, 0.0, 0.5]), "dives", time.perf_counter() + 60.0, future)
+    assert given == [[[2], [0], [1], [0, 1, 2]] if running == "running" else [[2], [0], [1]]]
+
+
+class _Running:
+    """The whole relaxation's future, running or done."""
+
+    def __init__(self, running: bool) -> None:
+        self.running = running
+
+    def done(self) -> bool:
+        return not self.running

@@ -2,7 +2,8 @@
 the whole relaxation's first-order duals give a safe bound between the Lagrangian at
 cost-based prices and the optimum of small instances solved to optimality; the block
 re-solves (SplitRun.refine) raise a loose bound and say so; the dives from the whole
-relaxation's point run when no plan exists yet, however long the first plan took."""
+relaxation's point run when no plan exists yet, however long the first plan took; an
+offered point that breaks a row or a column bound is refused."""
 
 from __future__ import annotations
 
@@ -122,6 +123,37 @@ def test_a_failed_polish_keeps_the_plan_as_made(monkeypatch: pytest.MonkeyPatch)
     assert "polished" not in run.out.plan_from
 
 
+def test_a_failed_polish_program_build_keeps_the_run_and_its_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The polish's program is built at the first offer, inside the polish's guard: a build
+    that raises (e.g. out of memory on a large rung: injected here) neither ends the split
+    run nor loses its plans; they are offered unpolished, checked on the relaxation's own
+    rows and bounds, and the build is not tried again."""
+    tried: list[int] = []
+
+    def fails(*args: object) -> None:
+        tried.append(1)
+        _fails(*args)
+
+    monkeypatch.setattr(polish.Polisher, "of", classmethod(fails))
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        run.whole.result()
+        run.take_whole()
+        assert run.out.values is not None and run.polisher_failed
+        plan, keys = run.out.values, run.split.family_key
+        x = np.asarray([plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in keys])
+        run.offer(x, "the same plan again")
+    assert "polished" not in run.out.plan_from and tried == [1]
+    assert polish.violation(run.relax, x) <= 1e-5
+
+
+def _fails(*_: object) -> None:
+    raise MemoryError("injected: the polish's program ran out of memory")
+
+
 def test_a_split_run_builds_the_polish_program_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The polish's program (polish.Program: the relaxation's arrays, integrality) and its
     windows are built once per split run, not once per offered plan: two plans offered,
@@ -144,3 +176,57 @@ def test_a_split_run_builds_the_polish_program_once(monkeypatch: pytest.MonkeyPa
         x = [plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in run.split.family_key]
         run.offer(np.asarray(x), "the same plan again")
     assert len(built) == 1
+
+
+@pytest.mark.parametrize("build", ["built", "fails"])
+@pytest.mark.parametrize("breaks", ["a row", "a column bound"])
+def test_offer_refuses_a_cheaper_point_that_breaks_a_row_or_a_bound(
+    breaks: str, build: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SplitRun.offer checks every point it is given (rows and column bounds, Program's
+    violation) before it takes it: a point cheaper than the run's plan that breaks the
+    packing rows (no VMs at all), or that holds every row but takes a cost-bearing column
+    below its lower bound of 0, is refused and the plan stands. So it is when the polish's
+    program could not be built (injected): the check runs on the relaxation's arrays."""
+    if build == "fails":
+        monkeypatch.setattr(polish.Polisher, "of", classmethod(_fails))
+    data = _instance(0)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        run.whole.result()
+        run.take_whole()
+        plan, objective, source = run.out.values, run.out.objective, run.out.plan_from
+        assert plan is not None
+        keys = run.split.family_key
+        x = np.asarray([plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in keys])
+        prog = polish.Program.of(run.relax, keys)
+        bad = _off_its_rows(keys, x) if breaks == "a row" else _below_a_bound(prog, x)
+        assert run.relax.objective_of(bad) < objective
+        ax = prog.matrix @ bad
+        rows = float(np.maximum(prog.row_lo - ax, ax - prog.row_hi).max())
+        assert (rows > 1e-5) == (breaks == "a row") and prog.violation(bad) > 1e-5
+        run.offer(bad, "a point that breaks " + breaks)
+    assert run.out.objective == objective and run.out.plan_from == source
+
+
+def _off_its_rows(keys: list[tuple[str, tuple[object, ...]]], x: np.ndarray) -> np.ndarray:
+    """``x`` with no on-demand VMs: cheaper, its packing rows broken."""
+    return np.where([f == "y" for f, _k in keys], 0.0, x)
+
+
+def _below_a_bound(prog: polish.Program, x: np.ndarray) -> np.ndarray:
+    """``x`` with one cost-bearing column at 0 moved below 0 by half the room its rows'
+    slack leaves it (at most 0.5): cheaper, every row still held."""
+    ax, csc = prog.matrix @ x, prog.matrix.tocsc()
+    for j in np.flatnonzero((prog.cost > 0) & (x == 0.0) & (prog.col_lo == 0.0)):
+        rows, coef = (
+            csc.indices[csc.indptr[j] : csc.indptr[j + 1]],
+            csc.data[csc.indptr[j] : csc.indptr[j + 1]],
+        )
+        slack = np.where(coef > 0, ax[rows] - prog.row_lo[rows], prog.row_hi[rows] - ax[rows])
+        room = float((slack / np.abs(coef)).min(initial=np.inf))
+        if room > 1e-3:
+            out = x.copy()
+            out[j] = -min(room, 1.0) / 2
+            return out
+    raise AssertionError("no cost-bearing column at 0 has room below it")
