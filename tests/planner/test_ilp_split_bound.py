@@ -8,6 +8,8 @@ offered point that breaks a row or a column bound is refused."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -114,13 +116,9 @@ def test_a_failed_polish_keeps_the_plan_as_made(monkeypatch: pytest.MonkeyPatch)
         raise MemoryError("injected: a window's MIP ran out of memory")
 
     monkeypatch.setattr(split_portfolio, "polish_plan", fails)
-    data = _instance(0)
-    with RegionPool(data, 2) as pool:
-        run = SplitRun(data, SPLIT, pool)
-        run.whole.result()
-        run.take_whole()
-    assert run.out.values is not None
-    assert "polished" not in run.out.plan_from
+    with _whole_taken() as run:
+        assert run.out.values is not None
+        assert "polished" not in run.out.plan_from
 
 
 def test_a_failed_polish_program_build_keeps_the_run_and_its_plan(
@@ -137,17 +135,33 @@ def test_a_failed_polish_program_build_keeps_the_run_and_its_plan(
         _fails(*args)
 
     monkeypatch.setattr(polish.Polisher, "of", classmethod(fails))
-    data = _instance(0)
-    with RegionPool(data, 2) as pool:
-        run = SplitRun(data, SPLIT, pool)
-        run.whole.result()
-        run.take_whole()
+    with _whole_taken() as run:
         assert run.out.values is not None and run.polisher_failed
-        plan, keys = run.out.values, run.split.family_key
-        x = np.asarray([plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in keys])
+        x = _plan_point(run)
         run.offer(x, "the same plan again")
     assert "polished" not in run.out.plan_from and tried == [1]
     assert polish.violation(run.relax, x) <= 1e-5
+
+
+@contextmanager
+def _whole_taken(seed: int = 0) -> Iterator[SplitRun]:
+    """A split run on two workers (the portfolio) whose whole relaxation has ended and been
+    taken: its first plan offered."""
+    data = _instance(seed)
+    with RegionPool(data, 2) as pool:
+        run = SplitRun(data, SPLIT, pool)
+        assert run.whole is not None
+        run.whole.result()
+        run.take_whole()
+        yield run
+
+
+def _plan_point(run: SplitRun) -> np.ndarray:
+    """The run's plan as a point of its relaxation (model units)."""
+    plan = run.out.values
+    assert plan is not None
+    keys = run.split.family_key
+    return np.asarray([plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in keys])
 
 
 def _fails(*_: object) -> None:
@@ -166,15 +180,9 @@ def test_a_split_run_builds_the_polish_program_once(monkeypatch: pytest.MonkeyPa
         return real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(polish.Program, "of", classmethod(counted))
-    data = _instance(0)
-    with RegionPool(data, 2) as pool:
-        run = SplitRun(data, SPLIT, pool)
-        run.whole.result()
-        run.take_whole()
+    with _whole_taken() as run:
         assert run.out.values is not None
-        plan = run.out.values
-        x = [plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in run.split.family_key]
-        run.offer(np.asarray(x), "the same plan again")
+        run.offer(_plan_point(run), "the same plan again")
     assert len(built) == 1
 
 
@@ -190,15 +198,11 @@ def test_offer_refuses_a_cheaper_point_that_breaks_a_row_or_a_bound(
     program could not be built (injected): the check runs on the relaxation's arrays."""
     if build == "fails":
         monkeypatch.setattr(polish.Polisher, "of", classmethod(_fails))
-    data = _instance(0)
-    with RegionPool(data, 2) as pool:
-        run = SplitRun(data, SPLIT, pool)
-        run.whole.result()
-        run.take_whole()
+    with _whole_taken() as run:
         plan, objective, source = run.out.values, run.out.objective, run.out.plan_from
         assert plan is not None
         keys = run.split.family_key
-        x = np.asarray([plan[f][k] / FAMILIES[f].scale if f else 0.0 for f, k in keys])
+        x = _plan_point(run)
         prog = polish.Program.of(run.relax, keys)
         bad = _off_its_rows(keys, x) if breaks == "a row" else _below_a_bound(prog, x)
         assert run.relax.objective_of(bad) < objective
