@@ -69,8 +69,8 @@ def recalibrated(selection: Any, panel: Any, settings: Any, spec: str) -> Any:
 def day_shift_bands(hours: Any, panel: Any, settings: Any) -> Any:
     """A whole selection's rows (banded as in use) with the day-shift band of ``settings``
     (:class:`BacktestSettings`; its ``day_shift`` None: the rows as they are)."""
-    from planner.forecast.bands import with_day_shifts
     from planner.forecast.dayshift import DayShifts
+    from planner.forecast.reband import with_day_shifts
 
     if settings.day_shift is None:
         return hours

@@ -9,7 +9,6 @@ backtest (:func:`calibrate_nowcast`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
@@ -26,7 +25,6 @@ from planner.forecast.calibration import (
 )
 from planner.forecast.dayshift import DayShifts, within_day
 from planner.forecast.nowcast import NowcastParams, apply_rows, reading_values
-from planner.forecast.scores import score
 from planner.forecast.series import Panel
 from planner.quantiles import is_quantile_column, quantile_column
 
@@ -83,39 +81,6 @@ def recalibrate(
         pool,
         shifts,
     )
-
-
-@dataclass(frozen=True)
-class RebandTask:
-    """A chunk's backtest rows to band again with the whole selection's day shifts;
-    ``group`` names the chunk (a selection mapper's progress reports it, as for every task)."""
-
-    group: str
-    panel: Panel
-    hours: pd.DataFrame
-    settings: BacktestSettings
-    shifts: DayShifts
-
-
-def reband_chunk(task: RebandTask) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A chunk's rows with the day-shift band, and their scores (pure; safe in another
-    process). Neither enters a choice: only MASE does."""
-    hours = with_day_shifts(task.hours, task.panel, task.settings, task.shifts)
-    return hours, score(hours, task.panel, task.settings.quantiles)
-
-
-def with_day_shifts(
-    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, shifts: DayShifts
-) -> pd.DataFrame:
-    """Backtest rows (nowcast already) with the forecasts' day-shift band; the leads ≥ 2 of
-    an origin that read 0 publish the forecast's band (:func:`calibrate_nowcast`): copied
-    again. The nowcasts' own bands are left as they are."""
-    out = recalibrate(hours, panel, settings, shifts=shifts)
-    if "nowcast_reading" in out:
-        same = (out["nowcast_reading"] == 0).to_numpy() & (out["h"].to_numpy() > 1)
-        for col in [quantile_column(t) for t in settings.quantiles] + ["quantile_method"]:
-            out.loc[same, "nowcast_" + col] = out.loc[same, col]
-    return out
 
 
 class _Past:
@@ -230,18 +195,20 @@ def calibrate(
     settings: BacktestSettings,
     pool: Pooling | None = None,
     shifts: DayShifts | None = None,
+    conformal: bool = True,
 ) -> pd.DataFrame:
     """Add q_<τ> columns: conformal from earlier folds (own and peer residuals whose target
     hour is over) once at least ``min_residuals`` own residuals exist, else the model's native
     intervals. ``pool``: how own and peer residuals mix (:class:`.Pooling`); ``shifts``: the
     selection's day shifts, for the day-shift band (:mod:`planner.forecast.dayshift`; an
-    origin with too few of them over keeps the band in use)."""
+    origin with too few of them over keeps the band in use); ``conformal`` False: no origin
+    is banded, every row keeps the model's own interval (:func:`native_bands`)."""
     if hours.empty:
         return hours
     hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
     offsets = origin_offsets(hours, panel)
     run = _Bands(hours, settings, pool, shifts)
-    for origin, at_origin in hours.groupby("origin", sort=True):
+    for origin, at_origin in hours.groupby("origin", sort=True) if conformal else ():
         run.past.resolve(origin)
         for key, rows in at_origin.groupby(["series", "forecaster"], sort=False).indices.items():
             series, name = cast(tuple[str, str], key)
@@ -257,12 +224,7 @@ def native_bands(hours: pd.DataFrame, panel: Panel, settings: BacktestSettings) 
     (:func:`planner.forecast.reband.reband_selection`), so the band in use is not made first
     for nothing. The log residuals (which feed the day shifts, the stored bands and the
     re-band) are :func:`calibrate`'s: they never depend on a band."""
-    if hours.empty:
-        return hours
-    hours = hours.sort_values(["origin", "series", "forecaster", "h"], ignore_index=True)
-    q = np.column_stack([hours[f"native_{t}"].to_numpy(dtype=float) for t in settings.quantiles])
-    conformal = np.zeros(len(hours), dtype=bool)
-    return _with_bands(hours, q, conformal, settings.quantiles, origin_offsets(hours, panel))
+    return calibrate(hours, panel, settings, conformal=False)
 
 
 def origin_offsets(hours: pd.DataFrame, panel: Panel) -> np.ndarray:

@@ -5,21 +5,59 @@ of one chunk (one peer group), in the backtest rows and in the bands the series 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from planner.forecast.bands import RebandTask, reband_chunk
+from planner.forecast.bands import recalibrate
 from planner.forecast.calibration import ResidualQuantiles, offset_for, offsets_now, peer_group
 from planner.forecast.dayshift import DayShifts, WithinDay, live_quantiles, live_within
 from planner.forecast.forecast import FittedSeries, fallback_forecasters
+from planner.forecast.scores import score
 from planner.forecast.series import Panel
+from planner.quantiles import quantile_column
 
 if TYPE_CHECKING:
+    from planner.forecast.backtest import BacktestSettings
     from planner.forecast.pipeline import ChunkSelection, ForecastSettings
 
 Live = tuple[bool, ResidualQuantiles | None]  # (the forecaster has residuals, its day band)
+
+
+@dataclass(frozen=True)
+class RebandTask:
+    """A chunk's backtest rows to band again with the whole selection's day shifts;
+    ``group`` names the chunk (a selection mapper's progress reports it, as for every task)."""
+
+    group: str
+    panel: Panel
+    hours: pd.DataFrame
+    settings: BacktestSettings
+    shifts: DayShifts
+
+
+def reband_chunk(task: RebandTask) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A chunk's rows with the day-shift band, and their scores (pure; safe in another
+    process). Neither enters a choice: only MASE does."""
+    hours = with_day_shifts(task.hours, task.panel, task.settings, task.shifts)
+    return hours, score(hours, task.panel, task.settings.quantiles)
+
+
+def with_day_shifts(
+    hours: pd.DataFrame, panel: Panel, settings: BacktestSettings, shifts: DayShifts
+) -> pd.DataFrame:
+    """Backtest rows (nowcast already) with the forecasts' day-shift band; the leads ≥ 2 of
+    an origin that read 0 publish the forecast's band
+    (:func:`~planner.forecast.bands.calibrate_nowcast`): copied again. The nowcasts' own
+    bands are left as they are."""
+    out = recalibrate(hours, panel, settings, shifts=shifts)
+    if "nowcast_reading" in out:
+        same = (out["nowcast_reading"] == 0).to_numpy() & (out["h"].to_numpy() > 1)
+        for col in [quantile_column(t) for t in settings.quantiles] + ["quantile_method"]:
+            out.loc[same, "nowcast_" + col] = out.loc[same, col]
+    return out
 
 
 def reband_selection(

@@ -79,8 +79,9 @@ class SplitRun:
             log.info(
                 "split: the whole relaxation sent at %.1f s", time.perf_counter() - self.started
             )
-            out.start = f"the whole relaxation ({WHOLE_SOLVER}, one worker) beside cost-based"
-            out.start += " prices"
+            out.start = (
+                f"the whole relaxation ({WHOLE_SOLVER}, one worker) beside cost-based prices"
+            )
         self.split = split = Split.of(relax, settings.split_groups)
         out.lp_seconds = time.perf_counter() - self.started
         self.regions = [b for b in split.blocks if b.name != NIW_BLOCK]

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.bands import recalibrate, with_day_shifts
+from planner.forecast.bands import recalibrate
 from planner.forecast.calibration import Pooling
 from planner.forecast.dayshift import DayShift, DayShifts
+from planner.forecast.reband import with_day_shifts
 from planner.forecast.series import Panel
 from planner.quantiles import QUANTILES, quantile_column
 

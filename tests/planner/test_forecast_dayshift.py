@@ -12,7 +12,7 @@ from scipy.stats import norm
 from scipy.stats import t as student
 
 from planner.forecast.backtest import BacktestSettings
-from planner.forecast.bands import recalibrate, with_day_shifts
+from planner.forecast.bands import recalibrate
 from planner.forecast.calibration import offsets_at, peer_group
 from planner.forecast.dayshift import (
     DayShift,
@@ -22,6 +22,7 @@ from planner.forecast.dayshift import (
     scale_mixed,
 )
 from planner.forecast.pipeline import ForecastSettings, select_models
+from planner.forecast.reband import with_day_shifts
 from planner.forecast.series import Panel, build_panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
 from tests.helpers import demand_frame
