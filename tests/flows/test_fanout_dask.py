@@ -22,14 +22,7 @@ def test_fanout_on_dask_matches_threads(
     distributed = pytest.importorskip("distributed")
     spec = SynthSpec(days=5, seed=2, requests_per_day=20_000)
     wh = synth_warehouse(tmp_path / "logs", cfg, shared_data, spec)
-    # the fan-out is under test, not the grid's choice: the selection the first fan-out runs
-    # keeps the global model (its booster shared by the series travels to the Dask workers)
-    # and seasonal naive, not the per-series statistical fits
-    forecast_cfg = cfg.forecast.model_copy(
-        update={"candidates": ["snaive24", "snaive168", "gbm"], "champion": "gbm"}
-    )
-    gcfg = cfg.model_copy(update={"forecast": forecast_cfg})
-    with run_context(gcfg, str(wh), str(tmp_path), "2024-06-08T00:00:00") as ctx:
+    with run_context(cfg, str(wh), str(tmp_path), "2024-06-08T00:00:00") as ctx:
         threads = fanout_flow(None)(ctx, 25)
         first = ctx.warehouse.forecasts_at(pd.Timestamp(threads["origin"]))
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:

@@ -156,11 +156,7 @@ def test_a_global_model_is_stored_once_and_relinked_on_load(
 ) -> None:
     from planner.forecast.gbm import GlobalGBM
 
-    # what is stored and relinked does not depend on how many origins were backtested: the
-    # three of min_folds (one booster per origin, then the final one)
-    forecast_cfg = cfg.forecast.model_copy(
-        update={"candidates": ["gbm"], "champion": "gbm", "backtest_days": cfg.forecast.min_folds}
-    )
+    forecast_cfg = cfg.forecast.model_copy(update={"candidates": ["gbm"], "champion": "gbm"})
     gcfg = cfg.model_copy(update={"forecast": forecast_cfg})
     as_of = START + pd.Timedelta(days=8, hours=6)
     with connect(warehouse_path) as con:
