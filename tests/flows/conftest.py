@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flows.warehouse.connection import connect
-from planner.config import FleetConfig
+from planner.config import FleetConfig, load_config
 from tests.flows.warehouses import DEMO_LOG, SynthLog, synth_warehouse
 
+ROOT = Path(__file__).resolve().parents[2]
 # the end of DEMO_LOG: the daily job's selection there serves every plan of the next 24 h
 SELECTED_AT = datetime(2024, 6, 11, tzinfo=UTC)
 
@@ -74,3 +76,23 @@ def demo_log_selected(
 
     root = built_once(tmp_path_factory, "demo-selected", build)
     return replace(demo_log, warehouse=root / "wh.duckdb")
+
+
+@pytest.fixture(scope="session")
+def quick_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/default.yaml with seasonal-naive forecasts only (snaive24 chosen, snaive168
+    the other candidate), as a file for the CLI's ``--config``: for tests where a selection
+    runs but which forecaster it picks is not under test (it runs in a fifth of the default
+    grid's time; the default grid is selected in ``demo_log_selected``)."""
+    document = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    document["forecast"]["candidates"] = ["snaive24", "snaive168"]
+    document["forecast"]["champion"] = "snaive24"
+    path = tmp_path_factory.mktemp("quick-config") / "quick.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def quick_cfg(quick_config: Path) -> FleetConfig:
+    """``quick_config`` loaded: the default fleet with seasonal-naive forecasts."""
+    return load_config(quick_config)

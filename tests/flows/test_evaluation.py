@@ -15,23 +15,10 @@ from flows.cli import app
 from flows.evaluation import POLICIES, run_evaluation, write_outputs
 from flows.warehouse.connection import connect
 from planner.config import FleetConfig
-from planner.config.loader import parse_config
 from tests.flows.warehouses import SynthLog
 
 pytestmark = pytest.mark.slow
 END = datetime(2024, 6, 10, 3, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def quick_cfg(cfg: FleetConfig) -> FleetConfig:
-    """The default fleet with seasonal-naive forecasts (the selection is not under test)."""
-    data = cfg.model_dump()
-    data["forecast"] = {
-        **data["forecast"],
-        "candidates": ["snaive24", "snaive168"],
-        "champion": "snaive24",
-    }
-    return parse_config(data)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,9 @@ from tests.flows.warehouses import SynthLog
 from tests.schema_check import check_executor_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect_server]
-AS_OF = "2024-06-10T01:05:00"
+# in the day after the stored selection (SELECTED_AT, the log's end): the run forecasts from it
+# instead of running the daily selection first; the gate checks the log's last hour
+AS_OF = "2024-06-11T00:05:00"
 
 
 def free_port() -> int:
@@ -70,10 +72,12 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, demo_log: SynthLog) -> Iterator[dict[str, Any]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, demo_log_selected: SynthLog
+) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("served")
-    logs = demo_log.logs  # read only
-    warehouse = demo_log.copy_warehouse(root / "wh.duckdb")
+    logs = demo_log_selected.logs  # read only
+    warehouse = demo_log_selected.copy_warehouse(root / "wh.duckdb")
     home, port = root / "prefect", free_port()
     server = start_server(home, port)
     worker = None
