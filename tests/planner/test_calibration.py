@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planner.forecast.calibration import (
-    ResidualQuantiles,
-    conformal_quantile,
-    log_residuals,
-    mixture_quantiles,
-)
+from planner.forecast.calibration import ResidualQuantiles, log_residuals
+from planner.forecast.mixture import conformal_quantile, lead_mixtures, mixture_quantiles
 
 
 def test_conformal_rank_rule() -> None:
@@ -107,3 +103,26 @@ def test_mixture_own_weight_sets_each_sides_share() -> None:
     assert mixture_quantiles(own, peers, [0.2, 0.3], own_weight=0.25) == [0.0, 1.0]
     assert mixture_quantiles(own, peers, [0.01, 0.5], own_weight=0.0) == [1.0, 1.0]
     assert mixture_quantiles(own, np.empty(0), [0.5], own_weight=0.0) == [0.0]
+
+
+@pytest.mark.parametrize(("own_weight", "levels"), [(0.5, 7), (0.25, 49), (0.0, 7)])
+def test_every_lead_at_once_is_each_lead_mixed_bit_for_bit(own_weight: float, levels: int) -> None:
+    """``lead_mixtures`` (one merge and one cumulative sum for every lead) gives each lead
+    what ``mixture_quantiles`` gives it alone, bit for bit: ties between own and peer
+    residuals (values on a 0.1 grid), leads with no own residual, thin leads (None)."""
+    rng = np.random.default_rng(7)
+    taus = tuple((np.arange(levels) + 0.5) / levels)
+    own, peers = [], []
+    for h in range(30):
+        n, m = int(rng.integers(1, 15)), int(rng.integers(20, 120))
+        n, m = (0, m) if h % 7 == 3 else (n % 9, 10) if h % 5 == 0 else (n, m)
+        own.append(np.sort(np.round(rng.normal(0, 0.4, n), 1)))
+        peers.append(np.sort(np.round(rng.normal(0, 0.4, m), 1)))
+    got = lead_mixtures(own, peers, taus, own_weight, thin=20)
+    for h, row in enumerate(got):
+        if len(own[h]) + len(peers[h]) < 20:
+            assert row is None
+            continue
+        want = mixture_quantiles(own[h], peers[h], taus, True, own_weight)
+        assert row is not None and np.array_equal(np.asarray(row), np.asarray(want)), h
+    assert sum(row is None for row in got) == 5  # leads 0, 5, 15, 20, 25
