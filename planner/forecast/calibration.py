@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from planner.forecast.mixture import lead_mixtures, mixture_quantiles
+from planner.forecast.mixture import mixture_quantiles
 from planner.forecast.series import SeriesKey
 from planner.quantiles import QUANTILES
 
@@ -257,17 +257,13 @@ class ResidualQuantiles:
 
         pooled = mix(own.pooled, peers.pooled)
         rows = []
-        if by_horizon:  # every lead's mix at once (mixture.lead_mixtures: mix's, bit for bit)
-            leads = range(1, max(own.top_lead, peers.top_lead) + 1)
-            taken = tail_levels(levels, pool.tail)
-            by_lead = lead_mixtures(
-                [own.at_lead(h) for h in leads],
-                [peers.at_lead(h) for h in leads],
-                taken,
-                pool.own_weight,
-                MIN_PER_HORIZON,
-            )
-            rows = [pooled if row is None else row for row in by_lead]  # thin: pooled
+        if by_horizon:
+            for h in range(1, max(own.top_lead, peers.top_lead) + 1):
+                own_h, peer_h = own.at_lead(h), peers.at_lead(h)
+                if len(own_h) + len(peer_h) >= MIN_PER_HORIZON:
+                    rows.append(mix(own_h, peer_h))
+                else:  # a thin lead: the band pooled over leads
+                    rows.append(pooled)
         return cls(offset, tuple(levels), pooled, len(own) + len(peers), tuple(rows) or None)
 
     def at(self, h: np.ndarray) -> np.ndarray:

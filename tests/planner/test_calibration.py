@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
 from planner.forecast.calibration import ResidualQuantiles, log_residuals
-from planner.forecast.mixture import conformal_quantile, lead_mixtures, mixture_quantiles
+from planner.forecast.mixture import conformal_quantile, mixture_quantiles
 
 
 def test_conformal_rank_rule() -> None:
@@ -105,24 +107,32 @@ def test_mixture_own_weight_sets_each_sides_share() -> None:
     assert mixture_quantiles(own, np.empty(0), [0.5], own_weight=0.0) == [0.0]
 
 
-@pytest.mark.parametrize(("own_weight", "levels"), [(0.5, 7), (0.25, 49), (0.0, 7)])
-def test_every_lead_at_once_is_each_lead_mixed_bit_for_bit(own_weight: float, levels: int) -> None:
-    """``lead_mixtures`` (one merge and one cumulative sum for every lead) gives each lead
-    what ``mixture_quantiles`` gives it alone, bit for bit: ties between own and peer
-    residuals (values on a 0.1 grid), leads with no own residual, thin leads (None)."""
+def sorted_mixture(
+    own: np.ndarray, peers: np.ndarray, taus: Sequence[float], _: bool, own_weight: float
+) -> list[float]:
+    """The mixture's quantiles by their definition (and add7db1's way): a stable sort of
+    [own, peers] with their weights, the conformal level on the cumulative weights (both
+    sides non-empty, ``own_weight`` > 0)."""
+    n, m = len(own), len(peers)
+    values = np.concatenate([own, peers])
+    weights = np.concatenate([np.full(n, own_weight / n), np.full(m, (1.0 - own_weight) / m)])
+    order = np.argsort(values, kind="stable")
+    n_eff = 1.0 / float(np.sum(weights**2))
+    targets = np.minimum(np.asarray(taus) * (n_eff + 1) / n_eff, 1.0) - 1e-12
+    idx = np.minimum(np.searchsorted(np.cumsum(weights[order]), targets), n + m - 1)
+    return [float(v) for v in values[order][idx]]
+
+
+@pytest.mark.parametrize(("own_weight", "levels"), [(0.5, 7), (0.25, 49), (0.8, 49)])
+def test_the_mixture_is_its_stable_sort_bit_for_bit(own_weight: float, levels: int) -> None:
+    """The own residuals placed into the sorted peers (before equal peers, their weights
+    alike, the levels cached per sample size) give the quantiles of a stable sort of
+    [own, peers] bit for bit: values on a 0.1 grid, so own and peer residuals tie."""
     rng = np.random.default_rng(7)
     taus = tuple((np.arange(levels) + 0.5) / levels)
-    own, peers = [], []
-    for h in range(30):
-        n, m = int(rng.integers(1, 15)), int(rng.integers(20, 120))
-        n, m = (0, m) if h % 7 == 3 else (n % 9, 10) if h % 5 == 0 else (n, m)
-        own.append(np.sort(np.round(rng.normal(0, 0.4, n), 1)))
-        peers.append(np.sort(np.round(rng.normal(0, 0.4, m), 1)))
-    got = lead_mixtures(own, peers, taus, own_weight, thin=20)
-    for h, row in enumerate(got):
-        if len(own[h]) + len(peers[h]) < 20:
-            assert row is None
-            continue
-        want = mixture_quantiles(own[h], peers[h], taus, True, own_weight)
-        assert row is not None and np.array_equal(np.asarray(row), np.asarray(want)), h
-    assert sum(row is None for row in got) == 5  # leads 0, 5, 15, 20, 25
+    for _ in range(200):
+        n, m = int(rng.integers(1, 15)), int(rng.integers(1, 200))
+        own = np.round(rng.normal(0, 0.4, n), 1)
+        peers = np.sort(np.round(rng.normal(0, 0.4, m), 1))
+        got = mixture_quantiles(own, peers, taus, True, own_weight)
+        assert got == sorted_mixture(own, peers, taus, True, own_weight), (n, m)

@@ -184,13 +184,14 @@ def test_the_selection_is_what_it_was_with_banded_screens_and_one_lead_mixtures(
 ) -> None:
     """Two cuts of the selection's time change nothing, bit for bit (rows, scores, choices,
     deployed scores, stored bands; day-shift band on): the screen's folds keep the model's
-    own intervals (only their MASE is read) and every lead's residual mixture is made at
-    once. Patched back: the screen banded first and one lead mixed at a time (add7db1)."""
+    own intervals (only their MASE is read) and the residual mixture places the own
+    residuals without np.insert. Patched back: the screen banded first and the mixture as
+    a stable sort of [own, peers] (add7db1's order)."""
     import planner.forecast.backtest as backtest
     import planner.forecast.calibration as calibration
     from planner.forecast.bands import calibrate
-    from planner.forecast.mixture import mixture_quantiles
     from planner.forecast.scores import score
+    from tests.planner.test_calibration import sorted_mixture
 
     day = DayShift(min_shifts=3)  # margin 0, none kept: the screen drops all but the best
     bt = replace(SETTINGS.backtest, day_shift=day, finalist_margin=0, keep=())
@@ -201,16 +202,8 @@ def test_the_selection_is_what_it_was_with_banded_screens_and_one_lead_mixtures(
     def banded_screen(screened: pd.DataFrame, panel: object, bt: BacktestSettings) -> object:
         return score(calibrate(screened.copy(), panel, bt), panel, bt.quantiles)  # type: ignore[arg-type]
 
-    def one_lead_at_a_time(
-        own: list[np.ndarray], peers: list[np.ndarray], taus: tuple[float, ...], w: float, thin: int
-    ) -> list[tuple[float, ...] | None]:
-        return [
-            tuple(mixture_quantiles(a, b, taus, True, w)) if len(a) + len(b) >= thin else None
-            for a, b in zip(own, peers, strict=True)
-        ]
-
     monkeypatch.setattr(backtest, "_screen_folds", banded_screen)
-    monkeypatch.setattr(calibration, "lead_mixtures", one_lead_at_a_time)
+    monkeypatch.setattr(calibration, "mixture_quantiles", sorted_mixture)
     was = select_models(demand, as_of, settings)
     for name in ("hours", "folds", "chosen", "deployed"):
         pd.testing.assert_frame_equal(getattr(now, name), getattr(was, name), check_exact=True)
