@@ -296,8 +296,8 @@ def _with_ensembles(hours: pd.DataFrame, candidates: tuple[str, ...]) -> pd.Data
 def _finalists(
     screened: pd.DataFrame, panel: Panel, settings: BacktestSettings
 ) -> set[tuple[str, str]]:
-    """(series, single model) pairs that continue past the screen."""
-    folds = score(calibrate(screened.copy(), panel, settings), panel, settings.quantiles)
+    """(series, single model) pairs that continue past the screen (by MASE alone)."""
+    folds = _screen_folds(screened, panel, settings)
     if folds.empty:
         return set()
     mase = folds.groupby(["series", "forecaster"])["mase"].mean().unstack()
@@ -310,6 +310,14 @@ def _finalists(
             for member in REGISTRY[name].members or (name,):
                 keep.add((series, member))
     return keep
+
+
+def _screen_folds(screened: pd.DataFrame, panel: Panel, settings: BacktestSettings) -> pd.DataFrame:
+    """The screen's fold scores. Only their MASE is read, so the rows keep the model's own
+    intervals (:func:`~planner.forecast.bands.native_bands`: rows in
+    :func:`~planner.forecast.bands.calibrate`'s order, so MASE is the same bit for bit): no
+    band is made for nothing."""
+    return score(native_bands(screened.copy(), panel, settings), panel, settings.quantiles)
 
 
 def _evaluate(

@@ -151,7 +151,7 @@ class _Past:
             gkey = (peer_group(series, self.pool.group), name)
             self.group.setdefault(gkey, []).append((res, lead))
             if self.within is not None:
-                self.within.add(series, name, gkey[0], res, lead)
+                self.within.add(series, name, gkey[0], res, lead, fold)
                 if (series, name, fold) not in waiting:  # its last part: wholly over
                     self.within.fold_over(series, name, fold)
         self.peers = {}

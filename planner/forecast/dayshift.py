@@ -226,41 +226,53 @@ def scale_mixed(grid: np.ndarray, dof: int, levels: np.ndarray) -> np.ndarray:
 @dataclass
 class WithinDay:
     """The within-day parts of the residuals already over (per (series, model) and per
-    (peer group, model)), each part's mean (for the bias) and the origins of the series' folds
-    wholly over (k, for the bias's error); filled as ``_Past`` resolves (a fold can be over in
-    parts: a horizon past the origins' step)."""
+    (peer group, model)), the sum and count of each fold's residuals over (for the bias: a
+    mean over folds, whether a fold arrived whole or in parts) and the origins of the series'
+    folds wholly over (k, for the bias's error); filled as ``_Past`` resolves (a fold can be
+    over in parts: a horizon past the origins' step)."""
 
     width: int
     bias_error: bool = False  # the band carries the bias's error (DayShift.predictive)
     own: dict[tuple[str, str], Residuals] = field(default_factory=dict)
     group: dict[tuple[str, str], Residuals] = field(default_factory=dict)
-    own_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    group_means: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # per fold over (own: its origin; group: its series and origin): [sum, count]
+    own_sums: dict[tuple[str, str], dict[object, list[float]]] = field(default_factory=dict)
+    group_sums: dict[tuple[str, str], dict[object, list[float]]] = field(default_factory=dict)
     peers: dict[tuple[str, str], Sample] = field(default_factory=dict)
     folds: dict[tuple[str, str], set[object]] = field(default_factory=dict)  # wholly over
 
-    def add(self, series: str, name: str, gkey: str, res: np.ndarray, lead: np.ndarray) -> None:
-        """A part of a fold of ``series`` now over: its own and its peer group's."""
-        if len(res):
-            dev, mean = self.add_peer(name, gkey, res, lead)
-            self.own.setdefault((series, name), []).append((dev, lead))
-            self.own_means.setdefault((series, name), []).append(mean)
+    def add(
+        self, series: str, name: str, gkey: str, res: np.ndarray, lead: np.ndarray, origin: object
+    ) -> None:
+        """A part of the fold of ``series`` at ``origin`` now over: its own and its peer
+        group's within-day deviations, and its sum and count."""
+        if not len(res):
+            return
+        dev = res - window_means(res, lead, self.width)[lead]
+        total = float(np.sum(res))
+        for parts, sums, key, fold in (
+            (self.own, self.own_sums, (series, name), origin),
+            (self.group, self.group_sums, (gkey, name), (series, origin)),
+        ):
+            parts.setdefault(key, []).append((dev, lead))
+            kept = sums.setdefault(key, {}).setdefault(fold, [0.0, 0])
+            kept[0] += total
+            kept[1] += len(res)
+        self.peers.pop((gkey, name), None)
 
     def fold_over(self, series: str, name: str, origin: object) -> None:
         """The fold of ``series`` at ``origin`` is wholly over (its last part added)."""
         self.folds.setdefault((series, name), set()).add(origin)
 
-    def add_peer(
-        self, name: str, gkey: str, res: np.ndarray, lead: np.ndarray
-    ) -> tuple[np.ndarray, float]:
-        """A part of a fold of peer group ``gkey``: its within-day deviations and mean."""
-        dev = res - window_means(res, lead, self.width)[lead]
-        mean = float(np.mean(res)) if len(res) else 0.0
-        if len(res):
-            self.group.setdefault((gkey, name), []).append((dev, lead))
-            self.group_means.setdefault((gkey, name), []).append(mean)
-            self.peers.pop((gkey, name), None)
-        return dev, mean
+    def bias(self, series: str, name: str, gkey: str) -> float:
+        """The mean of the series' fold means and its peer group's, half each (a fold's mean:
+        over every residual of it over, one fold weighing one whatever its parts)."""
+        means = [
+            np.mean([total / count for total, count in sums.values()])
+            for sums in (self.own_sums.get((series, name)), self.group_sums.get((gkey, name)))
+            if sums
+        ]
+        return float(np.mean(means)) if means else 0.0
 
     def quantiles(
         self,
@@ -281,10 +293,7 @@ class WithinDay:
         within = ResidualQuantiles.fit_samples(
             mine, self.peers[(gkey, name)], offset, tuple(grid), True
         )
-        means = [
-            m for m in (self.own_means.get((series, name)), self.group_means.get((gkey, name))) if m
-        ]
-        bias = float(np.mean([np.mean(m) for m in means])) if means else 0.0
+        bias = self.bias(series, name, gkey)
         days = len(self.folds.get((series, name), ()))  # k: the folds wholly over
         widen = np.sqrt(1.0 + 1.0 / days) if self.bias_error and days else 1.0
         per_lead, pooled = (s * widen for s in shifts)  # D − ē (module docstring)
@@ -340,8 +349,9 @@ def live_within(hours: pd.DataFrame, setting: DayShift) -> WithinDay:
     lead = np.split(rows["h"].to_numpy(dtype=int), cuts)
     starts = np.r_[0, cuts]
     for part_series, fold, r, h in zip(series[starts], origin[starts], res, lead, strict=True):
-        within.add(str(part_series), name, peer_group(str(part_series)), r, h)
-        within.fold_over(str(part_series), name, pd.Timestamp(fold))  # each fold whole here
+        at = pd.Timestamp(fold)
+        within.add(str(part_series), name, peer_group(str(part_series)), r, h, at)
+        within.fold_over(str(part_series), name, at)  # each fold whole here
     return within
 
 

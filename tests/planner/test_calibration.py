@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
-from planner.forecast.calibration import (
-    ResidualQuantiles,
-    conformal_quantile,
-    log_residuals,
-    mixture_quantiles,
-)
+from planner.forecast.calibration import ResidualQuantiles, log_residuals
+from planner.forecast.mixture import conformal_quantile, mixture_quantiles
 
 
 def test_conformal_rank_rule() -> None:
@@ -107,3 +105,34 @@ def test_mixture_own_weight_sets_each_sides_share() -> None:
     assert mixture_quantiles(own, peers, [0.2, 0.3], own_weight=0.25) == [0.0, 1.0]
     assert mixture_quantiles(own, peers, [0.01, 0.5], own_weight=0.0) == [1.0, 1.0]
     assert mixture_quantiles(own, np.empty(0), [0.5], own_weight=0.0) == [0.0]
+
+
+def sorted_mixture(
+    own: np.ndarray, peers: np.ndarray, taus: Sequence[float], _: bool, own_weight: float
+) -> list[float]:
+    """The mixture's quantiles by their definition (and add7db1's way): a stable sort of
+    [own, peers] with their weights, the conformal level on the cumulative weights (both
+    sides non-empty, ``own_weight`` > 0)."""
+    n, m = len(own), len(peers)
+    values = np.concatenate([own, peers])
+    weights = np.concatenate([np.full(n, own_weight / n), np.full(m, (1.0 - own_weight) / m)])
+    order = np.argsort(values, kind="stable")
+    n_eff = 1.0 / float(np.sum(weights**2))
+    targets = np.minimum(np.asarray(taus) * (n_eff + 1) / n_eff, 1.0) - 1e-12
+    idx = np.minimum(np.searchsorted(np.cumsum(weights[order]), targets), n + m - 1)
+    return [float(v) for v in values[order][idx]]
+
+
+@pytest.mark.parametrize(("own_weight", "levels"), [(0.5, 7), (0.25, 49), (0.8, 49)])
+def test_the_mixture_is_its_stable_sort_bit_for_bit(own_weight: float, levels: int) -> None:
+    """The own residuals placed into the sorted peers (before equal peers, their weights
+    alike, the levels cached per sample size) give the quantiles of a stable sort of
+    [own, peers] bit for bit: values on a 0.1 grid, so own and peer residuals tie."""
+    rng = np.random.default_rng(7)
+    taus = tuple((np.arange(levels) + 0.5) / levels)
+    for _ in range(200):
+        n, m = int(rng.integers(1, 15)), int(rng.integers(1, 200))
+        own = np.round(rng.normal(0, 0.4, n), 1)
+        peers = np.sort(np.round(rng.normal(0, 0.4, m), 1))
+        got = mixture_quantiles(own, peers, taus, True, own_weight)
+        assert got == sorted_mixture(own, peers, taus, True, own_weight), (n, m)

@@ -177,3 +177,44 @@ def test_config_controls_the_candidates(demand: pd.DataFrame) -> None:
     )
     selection = select_models(demand, T0 + pd.Timedelta(days=10), only_naive)
     assert set(selection.chosen["forecaster"]) == {"snaive24"}
+
+
+def test_the_selection_is_what_it_was_with_banded_screens_and_one_lead_mixtures(
+    demand: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two cuts of the selection's time change nothing, bit for bit (rows, scores, choices,
+    deployed scores, stored bands; day-shift band on): the screen's folds keep the model's
+    own intervals (only their MASE is read) and the residual mixture places the own
+    residuals without np.insert. Patched back: the screen banded first and the mixture as
+    a stable sort of [own, peers] (add7db1's order)."""
+    import planner.forecast.backtest as backtest
+    import planner.forecast.calibration as calibration
+    from planner.forecast.bands import calibrate
+    from planner.forecast.scores import score
+    from tests.planner.test_calibration import sorted_mixture
+
+    day = DayShift(min_shifts=3)  # margin 0, none kept: the screen drops all but the best
+    bt = replace(SETTINGS.backtest, day_shift=day, finalist_margin=0, keep=())
+    settings = replace(SETTINGS, backtest=bt)
+    as_of = T0 + pd.Timedelta(days=10)
+    now = select_models(demand, as_of, settings)
+
+    def banded_screen(screened: pd.DataFrame, panel: object, bt: BacktestSettings) -> object:
+        return score(calibrate(screened.copy(), panel, bt), panel, bt.quantiles)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backtest, "_screen_folds", banded_screen)
+    monkeypatch.setattr(calibration, "mixture_quantiles", sorted_mixture)
+    was = select_models(demand, as_of, settings)
+    for name in ("hours", "folds", "chosen", "deployed"):
+        pd.testing.assert_frame_equal(getattr(now, name), getattr(was, name), check_exact=True)
+    assert (now.hours["quantile_method"] == "conformal").any()
+    kept = now.hours.groupby(["series", "forecaster"])["origin"].nunique()
+    assert kept.nunique() > 1, kept  # the screen dropped some
+    assert now.fitted.keys() == was.fitted.keys()
+    for series, fs in now.fitted.items():
+        old = was.fitted[series]
+        assert (fs.forecaster, fs.residuals, fs.fallback_residuals) == (
+            old.forecaster,
+            old.residuals,
+            old.fallback_residuals,
+        )
