@@ -35,7 +35,11 @@ def mixture_quantiles(
     ``peers_sorted``: ``peers`` is already sorted (a peer group's residuals are shared by every
     series of the group: :class:`Sample` sorts them once). The own residuals (a few) are then
     inserted into the sorted peers instead of sorting both again; the order is that of a stable
-    sort of [own, peers], so the result is the same bit for bit.
+    sort of [own, peers], so the result is the same bit for bit for float64 input (the
+    mixture is built in float64; the one caller passes :class:`Sample` arrays, which
+    :meth:`~planner.forecast.calibration.Sample.of` casts to it). Other dtypes are not cast
+    here: two casts cost about 1 % of a call (0.14 of 13 µs; 8 own and 150 peer residuals,
+    49 levels).
     """
     if len(own) == 0 or len(peers) == 0 or own_weight <= 0.0:
         sample = peers if len(peers) and (own_weight <= 0.0 or len(own) == 0) else own

@@ -11,7 +11,13 @@ import pytest
 from planner.forecast.backtest import BacktestSettings
 from planner.forecast.bands import recalibrate
 from planner.forecast.calibration import offsets_at
-from planner.forecast.dayshift import DayShift, DayShifts, live_quantiles, live_within
+from planner.forecast.dayshift import (
+    DayShift,
+    DayShifts,
+    WithinDay,
+    live_quantiles,
+    live_within,
+)
 from planner.forecast.reband import with_day_shifts
 from planner.forecast.series import Panel
 from planner.quantiles import HIGH, LOW, QUANTILES, quantile_column
@@ -105,3 +111,23 @@ def test_the_bias_is_a_mean_over_folds_when_a_day_is_missing() -> None:
     hours = hours[hours["origin"] != T0 + 4 * DAY_H]
     setting = DayShift(width=0, pool="all", min_shifts=3)
     _backtest_band_is_stored_band(hours, panel, setting, (T0 + pd.Timedelta(days=9),))
+
+
+def test_the_bias_keys_a_peer_groups_folds_by_series_and_origin() -> None:
+    """Two peer series with folds at the same origin: A's has 24 residuals (0.2 each), B's 2
+    (hours missing; -0.4 each); A's next fold is over in two parts (leads 1-12 at 0.0, 13-24
+    at 0.6: fold mean 0.3). The bias is half the series' mean over its folds, half its peer
+    group's mean over the group's folds, one fold per (series, origin): for A
+    (0.25 + (0.2 - 0.4 + 0.3) / 3) / 2, for B (-0.4 + 0.1 / 3) / 2. Keyed by origin alone,
+    A and B's folds at the first origin would merge into one fold of 26 residuals."""
+    within = WithinDay(width=3)
+    a, b, group = "r0|m|T0|token_rate", "r1|m|T0|token_rate", "T0|token_rate"
+    o1, o2 = T0, T0 + DAY_H
+    day, first = np.arange(1, 25), np.arange(1, 13)
+    within.add(a, "ets", group, np.full(24, 0.2), day, o1)
+    within.add(b, "ets", group, np.full(2, -0.4), np.array([1, 2]), o1)
+    within.add(a, "ets", group, np.full(12, 0.0), first, o2)
+    within.add(a, "ets", group, np.full(12, 0.6), first + 12, o2)
+    group_mean = (0.2 - 0.4 + 0.3) / 3
+    assert within.bias(a, "ets", group) == pytest.approx((0.25 + group_mean) / 2, rel=1e-12)
+    assert within.bias(b, "ets", group) == pytest.approx((-0.4 + group_mean) / 2, rel=1e-12)

@@ -179,7 +179,7 @@ def test_config_controls_the_candidates(demand: pd.DataFrame) -> None:
     assert set(selection.chosen["forecaster"]) == {"snaive24"}
 
 
-def test_the_selection_is_what_it_was_with_banded_screens_and_one_lead_mixtures(
+def test_the_selection_is_what_it_was_with_banded_screens_and_sorted_mixtures(
     demand: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two cuts of the selection's time change nothing, bit for bit (rows, scores, choices,
