@@ -202,8 +202,8 @@ class SplitRun:
     def offer(self, x: np.ndarray, source: str) -> None:
         """The plan at ``x``, if it holds every row and column bound, polished first
         (planner.ilp.polish); a polish that fails, its program's build included (e.g.
-        memory on a large rung), leaves the plan as made (logged), never loses it: it is
-        then checked on the relaxation's own arrays."""
+        memory on a large rung), leaves the plan as made (logged), never loses it; the
+        check reads the relaxation's arrays either way."""
         began = time.perf_counter()
         try:
             polisher = self.polisher()
@@ -212,7 +212,7 @@ class SplitRun:
         except Exception:  # e.g. memory on a large window: the plan stands as made
             log.exception("split: the polish failed; the plan is offered as made")
         self.polish_s += time.perf_counter() - began
-        viol = violation(self.relax if self._polisher is None else self._polisher.prog, x)
+        viol = violation(self.relax, x)  # the polish's program shares these arrays
         objective = self.relax.objective_of(x)
         log.info("split: plan %.2f from %s, largest violation %.2e", objective, source, viol)
         log.info("split: its cost by family %s", primal_round.family_costs(self.split, x))
