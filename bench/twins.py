@@ -1,0 +1,184 @@
+"""Within-window twins: how much of the reference's SLA attainment the fluid's minute
+aggregates cannot see (issue #13).
+
+A twin of an agreement trace keeps every arrival time and, within each ``--window``-second
+window of the replayed time, hands the window's (prompt, output, tier) triples to its
+arrivals in a random order. So every minute (the windows nest in the replay's minutes) keeps
+its requests per tier, its size histogram, its token and busy-second sums and the CV and
+burst variances of its arrivals: every input of the fluid's per-minute model
+(planner.sim.minute_model, through planner.sim.pool). What changes is which arrival carries
+which request: in a ServeGen trace a client's bursts carry that client's own sizes. Both
+the trace and its twin go through the iteration-level reference (planner.sim.instances) at
+utilisations 0.5, 0.7, 0.85 and 0.95 of κ, as in bench/simulate.py's agreement; the fluid
+is run on both too and its attainment compared (it must not move: ``fluid_moved_points``).
+
+Where a row's reference moves by more than 2 points between the trace and its twin, no
+fluid that reads only those aggregates can be within 1 point of both (``rows_apart_over_2``).
+``--within tenant`` permutes only among one tenant's (ServeGen client's) requests in a
+window: a null check, since ServeGen draws a client's sizes independently of its arrivals,
+so that twin differs from the trace only by chance.
+
+    flock /tmp/sageserve-heavy.lock .venv/bin/python bench/twins.py [--json]
+        [--day 1] [--start-hour 10] [--seed 7] [--window 60] [--within pool|tenant]
+        [--twin-seed 0] [--instances 24] [--hours 4] [--scale 0.02]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from flows.cli.common import progress_bar
+from planner.config import load_config
+from planner.sim.agreement import compare
+from planner.sim.capacity import load_latency_curves
+from planner.sim.latency import tier_targets
+from planner.sim.mix_kappa import kappa_table
+from planner.sim.profile import profiles_for_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from simulate import MODEL, PERF_FILE, ROOT, VM, agreement_trace
+
+UTILISATIONS = (0.5, 0.7, 0.85, 0.95)
+APART_POINTS = 2.0  # a pair further apart than this: no one fluid is within 1 point of both
+log = logging.getLogger("twins")
+
+
+def twin_index(
+    arrival_s: npt.ArrayLike,
+    window_s: float,
+    rng: np.random.Generator,
+    group: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.int64]:
+    """``idx`` such that request i of the twin carries the sizes and tier of request
+    ``idx[i]``: within each ``window_s``-second window of ``arrival_s`` (and each ``group``,
+    where given), a uniformly random permutation of the window's requests. Every window (and
+    group) keeps its multiset of requests; the arrival times do not move."""
+    t = np.asarray(arrival_s, float)
+    key = np.floor(t / window_s).astype(np.int64)
+    if group is not None:
+        _, g = np.unique(np.asarray(group), return_inverse=True)
+        key = key * (int(g.max()) + 1) + g
+    slots = np.lexsort((np.arange(len(t)), key))  # each key's requests, in row order
+    donors = np.lexsort((rng.random(len(t)), key))  # each key's requests, shuffled
+    idx = np.empty(len(t), np.int64)
+    idx[slots] = donors
+    return idx
+
+
+def twin_rows(args: argparse.Namespace) -> dict[str, object]:
+    """The trace and its twin through both models at each utilisation (module docstring)."""
+    cfg = load_config()
+    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
+        (MODEL, VM)
+    ]
+    targets = tier_targets(cfg)
+    rows, tier, prompt, output = agreement_trace(args, cfg, targets, prof.max_context)
+    lc = load_latency_curves()
+    kappa = lc.capacity[(MODEL, VM)]
+    replay = partial(
+        compare,
+        profile=prof,
+        targets=targets,
+        curves=[lc.curve(MODEL, VM, t.tier) for t in targets],
+        capacity=kappa,
+        instances=args.instances,
+        queue_kappa=kappa_table(prof, prompt, output),  # the twin's multiset is the trace's
+    )
+    t = rows["t"].to_numpy(float)
+    t = t - t.min()
+    stretch = prof.busy_s(prompt, output).sum() / (args.instances * kappa * (float(t.max()) or 1.0))
+    group = rows["tenant"].to_numpy() if args.within == "tenant" else None
+    rng = np.random.default_rng(args.twin_seed)
+    out: list[dict[str, object]] = []
+    with progress_bar() as bar:
+        task = bar.add_task("twins: utilisations", total=len(UTILISATIONS))
+        for u in UTILISATIONS:
+            idx = twin_index(t * stretch / u, args.window, rng, group)
+            pair = [
+                replay(t, p, o, k, utilisations=(u,)).rows
+                for p, o, k in ((prompt, output, tier), (prompt[idx], output[idx], tier[idx]))
+            ]
+            out += [
+                {
+                    "utilisation": u,
+                    "tier": a.tier,
+                    "fluid_sla": round(a.fluid_sla, 4),
+                    "twin_fluid_sla": round(b.fluid_sla, 4),
+                    "reference_sla": round(a.reference_sla, 4),
+                    "twin_reference_sla": round(b.reference_sla, 4),
+                }
+                for a, b in zip(*pair, strict=True)
+            ]
+            bar.advance(task)
+    return {"trace": trace_name(args), "requests": len(rows), **summary(out, targets[-1].tier)}
+
+
+def trace_name(args: argparse.Namespace) -> str:
+    return (
+        f"servegen m-mid day {args.day} {args.start_hour:02d}:00+{args.hours}h"
+        f" scale {args.scale} seed {args.seed}, window {args.window:g} s within"
+        f" {args.within}, twin seed {args.twin_seed}, {args.instances} instances"
+    )
+
+
+def summary(out: list[dict[str, object]], niw: str) -> dict[str, object]:
+    """Over the interactive rows (every tier but ``niw``, which has no latency target): how
+    far the reference moves between the trace and its twin, and how far the fluid does."""
+    inter = [r for r in out if r["tier"] != niw]
+
+    def points(a: str, b: str) -> list[float]:
+        return [100 * abs(float(str(r[a])) - float(str(r[b]))) for r in inter]
+
+    apart = points("twin_reference_sla", "reference_sla")
+    return {
+        "max_apart_points": round(max(apart), 2),
+        "mean_apart_points": round(float(np.mean(apart)), 2),
+        "rows_apart_over_2": sum(a > APART_POINTS for a in apart),
+        "fluid_moved_points": round(max(points("twin_fluid_sla", "fluid_sla")), 4),
+        "interactive_rows": len(inter),
+        "rows": out,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--instances", type=int, default=24)
+    parser.add_argument("--hours", type=float, default=4.0)
+    parser.add_argument("--scale", type=float, default=0.02)
+    parser.add_argument("--day", type=int, default=1, help="ServeGen day of the trace")
+    parser.add_argument("--start-hour", type=int, default=10, help="local hour of the trace")
+    parser.add_argument("--seed", type=int, default=7, help="synthesis seed of the trace")
+    parser.add_argument("--window", type=float, default=60.0, help="twin window (s, replay time)")
+    parser.add_argument("--within", choices=("pool", "tenant"), default="pool")
+    parser.add_argument("--twin-seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.window <= 0 or 60.0 % args.window:
+        parser.error(f"--window {args.window}: must divide the 60-s minute (e.g. 60, 30, 10)")
+    logging.basicConfig(level=logging.WARNING)
+    out = twin_rows(args)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    for k, v in out.items():
+        if k != "rows":
+            print(f"{k:24s} {v}")
+    print(f"{'utilisation':>12s} {'tier':>6s} {'fluid':>8s} {'reference':>10s} {'twin ref':>9s}")
+    for r in out["rows"]:  # type: ignore[attr-defined]
+        print(
+            f"{r['utilisation']:12.2f} {r['tier']:>6s} {r['fluid_sla']:8.4f}"
+            f" {r['reference_sla']:10.4f} {r['twin_reference_sla']:9.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
