@@ -36,15 +36,12 @@ import numpy as np
 import numpy.typing as npt
 
 from flows.cli.common import progress_bar
-from planner.config import load_config
 from planner.sim.agreement import compare
 from planner.sim.capacity import load_latency_curves
-from planner.sim.latency import tier_targets
 from planner.sim.mix_kappa import kappa_table
-from planner.sim.profile import profiles_for_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulate import MODEL, PERF_FILE, ROOT, VM, agreement_trace
+from simulate import MODEL, VM, agreement_inputs, print_report, trace_arguments
 
 UTILISATIONS = (0.5, 0.7, 0.85, 0.95)
 APART_POINTS = 2.0  # a pair further apart than this: no one fluid is within 1 point of both
@@ -75,12 +72,7 @@ def twin_index(
 
 def twin_rows(args: argparse.Namespace) -> dict[str, object]:
     """The trace and its twin through both models at each utilisation (module docstring)."""
-    cfg = load_config()
-    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
-        (MODEL, VM)
-    ]
-    targets = tier_targets(cfg)
-    rows, tier, prompt, output = agreement_trace(args, cfg, targets, prof.max_context)
+    prof, targets, (rows, tier, prompt, output) = agreement_inputs(args)
     lc = load_latency_curves()
     kappa = lc.capacity[(MODEL, VM)]
     replay = partial(
@@ -150,13 +142,7 @@ def summary(out: list[dict[str, object]], niw: str) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--instances", type=int, default=24)
-    parser.add_argument("--hours", type=float, default=4.0)
-    parser.add_argument("--scale", type=float, default=0.02)
-    parser.add_argument("--day", type=int, default=1, help="ServeGen day of the trace")
-    parser.add_argument("--start-hour", type=int, default=10, help="local hour of the trace")
-    parser.add_argument("--seed", type=int, default=7, help="synthesis seed of the trace")
+    trace_arguments(parser)
     parser.add_argument("--window", type=float, default=60.0, help="twin window (s, replay time)")
     parser.add_argument("--within", choices=("pool", "tenant"), default="pool")
     parser.add_argument("--twin-seed", type=int, default=0)
@@ -169,15 +155,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    for k, v in out.items():
-        if k != "rows":
-            print(f"{k:24s} {v}")
-    print(f"{'utilisation':>12s} {'tier':>6s} {'fluid':>8s} {'reference':>10s} {'twin ref':>9s}")
-    for r in out["rows"]:  # type: ignore[attr-defined]
-        print(
-            f"{r['utilisation']:12.2f} {r['tier']:>6s} {r['fluid_sla']:8.4f}"
-            f" {r['reference_sla']:10.4f} {r['twin_reference_sla']:9.4f}"
-        )
+    print_report(
+        out, "rows", ("fluid_sla", "twin_fluid_sla", "reference_sla", "twin_reference_sla")
+    )
 
 
 if __name__ == "__main__":
