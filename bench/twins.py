@@ -6,20 +6,24 @@ window of the replayed time, hands the window's (prompt, output, tier) triples t
 arrivals in a random order. So every minute (the windows nest in the replay's minutes) keeps
 its requests per tier, its size histogram, its token and busy-second sums and the CV and
 burst variances of its arrivals: every input of the fluid's per-minute model
-(planner.sim.minute_model, through planner.sim.pool). What changes is which arrival carries
-which request: in a ServeGen trace a client's bursts carry that client's own sizes. Both
-the trace and its twin go through the iteration-level reference (planner.sim.instances) at
-utilisations 0.5, 0.7, 0.85 and 0.95 of κ, as in bench/simulate.py's agreement; the fluid
-is run on both too and its attainment compared (it must not move: ``fluid_moved_points``).
+(planner.sim.minute_model, through planner.sim.pool), given one κ table for both (the
+trace's). What changes is which arrival carries which request. Both the trace and its twin
+go through the iteration-level reference (planner.sim.instances) at utilisations 0.5, 0.7,
+0.85 and 0.95 of κ, as in bench/simulate.py's agreement; the fluid is run on both too and
+its attainment compared (it must not move: ``fluid_moved_points``).
 
 Where a row's reference moves by more than 2 points between the trace and its twin, no
 fluid that reads only those aggregates can be within 1 point of both (``rows_apart_over_2``).
-``--within tenant`` permutes only among one tenant's (ServeGen client's) requests in a
-window: a null check, since ServeGen draws a client's sizes independently of its arrivals,
-so that twin differs from the trace only by chance.
+``--within`` sets among which requests of a window the triples are permuted:
+
+* ``pool``: all of them. In ServeGen a client keeps one tier, so this moves tiers between
+  clients' arrivals as well as sizes;
+* ``tier``: one tier's (each arrival keeps its tier; sizes move between the tier's clients);
+* ``tenant``: one tenant's (ServeGen client's). A null check: ServeGen draws a client's
+  sizes independently of its arrivals, so this twin differs from the trace only by chance.
 
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/twins.py [--json]
-        [--day 1] [--start-hour 10] [--seed 7] [--window 60] [--within pool|tenant]
+        [--day 1] [--start-hour 10] [--seed 7] [--window 60] [--within pool|tier|tenant]
         [--twin-seed 0] [--instances 24] [--hours 4] [--scale 0.02]
 """
 
@@ -27,16 +31,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
 from flows.cli.common import progress_bar
-from planner.sim.agreement import compare
+from planner.sim.agreement import compare, replay_arrivals
 from planner.sim.capacity import load_latency_curves
 from planner.sim.mix_kappa import kappa_table
 
@@ -45,7 +49,7 @@ from simulate import MODEL, VM, agreement_inputs, print_report, trace_arguments
 
 UTILISATIONS = (0.5, 0.7, 0.85, 0.95)
 APART_POINTS = 2.0  # a pair further apart than this: no one fluid is within 1 point of both
-log = logging.getLogger("twins")
+GROUPS = {"pool": None, "tier": "tier", "tenant": "tenant"}  # --within: permute among
 
 
 def twin_index(
@@ -59,7 +63,7 @@ def twin_index(
     where given), a uniformly random permutation of the window's requests. Every window (and
     group) keeps its multiset of requests; the arrival times do not move."""
     t = np.asarray(arrival_s, float)
-    key = np.floor(t / window_s).astype(np.int64)
+    key = (t // window_s).astype(np.int64)  # as planner.sim.pool.minute_index buckets minutes
     if group is not None:
         _, g = np.unique(np.asarray(group), return_inverse=True)
         key = key * (int(g.max()) + 1) + g
@@ -75,6 +79,7 @@ def twin_rows(args: argparse.Namespace) -> dict[str, object]:
     prof, targets, (rows, tier, prompt, output) = agreement_inputs(args)
     lc = load_latency_curves()
     kappa = lc.capacity[(MODEL, VM)]
+    busy = prof.busy_s(prompt, output)
     replay = partial(
         compare,
         profile=prof,
@@ -82,18 +87,21 @@ def twin_rows(args: argparse.Namespace) -> dict[str, object]:
         curves=[lc.curve(MODEL, VM, t.tier) for t in targets],
         capacity=kappa,
         instances=args.instances,
-        queue_kappa=kappa_table(prof, prompt, output),  # the twin's multiset is the trace's
+        # one κ table for both: kappa_table samples rows by index, so a table measured on the
+        # twin's rows would differ by sampling alone and move the fluid
+        queue_kappa=kappa_table(prof, prompt, output),
     )
     t = rows["t"].to_numpy(float)
     t = t - t.min()
-    stretch = prof.busy_s(prompt, output).sum() / (args.instances * kappa * (float(t.max()) or 1.0))
-    group = rows["tenant"].to_numpy() if args.within == "tenant" else None
+    column = GROUPS[args.within]
+    group = None if column is None else rows[column].to_numpy()
     rng = np.random.default_rng(args.twin_seed)
     out: list[dict[str, object]] = []
     with progress_bar() as bar:
         task = bar.add_task("twins: utilisations", total=len(UTILISATIONS))
         for u in UTILISATIONS:
-            idx = twin_index(t * stretch / u, args.window, rng, group)
+            arrivals = replay_arrivals(t, busy, args.instances, kappa, u)
+            idx = twin_index(arrivals, args.window, rng, group)
             pair = [
                 replay(t, p, o, k, utilisations=(u,)).rows
                 for p, o, k in ((prompt, output, tier), (prompt[idx], output[idx], tier[idx]))
@@ -102,10 +110,10 @@ def twin_rows(args: argparse.Namespace) -> dict[str, object]:
                 {
                     "utilisation": u,
                     "tier": a.tier,
-                    "fluid_sla": round(a.fluid_sla, 4),
-                    "twin_fluid_sla": round(b.fluid_sla, 4),
-                    "reference_sla": round(a.reference_sla, 4),
-                    "twin_reference_sla": round(b.reference_sla, 4),
+                    "fluid_sla": a.fluid_sla,
+                    "twin_fluid_sla": b.fluid_sla,
+                    "reference_sla": a.reference_sla,
+                    "twin_reference_sla": b.reference_sla,
                 }
                 for a, b in zip(*pair, strict=True)
             ]
@@ -114,6 +122,7 @@ def twin_rows(args: argparse.Namespace) -> dict[str, object]:
 
 
 def trace_name(args: argparse.Namespace) -> str:
+    """The trace and the twin's construction, as the report's first line."""
     return (
         f"servegen m-mid day {args.day} {args.start_hour:02d}:00+{args.hours}h"
         f" scale {args.scale} seed {args.seed}, window {args.window:g} s within"
@@ -127,14 +136,14 @@ def summary(out: list[dict[str, object]], niw: str) -> dict[str, object]:
     inter = [r for r in out if r["tier"] != niw]
 
     def points(a: str, b: str) -> list[float]:
-        return [100 * abs(float(str(r[a])) - float(str(r[b]))) for r in inter]
+        return [100 * abs(cast(float, r[a]) - cast(float, r[b])) for r in inter]
 
     apart = points("twin_reference_sla", "reference_sla")
     return {
         "max_apart_points": round(max(apart), 2),
         "mean_apart_points": round(float(np.mean(apart)), 2),
         "rows_apart_over_2": sum(a > APART_POINTS for a in apart),
-        "fluid_moved_points": round(max(points("twin_fluid_sla", "fluid_sla")), 4),
+        "fluid_moved_points": max(points("twin_fluid_sla", "fluid_sla")),
         "interactive_rows": len(inter),
         "rows": out,
     }
@@ -144,13 +153,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     trace_arguments(parser)
     parser.add_argument("--window", type=float, default=60.0, help="twin window (s, replay time)")
-    parser.add_argument("--within", choices=("pool", "tenant"), default="pool")
+    parser.add_argument(
+        "--within",
+        choices=tuple(GROUPS),
+        default="pool",
+        help="permute among the window's requests (pool), its tier's or its tenant's",
+    )
     parser.add_argument("--twin-seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.window <= 0 or 60.0 % args.window:
+    per_minute = 60.0 / args.window if args.window > 0 else 0.0
+    if per_minute < 1 or abs(per_minute - round(per_minute)) > 1e-9:
         parser.error(f"--window {args.window}: must divide the 60-s minute (e.g. 60, 30, 10)")
-    logging.basicConfig(level=logging.WARNING)
     out = twin_rows(args)
     if args.json:
         print(json.dumps(out, indent=2))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bench.twins import twin_index
+from planner.sim.agreement import replay_arrivals
 from planner.sim.pool import pool_minutes
 from planner.sim.size_mix import minute_mix
 
@@ -45,16 +46,35 @@ def test_twin_within_groups_keeps_each_requests_group() -> None:
     assert (idx != np.arange(len(t))).mean() > 0.9
 
 
+def test_two_twin_draws_differ() -> None:
+    t, *_ = _trace()
+    a = twin_index(t, 60.0, np.random.default_rng(0))
+    b = twin_index(t, 60.0, np.random.default_rng(1))
+    assert (a != b).mean() > 0.9
+
+
+def test_replay_arrivals_reach_the_utilisation() -> None:
+    t, prompt, output, _ = _trace()
+    busy = (prompt * 2e-4 + output * 0.05).astype(float)
+    for u in (0.5, 0.95):
+        arr = replay_arrivals(t - t[0], busy, 4, 1.3, u)
+        assert busy.sum() / (4 * 1.3 * arr.max()) == pytest.approx(u)
+
+
 def test_the_fluids_minute_inputs_are_the_same_for_the_twin() -> None:
     """Every aggregate the per-minute model reads (planner.sim.pool's PoolMinutes: work,
     requests per tier, CV, burst variances, work variance; size_mix's histogram) is the
-    trace's, while the requests' order within the minute is not."""
+    trace's, on the replayed (stretched) arrivals as the bench builds them, while the
+    requests' order within the minute is not."""
     t, prompt, output, tier = _trace()
+    t = t - t[0]
     busy = (prompt * 2e-4 + output * 0.05).astype(float)
-    idx = twin_index(t, 60.0, np.random.default_rng(0))
-    minutes, minute = 10, (t // 60).astype(np.int64)
-    a = pool_minutes(t, tier, busy, 3, minutes, 4)
-    b = pool_minutes(t, tier[idx], busy[idx], 3, minutes, 4)
+    arr = replay_arrivals(t, busy, 4, 1.3, 0.7)  # a replayed minute: ~5 s of the trace
+    idx = twin_index(arr, 60.0, np.random.default_rng(0))
+    minutes = int(arr.max() // 60) + 1
+    minute = (arr // 60).astype(np.int64)
+    a = pool_minutes(arr, tier, busy, 3, minutes, 4)
+    b = pool_minutes(arr, tier[idx], busy[idx], 3, minutes, 4)
     for f in fields(a):
         np.testing.assert_allclose(getattr(b, f.name), getattr(a, f.name), rtol=1e-9)
     ma = minute_mix(minute, tier, prompt, output, minutes, 3)
@@ -62,5 +82,5 @@ def test_the_fluids_minute_inputs_are_the_same_for_the_twin() -> None:
     for f in fields(ma):
         np.testing.assert_allclose(getattr(mb, f.name), getattr(ma, f.name), rtol=1e-9)
     # what the twin does change: the busy seconds arriving in 5-s windows within the minutes
-    five = (t // 5).astype(np.int64)
+    five = (arr // 5).astype(np.int64)
     assert np.abs(np.bincount(five, busy[idx]) - np.bincount(five, busy)).max() > 1.0
