@@ -143,7 +143,7 @@ def summary(out: list[dict[str, object]], niw: str) -> dict[str, object]:
         "max_apart_points": round(max(apart), 2),
         "mean_apart_points": round(float(np.mean(apart)), 2),
         "rows_apart_over_2": sum(a > APART_POINTS for a in apart),
-        "fluid_moved_points": max(points("twin_fluid_sla", "fluid_sla")),
+        "fluid_moved_points": round(max(points("twin_fluid_sla", "fluid_sla")), 6),
         "interactive_rows": len(inter),
         "rows": out,
     }
