@@ -186,6 +186,21 @@ def agreement_trace(
     return rows, tier, prompt, output
 
 
+def agreement_inputs(
+    args: argparse.Namespace,
+) -> tuple[
+    InstanceProfile, list[TierTarget], tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]
+]:
+    """The pool's instance profile (Llama2-70B on A100), the config's tier targets and the
+    agreement trace (:func:`agreement_trace`)."""
+    cfg = load_config()
+    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
+        (MODEL, VM)
+    ]
+    targets = tier_targets(cfg)
+    return prof, targets, agreement_trace(args, cfg, targets, prof.max_context)
+
+
 def agreement_curves(
     args: argparse.Namespace,
     prof: InstanceProfile,
@@ -206,12 +221,7 @@ def agreement_curves(
 
 def agreement(args: argparse.Namespace) -> dict[str, object]:
     """Calibrated pool fluid against the iteration-level reference (module docstring)."""
-    cfg = load_config()
-    prof = profiles_for_config(cfg, args.shared / "data" / "sageserve_perf" / PERF_FILE)[
-        (MODEL, VM)
-    ]
-    targets = tier_targets(cfg)
-    rows, tier, prompt, output = agreement_trace(args, cfg, targets, prof.max_context)
+    prof, targets, (rows, tier, prompt, output) = agreement_inputs(args)
     lc, curve_s = agreement_curves(args, prof, targets, (prompt, output, tier))
     curves = [lc.curve(MODEL, VM, t.tier) for t in targets]
     kappa = lc.capacity[(MODEL, VM)]
@@ -275,18 +285,35 @@ def agreement_errors(rows: list[AgreementRow], niw: str) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=10_000_000)
-    parser.add_argument("--days", type=int, default=7)
+def trace_arguments(parser: argparse.ArgumentParser) -> None:
+    """The agreement trace's options (:func:`agreement_trace`) and the pool's size."""
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--skip-fleet", action="store_true", help="agreement part only")
     parser.add_argument("--instances", type=int, default=24)
     parser.add_argument("--hours", type=float, default=4.0)
     parser.add_argument("--scale", type=float, default=0.02)
     parser.add_argument("--day", type=int, default=1, help="agreement trace: ServeGen day")
     parser.add_argument("--start-hour", type=int, default=10, help="agreement trace: local hour")
     parser.add_argument("--seed", type=int, default=7, help="agreement trace: synthesis seed")
+
+
+def print_report(out: dict[str, object], rows: str, columns: tuple[str, ...]) -> None:
+    """``out``'s figures as ``key value`` lines, then its list ``rows`` as a table of
+    utilisation, tier and ``columns``."""
+    for k, v in out.items():
+        if k != rows:
+            print(f"{k:32s} {v}")
+    print(f"{'utilisation':>12s} {'tier':>6s}" + "".join(f" {c:>18s}" for c in columns))
+    for r in out[rows]:  # type: ignore[attr-defined]
+        cells = "".join(f" {r[c]:18.4f}" for c in columns)
+        print(f"{r['utilisation']:12.2f} {r['tier']:>6s}{cells}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--skip-fleet", action="store_true", help="agreement part only")
+    trace_arguments(parser)
     parser.add_argument("--requests-per-point", type=int, default=10_000)
     parser.add_argument("--curves", choices=("stored", "trace"), default="stored")
     parser.add_argument("--json", action="store_true")
@@ -302,18 +329,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    for k, v in out.items():
-        if k != "agreement":
-            print(f"{k:32s} {v}")
-    print(
-        f"{'utilisation':>12s} {'tier':>6s} {'fluid_sla':>10s} {'reference_sla':>14s}"
-        f" {'curve_sla':>10s}"
-    )
-    for r in out["agreement"]:  # type: ignore[attr-defined]
-        print(
-            f"{r['utilisation']:12.2f} {r['tier']:>6s} {r['fluid_sla']:10.4f}"
-            f" {r['reference_sla']:14.4f} {r['curve_sla']:10.4f}"
-        )
+    print_report(out, "agreement", ("fluid_sla", "reference_sla", "curve_sla"))
 
 
 if __name__ == "__main__":

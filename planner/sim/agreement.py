@@ -38,6 +38,13 @@ Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+def replay_arrivals(t: Array, busy_s: Array, instances: int, capacity: float, u: float) -> Array:
+    """The arrivals ``t`` (s from the first) stretched so that the pool runs at utilisation
+    ``u``: Σ busy_s / (instances · capacity · span) = u over the stretched span."""
+    span = float(np.max(t)) or 1.0
+    return np.asarray(t, float) * np.sum(busy_s) / (instances * capacity * span * u)
+
+
 @dataclass(frozen=True)
 class AgreementRow:
     utilisation: float
@@ -77,7 +84,6 @@ def compare(
     (its time counted in the model's fluid time)."""
     t = np.asarray(arrival_s, float) - float(np.min(arrival_s))
     busy = profile.busy_s(prompt, output)
-    span = float(t.max()) or 1.0
     ttft = np.array([x.ttft_s for x in targets])
     tpot = np.array([x.tpot_s for x in targets])
     rows: list[AgreementRow] = []
@@ -87,7 +93,7 @@ def compare(
     pre = busy * prefill_share(profile, prompt, output)  # prefill busy seconds
     fluid_s += time.perf_counter() - started
     for u in utilisations:
-        arr = t * busy.sum() / (instances * capacity * span * u)
+        arr = replay_arrivals(t, busy, instances, capacity, u)
         started = time.perf_counter()
         served = simulate_instances(Requests(arr, prompt, output), profile, instances)
         reference_s += time.perf_counter() - started
