@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -54,6 +56,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     the many short ones fill in at the end, so both workers finish about together."""
     slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop Prefect's temporary API server (a flow run in-process starts one) while the test
+    process's streams are still open. Prefect stops it at exit otherwise, and its "Stopping
+    temporary server" line then goes to a stream pytest has closed: a "--- Logging error ---"
+    traceback at the end of every run that started one. The flow runs' queued log lines are
+    sent first, while the API still answers."""
+    server = sys.modules.get("prefect.server.api.server")
+    if server is None:  # no flow ran in this process: nothing was started
+        return
+    handlers = sys.modules.get("prefect.logging.handlers")
+    if handlers is not None:  # send the flow runs' queued log lines while the API is up
+        handlers.APILogWorker.drain_all(timeout=5)
+    logger = server.subprocess_server_logger  # its INFO line would go to the API it stops
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        for instance in list(server.SubprocessASGIServer._instances.values()):
+            instance.stop()
+    finally:
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
