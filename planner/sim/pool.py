@@ -42,7 +42,7 @@ from planner.sim.latency import Curve, instance_cv, minute_attainment
 from planner.sim.minute_model import BURST_WINDOWS_S, minute_state, tier_attainment
 from planner.sim.outcomes import service_times
 from planner.sim.profile import InstanceProfile
-from planner.sim.request_fluid import request_latency
+from planner.sim.request_fluid import RequestLatency, request_latency
 from planner.sim.size_mix import MinuteMix
 
 Array = npt.NDArray[np.float64]
@@ -282,14 +282,32 @@ def pool_sla_requests(
     and its TPOT its TPOT target; a tier's share in a minute is the mean over its requests."""
     served, wait_s = spread_queue(traffic, instances, capacity)
     state = minute_state(profile, served_rate(traffic, served, instances), mix)
+    lat = request_latency(
+        profile, state, rows.arrival_s, rows.prompt, rows.output, rows.minute, instances
+    )
+    share = on_time_shares(rows, lat, wait_s, ttft_s, tpot_s, traffic.requests)
+    return _per_tier(share, traffic.requests), share
+
+
+def on_time_shares(
+    rows: PoolRows,
+    latency: RequestLatency,
+    wait_s: Array,
+    ttft_s: Array,
+    tpot_s: Array,
+    requests: Array,
+) -> Array:
+    """[T, K] each tier's on-time share per minute (1 where it has no request): a request
+    meets its TTFT target with the share of the minute queue's waits ``wait_s`` [T, Q · R]
+    at its position in the minute (``QUADRATURE`` positions, Q-major, R backlog quantiles)
+    under which its TTFT plus the wait does, and its TPOT target or not; ``requests`` [T, K]
+    counts the rows per minute and tier."""
+    T, K = requests.shape
     m = rows.minute
-    lat = request_latency(profile, state, rows.arrival_s, rows.prompt, rows.output, m, instances)
-    T, K = traffic.requests.shape
     pos = np.clip(((rows.arrival_s / 60.0 - m) * QUADRATURE).astype(np.int64), 0, QUADRATURE - 1)
     waits = wait_s.reshape(T, QUADRATURE, -1)[m, pos]  # [N, R]
-    first = (lat.ttft_s[:, None] + waits <= ttft_s[rows.tier][:, None]).mean(axis=1)
-    ok = first * (lat.tpot_s <= tpot_s[rows.tier])
+    ttft_met = (latency.ttft_s[:, None] + waits <= ttft_s[rows.tier][:, None]).mean(axis=1)
+    ok = ttft_met * (latency.tpot_s <= tpot_s[rows.tier])
     hits = np.bincount(m * K + rows.tier, weights=ok, minlength=T * K).reshape(T, K)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(traffic.requests > 0, hits / traffic.requests, 1.0)
-    return _per_tier(share, traffic.requests), share
+        return np.asarray(np.where(requests > 0, hits / requests, 1.0), dtype=float)

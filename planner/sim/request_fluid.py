@@ -21,12 +21,14 @@ Lindley's s_i = max(a_i, s_{i−1} + S_{i−1}); with C_i = Σ_{j<i} S_j that is
 
 **TTFT** = s_i − a_i + τ / 2 (the iteration under way when it is admitted) + its own prefill:
 its whole chunks (w = ⌊(p − 1) / (B − D)⌋ full iterations) and its last one. The last
-iteration also carries the prompts that arrived on the instance while its whole chunks ran
-(nothing joins a full iteration; they join at the first iteration with budget left), so it
-lasts ``max(prefill_s(min(B, r + D + Q_i)), t_d)``, r its last chunk's tokens and Q_i the
-prompt tokens of its instance's later arrivals before that iteration starts
-(:func:`joining_tokens`). Alone it would last max(prefill_s(r + D), t_d): for a 3,900-token
-prompt beside 20 decodes, 50 instead of 127 ms, on a 1-s target. The minute queue's wait
+iteration also carries the prompts that arrived on the instance after it, while it queued
+and while its whole chunks ran (nothing joins a full iteration; they join at the first
+iteration with budget left), so it lasts ``max(prefill_s(min(B, r + D + Q_i)), t_d)``, r its
+last chunk's tokens and Q_i the prompt tokens of its instance's later arrivals before that
+iteration starts (:func:`joining_tokens`). Alone it would last max(prefill_s(r + D), t_d):
+on Llama2-70B / A100 a 3,000-token prompt beside 20 decodes has six whole chunks of 492
+tokens and a last one of 48, 57 ms alone and 127 ms beside a queued prompt, on IW-F's 1-s
+target. The minute queue's wait
 (overload across minutes, :func:`planner.sim.pool.spread_queue`) is added by the caller.
 
 **TPOT** = t_d(d̄_i) + X_i / n_i for n_i = o_i − 1 ≥ 1 decodes over [F_i, E_i], F_i the first
@@ -35,8 +37,8 @@ token, E_i = F_i + n_i TPOT_i:
   prompt j adds c_j (:func:`planner.sim.minute_model.prompt_costs`: its chunks' excess over a
   decode-only iteration, alone or packed behind queued prompts by the minute's busy share),
   spread evenly over its prefill [s_j + τ/2, F_j]; X_i is that rate integrated over [F_i,
-  E_i] (:class:`StepIntegral`), at most n_i (f − t_d) (no iteration is longer than a full
-  one);
+  E_i] (:class:`StepIntegral`); TPOT is at most max(prefill_s(B), t) (no iteration is
+  longer than a full one);
 - d̄_i: the mean decode batch over its span, the number of its instance's requests decoding
   (F_j ≤ t < E_j) integrated over [F_i, E_i] / (E_i − F_i); t_d at d̄_i and the minute's mean
   context.
@@ -44,8 +46,16 @@ token, E_i = F_i + n_i TPOT_i:
 E depends on TPOT: for a given t, E is read off the inverse of t − X(t) (exact on the
 piecewise-linear integral; :meth:`StepIntegral.reach`); t is taken at the mean batch over
 the spans that t_d at the minute's D gives (one step, :func:`decode_times`). A one-token
-output has no TPOT (0). No constant is fitted: everything comes from the profile, the
-minute's state and the rows.
+output has no TPOT (0). No constant is fitted to a trace: everything comes from the profile,
+the minute's state and the rows; one modelling choice (``CEILING``) was made on the
+calibration day and the training traces.
+
+**Overload.** The prompt queue runs on across minutes (no cap within the minute, as the
+minute model's has), and the minute queue's wait is added to it, so an overload can count in
+both. Taking the larger of the two instead, or running the prompt queue on the arrivals the
+minute queue delays, was worse on the four agreement traces at utilisation 0.85 / 0.95
+(scratch; README, "Serving model", fourteenth session). Requests must be sorted by arrival:
+round robin deals them out in that order (:func:`request_latency` sorts them if not).
 """
 
 from __future__ import annotations
@@ -61,12 +71,12 @@ from planner.sim.profile import InstanceProfile
 Array = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 # the summed rate at which prefills slow the decodes beside them is capped just below 1: the
-# decode span is read off t − X(t), which must increase (:meth:`StepIntegral.reach`). Capped at
-# the physical share of a full iteration's excess, max(1 − t_d / f) ≈ 0.62, instead (where
-# prefills overlap, their costs would not add up), both checks outside the held-out traces
-# got worse (interactive rows within 1 point / mean absolute error): day 2 (calibration) 5 /
-# 8, 1.09 against 8 / 8, 0.53; the eleven training traces of the twelfth session 65 / 110,
-# 1.66 against 73 / 110, 1.25
+# decode span is read off t − X(t), which must increase (:meth:`StepIntegral.reach`). The
+# alternative, capping it at the physical share of a full iteration's excess, max(1 − t_d /
+# f) ≈ 0.62 (where prefills overlap, their costs would not add up), was chosen against on
+# the traces that are not held out (interactive rows within 1 point / mean absolute error,
+# cap at 0.62 against 0.999): day 2 (calibration) 5 / 8, 1.09 against 8 / 8, 0.53; the
+# eleven training traces of the twelfth session 65 / 110, 1.66 against 73 / 110, 1.25
 CEILING = 0.999
 
 
@@ -85,7 +95,7 @@ def by_instance(x: npt.ArrayLike, instances: int, pad: float = 0.0) -> Array:
     K = -(-len(v) // instances)
     out = np.full(K * instances, pad)
     out[: len(v)] = v
-    return np.asarray(out.reshape(K, instances).T, dtype=float)
+    return np.ascontiguousarray(out.reshape(K, instances).T)
 
 
 def from_instance(y: Array, count: int) -> Array:
@@ -129,10 +139,10 @@ class StepIntegral:
 
     @classmethod
     def of(
-        cls, start: Array, end: Array, rate: Array, reach: Array, ceiling: float = np.inf
+        cls, start: Array, end: Array, rate: Array, horizon: Array, ceiling: float = np.inf
     ) -> StepIntegral:
-        """``reach``: the latest time it will be read at (keeps the instances apart)."""
-        off = _offsets(start, end, reach)
+        """``horizon``: the latest time it will be read at (keeps the instances apart)."""
+        off = _offsets(start, end, horizon)
         ev = np.concatenate([(start + off).ravel(), (end + off).ravel()])
         step = np.concatenate([rate.ravel(), -rate.ravel()])
         order = np.argsort(ev, kind="stable")
@@ -180,33 +190,33 @@ def mean_batch(first: Array, end: Array) -> Array:
 
 
 def _spans(
-    first: Array, decodes: Array, slow: Array, top: float, added: StepIntegral, upto: Array
+    first: Array, decodes: Array, t_decode: Array, full: float, added: StepIntegral, upto: Array
 ) -> Array:
-    """[n, K] where each decode span ends at decode iteration ``slow``: E − F − X(F, E) = n t
-    (:meth:`StepIntegral.reach`), or F + n f where a full iteration's excess per decode caps
-    X first."""
-    free = added.reach(first, decodes * slow, upto)
-    return np.minimum(free, first + decodes * np.maximum(top, slow))
+    """[n, K] where each decode span ends at decode iteration ``t_decode``: E − F − X(F, E)
+    = n t (:meth:`StepIntegral.reach`), or F + n max(``full``, t) where no longer iterations
+    are possible first (also the bound that keeps the answer within the integral's horizon)."""
+    free = added.reach(first, decodes * t_decode, upto)
+    return np.minimum(free, first + decodes * np.maximum(full, t_decode))
 
 
 def decode_times(
     profile: InstanceProfile,
     first: Array,
     decodes: Array,
-    slow: Array,
+    t_decode: Array,
     context: Array,
     added: StepIntegral,
 ) -> Array:
     """[n, K] each request's TPOT = t + X / n (module docstring), X the prompts' cost over
     its own span [F, E = F + n · TPOT]. t is the decode iteration at the mean batch over the
-    spans that the minute's decode iteration ``slow`` gives (:func:`mean_batch`): one step
-    towards the fixed point of spans and batch, which moves the interactive rows by at most
-    0.2-0.4 points more at four times the cost (README, "Serving model")."""
-    top = float(profile.prefill_s(float(profile.token_budget)))
+    spans that the minute's decode iteration ``t_decode`` gives (:func:`mean_batch`): one
+    step towards the fixed point of spans and batch, which moves the interactive rows by at
+    most 0.2-0.4 points more at four times the cost (README, "Serving model")."""
+    full = float(profile.prefill_s(float(profile.token_budget)))
     upto = added.at(first)
-    end = _spans(first, decodes, slow, top, added, upto)
-    slow = profile.decode_s(mean_batch(first, end), context)
-    end = _spans(first, decodes, slow, top, added, upto)
+    end = _spans(first, decodes, t_decode, full, added, upto)
+    t_decode = profile.decode_s(mean_batch(first, end), context)
+    end = _spans(first, decodes, t_decode, full, added, upto)
     return np.asarray(np.where(decodes > 0, (end - first) / np.maximum(decodes, 1.0), 0.0))
 
 
@@ -220,30 +230,50 @@ def request_latency(
     instances: int,
 ) -> RequestLatency:
     """Each request's TTFT (within the minute) and TPOT on ``instances`` round-robin
-    instances (module docstring). ``arrival_s`` sorted; ``minute``: each row's minute, the
-    index into ``state``."""
-    count, n = len(arrival_s), instances
+    instances (module docstring), in the rows' order; ``minute``: each row's minute, the
+    index into ``state``. Round robin deals the requests out in arrival order, so rows that
+    are not sorted are sorted first (stably, as the reference does)."""
+    a = np.asarray(arrival_s, float)
+    if not np.all(np.isfinite(a)):
+        raise ValueError("request_latency: arrival times must be finite")
+    if len(a) == 0:
+        return RequestLatency(np.zeros(0), np.zeros(0))
+    order = np.argsort(a, kind="stable")
+    p, o, m = (np.asarray(x)[order] for x in (prompt, output, minute))
+    lat = _sorted_latency(profile, state, a[order], p, o, m.astype(np.int64), instances)
+    ttft, tpot = np.empty(len(a)), np.empty(len(a))
+    ttft[order], tpot[order] = lat.ttft_s, lat.tpot_s
+    return RequestLatency(ttft, tpot)
 
-    def rows(x: npt.ArrayLike) -> Array:
-        return by_instance(x, n)
 
-    a = by_instance(arrival_s, n, float(np.max(arrival_s)) if count else 0.0)
-    m = np.asarray(minute, np.int64)
+def _sorted_latency(
+    profile: InstanceProfile,
+    state: MinuteState,
+    arrival_s: Array,
+    prompt: npt.ArrayLike,
+    output: npt.ArrayLike,
+    m: IntArray,
+    n: int,
+) -> RequestLatency:
+    """:func:`request_latency` on rows sorted by arrival (module docstring)."""
+    count = len(arrival_s)
+    a = by_instance(arrival_s, n, float(np.max(arrival_s)))
     D, td = state.decode_batch[m], state.decode_s[m]
     full, tau = state.full_s[m], state.iteration_s[m]
     p = np.asarray(prompt, float)
     room, whole, rest = (x[:, 0] for x in chunk_split(profile, p[:, None], D))
     cost = prompt_costs(profile, p[:, None], D, td, state.backlog[m])[0][:, 0]
-    start = prompt_queue_start(a, rows(p * full / room))
-    last_starts = start + rows(0.5 * tau + whole * full)
-    joined = from_instance(joining_tokens(a, rows(p), last_starts), count)
+    start = prompt_queue_start(a, by_instance(p * full / room, n))
+    last_starts = start + by_instance(0.5 * tau + whole * full, n)
+    joined = from_instance(joining_tokens(a, by_instance(p, n), last_starts), count)
     B = float(profile.token_budget)
     last = np.maximum(profile.prefill_s(np.minimum(B, rest + D + joined)), td)
-    prefill_from = start + rows(0.5 * tau)  # its prefill's first iteration
-    first = prefill_from + rows(whole * full + last)
-    decodes = rows(np.maximum(np.asarray(output, float) - 1.0, 0.0))
-    spread = rows(cost) / np.maximum(first - prefill_from, 1e-9)  # c_j over its prefill
-    reach = first + decodes * rows(np.maximum(full, td))  # no decode lasts longer
-    added = StepIntegral.of(prefill_from, first, spread, reach, CEILING)
-    tpot = decode_times(profile, first, decodes, rows(td), rows(state.context[m]), added)
+    prefill_from = start + by_instance(0.5 * tau, n)  # its prefill's first iteration
+    first = prefill_from + by_instance(whole * full + last, n)
+    decodes = by_instance(np.maximum(np.asarray(output, float) - 1.0, 0.0), n)
+    spread = by_instance(cost, n) / np.maximum(first - prefill_from, 1e-9)  # c_j per second
+    context = by_instance(state.context[m], n)
+    longest = np.maximum(float(profile.prefill_s(B)), profile.decode_s(profile.max_batch, context))
+    added = StepIntegral.of(prefill_from, first, spread, first + decodes * longest, CEILING)
+    tpot = decode_times(profile, first, decodes, by_instance(td, n), context, added)
     return RequestLatency(from_instance(first - a, count), from_instance(tpot, count))

@@ -9,7 +9,9 @@ import pytest
 
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.minute_model import MinuteState
+from planner.sim.pool import QUADRATURE, PoolRows, on_time_shares
 from planner.sim.request_fluid import (
+    RequestLatency,
     StepIntegral,
     by_instance,
     from_instance,
@@ -116,3 +118,46 @@ def test_a_prompt_prefilled_beside_a_decode_slows_its_tokens_by_its_chunks() -> 
         flat(), state(1.0), arrival[:1], prompt[:1], output[:1], np.zeros(1, np.int64), 1
     )
     assert alone.tpot_s.tolist() == pytest.approx([0.01])
+
+
+def test_the_iteration_under_way_and_other_instances() -> None:
+    """Three lone 50-token prompts on two instances (rows 0 and 2 on one, row 1 on the
+    other): each waits for the iteration under way (τ / 2 = 20 ms) and prefills alone (50
+    ms); the padded position of the second instance changes nothing. Given out of order,
+    the rows are dealt out in arrival order."""
+    arrival, prompt, output = np.array([0.0, 1.0, 2.0]), np.array([50, 50, 50]), np.ones(3)
+    minute = np.zeros(3, np.int64)
+    got = request_latency(flat(), state(0.0, 0.02), arrival, prompt, output, minute, 2)
+    assert got.ttft_s.tolist() == pytest.approx([0.07, 0.07, 0.07])
+    # a fourth prompt at 2.01 goes to the second instance (0.07 s); given first, it still does
+    arrival = np.array([2.01, 0.0, 1.0, 2.0])
+    prompt, output, minute = np.full(4, 50), np.ones(4), np.zeros(4, np.int64)
+    got = request_latency(flat(), state(0.0, 0.02), arrival, prompt, output, minute, 2)
+    assert got.ttft_s.tolist() == pytest.approx([0.07] * 4)
+    with pytest.raises(ValueError, match="finite"):
+        request_latency(flat(), state(0.0), np.array([np.nan]), [1], [1], minute[:1], 1)
+    empty = request_latency(flat(), state(0.0), np.zeros(0), [], [], minute[:0], 2)
+    assert len(empty.ttft_s) == 0
+
+
+def test_on_time_shares_add_the_minute_queues_wait_at_each_position() -> None:
+    """Two minutes, Q positions × 2 backlog quantiles; minute 0's waits are 0 in its first
+    half and 0.5 / 1.5 s in its second. IW-F (target 1 s) requests of TTFT 0.2 s at 10 s and
+    at 50 s: on time, and on time under one of the two quantiles (share 0.5); its TPOT target
+    met by one of them only. Minute 1 holds only tier 1 rows."""
+    wait = np.zeros((2, QUADRATURE, 2))
+    wait[0, QUADRATURE // 2 :] = [0.5, 1.5]
+    rows = PoolRows(
+        np.array([10.0, 50.0, 50.0, 70.0]),
+        np.zeros(4, np.int64),
+        np.zeros(4, np.int64),
+        np.array([0, 0, 1, 1]),
+        np.array([0, 0, 0, 1]),
+    )
+    latency = RequestLatency(np.full(4, 0.2), np.array([0.05, 0.07, 0.2, 0.2]))
+    requests = np.array([[2.0, 1.0], [0.0, 1.0]])
+    got = on_time_shares(
+        rows, latency, wait.reshape(2, -1), np.array([1.0, 10.0]), np.array([0.06, 0.12]), requests
+    )
+    # IW-F: (1 · 1 + 0.5 · 0) / 2; tier 1 at 50 s: TPOT 0.2 > 0.12; minute 1: no IW-F row
+    assert got.tolist() == [[0.5, 0.0], [1.0, 0.0]]
