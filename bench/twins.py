@@ -1,19 +1,21 @@
 """Within-window twins: how much of the reference's SLA attainment the fluid's minute
-aggregates cannot see (issue #13).
+aggregates cannot see, and whether the request-level fluid sees it (issue #13).
 
 A twin of an agreement trace keeps every arrival time and, within each ``--window``-second
 window of the replayed time, hands the window's (prompt, output, tier) triples to its
 arrivals in a random order. So every minute (the windows nest in the replay's minutes) keeps
 its requests per tier, its size histogram, its token and busy-second sums and the CV and
-burst variances of its arrivals: every input of the fluid's per-minute model
+burst variances of its arrivals: every input of the per-minute model
 (planner.sim.minute_model, through planner.sim.pool), given one κ table for both (the
 trace's). What changes is which arrival carries which request. Both the trace and its twin
 go through the iteration-level reference (planner.sim.instances) at utilisations 0.5, 0.7,
-0.85 and 0.95 of κ, as in bench/simulate.py's agreement; the fluid is run on both too and
-its attainment compared (it must not move: ``fluid_moved_points``).
-
-Where a row's reference moves by more than 2 points between the trace and its twin, no
-fluid that reads only those aggregates can be within 1 point of both (``rows_apart_over_2``).
+0.85 and 0.95 of κ, as in bench/simulate.py's agreement, and through both fluids. The
+per-minute model must not move (``minute_moved_points``). Where a row's reference moves by
+more than 2 points between the trace and its twin, no fluid that reads only those
+aggregates can be within 1 point of both (``rows_apart_over_2``). The request-level fluid
+(planner.sim.request_fluid) reads the rows, so it can follow the reference: its error on
+the trace and on the twin (``fluid_*``: rows within 1 point, mean and largest absolute
+error over both), beside the per-minute model's (``minute_*``).
 ``--within`` sets among which requests of a window the triples are permuted:
 
 * ``pool``: all of them. In ServeGen a client keeps one tier, so this moves tiers between
@@ -112,6 +114,8 @@ def twin_rows(args: argparse.Namespace) -> dict[str, object]:
                     "tier": a.tier,
                     "fluid_sla": a.fluid_sla,
                     "twin_fluid_sla": b.fluid_sla,
+                    "minute_sla": a.minute_sla,
+                    "twin_minute_sla": b.minute_sla,
                     "reference_sla": a.reference_sla,
                     "twin_reference_sla": b.reference_sla,
                 }
@@ -132,18 +136,28 @@ def trace_name(args: argparse.Namespace) -> str:
 
 def summary(out: list[dict[str, object]], niw: str) -> dict[str, object]:
     """Over the interactive rows (every tier but ``niw``, which has no latency target): how
-    far the reference moves between the trace and its twin, and how far the fluid does."""
+    far the reference moves between the trace and its twin, how far each fluid does, and
+    each fluid's error on the trace and the twin together (2 × the rows)."""
     inter = [r for r in out if r["tier"] != niw]
 
     def points(a: str, b: str) -> list[float]:
         return [100 * abs(cast(float, r[a]) - cast(float, r[b])) for r in inter]
 
     apart = points("twin_reference_sla", "reference_sla")
+    errors: dict[str, object] = {}
+    for fluid in ("fluid", "minute"):
+        err = points(f"{fluid}_sla", "reference_sla")
+        err += points(f"twin_{fluid}_sla", "twin_reference_sla")
+        errors[f"{fluid}_rows_within_1_point"] = sum(e <= 1.0 for e in err)
+        errors[f"{fluid}_mean_abs_error_points"] = round(float(np.mean(err)), 2)
+        errors[f"{fluid}_max_abs_error_points"] = round(max(err), 2)
     return {
         "max_apart_points": round(max(apart), 2),
         "mean_apart_points": round(float(np.mean(apart)), 2),
         "rows_apart_over_2": sum(a > APART_POINTS for a in apart),
-        "fluid_moved_points": round(max(points("twin_fluid_sla", "fluid_sla")), 6),
+        "minute_moved_points": round(max(points("twin_minute_sla", "minute_sla")), 6),
+        "fluid_moved_points": round(max(points("twin_fluid_sla", "fluid_sla")), 2),
+        **errors,
         "interactive_rows": len(inter),
         "rows": out,
     }
@@ -169,9 +183,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print_report(
-        out, "rows", ("fluid_sla", "twin_fluid_sla", "reference_sla", "twin_reference_sla")
-    )
+    columns = ("fluid_sla", "twin_fluid_sla", "reference_sla", "twin_reference_sla")
+    print_report(out, "rows", (*columns, "minute_sla", "twin_minute_sla"))
 
 
 if __name__ == "__main__":

@@ -114,6 +114,16 @@ class MinuteState:
     pool_prefill: Array  # [T, 2] E[S_q], E[S_q²]: how long they hold the prompt queue
     costs: Array  # [T, X] the pool's prompts' costs at the histogram's points
     cost_weights: Array  # [T, X] their probabilities
+    context: Array  # [T] the mean context of a decoding request (prompt + half its output)
+
+
+def chunk_split(profile: InstanceProfile, prompt: Array, D: Array) -> tuple[Array, Array, Array]:
+    """How prompts [T, X] are cut beside D [T] decodes: the room B − D [T, 1] of a full
+    iteration, the whole chunks before the last (those whose prefill is not done by them), and
+    the last chunk's tokens."""
+    room = np.maximum(float(profile.token_budget) - D, 1.0)[:, None]
+    whole = np.floor(np.maximum(prompt - 1.0, 0.0) / room)
+    return room, whole, prompt - whole * room
 
 
 def prompt_costs(
@@ -124,11 +134,8 @@ def prompt_costs(
     chunks of B − D tokens add prefill_s(B) − t_d each and the last one max(prefill_s(rest +
     D), t_d) − t_d; while other prompts wait (share ``backlog`` of the time) the chunks are
     packed into full iterations, so every token adds (prefill_s(B) − t_d) / (B − D)."""
-    B = float(profile.token_budget)
-    room = np.maximum(B - D, 1.0)[:, None]
-    whole = np.floor(np.maximum(prompt - 1.0, 0.0) / room)
-    rest = prompt - whole * room
-    full = np.maximum(float(profile.prefill_s(B)), td)[:, None]
+    room, whole, rest = chunk_split(profile, prompt, D)
+    full = np.maximum(float(profile.prefill_s(float(profile.token_budget))), td)[:, None]
     last = np.maximum(profile.prefill_s(rest + D[:, None]), td[:, None])
     alone = whole * (full - td[:, None]) + last - td[:, None]
     packed = prompt * (full - td[:, None]) / room
@@ -182,6 +189,7 @@ def minute_state(
         np.stack([es, es2], axis=1),
         cost,
         w,
+        ctx,
     )
 
 

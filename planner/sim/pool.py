@@ -39,9 +39,10 @@ import numpy.typing as npt
 
 from planner.sim.backlog import backlog_moments, spread_waits
 from planner.sim.latency import Curve, instance_cv, minute_attainment
-from planner.sim.minute_model import BURST_WINDOWS_S, tier_attainment
+from planner.sim.minute_model import BURST_WINDOWS_S, minute_state, tier_attainment
 from planner.sim.outcomes import service_times
 from planner.sim.profile import InstanceProfile
+from planner.sim.request_fluid import RequestLatency, request_latency
 from planner.sim.size_mix import MinuteMix
 
 Array = npt.NDArray[np.float64]
@@ -236,12 +237,77 @@ def pool_sla_model(
     (:func:`planner.sim.minute_model.tier_attainment`) instead of the curves: each minute's
     served requests per instance, its size mix and CV, and the minute queue's waits."""
     served, wait_s = spread_queue(traffic, instances, capacity)
-    count = traffic.requests.sum(axis=1)
-    overall = traffic.work_s.sum() / max(count.sum(), 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        busy = np.where(count > 0, traffic.work_s / count, overall)  # busy s per request
-    rate = served / busy / (60.0 * instances)  # requests/s an instance serves
+    rate = served_rate(traffic, served, instances)
     share = tier_attainment(
         profile, rate, mix, traffic.cv, ttft_s, tpot_s, wait_s, burst=traffic.burst
     )
     return _per_tier(share, traffic.requests), share
+
+
+def served_rate(traffic: PoolMinutes, served: Array, instances: int) -> Array:
+    """[T] the requests/s an instance serves per minute: the minute queue's served busy
+    seconds over the minute's busy seconds per request (the replay's mean in empty minutes)."""
+    count = traffic.requests.sum(axis=1)
+    overall = traffic.work_s.sum() / max(count.sum(), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        busy = np.where(count > 0, traffic.work_s / count, overall)  # busy s per request
+    return np.asarray(served / busy / (60.0 * instances), dtype=float)
+
+
+@dataclass(frozen=True)
+class PoolRows:
+    """One pool's request rows, sorted by (replayed) arrival; ``minute``: :func:`minute_index`."""
+
+    arrival_s: Array
+    prompt: IntArray
+    output: IntArray
+    tier: IntArray
+    minute: IntArray
+
+
+def pool_sla_requests(
+    rows: PoolRows,
+    traffic: PoolMinutes,
+    mix: MinuteMix,
+    instances: int,
+    profile: InstanceProfile,
+    ttft_s: Array,
+    tpot_s: Array,
+    capacity: float | Array = 1.0,
+) -> tuple[Array, Array]:
+    """As :func:`pool_sla_model`, each request's latency within the minute from the rows
+    (:func:`planner.sim.request_fluid.request_latency`) instead of the minute's aggregates: a
+    request is on time when its TTFT plus the minute queue's wait (at its position in the
+    minute, over the backlog quantiles of :func:`spread_queue`) meets its tier's TTFT target
+    and its TPOT its TPOT target; a tier's share in a minute is the mean over its requests."""
+    served, wait_s = spread_queue(traffic, instances, capacity)
+    state = minute_state(profile, served_rate(traffic, served, instances), mix)
+    lat = request_latency(
+        profile, state, rows.arrival_s, rows.prompt, rows.output, rows.minute, instances
+    )
+    share = on_time_shares(rows, lat, wait_s, ttft_s, tpot_s, traffic.requests)
+    return _per_tier(share, traffic.requests), share
+
+
+def on_time_shares(
+    rows: PoolRows,
+    latency: RequestLatency,
+    wait_s: Array,
+    ttft_s: Array,
+    tpot_s: Array,
+    requests: Array,
+) -> Array:
+    """[T, K] each tier's on-time share per minute (1 where it has no request): a request
+    meets its TTFT target with the share of the minute queue's waits ``wait_s`` [T, Q · R]
+    at its position in the minute (``QUADRATURE`` positions, Q-major, R backlog quantiles)
+    under which its TTFT plus the wait does, and its TPOT target or not; ``requests`` [T, K]
+    counts the rows per minute and tier."""
+    T, K = requests.shape
+    m = rows.minute
+    pos = np.clip(((rows.arrival_s / 60.0 - m) * QUADRATURE).astype(np.int64), 0, QUADRATURE - 1)
+    waits = wait_s.reshape(T, QUADRATURE, -1)[m, pos]  # [N, R]
+    ttft_met = (latency.ttft_s[:, None] + waits <= ttft_s[rows.tier][:, None]).mean(axis=1)
+    ok = ttft_met * (latency.tpot_s <= tpot_s[rows.tier])
+    hits = np.bincount(m * K + rows.tier, weights=ok, minlength=T * K).reshape(T, K)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(requests > 0, hits / requests, 1.0), dtype=float)

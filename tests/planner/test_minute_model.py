@@ -203,7 +203,7 @@ def test_arrivals_cost_by_hand_at_several_levels() -> None:
     The levels of one (m, c²) come from one evaluation of the count's law."""
     costs, w = np.array([[0.01, 0.01]]), np.array([[0.5, 0.5]])
     ec, z = np.array([[0.01, 0.0001]]), np.zeros(1)
-    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w)
+    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w, z)
     m, c2 = np.array([[3.0, 12.0]]), np.ones((1, 2))
     y = np.array([[[0.025, 0.0], [0.1, 0.15]]])
     got = minute_model._arrivals_cdf(state, m, c2, y)
@@ -220,7 +220,7 @@ def test_arrivals_cost_is_a_probability_on_bursty_traffic() -> None:
     exceeds 1 at any level."""
     costs, w = np.array([[0.01, 0.01]]), np.array([[0.5, 0.5]])
     ec, z = np.array([[0.01, 0.0001]]), np.zeros(1)
-    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w)
+    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w, z)
     m, c2 = np.array([[8.0]]), np.array([[16.0]])
     y = np.array([[[0.005, 0.05, 0.2, 100.0]]])
     got = minute_model._arrivals_cdf(state, m, c2, y)[0, 0]
@@ -235,7 +235,7 @@ def test_arrivals_cost_below_zero_is_impossible() -> None:
     trace at utilisation 0.7.) At y = 0 it is P(J = 0) = e⁻³ (Poisson, m = 3)."""
     costs, w = np.array([[0.01, 0.01]]), np.array([[0.5, 0.5]])
     ec, z = np.array([[0.01, 0.0001]]), np.zeros(1)
-    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w)
+    state = MinuteState(z, z, z, z, z, ec, np.zeros((1, 2)), costs, w, z)
     m, c2 = np.array([[3.0, 12.0]]), np.ones((1, 2))
     y = np.array([[[-0.005, 0.0], [-1e-9, 0.05]]])
     got = minute_model._arrivals_cdf(state, m, c2, y)

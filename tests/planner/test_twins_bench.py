@@ -8,7 +8,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from bench.twins import twin_index
+from bench.twins import summary, twin_index
 from planner.sim.agreement import replay_arrivals
 from planner.sim.pool import pool_minutes
 from planner.sim.size_mix import minute_mix
@@ -84,3 +84,28 @@ def test_the_fluids_minute_inputs_are_the_same_for_the_twin() -> None:
     # what the twin does change: the busy seconds arriving in 5-s windows within the minutes
     five = (arr // 5).astype(np.int64)
     assert np.abs(np.bincount(five, busy[idx]) - np.bincount(five, busy)).max() > 1.0
+
+
+def test_summary_scores_each_fluid_on_the_trace_and_its_twin() -> None:
+    """Two interactive rows and a NIW row (left out): the reference moves 3 and 0.5 points;
+    the request-level fluid is within 1 point on two of the four (trace, twin) cells, the
+    per-minute model does not move and is within 1 point on one."""
+    row = {"utilisation": 0.5}
+    out = [
+        {**row, "tier": "IW-F", "reference_sla": 0.60, "twin_reference_sla": 0.57,
+         "fluid_sla": 0.605, "twin_fluid_sla": 0.585,
+         "minute_sla": 0.595, "twin_minute_sla": 0.595},
+        {**row, "tier": "IW-N", "reference_sla": 0.90, "twin_reference_sla": 0.905,
+         "fluid_sla": 0.92, "twin_fluid_sla": 0.90, "minute_sla": 0.93, "twin_minute_sla": 0.93},
+        {**row, "tier": "NIW", "reference_sla": 1.0, "twin_reference_sla": 0.0,
+         "fluid_sla": 0.0, "twin_fluid_sla": 1.0, "minute_sla": 0.0, "twin_minute_sla": 1.0},
+    ]  # fmt: skip
+    got = summary(out, "NIW")
+    assert got["rows_apart_over_2"] == 1
+    assert got["max_apart_points"] == pytest.approx(3.0)
+    assert got["minute_moved_points"] == 0.0
+    assert got["fluid_moved_points"] == pytest.approx(2.0)
+    assert got["fluid_rows_within_1_point"] == 2
+    assert got["fluid_max_abs_error_points"] == pytest.approx(2.0)
+    assert got["minute_rows_within_1_point"] == 1
+    assert got["minute_mean_abs_error_points"] == pytest.approx((0.5 + 2.5 + 3 + 2.5) / 4, abs=0.01)
