@@ -23,8 +23,8 @@ iteration-level reference on bursty ServeGen traffic.
    table at the trace's own mix), its backlog uneven across the instances
    (planner.sim.backlog). Printed: per-tier SLA
    attainment of the four (``agreement``), rows within 1 point and the mean absolute error
-   of each fluid, the requests/s of each fluid (its minute aggregates and κ table included)
-   and of the reference.
+   of each fluid, the requests/s of each fluid (its minute aggregates and the trace's κ
+   table included; ``*_replay_requests_per_s`` without the κ table) and of the reference.
 
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/simulate.py [--json]
         [--requests 10000000] [--days 7] [--skip-fleet] [--instances 24] [--hours 4]
@@ -254,6 +254,10 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
         "curve_measure_s": round(curve_s, 1),
         "fluid_requests_per_s": round(fluid_rate),
         "minute_fluid_requests_per_s": round(result.requests / result.minute_s),
+        # the same without the κ table, one saturation run through the reference per trace
+        "kappa_table_s": round(result.kappa_s, 2),
+        "fluid_replay_requests_per_s": round(result.requests / (result.fluid_s - result.kappa_s)),
+        "minute_replay_requests_per_s": round(result.requests / (result.minute_s - result.kappa_s)),
         "curve_fluid_requests_per_s": round(result.requests / result.curve_s),
         "reference_requests_per_s": round(ref_rate),
         "fluid_over_reference": round(fluid_rate / ref_rate, 1),

@@ -210,8 +210,9 @@ def decode_times(
     """[n, K] each request's TPOT = t + X / n (module docstring), X the prompts' cost over
     its own span [F, E = F + n · TPOT]. t is the decode iteration at the mean batch over the
     spans that the minute's decode iteration ``t_decode`` gives (:func:`mean_batch`): one
-    step towards the fixed point of spans and batch, which moves the interactive rows by at
-    most 0.2-0.4 points more at four times the cost (README, "Serving model")."""
+    step, not iterated. Iterating to the fixed point of spans and batch took four times as
+    long and moved the agreement rows by up to 0.4 point, not closer (README, "Serving
+    model", fourteenth session)."""
     full = float(profile.prefill_s(float(profile.token_budget)))
     upto = added.at(first)
     end = _spans(first, decodes, t_decode, full, added, upto)
