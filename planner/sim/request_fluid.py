@@ -127,6 +127,19 @@ def joining_tokens(arrival: Array, prompt: Array, until: Array) -> Array:
     return np.asarray((tokens[np.maximum(last, own)] - tokens[own]).reshape(arrival.shape))
 
 
+def _sweep(
+    start: Array, end: Array, rate: Array, ceiling: float = np.inf
+) -> tuple[IntArray, Array, Array]:
+    """The intervals' starts and ends (already offset per instance) as one sorted sweep: the
+    sort order of [starts, ends], the sorted events, and the integral of the summed rate
+    (capped at ``ceiling``) from the first event to each."""
+    ev = np.concatenate([start.ravel(), end.ravel()])
+    step = np.concatenate([rate.ravel(), -rate.ravel()])
+    order = np.argsort(ev, kind="stable")
+    ev, level = ev[order], np.minimum(np.cumsum(step[order]), ceiling)
+    return order, ev, np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(ev))])
+
+
 @dataclass(frozen=True)
 class StepIntegral:
     """∫ Σ_j rate_j · 1[start_j ≤ t < end_j] dt over each instance's own intervals (all
@@ -143,11 +156,8 @@ class StepIntegral:
     ) -> StepIntegral:
         """``horizon``: the latest time it will be read at (keeps the instances apart)."""
         off = _offsets(start, end, horizon)
-        ev = np.concatenate([(start + off).ravel(), (end + off).ravel()])
-        step = np.concatenate([rate.ravel(), -rate.ravel()])
-        order = np.argsort(ev, kind="stable")
-        ev, level = ev[order], np.minimum(np.cumsum(step[order]), ceiling)
-        return cls(ev, np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(ev))]), off)
+        _, ev, area = _sweep(start + off, end + off, rate, ceiling)
+        return cls(ev, area, off)
 
     def at(self, t: Array) -> Array:
         """[n, K] the integral up to ``t`` (offset per instance, as the events)."""
@@ -177,12 +187,9 @@ def mean_batch(first: Array, end: Array) -> Array:
     included) over each request's own span [F, E] (1 where the span is empty): the count's
     integral read at the spans' own ends, which are the events."""
     off = _offsets(first, end)
-    ev = np.concatenate([(first + off).ravel(), (end + off).ravel()])
-    step = np.concatenate([np.ones(first.size), -np.ones(first.size)])
-    order = np.argsort(ev, kind="stable")
-    level = np.cumsum(step[order])
-    area = np.empty(ev.size)
-    area[order] = np.concatenate([[0.0], np.cumsum(level[:-1] * np.diff(ev[order]))])
+    order, _, sorted_area = _sweep(first + off, end + off, np.ones_like(first))
+    area = np.empty(sorted_area.size)
+    area[order] = sorted_area  # back at each interval's own start and end
     span = (end - first).ravel()
     inside = area[first.size :] - area[: first.size]
     mean = np.where(span > 0, inside / np.where(span > 0, span, 1.0), 1.0)
@@ -239,6 +246,9 @@ def request_latency(
         raise ValueError("request_latency: arrival times must be finite")
     if len(a) == 0:
         return RequestLatency(np.zeros(0), np.zeros(0))
+    if np.all(a[1:] >= a[:-1]):
+        m = np.asarray(minute, np.int64)
+        return _sorted_latency(profile, state, a, prompt, output, m, instances)
     order = np.argsort(a, kind="stable")
     p, o, m = (np.asarray(x)[order] for x in (prompt, output, minute))
     lat = _sorted_latency(profile, state, a[order], p, o, m.astype(np.int64), instances)
