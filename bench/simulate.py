@@ -21,7 +21,8 @@ iteration-level reference on bursty ServeGen traffic.
    own request sizes instead (the previous sessions' figure)). The model's minute queue
    serves each minute at κ of its own mix (planner.sim.mix_kappa; ``queue_kappa``: the
    table at the trace's own mix), its backlog uneven across the instances
-   (planner.sim.backlog). Printed: per-tier SLA
+   (planner.sim.backlog); the request-level fluid queues each instance's own requests at
+   that κ (planner.sim.pool.admission). Printed: per-tier SLA
    attainment of the four (``agreement``), rows within 1 point and the mean absolute error
    of each fluid, the requests/s of each fluid (its minute aggregates and the trace's κ
    table included; ``*_replay_requests_per_s`` without the κ table) and of the reference.

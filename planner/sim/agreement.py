@@ -18,7 +18,9 @@ of the busy seconds by one saturation run on the replayed rows' sizes, tilted to
 around the rows' own; no arrival times and no latencies of the reference replay), measured once
 per replay, not the calibration day's κ: at utilisation 0.95 one percent of capacity moves
 IW-N by ~6 points, and κ moves by ±1.5 % with the mix, within a trace as between traces. Its
-backlog is uneven across the instances (:func:`planner.sim.pool.spread_queue`).
+backlog is uneven across the instances (:func:`planner.sim.pool.spread_queue`). The
+request-level fluid queues each instance's own requests at that κ instead
+(:func:`planner.sim.pool.admission`).
 """
 
 from __future__ import annotations
