@@ -190,12 +190,21 @@ def spread_queue(
     Without ``traffic.work_var`` every instance holds the mean backlog, served at capacity
     until it empties within the minute."""
     T = len(traffic.work_s)
-    var = np.zeros(T) if traffic.work_var is None else traffic.work_var
-    served, mus, variances = backlog_moments(
-        traffic.work_s, var, instances, capacity, DRAIN_MINUTES
-    )
+    served, mus, variances = _backlog(traffic, instances, capacity)
     u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
     return served[:T], spread_waits(traffic.work_s, mus, variances, instances, capacity, u)
+
+
+def spread_served(traffic: PoolMinutes, instances: int, capacity: float | Array) -> Array:
+    """[T] the busy seconds :func:`spread_queue` serves per minute, without its waits."""
+    return _backlog(traffic, instances, capacity)[0][: len(traffic.work_s)]
+
+
+def _backlog(
+    traffic: PoolMinutes, instances: int, capacity: float | Array
+) -> tuple[Array, Array, Array]:
+    var = np.zeros(len(traffic.work_s)) if traffic.work_var is None else traffic.work_var
+    return backlog_moments(traffic.work_s, var, instances, capacity, DRAIN_MINUTES)
 
 
 def _per_tier(share: Array, weights: Array) -> Array:
@@ -282,7 +291,7 @@ def pool_sla_requests(
     (:func:`spread_queue`) only sets the rate each minute's state is taken at. A request is
     on time when its TTFT and its TPOT meet its tier's targets; a tier's share in a minute is
     the mean over its requests."""
-    served, _ = spread_queue(traffic, instances, capacity)
+    served = spread_served(traffic, instances, capacity)
     state = minute_state(profile, served_rate(traffic, served, instances), mix)
     lat = request_latency(
         profile,
@@ -292,23 +301,25 @@ def pool_sla_requests(
         rows.output,
         rows.minute,
         instances,
-        admission(rows, profile, capacity, len(traffic.work_s)),
+        admission(rows, traffic, profile, capacity),
     )
     share = on_time_shares(rows, lat, ttft_s, tpot_s, traffic.requests)
     return _per_tier(share, traffic.requests), share
 
 
 def admission(
-    rows: PoolRows, profile: InstanceProfile, capacity: float | Array, minutes: int
+    rows: PoolRows, traffic: PoolMinutes, profile: InstanceProfile, capacity: float | Array
 ) -> Admission:
     """Each request's work in seconds of instance time, b / κ, and the work a full batch of
     its minute's requests holds in service, max_batch · E[b] / (2κ) (half done on average;
-    :mod:`planner.sim.request_fluid`, "Overload"), at its minute's κ."""
-    kappa = np.broadcast_to(np.asarray(capacity, float), (minutes,))[rows.minute]
-    busy = profile.busy_s(rows.prompt, rows.output)
-    count = np.bincount(rows.minute, minlength=minutes)
-    mean = np.bincount(rows.minute, weights=busy, minlength=minutes) / np.maximum(count, 1)
-    return Admission(busy / kappa, profile.max_batch * mean[rows.minute] / (2.0 * kappa))
+    :mod:`planner.sim.request_fluid`, "Overload"), at its minute's κ (``capacity``, one or
+    one per minute). E[b] is the minute's busy seconds per request (``traffic``, the rows'
+    :func:`pool_minutes`)."""
+    T = len(traffic.work_s)
+    kappa = np.broadcast_to(np.asarray(capacity, float), (T,))[rows.minute]
+    mean = traffic.work_s / np.maximum(traffic.requests.sum(axis=1), 1.0)
+    work = profile.busy_s(rows.prompt, rows.output) / kappa
+    return Admission(work, profile.max_batch * mean[rows.minute] / (2.0 * kappa))
 
 
 def on_time_shares(

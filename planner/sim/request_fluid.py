@@ -1,5 +1,5 @@
-"""Each request's TTFT and TPOT from the request rows themselves: the within-minute part of the
-pool replay where there are rows (:func:`planner.sim.pool.pool_sla_requests`).
+"""Each request's TTFT and TPOT from the request rows themselves: the pool replay where there
+are rows (:func:`planner.sim.pool.pool_sla_requests`), an overload across minutes included.
 
 The per-minute model (:mod:`planner.sim.minute_model`) reads a minute's aggregates only, so
 two minutes with the same aggregates get the same attainment, whichever arrival carries
@@ -15,21 +15,22 @@ together (arrays [n, K], instance by position).
 
 **Prompt queue** (:func:`fcfs_start`): an instance prefills its prompts first come,
 first served, B − D prompt tokens per full iteration, so prompt i holds the queue for S_i =
-p_i f / (B − D) (token time, as the minute model's prompt queue). Its prefill starts at
-Lindley's s_i = max(a_i, s_{i−1} + S_{i−1}); with C_i = Σ_{j<i} S_j that is
-``s_i = C_i + max_{j≤i}(a_j − C_j)``, one cumulative maximum per instance.
+p_i f / (B − D) (token time, as the minute model's prompt queue). A prompt joins it when its
+request is admitted, at A_i = a_i + W_i (a_i its arrival, W_i its wait for admission: 0
+unless the instance is overloaded, below). Its prefill starts at Lindley's s_i = max(A_i,
+s_{i−1} + S_{i−1}); with C_i = Σ_{j<i} S_j that is ``s_i = C_i + max_{j≤i}(A_j − C_j)``, one
+cumulative maximum per instance.
 
 **TTFT** = s_i − a_i + τ / 2 (the iteration under way when it is admitted) + its own prefill:
 its whole chunks (w = ⌊(p − 1) / (B − D)⌋ full iterations) and its last one. The last
-iteration also carries the prompts that arrived on the instance after it, while it queued
-and while its whole chunks ran (nothing joins a full iteration; they join at the first
+iteration also carries the prompts admitted on the instance after it, while it queued and
+while its whole chunks ran (nothing joins a full iteration; they join at the first
 iteration with budget left), so it lasts ``max(prefill_s(min(B, r + D + Q_i)), t_d)``, r its
-last chunk's tokens and Q_i the prompt tokens of its instance's later arrivals before that
+last chunk's tokens and Q_i the prompt tokens of its instance's later admissions before that
 iteration starts (:func:`joining_tokens`). Alone it would last max(prefill_s(r + D), t_d):
 on Llama2-70B / A100 a 3,000-token prompt beside 20 decodes has six whole chunks of 492
 tokens and a last one of 48, 57 ms alone and 127 ms beside a queued prompt, on IW-F's 1-s
-target. In an overload the request first waits to be admitted (below), and its prompt joins
-the prompt queue then; its TTFT counts from its arrival.
+target. The TTFT counts from the arrival, so it includes W_i.
 
 **TPOT** = t_d(d̄_i) + X_i / n_i for n_i = o_i − 1 ≥ 1 decodes over [F_i, E_i], F_i the first
 token, E_i = F_i + n_i TPOT_i:
@@ -57,8 +58,10 @@ seconds at the best rates per second, :mod:`planner.sim.mix_kappa`): request i b
 b_i / κ seconds, and V_i, the work ahead of it not yet done when it arrives, is the same
 Lindley recursion as the prompt queue's. V_i includes what the batch is serving, which does
 not hold the request back: a full batch holds ``max_batch`` requests, half done on average,
-h = max_batch · E[b] / (2κ) (E[b] the minute's mean busy seconds per request), so it waits
-max(V_i − h, 0). Its prompt joins the prompt queue when it is admitted, so in an overload
+h_i = max_batch · E[b] / (2κ) at its minute (E[b] the minute's mean busy seconds per
+request). It is admitted at A_i = max(a_i + max(V_i − h_i, 0), A_{i−1}): not before the
+request ahead of it, where the hold grows from one minute to the next. Its prompt joins the
+prompt queue then, so in an overload
 the prefills, and what they cost the decodes, come at the rate the instance serves, not at
 the rate the requests arrive (fed at the arrivals, the prompt queue prefilled a burst at
 once and every decode beside it ran at a full iteration). Each instance's own queue, from
@@ -139,8 +142,10 @@ def fcfs_start(arrival: Array, hold: Array) -> Array:
 def admission_wait(arrival: Array, work: Array, hold: Array) -> Array:
     """[n, K] how long each request waits to be admitted to its instance's batch: the work
     ahead of it in the instance's queue (:func:`fcfs_start` over ``work``) less the work a
-    full batch holds in service, ``hold`` (module docstring, "Overload")."""
-    return np.maximum(fcfs_start(arrival, work) - arrival - hold, 0.0)
+    full batch holds in service, ``hold``; never admitted before the request ahead of it
+    (module docstring, "Overload")."""
+    ready = arrival + np.maximum(fcfs_start(arrival, work) - arrival - hold, 0.0)
+    return np.asarray(np.maximum.accumulate(ready, axis=1) - arrival, dtype=float)
 
 
 def _offsets(*times: Array) -> Array:
@@ -281,8 +286,8 @@ def request_latency(
         raise ValueError("request_latency: arrival times must be finite")
     if len(a) == 0:
         return RequestLatency(np.zeros(0), np.zeros(0), np.zeros(0))
-    none = Admission(np.zeros(len(a)), np.zeros(len(a)))
-    admission = admission or none
+    if admission is None:
+        admission = Admission(np.zeros(len(a)), np.zeros(len(a)))
     if np.all(a[1:] >= a[:-1]):
         m = np.asarray(minute, np.int64)
         return _sorted_latency(profile, state, a, prompt, output, m, instances, admission)
