@@ -10,18 +10,19 @@ iteration-level reference on bursty ServeGen traffic.
    through one pool of ``--instances`` round-robin instances at utilisations 0.5, 0.7,
    0.85, 0.95 of what the instances sustain (κ): the iteration-level model
    (planner.sim.instances) and the fluid pool replay (planner.sim.pool) side by side. The
-   fluid's within-minute attainment comes from the request-level fluid
+   fluid's attainment comes from the request-level fluid
    (planner.sim.request_fluid: each request's own arrival and sizes, the minute's
-   mean-value state; ``fluid_sla``), beside it from the per-minute latency model
-   (planner.sim.minute_model: the minute's aggregates only, what a replay without rows has;
-   ``minute_sla``) and from the stored latency curves (``curve_sla``;
-   ``--curves stored``, the default:
+   mean-value state, each instance's own queue in an overload; ``fluid_sla``), beside it
+   from the per-minute latency model (planner.sim.minute_model: the minute's aggregates
+   only, what a replay without rows has; ``minute_sla``) and from the stored latency curves
+   (``curve_sla``; ``--curves stored``, the default:
    configs/capacity/latency_curves.csv, measured by bench/calibrate.py on day 2, so the
    calibration and the test trace differ); ``--curves trace`` measures them on this trace's
    own request sizes instead (the previous sessions' figure)). The model's minute queue
    serves each minute at κ of its own mix (planner.sim.mix_kappa; ``queue_kappa``: the
    table at the trace's own mix), its backlog uneven across the instances
-   (planner.sim.backlog). Printed: per-tier SLA
+   (planner.sim.backlog); the request-level fluid queues each instance's own requests at
+   that κ (planner.sim.pool.admission). Printed: per-tier SLA
    attainment of the four (``agreement``), rows within 1 point and the mean absolute error
    of each fluid, the requests/s of each fluid (its minute aggregates and the trace's κ
    table included; ``*_replay_requests_per_s`` without the κ table) and of the reference.

@@ -2,12 +2,12 @@
 
 The same request rows go through :func:`planner.sim.instances.simulate_instances`
 (round-robin over ``instances`` instances) and the fluid pool replay
-(:func:`planner.sim.pool.pool_minutes`), whose within-minute attainment comes from the
-request-level fluid (:func:`planner.sim.pool.pool_sla_requests`: each request's own arrival
-and sizes, the minute's mean-value state; ``fluid_sla``) and, beside it, from the per-minute
-latency model (:func:`planner.sim.pool.pool_sla_model`: the minute's aggregates only, what a
-replay without rows has; ``minute_sla``) and the measured latency curves
-(:func:`planner.sim.pool.pool_sla`; ``curve_sla``). A utilisation u is
+(:func:`planner.sim.pool.pool_minutes`), whose attainment comes from the request-level fluid
+(:func:`planner.sim.pool.pool_sla_requests`: each request's own arrival and sizes, the
+minute's mean-value state, each instance's own queue in an overload; ``fluid_sla``) and,
+beside it, from the per-minute latency model (:func:`planner.sim.pool.pool_sla_model`: the
+minute's aggregates only, what a replay without rows has; ``minute_sla``) and the measured
+latency curves (:func:`planner.sim.pool.pool_sla`; ``curve_sla``). A utilisation u is
 reached by stretching time: arrivals are scaled so that Σ busy_s / (instances · κ · span) = u
 (the gaps' CVs, the order of requests and their sizes are kept), κ the calibration's (the
 curves' day).
@@ -18,7 +18,9 @@ of the busy seconds by one saturation run on the replayed rows' sizes, tilted to
 around the rows' own; no arrival times and no latencies of the reference replay), measured once
 per replay, not the calibration day's κ: at utilisation 0.95 one percent of capacity moves
 IW-N by ~6 points, and κ moves by ±1.5 % with the mix, within a trace as between traces. Its
-backlog is uneven across the instances (:func:`planner.sim.pool.spread_queue`).
+backlog is uneven across the instances (:func:`planner.sim.pool.spread_queue`). The
+request-level fluid queues each instance's own requests at that κ instead
+(:func:`planner.sim.pool.admission`).
 """
 
 from __future__ import annotations

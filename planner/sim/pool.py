@@ -42,7 +42,7 @@ from planner.sim.latency import Curve, instance_cv, minute_attainment
 from planner.sim.minute_model import BURST_WINDOWS_S, minute_state, tier_attainment
 from planner.sim.outcomes import service_times
 from planner.sim.profile import InstanceProfile
-from planner.sim.request_fluid import RequestLatency, request_latency
+from planner.sim.request_fluid import Admission, RequestLatency, request_latency
 from planner.sim.size_mix import MinuteMix
 
 Array = npt.NDArray[np.float64]
@@ -190,12 +190,21 @@ def spread_queue(
     Without ``traffic.work_var`` every instance holds the mean backlog, served at capacity
     until it empties within the minute."""
     T = len(traffic.work_s)
-    var = np.zeros(T) if traffic.work_var is None else traffic.work_var
-    served, mus, variances = backlog_moments(
-        traffic.work_s, var, instances, capacity, DRAIN_MINUTES
-    )
+    served, mus, variances = _backlog(traffic, instances, capacity)
     u = (np.arange(QUADRATURE) + 0.5) / QUADRATURE
     return served[:T], spread_waits(traffic.work_s, mus, variances, instances, capacity, u)
+
+
+def spread_served(traffic: PoolMinutes, instances: int, capacity: float | Array) -> Array:
+    """[T] the busy seconds :func:`spread_queue` serves per minute, without its waits."""
+    return _backlog(traffic, instances, capacity)[0][: len(traffic.work_s)]
+
+
+def _backlog(
+    traffic: PoolMinutes, instances: int, capacity: float | Array
+) -> tuple[Array, Array, Array]:
+    var = np.zeros(len(traffic.work_s)) if traffic.work_var is None else traffic.work_var
+    return backlog_moments(traffic.work_s, var, instances, capacity, DRAIN_MINUTES)
 
 
 def _per_tier(share: Array, weights: Array) -> Array:
@@ -275,39 +284,57 @@ def pool_sla_requests(
     tpot_s: Array,
     capacity: float | Array = 1.0,
 ) -> tuple[Array, Array]:
-    """As :func:`pool_sla_model`, each request's latency within the minute from the rows
-    (:func:`planner.sim.request_fluid.request_latency`) instead of the minute's aggregates: a
-    request is on time when its TTFT plus the minute queue's wait (at its position in the
-    minute, over the backlog quantiles of :func:`spread_queue`) meets its tier's TTFT target
-    and its TPOT its TPOT target; a tier's share in a minute is the mean over its requests."""
-    served, wait_s = spread_queue(traffic, instances, capacity)
+    """As :func:`pool_sla_model`, each request's latency from the rows
+    (:func:`planner.sim.request_fluid.request_latency`) instead of the minute's aggregates,
+    an overload included: each instance's own queue of work at κ (``capacity``, one or one
+    per minute) holds its requests back (:func:`admission`). The minute queue
+    (:func:`spread_queue`) only sets the rate each minute's state is taken at. A request is
+    on time when its TTFT and its TPOT meet its tier's targets; a tier's share in a minute is
+    the mean over its requests."""
+    served = spread_served(traffic, instances, capacity)
     state = minute_state(profile, served_rate(traffic, served, instances), mix)
     lat = request_latency(
-        profile, state, rows.arrival_s, rows.prompt, rows.output, rows.minute, instances
+        profile,
+        state,
+        rows.arrival_s,
+        rows.prompt,
+        rows.output,
+        rows.minute,
+        instances,
+        admission(rows, traffic, profile, capacity),
     )
-    share = on_time_shares(rows, lat, wait_s, ttft_s, tpot_s, traffic.requests)
+    share = on_time_shares(rows, lat, ttft_s, tpot_s, traffic.requests)
     return _per_tier(share, traffic.requests), share
+
+
+def admission(
+    rows: PoolRows, traffic: PoolMinutes, profile: InstanceProfile, capacity: float | Array
+) -> Admission:
+    """Each request's work in seconds of instance time, b / κ, and the work a full batch of
+    its minute's requests holds in service, max_batch · E[b] / (2κ) (half done on average;
+    :mod:`planner.sim.request_fluid`, "Overload"), at its minute's κ (``capacity``, one or
+    one per minute). E[b] is the minute's busy seconds per request (``traffic``, the rows'
+    :func:`pool_minutes`)."""
+    T = len(traffic.work_s)
+    kappa = np.broadcast_to(np.asarray(capacity, float), (T,))[rows.minute]
+    mean = traffic.work_s / np.maximum(traffic.requests.sum(axis=1), 1.0)
+    work = profile.busy_s(rows.prompt, rows.output) / kappa
+    return Admission(work, profile.max_batch * mean[rows.minute] / (2.0 * kappa))
 
 
 def on_time_shares(
     rows: PoolRows,
     latency: RequestLatency,
-    wait_s: Array,
     ttft_s: Array,
     tpot_s: Array,
     requests: Array,
 ) -> Array:
-    """[T, K] each tier's on-time share per minute (1 where it has no request): a request
-    meets its TTFT target with the share of the minute queue's waits ``wait_s`` [T, Q · R]
-    at its position in the minute (``QUADRATURE`` positions, Q-major, R backlog quantiles)
-    under which its TTFT plus the wait does, and its TPOT target or not; ``requests`` [T, K]
-    counts the rows per minute and tier."""
+    """[T, K] each tier's on-time share per minute (1 where it has no request): the share of
+    its requests whose TTFT (from arrival, any wait for admission included) and TPOT meet
+    its tier's targets; ``requests`` [T, K] counts the rows per minute and tier."""
     T, K = requests.shape
     m = rows.minute
-    pos = np.clip(((rows.arrival_s / 60.0 - m) * QUADRATURE).astype(np.int64), 0, QUADRATURE - 1)
-    waits = wait_s.reshape(T, QUADRATURE, -1)[m, pos]  # [N, R]
-    ttft_met = (latency.ttft_s[:, None] + waits <= ttft_s[rows.tier][:, None]).mean(axis=1)
-    ok = ttft_met * (latency.tpot_s <= tpot_s[rows.tier])
+    ok = (latency.ttft_s <= ttft_s[rows.tier]) & (latency.tpot_s <= tpot_s[rows.tier])
     hits = np.bincount(m * K + rows.tier, weights=ok, minlength=T * K).reshape(T, K)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.where(requests > 0, hits / requests, 1.0), dtype=float)

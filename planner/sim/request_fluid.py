@@ -1,5 +1,5 @@
-"""Each request's TTFT and TPOT from the request rows themselves: the within-minute part of the
-pool replay where there are rows (:func:`planner.sim.pool.pool_sla_requests`).
+"""Each request's TTFT and TPOT from the request rows themselves: the pool replay where there
+are rows (:func:`planner.sim.pool.pool_sla_requests`), an overload across minutes included.
 
 The per-minute model (:mod:`planner.sim.minute_model`) reads a minute's aggregates only, so
 two minutes with the same aggregates get the same attainment, whichever arrival carries
@@ -13,23 +13,24 @@ queue's busy share) sets the iteration times. Round robin sends request i (in ar
 to instance i mod n, so each instance's requests are known; all instances are computed
 together (arrays [n, K], instance by position).
 
-**Prompt queue** (:func:`prompt_queue_start`): an instance prefills its prompts first come,
+**Prompt queue** (:func:`fcfs_start`): an instance prefills its prompts first come,
 first served, B − D prompt tokens per full iteration, so prompt i holds the queue for S_i =
-p_i f / (B − D) (token time, as the minute model's prompt queue). Its prefill starts at
-Lindley's s_i = max(a_i, s_{i−1} + S_{i−1}); with C_i = Σ_{j<i} S_j that is
-``s_i = C_i + max_{j≤i}(a_j − C_j)``, one cumulative maximum per instance.
+p_i f / (B − D) (token time, as the minute model's prompt queue). A prompt joins it when its
+request is admitted, at A_i = a_i + W_i (a_i its arrival, W_i its wait for admission: 0
+unless the instance is overloaded, below). Its prefill starts at Lindley's s_i = max(A_i,
+s_{i−1} + S_{i−1}); with C_i = Σ_{j<i} S_j that is ``s_i = C_i + max_{j≤i}(A_j − C_j)``, one
+cumulative maximum per instance.
 
 **TTFT** = s_i − a_i + τ / 2 (the iteration under way when it is admitted) + its own prefill:
 its whole chunks (w = ⌊(p − 1) / (B − D)⌋ full iterations) and its last one. The last
-iteration also carries the prompts that arrived on the instance after it, while it queued
-and while its whole chunks ran (nothing joins a full iteration; they join at the first
+iteration also carries the prompts admitted on the instance after it, while it queued and
+while its whole chunks ran (nothing joins a full iteration; they join at the first
 iteration with budget left), so it lasts ``max(prefill_s(min(B, r + D + Q_i)), t_d)``, r its
-last chunk's tokens and Q_i the prompt tokens of its instance's later arrivals before that
+last chunk's tokens and Q_i the prompt tokens of its instance's later admissions before that
 iteration starts (:func:`joining_tokens`). Alone it would last max(prefill_s(r + D), t_d):
 on Llama2-70B / A100 a 3,000-token prompt beside 20 decodes has six whole chunks of 492
 tokens and a last one of 48, 57 ms alone and 127 ms beside a queued prompt, on IW-F's 1-s
-target. The minute queue's wait
-(overload across minutes, :func:`planner.sim.pool.spread_queue`) is added by the caller.
+target. The TTFT counts from the arrival, so it includes W_i.
 
 **TPOT** = t_d(d̄_i) + X_i / n_i for n_i = o_i − 1 ≥ 1 decodes over [F_i, E_i], F_i the first
 token, E_i = F_i + n_i TPOT_i:
@@ -50,12 +51,24 @@ output has no TPOT (0). No constant is fitted to a trace: everything comes from 
 the minute's state and the rows; one modelling choice (``CEILING``) was made on the
 calibration day and the training traces.
 
-**Overload.** The prompt queue runs on across minutes (no cap within the minute, as the
-minute model's has), and the minute queue's wait is added to it, so an overload can count in
-both. Taking the larger of the two instead, or running the prompt queue on the arrivals the
-minute queue delays, was worse on the four agreement traces at utilisation 0.85 / 0.95
-(scratch; README, "Serving model", fourteenth session). Requests must be sorted by arrival:
-round robin deals them out in that order (:func:`request_latency` sorts them if not).
+**Overload** (:func:`admission_wait`, with :class:`Admission`): a request joins its
+instance's batch when a slot frees, after the requests ahead of it in the instance's queue.
+Each instance is a first-come-first-served queue of work served at the minute's κ (busy
+seconds at the best rates per second, :mod:`planner.sim.mix_kappa`): request i brings w_i =
+b_i / κ seconds, and V_i, the work ahead of it not yet done when it arrives, is the same
+Lindley recursion as the prompt queue's. V_i includes what the batch is serving, which does
+not hold the request back: a full batch holds ``max_batch`` requests, half done on average,
+h_i = max_batch · E[b] / (2κ) at its minute (E[b] the minute's mean busy seconds per
+request). It is admitted at A_i = max(a_i + max(V_i − h_i, 0), A_{i−1}): not before the
+request ahead of it, where the hold grows from one minute to the next. Its prompt joins the
+prompt queue then, so in an overload
+the prefills, and what they cost the decodes, come at the rate the instance serves, not at
+the rate the requests arrive (fed at the arrivals, the prompt queue prefilled a burst at
+once and every decode beside it ran at a full iteration). Each instance's own queue, from
+its own requests, replaces the pool's minute queue with its spread of backlogs here (the
+per-minute model keeps that; README, "Serving model", fifteenth session). Requests must be
+sorted by arrival: round robin deals them out in that order (:func:`request_latency` sorts
+them if not).
 """
 
 from __future__ import annotations
@@ -82,10 +95,25 @@ CEILING = 0.999
 
 @dataclass(frozen=True)
 class RequestLatency:
-    """Per request (the rows' order): TTFT within the minute and mean time per output token."""
+    """Per request (the rows' order): TTFT from its arrival, mean time per output token, and
+    the part of the TTFT it waited to be admitted to its instance's batch (overload)."""
 
     ttft_s: Array
     tpot_s: Array
+    wait_s: Array
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Per request (the rows' order), what admission to its instance's batch turns on in an
+    overload (:func:`admission_wait`): its work in seconds of instance time, b / κ, and the
+    work a full batch holds in service, max_batch · E[b] / (2κ), at its minute's κ."""
+
+    work_s: Array
+    hold_s: Array
+
+    def take(self, order: IntArray) -> Admission:
+        return Admission(self.work_s[order], self.hold_s[order])
 
 
 def by_instance(x: npt.ArrayLike, instances: int, pad: float = 0.0) -> Array:
@@ -103,11 +131,21 @@ def from_instance(y: Array, count: int) -> Array:
     return np.asarray(y.T.ravel()[:count], dtype=float)
 
 
-def prompt_queue_start(arrival: Array, hold: Array) -> Array:
-    """[n, K] when each prompt's prefill starts in its instance's first-come-first-served
-    prompt queue, each holding it ``hold`` seconds (module docstring: s = C + max(a − C))."""
+def fcfs_start(arrival: Array, hold: Array) -> Array:
+    """[n, K] when each request starts in its instance's first-come-first-served queue, each
+    holding it ``hold`` seconds: Lindley's s_i = max(a_i, s_{i−1} + S_{i−1}), as s = C +
+    max(a − C) (module docstring)."""
     before = np.cumsum(hold, axis=1) - hold
     return np.asarray(before + np.maximum.accumulate(arrival - before, axis=1), dtype=float)
+
+
+def admission_wait(arrival: Array, work: Array, hold: Array) -> Array:
+    """[n, K] how long each request waits to be admitted to its instance's batch: the work
+    ahead of it in the instance's queue (:func:`fcfs_start` over ``work``) less the work a
+    full batch holds in service, ``hold``; never admitted before the request ahead of it
+    (module docstring, "Overload")."""
+    ready = arrival + np.maximum(fcfs_start(arrival, work) - arrival - hold, 0.0)
+    return np.asarray(np.maximum.accumulate(ready, axis=1) - arrival, dtype=float)
 
 
 def _offsets(*times: Array) -> Array:
@@ -236,25 +274,31 @@ def request_latency(
     output: npt.ArrayLike,
     minute: IntArray,
     instances: int,
+    admission: Admission | None = None,
 ) -> RequestLatency:
-    """Each request's TTFT (within the minute) and TPOT on ``instances`` round-robin
-    instances (module docstring), in the rows' order; ``minute``: each row's minute, the
-    index into ``state``. Round robin deals the requests out in arrival order, so rows that
-    are not sorted are sorted first (stably, as the reference does)."""
+    """Each request's TTFT and TPOT on ``instances`` round-robin instances (module
+    docstring), in the rows' order; ``minute``: each row's minute, the index into ``state``;
+    ``admission``: what an overload holds it back by (none if None). Round robin deals the
+    requests out in arrival order, so rows that are not sorted are sorted first (stably, as
+    the reference does)."""
     a = np.asarray(arrival_s, float)
     if not np.all(np.isfinite(a)):
         raise ValueError("request_latency: arrival times must be finite")
     if len(a) == 0:
-        return RequestLatency(np.zeros(0), np.zeros(0))
+        return RequestLatency(np.zeros(0), np.zeros(0), np.zeros(0))
+    if admission is None:
+        admission = Admission(np.zeros(len(a)), np.zeros(len(a)))
     if np.all(a[1:] >= a[:-1]):
         m = np.asarray(minute, np.int64)
-        return _sorted_latency(profile, state, a, prompt, output, m, instances)
+        return _sorted_latency(profile, state, a, prompt, output, m, instances, admission)
     order = np.argsort(a, kind="stable")
     p, o, m = (np.asarray(x)[order] for x in (prompt, output, minute))
-    lat = _sorted_latency(profile, state, a[order], p, o, m.astype(np.int64), instances)
-    ttft, tpot = np.empty(len(a)), np.empty(len(a))
-    ttft[order], tpot[order] = lat.ttft_s, lat.tpot_s
-    return RequestLatency(ttft, tpot)
+    lat = _sorted_latency(
+        profile, state, a[order], p, o, m.astype(np.int64), instances, admission.take(order)
+    )
+    back = np.empty_like(order)
+    back[order] = np.arange(len(a))
+    return RequestLatency(lat.ttft_s[back], lat.tpot_s[back], lat.wait_s[back])
 
 
 def _sorted_latency(
@@ -265,16 +309,20 @@ def _sorted_latency(
     output: npt.ArrayLike,
     m: IntArray,
     n: int,
+    admission: Admission,
 ) -> RequestLatency:
     """:func:`request_latency` on rows sorted by arrival (module docstring)."""
     count = len(arrival_s)
-    a = by_instance(arrival_s, n, float(np.max(arrival_s)))
+    arrived = by_instance(arrival_s, n, float(np.max(arrival_s)))
+    work, hold = by_instance(admission.work_s, n), by_instance(admission.hold_s, n)
+    wait = admission_wait(arrived, work, hold)
+    a = arrived + wait  # admitted: the prompt joins the prompt queue
     D, td = state.decode_batch[m], state.decode_s[m]
     full, tau = state.full_s[m], state.iteration_s[m]
     p = np.asarray(prompt, float)
     room, whole, rest = (x[:, 0] for x in chunk_split(profile, p[:, None], D))
     cost = prompt_costs(profile, p[:, None], D, td, state.backlog[m])[0][:, 0]
-    start = prompt_queue_start(a, by_instance(p * full / room, n))
+    start = fcfs_start(a, by_instance(p * full / room, n))
     last_starts = start + by_instance(0.5 * tau + whole * full, n)
     joined = from_instance(joining_tokens(a, by_instance(p, n), last_starts), count)
     B = float(profile.token_budget)
@@ -287,4 +335,8 @@ def _sorted_latency(
     longest = np.maximum(float(profile.prefill_s(B)), profile.decode_s(profile.max_batch, context))
     added = StepIntegral.of(prefill_from, first, spread, first + decodes * longest, CEILING)
     tpot = decode_times(profile, first, decodes, by_instance(td, n), context, added)
-    return RequestLatency(from_instance(first - a, count), from_instance(tpot, count))
+    return RequestLatency(
+        from_instance(first - arrived, count),
+        from_instance(tpot, count),
+        from_instance(wait, count),
+    )

@@ -212,13 +212,14 @@ def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> N
     """ServeGen m-mid rows (2 h, ~60 k requests, bursty: per-minute CV ≈ 1.2, minute loads
     ±20 %), clipped to Llama-2-70B's 4,096-token window, through 8 round-robin Llama2-70B
     instances at utilisation 0.5 and 0.7. The request-level fluid (``fluid_sla``: each
-    request's own arrival and sizes, the minute's mean-value state, the minute queue at each
-    minute's κ measured on these rows' sizes) agrees with the iteration-level model (chunked
-    prefill) within 1.5 points on every interactive tier: IW-F −0.10 / −0.44, IW-N +0.41 /
-    −1.33 at utilisation 0.5 / 0.7 (no sampling, so no seed noise). The per-minute model
-    (``minute_sla``: the minutes' aggregates only) within 1.5 too: IW-F +0.03 / +1.50, IW-N
-    +0.51 / +0.53 (at the bound since the backlog weight was refitted on day 2). Neither
-    holds the issue's 1 point on every row here (README, "Serving model"). The latency
+    request's own arrival and sizes, the minute's mean-value state, each instance's queue at
+    each minute's κ measured on these rows' sizes) agrees with the iteration-level model
+    (chunked prefill) within the issue's 1 point on every interactive tier: IW-F −0.10 /
+    −0.56, IW-N +0.41 / −0.98 at utilisation 0.5 / 0.7 (no sampling, so no seed noise; with
+    the pool's minute queue instead, before the fifteenth session, IW-N was −1.33 at 0.7).
+    The per-minute model (``minute_sla``: the minutes' aggregates only) within 1.5: IW-F
+    +0.03 / +1.50, IW-N +0.51 / +0.53 (at the bound since the backlog weight was refitted on
+    day 2; README, "Serving model"). The latency
     curves (``curve_sla``) within 2.5 points (with curve seeds 0-3 at 6,000 requests per
     curve point: IW-F −2.1 to −1.5 / −0.5 to +0.6, IW-N 0.0 to +0.4 / −2.5 to +1.4; the
     curve's sampling noise alone spans ~3 points on IW-N at 0.7)."""
@@ -249,7 +250,7 @@ def test_fluid_agrees_with_the_iteration_model_on_bursty_servegen_traffic() -> N
     )
     ref = {(r.utilisation, r.tier): r.reference_sla for r in result.rows}
     assert ref[(0.5, "IW-F")] > ref[(0.7, "IW-F")] + 0.05  # running hotter costs latency
-    bounds = {"fluid_sla": 0.015, "minute_sla": 0.015, "curve_sla": 0.025}
+    bounds = {"fluid_sla": 0.01, "minute_sla": 0.015, "curve_sla": 0.025}
     for fluid, bound in bounds.items():
         errors = {
             (r.utilisation, r.tier): round(getattr(r, fluid) - r.reference_sla, 4)

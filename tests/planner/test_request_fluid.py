@@ -9,15 +9,17 @@ import pytest
 
 from planner.sim.instances import Requests, simulate_instances
 from planner.sim.minute_model import MinuteState
-from planner.sim.pool import QUADRATURE, PoolRows, on_time_shares
+from planner.sim.pool import PoolRows, admission, on_time_shares, pool_minutes
 from planner.sim.request_fluid import (
+    Admission,
     RequestLatency,
     StepIntegral,
+    admission_wait,
     by_instance,
+    fcfs_start,
     from_instance,
     joining_tokens,
     mean_batch,
-    prompt_queue_start,
     request_latency,
 )
 from tests.planner.test_minute_model import flat
@@ -48,12 +50,12 @@ def test_rows_go_round_robin_and_back() -> None:
     assert from_instance(rows, 7).tolist() == x.tolist()
 
 
-def test_prompt_queue_start_is_lindleys_recursion() -> None:
+def test_fcfs_start_is_lindleys_recursion() -> None:
     """s_i = max(a_i, s_{i−1} + S_{i−1}) per instance, against the loop."""
     rng = np.random.default_rng(3)
     arrival = np.sort(rng.exponential(1.0, (4, 50)).cumsum(axis=1), axis=1)
     hold = rng.exponential(0.9, (4, 50))
-    got = prompt_queue_start(arrival, hold)
+    got = fcfs_start(arrival, hold)
     for i in range(4):
         s = arrival[i, 0]
         for k in range(50):
@@ -140,13 +142,80 @@ def test_the_iteration_under_way_and_other_instances() -> None:
     assert len(empty.ttft_s) == 0
 
 
-def test_on_time_shares_add_the_minute_queues_wait_at_each_position() -> None:
-    """Two minutes, Q positions × 2 backlog quantiles; minute 0's waits are 0 in its first
-    half and 0.5 / 1.5 s in its second. IW-F (target 1 s) requests of TTFT 0.2 s at 10 s and
-    at 50 s: on time, and on time under one of the two quantiles (share 0.5); its TPOT target
-    met by one of them only. Minute 1 holds only tier 1 rows."""
-    wait = np.zeros((2, QUADRATURE, 2))
-    wait[0, QUADRATURE // 2 :] = [0.5, 1.5]
+def test_an_overloaded_instance_admits_after_the_work_ahead_less_a_batchs_hold() -> None:
+    """Three requests at 0 on one instance, 10 s of work each, a batch holding 5 s: the work
+    ahead of them is 0, 10 and 20 s, so they wait 0, 5 and 15 s; on two instances (rows 0
+    and 2 on one) only row 2 waits. Their 50-token prompts join the prompt queue when they
+    are admitted, so each prefills alone (50 ms) and the TTFT counts the wait."""
+    arrival = np.zeros((1, 3))
+    work, hold = np.full((1, 3), 10.0), np.full((1, 3), 5.0)
+    assert admission_wait(arrival, work, hold).tolist() == [[0.0, 5.0, 15.0]]
+    assert admission_wait(arrival, work, hold * 0.0).tolist() == [[0.0, 10.0, 20.0]]
+    rows = np.zeros(3), np.full(3, 50), np.ones(3), np.zeros(3, np.int64)
+    overload = Admission(np.full(3, 10.0), np.full(3, 5.0))
+    got = request_latency(flat(), state(0.0), *rows, 1, overload)
+    assert got.wait_s.tolist() == pytest.approx([0.0, 5.0, 15.0])
+    assert got.ttft_s.tolist() == pytest.approx([0.05, 5.05, 15.05])
+    two = request_latency(flat(), state(0.0), *rows, 2, overload)
+    assert two.wait_s.tolist() == pytest.approx([0.0, 0.0, 5.0])
+
+
+def test_admission_never_overtakes_the_request_ahead_when_the_hold_grows() -> None:
+    """A request every second, 3 s of work each (the work ahead grows by 2 s a second), a
+    batch holding 10 s in minute 0 and 14 s in minute 1: the row at 59 s (118 s ahead) is
+    admitted at 59 + 118 − 10 = 167 s; the row at 60 s (120 s ahead, hold 14) would be
+    admitted at 166 s, before it: it waits for it instead, and the rows after it keep their
+    order."""
+    arrival = np.arange(70.0)[None, :]
+    hold = np.where(arrival < 60.0, 10.0, 14.0)
+    admitted = arrival + admission_wait(arrival, np.full((1, 70), 3.0), hold)
+    assert np.all(np.diff(admitted) >= 0.0)
+    assert admitted[0, 59:62].tolist() == [167.0, 167.0, 169.0]
+
+
+def test_admission_is_the_work_at_the_minutes_kappa_and_half_a_full_batch() -> None:
+    """Busy seconds 2 and 0.5 in minute 0 (κ 2), 2 in minute 1 (κ 4), flat profile (64 slots):
+    work b / κ = 1, 0.25, 0.5 s; hold 64 · E[b] / (2κ) = 64 · 1.25 / 4 = 20 s and 64 · 2 / 8 =
+    16 s; at one κ of 2 for both minutes, 0.25 s and 32 s in minute 1."""
+    rows = PoolRows(
+        np.array([0.0, 1.0, 61.0]),
+        np.array([1000, 500, 1000]),
+        np.array([6400, 0, 6400]),
+        np.zeros(3, np.int64),
+        np.array([0, 0, 1]),
+    )
+    busy = flat().busy_s(rows.prompt, rows.output)
+    traffic = pool_minutes(rows.arrival_s, rows.tier, busy, 3, 2, 1)
+    got = admission(rows, traffic, flat(), np.array([2.0, 4.0]))
+    assert got.work_s.tolist() == pytest.approx([1.0, 0.25, 0.5])
+    assert got.hold_s.tolist() == pytest.approx([20.0, 20.0, 16.0])
+    one = admission(rows, traffic, flat(), 2.0)
+    assert one.work_s.tolist() == pytest.approx([1.0, 0.25, 1.0])
+    assert one.hold_s.tolist() == pytest.approx([20.0, 20.0, 32.0])
+
+
+def test_rows_out_of_order_keep_their_own_admission() -> None:
+    """Four requests, 10 s of work each but the last (4 s), a batch holding 5 s: work ahead
+    0, 9.75, 19.5 and 29 s. Given in another order (each row's work and hold with it), each
+    row gets the wait and TTFT it has in arrival order."""
+    arrival = np.array([0.0, 0.25, 0.5, 1.0])
+    rows = np.full(4, 50), np.ones(4), np.zeros(4, np.int64)
+    work, hold = np.array([10.0, 10.0, 10.0, 4.0]), np.array([5.0, 5.0, 5.0, 5.0])
+    sorted_ = request_latency(flat(), state(0.0), arrival, *rows, 1, Admission(work, hold))
+    assert sorted_.wait_s.tolist() == pytest.approx([0.0, 4.75, 14.5, 24.0])
+    order = np.array([3, 1, 0, 2])
+    got = request_latency(
+        flat(), state(0.0), arrival[order], *rows, 1, Admission(work[order], hold[order])
+    )
+    assert got.wait_s.tolist() == pytest.approx(sorted_.wait_s[order].tolist())
+    assert got.ttft_s.tolist() == pytest.approx(sorted_.ttft_s[order].tolist())
+
+
+def test_on_time_shares_count_a_request_whose_ttft_and_tpot_meet_its_tiers_targets() -> None:
+    """Two minutes; IW-F (targets 1 s, 60 ms) rows at 10 s and 50 s, a tier-1 row (10 s,
+    120 ms) at 50 s and one at 70 s. The IW-F row at 50 s waited 0.5 s for admission, within
+    its TTFT of 0.9 s: on time (the wait is not counted twice); the tier-1 row at 50 s misses
+    on TPOT; minute 1 has no IW-F row; the IW-F row at 10 s misses on TTFT."""
     rows = PoolRows(
         np.array([10.0, 50.0, 50.0, 70.0]),
         np.zeros(4, np.int64),
@@ -154,10 +223,9 @@ def test_on_time_shares_add_the_minute_queues_wait_at_each_position() -> None:
         np.array([0, 0, 1, 1]),
         np.array([0, 0, 0, 1]),
     )
-    latency = RequestLatency(np.full(4, 0.2), np.array([0.05, 0.07, 0.2, 0.2]))
-    requests = np.array([[2.0, 1.0], [0.0, 1.0]])
-    got = on_time_shares(
-        rows, latency, wait.reshape(2, -1), np.array([1.0, 10.0]), np.array([0.06, 0.12]), requests
+    latency = RequestLatency(
+        np.array([1.2, 0.9, 0.2, 0.2]), np.array([0.05, 0.05, 0.2, 0.1]), np.array([0, 0.5, 0, 0])
     )
-    # IW-F: (1 · 1 + 0.5 · 0) / 2; tier 1 at 50 s: TPOT 0.2 > 0.12; minute 1: no IW-F row
-    assert got.tolist() == [[0.5, 0.0], [1.0, 0.0]]
+    requests = np.array([[2.0, 1.0], [0.0, 1.0]])
+    got = on_time_shares(rows, latency, np.array([1.0, 10.0]), np.array([0.06, 0.12]), requests)
+    assert got.tolist() == [[0.5, 0.0], [1.0, 1.0]]
