@@ -256,11 +256,15 @@ def pool_sla_model(
 def served_rate(traffic: PoolMinutes, served: Array, instances: int) -> Array:
     """[T] the requests/s an instance serves per minute: the minute queue's served busy
     seconds over the minute's busy seconds per request (the replay's mean in empty minutes)."""
+    return np.asarray(served / busy_per_request(traffic) / (60.0 * instances), dtype=float)
+
+
+def busy_per_request(traffic: PoolMinutes) -> Array:
+    """[T] the minute's busy seconds per request, E[b] (the replay's mean in empty minutes)."""
     count = traffic.requests.sum(axis=1)
     overall = traffic.work_s.sum() / max(count.sum(), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        busy = np.where(count > 0, traffic.work_s / count, overall)  # busy s per request
-    return np.asarray(served / busy / (60.0 * instances), dtype=float)
+        return np.asarray(np.where(count > 0, traffic.work_s / count, overall), dtype=float)
 
 
 @dataclass(frozen=True)
@@ -314,12 +318,12 @@ def admission(
     its minute's requests holds in service, max_batch · E[b] / (2κ) (half done on average;
     :mod:`planner.sim.request_fluid`, "Overload"), at its minute's κ (``capacity``, one or
     one per minute). E[b] is the minute's busy seconds per request (``traffic``, the rows'
-    :func:`pool_minutes`)."""
+    :func:`pool_minutes`, :func:`busy_per_request`)."""
     T = len(traffic.work_s)
     kappa = np.broadcast_to(np.asarray(capacity, float), (T,))[rows.minute]
-    mean = traffic.work_s / np.maximum(traffic.requests.sum(axis=1), 1.0)
+    mean = busy_per_request(traffic)[rows.minute]
     work = profile.busy_s(rows.prompt, rows.output) / kappa
-    return Admission(work, profile.max_batch * mean[rows.minute] / (2.0 * kappa))
+    return Admission(work, profile.max_batch * mean / (2.0 * kappa))
 
 
 def on_time_shares(

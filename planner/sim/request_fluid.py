@@ -48,8 +48,8 @@ E depends on TPOT: for a given t, E is read off the inverse of t − X(t) (exact
 piecewise-linear integral; :meth:`StepIntegral.reach`); t is taken at the mean batch over
 the spans that t_d at the minute's D gives (one step, :func:`decode_times`). A one-token
 output has no TPOT (0). No constant is fitted to a trace: everything comes from the profile,
-the minute's state and the rows; one modelling choice (``CEILING``) was made on the
-calibration day and the training traces.
+the minute's state and the rows; two modelling choices, ``CEILING`` and the overload's hold
+of half a batch (below), were made on the calibration day and the training traces.
 
 **Overload** (:func:`admission_wait`, with :class:`Admission`): a request joins its
 instance's batch when a slot frees, after the requests ahead of it in the instance's queue.
@@ -61,14 +61,13 @@ not hold the request back: a full batch holds ``max_batch`` requests, half done 
 h_i = max_batch · E[b] / (2κ) at its minute (E[b] the minute's mean busy seconds per
 request). It is admitted at A_i = max(a_i + max(V_i − h_i, 0), A_{i−1}): not before the
 request ahead of it, where the hold grows from one minute to the next. Its prompt joins the
-prompt queue then, so in an overload
-the prefills, and what they cost the decodes, come at the rate the instance serves, not at
-the rate the requests arrive (fed at the arrivals, the prompt queue prefilled a burst at
-once and every decode beside it ran at a full iteration). Each instance's own queue, from
-its own requests, replaces the pool's minute queue with its spread of backlogs here (the
-per-minute model keeps that; README, "Serving model", fifteenth session). Requests must be
-sorted by arrival: round robin deals them out in that order (:func:`request_latency` sorts
-them if not).
+prompt queue then, so in an overload the prefills, and what they cost the decodes, come at
+the rate the instance serves, not at the rate the requests arrive (fed at the arrivals, the
+prompt queue prefilled a burst at once and every decode beside it ran at a full iteration).
+Each instance's own queue, from its own requests, replaces the pool's minute queue with its
+spread of backlogs here (the per-minute model keeps that; README, "Serving model",
+fifteenth session). Requests must be sorted by arrival: round robin deals them out in that
+order (:func:`request_latency` sorts them if not).
 """
 
 from __future__ import annotations
@@ -155,8 +154,9 @@ def _offsets(*times: Array) -> Array:
 
 
 def joining_tokens(arrival: Array, prompt: Array, until: Array) -> Array:
-    """[n, K] the prompt tokens of each request's later arrivals on its instance that come
-    before ``until`` (the start of its last prefill iteration)."""
+    """[n, K] the prompt tokens of the requests that join each request's instance after it
+    (``arrival``: when they join, sorted per instance) and before ``until`` (the start of its
+    last prefill iteration)."""
     off = _offsets(arrival, until)
     a = (arrival + off).ravel()
     tokens = np.concatenate([[0.0], np.cumsum(prompt.ravel())])
