@@ -1,4 +1,4 @@
-"""vLLM's paged KV cache in the iteration-level reference (planner.sim.paged), by hand."""
+"""vLLM's paged KV cache in the iteration-level reference (planner.sim.instance_step), by hand."""
 
 from __future__ import annotations
 
