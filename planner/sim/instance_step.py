@@ -315,9 +315,9 @@ def evict(s: PoolState, i: int, c: int) -> None:
     s.slot[i, c] = -1
     s.left[i, c] = IDLE
     s.nrun[i] -= 1
+    if s.head[i] < 0:  # an empty queue: it is its tail too (the old tail may have ended)
+        s.tail[i] = r
     s.nxt[r] = s.head[i]
     s.head[i] = r
-    if s.tail[i] < 0:
-        s.tail[i] = r
     s.queued[i] += 1
     s.queued_prompt[i] += s.prompt[r]
