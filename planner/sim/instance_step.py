@@ -59,6 +59,11 @@ def compiled(fn: F) -> F:
     return cast(F, numba.njit(cache=True)(fn))
 
 
+def inlined(fn: F) -> F:
+    """``fn`` compiled by numba and inlined where the loop calls it."""
+    return cast(F, numba.njit(cache=True, inline="always")(fn))
+
+
 @compiled
 def advance(s: PoolState, m: Timing, until: float) -> None:
     """Run every instance until its clock reaches ``until`` or it has nothing to do."""
@@ -77,7 +82,7 @@ def advance(s: PoolState, m: Timing, until: float) -> None:
             iterate(s, m, i, (chunk, part, n), (cols, reqs, takes), until)
 
 
-@compiled
+@inlined
 def _fits(s: PoolState, m: Timing, i: int, r: int) -> bool:
     """Whether request ``r`` fits in instance ``i``'s KV cache."""
     if m.paged:
@@ -85,7 +90,7 @@ def _fits(s: PoolState, m: Timing, i: int, r: int) -> bool:
     return bool(s.kv[i] + s.need[r] <= m.kv_tokens)
 
 
-@compiled
+@inlined
 def _release(s: PoolState, m: Timing, i: int, c: int, r: int) -> None:
     """Request ``r`` leaving slot ``c`` of instance ``i`` frees its KV."""
     if m.paged:
@@ -94,7 +99,7 @@ def _release(s: PoolState, m: Timing, i: int, c: int, r: int) -> None:
         s.kv[i] -= s.need[r]
 
 
-@compiled
+@inlined
 def schedule(
     s: PoolState, m: Timing, i: int, cols: IntArray, reqs: IntArray, takes: IntArray
 ) -> tuple[int, int, int]:
@@ -133,7 +138,7 @@ def schedule(
     return chunk, part, n
 
 
-@compiled
+@inlined
 def iteration_s(s: PoolState, m: Timing, i: int, chunk: int, runs: int) -> float:
     """Seconds of instance ``i``'s iteration: ``chunk`` prefill tokens beside ``runs``
     decodes at the decoders' mean context, the roofline of the two regimes."""
@@ -148,7 +153,7 @@ def iteration_s(s: PoolState, m: Timing, i: int, chunk: int, runs: int) -> float
     return float(max(tp, td)) if runs > 0 else float(tp)
 
 
-@compiled
+@inlined
 def iterate(
     s: PoolState,
     m: Timing,
@@ -193,7 +198,7 @@ def iterate(
     first_tokens(s, m, i, done[:nd])
 
 
-@compiled
+@inlined
 def run_length(
     s: PoolState, m: Timing, i: int, chunk: int, completes: bool, first_done: int,
     t: float, until: float,
@@ -215,7 +220,7 @@ def run_length(
     return int(k)
 
 
-@compiled
+@inlined
 def first_tokens(s: PoolState, m: Timing, i: int, cols: IntArray) -> None:
     """Slots ``cols`` of instance ``i`` finished their prefill at its clock: first token (a
     recompute keeps the first), then decoding, or done if that was the last."""
@@ -230,7 +235,7 @@ def first_tokens(s: PoolState, m: Timing, i: int, cols: IntArray) -> None:
             retire(s, m, i, c)
 
 
-@compiled
+@inlined
 def retire(s: PoolState, m: Timing, i: int, c: int) -> None:
     """The decoding request in slot ``c`` of instance ``i`` finishes at its clock."""
     r = s.slot[i, c]
@@ -245,14 +250,14 @@ def retire(s: PoolState, m: Timing, i: int, c: int) -> None:
     _release(s, m, i, c, r)
 
 
-@compiled
+@inlined
 def paged_fits(s: PoolState, m: Timing, i: int, r: int) -> bool:
     """Whether queue head ``r`` of instance ``i`` may be admitted: its prompt's KV and this
     iteration's decodes fit below the watermark."""
     return bool(s.kv[i] + s.ndec[i] + s.prompt[r] <= m.admit_kv)
 
 
-@compiled
+@inlined
 def paged_hold(s: PoolState, i: int, c: int, r: int) -> None:
     """Request ``r`` admitted to slot ``c`` of instance ``i`` takes its prompt's KV and the
     next admission stamp."""
@@ -262,14 +267,14 @@ def paged_hold(s: PoolState, i: int, c: int, r: int) -> None:
     s.stamp[i, c] = s.tally[0]
 
 
-@compiled
+@inlined
 def paged_release(s: PoolState, i: int, c: int) -> None:
     """The request leaving slot ``c`` of instance ``i`` frees the KV it holds."""
     s.kv[i] -= s.hold[i, c]
     s.hold[i, c] = 0
 
 
-@compiled
+@inlined
 def paged_kv_run(s: PoolState, m: Timing, i: int, k: int, d: int) -> int:
     """The iterations of a run of ``k`` (``d`` decodes each) the cache allows, at least one
     (:func:`preempt` and :func:`paged_fits` leave room for one), and the KV its decodes add."""
@@ -283,7 +288,7 @@ def paged_kv_run(s: PoolState, m: Timing, i: int, k: int, d: int) -> int:
     return k
 
 
-@compiled
+@inlined
 def preempt(s: PoolState, m: Timing, i: int) -> None:
     """Recompute preemption (module docstring: KV) until instance ``i``'s decodes fit: the
     running request admitted last goes back first."""
@@ -295,7 +300,7 @@ def preempt(s: PoolState, m: Timing, i: int) -> None:
         evict(s, i, col)
 
 
-@compiled
+@inlined
 def evict(s: PoolState, i: int, c: int) -> None:
     """The running request in slot ``c`` of instance ``i`` back to the front of its queue: a
     decoding one as prompt + generated to prefill, the rest of its output to generate; the
