@@ -9,9 +9,11 @@ of the module docstring of :mod:`planner.sim.instances`.
 
 Compiled (``cache=True``: once per machine, in ``__pycache__``) because an iteration touches
 a few scalars per instance: as numpy calls over the instances their overhead was the whole
-cost (about 30 calls of a few µs each per step). Every compiled function lives in this one
-module: numba checks a cached function against its own file only, so a callee edited in
-another module would leave its callers' cache stale.
+cost (about 30 calls of a few µs each per step). Every compiled function, and the two
+records it reads (:class:`PoolState`, :class:`Timing`), live in this one module: numba checks a
+cached function against its own file only, so a callee edited in another module, or a
+record's fields reordered there, would leave the cache stale and the loop reading the wrong
+arrays.
 
 **KV.** By default a request reserves prompt + *true* output at admission (an oracle: a
 server does not know the output) and frees it when it ends. A profile with ``kv_paging``
@@ -43,15 +45,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
-from planner.sim.instance_state import IntArray, PoolState, Timing
-
+Array = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 IDLE = np.int64(1) << 60  # ``left`` of a slot that is empty or still prefilling
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PoolState(NamedTuple):
+    """The pool's state. Per request [N]: sizes (a preempted request's prompt grows by what
+    it had generated: the paged cache, module docstring), KV reservation,
+    FIFO links, first and last token. Per instance [n]: queue head and tail, clock, running
+    and decoding counts, the decoders' Σ context, the prefill under way (slot, prompt tokens
+    left), KV held, queue length and prompt tokens queued. Per slot [n, max_batch]: request,
+    output tokens left (``IDLE`` while empty or prefilling), KV held and admission stamp
+    (paged)."""
+
+    arrival: Array
+    prompt: IntArray
+    output: IntArray
+    need: Array
+    nxt: IntArray
+    first: Array
+    finish: Array
+    head: IntArray
+    tail: IntArray
+    clock: Array
+    nrun: IntArray
+    ndec: IntArray
+    dctx: IntArray
+    pcol: IntArray
+    ppre: IntArray
+    kv: Array
+    queued: IntArray
+    queued_prompt: Array
+    slot: IntArray
+    left: IntArray
+    hold: IntArray
+    stamp: IntArray
+    # counters: [0] admissions so far (the paged cache's stamps), [1] runs simulated,
+    # [2] requests in ``ended`` not yet read by the pool
+    tally: IntArray
+    ended: IntArray  # requests that ended, in the order the loop ended them
+
+
+class Timing(NamedTuple):
+    """One instance's iteration times and limits, as the loop reads them."""
+
+    prefill_s: Array  # [token_budget + 1] seconds of a forward pass over T tokens
+    decode_ms: Array  # [max_batch + 1] decode iteration ms at batch b (512-token context)
+    context_tokens: Array  # knots of the context factor
+    context_factor: Array
+    max_batch: int
+    token_budget: int
+    kv_tokens: float
+    admit_kv: float  # paged: the KV an admission may fill up to (below the watermark)
+    chunked: bool
+    paged: bool
 
 
 def compiled(fn: F) -> F:
@@ -148,7 +203,7 @@ def iteration_s(s: PoolState, m: Timing, i: int, chunk: int, runs: int) -> float
     if chunk == 0:
         return float(td)
     if chunk + runs >= len(m.prefill_s):
-        raise ValueError("an iteration carries more tokens than the budget")
+        raise ValueError("an iteration carries more tokens than its prefill table holds")
     tp = m.prefill_s[chunk + runs]
     return float(max(tp, td)) if runs > 0 else float(tp)
 
@@ -214,9 +269,9 @@ def run_length(
         h = s.head[i]
         joins = h >= 0 and s.nrun[i] < m.max_batch and s.ndec[i] < m.token_budget
         if joins and _fits(s, m, i, h):
-            k = min(k, max(math.ceil((s.arrival[h] - s.clock[i]) / t), 1.0))
+            k = min(k, max(np.ceil((s.arrival[h] - s.clock[i]) / t), 1.0))
     if until < math.inf:
-        k = min(k, max(math.ceil((until - s.clock[i]) / t), 1.0))
+        k = min(k, max(np.ceil((until - s.clock[i]) / t), 1.0))
     return int(k)
 
 

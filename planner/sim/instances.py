@@ -54,8 +54,8 @@ import numpy as np
 import numpy.typing as npt
 
 from planner.sim import instance_step
-from planner.sim.instance_state import PoolState, Timing, timing
-from planner.sim.instance_step import IDLE
+from planner.sim.instance_step import IDLE, PoolState, Timing
+from planner.sim.iteration_tables import timing
 from planner.sim.profile import InstanceProfile
 from planner.sim.routing import DEFER, REJECT, Arrivals, PoolView, RoundRobin, Router
 from planner.sim.served import Requests, Served
@@ -67,7 +67,7 @@ IntArray = npt.NDArray[np.int64]
 
 
 class _Pool:
-    """State of ``n`` instances (:class:`planner.sim.instance_state.PoolState`: FIFO queues as
+    """State of ``n`` instances (:class:`planner.sim.instance_step.PoolState`: FIFO queues as
     linked lists over request positions, a [n, max_batch] slot table of the batch, decoders'
     count and context, the prefill under way, KV), advanced by the compiled loop; what a
     router sees of it (:meth:`view`) and how arrivals join it (:meth:`receive`)."""
@@ -75,7 +75,9 @@ class _Pool:
     def __init__(self, req: Requests, prof: InstanceProfile, n: int) -> None:
         N, B = len(req.arrival_s), prof.max_batch
         self.req, self.prof, self.n = req, prof, n
-        longest = int(np.max(req.prompt + req.output)) if N else 0
+        need = req.prompt + req.output
+        admissible = need[need <= min(prof.kv_tokens, prof.max_context)]  # as receive
+        longest = int(admissible.max()) if len(admissible) else 0
         self.timing: Timing = timing(prof, longest)
         self.state = PoolState(
             arrival=req.arrival_s.astype(float),

@@ -9,8 +9,8 @@ import pytest
 
 from planner.config import load_config
 from planner.config.throughput import batch_curve, read_profile
-from planner.sim.instance_state import timing
 from planner.sim.instances import Requests, simulate_instances
+from planner.sim.iteration_tables import timing
 from planner.sim.profile import InstanceProfile, instance_profile, profiles_for_config
 from planner.sim.routing import REJECT, Arrivals, PoolView
 
