@@ -115,9 +115,9 @@ def _profile(
 ) -> InstanceProfile:
     """The instance profile of ``model`` on its first VM type: from ``cfg``, else from the
     default configuration (``--serve-on bloom-176b`` on the ServeGen config, whose fleet has
-    no Bloom), with the KV cache ``kv`` ("paged": :mod:`planner.sim.paged`; "reserve": prompt
-    + output reserved at admission) and the scheduler ``prefill`` ("chunked", or "whole":
-    :meth:`InstanceProfile.whole_prefill`)."""
+    no Bloom), with the KV cache ``kv`` ("paged": :mod:`planner.sim.instance_step`;
+    "reserve": prompt + output reserved at admission) and the scheduler ``prefill``
+    ("chunked", or "whole": :meth:`InstanceProfile.whole_prefill`)."""
     if kv not in KV_MODES:
         raise ValueError(f"--kv {kv!r}: choose from {', '.join(KV_MODES)}")
     if prefill not in PREFILL_MODES:

@@ -9,7 +9,7 @@ prefill and decode rates (:meth:`InstanceProfile.busy_s`); κ is what an instanc
 of them on the request mix (:func:`saturation`: prefill chunks slow the decodes they share
 an iteration with, long contexts decode slower, the KV cache caps the batch), so ρ = 1 is the
 instance's real capacity. All points run
-in one vectorised :func:`simulate_instances` call (a pinned router sends each stream to its own
+in one :func:`simulate_instances` call (a pinned router sends each stream to its own
 instance). A request meets tier k's SLA when TTFT ≤ the tier's TTFT target and its mean time per
 output token ≤ the tier's TPOT target (all tiers share the pool: under FCFS the tier
 does not change how a request is served, only what counts as on time). The first ``WARMUP``

@@ -92,7 +92,7 @@ class InstanceProfile:
     token_budget: int = TOKEN_BUDGET  # tokens one iteration processes (chunked prefill)
     max_context: int = 1 << 30  # prompt + output tokens a request may have (context window)
     # KV cache managed as vLLM's paged cache (allocated as tokens are computed, recompute
-    # preemption) rather than reserved for prompt + output at admission: planner.sim.paged
+    # preemption) rather than reserved for prompt + output at admission: planner.sim.instance_step
     kv_paging: bool = False
     # prompts in chunks beside the decodes (Sarathi-Serve), or whole in prefill-only
     # iterations that pause the decodes (vLLM v0's default scheduler): planner.sim.instances
@@ -119,12 +119,18 @@ class InstanceProfile:
         return np.asarray(ms / 1000.0, dtype=float)
 
     def decode_s(self, batch: npt.ArrayLike, mean_context: npt.ArrayLike) -> Array:
-        """Seconds of a decode iteration of ``batch`` requests at ``mean_context`` tokens."""
-        base = np.interp(np.asarray(batch, float), self.decode_batch, self.decode_ms)
+        """Seconds of a decode iteration of ``batch`` requests at ``mean_context`` tokens:
+        :meth:`decode_base_ms` × the context factor / 1000 (the compiled reference loop,
+        :mod:`planner.sim.instance_step`, computes the same product)."""
         factor = np.interp(
             np.asarray(mean_context, float), self.context_tokens, self.context_factor
         )
-        return np.asarray(base * factor / 1000.0, dtype=float)
+        return np.asarray(self.decode_base_ms(batch) * factor / 1000.0, dtype=float)
+
+    def decode_base_ms(self, batch: npt.ArrayLike) -> Array:
+        """Milliseconds of a decode iteration of ``batch`` requests at a 512-token context."""
+        base = np.interp(np.asarray(batch, float), self.decode_batch, self.decode_ms)
+        return np.asarray(base, dtype=float)
 
     @property
     def prefill_tokens_per_s(self) -> float:

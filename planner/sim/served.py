@@ -36,7 +36,8 @@ class Requests:
 @dataclass(frozen=True)
 class Served:
     """Per request (trace order): the instance (``REJECT`` if turned away), the time of its
-    first and last token (inf if never); and the number of vectorised steps taken."""
+    first and last token (inf if never); and the iterations or runs of identical iterations
+    simulated, over all instances."""
 
     instance: IntArray
     arrival_s: Array

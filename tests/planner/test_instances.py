@@ -10,6 +10,7 @@ import pytest
 from planner.config import load_config
 from planner.config.throughput import batch_curve, read_profile
 from planner.sim.instances import Requests, simulate_instances
+from planner.sim.iteration_tables import timing
 from planner.sim.profile import InstanceProfile, instance_profile, profiles_for_config
 from planner.sim.routing import REJECT, Arrivals, PoolView
 
@@ -283,3 +284,19 @@ def test_the_pool_view_shows_no_output_still_to_come() -> None:
     held = [float(v.kv_used[0]) for v in seen[0] if 0.3 <= v.time_s < until]
     assert len(held) >= 2 and held[-1] > held[0]
     assert max(held) < (prompt + short.output).sum()
+
+
+def test_the_loop_charges_the_profiles_own_iteration_times() -> None:
+    """The compiled loop reads tables made by the profile's own methods: prefill seconds at
+    every token count an iteration can carry, decode ms at every batch size. A whole-prefill
+    profile's budget is its context window (2**30 tokens here): its table stops at a full
+    batch of the longest request instead."""
+    prof = toy(max_batch=4)
+    m = timing(prof, longest=300)
+    tokens = np.arange(prof.token_budget + 1, dtype=float)
+    assert np.array_equal(m.prefill_s, prof.prefill_s(tokens))
+    assert np.array_equal(m.decode_ms, prof.decode_base_ms(np.arange(5.0)))
+    assert prof.decode_s(2, 700.0) == pytest.approx(m.decode_ms[2] / 1000.0)
+    whole = timing(prof.whole_prefill(), longest=300)
+    assert prof.whole_prefill().token_budget == 1 << 30
+    assert len(whole.prefill_s) == 4 * 301 + 1

@@ -1,4 +1,4 @@
-"""vLLM's paged KV cache in the iteration-level reference (planner.sim.paged), by hand."""
+"""vLLM's paged KV cache in the iteration-level reference (planner.sim.instance_step), by hand."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from planner.sim.fairness import Fcfs, Gateway
 from planner.sim.instances import Requests, simulate_instances
 from tests.planner.test_instances import toy
 
@@ -63,3 +64,20 @@ def test_paged_cache_under_pressure_serves_everything_once() -> None:
     assert (s.output == req.output).all()
     reserve = simulate_instances(req, replace(prof, kv_paging=False), 2)
     assert not np.array_equal(s.finish_s, reserve.finish_s)  # the cache did bind
+
+
+def test_preemption_from_an_empty_queue_keeps_the_requests_routed_after_it() -> None:
+    """A gateway releases requests as they arrive (0.01-s epochs), so the queue empties while
+    requests run. A (100 + 100 tokens), B (100 + 100) and C (1 + 1) are admitted by 0.202,
+    C ending at once; A and B decode 14 20-ms iterations until the 230-token cache holds 229
+    (0.482): B, admitted last, is preempted with 15 tokens made, into the empty queue. D (1 +
+    1) arrives at 0.6 and queues behind it (it used to be linked behind C, which had ended,
+    and was never served). A ends at 1.322; B (a 115-token prompt now) and D prefill
+    together, 116 ms: D's only token at 1.438, then B's last 84 tokens at 10 ms → 2.278."""
+    req = Requests(
+        np.array([0.0, 0.001, 0.002, 0.6]), np.array([100, 100, 1, 1]), np.array([100, 100, 1, 1])
+    )
+    prof = replace(toy(max_batch=3, kv_tokens=230.0), kv_paging=True)
+    s = simulate_instances(req, prof, 1, Gateway(Fcfs(), depth=4, epoch_s=0.01))
+    assert s.first_token_s == pytest.approx([0.1, 0.202, 0.202, 1.438])
+    assert s.finish_s == pytest.approx([1.322, 2.278, 0.202, 1.438])

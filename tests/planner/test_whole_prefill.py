@@ -38,6 +38,17 @@ def test_whole_prompts_share_an_iteration_up_to_the_budget() -> None:
     assert s.finish_s == pytest.approx([0.26, 0.26, 0.26])
 
 
+def test_a_prompt_longer_than_the_budget_prefills_whole() -> None:
+    """Budget 150, A's prompt 200: the first prompt of a whole-prefill iteration is always
+    admitted, so A prefills alone, 0→0.2; B (40) next, 0.2→0.24 (A paused), B's only token;
+    then A's last token, 10 ms → 0.25."""
+    prof = replace(toy(max_batch=3), chunked_prefill=False, token_budget=150)
+    req = Requests(np.zeros(2), np.array([200, 40]), np.array([2, 1]))
+    s = simulate_instances(req, prof, 1)
+    assert s.first_token_s == pytest.approx([0.2, 0.24])
+    assert s.finish_s == pytest.approx([0.25, 0.24])
+
+
 def test_paged_cache_with_whole_prefill_serves_everything_once() -> None:
     """Paged KV under pressure with whole prefill: preemptions and recomputes, and every
     request still ends once after its first token; the schedule differs from chunked."""
