@@ -59,8 +59,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class PoolState(NamedTuple):
     """The pool's state. Per request [N]: sizes (a preempted request's prompt grows by what
-    it had generated: the paged cache, module docstring), KV reservation,
-    FIFO links, first and last token. Per instance [n]: queue head and tail, clock, running
+    it had generated: the paged cache, module docstring), KV reservation, FIFO links, first
+    and last token. Per instance [n]: queue head and tail, clock, running
     and decoding counts, the decoders' Σ context, the prefill under way (slot, prompt tokens
     left), KV held, queue length and prompt tokens queued. Per slot [n, max_batch]: request,
     output tokens left (``IDLE`` while empty or prefilling), KV held and admission stamp
@@ -97,7 +97,8 @@ class PoolState(NamedTuple):
 class Timing(NamedTuple):
     """One instance's iteration times and limits, as the loop reads them."""
 
-    prefill_s: Array  # [token_budget + 1] seconds of a forward pass over T tokens
+    prefill_s: Array  # [T + 1] seconds of a forward pass over 0..T tokens (T: the most an
+    # iteration of this replay can carry, planner.sim.iteration_tables.timing)
     decode_ms: Array  # [max_batch + 1] decode iteration ms at batch b (512-token context)
     context_tokens: Array  # knots of the context factor
     context_factor: Array
