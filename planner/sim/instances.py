@@ -83,7 +83,7 @@ class _Pool:
             arrival=req.arrival_s.astype(float),
             prompt=req.prompt.astype(np.int64),
             output=req.output.astype(np.int64),
-            need=(req.prompt + req.output).astype(float),
+            need=need.astype(float),
             nxt=np.full(N, -1, np.int64),
             first=np.full(N, np.inf),
             finish=np.full(N, np.inf),
