@@ -147,6 +147,15 @@ def _fits(s: PoolState, m: Timing, i: int, r: int) -> bool:
 
 
 @inlined
+def _hold(s: PoolState, m: Timing, i: int, c: int, r: int) -> None:
+    """Request ``r`` admitted to slot ``c`` of instance ``i`` takes its KV."""
+    if m.paged:
+        paged_hold(s, i, c, r)
+    else:
+        s.kv[i] += s.need[r]
+
+
+@inlined
 def _release(s: PoolState, m: Timing, i: int, c: int, r: int) -> None:
     """Request ``r`` leaving slot ``c`` of instance ``i`` frees its KV."""
     if m.paged:
@@ -182,10 +191,7 @@ def schedule(
         room -= take
         s.slot[i, free] = h
         s.nrun[i] += 1
-        if m.paged:
-            paged_hold(s, i, free, h)
-        else:
-            s.kv[i] += s.need[h]
+        _hold(s, m, i, free, h)
         s.head[i] = s.nxt[h]
         s.queued[i] -= 1
         s.queued_prompt[i] -= s.prompt[h]
@@ -376,7 +382,7 @@ def evict(s: PoolState, i: int, c: int) -> None:
     s.slot[i, c] = -1
     s.left[i, c] = IDLE
     s.nrun[i] -= 1
-    if s.head[i] < 0:  # an empty queue: it is its tail too (the old tail may have ended)
+    if s.head[i] < 0:  # an empty queue: it is its tail too (the old tail is not queued)
         s.tail[i] = r
     s.nxt[r] = s.head[i]
     s.head[i] = r

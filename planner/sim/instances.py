@@ -76,7 +76,8 @@ class _Pool:
         N, B = len(req.arrival_s), prof.max_batch
         self.req, self.prof, self.n = req, prof, n
         need = req.prompt + req.output
-        admissible = need[need <= min(prof.kv_tokens, prof.max_context)]  # as receive
+        self.limit = min(prof.kv_tokens, prof.max_context)  # the most tokens it may admit
+        admissible = need[need <= self.limit]
         longest = int(admissible.max()) if len(admissible) else 0
         self.timing: Timing = timing(prof, longest)
         self.state = PoolState(
@@ -166,7 +167,7 @@ class _Pool:
             self.req.tier[idx], self.req.tenant[idx],
         )  # fmt: skip
         dest = np.asarray(router.route(a, self.view(t)), dtype=np.int64)
-        ok = (dest >= 0) & (s.need[idx] <= min(self.prof.kv_tokens, self.prof.max_context))
+        ok = (dest >= 0) & (s.need[idx] <= self.limit)
         deferred: IntArray = idx[dest == DEFER]
         if len(deferred) or late:
             # a request released late starts no earlier than its release (idle clocks catch up)
