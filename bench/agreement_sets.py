@@ -100,7 +100,7 @@ def signed(rows: list[dict[str, object]]) -> list[dict[str, object]]:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Every chosen set's traces through the agreement; the summaries (module docstring)."""
-    chosen = [s.strip() for s in args.sets.split(",")]
+    chosen = list(dict.fromkeys(s.strip() for s in args.sets.split(",")))  # in order, once
     unknown = sorted(set(chosen) - set(SETS))
     if unknown:
         raise SystemExit(f"--sets: unknown set(s) {unknown}; choose from {sorted(SETS)}")
