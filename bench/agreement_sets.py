@@ -17,8 +17,11 @@ then per tier and utilisation over all the traces chosen, the mean signed error 
 reference, points): a bias shared by the traces shows there, where the absolute errors mix
 it with each trace's own. ``--json`` adds every row.
 
+Each share is rounded to 4 decimals first (as bench/simulate.py prints it); a row exactly
+1 point off counts as within.
+
     flock /tmp/sageserve-heavy.lock .venv/bin/python bench/agreement_sets.py [--json]
-        [--sets test,calibration,training]
+        [--sets test,calibration,training] [--instances 24] [--hours 4] [--scale 0.02]
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from planner.config import load_config
 from planner.sim.latency import tier_targets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulate import ROOT, agreement
+from simulate import agreement, pool_arguments
 
 # (day, seed, start hour) of each set's traces
 SETS: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -57,26 +60,29 @@ SETS: dict[str, tuple[tuple[int, int, int], ...]] = {
     ),
 }
 COLUMNS = ("fluid_sla", "minute_sla")
-# the last tier (NIW) has no latency target: not an agreement row (as bench/simulate.py)
-NIW = tier_targets(load_config())[-1].tier
+WITHIN = 1.0 + 1e-9  # points: a row exactly 1 point off (after rounding) is within
 
 
-def trace_rows(args: argparse.Namespace, day: int, seed: int, hour: int) -> list[dict[str, object]]:
-    """One trace's interactive agreement rows (bench/simulate.py's), each with its trace."""
+def trace_rows(
+    args: argparse.Namespace, day: int, seed: int, hour: int, niw: str
+) -> list[dict[str, object]]:
+    """One trace's interactive agreement rows (bench/simulate.py's; ``niw``, the tier without
+    a latency target, left out), each with its trace."""
     one = argparse.Namespace(**vars(args), day=day, seed=seed, start_hour=hour, curves="stored")
     name = f"d{day}s{seed}h{hour}"
     rows = agreement(one)["agreement"]
-    return [{"trace": name, **r} for r in rows if r["tier"] != NIW]  # type: ignore[attr-defined]
+    return [{"trace": name, **r} for r in rows if r["tier"] != niw]  # type: ignore[attr-defined]
 
 
 def errors(rows: list[dict[str, object]]) -> dict[str, object]:
-    """Each model's rows within 1 point, mean and largest absolute error (points)."""
+    """Each model's rows within 1 point, mean and largest absolute error (points), over
+    ``rows`` (at least one)."""
     out: dict[str, object] = {"rows": len(rows)}
     ref = np.array([r["reference_sla"] for r in rows], float)
     for column in COLUMNS:
         err = 100.0 * np.abs(np.array([r[column] for r in rows], float) - ref)
         prefix = column.removesuffix("_sla")
-        out[f"{prefix}_within_1_point"] = int((err <= 1.0).sum())
+        out[f"{prefix}_within_1_point"] = int((err <= WITHIN).sum())
         out[f"{prefix}_mean_abs_error_points"] = round(float(err.mean()), 2)
         out[f"{prefix}_max_abs_error_points"] = round(float(err.max()), 2)
     return out
@@ -100,17 +106,20 @@ def signed(rows: list[dict[str, object]]) -> list[dict[str, object]]:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Every chosen set's traces through the agreement; the summaries (module docstring)."""
-    chosen = list(dict.fromkeys(s.strip() for s in args.sets.split(",")))  # in order, once
+    chosen = list(dict.fromkeys(s.strip() for s in args.sets.split(",") if s.strip()))
     unknown = sorted(set(chosen) - set(SETS))
     if unknown:
         raise SystemExit(f"--sets: unknown set(s) {unknown}; choose from {sorted(SETS)}")
+    if not chosen:
+        raise SystemExit(f"--sets: name at least one set of {sorted(SETS)}")
+    niw = tier_targets(load_config())[-1].tier  # as bench/simulate.py
     by_set: dict[str, list[dict[str, object]]] = {}
     with progress_bar() as bar:
         task = bar.add_task("agreement: traces", total=sum(len(SETS[s]) for s in chosen))
         for s in chosen:
             by_set[s] = []
             for day, seed, hour in SETS[s]:
-                by_set[s] += trace_rows(args, day, seed, hour)
+                by_set[s] += trace_rows(args, day, seed, hour, niw)
                 bar.advance(task)
     every = [r for rows in by_set.values() for r in rows]
     return {
@@ -141,10 +150,7 @@ def print_tables(out: dict[str, object]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
-    parser.add_argument("--instances", type=int, default=24)
-    parser.add_argument("--hours", type=float, default=4.0)
-    parser.add_argument("--scale", type=float, default=0.02)
+    pool_arguments(parser)
     parser.add_argument("--sets", default="test,calibration,training")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

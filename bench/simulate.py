@@ -294,12 +294,17 @@ def agreement_errors(rows: list[AgreementRow], niw: str) -> dict[str, object]:
     }
 
 
-def trace_arguments(parser: argparse.ArgumentParser) -> None:
-    """The agreement trace's options (:func:`agreement_trace`) and the pool's size."""
+def pool_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the data is, the pool's size and every agreement trace's span and scale."""
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--instances", type=int, default=24)
     parser.add_argument("--hours", type=float, default=4.0)
     parser.add_argument("--scale", type=float, default=0.02)
+
+
+def trace_arguments(parser: argparse.ArgumentParser) -> None:
+    """The agreement trace's options (:func:`agreement_trace`) and the pool's size."""
+    pool_arguments(parser)
     parser.add_argument("--day", type=int, default=1, help="agreement trace: ServeGen day")
     parser.add_argument("--start-hour", type=int, default=10, help="agreement trace: local hour")
     parser.add_argument("--seed", type=int, default=7, help="agreement trace: synthesis seed")
