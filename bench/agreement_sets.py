@@ -39,7 +39,7 @@ from planner.config import load_config
 from planner.sim.latency import tier_targets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from simulate import agreement, pool_arguments
+from simulate import agreement, error_points, pool_arguments
 
 # (day, seed, start hour) of each set's traces
 SETS: dict[str, tuple[tuple[int, int, int], ...]] = {
@@ -60,7 +60,6 @@ SETS: dict[str, tuple[tuple[int, int, int], ...]] = {
     ),
 }
 COLUMNS = ("fluid_sla", "minute_sla")
-WITHIN = 1.0 + 1e-9  # points: a row exactly 1 point off (after rounding) is within
 
 
 def trace_rows(
@@ -78,13 +77,14 @@ def errors(rows: list[dict[str, object]]) -> dict[str, object]:
     """Each model's rows within 1 point, mean and largest absolute error (points), over
     ``rows`` (at least one)."""
     out: dict[str, object] = {"rows": len(rows)}
-    ref = np.array([r["reference_sla"] for r in rows], float)
+    reference = [float(r["reference_sla"]) for r in rows]  # type: ignore[arg-type]
     for column in COLUMNS:
-        err = 100.0 * np.abs(np.array([r[column] for r in rows], float) - ref)
+        model = [float(r[column]) for r in rows]  # type: ignore[arg-type]
         prefix = column.removesuffix("_sla")
-        out[f"{prefix}_within_1_point"] = int((err <= WITHIN).sum())
-        out[f"{prefix}_mean_abs_error_points"] = round(float(err.mean()), 2)
-        out[f"{prefix}_max_abs_error_points"] = round(float(err.max()), 2)
+        within, mean, worst = error_points(model, reference)
+        out[f"{prefix}_within_1_point"] = within
+        out[f"{prefix}_mean_abs_error_points"] = mean
+        out[f"{prefix}_max_abs_error_points"] = worst
     return out
 
 

@@ -266,6 +266,20 @@ def agreement(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+WITHIN_POINTS = 1.0 + 1e-9  # a row exactly 1 point off (after any rounding) is within
+
+
+def error_points(model: list[float], reference: list[float]) -> tuple[int, float, float]:
+    """``model``'s rows within 1 point of ``reference`` (shares), and its mean and largest
+    absolute error in points (at least one row)."""
+    err = 100.0 * np.abs(np.asarray(model, float) - np.asarray(reference, float))
+    return (
+        int((err <= WITHIN_POINTS).sum()),
+        round(float(err.mean()), 2),
+        round(float(err.max()), 2),
+    )
+
+
 def agreement_errors(rows: list[AgreementRow], niw: str) -> dict[str, object]:
     """Over the interactive rows (every tier but ``niw``): each fluid's (request-level,
     per-minute model, curves) largest and mean absolute error against the reference in points
@@ -273,10 +287,12 @@ def agreement_errors(rows: list[AgreementRow], niw: str) -> dict[str, object]:
     interactive = [r for r in rows if r.tier != niw]
     out: dict[str, object] = {}
     for prefix, column in (("", "fluid_sla"), ("minute_", "minute_sla"), ("curve_", "curve_sla")):
-        err = [abs(getattr(r, column) - r.reference_sla) for r in interactive]
-        out[f"{prefix}max_abs_error_points"] = round(100 * max(err), 2)
-        out[f"{prefix}mean_abs_error_points"] = round(100 * float(np.mean(err)), 2)
-        out[f"{prefix}rows_within_1_point"] = sum(e <= 0.01 for e in err)
+        within, mean, worst = error_points(
+            [getattr(r, column) for r in interactive], [r.reference_sla for r in interactive]
+        )
+        out[f"{prefix}max_abs_error_points"] = worst
+        out[f"{prefix}mean_abs_error_points"] = mean
+        out[f"{prefix}rows_within_1_point"] = within
     return {
         **out,
         "interactive_rows": len(interactive),
